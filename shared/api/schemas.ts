@@ -1,0 +1,72 @@
+import { z } from "zod";
+import {
+  checkpointEveryDefault,
+  checkpointEveryMax,
+  checkpointEveryMin,
+  clientCharsMax,
+  logPageMax,
+  replicasDefault,
+  replicasMax,
+} from "../limits.js";
+import { machineNames } from "../machines/index.js";
+import type { GroupConfig, MachineName } from "../protocol/types.js";
+
+export const groupNamePattern = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export const createGroupBody = z
+  .object({
+    machine: z.enum(machineNames as [MachineName, ...MachineName[]]),
+    replicas: z.number().int().min(1).max(replicasMax).default(replicasDefault),
+    locations: z.array(z.string().min(1).max(64).nullable()).max(replicasMax).optional(),
+    outputs: z.enum(["first", "majority"]).default("first"),
+    checkpointEvery: z.number().int().min(checkpointEveryMin).max(checkpointEveryMax).default(checkpointEveryDefault),
+  })
+  .strict()
+  .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {
+    message: "must name one location per replica",
+    path: ["locations"],
+  });
+
+export function groupConfigFrom(group: string, body: z.infer<typeof createGroupBody>): GroupConfig {
+  return {
+    group,
+    machine: body.machine,
+    replicas: body.replicas,
+    locations: body.locations ?? Array.from({ length: body.replicas }, () => null),
+    outputs: body.outputs,
+    checkpointEvery: body.checkpointEvery,
+  };
+}
+
+export const commandBody = z
+  .object({
+    client: z.string().min(1).max(clientCharsMax),
+    request: z.number().int().min(1).refine(Number.isSafeInteger, "must be a safe integer"),
+    command: z.unknown(),
+  })
+  .strict();
+
+export const queryBody = z
+  .object({
+    query: z.unknown(),
+    consistency: z.enum(["linearizable", "sequential", "stale"]).default("linearizable"),
+    bookmark: z.string().max(64).optional(),
+  })
+  .strict();
+
+export const logParams = z.object({
+  from: z.coerce.number().int().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(logPageMax).optional(),
+});
+
+export const auditsParams = z.object({
+  limit: z.coerce.number().int().min(1).max(100).optional(),
+});
+
+/** "field: problem" for the first issue, so a 400 names what is wrong. */
+export function describeZodError(err: z.ZodError, root: string): string {
+  const issue = err.issues[0];
+  if (!issue) return `${root}: invalid`;
+  const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
+  return `${path}: ${issue.message}`;
+}

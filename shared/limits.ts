@@ -1,0 +1,62 @@
+// Every limit of the system, in one place. Units last in every name.
+
+/** Largest request body the router accepts (API.md: 256 KiB). */
+export const bodyBytesMax = 256 * 1024;
+/** Largest serialized value a kv command may carry (API.md: 64 KiB). */
+export const valueBytesMax = 64 * 1024;
+/** kv keys are 1..512 UTF-8 bytes (API.md). */
+export const keyBytesMax = 512;
+/** Client ids are 1..128 characters (API.md). */
+export const clientCharsMax = 128;
+/** Bank account names. */
+export const accountCharsMax = 128;
+/** Replicas per group (API.md: 1..7). */
+export const replicasMax = 7;
+export const replicasDefault = 3;
+export const checkpointEveryDefault = 100;
+export const checkpointEveryMin = 1;
+export const checkpointEveryMax = 1_000_000;
+
+/** Entries one append message carries; a replica catching up gets several messages. */
+export const appendEntriesMax = 256;
+/** Submits queued at the sequencer before it answers 503 unavailable (nothing is ordered then). */
+export const pendingSubmitsMax = 10_000;
+/** How long a submit waits for its outcome before answering 504 timeout (outcome unknown). */
+export const commandTimeoutMs = 10_000;
+/** How long one append RPC to a replica may take before it counts as a missed contact. */
+export const replicaRpcTimeoutMs = 3_000;
+/** Retry pause after a failed append, doubled per consecutive miss, capped. */
+export const replicaRetryBaseMs = 50;
+export const replicaRetryMaxMs = 2_000;
+/** Consecutive missed contacts before a replica is `suspect`, then `down`. */
+export const suspectAfterMisses = 1;
+export const downAfterMisses = 3;
+/** A replica this many entries behind the sequencer's log is `lagging`. */
+export const laggingEntriesMin = 1_000;
+
+/** A `sequential` or `linearizable` read waits this long for the replica to catch up, then 504. */
+export const readWaitMs = 2_000;
+/** Reads waiting at one replica before it refuses more (503). */
+export const readWaitersMax = 1_000;
+/** kv list query page size. */
+export const listLimitDefault = 100;
+export const listLimitMax = 1_000;
+/** Log route page size. */
+export const logPageDefault = 100;
+export const logPageMax = 1_000;
+
+/** Requests remembered per client in the replicated session table (exactly-once window). */
+export const sessionRequestsMax = 1_024;
+/** Checkpoints each replica keeps. */
+export const checkpointsKeptMax = 64;
+/** Audit reports each group keeps. */
+export const auditHistoryMax = 100;
+export const auditsPageDefault = 20;
+/** How long an audit waits for one replica's answer before calling it unreachable. */
+export const auditRpcTimeoutMs = 5_000;
+/** Groups the cron audits concurrently. */
+export const auditConcurrencyMax = 8;
+/** Rows a scrub reads per SQL page while it recomputes a digest. */
+export const scrubPageRows = 1_000;
+/** How long the router caches a group's routing info (replica ids, machine) per isolate. */
+export const routeCacheMs = 2_000;

@@ -1,0 +1,60 @@
+import { z } from "zod";
+import { accountCharsMax } from "../limits.js";
+import type { MachineState, StateMachine } from "./types.js";
+
+const account = z.string().min(1).max(accountCharsMax);
+const amount = z.number().int().refine(Number.isSafeInteger, { message: "must be a safe integer" });
+
+const bankCommand = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("open"), account, balance: amount.refine((n) => n >= 0, "must be >= 0") }).strict(),
+  z
+    .object({ op: z.literal("transfer"), from: account, to: account, amount: amount.refine((n) => n > 0, "must be > 0") })
+    .strict(),
+]);
+export type BankCommand = z.infer<typeof bankCommand>;
+
+const bankQuery = z.discriminatedUnion("op", [z.object({ op: z.literal("balances") }).strict()]);
+export type BankQuery = z.infer<typeof bankQuery>;
+
+const scanPageRows = 1_000;
+
+export const bank: StateMachine<BankCommand, BankQuery> = {
+  name: "bank",
+  commandSchema: bankCommand,
+  querySchema: bankQuery,
+
+  apply(state: MachineState, c: BankCommand): unknown {
+    if (c.op === "open") {
+      if (state.get<number>(c.account) !== null) return { ok: false };
+      state.put(c.account, c.balance);
+      return { ok: true };
+    }
+    const from = state.get<number>(c.from);
+    const to = state.get<number>(c.to);
+    if (from === null || to === null) return { ok: false, reason: "unknown_account" };
+    if (from < c.amount) return { ok: false, reason: "insufficient" };
+    if (c.from === c.to) return { ok: true };
+    // A credit that would leave the safe-integer range is refused like an overdraft would be:
+    // the total stays conserved and exact.
+    if (!Number.isSafeInteger(to + c.amount)) return { ok: false, reason: "insufficient" };
+    state.put(c.from, from - c.amount);
+    state.put(c.to, to + c.amount);
+    return { ok: true };
+  },
+
+  query(state: MachineState): unknown {
+    const accounts: Record<string, number> = {};
+    let total = 0n;
+    let after: string | null = null;
+    for (;;) {
+      const rows: [string, number][] = state.scan<number>("", after, scanPageRows);
+      for (const [name, balance] of rows) {
+        accounts[name] = balance;
+        total += BigInt(balance);
+      }
+      if (rows.length < scanPageRows) break;
+      after = rows[rows.length - 1]![0];
+    }
+    return { accounts, total: Number(total) };
+  },
+};

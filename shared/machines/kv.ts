@@ -1,0 +1,93 @@
+import { z } from "zod";
+import { keyBytesMax, listLimitDefault, listLimitMax, valueBytesMax } from "../limits.js";
+import { utf8Length } from "../protocol/hash.js";
+import type { MachineState, StateMachine } from "./types.js";
+
+const key = z
+  .string()
+  .min(1)
+  .refine((k) => utf8Length(k) <= keyBytesMax, { message: `must be at most ${keyBytesMax} bytes` });
+
+/** Any JSON value; size is checked separately so it can answer 413 rather than 400. */
+const value = z.json();
+
+const kvCommand = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("put"), key, value }).strict(),
+  z.object({ op: z.literal("get"), key }).strict(),
+  z.object({ op: z.literal("delete"), key }).strict(),
+  z.object({ op: z.literal("cas"), key, expected: value.nullable(), value }).strict(),
+  z.object({ op: z.literal("incr"), key, by: z.number().int().refine(Number.isSafeInteger) }).strict(),
+]);
+export type KvCommand = z.infer<typeof kvCommand>;
+
+const kvQuery = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("get"), key }).strict(),
+  z
+    .object({
+      op: z.literal("list"),
+      prefix: z.string().optional(),
+      after: z.string().optional(),
+      limit: z.number().int().min(1).max(listLimitMax).optional(),
+    })
+    .strict(),
+]);
+export type KvQuery = z.infer<typeof kvQuery>;
+
+/** The values a command carries, so the router can answer 413 for one that is too large. */
+export function kvValueSizesBytes(command: KvCommand): number[] {
+  if (command.op === "put") return [utf8Length(JSON.stringify(command.value))];
+  if (command.op === "cas")
+    return [utf8Length(JSON.stringify(command.value)), utf8Length(JSON.stringify(command.expected))];
+  return [];
+}
+export { valueBytesMax };
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export const kv: StateMachine<KvCommand, KvQuery> = {
+  name: "kv",
+  commandSchema: kvCommand,
+  querySchema: kvQuery,
+
+  apply(state: MachineState, c: KvCommand): unknown {
+    switch (c.op) {
+      case "put": {
+        const previous = state.get<unknown>(c.key);
+        state.put(c.key, c.value);
+        return { previous };
+      }
+      case "get":
+        return { value: state.get<unknown>(c.key) };
+      case "delete":
+        return { deleted: state.delete(c.key) };
+      case "cas": {
+        const current = state.get<unknown>(c.key);
+        if (!sameJson(current, c.expected)) return { ok: false, value: current };
+        state.put(c.key, c.value);
+        return { ok: true, value: c.value };
+      }
+      case "incr": {
+        const current = state.get<unknown>(c.key) ?? 0;
+        if (typeof current !== "number" || !Number.isSafeInteger(current)) return { error: "not_integer" };
+        const next = current + c.by;
+        if (!Number.isSafeInteger(next)) return { error: "overflow" };
+        state.put(c.key, next);
+        return { value: next };
+      }
+    }
+  },
+
+  query(state: MachineState, q: KvQuery): unknown {
+    if (q.op === "get") return { value: state.get<unknown>(q.key) };
+    const limit = q.limit ?? listLimitDefault;
+    const prefix = q.prefix ?? "";
+    const after = q.after !== undefined && q.after >= prefix ? q.after : null;
+    const rows = state.scan<unknown>(prefix, after, limit + 1);
+    const items = rows.slice(0, limit);
+    const result: { items: [string, unknown][]; next?: string } = { items };
+    if (rows.length > limit) result.next = items[items.length - 1]![0];
+    return result;
+  },
+};

@@ -1,0 +1,144 @@
+// In-memory implementations of the storage interfaces: for unit tests and the simulator.
+// Transactions keep an undo journal so a failed step leaves nothing behind, as SQLite would.
+import type { RowStore } from "../machines/types.js";
+import { compareCodePoints } from "./hash.js";
+import type { ReplicaMeta, ReplicaStorage } from "./replica.js";
+import type { RequestRecord, SequencerMeta, SequencerStorage } from "./sequencer.js";
+import type { Checkpoint, Entry } from "./types.js";
+
+export class MemoryRowStore implements RowStore {
+  private readonly map = new Map<string, string>();
+  private sorted: string[] | null = [];
+  journal: Map<string, string | null> | null = null;
+
+  get size(): number {
+    return this.map.size;
+  }
+  get(key: string): string | null {
+    return this.map.get(key) ?? null;
+  }
+  private touch(key: string): void {
+    if (this.journal && !this.journal.has(key)) this.journal.set(key, this.get(key));
+  }
+  put(key: string, value: string): void {
+    this.touch(key);
+    if (!this.map.has(key)) this.sorted = null;
+    this.map.set(key, value);
+  }
+  delete(key: string): void {
+    this.touch(key);
+    if (this.map.delete(key)) this.sorted = null;
+  }
+  scan(prefix: string, after: string | null, limit: number): [string, string][] {
+    if (this.sorted === null) this.sorted = [...this.map.keys()].sort(compareCodePoints);
+    const start = after !== null && compareCodePoints(after, prefix) >= 0 ? after : prefix;
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const c = compareCodePoints(this.sorted[mid]!, start);
+      if (c < 0 || (c === 0 && start === after)) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: [string, string][] = [];
+    for (let i = lo; i < this.sorted.length && out.length < limit; i++) {
+      const k = this.sorted[i]!;
+      if (!k.startsWith(prefix)) break;
+      out.push([k, this.map.get(k)!]);
+    }
+    return out;
+  }
+  rollback(): void {
+    for (const [k, v] of this.journal ?? []) {
+      if (v === null) this.map.delete(k);
+      else this.map.set(k, v);
+    }
+    this.sorted = null;
+  }
+}
+
+export class MemoryReplicaStorage implements ReplicaStorage {
+  readonly rows = new MemoryRowStore();
+  log = new Map<number, Entry>();
+  meta: ReplicaMeta | null = null;
+  cps: Checkpoint[] = [];
+
+  transaction<T>(fn: () => T): T {
+    const log = new Map(this.log);
+    const meta = this.meta;
+    const cps = [...this.cps];
+    this.rows.journal = new Map();
+    try {
+      return fn();
+    } catch (err) {
+      this.rows.rollback();
+      this.log = log;
+      this.meta = meta;
+      this.cps = cps;
+      throw err;
+    } finally {
+      this.rows.journal = null;
+    }
+  }
+  appendEntries(entries: Entry[]): void {
+    for (const e of entries) this.log.set(e.seq, e);
+  }
+  truncateFrom(seq: number): void {
+    for (const s of [...this.log.keys()]) if (s >= seq) this.log.delete(s);
+  }
+  entryHash(seq: number): string | null {
+    return this.log.get(seq)?.hash ?? null;
+  }
+  readEntries(fromSeq: number, toSeq: number): Entry[] {
+    const out: Entry[] = [];
+    for (let s = fromSeq; s <= toSeq; s++) {
+      const e = this.log.get(s);
+      if (e) out.push(e);
+    }
+    return out;
+  }
+  saveMeta(meta: ReplicaMeta): void {
+    this.meta = { ...meta };
+  }
+  addCheckpoint(cp: Checkpoint, keepMax: number): void {
+    this.cps.push(cp);
+    if (this.cps.length > keepMax) this.cps.splice(0, this.cps.length - keepMax);
+  }
+  checkpoints(): Checkpoint[] {
+    return [...this.cps];
+  }
+}
+
+export class MemorySequencerStorage implements SequencerStorage {
+  log: Entry[] = [];
+  requests = new Map<string, RequestRecord>();
+  meta: SequencerMeta | null = null;
+
+  transaction<T>(fn: () => T): T {
+    const logLength = this.log.length;
+    const requests = new Map(this.requests);
+    try {
+      return fn();
+    } catch (err) {
+      this.log.length = logLength;
+      this.requests = requests;
+      throw err;
+    }
+  }
+  appendEntries(entries: Entry[], records: RequestRecord[]): void {
+    this.log.push(...entries);
+    for (const r of records) this.requests.set(`${r.request}:${r.client}`, r);
+  }
+  readEntries(fromSeq: number, toSeq: number): Entry[] {
+    return this.log.slice(Math.max(0, fromSeq - 1), Math.max(0, toSeq));
+  }
+  lastEntry(): Entry | null {
+    return this.log[this.log.length - 1] ?? null;
+  }
+  findRequest(client: string, request: number): RequestRecord | null {
+    return this.requests.get(`${request}:${client}`) ?? null;
+  }
+  saveMeta(meta: SequencerMeta): void {
+    this.meta = structuredClone(meta);
+  }
+}

@@ -1,0 +1,421 @@
+import {
+  appendEntriesMax,
+  downAfterMisses,
+  laggingEntriesMin,
+  pendingSubmitsMax,
+  suspectAfterMisses,
+} from "../limits.js";
+import { assert } from "./assert.js";
+import { canonicalJson, zeroHash } from "./hash.js";
+import { commandHash, entryHash } from "./entry.js";
+import type {
+  AppendRequest,
+  AppendResponse,
+  AppliedOutput,
+  Entry,
+  GroupConfig,
+  ReplicaStatus,
+  ReplicaStatusName,
+} from "./types.js";
+import { majority, replicaIds } from "./types.js";
+
+export interface SequencerMeta {
+  config: GroupConfig;
+  epoch: number;
+  commitSeq: number;
+  quarantined: string[];
+}
+
+export interface RequestRecord {
+  client: string;
+  request: number;
+  seq: number;
+  commandHash: string;
+}
+
+/** The sequencer's persistent state behind a narrow synchronous interface (SQLite or memory). */
+export interface SequencerStorage {
+  transaction<T>(fn: () => T): T;
+  appendEntries(entries: Entry[], requests: RequestRecord[]): void;
+  readEntries(fromSeq: number, toSeq: number): Entry[];
+  lastEntry(): Entry | null;
+  findRequest(client: string, request: number): RequestRecord | null;
+  saveMeta(meta: SequencerMeta): void;
+}
+
+export interface SubmitRequest {
+  client: string;
+  request: number;
+  command: unknown;
+}
+
+export type SubmitDecision =
+  | { kind: "queued"; commandHash: string }
+  | { kind: "existing"; seq: number | null; committed: boolean }
+  | { kind: "conflict"; seq: number | null }
+  | { kind: "unavailable"; reason: string };
+
+export interface Decision {
+  seq: number;
+  /** null when the replicas' outputs disagree and no majority agrees (outputs: "majority"). */
+  outcome: AppliedOutput | null;
+}
+
+export interface StepResult {
+  commitAdvanced: boolean;
+  decided: Decision[];
+  /** Replicas found to disagree with the majority (output voting or a diverged log). */
+  diverged: string[];
+  needsInit: boolean;
+  fenced: boolean;
+}
+
+interface Progress {
+  id: string;
+  location: string | null;
+  /** Next seq to send; everything below is believed to be on the replica. */
+  nextSeq: number;
+  /** Highest seq known to match the sequencer's log on that replica. */
+  matchSeq: number;
+  /** The commitSeq the replica last acknowledged hearing. */
+  heardCommitSeq: number;
+  inflightToSeq: number | null;
+  inflightCommitSeq: number;
+  lastSeq: number;
+  appliedSeq: number;
+  digest: string;
+  lastContactMs: number | null;
+  misses: number;
+  quarantined: boolean;
+}
+
+interface Pending extends SubmitRequest {
+  commandHash: string;
+}
+
+interface Votes {
+  decided: boolean;
+  byReplica: Map<string, AppliedOutput>;
+}
+
+/** Most recent entries kept in memory so appends to n replicas do not each read storage. */
+const tailEntriesMax = 4 * appendEntriesMax;
+/** Undecided or partly voted seqs tracked at once; older ones are dropped (their waiters time out). */
+const votesMax = 4 * pendingSubmitsMax;
+
+/**
+ * The sequencer's side of the protocol as a synchronous state machine: it orders submits into
+ * entries, says what to send to each replica, and folds their answers into commitSeq and
+ * decided outputs. It does no I/O of its own and reads no clock (time is passed in).
+ */
+export class SequencerCore {
+  private meta: SequencerMeta;
+  private lastSeq: number;
+  private lastHash: string;
+  private readonly progress = new Map<string, Progress>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly votes = new Map<number, Votes>();
+  private tail: Entry[] = [];
+  fenced = false;
+
+  constructor(
+    private readonly storage: SequencerStorage,
+    meta: SequencerMeta,
+  ) {
+    this.meta = structuredClone(meta);
+    const last = storage.lastEntry();
+    this.lastSeq = last?.seq ?? 0;
+    this.lastHash = last?.hash ?? zeroHash;
+    assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
+    const ids = replicaIds(meta.config.replicas);
+    ids.forEach((id, i) => {
+      this.progress.set(id, {
+        id,
+        location: meta.config.locations[i] ?? null,
+        nextSeq: this.lastSeq + 1,
+        matchSeq: 0,
+        heardCommitSeq: 0,
+        inflightToSeq: null,
+        inflightCommitSeq: 0,
+        lastSeq: 0,
+        appliedSeq: 0,
+        digest: zeroHash,
+        lastContactMs: null,
+        misses: 0,
+        quarantined: meta.quarantined.includes(id),
+      });
+    });
+  }
+
+  get config(): GroupConfig {
+    return this.meta.config;
+  }
+  get commitSeq(): number {
+    return this.meta.commitSeq;
+  }
+  get epoch(): number {
+    return this.meta.epoch;
+  }
+  get lastLogSeq(): number {
+    return this.lastSeq;
+  }
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+  replicaIds(): string[] {
+    return [...this.progress.keys()];
+  }
+
+  private voters(): Progress[] {
+    return [...this.progress.values()].filter((p) => !p.quarantined);
+  }
+
+  private quorum(): number {
+    return majority(this.progress.size);
+  }
+
+  /** Exactly-once at the door: a known (client, request) is never ordered again. */
+  submit(req: SubmitRequest): SubmitDecision {
+    const hash = commandHash(req.command);
+    const key = pendingKey(req.client, req.request);
+    const queued = this.pending.get(key);
+    if (queued) {
+      return queued.commandHash === hash ? { kind: "existing", seq: null, committed: false } : { kind: "conflict", seq: null };
+    }
+    const known = this.storage.findRequest(req.client, req.request);
+    if (known) {
+      if (known.commandHash !== hash) return { kind: "conflict", seq: known.seq };
+      return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq };
+    }
+    if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
+    if (this.pending.size >= pendingSubmitsMax) return { kind: "unavailable", reason: "sequencer queue is full" };
+    const reachable = this.voters().filter((p) => p.misses < downAfterMisses).length;
+    if (reachable < this.quorum()) {
+      return { kind: "unavailable", reason: `only ${reachable} voting replicas reachable, ${this.quorum()} needed` };
+    }
+    this.pending.set(key, { ...req, commandHash: hash });
+    return { kind: "queued", commandHash: hash };
+  }
+
+  /** Orders everything queued since the last flush into entries and persists them (one transaction). */
+  flush(timestamp: string): Entry[] {
+    if (this.pending.size === 0) return [];
+    const entries: Entry[] = [];
+    const records: RequestRecord[] = [];
+    let prev = this.lastHash;
+    let seq = this.lastSeq;
+    for (const p of this.pending.values()) {
+      seq++;
+      const body = { seq, epoch: this.meta.epoch, kind: "command" as const, client: p.client, request: p.request, command: p.command, timestamp };
+      const e: Entry = { ...body, hash: entryHash(prev, body) };
+      prev = e.hash;
+      entries.push(e);
+      records.push({ client: p.client, request: p.request, seq, commandHash: p.commandHash });
+    }
+    this.storage.transaction(() => this.storage.appendEntries(entries, records));
+    this.pending.clear();
+    this.lastSeq = seq;
+    this.lastHash = prev;
+    this.tail.push(...entries);
+    if (this.tail.length > tailEntriesMax) this.tail = this.tail.slice(this.tail.length - tailEntriesMax);
+    for (const e of entries) this.votes.set(e.seq, { decided: false, byReplica: new Map() });
+    this.trimVotes();
+    return entries;
+  }
+
+  private trimVotes(): void {
+    if (this.votes.size <= votesMax) return;
+    for (const seq of this.votes.keys()) {
+      this.votes.delete(seq);
+      if (this.votes.size <= votesMax) break;
+    }
+  }
+
+  readEntries(fromSeq: number, toSeq: number): Entry[] {
+    const tailFirst = this.tail[0]?.seq ?? Infinity;
+    if (fromSeq >= tailFirst) return this.tail.slice(fromSeq - tailFirst, toSeq - tailFirst + 1);
+    return this.storage.readEntries(fromSeq, toSeq);
+  }
+
+  private hashAt(seq: number): string {
+    if (seq === 0) return zeroHash;
+    if (seq === this.lastSeq) return this.lastHash;
+    const [e] = this.readEntries(seq, seq);
+    assert(e !== undefined, `entry ${seq} missing from the sequencer's log`);
+    return e.hash;
+  }
+
+  /** The next message for one replica, or null if it has nothing to learn (or one is in flight). */
+  nextAppend(id: string): AppendRequest | null {
+    const p = this.progress.get(id);
+    assert(p, `unknown replica ${id}`);
+    if (p.inflightToSeq !== null || this.fenced) return null;
+    const hasEntries = p.nextSeq <= this.lastSeq;
+    if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
+    const toSeq = Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1);
+    const entries = hasEntries ? this.readEntries(p.nextSeq, toSeq) : [];
+    const prevSeq = p.nextSeq - 1;
+    p.inflightToSeq = prevSeq + entries.length;
+    p.inflightCommitSeq = this.meta.commitSeq;
+    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq: this.meta.commitSeq };
+  }
+
+  onAppendFailure(id: string): void {
+    const p = this.progress.get(id);
+    assert(p, `unknown replica ${id}`);
+    p.inflightToSeq = null;
+    p.misses++;
+  }
+
+  onAppendResponse(id: string, resp: AppendResponse, nowMs: number): StepResult {
+    const p = this.progress.get(id);
+    assert(p, `unknown replica ${id}`);
+    const sentTo = p.inflightToSeq;
+    p.inflightToSeq = null;
+    const result: StepResult = { commitAdvanced: false, decided: [], diverged: [], needsInit: false, fenced: false };
+    if (!resp.ok && resp.reason === "not_initialized") {
+      result.needsInit = true;
+      return result;
+    }
+    p.misses = 0;
+    p.lastContactMs = nowMs;
+    p.lastSeq = resp.lastSeq;
+    p.appliedSeq = resp.appliedSeq;
+    p.digest = resp.digest;
+    if (!resp.ok) {
+      if (resp.reason === "stale_epoch") {
+        this.fenced = true;
+        result.fenced = true;
+      } else if (resp.reason === "gap") {
+        p.nextSeq = Math.min(resp.lastSeq, this.lastSeq) + 1;
+      } else if (sentTo !== null && p.nextSeq - 1 <= resp.appliedSeq) {
+        // Its log differs below what it has applied: it executed a different history.
+        result.diverged.push(id);
+      } else {
+        p.nextSeq = resp.appliedSeq + 1;
+      }
+      return result;
+    }
+    assert(sentTo !== null, `append response from ${id} with nothing in flight`);
+    p.matchSeq = Math.max(p.matchSeq, sentTo);
+    p.nextSeq = p.matchSeq + 1;
+    p.heardCommitSeq = Math.max(p.heardCommitSeq, p.inflightCommitSeq);
+    result.commitAdvanced = this.advanceCommit();
+    if (!p.quarantined) this.collectOutputs(p, resp.outputs, result);
+    return result;
+  }
+
+  private advanceCommit(): boolean {
+    const need = this.quorum();
+    const matched = this.voters()
+      .map((v) => v.matchSeq)
+      .sort((a, b) => b - a);
+    if (matched.length < need) return false;
+    const candidate = matched[need - 1]!;
+    if (candidate <= this.meta.commitSeq) return false;
+    this.meta.commitSeq = candidate;
+    this.storage.saveMeta(this.meta);
+    return true;
+  }
+
+  private collectOutputs(p: Progress, outputs: AppliedOutput[], result: StepResult): void {
+    for (const out of outputs) {
+      const v = this.votes.get(out.seq);
+      if (!v) continue;
+      v.byReplica.set(p.id, out);
+      this.decide(out.seq, v, result);
+    }
+  }
+
+  private decide(seq: number, v: Votes, result: StepResult): void {
+    const voters = this.voters();
+    if (this.meta.config.outputs === "first") {
+      if (!v.decided) result.decided.push({ seq, outcome: v.byReplica.values().next().value! });
+      this.votes.delete(seq);
+      return;
+    }
+    const tally = new Map<string, { outcome: AppliedOutput; ids: string[] }>();
+    for (const [id, out] of v.byReplica) {
+      const key = canonicalJson([out.status, out.originalSeq, out.output]);
+      const t = tally.get(key) ?? { outcome: out, ids: [] };
+      t.ids.push(id);
+      tally.set(key, t);
+    }
+    const need = this.quorum();
+    const winner = [...tally.values()].find((t) => t.ids.length >= need);
+    const everyoneVoted = voters.every((x) => v.byReplica.has(x.id));
+    if (winner) {
+      if (!v.decided) result.decided.push({ seq, outcome: winner.outcome });
+      v.decided = true;
+      for (const [id] of v.byReplica) if (!winner.ids.includes(id) && !result.diverged.includes(id)) result.diverged.push(id);
+    } else if (everyoneVoted && !v.decided) {
+      result.decided.push({ seq, outcome: null });
+      v.decided = true;
+    }
+    if (everyoneVoted) this.votes.delete(seq);
+  }
+
+  /** Quarantine: the replica keeps receiving the log but serves no reads and has no vote. */
+  setQuarantined(id: string, quarantined: boolean): boolean {
+    const p = this.progress.get(id);
+    assert(p, `unknown replica ${id}`);
+    if (p.quarantined === quarantined) return false;
+    p.quarantined = quarantined;
+    this.meta.quarantined = [...this.progress.values()].filter((x) => x.quarantined).map((x) => x.id);
+    this.storage.saveMeta(this.meta);
+    return true;
+  }
+
+  /** A contact outside the append path (audit, read): updates failure detection. */
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
+    const p = this.progress.get(id);
+    if (!p) return;
+    if (!ok) {
+      p.misses++;
+      return;
+    }
+    p.misses = 0;
+    p.lastContactMs = nowMs;
+    if (position) {
+      p.lastSeq = Math.max(p.lastSeq, position.lastSeq);
+      p.appliedSeq = Math.max(p.appliedSeq, position.appliedSeq);
+      p.digest = position.digest;
+    }
+  }
+
+  backoffMisses(id: string): number {
+    return this.progress.get(id)?.misses ?? 0;
+  }
+
+  statusOf(p: Progress): ReplicaStatusName {
+    if (p.quarantined) return "quarantined";
+    if (p.misses >= downAfterMisses) return "down";
+    if (p.misses >= suspectAfterMisses) return "suspect";
+    if (p.lastContactMs !== null && this.lastSeq - p.lastSeq >= laggingEntriesMin) return "lagging";
+    return "healthy";
+  }
+
+  replicaStatuses(): ReplicaStatus[] {
+    return [...this.progress.values()].map((p) => ({
+      id: p.id,
+      location: p.location,
+      status: this.statusOf(p),
+      lastSeq: p.lastSeq,
+      appliedSeq: p.appliedSeq,
+      digest: p.digest,
+      lastContact: p.lastContactMs === null ? null : new Date(p.lastContactMs).toISOString(),
+    }));
+  }
+
+  /** Replicas to try for a read, best first: voting, reachable, most applied. */
+  readCandidates(): string[] {
+    return [...this.progress.values()]
+      .filter((p) => !p.quarantined)
+      .sort((a, b) => a.misses - b.misses || b.appliedSeq - a.appliedSeq)
+      .map((p) => p.id);
+  }
+}
+
+export function pendingKey(client: string, request: number): string {
+  return `${request}:${client}`;
+}

@@ -1,0 +1,153 @@
+import { sessionRequestsMax } from "../limits.js";
+import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
+import { assert } from "./assert.js";
+import { commandHash } from "./entry.js";
+import { bytesToHex, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
+import type { AppliedOutput, Entry } from "./types.js";
+
+// The replicated state is one ordered table of rows. Key spaces:
+//   m/<key>                         the state machine's own rows
+//   s/<len>:<client>/<request:16>   the session table: one executed request and its output
+//   c/<len>:<client>                per-client session bookkeeping {count, floor}
+// Every row counts in the digest, so two replicas agree on sessions as well as on machine state.
+const machinePrefix = "m/";
+
+/**
+ * The digest is the XOR of sha256(key NUL value) over every row. XOR lets one write update it in
+ * O(1) (remove the old row's hash, add the new one) and is independent of write order, so it
+ * names the state itself, and a scrub can recompute it from the rows alone.
+ */
+export function rowHash(key: string, value: string): Uint8Array {
+  return sha256Bytes(key + "\u0000" + value);
+}
+
+export class DigestedState {
+  private readonly digestBytes: Uint8Array;
+
+  constructor(
+    readonly rows: RowStore,
+    digest: string = zeroHash,
+  ) {
+    this.digestBytes = hexToBytes(digest);
+  }
+
+  get digest(): string {
+    return bytesToHex(this.digestBytes);
+  }
+
+  getRaw(key: string): string | null {
+    return this.rows.get(key);
+  }
+
+  putRaw(key: string, value: string): void {
+    const old = this.rows.get(key);
+    if (old === value) return;
+    if (old !== null) xorInto(this.digestBytes, rowHash(key, old));
+    xorInto(this.digestBytes, rowHash(key, value));
+    this.rows.put(key, value);
+  }
+
+  deleteRaw(key: string): boolean {
+    const old = this.rows.get(key);
+    if (old === null) return false;
+    xorInto(this.digestBytes, rowHash(key, old));
+    this.rows.delete(key);
+    return true;
+  }
+
+  /** The machine's view: its own key space, JSON values. */
+  machineView(): MachineState {
+    return {
+      get: <T>(key: string) => {
+        const raw = this.getRaw(machinePrefix + key);
+        return raw === null ? null : (JSON.parse(raw) as T);
+      },
+      put: (key, value) => this.putRaw(machinePrefix + key, JSON.stringify(value)),
+      delete: (key) => this.deleteRaw(machinePrefix + key),
+      scan: <T>(prefix: string, after: string | null, limit: number) =>
+        this.rows
+          .scan(machinePrefix + prefix, after === null ? null : machinePrefix + after, limit)
+          .map(([k, v]) => [k.slice(machinePrefix.length), JSON.parse(v) as T] as [string, T]),
+    };
+  }
+}
+
+/** Recomputes the digest from the rows alone (the scrub), in pages. */
+export function recomputeDigest(rows: RowStore, pageRows: number): { digest: string; rows: number } {
+  const acc = new Uint8Array(32);
+  let after: string | null = null;
+  let count = 0;
+  for (;;) {
+    const page = rows.scan("", after, pageRows);
+    for (const [k, v] of page) xorInto(acc, rowHash(k, v));
+    count += page.length;
+    if (page.length < pageRows) break;
+    after = page[page.length - 1]![0];
+  }
+  return { digest: bytesToHex(acc), rows: count };
+}
+
+function clientTag(client: string): string {
+  // Length-prefixed so that no client's prefix is another client's prefix.
+  return `${client.length}:${client}`;
+}
+
+export function sessionKey(client: string, request: number): string {
+  return `s/${clientTag(client)}/${String(request).padStart(16, "0")}`;
+}
+
+interface ClientBook {
+  count: number;
+  /** Highest request id evicted from the session table; lower or equal ids are expired. */
+  floor: number;
+}
+
+/** A session row: [seq, commandHash, output]. */
+type SessionRow = [number, string, unknown];
+
+/**
+ * Applies one committed entry: the exactly-once check against the replicated session table, then
+ * the machine. Deterministic: a function of the state and the entry only.
+ */
+export function applyEntry(state: DigestedState, machine: StateMachine, entry: Entry): AppliedOutput {
+  if (entry.kind !== "command") return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output: null };
+  assert(entry.client !== null && entry.request !== null, `command entry ${entry.seq} without client/request`);
+  const hash = commandHash(entry.command);
+  const key = sessionKey(entry.client, entry.request);
+  const existing = state.getRaw(key);
+  if (existing !== null) {
+    const [seq, h, output] = JSON.parse(existing) as SessionRow;
+    if (h !== hash) return { seq: entry.seq, status: "conflict", originalSeq: seq, output: null };
+    return { seq: entry.seq, status: "duplicate", originalSeq: seq, output };
+  }
+  const bookKey = `c/${clientTag(entry.client)}`;
+  const bookRaw = state.getRaw(bookKey);
+  const book: ClientBook = bookRaw === null ? { count: 0, floor: 0 } : JSON.parse(bookRaw);
+  if (entry.request <= book.floor) return { seq: entry.seq, status: "expired", originalSeq: entry.seq, output: null };
+
+  const output = machine.apply(state.machineView(), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
+  state.putRaw(key, JSON.stringify([entry.seq, hash, output] satisfies SessionRow));
+  book.count++;
+  if (book.count > sessionRequestsMax) {
+    // Evict the client's lowest request id; it and everything below it are expired from now on.
+    const [oldestKey] = state.rows.scan(`s/${clientTag(entry.client)}/`, null, 1)[0]!;
+    const evicted = Number(oldestKey.slice(oldestKey.lastIndexOf("/") + 1));
+    state.deleteRaw(oldestKey);
+    book.count--;
+    book.floor = Math.max(book.floor, evicted);
+  }
+  state.putRaw(bookKey, JSON.stringify(book));
+  return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output };
+}
+
+/** The stored outcome of (client, request), if the session table still has it. */
+export function lookupSession(
+  state: DigestedState,
+  client: string,
+  request: number,
+): { seq: number; commandHash: string; output: unknown } | null {
+  const raw = state.getRaw(sessionKey(client, request));
+  if (raw === null) return null;
+  const [seq, h, output] = JSON.parse(raw) as SessionRow;
+  return { seq, commandHash: h, output };
+}

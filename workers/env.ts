@@ -1,0 +1,50 @@
+import type { RegistryObject } from "./registry.js";
+import type { ReplicaObject } from "./replica.js";
+import type { SequencerObject } from "./sequencer.js";
+
+export interface Env {
+  SEQUENCER: DurableObjectNamespace<SequencerObject>;
+  REPLICA: DurableObjectNamespace<ReplicaObject>;
+  REGISTRY: DurableObjectNamespace<RegistryObject>;
+  ADMIN_TOKEN?: string;
+  CLIENT_TOKENS?: string;
+  /** Per-token request rate (token bucket, per isolate). */
+  RATE_LIMIT_PER_SEC?: string;
+  RATE_LIMIT_BURST?: string;
+}
+
+export function replicaStub(env: Env, group: string, id: string, location?: string | null) {
+  const ns = env.REPLICA;
+  const doId = ns.idFromName(`${group}/${id}`);
+  return location ? ns.get(doId, { locationHint: location as DurableObjectLocationHint }) : ns.get(doId);
+}
+
+export function sequencerStub(env: Env, group: string) {
+  return env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
+}
+
+export function registryStub(env: Env) {
+  return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+}
+
+/** Rejects with an Error after ms, so a stuck RPC becomes a missed contact instead of a hang. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Typed view of an RPC result. workers-types maps RPC return types through Rpc.Serializable,
+ * which turns union members holding `unknown` (machine outputs are arbitrary JSON) into never;
+ * the values are plain structured-cloneable data, so the declared type is the real one.
+ */
+export function rpc<T>(call: unknown): Promise<T> {
+  return call as Promise<T>;
+}

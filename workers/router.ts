@@ -1,0 +1,267 @@
+import { Hono, type Context } from "hono";
+import type { z } from "zod";
+import { ApiError } from "../shared/api/errors.js";
+import type { CommandResult, QueryResult } from "../shared/api/results.js";
+import {
+  auditsParams,
+  commandBody,
+  createGroupBody,
+  describeZodError,
+  groupConfigFrom,
+  groupNamePattern,
+  logParams,
+  queryBody,
+} from "../shared/api/schemas.js";
+import { auditsPageDefault, bodyBytesMax, logPageDefault, readWaitMs, routeCacheMs, valueBytesMax } from "../shared/limits.js";
+import { kvValueSizesBytes, type KvCommand } from "../shared/machines/kv.js";
+import { machineFor } from "../shared/machines/index.js";
+import { decodeBookmark, encodeBookmark } from "../shared/protocol/bookmark.js";
+import { RateLimiter, scopeOf, tokensFrom, type Scope } from "./auth.js";
+import { type Env, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
+import type { ReadAnswer } from "./replica.js";
+import type { RouteInfo, SubmitAnswer } from "./sequencer.js";
+
+type App = { Bindings: Env; Variables: { scope: Scope; requestId: string } };
+
+export const app = new Hono<App>();
+
+let limiter: RateLimiter | null = null;
+function rateLimiter(env: Env): RateLimiter {
+  limiter ??= new RateLimiter(Number(env.RATE_LIMIT_PER_SEC ?? 1000), Number(env.RATE_LIMIT_BURST ?? 2000));
+  return limiter;
+}
+
+// ---- errors: one handler maps every failure to the API.md shape ---------------------------
+
+function errorResponse(c: Context<App>, err: ApiError) {
+  if (err.retryAfterSec !== undefined) c.header("Retry-After", String(err.retryAfterSec));
+  return c.json({ error: { code: err.code, message: err.message } }, err.status as 400);
+}
+
+app.onError((err, c) => {
+  if (err instanceof ApiError) return errorResponse(c, err);
+  const requestId = c.get("requestId") ?? crypto.randomUUID();
+  console.error(`internal error ${requestId}:`, err);
+  return c.json({ error: { code: "internal", message: `internal error; request id ${requestId}`, requestId } }, 500);
+});
+
+app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`)));
+
+app.use("*", async (c, next) => {
+  c.set("requestId", crypto.randomUUID());
+  await next();
+});
+
+// ---- auth ----------------------------------------------------------------------------------
+
+app.get("/healthz", (c) => c.json({ ok: true }));
+
+app.use("/v1/*", async (c, next) => {
+  const tokens = tokensFrom(c.env);
+  if (tokens.admin === null && tokens.clients.length === 0) {
+    throw new ApiError("not_configured", "no ADMIN_TOKEN or CLIENT_TOKENS configured; the API is closed", 60);
+  }
+  const header = c.req.header("authorization") ?? "";
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) throw new ApiError("unauthorized", "missing Authorization: Bearer <token>");
+  const scope = scopeOf(tokens, m[1]!);
+  if (!scope) throw new ApiError("unauthorized", "unknown token");
+  const wait = rateLimiter(c.env).take(m[1]!, Date.now());
+  if (wait > 0) throw new ApiError("rate_limited", "request rate limit for this token exceeded", wait);
+  c.set("scope", scope);
+  await next();
+});
+
+function requireAdmin(c: Context<App>): void {
+  if (c.get("scope") !== "admin") throw new ApiError("forbidden", "this route needs the admin token");
+}
+
+// ---- input ---------------------------------------------------------------------------------
+
+function groupParam(c: Context<App>): string {
+  const group = c.req.param("group") ?? "";
+  if (!groupNamePattern.test(group)) throw new ApiError("bad_request", "group: must match ^[a-z0-9][a-z0-9-]{0,62}$");
+  return group;
+}
+
+async function jsonBody(c: Context<App>): Promise<unknown> {
+  const declared = Number(c.req.header("content-length") ?? "0");
+  if (declared > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
+  const buf = await c.req.arrayBuffer();
+  if (buf.byteLength > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
+  if (buf.byteLength === 0) throw new ApiError("bad_request", "body: a JSON body is required");
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
+  } catch {
+    throw new ApiError("bad_request", "body: malformed JSON");
+  }
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ApiError("bad_request", describeZodError(r.error, field));
+  return r.data;
+}
+
+// ---- routing info (per-isolate cache: replica ids and machine change only with the group) --
+
+const routeCache = new Map<string, { info: RouteInfo; atMs: number }>();
+
+async function routeInfo(env: Env, group: string, fresh = false): Promise<RouteInfo> {
+  const cached = routeCache.get(group);
+  if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return cached.info;
+  const info = await sequencerStub(env, group).routeInfo();
+  if (!info) {
+    routeCache.delete(group);
+    throw new ApiError("not_found", `group ${group} does not exist`);
+  }
+  routeCache.set(group, { info, atMs: Date.now() });
+  return info;
+}
+
+// ---- groups --------------------------------------------------------------------------------
+
+app.put("/v1/groups/:group", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const config = groupConfigFrom(group, parse(createGroupBody, await jsonBody(c), "body"));
+  const registered = await registryStub(c.env).create(config);
+  if (registered === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
+  const r = await sequencerStub(c.env, group).init(config);
+  if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
+  routeCache.delete(group);
+  return c.json(r.status, registered === "created" ? 201 : 200);
+});
+
+app.get("/v1/groups", async (c) => {
+  requireAdmin(c);
+  return c.json({ groups: await registryStub(c.env).list() });
+});
+
+app.get("/v1/groups/:group", async (c) => {
+  const group = groupParam(c);
+  const status = await sequencerStub(c.env, group).status();
+  if (!status) throw new ApiError("not_found", `group ${group} does not exist`);
+  return c.json(status);
+});
+
+app.delete("/v1/groups/:group", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const registry = registryStub(c.env);
+  const config = await registry.get(group);
+  const seq = sequencerStub(c.env, group);
+  const existed = await seq.destroy(config?.replicas ?? 0);
+  // The sequencer may have lost its config in an earlier, interrupted delete: use the registry's.
+  if (!existed && config) await seq.destroyReplicas(group, config.replicas);
+  const registered = await registry.remove(group);
+  routeCache.delete(group);
+  if (!existed && !registered) throw new ApiError("not_found", `group ${group} does not exist`);
+  return c.body(null, 204);
+});
+
+// ---- commands ------------------------------------------------------------------------------
+
+app.post("/v1/groups/:group/commands", async (c) => {
+  const group = groupParam(c);
+  const body = parse(commandBody, await jsonBody(c), "body");
+  const info = await routeInfo(c.env, group);
+  const command = parse(machineFor(info.machine).commandSchema, body.command, "command");
+  if (info.machine === "kv" && kvValueSizesBytes(command as KvCommand).some((n) => n > valueBytesMax)) {
+    throw new ApiError("too_large", `command.value: larger than ${valueBytesMax} bytes serialized`);
+  }
+  const a: SubmitAnswer = await rpc<SubmitAnswer>(sequencerStub(c.env, group).submit(body.client, body.request, command));
+  switch (a.kind) {
+    case "ok":
+      return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
+    case "not_found":
+      routeCache.delete(group);
+      throw new ApiError("not_found", `group ${group} does not exist`);
+    case "conflict":
+      throw new ApiError("conflict", a.message);
+    case "unavailable":
+      throw new ApiError("unavailable", a.message, 1);
+    case "timeout":
+      throw new ApiError("timeout", a.message);
+    case "no_majority":
+      throw new Error(`group ${group}: ${a.message}`);
+  }
+});
+
+// ---- queries -------------------------------------------------------------------------------
+
+function readResult(c: Context<App>, group: string, a: ReadAnswer) {
+  switch (a.kind) {
+    case "ok":
+      return c.json({ result: a.result, seq: a.seq, replica: a.replica } satisfies QueryResult);
+    case "timeout":
+      throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq})`);
+    case "not_found":
+      routeCache.delete(group);
+      throw new ApiError("not_found", `group ${group} does not exist`);
+    case "quarantined":
+    case "busy":
+      throw new ApiError("unavailable", "no replica can serve this read now", 1);
+  }
+}
+
+/** Replicas in the order to try them: a random start spreads reads over the group. */
+function readOrder(info: RouteInfo): RouteInfo["replicas"] {
+  const start = Math.floor(Math.random() * info.replicas.length);
+  return [...info.replicas.slice(start), ...info.replicas.slice(0, start)];
+}
+
+app.post("/v1/groups/:group/query", async (c) => {
+  const group = groupParam(c);
+  const body = parse(queryBody, await jsonBody(c), "body");
+  const bookmark = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
+  if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
+  const info = await routeInfo(c.env, group);
+  const query = parse(machineFor(info.machine).querySchema, body.query, "query");
+  if (body.consistency === "linearizable") {
+    return readResult(c, group, await rpc<ReadAnswer>(sequencerStub(c.env, group).query(query)));
+  }
+  const minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
+  const waitMs = body.consistency === "sequential" ? readWaitMs : 0;
+  let last: ReadAnswer = { kind: "busy", replica: "" };
+  for (const r of readOrder(info)) {
+    const a = await rpc<ReadAnswer>(replicaStub(c.env, group, r.id, r.location).query(query, minSeq, waitMs));
+    if (a.kind === "ok" || a.kind === "timeout" || a.kind === "not_found") return readResult(c, group, a);
+    last = a;
+  }
+  return readResult(c, group, last);
+});
+
+// ---- log, replicas, audits -----------------------------------------------------------------
+
+app.get("/v1/groups/:group/log", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const q = parse(logParams, c.req.query(), "query");
+  const page = await sequencerStub(c.env, group).readLog(q.from, q.limit ?? logPageDefault);
+  if (!page) throw new ApiError("not_found", `group ${group} does not exist`);
+  return c.json(page);
+});
+
+app.get("/v1/groups/:group/replicas", async (c) => {
+  const group = groupParam(c);
+  const status = await sequencerStub(c.env, group).status();
+  if (!status) throw new ApiError("not_found", `group ${group} does not exist`);
+  return c.json({ replicas: status.replicas });
+});
+
+app.post("/v1/groups/:group/audit", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const report = await sequencerStub(c.env, group).audit();
+  if (!report) throw new ApiError("not_found", `group ${group} does not exist`);
+  return c.json(report);
+});
+
+app.get("/v1/groups/:group/audits", async (c) => {
+  const group = groupParam(c);
+  const q = parse(auditsParams, c.req.query(), "query");
+  const audits = await sequencerStub(c.env, group).audits(q.limit ?? auditsPageDefault);
+  if (!audits) throw new ApiError("not_found", `group ${group} does not exist`);
+  return c.json({ audits });
+});

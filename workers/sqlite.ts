@@ -1,0 +1,229 @@
+// SQLite (ctx.storage.sql) implementations of the protocol's storage interfaces.
+import type { RowStore } from "../shared/machines/types.js";
+import type { ReplicaMeta, ReplicaStorage } from "../shared/protocol/replica.js";
+import type { RequestRecord, SequencerMeta, SequencerStorage } from "../shared/protocol/sequencer.js";
+import type { Checkpoint, Entry, EntryKind } from "../shared/protocol/types.js";
+
+type Sql = SqlStorage;
+
+export function tableExists(sql: Sql, name: string): boolean {
+  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).toArray().length > 0;
+}
+
+export function readMeta<T>(sql: Sql, key: string): T | null {
+  if (!tableExists(sql, "meta")) return null;
+  const row = sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = ?", key).toArray()[0];
+  return row ? (JSON.parse(row.v) as T) : null;
+}
+
+export function writeMeta(sql: Sql, key: string, value: unknown): void {
+  sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", key, JSON.stringify(value));
+}
+
+/** The smallest string greater than every string starting with prefix (null: no bound). */
+export function prefixUpperBound(prefix: string): string | null {
+  const cps = [...prefix].map((c) => c.codePointAt(0)!);
+  while (cps.length > 0 && cps[cps.length - 1] === 0x10ffff) cps.pop();
+  if (cps.length === 0) return null;
+  let last = cps.pop()! + 1;
+  if (last === 0xd800) last = 0xe000;
+  cps.push(last);
+  return String.fromCodePoint(...cps);
+}
+
+export class SqlRowStore implements RowStore {
+  constructor(private readonly sql: Sql) {}
+  static create(sql: Sql): void {
+    sql.exec("CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
+  }
+  get(key: string): string | null {
+    const row = this.sql.exec<{ v: string }>("SELECT v FROM state WHERE k = ?", key).toArray()[0];
+    return row ? row.v : null;
+  }
+  put(key: string, value: string): void {
+    this.sql.exec("INSERT INTO state (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", key, value);
+  }
+  delete(key: string): void {
+    this.sql.exec("DELETE FROM state WHERE k = ?", key);
+  }
+  scan(prefix: string, after: string | null, limit: number): [string, string][] {
+    const lower = after !== null && after >= prefix ? after : prefix;
+    const op = lower === after ? ">" : ">=";
+    const upper = prefixUpperBound(prefix);
+    const cursor =
+      upper === null
+        ? this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM state WHERE k ${op} ? ORDER BY k LIMIT ?`, lower, limit)
+        : this.sql.exec<{ k: string; v: string }>(
+            `SELECT k, v FROM state WHERE k ${op} ? AND k < ? ORDER BY k LIMIT ?`,
+            lower,
+            upper,
+            limit,
+          );
+    return cursor.toArray().map((r) => [r.k, r.v]);
+  }
+}
+
+interface LogRow {
+  seq: number;
+  epoch: number;
+  kind: string;
+  client: string | null;
+  request: number | null;
+  command: string;
+  ts: string;
+  hash: string;
+  [key: string]: SqlStorageValue;
+}
+
+function toEntry(r: LogRow): Entry {
+  return {
+    seq: r.seq,
+    epoch: r.epoch,
+    kind: r.kind as EntryKind,
+    client: r.client,
+    request: r.request,
+    command: JSON.parse(r.command),
+    timestamp: r.ts,
+    hash: r.hash,
+  };
+}
+
+/** The log table, the same for sequencer and replicas. */
+export class SqlLog {
+  constructor(private readonly sql: Sql) {}
+  static create(sql: Sql): void {
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, kind TEXT NOT NULL, client TEXT, request INTEGER, command TEXT NOT NULL, ts TEXT NOT NULL, hash TEXT NOT NULL)",
+    );
+  }
+  append(entries: Entry[]): void {
+    for (const e of entries) {
+      this.sql.exec(
+        "INSERT OR REPLACE INTO log (seq, epoch, kind, client, request, command, ts, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        e.seq,
+        e.epoch,
+        e.kind,
+        e.client,
+        e.request,
+        JSON.stringify(e.command),
+        e.timestamp,
+        e.hash,
+      );
+    }
+  }
+  truncateFrom(seq: number): void {
+    this.sql.exec("DELETE FROM log WHERE seq >= ?", seq);
+  }
+  hashAt(seq: number): string | null {
+    const row = this.sql.exec<{ hash: string }>("SELECT hash FROM log WHERE seq = ?", seq).toArray()[0];
+    return row ? row.hash : null;
+  }
+  read(fromSeq: number, toSeq: number): Entry[] {
+    return this.sql.exec<LogRow>("SELECT * FROM log WHERE seq >= ? AND seq <= ? ORDER BY seq", fromSeq, toSeq).toArray().map(toEntry);
+  }
+  last(): Entry | null {
+    const row = this.sql.exec<LogRow>("SELECT * FROM log ORDER BY seq DESC LIMIT 1").toArray()[0];
+    return row ? toEntry(row) : null;
+  }
+  first(): number | null {
+    const row = this.sql.exec<{ seq: number }>("SELECT seq FROM log ORDER BY seq LIMIT 1").toArray()[0];
+    return row ? row.seq : null;
+  }
+}
+
+export class SqlReplicaStorage implements ReplicaStorage {
+  readonly rows: SqlRowStore;
+  readonly log: SqlLog;
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly sql: Sql = storage.sql,
+  ) {
+    this.rows = new SqlRowStore(sql);
+    this.log = new SqlLog(sql);
+  }
+  static create(sql: Sql): void {
+    sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+    sql.exec("CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, digest TEXT NOT NULL, log_hash TEXT NOT NULL)");
+    SqlLog.create(sql);
+    SqlRowStore.create(sql);
+  }
+  transaction<T>(fn: () => T): T {
+    return this.storage.transactionSync(fn);
+  }
+  appendEntries(entries: Entry[]): void {
+    this.log.append(entries);
+  }
+  truncateFrom(seq: number): void {
+    this.log.truncateFrom(seq);
+  }
+  entryHash(seq: number): string | null {
+    return this.log.hashAt(seq);
+  }
+  readEntries(fromSeq: number, toSeq: number): Entry[] {
+    return this.log.read(fromSeq, toSeq);
+  }
+  saveMeta(meta: ReplicaMeta): void {
+    writeMeta(this.sql, "replica", meta);
+  }
+  addCheckpoint(cp: Checkpoint, keepMax: number): void {
+    this.sql.exec("INSERT OR REPLACE INTO checkpoints (seq, digest, log_hash) VALUES (?, ?, ?)", cp.seq, cp.digest, cp.logHash);
+    this.sql.exec(
+      "DELETE FROM checkpoints WHERE seq NOT IN (SELECT seq FROM checkpoints ORDER BY seq DESC LIMIT ?)",
+      keepMax,
+    );
+  }
+  checkpoints(): Checkpoint[] {
+    return this.sql
+      .exec<{ seq: number; digest: string; log_hash: string }>("SELECT seq, digest, log_hash FROM checkpoints ORDER BY seq")
+      .toArray()
+      .map((r) => ({ seq: r.seq, digest: r.digest, logHash: r.log_hash }));
+  }
+}
+
+export class SqlSequencerStorage implements SequencerStorage {
+  readonly log: SqlLog;
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly sql: Sql = storage.sql,
+  ) {
+    this.log = new SqlLog(sql);
+  }
+  static create(sql: Sql): void {
+    sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS requests (client TEXT NOT NULL, request INTEGER NOT NULL, seq INTEGER NOT NULL, command_hash TEXT NOT NULL, PRIMARY KEY (client, request)) WITHOUT ROWID",
+    );
+    sql.exec("CREATE TABLE IF NOT EXISTS audits (id INTEGER PRIMARY KEY AUTOINCREMENT, report TEXT NOT NULL)");
+    SqlLog.create(sql);
+  }
+  transaction<T>(fn: () => T): T {
+    return this.storage.transactionSync(fn);
+  }
+  appendEntries(entries: Entry[], records: RequestRecord[]): void {
+    this.log.append(entries);
+    for (const r of records) {
+      this.sql.exec(
+        "INSERT INTO requests (client, request, seq, command_hash) VALUES (?, ?, ?, ?)",
+        r.client,
+        r.request,
+        r.seq,
+        r.commandHash,
+      );
+    }
+  }
+  readEntries(fromSeq: number, toSeq: number): Entry[] {
+    return this.log.read(fromSeq, toSeq);
+  }
+  lastEntry(): Entry | null {
+    return this.log.last();
+  }
+  findRequest(client: string, request: number): RequestRecord | null {
+    const row = this.sql
+      .exec<{ seq: number; command_hash: string }>("SELECT seq, command_hash FROM requests WHERE client = ? AND request = ?", client, request)
+      .toArray()[0];
+    return row ? { client, request, seq: row.seq, commandHash: row.command_hash } : null;
+  }
+  saveMeta(meta: SequencerMeta): void {
+    writeMeta(this.sql, "sequencer", meta);
+  }
+}
