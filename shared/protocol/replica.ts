@@ -183,8 +183,20 @@ export class ReplicaCore {
     return {
       ...this.position(),
       quarantined: this.meta.quarantined,
-      checkpoints: [{ seq: 0, digest: zeroHash, logHash: zeroHash }, ...this.storage.checkpoints()],
+      // The current position counts as a checkpoint too: replicas that stand at the same seq
+      // (an idle group) are compared there, not only at the last periodic checkpoint.
+      checkpoints: dedupeBySeq([
+        { seq: 0, digest: zeroHash, logHash: zeroHash },
+        ...this.storage.checkpoints(),
+        { seq: this.meta.appliedSeq, digest: this.meta.digest, logHash: this.storage.entryHash(this.meta.appliedSeq) ?? zeroHash },
+      ]),
       scrub: { recordedDigest: this.meta.digest, actualDigest: scrubbed.digest, rows: scrubbed.rows },
     };
   }
+}
+
+function dedupeBySeq(checkpoints: Checkpoint[]): Checkpoint[] {
+  const bySeq = new Map<number, Checkpoint>();
+  for (const cp of checkpoints) bySeq.set(cp.seq, cp);
+  return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
 }

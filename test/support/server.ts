@@ -1,0 +1,57 @@
+// Starts the built worker (dist/index.js from `wrangler deploy --dry-run --outdir dist`) under
+// Miniflare directly, on a free loopback port: used by the e2e tests and the benchmark.
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface ServerOptions {
+  persistDir?: string;
+  adminToken: string;
+  clientTokens: string[];
+  port?: number;
+  rateLimitPerSec?: number;
+}
+
+export interface Server {
+  url: string;
+  mf: Miniflare;
+  close(): Promise<void>;
+}
+
+function compatibilityDate(): string {
+  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
+  const m = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml);
+  if (!m) throw new Error("wrangler.toml has no compatibility_date");
+  return m[1]!;
+}
+
+export async function startServer(opts: ServerOptions): Promise<Server> {
+  const scriptPath = join(root, "dist", "index.js");
+  const mf = new Miniflare(convertV4MiniflareOptions({
+    modules: true,
+    scriptPath,
+    compatibilityDate: compatibilityDate(),
+    compatibilityFlags: ["nodejs_compat"],
+    host: "127.0.0.1",
+    port: opts.port ?? 0,
+    cf: false,
+    bindings: {
+      ADMIN_TOKEN: opts.adminToken,
+      CLIENT_TOKENS: opts.clientTokens.join(","),
+      RATE_LIMIT_PER_SEC: String(opts.rateLimitPerSec ?? 0),
+      RATE_LIMIT_BURST: "1000",
+    },
+    durableObjects: {
+      SEQUENCER: { className: "SequencerObject", useSQLite: true },
+      REPLICA: { className: "ReplicaObject", useSQLite: true },
+      REGISTRY: { className: "RegistryObject", useSQLite: true },
+    },
+    ...(opts.persistDir ? { durableObjectsPersist: opts.persistDir } : {}),
+    unsafeTriggerHandlers: true,
+  }));
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, mf, close: () => mf.dispose() };
+}

@@ -1,0 +1,127 @@
+import { describe, expect, it } from "vitest";
+import { bank } from "../../shared/machines/bank.js";
+import { kv } from "../../shared/machines/kv.js";
+import { MemoryRowStore } from "../../shared/protocol/memory.js";
+import { DigestedState, applyEntry, recomputeDigest, sessionKey } from "../../shared/protocol/state.js";
+import { entryHash } from "../../shared/protocol/entry.js";
+import { zeroHash } from "../../shared/protocol/hash.js";
+import type { Entry } from "../../shared/protocol/types.js";
+
+function fresh() {
+  const rows = new MemoryRowStore();
+  return { rows, state: new DigestedState(rows) };
+}
+
+describe("kv machine", () => {
+  it("put, get, delete, cas and incr give the documented outputs", () => {
+    const { state } = fresh();
+    const v = state.machineView();
+    expect(kv.apply(v, { op: "put", key: "a", value: { x: 1 } }, { seq: 1, timestamp: "" })).toEqual({ previous: null });
+    expect(kv.apply(v, { op: "put", key: "a", value: 2 }, { seq: 2, timestamp: "" })).toEqual({ previous: { x: 1 } });
+    expect(kv.apply(v, { op: "get", key: "a" }, { seq: 3, timestamp: "" })).toEqual({ value: 2 });
+    expect(kv.apply(v, { op: "cas", key: "a", expected: 3, value: 4 }, { seq: 4, timestamp: "" })).toEqual({ ok: false, value: 2 });
+    expect(kv.apply(v, { op: "cas", key: "a", expected: 2, value: 4 }, { seq: 5, timestamp: "" })).toEqual({ ok: true, value: 4 });
+    expect(kv.apply(v, { op: "cas", key: "new", expected: null, value: 1 }, { seq: 6, timestamp: "" })).toEqual({ ok: true, value: 1 });
+    expect(kv.apply(v, { op: "incr", key: "a", by: 3 }, { seq: 7, timestamp: "" })).toEqual({ value: 7 });
+    expect(kv.apply(v, { op: "incr", key: "fresh", by: -2 }, { seq: 8, timestamp: "" })).toEqual({ value: -2 });
+    kv.apply(v, { op: "put", key: "s", value: "text" }, { seq: 9, timestamp: "" });
+    expect(kv.apply(v, { op: "incr", key: "s", by: 1 }, { seq: 10, timestamp: "" })).toEqual({ error: "not_integer" });
+    expect(kv.apply(v, { op: "delete", key: "a" }, { seq: 11, timestamp: "" })).toEqual({ deleted: true });
+    expect(kv.apply(v, { op: "delete", key: "a" }, { seq: 12, timestamp: "" })).toEqual({ deleted: false });
+    expect(kv.query(v, { op: "get", key: "a" })).toEqual({ value: null });
+  });
+
+  it("lists in key order with prefix, after, limit and next", () => {
+    const { state } = fresh();
+    const v = state.machineView();
+    for (const k of ["b2", "a1", "b1", "b3", "c1"]) kv.apply(v, { op: "put", key: k, value: k }, { seq: 1, timestamp: "" });
+    expect(kv.query(v, { op: "list", prefix: "b", limit: 2 })).toEqual({ items: [["b1", "b1"], ["b2", "b2"]], next: "b2" });
+    expect(kv.query(v, { op: "list", prefix: "b", after: "b2", limit: 2 })).toEqual({ items: [["b3", "b3"]] });
+    expect(kv.query(v, { op: "list" })).toEqual({ items: ["a1", "b1", "b2", "b3", "c1"].map((k) => [k, k]) });
+  });
+
+  it("validates commands and names the field", () => {
+    expect(kv.commandSchema.safeParse({ op: "put", key: "", value: 1 }).success).toBe(false);
+    expect(kv.commandSchema.safeParse({ op: "nope", key: "a" }).success).toBe(false);
+    expect(kv.commandSchema.safeParse({ op: "incr", key: "a", by: 1.5 }).success).toBe(false);
+    expect(kv.commandSchema.safeParse({ op: "put", key: "x".repeat(513), value: 1 }).success).toBe(false);
+    expect(kv.commandSchema.safeParse({ op: "put", key: "k", value: [1, { a: null }] }).success).toBe(true);
+  });
+});
+
+describe("bank machine", () => {
+  it("opens accounts, transfers, refuses overdrafts and unknown accounts, conserves the total", () => {
+    const { state } = fresh();
+    const v = state.machineView();
+    const ctx = { seq: 1, timestamp: "" };
+    expect(bank.apply(v, { op: "open", account: "a", balance: 100 }, ctx)).toEqual({ ok: true });
+    expect(bank.apply(v, { op: "open", account: "a", balance: 5 }, ctx)).toEqual({ ok: false });
+    expect(bank.apply(v, { op: "open", account: "b", balance: 0 }, ctx)).toEqual({ ok: true });
+    expect(bank.apply(v, { op: "transfer", from: "a", to: "b", amount: 30 }, ctx)).toEqual({ ok: true });
+    expect(bank.apply(v, { op: "transfer", from: "b", to: "a", amount: 31 }, ctx)).toEqual({ ok: false, reason: "insufficient" });
+    expect(bank.apply(v, { op: "transfer", from: "a", to: "zz", amount: 1 }, ctx)).toEqual({ ok: false, reason: "unknown_account" });
+    expect(bank.query(v, { op: "balances" })).toEqual({ accounts: { a: 70, b: 30 }, total: 100 });
+    expect(bank.commandSchema.safeParse({ op: "transfer", from: "a", to: "b", amount: 0 }).success).toBe(false);
+    expect(bank.commandSchema.safeParse({ op: "open", account: "a", balance: -1 }).success).toBe(false);
+  });
+});
+
+describe("digest", () => {
+  it("is maintained incrementally and equals a full recomputation, independent of write order", () => {
+    const one = fresh();
+    const two = fresh();
+    const ops: [string, unknown][] = [["a", 1], ["b", 2], ["a", 3], ["c", { d: [1] }]];
+    for (const [k, val] of ops) one.state.machineView().put(k, val);
+    one.state.machineView().delete("b");
+    for (const [k, val] of [...ops].reverse().filter(([k]) => k !== "b")) two.state.machineView().put(k, val);
+    two.state.machineView().put("a", 3);
+    expect(one.state.digest).toBe(recomputeDigest(one.rows, 2).digest);
+    expect(one.state.digest).toBe(two.state.digest);
+    one.state.machineView().put("a", 4);
+    expect(one.state.digest).not.toBe(two.state.digest);
+  });
+
+  it("starts at the zero hash and returns to it when the state is emptied", () => {
+    const { state } = fresh();
+    expect(state.digest).toBe(zeroHash);
+    state.machineView().put("x", 1);
+    state.machineView().delete("x");
+    expect(state.digest).toBe(zeroHash);
+  });
+});
+
+describe("sessions (exactly-once in the replicated state)", () => {
+  function entry(seq: number, client: string, request: number, command: unknown): Entry {
+    const body = { seq, epoch: 1, kind: "command" as const, client, request, command, timestamp: "t" };
+    return { ...body, hash: entryHash(zeroHash, body) };
+  }
+
+  it("executes a (client, request) once; a duplicate returns the original seq and output", () => {
+    const { state } = fresh();
+    const first = applyEntry(state, kv, entry(1, "c", 1, { op: "incr", key: "n", by: 1 }));
+    const again = applyEntry(state, kv, entry(2, "c", 1, { op: "incr", key: "n", by: 1 }));
+    expect(first).toEqual({ seq: 1, status: "ok", originalSeq: 1, output: { value: 1 } });
+    expect(again).toEqual({ seq: 2, status: "duplicate", originalSeq: 1, output: { value: 1 } });
+    expect(kv.query(state.machineView(), { op: "get", key: "n" })).toEqual({ value: 1 });
+    const other = applyEntry(state, kv, entry(3, "c", 1, { op: "incr", key: "n", by: 2 }));
+    expect(other.status).toBe("conflict");
+  });
+
+  it("keeps clients apart even when one client id is a prefix of another", () => {
+    expect(sessionKey("a", 1)).not.toBe(sessionKey("a/", 1));
+    const { state } = fresh();
+    applyEntry(state, kv, entry(1, "a", 1, { op: "incr", key: "n", by: 1 }));
+    expect(applyEntry(state, kv, entry(2, "a/0000000000000001", 1, { op: "incr", key: "n", by: 1 })).status).toBe("ok");
+  });
+
+  it("bounds the session table per client and expires evicted request ids", async () => {
+    const { sessionRequestsMax } = await import("../../shared/limits.js");
+    const { state, rows } = fresh();
+    for (let r = 1; r <= sessionRequestsMax + 2; r++) applyEntry(state, kv, entry(r, "c", r, { op: "get", key: "k" }));
+    const sessions = rows.scan("s/", null, 10_000).length;
+    expect(sessions).toBe(sessionRequestsMax);
+    expect(applyEntry(state, kv, entry(9999, "c", 1, { op: "get", key: "k" })).status).toBe("expired");
+    expect(applyEntry(state, kv, entry(10000, "c", 3, { op: "get", key: "k" })).status).toBe("duplicate");
+    expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
+  });
+});

@@ -1,0 +1,259 @@
+import { describe, expect, it } from "vitest";
+import { decideAudit } from "../../shared/protocol/audit.js";
+import { decodeBookmark, encodeBookmark } from "../../shared/protocol/bookmark.js";
+import { entryHash } from "../../shared/protocol/entry.js";
+import { canonicalJson, zeroHash } from "../../shared/protocol/hash.js";
+import type { AuditInfo } from "../../shared/protocol/types.js";
+import { Cluster } from "../support/cluster.js";
+
+const put = (key: string, value: unknown) => ({ op: "put", key, value });
+
+describe("write path", () => {
+  it("orders, replicates, commits on a majority and applies in order everywhere", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 5; r++) expect(c.submit("a", r, put(`k${r}`, r)).kind).toBe("queued");
+    c.settle();
+    expect(c.sequencer.commitSeq).toBe(5);
+    for (const r of c.replicas.values()) {
+      expect(r.appliedSeq).toBe(5);
+      expect(r.query({ op: "list" })).toEqual({ items: [1, 2, 3, 4, 5].map((i) => [`k${i}`, i]) });
+    }
+    const digests = new Set([...c.replicas.values()].map((r) => r.position().digest));
+    expect(digests.size).toBe(1);
+    expect(c.outcome(3)).toEqual({ seq: 3, status: "ok", originalSeq: 3, output: { previous: null } });
+    // The log is a hash chain.
+    let prev = zeroHash;
+    for (const e of c.seqStore.log) {
+      expect(e.hash).toBe(entryHash(prev, e));
+      prev = e.hash;
+    }
+  });
+
+  it("commits with one replica of three down, and not with two down", () => {
+    const c = Cluster.of("kv");
+    c.down.add("r3");
+    c.submit("a", 1, put("x", 1));
+    c.settle();
+    expect(c.sequencer.commitSeq).toBe(1);
+    expect(c.outcome(1)?.status).toBe("ok");
+    c.down.add("r2");
+    c.submit("a", 2, put("x", 2));
+    c.settle(5);
+    expect(c.sequencer.commitSeq).toBe(1);
+    expect(c.replicas.get("r1")!.appliedSeq).toBe(1);
+    // Enough missed contacts and the sequencer refuses new work before ordering it.
+    for (let i = 0; i < 5; i++) c.round();
+    expect(c.submit("a", 3, put("x", 3)).kind).toBe("unavailable");
+  });
+
+  it("catches up a replica that missed appends (a gap) from the sequencer's log", () => {
+    const c = Cluster.of("kv");
+    c.down.add("r3");
+    for (let r = 1; r <= 300; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    expect(c.replicas.get("r3")!.appliedSeq).toBe(0);
+    c.down.delete("r3");
+    c.submit("a", 301, put("last", 1));
+    c.settle();
+    const r3 = c.replicas.get("r3")!;
+    expect(r3.appliedSeq).toBe(301);
+    expect(r3.position().digest).toBe(c.replicas.get("r1")!.position().digest);
+  });
+
+  it("answers a gap message with its position and refuses a lower epoch", () => {
+    const c = Cluster.of("kv");
+    const r1 = c.replicas.get("r1")!;
+    const gap = r1.append({ epoch: 1, prevSeq: 5, prevHash: zeroHash, entries: [], commitSeq: 0 });
+    expect(gap).toMatchObject({ ok: false, reason: "gap", lastSeq: 0 });
+    r1.append({ epoch: 3, prevSeq: 0, prevHash: zeroHash, entries: [], commitSeq: 0 });
+    expect(r1.append({ epoch: 2, prevSeq: 0, prevHash: zeroHash, entries: [], commitSeq: 0 })).toMatchObject({
+      ok: false,
+      reason: "stale_epoch",
+      epoch: 3,
+    });
+  });
+
+  it("rejects an entry that does not chain to its predecessor and leaves nothing half-applied", () => {
+    const c = Cluster.of("kv");
+    const r1 = c.replicas.get("r1")!;
+    const body = { seq: 1, epoch: 1, kind: "command" as const, client: "a", request: 1, command: put("x", 1), timestamp: "t" };
+    const good = { ...body, hash: entryHash(zeroHash, body) };
+    const bad = { ...body, seq: 2, request: 2, hash: "f".repeat(64) };
+    expect(() => r1.append({ epoch: 1, prevSeq: 0, prevHash: zeroHash, entries: [good, bad], commitSeq: 2 })).toThrow(/chain/);
+    expect(r1.position()).toMatchObject({ lastSeq: 0, appliedSeq: 0, digest: zeroHash });
+    expect(c.replicaStores.get("r1")!.log.size).toBe(0);
+  });
+
+  it("applies only committed entries", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, put("x", 1));
+    c.sequencer.flush("t");
+    const msg = c.sequencer.nextAppend("r1")!;
+    expect(msg.commitSeq).toBe(0);
+    const resp = c.replicas.get("r1")!.append(msg);
+    expect(resp).toMatchObject({ ok: true, lastSeq: 1, appliedSeq: 0 });
+  });
+});
+
+describe("exactly-once", () => {
+  it("a retry of an ordered request is not ordered again; a different command is a conflict", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, { op: "incr", key: "n", by: 1 });
+    expect(c.submit("a", 1, { op: "incr", key: "n", by: 1 })).toEqual({ kind: "existing", seq: null, committed: false });
+    c.settle();
+    expect(c.submit("a", 1, { by: 1, key: "n", op: "incr" })).toEqual({ kind: "existing", seq: 1, committed: true });
+    expect(c.submit("a", 1, { op: "incr", key: "n", by: 2 })).toMatchObject({ kind: "conflict", seq: 1 });
+    expect(c.sequencer.lastLogSeq).toBe(1);
+  });
+
+  it("survives a sequencer restart: the request index is persistent", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, { op: "incr", key: "n", by: 1 });
+    c.settle();
+    c.restartSequencer();
+    expect(c.submit("a", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "existing", seq: 1 });
+  });
+
+  it("a duplicate that reaches the log anyway (lost index) executes nothing and returns the original", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, { op: "incr", key: "n", by: 1 });
+    c.settle();
+    c.seqStore.requests.clear();
+    c.restartSequencer();
+    expect(c.submit("a", 1, { op: "incr", key: "n", by: 1 }).kind).toBe("queued");
+    c.settle();
+    expect(c.outcome(2)).toEqual({ seq: 2, status: "duplicate", originalSeq: 1, output: { value: 1 } });
+    expect(c.replicas.get("r2")!.query({ op: "get", key: "n" })).toEqual({ value: 1 });
+  });
+});
+
+describe("sequencer restart", () => {
+  it("finishes replicating entries ordered before it lost its memory", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, put("x", 1));
+    c.sequencer.flush("t");
+    c.restartSequencer();
+    c.settle();
+    expect(c.sequencer.commitSeq).toBe(1);
+    for (const r of c.replicas.values()) expect(r.appliedSeq).toBe(1);
+  });
+
+  it("a replica restarted from storage keeps its position and digest", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 10; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    const before = c.replicas.get("r2")!.position();
+    c.restartReplica("r2");
+    expect(c.replicas.get("r2")!.position()).toEqual(before);
+  });
+});
+
+describe("output voting", () => {
+  it("majority mode answers with the agreed output and reports the replica that differs", () => {
+    const c = Cluster.of("kv", 3, "majority");
+    c.submit("a", 1, put("x", 1));
+    c.settle();
+    // Corrupt r3's state behind its back: its next output differs.
+    c.replicaStores.get("r3")!.rows.put("m/x", JSON.stringify(999));
+    c.submit("a", 2, { op: "get", key: "x" });
+    c.settle();
+    expect(c.outcome(2)?.output).toEqual({ value: 1 });
+    expect(c.diverged).toEqual(["r3"]);
+    expect(c.sequencer.replicaStatuses().find((r) => r.id === "r3")!.status).toBe("quarantined");
+  });
+
+  it("first mode answers from the first output", () => {
+    const c = Cluster.of("kv", 3, "first");
+    c.submit("a", 1, put("x", 1));
+    c.settle();
+    expect(c.decided.filter((d) => d.seq === 1)).toHaveLength(1);
+  });
+});
+
+describe("checkpoints and audits", () => {
+  function infoOf(c: Cluster, id: string): AuditInfo {
+    return c.replicas.get(id)!.auditInfo();
+  }
+
+  it("records checkpoints every checkpointEvery entries; an audit of equal replicas is consistent", () => {
+    const c = Cluster.of("kv", 3, "first", 4);
+    for (let r = 1; r <= 9; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    const info = infoOf(c, "r1");
+    expect(info.checkpoints.map((cp) => cp.seq)).toEqual([0, 4, 8, 9]);
+    const infos = new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const));
+    const { report, diverged } = decideAudit("g", "t", 3, infos);
+    expect(report.verdict).toBe("consistent");
+    expect(report.seq).toBe(9);
+    expect(diverged).toEqual([]);
+  });
+
+  it("the scrub flags a replica whose rows were changed behind its digest", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 4; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    c.replicaStores.get("r2")!.rows.put("m/k1", "12345");
+    const infos = new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const));
+    const { report, diverged } = decideAudit("g", "t", 3, infos);
+    expect(diverged).toEqual(["r2"]);
+    expect(report.verdict).toBe("diverged");
+    expect(report.replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
+    expect(report.replicas.filter((r) => r.verdict === "agrees").map((r) => r.id)).toEqual(["r1", "r3"]);
+  });
+
+  it("a minority digest at the compared checkpoint is diverged; unreachable and behind are reported", () => {
+    const base = (seq: number, digest: string): AuditInfo => ({
+      epoch: 1,
+      lastSeq: seq,
+      commitSeq: seq,
+      appliedSeq: seq,
+      digest,
+      quarantined: false,
+      checkpoints: [
+        { seq: 0, digest: zeroHash, logHash: zeroHash },
+        { seq, digest, logHash: "h" },
+      ],
+      scrub: { recordedDigest: digest, actualDigest: digest, rows: 1 },
+    });
+    const infos = new Map<string, AuditInfo | null>([
+      ["r1", base(8, "aa")],
+      ["r2", base(8, "aa")],
+      ["r3", base(8, "bb")],
+      ["r4", null],
+      ["r5", base(8, "aa")],
+    ]);
+    const { report, diverged } = decideAudit("g", "t", 5, infos);
+    expect(report.seq).toBe(8);
+    expect(diverged).toEqual(["r3"]);
+    expect(report.replicas.find((r) => r.id === "r4")!.verdict).toBe("unreachable");
+
+    const lagging = new Map<string, AuditInfo | null>([
+      ["r1", base(8, "aa")],
+      ["r2", base(8, "aa")],
+      ["r3", { ...base(2, "cc"), checkpoints: [{ seq: 2, digest: "cc", logHash: "h" }] }],
+    ]);
+    const r2 = decideAudit("g", "t", 3, lagging);
+    expect(r2.report.seq).toBe(8);
+    expect(r2.report.replicas.find((r) => r.id === "r3")!.verdict).toBe("behind");
+    expect(r2.report.verdict).toBe("consistent");
+
+    const tooFew = new Map<string, AuditInfo | null>([
+      ["r1", base(8, "aa")],
+      ["r2", null],
+      ["r3", null],
+    ]);
+    expect(decideAudit("g", "t", 3, tooFew).report.verdict).toBe("insufficient");
+  });
+});
+
+describe("small pieces", () => {
+  it("bookmarks round-trip and reject garbage", () => {
+    expect(decodeBookmark(encodeBookmark({ epoch: 3, seq: 123456 }))).toEqual({ epoch: 3, seq: 123456 });
+    expect(decodeBookmark("nonsense")).toBeNull();
+    expect(decodeBookmark("b1.zzzzzzzzzzzzzzz.1")).toBeNull();
+  });
+
+  it("canonical JSON ignores key order", () => {
+    expect(canonicalJson({ b: 1, a: [{ d: 1, c: 2 }] })).toBe(canonicalJson({ a: [{ c: 2, d: 1 }], b: 1 }));
+  });
+});
