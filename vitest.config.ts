@@ -22,9 +22,7 @@ export default defineConfig({
             miniflare: {
               bindings: {
                 ADMIN_TOKEN: "test-admin-token",
-                CLIENT_TOKENS: "test-client-token,test-client-token-2,rate-limited-token",
-                RATE_LIMIT_PER_SEC: "5",
-                RATE_LIMIT_BURST: "200",
+                CLIENT_TOKENS: "test-client-token,test-client-token-2",
               },
             },
           }),

@@ -25,9 +25,17 @@ type App = { Bindings: Env; Variables: { scope: Scope; requestId: string } };
 
 export const app = new Hono<App>();
 
-let limiter: RateLimiter | null = null;
+// One limiter per configuration, so a changed var (or a test's env) takes effect at once.
+const limiters = new Map<string, RateLimiter>();
 function rateLimiter(env: Env): RateLimiter {
-  limiter ??= new RateLimiter(Number(env.RATE_LIMIT_PER_SEC ?? 1000), Number(env.RATE_LIMIT_BURST ?? 2000));
+  const perSec = Number(env.RATE_LIMIT_PER_SEC ?? 1000);
+  const burst = Number(env.RATE_LIMIT_BURST ?? 2000);
+  const key = `${perSec}/${burst}`;
+  let limiter = limiters.get(key);
+  if (!limiter) {
+    limiter = new RateLimiter(perSec, burst);
+    limiters.set(key, limiter);
+  }
   return limiter;
 }
 

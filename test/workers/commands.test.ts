@@ -1,0 +1,135 @@
+import { describe, expect, it } from "vitest";
+import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+
+describe("write path", () => {
+  it("assigns gapless seqs, answers after execution with output and bookmark, and every replica applies it", async () => {
+    await createGroup("w1");
+    const outs = [];
+    for (let i = 1; i <= 5; i++) outs.push(await command("w1", { op: "incr", key: "n", by: i }));
+    expect(outs.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(outs.map((r) => r.body.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(outs.map((r) => r.body.output.value)).toEqual([1, 3, 6, 10, 15]);
+    expect(typeof outs[4]!.body.bookmark).toBe("string");
+
+    const log = await api("GET", "/v1/groups/w1/log?from=2&limit=2");
+    expect(log.body).toMatchObject({ firstSeq: 1, lastSeq: 5, commitSeq: 5 });
+    expect(log.body.entries.map((e: any) => [e.seq, e.kind, e.client, e.command.by])).toEqual([
+      [2, "command", "tester", 2],
+      [3, "command", "tester", 3],
+    ]);
+    expect(log.body.entries[0]).toHaveProperty("hash");
+    expect(log.body.entries[0]).toHaveProperty("timestamp");
+    expect(log.body.entries[0]).toHaveProperty("epoch", 1);
+
+    // Every replica converges to the same applied position and digest.
+    let replicas: any[] = [];
+    for (let i = 0; i < 50; i++) {
+      replicas = (await api("GET", "/v1/groups/w1/replicas", undefined, clientToken)).body.replicas;
+      if (replicas.every((r) => r.appliedSeq === 5)) break;
+      await query("w1", { op: "get", key: "n" }, "linearizable");
+    }
+    expect(replicas.map((r) => r.appliedSeq)).toEqual([5, 5, 5]);
+    expect(new Set(replicas.map((r) => r.digest)).size).toBe(1);
+  });
+
+  it("batches concurrent submits into few rounds and keeps every one of them", async () => {
+    await createGroup("w2");
+    const n = 60;
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => command("w2", { op: "put", key: `k${i}`, value: i }, `c${i % 7}`, 1000 + i)));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(results.map((r) => r.body.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    const list = await query("w2", { op: "list", limit: 1000 });
+    expect(list.body.result.items).toHaveLength(n);
+  });
+
+  it("bank: transfers through the log conserve the total", async () => {
+    await createGroup("bank1", { machine: "bank" });
+    expect((await command("bank1", { op: "open", account: "alice", balance: 100 })).body.output).toEqual({ ok: true });
+    expect((await command("bank1", { op: "open", account: "bob", balance: 5 })).body.output).toEqual({ ok: true });
+    expect((await command("bank1", { op: "transfer", from: "alice", to: "bob", amount: 40 })).body.output).toEqual({ ok: true });
+    expect((await command("bank1", { op: "transfer", from: "bob", to: "alice", amount: 100 })).body.output).toEqual({
+      ok: false,
+      reason: "insufficient",
+    });
+    const b = await query("bank1", { op: "balances" });
+    expect(b.body.result).toEqual({ accounts: { alice: 60, bob: 45 }, total: 105 });
+  });
+
+  it("majority outputs mode answers once a majority agrees", async () => {
+    await createGroup("maj", { machine: "kv", outputs: "majority" });
+    const r = await command("maj", { op: "put", key: "x", value: "v" });
+    expect(r.body).toMatchObject({ seq: 1, output: { previous: null } });
+    const g = await command("maj", { op: "get", key: "x" });
+    expect(g.body.output).toEqual({ value: "v" });
+  });
+});
+
+describe("exactly-once", () => {
+  it("a retry returns the original seq and output and executes nothing; another command with the pair is 409", async () => {
+    await createGroup("dedup");
+    const first = await command("dedup", { op: "incr", key: "n", by: 1 }, "alice", 7);
+    const retry = await command("dedup", { op: "incr", key: "n", by: 1 }, "alice", 7);
+    expect(retry.status).toBe(200);
+    expect(retry.body.seq).toBe(first.body.seq);
+    expect(retry.body.output).toEqual(first.body.output);
+    const conflict = await command("dedup", { op: "incr", key: "n", by: 2 }, "alice", 7);
+    expectError(conflict, 409, "conflict", /request 7/);
+    const other = await command("dedup", { op: "incr", key: "n", by: 1 }, "bob", 7);
+    expect(other.body.output).toEqual({ value: 2 });
+    const n = await query("dedup", { op: "get", key: "n" });
+    expect(n.body.result).toEqual({ value: 2 });
+    const log = await api("GET", "/v1/groups/dedup/log");
+    expect(log.body.entries).toHaveLength(2);
+  });
+
+  it("concurrent retries of the same pair are ordered once", async () => {
+    await createGroup("dedup2");
+    const rs = await Promise.all(Array.from({ length: 5 }, () => command("dedup2", { op: "incr", key: "n", by: 1 }, "c", 1)));
+    expect(new Set(rs.map((r) => r.body.seq))).toEqual(new Set([1]));
+    expect(rs.every((r) => r.body.output.value === 1)).toBe(true);
+  });
+});
+
+describe("reads", () => {
+  it("linearizable, sequential and stale reads answer with the replica and its appliedSeq", async () => {
+    await createGroup("reads");
+    const w = await command("reads", { op: "put", key: "x", value: 42 });
+    for (const consistency of ["linearizable", "sequential", "stale"]) {
+      const r = await query("reads", { op: "get", key: "x" }, consistency, consistency === "sequential" ? w.body.bookmark : undefined);
+      expect(r.status).toBe(200);
+      expect(["r1", "r2", "r3"]).toContain(r.body.replica);
+      expect(typeof r.body.seq).toBe("number");
+      if (consistency !== "stale") {
+        expect(r.body.result).toEqual({ value: 42 });
+        expect(r.body.seq).toBeGreaterThanOrEqual(w.body.seq);
+      }
+    }
+    // Default consistency is linearizable.
+    expect((await query("reads", { op: "get", key: "x" })).body.result).toEqual({ value: 42 });
+  });
+
+  it("read-your-writes: a sequential read with the latest bookmark always sees the write", async () => {
+    await createGroup("ryw");
+    for (let i = 1; i <= 10; i++) {
+      const w = await command("ryw", { op: "put", key: "x", value: i });
+      const r = await query("ryw", { op: "get", key: "x" }, "sequential", w.body.bookmark);
+      expect(r.body.result).toEqual({ value: i });
+    }
+  });
+
+  it("a sequential read for a position no replica reaches times out with 504", async () => {
+    await createGroup("future");
+    await command("future", { op: "put", key: "x", value: 1 });
+    const r = await query("future", { op: "get", key: "x" }, "sequential", "b1.1.zzz");
+    expectError(r, 504, "timeout");
+  });
+
+  it("a list query pages with next", async () => {
+    await createGroup("pages");
+    for (let i = 0; i < 5; i++) await command("pages", { op: "put", key: `p${i}`, value: i });
+    const first = await query("pages", { op: "list", prefix: "p", limit: 2 });
+    expect(first.body.result).toEqual({ items: [["p0", 0], ["p1", 1]], next: "p1" });
+    const second = await query("pages", { op: "list", prefix: "p", limit: 2, after: first.body.result.next });
+    expect(second.body.result.items.map((i: any) => i[0])).toEqual(["p2", "p3"]);
+  });
+});

@@ -1,0 +1,102 @@
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import worker from "../../workers/index.js";
+import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+
+async function direct(path: string, init: RequestInit, envOverride: Record<string, unknown>) {
+  const res = await worker.fetch(new Request(`http://smr.test${path}`, init), { ...env, ...envOverride } as any, {} as any);
+  return { status: res.status, body: (await res.json()) as any, headers: res.headers };
+}
+
+describe("authentication", () => {
+  it("GET /healthz needs no token", async () => {
+    const r = await api("GET", "/healthz", undefined, null);
+    expect(r).toMatchObject({ status: 200, body: { ok: true } });
+  });
+
+  it("no token or an unknown token is 401; a client token on an admin route is 403", async () => {
+    expectError(await api("GET", "/v1/groups", undefined, null), 401, "unauthorized");
+    expectError(await api("GET", "/v1/groups", undefined, "wrong-token"), 401, "unauthorized");
+    expectError(await api("GET", "/v1/groups", undefined, clientToken), 403, "forbidden");
+    expectError(await api("PUT", "/v1/groups/x", { machine: "kv" }, clientToken), 403, "forbidden");
+    expect((await api("GET", "/v1/groups", undefined, "test-client-token-2")).status).toBe(403);
+  });
+
+  it("fails closed with 503 not_configured when no tokens are configured", async () => {
+    const r = await direct("/v1/groups", { headers: { authorization: "Bearer anything" } }, { ADMIN_TOKEN: undefined, CLIENT_TOKENS: "" });
+    expect(r.status).toBe(503);
+    expect(r.body.error.code).toBe("not_configured");
+    const health = await worker.fetch(new Request("http://smr.test/healthz"), { ...env, ADMIN_TOKEN: undefined } as any, {} as any);
+    expect(health.status).toBe(200);
+  });
+
+  it("rate limits per token with 429 and Retry-After", async () => {
+    const limited = { RATE_LIMIT_PER_SEC: "1", RATE_LIMIT_BURST: "3" };
+    const init = { headers: { authorization: `Bearer ${clientToken}` } };
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await direct("/v1/groups/nope", init, limited)).status);
+    expect(statuses.slice(0, 3)).toEqual([404, 404, 404]);
+    const r = await direct("/v1/groups/nope", init, limited);
+    expect(r.status).toBe(429);
+    expect(r.body.error.code).toBe("rate_limited");
+    expect(Number(r.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // Another token has its own bucket.
+    const other = await direct("/v1/groups/nope", { headers: { authorization: "Bearer test-client-token-2" } }, limited);
+    expect(other.status).toBe(404);
+  });
+});
+
+describe("bad input", () => {
+  it("unknown routes and groups are 404 with the error body", async () => {
+    expectError(await api("GET", "/v1/nothing"), 404, "not_found");
+    expectError(await api("GET", "/v1/groups/ghost", undefined, clientToken), 404, "not_found", /ghost/);
+    expectError(await command("ghost", { op: "get", key: "k" }), 404, "not_found");
+    expectError(await query("ghost", { op: "get", key: "k" }), 404, "not_found");
+    expectError(await api("GET", "/v1/groups/ghost/log"), 404, "not_found");
+    expectError(await api("POST", "/v1/groups/ghost/audit"), 404, "not_found");
+    expectError(await api("GET", "/v1/groups/ghost/audits", undefined, clientToken), 404, "not_found");
+    expectError(await api("GET", "/v1/groups/ghost/replicas", undefined, clientToken), 404, "not_found");
+    // Looking at a group that does not exist does not create it.
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain("ghost");
+  });
+
+  it("every malformed command is a 400 naming the field, and nothing is ordered", async () => {
+    await createGroup("bad-input");
+    const cases: [unknown, RegExp][] = [
+      [{ client: "c", request: 1 }, /command/],
+      [{ client: "", request: 1, command: { op: "get", key: "k" } }, /client/],
+      [{ client: "x".repeat(129), request: 1, command: { op: "get", key: "k" } }, /client/],
+      [{ client: "c", request: 0, command: { op: "get", key: "k" } }, /request/],
+      [{ client: "c", request: 1.5, command: { op: "get", key: "k" } }, /request/],
+      [{ client: "c", request: "1", command: { op: "get", key: "k" } }, /request/],
+      [{ client: "c", request: 1, command: { op: "explode", key: "k" } }, /command\.op/],
+      [{ client: "c", request: 1, command: { op: "put", key: "", value: 1 } }, /command\.key/],
+      [{ client: "c", request: 1, command: { op: "put", key: "k" } }, /command\.value/],
+      [{ client: "c", request: 1, command: { op: "incr", key: "k", by: "1" } }, /command\.by/],
+      [{ client: "c", request: 1, command: { op: "transfer", from: "a", to: "b", amount: 1 } }, /command\.op/],
+    ];
+    for (const [body, field] of cases) {
+      expectError(await api("POST", "/v1/groups/bad-input/commands", body, clientToken), 400, "bad_request", field);
+    }
+    expectError(await api("POST", "/v1/groups/bad-input/commands", "{", clientToken), 400, "bad_request", /malformed JSON/);
+    expectError(await api("POST", "/v1/groups/bad-input/commands", "", clientToken), 400, "bad_request", /body/);
+    expectError(await query("bad-input", { op: "balances" }), 400, "bad_request", /query\.op/);
+    expectError(await query("bad-input", { op: "get", key: "k" }, "eventual"), 400, "bad_request", /consistency/);
+    expectError(await query("bad-input", { op: "get", key: "k" }, "sequential", "not-a-bookmark"), 400, "bad_request", /bookmark/);
+    expectError(await query("bad-input", { op: "list", limit: 1001 }), 400, "bad_request", /query\.limit/);
+    expectError(await api("GET", "/v1/groups/bad-input/log?limit=0"), 400, "bad_request", /limit/);
+    expectError(await api("GET", "/v1/groups/bad_input", undefined, clientToken), 400, "bad_request", /group/);
+    const log = await api("GET", "/v1/groups/bad-input/log");
+    expect(log.body.entries).toEqual([]);
+  });
+
+  it("a body over 256 KiB or a value over 64 KiB is 413", async () => {
+    await createGroup("big");
+    const huge = { client: "c", request: 1, command: { op: "put", key: "k", value: "x".repeat(300 * 1024) } };
+    expectError(await api("POST", "/v1/groups/big/commands", huge, clientToken), 413, "too_large", /body/);
+    const large = { client: "c", request: 1, command: { op: "put", key: "k", value: "x".repeat(65 * 1024) } };
+    expectError(await api("POST", "/v1/groups/big/commands", large, clientToken), 413, "too_large", /value/);
+    const ok = { client: "c", request: 1, command: { op: "put", key: "k", value: "x".repeat(60 * 1024) } };
+    expect((await api("POST", "/v1/groups/big/commands", ok, clientToken)).status).toBe(200);
+  });
+});

@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { api, clientToken, createGroup, expectError } from "./helpers.js";
+
+describe("groups", () => {
+  it("creates, gets, lists and deletes a group; creating again with the same config is 200", async () => {
+    const created = await createGroup("alpha", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], checkpointEvery: 10 });
+    expect(created).toMatchObject({ group: "alpha", machine: "kv", epoch: 1, commitSeq: 0, outputs: "first", checkpointEvery: 10 });
+    expect(created.replicas.map((r: any) => [r.id, r.location, r.status])).toEqual([
+      ["r1", "wnam", "healthy"],
+      ["r2", "weur", "healthy"],
+      ["r3", "apac", "healthy"],
+    ]);
+    const again = await api("PUT", "/v1/groups/alpha", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], checkpointEvery: 10 });
+    expect(again.status).toBe(200);
+    expectError(await api("PUT", "/v1/groups/alpha", { machine: "bank" }), 409, "conflict");
+
+    await createGroup("beta", { machine: "bank", replicas: 1 });
+    expect((await api("GET", "/v1/groups")).body).toEqual({ groups: ["alpha", "beta"] });
+    const got = await api("GET", "/v1/groups/beta", undefined, clientToken);
+    expect(got.status).toBe(200);
+    expect(got.body).toMatchObject({ group: "beta", machine: "bank", replicas: [{ id: "r1" }] });
+
+    expect((await api("DELETE", "/v1/groups/beta")).status).toBe(204);
+    expectError(await api("GET", "/v1/groups/beta"), 404, "not_found");
+    expectError(await api("DELETE", "/v1/groups/beta"), 404, "not_found");
+    expect((await api("GET", "/v1/groups")).body).toEqual({ groups: ["alpha"] });
+  });
+
+  it("a deleted group's state is destroyed: recreating it starts empty", async () => {
+    await createGroup("gamma");
+    const w = await api("POST", "/v1/groups/gamma/commands", { client: "c", request: 1, command: { op: "put", key: "k", value: 1 } }, clientToken);
+    expect(w.status).toBe(200);
+    expect((await api("DELETE", "/v1/groups/gamma")).status).toBe(204);
+    await createGroup("gamma");
+    const r = await api("POST", "/v1/groups/gamma/query", { query: { op: "get", key: "k" } }, clientToken);
+    expect(r.body).toMatchObject({ result: { value: null }, seq: 0 });
+    // The old (client, request) pair is gone with the group: it runs again, as seq 1.
+    const again = await api("POST", "/v1/groups/gamma/commands", { client: "c", request: 1, command: { op: "put", key: "k", value: 2 } }, clientToken);
+    expect(again.body).toMatchObject({ seq: 1, output: { previous: null } });
+  });
+
+  it("groups are isolated from each other", async () => {
+    await createGroup("iso-a");
+    await createGroup("iso-b");
+    await api("POST", "/v1/groups/iso-a/commands", { client: "c", request: 1, command: { op: "put", key: "secret", value: "a" } }, clientToken);
+    const fromB = await api("POST", "/v1/groups/iso-b/query", { query: { op: "list" } }, clientToken);
+    expect(fromB.body.result).toEqual({ items: [] });
+    // The same (client, request) in another group is a different command stream.
+    const b = await api("POST", "/v1/groups/iso-b/commands", { client: "c", request: 1, command: { op: "put", key: "other", value: "b" } }, clientToken);
+    expect(b.body).toMatchObject({ seq: 1, output: { previous: null } });
+  });
+
+  it("validates the group config and names the field", async () => {
+    expectError(await api("PUT", "/v1/groups/bad", { machine: "nope" }), 400, "bad_request", /machine/);
+    expectError(await api("PUT", "/v1/groups/bad", { machine: "kv", replicas: 8 }), 400, "bad_request", /replicas/);
+    expectError(await api("PUT", "/v1/groups/bad", { machine: "kv", replicas: 2, locations: ["wnam"] }), 400, "bad_request", /locations/);
+    expectError(await api("PUT", "/v1/groups/bad", { machine: "kv", outputs: "all" }), 400, "bad_request", /outputs/);
+    expectError(await api("PUT", "/v1/groups/bad", { machine: "kv", extra: 1 }), 400, "bad_request");
+    expectError(await api("PUT", "/v1/groups/Bad_Name", { machine: "kv" }), 400, "bad_request", /group/);
+    expectError(await api("PUT", "/v1/groups/bad", "{not json"), 400, "bad_request", /malformed JSON/);
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain("bad");
+  });
+});

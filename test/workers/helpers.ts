@@ -1,0 +1,46 @@
+import { SELF } from "cloudflare:test";
+
+export const adminToken = "test-admin-token";
+export const clientToken = "test-client-token";
+
+export interface Answer<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export async function api<T = any>(method: string, path: string, body?: unknown, token: string | null = adminToken): Promise<Answer<T>> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  const res = await SELF.fetch(`http://smr.test${path}`, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
+}
+
+export async function createGroup(name: string, spec: Record<string, unknown> = { machine: "kv" }) {
+  const r = await api("PUT", `/v1/groups/${name}`, spec);
+  if (r.status !== 201) throw new Error(`create ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+let request = 0;
+export function command(group: string, cmd: unknown, client = "tester", req = ++request, token = clientToken) {
+  return api("POST", `/v1/groups/${group}/commands`, { client, request: req, command: cmd }, token);
+}
+
+export function query(group: string, q: unknown, consistency?: string, bookmark?: string, token = clientToken) {
+  const body: Record<string, unknown> = { query: q };
+  if (consistency) body.consistency = consistency;
+  if (bookmark) body.bookmark = bookmark;
+  return api("POST", `/v1/groups/${group}/query`, body, token);
+}
+
+export function expectError(r: Answer, status: number, code: string, messageMatch?: RegExp): void {
+  if (r.status !== status || r.body?.error?.code !== code || (messageMatch && !messageMatch.test(r.body.error.message))) {
+    throw new Error(`expected ${status} ${code} ${messageMatch ?? ""}, got ${r.status} ${JSON.stringify(r.body)}`);
+  }
+}
