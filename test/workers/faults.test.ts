@@ -1,0 +1,154 @@
+import { createScheduledController, env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import worker from "../../workers/index.js";
+import type { ReplicaObject } from "../../workers/replica.js";
+import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+
+function replica(group: string, id: string) {
+  return env.REPLICA.get(env.REPLICA.idFromName(`${group}/${id}`));
+}
+
+/** Makes a replica fail every append, as if it were unreachable, until healed. */
+async function breakReplica(group: string, id: string) {
+  await runInDurableObject(replica(group, id), (inst: ReplicaObject) => {
+    (inst as any).append = async () => {
+      throw new Error("injected: replica unreachable");
+    };
+    (inst as any).auditInfo = async () => {
+      throw new Error("injected: replica unreachable");
+    };
+  });
+}
+
+async function healReplica(group: string, id: string) {
+  await runInDurableObject(replica(group, id), (inst: ReplicaObject) => {
+    delete (inst as any).append;
+    delete (inst as any).auditInfo;
+  });
+}
+
+async function statuses(group: string): Promise<Record<string, any>> {
+  const r = await api("GET", `/v1/groups/${group}/replicas`, undefined, clientToken);
+  return Object.fromEntries(r.body.replicas.map((x: any) => [x.id, x]));
+}
+
+describe("faults", () => {
+  it("keeps committing with one replica of three down, and catches it up when it returns", async () => {
+    await createGroup("one-down");
+    await breakReplica("one-down", "r3");
+    for (let i = 1; i <= 5; i++) expect((await command("one-down", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    const s = await statuses("one-down");
+    expect(["suspect", "down"]).toContain(s.r3.status);
+    expect(s.r1.status).toBe("healthy");
+    await healReplica("one-down", "r3");
+    // The next write (or the audit) wakes the send loop; r3 is caught up from the sequencer's log.
+    await command("one-down", { op: "put", key: "k6", value: 6 });
+    let r3 = (await statuses("one-down")).r3;
+    for (let i = 0; i < 40 && r3.appliedSeq < 6; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      r3 = (await statuses("one-down")).r3;
+    }
+    expect(r3.appliedSeq).toBe(6);
+    expect(r3.status).toBe("healthy");
+    const audit = await api("POST", "/v1/groups/one-down/audit");
+    expect(audit.body.verdict).toBe("consistent");
+    expect(audit.body.replicas.every((r: any) => r.verdict === "agrees")).toBe(true);
+  });
+
+  it("without a quorum: a queued command times out (504, outcome unknown), then new ones are refused (503); a retry after healing succeeds exactly once", async () => {
+    await createGroup("no-quorum");
+    await command("no-quorum", { op: "put", key: "a", value: 1 });
+    await breakReplica("no-quorum", "r2");
+    await breakReplica("no-quorum", "r3");
+    const timedOut = await command("no-quorum", { op: "incr", key: "n", by: 1 }, "q", 1);
+    expectError(timedOut, 504, "timeout");
+    const refused = await command("no-quorum", { op: "incr", key: "n", by: 1 }, "q", 2);
+    expectError(refused, 503, "unavailable", /reachable/);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    const s = await statuses("no-quorum");
+    expect([s.r2.status, s.r3.status]).toEqual(["down", "down"]);
+
+    await healReplica("no-quorum", "r2");
+    await healReplica("no-quorum", "r3");
+    // The retry of the timed-out command returns its outcome; it was executed exactly once.
+    let retry = await command("no-quorum", { op: "incr", key: "n", by: 1 }, "q", 1);
+    for (let i = 0; i < 20 && retry.status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      retry = await command("no-quorum", { op: "incr", key: "n", by: 1 }, "q", 1);
+    }
+    expect(retry.status).toBe(200);
+    expect(retry.body).toMatchObject({ seq: 2, output: { value: 1 } });
+    const n = await query("no-quorum", { op: "get", key: "n" });
+    expect(n.body.result).toEqual({ value: 1 });
+  }, 40_000);
+
+  it("an audit reports an unreachable replica and the rest agree", async () => {
+    await createGroup("unreach");
+    await command("unreach", { op: "put", key: "a", value: 1 });
+    await breakReplica("unreach", "r1");
+    const audit = await api("POST", "/v1/groups/unreach/audit");
+    expect(audit.body.verdict).toBe("consistent");
+    expect(audit.body.replicas.map((r: any) => [r.id, r.verdict])).toEqual([
+      ["r1", "unreachable"],
+      ["r2", "agrees"],
+      ["r3", "agrees"],
+    ]);
+    await healReplica("unreach", "r1");
+  });
+});
+
+describe("divergence", () => {
+  it("tampered state rows in one replica: the audit flags exactly that replica and quarantines it", async () => {
+    await createGroup("tamper", { machine: "kv", checkpointEvery: 5 });
+    for (let i = 1; i <= 12; i++) await command("tamper", { op: "put", key: `k${i}`, value: i });
+    await query("tamper", { op: "get", key: "k1" });
+    const before = await api("POST", "/v1/groups/tamper/audit");
+    expect(before.body.verdict).toBe("consistent");
+
+    // Change a state row behind the replica's back (as disk corruption would).
+    await runInDurableObject(replica("tamper", "r2"), (_inst: ReplicaObject, state) => {
+      const n = state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify(666), "m/k3").rowsWritten;
+      expect(n).toBe(1);
+    });
+
+    const report = (await api("POST", "/v1/groups/tamper/audit")).body;
+    expect(report.verdict).toBe("diverged");
+    expect(report.group).toBe("tamper");
+    expect(report.replicas.map((r: any) => [r.id, r.verdict])).toEqual([
+      ["r1", "agrees"],
+      ["r2", "diverged"],
+      ["r3", "agrees"],
+    ]);
+    const s = await statuses("tamper");
+    expect([s.r1.status, s.r2.status, s.r3.status]).toEqual(["healthy", "quarantined", "healthy"]);
+
+    // A quarantined replica serves no reads: 30 stale reads never come from r2, and never see 666.
+    for (let i = 0; i < 30; i++) {
+      const r = await query("tamper", { op: "get", key: "k3" }, "stale");
+      expect(r.body.replica).not.toBe("r2");
+      expect(r.body.result).toEqual({ value: 3 });
+    }
+    // It has no vote, but the group still commits with the other two.
+    expect((await command("tamper", { op: "put", key: "k13", value: 13 })).status).toBe(200);
+
+    const history = (await api("GET", "/v1/groups/tamper/audits?limit=5", undefined, clientToken)).body.audits;
+    expect(history.map((a: any) => a.verdict)).toEqual(["diverged", "consistent"]);
+  });
+});
+
+describe("cron", () => {
+  it("the scheduled handler audits every group and records the reports", async () => {
+    await createGroup("cron-a");
+    await createGroup("cron-b", { machine: "bank", replicas: 5 });
+    await command("cron-a", { op: "put", key: "x", value: 1 });
+    await command("cron-b", { op: "open", account: "a", balance: 10 });
+    const controller = createScheduledController({ scheduledTime: new Date(), cron: "* * * * *" });
+    await worker.scheduled(controller, env as any);
+    for (const g of ["cron-a", "cron-b"]) {
+      const audits = (await api("GET", `/v1/groups/${g}/audits`, undefined, clientToken)).body.audits;
+      expect(audits).toHaveLength(1);
+      expect(audits[0]).toMatchObject({ group: g, verdict: "consistent", seq: 1 });
+    }
+    expect((await api("GET", "/v1/groups/cron-b/audits", undefined, clientToken)).body.audits[0].replicas).toHaveLength(5);
+  });
+});
