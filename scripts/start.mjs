@@ -25,6 +25,9 @@ if (!tokensGiven && !existsSync(devVars)) {
 
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
 const wrangler = join(root, "node_modules", ".bin", "wrangler");
-const child = spawn(wrangler, ["dev", "--port", "8787", "--ip", "127.0.0.1", ...args], { cwd: root, env, stdio: "inherit" });
+const defaults = [];
+if (!args.some((a) => a === "--port" || a.startsWith("--port="))) defaults.push("--port", "8787");
+if (!args.some((a) => a === "--ip" || a.startsWith("--ip="))) defaults.push("--ip", "127.0.0.1");
+const child = spawn(wrangler, ["dev", ...defaults, ...args], { cwd: root, env, stdio: "inherit" });
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => process.exit(signal ? 1 : (code ?? 0)));

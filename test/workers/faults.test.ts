@@ -8,22 +8,28 @@ function replica(group: string, id: string) {
   return env.REPLICA.get(env.REPLICA.idFromName(`${group}/${id}`));
 }
 
-/** Makes a replica fail every append, as if it were unreachable, until healed. */
+/** Makes a replica fail every append and audit, as if it were unreachable, until healed. */
 async function breakReplica(group: string, id: string) {
   await runInDurableObject(replica(group, id), (inst: ReplicaObject) => {
-    (inst as any).append = async () => {
-      throw new Error("injected: replica unreachable");
-    };
-    (inst as any).auditInfo = async () => {
-      throw new Error("injected: replica unreachable");
-    };
+    const core = (inst as any).core;
+    (inst as any).healthyCore = core;
+    (inst as any).core = new Proxy(core, {
+      get(target, prop) {
+        if (prop === "append" || prop === "auditInfo") {
+          return () => {
+            throw new Error("injected: replica unreachable");
+          };
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
   });
 }
 
 async function healReplica(group: string, id: string) {
   await runInDurableObject(replica(group, id), (inst: ReplicaObject) => {
-    delete (inst as any).append;
-    delete (inst as any).auditInfo;
+    (inst as any).core = (inst as any).healthyCore;
   });
 }
 

@@ -1,0 +1,65 @@
+// `npm start` (scripts/start.mjs -> wrangler dev) serves the API with tokens passed as --var.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { root } from "../support/server.js";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+let child: ChildProcess | undefined;
+const dir = mkdtempSync(join(tmpdir(), "smr-start-"));
+afterAll(() => {
+  child?.kill("SIGTERM");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("npm start", () => {
+  it("passes --port, --persist-to and --var through to wrangler dev and serves the API", async () => {
+    const port = await freePort();
+    child = spawn(
+      process.execPath,
+      [join(root, "scripts/start.mjs"), "--port", String(port), "--persist-to", dir, "--var", "ADMIN_TOKEN:s1", "--var", "CLIENT_TOKENS:t1,t2"],
+      { cwd: root, stdio: "pipe" },
+    );
+    let output = "";
+    child.stdout!.on("data", (d) => (output += d));
+    child.stderr!.on("data", (d) => (output += d));
+    const url = `http://127.0.0.1:${port}`;
+    let healthy = false;
+    for (let i = 0; i < 120 && !healthy; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      healthy = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    }
+    expect(healthy, output).toBe(true);
+    const put = await fetch(`${url}/v1/groups/started`, {
+      method: "PUT",
+      headers: { authorization: "Bearer s1" },
+      body: JSON.stringify({ machine: "kv", replicas: 1 }),
+    });
+    expect(put.status).toBe(201);
+    const cmd = await fetch(`${url}/v1/groups/started/commands`, {
+      method: "POST",
+      headers: { authorization: "Bearer t2" },
+      body: JSON.stringify({ client: "c", request: 1, command: { op: "put", key: "k", value: 1 } }),
+    });
+    expect(await cmd.json()).toMatchObject({ seq: 1, output: { previous: null } });
+    const forbidden = await fetch(`${url}/v1/groups`, { headers: { authorization: "Bearer t1" } });
+    expect(forbidden.status).toBe(403);
+    const cron = await fetch(`${url}/cdn-cgi/handler/scheduled`);
+    expect(cron.status).toBe(200);
+    const audits = await fetch(`${url}/v1/groups/started/audits`, { headers: { authorization: "Bearer t1" } });
+    expect(((await audits.json()) as any).audits.length).toBeGreaterThanOrEqual(1);
+  }, 90_000);
+});

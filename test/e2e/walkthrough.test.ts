@@ -1,0 +1,90 @@
+// The README's curl walkthrough, run for real against the built worker under Miniflare.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SmrClient } from "../../shared/client/index.js";
+import { root, startServer, type Server } from "../support/server.js";
+
+const adminToken = "e2e-admin";
+const clientToken = "e2e-client";
+let server: Server;
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "smr-e2e-"));
+  server = await startServer({ adminToken, clientTokens: [clientToken, "e2e-other"], persistDir: join(dir, "persist") });
+});
+
+afterAll(async () => {
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function walkthroughScript(): string {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const m = /<!-- walkthrough:start -->\s*```bash\n([\s\S]*?)```\s*<!-- walkthrough:end -->/.exec(readme);
+  if (!m) throw new Error("README has no walkthrough block");
+  return m[1]!;
+}
+
+describe("README walkthrough over HTTP", () => {
+  it("runs every curl step of the README successfully with the documented answers", () => {
+    writeFileSync(join(dir, ".dev.vars"), `ADMIN_TOKEN=${adminToken}\nCLIENT_TOKENS=${clientToken},e2e-other\n`);
+    // One JSON answer per line: a newline after every curl's body.
+    const script = "set -euo pipefail\ncurl() { command curl -w '\\n' \"$@\"; }\n" + walkthroughScript();
+    const out = execFileSync("bash", ["-c", script], { cwd: dir, env: { ...process.env, URL: server.url }, encoding: "utf8" });
+    const lines = out.split("\n").filter((l) => l.trim().length > 0).map((l) => JSON.parse(l));
+    const [created, put, incr, retry, get, stale, status, log, audit, audits] = lines;
+    expect(created).toMatchObject({ group: "demo", machine: "kv", replicas: [{ id: "r1" }, { id: "r2" }, { id: "r3" }] });
+    expect(put).toMatchObject({ seq: 1, output: { previous: null } });
+    expect(incr).toMatchObject({ seq: 2, output: { value: 1 } });
+    expect(retry).toEqual(incr);
+    expect(get).toMatchObject({ result: { value: "hello" } });
+    expect(get.seq).toBeGreaterThanOrEqual(2);
+    expect(stale.result.items.length).toBeLessThanOrEqual(2);
+    expect(status).toMatchObject({ group: "demo", commitSeq: 2, epoch: 1 });
+    expect(log.entries.map((e: any) => e.seq)).toEqual([1, 2]);
+    expect(audit).toMatchObject({ group: "demo", verdict: "consistent" });
+    expect(audits.audits[0]).toEqual(audit);
+    expect(lines).toHaveLength(10);
+  });
+});
+
+describe("the TypeScript client over HTTP", () => {
+  it("writes, reads its writes, and handles bank transfers", async () => {
+    const admin = new SmrClient({ baseUrl: server.url, token: adminToken });
+    await admin.createGroup("e2e-kv", { machine: "kv", replicas: 3 });
+    await admin.createGroup("e2e-bank", { machine: "bank", replicas: 5, outputs: "majority" });
+    const c = new SmrClient({ baseUrl: server.url, token: clientToken });
+    const kv = c.kv("e2e-kv");
+    expect(await kv.put("a", { n: 1 })).toEqual({ previous: null });
+    expect(await kv.get("a", "sequential")).toEqual({ value: { n: 1 } });
+    expect(await kv.cas("a", { n: 1 }, { n: 2 })).toEqual({ ok: true, value: { n: 2 } });
+    expect(await kv.incr("counter", 5)).toEqual({ value: 5 });
+    expect((await kv.list({ limit: 10 })).items.map(([k]) => k)).toEqual(["a", "counter"]);
+
+    const bank = c.bank("e2e-bank");
+    await bank.open("x", 100);
+    await bank.open("y", 0);
+    const transfers = await Promise.all(Array.from({ length: 20 }, () => bank.transfer("x", "y", 7)));
+    expect(transfers.filter((t) => t.ok)).toHaveLength(14);
+    expect(transfers.filter((t) => !t.ok).every((t) => t.reason === "insufficient")).toBe(true);
+    expect(await bank.balances("sequential")).toEqual({ accounts: { x: 2, y: 98 }, total: 100 });
+
+    const audit = await admin.audit("e2e-bank");
+    expect(audit.verdict).toBe("consistent");
+    expect(audit.replicas).toHaveLength(5);
+  });
+
+  it("retries with the same request id are answered from the session, not executed again", async () => {
+    const admin = new SmrClient({ baseUrl: server.url, token: adminToken });
+    await admin.createGroup("e2e-retry", { machine: "kv" });
+    const c = new SmrClient({ baseUrl: server.url, token: clientToken, clientId: "fixed" });
+    const first = await c.submit("e2e-retry", { op: "incr", key: "n", by: 1 }, 5);
+    const again = await c.submit("e2e-retry", { op: "incr", key: "n", by: 1 }, 5);
+    expect(again).toEqual(first);
+    expect((await c.kv("e2e-retry").get("n")).value).toBe(1);
+  });
+});
