@@ -158,3 +158,22 @@ describe("cron", () => {
     expect((await api("GET", "/v1/groups/cron-b/audits", undefined, clientToken)).body.audits[0].replicas).toHaveLength(5);
   });
 });
+
+describe("output voting", () => {
+  it("majority mode: a replica whose output differs is reported diverged and quarantined; the client gets the majority's output", async () => {
+    await createGroup("vote", { machine: "kv", outputs: "majority" });
+    await command("vote", { op: "put", key: "x", value: "right" });
+    await query("vote", { op: "get", key: "x" });
+    await runInDurableObject(replica("vote", "r3"), (_inst: ReplicaObject, state) => {
+      state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify("wrong"), "m/x");
+    });
+    const r = await command("vote", { op: "get", key: "x" });
+    expect(r.body.output).toEqual({ value: "right" });
+    let s = await statuses("vote");
+    for (let i = 0; i < 20 && s.r3.status !== "quarantined"; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      s = await statuses("vote");
+    }
+    expect([s.r1.status, s.r2.status, s.r3.status]).toEqual(["healthy", "healthy", "quarantined"]);
+  });
+});
