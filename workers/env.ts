@@ -1,3 +1,4 @@
+import type { Clock } from "../shared/protocol/io.js";
 import type { RegistryObject } from "./registry.js";
 import type { ReplicaObject } from "./replica.js";
 import type { SequencerObject } from "./sequencer.js";
@@ -27,18 +28,14 @@ export function registryStub(env: Env) {
   return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
 }
 
-/** Rejects with an Error after ms, so a stuck RPC becomes a missed contact instead of a hang. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+/** Real time for the drivers (in a Durable Object, Date.now() advances with I/O). */
+export const realClock: Clock = {
+  nowMs: () => Date.now(),
+  setTimer: (ms, fn) => {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
 
 /**
  * Typed view of an RPC result. workers-types maps RPC return types through Rpc.Serializable,

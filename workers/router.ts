@@ -159,7 +159,7 @@ app.delete("/v1/groups/:group", async (c) => {
   const registry = registryStub(c.env);
   const config = await registry.get(group);
   const seq = sequencerStub(c.env, group);
-  const existed = await seq.destroy(config?.replicas ?? 0);
+  const existed = await seq.destroy();
   // The sequencer may have lost its config in an earlier, interrupted delete: use the registry's.
   if (!existed && config) await seq.destroyReplicas(group, config.replicas);
   const registered = await registry.remove(group);

@@ -11,9 +11,9 @@ function replica(group: string, id: string) {
 /** Makes a replica fail every append and audit, as if it were unreachable, until healed. */
 async function breakReplica(group: string, id: string) {
   await runInDurableObject(replica(group, id), (inst: ReplicaObject) => {
-    const core = (inst as any).core;
+    const core = (inst as any).driver.core;
     (inst as any).healthyCore = core;
-    (inst as any).core = new Proxy(core, {
+    (inst as any).driver.core = new Proxy(core, {
       get(target, prop) {
         if (prop === "append" || prop === "auditInfo") {
           return () => {
@@ -29,7 +29,7 @@ async function breakReplica(group: string, id: string) {
 
 async function healReplica(group: string, id: string) {
   await runInDurableObject(replica(group, id), (inst: ReplicaObject) => {
-    (inst as any).core = (inst as any).healthyCore;
+    (inst as any).driver.core = (inst as any).healthyCore;
   });
 }
 

@@ -1,0 +1,276 @@
+// The sequencer's event handling around SequencerCore: send loops (one append in flight per
+// replica), clients waiting for outcomes, retries, reads and audits. Shared by the Durable
+// Object (real RPC and timers) and the simulator (virtual network and time).
+import {
+  auditRpcTimeoutMs,
+  commandTimeoutMs,
+  readWaitMs,
+  replicaRetryBaseMs,
+  replicaRetryMaxMs,
+  replicaRpcTimeoutMs,
+} from "../limits.js";
+import { decideAudit } from "./audit.js";
+import { type DriverIO, type ReadAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
+import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
+import type { AppliedOutput, AuditInfo, AuditReport, Entry } from "./types.js";
+
+type Outcome = AppliedOutput | null;
+type Resolver = (outcome: Outcome) => void;
+
+const expiredMessage = "request id is older than the client's session window; use a new request id";
+
+export class SequencerDriver {
+  /** Clients waiting for a (client, request) still queued, and for an ordered seq. */
+  private readonly waitingPending = new Map<string, Resolver[]>();
+  private readonly waitingSeq = new Map<number, Resolver[]>();
+  private commitWatchers: { seq: number; wake: () => void }[] = [];
+  private readonly sending = new Set<string>();
+  private stopped = false;
+
+  constructor(
+    readonly core: SequencerCore,
+    private readonly io: DriverIO,
+  ) {}
+
+  /** Ends this incarnation: waiting clients get no outcome, send loops end. */
+  stop(): void {
+    this.stopped = true;
+    for (const list of [...this.waitingPending.values(), ...this.waitingSeq.values()]) for (const r of list) r(null);
+    this.waitingPending.clear();
+    this.waitingSeq.clear();
+    for (const w of this.commitWatchers) w.wake();
+    this.commitWatchers = [];
+  }
+
+  // ---- writes -------------------------------------------------------------------------------
+
+  async submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
+    if (this.stopped) return { kind: "not_found" };
+    const d = this.core.submit({ client, request, command });
+    switch (d.kind) {
+      case "unavailable":
+        return { kind: "unavailable", message: d.reason };
+      case "conflict":
+        return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
+      case "queued": {
+        const answer = this.wait(this.waitingPending, pendingKey(client, request));
+        this.kickAll();
+        return this.answer(await answer);
+      }
+      case "existing": {
+        if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
+        if (this.waitingSeq.has(d.seq)) return this.answer(await this.wait(this.waitingSeq, d.seq));
+        return this.answerFromSession(client, request, d.seq);
+      }
+    }
+  }
+
+  private wait<K>(map: Map<K, Resolver[]>, key: K): Promise<Outcome | "timeout"> {
+    return new Promise((resolve) => {
+      const list = map.get(key) ?? [];
+      const r: Resolver = (o) => {
+        cancel();
+        resolve(o);
+      };
+      const cancel = this.io.setTimer(commandTimeoutMs, () => {
+        const now = map.get(key);
+        if (now) {
+          const rest = now.filter((x) => x !== r);
+          if (rest.length > 0) map.set(key, rest);
+          else map.delete(key);
+        }
+        resolve("timeout");
+      });
+      list.push(r);
+      map.set(key, list);
+    });
+  }
+
+  private answer(outcome: Outcome | "timeout"): SubmitAnswer {
+    if (outcome === "timeout") {
+      return {
+        kind: "timeout",
+        message: "the command was not confirmed in time; it may or may not take effect: retry with the same client and request",
+      };
+    }
+    if (outcome === null) {
+      if (this.stopped) return { kind: "timeout", message: "the sequencer stopped; retry with the same client and request" };
+      return { kind: "no_majority", message: "replicas produced different outputs and no majority agreed" };
+    }
+    const epoch = this.core.epoch;
+    switch (outcome.status) {
+      case "ok":
+        return { kind: "ok", seq: outcome.seq, output: outcome.output, epoch };
+      case "duplicate":
+        return { kind: "ok", seq: outcome.originalSeq, output: outcome.output, epoch };
+      case "conflict":
+        return { kind: "conflict", message: "request id was already used for a different command" };
+      case "expired":
+        return { kind: "conflict", message: expiredMessage };
+    }
+  }
+
+  /** A retry of a command ordered earlier (maybe before a restart): its outcome is in the replicas' session table. */
+  private async answerFromSession(client: string, request: number, seq: number): Promise<SubmitAnswer> {
+    const deadline = this.io.nowMs() + commandTimeoutMs;
+    if (!(await this.waitCommitted(seq, commandTimeoutMs))) return this.answer("timeout");
+    for (const id of this.core.readCandidates()) {
+      const left = deadline - this.io.nowMs();
+      if (left <= 0 || this.stopped) break;
+      try {
+        const s = await withTimeout(this.io, this.io.link(id).session(client, request, seq, Math.min(left, readWaitMs)), left + 100, "session");
+        if (s.kind === "found") return { kind: "ok", seq: s.seq, output: s.output, epoch: this.core.epoch };
+        if (s.kind === "missing") return { kind: "conflict", message: expiredMessage };
+      } catch {
+        // try the next replica
+      }
+    }
+    return this.answer("timeout");
+  }
+
+  private waitCommitted(seq: number, waitMs: number): Promise<boolean> {
+    if (this.core.commitSeq >= seq) return Promise.resolve(true);
+    this.kickAll();
+    return new Promise((resolve) => {
+      const w = {
+        seq,
+        wake: () => {
+          cancel();
+          resolve(!this.stopped && this.core.commitSeq >= seq);
+        },
+      };
+      const cancel = this.io.setTimer(waitMs, () => {
+        this.commitWatchers = this.commitWatchers.filter((x) => x !== w);
+        resolve(false);
+      });
+      this.commitWatchers.push(w);
+    });
+  }
+
+  // ---- replication --------------------------------------------------------------------------
+
+  kickAll(): void {
+    if (this.stopped) return;
+    for (const id of this.core.replicaIds()) void this.sendLoop(id);
+  }
+
+  /** Orders what queued and registers its waiters under the assigned seqs. */
+  private flush(): void {
+    const entries: Entry[] = this.core.flush(new Date(this.io.nowMs()).toISOString());
+    for (const e of entries) {
+      const key = pendingKey(e.client!, e.request!);
+      const list = this.waitingPending.get(key);
+      if (!list) continue;
+      this.waitingPending.delete(key);
+      this.waitingSeq.set(e.seq, list);
+    }
+    // Idle send loops must learn of the new entries too, or no majority could form.
+    if (entries.length > 0) this.kickAll();
+  }
+
+  /**
+   * One loop per replica, at most one append in flight to it. Whatever queued while the previous
+   * append was in flight is ordered into the next one: batching without timers.
+   */
+  private async sendLoop(id: string): Promise<void> {
+    if (this.sending.has(id)) return;
+    this.sending.add(id);
+    try {
+      while (!this.stopped) {
+        this.flush();
+        const msg = this.core.nextAppend(id);
+        if (!msg) return;
+        let resp;
+        try {
+          resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
+        } catch (err) {
+          if (this.stopped) return;
+          this.core.onAppendFailure(id);
+          const misses = this.core.backoffMisses(id);
+          this.io.log("warn", `append to ${this.core.config.group}/${id} failed (${misses} misses): ${String(err)}`);
+          await sleep(this.io, Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1)));
+          continue;
+        }
+        if (this.stopped) return;
+        const step = this.core.onAppendResponse(id, resp, this.io.nowMs());
+        if (step.needsInit) await this.io.link(id).init().catch((err) => this.io.log("warn", `init ${id}: ${String(err)}`));
+        this.applyStep(step);
+      }
+    } finally {
+      this.sending.delete(id);
+    }
+  }
+
+  private applyStep(step: StepResult): void {
+    for (const d of step.decided) {
+      const list = this.waitingSeq.get(d.seq);
+      this.waitingSeq.delete(d.seq);
+      for (const r of list ?? []) r(d.outcome);
+    }
+    for (const id of step.diverged) this.quarantine(id);
+    if (step.fenced) this.io.log("error", `sequencer ${this.core.config.group} fenced by a newer epoch`);
+    if (step.commitAdvanced) {
+      const commit = this.core.commitSeq;
+      const ready = this.commitWatchers.filter((w) => w.seq <= commit);
+      this.commitWatchers = this.commitWatchers.filter((w) => w.seq > commit);
+      for (const w of ready) w.wake();
+      this.kickAll();
+    }
+  }
+
+  private quarantine(id: string): void {
+    if (!this.core.setQuarantined(id, true)) return;
+    this.io.log("warn", `replica ${this.core.config.group}/${id} quarantined`);
+    this.io
+      .link(id)
+      .setQuarantined(true)
+      .catch((err) => this.io.log("warn", `telling ${id} it is quarantined: ${String(err)}`));
+  }
+
+  // ---- reads --------------------------------------------------------------------------------
+
+  /** A linearizable read: the commitSeq now is the read index; a voting replica answers once it applied it. */
+  async query(q: unknown): Promise<ReadAnswer> {
+    const readIndex = this.core.commitSeq;
+    this.kickAll();
+    let last: ReadAnswer = { kind: "busy", replica: "" };
+    for (const id of this.core.readCandidates()) {
+      try {
+        const a = await withTimeout(this.io, this.io.link(id).query(q, readIndex, readWaitMs), readWaitMs + replicaRpcTimeoutMs, "query");
+        this.core.noteContact(id, true, this.io.nowMs());
+        if (a.kind === "ok" || a.kind === "timeout") return a;
+        last = a;
+      } catch {
+        this.core.noteContact(id, false, this.io.nowMs());
+      }
+    }
+    return last;
+  }
+
+  // ---- audits -------------------------------------------------------------------------------
+
+  /** Asks every replica, decides, quarantines the diverged; the caller keeps the report. */
+  async audit(): Promise<AuditReport> {
+    const ids = this.core.replicaIds();
+    const answers = await Promise.all(
+      ids.map((id) =>
+        withTimeout(this.io, this.io.link(id).auditInfo(), auditRpcTimeoutMs, `audit of ${id}`).catch((err) => {
+          this.io.log("warn", `audit of ${this.core.config.group}/${id}: ${String(err)}`);
+          return null;
+        }),
+      ),
+    );
+    const infos = new Map<string, AuditInfo | null>();
+    const now = this.io.nowMs();
+    ids.forEach((id, i) => {
+      const info = answers[i] ?? null;
+      infos.set(id, info);
+      this.core.noteContact(id, info !== null, now, info ?? undefined);
+    });
+    const { report, diverged } = decideAudit(this.core.config.group, new Date(now).toISOString(), ids.length, infos);
+    for (const id of diverged) this.quarantine(id);
+    // Unreachable or lagging replicas: their send loops retry and catch them up from the log.
+    this.kickAll();
+    return report;
+  }
+}

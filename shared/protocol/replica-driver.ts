@@ -1,0 +1,92 @@
+// The replica's event handling around ReplicaCore: reads that wait for a position. Shared by
+// the Durable Object and the simulator.
+import { readWaitersMax } from "../limits.js";
+import type { Clock, ReadAnswer, SessionAnswer } from "./io.js";
+import type { ReplicaCore } from "./replica.js";
+import type { AppendRequest, AppendResponse, AuditInfo } from "./types.js";
+
+interface Waiter {
+  minSeq: number;
+  wake: () => void;
+}
+
+export class ReplicaDriver {
+  private waiters: Waiter[] = [];
+
+  constructor(
+    public core: ReplicaCore | null,
+    private readonly clock: Clock,
+  ) {}
+
+  append(req: AppendRequest): AppendResponse {
+    if (!this.core) return { ok: false, reason: "not_initialized" };
+    const resp = this.core.append(req);
+    if (resp.ok && resp.outputs.length > 0) this.wakeWaiters();
+    return resp;
+  }
+
+  private wakeWaiters(): void {
+    const applied = this.core?.appliedSeq ?? Infinity;
+    const ready = this.waiters.filter((w) => w.minSeq <= applied);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => w.minSeq > applied);
+    for (const w of ready) w.wake();
+  }
+
+  /** Resolves true once appliedSeq >= minSeq, false after waitMs (or if the replica goes away). */
+  private waitApplied(minSeq: number, waitMs: number): Promise<boolean> {
+    if (!this.core) return Promise.resolve(false);
+    if (this.core.appliedSeq >= minSeq) return Promise.resolve(true);
+    if (waitMs <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w: Waiter = {
+        minSeq,
+        wake: () => {
+          cancel();
+          resolve(this.core !== null && this.core.appliedSeq >= minSeq);
+        },
+      };
+      const cancel = this.clock.setTimer(waitMs, () => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        resolve(false);
+      });
+      this.waiters.push(w);
+    });
+  }
+
+  async query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
+    if (!this.core) return { kind: "not_found" };
+    const replica = this.core.id;
+    if (this.core.quarantined) return { kind: "quarantined", replica };
+    if (this.core.appliedSeq < minSeq && this.waiters.length >= readWaitersMax) return { kind: "busy", replica };
+    if (!(await this.waitApplied(minSeq, waitMs))) {
+      return { kind: "timeout", replica, appliedSeq: this.core?.appliedSeq ?? 0 };
+    }
+    if (this.core.quarantined) return { kind: "quarantined", replica };
+    return { kind: "ok", result: this.core.query(q), seq: this.core.appliedSeq, replica };
+  }
+
+  /** The recorded outcome of (client, request), once this replica has applied minSeq. */
+  async session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer> {
+    if (!this.core || this.core.quarantined) return { kind: "missing" };
+    if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
+    const s = this.core?.session(client, request);
+    return s ? { kind: "found", ...s } : { kind: "missing" };
+  }
+
+  auditInfo(): AuditInfo | null {
+    return this.core?.auditInfo() ?? null;
+  }
+
+  setQuarantined(quarantined: boolean): void {
+    this.core?.setQuarantined(quarantined);
+  }
+
+  /** Drops the core (storage gone or memory lost); waiting reads end. */
+  detach(): void {
+    this.core = null;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.wake();
+  }
+}
