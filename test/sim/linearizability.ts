@@ -1,0 +1,176 @@
+// A linearizability checker for kv histories: Wing & Gong's search with Lowe's memoization
+// (the algorithm of Porcupine and Knossos), after partitioning the history by key (a history
+// is linearizable iff each key's sub-history is, since kv operations touch one key each).
+
+export interface Operation {
+  client: number;
+  call: number;
+  /** null: the outcome is unknown; the operation may have taken effect at any time after its call. */
+  return: number | null;
+  input: KvInput;
+  output?: unknown;
+}
+
+export type KvInput =
+  | { op: "put"; key: string; value: unknown }
+  | { op: "get"; key: string }
+  | { op: "delete"; key: string }
+  | { op: "cas"; key: string; expected: unknown; value: unknown }
+  | { op: "incr"; key: string; by: number };
+
+export interface History {
+  model: "kv";
+  operations: Operation[];
+}
+
+export type CheckResult =
+  | { linearizable: true; keys: number; operations: number }
+  | { linearizable: false; key: string; operations: Operation[] };
+
+/** The single-key kv model: state is the JSON text of the value, or "null" when absent. */
+function step(state: string, input: KvInput, output: unknown, known: boolean): string | null {
+  const out = output as Record<string, unknown> | undefined;
+  const value = (v: unknown) => JSON.stringify(v ?? null);
+  switch (input.op) {
+    case "put":
+      if (known && value(out?.previous) !== state) return null;
+      return value(input.value);
+    case "get":
+      if (known && value(out?.value) !== state) return null;
+      return state;
+    case "delete":
+      if (known && out?.deleted !== (state !== "null")) return null;
+      return "null";
+    case "cas": {
+      const matches = state === value(input.expected);
+      if (known) {
+        if (out?.ok !== matches) return null;
+        if (value(out?.value) !== (matches ? value(input.value) : state)) return null;
+      }
+      return matches ? value(input.value) : state;
+    }
+    case "incr": {
+      const current = JSON.parse(state) as unknown;
+      const numeric = current === null || (typeof current === "number" && Number.isSafeInteger(current));
+      if (!numeric) {
+        if (known && out?.error !== "not_integer") return null;
+        return state;
+      }
+      const next = ((current as number | null) ?? 0) + input.by;
+      if (known && out?.value !== next) return null;
+      return JSON.stringify(next);
+    }
+  }
+}
+
+interface Node {
+  op: number;
+  isCall: boolean;
+  time: number;
+  match: Node | null;
+  prev: Node | null;
+  next: Node | null;
+}
+
+/** Checks one key's operations. Returns true if some linearization exists. */
+export function checkPartition(ops: Operation[], initial = "null"): boolean {
+  const events: Node[] = [];
+  ops.forEach((o, i) => {
+    const call: Node = { op: i, isCall: true, time: o.call, match: null, prev: null, next: null };
+    const ret: Node = { op: i, isCall: false, time: o.return ?? Infinity, match: null, prev: null, next: null };
+    call.match = ret;
+    events.push(call, ret);
+  });
+  // Calls before returns at equal times: touching intervals count as concurrent (the permissive choice).
+  events.sort((a, b) => a.time - b.time || (a.isCall === b.isCall ? 0 : a.isCall ? -1 : 1));
+  const head: Node = { op: -1, isCall: false, time: -Infinity, match: null, prev: null, next: null };
+  let prev = head;
+  for (const e of events) {
+    prev.next = e;
+    e.prev = prev;
+    prev = e;
+  }
+  const lift = (n: Node) => {
+    n.prev!.next = n.next;
+    if (n.next) n.next.prev = n.prev;
+    const m = n.match!;
+    m.prev!.next = m.next;
+    if (m.next) m.next.prev = m.prev;
+  };
+  const unlift = (n: Node) => {
+    const m = n.match!;
+    m.prev!.next = m;
+    if (m.next) m.next.prev = m;
+    n.prev!.next = n;
+    if (n.next) n.next.prev = n;
+  };
+
+  let linearized = 0n;
+  let state = initial;
+  const cache = new Set<string>();
+  const stack: { node: Node; state: string }[] = [];
+  let entry = head.next;
+  while (entry !== null) {
+    if (entry.isCall) {
+      const o = ops[entry.op]!;
+      const next = step(state, o.input, o.output, o.return !== null);
+      if (next !== null) {
+        const lin = linearized | (1n << BigInt(entry.op));
+        const key = lin.toString(36) + "|" + next;
+        if (!cache.has(key)) {
+          cache.add(key);
+          stack.push({ node: entry, state });
+          state = next;
+          linearized = lin;
+          lift(entry);
+          entry = head.next;
+          continue;
+        }
+      }
+      entry = entry.next;
+    } else {
+      // Every completed operation is linearized once only unknown-outcome returns (at infinity) remain.
+      if (entry.time === Infinity) return true;
+      const top = stack.pop();
+      if (!top) return false;
+      state = top.state;
+      linearized &= ~(1n << BigInt(top.node.op));
+      unlift(top.node);
+      entry = top.node.next;
+    }
+  }
+  return true;
+}
+
+export function checkHistory(history: History): CheckResult {
+  const byKey = new Map<string, Operation[]>();
+  for (const o of history.operations) {
+    const list = byKey.get(o.input.key) ?? [];
+    list.push(o);
+    byKey.set(o.input.key, list);
+  }
+  // Smallest partitions first, so a failure is reported with the fewest operations.
+  const keys = [...byKey.keys()].sort((a, b) => byKey.get(a)!.length - byKey.get(b)!.length || (a < b ? -1 : 1));
+  for (const key of keys) {
+    const ops = byKey.get(key)!;
+    if (!checkPartition(ops)) return { linearizable: false, key, operations: ops };
+  }
+  return { linearizable: true, keys: byKey.size, operations: history.operations.length };
+}
+
+/** Validates the JSON shape before checking (the CLI reads files written by anyone). */
+export function parseHistory(text: string): History {
+  const h = JSON.parse(text) as History;
+  if (h?.model !== "kv" || !Array.isArray(h.operations)) throw new Error('expected {"model":"kv","operations":[...]}');
+  h.operations.forEach((o, i) => {
+    if (typeof o.call !== "number" || (o.return !== null && typeof o.return !== "number")) {
+      throw new Error(`operations[${i}]: call must be a number and return a number or null`);
+    }
+    if (o.return !== null && o.return < o.call) throw new Error(`operations[${i}]: returns before its call`);
+    if (!o.input || typeof o.input.key !== "string" || !["put", "get", "delete", "cas", "incr"].includes(o.input.op)) {
+      throw new Error(`operations[${i}].input: a kv put, get, delete, cas or incr with a key`);
+    }
+    if (o.return !== null && !("output" in o)) throw new Error(`operations[${i}]: a completed operation needs an output`);
+  });
+  return h;
+}
