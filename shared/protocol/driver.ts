@@ -32,9 +32,10 @@ export class SequencerDriver {
     private readonly io: DriverIO,
   ) {}
 
-  /** Ends this incarnation: waiting clients get no outcome, send loops end. */
+  /** Ends this incarnation: waiting clients get no outcome, send loops end, nothing more is written. */
   stop(): void {
     this.stopped = true;
+    this.core.close();
     for (const list of [...this.waitingPending.values(), ...this.waitingSeq.values()]) for (const r of list) r(null);
     this.waitingPending.clear();
     this.waitingSeq.clear();
@@ -229,6 +230,10 @@ export class SequencerDriver {
 
   // ---- reads --------------------------------------------------------------------------------
 
+  protected linkFor(id: string) {
+    return this.io.link(id);
+  }
+
   /** A linearizable read: the commitSeq now is the read index; a voting replica answers once it applied it. */
   async query(q: unknown): Promise<ReadAnswer> {
     const readIndex = this.core.commitSeq;
@@ -237,10 +242,12 @@ export class SequencerDriver {
     for (const id of this.core.readCandidates()) {
       try {
         const a = await withTimeout(this.io, this.io.link(id).query(q, readIndex, readWaitMs), readWaitMs + replicaRpcTimeoutMs, "query");
+        if (this.stopped) return { kind: "busy", replica: id };
         this.core.noteContact(id, true, this.io.nowMs());
         if (a.kind === "ok" || a.kind === "timeout") return a;
         last = a;
       } catch {
+        if (this.stopped) return { kind: "busy", replica: id };
         this.core.noteContact(id, false, this.io.nowMs());
       }
     }
@@ -262,6 +269,8 @@ export class SequencerDriver {
     );
     const infos = new Map<string, AuditInfo | null>();
     const now = this.io.nowMs();
+    // A stopped incarnation (crashed, destroyed) must not write: its state is stale.
+    if (this.stopped) return decideAudit(this.core.config.group, new Date(now).toISOString(), ids.length, new Map()).report;
     ids.forEach((id, i) => {
       const info = answers[i] ?? null;
       infos.set(id, info);

@@ -117,6 +117,7 @@ export class SequencerCore {
   private readonly votes = new Map<number, Votes>();
   private tail: Entry[] = [];
   fenced = false;
+  private closed = false;
 
   constructor(
     private readonly storage: SequencerStorage,
@@ -147,6 +148,16 @@ export class SequencerCore {
     });
   }
 
+  /** After close, the core refuses to persist anything: its incarnation is over. */
+  close(): void {
+    this.closed = true;
+  }
+
+  private saveMeta(): void {
+    assert(!this.closed, "a closed sequencer core tried to persist");
+    this.storage.saveMeta(this.meta);
+  }
+
   get config(): GroupConfig {
     return this.meta.config;
   }
@@ -170,7 +181,7 @@ export class SequencerCore {
     return [...this.progress.values()].filter((p) => !p.quarantined);
   }
 
-  private quorum(): number {
+  protected quorum(): number {
     return majority(this.progress.size);
   }
 
@@ -199,7 +210,7 @@ export class SequencerCore {
 
   /** Orders everything queued since the last flush into entries and persists them (one transaction). */
   flush(timestamp: string): Entry[] {
-    if (this.pending.size === 0) return [];
+    if (this.pending.size === 0 || this.closed) return [];
     const entries: Entry[] = [];
     const records: RequestRecord[] = [];
     let prev = this.lastHash;
@@ -314,7 +325,7 @@ export class SequencerCore {
     const candidate = matched[need - 1]!;
     if (candidate <= this.meta.commitSeq) return false;
     this.meta.commitSeq = candidate;
-    this.storage.saveMeta(this.meta);
+    this.saveMeta();
     return true;
   }
 
@@ -362,7 +373,7 @@ export class SequencerCore {
     if (p.quarantined === quarantined) return false;
     p.quarantined = quarantined;
     this.meta.quarantined = [...this.progress.values()].filter((x) => x.quarantined).map((x) => x.id);
-    this.storage.saveMeta(this.meta);
+    this.saveMeta();
     return true;
   }
 

@@ -1,0 +1,161 @@
+// The checkers every simulation runs after its heal phase. Each returns failure messages.
+import { machineFor } from "../../shared/machines/index.js";
+import { entryHash } from "../../shared/protocol/entry.js";
+import { canonicalJson, zeroHash } from "../../shared/protocol/hash.js";
+import { MemoryRowStore } from "../../shared/protocol/memory.js";
+import { DigestedState, applyEntry } from "../../shared/protocol/state.js";
+import type { AppliedOutput, Entry, GroupConfig } from "../../shared/protocol/types.js";
+import type { ClientHistory } from "./clients.js";
+import { checkHistory } from "./linearizability.js";
+import type { SimReplica, SimSequencer } from "./nodes.js";
+
+interface Reference {
+  outputs: Map<number, AppliedOutput>;
+  digests: Map<number, string>;
+  failures: string[];
+}
+
+/**
+ * Replays the committed log through a fresh state machine: the reference every replica must
+ * match. Reads are answered against it at the position they claim (so a read at seq s must equal
+ * the reference state after s), which is also where bank invariants are checked.
+ */
+function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: ClientHistory): Reference {
+  const machine = machineFor(config.machine);
+  const state = new DigestedState(new MemoryRowStore());
+  const outputs = new Map<number, AppliedOutput>();
+  const digests = new Map<number, string>([[0, zeroHash]]);
+  const failures: string[] = [];
+  const reads = [...history.reads].sort((a, b) => a.seq - b.seq);
+  let r = 0;
+  const checkReadsAt = (seq: number) => {
+    for (; r < reads.length && reads[r]!.seq === seq; r++) {
+      const read = reads[r]!;
+      const expected = machine.query(state.machineView(), read.query);
+      if (canonicalJson(expected) !== canonicalJson(read.result) && !read.fromCorrupted) {
+        failures.push(`read by ${read.client} (${read.consistency}) at ${read.replica} seq ${seq} saw ${JSON.stringify(read.result)}, state was ${JSON.stringify(expected)}`);
+      }
+    }
+  };
+  checkReadsAt(0);
+  for (const e of log) {
+    if (e.seq > commitSeq) break;
+    outputs.set(e.seq, applyEntry(state, machine, e));
+    digests.set(e.seq, state.digest);
+    checkReadsAt(e.seq);
+  }
+  for (; r < reads.length; r++) failures.push(`read at seq ${reads[r]!.seq} beyond commitSeq ${commitSeq}`);
+  return { outputs, digests, failures };
+}
+
+export interface CheckInput {
+  config: GroupConfig;
+  sequencer: SimSequencer;
+  replicas: Map<string, SimReplica>;
+  history: ClientHistory;
+  /** Replicas whose state was corrupted on purpose: they may differ, and must end quarantined. */
+  corrupted: Set<string>;
+  /** Reads before the bank's accounts were all opened see a smaller total. */
+  bankSetupSeq: number;
+}
+
+export function runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq }: CheckInput): string[] {
+  const failures: string[] = [...history.unexpected];
+  const core = sequencer.driver.core;
+  const log = sequencer.storage.log;
+  const commitSeq = core.commitSeq;
+
+  // The sequencer's log is gapless and hash-chained.
+  let prev = zeroHash;
+  log.forEach((e, i) => {
+    if (e.seq !== i + 1) failures.push(`sequencer log has seq ${e.seq} at position ${i + 1}`);
+    if (e.hash !== entryHash(prev, e)) failures.push(`sequencer log hash chain broken at ${e.seq}`);
+    prev = e.hash;
+  });
+
+  // Agreement: every entry a replica holds at or below its commitSeq is the sequencer's entry.
+  for (const r of replicas.values()) {
+    const meta = r.storage.meta!;
+    for (let s = 1; s <= meta.commitSeq; s++) {
+      const held = r.storage.log.get(s);
+      if (!held) failures.push(`${r.id} lacks committed entry ${s}`);
+      else if (held.hash !== log[s - 1]?.hash) failures.push(`${r.id} holds a different entry at committed seq ${s}`);
+    }
+  }
+
+  const ref = replay(config, log, commitSeq, history);
+  failures.push(...ref.failures);
+
+  // Exactly-once: a (client, request) executes at most once.
+  const executed = new Map<string, number>();
+  for (const [seq, out] of ref.outputs) {
+    const e = log[seq - 1]!;
+    if (e.kind === "command" && out.status === "ok") {
+      const key = `${e.client}/${e.request}`;
+      if (executed.has(key)) failures.push(`${key} executed twice (seq ${executed.get(key)} and ${seq})`);
+      executed.set(key, seq);
+    }
+  }
+
+  // Durability and outputs: every acknowledged command is committed at its seq, with that output.
+  for (const a of history.acked) {
+    const e = log[a.seq - 1];
+    if (!e || a.seq > commitSeq) failures.push(`acknowledged ${a.client}/${a.request} at seq ${a.seq} is not committed`);
+    else if (e.client !== a.client || e.request !== a.request) failures.push(`acknowledged ${a.client}/${a.request} at seq ${a.seq}, but the log has ${e.client}/${e.request} there`);
+    else {
+      const out = ref.outputs.get(a.seq)!;
+      if (canonicalJson(out.output) !== canonicalJson(a.output)) {
+        failures.push(`acknowledged ${a.client}/${a.request} got ${JSON.stringify(a.output)}, the log's execution gives ${JSON.stringify(out.output)}`);
+      }
+    }
+  }
+  // Commands refused (503) on every attempt were never ordered.
+  const ordered = new Set(log.map((e) => `${e.client}/${e.request}`));
+  for (const r of history.refused) if (ordered.has(`${r.client}/${r.request}`)) failures.push(`${r.client}/${r.request} was refused with 503 yet ordered`);
+
+  // Equal digests at equal positions: checkpoints and final digests match the reference.
+  for (const r of replicas.values()) {
+    if (corrupted.has(r.id)) continue;
+    for (const cp of r.storage.checkpoints()) {
+      const d = ref.digests.get(cp.seq);
+      if (d !== undefined && d !== cp.digest) failures.push(`${r.id} checkpoint at ${cp.seq} has digest ${cp.digest.slice(0, 8)}, reference ${d.slice(0, 8)}`);
+      if (log[cp.seq - 1] && log[cp.seq - 1]!.hash !== cp.logHash) failures.push(`${r.id} checkpoint at ${cp.seq} has another log hash`);
+    }
+    const m = r.storage.meta!;
+    const d = ref.digests.get(m.appliedSeq);
+    if (d !== undefined && d !== m.digest) failures.push(`${r.id} digest at applied ${m.appliedSeq} differs from the reference`);
+  }
+
+  // Convergence after the heal phase: every healthy replica has applied the whole committed log.
+  if (commitSeq !== core.lastLogSeq) failures.push(`after healing, commitSeq ${commitSeq} < lastSeq ${core.lastLogSeq}`);
+  for (const r of replicas.values()) {
+    const quarantined = core.replicaStatuses().find((s) => s.id === r.id)?.status === "quarantined";
+    if (corrupted.has(r.id)) {
+      if (!quarantined) failures.push(`${r.id} was corrupted but is not quarantined`);
+      continue;
+    }
+    if (quarantined) failures.push(`${r.id} was quarantined without being corrupted`);
+    if (r.storage.meta!.appliedSeq !== commitSeq) failures.push(`after healing, ${r.id} applied ${r.storage.meta!.appliedSeq} of ${commitSeq}`);
+  }
+
+  // Linearizability of commands and linearizable reads (kv).
+  if (config.machine === "kv") {
+    const ops = history.operations.filter((o: any) => !(o.replica && corrupted.has(o.replica)));
+    const lin = checkHistory({ model: "kv", operations: ops });
+    if (!lin.linearizable) failures.push(`not linearizable on key ${lin.key}: ${lin.operations.map((o) => JSON.stringify(o)).join(" ")}`);
+  }
+
+  // Bank: every read conserves the total and shows no negative balance.
+  if (config.machine === "bank") {
+    for (const read of history.reads) {
+      if (read.seq < bankSetupSeq || read.fromCorrupted) continue;
+      const res = read.result as { accounts: Record<string, number>; total: number };
+      if (res.total !== bankTotal) failures.push(`bank read at ${read.replica} seq ${read.seq} has total ${res.total}`);
+      if (Object.values(res.accounts).some((b) => b < 0)) failures.push(`bank read at ${read.replica} seq ${read.seq} has a negative balance`);
+    }
+  }
+  return failures;
+}
+
+export const bankAccounts = { a: 1000, b: 1000, c: 1000, d: 1000 };
+export const bankTotal = Object.values(bankAccounts).reduce((x, y) => x + y, 0);

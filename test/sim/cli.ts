@@ -1,0 +1,76 @@
+// npm run sim -- --seed S --ops N [--replicas R] [--faults LIST] [--machine kv|bank] [--variant V]
+// npm run sim -- --seeds K [--ops N] ...   (K random seeds; prints each failing seed)
+import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions } from "./run.js";
+
+function parseArgs(argv: string[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
+    const [k, v] = a.includes("=") ? a.slice(2).split("=", 2) : [a.slice(2), argv[++i]];
+    if (v === undefined) throw new Error(`--${k} needs a value`);
+    m.set(k!, v);
+  }
+  return m;
+}
+
+function int(args: Map<string, string>, name: string, fallback: number): number {
+  const v = args.get(name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer`);
+  return n;
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients"]);
+  for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
+  const faultsArg = args.get("faults") ?? "all";
+  const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "none" ? [] : faultsArg.split(",")) as FaultKind[];
+  for (const f of faults) if (!faultKinds.includes(f)) throw new Error(`unknown fault ${f}; known: ${faultKinds.join(", ")}`);
+  const machine = (args.get("machine") ?? "kv") as SimOptions["machine"];
+  if (machine !== "kv" && machine !== "bank") throw new Error("--machine must be kv or bank");
+  const variant = (args.get("variant") ?? "correct") as SimOptions["variant"];
+  if (!["correct", "stale-reads", "early-commit"].includes(variant!)) throw new Error("--variant must be correct, stale-reads or early-commit");
+  const base = { ops: int(args, "ops", 300), replicas: int(args, "replicas", 3), faults, machine, variant, clients: int(args, "clients", 5) };
+  if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");
+
+  if (args.has("seeds")) {
+    const k = int(args, "seeds", 10);
+    let failed = 0;
+    let ops = 0;
+    for (let i = 0; i < k; i++) {
+      const seed = Math.floor(Math.random() * 2 ** 31);
+      const r = await simulate({ ...base, seed });
+      ops += Number(r.stats.acked);
+      if (r.failures.length > 0) {
+        failed++;
+        console.log(`FAIL seed ${seed}: ${r.failures[0]}\n  reproduce: ${reproduce({ ...base, seed })}`);
+      }
+    }
+    console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands)`);
+    return failed > 0 ? 1 : 0;
+  }
+
+  const seed = int(args, "seed", 1);
+  const r = await simulate({ ...base, seed });
+  console.log(`seed ${seed}: ${Object.entries(r.stats).map(([k, v]) => `${k}=${v}`).join(" ")}`);
+  console.log(`trace ${r.trace}`);
+  if (r.failures.length === 0) {
+    console.log("ok: every checker passed");
+    return 0;
+  }
+  console.log(`FAILED (${r.failures.length}):`);
+  for (const f of r.failures) console.log(`  - ${f}`);
+  console.log(`reproduce: ${reproduce({ ...base, seed })}`);
+  return 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(String(err instanceof Error ? err.message : err));
+    process.exit(2);
+  },
+);

@@ -1,0 +1,151 @@
+// Closed-loop clients: each issues random commands and reads, retries commands with the same
+// request id while the outcome is unknown, and records what it saw for the checkers.
+import type { ReadAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
+import { withTimeout } from "../../shared/protocol/io.js";
+import type { Operation } from "./linearizability.js";
+import { type SimReplica, type SimSequencer, rpc } from "./nodes.js";
+import type { Network, World } from "./world.js";
+
+export interface Acked {
+  client: string;
+  request: number;
+  seq: number;
+  output: unknown;
+}
+
+export interface ReadRecord {
+  client: string;
+  consistency: "linearizable" | "sequential" | "stale";
+  query: unknown;
+  minSeq: number;
+  seq: number;
+  replica: string;
+  result: unknown;
+  atMs: number;
+  /** Served by a replica after its state was corrupted on purpose: not held to the reference. */
+  fromCorrupted?: boolean;
+}
+
+export interface ClientHistory {
+  operations: Operation[];
+  acked: Acked[];
+  /** Commands refused with 503 on every attempt: certainly never ordered. */
+  refused: { client: string; request: number }[];
+  reads: ReadRecord[];
+  unexpected: string[];
+}
+
+const attemptsMax = 6;
+const callTimeoutMs = 12_000;
+
+export class SimClient {
+  private request = 0;
+  private bookmarkSeq = 0;
+
+  constructor(
+    readonly index: number,
+    private readonly world: World,
+    private readonly net: Network,
+    private readonly sequencer: () => SimSequencer,
+    private readonly replicas: Map<string, SimReplica>,
+    private readonly machine: "kv" | "bank",
+    private readonly history: ClientHistory,
+  ) {}
+
+  get name(): string {
+    return `c${this.index}`;
+  }
+
+  private call<T>(to: string, what: string, alive: () => number, handle: () => T | Promise<T>): Promise<T | null> {
+    return withTimeout(this.world, rpc(this.world, this.net, this.name, to, what, alive, handle), callTimeoutMs, what).catch(() => null);
+  }
+
+  private randomCommand(): unknown {
+    const rng = this.world.rng;
+    if (this.machine === "bank") {
+      const accounts = ["a", "b", "c", "d"];
+      const from = rng.pick(accounts);
+      const to = rng.pick(accounts.filter((a) => a !== from));
+      return { op: "transfer", from, to, amount: 1 + rng.int(30) };
+    }
+    const key = `k${rng.int(6)}`;
+    switch (rng.int(6)) {
+      case 0:
+      case 1:
+        return { op: "put", key, value: rng.int(1000) };
+      case 2:
+        return { op: "get", key };
+      case 3:
+        return { op: "cas", key, expected: rng.chance(0.5) ? null : rng.int(1000), value: rng.int(1000) };
+      case 4:
+        return { op: "incr", key: `n${key}`, by: 1 + rng.int(3) };
+      default:
+        return { op: "delete", key };
+    }
+  }
+
+  async submit(command: unknown): Promise<void> {
+    const request = ++this.request;
+    const call = this.world.now;
+    let unknown = false;
+    for (let attempt = 1; attempt <= attemptsMax; attempt++) {
+      const seq = this.sequencer();
+      const a = await this.call<SubmitAnswer>("seq", `submit ${this.name}/${request}`, () => seq.incarnation, () =>
+        seq.driver.submit(this.name, request, structuredClone(command)),
+      );
+      if (a?.kind === "ok") {
+        this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
+        if (this.machine === "kv") {
+          this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output });
+        }
+        this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
+        return;
+      }
+      if (a?.kind === "conflict") {
+        this.history.unexpected.push(`${this.name}/${request}: conflict for a request id used once: ${a.message}`);
+        return;
+      }
+      if (a?.kind !== "unavailable") unknown = true;
+      await new Promise<void>((r) => this.world.setTimer(100 * attempt + this.world.rng.int(100), r));
+    }
+    if (unknown) {
+      if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: null, input: command as any });
+    } else {
+      this.history.refused.push({ client: this.name, request });
+    }
+  }
+
+  async read(): Promise<void> {
+    const rng = this.world.rng;
+    const query = this.machine === "bank" ? { op: "balances" } : { op: "get", key: `k${rng.int(6)}` };
+    const consistency = rng.pick(["linearizable", "sequential", "stale"] as const);
+    const call = this.world.now;
+    let a: ReadAnswer | null;
+    let minSeq = 0;
+    if (consistency === "linearizable") {
+      const seq = this.sequencer();
+      a = await this.call<ReadAnswer>("seq", `read ${this.name}`, () => seq.incarnation, () => seq.driver.query(structuredClone(query)));
+    } else {
+      // A sequential read carries the client's latest position (its bookmark).
+      minSeq = consistency === "sequential" ? this.bookmarkSeq : 0;
+      const r = this.replicas.get(rng.pick([...this.replicas.keys()]))!;
+      a = await this.call<ReadAnswer>(r.id, `read ${this.name}`, () => r.incarnation, () =>
+        r.driver.query(structuredClone(query), minSeq, consistency === "sequential" ? 2_000 : 0),
+      );
+    }
+    if (a?.kind !== "ok") return;
+    this.history.reads.push({ client: this.name, consistency, query, minSeq, seq: a.seq, replica: a.replica, result: a.result, atMs: this.world.now });
+    if (consistency !== "stale") this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
+    if (consistency === "linearizable" && this.machine === "kv") {
+      this.history.operations.push({ client: this.index, call, return: this.world.now, input: query as any, output: a.result, replica: a.replica } as any);
+    }
+  }
+
+  async run(opsMax: number, stopped: () => boolean): Promise<void> {
+    for (let i = 0; i < opsMax && !stopped(); i++) {
+      if (this.world.rng.chance(0.3)) await this.read();
+      else await this.submit(this.randomCommand());
+      await new Promise<void>((r) => this.world.setTimer(this.world.rng.int(50), r));
+    }
+  }
+}

@@ -1,0 +1,195 @@
+// The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
+// simulated network and their storage in memory that survives crashes.
+import { readWaitMs } from "../../shared/limits.js";
+import { SequencerDriver } from "../../shared/protocol/driver.js";
+import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer } from "../../shared/protocol/io.js";
+import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig } from "../../shared/protocol/types.js";
+import { replicaIds } from "../../shared/protocol/types.js";
+import type { Network, World } from "./world.js";
+
+export type Variant = "correct" | "stale-reads" | "early-commit";
+
+/** Failures found while running (invariant assertions, monotonicity): the run's checkers add theirs. */
+export class Failures {
+  readonly list: string[] = [];
+  add(message: string): void {
+    if (this.list.length < 50 && !this.list.includes(message)) this.list.push(message);
+  }
+}
+
+/**
+ * A request/response over the simulated network. Never settles if a message is lost (the caller's
+ * timeout covers that); rejects when the callee crashed while handling it, as a Durable Object
+ * RPC does when the object is reset.
+ */
+export function rpc<T>(world: World, net: Network, from: string, to: string, what: string, alive: () => number, handle: () => T | Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    net.send(from, to, what, () => {
+      const incarnation = alive();
+      void Promise.resolve()
+        .then(handle)
+        .then((result) => {
+          if (alive() !== incarnation || net.down.has(to)) {
+            world.trace(`reset ${to} during ${what}`);
+            return reject(new Error(`${to} was reset during ${what}`));
+          }
+          const copy = structuredClone(result);
+          net.send(to, from, `${what}:reply`, () => resolve(copy));
+        });
+    });
+  });
+}
+
+export class SimReplica {
+  readonly storage = new MemoryReplicaStorage();
+  driver: ReplicaDriver;
+  incarnation = 0;
+  /** Highest positions seen, across restarts: they must never go backwards. */
+  private seenApplied = 0;
+  private seenCommit = 0;
+  corruptedAtMs: number | null = null;
+
+  constructor(
+    readonly id: string,
+    config: GroupConfig,
+    private readonly world: World,
+    private readonly failures: Failures,
+  ) {
+    const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery);
+    this.storage.saveMeta(meta);
+    this.driver = new ReplicaDriver(new ReplicaCore(this.storage, meta), world);
+  }
+
+  append(msg: AppendRequest): AppendResponse {
+    let resp: AppendResponse;
+    try {
+      resp = this.driver.append(msg);
+    } catch (err) {
+      this.failures.add(`${this.id} broke an invariant at ${this.world.now} ms: ${(err as Error).message}`);
+      throw err;
+    }
+    const p = this.driver.core!.position();
+    if (p.appliedSeq < this.seenApplied || p.commitSeq < this.seenCommit) {
+      this.failures.add(`${this.id} went backwards: applied ${this.seenApplied}->${p.appliedSeq}, commit ${this.seenCommit}->${p.commitSeq}`);
+    }
+    this.seenApplied = Math.max(this.seenApplied, p.appliedSeq);
+    this.seenCommit = Math.max(this.seenCommit, p.commitSeq);
+    return resp;
+  }
+
+  crash(): void {
+    this.driver.detach();
+    this.incarnation++;
+  }
+
+  restart(): void {
+    this.incarnation++;
+    this.driver = new ReplicaDriver(new ReplicaCore(this.storage, this.storage.meta!), this.world);
+  }
+
+  /** Changes one machine row behind the digest, as disk corruption would. */
+  corrupt(): boolean {
+    const rows = this.storage.rows.scan("m/", null, 1_000);
+    if (rows.length === 0) return false;
+    const [key] = this.world.rng.pick(rows);
+    this.storage.rows.put(key, JSON.stringify({ corrupted: this.world.now }));
+    this.corruptedAtMs = this.world.now;
+    return true;
+  }
+}
+
+/** Broken variants: the simulator must catch each within a few seeds. */
+class EarlyCommitCore extends SequencerCore {
+  // Commits as soon as one replica holds an entry (no majority).
+  protected override quorum(): number {
+    return 1;
+  }
+}
+
+class StaleReadDriver extends SequencerDriver {
+  // Serves "linearizable" reads without a read index: any replica, whatever it has applied.
+  override async query(q: unknown): Promise<ReadAnswer> {
+    const id = this.core.readCandidates().at(-1)!;
+    return this.linkFor(id).query(q, 0, 0);
+  }
+}
+
+export class SimSequencer {
+  readonly storage = new MemorySequencerStorage();
+  driver: SequencerDriver;
+  incarnation = 0;
+  private seenCommit = 0;
+
+  constructor(
+    private readonly config: GroupConfig,
+    private readonly world: World,
+    private readonly net: Network,
+    private readonly replicas: Map<string, SimReplica>,
+    private readonly failures: Failures,
+    private readonly variant: Variant,
+  ) {
+    this.storage.saveMeta({ config, epoch: 1, commitSeq: 0, quarantined: [] });
+    this.driver = this.start();
+  }
+
+  private start(): SequencerDriver {
+    const meta = this.storage.meta!;
+    const core = this.variant === "early-commit" ? new EarlyCommitCore(this.storage, meta) : new SequencerCore(this.storage, meta);
+    const io: DriverIO = {
+      nowMs: () => this.world.now,
+      setTimer: (ms, fn) => this.world.setTimer(ms, fn),
+      link: (id) => this.link(id),
+      log: () => {},
+    };
+    const driver = this.variant === "stale-reads" ? new StaleReadDriver(core, io) : new SequencerDriver(core, io);
+    driver.kickAll();
+    return driver;
+  }
+
+  private link(id: string): ReplicaLink {
+    const r = this.replicas.get(id)!;
+    const call = <T>(what: string, handle: () => T | Promise<T>) =>
+      rpc(this.world, this.net, "seq", id, what, () => r.incarnation, handle);
+    return {
+      init: () => call("init", () => null),
+      append: (msg) => {
+        const m = structuredClone(msg);
+        return call(`append ${m.prevSeq}+${m.entries.length} c${m.commitSeq}`, () => r.append(m));
+      },
+      query: (q, minSeq, waitMs) => call<ReadAnswer>("query", () => r.driver.query(structuredClone(q), minSeq, waitMs)),
+      session: (client, request, minSeq, waitMs) => call<SessionAnswer>("session", () => r.driver.session(client, request, minSeq, waitMs)),
+      auditInfo: () => call<AuditInfo | null>("audit", () => r.driver.auditInfo()),
+      setQuarantined: (q) => call("quarantine", () => r.driver.setQuarantined(q)),
+    };
+  }
+
+  /** Called after every event batch: commitSeq must never go backwards. */
+  observe(): void {
+    const c = this.driver.core.commitSeq;
+    if (c < this.seenCommit) this.failures.add(`sequencer commitSeq went backwards ${this.seenCommit}->${c}`);
+    this.seenCommit = Math.max(this.seenCommit, c);
+  }
+
+  crash(): void {
+    this.driver.stop();
+    this.incarnation++;
+  }
+
+  restart(): void {
+    this.incarnation++;
+    this.driver = this.start();
+  }
+}
+
+export function makeGroup(config: GroupConfig, world: World, net: Network, failures: Failures, variant: Variant) {
+  const replicas = new Map<string, SimReplica>();
+  for (const id of replicaIds(config.replicas)) replicas.set(id, new SimReplica(id, config, world, failures));
+  const sequencer = new SimSequencer(config, world, net, replicas, failures, variant);
+  return { replicas, sequencer };
+}
+
+export { readWaitMs };

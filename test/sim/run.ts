@@ -1,0 +1,244 @@
+// One simulation: a group, clients, injected faults, a heal phase, then every checker.
+import { majority, type GroupConfig, type MachineName, type OutputsMode } from "../../shared/protocol/types.js";
+import { bankAccounts, runCheckers } from "./checkers.js";
+import { type ClientHistory, SimClient } from "./clients.js";
+import { Failures, makeGroup, type Variant } from "./nodes.js";
+import { Prng } from "./prng.js";
+import { Network, World } from "./world.js";
+
+export const faultKinds = ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "corrupt"] as const;
+export type FaultKind = (typeof faultKinds)[number];
+
+export interface SimOptions {
+  seed: number;
+  ops: number;
+  replicas: number;
+  faults: FaultKind[];
+  machine?: MachineName;
+  clients?: number;
+  variant?: Variant;
+}
+
+export interface SimResult {
+  seed: number;
+  failures: string[];
+  trace: string;
+  stats: Record<string, number | string>;
+}
+
+export function reproduce(o: SimOptions): string {
+  const parts = [`npm run sim -- --seed ${o.seed} --ops ${o.ops} --replicas ${o.replicas} --faults ${o.faults.join(",") || "none"}`];
+  if (o.machine && o.machine !== "kv") parts.push(`--machine ${o.machine}`);
+  if (o.variant && o.variant !== "correct") parts.push(`--variant ${o.variant}`);
+  return parts.join(" ");
+}
+
+const auditEveryMs = 2_000;
+const healLimitMs = 180_000;
+
+export async function simulate(opts: SimOptions): Promise<SimResult> {
+  const rng = new Prng(opts.seed);
+  const world = new World(rng);
+  const net = new Network(world);
+  const failures = new Failures();
+  const faults = new Set(opts.faults);
+  const machine: MachineName = opts.machine ?? "kv";
+  // Corruption can only be outvoted when outputs are voted on.
+  const outputs: OutputsMode = faults.has("corrupt") ? "majority" : rng.pick(["first", "majority"] as const);
+  const config: GroupConfig = {
+    group: "sim",
+    machine,
+    replicas: opts.replicas,
+    locations: [],
+    outputs,
+    checkpointEvery: 5 + rng.int(20),
+  };
+  const { replicas, sequencer } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
+  const ids = [...replicas.keys()];
+  const tolerated = opts.replicas - majority(opts.replicas);
+  const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [] };
+  const corrupted = new Set<string>();
+  const counts: Record<string, number> = {};
+  const count = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
+
+  net.faults = {
+    dropP: faults.has("drop") ? 0.03 + rng.next() * 0.07 : 0,
+    duplicateP: faults.has("duplicate") ? 0.02 + rng.next() * 0.05 : 0,
+    jitterMs: faults.has("reorder") ? 5 + rng.int(40) : 0,
+  };
+
+  // Bank accounts are opened before the load starts.
+  let bankSetupSeq = 0;
+  if (machine === "bank") {
+    const setup = new SimClient(999, world, net, () => sequencer, replicas, machine, history);
+    const done = (async () => {
+      for (const [account, balance] of Object.entries(bankAccounts)) await setup.submit({ op: "open", account, balance });
+    })();
+    let finished = false;
+    void done.then(() => (finished = true));
+    await world.run(60_000, () => finished);
+    bankSetupSeq = Math.max(0, ...history.acked.map((a) => a.seq));
+  }
+
+  // The load.
+  let stopped = false;
+  const clientCount = opts.clients ?? 5;
+  let running = clientCount;
+  for (let i = 0; i < clientCount; i++) {
+    const c = new SimClient(i, world, net, () => sequencer, replicas, machine, history);
+    const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
+    void c.run(share, () => stopped).then(() => running--);
+  }
+
+  // Faults, bounded so a majority stays reachable most of the time.
+  const unavailable = () => ids.filter((id) => net.down.has(id) || net.isolated.has(id)).length;
+  const injectors: (() => void)[] = [];
+  if (faults.has("crash-replica")) {
+    injectors.push(() => {
+      const up = ids.filter((id) => !net.down.has(id) && !net.isolated.has(id));
+      if (unavailable() >= tolerated || up.length === 0) return;
+      const id = rng.pick(up);
+      net.down.add(id);
+      replicas.get(id)!.crash();
+      count("crash-replica");
+      world.trace(`crash ${id}`);
+      world.setTimer(100 + rng.int(1_500), () => {
+        net.down.delete(id);
+        replicas.get(id)!.restart();
+        world.trace(`restart ${id}`);
+      });
+    });
+  }
+  if (faults.has("crash-sequencer")) {
+    injectors.push(() => {
+      if (net.down.has("seq")) return;
+      net.down.add("seq");
+      sequencer.crash();
+      count("crash-sequencer");
+      world.trace("crash seq");
+      world.setTimer(50 + rng.int(1_000), () => {
+        net.down.delete("seq");
+        sequencer.restart();
+        world.trace("restart seq");
+      });
+    });
+  }
+  if (faults.has("partition")) {
+    injectors.push(() => {
+      const candidates = ["seq", ...ids].filter((id) => !net.isolated.has(id) && !net.down.has(id));
+      const id = rng.pick(candidates);
+      if (id !== "seq" && unavailable() >= tolerated) return;
+      net.isolated.add(id);
+      count("partition");
+      world.trace(`isolate ${id}`);
+      world.setTimer(100 + rng.int(1_500), () => {
+        net.isolated.delete(id);
+        world.trace(`rejoin ${id}`);
+      });
+    });
+  }
+  if (faults.has("corrupt")) {
+    injectors.push(() => {
+      if (corrupted.size > 0 || tolerated === 0) return;
+      const id = rng.pick(ids.filter((x) => !net.down.has(x)));
+      if (replicas.get(id)!.corrupt()) {
+        corrupted.add(id);
+        count("corrupt");
+        world.trace(`corrupt ${id}`);
+      }
+    });
+  }
+  const injectLoop = () => {
+    if (stopped) return;
+    if (injectors.length > 0 && rng.chance(0.5)) rng.pick(injectors)();
+    world.setTimer(50 + rng.int(400), injectLoop);
+  };
+  world.setTimer(100, injectLoop);
+
+  // The auditor, as the cron would run it.
+  const checkReport = (verdicts: { id: string; verdict: string }[]) => {
+    for (const r of verdicts) if (r.verdict === "diverged" && !corrupted.has(r.id)) failures.add(`audit flagged ${r.id} diverged, but it was not corrupted`);
+  };
+  const auditLoop = () => {
+    if (!net.down.has("seq")) {
+      const d = sequencer.driver;
+      void d.audit().then((report) => {
+        count("audit");
+        checkReport(report.replicas);
+      });
+    }
+    world.setTimer(auditEveryMs, auditLoop);
+  };
+  world.setTimer(auditEveryMs, auditLoop);
+  const observeLoop = () => {
+    sequencer.observe();
+    world.setTimer(50, observeLoop);
+  };
+  observeLoop();
+
+  const loadLimitMs = world.now + opts.ops * 2_000 + 60_000;
+  await world.run(loadLimitMs, () => running === 0);
+  stopped = true;
+
+  // Heal: every fault ends; the group must converge.
+  net.faults = { dropP: 0, duplicateP: 0, jitterMs: net.faults.jitterMs };
+  net.isolated.clear();
+  for (const id of ids) {
+    if (net.down.has(id)) {
+      net.down.delete(id);
+      replicas.get(id)!.restart();
+    }
+  }
+  if (net.down.has("seq")) {
+    net.down.delete("seq");
+    sequencer.restart();
+  }
+  world.trace("heal");
+  const healStart = world.now;
+  const converged = () => {
+    const core = sequencer.driver.core;
+    if (core.commitSeq !== core.lastLogSeq || running > 0) return false;
+    return [...replicas.values()].every((r) => corrupted.has(r.id) || r.storage.meta!.appliedSeq === core.commitSeq);
+  };
+  const kickLoop = () => {
+    sequencer.driver.kickAll();
+    world.setTimer(1_000, kickLoop);
+  };
+  kickLoop();
+  await world.run(healStart + healLimitMs, converged);
+  // One more audit after convergence: it must find the corrupted replica, and only it.
+  let finalAudit = false;
+  void sequencer.driver.audit().then((report) => {
+    checkReport(report.replicas);
+    finalAudit = true;
+  });
+  await world.run(world.now + 30_000, () => finalAudit);
+  if (!finalAudit) failures.add("the final audit did not finish");
+
+  for (const read of history.reads) {
+    const at = replicas.get(read.replica)?.corruptedAtMs;
+    if (at !== null && at !== undefined && read.atMs >= at) read.fromCorrupted = true;
+  }
+  const checked = runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq });
+  const all = [...failures.list, ...checked];
+  const core = sequencer.driver.core;
+  return {
+    seed: opts.seed,
+    failures: all,
+    trace: world.traceDigest(),
+    stats: {
+      outputs,
+      commitSeq: core.commitSeq,
+      acked: history.acked.length,
+      unknown: history.operations.filter((o) => o.return === null).length,
+      refused: history.refused.length,
+      reads: history.reads.length,
+      events: world.events,
+      virtualMs: world.now,
+      healMs: world.now - healStart,
+      messages: net.sent,
+      dropped: net.dropped,
+      ...counts,
+    },
+  };
+}

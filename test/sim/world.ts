@@ -1,0 +1,159 @@
+// Virtual time and a faulty network. Everything that happens in a simulation is an event on
+// one queue, ordered by (time, insertion order); all randomness comes from one seeded Prng.
+// After each event the microtask queue is drained, so promise chains in the drivers run to
+// their next wait before the next event: the same seed gives the same run.
+import { sha256Hex } from "../../shared/protocol/hash.js";
+import type { Clock } from "../../shared/protocol/io.js";
+import type { Prng } from "./prng.js";
+
+interface Event {
+  atMs: number;
+  order: number;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+function drainMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export class World implements Clock {
+  now = 0;
+  private order = 0;
+  private heap: Event[] = [];
+  events = 0;
+  private traceHash = "";
+  private traceBuffer: string[] = [];
+
+  constructor(readonly rng: Prng) {}
+
+  nowMs(): number {
+    return this.now;
+  }
+
+  setTimer(ms: number, fn: () => void): () => void {
+    const ev: Event = { atMs: this.now + Math.max(0, ms), order: this.order++, fn, cancelled: false };
+    this.push(ev);
+    return () => {
+      ev.cancelled = true;
+    };
+  }
+
+  /** Records a line in the run's trace; the trace hash names the run (equal seeds, equal hashes). */
+  trace(line: string): void {
+    this.traceBuffer.push(`${this.now} ${line}`);
+    if (this.traceBuffer.length >= 256) this.flushTrace();
+  }
+
+  private flushTrace(): void {
+    this.traceHash = sha256Hex(this.traceHash + this.traceBuffer.join("\n"));
+    this.traceBuffer = [];
+  }
+
+  traceDigest(): string {
+    this.flushTrace();
+    return this.traceHash;
+  }
+
+  /** Runs events until done() holds, the queue is empty, or virtual time passes untilMs. */
+  async run(untilMs: number, done: () => boolean = () => false): Promise<void> {
+    await drainMicrotasks();
+    while (this.heap.length > 0 && !done()) {
+      const ev = this.pop()!;
+      if (ev.atMs > untilMs) {
+        this.push(ev);
+        this.now = untilMs;
+        return;
+      }
+      if (ev.cancelled) continue;
+      this.now = ev.atMs;
+      this.events++;
+      ev.fn();
+      await drainMicrotasks();
+    }
+  }
+
+  private push(ev: Event): void {
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!less(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+
+  private pop(): Event | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function less(a: Event, b: Event): boolean {
+  return a.atMs < b.atMs || (a.atMs === b.atMs && a.order < b.order);
+}
+
+export interface NetworkFaults {
+  dropP: number;
+  duplicateP: number;
+  /** Delivery delay is 1 + [0, jitterMs): with jitter, messages overtake each other (reordering). */
+  jitterMs: number;
+}
+
+/** Delivers messages between named nodes with loss, duplication, delay and partitions. */
+export class Network {
+  faults: NetworkFaults = { dropP: 0, duplicateP: 0, jitterMs: 0 };
+  /** Nodes cut off from every other node. */
+  readonly isolated = new Set<string>();
+  /** Nodes that are down (crashed): they neither send nor receive. */
+  readonly down = new Set<string>();
+  sent = 0;
+  dropped = 0;
+
+  constructor(private readonly world: World) {}
+
+  private cut(from: string, to: string): boolean {
+    return this.down.has(from) || this.down.has(to) || this.isolated.has(from) !== this.isolated.has(to) || (this.isolated.has(from) && from !== to);
+  }
+
+  send(from: string, to: string, what: string, deliver: () => void): void {
+    this.sent++;
+    const rng = this.world.rng;
+    if (this.cut(from, to) || rng.chance(this.faults.dropP)) {
+      this.dropped++;
+      this.world.trace(`drop ${from}->${to} ${what}`);
+      return;
+    }
+    const copies = rng.chance(this.faults.duplicateP) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      const delayMs = 1 + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0);
+      this.world.setTimer(delayMs, () => {
+        if (this.cut(from, to)) {
+          this.dropped++;
+          return;
+        }
+        this.world.trace(`deliver ${from}->${to} ${what}`);
+        deliver();
+      });
+    }
+  }
+}
