@@ -10,7 +10,13 @@ export async function auditAll(env: Env): Promise<{ audited: number; failed: str
     while (next < groups.length) {
       const group = groups[next++]!;
       try {
-        const report = await sequencerStub(env, group).audit();
+        const seq = sequencerStub(env, group);
+        let report = await seq.audit();
+        if (!report) {
+          // Listed but stateless: the sequencer lost its storage. Recover it, then audit.
+          const config = await registryStub(env).get(group);
+          if (config && (await seq.recover(config)).ok) report = await seq.audit();
+        }
         if (report && report.verdict !== "consistent") console.warn(`audit ${group}: ${report.verdict}`);
       } catch (err) {
         failed.push(group);

@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { ReadAnswer, SessionAnswer } from "../shared/protocol/io.js";
 import { ReplicaCore, newReplicaMeta, type ReplicaMeta } from "../shared/protocol/replica.js";
 import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
-import type { AppendRequest, AppendResponse, AuditInfo, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
 import { type Env, realClock } from "./env.js";
 import { SqlReplicaStorage, readMeta } from "./sqlite.js";
 
@@ -64,6 +64,14 @@ export class ReplicaObject extends DurableObject<Env> {
 
   async position(): Promise<ReplicaPosition | null> {
     return this.core?.position() ?? null;
+  }
+
+  async fence(epoch: number): Promise<FenceReply | null> {
+    return this.driver.fence(epoch);
+  }
+
+  async readLog(fromSeq: number, toSeq: number): Promise<Entry[]> {
+    return this.driver.readLog(fromSeq, toSeq);
   }
 
   async auditInfo(): Promise<AuditInfo | null> {

@@ -115,10 +115,24 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z
 
 const routeCache = new Map<string, { info: RouteInfo; atMs: number }>();
 
+/**
+ * The registry knows the group but its sequencer has no state: the sequencer lost its storage.
+ * Have it recover (new epoch, log from a replica majority) before serving. Returns false if the
+ * group does not exist.
+ */
+async function ensureSequencer(env: Env, group: string): Promise<boolean> {
+  const config = await registryStub(env).get(group);
+  if (!config) return false;
+  const r = await sequencerStub(env, group).recover(config);
+  if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
+  return true;
+}
+
 async function routeInfo(env: Env, group: string, fresh = false): Promise<RouteInfo> {
   const cached = routeCache.get(group);
   if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return cached.info;
-  const info = await sequencerStub(env, group).routeInfo();
+  let info = await sequencerStub(env, group).routeInfo();
+  if (!info && (await ensureSequencer(env, group))) info = await sequencerStub(env, group).routeInfo();
   if (!info) {
     routeCache.delete(group);
     throw new ApiError("not_found", `group ${group} does not exist`);
@@ -146,9 +160,15 @@ app.get("/v1/groups", async (c) => {
   return c.json({ groups: await registryStub(c.env).list() });
 });
 
+async function groupStatus(env: Env, group: string) {
+  let status = await sequencerStub(env, group).status();
+  if (!status && (await ensureSequencer(env, group))) status = await sequencerStub(env, group).status();
+  return status;
+}
+
 app.get("/v1/groups/:group", async (c) => {
   const group = groupParam(c);
-  const status = await sequencerStub(c.env, group).status();
+  const status = await groupStatus(c.env, group);
   if (!status) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.json(status);
 });
@@ -178,7 +198,10 @@ app.post("/v1/groups/:group/commands", async (c) => {
   if (info.machine === "kv" && kvValueSizesBytes(command as KvCommand).some((n) => n > valueBytesMax)) {
     throw new ApiError("too_large", `command.value: larger than ${valueBytesMax} bytes serialized`);
   }
-  const a: SubmitAnswer = await rpc<SubmitAnswer>(sequencerStub(c.env, group).submit(body.client, body.request, command));
+  let a: SubmitAnswer = await rpc<SubmitAnswer>(sequencerStub(c.env, group).submit(body.client, body.request, command));
+  if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) {
+    a = await rpc<SubmitAnswer>(sequencerStub(c.env, group).submit(body.client, body.request, command));
+  }
   switch (a.kind) {
     case "ok":
       return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
@@ -227,7 +250,9 @@ app.post("/v1/groups/:group/query", async (c) => {
   const info = await routeInfo(c.env, group);
   const query = parse(machineFor(info.machine).querySchema, body.query, "query");
   if (body.consistency === "linearizable") {
-    return readResult(c, group, await rpc<ReadAnswer>(sequencerStub(c.env, group).query(query)));
+    let a = await rpc<ReadAnswer>(sequencerStub(c.env, group).query(query));
+    if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) a = await rpc<ReadAnswer>(sequencerStub(c.env, group).query(query));
+    return readResult(c, group, a);
   }
   const minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
   const waitMs = body.consistency === "sequential" ? readWaitMs : 0;
@@ -253,7 +278,7 @@ app.get("/v1/groups/:group/log", async (c) => {
 
 app.get("/v1/groups/:group/replicas", async (c) => {
   const group = groupParam(c);
-  const status = await sequencerStub(c.env, group).status();
+  const status = await groupStatus(c.env, group);
   if (!status) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.json({ replicas: status.replicas });
 });

@@ -4,7 +4,8 @@ import type { LogPage } from "../shared/api/results.js";
 import { SequencerDriver } from "../shared/protocol/driver.js";
 import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../shared/protocol/io.js";
 import { SequencerCore, type SequencerMeta } from "../shared/protocol/sequencer.js";
-import type { AppendResponse, AuditInfo, AuditReport, GroupConfig, GroupStatus, MachineName } from "../shared/protocol/types.js";
+import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, MachineName } from "../shared/protocol/types.js";
+import { recoverSequencer } from "../shared/protocol/recovery.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, realClock, replicaStub, rpc } from "./env.js";
 import { SqlSequencerStorage, readMeta, tableExists } from "./sqlite.js";
@@ -24,6 +25,7 @@ export interface RouteInfo {
  */
 export class SequencerObject extends DurableObject<Env> {
   private driver: SequencerDriver | null = null;
+  private recovering: Promise<{ ok: boolean; reason?: string; epoch?: number }> | null = null;
   private readonly store: SqlSequencerStorage;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -39,11 +41,9 @@ export class SequencerObject extends DurableObject<Env> {
     return this.driver?.core ?? null;
   }
 
-  private start(core: SequencerCore): void {
-    const cfg = core.config;
-    const ids = replicaIds(cfg.replicas);
+  private io(cfg: GroupConfig): DriverIO {
     const links = new Map<string, ReplicaLink>();
-    for (const [i, id] of ids.entries()) {
+    for (const [i, id] of replicaIds(cfg.replicas).entries()) {
       const stub = replicaStub(this.env, cfg.group, id, cfg.locations[i] ?? null);
       links.set(id, {
         init: () => stub.init({ group: cfg.group, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery }),
@@ -52,16 +52,59 @@ export class SequencerObject extends DurableObject<Env> {
         session: (client, request, minSeq, waitMs) => rpc<SessionAnswer>(stub.session(client, request, minSeq, waitMs)),
         auditInfo: () => rpc<AuditInfo | null>(stub.auditInfo()),
         setQuarantined: (q) => stub.setQuarantined(q),
+        fence: (epoch) => rpc<FenceReply | null>(stub.fence(epoch)),
+        readLog: (from, to) => rpc<Entry[]>(stub.readLog(from, to)),
       });
     }
-    const io: DriverIO = {
+    return {
       ...realClock,
       link: (id) => links.get(id)!,
       log: (level, message) => console[level](message),
+      // Fenced out by a newer epoch (an interrupted recovery, a message from a dead incarnation):
+      // this log may hold entries no majority has; discard it and recover from the replicas.
+      onFenced: () => {
+        this.driver = null;
+        this.ctx.waitUntil(
+          this.ctx.storage
+            .deleteAll()
+            .then(() => this.recover(cfg))
+            .then((r) => r.ok || console.error(`sequencer ${cfg.group} could not recover: ${r.reason}`)),
+        );
+      },
     };
-    this.driver = new SequencerDriver(core, io);
+  }
+
+  private start(core: SequencerCore): void {
+    this.driver = new SequencerDriver(core, this.io(core.config));
     // Entries ordered before a restart but not yet known committed: finish replicating them.
     this.driver.kickAll();
+  }
+
+  private async replicasHoldState(config: GroupConfig): Promise<boolean> {
+    const io = this.io(config);
+    const replies = await Promise.all(replicaIds(config.replicas).map((id) => io.link(id).fence(0).catch(() => null)));
+    return replies.some((r) => r !== null);
+  }
+
+  /**
+   * The group exists (the registry says so) but this sequencer has no state: its storage was
+   * lost. Rebuild the log from a majority of replicas at a new epoch, then serve again.
+   */
+  async recover(config: GroupConfig): Promise<{ ok: boolean; reason?: string; epoch?: number }> {
+    if (this.core) return { ok: true, epoch: this.core.epoch };
+    this.recovering ??= (async () => {
+      SqlSequencerStorage.create(this.ctx.storage.sql);
+      const r = await recoverSequencer(config, this.store, this.io(config));
+      if (!r.ok) {
+        await this.ctx.storage.deleteAll();
+        return { ok: false, reason: r.reason };
+      }
+      this.start(new SequencerCore(this.store, r.meta));
+      return { ok: true, epoch: r.meta.epoch };
+    })().finally(() => {
+      this.recovering = null;
+    });
+    return this.recovering;
   }
 
   // ---- groups -------------------------------------------------------------------------------
@@ -69,6 +112,11 @@ export class SequencerObject extends DurableObject<Env> {
   /** Creates the group's sequencer and replicas; idempotent for the same config. */
   async init(config: GroupConfig): Promise<{ kind: "created" | "exists" | "conflict"; status: GroupStatus | null }> {
     let kind: "created" | "exists" = "exists";
+    if (!this.core && (await this.replicasHoldState(config))) {
+      // The group was created before and this sequencer lost its storage: recover, never restart at seq 1.
+      const r = await this.recover(config);
+      if (!r.ok) throw new Error(`group ${config.group} exists but its sequencer cannot recover: ${r.reason}`);
+    }
     if (!this.core) {
       const meta: SequencerMeta = { config, epoch: 1, commitSeq: 0, quarantined: [] };
       this.ctx.storage.transactionSync(() => {

@@ -203,7 +203,7 @@ export class SqlSequencerStorage implements SequencerStorage {
     this.log.append(entries);
     for (const r of records) {
       this.sql.exec(
-        "INSERT INTO requests (client, request, seq, command_hash) VALUES (?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO requests (client, request, seq, command_hash) VALUES (?, ?, ?, ?)",
         r.client,
         r.request,
         r.seq,

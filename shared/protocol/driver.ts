@@ -10,9 +10,11 @@ import {
   replicaRpcTimeoutMs,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
-import { type DriverIO, type ReadAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
+import { canonicalJson } from "./hash.js";
+import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
 import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, AuditReport, Entry } from "./types.js";
+import { majority } from "./types.js";
 
 type Outcome = AppliedOutput | null;
 type Resolver = (outcome: Outcome) => void;
@@ -111,21 +113,43 @@ export class SequencerDriver {
     }
   }
 
-  /** A retry of a command ordered earlier (maybe before a restart): its outcome is in the replicas' session table. */
+  /**
+   * A retry of a command ordered earlier (maybe before a restart): its outcome is in the replicas'
+   * session table. In "majority" mode the recorded outputs are voted on like fresh ones, or one
+   * corrupted replica could answer the retry alone.
+   */
   private async answerFromSession(client: string, request: number, seq: number): Promise<SubmitAnswer> {
     const deadline = this.io.nowMs() + commandTimeoutMs;
     if (!(await this.waitCommitted(seq, commandTimeoutMs))) return this.answer("timeout");
-    for (const id of this.core.readCandidates()) {
+    const needed = this.core.config.outputs === "majority" ? majority(this.core.replicaIds().length) : 1;
+    const ask = async (id: string): Promise<SessionAnswer | null> => {
       const left = deadline - this.io.nowMs();
-      if (left <= 0 || this.stopped) break;
-      try {
-        const s = await withTimeout(this.io, this.io.link(id).session(client, request, seq, Math.min(left, readWaitMs)), left + 100, "session");
-        if (s.kind === "found") return { kind: "ok", seq: s.seq, output: s.output, epoch: this.core.epoch };
-        if (s.kind === "missing") return { kind: "conflict", message: expiredMessage };
-      } catch {
-        // try the next replica
+      if (left <= 0) return null;
+      return withTimeout(this.io, this.io.link(id).session(client, request, seq, Math.min(left, readWaitMs)), left + 100, "session").catch(() => null);
+    };
+    const candidates = this.core.readCandidates();
+    const answers = needed === 1 ? [] : await Promise.all(candidates.map(ask));
+    if (needed === 1) {
+      for (const id of candidates) {
+        const s = await ask(id);
+        if (s && s.kind !== "timeout") {
+          answers.push(s);
+          break;
+        }
       }
     }
+    if (this.stopped) return this.answer("timeout");
+    const tally = new Map<string, { answer: SessionAnswer; votes: number }>();
+    for (const a of answers) {
+      if (!a || a.kind === "timeout") continue;
+      const key = a.kind === "found" ? canonicalJson([a.seq, a.commandHash, a.output]) : "missing";
+      const t = tally.get(key) ?? { answer: a, votes: 0 };
+      t.votes++;
+      tally.set(key, t);
+    }
+    const winner = [...tally.values()].find((t) => t.votes >= needed)?.answer;
+    if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch };
+    if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");
   }
 
@@ -209,7 +233,12 @@ export class SequencerDriver {
       for (const r of list ?? []) r(d.outcome);
     }
     for (const id of step.diverged) this.quarantine(id);
-    if (step.fenced) this.io.log("error", `sequencer ${this.core.config.group} fenced by a newer epoch`);
+    if (step.fenced && !this.stopped) {
+      this.io.log("error", `sequencer ${this.core.config.group} at epoch ${this.core.epoch} fenced by a newer epoch; recovering`);
+      this.stop();
+      this.io.onFenced?.();
+      return;
+    }
     if (step.commitAdvanced) {
       const commit = this.core.commitSeq;
       const ready = this.commitWatchers.filter((w) => w.seq <= commit);

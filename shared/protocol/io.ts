@@ -30,6 +30,8 @@ export interface ReplicaLink {
   session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer>;
   auditInfo(): Promise<AuditInfo | null>;
   setQuarantined(quarantined: boolean): Promise<void>;
+  fence(epoch: number): Promise<import("./types.js").FenceReply | null>;
+  readLog(fromSeq: number, toSeq: number): Promise<import("./types.js").Entry[]>;
 }
 
 export interface Clock {
@@ -41,6 +43,11 @@ export interface Clock {
 export interface DriverIO extends Clock {
   link(replicaId: string): ReplicaLink;
   log(level: "info" | "warn" | "error", message: string): void;
+  /**
+   * A replica refused an append for a higher epoch: a recovery fenced this sequencer out. The
+   * driver has stopped; the owner must discard this log and recover from the replicas.
+   */
+  onFenced?(): void;
 }
 
 export function sleep(clock: Clock, ms: number): Promise<void> {

@@ -127,7 +127,8 @@ export class MemorySequencerStorage implements SequencerStorage {
   }
   appendEntries(entries: Entry[], records: RequestRecord[]): void {
     this.log.push(...entries);
-    for (const r of records) this.requests.set(`${r.request}:${r.client}`, r);
+    // The first ordering of a (client, request) is the one retries are answered with.
+    for (const r of records) if (!this.requests.has(`${r.request}:${r.client}`)) this.requests.set(`${r.request}:${r.client}`, r);
   }
   readEntries(fromSeq: number, toSeq: number): Entry[] {
     return this.log.slice(Math.max(0, fromSeq - 1), Math.max(0, toSeq));

@@ -3,7 +3,7 @@
 import { readWaitersMax } from "../limits.js";
 import type { Clock, ReadAnswer, SessionAnswer } from "./io.js";
 import type { ReplicaCore } from "./replica.js";
-import type { AppendRequest, AppendResponse, AuditInfo } from "./types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply } from "./types.js";
 
 interface Waiter {
   minSeq: number;
@@ -72,6 +72,14 @@ export class ReplicaDriver {
     if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
     const s = this.core?.session(client, request);
     return s ? { kind: "found", ...s } : { kind: "missing" };
+  }
+
+  fence(epoch: number): FenceReply | null {
+    return this.core?.fence(epoch) ?? null;
+  }
+
+  readLog(fromSeq: number, toSeq: number): Entry[] {
+    return this.core?.readLog(fromSeq, toSeq) ?? [];
   }
 
   auditInfo(): AuditInfo | null {

@@ -1,4 +1,4 @@
-import { checkpointsKeptMax, scrubPageRows } from "../limits.js";
+import { appendEntriesMax, checkpointsKeptMax, scrubPageRows } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
@@ -12,6 +12,7 @@ import type {
   AuditInfo,
   Checkpoint,
   Entry,
+  FenceReply,
   MachineName,
   ReplicaPosition,
 } from "./types.js";
@@ -161,6 +162,27 @@ export class ReplicaCore {
     this.storage.saveMeta(next);
     this.meta = next;
     return { ok: true, outputs, ...this.position() };
+  }
+
+  /**
+   * A recovering sequencer's fence: from now on appends from a lower epoch are refused. Accepted
+   * only for an epoch higher than any seen, like a ballot, so two recoveries cannot share one.
+   */
+  fence(epoch: number): FenceReply {
+    const accepted = epoch > this.meta.epoch;
+    if (accepted) {
+      const next = { ...this.meta, epoch };
+      this.storage.saveMeta(next);
+      this.meta = next;
+    }
+    const last = this.meta.lastSeq > 0 ? this.storage.readEntries(this.meta.lastSeq, this.meta.lastSeq)[0] : undefined;
+    const { lastSeq, commitSeq, appliedSeq } = this.meta;
+    return { accepted, epoch: this.meta.epoch, lastSeq, lastEpoch: last?.epoch ?? 0, commitSeq, appliedSeq };
+  }
+
+  /** A page of this replica's log, for a sequencer rebuilding its own. */
+  readLog(fromSeq: number, toSeq: number): Entry[] {
+    return this.storage.readEntries(fromSeq, Math.min(toSeq, fromSeq + appendEntriesMax - 1, this.meta.lastSeq));
   }
 
   query(q: unknown): unknown {

@@ -324,6 +324,9 @@ export class SequencerCore {
     if (matched.length < need) return false;
     const candidate = matched[need - 1]!;
     if (candidate <= this.meta.commitSeq) return false;
+    // Raft's rule: only an entry of the current epoch is committed by counting replicas; earlier
+    // epochs' entries commit with it. (Counting an old entry could commit one a later recovery drops.)
+    if (this.readEntries(candidate, candidate)[0]?.epoch !== this.meta.epoch) return false;
     this.meta.commitSeq = candidate;
     this.saveMeta();
     return true;

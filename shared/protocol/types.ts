@@ -69,6 +69,18 @@ export type AppendResponse =
   | ({ ok: false; reason: "stale_epoch" | "gap" | "mismatch" } & ReplicaPosition)
   | { ok: false; reason: "not_initialized" };
 
+/** A replica's answer to a recovering sequencer's fence (its promise to refuse lower epochs). */
+export interface FenceReply {
+  /** True if the proposed epoch was higher than any the replica had seen, and it is now fenced at it. */
+  accepted: boolean;
+  epoch: number;
+  lastSeq: number;
+  /** Epoch of the entry at lastSeq (0 for an empty log): logs compare by (lastEpoch, lastSeq). */
+  lastEpoch: number;
+  commitSeq: number;
+  appliedSeq: number;
+}
+
 export interface Checkpoint {
   seq: number;
   digest: string;

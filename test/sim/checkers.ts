@@ -61,7 +61,7 @@ export interface CheckInput {
 
 export function runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq }: CheckInput): string[] {
   const failures: string[] = [...history.unexpected];
-  const core = sequencer.driver.core;
+  const core = sequencer.driver!.core;
   const log = sequencer.storage.log;
   const commitSeq = core.commitSeq;
 

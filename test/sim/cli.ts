@@ -32,7 +32,7 @@ async function main(): Promise<number> {
   const machine = (args.get("machine") ?? "kv") as SimOptions["machine"];
   if (machine !== "kv" && machine !== "bank") throw new Error("--machine must be kv or bank");
   const variant = (args.get("variant") ?? "correct") as SimOptions["variant"];
-  if (!["correct", "stale-reads", "early-commit"].includes(variant!)) throw new Error("--variant must be correct, stale-reads or early-commit");
+  if (!["correct", "stale-reads", "early-commit", "apply-uncommitted"].includes(variant!)) throw new Error("--variant must be correct, stale-reads, early-commit or apply-uncommitted");
   const base = { ops: int(args, "ops", 300), replicas: int(args, "replicas", 3), faults, machine, variant, clients: int(args, "clients", 5) };
   if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");
 

@@ -91,7 +91,7 @@ export class SimClient {
     for (let attempt = 1; attempt <= attemptsMax; attempt++) {
       const seq = this.sequencer();
       const a = await this.call<SubmitAnswer>("seq", `submit ${this.name}/${request}`, () => seq.incarnation, () =>
-        seq.driver.submit(this.name, request, structuredClone(command)),
+        seq.submit(this.name, request, structuredClone(command)),
       );
       if (a?.kind === "ok") {
         this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
@@ -124,13 +124,13 @@ export class SimClient {
     let minSeq = 0;
     if (consistency === "linearizable") {
       const seq = this.sequencer();
-      a = await this.call<ReadAnswer>("seq", `read ${this.name}`, () => seq.incarnation, () => seq.driver.query(structuredClone(query)));
+      a = await this.call<ReadAnswer>("seq", `read ${this.name}`, () => seq.incarnation, () => seq.query(structuredClone(query)));
     } else {
       // A sequential read carries the client's latest position (its bookmark).
       minSeq = consistency === "sequential" ? this.bookmarkSeq : 0;
       const r = this.replicas.get(rng.pick([...this.replicas.keys()]))!;
       a = await this.call<ReadAnswer>(r.id, `read ${this.name}`, () => r.incarnation, () =>
-        r.driver.query(structuredClone(query), minSeq, consistency === "sequential" ? 2_000 : 0),
+        r.query(structuredClone(query), minSeq, consistency === "sequential" ? 2_000 : 0),
       );
     }
     if (a?.kind !== "ok") return;

@@ -2,7 +2,8 @@
 // simulated network and their storage in memory that survives crashes.
 import { readWaitMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer } from "../../shared/protocol/io.js";
+import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
+import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -11,7 +12,7 @@ import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig } from "../.
 import { replicaIds } from "../../shared/protocol/types.js";
 import type { Network, World } from "./world.js";
 
-export type Variant = "correct" | "stale-reads" | "early-commit";
+export type Variant = "correct" | "stale-reads" | "early-commit" | "apply-uncommitted";
 
 /** Failures found while running (invariant assertions, monotonicity): the run's checkers add theirs. */
 export class Failures {
@@ -32,14 +33,18 @@ export function rpc<T>(world: World, net: Network, from: string, to: string, wha
       const incarnation = alive();
       void Promise.resolve()
         .then(handle)
-        .then((result) => {
-          if (alive() !== incarnation || net.down.has(to)) {
-            world.trace(`reset ${to} during ${what}`);
-            return reject(new Error(`${to} was reset during ${what}`));
-          }
-          const copy = structuredClone(result);
-          net.send(to, from, `${what}:reply`, () => resolve(copy));
-        });
+        .then(
+          (result) => {
+            if (alive() !== incarnation || net.down.has(to)) {
+              world.trace(`reset ${to} during ${what}`);
+              return reject(new Error(`${to} was reset during ${what}`));
+            }
+            const copy = structuredClone(result);
+            net.send(to, from, `${what}:reply`, () => resolve(copy));
+          },
+          // The handler threw: the caller gets an error, as from a Durable Object RPC.
+          (err) => net.send(to, from, `${what}:error`, () => reject(err)),
+        );
     });
   });
 }
@@ -58,10 +63,16 @@ export class SimReplica {
     config: GroupConfig,
     private readonly world: World,
     private readonly failures: Failures,
+    private readonly variant: Variant,
   ) {
     const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery);
     this.storage.saveMeta(meta);
-    this.driver = new ReplicaDriver(new ReplicaCore(this.storage, meta), world);
+    this.driver = new ReplicaDriver(this.core(), world);
+  }
+
+  private core(): ReplicaCore {
+    const meta = this.storage.meta!;
+    return this.variant === "apply-uncommitted" ? new ApplyUncommittedCore(this.storage, meta) : new ReplicaCore(this.storage, meta);
   }
 
   append(msg: AppendRequest): AppendResponse {
@@ -81,6 +92,16 @@ export class SimReplica {
     return resp;
   }
 
+  /** A query; a corrupted replica may fail one (its rows are garbage), a healthy one never may. */
+  async query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
+    try {
+      return await this.driver.query(q, minSeq, waitMs);
+    } catch (err) {
+      if (this.corruptedAtMs === null) this.failures.add(`${this.id} failed a query: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
   crash(): void {
     this.driver.detach();
     this.incarnation++;
@@ -88,7 +109,7 @@ export class SimReplica {
 
   restart(): void {
     this.incarnation++;
-    this.driver = new ReplicaDriver(new ReplicaCore(this.storage, this.storage.meta!), this.world);
+    this.driver = new ReplicaDriver(this.core(), this.world);
   }
 
   /** Changes one machine row behind the digest, as disk corruption would. */
@@ -110,6 +131,13 @@ class EarlyCommitCore extends SequencerCore {
   }
 }
 
+class ApplyUncommittedCore extends ReplicaCore {
+  // Applies every entry it receives, committed or not.
+  override append(req: AppendRequest): AppendResponse {
+    return super.append({ ...req, commitSeq: Math.max(req.commitSeq, req.prevSeq + req.entries.length) });
+  }
+}
+
 class StaleReadDriver extends SequencerDriver {
   // Serves "linearizable" reads without a read index: any replica, whatever it has applied.
   override async query(q: unknown): Promise<ReadAnswer> {
@@ -119,9 +147,12 @@ class StaleReadDriver extends SequencerDriver {
 }
 
 export class SimSequencer {
-  readonly storage = new MemorySequencerStorage();
-  driver: SequencerDriver;
+  storage = new MemorySequencerStorage();
+  /** null while recovering from lost storage. */
+  driver: SequencerDriver | null;
   incarnation = 0;
+  recoveries = 0;
+  fencings = 0;
   private seenCommit = 0;
 
   constructor(
@@ -136,16 +167,27 @@ export class SimSequencer {
     this.driver = this.start();
   }
 
-  private start(): SequencerDriver {
-    const meta = this.storage.meta!;
-    const core = this.variant === "early-commit" ? new EarlyCommitCore(this.storage, meta) : new SequencerCore(this.storage, meta);
-    const io: DriverIO = {
+  private io(): DriverIO {
+    return {
       nowMs: () => this.world.now,
       setTimer: (ms, fn) => this.world.setTimer(ms, fn),
       link: (id) => this.link(id),
       log: () => {},
+      onFenced: () => {
+        // Fenced by a newer epoch: discard this log and recover, as the Durable Object does.
+        this.world.trace("fenced");
+        this.fencings++;
+        this.crash();
+        this.loseStorage();
+        this.restart();
+      },
     };
-    const driver = this.variant === "stale-reads" ? new StaleReadDriver(core, io) : new SequencerDriver(core, io);
+  }
+
+  private start(): SequencerDriver {
+    const meta = this.storage.meta!;
+    const core = this.variant === "early-commit" ? new EarlyCommitCore(this.storage, meta) : new SequencerCore(this.storage, meta);
+    const driver = this.variant === "stale-reads" ? new StaleReadDriver(core, this.io()) : new SequencerDriver(core, this.io());
     driver.kickAll();
     return driver;
   }
@@ -160,34 +202,76 @@ export class SimSequencer {
         const m = structuredClone(msg);
         return call(`append ${m.prevSeq}+${m.entries.length} c${m.commitSeq}`, () => r.append(m));
       },
-      query: (q, minSeq, waitMs) => call<ReadAnswer>("query", () => r.driver.query(structuredClone(q), minSeq, waitMs)),
+      query: (q, minSeq, waitMs) => call<ReadAnswer>("query", () => r.query(structuredClone(q), minSeq, waitMs)),
       session: (client, request, minSeq, waitMs) => call<SessionAnswer>("session", () => r.driver.session(client, request, minSeq, waitMs)),
       auditInfo: () => call<AuditInfo | null>("audit", () => r.driver.auditInfo()),
       setQuarantined: (q) => call("quarantine", () => r.driver.setQuarantined(q)),
+      fence: (epoch) => call(`fence ${epoch}`, () => r.driver.fence(epoch)),
+      readLog: (from, to) => call(`readLog ${from}-${to}`, () => r.driver.readLog(from, to)),
     };
   }
 
-  /** Called after every event batch: commitSeq must never go backwards. */
+  submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
+    if (!this.driver) return Promise.resolve({ kind: "unavailable", message: "recovering" });
+    return this.driver.submit(client, request, command);
+  }
+
+  query(q: unknown): Promise<ReadAnswer> {
+    if (!this.driver) return Promise.resolve({ kind: "busy", replica: "" });
+    return this.driver.query(q);
+  }
+
+  /** Called periodically: commitSeq must never go backwards within one log (a recovery may re-learn it). */
   observe(): void {
+    if (!this.driver) return;
     const c = this.driver.core.commitSeq;
     if (c < this.seenCommit) this.failures.add(`sequencer commitSeq went backwards ${this.seenCommit}->${c}`);
     this.seenCommit = Math.max(this.seenCommit, c);
   }
 
   crash(): void {
-    this.driver.stop();
+    this.driver?.stop();
+    this.driver = null;
     this.incarnation++;
+  }
+
+  /** The sequencer's storage is gone too: after restart it must recover from the replicas. */
+  loseStorage(): void {
+    this.storage = new MemorySequencerStorage();
   }
 
   restart(): void {
     this.incarnation++;
-    this.driver = this.start();
+    if (this.storage.meta) {
+      this.driver = this.start();
+      return;
+    }
+    this.recover(this.incarnation);
+  }
+
+  private recover(incarnation: number): void {
+    this.recoveries++;
+    void recoverSequencer(this.config, this.storage, this.io(), () => this.incarnation === incarnation).then(
+      (r) => {
+        if (this.incarnation !== incarnation) return;
+        if (r.ok) {
+          this.seenCommit = 0;
+          this.driver = this.start();
+          this.world.trace(`recovered epoch ${r.meta.epoch} at ${r.recoveredSeq}`);
+        } else {
+          // Not enough replicas yet: a fresh, empty storage, and another try soon.
+          this.storage = new MemorySequencerStorage();
+          this.world.setTimer(500, () => this.incarnation === incarnation && this.recover(incarnation));
+        }
+      },
+      (err) => this.failures.add(`sequencer recovery broke an invariant: ${(err as Error).message}`),
+    );
   }
 }
 
 export function makeGroup(config: GroupConfig, world: World, net: Network, failures: Failures, variant: Variant) {
   const replicas = new Map<string, SimReplica>();
-  for (const id of replicaIds(config.replicas)) replicas.set(id, new SimReplica(id, config, world, failures));
+  for (const id of replicaIds(config.replicas)) replicas.set(id, new SimReplica(id, config, world, failures, variant));
   const sequencer = new SimSequencer(config, world, net, replicas, failures, variant);
   return { replicas, sequencer };
 }

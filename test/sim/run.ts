@@ -6,7 +6,7 @@ import { Failures, makeGroup, type Variant } from "./nodes.js";
 import { Prng } from "./prng.js";
 import { Network, World } from "./world.js";
 
-export const faultKinds = ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "corrupt"] as const;
+export const faultKinds = ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "lose-sequencer-storage", "corrupt"] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 export interface SimOptions {
@@ -123,6 +123,22 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
       });
     });
   }
+  if (faults.has("lose-sequencer-storage")) {
+    injectors.push(() => {
+      // Rare: each loss starts a new epoch. The sequencer comes back empty and recovers.
+      if (net.down.has("seq") || !rng.chance(0.05)) return;
+      net.down.add("seq");
+      sequencer.crash();
+      sequencer.loseStorage();
+      count("lose-sequencer-storage");
+      world.trace("lose seq storage");
+      world.setTimer(50 + rng.int(1_000), () => {
+        net.down.delete("seq");
+        sequencer.restart();
+        world.trace("restart seq (empty)");
+      });
+    });
+  }
   if (faults.has("partition")) {
     injectors.push(() => {
       const candidates = ["seq", ...ids].filter((id) => !net.isolated.has(id) && !net.down.has(id));
@@ -160,8 +176,8 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     for (const r of verdicts) if (r.verdict === "diverged" && !corrupted.has(r.id)) failures.add(`audit flagged ${r.id} diverged, but it was not corrupted`);
   };
   const auditLoop = () => {
-    if (!net.down.has("seq")) {
-      const d = sequencer.driver;
+    const d = sequencer.driver;
+    if (d && !net.down.has("seq")) {
       void d.audit().then((report) => {
         count("audit");
         checkReport(report.replicas);
@@ -196,17 +212,28 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   world.trace("heal");
   const healStart = world.now;
   const converged = () => {
+    if (!sequencer.driver) return false;
     const core = sequencer.driver.core;
     if (core.commitSeq !== core.lastLogSeq || running > 0) return false;
     return [...replicas.values()].every((r) => corrupted.has(r.id) || r.storage.meta!.appliedSeq === core.commitSeq);
   };
   const kickLoop = () => {
-    sequencer.driver.kickAll();
+    sequencer.driver?.kickAll();
     world.setTimer(1_000, kickLoop);
   };
   kickLoop();
   await world.run(healStart + healLimitMs, converged);
+  if ((opts as any).debug) {
+    const core = sequencer.driver?.core;
+    console.log("DEBUG", core?.epoch, core?.commitSeq, core?.lastLogSeq, JSON.stringify(core?.replicaStatuses()), [...corrupted]);
+    for (const r of replicas.values()) console.log(r.id, JSON.stringify({ ...r.storage.meta, digest: undefined }), [...r.storage.log.keys()].slice(-5), [...r.storage.log.values()].slice(-3).map((e) => e.epoch));
+    console.log("seq log tail", sequencer.storage.log.slice(-5).map((e) => [e.seq, e.epoch, e.kind]));
+  }
   // One more audit after convergence: it must find the corrupted replica, and only it.
+  if (!sequencer.driver) {
+    failures.add("the sequencer did not recover by the end of the heal phase");
+    return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
+  }
   let finalAudit = false;
   void sequencer.driver.audit().then((report) => {
     checkReport(report.replicas);
@@ -221,7 +248,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   }
   const checked = runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq });
   const all = [...failures.list, ...checked];
-  const core = sequencer.driver.core;
+  const core = sequencer.driver!.core;
   return {
     seed: opts.seed,
     failures: all,
@@ -236,6 +263,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
       events: world.events,
       virtualMs: world.now,
       healMs: world.now - healStart,
+      epoch: core.epoch,
       messages: net.sent,
       dropped: net.dropped,
       ...counts,

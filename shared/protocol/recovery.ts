@@ -1,0 +1,97 @@
+// Sequencer recovery after the loss of its storage: a new epoch, fenced on a majority of
+// replicas, and the log rebuilt from the most up-to-date of them. No acknowledged command is
+// lost: it was on a majority, every majority intersects the fenced one, and of the fenced
+// replicas the one with the highest (last entry epoch, lastSeq) holds every committed entry
+// (raft's leader completeness, which the current-epoch commit rule preserves).
+import { appendEntriesMax, replicaRpcTimeoutMs } from "../limits.js";
+import { assert } from "./assert.js";
+import { commandHash, entryHash } from "./entry.js";
+import { zeroHash } from "./hash.js";
+import { type DriverIO, withTimeout } from "./io.js";
+import type { RequestRecord, SequencerMeta, SequencerStorage } from "./sequencer.js";
+import type { Entry, FenceReply, GroupConfig } from "./types.js";
+import { majority, replicaIds } from "./types.js";
+
+export type RecoveryResult = { ok: true; meta: SequencerMeta; recoveredSeq: number } | { ok: false; reason: string };
+
+const fenceRoundsMax = 5;
+
+async function fenceAll(io: DriverIO, ids: string[], epoch: number): Promise<Map<string, FenceReply>> {
+  const replies = await Promise.all(
+    ids.map((id) => withTimeout(io, io.link(id).fence(epoch), replicaRpcTimeoutMs, `fence ${id}`).catch(() => null)),
+  );
+  const out = new Map<string, FenceReply>();
+  ids.forEach((id, i) => {
+    const r = replies[i];
+    if (r) out.set(id, r);
+  });
+  return out;
+}
+
+/**
+ * `owner` says whether this recovery still speaks for the sequencer: an incarnation that died
+ * meanwhile must not write (a Durable Object never has two; the simulator checks it).
+ */
+export async function recoverSequencer(
+  config: GroupConfig,
+  storage: SequencerStorage,
+  io: DriverIO,
+  owner: () => boolean = () => true,
+): Promise<RecoveryResult> {
+  assert(storage.lastEntry() === null, "recovery needs an empty sequencer log");
+  const ids = replicaIds(config.replicas);
+  const need = majority(ids.length);
+  let accepted: Map<string, FenceReply> | null = null;
+  let epoch = 0;
+  for (let round = 0; round < fenceRoundsMax && !accepted; round++) {
+    // A probe (epoch 0 is never accepted) learns the highest epoch seen; then propose one above it.
+    const probe = await fenceAll(io, ids, 0);
+    if (probe.size < need) return { ok: false, reason: `only ${probe.size} replicas answered, ${need} needed to recover` };
+    epoch = Math.max(...[...probe.values()].map((r) => r.epoch)) + 1;
+    const replies = await fenceAll(io, ids, epoch);
+    const yes = new Map([...replies].filter(([, r]) => r.accepted));
+    if (yes.size >= need) accepted = yes;
+  }
+  if (!accepted) return { ok: false, reason: "could not fence a majority at a new epoch" };
+
+  const [bestId, best] = [...accepted.entries()].sort(
+    ([, a], [, b]) => b.lastEpoch - a.lastEpoch || b.lastSeq - a.lastSeq,
+  )[0]!;
+  const entries: Entry[] = [];
+  let prevHash = zeroHash;
+  while (entries.length < best.lastSeq) {
+    const from = entries.length + 1;
+    const page = await withTimeout(io, io.link(bestId).readLog(from, Math.min(best.lastSeq, from + appendEntriesMax - 1)), replicaRpcTimeoutMs, `read log of ${bestId}`).catch(
+      () => null,
+    );
+    if (!page || page.length === 0) return { ok: false, reason: `could not read the log of ${bestId}` };
+    for (const e of page) {
+      assert(e.seq === entries.length + 1, `recovered log not consecutive at ${e.seq}`);
+      assert(e.hash === entryHash(prevHash, e), `recovered log does not chain at ${e.seq}`);
+      prevHash = e.hash;
+      entries.push(e);
+    }
+  }
+  const commitSeq = Math.max(...[...accepted.values()].map((r) => r.commitSeq));
+  assert(commitSeq <= best.lastSeq, `a replica's commitSeq ${commitSeq} is beyond the most up-to-date log ${best.lastSeq}`);
+
+  // A no-op of the new epoch: committing it commits everything recovered before it.
+  const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: new Date(io.nowMs()).toISOString() };
+  const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
+  const records: RequestRecord[] = entries
+    .filter((e) => e.kind === "command")
+    .map((e) => ({ client: e.client!, request: e.request!, seq: e.seq, commandHash: commandHash(e.command) }));
+  const meta: SequencerMeta = { config, epoch, commitSeq, quarantined: [] };
+  if (!owner()) return { ok: false, reason: "superseded" };
+  assert(storage.lastEntry() === null, "another recovery wrote the sequencer's log meanwhile");
+  storage.transaction(() => {
+    for (let i = 0; i < entries.length; i += appendEntriesMax) {
+      const chunk = entries.slice(i, i + appendEntriesMax);
+      storage.appendEntries(chunk, records.filter((r) => r.seq >= chunk[0]!.seq && r.seq <= chunk[chunk.length - 1]!.seq));
+    }
+    storage.appendEntries([noop], []);
+    storage.saveMeta(meta);
+  });
+  io.log("warn", `sequencer ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
+  return { ok: true, meta, recoveredSeq: best.lastSeq };
+}
