@@ -72,12 +72,19 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   if (machine === "bank") {
     const setup = new SimClient(999, world, net, () => sequencer, replicas, machine, history);
     const done = (async () => {
-      for (const [account, balance] of Object.entries(bankAccounts)) await setup.submit({ op: "open", account, balance });
+      // Until every open is acknowledged (an unknown outcome is retried as a new request:
+      // opening an existing account changes nothing).
+      for (const [account, balance] of Object.entries(bankAccounts)) {
+        const before = history.acked.length;
+        while (history.acked.length === before) await setup.submit({ op: "open", account, balance });
+      }
     })();
     let finished = false;
     void done.then(() => (finished = true));
-    await world.run(60_000, () => finished);
+    await world.run(120_000, () => finished);
+    if (!finished) failures.add("the bank's accounts could not be opened in 120 s");
     bankSetupSeq = Math.max(0, ...history.acked.map((a) => a.seq));
+    history.operations.length = 0;
   }
 
   // The load.

@@ -57,6 +57,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
   it("regression: seed 2032590062 (in majority mode a retry was answered from one replica's session table, a corrupted one)", async () => {
     await clean({ seed: 2032590062, ops: 300, replicas: 3, faults: ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "corrupt"] });
   });
+
+  it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
+    await clean({ seed: 1149093191, ops: 300, replicas: 5, faults: [...faultKinds], machine: "bank" });
+  });
 });
 
 describe("the simulator catches a deliberately broken protocol", () => {
