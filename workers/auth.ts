@@ -1,40 +1,43 @@
-import { sha256 } from "@noble/hashes/sha2.js";
-import { utf8ToBytes } from "@noble/hashes/utils.js";
+import { sha256Bytes } from "../shared/protocol/hash.js";
 
 export type Scope = "admin" | "client";
 
-/**
- * Constant-time comparison: both sides are hashed first so the comparison time depends on
- * neither the secret's length nor the position of the first differing byte.
- */
-export function constantTimeEqual(a: string, b: string): boolean {
-  const x = sha256(utf8ToBytes(a));
-  const y = sha256(utf8ToBytes(b));
-  let diff = 0;
-  for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;
-  return diff === 0;
-}
+// Tokens are compared in constant time: both sides are sha256 digests (so neither the secret's
+// length nor the first differing byte shows in the timing) compared without an early exit.
 
 export interface Tokens {
-  admin: string | null;
-  clients: string[];
+  admin: Uint8Array | null;
+  clients: Uint8Array[];
 }
 
+let cached: { admin: string | undefined; clients: string | undefined; tokens: Tokens } | null = null;
+
+/** The configured tokens, hashed once per isolate (not per request). */
 export function tokensFrom(env: { ADMIN_TOKEN?: string; CLIENT_TOKENS?: string }): Tokens {
+  if (cached && cached.admin === env.ADMIN_TOKEN && cached.clients === env.CLIENT_TOKENS) return cached.tokens;
   const admin = env.ADMIN_TOKEN?.trim() || null;
   const clients = (env.CLIENT_TOKENS ?? "")
     .split(",")
     .map((t) => t.trim())
     .filter((t) => t.length > 0);
-  return { admin, clients };
+  const tokens = { admin: admin === null ? null : sha256Bytes(admin), clients: clients.map((t) => sha256Bytes(t)) };
+  cached = { admin: env.ADMIN_TOKEN, clients: env.CLIENT_TOKENS, tokens };
+  return tokens;
+}
+
+function equalDigests(x: Uint8Array, y: Uint8Array): boolean {
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;
+  return diff === 0;
 }
 
 /** The scope a presented token grants, or null. Every candidate is compared (no early exit). */
 export function scopeOf(tokens: Tokens, presented: string): Scope | null {
+  const p = sha256Bytes(presented);
   let admin = false;
   let client = false;
-  if (tokens.admin !== null) admin = constantTimeEqual(tokens.admin, presented);
-  for (const t of tokens.clients) client = constantTimeEqual(t, presented) || client;
+  if (tokens.admin !== null) admin = equalDigests(tokens.admin, p);
+  for (const t of tokens.clients) client = equalDigests(t, p) || client;
   return admin ? "admin" : client ? "client" : null;
 }
 

@@ -1,4 +1,5 @@
 import type { Clock } from "../shared/protocol/io.js";
+import type { BaselineObject } from "./baseline.js";
 import type { RegistryObject } from "./registry.js";
 import type { ReplicaObject } from "./replica.js";
 import type { SequencerObject } from "./sequencer.js";
@@ -7,6 +8,9 @@ export interface Env {
   SEQUENCER: DurableObjectNamespace<SequencerObject>;
   REPLICA: DurableObjectNamespace<ReplicaObject>;
   REGISTRY: DurableObjectNamespace<RegistryObject>;
+  BASELINE: DurableObjectNamespace<BaselineObject>;
+  /** "1" enables the benchmark's unreplicated baseline route. */
+  BENCH_BASELINE?: string;
   ADMIN_TOKEN?: string;
   CLIENT_TOKENS?: string;
   /** Per-token request rate (token bucket, per isolate). */

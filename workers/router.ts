@@ -265,6 +265,20 @@ app.post("/v1/groups/:group/query", async (c) => {
   return readResult(c, group, last);
 });
 
+// ---- benchmark baseline (off unless BENCH_BASELINE=1) ---------------------------------------
+
+app.post("/v1/bench/baseline/:group/commands", async (c) => {
+  if (c.env.BENCH_BASELINE !== "1") throw new ApiError("not_found", "the benchmark baseline is not enabled");
+  const group = groupParam(c);
+  const body = parse(commandBody, await jsonBody(c), "body");
+  const command = parse(machineFor("kv").commandSchema, body.command, "command") as KvCommand;
+  if (command.op !== "put") throw new ApiError("bad_request", "command.op: the baseline only does put");
+  if (kvValueSizesBytes(command).some((n) => n > valueBytesMax)) throw new ApiError("too_large", "command.value: too large");
+  const stub = c.env.BASELINE.get(c.env.BASELINE.idFromName(group));
+  const output = await stub.put(command.key, command.value);
+  return c.json({ seq: 0, output, bookmark: "" });
+});
+
 // ---- log, replicas, audits -----------------------------------------------------------------
 
 app.get("/v1/groups/:group/log", async (c) => {

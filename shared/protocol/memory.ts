@@ -62,29 +62,45 @@ export class MemoryReplicaStorage implements ReplicaStorage {
   log = new Map<number, Entry>();
   meta: ReplicaMeta | null = null;
   cps: Checkpoint[] = [];
+  private logJournal: Map<number, Entry | undefined> | null = null;
 
   transaction<T>(fn: () => T): T {
-    const log = new Map(this.log);
     const meta = this.meta;
     const cps = [...this.cps];
     this.rows.journal = new Map();
+    this.logJournal = new Map();
     try {
       return fn();
     } catch (err) {
       this.rows.rollback();
-      this.log = log;
+      for (const [seq, e] of this.logJournal) {
+        if (e === undefined) this.log.delete(seq);
+        else this.log.set(seq, e);
+      }
       this.meta = meta;
       this.cps = cps;
       throw err;
     } finally {
       this.rows.journal = null;
+      this.logJournal = null;
     }
   }
+  private touchLog(seq: number): void {
+    if (this.logJournal && !this.logJournal.has(seq)) this.logJournal.set(seq, this.log.get(seq));
+  }
   appendEntries(entries: Entry[]): void {
-    for (const e of entries) this.log.set(e.seq, e);
+    for (const e of entries) {
+      this.touchLog(e.seq);
+      this.log.set(e.seq, e);
+    }
   }
   truncateFrom(seq: number): void {
-    for (const s of [...this.log.keys()]) if (s >= seq) this.log.delete(s);
+    for (const s of [...this.log.keys()]) {
+      if (s >= seq) {
+        this.touchLog(s);
+        this.log.delete(s);
+      }
+    }
   }
   entryHash(seq: number): string | null {
     return this.log.get(seq)?.hash ?? null;
@@ -114,19 +130,24 @@ export class MemorySequencerStorage implements SequencerStorage {
   requests = new Map<string, RequestRecord>();
   meta: SequencerMeta | null = null;
 
+  private added: string[] | null = null;
+
   transaction<T>(fn: () => T): T {
     const logLength = this.log.length;
-    const requests = new Map(this.requests);
+    this.added = [];
     try {
       return fn();
     } catch (err) {
       this.log.length = logLength;
-      this.requests = requests;
+      for (const k of this.added) this.requests.delete(k);
       throw err;
+    } finally {
+      this.added = null;
     }
   }
   appendEntries(entries: Entry[], records: RequestRecord[]): void {
     this.log.push(...entries);
+    for (const r of records) this.added?.push(`${r.request}:${r.client}`);
     // The first ordering of a (client, request) is the one retries are answered with.
     for (const r of records) if (!this.requests.has(`${r.request}:${r.client}`)) this.requests.set(`${r.request}:${r.client}`, r);
   }

@@ -108,7 +108,9 @@ export class ReplicaCore {
     if (prevHash !== req.prevHash) return { ok: false, reason: "mismatch", ...this.position() };
 
     try {
-      return this.storage.transaction(() => this.step(req));
+      const resp = this.storage.transaction(() => this.step(req));
+      this.state.endStep();
+      return resp;
     } catch (err) {
       // The transaction rolled back; drop in-memory state that may have moved with it.
       this.state = new DigestedState(this.storage.rows, this.meta.digest);

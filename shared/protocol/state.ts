@@ -35,23 +35,39 @@ export class DigestedState {
     return bytesToHex(this.digestBytes);
   }
 
+  /**
+   * Rows read or written during the current step: a machine's get-then-put reads each row once,
+   * not again for the digest's old value. Cleared by endStep(), so it never outlives a step (or
+   * hides a row changed behind the digest from a later read).
+   */
+  private readonly known = new Map<string, string | null>();
+
+  endStep(): void {
+    this.known.clear();
+  }
+
   getRaw(key: string): string | null {
-    return this.rows.get(key);
+    if (this.known.has(key)) return this.known.get(key)!;
+    const v = this.rows.get(key);
+    this.known.set(key, v);
+    return v;
   }
 
   putRaw(key: string, value: string): void {
-    const old = this.rows.get(key);
+    const old = this.getRaw(key);
     if (old === value) return;
     if (old !== null) xorInto(this.digestBytes, rowHash(key, old));
     xorInto(this.digestBytes, rowHash(key, value));
     this.rows.put(key, value);
+    this.known.set(key, value);
   }
 
   deleteRaw(key: string): boolean {
-    const old = this.rows.get(key);
+    const old = this.getRaw(key);
     if (old === null) return false;
     xorInto(this.digestBytes, rowHash(key, old));
     this.rows.delete(key);
+    this.known.set(key, null);
     return true;
   }
 

@@ -13,6 +13,8 @@ export interface ServerOptions {
   clientTokens: string[];
   port?: number;
   rateLimitPerSec?: number;
+  /** Enables the unreplicated baseline route (benchmark only). */
+  baseline?: boolean;
 }
 
 export interface Server {
@@ -43,11 +45,13 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       CLIENT_TOKENS: opts.clientTokens.join(","),
       RATE_LIMIT_PER_SEC: String(opts.rateLimitPerSec ?? 0),
       RATE_LIMIT_BURST: "1000",
+      BENCH_BASELINE: opts.baseline ? "1" : "0",
     },
     durableObjects: {
       SEQUENCER: { className: "SequencerObject", useSQLite: true },
       REPLICA: { className: "ReplicaObject", useSQLite: true },
       REGISTRY: { className: "RegistryObject", useSQLite: true },
+      BASELINE: { className: "BaselineObject", useSQLite: true },
     },
     ...(opts.persistDir ? { durableObjectsPersist: opts.persistDir } : {}),
     unsafeTriggerHandlers: true,

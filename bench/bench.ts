@@ -1,0 +1,173 @@
+// npm run bench [-- --quick] [--seconds S] [--growth N]
+// Starts the built worker under Miniflare directly (not wrangler dev) on loopback with a persist
+// directory in a temp folder, and drives it with closed-loop HTTP clients from this process.
+// Every figure of one run comes from the same machine at the same time, so compare ratios.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, freemem, totalmem, tmpdir } from "node:os";
+import { join } from "node:path";
+import { root, startServer } from "../test/support/server.js";
+import { etcdBinary, startEtcd } from "./etcd.js";
+import { type LoadResult, runLoad } from "./load.js";
+
+interface Run {
+  system: "smr" | "baseline" | "etcd";
+  replicas: number;
+  clients: number;
+  op: "put" | "get-sequential" | "get-linearizable";
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  ops: number;
+  errors: number;
+  seconds: number;
+}
+
+const args = process.argv.slice(2);
+const quick = args.includes("--quick");
+const flag = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const seconds = flag("seconds", quick ? 6 : 12);
+const growthOps = flag("growth", quick ? 0 : 200_000);
+const value100 = "v".repeat(98); // 100 bytes serialized, with its quotes
+
+const admin = "bench-admin";
+const client = "bench-client";
+const json = { "content-type": "application/json" };
+const runs: Run[] = [];
+
+function row(r: Run): string {
+  return [r.system.padEnd(8), String(r.replicas).padStart(3), String(r.clients).padStart(4), r.op.padEnd(17), String(r.opsPerSec).padStart(7), String(r.p50Ms).padStart(8), String(r.p99Ms).padStart(8), String(r.p999Ms).padStart(8), String(r.errors).padStart(6)].join(" ");
+}
+
+function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult): void {
+  const run: Run = { system, replicas, clients, op, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds };
+  runs.push(run);
+  console.log(row(run));
+}
+
+async function main() {
+  console.log("building dist/ (wrangler deploy --dry-run) ...");
+  execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", "dist"], {
+    cwd: root,
+    stdio: "ignore",
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+  });
+  const dir = mkdtempSync(join(tmpdir(), "smr-bench-"));
+  const server = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0 });
+  const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
+  const clientHeaders = { ...json, authorization: `Bearer ${client}` };
+  let groupNo = 0;
+  const group = async (replicas: number) => {
+    const name = `bench-${replicas}-${++groupNo}`;
+    const res = await fetch(`${server.url}/v1/groups/${name}`, { method: "PUT", headers: adminHeaders, body: JSON.stringify({ machine: "kv", replicas }) });
+    if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
+    return name;
+  };
+  const putBody = (c: number, i: number) => JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: value100 } });
+  const putOk = (_s: number, body: string) => body.startsWith('{"seq"');
+
+  console.log(`\nsystem   rep clnt op                  ops/s   p50 ms   p99 ms p99.9 ms errors`);
+  const smrPut = async (replicas: number, clients: number) => {
+    const g = await group(replicas);
+    record("smr", replicas, clients, "put", await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
+  };
+  const baselinePut = async (clients: number) => {
+    const g = `base-${++groupNo}`;
+    record("baseline", 1, clients, "put", await runLoad({ url: `${server.url}/v1/bench/baseline/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
+  };
+  const reads = async (clients: number) => {
+    const g = await group(3);
+    const keys = 1_000;
+    const fill = await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 32, totalOps: keys, headers: clientHeaders, body: (c, i) => JSON.stringify({ client: `fill${c}`, request: i + 1, command: { op: "put", key: `r${(i * 32 + c) % keys}`, value: value100 } }), ok: putOk });
+    if (fill.errors > 0) throw new Error("prefill failed");
+    const status = (await (await fetch(`${server.url}/v1/groups/${g}`, { headers: clientHeaders })).json()) as { commitSeq: number; epoch: number };
+    const bookmark = `b1.${status.epoch.toString(36)}.${status.commitSeq.toString(36)}`;
+    for (const consistency of ["sequential", "linearizable"] as const) {
+      const body = (c: number, i: number) => JSON.stringify({ query: { op: "get", key: `r${(c * 7919 + i) % keys}` }, consistency, bookmark });
+      record("smr", 3, clients, `get-${consistency}`, await runLoad({ url: `${server.url}/v1/groups/${g}/query`, clients, seconds, headers: clientHeaders, body, ok: (_s, b) => b.startsWith('{"result"') }));
+    }
+  };
+
+  const bin = etcdBinary();
+  const etcdPut = async (clients: number) => {
+    if (!bin) return;
+    const etcd = await startEtcd(bin);
+    try {
+      const b64 = (s: string) => Buffer.from(s).toString("base64");
+      const v = b64(value100);
+      record("etcd", 3, clients, "put", await runLoad({ url: (c) => `${etcd.clientUrls[c % 3]}/v3/kv/put`, clients, seconds, headers: json, body: (c, i) => JSON.stringify({ key: b64(`k-${c}-${i}`), value: v }), ok: (_s, b) => b.includes('"header"') }));
+    } finally {
+      await etcd.stop();
+    }
+  };
+
+  let growth: { ops: number; firstTenthOpsPerSec: number; lastTenthOpsPerSec: number; ratio: number } | null = null;
+  try {
+    if (quick) {
+      await smrPut(3, 32);
+      await baselinePut(32);
+      await etcdPut(32);
+    } else {
+      for (const clients of [32, 128]) {
+        for (const replicas of [1, 3, 5]) await smrPut(replicas, clients);
+        await baselinePut(clients);
+        await etcdPut(clients);
+      }
+      await reads(32);
+      await reads(128);
+    }
+    if (!bin) console.log("(etcd not on PATH: apt-get install etcd-server to add the peer rows)");
+    if (growthOps > 0) {
+      const g = await group(3);
+      console.log(`\ngrowth: ${growthOps} puts on one 3-replica group, 128 clients ...`);
+      const r = await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 128, totalOps: growthOps, headers: clientHeaders, body: putBody, ok: putOk });
+      const tenth = r.seconds / 10;
+      const first = Math.round(r.perTenth[0]! / tenth);
+      const last = Math.round(r.perTenth[9]! / tenth);
+      growth = { ops: r.ops, firstTenthOpsPerSec: first, lastTenthOpsPerSec: last, ratio: Math.round((last / first) * 100) / 100 };
+      console.log(`growth: ${r.ops} ok, ${r.errors} errors, first 10% ${first}/s, last 10% ${last}/s (ratio ${growth.ratio})`);
+    }
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const machine = {
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    freeMemoryGiB: Math.round(freemem() / 2 ** 30),
+    node: process.version,
+    server: "Miniflare (workerd) directly, loopback, persist dir in a temp folder",
+    mode: quick ? "quick" : "full",
+    secondsPerRun: seconds,
+    date: new Date().toISOString(),
+  };
+  const ratio = (a?: Run, b?: Run) => (a && b && b.opsPerSec > 0 ? Math.round((a.opsPerSec / b.opsPerSec) * 100) / 100 : null);
+  const find = (system: string, replicas: number, clients: number, op = "put") => runs.find((r) => r.system === system && r.replicas === replicas && r.clients === clients && r.op === op);
+  const ratios: Record<string, number | null> = {};
+  for (const c of [32, 128]) {
+    ratios[`smr3/baseline@${c}`] = ratio(find("smr", 3, c), find("baseline", 1, c));
+    ratios[`smr3/etcd@${c}`] = ratio(find("smr", 3, c), find("etcd", 3, c));
+    ratios[`seqread/smr3put@${c}`] = ratio(find("smr", 3, c, "get-sequential"), find("smr", 3, c));
+    const s = find("smr", 3, c);
+    const b = find("baseline", 1, c);
+    ratios[`smr3p99/baselinep99@${c}`] = s && b && b.p99Ms > 0 ? Math.round((s.p99Ms / b.p99Ms) * 100) / 100 : null;
+  }
+  console.log("\nratios:", JSON.stringify(ratios));
+  mkdirSync(join(root, "bench"), { recursive: true });
+  writeFileSync(join(root, "bench", "results.json"), JSON.stringify({ machine, runs, ratios, growth }, null, 2) + "\n");
+  console.log("wrote bench/results.json");
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
