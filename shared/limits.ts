@@ -60,3 +60,10 @@ export const auditConcurrencyMax = 8;
 export const scrubPageRows = 1_000;
 /** How long the router caches a group's routing info (replica ids, machine) per isolate. */
 export const routeCacheMs = 2_000;
+
+/** Log entries kept behind the applied position; older ones are compacted away (sequencer and replicas). */
+export const logRetentionEntries = 10_000;
+/** Compaction runs when this many entries beyond the retention window have accumulated. */
+export const compactionSlackEntries = 1_000;
+/** State transfer page size (bytes of keys and values), well under one RPC message. */
+export const transferPageBytes = 512 * 1024;

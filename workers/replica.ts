@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type { ReadAnswer, SessionAnswer } from "../shared/protocol/io.js";
-import { ReplicaCore, newReplicaMeta, type ReplicaMeta } from "../shared/protocol/replica.js";
+import { ReplicaCore, newReplicaMeta, type ReplicaMeta, type SnapshotInfo } from "../shared/protocol/replica.js";
 import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
 import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
 import { type Env, realClock } from "./env.js";
@@ -72,6 +72,25 @@ export class ReplicaObject extends DurableObject<Env> {
 
   async readLog(fromSeq: number, toSeq: number): Promise<Entry[]> {
     return this.driver.readLog(fromSeq, toSeq);
+  }
+
+  async beginSnapshot(): Promise<SnapshotInfo | null> {
+    return this.driver.beginSnapshot();
+  }
+  async snapshotPage(seq: number, after: string | null, maxBytes: number): Promise<[string, string][] | null> {
+    return this.driver.snapshotPage(seq, after, maxBytes);
+  }
+  async endSnapshot(): Promise<void> {
+    this.driver.endSnapshot();
+  }
+  async beginInstall(info: SnapshotInfo): Promise<boolean> {
+    return this.driver.beginInstall(info);
+  }
+  async installPage(rows: [string, string][]): Promise<void> {
+    this.driver.installPage(rows);
+  }
+  async endInstall(): Promise<{ ok: boolean; digest: string } | null> {
+    return this.driver.endInstall();
   }
 
   async auditInfo(): Promise<AuditInfo | null> {

@@ -6,6 +6,7 @@ import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } f
 import { SequencerCore, type SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, MachineName } from "../shared/protocol/types.js";
 import { recoverSequencer } from "../shared/protocol/recovery.js";
+import type { SnapshotInfo } from "../shared/protocol/replica.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, realClock, replicaStub, rpc } from "./env.js";
 import { SqlSequencerStorage, readMeta, tableExists } from "./sqlite.js";
@@ -54,6 +55,12 @@ export class SequencerObject extends DurableObject<Env> {
         setQuarantined: (q) => stub.setQuarantined(q),
         fence: (epoch) => rpc<FenceReply | null>(stub.fence(epoch)),
         readLog: (from, to) => rpc<Entry[]>(stub.readLog(from, to)),
+        beginSnapshot: () => rpc<SnapshotInfo | null>(stub.beginSnapshot()),
+        snapshotPage: (seq, after, maxBytes) => rpc<[string, string][] | null>(stub.snapshotPage(seq, after, maxBytes)),
+        endSnapshot: () => stub.endSnapshot(),
+        beginInstall: (info) => stub.beginInstall(info),
+        installPage: (rows) => stub.installPage(rows),
+        endInstall: () => rpc<{ ok: boolean; digest: string } | null>(stub.endInstall()),
       });
     }
     return {

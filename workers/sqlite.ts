@@ -165,6 +165,37 @@ export class SqlReplicaStorage implements ReplicaStorage {
   saveMeta(meta: ReplicaMeta): void {
     writeMeta(this.sql, "replica", meta);
   }
+  deleteThrough(seq: number): void {
+    this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+  }
+  /** A frozen copy in the same database: one statement, so it is the state at one position. */
+  snapshotRows(): void {
+    this.sql.exec("DROP TABLE IF EXISTS snapshot");
+    this.sql.exec("CREATE TABLE snapshot (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
+    this.sql.exec("INSERT INTO snapshot (k, v) SELECT k, v FROM state");
+  }
+  snapshotPage(after: string | null, maxBytes: number): [string, string][] {
+    const cursor =
+      after === null
+        ? this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot ORDER BY k")
+        : this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot WHERE k > ? ORDER BY k", after);
+    const out: [string, string][] = [];
+    let bytes = 0;
+    for (const r of cursor) {
+      out.push([r.k, r.v]);
+      bytes += r.k.length + r.v.length;
+      if (bytes >= maxBytes) break;
+    }
+    return out;
+  }
+  dropSnapshot(): void {
+    this.sql.exec("DROP TABLE IF EXISTS snapshot");
+  }
+  clearAll(): void {
+    this.sql.exec("DELETE FROM state");
+    this.sql.exec("DELETE FROM log");
+    this.sql.exec("DELETE FROM checkpoints");
+  }
   addCheckpoint(cp: Checkpoint, keepMax: number): void {
     this.sql.exec("INSERT OR REPLACE INTO checkpoints (seq, digest, log_hash) VALUES (?, ?, ?)", cp.seq, cp.digest, cp.logHash);
     this.sql.exec(
@@ -216,6 +247,10 @@ export class SqlSequencerStorage implements SequencerStorage {
   }
   lastEntry(): Entry | null {
     return this.log.last();
+  }
+  deleteThrough(seq: number): void {
+    this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+    this.sql.exec("DELETE FROM requests WHERE seq <= ?", seq);
   }
   findRequest(client: string, request: number): RequestRecord | null {
     const row = this.sql

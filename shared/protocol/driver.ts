@@ -4,6 +4,9 @@
 import {
   auditRpcTimeoutMs,
   commandTimeoutMs,
+  compactionSlackEntries,
+  logRetentionEntries,
+  transferPageBytes,
   readWaitMs,
   replicaRetryBaseMs,
   replicaRetryMaxMs,
@@ -32,6 +35,8 @@ export class SequencerDriver {
   constructor(
     readonly core: SequencerCore,
     private readonly io: DriverIO,
+    /** Compaction window; the simulator shrinks it so compaction and transfers happen in short runs. */
+    private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {}
 
   /** Ends this incarnation: waiting clients get no outcome, send loops end, nothing more is written. */
@@ -204,7 +209,10 @@ export class SequencerDriver {
       while (!this.stopped) {
         this.flush();
         const msg = this.core.nextAppend(id);
-        if (!msg) return;
+        if (!msg) {
+          if (this.core.transferCandidates().includes(id)) void this.repair(id);
+          return;
+        }
         let resp;
         try {
           resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
@@ -240,6 +248,7 @@ export class SequencerDriver {
       return;
     }
     if (step.commitAdvanced) {
+      this.core.compact(this.retention.entries, this.retention.slack);
       const commit = this.core.commitSeq;
       const ready = this.commitWatchers.filter((w) => w.seq <= commit);
       this.commitWatchers = this.commitWatchers.filter((w) => w.seq > commit);
@@ -307,8 +316,57 @@ export class SequencerDriver {
     });
     const { report, diverged } = decideAudit(this.core.config.group, new Date(now).toISOString(), ids.length, infos);
     for (const id of diverged) this.quarantine(id);
-    // Unreachable or lagging replicas: their send loops retry and catch them up from the log.
+    // Quarantined replicas are rebuilt from a healthy one; unreachable or lagging ones are caught
+    // up from the log by their send loops.
+    for (const id of this.core.transferCandidates()) void this.repair(id);
     this.kickAll();
     return report;
+  }
+
+  // ---- state transfer -----------------------------------------------------------------------
+
+  /**
+   * Rebuilds a replica from a healthy one: the source freezes its state at its appliedSeq, the
+   * target installs it page by page and checks the digest, then catches up from the log. Writes
+   * go on meanwhile (the target has no vote until it is done). Returns whether it succeeded.
+   */
+  async repair(target: string): Promise<boolean> {
+    if (this.stopped || !this.core.beginRepair(target)) return false;
+    const source = this.core.readCandidates().find((id) => id !== target);
+    let installed: number | null = null;
+    const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
+    try {
+      if (!source) throw new Error("no healthy replica to copy from");
+      const src = this.io.link(source);
+      const dst = this.io.link(target);
+      const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
+      if (!info) throw new Error(`${source} cannot serve a snapshot`);
+      try {
+        if (!(await call(dst.beginInstall(info), `install on ${target}`))) throw new Error(`${target} cannot install`);
+        let after: string | null = null;
+        let rows = 0;
+        for (;;) {
+          if (this.stopped) throw new Error("sequencer stopped");
+          const page: [string, string][] | null = await call(src.snapshotPage(info.seq, after, transferPageBytes), `page from ${source}`);
+          if (page === null) throw new Error(`${source} lost its snapshot`);
+          if (page.length === 0) break;
+          await call(dst.installPage(page), `page to ${target}`);
+          rows += page.length;
+          after = page[page.length - 1]![0];
+        }
+        const done = await call(dst.endInstall(), `install end on ${target}`);
+        if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
+        installed = info.seq;
+        this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
+      } finally {
+        await call(src.endSnapshot(), `end snapshot of ${source}`).catch(() => undefined);
+      }
+    } catch (err) {
+      this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
+    }
+    if (this.stopped) return false;
+    this.core.endRepair(target, installed, this.io.nowMs());
+    this.kickAll();
+    return installed !== null;
   }
 }

@@ -32,6 +32,13 @@ export interface ReplicaLink {
   setQuarantined(quarantined: boolean): Promise<void>;
   fence(epoch: number): Promise<import("./types.js").FenceReply | null>;
   readLog(fromSeq: number, toSeq: number): Promise<import("./types.js").Entry[]>;
+  // State transfer: a source freezes its state and serves pages; a target installs them.
+  beginSnapshot(): Promise<import("./replica.js").SnapshotInfo | null>;
+  snapshotPage(seq: number, after: string | null, maxBytes: number): Promise<[string, string][] | null>;
+  endSnapshot(): Promise<void>;
+  beginInstall(info: import("./replica.js").SnapshotInfo): Promise<boolean>;
+  installPage(rows: [string, string][]): Promise<void>;
+  endInstall(): Promise<{ ok: boolean; digest: string } | null>;
 }
 
 export interface Clock {

@@ -102,6 +102,47 @@ export class MemoryReplicaStorage implements ReplicaStorage {
       }
     }
   }
+  deleteThrough(seq: number): void {
+    for (const s of [...this.log.keys()]) {
+      if (s <= seq) {
+        this.touchLog(s);
+        this.log.delete(s);
+      }
+    }
+  }
+  private frozen: [string, string][] | null = null;
+  snapshotRows(): void {
+    this.frozen = this.rows.scan("", null, Infinity);
+  }
+  snapshotPage(after: string | null, maxBytes: number): [string, string][] {
+    const rows = this.frozen ?? [];
+    let i = 0;
+    if (after !== null) {
+      let lo = 0;
+      let hi = rows.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (compareCodePoints(rows[mid]![0], after) <= 0) lo = mid + 1;
+        else hi = mid;
+      }
+      i = lo;
+    }
+    const out: [string, string][] = [];
+    let bytes = 0;
+    for (; i < rows.length && (out.length === 0 || bytes < maxBytes); i++) {
+      out.push(rows[i]!);
+      bytes += rows[i]![0].length + rows[i]![1].length;
+    }
+    return out;
+  }
+  dropSnapshot(): void {
+    this.frozen = null;
+  }
+  clearAll(): void {
+    for (const [k] of this.rows.scan("", null, Infinity)) this.rows.delete(k);
+    this.truncateFrom(0);
+    this.cps = [];
+  }
   entryHash(seq: number): string | null {
     return this.log.get(seq)?.hash ?? null;
   }
@@ -152,10 +193,16 @@ export class MemorySequencerStorage implements SequencerStorage {
     for (const r of records) if (!this.requests.has(`${r.request}:${r.client}`)) this.requests.set(`${r.request}:${r.client}`, r);
   }
   readEntries(fromSeq: number, toSeq: number): Entry[] {
-    return this.log.slice(Math.max(0, fromSeq - 1), Math.max(0, toSeq));
+    const first = this.log[0]?.seq ?? 1;
+    return this.log.slice(Math.max(0, fromSeq - first), Math.max(0, toSeq - first + 1));
   }
   lastEntry(): Entry | null {
     return this.log[this.log.length - 1] ?? null;
+  }
+  deleteThrough(seq: number): void {
+    const keep = this.log.filter((e) => e.seq > seq);
+    for (const e of this.log) if (e.seq <= seq && e.kind === "command") this.requests.delete(`${e.request}:${e.client}`);
+    this.log = keep;
   }
   findRequest(client: string, request: number): RequestRecord | null {
     return this.requests.get(`${request}:${client}`) ?? null;

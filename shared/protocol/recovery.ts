@@ -57,16 +57,18 @@ export async function recoverSequencer(
   const [bestId, best] = [...accepted.entries()].sort(
     ([, a], [, b]) => b.lastEpoch - a.lastEpoch || b.lastSeq - a.lastSeq,
   )[0]!;
+  // A compacted log starts after its base; the recovered one starts at the same place.
   const entries: Entry[] = [];
-  let prevHash = zeroHash;
-  while (entries.length < best.lastSeq) {
-    const from = entries.length + 1;
+  let prevHash = best.baseSeq > 0 ? best.baseHash : zeroHash;
+  const baseSeq = best.baseSeq;
+  while (baseSeq + entries.length < best.lastSeq) {
+    const from = baseSeq + entries.length + 1;
     const page = await withTimeout(io, io.link(bestId).readLog(from, Math.min(best.lastSeq, from + appendEntriesMax - 1)), replicaRpcTimeoutMs, `read log of ${bestId}`).catch(
       () => null,
     );
     if (!page || page.length === 0) return { ok: false, reason: `could not read the log of ${bestId}` };
     for (const e of page) {
-      assert(e.seq === entries.length + 1, `recovered log not consecutive at ${e.seq}`);
+      assert(e.seq === baseSeq + entries.length + 1, `recovered log not consecutive at ${e.seq}`);
       assert(e.hash === entryHash(prevHash, e), `recovered log does not chain at ${e.seq}`);
       prevHash = e.hash;
       entries.push(e);
@@ -81,7 +83,7 @@ export async function recoverSequencer(
   const records: RequestRecord[] = entries
     .filter((e) => e.kind === "command")
     .map((e) => ({ client: e.client!, request: e.request!, seq: e.seq, commandHash: commandHash(e.command) }));
-  const meta: SequencerMeta = { config, epoch, commitSeq, quarantined: [] };
+  const meta: SequencerMeta = { config, epoch, commitSeq: Math.max(commitSeq, baseSeq), quarantined: [], baseSeq, baseHash: best.baseHash };
   if (!owner()) return { ok: false, reason: "superseded" };
   assert(storage.lastEntry() === null, "another recovery wrote the sequencer's log meanwhile");
   storage.transaction(() => {

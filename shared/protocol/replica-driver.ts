@@ -2,7 +2,7 @@
 // the Durable Object and the simulator.
 import { readWaitersMax } from "../limits.js";
 import type { Clock, ReadAnswer, SessionAnswer } from "./io.js";
-import type { ReplicaCore } from "./replica.js";
+import type { ReplicaCore, SnapshotInfo } from "./replica.js";
 import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply } from "./types.js";
 
 interface Waiter {
@@ -80,6 +80,29 @@ export class ReplicaDriver {
 
   readLog(fromSeq: number, toSeq: number): Entry[] {
     return this.core?.readLog(fromSeq, toSeq) ?? [];
+  }
+
+  beginSnapshot(): SnapshotInfo | null {
+    return this.core?.beginSnapshot() ?? null;
+  }
+  snapshotPage(seq: number, after: string | null, maxBytes: number): [string, string][] | null {
+    return this.core?.snapshotPage(seq, after, maxBytes) ?? null;
+  }
+  endSnapshot(): void {
+    this.core?.endSnapshot();
+  }
+  beginInstall(info: SnapshotInfo): boolean {
+    if (!this.core) return false;
+    this.core.beginInstall(info);
+    return true;
+  }
+  installPage(rows: [string, string][]): void {
+    this.core?.installPage(rows);
+  }
+  endInstall(): { ok: boolean; digest: string } | null {
+    const r = this.core?.endInstall() ?? null;
+    if (r?.ok) this.wakeWaiters();
+    return r;
   }
 
   auditInfo(): AuditInfo | null {

@@ -1,4 +1,4 @@
-import { appendEntriesMax, checkpointsKeptMax, scrubPageRows } from "../limits.js";
+import { appendEntriesMax, checkpointsKeptMax, compactionSlackEntries, logRetentionEntries, scrubPageRows } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
@@ -29,6 +29,11 @@ export interface ReplicaMeta {
   appliedSeq: number;
   digest: string;
   quarantined: boolean;
+  /** The log holds entries after baseSeq only (compacted, or rebuilt by state transfer); baseHash is the hash at baseSeq. */
+  baseSeq: number;
+  baseHash: string;
+  /** Epoch of the entry at baseSeq (the log's last epoch when every entry is compacted away). */
+  baseEpoch: number;
 }
 
 /**
@@ -41,6 +46,15 @@ export interface ReplicaStorage {
   /** Inserts entries, replacing any at the same seq. */
   appendEntries(entries: Entry[]): void;
   truncateFrom(seq: number): void;
+  /** Drops log entries at or below seq (compaction). */
+  deleteThrough(seq: number): void;
+  /** Freezes a copy of the state rows for a state transfer (replacing any earlier copy). */
+  snapshotRows(): void;
+  /** A page of the frozen copy: rows after `after`, up to about maxBytes. */
+  snapshotPage(after: string | null, maxBytes: number): [string, string][];
+  dropSnapshot(): void;
+  /** Removes every state row, log entry and checkpoint (before installing a transferred state). */
+  clearAll(): void;
   entryHash(seq: number): string | null;
   readEntries(fromSeq: number, toSeq: number): Entry[];
   saveMeta(meta: ReplicaMeta): void;
@@ -61,7 +75,20 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     appliedSeq: 0,
     digest: zeroHash,
     quarantined: false,
+    baseSeq: 0,
+    baseHash: zeroHash,
+    baseEpoch: 0,
   };
+}
+
+/** What a state transfer starts from: the source's frozen state at a seq. */
+export interface SnapshotInfo {
+  seq: number;
+  digest: string;
+  logHash: string;
+  /** Epoch of the entry at seq. */
+  entryEpoch: number;
+  epoch: number;
 }
 
 /**
@@ -73,11 +100,17 @@ export class ReplicaCore {
   private state: DigestedState;
   private readonly machine: StateMachine;
 
+  private snapshot: SnapshotInfo | null = null;
+  private installing: SnapshotInfo | null = null;
+
   constructor(
     private readonly storage: ReplicaStorage,
     meta: ReplicaMeta,
+    /** Compaction window; the simulator shrinks it so compaction happens in short runs. */
+    private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {
-    this.meta = { ...meta };
+    // Metas written before compaction existed lack the base fields: an uncompacted log.
+    this.meta = { ...meta, baseSeq: meta.baseSeq ?? 0, baseHash: meta.baseHash ?? zeroHash, baseEpoch: meta.baseEpoch ?? 0 };
     this.state = new DigestedState(storage.rows, meta.digest);
     this.machine = machineFor(meta.machine);
   }
@@ -100,11 +133,29 @@ export class ReplicaCore {
     return { epoch, lastSeq, commitSeq, appliedSeq, digest };
   }
 
-  append(req: AppendRequest): AppendResponse {
+  /** The hash at seq, or null if unknown (not held, or compacted away). */
+  private hashAt(seq: number): string | null {
+    if (seq === 0) return zeroHash;
+    if (seq === this.meta.baseSeq) return this.meta.baseHash;
+    if (seq < this.meta.baseSeq) return null;
+    return this.storage.entryHash(seq);
+  }
+
+  append(input: AppendRequest): AppendResponse {
     const m = this.meta;
-    if (req.epoch < m.epoch) return { ok: false, reason: "stale_epoch", ...this.position() };
+    if (input.epoch < m.epoch) return { ok: false, reason: "stale_epoch", ...this.position() };
+    if (this.installing) return { ok: false, reason: "gap", ...this.position() };
+    let req = input;
+    if (req.prevSeq < m.baseSeq) {
+      // Entries at or below the base are applied already (compacted or transferred): skip them.
+      const skip = m.baseSeq - req.prevSeq;
+      if (req.entries.length < skip) return { ok: true, outputs: [], ...this.position() };
+      const last = req.entries[skip - 1]!;
+      if (last.hash !== m.baseHash) return { ok: false, reason: "mismatch", ...this.position() };
+      req = { ...req, prevSeq: m.baseSeq, prevHash: m.baseHash, entries: req.entries.slice(skip) };
+    }
     if (req.prevSeq > m.lastSeq) return { ok: false, reason: "gap", ...this.position() };
-    const prevHash = req.prevSeq === 0 ? zeroHash : this.storage.entryHash(req.prevSeq);
+    const prevHash = this.hashAt(req.prevSeq);
     if (prevHash !== req.prevHash) return { ok: false, reason: "mismatch", ...this.position() };
 
     try {
@@ -130,7 +181,7 @@ export class ReplicaCore {
       prevHash = e.hash;
       fresh.set(e.seq, e);
       if (e.seq <= next.lastSeq) {
-        const have = this.storage.entryHash(e.seq);
+        const have = this.hashAt(e.seq);
         if (have === e.hash) continue;
         // A suffix written under an older epoch that the new sequencer does not hold: drop it.
         assert(e.seq > next.appliedSeq, `conflicting entry ${e.seq} at or below appliedSeq ${next.appliedSeq}`);
@@ -161,6 +212,16 @@ export class ReplicaCore {
       }
     }
     next.digest = this.state.digest;
+    // Compaction: keep logRetentionEntries applied entries, drop older ones in slack-sized steps.
+    if (next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack) {
+      const base = next.appliedSeq - this.retention.entries;
+      const at = fresh.get(base) ?? this.storage.readEntries(base, base)[0];
+      assert(at !== undefined, `compaction base ${base} missing from the log`);
+      next.baseHash = at.hash;
+      next.baseEpoch = at.epoch;
+      next.baseSeq = base;
+      this.storage.deleteThrough(base);
+    }
     this.storage.saveMeta(next);
     this.meta = next;
     return { ok: true, outputs, ...this.position() };
@@ -177,13 +238,15 @@ export class ReplicaCore {
       this.storage.saveMeta(next);
       this.meta = next;
     }
-    const last = this.meta.lastSeq > 0 ? this.storage.readEntries(this.meta.lastSeq, this.meta.lastSeq)[0] : undefined;
-    const { lastSeq, commitSeq, appliedSeq } = this.meta;
-    return { accepted, epoch: this.meta.epoch, lastSeq, lastEpoch: last?.epoch ?? 0, commitSeq, appliedSeq };
+    const m = this.meta;
+    const last = m.lastSeq > m.baseSeq ? this.storage.readEntries(m.lastSeq, m.lastSeq)[0] : undefined;
+    const lastEpoch = last?.epoch ?? m.baseEpoch;
+    return { accepted, epoch: m.epoch, lastSeq: m.lastSeq, lastEpoch, commitSeq: m.commitSeq, appliedSeq: m.appliedSeq, baseSeq: m.baseSeq, baseHash: m.baseHash };
   }
 
   /** A page of this replica's log, for a sequencer rebuilding its own. */
   readLog(fromSeq: number, toSeq: number): Entry[] {
+    if (fromSeq <= this.meta.baseSeq) return [];
     return this.storage.readEntries(fromSeq, Math.min(toSeq, fromSeq + appendEntriesMax - 1, this.meta.lastSeq));
   }
 
@@ -202,6 +265,78 @@ export class ReplicaCore {
     this.meta = next;
   }
 
+  // ---- state transfer ------------------------------------------------------------------------
+
+  /** Source side: freeze the state at appliedSeq; pages are served from the frozen copy while writes go on. */
+  beginSnapshot(): SnapshotInfo {
+    assert(!this.installing, "a replica being rebuilt cannot be a transfer source");
+    this.storage.snapshotRows();
+    const m = this.meta;
+    const at = m.appliedSeq > m.baseSeq ? this.storage.readEntries(m.appliedSeq, m.appliedSeq)[0] : undefined;
+    const entryEpoch = at?.epoch ?? m.baseEpoch;
+    this.snapshot = { seq: m.appliedSeq, digest: m.digest, logHash: this.hashAt(m.appliedSeq) ?? zeroHash, entryEpoch, epoch: m.epoch };
+    return this.snapshot;
+  }
+
+  snapshotPage(seq: number, after: string | null, maxBytes: number): [string, string][] | null {
+    if (this.snapshot?.seq !== seq) return null;
+    return this.storage.snapshotPage(after, maxBytes);
+  }
+
+  endSnapshot(): void {
+    this.snapshot = null;
+    this.storage.dropSnapshot();
+  }
+
+  /** Target side: forget everything (it serves nothing meanwhile: it is quarantined). */
+  beginInstall(info: SnapshotInfo): void {
+    this.storage.transaction(() => {
+      this.storage.clearAll();
+      const next = { ...this.meta, quarantined: true };
+      this.storage.saveMeta(next);
+      this.meta = next;
+    });
+    this.state = new DigestedState(this.storage.rows, zeroHash);
+    this.installing = info;
+  }
+
+  installPage(rows: [string, string][]): void {
+    assert(this.installing, "install page without an install in progress");
+    this.storage.transaction(() => {
+      for (const [k, v] of rows) this.storage.rows.put(k, v);
+    });
+  }
+
+  /** Verifies the installed rows against the source's digest and takes the source's position. */
+  endInstall(): { ok: boolean; digest: string } {
+    const info = this.installing;
+    assert(info, "install end without an install in progress");
+    this.installing = null;
+    const actual = recomputeDigest(this.storage.rows, scrubPageRows).digest;
+    if (actual !== info.digest) return { ok: false, digest: actual };
+    const next: ReplicaMeta = {
+      ...this.meta,
+      epoch: Math.max(this.meta.epoch, info.epoch),
+      lastSeq: info.seq,
+      lastHash: info.logHash,
+      commitSeq: info.seq,
+      appliedSeq: info.seq,
+      digest: info.digest,
+      baseSeq: info.seq,
+      baseHash: info.logHash,
+      baseEpoch: info.entryEpoch,
+      quarantined: false,
+    };
+    this.storage.saveMeta(next);
+    this.meta = next;
+    this.state = new DigestedState(this.storage.rows, info.digest);
+    return { ok: true, digest: actual };
+  }
+
+  get rebuilding(): boolean {
+    return this.installing !== null;
+  }
+
   auditInfo(): AuditInfo {
     const scrubbed = recomputeDigest(this.storage.rows, scrubPageRows);
     return {
@@ -212,7 +347,7 @@ export class ReplicaCore {
       checkpoints: dedupeBySeq([
         { seq: 0, digest: zeroHash, logHash: zeroHash },
         ...this.storage.checkpoints(),
-        { seq: this.meta.appliedSeq, digest: this.meta.digest, logHash: this.storage.entryHash(this.meta.appliedSeq) ?? zeroHash },
+        { seq: this.meta.appliedSeq, digest: this.meta.digest, logHash: this.hashAt(this.meta.appliedSeq) ?? zeroHash },
       ]),
       scrub: { recordedDigest: this.meta.digest, actualDigest: scrubbed.digest, rows: scrubbed.rows },
     };

@@ -24,6 +24,9 @@ export interface SequencerMeta {
   epoch: number;
   commitSeq: number;
   quarantined: string[];
+  /** The log holds entries after baseSeq only (compacted); baseHash is the hash at baseSeq. */
+  baseSeq?: number;
+  baseHash?: string;
 }
 
 export interface RequestRecord {
@@ -39,6 +42,8 @@ export interface SequencerStorage {
   appendEntries(entries: Entry[], requests: RequestRecord[]): void;
   readEntries(fromSeq: number, toSeq: number): Entry[];
   lastEntry(): Entry | null;
+  /** Drops log entries, and their request-index rows, at or below seq (compaction). */
+  deleteThrough(seq: number): void;
   findRequest(client: string, request: number): RequestRecord | null;
   saveMeta(meta: SequencerMeta): void;
 }
@@ -87,6 +92,9 @@ interface Progress {
   lastContactMs: number | null;
   misses: number;
   quarantined: boolean;
+  /** Its next entries were compacted away: only a state transfer can bring it back. */
+  needsTransfer: boolean;
+  repairing: boolean;
 }
 
 interface Pending extends SubmitRequest {
@@ -125,8 +133,8 @@ export class SequencerCore {
   ) {
     this.meta = structuredClone(meta);
     const last = storage.lastEntry();
-    this.lastSeq = last?.seq ?? 0;
-    this.lastHash = last?.hash ?? zeroHash;
+    this.lastSeq = last?.seq ?? meta.baseSeq ?? 0;
+    this.lastHash = last?.hash ?? meta.baseHash ?? zeroHash;
     assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
     const ids = replicaIds(meta.config.replicas);
     ids.forEach((id, i) => {
@@ -144,6 +152,8 @@ export class SequencerCore {
         lastContactMs: null,
         misses: 0,
         quarantined: meta.quarantined.includes(id),
+        needsTransfer: false,
+        repairing: false,
       });
     });
   }
@@ -242,7 +252,12 @@ export class SequencerCore {
     }
   }
 
+  get baseSeq(): number {
+    return this.meta.baseSeq ?? 0;
+  }
+
   readEntries(fromSeq: number, toSeq: number): Entry[] {
+    assert(fromSeq > this.baseSeq, `entries from ${fromSeq} were compacted (base ${this.baseSeq})`);
     const tailFirst = this.tail[0]?.seq ?? Infinity;
     if (fromSeq >= tailFirst) return this.tail.slice(fromSeq - tailFirst, toSeq - tailFirst + 1);
     return this.storage.readEntries(fromSeq, toSeq);
@@ -250,6 +265,7 @@ export class SequencerCore {
 
   private hashAt(seq: number): string {
     if (seq === 0) return zeroHash;
+    if (seq === this.baseSeq) return this.meta.baseHash ?? zeroHash;
     if (seq === this.lastSeq) return this.lastHash;
     const [e] = this.readEntries(seq, seq);
     assert(e !== undefined, `entry ${seq} missing from the sequencer's log`);
@@ -260,7 +276,11 @@ export class SequencerCore {
   nextAppend(id: string): AppendRequest | null {
     const p = this.progress.get(id);
     assert(p, `unknown replica ${id}`);
-    if (p.inflightToSeq !== null || this.fenced) return null;
+    if (p.inflightToSeq !== null || this.fenced || p.repairing) return null;
+    if (p.nextSeq <= this.baseSeq) {
+      p.needsTransfer = true;
+      return null;
+    }
     const hasEntries = p.nextSeq <= this.lastSeq;
     if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
     const toSeq = Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1);
@@ -402,10 +422,11 @@ export class SequencerCore {
   }
 
   statusOf(p: Progress): ReplicaStatusName {
+    if (p.repairing) return "repairing";
     if (p.quarantined) return "quarantined";
     if (p.misses >= downAfterMisses) return "down";
     if (p.misses >= suspectAfterMisses) return "suspect";
-    if (p.lastContactMs !== null && this.lastSeq - p.lastSeq >= laggingEntriesMin) return "lagging";
+    if (p.needsTransfer || (p.lastContactMs !== null && this.lastSeq - p.lastSeq >= laggingEntriesMin)) return "lagging";
     return "healthy";
   }
 
@@ -421,10 +442,63 @@ export class SequencerCore {
     }));
   }
 
+  // ---- compaction and state transfer --------------------------------------------------------
+
+  /**
+   * Drops entries every healthy replica has applied and that are older than the retention
+   * window. Quarantined or unreachable replicas do not hold it back: they get a state transfer.
+   */
+  compact(retentionEntries: number, slackEntries: number): number | null {
+    const healthy = [...this.progress.values()].filter((p) => !p.quarantined && !p.repairing && p.misses < downAfterMisses);
+    if (healthy.length === 0) return null;
+    const target = Math.min(this.lastSeq - retentionEntries, this.meta.commitSeq, ...healthy.map((p) => p.appliedSeq));
+    if (target - this.baseSeq < slackEntries) return null;
+    const [at] = this.readEntries(target, target);
+    assert(at !== undefined, `compaction target ${target} missing`);
+    this.storage.transaction(() => {
+      this.storage.deleteThrough(target);
+      this.meta.baseSeq = target;
+      this.meta.baseHash = at.hash;
+      this.saveMeta();
+    });
+    this.tail = this.tail.filter((e) => e.seq > target);
+    return target;
+  }
+
+  /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
+  transferCandidates(): string[] {
+    return [...this.progress.values()].filter((p) => !p.repairing && (p.quarantined || p.needsTransfer)).map((p) => p.id);
+  }
+
+  beginRepair(id: string): boolean {
+    const p = this.progress.get(id);
+    if (!p || p.repairing) return false;
+    p.repairing = true;
+    p.inflightToSeq = null;
+    return true;
+  }
+
+  /** The target holds the source's state at seq: it resumes from seq + 1 and votes again. */
+  endRepair(id: string, seq: number | null, nowMs: number): void {
+    const p = this.progress.get(id);
+    assert(p, `unknown replica ${id}`);
+    p.repairing = false;
+    if (seq === null) return;
+    p.needsTransfer = false;
+    p.nextSeq = Math.max(seq, this.baseSeq) + 1;
+    p.matchSeq = seq;
+    p.lastSeq = seq;
+    p.appliedSeq = seq;
+    p.heardCommitSeq = 0;
+    p.misses = 0;
+    p.lastContactMs = nowMs;
+    this.setQuarantined(id, false);
+  }
+
   /** Replicas to try for a read, best first: voting, reachable, most applied. */
   readCandidates(): string[] {
     return [...this.progress.values()]
-      .filter((p) => !p.quarantined)
+      .filter((p) => !p.quarantined && !p.repairing)
       .sort((a, b) => a.misses - b.misses || b.appliedSeq - a.appliedSeq)
       .map((p) => p.id);
   }

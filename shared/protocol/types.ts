@@ -79,6 +79,9 @@ export interface FenceReply {
   lastEpoch: number;
   commitSeq: number;
   appliedSeq: number;
+  /** The replica's log starts after baseSeq (compacted); baseHash is the hash at baseSeq. */
+  baseSeq: number;
+  baseHash: string;
 }
 
 export interface Checkpoint {

@@ -62,8 +62,10 @@ export interface CheckInput {
 export function runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq }: CheckInput): string[] {
   const failures: string[] = [...history.unexpected];
   const core = sequencer.driver!.core;
-  const log = sequencer.storage.log;
+  const log = sequencer.fullLog();
+  const bySeq = new Map(log.map((e) => [e.seq, e]));
   const commitSeq = core.commitSeq;
+  if (log.length !== core.lastLogSeq) failures.push(`the archived log has ${log.length} entries, the sequencer's ends at ${core.lastLogSeq}`);
 
   // The sequencer's log is gapless and hash-chained.
   let prev = zeroHash;
@@ -76,10 +78,11 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
   // Agreement: every entry a replica holds at or below its commitSeq is the sequencer's entry.
   for (const r of replicas.values()) {
     const meta = r.storage.meta!;
-    for (let s = 1; s <= meta.commitSeq; s++) {
+    for (let s = (meta.baseSeq ?? 0) + 1; s <= meta.commitSeq; s++) {
       const held = r.storage.log.get(s);
+      const truth = bySeq.get(s);
       if (!held) failures.push(`${r.id} lacks committed entry ${s}`);
-      else if (held.hash !== log[s - 1]?.hash) failures.push(`${r.id} holds a different entry at committed seq ${s}`);
+      else if (truth && held.hash !== truth.hash) failures.push(`${r.id} holds a different entry at committed seq ${s}`);
     }
   }
 
@@ -115,7 +118,7 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   // Equal digests at equal positions: checkpoints and final digests match the reference.
   for (const r of replicas.values()) {
-    if (corrupted.has(r.id)) continue;
+    if (r.corruptedAtMs !== null) continue;
     for (const cp of r.storage.checkpoints()) {
       const d = ref.digests.get(cp.seq);
       if (d !== undefined && d !== cp.digest) failures.push(`${r.id} checkpoint at ${cp.seq} has digest ${cp.digest.slice(0, 8)}, reference ${d.slice(0, 8)}`);
@@ -129,12 +132,11 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
   // Convergence after the heal phase: every healthy replica has applied the whole committed log.
   if (commitSeq !== core.lastLogSeq) failures.push(`after healing, commitSeq ${commitSeq} < lastSeq ${core.lastLogSeq}`);
   for (const r of replicas.values()) {
-    const quarantined = core.replicaStatuses().find((s) => s.id === r.id)?.status === "quarantined";
-    if (corrupted.has(r.id)) {
-      if (!quarantined) failures.push(`${r.id} was corrupted but is not quarantined`);
-      continue;
-    }
-    if (quarantined) failures.push(`${r.id} was quarantined without being corrupted`);
+    const status = core.replicaStatuses().find((s) => s.id === r.id)?.status;
+    // The audit-repair loop: a corrupted replica ends rebuilt from a healthy one, not just quarantined.
+    if (r.corruptedAtMs !== null) failures.push(`${r.id} was corrupted and never rebuilt (status ${status})`);
+    if (status === "quarantined" && !corrupted.has(r.id)) failures.push(`${r.id} was quarantined without being corrupted`);
+    if (status !== "healthy") failures.push(`after healing, ${r.id} is ${status}`);
     if (r.storage.meta!.appliedSeq !== commitSeq) failures.push(`after healing, ${r.id} applied ${r.storage.meta!.appliedSeq} of ${commitSeq}`);
   }
 

@@ -8,9 +8,13 @@ import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/proto
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
-import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig } from "../../shared/protocol/types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, Entry, GroupConfig } from "../../shared/protocol/types.js";
+import type { RequestRecord } from "../../shared/protocol/sequencer.js";
 import { replicaIds } from "../../shared/protocol/types.js";
 import type { Network, World } from "./world.js";
+
+/** Small compaction windows, so short runs compact their logs and need state transfers. */
+export const simRetention = { entries: 40, slack: 10 };
 
 export type Variant = "correct" | "stale-reads" | "early-commit" | "apply-uncommitted";
 
@@ -72,7 +76,9 @@ export class SimReplica {
 
   private core(): ReplicaCore {
     const meta = this.storage.meta!;
-    return this.variant === "apply-uncommitted" ? new ApplyUncommittedCore(this.storage, meta) : new ReplicaCore(this.storage, meta);
+    return this.variant === "apply-uncommitted"
+      ? new ApplyUncommittedCore(this.storage, meta, simRetention)
+      : new ReplicaCore(this.storage, meta, simRetention);
   }
 
   append(msg: AppendRequest): AppendResponse {
@@ -146,13 +152,30 @@ class StaleReadDriver extends SequencerDriver {
   }
 }
 
+/**
+ * Sequencer storage that also archives every entry it is given, across compactions and storage
+ * losses: the checkers need the whole history, which no node keeps once logs are compacted.
+ * A later entry at the same seq (a recovery replacing an uncommitted one) overwrites.
+ */
+class ArchivingStorage extends MemorySequencerStorage {
+  constructor(private readonly archive: Map<number, Entry>) {
+    super();
+  }
+  override appendEntries(entries: Entry[], records: RequestRecord[]): void {
+    super.appendEntries(entries, records);
+    for (const e of entries) this.archive.set(e.seq, e);
+  }
+}
+
 export class SimSequencer {
-  storage = new MemorySequencerStorage();
+  readonly archive = new Map<number, Entry>();
+  storage: MemorySequencerStorage = new ArchivingStorage(this.archive);
   /** null while recovering from lost storage. */
   driver: SequencerDriver | null;
   incarnation = 0;
   recoveries = 0;
   fencings = 0;
+  transfers = 0;
   private seenCommit = 0;
 
   constructor(
@@ -187,7 +210,8 @@ export class SimSequencer {
   private start(): SequencerDriver {
     const meta = this.storage.meta!;
     const core = this.variant === "early-commit" ? new EarlyCommitCore(this.storage, meta) : new SequencerCore(this.storage, meta);
-    const driver = this.variant === "stale-reads" ? new StaleReadDriver(core, this.io()) : new SequencerDriver(core, this.io());
+    const driver =
+      this.variant === "stale-reads" ? new StaleReadDriver(core, this.io(), simRetention) : new SequencerDriver(core, this.io(), simRetention);
     driver.kickAll();
     return driver;
   }
@@ -208,6 +232,27 @@ export class SimSequencer {
       setQuarantined: (q) => call("quarantine", () => r.driver.setQuarantined(q)),
       fence: (epoch) => call(`fence ${epoch}`, () => r.driver.fence(epoch)),
       readLog: (from, to) => call(`readLog ${from}-${to}`, () => r.driver.readLog(from, to)),
+      beginSnapshot: () => call("beginSnapshot", () => r.driver.beginSnapshot()),
+      snapshotPage: (seq, after, maxBytes) => call("snapshotPage", () => r.driver.snapshotPage(seq, after, maxBytes)),
+      endSnapshot: () => call("endSnapshot", () => r.driver.endSnapshot()),
+      beginInstall: (info) => {
+        const i = structuredClone(info);
+        return call("beginInstall", () => r.driver.beginInstall(i));
+      },
+      installPage: (rows) => {
+        const copy = structuredClone(rows);
+        return call("installPage", () => r.driver.installPage(copy));
+      },
+      endInstall: () =>
+        call("endInstall", () => {
+          const done = r.driver.endInstall();
+          // A rebuilt replica holds a healthy one's state: it is no longer corrupted.
+          if (done?.ok) {
+            r.corruptedAtMs = null;
+            this.transfers++;
+          }
+          return done;
+        }),
     };
   }
 
@@ -237,7 +282,19 @@ export class SimSequencer {
 
   /** The sequencer's storage is gone too: after restart it must recover from the replicas. */
   loseStorage(): void {
-    this.storage = new MemorySequencerStorage();
+    this.storage = new ArchivingStorage(this.archive);
+  }
+
+  /** Every entry of the final log, from seq 1, compacted or not. */
+  fullLog(): Entry[] {
+    const last = this.driver?.core.lastLogSeq ?? 0;
+    const out: Entry[] = [];
+    for (let seq = 1; seq <= last; seq++) {
+      const e = this.archive.get(seq);
+      if (!e) break;
+      out.push(e);
+    }
+    return out;
   }
 
   restart(): void {
@@ -260,7 +317,7 @@ export class SimSequencer {
           this.world.trace(`recovered epoch ${r.meta.epoch} at ${r.recoveredSeq}`);
         } else {
           // Not enough replicas yet: a fresh, empty storage, and another try soon.
-          this.storage = new MemorySequencerStorage();
+          this.storage = new ArchivingStorage(this.archive);
           this.world.setTimer(500, () => this.incarnation === incarnation && this.recover(incarnation));
         }
       },

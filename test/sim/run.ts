@@ -222,7 +222,11 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     if (!sequencer.driver) return false;
     const core = sequencer.driver.core;
     if (core.commitSeq !== core.lastLogSeq || running > 0) return false;
-    return [...replicas.values()].every((r) => corrupted.has(r.id) || r.storage.meta!.appliedSeq === core.commitSeq);
+    // Every replica, the corrupted one too once it is rebuilt, has applied everything.
+    const statuses = core.replicaStatuses();
+    return [...replicas.values()].every(
+      (r) => r.storage.meta!.appliedSeq === core.commitSeq && statuses.find((x) => x.id === r.id)?.status === "healthy",
+    );
   };
   const kickLoop = () => {
     sequencer.driver?.kickAll();
@@ -271,6 +275,8 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
       virtualMs: world.now,
       healMs: world.now - healStart,
       epoch: core.epoch,
+      transfers: sequencer.transfers,
+      compactedTo: core.baseSeq,
       messages: net.sent,
       dropped: net.dropped,
       ...counts,
