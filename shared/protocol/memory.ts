@@ -8,7 +8,8 @@ import type { Checkpoint, Entry } from "./types.js";
 
 export class MemoryRowStore implements RowStore {
   private readonly map = new Map<string, string>();
-  private sorted: string[] | null = [];
+  /** Keys in code point order, kept sorted on insert and delete (scans are frequent). */
+  private readonly sorted: string[] = [];
   journal: Map<string, string | null> | null = null;
 
   get size(): number {
@@ -20,28 +21,38 @@ export class MemoryRowStore implements RowStore {
   private touch(key: string): void {
     if (this.journal && !this.journal.has(key)) this.journal.set(key, this.get(key));
   }
-  put(key: string, value: string): void {
-    this.touch(key);
-    if (!this.map.has(key)) this.sorted = null;
-    this.map.set(key, value);
-  }
-  delete(key: string): void {
-    this.touch(key);
-    if (this.map.delete(key)) this.sorted = null;
-  }
-  scan(prefix: string, after: string | null, limit: number): [string, string][] {
-    if (this.sorted === null) this.sorted = [...this.map.keys()].sort(compareCodePoints);
-    const start = after !== null && compareCodePoints(after, prefix) >= 0 ? after : prefix;
+  /** First index whose key is >= key (or > key when strict). */
+  private lowerBound(key: string, strict: boolean): number {
     let lo = 0;
     let hi = this.sorted.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      const c = compareCodePoints(this.sorted[mid]!, start);
-      if (c < 0 || (c === 0 && start === after)) lo = mid + 1;
+      const c = compareCodePoints(this.sorted[mid]!, key);
+      if (c < 0 || (strict && c === 0)) lo = mid + 1;
       else hi = mid;
     }
+    return lo;
+  }
+  private setRaw(key: string, value: string | null): void {
+    if (value === null) {
+      if (this.map.delete(key)) this.sorted.splice(this.lowerBound(key, false), 1);
+    } else {
+      if (!this.map.has(key)) this.sorted.splice(this.lowerBound(key, false), 0, key);
+      this.map.set(key, value);
+    }
+  }
+  put(key: string, value: string): void {
+    this.touch(key);
+    this.setRaw(key, value);
+  }
+  delete(key: string): void {
+    this.touch(key);
+    this.setRaw(key, null);
+  }
+  scan(prefix: string, after: string | null, limit: number): [string, string][] {
+    const fromAfter = after !== null && compareCodePoints(after, prefix) >= 0;
     const out: [string, string][] = [];
-    for (let i = lo; i < this.sorted.length && out.length < limit; i++) {
+    for (let i = this.lowerBound(fromAfter ? after! : prefix, fromAfter); i < this.sorted.length && out.length < limit; i++) {
       const k = this.sorted[i]!;
       if (!k.startsWith(prefix)) break;
       out.push([k, this.map.get(k)!]);
@@ -49,11 +60,7 @@ export class MemoryRowStore implements RowStore {
     return out;
   }
   rollback(): void {
-    for (const [k, v] of this.journal ?? []) {
-      if (v === null) this.map.delete(k);
-      else this.map.set(k, v);
-    }
-    this.sorted = null;
+    for (const [k, v] of this.journal ?? []) this.setRaw(k, v);
   }
 }
 

@@ -104,7 +104,7 @@ describe("faults", () => {
 });
 
 describe("divergence", () => {
-  it("tampered state rows in one replica: the audit flags exactly that replica and quarantines it", async () => {
+  it("tampered state rows in one replica: the audit flags exactly that replica, quarantines it, and it is rebuilt", async () => {
     await createGroup("tamper", { machine: "kv", checkpointEvery: 5 });
     for (let i = 1; i <= 12; i++) await command("tamper", { op: "put", key: `k${i}`, value: i });
     await query("tamper", { op: "get", key: "k1" });
@@ -125,20 +125,36 @@ describe("divergence", () => {
       ["r2", "diverged"],
       ["r3", "agrees"],
     ]);
-    const s = await statuses("tamper");
-    expect([s.r1.status, s.r2.status, s.r3.status]).toEqual(["healthy", "quarantined", "healthy"]);
+    let s = await statuses("tamper");
+    expect([s.r1.status, s.r3.status]).toEqual(["healthy", "healthy"]);
+    expect(["quarantined", "repairing", "healthy"]).toContain(s.r2.status);
 
-    // A quarantined replica serves no reads: 30 stale reads never come from r2, and never see 666.
+    // Until it is rebuilt it serves no reads; no read ever sees the tampered value.
     for (let i = 0; i < 30; i++) {
       const r = await query("tamper", { op: "get", key: "k3" }, "stale");
-      expect(r.body.replica).not.toBe("r2");
       expect(r.body.result).toEqual({ value: 3 });
     }
-    // It has no vote, but the group still commits with the other two.
+    // Writes go on meanwhile.
     expect((await command("tamper", { op: "put", key: "k13", value: 13 })).status).toBe(200);
 
+    // The audit started a state transfer from a healthy replica: r2 ends healthy with the right rows.
+    for (let i = 0; i < 60 && s.r2.status !== "healthy"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      s = await statuses("tamper");
+    }
+    expect(s.r2.status).toBe("healthy");
+    await command("tamper", { op: "put", key: "k14", value: 14 });
+    await query("tamper", { op: "get", key: "k14" });
+    const row = await runInDurableObject(replica("tamper", "r2"), (_inst: ReplicaObject, state) =>
+      state.storage.sql.exec<{ v: string }>("SELECT v FROM state WHERE k = ?", "m/k3").one().v,
+    );
+    expect(row).toBe("3");
+    const after = (await api("POST", "/v1/groups/tamper/audit")).body;
+    expect(after.verdict).toBe("consistent");
+    expect(after.replicas.every((r: any) => r.verdict === "agrees")).toBe(true);
+
     const history = (await api("GET", "/v1/groups/tamper/audits?limit=5", undefined, clientToken)).body.audits;
-    expect(history.map((a: any) => a.verdict)).toEqual(["diverged", "consistent"]);
+    expect(history.map((a: any) => a.verdict)).toEqual(["consistent", "diverged", "consistent"]);
   });
 });
 

@@ -1,0 +1,65 @@
+// A group whose drivers talk through direct calls (no network) and real timers: for unit tests
+// of the driver-level features (state transfer, compaction) with the real cores.
+import { SequencerDriver } from "../../shared/protocol/driver.js";
+import type { DriverIO, ReplicaLink } from "../../shared/protocol/io.js";
+import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import type { GroupConfig } from "../../shared/protocol/types.js";
+import { replicaIds } from "../../shared/protocol/types.js";
+
+export interface Retention {
+  entries: number;
+  slack: number;
+}
+
+export function directGroup(config: GroupConfig, retention: Retention) {
+  const clock = {
+    nowMs: () => Date.now(),
+    setTimer: (ms: number, fn: () => void) => {
+      const t = setTimeout(fn, ms);
+      return () => clearTimeout(t);
+    },
+  };
+  const stores = new Map<string, MemoryReplicaStorage>();
+  const replicas = new Map<string, ReplicaDriver>();
+  for (const id of replicaIds(config.replicas)) {
+    const store = new MemoryReplicaStorage();
+    const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery);
+    store.saveMeta(meta);
+    stores.set(id, store);
+    replicas.set(id, new ReplicaDriver(new ReplicaCore(store, meta, retention), clock));
+  }
+  const down = new Set<string>();
+  const link = (id: string): ReplicaLink => {
+    const r = () => {
+      if (down.has(id)) throw new Error(`${id} is down`);
+      return replicas.get(id)!;
+    };
+    // Every call crosses a structured clone, as a Durable Object RPC does.
+    const call = async <T>(fn: () => T | Promise<T>): Promise<T> => structuredClone(await fn());
+    return {
+      init: () => call(() => null),
+      append: (m) => call(() => r().append(structuredClone(m))),
+      query: (q, minSeq, waitMs) => call(() => r().query(q, minSeq, waitMs)),
+      session: (c, req, minSeq, waitMs) => call(() => r().session(c, req, minSeq, waitMs)),
+      auditInfo: () => call(() => r().auditInfo()),
+      setQuarantined: (q) => call(() => r().setQuarantined(q)),
+      fence: (e) => call(() => r().fence(e)),
+      readLog: (f, t) => call(() => r().readLog(f, t)),
+      beginSnapshot: () => call(() => r().beginSnapshot()),
+      snapshotPage: (seq, after, max) => call(() => r().snapshotPage(seq, after, max)),
+      endSnapshot: () => call(() => r().endSnapshot()),
+      beginInstall: (info) => call(() => r().beginInstall(structuredClone(info))),
+      installPage: (rows) => call(() => r().installPage(structuredClone(rows))),
+      endInstall: () => call(() => r().endInstall()),
+    };
+  };
+  const seqStore = new MemorySequencerStorage();
+  const meta = { config, epoch: 1, commitSeq: 0, quarantined: [] };
+  seqStore.saveMeta(meta);
+  const io: DriverIO = { ...clock, link, log: () => {} };
+  const driver = new SequencerDriver(new SequencerCore(seqStore, meta), io, retention);
+  return { driver, replicas, stores, seqStore, down };
+}
