@@ -304,6 +304,8 @@ export class SequencerCore {
     const sentTo = p.inflightToSeq;
     p.inflightToSeq = null;
     const result: StepResult = { commitAdvanced: false, decided: [], diverged: [], needsInit: false, fenced: false };
+    // An answer to an append sent before a state transfer began says nothing about the rebuilt replica.
+    if (p.repairing) return result;
     if (!resp.ok && resp.reason === "not_initialized") {
       result.needsInit = true;
       return result;
@@ -474,7 +476,6 @@ export class SequencerCore {
     const p = this.progress.get(id);
     if (!p || p.repairing) return false;
     p.repairing = true;
-    p.inflightToSeq = null;
     return true;
   }
 

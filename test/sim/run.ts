@@ -37,10 +37,22 @@ const auditEveryMs = 2_000;
 const healLimitMs = 180_000;
 
 export async function simulate(opts: SimOptions): Promise<SimResult> {
+  // A broken invariant inside a driver's loop surfaces as an unhandled rejection: a failure of
+  // this run, not a crash of the simulator.
+  const failures = new Failures();
+  const onUnhandled = (err: unknown) => failures.add(`unhandled: ${err instanceof Error ? err.message : String(err)}`);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    return await simulateWith(opts, failures);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+}
+
+async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimResult> {
   const rng = new Prng(opts.seed);
   const world = new World(rng);
   const net = new Network(world);
-  const failures = new Failures();
   const faults = new Set(opts.faults);
   const machine: MachineName = opts.machine ?? "kv";
   // Corruption can only be outvoted when outputs are voted on.
