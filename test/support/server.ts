@@ -53,7 +53,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       REGISTRY: { className: "RegistryObject", useSQLite: true },
       BASELINE: { className: "BaselineObject", useSQLite: true },
     },
-    ...(opts.persistDir ? { durableObjectsPersist: opts.persistDir } : {}),
+    ...(opts.persistDir ? { resourcePersistencePath: opts.persistDir } : {}),
     unsafeTriggerHandlers: true,
   }));
   const url = (await mf.ready).toString().replace(/\/$/, "");
