@@ -61,6 +61,8 @@ export class SimReplica {
   private seenApplied = 0;
   private seenCommit = 0;
   corruptedAtMs: number | null = null;
+  /** Times during which this replica's state was corrupt (from corruption to rebuild). */
+  readonly corruptWindows: { fromMs: number; toMs: number }[] = [];
 
   constructor(
     readonly id: string,
@@ -116,6 +118,20 @@ export class SimReplica {
   restart(): void {
     this.incarnation++;
     this.driver = new ReplicaDriver(this.core(), this.world);
+  }
+
+  /** A state transfer replaced this replica's state: positions may restart lower (it served nothing meanwhile). */
+  rebuilt(): void {
+    if (this.corruptedAtMs !== null) this.corruptWindows.push({ fromMs: this.corruptedAtMs, toMs: this.world.now });
+    this.corruptedAtMs = null;
+    const p = this.driver.core!.position();
+    this.seenApplied = p.appliedSeq;
+    this.seenCommit = p.commitSeq;
+  }
+
+  wasCorruptAt(ms: number): boolean {
+    if (this.corruptedAtMs !== null && ms >= this.corruptedAtMs) return true;
+    return this.corruptWindows.some((w) => ms >= w.fromMs && ms <= w.toMs);
   }
 
   /** Changes one machine row behind the digest, as disk corruption would. */
@@ -248,7 +264,7 @@ export class SimSequencer {
           const done = r.driver.endInstall();
           // A rebuilt replica holds a healthy one's state: it is no longer corrupted.
           if (done?.ok) {
-            r.corruptedAtMs = null;
+            r.rebuilt();
             this.transfers++;
           }
           return done;

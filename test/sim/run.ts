@@ -266,8 +266,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   if (!finalAudit) failures.add("the final audit did not finish");
 
   for (const read of history.reads) {
-    const at = replicas.get(read.replica)?.corruptedAtMs;
-    if (at !== null && at !== undefined && read.atMs >= at) read.fromCorrupted = true;
+    if (replicas.get(read.replica)?.wasCorruptAt(read.atMs)) read.fromCorrupted = true;
   }
   const checked = runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq });
   const all = [...failures.list, ...checked];

@@ -58,6 +58,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     await clean({ seed: 2032590062, ops: 300, replicas: 3, faults: ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "corrupt"] });
   });
 
+  it("regression: seeds 253300275 and 2021705378 (the harness held a rebuilt replica to its pre-transfer position and treated reads served before the rebuild as healthy)", async () => {
+    for (const seed of [253300275, 2021705378]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
     await clean({ seed: 1149093191, ops: 300, replicas: 5, faults: [...faultKinds], machine: "bank" });
   });
