@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import type { GroupConfig } from "../shared/protocol/types.js";
+import { creationConfig, type GroupConfig } from "../shared/protocol/types.js";
 import type { Env } from "./env.js";
 
 /** The directory of groups (one instance): names and configs, for listing and for the cron. */
@@ -13,7 +13,7 @@ export class RegistryObject extends DurableObject<Env> {
 
   async create(config: GroupConfig): Promise<"created" | "exists" | "conflict"> {
     const existing = await this.get(config.group);
-    if (existing) return JSON.stringify(existing) === JSON.stringify(config) ? "exists" : "conflict";
+    if (existing) return JSON.stringify(creationConfig(existing)) === JSON.stringify(creationConfig(config)) ? "exists" : "conflict";
     this.ctx.storage.sql.exec(
       "INSERT INTO groups (name, config, created) VALUES (?, ?, ?)",
       config.group,
@@ -21,6 +21,11 @@ export class RegistryObject extends DurableObject<Env> {
       new Date().toISOString(),
     );
     return "created";
+  }
+
+  /** The membership changed: keep the config a recovering sequencer starts from current. */
+  async update(config: GroupConfig): Promise<void> {
+    this.ctx.storage.sql.exec("UPDATE groups SET config = ? WHERE name = ?", JSON.stringify(config), config.group);
   }
 
   async get(name: string): Promise<GroupConfig | null> {

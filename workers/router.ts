@@ -1,5 +1,5 @@
 import { Hono, type Context } from "hono";
-import type { z } from "zod";
+import { z } from "zod";
 import { ApiError } from "../shared/api/errors.js";
 import type { CommandResult, QueryResult } from "../shared/api/results.js";
 import {
@@ -92,12 +92,15 @@ function groupParam(c: Context<App>): string {
   return group;
 }
 
-async function jsonBody(c: Context<App>): Promise<unknown> {
+async function jsonBody(c: Context<App>, optional = false): Promise<unknown> {
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
   const buf = await c.req.arrayBuffer();
   if (buf.byteLength > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
-  if (buf.byteLength === 0) throw new ApiError("bad_request", "body: a JSON body is required");
+  if (buf.byteLength === 0) {
+    if (optional) return {};
+    throw new ApiError("bad_request", "body: a JSON body is required");
+  }
   try {
     return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
   } catch {
@@ -181,7 +184,7 @@ app.delete("/v1/groups/:group", async (c) => {
   const seq = sequencerStub(c.env, group);
   const existed = await seq.destroy();
   // The sequencer may have lost its config in an earlier, interrupted delete: use the registry's.
-  if (!existed && config) await seq.destroyReplicas(group, config.replicas);
+  if (!existed && config) await seq.destroyReplicas(group, config.lastReplicaNo ?? config.replicas);
   const registered = await registry.remove(group);
   routeCache.delete(group);
   if (!existed && !registered) throw new ApiError("not_found", `group ${group} does not exist`);
@@ -295,6 +298,31 @@ app.get("/v1/groups/:group/replicas", async (c) => {
   const status = await groupStatus(c.env, group);
   if (!status) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.json({ replicas: status.replicas });
+});
+
+const addReplicaBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+
+app.post("/v1/groups/:group/replicas", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const body = parse(addReplicaBody, await jsonBody(c, true), "body");
+  if (!(await groupStatus(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
+  const r = await sequencerStub(c.env, group).addReplica(body.location ?? null);
+  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
+  routeCache.delete(group);
+  return c.json({ replica: r.replica }, 202);
+});
+
+app.delete("/v1/groups/:group/replicas/:id", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const id = c.req.param("id");
+  if (!/^r[1-9][0-9]{0,5}$/.test(id)) throw new ApiError("bad_request", "id: a replica id such as r2");
+  if (!(await groupStatus(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
+  const r = await sequencerStub(c.env, group).removeReplica(id);
+  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
+  routeCache.delete(group);
+  return c.json({ replica: r.replica }, 202);
 });
 
 app.post("/v1/groups/:group/audit", async (c) => {

@@ -4,11 +4,12 @@ import type { LogPage } from "../shared/api/results.js";
 import { SequencerDriver } from "../shared/protocol/driver.js";
 import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../shared/protocol/io.js";
 import { SequencerCore, type SequencerMeta } from "../shared/protocol/sequencer.js";
-import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, MachineName } from "../shared/protocol/types.js";
+import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, MachineName, ReplicaStatus } from "../shared/protocol/types.js";
+import { creationConfig, membersOf } from "../shared/protocol/types.js";
 import { recoverSequencer } from "../shared/protocol/recovery.js";
 import type { SnapshotInfo } from "../shared/protocol/replica.js";
 import { replicaIds } from "../shared/protocol/types.js";
-import { type Env, realClock, replicaStub, rpc } from "./env.js";
+import { type Env, realClock, registryStub, replicaStub, rpc } from "./env.js";
 import { SqlSequencerStorage, readMeta, tableExists } from "./sqlite.js";
 
 export type { SubmitAnswer };
@@ -42,31 +43,51 @@ export class SequencerObject extends DurableObject<Env> {
     return this.driver?.core ?? null;
   }
 
+  private linkTo(cfg: GroupConfig, id: string, location: string | null): ReplicaLink {
+    const stub = replicaStub(this.env, cfg.group, id, location);
+    return {
+      init: () => stub.init({ group: cfg.group, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery }),
+      append: (msg) => rpc<AppendResponse>(stub.append(msg)),
+      query: (q, minSeq, waitMs) => rpc<ReadAnswer>(stub.query(q, minSeq, waitMs)),
+      session: (client, request, minSeq, waitMs) => rpc<SessionAnswer>(stub.session(client, request, minSeq, waitMs)),
+      auditInfo: () => rpc<AuditInfo | null>(stub.auditInfo()),
+      setQuarantined: (q) => stub.setQuarantined(q),
+      fence: (epoch) => rpc<FenceReply | null>(stub.fence(epoch)),
+      readLog: (from, to) => rpc<Entry[]>(stub.readLog(from, to)),
+      beginSnapshot: () => rpc<SnapshotInfo | null>(stub.beginSnapshot()),
+      snapshotPage: (seq, after, maxBytes) => rpc<[string, string][] | null>(stub.snapshotPage(seq, after, maxBytes)),
+      endSnapshot: () => stub.endSnapshot(),
+      beginInstall: (info) => stub.beginInstall(info),
+      installPage: (rows) => stub.installPage(rows),
+      endInstall: () => rpc<{ ok: boolean; digest: string } | null>(stub.endInstall()),
+    };
+  }
+
   private io(cfg: GroupConfig): DriverIO {
     const links = new Map<string, ReplicaLink>();
-    for (const [i, id] of replicaIds(cfg.replicas).entries()) {
-      const stub = replicaStub(this.env, cfg.group, id, cfg.locations[i] ?? null);
-      links.set(id, {
-        init: () => stub.init({ group: cfg.group, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery }),
-        append: (msg) => rpc<AppendResponse>(stub.append(msg)),
-        query: (q, minSeq, waitMs) => rpc<ReadAnswer>(stub.query(q, minSeq, waitMs)),
-        session: (client, request, minSeq, waitMs) => rpc<SessionAnswer>(stub.session(client, request, minSeq, waitMs)),
-        auditInfo: () => rpc<AuditInfo | null>(stub.auditInfo()),
-        setQuarantined: (q) => stub.setQuarantined(q),
-        fence: (epoch) => rpc<FenceReply | null>(stub.fence(epoch)),
-        readLog: (from, to) => rpc<Entry[]>(stub.readLog(from, to)),
-        beginSnapshot: () => rpc<SnapshotInfo | null>(stub.beginSnapshot()),
-        snapshotPage: (seq, after, maxBytes) => rpc<[string, string][] | null>(stub.snapshotPage(seq, after, maxBytes)),
-        endSnapshot: () => stub.endSnapshot(),
-        beginInstall: (info) => stub.beginInstall(info),
-        installPage: (rows) => stub.installPage(rows),
-        endInstall: () => rpc<{ ok: boolean; digest: string } | null>(stub.endInstall()),
-      });
-    }
+    // Members change with reconfiguration: links are made on first use, placed by the current membership.
+    const link = (id: string) => {
+      let l = links.get(id);
+      if (!l) {
+        const members = membersOf(this.core?.config ?? cfg);
+        l = this.linkTo(cfg, id, members.find((m) => m.id === id)?.location ?? null);
+        links.set(id, l);
+      }
+      return l;
+    };
     return {
       ...realClock,
-      link: (id) => links.get(id)!,
+      link,
       log: (level, message) => console[level](message),
+      provision: async (id, location) => {
+        const l = this.linkTo(cfg, id, location);
+        links.set(id, l);
+        await l.init();
+      },
+      retire: async (id) => {
+        await replicaStub(this.env, cfg.group, id).destroy();
+        links.delete(id);
+      },
       // Fenced out by a newer epoch (an interrupted recovery, a message from a dead incarnation):
       // this log may hold entries no majority has; discard it and recover from the replicas.
       onFenced: () => {
@@ -89,7 +110,7 @@ export class SequencerObject extends DurableObject<Env> {
 
   private async replicasHoldState(config: GroupConfig): Promise<boolean> {
     const io = this.io(config);
-    const replies = await Promise.all(replicaIds(config.replicas).map((id) => io.link(id).fence(0).catch(() => null)));
+    const replies = await Promise.all(membersOf(config).map((m) => io.link(m.id).fence(0).catch(() => null)));
     return replies.some((r) => r !== null);
   }
 
@@ -132,20 +153,11 @@ export class SequencerObject extends DurableObject<Env> {
       });
       this.start(new SequencerCore(this.store, meta));
       kind = "created";
-    } else if (JSON.stringify(this.core.config) !== JSON.stringify(config)) {
+    } else if (JSON.stringify(creationConfig(this.core.config)) !== JSON.stringify(creationConfig(config))) {
       return { kind: "conflict", status: this.status() };
     }
     const cfg = this.core!.config;
-    await Promise.all(
-      replicaIds(cfg.replicas).map((id, i) =>
-        replicaStub(this.env, cfg.group, id, cfg.locations[i] ?? null).init({
-          group: cfg.group,
-          id,
-          machine: cfg.machine,
-          checkpointEvery: cfg.checkpointEvery,
-        }),
-      ),
-    );
+    await Promise.all(membersOf(cfg).map((m) => this.linkTo(cfg, m.id, m.location).init()));
     this.driver!.kickAll();
     return { kind, status: this.status() };
   }
@@ -173,7 +185,7 @@ export class SequencerObject extends DurableObject<Env> {
     return {
       machine: cfg.machine,
       epoch: core.epoch,
-      replicas: core.replicaIds().map((id, i) => ({ id, location: cfg.locations[i] ?? null })),
+      replicas: membersOf(cfg).map((m) => ({ id: m.id, location: m.location })),
     };
   }
 
@@ -182,9 +194,31 @@ export class SequencerObject extends DurableObject<Env> {
     const core = this.core;
     this.driver?.stop();
     this.driver = null;
-    if (core) await this.destroyReplicas(core.config.group, core.config.replicas);
+    if (core) await this.destroyReplicas(core.config.group, core.config.lastReplicaNo ?? core.config.replicas);
     await this.ctx.storage.deleteAll();
     return core !== null;
+  }
+
+  // ---- reconfiguration ----------------------------------------------------------------------
+
+  async addReplica(location: string | null): Promise<{ ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" }> {
+    const driver = this.driver;
+    if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
+    const r = await driver.addReplica(location);
+    if (!r.ok) return { ok: false, reason: r.reason, code: "unavailable" };
+    await registryStub(this.env).update(driver.core.config);
+    return { ok: true, replica: driver.core.replicaStatuses().find((x) => x.id === r.id)! };
+  }
+
+  async removeReplica(id: string): Promise<{ ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" | "conflict" }> {
+    const driver = this.driver;
+    if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
+    const before = driver.core.replicaStatuses().find((x) => x.id === id);
+    if (!before) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
+    const r = await driver.removeReplica(id);
+    if (!r.ok) return { ok: false, reason: r.reason, code: /last voting/.test(r.reason) ? "conflict" : "unavailable" };
+    await registryStub(this.env).update(driver.core.config);
+    return { ok: true, replica: { ...before, status: "removed" } };
   }
 
   /** Used by DELETE when this sequencer's storage is already gone but replicas may remain. */

@@ -16,8 +16,8 @@ import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
 import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
 import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
-import type { AppliedOutput, AuditInfo, AuditReport, Entry } from "./types.js";
-import { majority } from "./types.js";
+import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
+import { majority, nextReplicaNo } from "./types.js";
 
 type Outcome = AppliedOutput | null;
 type Resolver = (outcome: Outcome) => void;
@@ -241,6 +241,7 @@ export class SequencerDriver {
       for (const r of list ?? []) r(d.outcome);
     }
     for (const id of step.diverged) this.quarantine(id);
+    if (step.promote) this.promote(step.promote);
     if (step.fenced && !this.stopped) {
       this.io.log("error", `sequencer ${this.core.config.group} at epoch ${this.core.epoch} fenced by a newer epoch; recovering`);
       this.stop();
@@ -264,6 +265,50 @@ export class SequencerDriver {
       .link(id)
       .setQuarantined(true)
       .catch((err) => this.io.log("warn", `telling ${id} it is quarantined: ${String(err)}`));
+  }
+
+  // ---- reconfiguration ----------------------------------------------------------------------
+
+  /**
+   * Adds a replica: it is created, joins (receives the log, or a state transfer if the log it
+   * needs is compacted), and gets its vote once caught up. Answers once the add is committed.
+   */
+  async addReplica(location: string | null): Promise<{ ok: true; id: string } | { ok: false; reason: string }> {
+    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+    if (this.core.configChangePending) return { ok: false, reason: "another membership change is not committed yet" };
+    const id = `r${nextReplicaNo(this.core.config)}`;
+    await this.io.provision?.(id, location);
+    const r = await this.reconfigure({ op: "add", id, location });
+    return r.ok ? { ok: true, id } : r;
+  }
+
+  /** Removes a replica; once the removal is committed its storage is destroyed. */
+  async removeReplica(id: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const r = await this.reconfigure({ op: "remove", id });
+    if (r.ok) await this.io.retire?.(id).catch((err) => this.io.log("warn", `destroying removed ${id}: ${String(err)}`));
+    return r;
+  }
+
+  private async reconfigure(change: ConfigChange): Promise<{ ok: true } | { ok: false; reason: string }> {
+    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+    this.flush(); // queued commands keep their place before the change
+    const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
+    if ("refused" in e) return { ok: false, reason: e.refused };
+    this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
+    this.kickAll();
+    if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, reason: `the ${change.op} of ${change.id} was not committed in time` };
+    this.kickAll();
+    return { ok: true };
+  }
+
+  private promoting = false;
+
+  private promote(id: string): void {
+    if (this.promoting || this.core.configChangePending) return;
+    this.promoting = true;
+    void this.reconfigure({ op: "promote", id }).finally(() => {
+      this.promoting = false;
+    });
   }
 
   // ---- reads --------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ export interface DriverIO extends Clock {
    * driver has stopped; the owner must discard this log and recover from the replicas.
    */
   onFenced?(): void;
+  /** Creates (initializes) a new replica before it is added to the group. */
+  provision?(replicaId: string, location: string | null): Promise<void>;
+  /** Destroys a removed replica's storage, once its removal is committed. */
+  retire?(replicaId: string): Promise<void>;
 }
 
 export function sleep(clock: Clock, ms: number): Promise<void> {

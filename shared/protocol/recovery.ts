@@ -10,7 +10,7 @@ import { zeroHash } from "./hash.js";
 import { type DriverIO, withTimeout } from "./io.js";
 import type { RequestRecord, SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { Entry, FenceReply, GroupConfig } from "./types.js";
-import { majority, replicaIds } from "./types.js";
+import { applyConfigChange, majority, membersOf, type ConfigChange } from "./types.js";
 
 export type RecoveryResult = { ok: true; meta: SequencerMeta; recoveredSeq: number } | { ok: false; reason: string };
 
@@ -39,7 +39,7 @@ export async function recoverSequencer(
   owner: () => boolean = () => true,
 ): Promise<RecoveryResult> {
   assert(storage.lastEntry() === null, "recovery needs an empty sequencer log");
-  const ids = replicaIds(config.replicas);
+  const ids = membersOf(config).map((m) => m.id);
   const need = majority(ids.length);
   let accepted: Map<string, FenceReply> | null = null;
   let epoch = 0;
@@ -83,7 +83,17 @@ export async function recoverSequencer(
   const records: RequestRecord[] = entries
     .filter((e) => e.kind === "command")
     .map((e) => ({ client: e.client!, request: e.request!, seq: e.seq, commandHash: commandHash(e.command) }));
-  const meta: SequencerMeta = { config, epoch, commitSeq: Math.max(commitSeq, baseSeq), quarantined: [], baseSeq, baseHash: best.baseHash };
+  // The membership: the registry's (as of the last committed change it heard of), then every
+  // change in the recovered log (idempotent, so one it already knew is harmless).
+  let recovered = config;
+  for (const e of entries) {
+    if (e.kind === "config") {
+      const change = e.command as ConfigChange;
+      recovered = { ...recovered, members: applyConfigChange(membersOf(recovered), change) };
+      if (change.op === "add") recovered.lastReplicaNo = Math.max(recovered.lastReplicaNo ?? recovered.replicas, Number(change.id.slice(1)));
+    }
+  }
+  const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, baseSeq), quarantined: [], baseSeq, baseHash: best.baseHash };
   if (!owner()) return { ok: false, reason: "superseded" };
   assert(storage.lastEntry() === null, "another recovery wrote the sequencer's log meanwhile");
   storage.transaction(() => {

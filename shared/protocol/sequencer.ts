@@ -17,7 +17,7 @@ import type {
   ReplicaStatus,
   ReplicaStatusName,
 } from "./types.js";
-import { majority, replicaIds } from "./types.js";
+import { type ConfigChange, configAfter, majority, membersOf } from "./types.js";
 
 export interface SequencerMeta {
   config: GroupConfig;
@@ -73,6 +73,8 @@ export interface StepResult {
   diverged: string[];
   needsInit: boolean;
   fenced: boolean;
+  /** A joining replica caught up: the driver should promote it. */
+  promote?: string;
 }
 
 interface Progress {
@@ -92,6 +94,10 @@ interface Progress {
   lastContactMs: number | null;
   misses: number;
   quarantined: boolean;
+  /** A joining replica has no vote until it has caught up (then a promote entry makes it a voter). */
+  voter: boolean;
+  /** Seq of the config entry that added it (0 for founding members). */
+  joinSeq: number;
   /** Its next entries were compacted away: only a state transfer can bring it back. */
   needsTransfer: boolean;
   repairing: boolean;
@@ -126,6 +132,8 @@ export class SequencerCore {
   private tail: Entry[] = [];
   fenced = false;
   private closed = false;
+  /** Seq of the newest config entry; another change waits until it is committed (one at a time). */
+  private configPendingSeq = 0;
 
   constructor(
     private readonly storage: SequencerStorage,
@@ -136,26 +144,31 @@ export class SequencerCore {
     this.lastSeq = last?.seq ?? meta.baseSeq ?? 0;
     this.lastHash = last?.hash ?? meta.baseHash ?? zeroHash;
     assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
-    const ids = replicaIds(meta.config.replicas);
-    ids.forEach((id, i) => {
-      this.progress.set(id, {
-        id,
-        location: meta.config.locations[i] ?? null,
-        nextSeq: this.lastSeq + 1,
-        matchSeq: 0,
-        heardCommitSeq: 0,
-        inflightToSeq: null,
-        inflightCommitSeq: 0,
-        lastSeq: 0,
-        appliedSeq: 0,
-        digest: zeroHash,
-        lastContactMs: null,
-        misses: 0,
-        quarantined: meta.quarantined.includes(id),
-        needsTransfer: false,
-        repairing: false,
-      });
-    });
+    for (const m of membersOf(meta.config)) this.progress.set(m.id, this.newProgress(m.id, m.location, m.voter, 0));
+    // Until everything this sequencer holds is known committed, a config change may be in flight.
+    this.configPendingSeq = this.lastSeq;
+  }
+
+  private newProgress(id: string, location: string | null, voter: boolean, joinSeq: number): Progress {
+    return {
+      id,
+      location,
+      nextSeq: this.lastSeq + 1,
+      matchSeq: 0,
+      heardCommitSeq: 0,
+      inflightToSeq: null,
+      inflightCommitSeq: 0,
+      lastSeq: 0,
+      appliedSeq: 0,
+      digest: zeroHash,
+      lastContactMs: null,
+      misses: 0,
+      quarantined: this.meta.quarantined.includes(id),
+      voter,
+      joinSeq,
+      needsTransfer: false,
+      repairing: false,
+    };
   }
 
   /** After close, the core refuses to persist anything: its incarnation is over. */
@@ -187,12 +200,14 @@ export class SequencerCore {
     return [...this.progress.keys()];
   }
 
+  /** Voting members that may vote now (not quarantined). */
   private voters(): Progress[] {
-    return [...this.progress.values()].filter((p) => !p.quarantined);
+    return [...this.progress.values()].filter((p) => p.voter && !p.quarantined);
   }
 
+  /** A majority of the voting members of the newest configuration (raft's single-server changes). */
   protected quorum(): number {
-    return majority(this.progress.size);
+    return majority([...this.progress.values()].filter((p) => p.voter).length);
   }
 
   /** Exactly-once at the door: a known (client, request) is never ordered again. */
@@ -275,7 +290,7 @@ export class SequencerCore {
   /** The next message for one replica, or null if it has nothing to learn (or one is in flight). */
   nextAppend(id: string): AppendRequest | null {
     const p = this.progress.get(id);
-    assert(p, `unknown replica ${id}`);
+    if (!p) return null; // removed from the group
     if (p.inflightToSeq !== null || this.fenced || p.repairing) return null;
     if (p.nextSeq <= this.baseSeq) {
       p.needsTransfer = true;
@@ -293,17 +308,17 @@ export class SequencerCore {
 
   onAppendFailure(id: string): void {
     const p = this.progress.get(id);
-    assert(p, `unknown replica ${id}`);
+    if (!p) return;
     p.inflightToSeq = null;
     p.misses++;
   }
 
   onAppendResponse(id: string, resp: AppendResponse, nowMs: number): StepResult {
+    const result: StepResult = { commitAdvanced: false, decided: [], diverged: [], needsInit: false, fenced: false };
     const p = this.progress.get(id);
-    assert(p, `unknown replica ${id}`);
+    if (!p) return result; // removed from the group while the append was in flight
     const sentTo = p.inflightToSeq;
     p.inflightToSeq = null;
-    const result: StepResult = { commitAdvanced: false, decided: [], diverged: [], needsInit: false, fenced: false };
     // An answer to an append sent before a state transfer began says nothing about the rebuilt replica.
     if (p.repairing) return result;
     if (!resp.ok && resp.reason === "not_initialized") {
@@ -334,7 +349,9 @@ export class SequencerCore {
     p.nextSeq = p.matchSeq + 1;
     p.heardCommitSeq = Math.max(p.heardCommitSeq, p.inflightCommitSeq);
     result.commitAdvanced = this.advanceCommit();
-    if (!p.quarantined) this.collectOutputs(p, resp.outputs, result);
+    if (!p.quarantined && p.voter) this.collectOutputs(p, resp.outputs, result);
+    // A joining replica that has caught up gets its vote (by a promote entry).
+    if (!p.voter && p.matchSeq >= p.joinSeq && this.lastSeq - p.matchSeq < appendEntriesMax) result.promote = p.id;
     return result;
   }
 
@@ -394,7 +411,7 @@ export class SequencerCore {
   /** Quarantine: the replica keeps receiving the log but serves no reads and has no vote. */
   setQuarantined(id: string, quarantined: boolean): boolean {
     const p = this.progress.get(id);
-    assert(p, `unknown replica ${id}`);
+    if (!p) return false;
     if (p.quarantined === quarantined) return false;
     p.quarantined = quarantined;
     this.meta.quarantined = [...this.progress.values()].filter((x) => x.quarantined).map((x) => x.id);
@@ -428,6 +445,7 @@ export class SequencerCore {
     if (p.quarantined) return "quarantined";
     if (p.misses >= downAfterMisses) return "down";
     if (p.misses >= suspectAfterMisses) return "suspect";
+    if (!p.voter) return "joining";
     if (p.needsTransfer || (p.lastContactMs !== null && this.lastSeq - p.lastSeq >= laggingEntriesMin)) return "lagging";
     return "healthy";
   }
@@ -442,6 +460,50 @@ export class SequencerCore {
       digest: p.digest,
       lastContact: p.lastContactMs === null ? null : new Date(p.lastContactMs).toISOString(),
     }));
+  }
+
+  // ---- reconfiguration ----------------------------------------------------------------------
+
+  get configChangePending(): boolean {
+    return this.configPendingSeq > this.meta.commitSeq;
+  }
+
+  /**
+   * Appends a config entry and switches to the new membership at once (raft's rule: the newest
+   * configuration in the log is the one in force). One change at a time: the previous one must be
+   * committed. The caller flushes queued commands first, so they keep their order.
+   */
+  appendConfig(change: ConfigChange, timestamp: string): Entry | { refused: string } {
+    if (this.closed || this.fenced) return { refused: "the sequencer is stopping" };
+    if (this.configChangePending) return { refused: "another membership change is not committed yet" };
+    const members = membersOf(this.meta.config);
+    if (change.op === "add" && members.some((m) => m.id === change.id)) return { refused: `${change.id} is already a member` };
+    if (change.op !== "add" && !members.some((m) => m.id === change.id)) return { refused: `${change.id} is not a member` };
+    if (change.op === "remove" && members.filter((m) => m.voter && m.id !== change.id).length === 0) {
+      return { refused: "the last voting replica cannot be removed" };
+    }
+    const body = { seq: this.lastSeq + 1, epoch: this.meta.epoch, kind: "config" as const, client: null, request: null, command: change, timestamp };
+    const e: Entry = { ...body, hash: entryHash(this.lastHash, body) };
+    const config = configAfter(this.meta.config, change);
+    this.storage.transaction(() => {
+      this.storage.appendEntries([e], []);
+      this.meta.config = config;
+      this.saveMeta();
+    });
+    this.lastSeq = e.seq;
+    this.lastHash = e.hash;
+    this.tail.push(e);
+    this.configPendingSeq = e.seq;
+    if (change.op === "add") this.progress.set(change.id, this.newProgress(change.id, change.location, false, e.seq));
+    if (change.op === "promote") this.progress.get(change.id)!.voter = true;
+    if (change.op === "remove") {
+      this.progress.delete(change.id);
+      if (this.meta.quarantined.includes(change.id)) {
+        this.meta.quarantined = this.meta.quarantined.filter((id) => id !== change.id);
+        this.saveMeta();
+      }
+    }
+    return e;
   }
 
   // ---- compaction and state transfer --------------------------------------------------------
@@ -482,7 +544,7 @@ export class SequencerCore {
   /** The target holds the source's state at seq: it resumes from seq + 1 and votes again. */
   endRepair(id: string, seq: number | null, nowMs: number): void {
     const p = this.progress.get(id);
-    assert(p, `unknown replica ${id}`);
+    if (!p) return;
     p.repairing = false;
     if (seq === null) return;
     p.needsTransfer = false;
@@ -499,7 +561,7 @@ export class SequencerCore {
   /** Replicas to try for a read, best first: voting, reachable, most applied. */
   readCandidates(): string[] {
     return [...this.progress.values()]
-      .filter((p) => !p.quarantined && !p.repairing)
+      .filter((p) => p.voter && !p.quarantined && !p.repairing)
       .sort((a, b) => a.misses - b.misses || b.appliedSeq - a.appliedSeq)
       .map((p) => p.id);
   }

@@ -17,10 +17,62 @@ export type ReplicaStatusName =
 export interface GroupConfig {
   group: string;
   machine: MachineName;
+  /** Replicas the group was created with (r1..rN); `members` is the current membership. */
   replicas: number;
   locations: (string | null)[];
   outputs: OutputsMode;
   checkpointEvery: number;
+  /** The membership after reconfigurations; absent until the first one (then r1..rN, all voters). */
+  members?: Member[];
+  /** Highest replica number ever used (ids are never reused). */
+  lastReplicaNo?: number;
+}
+
+export interface Member {
+  id: string;
+  location: string | null;
+  /** A joining replica receives the log but has no vote until it has caught up. */
+  voter: boolean;
+}
+
+/** A reconfiguration, carried by a log entry of kind "config". */
+export type ConfigChange =
+  | { op: "add"; id: string; location: string | null }
+  | { op: "promote"; id: string }
+  | { op: "remove"; id: string };
+
+export function membersOf(config: GroupConfig): Member[] {
+  return config.members ?? replicaIds(config.replicas).map((id, i) => ({ id, location: config.locations[i] ?? null, voter: true }));
+}
+
+/** The membership after one change (idempotent, so replaying a change already applied is harmless). */
+export function applyConfigChange(members: Member[], change: ConfigChange): Member[] {
+  switch (change.op) {
+    case "add":
+      return members.some((m) => m.id === change.id) ? members : [...members, { id: change.id, location: change.location, voter: false }];
+    case "promote":
+      return members.map((m) => (m.id === change.id ? { ...m, voter: true } : m));
+    case "remove":
+      return members.filter((m) => m.id !== change.id);
+  }
+}
+
+/** The creation settings only: what PUT compares (the membership may have changed since). */
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo"> {
+  const { members: _members, lastReplicaNo: _last, ...rest } = config;
+  return rest;
+}
+
+/** The next unused replica id (ids are never reused, so a removed replica's storage is never mistaken for a new one). */
+export function nextReplicaNo(config: GroupConfig): number {
+  return Math.max(config.lastReplicaNo ?? 0, config.replicas, ...membersOf(config).map((m) => Number(m.id.slice(1)))) + 1;
+}
+
+/** The config after a change: membership, and the replica counter for an add. */
+export function configAfter(config: GroupConfig, change: ConfigChange): GroupConfig {
+  const members = applyConfigChange(membersOf(config), change);
+  const no = change.op === "add" ? Math.max(nextReplicaNo(config) - 1, Number(change.id.slice(1))) : (config.lastReplicaNo ?? config.replicas);
+  return { ...config, members, lastReplicaNo: no };
 }
 
 export interface Entry {

@@ -1,0 +1,122 @@
+import { env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { ReplicaObject } from "../../workers/replica.js";
+import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+
+async function replicas(group: string): Promise<Record<string, any>> {
+  const r = await api("GET", `/v1/groups/${group}/replicas`, undefined, clientToken);
+  return Object.fromEntries(r.body.replicas.map((x: any) => [x.id, x]));
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>) {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Writes in the background until stopped; every write must succeed. */
+function writeLoad(group: string) {
+  let stop = false;
+  const failures: string[] = [];
+  let done = 0;
+  const loop = (async () => {
+    for (let i = 1; !stop; i++) {
+      const r = await command(group, { op: "incr", key: "n", by: 1 }, `load-${group}`, i);
+      if (r.status !== 200) failures.push(`${r.status} ${JSON.stringify(r.body)}`);
+      else done++;
+    }
+  })();
+  return {
+    async finish() {
+      stop = true;
+      await loop;
+      return { done, failures };
+    },
+  };
+}
+
+describe("reconfiguration", () => {
+  it("adds a replica (joining, then voting once caught up) and removes one, under write load", async () => {
+    await createGroup("grow");
+    for (let i = 0; i < 10; i++) await command("grow", { op: "put", key: `k${i}`, value: i });
+    const load = writeLoad("grow");
+
+    const added = await api("POST", "/v1/groups/grow/replicas", { location: "weur" });
+    expect(added.status).toBe(202);
+    expect(added.body.replica).toMatchObject({ id: "r4", location: "weur" });
+    expect(["joining", "healthy"]).toContain(added.body.replica.status);
+    await waitFor("r4 to vote", async () => (await replicas("grow")).r4?.status === "healthy");
+
+    const removed = await api("DELETE", "/v1/groups/grow/replicas/r1");
+    expect(removed.status).toBe(202);
+    expect(removed.body.replica).toMatchObject({ id: "r1", status: "removed" });
+
+    const { done, failures } = await load.finish();
+    expect(failures).toEqual([]);
+    expect(done).toBeGreaterThan(0);
+
+    const status = (await api("GET", "/v1/groups/grow", undefined, clientToken)).body;
+    expect(status.replicas.map((r: any) => r.id)).toEqual(["r2", "r3", "r4"]);
+    await query("grow", { op: "get", key: "n" });
+    await waitFor("replicas to converge", async () => {
+      const s = (await api("GET", "/v1/groups/grow", undefined, clientToken)).body;
+      return s.replicas.every((r: any) => r.appliedSeq === s.commitSeq);
+    });
+    const final = (await api("GET", "/v1/groups/grow", undefined, clientToken)).body;
+    expect(new Set(final.replicas.map((r: any) => r.digest)).size).toBe(1);
+    expect((await query("grow", { op: "get", key: "n" })).body.result).toEqual({ value: done });
+    const audit = (await api("POST", "/v1/groups/grow/audit")).body;
+    expect(audit.verdict).toBe("consistent");
+    expect(audit.replicas.map((r: any) => r.id)).toEqual(["r2", "r3", "r4"]);
+
+    // Every replica agrees on the membership at each seq: the changes are log entries.
+    const log = (await api("GET", "/v1/groups/grow/log?limit=1000")).body;
+    expect(log.entries.filter((e: any) => e.kind === "config").map((e: any) => [e.command.op, e.command.id])).toEqual([
+      ["add", "r4"],
+      ["promote", "r4"],
+      ["remove", "r1"],
+    ]);
+    // The removed replica's storage is destroyed.
+    const r1 = env.REPLICA.get(env.REPLICA.idFromName("grow/r1"));
+    expect(await runInDurableObject(r1, (_i: ReplicaObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'meta'").toArray().length)).toBe(0);
+  });
+
+  it("replaces a down replica: add a new one, remove the old; the group stays available", async () => {
+    await createGroup("swap");
+    await command("swap", { op: "put", key: "a", value: 1 });
+    // r2 stops answering.
+    await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName("swap/r2")), (inst: ReplicaObject) => {
+      const driver = (inst as any).driver;
+      driver.core = new Proxy(driver.core, {
+        get(target, prop) {
+          if (prop === "append") return () => { throw new Error("injected: down"); };
+          const v = Reflect.get(target, prop, target);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+    });
+    const load = writeLoad("swap");
+    expect((await api("POST", "/v1/groups/swap/replicas", {})).status).toBe(202);
+    await waitFor("r4 to vote", async () => (await replicas("swap")).r4?.status === "healthy");
+    expect((await api("DELETE", "/v1/groups/swap/replicas/r2")).status).toBe(202);
+    const { failures, done } = await load.finish();
+    expect(failures).toEqual([]);
+    expect(Object.keys(await replicas("swap"))).toEqual(["r1", "r3", "r4"]);
+    expect((await query("swap", { op: "get", key: "n" })).body.result).toEqual({ value: done });
+  });
+
+  it("refuses what it cannot do, with the documented codes", async () => {
+    await createGroup("solo", { machine: "kv", replicas: 1 });
+    expectError(await api("DELETE", "/v1/groups/solo/replicas/r9"), 404, "not_found");
+    expectError(await api("DELETE", "/v1/groups/solo/replicas/r1"), 409, "conflict", /last voting/);
+    expectError(await api("DELETE", "/v1/groups/solo/replicas/x1"), 400, "bad_request", /id/);
+    expectError(await api("POST", "/v1/groups/solo/replicas", { location: "weur" }, clientToken), 403, "forbidden");
+    expectError(await api("POST", "/v1/groups/solo/replicas", { where: 1 }), 400, "bad_request");
+    expectError(await api("POST", "/v1/groups/nope/replicas", {}), 404, "not_found");
+    // A PUT with the creation settings stays idempotent after the membership changed.
+    expect((await api("POST", "/v1/groups/solo/replicas", {})).status).toBe(202);
+    expect((await api("PUT", "/v1/groups/solo", { machine: "kv", replicas: 1 })).status).toBe(200);
+  });
+});
