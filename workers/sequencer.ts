@@ -80,6 +80,8 @@ export class SequencerObject extends DurableObject<Env> {
       link,
       log: (level, message) => console[level](message),
       provision: async (id, location) => {
+        // Start from nothing: an id can come round again if an add was lost with this sequencer's storage.
+        await replicaStub(this.env, cfg.group, id).destroy();
         const l = this.linkTo(cfg, id, location);
         links.set(id, l);
         await l.init();

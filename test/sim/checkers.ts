@@ -77,6 +77,7 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   // Agreement: every entry a replica holds at or below its commitSeq is the sequencer's entry.
   for (const r of replicas.values()) {
+    if (r.retired) continue; // removed from the group: its storage is destroyed
     const meta = r.storage.meta!;
     for (let s = (meta.baseSeq ?? 0) + 1; s <= meta.commitSeq; s++) {
       const held = r.storage.log.get(s);
@@ -118,7 +119,7 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   // Equal digests at equal positions: checkpoints and final digests match the reference.
   for (const r of replicas.values()) {
-    if (r.corruptedAtMs !== null) continue;
+    if (r.corruptedAtMs !== null || r.retired) continue;
     for (const cp of r.storage.checkpoints()) {
       const d = ref.digests.get(cp.seq);
       if (d !== undefined && d !== cp.digest) failures.push(`${r.id} checkpoint at ${cp.seq} has digest ${cp.digest.slice(0, 8)}, reference ${d.slice(0, 8)}`);
@@ -131,7 +132,9 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   // Convergence after the heal phase: every healthy replica has applied the whole committed log.
   if (commitSeq !== core.lastLogSeq) failures.push(`after healing, commitSeq ${commitSeq} < lastSeq ${core.lastLogSeq}`);
+  const members = new Set(core.replicaIds());
   for (const r of replicas.values()) {
+    if (r.retired || !members.has(r.id)) continue;
     const status = core.replicaStatuses().find((s) => s.id === r.id)?.status;
     // The audit-repair loop: a corrupted replica ends rebuilt from a healthy one, not just quarantined.
     if (r.corruptedAtMs !== null) failures.push(`${r.id} was corrupted and never rebuilt (status ${status})`);

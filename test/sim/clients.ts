@@ -128,7 +128,7 @@ export class SimClient {
     } else {
       // A sequential read carries the client's latest position (its bookmark).
       minSeq = consistency === "sequential" ? this.bookmarkSeq : 0;
-      const r = this.replicas.get(rng.pick([...this.replicas.keys()]))!;
+      const r = this.replicas.get(rng.pick([...this.replicas.values()].filter((x) => !x.retired).map((x) => x.id)))!;
       a = await this.call<ReadAnswer>(r.id, `read ${this.name}`, () => r.incarnation, () =>
         r.query(structuredClone(query), minSeq, consistency === "sequential" ? 2_000 : 0),
       );

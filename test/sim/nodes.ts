@@ -61,6 +61,8 @@ export class SimReplica {
   private seenApplied = 0;
   private seenCommit = 0;
   corruptedAtMs: number | null = null;
+  /** Removed from the group (its removal committed): no longer a member. */
+  retired = false;
   /** Times during which this replica's state was corrupt (from corruption to rebuild). */
   readonly corruptWindows: { fromMs: number; toMs: number }[] = [];
 
@@ -194,14 +196,18 @@ export class SimSequencer {
   transfers = 0;
   private seenCommit = 0;
 
+  /** What the registry knows of the group: updated after each committed membership change. */
+  registryConfig: GroupConfig;
+
   constructor(
-    private readonly config: GroupConfig,
+    config: GroupConfig,
     private readonly world: World,
     private readonly net: Network,
     private readonly replicas: Map<string, SimReplica>,
     private readonly failures: Failures,
     private readonly variant: Variant,
   ) {
+    this.registryConfig = config;
     this.storage.saveMeta({ config, epoch: 1, commitSeq: 0, quarantined: [] });
     this.driver = this.start();
   }
@@ -212,6 +218,19 @@ export class SimSequencer {
       setTimer: (ms, fn) => this.world.setTimer(ms, fn),
       link: (id) => this.link(id),
       log: () => {},
+      provision: async (id) => {
+        // Always a fresh replica: an id can come round again if an add was lost with the sequencer's storage.
+        this.net.down.delete(id);
+        this.replicas.set(id, new SimReplica(id, this.registryConfig, this.world, this.failures, this.variant));
+      },
+      retire: async (id) => {
+        const r = this.replicas.get(id);
+        if (r) {
+          r.retired = true;
+          r.crash();
+          this.net.down.add(id);
+        }
+      },
       onFenced: () => {
         // Fenced by a newer epoch: discard this log and recover, as the Durable Object does.
         this.world.trace("fenced");
@@ -272,6 +291,24 @@ export class SimSequencer {
     };
   }
 
+  /** Replace one replica under load: add a new one, then remove an old one (the registry follows). */
+  async replaceOne(pickOld: (ids: string[]) => string): Promise<string | null> {
+    const d = this.driver;
+    if (!d) return null;
+    const added = await d.addReplica(null);
+    if (!added.ok || this.driver !== d) return null;
+    this.registryConfig = d.core.config;
+    // Wait (bounded) for the new replica's vote before taking one away.
+    for (let i = 0; i < 100 && d.core.replicaStatuses().find((r) => r.id === added.id)?.status === "joining"; i++) {
+      await new Promise<void>((r) => this.world.setTimer(50, r));
+    }
+    if (this.driver !== d) return null;
+    const old = pickOld(d.core.replicaIds().filter((id) => id !== added.id));
+    const removed = await d.removeReplica(old);
+    if (this.driver === d && removed.ok) this.registryConfig = d.core.config;
+    return removed.ok ? `${added.id} for ${old}` : null;
+  }
+
   submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
     if (!this.driver) return Promise.resolve({ kind: "unavailable", message: "recovering" });
     return this.driver.submit(client, request, command);
@@ -324,7 +361,7 @@ export class SimSequencer {
 
   private recover(incarnation: number): void {
     this.recoveries++;
-    void recoverSequencer(this.config, this.storage, this.io(), () => this.incarnation === incarnation).then(
+    void recoverSequencer(this.registryConfig, this.storage, this.io(), () => this.incarnation === incarnation).then(
       (r) => {
         if (this.incarnation !== incarnation) return;
         if (r.ok) {

@@ -6,7 +6,7 @@ import { Failures, makeGroup, type Variant } from "./nodes.js";
 import { Prng } from "./prng.js";
 import { Network, World } from "./world.js";
 
-export const faultKinds = ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "lose-sequencer-storage", "corrupt"] as const;
+export const faultKinds = ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "lose-sequencer-storage", "corrupt", "reconfigure"] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 export interface SimOptions {
@@ -66,7 +66,8 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     checkpointEvery: 5 + rng.int(20),
   };
   const { replicas, sequencer } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
-  const ids = [...replicas.keys()];
+  // The members change with reconfiguration: always ask.
+  const memberIds = () => [...replicas.values()].filter((r) => !r.retired).map((r) => r.id);
   const tolerated = opts.replicas - majority(opts.replicas);
   const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [] };
   const corrupted = new Set<string>();
@@ -110,11 +111,11 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
 
   // Faults, bounded so a majority stays reachable most of the time.
-  const unavailable = () => ids.filter((id) => net.down.has(id) || net.isolated.has(id)).length;
+  const unavailable = () => memberIds().filter((id) => net.down.has(id) || net.isolated.has(id)).length;
   const injectors: (() => void)[] = [];
   if (faults.has("crash-replica")) {
     injectors.push(() => {
-      const up = ids.filter((id) => !net.down.has(id) && !net.isolated.has(id));
+      const up = memberIds().filter((id) => !net.down.has(id) && !net.isolated.has(id));
       if (unavailable() >= tolerated || up.length === 0) return;
       const id = rng.pick(up);
       net.down.add(id);
@@ -160,7 +161,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   if (faults.has("partition")) {
     injectors.push(() => {
-      const candidates = ["seq", ...ids].filter((id) => !net.isolated.has(id) && !net.down.has(id));
+      const candidates = ["seq", ...memberIds()].filter((id) => !net.isolated.has(id) && !net.down.has(id));
       const id = rng.pick(candidates);
       if (id !== "seq" && unavailable() >= tolerated) return;
       net.isolated.add(id);
@@ -175,12 +176,32 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   if (faults.has("corrupt")) {
     injectors.push(() => {
       if (corrupted.size > 0 || tolerated === 0) return;
-      const id = rng.pick(ids.filter((x) => !net.down.has(x)));
+      const live = memberIds().filter((x) => !net.down.has(x));
+      if (live.length === 0) return;
+      const id = rng.pick(live);
       if (replicas.get(id)!.corrupt()) {
         corrupted.add(id);
         count("corrupt");
         world.trace(`corrupt ${id}`);
       }
+    });
+  }
+  if (faults.has("reconfigure")) {
+    let busy = false;
+    let attempts = 0;
+    injectors.push(() => {
+      if (busy || attempts >= 3) return;
+      busy = true;
+      attempts++;
+      void sequencer
+        .replaceOne((candidates) => rng.pick(candidates))
+        .then((what) => {
+          if (what) {
+            count("reconfigure");
+            world.trace(`replaced ${what}`);
+          }
+        })
+        .finally(() => (busy = false));
     });
   }
   const injectLoop = () => {
@@ -218,7 +239,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // Heal: every fault ends; the group must converge.
   net.faults = { dropP: 0, duplicateP: 0, jitterMs: net.faults.jitterMs };
   net.isolated.clear();
-  for (const id of ids) {
+  for (const id of memberIds()) {
     if (net.down.has(id)) {
       net.down.delete(id);
       replicas.get(id)!.restart();
@@ -236,9 +257,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     if (core.commitSeq !== core.lastLogSeq || running > 0) return false;
     // Every replica, the corrupted one too once it is rebuilt, has applied everything.
     const statuses = core.replicaStatuses();
-    return [...replicas.values()].every(
-      (r) => r.storage.meta!.appliedSeq === core.commitSeq && statuses.find((x) => x.id === r.id)?.status === "healthy",
-    );
+    return statuses.every((s) => s.status === "healthy" && replicas.get(s.id)!.storage.meta!.appliedSeq === core.commitSeq);
   };
   const kickLoop = () => {
     sequencer.driver?.kickAll();
