@@ -88,3 +88,48 @@ describe("the TypeScript client over HTTP", () => {
     expect((await c.kv("e2e-retry").get("n")).value).toBe(1);
   });
 });
+
+describe("reconfiguration against the real server", () => {
+  it("adds, replaces and removes replicas under a concurrent write load; the group stays available and consistent", async () => {
+    const admin = new SmrClient({ baseUrl: server.url, token: adminToken });
+    await admin.createGroup("e2e-members", { machine: "kv", replicas: 3 });
+    let stop = false;
+    const acked: number[] = [];
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      const c = new SmrClient({ baseUrl: server.url, token: clientToken, clientId: `writer-${w}` });
+      while (!stop) acked.push((await c.submit("e2e-members", { op: "incr", key: "n", by: 1 })).seq);
+    });
+    const waitHealthy = async (id: string) => {
+      for (let i = 0; i < 200; i++) {
+        const r = (await admin.replicas("e2e-members")).replicas.find((x) => x.id === id);
+        if (r?.status === "healthy") return;
+        await new Promise((res) => setTimeout(res, 25));
+      }
+      throw new Error(`${id} never became healthy`);
+    };
+    const add = async () => (await admin.request<{ replica: { id: string } }>("POST", "/v1/groups/e2e-members/replicas", {})).replica.id;
+    const remove = (id: string) => admin.request("DELETE", `/v1/groups/e2e-members/replicas/${id}`);
+
+    const r4 = await add(); // grow to 4
+    await waitHealthy(r4);
+    const r5 = await add(); // replace r1 by r5
+    await waitHealthy(r5);
+    await remove("r1");
+    await remove("r2"); // shrink to 3
+    stop = true;
+    await Promise.all(writers);
+
+    const status = await admin.group("e2e-members");
+    expect(status.replicas.map((r) => r.id)).toEqual(["r3", r4, r5]);
+    expect(acked.length).toBeGreaterThan(0);
+    expect((await admin.kv("e2e-members").get("n")).value).toBe(acked.length);
+    for (let i = 0; i < 100; i++) {
+      const s = await admin.group("e2e-members");
+      if (s.replicas.every((r) => r.appliedSeq === s.commitSeq)) break;
+      await admin.query("e2e-members", { op: "get", key: "n" });
+    }
+    const audit = await admin.audit("e2e-members");
+    expect(audit.verdict).toBe("consistent");
+    expect(audit.replicas.map((r) => r.id)).toEqual(["r3", r4, r5]);
+  });
+});

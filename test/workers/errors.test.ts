@@ -100,3 +100,13 @@ describe("bad input", () => {
     expect((await api("POST", "/v1/groups/big/commands", ok, clientToken)).status).toBe(200);
   });
 });
+
+describe("internal errors", () => {
+  it("an unexpected failure is a 500 internal with a request id to find it in the logs", async () => {
+    const r = await direct("/v1/groups/any", { headers: { authorization: "Bearer test-admin-token" } }, { SEQUENCER: undefined });
+    expect(r.status).toBe(500);
+    expect(r.body.error.code).toBe("internal");
+    expect(r.body.error.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(r.body.error.message).toContain(r.body.error.requestId);
+  });
+});
