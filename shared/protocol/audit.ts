@@ -23,6 +23,7 @@ export function decideAudit(
   const candidates: [string, AuditInfo][] = [];
   for (const [id, info] of infos) {
     if (info === null) verdicts.set(id, { verdict: "unreachable" });
+    else if (info.rebuilding) verdicts.set(id, { verdict: "behind", reason: "being rebuilt by state transfer" });
     else if (info.scrub.actualDigest !== info.scrub.recordedDigest)
       verdicts.set(id, { verdict: "diverged", reason: "state rows do not match the recorded digest (scrub)" });
     else candidates.push([id, info]);

@@ -338,6 +338,11 @@ export class ReplicaCore {
   }
 
   auditInfo(): AuditInfo {
+    if (this.installing) {
+      // Half-installed rows say nothing yet: no scrub, no checkpoints.
+      const empty = { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
+      return { ...this.position(), quarantined: true, rebuilding: true, checkpoints: [], scrub: empty };
+    }
     const scrubbed = recomputeDigest(this.storage.rows, scrubPageRows);
     return {
       ...this.position(),

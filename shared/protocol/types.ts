@@ -151,6 +151,8 @@ export interface ScrubResult {
 /** What a replica tells the auditor. */
 export interface AuditInfo extends ReplicaPosition {
   quarantined: boolean;
+  /** A state transfer is installing rows: its rows and digest are not comparable yet. */
+  rebuilding?: boolean;
   checkpoints: Checkpoint[];
   scrub: ScrubResult;
 }

@@ -212,15 +212,20 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   world.setTimer(100, injectLoop);
 
   // The auditor, as the cron would run it.
-  const checkReport = (verdicts: { id: string; verdict: string }[]) => {
-    for (const r of verdicts) if (r.verdict === "diverged" && !corrupted.has(r.id)) failures.add(`audit flagged ${r.id} diverged, but it was not corrupted`);
+  const checkReport = (verdicts: { id: string; verdict: string; reason?: string }[], seq?: number) => {
+    for (const r of verdicts) {
+      if (r.verdict === "diverged" && !corrupted.has(r.id)) {
+        failures.add(`audit flagged ${r.id} diverged at seq ${seq} (${r.reason}), but it was not corrupted`);
+        if ((opts as any).debug) console.log("AUDIT", world.now, JSON.stringify(verdicts));
+      }
+    }
   };
   const auditLoop = () => {
     const d = sequencer.driver;
     if (d && !net.down.has("seq")) {
       void d.audit().then((report) => {
         count("audit");
-        checkReport(report.replicas);
+        checkReport(report.replicas, report.seq);
       });
     }
     world.setTimer(auditEveryMs, auditLoop);
@@ -283,6 +288,12 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   });
   await world.run(world.now + 30_000, () => finalAudit);
   if (!finalAudit) failures.add("the final audit did not finish");
+  // A fencing in the last moments may have sent the sequencer back into recovery: let it finish.
+  await world.run(world.now + 60_000, () => sequencer.driver !== null);
+  if (!sequencer.driver) {
+    failures.add("the sequencer did not recover after the final audit");
+    return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
+  }
 
   for (const read of history.reads) {
     if (replicas.get(read.replica)?.wasCorruptAt(read.atMs)) read.fromCorrupted = true;

@@ -62,6 +62,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     for (const seed of [253300275, 2021705378]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
 
+  it("regression: seed 652764441 (the audit scrubbed a replica halfway through a state transfer and called it diverged)", async () => {
+    await clean({ seed: 652764441, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
     await clean({ seed: 1149093191, ops: 300, replicas: 5, faults: [...faultKinds], machine: "bank" });
   });

@@ -237,6 +237,15 @@ describe("checkpoints and audits", () => {
     expect(r2.report.replicas.find((r) => r.id === "r3")!.verdict).toBe("behind");
     expect(r2.report.verdict).toBe("consistent");
 
+    const rebuilding = new Map<string, AuditInfo | null>([
+      ["r1", base(8, "aa")],
+      ["r2", base(8, "aa")],
+      ["r3", { ...base(1, "zz"), rebuilding: true, scrub: { recordedDigest: "x", actualDigest: "y", rows: 3 } }],
+    ]);
+    const rb = decideAudit("g", "t", 3, rebuilding);
+    expect(rb.diverged).toEqual([]);
+    expect(rb.report.replicas.find((r) => r.id === "r3")).toMatchObject({ verdict: "behind", reason: "being rebuilt by state transfer" });
+
     const tooFew = new Map<string, AuditInfo | null>([
       ["r1", base(8, "aa")],
       ["r2", null],
