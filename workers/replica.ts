@@ -83,14 +83,14 @@ export class ReplicaObject extends DurableObject<Env> {
   async endSnapshot(): Promise<void> {
     this.driver.endSnapshot();
   }
-  async beginInstall(info: SnapshotInfo): Promise<boolean> {
-    return this.driver.beginInstall(info);
+  async beginInstall(info: SnapshotInfo, transferId: string): Promise<boolean> {
+    return this.driver.beginInstall(info, transferId);
   }
-  async installPage(rows: [string, string][]): Promise<void> {
-    this.driver.installPage(rows);
+  async installPage(transferId: string, rows: [string, string][]): Promise<boolean> {
+    return this.driver.installPage(transferId, rows);
   }
-  async endInstall(): Promise<{ ok: boolean; digest: string } | null> {
-    return this.driver.endInstall();
+  async endInstall(transferId: string): Promise<{ ok: boolean; digest: string } | null> {
+    return this.driver.endInstall(transferId);
   }
 
   async auditInfo(): Promise<AuditInfo | null> {

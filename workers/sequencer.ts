@@ -57,9 +57,9 @@ export class SequencerObject extends DurableObject<Env> {
       beginSnapshot: () => rpc<SnapshotInfo | null>(stub.beginSnapshot()),
       snapshotPage: (seq, after, maxBytes) => rpc<[string, string][] | null>(stub.snapshotPage(seq, after, maxBytes)),
       endSnapshot: () => stub.endSnapshot(),
-      beginInstall: (info) => stub.beginInstall(info),
-      installPage: (rows) => stub.installPage(rows),
-      endInstall: () => rpc<{ ok: boolean; digest: string } | null>(stub.endInstall()),
+      beginInstall: (info, transferId) => stub.beginInstall(info, transferId),
+      installPage: (transferId, rows) => stub.installPage(transferId, rows),
+      endInstall: (transferId) => rpc<{ ok: boolean; digest: string } | null>(stub.endInstall(transferId)),
     };
   }
 

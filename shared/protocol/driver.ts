@@ -31,6 +31,7 @@ export class SequencerDriver {
   private commitWatchers: { seq: number; wake: () => void }[] = [];
   private readonly sending = new Set<string>();
   private stopped = false;
+  private transfers = 0;
 
   constructor(
     readonly core: SequencerCore,
@@ -387,7 +388,9 @@ export class SequencerDriver {
       const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
       if (!info) throw new Error(`${source} cannot serve a snapshot`);
       try {
-        if (!(await call(dst.beginInstall(info), `install on ${target}`))) throw new Error(`${target} cannot install`);
+        // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
+        const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
+        if (!(await call(dst.beginInstall(info, transferId), `install on ${target}`))) throw new Error(`${target} cannot install`);
         let after: string | null = null;
         let rows = 0;
         for (;;) {
@@ -395,11 +398,11 @@ export class SequencerDriver {
           const page: [string, string][] | null = await call(src.snapshotPage(info.seq, after, transferPageBytes), `page from ${source}`);
           if (page === null) throw new Error(`${source} lost its snapshot`);
           if (page.length === 0) break;
-          await call(dst.installPage(page), `page to ${target}`);
+          if (!(await call(dst.installPage(transferId, page), `page to ${target}`))) throw new Error(`${target} is installing another transfer`);
           rows += page.length;
           after = page[page.length - 1]![0];
         }
-        const done = await call(dst.endInstall(), `install end on ${target}`);
+        const done = await call(dst.endInstall(transferId), `install end on ${target}`);
         if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
         installed = info.seq;
         this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);

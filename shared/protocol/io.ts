@@ -36,9 +36,9 @@ export interface ReplicaLink {
   beginSnapshot(): Promise<import("./replica.js").SnapshotInfo | null>;
   snapshotPage(seq: number, after: string | null, maxBytes: number): Promise<[string, string][] | null>;
   endSnapshot(): Promise<void>;
-  beginInstall(info: import("./replica.js").SnapshotInfo): Promise<boolean>;
-  installPage(rows: [string, string][]): Promise<void>;
-  endInstall(): Promise<{ ok: boolean; digest: string } | null>;
+  beginInstall(info: import("./replica.js").SnapshotInfo, transferId: string): Promise<boolean>;
+  installPage(transferId: string, rows: [string, string][]): Promise<boolean>;
+  endInstall(transferId: string): Promise<{ ok: boolean; digest: string } | null>;
 }
 
 export interface Clock {

@@ -91,16 +91,16 @@ export class ReplicaDriver {
   endSnapshot(): void {
     this.core?.endSnapshot();
   }
-  beginInstall(info: SnapshotInfo): boolean {
+  beginInstall(info: SnapshotInfo, transferId: string): boolean {
     if (!this.core) return false;
-    this.core.beginInstall(info);
+    this.core.beginInstall(info, transferId);
     return true;
   }
-  installPage(rows: [string, string][]): void {
-    this.core?.installPage(rows);
+  installPage(transferId: string, rows: [string, string][]): boolean {
+    return this.core?.installPage(transferId, rows) ?? false;
   }
-  endInstall(): { ok: boolean; digest: string } | null {
-    const r = this.core?.endInstall() ?? null;
+  endInstall(transferId: string): { ok: boolean; digest: string } | null {
+    const r = this.core?.endInstall(transferId) ?? null;
     if (r?.ok) this.wakeWaiters();
     return r;
   }

@@ -34,6 +34,8 @@ export interface ReplicaMeta {
   baseHash: string;
   /** Epoch of the entry at baseSeq (the log's last epoch when every entry is compacted away). */
   baseEpoch: number;
+  /** A state transfer being installed: persisted, so a restart midway still knows its rows are partial. */
+  installing?: (SnapshotInfo & { transferId: string }) | null;
 }
 
 /**
@@ -101,7 +103,8 @@ export class ReplicaCore {
   private readonly machine: StateMachine;
 
   private snapshot: SnapshotInfo | null = null;
-  private installing: SnapshotInfo | null = null;
+  /** The transfer being installed (its id: pages of any other transfer are refused). */
+  private installing: (SnapshotInfo & { transferId: string }) | null = null;
 
   constructor(
     private readonly storage: ReplicaStorage,
@@ -111,6 +114,7 @@ export class ReplicaCore {
   ) {
     // Metas written before compaction existed lack the base fields: an uncompacted log.
     this.meta = { ...meta, baseSeq: meta.baseSeq ?? 0, baseHash: meta.baseHash ?? zeroHash, baseEpoch: meta.baseEpoch ?? 0 };
+    this.installing = meta.installing ?? null;
     this.state = new DigestedState(storage.rows, meta.digest);
     this.machine = machineFor(meta.machine);
   }
@@ -289,31 +293,38 @@ export class ReplicaCore {
   }
 
   /** Target side: forget everything (it serves nothing meanwhile: it is quarantined). */
-  beginInstall(info: SnapshotInfo): void {
+  beginInstall(info: SnapshotInfo, transferId: string): void {
+    const installing = { ...info, transferId };
     this.storage.transaction(() => {
       this.storage.clearAll();
-      const next = { ...this.meta, quarantined: true };
+      const next = { ...this.meta, quarantined: true, installing };
       this.storage.saveMeta(next);
       this.meta = next;
     });
     this.state = new DigestedState(this.storage.rows, zeroHash);
-    this.installing = info;
+    this.installing = installing;
   }
 
-  installPage(rows: [string, string][]): void {
-    assert(this.installing, "install page without an install in progress");
+  /** False if no such transfer is in progress (another one replaced it): the caller gives up. */
+  installPage(transferId: string, rows: [string, string][]): boolean {
+    if (this.installing?.transferId !== transferId) return false;
     this.storage.transaction(() => {
       for (const [k, v] of rows) this.storage.rows.put(k, v);
     });
+    return true;
   }
 
-  /** Verifies the installed rows against the source's digest and takes the source's position. */
-  endInstall(): { ok: boolean; digest: string } {
+  /**
+   * Verifies the installed rows against the source's digest and takes the source's position. On
+   * a mismatch the replica stays "rebuilding" (serving nothing, scrubbed by nobody) until the
+   * next transfer starts over.
+   */
+  endInstall(transferId: string): { ok: boolean; digest: string } {
     const info = this.installing;
-    assert(info, "install end without an install in progress");
-    this.installing = null;
+    if (info?.transferId !== transferId) return { ok: false, digest: "" };
     const actual = recomputeDigest(this.storage.rows, scrubPageRows).digest;
     if (actual !== info.digest) return { ok: false, digest: actual };
+    this.installing = null;
     const next: ReplicaMeta = {
       ...this.meta,
       epoch: Math.max(this.meta.epoch, info.epoch),
@@ -326,6 +337,7 @@ export class ReplicaCore {
       baseHash: info.logHash,
       baseEpoch: info.entryEpoch,
       quarantined: false,
+      installing: null,
     };
     this.storage.saveMeta(next);
     this.meta = next;

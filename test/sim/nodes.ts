@@ -270,17 +270,17 @@ export class SimSequencer {
       beginSnapshot: () => call("beginSnapshot", () => r.driver.beginSnapshot()),
       snapshotPage: (seq, after, maxBytes) => call("snapshotPage", () => r.driver.snapshotPage(seq, after, maxBytes)),
       endSnapshot: () => call("endSnapshot", () => r.driver.endSnapshot()),
-      beginInstall: (info) => {
+      beginInstall: (info, transferId) => {
         const i = structuredClone(info);
-        return call("beginInstall", () => r.driver.beginInstall(i));
+        return call("beginInstall", () => r.driver.beginInstall(i, transferId));
       },
-      installPage: (rows) => {
+      installPage: (transferId, rows) => {
         const copy = structuredClone(rows);
-        return call("installPage", () => r.driver.installPage(copy));
+        return call("installPage", () => r.driver.installPage(transferId, copy));
       },
-      endInstall: () =>
+      endInstall: (transferId) =>
         call("endInstall", () => {
-          const done = r.driver.endInstall();
+          const done = r.driver.endInstall(transferId);
           // A rebuilt replica holds a healthy one's state: it is no longer corrupted.
           if (done?.ok) {
             r.rebuilt();

@@ -66,6 +66,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     await clean({ seed: 652764441, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
 
+  it("regression: bank seed 14 (a replica restarted halfway through a state transfer forgot it was rebuilding)", async () => {
+    await clean({ seed: 14, ops: 250, replicas: 3, faults: [...faultKinds], machine: "bank" });
+  });
+
   it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
     await clean({ seed: 1149093191, ops: 300, replicas: 5, faults: [...faultKinds], machine: "bank" });
   });

@@ -51,9 +51,9 @@ export function directGroup(config: GroupConfig, retention: Retention) {
       beginSnapshot: () => call(() => r().beginSnapshot()),
       snapshotPage: (seq, after, max) => call(() => r().snapshotPage(seq, after, max)),
       endSnapshot: () => call(() => r().endSnapshot()),
-      beginInstall: (info) => call(() => r().beginInstall(structuredClone(info))),
-      installPage: (rows) => call(() => r().installPage(structuredClone(rows))),
-      endInstall: () => call(() => r().endInstall()),
+      beginInstall: (info, id) => call(() => r().beginInstall(structuredClone(info), id)),
+      installPage: (id, rows) => call(() => r().installPage(id, structuredClone(rows))),
+      endInstall: (id) => call(() => r().endInstall(id)),
     };
   };
   const seqStore = new MemorySequencerStorage();
