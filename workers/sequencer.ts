@@ -90,6 +90,7 @@ export class SequencerObject extends DurableObject<Env> {
         await replicaStub(this.env, cfg.group, id).destroy();
         links.delete(id);
       },
+      recordMemberships: (config) => registryStub(this.env).update(config),
       // Fenced out by a newer epoch (an interrupted recovery, a message from a dead incarnation):
       // this log may hold entries no majority has; discard it and recover from the replicas.
       onFenced: () => {
@@ -130,6 +131,7 @@ export class SequencerObject extends DurableObject<Env> {
         return { ok: false, reason: r.reason };
       }
       this.start(new SequencerCore(this.store, r.meta));
+      this.driver!.recordMembershipAt(r.recoveredSeq + 1);
       return { ok: true, epoch: r.meta.epoch };
     })().finally(() => {
       this.recovering = null;
@@ -208,7 +210,6 @@ export class SequencerObject extends DurableObject<Env> {
     if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
     const r = await driver.addReplica(location);
     if (!r.ok) return { ok: false, reason: r.reason, code: "unavailable" };
-    await registryStub(this.env).update(driver.core.config);
     return { ok: true, replica: driver.core.replicaStatuses().find((x) => x.id === r.id)! };
   }
 
@@ -219,7 +220,6 @@ export class SequencerObject extends DurableObject<Env> {
     if (!before) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
     const r = await driver.removeReplica(id);
     if (!r.ok) return { ok: false, reason: r.reason, code: /last voting/.test(r.reason) ? "conflict" : "unavailable" };
-    await registryStub(this.env).update(driver.core.config);
     return { ok: true, replica: { ...before, status: "removed" } };
   }
 

@@ -17,7 +17,7 @@ import { canonicalJson } from "./hash.js";
 import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
 import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
-import { majority, nextReplicaNo } from "./types.js";
+import { configAfter, majority, membersOf, nextReplicaNo } from "./types.js";
 
 type Outcome = AppliedOutput | null;
 type Resolver = (outcome: Outcome) => void;
@@ -250,6 +250,10 @@ export class SequencerDriver {
       return;
     }
     if (step.commitAdvanced) {
+      if (this.recordAtSeq !== null && this.core.commitSeq >= this.recordAtSeq) {
+        this.recordAtSeq = null;
+        void this.io.recordMemberships?.(this.core.config).catch((err) => this.io.log("warn", `recording membership: ${String(err)}`));
+      }
       this.core.compact(this.retention.entries, this.retention.slack);
       const commit = this.core.commitSeq;
       const ready = this.commitWatchers.filter((w) => w.seq <= commit);
@@ -290,22 +294,46 @@ export class SequencerDriver {
     return r;
   }
 
+  private reconfiguring = false;
+  /** After a recovery: once this seq (its no-op) commits, the recovered membership is recorded. */
+  private recordAtSeq: number | null = null;
+
+  /** A recovered sequencer records its membership once everything it holds is committed. */
+  recordMembershipAt(seq: number): void {
+    this.recordAtSeq = seq;
+  }
+
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | { ok: false; reason: string }> {
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
-    this.flush(); // queued commands keep their place before the change
-    const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
-    if ("refused" in e) return { ok: false, reason: e.refused };
-    this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
-    this.kickAll();
-    if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, reason: `the ${change.op} of ${change.id} was not committed in time` };
-    this.kickAll();
-    return { ok: true };
+    if (this.reconfiguring || this.core.configChangePending) return { ok: false, reason: "another membership change is not committed yet" };
+    this.reconfiguring = true;
+    try {
+      const current = this.core.config;
+      const next = configAfter(current, change);
+      // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.
+      await this.io.recordMemberships?.({ ...next, inFlight: [membersOf(current), membersOf(next)] });
+      if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+      this.flush(); // queued commands keep their place before the change
+      const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
+      if ("refused" in e) {
+        await this.io.recordMemberships?.(this.core.config);
+        return { ok: false, reason: e.refused };
+      }
+      this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
+      this.kickAll();
+      if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, reason: `the ${change.op} of ${change.id} was not committed in time` };
+      if (!this.stopped) await this.io.recordMemberships?.(this.core.config);
+      this.kickAll();
+      return { ok: true };
+    } finally {
+      this.reconfiguring = false;
+    }
   }
 
   private promoting = false;
 
   private promote(id: string): void {
-    if (this.promoting || this.core.configChangePending) return;
+    if (this.promoting || this.reconfiguring || this.core.configChangePending) return;
     this.promoting = true;
     void this.reconfigure({ op: "promote", id }).finally(() => {
       this.promoting = false;

@@ -59,6 +59,11 @@ export interface DriverIO extends Clock {
   provision?(replicaId: string, location: string | null): Promise<void>;
   /** Destroys a removed replica's storage, once its removal is committed. */
   retire?(replicaId: string): Promise<void>;
+  /**
+   * Durably records (in the registry) the config and every membership that may be in force: before
+   * a change [current, next], after it commits [next]. Recovery reads it back.
+   */
+  recordMemberships?(config: import("./types.js").GroupConfig): Promise<void>;
 }
 
 export function sleep(clock: Clock, ms: number): Promise<void> {

@@ -10,7 +10,7 @@ import { zeroHash } from "./hash.js";
 import { type DriverIO, withTimeout } from "./io.js";
 import type { RequestRecord, SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { Entry, FenceReply, GroupConfig } from "./types.js";
-import { applyConfigChange, majority, membersOf, type ConfigChange } from "./types.js";
+import { applyConfigChange, majority, membersOf, type ConfigChange, type Member } from "./types.js";
 
 export type RecoveryResult = { ok: true; meta: SequencerMeta; recoveredSeq: number } | { ok: false; reason: string };
 
@@ -39,18 +39,25 @@ export async function recoverSequencer(
   owner: () => boolean = () => true,
 ): Promise<RecoveryResult> {
   assert(storage.lastEntry() === null, "recovery needs an empty sequencer log");
-  const ids = membersOf(config).map((m) => m.id);
-  const need = majority(ids.length);
+  // Every membership that may be in force (a change was under way): fence a quorum of each.
+  const memberships = config.inFlight ?? [membersOf(config)];
+  const ids = [...new Set(memberships.flatMap((ms) => ms.map((m) => m.id)))];
+  const quorumOf = (ms: Member[]) => {
+    const voters = ms.filter((m) => m.voter);
+    return { ids: (voters.length > 0 ? voters : ms).map((m) => m.id), need: majority(voters.length > 0 ? voters.length : ms.length) };
+  };
+  const quorums = memberships.map(quorumOf);
+  const enough = (answered: Map<string, unknown>) => quorums.every((q) => q.ids.filter((id) => answered.has(id)).length >= q.need);
   let accepted: Map<string, FenceReply> | null = null;
   let epoch = 0;
   for (let round = 0; round < fenceRoundsMax && !accepted; round++) {
     // A probe (epoch 0 is never accepted) learns the highest epoch seen; then propose one above it.
     const probe = await fenceAll(io, ids, 0);
-    if (probe.size < need) return { ok: false, reason: `only ${probe.size} replicas answered, ${need} needed to recover` };
+    if (!enough(probe)) return { ok: false, reason: `only ${probe.size} replicas answered, a quorum of every membership in force is needed to recover` };
     epoch = Math.max(...[...probe.values()].map((r) => r.epoch)) + 1;
     const replies = await fenceAll(io, ids, epoch);
     const yes = new Map([...replies].filter(([, r]) => r.accepted));
-    if (yes.size >= need) accepted = yes;
+    if (enough(yes)) accepted = yes;
   }
   if (!accepted) return { ok: false, reason: "could not fence a majority at a new epoch" };
 
@@ -85,7 +92,9 @@ export async function recoverSequencer(
     .map((e) => ({ client: e.client!, request: e.request!, seq: e.seq, commandHash: commandHash(e.command) }));
   // The membership: the registry's (as of the last committed change it heard of), then every
   // change in the recovered log (idempotent, so one it already knew is harmless).
-  let recovered = config;
+  // Start from the oldest membership that may be in force; the log's config entries bring it forward.
+  let recovered: GroupConfig = { ...config, members: memberships[0], inFlight: undefined };
+  delete recovered.inFlight;
   for (const e of entries) {
     if (e.kind === "config") {
       const change = e.command as ConfigChange;

@@ -26,6 +26,12 @@ export interface GroupConfig {
   members?: Member[];
   /** Highest replica number ever used (ids are never reused). */
   lastReplicaNo?: number;
+  /**
+   * As the registry keeps it: every membership that may be in force while a change is under way
+   * (the current one and the next). A recovering sequencer fences a quorum of each, so an entry
+   * committed under either is seen. Absent: only `members`.
+   */
+  inFlight?: Member[][];
 }
 
 export interface Member {
@@ -58,8 +64,8 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo"> {
-  const { members: _members, lastReplicaNo: _last, ...rest } = config;
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight"> {
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, ...rest } = config;
   return rest;
 }
 

@@ -223,6 +223,10 @@ export class SimSequencer {
         this.net.down.delete(id);
         this.replicas.set(id, new SimReplica(id, this.registryConfig, this.world, this.failures, this.variant));
       },
+      // The registry: a durable write (instant here).
+      recordMemberships: async (config) => {
+        this.registryConfig = config;
+      },
       retire: async (id) => {
         const r = this.replicas.get(id);
         if (r) {
@@ -297,7 +301,6 @@ export class SimSequencer {
     if (!d) return null;
     const added = await d.addReplica(null);
     if (!added.ok || this.driver !== d) return null;
-    this.registryConfig = d.core.config;
     // Wait (bounded) for the new replica's vote before taking one away.
     for (let i = 0; i < 100 && d.core.replicaStatuses().find((r) => r.id === added.id)?.status === "joining"; i++) {
       await new Promise<void>((r) => this.world.setTimer(50, r));
@@ -305,7 +308,6 @@ export class SimSequencer {
     if (this.driver !== d) return null;
     const old = pickOld(d.core.replicaIds().filter((id) => id !== added.id));
     const removed = await d.removeReplica(old);
-    if (this.driver === d && removed.ok) this.registryConfig = d.core.config;
     return removed.ok ? `${added.id} for ${old}` : null;
   }
 
@@ -367,6 +369,7 @@ export class SimSequencer {
         if (r.ok) {
           this.seenCommit = 0;
           this.driver = this.start();
+          this.driver.recordMembershipAt(r.recoveredSeq + 1);
           this.world.trace(`recovered epoch ${r.meta.epoch} at ${r.recoveredSeq}`);
         } else {
           // Not enough replicas yet: a fresh, empty storage, and another try soon.

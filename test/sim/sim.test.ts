@@ -70,6 +70,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     await clean({ seed: 14, ops: 250, replicas: 3, faults: [...faultKinds], machine: "bank" });
   });
 
+  it("regression: seeds 1172456005, 2022064775, 1765191583, 642679001 (a sequencer recovering with a stale registry fenced the old membership and lost an entry committed by the new one)", async () => {
+    for (const seed of [1172456005, 2022064775, 1765191583, 642679001]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
     await clean({ seed: 1149093191, ops: 300, replicas: 5, faults: [...faultKinds], machine: "bank" });
   });
