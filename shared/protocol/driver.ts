@@ -228,6 +228,7 @@ export class SequencerDriver {
         if (this.stopped) return;
         const step = this.core.onAppendResponse(id, resp, this.io.nowMs());
         if (step.needsInit) await this.io.link(id).init().catch((err) => this.io.log("warn", `init ${id}: ${String(err)}`));
+        if (this.stopped) return;
         this.applyStep(step);
       }
     } finally {

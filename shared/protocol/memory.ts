@@ -181,11 +181,14 @@ export class MemorySequencerStorage implements SequencerStorage {
   private added: string[] | null = null;
 
   transaction<T>(fn: () => T): T {
-    const logLength = this.log.length;
+    // Appends push onto this array; compaction replaces it: either is undone from these two.
+    const log = this.log;
+    const logLength = log.length;
     this.added = [];
     try {
       return fn();
     } catch (err) {
+      this.log = log;
       this.log.length = logLength;
       for (const k of this.added) this.requests.delete(k);
       throw err;

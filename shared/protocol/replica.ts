@@ -148,7 +148,8 @@ export class ReplicaCore {
   append(input: AppendRequest): AppendResponse {
     const m = this.meta;
     if (input.epoch < m.epoch) return { ok: false, reason: "stale_epoch", ...this.position() };
-    if (this.installing) return { ok: false, reason: "gap", ...this.position() };
+    // Halfway through a state transfer (maybe one a dead sequencer started): only a new one helps.
+    if (this.installing) return { ok: false, reason: "gap", rebuilding: true, ...this.position() };
     let req = input;
     if (req.prevSeq < m.baseSeq) {
       // Entries at or below the base are applied already (compacted or transferred): skip them.

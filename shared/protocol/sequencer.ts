@@ -292,10 +292,8 @@ export class SequencerCore {
     const p = this.progress.get(id);
     if (!p) return null; // removed from the group
     if (p.inflightToSeq !== null || this.fenced || p.repairing) return null;
-    if (p.nextSeq <= this.baseSeq) {
-      p.needsTransfer = true;
-      return null;
-    }
+    if (p.nextSeq <= this.baseSeq) p.needsTransfer = true;
+    if (p.needsTransfer) return null; // only a state transfer helps it now
     const hasEntries = p.nextSeq <= this.lastSeq;
     if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
     const toSeq = Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1);
@@ -336,6 +334,7 @@ export class SequencerCore {
         result.fenced = true;
       } else if (resp.reason === "gap") {
         p.nextSeq = Math.min(resp.lastSeq, this.lastSeq) + 1;
+        if (resp.rebuilding) p.needsTransfer = true;
       } else if (sentTo !== null && p.nextSeq - 1 <= resp.appliedSeq) {
         // Its log differs below what it has applied: it executed a different history.
         result.diverged.push(id);
@@ -513,6 +512,7 @@ export class SequencerCore {
    * window. Quarantined or unreachable replicas do not hold it back: they get a state transfer.
    */
   compact(retentionEntries: number, slackEntries: number): number | null {
+    if (this.closed) return null;
     const healthy = [...this.progress.values()].filter((p) => !p.quarantined && !p.repairing && p.misses < downAfterMisses);
     if (healthy.length === 0) return null;
     const target = Math.min(this.lastSeq - retentionEntries, this.meta.commitSeq, ...healthy.map((p) => p.appliedSeq));

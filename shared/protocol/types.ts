@@ -124,7 +124,7 @@ export interface ReplicaPosition {
 
 export type AppendResponse =
   | ({ ok: true; outputs: AppliedOutput[] } & ReplicaPosition)
-  | ({ ok: false; reason: "stale_epoch" | "gap" | "mismatch" } & ReplicaPosition)
+  | ({ ok: false; reason: "stale_epoch" | "gap" | "mismatch"; rebuilding?: boolean } & ReplicaPosition)
   | { ok: false; reason: "not_initialized" };
 
 /** A replica's answer to a recovering sequencer's fence (its promise to refuse lower epochs). */

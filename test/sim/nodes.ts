@@ -353,6 +353,10 @@ export class SimSequencer {
   }
 
   restart(): void {
+    // Only one incarnation runs: a restart that finds one running (a fencing restarted it
+    // meanwhile) ends it first, as a Durable Object reset would.
+    this.driver?.stop();
+    this.driver = null;
     this.incarnation++;
     if (this.storage.meta) {
       this.driver = this.start();

@@ -74,6 +74,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     for (const seed of [1172456005, 2022064775, 1765191583, 642679001]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
 
+  it("regression: seeds 189323327, 2060157833, 295979644 (a double restart ran two sequencer incarnations; a replica left halfway through a transfer by a dead sequencer was never rebuilt)", async () => {
+    for (const seed of [189323327, 2060157833, 295979644]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
     await clean({ seed: 1149093191, ops: 300, replicas: 5, faults: [...faultKinds], machine: "bank" });
   });
