@@ -76,8 +76,10 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
   });
 
   // Agreement: every entry a replica holds at or below its commitSeq is the sequencer's entry.
+  const memberIds = new Set(core.replicaIds());
   for (const r of replicas.values()) {
-    if (r.retired) continue; // removed from the group: its storage is destroyed
+    // Removed from the group (its storage is destroyed, or due to be): nothing to agree on.
+    if (r.retired || !memberIds.has(r.id)) continue;
     const meta = r.storage.meta!;
     for (let s = (meta.baseSeq ?? 0) + 1; s <= meta.commitSeq; s++) {
       const held = r.storage.log.get(s);
@@ -119,7 +121,7 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   // Equal digests at equal positions: checkpoints and final digests match the reference.
   for (const r of replicas.values()) {
-    if (r.corruptedAtMs !== null || r.retired) continue;
+    if (r.corruptedAtMs !== null || r.retired || !memberIds.has(r.id)) continue;
     for (const cp of r.storage.checkpoints()) {
       const d = ref.digests.get(cp.seq);
       if (d !== undefined && d !== cp.digest) failures.push(`${r.id} checkpoint at ${cp.seq} has digest ${cp.digest.slice(0, 8)}, reference ${d.slice(0, 8)}`);
@@ -132,9 +134,8 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   // Convergence after the heal phase: every healthy replica has applied the whole committed log.
   if (commitSeq !== core.lastLogSeq) failures.push(`after healing, commitSeq ${commitSeq} < lastSeq ${core.lastLogSeq}`);
-  const members = new Set(core.replicaIds());
   for (const r of replicas.values()) {
-    if (r.retired || !members.has(r.id)) continue;
+    if (r.retired || !memberIds.has(r.id)) continue;
     const status = core.replicaStatuses().find((s) => s.id === r.id)?.status;
     // The audit-repair loop: a corrupted replica ends rebuilt from a healthy one, not just quarantined.
     if (r.corruptedAtMs !== null) failures.push(`${r.id} was corrupted and never rebuilt (status ${status})`);

@@ -75,7 +75,7 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
   });
 
   it("regression: seeds 189323327, 2060157833, 295979644 (a double restart ran two sequencer incarnations; a replica left halfway through a transfer by a dead sequencer was never rebuilt)", async () => {
-    for (const seed of [189323327, 2060157833, 295979644]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+    for (const seed of [189323327, 2060157833, 295979644, 498326633]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
 
   it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
