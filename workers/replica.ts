@@ -62,10 +62,6 @@ export class ReplicaObject extends DurableObject<Env> {
     return this.driver.session(client, request, minSeq, waitMs);
   }
 
-  async position(): Promise<ReplicaPosition | null> {
-    return this.core?.position() ?? null;
-  }
-
   async fence(epoch: number): Promise<FenceReply | null> {
     return this.driver.fence(epoch);
   }

@@ -129,34 +129,29 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       });
     });
   }
+  // The sequencer goes down (its memory lost; with loseStorage its storage too) and comes back.
+  const takeSequencerDown = (kind: FaultKind, loseStorage: boolean) => {
+    net.down.add("seq");
+    sequencer.crash();
+    if (loseStorage) sequencer.loseStorage();
+    count(kind);
+    world.trace(loseStorage ? "lose seq storage" : "crash seq");
+    world.setTimer(50 + rng.int(1_000), () => {
+      net.down.delete("seq");
+      sequencer.restart();
+      world.trace(loseStorage ? "restart seq (empty)" : "restart seq");
+    });
+  };
   if (faults.has("crash-sequencer")) {
     injectors.push(() => {
-      if (net.down.has("seq")) return;
-      net.down.add("seq");
-      sequencer.crash();
-      count("crash-sequencer");
-      world.trace("crash seq");
-      world.setTimer(50 + rng.int(1_000), () => {
-        net.down.delete("seq");
-        sequencer.restart();
-        world.trace("restart seq");
-      });
+      if (!net.down.has("seq")) takeSequencerDown("crash-sequencer", false);
     });
   }
   if (faults.has("lose-sequencer-storage")) {
     injectors.push(() => {
       // Rare: each loss starts a new epoch. The sequencer comes back empty and recovers.
       if (net.down.has("seq") || !rng.chance(0.05)) return;
-      net.down.add("seq");
-      sequencer.crash();
-      sequencer.loseStorage();
-      count("lose-sequencer-storage");
-      world.trace("lose seq storage");
-      world.setTimer(50 + rng.int(1_000), () => {
-        net.down.delete("seq");
-        sequencer.restart();
-        world.trace("restart seq (empty)");
-      });
+      takeSequencerDown("lose-sequencer-storage", true);
     });
   }
   if (faults.has("partition")) {
