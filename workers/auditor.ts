@@ -1,4 +1,5 @@
 import { auditConcurrencyMax } from "../shared/limits.js";
+import { sequencerName } from "../shared/protocol/types.js";
 import { type Env, registryStub, sequencerStub } from "./env.js";
 
 /** The cron: audits every group, a bounded number at a time. One group's failure does not stop the rest. */
@@ -10,13 +11,12 @@ export async function auditAll(env: Env): Promise<{ audited: number; failed: str
     while (next < groups.length) {
       const group = groups[next++]!;
       try {
-        const seq = sequencerStub(env, group);
+        const config = await registryStub(env).get(group);
+        if (!config) continue;
+        const seq = sequencerStub(env, sequencerName(config), config.sequencer?.location ?? null);
         let report = await seq.audit();
-        if (!report) {
-          // Listed but stateless: the sequencer lost its storage. Recover it, then audit.
-          const config = await registryStub(env).get(group);
-          if (config && (await seq.recover(config)).ok) report = await seq.audit();
-        }
+        // Listed but stateless: the sequencer lost its storage. Recover it, then audit.
+        if (!report && (await seq.recover(config)).ok) report = await seq.audit();
         if (report && report.verdict !== "consistent") console.warn(`audit ${group}: ${report.verdict}`);
       } catch (err) {
         failed.push(group);

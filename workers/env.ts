@@ -24,8 +24,10 @@ export function replicaStub(env: Env, group: string, id: string, location?: stri
   return location ? ns.get(doId, { locationHint: location as DurableObjectLocationHint }) : ns.get(doId);
 }
 
-export function sequencerStub(env: Env, group: string) {
-  return env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
+/** The sequencer Durable Object by its name (the group's name, or a later one after a move). */
+export function sequencerStub(env: Env, name: string, location?: string | null) {
+  const id = env.SEQUENCER.idFromName(name);
+  return location ? env.SEQUENCER.get(id, { locationHint: location as DurableObjectLocationHint }) : env.SEQUENCER.get(id);
 }
 
 export function registryStub(env: Env) {

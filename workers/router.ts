@@ -18,6 +18,7 @@ import { machineFor } from "../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../shared/protocol/bookmark.js";
 import { RateLimiter, scopeOf, tokensFrom, type Scope } from "./auth.js";
 import { type Env, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
+import { sequencerName } from "../shared/protocol/types.js";
 import type { ReadAnswer } from "./replica.js";
 import type { RouteInfo, SubmitAnswer } from "./sequencer.js";
 
@@ -118,6 +119,20 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z
 
 const routeCache = new Map<string, { info: RouteInfo; atMs: number }>();
 
+// ---- which Durable Object is a group's sequencer (it changes when the sequencer is moved) ----
+
+const sequencerNames = new Map<string, { name: string; atMs: number }>();
+
+/** The group's sequencer stub; the name comes from the registry, cached per isolate for a moment. */
+async function seqOf(env: Env, group: string, fresh = false) {
+  const cached = sequencerNames.get(group);
+  if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return sequencerStub(env, cached.name);
+  const config = await registryStub(env).get(group);
+  const name = config ? sequencerName(config) : group;
+  sequencerNames.set(group, { name, atMs: Date.now() });
+  return sequencerStub(env, name, config?.sequencer?.location ?? null);
+}
+
 /**
  * The registry knows the group but its sequencer has no state: the sequencer lost its storage.
  * Have it recover (new epoch, log from a replica majority) before serving. Returns false if the
@@ -126,7 +141,8 @@ const routeCache = new Map<string, { info: RouteInfo; atMs: number }>();
 async function ensureSequencer(env: Env, group: string): Promise<boolean> {
   const config = await registryStub(env).get(group);
   if (!config) return false;
-  const r = await sequencerStub(env, group).recover(config);
+  // Maybe it only moved: a stale name in this isolate's cache. Otherwise recover it.
+  const r = await (await seqOf(env, group, true)).recover(config);
   if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
   return true;
 }
@@ -134,8 +150,8 @@ async function ensureSequencer(env: Env, group: string): Promise<boolean> {
 async function routeInfo(env: Env, group: string, fresh = false): Promise<RouteInfo> {
   const cached = routeCache.get(group);
   if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return cached.info;
-  let info = await sequencerStub(env, group).routeInfo();
-  if (!info && (await ensureSequencer(env, group))) info = await sequencerStub(env, group).routeInfo();
+  let info = await (await seqOf(env, group)).routeInfo();
+  if (!info && (await ensureSequencer(env, group))) info = await (await seqOf(env, group)).routeInfo();
   if (!info) {
     routeCache.delete(group);
     throw new ApiError("not_found", `group ${group} does not exist`);
@@ -152,9 +168,10 @@ app.put("/v1/groups/:group", async (c) => {
   const config = groupConfigFrom(group, parse(createGroupBody, await jsonBody(c), "body"));
   const registered = await registryStub(c.env).create(config);
   if (registered === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
-  const r = await sequencerStub(c.env, group).init(config);
+  const r = await (await seqOf(c.env, group)).init(config);
   if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
   routeCache.delete(group);
+  sequencerNames.delete(group);
   return c.json(r.status, registered === "created" ? 201 : 200);
 });
 
@@ -164,8 +181,8 @@ app.get("/v1/groups", async (c) => {
 });
 
 async function groupStatus(env: Env, group: string) {
-  let status = await sequencerStub(env, group).status();
-  if (!status && (await ensureSequencer(env, group))) status = await sequencerStub(env, group).status();
+  let status = await (await seqOf(env, group)).status();
+  if (!status && (await ensureSequencer(env, group))) status = await (await seqOf(env, group)).status();
   return status;
 }
 
@@ -181,12 +198,13 @@ app.delete("/v1/groups/:group", async (c) => {
   const group = groupParam(c);
   const registry = registryStub(c.env);
   const config = await registry.get(group);
-  const seq = sequencerStub(c.env, group);
+  const seq = (await seqOf(c.env, group));
   const existed = await seq.destroy();
   // The sequencer may have lost its config in an earlier, interrupted delete: use the registry's.
   if (!existed && config) await seq.destroyReplicas(group, config.lastReplicaNo ?? config.replicas);
   const registered = await registry.remove(group);
   routeCache.delete(group);
+  sequencerNames.delete(group);
   if (!existed && !registered) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.body(null, 204);
 });
@@ -201,9 +219,9 @@ app.post("/v1/groups/:group/commands", async (c) => {
   if (info.machine === "kv" && kvValueSizesBytes(command as KvCommand).some((n) => n > valueBytesMax)) {
     throw new ApiError("too_large", `command.value: larger than ${valueBytesMax} bytes serialized`);
   }
-  let a: SubmitAnswer = await rpc<SubmitAnswer>(sequencerStub(c.env, group).submit(body.client, body.request, command));
+  let a: SubmitAnswer = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
   if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) {
-    a = await rpc<SubmitAnswer>(sequencerStub(c.env, group).submit(body.client, body.request, command));
+    a = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
   }
   switch (a.kind) {
     case "ok":
@@ -253,8 +271,8 @@ app.post("/v1/groups/:group/query", async (c) => {
   const info = await routeInfo(c.env, group);
   const query = parse(machineFor(info.machine).querySchema, body.query, "query");
   if (body.consistency === "linearizable") {
-    let a = await rpc<ReadAnswer>(sequencerStub(c.env, group).query(query));
-    if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) a = await rpc<ReadAnswer>(sequencerStub(c.env, group).query(query));
+    let a = await rpc<ReadAnswer>((await seqOf(c.env, group)).query(query));
+    if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) a = await rpc<ReadAnswer>((await seqOf(c.env, group)).query(query));
     return readResult(c, group, a);
   }
   const minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
@@ -288,7 +306,7 @@ app.get("/v1/groups/:group/log", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const q = parse(logParams, c.req.query(), "query");
-  const page = await sequencerStub(c.env, group).readLog(q.from, q.limit ?? logPageDefault);
+  const page = await (await seqOf(c.env, group)).readLog(q.from, q.limit ?? logPageDefault);
   if (!page) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.json(page);
 });
@@ -307,7 +325,7 @@ app.post("/v1/groups/:group/replicas", async (c) => {
   const group = groupParam(c);
   const body = parse(addReplicaBody, await jsonBody(c, true), "body");
   if (!(await groupStatus(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
-  const r = await sequencerStub(c.env, group).addReplica(body.location ?? null);
+  const r = await (await seqOf(c.env, group)).addReplica(body.location ?? null);
   if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
   routeCache.delete(group);
   return c.json({ replica: r.replica }, 202);
@@ -319,16 +337,42 @@ app.delete("/v1/groups/:group/replicas/:id", async (c) => {
   const id = c.req.param("id");
   if (!/^r[1-9][0-9]{0,5}$/.test(id)) throw new ApiError("bad_request", "id: a replica id such as r2");
   if (!(await groupStatus(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
-  const r = await sequencerStub(c.env, group).removeReplica(id);
+  const r = await (await seqOf(c.env, group)).removeReplica(id);
   if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
   routeCache.delete(group);
   return c.json({ replica: r.replica }, 202);
 });
 
+const moveSequencerBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+
+/**
+ * Moves the group's sequencer: the current one hands over (stops, forgets everything), a new
+ * Durable Object (placed by the location hint) takes over at a new epoch, rebuilding the log from
+ * the replicas. Commands in flight may answer 503/504 meanwhile; retries are safe.
+ */
+app.post("/v1/groups/:group/sequencer", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const body = parse(moveSequencerBody, await jsonBody(c, true), "body");
+  const registry = registryStub(c.env);
+  const config = await registry.get(group);
+  if (!config) throw new ApiError("not_found", `group ${group} does not exist`);
+  const location = body.location ?? null;
+  const no = (config.sequencer?.no ?? 0) + 1;
+  const moved = { ...config, sequencer: { name: `${group}~s${no}`, location, no } };
+  await sequencerStub(c.env, sequencerName(config)).handOver();
+  await registry.update(moved);
+  sequencerNames.delete(group);
+  routeCache.delete(group);
+  const r = await sequencerStub(c.env, moved.sequencer.name, location).recover(moved);
+  if (!r.ok) throw new ApiError("unavailable", `the new sequencer could not recover yet: ${r.reason}`, 1);
+  return c.json({ sequencer: { name: moved.sequencer.name, location, epoch: r.epoch } }, 202);
+});
+
 app.post("/v1/groups/:group/audit", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
-  const report = await sequencerStub(c.env, group).audit();
+  const report = await (await seqOf(c.env, group)).audit();
   if (!report) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.json(report);
 });
@@ -336,7 +380,7 @@ app.post("/v1/groups/:group/audit", async (c) => {
 app.get("/v1/groups/:group/audits", async (c) => {
   const group = groupParam(c);
   const q = parse(auditsParams, c.req.query(), "query");
-  const audits = await sequencerStub(c.env, group).audits(q.limit ?? auditsPageDefault);
+  const audits = await (await seqOf(c.env, group)).audits(q.limit ?? auditsPageDefault);
   if (!audits) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.json({ audits });
 });

@@ -223,6 +223,13 @@ export class SequencerObject extends DurableObject<Env> {
     return { ok: true, replica: { ...before, status: "removed" } };
   }
 
+  /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */
+  async handOver(): Promise<void> {
+    this.driver?.stop();
+    this.driver = null;
+    await this.ctx.storage.deleteAll();
+  }
+
   /** Used by DELETE when this sequencer's storage is already gone but replicas may remain. */
   async destroyReplicas(group: string, count: number): Promise<void> {
     await Promise.all(replicaIds(count).map((id) => replicaStub(this.env, group, id).destroy()));

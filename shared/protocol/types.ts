@@ -32,6 +32,8 @@ export interface GroupConfig {
    * committed under either is seen. Absent: only `members`.
    */
   inFlight?: Member[][];
+  /** Where the group's sequencer lives after a move (absent: the Durable Object named like the group). */
+  sequencer?: { name: string; location: string | null; no: number };
 }
 
 export interface Member {
@@ -64,9 +66,14 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight"> {
-  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, ...rest } = config;
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer"> {
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, ...rest } = config;
   return rest;
+}
+
+/** The name of the Durable Object that is the group's sequencer. */
+export function sequencerName(config: GroupConfig): string {
+  return config.sequencer?.name ?? config.group;
 }
 
 /** The next unused replica id (ids are never reused, so a removed replica's storage is never mistaken for a new one). */

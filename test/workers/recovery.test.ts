@@ -61,3 +61,36 @@ describe("sequencer failover after storage loss", () => {
     expect((await query("lost-put", { op: "get", key: "k" })).body.result).toEqual({ value: "v" });
   });
 });
+
+describe("moving a sequencer", () => {
+  it("hands over to a new Durable Object at a new epoch; nothing acknowledged is lost and writes go on", async () => {
+    await createGroup("mover");
+    const acked: any[] = [];
+    for (let i = 1; i <= 10; i++) acked.push((await command("mover", { op: "incr", key: "n", by: 1 }, "m", i)).body);
+    const moved = await api("POST", "/v1/groups/mover/sequencer", { location: "weur" });
+    expect(moved.status).toBe(202);
+    expect(moved.body.sequencer).toMatchObject({ name: "mover~s1", location: "weur", epoch: 2 });
+    for (let i = 11; i <= 15; i++) {
+      const r = await command("mover", { op: "incr", key: "n", by: 1 }, "m", i);
+      expect(r.status).toBe(200);
+      acked.push(r.body);
+    }
+    expect(acked.map((a) => a.output.value)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    const status = (await api("GET", "/v1/groups/mover", undefined, clientToken)).body;
+    expect(status.epoch).toBe(2);
+    const log = (await api("GET", "/v1/groups/mover/log?limit=100")).body;
+    expect(log.entries.filter((e: any) => e.kind === "command").map((e: any) => e.request)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+    // The old sequencer holds nothing any more.
+    const old = env.SEQUENCER.get(env.SEQUENCER.idFromName("mover"));
+    expect(await runInDurableObject(old, (_i: SequencerObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'meta'").toArray().length)).toBe(0);
+    // A retry of a command from before the move is answered, not executed again.
+    const retry = await command("mover", { op: "incr", key: "n", by: 1 }, "m", 3);
+    expect(retry.body).toMatchObject({ seq: acked[2].seq, output: { value: 3 } });
+    expect((await api("POST", "/v1/groups/mover/audit")).body.verdict).toBe("consistent");
+    // Moving again works too; the creation settings still match for an idempotent PUT.
+    expect((await api("POST", "/v1/groups/mover/sequencer", {})).body.sequencer).toMatchObject({ name: "mover~s2", epoch: 3 });
+    expect((await api("PUT", "/v1/groups/mover", { machine: "kv" })).status).toBe(200);
+    expect((await api("DELETE", "/v1/groups/mover")).status).toBe(204);
+    expect((await api("GET", "/v1/groups/mover", undefined, clientToken)).status).toBe(404);
+  });
+});
