@@ -23,6 +23,8 @@ export default defineConfig({
               bindings: {
                 ADMIN_TOKEN: "test-admin-token",
                 CLIENT_TOKENS: "test-client-token,test-client-token-2",
+                // Load tests send thousands of requests per second; the 429 test sets its own limits.
+                RATE_LIMIT_PER_SEC: "0",
               },
             },
           }),
