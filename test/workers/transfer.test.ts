@@ -7,7 +7,7 @@ describe("state transfer inside workerd", () => {
   it("rebuilds a tampered replica holding 20,000 keys, in pages, and the audit then agrees", async () => {
     await createGroup("big-state", { machine: "kv", checkpointEvery: 1000 });
     const keys = 20_000;
-    const concurrency = 200;
+    const concurrency = 100;
     for (let i = 0; i < keys; i += concurrency) {
       const batch = [];
       for (let j = i; j < i + concurrency; j++) batch.push(command("big-state", { op: "put", key: `key-${j}`, value: { j, pad: "x".repeat(30) } }, `loader-${j % 50}`, j + 1));
