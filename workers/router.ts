@@ -18,7 +18,7 @@ import { machineFor } from "../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../shared/protocol/bookmark.js";
 import { RateLimiter, scopeOf, tokensFrom, type Scope } from "./auth.js";
 import { type Env, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
-import { sequencerName } from "../shared/protocol/types.js";
+import { sequencerName, type GroupConfig } from "../shared/protocol/types.js";
 import type { ReadAnswer } from "./replica.js";
 import type { RouteInfo, SubmitAnswer } from "./sequencer.js";
 
@@ -124,10 +124,14 @@ const routeCache = new Map<string, { info: RouteInfo; atMs: number }>();
 const sequencerNames = new Map<string, { name: string; atMs: number }>();
 
 /** The group's sequencer stub; the name comes from the registry, cached per isolate for a moment. */
-async function seqOf(env: Env, group: string, fresh = false) {
+async function seqOf(env: Env, group: string) {
   const cached = sequencerNames.get(group);
-  if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return sequencerStub(env, cached.name);
-  const config = await registryStub(env).get(group);
+  if (cached && Date.now() - cached.atMs < routeCacheMs) return sequencerStub(env, cached.name);
+  return seqFrom(env, group, await registryStub(env).get(group));
+}
+
+/** The stub named by a config just read from the registry (and the cache refreshed with it). */
+function seqFrom(env: Env, group: string, config: GroupConfig | null) {
   const name = config ? sequencerName(config) : group;
   sequencerNames.set(group, { name, atMs: Date.now() });
   return sequencerStub(env, name, config?.sequencer?.location ?? null);
@@ -142,7 +146,7 @@ async function ensureSequencer(env: Env, group: string): Promise<boolean> {
   const config = await registryStub(env).get(group);
   if (!config) return false;
   // Maybe it only moved: a stale name in this isolate's cache. Otherwise recover it.
-  const r = await (await seqOf(env, group, true)).recover(config);
+  const r = await seqFrom(env, group, config).recover(config);
   if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
   return true;
 }
