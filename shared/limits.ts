@@ -63,6 +63,11 @@ export const routeCacheMs = 2_000;
 
 /** Log entries kept behind the applied position; older ones are compacted away (sequencer and replicas). */
 export const logRetentionEntries = 10_000;
+/**
+ * Request-index rows the sequencer keeps in memory (about 100 bytes each): the retained log's,
+ * with room for a log whose compaction is held back. Beyond it, older ones are read from SQLite.
+ */
+export const requestIndexMax = 4 * logRetentionEntries;
 /** Compaction runs when this many entries beyond the retention window have accumulated. */
 export const compactionSlackEntries = 1_000;
 /** State transfer page size (bytes of keys and values), well under one RPC message. */

@@ -8,6 +8,9 @@ type Sql = SqlStorage;
 
 /** Rows per multi-row INSERT, keeping the bound parameters of one statement under 100. */
 const rowsPerInsert = 12;
+/** Keys per IN (...) list and rows per two-column upsert: under D1/DO's 100 bound parameters. */
+const keysPerStatement = 96;
+const rowsPerUpsert = 48;
 
 export function tableExists(sql: Sql, name: string): boolean {
   return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).toArray().length > 0;
@@ -48,6 +51,28 @@ export class SqlRowStore implements RowStore {
   }
   delete(key: string): void {
     this.sql.exec("DELETE FROM state WHERE k = ?", key);
+  }
+  getMany(keys: string[]): Map<string, string> {
+    const out = new Map<string, string>();
+    for (let i = 0; i < keys.length; i += keysPerStatement) {
+      const chunk = keys.slice(i, i + keysPerStatement);
+      const cursor = this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM state WHERE k IN (${chunk.map(() => "?").join(", ")})`, ...chunk);
+      for (const r of cursor) out.set(r.k, r.v);
+    }
+    return out;
+  }
+  writeMany(puts: [string, string][], deletes: string[]): void {
+    for (let i = 0; i < puts.length; i += rowsPerUpsert) {
+      const chunk = puts.slice(i, i + rowsPerUpsert);
+      this.sql.exec(
+        `INSERT INTO state (k, v) VALUES ${chunk.map(() => "(?, ?)").join(", ")} ON CONFLICT (k) DO UPDATE SET v = excluded.v`,
+        ...chunk.flat(),
+      );
+    }
+    for (let i = 0; i < deletes.length; i += keysPerStatement) {
+      const chunk = deletes.slice(i, i + keysPerStatement);
+      this.sql.exec(`DELETE FROM state WHERE k IN (${chunk.map(() => "?").join(", ")})`, ...chunk);
+    }
   }
   scan(prefix: string, after: string | null, limit: number): [string, string][] {
     const lower = after !== null && after >= prefix ? after : prefix;
@@ -257,6 +282,15 @@ export class SqlSequencerStorage implements SequencerStorage {
       .exec<{ seq: number; command_hash: string }>("SELECT seq, command_hash FROM requests WHERE client = ? AND request = ?", client, request)
       .toArray()[0];
     return row ? { client, request, seq: row.seq, commandHash: row.command_hash } : null;
+  }
+  recentRequests(limit: number): RequestRecord[] {
+    return this.sql
+      .exec<{ client: string; request: number; seq: number; command_hash: string }>(
+        "SELECT client, request, seq, command_hash FROM requests ORDER BY seq DESC LIMIT ?",
+        limit,
+      )
+      .toArray()
+      .map((r) => ({ client: r.client, request: r.request, seq: r.seq, commandHash: r.command_hash }));
   }
   saveMeta(meta: SequencerMeta): void {
     writeMeta(this.sql, "sequencer", meta);

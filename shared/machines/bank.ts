@@ -42,6 +42,10 @@ export const bank: StateMachine<BankCommand, BankQuery> = {
     return { ok: true };
   },
 
+  keysOf(c: BankCommand): string[] {
+    return c.op === "open" ? [c.account] : [c.from, c.to];
+  },
+
   query(state: MachineState): unknown {
     const accounts: Record<string, number> = {};
     let total = 0n;

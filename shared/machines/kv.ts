@@ -79,6 +79,10 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     }
   },
 
+  keysOf(c: KvCommand): string[] {
+    return [c.key];
+  },
+
   query(state: MachineState, q: KvQuery): unknown {
     if (q.op === "get") return { value: state.get<unknown>(q.key) };
     const limit = q.limit ?? listLimitDefault;

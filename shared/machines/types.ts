@@ -7,6 +7,10 @@ export interface RowStore {
   delete(key: string): void;
   /** Rows whose key starts with prefix and is > after (if given), in key (code point) order. */
   scan(prefix: string, after: string | null, limit: number): [string, string][];
+  /** The rows among keys that exist (one statement per page of keys, not one per key). */
+  getMany(keys: string[]): Map<string, string>;
+  /** Upserts and deletes in as few statements as the store allows. */
+  writeMany(puts: [string, string][], deletes: string[]): void;
 }
 
 /** What a state machine sees: JSON values under its own key namespace. */
@@ -33,4 +37,9 @@ export interface StateMachine<C = unknown, Q = unknown> {
   readonly querySchema: z.ZodType<Q>;
   apply(state: MachineState, command: C, ctx: ApplyContext): unknown;
   query(state: MachineState, query: Q): unknown;
+  /**
+   * The keys apply() will read for this command, if the machine knows them up front: a replica
+   * reads them for a whole batch of entries in one statement instead of one per get.
+   */
+  keysOf?(command: C): string[];
 }

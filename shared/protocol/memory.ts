@@ -59,6 +59,18 @@ export class MemoryRowStore implements RowStore {
     }
     return out;
   }
+  getMany(keys: string[]): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const k of keys) {
+      const v = this.map.get(k);
+      if (v !== undefined) out.set(k, v);
+    }
+    return out;
+  }
+  writeMany(puts: [string, string][], deletes: string[]): void {
+    for (const [k, v] of puts) this.put(k, v);
+    for (const k of deletes) this.delete(k);
+  }
   rollback(): void {
     for (const [k, v] of this.journal ?? []) this.setRaw(k, v);
   }
@@ -216,6 +228,9 @@ export class MemorySequencerStorage implements SequencerStorage {
   }
   findRequest(client: string, request: number): RequestRecord | null {
     return this.requests.get(`${request}:${client}`) ?? null;
+  }
+  recentRequests(limit: number): RequestRecord[] {
+    return [...this.requests.values()].sort((a, b) => b.seq - a.seq).slice(0, limit);
   }
   saveMeta(meta: SequencerMeta): void {
     this.meta = structuredClone(meta);

@@ -4,7 +4,7 @@ import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
-import { DigestedState, applyEntry, lookupSession, recomputeDigest } from "./state.js";
+import { DigestedState, applyEntry, lookupSession, prefetchFor, recomputeDigest } from "./state.js";
 import type {
   AppendRequest,
   AppendResponse,
@@ -64,6 +64,9 @@ export interface ReplicaStorage {
   checkpoints(): Checkpoint[];
 }
 
+/** Bound on the in-memory copy of appended, not yet applied entries. */
+const unappliedEntriesMax = 4 * appendEntriesMax;
+
 export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number): ReplicaMeta {
   return {
     group,
@@ -102,6 +105,11 @@ export class ReplicaCore {
   private state: DigestedState;
   private readonly machine: StateMachine;
 
+  /**
+   * Entries appended but not applied yet (they commit with a later message): kept so applying
+   * them does not read them back from storage. A cache only: anything missing is read.
+   */
+  private readonly unapplied = new Map<number, Entry>();
   private snapshot: SnapshotInfo | null = null;
   /** The transfer being installed (its id: pages of any other transfer are refused). */
   private installing: (SnapshotInfo & { transferId: string }) | null = null;
@@ -142,6 +150,8 @@ export class ReplicaCore {
     if (seq === 0) return zeroHash;
     if (seq === this.meta.baseSeq) return this.meta.baseHash;
     if (seq < this.meta.baseSeq) return null;
+    if (seq === this.meta.lastSeq) return this.meta.lastHash; // every append's prevSeq, usually
+
     return this.storage.entryHash(seq);
   }
 
@@ -170,6 +180,7 @@ export class ReplicaCore {
     } catch (err) {
       // The transaction rolled back; drop in-memory state that may have moved with it.
       this.state = new DigestedState(this.storage.rows, this.meta.digest);
+      this.unapplied.clear();
       throw err;
     }
   }
@@ -191,31 +202,47 @@ export class ReplicaCore {
         // A suffix written under an older epoch that the new sequencer does not hold: drop it.
         assert(e.seq > next.appliedSeq, `conflicting entry ${e.seq} at or below appliedSeq ${next.appliedSeq}`);
         this.storage.truncateFrom(e.seq);
+        for (const seq of this.unapplied.keys()) if (seq >= e.seq) this.unapplied.delete(seq);
         next.lastSeq = e.seq - 1;
       }
       toAppend.push(e);
       next.lastSeq = e.seq;
       next.lastHash = e.hash;
     }
-    if (toAppend.length > 0) this.storage.appendEntries(toAppend);
+    if (toAppend.length > 0) {
+      this.storage.appendEntries(toAppend);
+      if (this.unapplied.size + toAppend.length > unappliedEntriesMax) this.unapplied.clear();
+      for (const e of toAppend) this.unapplied.set(e.seq, e);
+    }
 
     // Only what this message vouched for can be taken as committed (raft's min(leaderCommit, last new)).
     const vouchedSeq = req.prevSeq + req.entries.length;
     next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
     const outputs: AppliedOutput[] = [];
     if (next.commitSeq > next.appliedSeq) {
-      const missing = next.appliedSeq + 1 < req.prevSeq + 1 ? this.storage.readEntries(next.appliedSeq + 1, req.prevSeq) : [];
-      for (const e of missing) fresh.set(e.seq, e);
+      // Entries appended by an earlier message are usually still in memory; read the rest.
+      const committed: Entry[] = [];
       for (let seq = next.appliedSeq + 1; seq <= next.commitSeq; seq++) {
-        const e = fresh.get(seq);
+        let e = fresh.get(seq) ?? this.unapplied.get(seq);
+        if (e === undefined) {
+          for (const r of this.storage.readEntries(seq, Math.min(next.commitSeq, req.prevSeq))) fresh.set(r.seq, r);
+          e = fresh.get(seq);
+        }
         assert(e !== undefined, `committed entry ${seq} missing from the log`);
+        committed.push(e);
+      }
+      prefetchFor(this.state, this.machine, committed);
+      for (const e of committed) {
+        const seq = e.seq;
         outputs.push(applyEntry(this.state, this.machine, e));
+        this.unapplied.delete(seq);
         next.appliedSeq = seq;
         if (seq % next.checkpointEvery === 0) {
           this.storage.addCheckpoint({ seq, digest: this.state.digest, logHash: e.hash }, checkpointsKeptMax);
         }
       }
     }
+    this.state.flushWrites();
     next.digest = this.state.digest;
     // Compaction: keep logRetentionEntries applied entries, drop older ones in slack-sized steps.
     if (next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack) {
@@ -256,11 +283,19 @@ export class ReplicaCore {
   }
 
   query(q: unknown): unknown {
-    return this.machine.query(this.state.machineView(), q);
+    try {
+      return this.machine.query(this.state.machineView(), q);
+    } finally {
+      this.state.endStep();
+    }
   }
 
   session(client: string, request: number) {
-    return lookupSession(this.state, client, request);
+    try {
+      return lookupSession(this.state, client, request);
+    } finally {
+      this.state.endStep();
+    }
   }
 
   setQuarantined(quarantined: boolean): void {
@@ -303,6 +338,7 @@ export class ReplicaCore {
       this.meta = next;
     });
     this.state = new DigestedState(this.storage.rows, zeroHash);
+    this.unapplied.clear();
     this.installing = installing;
   }
 

@@ -1,5 +1,6 @@
 import {
   appendEntriesMax,
+  requestIndexMax,
   downAfterMisses,
   laggingEntriesMin,
   pendingSubmitsMax,
@@ -45,6 +46,8 @@ export interface SequencerStorage {
   /** Drops log entries, and their request-index rows, at or below seq (compaction). */
   deleteThrough(seq: number): void;
   findRequest(client: string, request: number): RequestRecord | null;
+  /** The newest request-index rows, highest seq first (loaded into memory at start). */
+  recentRequests(limit: number): RequestRecord[];
   saveMeta(meta: SequencerMeta): void;
 }
 
@@ -134,10 +137,19 @@ export class SequencerCore {
   private closed = false;
   /** Seq of the newest config entry; another change waits until it is committed (one at a time). */
   private configPendingSeq = 0;
+  /**
+   * The request index in memory, in seq order: every request ordered at a seq above
+   * requestsFloorSeq. A fresh submit is then known to be new without a storage read; only when the
+   * index outgrew requestIndexMax (a log that could not be compacted) are older ones looked up.
+   */
+  private readonly requests = new Map<string, RequestRecord>();
+  private requestsFloorSeq = 0;
 
   constructor(
     private readonly storage: SequencerStorage,
     meta: SequencerMeta,
+    /** Bound on the in-memory request index (tests shrink it to reach the storage fallback). */
+    private readonly requestIndexCap = requestIndexMax,
   ) {
     this.meta = structuredClone(meta);
     const last = storage.lastEntry();
@@ -147,6 +159,33 @@ export class SequencerCore {
     for (const m of membersOf(meta.config)) this.progress.set(m.id, this.newProgress(m.id, m.location, m.voter, 0));
     // Until everything this sequencer holds is known committed, a config change may be in flight.
     this.configPendingSeq = this.lastSeq;
+    const recent = storage.recentRequests(requestIndexCap);
+    if (recent.length === requestIndexCap) this.requestsFloorSeq = recent[recent.length - 1]!.seq - 1;
+    for (let i = recent.length - 1; i >= 0; i--) this.requests.set(pendingKey(recent[i]!.client, recent[i]!.request), recent[i]!);
+  }
+
+  private findRequest(client: string, request: number): RequestRecord | null {
+    const r = this.requests.get(pendingKey(client, request));
+    if (r) return r;
+    return this.requestsFloorSeq > this.baseSeq ? this.storage.findRequest(client, request) : null;
+  }
+
+  private indexRequests(records: RequestRecord[]): void {
+    for (const r of records) this.requests.set(pendingKey(r.client, r.request), r);
+    for (const [key, r] of this.requests) {
+      if (this.requests.size <= this.requestIndexCap) break;
+      this.requests.delete(key);
+      this.requestsFloorSeq = Math.max(this.requestsFloorSeq, r.seq);
+    }
+  }
+
+  /** Compaction dropped the index rows at or below seq. */
+  private forgetRequestsThrough(seq: number): void {
+    for (const [key, r] of this.requests) {
+      if (r.seq > seq) break;
+      this.requests.delete(key);
+    }
+    this.requestsFloorSeq = Math.max(this.requestsFloorSeq, seq);
   }
 
   private newProgress(id: string, location: string | null, voter: boolean, joinSeq: number): Progress {
@@ -218,7 +257,7 @@ export class SequencerCore {
     if (queued) {
       return queued.commandHash === hash ? { kind: "existing", seq: null, committed: false } : { kind: "conflict", seq: null };
     }
-    const known = this.storage.findRequest(req.client, req.request);
+    const known = this.findRequest(req.client, req.request);
     if (known) {
       if (known.commandHash !== hash) return { kind: "conflict", seq: known.seq };
       return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq };
@@ -249,6 +288,7 @@ export class SequencerCore {
       records.push({ client: p.client, request: p.request, seq, commandHash: p.commandHash });
     }
     this.storage.transaction(() => this.storage.appendEntries(entries, records));
+    this.indexRequests(records);
     this.pending.clear();
     this.lastSeq = seq;
     this.lastHash = prev;
@@ -526,6 +566,7 @@ export class SequencerCore {
       this.saveMeta();
     });
     this.tail = this.tail.filter((e) => e.seq > target);
+    this.forgetRequestsThrough(target);
     return target;
   }
 

@@ -41,9 +41,42 @@ export class DigestedState {
    * hides a row changed behind the digest from a later read).
    */
   private readonly known = new Map<string, string | null>();
+  /**
+   * Writes of the current step not yet in the store (null: a delete). They go out in a few
+   * multi-row statements at flushWrites(), which the step calls inside its transaction.
+   */
+  private readonly dirty = new Map<string, string | null>();
 
   endStep(): void {
+    assert(this.dirty.size === 0, "a step ended with unwritten rows");
     this.known.clear();
+  }
+
+  /** Reads the rows among keys that this step has not seen yet, in one go. */
+  prefetch(keys: string[]): void {
+    const unknown = keys.filter((k) => !this.known.has(k));
+    if (unknown.length === 0) return;
+    const found = this.rows.getMany(unknown);
+    for (const k of unknown) this.known.set(k, found.get(k) ?? null);
+  }
+
+  /** Writes this step's changed rows to the store (inside the step's transaction). */
+  flushWrites(): void {
+    if (this.dirty.size === 0) return;
+    const puts: [string, string][] = [];
+    const deletes: string[] = [];
+    for (const [k, v] of this.dirty) {
+      if (v === null) deletes.push(k);
+      else puts.push([k, v]);
+    }
+    this.dirty.clear();
+    this.rows.writeMany(puts, deletes);
+  }
+
+  /** A scan reads the store itself, so this step's writes go there first. */
+  scan(prefix: string, after: string | null, limit: number): [string, string][] {
+    this.flushWrites();
+    return this.rows.scan(prefix, after, limit);
   }
 
   getRaw(key: string): string | null {
@@ -58,7 +91,7 @@ export class DigestedState {
     if (old === value) return;
     if (old !== null) xorInto(this.digestBytes, rowHash(key, old));
     xorInto(this.digestBytes, rowHash(key, value));
-    this.rows.put(key, value);
+    this.dirty.set(key, value);
     this.known.set(key, value);
   }
 
@@ -66,7 +99,7 @@ export class DigestedState {
     const old = this.getRaw(key);
     if (old === null) return false;
     xorInto(this.digestBytes, rowHash(key, old));
-    this.rows.delete(key);
+    this.dirty.set(key, null);
     this.known.set(key, null);
     return true;
   }
@@ -81,9 +114,9 @@ export class DigestedState {
       put: (key, value) => this.putRaw(machinePrefix + key, JSON.stringify(value)),
       delete: (key) => this.deleteRaw(machinePrefix + key),
       scan: <T>(prefix: string, after: string | null, limit: number) =>
-        this.rows
-          .scan(machinePrefix + prefix, after === null ? null : machinePrefix + after, limit)
-          .map(([k, v]) => [k.slice(machinePrefix.length), JSON.parse(v) as T] as [string, T]),
+        this.scan(machinePrefix + prefix, after === null ? null : machinePrefix + after, limit).map(
+          ([k, v]) => [k.slice(machinePrefix.length), JSON.parse(v) as T] as [string, T],
+        ),
     };
   }
 }
@@ -106,6 +139,10 @@ export function recomputeDigest(rows: RowStore, pageRows: number): { digest: str
 function clientTag(client: string): string {
   // Length-prefixed so that no client's prefix is another client's prefix.
   return `${client.length}:${client}`;
+}
+
+function bookKey(client: string): string {
+  return `c/${clientTag(client)}`;
 }
 
 export function sessionKey(client: string, request: number): string {
@@ -136,8 +173,8 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
     if (h !== hash) return { seq: entry.seq, status: "conflict", originalSeq: seq, output: null };
     return { seq: entry.seq, status: "duplicate", originalSeq: seq, output };
   }
-  const bookKey = `c/${clientTag(entry.client)}`;
-  const bookRaw = state.getRaw(bookKey);
+  const bookRow = bookKey(entry.client);
+  const bookRaw = state.getRaw(bookRow);
   const book: ClientBook = bookRaw === null ? { count: 0, floor: 0 } : JSON.parse(bookRaw);
   if (entry.request <= book.floor) return { seq: entry.seq, status: "expired", originalSeq: entry.seq, output: null };
 
@@ -146,14 +183,35 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
   book.count++;
   if (book.count > sessionRequestsMax) {
     // Evict the client's lowest request id; it and everything below it are expired from now on.
-    const [oldestKey] = state.rows.scan(`s/${clientTag(entry.client)}/`, null, 1)[0]!;
+    const [oldestKey] = state.scan(`s/${clientTag(entry.client)}/`, null, 1)[0]!;
     const evicted = Number(oldestKey.slice(oldestKey.lastIndexOf("/") + 1));
     state.deleteRaw(oldestKey);
     book.count--;
     book.floor = Math.max(book.floor, evicted);
   }
-  state.putRaw(bookKey, JSON.stringify(book));
+  state.putRaw(bookRow, JSON.stringify(book));
   return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output };
+}
+
+/**
+ * Reads, in one go, every row that applying these entries will read first: their session rows,
+ * their clients' books, and the machine rows the machine names up front.
+ */
+export function prefetchFor(state: DigestedState, machine: StateMachine, entries: Entry[]): void {
+  const keys: string[] = [];
+  for (const e of entries) {
+    if (e.kind !== "command" || e.client === null || e.request === null) continue;
+    keys.push(sessionKey(e.client, e.request), bookKey(e.client));
+    if (!machine.keysOf) continue;
+    let named: string[];
+    try {
+      named = machine.keysOf(e.command);
+    } catch {
+      continue; // a command the machine will refuse anyway
+    }
+    for (const k of named) keys.push(machinePrefix + k);
+  }
+  state.prefetch(keys);
 }
 
 /** The stored outcome of (client, request), if the session table still has it. */

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { bank } from "../../shared/machines/bank.js";
 import { kv } from "../../shared/machines/kv.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
-import { DigestedState, applyEntry, recomputeDigest, sessionKey } from "../../shared/protocol/state.js";
+import { DigestedState, applyEntry, prefetchFor, recomputeDigest, sessionKey } from "../../shared/protocol/state.js";
+import type { RowStore } from "../../shared/machines/types.js";
 import { entryHash } from "../../shared/protocol/entry.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
 import type { Entry } from "../../shared/protocol/types.js";
@@ -75,6 +76,9 @@ describe("digest", () => {
     one.state.machineView().delete("b");
     for (const [k, val] of [...ops].reverse().filter(([k]) => k !== "b")) two.state.machineView().put(k, val);
     two.state.machineView().put("a", 3);
+    // Writes reach the store when the step flushes them (a replica does so inside its transaction).
+    expect(one.rows.size).toBe(0);
+    one.state.flushWrites();
     expect(one.state.digest).toBe(recomputeDigest(one.rows, 2).digest);
     expect(one.state.digest).toBe(two.state.digest);
     one.state.machineView().put("a", 4);
@@ -114,14 +118,47 @@ describe("sessions (exactly-once in the replicated state)", () => {
     expect(applyEntry(state, kv, entry(2, "a/0000000000000001", 1, { op: "incr", key: "n", by: 1 })).status).toBe("ok");
   });
 
+  it("reads a batch's rows in one getMany and writes them in one writeMany", () => {
+    const rows = new MemoryRowStore();
+    const calls = { get: 0, getMany: 0, writeMany: 0 };
+    const counted: RowStore = {
+      get: (k) => (calls.get++, rows.get(k)),
+      put: (k, v) => rows.put(k, v),
+      delete: (k) => rows.delete(k),
+      scan: (p, a, l) => rows.scan(p, a, l),
+      getMany: (ks) => (calls.getMany++, rows.getMany(ks)),
+      writeMany: (p, d) => (calls.writeMany++, rows.writeMany(p, d)),
+    };
+    const state = new DigestedState(counted);
+    const batch = Array.from({ length: 20 }, (_, i) => entry(i + 1, `c${i % 4}`, i + 1, { op: "put", key: `k${i % 7}`, value: i }));
+    prefetchFor(state, kv, batch);
+    const outputs = batch.map((e) => applyEntry(state, kv, e));
+    state.flushWrites();
+    state.endStep();
+    expect(calls).toEqual({ get: 0, getMany: 1, writeMany: 1 });
+    expect(outputs.every((o) => o.status === "ok")).toBe(true);
+    // The same entries applied one by one, each written at once, give the same rows and digest.
+    const plain = fresh();
+    for (const e of batch) {
+      applyEntry(plain.state, kv, e);
+      plain.state.flushWrites();
+      plain.state.endStep();
+    }
+    expect(rows.scan("", null, 1000)).toEqual(plain.rows.scan("", null, 1000));
+    expect(state.digest).toBe(plain.state.digest);
+    expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
+  });
+
   it("bounds the session table per client and expires evicted request ids", async () => {
     const { sessionRequestsMax } = await import("../../shared/limits.js");
     const { state, rows } = fresh();
     for (let r = 1; r <= sessionRequestsMax + 2; r++) applyEntry(state, kv, entry(r, "c", r, { op: "get", key: "k" }));
+    state.flushWrites();
     const sessions = rows.scan("s/", null, 10_000).length;
     expect(sessions).toBe(sessionRequestsMax);
     expect(applyEntry(state, kv, entry(9999, "c", 1, { op: "get", key: "k" })).status).toBe("expired");
     expect(applyEntry(state, kv, entry(10000, "c", 3, { op: "get", key: "k" })).status).toBe("duplicate");
+    state.flushWrites();
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
   });
 });

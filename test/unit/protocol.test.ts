@@ -2,8 +2,10 @@ import { describe, expect, it } from "vitest";
 import { decideAudit } from "../../shared/protocol/audit.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/protocol/bookmark.js";
 import { entryHash } from "../../shared/protocol/entry.js";
-import { canonicalJson, zeroHash } from "../../shared/protocol/hash.js";
+import { bytesToHex, canonicalJson, hexToBytes, sha256Bytes, sha256Hex, utf8Length, zeroHash } from "../../shared/protocol/hash.js";
+import { createHash } from "node:crypto";
 import type { AuditInfo } from "../../shared/protocol/types.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
 
 const put = (key: string, value: unknown) => ({ op: "put", key, value });
@@ -112,6 +114,27 @@ describe("exactly-once", () => {
     c.settle();
     c.restartSequencer();
     expect(c.submit("a", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "existing", seq: 1 });
+  });
+
+  it("keeps the request index in memory and reads storage only for requests older than its bound", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 20; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    let reads = 0;
+    const find = c.seqStore.findRequest.bind(c.seqStore);
+    c.seqStore.findRequest = (client, request) => (reads++, find(client, request));
+    // Restarted with room for all 20: known and new requests are answered without a storage read.
+    c.sequencer = new SequencerCore(c.seqStore, c.seqStore.meta!, 50);
+    expect(c.sequencer.submit({ client: "a", request: 3, command: put("k3", 3) })).toMatchObject({ kind: "existing", seq: 3 });
+    expect(c.sequencer.submit({ client: "a", request: 21, command: put("k21", 21) }).kind).toBe("queued");
+    expect(reads).toBe(0);
+    // With room for 5 only, the 5 newest are in memory; an older one is read from storage.
+    c.sequencer = new SequencerCore(c.seqStore, c.seqStore.meta!, 5);
+    expect(c.sequencer.submit({ client: "a", request: 19, command: put("k19", 19) })).toMatchObject({ kind: "existing", seq: 19 });
+    expect(reads).toBe(0);
+    expect(c.sequencer.submit({ client: "a", request: 2, command: put("k2", 2) })).toMatchObject({ kind: "existing", seq: 2 });
+    expect(c.sequencer.submit({ client: "a", request: 2, command: put("k2", 9) })).toMatchObject({ kind: "conflict", seq: 2 });
+    expect(reads).toBe(2);
   });
 
   it("a duplicate that reaches the log anyway (lost index) executes nothing and returns the original", () => {
@@ -260,6 +283,21 @@ describe("small pieces", () => {
     expect(decodeBookmark(encodeBookmark({ epoch: 3, seq: 123456 }))).toEqual({ epoch: 3, seq: 123456 });
     expect(decodeBookmark("nonsense")).toBeNull();
     expect(decodeBookmark("b1.zzzzzzzzzzzzzzz.1")).toBeNull();
+  });
+
+  it("sha256 equals node:crypto's on every length around the block edges, in any script", () => {
+    const alphabet = ["a", "é", "€", "𝄞", "\u0000", "\n", "\ud800"];
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let len = 0; len <= 300; len++) {
+      const text = len % 3 === 0 ? "x".repeat(len) : Array.from({ length: len }, () => alphabet[rand(alphabet.length)]).join("");
+      const expected = createHash("sha256").update(text, "utf8").digest("hex");
+      expect(sha256Hex(text)).toBe(expected);
+      expect(bytesToHex(sha256Bytes(text))).toBe(expected);
+      expect(bytesToHex(hexToBytes(expected))).toBe(expected);
+      expect(utf8Length(text)).toBe(Buffer.byteLength(text, "utf8"));
+    }
+    expect(sha256Hex("y".repeat(100_000))).toBe(createHash("sha256").update("y".repeat(100_000)).digest("hex"));
   });
 
   it("canonical JSON ignores key order", () => {
