@@ -11,10 +11,14 @@ import {
   replicaRetryBaseMs,
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
+  submitBatchLingerMs,
+  commitNotifyDelayMs,
+  submitBatchMax,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
-import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
+import { assert } from "./assert.js";
+import { type BatchAnswer, type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, type SubmitItem, sleep, withTimeout } from "./io.js";
 import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
 import { configAfter, majority, membersOf, nextReplicaNo } from "./types.js";
@@ -74,6 +78,79 @@ export class SequencerDriver {
     }
   }
 
+  /**
+   * A batch of submits from one router (see workers/batcher.ts). Answers when all are answered,
+   * or submitBatchLingerMs after the first one is; the rest answer "open" and the router sends
+   * them again alone, so one slow command does not hold up its batch.
+   */
+  submitMany(items: SubmitItem[]): Promise<BatchAnswer[]> {
+    assert(items.length <= submitBatchMax, `a batch of ${items.length} submits`);
+    const answers: (BatchAnswer | undefined)[] = new Array(items.length);
+    return new Promise((resolve) => {
+      let left = items.length;
+      let done = false;
+      let cancel: (() => void) | null = null;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        cancel?.();
+        resolve(Array.from(answers, (a) => a ?? { kind: "open" }));
+      };
+      const settle = (i: number, a: BatchAnswer) => {
+        if (done) return;
+        answers[i] = a;
+        if (--left === 0) finish();
+        else cancel ??= this.io.setTimer(submitBatchLingerMs, finish);
+      };
+      items.forEach((it, i) => {
+        this.submit(it.client, it.request, it.command).then(
+          (a) => settle(i, a),
+          () => settle(i, { kind: "open" }),
+        );
+      });
+    });
+  }
+
+  /**
+   * Command timeouts: all the same length, so their deadlines come in order and one timer at a
+   * time serves them all (a timer per command cost several percent of a write's CPU).
+   */
+  private readonly deadlines: { atMs: number; expire: (() => void) | null }[] = [];
+  private deadlinesHead = 0;
+  private sweepArmed = false;
+
+  private deadline(expire: () => void): () => void {
+    const d = { atMs: this.io.nowMs() + commandTimeoutMs, expire: expire as (() => void) | null };
+    this.deadlines.push(d);
+    this.armSweep();
+    return () => {
+      d.expire = null;
+    };
+  }
+
+  private armSweep(): void {
+    if (this.sweepArmed || this.deadlinesHead >= this.deadlines.length) return;
+    this.sweepArmed = true;
+    const first = this.deadlines[this.deadlinesHead]!;
+    this.io.setTimer(Math.max(0, first.atMs - this.io.nowMs()), () => {
+      this.sweepArmed = false;
+      const now = this.io.nowMs();
+      while (this.deadlinesHead < this.deadlines.length) {
+        const d = this.deadlines[this.deadlinesHead]!;
+        if (d.expire !== null && d.atMs > now) break;
+        this.deadlinesHead++;
+        const expire = d.expire;
+        d.expire = null;
+        expire?.();
+      }
+      if (this.deadlinesHead > 1024) {
+        this.deadlines.splice(0, this.deadlinesHead);
+        this.deadlinesHead = 0;
+      }
+      this.armSweep();
+    });
+  }
+
   private wait<K>(map: Map<K, Resolver[]>, key: K): Promise<Outcome | "timeout"> {
     return new Promise((resolve) => {
       const list = map.get(key) ?? [];
@@ -81,7 +158,7 @@ export class SequencerDriver {
         cancel();
         resolve(o);
       };
-      const cancel = this.io.setTimer(commandTimeoutMs, () => {
+      const cancel = this.deadline(() => {
         const now = map.get(key);
         if (now) {
           const rest = now.filter((x) => x !== r);
@@ -182,7 +259,7 @@ export class SequencerDriver {
 
   kickAll(): void {
     if (this.stopped) return;
-    for (const id of this.core.replicaIds()) void this.sendLoop(id);
+    for (const id of this.core.replicaIds()) if (!this.sending.has(id)) void this.sendLoop(id);
   }
 
   /** Orders what queued and registers its waiters under the assigned seqs. */
@@ -207,8 +284,17 @@ export class SequencerDriver {
     if (this.sending.has(id)) return;
     this.sending.add(id);
     try {
+      let waited = false;
       while (!this.stopped) {
         this.flush();
+        // A message that would only carry a new commitSeq waits a moment for entries to ride
+        // along: under load that halves the appends, and an idle group pays commitNotifyDelayMs.
+        if (!waited && this.core.onlyCommitToSend(id)) {
+          waited = true;
+          await sleep(this.io, commitNotifyDelayMs);
+          continue;
+        }
+        waited = false;
         const msg = this.core.nextAppend(id);
         if (!msg) {
           if (this.core.transferCandidates().includes(id)) void this.repair(id);
