@@ -57,8 +57,13 @@ export const listLimitMax = 1_000;
 export const logPageDefault = 100;
 export const logPageMax = 1_000;
 
-/** Requests remembered per client in the replicated session table (exactly-once window). */
+/** Requests remembered per client in the replicated session table (exactly-once window): at least this many. */
 export const sessionRequestsMax = 1_024;
+/**
+ * A client's session rows are evicted this many at a time, once it holds sessionRequestsMax plus
+ * this many: one scan per 64 commands instead of one per command.
+ */
+export const sessionEvictBatch = 64;
 /** Checkpoints each replica keeps. */
 export const checkpointsKeptMax = 64;
 /** Audit reports each group keeps. */

@@ -1,7 +1,7 @@
 // SQLite (ctx.storage.sql) implementations of the protocol's storage interfaces.
 import type { RowStore } from "../shared/machines/types.js";
 import type { ReplicaMeta, ReplicaStorage } from "../shared/protocol/replica.js";
-import type { RequestRecord, SequencerMeta, SequencerStorage } from "../shared/protocol/sequencer.js";
+import type { SequencerMeta, SequencerStorage } from "../shared/protocol/sequencer.js";
 import type { Checkpoint, Entry, EntryKind } from "../shared/protocol/types.js";
 
 type Sql = SqlStorage;
@@ -246,26 +246,14 @@ export class SqlSequencerStorage implements SequencerStorage {
   }
   static create(sql: Sql): void {
     sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
-    sql.exec(
-      "CREATE TABLE IF NOT EXISTS requests (client TEXT NOT NULL, request INTEGER NOT NULL, seq INTEGER NOT NULL, command_hash TEXT NOT NULL, PRIMARY KEY (client, request)) WITHOUT ROWID",
-    );
     sql.exec("CREATE TABLE IF NOT EXISTS audits (id INTEGER PRIMARY KEY AUTOINCREMENT, report TEXT NOT NULL)");
     SqlLog.create(sql);
   }
   transaction<T>(fn: () => T): T {
     return this.storage.transactionSync(fn);
   }
-  appendEntries(entries: Entry[], records: RequestRecord[]): void {
+  appendEntries(entries: Entry[]): void {
     this.log.append(entries);
-    for (let i = 0; i < records.length; i += rowsPerInsert) {
-      const chunk = records.slice(i, i + rowsPerInsert);
-      const values: SqlStorageValue[] = [];
-      for (const r of chunk) values.push(r.client, r.request, r.seq, r.commandHash);
-      this.sql.exec(
-        `INSERT OR IGNORE INTO requests (client, request, seq, command_hash) VALUES ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}`,
-        ...values,
-      );
-    }
   }
   readEntries(fromSeq: number, toSeq: number): Entry[] {
     return this.log.read(fromSeq, toSeq);
@@ -275,22 +263,15 @@ export class SqlSequencerStorage implements SequencerStorage {
   }
   deleteThrough(seq: number): void {
     this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
-    this.sql.exec("DELETE FROM requests WHERE seq <= ?", seq);
   }
-  findRequest(client: string, request: number): RequestRecord | null {
-    const row = this.sql
-      .exec<{ seq: number; command_hash: string }>("SELECT seq, command_hash FROM requests WHERE client = ? AND request = ?", client, request)
-      .toArray()[0];
-    return row ? { client, request, seq: row.seq, commandHash: row.command_hash } : null;
-  }
-  recentRequests(limit: number): RequestRecord[] {
+  recentRequests(limit: number): { client: string; request: number; seq: number }[] {
     return this.sql
-      .exec<{ client: string; request: number; seq: number; command_hash: string }>(
-        "SELECT client, request, seq, command_hash FROM requests ORDER BY seq DESC LIMIT ?",
+      .exec<{ client: string; request: number; seq: number }>(
+        "SELECT client, request, seq FROM log WHERE kind = 'command' ORDER BY seq DESC LIMIT ?",
         limit,
       )
       .toArray()
-      .map((r) => ({ client: r.client, request: r.request, seq: r.seq, commandHash: r.command_hash }));
+      .map((r) => ({ client: r.client, request: r.request, seq: r.seq }));
   }
   saveMeta(meta: SequencerMeta): void {
     writeMeta(this.sql, "sequencer", meta);

@@ -3,7 +3,7 @@
 import type { RowStore } from "../machines/types.js";
 import { compareCodePoints } from "./hash.js";
 import type { ReplicaMeta, ReplicaStorage } from "./replica.js";
-import type { RequestRecord, SequencerMeta, SequencerStorage } from "./sequencer.js";
+import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { Checkpoint, Entry } from "./types.js";
 
 export class MemoryRowStore implements RowStore {
@@ -187,32 +187,22 @@ export class MemoryReplicaStorage implements ReplicaStorage {
 
 export class MemorySequencerStorage implements SequencerStorage {
   log: Entry[] = [];
-  requests = new Map<string, RequestRecord>();
   meta: SequencerMeta | null = null;
-
-  private added: string[] | null = null;
 
   transaction<T>(fn: () => T): T {
     // Appends push onto this array; compaction replaces it: either is undone from these two.
     const log = this.log;
     const logLength = log.length;
-    this.added = [];
     try {
       return fn();
     } catch (err) {
       this.log = log;
       this.log.length = logLength;
-      for (const k of this.added) this.requests.delete(k);
       throw err;
-    } finally {
-      this.added = null;
     }
   }
-  appendEntries(entries: Entry[], records: RequestRecord[]): void {
+  appendEntries(entries: Entry[]): void {
     this.log.push(...entries);
-    for (const r of records) this.added?.push(`${r.request}:${r.client}`);
-    // The first ordering of a (client, request) is the one retries are answered with.
-    for (const r of records) if (!this.requests.has(`${r.request}:${r.client}`)) this.requests.set(`${r.request}:${r.client}`, r);
   }
   readEntries(fromSeq: number, toSeq: number): Entry[] {
     const first = this.log[0]?.seq ?? 1;
@@ -222,15 +212,15 @@ export class MemorySequencerStorage implements SequencerStorage {
     return this.log[this.log.length - 1] ?? null;
   }
   deleteThrough(seq: number): void {
-    const keep = this.log.filter((e) => e.seq > seq);
-    for (const e of this.log) if (e.seq <= seq && e.kind === "command") this.requests.delete(`${e.request}:${e.client}`);
-    this.log = keep;
+    this.log = this.log.filter((e) => e.seq > seq);
   }
-  findRequest(client: string, request: number): RequestRecord | null {
-    return this.requests.get(`${request}:${client}`) ?? null;
-  }
-  recentRequests(limit: number): RequestRecord[] {
-    return [...this.requests.values()].sort((a, b) => b.seq - a.seq).slice(0, limit);
+  recentRequests(limit: number): { client: string; request: number; seq: number }[] {
+    const out: { client: string; request: number; seq: number }[] = [];
+    for (let i = this.log.length - 1; i >= 0 && out.length < limit; i--) {
+      const e = this.log[i]!;
+      if (e.kind === "command") out.push({ client: e.client!, request: e.request!, seq: e.seq });
+    }
+    return out;
   }
   saveMeta(meta: SequencerMeta): void {
     this.meta = structuredClone(meta);

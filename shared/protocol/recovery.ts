@@ -5,10 +5,10 @@
 // (raft's leader completeness, which the current-epoch commit rule preserves).
 import { appendEntriesMax, replicaRpcTimeoutMs } from "../limits.js";
 import { assert } from "./assert.js";
-import { commandHash, entryHash } from "./entry.js";
+import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
 import { type DriverIO, withTimeout } from "./io.js";
-import type { RequestRecord, SequencerMeta, SequencerStorage } from "./sequencer.js";
+import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { Entry, FenceReply, GroupConfig } from "./types.js";
 import { applyConfigChange, majority, membersOf, type ConfigChange, type Member } from "./types.js";
 
@@ -87,9 +87,6 @@ export async function recoverSequencer(
   // A no-op of the new epoch: committing it commits everything recovered before it.
   const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: new Date(io.nowMs()).toISOString() };
   const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
-  const records: RequestRecord[] = entries
-    .filter((e) => e.kind === "command")
-    .map((e) => ({ client: e.client!, request: e.request!, seq: e.seq, commandHash: commandHash(e.command) }));
   // The membership: the registry's (as of the last committed change it heard of), then every
   // change in the recovered log (idempotent, so one it already knew is harmless).
   // Start from the oldest membership that may be in force; the log's config entries bring it forward.
@@ -108,9 +105,9 @@ export async function recoverSequencer(
   storage.transaction(() => {
     for (let i = 0; i < entries.length; i += appendEntriesMax) {
       const chunk = entries.slice(i, i + appendEntriesMax);
-      storage.appendEntries(chunk, records.filter((r) => r.seq >= chunk[0]!.seq && r.seq <= chunk[chunk.length - 1]!.seq));
+      storage.appendEntries(chunk);
     }
-    storage.appendEntries([noop], []);
+    storage.appendEntries([noop]);
     storage.saveMeta(meta);
   });
   io.log("warn", `sequencer ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);

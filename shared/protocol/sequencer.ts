@@ -34,20 +34,20 @@ export interface RequestRecord {
   client: string;
   request: number;
   seq: number;
-  commandHash: string;
+  /** null until needed (a retry of a request loaded from the log at start): read from the log then. */
+  commandHash: string | null;
 }
 
 /** The sequencer's persistent state behind a narrow synchronous interface (SQLite or memory). */
 export interface SequencerStorage {
   transaction<T>(fn: () => T): T;
-  appendEntries(entries: Entry[], requests: RequestRecord[]): void;
+  appendEntries(entries: Entry[]): void;
   readEntries(fromSeq: number, toSeq: number): Entry[];
   lastEntry(): Entry | null;
-  /** Drops log entries, and their request-index rows, at or below seq (compaction). */
+  /** Drops log entries at or below seq (compaction). */
   deleteThrough(seq: number): void;
-  findRequest(client: string, request: number): RequestRecord | null;
-  /** The newest request-index rows, highest seq first (loaded into memory at start). */
-  recentRequests(limit: number): RequestRecord[];
+  /** (client, request, seq) of the newest command entries, highest seq first: the request index at start. */
+  recentRequests(limit: number): { client: string; request: number; seq: number }[];
   saveMeta(meta: SequencerMeta): void;
 }
 
@@ -138,17 +138,17 @@ export class SequencerCore {
   /** Seq of the newest config entry; another change waits until it is committed (one at a time). */
   private configPendingSeq = 0;
   /**
-   * The request index in memory, in seq order: every request ordered at a seq above
-   * requestsFloorSeq. A fresh submit is then known to be new without a storage read; only when the
-   * index outgrew requestIndexMax (a log that could not be compacted) are older ones looked up.
+   * The request index, in memory only and in seq order: the requests of the newest
+   * requestIndexCap command entries of the log (rebuilt from the log at start). A retry older than
+   * that (only if compaction was held back that long) is ordered again, and the replicas' session
+   * table answers it as a duplicate: executed once all the same.
    */
   private readonly requests = new Map<string, RequestRecord>();
-  private requestsFloorSeq = 0;
 
   constructor(
     private readonly storage: SequencerStorage,
     meta: SequencerMeta,
-    /** Bound on the in-memory request index (tests shrink it to reach the storage fallback). */
+    /** Bound on the in-memory request index (tests shrink it). */
     private readonly requestIndexCap = requestIndexMax,
   ) {
     this.meta = structuredClone(meta);
@@ -160,32 +160,39 @@ export class SequencerCore {
     // Until everything this sequencer holds is known committed, a config change may be in flight.
     this.configPendingSeq = this.lastSeq;
     const recent = storage.recentRequests(requestIndexCap);
-    if (recent.length === requestIndexCap) this.requestsFloorSeq = recent[recent.length - 1]!.seq - 1;
-    for (let i = recent.length - 1; i >= 0; i--) this.requests.set(pendingKey(recent[i]!.client, recent[i]!.request), recent[i]!);
+    for (let i = recent.length - 1; i >= 0; i--) {
+      const r = recent[i]!;
+      const key = pendingKey(r.client, r.request);
+      // A duplicate in the log (ordered again after its index was lost) answers as the first did.
+      if (!this.requests.has(key)) this.requests.set(key, { ...r, commandHash: null });
+    }
   }
 
   private findRequest(client: string, request: number): RequestRecord | null {
     const r = this.requests.get(pendingKey(client, request));
-    if (r) return r;
-    return this.requestsFloorSeq > this.baseSeq ? this.storage.findRequest(client, request) : null;
+    if (!r) return null;
+    if (r.commandHash === null) {
+      const [e] = this.readEntries(r.seq, r.seq);
+      assert(e !== undefined && e.client === client && e.request === request, `request index names entry ${r.seq} wrongly`);
+      r.commandHash = commandHash(e.command);
+    }
+    return r;
   }
 
   private indexRequests(records: RequestRecord[]): void {
     for (const r of records) this.requests.set(pendingKey(r.client, r.request), r);
-    for (const [key, r] of this.requests) {
+    for (const key of this.requests.keys()) {
       if (this.requests.size <= this.requestIndexCap) break;
       this.requests.delete(key);
-      this.requestsFloorSeq = Math.max(this.requestsFloorSeq, r.seq);
     }
   }
 
-  /** Compaction dropped the index rows at or below seq. */
+  /** Compaction dropped the entries at or below seq, and with them their requests. */
   private forgetRequestsThrough(seq: number): void {
     for (const [key, r] of this.requests) {
       if (r.seq > seq) break;
       this.requests.delete(key);
     }
-    this.requestsFloorSeq = Math.max(this.requestsFloorSeq, seq);
   }
 
   private newProgress(id: string, location: string | null, voter: boolean, joinSeq: number): Progress {
@@ -231,6 +238,10 @@ export class SequencerCore {
   }
   get lastLogSeq(): number {
     return this.lastSeq;
+  }
+  /** Requests in the in-memory index (bounded by the retained log and requestIndexCap). */
+  get requestIndexSize(): number {
+    return this.requests.size;
   }
   get pendingCount(): number {
     return this.pending.size;
@@ -287,7 +298,7 @@ export class SequencerCore {
       entries.push(e);
       records.push({ client: p.client, request: p.request, seq, commandHash: p.commandHash });
     }
-    this.storage.transaction(() => this.storage.appendEntries(entries, records));
+    this.storage.transaction(() => this.storage.appendEntries(entries));
     this.indexRequests(records);
     this.pending.clear();
     this.lastSeq = seq;
@@ -532,7 +543,7 @@ export class SequencerCore {
     const e: Entry = { ...body, hash: entryHash(this.lastHash, body) };
     const config = configAfter(this.meta.config, change);
     this.storage.transaction(() => {
-      this.storage.appendEntries([e], []);
+      this.storage.appendEntries([e]);
       this.meta.config = config;
       this.saveMeta();
     });

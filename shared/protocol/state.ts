@@ -1,4 +1,4 @@
-import { sessionRequestsMax } from "../limits.js";
+import { sessionEvictBatch, sessionRequestsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { commandHash } from "./entry.js";
@@ -181,13 +181,15 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
   const output = machine.apply(state.machineView(), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
   state.putRaw(key, JSON.stringify([entry.seq, hash, output] satisfies SessionRow));
   book.count++;
-  if (book.count > sessionRequestsMax) {
-    // Evict the client's lowest request id; it and everything below it are expired from now on.
-    const [oldestKey] = state.scan(`s/${clientTag(entry.client)}/`, null, 1)[0]!;
-    const evicted = Number(oldestKey.slice(oldestKey.lastIndexOf("/") + 1));
-    state.deleteRaw(oldestKey);
-    book.count--;
-    book.floor = Math.max(book.floor, evicted);
+  if (book.count >= sessionRequestsMax + sessionEvictBatch) {
+    // Evict the client's lowest request ids down to sessionRequestsMax; they and everything below
+    // them are expired from now on.
+    for (const [oldestKey] of state.scan(`s/${clientTag(entry.client)}/`, null, book.count - sessionRequestsMax)) {
+      const evicted = Number(oldestKey.slice(oldestKey.lastIndexOf("/") + 1));
+      state.deleteRaw(oldestKey);
+      book.count--;
+      book.floor = Math.max(book.floor, evicted);
+    }
   }
   state.putRaw(bookRow, JSON.stringify(book));
   return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output };

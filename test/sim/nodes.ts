@@ -9,7 +9,6 @@ import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, AuditInfo, Entry, GroupConfig } from "../../shared/protocol/types.js";
-import type { RequestRecord } from "../../shared/protocol/sequencer.js";
 import { replicaIds } from "../../shared/protocol/types.js";
 import type { Network, World } from "./world.js";
 
@@ -179,8 +178,8 @@ class ArchivingStorage extends MemorySequencerStorage {
   constructor(private readonly archive: Map<number, Entry>) {
     super();
   }
-  override appendEntries(entries: Entry[], records: RequestRecord[]): void {
-    super.appendEntries(entries, records);
+  override appendEntries(entries: Entry[]): void {
+    super.appendEntries(entries);
     for (const e of entries) this.archive.set(e.seq, e);
   }
 }

@@ -150,14 +150,17 @@ describe("sessions (exactly-once in the replicated state)", () => {
   });
 
   it("bounds the session table per client and expires evicted request ids", async () => {
-    const { sessionRequestsMax } = await import("../../shared/limits.js");
+    const { sessionRequestsMax, sessionEvictBatch } = await import("../../shared/limits.js");
     const { state, rows } = fresh();
-    for (let r = 1; r <= sessionRequestsMax + 2; r++) applyEntry(state, kv, entry(r, "c", r, { op: "get", key: "k" }));
-    state.flushWrites();
-    const sessions = rows.scan("s/", null, 10_000).length;
-    expect(sessions).toBe(sessionRequestsMax);
+    const sessions = () => (state.flushWrites(), rows.scan("s/", null, 10_000).length);
+    // Up to max + batch - 1 rows are kept; the next request evicts the lowest ids down to max.
+    for (let r = 1; r < sessionRequestsMax + sessionEvictBatch; r++) applyEntry(state, kv, entry(r, "c", r, { op: "get", key: "k" }));
+    expect(sessions()).toBe(sessionRequestsMax + sessionEvictBatch - 1);
+    applyEntry(state, kv, entry(5000, "c", sessionRequestsMax + sessionEvictBatch, { op: "get", key: "k" }));
+    expect(sessions()).toBe(sessionRequestsMax);
+    expect(applyEntry(state, kv, entry(9998, "c", sessionEvictBatch, { op: "get", key: "k" })).status).toBe("expired");
+    expect(applyEntry(state, kv, entry(9997, "c", sessionEvictBatch + 1, { op: "get", key: "k" })).status).toBe("duplicate");
     expect(applyEntry(state, kv, entry(9999, "c", 1, { op: "get", key: "k" })).status).toBe("expired");
-    expect(applyEntry(state, kv, entry(10000, "c", 3, { op: "get", key: "k" })).status).toBe("duplicate");
     state.flushWrites();
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
   });

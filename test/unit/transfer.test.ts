@@ -25,7 +25,7 @@ describe("log compaction", () => {
     // Many times the window went through; each log holds at most the window, the slack and one batch.
     const bound = retention.entries + retention.slack + 256;
     expect(g.seqStore.log.length).toBeLessThanOrEqual(bound);
-    expect(g.seqStore.requests.size).toBeLessThanOrEqual(bound);
+    expect(g.driver.core.requestIndexSize).toBeLessThanOrEqual(bound);
     for (const s of g.stores.values()) {
       expect(s.log.size).toBeLessThanOrEqual(bound);
       expect(s.meta!.baseSeq).toBeGreaterThan(2_000);
