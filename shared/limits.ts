@@ -21,16 +21,6 @@ export const checkpointEveryMax = 1_000_000;
 export const appendEntriesMax = 256;
 /** Submits queued at the sequencer before it answers 503 unavailable (nothing is ordered then). */
 export const pendingSubmitsMax = 10_000;
-/** Commands one router isolate sends to a sequencer in one RPC (group commit at the edge). */
-export const submitBatchMax = 128;
-/** And at most about this many bytes of request bodies (an RPC message is limited to 32 MiB). */
-export const submitBatchBytesMax = 4 * 1024 * 1024;
-/**
- * Once one command of a batch is answered, how long the batch waits for the rest. The ones still
- * open then are sent again alone (safe: a retry of the same request waits on the same outcome), so
- * one slow command does not hold up the others.
- */
-export const submitBatchLingerMs = 100;
 /** How long a submit waits for its outcome before answering 504 timeout (outcome unknown). */
 export const commandTimeoutMs = 10_000;
 /** How long an append that would carry only a new commitSeq waits for entries to join it. */

@@ -21,8 +21,6 @@ import { type Env, registryStub, replicaStub, rpc, sequencerStub } from "./env.j
 import { sequencerName, type GroupConfig } from "../shared/protocol/types.js";
 import type { ReadAnswer } from "./replica.js";
 import type { RouteInfo, SubmitAnswer } from "./sequencer.js";
-import type { BatchAnswer, SubmitItem } from "../shared/protocol/io.js";
-import { SubmitBatcher } from "./batcher.js";
 
 type App = { Bindings: Env; Variables: { scope: Scope; requestId: string } };
 
@@ -217,26 +215,6 @@ app.delete("/v1/groups/:group", async (c) => {
 
 // ---- commands ------------------------------------------------------------------------------
 
-/** One batcher per group per isolate; it sends through the newest env it was given. */
-const batchers = new Map<string, { batcher: SubmitBatcher; env: Env }>();
-
-function batcherFor(env: Env, group: string): SubmitBatcher {
-  let b = batchers.get(group);
-  if (!b) {
-    const entry: { batcher: SubmitBatcher; env: Env } = {
-      env,
-      batcher: new SubmitBatcher(
-        async (items) => rpc<BatchAnswer[]>((await seqOf(entry.env, group)).submitMany(items)),
-        async (item) => rpc<SubmitAnswer>((await seqOf(entry.env, group)).submit(item.client, item.request, item.command)),
-      ),
-    };
-    batchers.set(group, entry);
-    b = entry;
-  }
-  b.env = env;
-  return b.batcher;
-}
-
 app.post("/v1/groups/:group/commands", async (c) => {
   const group = groupParam(c);
   const body = parse(commandBody, await jsonBody(c), "body");
@@ -245,8 +223,7 @@ app.post("/v1/groups/:group/commands", async (c) => {
   if (info.machine === "kv" && kvValueSizesBytes(command as KvCommand).some((n) => n > valueBytesMax)) {
     throw new ApiError("too_large", `command.value: larger than ${valueBytesMax} bytes serialized`);
   }
-  const item: SubmitItem = { client: body.client, request: body.request, command };
-  let a: SubmitAnswer = await batcherFor(c.env, group).submit(item, Number(c.req.header("content-length") ?? 0) || 1024);
+  let a: SubmitAnswer = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
   if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) {
     a = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
   }

@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { auditHistoryMax } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import { SequencerDriver } from "../shared/protocol/driver.js";
-import type { BatchAnswer, DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer, SubmitItem } from "../shared/protocol/io.js";
+import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../shared/protocol/io.js";
 import { SequencerCore, type SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, MachineName, ReplicaStatus } from "../shared/protocol/types.js";
 import { creationConfig, membersOf } from "../shared/protocol/types.js";
@@ -240,12 +240,6 @@ export class SequencerObject extends DurableObject<Env> {
   async submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
     if (!this.driver) return { kind: "not_found" };
     return this.driver.submit(client, request, command);
-  }
-
-  /** Several submits in one call (a router's batch); one answer each, in order. */
-  async submitMany(items: SubmitItem[]): Promise<BatchAnswer[]> {
-    if (!this.driver) return items.map(() => ({ kind: "not_found" }));
-    return this.driver.submitMany(items);
   }
 
   async query(q: unknown): Promise<ReadAnswer> {

@@ -11,14 +11,11 @@ import {
   replicaRetryBaseMs,
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
-  submitBatchLingerMs,
   commitNotifyDelayMs,
-  submitBatchMax,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
-import { assert } from "./assert.js";
-import { type BatchAnswer, type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, type SubmitItem, sleep, withTimeout } from "./io.js";
+import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
 import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
 import { configAfter, majority, membersOf, nextReplicaNo } from "./types.js";
@@ -76,39 +73,6 @@ export class SequencerDriver {
         return this.answerFromSession(client, request, d.seq);
       }
     }
-  }
-
-  /**
-   * A batch of submits from one router (see workers/batcher.ts). Answers when all are answered,
-   * or submitBatchLingerMs after the first one is; the rest answer "open" and the router sends
-   * them again alone, so one slow command does not hold up its batch.
-   */
-  submitMany(items: SubmitItem[]): Promise<BatchAnswer[]> {
-    assert(items.length <= submitBatchMax, `a batch of ${items.length} submits`);
-    const answers: (BatchAnswer | undefined)[] = new Array(items.length);
-    return new Promise((resolve) => {
-      let left = items.length;
-      let done = false;
-      let cancel: (() => void) | null = null;
-      const finish = () => {
-        if (done) return;
-        done = true;
-        cancel?.();
-        resolve(Array.from(answers, (a) => a ?? { kind: "open" }));
-      };
-      const settle = (i: number, a: BatchAnswer) => {
-        if (done) return;
-        answers[i] = a;
-        if (--left === 0) finish();
-        else cancel ??= this.io.setTimer(submitBatchLingerMs, finish);
-      };
-      items.forEach((it, i) => {
-        this.submit(it.client, it.request, it.command).then(
-          (a) => settle(i, a),
-          () => settle(i, { kind: "open" }),
-        );
-      });
-    });
   }
 
   /**

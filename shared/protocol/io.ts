@@ -22,15 +22,6 @@ export type SubmitAnswer =
   | { kind: "timeout"; message: string }
   | { kind: "no_majority"; message: string };
 
-/** One command of a batch submit. */
-export interface SubmitItem {
-  client: string;
-  request: number;
-  command: unknown;
-}
-
-/** A batch submit's answer per command: "open" if it was not answered within the batch's linger. */
-export type BatchAnswer = SubmitAnswer | { kind: "open" };
 
 /** How the sequencer reaches one replica. Every call may reject (unreachable) or never settle. */
 export interface ReplicaLink {
