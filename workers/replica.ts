@@ -5,6 +5,7 @@ import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
 import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
 import { type Env, realClock } from "./env.js";
 import { SqlReplicaStorage, readMeta } from "./sqlite.js";
+import { decodeAppend } from "./wire.js";
 
 export type { ReadAnswer, SessionAnswer };
 
@@ -52,6 +53,11 @@ export class ReplicaObject extends DurableObject<Env> {
 
   async append(req: AppendRequest): Promise<AppendResponse> {
     return this.driver.append(req);
+  }
+
+  /** The same, with the message as JSON (what the sequencer sends: see wire.ts). */
+  async appendText(text: string): Promise<AppendResponse> {
+    return this.driver.append(decodeAppend(text));
   }
 
   async query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {

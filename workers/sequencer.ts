@@ -11,6 +11,7 @@ import type { SnapshotInfo } from "../shared/protocol/replica.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, realClock, registryStub, replicaStub, rpc } from "./env.js";
 import { SqlSequencerStorage, readMeta, tableExists } from "./sqlite.js";
+import { encodeAppend } from "./wire.js";
 
 export type { SubmitAnswer };
 
@@ -47,7 +48,7 @@ export class SequencerObject extends DurableObject<Env> {
     const stub = replicaStub(this.env, cfg.group, id, location);
     return {
       init: () => stub.init({ group: cfg.group, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery }),
-      append: (msg) => rpc<AppendResponse>(stub.append(msg)),
+      append: (msg) => rpc<AppendResponse>(stub.appendText(encodeAppend(msg))),
       query: (q, minSeq, waitMs) => rpc<ReadAnswer>(stub.query(q, minSeq, waitMs)),
       session: (client, request, minSeq, waitMs) => rpc<SessionAnswer>(stub.session(client, request, minSeq, waitMs)),
       auditInfo: () => rpc<AuditInfo | null>(stub.auditInfo()),

@@ -11,11 +11,10 @@ import {
   replicaRetryBaseMs,
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
-  commitNotifyDelayMs,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
-import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, sleep, withTimeout } from "./io.js";
+import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
 import { configAfter, majority, membersOf, nextReplicaNo } from "./types.js";
@@ -31,6 +30,8 @@ export class SequencerDriver {
   private readonly waitingSeq = new Map<number, Resolver[]>();
   private commitWatchers: { seq: number; wake: () => void }[] = [];
   private readonly sending = new Set<string>();
+  /** Replicas whose last append failed: no new send loop before this time (backoff). */
+  private readonly retryAtMs = new Map<string, number>();
   private stopped = false;
   private transfers = 0;
 
@@ -75,46 +76,6 @@ export class SequencerDriver {
     }
   }
 
-  /**
-   * Command timeouts: all the same length, so their deadlines come in order and one timer at a
-   * time serves them all (a timer per command cost several percent of a write's CPU).
-   */
-  private readonly deadlines: { atMs: number; expire: (() => void) | null }[] = [];
-  private deadlinesHead = 0;
-  private sweepArmed = false;
-
-  private deadline(expire: () => void): () => void {
-    const d = { atMs: this.io.nowMs() + commandTimeoutMs, expire: expire as (() => void) | null };
-    this.deadlines.push(d);
-    this.armSweep();
-    return () => {
-      d.expire = null;
-    };
-  }
-
-  private armSweep(): void {
-    if (this.sweepArmed || this.deadlinesHead >= this.deadlines.length) return;
-    this.sweepArmed = true;
-    const first = this.deadlines[this.deadlinesHead]!;
-    this.io.setTimer(Math.max(0, first.atMs - this.io.nowMs()), () => {
-      this.sweepArmed = false;
-      const now = this.io.nowMs();
-      while (this.deadlinesHead < this.deadlines.length) {
-        const d = this.deadlines[this.deadlinesHead]!;
-        if (d.expire !== null && d.atMs > now) break;
-        this.deadlinesHead++;
-        const expire = d.expire;
-        d.expire = null;
-        expire?.();
-      }
-      if (this.deadlinesHead > 1024) {
-        this.deadlines.splice(0, this.deadlinesHead);
-        this.deadlinesHead = 0;
-      }
-      this.armSweep();
-    });
-  }
-
   private wait<K>(map: Map<K, Resolver[]>, key: K): Promise<Outcome | "timeout"> {
     return new Promise((resolve) => {
       const list = map.get(key) ?? [];
@@ -122,7 +83,8 @@ export class SequencerDriver {
         cancel();
         resolve(o);
       };
-      const cancel = this.deadline(() => {
+      // The waiting request's own timer: it lives as long as that request does.
+      const cancel = this.io.setTimer(commandTimeoutMs, () => {
         const now = map.get(key);
         if (now) {
           const rest = now.filter((x) => x !== r);
@@ -223,7 +185,12 @@ export class SequencerDriver {
 
   kickAll(): void {
     if (this.stopped) return;
-    for (const id of this.core.replicaIds()) if (!this.sending.has(id)) void this.sendLoop(id);
+    const now = this.io.nowMs();
+    for (const id of this.core.replicaIds()) {
+      if (this.sending.has(id) || (this.retryAtMs.get(id) ?? 0) > now) continue;
+      this.retryAtMs.delete(id);
+      void this.sendLoop(id);
+    }
   }
 
   /** Orders what queued and registers its waiters under the assigned seqs. */
@@ -248,17 +215,8 @@ export class SequencerDriver {
     if (this.sending.has(id)) return;
     this.sending.add(id);
     try {
-      let waited = false;
       while (!this.stopped) {
         this.flush();
-        // A message that would only carry a new commitSeq waits a moment for entries to ride
-        // along: under load that halves the appends, and an idle group pays commitNotifyDelayMs.
-        if (!waited && this.core.onlyCommitToSend(id)) {
-          waited = true;
-          await sleep(this.io, commitNotifyDelayMs);
-          continue;
-        }
-        waited = false;
         const msg = this.core.nextAppend(id);
         if (!msg) {
           if (this.core.transferCandidates().includes(id)) void this.repair(id);
@@ -272,8 +230,14 @@ export class SequencerDriver {
           this.core.onAppendFailure(id);
           const misses = this.core.backoffMisses(id);
           this.io.log("warn", `append to ${this.core.config.group}/${id} failed (${misses} misses): ${String(err)}`);
-          await sleep(this.io, Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1)));
-          continue;
+          // The loop ends here rather than awaiting a timer: in a Durable Object, a continuation
+          // resumed from another request's event after the request that started this loop has
+          // finished is dropped (workerd cancels it), and a loop that never resumes never sends
+          // again. A timer callback still runs: it kicks a new loop once the backoff is over.
+          const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1));
+          this.retryAtMs.set(id, this.io.nowMs() + backoffMs);
+          this.io.setTimer(backoffMs, () => this.kickAll());
+          return;
         }
         if (this.stopped) return;
         const step = this.core.onAppendResponse(id, resp, this.io.nowMs());

@@ -338,13 +338,6 @@ export class SequencerCore {
     return e.hash;
   }
 
-  /** Whether the next message for this replica would carry a new commitSeq and no entries. */
-  onlyCommitToSend(id: string): boolean {
-    const p = this.progress.get(id);
-    if (!p || p.inflightToSeq !== null || this.fenced || p.repairing || p.needsTransfer || p.lastContactMs === null) return false;
-    return p.nextSeq > this.lastSeq && p.heardCommitSeq < this.meta.commitSeq;
-  }
-
   /** The next message for one replica, or null if it has nothing to learn (or one is in flight). */
   nextAppend(id: string): AppendRequest | null {
     const p = this.progress.get(id);

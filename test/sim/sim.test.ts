@@ -10,11 +10,13 @@ async function clean(o: SimOptions) {
 describe("deterministic simulation: fixed seeds, every checker", () => {
   for (const fault of faultKinds) {
     it(`kv, 3 replicas, ${fault}`, async () => {
-      // Storage loss is rare per injection (each one is a new epoch): this seed draws it.
-      const seed = fault === "lose-sequencer-storage" ? 26 : 11;
-      const r = await clean({ seed, ops: 200, replicas: 3, faults: [fault] });
+      // Seeds from 11 on, every one clean, until one has injected the fault (storage loss is rare
+      // per run; which seed draws it moves whenever the protocol's timing does).
+      const injected = (r: { stats: Record<string, unknown> }) => ["drop", "duplicate", "reorder"].includes(fault) || Number(r.stats[fault] ?? 0) > 0;
+      let r = await clean({ seed: 11, ops: 200, replicas: 3, faults: [fault] });
+      for (let seed = 12; !injected(r) && seed < 41; seed++) r = await clean({ seed, ops: 200, replicas: 3, faults: [fault] });
       expect(Number(r.stats.acked)).toBeGreaterThan(100);
-      if (!["drop", "duplicate", "reorder"].includes(fault)) expect(Number(r.stats[fault] ?? 0)).toBeGreaterThan(0);
+      expect(injected(r), `no seed in 11..40 injected ${fault}`).toBe(true);
     });
   }
 

@@ -61,6 +61,21 @@ describe("faults", () => {
     expect(audit.body.replicas.every((r: any) => r.verdict === "agrees")).toBe(true);
   });
 
+  it("a replica that failed is caught up once it is back even if no command comes (the backoff ends by alarm)", async () => {
+    await createGroup("quiet");
+    await breakReplica("quiet", "r2");
+    for (let i = 1; i <= 3; i++) expect((await command("quiet", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    await healReplica("quiet", "r2");
+    // No more commands or reads: only the send loop's own wake-up can bring r2 the log.
+    let r2 = (await statuses("quiet")).r2;
+    for (let i = 0; i < 100 && r2.appliedSeq < 3; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      r2 = (await statuses("quiet")).r2;
+    }
+    expect(r2.appliedSeq).toBe(3);
+    expect(r2.status).toBe("healthy");
+  });
+
   it("without a quorum: a queued command times out (504, outcome unknown), then new ones are refused (503); a retry after healing succeeds exactly once", async () => {
     await createGroup("no-quorum");
     await command("no-quorum", { op: "put", key: "a", value: 1 });

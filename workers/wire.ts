@@ -1,0 +1,25 @@
+// The append message as one JSON string. A sequencer sends the same entries to every replica:
+// each entry is serialized once (and cached on the entry object), and the message is their
+// concatenation, which crosses the RPC boundary as a single string instead of a structured clone
+// of every entry per replica.
+import type { AppendRequest, Entry } from "../shared/protocol/types.js";
+
+const entryJson = new WeakMap<Entry, string>();
+
+function jsonOf(e: Entry): string {
+  let s = entryJson.get(e);
+  if (s === undefined) {
+    s = JSON.stringify(e);
+    entryJson.set(e, s);
+  }
+  return s;
+}
+
+export function encodeAppend(msg: AppendRequest): string {
+  const head = JSON.stringify({ epoch: msg.epoch, prevSeq: msg.prevSeq, prevHash: msg.prevHash, commitSeq: msg.commitSeq });
+  return `${head.slice(0, -1)},"entries":[${msg.entries.map(jsonOf).join(",")}]}`;
+}
+
+export function decodeAppend(text: string): AppendRequest {
+  return JSON.parse(text) as AppendRequest;
+}
