@@ -23,6 +23,11 @@ export const appendEntriesMax = 256;
 export const pendingSubmitsMax = 10_000;
 /** How long a submit waits for its outcome before answering 504 timeout (outcome unknown). */
 export const commandTimeoutMs = 10_000;
+/**
+ * How long a commit-only message to a replica (one that did not produce the first output) waits
+ * for entries to ride along with ("first" outputs only).
+ */
+export const commitNotifyDelayMs = 2;
 /** How long one append RPC to a replica may take before it counts as a missed contact. */
 export const replicaRpcTimeoutMs = 3_000;
 /** Retry pause after a failed append, doubled per consecutive miss, capped. */

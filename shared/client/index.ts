@@ -73,7 +73,13 @@ export class SmrClient {
       throw new ApiRequestError(0, "network", String(err));
     }
     if (res.status === 204) return undefined as T;
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      // The connection died while the body was read: as much a network failure as no answer.
+      throw new ApiRequestError(0, "network", String(err));
+    }
     if (!res.ok) {
       let code: ErrorCode = "internal";
       let message = text;

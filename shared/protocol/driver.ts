@@ -11,6 +11,7 @@ import {
   replicaRetryBaseMs,
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
+  commitNotifyDelayMs,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
@@ -215,9 +216,11 @@ export class SequencerDriver {
     if (this.sending.has(id)) return;
     this.sending.add(id);
     try {
+      let advancedCommit = false;
       while (!this.stopped) {
         this.flush();
-        const msg = this.core.nextAppend(id);
+        const msg = this.core.nextAppend(id, this.deferCommit(id, advancedCommit));
+        if (msg) this.commitDeferredSinceMs.delete(id);
         if (!msg) {
           if (this.core.transferCandidates().includes(id)) void this.repair(id);
           return;
@@ -244,10 +247,39 @@ export class SequencerDriver {
         if (step.needsInit) await this.io.link(id).init().catch((err) => this.io.log("warn", `init ${id}: ${String(err)}`));
         if (this.stopped) return;
         this.applyStep(step);
+        advancedCommit = step.commitAdvanced;
       }
     } finally {
       this.sending.delete(id);
     }
+  }
+
+  /** Replicas whose commit-only message is being held back, since when. */
+  private readonly commitDeferredSinceMs = new Map<string, number>();
+  private commitTimerArmed = false;
+
+  /**
+   * Whether a message that would carry only a new commitSeq should wait. With "first" outputs one
+   * prompt output answers the client, so only the replica whose own answer advanced the commit is
+   * told at once; the others learn it with their next entries, which under load follow within a
+   * millisecond or two, and that saves most commit-only messages. If none come within
+   * commitNotifyDelayMs a timer kicks the loops and the message goes alone. (A timer callback, not
+   * an awaited sleep: see the backoff above.) "majority" outputs need every vote: no waiting.
+   */
+  private deferCommit(id: string, advancedCommit: boolean): boolean {
+    if (advancedCommit || this.core.config.outputs !== "first") return false;
+    const now = this.io.nowMs();
+    const since = this.commitDeferredSinceMs.get(id);
+    if (since === undefined) this.commitDeferredSinceMs.set(id, now);
+    else if (now - since >= commitNotifyDelayMs) return false;
+    if (!this.commitTimerArmed) {
+      this.commitTimerArmed = true;
+      this.io.setTimer(commitNotifyDelayMs, () => {
+        this.commitTimerArmed = false;
+        this.kickAll();
+      });
+    }
+    return true;
   }
 
   private applyStep(step: StepResult): void {

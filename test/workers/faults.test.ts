@@ -179,6 +179,10 @@ describe("cron", () => {
     await createGroup("cron-b", { machine: "bank", replicas: 5 });
     await command("cron-a", { op: "put", key: "x", value: 1 });
     await command("cron-b", { op: "open", account: "a", balance: 10 });
+    // A command answers once one replica applied it; the others apply it a moment later.
+    for (const g of ["cron-a", "cron-b"]) {
+      for (let i = 0; i < 100 && Object.values(await statuses(g)).some((r: any) => r.appliedSeq < 1); i++) await new Promise((r) => setTimeout(r, 20));
+    }
     const controller = createScheduledController({ scheduledTime: new Date(), cron: "* * * * *" });
     await worker.scheduled(controller, env as any);
     for (const g of ["cron-a", "cron-b"]) {
