@@ -74,8 +74,9 @@ export const routeCacheMs = 2_000;
 /** Log entries kept behind the applied position; older ones are compacted away (sequencer and replicas). */
 export const logRetentionEntries = 10_000;
 /**
- * Request-index rows the sequencer keeps in memory (about 100 bytes each): the retained log's,
- * with room for a log whose compaction is held back. Beyond it, older ones are read from SQLite.
+ * Requests the sequencer's index keeps in memory (about 100 bytes each): the retained log's, with
+ * room for a log whose compaction is held back. An older retry is ordered again and answered by
+ * the replicas' session table as a duplicate.
  */
 export const requestIndexMax = 4 * logRetentionEntries;
 /** Compaction runs when this many entries beyond the retention window have accumulated. */

@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { ReadAnswer, SessionAnswer } from "../shared/protocol/io.js";
 import { ReplicaCore, newReplicaMeta, type ReplicaMeta, type SnapshotInfo } from "../shared/protocol/replica.js";
 import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
-import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
+import type { AppendResponse, AuditInfo, Entry, FenceReply, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
 import { type Env, realClock } from "./env.js";
 import { SqlReplicaStorage, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
@@ -51,11 +51,7 @@ export class ReplicaObject extends DurableObject<Env> {
     return this.core!.position();
   }
 
-  async append(req: AppendRequest): Promise<AppendResponse> {
-    return this.driver.append(req);
-  }
-
-  /** The same, with the message as JSON (what the sequencer sends: see wire.ts). */
+  /** An append message, as JSON (see wire.ts). */
   async appendText(text: string): Promise<AppendResponse> {
     return this.driver.append(decodeAppend(text));
   }

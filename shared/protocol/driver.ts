@@ -219,12 +219,12 @@ export class SequencerDriver {
       let advancedCommit = false;
       while (!this.stopped) {
         this.flush();
-        const msg = this.core.nextAppend(id, this.deferCommit(id, advancedCommit));
-        if (msg) this.commitDeferredSinceMs.delete(id);
+        const msg = this.core.nextAppend(id, () => this.deferCommit(id, advancedCommit));
         if (!msg) {
           if (this.core.transferCandidates().includes(id)) void this.repair(id);
           return;
         }
+        this.commitDeferredSinceMs.delete(id);
         let resp;
         try {
           resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
@@ -233,10 +233,10 @@ export class SequencerDriver {
           this.core.onAppendFailure(id);
           const misses = this.core.backoffMisses(id);
           this.io.log("warn", `append to ${this.core.config.group}/${id} failed (${misses} misses): ${String(err)}`);
-          // The loop ends here rather than awaiting a timer: in a Durable Object, a continuation
-          // resumed from another request's event after the request that started this loop has
-          // finished is dropped (workerd cancels it), and a loop that never resumes never sends
-          // again. A timer callback still runs: it kicks a new loop once the backoff is over.
+          // The loop ends here rather than awaiting a timer: in a workerd test a send loop that
+          // awaited a (2 ms) timer after the request that started it had answered never resumed,
+          // and a loop that never resumes never sends again. A timer callback does run: it kicks
+          // a new loop once the backoff is over.
           const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1));
           this.retryAtMs.set(id, this.io.nowMs() + backoffMs);
           this.io.setTimer(backoffMs, () => this.kickAll());
@@ -259,7 +259,8 @@ export class SequencerDriver {
   private commitTimerArmed = false;
 
   /**
-   * Whether a message that would carry only a new commitSeq should wait. With "first" outputs one
+   * Whether a message that would carry only a new commitSeq should wait (asked by nextAppend
+   * only for such a message). With "first" outputs one
    * prompt output answers the client, so only the replica whose own answer advanced the commit is
    * told at once; the others learn it with their next entries, which under load follow within a
    * millisecond or two, and that saves most commit-only messages. If none come within

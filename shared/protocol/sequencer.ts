@@ -340,10 +340,10 @@ export class SequencerCore {
 
   /**
    * The next message for one replica, or null if it has nothing to learn (or one is in flight).
-   * deferCommit: a message that would carry only a new commitSeq is not sent now (the driver
-   * decides when: see SequencerDriver.sendLoop).
+   * deferCommit: asked only about a message that would carry nothing but a new commitSeq; true
+   * holds it back (the driver decides: see SequencerDriver.deferCommit).
    */
-  nextAppend(id: string, deferCommit = false): AppendRequest | null {
+  nextAppend(id: string, deferCommit?: () => boolean): AppendRequest | null {
     const p = this.progress.get(id);
     if (!p) return null; // removed from the group
     if (p.inflightToSeq !== null || this.fenced || p.repairing) return null;
@@ -351,7 +351,7 @@ export class SequencerCore {
     if (p.needsTransfer) return null; // only a state transfer helps it now
     const hasEntries = p.nextSeq <= this.lastSeq;
     if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
-    if (!hasEntries && deferCommit && p.lastContactMs !== null) return null;
+    if (!hasEntries && p.lastContactMs !== null && deferCommit?.()) return null;
     const toSeq = Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1);
     const entries = hasEntries ? this.readEntries(p.nextSeq, toSeq) : [];
     const prevSeq = p.nextSeq - 1;

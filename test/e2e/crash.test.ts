@@ -83,13 +83,21 @@ async function settle(c: SmrClient, group: string) {
   throw new Error(`group ${group} did not settle: ${JSON.stringify(await c.group(group))}`);
 }
 
+/** A server on a fresh persist directory (removed after the tests) with one 3-replica kv group. */
+async function withGroup(group: string, checkpointEvery: number) {
+  const dir = mkdtempSync(join(tmpdir(), `smr-${group}-`));
+  dirs.push(dir);
+  const server = await serve(dir);
+  const adminClient = new SmrClient({ baseUrl: server.url, token: admin });
+  await adminClient.createGroup(group, { machine: "kv", replicas: 3, checkpointEvery });
+  return { dir, server, adminClient };
+}
+
 describe("the real server under faults", () => {
   it("SIGKILL mid-load: after a restart every acknowledged command is there, in order, with its output, and digests agree", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "smr-crash-"));
-    dirs.push(dir);
-    let server = await serve(dir);
-    const adminClient = new SmrClient({ baseUrl: server.url, token: admin });
-    await adminClient.createGroup("crash", { machine: "kv", replicas: 3, checkpointEvery: 10 });
+    const started = await withGroup("crash", 10);
+    const dir = started.dir;
+    let server = started.server;
 
     const acked: { client: string; request: number; seq: number; output: unknown }[] = [];
     let stop = false;
@@ -132,11 +140,10 @@ describe("the real server under faults", () => {
   }, 120_000);
 
   it("one replica's state corrupted on disk while the server is down: the audit flags exactly it and repairs it", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "smr-disk-"));
-    dirs.push(dir);
-    let server = await serve(dir);
-    let c = new SmrClient({ baseUrl: server.url, token: admin });
-    await c.createGroup("disk", { machine: "kv", replicas: 3, checkpointEvery: 5 });
+    const started = await withGroup("disk", 5);
+    const dir = started.dir;
+    let server = started.server;
+    let c = started.adminClient;
     for (let i = 1; i <= 20; i++) await c.kv("disk").put(`key${i}`, i);
     await settle(c, "disk");
     await sigkill(server.child);

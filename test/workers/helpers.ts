@@ -44,3 +44,25 @@ export function expectError(r: Answer, status: number, code: string, messageMatc
     throw new Error(`expected ${status} ${code} ${messageMatch ?? ""}, got ${r.status} ${JSON.stringify(r.body)}`);
   }
 }
+
+/** The group's replicas by id, as GET /v1/groups/{g}/replicas reports them. */
+export async function replicaStatuses(group: string): Promise<Record<string, any>> {
+  const r = await api("GET", `/v1/groups/${group}/replicas`, undefined, clientToken);
+  return Object.fromEntries(r.body.replicas.map((x: any) => [x.id, x]));
+}
+
+/**
+ * Polls until check() holds, for up to 10 s, pausing pauseMs between rounds. In this pool the two
+ * kinds of wait behave differently: under a write load through SELF a test's own setTimeout was
+ * seen never to fire (so poll with pauseMs 0: each round is an HTTP call), while without a load the
+ * objects' own timers (a send loop's backoff, a held-back commit) only fired while the test itself
+ * paused on a timer (so pause).
+ */
+export async function waitFor(what: string, check: () => Promise<boolean>, pauseMs = 0): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

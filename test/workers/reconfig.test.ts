@@ -1,24 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
-
-async function replicas(group: string): Promise<Record<string, any>> {
-  const r = await api("GET", `/v1/groups/${group}/replicas`, undefined, clientToken);
-  return Object.fromEntries(r.body.replicas.map((x: any) => [x.id, x]));
-}
-
-/**
- * Polls until check() holds, for up to 10 s. Each round is an HTTP call, not a timer: under the
- * write load below, a test's own setTimeout was seen never to fire in this pool.
- */
-async function waitFor(what: string, check: () => Promise<boolean>) {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as replicas, waitFor } from "./helpers.js";
 
 /** Writes in the background until stopped; every write must succeed. */
 function writeLoad(group: string) {
