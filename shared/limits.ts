@@ -24,10 +24,14 @@ export const pendingSubmitsMax = 10_000;
 /** How long a submit waits for its outcome before answering 504 timeout (outcome unknown). */
 export const commandTimeoutMs = 10_000;
 /**
- * How long a commit-only message to a replica (one that did not produce the first output) waits
- * for entries to ride along with ("first" outputs only).
+ * How long the sequencer may hold a message to a replica back: a commit-only message (to a
+ * replica that did not produce the first output) waiting for entries to ride along with, or new
+ * entries waiting for another voter's ack so they go out with their commit (see
+ * SequencerDriver.holdBack).
  */
-export const commitNotifyDelayMs = 2;
+export const holdMessageMs = 2;
+/** Entries are held for another voter's ack only while this many commands await their outcome. */
+export const holdWhenWaitingMin = 4;
 /** How long one append RPC to a replica may take before it counts as a missed contact. */
 export const replicaRpcTimeoutMs = 3_000;
 /** Retry pause after a failed append, doubled per consecutive miss, capped. */
@@ -57,6 +61,13 @@ export const sessionRequestsMax = 1_024;
  * this many: one scan per 64 commands instead of one per command.
  */
 export const sessionEvictBatch = 64;
+/**
+ * A replica keeps the rows its applied entries wrote in memory and saves them to storage once
+ * this many entries or rows are unsaved (the log makes them durable meanwhile): a restart
+ * re-applies at most this many entries. Must stay well below logRetentionEntries.
+ */
+export const stateSaveEntriesMax = 512;
+export const stateSaveRowsMax = 4_096;
 /** Checkpoints each replica keeps. */
 export const checkpointsKeptMax = 64;
 /** Audit reports each group keeps. */

@@ -11,6 +11,8 @@ const rowsPerInsert = 12;
 /** Keys per IN (...) list and rows per two-column upsert: under D1/DO's 100 bound parameters. */
 const keysPerStatement = 96;
 const rowsPerUpsert = 48;
+/** Rows per query while a state transfer pages through the frozen copy. */
+const snapshotRowsPerQuery = 256;
 
 export function tableExists(sql: Sql, name: string): boolean {
   return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).toArray().length > 0;
@@ -199,17 +201,27 @@ export class SqlReplicaStorage implements ReplicaStorage {
     this.sql.exec("CREATE TABLE snapshot (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
     this.sql.exec("INSERT INTO snapshot (k, v) SELECT k, v FROM state");
   }
+  /**
+   * Rows of the frozen copy after `after`, up to about maxBytes. Read in bounded queries, each
+   * consumed to its end: a cursor left open (a loop that breaks early) keeps the table locked,
+   * and the DROP at the end of the transfer then fails with SQLITE_LOCKED, leaving the copy behind.
+   */
   snapshotPage(after: string | null, maxBytes: number): [string, string][] {
-    const cursor =
-      after === null
-        ? this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot ORDER BY k")
-        : this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot WHERE k > ? ORDER BY k", after);
     const out: [string, string][] = [];
     let bytes = 0;
-    for (const r of cursor) {
-      out.push([r.k, r.v]);
-      bytes += r.k.length + r.v.length;
-      if (bytes >= maxBytes) break;
+    let from = after;
+    while (bytes < maxBytes) {
+      const rows = (
+        from === null
+          ? this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot ORDER BY k LIMIT ?", snapshotRowsPerQuery)
+          : this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot WHERE k > ? ORDER BY k LIMIT ?", from, snapshotRowsPerQuery)
+      ).toArray();
+      for (const r of rows) {
+        out.push([r.k, r.v]);
+        bytes += r.k.length + r.v.length;
+      }
+      if (rows.length < snapshotRowsPerQuery) break;
+      from = rows[rows.length - 1]!.k;
     }
     return out;
   }

@@ -11,12 +11,13 @@ import {
   replicaRetryBaseMs,
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
-  commitNotifyDelayMs,
+  holdMessageMs,
+  holdWhenWaitingMin,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
 import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
-import { type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
+import { type HoldReason, type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
 import { configAfter, majority, membersOf, nextReplicaNo } from "./types.js";
 
@@ -219,12 +220,13 @@ export class SequencerDriver {
       let advancedCommit = false;
       while (!this.stopped) {
         this.flush();
-        const msg = this.core.nextAppend(id, () => this.deferCommit(id, advancedCommit));
+        const msg = this.core.nextAppend(id, (why) => this.holdBack(id, why, advancedCommit));
         if (!msg) {
+          if (!this.core.replicaIds().includes(id)) this.heldSinceMs.delete(id);
           if (this.core.transferCandidates().includes(id)) void this.repair(id);
           return;
         }
-        this.commitDeferredSinceMs.delete(id);
+        this.heldSinceMs.delete(id);
         let resp;
         try {
           resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
@@ -254,29 +256,34 @@ export class SequencerDriver {
     }
   }
 
-  /** Replicas whose commit-only message is being held back, since when. */
-  private readonly commitDeferredSinceMs = new Map<string, number>();
-  private commitTimerArmed = false;
+  /** Replicas whose next message is being held back, since when. */
+  private readonly heldSinceMs = new Map<string, number>();
+  private holdTimerArmed = false;
 
   /**
-   * Whether a message that would carry only a new commitSeq should wait (asked by nextAppend
-   * only for such a message). With "first" outputs one
-   * prompt output answers the client, so only the replica whose own answer advanced the commit is
-   * told at once; the others learn it with their next entries, which under load follow within a
-   * millisecond or two, and that saves most commit-only messages. If none come within
-   * commitNotifyDelayMs a timer kicks the loops and the message goes alone. (A timer callback, not
-   * an awaited sleep: see the backoff above.) "majority" outputs need every vote: no waiting.
+   * Whether a message may wait (nextAppend asks; at most holdMessageMs, then a timer kicks the
+   * loops and it goes). Two kinds:
+   * - commit-only, "first" outputs: one prompt output answers the client, so only the replica
+   *   whose own answer advanced the commit is told at once; the others learn it with their next
+   *   entries, which under load follow within a millisecond or two. "majority" outputs need
+   *   every vote: no waiting.
+   * - new entries another voter has in flight, under load only (holdWhenWaitingMin commands
+   *   waiting): once that ack is in, the message carries the commit of those entries and this
+   *   replica answers with their outputs at once, instead of an append now and a commit-only
+   *   message later. A lone client never waits.
+   * (A timer callback, not an awaited sleep: see the backoff above.)
    */
-  private deferCommit(id: string, advancedCommit: boolean): boolean {
-    if (advancedCommit || this.core.config.outputs !== "first") return false;
+  private holdBack(id: string, why: HoldReason, advancedCommit: boolean): boolean {
+    if (why === "commit-only" && (advancedCommit || this.core.config.outputs !== "first")) return false;
+    if (why === "in-flight-elsewhere" && this.waitingPending.size + this.waitingSeq.size < holdWhenWaitingMin) return false;
     const now = this.io.nowMs();
-    const since = this.commitDeferredSinceMs.get(id);
-    if (since === undefined) this.commitDeferredSinceMs.set(id, now);
-    else if (now - since >= commitNotifyDelayMs) return false;
-    if (!this.commitTimerArmed) {
-      this.commitTimerArmed = true;
-      this.io.setTimer(commitNotifyDelayMs, () => {
-        this.commitTimerArmed = false;
+    const since = this.heldSinceMs.get(id);
+    if (since === undefined) this.heldSinceMs.set(id, now);
+    else if (now - since >= holdMessageMs) return false;
+    if (!this.holdTimerArmed) {
+      this.holdTimerArmed = true;
+      this.io.setTimer(holdMessageMs, () => {
+        this.holdTimerArmed = false;
         this.kickAll();
       });
     }

@@ -1,4 +1,12 @@
-import { appendEntriesMax, checkpointsKeptMax, compactionSlackEntries, logRetentionEntries, scrubPageRows } from "../limits.js";
+import {
+  appendEntriesMax,
+  checkpointsKeptMax,
+  compactionSlackEntries,
+  logRetentionEntries,
+  scrubPageRows,
+  stateSaveEntriesMax,
+  stateSaveRowsMax,
+} from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
@@ -36,6 +44,13 @@ export interface ReplicaMeta {
   baseEpoch: number;
   /** A state transfer being installed: persisted, so a restart midway still knows its rows are partial. */
   installing?: (SnapshotInfo & { transferId: string }) | null;
+  /**
+   * The stored state rows are the state after entry stateSeq (digest stateDigest); the entries
+   * after it, up to appliedSeq, are applied in memory and re-applied from the log after a restart.
+   * Metas written before this existed lack both: everything applied was stored.
+   */
+  stateSeq?: number;
+  stateDigest?: string;
 }
 
 /**
@@ -83,6 +98,8 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     baseSeq: 0,
     baseHash: zeroHash,
     baseEpoch: 0,
+    stateSeq: 0,
+    stateDigest: zeroHash,
   };
 }
 
@@ -121,10 +138,58 @@ export class ReplicaCore {
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {
     // Metas written before compaction existed lack the base fields: an uncompacted log.
-    this.meta = { ...meta, baseSeq: meta.baseSeq ?? 0, baseHash: meta.baseHash ?? zeroHash, baseEpoch: meta.baseEpoch ?? 0 };
+    this.meta = {
+      ...meta,
+      baseSeq: meta.baseSeq ?? 0,
+      baseHash: meta.baseHash ?? zeroHash,
+      baseEpoch: meta.baseEpoch ?? 0,
+      stateSeq: meta.stateSeq ?? meta.appliedSeq,
+      stateDigest: meta.stateDigest ?? meta.digest,
+    };
     this.installing = meta.installing ?? null;
-    this.state = new DigestedState(storage.rows, meta.digest);
     this.machine = machineFor(meta.machine);
+    this.state = this.loadState();
+  }
+
+  /**
+   * The state as of appliedSeq: the stored rows (as of stateSeq) plus the entries after them
+   * re-applied from the log. Applying is deterministic, so this must land on the recorded digest;
+   * if it does not, the stored rows or the log are damaged and the replica quarantines itself
+   * (the audit rebuilds it from a healthy one).
+   */
+  private loadState(): DigestedState {
+    const m = this.meta;
+    const state = new DigestedState(this.storage.rows, m.stateDigest);
+    const stateSeq = m.stateSeq ?? m.appliedSeq;
+    if (this.installing || stateSeq >= m.appliedSeq) return state;
+    const entries = this.storage.readEntries(stateSeq + 1, m.appliedSeq);
+    const complete = entries.length === m.appliedSeq - stateSeq;
+    if (complete) {
+      prefetchFor(state, this.machine, entries);
+      for (const e of entries) applyEntry(state, this.machine, e);
+      state.endStep();
+    }
+    if (!complete || state.digest !== m.digest) {
+      const next = { ...m, quarantined: true };
+      this.storage.saveMeta(next);
+      this.meta = next;
+    }
+    return state;
+  }
+
+  /**
+   * Stores the rows applied entries wrote now (a scrub and a snapshot read the stored rows; the
+   * simulator stores them before it corrupts one, so the corruption is not simply overwritten).
+   */
+  saveState(): void {
+    const m = this.meta;
+    if (m.stateSeq === m.appliedSeq && this.state.unsavedRows === 0) return;
+    this.storage.transaction(() => {
+      this.state.save();
+      const next = { ...m, stateSeq: m.appliedSeq, stateDigest: this.state.digest };
+      this.storage.saveMeta(next);
+      this.meta = next;
+    });
   }
 
   get id(): string {
@@ -179,8 +244,8 @@ export class ReplicaCore {
       return resp;
     } catch (err) {
       // The transaction rolled back; drop in-memory state that may have moved with it.
-      this.state = new DigestedState(this.storage.rows, this.meta.digest);
       this.unapplied.clear();
+      this.state = this.loadState();
       throw err;
     }
   }
@@ -242,11 +307,23 @@ export class ReplicaCore {
         }
       }
     }
-    this.state.flushWrites();
     next.digest = this.state.digest;
     // Compaction: keep logRetentionEntries applied entries, drop older ones in slack-sized steps.
-    if (next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack) {
-      const base = next.appliedSeq - this.retention.entries;
+    const compactTo =
+      next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack ? next.appliedSeq - this.retention.entries : null;
+    // The rows reach storage every few hundred entries, and always before the log they were
+    // written by is compacted away (a restart re-applies the entries after stateSeq).
+    if (
+      this.state.unsavedRows >= stateSaveRowsMax ||
+      next.appliedSeq - next.stateSeq! >= stateSaveEntriesMax ||
+      (compactTo !== null && compactTo > next.stateSeq!)
+    ) {
+      this.state.save();
+      next.stateSeq = next.appliedSeq;
+      next.stateDigest = next.digest;
+    }
+    if (compactTo !== null) {
+      const base = compactTo;
       const at = fresh.get(base) ?? this.storage.readEntries(base, base)[0];
       assert(at !== undefined, `compaction base ${base} missing from the log`);
       next.baseHash = at.hash;
@@ -256,7 +333,9 @@ export class ReplicaCore {
     }
     this.storage.saveMeta(next);
     this.meta = next;
-    return { ok: true, outputs, ...this.position() };
+    // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
+    // still stores and acks the log, but its outputs must not answer anyone.
+    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position() };
   }
 
   /**
@@ -310,6 +389,7 @@ export class ReplicaCore {
   /** Source side: freeze the state at appliedSeq; pages are served from the frozen copy while writes go on. */
   beginSnapshot(): SnapshotInfo {
     assert(!this.installing, "a replica being rebuilt cannot be a transfer source");
+    this.saveState();
     this.storage.snapshotRows();
     const m = this.meta;
     const at = m.appliedSeq > m.baseSeq ? this.storage.readEntries(m.appliedSeq, m.appliedSeq)[0] : undefined;
@@ -375,6 +455,8 @@ export class ReplicaCore {
       baseEpoch: info.entryEpoch,
       quarantined: false,
       installing: null,
+      stateSeq: info.seq,
+      stateDigest: info.digest,
     };
     this.storage.saveMeta(next);
     this.meta = next;
@@ -392,6 +474,7 @@ export class ReplicaCore {
       const empty = { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
       return { ...this.position(), quarantined: true, rebuilding: true, checkpoints: [], scrub: empty };
     }
+    this.saveState();
     const scrubbed = recomputeDigest(this.storage.rows, scrubPageRows);
     return {
       ...this.position(),

@@ -69,6 +69,9 @@ export interface Decision {
   outcome: AppliedOutput | null;
 }
 
+/** Why nextAppend asks the driver whether it may hold a message back (see nextAppend). */
+export type HoldReason = "commit-only" | "in-flight-elsewhere";
+
 export interface StepResult {
   commitAdvanced: boolean;
   decided: Decision[];
@@ -340,10 +343,14 @@ export class SequencerCore {
 
   /**
    * The next message for one replica, or null if it has nothing to learn (or one is in flight).
-   * deferCommit: asked only about a message that would carry nothing but a new commitSeq; true
-   * holds it back (the driver decides: see SequencerDriver.deferCommit).
+   * hold: asked about a message the driver may hold back for a moment (true holds it; the driver
+   * bounds the wait, see SequencerDriver.holdBack): one that would carry nothing but a new
+   * commitSeq ("commit-only"), or new entries that another voter has in flight already while
+   * this replica's own ack would commit nothing ("in-flight-elsewhere": sent once that ack is
+   * in, the message carries the commit of those entries, and the replica answers with their
+   * outputs at once).
    */
-  nextAppend(id: string, deferCommit?: () => boolean): AppendRequest | null {
+  nextAppend(id: string, hold?: (why: HoldReason) => boolean): AppendRequest | null {
     const p = this.progress.get(id);
     if (!p) return null; // removed from the group
     if (p.inflightToSeq !== null || this.fenced || p.repairing) return null;
@@ -351,13 +358,49 @@ export class SequencerCore {
     if (p.needsTransfer) return null; // only a state transfer helps it now
     const hasEntries = p.nextSeq <= this.lastSeq;
     if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
-    if (!hasEntries && p.lastContactMs !== null && deferCommit?.()) return null;
+    if (!hasEntries && p.lastContactMs !== null && hold?.("commit-only")) return null;
     const toSeq = Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1);
+    if (hasEntries && hold && p.lastContactMs !== null && this.inFlightElsewhere(p) && this.commitWithAck(p, toSeq) <= this.meta.commitSeq) {
+      if (hold("in-flight-elsewhere")) return null;
+    }
     const entries = hasEntries ? this.readEntries(p.nextSeq, toSeq) : [];
     const prevSeq = p.nextSeq - 1;
     p.inflightToSeq = prevSeq + entries.length;
-    p.inflightCommitSeq = this.meta.commitSeq;
-    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq: this.meta.commitSeq };
+    p.inflightCommitSeq = this.commitWithAck(p, p.inflightToSeq);
+    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq: p.inflightCommitSeq };
+  }
+
+  /** Another reachable voter has an append in flight that carries p's next entry. */
+  private inFlightElsewhere(p: Progress): boolean {
+    if (!p.voter || p.quarantined) return false;
+    return this.voters().some((v) => v !== p && v.misses === 0 && v.inflightToSeq !== null && v.inflightToSeq >= p.nextSeq);
+  }
+
+  /**
+   * The commitSeq that holds once p has stored the log up to toSeq: the quorum-th highest
+   * matchSeq among the voters, counting p at toSeq, under the same current-epoch rule as
+   * advanceCommit. A message carries it as its commitSeq, so the replica whose ack completes a
+   * quorum applies those entries in the same step (one transaction) in which it stores them, and
+   * its answer carries their outputs: no second message for them. Safe because by the time that
+   * step commits, a quorum has stored the entries, which is what makes an entry committed; the
+   * sequencer takes the commit when the ack arrives even if the voters changed meanwhile
+   * (onAppendResponse).
+   */
+  private commitWithAck(p: Progress, toSeq: number): number {
+    const commit = this.meta.commitSeq;
+    if (!p.voter || p.quarantined || toSeq <= commit) return commit;
+    const candidate = this.quorumMatch(p, toSeq);
+    if (candidate === null || candidate <= commit) return commit;
+    return this.readEntries(candidate, candidate)[0]?.epoch === this.meta.epoch ? candidate : commit;
+  }
+
+  /** The quorum-th highest matchSeq among the voters (with `ack` counted at toSeq), or null. */
+  private quorumMatch(ack: Progress | null, toSeq: number): number | null {
+    const need = this.quorum();
+    const matched = this.voters()
+      .map((v) => (v === ack ? Math.max(v.matchSeq, toSeq) : v.matchSeq))
+      .sort((a, b) => b - a);
+    return matched.length < need ? null : matched[need - 1]!;
   }
 
   onAppendFailure(id: string): void {
@@ -403,20 +446,20 @@ export class SequencerCore {
     p.matchSeq = Math.max(p.matchSeq, sentTo);
     p.nextSeq = p.matchSeq + 1;
     p.heardCommitSeq = Math.max(p.heardCommitSeq, p.inflightCommitSeq);
-    result.commitAdvanced = this.advanceCommit();
+    result.commitAdvanced = this.advanceCommit(p.inflightCommitSeq);
     if (!p.quarantined && p.voter) this.collectOutputs(p, resp.outputs, result);
     // A joining replica that has caught up gets its vote (by a promote entry).
     if (!p.voter && p.matchSeq >= p.joinSeq && this.lastSeq - p.matchSeq < appendEntriesMax) result.promote = p.id;
     return result;
   }
 
-  private advanceCommit(): boolean {
-    const need = this.quorum();
-    const matched = this.voters()
-      .map((v) => v.matchSeq)
-      .sort((a, b) => b - a);
-    if (matched.length < need) return false;
-    const candidate = matched[need - 1]!;
+  /**
+   * applied: a commitSeq a replica just applied up to (what its message carried, see
+   * commitWithAck): committed even if a voter was quarantined or removed since it was sent.
+   */
+  private advanceCommit(applied = 0): boolean {
+    const counted = this.quorumMatch(null, 0);
+    const candidate = Math.max(counted ?? 0, Math.min(applied, this.lastSeq));
     if (candidate <= this.meta.commitSeq) return false;
     // Raft's rule: only an entry of the current epoch is committed by counting replicas; earlier
     // epochs' entries commit with it. (Counting an old entry could commit one a later recovery drops.)

@@ -2,7 +2,7 @@ import { sessionEvictBatch, sessionRequestsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { commandHash } from "./entry.js";
-import { bytesToHex, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
+import { bytesToHex, compareCodePoints, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
 import type { AppliedOutput, Entry } from "./types.js";
 
 // The replicated state is one ordered table of rows. Key spaces:
@@ -36,50 +36,71 @@ export class DigestedState {
   }
 
   /**
-   * Rows read or written during the current step: a machine's get-then-put reads each row once,
-   * not again for the digest's old value. Cleared by endStep(), so it never outlives a step (or
-   * hides a row changed behind the digest from a later read).
+   * Rows read during the current step: a machine's get-then-put reads each row once, not again
+   * for the digest's old value. Cleared by endStep(), so a read never outlives its step.
    */
   private readonly known = new Map<string, string | null>();
   /**
-   * Writes of the current step not yet in the store (null: a delete). They go out in a few
-   * multi-row statements at flushWrites(), which the step calls inside its transaction.
+   * Writes not in the store yet (null: a delete), kept across steps: the log is what makes an
+   * applied entry durable, and a replica saves these rows in one go every few hundred entries
+   * (ReplicaCore decides), so a row written by many entries reaches storage once and the rows of
+   * one save share their pages. Reads see them first.
    */
-  private readonly dirty = new Map<string, string | null>();
+  private readonly unsaved = new Map<string, string | null>();
 
   endStep(): void {
-    assert(this.dirty.size === 0, "a step ended with unwritten rows");
     this.known.clear();
   }
 
-  /** Reads the rows among keys that this step has not seen yet, in one go. */
+  /** Rows written since the last save. */
+  get unsavedRows(): number {
+    return this.unsaved.size;
+  }
+
+  /** Reads the rows among keys that are neither unsaved nor read this step, in one go. */
   prefetch(keys: string[]): void {
-    const unknown = keys.filter((k) => !this.known.has(k));
+    const unknown = keys.filter((k) => !this.known.has(k) && !this.unsaved.has(k));
     if (unknown.length === 0) return;
     const found = this.rows.getMany(unknown);
     for (const k of unknown) this.known.set(k, found.get(k) ?? null);
   }
 
-  /** Writes this step's changed rows to the store (inside the step's transaction). */
-  flushWrites(): void {
-    if (this.dirty.size === 0) return;
+  /** Writes every unsaved row to the store (the caller records the seq and digest they are at). */
+  save(): void {
+    if (this.unsaved.size === 0) return;
     const puts: [string, string][] = [];
     const deletes: string[] = [];
-    for (const [k, v] of this.dirty) {
+    for (const [k, v] of this.unsaved) {
       if (v === null) deletes.push(k);
       else puts.push([k, v]);
     }
-    this.dirty.clear();
+    this.unsaved.clear();
+    this.known.clear(); // it may hold a saved row's older value
     this.rows.writeMany(puts, deletes);
   }
 
-  /** A scan reads the store itself, so this step's writes go there first. */
+  /**
+   * The store's rows merged with the unsaved ones. Fetching `limit` plus the number of unsaved
+   * rows in range from the store is enough: at most that many of them are overridden or deleted.
+   */
   scan(prefix: string, after: string | null, limit: number): [string, string][] {
-    this.flushWrites();
-    return this.rows.scan(prefix, after, limit);
+    const mine: [string, string | null][] = [];
+    for (const [k, v] of this.unsaved) {
+      if (k.startsWith(prefix) && (after === null || compareCodePoints(k, after) > 0)) mine.push([k, v]);
+    }
+    const stored = this.rows.scan(prefix, after, limit + mine.length);
+    if (mine.length === 0) return stored;
+    const merged = new Map<string, string | null>(stored);
+    for (const [k, v] of mine) merged.set(k, v);
+    const out: [string, string][] = [];
+    for (const [k, v] of merged) if (v !== null) out.push([k, v]);
+    out.sort((a, b) => compareCodePoints(a[0], b[0]));
+    return out.slice(0, limit);
   }
 
   getRaw(key: string): string | null {
+    const unsaved = this.unsaved.get(key);
+    if (unsaved !== undefined) return unsaved;
     if (this.known.has(key)) return this.known.get(key)!;
     const v = this.rows.get(key);
     this.known.set(key, v);
@@ -91,16 +112,14 @@ export class DigestedState {
     if (old === value) return;
     if (old !== null) xorInto(this.digestBytes, rowHash(key, old));
     xorInto(this.digestBytes, rowHash(key, value));
-    this.dirty.set(key, value);
-    this.known.set(key, value);
+    this.unsaved.set(key, value);
   }
 
   deleteRaw(key: string): boolean {
     const old = this.getRaw(key);
     if (old === null) return false;
     xorInto(this.digestBytes, rowHash(key, old));
-    this.dirty.set(key, null);
-    this.known.set(key, null);
+    this.unsaved.set(key, null);
     return true;
   }
 

@@ -137,6 +137,9 @@ export class SimReplica {
 
   /** Changes one machine row behind the digest, as disk corruption would. */
   corrupt(): boolean {
+    // Rows written by recent entries may not be stored yet; store them, or the next save would
+    // overwrite the corruption (harmless, but then there would be nothing for the audit to find).
+    this.driver.core?.saveState();
     const rows = this.storage.rows.scan("m/", null, 1_000);
     if (rows.length === 0) return false;
     const [key] = this.world.rng.pick(rows);

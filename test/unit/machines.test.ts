@@ -76,9 +76,9 @@ describe("digest", () => {
     one.state.machineView().delete("b");
     for (const [k, val] of [...ops].reverse().filter(([k]) => k !== "b")) two.state.machineView().put(k, val);
     two.state.machineView().put("a", 3);
-    // Writes reach the store when the step flushes them (a replica does so inside its transaction).
+    // Writes reach the store when they are saved (a replica does so every few hundred entries, in a step's transaction).
     expect(one.rows.size).toBe(0);
-    one.state.flushWrites();
+    one.state.save();
     expect(one.state.digest).toBe(recomputeDigest(one.rows, 2).digest);
     expect(one.state.digest).toBe(two.state.digest);
     one.state.machineView().put("a", 4);
@@ -133,7 +133,7 @@ describe("sessions (exactly-once in the replicated state)", () => {
     const batch = Array.from({ length: 20 }, (_, i) => entry(i + 1, `c${i % 4}`, i + 1, { op: "put", key: `k${i % 7}`, value: i }));
     prefetchFor(state, kv, batch);
     const outputs = batch.map((e) => applyEntry(state, kv, e));
-    state.flushWrites();
+    state.save();
     state.endStep();
     expect(calls).toEqual({ get: 0, getMany: 1, writeMany: 1 });
     expect(outputs.every((o) => o.status === "ok")).toBe(true);
@@ -141,7 +141,7 @@ describe("sessions (exactly-once in the replicated state)", () => {
     const plain = fresh();
     for (const e of batch) {
       applyEntry(plain.state, kv, e);
-      plain.state.flushWrites();
+      plain.state.save();
       plain.state.endStep();
     }
     expect(rows.scan("", null, 1000)).toEqual(plain.rows.scan("", null, 1000));
@@ -152,7 +152,7 @@ describe("sessions (exactly-once in the replicated state)", () => {
   it("bounds the session table per client and expires evicted request ids", async () => {
     const { sessionRequestsMax, sessionEvictBatch } = await import("../../shared/limits.js");
     const { state, rows } = fresh();
-    const sessions = () => (state.flushWrites(), rows.scan("s/", null, 10_000).length);
+    const sessions = () => (state.save(), rows.scan("s/", null, 10_000).length);
     // Up to max + batch - 1 rows are kept; the next request evicts the lowest ids down to max.
     for (let r = 1; r < sessionRequestsMax + sessionEvictBatch; r++) applyEntry(state, kv, entry(r, "c", r, { op: "get", key: "k" }));
     expect(sessions()).toBe(sessionRequestsMax + sessionEvictBatch - 1);
@@ -161,7 +161,7 @@ describe("sessions (exactly-once in the replicated state)", () => {
     expect(applyEntry(state, kv, entry(9998, "c", sessionEvictBatch, { op: "get", key: "k" })).status).toBe("expired");
     expect(applyEntry(state, kv, entry(9997, "c", sessionEvictBatch + 1, { op: "get", key: "k" })).status).toBe("duplicate");
     expect(applyEntry(state, kv, entry(9999, "c", 1, { op: "get", key: "k" })).status).toBe("expired");
-    state.flushWrites();
+    state.save();
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
   });
 });

@@ -31,6 +31,56 @@ describe("write path", () => {
     }
   });
 
+  it("the replica whose ack completes a quorum applies in that same step and answers with the output", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, put("x", 1));
+    c.sequencer.flush("t");
+    const toR1 = c.sequencer.nextAppend("r1")!;
+    expect(toR1.commitSeq).toBe(0); // r1's ack alone is no quorum
+    c.deliver("r1", toR1);
+    expect(c.sequencer.commitSeq).toBe(0);
+    const toR2 = c.sequencer.nextAppend("r2")!;
+    expect(toR2.entries.map((e) => e.seq)).toEqual([1]);
+    expect(toR2.commitSeq).toBe(1); // r1 holds it; with r2 that is a quorum
+    const resp = c.deliver("r2", toR2)!;
+    expect(resp.ok && resp.outputs).toEqual([{ seq: 1, status: "ok", originalSeq: 1, output: { previous: null } }]);
+    expect(c.sequencer.commitSeq).toBe(1);
+    expect(c.outcome(1)?.output).toEqual({ previous: null });
+    expect(c.replicas.get("r2")!.appliedSeq).toBe(1);
+    expect(c.replicas.get("r1")!.appliedSeq).toBe(0); // learns the commit later
+  });
+
+  it("takes the commit a replica applied when its ack arrives, even if a voter it counted was quarantined since", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, put("x", 1));
+    c.sequencer.flush("t");
+    c.deliver("r1", c.sequencer.nextAppend("r1")!);
+    const toR2 = c.sequencer.nextAppend("r2")!;
+    expect(toR2.commitSeq).toBe(1);
+    c.sequencer.setQuarantined("r1", true);
+    c.deliver("r2", toR2);
+    expect(c.replicas.get("r2")!.appliedSeq).toBe(1);
+    expect(c.sequencer.commitSeq).toBe(1);
+  });
+
+  it("asks to hold new entries back while another voter has them in flight, and only then", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, put("x", 1));
+    c.settle(); // every replica has been heard from
+    c.submit("a", 2, put("y", 2));
+    c.sequencer.flush("t");
+    const asked: string[] = [];
+    const toR1 = c.sequencer.nextAppend("r1", (why) => (asked.push(why), true))!;
+    expect(toR1.entries.map((e) => e.seq)).toEqual([2]); // nobody else has it: not held
+    expect(asked).toEqual([]);
+    expect(c.sequencer.nextAppend("r2", (why) => (asked.push(why), true))).toBeNull();
+    expect(asked).toEqual(["in-flight-elsewhere"]);
+    // The driver may refuse to hold (no load, or held long enough): it goes, without the commit.
+    const toR2 = c.sequencer.nextAppend("r2", () => false)!;
+    expect(toR2.entries.map((e) => e.seq)).toEqual([2]);
+    expect(toR2.commitSeq).toBe(1);
+  });
+
   it("commits with one replica of three down, and not with two down", () => {
     const c = Cluster.of("kv");
     c.down.add("r3");
@@ -166,7 +216,8 @@ describe("output voting", () => {
     const c = Cluster.of("kv", 3, "majority");
     c.submit("a", 1, put("x", 1));
     c.settle();
-    // Corrupt r3's state behind its back: its next output differs.
+    // Corrupt r3's stored state behind its back (once its rows are stored): its next output differs.
+    c.replicas.get("r3")!.saveState();
     c.replicaStores.get("r3")!.rows.put("m/x", JSON.stringify(999));
     c.submit("a", 2, { op: "get", key: "x" });
     c.settle();
@@ -205,6 +256,7 @@ describe("checkpoints and audits", () => {
     const c = Cluster.of("kv");
     for (let r = 1; r <= 4; r++) c.submit("a", r, put(`k${r}`, r));
     c.settle();
+    c.replicas.get("r2")!.saveState();
     c.replicaStores.get("r2")!.rows.put("m/k1", "12345");
     const infos = new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const));
     const { report, diverged } = decideAudit("g", "t", 3, infos);

@@ -188,8 +188,11 @@ describe("output voting", () => {
     await createGroup("vote", { machine: "kv", outputs: "majority" });
     await command("vote", { op: "put", key: "x", value: "right" });
     await query("vote", { op: "get", key: "x" });
+    // Replicas store applied rows in batches; an audit stores them (its scrub reads storage).
+    expect((await api("POST", "/v1/groups/vote/audit")).body.verdict).toBe("consistent");
     await runInDurableObject(replica("vote", "r3"), (_inst: ReplicaObject, state) => {
-      state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify("wrong"), "m/x");
+      const n = state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify("wrong"), "m/x").rowsWritten;
+      expect(n).toBe(1);
     });
     const r = await command("vote", { op: "get", key: "x" });
     expect(r.body.output).toEqual({ value: "right" });

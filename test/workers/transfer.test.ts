@@ -35,5 +35,12 @@ describe("state transfer inside workerd", () => {
     expect(JSON.parse(rows.rot)).toEqual({ j: 777, pad: "x".repeat(30) });
     const after = (await api("POST", "/v1/groups/big-state/audit")).body;
     expect(after.verdict).toBe("consistent");
+    // The source dropped its frozen copy when the transfer ended (no table left locked by a cursor).
+    for (const id of ["r1", "r3"]) {
+      const left = await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName(`big-state/${id}`)), (_i: ReplicaObject, state) =>
+        state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'snapshot'").toArray().length,
+      );
+      expect(left).toBe(0);
+    }
   }, 180_000);
 });

@@ -1,0 +1,103 @@
+import { describe, expect, it } from "vitest";
+import { stateSaveEntriesMax } from "../../shared/limits.js";
+import { MemoryRowStore } from "../../shared/protocol/memory.js";
+import { DigestedState, recomputeDigest } from "../../shared/protocol/state.js";
+import { Cluster } from "../support/cluster.js";
+
+const put = (key: string, value: unknown) => ({ op: "put", key, value });
+
+/** Commands 1..n of client "a", each a put of its own key, applied by every replica. */
+function applied(n: number): Cluster {
+  const c = Cluster.of("kv", 3, "first", 1_000_000);
+  for (let r = 1; r <= n; r++) {
+    c.submit("a", r, put(`k${r}`, r));
+    if (r % 100 === 0) c.settle();
+  }
+  c.settle();
+  return c;
+}
+
+describe("applied rows are stored in batches; the log covers the rest", () => {
+  it("keeps a few entries' rows in memory, stores them once stateSaveEntriesMax are unsaved", () => {
+    const c = applied(10);
+    const store = c.replicaStores.get("r1")!;
+    expect(store.rows.get("m/k1")).toBeNull(); // applied, answered, not stored yet
+    expect(store.meta!.appliedSeq).toBe(10);
+    expect(store.meta!.stateSeq).toBe(0);
+    // Reads see the unsaved rows.
+    expect(c.replicas.get("r1")!.query({ op: "get", key: "k10" })).toEqual({ value: 10 });
+
+    const more = applied(stateSaveEntriesMax + 5);
+    const m = more.replicaStores.get("r1")!.meta!;
+    expect(m.stateSeq).toBeGreaterThanOrEqual(stateSaveEntriesMax);
+    expect(more.replicaStores.get("r1")!.rows.get("m/k1")).toBe("1");
+    expect(m.appliedSeq - m.stateSeq!).toBeLessThan(stateSaveEntriesMax);
+  });
+
+  it("a restart re-applies the entries after the stored state from the log and lands on the same digest", () => {
+    const c = applied(stateSaveEntriesMax + 125);
+    const before = c.replicas.get("r2")!.position();
+    const meta = c.replicaStores.get("r2")!.meta!;
+    expect(meta.stateSeq).toBeLessThan(meta.appliedSeq); // something to re-apply
+    c.restartReplica("r2");
+    const r2 = c.replicas.get("r2")!;
+    expect(r2.position()).toEqual(before);
+    expect(r2.quarantined).toBe(false);
+    expect(r2.query({ op: "get", key: `k${stateSaveEntriesMax + 125}` })).toEqual({ value: stateSaveEntriesMax + 125 });
+    // It goes on applying where it was, and its stored rows (after an audit stores them) match its digest.
+    c.submit("a", stateSaveEntriesMax + 126, put("after", 1));
+    c.settle();
+    const info = r2.auditInfo();
+    expect(info.scrub.actualDigest).toBe(info.scrub.recordedDigest);
+    expect(info.digest).toBe(c.replicas.get("r1")!.position().digest);
+  });
+
+  it("a replica whose log no longer re-applies to its recorded digest quarantines itself and withholds its outputs", () => {
+    const c = applied(20);
+    const store = c.replicaStores.get("r3")!;
+    const e = store.log.get(7)!;
+    store.log.set(7, { ...e, command: put("k7", "tampered") });
+    c.restartReplica("r3");
+    expect(c.replicas.get("r3")!.quarantined).toBe(true);
+    // It still stores and applies the log, but its outputs answer nobody.
+    c.submit("a", 21, put("k21", 21));
+    c.sequencer.flush("t");
+    c.deliver("r1", c.sequencer.nextAppend("r1")!);
+    const toR3 = c.sequencer.nextAppend("r3")!;
+    expect(toR3.commitSeq).toBe(21);
+    const resp = c.deliver("r3", toR3)!;
+    expect(resp.ok && resp.appliedSeq).toBe(21);
+    expect(resp.ok && resp.outputs).toEqual([]);
+  });
+
+  it("an audit stores the rows first, so the scrub reads what the replica has applied", () => {
+    const c = applied(12);
+    const info = c.replicas.get("r1")!.auditInfo();
+    expect(info.scrub.rows).toBeGreaterThan(12);
+    expect(info.scrub.actualDigest).toBe(info.scrub.recordedDigest);
+    expect(c.replicaStores.get("r1")!.meta!.stateSeq).toBe(12);
+  });
+});
+
+describe("scans over stored and unsaved rows", () => {
+  it("merge both in key order, with unsaved writes and deletes taking precedence", () => {
+    const rows = new MemoryRowStore();
+    for (const k of ["m/a", "m/b", "m/c", "m/d", "m/e"]) rows.put(k, `"${k}-stored"`);
+    const state = new DigestedState(rows, recomputeDigest(rows, 100).digest);
+    const view = state.machineView();
+    view.delete("b");
+    view.put("c", "new");
+    view.put("bb", "added");
+    view.delete("e");
+    expect(view.scan("", null, 3)).toEqual([
+      ["a", "m/a-stored"],
+      ["bb", "added"],
+      ["c", "new"],
+    ]);
+    expect(view.scan("", "c", 10)).toEqual([["d", "m/d-stored"]]);
+    expect(rows.get("m/b")).not.toBeNull(); // nothing stored until save()
+    state.save();
+    expect(view.scan("", null, 10).map(([k]) => k)).toEqual(["a", "bb", "c", "d"]);
+    expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
+  });
+});
