@@ -7,6 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, freemem, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
 import { root, startServer } from "../test/support/server.js";
+import { childPids, withCpu } from "./cpu.js";
 import { etcdBinary, startEtcd } from "./etcd.js";
 import { type LoadResult, runLoad } from "./load.js";
 
@@ -22,6 +23,8 @@ interface Run {
   ops: number;
   errors: number;
   seconds: number;
+  /** CPU the server processes spent per operation (workerd; the three etcd processes), Linux only. */
+  cpuUsPerOp: number | null;
 }
 
 const args = process.argv.slice(2);
@@ -40,11 +43,11 @@ const json = { "content-type": "application/json" };
 const runs: Run[] = [];
 
 function row(r: Run): string {
-  return [r.system.padEnd(8), String(r.replicas).padStart(3), String(r.clients).padStart(4), r.op.padEnd(17), String(r.opsPerSec).padStart(7), String(r.p50Ms).padStart(8), String(r.p99Ms).padStart(8), String(r.p999Ms).padStart(8), String(r.errors).padStart(6)].join(" ");
+  return [r.system.padEnd(8), String(r.replicas).padStart(3), String(r.clients).padStart(4), r.op.padEnd(17), String(r.opsPerSec).padStart(7), String(r.p50Ms).padStart(8), String(r.p99Ms).padStart(8), String(r.p999Ms).padStart(8), String(r.errors).padStart(6), String(r.cpuUsPerOp ?? "-").padStart(10)].join(" ");
 }
 
-function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult): void {
-  const run: Run = { system, replicas, clients, op, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds };
+function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }): void {
+  const run: Run = { system, replicas, clients, op, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp };
   runs.push(run);
   console.log(row(run));
 }
@@ -70,14 +73,16 @@ async function main() {
   const putBody = (c: number, i: number) => JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: value100 } });
   const putOk = (_s: number, body: string) => body.startsWith('{"seq"');
 
-  console.log(`\nsystem   rep clnt op                  ops/s   p50 ms   p99 ms p99.9 ms errors`);
+  // Miniflare starts workerd as a child of this process: its CPU time per operation is reported too.
+  const workerd = childPids("workerd");
+  console.log(`\nsystem   rep clnt op                  ops/s   p50 ms   p99 ms p99.9 ms errors cpu us/op`);
   const smrPut = async (replicas: number, clients: number) => {
     const g = await group(replicas);
-    record("smr", replicas, clients, "put", await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
+    record("smr", replicas, clients, "put", await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk })));
   };
   const baselinePut = async (clients: number) => {
     const g = `base-${++groupNo}`;
-    record("baseline", 1, clients, "put", await runLoad({ url: `${server.url}/v1/bench/baseline/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
+    record("baseline", 1, clients, "put", await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/bench/baseline/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk })));
   };
   const reads = async (clients: number) => {
     const g = await group(3);
@@ -88,7 +93,7 @@ async function main() {
     const bookmark = `b1.${status.epoch.toString(36)}.${status.commitSeq.toString(36)}`;
     for (const consistency of ["sequential", "linearizable"] as const) {
       const body = (c: number, i: number) => JSON.stringify({ query: { op: "get", key: `r${(c * 7919 + i) % keys}` }, consistency, bookmark });
-      record("smr", 3, clients, `get-${consistency}`, await runLoad({ url: `${server.url}/v1/groups/${g}/query`, clients, seconds, headers: clientHeaders, body, ok: (_s, b) => b.startsWith('{"result"') }));
+      record("smr", 3, clients, `get-${consistency}`, await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/query`, clients, seconds, headers: clientHeaders, body, ok: (_s, b) => b.startsWith('{"result"') })));
     }
   };
 
@@ -99,7 +104,7 @@ async function main() {
     try {
       const b64 = (s: string) => Buffer.from(s).toString("base64");
       const v = b64(value100);
-      record("etcd", 3, clients, "put", await runLoad({ url: (c) => `${etcd.clientUrls[c % 3]}/v3/kv/put`, clients, seconds, headers: json, body: (c, i) => JSON.stringify({ key: b64(`k-${c}-${i}`), value: v }), ok: (_s, b) => b.includes('"header"') }));
+      record("etcd", 3, clients, "put", await withCpu(etcd.pids, () => runLoad({ url: (c) => `${etcd.clientUrls[c % 3]}/v3/kv/put`, clients, seconds, headers: json, body: (c, i) => JSON.stringify({ key: b64(`k-${c}-${i}`), value: v }), ok: (_s, b) => b.includes('"header"') })));
     } finally {
       await etcd.stop();
     }
@@ -157,6 +162,10 @@ async function main() {
     const s = find("smr", 3, c);
     const b = find("baseline", 1, c);
     ratios[`smr3p99/baselinep99@${c}`] = s && b && b.p99Ms > 0 ? Math.round((s.p99Ms / b.p99Ms) * 100) / 100 : null;
+    // CPU per operation, baseline (or etcd) over smr: above 1 means smr spends less per write.
+    const cpu = (x?: Run, y?: Run) => (x?.cpuUsPerOp && y?.cpuUsPerOp ? Math.round((y.cpuUsPerOp / x.cpuUsPerOp) * 100) / 100 : null);
+    ratios[`cpu baseline/smr3@${c}`] = cpu(s, b);
+    ratios[`cpu etcd/smr3@${c}`] = cpu(s, find("etcd", 3, c));
   }
   console.log("\nratios:", JSON.stringify(ratios));
   mkdirSync(join(root, "bench"), { recursive: true });

@@ -14,6 +14,8 @@ export function etcdBinary(): string | null {
 
 export interface EtcdCluster {
   clientUrls: string[];
+  /** The three etcd processes (for their CPU time). */
+  pids: number[];
   version: string;
   stop(): Promise<void>;
 }
@@ -59,6 +61,7 @@ export async function startEtcd(bin: string, basePort = 23790): Promise<EtcdClus
   }
   return {
     clientUrls: names.map((_, i) => client(i)),
+    pids: procs.map((p) => p.pid!),
     version,
     stop: async () => {
       for (const p of procs) p.kill("SIGTERM");
