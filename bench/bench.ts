@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, freemem, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
 import { root, startServer } from "../test/support/server.js";
-import { childPids, withCpu } from "./cpu.js";
+import { childPids, withCpu, withCpuSamples } from "./cpu.js";
 import { etcdBinary, startEtcd } from "./etcd.js";
 import { type LoadResult, runLoad } from "./load.js";
 
@@ -110,7 +110,14 @@ async function main() {
     }
   };
 
-  let growth: { ops: number; firstTenthOpsPerSec: number; lastTenthOpsPerSec: number; ratio: number } | null = null;
+  let growth: {
+    ops: number;
+    firstTenthOpsPerSec: number;
+    lastTenthOpsPerSec: number;
+    ratio: number;
+    firstTenthCpuUsPerOp: number | null;
+    lastTenthCpuUsPerOp: number | null;
+  } | null = null;
   try {
     if (quick) {
       await smrPut(3, 32);
@@ -129,12 +136,29 @@ async function main() {
     if (growthOps > 0) {
       const g = await group(3);
       console.log(`\ngrowth: ${growthOps} puts on one 3-replica group, 128 clients ...`);
-      const r = await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 128, totalOps: growthOps, headers: clientHeaders, body: putBody, ok: putOk });
+      const { result: r, cpuBetween } = await withCpuSamples(workerd, () =>
+        runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 128, totalOps: growthOps, headers: clientHeaders, body: putBody, ok: putOk }),
+      );
       const tenth = r.seconds / 10;
       const first = Math.round(r.perTenth[0]! / tenth);
       const last = Math.round(r.perTenth[9]! / tenth);
-      growth = { ops: r.ops, firstTenthOpsPerSec: first, lastTenthOpsPerSec: last, ratio: Math.round((last / first) * 100) / 100 };
-      console.log(`growth: ${r.ops} ok, ${r.errors} errors, first 10% ${first}/s, last 10% ${last}/s (ratio ${growth.ratio})`);
+      // CPU per put in the same windows: unlike the rate, other load on the machine does not move it.
+      const usPerOp = (fromS: number, ops: number) => {
+        const ms = cpuBetween(fromS * 1000, (fromS + tenth) * 1000);
+        return ms === null || ops === 0 ? null : Math.round((ms * 1000) / ops);
+      };
+      growth = {
+        ops: r.ops,
+        firstTenthOpsPerSec: first,
+        lastTenthOpsPerSec: last,
+        ratio: Math.round((last / first) * 100) / 100,
+        firstTenthCpuUsPerOp: usPerOp(0, r.perTenth[0]!),
+        lastTenthCpuUsPerOp: usPerOp(9 * tenth, r.perTenth[9]!),
+      };
+      console.log(
+        `growth: ${r.ops} ok, ${r.errors} errors, first 10% ${first}/s, last 10% ${last}/s (ratio ${growth.ratio}); ` +
+          `CPU per put ${growth.firstTenthCpuUsPerOp ?? "-"} us, then ${growth.lastTenthCpuUsPerOp ?? "-"} us`,
+      );
     }
   } finally {
     await server.close();

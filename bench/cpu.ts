@@ -59,3 +59,33 @@ export async function withCpu<T extends { ops: number }>(pids: number[], f: () =
   const cpuUsPerOp = before === null || after === null || r.ops === 0 ? null : Math.round(((after - before) * 1000) / r.ops);
   return { ...r, cpuUsPerOp };
 }
+
+/**
+ * Samples the processes' CPU time every intervalMs while f runs, so CPU can be told per time
+ * window afterwards: cpuBetween(fromMs, toMs) in milliseconds since f started (null off Linux).
+ */
+export async function withCpuSamples<T>(pids: number[], f: () => Promise<T>, intervalMs = 200): Promise<{ result: T; cpuBetween(fromMs: number, toMs: number): number | null }> {
+  const started = performance.now();
+  const samples: [number, number][] = [];
+  const sample = () => {
+    const cpu = cpuMs(pids);
+    if (cpu !== null) samples.push([performance.now() - started, cpu]);
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  try {
+    const result = await f();
+    sample();
+    return {
+      result,
+      cpuBetween(fromMs, toMs) {
+        if (samples.length < 2) return null;
+        // The CPU counter at time t, read off the nearest sample at or before t (at most one interval off).
+        const at = (t: number) => (samples.filter(([ts]) => ts <= t).at(-1) ?? samples[0]!)[1];
+        return at(toMs) - at(fromMs);
+      },
+    };
+  } finally {
+    clearInterval(timer);
+  }
+}
