@@ -1,11 +1,11 @@
-// npm run bench [-- --quick] [--seconds S] [--growth N]
+// npm run bench [-- --quick] [--seconds S] [--growth N] [--no-etcd] [--no-build] [--out FILE]
 // Starts the built worker under Miniflare directly (not wrangler dev) on loopback with a persist
 // directory in a temp folder, and drives it with closed-loop HTTP clients from this process.
 // Every figure of one run comes from the same machine at the same time, so compare ratios.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, freemem, totalmem, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { root, startServer } from "../test/support/server.js";
 import { childPids, withCpu, withCpuSamples } from "./cpu.js";
 import { etcdBinary, startEtcd } from "./etcd.js";
@@ -35,6 +35,11 @@ const flag = (name: string, fallback: number) => {
 };
 const seconds = flag("seconds", quick ? 6 : 12);
 const growthOps = flag("growth", quick ? 0 : 200_000);
+const withEtcd = !args.includes("--no-etcd");
+/** The smoke test builds dist/ once itself. */
+const build = !args.includes("--no-build");
+const outIndex = args.indexOf("--out");
+const outFile = outIndex >= 0 ? args[outIndex + 1]! : join(root, "bench", "results.json");
 const value100 = "v".repeat(98); // 100 bytes serialized, with its quotes
 
 const admin = "bench-admin";
@@ -53,12 +58,14 @@ function record(system: Run["system"], replicas: number, clients: number, op: Ru
 }
 
 async function main() {
-  console.log("building dist/ (wrangler deploy --dry-run) ...");
-  execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", "dist"], {
-    cwd: root,
-    stdio: "ignore",
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
-  });
+  if (build) {
+    console.log("building dist/ (wrangler deploy --dry-run) ...");
+    execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", "dist"], {
+      cwd: root,
+      stdio: "ignore",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+    });
+  }
   const dir = mkdtempSync(join(tmpdir(), "smr-bench-"));
   const server = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0 });
   const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
@@ -97,7 +104,7 @@ async function main() {
     }
   };
 
-  const bin = etcdBinary();
+  const bin = withEtcd ? etcdBinary() : null;
   const etcdPut = async (clients: number) => {
     if (!bin) return;
     const etcd = await startEtcd(bin);
@@ -132,7 +139,7 @@ async function main() {
       await reads(32);
       await reads(128);
     }
-    if (!bin) console.log("(etcd not on PATH: apt-get install etcd-server to add the peer rows)");
+    if (!bin) console.log(withEtcd ? "(etcd not on PATH: apt-get install etcd-server to add the peer rows)" : "(etcd rows skipped: --no-etcd)");
     if (growthOps > 0) {
       const g = await group(3);
       console.log(`\ngrowth: ${growthOps} puts on one 3-replica group, 128 clients ...`);
@@ -192,9 +199,9 @@ async function main() {
     ratios[`cpu etcd/smr3@${c}`] = cpu(s, find("etcd", 3, c));
   }
   console.log("\nratios:", JSON.stringify(ratios));
-  mkdirSync(join(root, "bench"), { recursive: true });
-  writeFileSync(join(root, "bench", "results.json"), JSON.stringify({ machine, runs, ratios, growth }, null, 2) + "\n");
-  console.log("wrote bench/results.json");
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(outFile, JSON.stringify({ machine, runs, ratios, growth }, null, 2) + "\n");
+  console.log(`wrote ${outFile}`);
 }
 
 main().then(

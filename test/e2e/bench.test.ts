@@ -1,0 +1,38 @@
+// The benchmark is a deliverable too: a tiny run (1 s rows, a 2,000-put growth run, no etcd)
+// must finish and write results in the documented shape. Figures are not asserted: they come
+// from `npm run bench`, never from a test.
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { root } from "../support/server.js";
+
+const dir = mkdtempSync(join(tmpdir(), "bench-smoke-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("npm run bench", () => {
+  it("runs the quick rows and a growth run, and writes bench results as documented", async () => {
+    const out = join(dir, "results.json");
+    const args = [join(root, "bench/bench.ts"), "--quick", "--seconds", "1", "--growth", "2000", "--no-etcd", "--no-build", "--out", out];
+    const { stdout } = await promisify(execFile)(join(root, "node_modules/.bin/tsx"), args, { cwd: root, timeout: 120_000 });
+    expect(stdout).toContain("etcd rows skipped");
+    const results = JSON.parse(readFileSync(out, "utf8"));
+    expect(results.machine).toMatchObject({ cores: expect.any(Number), mode: "quick", secondsPerRun: 1 });
+    const rows = results.runs.map((r: { system: string; replicas: number; clients: number; op: string }) => [r.system, r.replicas, r.clients, r.op]);
+    expect(rows).toEqual([
+      ["smr", 3, 32, "put"],
+      ["baseline", 1, 32, "put"],
+    ]);
+    for (const r of results.runs) {
+      expect(r.opsPerSec).toBeGreaterThan(0);
+      expect(r.errors).toBe(0);
+      for (const k of ["p50Ms", "p99Ms", "p999Ms"]) expect(r[k]).toBeGreaterThan(0);
+      if (process.platform === "linux") expect(r.cpuUsPerOp).toBeGreaterThan(0);
+    }
+    expect(results.ratios["smr3/baseline@32"]).toBeGreaterThan(0);
+    expect(results.ratios["smr3/etcd@32"]).toBeNull();
+    expect(results.growth).toMatchObject({ ops: 2000, ratio: expect.any(Number) });
+  }, 150_000);
+});
