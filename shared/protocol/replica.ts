@@ -161,15 +161,21 @@ export class ReplicaCore {
     const m = this.meta;
     const state = new DigestedState(this.storage.rows, m.stateDigest);
     const stateSeq = m.stateSeq ?? m.appliedSeq;
-    if (this.installing || stateSeq >= m.appliedSeq) return state;
+    if (this.installing) return state;
+    assert(stateSeq <= m.appliedSeq && stateSeq >= m.baseSeq, `stored state at ${stateSeq} outside base ${m.baseSeq}..applied ${m.appliedSeq}`);
+    if (stateSeq === m.appliedSeq) return state;
     const entries = this.storage.readEntries(stateSeq + 1, m.appliedSeq);
-    const complete = entries.length === m.appliedSeq - stateSeq;
-    if (complete) {
-      prefetchFor(state, this.machine, entries);
-      for (const e of entries) applyEntry(state, this.machine, e);
+    let replayed = entries.length === m.appliedSeq - stateSeq;
+    if (replayed) {
+      try {
+        prefetchFor(state, this.machine, entries);
+        for (const e of entries) applyEntry(state, this.machine, e);
+      } catch {
+        replayed = false; // a damaged row the machine cannot read
+      }
       state.endStep();
     }
-    if (!complete || state.digest !== m.digest) {
+    if (!replayed || state.digest !== m.digest) {
       const next = { ...m, quarantined: true };
       this.storage.saveMeta(next);
       this.meta = next;
@@ -324,6 +330,7 @@ export class ReplicaCore {
     }
     if (compactTo !== null) {
       const base = compactTo;
+      assert(base <= next.stateSeq!, `compacting to ${base} would drop entries after the stored state at ${next.stateSeq}`);
       const at = fresh.get(base) ?? this.storage.readEntries(base, base)[0];
       assert(at !== undefined, `compaction base ${base} missing from the log`);
       next.baseHash = at.hash;

@@ -70,6 +70,15 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     expect(resp.ok && resp.outputs).toEqual([]);
   });
 
+  it("a stored row the re-applied entries cannot even read quarantines the replica instead of breaking it", () => {
+    const c = applied(stateSaveEntriesMax + 125);
+    const store = c.replicaStores.get("r2")!;
+    expect(store.rows.get("c/1:a")).not.toBeNull(); // the client's book, stored by the last save
+    store.rows.put("c/1:a", "{not json");
+    c.restartReplica("r2");
+    expect(c.replicas.get("r2")!.quarantined).toBe(true);
+  });
+
   it("an audit stores the rows first, so the scrub reads what the replica has applied", () => {
     const c = applied(12);
     const info = c.replicas.get("r1")!.auditInfo();
