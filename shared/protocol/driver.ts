@@ -72,7 +72,10 @@ export class SequencerDriver {
       }
       case "existing": {
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
-        if (this.waitingSeq.has(d.seq)) return this.answer(await this.wait(this.waitingSeq, d.seq));
+        // A retry of a committed command reads its outcome from the replicas' session tables
+        // rather than waiting with the first attempt: if every answer that carried its output was
+        // lost, no further output comes, and the retry would time out like the first attempt did.
+        if (this.waitingSeq.has(d.seq) && !d.committed) return this.answer(await this.wait(this.waitingSeq, d.seq));
         return this.answerFromSession(client, request, d.seq);
       }
     }

@@ -83,6 +83,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
   it("regression: bank seed 1149093191 (the harness counted reads before every account was open)", async () => {
     await clean({ seed: 1149093191, ops: 300, replicas: 5, faults: [...faultKinds], machine: "bank" });
   });
+
+  it("regression: bank seed 580815611 (every answer carrying a committed command's output was lost; its retries waited for an output that never came, and timed out forever)", async () => {
+    await clean({ seed: 580815611, ops: 300, replicas: 3, faults: [...faultKinds], machine: "bank" });
+  });
 });
 
 describe("the simulator catches a deliberately broken protocol", () => {
