@@ -42,11 +42,19 @@ async function main(): Promise<number> {
     let ops = 0;
     for (let i = 0; i < k; i++) {
       const seed = Math.floor(Math.random() * 2 ** 31);
-      const r = await simulate({ ...base, seed });
-      ops += Number(r.stats.acked);
-      if (r.failures.length > 0) {
+      let first: string | null;
+      try {
+        const r = await simulate({ ...base, seed });
+        ops += Number(r.stats.acked);
+        first = r.failures[0] ?? null;
+      } catch (err) {
+        // A crash of the run itself (the harness or a checker, e.g. the linearizability search
+        // outgrowing its memo on a long, very concurrent history) still names its seed.
+        first = `the run itself threw: ${err instanceof Error ? err.message : String(err)}`;
+      }
+      if (first !== null) {
         failed++;
-        console.log(`FAIL seed ${seed}: ${r.failures[0]}\n  reproduce: ${reproduce({ ...base, seed })}`);
+        console.log(`FAIL seed ${seed}: ${first}\n  reproduce: ${reproduce({ ...base, seed })}`);
       }
     }
     console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands)`);

@@ -2,6 +2,9 @@
 // (the algorithm of Porcupine and Knossos), after partitioning the history by key (a history
 // is linearizable iff each key's sub-history is, since kv operations touch one key each).
 
+/** States the search may remember before it gives up (an error, not a verdict). */
+const searchStatesMax = 4_000_000;
+
 export interface Operation {
   client: number;
   call: number;
@@ -118,6 +121,9 @@ export function checkPartition(ops: Operation[], initial = "null"): boolean {
         const lin = linearized | (1n << BigInt(entry.op));
         const key = lin.toString(36) + "|" + next;
         if (!cache.has(key)) {
+          // A bound on the search's memory: a long history with many concurrent operations of
+          // unknown outcome can outgrow any memo (JS Sets stop at 2^24 entries anyway).
+          if (cache.size >= searchStatesMax) throw new Error(`linearizability search gave up after ${searchStatesMax} states`);
           cache.add(key);
           stack.push({ node: entry, state });
           state = next;
