@@ -22,7 +22,6 @@ export type SubmitAnswer =
   | { kind: "timeout"; message: string }
   | { kind: "no_majority"; message: string };
 
-
 /** How the sequencer reaches one replica. Every call may reject (unreachable) or never settle. */
 export interface ReplicaLink {
   init(): Promise<unknown>;

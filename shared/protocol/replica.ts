@@ -188,14 +188,20 @@ export class ReplicaCore {
    * simulator stores them before it corrupts one, so the corruption is not simply overwritten).
    */
   saveState(): void {
-    const m = this.meta;
-    if (m.stateSeq === m.appliedSeq && this.state.unsavedRows === 0) return;
+    if (this.meta.stateSeq === this.meta.appliedSeq && this.state.unsavedRows === 0) return;
     this.storage.transaction(() => {
-      this.state.save();
-      const next = { ...m, stateSeq: m.appliedSeq, stateDigest: this.state.digest };
+      const next = { ...this.meta };
+      this.storeRows(next);
       this.storage.saveMeta(next);
       this.meta = next;
     });
+  }
+
+  /** Writes the unsaved rows and records in `next` (saved by the caller) what they are the state of. */
+  private storeRows(next: ReplicaMeta): void {
+    this.state.save();
+    next.stateSeq = next.appliedSeq;
+    next.stateDigest = this.state.digest;
   }
 
   get id(): string {
@@ -222,7 +228,6 @@ export class ReplicaCore {
     if (seq === this.meta.baseSeq) return this.meta.baseHash;
     if (seq < this.meta.baseSeq) return null;
     if (seq === this.meta.lastSeq) return this.meta.lastHash; // every append's prevSeq, usually
-
     return this.storage.entryHash(seq);
   }
 
@@ -324,9 +329,7 @@ export class ReplicaCore {
       next.appliedSeq - next.stateSeq! >= stateSaveEntriesMax ||
       (compactTo !== null && compactTo > next.stateSeq!)
     ) {
-      this.state.save();
-      next.stateSeq = next.appliedSeq;
-      next.stateDigest = next.digest;
+      this.storeRows(next);
     }
     if (compactTo !== null) {
       const base = compactTo;

@@ -359,15 +359,17 @@ export class SequencerCore {
     const hasEntries = p.nextSeq <= this.lastSeq;
     if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
     if (!hasEntries && p.lastContactMs !== null && hold?.("commit-only")) return null;
-    const toSeq = Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1);
-    if (hasEntries && hold && p.lastContactMs !== null && this.inFlightElsewhere(p) && this.commitWithAck(p, toSeq) <= this.meta.commitSeq) {
+    const prevSeq = p.nextSeq - 1;
+    const toSeq = hasEntries ? Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1) : prevSeq;
+    const commitSeq = this.commitWithAck(p, toSeq);
+    if (hasEntries && hold && p.lastContactMs !== null && commitSeq <= this.meta.commitSeq && this.inFlightElsewhere(p)) {
       if (hold("in-flight-elsewhere")) return null;
     }
     const entries = hasEntries ? this.readEntries(p.nextSeq, toSeq) : [];
-    const prevSeq = p.nextSeq - 1;
-    p.inflightToSeq = prevSeq + entries.length;
-    p.inflightCommitSeq = this.commitWithAck(p, p.inflightToSeq);
-    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq: p.inflightCommitSeq };
+    assert(prevSeq + entries.length === toSeq, `entries ${p.nextSeq}..${toSeq} for ${id} not all held`);
+    p.inflightToSeq = toSeq;
+    p.inflightCommitSeq = commitSeq;
+    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq };
   }
 
   /** Another reachable voter has an append in flight that carries p's next entry. */

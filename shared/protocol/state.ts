@@ -82,6 +82,8 @@ export class DigestedState {
   /**
    * The store's rows merged with the unsaved ones. Fetching `limit` plus the number of unsaved
    * rows in range from the store is enough: at most that many of them are overridden or deleted.
+   * The stored rows it returns count as read this step (an eviction deletes the rows it scanned
+   * without reading each one again).
    */
   scan(prefix: string, after: string | null, limit: number): [string, string][] {
     const mine: [string, string | null][] = [];
@@ -89,6 +91,7 @@ export class DigestedState {
       if (k.startsWith(prefix) && (after === null || compareCodePoints(k, after) > 0)) mine.push([k, v]);
     }
     const stored = this.rows.scan(prefix, after, limit + mine.length);
+    for (const [k, v] of stored) this.known.set(k, v);
     if (mine.length === 0) return stored;
     const merged = new Map<string, string | null>(stored);
     for (const [k, v] of mine) merged.set(k, v);

@@ -149,6 +149,33 @@ describe("sessions (exactly-once in the replicated state)", () => {
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
   });
 
+  it("an eviction deletes the session rows it scanned without reading each one again", async () => {
+    const { sessionRequestsMax, sessionEvictBatch } = await import("../../shared/limits.js");
+    const rows = new MemoryRowStore();
+    const calls = { get: 0, scan: 0 };
+    const counted: RowStore = {
+      get: (k) => (calls.get++, rows.get(k)),
+      put: (k, v) => rows.put(k, v),
+      delete: (k) => rows.delete(k),
+      scan: (p, a, l) => (calls.scan++, rows.scan(p, a, l)),
+      getMany: (ks) => rows.getMany(ks),
+      writeMany: (p, d) => rows.writeMany(p, d),
+    };
+    const state = new DigestedState(counted);
+    for (let r = 1; r < sessionRequestsMax + sessionEvictBatch; r++) applyEntry(state, kv, entry(r, "c", r, { op: "get", key: "k" }));
+    state.save();
+    state.endStep();
+    calls.get = 0;
+    calls.scan = 0;
+    const evicting = entry(5000, "c", sessionRequestsMax + sessionEvictBatch, { op: "get", key: "k" });
+    prefetchFor(state, kv, [evicting]);
+    expect(applyEntry(state, kv, evicting).status).toBe("ok");
+    expect(calls).toEqual({ get: 0, scan: 1 });
+    state.save();
+    expect(rows.scan("s/", null, 10_000).length).toBe(sessionRequestsMax);
+    expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
+  });
+
   it("bounds the session table per client and expires evicted request ids", async () => {
     const { sessionRequestsMax, sessionEvictBatch } = await import("../../shared/limits.js");
     const { state, rows } = fresh();
