@@ -2,6 +2,22 @@
 
 /** Largest request body the router accepts (API.md: 256 KiB). */
 export const bodyBytesMax = 256 * 1024;
+/** How long the router waits for a request body to arrive in full before it answers 400. */
+export const bodyReadTimeoutMs = 10_000;
+/**
+ * Deepest nesting of arrays and objects a JSON body may have. Deeper input is refused at the edge
+ * (400) rather than reaching recursive code (validation, canonical JSON) that would overflow the
+ * stack: a value nested ~1,850 levels used to answer 500.
+ */
+export const jsonDepthMax = 100;
+/**
+ * Bytes (UTF-16 code units of keys and values, as stored) one reply page may carry: a kv list page,
+ * a log page, a recovery's log read. Past it the page ends early with `next` (never a 500 from the
+ * RPC's 32 MiB message limit, never a 503 that a retry could not fix).
+ */
+export const pageBytesMax = 4 * 1024 * 1024;
+/** Bytes of commands one append message may carry (at least one entry), well under one RPC message. */
+export const appendBytesMax = 4 * 1024 * 1024;
 /** Largest serialized value a kv command may carry (API.md: 64 KiB). */
 export const valueBytesMax = 64 * 1024;
 /** kv keys are 1..512 UTF-8 bytes (API.md). */

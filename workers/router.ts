@@ -12,8 +12,10 @@ import {
   logParams,
   queryBody,
 } from "../shared/api/schemas.js";
-import { auditsPageDefault, bodyBytesMax, logPageDefault, readWaitMs, routeCacheMs, valueBytesMax } from "../shared/limits.js";
-import { kvValueSizesBytes, type KvCommand } from "../shared/machines/kv.js";
+import { type Checked, validateCommand, validateQuery } from "../shared/api/commands.js";
+import { checkJson } from "../shared/api/input.js";
+import { auditsPageDefault, bodyBytesMax, bodyReadTimeoutMs, logPageDefault, readWaitMs, routeCacheMs } from "../shared/limits.js";
+import type { KvCommand } from "../shared/machines/kv.js";
 import { machineFor } from "../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../shared/protocol/bookmark.js";
 import { RateLimiter, scopeOf, tokensFrom, type Scope } from "./auth.js";
@@ -93,20 +95,42 @@ function groupParam(c: Context<App>): string {
   return group;
 }
 
+/** The body, read within bodyReadTimeoutMs: a declared length whose bytes never come is a 400, not a hang. */
+async function readBody(c: Context<App>): Promise<ArrayBuffer> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ApiError("bad_request", `body: not received in full within ${bodyReadTimeoutMs} ms`)), bodyReadTimeoutMs);
+  });
+  try {
+    return await Promise.race([c.req.arrayBuffer(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function jsonBody(c: Context<App>, optional = false): Promise<unknown> {
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
-  const buf = await c.req.arrayBuffer();
+  const buf = await readBody(c);
   if (buf.byteLength > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
   if (buf.byteLength === 0) {
     if (optional) return {};
     throw new ApiError("bad_request", "body: a JSON body is required");
   }
+  let value: unknown;
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
   } catch {
     throw new ApiError("bad_request", "body: malformed JSON");
   }
+  const problem = checkJson(value, "body");
+  if (problem !== null) throw new ApiError("bad_request", problem);
+  return value;
+}
+
+function checked<T>(r: Checked<T>): T {
+  if (!r.ok) throw new ApiError(r.code, r.message);
+  return r.value;
 }
 
 function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z.output<S> {
@@ -219,10 +243,7 @@ app.post("/v1/groups/:group/commands", async (c) => {
   const group = groupParam(c);
   const body = parse(commandBody, await jsonBody(c), "body");
   const info = await routeInfo(c.env, group);
-  const command = parse(machineFor(info.machine).commandSchema, body.command, "command");
-  if (info.machine === "kv" && kvValueSizesBytes(command as KvCommand).some((n) => n > valueBytesMax)) {
-    throw new ApiError("too_large", `command.value: larger than ${valueBytesMax} bytes serialized`);
-  }
+  const command = checked(validateCommand(machineFor(info.machine), body.command));
   let a: SubmitAnswer = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
   if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) {
     a = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
@@ -273,7 +294,7 @@ app.post("/v1/groups/:group/query", async (c) => {
   const bookmark = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
   if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
   const info = await routeInfo(c.env, group);
-  const query = parse(machineFor(info.machine).querySchema, body.query, "query");
+  const query = checked(validateQuery(machineFor(info.machine), body.query));
   if (body.consistency === "linearizable") {
     let a = await rpc<ReadAnswer>((await seqOf(c.env, group)).query(query));
     if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) a = await rpc<ReadAnswer>((await seqOf(c.env, group)).query(query));
@@ -296,9 +317,8 @@ app.post("/v1/bench/baseline/:group/commands", async (c) => {
   if (c.env.BENCH_BASELINE !== "1") throw new ApiError("not_found", "the benchmark baseline is not enabled");
   const group = groupParam(c);
   const body = parse(commandBody, await jsonBody(c), "body");
-  const command = parse(machineFor("kv").commandSchema, body.command, "command") as KvCommand;
+  const command = checked(validateCommand(machineFor("kv"), body.command)) as KvCommand;
   if (command.op !== "put") throw new ApiError("bad_request", "command.op: the baseline only does put");
-  if (kvValueSizesBytes(command).some((n) => n > valueBytesMax)) throw new ApiError("too_large", "command.value: too large");
   const stub = c.env.BASELINE.get(c.env.BASELINE.idFromName(group));
   const output = await stub.put(command.key, command.value);
   return c.json({ seq: 0, output, bookmark: "" });
@@ -312,6 +332,7 @@ app.get("/v1/groups/:group/log", async (c) => {
   const q = parse(logParams, c.req.query(), "query");
   const page = await (await seqOf(c.env, group)).readLog(q.from, q.limit ?? logPageDefault);
   if (!page) throw new ApiError("not_found", `group ${group} does not exist`);
+  if (page === "compacted") throw new ApiError("compacted", `log entries at ${q.from} and before were compacted; read the state, or the log from its firstSeq`);
   return c.json(page);
 });
 

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { auditHistoryMax } from "../shared/limits.js";
+import { auditHistoryMax, pageBytesMax } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import { SequencerDriver } from "../shared/protocol/driver.js";
 import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../shared/protocol/io.js";
@@ -248,13 +248,14 @@ export class SequencerObject extends DurableObject<Env> {
     return this.driver.query(q);
   }
 
-  async readLog(fromSeq: number | undefined, limit: number): Promise<LogPage | null> {
+  async readLog(fromSeq: number | undefined, limit: number): Promise<LogPage | "compacted" | null> {
     const core = this.core;
     if (!core) return null;
+    if (fromSeq !== undefined && fromSeq <= core.baseSeq) return "compacted";
     const first = this.store.log.first() ?? 0;
     const from = Math.max(fromSeq ?? first, first, 1);
     const to = Math.min(core.lastLogSeq, from + limit - 1);
-    const entries = to >= from ? core.readEntries(from, to) : [];
+    const entries = to >= from ? core.readEntries(from, to, pageBytesMax) : [];
     return { firstSeq: first, lastSeq: core.lastLogSeq, commitSeq: core.commitSeq, entries };
   }
 

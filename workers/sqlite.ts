@@ -1,5 +1,6 @@
 // SQLite (ctx.storage.sql) implementations of the protocol's storage interfaces.
 import type { RowStore } from "../shared/machines/types.js";
+import { compareCodePoints } from "../shared/protocol/hash.js";
 import type { ReplicaMeta, ReplicaStorage } from "../shared/protocol/replica.js";
 import type { SequencerMeta, SequencerStorage } from "../shared/protocol/sequencer.js";
 import type { Checkpoint, Entry, EntryKind } from "../shared/protocol/types.js";
@@ -11,6 +12,11 @@ const rowsPerInsert = 12;
 /** Keys per IN (...) list and rows per two-column upsert: under D1/DO's 100 bound parameters. */
 const keysPerStatement = 96;
 const rowsPerUpsert = 48;
+/** Log rows per query of a byte-bounded read, and what a row's fields other than its command take. */
+const logRowsPerQuery = 32;
+const logRowOverheadBytes = 200;
+/** Rows per query of a byte-bounded scan. */
+const scanRowsPerQuery = 64;
 /** Rows per query while a state transfer pages through the frozen copy. */
 const snapshotRowsPerQuery = 256;
 
@@ -76,20 +82,33 @@ export class SqlRowStore implements RowStore {
       this.sql.exec(`DELETE FROM state WHERE k IN (${chunk.map(() => "?").join(", ")})`, ...chunk);
     }
   }
-  scan(prefix: string, after: string | null, limit: number): [string, string][] {
-    const lower = after !== null && after >= prefix ? after : prefix;
-    const op = lower === after ? ">" : ">=";
+  /**
+   * With a byte bound the rows are read in bounded queries (each consumed to its end: see
+   * snapshotPage), so a page of large values is never read whole into memory.
+   */
+  scan(prefix: string, after: string | null, limit: number, bytesMax = Infinity): [string, string][] {
     const upper = prefixUpperBound(prefix);
-    const cursor =
-      upper === null
-        ? this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM state WHERE k ${op} ? ORDER BY k LIMIT ?`, lower, limit)
-        : this.sql.exec<{ k: string; v: string }>(
-            `SELECT k, v FROM state WHERE k ${op} ? AND k < ? ORDER BY k LIMIT ?`,
-            lower,
-            upper,
-            limit,
-          );
-    return cursor.toArray().map((r) => [r.k, r.v]);
+    const out: [string, string][] = [];
+    let bytes = 0;
+    let lower = after !== null && compareCodePoints(after, prefix) >= 0 ? after : prefix;
+    let op = lower === after ? ">" : ">=";
+    while (out.length < limit && bytes < bytesMax) {
+      const chunk = bytesMax === Infinity ? limit - out.length : Math.min(limit - out.length, scanRowsPerQuery);
+      const rows = (
+        upper === null
+          ? this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM state WHERE k ${op} ? ORDER BY k LIMIT ?`, lower, chunk)
+          : this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM state WHERE k ${op} ? AND k < ? ORDER BY k LIMIT ?`, lower, upper, chunk)
+      ).toArray();
+      for (const r of rows) {
+        if (bytes >= bytesMax) break;
+        out.push([r.k, r.v]);
+        bytes += r.k.length + r.v.length;
+      }
+      if (rows.length < chunk) break;
+      lower = rows[rows.length - 1]!.k;
+      op = ">";
+    }
+    return out;
   }
 }
 
@@ -145,8 +164,26 @@ export class SqlLog {
     const row = this.sql.exec<{ hash: string }>("SELECT hash FROM log WHERE seq = ?", seq).toArray()[0];
     return row ? row.hash : null;
   }
-  read(fromSeq: number, toSeq: number): Entry[] {
-    return this.sql.exec<LogRow>("SELECT * FROM log WHERE seq >= ? AND seq <= ? ORDER BY seq", fromSeq, toSeq).toArray().map(toEntry);
+  /** With a byte bound, read in bounded queries and stop once the commands pass it (at least one entry). */
+  read(fromSeq: number, toSeq: number, bytesMax = Infinity): Entry[] {
+    if (bytesMax === Infinity) {
+      return this.sql.exec<LogRow>("SELECT * FROM log WHERE seq >= ? AND seq <= ? ORDER BY seq", fromSeq, toSeq).toArray().map(toEntry);
+    }
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (let from = fromSeq; from <= toSeq; ) {
+      const rows = this.sql
+        .exec<LogRow>("SELECT * FROM log WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?", from, toSeq, logRowsPerQuery)
+        .toArray();
+      for (const r of rows) {
+        bytes += r.command.length + logRowOverheadBytes;
+        if (bytes > bytesMax && out.length > 0) return out;
+        out.push(toEntry(r));
+      }
+      if (rows.length < logRowsPerQuery) break;
+      from = rows[rows.length - 1]!.seq + 1;
+    }
+    return out;
   }
   last(): Entry | null {
     const row = this.sql.exec<LogRow>("SELECT * FROM log ORDER BY seq DESC LIMIT 1").toArray()[0];
@@ -186,8 +223,8 @@ export class SqlReplicaStorage implements ReplicaStorage {
   entryHash(seq: number): string | null {
     return this.log.hashAt(seq);
   }
-  readEntries(fromSeq: number, toSeq: number): Entry[] {
-    return this.log.read(fromSeq, toSeq);
+  readEntries(fromSeq: number, toSeq: number, bytesMax?: number): Entry[] {
+    return this.log.read(fromSeq, toSeq, bytesMax);
   }
   saveMeta(meta: ReplicaMeta): void {
     writeMeta(this.sql, "replica", meta);
@@ -267,8 +304,8 @@ export class SqlSequencerStorage implements SequencerStorage {
   appendEntries(entries: Entry[]): void {
     this.log.append(entries);
   }
-  readEntries(fromSeq: number, toSeq: number): Entry[] {
-    return this.log.read(fromSeq, toSeq);
+  readEntries(fromSeq: number, toSeq: number, bytesMax?: number): Entry[] {
+    return this.log.read(fromSeq, toSeq, bytesMax);
   }
   lastEntry(): Entry | null {
     return this.log.last();

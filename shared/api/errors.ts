@@ -5,6 +5,7 @@ export const errorStatus = {
   forbidden: 403,
   not_found: 404,
   conflict: 409,
+  compacted: 410,
   too_large: 413,
   rate_limited: 429,
   unavailable: 503,

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { keyBytesMax, listLimitDefault, listLimitMax, valueBytesMax } from "../limits.js";
-import { utf8Length } from "../protocol/hash.js";
+import { keyBytesMax, listLimitDefault, listLimitMax, pageBytesMax, valueBytesMax } from "../limits.js";
+import { compareCodePoints, utf8Length } from "../protocol/hash.js";
 import type { MachineState, StateMachine } from "./types.js";
 
 const key = z
@@ -33,14 +33,7 @@ const kvQuery = z.discriminatedUnion("op", [
 ]);
 export type KvQuery = z.infer<typeof kvQuery>;
 
-/** The values a command carries, so the router can answer 413 for one that is too large. */
-export function kvValueSizesBytes(command: KvCommand): number[] {
-  if (command.op === "put") return [utf8Length(JSON.stringify(command.value))];
-  if (command.op === "cas")
-    return [utf8Length(JSON.stringify(command.value)), utf8Length(JSON.stringify(command.expected))];
-  return [];
-}
-export { valueBytesMax };
+const tooBig = (v: unknown) => utf8Length(JSON.stringify(v)) > valueBytesMax;
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -83,15 +76,21 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     return [c.key];
   },
 
+  oversized(c: KvCommand): string | null {
+    if ((c.op === "put" || c.op === "cas") && tooBig(c.value)) return "value";
+    if (c.op === "cas" && tooBig(c.expected)) return "expected";
+    return null;
+  },
+
   query(state: MachineState, q: KvQuery): unknown {
     if (q.op === "get") return { value: state.get<unknown>(q.key) };
     const limit = q.limit ?? listLimitDefault;
     const prefix = q.prefix ?? "";
-    const after = q.after !== undefined && q.after >= prefix ? q.after : null;
-    const rows = state.scan<unknown>(prefix, after, limit + 1);
-    const items = rows.slice(0, limit);
-    const result: { items: [string, unknown][]; next?: string } = { items };
-    if (rows.length > limit) result.next = items[items.length - 1]![0];
+    // Code point order, as everywhere (SQLite's, the memory store's): not JS's UTF-16 order.
+    const after = q.after !== undefined && compareCodePoints(q.after, prefix) >= 0 ? q.after : null;
+    const page = state.page<unknown>(prefix, after, limit, pageBytesMax);
+    const result: { items: [string, unknown][]; next?: string } = { items: page.rows };
+    if (page.more && page.rows.length > 0) result.next = page.rows[page.rows.length - 1]![0];
     return result;
   },
 };

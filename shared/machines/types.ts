@@ -5,8 +5,11 @@ export interface RowStore {
   get(key: string): string | null;
   put(key: string, value: string): void;
   delete(key: string): void;
-  /** Rows whose key starts with prefix and is > after (if given), in key (code point) order. */
-  scan(prefix: string, after: string | null, limit: number): [string, string][];
+  /**
+   * Rows whose key starts with prefix and is > after (if given), in key (code point) order. With
+   * bytesMax, it stops after the row that brings the keys' and values' length to bytesMax.
+   */
+  scan(prefix: string, after: string | null, limit: number, bytesMax?: number): [string, string][];
   /** The rows among keys that exist (one statement per page of keys, not one per key). */
   getMany(keys: string[]): Map<string, string>;
   /** Upserts and deletes in as few statements as the store allows. */
@@ -19,6 +22,8 @@ export interface MachineState {
   put(key: string, value: unknown): void;
   delete(key: string): boolean;
   scan<T>(prefix: string, after: string | null, limit: number): [string, T][];
+  /** A page bounded in rows and in bytes (stored length of keys and values); `more`: rows may follow. */
+  page<T>(prefix: string, after: string | null, limit: number, bytesMax: number): { rows: [string, T][]; more: boolean };
 }
 
 export interface ApplyContext {
@@ -42,4 +47,9 @@ export interface StateMachine<C = unknown, Q = unknown> {
    * reads them for a whole batch of entries in one statement instead of one per get.
    */
   keysOf?(command: C): string[];
+  /**
+   * The first field of a valid command whose value is too large to store (the router answers 413
+   * naming it), or null. A machine declares its own size limits.
+   */
+  oversized?(command: C): string | null;
 }

@@ -6,7 +6,10 @@ import type { Entry } from "./types.js";
  * exactly-once check compares it. Keyed by the command object, so an entry that arrived by RPC is
  * hashed once when its chain is verified and not again when it is applied.
  */
-const commandHashes = new WeakMap<object, string>();
+const commandHashes = new WeakMap<object, { hash: string; bytes: number }>();
+
+/** Room an entry's fields other than its command take in a message or a page. */
+const entryOverheadBytes = 200;
 
 /**
  * The hash chain: each entry's hash covers its predecessor's hash and every field of its own (the
@@ -19,12 +22,36 @@ export function entryHash(prevHash: string, e: Omit<Entry, "hash">): string {
   );
 }
 
-export function commandHash(command: unknown): string {
-  if (command === null || typeof command !== "object") return sha256Hex(canonicalJson(command));
+function hashed(command: unknown): { hash: string; bytes: number } {
+  if (command === null || typeof command !== "object") {
+    const text = canonicalJson(command);
+    return { hash: sha256Hex(text), bytes: text.length };
+  }
   let h = commandHashes.get(command);
   if (h === undefined) {
-    h = sha256Hex(canonicalJson(command));
+    const text = canonicalJson(command);
+    h = { hash: sha256Hex(text), bytes: text.length };
     commandHashes.set(command, h);
   }
   return h;
+}
+
+export function commandHash(command: unknown): string {
+  return hashed(command).hash;
+}
+
+/** About the bytes an entry takes serialized (its command's JSON length plus the other fields). */
+export function entryBytes(e: Entry): number {
+  return hashed(e.command).bytes + entryOverheadBytes;
+}
+
+/** The leading entries that fit in bytesMax (always at least one): messages and pages stay bounded. */
+export function boundedEntries(entries: Entry[], bytesMax: number): Entry[] {
+  if (bytesMax === Infinity) return entries;
+  let bytes = 0;
+  for (let i = 0; i < entries.length; i++) {
+    bytes += entryBytes(entries[i]!);
+    if (bytes > bytesMax && i > 0) return entries.slice(0, i);
+  }
+  return entries;
 }

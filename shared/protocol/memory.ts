@@ -1,6 +1,7 @@
 // In-memory implementations of the storage interfaces: for unit tests and the simulator.
 // Transactions keep an undo journal so a failed step leaves nothing behind, as SQLite would.
 import type { RowStore } from "../machines/types.js";
+import { boundedEntries } from "./entry.js";
 import { compareCodePoints } from "./hash.js";
 import type { ReplicaMeta, ReplicaStorage } from "./replica.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
@@ -49,13 +50,16 @@ export class MemoryRowStore implements RowStore {
     this.touch(key);
     this.setRaw(key, null);
   }
-  scan(prefix: string, after: string | null, limit: number): [string, string][] {
+  scan(prefix: string, after: string | null, limit: number, bytesMax = Infinity): [string, string][] {
     const fromAfter = after !== null && compareCodePoints(after, prefix) >= 0;
     const out: [string, string][] = [];
-    for (let i = this.lowerBound(fromAfter ? after! : prefix, fromAfter); i < this.sorted.length && out.length < limit; i++) {
+    let bytes = 0;
+    for (let i = this.lowerBound(fromAfter ? after! : prefix, fromAfter); i < this.sorted.length && out.length < limit && bytes < bytesMax; i++) {
       const k = this.sorted[i]!;
       if (!k.startsWith(prefix)) break;
-      out.push([k, this.map.get(k)!]);
+      const v = this.map.get(k)!;
+      out.push([k, v]);
+      bytes += k.length + v.length;
     }
     return out;
   }
@@ -165,13 +169,13 @@ export class MemoryReplicaStorage implements ReplicaStorage {
   entryHash(seq: number): string | null {
     return this.log.get(seq)?.hash ?? null;
   }
-  readEntries(fromSeq: number, toSeq: number): Entry[] {
+  readEntries(fromSeq: number, toSeq: number, bytesMax = Infinity): Entry[] {
     const out: Entry[] = [];
     for (let s = fromSeq; s <= toSeq; s++) {
       const e = this.log.get(s);
       if (e) out.push(e);
     }
-    return out;
+    return boundedEntries(out, bytesMax);
   }
   saveMeta(meta: ReplicaMeta): void {
     this.meta = { ...meta };
@@ -204,9 +208,9 @@ export class MemorySequencerStorage implements SequencerStorage {
   appendEntries(entries: Entry[]): void {
     this.log.push(...entries);
   }
-  readEntries(fromSeq: number, toSeq: number): Entry[] {
+  readEntries(fromSeq: number, toSeq: number, bytesMax = Infinity): Entry[] {
     const first = this.log[0]?.seq ?? 1;
-    return this.log.slice(Math.max(0, fromSeq - first), Math.max(0, toSeq - first + 1));
+    return boundedEntries(this.log.slice(Math.max(0, fromSeq - first), Math.max(0, toSeq - first + 1)), bytesMax);
   }
   lastEntry(): Entry | null {
     return this.log[this.log.length - 1] ?? null;

@@ -3,6 +3,7 @@ import {
   checkpointsKeptMax,
   compactionSlackEntries,
   logRetentionEntries,
+  pageBytesMax,
   scrubPageRows,
   stateSaveEntriesMax,
   stateSaveRowsMax,
@@ -73,7 +74,8 @@ export interface ReplicaStorage {
   /** Removes every state row, log entry and checkpoint (before installing a transferred state). */
   clearAll(): void;
   entryHash(seq: number): string | null;
-  readEntries(fromSeq: number, toSeq: number): Entry[];
+  /** Entries fromSeq..toSeq, or fewer (a prefix, at least one) once they pass bytesMax. */
+  readEntries(fromSeq: number, toSeq: number, bytesMax?: number): Entry[];
   saveMeta(meta: ReplicaMeta): void;
   addCheckpoint(checkpoint: Checkpoint, keepMax: number): void;
   checkpoints(): Checkpoint[];
@@ -368,7 +370,7 @@ export class ReplicaCore {
   /** A page of this replica's log, for a sequencer rebuilding its own. */
   readLog(fromSeq: number, toSeq: number): Entry[] {
     if (fromSeq <= this.meta.baseSeq) return [];
-    return this.storage.readEntries(fromSeq, Math.min(toSeq, fromSeq + appendEntriesMax - 1, this.meta.lastSeq));
+    return this.storage.readEntries(fromSeq, Math.min(toSeq, fromSeq + appendEntriesMax - 1, this.meta.lastSeq), pageBytesMax);
   }
 
   query(q: unknown): unknown {

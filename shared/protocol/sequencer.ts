@@ -1,4 +1,5 @@
 import {
+  appendBytesMax,
   appendEntriesMax,
   requestIndexMax,
   downAfterMisses,
@@ -8,7 +9,7 @@ import {
 } from "../limits.js";
 import { assert } from "./assert.js";
 import { canonicalJson, zeroHash } from "./hash.js";
-import { commandHash, entryHash } from "./entry.js";
+import { boundedEntries, commandHash, entryHash } from "./entry.js";
 import type {
   AppendRequest,
   AppendResponse,
@@ -42,7 +43,8 @@ export interface RequestRecord {
 export interface SequencerStorage {
   transaction<T>(fn: () => T): T;
   appendEntries(entries: Entry[]): void;
-  readEntries(fromSeq: number, toSeq: number): Entry[];
+  /** Entries fromSeq..toSeq, or fewer (a prefix, at least one) once they pass bytesMax. */
+  readEntries(fromSeq: number, toSeq: number, bytesMax?: number): Entry[];
   lastEntry(): Entry | null;
   /** Drops log entries at or below seq (compaction). */
   deleteThrough(seq: number): void;
@@ -325,11 +327,12 @@ export class SequencerCore {
     return this.meta.baseSeq ?? 0;
   }
 
-  readEntries(fromSeq: number, toSeq: number): Entry[] {
+  /** Entries fromSeq..toSeq, or a prefix of them (at least one) once they pass bytesMax. */
+  readEntries(fromSeq: number, toSeq: number, bytesMax = Infinity): Entry[] {
     assert(fromSeq > this.baseSeq, `entries from ${fromSeq} were compacted (base ${this.baseSeq})`);
     const tailFirst = this.tail[0]?.seq ?? Infinity;
-    if (fromSeq >= tailFirst) return this.tail.slice(fromSeq - tailFirst, toSeq - tailFirst + 1);
-    return this.storage.readEntries(fromSeq, toSeq);
+    if (fromSeq >= tailFirst) return boundedEntries(this.tail.slice(fromSeq - tailFirst, toSeq - tailFirst + 1), bytesMax);
+    return this.storage.readEntries(fromSeq, toSeq, bytesMax);
   }
 
   private hashAt(seq: number): string {
@@ -360,13 +363,14 @@ export class SequencerCore {
     if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
     if (!hasEntries && p.lastContactMs !== null && hold?.("commit-only")) return null;
     const prevSeq = p.nextSeq - 1;
-    const toSeq = hasEntries ? Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1) : prevSeq;
+    // At most appendEntriesMax entries and appendBytesMax bytes of commands (at least one entry).
+    const entries = hasEntries ? this.readEntries(p.nextSeq, Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1), appendBytesMax) : [];
+    const toSeq = prevSeq + entries.length;
+    assert(!hasEntries || (entries.length > 0 && entries[entries.length - 1]!.seq === toSeq), `entries from ${p.nextSeq} for ${id} not all held`);
     const commitSeq = this.commitWithAck(p, toSeq);
     if (hasEntries && hold && p.lastContactMs !== null && commitSeq <= this.meta.commitSeq && this.inFlightElsewhere(p)) {
       if (hold("in-flight-elsewhere")) return null;
     }
-    const entries = hasEntries ? this.readEntries(p.nextSeq, toSeq) : [];
-    assert(prevSeq + entries.length === toSeq, `entries ${p.nextSeq}..${toSeq} for ${id} not all held`);
     p.inflightToSeq = toSeq;
     p.inflightCommitSeq = commitSeq;
     return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq };

@@ -85,20 +85,41 @@ export class DigestedState {
    * The stored rows it returns count as read this step (an eviction deletes the rows it scanned
    * without reading each one again).
    */
-  scan(prefix: string, after: string | null, limit: number): [string, string][] {
+  scan(prefix: string, after: string | null, limit: number, bytesMax = Infinity): [string, string][] {
+    return this.scanPage(prefix, after, limit, bytesMax).rows;
+  }
+
+  /**
+   * A scan that also says whether rows may follow. With a byte bound the stored rows may end
+   * early (at `last`); unsaved rows past that point are left for the next page, so no row is
+   * skipped between pages.
+   */
+  scanPage(prefix: string, after: string | null, limit: number, bytesMax = Infinity): { rows: [string, string][]; more: boolean } {
     const mine: [string, string | null][] = [];
     for (const [k, v] of this.unsaved) {
       if (k.startsWith(prefix) && (after === null || compareCodePoints(k, after) > 0)) mine.push([k, v]);
     }
-    const stored = this.rows.scan(prefix, after, limit + mine.length);
+    const want = limit + mine.length;
+    const stored = this.rows.scan(prefix, after, want, bytesMax);
     for (const [k, v] of stored) this.known.set(k, v);
-    if (mine.length === 0) return stored;
-    const merged = new Map<string, string | null>(stored);
-    for (const [k, v] of mine) merged.set(k, v);
+    const storedCut = stored.length < want && sizeOf(stored) >= bytesMax;
+    const storedLast = stored.length > 0 ? stored[stored.length - 1]![0] : null;
+    let rows = stored;
+    if (mine.length > 0) {
+      const merged = new Map<string, string | null>(stored);
+      for (const [k, v] of mine) if (!storedCut || storedLast === null || compareCodePoints(k, storedLast) <= 0) merged.set(k, v);
+      rows = [];
+      for (const [k, v] of merged) if (v !== null) rows.push([k, v]);
+      rows.sort((a, b) => compareCodePoints(a[0], b[0]));
+    }
     const out: [string, string][] = [];
-    for (const [k, v] of merged) if (v !== null) out.push([k, v]);
-    out.sort((a, b) => compareCodePoints(a[0], b[0]));
-    return out.slice(0, limit);
+    let bytes = 0;
+    for (const row of rows) {
+      if (out.length >= limit || bytes >= bytesMax) break;
+      out.push(row);
+      bytes += row[0].length + row[1].length;
+    }
+    return { rows: out, more: out.length < rows.length || storedCut || stored.length >= want };
   }
 
   getRaw(key: string): string | null {
@@ -139,8 +160,18 @@ export class DigestedState {
         this.scan(machinePrefix + prefix, after === null ? null : machinePrefix + after, limit).map(
           ([k, v]) => [k.slice(machinePrefix.length), JSON.parse(v) as T] as [string, T],
         ),
+      page: <T>(prefix: string, after: string | null, limit: number, bytesMax: number) => {
+        const p = this.scanPage(machinePrefix + prefix, after === null ? null : machinePrefix + after, limit, bytesMax);
+        return { rows: p.rows.map(([k, v]) => [k.slice(machinePrefix.length), JSON.parse(v) as T] as [string, T]), more: p.more };
+      },
     };
   }
+}
+
+function sizeOf(rows: [string, string][]): number {
+  let n = 0;
+  for (const [k, v] of rows) n += k.length + v.length;
+  return n;
 }
 
 /** Recomputes the digest from the rows alone (the scrub), in pages. */

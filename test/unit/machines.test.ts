@@ -125,7 +125,7 @@ describe("sessions (exactly-once in the replicated state)", () => {
       get: (k) => (calls.get++, rows.get(k)),
       put: (k, v) => rows.put(k, v),
       delete: (k) => rows.delete(k),
-      scan: (p, a, l) => rows.scan(p, a, l),
+      scan: (p, a, l, b) => rows.scan(p, a, l, b),
       getMany: (ks) => (calls.getMany++, rows.getMany(ks)),
       writeMany: (p, d) => (calls.writeMany++, rows.writeMany(p, d)),
     };
@@ -157,7 +157,7 @@ describe("sessions (exactly-once in the replicated state)", () => {
       get: (k) => (calls.get++, rows.get(k)),
       put: (k, v) => rows.put(k, v),
       delete: (k) => rows.delete(k),
-      scan: (p, a, l) => (calls.scan++, rows.scan(p, a, l)),
+      scan: (p, a, l, b) => (calls.scan++, rows.scan(p, a, l, b)),
       getMany: (ks) => rows.getMany(ks),
       writeMany: (p, d) => rows.writeMany(p, d),
     };
