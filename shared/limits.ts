@@ -66,6 +66,11 @@ export const readWaitersMax = 1_000;
 /** kv list query page size. */
 export const listLimitDefault = 100;
 export const listLimitMax = 1_000;
+/** GET /v1/groups page size (API.md: default 100, max 1000). */
+export const groupsPageDefault = 100;
+export const groupsPageMax = 1_000;
+/** Groups the cron reads from the registry per call. */
+export const cronPageGroups = 100;
 /** Log route page size. */
 export const logPageDefault = 100;
 export const logPageMax = 1_000;
@@ -86,8 +91,10 @@ export const stateSaveEntriesMax = 512;
 export const stateSaveRowsMax = 4_096;
 /** Checkpoints each replica keeps. */
 export const checkpointsKeptMax = 64;
-/** Audit reports each group keeps. */
+/** Audit reports and events each group keeps. */
 export const auditHistoryMax = 100;
+export const eventHistoryMax = 200;
+export const eventsPageDefault = 50;
 export const auditsPageDefault = 20;
 /** How long an audit waits for one replica's answer before calling it unreachable. */
 export const auditRpcTimeoutMs = 5_000;

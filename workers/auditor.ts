@@ -1,29 +1,37 @@
-import { auditConcurrencyMax } from "../shared/limits.js";
-import { sequencerName } from "../shared/protocol/types.js";
-import { type Env, registryStub, sequencerStub } from "./env.js";
+import { auditConcurrencyMax, cronPageGroups } from "../shared/limits.js";
+import type { Env } from "./env.js";
+import { registryStub } from "./env.js";
+import * as groups from "./groups.js";
 
-/** The cron: audits every group, a bounded number at a time. One group's failure does not stop the rest. */
+/**
+ * The cron: audits every group, a bounded number at a time, reading the registry a page at a time
+ * (no unbounded call). One group's failure does not stop the rest. A lookup also finishes a
+ * creation or deletion that died midway, and a sequencer without state recovers before its audit.
+ */
 export async function auditAll(env: Env): Promise<{ audited: number; failed: string[] }> {
-  const groups = await registryStub(env).list();
   const failed: string[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < groups.length) {
-      const group = groups[next++]!;
-      try {
-        const config = await registryStub(env).get(group);
-        if (!config) continue;
-        const seq = sequencerStub(env, sequencerName(config), config.sequencer?.location ?? null);
-        let report = await seq.audit();
-        // Listed but stateless: the sequencer lost its storage. Recover it, then audit.
-        if (!report && (await seq.recover(config)).ok) report = await seq.audit();
-        if (report && report.verdict !== "consistent") console.warn(`audit ${group}: ${report.verdict}`);
-      } catch (err) {
-        failed.push(group);
-        console.error(`audit ${group} failed: ${String(err)}`);
+  let audited = 0;
+  let after: string | null = null;
+  for (;;) {
+    const page: { groups: string[]; next?: string } = await registryStub(env).list(after, cronPageGroups);
+    let next = 0;
+    const worker = async () => {
+      while (next < page.groups.length) {
+        const group = page.groups[next++]!;
+        try {
+          const report = await groups.withSequencer(env, group, (s) => s.audit(), (r) => r === null);
+          audited++;
+          if (report && report.verdict !== "consistent") console.warn(JSON.stringify({ event: "audit", group, verdict: report.verdict, seq: report.seq }));
+        } catch (err) {
+          if ((err as { code?: string }).code === "not_found") continue; // deleted meanwhile
+          failed.push(group);
+          console.error(`audit ${group} failed: ${String(err)}`);
+        }
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(auditConcurrencyMax, groups.length) }, worker));
-  return { audited: groups.length - failed.length, failed };
+    };
+    await Promise.all(Array.from({ length: Math.min(auditConcurrencyMax, page.groups.length) }, worker));
+    if (!page.next) break;
+    after = page.next;
+  }
+  return { audited, failed };
 }

@@ -1,5 +1,6 @@
 import type { Clock } from "../shared/protocol/io.js";
 import type { BaselineObject } from "./baseline.js";
+import type { DirectoryObject } from "./directory.js";
 import type { RegistryObject } from "./registry.js";
 import type { ReplicaObject } from "./replica.js";
 import type { SequencerObject } from "./sequencer.js";
@@ -8,6 +9,7 @@ export interface Env {
   SEQUENCER: DurableObjectNamespace<SequencerObject>;
   REPLICA: DurableObjectNamespace<ReplicaObject>;
   REGISTRY: DurableObjectNamespace<RegistryObject>;
+  DIRECTORY: DurableObjectNamespace<DirectoryObject>;
   BASELINE: DurableObjectNamespace<BaselineObject>;
   /** "1" enables the benchmark's unreplicated baseline route. */
   BENCH_BASELINE?: string;
@@ -32,6 +34,11 @@ export function sequencerStub(env: Env, name: string, location?: string | null) 
 
 export function registryStub(env: Env) {
   return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+}
+
+/** A group's directory object (its control-plane record), named like the group. */
+export function directoryStub(env: Env, group: string) {
+  return env.DIRECTORY.get(env.DIRECTORY.idFromName(group));
 }
 
 /** Real time for the drivers (in a Durable Object, Date.now() advances with I/O). */

@@ -5,6 +5,7 @@ import { app } from "./router.js";
 export { SequencerObject } from "./sequencer.js";
 export { ReplicaObject } from "./replica.js";
 export { RegistryObject } from "./registry.js";
+export { DirectoryObject } from "./directory.js";
 export { BaselineObject } from "./baseline.js";
 
 export default {

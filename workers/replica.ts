@@ -11,12 +11,22 @@ export type { ReadAnswer, SessionAnswer };
 
 export interface ReplicaInit {
   group: string;
+  incarnation: number;
   id: string;
   machine: MachineName;
   checkpointEvery: number;
 }
 
-/** A replica: a thin shell around ReplicaDriver/ReplicaCore over SQLite. */
+/** Answers for a caller of another incarnation: as if this replica did not exist. */
+const empty = new ReplicaDriver(null, realClock);
+
+/**
+ * A replica: a thin shell around ReplicaDriver/ReplicaCore over SQLite. Every call names the
+ * group's incarnation, and a call of another one is answered as if this replica did not exist: to
+ * an older caller (a deleted group's late RPC) its group is gone; to a newer one this replica's
+ * state is a deleted group's leftover, until an init of that incarnation replaces it. (Answers,
+ * not exceptions: a late message is an expected condition.)
+ */
 export class ReplicaObject extends DurableObject<Env> {
   private readonly store: SqlReplicaStorage;
   private readonly driver = new ReplicaDriver(null, realClock);
@@ -34,10 +44,27 @@ export class ReplicaObject extends DurableObject<Env> {
     return this.driver.core;
   }
 
-  /** Idempotent: creates the tables the first time; later calls check the identity matches. */
-  async init(cfg: ReplicaInit): Promise<ReplicaPosition> {
+  private get incarnation(): number | null {
+    return this.core ? (this.core.config.incarnation ?? 0) : null;
+  }
+
+  /** The driver that serves a call of that incarnation. */
+  private of(incarnation: number): ReplicaDriver {
+    const mine = this.incarnation;
+    return mine === null || mine === incarnation ? this.driver : empty;
+  }
+
+  /** Idempotent: creates the tables the first time; later calls check the identity matches. Null for an older incarnation's init. */
+  async init(cfg: ReplicaInit): Promise<ReplicaPosition | null> {
+    const mine = this.incarnation;
+    if (mine !== null && mine > cfg.incarnation) return null;
+    if (mine !== null && mine < cfg.incarnation) {
+      // A deleted group's leftover (its destroy was lost): start from nothing.
+      this.driver.detach();
+      await this.ctx.storage.deleteAll();
+    }
     if (!this.core) {
-      const meta = newReplicaMeta(cfg.group, cfg.id, cfg.machine, cfg.checkpointEvery);
+      const meta = newReplicaMeta(cfg.group, cfg.id, cfg.machine, cfg.checkpointEvery, cfg.incarnation);
       this.ctx.storage.transactionSync(() => {
         SqlReplicaStorage.create(this.ctx.storage.sql);
         this.store.saveMeta(meta);
@@ -52,54 +79,57 @@ export class ReplicaObject extends DurableObject<Env> {
   }
 
   /** An append message, as JSON (see wire.ts). */
-  async appendText(text: string): Promise<AppendResponse> {
-    return this.driver.append(decodeAppend(text));
+  async appendText(incarnation: number, text: string): Promise<AppendResponse> {
+    return this.of(incarnation).append(decodeAppend(text));
   }
 
-  async query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
-    return this.driver.query(q, minSeq, waitMs);
+  async query(incarnation: number, q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
+    return this.of(incarnation).query(q, minSeq, waitMs);
   }
 
-  async session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer> {
-    return this.driver.session(client, request, minSeq, waitMs);
+  async session(incarnation: number, client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer> {
+    return this.of(incarnation).session(client, request, minSeq, waitMs);
   }
 
-  async fence(epoch: number): Promise<FenceReply | null> {
-    return this.driver.fence(epoch);
+  async fence(incarnation: number, epoch: number): Promise<FenceReply | null> {
+    return this.of(incarnation).fence(epoch);
   }
 
-  async readLog(fromSeq: number, toSeq: number): Promise<Entry[]> {
-    return this.driver.readLog(fromSeq, toSeq);
+  async readLog(incarnation: number, fromSeq: number, toSeq: number): Promise<Entry[]> {
+    return this.of(incarnation).readLog(fromSeq, toSeq);
   }
 
-  async beginSnapshot(): Promise<SnapshotInfo | null> {
-    return this.driver.beginSnapshot();
+  async beginSnapshot(incarnation: number): Promise<SnapshotInfo | null> {
+    return this.of(incarnation).beginSnapshot();
   }
-  async snapshotPage(seq: number, after: string | null, maxBytes: number): Promise<[string, string][] | null> {
-    return this.driver.snapshotPage(seq, after, maxBytes);
+  async snapshotPage(incarnation: number, seq: number, after: string | null, maxBytes: number): Promise<[string, string][] | null> {
+    return this.of(incarnation).snapshotPage(seq, after, maxBytes);
   }
-  async endSnapshot(): Promise<void> {
-    this.driver.endSnapshot();
+  async endSnapshot(incarnation: number): Promise<void> {
+    this.of(incarnation).endSnapshot();
   }
-  async beginInstall(info: SnapshotInfo, transferId: string): Promise<boolean> {
-    return this.driver.beginInstall(info, transferId);
+  async beginInstall(incarnation: number, info: SnapshotInfo, transferId: string): Promise<boolean> {
+    return this.of(incarnation).beginInstall(info, transferId);
   }
-  async installPage(transferId: string, rows: [string, string][]): Promise<boolean> {
-    return this.driver.installPage(transferId, rows);
+  async installPage(incarnation: number, transferId: string, rows: [string, string][]): Promise<boolean> {
+    return this.of(incarnation).installPage(transferId, rows);
   }
-  async endInstall(transferId: string): Promise<{ ok: boolean; digest: string } | null> {
-    return this.driver.endInstall(transferId);
-  }
-
-  async auditInfo(): Promise<AuditInfo | null> {
-    return this.driver.auditInfo();
+  async endInstall(incarnation: number, transferId: string): Promise<{ ok: boolean; digest: string } | null> {
+    return this.of(incarnation).endInstall(transferId);
   }
 
-  async setQuarantined(quarantined: boolean): Promise<void> {
-    this.driver.setQuarantined(quarantined);
+  async auditInfo(incarnation: number): Promise<AuditInfo | null> {
+    return this.of(incarnation).auditInfo();
   }
 
-  async destroy(): Promise<void> {
+  async setQuarantined(incarnation: number, quarantined: boolean): Promise<void> {
+    this.of(incarnation).setQuarantined(quarantined);
+  }
+
+  /** Destroys this replica's storage, unless it already belongs to a newer incarnation. */
+  async destroy(incarnation: number): Promise<void> {
+    const mine = this.incarnation;
+    if (mine !== null && mine > incarnation) return;
     this.driver.detach();
     await this.ctx.storage.deleteAll();
   }

@@ -14,15 +14,16 @@ import {
 } from "../shared/api/schemas.js";
 import { type Checked, validateCommand, validateQuery } from "../shared/api/commands.js";
 import { checkJson } from "../shared/api/input.js";
-import { auditsPageDefault, bodyBytesMax, bodyReadTimeoutMs, logPageDefault, readWaitMs, routeCacheMs } from "../shared/limits.js";
+import { auditsPageDefault, bodyBytesMax, bodyReadTimeoutMs, eventsPageDefault, groupsPageDefault, groupsPageMax, logPageDefault, readWaitMs } from "../shared/limits.js";
 import type { KvCommand } from "../shared/machines/kv.js";
 import { machineFor } from "../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../shared/protocol/bookmark.js";
 import { RateLimiter, scopeOf, tokensFrom, type Scope } from "./auth.js";
-import { type Env, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
-import { sequencerName, type GroupConfig } from "../shared/protocol/types.js";
+import { type Env, directoryStub, registryStub, replicaStub, rpc } from "./env.js";
+import * as groups from "./groups.js";
+import type { GroupStatus } from "../shared/protocol/types.js";
 import type { ReadAnswer } from "./replica.js";
-import type { RouteInfo, SubmitAnswer } from "./sequencer.js";
+import type { AddReplicaAnswer, RemoveReplicaAnswer, SubmitAnswer } from "./sequencer.js";
 
 type App = { Bindings: Env; Variables: { scope: Scope; requestId: string } };
 
@@ -139,101 +140,37 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z
   return r.data;
 }
 
-// ---- routing info (per-isolate cache: replica ids and machine change only with the group) --
-
-const routeCache = new Map<string, { info: RouteInfo; atMs: number }>();
-
-// ---- which Durable Object is a group's sequencer (it changes when the sequencer is moved) ----
-
-const sequencerNames = new Map<string, { name: string; atMs: number }>();
-
-/** The group's sequencer stub; the name comes from the registry, cached per isolate for a moment. */
-async function seqOf(env: Env, group: string) {
-  const cached = sequencerNames.get(group);
-  if (cached && Date.now() - cached.atMs < routeCacheMs) return sequencerStub(env, cached.name);
-  return seqFrom(env, group, await registryStub(env).get(group));
-}
-
-/** The stub named by a config just read from the registry (and the cache refreshed with it). */
-function seqFrom(env: Env, group: string, config: GroupConfig | null) {
-  const name = config ? sequencerName(config) : group;
-  sequencerNames.set(group, { name, atMs: Date.now() });
-  return sequencerStub(env, name, config?.sequencer?.location ?? null);
-}
-
-/**
- * The registry knows the group but its sequencer has no state: the sequencer lost its storage.
- * Have it recover (new epoch, log from a replica majority) before serving. Returns false if the
- * group does not exist.
- */
-async function ensureSequencer(env: Env, group: string): Promise<boolean> {
-  const config = await registryStub(env).get(group);
-  if (!config) return false;
-  // Maybe it only moved: a stale name in this isolate's cache. Otherwise recover it.
-  const r = await seqFrom(env, group, config).recover(config);
-  if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
-  return true;
-}
-
-async function routeInfo(env: Env, group: string, fresh = false): Promise<RouteInfo> {
-  const cached = routeCache.get(group);
-  if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return cached.info;
-  let info = await (await seqOf(env, group)).routeInfo();
-  if (!info && (await ensureSequencer(env, group))) info = await (await seqOf(env, group)).routeInfo();
-  if (!info) {
-    routeCache.delete(group);
-    throw new ApiError("not_found", `group ${group} does not exist`);
-  }
-  routeCache.set(group, { info, atMs: Date.now() });
-  return info;
-}
-
 // ---- groups --------------------------------------------------------------------------------
 
 app.put("/v1/groups/:group", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const config = groupConfigFrom(group, parse(createGroupBody, await jsonBody(c), "body"));
-  const registered = await registryStub(c.env).create(config);
-  if (registered === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
-  const r = await (await seqOf(c.env, group)).init(config);
-  if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
-  routeCache.delete(group);
-  sequencerNames.delete(group);
-  return c.json(r.status, registered === "created" ? 201 : 200);
+  const r = await groups.create(c.env, config);
+  return c.json(r.status, r.created ? 201 : 200);
+});
+
+const listParams = z.object({
+  after: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(groupsPageMax).optional(),
 });
 
 app.get("/v1/groups", async (c) => {
   requireAdmin(c);
-  return c.json({ groups: await registryStub(c.env).list() });
+  const q = parse(listParams, c.req.query(), "query");
+  return c.json(await registryStub(c.env).list(q.after ?? null, q.limit ?? groupsPageDefault));
 });
 
-async function groupStatus(env: Env, group: string) {
-  let status = await (await seqOf(env, group)).status();
-  if (!status && (await ensureSequencer(env, group))) status = await (await seqOf(env, group)).status();
-  return status;
+function status(env: Env, group: string): Promise<GroupStatus> {
+  return groups.withSequencer(env, group, (s) => s.status(), (s) => s === null) as Promise<GroupStatus>;
 }
 
-app.get("/v1/groups/:group", async (c) => {
-  const group = groupParam(c);
-  const status = await groupStatus(c.env, group);
-  if (!status) throw new ApiError("not_found", `group ${group} does not exist`);
-  return c.json(status);
-});
+app.get("/v1/groups/:group", async (c) => c.json(await status(c.env, groupParam(c))));
 
 app.delete("/v1/groups/:group", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
-  const registry = registryStub(c.env);
-  const config = await registry.get(group);
-  const seq = (await seqOf(c.env, group));
-  const existed = await seq.destroy();
-  // The sequencer may have lost its config in an earlier, interrupted delete: use the registry's.
-  if (!existed && config) await seq.destroyReplicas(group, config.lastReplicaNo ?? config.replicas);
-  const registered = await registry.remove(group);
-  routeCache.delete(group);
-  sequencerNames.delete(group);
-  if (!existed && !registered) throw new ApiError("not_found", `group ${group} does not exist`);
+  if (!(await groups.remove(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.body(null, 204);
 });
 
@@ -242,18 +179,19 @@ app.delete("/v1/groups/:group", async (c) => {
 app.post("/v1/groups/:group/commands", async (c) => {
   const group = groupParam(c);
   const body = parse(commandBody, await jsonBody(c), "body");
-  const info = await routeInfo(c.env, group);
-  const command = checked(validateCommand(machineFor(info.machine), body.command));
-  let a: SubmitAnswer = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
-  if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) {
-    a = await rpc<SubmitAnswer>((await seqOf(c.env, group)).submit(body.client, body.request, command));
-  }
+  const record = await groups.lookup(c.env, group);
+  const command = checked(validateCommand(machineFor(record.config.machine), body.command));
+  const a = await groups.withSequencer(
+    c.env,
+    group,
+    (s) => rpc<SubmitAnswer>(s.submit(body.client, body.request, command)),
+    (a) => a.kind === "not_found",
+  );
   switch (a.kind) {
     case "ok":
       return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
     case "not_found":
-      routeCache.delete(group);
-      throw new ApiError("not_found", `group ${group} does not exist`);
+      throw new ApiError("unavailable", `group ${group} has no sequencer serving yet`, 1);
     case "conflict":
       throw new ApiError("conflict", a.message);
     case "unavailable":
@@ -267,15 +205,13 @@ app.post("/v1/groups/:group/commands", async (c) => {
 
 // ---- queries -------------------------------------------------------------------------------
 
-function readResult(c: Context<App>, group: string, a: ReadAnswer) {
+function readResult(c: Context<App>, a: ReadAnswer) {
   switch (a.kind) {
     case "ok":
       return c.json({ result: a.result, seq: a.seq, replica: a.replica } satisfies QueryResult);
     case "timeout":
       throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq})`);
     case "not_found":
-      routeCache.delete(group);
-      throw new ApiError("not_found", `group ${group} does not exist`);
     case "quarantined":
     case "busy":
       throw new ApiError("unavailable", "no replica can serve this read now", 1);
@@ -283,9 +219,9 @@ function readResult(c: Context<App>, group: string, a: ReadAnswer) {
 }
 
 /** Replicas in the order to try them: a random start spreads reads over the group. */
-function readOrder(info: RouteInfo): RouteInfo["replicas"] {
-  const start = Math.floor(Math.random() * info.replicas.length);
-  return [...info.replicas.slice(start), ...info.replicas.slice(0, start)];
+function readOrder<T>(replicas: T[]): T[] {
+  const start = Math.floor(Math.random() * replicas.length);
+  return [...replicas.slice(start), ...replicas.slice(0, start)];
 }
 
 app.post("/v1/groups/:group/query", async (c) => {
@@ -293,22 +229,24 @@ app.post("/v1/groups/:group/query", async (c) => {
   const body = parse(queryBody, await jsonBody(c), "body");
   const bookmark = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
   if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
-  const info = await routeInfo(c.env, group);
-  const query = checked(validateQuery(machineFor(info.machine), body.query));
+  const record = await groups.lookup(c.env, group);
+  const query = checked(validateQuery(machineFor(record.config.machine), body.query));
   if (body.consistency === "linearizable") {
-    let a = await rpc<ReadAnswer>((await seqOf(c.env, group)).query(query));
-    if (a.kind === "not_found" && (await ensureSequencer(c.env, group))) a = await rpc<ReadAnswer>((await seqOf(c.env, group)).query(query));
-    return readResult(c, group, a);
+    const a = await groups.withSequencer(c.env, group, (s) => rpc<ReadAnswer>(s.query(query)), (a) => a.kind === "not_found");
+    return readResult(c, a);
   }
   const minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
   const waitMs = body.consistency === "sequential" ? readWaitMs : 0;
   let last: ReadAnswer = { kind: "busy", replica: "" };
-  for (const r of readOrder(info)) {
-    const a = await rpc<ReadAnswer>(replicaStub(c.env, group, r.id, r.location).query(query, minSeq, waitMs));
-    if (a.kind === "ok" || a.kind === "timeout" || a.kind === "not_found") return readResult(c, group, a);
+  for (const r of readOrder(groups.replicasOf(record))) {
+    const stub = replicaStub(c.env, group, r.id, r.location);
+    const a = await rpc<ReadAnswer>(stub.query(record.config.incarnation, query, minSeq, waitMs)).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
+    if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);
     last = a;
   }
-  return readResult(c, group, last);
+  // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
+  groups.forget(group);
+  return readResult(c, last);
 });
 
 // ---- benchmark baseline (off unless BENCH_BASELINE=1) ---------------------------------------
@@ -324,24 +262,18 @@ app.post("/v1/bench/baseline/:group/commands", async (c) => {
   return c.json({ seq: 0, output, bookmark: "" });
 });
 
-// ---- log, replicas, audits -----------------------------------------------------------------
+// ---- log, replicas, audits, events ---------------------------------------------------------
 
 app.get("/v1/groups/:group/log", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const q = parse(logParams, c.req.query(), "query");
-  const page = await (await seqOf(c.env, group)).readLog(q.from, q.limit ?? logPageDefault);
-  if (!page) throw new ApiError("not_found", `group ${group} does not exist`);
+  const page = await groups.withSequencer(c.env, group, (s) => s.readLog(q.from, q.limit ?? logPageDefault), (p) => p === null);
   if (page === "compacted") throw new ApiError("compacted", `log entries at ${q.from} and before were compacted; read the state, or the log from its firstSeq`);
   return c.json(page);
 });
 
-app.get("/v1/groups/:group/replicas", async (c) => {
-  const group = groupParam(c);
-  const status = await groupStatus(c.env, group);
-  if (!status) throw new ApiError("not_found", `group ${group} does not exist`);
-  return c.json({ replicas: status.replicas });
-});
+app.get("/v1/groups/:group/replicas", async (c) => c.json({ replicas: (await status(c.env, groupParam(c))).replicas }));
 
 const addReplicaBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
 
@@ -349,63 +281,55 @@ app.post("/v1/groups/:group/replicas", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const body = parse(addReplicaBody, await jsonBody(c, true), "body");
-  if (!(await groupStatus(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
-  const r = await (await seqOf(c.env, group)).addReplica(body.location ?? null);
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<AddReplicaAnswer>(s.addReplica(body.location ?? null)), (r) => !r.ok && r.code === "not_found");
   if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
-  routeCache.delete(group);
+  groups.forget(group);
   return c.json({ replica: r.replica }, 202);
 });
+
+function replicaParam(c: Context<App>): string {
+  const id = c.req.param("id") ?? "";
+  if (!/^r[1-9][0-9]{0,5}$/.test(id)) throw new ApiError("bad_request", "id: a replica id such as r2");
+  return id;
+}
 
 app.delete("/v1/groups/:group/replicas/:id", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
-  const id = c.req.param("id");
-  if (!/^r[1-9][0-9]{0,5}$/.test(id)) throw new ApiError("bad_request", "id: a replica id such as r2");
-  if (!(await groupStatus(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
-  const r = await (await seqOf(c.env, group)).removeReplica(id);
+  const id = replicaParam(c);
+  await status(c.env, group); // 404 for no such group, and a recovered sequencer
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<RemoveReplicaAnswer>(s.removeReplica(id)), () => false);
   if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
-  routeCache.delete(group);
+  groups.forget(group);
   return c.json({ replica: r.replica }, 202);
 });
 
 const moveSequencerBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
 
-/**
- * Moves the group's sequencer: the current one hands over (stops, forgets everything), a new
- * Durable Object (placed by the location hint) takes over at a new epoch, rebuilding the log from
- * the replicas. Commands in flight may answer 503/504 meanwhile; retries are safe.
- */
+/** Moves the group's sequencer (see groups.move). Commands in flight may answer 503/504 meanwhile; retries are safe. */
 app.post("/v1/groups/:group/sequencer", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const body = parse(moveSequencerBody, await jsonBody(c, true), "body");
-  const registry = registryStub(c.env);
-  const config = await registry.get(group);
-  if (!config) throw new ApiError("not_found", `group ${group} does not exist`);
-  const location = body.location ?? null;
-  const no = (config.sequencer?.no ?? 0) + 1;
-  const moved = { ...config, sequencer: { name: `${group}~s${no}`, location, no } };
-  await sequencerStub(c.env, sequencerName(config)).handOver();
-  await registry.update(moved);
-  sequencerNames.delete(group);
-  routeCache.delete(group);
-  const r = await sequencerStub(c.env, moved.sequencer.name, location).recover(moved);
-  if (!r.ok) throw new ApiError("unavailable", `the new sequencer could not recover yet: ${r.reason}`, 1);
-  return c.json({ sequencer: { name: moved.sequencer.name, location, epoch: r.epoch } }, 202);
+  return c.json({ sequencer: await groups.move(c.env, group, body.location ?? null) }, 202);
 });
 
 app.post("/v1/groups/:group/audit", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
-  const report = await (await seqOf(c.env, group)).audit();
-  if (!report) throw new ApiError("not_found", `group ${group} does not exist`);
-  return c.json(report);
+  return c.json(await groups.withSequencer(c.env, group, (s) => s.audit(), (r) => r === null));
 });
 
 app.get("/v1/groups/:group/audits", async (c) => {
   const group = groupParam(c);
   const q = parse(auditsParams, c.req.query(), "query");
-  const audits = await (await seqOf(c.env, group)).audits(q.limit ?? auditsPageDefault);
-  if (!audits) throw new ApiError("not_found", `group ${group} does not exist`);
-  return c.json({ audits });
+  await groups.lookup(c.env, group);
+  return c.json({ audits: await directoryStub(c.env, group).audits(q.limit ?? auditsPageDefault) });
+});
+
+app.get("/v1/groups/:group/events", async (c) => {
+  const group = groupParam(c);
+  const q = parse(auditsParams, c.req.query(), "query");
+  await groups.lookup(c.env, group);
+  return c.json({ events: await directoryStub(c.env, group).events(q.limit ?? eventsPageDefault) });
 });

@@ -30,6 +30,7 @@ export const createGroupBody = z
 export function groupConfigFrom(group: string, body: z.infer<typeof createGroupBody>): GroupConfig {
   return {
     group,
+    incarnation: 0, // assigned by the group's directory
     machine: body.machine,
     replicas: body.replicas,
     locations: body.locations ?? Array.from({ length: body.replicas }, () => null),

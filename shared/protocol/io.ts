@@ -64,6 +64,8 @@ export interface DriverIO extends Clock {
    * a change [current, next], after it commits [next]. Recovery reads it back.
    */
   recordMemberships?(config: import("./types.js").GroupConfig): Promise<void>;
+  /** Keeps an operational event in the group's history (quarantine, repair, membership, alarm). */
+  event?(kind: string, message: string, fields?: Record<string, unknown>): void;
 }
 
 export function sleep(clock: Clock, ms: number): Promise<void> {

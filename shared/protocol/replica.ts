@@ -28,6 +28,8 @@ import type {
 
 export interface ReplicaMeta {
   group: string;
+  /** The group's incarnation this replica belongs to (see GroupConfig.incarnation). */
+  incarnation?: number;
   id: string;
   machine: MachineName;
   checkpointEvery: number;
@@ -84,9 +86,10 @@ export interface ReplicaStorage {
 /** Bound on the in-memory copy of appended, not yet applied entries. */
 const unappliedEntriesMax = 4 * appendEntriesMax;
 
-export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number): ReplicaMeta {
+export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0): ReplicaMeta {
   return {
     group,
+    incarnation,
     id,
     machine,
     checkpointEvery,

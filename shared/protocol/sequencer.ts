@@ -24,6 +24,8 @@ import { type ConfigChange, configAfter, majority, membersOf } from "./types.js"
 export interface SequencerMeta {
   config: GroupConfig;
   epoch: number;
+  /** When this sequencer took office (created the group, or recovered it at this epoch). */
+  since?: string;
   commitSeq: number;
   quarantined: string[];
   /** The log holds entries after baseSeq only (compacted); baseHash is the hash at baseSeq. */
@@ -240,6 +242,9 @@ export class SequencerCore {
   }
   get epoch(): number {
     return this.meta.epoch;
+  }
+  get since(): string | null {
+    return this.meta.since ?? null;
   }
   get lastLogSeq(): number {
     return this.lastSeq;

@@ -16,6 +16,12 @@ export type ReplicaStatusName =
 
 export interface GroupConfig {
   group: string;
+  /**
+   * Which creation of this group name the config belongs to (1, 2, ... from its directory, which
+   * outlives a DELETE): every object keeps it and refuses messages of another incarnation, so late
+   * RPCs of a deleted group never revive or corrupt its successor. 0 in tests without a directory.
+   */
+  incarnation: number;
   machine: MachineName;
   /** Replicas the group was created with (r1..rN); `members` is the current membership. */
   replicas: number;
@@ -66,8 +72,8 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer"> {
-  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, ...rest } = config;
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation"> {
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, ...rest } = config;
   return rest;
 }
 
@@ -204,6 +210,8 @@ export interface GroupStatus {
   lastSeq: number;
   outputs: OutputsMode;
   checkpointEvery: number;
+  /** The object ordering the group's commands now. */
+  sequencer: { name: string; location: string | null; epoch: number; since: string | null };
   replicas: ReplicaStatus[];
 }
 

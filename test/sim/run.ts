@@ -59,6 +59,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const outputs: OutputsMode = faults.has("corrupt") ? "majority" : rng.pick(["first", "majority"] as const);
   const config: GroupConfig = {
     group: "sim",
+    incarnation: 0,
     machine,
     replicas: opts.replicas,
     locations: [],

@@ -33,7 +33,7 @@ export class Cluster {
   }
 
   static of(machine: MachineName, replicas = 3, outputs: OutputsMode = "first", checkpointEvery = 4): Cluster {
-    return new Cluster({ group: "g", machine, replicas, locations: [], outputs, checkpointEvery });
+    return new Cluster({ group: "g", incarnation: 0, machine, replicas, locations: [], outputs, checkpointEvery });
   }
 
   submit(client: string, request: number, command: unknown): SubmitDecision {

@@ -51,6 +51,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       SEQUENCER: { className: "SequencerObject", useSQLite: true },
       REPLICA: { className: "ReplicaObject", useSQLite: true },
       REGISTRY: { className: "RegistryObject", useSQLite: true },
+      DIRECTORY: { className: "DirectoryObject", useSQLite: true },
       BASELINE: { className: "BaselineObject", useSQLite: true },
     },
     ...(opts.persistDir ? { resourcePersistencePath: opts.persistDir } : {}),

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { HoldReason } from "../../shared/protocol/sequencer.js";
 import { directGroup } from "../support/direct.js";
 
-const config = { group: "g", machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
+const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const put = (key: string) => ({ op: "put", key, value: 1 });
 
 /** A group whose sequencer records every message the driver chose to hold back, and why. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { logRetentionEntries } from "../../shared/limits.js";
 import { directGroup } from "../support/direct.js";
 
-const config = (replicas = 3) => ({ group: "g", machine: "kv" as const, replicas, locations: [], outputs: "first" as const, checkpointEvery: 50 });
+const config = (replicas = 3) => ({ group: "g", incarnation: 0, machine: "kv" as const, replicas, locations: [], outputs: "first" as const, checkpointEvery: 50 });
 
 async function putMany(driver: ReturnType<typeof directGroup>["driver"], client: string, from: number, count: number, concurrency = 500) {
   for (let i = 0; i < count; i += concurrency) {

@@ -103,7 +103,7 @@ describe("bad input", () => {
 
 describe("internal errors", () => {
   it("an unexpected failure is a 500 internal with a request id to find it in the logs", async () => {
-    const r = await direct("/v1/groups/any", { headers: { authorization: "Bearer test-admin-token" } }, { SEQUENCER: undefined });
+    const r = await direct("/v1/groups/any", { headers: { authorization: "Bearer test-admin-token" } }, { DIRECTORY: undefined });
     expect(r.status).toBe(500);
     expect(r.body.error.code).toBe("internal");
     expect(r.body.error.requestId).toMatch(/^[0-9a-f-]{36}$/);

@@ -1,0 +1,113 @@
+// A group's control-plane record, as its directory object keeps it: pure logic over a small
+// synchronous store (SQLite in the Durable Object, a map in tests).
+import { auditHistoryMax, eventHistoryMax } from "../limits.js";
+import type { AuditReport, GroupConfig } from "../protocol/types.js";
+import { creationConfig } from "../protocol/types.js";
+
+/**
+ * creating: the record exists, its objects may not all be initialized yet (a PUT that died midway
+ * is finished by the next lookup); ready: serving; deleting: its objects are being destroyed (a
+ * DELETE that died midway is finished by the next lookup or the cron).
+ */
+export type GroupState = "creating" | "ready" | "deleting";
+
+export interface GroupRecord {
+  /** The config, with `incarnation` and the current membership and sequencer. */
+  config: GroupConfig;
+  state: GroupState;
+  created: string;
+}
+
+export interface GroupEvent {
+  at: string;
+  kind: string;
+  epoch: number;
+  message: string;
+  [field: string]: unknown;
+}
+
+export interface DirectoryStore {
+  get(key: string): any;
+  put(key: string, value: unknown): void;
+  delete(key: string): void;
+  list(prefix: string): [string, any][];
+  append(kind: string, body: unknown, keepMax: number): void;
+  recent(kind: string, limit: number): any[];
+  clearHistory(): void;
+  transaction<T>(fn: () => T): T;
+}
+
+export type CreateResult =
+  | { kind: "created" | "resume" | "exists"; record: GroupRecord }
+  | { kind: "conflict" | "deleting"; record: GroupRecord };
+
+const same = (a: GroupConfig, b: GroupConfig) => JSON.stringify(creationConfig(a)) === JSON.stringify(creationConfig(b));
+
+export class DirectoryCore {
+  constructor(private readonly store: DirectoryStore) {}
+
+  get(): GroupRecord | null {
+    return this.store.get("record");
+  }
+
+  /** A new record at the next incarnation, or what stands already (the caller resumes a creation, finishes a deletion, or answers 200/409). */
+  create(config: GroupConfig, nowIso: string): CreateResult {
+    return this.store.transaction(() => {
+      const rec = this.get();
+      if (rec) {
+        if (rec.state === "deleting") return { kind: "deleting", record: rec };
+        if (!same(rec.config, config)) return { kind: "conflict", record: rec };
+        return { kind: rec.state === "ready" ? "exists" : "resume", record: rec };
+      }
+      const incarnation = (this.store.get("incarnation") ?? 0) + 1;
+      const record: GroupRecord = { config: { ...config, incarnation }, state: "creating", created: nowIso };
+      this.store.put("incarnation", incarnation);
+      this.store.put("record", record);
+      return { kind: "created", record };
+    });
+  }
+
+  /** Moves the record of that incarnation to a state; "deleted" removes it (the incarnation counter stays). */
+  setState(incarnation: number, state: GroupState | "deleted"): boolean {
+    return this.store.transaction(() => {
+      const rec = this.get();
+      if (!rec || rec.config.incarnation !== incarnation) return false;
+      if (state === "deleted") {
+        this.store.delete("record");
+        this.store.clearHistory();
+        for (const [k] of this.store.list("token/")) this.store.delete(k);
+      } else {
+        this.store.put("record", { ...rec, state });
+      }
+      return true;
+    });
+  }
+
+  /** The config after a membership change or a new sequencer; refused for another incarnation. */
+  update(incarnation: number, config: GroupConfig): boolean {
+    const rec = this.get();
+    if (!rec || rec.config.incarnation !== incarnation || config.incarnation !== incarnation || rec.state === "deleting") return false;
+    this.store.put("record", { ...rec, config });
+    return true;
+  }
+
+  addEvent(incarnation: number, event: GroupEvent): boolean {
+    if (this.get()?.config.incarnation !== incarnation) return false;
+    this.store.append("event", event, eventHistoryMax);
+    return true;
+  }
+
+  events(limit: number): GroupEvent[] {
+    return this.store.recent("event", limit);
+  }
+
+  addAudit(incarnation: number, report: AuditReport): boolean {
+    if (this.get()?.config.incarnation !== incarnation) return false;
+    this.store.append("audit", report, auditHistoryMax);
+    return true;
+  }
+
+  audits(limit: number): AuditReport[] {
+    return this.store.recent("audit", limit);
+  }
+}

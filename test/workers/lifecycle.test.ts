@@ -1,0 +1,109 @@
+// A group's life: create, delete and recreate under load, and a PUT or DELETE that died midway.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { routeCacheMs } from "../../shared/limits.js";
+import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+
+function directory(group: string) {
+  return env.DIRECTORY.get(env.DIRECTORY.idFromName(group));
+}
+
+describe("incarnations", () => {
+  it("delete and recreate with 16 writers in flight: the new group serves at once, from seq 1, and its log is readable", async () => {
+    await createGroup("stall-g");
+    let stop = false;
+    let ok = 0;
+    const statuses = new Map<number, number>();
+    const writers = Array.from({ length: 16 }, async (_, w) => {
+      for (let i = 1; !stop && i < 400; i++) {
+        const r = await command("stall-g", { op: "put", key: `w${w}`, value: i }, `w${w}`, i);
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        if (r.status === 200) ok++;
+      }
+    });
+    while (ok < 50) await command("stall-g", { op: "get", key: "w0" }, "probe", ok + 1000);
+    expect((await api("DELETE", "/v1/groups/stall-g")).status).toBe(204);
+    const again = await api("PUT", "/v1/groups/stall-g", { machine: "kv" });
+    expect(again.status).toBe(201);
+    expect(again.body.commitSeq).toBe(0);
+    // The new incarnation takes writes while the old one's late RPCs are refused.
+    const okBefore = ok;
+    const deadline = Date.now() + 10_000;
+    while (ok < okBefore + 50 && Date.now() < deadline) await command("stall-g", { op: "get", key: "w0" }, "probe2", ok + 5000);
+    stop = true;
+    await Promise.all(writers);
+    expect(ok).toBeGreaterThanOrEqual(okBefore + 50);
+    const s = (await api("GET", "/v1/groups/stall-g", undefined, clientToken)).body;
+    expect(s.commitSeq).toBeGreaterThan(0);
+    const log = await api("GET", "/v1/groups/stall-g/log?from=1&limit=10");
+    expect(log.status).toBe(200);
+    expect(log.body.entries[0].seq).toBe(1);
+    expect([...statuses.keys()].every((st) => [200, 404, 503, 504].includes(st)), JSON.stringify([...statuses])).toBe(true);
+    const audit = await api("POST", "/v1/groups/stall-g/audit");
+    expect(audit.body.verdict).toBe("consistent");
+  });
+
+  it("a replica refuses the calls of an older incarnation, and a newer one's init replaces its leftover state", async () => {
+    await createGroup("inc");
+    expect((await command("inc", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const record = (await directory("inc").get())!;
+    const inc = record.config.incarnation;
+    const r1 = env.REPLICA.get(env.REPLICA.idFromName("inc/r1"));
+    expect(await r1.query(inc - 1, { op: "get", key: "k" }, 0, 0)).toEqual({ kind: "not_found" });
+    expect(await r1.appendText(inc - 1, JSON.stringify({ epoch: 9, prevSeq: 0, prevHash: "0".repeat(64), entries: [], commitSeq: 0 }))).toEqual({ ok: false, reason: "not_initialized" });
+    expect(await r1.init({ group: "inc", incarnation: inc - 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toBeNull();
+    expect(await r1.query(inc + 1, { op: "get", key: "k" }, 0, 0)).toEqual({ kind: "not_found" });
+    expect(await r1.query(inc, { op: "get", key: "k" }, 1, 2_000)).toMatchObject({ kind: "ok", result: { value: 1 } });
+    // An init of a newer incarnation replaces the leftover: it starts empty.
+    expect(await r1.init({ group: "inc", incarnation: inc + 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toMatchObject({ appliedSeq: 0, lastSeq: 0 });
+  });
+});
+
+describe("one lifecycle operation at a time in a sequencer", () => {
+  it("a recovery racing a creation (a late writer's, as after a delete) never wipes the new group's storage", async () => {
+    const cfg = { group: "race", incarnation: 7, machine: "kv" as const, replicas: 3, locations: [null, null, null], outputs: "first" as const, checkpointEvery: 100 };
+    const seq = env.SEQUENCER.get(env.SEQUENCER.idFromName("race"));
+    for (let i = 0; i < 3; i++) {
+      // The recovery finds no replica state and fails; its cleanup must not run over the init.
+      const [init] = await Promise.all([seq.init({ ...cfg, incarnation: cfg.incarnation + i }), seq.recover({ ...cfg, incarnation: cfg.incarnation + i })]);
+      expect(init.kind).not.toBe("conflict");
+      const page = await seq.readLog(1, 10);
+      expect(page).not.toBeNull();
+      const a: any = await seq.submit("c", 1, { op: "put", key: "k", value: i });
+      expect(a.kind, JSON.stringify(a)).toBe("ok");
+      expect(a.seq).toBe(1);
+      await seq.destroy("race", cfg.incarnation + i, 3);
+    }
+  });
+});
+
+describe("a PUT or a DELETE that died midway is finished by the next lookup", () => {
+  it("a creation recorded but never carried out: the next request completes it and the group serves", async () => {
+    // What a PUT killed after its directory write leaves behind: a record in state "creating", no objects.
+    const r = await directory("half-made").create({ group: "half-made", incarnation: 0, machine: "kv", replicas: 3, locations: [null, null, null], outputs: "first", checkpointEvery: 100 }, new Date().toISOString());
+    expect(r.kind).toBe("created");
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain("half-made");
+    const w = await command("half-made", { op: "put", key: "k", value: "v" });
+    expect(w.status, JSON.stringify(w.body)).toBe(200);
+    expect((await query("half-made", { op: "get", key: "k" })).body.result).toEqual({ value: "v" });
+    expect((await directory("half-made").get())!.state).toBe("ready");
+    expect((await api("GET", "/v1/groups")).body.groups).toContain("half-made");
+    // A PUT of the same config is a 200 now.
+    expect((await api("PUT", "/v1/groups/half-made", { machine: "kv" })).status).toBe(200);
+  });
+
+  it("a deletion recorded but not finished: the group answers 404, its objects are destroyed, and it can be created again", async () => {
+    await createGroup("half-gone");
+    expect((await command("half-gone", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const rec = (await directory("half-gone").get())!;
+    await directory("half-gone").setState(rec.config.incarnation, "deleting");
+    await new Promise((r) => setTimeout(r, routeCacheMs + 100)); // routers may serve from their cache until then
+    expectError(await api("GET", "/v1/groups/half-gone", undefined, clientToken), 404, "not_found");
+    expect(await directory("half-gone").get()).toBeNull();
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain("half-gone");
+    const created = await api("PUT", "/v1/groups/half-gone", { machine: "kv" });
+    expect(created.status).toBe(201);
+    expect((await query("half-gone", { op: "get", key: "k" })).body.result).toEqual({ value: null });
+    expect((await directory("half-gone").get())!.config.incarnation).toBe(rec.config.incarnation + 1);
+  });
+});

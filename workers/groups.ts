@@ -1,0 +1,136 @@
+// The control plane: finding a group, creating, deleting, recovering and moving its sequencer.
+// The router does HTTP only and calls these; nothing here knows about requests or responses
+// beyond the ApiError it throws.
+//
+// A group's record lives in its own directory object (workers/directory.ts); routers cache it for
+// routeCacheMs per isolate. The global registry only lists names (GET /v1/groups, the cron), so it
+// is on no group's data path. Creation and deletion are recorded in the directory first, then
+// carried out, so one that dies midway (kill -9 in a PUT or a DELETE) is finished by the next
+// lookup instead of leaving the group half made forever.
+import { ApiError } from "../shared/api/errors.js";
+import type { GroupRecord } from "../shared/control/directory.js";
+import { routeCacheMs } from "../shared/limits.js";
+import type { GroupConfig, GroupStatus } from "../shared/protocol/types.js";
+import { membersOf, sequencerName } from "../shared/protocol/types.js";
+import { type Env, directoryStub, registryStub, sequencerStub } from "./env.js";
+
+const cache = new Map<string, { record: GroupRecord; atMs: number }>();
+
+export function forget(group: string): void {
+  cache.delete(group);
+}
+
+/** The stub of the sequencer a config names (the group's name, or a later one after a move). */
+export function sequencerOf(env: Env, config: GroupConfig) {
+  return sequencerStub(env, sequencerName(config), config.sequencer?.location ?? null);
+}
+
+function notFound(group: string): ApiError {
+  return new ApiError("not_found", `group ${group} does not exist`);
+}
+
+/** The group's ready record (cached), finishing a creation or a deletion that died midway. */
+export async function lookup(env: Env, group: string, fresh = false): Promise<GroupRecord> {
+  const cached = cache.get(group);
+  if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return cached.record;
+  let record = (await directoryStub(env, group).get()) as GroupRecord | null;
+  if (record?.state === "deleting") {
+    await finishDelete(env, record);
+    record = null;
+  }
+  if (!record) {
+    cache.delete(group);
+    throw notFound(group);
+  }
+  if (record.state === "creating") record = (await finishCreate(env, record)).record;
+  cache.set(group, { record, atMs: Date.now() });
+  return record;
+}
+
+/** Initializes the sequencer and replicas of a record in state "creating", then marks it ready. */
+async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: GroupRecord; status: GroupStatus | null }> {
+  const cfg = record.config;
+  const r = await sequencerOf(env, cfg).init(cfg);
+  if (r.kind === "conflict") throw new ApiError("conflict", `group ${cfg.group} exists with another config`);
+  await registryStub(env).add(cfg.group);
+  await directoryStub(env, cfg.group).setState(cfg.incarnation, "ready");
+  return { record: { ...record, state: "ready" }, status: r.status as GroupStatus | null };
+}
+
+async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
+  const cfg = record.config;
+  await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas);
+  // A sequencer moved away from the group's name may have left state there: destroyed too.
+  if (sequencerName(cfg) !== cfg.group) await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0);
+  await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
+  await registryStub(env).remove(cfg.group);
+}
+
+/** PUT: creates the group (201), or finds it with the same config (200), or 409. */
+export async function create(env: Env, config: GroupConfig): Promise<{ created: boolean; status: GroupStatus }> {
+  const group = config.group;
+  const r = await directoryStub(env, group).create(config, new Date().toISOString());
+  cache.delete(group);
+  if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
+  if (r.kind === "deleting") {
+    await finishDelete(env, r.record as GroupRecord);
+    return create(env, config);
+  }
+  if (r.kind === "exists") {
+    const status = await withSequencer(env, group, (s) => s.status(), (s) => s === null);
+    return { created: false, status: status as GroupStatus };
+  }
+  const done = await finishCreate(env, r.record as GroupRecord);
+  if (!done.status) throw new ApiError("unavailable", `group ${group} could not be initialized yet`, 1);
+  return { created: r.kind === "created", status: done.status };
+}
+
+/** DELETE: every object of the group is destroyed; false if there was no such group. */
+export async function remove(env: Env, group: string): Promise<boolean> {
+  const directory = directoryStub(env, group);
+  const record = (await directory.get()) as GroupRecord | null;
+  cache.delete(group);
+  if (!record) return false;
+  if (record.state !== "deleting") await directory.setState(record.config.incarnation, "deleting");
+  await finishDelete(env, { ...record, state: "deleting" });
+  return true;
+}
+
+/**
+ * Calls the group's sequencer. If it answers that it has no state (`missing`), the route may be
+ * stale (a move): look again; if it is still missing, the sequencer lost its storage: have it
+ * recover (new epoch, log from a replica majority), then call once more.
+ */
+export async function withSequencer<T>(env: Env, group: string, call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>, missing: (t: T) => boolean): Promise<T> {
+  let record = await lookup(env, group);
+  let answer = await call(sequencerOf(env, record.config), record);
+  if (!missing(answer)) return answer;
+  record = await lookup(env, group, true);
+  answer = await call(sequencerOf(env, record.config), record);
+  if (!missing(answer)) return answer;
+  const r = await sequencerOf(env, record.config).recover(record.config);
+  if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
+  return call(sequencerOf(env, record.config), record);
+}
+
+/**
+ * Moves the sequencer: the current one hands over (stops, forgets everything), the directory
+ * names a new Durable Object (placed by the location hint), which recovers at a new epoch.
+ */
+export async function move(env: Env, group: string, location: string | null) {
+  const record = await lookup(env, group, true);
+  const config = record.config;
+  const no = (config.sequencer?.no ?? 0) + 1;
+  const moved: GroupConfig = { ...config, sequencer: { name: `${group}~s${no}`, location, no } };
+  await sequencerOf(env, config).handOver();
+  if (!(await directoryStub(env, group).update(config.incarnation, moved))) throw notFound(group);
+  cache.delete(group);
+  const r = await sequencerOf(env, moved).recover(moved);
+  if (!r.ok) throw new ApiError("unavailable", `the new sequencer could not recover yet: ${r.reason}`, 1);
+  return { name: moved.sequencer!.name, location, epoch: r.epoch };
+}
+
+/** The replicas a router may read from (the record's membership). */
+export function replicasOf(record: GroupRecord) {
+  return membersOf(record.config).map((m) => ({ id: m.id, location: m.location }));
+}
