@@ -126,6 +126,10 @@ export class ReplicaObject extends DurableObject<Env> {
     this.of(incarnation).setQuarantined(quarantined);
   }
 
+  async release(incarnation: number, rebase: boolean): Promise<{ ok: boolean; digest: string; reason?: string }> {
+    return this.of(incarnation).release(rebase);
+  }
+
   /** Destroys this replica's storage, unless it already belongs to a newer incarnation. */
   async destroy(incarnation: number): Promise<void> {
     const mine = this.incarnation;

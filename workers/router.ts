@@ -304,6 +304,34 @@ app.delete("/v1/groups/:group/replicas/:id", async (c) => {
   return c.json({ replica: r.replica }, 202);
 });
 
+const releaseBody = z.object({ rebase: z.boolean().optional() }).strict();
+
+/** The operator's ways out of a quarantine (README, Operations): rebuild from a healthy replica, or release. */
+app.post("/v1/groups/:group/replicas/:id/repair", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const id = replicaParam(c);
+  const r = await groups.withSequencer(c.env, group, (s) => s.repair(id), (r) => r.code === "not_found" && r.reason === "no such group");
+  if (r.code === "not_found") throw new ApiError("not_found", r.reason!);
+  if (!r.ok) throw new ApiError("unavailable", r.reason!, 5);
+  return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
+});
+
+app.post("/v1/groups/:group/replicas/:id/release", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const id = replicaParam(c);
+  const body = parse(releaseBody, await jsonBody(c, true), "body");
+  const r = await groups.withSequencer(
+    c.env,
+    group,
+    (s) => rpc<{ ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" }>(s.release(id, body.rebase ?? false)),
+    (r) => !r.ok && r.code === "not_found" && r.reason === "no such group",
+  );
+  if (!r.ok) throw new ApiError(r.code, r.reason);
+  return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
+});
+
 const moveSequencerBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
 
 /** Moves the group's sequencer (see groups.move). Commands in flight may answer 503/504 meanwhile; retries are safe. */

@@ -69,6 +69,7 @@ export class SequencerObject extends DurableObject<Env> {
       session: (client, request, minSeq, waitMs) => rpc<SessionAnswer>(stub.session(inc, client, request, minSeq, waitMs)),
       auditInfo: () => rpc<AuditInfo | null>(stub.auditInfo(inc)),
       setQuarantined: (q) => stub.setQuarantined(inc, q),
+      release: (rebase) => stub.release(inc, rebase),
       fence: (epoch) => rpc<FenceReply | null>(stub.fence(inc, epoch)),
       readLog: (from, to) => rpc<Entry[]>(stub.readLog(inc, from, to)),
       beginSnapshot: () => rpc<SnapshotInfo | null>(stub.beginSnapshot(inc)),
@@ -288,6 +289,23 @@ export class SequencerObject extends DurableObject<Env> {
     const r = await driver.removeReplica(id);
     if (!r.ok) return { ok: false, reason: r.reason, code: /last voting/.test(r.reason) ? "conflict" : "unavailable" };
     return { ok: true, replica: { ...before, status: "removed" } };
+  }
+
+  async release(id: string, rebase: boolean): Promise<{ ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" }> {
+    const driver = this.driver;
+    if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
+    if (!driver.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
+    const r = await driver.release(id, rebase);
+    return r.ok ? r : { ...r, code: "conflict" };
+  }
+
+  /** Rebuilds a replica now from the most advanced healthy one (the operator's repair). */
+  async repair(id: string): Promise<{ ok: boolean; code?: "not_found"; reason?: string }> {
+    const driver = this.driver;
+    if (!driver) return { ok: false, code: "not_found", reason: "no such group" };
+    if (!driver.core.replicaIds().includes(id)) return { ok: false, code: "not_found", reason: `no replica ${id} in this group` };
+    const ok = await driver.repair(id);
+    return ok ? { ok } : { ok, reason: "the state transfer did not complete (see the group's events and logs); the audit retries it" };
   }
 
   /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */

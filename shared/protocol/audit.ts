@@ -1,5 +1,5 @@
+import { MajorityConfig } from "./quorum.js";
 import type { AuditInfo, AuditReport, ReplicaVerdict } from "./types.js";
-import { majority } from "./types.js";
 
 /**
  * Decides an audit from what each replica reported (null: unreachable). Pure, so the simulator
@@ -9,16 +9,23 @@ import { majority } from "./types.js";
  *    corrupt state (storage, not execution): diverged.
  * 2. Compare checkpoint digests at the highest seq every remaining responder has a checkpoint for
  *    (or, if their retained checkpoints no longer overlap, the highest that a quorum shares).
- * 3. The digest held by a quorum of the group's replicas is right; other digests are diverged.
- *    Without a quorum to agree, the audit is insufficient and quarantines nobody.
+ * 3. The digest held by a quorum of the voters is right; other digests are diverged.
+ *    Without a quorum to agree, the audit is insufficient.
+ * 4. The auditor must never be able to kill a group: a replica is quarantined only when it
+ *    disagrees with a healthy quorum of voters that agree with each other. When the voters that
+ *    fail a check are themselves a quorum, that is a bug in us (every replica ran the same code
+ *    on the same log), not corruption in them: nobody is quarantined, the group keeps serving, and
+ *    the report carries an `alarm`. Without a healthy quorum to confirm it, a diverged replica is
+ *    reported but not quarantined either.
  */
 export function decideAudit(
   group: string,
   at: string,
-  replicaCount: number,
+  voterIds: Iterable<string>,
   infos: Map<string, AuditInfo | null>,
-): { report: AuditReport; diverged: string[] } {
-  const need = majority(replicaCount);
+): { report: AuditReport; diverged: string[]; alarm: string | null } {
+  const voters = new MajorityConfig(voterIds);
+  const need = voters.need;
   const verdicts = new Map<string, { verdict: ReplicaVerdict; reason?: string }>();
   const candidates: [string, AuditInfo][] = [];
   for (const [id, info] of infos) {
@@ -42,9 +49,9 @@ export function decideAudit(
   const seq = common ?? seqsDesc.find((s) => bySeq.get(s)!.size >= need) ?? 0;
   const atSeq = bySeq.get(seq) ?? new Map<string, string>();
 
-  const counts = new Map<string, number>();
-  for (const d of atSeq.values()) counts.set(d, (counts.get(d) ?? 0) + 1);
-  const winner = [...counts.entries()].find(([, n]) => n >= need)?.[0];
+  const holders = new Map<string, string[]>();
+  for (const [id, d] of atSeq) holders.set(d, [...(holders.get(d) ?? []), id]);
+  const winner = [...holders.entries()].find(([, ids]) => voters.reached(ids))?.[0];
 
   for (const [id] of candidates) {
     const d = atSeq.get(id);
@@ -54,8 +61,16 @@ export function decideAudit(
     else verdicts.set(id, { verdict: "diverged", reason: `checkpoint digest at seq ${seq} differs from the majority` });
   }
 
-  const diverged = [...verdicts.entries()].filter(([, v]) => v.verdict === "diverged").map(([id]) => id);
-  const verdict: AuditReport["verdict"] = diverged.length > 0 ? "diverged" : winner === undefined ? "insufficient" : "consistent";
+  const flagged = [...verdicts.entries()].filter(([, v]) => v.verdict === "diverged").map(([id]) => id);
+  const verdict: AuditReport["verdict"] = flagged.length > 0 ? "diverged" : winner === undefined ? "insufficient" : "consistent";
+  let alarm: string | null = null;
+  let diverged = flagged;
+  if (flagged.length > 0 && voters.reached(flagged)) {
+    alarm = `${flagged.length} of ${voters.size} voters failed the same check (${flagged.join(", ")}): a bug in the replica set, not corruption; nobody is quarantined and the group keeps serving`;
+    diverged = [];
+  } else if (flagged.length > 0 && winner === undefined) {
+    diverged = []; // no healthy quorum to confirm the verdict: report it, quarantine nobody
+  }
   const replicas = [...infos.entries()].map(([id, info]) => {
     const v = verdicts.get(id)!;
     const entry: AuditReport["replicas"][number] = {
@@ -67,5 +82,7 @@ export function decideAudit(
     if (v.reason) entry.reason = v.reason;
     return entry;
   });
-  return { report: { at, group, seq, verdict, replicas }, diverged };
+  const report: AuditReport = { at, group, seq, verdict, replicas, quarantined: diverged };
+  if (alarm !== null) report.alarm = alarm;
+  return { report, diverged, alarm };
 }

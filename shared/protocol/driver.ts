@@ -324,10 +324,25 @@ export class SequencerDriver {
   private quarantine(id: string): void {
     if (!this.core.setQuarantined(id, true)) return;
     this.io.log("warn", `replica ${this.core.config.group}/${id} quarantined`);
+    this.io.event?.("quarantine", `replica ${id} quarantined`, { replica: id });
     this.io
       .link(id)
       .setQuarantined(true)
       .catch((err) => this.io.log("warn", `telling ${id} it is quarantined: ${String(err)}`));
+  }
+
+  /** The operator's release of a quarantined replica (see ReplicaCore.release). */
+  async release(id: string, rebase: boolean): Promise<{ ok: true } | { ok: false; reason: string }> {
+    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+    if (!this.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group` };
+    const r = await withTimeout(this.io, this.io.link(id).release(rebase), replicaRpcTimeoutMs, `release of ${id}`).catch((err) => ({ ok: false, digest: "", reason: String(err) }));
+    if (!r.ok) return { ok: false, reason: r.reason ?? "refused" };
+    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+    this.core.setQuarantined(id, false);
+    this.core.noteContact(id, true, this.io.nowMs());
+    this.io.event?.("release", `replica ${id} released by an operator${rebase ? " (rebased on its rows)" : ""}`, { replica: id, digest: r.digest });
+    this.kickAll();
+    return { ok: true };
   }
 
   // ---- reconfiguration ----------------------------------------------------------------------
@@ -440,13 +455,21 @@ export class SequencerDriver {
     const infos = new Map<string, AuditInfo | null>();
     const now = this.io.nowMs();
     // A stopped incarnation (crashed, destroyed) must not write: its state is stale.
-    if (this.stopped) return decideAudit(this.core.config.group, new Date(now).toISOString(), ids.length, new Map()).report;
+    const voters = this.core.voterIds();
+    if (this.stopped) return decideAudit(this.core.config.group, new Date(now).toISOString(), voters, new Map()).report;
     ids.forEach((id, i) => {
       const info = answers[i] ?? null;
       infos.set(id, info);
       this.core.noteContact(id, info !== null, now, info ?? undefined);
+      // A replica that quarantined itself (a failed replay) or that a lost sequencer had
+      // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
+      if (info?.quarantined && !info.rebuilding) this.core.setQuarantined(id, true);
     });
-    const { report, diverged } = decideAudit(this.core.config.group, new Date(now).toISOString(), ids.length, infos);
+    const { report, diverged, alarm } = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos);
+    if (alarm !== null) {
+      this.io.log("error", `AUDIT ALARM group ${this.core.config.group} epoch ${this.core.epoch} seq ${report.seq}: ${alarm}`);
+      this.io.event?.("alarm", alarm, { seq: report.seq });
+    }
     for (const id of diverged) this.quarantine(id);
     // Quarantined replicas are rebuilt from a healthy one; unreachable or lagging ones are caught
     // up from the log by their send loops.
@@ -492,6 +515,7 @@ export class SequencerDriver {
         if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
         installed = info.seq;
         this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
+        this.io.event?.("repair", `replica ${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`, { replica: target, source, seq: info.seq });
       } finally {
         await call(src.endSnapshot(), `end snapshot of ${source}`).catch(() => undefined);
       }

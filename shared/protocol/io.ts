@@ -30,6 +30,7 @@ export interface ReplicaLink {
   session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer>;
   auditInfo(): Promise<AuditInfo | null>;
   setQuarantined(quarantined: boolean): Promise<void>;
+  release(rebase: boolean): Promise<{ ok: boolean; digest: string; reason?: string }>;
   fence(epoch: number): Promise<import("./types.js").FenceReply | null>;
   readLog(fromSeq: number, toSeq: number): Promise<import("./types.js").Entry[]>;
   // State transfer: a source freezes its state and serves pages; a target installs them.

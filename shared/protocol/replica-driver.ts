@@ -113,6 +113,10 @@ export class ReplicaDriver {
     this.core?.setQuarantined(quarantined);
   }
 
+  release(rebase: boolean): { ok: boolean; digest: string; reason?: string } {
+    return this.core?.release(rebase) ?? { ok: false, digest: "", reason: "no such replica" };
+  }
+
   /** Drops the core (storage gone or memory lost); waiting reads end. */
   detach(): void {
     this.core = null;

@@ -392,6 +392,26 @@ export class ReplicaCore {
     }
   }
 
+  /**
+   * The operator's way out of a quarantine: the replica serves and votes again. Refused while its
+   * stored rows do not hash to its recorded digest (repair it from a healthy replica instead),
+   * unless `rebase`: then its rows are taken as they are and its digest recomputed from them (for
+   * when every replica is quarantined and none is healthy to copy from; the next audit compares it).
+   */
+  release(rebase: boolean): { ok: boolean; digest: string; reason?: string } {
+    if (this.installing) return { ok: false, digest: this.meta.digest, reason: "it is halfway through a state transfer: repair it instead" };
+    this.saveState();
+    const actual = recomputeDigest(this.storage.rows, scrubPageRows).digest;
+    if (actual !== this.meta.digest && !rebase) {
+      return { ok: false, digest: actual, reason: `its rows hash to ${actual.slice(0, 12)}, its recorded digest is ${this.meta.digest.slice(0, 12)}: repair it, or release it with rebase to take its rows as they are` };
+    }
+    const next = { ...this.meta, quarantined: false, digest: actual, stateDigest: actual };
+    this.storage.saveMeta(next);
+    this.meta = next;
+    this.state = new DigestedState(this.storage.rows, actual);
+    return { ok: true, digest: actual };
+  }
+
   setQuarantined(quarantined: boolean): void {
     if (this.meta.quarantined === quarantined) return;
     const next = { ...this.meta, quarantined };

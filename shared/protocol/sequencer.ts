@@ -259,6 +259,10 @@ export class SequencerCore {
   replicaIds(): string[] {
     return [...this.progress.keys()];
   }
+  /** The voting members of the configuration in force (quarantined ones included: they are members). */
+  voterIds(): string[] {
+    return [...this.progress.values()].filter((p) => p.voter).map((p) => p.id);
+  }
 
   /** Voting members that may vote now (not quarantined). */
   private voters(): Progress[] {
@@ -555,7 +559,10 @@ export class SequencerCore {
     if (p.misses >= downAfterMisses) return "down";
     if (p.misses >= suspectAfterMisses) return "suspect";
     if (!p.voter) return "joining";
-    if (p.needsTransfer || (p.lastContactMs !== null && this.lastSeq - p.lastSeq >= laggingEntriesMin)) return "lagging";
+    // Not heard from since this sequencer started (its position is unknown, e.g. right after a
+    // restart), or far behind: lagging, never "healthy" with a stale appliedSeq.
+    if (p.needsTransfer || p.lastContactMs === null) return "lagging";
+    if (this.lastSeq - p.lastSeq >= laggingEntriesMin || this.meta.commitSeq - p.appliedSeq >= laggingEntriesMin) return "lagging";
     return "healthy";
   }
 

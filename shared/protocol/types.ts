@@ -190,6 +190,10 @@ export interface AuditReport {
     verdict: ReplicaVerdict;
     reason?: string;
   }[];
+  /** The replicas this audit quarantined (only a minority that disagrees with a healthy quorum). */
+  quarantined: string[];
+  /** Set when a quorum of voters failed the same check: a bug, not corruption (nobody quarantined). */
+  alarm?: string;
 }
 
 export interface ReplicaStatus {

@@ -271,6 +271,7 @@ export class SimSequencer {
       session: (client, request, minSeq, waitMs) => call<SessionAnswer>("session", () => r.driver.session(client, request, minSeq, waitMs)),
       auditInfo: () => call<AuditInfo | null>("audit", () => r.driver.auditInfo()),
       setQuarantined: (q) => call("quarantine", () => r.driver.setQuarantined(q)),
+      release: (rebase) => call("release", () => r.driver.release(rebase)),
       fence: (epoch) => call(`fence ${epoch}`, () => r.driver.fence(epoch)),
       readLog: (from, to) => call(`readLog ${from}-${to}`, () => r.driver.readLog(from, to)),
       beginSnapshot: () => call("beginSnapshot", () => r.driver.beginSnapshot()),

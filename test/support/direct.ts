@@ -46,6 +46,7 @@ export function directGroup(config: GroupConfig, retention: Retention) {
       session: (c, req, minSeq, waitMs) => call(() => r().session(c, req, minSeq, waitMs)),
       auditInfo: () => call(() => r().auditInfo()),
       setQuarantined: (q) => call(() => r().setQuarantined(q)),
+      release: (rebase) => call(() => r().release(rebase)),
       fence: (e) => call(() => r().fence(e)),
       readLog: (f, t) => call(() => r().readLog(f, t)),
       beginSnapshot: () => call(() => r().beginSnapshot()),

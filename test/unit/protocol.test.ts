@@ -5,6 +5,7 @@ import { entryHash } from "../../shared/protocol/entry.js";
 import { bytesToHex, canonicalJson, hexToBytes, sha256Bytes, sha256Hex, utf8Length, zeroHash } from "../../shared/protocol/hash.js";
 import { createHash } from "node:crypto";
 import type { AuditInfo } from "../../shared/protocol/types.js";
+import { replicaIds } from "../../shared/protocol/types.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
 
@@ -246,7 +247,7 @@ describe("checkpoints and audits", () => {
     const info = infoOf(c, "r1");
     expect(info.checkpoints.map((cp) => cp.seq)).toEqual([0, 4, 8, 9]);
     const infos = new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const));
-    const { report, diverged } = decideAudit("g", "t", 3, infos);
+    const { report, diverged } = decideAudit("g", "t", replicaIds(3), infos);
     expect(report.verdict).toBe("consistent");
     expect(report.seq).toBe(9);
     expect(diverged).toEqual([]);
@@ -259,7 +260,7 @@ describe("checkpoints and audits", () => {
     c.replicas.get("r2")!.saveState();
     c.replicaStores.get("r2")!.rows.put("m/k1", "12345");
     const infos = new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const));
-    const { report, diverged } = decideAudit("g", "t", 3, infos);
+    const { report, diverged } = decideAudit("g", "t", replicaIds(3), infos);
     expect(diverged).toEqual(["r2"]);
     expect(report.verdict).toBe("diverged");
     expect(report.replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
@@ -287,7 +288,7 @@ describe("checkpoints and audits", () => {
       ["r4", null],
       ["r5", base(8, "aa")],
     ]);
-    const { report, diverged } = decideAudit("g", "t", 5, infos);
+    const { report, diverged } = decideAudit("g", "t", replicaIds(5), infos);
     expect(report.seq).toBe(8);
     expect(diverged).toEqual(["r3"]);
     expect(report.replicas.find((r) => r.id === "r4")!.verdict).toBe("unreachable");
@@ -297,7 +298,7 @@ describe("checkpoints and audits", () => {
       ["r2", base(8, "aa")],
       ["r3", { ...base(2, "cc"), checkpoints: [{ seq: 2, digest: "cc", logHash: "h" }] }],
     ]);
-    const r2 = decideAudit("g", "t", 3, lagging);
+    const r2 = decideAudit("g", "t", replicaIds(3), lagging);
     expect(r2.report.seq).toBe(8);
     expect(r2.report.replicas.find((r) => r.id === "r3")!.verdict).toBe("behind");
     expect(r2.report.verdict).toBe("consistent");
@@ -307,7 +308,7 @@ describe("checkpoints and audits", () => {
       ["r2", base(8, "aa")],
       ["r3", { ...base(1, "zz"), rebuilding: true, scrub: { recordedDigest: "x", actualDigest: "y", rows: 3 } }],
     ]);
-    const rb = decideAudit("g", "t", 3, rebuilding);
+    const rb = decideAudit("g", "t", replicaIds(3), rebuilding);
     expect(rb.diverged).toEqual([]);
     expect(rb.report.replicas.find((r) => r.id === "r3")).toMatchObject({ verdict: "behind", reason: "being rebuilt by state transfer" });
 
@@ -316,7 +317,47 @@ describe("checkpoints and audits", () => {
       ["r2", null],
       ["r3", null],
     ]);
-    expect(decideAudit("g", "t", 3, tooFew).report.verdict).toBe("insufficient");
+    expect(decideAudit("g", "t", replicaIds(3), tooFew).report.verdict).toBe("insufficient");
+  });
+
+  it("never kills a group: when a quorum of voters fails the same check, nobody is quarantined and the report carries an alarm", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 4; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    for (const id of ["r1", "r2"]) {
+      c.replicas.get(id)!.saveState();
+      c.replicaStores.get(id)!.rows.put("m/k1", "12345");
+    }
+    const infos = new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const));
+    const { report, diverged, alarm } = decideAudit("g", "t", replicaIds(3), infos);
+    expect(diverged).toEqual([]);
+    expect(report.quarantined).toEqual([]);
+    expect(report.verdict).toBe("diverged");
+    expect(alarm).toMatch(/2 of 3 voters failed the same check \(r1, r2\): a bug/);
+    expect(report.alarm).toBe(alarm);
+    // Every replica failing (the lone-surrogate case) is the same: reported, nobody quarantined.
+    c.replicas.get("r3")!.saveState();
+    c.replicaStores.get("r3")!.rows.put("m/k2", "0");
+    const all = decideAudit("g", "t", replicaIds(3), new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const)));
+    expect(all.diverged).toEqual([]);
+    expect(all.alarm).not.toBeNull();
+  });
+
+  it("only voters make the quorum: a joining replica neither completes one nor is outvoted by one", () => {
+    const base = (digest: string): AuditInfo => ({
+      epoch: 1, lastSeq: 8, commitSeq: 8, appliedSeq: 8, digest, quarantined: false,
+      checkpoints: [{ seq: 8, digest, logHash: "h" }],
+      scrub: { recordedDigest: digest, actualDigest: digest, rows: 1 },
+    });
+    // Voters r1..r3, r4 joining. r1 and r4 agree, r2 and r3 agree: the voters' quorum is r2, r3.
+    const infos = new Map<string, AuditInfo | null>([["r1", base("aa")], ["r2", base("bb")], ["r3", base("bb")], ["r4", base("aa")]]);
+    const r = decideAudit("g", "t", replicaIds(3), infos);
+    expect(r.diverged.sort()).toEqual(["r1", "r4"]);
+    // One voter and one joiner agreeing are no quorum of 3 voters: nobody is quarantined.
+    const split = new Map<string, AuditInfo | null>([["r1", base("aa")], ["r2", base("bb")], ["r3", null], ["r4", base("aa")]]);
+    const s = decideAudit("g", "t", replicaIds(3), split);
+    expect(s.diverged).toEqual([]);
+    expect(s.report.verdict).toBe("insufficient");
   });
 });
 

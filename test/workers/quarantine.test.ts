@@ -1,0 +1,91 @@
+// The auditor must never be able to kill a group, and an operator always has a way out of a
+// quarantine (README, Operations).
+import { env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { ReplicaObject } from "../../workers/replica.js";
+import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor } from "./helpers.js";
+
+function replica(group: string, id: string) {
+  return env.REPLICA.get(env.REPLICA.idFromName(`${group}/${id}`));
+}
+
+async function tamper(group: string, id: string, key: string) {
+  await runInDurableObject(replica(group, id), (inst: ReplicaObject, state) => {
+    (inst as any).driver.core.saveState();
+    expect(state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify(666), `m/${key}`).rowsWritten).toBe(1);
+  });
+}
+
+describe("the auditor never kills a group", () => {
+  it("a majority failing the same check quarantines nobody: the group keeps serving, the report and the events say why", async () => {
+    await createGroup("alarm");
+    for (let i = 1; i <= 6; i++) expect((await command("alarm", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    await query("alarm", { op: "get", key: "k1" });
+    await tamper("alarm", "r1", "k2");
+    await tamper("alarm", "r2", "k2");
+    const report = (await api("POST", "/v1/groups/alarm/audit")).body;
+    expect(report.verdict).toBe("diverged");
+    expect(report.quarantined).toEqual([]);
+    expect(report.alarm).toMatch(/2 of 3 voters failed the same check/);
+    const s = await statuses("alarm");
+    expect(Object.values(s).map((r: any) => r.status)).toEqual(["healthy", "healthy", "healthy"]);
+    // Still serving: writes and reads.
+    expect((await command("alarm", { op: "put", key: "k7", value: 7 })).status).toBe(200);
+    expect((await query("alarm", { op: "get", key: "k7" })).body.result).toEqual({ value: 7 });
+    const events = (await api("GET", "/v1/groups/alarm/events", undefined, clientToken)).body.events;
+    expect(events.some((e: any) => e.kind === "alarm" && /failed the same check/.test(e.message))).toBe(true);
+  });
+
+  it("one replica that disagrees with a healthy majority is quarantined and rebuilt, and the events show both", async () => {
+    await createGroup("one-bad", { machine: "kv", checkpointEvery: 5 });
+    for (let i = 1; i <= 6; i++) await command("one-bad", { op: "put", key: `k${i}`, value: i });
+    await query("one-bad", { op: "get", key: "k1" });
+    await tamper("one-bad", "r3", "k1");
+    const report = (await api("POST", "/v1/groups/one-bad/audit")).body;
+    expect(report.quarantined).toEqual(["r3"]);
+    expect(report.alarm).toBeUndefined();
+    await waitFor("r3 rebuilt", async () => (await statuses("one-bad")).r3.status === "healthy", 50);
+    const kinds = (await api("GET", "/v1/groups/one-bad/events", undefined, clientToken)).body.events.map((e: any) => e.kind);
+    expect(kinds).toContain("quarantine");
+    expect(kinds).toContain("repair");
+  });
+});
+
+describe("the operator's way out of a quarantine", () => {
+  it("release: refused while the rows do not match the digest, unless rebased; a replica quarantined by mistake serves again", async () => {
+    await createGroup("release");
+    for (let i = 1; i <= 3; i++) await command("release", { op: "put", key: `k${i}`, value: i });
+    await query("release", { op: "get", key: "k1" });
+    // Quarantined though its state is fine (as a lost sequencer or a bug could leave it).
+    await replica("release", "r2").setQuarantined(1, true);
+    expect((await query("release", { op: "get", key: "k1" }, "stale")).body.replica).not.toBe("r2");
+    // Its rows match its digest: the release is accepted.
+    const ok = await api("POST", "/v1/groups/release/replicas/r2/release", {});
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect(["healthy", "lagging"]).toContain(ok.body.replica.status);
+    expect(await runInDurableObject(replica("release", "r2"), (inst: ReplicaObject) => (inst as any).driver.core.quarantined)).toBe(false);
+
+    // Rows changed behind the digest: a plain release is refused (409), a rebase accepts them.
+    await tamper("release", "r2", "k1");
+    await replica("release", "r2").setQuarantined(1, true);
+    expectError(await api("POST", "/v1/groups/release/replicas/r2/release", {}), 409, "conflict", /repair it, or release it with rebase/);
+    expect((await api("POST", "/v1/groups/release/replicas/r2/release", { rebase: true })).status).toBe(200);
+    // The next audit compares it with the others and finds it diverged; it is rebuilt from a healthy one.
+    const after = (await api("POST", "/v1/groups/release/audit")).body;
+    expect(after.quarantined).toEqual(["r2"]);
+    await waitFor("r2 rebuilt", async () => (await statuses("release")).r2.status === "healthy", 50);
+    expectError(await api("POST", "/v1/groups/release/replicas/r9/release", {}), 404, "not_found");
+  });
+
+  it("repair: rebuilds a replica now from a healthy one", async () => {
+    await createGroup("repair-now");
+    for (let i = 1; i <= 3; i++) await command("repair-now", { op: "put", key: `k${i}`, value: i });
+    await query("repair-now", { op: "get", key: "k3" });
+    await tamper("repair-now", "r1", "k3");
+    const r = await api("POST", "/v1/groups/repair-now/replicas/r1/repair");
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const row = await runInDurableObject(replica("repair-now", "r1"), (_i: ReplicaObject, state) => state.storage.sql.exec<{ v: string }>("SELECT v FROM state WHERE k = ?", "m/k3").one().v);
+    expect(row).toBe("3");
+    expect((await api("POST", "/v1/groups/repair-now/audit")).body.verdict).toBe("consistent");
+  });
+});
