@@ -102,8 +102,13 @@ export const auditRpcTimeoutMs = 5_000;
 export const auditConcurrencyMax = 8;
 /** Rows a scrub reads per SQL page while it recomputes a digest. */
 export const scrubPageRows = 1_000;
-/** How long the router caches a group's routing info (replica ids, machine) per isolate. */
+/**
+ * How long the router caches a group's routing info (replica ids, machine) per isolate; also how
+ * long a revoked group token may still be accepted by a router that checked it just before.
+ */
 export const routeCacheMs = 2_000;
+/** Group tokens one group may have. */
+export const groupTokensMax = 100;
 
 /** Log entries kept behind the applied position; older ones are compacted away (sequencer and replicas). */
 export const logRetentionEntries = 10_000;

@@ -1,6 +1,13 @@
-import { sha256Bytes } from "../shared/protocol/hash.js";
+import type { TokenRecord } from "../shared/control/directory.js";
+import { routeCacheMs } from "../shared/limits.js";
+import { sha256Bytes, sha256Hex } from "../shared/protocol/hash.js";
+import { type Env, directoryStub } from "./env.js";
 
-export type Scope = "admin" | "client";
+/**
+ * Who a request speaks for: the admin, a client (CLIENT_TOKENS: every group's client routes), or
+ * a group token (one group's client routes; `read` or `write`).
+ */
+export type Scope = { kind: "admin" } | { kind: "client" } | { kind: "group"; group: string; tokenId: string; access: "read" | "write" };
 
 // Tokens are compared in constant time: both sides are sha256 digests (so neither the secret's
 // length nor the first differing byte shows in the timing) compared without an early exit.
@@ -31,14 +38,57 @@ function equalDigests(x: Uint8Array, y: Uint8Array): boolean {
   return diff === 0;
 }
 
-/** The scope a presented token grants, or null. Every candidate is compared (no early exit). */
+/** The scope a configured token grants, or null. Every candidate is compared (no early exit). */
 export function scopeOf(tokens: Tokens, presented: string): Scope | null {
   const p = sha256Bytes(presented);
   let admin = false;
   let client = false;
   if (tokens.admin !== null) admin = equalDigests(tokens.admin, p);
   for (const t of tokens.clients) client = equalDigests(t, p) || client;
-  return admin ? "admin" : client ? "client" : null;
+  return admin ? { kind: "admin" } : client ? { kind: "client" } : null;
+}
+
+// ---- group tokens ------------------------------------------------------------------------------
+// A group token names its group and id in the clear and carries a secret: g.<group>.<id>.<secret>.
+// The group's directory keeps sha256(secret); routers cache what they looked up for routeCacheMs,
+// so a revocation takes effect within that time.
+
+const groupTokenPattern = /^g\.([a-z0-9][a-z0-9-]{0,62})\.([0-9a-f]{8})\.([0-9a-f]{32})$/;
+
+export function newGroupToken(group: string): { id: string; secret: string; token: string } {
+  const hex = (n: number) => [...crypto.getRandomValues(new Uint8Array(n))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const id = hex(4);
+  const secret = hex(16);
+  return { id, secret, token: `g.${group}.${id}.${secret}` };
+}
+
+export function secretHash(secret: string): string {
+  return sha256Hex(secret);
+}
+
+const lookups = new Map<string, { record: TokenRecord | null; atMs: number }>();
+
+/** The scope of a group token, or null (malformed, unknown, revoked, or its group is gone). */
+export async function groupScopeOf(env: Env, presented: string): Promise<Scope | null> {
+  const m = groupTokenPattern.exec(presented);
+  if (!m) return null;
+  const [, group, id, secret] = m as unknown as [string, string, string, string];
+  const key = `${group}/${id}`;
+  let hit = lookups.get(key);
+  if (!hit || Date.now() - hit.atMs >= routeCacheMs) {
+    hit = { record: (await directoryStub(env, group).token(id)) as TokenRecord | null, atMs: Date.now() };
+    lookups.set(key, hit);
+    if (lookups.size > 10_000) lookups.delete(lookups.keys().next().value!);
+  }
+  if (!hit.record) return null;
+  const ok = equalDigests(sha256Bytes(secret), hexBytes(hit.record.hash));
+  return ok ? { kind: "group", group, tokenId: id, access: hit.record.scope } : null;
+}
+
+function hexBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
 }
 
 /** Per-token token bucket, per isolate: a cheap first line against one runaway client. */

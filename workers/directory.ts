@@ -62,4 +62,16 @@ export class DirectoryObject extends DurableObject<Env> {
   async audits(...a: Parameters<DirectoryCore["audits"]>) {
     return this.core.audits(...a);
   }
+  async addToken(...a: Parameters<DirectoryCore["addToken"]>) {
+    return this.core.addToken(...a);
+  }
+  async tokens() {
+    return this.core.tokens();
+  }
+  async token(...a: Parameters<DirectoryCore["token"]>) {
+    return this.core.token(...a);
+  }
+  async revokeToken(...a: Parameters<DirectoryCore["revokeToken"]>) {
+    return this.core.revokeToken(...a);
+  }
 }

@@ -14,11 +14,11 @@ import {
 } from "../shared/api/schemas.js";
 import { type Checked, validateCommand, validateQuery } from "../shared/api/commands.js";
 import { checkJson } from "../shared/api/input.js";
-import { auditsPageDefault, bodyBytesMax, bodyReadTimeoutMs, eventsPageDefault, groupsPageDefault, groupsPageMax, logPageDefault, readWaitMs } from "../shared/limits.js";
+import { auditsPageDefault, bodyBytesMax, bodyReadTimeoutMs, eventsPageDefault, groupTokensMax, groupsPageDefault, groupsPageMax, logPageDefault, readWaitMs } from "../shared/limits.js";
 import type { KvCommand } from "../shared/machines/kv.js";
 import { machineFor } from "../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../shared/protocol/bookmark.js";
-import { RateLimiter, scopeOf, tokensFrom, type Scope } from "./auth.js";
+import { RateLimiter, groupScopeOf, newGroupToken, scopeOf, secretHash, tokensFrom, type Scope } from "./auth.js";
 import { type Env, directoryStub, registryStub, replicaStub, rpc } from "./env.js";
 import * as groups from "./groups.js";
 import type { GroupStatus } from "../shared/protocol/types.js";
@@ -76,7 +76,7 @@ app.use("/v1/*", async (c, next) => {
   const header = c.req.header("authorization") ?? "";
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!m) throw new ApiError("unauthorized", "missing Authorization: Bearer <token>");
-  const scope = scopeOf(tokens, m[1]!);
+  const scope = scopeOf(tokens, m[1]!) ?? (await groupScopeOf(c.env, m[1]!));
   if (!scope) throw new ApiError("unauthorized", "unknown token");
   const wait = rateLimiter(c.env).take(m[1]!, Date.now());
   if (wait > 0) throw new ApiError("rate_limited", "request rate limit for this token exceeded", wait);
@@ -85,7 +85,22 @@ app.use("/v1/*", async (c, next) => {
 });
 
 function requireAdmin(c: Context<App>): void {
-  if (c.get("scope") !== "admin") throw new ApiError("forbidden", "this route needs the admin token");
+  if (c.get("scope").kind !== "admin") throw new ApiError("forbidden", "this route needs the admin token");
+}
+
+/** A group token may write only with scope "write" (its own group is checked by groupParam). */
+function requireWrite(c: Context<App>): void {
+  const scope = c.get("scope");
+  if (scope.kind === "group" && scope.access !== "write") throw new ApiError("forbidden", "this token may only read");
+}
+
+/**
+ * The client id a command is recorded under: a group token's commands are namespaced by the
+ * token, so another token sending the same (client, request) is a different command.
+ */
+function clientOf(c: Context<App>, client: string): string {
+  const scope = c.get("scope");
+  return scope.kind === "group" ? `${scope.tokenId}~${client}` : client;
 }
 
 // ---- input ---------------------------------------------------------------------------------
@@ -93,6 +108,8 @@ function requireAdmin(c: Context<App>): void {
 function groupParam(c: Context<App>): string {
   const group = c.req.param("group") ?? "";
   if (!groupNamePattern.test(group)) throw new ApiError("bad_request", "group: must match ^[a-z0-9][a-z0-9-]{0,62}$");
+  const scope = c.get("scope");
+  if (scope?.kind === "group" && scope.group !== group) throw new ApiError("forbidden", `this token is for group ${scope.group} only`);
   return group;
 }
 
@@ -178,13 +195,15 @@ app.delete("/v1/groups/:group", async (c) => {
 
 app.post("/v1/groups/:group/commands", async (c) => {
   const group = groupParam(c);
+  requireWrite(c);
   const body = parse(commandBody, await jsonBody(c), "body");
+  const client = clientOf(c, body.client);
   const record = await groups.lookup(c.env, group);
   const command = checked(validateCommand(machineFor(record.config.machine), body.command));
   const a = await groups.withSequencer(
     c.env,
     group,
-    (s) => rpc<SubmitAnswer>(s.submit(body.client, body.request, command)),
+    (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command)),
     (a) => a.kind === "not_found",
   );
   switch (a.kind) {
@@ -360,4 +379,37 @@ app.get("/v1/groups/:group/events", async (c) => {
   const q = parse(auditsParams, c.req.query(), "query");
   await groups.lookup(c.env, group);
   return c.json({ events: await directoryStub(c.env, group).events(q.limit ?? eventsPageDefault) });
+});
+
+// ---- group tokens --------------------------------------------------------------------------
+
+const tokenBody = z.object({ scope: z.enum(["read", "write"]), name: z.string().min(1).max(128).optional() }).strict();
+
+app.post("/v1/groups/:group/tokens", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const body = parse(tokenBody, await jsonBody(c), "body");
+  const record = await groups.lookup(c.env, group, true);
+  const t = newGroupToken(group);
+  const created = new Date().toISOString();
+  const ok = await directoryStub(c.env, group).addToken(record.config.incarnation, { id: t.id, scope: body.scope, name: body.name ?? null, created, hash: secretHash(t.secret) });
+  if (!ok) throw new ApiError("conflict", `group ${group} cannot take another token (at most ${groupTokensMax})`);
+  return c.json({ id: t.id, token: t.token, scope: body.scope, name: body.name ?? null, created }, 201);
+});
+
+app.get("/v1/groups/:group/tokens", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  await groups.lookup(c.env, group);
+  return c.json({ tokens: await directoryStub(c.env, group).tokens() });
+});
+
+app.delete("/v1/groups/:group/tokens/:id", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const id = c.req.param("id");
+  if (!/^[0-9a-f]{8}$/.test(id)) throw new ApiError("bad_request", "id: a token id (8 hex digits)");
+  await groups.lookup(c.env, group);
+  if (!(await directoryStub(c.env, group).revokeToken(id))) throw new ApiError("not_found", `group ${group} has no token ${id}`);
+  return c.body(null, 204);
 });

@@ -1,6 +1,6 @@
 // A group's control-plane record, as its directory object keeps it: pure logic over a small
 // synchronous store (SQLite in the Durable Object, a map in tests).
-import { auditHistoryMax, eventHistoryMax } from "../limits.js";
+import { auditHistoryMax, eventHistoryMax, groupTokensMax } from "../limits.js";
 import type { AuditReport, GroupConfig } from "../protocol/types.js";
 import { creationConfig } from "../protocol/types.js";
 
@@ -24,6 +24,16 @@ export interface GroupEvent {
   epoch: number;
   message: string;
   [field: string]: unknown;
+}
+
+/** A group token as the directory keeps it: the secret only hashed. */
+export interface TokenRecord {
+  id: string;
+  scope: "read" | "write";
+  name: string | null;
+  created: string;
+  /** sha256 (hex) of the secret. */
+  hash: string;
 }
 
 export interface DirectoryStore {
@@ -109,5 +119,30 @@ export class DirectoryCore {
 
   audits(limit: number): AuditReport[] {
     return this.store.recent("audit", limit);
+  }
+
+  // ---- group tokens --------------------------------------------------------------------------
+
+  addToken(incarnation: number, token: TokenRecord): boolean {
+    const rec = this.get();
+    if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return false;
+    if (this.store.list("token/").length >= groupTokensMax) return false;
+    this.store.put(`token/${token.id}`, token);
+    return true;
+  }
+
+  /** Every token of the group, without their hashes. */
+  tokens(): Omit<TokenRecord, "hash">[] {
+    return this.store.list("token/").map(([, t]) => ({ id: t.id, scope: t.scope, name: t.name, created: t.created }));
+  }
+
+  token(id: string): TokenRecord | null {
+    return this.get()?.state === "ready" ? this.store.get(`token/${id}`) : null;
+  }
+
+  revokeToken(id: string): boolean {
+    if (this.store.get(`token/${id}`) === null) return false;
+    this.store.delete(`token/${id}`);
+    return true;
   }
 }

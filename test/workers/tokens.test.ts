@@ -1,0 +1,89 @@
+// Tenant isolation: group tokens (API.md, "Group tokens").
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { routeCacheMs } from "../../shared/limits.js";
+import { api, clientToken, createGroup, expectError } from "./helpers.js";
+
+const put = (key: string, value: unknown) => ({ op: "put", key, value });
+
+describe("group tokens", () => {
+  it("are created, listed (no secrets) and revoked by the admin; scoped to one group, read or write; pairs namespaced per token", async () => {
+    await createGroup("tenant-a");
+    await createGroup("tenant-b");
+    const w = await api("POST", "/v1/groups/tenant-a/tokens", { scope: "write", name: "app" });
+    expect(w.status).toBe(201);
+    expect(w.body).toMatchObject({ scope: "write", name: "app" });
+    expect(w.body.token).toMatch(/^g\.tenant-a\.[0-9a-f]{8}\.[0-9a-f]{32}$/);
+    const r = (await api("POST", "/v1/groups/tenant-a/tokens", { scope: "read" })).body;
+    expectError(await api("POST", "/v1/groups/tenant-a/tokens", { scope: "admin" }), 400, "bad_request", /scope/);
+    expectError(await api("POST", "/v1/groups/tenant-a/tokens", { scope: "read" }, clientToken), 403, "forbidden");
+
+    const listed = (await api("GET", "/v1/groups/tenant-a/tokens")).body.tokens;
+    expect(listed.map((t: any) => t.id).sort()).toEqual([w.body.id, r.id].sort());
+    expect(JSON.stringify(listed)).not.toContain(w.body.token.split(".")[3]);
+    expect(listed.every((t: any) => t.hash === undefined && t.token === undefined)).toBe(true);
+    // Only the hash is stored.
+    const stored = await env.DIRECTORY.get(env.DIRECTORY.idFromName("tenant-a")).token(w.body.id);
+    expect(stored!.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(stored)).not.toContain(w.body.token.split(".")[3]);
+
+    // A write token writes and reads its own group.
+    const cmd = { client: "c", request: 1, command: put("k", "from-token") };
+    const mine = await api("POST", "/v1/groups/tenant-a/commands", cmd, w.body.token);
+    expect(mine.status).toBe(200);
+    expect((await api("POST", "/v1/groups/tenant-a/query", { query: { op: "get", key: "k" } }, w.body.token)).body.result).toEqual({ value: "from-token" });
+    expect((await api("GET", "/v1/groups/tenant-a", undefined, w.body.token)).status).toBe(200);
+    // The same (client, request) from another token is another command: executed, not answered with mine.
+    const other = await api("POST", "/v1/groups/tenant-a/commands", { ...cmd, command: put("k", "from-client") }, clientToken);
+    expect(other.status).toBe(200);
+    expect(other.body.seq).not.toBe(mine.body.seq);
+    const again = await api("POST", "/v1/groups/tenant-a/commands", cmd, w.body.token);
+    expect(again.body).toMatchObject({ seq: mine.body.seq, output: mine.body.output });
+
+    // A read token reads but does not write; neither works on another group or on admin routes.
+    expect((await api("POST", "/v1/groups/tenant-a/query", { query: { op: "get", key: "k" } }, r.token)).status).toBe(200);
+    expect((await api("GET", "/v1/groups/tenant-a/events", undefined, r.token)).status).toBe(200);
+    expectError(await api("POST", "/v1/groups/tenant-a/commands", { client: "c", request: 2, command: put("k", 1) }, r.token), 403, "forbidden");
+    expectError(await api("POST", "/v1/groups/tenant-b/query", { query: { op: "get", key: "k" } }, w.body.token), 403, "forbidden");
+    expectError(await api("POST", "/v1/groups/tenant-b/commands", cmd, w.body.token), 403, "forbidden");
+    expectError(await api("GET", "/v1/groups", undefined, w.body.token), 403, "forbidden");
+    expectError(await api("GET", "/v1/groups/tenant-a/log", undefined, w.body.token), 403, "forbidden");
+    expectError(await api("POST", "/v1/groups/tenant-a/audit", undefined, w.body.token), 403, "forbidden");
+    // A made-up token of the right shape, or a wrong secret: 401.
+    const forged = w.body.token.slice(0, -4) + "0000";
+    expectError(await api("GET", "/v1/groups/tenant-a", undefined, forged), 401, "unauthorized");
+
+    // Revoked: 401 within the route cache time.
+    expect((await api("DELETE", `/v1/groups/tenant-a/tokens/${w.body.id}`)).status).toBe(204);
+    expectError(await api("DELETE", `/v1/groups/tenant-a/tokens/${w.body.id}`), 404, "not_found");
+    await new Promise((res) => setTimeout(res, routeCacheMs + 100));
+    expectError(await api("GET", "/v1/groups/tenant-a", undefined, w.body.token), 401, "unauthorized");
+    expect((await api("GET", "/v1/groups/tenant-a", undefined, r.token)).status).toBe(200);
+
+    // A deleted group's tokens die with it.
+    expect((await api("DELETE", "/v1/groups/tenant-a")).status).toBe(204);
+    await createGroup("tenant-a");
+    await new Promise((res) => setTimeout(res, routeCacheMs + 100));
+    expectError(await api("GET", "/v1/groups/tenant-a", undefined, r.token), 401, "unauthorized");
+  });
+});
+
+describe("group listing is paged", () => {
+  it("GET /v1/groups?after=&limit= pages through the names in order", async () => {
+    for (const g of ["page-a", "page-b", "page-c"]) await createGroup(g);
+    const first = (await api("GET", "/v1/groups?limit=2")).body;
+    expect(first.groups.length).toBe(2);
+    expect(first.next).toBe(first.groups[1]);
+    const all: string[] = [];
+    let after: string | undefined;
+    for (let i = 0; i < 20; i++) {
+      const p = (await api("GET", `/v1/groups?limit=1${after ? `&after=${after}` : ""}`)).body;
+      all.push(...p.groups);
+      if (!p.next) break;
+      after = p.next;
+    }
+    expect(all).toEqual((await api("GET", "/v1/groups")).body.groups);
+    expect(all).toEqual(expect.arrayContaining(["page-a", "page-b", "page-c"]));
+    expectError(await api("GET", "/v1/groups?limit=1001"), 400, "bad_request", /limit/);
+  });
+});
