@@ -19,7 +19,7 @@ import { canonicalJson } from "./hash.js";
 import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
-import { configAfter, majority, membersOf, nextReplicaNo } from "./types.js";
+import { configAfter, membersOf, nextReplicaNo } from "./types.js";
 
 type Outcome = AppliedOutput | null;
 type Resolver = (outcome: Outcome) => void;
@@ -135,7 +135,10 @@ export class SequencerDriver {
   private async answerFromSession(client: string, request: number, seq: number): Promise<SubmitAnswer> {
     const deadline = this.io.nowMs() + commandTimeoutMs;
     if (!(await this.waitCommitted(seq, commandTimeoutMs))) return this.answer("timeout");
-    const needed = this.core.config.outputs === "majority" ? majority(this.core.replicaIds().length) : 1;
+    // A quorum of the voters (joining replicas never count: counting them made every retry of a
+    // committed command time out in a group with one voter down and one replica joining).
+    const voters = this.core.votingConfig();
+    const needed = this.core.config.outputs === "majority" ? voters.need : 1;
     const ask = async (id: string): Promise<SessionAnswer | null> => {
       const left = deadline - this.io.nowMs();
       if (left <= 0) return null;
@@ -153,15 +156,15 @@ export class SequencerDriver {
       }
     }
     if (this.stopped) return this.answer("timeout");
-    const tally = new Map<string, { answer: SessionAnswer; votes: number }>();
-    for (const a of answers) {
-      if (!a || a.kind === "timeout") continue;
+    const tally = new Map<string, { answer: SessionAnswer; ids: string[] }>();
+    answers.forEach((a, i) => {
+      if (!a || a.kind === "timeout") return;
       const key = a.kind === "found" ? canonicalJson([a.seq, a.commandHash, a.output]) : "missing";
-      const t = tally.get(key) ?? { answer: a, votes: 0 };
-      t.votes++;
+      const t = tally.get(key) ?? { answer: a, ids: [] };
+      t.ids.push(candidates[i]!);
       tally.set(key, t);
-    }
-    const winner = [...tally.values()].find((t) => t.votes >= needed)?.answer;
+    });
+    const winner = [...tally.values()].find((t) => (needed === 1 ? t.ids.length >= 1 : voters.reached(t.ids)))?.answer;
     if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch };
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");

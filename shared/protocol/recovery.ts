@@ -10,7 +10,8 @@ import { zeroHash } from "./hash.js";
 import { type DriverIO, withTimeout } from "./io.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { Entry, FenceReply, GroupConfig } from "./types.js";
-import { applyConfigChange, majority, membersOf, type ConfigChange, type Member } from "./types.js";
+import { JointConfig, MajorityConfig } from "./quorum.js";
+import { applyConfigChange, membersOf, type ConfigChange, type Member } from "./types.js";
 
 export type RecoveryResult = { ok: true; meta: SequencerMeta; recoveredSeq: number } | { ok: false; reason: string };
 
@@ -44,10 +45,10 @@ export async function recoverSequencer(
   const ids = [...new Set(memberships.flatMap((ms) => ms.map((m) => m.id)))];
   const quorumOf = (ms: Member[]) => {
     const voters = ms.filter((m) => m.voter);
-    return { ids: (voters.length > 0 ? voters : ms).map((m) => m.id), need: majority(voters.length > 0 ? voters.length : ms.length) };
+    return new MajorityConfig((voters.length > 0 ? voters : ms).map((m) => m.id));
   };
-  const quorums = memberships.map(quorumOf);
-  const enough = (answered: Map<string, unknown>) => quorums.every((q) => q.ids.filter((id) => answered.has(id)).length >= q.need);
+  const quorums = new JointConfig(memberships.map(quorumOf));
+  const enough = (answered: Map<string, unknown>) => quorums.reached(answered.keys());
   let accepted: Map<string, FenceReply> | null = null;
   let epoch = 0;
   for (let round = 0; round < fenceRoundsMax && !accepted; round++) {

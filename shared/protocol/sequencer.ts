@@ -19,7 +19,8 @@ import type {
   ReplicaStatus,
   ReplicaStatusName,
 } from "./types.js";
-import { type ConfigChange, configAfter, majority, membersOf } from "./types.js";
+import { MajorityConfig } from "./quorum.js";
+import { type ConfigChange, configAfter, membersOf } from "./types.js";
 
 export interface SequencerMeta {
   config: GroupConfig;
@@ -269,9 +270,14 @@ export class SequencerCore {
     return [...this.progress.values()].filter((p) => p.voter && !p.quarantined);
   }
 
-  /** A majority of the voting members of the newest configuration (raft's single-server changes). */
+  /** The voting members of the newest configuration (raft's single-server changes): every tally's quorum. */
+  votingConfig(): MajorityConfig {
+    return new MajorityConfig(this.voterIds());
+  }
+
+  /** How many voters make a quorum (the simulator's broken variant overrides it). */
   protected quorum(): number {
-    return majority([...this.progress.values()].filter((p) => p.voter).length);
+    return this.votingConfig().need;
   }
 
   /** Exactly-once at the door: a known (client, request) is never ordered again. */

@@ -219,9 +219,7 @@ export interface GroupStatus {
   replicas: ReplicaStatus[];
 }
 
-export function majority(voters: number): number {
-  return Math.floor(voters / 2) + 1;
-}
+export { majority } from "./quorum.js";
 
 export function replicaIds(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `r${i + 1}`);
