@@ -399,6 +399,9 @@ export class SequencerDriver {
       this.kickAll();
       if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, reason: `the ${change.op} of ${change.id} was not committed in time` };
       if (!this.stopped) await this.io.recordMemberships?.(this.core.config);
+      if (change.op !== "promote") {
+        this.io.event?.(change.op === "add" ? "replica-added" : "replica-removed", `replica ${change.id} ${change.op === "add" ? "added" : "removed"} at seq ${e.seq}`, { replica: change.id, seq: e.seq });
+      }
       this.kickAll();
       return { ok: true };
     } finally {
