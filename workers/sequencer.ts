@@ -1,12 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
 import { pageBytesMax } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
-import { SequencerDriver } from "../shared/protocol/driver.js";
+import type { SequencerDriver } from "../shared/protocol/driver.js";
+import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
 import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../shared/protocol/io.js";
-import { SequencerCore, type SequencerMeta } from "../shared/protocol/sequencer.js";
-import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, ReplicaPosition, ReplicaStatus } from "../shared/protocol/types.js";
-import { creationConfig, membersOf, sequencerName } from "../shared/protocol/types.js";
-import { recoverSequencer } from "../shared/protocol/recovery.js";
+import type { SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
+import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, ReplicaStatus } from "../shared/protocol/types.js";
+import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import type { SnapshotInfo } from "../shared/protocol/replica.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
@@ -15,48 +15,38 @@ import { encodeAppend } from "./wire.js";
 
 export type { SubmitAnswer };
 
-type Recovered = { ok: boolean; reason?: string; epoch?: number };
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" };
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" | "conflict" };
 
 /**
  * The sequencer of one group: a thin shell. Ordering, commit and voting are SequencerCore's; the
- * send loops and waiting clients are SequencerDriver's; this class loads and persists state,
- * turns replica calls into RPCs, and writes the group's history to its directory.
- *
- * Incarnations: the state here belongs to one incarnation of the group. A call for an older one
- * is refused (a deleted group's late RPC); one for a newer one finds this state a leftover and
- * replaces it. `closedThrough` remembers, in memory, the incarnations destroyed while this object
- * lives, so a recovery that was under way when its group was deleted never starts serving.
+ * send loops and waiting clients are SequencerDriver's; start, creation, recovery, fencing,
+ * hand-over and destroy are SequencerLifecycle's (shared with the simulator). This class gives
+ * them SQLite, RPC stubs and the group's directory.
  */
 export class SequencerObject extends DurableObject<Env> {
-  private driver: SequencerDriver | null = null;
-  private closedThrough = 0;
-  /**
-   * Lifecycle operations (init, recover, destroy, hand-over) run one at a time: a recovery that
-   * failed used to wipe the storage a concurrent creation had just made (a late writer's recovery
-   * racing the PUT that recreated its group), leaving a live core over missing tables.
-   */
-  private lifecycle: Promise<unknown> = Promise.resolve();
-
-  private serially<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.lifecycle.then(op, op);
-    this.lifecycle = run.catch(() => undefined);
-    return run;
-  }
   private readonly store: SqlSequencerStorage;
+  private readonly lifecycle: SequencerLifecycle;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new SqlSequencerStorage(ctx.storage);
-    ctx.blockConcurrencyWhile(async () => {
-      const meta = readMeta<SequencerMeta>(ctx.storage.sql, "sequencer");
-      if (meta) this.start(new SequencerCore(this.store, meta));
+    this.lifecycle = new SequencerLifecycle({
+      storage: () => this.store,
+      prepare: () => SqlSequencerStorage.create(ctx.storage.sql),
+      wipe: () => ctx.storage.deleteAll(),
+      io: (cfg) => this.io(cfg),
+      recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
     });
+    ctx.blockConcurrencyWhile(async () => this.lifecycle.start(readMeta<SequencerMeta>(ctx.storage.sql, "sequencer")));
+  }
+
+  private get driver(): SequencerDriver | null {
+    return this.lifecycle.driver;
   }
 
   private get core(): SequencerCore | null {
-    return this.driver?.core ?? null;
+    return this.lifecycle.core;
   }
 
   private linkTo(cfg: GroupConfig, id: string, location: string | null): ReplicaLink {
@@ -113,16 +103,6 @@ export class SequencerObject extends DurableObject<Env> {
         if (!(await directory.update(cfg.incarnation, config))) throw new Error(`the directory of ${cfg.group} refused the membership of incarnation ${cfg.incarnation}`);
       },
       event: (kind, message, fields) => this.event(cfg, kind, message, fields),
-      // Fenced out by a newer epoch (an interrupted recovery, a message from a dead incarnation):
-      // this log may hold entries no majority has; discard it and recover from the replicas.
-      onFenced: () => {
-        this.driver = null;
-        this.ctx.waitUntil(
-          this.serially(() => this.ctx.storage.deleteAll())
-            .then(() => this.recover(cfg))
-            .then((r) => r.ok || console.error(`sequencer ${cfg.group} could not recover: ${r.reason}`)),
-        );
-      },
     };
   }
 
@@ -140,93 +120,16 @@ export class SequencerObject extends DurableObject<Env> {
     );
   }
 
-  private start(core: SequencerCore): void {
-    this.driver = new SequencerDriver(core, this.io(core.config));
-    // Entries ordered before a restart but not yet known committed: finish replicating them.
-    this.driver.kickAll();
-  }
-
-  /** Drops this object's state (a leftover of an older incarnation, or a handed-over or deleted group). */
-  private async wipe(): Promise<void> {
-    this.driver?.stop();
-    this.driver = null;
-    await this.ctx.storage.deleteAll();
-  }
-
-  /** Whether a call for this incarnation may act here; a newer one first wipes a leftover. */
-  private async admit(incarnation: number): Promise<boolean> {
-    if (incarnation <= this.closedThrough) return false;
-    const mine = this.core?.config.incarnation;
-    if (mine !== undefined && mine > incarnation) return false;
-    if (mine !== undefined && mine < incarnation) await this.wipe();
-    return true;
-  }
-
-  private async replicasHoldState(config: GroupConfig): Promise<boolean> {
-    const io = this.io(config);
-    const replies = await Promise.all(membersOf(config).map((m) => io.link(m.id).fence(0).catch(() => null)));
-    return replies.some((r) => r !== null);
-  }
-
-  /**
-   * The group exists (its directory says so) but this sequencer has no state: its storage was
-   * lost, or it is the new object of a move. Rebuild the log from a majority of replicas at a new
-   * epoch, then serve again.
-   */
-  recover(config: GroupConfig): Promise<Recovered> {
-    return this.serially(() => this.recoverNow(config));
-  }
-
-  private async recoverNow(config: GroupConfig): Promise<Recovered> {
-    if (!(await this.admit(config.incarnation))) return { ok: false, reason: `incarnation ${config.incarnation} of ${config.group} is over` };
-    if (this.core) return { ok: true, epoch: this.core.epoch };
-    SqlSequencerStorage.create(this.ctx.storage.sql);
-    const owner = () => config.incarnation > this.closedThrough;
-    const r = await recoverSequencer(config, this.store, this.io(config), owner);
-    if (!r.ok || !owner()) {
-      await this.ctx.storage.deleteAll();
-      return { ok: false, reason: r.ok ? "the group was deleted meanwhile" : r.reason };
-    }
-    r.meta.since = new Date().toISOString();
-    this.store.saveMeta(r.meta);
-    this.start(new SequencerCore(this.store, r.meta));
-    this.driver!.recordMembershipAt(r.recoveredSeq + 1);
-    this.event(config, "recovery", `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`);
-    return { ok: true, epoch: r.meta.epoch };
-  }
-
   // ---- groups -------------------------------------------------------------------------------
 
-  /** Creates the group's sequencer and replicas; idempotent for the same config and incarnation. */
-  init(config: GroupConfig): Promise<{ kind: "created" | "exists" | "conflict"; status: GroupStatus | null }> {
-    return this.serially(() => this.initNow(config));
+  async recover(config: GroupConfig): Promise<Recovered> {
+    return this.lifecycle.recover(config);
   }
 
-  private async initNow(config: GroupConfig): Promise<{ kind: "created" | "exists" | "conflict"; status: GroupStatus | null }> {
-    if (!(await this.admit(config.incarnation))) return { kind: "conflict", status: null };
-    let kind: "created" | "exists" = "exists";
-    if (!this.core && (await this.replicasHoldState(config))) {
-      // The group was created before and this sequencer lost its storage: recover, never restart at seq 1.
-      const r = await this.recoverNow(config);
-      if (!r.ok) throw new Error(`group ${config.group} exists but its sequencer cannot recover: ${r.reason}`);
-    }
-    if (!this.core) {
-      const meta: SequencerMeta = { config, epoch: 1, commitSeq: 0, quarantined: [], since: new Date().toISOString() };
-      this.ctx.storage.transactionSync(() => {
-        SqlSequencerStorage.create(this.ctx.storage.sql);
-        this.store.saveMeta(meta);
-      });
-      this.start(new SequencerCore(this.store, meta));
-      kind = "created";
-    } else if (JSON.stringify(creationConfig(this.core.config)) !== JSON.stringify(creationConfig(config))) {
-      return { kind: "conflict", status: this.status() };
-    }
-    const cfg = this.core!.config;
-    const positions = await Promise.all(membersOf(cfg).map((m) => this.linkTo(cfg, m.id, m.location).init()));
-    const now = Date.now();
-    membersOf(cfg).forEach((m, i) => this.core?.noteContact(m.id, true, now, positions[i] as ReplicaPosition | undefined));
-    this.driver!.kickAll();
-    return { kind, status: this.status() };
+  /** Creates the group's sequencer and replicas; idempotent for the same config and incarnation. */
+  async init(config: GroupConfig): Promise<{ kind: "created" | "exists" | "conflict"; status: GroupStatus | null }> {
+    const r = await this.lifecycle.init(config);
+    return { kind: r.kind, status: r.kind === "conflict" ? null : this.status() };
   }
 
   status(): GroupStatus | null {
@@ -247,28 +150,16 @@ export class SequencerObject extends DurableObject<Env> {
   }
 
   /** Destroys the replicas, then this sequencer's own storage (unless it belongs to a newer incarnation). */
-  destroy(group: string, incarnation: number, lastReplicaNo: number): Promise<boolean> {
-    // Closed at once, so a queued recovery of this incarnation gives up when its turn comes.
-    this.closedThrough = Math.max(this.closedThrough, incarnation);
-    return this.serially(() => this.destroyNow(group, incarnation, lastReplicaNo));
+  async destroy(group: string, incarnation: number, lastReplicaNo: number): Promise<boolean> {
+    return this.lifecycle.destroy(incarnation, async (config) => {
+      const count = Math.max(lastReplicaNo, config?.lastReplicaNo ?? config?.replicas ?? 0);
+      await Promise.all(replicaIds(count).map((id) => replicaStub(this.env, group, id).destroy(incarnation)));
+    });
   }
 
-  private async destroyNow(group: string, incarnation: number, lastReplicaNo: number): Promise<boolean> {
-    const mine = this.core?.config.incarnation;
-    if (mine !== undefined && mine > incarnation) return false;
-    const core = this.core;
-    this.driver?.stop();
-    this.driver = null;
-    const count = Math.max(lastReplicaNo, core?.config.lastReplicaNo ?? core?.config.replicas ?? 0);
-    await this.destroyReplicas(group, incarnation, count);
-    await this.ctx.storage.deleteAll();
-    return core !== null;
-  }
-
-  /** Also for a DELETE that finds this sequencer empty (its storage lost) while replicas may remain. */
-  async destroyReplicas(group: string | null, incarnation: number, count: number): Promise<void> {
-    if (group === null) return;
-    await Promise.all(replicaIds(count).map((id) => replicaStub(this.env, group, id).destroy(incarnation)));
+  /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */
+  async handOver(): Promise<void> {
+    await this.lifecycle.handOver();
   }
 
   // ---- reconfiguration ----------------------------------------------------------------------
@@ -306,11 +197,6 @@ export class SequencerObject extends DurableObject<Env> {
     if (!driver.core.replicaIds().includes(id)) return { ok: false, code: "not_found", reason: `no replica ${id} in this group` };
     const ok = await driver.repair(id);
     return ok ? { ok } : { ok, reason: "the state transfer did not complete (see the group's events and logs); the audit retries it" };
-  }
-
-  /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */
-  handOver(): Promise<void> {
-    return this.serially(() => this.wipe());
   }
 
   // ---- writes and reads ---------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import { readWaitMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
-import { recoverSequencer } from "../../shared/protocol/recovery.js";
+import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -190,15 +190,15 @@ class ArchivingStorage extends MemorySequencerStorage {
 export class SimSequencer {
   readonly archive = new Map<number, Entry>();
   storage: MemorySequencerStorage = new ArchivingStorage(this.archive);
-  /** null while recovering from lost storage. */
-  driver: SequencerDriver | null;
+  /** The real lifecycle (shared/protocol/lifecycle.ts), as the Durable Object runs it. */
+  private lifecycle: SequencerLifecycle;
   incarnation = 0;
   recoveries = 0;
   fencings = 0;
   transfers = 0;
   private seenCommit = 0;
 
-  /** What the registry knows of the group: updated after each committed membership change. */
+  /** What the directory knows of the group: updated after each committed membership change. */
   registryConfig: GroupConfig;
 
   constructor(
@@ -211,7 +211,36 @@ export class SimSequencer {
   ) {
     this.registryConfig = config;
     this.storage.saveMeta({ config, epoch: 1, commitSeq: 0, quarantined: [] });
-    this.driver = this.start();
+    this.lifecycle = this.newLifecycle();
+    this.lifecycle.start(this.storage.meta);
+  }
+
+  /** null while recovering from lost storage. */
+  get driver(): SequencerDriver | null {
+    return this.lifecycle.driver;
+  }
+
+  private newLifecycle(): SequencerLifecycle {
+    const host: SequencerHost = {
+      storage: () => this.storage,
+      prepare: () => {},
+      // Memory storage: a wipe is a new, empty one (the archive keeps the history for the checkers).
+      wipe: async () => {
+        this.storage = new ArchivingStorage(this.archive);
+      },
+      io: () => this.io(),
+      fenced: () => {
+        this.world.trace("fenced");
+        this.fencings++;
+        this.seenCommit = 0;
+      },
+      recoveryFailed: () => this.retryRecovery(lifecycle),
+    };
+    const lifecycle = new SequencerLifecycle(host, {
+      makeCore: (storage, meta) => (this.variant === "early-commit" ? new EarlyCommitCore(storage, meta) : new SequencerCore(storage, meta)),
+      makeDriver: (core, io) => (this.variant === "stale-reads" ? new StaleReadDriver(core, io, simRetention) : new SequencerDriver(core, io, simRetention)),
+    });
+    return lifecycle;
   }
 
   private io(): DriverIO {
@@ -225,7 +254,7 @@ export class SimSequencer {
         this.net.down.delete(id);
         this.replicas.set(id, new SimReplica(id, this.registryConfig, this.world, this.failures, this.variant));
       },
-      // The registry: a durable write (instant here).
+      // The directory: a durable write (instant here).
       recordMemberships: async (config) => {
         this.registryConfig = config;
       },
@@ -237,24 +266,7 @@ export class SimSequencer {
           this.net.down.add(id);
         }
       },
-      onFenced: () => {
-        // Fenced by a newer epoch: discard this log and recover, as the Durable Object does.
-        this.world.trace("fenced");
-        this.fencings++;
-        this.crash();
-        this.loseStorage();
-        this.restart();
-      },
     };
-  }
-
-  private start(): SequencerDriver {
-    const meta = this.storage.meta!;
-    const core = this.variant === "early-commit" ? new EarlyCommitCore(this.storage, meta) : new SequencerCore(this.storage, meta);
-    const driver =
-      this.variant === "stale-reads" ? new StaleReadDriver(core, this.io(), simRetention) : new SequencerDriver(core, this.io(), simRetention);
-    driver.kickAll();
-    return driver;
   }
 
   private link(id: string): ReplicaLink {
@@ -333,8 +345,7 @@ export class SimSequencer {
   }
 
   crash(): void {
-    this.driver?.stop();
-    this.driver = null;
+    this.lifecycle.stop();
     this.incarnation++;
   }
 
@@ -356,36 +367,36 @@ export class SimSequencer {
   }
 
   restart(): void {
-    // Only one incarnation runs: a restart that finds one running (a fencing restarted it
-    // meanwhile) ends it first, as a Durable Object reset would.
-    this.driver?.stop();
-    this.driver = null;
+    // Only one incarnation runs: a restart ends the one running first, as a Durable Object reset would.
+    this.lifecycle.stop();
     this.incarnation++;
+    this.lifecycle = this.newLifecycle();
     if (this.storage.meta) {
-      this.driver = this.start();
+      this.lifecycle.start(this.storage.meta);
       return;
     }
-    this.recover(this.incarnation);
+    this.recover(this.lifecycle);
   }
 
-  private recover(incarnation: number): void {
+  /** A recovery of this lifecycle, and another try soon while not enough replicas answer. */
+  private recover(lifecycle: SequencerLifecycle): void {
     this.recoveries++;
-    void recoverSequencer(this.registryConfig, this.storage, this.io(), () => this.incarnation === incarnation).then(
+    void lifecycle.recover(this.registryConfig).then(
       (r) => {
-        if (this.incarnation !== incarnation) return;
+        if (this.lifecycle !== lifecycle) return;
         if (r.ok) {
           this.seenCommit = 0;
-          this.driver = this.start();
-          this.driver.recordMembershipAt(r.recoveredSeq + 1);
-          this.world.trace(`recovered epoch ${r.meta.epoch} at ${r.recoveredSeq}`);
+          this.world.trace(`recovered epoch ${r.epoch}`);
         } else {
-          // Not enough replicas yet: a fresh, empty storage, and another try soon.
-          this.storage = new ArchivingStorage(this.archive);
-          this.world.setTimer(500, () => this.incarnation === incarnation && this.recover(incarnation));
+          this.retryRecovery(lifecycle);
         }
       },
       (err) => this.failures.add(`sequencer recovery broke an invariant: ${(err as Error).message}`),
     );
+  }
+
+  private retryRecovery(lifecycle: SequencerLifecycle): void {
+    this.world.setTimer(500, () => this.lifecycle === lifecycle && !lifecycle.driver && this.recover(lifecycle));
   }
 }
 

@@ -10,8 +10,9 @@ function sequencer(group: string) {
 /** The sequencer loses its storage and its memory (ctx.storage.deleteAll()). */
 async function wipeSequencer(group: string) {
   await runInDurableObject(sequencer(group), async (inst: SequencerObject, state) => {
-    (inst as any).driver?.stop();
-    (inst as any).driver = null;
+    const lifecycle = (inst as any).lifecycle;
+    lifecycle.driver?.stop();
+    lifecycle.driver = null;
     await state.storage.deleteAll();
   });
 }

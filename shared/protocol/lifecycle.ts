@@ -1,0 +1,203 @@
+// The sequencer's lifecycle, once: start from persisted state, create a group, recover after the
+// loss of storage (or as the new object of a move), the reaction to being fenced, hand-over and
+// destroy, with incarnations and one operation at a time. The Durable Object (workers/sequencer.ts)
+// and the simulator (test/sim/nodes.ts) both run this class, each behind a small host interface,
+// so the simulator exercises the real shell and not a copy.
+import { SequencerDriver } from "./driver.js";
+import type { DriverIO } from "./io.js";
+import { recoverSequencer } from "./recovery.js";
+import { SequencerCore, type SequencerMeta, type SequencerStorage } from "./sequencer.js";
+import type { GroupConfig, ReplicaPosition } from "./types.js";
+import { creationConfig, membersOf, sequencerName } from "./types.js";
+
+/** What a sequencer's home provides. */
+export interface SequencerHost {
+  /** The durable storage (it may be a new object after wipe(), in the simulator). */
+  storage(): SequencerStorage;
+  /** Creates the empty tables before a creation or a recovery writes. */
+  prepare(): void;
+  /** Deletes everything stored. */
+  wipe(): Promise<void>;
+  /** The driver's I/O for a config: clock, timers, links to its replicas, the directory, events. */
+  io(config: GroupConfig): DriverIO;
+  /** The sequencer was fenced by a newer epoch and discards its log (then recovers). */
+  fenced?(config: GroupConfig): void;
+  /** A recovery after a fencing failed: the host retries later (the simulator) or waits for the next request (the Durable Object). */
+  recoveryFailed?(config: GroupConfig, reason: string): void;
+}
+
+/** Variants for the simulator's deliberately broken protocols; production uses the defaults. */
+export interface LifecycleOptions {
+  makeCore?(storage: SequencerStorage, meta: SequencerMeta): SequencerCore;
+  makeDriver?(core: SequencerCore, io: DriverIO): SequencerDriver;
+}
+
+export type Recovered = { ok: true; epoch: number } | { ok: false; reason: string };
+export type InitResult = { kind: "created" | "exists" | "conflict" };
+
+export class SequencerLifecycle {
+  driver: SequencerDriver | null = null;
+  /** Incarnations destroyed while this lives: a recovery of one of them never starts serving. */
+  private closedThrough = -1;
+  /** False once the process this lives in is gone (the simulator's crash): nothing more is written. */
+  private alive = true;
+  /**
+   * One operation at a time: a recovery that failed used to wipe the storage a concurrent creation
+   * had just made (a late writer's recovery racing the PUT that recreated its group).
+   */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly host: SequencerHost,
+    private readonly options: LifecycleOptions = {},
+  ) {}
+
+  get core(): SequencerCore | null {
+    return this.driver?.core ?? null;
+  }
+
+  private serially<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(op, op);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Serves from persisted state (after a restart); nothing if there is none. */
+  start(meta: SequencerMeta | null): void {
+    if (!meta) return;
+    const storage = this.host.storage();
+    const core = this.options.makeCore?.(storage, meta) ?? new SequencerCore(storage, meta);
+    const io = this.host.io(meta.config);
+    const driver = this.options.makeDriver?.(core, io) ?? new SequencerDriver(core, io);
+    io.onFenced = () => this.fenced(meta.config);
+    this.driver = driver;
+    // Entries ordered before a restart but not yet known committed: finish replicating them.
+    driver.kickAll();
+  }
+
+  /** The process is gone (simulator): waiting clients get no outcome and nothing more is written. */
+  stop(): void {
+    this.alive = false;
+    this.driver?.stop();
+    this.driver = null;
+  }
+
+  private async wipe(): Promise<void> {
+    this.driver?.stop();
+    this.driver = null;
+    await this.host.wipe();
+  }
+
+  /** Whether a call for this incarnation may act here; a newer one first wipes a leftover. */
+  private async admit(incarnation: number): Promise<boolean> {
+    if (!this.alive || incarnation <= this.closedThrough) return false;
+    const mine = this.core?.config.incarnation;
+    if (mine !== undefined && mine > incarnation) return false;
+    if (mine !== undefined && mine < incarnation) await this.wipe();
+    return true;
+  }
+
+  /**
+   * The group exists but this sequencer has no state: its storage was lost, or it is the new
+   * object of a move or a failover. Rebuild the log from a quorum of replicas at a new epoch.
+   */
+  recover(config: GroupConfig): Promise<Recovered> {
+    return this.serially(() => this.recoverNow(config));
+  }
+
+  private async recoverNow(config: GroupConfig): Promise<Recovered> {
+    if (!(await this.admit(config.incarnation))) return { ok: false, reason: `incarnation ${config.incarnation} of ${config.group} is over here` };
+    if (this.core) return { ok: true, epoch: this.core.epoch };
+    this.host.prepare();
+    const owner = () => this.alive && config.incarnation > this.closedThrough;
+    const io = this.host.io(config);
+    const r = await recoverSequencer(config, this.host.storage(), io, owner);
+    if (!r.ok || !owner()) {
+      if (this.alive) await this.host.wipe();
+      return { ok: false, reason: r.ok ? "the group was deleted meanwhile" : r.reason };
+    }
+    r.meta.since = new Date(io.nowMs()).toISOString();
+    this.host.storage().saveMeta(r.meta);
+    this.start(r.meta);
+    this.driver!.recordMembershipAt(r.recoveredSeq + 1);
+    io.event?.("recovery", `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`, { sequencer: sequencerName(config) });
+    return { ok: true, epoch: r.meta.epoch };
+  }
+
+  /**
+   * Fenced out by a newer epoch (an interrupted recovery, a message from a dead incarnation):
+   * this log may hold entries no majority has; discard it and recover from the replicas.
+   */
+  private fenced(config: GroupConfig): void {
+    this.driver = null;
+    this.host.fenced?.(config);
+    void this.serially(() => this.host.wipe())
+      .then(() => this.recover(config))
+      .then((r) => {
+        if (!r.ok) this.host.recoveryFailed?.(config, r.reason);
+      });
+  }
+
+  /** Creates the group's sequencer and replicas; idempotent for the same config and incarnation. */
+  init(config: GroupConfig): Promise<InitResult> {
+    return this.serially(() => this.initNow(config));
+  }
+
+  private async initNow(config: GroupConfig): Promise<InitResult> {
+    if (!(await this.admit(config.incarnation))) return { kind: "conflict" };
+    let kind: InitResult["kind"] = "exists";
+    if (!this.core && (await this.replicasHoldState(config))) {
+      // The group was created before and this sequencer lost its storage: recover, never restart at seq 1.
+      const r = await this.recoverNow(config);
+      if (!r.ok) throw new Error(`group ${config.group} exists but its sequencer cannot recover: ${r.reason}`);
+    }
+    const io = this.host.io(config);
+    if (!this.core) {
+      const meta: SequencerMeta = { config, epoch: 1, commitSeq: 0, quarantined: [], since: new Date(io.nowMs()).toISOString() };
+      const storage = this.host.storage();
+      storage.transaction(() => {
+        this.host.prepare();
+        storage.saveMeta(meta);
+      });
+      this.start(meta);
+      kind = "created";
+    } else if (JSON.stringify(creationConfig(this.core.config)) !== JSON.stringify(creationConfig(config))) {
+      return { kind: "conflict" };
+    }
+    const core = this.core!;
+    const members = membersOf(core.config);
+    const positions = await Promise.all(members.map((m) => io.link(m.id).init()));
+    members.forEach((m, i) => core.noteContact(m.id, true, io.nowMs(), (positions[i] ?? undefined) as ReplicaPosition | undefined));
+    this.driver!.kickAll();
+    return { kind };
+  }
+
+  private async replicasHoldState(config: GroupConfig): Promise<boolean> {
+    const io = this.host.io(config);
+    const replies = await Promise.all(membersOf(config).map((m) => io.link(m.id).fence(0).catch(() => null)));
+    return replies.some((r) => r !== null);
+  }
+
+  /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */
+  handOver(): Promise<void> {
+    return this.serially(() => this.wipe());
+  }
+
+  /**
+   * Destroys the group's replicas and this sequencer's storage, unless it belongs to a newer
+   * incarnation. Closed at once, so a recovery of this incarnation queued behind gives up.
+   */
+  destroy(incarnation: number, destroyReplicas: (config: GroupConfig | null) => Promise<void>): Promise<boolean> {
+    this.closedThrough = Math.max(this.closedThrough, incarnation);
+    return this.serially(async () => {
+      const mine = this.core?.config.incarnation;
+      if (mine !== undefined && mine > incarnation) return false;
+      const config = this.core?.config ?? null;
+      this.driver?.stop();
+      this.driver = null;
+      await destroyReplicas(config);
+      await this.host.wipe();
+      return config !== null;
+    });
+  }
+}
