@@ -1,8 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
-import type { ReadAnswer, SessionAnswer } from "../shared/protocol/io.js";
-import { ReplicaCore, newReplicaMeta, type ReplicaMeta, type SnapshotInfo } from "../shared/protocol/replica.js";
+import { type ReadAnswer, type ReplicaArgs, type ReplicaMethod, type ReplicaResult, type SessionAnswer, serve } from "../shared/protocol/io.js";
+import { ReplicaCore, newReplicaMeta, type ReplicaMeta } from "../shared/protocol/replica.js";
 import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
-import type { AppendResponse, AuditInfo, Entry, FenceReply, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
+import type { AppendResponse, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
 import { type Env, realClock } from "./env.js";
 import { SqlReplicaStorage, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
@@ -78,56 +78,15 @@ export class ReplicaObject extends DurableObject<Env> {
     return this.core!.position();
   }
 
-  /** An append message, as JSON (see wire.ts). */
+  /** An append message, as JSON (see wire.ts): each entry serialized once for every replica. */
   async appendText(incarnation: number, text: string): Promise<AppendResponse> {
     return this.of(incarnation).append(decodeAppend(text));
   }
 
-  async query(incarnation: number, q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
-    return this.of(incarnation).query(q, minSeq, waitMs);
-  }
-
-  async session(incarnation: number, client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer> {
-    return this.of(incarnation).session(client, request, minSeq, waitMs);
-  }
-
-  async fence(incarnation: number, epoch: number): Promise<FenceReply | null> {
-    return this.of(incarnation).fence(epoch);
-  }
-
-  async readLog(incarnation: number, fromSeq: number, toSeq: number): Promise<Entry[]> {
-    return this.of(incarnation).readLog(fromSeq, toSeq);
-  }
-
-  async beginSnapshot(incarnation: number): Promise<SnapshotInfo | null> {
-    return this.of(incarnation).beginSnapshot();
-  }
-  async snapshotPage(incarnation: number, seq: number, after: string | null, maxBytes: number): Promise<[string, string][] | null> {
-    return this.of(incarnation).snapshotPage(seq, after, maxBytes);
-  }
-  async endSnapshot(incarnation: number): Promise<void> {
-    this.of(incarnation).endSnapshot();
-  }
-  async beginInstall(incarnation: number, info: SnapshotInfo, transferId: string): Promise<boolean> {
-    return this.of(incarnation).beginInstall(info, transferId);
-  }
-  async installPage(incarnation: number, transferId: string, rows: [string, string][]): Promise<boolean> {
-    return this.of(incarnation).installPage(transferId, rows);
-  }
-  async endInstall(incarnation: number, transferId: string): Promise<{ ok: boolean; digest: string } | null> {
-    return this.of(incarnation).endInstall(transferId);
-  }
-
-  async auditInfo(incarnation: number): Promise<AuditInfo | null> {
-    return this.of(incarnation).auditInfo();
-  }
-
-  async setQuarantined(incarnation: number, quarantined: boolean): Promise<void> {
-    this.of(incarnation).setQuarantined(quarantined);
-  }
-
-  async release(incarnation: number, rebase: boolean): Promise<{ ok: boolean; digest: string; reason?: string }> {
-    return this.of(incarnation).release(rebase);
+  /** Every other call of the replica's API (ReplicaApi, declared once in shared/protocol/io.ts). */
+  async call<K extends ReplicaMethod>(incarnation: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> {
+    if (method === "append") throw new Error("append goes through appendText");
+    return serve(this.of(incarnation), method, args) as ReplicaResult<K>;
   }
 
   /** Destroys this replica's storage, unless it already belongs to a newer incarnation. */

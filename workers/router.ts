@@ -259,7 +259,7 @@ app.post("/v1/groups/:group/query", async (c) => {
   let last: ReadAnswer = { kind: "busy", replica: "" };
   for (const r of readOrder(groups.replicasOf(record))) {
     const stub = replicaStub(c.env, group, r.id, r.location);
-    const a = await rpc<ReadAnswer>(stub.query(record.config.incarnation, query, minSeq, waitMs)).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
+    const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, waitMs])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
     if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);
     last = a;
   }

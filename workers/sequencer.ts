@@ -3,11 +3,10 @@ import { pageBytesMax } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
-import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../shared/protocol/io.js";
+import { type DriverIO, type ReadAnswer, type ReplicaLink, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
 import type { SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
-import type { AppendResponse, AuditInfo, AuditReport, Entry, FenceReply, GroupConfig, GroupStatus, ReplicaStatus } from "../shared/protocol/types.js";
+import type { AppendRequest, AuditReport, GroupConfig, GroupStatus, ReplicaStatus } from "../shared/protocol/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
-import type { SnapshotInfo } from "../shared/protocol/replica.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 import { SqlSequencerStorage, readMeta } from "./sqlite.js";
@@ -52,23 +51,11 @@ export class SequencerObject extends DurableObject<Env> {
   private linkTo(cfg: GroupConfig, id: string, location: string | null): ReplicaLink {
     const stub = replicaStub(this.env, cfg.group, id, location);
     const inc = cfg.incarnation;
-    return {
-      init: () => stub.init({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery }),
-      append: (msg) => rpc<AppendResponse>(stub.appendText(inc, encodeAppend(msg))),
-      query: (q, minSeq, waitMs) => rpc<ReadAnswer>(stub.query(inc, q, minSeq, waitMs)),
-      session: (client, request, minSeq, waitMs) => rpc<SessionAnswer>(stub.session(inc, client, request, minSeq, waitMs)),
-      auditInfo: () => rpc<AuditInfo | null>(stub.auditInfo(inc)),
-      setQuarantined: (q) => stub.setQuarantined(inc, q),
-      release: (rebase) => stub.release(inc, rebase),
-      fence: (epoch) => rpc<FenceReply | null>(stub.fence(inc, epoch)),
-      readLog: (from, to) => rpc<Entry[]>(stub.readLog(inc, from, to)),
-      beginSnapshot: () => rpc<SnapshotInfo | null>(stub.beginSnapshot(inc)),
-      snapshotPage: (seq, after, maxBytes) => rpc<[string, string][] | null>(stub.snapshotPage(inc, seq, after, maxBytes)),
-      endSnapshot: () => stub.endSnapshot(inc),
-      beginInstall: (info, transferId) => stub.beginInstall(inc, info, transferId),
-      installPage: (transferId, rows) => stub.installPage(inc, transferId, rows),
-      endInstall: (transferId) => rpc<{ ok: boolean; digest: string } | null>(stub.endInstall(inc, transferId)),
-    };
+    const transport: ReplicaTransport = (method, args) =>
+      method === "append"
+        ? rpc(stub.appendText(inc, encodeAppend(args[0] as AppendRequest)))
+        : rpc(stub.call(inc, method, args as never));
+    return linkOver(transport, () => stub.init({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery }));
   }
 
   private io(cfg: GroupConfig): DriverIO {

@@ -11,7 +11,10 @@ export function validateCommand(machine: StateMachine<any, any>, command: unknow
   if (!r.success) return { ok: false, code: "bad_request", message: describeZodError(r.error, field) };
   const big = machine.oversized?.(r.data) ?? null;
   if (big !== null) return { ok: false, code: "too_large", message: `${field}.${big}: larger than ${valueBytesMax} bytes serialized` };
-  return { ok: true, value: r.data };
+  // The command as sent, not the schema's copy of it: zod's json() rebuilds objects and drops an
+  // own "__proto__" key, so a value was silently changed (found by the fuzzer). The schemas are
+  // strict and transform nothing, so what passed them is exactly what was sent.
+  return { ok: true, value: command };
 }
 
 export function validateQuery(machine: StateMachine<any, any>, query: unknown, field = "query"): Checked<unknown> {

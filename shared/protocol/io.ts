@@ -1,6 +1,7 @@
 // The I/O a driver needs, passed in (TigerBeetle style): the Durable Objects give real timers,
 // the clock and RPC stubs; the simulator gives virtual time and a faulty network.
-import type { AppendResponse, AuditInfo } from "./types.js";
+import type { SnapshotInfo } from "./replica.js";
+import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply } from "./types.js";
 
 export type ReadAnswer =
   | { kind: "ok"; result: unknown; seq: number; replica: string }
@@ -22,24 +23,54 @@ export type SubmitAnswer =
   | { kind: "timeout"; message: string }
   | { kind: "no_majority"; message: string };
 
-/** How the sequencer reaches one replica. Every call may reject (unreachable) or never settle. */
-export interface ReplicaLink {
-  init(): Promise<unknown>;
-  append(msg: import("./types.js").AppendRequest): Promise<AppendResponse>;
+/**
+ * The replica's API, declared once. ReplicaDriver implements it; the link a sequencer holds, the
+ * Durable Object's RPC method and every test harness's adapter derive from it (linkOver), so a new
+ * replica call is one method here and one in ReplicaDriver.
+ */
+export interface ReplicaApi {
+  append(msg: AppendRequest): AppendResponse;
   query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer>;
   session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer>;
-  auditInfo(): Promise<AuditInfo | null>;
-  setQuarantined(quarantined: boolean): Promise<void>;
-  release(rebase: boolean): Promise<{ ok: boolean; digest: string; reason?: string }>;
-  fence(epoch: number): Promise<import("./types.js").FenceReply | null>;
-  readLog(fromSeq: number, toSeq: number): Promise<import("./types.js").Entry[]>;
+  auditInfo(): AuditInfo | null;
+  setQuarantined(quarantined: boolean): void;
+  release(rebase: boolean): { ok: boolean; digest: string; reason?: string };
+  fence(epoch: number): FenceReply | null;
+  readLog(fromSeq: number, toSeq: number): Entry[];
   // State transfer: a source freezes its state and serves pages; a target installs them.
-  beginSnapshot(): Promise<import("./replica.js").SnapshotInfo | null>;
-  snapshotPage(seq: number, after: string | null, maxBytes: number): Promise<[string, string][] | null>;
-  endSnapshot(): Promise<void>;
-  beginInstall(info: import("./replica.js").SnapshotInfo, transferId: string): Promise<boolean>;
-  installPage(transferId: string, rows: [string, string][]): Promise<boolean>;
-  endInstall(transferId: string): Promise<{ ok: boolean; digest: string } | null>;
+  beginSnapshot(): SnapshotInfo | null;
+  snapshotPage(seq: number, after: string | null, maxBytes: number): [string, string][] | null;
+  endSnapshot(): void;
+  beginInstall(info: SnapshotInfo, transferId: string): boolean;
+  installPage(transferId: string, rows: [string, string][]): boolean;
+  endInstall(transferId: string): { ok: boolean; digest: string } | null;
+}
+
+export type ReplicaMethod = keyof ReplicaApi;
+export type ReplicaArgs<K extends ReplicaMethod> = Parameters<ReplicaApi[K]>;
+export type ReplicaResult<K extends ReplicaMethod> = Awaited<ReturnType<ReplicaApi[K]>>;
+
+/**
+ * How the sequencer reaches one replica: every method of the API, asynchronous, plus init (its
+ * creation, which the transport does). Every call may reject (unreachable) or never settle.
+ */
+export type ReplicaLink = { [K in ReplicaMethod]: (...args: ReplicaArgs<K>) => Promise<ReplicaResult<K>> } & { init(): Promise<unknown> };
+
+/** Carries one replica call over some transport (RPC, the simulated network, a direct call). */
+export type ReplicaTransport = <K extends ReplicaMethod>(method: K, args: ReplicaArgs<K>) => Promise<ReplicaResult<K>>;
+
+/** The one adapter from a transport to a link. */
+export function linkOver(transport: ReplicaTransport, init: () => Promise<unknown>): ReplicaLink {
+  return new Proxy({ init } as ReplicaLink, {
+    get: (target, name) => (name === "init" ? target.init : (...args: unknown[]) => transport(name as ReplicaMethod, args as never)),
+  });
+}
+
+/** Serves a call on a replica's API (the receiving end of a transport). */
+export function serve<K extends ReplicaMethod>(api: ReplicaApi, method: K, args: ReplicaArgs<K>): ReturnType<ReplicaApi[K]> {
+  const fn = api[method] as (...a: unknown[]) => ReturnType<ReplicaApi[K]>;
+  if (typeof fn !== "function") throw new Error(`no replica method ${String(method)}`);
+  return fn.apply(api, args);
 }
 
 export interface Clock {

@@ -1,7 +1,7 @@
 // The replica's event handling around ReplicaCore: reads that wait for a position. Shared by
 // the Durable Object and the simulator.
 import { readWaitersMax } from "../limits.js";
-import type { Clock, ReadAnswer, SessionAnswer } from "./io.js";
+import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer } from "./io.js";
 import type { ReplicaCore, SnapshotInfo } from "./replica.js";
 import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply } from "./types.js";
 
@@ -10,7 +10,7 @@ interface Waiter {
   wake: () => void;
 }
 
-export class ReplicaDriver {
+export class ReplicaDriver implements ReplicaApi {
   private waiters: Waiter[] = [];
 
   constructor(

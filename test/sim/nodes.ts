@@ -2,7 +2,7 @@
 // simulated network and their storage in memory that survives crashes.
 import { readWaitMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import type { DriverIO, ReadAnswer, ReplicaLink, SessionAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
+import { type DriverIO, type ReadAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve } from "../../shared/protocol/io.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
@@ -99,6 +99,19 @@ export class SimReplica {
     this.seenApplied = Math.max(this.seenApplied, p.appliedSeq);
     this.seenCommit = Math.max(this.seenCommit, p.commitSeq);
     return resp;
+  }
+
+  /** The receiving end of the simulated RPC: the driver's API, with the harness's checks on a few calls. */
+  serve<K extends ReplicaMethod>(method: K, args: ReplicaArgs<K>, onTransfer: () => void): unknown {
+    if (method === "append") return this.append(args[0] as AppendRequest);
+    if (method === "query") return this.query(...(args as ReplicaArgs<"query">));
+    const result = serve(this.driver, method, args);
+    // A rebuilt replica holds a healthy one's state: it is no longer corrupted.
+    if (method === "endInstall" && (result as ReturnType<ReplicaApi["endInstall"]>)?.ok) {
+      this.rebuilt();
+      onTransfer();
+    }
+    return result;
   }
 
   /** A query; a corrupted replica may fail one (its rows are garbage), a healthy one never may. */
@@ -271,43 +284,13 @@ export class SimSequencer {
 
   private link(id: string): ReplicaLink {
     const r = this.replicas.get(id)!;
-    const call = <T>(what: string, handle: () => T | Promise<T>) =>
-      rpc(this.world, this.net, "seq", id, what, () => r.incarnation, handle);
-    return {
-      init: () => call("init", () => null),
-      append: (msg) => {
-        const m = structuredClone(msg);
-        return call(`append ${m.prevSeq}+${m.entries.length} c${m.commitSeq}`, () => r.append(m));
-      },
-      query: (q, minSeq, waitMs) => call<ReadAnswer>("query", () => r.query(structuredClone(q), minSeq, waitMs)),
-      session: (client, request, minSeq, waitMs) => call<SessionAnswer>("session", () => r.driver.session(client, request, minSeq, waitMs)),
-      auditInfo: () => call<AuditInfo | null>("audit", () => r.driver.auditInfo()),
-      setQuarantined: (q) => call("quarantine", () => r.driver.setQuarantined(q)),
-      release: (rebase) => call("release", () => r.driver.release(rebase)),
-      fence: (epoch) => call(`fence ${epoch}`, () => r.driver.fence(epoch)),
-      readLog: (from, to) => call(`readLog ${from}-${to}`, () => r.driver.readLog(from, to)),
-      beginSnapshot: () => call("beginSnapshot", () => r.driver.beginSnapshot()),
-      snapshotPage: (seq, after, maxBytes) => call("snapshotPage", () => r.driver.snapshotPage(seq, after, maxBytes)),
-      endSnapshot: () => call("endSnapshot", () => r.driver.endSnapshot()),
-      beginInstall: (info, transferId) => {
-        const i = structuredClone(info);
-        return call("beginInstall", () => r.driver.beginInstall(i, transferId));
-      },
-      installPage: (transferId, rows) => {
-        const copy = structuredClone(rows);
-        return call("installPage", () => r.driver.installPage(transferId, copy));
-      },
-      endInstall: (transferId) =>
-        call("endInstall", () => {
-          const done = r.driver.endInstall(transferId);
-          // A rebuilt replica holds a healthy one's state: it is no longer corrupted.
-          if (done?.ok) {
-            r.rebuilt();
-            this.transfers++;
-          }
-          return done;
-        }),
+    const call = <T>(what: string, handle: () => T | Promise<T>) => rpc(this.world, this.net, "seq", id, what, () => r.incarnation, handle);
+    // Every call crosses a copy, as a Durable Object RPC does.
+    const transport: ReplicaTransport = (method, args) => {
+      const copy = structuredClone(args);
+      return call(callLabel(method, copy), () => r.serve(method, copy, () => this.transfers++)) as never;
     };
+    return linkOver(transport, () => call("init", () => null));
   }
 
   /** Replace one replica under load: add a new one, then remove an old one (the registry follows). */
@@ -397,6 +380,26 @@ export class SimSequencer {
 
   private retryRecovery(lifecycle: SequencerLifecycle): void {
     this.world.setTimer(500, () => this.lifecycle === lifecycle && !lifecycle.driver && this.recover(lifecycle));
+  }
+}
+
+/** The trace's name for a call (the trace hash names a run). */
+function callLabel(method: ReplicaMethod, args: unknown[]): string {
+  switch (method) {
+    case "append": {
+      const m = args[0] as AppendRequest;
+      return `append ${m.prevSeq}+${m.entries.length} c${m.commitSeq}`;
+    }
+    case "fence":
+      return `fence ${args[0]}`;
+    case "readLog":
+      return `readLog ${args[0]}-${args[1]}`;
+    case "auditInfo":
+      return "audit";
+    case "setQuarantined":
+      return "quarantine";
+    default:
+      return method;
   }
 }
 

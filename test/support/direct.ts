@@ -1,7 +1,7 @@
 // A group whose drivers talk through direct calls (no network) and real timers: for unit tests
 // of the driver-level features (state transfer, compaction) with the real cores.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import type { DriverIO, ReplicaLink } from "../../shared/protocol/io.js";
+import { type DriverIO, type ReplicaLink, type ReplicaTransport, linkOver, serve } from "../../shared/protocol/io.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -38,24 +38,8 @@ export function directGroup(config: GroupConfig, retention: Retention) {
       return replicas.get(id)!;
     };
     // Every call crosses a structured clone, as a Durable Object RPC does.
-    const call = async <T>(fn: () => T | Promise<T>): Promise<T> => structuredClone(await fn());
-    return {
-      init: () => call(() => null),
-      append: (m) => call(() => r().append(structuredClone(m))),
-      query: (q, minSeq, waitMs) => call(() => r().query(q, minSeq, waitMs)),
-      session: (c, req, minSeq, waitMs) => call(() => r().session(c, req, minSeq, waitMs)),
-      auditInfo: () => call(() => r().auditInfo()),
-      setQuarantined: (q) => call(() => r().setQuarantined(q)),
-      release: (rebase) => call(() => r().release(rebase)),
-      fence: (e) => call(() => r().fence(e)),
-      readLog: (f, t) => call(() => r().readLog(f, t)),
-      beginSnapshot: () => call(() => r().beginSnapshot()),
-      snapshotPage: (seq, after, max) => call(() => r().snapshotPage(seq, after, max)),
-      endSnapshot: () => call(() => r().endSnapshot()),
-      beginInstall: (info, id) => call(() => r().beginInstall(structuredClone(info), id)),
-      installPage: (id, rows) => call(() => r().installPage(id, structuredClone(rows))),
-      endInstall: (id) => call(() => r().endInstall(id)),
-    };
+    const transport: ReplicaTransport = async (method, args) => structuredClone(await serve(r(), method, structuredClone(args))) as never;
+    return linkOver(transport, async () => null);
   };
   const seqStore = new MemorySequencerStorage();
   const meta = { config, epoch: 1, commitSeq: 0, quarantined: [] };

@@ -49,11 +49,11 @@ describe("incarnations", () => {
     const record = (await directory("inc").get())!;
     const inc = record.config.incarnation;
     const r1 = env.REPLICA.get(env.REPLICA.idFromName("inc/r1"));
-    expect(await r1.query(inc - 1, { op: "get", key: "k" }, 0, 0)).toEqual({ kind: "not_found" });
+    expect(await r1.call(inc - 1, "query", [{ op: "get", key: "k" }, 0, 0])).toEqual({ kind: "not_found" });
     expect(await r1.appendText(inc - 1, JSON.stringify({ epoch: 9, prevSeq: 0, prevHash: "0".repeat(64), entries: [], commitSeq: 0 }))).toEqual({ ok: false, reason: "not_initialized" });
     expect(await r1.init({ group: "inc", incarnation: inc - 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toBeNull();
-    expect(await r1.query(inc + 1, { op: "get", key: "k" }, 0, 0)).toEqual({ kind: "not_found" });
-    expect(await r1.query(inc, { op: "get", key: "k" }, 1, 2_000)).toMatchObject({ kind: "ok", result: { value: 1 } });
+    expect(await r1.call(inc + 1, "query", [{ op: "get", key: "k" }, 0, 0])).toEqual({ kind: "not_found" });
+    expect(await r1.call(inc, "query", [{ op: "get", key: "k" }, 1, 2_000])).toMatchObject({ kind: "ok", result: { value: 1 } });
     // An init of a newer incarnation replaces the leftover: it starts empty.
     expect(await r1.init({ group: "inc", incarnation: inc + 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toMatchObject({ appliedSeq: 0, lastSeq: 0 });
   });

@@ -57,7 +57,7 @@ describe("the operator's way out of a quarantine", () => {
     for (let i = 1; i <= 3; i++) await command("release", { op: "put", key: `k${i}`, value: i });
     await query("release", { op: "get", key: "k1" });
     // Quarantined though its state is fine (as a lost sequencer or a bug could leave it).
-    await replica("release", "r2").setQuarantined(1, true);
+    await replica("release", "r2").call(1, "setQuarantined", [true]);
     expect((await query("release", { op: "get", key: "k1" }, "stale")).body.replica).not.toBe("r2");
     // Its rows match its digest: the release is accepted.
     const ok = await api("POST", "/v1/groups/release/replicas/r2/release", {});
@@ -67,7 +67,7 @@ describe("the operator's way out of a quarantine", () => {
 
     // Rows changed behind the digest: a plain release is refused (409), a rebase accepts them.
     await tamper("release", "r2", "k1");
-    await replica("release", "r2").setQuarantined(1, true);
+    await replica("release", "r2").call(1, "setQuarantined", [true]);
     expectError(await api("POST", "/v1/groups/release/replicas/r2/release", {}), 409, "conflict", /repair it, or release it with rebase/);
     expect((await api("POST", "/v1/groups/release/replicas/r2/release", { rebase: true })).status).toBe(200);
     // The next audit compares it with the others and finds it diverged; it is rebuilt from a healthy one.
