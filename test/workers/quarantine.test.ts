@@ -9,6 +9,11 @@ function replica(group: string, id: string) {
   return env.REPLICA.get(env.REPLICA.idFromName(`${group}/${id}`));
 }
 
+/** Every replica has applied seq (a tampered row must be one the replica holds). */
+async function applied(group: string, seq: number) {
+  await waitFor(`${group} applied ${seq}`, async () => Object.values(await statuses(group)).every((r: any) => r.appliedSeq >= seq), 20);
+}
+
 async function tamper(group: string, id: string, key: string) {
   await runInDurableObject(replica(group, id), (inst: ReplicaObject, state) => {
     (inst as any).driver.core.saveState();
@@ -20,7 +25,7 @@ describe("the auditor never kills a group", () => {
   it("a majority failing the same check quarantines nobody: the group keeps serving, the report and the events say why", async () => {
     await createGroup("alarm");
     for (let i = 1; i <= 6; i++) expect((await command("alarm", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
-    await query("alarm", { op: "get", key: "k1" });
+    await applied("alarm", 6);
     await tamper("alarm", "r1", "k2");
     await tamper("alarm", "r2", "k2");
     const report = (await api("POST", "/v1/groups/alarm/audit")).body;
@@ -39,7 +44,7 @@ describe("the auditor never kills a group", () => {
   it("one replica that disagrees with a healthy majority is quarantined and rebuilt, and the events show both", async () => {
     await createGroup("one-bad", { machine: "kv", checkpointEvery: 5 });
     for (let i = 1; i <= 6; i++) await command("one-bad", { op: "put", key: `k${i}`, value: i });
-    await query("one-bad", { op: "get", key: "k1" });
+    await applied("one-bad", 6);
     await tamper("one-bad", "r3", "k1");
     const report = (await api("POST", "/v1/groups/one-bad/audit")).body;
     expect(report.quarantined).toEqual(["r3"]);
@@ -55,7 +60,7 @@ describe("the operator's way out of a quarantine", () => {
   it("release: refused while the rows do not match the digest, unless rebased; a replica quarantined by mistake serves again", async () => {
     await createGroup("release");
     for (let i = 1; i <= 3; i++) await command("release", { op: "put", key: `k${i}`, value: i });
-    await query("release", { op: "get", key: "k1" });
+    await applied("release", 3);
     // Quarantined though its state is fine (as a lost sequencer or a bug could leave it).
     await replica("release", "r2").call(1, "setQuarantined", [true]);
     expect((await query("release", { op: "get", key: "k1" }, "stale")).body.replica).not.toBe("r2");
@@ -80,7 +85,7 @@ describe("the operator's way out of a quarantine", () => {
   it("repair: rebuilds a replica now from a healthy one", async () => {
     await createGroup("repair-now");
     for (let i = 1; i <= 3; i++) await command("repair-now", { op: "put", key: `k${i}`, value: i });
-    await query("repair-now", { op: "get", key: "k3" });
+    await applied("repair-now", 3);
     await tamper("repair-now", "r1", "k3");
     const r = await api("POST", "/v1/groups/repair-now/replicas/r1/repair");
     expect(r.status, JSON.stringify(r.body)).toBe(200);

@@ -1,0 +1,94 @@
+// What every route shares: the app's types, authorization checks, and input parsing (one
+// validation path: the body's JSON checks, then the schemas, each 400 naming its field).
+import type { Context } from "hono";
+import type { z } from "zod";
+import { type Checked } from "../shared/api/commands.js";
+import { ApiError } from "../shared/api/errors.js";
+import { checkJson } from "../shared/api/input.js";
+import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
+import { bodyBytesMax, bodyReadTimeoutMs } from "../shared/limits.js";
+import type { GroupStatus } from "../shared/protocol/types.js";
+import type { Scope } from "./auth.js";
+import type { Env } from "./env.js";
+import * as groups from "./groups.js";
+
+export type App = { Bindings: Env; Variables: { scope: Scope; requestId: string } };
+
+export function requireAdmin(c: Context<App>): void {
+  if (c.get("scope").kind !== "admin") throw new ApiError("forbidden", "this route needs the admin token");
+}
+
+/** A group token may write only with scope "write" (its own group is checked by groupParam). */
+export function requireWrite(c: Context<App>): void {
+  const scope = c.get("scope");
+  if (scope.kind === "group" && scope.access !== "write") throw new ApiError("forbidden", "this token may only read");
+}
+
+/**
+ * The client id a command is recorded under: a group token's commands are namespaced by the
+ * token, so another token sending the same (client, request) is a different command.
+ */
+export function clientOf(c: Context<App>, client: string): string {
+  const scope = c.get("scope");
+  return scope.kind === "group" ? `${scope.tokenId}~${client}` : client;
+}
+
+// ---- input ---------------------------------------------------------------------------------
+
+export function groupParam(c: Context<App>): string {
+  const group = c.req.param("group") ?? "";
+  if (!groupNamePattern.test(group)) throw new ApiError("bad_request", "group: must match ^[a-z0-9][a-z0-9-]{0,62}$");
+  const scope = c.get("scope");
+  if (scope?.kind === "group" && scope.group !== group) throw new ApiError("forbidden", `this token is for group ${scope.group} only`);
+  return group;
+}
+
+/** The body, read within bodyReadTimeoutMs: a declared length whose bytes never come is a 400, not a hang. */
+async function readBody(c: Context<App>): Promise<ArrayBuffer> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ApiError("bad_request", `body: not received in full within ${bodyReadTimeoutMs} ms`)), bodyReadTimeoutMs);
+  });
+  try {
+    return await Promise.race([c.req.arrayBuffer(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function jsonBody(c: Context<App>, optional = false): Promise<unknown> {
+  const declared = Number(c.req.header("content-length") ?? "0");
+  if (declared > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
+  const buf = await readBody(c);
+  if (buf.byteLength > bodyBytesMax) throw new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`);
+  if (buf.byteLength === 0) {
+    if (optional) return {};
+    throw new ApiError("bad_request", "body: a JSON body is required");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
+  } catch {
+    throw new ApiError("bad_request", "body: malformed JSON");
+  }
+  const problem = checkJson(value, "body");
+  if (problem !== null) throw new ApiError("bad_request", problem);
+  return value;
+}
+
+export function checked<T>(r: Checked<T>): T {
+  if (!r.ok) throw new ApiError(r.code, r.message);
+  return r.value;
+}
+
+export function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ApiError("bad_request", describeZodError(r.error, field));
+  return r.data;
+}
+
+
+/** The group's status from its sequencer (recovering it first if it lost its storage). */
+export function status(env: Env, group: string): Promise<GroupStatus> {
+  return groups.withSequencer(env, group, (s) => s.status(), (s) => s === null) as Promise<GroupStatus>;
+}

@@ -1,0 +1,97 @@
+// Commands (totally ordered writes) and queries (reads at three consistency levels).
+import { Hono } from "hono";
+import { z } from "zod";
+import { ApiError } from "../../shared/api/errors.js";
+import type { App } from "../http.js";
+import type { Context } from "hono";
+import { validateCommand, validateQuery } from "../../shared/api/commands.js";
+import type { CommandResult, QueryResult } from "../../shared/api/results.js";
+import { commandBody, queryBody } from "../../shared/api/schemas.js";
+import { readWaitMs } from "../../shared/limits.js";
+import { machineFor } from "../../shared/machines/index.js";
+import { decodeBookmark, encodeBookmark } from "../../shared/protocol/bookmark.js";
+import { replicaStub, rpc } from "../env.js";
+import * as groups from "../groups.js";
+import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";
+import type { ReadAnswer } from "../replica.js";
+import type { SubmitAnswer } from "../sequencer.js";
+
+export const commandRoutes = new Hono<App>();
+
+// ---- commands ------------------------------------------------------------------------------
+
+commandRoutes.post("/:group/commands", async (c) => {
+  const group = groupParam(c);
+  requireWrite(c);
+  const body = parse(commandBody, await jsonBody(c), "body");
+  const client = clientOf(c, body.client);
+  const record = await groups.lookup(c.env, group);
+  const command = checked(validateCommand(machineFor(record.config.machine), body.command));
+  const a = await groups.withSequencer(
+    c.env,
+    group,
+    (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command)),
+    (a) => a.kind === "not_found",
+  );
+  switch (a.kind) {
+    case "ok":
+      return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
+    case "not_found":
+      throw new ApiError("unavailable", `group ${group} has no sequencer serving yet`, 1);
+    case "conflict":
+      throw new ApiError("conflict", a.message);
+    case "unavailable":
+      throw new ApiError("unavailable", a.message, 1);
+    case "timeout":
+      throw new ApiError("timeout", a.message);
+    case "no_majority":
+      throw new Error(`group ${group}: ${a.message}`);
+  }
+});
+
+// ---- queries -------------------------------------------------------------------------------
+
+function readResult(c: Context<App>, a: ReadAnswer) {
+  switch (a.kind) {
+    case "ok":
+      return c.json({ result: a.result, seq: a.seq, replica: a.replica } satisfies QueryResult);
+    case "timeout":
+      throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq})`);
+    case "not_found":
+    case "quarantined":
+    case "busy":
+      throw new ApiError("unavailable", "no replica can serve this read now", 1);
+  }
+}
+
+/** Replicas in the order to try them: a random start spreads reads over the group. */
+function readOrder<T>(replicas: T[]): T[] {
+  const start = Math.floor(Math.random() * replicas.length);
+  return [...replicas.slice(start), ...replicas.slice(0, start)];
+}
+
+commandRoutes.post("/:group/query", async (c) => {
+  const group = groupParam(c);
+  const body = parse(queryBody, await jsonBody(c), "body");
+  const bookmark = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
+  if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
+  const record = await groups.lookup(c.env, group);
+  const query = checked(validateQuery(machineFor(record.config.machine), body.query));
+  if (body.consistency === "linearizable") {
+    const a = await groups.withSequencer(c.env, group, (s) => rpc<ReadAnswer>(s.query(query)), (a) => a.kind === "not_found");
+    return readResult(c, a);
+  }
+  const minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
+  const waitMs = body.consistency === "sequential" ? readWaitMs : 0;
+  let last: ReadAnswer = { kind: "busy", replica: "" };
+  for (const r of readOrder(groups.replicasOf(record))) {
+    const stub = replicaStub(c.env, group, r.id, r.location);
+    const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, waitMs])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
+    if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);
+    last = a;
+  }
+  // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
+  groups.forget(group);
+  return readResult(c, last);
+});
+

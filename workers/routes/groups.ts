@@ -1,0 +1,44 @@
+// Groups: create, list, status, delete.
+import { Hono } from "hono";
+import { z } from "zod";
+import { ApiError } from "../../shared/api/errors.js";
+import type { App } from "../http.js";
+import { createGroupBody, groupConfigFrom } from "../../shared/api/schemas.js";
+import { groupsPageDefault, groupsPageMax } from "../../shared/limits.js";
+import { registryStub } from "../env.js";
+import * as groups from "../groups.js";
+import { groupParam, jsonBody, parse, requireAdmin, status } from "../http.js";
+
+export const groupRoutes = new Hono<App>();
+
+// ---- groups --------------------------------------------------------------------------------
+
+groupRoutes.put("/:group", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const config = groupConfigFrom(group, parse(createGroupBody, await jsonBody(c), "body"));
+  const r = await groups.create(c.env, config);
+  return c.json(r.status, r.created ? 201 : 200);
+});
+
+const listParams = z.object({
+  after: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(groupsPageMax).optional(),
+});
+
+groupRoutes.get("/", async (c) => {
+  requireAdmin(c);
+  const q = parse(listParams, c.req.query(), "query");
+  return c.json(await registryStub(c.env).list(q.after ?? null, q.limit ?? groupsPageDefault));
+});
+
+
+groupRoutes.get("/:group", async (c) => c.json(await status(c.env, groupParam(c))));
+
+groupRoutes.delete("/:group", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  if (!(await groups.remove(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
+  return c.body(null, 204);
+});
+

@@ -1,0 +1,115 @@
+// Replicas (add, remove, repair, release), the sequencer (move), the log, audits and events.
+import { Hono } from "hono";
+import { z } from "zod";
+import { ApiError } from "../../shared/api/errors.js";
+import type { App } from "../http.js";
+import type { Context } from "hono";
+import { auditsParams, logParams } from "../../shared/api/schemas.js";
+import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shared/limits.js";
+import { directoryStub, rpc } from "../env.js";
+import * as groups from "../groups.js";
+import { groupParam, jsonBody, parse, requireAdmin, status } from "../http.js";
+import type { AddReplicaAnswer, RemoveReplicaAnswer } from "../sequencer.js";
+
+export const memberRoutes = new Hono<App>();
+
+// ---- log, replicas, audits, events ---------------------------------------------------------
+
+memberRoutes.get("/:group/log", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const q = parse(logParams, c.req.query(), "query");
+  const page = await groups.withSequencer(c.env, group, (s) => s.readLog(q.from, q.limit ?? logPageDefault), (p) => p === null);
+  if (page === "compacted") throw new ApiError("compacted", `log entries at ${q.from} and before were compacted; read the state, or the log from its firstSeq`);
+  return c.json(page);
+});
+
+memberRoutes.get("/:group/replicas", async (c) => c.json({ replicas: (await status(c.env, groupParam(c))).replicas }));
+
+const addReplicaBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+
+memberRoutes.post("/:group/replicas", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const body = parse(addReplicaBody, await jsonBody(c, true), "body");
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<AddReplicaAnswer>(s.addReplica(body.location ?? null)), (r) => !r.ok && r.code === "not_found");
+  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
+  groups.forget(group);
+  return c.json({ replica: r.replica }, 202);
+});
+
+function replicaParam(c: Context<App>): string {
+  const id = c.req.param("id") ?? "";
+  if (!/^r[1-9][0-9]{0,5}$/.test(id)) throw new ApiError("bad_request", "id: a replica id such as r2");
+  return id;
+}
+
+memberRoutes.delete("/:group/replicas/:id", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const id = replicaParam(c);
+  await status(c.env, group); // 404 for no such group, and a recovered sequencer
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<RemoveReplicaAnswer>(s.removeReplica(id)), () => false);
+  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
+  groups.forget(group);
+  return c.json({ replica: r.replica }, 202);
+});
+
+const releaseBody = z.object({ rebase: z.boolean().optional() }).strict();
+
+/** The operator's ways out of a quarantine (README, Operations): rebuild from a healthy replica, or release. */
+memberRoutes.post("/:group/replicas/:id/repair", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const id = replicaParam(c);
+  const r = await groups.withSequencer(c.env, group, (s) => s.repair(id), (r) => r.code === "not_found" && r.reason === "no such group");
+  if (r.code === "not_found") throw new ApiError("not_found", r.reason!);
+  if (!r.ok) throw new ApiError("unavailable", r.reason!, 5);
+  return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
+});
+
+memberRoutes.post("/:group/replicas/:id/release", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const id = replicaParam(c);
+  const body = parse(releaseBody, await jsonBody(c, true), "body");
+  const r = await groups.withSequencer(
+    c.env,
+    group,
+    (s) => rpc<{ ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" }>(s.release(id, body.rebase ?? false)),
+    (r) => !r.ok && r.code === "not_found" && r.reason === "no such group",
+  );
+  if (!r.ok) throw new ApiError(r.code, r.reason);
+  return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
+});
+
+const moveSequencerBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+
+/** Moves the group's sequencer (see groups.move). Commands in flight may answer 503/504 meanwhile; retries are safe. */
+memberRoutes.post("/:group/sequencer", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const body = parse(moveSequencerBody, await jsonBody(c, true), "body");
+  return c.json({ sequencer: await groups.move(c.env, group, body.location ?? null) }, 202);
+});
+
+memberRoutes.post("/:group/audit", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  return c.json(await groups.withSequencer(c.env, group, (s) => s.audit(), (r) => r === null));
+});
+
+memberRoutes.get("/:group/audits", async (c) => {
+  const group = groupParam(c);
+  const q = parse(auditsParams, c.req.query(), "query");
+  await groups.lookup(c.env, group);
+  return c.json({ audits: await directoryStub(c.env, group).audits(q.limit ?? auditsPageDefault) });
+});
+
+memberRoutes.get("/:group/events", async (c) => {
+  const group = groupParam(c);
+  const q = parse(auditsParams, c.req.query(), "query");
+  await groups.lookup(c.env, group);
+  return c.json({ events: await directoryStub(c.env, group).events(q.limit ?? eventsPageDefault) });
+});
+
