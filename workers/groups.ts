@@ -10,7 +10,8 @@
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
 import { routeCacheMs } from "../shared/limits.js";
-import type { GroupConfig, GroupStatus } from "../shared/protocol/types.js";
+import type { GroupConfig } from "../shared/protocol/types.js";
+import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type Env, directoryStub, registryStub, sequencerStub } from "./env.js";
 

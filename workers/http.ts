@@ -7,7 +7,7 @@ import { ApiError } from "../shared/api/errors.js";
 import { checkJson } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { bodyBytesMax, bodyReadTimeoutMs } from "../shared/limits.js";
-import type { GroupStatus } from "../shared/protocol/types.js";
+import type { GroupStatus } from "../shared/api/types.js";
 import type { Scope } from "./auth.js";
 import type { Env } from "./env.js";
 import * as groups from "./groups.js";

@@ -1,8 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
+import { machineFor } from "../shared/machines/index.js";
 import { type ReadAnswer, type ReplicaArgs, type ReplicaMethod, type ReplicaResult, type SessionAnswer, serve } from "../shared/protocol/io.js";
 import { ReplicaCore, newReplicaMeta, type ReplicaMeta } from "../shared/protocol/replica.js";
 import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
-import type { AppendResponse, MachineName, ReplicaPosition } from "../shared/protocol/types.js";
+import type { AppendResponse, ReplicaPosition } from "../shared/protocol/types.js";
+import type { MachineName } from "../shared/api/types.js";
 import { type Env, realClock } from "./env.js";
 import { SqlReplicaStorage, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
@@ -36,7 +38,7 @@ export class ReplicaObject extends DurableObject<Env> {
     this.store = new SqlReplicaStorage(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       const meta = readMeta<ReplicaMeta>(ctx.storage.sql, "replica");
-      if (meta) this.driver.core = new ReplicaCore(this.store, meta);
+      if (meta) this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
     });
   }
 
@@ -69,7 +71,7 @@ export class ReplicaObject extends DurableObject<Env> {
         SqlReplicaStorage.create(this.ctx.storage.sql);
         this.store.saveMeta(meta);
       });
-      this.driver.core = new ReplicaCore(this.store, meta);
+      this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
     }
     const c = this.core!.config;
     if (c.group !== cfg.group || c.id !== cfg.id || c.machine !== cfg.machine) {

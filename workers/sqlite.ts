@@ -1,9 +1,10 @@
 // SQLite (ctx.storage.sql) implementations of the protocol's storage interfaces.
 import type { RowStore } from "../shared/machines/types.js";
-import { compareCodePoints } from "../shared/protocol/hash.js";
+import { compareCodePoints } from "../shared/text.js";
 import type { ReplicaMeta, ReplicaStorage } from "../shared/protocol/replica.js";
 import type { SequencerMeta, SequencerStorage } from "../shared/protocol/sequencer.js";
-import type { Checkpoint, Entry, EntryKind } from "../shared/protocol/types.js";
+import type { Checkpoint } from "../shared/protocol/types.js";
+import type { Entry, EntryKind } from "../shared/api/types.js";
 
 type Sql = SqlStorage;
 

@@ -2,7 +2,8 @@
 // each entry is serialized once (and cached on the entry object), and the message is their
 // concatenation, which crosses the RPC boundary as a single string instead of a structured clone
 // of every entry per replica.
-import type { AppendRequest, Entry } from "../shared/protocol/types.js";
+import type { AppendRequest } from "../shared/protocol/types.js";
+import type { Entry } from "../shared/api/types.js";
 
 const entryJson = new WeakMap<Entry, string>();
 

@@ -1,4 +1,4 @@
-import type { AuditReport, Entry, GroupStatus, ReplicaStatus } from "../protocol/types.js";
+import type { Entry } from "./types.js";
 
 // Response shapes of the public API (API.md), shared by the router and the client.
 export interface CommandResult {
@@ -17,4 +17,3 @@ export interface LogPage {
   commitSeq: number;
   entries: Entry[];
 }
-export type { AuditReport, Entry, GroupStatus, ReplicaStatus };

@@ -9,7 +9,8 @@ import {
   replicasMax,
 } from "../limits.js";
 import { machineNames } from "../machines/index.js";
-import type { GroupConfig, MachineName } from "../protocol/types.js";
+import type { GroupConfig } from "../protocol/types.js";
+import type { MachineName } from "./types.js";
 
 export const groupNamePattern = /^[a-z0-9][a-z0-9-]{0,62}$/;
 

@@ -3,10 +3,10 @@
 //   makes that safe, so a retry never executes a command twice;
 // - every answer's bookmark is kept and sent with `sequential` reads: read-your-writes.
 import type { ErrorBody, ErrorCode } from "../api/errors.js";
-import type { AuditReport, CommandResult, GroupStatus, LogPage, QueryResult, ReplicaStatus } from "../api/results.js";
+import type { CommandResult, LogPage, QueryResult } from "../api/results.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
-import type { MachineName, OutputsMode } from "../protocol/types.js";
+import type { AuditReport, GroupStatus, ReplicaStatus, MachineName, OutputsMode } from "../api/types.js";
 
 export type Consistency = "linearizable" | "sequential" | "stale";
 

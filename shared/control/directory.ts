@@ -1,7 +1,8 @@
 // A group's control-plane record, as its directory object keeps it: pure logic over a small
 // synchronous store (SQLite in the Durable Object, a map in tests).
 import { auditHistoryMax, eventHistoryMax, groupTokensMax } from "../limits.js";
-import type { AuditReport, GroupConfig } from "../protocol/types.js";
+import type { GroupConfig } from "../protocol/types.js";
+import type { AuditReport } from "../api/types.js";
 import { creationConfig } from "../protocol/types.js";
 
 /**

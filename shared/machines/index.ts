@@ -1,4 +1,4 @@
-import type { MachineName } from "../protocol/types.js";
+import type { MachineName } from "../api/types.js";
 import { bank } from "./bank.js";
 import { kv } from "./kv.js";
 import type { StateMachine } from "./types.js";
@@ -12,4 +12,3 @@ export function machineFor(name: MachineName): StateMachine<any, any> {
   return m;
 }
 
-export type { StateMachine, MachineState, RowStore, ApplyContext } from "./types.js";

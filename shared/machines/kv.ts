@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { keyBytesMax, listLimitDefault, listLimitMax, pageBytesMax, valueBytesMax } from "../limits.js";
-import { compareCodePoints, utf8Length } from "../protocol/hash.js";
+import { compareCodePoints, utf8Length } from "../text.js";
 import type { MachineState, StateMachine } from "./types.js";
 
 const key = z

@@ -1,5 +1,6 @@
 import { MajorityConfig } from "./quorum.js";
-import type { AuditInfo, AuditReport, ReplicaVerdict } from "./types.js";
+import type { AuditInfo } from "./types.js";
+import type { AuditReport, ReplicaVerdict } from "../api/types.js";
 
 /**
  * Decides an audit from what each replica reported (null: unreachable). Pure, so the simulator

@@ -18,7 +18,8 @@ import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
 import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
-import type { AppliedOutput, AuditInfo, AuditReport, ConfigChange, Entry } from "./types.js";
+import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
+import type { AuditReport, Entry } from "../api/types.js";
 import { configAfter, membersOf, nextReplicaNo } from "./types.js";
 
 type Outcome = AppliedOutput | null;

@@ -1,5 +1,5 @@
 import { canonicalJson, sha256Hex } from "./hash.js";
-import type { Entry } from "./types.js";
+import type { Entry } from "../api/types.js";
 
 /**
  * Each command's hash is computed once per process: the entry chain covers it, and the

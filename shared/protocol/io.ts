@@ -1,7 +1,8 @@
 // The I/O a driver needs, passed in (TigerBeetle style): the Durable Objects give real timers,
 // the clock and RPC stubs; the simulator gives virtual time and a faulty network.
 import type { SnapshotInfo } from "./replica.js";
-import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply } from "./types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
+import type { Entry } from "../api/types.js";
 
 export type ReadAnswer =
   | { kind: "ok"; result: unknown; seq: number; replica: string }

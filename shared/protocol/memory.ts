@@ -2,10 +2,11 @@
 // Transactions keep an undo journal so a failed step leaves nothing behind, as SQLite would.
 import type { RowStore } from "../machines/types.js";
 import { boundedEntries } from "./entry.js";
-import { compareCodePoints } from "./hash.js";
+import { compareCodePoints } from "../text.js";
 import type { ReplicaMeta, ReplicaStorage } from "./replica.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
-import type { Checkpoint, Entry } from "./types.js";
+import type { Checkpoint } from "./types.js";
+import type { Entry } from "../api/types.js";
 
 export class MemoryRowStore implements RowStore {
   private readonly map = new Map<string, string>();

@@ -9,7 +9,8 @@ import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
 import { type DriverIO, withTimeout } from "./io.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
-import type { Entry, FenceReply, GroupConfig } from "./types.js";
+import type { FenceReply, GroupConfig } from "./types.js";
+import type { Entry } from "../api/types.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import { applyConfigChange, membersOf, type ConfigChange, type Member } from "./types.js";
 

@@ -3,7 +3,8 @@
 import { readWaitersMax } from "../limits.js";
 import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer } from "./io.js";
 import type { ReplicaCore, SnapshotInfo } from "./replica.js";
-import type { AppendRequest, AppendResponse, AuditInfo, Entry, FenceReply } from "./types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
+import type { Entry } from "../api/types.js";
 
 interface Waiter {
   minSeq: number;

@@ -8,23 +8,13 @@ import {
   stateSaveEntriesMax,
   stateSaveRowsMax,
 } from "../limits.js";
-import { machineFor } from "../machines/index.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
 import { DigestedState, applyEntry, lookupSession, prefetchFor, recomputeDigest } from "./state.js";
-import type {
-  AppendRequest,
-  AppendResponse,
-  AppliedOutput,
-  AuditInfo,
-  Checkpoint,
-  Entry,
-  FenceReply,
-  MachineName,
-  ReplicaPosition,
-} from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
+import type { Entry, MachineName } from "../api/types.js";
 
 export interface ReplicaMeta {
   group: string;
@@ -125,7 +115,6 @@ export interface SnapshotInfo {
 export class ReplicaCore {
   private meta: ReplicaMeta;
   private state: DigestedState;
-  private readonly machine: StateMachine;
 
   /**
    * Entries appended but not applied yet (they commit with a later message): kept so applying
@@ -139,6 +128,8 @@ export class ReplicaCore {
   constructor(
     private readonly storage: ReplicaStorage,
     meta: ReplicaMeta,
+    /** The state machine this replica runs: given by its host, which looks meta.machine up in the catalog. */
+    private readonly machine: StateMachine,
     /** Compaction window; the simulator shrinks it so compaction happens in short runs. */
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {
@@ -152,7 +143,6 @@ export class ReplicaCore {
       stateDigest: meta.stateDigest ?? meta.digest,
     };
     this.installing = meta.installing ?? null;
-    this.machine = machineFor(meta.machine);
     this.state = this.loadState();
   }
 

@@ -10,15 +10,8 @@ import {
 import { assert } from "./assert.js";
 import { canonicalJson, zeroHash } from "./hash.js";
 import { boundedEntries, commandHash, entryHash } from "./entry.js";
-import type {
-  AppendRequest,
-  AppendResponse,
-  AppliedOutput,
-  Entry,
-  GroupConfig,
-  ReplicaStatus,
-  ReplicaStatusName,
-} from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
+import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { MajorityConfig } from "./quorum.js";
 import { type ConfigChange, configAfter, membersOf } from "./types.js";
 

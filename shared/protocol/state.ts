@@ -2,8 +2,10 @@ import { sessionEvictBatch, sessionRequestsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { commandHash } from "./entry.js";
-import { bytesToHex, compareCodePoints, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
-import type { AppliedOutput, Entry } from "./types.js";
+import { compareCodePoints } from "../text.js";
+import { bytesToHex, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
+import type { AppliedOutput } from "./types.js";
+import type { Entry } from "../api/types.js";
 
 // The replicated state is one ordered table of rows. Key spaces:
 //   m/<key>                         the state machine's own rows

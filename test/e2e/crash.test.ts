@@ -12,7 +12,7 @@ import { kv } from "../../shared/machines/kv.js";
 import { canonicalJson } from "../../shared/protocol/hash.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, applyEntry } from "../../shared/protocol/state.js";
-import type { Entry } from "../../shared/protocol/types.js";
+import type { Entry } from "../../shared/api/types.js";
 import { root } from "../support/server.js";
 
 const admin = "crash-admin";

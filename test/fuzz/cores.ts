@@ -14,7 +14,8 @@ import { ReplicaCore, type ReplicaMeta } from "../../shared/protocol/replica.js"
 import { SequencerCore, type SequencerMeta } from "../../shared/protocol/sequencer.js";
 import { commandHash } from "../../shared/protocol/entry.js";
 import { canonicalJson } from "../../shared/protocol/hash.js";
-import type { AppliedOutput, ApplyStatus, Entry, OutputsMode } from "../../shared/protocol/types.js";
+import type { AppliedOutput, ApplyStatus } from "../../shared/protocol/types.js";
+import type { Entry, OutputsMode } from "../../shared/api/types.js";
 import { Cluster } from "../support/cluster.js";
 import { anyCase, bodyBytes, commandCase, type FuzzCase, type MachineName } from "./arbitraries.js";
 import { gateCommand, gateQuery, type RefusalCode, type Stage } from "./gate.js";
@@ -137,7 +138,7 @@ function utf8Cluster(spec: GroupSpec, lossy: LossyLog) {
     const store = new Utf8ReplicaStorage(lossy);
     store.saveMeta(old.meta!);
     c.replicaStores.set(id, store);
-    c.replicas.set(id, new ReplicaCore(store, store.meta!, retention));
+    c.replicas.set(id, new ReplicaCore(store, store.meta!, machineFor(store.meta!.machine), retention));
   }
   const seqStore = new Utf8SequencerStorage(lossy);
   seqStore.saveMeta(c.seqStore.meta!);
@@ -147,7 +148,7 @@ function utf8Cluster(spec: GroupSpec, lossy: LossyLog) {
     cluster: c,
     restartReplica(id: string) {
       const store = c.replicaStores.get(id)!;
-      c.replicas.set(id, new ReplicaCore(store, store.meta!, retention));
+      c.replicas.set(id, new ReplicaCore(store, store.meta!, machineFor(store.meta!.machine), retention));
     },
   };
 }

@@ -7,7 +7,7 @@ import { checkJson } from "../../shared/api/input.js";
 import { commandBody, describeZodError, queryBody } from "../../shared/api/schemas.js";
 import { bodyBytesMax } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
-import { decodeBookmark } from "../../shared/protocol/bookmark.js";
+import { decodeBookmark } from "../../shared/api/bookmark.js";
 import type { MachineName } from "./arbitraries.js";
 
 export type RefusalCode = "bad_request" | "too_large";

@@ -4,7 +4,8 @@
 // imports: the workerd fuzz test uses them too.
 import { sessionEvictBatch, sessionRequestsMax } from "../../shared/limits.js";
 import type { MachineState } from "../../shared/machines/types.js";
-import { canonicalJson, compareCodePoints } from "../../shared/protocol/hash.js";
+import { canonicalJson } from "../../shared/protocol/hash.js";
+import { compareCodePoints } from "../../shared/text.js";
 import type { ApplyStatus } from "../../shared/protocol/types.js";
 
 /** The machine's state as a sorted map: what every replica's state must equal. */

@@ -1,3 +1,4 @@
+import { machineFor } from "../../shared/machines/index.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
 import { readWaitMs } from "../../shared/limits.js";
@@ -8,7 +9,8 @@ import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/proto
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
-import type { AppendRequest, AppendResponse, AuditInfo, Entry, GroupConfig } from "../../shared/protocol/types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig } from "../../shared/protocol/types.js";
+import type { Entry } from "../../shared/api/types.js";
 import { replicaIds } from "../../shared/protocol/types.js";
 import type { Network, World } from "./world.js";
 
@@ -80,8 +82,8 @@ export class SimReplica {
   private core(): ReplicaCore {
     const meta = this.storage.meta!;
     return this.variant === "apply-uncommitted"
-      ? new ApplyUncommittedCore(this.storage, meta, simRetention)
-      : new ReplicaCore(this.storage, meta, simRetention);
+      ? new ApplyUncommittedCore(this.storage, meta, machineFor(meta.machine), simRetention)
+      : new ReplicaCore(this.storage, meta, machineFor(meta.machine), simRetention);
   }
 
   append(msg: AppendRequest): AppendResponse {

@@ -1,5 +1,6 @@
 // One simulation: a group, clients, injected faults, a heal phase, then every checker.
-import { majority, type GroupConfig, type MachineName, type OutputsMode } from "../../shared/protocol/types.js";
+import { majority, type GroupConfig } from "../../shared/protocol/types.js";
+import type { MachineName, OutputsMode } from "../../shared/api/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
 import { type ClientHistory, SimClient } from "./clients.js";
 import { Failures, makeGroup, type Variant } from "./nodes.js";
@@ -106,7 +107,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const clientCount = opts.clients ?? 5;
   let running = clientCount;
   for (let i = 0; i < clientCount; i++) {
-    const c = new SimClient(i, world, net, () => sequencer, replicas, machine, history);
+    const c = new SimClient(i, world, net, () => sequencer, replicas, machine as "kv" | "bank", history);
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     void c.run(share, () => stopped).then(() => running--);
   }

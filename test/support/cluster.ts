@@ -1,9 +1,11 @@
+import { machineFor } from "../../shared/machines/index.js";
 // A synchronous in-memory group: the real SequencerCore and ReplicaCores over memory storage,
 // with messages delivered by hand. The unit tests drive it step by step.
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { SequencerCore, type Decision, type SubmitDecision } from "../../shared/protocol/sequencer.js";
-import type { AppendRequest, AppendResponse, GroupConfig, MachineName, OutputsMode } from "../../shared/protocol/types.js";
+import type { AppendRequest, AppendResponse, GroupConfig } from "../../shared/protocol/types.js";
+import type { MachineName, OutputsMode } from "../../shared/api/types.js";
 import { replicaIds } from "../../shared/protocol/types.js";
 
 export class Cluster {
@@ -28,7 +30,7 @@ export class Cluster {
       const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery);
       store.saveMeta(meta);
       this.replicaStores.set(id, store);
-      this.replicas.set(id, new ReplicaCore(store, meta));
+      this.replicas.set(id, new ReplicaCore(store, meta, machineFor(meta.machine)));
     }
   }
 
@@ -89,7 +91,7 @@ export class Cluster {
   /** A replica loses its memory; its storage survives. */
   restartReplica(id: string): void {
     const store = this.replicaStores.get(id)!;
-    this.replicas.set(id, new ReplicaCore(store, store.meta!));
+    this.replicas.set(id, new ReplicaCore(store, store.meta!, machineFor(store.meta!.machine)));
   }
 
   outcome(seq: number) {

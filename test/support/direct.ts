@@ -1,3 +1,4 @@
+import { machineFor } from "../../shared/machines/index.js";
 // A group whose drivers talk through direct calls (no network) and real timers: for unit tests
 // of the driver-level features (state transfer, compaction) with the real cores.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
@@ -29,7 +30,7 @@ export function directGroup(config: GroupConfig, retention: Retention) {
     const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery);
     store.saveMeta(meta);
     stores.set(id, store);
-    replicas.set(id, new ReplicaDriver(new ReplicaCore(store, meta, retention), clock));
+    replicas.set(id, new ReplicaDriver(new ReplicaCore(store, meta, machineFor(meta.machine), retention), clock));
   }
   const down = new Set<string>();
   const link = (id: string): ReplicaLink => {

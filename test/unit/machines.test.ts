@@ -6,7 +6,7 @@ import { DigestedState, applyEntry, prefetchFor, recomputeDigest, sessionKey } f
 import type { RowStore } from "../../shared/machines/types.js";
 import { entryHash } from "../../shared/protocol/entry.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
-import type { Entry } from "../../shared/protocol/types.js";
+import type { Entry } from "../../shared/api/types.js";
 
 function fresh() {
   const rows = new MemoryRowStore();

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { decideAudit } from "../../shared/protocol/audit.js";
-import { decodeBookmark, encodeBookmark } from "../../shared/protocol/bookmark.js";
+import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { entryHash } from "../../shared/protocol/entry.js";
-import { bytesToHex, canonicalJson, hexToBytes, sha256Bytes, sha256Hex, utf8Length, zeroHash } from "../../shared/protocol/hash.js";
+import { bytesToHex, canonicalJson, hexToBytes, sha256Bytes, sha256Hex, zeroHash } from "../../shared/protocol/hash.js";
+import { utf8Length } from "../../shared/text.js";
 import { createHash } from "node:crypto";
 import type { AuditInfo } from "../../shared/protocol/types.js";
 import { replicaIds } from "../../shared/protocol/types.js";

@@ -9,7 +9,7 @@ import type { CommandResult, QueryResult } from "../../shared/api/results.js";
 import { commandBody, queryBody } from "../../shared/api/schemas.js";
 import { readWaitMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
-import { decodeBookmark, encodeBookmark } from "../../shared/protocol/bookmark.js";
+import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";

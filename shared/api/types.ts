@@ -1,0 +1,73 @@
+// The shapes of the public HTTP API (API.md) that the protocol also produces: shared by the
+// router, the client and the protocol, which imports them from here (never the other way round).
+
+/** A state machine's name: any machine listed in shared/machines/index.ts. */
+export type MachineName = string;
+export type OutputsMode = "first" | "majority";
+export type EntryKind = "command" | "config" | "noop";
+
+export type ReplicaStatusName =
+  | "healthy"
+  | "joining"
+  | "lagging"
+  | "suspect"
+  | "down"
+  | "quarantined"
+  | "repairing"
+  | "removed";
+
+export interface Entry {
+  seq: number;
+  epoch: number;
+  kind: EntryKind;
+  client: string | null;
+  request: number | null;
+  command: unknown;
+  /** ISO-8601, assigned by the sequencer: the only clock a state machine may read. */
+  timestamp: string;
+  /** sha256 chaining this entry to its predecessor (see entryHash). */
+  hash: string;
+}
+
+export type ReplicaVerdict = "agrees" | "diverged" | "unreachable" | "behind";
+
+export interface AuditReport {
+  at: string;
+  group: string;
+  seq: number;
+  verdict: "consistent" | "diverged" | "insufficient";
+  replicas: {
+    id: string;
+    appliedSeq: number | null;
+    digest: string | null;
+    verdict: ReplicaVerdict;
+    reason?: string;
+  }[];
+  /** The replicas this audit quarantined (only a minority that disagrees with a healthy quorum). */
+  quarantined: string[];
+  /** Set when a quorum of voters failed the same check: a bug, not corruption (nobody quarantined). */
+  alarm?: string;
+}
+
+export interface ReplicaStatus {
+  id: string;
+  location: string | null;
+  status: ReplicaStatusName;
+  lastSeq: number;
+  appliedSeq: number;
+  digest: string;
+  lastContact: string | null;
+}
+
+export interface GroupStatus {
+  group: string;
+  machine: MachineName;
+  epoch: number;
+  commitSeq: number;
+  lastSeq: number;
+  outputs: OutputsMode;
+  checkpointEvery: number;
+  /** The object ordering the group's commands now. */
+  sequencer: { name: string; location: string | null; epoch: number; since: string | null };
+  replicas: ReplicaStatus[];
+}
