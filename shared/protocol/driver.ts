@@ -227,12 +227,14 @@ export class SequencerDriver {
       let advancedCommit = false;
       while (!this.stopped) {
         this.flush();
-        const msg = this.core.nextAppend(id, (why) => this.holdBack(id, why, advancedCommit));
-        if (!msg) {
+        let d = this.core.nextAppend(id, true);
+        if (d.kind === "hold" && !this.holdBack(id, d.why, advancedCommit)) d = this.core.nextAppend(id, false);
+        if (d.kind !== "send") {
           if (!this.core.replicaIds().includes(id)) this.heldSinceMs.delete(id);
-          if (this.core.transferCandidates().includes(id)) void this.repair(id);
+          if (d.kind === "transfer" || this.core.transferCandidates().includes(id)) void this.repair(id);
           return;
         }
+        const msg = d.msg;
         this.heldSinceMs.delete(id);
         let resp;
         try {
@@ -268,7 +270,7 @@ export class SequencerDriver {
   private holdTimerArmed = false;
 
   /**
-   * Whether a message may wait (nextAppend asks; at most holdMessageMs, then a timer kicks the
+   * Whether a message may wait (nextAppend says it could; at most holdMessageMs, then a timer kicks the
    * loops and it goes). Two kinds:
    * - commit-only, "first" outputs: one prompt output answers the client, so only the replica
    *   whose own answer advanced the commit is told at once; the others learn it with their next

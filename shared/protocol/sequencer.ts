@@ -1,18 +1,12 @@
-import {
-  appendBytesMax,
-  appendEntriesMax,
-  requestIndexMax,
-  downAfterMisses,
-  laggingEntriesMin,
-  pendingSubmitsMax,
-  suspectAfterMisses,
-} from "../limits.js";
+import { appendBytesMax, appendEntriesMax, downAfterMisses, pendingSubmitsMax, requestIndexMax } from "../limits.js";
 import { assert } from "./assert.js";
-import { canonicalJson, zeroHash } from "./hash.js";
+import { zeroHash } from "./hash.js";
 import { boundedEntries, commandHash, entryHash } from "./entry.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
-import { MajorityConfig } from "./quorum.js";
+import type { MajorityConfig } from "./quorum.js";
+import { type Progress, ProgressTracker } from "./tracker.js";
+import { type Decision, OutputVotes } from "./votes.js";
 import { type ConfigChange, configAfter, membersOf } from "./types.js";
 
 export interface SequencerMeta {
@@ -61,14 +55,18 @@ export type SubmitDecision =
   | { kind: "conflict"; seq: number | null }
   | { kind: "unavailable"; reason: string };
 
-export interface Decision {
-  seq: number;
-  /** null when the replicas' outputs disagree and no majority agrees (outputs: "majority"). */
-  outcome: AppliedOutput | null;
-}
-
-/** Why nextAppend asks the driver whether it may hold a message back (see nextAppend). */
+/** Why a message may be held back for a moment (see nextAppend). */
 export type HoldReason = "commit-only" | "in-flight-elsewhere";
+
+/** What to do about one replica now: the driver acts on it. */
+export type AppendDecision =
+  | { kind: "send"; msg: AppendRequest }
+  /** The message may wait (the driver bounds the wait, or asks again with holdable false). */
+  | { kind: "hold"; why: HoldReason }
+  /** Only a state transfer can bring it back (its next entries were compacted away, or it is quarantined). */
+  | { kind: "transfer" }
+  /** Nothing to send: up to date, in flight already, being rebuilt, fenced, or not a member. */
+  | { kind: "idle" };
 
 export interface StepResult {
   commitAdvanced: boolean;
@@ -81,39 +79,8 @@ export interface StepResult {
   promote?: string;
 }
 
-interface Progress {
-  id: string;
-  location: string | null;
-  /** Next seq to send; everything below is believed to be on the replica. */
-  nextSeq: number;
-  /** Highest seq known to match the sequencer's log on that replica. */
-  matchSeq: number;
-  /** The commitSeq the replica last acknowledged hearing. */
-  heardCommitSeq: number;
-  inflightToSeq: number | null;
-  inflightCommitSeq: number;
-  lastSeq: number;
-  appliedSeq: number;
-  digest: string;
-  lastContactMs: number | null;
-  misses: number;
-  quarantined: boolean;
-  /** A joining replica has no vote until it has caught up (then a promote entry makes it a voter). */
-  voter: boolean;
-  /** Seq of the config entry that added it (0 for founding members). */
-  joinSeq: number;
-  /** Its next entries were compacted away: only a state transfer can bring it back. */
-  needsTransfer: boolean;
-  repairing: boolean;
-}
-
 interface Pending extends SubmitRequest {
   commandHash: string;
-}
-
-interface Votes {
-  decided: boolean;
-  byReplica: Map<string, AppliedOutput>;
 }
 
 /** Most recent entries kept in memory so appends to n replicas do not each read storage. */
@@ -130,9 +97,9 @@ export class SequencerCore {
   private meta: SequencerMeta;
   private lastSeq: number;
   private lastHash: string;
-  private readonly progress = new Map<string, Progress>();
+  private readonly progress = new ProgressTracker();
   private readonly pending = new Map<string, Pending>();
-  private readonly votes = new Map<number, Votes>();
+  private readonly votes = new OutputVotes(votesMax);
   private tail: Entry[] = [];
   fenced = false;
   private closed = false;
@@ -157,7 +124,7 @@ export class SequencerCore {
     this.lastSeq = last?.seq ?? meta.baseSeq ?? 0;
     this.lastHash = last?.hash ?? meta.baseHash ?? zeroHash;
     assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
-    for (const m of membersOf(meta.config)) this.progress.set(m.id, this.newProgress(m.id, m.location, m.voter, 0));
+    for (const m of membersOf(meta.config)) this.addProgress(m.id, m.location, m.voter, 0);
     // Until everything this sequencer holds is known committed, a config change may be in flight.
     this.configPendingSeq = this.lastSeq;
     const recent = storage.recentRequests(requestIndexCap);
@@ -196,26 +163,8 @@ export class SequencerCore {
     }
   }
 
-  private newProgress(id: string, location: string | null, voter: boolean, joinSeq: number): Progress {
-    return {
-      id,
-      location,
-      nextSeq: this.lastSeq + 1,
-      matchSeq: 0,
-      heardCommitSeq: 0,
-      inflightToSeq: null,
-      inflightCommitSeq: 0,
-      lastSeq: 0,
-      appliedSeq: 0,
-      digest: zeroHash,
-      lastContactMs: null,
-      misses: 0,
-      quarantined: this.meta.quarantined.includes(id),
-      voter,
-      joinSeq,
-      needsTransfer: false,
-      repairing: false,
-    };
+  private addProgress(id: string, location: string | null, voter: boolean, joinSeq: number): Progress {
+    return this.progress.add(id, location, voter, joinSeq, this.lastSeq + 1, this.meta.quarantined.includes(id));
   }
 
   /** After close, the core refuses to persist anything: its incarnation is over. */
@@ -251,27 +200,26 @@ export class SequencerCore {
     return this.pending.size;
   }
   replicaIds(): string[] {
-    return [...this.progress.keys()];
+    return this.progress.ids();
   }
   /** The voting members of the configuration in force (quarantined ones included: they are members). */
   voterIds(): string[] {
-    return [...this.progress.values()].filter((p) => p.voter).map((p) => p.id);
+    return this.progress.voterIds();
   }
 
   /** Voting members that may vote now (not quarantined). */
   private voters(): Progress[] {
-    return [...this.progress.values()].filter((p) => p.voter && !p.quarantined);
+    return this.progress.activeVoters();
   }
 
-  /** The voting members of the newest configuration (raft's single-server changes): every tally's quorum. */
+  /**
+   * The voting members of the newest configuration (raft's single-server changes): every tally's
+   * quorum (commit, output votes, retries). The simulator's broken variant overrides it.
+   */
   votingConfig(): MajorityConfig {
-    return new MajorityConfig(this.voterIds());
+    return this.progress.votingConfig();
   }
 
-  /** How many voters make a quorum (the simulator's broken variant overrides it). */
-  protected quorum(): number {
-    return this.votingConfig().need;
-  }
 
   /** Exactly-once at the door: a known (client, request) is never ordered again. */
   submit(req: SubmitRequest): SubmitDecision {
@@ -289,8 +237,8 @@ export class SequencerCore {
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     if (this.pending.size >= pendingSubmitsMax) return { kind: "unavailable", reason: "sequencer queue is full" };
     const reachable = this.voters().filter((p) => p.misses < downAfterMisses).length;
-    if (reachable < this.quorum()) {
-      return { kind: "unavailable", reason: `only ${reachable} voting replicas reachable, ${this.quorum()} needed` };
+    if (reachable < this.votingConfig().need) {
+      return { kind: "unavailable", reason: `only ${reachable} voting replicas reachable, ${this.votingConfig().need} needed` };
     }
     this.pending.set(key, { ...req, commandHash: hash });
     return { kind: "queued", commandHash: hash };
@@ -318,17 +266,8 @@ export class SequencerCore {
     this.lastHash = prev;
     this.tail.push(...entries);
     if (this.tail.length > tailEntriesMax) this.tail = this.tail.slice(this.tail.length - tailEntriesMax);
-    for (const e of entries) this.votes.set(e.seq, { decided: false, byReplica: new Map() });
-    this.trimVotes();
+    for (const e of entries) this.votes.open(e.seq);
     return entries;
-  }
-
-  private trimVotes(): void {
-    if (this.votes.size <= votesMax) return;
-    for (const seq of this.votes.keys()) {
-      this.votes.delete(seq);
-      if (this.votes.size <= votesMax) break;
-    }
   }
 
   get baseSeq(): number {
@@ -353,35 +292,34 @@ export class SequencerCore {
   }
 
   /**
-   * The next message for one replica, or null if it has nothing to learn (or one is in flight).
-   * hold: asked about a message the driver may hold back for a moment (true holds it; the driver
-   * bounds the wait, see SequencerDriver.holdBack): one that would carry nothing but a new
-   * commitSeq ("commit-only"), or new entries that another voter has in flight already while
-   * this replica's own ack would commit nothing ("in-flight-elsewhere": sent once that ack is
-   * in, the message carries the commit of those entries, and the replica answers with their
-   * outputs at once).
+   * What to do about one replica now. With `holdable`, a message the driver may hold back for a
+   * moment comes as a "hold" with its reason (the driver bounds the wait, or asks again with
+   * holdable false): one that would carry nothing but a new commitSeq ("commit-only"), or new
+   * entries that another voter has in flight already while this replica's own ack would commit
+   * nothing ("in-flight-elsewhere": sent once that ack is in, the message carries the commit of
+   * those entries, and the replica answers with their outputs at once).
    */
-  nextAppend(id: string, hold?: (why: HoldReason) => boolean): AppendRequest | null {
+  nextAppend(id: string, holdable = false): AppendDecision {
     const p = this.progress.get(id);
-    if (!p) return null; // removed from the group
-    if (p.inflightToSeq !== null || this.fenced || p.repairing) return null;
+    if (!p) return { kind: "idle" }; // removed from the group
+    if (p.inflightToSeq !== null || this.fenced || p.repairing) return { kind: "idle" };
     if (p.nextSeq <= this.baseSeq) p.needsTransfer = true;
-    if (p.needsTransfer) return null; // only a state transfer helps it now
+    if (p.needsTransfer) return { kind: "transfer" };
     const hasEntries = p.nextSeq <= this.lastSeq;
-    if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return null;
-    if (!hasEntries && p.lastContactMs !== null && hold?.("commit-only")) return null;
+    if (!hasEntries && p.heardCommitSeq >= this.meta.commitSeq && p.lastContactMs !== null) return { kind: "idle" };
+    if (!hasEntries && p.lastContactMs !== null && holdable) return { kind: "hold", why: "commit-only" };
     const prevSeq = p.nextSeq - 1;
     // At most appendEntriesMax entries and appendBytesMax bytes of commands (at least one entry).
     const entries = hasEntries ? this.readEntries(p.nextSeq, Math.min(this.lastSeq, p.nextSeq + appendEntriesMax - 1), appendBytesMax) : [];
     const toSeq = prevSeq + entries.length;
     assert(!hasEntries || (entries.length > 0 && entries[entries.length - 1]!.seq === toSeq), `entries from ${p.nextSeq} for ${id} not all held`);
     const commitSeq = this.commitWithAck(p, toSeq);
-    if (hasEntries && hold && p.lastContactMs !== null && commitSeq <= this.meta.commitSeq && this.inFlightElsewhere(p)) {
-      if (hold("in-flight-elsewhere")) return null;
+    if (hasEntries && holdable && p.lastContactMs !== null && commitSeq <= this.meta.commitSeq && this.inFlightElsewhere(p)) {
+      return { kind: "hold", why: "in-flight-elsewhere" };
     }
     p.inflightToSeq = toSeq;
     p.inflightCommitSeq = commitSeq;
-    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq };
+    return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq } };
   }
 
   /** Another reachable voter has an append in flight that carries p's next entry. */
@@ -410,7 +348,7 @@ export class SequencerCore {
 
   /** The quorum-th highest matchSeq among the voters (with `ack` counted at toSeq), or null. */
   private quorumMatch(ack: Progress | null, toSeq: number): number | null {
-    const need = this.quorum();
+    const need = this.votingConfig().need;
     const matched = this.voters()
       .map((v) => (v === ack ? Math.max(v.matchSeq, toSeq) : v.matchSeq))
       .sort((a, b) => b - a);
@@ -461,7 +399,10 @@ export class SequencerCore {
     p.nextSeq = p.matchSeq + 1;
     p.heardCommitSeq = Math.max(p.heardCommitSeq, p.inflightCommitSeq);
     result.commitAdvanced = this.advanceCommit(p.inflightCommitSeq);
-    if (!p.quarantined && p.voter) this.collectOutputs(p, resp.outputs, result);
+    if (!p.quarantined && p.voter) {
+      const active = this.voters().map((v) => v.id);
+      this.votes.collect(p.id, resp.outputs, this.meta.config.outputs, this.votingConfig(), active, result.decided, result.diverged);
+    }
     // A joining replica that has caught up gets its vote (by a promote entry).
     if (!p.voter && p.matchSeq >= p.joinSeq && this.lastSeq - p.matchSeq < appendEntriesMax) result.promote = p.id;
     return result;
@@ -483,98 +424,28 @@ export class SequencerCore {
     return true;
   }
 
-  private collectOutputs(p: Progress, outputs: AppliedOutput[], result: StepResult): void {
-    for (const out of outputs) {
-      const v = this.votes.get(out.seq);
-      if (!v) continue;
-      v.byReplica.set(p.id, out);
-      this.decide(out.seq, v, result);
-    }
-  }
-
-  private decide(seq: number, v: Votes, result: StepResult): void {
-    const voters = this.voters();
-    if (this.meta.config.outputs === "first") {
-      if (!v.decided) result.decided.push({ seq, outcome: v.byReplica.values().next().value! });
-      this.votes.delete(seq);
-      return;
-    }
-    const tally = new Map<string, { outcome: AppliedOutput; ids: string[] }>();
-    for (const [id, out] of v.byReplica) {
-      const key = canonicalJson([out.status, out.originalSeq, out.output]);
-      const t = tally.get(key) ?? { outcome: out, ids: [] };
-      t.ids.push(id);
-      tally.set(key, t);
-    }
-    const need = this.quorum();
-    const winner = [...tally.values()].find((t) => t.ids.length >= need);
-    const everyoneVoted = voters.every((x) => v.byReplica.has(x.id));
-    if (winner) {
-      if (!v.decided) result.decided.push({ seq, outcome: winner.outcome });
-      v.decided = true;
-      for (const [id] of v.byReplica) if (!winner.ids.includes(id) && !result.diverged.includes(id)) result.diverged.push(id);
-    } else if (everyoneVoted && !v.decided) {
-      result.decided.push({ seq, outcome: null });
-      v.decided = true;
-    }
-    if (everyoneVoted) this.votes.delete(seq);
-  }
-
   /** Quarantine: the replica keeps receiving the log but serves no reads and has no vote. */
   setQuarantined(id: string, quarantined: boolean): boolean {
     const p = this.progress.get(id);
     if (!p) return false;
     if (p.quarantined === quarantined) return false;
     p.quarantined = quarantined;
-    this.meta.quarantined = [...this.progress.values()].filter((x) => x.quarantined).map((x) => x.id);
+    this.meta.quarantined = this.progress.quarantinedIds();
     this.saveMeta();
     return true;
   }
 
-  /** A contact outside the append path (audit, read): updates failure detection. */
+  /** A contact outside the append path (audit, read, init): updates failure detection. */
   noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
-    const p = this.progress.get(id);
-    if (!p) return;
-    if (!ok) {
-      p.misses++;
-      return;
-    }
-    p.misses = 0;
-    p.lastContactMs = nowMs;
-    if (position) {
-      p.lastSeq = Math.max(p.lastSeq, position.lastSeq);
-      p.appliedSeq = Math.max(p.appliedSeq, position.appliedSeq);
-      p.digest = position.digest;
-    }
+    this.progress.noteContact(id, ok, nowMs, position);
   }
 
   backoffMisses(id: string): number {
     return this.progress.get(id)?.misses ?? 0;
   }
 
-  statusOf(p: Progress): ReplicaStatusName {
-    if (p.repairing) return "repairing";
-    if (p.quarantined) return "quarantined";
-    if (p.misses >= downAfterMisses) return "down";
-    if (p.misses >= suspectAfterMisses) return "suspect";
-    if (!p.voter) return "joining";
-    // Not heard from since this sequencer started (its position is unknown, e.g. right after a
-    // restart), or far behind: lagging, never "healthy" with a stale appliedSeq.
-    if (p.needsTransfer || p.lastContactMs === null) return "lagging";
-    if (this.lastSeq - p.lastSeq >= laggingEntriesMin || this.meta.commitSeq - p.appliedSeq >= laggingEntriesMin) return "lagging";
-    return "healthy";
-  }
-
   replicaStatuses(): ReplicaStatus[] {
-    return [...this.progress.values()].map((p) => ({
-      id: p.id,
-      location: p.location,
-      status: this.statusOf(p),
-      lastSeq: p.lastSeq,
-      appliedSeq: p.appliedSeq,
-      digest: p.digest,
-      lastContact: p.lastContactMs === null ? null : new Date(p.lastContactMs).toISOString(),
-    }));
+    return this.progress.statuses(this.lastSeq, this.meta.commitSeq);
   }
 
   // ---- reconfiguration ----------------------------------------------------------------------
@@ -609,10 +480,10 @@ export class SequencerCore {
     this.lastHash = e.hash;
     this.tail.push(e);
     this.configPendingSeq = e.seq;
-    if (change.op === "add") this.progress.set(change.id, this.newProgress(change.id, change.location, false, e.seq));
+    if (change.op === "add") this.addProgress(change.id, change.location, false, e.seq);
     if (change.op === "promote") this.progress.get(change.id)!.voter = true;
     if (change.op === "remove") {
-      this.progress.delete(change.id);
+      this.progress.remove(change.id);
       if (this.meta.quarantined.includes(change.id)) {
         this.meta.quarantined = this.meta.quarantined.filter((id) => id !== change.id);
         this.saveMeta();
@@ -629,7 +500,7 @@ export class SequencerCore {
    */
   compact(retentionEntries: number, slackEntries: number): number | null {
     if (this.closed) return null;
-    const healthy = [...this.progress.values()].filter((p) => !p.quarantined && !p.repairing && p.misses < downAfterMisses);
+    const healthy = this.progress.healthy();
     if (healthy.length === 0) return null;
     const target = Math.min(this.lastSeq - retentionEntries, this.meta.commitSeq, ...healthy.map((p) => p.appliedSeq));
     if (target - this.baseSeq < slackEntries) return null;
@@ -648,7 +519,7 @@ export class SequencerCore {
 
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
   transferCandidates(): string[] {
-    return [...this.progress.values()].filter((p) => !p.repairing && (p.quarantined || p.needsTransfer)).map((p) => p.id);
+    return this.progress.transferCandidates();
   }
 
   beginRepair(id: string): boolean {
@@ -677,10 +548,7 @@ export class SequencerCore {
 
   /** Replicas to try for a read, best first: voting, reachable, most applied. */
   readCandidates(): string[] {
-    return [...this.progress.values()]
-      .filter((p) => p.voter && !p.quarantined && !p.repairing)
-      .sort((a, b) => a.misses - b.misses || b.appliedSeq - a.appliedSeq)
-      .map((p) => p.id);
+    return this.progress.readCandidates();
   }
 }
 

@@ -1,3 +1,4 @@
+import { MajorityConfig } from "../../shared/protocol/quorum.js";
 import { machineFor } from "../../shared/machines/index.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
@@ -166,9 +167,18 @@ export class SimReplica {
 
 /** Broken variants: the simulator must catch each within a few seeds. */
 class EarlyCommitCore extends SequencerCore {
-  // Commits as soon as one replica holds an entry (no majority).
-  protected override quorum(): number {
+  // Commits (and decides outputs) as soon as one replica holds an entry: no majority.
+  override votingConfig(): MajorityConfig {
+    return new AnyOne(super.votingConfig().voters);
+  }
+}
+
+class AnyOne extends MajorityConfig {
+  override get need(): number {
     return 1;
+  }
+  override reached(ids: Iterable<string>): boolean {
+    return [...ids].some((id) => this.voters.has(id));
   }
 }
 

@@ -3,7 +3,8 @@ import { machineFor } from "../../shared/machines/index.js";
 // with messages delivered by hand. The unit tests drive it step by step.
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
-import { SequencerCore, type Decision, type SubmitDecision } from "../../shared/protocol/sequencer.js";
+import { SequencerCore, type SubmitDecision } from "../../shared/protocol/sequencer.js";
+import type { Decision } from "../../shared/protocol/votes.js";
 import type { AppendRequest, AppendResponse, GroupConfig } from "../../shared/protocol/types.js";
 import type { MachineName, OutputsMode } from "../../shared/api/types.js";
 import { replicaIds } from "../../shared/protocol/types.js";
@@ -48,10 +49,16 @@ export class Cluster {
     this.sequencer.flush(new Date(this.nowMs).toISOString());
     const sent: [string, AppendRequest][] = [];
     for (const id of this.sequencer.replicaIds()) {
-      const msg = this.sequencer.nextAppend(id);
+      const msg = this.messageFor(id);
       if (msg) sent.push([id, msg]);
     }
     for (const [id, msg] of sent) this.deliver(id, msg);
+  }
+
+  /** The next message to a replica, or null (nothing to send, or only a state transfer would help). */
+  messageFor(id: string, holdable = false): AppendRequest | null {
+    const d = this.sequencer.nextAppend(id, holdable);
+    return d.kind === "send" ? d.msg : null;
   }
 
   deliver(id: string, msg: AppendRequest): AppendResponse | null {

@@ -11,7 +11,7 @@ describe("append messages are bounded in bytes as well as entries", () => {
     const n = 60; // 12 MB of commands: three times the bound
     for (let r = 1; r <= n; r++) expect(c.submit("big", r, { op: "put", key: `k${r}`, value }).kind).toBe("queued");
     c.sequencer.flush(new Date(0).toISOString());
-    const msg = c.sequencer.nextAppend("r1")!;
+    const msg = c.messageFor("r1")!;
     expect(msg.entries.length).toBeGreaterThan(0);
     expect(msg.entries.length).toBeLessThan(n);
     expect(msg.entries.length).toBeLessThanOrEqual(appendEntriesMax);

@@ -9,14 +9,13 @@ const put = (key: string) => ({ op: "put", key, value: 1 });
 function recordingGroup() {
   const g = directGroup(config, { entries: 10_000, slack: 1_000 });
   const held: HoldReason[] = [];
-  const core = g.driver.core;
-  const next = core.nextAppend.bind(core);
-  core.nextAppend = (id, hold) =>
-    next(id, hold && ((why) => {
-      const decided = hold(why);
-      if (decided) held.push(why);
-      return decided;
-    }));
+  const driver = g.driver as unknown as { holdBack(id: string, why: HoldReason, advanced: boolean): boolean };
+  const holdBack = driver.holdBack.bind(driver);
+  driver.holdBack = (id, why, advanced) => {
+    const decided = holdBack(id, why, advanced);
+    if (decided) held.push(why);
+    return decided;
+  };
   return { ...g, held };
 }
 

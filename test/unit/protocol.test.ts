@@ -37,11 +37,11 @@ describe("write path", () => {
     const c = Cluster.of("kv");
     c.submit("a", 1, put("x", 1));
     c.sequencer.flush("t");
-    const toR1 = c.sequencer.nextAppend("r1")!;
+    const toR1 = c.messageFor("r1")!;
     expect(toR1.commitSeq).toBe(0); // r1's ack alone is no quorum
     c.deliver("r1", toR1);
     expect(c.sequencer.commitSeq).toBe(0);
-    const toR2 = c.sequencer.nextAppend("r2")!;
+    const toR2 = c.messageFor("r2")!;
     expect(toR2.entries.map((e) => e.seq)).toEqual([1]);
     expect(toR2.commitSeq).toBe(1); // r1 holds it; with r2 that is a quorum
     const resp = c.deliver("r2", toR2)!;
@@ -56,8 +56,8 @@ describe("write path", () => {
     const c = Cluster.of("kv");
     c.submit("a", 1, put("x", 1));
     c.sequencer.flush("t");
-    c.deliver("r1", c.sequencer.nextAppend("r1")!);
-    const toR2 = c.sequencer.nextAppend("r2")!;
+    c.deliver("r1", c.messageFor("r1")!);
+    const toR2 = c.messageFor("r2")!;
     expect(toR2.commitSeq).toBe(1);
     c.sequencer.setQuarantined("r1", true);
     c.deliver("r2", toR2);
@@ -71,14 +71,11 @@ describe("write path", () => {
     c.settle(); // every replica has been heard from
     c.submit("a", 2, put("y", 2));
     c.sequencer.flush("t");
-    const asked: string[] = [];
-    const toR1 = c.sequencer.nextAppend("r1", (why) => (asked.push(why), true))!;
+    const toR1 = c.messageFor("r1", true)!;
     expect(toR1.entries.map((e) => e.seq)).toEqual([2]); // nobody else has it: not held
-    expect(asked).toEqual([]);
-    expect(c.sequencer.nextAppend("r2", (why) => (asked.push(why), true))).toBeNull();
-    expect(asked).toEqual(["in-flight-elsewhere"]);
+    expect(c.sequencer.nextAppend("r2", true)).toEqual({ kind: "hold", why: "in-flight-elsewhere" });
     // The driver may refuse to hold (no load, or held long enough): it goes, without the commit.
-    const toR2 = c.sequencer.nextAppend("r2", () => false)!;
+    const toR2 = c.messageFor("r2", false)!;
     expect(toR2.entries.map((e) => e.seq)).toEqual([2]);
     expect(toR2.commitSeq).toBe(1);
   });
@@ -142,7 +139,7 @@ describe("write path", () => {
     const c = Cluster.of("kv");
     c.submit("a", 1, put("x", 1));
     c.sequencer.flush("t");
-    const msg = c.sequencer.nextAppend("r1")!;
+    const msg = c.messageFor("r1")!;
     expect(msg.commitSeq).toBe(0);
     const resp = c.replicas.get("r1")!.append(msg);
     expect(resp).toMatchObject({ ok: true, lastSeq: 1, appliedSeq: 0 });

@@ -62,8 +62,8 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     // It still stores and applies the log, but its outputs answer nobody.
     c.submit("a", 21, put("k21", 21));
     c.sequencer.flush("t");
-    c.deliver("r1", c.sequencer.nextAppend("r1")!);
-    const toR3 = c.sequencer.nextAppend("r3")!;
+    c.deliver("r1", c.messageFor("r1")!);
+    const toR3 = c.messageFor("r3")!;
     expect(toR3.commitSeq).toBe(21);
     const resp = c.deliver("r3", toR3)!;
     expect(resp.ok && resp.appliedSeq).toBe(21);

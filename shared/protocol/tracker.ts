@@ -1,0 +1,155 @@
+// Per-replica progress, as the sequencer tracks it (after etcd raft's tracker/): what each replica
+// holds, what is in flight to it, whether it answers, votes, is quarantined or being rebuilt. Pure
+// bookkeeping; the sequencer core decides what to send from it.
+import { downAfterMisses, laggingEntriesMin, suspectAfterMisses } from "../limits.js";
+import type { ReplicaStatus, ReplicaStatusName } from "../api/types.js";
+import { zeroHash } from "./hash.js";
+import { MajorityConfig } from "./quorum.js";
+
+export interface Progress {
+  id: string;
+  location: string | null;
+  /** Next seq to send; everything below is believed to be on the replica. */
+  nextSeq: number;
+  /** Highest seq known to match the sequencer's log on that replica. */
+  matchSeq: number;
+  /** The commitSeq the replica last acknowledged hearing. */
+  heardCommitSeq: number;
+  inflightToSeq: number | null;
+  inflightCommitSeq: number;
+  lastSeq: number;
+  appliedSeq: number;
+  digest: string;
+  lastContactMs: number | null;
+  misses: number;
+  quarantined: boolean;
+  /** A joining replica has no vote until it has caught up (then a promote entry makes it a voter). */
+  voter: boolean;
+  /** Seq of the config entry that added it (0 for founding members). */
+  joinSeq: number;
+  /** Its next entries were compacted away: only a state transfer can bring it back. */
+  needsTransfer: boolean;
+  repairing: boolean;
+}
+
+export class ProgressTracker {
+  private readonly byId = new Map<string, Progress>();
+
+  get(id: string): Progress | undefined {
+    return this.byId.get(id);
+  }
+
+  all(): Progress[] {
+    return [...this.byId.values()];
+  }
+
+  ids(): string[] {
+    return [...this.byId.keys()];
+  }
+
+  add(id: string, location: string | null, voter: boolean, joinSeq: number, nextSeq: number, quarantined: boolean): Progress {
+    const p: Progress = {
+      id,
+      location,
+      nextSeq,
+      matchSeq: 0,
+      heardCommitSeq: 0,
+      inflightToSeq: null,
+      inflightCommitSeq: 0,
+      lastSeq: 0,
+      appliedSeq: 0,
+      digest: zeroHash,
+      lastContactMs: null,
+      misses: 0,
+      quarantined,
+      voter,
+      joinSeq,
+      needsTransfer: false,
+      repairing: false,
+    };
+    this.byId.set(id, p);
+    return p;
+  }
+
+  remove(id: string): void {
+    this.byId.delete(id);
+  }
+
+  /** The voting members (quarantined ones included: they are members that may not vote now). */
+  voterIds(): string[] {
+    return this.all().filter((p) => p.voter).map((p) => p.id);
+  }
+
+  votingConfig(): MajorityConfig {
+    return new MajorityConfig(this.voterIds());
+  }
+
+  /** Voters that may vote now (not quarantined). */
+  activeVoters(): Progress[] {
+    return this.all().filter((p) => p.voter && !p.quarantined);
+  }
+
+  quarantinedIds(): string[] {
+    return this.all().filter((p) => p.quarantined).map((p) => p.id);
+  }
+
+  /** A contact outside the append path (audit, read, init): failure detection and position. */
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
+    const p = this.byId.get(id);
+    if (!p) return;
+    if (!ok) {
+      p.misses++;
+      return;
+    }
+    p.misses = 0;
+    p.lastContactMs = nowMs;
+    if (position) {
+      p.lastSeq = Math.max(p.lastSeq, position.lastSeq);
+      p.appliedSeq = Math.max(p.appliedSeq, position.appliedSeq);
+      p.digest = position.digest;
+    }
+  }
+
+  statusOf(p: Progress, lastSeq: number, commitSeq: number): ReplicaStatusName {
+    if (p.repairing) return "repairing";
+    if (p.quarantined) return "quarantined";
+    if (p.misses >= downAfterMisses) return "down";
+    if (p.misses >= suspectAfterMisses) return "suspect";
+    if (!p.voter) return "joining";
+    // Not heard from since this sequencer started (its position is unknown, e.g. right after a
+    // restart), or far behind: lagging, never "healthy" with a stale appliedSeq.
+    if (p.needsTransfer || p.lastContactMs === null) return "lagging";
+    if (lastSeq - p.lastSeq >= laggingEntriesMin || commitSeq - p.appliedSeq >= laggingEntriesMin) return "lagging";
+    return "healthy";
+  }
+
+  statuses(lastSeq: number, commitSeq: number): ReplicaStatus[] {
+    return this.all().map((p) => ({
+      id: p.id,
+      location: p.location,
+      status: this.statusOf(p, lastSeq, commitSeq),
+      lastSeq: p.lastSeq,
+      appliedSeq: p.appliedSeq,
+      digest: p.digest,
+      lastContact: p.lastContactMs === null ? null : new Date(p.lastContactMs).toISOString(),
+    }));
+  }
+
+  /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
+  transferCandidates(): string[] {
+    return this.all().filter((p) => !p.repairing && (p.quarantined || p.needsTransfer)).map((p) => p.id);
+  }
+
+  /** Replicas to try for a read (or to copy from), best first: voting, reachable, most applied. */
+  readCandidates(): string[] {
+    return this.all()
+      .filter((p) => p.voter && !p.quarantined && !p.repairing)
+      .sort((a, b) => a.misses - b.misses || b.appliedSeq - a.appliedSeq)
+      .map((p) => p.id);
+  }
+
+  /** Replicas compaction must wait for: reachable, not quarantined, not being rebuilt. */
+  healthy(): Progress[] {
+    return this.all().filter((p) => !p.quarantined && !p.repairing && p.misses < downAfterMisses);
+  }
+}
