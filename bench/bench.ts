@@ -3,7 +3,7 @@
 // directory in a temp folder, and drives it with closed-loop HTTP clients from this process.
 // Every figure of one run comes from the same machine at the same time, so compare ratios.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, freemem, totalmem, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { root, startServer } from "../test/support/server.js";
@@ -58,9 +58,9 @@ function record(system: Run["system"], replicas: number, clients: number, op: Ru
 }
 
 async function main() {
-  if (build) {
-    console.log("building dist/ (wrangler deploy --dry-run) ...");
-    execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", "dist"], {
+  if (build || !existsSync(join(root, "bench", "dist", "worker.js"))) {
+    console.log("building bench/dist/ (the bench's worker: wrangler deploy --dry-run -c bench/wrangler.toml) ...");
+    execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", join(root, "bench", "dist"), "-c", join(root, "bench", "wrangler.toml")], {
       cwd: root,
       stdio: "ignore",
       env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },

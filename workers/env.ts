@@ -1,5 +1,4 @@
 import type { Clock } from "../shared/protocol/io.js";
-import type { BaselineObject } from "./baseline.js";
 import type { DirectoryObject } from "./directory.js";
 import type { RegistryObject } from "./registry.js";
 import type { ReplicaObject } from "./replica.js";
@@ -10,9 +9,6 @@ export interface Env {
   REPLICA: DurableObjectNamespace<ReplicaObject>;
   REGISTRY: DurableObjectNamespace<RegistryObject>;
   DIRECTORY: DurableObjectNamespace<DirectoryObject>;
-  BASELINE: DurableObjectNamespace<BaselineObject>;
-  /** "1" enables the benchmark's unreplicated baseline route. */
-  BENCH_BASELINE?: string;
   ADMIN_TOKEN?: string;
   CLIENT_TOKENS?: string;
   /** Per-token request rate (token bucket, per isolate). */

@@ -6,7 +6,6 @@ export { SequencerObject } from "./sequencer.js";
 export { ReplicaObject } from "./replica.js";
 export { RegistryObject } from "./registry.js";
 export { DirectoryObject } from "./directory.js";
-export { BaselineObject } from "./baseline.js";
 
 export default {
   fetch: app.fetch,

@@ -1,14 +1,10 @@
 // The HTTP app: request ids, authentication, one error handler, and one sub-app per resource
 // (workers/routes/). Routes do HTTP only; the control plane is workers/groups.ts.
 import { Hono, type Context } from "hono";
-import { validateCommand } from "../shared/api/commands.js";
 import { ApiError } from "../shared/api/errors.js";
-import { commandBody } from "../shared/api/schemas.js";
-import type { KvCommand } from "../shared/machines/kv.js";
-import { machineFor } from "../shared/machines/index.js";
 import { RateLimiter, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
-import { type App, checked, groupParam, jsonBody, parse } from "./http.js";
+import type { App } from "./http.js";
 import { commandRoutes } from "./routes/commands.js";
 import { groupRoutes } from "./routes/groups.js";
 import { memberRoutes } from "./routes/members.js";
@@ -69,19 +65,6 @@ app.use("/v1/*", async (c, next) => {
   if (wait > 0) throw new ApiError("rate_limited", "request rate limit for this token exceeded", wait);
   c.set("scope", scope);
   await next();
-});
-
-// ---- benchmark baseline (off unless BENCH_BASELINE=1) ---------------------------------------
-
-app.post("/v1/bench/baseline/:group/commands", async (c) => {
-  if (c.env.BENCH_BASELINE !== "1") throw new ApiError("not_found", "the benchmark baseline is not enabled");
-  const group = groupParam(c);
-  const body = parse(commandBody, await jsonBody(c), "body");
-  const command = checked(validateCommand(machineFor("kv"), body.command)) as KvCommand;
-  if (command.op !== "put") throw new ApiError("bad_request", "command.op: the baseline only does put");
-  const stub = c.env.BASELINE.get(c.env.BASELINE.idFromName(group));
-  const output = await stub.put(command.key, command.value);
-  return c.json({ seq: 0, output, bookmark: "" });
 });
 
 // ---- the resources ---------------------------------------------------------------------------

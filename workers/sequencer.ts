@@ -166,7 +166,7 @@ export class SequencerObject extends DurableObject<Env> {
     const before = driver.core.replicaStatuses().find((x) => x.id === id);
     if (!before) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
     const r = await driver.removeReplica(id);
-    if (!r.ok) return { ok: false, reason: r.reason, code: /last voting/.test(r.reason) ? "conflict" : "unavailable" };
+    if (!r.ok) return { ok: false, reason: r.reason, code: r.refused === "last_voter" ? "conflict" : r.refused === "not_member" ? "not_found" : "unavailable" };
     return { ok: true, replica: { ...before, status: "removed" } };
   }
 

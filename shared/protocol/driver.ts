@@ -17,7 +17,7 @@ import {
 import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
 import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
-import { type HoldReason, type SequencerCore, type StepResult, pendingKey } from "./sequencer.js";
+import { type HoldReason, type Refused, type SequencerCore, type StepResult, pendingKey, refusal } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
 import { configAfter, membersOf, nextReplicaNo } from "./types.js";
@@ -357,9 +357,9 @@ export class SequencerDriver {
    * Adds a replica: it is created, joins (receives the log, or a state transfer if the log it
    * needs is compacted), and gets its vote once caught up. Answers once the add is committed.
    */
-  async addReplica(location: string | null): Promise<{ ok: true; id: string } | { ok: false; reason: string }> {
-    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
-    if (this.core.configChangePending) return { ok: false, reason: "another membership change is not committed yet" };
+  async addReplica(location: string | null): Promise<{ ok: true; id: string } | ({ ok: false } & Refused)> {
+    if (this.stopped) return { ok: false, ...refusal("stopping") };
+    if (this.core.configChangePending) return { ok: false, ...refusal("change_pending") };
     const id = `r${nextReplicaNo(this.core.config)}`;
     await this.io.provision?.(id, location);
     const r = await this.reconfigure({ op: "add", id, location });
@@ -367,7 +367,7 @@ export class SequencerDriver {
   }
 
   /** Removes a replica; once the removal is committed its storage is destroyed. */
-  async removeReplica(id: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async removeReplica(id: string): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     const r = await this.reconfigure({ op: "remove", id });
     if (r.ok) await this.io.retire?.(id).catch((err) => this.io.log("warn", `destroying removed ${id}: ${String(err)}`));
     return r;
@@ -382,25 +382,25 @@ export class SequencerDriver {
     this.recordAtSeq = seq;
   }
 
-  private async reconfigure(change: ConfigChange): Promise<{ ok: true } | { ok: false; reason: string }> {
-    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
-    if (this.reconfiguring || this.core.configChangePending) return { ok: false, reason: "another membership change is not committed yet" };
+  private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
+    if (this.stopped) return { ok: false, ...refusal("stopping") };
+    if (this.reconfiguring || this.core.configChangePending) return { ok: false, ...refusal("change_pending") };
     this.reconfiguring = true;
     try {
       const current = this.core.config;
       const next = configAfter(current, change);
       // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.
       await this.io.recordMemberships?.({ ...next, inFlight: [membersOf(current), membersOf(next)] });
-      if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+      if (this.stopped) return { ok: false, ...refusal("stopping") };
       this.flush(); // queued commands keep their place before the change
       const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
       if ("refused" in e) {
         await this.io.recordMemberships?.(this.core.config);
-        return { ok: false, reason: e.refused };
+        return { ok: false, ...e };
       }
       this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
       this.kickAll();
-      if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, reason: `the ${change.op} of ${change.id} was not committed in time` };
+      if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, ...refusal("not_committed", change.id) };
       if (!this.stopped) await this.io.recordMemberships?.(this.core.config);
       if (change.op !== "promote") {
         this.io.event?.(change.op === "add" ? "replica-added" : "replica-removed", `replica ${change.id} ${change.op === "add" ? "added" : "removed"} at seq ${e.seq}`, { replica: change.id, seq: e.seq });

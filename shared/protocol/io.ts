@@ -101,10 +101,6 @@ export interface DriverIO extends Clock {
   event?(kind: string, message: string, fields?: Record<string, unknown>): void;
 }
 
-export function sleep(clock: Clock, ms: number): Promise<void> {
-  return new Promise((resolve) => clock.setTimer(ms, resolve));
-}
-
 /** Rejects after ms, so a call that never settles becomes a missed contact instead of a hang. */
 export function withTimeout<T>(clock: Clock, promise: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {

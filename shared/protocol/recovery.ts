@@ -43,6 +43,42 @@ export async function recoverSequencer(
   assert(storage.lastEntry() === null, "recovery needs an empty sequencer log");
   // Every membership that may be in force (a change was under way): fence a quorum of each.
   const memberships = config.inFlight ?? [membersOf(config)];
+  const fenced = await fenceQuorum(io, memberships);
+  if (!fenced.ok) return fenced;
+  const { epoch, accepted } = fenced;
+  const [bestId, best] = [...accepted.entries()].sort(([, a], [, b]) => b.lastEpoch - a.lastEpoch || b.lastSeq - a.lastSeq)[0]!;
+  const entries = await readLogOf(io, bestId, best);
+  if (!entries) return { ok: false, reason: `could not read the log of ${bestId}` };
+  const commitSeq = Math.max(...[...accepted.values()].map((r) => r.commitSeq));
+  assert(commitSeq <= best.lastSeq, `a replica's commitSeq ${commitSeq} is beyond the most up-to-date log ${best.lastSeq}`);
+
+  // A no-op of the new epoch: committing it commits everything recovered before it.
+  const prevHash = entries.length > 0 ? entries[entries.length - 1]!.hash : best.baseSeq > 0 ? best.baseHash : zeroHash;
+  const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: new Date(io.nowMs()).toISOString() };
+  const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
+  const recovered = recoveredConfig(config, memberships[0]!, entries);
+  // A replica's own quarantine flag outlives the sequencer that set it: keep it.
+  const quarantined = [...accepted.entries()].filter(([, r]) => r.quarantined).map(([id]) => id);
+  const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, baseSeq: best.baseSeq, baseHash: best.baseHash };
+  if (!owner()) return { ok: false, reason: "superseded" };
+  assert(storage.lastEntry() === null, "another recovery wrote the sequencer's log meanwhile");
+  storage.transaction(() => {
+    for (let i = 0; i < entries.length; i += appendEntriesMax) storage.appendEntries(entries.slice(i, i + appendEntriesMax));
+    storage.appendEntries([noop]);
+    storage.saveMeta(meta);
+  });
+  io.log("warn", `sequencer ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
+  return { ok: true, meta, recoveredSeq: best.lastSeq };
+}
+
+/**
+ * Step 1: probe every replica (epoch 0 is never accepted; it returns the highest epoch seen),
+ * then propose one above it; a quorum of every membership in force must accept.
+ */
+async function fenceQuorum(
+  io: DriverIO,
+  memberships: Member[][],
+): Promise<{ ok: true; epoch: number; accepted: Map<string, FenceReply> } | { ok: false; reason: string }> {
   const ids = [...new Set(memberships.flatMap((ms) => ms.map((m) => m.id)))];
   const quorumOf = (ms: Member[]) => {
     const voters = ms.filter((m) => m.voter);
@@ -50,68 +86,50 @@ export async function recoverSequencer(
   };
   const quorums = new JointConfig(memberships.map(quorumOf));
   const enough = (answered: Map<string, unknown>) => quorums.reached(answered.keys());
-  let accepted: Map<string, FenceReply> | null = null;
-  let epoch = 0;
-  for (let round = 0; round < fenceRoundsMax && !accepted; round++) {
-    // A probe (epoch 0 is never accepted) learns the highest epoch seen; then propose one above it.
+  for (let round = 0; round < fenceRoundsMax; round++) {
     const probe = await fenceAll(io, ids, 0);
     if (!enough(probe)) return { ok: false, reason: `only ${probe.size} replicas answered, a quorum of every membership in force is needed to recover` };
-    epoch = Math.max(...[...probe.values()].map((r) => r.epoch)) + 1;
+    const epoch = Math.max(...[...probe.values()].map((r) => r.epoch)) + 1;
     const replies = await fenceAll(io, ids, epoch);
     const yes = new Map([...replies].filter(([, r]) => r.accepted));
-    if (enough(yes)) accepted = yes;
+    if (enough(yes)) return { ok: true, epoch, accepted: yes };
   }
-  if (!accepted) return { ok: false, reason: "could not fence a majority at a new epoch" };
+  return { ok: false, reason: "could not fence a majority at a new epoch" };
+}
 
-  const [bestId, best] = [...accepted.entries()].sort(
-    ([, a], [, b]) => b.lastEpoch - a.lastEpoch || b.lastSeq - a.lastSeq,
-  )[0]!;
+/** Step 2: the most up-to-date log of the quorum, read in pages, its hash chain verified. */
+async function readLogOf(io: DriverIO, id: string, best: FenceReply): Promise<Entry[] | null> {
   // A compacted log starts after its base; the recovered one starts at the same place.
   const entries: Entry[] = [];
   let prevHash = best.baseSeq > 0 ? best.baseHash : zeroHash;
-  const baseSeq = best.baseSeq;
-  while (baseSeq + entries.length < best.lastSeq) {
-    const from = baseSeq + entries.length + 1;
-    const page = await withTimeout(io, io.link(bestId).readLog(from, Math.min(best.lastSeq, from + appendEntriesMax - 1)), replicaRpcTimeoutMs, `read log of ${bestId}`).catch(
-      () => null,
-    );
-    if (!page || page.length === 0) return { ok: false, reason: `could not read the log of ${bestId}` };
+  while (best.baseSeq + entries.length < best.lastSeq) {
+    const from = best.baseSeq + entries.length + 1;
+    const to = Math.min(best.lastSeq, from + appendEntriesMax - 1);
+    const page = await withTimeout(io, io.link(id).readLog(from, to), replicaRpcTimeoutMs, `read log of ${id}`).catch(() => null);
+    if (!page || page.length === 0) return null;
     for (const e of page) {
-      assert(e.seq === baseSeq + entries.length + 1, `recovered log not consecutive at ${e.seq}`);
+      assert(e.seq === best.baseSeq + entries.length + 1, `recovered log not consecutive at ${e.seq}`);
       assert(e.hash === entryHash(prevHash, e), `recovered log does not chain at ${e.seq}`);
       prevHash = e.hash;
       entries.push(e);
     }
   }
-  const commitSeq = Math.max(...[...accepted.values()].map((r) => r.commitSeq));
-  assert(commitSeq <= best.lastSeq, `a replica's commitSeq ${commitSeq} is beyond the most up-to-date log ${best.lastSeq}`);
+  return entries;
+}
 
-  // A no-op of the new epoch: committing it commits everything recovered before it.
-  const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: new Date(io.nowMs()).toISOString() };
-  const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
-  // The membership: the registry's (as of the last committed change it heard of), then every
-  // change in the recovered log (idempotent, so one it already knew is harmless).
-  // Start from the oldest membership that may be in force; the log's config entries bring it forward.
-  let recovered: GroupConfig = { ...config, members: memberships[0], inFlight: undefined };
+/**
+ * Step 3: the membership. Start from the oldest membership that may be in force (as the directory
+ * kept it); the recovered log's config entries bring it forward (idempotent, so a change the
+ * directory already knew is harmless).
+ */
+function recoveredConfig(config: GroupConfig, oldest: Member[], entries: Entry[]): GroupConfig {
+  let recovered: GroupConfig = { ...config, members: oldest };
   delete recovered.inFlight;
   for (const e of entries) {
-    if (e.kind === "config") {
-      const change = e.command as ConfigChange;
-      recovered = { ...recovered, members: applyConfigChange(membersOf(recovered), change) };
-      if (change.op === "add") recovered.lastReplicaNo = Math.max(recovered.lastReplicaNo ?? recovered.replicas, Number(change.id.slice(1)));
-    }
+    if (e.kind !== "config") continue;
+    const change = e.command as ConfigChange;
+    recovered = { ...recovered, members: applyConfigChange(membersOf(recovered), change) };
+    if (change.op === "add") recovered.lastReplicaNo = Math.max(recovered.lastReplicaNo ?? recovered.replicas, Number(change.id.slice(1)));
   }
-  const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, baseSeq), quarantined: [], baseSeq, baseHash: best.baseHash };
-  if (!owner()) return { ok: false, reason: "superseded" };
-  assert(storage.lastEntry() === null, "another recovery wrote the sequencer's log meanwhile");
-  storage.transaction(() => {
-    for (let i = 0; i < entries.length; i += appendEntriesMax) {
-      const chunk = entries.slice(i, i + appendEntriesMax);
-      storage.appendEntries(chunk);
-    }
-    storage.appendEntries([noop]);
-    storage.saveMeta(meta);
-  });
-  io.log("warn", `sequencer ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
-  return { ok: true, meta, recoveredSeq: best.lastSeq };
+  return recovered;
 }

@@ -40,10 +40,9 @@ export interface ReplicaMeta {
   /**
    * The stored state rows are the state after entry stateSeq (digest stateDigest); the entries
    * after it, up to appliedSeq, are applied in memory and re-applied from the log after a restart.
-   * Metas written before this existed lack both: everything applied was stored.
    */
-  stateSeq?: number;
-  stateDigest?: string;
+  stateSeq: number;
+  stateDigest: string;
 }
 
 /**
@@ -133,15 +132,7 @@ export class ReplicaCore {
     /** Compaction window; the simulator shrinks it so compaction happens in short runs. */
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {
-    // Metas written before compaction existed lack the base fields: an uncompacted log.
-    this.meta = {
-      ...meta,
-      baseSeq: meta.baseSeq ?? 0,
-      baseHash: meta.baseHash ?? zeroHash,
-      baseEpoch: meta.baseEpoch ?? 0,
-      stateSeq: meta.stateSeq ?? meta.appliedSeq,
-      stateDigest: meta.stateDigest ?? meta.digest,
-    };
+    this.meta = { ...meta };
     this.installing = meta.installing ?? null;
     this.state = this.loadState();
   }
@@ -155,7 +146,7 @@ export class ReplicaCore {
   private loadState(): DigestedState {
     const m = this.meta;
     const state = new DigestedState(this.storage.rows, m.stateDigest);
-    const stateSeq = m.stateSeq ?? m.appliedSeq;
+    const stateSeq = m.stateSeq;
     if (this.installing) return state;
     assert(stateSeq <= m.appliedSeq && stateSeq >= m.baseSeq, `stored state at ${stateSeq} outside base ${m.baseSeq}..applied ${m.appliedSeq}`);
     if (stateSeq === m.appliedSeq) return state;
@@ -170,11 +161,7 @@ export class ReplicaCore {
       }
       state.endStep();
     }
-    if (!replayed || state.digest !== m.digest) {
-      const next = { ...m, quarantined: true };
-      this.storage.saveMeta(next);
-      this.meta = next;
-    }
+    if (!replayed || state.digest !== m.digest) this.saveMeta({ quarantined: true });
     return state;
   }
 
@@ -187,9 +174,15 @@ export class ReplicaCore {
     this.storage.transaction(() => {
       const next = { ...this.meta };
       this.storeRows(next);
-      this.storage.saveMeta(next);
-      this.meta = next;
+      this.saveMeta(next);
     });
+  }
+
+  /** The one way the meta changes: stored, then taken (a step's transaction holds both or neither). */
+  private saveMeta(changes: Partial<ReplicaMeta>): void {
+    const next = { ...this.meta, ...changes };
+    this.storage.saveMeta(next);
+    this.meta = next;
   }
 
   /** Writes the unsaved rows and records in `next` (saved by the caller) what they are the state of. */
@@ -256,8 +249,27 @@ export class ReplicaCore {
     }
   }
 
+  /** One append, inside its transaction: store the new entries, apply what is committed, save and compact. */
   private step(req: AppendRequest): AppendResponse {
     const next: ReplicaMeta = { ...this.meta, epoch: req.epoch };
+    const fresh = this.storeEntries(req, next);
+    // Only what this message vouched for can be taken as committed (raft's min(leaderCommit, last new)).
+    const vouchedSeq = req.prevSeq + req.entries.length;
+    next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
+    const outputs = this.applyCommitted(next, fresh, req.prevSeq);
+    next.digest = this.state.digest;
+    this.saveAndCompact(next, fresh);
+    this.saveMeta(next);
+    // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
+    // still stores and acks the log, but its outputs must not answer anyone.
+    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position() };
+  }
+
+  /**
+   * Checks the message's entries chain, drops a conflicting suffix (an older epoch's entries the
+   * new sequencer does not hold), stores what is new. Returns the message's entries by seq.
+   */
+  private storeEntries(req: AppendRequest, next: ReplicaMeta): Map<number, Entry> {
     const fresh = new Map<number, Entry>();
     let prevHash = req.prevHash;
     const toAppend: Entry[] = [];
@@ -268,9 +280,7 @@ export class ReplicaCore {
       prevHash = e.hash;
       fresh.set(e.seq, e);
       if (e.seq <= next.lastSeq) {
-        const have = this.hashAt(e.seq);
-        if (have === e.hash) continue;
-        // A suffix written under an older epoch that the new sequencer does not hold: drop it.
+        if (this.hashAt(e.seq) === e.hash) continue;
         assert(e.seq > next.appliedSeq, `conflicting entry ${e.seq} at or below appliedSeq ${next.appliedSeq}`);
         this.storage.truncateFrom(e.seq);
         for (const seq of this.unapplied.keys()) if (seq >= e.seq) this.unapplied.delete(seq);
@@ -285,62 +295,54 @@ export class ReplicaCore {
       if (this.unapplied.size + toAppend.length > unappliedEntriesMax) this.unapplied.clear();
       for (const e of toAppend) this.unapplied.set(e.seq, e);
     }
+    return fresh;
+  }
 
-    // Only what this message vouched for can be taken as committed (raft's min(leaderCommit, last new)).
-    const vouchedSeq = req.prevSeq + req.entries.length;
-    next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
+  /** Applies the entries between appliedSeq and commitSeq, in order, recording checkpoints. */
+  private applyCommitted(next: ReplicaMeta, fresh: Map<number, Entry>, prevSeq: number): AppliedOutput[] {
     const outputs: AppliedOutput[] = [];
-    if (next.commitSeq > next.appliedSeq) {
-      // Entries appended by an earlier message are usually still in memory; read the rest.
-      const committed: Entry[] = [];
-      for (let seq = next.appliedSeq + 1; seq <= next.commitSeq; seq++) {
-        let e = fresh.get(seq) ?? this.unapplied.get(seq);
-        if (e === undefined) {
-          for (const r of this.storage.readEntries(seq, Math.min(next.commitSeq, req.prevSeq))) fresh.set(r.seq, r);
-          e = fresh.get(seq);
-        }
-        assert(e !== undefined, `committed entry ${seq} missing from the log`);
-        committed.push(e);
+    if (next.commitSeq <= next.appliedSeq) return outputs;
+    // Entries appended by an earlier message are usually still in memory; read the rest.
+    const committed: Entry[] = [];
+    for (let seq = next.appliedSeq + 1; seq <= next.commitSeq; seq++) {
+      let e = fresh.get(seq) ?? this.unapplied.get(seq);
+      if (e === undefined) {
+        for (const r of this.storage.readEntries(seq, Math.min(next.commitSeq, prevSeq))) fresh.set(r.seq, r);
+        e = fresh.get(seq);
       }
-      prefetchFor(this.state, this.machine, committed);
-      for (const e of committed) {
-        const seq = e.seq;
-        outputs.push(applyEntry(this.state, this.machine, e));
-        this.unapplied.delete(seq);
-        next.appliedSeq = seq;
-        if (seq % next.checkpointEvery === 0) {
-          this.storage.addCheckpoint({ seq, digest: this.state.digest, logHash: e.hash }, checkpointsKeptMax);
-        }
+      assert(e !== undefined, `committed entry ${seq} missing from the log`);
+      committed.push(e);
+    }
+    prefetchFor(this.state, this.machine, committed);
+    for (const e of committed) {
+      outputs.push(applyEntry(this.state, this.machine, e));
+      this.unapplied.delete(e.seq);
+      next.appliedSeq = e.seq;
+      if (e.seq % next.checkpointEvery === 0) {
+        this.storage.addCheckpoint({ seq: e.seq, digest: this.state.digest, logHash: e.hash }, checkpointsKeptMax);
       }
     }
-    next.digest = this.state.digest;
-    // Compaction: keep logRetentionEntries applied entries, drop older ones in slack-sized steps.
+    return outputs;
+  }
+
+  /**
+   * Stores the state rows every few hundred entries, and always before the log they were written
+   * by is compacted away (a restart re-applies the entries after stateSeq); compacts the log to
+   * logRetentionEntries behind the applied position, in slack-sized steps.
+   */
+  private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>): void {
     const compactTo =
       next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack ? next.appliedSeq - this.retention.entries : null;
-    // The rows reach storage every few hundred entries, and always before the log they were
-    // written by is compacted away (a restart re-applies the entries after stateSeq).
-    if (
-      this.state.unsavedRows >= stateSaveRowsMax ||
-      next.appliedSeq - next.stateSeq! >= stateSaveEntriesMax ||
-      (compactTo !== null && compactTo > next.stateSeq!)
-    ) {
-      this.storeRows(next);
-    }
-    if (compactTo !== null) {
-      const base = compactTo;
-      assert(base <= next.stateSeq!, `compacting to ${base} would drop entries after the stored state at ${next.stateSeq}`);
-      const at = fresh.get(base) ?? this.storage.readEntries(base, base)[0];
-      assert(at !== undefined, `compaction base ${base} missing from the log`);
-      next.baseHash = at.hash;
-      next.baseEpoch = at.epoch;
-      next.baseSeq = base;
-      this.storage.deleteThrough(base);
-    }
-    this.storage.saveMeta(next);
-    this.meta = next;
-    // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
-    // still stores and acks the log, but its outputs must not answer anyone.
-    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position() };
+    const due = this.state.unsavedRows >= stateSaveRowsMax || next.appliedSeq - next.stateSeq >= stateSaveEntriesMax;
+    if (due || (compactTo !== null && compactTo > next.stateSeq)) this.storeRows(next);
+    if (compactTo === null) return;
+    assert(compactTo <= next.stateSeq, `compacting to ${compactTo} would drop entries after the stored state at ${next.stateSeq}`);
+    const at = fresh.get(compactTo) ?? this.storage.readEntries(compactTo, compactTo)[0];
+    assert(at !== undefined, `compaction base ${compactTo} missing from the log`);
+    next.baseHash = at.hash;
+    next.baseEpoch = at.epoch;
+    next.baseSeq = compactTo;
+    this.storage.deleteThrough(compactTo);
   }
 
   /**
@@ -349,15 +351,11 @@ export class ReplicaCore {
    */
   fence(epoch: number): FenceReply {
     const accepted = epoch > this.meta.epoch;
-    if (accepted) {
-      const next = { ...this.meta, epoch };
-      this.storage.saveMeta(next);
-      this.meta = next;
-    }
+    if (accepted) this.saveMeta({ epoch });
     const m = this.meta;
     const last = m.lastSeq > m.baseSeq ? this.storage.readEntries(m.lastSeq, m.lastSeq)[0] : undefined;
     const lastEpoch = last?.epoch ?? m.baseEpoch;
-    return { accepted, epoch: m.epoch, lastSeq: m.lastSeq, lastEpoch, commitSeq: m.commitSeq, appliedSeq: m.appliedSeq, baseSeq: m.baseSeq, baseHash: m.baseHash };
+    return { accepted, epoch: m.epoch, lastSeq: m.lastSeq, lastEpoch, commitSeq: m.commitSeq, appliedSeq: m.appliedSeq, baseSeq: m.baseSeq, baseHash: m.baseHash, quarantined: m.quarantined };
   }
 
   /** A page of this replica's log, for a sequencer rebuilding its own. */
@@ -395,18 +393,14 @@ export class ReplicaCore {
     if (actual !== this.meta.digest && !rebase) {
       return { ok: false, digest: actual, reason: `its rows hash to ${actual.slice(0, 12)}, its recorded digest is ${this.meta.digest.slice(0, 12)}: repair it, or release it with rebase to take its rows as they are` };
     }
-    const next = { ...this.meta, quarantined: false, digest: actual, stateDigest: actual };
-    this.storage.saveMeta(next);
-    this.meta = next;
+    this.saveMeta({ quarantined: false, digest: actual, stateDigest: actual });
     this.state = new DigestedState(this.storage.rows, actual);
     return { ok: true, digest: actual };
   }
 
   setQuarantined(quarantined: boolean): void {
     if (this.meta.quarantined === quarantined) return;
-    const next = { ...this.meta, quarantined };
-    this.storage.saveMeta(next);
-    this.meta = next;
+    this.saveMeta({ quarantined });
   }
 
   // ---- state transfer ------------------------------------------------------------------------
@@ -438,9 +432,7 @@ export class ReplicaCore {
     const installing = { ...info, transferId };
     this.storage.transaction(() => {
       this.storage.clearAll();
-      const next = { ...this.meta, quarantined: true, installing };
-      this.storage.saveMeta(next);
-      this.meta = next;
+      this.saveMeta({ quarantined: true, installing });
     });
     this.state = new DigestedState(this.storage.rows, zeroHash);
     this.unapplied.clear();
@@ -467,8 +459,7 @@ export class ReplicaCore {
     const actual = recomputeDigest(this.storage.rows, scrubPageRows).digest;
     if (actual !== info.digest) return { ok: false, digest: actual };
     this.installing = null;
-    const next: ReplicaMeta = {
-      ...this.meta,
+    this.saveMeta({
       epoch: Math.max(this.meta.epoch, info.epoch),
       lastSeq: info.seq,
       lastHash: info.logHash,
@@ -482,15 +473,9 @@ export class ReplicaCore {
       installing: null,
       stateSeq: info.seq,
       stateDigest: info.digest,
-    };
-    this.storage.saveMeta(next);
-    this.meta = next;
+    });
     this.state = new DigestedState(this.storage.rows, info.digest);
     return { ok: true, digest: actual };
-  }
-
-  get rebuilding(): boolean {
-    return this.installing !== null;
   }
 
   auditInfo(): AuditInfo {

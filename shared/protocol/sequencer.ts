@@ -55,6 +55,26 @@ export type SubmitDecision =
   | { kind: "conflict"; seq: number | null }
   | { kind: "unavailable"; reason: string };
 
+/** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
+export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed";
+
+export interface Refused {
+  refused: Refusal;
+  reason: string;
+}
+
+export function refusal(refused: Refusal, id = ""): Refused {
+  const reasons: Record<Refusal, string> = {
+    stopping: "the sequencer is stopping",
+    change_pending: "another membership change is not committed yet",
+    already_member: `${id} is already a member`,
+    not_member: `${id} is not a member`,
+    last_voter: "the last voting replica cannot be removed",
+    not_committed: `the change of ${id} was not committed in time`,
+  };
+  return { refused, reason: reasons[refused] };
+}
+
 /** Why a message may be held back for a moment (see nextAppend). */
 export type HoldReason = "commit-only" | "in-flight-elsewhere";
 
@@ -459,15 +479,13 @@ export class SequencerCore {
    * configuration in the log is the one in force). One change at a time: the previous one must be
    * committed. The caller flushes queued commands first, so they keep their order.
    */
-  appendConfig(change: ConfigChange, timestamp: string): Entry | { refused: string } {
-    if (this.closed || this.fenced) return { refused: "the sequencer is stopping" };
-    if (this.configChangePending) return { refused: "another membership change is not committed yet" };
+  appendConfig(change: ConfigChange, timestamp: string): Entry | Refused {
+    if (this.closed || this.fenced) return refusal("stopping");
+    if (this.configChangePending) return refusal("change_pending");
     const members = membersOf(this.meta.config);
-    if (change.op === "add" && members.some((m) => m.id === change.id)) return { refused: `${change.id} is already a member` };
-    if (change.op !== "add" && !members.some((m) => m.id === change.id)) return { refused: `${change.id} is not a member` };
-    if (change.op === "remove" && members.filter((m) => m.voter && m.id !== change.id).length === 0) {
-      return { refused: "the last voting replica cannot be removed" };
-    }
+    if (change.op === "add" && members.some((m) => m.id === change.id)) return refusal("already_member", change.id);
+    if (change.op !== "add" && !members.some((m) => m.id === change.id)) return refusal("not_member", change.id);
+    if (change.op === "remove" && members.filter((m) => m.voter && m.id !== change.id).length === 0) return refusal("last_voter");
     const body = { seq: this.lastSeq + 1, epoch: this.meta.epoch, kind: "config" as const, client: null, request: null, command: change, timestamp };
     const e: Entry = { ...body, hash: entryHash(this.lastHash, body) };
     const config = configAfter(this.meta.config, change);

@@ -127,6 +127,8 @@ export interface FenceReply {
   /** The replica's log starts after baseSeq (compacted); baseHash is the hash at baseSeq. */
   baseSeq: number;
   baseHash: string;
+  /** The replica holds itself quarantined (its state is suspect): the recovered sequencer keeps it so. */
+  quarantined: boolean;
 }
 
 export interface Checkpoint {

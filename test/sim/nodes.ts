@@ -2,7 +2,6 @@ import { MajorityConfig } from "../../shared/protocol/quorum.js";
 import { machineFor } from "../../shared/machines/index.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
-import { readWaitMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import { type DriverIO, type ReadAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve } from "../../shared/protocol/io.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
@@ -421,5 +420,3 @@ export function makeGroup(config: GroupConfig, world: World, net: Network, failu
   const sequencer = new SimSequencer(config, world, net, replicas, failures, variant);
   return { replicas, sequencer };
 }
-
-export { readWaitMs };

@@ -13,7 +13,7 @@ export interface ServerOptions {
   clientTokens: string[];
   port?: number;
   rateLimitPerSec?: number;
-  /** Enables the unreplicated baseline route (benchmark only). */
+  /** The bench's worker (bench/dist/worker.js, with the unreplicated baseline) instead of dist/index.js. */
   baseline?: boolean;
 }
 
@@ -31,7 +31,7 @@ function compatibilityDate(): string {
 }
 
 export async function startServer(opts: ServerOptions): Promise<Server> {
-  const scriptPath = join(root, "dist", "index.js");
+  const scriptPath = opts.baseline ? join(root, "bench", "dist", "worker.js") : join(root, "dist", "index.js");
   const mf = new Miniflare(convertV4MiniflareOptions({
     modules: true,
     scriptPath,
@@ -45,14 +45,13 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       CLIENT_TOKENS: opts.clientTokens.join(","),
       RATE_LIMIT_PER_SEC: String(opts.rateLimitPerSec ?? 0),
       RATE_LIMIT_BURST: "1000",
-      BENCH_BASELINE: opts.baseline ? "1" : "0",
     },
     durableObjects: {
       SEQUENCER: { className: "SequencerObject", useSQLite: true },
       REPLICA: { className: "ReplicaObject", useSQLite: true },
       REGISTRY: { className: "RegistryObject", useSQLite: true },
       DIRECTORY: { className: "DirectoryObject", useSQLite: true },
-      BASELINE: { className: "BaselineObject", useSQLite: true },
+      ...(opts.baseline ? { BASELINE: { className: "BaselineObject", useSQLite: true } } : {}),
     },
     ...(opts.persistDir ? { resourcePersistencePath: opts.persistDir } : {}),
     unsafeTriggerHandlers: true,
