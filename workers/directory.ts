@@ -37,41 +37,22 @@ export class DirectoryObject extends DurableObject<Env> {
     this.core = new DirectoryCore(store);
   }
 
-  // Every method is the core's, synchronous inside the object (one call at a time).
-  async get() {
-    return this.core.get();
+  /** Every call of the directory's API (DirectoryCore, declared once): synchronous inside the object, one at a time. */
+  async call<K extends DirectoryMethod>(method: K, args: Parameters<DirectoryCore[K]>): Promise<ReturnType<DirectoryCore[K]>> {
+    const fn = this.core[method] as (...a: unknown[]) => ReturnType<DirectoryCore[K]>;
+    return fn.apply(this.core, args);
   }
-  async create(...a: Parameters<DirectoryCore["create"]>) {
-    return this.core.create(...a);
-  }
-  async setState(...a: Parameters<DirectoryCore["setState"]>) {
-    return this.core.setState(...a);
-  }
-  async update(...a: Parameters<DirectoryCore["update"]>) {
-    return this.core.update(...a);
-  }
-  async addEvent(...a: Parameters<DirectoryCore["addEvent"]>) {
-    return this.core.addEvent(...a);
-  }
-  async events(...a: Parameters<DirectoryCore["events"]>) {
-    return this.core.events(...a);
-  }
-  async addAudit(...a: Parameters<DirectoryCore["addAudit"]>) {
-    return this.core.addAudit(...a);
-  }
-  async audits(...a: Parameters<DirectoryCore["audits"]>) {
-    return this.core.audits(...a);
-  }
-  async addToken(...a: Parameters<DirectoryCore["addToken"]>) {
-    return this.core.addToken(...a);
-  }
-  async tokens() {
-    return this.core.tokens();
-  }
-  async token(...a: Parameters<DirectoryCore["token"]>) {
-    return this.core.token(...a);
-  }
-  async revokeToken(...a: Parameters<DirectoryCore["revokeToken"]>) {
-    return this.core.revokeToken(...a);
-  }
+}
+
+/** The core's public methods (its private ones are not part of keyof). */
+export type DirectoryMethod = keyof DirectoryCore;
+
+/** A directory as its callers see it: DirectoryCore's methods, asynchronous. */
+export type DirectoryClient = { [K in DirectoryMethod]: (...args: Parameters<DirectoryCore[K]>) => Promise<ReturnType<DirectoryCore[K]>> };
+
+/** The one adapter from the object's stub to its API. */
+export function directoryClient(stub: { call(method: DirectoryMethod, args: unknown[]): Promise<unknown> }): DirectoryClient {
+  return new Proxy({} as DirectoryClient, {
+    get: (_, method) => (...args: unknown[]) => stub.call(method as DirectoryMethod, args),
+  });
 }

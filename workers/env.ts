@@ -1,5 +1,5 @@
 import type { Clock } from "../shared/protocol/io.js";
-import type { DirectoryObject } from "./directory.js";
+import { type DirectoryClient, type DirectoryObject, directoryClient } from "./directory.js";
 import type { RegistryObject } from "./registry.js";
 import type { ReplicaObject } from "./replica.js";
 import type { SequencerObject } from "./sequencer.js";
@@ -32,9 +32,9 @@ export function registryStub(env: Env) {
   return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
 }
 
-/** A group's directory object (its control-plane record), named like the group. */
-export function directoryStub(env: Env, group: string) {
-  return env.DIRECTORY.get(env.DIRECTORY.idFromName(group));
+/** A group's directory object (its control-plane record), named like the group, through its one adapter. */
+export function directoryStub(env: Env, group: string): DirectoryClient {
+  return directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName(group)) as never);
 }
 
 /** Real time for the drivers (in a Durable Object, Date.now() advances with I/O). */

@@ -103,9 +103,7 @@ export class DirectoryCore {
   }
 
   addEvent(incarnation: number, event: GroupEvent): boolean {
-    if (this.get()?.config.incarnation !== incarnation) return false;
-    this.store.append("event", event, eventHistoryMax);
-    return true;
+    return this.keep(incarnation, "event", event, eventHistoryMax);
   }
 
   events(limit: number): GroupEvent[] {
@@ -113,8 +111,13 @@ export class DirectoryCore {
   }
 
   addAudit(incarnation: number, report: AuditReport): boolean {
+    return this.keep(incarnation, "audit", report, auditHistoryMax);
+  }
+
+  /** Appends to a bounded history of the current incarnation (a late write of a deleted one is dropped). */
+  private keep(incarnation: number, kind: string, body: unknown, keepMax: number): boolean {
     if (this.get()?.config.incarnation !== incarnation) return false;
-    this.store.append("audit", report, auditHistoryMax);
+    this.store.append(kind, body, keepMax);
     return true;
   }
 

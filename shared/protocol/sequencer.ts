@@ -452,6 +452,8 @@ export class SequencerCore {
     p.quarantined = quarantined;
     this.meta.quarantined = this.progress.quarantinedIds();
     this.saveMeta();
+    // Its acks count again: entries it holds may now have a quorum (sent with the next message).
+    if (!quarantined) this.advanceCommit();
     return true;
   }
 

@@ -34,3 +34,42 @@ describe("regression: the session-table answer to a retry counted joining replic
     }
   });
 });
+
+describe("every tally counts through the one quorum", () => {
+  const put = (key: string, value: unknown) => ({ op: "put", key, value });
+  const members = [
+    { id: "r1", location: null, voter: true },
+    { id: "r2", location: null, voter: true },
+    { id: "r3", location: null, voter: true },
+    { id: "r4", location: null, voter: false },
+  ];
+
+  it("commit: a joining replica's ack never completes a quorum, nor a quarantined voter's; a removal shrinks the quorum", async () => {
+    const { Cluster } = await import("../support/cluster.js");
+    const c = new Cluster({ group: "g", incarnation: 0, machine: "kv", replicas: 4, locations: [], outputs: "first", checkpointEvery: 100, members });
+    c.down.add("r2");
+    c.down.add("r3");
+    c.submit("a", 1, put("k", 1));
+    c.settle(5);
+    expect(c.sequencer.commitSeq).toBe(0); // held by r1 (a voter) and r4 (joining): no quorum of r1..r3
+    c.down.delete("r2");
+    c.settle();
+    expect(c.sequencer.commitSeq).toBe(1);
+    // r2 quarantined once the next entry is queued: r1 and r2 hold it, but only r1's vote counts.
+    expect(c.submit("a", 2, put("k", 2)).kind).toBe("queued");
+    c.sequencer.setQuarantined("r2", true);
+    c.settle(5);
+    expect(c.sequencer.lastLogSeq).toBe(2);
+    expect(c.sequencer.commitSeq).toBe(1);
+    // Released, its ack counts again: entry 2 commits without another message.
+    c.sequencer.setQuarantined("r2", false);
+    expect(c.sequencer.commitSeq).toBe(2);
+    c.settle();
+    // Remove r3: the quorum is now a majority of {r1, r2}.
+    expect("refused" in c.sequencer.appendConfig({ op: "remove", id: "r3" }, "t")).toBe(false);
+    expect(c.sequencer.votingConfig().need).toBe(2);
+    expect([...c.sequencer.votingConfig().voters]).toEqual(["r1", "r2"]);
+    c.settle();
+    expect(c.sequencer.commitSeq).toBe(3);
+  });
+});

@@ -1,11 +1,12 @@
 // A group's life: create, delete and recreate under load, and a PUT or DELETE that died midway.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { directoryClient } from "../../workers/directory.js";
 import { routeCacheMs } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 function directory(group: string) {
-  return env.DIRECTORY.get(env.DIRECTORY.idFromName(group));
+  return directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName(group)) as never);
 }
 
 describe("incarnations", () => {

@@ -1,6 +1,7 @@
 // Tenant isolation: group tokens (API.md, "Group tokens").
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { directoryClient } from "../../workers/directory.js";
 import { routeCacheMs } from "../../shared/limits.js";
 import { api, clientToken, createGroup, expectError } from "./helpers.js";
 
@@ -23,7 +24,7 @@ describe("group tokens", () => {
     expect(JSON.stringify(listed)).not.toContain(w.body.token.split(".")[3]);
     expect(listed.every((t: any) => t.hash === undefined && t.token === undefined)).toBe(true);
     // Only the hash is stored.
-    const stored = await env.DIRECTORY.get(env.DIRECTORY.idFromName("tenant-a")).token(w.body.id);
+    const stored = await directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName("tenant-a")) as never).token(w.body.id);
     expect(stored!.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(JSON.stringify(stored)).not.toContain(w.body.token.split(".")[3]);
 
