@@ -3,7 +3,7 @@ import { pageBytesMax } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
-import { type DriverIO, type ReadAnswer, type ReplicaLink, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
+import { type DriverIO, type ReadIndexAnswer, type ReplicaLink, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
 import type { SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, GroupConfig } from "../shared/protocol/types.js";
 import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
@@ -194,9 +194,9 @@ export class SequencerObject extends DurableObject<Env> {
     return this.driver.submit(client, request, command);
   }
 
-  async query(q: unknown): Promise<ReadAnswer> {
+  async readIndex(): Promise<ReadIndexAnswer> {
     if (!this.driver) return { kind: "not_found" };
-    return this.driver.query(q);
+    return this.driver.readIndex();
   }
 
   async readLog(fromSeq: number | undefined, limit: number): Promise<LogPage | "compacted" | null> {

@@ -16,7 +16,7 @@ import {
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { canonicalJson } from "./hash.js";
-import { type DriverIO, type ReadAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
+import { type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type Refused, type SequencerCore, type StepResult, pendingKey, refusal } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
@@ -424,28 +424,19 @@ export class SequencerDriver {
 
   // ---- reads --------------------------------------------------------------------------------
 
-  protected linkFor(id: string) {
-    return this.io.link(id);
-  }
-
-  /** A linearizable read: the commitSeq now is the read index; a voting replica answers once it applied it. */
-  async query(q: unknown): Promise<ReadAnswer> {
-    const readIndex = this.core.commitSeq;
+  /**
+   * A linearizable read's index: the commitSeq now. Every command acknowledged before the read
+   * arrived is at or below it (a command is answered only after its commit is known here), so a
+   * replica that has applied it, any replica, the nearest one, can answer. Refused (certainly no
+   * answer) while this sequencer cannot reach a quorum of voters: it may no longer be the one in
+   * office.
+   */
+  readIndex(): ReadIndexAnswer {
+    if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
+    const reach = this.core.reachableVoters();
+    if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting replicas reachable, ${reach.need} needed` };
     this.kickAll();
-    let last: ReadAnswer = { kind: "busy", replica: "" };
-    for (const id of this.core.readCandidates()) {
-      try {
-        const a = await withTimeout(this.io, this.io.link(id).query(q, readIndex, readWaitMs), readWaitMs + replicaRpcTimeoutMs, "query");
-        if (this.stopped) return { kind: "busy", replica: id };
-        this.core.noteContact(id, true, this.io.nowMs());
-        if (a.kind === "ok" || a.kind === "timeout") return a;
-        last = a;
-      } catch {
-        if (this.stopped) return { kind: "busy", replica: id };
-        this.core.noteContact(id, false, this.io.nowMs());
-      }
-    }
-    return last;
+    return { kind: "ok", seq: this.core.commitSeq };
   }
 
   // ---- audits -------------------------------------------------------------------------------

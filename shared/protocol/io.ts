@@ -16,6 +16,8 @@ export type SessionAnswer =
   | { kind: "missing" }
   | { kind: "timeout" };
 
+export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | { kind: "unavailable"; message: string };
+
 export type SubmitAnswer =
   | { kind: "ok"; seq: number; output: unknown; epoch: number }
   | { kind: "not_found" }

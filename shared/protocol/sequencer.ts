@@ -241,6 +241,11 @@ export class SequencerCore {
   }
 
 
+  /** Voters that may vote and answered lately, against how many a quorum needs. */
+  reachableVoters(): { count: number; need: number } {
+    return { count: this.voters().filter((p) => p.misses < downAfterMisses).length, need: this.votingConfig().need };
+  }
+
   /** Exactly-once at the door: a known (client, request) is never ordered again. */
   submit(req: SubmitRequest): SubmitDecision {
     const hash = commandHash(req.command);
@@ -256,10 +261,8 @@ export class SequencerCore {
     }
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     if (this.pending.size >= pendingSubmitsMax) return { kind: "unavailable", reason: "sequencer queue is full" };
-    const reachable = this.voters().filter((p) => p.misses < downAfterMisses).length;
-    if (reachable < this.votingConfig().need) {
-      return { kind: "unavailable", reason: `only ${reachable} voting replicas reachable, ${this.votingConfig().need} needed` };
-    }
+    const reach = this.reachableVoters();
+    if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting replicas reachable, ${reach.need} needed` };
     this.pending.set(key, { ...req, commandHash: hash });
     return { kind: "queued", commandHash: hash };
   }

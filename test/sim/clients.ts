@@ -1,6 +1,6 @@
 // Closed-loop clients: each issues random commands and reads, retries commands with the same
 // request id while the outcome is unknown, and records what it saw for the checkers.
-import type { ReadAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
+import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
 import { withTimeout } from "../../shared/protocol/io.js";
 import type { Operation } from "./linearizability.js";
 import { type SimReplica, type SimSequencer, rpc } from "./nodes.js";
@@ -122,17 +122,19 @@ export class SimClient {
     const call = this.world.now;
     let a: ReadAnswer | null;
     let minSeq = 0;
+    // A sequential read carries the client's latest position (its bookmark); a linearizable one
+    // asks the sequencer for its read index first, as the router does, then reads at a replica.
+    minSeq = consistency === "sequential" ? this.bookmarkSeq : 0;
     if (consistency === "linearizable") {
       const seq = this.sequencer();
-      a = await this.call<ReadAnswer>("seq", `read ${this.name}`, () => seq.incarnation, () => seq.query(structuredClone(query)));
-    } else {
-      // A sequential read carries the client's latest position (its bookmark).
-      minSeq = consistency === "sequential" ? this.bookmarkSeq : 0;
-      const r = this.replicas.get(rng.pick([...this.replicas.values()].filter((x) => !x.retired).map((x) => x.id)))!;
-      a = await this.call<ReadAnswer>(r.id, `read ${this.name}`, () => r.incarnation, () =>
-        r.query(structuredClone(query), minSeq, consistency === "sequential" ? 2_000 : 0),
-      );
+      const idx = await this.call<ReadIndexAnswer>("seq", `index ${this.name}`, () => seq.incarnation, () => seq.readIndex());
+      if (idx?.kind !== "ok") return;
+      minSeq = idx.seq;
     }
+    const r = this.replicas.get(rng.pick([...this.replicas.values()].filter((x) => !x.retired).map((x) => x.id)))!;
+    a = await this.call<ReadAnswer>(r.id, `read ${this.name}`, () => r.incarnation, () =>
+      r.query(structuredClone(query), minSeq, consistency === "stale" ? 0 : 2_000),
+    );
     if (a?.kind !== "ok") return;
     this.history.reads.push({ client: this.name, consistency, query, minSeq, seq: a.seq, replica: a.replica, result: a.result, atMs: this.world.now });
     if (consistency !== "stale") this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);

@@ -3,7 +3,7 @@ import { machineFor } from "../../shared/machines/index.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import { type DriverIO, type ReadAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve } from "../../shared/protocol/io.js";
+import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve } from "../../shared/protocol/io.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
@@ -190,9 +190,8 @@ class ApplyUncommittedCore extends ReplicaCore {
 
 class StaleReadDriver extends SequencerDriver {
   // Serves "linearizable" reads without a read index: any replica, whatever it has applied.
-  override async query(q: unknown): Promise<ReadAnswer> {
-    const id = this.core.readCandidates().at(-1)!;
-    return this.linkFor(id).query(q, 0, 0);
+  override readIndex(): ReadIndexAnswer {
+    return { kind: "ok", seq: 0 };
   }
 }
 
@@ -325,9 +324,9 @@ export class SimSequencer {
     return this.driver.submit(client, request, command);
   }
 
-  query(q: unknown): Promise<ReadAnswer> {
-    if (!this.driver) return Promise.resolve({ kind: "busy", replica: "" });
-    return this.driver.query(q);
+  readIndex(): ReadIndexAnswer {
+    if (!this.driver) return { kind: "unavailable", message: "recovering" };
+    return this.driver.readIndex();
   }
 
   /** Called periodically: commitSeq must never go backwards within one log (a recovery may re-learn it). */

@@ -2,7 +2,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { ApiError } from "../../shared/api/errors.js";
-import type { App } from "../http.js";
 import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { CommandResult, QueryResult } from "../../shared/api/results.js";
@@ -15,6 +14,9 @@ import * as groups from "../groups.js";
 import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";
 import type { ReadAnswer } from "../replica.js";
 import type { SubmitAnswer } from "../sequencer.js";
+import type { ReadIndexAnswer } from "../../shared/protocol/io.js";
+import { type RequestPlace, hintOf, isLocationHint, locationHints, nearestFirst } from "../../shared/geo.js";
+import type { App } from "../http.js";
 
 export const commandRoutes = new Hono<App>();
 
@@ -64,10 +66,14 @@ function readResult(c: Context<App>, a: ReadAnswer) {
   }
 }
 
-/** Replicas in the order to try them: a random start spreads reads over the group. */
-function readOrder<T>(replicas: T[]): T[] {
-  const start = Math.floor(Math.random() * replicas.length);
-  return [...replicas.slice(start), ...replicas.slice(0, start)];
+/** Where the reader is: the x-smr-near header, else Cloudflare's idea of the request's origin (null locally). */
+function nearOf(c: Context<App>): string | null {
+  const header = c.req.header("x-smr-near");
+  if (header !== undefined) {
+    if (!isLocationHint(header)) throw new ApiError("bad_request", `x-smr-near: one of ${locationHints.join(", ")}`);
+    return header;
+  }
+  return hintOf((c.req.raw as { cf?: RequestPlace }).cf);
 }
 
 commandRoutes.post("/:group/query", async (c) => {
@@ -77,14 +83,18 @@ commandRoutes.post("/:group/query", async (c) => {
   if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
   const record = await groups.lookup(c.env, group);
   const query = checked(validateQuery(machineFor(record.config.machine), body.query));
+  const near = nearOf(c);
+  let minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
   if (body.consistency === "linearizable") {
-    const a = await groups.withSequencer(c.env, group, (s) => rpc<ReadAnswer>(s.query(query)), (a) => a.kind === "not_found");
-    return readResult(c, a);
+    // A read index from the sequencer (one small call), then the read at the nearest replica
+    // that has applied it: the sequencer's thread never runs the query.
+    const idx = await groups.withSequencer(c.env, group, (s) => rpc<ReadIndexAnswer>(s.readIndex()), (a) => a.kind === "not_found");
+    if (idx.kind !== "ok") throw new ApiError("unavailable", idx.kind === "unavailable" ? idx.message : `group ${group} has no sequencer serving yet`, 1);
+    minSeq = Math.max(minSeq, idx.seq);
   }
-  const minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
-  const waitMs = body.consistency === "sequential" ? readWaitMs : 0;
+  const waitMs = body.consistency === "stale" ? 0 : readWaitMs;
   let last: ReadAnswer = { kind: "busy", replica: "" };
-  for (const r of readOrder(groups.replicasOf(record))) {
+  for (const r of nearestFirst(groups.replicasOf(record), near)) {
     const stub = replicaStub(c.env, group, r.id, r.location);
     const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, waitMs])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
     if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);

@@ -1,0 +1,51 @@
+// Reads where the reader is: sequential, stale and linearizable queries go to the healthy replica
+// nearest the caller (x-smr-near overrides where the request came from), and fall back to the next
+// nearest when it cannot answer.
+import { SELF, env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { ReplicaObject } from "../../workers/replica.js";
+import { clientToken, command, createGroup, expectError } from "./helpers.js";
+
+async function read(group: string, near: string | null, consistency: string, key = "k") {
+  const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${clientToken}` };
+  if (near !== null) headers["x-smr-near"] = near;
+  const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/query`, { method: "POST", headers, body: JSON.stringify({ query: { op: "get", key }, consistency }) });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+describe("nearest reads", () => {
+  it("x-smr-near picks the replica in that location, for every consistency; the nearest other one when none is there", async () => {
+    await createGroup("near", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    for (const consistency of ["linearizable", "sequential", "stale"]) {
+      for (let i = 0; i < 5; i++) {
+        expect((await read("near", "weur", consistency)).body.replica).toBe("r2");
+        expect((await read("near", "apac", consistency)).body.replica).toBe("r3");
+        expect((await read("near", "wnam", consistency)).body.replica).toBe("r1");
+      }
+    }
+    // The linearizable read at the nearest replica sees the write acknowledged before it.
+    expect((await command("near", { op: "put", key: "k", value: 2 })).status).toBe(200);
+    const lin = await read("near", "apac", "linearizable");
+    expect(lin.body).toMatchObject({ result: { value: 2 }, replica: "r3" });
+    // No replica in eeur: the nearest one (weur) answers; from oc, apac's.
+    expect((await read("near", "eeur", "stale")).body.replica).toBe("r2");
+    expect((await read("near", "oc", "stale")).body.replica).toBe("r3");
+    expectError({ ...(await read("near", "mars", "stale")), headers: new Headers() }, 400, "bad_request", /x-smr-near/);
+  });
+
+  it("falls back to the next nearest when the nearest cannot answer", async () => {
+    await createGroup("near-down", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-down", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const r2 = env.REPLICA.get(env.REPLICA.idFromName("near-down/r2"));
+    await runInDurableObject(r2, (inst: ReplicaObject) => {
+      const driver = (inst as any).driver;
+      driver.query = () => {
+        throw new Error("injected: replica unreachable");
+      };
+    });
+    const r = await read("near-down", "weur", "stale");
+    expect(r.status).toBe(200);
+    expect(r.body.replica).toBe("r1"); // weur -> wnam is nearer than weur -> apac
+  });
+});
