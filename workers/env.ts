@@ -1,4 +1,5 @@
 import type { Clock } from "../shared/protocol/io.js";
+import { guarded } from "./faults.js";
 import { type DirectoryClient, type DirectoryObject, directoryClient } from "./directory.js";
 import type { RegistryObject } from "./registry.js";
 import type { ReplicaObject } from "./replica.js";
@@ -14,22 +15,27 @@ export interface Env {
   /** Per-token request rate (token bucket, per isolate). */
   RATE_LIMIT_PER_SEC?: string;
   RATE_LIMIT_BURST?: string;
+  /** "1" enables fault injection (tests only; never in wrangler.toml). */
+  ALLOW_FAULTS?: string;
 }
 
-export function replicaStub(env: Env, group: string, id: string, location?: string | null) {
+/** A replica's stub; `from` names the calling object (the sequencer), so an injected fault of either side applies. */
+export function replicaStub(env: Env, group: string, id: string, location?: string | null, from?: "sequencer") {
   const ns = env.REPLICA;
   const doId = ns.idFromName(`${group}/${id}`);
-  return location ? ns.get(doId, { locationHint: location as DurableObjectLocationHint }) : ns.get(doId);
+  const stub = location ? ns.get(doId, { locationHint: location as DurableObjectLocationHint }) : ns.get(doId);
+  return guarded(env, stub, group, from ? [id, from] : [id]);
 }
 
-/** The sequencer Durable Object by its name (the group's name, or a later one after a move). */
+/** The sequencer Durable Object by its name (the group's name, or a later one after a move: group~sN). */
 export function sequencerStub(env: Env, name: string, location?: string | null) {
   const id = env.SEQUENCER.idFromName(name);
-  return location ? env.SEQUENCER.get(id, { locationHint: location as DurableObjectLocationHint }) : env.SEQUENCER.get(id);
+  const stub = location ? env.SEQUENCER.get(id, { locationHint: location as DurableObjectLocationHint }) : env.SEQUENCER.get(id);
+  return guarded(env, stub, name.split("~")[0]!, ["sequencer"]);
 }
 
 export function registryStub(env: Env) {
-  return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+  return guarded(env, env.REGISTRY.get(env.REGISTRY.idFromName("registry")), "", ["registry"]);
 }
 
 /** A group's directory object (its control-plane record), named like the group, through its one adapter. */

@@ -53,7 +53,9 @@ async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: Gr
   const cfg = record.config;
   const r = await sequencerOf(env, cfg).init(cfg);
   if (r.kind === "conflict") throw new ApiError("conflict", `group ${cfg.group} exists with another config`);
-  await registryStub(env).add(cfg.group);
+  await registryStub(env).add(cfg.group).catch((err) => {
+    throw new ApiError("unavailable", `the registry cannot list group ${cfg.group} yet (${String(err)}); the group is created once a retry or the next request finishes it`, 1);
+  });
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "ready");
   return { record: { ...record, state: "ready" }, status: r.status as GroupStatus | null };
 }

@@ -8,6 +8,7 @@ import type { App } from "./http.js";
 import { commandRoutes } from "./routes/commands.js";
 import { groupRoutes } from "./routes/groups.js";
 import { memberRoutes } from "./routes/members.js";
+import { faultRoutes } from "./routes/faults.js";
 import { tokenRoutes } from "./routes/tokens.js";
 
 export const app = new Hono<App>();
@@ -73,3 +74,4 @@ app.route("/v1/groups", groupRoutes);
 app.route("/v1/groups", commandRoutes);
 app.route("/v1/groups", memberRoutes);
 app.route("/v1/groups", tokenRoutes);
+app.route("/v1/groups", faultRoutes);

@@ -50,7 +50,7 @@ export class SequencerObject extends DurableObject<Env> {
   }
 
   private linkTo(cfg: GroupConfig, id: string, location: string | null): ReplicaLink {
-    const stub = replicaStub(this.env, cfg.group, id, location);
+    const stub = replicaStub(this.env, cfg.group, id, location, "sequencer");
     const inc = cfg.incarnation;
     const transport: ReplicaTransport = (method, args) =>
       method === "append"

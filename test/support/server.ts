@@ -13,6 +13,8 @@ export interface ServerOptions {
   clientTokens: string[];
   port?: number;
   rateLimitPerSec?: number;
+  /** Enables fault injection (ALLOW_FAULTS=1). */
+  faults?: boolean;
   /** The bench's worker (bench/dist/worker.js, with the unreplicated baseline) instead of dist/index.js. */
   baseline?: boolean;
 }
@@ -45,6 +47,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       CLIENT_TOKENS: opts.clientTokens.join(","),
       RATE_LIMIT_PER_SEC: String(opts.rateLimitPerSec ?? 0),
       RATE_LIMIT_BURST: "1000",
+      ...(opts.faults ? { ALLOW_FAULTS: "1" } : {}),
     },
     durableObjects: {
       SEQUENCER: { className: "SequencerObject", useSQLite: true },

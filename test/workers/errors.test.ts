@@ -110,3 +110,10 @@ describe("internal errors", () => {
     expect(r.body.error.message).toContain(r.body.error.requestId);
   });
 });
+
+describe("fault injection is off without ALLOW_FAULTS", () => {
+  it("the faults route is a 404", async () => {
+    await createGroup("no-faults");
+    expectError(await api("POST", "/v1/groups/no-faults/faults", { target: "r1", fault: "unreachable" }), 404, "not_found");
+  });
+});

@@ -29,7 +29,12 @@ const listParams = z.object({
 groupRoutes.get("/", async (c) => {
   requireAdmin(c);
   const q = parse(listParams, c.req.query(), "query");
-  return c.json(await registryStub(c.env).list(q.after ?? null, q.limit ?? groupsPageDefault));
+  const page = await registryStub(c.env)
+    .list(q.after ?? null, q.limit ?? groupsPageDefault)
+    .catch((err) => {
+      throw new ApiError("unavailable", `the registry cannot be reached: ${String(err)}`, 1);
+    });
+  return c.json(page);
 });
 
 

@@ -1,0 +1,61 @@
+// Fault injection for tests (API.md, "Fault injection"): only with the var ALLOW_FAULTS = "1",
+// never set in wrangler.toml. A fault makes one object of a group (its sequencer, a replica) or the
+// registry unreachable in both directions, or slow, until cleared. The table lives in the worker's
+// isolate, which under wrangler dev and Miniflare holds the router and every object alike.
+export type FaultKind = "unreachable" | "slow";
+
+export interface Fault {
+  target: string;
+  fault: FaultKind;
+  ms: number;
+}
+
+/** group (or "" for the registry) -> target -> fault */
+const table = new Map<string, Map<string, Fault>>();
+
+export function faultsAllowed(env: { ALLOW_FAULTS?: string }): boolean {
+  return env.ALLOW_FAULTS === "1";
+}
+
+export function setFault(group: string, target: string, fault: FaultKind | "none", ms: number): Fault[] {
+  const key = target === "registry" ? "" : group;
+  const forGroup = table.get(key) ?? new Map<string, Fault>();
+  if (fault === "none") forGroup.delete(target);
+  else forGroup.set(target, { target, fault, ms });
+  table.set(key, forGroup);
+  return listFaults(group);
+}
+
+export function listFaults(group: string): Fault[] {
+  return [...(table.get(group)?.values() ?? []), ...(table.get("")?.values() ?? [])];
+}
+
+function faultOf(group: string, parties: string[]): Fault | null {
+  let slow: Fault | null = null;
+  for (const p of parties) {
+    const f = (p === "registry" ? table.get("") : table.get(group))?.get(p);
+    if (f?.fault === "unreachable") return f;
+    if (f?.fault === "slow") slow = f;
+  }
+  return slow;
+}
+
+/**
+ * The stub, or (faults allowed) one whose every call first checks the parties' faults: a call
+ * between a group's objects where either is unreachable fails like a lost connection; a slow one
+ * waits its ms first.
+ */
+export function guarded<T extends object>(env: { ALLOW_FAULTS?: string }, stub: T, group: string, parties: string[]): T {
+  if (!faultsAllowed(env)) return stub;
+  return new Proxy(stub, {
+    get(target, prop) {
+      if (typeof prop !== "string" || prop === "then") return (target as Record<string | symbol, unknown>)[prop];
+      return async (...args: unknown[]) => {
+        const f = faultOf(group, parties);
+        if (f?.fault === "unreachable") throw new Error(`injected fault: ${f.target} of ${group || "the registry"} is unreachable`);
+        if (f?.fault === "slow") await new Promise((r) => setTimeout(r, f.ms));
+        return (target as Record<string, (...a: unknown[]) => unknown>)[prop]!(...args);
+      };
+    },
+  });
+}
