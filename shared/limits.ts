@@ -59,6 +59,24 @@ export const downAfterMisses = 3;
 /** A replica this many entries behind the sequencer's log is `lagging`. */
 export const laggingEntriesMin = 1_000;
 
+/**
+ * Failure detection of the sequencer. It sends a heartbeat (an empty append) to every replica it
+ * has sent nothing for heartbeatMs, so silence means failure, not idleness; a replica that has not
+ * heard from the sequencer of its epoch for sequencerTimeoutMs votes it gone, and a new sequencer
+ * is started only when a quorum of voters does (a PreVote). After a failover the group does not
+ * fail over again for failoverHoldDownMs.
+ */
+export const sequencerTimeoutMs = 5_000;
+export const heartbeatMs = 1_000;
+export const failoverHoldDownMs = 30_000;
+/**
+ * A sequencer answers a linearizable read's index without a round trip while a quorum of voters
+ * acknowledged a message it sent within the last readLeaseMs: no other sequencer can be in office
+ * before a quorum has heard nothing for sequencerTimeoutMs. Half of it leaves room for clock drift.
+ * Otherwise it confirms with one heartbeat round first (etcd's ReadIndex).
+ */
+export const readLeaseMs = sequencerTimeoutMs / 2;
+
 /** A `sequential` or `linearizable` read waits this long for the replica to catch up, then 504. */
 export const readWaitMs = 2_000;
 /** Reads waiting at one replica before it refuses more (503). */

@@ -7,6 +7,8 @@ import {
   compactionSlackEntries,
   logRetentionEntries,
   transferPageBytes,
+  heartbeatMs,
+  readLeaseMs,
   readWaitMs,
   replicaRetryBaseMs,
   replicaRetryMaxMs,
@@ -229,13 +231,18 @@ export class SequencerDriver {
         this.flush();
         let d = this.core.nextAppend(id, true);
         if (d.kind === "hold" && !this.holdBack(id, d.why, advancedCommit)) d = this.core.nextAppend(id, false);
-        if (d.kind !== "send") {
+        let msg = d.kind === "send" ? d.msg : null;
+        // Nothing to send, but a heartbeat is due (or a read's confirmation round asked for one).
+        if (d.kind === "idle" && this.beatDue.delete(id)) msg = this.core.heartbeat(id);
+        if (msg === null) {
           if (!this.core.replicaIds().includes(id)) this.heldSinceMs.delete(id);
           if (d.kind === "transfer" || this.core.transferCandidates().includes(id)) void this.repair(id);
           return;
         }
-        const msg = d.msg;
         this.heldSinceMs.delete(id);
+        this.beatDue.delete(id);
+        const sentAtMs = this.io.nowMs();
+        this.lastSentMs.set(id, sentAtMs);
         let resp;
         try {
           resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
@@ -254,7 +261,10 @@ export class SequencerDriver {
           return;
         }
         if (this.stopped) return;
+        // Heard at this epoch: the lease a linearizable read's index relies on.
+        if (resp.ok || resp.reason !== "stale_epoch") this.ackedSentMs.set(id, sentAtMs);
         const step = this.core.onAppendResponse(id, resp, this.io.nowMs());
+        this.checkConfirmations();
         if (step.needsInit) await this.io.link(id).init().catch((err) => this.io.log("warn", `init ${id}: ${String(err)}`));
         if (this.stopped) return;
         this.applyStep(step);
@@ -263,6 +273,70 @@ export class SequencerDriver {
     } finally {
       this.sending.delete(id);
     }
+  }
+
+  // ---- heartbeats and the read lease -----------------------------------------------------------
+
+  /** When each replica was last sent a message, and the send time of the last one it acknowledged. */
+  private readonly lastSentMs = new Map<string, number>();
+  private readonly ackedSentMs = new Map<string, number>();
+  /** Replicas owed a heartbeat even though nothing else is due. */
+  private readonly beatDue = new Set<string>();
+  private confirmations: { sinceMs: number; done: (ok: boolean) => void }[] = [];
+
+  /**
+   * Every heartbeatMs, a heartbeat to each replica sent nothing for that long: silence then means
+   * failure, not idleness (a timer callback, never an awaited sleep: see the backoff above).
+   */
+  startHeartbeats(): void {
+    const beat = () => {
+      if (this.stopped) return;
+      const now = this.io.nowMs();
+      for (const id of this.core.replicaIds()) {
+        if ((this.lastSentMs.get(id) ?? 0) > now - heartbeatMs || (this.retryAtMs.get(id) ?? 0) > now) continue;
+        this.beatDue.add(id);
+        void this.sendLoop(id);
+      }
+      this.io.setTimer(heartbeatMs, beat);
+    };
+    this.io.setTimer(heartbeatMs, beat);
+  }
+
+  /** The latest time at which a quorum of voters had acknowledged a message sent then (null: never). */
+  private quorumHeardSinceMs(): number | null {
+    return this.core.votingConfig().committed((id) => this.ackedSentMs.get(id) ?? null);
+  }
+
+  /** One heartbeat round: true once a quorum acknowledged a message sent at or after now. */
+  private confirm(): Promise<boolean> {
+    const sinceMs = this.io.nowMs();
+    return new Promise((resolve) => {
+      const entry = {
+        sinceMs,
+        done: (ok: boolean) => {
+          cancel();
+          resolve(ok);
+        },
+      };
+      const cancel = this.io.setTimer(replicaRpcTimeoutMs, () => {
+        this.confirmations = this.confirmations.filter((c) => c !== entry);
+        resolve(false);
+      });
+      this.confirmations.push(entry);
+      for (const id of this.core.replicaIds()) {
+        this.beatDue.add(id);
+        void this.sendLoop(id);
+      }
+    });
+  }
+
+  private checkConfirmations(): void {
+    if (this.confirmations.length === 0) return;
+    const heard = this.quorumHeardSinceMs();
+    if (heard === null) return;
+    const ready = this.confirmations.filter((c) => heard >= c.sinceMs);
+    this.confirmations = this.confirmations.filter((c) => heard < c.sinceMs);
+    for (const c of ready) c.done(true);
   }
 
   /** Replicas whose next message is being held back, since when. */
@@ -431,12 +505,19 @@ export class SequencerDriver {
    * answer) while this sequencer cannot reach a quorum of voters: it may no longer be the one in
    * office.
    */
-  readIndex(): ReadIndexAnswer {
+  async readIndex(): Promise<ReadIndexAnswer> {
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
     const reach = this.core.reachableVoters();
     if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting replicas reachable, ${reach.need} needed` };
+    const index = this.core.commitSeq;
+    // Still in office? Within the lease no other sequencer can be; past it, one heartbeat round.
+    const heard = this.quorumHeardSinceMs();
+    if ((heard === null || heard <= this.io.nowMs() - readLeaseMs) && !(await this.confirm())) {
+      return { kind: "unavailable", message: "could not confirm with a quorum of voters that this sequencer is still in office" };
+    }
+    if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
     this.kickAll();
-    return { kind: "ok", seq: this.core.commitSeq };
+    return { kind: "ok", seq: index };
   }
 
   // ---- audits -------------------------------------------------------------------------------

@@ -16,6 +16,13 @@ export type SessionAnswer =
   | { kind: "missing" }
   | { kind: "timeout" };
 
+/** A replica's PreVote: `gone` once it has heard nothing from its epoch's sequencer for sequencerTimeoutMs. */
+export interface VoteReply {
+  epoch: number;
+  heardAgoMs: number;
+  gone: boolean;
+}
+
 export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | { kind: "unavailable"; message: string };
 
 export type SubmitAnswer =
@@ -39,6 +46,8 @@ export interface ReplicaApi {
   setQuarantined(quarantined: boolean): void;
   release(rebase: boolean): { ok: boolean; digest: string; reason?: string };
   fence(epoch: number): FenceReply | null;
+  /** The PreVote of a failover: has this replica heard from the sequencer of its epoch lately? */
+  vote(): VoteReply | null;
   readLog(fromSeq: number, toSeq: number): Entry[];
   // State transfer: a source freezes its state and serves pages; a target installs them.
   beginSnapshot(): SnapshotInfo | null;

@@ -73,6 +73,7 @@ export class SequencerLifecycle {
     this.driver = driver;
     // Entries ordered before a restart but not yet known committed: finish replicating them.
     driver.kickAll();
+    driver.startHeartbeats();
   }
 
   /** The process is gone (simulator): waiting clients get no outcome and nothing more is written. */

@@ -1,7 +1,7 @@
 // The replica's event handling around ReplicaCore: reads that wait for a position. Shared by
 // the Durable Object and the simulator.
-import { readWaitersMax } from "../limits.js";
-import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer } from "./io.js";
+import { readWaitersMax, sequencerTimeoutMs } from "../limits.js";
+import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./io.js";
 import type { ReplicaCore, SnapshotInfo } from "./replica.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
 import type { Entry } from "../api/types.js";
@@ -13,15 +13,20 @@ interface Waiter {
 
 export class ReplicaDriver implements ReplicaApi {
   private waiters: Waiter[] = [];
+  /** When this replica last heard from the sequencer of its epoch (its start counts: no vote right after a restart). */
+  private heardMs: number;
 
   constructor(
     public core: ReplicaCore | null,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.heardMs = clock.nowMs();
+  }
 
   append(req: AppendRequest): AppendResponse {
     if (!this.core) return { ok: false, reason: "not_initialized" };
     const resp = this.core.append(req);
+    if (resp.ok || resp.reason !== "stale_epoch") this.heardMs = this.clock.nowMs();
     if (resp.ok && resp.outputs.length > 0) this.wakeWaiters();
     return resp;
   }
@@ -76,7 +81,17 @@ export class ReplicaDriver implements ReplicaApi {
   }
 
   fence(epoch: number): FenceReply | null {
-    return this.core?.fence(epoch) ?? null;
+    const r = this.core?.fence(epoch) ?? null;
+    // A new sequencer is recovering: give it the whole timeout before voting it gone.
+    if (r?.accepted) this.heardMs = this.clock.nowMs();
+    return r;
+  }
+
+  /** The PreVote: how long since this replica heard from the sequencer of its epoch. */
+  vote(): VoteReply | null {
+    if (!this.core) return null;
+    const heardAgoMs = this.clock.nowMs() - this.heardMs;
+    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs };
   }
 
   readLog(fromSeq: number, toSeq: number): Entry[] {

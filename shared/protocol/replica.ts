@@ -236,6 +236,10 @@ export class ReplicaCore {
     if (req.prevSeq > m.lastSeq) return { ok: false, reason: "gap", ...this.position() };
     const prevHash = this.hashAt(req.prevSeq);
     if (prevHash !== req.prevHash) return { ok: false, reason: "mismatch", ...this.position() };
+    // A heartbeat (or a commit it already knows): nothing changes, nothing is written.
+    if (req.entries.length === 0 && req.epoch === m.epoch && Math.min(req.commitSeq, req.prevSeq) <= m.commitSeq) {
+      return { ok: true, outputs: [], ...this.position() };
+    }
 
     try {
       const resp = this.storage.transaction(() => this.step(req));

@@ -345,6 +345,20 @@ export class SequencerCore {
     return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq } };
   }
 
+  /**
+   * A heartbeat: an empty append at the replica's next position, carrying the commit it has,
+   * when nothing is in flight to it. Replicas that hear nothing for sequencerTimeoutMs vote their
+   * sequencer gone.
+   */
+  heartbeat(id: string): AppendRequest | null {
+    const p = this.progress.get(id);
+    if (!p || p.inflightToSeq !== null || this.fenced || this.closed || p.repairing || p.needsTransfer || p.nextSeq <= this.baseSeq) return null;
+    const prevSeq = p.nextSeq - 1;
+    p.inflightToSeq = prevSeq;
+    p.inflightCommitSeq = Math.min(this.meta.commitSeq, prevSeq);
+    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries: [], commitSeq: p.inflightCommitSeq };
+  }
+
   /** Another reachable voter has an append in flight that carries p's next entry. */
   private inFlightElsewhere(p: Progress): boolean {
     if (!p.voter || p.quarantined) return false;

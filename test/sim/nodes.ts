@@ -190,7 +190,7 @@ class ApplyUncommittedCore extends ReplicaCore {
 
 class StaleReadDriver extends SequencerDriver {
   // Serves "linearizable" reads without a read index: any replica, whatever it has applied.
-  override readIndex(): ReadIndexAnswer {
+  override async readIndex(): Promise<ReadIndexAnswer> {
     return { kind: "ok", seq: 0 };
   }
 }
@@ -324,8 +324,8 @@ export class SimSequencer {
     return this.driver.submit(client, request, command);
   }
 
-  readIndex(): ReadIndexAnswer {
-    if (!this.driver) return { kind: "unavailable", message: "recovering" };
+  readIndex(): Promise<ReadIndexAnswer> {
+    if (!this.driver) return Promise.resolve({ kind: "unavailable", message: "recovering" });
     return this.driver.readIndex();
   }
 
