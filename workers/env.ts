@@ -19,19 +19,19 @@ export interface Env {
   ALLOW_FAULTS?: string;
 }
 
-/** A replica's stub; `from` names the calling object (the sequencer), so an injected fault of either side applies. */
-export function replicaStub(env: Env, group: string, id: string, location?: string | null, from?: "sequencer") {
+/** A replica's stub; `fromSequencer` names the calling sequencer object, so an injected fault of either side applies. */
+export function replicaStub(env: Env, group: string, id: string, location?: string | null, fromSequencer?: string) {
   const ns = env.REPLICA;
   const doId = ns.idFromName(`${group}/${id}`);
   const stub = location ? ns.get(doId, { locationHint: location as DurableObjectLocationHint }) : ns.get(doId);
-  return guarded(env, stub, group, from ? [id, from] : [id]);
+  return guarded(env, stub, group, fromSequencer ? [id, `sequencer:${fromSequencer}`] : [id]);
 }
 
 /** The sequencer Durable Object by its name (the group's name, or a later one after a move: group~sN). */
 export function sequencerStub(env: Env, name: string, location?: string | null) {
   const id = env.SEQUENCER.idFromName(name);
   const stub = location ? env.SEQUENCER.get(id, { locationHint: location as DurableObjectLocationHint }) : env.SEQUENCER.get(id);
-  return guarded(env, stub, name.split("~")[0]!, ["sequencer"]);
+  return guarded(env, stub, name.split("~")[0]!, [`sequencer:${name}`]);
 }
 
 export function registryStub(env: Env) {

@@ -6,6 +6,8 @@ export type FaultKind = "unreachable" | "slow";
 
 export interface Fault {
   target: string;
+  /** For the sequencer: which object (the one in office when the fault was set; a successor is not cut off). */
+  name?: string;
   fault: FaultKind;
   ms: number;
 }
@@ -17,11 +19,16 @@ export function faultsAllowed(env: { ALLOW_FAULTS?: string }): boolean {
   return env.ALLOW_FAULTS === "1";
 }
 
-export function setFault(group: string, target: string, fault: FaultKind | "none", ms: number): Fault[] {
+/** `name`: the sequencer object's name, for target "sequencer" (the party key is `sequencer:<name>`). */
+export function setFault(group: string, target: string, fault: FaultKind | "none", ms: number, name?: string): Fault[] {
   const key = target === "registry" ? "" : group;
   const forGroup = table.get(key) ?? new Map<string, Fault>();
-  if (fault === "none") forGroup.delete(target);
-  else forGroup.set(target, { target, fault, ms });
+  const party = target === "sequencer" ? `sequencer:${name}` : target;
+  if (fault === "none") {
+    for (const [k, f] of forGroup) if (f.target === target) forGroup.delete(k);
+  } else {
+    forGroup.set(party, { target, ...(target === "sequencer" ? { name } : {}), fault, ms });
+  }
   table.set(key, forGroup);
   return listFaults(group);
 }

@@ -13,7 +13,9 @@ import { routeCacheMs } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
-import { type Env, directoryStub, registryStub, sequencerStub } from "./env.js";
+import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
+import type { VoteReply } from "../shared/protocol/io.js";
+import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
 const cache = new Map<string, { record: GroupRecord; atMs: number }>();
 
@@ -106,7 +108,14 @@ export async function remove(env: Env, group: string): Promise<boolean> {
  */
 export async function withSequencer<T>(env: Env, group: string, call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>, missing: (t: T) => boolean): Promise<T> {
   let record = await lookup(env, group);
-  let answer = await call(sequencerOf(env, record.config), record);
+  let answer: T;
+  try {
+    answer = await call(sequencerOf(env, record.config), record);
+  } catch (err) {
+    // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
+    record = await failover(env, group, sequencerName(record.config), String(err));
+    answer = await call(sequencerOf(env, record.config), record);
+  }
   if (!missing(answer)) return answer;
   record = await lookup(env, group, true);
   answer = await call(sequencerOf(env, record.config), record);
@@ -114,6 +123,32 @@ export async function withSequencer<T>(env: Env, group: string, call: (seq: Retu
   const r = await sequencerOf(env, record.config).recover(record.config);
   if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
   return call(sequencerOf(env, record.config), record);
+}
+
+/**
+ * The sequencer `failed` cannot be reached. If the directory names another already, that one;
+ * else, when a quorum of voters has lost it too (the PreVote), a new sequencer at the next name
+ * recovers at a higher epoch, and the directory names it (compare-and-set: one successor). Throws
+ * 503 when the voters still hear it (this router alone is cut off) or it took office too recently.
+ */
+export async function failover(env: Env, group: string, failed: string, cause: string): Promise<GroupRecord> {
+  const record = await lookup(env, group, true);
+  const config = record.config;
+  if (sequencerName(config) !== failed) return record;
+  const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, group, id).call(config.incarnation, "vote", [])) };
+  const started = Date.now();
+  const decision = await preVote(io, config);
+  if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
+  const moved: GroupConfig = { ...config, sequencer: decision.next };
+  const directory = directoryStub(env, group);
+  if (!(await directory.replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved))) return lookup(env, group, true);
+  cache.delete(group);
+  const r = await sequencerOf(env, moved).recover(moved);
+  if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
+  const event = failoverEvent(config, decision.next, r.epoch, cause, decision.downMs + (Date.now() - started));
+  console.warn(JSON.stringify({ event: "failover", group, epoch: r.epoch, from: event.from, to: event.to, downMs: event.downMs, cause }));
+  await directory.addEvent(config.incarnation, event).catch(() => undefined);
+  return { ...record, config: moved };
 }
 
 /**

@@ -37,6 +37,10 @@ export class SequencerObject extends DurableObject<Env> {
       wipe: () => ctx.storage.deleteAll(),
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
+      inOffice: async (cfg) => {
+        const record = (await directoryStub(env, cfg.group).get()) as { config: GroupConfig } | null;
+        return record !== null && sequencerName(record.config) === sequencerName(cfg);
+      },
     });
     ctx.blockConcurrencyWhile(async () => this.lifecycle.start(readMeta<SequencerMeta>(ctx.storage.sql, "sequencer")));
   }
@@ -50,7 +54,7 @@ export class SequencerObject extends DurableObject<Env> {
   }
 
   private linkTo(cfg: GroupConfig, id: string, location: string | null): ReplicaLink {
-    const stub = replicaStub(this.env, cfg.group, id, location, "sequencer");
+    const stub = replicaStub(this.env, cfg.group, id, location, sequencerName(cfg));
     const inc = cfg.incarnation;
     const transport: ReplicaTransport = (method, args) =>
       method === "append"

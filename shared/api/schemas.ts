@@ -21,6 +21,7 @@ export const createGroupBody = z
     locations: z.array(z.string().min(1).max(64).nullable()).max(replicasMax).optional(),
     outputs: z.enum(["first", "majority"]).default("first"),
     checkpointEvery: z.number().int().min(checkpointEveryMin).max(checkpointEveryMax).default(checkpointEveryDefault),
+    sequencerLocations: z.array(z.string().min(1).max(64)).min(1).max(replicasMax).optional(),
   })
   .strict()
   .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {
@@ -37,6 +38,7 @@ export function groupConfigFrom(group: string, body: z.infer<typeof createGroupB
     locations: body.locations ?? Array.from({ length: body.replicas }, () => null),
     outputs: body.outputs,
     checkpointEvery: body.checkpointEvery,
+    ...(body.sequencerLocations ? { sequencerLocations: body.sequencerLocations, sequencer: { name: group, location: body.sequencerLocations[0]!, no: 0 } } : {}),
   };
 }
 

@@ -102,6 +102,18 @@ export class DirectoryCore {
     return true;
   }
 
+  /**
+   * A failover's compare-and-set: names the new sequencer only if the record still names the one
+   * that failed (two routers failing over at once agree on one successor).
+   */
+  replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig): boolean {
+    const rec = this.get();
+    if (!rec || rec.config.incarnation !== incarnation || rec.state !== "ready") return false;
+    if ((rec.config.sequencer?.no ?? 0) !== expectedNo) return false;
+    this.store.put("record", { ...rec, config: { ...rec.config, sequencer: config.sequencer } });
+    return true;
+  }
+
   addEvent(incarnation: number, event: GroupEvent): boolean {
     return this.keep(incarnation, "event", event, eventHistoryMax);
   }

@@ -24,7 +24,8 @@ import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
 import { configAfter, membersOf, nextReplicaNo } from "./types.js";
 
-type Outcome = AppliedOutput | null;
+/** null: no majority agreed (or the sequencer stopped after ordering it); "unordered": it stopped before ordering it. */
+type Outcome = AppliedOutput | null | "unordered";
 type Resolver = (outcome: Outcome) => void;
 
 const expiredMessage = "request id is older than the client's session window; use a new request id";
@@ -51,7 +52,9 @@ export class SequencerDriver {
   stop(): void {
     this.stopped = true;
     this.core.close();
-    for (const list of [...this.waitingPending.values(), ...this.waitingSeq.values()]) for (const r of list) r(null);
+    // Commands still queued were certainly never ordered (503, safe to retry); ordered ones may commit (504).
+    for (const list of this.waitingPending.values()) for (const r of list) r("unordered");
+    for (const list of this.waitingSeq.values()) for (const r of list) r(null);
     this.waitingPending.clear();
     this.waitingSeq.clear();
     for (const w of this.commitWatchers) w.wake();
@@ -113,6 +116,7 @@ export class SequencerDriver {
         message: "the command was not confirmed in time; it may or may not take effect: retry with the same client and request",
       };
     }
+    if (outcome === "unordered") return { kind: "unavailable", message: "the sequencer stopped before ordering the command; retry" };
     if (outcome === null) {
       if (this.stopped) return { kind: "timeout", message: "the sequencer stopped; retry with the same client and request" };
       return { kind: "no_majority", message: "replicas produced different outputs and no majority agreed" };

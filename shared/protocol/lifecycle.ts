@@ -20,8 +20,14 @@ export interface SequencerHost {
   wipe(): Promise<void>;
   /** The driver's I/O for a config: clock, timers, links to its replicas, the directory, events. */
   io(config: GroupConfig): DriverIO;
-  /** The sequencer was fenced by a newer epoch and discards its log (then recovers). */
+  /** The sequencer was fenced by a newer epoch and discards its log (then recovers, if still in office). */
   fenced?(config: GroupConfig): void;
+  /**
+   * Whether the directory still names this sequencer. A sequencer fenced out by a failover's
+   * successor must not recover (it would depose the new one in turn); one fenced by an
+   * interrupted recovery of its own does.
+   */
+  inOffice?(config: GroupConfig): Promise<boolean>;
   /** A recovery after a fencing failed: the host retries later (the simulator) or waits for the next request (the Durable Object). */
   recoveryFailed?(config: GroupConfig, reason: string): void;
 }
@@ -133,8 +139,10 @@ export class SequencerLifecycle {
     this.driver = null;
     this.host.fenced?.(config);
     void this.serially(() => this.host.wipe())
-      .then(() => this.recover(config))
-      .then((r) => {
+      .then(async () => ((await this.host.inOffice?.(config).catch(() => false)) ?? true))
+      .then(async (inOffice) => {
+        if (!inOffice) return; // deposed: its successor serves; routers find it in the directory
+        const r = await this.recover(config);
         if (!r.ok) this.host.recoveryFailed?.(config, r.reason);
       });
   }

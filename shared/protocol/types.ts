@@ -26,7 +26,9 @@ export interface GroupConfig {
    */
   inFlight?: Member[][];
   /** Where the group's sequencer lives after a move (absent: the Durable Object named like the group). */
-  sequencer?: { name: string; location: string | null; no: number };
+  sequencer?: { name: string; location: string | null; no: number; since?: string };
+  /** Location hints for the sequencer, in order of preference: it starts at the first; a failover takes the next. */
+  sequencerLocations?: string[];
 }
 
 export interface Member {
@@ -60,6 +62,7 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
 export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation"> {
+  // (sequencerLocations is a creation setting: it stays.)
   const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, ...rest } = config;
   return rest;
 }

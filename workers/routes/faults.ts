@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { ApiError } from "../../shared/api/errors.js";
 import { faultsAllowed, setFault } from "../faults.js";
+import { sequencerName } from "../../shared/protocol/types.js";
 import * as groups from "../groups.js";
 import { type App, groupParam, jsonBody, parse, requireAdmin } from "../http.js";
 
@@ -21,6 +22,7 @@ faultRoutes.post("/:group/faults", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const body = parse(faultBody, await jsonBody(c), "body");
-  if (body.target !== "registry") await groups.lookup(c.env, group);
-  return c.json({ faults: setFault(group, body.target, body.fault, body.ms ?? 0) });
+  const record = body.target === "registry" ? null : await groups.lookup(c.env, group, true);
+  const name = record ? sequencerName(record.config) : undefined;
+  return c.json({ faults: setFault(group, body.target, body.fault, body.ms ?? 0, name) });
 });

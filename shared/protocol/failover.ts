@@ -1,0 +1,60 @@
+// Automatic sequencer failover, decided once (after raft's PreVote): a new sequencer is started
+// only when a quorum of voters of every membership in force has heard nothing from the current
+// one for sequencerTimeoutMs. One router or one replica cut off alone cannot depose a healthy
+// sequencer: the replicas that still hear it refuse. The new one then recovers exactly as after a
+// loss of storage (a higher epoch, a quorum of every membership fenced, the log rebuilt).
+import { failoverHoldDownMs, replicaRpcTimeoutMs } from "../limits.js";
+import { type Clock, type VoteReply, withTimeout } from "./io.js";
+import { JointConfig, MajorityConfig } from "./quorum.js";
+import type { GroupConfig, Member } from "./types.js";
+import { membersOf, sequencerName } from "./types.js";
+
+export interface FailoverIO extends Clock {
+  /** A replica's PreVote (null, or a rejection, when it cannot be reached). */
+  vote(id: string): Promise<VoteReply | null>;
+}
+
+export type PreVote =
+  | { go: true; downMs: number; location: string | null; next: NonNullable<GroupConfig["sequencer"]> }
+  | { go: false; reason: string };
+
+/**
+ * Whether to fail over now, and to what: the next name (`{group}~s{n}`), placed at the next entry
+ * of `sequencerLocations`, else near a voter that answered (a healthy one), else where it was.
+ */
+export async function preVote(io: FailoverIO, config: GroupConfig): Promise<PreVote> {
+  const since = config.sequencer?.since ? Date.parse(config.sequencer.since) : NaN;
+  if (Number.isFinite(since) && io.nowMs() - since < failoverHoldDownMs) {
+    return { go: false, reason: `the sequencer took office ${io.nowMs() - since} ms ago (hold-down ${failoverHoldDownMs} ms)` };
+  }
+  const memberships: Member[][] = config.inFlight ?? [membersOf(config)];
+  const ids = [...new Set(memberships.flatMap((ms) => ms.map((m) => m.id)))];
+  const replies = await Promise.all(ids.map((id) => withTimeout(io, io.vote(id), replicaRpcTimeoutMs, `vote of ${id}`).catch(() => null)));
+  const gone = ids.filter((_, i) => replies[i]?.gone);
+  const voters = (ms: Member[]) => new MajorityConfig(ms.filter((m) => m.voter).map((m) => m.id));
+  if (!new JointConfig(memberships.map(voters)).reached(gone)) {
+    const heard = ids.filter((_, i) => replies[i] && !replies[i]!.gone);
+    return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${heard.length} still hear it); a quorum of voters must` };
+  }
+  const downMs = Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
+  const no = (config.sequencer?.no ?? 0) + 1;
+  const preferred = config.sequencerLocations;
+  const at = preferred && preferred.length > 0 ? preferred[no % preferred.length]! : null;
+  const healthy = membersOf(config).find((m) => gone.includes(m.id) && m.location !== null)?.location ?? null;
+  const location = at ?? healthy ?? config.sequencer?.location ?? null;
+  return { go: true, downMs, location, next: { name: `${config.group}~s${no}`, location, no, since: new Date(io.nowMs()).toISOString() } };
+}
+
+/** The event a failover leaves in the group's history. */
+export function failoverEvent(config: GroupConfig, next: NonNullable<GroupConfig["sequencer"]>, epoch: number, cause: string, downMs: number) {
+  return {
+    at: next.since ?? new Date().toISOString(),
+    kind: "failover",
+    epoch,
+    message: `sequencer ${sequencerName(config)} replaced by ${next.name} at epoch ${epoch}`,
+    cause,
+    from: sequencerName(config),
+    to: next.name,
+    downMs,
+  };
+}
