@@ -1,31 +1,12 @@
 // Automatic sequencer failover against the real server (ALLOW_FAULTS=1): the sequencer is cut off;
 // once a quorum of voters has heard nothing from it for sequencerTimeoutMs, the next request
 // starts a new one at a higher epoch; writes resume and nothing acknowledged is lost.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
-import { startServer, type Server } from "../support/server.js";
+import { serverFixture } from "../support/fixture.js";
 
-const admin = "fo-admin";
-const client = "fo-client";
-let server: Server;
-
-beforeAll(async () => {
-  server = await startServer({ adminToken: admin, clientTokens: [client], faults: true });
-});
-afterAll(async () => {
-  await server?.close();
-});
-
-async function call(method: string, path: string, token: string, body?: unknown) {
-  const res = await fetch(server.url + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const server = serverFixture("fo", { faults: true });
+const { admin, client, call } = server;
 
 describe("automatic sequencer failover", () => {
   it("an unreachable sequencer is replaced; writes resume with nothing acknowledged lost; the event says why and how long", async () => {

@@ -1,30 +1,11 @@
 // Fault injection against the real server (ALLOW_FAULTS=1): an unreachable registry does not stop
 // an existing group; a read near an unreachable replica falls back to the next nearest.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { routeCacheMs } from "../../shared/limits.js";
-import { startServer, type Server } from "../support/server.js";
+import { serverFixture } from "../support/fixture.js";
 
-const admin = "faults-admin";
-const client = "faults-client";
-let server: Server;
-
-beforeAll(async () => {
-  server = await startServer({ adminToken: admin, clientTokens: [client], faults: true });
-});
-afterAll(async () => {
-  await server?.close();
-});
-
-async function call(method: string, path: string, token: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(server.url + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(20_000),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const server = serverFixture("faults", { faults: true });
+const { admin, client, call } = server;
 
 const fault = (group: string, target: string, kind: string, ms?: number) => call("POST", `/v1/groups/${group}/faults`, admin, { target, fault: kind, ...(ms ? { ms } : {}) });
 

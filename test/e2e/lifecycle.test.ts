@@ -2,30 +2,11 @@
 // worker under Miniflare, real HTTP concurrency). Late RPCs of the deleted incarnation used to
 // revive its sequencer inside the new one: every command then answered 504 for minutes, commitSeq
 // stayed 0, and GET /log was a 500 ("no such table: log").
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer, type Server } from "../support/server.js";
+import { describe, expect, it } from "vitest";
+import { serverFixture } from "../support/fixture.js";
 
-const admin = "life-admin";
-const client = "life-client";
-let server: Server;
-
-beforeAll(async () => {
-  server = await startServer({ adminToken: admin, clientTokens: [client] });
-});
-afterAll(async () => {
-  await server?.close();
-});
-
-async function call(method: string, path: string, token: string, body?: unknown) {
-  const res = await fetch(server.url + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(15_000),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const server = serverFixture("life");
+const { admin, client, call } = server;
 
 describe("delete and recreate under load", () => {
   it("the recreated group takes writes at once, from seq 1, and its log is readable (3 rounds, 16 writers)", async () => {

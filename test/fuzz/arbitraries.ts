@@ -232,12 +232,10 @@ const incrBy = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom<unknown>(2 ** 53, 1.5, "1", null, new RawJson("1e400"), new RawJson("9007199254740993")) },
 );
 
-interface KvFields {
-  key: fc.Arbitrary<unknown>;
-  value: fc.Arbitrary<unknown>;
-  by: fc.Arbitrary<unknown>;
-}
-const kvCommandOf = ({ key, value, by }: KvFields) =>
+/** A machine command's generators, one per field (clean or hostile). */
+type Fields<K extends string> = Record<K, fc.Arbitrary<unknown>>;
+
+const kvCommandOf = ({ key, value, by }: Fields<"key" | "value" | "by">) =>
   fc.oneof(
     { weight: 5, arbitrary: fc.record({ op: fc.constant("put"), key, value }) },
     { weight: 2, arbitrary: fc.record({ op: fc.constant("get"), key }) },
@@ -264,12 +262,7 @@ const cleanAmount = fc.oneof(
 );
 const amount = fc.oneof({ weight: 8, arbitrary: cleanAmount }, { weight: 1, arbitrary: fc.constantFrom<unknown>(2 ** 53, 0, -5, 0.5, "5", null, -0) });
 
-interface BankFields {
-  account: fc.Arbitrary<unknown>;
-  balance: fc.Arbitrary<unknown>;
-  amount: fc.Arbitrary<unknown>;
-}
-const bankCommandOf = ({ account, balance, amount }: BankFields) =>
+const bankCommandOf = ({ account, balance, amount }: Fields<"account" | "balance" | "amount">) =>
   fc.oneof(
     { weight: 2, arbitrary: fc.record({ op: fc.constant("open"), account, balance }) },
     { weight: 3, arbitrary: fc.record({ op: fc.constant("transfer"), from: account, to: account, amount }) },

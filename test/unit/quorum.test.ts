@@ -73,3 +73,19 @@ describe("every tally counts through the one quorum", () => {
     expect(c.sequencer.commitSeq).toBe(3);
   });
 });
+
+describe("status after a restart", () => {
+  it("a replica not heard from since the sequencer started is lagging, not healthy with a stale appliedSeq", async () => {
+    const { Cluster } = await import("../support/cluster.js");
+    const c = Cluster.of("kv", 3);
+    for (let r = 1; r <= 5; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
+    c.settle();
+    expect(c.sequencer.replicaStatuses().map((s) => s.status)).toEqual(["healthy", "healthy", "healthy"]);
+    c.restartSequencer();
+    expect(c.sequencer.commitSeq).toBe(5);
+    expect(c.sequencer.replicaStatuses().map((s) => [s.status, s.appliedSeq])).toEqual([["lagging", 0], ["lagging", 0], ["lagging", 0]]);
+    c.submit("a", 6, { op: "put", key: "k6", value: 6 });
+    c.settle();
+    expect(c.sequencer.replicaStatuses().map((s) => s.status)).toEqual(["healthy", "healthy", "healthy"]);
+  });
+});
