@@ -161,7 +161,9 @@ export async function move(env: Env, group: string, location: string | null) {
   const no = (config.sequencer?.no ?? 0) + 1;
   const moved: GroupConfig = { ...config, sequencer: { name: `${group}~s${no}`, location, no } };
   await sequencerOf(env, config).handOver();
-  if (!(await directoryStub(env, group).update(config.incarnation, moved))) throw notFound(group);
+  if (!(await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved))) {
+    throw new ApiError("conflict", `the sequencer of ${group} changed meanwhile (a failover or another move); look again`);
+  }
   cache.delete(group);
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer could not recover yet: ${r.reason}`, 1);

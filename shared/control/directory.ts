@@ -3,7 +3,7 @@
 import { auditHistoryMax, eventHistoryMax, groupTokensMax } from "../limits.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { AuditReport } from "../api/types.js";
-import { creationConfig } from "../protocol/types.js";
+import { creationConfig, sequencerName } from "../protocol/types.js";
 
 /**
  * creating: the record exists, its objects may not all be initialized yet (a PUT that died midway
@@ -94,11 +94,16 @@ export class DirectoryCore {
     });
   }
 
-  /** The config after a membership change or a new sequencer; refused for another incarnation. */
+  /**
+   * The config after a membership change, from the sequencer in office: refused for another
+   * incarnation, and from a sequencer the record no longer names (a deposed one's late write must
+   * not undo a failover). The sequencer itself changes only by replaceSequencer.
+   */
   update(incarnation: number, config: GroupConfig): boolean {
     const rec = this.get();
     if (!rec || rec.config.incarnation !== incarnation || config.incarnation !== incarnation || rec.state === "deleting") return false;
-    this.store.put("record", { ...rec, config });
+    if (sequencerName(config) !== sequencerName(rec.config)) return false;
+    this.store.put("record", { ...rec, config: { ...config, sequencer: rec.config.sequencer } });
     return true;
   }
 
@@ -108,7 +113,7 @@ export class DirectoryCore {
    */
   replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig): boolean {
     const rec = this.get();
-    if (!rec || rec.config.incarnation !== incarnation || rec.state !== "ready") return false;
+    if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return false;
     if ((rec.config.sequencer?.no ?? 0) !== expectedNo) return false;
     this.store.put("record", { ...rec, config: { ...rec.config, sequencer: config.sequencer } });
     return true;

@@ -116,6 +116,11 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
       }
     }
   }
+  // At most one sequencer acknowledges writes in any epoch (a deposed one never acknowledges).
+  const byEpoch = new Map<number, Set<string>>();
+  for (const a of history.acksBy) byEpoch.set(a.epoch, (byEpoch.get(a.epoch) ?? new Set()).add(a.sequencer));
+  for (const [epoch, names] of byEpoch) if (names.size > 1) failures.push(`epoch ${epoch} had writes acknowledged by ${[...names].join(" and ")}`);
+
   // Commands refused (503) on every attempt were never ordered.
   const ordered = new Set(log.map((e) => `${e.client}/${e.request}`));
   for (const r of history.refused) if (ordered.has(`${r.client}/${r.request}`)) failures.push(`${r.client}/${r.request} was refused with 503 yet ordered`);

@@ -40,12 +40,16 @@ async function main(): Promise<number> {
     const k = int(args, "seeds", 10);
     let failed = 0;
     let ops = 0;
+    let failovers = 0;
+    const takeovers: number[] = [];
     for (let i = 0; i < k; i++) {
       const seed = Math.floor(Math.random() * 2 ** 31);
       let first: string | null;
       try {
         const r = await simulate({ ...base, seed });
         ops += Number(r.stats.acked);
+        failovers += Number(r.stats.failovers ?? 0);
+        if (r.stats.takeoverMs !== undefined) takeovers.push(Number(r.stats.takeoverMs));
         first = r.failures[0] ?? null;
       } catch (err) {
         // A crash of the run itself (the harness or a checker, e.g. the linearizability search
@@ -57,7 +61,9 @@ async function main(): Promise<number> {
         console.log(`FAIL seed ${seed}: ${first}\n  reproduce: ${reproduce({ ...base, seed })}`);
       }
     }
-    console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands)`);
+    takeovers.sort((a, b) => a - b);
+    const takeover = takeovers.length > 0 ? `; takeover (isolation to the successor's first acknowledged write) p50 ${takeovers[Math.floor(takeovers.length / 2)]} ms, max ${takeovers[takeovers.length - 1]} ms over ${takeovers.length} runs` : "";
+    console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands, ${failovers} failovers${takeover})`);
     return failed > 0 ? 1 : 0;
   }
 

@@ -33,10 +33,17 @@ export interface ClientHistory {
   refused: { client: string; request: number }[];
   reads: ReadRecord[];
   unexpected: string[];
+  /** Which sequencer object acknowledged each write, at which epoch (one per epoch, at most). */
+  acksBy: { epoch: number; sequencer: string; atMs: number }[];
 }
 
 const attemptsMax = 6;
 const callTimeoutMs = 12_000;
+/**
+ * A call to the sequencer gives up sooner, as a router's connection to an unreachable location
+ * would: the client retries (same request id) and, like a router, may fail the sequencer over.
+ */
+const sequencerCallTimeoutMs = 3_000;
 
 export class SimClient {
   private request = 0;
@@ -50,14 +57,16 @@ export class SimClient {
     private readonly replicas: Map<string, SimReplica>,
     private readonly machine: "kv" | "bank",
     private readonly history: ClientHistory,
+    /** Called, as a router would, when the sequencer did not answer: it may fail it over. */
+    private readonly onUnreachable?: (from: string, failed: string) => Promise<void>,
   ) {}
 
   get name(): string {
     return `c${this.index}`;
   }
 
-  private call<T>(to: string, what: string, alive: () => number, handle: () => T | Promise<T>): Promise<T | null> {
-    return withTimeout(this.world, rpc(this.world, this.net, this.name, to, what, alive, handle), callTimeoutMs, what).catch(() => null);
+  private call<T>(to: string, what: string, alive: () => number, handle: () => T | Promise<T>, timeoutMs = callTimeoutMs): Promise<T | null> {
+    return withTimeout(this.world, rpc(this.world, this.net, this.name, to, what, alive, handle), timeoutMs, what).catch(() => null);
   }
 
   private randomCommand(): unknown {
@@ -90,11 +99,13 @@ export class SimClient {
     let unknown = false;
     for (let attempt = 1; attempt <= attemptsMax; attempt++) {
       const seq = this.sequencer();
-      const a = await this.call<SubmitAnswer>("seq", `submit ${this.name}/${request}`, () => seq.incarnation, () =>
-        seq.submit(this.name, request, structuredClone(command)),
+      const a = await this.call<SubmitAnswer>(seq.node, `submit ${this.name}/${request}`, () => seq.incarnation, () =>
+        seq.submit(this.name, request, structuredClone(command)), sequencerCallTimeoutMs,
       );
+      if (a === null) await this.onUnreachable?.(this.name, seq.name);
       if (a?.kind === "ok") {
         this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
+        this.history.acksBy.push({ epoch: a.epoch, sequencer: seq.name, atMs: this.world.now });
         if (this.machine === "kv") {
           this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output });
         }
@@ -127,7 +138,8 @@ export class SimClient {
     minSeq = consistency === "sequential" ? this.bookmarkSeq : 0;
     if (consistency === "linearizable") {
       const seq = this.sequencer();
-      const idx = await this.call<ReadIndexAnswer>("seq", `index ${this.name}`, () => seq.incarnation, () => seq.readIndex());
+      const idx = await this.call<ReadIndexAnswer>(seq.node, `index ${this.name}`, () => seq.incarnation, () => seq.readIndex(), sequencerCallTimeoutMs);
+      if (idx === null) await this.onUnreachable?.(this.name, seq.name);
       if (idx?.kind !== "ok") return;
       minSeq = idx.seq;
     }

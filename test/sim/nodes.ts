@@ -4,6 +4,7 @@ import { machineFor } from "../../shared/machines/index.js";
 // simulated network and their storage in memory that survives crashes.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve } from "../../shared/protocol/io.js";
+import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
@@ -11,7 +12,7 @@ import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig } from "../../shared/protocol/types.js";
 import type { Entry } from "../../shared/api/types.js";
-import { replicaIds } from "../../shared/protocol/types.js";
+import { replicaIds, sequencerName } from "../../shared/protocol/types.js";
 import type { Network, World } from "./world.js";
 
 /** Small compaction windows, so short runs compact their logs and need state transfers. */
@@ -201,18 +202,27 @@ class StaleReadDriver extends SequencerDriver {
  * A later entry at the same seq (a recovery replacing an uncommitted one) overwrites.
  */
 class ArchivingStorage extends MemorySequencerStorage {
-  constructor(private readonly archive: Map<number, Entry>) {
+  constructor(
+    private readonly archive: Map<number, Entry>,
+    /** Only the sequencer the directory names writes history: a deposed one (cut off, still ordering into its own log) never commits. */
+    private readonly inOffice: () => boolean,
+  ) {
     super();
   }
   override appendEntries(entries: Entry[]): void {
     super.appendEntries(entries);
-    for (const e of entries) this.archive.set(e.seq, e);
+    if (this.inOffice()) for (const e of entries) this.archive.set(e.seq, e);
   }
 }
 
-export class SimSequencer {
+/** The group's directory as the simulator keeps it (a durable record, instant here), and the history archive. */
+export class SimDirectory {
   readonly archive = new Map<number, Entry>();
-  storage: MemorySequencerStorage = new ArchivingStorage(this.archive);
+  constructor(public config: GroupConfig) {}
+}
+
+export class SimSequencer {
+  storage: MemorySequencerStorage;
   /** The real lifecycle (shared/protocol/lifecycle.ts), as the Durable Object runs it. */
   private lifecycle: SequencerLifecycle;
   incarnation = 0;
@@ -221,21 +231,36 @@ export class SimSequencer {
   transfers = 0;
   private seenCommit = 0;
 
-  /** What the directory knows of the group: updated after each committed membership change. */
-  registryConfig: GroupConfig;
-
   constructor(
-    config: GroupConfig,
+    /** The object's name (the group's, or a successor's: group~sN) and its node on the network. */
+    readonly name: string,
+    readonly node: string,
+    private readonly dir: SimDirectory,
     private readonly world: World,
     private readonly net: Network,
     private readonly replicas: Map<string, SimReplica>,
     private readonly failures: Failures,
     private readonly variant: Variant,
+    /** The group's first sequencer starts with the group; a failover's successor recovers. */
+    first: boolean,
   ) {
-    this.registryConfig = config;
-    this.storage.saveMeta({ config, epoch: 1, commitSeq: 0, quarantined: [] });
+    this.storage = new ArchivingStorage(dir.archive, () => this.inOffice());
     this.lifecycle = this.newLifecycle();
-    this.lifecycle.start(this.storage.meta);
+    if (first) {
+      this.storage.saveMeta({ config: dir.config, epoch: 1, commitSeq: 0, quarantined: [] });
+      this.lifecycle.start(this.storage.meta);
+    } else {
+      this.recover(this.lifecycle);
+    }
+  }
+
+  private inOffice(): boolean {
+    return sequencerName(this.dir.config) === this.name;
+  }
+
+  /** What the directory knows of the group: updated after each committed membership change. */
+  get registryConfig(): GroupConfig {
+    return this.dir.config;
   }
 
   /** null while recovering from lost storage. */
@@ -249,8 +274,9 @@ export class SimSequencer {
       prepare: () => {},
       // Memory storage: a wipe is a new, empty one (the archive keeps the history for the checkers).
       wipe: async () => {
-        this.storage = new ArchivingStorage(this.archive);
+        this.storage = new ArchivingStorage(this.dir.archive, () => this.inOffice());
       },
+      inOffice: async () => this.inOffice(),
       io: () => this.io(),
       fenced: () => {
         this.world.trace("fenced");
@@ -277,9 +303,10 @@ export class SimSequencer {
         this.net.down.delete(id);
         this.replicas.set(id, new SimReplica(id, this.registryConfig, this.world, this.failures, this.variant));
       },
-      // The directory: a durable write (instant here).
+      // The directory: a durable write (instant here), refused from a sequencer it no longer names.
       recordMemberships: async (config) => {
-        this.registryConfig = config;
+        if (sequencerName(config) !== sequencerName(this.dir.config)) throw new Error(`${this.name} is no longer in office`);
+        this.dir.config = { ...config, sequencer: this.dir.config.sequencer };
       },
       retire: async (id) => {
         const r = this.replicas.get(id);
@@ -294,7 +321,7 @@ export class SimSequencer {
 
   private link(id: string): ReplicaLink {
     const r = this.replicas.get(id)!;
-    const call = <T>(what: string, handle: () => T | Promise<T>) => rpc(this.world, this.net, "seq", id, what, () => r.incarnation, handle);
+    const call = <T>(what: string, handle: () => T | Promise<T>) => rpc(this.world, this.net, this.node, id, what, () => r.incarnation, handle);
     // Every call crosses a copy, as a Durable Object RPC does.
     const transport: ReplicaTransport = (method, args) => {
       const copy = structuredClone(args);
@@ -344,7 +371,7 @@ export class SimSequencer {
 
   /** The sequencer's storage is gone too: after restart it must recover from the replicas. */
   loseStorage(): void {
-    this.storage = new ArchivingStorage(this.archive);
+    this.storage = new ArchivingStorage(this.dir.archive, () => this.inOffice());
   }
 
   /** Every entry of the final log, from seq 1, compacted or not. */
@@ -352,7 +379,7 @@ export class SimSequencer {
     const last = this.driver?.core.lastLogSeq ?? 0;
     const out: Entry[] = [];
     for (let seq = 1; seq <= last; seq++) {
-      const e = this.archive.get(seq);
+      const e = this.dir.archive.get(seq);
       if (!e) break;
       out.push(e);
     }
@@ -413,9 +440,72 @@ function callLabel(method: ReplicaMethod, args: unknown[]): string {
   }
 }
 
+/**
+ * The group: its replicas, the directory, and every sequencer object it has had (a failover adds
+ * one). The directory names the one in office; clients and the auditor go to it.
+ */
+export class SimGroup {
+  readonly dir: SimDirectory;
+  readonly sequencers = new Map<string, SimSequencer>();
+  /** Failovers done, and PreVotes that said no. */
+  readonly failovers: { atMs: number; to: string; downMs: number }[] = [];
+  refusedFailovers = 0;
+  private failingOver = false;
+
+  constructor(
+    config: GroupConfig,
+    readonly replicas: Map<string, SimReplica>,
+    private readonly world: World,
+    private readonly net: Network,
+    private readonly failures: Failures,
+    private readonly variant: Variant,
+  ) {
+    this.dir = new SimDirectory(config);
+    this.sequencers.set(config.group, new SimSequencer(config.group, "seq", this.dir, world, net, replicas, failures, variant, true));
+  }
+
+  current(): SimSequencer {
+    return this.sequencers.get(sequencerName(this.dir.config))!;
+  }
+
+  /**
+   * A router (the client at `from`) could not reach the sequencer `failed`: the real PreVote
+   * (shared/protocol/failover.ts) over the simulated network; if a quorum of voters lost it too,
+   * the directory names a successor (compare-and-set), which recovers at a higher epoch.
+   */
+  async failover(from: string, failed: string): Promise<void> {
+    if (this.failingOver || sequencerName(this.dir.config) !== failed) return;
+    this.failingOver = true;
+    try {
+      const config = this.dir.config;
+      const io: FailoverIO = {
+        nowMs: () => this.world.now,
+        setTimer: (ms, fn) => this.world.setTimer(ms, fn),
+        vote: (id) => {
+          const r = this.replicas.get(id);
+          if (!r) return Promise.resolve(null);
+          return rpc(this.world, this.net, from, id, "vote", () => r.incarnation, () => r.driver.vote());
+        },
+      };
+      const d = await preVote(io, config);
+      if (!d.go) {
+        this.refusedFailovers++;
+        return;
+      }
+      if ((this.dir.config.sequencer?.no ?? 0) !== (config.sequencer?.no ?? 0)) return;
+      this.dir.config = { ...this.dir.config, sequencer: d.next };
+      this.failovers.push({ atMs: this.world.now, to: d.next.name, downMs: d.downMs });
+      this.world.trace(`failover to ${d.next.name}`);
+      this.sequencers.set(d.next.name, new SimSequencer(d.next.name, `seq~s${d.next.no}`, this.dir, this.world, this.net, this.replicas, this.failures, this.variant, false));
+    } finally {
+      this.failingOver = false;
+    }
+  }
+}
+
 export function makeGroup(config: GroupConfig, world: World, net: Network, failures: Failures, variant: Variant) {
   const replicas = new Map<string, SimReplica>();
   for (const id of replicaIds(config.replicas)) replicas.set(id, new SimReplica(id, config, world, failures, variant));
-  const sequencer = new SimSequencer(config, world, net, replicas, failures, variant);
-  return { replicas, sequencer };
+  const group = new SimGroup(config, replicas, world, net, failures, variant);
+  return { replicas, group };
 }

@@ -7,7 +7,19 @@ import { Failures, makeGroup, type Variant } from "./nodes.js";
 import { Prng } from "./prng.js";
 import { Network, World } from "./world.js";
 
-export const faultKinds = ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "lose-sequencer-storage", "corrupt", "reconfigure"] as const;
+export const faultKinds = [
+  "drop",
+  "duplicate",
+  "reorder",
+  "partition",
+  "crash-replica",
+  "crash-sequencer",
+  "lose-sequencer-storage",
+  "corrupt",
+  "reconfigure",
+  "isolate-sequencer",
+  "slow-sequencer",
+] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 export interface SimOptions {
@@ -35,6 +47,13 @@ export function reproduce(o: SimOptions): string {
 }
 
 const auditEveryMs = 2_000;
+/**
+ * Writes must resume within this long after the sequencer's isolation (the timeout, a client's
+ * call, the PreVote and a recovery), in runs where nothing else stops progress (only network
+ * faults besides): crashes and partitions of replicas can hold a quorum back for longer.
+ */
+const resumeBoundMs = 20_000;
+const livenessFaults = new Set(["isolate-sequencer", "slow-sequencer", "drop", "duplicate", "reorder"]);
 const healLimitMs = 180_000;
 
 export async function simulate(opts: SimOptions): Promise<SimResult> {
@@ -67,11 +86,13 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     outputs,
     checkpointEvery: 5 + rng.int(20),
   };
-  const { replicas, sequencer } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
+  const { replicas, group } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
+  // The sequencer in office (a failover names another).
+  const seq = () => group.current();
   // The members change with reconfiguration: always ask.
   const memberIds = () => [...replicas.values()].filter((r) => !r.retired).map((r) => r.id);
   const tolerated = opts.replicas - majority(opts.replicas);
-  const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [] };
+  const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [], acksBy: [] };
   const corrupted = new Set<string>();
   const counts: Record<string, number> = {};
   const count = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
@@ -85,7 +106,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // Bank accounts are opened before the load starts.
   let bankSetupSeq = 0;
   if (machine === "bank") {
-    const setup = new SimClient(999, world, net, () => sequencer, replicas, machine, history);
+    const setup = new SimClient(999, world, net, seq, replicas, machine, history);
     const done = (async () => {
       // Until every open is acknowledged (an unknown outcome is retried as a new request:
       // opening an existing account changes nothing).
@@ -107,7 +128,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const clientCount = opts.clients ?? 5;
   let running = clientCount;
   for (let i = 0; i < clientCount; i++) {
-    const c = new SimClient(i, world, net, () => sequencer, replicas, machine as "kv" | "bank", history);
+    const c = new SimClient(i, world, net, seq, replicas, machine as "kv" | "bank", history, (from, failed) => group.failover(from, failed));
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     void c.run(share, () => stopped).then(() => running--);
   }
@@ -133,34 +154,34 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   // The sequencer goes down (its memory lost; with loseStorage its storage too) and comes back.
   const takeSequencerDown = (kind: FaultKind, loseStorage: boolean) => {
-    net.down.add("seq");
-    sequencer.crash();
-    if (loseStorage) sequencer.loseStorage();
+    net.down.add(seq().node);
+    seq().crash();
+    if (loseStorage) seq().loseStorage();
     count(kind);
     world.trace(loseStorage ? "lose seq storage" : "crash seq");
     world.setTimer(50 + rng.int(1_000), () => {
-      net.down.delete("seq");
-      sequencer.restart();
+      net.down.delete(seq().node);
+      seq().restart();
       world.trace(loseStorage ? "restart seq (empty)" : "restart seq");
     });
   };
   if (faults.has("crash-sequencer")) {
     injectors.push(() => {
-      if (!net.down.has("seq")) takeSequencerDown("crash-sequencer", false);
+      if (!net.down.has(seq().node)) takeSequencerDown("crash-sequencer", false);
     });
   }
   if (faults.has("lose-sequencer-storage")) {
     injectors.push(() => {
       // Rare: each loss starts a new epoch. The sequencer comes back empty and recovers.
-      if (net.down.has("seq") || !rng.chance(0.05)) return;
+      if (net.down.has(seq().node) || !rng.chance(0.05)) return;
       takeSequencerDown("lose-sequencer-storage", true);
     });
   }
   if (faults.has("partition")) {
     injectors.push(() => {
-      const candidates = ["seq", ...memberIds()].filter((id) => !net.isolated.has(id) && !net.down.has(id));
+      const candidates = [seq().node, ...memberIds()].filter((id) => !net.isolated.has(id) && !net.down.has(id));
       const id = rng.pick(candidates);
-      if (id !== "seq" && unavailable() >= tolerated) return;
+      if (id !== seq().node && unavailable() >= tolerated) return;
       net.isolated.add(id);
       count("partition");
       world.trace(`isolate ${id}`);
@@ -168,6 +189,33 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
         net.isolated.delete(id);
         world.trace(`rejoin ${id}`);
       });
+    });
+  }
+  // The sequencer's location stops answering for longer than sequencerTimeoutMs: a quorum of
+  // voters loses it, a client (as a router) fails it over; writes must resume within a bound.
+  const isolations: { atMs: number; sequencer: string; resumedMs: number | null }[] = [];
+  if (faults.has("isolate-sequencer")) {
+    injectors.push(() => {
+      const s = seq();
+      if (net.isolated.has(s.node) || net.down.has(s.node) || isolations.some((i) => i.resumedMs === null) || !rng.chance(0.3)) return;
+      net.isolated.add(s.node);
+      isolations.push({ atMs: world.now, sequencer: s.name, resumedMs: null });
+      count("isolate-sequencer");
+      world.trace(`isolate ${s.node}`);
+      world.setTimer(6_000 + rng.int(9_000), () => {
+        net.isolated.delete(s.node);
+        world.trace(`rejoin ${s.node}`);
+      });
+    });
+  }
+  // Slow but answering: must never be failed over.
+  if (faults.has("slow-sequencer")) {
+    injectors.push(() => {
+      const s = seq();
+      if (net.slow.has(s.node)) return;
+      net.slow.set(s.node, 100 + rng.int(700));
+      count("slow-sequencer");
+      world.setTimer(2_000 + rng.int(8_000), () => net.slow.delete(s.node));
     });
   }
   if (faults.has("corrupt")) {
@@ -190,7 +238,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       if (busy || attempts >= 3) return;
       busy = true;
       attempts++;
-      void sequencer
+      void seq()
         .replaceOne((candidates) => rng.pick(candidates))
         .then((what) => {
           if (what) {
@@ -218,8 +266,8 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     }
   };
   const auditLoop = () => {
-    const d = sequencer.driver;
-    if (d && !net.down.has("seq")) {
+    const d = seq().driver;
+    if (d && !net.down.has(seq().node)) {
       void d.audit().then((report) => {
         count("audit");
         checkReport(report.replicas, report.seq);
@@ -229,7 +277,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   };
   world.setTimer(auditEveryMs, auditLoop);
   const observeLoop = () => {
-    sequencer.observe();
+    seq().observe();
     world.setTimer(50, observeLoop);
   };
   observeLoop();
@@ -241,53 +289,55 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // Heal: every fault ends; the group must converge.
   net.faults = { dropP: 0, duplicateP: 0, jitterMs: net.faults.jitterMs };
   net.isolated.clear();
+  net.slow.clear();
   for (const id of memberIds()) {
     if (net.down.has(id)) {
       net.down.delete(id);
       replicas.get(id)!.restart();
     }
   }
-  if (net.down.has("seq")) {
-    net.down.delete("seq");
-    sequencer.restart();
+  if (net.down.has(seq().node)) {
+    net.down.delete(seq().node);
+    seq().restart();
   }
   world.trace("heal");
   const healStart = world.now;
   const converged = () => {
-    if (!sequencer.driver) return false;
-    const core = sequencer.driver.core;
+    const driver = seq().driver;
+    if (!driver) return false;
+    const core = driver.core;
     if (core.commitSeq !== core.lastLogSeq || running > 0) return false;
     // Every replica, the corrupted one too once it is rebuilt, has applied everything.
     const statuses = core.replicaStatuses();
     return statuses.every((s) => s.status === "healthy" && replicas.get(s.id)!.storage.meta!.appliedSeq === core.commitSeq);
   };
   const kickLoop = () => {
-    sequencer.driver?.kickAll();
+    seq().driver?.kickAll();
     world.setTimer(1_000, kickLoop);
   };
   kickLoop();
   await world.run(healStart + healLimitMs, converged);
   if ((opts as any).debug) {
-    const core = sequencer.driver?.core;
+    const core = seq().driver?.core;
     console.log("DEBUG", core?.epoch, core?.commitSeq, core?.lastLogSeq, JSON.stringify(core?.replicaStatuses()), [...corrupted]);
     for (const r of replicas.values()) console.log(r.id, JSON.stringify({ ...r.storage.meta, digest: undefined }), [...r.storage.log.keys()].slice(-5), [...r.storage.log.values()].slice(-3).map((e) => e.epoch));
-    console.log("seq log tail", sequencer.storage.log.slice(-5).map((e) => [e.seq, e.epoch, e.kind]));
+    console.log("seq log tail", seq().storage.log.slice(-5).map((e) => [e.seq, e.epoch, e.kind]));
   }
   // One more audit after convergence: it must find the corrupted replica, and only it.
-  if (!sequencer.driver) {
+  if (!seq().driver) {
     failures.add("the sequencer did not recover by the end of the heal phase");
     return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
   }
   let finalAudit = false;
-  void sequencer.driver.audit().then((report) => {
+  void seq().driver!.audit().then((report) => {
     checkReport(report.replicas);
     finalAudit = true;
   });
   await world.run(world.now + 30_000, () => finalAudit);
   if (!finalAudit) failures.add("the final audit did not finish");
   // A fencing in the last moments may have sent the sequencer back into recovery: let it finish.
-  await world.run(world.now + 60_000, () => sequencer.driver !== null);
-  if (!sequencer.driver) {
+  await world.run(world.now + 60_000, () => seq().driver !== null);
+  if (!seq().driver) {
     failures.add("the sequencer did not recover after the final audit");
     return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
   }
@@ -295,9 +345,23 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   for (const read of history.reads) {
     if (replicas.get(read.replica)?.wasCorruptAt(read.atMs)) read.fromCorrupted = true;
   }
-  const checked = runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq });
+  const checked = runCheckers({ config, sequencer: seq(), replicas, history, corrupted, bankSetupSeq });
+  const livenessChecked = opts.faults.every((f) => livenessFaults.has(f));
+  // Liveness after an isolated sequencer: the next write acknowledged (by a successor, or by it
+  // once back) comes within a bound.
+  for (const iso of isolations) {
+    const next = history.acksBy.find((a) => a.atMs > iso.atMs);
+    iso.resumedMs = next ? next.atMs - iso.atMs : null;
+    if (livenessChecked && iso.resumedMs !== null && iso.resumedMs > resumeBoundMs) checked.push(`writes resumed ${iso.resumedMs} ms after ${iso.sequencer} was isolated (bound ${resumeBoundMs} ms)`);
+  }
+  const resumes = isolations.map((i) => i.resumedMs).filter((x): x is number => x !== null).sort((a, b) => a - b);
+  // From the isolation to the first write acknowledged by a successor (runs where one took over).
+  const takeovers = isolations
+    .map((iso) => history.acksBy.find((a) => a.atMs > iso.atMs && a.sequencer !== iso.sequencer))
+    .map((a, i) => (a ? a.atMs - isolations[i]!.atMs : null))
+    .filter((x): x is number => x !== null);
   const all = [...failures.list, ...checked];
-  const core = sequencer.driver!.core;
+  const core = seq().driver!.core;
   return {
     seed: opts.seed,
     failures: all,
@@ -313,7 +377,11 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       virtualMs: world.now,
       healMs: world.now - healStart,
       epoch: core.epoch,
-      transfers: sequencer.transfers,
+      transfers: seq().transfers,
+      failovers: group.failovers.length,
+      refusedFailovers: group.refusedFailovers,
+      ...(resumes.length > 0 ? { resumeMsMax: resumes[resumes.length - 1]!, resumeMsP50: resumes[Math.floor(resumes.length / 2)]! } : {}),
+      ...(takeovers.length > 0 ? { takeoverMs: Math.max(...takeovers) } : {}),
       compactedTo: core.baseSeq,
       messages: net.sent,
       dropped: net.dropped,

@@ -89,6 +89,29 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
   });
 });
 
+describe("sequencer failover in the simulator (the real PreVote, lifecycle and recovery)", () => {
+  it("an isolated sequencer is replaced once a quorum of voters lost it; writes resume within the bound; one sequencer per epoch", async () => {
+    let taken = 0;
+    for (let seed = 1; seed <= 6; seed++) {
+      const r = await clean({ seed, ops: 300, replicas: 3, faults: ["isolate-sequencer", "drop", "reorder"] });
+      if (Number(r.stats.failovers) > 0) {
+        taken++;
+        expect(Number(r.stats.takeoverMs)).toBeLessThan(20_000);
+        expect(Number(r.stats.epoch)).toBeGreaterThan(1);
+      }
+    }
+    expect(taken).toBeGreaterThan(0);
+  });
+
+  it("a slow sequencer that answers is never failed over", async () => {
+    for (let seed = 1; seed <= 5; seed++) {
+      const r = await clean({ seed, ops: 200, replicas: 3, faults: ["slow-sequencer"] });
+      expect(Number(r.stats["slow-sequencer"] ?? 0)).toBeGreaterThan(0);
+      expect(r.stats.failovers).toBe(0);
+    }
+  });
+});
+
 describe("the simulator catches a deliberately broken protocol", () => {
   async function caughtWithin(variant: SimOptions["variant"], faults: SimOptions["faults"], seeds: number[], pattern: RegExp) {
     for (const seed of seeds) {

@@ -126,6 +126,8 @@ export class Network {
   readonly isolated = new Set<string>();
   /** Nodes that are down (crashed): they neither send nor receive. */
   readonly down = new Set<string>();
+  /** Nodes whose messages, both ways, take this much longer (slow, but answering). */
+  readonly slow = new Map<string, number>();
   sent = 0;
   dropped = 0;
 
@@ -145,7 +147,7 @@ export class Network {
     }
     const copies = rng.chance(this.faults.duplicateP) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      const delayMs = 1 + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0);
+      const delayMs = 1 + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + (this.slow.get(from) ?? 0) + (this.slow.get(to) ?? 0);
       this.world.setTimer(delayMs, () => {
         if (this.cut(from, to)) {
           this.dropped++;
