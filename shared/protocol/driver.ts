@@ -468,18 +468,19 @@ export class SequencerDriver {
       const current = this.core.config;
       const next = configAfter(current, change);
       // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.
-      await this.io.recordMemberships?.({ ...next, inFlight: [membersOf(current), membersOf(next)] });
+      // (Refused when the directory no longer names this sequencer: a failover deposed it.)
+      if (!(await this.record({ ...next, inFlight: [membersOf(current), membersOf(next)] }))) return { ok: false, ...refusal("stopping") };
       if (this.stopped) return { ok: false, ...refusal("stopping") };
       this.flush(); // queued commands keep their place before the change
       const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
       if ("refused" in e) {
-        await this.io.recordMemberships?.(this.core.config);
+        await this.record(this.core.config);
         return { ok: false, ...e };
       }
       this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
       this.kickAll();
       if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, ...refusal("not_committed", change.id) };
-      if (!this.stopped) await this.io.recordMemberships?.(this.core.config);
+      if (!this.stopped) await this.record(this.core.config);
       if (change.op !== "promote") {
         this.io.event?.(change.op === "add" ? "replica-added" : "replica-removed", `replica ${change.id} ${change.op === "add" ? "added" : "removed"} at seq ${e.seq}`, { replica: change.id, seq: e.seq });
       }
@@ -487,6 +488,17 @@ export class SequencerDriver {
       return { ok: true };
     } finally {
       this.reconfiguring = false;
+    }
+  }
+
+  /** Records the memberships in force in the directory; false (logged) if it could not. */
+  private async record(config: import("./types.js").GroupConfig): Promise<boolean> {
+    try {
+      await this.io.recordMemberships?.(config);
+      return true;
+    } catch (err) {
+      this.io.log("warn", `recording the membership of ${config.group}: ${String(err)}`);
+      return false;
     }
   }
 
@@ -582,6 +594,9 @@ export class SequencerDriver {
       const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
       if (!info) throw new Error(`${source} cannot serve a snapshot`);
       try {
+        // A source ahead of this sequencer serves a newer epoch's sequencer: this one was deposed
+        // (a failover) and must not rebuild anyone.
+        if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Error(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
         // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
         const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
         if (!(await call(dst.beginInstall(info, transferId), `install on ${target}`))) throw new Error(`${target} cannot install`);

@@ -60,7 +60,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   // A broken invariant inside a driver's loop surfaces as an unhandled rejection: a failure of
   // this run, not a crash of the simulator.
   const failures = new Failures();
-  const onUnhandled = (err: unknown) => failures.add(`unhandled: ${err instanceof Error ? err.message : String(err)}`);
+  const onUnhandled = (err: unknown) => { if (process.env.SIM_STACK) console.error(err); failures.add(`unhandled: ${err instanceof Error ? err.message : String(err)}`); };
   process.on("unhandledRejection", onUnhandled);
   try {
     return await simulateWith(opts, failures);
