@@ -599,7 +599,7 @@ export class SequencerDriver {
         if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Error(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
         // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
         const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
-        if (!(await call(dst.beginInstall(info, transferId), `install on ${target}`))) throw new Error(`${target} cannot install`);
+        if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
         let after: string | null = null;
         let rows = 0;
         for (;;) {

@@ -53,7 +53,8 @@ export interface ReplicaApi {
   beginSnapshot(): SnapshotInfo | null;
   snapshotPage(seq: number, after: string | null, maxBytes: number): [string, string][] | null;
   endSnapshot(): void;
-  beginInstall(info: SnapshotInfo, transferId: string): boolean;
+  /** Refused (false) from a sequencer whose epoch is below the one this replica was fenced at: a deposed one. */
+  beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean;
   installPage(transferId: string, rows: [string, string][]): boolean;
   endInstall(transferId: string): { ok: boolean; digest: string } | null;
 }

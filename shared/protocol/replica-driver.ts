@@ -107,10 +107,9 @@ export class ReplicaDriver implements ReplicaApi {
   endSnapshot(): void {
     this.core?.endSnapshot();
   }
-  beginInstall(info: SnapshotInfo, transferId: string): boolean {
+  beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean {
     if (!this.core) return false;
-    this.core.beginInstall(info, transferId);
-    return true;
+    return this.core.beginInstall(info, transferId, sequencerEpoch);
   }
   installPage(transferId: string, rows: [string, string][]): boolean {
     return this.core?.installPage(transferId, rows) ?? false;

@@ -359,7 +359,18 @@ export class ReplicaCore {
     const m = this.meta;
     const last = m.lastSeq > m.baseSeq ? this.storage.readEntries(m.lastSeq, m.lastSeq)[0] : undefined;
     const lastEpoch = last?.epoch ?? m.baseEpoch;
-    return { accepted, epoch: m.epoch, lastSeq: m.lastSeq, lastEpoch, commitSeq: m.commitSeq, appliedSeq: m.appliedSeq, baseSeq: m.baseSeq, baseHash: m.baseHash, quarantined: m.quarantined };
+    return {
+      accepted,
+      epoch: m.epoch,
+      lastSeq: m.lastSeq,
+      lastEpoch,
+      commitSeq: m.commitSeq,
+      appliedSeq: m.appliedSeq,
+      baseSeq: m.baseSeq,
+      baseHash: m.baseHash,
+      quarantined: m.quarantined,
+      rebuilding: this.installing !== null,
+    };
   }
 
   /** A page of this replica's log, for a sequencer rebuilding its own. */
@@ -432,7 +443,9 @@ export class ReplicaCore {
   }
 
   /** Target side: forget everything (it serves nothing meanwhile: it is quarantined). */
-  beginInstall(info: SnapshotInfo, transferId: string): void {
+  beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean {
+    // A deposed sequencer must not wipe a replica that a newer one has fenced.
+    if (sequencerEpoch < this.meta.epoch) return false;
     const installing = { ...info, transferId };
     this.storage.transaction(() => {
       this.storage.clearAll();
@@ -441,6 +454,7 @@ export class ReplicaCore {
     this.state = new DigestedState(this.storage.rows, zeroHash);
     this.unapplied.clear();
     this.installing = installing;
+    return true;
   }
 
   /** False if no such transfer is in progress (another one replaced it): the caller gives up. */

@@ -341,6 +341,8 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     failures.add("the sequencer did not recover after the final audit");
     return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
   }
+  // A sequencer that recovered just now has not heard from its replicas yet (lagging until then).
+  await world.run(world.now + 30_000, converged);
 
   for (const read of history.reads) {
     if (replicas.get(read.replica)?.wasCorruptAt(read.atMs)) read.fromCorrupted = true;

@@ -103,6 +103,10 @@ describe("sequencer failover in the simulator (the real PreVote, lifecycle and r
     expect(taken).toBeGreaterThan(0);
   });
 
+  it("regression: seeds 1463748935, 109684840, 1113006210 (a deposed sequencer wiped a healthy replica by state transfer; a recovery counted a replica halfway through one, whose log was cleared, and missed a committed entry)", async () => {
+    for (const seed of [1463748935, 109684840, 1113006210]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("a slow sequencer that answers is never failed over", async () => {
     for (let seed = 1; seed <= 5; seed++) {
       const r = await clean({ seed, ops: 200, replicas: 3, faults: ["slow-sequencer"] });
