@@ -115,6 +115,9 @@ export class SequencerLifecycle {
   private async recoverNow(config: GroupConfig): Promise<Recovered> {
     if (!(await this.admit(config.incarnation))) return { ok: false, reason: `incarnation ${config.incarnation} of ${config.group} is over here` };
     if (this.core) return { ok: true, epoch: this.core.epoch };
+    // Only the sequencer the directory names recovers: a deposed one restarted without storage
+    // would fence its successor out, and the two would depose each other at ever higher epochs.
+    if (this.host.inOffice && !(await this.host.inOffice(config).catch(() => false))) return { ok: false, reason: "the directory names another sequencer" };
     this.host.prepare();
     const owner = () => this.alive && config.incarnation > this.closedThrough;
     const io = this.host.io(config);

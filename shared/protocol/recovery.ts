@@ -91,8 +91,7 @@ async function fenceQuorum(
     if (!enough(probe)) return { ok: false, reason: `only ${probe.size} replicas answered, a quorum of every membership in force is needed to recover` };
     const epoch = Math.max(...[...probe.values()].map((r) => r.epoch)) + 1;
     const replies = await fenceAll(io, ids, epoch);
-    // A replica being rebuilt holds no log: counting it could let a quorum miss a committed entry.
-    const yes = new Map([...replies].filter(([, r]) => r.accepted && !r.rebuilding));
+    const yes = new Map([...replies].filter(([, r]) => r.accepted));
     if (enough(yes)) return { ok: true, epoch, accepted: yes };
   }
   return { ok: false, reason: "could not fence a majority at a new epoch" };

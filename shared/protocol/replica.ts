@@ -357,6 +357,12 @@ export class ReplicaCore {
     const accepted = epoch > this.meta.epoch;
     if (accepted) this.saveMeta({ epoch });
     const m = this.meta;
+    // Halfway through a state transfer the log is cleared while the positions are the old ones:
+    // it holds nothing a recovery could read, and claims nothing (it used to report a commitSeq
+    // beyond every log in the quorum).
+    if (this.installing) {
+      return { accepted, epoch: m.epoch, lastSeq: 0, lastEpoch: 0, commitSeq: 0, appliedSeq: 0, baseSeq: 0, baseHash: zeroHash, quarantined: true, rebuilding: true };
+    }
     const last = m.lastSeq > m.baseSeq ? this.storage.readEntries(m.lastSeq, m.lastSeq)[0] : undefined;
     const lastEpoch = last?.epoch ?? m.baseEpoch;
     return {

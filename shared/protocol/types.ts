@@ -132,10 +132,7 @@ export interface FenceReply {
   baseHash: string;
   /** The replica holds itself quarantined (its state is suspect): the recovered sequencer keeps it so. */
   quarantined: boolean;
-  /**
-   * Halfway through a state transfer: its log is cleared while its positions are not yet the new
-   * ones, so it holds no log a recovery may count on (it is left out of the fenced quorum).
-   */
+  /** Halfway through a state transfer: its log is cleared, so it reports an empty one. */
   rebuilding: boolean;
 }
 

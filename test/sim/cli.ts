@@ -1,12 +1,18 @@
 // npm run sim -- --seed S --ops N [--replicas R] [--faults LIST] [--machine kv|bank] [--variant V]
 // npm run sim -- --seeds K [--ops N] ...   (K random seeds; prints each failing seed)
-import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions } from "./run.js";
+// npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam]   (the geography report)
+import { isLocationHint, locationHints } from "../../shared/geo.js";
+import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
 
 function parseArgs(argv: string[]): Map<string, string> {
   const m = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
+    if (a === "--geo") {
+      m.set("geo", "1");
+      continue;
+    }
     const [k, v] = a.includes("=") ? a.slice(2).split("=", 2) : [a.slice(2), argv[++i]];
     if (v === undefined) throw new Error(`--${k} needs a value`);
     m.set(k!, v);
@@ -24,7 +30,7 @@ function int(args: Map<string, string>, name: string, fallback: number): number 
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
-  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients"]);
+  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
   const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "none" ? [] : faultsArg.split(",")) as FaultKind[];
@@ -33,7 +39,16 @@ async function main(): Promise<number> {
   if (machine !== "kv" && machine !== "bank") throw new Error("--machine must be kv or bank");
   const variant = (args.get("variant") ?? "correct") as SimOptions["variant"];
   if (!["correct", "stale-reads", "early-commit", "apply-uncommitted"].includes(variant!)) throw new Error("--variant must be correct, stale-reads, early-commit or apply-uncommitted");
-  const base = { ops: int(args, "ops", 300), replicas: int(args, "replicas", 3), faults, machine, variant, clients: int(args, "clients", 5) };
+  const geo = args.has("geo") ? geoOptions(args) : undefined;
+  const base: Omit<SimOptions, "seed"> = {
+    ops: int(args, "ops", 300),
+    replicas: int(args, "replicas", geo ? geo.locations.length : 3),
+    faults: geo && !args.has("faults") ? ["isolate-location"] : faults,
+    machine,
+    variant,
+    clients: int(args, "clients", geo ? geo.locations.length : 5),
+    ...(geo ? { geo } : {}),
+  };
   if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");
 
   if (args.has("seeds")) {
@@ -71,6 +86,7 @@ async function main(): Promise<number> {
   const r = await simulate({ ...base, seed });
   console.log(`seed ${seed}: ${Object.entries(r.stats).map(([k, v]) => `${k}=${v}`).join(" ")}`);
   console.log(`trace ${r.trace}`);
+  if (r.geo) printGeo(r.geo, base.geo!);
   if (r.failures.length === 0) {
     console.log("ok: every checker passed");
     return 0;
@@ -79,6 +95,25 @@ async function main(): Promise<number> {
   for (const f of r.failures) console.log(`  - ${f}`);
   console.log(`reproduce: ${reproduce({ ...base, seed })}`);
   return 1;
+}
+
+function geoOptions(args: Map<string, string>): NonNullable<SimOptions["geo"]> {
+  const locations = (args.get("locations") ?? "wnam,weur,apac").split(",");
+  for (const l of locations) if (!isLocationHint(l)) throw new Error(`unknown location ${l}; known: ${locationHints.join(", ")}`);
+  const sequencer = args.get("sequencer") ?? locations[0]!;
+  if (!isLocationHint(sequencer)) throw new Error(`unknown location ${sequencer}`);
+  return { locations, sequencer };
+}
+
+function printGeo(geo: NonNullable<SimResult["geo"]>, where: NonNullable<SimOptions["geo"]>): void {
+  console.log(`\ngeography: replicas in ${where.locations.join(", ")}, sequencer in ${where.sequencer}; one client per location, reading at its nearest replica`);
+  console.log("client at | write p50/p99 ms | linearizable | sequential | stale");
+  for (const [at, kinds] of Object.entries(geo.latencies)) {
+    const cell = (k: string) => (kinds[k] ? `${kinds[k]!.p50} / ${kinds[k]!.p99} (${kinds[k]!.n})` : "-");
+    console.log(`${at} | ${cell("write")} | ${cell("linearizable")} | ${cell("sequential")} | ${cell("stale")}`);
+  }
+  const t = geo.takeoverMs;
+  console.log(t.length > 0 ? `writes resumed after the sequencer's location was isolated: ${t.join(", ")} ms (isolation to the successor's first acknowledged write)` : "no takeover in this run");
 }
 
 main().then(

@@ -2,6 +2,7 @@
 // request id while the outcome is unknown, and records what it saw for the checkers.
 import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
 import { withTimeout } from "../../shared/protocol/io.js";
+import { nearestFirst } from "../../shared/geo.js";
 import type { Operation } from "./linearizability.js";
 import { type SimReplica, type SimSequencer, rpc } from "./nodes.js";
 import type { Network, World } from "./world.js";
@@ -35,6 +36,8 @@ export interface ClientHistory {
   unexpected: string[];
   /** Which sequencer object acknowledged each write, at which epoch (one per epoch, at most). */
   acksBy: { epoch: number; sequencer: string; atMs: number }[];
+  /** Latency of each answered write and read, by the client's location (the --geo report). */
+  latencies: { location: string | null; kind: "write" | "linearizable" | "sequential" | "stale"; ms: number }[];
 }
 
 const attemptsMax = 6;
@@ -59,6 +62,8 @@ export class SimClient {
     private readonly history: ClientHistory,
     /** Called, as a router would, when the sequencer did not answer: it may fail it over. */
     private readonly onUnreachable?: (from: string, failed: string) => Promise<void>,
+    /** Where this client is (--geo): it reads at the replica nearest to it, as the router does. */
+    readonly location: string | null = null,
   ) {}
 
   get name(): string {
@@ -106,6 +111,7 @@ export class SimClient {
       if (a?.kind === "ok") {
         this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
         this.history.acksBy.push({ epoch: a.epoch, sequencer: seq.name, atMs: this.world.now });
+        this.history.latencies.push({ location: this.location, kind: "write", ms: this.world.now - call });
         if (this.machine === "kv") {
           this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output });
         }
@@ -143,12 +149,14 @@ export class SimClient {
       if (idx?.kind !== "ok") return;
       minSeq = idx.seq;
     }
-    const r = this.replicas.get(rng.pick([...this.replicas.values()].filter((x) => !x.retired).map((x) => x.id)))!;
+    const live = [...this.replicas.values()].filter((x) => !x.retired);
+    const r = this.location === null ? rng.pick(live) : nearestFirst(live.map((x) => ({ x, location: this.net.location.get(x.id) ?? null })), this.location, () => rng.next())[0]!.x;
     a = await this.call<ReadAnswer>(r.id, `read ${this.name}`, () => r.incarnation, () =>
       r.query(structuredClone(query), minSeq, consistency === "stale" ? 0 : 2_000),
     );
     if (a?.kind !== "ok") return;
     this.history.reads.push({ client: this.name, consistency, query, minSeq, seq: a.seq, replica: a.replica, result: a.result, atMs: this.world.now });
+    this.history.latencies.push({ location: this.location, kind: consistency, ms: this.world.now - call });
     if (consistency !== "stale") this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
     if (consistency === "linearizable" && this.machine === "kv") {
       this.history.operations.push({ client: this.index, call, return: this.world.now, input: query as any, output: a.result, replica: a.replica } as any);

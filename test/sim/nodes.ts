@@ -496,6 +496,7 @@ export class SimGroup {
       this.dir.config = { ...this.dir.config, sequencer: d.next };
       this.failovers.push({ atMs: this.world.now, to: d.next.name, downMs: d.downMs });
       this.world.trace(`failover to ${d.next.name}`);
+      if (d.next.location) this.net.location.set(`seq~s${d.next.no}`, d.next.location);
       this.sequencers.set(d.next.name, new SimSequencer(d.next.name, `seq~s${d.next.no}`, this.dir, this.world, this.net, this.replicas, this.failures, this.variant, false));
     } finally {
       this.failingOver = false;

@@ -1,5 +1,5 @@
 // One simulation: a group, clients, injected faults, a heal phase, then every checker.
-import { majority, type GroupConfig } from "../../shared/protocol/types.js";
+import { majority, replicaIds, type GroupConfig } from "../../shared/protocol/types.js";
 import type { MachineName, OutputsMode } from "../../shared/api/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
 import { type ClientHistory, SimClient } from "./clients.js";
@@ -19,6 +19,7 @@ export const faultKinds = [
   "reconfigure",
   "isolate-sequencer",
   "slow-sequencer",
+  "isolate-location",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -30,6 +31,12 @@ export interface SimOptions {
   machine?: MachineName;
   clients?: number;
   variant?: Variant;
+  /**
+   * The geography model: replica i in locations[i], the sequencer in `sequencer` (a failover takes
+   * the next location), one client per location reading at its nearest replica, messages taking
+   * half the round-trip time between places.
+   */
+  geo?: { locations: string[]; sequencer: string };
 }
 
 export interface SimResult {
@@ -37,6 +44,23 @@ export interface SimResult {
   failures: string[];
   trace: string;
   stats: Record<string, number | string>;
+  /** With --geo: latency percentiles (ms) per client location and operation, and the takeovers. */
+  geo?: { latencies: Record<string, Record<string, { p50: number; p99: number; n: number }>>; takeoverMs: number[] };
+}
+
+function percentiles(history: ClientHistory) {
+  const out: Record<string, Record<string, { p50: number; p99: number; n: number }>> = {};
+  const groups = new Map<string, number[]>();
+  for (const l of history.latencies) {
+    const key = `${l.location}|${l.kind}`;
+    groups.set(key, [...(groups.get(key) ?? []), l.ms]);
+  }
+  for (const [key, values] of groups) {
+    const [where, kind] = key.split("|") as [string, string];
+    values.sort((a, b) => a - b);
+    (out[where] ??= {})[kind] = { p50: values[Math.floor(values.length / 2)]!, p99: values[Math.min(values.length - 1, Math.floor(values.length * 0.99))]!, n: values.length };
+  }
+  return out;
 }
 
 export function reproduce(o: SimOptions): string {
@@ -53,7 +77,7 @@ const auditEveryMs = 2_000;
  * faults besides): crashes and partitions of replicas can hold a quorum back for longer.
  */
 const resumeBoundMs = 20_000;
-const livenessFaults = new Set(["isolate-sequencer", "slow-sequencer", "drop", "duplicate", "reorder"]);
+const livenessFaults = new Set(["isolate-sequencer", "isolate-location", "slow-sequencer", "drop", "duplicate", "reorder"]);
 const healLimitMs = 180_000;
 
 export async function simulate(opts: SimOptions): Promise<SimResult> {
@@ -82,17 +106,22 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     incarnation: 0,
     machine,
     replicas: opts.replicas,
-    locations: [],
+    locations: opts.geo ? replicaIds(opts.replicas).map((_, i) => opts.geo!.locations[i % opts.geo!.locations.length]!) : [],
+    ...(opts.geo ? { sequencerLocations: [opts.geo.sequencer, ...opts.geo.locations.filter((l) => l !== opts.geo!.sequencer)] } : {}),
     outputs,
     checkpointEvery: 5 + rng.int(20),
   };
   const { replicas, group } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
+  if (opts.geo) {
+    config.locations.forEach((loc, i) => loc && net.location.set(`r${i + 1}`, loc));
+    net.location.set("seq", opts.geo.sequencer);
+  }
   // The sequencer in office (a failover names another).
   const seq = () => group.current();
   // The members change with reconfiguration: always ask.
   const memberIds = () => [...replicas.values()].filter((r) => !r.retired).map((r) => r.id);
   const tolerated = opts.replicas - majority(opts.replicas);
-  const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [], acksBy: [] };
+  const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [], acksBy: [], latencies: [] };
   const corrupted = new Set<string>();
   const counts: Record<string, number> = {};
   const count = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
@@ -128,7 +157,9 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const clientCount = opts.clients ?? 5;
   let running = clientCount;
   for (let i = 0; i < clientCount; i++) {
-    const c = new SimClient(i, world, net, seq, replicas, machine as "kv" | "bank", history, (from, failed) => group.failover(from, failed));
+    const at = opts.geo ? opts.geo.locations[i % opts.geo.locations.length]! : null;
+    if (at) net.location.set(`c${i}`, at);
+    const c = new SimClient(i, world, net, seq, replicas, machine as "kv" | "bank", history, (from, failed) => group.failover(from, failed), at);
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     void c.run(share, () => stopped).then(() => running--);
   }
@@ -154,14 +185,17 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   // The sequencer goes down (its memory lost; with loseStorage its storage too) and comes back.
   const takeSequencerDown = (kind: FaultKind, loseStorage: boolean) => {
-    net.down.add(seq().node);
-    seq().crash();
-    if (loseStorage) seq().loseStorage();
+    // The sequencer in office now: the one that comes back is the same object, even if a
+    // failover named another meanwhile.
+    const s = seq();
+    net.down.add(s.node);
+    s.crash();
+    if (loseStorage) s.loseStorage();
     count(kind);
     world.trace(loseStorage ? "lose seq storage" : "crash seq");
     world.setTimer(50 + rng.int(1_000), () => {
-      net.down.delete(seq().node);
-      seq().restart();
+      net.down.delete(s.node);
+      s.restart();
       world.trace(loseStorage ? "restart seq (empty)" : "restart seq");
     });
   };
@@ -216,6 +250,26 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       net.slow.set(s.node, 100 + rng.int(700));
       count("slow-sequencer");
       world.setTimer(2_000 + rng.int(8_000), () => net.slow.delete(s.node));
+    });
+  }
+  // Every node in the sequencer's location stops answering (the sequencer, the replicas and the
+  // clients there, a replica only while a quorum stays elsewhere): the others fail it over.
+  if (faults.has("isolate-location")) {
+    injectors.push(() => {
+      const s = seq();
+      const where = net.location.get(s.node) ?? null;
+      if (where === null || net.isolated.has(s.node) || isolations.some((i) => i.resumedMs === null) || !rng.chance(0.3)) return;
+      const here = [...net.location.entries()].filter(([, loc]) => loc === where).map(([node]) => node);
+      let replicasCut = 0;
+      const cut = here.filter((n) => !/^r\d/.test(n) || (unavailable() + ++replicasCut <= tolerated));
+      for (const n of cut) net.isolated.add(n);
+      isolations.push({ atMs: world.now, sequencer: s.name, resumedMs: null });
+      count("isolate-location");
+      world.trace(`isolate location ${where}: ${cut.join(",")}`);
+      world.setTimer(8_000 + rng.int(8_000), () => {
+        for (const n of cut) net.isolated.delete(n);
+        world.trace(`rejoin location ${where}`);
+      });
     });
   }
   if (faults.has("corrupt")) {
@@ -326,6 +380,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // One more audit after convergence: it must find the corrupted replica, and only it.
   if (!seq().driver) {
     failures.add("the sequencer did not recover by the end of the heal phase");
+    if (process.env.SIM_STACK) console.log("DEBUG", JSON.stringify(group.dir.config.sequencer), [...group.sequencers.keys()], group.failovers, JSON.stringify([...replicas.values()].map((r) => [r.id, r.storage.meta?.epoch, r.storage.meta?.lastSeq, r.storage.meta?.installing ? "installing" : "", r.retired])));
     return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
   }
   let finalAudit = false;
@@ -367,6 +422,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   return {
     seed: opts.seed,
     failures: all,
+    ...(opts.geo ? { geo: { latencies: percentiles(history), takeoverMs: takeovers } } : {}),
     trace: world.traceDigest(),
     stats: {
       outputs,

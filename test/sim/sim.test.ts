@@ -13,8 +13,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
       // Seeds from 11 on, every one clean, until one has injected the fault (storage loss is rare
       // per run; which seed draws it moves whenever the protocol's timing does).
       const injected = (r: { stats: Record<string, unknown> }) => ["drop", "duplicate", "reorder"].includes(fault) || Number(r.stats[fault] ?? 0) > 0;
-      let r = await clean({ seed: 11, ops: 200, replicas: 3, faults: [fault] });
-      for (let seed = 12; !injected(r) && seed < 41; seed++) r = await clean({ seed, ops: 200, replicas: 3, faults: [fault] });
+      // A location's isolation needs the geography model (nodes with locations).
+      const geo = fault === "isolate-location" ? { geo: { locations: ["wnam", "weur", "apac"], sequencer: "wnam" } } : {};
+      let r = await clean({ seed: 11, ops: 200, replicas: 3, faults: [fault], ...geo });
+      for (let seed = 12; !injected(r) && seed < 41; seed++) r = await clean({ seed, ops: 200, replicas: 3, faults: [fault], ...geo });
       expect(Number(r.stats.acked)).toBeGreaterThan(100);
       expect(injected(r), `no seed in 11..40 injected ${fault}`).toBe(true);
     });

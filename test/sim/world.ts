@@ -3,6 +3,7 @@
 // After each event the microtask queue is drained, so promise chains in the drivers run to
 // their next wait before the next event: the same seed gives the same run.
 import { sha256Hex } from "../../shared/protocol/hash.js";
+import { rttMs } from "../../shared/geo.js";
 import type { Clock } from "../../shared/protocol/io.js";
 import type { Prng } from "./prng.js";
 
@@ -128,6 +129,11 @@ export class Network {
   readonly down = new Set<string>();
   /** Nodes whose messages, both ways, take this much longer (slow, but answering). */
   readonly slow = new Map<string, number>();
+  /**
+   * The geography model (--geo): each node's location hint; a message then takes half the
+   * round-trip time between the two places (shared/geo.ts) instead of 1 ms.
+   */
+  readonly location = new Map<string, string>();
   sent = 0;
   dropped = 0;
 
@@ -147,7 +153,8 @@ export class Network {
     }
     const copies = rng.chance(this.faults.duplicateP) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      const delayMs = 1 + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + (this.slow.get(from) ?? 0) + (this.slow.get(to) ?? 0);
+      const baseMs = this.location.size > 0 ? Math.max(1, Math.round(rttMs(this.location.get(from) ?? null, this.location.get(to) ?? null) / 2)) : 1;
+      const delayMs = baseMs + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + (this.slow.get(from) ?? 0) + (this.slow.get(to) ?? 0);
       this.world.setTimer(delayMs, () => {
         if (this.cut(from, to)) {
           this.dropped++;
