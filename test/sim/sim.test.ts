@@ -105,8 +105,23 @@ describe("sequencer failover in the simulator (the real PreVote, lifecycle and r
     expect(taken).toBeGreaterThan(0);
   });
 
-  it("regression: seeds 1463748935, 109684840, 1113006210 (a deposed sequencer wiped a healthy replica by state transfer; a recovery counted a replica halfway through one, whose log was cleared, and missed a committed entry)", async () => {
+  it("regression: seeds 1463748935, 109684840, 1113006210 (a deposed sequencer wiped a healthy replica by state transfer; a replica halfway through one, its log cleared, reported its old positions to a recovery)", async () => {
     for (const seed of [1463748935, 109684840, 1113006210]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
+  it("regression: seeds 657966582, 1637251195, 185789746, 2078614866 (a deposed sequencer restarted without storage recovered and fenced its successor; the two deposed each other at ever higher epochs)", async () => {
+    for (const seed of [657966582, 1637251195, 185789746, 2078614866]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
+  it("the geography model: a client reads at its nearest replica, and a location's isolation fails the sequencer over to another location", async () => {
+    const r = await clean({ seed: 1, ops: 200, replicas: 3, faults: ["isolate-location"], geo: { locations: ["wnam", "weur", "apac"], sequencer: "wnam" } });
+    expect(Number(r.stats.failovers)).toBeGreaterThan(0);
+    const near = await clean({ seed: 2, ops: 150, replicas: 3, faults: [], geo: { locations: ["wnam", "weur", "apac"], sequencer: "wnam" } });
+    // Sequential and stale reads never leave the reader's location (one-way 1 ms within it).
+    for (const [at, kinds] of Object.entries(near.geo!.latencies)) {
+      for (const k of ["sequential", "stale"]) if (kinds[k]) expect(kinds[k]!.p99, `${at} ${k}`).toBeLessThan(20);
+      if (at !== "wnam") expect(kinds.write!.p50, at).toBeGreaterThan(100); // the sequencer is in wnam
+    }
   });
 
   it("a slow sequencer that answers is never failed over", async () => {
