@@ -6,22 +6,8 @@
 // seed and path that replay it: npm run fuzz -- --seed S --path P (same --cases-per-run).
 import fc from "fast-check";
 import { coresProperty, FuzzStats } from "./cores.js";
+import { parseFlags } from "../support/args.js";
 
-function parseArgs(argv: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
-    if (a === "--allow-changed") {
-      m.set("allow-changed", "1");
-      continue;
-    }
-    const [k, v] = a.includes("=") ? a.slice(2).split("=", 2) : [a.slice(2), argv[++i]];
-    if (v === undefined) throw new Error(`--${k} needs a value`);
-    m.set(k!, v);
-  }
-  return m;
-}
 
 function int(args: Map<string, string>, name: string, fallback: number, min = 1): number {
   const v = args.get(name);
@@ -32,7 +18,7 @@ function int(args: Map<string, string>, name: string, fallback: number, min = 1)
 }
 
 function main(): number {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseFlags(process.argv.slice(2), ["allow-changed"]);
   const known = new Set(["runs", "seed", "path", "cases-per-run", "batch", "allow-changed"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const cases = int(args, "runs", 10_000);

@@ -3,22 +3,8 @@
 // npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam]   (the geography report)
 import { isLocationHint, locationHints } from "../../shared/geo.js";
 import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
+import { parseFlags } from "../support/args.js";
 
-function parseArgs(argv: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
-    if (a === "--geo") {
-      m.set("geo", "1");
-      continue;
-    }
-    const [k, v] = a.includes("=") ? a.slice(2).split("=", 2) : [a.slice(2), argv[++i]];
-    if (v === undefined) throw new Error(`--${k} needs a value`);
-    m.set(k!, v);
-  }
-  return m;
-}
 
 function int(args: Map<string, string>, name: string, fallback: number): number {
   const v = args.get(name);
@@ -29,7 +15,7 @@ function int(args: Map<string, string>, name: string, fallback: number): number 
 }
 
 async function main(): Promise<number> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseFlags(process.argv.slice(2), ["geo"]);
   const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
