@@ -76,6 +76,11 @@ export const failoverHoldDownMs = 30_000;
  * Otherwise it confirms with one heartbeat round first (etcd's ReadIndex).
  */
 export const readLeaseMs = sequencerTimeoutMs / 2;
+/**
+ * A router's call to the sequencer that has not answered in this long (a command waits at most
+ * commandTimeoutMs there) counts as unreachable: the router may fail the sequencer over.
+ */
+export const sequencerCallTimeoutMs = commandTimeoutMs + 5_000;
 
 /** A `sequential` or `linearizable` read waits this long for the replica to catch up, then 504. */
 export const readWaitMs = 2_000;

@@ -9,12 +9,12 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { routeCacheMs } from "../shared/limits.js";
+import { routeCacheMs, sequencerCallTimeoutMs } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
-import type { VoteReply } from "../shared/protocol/io.js";
+import { type VoteReply, withTimeout } from "../shared/protocol/io.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
 const cache = new Map<string, { record: GroupRecord; atMs: number }>();
@@ -106,15 +106,30 @@ export async function remove(env: Env, group: string): Promise<boolean> {
  * stale (a move): look again; if it is still missing, the sequencer lost its storage: have it
  * recover (new epoch, log from a replica majority), then call once more.
  */
-export async function withSequencer<T>(env: Env, group: string, call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>, missing: (t: T) => boolean): Promise<T> {
+export async function withSequencer<T>(
+  env: Env,
+  group: string,
+  call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>,
+  missing: (t: T) => boolean,
+  /** A command: a call that failed may have been ordered, so a failure is a 504 (retry with the same request), never a 503. */
+  command = false,
+): Promise<T> {
   let record = await lookup(env, group);
   let answer: T;
   try {
-    answer = await call(sequencerOf(env, record.config), record);
+    // A sequencer that does not answer in time is as good as unreachable (a location that stopped answering).
+    answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
   } catch (err) {
     // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
-    record = await failover(env, group, sequencerName(record.config), String(err));
-    answer = await call(sequencerOf(env, record.config), record);
+    try {
+      record = await failover(env, group, sequencerName(record.config), String(err));
+      answer = await call(sequencerOf(env, record.config), record);
+    } catch (failed) {
+      if (command && failed instanceof ApiError && failed.code === "unavailable") {
+        throw new ApiError("timeout", `${failed.message}; the command may or may not take effect: retry with the same client and request`);
+      }
+      throw failed;
+    }
   }
   if (!missing(answer)) return answer;
   record = await lookup(env, group, true);

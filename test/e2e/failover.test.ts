@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
 import { serverFixture } from "../support/fixture.js";
+import { type Operation, checkHistory } from "../sim/linearizability.js";
 
 const server = serverFixture("fo", { faults: true });
 const { admin, client, call } = server;
@@ -13,14 +14,21 @@ describe("automatic sequencer failover", () => {
     const group = "fo";
     expect((await call("PUT", `/v1/groups/${group}`, admin, { machine: "kv", replicas: 3, sequencerLocations: ["wnam", "weur"] })).status).toBe(201);
     const acked = new Map<string, number>();
+    const history: Operation[] = [];
     let request = 0;
     const write = async () => {
       const r = ++request;
+      const callMs = Date.now();
       // Retried with the same request id while the outcome is unknown or refused (exactly-once).
       for (let attempt = 0; attempt < 200; attempt++) {
         const w = await call("POST", `/v1/groups/${group}/commands`, client, { client: "w", request: r, command: { op: "put", key: `k${r}`, value: r } });
         if (w.status === 200) {
           acked.set(`k${r}`, r);
+          history.push({ client: 0, call: callMs, return: Date.now(), input: { op: "put", key: `k${r}`, value: r }, output: w.body.output });
+          // A linearizable read of it, from another "client", at once: it must see the write.
+          const readMs = Date.now();
+          const q = await call("POST", `/v1/groups/${group}/query`, client, { query: { op: "get", key: `k${r}` } });
+          if (q.status === 200) history.push({ client: 1, call: readMs, return: Date.now(), input: { op: "get", key: `k${r}` }, output: q.body.result });
           return Date.now();
         }
         expect([503, 504]).toContain(w.status);
@@ -63,6 +71,9 @@ describe("automatic sequencer failover", () => {
     const got = new Map<string, number>(list.body.result.items);
     for (const [k, v] of acked) expect(got.get(k), k).toBe(v);
     expect((await call("POST", `/v1/groups/${group}/audit`, admin)).body.verdict).toBe("consistent");
+    // The history of writes and linearizable reads across the failover is linearizable.
+    expect(history.filter((o) => o.input.op === "get").length).toBeGreaterThan(10);
+    expect(checkHistory({ model: "kv", operations: history }).linearizable).toBe(true);
   }, 90_000);
 
   it("a sequencer that the replicas still hear is not replaced (no churn): a request that cannot reach it gets 503", async () => {

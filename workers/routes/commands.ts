@@ -34,6 +34,7 @@ commandRoutes.post("/:group/commands", async (c) => {
     group,
     (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command)),
     (a) => a.kind === "not_found",
+    true,
   );
   switch (a.kind) {
     case "ok":
