@@ -25,6 +25,8 @@ export default defineConfig({
                 CLIENT_TOKENS: "test-client-token,test-client-token-2",
                 // Load tests send thousands of requests per second; the 429 test sets its own limits.
                 RATE_LIMIT_PER_SEC: "0",
+                // Fault injection for the failover tests (never set in wrangler.toml).
+                ALLOW_FAULTS: "1",
               },
             },
           }),

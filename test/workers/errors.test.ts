@@ -114,6 +114,8 @@ describe("internal errors", () => {
 describe("fault injection is off without ALLOW_FAULTS", () => {
   it("the faults route is a 404", async () => {
     await createGroup("no-faults");
-    expectError(await api("POST", "/v1/groups/no-faults/faults", { target: "r1", fault: "unreachable" }), 404, "not_found");
+    const r = await direct("/v1/groups/no-faults/faults", { method: "POST", headers: { authorization: "Bearer test-admin-token", "content-type": "application/json" }, body: JSON.stringify({ target: "r1", fault: "unreachable" }) }, { ALLOW_FAULTS: undefined });
+    expect(r.status).toBe(404);
+    expect(r.body.error.code).toBe("not_found");
   });
 });
