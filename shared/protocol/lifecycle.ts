@@ -38,7 +38,8 @@ export interface LifecycleOptions {
   makeDriver?(core: SequencerCore, io: DriverIO): SequencerDriver;
 }
 
-export type Recovered = { ok: true; epoch: number } | { ok: false; reason: string };
+/** `deposed`: the directory names another sequencer; this one must not recover (and need not retry). */
+export type Recovered = { ok: true; epoch: number } | { ok: false; reason: string; deposed?: boolean };
 export type InitResult = { kind: "created" | "exists" | "conflict" };
 
 export class SequencerLifecycle {
@@ -117,7 +118,7 @@ export class SequencerLifecycle {
     if (this.core) return { ok: true, epoch: this.core.epoch };
     // Only the sequencer the directory names recovers: a deposed one restarted without storage
     // would fence its successor out, and the two would depose each other at ever higher epochs.
-    if (this.host.inOffice && !(await this.host.inOffice(config).catch(() => false))) return { ok: false, reason: "the directory names another sequencer" };
+    if (this.host.inOffice && !(await this.host.inOffice(config).catch(() => false))) return { ok: false, reason: "the directory names another sequencer", deposed: true };
     this.host.prepare();
     const owner = () => this.alive && config.incarnation > this.closedThrough;
     const io = this.host.io(config);
@@ -141,12 +142,11 @@ export class SequencerLifecycle {
   private fenced(config: GroupConfig): void {
     this.driver = null;
     this.host.fenced?.(config);
+    // A deposed sequencer's recovery is refused (the directory names its successor): it stays wiped.
     void this.serially(() => this.host.wipe())
-      .then(async () => ((await this.host.inOffice?.(config).catch(() => false)) ?? true))
-      .then(async (inOffice) => {
-        if (!inOffice) return; // deposed: its successor serves; routers find it in the directory
-        const r = await this.recover(config);
-        if (!r.ok) this.host.recoveryFailed?.(config, r.reason);
+      .then(() => this.recover(config))
+      .then((r) => {
+        if (!r.ok && !r.deposed) this.host.recoveryFailed?.(config, r.reason);
       });
   }
 

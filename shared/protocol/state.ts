@@ -104,7 +104,7 @@ export class DigestedState {
     const want = limit + mine.length;
     const stored = this.rows.scan(prefix, after, want, bytesMax);
     for (const [k, v] of stored) this.known.set(k, v);
-    const storedCut = stored.length < want && sizeOf(stored) >= bytesMax;
+    const storedCut = bytesMax !== Infinity && stored.length < want && sizeOf(stored) >= bytesMax;
     const storedLast = stored.length > 0 ? stored[stored.length - 1]![0] : null;
     let rows = stored;
     if (mine.length > 0) {

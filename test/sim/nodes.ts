@@ -407,7 +407,7 @@ export class SimSequencer {
         if (r.ok) {
           this.seenCommit = 0;
           this.world.trace(`recovered epoch ${r.epoch}`);
-        } else {
+        } else if (!r.deposed) {
           this.retryRecovery(lifecycle);
         }
       },
