@@ -145,3 +145,28 @@ export const requestIndexMax = 4 * logRetentionEntries;
 export const compactionSlackEntries = 1_000;
 /** State transfer page size (bytes of keys and values), well under one RPC message. */
 export const transferPageBytes = 512 * 1024;
+
+/** Commands one batch request may carry (API.md "Batches": 1 to 256). */
+export const batchCommandsMax = 256;
+/** A kv txn's compares, and commands per branch (API.md "Transactions"). */
+export const txnComparesMax = 64;
+export const txnCommandsMax = 64;
+/** Open watch streams one replica serves; past it a new watch is 503 (API.md "Watch"). */
+export const watchersPerReplicaMax = 1_000;
+/** A watch stream gets a `: keepalive` comment when it has been sent nothing this long (API.md: at most 15 s). */
+export const watchKeepaliveMs = 10_000;
+/** Entries a watch stream reads from the log per page while it catches up. */
+export const watchPageEntries = 256;
+/**
+ * Bytes queued for one watcher that the network has not taken yet; past it the stream is ended
+ * (the client resumes with Last-Event-ID and catches up from the log), so a stalled reader never
+ * holds a replica's memory.
+ */
+export const watchQueueBytesMax = 1024 * 1024;
+/** Largest snapshot file a restore accepts (API.md "Snapshot and restore"). */
+export const restoreBytesMax = 64 * 1024 * 1024;
+/** Rows per page a snapshot or a restore moves between objects (bounded in bytes by transferPageBytes too). */
+export const snapshotPageRows = 1_000;
+/** Frozen copies one replica keeps for snapshot downloads at once; an idle one is dropped after snapshotIdleMs. */
+export const snapshotsPerReplicaMax = 2;
+export const snapshotIdleMs = 60_000;

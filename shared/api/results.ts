@@ -1,4 +1,5 @@
-import type { Entry } from "./types.js";
+import type { ErrorCode } from "./errors.js";
+import type { Entry, EntryKind } from "./types.js";
 
 // Response shapes of the public API (API.md), shared by the router and the client.
 export interface CommandResult {
@@ -16,4 +17,35 @@ export interface LogPage {
   lastSeq: number;
   commitSeq: number;
   entries: Entry[];
+}
+
+/** One command's result in a batch: its outcome, or the error it alone met (the others are unaffected). */
+export type BatchItemResult = { seq: number; output: unknown } | { error: { code: ErrorCode; message: string } };
+export interface BatchResult {
+  results: BatchItemResult[];
+  /** The position of the highest seq in the batch: read-your-writes for all of them. */
+  bookmark: string;
+}
+
+/** One watch event's data (API.md "Watch"): an applied, committed entry and what it changed. */
+export interface WatchEvent {
+  seq: number;
+  kind: EntryKind;
+  client: string | null;
+  request: number | null;
+  command: unknown;
+  output: unknown;
+  timestamp: string;
+  /** The machine's keys the entry wrote, and their new values (null: deleted), in key order. */
+  changes: [string, unknown][];
+}
+
+/** The first line of a snapshot file (API.md "Snapshot and restore"); `rows` lines of [key, value] follow. */
+export interface SnapshotHeader {
+  group: string;
+  machine: string;
+  seq: number;
+  rows: number;
+  /** XOR over the rows of sha256(key NUL value), the replicas' own digest of a state holding only these rows. */
+  digest: string;
 }

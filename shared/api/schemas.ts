@@ -1,5 +1,6 @@
 import { z } from "zod";
 import {
+  batchCommandsMax,
   checkpointEveryDefault,
   checkpointEveryMax,
   checkpointEveryMin,
@@ -50,6 +51,28 @@ export const commandBody = z
   })
   .strict();
 
+/** A batch: one client, 1 to batchCommandsMax commands, each its own exactly-once (client, request) entry. */
+export const batchBody = z
+  .object({
+    client: z.string().min(1).max(clientCharsMax),
+    commands: z
+      .array(
+        z
+          .object({
+            request: z.number().int().min(1).refine(Number.isSafeInteger, "must be a safe integer"),
+            command: z.unknown(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(batchCommandsMax),
+  })
+  .strict()
+  .refine((b) => new Set(b.commands.map((c) => c.request)).size === b.commands.length, {
+    message: "each command of a batch needs its own request id",
+    path: ["commands"],
+  });
+
 export const queryBody = z
   .object({
     query: z.unknown(),
@@ -61,6 +84,12 @@ export const queryBody = z
 export const logParams = z.object({
   from: z.coerce.number().int().min(1).optional(),
   limit: z.coerce.number().int().min(1).max(logPageMax).optional(),
+});
+
+/** GET /v1/groups/{g}/watch: entries after `from` (default: the replica's applied position), optionally only those changing a key under `prefix`. */
+export const watchParams = z.object({
+  from: z.coerce.number().int().min(0).refine(Number.isSafeInteger, "must be a safe integer").optional(),
+  prefix: z.string().max(512).optional(),
 });
 
 export const auditsParams = z.object({
