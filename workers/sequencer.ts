@@ -198,6 +198,12 @@ export class SequencerObject extends DurableObject<Env> {
     return this.driver.submit(client, request, command);
   }
 
+  /** A batch: every command its own entry and answer, ordered together in array order. */
+  async submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer[]> {
+    if (!this.driver) return items.map(() => ({ kind: "not_found" }));
+    return Promise.all(this.driver.submitBatch(client, items));
+  }
+
   async readIndex(): Promise<ReadIndexAnswer> {
     if (!this.driver) return { kind: "not_found" };
     return this.driver.readIndex();

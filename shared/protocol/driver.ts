@@ -40,6 +40,8 @@ export class SequencerDriver {
   private readonly retryAtMs = new Map<string, number>();
   private stopped = false;
   private transfers = 0;
+  /** A restore is loading the group's state: commands wait (503) and no repair runs meanwhile. */
+  restoring = false;
 
   constructor(
     readonly core: SequencerCore,
@@ -64,18 +66,32 @@ export class SequencerDriver {
   // ---- writes -------------------------------------------------------------------------------
 
   async submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
-    if (this.stopped) return { kind: "not_found" };
+    const [answer] = this.submitBatch(client, [{ request, command }]);
+    return answer!;
+  }
+
+  /**
+   * Queues every command of a batch, in order, before the send loops run: the batch is ordered
+   * together (one flush, usually one append) and its seqs increase in array order. Each command
+   * keeps its own exactly-once pair and its own answer.
+   */
+  submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer>[] {
+    if (this.stopped) return items.map(() => Promise.resolve({ kind: "not_found" }));
+    const answers = items.map((i) => this.enqueue(client, i.request, i.command));
+    this.kickAll();
+    return answers;
+  }
+
+  private async enqueue(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
+    if (this.restoring) return { kind: "unavailable", message: "a restore is loading this group's state; retry when it is done" };
     const d = this.core.submit({ client, request, command });
     switch (d.kind) {
       case "unavailable":
         return { kind: "unavailable", message: d.reason };
       case "conflict":
         return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
-      case "queued": {
-        const answer = this.wait(this.waitingPending, pendingKey(client, request));
-        this.kickAll();
-        return this.answer(await answer);
-      }
+      case "queued":
+        return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
       case "existing": {
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
         // A retry of a committed command reads its outcome from the replicas' session tables
