@@ -5,7 +5,7 @@ import { ApiError, type ErrorCode } from "../../shared/api/errors.js";
 import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
-import { batchBody, commandBody, queryBody } from "../../shared/api/schemas.js";
+import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
 import { readWaitMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
@@ -136,3 +136,32 @@ commandRoutes.post("/:group/query", async (c) => {
   return readResult(c, last);
 });
 
+
+// ---- watch ---------------------------------------------------------------------------------
+
+/**
+ * A change feed from the nearest replica that can serve it (API.md "Watch"): the replica's own
+ * text/event-stream, passed through. `Last-Event-ID` (a reconnect) takes precedence over `from`.
+ */
+commandRoutes.get("/:group/watch", async (c) => {
+  const group = groupParam(c);
+  const q = parse(watchParams, c.req.query(), "query");
+  const lastId = c.req.header("last-event-id");
+  if (lastId !== undefined && !/^(0|[1-9][0-9]{0,15})$/.test(lastId.trim())) throw new ApiError("bad_request", "Last-Event-ID: a seq (a non-negative integer)");
+  const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
+  const record = await groups.lookup(c.env, group);
+  const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
+  if (from !== undefined) params.set("from", String(from));
+  if (q.prefix) params.set("prefix", q.prefix);
+  let compacted: Response | null = null;
+  for (const r of nearestFirst(groups.replicasOf(record), nearOf(c))) {
+    const stub = replicaStub(c.env, group, r.id, r.location);
+    const res = await stub.fetch(`https://replica/watch?${params}`).catch(() => null);
+    if (res?.status === 200) return res;
+    if (res?.status === 410) compacted = res;
+    else await res?.body?.cancel();
+  }
+  if (compacted) return compacted;
+  groups.forget(group);
+  throw new ApiError("unavailable", "no replica can serve this watch now", 1);
+});
