@@ -3,7 +3,12 @@
 import parse from "parse-prometheus-text-format";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { escapeHelp, escapeLabelValue, exposition, formatValue, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
-import type { GroupStatus } from "../../shared/api/types.js";
+import type { AuditReport, GroupStatus } from "../../shared/api/types.js";
+import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
+import { auditHistoryMax } from "../../shared/limits.js";
+import type { GroupConfig } from "../../shared/protocol/types.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import { Cluster } from "../support/cluster.js";
 import { logEvent, logText } from "../../shared/log.js";
 
 describe("the Prometheus text exposition", () => {
@@ -91,6 +96,69 @@ describe("the Prometheus text exposition", () => {
     for (const name of ["smr_commands_total", "smr_failovers_total", "smr_audits_total"]) expect(byName.get(name)!.type).toBe("COUNTER");
     for (const name of ["smr_group_up", "smr_group_commit_seq", "smr_replica_lag_entries", "smr_replica_status"]) expect(byName.get(name)!.type).toBe("GAUGE");
     expect(metricsContentType).toBe("text/plain; version=0.0.4; charset=utf-8");
+  });
+});
+
+describe("the sequencer's commands counter (smr_commands_total)", () => {
+  it("counts the command entries each flush orders, saved with the log, so a restart keeps it", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 3; r++) c.submit("a", r, { op: "incr", key: "n", by: 1 });
+    c.settle();
+    c.submit("a", 3, { op: "incr", key: "n", by: 1 }); // a retry orders nothing
+    c.submit("a", 4, { op: "incr", key: "n", by: 1 });
+    c.settle();
+    expect(c.sequencer.commandsTotal).toBe(4);
+    expect(c.seqStore.meta!.commandsTotal).toBe(4);
+    expect(new SequencerCore(c.seqStore, c.seqStore.meta!).commandsTotal).toBe(4);
+  });
+});
+
+/** DirectoryCore over maps, as the Durable Object's SQLite keeps it. */
+function memoryDirectory(): DirectoryCore {
+  const kv = new Map<string, unknown>();
+  const history: { kind: string; body: unknown }[] = [];
+  const store: DirectoryStore = {
+    get: (k) => structuredClone(kv.get(k) ?? null),
+    put: (k, v) => void kv.set(k, structuredClone(v)),
+    delete: (k) => void kv.delete(k),
+    list: (prefix) => [...kv].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
+    append: (kind, body, keepMax) => {
+      history.push({ kind, body });
+      const mine = history.filter((h) => h.kind === kind);
+      for (const old of mine.slice(0, Math.max(0, mine.length - keepMax))) history.splice(history.indexOf(old), 1);
+    },
+    recent: (kind, limit) => history.filter((h) => h.kind === kind).reverse().slice(0, limit).map((h) => h.body),
+    clearHistory: () => void history.splice(0),
+    transaction: (fn) => fn(),
+  };
+  return new DirectoryCore(store);
+}
+
+describe("the directory's counters (smr_failovers_total, smr_audits_total)", () => {
+  const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as unknown as GroupConfig;
+  const audit = (verdict: AuditReport["verdict"]): AuditReport => ({ at: "t", group: "g", seq: 1, verdict, replicas: [], quarantined: [] });
+  const event = (kind: string) => ({ at: "t", kind, epoch: 2, message: kind });
+
+  it("count failover events and audits by verdict past the bounded histories, tell the previous verdict, and start again for a new incarnation", () => {
+    const dir = memoryDirectory();
+    const inc = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config.incarnation;
+    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
+    expect(dir.addAudit(inc, audit("consistent"))).toEqual({ kept: true, previous: null });
+    for (let i = 0; i < auditHistoryMax + 5; i++) dir.addAudit(inc, audit("consistent"));
+    expect(dir.addAudit(inc, audit("diverged"))).toEqual({ kept: true, previous: "consistent" });
+    expect(dir.addAudit(inc, audit("consistent"))).toEqual({ kept: true, previous: "diverged" });
+    expect(dir.audits(1000)).toHaveLength(auditHistoryMax);
+    dir.addEvent(inc, event("failover"));
+    dir.addEvent(inc, event("quarantine"));
+    dir.addEvent(inc, event("failover"));
+    // A late write of another incarnation counts nothing.
+    expect(dir.addAudit(inc + 1, audit("diverged")).kept).toBe(false);
+    expect(dir.addEvent(inc + 1, event("failover"))).toBe(false);
+    expect(dir.counters()).toEqual({ failovers: 2, audits: { consistent: auditHistoryMax + 7, diverged: 1, insufficient: 0 } });
+    expect(dir.setState(inc, "deleted")).toBe(true);
+    const again = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config.incarnation;
+    expect(again).toBe(inc + 1);
+    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
   });
 });
 
