@@ -2,6 +2,7 @@
 // (workers/routes/). Routes do HTTP only; the control plane is workers/groups.ts.
 import { Hono, type Context } from "hono";
 import { ApiError } from "../shared/api/errors.js";
+import { logEvent } from "../shared/log.js";
 import { RateLimiter, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
 import type { App } from "./http.js";
@@ -10,6 +11,7 @@ import { groupRoutes } from "./routes/groups.js";
 import { memberRoutes } from "./routes/members.js";
 import { faultRoutes } from "./routes/faults.js";
 import { tokenRoutes } from "./routes/tokens.js";
+import { metricsRoutes } from "./routes/metrics.js";
 
 export const app = new Hono<App>();
 
@@ -37,7 +39,9 @@ function errorResponse(c: Context<App>, err: ApiError) {
 app.onError((err, c) => {
   if (err instanceof ApiError) return errorResponse(c, err);
   const requestId = c.get("requestId") ?? crypto.randomUUID();
-  console.error(`internal error ${requestId}:`, err);
+  const path = new URL(c.req.url).pathname;
+  const group = /^\/v1\/groups\/([^/]+)/.exec(path)?.[1];
+  logEvent({ event: "internal-error", group, requestId, message: String(err), method: c.req.method, path, stack: (err as Error)?.stack }, "error");
   return c.json({ error: { code: "internal", message: `internal error; request id ${requestId}`, requestId } }, 500);
 });
 
@@ -75,3 +79,4 @@ app.route("/v1/groups", commandRoutes);
 app.route("/v1/groups", memberRoutes);
 app.route("/v1/groups", tokenRoutes);
 app.route("/v1/groups", faultRoutes);
+app.route("/v1/metrics", metricsRoutes);

@@ -12,6 +12,10 @@ import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 import { SqlSequencerStorage, readMeta } from "./sqlite.js";
 import { encodeAppend } from "./wire.js";
+import { type LogLevel, logEvent } from "../shared/log.js";
+
+/** Events an operator should see without searching: a quarantine, an audit alarm. */
+const eventLevels: Record<string, LogLevel> = { quarantine: "warn", alarm: "error" };
 
 export type { SubmitAnswer };
 
@@ -101,7 +105,7 @@ export class SequencerObject extends DurableObject<Env> {
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
   private event(cfg: GroupConfig, kind: string, message: string, fields: Record<string, unknown> = {}): void {
     const event = { at: new Date().toISOString(), kind, epoch: this.core?.epoch ?? 0, message, ...fields };
-    console.log(JSON.stringify({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }));
+    logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[kind] ?? "log");
     this.ctx.waitUntil(
       directoryStub(this.env, cfg.group)
         .addEvent(cfg.incarnation, event)
@@ -139,6 +143,12 @@ export class SequencerObject extends DurableObject<Env> {
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since },
       replicas: core.replicaStatuses(),
     };
+  }
+
+  /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */
+  metrics(): { status: GroupStatus; commandsTotal: number } | null {
+    const status = this.status();
+    return status && { status, commandsTotal: this.core!.commandsTotal };
   }
 
   /** Destroys the replicas, then this sequencer's own storage (unless it belongs to a newer incarnation). */
@@ -229,9 +239,14 @@ export class SequencerObject extends DurableObject<Env> {
     const report = await driver.audit();
     if (this.driver !== driver) return null;
     const cfg = driver.core.config;
-    await directoryStub(this.env, cfg.group)
+    const kept = await directoryStub(this.env, cfg.group)
       .addAudit(cfg.incarnation, report)
       .catch((err) => console.warn(`audit report of ${cfg.group} not kept: ${String(err)}`));
+    // A group with no audit yet counts as consistent: its first audit is a change only if it is not.
+    const previous = kept?.kept ? (kept.previous ?? "consistent") : null;
+    if (previous !== null && previous !== report.verdict) {
+      logEvent({ event: "audit-verdict", group: cfg.group, epoch: driver.core.epoch, seq: report.seq, verdict: report.verdict, previous, quarantined: report.quarantined }, report.verdict === "consistent" ? "log" : "warn");
+    }
     return report;
   }
 }
