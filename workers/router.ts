@@ -10,6 +10,7 @@ import { commandRoutes } from "./routes/commands.js";
 import { groupRoutes } from "./routes/groups.js";
 import { memberRoutes } from "./routes/members.js";
 import { faultRoutes } from "./routes/faults.js";
+import { snapshotRoutes } from "./routes/snapshots.js";
 import { tokenRoutes } from "./routes/tokens.js";
 import { metricsRoutes } from "./routes/metrics.js";
 
@@ -79,4 +80,5 @@ app.route("/v1/groups", commandRoutes);
 app.route("/v1/groups", memberRoutes);
 app.route("/v1/groups", tokenRoutes);
 app.route("/v1/groups", faultRoutes);
+app.route("/v1/groups", snapshotRoutes);
 app.route("/v1/metrics", metricsRoutes);

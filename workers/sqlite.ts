@@ -358,3 +358,43 @@ export class SqlSequencerStorage implements SequencerStorage {
     writeMeta(this.sql, "sequencer", meta);
   }
 }
+
+/**
+ * A restore's rows, staged at the sequencer while the file arrives (nothing reaches a replica
+ * before the whole file is verified), then read back in pages by each replica's install.
+ */
+export class RestoreStage {
+  constructor(private readonly sql: Sql) {}
+  begin(): void {
+    this.sql.exec("DROP TABLE IF EXISTS restore_rows");
+    this.sql.exec("CREATE TABLE restore_rows (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
+  }
+  add(rows: [string, string][]): void {
+    for (let i = 0; i < rows.length; i += rowsPerUpsert) {
+      const chunk = rows.slice(i, i + rowsPerUpsert);
+      this.sql.exec(`INSERT OR REPLACE INTO restore_rows (k, v) VALUES ${chunk.map(() => "(?, ?)").join(", ")}`, ...chunk.flat());
+    }
+  }
+  page(after: string | null, maxBytes: number): [string, string][] {
+    const out: [string, string][] = [];
+    let bytes = 0;
+    let from = after;
+    while (bytes < maxBytes) {
+      const rows = (
+        from === null
+          ? this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM restore_rows ORDER BY k LIMIT ?", snapshotRowsPerQuery)
+          : this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM restore_rows WHERE k > ? ORDER BY k LIMIT ?", from, snapshotRowsPerQuery)
+      ).toArray();
+      for (const r of rows) {
+        out.push([r.k, r.v]);
+        bytes += r.k.length + r.v.length;
+      }
+      if (rows.length < snapshotRowsPerQuery) break;
+      from = rows[rows.length - 1]!.k;
+    }
+    return out;
+  }
+  drop(): void {
+    this.sql.exec("DROP TABLE IF EXISTS restore_rows");
+  }
+}

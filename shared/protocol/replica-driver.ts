@@ -1,8 +1,8 @@
 // The replica's event handling around ReplicaCore: reads that wait for a position. Shared by
 // the Durable Object and the simulator.
-import { readWaitersMax, sequencerTimeoutMs } from "../limits.js";
+import { readWaitersMax, sequencerTimeoutMs, snapshotIdleMs, snapshotsPerReplicaMax } from "../limits.js";
 import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./io.js";
-import type { ReplicaCore, SnapshotInfo } from "./replica.js";
+import type { ExportInfo, ReplicaCore, SnapshotInfo } from "./replica.js";
 import { WatchHub } from "./watch.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
 import type { Entry } from "../api/types.js";
@@ -131,6 +131,30 @@ export class ReplicaDriver implements ReplicaApi {
     const r = this.core?.endInstall(transferId) ?? null;
     if (r?.ok) this.wakeWaiters();
     return r;
+  }
+
+  /** Frozen copies being downloaded, and when each was last read (an idle one is dropped). */
+  private readonly exports = new Map<string, number>();
+  private exportsMade = 0;
+
+  beginExport(): ExportInfo | null {
+    if (!this.core) return null;
+    const now = this.clock.nowMs();
+    for (const [id, usedMs] of this.exports) if (now - usedMs > snapshotIdleMs) this.endExport(id);
+    if (this.exports.size >= snapshotsPerReplicaMax) return null;
+    const id = `export_${++this.exportsMade}`;
+    const info = this.core.beginExport(id);
+    if (info) this.exports.set(id, now);
+    return info;
+  }
+  exportPage(id: string, after: string | null, maxBytes: number): [string, string][] | null {
+    if (!this.core || !this.exports.has(id)) return null;
+    this.exports.set(id, this.clock.nowMs());
+    return this.core.exportPage(id, after, maxBytes);
+  }
+  endExport(id: string): void {
+    if (!this.exports.delete(id)) return;
+    this.core?.endExport(id);
   }
 
   auditInfo(): AuditInfo | null {

@@ -7,12 +7,14 @@ import {
   scrubPageRows,
   stateSaveEntriesMax,
   stateSaveRowsMax,
+  transferPageBytes,
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
-import { type Changes, DigestedState, applyEntry, lookupSession, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, applyEntry, lookupSession, machinePrefix, prefetchFor, recomputeDigest, rowHash } from "./state.js";
+import { bytesToHex, xorInto } from "./hash.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
@@ -120,6 +122,14 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     stateSeq: 0,
     stateDigest: zeroHash,
   };
+}
+
+/** A frozen copy of the machine's rows for a download: its name, position, size and digest. */
+export interface ExportInfo {
+  id: string;
+  seq: number;
+  rows: number;
+  digest: string;
 }
 
 /** What a state transfer starts from: the source's frozen state at a seq. */
@@ -491,6 +501,36 @@ export class ReplicaCore {
   endSnapshot(): void {
     this.snapshot = null;
     this.storage.dropSnapshot();
+  }
+
+  /**
+   * A snapshot download (API.md "Snapshot and restore"): freezes the machine's rows under a name,
+   * then counts and digests the frozen copy (the digest a state of exactly these rows has), so
+   * the file's header can come first while writes go on.
+   */
+  beginExport(name: string): ExportInfo | null {
+    if (this.installing || this.meta.quarantined) return null;
+    this.saveState();
+    this.storage.snapshotRows(name, machinePrefix);
+    const acc = new Uint8Array(32);
+    let rows = 0;
+    for (let after: string | null = null; ; ) {
+      const page = this.storage.snapshotPage(after, transferPageBytes, name);
+      if (page.length === 0) break;
+      for (const [k, v] of page) xorInto(acc, rowHash(k, v));
+      rows += page.length;
+      after = page[page.length - 1]![0];
+    }
+    return { id: name, seq: this.meta.appliedSeq, rows, digest: bytesToHex(acc) };
+  }
+
+  /** Rows of a frozen export after `after` (stored keys, "m/" included), about maxBytes of them. */
+  exportPage(name: string, after: string | null, maxBytes: number): [string, string][] {
+    return this.storage.snapshotPage(after, maxBytes, name);
+  }
+
+  endExport(name: string): void {
+    this.storage.dropSnapshot(name);
   }
 
   /** Target side: forget everything (it serves nothing meanwhile: it is quarantined). */

@@ -569,6 +569,22 @@ export class SequencerCore {
     return target;
   }
 
+  /**
+   * A restored state became the group's starting point: position `seq` with a synthetic hash,
+   * nothing in the log at or below it (a replica that lacks it gets a state transfer, like one
+   * behind a compacted log). Only for a group with no entries.
+   */
+  adoptRestore(seq: number, hash: string): void {
+    assert(this.lastSeq === 0 && this.baseSeq === 0, `a restore into a group with entries (last ${this.lastSeq})`);
+    this.meta.baseSeq = seq;
+    this.meta.baseHash = hash;
+    this.meta.commitSeq = seq;
+    this.saveMeta();
+    this.lastSeq = seq;
+    this.lastHash = hash;
+    this.configPendingSeq = 0;
+  }
+
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
   transferCandidates(): string[] {
     return this.progress.transferCandidates();
