@@ -351,6 +351,11 @@ export class SimSequencer {
     return this.driver.submit(client, request, command);
   }
 
+  submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer[]> {
+    if (!this.driver) return Promise.resolve(items.map(() => ({ kind: "unavailable", message: "recovering" }) as SubmitAnswer));
+    return Promise.all(this.driver.submitBatch(client, items));
+  }
+
   readIndex(): Promise<ReadIndexAnswer> {
     if (!this.driver) return Promise.resolve({ kind: "unavailable", message: "recovering" });
     return this.driver.readIndex();
