@@ -113,6 +113,7 @@ function clearError() {
   const box = $("#error");
   box.hidden = true;
   delete box.dataset.code;
+  for (const span of box.querySelectorAll("[data-field]")) span.textContent = "";
 }
 
 function setLive(state, text) {
