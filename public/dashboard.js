@@ -225,6 +225,8 @@ let generation = 0;
 async function refresh() {
   clearTimeout(timer);
   const mine = ++generation;
+  // A tab in the background asks nothing; it refreshes when it is shown again.
+  if (document.hidden) return;
   const group = selectedGroup();
   try {
     const page = await call(`/v1/groups?limit=${groupsListed}`);
@@ -280,6 +282,9 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   window.addEventListener("hashchange", () => {
     if (sessionStorage.getItem(tokenKey)) refresh();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && sessionStorage.getItem(tokenKey) && !$("#main").hidden) refresh();
   });
   if (sessionStorage.getItem(tokenKey)) connect();
   else askToken();
