@@ -93,4 +93,27 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     if (page.more && page.rows.length > 0) result.next = page.rows[page.rows.length - 1]![0];
     return result;
   },
+
+  // The simulator's mix (test/sim/clients.ts): a few keys, so commands contend.
+  generate: {
+    command(rng): KvCommand {
+      const key = `k${rng.int(6)}`;
+      switch (rng.int(6)) {
+        case 0:
+        case 1:
+          return { op: "put", key, value: rng.int(1000) };
+        case 2:
+          return { op: "get", key };
+        case 3:
+          return { op: "cas", key, expected: rng.chance(0.5) ? null : rng.int(1000), value: rng.int(1000) };
+        case 4:
+          return { op: "incr", key: `n${key}`, by: 1 + rng.int(3) };
+        default:
+          return { op: "delete", key };
+      }
+    },
+    query(rng): KvQuery {
+      return rng.chance(0.8) ? { op: "get", key: `k${rng.int(6)}` } : { op: "list", limit: 1 + rng.int(8) };
+    },
+  },
 };
