@@ -7,26 +7,27 @@ import type { ApplyContext, MachineRng, MachineState, StateMachine } from "./typ
 export const machineNamePattern = /^[a-z][a-z0-9-]{0,31}$/;
 
 /**
- * A StateMachine whose command and query types come from its schemas alone:
- * a generator returning `{ op: "add" }` is checked against the schema, not widened to string.
+ * A StateMachine whose command and query types come from its schemas alone (NoInfer elsewhere).
+ * TypeScript widens a string literal an arrow function returns while those types are still being
+ * inferred: give the generator's functions their return type (`: LockCommand`) or write
+ * `op: "add" as const`.
  */
-export interface MachineDefinition<CS extends z.ZodType, QS extends z.ZodType, C = z.output<CS>, Q = z.output<QS>> {
+export interface MachineDefinition<C, Q> {
   name: string;
-  commandSchema: CS;
-  querySchema: QS;
-  apply(state: MachineState, command: C, ctx: ApplyContext): unknown;
-  query(state: MachineState, query: Q): unknown;
-  keysOf?(command: C): string[];
-  oversized?(command: C): string | null;
-  generate: { command(rng: MachineRng): C; query(rng: MachineRng): Q };
+  commandSchema: z.ZodType<C>;
+  querySchema: z.ZodType<Q>;
+  apply(state: MachineState, command: NoInfer<C>, ctx: ApplyContext): unknown;
+  query(state: MachineState, query: NoInfer<Q>): unknown;
+  keysOf?(command: NoInfer<C>): string[];
+  oversized?(command: NoInfer<C>): string | null;
+  generate: { command(rng: MachineRng): NoInfer<C>; query(rng: MachineRng): NoInfer<Q> };
 }
 
 /**
  * Checks a machine's definition and returns it typed: apply(), query(), the generator and the
  * client's `machine()` helper all see the types validation accepts.
  */
-export function defineMachine<CS extends z.ZodType, QS extends z.ZodType>(definition: MachineDefinition<CS, QS>): StateMachine<z.output<CS>, z.output<QS>> {
+export function defineMachine<C, Q>(definition: MachineDefinition<C, Q>): StateMachine<C, Q> {
   if (!machineNamePattern.test(definition.name)) throw new Error(`machine name ${JSON.stringify(definition.name)} must match ${machineNamePattern}`);
-  // A schema parses to its own output type; TypeScript cannot see that for a generic CS.
-  return Object.freeze({ ...definition }) as unknown as StateMachine<z.output<CS>, z.output<QS>>;
+  return Object.freeze({ ...definition });
 }

@@ -105,6 +105,7 @@ function text(value: unknown): string {
 }
 
 type Outcome = { output: string } | { threw: string };
+const show = (o: Outcome) => ("output" in o ? o.output : `an exception (${o.threw})`);
 
 function applyOnce(machine: StateMachine<any, any>, state: DigestedState, command: unknown, ctx: ApplyContext): Outcome {
   try {
@@ -143,7 +144,7 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
     if (i > o.prefix) {
       const [a, b] = [cloneState(main), cloneState(main)];
       const [outA, outB] = [applyOnce(machine, a, command, ctx), applyOnce(machine, b, command, ctx)];
-      if (text(outA) !== text(outB)) fail(`${what} gave ${text(outA)} on one copy of the state and ${text(outB)} on another`);
+      if (text(outA) !== text(outB)) fail(`${what} gave ${show(outA)} on one copy of the state and ${show(outB)} on another`);
       else if (a.digest !== b.digest || rowsOf(a) !== rowsOf(b)) fail(`${what} left two copies of the state with different rows`);
       checkQuery(machine, rng, a, b, fail);
     }
@@ -156,7 +157,7 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
   for (const [i, a] of applied.entries()) {
     const outcome = applyOnce(machine, again, a.command, a.ctx);
     if (text(outcome) !== text(a.outcome)) {
-      fail(`replayed from the start, command ${i + 1} ${text(a.command)} gave ${text(outcome)}, the first time ${text(a.outcome)}`);
+      fail(`replayed from the start, command ${i + 1} ${text(a.command)} gave ${show(outcome)}, the first time ${show(a.outcome)}`);
       break;
     }
   }
