@@ -4,6 +4,7 @@ import { defineMachine } from "../../shared/machines/define.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { dice } from "../fixtures/random-machine.js";
 import { checkFaults, cloneCheck, simCheck, staticCheck } from "./machine-checks.js";
+import { faultKinds, reproduce, simulate, type SimOptions } from "./run.js";
 
 // A machine with hidden state: a module-level counter, which no static check sees.
 let calls = 0;
@@ -46,6 +47,19 @@ describe("check-machine catches a nondeterministic machine", () => {
   it("a machine whose query writes is caught", () => {
     const writer = defineMachine({ ...counterLike("writer"), query: (state, q) => (state.put(q.key, 1), null) });
     expect(cloneCheck(writer, { seed: 1, prefix: 2, commands: 5 }).join("\n")).toMatch(/changed the state/);
+  });
+});
+
+describe("the lock machine in the simulator", () => {
+  it("3 and 5 replicas, every fault at once: digests, outputs and reads agree with the reference", async () => {
+    for (const o of [
+      { seed: 21, ops: 250, replicas: 3, faults: [...faultKinds], machine: "lock" },
+      { seed: 21, ops: 250, replicas: 5, faults: [...faultKinds], machine: "lock" },
+    ] satisfies SimOptions[]) {
+      const r = await simulate(o);
+      expect(r.failures, `${r.failures.join("\n")}\nreproduce: ${reproduce(o)}`).toEqual([]);
+      expect(Number(r.stats.acked)).toBeGreaterThan(20);
+    }
   });
 });
 
