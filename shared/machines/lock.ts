@@ -7,7 +7,7 @@
 // remembers the highest token it has seen refuses a holder whose lease expired and was granted
 // again (Kleppmann's fencing token).
 import { z } from "zod";
-import { listLimitDefault, listLimitMax, lockNameCharsMax, lockTtlMsMax, pageBytesMax } from "../limits.js";
+import { listLimitDefault, listLimitMax, lockNameCharsMax, lockTtlMsMax } from "../limits.js";
 import { compareCodePoints } from "../text.js";
 import { defineMachine } from "./define.js";
 import { isoToMs, msToIso } from "./iso-time.js";
@@ -112,10 +112,14 @@ export const lock = defineMachine({
     if (q.op === "get") return state.get<Lease>(rowOf(q.lock));
     const prefix = lockPrefix + (q.prefix ?? "");
     const after = q.after !== undefined ? rowOf(q.after) : null;
-    const page = state.page<Lease>(prefix, after !== null && compareCodePoints(after, prefix) > 0 ? after : null, q.limit ?? listLimitDefault, pageBytesMax);
-    const locks = page.rows.map(([key, lease]) => ({ lock: key.slice(lockPrefix.length), ...lease }));
+    const limit = q.limit ?? listLimitDefault;
+    // One row past the page says exactly whether more follow. (state.page's `more` only says rows
+    // may follow, and how sure it is depends on which rows the replica has saved yet: replicas
+    // would answer the same read differently. Leases are small: a page is far under pageBytesMax.)
+    const rows = state.scan<Lease>(prefix, after !== null && compareCodePoints(after, prefix) > 0 ? after : null, limit + 1);
+    const locks = rows.slice(0, limit).map(([key, lease]) => ({ lock: key.slice(lockPrefix.length), ...lease }));
     const result: { locks: (Lease & { lock: string })[]; next?: string } = { locks };
-    if (page.more && locks.length > 0) result.next = locks[locks.length - 1]!.lock;
+    if (rows.length > limit) result.next = locks[locks.length - 1]!.lock;
     return result;
   },
 
