@@ -4,6 +4,7 @@ import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/pro
 import { withTimeout } from "../../shared/protocol/io.js";
 import { nearestFirst } from "../../shared/geo.js";
 import type { Operation } from "./linearizability.js";
+import { simMachineFor } from "./machines.js";
 import { type SimReplica, type SimSequencer, rpc } from "./nodes.js";
 import type { Network, World } from "./world.js";
 
@@ -58,7 +59,7 @@ export class SimClient {
     private readonly net: Network,
     private readonly sequencer: () => SimSequencer,
     private readonly replicas: Map<string, SimReplica>,
-    private readonly machine: "kv" | "bank",
+    private readonly machine: string,
     private readonly history: ClientHistory,
     /** Called, as a router would, when the sequencer did not answer: it may fail it over. */
     private readonly onUnreachable?: (from: string, failed: string) => Promise<void>,
@@ -78,6 +79,8 @@ export class SimClient {
 
   private randomCommand(): unknown {
     const rng = this.world.rng;
+    // Any machine but kv and bank draws from its own generator (kv's is this same mix).
+    if (this.machine !== "kv" && this.machine !== "bank") return simMachineFor(this.machine).generate.command(rng);
     if (this.machine === "bank") {
       const accounts = ["a", "b", "c", "d"];
       const from = rng.pick(accounts);
@@ -165,7 +168,7 @@ export class SimClient {
 
   async read(): Promise<void> {
     const rng = this.world.rng;
-    const query = this.machine === "bank" ? { op: "balances" } : { op: "get", key: `k${rng.int(6)}` };
+    const query = this.machine === "bank" ? { op: "balances" } : this.machine === "kv" ? { op: "get", key: `k${rng.int(6)}` } : simMachineFor(this.machine).generate.query(rng);
     const consistency = rng.pick(["linearizable", "sequential", "stale"] as const);
     const call = this.world.now;
     let a: ReadAnswer | null;

@@ -1,5 +1,5 @@
 import { MajorityConfig } from "../../shared/protocol/quorum.js";
-import { machineFor } from "../../shared/machines/index.js";
+import { simMachineFor as machineFor } from "./machines.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
