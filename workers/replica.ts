@@ -158,7 +158,10 @@ export class ReplicaObject extends DurableObject<Env> {
     const fromText = url.searchParams.get("from");
     const sink = new StreamSink(() => this.driver.watches.pump());
     // The first bytes at once (headers reach the client now), before any catch-up events.
-    sink.write(`: watching ${core.config.group} at ${core.id} from ${fromText ?? core.appliedSeq}\n\n`);
+    // The position it starts after, as an SSE id (no event): a client that drops before the first
+    // event still knows where to resume (Last-Event-ID), though it gave no `from`.
+    const start = fromText ?? String(core.appliedSeq);
+    sink.write(`: watching ${core.config.group} at ${core.id} after ${start}\nid: ${start}\n\n`);
     const opened = this.driver.watches.open(sink, fromText === null ? null : Number(fromText), url.searchParams.get("prefix"));
     if (opened !== "ok") sink.close();
     if (opened === "busy") return apiError(503, "unavailable", `replica ${core.id} serves as many watches as it may (${watchersPerReplicaMax})`, 5);

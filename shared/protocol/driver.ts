@@ -692,7 +692,10 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     }
     if (core.lastLogSeq !== 0) return { ok: false, reason: "the group took entries meanwhile" };
     core.adoptRestore(info.seq, hash);
-    for (const id of ids) core.endRepair(id, info.seq, io.nowMs());
+    for (const id of ids) {
+      core.endRepair(id, info.seq, io.nowMs());
+      core.noteContact(id, true, io.nowMs(), { lastSeq: info.seq, appliedSeq: info.seq, digest });
+    }
     io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})`, { seq: info.seq, digest });
     return { ok: true };
   } finally {

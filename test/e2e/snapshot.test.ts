@@ -60,6 +60,7 @@ describe("snapshot and restore", () => {
     const restored = await raw("POST", "/v1/groups/snap-dst/restore", file.text);
     expect(restored.status, restored.text).toBe(200);
     expect(JSON.parse(restored.text)).toMatchObject({ group: "snap-dst", machine: "kv" });
+    expect(JSON.parse(restored.text).replicas.map((r: any) => [r.digest, r.appliedSeq])).toEqual(Array(3).fill([header.digest, 1]));
 
     const replicas = (await call("GET", "/v1/groups/snap-dst/replicas", client)).body.replicas;
     expect(replicas.map((r: any) => r.digest)).toEqual([header.digest, header.digest, header.digest]);
