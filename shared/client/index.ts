@@ -128,6 +128,12 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** An error with its cause: Node's fetch says only "fetch failed" and puts ECONNREFUSED in the cause. */
+function describe(err: unknown): string {
+  const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : "";
+  return `${String(err)}${cause}`;
+}
+
 async function errorOf(res: Response): Promise<ApiRequestError> {
   let text: string;
   try {
@@ -181,7 +187,7 @@ export class SmrClient {
       } as RequestInit);
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      throw new ApiRequestError(0, "network", String(err));
+      throw new ApiRequestError(0, "network", `${method} ${this.opts.baseUrl}${path}: ${describe(err)}`);
     }
     if (!res.ok) throw await errorOf(res);
     return res;
