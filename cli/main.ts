@@ -3,7 +3,7 @@
 // (printed as "error: <status> <code>: <message>"), 2 for a usage error.
 import { Command, CommanderError } from "commander";
 import { ApiRequestError } from "../shared/client/index.js";
-import { UsageError } from "./args.js";
+import { positiveArg, UsageError } from "./args.js";
 import { backupCommands } from "./backup.js";
 import { jsonWanted, runOf, targetOf } from "./context.js";
 import { dataCommands } from "./data.js";
@@ -16,10 +16,13 @@ function metricsCommand(): Command {
   return new Command("metrics")
     .description("Prometheus metrics of every group, or of one")
     .option("--group <group>", "only this group")
-    .action(async (opts: { group?: string }, cmd: Command) => {
+    .option("--after <group>", "a page of groups after this one (the last line says `# next: <name>`)")
+    .option("--limit <n>", "groups per page (default 100)", positiveArg)
+    .action(async (opts: { group?: string; after?: string; limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      const text = await client.metrics(opts.group);
-      if (json) return printJson({ samples: samples(text) });
+      const text = await client.metrics(opts.group, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });
+      const next = /^# next: (\S+)$/m.exec(text)?.[1];
+      if (json) return printJson({ samples: samples(text), ...(next ? { next } : {}) });
       process.stdout.write(text.endsWith("\n") ? text : text + "\n");
     });
 }

@@ -261,9 +261,13 @@ export class SmrClient {
   revokeToken(group: string, id: string): Promise<void> {
     return this.request("DELETE", `/v1/groups/${group}/tokens/${id}`);
   }
-  /** Prometheus text (API.md "Metrics"), of every group or one. */
-  async metrics(group?: string): Promise<string> {
-    const res = await this.send("GET", `/v1/metrics${group === undefined ? "" : `?group=${encodeURIComponent(group)}`}`);
+  /** Prometheus text (API.md "Metrics") of one group, or of a page of groups (its last line `# next: <name>` when more follow). */
+  async metrics(group?: string, page: { after?: string; limit?: number } = {}): Promise<string> {
+    const q = new URLSearchParams();
+    if (group !== undefined) q.set("group", group);
+    if (page.after !== undefined) q.set("after", page.after);
+    if (page.limit !== undefined) q.set("limit", String(page.limit));
+    const res = await this.send("GET", `/v1/metrics${q.size ? `?${q}` : ""}`);
     return this.text(res);
   }
 
