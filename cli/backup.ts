@@ -1,6 +1,6 @@
 // smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
 import { once } from "node:events";
-import { createReadStream, createWriteStream, openSync, readSync, closeSync, statSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, openSync, readSync, rmSync, statSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
 import type { SnapshotHeader } from "../shared/client/index.js";
@@ -51,13 +51,20 @@ export function backupCommands(): Command[] {
       const out = createWriteStream(opts.output);
       let bytes = 0;
       let head = "";
-      for await (const c of chunks(body)) {
-        if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
-        bytes += c.length;
-        await write(out, c);
+      try {
+        for await (const c of chunks(body)) {
+          if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
+          bytes += c.length;
+          await write(out, c);
+        }
+        out.end();
+        await once(out, "finish");
+      } catch (err) {
+        // A snapshot cut short is not a snapshot: leave no file that looks like one.
+        out.destroy();
+        rmSync(opts.output, { force: true });
+        throw err;
       }
-      out.end();
-      await once(out, "finish");
       const header = JSON.parse(head.split("\n", 1)[0]!) as SnapshotHeader;
       if (json) return printJson({ file: opts.output, bytes, header });
       printRecord({ file: opts.output, bytes, group: header.group, machine: header.machine, seq: header.seq, rows: header.rows, digest: header.digest });

@@ -85,6 +85,12 @@ function report(err: unknown): number {
   return 1;
 }
 
+// `smr watch ... | head`: a reader that has gone away ends the command, quietly.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
 try {
   await program().parseAsync(process.argv);
 } catch (err) {

@@ -103,6 +103,14 @@ describe("smr batch and txn", () => {
     expect(table).toMatch(/│ 1 +│ 10 +│ \d+ +│ \{"value":4\} +│/);
     expect(table).toMatch(/│ 2 +│ 11 +│ \d+ +│ \{"previous":null\} +│/);
 
+    // A request id reused with another command is that command's own 409; the others run; exit 1.
+    const mixed = join(dir, "mixed.ndjson");
+    writeFileSync(mixed, [JSON.stringify({ request: 1, command: { op: "put", key: "a", value: "other" } }), JSON.stringify({ request: 6, command: { op: "put", key: "f", value: 6 } })].join("\n"));
+    const partly = await smr(["batch", "cli-batch", mixed, "--client", "batch-1", "--json"], client());
+    expect(partly.code).toBe(1);
+    expect(JSON.parse(partly.stdout).results).toMatchObject([{ error: { code: "conflict" } }, { output: { previous: null } }]);
+    expect(partly.stderr).toContain("error: 1 of 2 commands failed");
+
     // One invalid command: a 400 and nothing ordered.
     writeFileSync(file, [JSON.stringify({ op: "put", key: "e", value: 1 }), JSON.stringify({ op: "nope" })].join("\n"));
     const bad = await smr(["batch", "cli-batch", file], client());
