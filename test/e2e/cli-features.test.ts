@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serverFixture } from "../support/fixture.js";
 import { smr, smrOk, smrSpawn } from "../support/smr.js";
 
+/** Every step starts a CLI process (about a second of tsx start-up on a busy machine). */
+const cliTestMs = 240_000;
 const f = serverFixture("cli-features");
 let dir: string;
 let bare: string;
@@ -49,7 +51,7 @@ describe("smr watch", () => {
       watch.child.kill("SIGINT");
     }
     expect(await watch.exited).toBe(0);
-  });
+  }, cliTestMs);
 
   it("with --prefix prints only the entries that change such a key, as `seq  key=value` lines", async () => {
     await smrOk(["groups", "create", "cli-watch-p"], admin());
@@ -64,13 +66,13 @@ describe("smr watch", () => {
       watch.child.kill("SIGTERM");
     }
     expect(await watch.exited).toBe(0);
-  });
+  }, cliTestMs);
 
   it("ends with the API's error for a group that does not exist", async () => {
     const r = await smr(["watch", "cli-watch-none"], client());
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: 404 not_found: /);
-  });
+  }, cliTestMs);
 });
 
 describe("smr batch and txn", () => {
@@ -117,7 +119,7 @@ describe("smr batch and txn", () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^error: 400 bad_request: /);
     expect((await json(["get", "cli-batch", "e"], client())).result).toEqual({ value: null });
-  });
+  }, cliTestMs);
 
   it("runs a txn's success branch when its compares hold and its failure branch otherwise", async () => {
     await smrOk(["groups", "create", "cli-txn"], admin());
@@ -134,7 +136,7 @@ describe("smr batch and txn", () => {
     expect(second).toMatch(/│ succeeded +│ false +│/);
     expect(second).toMatch(/│ 1 +│ \{"value":"me"\} +│/);
     expect((await json(["get", "cli-txn", "n"], client())).result).toEqual({ value: 1 });
-  });
+  }, cliTestMs);
 });
 
 describe("smr snapshot and restore", () => {
@@ -181,7 +183,7 @@ describe("smr snapshot and restore", () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^error: 400 bad_request: .*line/i);
     expect((await json(["list", "cli-snap-4"], client())).result.items).toEqual([]);
-  });
+  }, cliTestMs);
 });
 
 describe("smr metrics", () => {
@@ -198,5 +200,5 @@ describe("smr metrics", () => {
     const forbidden = await smr(["metrics"], client());
     expect(forbidden.code).toBe(1);
     expect(forbidden.stderr).toMatch(/^error: 403 forbidden: /);
-  });
+  }, cliTestMs);
 });

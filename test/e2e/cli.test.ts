@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serverFixture } from "../support/fixture.js";
 import { smr, smrOk } from "../support/smr.js";
 
+/** Every step starts a CLI process (about a second of tsx start-up on a busy machine). */
+const cliTestMs = 240_000;
 const f = serverFixture("cli");
 let dir: string;
 /** A directory outside any project: no .dev.vars is found from it. */
@@ -44,7 +46,7 @@ describe("smr groups", () => {
 
     expect(await smrOk(["groups", "delete", "cli-b"], admin())).toContain("deleted group cli-b");
     expect((await json(["groups", "list"])).groups).not.toContain("cli-b");
-  });
+  }, cliTestMs);
 });
 
 describe("smr put, get, list, exec, query", () => {
@@ -80,7 +82,7 @@ describe("smr put, get, list, exec, query", () => {
     expect(q.result).toEqual({ value: 6 });
     expect((await json(["del", "cli-kv", "greeting"], client())).output).toEqual({ deleted: true });
     expect((await json(["get", "cli-kv", "greeting"], client())).result).toEqual({ value: null });
-  });
+  }, cliTestMs);
 });
 
 describe("smr audit, audits, replicas, events, sequencer", () => {
@@ -109,7 +111,7 @@ describe("smr audit, audits, replicas, events, sequencer", () => {
     const moved = await json(["sequencer", "move", "cli-ops"]);
     expect(moved.sequencer).toMatchObject({ epoch: expect.any(Number) });
     expect((await json(["get", "cli-ops", "k"], client())).result).toEqual({ value: 1 });
-  });
+  }, cliTestMs);
 });
 
 describe("smr errors and exit codes", () => {
@@ -141,7 +143,7 @@ describe("smr errors and exit codes", () => {
     const down = await smr(["groups", "list"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/^error: network: GET http:\/\/127\.0\.0\.1:9\/v1\/groups: /);
-  });
+  }, cliTestMs);
 });
 
 describe("smr's URL and token", () => {
@@ -170,5 +172,5 @@ describe("smr's URL and token", () => {
     const none = await smr(["groups", "list"], { cwd: bare, env: {} });
     expect(none.code).toBe(2);
     expect(none.stderr).toContain("no token");
-  });
+  }, cliTestMs);
 });

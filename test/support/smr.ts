@@ -49,7 +49,7 @@ export function smrSpawn(args: string[], opts: { cwd: string; env?: Record<strin
     exited,
     output: () => ({ stdout, stderr }),
     /** Resolves once stdout has `lines` lines; rejects if the process exits first or after timeoutMs. */
-    async waitLines(lines: number, timeoutMs = 30_000): Promise<string[]> {
+    async waitLines(lines: number, timeoutMs = 60_000): Promise<string[]> {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const got = stdout.split("\n").filter((l) => l.length > 0);
