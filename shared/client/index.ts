@@ -374,6 +374,7 @@ export class SmrClient {
       try {
         for await (const frame of sseFrames(res.body!)) {
           if (frame.retryMs !== undefined) serverPauseMs = frame.retryMs;
+          if (frame.lastId !== undefined) lastId = frame.lastId;
           const ev = frame.event;
           if (!ev || ev.event !== "entry") continue;
           const event = JSON.parse(ev.data) as WatchEvent;

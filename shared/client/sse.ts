@@ -11,14 +11,20 @@ export interface SseEvent {
 }
 
 export interface SseFrame {
-  /** An event, or a `retry:` reconnection time the server asked for. */
+  /** An event, or a `retry:` reconnection time the server asked for, or a new last event id without an event. */
   event?: SseEvent;
   retryMs?: number;
+  /**
+   * Set by an `id:` block with no data: the standard makes it the id a reconnect sends, so a server
+   * can say where a stream stands (e.g. past entries a prefix filtered out) without an event.
+   */
+  lastId?: string;
 }
 
 export class SseParser {
   private buffer = "";
   private lastId: string | undefined;
+  private dispatchedId: string | undefined;
   private type = "";
   private data: string[] = [];
   private sawCr = false;
@@ -50,6 +56,8 @@ export class SseParser {
   private line(line: string, out: SseFrame[]): void {
     if (line === "") {
       if (this.data.length > 0) out.push({ event: { id: this.lastId, event: this.type || "message", data: this.data.join("\n") } });
+      else if (this.lastId !== this.dispatchedId && this.lastId !== undefined) out.push({ lastId: this.lastId });
+      this.dispatchedId = this.lastId;
       this.data = [];
       this.type = "";
       return;

@@ -155,6 +155,15 @@ describe("client watch", () => {
     expect(calls[3]!.url.searchParams.get("from")).toBe("4");
   });
 
+  it("resumes from an id the server set without an event (an `id:` block with no data)", async () => {
+    const streams = [() => sse(`id: 40\n\n: keepalive\n\n`, "drop"), () => sse(entry(41))];
+    const { client, calls } = clientWith(() => streams[calls.length - 1]!());
+    const it = client.watch("g", { prefix: "user/" });
+    expect((await it.next()).value).toMatchObject({ seq: 41 });
+    await it.return(undefined);
+    expect(calls.map((c) => c.headers["last-event-id"])).toEqual([undefined, "40"]);
+  });
+
   it("starts after `from`, and ends with the API's error on 410 compacted, 401, 403 and 404", async () => {
     for (const [status, code] of [[410, "compacted"], [401, "unauthorized"], [403, "forbidden"], [404, "not_found"]] as const) {
       const { client, calls } = clientWith(() => errorBody(status, code, "no"));
@@ -191,6 +200,8 @@ describe("event-stream parsing", () => {
       { event: { id: "2", event: "message", data: "d" } },
       { retryMs: 250 },
     ]);
+    // An id with no data moves the resume position once; a repeat of it is nothing new.
+    expect([...p.push("\nid: 9\n\n"), ...p.push("id: 9\n\n: c\n\n")]).toEqual([{ lastId: "9" }]);
   });
 });
 
