@@ -146,6 +146,13 @@ export const routeCacheMs = 2_000;
 /** Group tokens one group may have. */
 export const groupTokensMax = 100;
 
+/** The client's retries (shared/client): attempts per command, first pause, doubled per attempt up to the cap. */
+export const clientAttemptsMax = 8;
+export const clientRetryBaseMs = 50;
+export const clientRetryMaxMs = 2_000;
+/** A client's watch reconnects without end (as EventSource does), its pause doubling up to this cap. */
+export const watchRetryMaxMs = 5_000;
+
 /** Log entries kept behind the applied position; older ones are compacted away (sequencer and replicas). */
 export const logRetentionEntries = 10_000;
 /**

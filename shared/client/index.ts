@@ -1,13 +1,27 @@
 // A small TypeScript client for the replica set's HTTP API (API.md).
-// - submit() retries with the same (client, request) on 503/504/network errors: exactly-once
-//   makes that safe, so a retry never executes a command twice;
-// - every answer's bookmark is kept and sent with `sequential` reads: read-your-writes.
+// - submit() and submitBatch() retry with the same (client, request) on 503/504/network errors:
+//   exactly-once makes that safe, so a retry never executes a command twice;
+// - every answer's bookmark is kept and sent with `sequential` reads: read-your-writes;
+// - watch() is an async iterator of the change feed that resumes by itself after a dropped
+//   connection (Last-Event-ID), so nothing is missed or repeated.
+// Importable as the package `edge-smr/client` (package.json "exports"). No runtime dependencies.
 import type { ErrorBody, ErrorCode } from "../api/errors.js";
-import type { CommandResult, LogPage, QueryResult } from "../api/results.js";
+import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
+import { decodeBookmark } from "../api/bookmark.js";
+import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
+import { clientAttemptsMax, clientRetryBaseMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
-import type { AuditReport, GroupStatus, ReplicaStatus, MachineName, OutputsMode } from "../api/types.js";
+import { sseFrames } from "./sse.js";
+import { lines, toStream } from "./streams.js";
+
+export type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
+export type { AuditReport, Entry, GroupStatus, MachineName, OutputsMode, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
+export type { ErrorCode } from "../api/errors.js";
+export type { KvCommand, KvQuery } from "../machines/kv.js";
+export type { BankCommand, BankQuery } from "../machines/bank.js";
+export { lines } from "./streams.js";
 
 export type Consistency = "linearizable" | "sequential" | "stale";
 
@@ -41,12 +55,108 @@ export interface GroupSpec {
   locations?: (string | null)[];
   outputs?: OutputsMode;
   checkpointEvery?: number;
+  sequencerLocations?: string[];
 }
+
+/** One command of a batch; `request` is assigned by the client when absent. */
+export interface BatchCommand {
+  command: unknown;
+  request?: number;
+}
+
+/** A kv transaction (API.md "Transactions"): compares on current values (null: absent), then one branch. */
+export interface KvTxn {
+  compare: { key: string; value: unknown }[];
+  success?: KvCommand[];
+  failure?: KvCommand[];
+}
+export interface KvTxnOutput {
+  succeeded: boolean;
+  results: unknown[];
+}
+
+export interface WatchOptions {
+  /** Events after this seq (default: from the serving replica's applied position). */
+  from?: number;
+  /** Only entries that change a key with this prefix (kv). */
+  prefix?: string;
+  /** Ends the watch: the iterator then finishes without an error. */
+  signal?: AbortSignal;
+  /** Nearest-replica hint sent as x-smr-near. */
+  near?: string;
+}
+
+export interface GroupEvent {
+  at: string;
+  kind: string;
+  epoch: number;
+  message: string;
+  [field: string]: unknown;
+}
+
+export interface TokenInfo {
+  id: string;
+  scope: "read" | "write";
+  name: string | null;
+  created: string;
+}
+
+/** Errors a retry cannot fix end a watch; anything else (a dropped stream, 503, 504) is retried. */
+const watchFatal = new Set([400, 401, 403, 404, 409, 410, 413]);
 
 function randomId(): string {
   const bytes = new Uint8Array(8);
   crypto.getRandomValues(bytes);
   return "c-" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function retriable(err: unknown): boolean {
+  return err instanceof ApiRequestError && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
+}
+
+/** Resolves after ms, or at once when the signal aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** An error with its cause: Node's fetch says only "fetch failed" and puts ECONNREFUSED in the cause. */
+function describe(err: unknown): string {
+  const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : "";
+  return `${String(err)}${cause}`;
+}
+
+async function errorOf(res: Response): Promise<ApiRequestError> {
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (err) {
+    return new ApiRequestError(0, "network", String(err));
+  }
+  let code: ErrorCode = "internal";
+  let message = text;
+  try {
+    const e = (JSON.parse(text) as ErrorBody).error;
+    code = e.code;
+    message = e.message;
+  } catch {
+    // not our error body
+  }
+  return new ApiRequestError(res.status, code, message);
+}
+
+interface SendInit {
+  body?: string | Uint8Array | ReadableStream<Uint8Array>;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
 }
 
 export class SmrClient {
@@ -62,17 +172,32 @@ export class SmrClient {
     this.doFetch = opts.fetch ?? ((...a) => fetch(...a));
   }
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** One HTTP exchange: the response when it is 2xx, else an ApiRequestError (status 0 for no answer). */
+  async send(method: string, path: string, init: SendInit = {}): Promise<Response> {
     let res: Response;
     try {
+      const streamed = init.body instanceof ReadableStream;
       res = await this.doFetch(this.opts.baseUrl + path, {
         method,
-        headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/json" },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
+        headers: { authorization: `Bearer ${this.opts.token}`, ...init.headers },
+        ...(init.body === undefined ? {} : { body: init.body }),
+        ...(init.signal ? { signal: init.signal } : {}),
+        // Node's fetch sends a stream body only when told the request is half duplex.
+        ...(streamed ? { duplex: "half" } : {}),
+      } as RequestInit);
     } catch (err) {
-      throw new ApiRequestError(0, "network", String(err));
+      if (init.signal?.aborted) throw err;
+      throw new ApiRequestError(0, "network", `${method} ${this.opts.baseUrl}${path}: ${describe(err)}`);
     }
+    if (!res.ok) throw await errorOf(res);
+    return res;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.send(method, path, {
+      headers: { "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     if (res.status === 204) return undefined as T;
     let text: string;
     try {
@@ -81,18 +206,6 @@ export class SmrClient {
       // The connection died while the body was read: as much a network failure as no answer.
       throw new ApiRequestError(0, "network", String(err));
     }
-    if (!res.ok) {
-      let code: ErrorCode = "internal";
-      let message = text;
-      try {
-        const e = (JSON.parse(text) as ErrorBody).error;
-        code = e.code;
-        message = e.message;
-      } catch {
-        // not our error body
-      }
-      throw new ApiRequestError(res.status, code, message);
-    }
     return JSON.parse(text) as T;
   }
 
@@ -100,8 +213,11 @@ export class SmrClient {
   createGroup(group: string, spec: GroupSpec): Promise<GroupStatus> {
     return this.request("PUT", `/v1/groups/${group}`, spec);
   }
-  listGroups(): Promise<{ groups: string[] }> {
-    return this.request("GET", "/v1/groups");
+  listGroups(page: { after?: string; limit?: number } = {}): Promise<{ groups: string[]; next?: string }> {
+    const q = new URLSearchParams();
+    if (page.after !== undefined) q.set("after", page.after);
+    if (page.limit !== undefined) q.set("limit", String(page.limit));
+    return this.request("GET", `/v1/groups${q.size ? `?${q}` : ""}`);
   }
   group(group: string): Promise<GroupStatus> {
     return this.request("GET", `/v1/groups/${group}`);
@@ -111,6 +227,15 @@ export class SmrClient {
   }
   replicas(group: string): Promise<{ replicas: ReplicaStatus[] }> {
     return this.request("GET", `/v1/groups/${group}/replicas`);
+  }
+  addReplica(group: string, location?: string | null): Promise<{ replica: ReplicaStatus }> {
+    return this.request("POST", `/v1/groups/${group}/replicas`, location === undefined ? {} : { location });
+  }
+  removeReplica(group: string, id: string): Promise<{ replica: ReplicaStatus }> {
+    return this.request("DELETE", `/v1/groups/${group}/replicas/${id}`);
+  }
+  moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] }> {
+    return this.request("POST", `/v1/groups/${group}/sequencer`, location === undefined ? {} : { location });
   }
   log(group: string, from?: number, limit?: number): Promise<LogPage> {
     const q = new URLSearchParams();
@@ -124,13 +249,34 @@ export class SmrClient {
   audits(group: string, limit?: number): Promise<{ audits: AuditReport[] }> {
     return this.request("GET", `/v1/groups/${group}/audits${limit ? `?limit=${limit}` : ""}`);
   }
+  events(group: string, limit?: number): Promise<{ events: GroupEvent[] }> {
+    return this.request("GET", `/v1/groups/${group}/events${limit ? `?limit=${limit}` : ""}`);
+  }
+  createToken(group: string, scope: "read" | "write", name?: string): Promise<TokenInfo & { token: string }> {
+    return this.request("POST", `/v1/groups/${group}/tokens`, name === undefined ? { scope } : { scope, name });
+  }
+  tokens(group: string): Promise<{ tokens: TokenInfo[] }> {
+    return this.request("GET", `/v1/groups/${group}/tokens`);
+  }
+  revokeToken(group: string, id: string): Promise<void> {
+    return this.request("DELETE", `/v1/groups/${group}/tokens/${id}`);
+  }
+  /** Prometheus text (API.md "Metrics") of one group, or of a page of groups (its last line `# next: <name>` when more follow). */
+  async metrics(group?: string, page: { after?: string; limit?: number } = {}): Promise<string> {
+    const q = new URLSearchParams();
+    if (group !== undefined) q.set("group", group);
+    if (page.after !== undefined) q.set("after", page.after);
+    if (page.limit !== undefined) q.set("limit", String(page.limit));
+    const res = await this.send("GET", `/v1/metrics${q.size ? `?${q}` : ""}`);
+    return this.text(res);
+  }
 
   // ---- commands and queries --------------------------------------------------------------------
 
   /** Submits a command exactly once, retrying with the same request id while the outcome is unknown. */
   async submit(group: string, command: unknown, request = this.nextRequest++): Promise<CommandResult> {
-    const attempts = this.opts.attemptsMax ?? 8;
-    let pauseMs = this.opts.retryBaseMs ?? 50;
+    const attempts = this.opts.attemptsMax ?? clientAttemptsMax;
+    let pauseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
     for (let attempt = 1; ; attempt++) {
       try {
         const r = await this.request<CommandResult>("POST", `/v1/groups/${group}/commands`, {
@@ -141,12 +287,51 @@ export class SmrClient {
         this.bookmark = r.bookmark;
         return r;
       } catch (err) {
-        const retriable = err instanceof ApiRequestError && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
-        if (!retriable || attempt >= attempts) throw err;
-        await new Promise((r) => setTimeout(r, pauseMs));
-        pauseMs = Math.min(pauseMs * 2, 2_000);
+        if (!retriable(err) || attempt >= attempts) throw err;
+        await sleep(pauseMs);
+        pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
       }
     }
+  }
+
+  /**
+   * Submits commands as one batch (API.md "Batches"), each exactly once. A command whose own result
+   * is a `timeout` or `unavailable` error is sent again with its request id (alone with the other
+   * such ones); a failed request as a whole is sent again whole. Results are in the given order.
+   */
+  async submitBatch(group: string, commands: BatchCommand[]): Promise<BatchResult> {
+    const items = commands.map((c) => ({ request: c.request ?? this.nextRequest++, command: c.command }));
+    const results: BatchItemResult[] = new Array(items.length);
+    let pending = items.map((_, i) => i);
+    let bookmark: string | undefined;
+    const attempts = this.opts.attemptsMax ?? clientAttemptsMax;
+    let pauseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
+    for (let attempt = 1; ; attempt++) {
+      let answer: BatchResult | undefined;
+      try {
+        answer = await this.request<BatchResult>("POST", `/v1/groups/${group}/commands`, {
+          client: this.clientId,
+          commands: pending.map((i) => items[i]),
+        });
+      } catch (err) {
+        if (!retriable(err) || attempt >= attempts) throw err;
+      }
+      if (answer) {
+        bookmark = later(bookmark, answer.bookmark);
+        const again: number[] = [];
+        answer.results.forEach((r, j) => {
+          const i = pending[j]!;
+          results[i] = r;
+          if ("error" in r && (r.error.code === "timeout" || r.error.code === "unavailable")) again.push(i);
+        });
+        pending = again;
+        if (pending.length === 0 || attempt >= attempts) break;
+      }
+      await sleep(pauseMs);
+      pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
+    }
+    if (bookmark) this.bookmark = later(this.bookmark, bookmark);
+    return { results, bookmark: bookmark ?? "" };
   }
 
   async query(group: string, query: unknown, consistency: Consistency = "linearizable"): Promise<QueryResult> {
@@ -155,8 +340,99 @@ export class SmrClient {
     return this.request<QueryResult>("POST", `/v1/groups/${group}/query`, body);
   }
 
+  // ---- watch, snapshot, restore ------------------------------------------------------------------
+
+  /**
+   * The group's change feed (API.md "Watch") as an async iterator. After a dropped connection (or
+   * a 503/504) it reconnects with `Last-Event-ID` set to the last event it yielded, pausing with a
+   * doubling backoff; 400/401/403/404/410 end it with an ApiRequestError (410 `compacted`: read the
+   * state and watch from its seq). Aborting `signal` (or leaving a for-await loop) ends it quietly.
+   */
+  async *watch(group: string, opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    const { signal } = opts;
+    let lastId: string | undefined = opts.from === undefined ? undefined : String(opts.from);
+    const baseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
+    let pauseMs = baseMs;
+    let serverPauseMs: number | undefined;
+    while (!signal?.aborted) {
+      const q = new URLSearchParams();
+      if (lastId !== undefined) q.set("from", lastId);
+      if (opts.prefix !== undefined) q.set("prefix", opts.prefix);
+      const headers: Record<string, string> = { accept: "text/event-stream" };
+      if (lastId !== undefined) headers["last-event-id"] = lastId;
+      if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
+      let res: Response;
+      try {
+        res = await this.send("GET", `/v1/groups/${group}/watch${q.size ? `?${q}` : ""}`, { headers, ...(signal ? { signal } : {}) });
+      } catch (err) {
+        if (signal?.aborted) return;
+        if (err instanceof ApiRequestError && watchFatal.has(err.status)) throw err;
+        await sleep(serverPauseMs ?? pauseMs, signal);
+        pauseMs = Math.min(pauseMs * 2, watchRetryMaxMs);
+        continue;
+      }
+      try {
+        for await (const frame of sseFrames(res.body!)) {
+          if (frame.retryMs !== undefined) serverPauseMs = frame.retryMs;
+          if (frame.lastId !== undefined) lastId = frame.lastId;
+          const ev = frame.event;
+          if (!ev || ev.event !== "entry") continue;
+          const event = JSON.parse(ev.data) as WatchEvent;
+          lastId = ev.id ?? String(event.seq);
+          pauseMs = baseMs;
+          yield event;
+        }
+      } catch (err) {
+        if (signal?.aborted) return;
+        if (err instanceof SyntaxError) throw err; // a malformed event is a bug, not a dropped line
+        // the connection dropped mid-stream: resume below
+      }
+      // The stream ended (the replica closed it, or the connection died): resume where it stopped.
+      await sleep(serverPauseMs ?? pauseMs, signal);
+      pauseMs = Math.min(pauseMs * 2, watchRetryMaxMs);
+    }
+  }
+
+  /** The group's snapshot file (API.md "Snapshot and restore") as it arrives: NDJSON bytes, to save as they are. */
+  async snapshot(group: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.send("GET", `/v1/groups/${group}/snapshot`, { headers: { accept: "application/x-ndjson" }, ...(signal ? { signal } : {}) });
+    return res.body!;
+  }
+
+  /** The group's snapshot parsed: its header, then its rows as they arrive. */
+  async snapshotRows(group: string, signal?: AbortSignal): Promise<{ header: SnapshotHeader; rows: AsyncGenerator<[string, unknown]> }> {
+    const it = lines(await this.snapshot(group, signal));
+    const first = await it.next();
+    if (first.done) throw new ApiRequestError(0, "network", "the snapshot ended before its header");
+    const header = JSON.parse(first.value) as SnapshotHeader;
+    async function* rows(): AsyncGenerator<[string, unknown]> {
+      for await (const line of it) if (line.length > 0) yield JSON.parse(line) as [string, unknown];
+    }
+    return { header, rows: rows() };
+  }
+
+  /**
+   * Loads a snapshot file into a new, empty group of the same machine (API.md: 409 if it has
+   * entries). The body is streamed; it is not retried (a stream cannot be sent twice).
+   */
+  async restore(group: string, body: string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): Promise<GroupStatus> {
+    const payload = typeof body === "string" || body instanceof ReadableStream || body instanceof Uint8Array ? body : toStream(body);
+    const res = await this.send("POST", `/v1/groups/${group}/restore`, { headers: { "content-type": "application/x-ndjson" }, body: payload });
+    return JSON.parse(await this.text(res)) as GroupStatus;
+  }
+
+  private async text(res: Response): Promise<string> {
+    try {
+      return await res.text();
+    } catch (err) {
+      throw new ApiRequestError(0, "network", String(err));
+    }
+  }
+
+  // ---- typed helpers per machine ---------------------------------------------------------------
+
   kv(group: string) {
-    const run = async <O>(c: KvCommand) => (await this.submit(group, c)).output as O;
+    const run = async <O>(c: KvCommand | ({ op: "txn" } & Required<KvTxn>)) => (await this.submit(group, c)).output as O;
     const read = async <O>(q: KvQuery, consistency?: Consistency) => (await this.query(group, q, consistency)).result as O;
     return {
       put: (key: string, value: unknown) => run<{ previous: unknown }>({ op: "put", key, value: value as never }),
@@ -168,6 +444,10 @@ export class SmrClient {
       incr: (key: string, by: number) => run<{ value: number } | { error: string }>({ op: "incr", key, by }),
       list: (opts: { prefix?: string; after?: string; limit?: number } = {}, consistency?: Consistency) =>
         read<{ items: [string, unknown][]; next?: string }>({ op: "list", ...opts }, consistency),
+      /** etcd's Txn: if every compare holds, `success` runs, else `failure`, atomically in one entry. */
+      txn: (t: KvTxn) => run<KvTxnOutput>({ op: "txn", compare: t.compare, success: t.success ?? [], failure: t.failure ?? [] }),
+      /** Several kv commands in one request, each its own exactly-once entry, in order. */
+      batch: (commands: (KvCommand | ({ op: "txn" } & Required<KvTxn>))[]) => this.submitBatch(group, commands.map((command) => ({ command }))),
     };
   }
 
@@ -193,6 +473,16 @@ export class SmrClient {
     return {
       submit: (command: CommandOf<M>) => this.submit(group, command),
       query: (query: QueryOf<M>, consistency?: Consistency) => this.query(group, query, consistency),
+      batch: (commands: CommandOf<M>[]) => this.submitBatch(group, commands.map((command) => ({ command }))),
     };
   }
+}
+
+/** The bookmark of the later position (bookmarks name (epoch, seq); see shared/api/bookmark.ts). */
+function later(a: string | undefined, b: string): string {
+  if (!a) return b;
+  const pa = decodeBookmark(a);
+  const pb = decodeBookmark(b);
+  if (!pa || !pb) return b;
+  return pb.epoch > pa.epoch || (pb.epoch === pa.epoch && pb.seq >= pa.seq) ? b : a;
 }

@@ -1,5 +1,53 @@
+// The client against a fake fetch. It is imported by its package name (package.json "exports"),
+// as a project depending on edge-smr would import it.
 import { describe, expect, it } from "vitest";
-import { ApiRequestError, SmrClient } from "../../shared/client/index.js";
+import { ApiRequestError, SmrClient, type WatchEvent } from "edge-smr/client";
+import { SseParser } from "../../shared/client/sse.js";
+
+type Handler = (url: URL, init: RequestInit & { headers: Record<string, string> }) => Response | Promise<Response>;
+
+function clientWith(handler: Handler, options: { attemptsMax?: number } = {}) {
+  const calls: { url: URL; headers: Record<string, string>; body: unknown }[] = [];
+  const client = new SmrClient({
+    baseUrl: "http://smr.test",
+    token: "t",
+    clientId: "c",
+    retryBaseMs: 1,
+    ...options,
+    fetch: async (input, init) => {
+      const url = new URL(String(input));
+      const i = init as RequestInit & { headers: Record<string, string> };
+      calls.push({ url, headers: i.headers, body: typeof i.body === "string" ? JSON.parse(i.body) : i.body });
+      return handler(url, i);
+    },
+  });
+  return { client, calls };
+}
+
+const errorBody = (status: number, code: string, message = code) => Response.json({ error: { code, message } }, { status });
+
+function sse(text: string, end: "close" | "drop" = "close"): Response {
+  const bytes = new TextEncoder().encode(text);
+  let sent = false;
+  const body = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (!sent) {
+        sent = true;
+        // Split in two to exercise a chunk boundary inside an event.
+        const half = Math.floor(bytes.length / 2);
+        c.enqueue(bytes.slice(0, half));
+        c.enqueue(bytes.slice(half));
+        return;
+      }
+      if (end === "drop") c.error(new TypeError("terminated"));
+      else c.close();
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/event-stream" } });
+}
+
+const entry = (seq: number, key = `k${seq}`): string =>
+  `id: ${seq}\nevent: entry\ndata: ${JSON.stringify({ seq, kind: "command", client: "w", request: seq, command: {}, output: {}, timestamp: "t", changes: [[key, seq]] })}\n\n`;
 
 describe("client", () => {
   it("a connection that dies while the answer's body is read is a network error, and is retried", async () => {
@@ -32,5 +80,157 @@ describe("client", () => {
     const err = await once.submit("g", { op: "put", key: "k", value: 1 }, 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiRequestError);
     expect((err as ApiRequestError).code).toBe("network");
+  });
+});
+
+describe("client batches", () => {
+  it("assigns request ids, resends only the commands that timed out with their ids, and keeps the order", async () => {
+    let round = 0;
+    const { client, calls } = clientWith((_url, init) => {
+      round++;
+      const body = JSON.parse(init.body as string) as { commands: { request: number }[] };
+      if (round === 1) {
+        return Response.json({
+          results: [{ seq: 1, output: "a" }, { error: { code: "timeout", message: "?" } }, { error: { code: "bad_request", message: "no" } }, { error: { code: "unavailable", message: "later" } }],
+          bookmark: "b1.1.1",
+        });
+      }
+      return Response.json({ results: body.commands.map((c) => ({ seq: 10 + c.request, output: `again ${c.request}` })), bookmark: "b1.1.e" });
+    });
+    const r = await client.submitBatch("g", [{ command: "a" }, { command: "b" }, { command: "c", request: 50 }, { command: "d" }]);
+    expect(calls.map((c) => c.body)).toEqual([
+      { client: "c", commands: [{ request: 1, command: "a" }, { request: 2, command: "b" }, { request: 50, command: "c" }, { request: 3, command: "d" }] },
+      { client: "c", commands: [{ request: 2, command: "b" }, { request: 3, command: "d" }] },
+    ]);
+    expect(r.results).toEqual([{ seq: 1, output: "a" }, { seq: 12, output: "again 2" }, { error: { code: "bad_request", message: "no" } }, { seq: 13, output: "again 3" }]);
+    expect(r.bookmark).toBe("b1.1.e");
+    expect(client.bookmark).toBe("b1.1.e");
+    // The next command gets a fresh id.
+    await client.submitBatch("g", [{ command: "e" }]).catch(() => {});
+    expect((calls[2]!.body as { commands: { request: number }[] }).commands[0]!.request).toBe(4);
+  });
+
+  it("resends the whole batch with the same ids after a 503, a 504 or a dropped connection, and gives up on a 400", async () => {
+    const answers = [() => errorBody(503, "unavailable"), () => errorBody(504, "timeout"), () => { throw new TypeError("fetch failed"); }, () => Response.json({ results: [{ seq: 1, output: 1 }, { seq: 2, output: 2 }], bookmark: "b1.1.2" })];
+    const { client, calls } = clientWith(() => answers[calls.length - 1]!());
+    const r = await client.kv("g").batch([{ op: "put", key: "a", value: 1 }, { op: "incr", key: "b", by: 1 }]);
+    expect(r.results).toHaveLength(2);
+    expect(calls).toHaveLength(4);
+    for (const c of calls) expect(c.body).toEqual(calls[0]!.body);
+
+    const bad = clientWith(() => errorBody(400, "bad_request", "commands.1.command: unknown op"));
+    const err = await bad.client.submitBatch("g", [{ command: 1 }, { command: 2 }]).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 400, code: "bad_request" });
+    expect(bad.calls).toHaveLength(1);
+  });
+
+  it("sends a kv txn as one command with both branches", async () => {
+    const { client, calls } = clientWith(() => Response.json({ seq: 3, output: { succeeded: true, results: [{ previous: null }] }, bookmark: "b1.1.3" }));
+    const out = await client.kv("g").txn({ compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }] });
+    expect(out).toEqual({ succeeded: true, results: [{ previous: null }] });
+    expect(calls[0]!.body).toMatchObject({ command: { op: "txn", compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }], failure: [] } });
+  });
+});
+
+describe("client watch", () => {
+  it("yields each entry once, and after a dropped stream resumes with Last-Event-ID set to the last one it yielded", async () => {
+    const streams = [
+      () => sse(`: hello\n\nretry: 1\n\n${entry(1)}${entry(2)}id: 3\nevent: entry\ndata: {"seq":3`, "drop"), // drops inside event 3
+      () => errorBody(503, "unavailable"),
+      () => sse(`: keepalive\n\n${entry(3)}${entry(4)}`), // the replica ends the stream
+      () => sse(entry(5, "user/x")),
+    ];
+    const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
+    const seen: WatchEvent[] = [];
+    const ctl = new AbortController();
+    for await (const ev of client.watch("g", { prefix: "user/", signal: ctl.signal })) {
+      seen.push(ev);
+      if (ev.seq === 5) ctl.abort();
+    }
+    expect(seen.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(seen[4]!.changes).toEqual([["user/x", 5]]);
+    expect(calls.map((c) => c.headers["last-event-id"])).toEqual([undefined, "2", "2", "4"]);
+    expect(calls.map((c) => c.url.searchParams.get("prefix"))).toEqual(["user/", "user/", "user/", "user/"]);
+    expect(calls[0]!.url.searchParams.has("from")).toBe(false);
+    expect(calls[3]!.url.searchParams.get("from")).toBe("4");
+  });
+
+  it("resumes from an id the server set without an event (an `id:` block with no data)", async () => {
+    const streams = [() => sse(`id: 40\n\n: keepalive\n\n`, "drop"), () => sse(entry(41))];
+    const { client, calls } = clientWith(() => streams[calls.length - 1]!());
+    const it = client.watch("g", { prefix: "user/" });
+    expect((await it.next()).value).toMatchObject({ seq: 41 });
+    await it.return(undefined);
+    expect(calls.map((c) => c.headers["last-event-id"])).toEqual([undefined, "40"]);
+  });
+
+  it("starts after `from`, and ends with the API's error on 410 compacted, 401, 403 and 404", async () => {
+    for (const [status, code] of [[410, "compacted"], [401, "unauthorized"], [403, "forbidden"], [404, "not_found"]] as const) {
+      const { client, calls } = clientWith(() => errorBody(status, code, "no"));
+      const it = client.watch("g", { from: 7 });
+      const err = await it.next().catch((e: unknown) => e);
+      expect(err).toMatchObject({ status, code });
+      expect(calls).toHaveLength(1);
+      expect(calls[0]!.url.searchParams.get("from")).toBe("7");
+    }
+  });
+
+  it("ends quietly when the loop is left", async () => {
+    const { client, calls } = clientWith(() => sse(entry(1) + entry(2) + entry(3)));
+    const seen: number[] = [];
+    for await (const ev of client.watch("g")) {
+      seen.push(ev.seq);
+      if (ev.seq === 2) break;
+    }
+    expect(seen).toEqual([1, 2]);
+    expect(calls).toHaveLength(1);
+  });
+});
+
+describe("event-stream parsing", () => {
+  it("reads fields, multi-line data, comments, and CRLF, CR and LF line ends across chunk boundaries", () => {
+    const p = new SseParser();
+    const text = ": comment\r\nid: 1\r\nevent: entry\r\ndata: a\r\ndata:b\r\n\r\nid: 2\rdata: c\r\rdata: d\n\nretry: 250\nevent: x\n";
+    const frames = [];
+    // One character at a time: every boundary, including between a CR and its LF.
+    for (const ch of text) frames.push(...p.push(ch));
+    expect(frames).toEqual([
+      { event: { id: "1", event: "entry", data: "a\nb" } },
+      { event: { id: "2", event: "message", data: "c" } },
+      { event: { id: "2", event: "message", data: "d" } },
+      { retryMs: 250 },
+    ]);
+    // An id with no data moves the resume position once; a repeat of it is nothing new.
+    expect([...p.push("\nid: 9\n\n"), ...p.push("id: 9\n\n: c\n\n")]).toEqual([{ lastId: "9" }]);
+  });
+});
+
+describe("client snapshot and restore", () => {
+  it("reads a snapshot's header and rows, and streams a restore body", async () => {
+    const file = `${JSON.stringify({ group: "g", machine: "kv", seq: 9, rows: 2, digest: "ab" })}\n["a",1]\r\n["b",{"x":[2]}]\n`;
+    let restored = "";
+    const { client, calls } = clientWith(async (url, init) => {
+      if (url.pathname.endsWith("/snapshot")) return new Response(file, { headers: { "content-type": "application/x-ndjson" } });
+      restored = await new Response(init.body).text();
+      return Response.json({ group: "h", machine: "kv" });
+    });
+    const { header, rows } = await client.snapshotRows("g");
+    expect(header).toEqual({ group: "g", machine: "kv", seq: 9, rows: 2, digest: "ab" });
+    const all = [];
+    for await (const row of rows) all.push(row);
+    expect(all).toEqual([["a", 1], ["b", { x: [2] }]]);
+
+    async function* parts() {
+      for (const piece of [file.slice(0, 10), file.slice(10)]) yield new TextEncoder().encode(piece);
+    }
+    expect(await client.restore("h", parts())).toMatchObject({ group: "h" });
+    expect(restored).toBe(file);
+    expect(calls[1]!.headers["content-type"]).toBe("application/x-ndjson");
+  });
+
+  it("reads metrics as text", async () => {
+    const { client, calls } = clientWith(() => new Response('smr_group_commit_seq{group="g"} 3\n', { headers: { "content-type": "text/plain; version=0.0.4" } }));
+    expect(await client.metrics("g")).toContain("smr_group_commit_seq");
+    expect(calls[0]!.url.search).toBe("?group=g");
   });
 });

@@ -1,0 +1,51 @@
+// Argument parsers for commander: a bad value is a usage error (exit 2) that names the argument.
+import { readFileSync } from "node:fs";
+import { InvalidArgumentError } from "commander";
+
+/** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
+export class UsageError extends Error {}
+
+export function jsonArg(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new InvalidArgumentError(`not JSON (${(err as Error).message}); quote strings as '"text"'`);
+  }
+}
+
+export function intArg(text: string): number {
+  const n = Number(text);
+  if (!/^-?[0-9]+$/.test(text) || !Number.isSafeInteger(n)) throw new InvalidArgumentError("not an integer");
+  return n;
+}
+
+export function positiveArg(text: string): number {
+  const n = intArg(text);
+  if (n < 1) throw new InvalidArgumentError("must be at least 1");
+  return n;
+}
+
+export function listArg(text: string): string[] {
+  return text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/** A file of JSON: one document, or NDJSON (one document per non-empty line). */
+export function readJsonFile(file: string): unknown[] {
+  const text = readFileSync(file, "utf8");
+  try {
+    const doc = JSON.parse(text) as unknown;
+    return Array.isArray(doc) ? doc : [doc];
+  } catch {
+    // not a single document: NDJSON
+  }
+  const docs: unknown[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (line.trim() === "") return;
+    try {
+      docs.push(JSON.parse(line));
+    } catch (err) {
+      throw new UsageError(`${file}:${i + 1}: not JSON (${(err as Error).message})`);
+    }
+  });
+  return docs;
+}

@@ -1,0 +1,111 @@
+// smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
+import { once } from "node:events";
+import { closeSync, createReadStream, createWriteStream, openSync, readSync, rmSync, statSync } from "node:fs";
+import cliProgress from "cli-progress";
+import { Command } from "commander";
+import type { SnapshotHeader } from "../shared/client/index.js";
+import { chunks } from "../shared/client/streams.js";
+import { restoreBytesMax } from "../shared/limits.js";
+import { positiveArg, UsageError } from "./args.js";
+import { runOf } from "./context.js";
+import { printStatus } from "./groups.js";
+import { printJson, printRecord } from "./output.js";
+
+/** Bytes of a file's start read to find its header line. */
+const headerBytesMax = 64 * 1024;
+
+async function write(out: NodeJS.WritableStream, chunk: Uint8Array): Promise<void> {
+  if (!out.write(chunk)) await once(out, "drain");
+}
+
+/** The header (first line) of a snapshot file. */
+function fileHeader(file: string): SnapshotHeader {
+  const fd = openSync(file, "r");
+  try {
+    const buf = Buffer.alloc(headerBytesMax);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const text = buf.subarray(0, n).toString("utf8");
+    const line = text.split("\n", 1)[0]!;
+    try {
+      return JSON.parse(line) as SnapshotHeader;
+    } catch {
+      throw new UsageError(`${file}: its first line is not a snapshot header`);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function backupCommands(): Command[] {
+  const snapshot = new Command("snapshot")
+    .description("a consistent snapshot of the group's state (NDJSON: a header, then [key, value] rows), to stdout or a file")
+    .argument("<group>")
+    .option("-o, --output <file>", "write it to this file")
+    .action(async (group: string, opts: { output?: string }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const body = await client.snapshot(group);
+      if (!opts.output) {
+        for await (const c of chunks(body)) await write(process.stdout, c);
+        return;
+      }
+      const out = createWriteStream(opts.output);
+      let bytes = 0;
+      let head = "";
+      try {
+        for await (const c of chunks(body)) {
+          if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
+          bytes += c.length;
+          await write(out, c);
+        }
+        out.end();
+        await once(out, "finish");
+      } catch (err) {
+        // A snapshot cut short is not a snapshot: leave no file that looks like one.
+        out.destroy();
+        rmSync(opts.output, { force: true });
+        throw err;
+      }
+      const header = JSON.parse(head.split("\n", 1)[0]!) as SnapshotHeader;
+      if (json) return printJson({ file: opts.output, bytes, header });
+      printRecord({ file: opts.output, bytes, group: header.group, machine: header.machine, seq: header.seq, rows: header.rows, digest: header.digest });
+    });
+
+  const restore = new Command("restore")
+    .description("load a snapshot file into a new, empty group (--create makes the group with the file's machine)")
+    .argument("<group>")
+    .argument("<file>")
+    .option("--create", "create the group first, with the snapshot's machine")
+    .option("--replicas <n>", "with --create: replicas", positiveArg)
+    .action(async (group: string, file: string, opts: { create?: boolean; replicas?: number }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const size = statSync(file).size;
+      if (size > restoreBytesMax) throw new UsageError(`${file}: ${size} bytes; a restore takes at most ${restoreBytesMax}`);
+      const header = fileHeader(file);
+      if (opts.create) await client.createGroup(group, { machine: header.machine, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
+      // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
+      const bar = new cliProgress.SingleBar(
+        { format: "restore |{bar}| {percentage}% {value}/{total} bytes", stream: process.stderr, hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      );
+      bar.start(size, 0);
+      let sent = 0;
+      async function* counted(): AsyncGenerator<Uint8Array> {
+        for await (const c of createReadStream(file) as AsyncIterable<Buffer>) {
+          sent += c.length;
+          bar.update(sent);
+          yield c;
+        }
+      }
+      try {
+        const status = await client.restore(group, counted());
+        bar.update(size);
+        bar.stop();
+        if (json) return printJson(status);
+        printStatus(status);
+      } finally {
+        bar.stop();
+      }
+    });
+
+  return [snapshot, restore];
+}

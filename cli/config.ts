@@ -1,0 +1,52 @@
+// Where the CLI sends its requests and with which token: --url/--token, else SMR_URL/SMR_TOKEN,
+// else (inside the project) the tokens `npm start` wrote to .dev.vars and the local dev server.
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+export const defaultUrl = "http://localhost:8787";
+
+export interface Target {
+  url: string;
+  token: string | undefined;
+  /** Where the URL and the token came from, for `smr config` and error messages (never the secret). */
+  urlFrom: string;
+  tokenFrom: string;
+}
+
+/** The .dev.vars of the project the directory is in: looked for upwards, up to the folder with package.json. */
+export function findDevVars(cwd: string): string | undefined {
+  for (let dir = cwd; ; dir = dirname(dir)) {
+    const file = join(dir, ".dev.vars");
+    if (existsSync(file)) return file;
+    if (existsSync(join(dir, "package.json")) || dirname(dir) === dir) return undefined;
+  }
+}
+
+/** KEY=VALUE lines (wrangler's dotenv format): `#` comments, optional `export `, optional quotes. */
+export function parseDevVars(text: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(raw);
+    if (!m) continue;
+    let value = m[2]!;
+    const quoted = /^(["'])(.*)\1$/.exec(value);
+    if (quoted) value = quoted[2]!;
+    else value = value.replace(/\s+#.*$/, "");
+    vars[m[1]!] = value;
+  }
+  return vars;
+}
+
+export function resolveTarget(flags: { url?: string; token?: string }, env: NodeJS.ProcessEnv, cwd: string): Target {
+  const [url, urlFrom] = flags.url ? [flags.url, "--url"] : env.SMR_URL ? [env.SMR_URL, "SMR_URL"] : [defaultUrl, "default"];
+  const target: Target = { url: url.replace(/\/+$/, ""), urlFrom, token: undefined, tokenFrom: "none" };
+  if (flags.token) return { ...target, token: flags.token, tokenFrom: "--token" };
+  if (env.SMR_TOKEN) return { ...target, token: env.SMR_TOKEN, tokenFrom: "SMR_TOKEN" };
+  const file = findDevVars(cwd);
+  if (!file) return target;
+  const vars = parseDevVars(readFileSync(file, "utf8"));
+  if (vars.ADMIN_TOKEN) return { ...target, token: vars.ADMIN_TOKEN, tokenFrom: `${file} (ADMIN_TOKEN)` };
+  const first = vars.CLIENT_TOKENS?.split(",")[0]?.trim();
+  if (first) return { ...target, token: first, tokenFrom: `${file} (CLIENT_TOKENS)` };
+  return target;
+}

@@ -1,0 +1,37 @@
+// What every command's action needs: a client for the target, and whether to print JSON.
+import type { Command } from "commander";
+import { SmrClient } from "../shared/client/index.js";
+import { UsageError } from "./args.js";
+import { resolveTarget, type Target } from "./config.js";
+
+
+export interface Run {
+  client: SmrClient;
+  json: boolean;
+  target: Target;
+}
+
+interface GlobalFlags {
+  url?: string;
+  token?: string;
+  json?: boolean;
+}
+
+export function targetOf(cmd: Command): Target {
+  const flags = cmd.optsWithGlobals<GlobalFlags>();
+  return resolveTarget({ ...(flags.url ? { url: flags.url } : {}), ...(flags.token ? { token: flags.token } : {}) }, process.env, process.cwd());
+}
+
+export function jsonWanted(cmd: Command): boolean {
+  return cmd.optsWithGlobals<GlobalFlags>().json === true;
+}
+
+/** The client for this invocation; `clientId` and `firstRequest` let a script retry a command exactly once. */
+export function runOf(cmd: Command, session: { clientId?: string; firstRequest?: number } = {}): Run {
+  const target = targetOf(cmd);
+  if (!target.token) {
+    throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start)");
+  }
+  const client = new SmrClient({ baseUrl: target.url, token: target.token, ...session });
+  return { client, json: jsonWanted(cmd), target };
+}

@@ -1,0 +1,177 @@
+// Commands and queries: smr put | get | del | list | query | exec | txn | batch
+import { Command, Option } from "commander";
+import type { BatchResult, CommandResult, Consistency, KvTxnOutput, QueryResult } from "../shared/client/index.js";
+import { batchCommandsMax } from "../shared/limits.js";
+import { jsonArg, positiveArg, readJsonFile, UsageError } from "./args.js";
+import { runOf } from "./context.js";
+import { brief, printJson, printRecord, printTable } from "./output.js";
+
+interface SessionFlags {
+  client?: string;
+  request?: number;
+}
+
+const consistencyOption = () =>
+  new Option("--consistency <level>", "linearizable (default), sequential or stale").choices(["linearizable", "sequential", "stale"]).default("linearizable");
+
+/** --client and --request: a script that retries a command with the same pair gets the first answer back. */
+function withSession(cmd: Command): Command {
+  return cmd
+    .option("--client <id>", "client id for exactly-once (default: random per run)")
+    .option("--request <n>", "request id for exactly-once (default: 1)", positiveArg);
+}
+
+async function submitAndPrint(cmd: Command, group: string, command: unknown, flags: SessionFlags): Promise<CommandResult> {
+  const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
+  const result = await client.submit(group, command, flags.request ?? 1);
+  if (json) printJson(result);
+  else printRecord({ seq: result.seq, output: JSON.stringify(result.output) });
+  return result;
+}
+
+async function queryAndPrint(cmd: Command, group: string, query: unknown, consistency: Consistency, show: (r: QueryResult) => void): Promise<void> {
+  const { client, json } = runOf(cmd);
+  const r = await client.query(group, query, consistency);
+  if (json) printJson(r);
+  else show(r);
+}
+
+/** A txn given as JSON: `op` may be left out; both branches default to empty. */
+function txnOf(doc: unknown): { op: "txn"; compare: unknown[]; success: unknown[]; failure: unknown[] } {
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new UsageError("a txn is an object {compare, success, failure}");
+  const t = doc as Record<string, unknown>;
+  return { op: "txn", compare: (t.compare as unknown[]) ?? [], success: (t.success as unknown[]) ?? [], failure: (t.failure as unknown[]) ?? [] };
+}
+
+/** One command of a batch file: a bare command, or {command, request?}. */
+function batchItemOf(doc: unknown): { command: unknown; request?: number } {
+  if (typeof doc === "object" && doc !== null && !Array.isArray(doc) && "command" in doc && !("op" in doc)) {
+    const { command, request } = doc as { command: unknown; request?: unknown };
+    if (request !== undefined && (typeof request !== "number" || !Number.isSafeInteger(request) || request < 1)) throw new UsageError("a batch item's request must be an integer >= 1");
+    return request === undefined ? { command } : { command, request };
+  }
+  return { command: doc };
+}
+
+function printBatch(r: BatchResult, requests: number[]): void {
+  printTable(
+    ["#", "request", "seq", "output"],
+    r.results.map((x, i) => ("error" in x ? [i + 1, requests[i], null, `error ${x.error.code}: ${x.error.message}`] : [i + 1, requests[i], x.seq, brief(x.output)])),
+  );
+}
+
+export function dataCommands(): Command[] {
+  const put = withSession(new Command("put"))
+    .description("kv: set a key to a JSON value")
+    .argument("<group>")
+    .argument("<key>")
+    .argument("<json-value>", "the value as JSON, e.g. '\"hello\"' or '{\"n\":1}'", jsonArg)
+    .action(async (group: string, key: string, value: unknown, flags: SessionFlags, cmd: Command) => {
+      await submitAndPrint(cmd, group, { op: "put", key, value }, flags);
+    });
+
+  const del = withSession(new Command("del"))
+    .description("kv: delete a key")
+    .argument("<group>")
+    .argument("<key>")
+    .action(async (group: string, key: string, flags: SessionFlags, cmd: Command) => {
+      await submitAndPrint(cmd, group, { op: "delete", key }, flags);
+    });
+
+  const get = new Command("get")
+    .description("kv: a key's value (null if absent)")
+    .argument("<group>")
+    .argument("<key>")
+    .addOption(consistencyOption())
+    .action(async (group: string, key: string, opts: { consistency: Consistency }, cmd: Command) => {
+      await queryAndPrint(cmd, group, { op: "get", key }, opts.consistency, (r) => {
+        process.stdout.write(JSON.stringify((r.result as { value: unknown }).value, null, 2) + "\n");
+      });
+    });
+
+  const list = new Command("list")
+    .description("kv: keys and values in key order")
+    .argument("<group>")
+    .option("--prefix <p>", "only keys with this prefix")
+    .option("--after <key>", "only keys after this one")
+    .option("--limit <n>", "at most this many (default 100, max 1000)", positiveArg)
+    .addOption(consistencyOption())
+    .action(async (group: string, opts: { prefix?: string; after?: string; limit?: number; consistency: Consistency }, cmd: Command) => {
+      const query = { op: "list", ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}), ...(opts.after !== undefined ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) };
+      await queryAndPrint(cmd, group, query, opts.consistency, (r) => {
+        const page = r.result as { items: [string, unknown][]; next?: string };
+        printTable(["key", "value"], page.items.map(([k, v]) => [k, brief(v)]));
+        if (page.next !== undefined) process.stderr.write(`more: --after ${page.next}\n`);
+      });
+    });
+
+  const query = new Command("query")
+    .description("any machine: run a query")
+    .argument("<group>")
+    .argument("<json-query>", "e.g. '{\"op\":\"balances\"}'", jsonArg)
+    .addOption(consistencyOption())
+    .action(async (group: string, q: unknown, opts: { consistency: Consistency }, cmd: Command) => {
+      await queryAndPrint(cmd, group, q, opts.consistency, (r) => {
+        printRecord({ seq: r.seq, replica: r.replica });
+        process.stdout.write(JSON.stringify(r.result, null, 2) + "\n");
+      });
+    });
+
+  const exec = withSession(new Command("exec"))
+    .description("any machine: submit a command exactly once")
+    .argument("<group>")
+    .argument("<json-command>", "e.g. '{\"op\":\"incr\",\"key\":\"n\",\"by\":1}'", jsonArg)
+    .action(async (group: string, command: unknown, flags: SessionFlags, cmd: Command) => {
+      await submitAndPrint(cmd, group, command, flags);
+    });
+
+  const txn = withSession(new Command("txn"))
+    .description("kv: compare, then run the success or the failure commands atomically")
+    .argument("<group>")
+    .argument("[json-txn]", '{"compare":[{"key":K,"value":V}],"success":[...],"failure":[...]}', jsonArg)
+    .option("--file <file>", "read the txn from a JSON file")
+    .action(async (group: string, doc: unknown, flags: SessionFlags & { file?: string }, cmd: Command) => {
+      if ((doc === undefined) === (flags.file === undefined)) throw new UsageError("give the txn as an argument or with --file, not both");
+      const command = txnOf(doc ?? readJsonFile(flags.file!)[0]);
+      const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
+      const r = await client.submit(group, command, flags.request ?? 1);
+      if (json) return printJson(r);
+      const out = r.output as KvTxnOutput;
+      printRecord({ seq: r.seq, succeeded: out.succeeded });
+      printTable(["#", "output"], (out.results ?? []).map((o, i) => [i + 1, brief(o)]));
+    });
+
+  const batch = new Command("batch")
+    .description(`submit the commands of a file (NDJSON or a JSON array, 1 to ${batchCommandsMax}) in one request, each exactly once`)
+    .argument("<group>")
+    .argument("<file>", "commands, or {command, request} items")
+    .option("--client <id>", "client id for exactly-once (default: random per run)")
+    .option("--first-request <n>", "request id of the first command without one (default 1)", positiveArg)
+    .action(async (group: string, file: string, flags: { client?: string; firstRequest?: number }, cmd: Command) => {
+      const items = readJsonFile(file).map(batchItemOf);
+      if (items.length === 0 || items.length > batchCommandsMax) throw new UsageError(`${file}: ${items.length} commands; a batch takes 1 to ${batchCommandsMax}`);
+      const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
+      const requests = assignRequests(items, flags.firstRequest ?? nextFree(items));
+      const r = await client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! })));
+      if (json) printJson(r);
+      else printBatch(r, requests);
+      const failed = r.results.filter((x) => "error" in x).length;
+      if (failed > 0) {
+        process.stderr.write(`error: ${failed} of ${r.results.length} commands failed\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  return [put, get, del, list, query, exec, txn, batch];
+}
+
+/** The first request id above every id the file gives itself, so assigned ones never collide. */
+function nextFree(items: { request?: number }[]): number {
+  return Math.max(0, ...items.map((i) => i.request ?? 0)) + 1;
+}
+
+/** Request ids for the items: their own, else consecutive ones from `first`. */
+function assignRequests(items: { request?: number }[], first: number): number[] {
+  let next = first;
+  return items.map((i) => i.request ?? next++);
+}

@@ -1,0 +1,100 @@
+// smr groups list | create | status | delete
+import { Command, Option } from "commander";
+import type { GroupSpec, GroupStatus } from "../shared/client/index.js";
+import { listArg, positiveArg } from "./args.js";
+import { runOf } from "./context.js";
+import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
+
+export function printStatus(s: GroupStatus): void {
+  printRecord({
+    group: s.group,
+    machine: s.machine,
+    epoch: s.epoch,
+    commitSeq: s.commitSeq,
+    outputs: s.outputs,
+    checkpointEvery: s.checkpointEvery,
+    sequencer: `${s.sequencer.name} @ ${s.sequencer.location ?? "any"} (epoch ${s.sequencer.epoch}, since ${s.sequencer.since ?? "-"})`,
+  });
+  printReplicas(s.replicas);
+}
+
+export function printReplicas(replicas: GroupStatus["replicas"]): void {
+  printTable(
+    ["replica", "location", "status", "lastSeq", "appliedSeq", "digest", "lastContact"],
+    replicas.map((r) => [r.id, r.location, r.status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact]),
+  );
+}
+
+export function groupsCommand(): Command {
+  const groups = new Command("groups").description("create, list, inspect and delete groups");
+
+  groups
+    .command("list")
+    .description("the groups' names (every page, or --limit of them)")
+    .option("--limit <n>", "at most this many", positiveArg)
+    .option("--after <name>", "names after this one")
+    .action(async (opts: { limit?: number; after?: string }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const names: string[] = [];
+      let after = opts.after;
+      let next: string | undefined;
+      do {
+        const page = await client.listGroups({ ...(after ? { after } : {}), ...(opts.limit ? { limit: Math.min(opts.limit - names.length, 1000) } : {}) });
+        names.push(...page.groups);
+        next = page.next;
+        after = next;
+      } while (next && (opts.limit === undefined || names.length < opts.limit));
+      if (json) return printJson({ groups: names, ...(next && opts.limit !== undefined ? { next } : {}) });
+      if (names.length === 0) return note("no groups");
+      printTable(["group"], names.map((n) => [n]));
+      if (next && opts.limit !== undefined) note(`more: --after ${next}`);
+    });
+
+  groups
+    .command("create")
+    .description("create a group (200 if one with the same config exists)")
+    .argument("<group>")
+    .option("--machine <name>", "the state machine (kv, bank, ...)", "kv")
+    .option("--replicas <n>", "replicas, 1 to 7", positiveArg)
+    .option("--locations <hints>", "one location hint per replica, comma-separated", listArg)
+    .addOption(new Option("--outputs <mode>", "answer with the first replica's output or a majority's").choices(["first", "majority"]))
+    .option("--checkpoint-every <n>", "entries between checkpoints", positiveArg)
+    .option("--sequencer-locations <hints>", "the sequencer's location hints, in order of preference", listArg)
+    .action(async (group: string, opts: { machine: string; replicas?: number; locations?: string[]; outputs?: "first" | "majority"; checkpointEvery?: number; sequencerLocations?: string[] }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const spec: GroupSpec = { machine: opts.machine };
+      if (opts.locations) spec.replicas = opts.locations.length;
+      if (opts.replicas !== undefined) spec.replicas = opts.replicas;
+      if (opts.locations) spec.locations = opts.locations;
+      if (opts.outputs) spec.outputs = opts.outputs;
+      if (opts.checkpointEvery !== undefined) spec.checkpointEvery = opts.checkpointEvery;
+      if (opts.sequencerLocations) spec.sequencerLocations = opts.sequencerLocations;
+      const status = await client.createGroup(group, spec);
+      if (json) return printJson(status);
+      printStatus(status);
+    });
+
+  groups
+    .command("status")
+    .description("the group's sequencer and replicas")
+    .argument("<group>")
+    .action(async (group: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const status = await client.group(group);
+      if (json) return printJson(status);
+      printStatus(status);
+    });
+
+  groups
+    .command("delete")
+    .description("delete the group and all its state")
+    .argument("<group>")
+    .action(async (group: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      await client.deleteGroup(group);
+      if (json) return printJson({ deleted: group });
+      process.stdout.write(`deleted group ${group}\n`);
+    });
+
+  return groups;
+}

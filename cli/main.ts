@@ -1,0 +1,98 @@
+// smr: the operator's CLI for the replica set (API.md), built on shared/client.
+// Shape: smr <command> [group] [args] [--json]. Exit 0 on success, 1 when the API answers an error
+// (printed as "error: <status> <code>: <message>"), 2 for a usage error.
+import { Command, CommanderError } from "commander";
+import { ApiRequestError } from "../shared/client/index.js";
+import { positiveArg, UsageError } from "./args.js";
+import { backupCommands } from "./backup.js";
+import { jsonWanted, runOf, targetOf } from "./context.js";
+import { dataCommands } from "./data.js";
+import { groupsCommand } from "./groups.js";
+import { memberCommands } from "./members.js";
+import { printJson, printRecord } from "./output.js";
+import { watchCommand } from "./watch.js";
+
+function metricsCommand(): Command {
+  return new Command("metrics")
+    .description("Prometheus metrics of every group, or of one")
+    .option("--group <group>", "only this group")
+    .option("--after <group>", "a page of groups after this one (the last line says `# next: <name>`)")
+    .option("--limit <n>", "groups per page (default 100)", positiveArg)
+    .action(async (opts: { group?: string; after?: string; limit?: number }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const text = await client.metrics(opts.group, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });
+      const next = /^# next: (\S+)$/m.exec(text)?.[1];
+      if (json) return printJson({ samples: samples(text), ...(next ? { next } : {}) });
+      process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+    });
+}
+
+/** Prometheus text's samples (comments skipped): name, labels, value. */
+function samples(text: string): { name: string; labels: Record<string, string>; value: number }[] {
+  const out = [];
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+function configCommand(): Command {
+  return new Command("config")
+    .description("where requests go and where the token comes from (never the token itself)")
+    .action((_opts: unknown, cmd: Command) => {
+      const t = targetOf(cmd);
+      const shown = { url: t.url, urlFrom: t.urlFrom, tokenFrom: t.tokenFrom };
+      if (jsonWanted(cmd)) return printJson(shown);
+      printRecord(shown);
+    });
+}
+
+function program(): Command {
+  const p = new Command("smr")
+    .description("operate an edge-smr replica set: groups, reads and writes, watch, audits, replicas, backups")
+    .option("--url <url>", "the API's base URL (env SMR_URL; default http://localhost:8787)")
+    .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)")
+    .option("--json", "print JSON for scripts instead of tables")
+    .exitOverride();
+  for (const c of [groupsCommand(), ...dataCommands(), watchCommand(), ...memberCommands(), ...backupCommands(), metricsCommand(), configCommand()]) {
+    p.addCommand(c);
+  }
+  // Subcommands made before being added do not inherit exitOverride: set it on every one.
+  const override = (c: Command) => {
+    c.exitOverride().showHelpAfterError("(add --help for usage)");
+    c.commands.forEach(override);
+  };
+  override(p);
+  return p;
+}
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2; // commander printed it already
+  if (err instanceof UsageError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    return 2;
+  }
+  if (err instanceof ApiRequestError) {
+    // "error: 404 not_found: group x does not exist"; "error: network: GET http://...: TypeError: fetch failed (...)"
+    process.stderr.write(`error: ${err.code === "network" ? err.message.replace(/^0 /, "") : err.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  return 1;
+}
+
+// `smr watch ... | head`: a reader that has gone away ends the command, quietly.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
+try {
+  await program().parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = report(err);
+}

@@ -1,0 +1,160 @@
+// The group's machinery: smr replicas [add|remove] | sequencer move | audit | audits | events | log | tokens
+import { Command, Option } from "commander";
+import type { AuditReport } from "../shared/client/index.js";
+import { positiveArg } from "./args.js";
+import { runOf } from "./context.js";
+import { printReplicas } from "./groups.js";
+import { brief, hashPrefix, printJson, printRecord, printTable } from "./output.js";
+
+function printAudit(a: AuditReport): void {
+  printRecord({ at: a.at, seq: a.seq, verdict: a.verdict, quarantined: a.quarantined?.join(",") || "-", ...(a.alarm ? { alarm: a.alarm } : {}) });
+  printTable(["replica", "appliedSeq", "digest", "verdict"], a.replicas.map((r) => [r.id, r.appliedSeq, hashPrefix(r.digest), r.reason ? `${r.verdict} (${r.reason})` : r.verdict]));
+}
+
+function replicasCommand(): Command {
+  const replicas = new Command("replicas").description("a group's replicas: list (default), add, remove");
+
+  replicas
+    .command("list", { isDefault: true })
+    .description("the group's replicas and their positions")
+    .argument("<group>")
+    .action(async (group: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.replicas(group);
+      if (json) return printJson(r);
+      printReplicas(r.replicas);
+    });
+
+  replicas
+    .command("add")
+    .description("add a replica (it joins by state transfer)")
+    .argument("<group>")
+    .option("--location <hint>", "its location hint")
+    .action(async (group: string, opts: { location?: string }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.addReplica(group, opts.location);
+      if (json) return printJson(r);
+      printReplicas([r.replica]);
+    });
+
+  replicas
+    .command("remove")
+    .description("remove a replica")
+    .argument("<group>")
+    .argument("<id>", "e.g. r3")
+    .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.removeReplica(group, id);
+      if (json) return printJson(r);
+      printReplicas([r.replica]);
+    });
+
+  return replicas;
+}
+
+function sequencerCommand(): Command {
+  const sequencer = new Command("sequencer").description("the object that orders a group's commands");
+  sequencer
+    .command("move")
+    .description("move the sequencer (to a location hint)")
+    .argument("<group>")
+    .option("--location <hint>", "where to")
+    .action(async (group: string, opts: { location?: string }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.moveSequencer(group, opts.location);
+      if (json) return printJson(r);
+      const s = r.sequencer;
+      printRecord({ name: s.name, location: s.location ?? "any", epoch: s.epoch, since: s.since });
+    });
+  return sequencer;
+}
+
+function tokensCommand(): Command {
+  const tokens = new Command("tokens").description("a group's own tokens: list (default), create, revoke");
+  tokens
+    .command("list", { isDefault: true })
+    .argument("<group>")
+    .action(async (group: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.tokens(group);
+      if (json) return printJson(r);
+      printTable(["id", "scope", "name", "created"], r.tokens.map((t) => [t.id, t.scope, t.name, t.created]));
+    });
+  tokens
+    .command("create")
+    .description("create a token for this group only (the secret is shown once)")
+    .argument("<group>")
+    .addOption(new Option("--scope <scope>", "read or write").choices(["read", "write"]).makeOptionMandatory())
+    .option("--name <name>", "a label")
+    .action(async (group: string, opts: { scope: "read" | "write"; name?: string }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const t = await client.createToken(group, opts.scope, opts.name);
+      if (json) return printJson(t);
+      printRecord({ id: t.id, scope: t.scope, name: t.name, created: t.created, token: t.token });
+    });
+  tokens
+    .command("revoke")
+    .argument("<group>")
+    .argument("<id>")
+    .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      await client.revokeToken(group, id);
+      if (json) return printJson({ revoked: id });
+      process.stdout.write(`revoked token ${id}\n`);
+    });
+  return tokens;
+}
+
+export function memberCommands(): Command[] {
+  const audit = new Command("audit")
+    .description("run one audit of the replicas' digests now")
+    .argument("<group>")
+    .action(async (group: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const a = await client.audit(group);
+      if (json) return printJson(a);
+      printAudit(a);
+    });
+
+  const audits = new Command("audits")
+    .description("the latest audits, newest first")
+    .argument("<group>")
+    .option("--limit <n>", "at most this many (max 100)", positiveArg)
+    .action(async (group: string, opts: { limit?: number }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.audits(group, opts.limit);
+      if (json) return printJson(r);
+      printTable(
+        ["at", "seq", "verdict", "replicas"],
+        r.audits.map((a) => [a.at, a.seq, a.verdict, a.replicas.map((x) => `${x.id}:${x.verdict}`).join(" ")]),
+      );
+    });
+
+  const events = new Command("events")
+    .description("the group's operational history (failovers, moves, repairs...), newest first")
+    .argument("<group>")
+    .option("--limit <n>", "at most this many (max 100)", positiveArg)
+    .action(async (group: string, opts: { limit?: number }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.events(group, opts.limit);
+      if (json) return printJson(r);
+      printTable(["at", "kind", "epoch", "message"], r.events.map((e) => [e.at, e.kind, e.epoch, e.message]));
+    });
+
+  const log = new Command("log")
+    .description("the group's log entries")
+    .argument("<group>")
+    .option("--from <seq>", "first seq", positiveArg)
+    .option("--limit <n>", "at most this many (max 1000)", positiveArg)
+    .action(async (group: string, opts: { from?: number; limit?: number }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const page = await client.log(group, opts.from, opts.limit);
+      if (json) return printJson(page);
+      printTable(
+        ["seq", "epoch", "kind", "client", "request", "command", "timestamp"],
+        page.entries.map((e) => [e.seq, e.epoch, e.kind, e.client, e.request, brief(e.command, 50), e.timestamp]),
+      );
+    });
+
+  return [replicasCommand(), sequencerCommand(), audit, audits, events, log, tokensCommand()];
+}

@@ -1,0 +1,27 @@
+// smr watch: the change feed, one line per event, until Ctrl-C (or SIGTERM).
+import { Command } from "commander";
+import type { WatchEvent } from "../shared/client/index.js";
+import { intArg } from "./args.js";
+import { runOf } from "./context.js";
+
+/** `seq  key=value key2=value2`; an entry that changed no key shows its command instead. */
+export function eventLine(e: WatchEvent): string {
+  const changes = e.changes ?? [];
+  if (changes.length === 0) return `${e.seq}  ${e.kind} ${JSON.stringify(e.command)}`;
+  return `${e.seq}  ${changes.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`;
+}
+
+export function watchCommand(): Command {
+  return new Command("watch")
+    .description("stream the group's applied entries as they commit, until Ctrl-C (it resumes by itself after a dropped connection)")
+    .argument("<group>")
+    .option("--from <seq>", "entries after this seq (default: from now)", intArg)
+    .option("--prefix <p>", "kv: only entries that change a key with this prefix")
+    .action(async (group: string, opts: { from?: number; prefix?: string }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const stop = new AbortController();
+      for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => stop.abort());
+      const feed = client.watch(group, { ...(opts.from !== undefined ? { from: opts.from } : {}), ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}), signal: stop.signal });
+      for await (const e of feed) process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
+    });
+}

@@ -1,0 +1,204 @@
+// The CLI's watch, batch, txn, snapshot/restore and metrics, run as a child process against the
+// built worker (API.md "Batches", "Transactions", "Watch", "Snapshot and restore", "Metrics").
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serverFixture } from "../support/fixture.js";
+import { smr, smrOk, smrSpawn } from "../support/smr.js";
+
+/** Every step starts a CLI process (about a second of tsx start-up on a busy machine). */
+const cliTestMs = 240_000;
+const f = serverFixture("cli-features");
+let dir: string;
+let bare: string;
+type RunOpts = { cwd: string; env?: Record<string, string> };
+const admin = (): RunOpts => ({ cwd: bare, env: { SMR_URL: f.url(), SMR_TOKEN: f.admin } });
+const client = (): RunOpts => ({ cwd: bare, env: { SMR_URL: f.url(), SMR_TOKEN: f.client } });
+const json = async (args: string[], opts: RunOpts = admin()) => JSON.parse(await smrOk([...args, "--json"], opts));
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "smr-cli-features-"));
+  bare = join(dir, "bare");
+  mkdirSync(bare);
+  writeFileSync(join(bare, "package.json"), "{}\n");
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function appliedEverywhere(group: string, seq: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const { body } = await f.call("GET", `/v1/groups/${group}/replicas`, f.admin);
+    if (body.replicas.every((r: { appliedSeq: number }) => r.appliedSeq >= seq)) return;
+    if (Date.now() > deadline) throw new Error(`replicas of ${group} did not apply ${seq}: ${JSON.stringify(body)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("smr watch", () => {
+  it("prints each committed entry after --from as it happens, one JSON line per event, until interrupted", async () => {
+    await smrOk(["groups", "create", "cli-watch"], admin());
+    await smrOk(["put", "cli-watch", "before", "0"], client());
+    const { commitSeq } = await json(["groups", "status", "cli-watch"], client());
+    const watch = smrSpawn(["watch", "cli-watch", "--from", String(commitSeq), "--json"], client());
+    try {
+      for (const [i, key] of ["a", "b", "c"].entries()) await smrOk(["put", "cli-watch", key, String(i + 1)], client());
+      const events = (await watch.waitLines(3)).map((l) => JSON.parse(l));
+      expect(events.map((e) => e.changes)).toEqual([[["a", 1]], [["b", 2]], [["c", 3]]]);
+      expect(events.map((e) => e.seq)).toEqual([commitSeq + 1, commitSeq + 2, commitSeq + 3]);
+      expect(events[0]).toMatchObject({ kind: "command", command: { op: "put", key: "a", value: 1 }, output: { previous: null } });
+    } finally {
+      watch.child.kill("SIGINT");
+    }
+    expect(await watch.exited).toBe(0);
+  }, cliTestMs);
+
+  it("with --prefix prints only the entries that change such a key, as `seq  key=value` lines", async () => {
+    await smrOk(["groups", "create", "cli-watch-p"], admin());
+    await smrOk(["put", "cli-watch-p", "user/1", '"ada"'], client());
+    await smrOk(["put", "cli-watch-p", "other", "1"], client());
+    await smrOk(["put", "cli-watch-p", "user/2", '{"n":2}'], client());
+    await smrOk(["del", "cli-watch-p", "user/1"], client());
+    const watch = smrSpawn(["watch", "cli-watch-p", "--from", "0", "--prefix", "user/"], client());
+    try {
+      expect(await watch.waitLines(3)).toEqual(["1  user/1=\"ada\"", "3  user/2={\"n\":2}", "4  user/1=null"]);
+    } finally {
+      watch.child.kill("SIGTERM");
+    }
+    expect(await watch.exited).toBe(0);
+  }, cliTestMs);
+
+  it("ends with the API's error for a group that does not exist", async () => {
+    const r = await smr(["watch", "cli-watch-none"], client());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: 404 not_found: /);
+  }, cliTestMs);
+});
+
+describe("smr batch and txn", () => {
+  it("submits the commands of an NDJSON file in one request, in order, each exactly once", async () => {
+    await smrOk(["groups", "create", "cli-batch"], admin());
+    const file = join(dir, "five.ndjson");
+    const commands = [
+      { op: "put", key: "a", value: 1 },
+      { op: "put", key: "b", value: 2 },
+      { op: "incr", key: "c", by: 3 },
+      { op: "get", key: "a" },
+      { op: "delete", key: "b" },
+    ];
+    writeFileSync(file, commands.map((c) => JSON.stringify(c)).join("\n") + "\n");
+    const args = ["batch", "cli-batch", file, "--client", "batch-1"];
+    const r = await json(args, client());
+    expect(r.results.map((x: { output: unknown }) => x.output)).toEqual([{ previous: null }, { previous: null }, { value: 3 }, { value: 1 }, { deleted: true }]);
+    const seqs = r.results.map((x: { seq: number }) => x.seq);
+    expect([...seqs].sort((x: number, y: number) => x - y)).toEqual(seqs);
+    expect(new Set(seqs).size).toBe(5);
+    expect(r.bookmark).toEqual(expect.any(String));
+    // The same file with the same client: the same request ids, so answered again, executed once.
+    expect(await json(args, client())).toMatchObject({ results: r.results });
+    expect((await json(["get", "cli-batch", "c"], client())).result).toEqual({ value: 3 });
+
+    // A JSON array of {request, command} items, shown as a table.
+    const items = join(dir, "items.json");
+    writeFileSync(items, JSON.stringify([{ request: 10, command: { op: "incr", key: "c", by: 1 } }, { command: { op: "put", key: "d", value: "x" } }]));
+    const table = await smrOk(["batch", "cli-batch", items], client());
+    expect(table).toMatch(/│ 1 +│ 10 +│ \d+ +│ \{"value":4\} +│/);
+    expect(table).toMatch(/│ 2 +│ 11 +│ \d+ +│ \{"previous":null\} +│/);
+
+    // A request id reused with another command is that command's own 409; the others run; exit 1.
+    const mixed = join(dir, "mixed.ndjson");
+    writeFileSync(mixed, [JSON.stringify({ request: 1, command: { op: "put", key: "a", value: "other" } }), JSON.stringify({ request: 6, command: { op: "put", key: "f", value: 6 } })].join("\n"));
+    const partly = await smr(["batch", "cli-batch", mixed, "--client", "batch-1", "--json"], client());
+    expect(partly.code).toBe(1);
+    expect(JSON.parse(partly.stdout).results).toMatchObject([{ error: { code: "conflict" } }, { output: { previous: null } }]);
+    expect(partly.stderr).toContain("error: 1 of 2 commands failed");
+
+    // One invalid command: a 400 and nothing ordered.
+    writeFileSync(file, [JSON.stringify({ op: "put", key: "e", value: 1 }), JSON.stringify({ op: "nope" })].join("\n"));
+    const bad = await smr(["batch", "cli-batch", file], client());
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error: 400 bad_request: /);
+    expect((await json(["get", "cli-batch", "e"], client())).result).toEqual({ value: null });
+  }, cliTestMs);
+
+  it("runs a txn's success branch when its compares hold and its failure branch otherwise", async () => {
+    await smrOk(["groups", "create", "cli-txn"], admin());
+    const txn = JSON.stringify({
+      compare: [{ key: "lock", value: null }],
+      success: [{ op: "put", key: "lock", value: "me" }, { op: "incr", key: "n", by: 1 }],
+      failure: [{ op: "get", key: "lock" }],
+    });
+    const first = await json(["txn", "cli-txn", txn], client());
+    expect(first.output).toEqual({ succeeded: true, results: [{ previous: null }, { value: 1 }] });
+    const file = join(dir, "txn.json");
+    writeFileSync(file, txn);
+    const second = await smrOk(["txn", "cli-txn", "--file", file], client());
+    expect(second).toMatch(/│ succeeded +│ false +│/);
+    expect(second).toMatch(/│ 1 +│ \{"value":"me"\} +│/);
+    expect((await json(["get", "cli-txn", "n"], client())).result).toEqual({ value: 1 });
+  }, cliTestMs);
+});
+
+describe("smr snapshot and restore", () => {
+  it("saves a snapshot to a file and restores it into a new, empty group that then reads the same values", async () => {
+    await smrOk(["groups", "create", "cli-snap"], admin());
+    const values: Record<string, unknown> = { a: 1, "b/c": { x: [1, 2] }, d: "text", e: true };
+    for (const [k, v] of Object.entries(values)) await smrOk(["put", "cli-snap", k, JSON.stringify(v)], client());
+    const { seq: lastSeq } = await json(["del", "cli-snap", "d"], client());
+    delete values.d;
+    // A snapshot is taken at one healthy replica's applied position: wait until every replica has
+    // applied the writes, so the snapshot holds all of them whichever replica serves it.
+    await appliedEverywhere("cli-snap", lastSeq);
+
+    const file = join(dir, "cli-snap.ndjson");
+    const saved = await json(["snapshot", "cli-snap", "-o", file]);
+    expect(saved.header).toMatchObject({ group: "cli-snap", machine: "kv", rows: expect.any(Number), digest: expect.stringMatching(/^[0-9a-f]+$/) });
+    expect(saved.header.seq).toBeGreaterThanOrEqual(lastSeq);
+    const lines = readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0);
+    expect(lines).toHaveLength(saved.header.rows + 1);
+    expect(saved.bytes).toBe(readFileSync(file).length);
+    // To stdout: the same state.
+    const out = (await smrOk(["snapshot", "cli-snap"], admin())).split("\n").filter((l) => l.length > 0);
+    expect(out.slice(1)).toEqual(lines.slice(1));
+
+    await smrOk(["groups", "create", "cli-snap-2"], admin());
+    const status = await json(["restore", "cli-snap-2", file]);
+    expect(status).toMatchObject({ group: "cli-snap-2", machine: "kv" });
+    for (const [k, v] of Object.entries(values)) expect((await json(["get", "cli-snap-2", k], client())).result).toEqual({ value: v });
+    expect((await json(["get", "cli-snap-2", "d"], client())).result).toEqual({ value: null });
+    expect((await json(["audit", "cli-snap-2"])).verdict).toBe("consistent");
+
+    // --create makes the group from the file's header; a group with entries refuses a restore.
+    expect(await json(["restore", "cli-snap-3", file, "--create"])).toMatchObject({ group: "cli-snap-3", machine: "kv" });
+    expect((await json(["list", "cli-snap-3"], client())).result.items).toEqual((await json(["list", "cli-snap"], client())).result.items);
+    const again = await smr(["restore", "cli-snap-2", file], admin());
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^error: 409 conflict: /);
+
+    // A malformed file: a 400 that names the line, and the group stays empty.
+    const bad = join(dir, "bad.ndjson");
+    writeFileSync(bad, [lines[0], lines[1], '["a",', ...lines.slice(3)].join("\n") + "\n");
+    await smrOk(["groups", "create", "cli-snap-4"], admin());
+    const refused = await smr(["restore", "cli-snap-4", bad], admin());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^error: 400 bad_request: .*line/i);
+    expect((await json(["list", "cli-snap-4"], client())).result.items).toEqual([]);
+  }, cliTestMs);
+});
+
+describe("smr metrics", () => {
+  it("prints the Prometheus text, of one group with --group, and its samples with --json", async () => {
+    await smrOk(["groups", "create", "cli-metrics"], admin());
+    await smrOk(["put", "cli-metrics", "k", "1"], client());
+    const text = await smrOk(["metrics", "--group", "cli-metrics"], admin());
+    expect(text).toMatch(/^smr_group_commit_seq\{[^}]*group="cli-metrics"[^}]*\} \d+$/m);
+    expect(text).toMatch(/^smr_replica_applied_seq\{[^}]*replica="r1"[^}]*\} \d+$/m);
+    const { samples } = await json(["metrics", "--group", "cli-metrics"]);
+    const commit = samples.find((s: { name: string }) => s.name === "smr_group_commit_seq");
+    expect(commit).toMatchObject({ labels: { group: "cli-metrics" } });
+    expect(commit.value).toBeGreaterThanOrEqual(1);
+    const forbidden = await smr(["metrics"], client());
+    expect(forbidden.code).toBe(1);
+    expect(forbidden.stderr).toMatch(/^error: 403 forbidden: /);
+  }, cliTestMs);
+});

@@ -1,0 +1,34 @@
+// Where the CLI finds its URL and token (cli/config.ts): flags, then SMR_*, then the project's .dev.vars.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parseDevVars, resolveTarget } from "../../cli/config.js";
+
+const dir = mkdtempSync(join(tmpdir(), "smr-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("cli config", () => {
+  it("reads .dev.vars lines as wrangler writes them: comments, export, quotes", () => {
+    expect(parseDevVars('# tokens\nADMIN_TOKEN=abc\nexport CLIENT_TOKENS="t1,t2"\nOTHER = \'x y\' \nBAD LINE\nTRAIL=v # note\n')).toEqual({
+      ADMIN_TOKEN: "abc",
+      CLIENT_TOKENS: "t1,t2",
+      OTHER: "x y",
+      TRAIL: "v",
+    });
+  });
+
+  it("prefers flags to SMR_URL/SMR_TOKEN to .dev.vars, and looks for .dev.vars only up to the project's root", () => {
+    const project = join(dir, "p");
+    mkdirSync(join(project, "a", "b"), { recursive: true });
+    writeFileSync(join(project, "package.json"), "{}");
+    writeFileSync(join(project, ".dev.vars"), "CLIENT_TOKENS=c1, c2\n");
+    const deep = join(project, "a", "b");
+    expect(resolveTarget({}, {}, deep)).toEqual({ url: "http://localhost:8787", urlFrom: "default", token: "c1", tokenFrom: `${join(project, ".dev.vars")} (CLIENT_TOKENS)` });
+    expect(resolveTarget({}, { SMR_URL: "http://x/", SMR_TOKEN: "e" }, deep)).toMatchObject({ url: "http://x", token: "e", tokenFrom: "SMR_TOKEN" });
+    expect(resolveTarget({ url: "http://f", token: "f" }, { SMR_URL: "http://x", SMR_TOKEN: "e" }, deep)).toMatchObject({ url: "http://f", token: "f", urlFrom: "--url" });
+    // A nested package (its own package.json, no .dev.vars) is a project of its own.
+    writeFileSync(join(project, "a", "package.json"), "{}");
+    expect(resolveTarget({}, {}, deep)).toMatchObject({ token: undefined, tokenFrom: "none" });
+  });
+});
