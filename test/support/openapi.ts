@@ -1,0 +1,84 @@
+// Reads the OpenAPI document as a client would: finds the operation of a request and validates
+// bodies against its schemas with a JSON Schema 2020-12 validator (OpenAPI 3.1's dialect).
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import type { ErrorObject } from "ajv";
+import { root } from "./server.js";
+
+export type Doc = { paths: Record<string, Record<string, any>>; components: { schemas: Record<string, unknown> } } & Record<string, any>;
+
+/** The route list of API.md (the fenced block under "## Routes"): method, path, query names, auth, status. */
+export interface ContractRoute {
+  method: string;
+  path: string;
+  query: string[];
+  auth: "none" | "client" | "admin";
+  status: number;
+}
+
+export function contractRoutes(): ContractRoute[] {
+  const text = readFileSync(join(root, "..", "shared", "API.md"), "utf8");
+  const block = /## Routes\s*```\n([\s\S]*?)```/.exec(text)?.[1];
+  if (!block) throw new Error("API.md has no fenced route list under ## Routes");
+  return block
+    .split("\n")
+    .filter((l) => l.trim().length > 0)
+    .map((line) => {
+      const m = /^(GET|PUT|POST|DELETE)\s+(\S+)\s+(?:(admin|client)\s+)?->\s*(\d{3})/.exec(line);
+      if (!m) throw new Error(`API.md route line not understood: ${line}`);
+      const [path, query = ""] = m[2]!.split("?");
+      return {
+        method: m[1]!.toLowerCase(),
+        path: path!,
+        query: query.split("&").filter(Boolean).map((q) => q.replace(/=.*$/, "")),
+        auth: (m[3] ?? "none") as ContractRoute["auth"],
+        status: Number(m[4]),
+      };
+    });
+}
+
+const pointer = (...parts: string[]) => parts.map((p) => encodeURIComponent(p.replace(/~/g, "~0").replace(/\//g, "~1"))).join("/");
+
+export class OpenApi {
+  private readonly ajv = new Ajv2020({ strict: false, allErrors: true });
+
+  constructor(readonly doc: Doc) {
+    // The whole document is one resource, so #/components/schemas/... resolves inside it.
+    this.ajv.addSchema(doc, "openapi");
+  }
+
+  /** The document's path template and operation for a request's method and URL path. */
+  operation(method: string, path: string): { template: string; op: any } | null {
+    for (const [template, ops] of Object.entries(this.doc.paths)) {
+      const re = new RegExp("^" + template.replace(/[.]/g, "\\.").replace(/\{\w+\}/g, "[^/]+") + "$");
+      const op = ops[method.toLowerCase()];
+      if (op && re.test(path)) return { template, op };
+    }
+    return null;
+  }
+
+  private check(ref: string, value: unknown): string[] {
+    const validate = this.ajv.getSchema(ref) ?? this.ajv.compile({ $ref: ref });
+    if (validate(value)) return [];
+    return (validate.errors as ErrorObject[]).map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
+  }
+
+  /** Problems of a JSON request body against the operation's schema ([] when valid). */
+  requestProblems(method: string, path: string, body: unknown): string[] {
+    const found = this.operation(method, path);
+    if (!found) return [`no operation ${method} ${path}`];
+    if (!found.op.requestBody?.content?.["application/json"]) return body === undefined ? [] : [`${method} ${found.template} takes no JSON body`];
+    return this.check(`openapi#/${pointer("paths", found.template, method.toLowerCase(), "requestBody", "content", "application/json", "schema")}`, body);
+  }
+
+  /** Problems of an answer's status and JSON body against the operation's responses ([] when valid). */
+  responseProblems(method: string, path: string, status: number, body: unknown): string[] {
+    const found = this.operation(method, path);
+    if (!found) return [`no operation ${method} ${path}`];
+    const answer = found.op.responses[String(status)];
+    if (!answer) return [`${method} ${found.template} documents no ${status} answer`];
+    if (!answer.content) return body === undefined ? [] : [`${method} ${found.template} ${status} has no body`];
+    return this.check(`openapi#/${pointer("paths", found.template, method.toLowerCase(), "responses", String(status), "content", "application/json", "schema")}`, body);
+  }
+}
