@@ -92,6 +92,15 @@ export const listLimitMax = 1_000;
 /** GET /v1/groups page size (API.md: default 100, max 1000). */
 export const groupsPageDefault = 100;
 export const groupsPageMax = 1_000;
+/**
+ * GET /v1/metrics without ?group= covers one page of the registry's groups (a scraper pages with
+ * ?after= and the "# next:" comment), gathering this many groups' figures at a time, each within
+ * metricsCallTimeoutMs (a group that does not answer is smr_group_up 0, not a failed scrape).
+ */
+export const metricsPageDefault = 100;
+export const metricsPageMax = 1_000;
+export const metricsConcurrencyMax = 16;
+export const metricsCallTimeoutMs = 2_000;
 /** Groups the cron reads from the registry per call. */
 export const cronPageGroups = 100;
 /** Log route page size. */

@@ -15,6 +15,7 @@ import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
 import { type VoteReply, withTimeout } from "../shared/protocol/io.js";
+import { logEvent } from "../shared/log.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
 const cache = new Map<string, { record: GroupRecord; atMs: number }>();
@@ -161,7 +162,7 @@ export async function failover(env: Env, group: string, failed: string, cause: s
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
   const event = failoverEvent(config, decision.next, r.epoch, cause, decision.downMs + (Date.now() - started));
-  console.warn(JSON.stringify({ event: "failover", group, epoch: r.epoch, from: event.from, to: event.to, downMs: event.downMs, cause }));
+  logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: event.from, to: event.to, downMs: event.downMs, cause }, "warn");
   await directory.addEvent(config.incarnation, event).catch(() => undefined);
   return { ...record, config: moved };
 }

@@ -8,6 +8,56 @@ import type { MachineName } from "../shared/api/types.js";
 import { type Env, realClock } from "./env.js";
 import { SqlReplicaStorage, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
+import { watchersPerReplicaMax } from "../shared/limits.js";
+import type { WatchSink } from "../shared/protocol/watch.js";
+import type { ErrorCode } from "../shared/api/errors.js";
+
+function apiError(status: number, code: ErrorCode, message: string, retryAfterSec?: number): Response {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (retryAfterSec !== undefined) headers["retry-after"] = String(retryAfterSec);
+  return new Response(JSON.stringify({ error: { code, message } }), { status, headers });
+}
+
+const encoder = new TextEncoder();
+
+/** A watcher's stream: bytes queued until the reader takes them (drained: the hub sends more). */
+class StreamSink implements WatchSink {
+  private readonly stream = new TransformStream<Uint8Array, Uint8Array>();
+  private readonly writer = this.stream.writable.getWriter();
+  queuedBytes = 0;
+  gone = false;
+
+  constructor(private readonly drained: () => void) {
+    this.writer.closed.catch(() => {
+      this.gone = true;
+    });
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    return this.stream.readable;
+  }
+
+  write(text: string): void {
+    if (this.gone) return;
+    const bytes = encoder.encode(text);
+    this.queuedBytes += bytes.length;
+    this.writer.write(bytes).then(
+      () => {
+        this.queuedBytes -= bytes.length;
+        if (this.queuedBytes === 0) this.drained();
+      },
+      () => {
+        this.gone = true;
+      },
+    );
+  }
+
+  close(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.writer.close().catch(() => undefined);
+  }
+}
 
 export type { ReadAnswer, SessionAnswer };
 
@@ -38,7 +88,10 @@ export class ReplicaObject extends DurableObject<Env> {
     this.store = new SqlReplicaStorage(ctx.storage);
     ctx.blockConcurrencyWhile(async () => {
       const meta = readMeta<ReplicaMeta>(ctx.storage.sql, "replica");
-      if (meta) this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
+      if (meta) {
+        SqlReplicaStorage.upgrade(ctx.storage.sql);
+        this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
+      }
     });
   }
 
@@ -89,6 +142,32 @@ export class ReplicaObject extends DurableObject<Env> {
   async call<K extends ReplicaMethod>(incarnation: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> {
     if (method === "append") throw new Error("append goes through appendText");
     return serve(this.of(incarnation), method, args) as ReplicaResult<K>;
+  }
+
+  /**
+   * A watch stream (the router passes the request on): GET /watch?incarnation=&from=&prefix=,
+   * answered with text/event-stream, or an API error (404, 410 compacted, 503 busy or quarantined).
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname !== "/watch") return apiError(404, "not_found", "no such replica route");
+    const incarnation = Number(url.searchParams.get("incarnation"));
+    const core = this.core;
+    if (!core || this.incarnation !== incarnation) return apiError(404, "not_found", "no such replica");
+    if (core.quarantined) return apiError(503, "unavailable", `replica ${core.id} is quarantined`, 1);
+    const fromText = url.searchParams.get("from");
+    const sink = new StreamSink(() => this.driver.watches.pump());
+    // The first bytes at once (headers reach the client now), before any catch-up events.
+    sink.write(`: watching ${core.config.group} at ${core.id} from ${fromText ?? core.appliedSeq}\n\n`);
+    const opened = this.driver.watches.open(sink, fromText === null ? null : Number(fromText), url.searchParams.get("prefix"));
+    if (opened !== "ok") sink.close();
+    if (opened === "busy") return apiError(503, "unavailable", `replica ${core.id} serves as many watches as it may (${watchersPerReplicaMax})`, 5);
+    if (opened === "compacted") {
+      return apiError(410, "compacted", `entries after ${fromText} were compacted at ${core.id}; read the state, then watch from its seq`);
+    }
+    return new Response(sink.readable, {
+      headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-smr-replica": core.id },
+    });
   }
 
   /** Destroys this replica's storage, unless it already belongs to a newer incarnation. */

@@ -3,6 +3,7 @@
 import { Hono, type Context } from "hono";
 import { ApiError } from "../shared/api/errors.js";
 import { openApiDocument } from "../shared/api/openapi.js";
+import { logEvent } from "../shared/log.js";
 import { RateLimiter, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
 import type { App } from "./http.js";
@@ -10,7 +11,9 @@ import { commandRoutes } from "./routes/commands.js";
 import { groupRoutes } from "./routes/groups.js";
 import { memberRoutes } from "./routes/members.js";
 import { faultRoutes } from "./routes/faults.js";
+import { snapshotRoutes } from "./routes/snapshots.js";
 import { tokenRoutes } from "./routes/tokens.js";
+import { metricsRoutes } from "./routes/metrics.js";
 
 export const app = new Hono<App>();
 
@@ -38,7 +41,9 @@ function errorResponse(c: Context<App>, err: ApiError) {
 app.onError((err, c) => {
   if (err instanceof ApiError) return errorResponse(c, err);
   const requestId = c.get("requestId") ?? crypto.randomUUID();
-  console.error(`internal error ${requestId}:`, err);
+  const path = new URL(c.req.url).pathname;
+  const group = /^\/v1\/groups\/([^/]+)/.exec(path)?.[1];
+  logEvent({ event: "internal-error", group, requestId, message: String(err), method: c.req.method, path, stack: (err as Error)?.stack }, "error");
   return c.json({ error: { code: "internal", message: `internal error; request id ${requestId}`, requestId } }, 500);
 });
 
@@ -78,3 +83,5 @@ app.route("/v1/groups", commandRoutes);
 app.route("/v1/groups", memberRoutes);
 app.route("/v1/groups", tokenRoutes);
 app.route("/v1/groups", faultRoutes);
+app.route("/v1/groups", snapshotRoutes);
+app.route("/v1/metrics", metricsRoutes);

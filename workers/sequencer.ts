@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { pageBytesMax } from "../shared/limits.js";
+import { pageBytesMax, snapshotIdleMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -10,10 +10,32 @@ import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/type
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
-import { SqlSequencerStorage, readMeta } from "./sqlite.js";
+import { RestoreStage, SqlSequencerStorage, readMeta } from "./sqlite.js";
+import { rowHash } from "../shared/protocol/state.js";
+import { bytesToHex, xorInto } from "../shared/protocol/hash.js";
 import { encodeAppend } from "./wire.js";
+import { type LogLevel, logEvent } from "../shared/log.js";
+
+/** Events an operator should see without searching: a quarantine, an audit alarm. */
+const eventLevels: Record<string, LogLevel> = { quarantine: "warn", alarm: "error" };
 
 export type { SubmitAnswer };
+
+export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
+
+/** Count and digest of the staged rows, recomputed from storage (the router's figures are not trusted). */
+function stagedDigest(stage: RestoreStage): { rows: number; digest: string } {
+  const acc = new Uint8Array(32);
+  let rows = 0;
+  for (let after: string | null = null; ; ) {
+    const page = stage.page(after, transferPageBytes);
+    if (page.length === 0) break;
+    for (const [k, v] of page) xorInto(acc, rowHash(k, v));
+    rows += page.length;
+    after = page[page.length - 1]![0];
+  }
+  return { rows, digest: bytesToHex(acc) };
+}
 
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" };
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" | "conflict" };
@@ -26,11 +48,13 @@ export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: f
  */
 export class SequencerObject extends DurableObject<Env> {
   private readonly store: SqlSequencerStorage;
+  private readonly stage: RestoreStage;
   private readonly lifecycle: SequencerLifecycle;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new SqlSequencerStorage(ctx.storage);
+    this.stage = new RestoreStage(ctx.storage.sql);
     this.lifecycle = new SequencerLifecycle({
       storage: () => this.store,
       prepare: () => SqlSequencerStorage.create(ctx.storage.sql),
@@ -101,7 +125,7 @@ export class SequencerObject extends DurableObject<Env> {
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
   private event(cfg: GroupConfig, kind: string, message: string, fields: Record<string, unknown> = {}): void {
     const event = { at: new Date().toISOString(), kind, epoch: this.core?.epoch ?? 0, message, ...fields };
-    console.log(JSON.stringify({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }));
+    logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[kind] ?? "log");
     this.ctx.waitUntil(
       directoryStub(this.env, cfg.group)
         .addEvent(cfg.incarnation, event)
@@ -139,6 +163,12 @@ export class SequencerObject extends DurableObject<Env> {
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since },
       replicas: core.replicaStatuses(),
     };
+  }
+
+  /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */
+  metrics(): { status: GroupStatus; commandsTotal: number } | null {
+    const status = this.status();
+    return status && { status, commandsTotal: this.core!.commandsTotal };
   }
 
   /** Destroys the replicas, then this sequencer's own storage (unless it belongs to a newer incarnation). */
@@ -198,6 +228,12 @@ export class SequencerObject extends DurableObject<Env> {
     return this.driver.submit(client, request, command);
   }
 
+  /** A batch: every command its own entry and answer, ordered together in array order. */
+  async submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer[]> {
+    if (!this.driver) return items.map(() => ({ kind: "not_found" }));
+    return Promise.all(this.driver.submitBatch(client, items));
+  }
+
   async readIndex(): Promise<ReadIndexAnswer> {
     if (!this.driver) return { kind: "not_found" };
     return this.driver.readIndex();
@@ -214,6 +250,53 @@ export class SequencerObject extends DurableObject<Env> {
     return { firstSeq: first, lastSeq: core.lastLogSeq, commitSeq: core.commitSeq, entries };
   }
 
+  // ---- restore ------------------------------------------------------------------------------
+
+  /** The restore being staged (one at a time; an abandoned one is replaced after snapshotIdleMs). */
+  private restoring: { id: string; atMs: number } | null = null;
+
+  /** Starts a restore into this group: refused (conflict) once it has entries. Commands wait meanwhile. */
+  async beginRestore(): Promise<RestoreAnswer> {
+    const driver = this.driver;
+    if (!driver) return { kind: "not_found", message: "no such group" };
+    if (driver.core.lastLogSeq !== 0) return { kind: "conflict", message: `group ${driver.core.config.group} has entries (last seq ${driver.core.lastLogSeq}): restore into a new, empty group` };
+    if (this.restoring && Date.now() - this.restoring.atMs < snapshotIdleMs) return { kind: "unavailable", message: "another restore of this group is under way" };
+    this.stage.begin();
+    this.restoring = { id: crypto.randomUUID(), atMs: Date.now() };
+    driver.restoring = true;
+    return { kind: "ok", id: this.restoring.id };
+  }
+
+  async restorePage(id: string, rows: [string, string][]): Promise<boolean> {
+    if (this.restoring?.id !== id) return false;
+    this.stage.add(rows);
+    this.restoring.atMs = Date.now();
+    return true;
+  }
+
+  /** Checks the staged rows against the file's digest and count, then installs them on every replica. */
+  async endRestore(id: string, digest: string, rows: number): Promise<RestoreAnswer> {
+    const driver = this.driver;
+    if (!driver || this.restoring?.id !== id) return { kind: "unavailable", message: "the restore was abandoned or replaced; start again" };
+    try {
+      const staged = stagedDigest(this.stage);
+      if (staged.rows !== rows || staged.digest !== digest) {
+        return { kind: "bad", message: `the staged rows (${staged.rows}, digest ${staged.digest}) do not match the file (${rows}, digest ${digest})` };
+      }
+      const r = await driver.restore(digest, async (after) => this.stage.page(after, transferPageBytes));
+      return r.ok ? { kind: "ok", id } : { kind: "unavailable", message: r.reason };
+    } finally {
+      this.abortRestore(id);
+    }
+  }
+
+  abortRestore(id: string): void {
+    if (this.restoring?.id !== id) return;
+    this.restoring = null;
+    this.stage.drop();
+    if (this.driver) this.driver.restoring = false;
+  }
+
   // ---- audits -------------------------------------------------------------------------------
 
   /** Runs one audit and keeps its report in the group's directory. */
@@ -223,9 +306,14 @@ export class SequencerObject extends DurableObject<Env> {
     const report = await driver.audit();
     if (this.driver !== driver) return null;
     const cfg = driver.core.config;
-    await directoryStub(this.env, cfg.group)
+    const kept = await directoryStub(this.env, cfg.group)
       .addAudit(cfg.incarnation, report)
       .catch((err) => console.warn(`audit report of ${cfg.group} not kept: ${String(err)}`));
+    // A group with no audit yet counts as consistent: its first audit is a change only if it is not.
+    const previous = kept?.kept ? (kept.previous ?? "consistent") : null;
+    if (previous !== null && previous !== report.verdict) {
+      logEvent({ event: "audit-verdict", group: cfg.group, epoch: driver.core.epoch, seq: report.seq, verdict: report.verdict, previous, quarantined: report.quarantined }, report.verdict === "consistent" ? "log" : "warn");
+    }
     return report;
   }
 }

@@ -1,7 +1,7 @@
 // SQLite (ctx.storage.sql) implementations of the protocol's storage interfaces.
 import type { RowStore } from "../shared/machines/types.js";
 import { compareCodePoints } from "../shared/text.js";
-import type { ReplicaMeta, ReplicaStorage } from "../shared/protocol/replica.js";
+import type { Effect, ReplicaMeta, ReplicaStorage } from "../shared/protocol/replica.js";
 import type { SequencerMeta, SequencerStorage } from "../shared/protocol/sequencer.js";
 import type { Checkpoint } from "../shared/protocol/types.js";
 import type { Entry, EntryKind } from "../shared/api/types.js";
@@ -20,6 +20,14 @@ const logRowOverheadBytes = 200;
 const scanRowsPerQuery = 64;
 /** Rows per query while a state transfer pages through the frozen copy. */
 const snapshotRowsPerQuery = 256;
+/** Effect rows per multi-row INSERT (3 bound parameters each). */
+const effectsPerInsert = 32;
+
+/** The table of a frozen copy: names are the code's own ("snapshot", "export_<n>"), never input. */
+function frozenTable(name: string): string {
+  if (!/^[a-z][a-z0-9_]{0,30}$/.test(name)) throw new Error(`bad frozen copy name ${name}`);
+  return name === "snapshot" ? "snapshot" : `frozen_${name}`;
+}
 
 export function tableExists(sql: Sql, name: string): boolean {
   return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).toArray().length > 0;
@@ -211,6 +219,11 @@ export class SqlReplicaStorage implements ReplicaStorage {
     sql.exec("CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, digest TEXT NOT NULL, log_hash TEXT NOT NULL)");
     SqlLog.create(sql);
     SqlRowStore.create(sql);
+    SqlReplicaStorage.upgrade(sql);
+  }
+  /** Tables added since the first release, for a replica created before them (idempotent). */
+  static upgrade(sql: Sql): void {
+    sql.exec("CREATE TABLE IF NOT EXISTS effects (seq INTEGER PRIMARY KEY, output TEXT NOT NULL, changes TEXT NOT NULL)");
   }
   transaction<T>(fn: () => T): T {
     return this.storage.transactionSync(fn);
@@ -232,27 +245,33 @@ export class SqlReplicaStorage implements ReplicaStorage {
   }
   deleteThrough(seq: number): void {
     this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+    this.sql.exec("DELETE FROM effects WHERE seq <= ?", seq);
   }
   /** A frozen copy in the same database: one statement, so it is the state at one position. */
-  snapshotRows(): void {
-    this.sql.exec("DROP TABLE IF EXISTS snapshot");
-    this.sql.exec("CREATE TABLE snapshot (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
-    this.sql.exec("INSERT INTO snapshot (k, v) SELECT k, v FROM state");
+  snapshotRows(name = "snapshot", prefix = ""): void {
+    const table = frozenTable(name);
+    this.sql.exec(`DROP TABLE IF EXISTS ${table}`);
+    this.sql.exec(`CREATE TABLE ${table} (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID`);
+    const upper = prefixUpperBound(prefix);
+    if (upper === null) this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ?`, prefix);
+    else this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ? AND k < ?`, prefix, upper);
   }
   /**
    * Rows of the frozen copy after `after`, up to about maxBytes. Read in bounded queries, each
    * consumed to its end: a cursor left open (a loop that breaks early) keeps the table locked,
    * and the DROP at the end of the transfer then fails with SQLITE_LOCKED, leaving the copy behind.
    */
-  snapshotPage(after: string | null, maxBytes: number): [string, string][] {
+  snapshotPage(after: string | null, maxBytes: number, name = "snapshot"): [string, string][] {
+    const table = frozenTable(name);
+    if (!tableExists(this.sql, table)) return [];
     const out: [string, string][] = [];
     let bytes = 0;
     let from = after;
     while (bytes < maxBytes) {
       const rows = (
         from === null
-          ? this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot ORDER BY k LIMIT ?", snapshotRowsPerQuery)
-          : this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM snapshot WHERE k > ? ORDER BY k LIMIT ?", from, snapshotRowsPerQuery)
+          ? this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM ${table} ORDER BY k LIMIT ?`, snapshotRowsPerQuery)
+          : this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM ${table} WHERE k > ? ORDER BY k LIMIT ?`, from, snapshotRowsPerQuery)
       ).toArray();
       for (const r of rows) {
         out.push([r.k, r.v]);
@@ -263,12 +282,24 @@ export class SqlReplicaStorage implements ReplicaStorage {
     }
     return out;
   }
-  dropSnapshot(): void {
-    this.sql.exec("DROP TABLE IF EXISTS snapshot");
+  dropSnapshot(name = "snapshot"): void {
+    this.sql.exec(`DROP TABLE IF EXISTS ${frozenTable(name)}`);
+  }
+  appendEffects(effects: Effect[]): void {
+    for (let i = 0; i < effects.length; i += effectsPerInsert) {
+      const chunk = effects.slice(i, i + effectsPerInsert);
+      const values: SqlStorageValue[] = [];
+      for (const f of chunk) values.push(f.seq, f.output, f.changes);
+      this.sql.exec(`INSERT OR REPLACE INTO effects (seq, output, changes) VALUES ${chunk.map(() => "(?, ?, ?)").join(", ")}`, ...values);
+    }
+  }
+  readEffects(fromSeq: number, toSeq: number): Effect[] {
+    return this.sql.exec<{ seq: number; output: string; changes: string }>("SELECT seq, output, changes FROM effects WHERE seq >= ? AND seq <= ? ORDER BY seq", fromSeq, toSeq).toArray();
   }
   clearAll(): void {
     this.sql.exec("DELETE FROM state");
     this.sql.exec("DELETE FROM log");
+    this.sql.exec("DELETE FROM effects");
     this.sql.exec("DELETE FROM checkpoints");
   }
   addCheckpoint(cp: Checkpoint, keepMax: number): void {
@@ -325,5 +356,45 @@ export class SqlSequencerStorage implements SequencerStorage {
   }
   saveMeta(meta: SequencerMeta): void {
     writeMeta(this.sql, "sequencer", meta);
+  }
+}
+
+/**
+ * A restore's rows, staged at the sequencer while the file arrives (nothing reaches a replica
+ * before the whole file is verified), then read back in pages by each replica's install.
+ */
+export class RestoreStage {
+  constructor(private readonly sql: Sql) {}
+  begin(): void {
+    this.sql.exec("DROP TABLE IF EXISTS restore_rows");
+    this.sql.exec("CREATE TABLE restore_rows (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
+  }
+  add(rows: [string, string][]): void {
+    for (let i = 0; i < rows.length; i += rowsPerUpsert) {
+      const chunk = rows.slice(i, i + rowsPerUpsert);
+      this.sql.exec(`INSERT OR REPLACE INTO restore_rows (k, v) VALUES ${chunk.map(() => "(?, ?)").join(", ")}`, ...chunk.flat());
+    }
+  }
+  page(after: string | null, maxBytes: number): [string, string][] {
+    const out: [string, string][] = [];
+    let bytes = 0;
+    let from = after;
+    while (bytes < maxBytes) {
+      const rows = (
+        from === null
+          ? this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM restore_rows ORDER BY k LIMIT ?", snapshotRowsPerQuery)
+          : this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM restore_rows WHERE k > ? ORDER BY k LIMIT ?", from, snapshotRowsPerQuery)
+      ).toArray();
+      for (const r of rows) {
+        out.push([r.k, r.v]);
+        bytes += r.k.length + r.v.length;
+      }
+      if (rows.length < snapshotRowsPerQuery) break;
+      from = rows[rows.length - 1]!.k;
+    }
+    return out;
+  }
+  drop(): void {
+    this.sql.exec("DROP TABLE IF EXISTS restore_rows");
   }
 }

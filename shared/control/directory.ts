@@ -37,6 +37,19 @@ export interface TokenRecord {
   hash: string;
 }
 
+export type AuditVerdict = AuditReport["verdict"];
+
+/**
+ * Counts that outlive the bounded histories (for GET /v1/metrics): failover events and audit
+ * reports kept for the current incarnation. A deletion resets them with the record.
+ */
+export interface GroupCounters {
+  failovers: number;
+  audits: Record<AuditVerdict, number>;
+}
+
+const noCounters = (): GroupCounters => ({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
+
 export interface DirectoryStore {
   get(key: string): any;
   put(key: string, value: unknown): void;
@@ -85,6 +98,7 @@ export class DirectoryCore {
       if (!rec || rec.config.incarnation !== incarnation) return false;
       if (state === "deleted") {
         this.store.delete("record");
+        this.store.delete("counters");
         this.store.clearHistory();
         for (const [k] of this.store.list("token/")) this.store.delete(k);
       } else {
@@ -120,15 +134,37 @@ export class DirectoryCore {
   }
 
   addEvent(incarnation: number, event: GroupEvent): boolean {
-    return this.keep(incarnation, "event", event, eventHistoryMax);
+    return this.store.transaction(() => {
+      if (!this.keep(incarnation, "event", event, eventHistoryMax)) return false;
+      if (event.kind === "failover") this.count((c) => c.failovers++);
+      return true;
+    });
   }
 
   events(limit: number): GroupEvent[] {
     return this.store.recent("event", limit);
   }
 
-  addAudit(incarnation: number, report: AuditReport): boolean {
-    return this.keep(incarnation, "audit", report, auditHistoryMax);
+  /** Keeps the report; `previous` is the verdict of the audit before it (null if none), so the caller can tell a change. */
+  addAudit(incarnation: number, report: AuditReport): { kept: boolean; previous: AuditVerdict | null } {
+    return this.store.transaction(() => {
+      const previous: AuditVerdict | null = this.store.recent("audit", 1)[0]?.verdict ?? null;
+      if (!this.keep(incarnation, "audit", report, auditHistoryMax)) return { kept: false, previous };
+      this.count((c) => c.audits[report.verdict]++);
+      return { kept: true, previous };
+    });
+  }
+
+  counters(): GroupCounters {
+    const kept: Partial<GroupCounters> | null = this.store.get("counters");
+    const zero = noCounters();
+    return { failovers: kept?.failovers ?? 0, audits: { ...zero.audits, ...kept?.audits } };
+  }
+
+  private count(change: (c: GroupCounters) => void): void {
+    const c = this.counters();
+    change(c);
+    this.store.put("counters", c);
   }
 
   /** Appends to a bounded history of the current incarnation (a late write of a deleted one is dropped). */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { keyBytesMax, listLimitDefault, listLimitMax, pageBytesMax, valueBytesMax } from "../limits.js";
+import { keyBytesMax, listLimitDefault, listLimitMax, pageBytesMax, txnCommandsMax, txnComparesMax, valueBytesMax } from "../limits.js";
 import { compareCodePoints, utf8Length } from "../text.js";
 import type { MachineState, StateMachine } from "./types.js";
 
@@ -11,13 +11,29 @@ const key = z
 /** Any JSON value; size is checked separately so it can answer 413 rather than 400. */
 const value = z.json();
 
-const kvCommand = z.discriminatedUnion("op", [
+const kvOne = [
   z.object({ op: z.literal("put"), key, value }).strict(),
   z.object({ op: z.literal("get"), key }).strict(),
   z.object({ op: z.literal("delete"), key }).strict(),
   z.object({ op: z.literal("cas"), key, expected: value.nullable(), value }).strict(),
   z.object({ op: z.literal("incr"), key, by: z.number().int().refine(Number.isSafeInteger) }).strict(),
-]);
+] as const;
+/** A command a txn may run: any single-key command (no nested txn). */
+const kvSubCommand = z.discriminatedUnion("op", [...kvOne]);
+export type KvSubCommand = z.infer<typeof kvSubCommand>;
+
+/** etcd's Txn: if every compare holds (null: the key is absent), `success` runs, else `failure`, in one entry. */
+const kvTxn = z
+  .object({
+    op: z.literal("txn"),
+    compare: z.array(z.object({ key, value: value.nullable() }).strict()).max(txnComparesMax).optional(),
+    success: z.array(kvSubCommand).max(txnCommandsMax).optional(),
+    failure: z.array(kvSubCommand).max(txnCommandsMax).optional(),
+  })
+  .strict();
+export type KvTxn = z.infer<typeof kvTxn>;
+
+const kvCommand = z.discriminatedUnion("op", [...kvOne, kvTxn]);
 export type KvCommand = z.infer<typeof kvCommand>;
 
 const kvQuery = z.discriminatedUnion("op", [
@@ -39,46 +55,70 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+function applyOne(state: MachineState, c: KvSubCommand): unknown {
+  switch (c.op) {
+    case "put": {
+      const previous = state.get<unknown>(c.key);
+      state.put(c.key, c.value);
+      return { previous };
+    }
+    case "get":
+      return { value: state.get<unknown>(c.key) };
+    case "delete":
+      return { deleted: state.delete(c.key) };
+    case "cas": {
+      const current = state.get<unknown>(c.key);
+      if (!sameJson(current, c.expected)) return { ok: false, value: current };
+      state.put(c.key, c.value);
+      return { ok: true, value: c.value };
+    }
+    case "incr": {
+      const current = state.get<unknown>(c.key) ?? 0;
+      if (typeof current !== "number" || !Number.isSafeInteger(current)) return { error: "not_integer" };
+      const next = current + c.by;
+      if (!Number.isSafeInteger(next)) return { error: "overflow" };
+      state.put(c.key, next);
+      return { value: next };
+    }
+  }
+}
+
+/** Compares first, then one branch, each command seeing the ones before it: atomic, since an entry applies whole. */
+function applyTxn(state: MachineState, c: KvTxn): unknown {
+  const succeeded = (c.compare ?? []).every((cmp) => sameJson(state.get<unknown>(cmp.key), cmp.value));
+  const run = (succeeded ? c.success : c.failure) ?? [];
+  return { succeeded, results: run.map((sub) => applyOne(state, sub)) };
+}
+
+function oversizedOne(c: KvSubCommand): string | null {
+  if ((c.op === "put" || c.op === "cas") && tooBig(c.value)) return "value";
+  if (c.op === "cas" && tooBig(c.expected)) return "expected";
+  return null;
+}
+
 export const kv: StateMachine<KvCommand, KvQuery> = {
   name: "kv",
   commandSchema: kvCommand,
   querySchema: kvQuery,
 
   apply(state: MachineState, c: KvCommand): unknown {
-    switch (c.op) {
-      case "put": {
-        const previous = state.get<unknown>(c.key);
-        state.put(c.key, c.value);
-        return { previous };
-      }
-      case "get":
-        return { value: state.get<unknown>(c.key) };
-      case "delete":
-        return { deleted: state.delete(c.key) };
-      case "cas": {
-        const current = state.get<unknown>(c.key);
-        if (!sameJson(current, c.expected)) return { ok: false, value: current };
-        state.put(c.key, c.value);
-        return { ok: true, value: c.value };
-      }
-      case "incr": {
-        const current = state.get<unknown>(c.key) ?? 0;
-        if (typeof current !== "number" || !Number.isSafeInteger(current)) return { error: "not_integer" };
-        const next = current + c.by;
-        if (!Number.isSafeInteger(next)) return { error: "overflow" };
-        state.put(c.key, next);
-        return { value: next };
-      }
-    }
+    return c.op === "txn" ? applyTxn(state, c) : applyOne(state, c);
   },
 
   keysOf(c: KvCommand): string[] {
-    return [c.key];
+    if (c.op !== "txn") return [c.key];
+    return [...(c.compare ?? []), ...(c.success ?? []), ...(c.failure ?? [])].map((x) => x.key);
   },
 
   oversized(c: KvCommand): string | null {
-    if ((c.op === "put" || c.op === "cas") && tooBig(c.value)) return "value";
-    if (c.op === "cas" && tooBig(c.expected)) return "expected";
+    if (c.op !== "txn") return oversizedOne(c);
+    for (const [i, cmp] of (c.compare ?? []).entries()) if (tooBig(cmp.value)) return `compare.${i}.value`;
+    for (const branch of ["success", "failure"] as const) {
+      for (const [i, sub] of (c[branch] ?? []).entries()) {
+        const field = oversizedOne(sub);
+        if (field !== null) return `${branch}.${i}.${field}`;
+      }
+    }
     return null;
   },
 

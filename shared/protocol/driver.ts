@@ -17,7 +17,8 @@ import {
   holdWhenWaitingMin,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
-import { canonicalJson } from "./hash.js";
+import { canonicalJson, sha256Hex, zeroHash } from "./hash.js";
+import type { SnapshotInfo } from "./replica.js";
 import { type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type Refused, type SequencerCore, type StepResult, pendingKey, refusal } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
@@ -40,6 +41,8 @@ export class SequencerDriver {
   private readonly retryAtMs = new Map<string, number>();
   private stopped = false;
   private transfers = 0;
+  /** A restore is loading the group's state: commands wait (503) and no repair runs meanwhile. */
+  restoring = false;
 
   constructor(
     readonly core: SequencerCore,
@@ -64,18 +67,32 @@ export class SequencerDriver {
   // ---- writes -------------------------------------------------------------------------------
 
   async submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
-    if (this.stopped) return { kind: "not_found" };
+    const [answer] = this.submitBatch(client, [{ request, command }]);
+    return answer!;
+  }
+
+  /**
+   * Queues every command of a batch, in order, before the send loops run: the batch is ordered
+   * together (one flush, usually one append) and its seqs increase in array order. Each command
+   * keeps its own exactly-once pair and its own answer.
+   */
+  submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer>[] {
+    if (this.stopped) return items.map(() => Promise.resolve({ kind: "not_found" }));
+    const answers = items.map((i) => this.enqueue(client, i.request, i.command));
+    this.kickAll();
+    return answers;
+  }
+
+  private async enqueue(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
+    if (this.restoring) return { kind: "unavailable", message: "a restore is loading this group's state; retry when it is done" };
     const d = this.core.submit({ client, request, command });
     switch (d.kind) {
       case "unavailable":
         return { kind: "unavailable", message: d.reason };
       case "conflict":
         return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
-      case "queued": {
-        const answer = this.wait(this.waitingPending, pendingKey(client, request));
-        this.kickAll();
-        return this.answer(await answer);
-      }
+      case "queued":
+        return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
       case "existing": {
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
         // A retry of a committed command reads its outcome from the replicas' session tables
@@ -575,6 +592,11 @@ export class SequencerDriver {
     return report;
   }
 
+  /** Loads a verified snapshot into this group (see restoreInto). */
+  restore(digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string }> {
+    return restoreInto(this, this.io, digest, pages);
+  }
+
   // ---- state transfer -----------------------------------------------------------------------
 
   /**
@@ -583,7 +605,7 @@ export class SequencerDriver {
    * go on meanwhile (the target has no vote until it is done). Returns whether it succeeded.
    */
   async repair(target: string): Promise<boolean> {
-    if (this.stopped || !this.core.beginRepair(target)) return false;
+    if (this.stopped || this.restoring || !this.core.beginRepair(target)) return false;
     const source = this.core.readCandidates().find((id) => id !== target);
     let installed: number | null = null;
     const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
@@ -626,5 +648,55 @@ export class SequencerDriver {
     this.core.endRepair(target, installed, this.io.nowMs());
     this.kickAll();
     return installed !== null;
+  }
+}
+
+/** Where a restore's rows come from: pages of [stored key, value] in key order. */
+export type RowPages = (after: string | null) => Promise<[string, string][]>;
+
+/**
+ * Loads a verified snapshot into a group that has no entries (API.md "Snapshot and restore"):
+ * every member installs the rows as a state transfer at position 1 (quarantined, serving nothing,
+ * until its digest matches), then the sequencer takes position 1 as its base. If any member
+ * fails, the installed ones are emptied again and the group stays as it was (a retry starts
+ * over). Commands wait (503) meanwhile.
+ */
+export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const core = driver.core;
+  if (core.lastLogSeq !== 0) return { ok: false, reason: `the group has entries (last seq ${core.lastLogSeq})` };
+  const hash = sha256Hex(`restore\n${digest}`);
+  const info: SnapshotInfo = { seq: 1, digest, logHash: hash, entryEpoch: core.epoch, epoch: core.epoch };
+  const empty: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, epoch: core.epoch };
+  const ids = core.replicaIds();
+  const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
+    const link = io.link(id);
+    const call = <T>(p: Promise<T>) => withTimeout(io, p, replicaRpcTimeoutMs, `restore on ${id}`);
+    const transferId = `restore:${core.epoch}:${what.seq}:${io.nowMs()}:${id}`;
+    if (!(await call(link.beginInstall(what, transferId, core.epoch)))) throw new Error(`${id} refused to install`);
+    for (let after: string | null = null; ; ) {
+      const page = await rows(after);
+      if (page.length === 0) break;
+      if (!(await call(link.installPage(transferId, page)))) throw new Error(`${id} is installing another transfer`);
+      after = page[page.length - 1]![0];
+    }
+    const done = await call(link.endInstall(transferId));
+    if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
+  };
+  driver.restoring = true;
+  try {
+    const results = await Promise.allSettled(ids.map((id) => install(id, info, pages)));
+    const failed = results.flatMap((r, i) => (r.status === "rejected" ? [`${ids[i]}: ${String(r.reason)}`] : []));
+    if (failed.length > 0) {
+      await Promise.allSettled(ids.map((id) => install(id, empty, async () => [])));
+      return { ok: false, reason: `not every replica could install the snapshot (${failed.join("; ")}); nothing was restored, retry` };
+    }
+    if (core.lastLogSeq !== 0) return { ok: false, reason: "the group took entries meanwhile" };
+    core.adoptRestore(info.seq, hash);
+    for (const id of ids) core.endRepair(id, info.seq, io.nowMs());
+    io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})`, { seq: info.seq, digest });
+    return { ok: true };
+  } finally {
+    driver.restoring = false;
+    driver.kickAll();
   }
 }

@@ -1,6 +1,6 @@
 // The I/O a driver needs, passed in (TigerBeetle style): the Durable Objects give real timers,
 // the clock and RPC stubs; the simulator gives virtual time and a faulty network.
-import type { SnapshotInfo } from "./replica.js";
+import type { ExportInfo, SnapshotInfo } from "./replica.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
 import type { Entry } from "../api/types.js";
 
@@ -57,6 +57,10 @@ export interface ReplicaApi {
   beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean;
   installPage(transferId: string, rows: [string, string][]): boolean;
   endInstall(transferId: string): { ok: boolean; digest: string } | null;
+  // Snapshot downloads: a frozen copy of the machine's rows, served in pages, bounded in number.
+  beginExport(): ExportInfo | null;
+  exportPage(id: string, after: string | null, maxBytes: number): [string, string][] | null;
+  endExport(id: string): void;
 }
 
 export type ReplicaMethod = keyof ReplicaApi;

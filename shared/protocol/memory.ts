@@ -3,7 +3,7 @@
 import type { RowStore } from "../machines/types.js";
 import { boundedEntries } from "./entry.js";
 import { compareCodePoints } from "../text.js";
-import type { ReplicaMeta, ReplicaStorage } from "./replica.js";
+import type { Effect, ReplicaMeta, ReplicaStorage } from "./replica.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { Checkpoint } from "./types.js";
 import type { Entry } from "../api/types.js";
@@ -93,6 +93,7 @@ export class MemoryReplicaStorage implements ReplicaStorage {
     const cps = [...this.cps];
     this.rows.journal = new Map();
     this.logJournal = new Map();
+    this.effectsJournal = new Map();
     try {
       return fn();
     } catch (err) {
@@ -101,12 +102,17 @@ export class MemoryReplicaStorage implements ReplicaStorage {
         if (e === undefined) this.log.delete(seq);
         else this.log.set(seq, e);
       }
+      for (const [seq, f] of this.effectsJournal) {
+        if (f === undefined) this.effects.delete(seq);
+        else this.effects.set(seq, f);
+      }
       this.meta = meta;
       this.cps = cps;
       throw err;
     } finally {
       this.rows.journal = null;
       this.logJournal = null;
+      this.effectsJournal = null;
     }
   }
   private touchLog(seq: number): void {
@@ -133,13 +139,14 @@ export class MemoryReplicaStorage implements ReplicaStorage {
         this.log.delete(s);
       }
     }
+    this.dropEffects((s) => s > seq);
   }
-  private frozen: [string, string][] | null = null;
-  snapshotRows(): void {
-    this.frozen = this.rows.scan("", null, Infinity);
+  private readonly frozen = new Map<string, [string, string][]>();
+  snapshotRows(name = "snapshot", prefix = ""): void {
+    this.frozen.set(name, this.rows.scan(prefix, null, Infinity));
   }
-  snapshotPage(after: string | null, maxBytes: number): [string, string][] {
-    const rows = this.frozen ?? [];
+  snapshotPage(after: string | null, maxBytes: number, name = "snapshot"): [string, string][] {
+    const rows = this.frozen.get(name) ?? [];
     let i = 0;
     if (after !== null) {
       let lo = 0;
@@ -159,12 +166,39 @@ export class MemoryReplicaStorage implements ReplicaStorage {
     }
     return out;
   }
-  dropSnapshot(): void {
-    this.frozen = null;
+  dropSnapshot(name = "snapshot"): void {
+    this.frozen.delete(name);
+  }
+  effects = new Map<number, Effect>();
+  private effectsJournal: Map<number, Effect | undefined> | null = null;
+  private touchEffect(seq: number): void {
+    if (this.effectsJournal && !this.effectsJournal.has(seq)) this.effectsJournal.set(seq, this.effects.get(seq));
+  }
+  appendEffects(effects: Effect[]): void {
+    for (const f of effects) {
+      this.touchEffect(f.seq);
+      this.effects.set(f.seq, f);
+    }
+  }
+  readEffects(fromSeq: number, toSeq: number): Effect[] {
+    const out: Effect[] = [];
+    for (let s = fromSeq; s <= toSeq; s++) {
+      const f = this.effects.get(s);
+      if (f) out.push(f);
+    }
+    return out;
+  }
+  private dropEffects(keep: (seq: number) => boolean): void {
+    for (const s of [...this.effects.keys()]) {
+      if (keep(s)) continue;
+      this.touchEffect(s);
+      this.effects.delete(s);
+    }
   }
   clearAll(): void {
     for (const [k] of this.rows.scan("", null, Infinity)) this.rows.delete(k);
     this.truncateFrom(0);
+    this.dropEffects(() => false);
     this.cps = [];
   }
   entryHash(seq: number): string | null {

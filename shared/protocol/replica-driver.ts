@@ -1,8 +1,9 @@
 // The replica's event handling around ReplicaCore: reads that wait for a position. Shared by
 // the Durable Object and the simulator.
-import { readWaitersMax, sequencerTimeoutMs } from "../limits.js";
+import { readWaitersMax, sequencerTimeoutMs, snapshotIdleMs, snapshotsPerReplicaMax } from "../limits.js";
 import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./io.js";
-import type { ReplicaCore, SnapshotInfo } from "./replica.js";
+import type { ExportInfo, ReplicaCore, SnapshotInfo } from "./replica.js";
+import { WatchHub } from "./watch.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
 import type { Entry } from "../api/types.js";
 
@@ -13,6 +14,8 @@ interface Waiter {
 
 export class ReplicaDriver implements ReplicaApi {
   private waiters: Waiter[] = [];
+  /** Open watch streams: fed after every step that applies entries, ended by a quarantine or a rebuild. */
+  readonly watches: WatchHub;
   /** When this replica last heard from the sequencer of its epoch (its start counts: no vote right after a restart). */
   private heardMs: number;
 
@@ -21,13 +24,21 @@ export class ReplicaDriver implements ReplicaApi {
     private readonly clock: Clock,
   ) {
     this.heardMs = clock.nowMs();
+    this.watches = new WatchHub(
+      { appliedSeq: () => this.core?.appliedSeq ?? 0, readEvents: (from, limit) => this.core?.readEvents(from, limit) ?? [] },
+      clock,
+    );
   }
 
   append(req: AppendRequest): AppendResponse {
     if (!this.core) return { ok: false, reason: "not_initialized" };
+    const appliedBefore = this.core.appliedSeq;
     const resp = this.core.append(req);
     if (resp.ok || resp.reason !== "stale_epoch") this.heardMs = this.clock.nowMs();
-    if (resp.ok && resp.outputs.length > 0) this.wakeWaiters();
+    if (resp.ok && resp.appliedSeq > appliedBefore) {
+      this.wakeWaiters();
+      if (this.watches.count > 0) this.watches.pump();
+    }
     return resp;
   }
 
@@ -109,7 +120,9 @@ export class ReplicaDriver implements ReplicaApi {
   }
   beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean {
     if (!this.core) return false;
-    return this.core.beginInstall(info, transferId, sequencerEpoch);
+    const ok = this.core.beginInstall(info, transferId, sequencerEpoch);
+    if (ok) this.watches.closeAll();
+    return ok;
   }
   installPage(transferId: string, rows: [string, string][]): boolean {
     return this.core?.installPage(transferId, rows) ?? false;
@@ -120,12 +133,37 @@ export class ReplicaDriver implements ReplicaApi {
     return r;
   }
 
+  /** Frozen copies being downloaded, and when each was last read (an idle one is dropped). */
+  private readonly exports = new Map<string, number>();
+  private exportsMade = 0;
+
+  beginExport(): ExportInfo | null {
+    if (!this.core) return null;
+    const now = this.clock.nowMs();
+    for (const [id, usedMs] of this.exports) if (now - usedMs > snapshotIdleMs) this.endExport(id);
+    if (this.exports.size >= snapshotsPerReplicaMax) return null;
+    const id = `export_${++this.exportsMade}`;
+    const info = this.core.beginExport(id);
+    if (info) this.exports.set(id, now);
+    return info;
+  }
+  exportPage(id: string, after: string | null, maxBytes: number): [string, string][] | null {
+    if (!this.core || !this.exports.has(id)) return null;
+    this.exports.set(id, this.clock.nowMs());
+    return this.core.exportPage(id, after, maxBytes);
+  }
+  endExport(id: string): void {
+    if (!this.exports.delete(id)) return;
+    this.core?.endExport(id);
+  }
+
   auditInfo(): AuditInfo | null {
     return this.core?.auditInfo() ?? null;
   }
 
   setQuarantined(quarantined: boolean): void {
     this.core?.setQuarantined(quarantined);
+    if (quarantined) this.watches.closeAll();
   }
 
   release(rebase: boolean): { ok: boolean; digest: string; reason?: string } {
@@ -135,6 +173,7 @@ export class ReplicaDriver implements ReplicaApi {
   /** Drops the core (storage gone or memory lost); waiting reads end. */
   detach(): void {
     this.core = null;
+    this.watches.closeAll();
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.wake();

@@ -7,12 +7,14 @@ import {
   scrubPageRows,
   stateSaveEntriesMax,
   stateSaveRowsMax,
+  transferPageBytes,
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
-import { DigestedState, applyEntry, lookupSession, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, applyEntry, lookupSession, machinePrefix, prefetchFor, recomputeDigest, rowHash } from "./state.js";
+import { bytesToHex, xorInto } from "./hash.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
@@ -57,11 +59,18 @@ export interface ReplicaStorage {
   truncateFrom(seq: number): void;
   /** Drops log entries at or below seq (compaction). */
   deleteThrough(seq: number): void;
-  /** Freezes a copy of the state rows for a state transfer (replacing any earlier copy). */
-  snapshotRows(): void;
-  /** A page of the frozen copy: rows after `after`, up to about maxBytes. */
-  snapshotPage(after: string | null, maxBytes: number): [string, string][];
-  dropSnapshot(): void;
+  /**
+   * Freezes a copy of the state rows whose key starts with prefix, under a name (replacing any
+   * earlier copy of that name): "snapshot" for a state transfer, others for snapshot downloads.
+   */
+  snapshotRows(name?: string, prefix?: string): void;
+  /** A page of a frozen copy: rows after `after`, up to about maxBytes. */
+  snapshotPage(after: string | null, maxBytes: number, name?: string): [string, string][];
+  dropSnapshot(name?: string): void;
+  /** What applied entries did (output, changed keys), kept beside the log for watches. */
+  appendEffects(effects: Effect[]): void;
+  /** The effects of the applied entries fromSeq..toSeq that are held. */
+  readEffects(fromSeq: number, toSeq: number): Effect[];
   /** Removes every state row, log entry and checkpoint (before installing a transferred state). */
   clearAll(): void;
   entryHash(seq: number): string | null;
@@ -70,6 +79,24 @@ export interface ReplicaStorage {
   saveMeta(meta: ReplicaMeta): void;
   addCheckpoint(checkpoint: Checkpoint, keepMax: number): void;
   checkpoints(): Checkpoint[];
+}
+
+/**
+ * What applying one entry did, as JSON text: its output and the machine keys it wrote with their
+ * new values ([[key, value or null], ...]). Stored per applied entry, compacted with the log, so
+ * a watch can serve any retained position, after a restart too.
+ */
+export interface Effect {
+  seq: number;
+  output: string;
+  changes: string;
+}
+
+/** The JSON text of a change list: values are already JSON text, so nothing is parsed again. */
+export function changesText(changes: Changes): string {
+  let out = "";
+  for (const [k, v] of changes) out += `${out === "" ? "" : ","}[${JSON.stringify(k)},${v ?? "null"}]`;
+  return `[${out}]`;
 }
 
 /** Bound on the in-memory copy of appended, not yet applied entries. */
@@ -95,6 +122,14 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     stateSeq: 0,
     stateDigest: zeroHash,
   };
+}
+
+/** A frozen copy of the machine's rows for a download: its name, position, size and digest. */
+export interface ExportInfo {
+  id: string;
+  seq: number;
+  rows: number;
+  digest: string;
 }
 
 /** What a state transfer starts from: the source's frozen state at a seq. */
@@ -318,14 +353,19 @@ export class ReplicaCore {
       committed.push(e);
     }
     prefetchFor(this.state, this.machine, committed);
+    const effects: Effect[] = [];
     for (const e of committed) {
-      outputs.push(applyEntry(this.state, this.machine, e));
+      const changes: Changes = new Map();
+      const out = applyEntry(this.state, this.machine, e, changes);
+      outputs.push(out);
+      effects.push({ seq: e.seq, output: JSON.stringify(out.output ?? null), changes: changesText(changes) });
       this.unapplied.delete(e.seq);
       next.appliedSeq = e.seq;
       if (e.seq % next.checkpointEvery === 0) {
         this.storage.addCheckpoint({ seq: e.seq, digest: this.state.digest, logHash: e.hash }, checkpointsKeptMax);
       }
     }
+    this.storage.appendEffects(effects);
     return outputs;
   }
 
@@ -383,6 +423,21 @@ export class ReplicaCore {
   readLog(fromSeq: number, toSeq: number): Entry[] {
     if (fromSeq <= this.meta.baseSeq) return [];
     return this.storage.readEntries(fromSeq, Math.min(toSeq, fromSeq + appendEntriesMax - 1, this.meta.lastSeq), pageBytesMax);
+  }
+
+  /**
+   * Watch events of the applied entries after fromSeq, at most `limit` of them (and about
+   * pageBytesMax): each with its SSE text and the keys it changed. "compacted": fromSeq + 1 is no
+   * longer in this replica's log.
+   */
+  readEvents(fromSeq: number, limit: number): WatchText[] | "compacted" {
+    if (fromSeq < this.meta.baseSeq) return "compacted";
+    const toSeq = Math.min(this.meta.appliedSeq, fromSeq + limit);
+    if (toSeq <= fromSeq) return [];
+    const entries = this.storage.readEntries(fromSeq + 1, toSeq, pageBytesMax);
+    const last = entries[entries.length - 1]?.seq ?? fromSeq;
+    const effects = new Map(this.storage.readEffects(fromSeq + 1, last).map((f) => [f.seq, f]));
+    return entries.map((e) => watchText(e, effects.get(e.seq)));
   }
 
   query(q: unknown): unknown {
@@ -446,6 +501,36 @@ export class ReplicaCore {
   endSnapshot(): void {
     this.snapshot = null;
     this.storage.dropSnapshot();
+  }
+
+  /**
+   * A snapshot download (API.md "Snapshot and restore"): freezes the machine's rows under a name,
+   * then counts and digests the frozen copy (the digest a state of exactly these rows has), so
+   * the file's header can come first while writes go on.
+   */
+  beginExport(name: string): ExportInfo | null {
+    if (this.installing || this.meta.quarantined) return null;
+    this.saveState();
+    this.storage.snapshotRows(name, machinePrefix);
+    const acc = new Uint8Array(32);
+    let rows = 0;
+    for (let after: string | null = null; ; ) {
+      const page = this.storage.snapshotPage(after, transferPageBytes, name);
+      if (page.length === 0) break;
+      for (const [k, v] of page) xorInto(acc, rowHash(k, v));
+      rows += page.length;
+      after = page[page.length - 1]![0];
+    }
+    return { id: name, seq: this.meta.appliedSeq, rows, digest: bytesToHex(acc) };
+  }
+
+  /** Rows of a frozen export after `after` (stored keys, "m/" included), about maxBytes of them. */
+  exportPage(name: string, after: string | null, maxBytes: number): [string, string][] {
+    return this.storage.snapshotPage(after, maxBytes, name);
+  }
+
+  endExport(name: string): void {
+    this.storage.dropSnapshot(name);
   }
 
   /** Target side: forget everything (it serves nothing meanwhile: it is quarantined). */
@@ -529,4 +614,20 @@ function dedupeBySeq(checkpoints: Checkpoint[]): Checkpoint[] {
   const bySeq = new Map<number, Checkpoint>();
   for (const cp of checkpoints) bySeq.set(cp.seq, cp);
   return [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+}
+
+/** One watch event, ready to send: its seq, its Server-Sent Events block, the keys it changed. */
+export interface WatchText {
+  seq: number;
+  text: string;
+  keys: string[];
+}
+
+function watchText(e: Entry, effect: Effect | undefined): WatchText {
+  const changes = effect?.changes ?? "[]";
+  const data =
+    `{"seq":${e.seq},"kind":${JSON.stringify(e.kind)},"client":${JSON.stringify(e.client)},"request":${JSON.stringify(e.request)},` +
+    `"command":${JSON.stringify(e.command)},"output":${effect?.output ?? "null"},"timestamp":${JSON.stringify(e.timestamp)},"changes":${changes}}`;
+  const keys = changes === "[]" ? [] : (JSON.parse(changes) as [string, unknown][]).map((c) => c[0]);
+  return { seq: e.seq, text: `id: ${e.seq}\nevent: entry\ndata: ${data}\n\n`, keys };
 }

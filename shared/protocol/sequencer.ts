@@ -19,6 +19,13 @@ export interface SequencerMeta {
   /** The log holds entries after baseSeq only (compacted); baseHash is the hash at baseSeq. */
   baseSeq?: number;
   baseHash?: string;
+  /**
+   * Command entries this sequencer has ordered since it took office (GET /v1/metrics'
+   * smr_commands_total). Saved with each flush; a recovery (failover, move, lost storage) starts
+   * it again at 0, a counter reset to Prometheus: the log it recovers may be compacted, so a recount
+   * would not be the total either.
+   */
+  commandsTotal?: number;
 }
 
 export interface RequestRecord {
@@ -212,6 +219,9 @@ export class SequencerCore {
   get lastLogSeq(): number {
     return this.lastSeq;
   }
+  get commandsTotal(): number {
+    return this.meta.commandsTotal ?? 0;
+  }
   /** Requests in the in-memory index (bounded by the retained log and requestIndexCap). */
   get requestIndexSize(): number {
     return this.requests.size;
@@ -282,7 +292,12 @@ export class SequencerCore {
       entries.push(e);
       records.push({ client: p.client, request: p.request, seq, commandHash: p.commandHash });
     }
-    this.storage.transaction(() => this.storage.appendEntries(entries));
+    const commandsTotal = this.commandsTotal + entries.length;
+    this.storage.transaction(() => {
+      this.storage.appendEntries(entries);
+      this.storage.saveMeta({ ...this.meta, commandsTotal });
+    });
+    this.meta.commandsTotal = commandsTotal;
     this.indexRequests(records);
     this.pending.clear();
     this.lastSeq = seq;
@@ -552,6 +567,22 @@ export class SequencerCore {
     this.tail = this.tail.filter((e) => e.seq > target);
     this.forgetRequestsThrough(target);
     return target;
+  }
+
+  /**
+   * A restored state became the group's starting point: position `seq` with a synthetic hash,
+   * nothing in the log at or below it (a replica that lacks it gets a state transfer, like one
+   * behind a compacted log). Only for a group with no entries.
+   */
+  adoptRestore(seq: number, hash: string): void {
+    assert(this.lastSeq === 0 && this.baseSeq === 0, `a restore into a group with entries (last ${this.lastSeq})`);
+    this.meta.baseSeq = seq;
+    this.meta.baseHash = hash;
+    this.meta.commitSeq = seq;
+    this.saveMeta();
+    this.lastSeq = seq;
+    this.lastHash = hash;
+    this.configPendingSeq = 0;
   }
 
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */

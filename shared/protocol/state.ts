@@ -12,7 +12,10 @@ import type { Entry } from "../api/types.js";
 //   s/<len>:<client>/<request:16>   the session table: one executed request and its output
 //   c/<len>:<client>                per-client session bookkeeping {count, floor}
 // Every row counts in the digest, so two replicas agree on sessions as well as on machine state.
-const machinePrefix = "m/";
+export const machinePrefix = "m/";
+
+/** The machine keys one entry wrote, in the order it wrote them, with their new JSON text (null: deleted). */
+export type Changes = Map<string, string | null>;
 
 /**
  * The digest is the XOR of sha256(key NUL value) over every row. XOR lets one write update it in
@@ -149,15 +152,26 @@ export class DigestedState {
     return true;
   }
 
-  /** The machine's view: its own key space, JSON values. */
-  machineView(): MachineState {
+  /**
+   * The machine's view: its own key space, JSON values. With `changes`, every key the machine
+   * writes is recorded with its new value's JSON text (null: deleted): what a watch reports.
+   */
+  machineView(changes?: Changes): MachineState {
     return {
       get: <T>(key: string) => {
         const raw = this.getRaw(machinePrefix + key);
         return raw === null ? null : (JSON.parse(raw) as T);
       },
-      put: (key, value) => this.putRaw(machinePrefix + key, JSON.stringify(value)),
-      delete: (key) => this.deleteRaw(machinePrefix + key),
+      put: (key, value) => {
+        const text = JSON.stringify(value);
+        this.putRaw(machinePrefix + key, text);
+        changes?.set(key, text);
+      },
+      delete: (key) => {
+        const deleted = this.deleteRaw(machinePrefix + key);
+        if (deleted) changes?.set(key, null);
+        return deleted;
+      },
       scan: <T>(prefix: string, after: string | null, limit: number) =>
         this.scan(machinePrefix + prefix, after === null ? null : machinePrefix + after, limit).map(
           ([k, v]) => [k.slice(machinePrefix.length), JSON.parse(v) as T] as [string, T],
@@ -217,7 +231,7 @@ type SessionRow = [number, string, unknown];
  * Applies one committed entry: the exactly-once check against the replicated session table, then
  * the machine. Deterministic: a function of the state and the entry only.
  */
-export function applyEntry(state: DigestedState, machine: StateMachine, entry: Entry): AppliedOutput {
+export function applyEntry(state: DigestedState, machine: StateMachine, entry: Entry, changes?: Changes): AppliedOutput {
   if (entry.kind !== "command") return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output: null };
   assert(entry.client !== null && entry.request !== null, `command entry ${entry.seq} without client/request`);
   const hash = commandHash(entry.command);
@@ -233,7 +247,7 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
   const book: ClientBook = bookRaw === null ? { count: 0, floor: 0 } : JSON.parse(bookRaw);
   if (entry.request <= book.floor) return { seq: entry.seq, status: "expired", originalSeq: entry.seq, output: null };
 
-  const output = machine.apply(state.machineView(), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
+  const output = machine.apply(state.machineView(changes), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
   state.putRaw(key, JSON.stringify([entry.seq, hash, output] satisfies SessionRow));
   book.count++;
   if (book.count >= sessionRequestsMax + sessionEvictBatch) {

@@ -1,11 +1,11 @@
 // Commands (totally ordered writes) and queries (reads at three consistency levels).
 import { Hono } from "hono";
 import { z } from "zod";
-import { ApiError } from "../../shared/api/errors.js";
+import { ApiError, type ErrorCode } from "../../shared/api/errors.js";
 import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
-import type { CommandResult, QueryResult } from "../../shared/api/results.js";
-import { commandBody, queryBody } from "../../shared/api/schemas.js";
+import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
+import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
 import { readWaitMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
@@ -25,7 +25,9 @@ export const commandRoutes = new Hono<App>();
 commandRoutes.post("/:group/commands", async (c) => {
   const group = groupParam(c);
   requireWrite(c);
-  const body = parse(commandBody, await jsonBody(c), "body");
+  const raw = await jsonBody(c);
+  if (typeof raw === "object" && raw !== null && "commands" in raw) return c.json(await batch(c, group, raw));
+  const body = parse(commandBody, raw, "body");
   const client = clientOf(c, body.client);
   const record = await groups.lookup(c.env, group);
   const command = checked(validateCommand(machineFor(record.config.machine), body.command));
@@ -36,21 +38,49 @@ commandRoutes.post("/:group/commands", async (c) => {
     (a) => a.kind === "not_found",
     true,
   );
-  switch (a.kind) {
-    case "ok":
-      return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
-    case "not_found":
-      throw new ApiError("unavailable", `group ${group} has no sequencer serving yet`, 1);
-    case "conflict":
-      throw new ApiError("conflict", a.message);
-    case "unavailable":
-      throw new ApiError("unavailable", a.message, 1);
-    case "timeout":
-      throw new ApiError("timeout", a.message);
-    case "no_majority":
-      throw new Error(`group ${group}: ${a.message}`);
-  }
+  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
+  if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
+  const e = failureOf(group, a);
+  throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
 });
+
+/** The API error of a command that did not succeed (one mapping for single commands and batches). */
+function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>): { code: ErrorCode; message: string } {
+  switch (a.kind) {
+    case "not_found":
+      return { code: "unavailable", message: `group ${group} has no sequencer serving yet` };
+    case "no_majority":
+      return { code: "internal", message: `group ${group}: ${a.message}` };
+    default:
+      return { code: a.kind, message: a.message };
+  }
+}
+
+/**
+ * A batch: every command is validated first (any failure is a 400/413 naming it, and nothing is
+ * ordered), then one sequencer call orders them together; each gets its own result.
+ */
+async function batch(c: Context<App>, group: string, raw: unknown): Promise<BatchResult> {
+  const body = parse(batchBody, raw, "body");
+  const client = clientOf(c, body.client);
+  const record = await groups.lookup(c.env, group);
+  const machine = machineFor(record.config.machine);
+  const items = body.commands.map((x, i) => ({ request: x.request, command: checked(validateCommand(machine, x.command, `body.commands.${i}.command`)) }));
+  const answers = await groups.withSequencer(
+    c.env,
+    group,
+    (s) => rpc<SubmitAnswer[]>(s.submitBatch(client, items)),
+    (a) => a.every((x) => x.kind === "not_found"),
+    true,
+  );
+  let last = { epoch: 0, seq: 0 };
+  const results = answers.map((a): BatchItemResult => {
+    if (a.kind !== "ok") return { error: failureOf(group, a) };
+    if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq };
+    return { seq: a.seq, output: a.output };
+  });
+  return { results, bookmark: encodeBookmark(last) };
+}
 
 // ---- queries -------------------------------------------------------------------------------
 
@@ -106,3 +136,32 @@ commandRoutes.post("/:group/query", async (c) => {
   return readResult(c, last);
 });
 
+
+// ---- watch ---------------------------------------------------------------------------------
+
+/**
+ * A change feed from the nearest replica that can serve it (API.md "Watch"): the replica's own
+ * text/event-stream, passed through. `Last-Event-ID` (a reconnect) takes precedence over `from`.
+ */
+commandRoutes.get("/:group/watch", async (c) => {
+  const group = groupParam(c);
+  const q = parse(watchParams, c.req.query(), "query");
+  const lastId = c.req.header("last-event-id");
+  if (lastId !== undefined && !/^(0|[1-9][0-9]{0,15})$/.test(lastId.trim())) throw new ApiError("bad_request", "Last-Event-ID: a seq (a non-negative integer)");
+  const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
+  const record = await groups.lookup(c.env, group);
+  const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
+  if (from !== undefined) params.set("from", String(from));
+  if (q.prefix) params.set("prefix", q.prefix);
+  let compacted: Response | null = null;
+  for (const r of nearestFirst(groups.replicasOf(record), nearOf(c))) {
+    const stub = replicaStub(c.env, group, r.id, r.location);
+    const res = await stub.fetch(`https://replica/watch?${params}`).catch(() => null);
+    if (res?.status === 200) return res;
+    if (res?.status === 410) compacted = res;
+    else await res?.body?.cancel();
+  }
+  if (compacted) return compacted;
+  groups.forget(group);
+  throw new ApiError("unavailable", "no replica can serve this watch now", 1);
+});

@@ -1,0 +1,106 @@
+// GET /v1/metrics: the Prometheus text exposition format, version 0.0.4
+// (https://prometheus.io/docs/instrumenting/exposition_formats/), and the series API.md lists,
+// built from the figures the router gathers from each group's objects. Pure: no I/O.
+import type { GroupStatus } from "./types.js";
+
+export const metricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+export type MetricType = "counter" | "gauge";
+
+export interface Sample {
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** One metric: its HELP and TYPE lines, then its samples (the format wants a metric's samples together). */
+export interface Family {
+  name: string;
+  help: string;
+  type: MetricType;
+  samples: Sample[];
+}
+
+const metricName = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const labelName = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** A label value inside double quotes: backslash, double quote and line feed escaped. */
+export function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+/** HELP text: backslash and line feed escaped (a double quote stays). */
+export function escapeHelp(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+/** A sample value as Go's ParseFloat reads it: NaN, +Inf and -Inf spelled so. */
+export function formatValue(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+function sampleLine(name: string, s: Sample): string {
+  const labels = Object.entries(s.labels);
+  for (const [k] of labels) if (!labelName.test(k) || k.startsWith("__")) throw new Error(`metric ${name}: bad label name ${k}`);
+  const set = labels.length === 0 ? "" : `{${labels.map(([k, v]) => `${k}="${escapeLabelValue(v)}"`).join(",")}}`;
+  return `${name}${set} ${formatValue(s.value)}`;
+}
+
+/** The exposition text: every family (an empty one still says what it is), then comment lines (each prefixed "# "). */
+export function exposition(families: Family[], comments: string[] = []): string {
+  const lines: string[] = [];
+  for (const f of families) {
+    if (!metricName.test(f.name)) throw new Error(`bad metric name ${f.name}`);
+    lines.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`);
+    for (const s of f.samples) lines.push(sampleLine(f.name, s));
+  }
+  for (const c of comments) lines.push(`# ${c.replace(/\n/g, " ")}`);
+  return lines.join("\n") + "\n";
+}
+
+// ---- the series of API.md ----------------------------------------------------------------------
+
+/** The counts a group's directory keeps (shared/control/directory.ts, GroupCounters). */
+export interface GroupCounts {
+  failovers: number;
+  audits: Record<string, number>;
+}
+
+/** What one group's objects said, or that they could not be reached. */
+export type GroupFigures =
+  | { group: string; up: false }
+  | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts };
+
+/** The families of API.md's Metrics section (and smr_group_up), over the groups in order. */
+export function groupFamilies(groups: GroupFigures[]): Family[] {
+  const family = (name: string, type: MetricType, help: string): Family => ({ name, type, help, samples: [] });
+  const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its other series are then absent).");
+  const commit = family("smr_group_commit_seq", "gauge", "The group's commit position (highest committed log seq).");
+  const epoch = family("smr_group_epoch", "gauge", "The epoch of the group's sequencer.");
+  const commands = family("smr_commands_total", "counter", "Command entries the group's sequencer ordered; starts again at 0 when a sequencer recovers (failover, move).");
+  const failovers = family("smr_failovers_total", "counter", "Failovers of the group's sequencer.");
+  const applied = family("smr_replica_applied_seq", "gauge", "The log position a replica has applied, as its sequencer last heard.");
+  const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
+  const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing).");
+  const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
+  for (const g of groups) {
+    const group = g.group;
+    up.samples.push({ labels: { group }, value: g.up ? 1 : 0 });
+    if (!g.up) continue;
+    const s = g.status;
+    commit.samples.push({ labels: { group }, value: s.commitSeq });
+    epoch.samples.push({ labels: { group }, value: s.epoch });
+    commands.samples.push({ labels: { group }, value: g.commandsTotal });
+    failovers.samples.push({ labels: { group }, value: g.counts.failovers });
+    for (const r of s.replicas) {
+      const replica = r.id;
+      applied.samples.push({ labels: { group, replica }, value: r.appliedSeq });
+      lag.samples.push({ labels: { group, replica }, value: Math.max(0, s.commitSeq - r.appliedSeq) });
+      status.samples.push({ labels: { group, replica, status: r.status }, value: 1 });
+    }
+    for (const [verdict, n] of Object.entries(g.counts.audits)) audits.samples.push({ labels: { group, verdict }, value: n });
+  }
+  return [up, commit, epoch, commands, failovers, applied, lag, status, audits];
+}

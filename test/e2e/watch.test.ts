@@ -1,0 +1,128 @@
+// Watch (API.md "Watch") against the real server: Server-Sent Events from the nearest replica,
+// catch-up from the log, live events, a reconnect with Last-Event-ID that misses nothing and
+// repeats nothing, the prefix filter, and the end of the stream when the replica is quarantined.
+import { describe, expect, it } from "vitest";
+import { serverFixture } from "../support/fixture.js";
+
+const server = serverFixture("watch", { faults: true });
+const { admin, client, call } = server;
+
+interface Sse {
+  id: number;
+  event: string;
+  data: any;
+}
+
+/** Opens a watch and collects its events until `enough` says so (or the stream ends); then aborts it. */
+async function watch(group: string, query: string, enough: (events: Sse[]) => boolean, headers: Record<string, string> = {}) {
+  const abort = new AbortController();
+  const res = await fetch(`${server.url()}/v1/groups/${group}/watch${query}`, {
+    headers: { authorization: `Bearer ${client}`, ...headers },
+    signal: abort.signal,
+  });
+  const events: Sse[] = [];
+  const comments: string[] = [];
+  if (res.status !== 200) return { status: res.status, body: (await res.json()) as any, events, comments, ended: true, contentType: res.headers.get("content-type") };
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  let ended = false;
+  const deadline = setTimeout(() => abort.abort(), 20_000);
+  try {
+    while (!enough(events)) {
+      const { value, done } = await reader.read();
+      if (done) {
+        ended = true;
+        break;
+      }
+      buf += value;
+      for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (block.startsWith(":")) comments.push(block);
+        else {
+          const f = Object.fromEntries(block.split("\n").map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 2)]));
+          events.push({ id: Number(f.id), event: f.event!, data: JSON.parse(f.data!) });
+        }
+      }
+    }
+  } finally {
+    clearTimeout(deadline);
+    abort.abort();
+  }
+  return { status: res.status, body: null as any, events, comments, ended, contentType: res.headers.get("content-type") };
+}
+
+let request = 0;
+const put = (group: string, key: string, value: unknown) =>
+  call("POST", `/v1/groups/${group}/commands`, client, { client: "w", request: ++request, command: { op: "put", key, value } });
+
+describe("watch", () => {
+  it("streams catch-up then live events; a reconnect with Last-Event-ID resumes with no gap and no repeat", async () => {
+    expect((await call("PUT", "/v1/groups/wa", admin, { machine: "kv" })).status).toBe(201);
+    for (let i = 1; i <= 3; i++) expect((await put("wa", `k${i}`, i)).status).toBe(200);
+
+    // From 0: the three puts from the log, then live ones as they are written.
+    const writer = (async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 4; i <= 6; i++) await put("wa", `k${i}`, i);
+    })();
+    const first = await watch("wa", "?from=0", (e) => e.length >= 5);
+    await writer;
+    expect(first.status).toBe(200);
+    expect(first.contentType).toMatch(/^text\/event-stream/);
+    expect(first.events.map((e) => e.id)).toEqual([1, 2, 3, 4, 5]);
+    expect(first.events[0]).toMatchObject({ event: "entry", data: { seq: 1, kind: "command", client: "w", command: { op: "put", key: "k1", value: 1 }, output: { previous: null }, changes: [["k1", 1]] } });
+    expect(typeof first.events[0]!.data.timestamp).toBe("string");
+
+    // The client dropped after 5; it reconnects with Last-Event-ID: 5 (it overrides from).
+    for (let i = 7; i <= 8; i++) await put("wa", `k${i}`, i);
+    const again = await watch("wa", "?from=0", (e) => e.length >= 3, { "last-event-id": "5" });
+    expect(again.events.map((e) => e.id)).toEqual([6, 7, 8]);
+    expect(again.events.map((e) => e.data.changes)).toEqual([[["k6", 6]], [["k7", 7]], [["k8", 8]]]);
+  });
+
+  it("filters by prefix on the keys an entry changed (txn, delete) and starts at the applied position by default", async () => {
+    expect((await call("PUT", "/v1/groups/wb", admin, { machine: "kv" })).status).toBe(201);
+    await put("wb", "other/1", 1);
+    const writer = (async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      await put("wb", "user/a", "x");
+      await put("wb", "other/2", 2);
+      await call("POST", "/v1/groups/wb/commands", client, {
+        client: "w",
+        request: ++request,
+        command: { op: "txn", compare: [], success: [{ op: "put", key: "other/3", value: 3 }, { op: "delete", key: "user/a" }, { op: "get", key: "user/b" }] },
+      });
+      await put("wb", "user/c", { deep: [1, 2] });
+    })();
+    const r = await watch("wb", "?prefix=user/", (e) => e.length >= 3);
+    await writer;
+    expect(r.events.map((e) => e.data.changes)).toEqual([[["user/a", "x"]], [["other/3", 3], ["user/a", null]], [["user/c", { deep: [1, 2] }]]]);
+    // Seqs increase with gaps where entries did not touch the prefix.
+    expect(r.events.map((e) => e.id)).toEqual([2, 4, 5]);
+  });
+
+  it("refuses bad input and unknown groups with the API's errors", async () => {
+    expect((await watch("no-such-group", "", () => true)).status).toBe(404);
+    const bad = await watch("wa", "?from=-1", () => true);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe("bad_request");
+    expect((await watch("wa", "", () => true, { "last-event-id": "abc" })).status).toBe(400);
+  });
+
+  it("ends the stream when its replica is quarantined (the client resumes at another replica)", async () => {
+    expect((await call("PUT", "/v1/groups/wc", admin, { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] })).status).toBe(201);
+    await put("wc", "a", 1);
+    // Near weur: served by r2. Quarantining r2 (the operator's repair does it first) ends the stream.
+    const watching = watch("wc", "?from=0", () => false, { "x-smr-near": "weur" });
+    await new Promise((r) => setTimeout(r, 500));
+    await call("POST", "/v1/groups/wc/replicas/r2/repair", admin);
+    const r = await watching;
+    expect(r.ended).toBe(true);
+    expect(r.events.map((e) => e.id)).toEqual([1]);
+    // Resuming from the last id works (at whichever replica serves now).
+    await put("wc", "b", 2);
+    const resumed = await watch("wc", "", (e) => e.length >= 1, { "last-event-id": "1", "x-smr-near": "weur" });
+    expect(resumed.events.map((e) => e.id)).toEqual([2]);
+  });
+});

@@ -1,0 +1,177 @@
+// The exposition formatter (shared/api/metrics.ts), read back by an independent parser (a port of
+// Prometheus's own), and the structured log line (shared/log.ts).
+import parse from "parse-prometheus-text-format";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { escapeHelp, escapeLabelValue, exposition, formatValue, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
+import type { AuditReport, GroupStatus } from "../../shared/api/types.js";
+import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
+import { auditHistoryMax } from "../../shared/limits.js";
+import type { GroupConfig } from "../../shared/protocol/types.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import { Cluster } from "../support/cluster.js";
+import { logEvent, logText } from "../../shared/log.js";
+
+describe("the Prometheus text exposition", () => {
+  it("escapes label values (backslash, double quote, line feed) and HELP text (backslash, line feed) so they read back as written", () => {
+    expect(escapeLabelValue('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
+    expect(escapeHelp('say "x"\\n\nnext')).toBe('say "x"\\\\n\\nnext');
+    const nasty = 'C:\\dir\\"quoted"\nline two';
+    const text = exposition([
+      { name: "t_gauge", type: "gauge", help: "a gauge\nwith a \\ in its help", samples: [{ labels: { path: nasty, plain: "ok" }, value: 3 }] },
+      { name: "t_total", type: "counter", help: "a counter", samples: [{ labels: {}, value: 7 }] },
+    ]);
+    expect(text.endsWith("\n")).toBe(true);
+    expect(text).toContain('t_gauge{path="C:\\\\dir\\\\\\"quoted\\"\\nline two",plain="ok"} 3\n');
+    const families = parse(text);
+    expect(families.map((f) => [f.name, f.type])).toEqual([
+      ["t_gauge", "GAUGE"],
+      ["t_total", "COUNTER"],
+    ]);
+    expect(families[0]!.help).toBe("a gauge\nwith a \\ in its help");
+    expect(families[0]!.metrics[0]!.labels).toEqual({ path: nasty, plain: "ok" });
+    expect(families[1]!.metrics).toEqual([{ value: "7" }]);
+  });
+
+  it("spells special values as Prometheus reads them, and refuses bad metric and label names", () => {
+    expect([NaN, Infinity, -Infinity, 0, 42, 1.5].map(formatValue)).toEqual(["NaN", "+Inf", "-Inf", "0", "42", "1.5"]);
+    expect(() => exposition([{ name: "bad-name", type: "gauge", help: "", samples: [] }])).toThrow(/bad metric name/);
+    expect(() => exposition([{ name: "ok", type: "gauge", help: "", samples: [{ labels: { "bad-label": "x" }, value: 1 }] }])).toThrow(/bad label name/);
+    expect(() => exposition([{ name: "ok", type: "gauge", help: "", samples: [{ labels: { __reserved: "x" }, value: 1 }] }])).toThrow(/bad label name/);
+  });
+
+  it("puts comment lines (the next page's cursor) after the families, one line each", () => {
+    const text = exposition([{ name: "x", type: "gauge", help: "h", samples: [{ labels: {}, value: 1 }] }], ["next: grp-9\nsneaky"]);
+    expect(text.split("\n").at(-2)).toBe("# next: grp-9 sneaky");
+    expect(parse(text)[0]!.metrics).toEqual([{ value: "1" }]);
+  });
+
+  it("turns a group's figures into API.md's series: lag at least 0, one status line per replica, audits by verdict, a group that did not answer only as down", () => {
+    const status: GroupStatus = {
+      group: "g1",
+      machine: "kv",
+      epoch: 3,
+      commitSeq: 10,
+      lastSeq: 12,
+      outputs: "first",
+      checkpointEvery: 100,
+      sequencer: { name: "g1~s2", location: null, epoch: 3, since: null },
+      replicas: [
+        { id: "r1", location: null, status: "healthy", lastSeq: 12, appliedSeq: 12, digest: "d", lastContact: null },
+        { id: "r2", location: null, status: "quarantined", lastSeq: 4, appliedSeq: 4, digest: "d", lastContact: null },
+      ],
+    };
+    const text = exposition(
+      groupFamilies([
+        { group: "g1", up: true, status, commandsTotal: 9, counts: { failovers: 2, audits: { consistent: 5, diverged: 1, insufficient: 0 } } },
+        { group: "g2", up: false },
+      ]),
+    );
+    const byName = new Map(parse(text).map((f) => [f.name, f]));
+    const values = (name: string) => byName.get(name)!.metrics.map((m) => [m.labels, Number(m.value)]);
+    expect(values("smr_group_up")).toEqual([
+      [{ group: "g1" }, 1],
+      [{ group: "g2" }, 0],
+    ]);
+    expect(values("smr_group_commit_seq")).toEqual([[{ group: "g1" }, 10]]);
+    expect(values("smr_group_epoch")).toEqual([[{ group: "g1" }, 3]]);
+    expect(values("smr_commands_total")).toEqual([[{ group: "g1" }, 9]]);
+    expect(values("smr_failovers_total")).toEqual([[{ group: "g1" }, 2]]);
+    expect(values("smr_replica_applied_seq")).toEqual([
+      [{ group: "g1", replica: "r1" }, 12],
+      [{ group: "g1", replica: "r2" }, 4],
+    ]);
+    expect(values("smr_replica_lag_entries")).toEqual([
+      [{ group: "g1", replica: "r1" }, 0],
+      [{ group: "g1", replica: "r2" }, 6],
+    ]);
+    expect(values("smr_replica_status")).toEqual([
+      [{ group: "g1", replica: "r1", status: "healthy" }, 1],
+      [{ group: "g1", replica: "r2", status: "quarantined" }, 1],
+    ]);
+    expect(values("smr_audits_total")).toEqual([
+      [{ group: "g1", verdict: "consistent" }, 5],
+      [{ group: "g1", verdict: "diverged" }, 1],
+      [{ group: "g1", verdict: "insufficient" }, 0],
+    ]);
+    for (const name of ["smr_commands_total", "smr_failovers_total", "smr_audits_total"]) expect(byName.get(name)!.type).toBe("COUNTER");
+    for (const name of ["smr_group_up", "smr_group_commit_seq", "smr_replica_lag_entries", "smr_replica_status"]) expect(byName.get(name)!.type).toBe("GAUGE");
+    expect(metricsContentType).toBe("text/plain; version=0.0.4; charset=utf-8");
+  });
+});
+
+describe("the sequencer's commands counter (smr_commands_total)", () => {
+  it("counts the command entries each flush orders, saved with the log, so a restart keeps it", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 3; r++) c.submit("a", r, { op: "incr", key: "n", by: 1 });
+    c.settle();
+    c.submit("a", 3, { op: "incr", key: "n", by: 1 }); // a retry orders nothing
+    c.submit("a", 4, { op: "incr", key: "n", by: 1 });
+    c.settle();
+    expect(c.sequencer.commandsTotal).toBe(4);
+    expect(c.seqStore.meta!.commandsTotal).toBe(4);
+    expect(new SequencerCore(c.seqStore, c.seqStore.meta!).commandsTotal).toBe(4);
+  });
+});
+
+/** DirectoryCore over maps, as the Durable Object's SQLite keeps it. */
+function memoryDirectory(): DirectoryCore {
+  const kv = new Map<string, unknown>();
+  const history: { kind: string; body: unknown }[] = [];
+  const store: DirectoryStore = {
+    get: (k) => structuredClone(kv.get(k) ?? null),
+    put: (k, v) => void kv.set(k, structuredClone(v)),
+    delete: (k) => void kv.delete(k),
+    list: (prefix) => [...kv].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
+    append: (kind, body, keepMax) => {
+      history.push({ kind, body });
+      const mine = history.filter((h) => h.kind === kind);
+      for (const old of mine.slice(0, Math.max(0, mine.length - keepMax))) history.splice(history.indexOf(old), 1);
+    },
+    recent: (kind, limit) => history.filter((h) => h.kind === kind).reverse().slice(0, limit).map((h) => h.body),
+    clearHistory: () => void history.splice(0),
+    transaction: (fn) => fn(),
+  };
+  return new DirectoryCore(store);
+}
+
+describe("the directory's counters (smr_failovers_total, smr_audits_total)", () => {
+  const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as unknown as GroupConfig;
+  const audit = (verdict: AuditReport["verdict"]): AuditReport => ({ at: "t", group: "g", seq: 1, verdict, replicas: [], quarantined: [] });
+  const event = (kind: string) => ({ at: "t", kind, epoch: 2, message: kind });
+
+  it("count failover events and audits by verdict past the bounded histories, tell the previous verdict, and start again for a new incarnation", () => {
+    const dir = memoryDirectory();
+    const inc = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config.incarnation;
+    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
+    expect(dir.addAudit(inc, audit("consistent"))).toEqual({ kept: true, previous: null });
+    for (let i = 0; i < auditHistoryMax + 5; i++) dir.addAudit(inc, audit("consistent"));
+    expect(dir.addAudit(inc, audit("diverged"))).toEqual({ kept: true, previous: "consistent" });
+    expect(dir.addAudit(inc, audit("consistent"))).toEqual({ kept: true, previous: "diverged" });
+    expect(dir.audits(1000)).toHaveLength(auditHistoryMax);
+    dir.addEvent(inc, event("failover"));
+    dir.addEvent(inc, event("quarantine"));
+    dir.addEvent(inc, event("failover"));
+    // A late write of another incarnation counts nothing.
+    expect(dir.addAudit(inc + 1, audit("diverged")).kept).toBe(false);
+    expect(dir.addEvent(inc + 1, event("failover"))).toBe(false);
+    expect(dir.counters()).toEqual({ failovers: 2, audits: { consistent: auditHistoryMax + 7, diverged: 1, insufficient: 0 } });
+    expect(dir.setState(inc, "deleted")).toBe(true);
+    const again = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config.incarnation;
+    expect(again).toBe(inc + 1);
+    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
+  });
+});
+
+describe("the structured log line", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("is one JSON object per line, the common fields first and undefined ones left out, at the level asked", () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    logEvent({ event: "internal-error", requestId: "abc", message: "boom", group: undefined, path: "/v1/x" }, "error");
+    expect(error).toHaveBeenCalledTimes(1);
+    const line = error.mock.calls[0]![0] as string;
+    expect(line).not.toContain("\n");
+    expect(JSON.parse(line)).toEqual({ event: "internal-error", requestId: "abc", message: "boom", path: "/v1/x" });
+    expect(Object.keys(JSON.parse(logText({ seq: 4, path: "p", event: "repair", replica: "r2", group: "g", epoch: 2 })))).toEqual(["event", "group", "replica", "epoch", "seq", "path"]);
+  });
+});

@@ -1,0 +1,135 @@
+// The watch hub over a fake replica: catch-up and live are one path, a slow reader's queue stays
+// bounded and it catches up from the log when it drains, a watcher behind the retained log is
+// ended, watchers per replica are bounded, keep-alives flow while idle.
+import { describe, expect, it } from "vitest";
+import { watchKeepaliveMs, watchQueueBytesMax, watchersPerReplicaMax } from "../../shared/limits.js";
+import type { WatchText } from "../../shared/protocol/replica.js";
+import { type WatchSink, WatchHub } from "../../shared/protocol/watch.js";
+
+class FakeSink implements WatchSink {
+  texts: string[] = [];
+  queuedBytes = 0;
+  gone = false;
+  closed = false;
+  /** A reader that takes nothing until drain(). */
+  constructor(private readonly holds = false) {}
+  write(text: string) {
+    this.texts.push(text);
+    if (this.holds) this.queuedBytes += text.length;
+  }
+  close() {
+    this.closed = true;
+    this.gone = true;
+  }
+  ids(): number[] {
+    return this.texts.filter((t) => t.startsWith("id:")).flatMap((t) => [...t.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1])));
+  }
+}
+
+function world() {
+  let now = 0;
+  const timers: { at: number; fn: () => void }[] = [];
+  const log: { seq: number; key: string; size: number }[] = [];
+  let base = 0;
+  const clock = {
+    nowMs: () => now,
+    setTimer: (ms: number, fn: () => void) => {
+      const t = { at: now + ms, fn };
+      timers.push(t);
+      return () => timers.splice(timers.indexOf(t), 1);
+    },
+  };
+  const source = {
+    appliedSeq: () => log.length,
+    readEvents: (from: number, limit: number): WatchText[] | "compacted" => {
+      if (from < base) return "compacted";
+      return log.slice(from, Math.min(log.length, from + limit)).map((e) => ({ seq: e.seq, text: `id: ${e.seq}\n${"x".repeat(e.size)}\n\n`, keys: [e.key] }));
+    },
+  };
+  const hub = new WatchHub(source, clock);
+  return {
+    hub,
+    apply(key: string, size = 10) {
+      log.push({ seq: log.length + 1, key, size });
+      hub.pump();
+    },
+    compactTo(seq: number) {
+      base = seq;
+    },
+    advance(ms: number) {
+      now += ms;
+      for (const t of timers.filter((x) => x.at <= now)) {
+        timers.splice(timers.indexOf(t), 1);
+        t.fn();
+      }
+    },
+  };
+}
+
+describe("watch hub", () => {
+  it("sends the log after `from`, then each applied entry, in order, filtered by prefix", () => {
+    const w = world();
+    for (let i = 0; i < 5; i++) w.apply(i % 2 ? "a/x" : "b/y");
+    const all = new FakeSink();
+    const only = new FakeSink();
+    const fromNow = new FakeSink();
+    expect(w.hub.open(all, 2, null)).toBe("ok");
+    expect(w.hub.open(only, 0, "a/")).toBe("ok");
+    expect(w.hub.open(fromNow, null, null)).toBe("ok");
+    w.apply("a/z");
+    expect(all.ids()).toEqual([3, 4, 5, 6]);
+    expect(only.ids()).toEqual([2, 4, 6]);
+    expect(fromNow.ids()).toEqual([6]);
+  });
+
+  it("keeps a slow reader's queue bounded; once it drains it catches up from the log with nothing skipped", () => {
+    const w = world();
+    const slow = new FakeSink(true);
+    w.hub.open(slow, 0, null);
+    const size = 64 * 1024;
+    for (let i = 0; i < 40; i++) w.apply("k", size);
+    expect(slow.queuedBytes).toBeLessThan(watchQueueBytesMax + size + 100);
+    const sentBefore = slow.ids().length;
+    expect(sentBefore).toBeLessThan(40);
+    while (slow.ids().length < 40) {
+      slow.queuedBytes = 0; // the reader took everything
+      w.hub.pump();
+    }
+    expect(slow.ids()).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  });
+
+  it("ends a watcher that fell behind the retained log, refuses a compacted start, and bounds watchers", () => {
+    const w = world();
+    for (let i = 0; i < 3; i++) w.apply("k");
+    w.compactTo(2);
+    expect(w.hub.open(new FakeSink(), 1, null)).toBe("compacted");
+    const behind = new FakeSink(true);
+    behind.queuedBytes = watchQueueBytesMax; // stalled
+    expect(w.hub.open(behind, 2, null)).toBe("ok");
+    w.compactTo(3);
+    behind.queuedBytes = 0;
+    w.hub.pump();
+    expect(behind.closed).toBe(true);
+    const many = Array.from({ length: watchersPerReplicaMax }, () => new FakeSink());
+    for (const s of many) expect(w.hub.open(s, null, null)).toBe("ok");
+    expect(w.hub.open(new FakeSink(), null, null)).toBe("busy");
+    many[0]!.gone = true; // a reader went away: its place frees
+    expect(w.hub.open(new FakeSink(), null, null)).toBe("ok");
+    w.hub.closeAll();
+    expect(many.every((s) => s.closed || s.gone)).toBe(true);
+    expect(w.hub.count).toBe(0);
+  });
+
+  it("sends a keepalive comment to a watcher sent nothing for watchKeepaliveMs", () => {
+    const w = world();
+    const s = new FakeSink();
+    w.hub.open(s, null, null);
+    w.advance(watchKeepaliveMs / 2);
+    expect(s.texts).toEqual([]);
+    w.advance(watchKeepaliveMs / 2);
+    expect(s.texts).toEqual([": keepalive\n\n"]);
+    w.apply("k");
+    w.advance(watchKeepaliveMs / 2);
+    expect(s.texts.length).toBe(2);
+  });
+});

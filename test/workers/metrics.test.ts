@@ -1,0 +1,149 @@
+// GET /v1/metrics inside workerd: the values of API.md's series for real groups, read back with a
+// port of Prometheus's own parser; ?group=, paging, a group that does not answer; who may scrape.
+// And the structured log lines of a quarantine, an audit verdict change and a 500.
+import { SELF, env, runInDurableObject } from "cloudflare:test";
+import parse from "parse-prometheus-text-format";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import worker from "../../workers/index.js";
+import type { ReplicaObject } from "../../workers/replica.js";
+import { adminToken, api, clientToken, command, createGroup, expectError, replicaStatuses, waitFor } from "./helpers.js";
+
+async function scrape(query = "", token = adminToken) {
+  const res = await SELF.fetch(`http://smr.test/v1/metrics${query}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, type: res.headers.get("content-type"), text: await res.text() };
+}
+
+/** name -> [labels, value][] of a scrape that must be 200. */
+async function series(query = ""): Promise<{ get: (name: string, labels: Record<string, string>) => number | undefined; text: string }> {
+  const r = await scrape(query);
+  expect(r.status, r.text).toBe(200);
+  expect(r.type).toBe("text/plain; version=0.0.4; charset=utf-8");
+  const families = parse(r.text);
+  const get = (name: string, labels: Record<string, string>) => {
+    const m = families.find((f) => f.name === name)?.metrics.find((x) => JSON.stringify(x.labels) === JSON.stringify(labels));
+    return m === undefined ? undefined : Number(m.value);
+  };
+  return { get, text: r.text };
+}
+
+async function applied(group: string, seq: number) {
+  await waitFor(`${group} applied ${seq}`, async () => Object.values(await replicaStatuses(group)).every((r: any) => r.appliedSeq >= seq), 20);
+}
+
+function jsonLines(spy: { mock: { calls: unknown[][] } }): any[] {
+  return spy.mock.calls.flatMap((args) => {
+    try {
+      return [JSON.parse(String(args[0]))];
+    } catch {
+      return [];
+    }
+  });
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe("GET /v1/metrics", () => {
+  it("reports commit seq, epoch, commands, replicas' applied seq, lag and status, and audits by verdict, per group", async () => {
+    await createGroup("mx-one");
+    await createGroup("mx-two");
+    for (let i = 1; i <= 5; i++) expect((await command("mx-one", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    for (let i = 1; i <= 2; i++) expect((await command("mx-two", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    await applied("mx-one", 5);
+    await applied("mx-two", 2);
+    expect((await api("POST", "/v1/groups/mx-one/audit")).body.verdict).toBe("consistent");
+
+    const one = (await api("GET", "/v1/groups/mx-one", undefined, clientToken)).body;
+    const m = await series("?group=mx-one");
+    expect(m.get("smr_group_up", { group: "mx-one" })).toBe(1);
+    expect(m.get("smr_group_commit_seq", { group: "mx-one" })).toBe(one.commitSeq);
+    expect(one.commitSeq).toBeGreaterThanOrEqual(5);
+    expect(m.get("smr_group_epoch", { group: "mx-one" })).toBe(1);
+    expect(m.get("smr_commands_total", { group: "mx-one" })).toBe(5);
+    expect(m.get("smr_failovers_total", { group: "mx-one" })).toBe(0);
+    for (const r of one.replicas) {
+      expect(m.get("smr_replica_applied_seq", { group: "mx-one", replica: r.id })).toBeGreaterThanOrEqual(5);
+      expect(m.get("smr_replica_lag_entries", { group: "mx-one", replica: r.id })).toBe(Math.max(0, one.commitSeq - m.get("smr_replica_applied_seq", { group: "mx-one", replica: r.id })!));
+      expect(m.get("smr_replica_status", { group: "mx-one", replica: r.id, status: "healthy" })).toBe(1);
+    }
+    expect(m.get("smr_audits_total", { group: "mx-one", verdict: "consistent" })).toBe(1);
+    expect(m.get("smr_audits_total", { group: "mx-one", verdict: "diverged" })).toBe(0);
+    // ?group= is that group only.
+    expect(m.text).not.toContain('group="mx-two"');
+
+    const two = await series("?group=mx-two");
+    expect(two.get("smr_commands_total", { group: "mx-two" })).toBe(2);
+    expect(two.get("smr_audits_total", { group: "mx-two", verdict: "consistent" })).toBe(0);
+    expect(two.get("smr_replica_status", { group: "mx-two", replica: "r1", status: "healthy" })).toBe(1);
+
+    // Without ?group=: every group of the page.
+    const all = await series();
+    expect(all.get("smr_commands_total", { group: "mx-one" })).toBe(5);
+    expect(all.get("smr_commands_total", { group: "mx-two" })).toBe(2);
+  });
+
+  it("pages through the registry with ?after= and ?limit=, a '# next:' comment saying where to go on", async () => {
+    await createGroup("mx-page-a");
+    await createGroup("mx-page-b");
+    const first = await scrape("?after=mx-page-&limit=1");
+    expect(first.text).toContain('smr_group_up{group="mx-page-a"} 1');
+    expect(first.text).not.toContain("mx-page-b");
+    expect(first.text.trimEnd().split("\n").at(-1)).toBe("# next: mx-page-a");
+    const second = await scrape("?after=mx-page-a&limit=1");
+    expect(second.text).toContain('smr_group_up{group="mx-page-b"} 1');
+    expectError(await api("GET", "/v1/metrics?limit=0"), 400, "bad_request", /limit/);
+  });
+
+  it("a group whose sequencer does not answer is smr_group_up 0, not a failed scrape", async () => {
+    await createGroup("mx-cut");
+    expect((await api("POST", "/v1/groups/mx-cut/faults", { target: "sequencer", fault: "unreachable" })).status).toBe(200);
+    try {
+      const m = await series("?group=mx-cut");
+      expect(m.get("smr_group_up", { group: "mx-cut" })).toBe(0);
+      expect(m.get("smr_group_commit_seq", { group: "mx-cut" })).toBeUndefined();
+    } finally {
+      await api("POST", "/v1/groups/mx-cut/faults", { target: "sequencer", fault: "none" });
+    }
+    expect((await series("?group=mx-cut")).get("smr_group_up", { group: "mx-cut" })).toBe(1);
+  });
+
+  it("is the admin's: a client or group token is 403; an unknown group is 404; a malformed name is 400", async () => {
+    await createGroup("mx-auth");
+    expectError(await api("GET", "/v1/metrics", undefined, clientToken), 403, "forbidden");
+    const t = (await api("POST", "/v1/groups/mx-auth/tokens", { scope: "read" })).body.token;
+    expectError(await api("GET", "/v1/metrics?group=mx-auth", undefined, t), 403, "forbidden");
+    expectError(await api("GET", "/v1/metrics", undefined, null), 401, "unauthorized");
+    expectError(await api("GET", "/v1/metrics?group=mx-nope"), 404, "not_found");
+    expectError(await api("GET", "/v1/metrics?group=Bad_Name"), 400, "bad_request", /group/);
+  });
+});
+
+describe("structured log lines", () => {
+  it("a quarantine and the audit's verdict change each log one JSON line with group, replica, epoch, seq; the counters follow", async () => {
+    await createGroup("mx-bad", { machine: "kv", checkpointEvery: 5 });
+    for (let i = 1; i <= 6; i++) await command("mx-bad", { op: "put", key: `k${i}`, value: i });
+    await applied("mx-bad", 6);
+    await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName("mx-bad/r3")), (inst: ReplicaObject, state) => {
+      (inst as any).driver.core.saveState();
+      expect(state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify(666), "m/k1").rowsWritten).toBe(1);
+    });
+    const warn = vi.spyOn(console, "warn");
+    const report = (await api("POST", "/v1/groups/mx-bad/audit")).body;
+    expect(report.quarantined).toEqual(["r3"]);
+    const lines = jsonLines(warn);
+    expect(lines.find((l) => l.event === "quarantine")).toMatchObject({ group: "mx-bad", replica: "r3", epoch: 1 });
+    expect(lines.find((l) => l.event === "audit-verdict")).toMatchObject({ group: "mx-bad", epoch: 1, seq: report.seq, verdict: "diverged", previous: "consistent" });
+    const m = await series("?group=mx-bad");
+    expect(m.get("smr_audits_total", { group: "mx-bad", verdict: "diverged" })).toBe(1);
+    expect(m.get("smr_audits_total", { group: "mx-bad", verdict: "consistent" })).toBe(0);
+  });
+
+  it("a 500 logs one JSON line with its request id", async () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const res = await worker.fetch(new Request("http://smr.test/v1/groups/any", { headers: { authorization: `Bearer ${adminToken}` } }), { ...env, DIRECTORY: undefined } as any, {} as any);
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as any;
+    const lines = jsonLines(error).filter((l) => l.event === "internal-error");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ group: "any", requestId: body.error.requestId, path: "/v1/groups/any" });
+  });
+});

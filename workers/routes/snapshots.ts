@@ -1,0 +1,186 @@
+// Snapshot and restore (API.md "Snapshot and restore"): a consistent copy of a group's machine
+// state as NDJSON, taken from a frozen copy at a healthy replica while writes go on; and the load
+// of such a file into a new, empty group, verified whole before any replica sees a row.
+import { Hono } from "hono";
+import { ApiError } from "../../shared/api/errors.js";
+import { checkJson } from "../../shared/api/input.js";
+import type { SnapshotHeader } from "../../shared/api/results.js";
+import { restoreBytesMax, snapshotPageRows, transferPageBytes } from "../../shared/limits.js";
+import type { ExportInfo } from "../../shared/protocol/replica.js";
+import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
+import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
+import { compareCodePoints } from "../../shared/text.js";
+import { nearestFirst } from "../../shared/geo.js";
+import { replicaStub, rpc } from "../env.js";
+import * as groups from "../groups.js";
+import { type App, groupParam, requireAdmin, status } from "../http.js";
+import type { RestoreAnswer } from "../sequencer.js";
+
+export const snapshotRoutes = new Hono<App>();
+
+const encoder = new TextEncoder();
+
+snapshotRoutes.get("/:group/snapshot", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const record = await groups.lookup(c.env, group);
+  const inc = record.config.incarnation;
+  const healthy = (await status(c.env, group)).replicas.filter((r) => r.status === "healthy");
+  for (const r of nearestFirst(healthy.map((x) => ({ id: x.id, location: x.location })), null)) {
+    const stub = replicaStub(c.env, group, r.id, r.location);
+    const info = await rpc<ExportInfo | null>(stub.call(inc, "beginExport", [])).catch(() => null);
+    if (!info) continue;
+    const header: SnapshotHeader = { group, machine: record.config.machine, seq: info.seq, rows: info.rows, digest: info.digest };
+    let after: string | null = null;
+    let headerSent = false;
+    const end = () => rpc<void>(stub.call(inc, "endExport", [info.id])).catch(() => undefined);
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (!headerSent) {
+          headerSent = true;
+          controller.enqueue(encoder.encode(JSON.stringify(header) + "\n"));
+          return;
+        }
+        const page = await rpc<[string, string][] | null>(stub.call(inc, "exportPage", [info.id, after, transferPageBytes]));
+        if (page === null) throw new Error(`replica ${r.id} dropped the frozen copy of the snapshot`);
+        if (page.length === 0) {
+          await end();
+          controller.close();
+          return;
+        }
+        after = page[page.length - 1]![0];
+        let text = "";
+        for (const [k, v] of page) text += `[${JSON.stringify(k.slice(machinePrefix.length))},${v}]\n`;
+        controller.enqueue(encoder.encode(text));
+      },
+      cancel: end,
+    });
+    return new Response(body, { headers: { "content-type": "application/x-ndjson", "x-smr-replica": r.id, "x-smr-seq": String(info.seq) } });
+  }
+  throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now`, 1);
+});
+
+// ---- restore --------------------------------------------------------------------------------
+
+/** A line longer than this is refused (a value is at most 64 KiB serialized; escapes can grow it). */
+const lineBytesMax = 1024 * 1024;
+
+/** The lines of a request body, decoded strictly as UTF-8, bounded in total and per line. */
+async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{ no: number; text: string }> {
+  if (!body) return;
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+  const reader = body.getReader();
+  let buf = "";
+  let bytes = 0;
+  let no = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) {
+      bytes += value.byteLength;
+      if (bytes > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
+      try {
+        buf += decoder.decode(value, { stream: true });
+      } catch {
+        throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
+      }
+    }
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      yield { no: ++no, text: buf.slice(0, i) };
+      buf = buf.slice(i + 1);
+    }
+    if (buf.length > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
+    if (done) break;
+  }
+  if (buf.trim() !== "") yield { no: ++no, text: buf };
+}
+
+function parseLine(no: number, text: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ApiError("bad_request", `line ${no}: malformed JSON`);
+  }
+  const problem = checkJson(value, `line ${no}`);
+  if (problem !== null) throw new ApiError("bad_request", problem);
+  return value;
+}
+
+function parseHeader(no: number, text: string, machine: string): SnapshotHeader {
+  const h = parseLine(no, text) as Partial<SnapshotHeader> | null;
+  if (typeof h !== "object" || h === null || Array.isArray(h)) throw new ApiError("bad_request", `line ${no}: the header must be an object {group, machine, seq, rows, digest}`);
+  if (typeof h.machine !== "string") throw new ApiError("bad_request", `line ${no}: header.machine: a machine name`);
+  if (!Number.isSafeInteger(h.rows) || h.rows! < 0) throw new ApiError("bad_request", `line ${no}: header.rows: a non-negative integer`);
+  if (typeof h.digest !== "string" || !/^[0-9a-f]{64}$/.test(h.digest)) throw new ApiError("bad_request", `line ${no}: header.digest: 64 lowercase hex digits`);
+  if (h.machine !== machine) throw new ApiError("conflict", `the file holds a ${h.machine} state; this group runs ${machine}`);
+  return h as SnapshotHeader;
+}
+
+snapshotRoutes.post("/:group/restore", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
+  const record = await groups.lookup(c.env, group);
+  const sequencer = () => groups.sequencerOf(c.env, record.config);
+  const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
+  if (begun.kind !== "ok") throw restoreError(begun);
+  const id = begun.id;
+  try {
+    let header: SnapshotHeader | null = null;
+    const acc = new Uint8Array(32);
+    let rows = 0;
+    let lastKey: string | null = null;
+    let page: [string, string][] = [];
+    let pageBytes = 0;
+    let lastNo = 0;
+    const flush = async () => {
+      if (page.length === 0) return;
+      if (!(await rpc<boolean>(sequencer().restorePage(id, page)))) throw new ApiError("unavailable", "the restore was replaced by another; start again", 1);
+      page = [];
+      pageBytes = 0;
+    };
+    for await (const { no, text } of lines(c.req.raw.body)) {
+      lastNo = no;
+      if (header === null) {
+        header = parseHeader(no, text, record.config.machine);
+        continue;
+      }
+      const row = parseLine(no, text);
+      if (!Array.isArray(row) || row.length !== 2 || typeof row[0] !== "string" || row[0] === "") throw new ApiError("bad_request", `line ${no}: a row is [key, value] with a non-empty string key`);
+      const key = row[0] as string;
+      if (lastKey !== null && compareCodePoints(key, lastKey) <= 0) throw new ApiError("bad_request", `line ${no}: keys must be in increasing (code point) order and unique; ${JSON.stringify(key)} follows ${JSON.stringify(lastKey)}`);
+      lastKey = key;
+      const stored: [string, string] = [machinePrefix + key, JSON.stringify(row[1])];
+      xorInto(acc, rowHash(stored[0], stored[1]));
+      rows++;
+      page.push(stored);
+      pageBytes += stored[0].length + stored[1].length;
+      if (page.length >= snapshotPageRows || pageBytes >= transferPageBytes) await flush();
+    }
+    if (header === null) throw new ApiError("bad_request", "line 1: the file is empty; it must start with a header line");
+    if (rows !== header.rows) throw new ApiError("bad_request", `line ${lastNo}: the header (line 1) announces ${header.rows} rows, the file has ${rows}`);
+    const digest = bytesToHex(acc);
+    if (digest !== header.digest) throw new ApiError("bad_request", `line 1: header.digest ${header.digest} does not match the rows' digest ${digest}`);
+    await flush();
+    const done = await rpc<RestoreAnswer>(sequencer().endRestore(id, digest, rows));
+    if (done.kind !== "ok") throw restoreError(done);
+  } catch (err) {
+    await sequencer().abortRestore(id).catch(() => undefined);
+    throw err;
+  }
+  groups.forget(group);
+  return c.json(await status(c.env, group));
+});
+
+function restoreError(a: Exclude<RestoreAnswer, { kind: "ok" }>): ApiError {
+  switch (a.kind) {
+    case "not_found":
+      return new ApiError("unavailable", `the group has no sequencer serving yet: ${a.message}`, 1);
+    case "conflict":
+      return new ApiError("conflict", a.message);
+    case "bad":
+      return new ApiError("bad_request", a.message);
+    case "unavailable":
+      return new ApiError("unavailable", a.message, 1);
+  }
+}
