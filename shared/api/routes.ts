@@ -16,6 +16,7 @@ import {
   groupNamePattern,
   groupsParams,
   logParams,
+  metricsParams,
   moveSequencerBody,
   queryBody,
   releaseBody,
@@ -73,7 +74,6 @@ export interface Route {
   testOnly?: boolean;
 }
 
-const groupParam = z.string().regex(groupNamePattern).describe("a group name");
 const nearHeader = z.enum(locationHints).describe("serve from the replica nearest this location hint (else the request's origin)");
 
 /** What a machine command or query is: stands for the body's `command` and `query` in the document. */
@@ -132,8 +132,7 @@ export const routes: Route[] = [
     auth: "admin",
     tag: "service",
     summary: "Prometheus metrics of one group (?group=) or a page of groups",
-    // The contract's parameter; the metrics route's own schema replaces this when it lands.
-    query: z.object({ group: groupParam.optional() }),
+    query: metricsParams,
     answers: [{ status: 200, description: "Prometheus text exposition 0.0.4", stream: { type: "text/plain; version=0.0.4", description: "smr_group_commit_seq{group}, smr_replica_applied_seq{group,replica}, ... (API.md, Metrics)" } }],
     errors: ["bad_request", "not_found", "unavailable"],
   },
@@ -220,7 +219,7 @@ export const routes: Route[] = [
     summary: "Stream applied, committed entries after `from` (Server-Sent Events)",
     description: "Each entry is an `entry` event whose data is a WatchEvent; `Last-Event-ID` resumes after that seq with no gap and no repeat; `: keepalive` comments come at least every 15 s.",
     query: watchParams,
-    headers: { "x-smr-near": nearHeader, "last-event-id": z.string().regex(/^[0-9]+$/).describe("resume after this seq") },
+    headers: { "x-smr-near": nearHeader, "last-event-id": z.string().regex(/^(0|[1-9][0-9]{0,15})$/).describe("resume after this seq (as the router checks it)") },
     answers: [{ status: 200, description: "an event stream", stream: { type: "text/event-stream", description: "id: <seq>, event: entry, data: a WatchEvent", parts: { data: answers.watchEvent } } }],
     errors: ["compacted", "unavailable"],
   },

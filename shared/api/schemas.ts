@@ -7,6 +7,7 @@ import {
   clientCharsMax,
   groupsPageMax,
   logPageMax,
+  metricsPageMax,
   replicasDefault,
   replicasMax,
 } from "../limits.js";
@@ -103,6 +104,13 @@ export const auditsParams = z.object({
 export const groupsParams = z.object({
   after: z.string().max(64).optional(),
   limit: z.coerce.number().int().min(1).max(groupsPageMax).optional(),
+});
+
+/** GET /v1/metrics: one group, or a page of the registry's groups after `after`. */
+export const metricsParams = z.object({
+  group: z.string().regex(groupNamePattern, "must match ^[a-z0-9][a-z0-9-]{0,62}$").optional(),
+  after: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(metricsPageMax).optional(),
 });
 
 /** A replica's id in a path, e.g. r2. */

@@ -6,10 +6,10 @@ import { app } from "../../workers/router.js";
 import { api } from "./helpers.js";
 
 /**
- * Catalog routes whose handlers are being added on main. The test fails once one of them is
- * registered, so whoever merges it removes it from this set and the check covers it from then on.
+ * Catalog routes whose handlers are still being written ("GET /v1/groups/{group}/x"). The test
+ * fails once one of them is registered, so it leaves this set and the check covers it from then on.
  */
-const notYetRegistered = new Set(["GET /v1/groups/{group}/watch", "GET /v1/groups/{group}/snapshot", "POST /v1/groups/{group}/restore", "GET /v1/metrics"]);
+const notYetRegistered = new Set<string>();
 
 /** Hono's /v1/groups/:group form as OpenAPI's /v1/groups/{group}. */
 const openApiPath = (path: string) => path.replace(/:(\w+)/g, "{$1}").replace(/(.)\/$/, "$1");
