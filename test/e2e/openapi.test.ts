@@ -140,3 +140,148 @@ describe("the README walkthrough against the served document", () => {
     expect(spec.requestProblems("POST", "/v1/groups/demo/query", { query: { op: "get", key: "k" }, consistency: "eventual" })).not.toEqual([]);
   });
 });
+
+interface Exchange {
+  status: number;
+  type: string;
+  body: any;
+}
+
+/** Sends requests and checks each, and each answer, against the document; remembers which operations it used. */
+class Tour {
+  readonly problems: string[] = [];
+  readonly used = new Set<string>();
+
+  constructor(private readonly spec: OpenApi) {}
+
+  private note(method: string, path: string) {
+    const found = this.spec.operation(method, path);
+    if (found) this.used.add(`${method.toLowerCase()} ${found.template}`);
+  }
+
+  /** `malformed`: a request the router refuses, which the document must refuse too. */
+  async call(method: string, path: string, body?: unknown, token: string | null = adminToken, malformed = false): Promise<Exchange> {
+    const bare = path.split("?")[0]!;
+    this.note(method, bare);
+    const refused = this.spec.requestProblems(method, bare, body);
+    if (malformed && refused.length === 0) this.problems.push(`${method} ${path} request: the document allows ${JSON.stringify(body)}`);
+    if (!malformed) this.problems.push(...refused.map((p) => `${method} ${path} request: ${p}`));
+    const res = await fetch(server.url + path, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const type = res.headers.get("content-type") ?? "";
+    const text = await res.text();
+    const parsed = type.startsWith("application/json") ? JSON.parse(text) : text === "" ? undefined : text;
+    if (type.startsWith("application/json") || text === "") {
+      this.problems.push(...this.spec.responseProblems(method, bare, res.status, parsed).map((p) => `${method} ${path} ${res.status}: ${p}`));
+    } else {
+      const documented = this.spec.mediaTypes(method, bare, res.status).map((t) => t.split(";")[0]!.trim());
+      if (!documented.includes(type.split(";")[0]!.trim())) this.problems.push(`${method} ${path} ${res.status}: ${type} is not documented (${documented.join(", ")})`);
+    }
+    return { status: res.status, type, body: parsed };
+  }
+
+  /** A stream's answer: its lines, each part checked against the document by `check`. */
+  parts(method: string, path: string, status: number, part: string, value: unknown) {
+    this.problems.push(...this.spec.partProblems(method, path, status, part, value).map((p) => `${method} ${path} ${part}: ${p}`));
+  }
+}
+
+/** The first `entry` event's data of a watch, then the stream is dropped. */
+async function firstWatchEvent(path: string): Promise<unknown> {
+  const abort = new AbortController();
+  const res = await fetch(server.url + path, { headers: { authorization: `Bearer ${clientToken}` }, signal: abort.signal });
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`watch ended before an entry: ${text}`);
+      text += value;
+      const m = /event: entry\ndata: (.*)\n/.exec(text);
+      if (m) return JSON.parse(m[1]!);
+    }
+  } finally {
+    abort.abort();
+  }
+}
+
+describe("every route against the served document", () => {
+  it("answers each request with a status and a body the document describes", async () => {
+    const spec = new OpenApi((await (await fetch(`${server.url}/openapi.json`)).json()) as Doc);
+    const t = new Tour(spec);
+    const g = "/v1/groups/tour";
+
+    await t.call("GET", "/healthz", undefined, null);
+    await t.call("GET", "/openapi.json", undefined, null);
+    expect((await t.call("PUT", g, { machine: "kv", replicas: 3 })).status).toBe(201);
+    expect((await t.call("PUT", g, { machine: "kv", replicas: 3 })).status).toBe(200);
+    expect((await t.call("PUT", g, { machine: "bank", replicas: 3 })).status).toBe(409);
+    expect((await t.call("GET", "/v1/groups?limit=10")).status).toBe(200);
+    expect((await t.call("GET", g, undefined, clientToken)).status).toBe(200);
+
+    // Writes: one command, a batch, a transaction; reads at each consistency.
+    const put = await t.call("POST", `${g}/commands`, { client: "tour", request: 1, command: { op: "put", key: "a", value: { n: 1 } } }, clientToken);
+    expect(put.status).toBe(200);
+    const batch = { client: "tour", commands: [{ request: 2, command: { op: "incr", key: "n", by: 2 } }, { request: 3, command: { op: "delete", key: "gone" } }] };
+    expect((await t.call("POST", `${g}/commands`, batch, clientToken)).body.results).toHaveLength(2);
+    const txn = { op: "txn", compare: [{ key: "a", value: { n: 1 } }], success: [{ op: "put", key: "b", value: "yes" }], failure: [] };
+    expect((await t.call("POST", `${g}/commands`, { client: "tour", request: 4, command: txn }, clientToken)).body.output).toMatchObject({ succeeded: true });
+    expect((await t.call("POST", `${g}/commands`, { client: "tour", request: 4, command: { op: "get", key: "a" } }, clientToken)).status).toBe(409);
+    expect((await t.call("POST", `${g}/commands`, { client: "tour", request: 5, command: { op: "fly" } }, clientToken, true)).status).toBe(400);
+    for (const consistency of ["linearizable", "sequential", "stale"]) {
+      expect((await t.call("POST", `${g}/query`, { query: { op: "list" }, consistency, bookmark: put.body.bookmark }, clientToken)).status).toBe(200);
+    }
+    expect((await t.call("GET", `${g}/log?from=1&limit=10`)).status).toBe(200);
+
+    // The watch and the snapshot stream their parts; a snapshot restores into a new group.
+    t.parts("GET", `${g}/watch`, 200, "data", await firstWatchEvent(`${g}/watch?from=0`));
+    t.used.add("get /v1/groups/{group}/watch");
+    const snapshot = await t.call("GET", `${g}/snapshot`);
+    expect(snapshot.status).toBe(200);
+    const [header, ...rows] = (snapshot.body as string).trim().split("\n").map((l) => JSON.parse(l));
+    t.parts("GET", `${g}/snapshot`, 200, "header", header);
+    for (const row of rows) t.parts("GET", `${g}/snapshot`, 200, "row", row);
+    expect(rows.length).toBe(header.rows);
+    expect((await t.call("PUT", "/v1/groups/tour-copy", { machine: "kv", replicas: 1 })).status).toBe(201);
+    const restore = await fetch(`${server.url}/v1/groups/tour-copy/restore`, { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: snapshot.body });
+    t.used.add("post /v1/groups/{group}/restore");
+    expect(restore.status).toBe(200);
+    expect(spec.responseProblems("POST", "/v1/groups/tour-copy/restore", 200, await restore.json())).toEqual([]);
+
+    // Members, the sequencer, audits and events.
+    expect((await t.call("GET", `${g}/replicas`, undefined, clientToken)).status).toBe(200);
+    const added = await t.call("POST", `${g}/replicas`, {});
+    expect(added.status).toBe(202);
+    await t.call("POST", `${g}/replicas/r1/repair`);
+    await t.call("POST", `${g}/replicas/r1/release`, {});
+    expect((await t.call("DELETE", `${g}/replicas/${added.body.replica.id}`)).status).toBe(202);
+    expect((await t.call("POST", `${g}/sequencer`, {})).status).toBe(202);
+    expect((await t.call("POST", `${g}/audit`)).status).toBe(200);
+    expect((await t.call("GET", `${g}/audits?limit=5`, undefined, clientToken)).status).toBe(200);
+    expect((await t.call("GET", `${g}/events?limit=5`, undefined, clientToken)).body.events.length).toBeGreaterThan(0);
+
+    // Tokens, metrics, and the errors every route shares.
+    const token = await t.call("POST", `${g}/tokens`, { scope: "read", name: "tour" });
+    expect(token.status).toBe(201);
+    expect((await t.call("GET", `${g}/tokens`)).status).toBe(200);
+    expect((await t.call("POST", `${g}/commands`, { client: "tour", request: 9, command: { op: "get", key: "a" } }, token.body.token)).status).toBe(403);
+    expect((await t.call("DELETE", `${g}/tokens/${token.body.id}`)).status).toBe(204);
+    expect((await t.call("GET", `/v1/metrics?group=tour`)).status).toBe(200);
+    expect((await t.call("GET", `/v1/metrics?group=tour`, undefined, clientToken)).status).toBe(403);
+    expect((await t.call("GET", g, undefined, null)).status).toBe(401);
+    expect((await t.call("GET", "/v1/groups/Bad_Name")).status).toBe(400);
+    expect((await t.call("GET", "/v1/groups/nowhere")).status).toBe(404);
+    expect((await t.call("DELETE", g)).status).toBe(204);
+    expect((await t.call("DELETE", "/v1/groups/tour-copy")).status).toBe(204);
+
+    expect(t.problems).toEqual([]);
+    // Every operation was used, but the test-only faults (needs ALLOW_FAULTS) and the pages.
+    const unused = Object.entries(spec.doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`)).filter((op) => !t.used.has(op));
+    expect(unused.sort()).toEqual(["get /dashboard", "get /docs", "post /v1/groups/{group}/faults"]);
+  });
+});

@@ -72,6 +72,20 @@ export class OpenApi {
     return this.check(`openapi#/${pointer("paths", found.template, method.toLowerCase(), "requestBody", "content", "application/json", "schema")}`, body);
   }
 
+  /** The media types the document gives an answer of this status. */
+  mediaTypes(method: string, path: string, status: number): string[] {
+    return Object.keys(this.operation(method, path)?.op.responses[String(status)]?.content ?? {});
+  }
+
+  /** Problems of one part of a streamed answer (a watch event's data, a snapshot line) against its x-parts schema. */
+  partProblems(method: string, path: string, status: number, part: string, value: unknown): string[] {
+    const found = this.operation(method, path);
+    if (!found) return [`no operation ${method} ${path}`];
+    const [type] = this.mediaTypes(method, path, status);
+    if (!type || !found.op.responses[String(status)].content[type]["x-parts"]?.[part]) return [`${method} ${found.template} ${status} has no part ${part}`];
+    return this.check(`openapi#/${pointer("paths", found.template, method.toLowerCase(), "responses", String(status), "content", type, "x-parts", part)}`, value);
+  }
+
   /** Problems of an answer's status and JSON body against the operation's responses ([] when valid). */
   responseProblems(method: string, path: string, status: number, body: unknown): string[] {
     const found = this.operation(method, path);
