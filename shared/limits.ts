@@ -26,6 +26,10 @@ export const keyBytesMax = 512;
 export const clientCharsMax = 128;
 /** Bank account names. */
 export const accountCharsMax = 128;
+/** Lock and owner names of the lock machine are 1..256 characters. */
+export const lockNameCharsMax = 256;
+/** The longest lease the lock machine grants (1 hour): a crashed holder's lock frees itself. */
+export const lockTtlMsMax = 3_600_000;
 /** Replicas per group (API.md: 1..7). */
 export const replicasMax = 7;
 export const replicasDefault = 3;

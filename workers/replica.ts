@@ -170,6 +170,27 @@ export class ReplicaObject extends DurableObject<Env> {
     });
   }
 
+  /**
+   * Test-only (the fault route's "corrupt", with ALLOW_FAULTS=1): changes one stored machine row
+   * behind the replica's digest, as disk corruption would, so the next audit's scrub finds it.
+   * The unsaved rows are stored first (as the scrub does), or the next save would overwrite the
+   * change. Returns the key changed, or null if this replica has no machine rows.
+   */
+  async corrupt(incarnation: number): Promise<string | null> {
+    const core = this.of(incarnation).core;
+    if (!core) return null;
+    core.saveState();
+    const sql = this.ctx.storage.sql;
+    // Machine rows are "m/<key>" ("m0" is the next string after the prefix).
+    const row = sql.exec<{ k: string; v: string }>("SELECT k, v FROM state WHERE k >= 'm/' AND k < 'm0' ORDER BY k LIMIT 1").toArray()[0];
+    if (!row) return null;
+    const value: unknown = JSON.parse(row.v);
+    // Still a value the machine can read: a number (a bank balance) stays a number.
+    const changed = typeof value === "number" ? value + 1 : { corrupted: value };
+    sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify(changed), row.k);
+    return row.k;
+  }
+
   /** Destroys this replica's storage, unless it already belongs to a newer incarnation. */
   async destroy(incarnation: number): Promise<void> {
     const mine = this.incarnation;

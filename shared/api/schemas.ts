@@ -129,7 +129,8 @@ export const tokenBody = z.object({ scope: z.enum(["read", "write"]), name: z.st
 export const faultBody = z
   .object({
     target: z.string().regex(/^(sequencer|registry|r[1-9][0-9]{0,5})$/, "sequencer, registry or a replica id"),
-    fault: z.enum(["unreachable", "slow", "none"]),
+    // "corrupt" (a replica only): one stored state row changed behind its digest, once (nothing to clear).
+    fault: z.enum(["unreachable", "slow", "corrupt", "none"]),
     ms: z.number().int().min(0).max(60_000).optional(),
   })
   .strict();

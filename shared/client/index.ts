@@ -6,6 +6,7 @@ import type { ErrorBody, ErrorCode } from "../api/errors.js";
 import type { CommandResult, LogPage, QueryResult } from "../api/results.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
+import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
 import type { AuditReport, GroupStatus, ReplicaStatus, MachineName, OutputsMode } from "../api/types.js";
 
 export type Consistency = "linearizable" | "sequential" | "stale";
@@ -181,6 +182,17 @@ export class SmrClient {
           accounts: Record<string, number>;
           total: number;
         },
+    };
+  }
+
+  /**
+   * Commands and queries typed by any machine's schemas: `smr.machine(group, lock)` (the value only
+   * names the type; nothing of it is sent) or `smr.machine<typeof lock>(group)`.
+   */
+  machine<M extends StateMachine<any, any>>(group: string, _machine?: M) {
+    return {
+      submit: (command: CommandOf<M>) => this.submit(group, command),
+      query: (query: QueryOf<M>, consistency?: Consistency) => this.query(group, query, consistency),
     };
   }
 }

@@ -61,4 +61,18 @@ export const bank: StateMachine<BankCommand, BankQuery> = {
     }
     return { accounts, total: Number(total) };
   },
+
+  // Transfers among a few accounts, some of them not open yet, and opens of them.
+  generate: {
+    command(rng): BankCommand {
+      const accounts = ["a", "b", "c", "d", "e"];
+      if (rng.chance(0.2)) return { op: "open", account: rng.pick(accounts), balance: rng.int(1000) };
+      const from = rng.pick(accounts);
+      const to = rng.pick(accounts.filter((a) => a !== from));
+      return { op: "transfer", from, to, amount: 1 + rng.int(300) };
+    },
+    query(): BankQuery {
+      return { op: "balances" };
+    },
+  },
 };

@@ -49,6 +49,13 @@ const kvQuery = z.discriminatedUnion("op", [
 ]);
 export type KvQuery = z.infer<typeof kvQuery>;
 
+/** What rows take as stored ("m/" + key, the value's JSON): the measure the byte bound uses. */
+function storedBytes(rows: [string, unknown][]): number {
+  let n = 0;
+  for (const [k, v] of rows) n += 2 + k.length + JSON.stringify(v).length;
+  return n;
+}
+
 const tooBig = (v: unknown) => utf8Length(JSON.stringify(v)) > valueBytesMax;
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -128,9 +135,44 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     const prefix = q.prefix ?? "";
     // Code point order, as everywhere (SQLite's, the memory store's): not JS's UTF-16 order.
     const after = q.after !== undefined && compareCodePoints(q.after, prefix) >= 0 ? q.after : null;
-    const page = state.page<unknown>(prefix, after, limit, pageBytesMax);
-    const result: { items: [string, unknown][]; next?: string } = { items: page.rows };
-    if (page.more && page.rows.length > 0) result.next = page.rows[page.rows.length - 1]![0];
+    // One row more than asked for says whether another page follows. (`page.more` only says rows
+    // *may* follow, and depends on which rows a replica has saved: two replicas at the same
+    // position answered `next` differently.) A page cut by its byte bound has a next page too.
+    const page = state.page<unknown>(prefix, after, limit + 1, pageBytesMax);
+    const items = page.rows.slice(0, limit);
+    const result: { items: [string, unknown][]; next?: string } = { items };
+    const cutByBytes = page.rows.length <= limit && page.more && storedBytes(items) >= pageBytesMax;
+    if ((page.rows.length > limit || cutByBytes) && items.length > 0) result.next = items[items.length - 1]![0];
     return result;
+  },
+
+  // The simulator's mix (test/sim/clients.ts): a few keys, so commands contend.
+  generate: {
+    command(rng): KvCommand {
+      const key = `k${rng.int(6)}`;
+      switch (rng.int(7)) {
+        case 6:
+          return {
+            op: "txn",
+            compare: [{ key, value: rng.chance(0.3) ? null : rng.int(1000) }],
+            success: [{ op: "put", key, value: rng.int(1000) }, { op: "incr", key: `n${key}`, by: 1 }],
+            failure: [{ op: "get", key }, { op: "delete", key: `k${rng.int(6)}` }],
+          };
+        case 0:
+        case 1:
+          return { op: "put", key, value: rng.int(1000) };
+        case 2:
+          return { op: "get", key };
+        case 3:
+          return { op: "cas", key, expected: rng.chance(0.5) ? null : rng.int(1000), value: rng.int(1000) };
+        case 4:
+          return { op: "incr", key: `n${key}`, by: 1 + rng.int(3) };
+        default:
+          return { op: "delete", key };
+      }
+    },
+    query(rng): KvQuery {
+      return rng.chance(0.8) ? { op: "get", key: `k${rng.int(6)}` } : { op: "list", limit: 1 + rng.int(8) };
+    },
   },
 };

@@ -52,4 +52,28 @@ export interface StateMachine<C = unknown, Q = unknown> {
    * naming it), or null. A machine declares its own size limits.
    */
   oversized?(command: C): string | null;
+  /**
+   * Random commands and queries for this machine, drawn only from rng: the simulator's clients and
+   * `npm run check-machine` run them (docs/MACHINES.md).
+   */
+  readonly generate: MachineGenerator<C, Q>;
 }
+
+/** The seeded randomness a generator draws from (the simulator's Prng is one). */
+export interface MachineRng {
+  /** A float in [0, 1). */
+  next(): number;
+  /** An integer in [0, n). */
+  int(n: number): number;
+  chance(p: number): boolean;
+  pick<T>(items: readonly T[]): T;
+}
+
+export interface MachineGenerator<C, Q> {
+  command(rng: MachineRng): C;
+  query(rng: MachineRng): Q;
+}
+
+/** The command and query types of a machine: `CommandOf<typeof lock>`. */
+export type CommandOf<M> = M extends StateMachine<infer C, any> ? C : never;
+export type QueryOf<M> = M extends StateMachine<any, infer Q> ? Q : never;

@@ -35,7 +35,8 @@ describe("README walkthrough over HTTP", () => {
     // One JSON answer per line: a newline after every curl's body.
     const script = "set -euo pipefail\ncurl() { command curl -w '\\n' \"$@\"; }\n" + walkthroughScript();
     const out = execFileSync("bash", ["-c", script], { cwd: dir, env: { ...process.env, URL: server.url }, encoding: "utf8" });
-    const lines = out.split("\n").filter((l) => l.trim().length > 0).map((l) => JSON.parse(l));
+    // One JSON answer per line; a watch event's line is "data: <json>".
+    const lines = out.split("\n").filter((l) => l.trim().length > 0).map((l) => JSON.parse(l.replace(/^data: /, "")));
     const [created, put, incr, retry, get, stale, status, log, audit, audits] = lines;
     expect(created).toMatchObject({ group: "demo", machine: "kv", replicas: [{ id: "r1" }, { id: "r2" }, { id: "r3" }] });
     expect(put).toMatchObject({ seq: 1, output: { previous: null } });
@@ -48,7 +49,18 @@ describe("README walkthrough over HTTP", () => {
     expect(log.entries.map((e: any) => e.seq)).toEqual([1, 2]);
     expect(audit).toMatchObject({ group: "demo", verdict: "consistent" });
     expect(audits.audits[0]).toEqual(audit);
-    expect(lines).toHaveLength(10);
+    const [batch, txn, ev3, ev4, ev5, copy, restored, list] = lines.slice(10);
+    expect(batch.results.map((r: any) => r.seq)).toEqual([3, 4]);
+    expect(txn).toMatchObject({ seq: 5, output: { succeeded: true, results: [{ previous: "hello" }, { deleted: true }] } });
+    expect([ev3, ev4, ev5].map((e) => [e.seq, e.changes])).toEqual([
+      [3, [["user/ada", 1815]]],
+      [4, [["user/alan", 1912]]],
+      [5, [["greeting", "hi"], ["user/alan", null]]],
+    ]);
+    expect(copy).toMatchObject({ group: "demo-copy" });
+    expect(restored).toMatchObject({ group: "demo-copy", machine: "kv" });
+    expect(list.result.items).toEqual([["greeting", "hi"], ["user/ada", 1815], ["visits", 1]]);
+    expect(lines).toHaveLength(18);
   });
 });
 

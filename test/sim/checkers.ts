@@ -1,5 +1,5 @@
 // The checkers every simulation runs after its heal phase. Each returns failure messages.
-import { machineFor } from "../../shared/machines/index.js";
+import { simMachineFor as machineFor } from "./machines.js";
 import { entryHash } from "../../shared/protocol/entry.js";
 import { canonicalJson, zeroHash } from "../../shared/protocol/hash.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";

@@ -1,7 +1,8 @@
-// npm run sim -- --seed S --ops N [--replicas R] [--faults LIST] [--machine kv|bank] [--variant V]
+// npm run sim -- --seed S --ops N [--replicas R] [--faults LIST] [--machine NAME] [--outputs first|majority] [--variant V]
 // npm run sim -- --seeds K [--ops N] ...   (K random seeds; prints each failing seed)
 // npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam]   (the geography report)
 import { isLocationHint, locationHints } from "../../shared/geo.js";
+import { machineNames } from "../../shared/machines/index.js";
 import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
 import { parseFlags } from "../support/args.js";
 
@@ -15,14 +16,16 @@ function int(args: Map<string, string>, name: string, fallback: number): number 
 }
 
 async function main(): Promise<number> {
-  const args = parseFlags(process.argv.slice(2), ["geo"]);
-  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer"]);
+  const args = parseFlags(process.argv.slice(2), ["geo", "no-batches"]);
+  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
   const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "none" ? [] : faultsArg.split(",")) as FaultKind[];
   for (const f of faults) if (!faultKinds.includes(f)) throw new Error(`unknown fault ${f}; known: ${faultKinds.join(", ")}`);
-  const machine = (args.get("machine") ?? "kv") as SimOptions["machine"];
-  if (machine !== "kv" && machine !== "bank") throw new Error("--machine must be kv or bank");
+  const machine = args.get("machine") ?? "kv";
+  if (!machineNames.includes(machine)) throw new Error(`--machine must be one of ${machineNames.join(", ")}`);
+  const outputs = args.get("outputs") as SimOptions["outputs"];
+  if (outputs !== undefined && outputs !== "first" && outputs !== "majority") throw new Error("--outputs must be first or majority");
   const variant = (args.get("variant") ?? "correct") as SimOptions["variant"];
   if (!["correct", "stale-reads", "early-commit", "apply-uncommitted"].includes(variant!)) throw new Error("--variant must be correct, stale-reads, early-commit or apply-uncommitted");
   const geo = args.has("geo") ? geoOptions(args) : undefined;
@@ -31,8 +34,10 @@ async function main(): Promise<number> {
     replicas: int(args, "replicas", geo ? geo.locations.length : 3),
     faults: geo && !args.has("faults") ? ["isolate-location"] : faults,
     machine,
+    ...(outputs ? { outputs } : {}),
     variant,
     clients: int(args, "clients", geo ? geo.locations.length : 5),
+    batches: !args.has("no-batches"),
     ...(geo ? { geo } : {}),
   };
   if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");

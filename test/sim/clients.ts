@@ -4,6 +4,7 @@ import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/pro
 import { withTimeout } from "../../shared/protocol/io.js";
 import { nearestFirst } from "../../shared/geo.js";
 import type { Operation } from "./linearizability.js";
+import { simMachineFor } from "./machines.js";
 import { type SimReplica, type SimSequencer, rpc } from "./nodes.js";
 import type { Network, World } from "./world.js";
 
@@ -58,12 +59,14 @@ export class SimClient {
     private readonly net: Network,
     private readonly sequencer: () => SimSequencer,
     private readonly replicas: Map<string, SimReplica>,
-    private readonly machine: "kv" | "bank",
+    private readonly machine: string,
     private readonly history: ClientHistory,
     /** Called, as a router would, when the sequencer did not answer: it may fail it over. */
     private readonly onUnreachable?: (from: string, failed: string) => Promise<void>,
     /** Where this client is (--geo): it reads at the replica nearest to it, as the router does. */
     readonly location: string | null = null,
+    /** Also kv txns and batches (see SimOptions.batches). */
+    private readonly batches = false,
   ) {}
 
   get name(): string {
@@ -76,6 +79,8 @@ export class SimClient {
 
   private randomCommand(): unknown {
     const rng = this.world.rng;
+    // Any machine but kv and bank draws from its own generator (kv's is this same mix).
+    if (this.machine !== "kv" && this.machine !== "bank") return simMachineFor(this.machine).generate.command(rng);
     if (this.machine === "bank") {
       const accounts = ["a", "b", "c", "d"];
       const from = rng.pick(accounts);
@@ -83,6 +88,7 @@ export class SimClient {
       return { op: "transfer", from, to, amount: 1 + rng.int(30) };
     }
     const key = `k${rng.int(6)}`;
+    if (this.batches && rng.chance(0.15)) return this.randomTxn();
     switch (rng.int(6)) {
       case 0:
       case 1:
@@ -98,43 +104,71 @@ export class SimClient {
     }
   }
 
+  /** A txn over the t-keys: compare one, then move values between two (a conflict-prone mix). */
+  private randomTxn(): unknown {
+    const rng = this.world.rng;
+    const a = `t${rng.int(4)}`;
+    const b = `t${rng.int(4)}`;
+    return {
+      op: "txn",
+      compare: [{ key: a, value: rng.chance(0.3) ? null : rng.int(3) }],
+      success: [{ op: "put", key: a, value: rng.int(3) }, { op: "incr", key: `n${b}`, by: 1 }],
+      failure: [{ op: "get", key: b }, { op: "cas", key: b, expected: null, value: rng.int(3) }],
+    };
+  }
+
   async submit(command: unknown): Promise<void> {
-    const request = ++this.request;
+    return this.submitBatch([command]);
+  }
+
+  /**
+   * Commands in one batch (one call, as the router makes it), each retried with its own request
+   * id while its outcome is unknown, as the client library does; each is its own operation in the
+   * history (they are concurrent with each other there: weaker than the batch's real order).
+   */
+  async submitBatch(commands: unknown[]): Promise<void> {
     const call = this.world.now;
-    let unknown = false;
-    for (let attempt = 1; attempt <= attemptsMax; attempt++) {
+    const open = commands.map((command) => ({ command, request: ++this.request, unknown: false }));
+    for (let attempt = 1; attempt <= attemptsMax && open.length > 0; attempt++) {
       const seq = this.sequencer();
-      const a = await this.call<SubmitAnswer>(seq.node, `submit ${this.name}/${request}`, () => seq.incarnation, () =>
-        seq.submit(this.name, request, structuredClone(command)), sequencerCallTimeoutMs,
+      const items = open.map((o) => ({ request: o.request, command: structuredClone(o.command) }));
+      const answers = await this.call<SubmitAnswer[]>(seq.node, `submit ${this.name}/${items[0]!.request}+${items.length}`, () => seq.incarnation, () =>
+        seq.submitBatch(this.name, items), sequencerCallTimeoutMs,
       );
-      if (a === null) await this.onUnreachable?.(this.name, seq.name);
-      if (a?.kind === "ok") {
-        this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
-        this.history.acksBy.push({ epoch: a.epoch, sequencer: seq.name, atMs: this.world.now });
-        this.history.latencies.push({ location: this.location, kind: "write", ms: this.world.now - call });
-        if (this.machine === "kv") {
-          this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output });
+      if (answers === null) await this.onUnreachable?.(this.name, seq.name);
+      for (let i = open.length - 1; i >= 0; i--) {
+        const o = open[i]!;
+        const a = answers?.[i] ?? null;
+        if (a?.kind === "ok") {
+          this.history.acked.push({ client: this.name, request: o.request, seq: a.seq, output: a.output });
+          this.history.acksBy.push({ epoch: a.epoch, sequencer: seq.name, atMs: this.world.now });
+          this.history.latencies.push({ location: this.location, kind: "write", ms: this.world.now - call });
+          if (this.machine === "kv") {
+            this.history.operations.push({ client: this.index, call, return: this.world.now, input: o.command as any, output: a.output });
+          }
+          this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
+          open.splice(i, 1);
+        } else if (a?.kind === "conflict") {
+          this.history.unexpected.push(`${this.name}/${o.request}: conflict for a request id used once: ${a.message}`);
+          open.splice(i, 1);
+        } else if (a?.kind !== "unavailable") {
+          o.unknown = true;
         }
-        this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
-        return;
       }
-      if (a?.kind === "conflict") {
-        this.history.unexpected.push(`${this.name}/${request}: conflict for a request id used once: ${a.message}`);
-        return;
-      }
-      if (a?.kind !== "unavailable") unknown = true;
-      await new Promise<void>((r) => this.world.setTimer(100 * attempt + this.world.rng.int(100), r));
+      if (open.length > 0) await new Promise<void>((r) => this.world.setTimer(100 * attempt + this.world.rng.int(100), r));
     }
-    if (unknown) {
-      if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: null, input: command as any });
-    } else {
-      this.history.refused.push({ client: this.name, request });
+    for (const o of open) {
+      if (o.unknown) {
+        if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: null, input: o.command as any });
+      } else {
+        this.history.refused.push({ client: this.name, request: o.request });
+      }
     }
   }
 
   async read(): Promise<void> {
     const rng = this.world.rng;
-    const query = this.machine === "bank" ? { op: "balances" } : { op: "get", key: `k${rng.int(6)}` };
+    const query = this.machine === "bank" ? { op: "balances" } : this.machine === "kv" ? { op: "get", key: `k${rng.int(6)}` } : simMachineFor(this.machine).generate.query(rng);
     const consistency = rng.pick(["linearizable", "sequential", "stale"] as const);
     const call = this.world.now;
     let a: ReadAnswer | null;
@@ -166,6 +200,7 @@ export class SimClient {
   async run(opsMax: number, stopped: () => boolean): Promise<void> {
     for (let i = 0; i < opsMax && !stopped(); i++) {
       if (this.world.rng.chance(0.3)) await this.read();
+      else if (this.batches && this.world.rng.chance(0.1)) await this.submitBatch(Array.from({ length: 2 + this.world.rng.int(3) }, () => this.randomCommand()));
       else await this.submit(this.randomCommand());
       await new Promise<void>((r) => this.world.setTimer(this.world.rng.int(50), r));
     }

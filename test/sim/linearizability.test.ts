@@ -128,7 +128,7 @@ function randomHistory(seed: number, count: number, keys: number, clients: numbe
   }
   pending.sort((a, b) => a.at - b.at);
   for (const { o } of pending) {
-    const cur = state.get(o.input.key) ?? null;
+    const cur = state.get((o.input as any).key) ?? null;
     let output: unknown;
     switch (o.input.op) {
       case "put":
@@ -163,7 +163,7 @@ describe("linearizability checker: scale and CLI", () => {
     const victim = broken.operations.find((o) => o.input.op === "get" && o.return !== null && (o.output as any).value !== null)!;
     victim.output = { value: "never-written" };
     const r = checkHistory(broken);
-    expect(r).toMatchObject({ linearizable: false, key: victim.input.key });
+    expect(r).toMatchObject({ linearizable: false, key: (victim.input as any).key });
   });
 
   it("npm run check-history prints the verdict and exits 0 or 1", () => {
@@ -191,5 +191,28 @@ describe("linearizability checker: scale and CLI", () => {
     const r = run(bad);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/^not linearizable\nkey "x": 2 operations/);
+  });
+
+  it("checks txns over the keys they join: a read after a committed txn must see its writes", () => {
+    const ops = [
+      { client: 1, call: 0, return: 1, input: { op: "put", key: "x", value: 1 }, output: { previous: null } },
+      {
+        client: 2,
+        call: 2,
+        return: 3,
+        input: { op: "txn", compare: [{ key: "x", value: 1 }], success: [{ op: "put", key: "y", value: 2 }, { op: "delete", key: "x" }], failure: [] },
+        output: { succeeded: true, results: [{ previous: null }, { deleted: true }] },
+      },
+      { client: 3, call: 4, return: 5, input: { op: "get", key: "y" }, output: { value: 2 } },
+      { client: 1, call: 6, return: 7, input: { op: "get", key: "x" }, output: { value: null } },
+      { client: 4, call: 0, return: 9, input: { op: "put", key: "z", value: 3 }, output: { previous: null } },
+    ] as any[];
+    expect(checkHistory({ model: "kv", operations: ops })).toMatchObject({ linearizable: true, keys: 2 });
+    const stale = structuredClone(ops);
+    stale[2].output = { value: null };
+    expect(checkHistory({ model: "kv", operations: stale })).toMatchObject({ linearizable: false });
+    const wrongBranch = structuredClone(ops);
+    wrongBranch[1].output = { succeeded: false, results: [] };
+    expect(checkHistory({ model: "kv", operations: wrongBranch })).toMatchObject({ linearizable: false });
   });
 });

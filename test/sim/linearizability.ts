@@ -1,6 +1,8 @@
 // A linearizability checker for kv histories: Wing & Gong's search with Lowe's memoization
-// (the algorithm of Porcupine and Knossos), after partitioning the history by key (a history
-// is linearizable iff each key's sub-history is, since kv operations touch one key each).
+// (the algorithm of Porcupine and Knossos), after partitioning the history by the keys operations
+// share (a history is linearizable iff each partition's sub-history is: operations of different
+// partitions touch disjoint keys). A single-key operation is its key's partition; a txn joins
+// the partitions of every key it names.
 
 /** States the search may remember before it gives up (an error, not a verdict). */
 const searchStatesMax = 4_000_000;
@@ -14,12 +16,20 @@ export interface Operation {
   output?: unknown;
 }
 
-export type KvInput =
+export type KvOne =
   | { op: "put"; key: string; value: unknown }
   | { op: "get"; key: string }
   | { op: "delete"; key: string }
   | { op: "cas"; key: string; expected: unknown; value: unknown }
   | { op: "incr"; key: string; by: number };
+export type KvTxnInput = { op: "txn"; compare?: { key: string; value: unknown }[]; success?: KvOne[]; failure?: KvOne[] };
+export type KvInput = KvOne | KvTxnInput;
+
+/** The keys an operation touches. */
+export function keysOf(input: KvInput): string[] {
+  if (input.op !== "txn") return [input.key];
+  return [...(input.compare ?? []), ...(input.success ?? []), ...(input.failure ?? [])].map((x) => x.key);
+}
 
 export interface History {
   model: "kv";
@@ -30,8 +40,34 @@ export type CheckResult =
   | { linearizable: true; keys: number; operations: number }
   | { linearizable: false; key: string; operations: Operation[] };
 
-/** The single-key kv model: state is the JSON text of the value, or "null" when absent. */
+/**
+ * The kv model over a partition's keys: the state is the JSON text of its [key, value text] pairs
+ * in key order (absent keys left out), so equal states are equal strings for the memo.
+ */
 function step(state: string, input: KvInput, output: unknown, known: boolean): string | null {
+  const values = new Map<string, string>(JSON.parse(state) as [string, string][]);
+  const one = (c: KvOne, out: unknown): boolean => {
+    const next = stepOne(values.get(c.key) ?? "null", c, out, known);
+    if (next === null) return false;
+    if (next === "null") values.delete(c.key);
+    else values.set(c.key, next);
+    return true;
+  };
+  if (input.op !== "txn") {
+    if (!one(input, output)) return null;
+  } else {
+    const out = output as { succeeded?: boolean; results?: unknown[] } | undefined;
+    const succeeded = (input.compare ?? []).every((c) => (values.get(c.key) ?? "null") === JSON.stringify(c.value ?? null));
+    if (known && out?.succeeded !== succeeded) return null;
+    const run = (succeeded ? input.success : input.failure) ?? [];
+    if (known && out?.results?.length !== run.length) return null;
+    for (let i = 0; i < run.length; i++) if (!one(run[i]!, out?.results?.[i])) return null;
+  }
+  return JSON.stringify([...values].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
+}
+
+/** One single-key command on that key's value text ("null": absent). */
+function stepOne(state: string, input: KvOne, output: unknown, known: boolean): string | null {
   const out = output as Record<string, unknown> | undefined;
   const value = (v: unknown) => JSON.stringify(v ?? null);
   switch (input.op) {
@@ -76,7 +112,7 @@ interface Node {
 }
 
 /** Checks one key's operations. Returns true if some linearization exists. */
-export function checkPartition(ops: Operation[], initial = "null"): boolean {
+export function checkPartition(ops: Operation[], initial = "[]"): boolean {
   const events: Node[] = [];
   ops.forEach((o, i) => {
     const call: Node = { op: i, isCall: true, time: o.call, match: null, prev: null, next: null };
@@ -149,11 +185,30 @@ export function checkPartition(ops: Operation[], initial = "null"): boolean {
 }
 
 export function checkHistory(history: History): CheckResult {
+  // Union-find over keys: operations that share a key (through a txn) share a partition.
+  const parent = new Map<string, string>();
+  const find = (k: string): string => {
+    let r = k;
+    while (parent.get(r) !== undefined && parent.get(r) !== r) r = parent.get(r)!;
+    parent.set(k, r);
+    return r;
+  };
+  for (const o of history.operations) {
+    const [first, ...rest] = keysOf(o.input);
+    if (first === undefined) continue;
+    if (!parent.has(first)) parent.set(first, first);
+    for (const k of rest) {
+      if (!parent.has(k)) parent.set(k, k);
+      parent.set(find(k), find(first));
+    }
+  }
   const byKey = new Map<string, Operation[]>();
   for (const o of history.operations) {
-    const list = byKey.get(o.input.key) ?? [];
+    const first = keysOf(o.input)[0];
+    const root = first === undefined ? "" : find(first);
+    const list = byKey.get(root) ?? [];
     list.push(o);
-    byKey.set(o.input.key, list);
+    byKey.set(root, list);
   }
   // Smallest partitions first, so a failure is reported with the fewest operations.
   const keys = [...byKey.keys()].sort((a, b) => byKey.get(a)!.length - byKey.get(b)!.length || (a < b ? -1 : 1));
@@ -173,8 +228,10 @@ export function parseHistory(text: string): History {
       throw new Error(`operations[${i}]: call must be a number and return a number or null`);
     }
     if (o.return !== null && o.return < o.call) throw new Error(`operations[${i}]: returns before its call`);
-    if (!o.input || typeof o.input.key !== "string" || !["put", "get", "delete", "cas", "incr"].includes(o.input.op)) {
-      throw new Error(`operations[${i}].input: a kv put, get, delete, cas or incr with a key`);
+    const one = (x: any) => x && typeof x.key === "string" && ["put", "get", "delete", "cas", "incr"].includes(x.op);
+    const txn = (x: any) => x?.op === "txn" && [x.compare ?? [], x.success ?? [], x.failure ?? []].every((l: any) => Array.isArray(l) && l.every((c: any) => typeof c?.key === "string")) && [...(x.success ?? []), ...(x.failure ?? [])].every(one);
+    if (!one(o.input) && !txn(o.input)) {
+      throw new Error(`operations[${i}].input: a kv put, get, delete, cas or incr with a key, or a txn of them`);
     }
     if (o.return !== null && !("output" in o)) throw new Error(`operations[${i}]: a completed operation needs an output`);
   });

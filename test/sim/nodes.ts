@@ -1,5 +1,5 @@
 import { MajorityConfig } from "../../shared/protocol/quorum.js";
-import { machineFor } from "../../shared/machines/index.js";
+import { simMachineFor as machineFor } from "./machines.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
@@ -349,6 +349,11 @@ export class SimSequencer {
   submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
     if (!this.driver) return Promise.resolve({ kind: "unavailable", message: "recovering" });
     return this.driver.submit(client, request, command);
+  }
+
+  submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer[]> {
+    if (!this.driver) return Promise.resolve(items.map(() => ({ kind: "unavailable", message: "recovering" }) as SubmitAnswer));
+    return Promise.all(this.driver.submitBatch(client, items));
   }
 
   readIndex(): Promise<ReadIndexAnswer> {

@@ -1,8 +1,10 @@
 // One simulation: a group, clients, injected faults, a heal phase, then every checker.
 import { majority, replicaIds, type GroupConfig } from "../../shared/protocol/types.js";
 import type { MachineName, OutputsMode } from "../../shared/api/types.js";
+import type { StateMachine } from "../../shared/machines/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
 import { type ClientHistory, SimClient } from "./clients.js";
+import { withTrial } from "./machines.js";
 import { Failures, makeGroup, type Variant } from "./nodes.js";
 import { Prng } from "./prng.js";
 import { Network, World } from "./world.js";
@@ -28,7 +30,10 @@ export interface SimOptions {
   ops: number;
   replicas: number;
   faults: FaultKind[];
-  machine?: MachineName;
+  /** A listed machine's name, or a definition under trial (check-machine). */
+  machine?: MachineName | StateMachine<any, any>;
+  /** Outputs mode; by default drawn from the seed ("majority" with corrupt). */
+  outputs?: OutputsMode;
   clients?: number;
   variant?: Variant;
   /**
@@ -37,6 +42,11 @@ export interface SimOptions {
    * half the round-trip time between places.
    */
   geo?: { locations: string[]; sequencer: string };
+  /**
+   * Clients also send kv txns and batches (the CLI's default). Off, the random stream is the one
+   * the regression seeds were found with, so they still reproduce their runs.
+   */
+  batches?: boolean;
 }
 
 export interface SimResult {
@@ -65,8 +75,11 @@ function percentiles(history: ClientHistory) {
 
 export function reproduce(o: SimOptions): string {
   const parts = [`npm run sim -- --seed ${o.seed} --ops ${o.ops} --replicas ${o.replicas} --faults ${o.faults.join(",") || "none"}`];
-  if (o.machine && o.machine !== "kv") parts.push(`--machine ${o.machine}`);
+  const machine = typeof o.machine === "object" ? o.machine.name : o.machine;
+  if (machine && machine !== "kv") parts.push(`--machine ${machine}`);
+  if (o.outputs) parts.push(`--outputs ${o.outputs}`);
   if (o.variant && o.variant !== "correct") parts.push(`--variant ${o.variant}`);
+  if (!o.batches) parts.push("--no-batches");
   return parts.join(" ");
 }
 
@@ -87,6 +100,8 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const onUnhandled = (err: unknown) => { if (process.env.SIM_STACK) console.error(err); failures.add(`unhandled: ${err instanceof Error ? err.message : String(err)}`); };
   process.on("unhandledRejection", onUnhandled);
   try {
+    const m = opts.machine;
+    if (typeof m === "object") return await withTrial(m, () => simulateWith({ ...opts, machine: m.name }, failures));
     return await simulateWith(opts, failures);
   } finally {
     process.off("unhandledRejection", onUnhandled);
@@ -98,9 +113,9 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const world = new World(rng);
   const net = new Network(world);
   const faults = new Set(opts.faults);
-  const machine: MachineName = opts.machine ?? "kv";
+  const machine = (opts.machine ?? "kv") as MachineName;
   // Corruption can only be outvoted when outputs are voted on.
-  const outputs: OutputsMode = faults.has("corrupt") ? "majority" : rng.pick(["first", "majority"] as const);
+  const outputs: OutputsMode = opts.outputs ?? (faults.has("corrupt") ? "majority" : rng.pick(["first", "majority"] as const));
   const config: GroupConfig = {
     group: "sim",
     incarnation: 0,
@@ -159,7 +174,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   for (let i = 0; i < clientCount; i++) {
     const at = opts.geo ? opts.geo.locations[i % opts.geo.locations.length]! : null;
     if (at) net.location.set(`c${i}`, at);
-    const c = new SimClient(i, world, net, seq, replicas, machine as "kv" | "bank", history, (from, failed) => group.failover(from, failed), at);
+    const c = new SimClient(i, world, net, seq, replicas, machine, history, (from, failed) => group.failover(from, failed), at, opts.batches ?? false);
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     void c.run(share, () => stopped).then(() => running--);
   }

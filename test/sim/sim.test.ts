@@ -156,4 +156,12 @@ describe("the simulator catches a deliberately broken protocol", () => {
     const faults: SimOptions["faults"] = ["lose-sequencer-storage", "drop", "crash-replica"];
     expect(await caughtWithin("early-commit", faults, Array.from({ length: 20 }, (_, i) => i + 1), /different entry|acknowledged|not linearizable|beyond/)).not.toBeNull();
   });
+
+  it("kv txns and batches under every fault kind: agreement, digests, exactly-once and linearizability hold", async () => {
+    for (const seed of [11, 12, 13, 14, 15, 16]) {
+      const r = await simulate({ seed, ops: 120, replicas: seed % 2 ? 3 : 5, faults: [...faultKinds], batches: true });
+      expect(r.failures, `seed ${seed}`).toEqual([]);
+      expect(Number(r.stats.acked)).toBeGreaterThan(0);
+    }
+  });
 });

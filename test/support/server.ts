@@ -56,8 +56,11 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       DIRECTORY: { className: "DirectoryObject", useSQLite: true },
       ...(opts.baseline ? { BASELINE: { className: "BaselineObject", useSQLite: true } } : {}),
     },
-    // wrangler.toml's [assets]: the reference page at /docs, served before the worker.
-    ...(opts.baseline ? {} : { assets: { directory: join(root, "public"), routerConfig: { has_user_worker: true }, assetConfig: { html_handling: "auto-trailing-slash" as const } } }),
+    // The static assets as wrangler.toml's [assets] serves them (the dashboard): a path that is no
+    // file there goes on to the worker.
+    ...(opts.baseline
+      ? {}
+      : { assets: { directory: join(root, "public"), routerConfig: { has_user_worker: true }, assetConfig: { html_handling: "auto-trailing-slash", not_found_handling: "none" } } }),
     ...(opts.persistDir ? { resourcePersistencePath: opts.persistDir } : {}),
     unsafeTriggerHandlers: true,
   }));

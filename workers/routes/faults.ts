@@ -2,8 +2,9 @@
 import { Hono } from "hono";
 import { faultBody } from "../../shared/api/schemas.js";
 import { ApiError } from "../../shared/api/errors.js";
-import { faultsAllowed, setFault } from "../faults.js";
-import { sequencerName } from "../../shared/protocol/types.js";
+import { faultsAllowed, listFaults, setFault } from "../faults.js";
+import { membersOf, sequencerName } from "../../shared/protocol/types.js";
+import { replicaStub } from "../env.js";
 import * as groups from "../groups.js";
 import { type App, groupParam, jsonBody, parse, requireAdmin } from "../http.js";
 
@@ -15,6 +16,15 @@ faultRoutes.post("/:group/faults", async (c) => {
   const group = groupParam(c);
   const body = parse(faultBody, await jsonBody(c), "body");
   const record = body.target === "registry" ? null : await groups.lookup(c.env, group, true);
+  if (body.fault === "corrupt") {
+    if (!record || !/^r[0-9]+$/.test(body.target)) throw new ApiError("bad_request", "target: corrupt applies to a replica id");
+    const member = membersOf(record.config).find((m) => m.id === body.target);
+    if (!member) throw new ApiError("not_found", `group ${group} has no replica ${body.target}`);
+    const stub = replicaStub(c.env, group, member.id, member.location);
+    const key = await stub.corrupt(record.config.incarnation ?? 0);
+    if (key === null) throw new ApiError("conflict", `replica ${body.target} has no stored state rows to corrupt`);
+    return c.json({ faults: listFaults(group), corrupted: { replica: member.id, key } });
+  }
   const name = record ? sequencerName(record.config) : undefined;
   return c.json({ faults: setFault(group, body.target, body.fault, body.ms ?? 0, name) });
 });

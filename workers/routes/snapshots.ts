@@ -73,23 +73,28 @@ async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{
   let buf = "";
   let bytes = 0;
   let no = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (value) {
-      bytes += value.byteLength;
-      if (bytes > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
-      try {
-        buf += decoder.decode(value, { stream: true });
-      } catch {
-        throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (value) {
+        bytes += value.byteLength;
+        if (bytes > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
+        try {
+          buf += decoder.decode(value, { stream: true });
+        } catch {
+          throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
+        }
       }
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+        yield { no: ++no, text: buf.slice(0, i) };
+        buf = buf.slice(i + 1);
+      }
+      if (buf.length > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
+      if (done) break;
     }
-    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-      yield { no: ++no, text: buf.slice(0, i) };
-      buf = buf.slice(i + 1);
-    }
-    if (buf.length > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
-    if (done) break;
+  } finally {
+    // A refused file's rest is drained by the route (see drain).
+    reader.releaseLock();
   }
   if (buf.trim() !== "") yield { no: ++no, text: buf };
 }
@@ -123,7 +128,10 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   const record = await groups.lookup(c.env, group);
   const sequencer = () => groups.sequencerOf(c.env, record.config);
   const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
-  if (begun.kind !== "ok") throw restoreError(begun);
+  if (begun.kind !== "ok") {
+    await drain(c.req.raw.body);
+    throw restoreError(begun);
+  }
   const id = begun.id;
   try {
     let header: SnapshotHeader | null = null;
@@ -166,11 +174,34 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     if (done.kind !== "ok") throw restoreError(done);
   } catch (err) {
     await sequencer().abortRestore(id).catch(() => undefined);
+    await drain(c.req.raw.body);
     throw err;
   }
   groups.forget(group);
   return c.json(await status(c.env, group));
 });
+
+/**
+ * Reads what is left of a refused upload (bounded) before answering: a client still sending its
+ * body into a connection the server stopped reading gets a broken pipe instead of the answer.
+ */
+async function drain(body: ReadableStream<Uint8Array> | null): Promise<void> {
+  if (!body || body.locked) return;
+  const reader = body.getReader();
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      bytes += value.byteLength;
+      if (bytes > restoreBytesMax) return;
+    }
+  } catch {
+    // the client went away
+  } finally {
+    reader.releaseLock();
+  }
+}
 
 function restoreError(a: Exclude<RestoreAnswer, { kind: "ok" }>): ApiError {
   switch (a.kind) {

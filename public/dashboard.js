@@ -1,0 +1,291 @@
+// The operator's dashboard (API.md, "OpenAPI, reference page, dashboard"): plain JS with no build
+// step and no library, nothing from another origin. The admin token is asked once and kept in this
+// tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
+// group is in the URL's fragment (#group=name), so a view can be linked to.
+"use strict";
+
+/** Between the end of one refresh and the start of the next. */
+const refreshMs = 2000;
+/** Rows shown in the audits and failovers tables. */
+const auditsShown = 5;
+const failoversShown = 5;
+/** Events read to find the failovers among them (the API's page maximum). */
+const eventsRead = 100;
+/** Groups listed: one page of GET /v1/groups (its maximum). */
+const groupsListed = 1000;
+/** Hex digits of a replica's digest shown (enough to tell replicas apart at a glance). */
+const digestShownChars = 12;
+const tokenKey = "edge-smr.adminToken";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+/** A failed call: the API's error code and message, or "network" when no answer came. */
+class ApiFailure extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function call(path) {
+  let res;
+  try {
+    res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(tokenKey)}` }, cache: "no-store" });
+  } catch (err) {
+    throw new ApiFailure(0, "network", `no answer from the server (${err && err.message ? err.message : err})`);
+  }
+  const text = await res.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: reported below with the raw text
+  }
+  if (!res.ok) {
+    const e = body && body.error;
+    throw new ApiFailure(res.status, e && e.code ? e.code : `http_${res.status}`, e && e.message ? e.message : text.slice(0, 200) || res.statusText);
+  }
+  return body;
+}
+
+// ---- small formatting helpers (text only: nothing from the API is ever parsed as HTML) ----------
+
+function cell(row, field, text, title) {
+  const td = document.createElement("td");
+  td.dataset.field = field;
+  td.textContent = text === null || text === undefined || text === "" ? "—" : String(text);
+  if (title) td.title = title;
+  row.append(td);
+  return td;
+}
+
+function time(iso) {
+  return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—";
+}
+
+function ago(iso) {
+  if (!iso) return "never";
+  const sec = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  return sec < 60 ? `${sec.toFixed(1)} s ago` : sec < 3600 ? `${Math.floor(sec / 60)} min ago` : time(iso);
+}
+
+function duration(ms) {
+  return typeof ms === "number" ? (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`) : "—";
+}
+
+function fill(dl, values) {
+  for (const dd of dl.querySelectorAll("dd[data-field]")) {
+    const v = values[dd.dataset.field];
+    dd.textContent = v === null || v === undefined ? "—" : String(v);
+  }
+}
+
+// ---- the token ------------------------------------------------------------------------------
+
+function askToken() {
+  $("#main").hidden = true;
+  $("#sign-out").hidden = true;
+  $("#token-form").hidden = false;
+  $("#token").value = "";
+  $("#token").focus();
+  setLive("idle", "not connected");
+}
+
+function connect() {
+  $("#token-form").hidden = true;
+  $("#main").hidden = false;
+  $("#sign-out").hidden = false;
+  refresh();
+}
+
+// ---- errors and the live indicator -------------------------------------------------------------
+
+function showError(err) {
+  const box = $("#error");
+  box.dataset.code = err.code;
+  $("[data-field=code]", box).textContent = err.code;
+  $("[data-field=message]", box).textContent = err.message;
+  box.hidden = false;
+}
+
+function clearError() {
+  const box = $("#error");
+  box.hidden = true;
+  delete box.dataset.code;
+  for (const span of box.querySelectorAll("[data-field]")) span.textContent = "";
+}
+
+function setLive(state, text) {
+  const live = $("#live");
+  live.dataset.state = state;
+  live.textContent = text;
+}
+
+// ---- rendering ------------------------------------------------------------------------------
+
+function selectedGroup() {
+  const m = /^#group=([a-z0-9][a-z0-9-]{0,62})$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
+let listedGroups = "";
+function renderGroups(page) {
+  const selected = selectedGroup();
+  const key = JSON.stringify([page.groups, selected]);
+  if (key !== listedGroups) {
+    listedGroups = key;
+    const list = $("#groups");
+    list.replaceChildren();
+    for (const name of page.groups) {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = `#group=${name}`;
+      a.dataset.group = name;
+      a.textContent = name;
+      if (name === selected) a.setAttribute("aria-current", "true");
+      li.append(a);
+      list.append(li);
+    }
+    if (page.groups.length === 0) {
+      const li = document.createElement("li");
+      li.className = "hint";
+      li.textContent = "No groups yet: create one with PUT /v1/groups/{name}.";
+      list.append(li);
+    }
+  }
+  const more = $("#groups-more");
+  more.hidden = !page.next;
+  more.textContent = page.next ? `Only the first ${page.groups.length} groups are listed.` : "";
+}
+
+function renderGroup(status, audits, events) {
+  const section = $("#group");
+  section.hidden = false;
+  section.dataset.group = status.group;
+  $("#group-title").textContent = status.group;
+  fill($("#summary"), status);
+  const s = status.sequencer || {};
+  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since) });
+
+  const replicas = $("#replicas tbody");
+  replicas.replaceChildren();
+  for (const r of status.replicas) {
+    const tr = document.createElement("tr");
+    tr.dataset.replica = r.id;
+    tr.dataset.status = r.status;
+    cell(tr, "id", r.id);
+    cell(tr, "status", r.status).className = `status status-${r.status}`;
+    cell(tr, "appliedSeq", r.appliedSeq);
+    cell(tr, "lastSeq", r.lastSeq);
+    cell(tr, "commitSeq", status.commitSeq);
+    cell(tr, "lag", status.commitSeq - r.appliedSeq);
+    cell(tr, "digest", r.digest ? r.digest.slice(0, digestShownChars) : "", r.digest).className = "mono";
+    cell(tr, "lastContact", ago(r.lastContact), r.lastContact || "");
+    cell(tr, "location", r.location);
+    replicas.append(tr);
+  }
+
+  const auditRows = $("#audits tbody");
+  auditRows.replaceChildren();
+  for (const a of audits.slice(0, auditsShown)) {
+    const tr = document.createElement("tr");
+    tr.dataset.verdict = a.verdict;
+    tr.dataset.seq = String(a.seq);
+    cell(tr, "at", time(a.at));
+    cell(tr, "seq", a.seq);
+    cell(tr, "verdict", a.verdict).className = `verdict verdict-${a.verdict}`;
+    cell(tr, "quarantined", (a.quarantined || []).join(", "));
+    auditRows.append(tr);
+  }
+  $("#audits-none").hidden = audits.length > 0;
+
+  const failovers = events.filter((e) => e.kind === "failover").slice(0, failoversShown);
+  const failoverRows = $("#failovers tbody");
+  failoverRows.replaceChildren();
+  for (const f of failovers) {
+    const tr = document.createElement("tr");
+    tr.dataset.epoch = String(f.epoch);
+    cell(tr, "at", time(f.at));
+    cell(tr, "from", f.from);
+    cell(tr, "to", f.to);
+    cell(tr, "downMs", duration(f.downMs));
+    cell(tr, "epoch", f.epoch);
+    failoverRows.append(tr);
+  }
+  $("#failovers-none").hidden = failovers.length > 0;
+}
+
+// ---- the refresh loop -------------------------------------------------------------------------
+
+let timer = null;
+/** Bumped by every refresh: an older one still in flight neither renders nor schedules. */
+let generation = 0;
+
+async function refresh() {
+  clearTimeout(timer);
+  const mine = ++generation;
+  // A tab in the background asks nothing; it refreshes when it is shown again.
+  if (document.hidden) return;
+  const group = selectedGroup();
+  try {
+    const page = await call(`/v1/groups?limit=${groupsListed}`);
+    if (mine !== generation) return;
+    renderGroups(page);
+    if (group) {
+      const g = encodeURIComponent(group);
+      const [status, audits, events] = await Promise.all([
+        call(`/v1/groups/${g}`),
+        call(`/v1/groups/${g}/audits?limit=${auditsShown}`),
+        call(`/v1/groups/${g}/events?limit=${eventsRead}`),
+      ]);
+      if (mine !== generation) return;
+      renderGroup(status, audits.audits, events.events);
+    } else {
+      $("#group").hidden = true;
+    }
+    clearError();
+    setLive("live", `live · updated ${new Date().toLocaleTimeString()}`);
+  } catch (err) {
+    if (mine !== generation) return;
+    const failure = err instanceof ApiFailure ? err : new ApiFailure(0, "error", String(err));
+    showError(failure);
+    setLive("error", "not updating");
+    if (failure.status === 401 || failure.status === 403) {
+      // The token is wrong (or not the admin's): ask for it again rather than retrying it.
+      sessionStorage.removeItem(tokenKey);
+      askToken();
+      return;
+    }
+    if (failure.status === 404 && group) $("#group").hidden = true;
+  }
+  if (mine === generation) timer = setTimeout(refresh, refreshMs);
+}
+
+// ---- start --------------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("#token").value.trim();
+    if (!token) return;
+    sessionStorage.setItem(tokenKey, token);
+    clearError();
+    connect();
+  });
+  $("#sign-out").addEventListener("click", () => {
+    clearTimeout(timer);
+    generation++;
+    sessionStorage.removeItem(tokenKey);
+    clearError();
+    askToken();
+  });
+  window.addEventListener("hashchange", () => {
+    if (sessionStorage.getItem(tokenKey)) refresh();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && sessionStorage.getItem(tokenKey) && !$("#main").hidden) refresh();
+  });
+  if (sessionStorage.getItem(tokenKey)) connect();
+  else askToken();
+});

@@ -1,0 +1,262 @@
+// `npm run test:browser`: the dashboard in a real headless browser, Debian's chromium driven by
+// playwright-core, against the built worker under Miniflare with fault injection (ALLOW_FAULTS=1).
+// It builds the worker, creates a group, enters the token, checks the replica rows, corrupts one
+// replica and sees it quarantined and then rebuilt, sees a sequencer failover, and saves
+// screenshots under test/artifacts/ (git-ignored). Closing line: "browser: N passed, N failed".
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Browser, type Page, chromium } from "playwright-core";
+import { type Server, root, startServer } from "../support/server.js";
+
+const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const artifacts = join(root, "test", "artifacts");
+/** How long the page may take to show a change (it refreshes every 2 s; a repair takes a few). */
+const pageWaitMs = 20_000;
+/** The whole run, so a hang fails instead of blocking CI. */
+const runMs = 5 * 60_000;
+/** Each call the replica under repair receives is delayed this long, so the repair outlasts a page refresh. */
+const repairSlowMs = 1_500;
+
+const group = "demo";
+const admin = randomBytes(12).toString("hex");
+const client = randomBytes(12).toString("hex");
+
+let server: Server | undefined;
+let browser: Browser | undefined;
+let page: Page;
+const offOrigin: string[] = [];
+/** Requests whose URL holds the admin token (there must be none: it goes in a header). */
+const tokenInUrl: string[] = [];
+const pageErrors: string[] = [];
+
+// ---- a small runner: the steps depend on each other, so the first failure stops the rest -------
+
+let passed = 0;
+let failed = 0;
+let notRun = 0;
+
+async function step(name: string, fn: () => Promise<void>): Promise<void> {
+  if (failed > 0) {
+    notRun++;
+    console.log(`- ${name} (not run: an earlier step failed)`);
+    return;
+  }
+  const startMs = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`✓ ${name} (${Date.now() - startMs} ms)`);
+  } catch (err) {
+    failed++;
+    console.log(`✗ ${name}\n  ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  }
+}
+
+function check(ok: unknown, what: string): void {
+  if (!ok) throw new Error(`expected ${what}`);
+}
+
+function equal<T>(actual: T, expected: T, what: string): void {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${what}: expected ${e}, got ${a}`);
+}
+
+async function call(method: string, path: string, body?: unknown, token = admin): Promise<{ status: number; body: any }> {
+  const res = await fetch(server!.url + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+async function ok(method: string, path: string, body?: unknown, token = admin): Promise<any> {
+  const r = await call(method, path, body, token);
+  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+interface Row {
+  id: string;
+  status: string;
+  cells: Record<string, string>;
+}
+
+/** The replica rows as the page shows them. */
+function replicaRows(): Promise<Row[]> {
+  // Runs in the page (DOM types are not in this project's lib).
+  return page.$$eval("#replicas tbody tr", (rows: any[]) =>
+    rows.map((r) => ({
+      id: r.dataset.replica,
+      status: r.dataset.status,
+      cells: Object.fromEntries([...r.querySelectorAll("td")].map((td: any) => [td.dataset.field, td.textContent ?? ""])),
+    })),
+  );
+}
+
+/** Waits until the page shows what `test` (run in the page) accepts. */
+async function pageShows(what: string, test: string, arg?: unknown): Promise<void> {
+  try {
+    await page.waitForFunction(new Function("arg", test) as (arg: unknown) => boolean, arg, { timeout: pageWaitMs, polling: 100 });
+  } catch (err) {
+    throw new Error(`the page did not show ${what} within ${pageWaitMs} ms (replicas: ${JSON.stringify(await replicaRows().catch(() => null))}; error shown: ${(await page.isVisible("#error").catch(() => false)) ? await page.textContent("#error") : "none"}): ${String(err)}`);
+  }
+}
+
+const replicaStatus = (id: string) => page.getAttribute(`tr[data-replica="${id}"]`, "data-status");
+
+// ---- the steps -------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  await step("build the worker (wrangler deploy --dry-run --outdir dist)", async () => {
+    const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
+    const r = spawnSync(join(root, "node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", "dist"], { cwd: root, env, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`wrangler exited ${r.status ?? r.signal}:\n${r.stdout}\n${r.stderr}`);
+  });
+
+  await step("start the server; create a kv group of 3 replicas and write to it", async () => {
+    check(existsSync(chromiumPath), `chromium at ${chromiumPath} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
+    server = await startServer({ adminToken: admin, clientTokens: [client], faults: true });
+    await ok("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], sequencerLocations: ["wnam", "weur"] });
+    for (let i = 1; i <= 5; i++) await ok("POST", `/v1/groups/${group}/commands`, { client: "browser-test", request: i, command: { op: "put", key: `greeting/${i}`, value: `hello ${i}` } }, client);
+  });
+
+  await step("open /dashboard (no token needed to load it): it asks for the token", async () => {
+    browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
+    page = await browser.newPage({ viewport: { width: 1200, height: 600 } });
+    const origin = new URL(server!.url).origin;
+    page.on("request", (r) => {
+      if (!r.url().startsWith("data:") && new URL(r.url()).origin !== origin) offOrigin.push(r.url());
+      if (r.url().includes(admin)) tokenInUrl.push(r.url());
+    });
+    page.on("pageerror", (err) => pageErrors.push(String(err)));
+    const res = await page.goto(`${server!.url}/dashboard`);
+    equal(res?.status(), 200, "GET /dashboard status");
+    await page.waitForSelector("#token-form:not([hidden])", { timeout: pageWaitMs });
+    check(await page.isHidden("#main"), "the main view hidden until a token is given");
+  });
+
+  await step("a wrong token: the API's error code and message are shown and the token is asked again", async () => {
+    await page.fill("#token", "not-the-token");
+    await page.click("#token-form button[type=submit]");
+    await page.waitForSelector("#error:not([hidden])", { timeout: pageWaitMs });
+    equal(await page.textContent("#error [data-field=code]"), "unauthorized", "error code");
+    equal(await page.textContent("#error [data-field=message]"), "unknown token", "error message");
+    check(await page.isVisible("#token-form"), "the token form shown again");
+    equal(await page.evaluate(() => sessionStorage.length), 0, "sessionStorage entries after a refused token");
+  });
+
+  await step("the admin token: the groups are listed; the token is in sessionStorage, never in the URL", async () => {
+    await page.fill("#token", admin);
+    await page.click("#token-form button[type=submit]");
+    await page.waitForSelector(`#groups a[data-group="${group}"]`, { timeout: pageWaitMs });
+    check(await page.isHidden("#error"), "the error cleared");
+    const stored = await page.evaluate(() => Object.values({ ...sessionStorage }));
+    equal(stored, [admin], "sessionStorage values");
+    check(!page.url().includes(admin), `a URL without the token (${page.url()})`);
+  });
+
+  await step("select the group: its sequencer, and three healthy replicas with positions, lag and digest prefix", async () => {
+    await page.click(`#groups a[data-group="${group}"]`);
+    await pageShows(
+      "three healthy replicas at seq 5",
+      `const rows = [...document.querySelectorAll("#replicas tbody tr")];
+       return rows.length === 3 && rows.every((r) => r.dataset.status === "healthy" && r.querySelector("[data-field=appliedSeq]").textContent === "5");`,
+    );
+    const rows = await replicaRows();
+    equal(rows.map((r) => r.id), ["r1", "r2", "r3"], "replica ids");
+    equal(rows.map((r) => r.cells.location), ["wnam", "weur", "apac"], "replica locations");
+    for (const r of rows) {
+      equal([r.cells.commitSeq, r.cells.lastSeq, r.cells.lag], ["5", "5", "0"], `${r.id} commitSeq, lastSeq, lag`);
+      check(/^[0-9a-f]{12}$/.test(r.cells.digest!), `${r.id}'s digest prefix of 12 hex digits (${r.cells.digest})`);
+      check(/ago$/.test(r.cells.lastContact!), `${r.id}'s last contact (${r.cells.lastContact})`);
+    }
+    const status = await ok("GET", `/v1/groups/${group}`);
+    equal(rows[0]!.cells.digest, status.replicas[0].digest.slice(0, 12), "r1's digest prefix");
+    equal(new Set(rows.map((r) => r.cells.digest)).size, 1, "distinct digests among agreeing replicas");
+    equal(await page.textContent("#sequencer [data-field=name]"), group, "sequencer name");
+    equal(await page.textContent("#sequencer [data-field=location]"), "wnam", "sequencer location");
+    equal(await page.textContent("#sequencer [data-field=epoch]"), "1", "sequencer epoch");
+    check(page.url().endsWith(`#group=${group}`), "the group in the URL's fragment");
+  });
+
+  await step("a reload keeps the token (sessionStorage) and the selected group", async () => {
+    await page.reload();
+    await pageShows("the replicas again after a reload", `return document.querySelectorAll("#replicas tbody tr").length === 3;`);
+    check(await page.isHidden("#token-form"), "no token asked after a reload");
+  });
+
+  await step("corrupt r2 and audit: the page shows r2 quarantined (or repairing) and the diverged audit", async () => {
+    const corrupted = await ok("POST", `/v1/groups/${group}/faults`, { target: "r2", fault: "corrupt" });
+    equal(corrupted.corrupted?.replica, "r2", "the corrupted replica");
+    // A repair takes well under a page refresh here; a slow r2 makes it last long enough to be seen.
+    await ok("POST", `/v1/groups/${group}/faults`, { target: "r2", fault: "slow", ms: repairSlowMs });
+    const report = await ok("POST", `/v1/groups/${group}/audit`);
+    equal([report.verdict, report.quarantined], ["diverged", ["r2"]], "the audit's verdict and quarantined");
+    await pageShows("r2 quarantined or repairing", `return ["quarantined", "repairing"].includes(document.querySelector('tr[data-replica="r2"]')?.dataset.status);`);
+    await pageShows("the diverged audit", `const a = document.querySelector("#audits tbody tr"); return a?.dataset.verdict === "diverged" && a.querySelector("[data-field=quarantined]").textContent === "r2";`);
+    equal([await replicaStatus("r1"), await replicaStatus("r3")], ["healthy", "healthy"], "r1 and r3 statuses");
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, "dashboard-quarantined.png"), fullPage: true });
+  });
+
+  await step("r2 healthy again after the repair the audit started; a new audit is consistent", async () => {
+    await ok("POST", `/v1/groups/${group}/faults`, { target: "r2", fault: "none" });
+    await pageShows("r2 healthy again", `return document.querySelector('tr[data-replica="r2"]')?.dataset.status === "healthy";`);
+    const events = (await ok("GET", `/v1/groups/${group}/events`)).events;
+    check(events.some((e: any) => e.kind === "repair" && e.replica === "r2"), "a repair event for r2");
+    equal((await ok("POST", `/v1/groups/${group}/audit`)).verdict, "consistent", "the next audit's verdict");
+    await pageShows("the consistent audit on top", `const a = [...document.querySelectorAll("#audits tbody tr")]; return a.length >= 2 && a[0].dataset.verdict === "consistent" && a[1].dataset.verdict === "diverged";`);
+  });
+
+  await step("a sequencer failover: the page shows the new sequencer and the failover", async () => {
+    await ok("POST", `/v1/groups/${group}/faults`, { target: "sequencer", fault: "unreachable" });
+    // Retried with the same request id until the new sequencer has it (exactly-once).
+    let w = { status: 0, body: null as any };
+    for (let i = 0; i < 150 && w.status !== 200; i++) {
+      w = await call("POST", `/v1/groups/${group}/commands`, { client: "browser-test", request: 6, command: { op: "put", key: "greeting/6", value: "after the failover" } }, client);
+      if (w.status !== 200) await new Promise((r) => setTimeout(r, 200));
+    }
+    equal(w.status, 200, "a write after the failover");
+    await ok("POST", `/v1/groups/${group}/faults`, { target: "sequencer", fault: "none" });
+    await pageShows("the new sequencer", `return document.querySelector("#sequencer [data-field=name]").textContent === arg;`, `${group}~s1`);
+    await pageShows("the failover row", `const f = document.querySelector("#failovers tbody tr"); return f?.querySelector("[data-field=from]").textContent === arg[0] && f.querySelector("[data-field=to]").textContent === arg[1];`, [group, `${group}~s1`]);
+    equal(await page.textContent("#sequencer [data-field=location]"), "weur", "the new sequencer's location");
+    check(/ (ms|s)$/.test((await page.textContent("#failovers tbody tr [data-field=downMs]")) ?? ""), "the failover's down time");
+    // The page may still show the new sequencer as it was before the write; the new epoch also
+    // begins with an entry of its own. Every replica ends healthy, past the write, with no lag.
+    await pageShows(
+      "every replica healthy past the write, with no lag",
+      `return [...document.querySelectorAll("#replicas tbody tr")].every((r) => r.dataset.status === "healthy" && Number(r.querySelector("[data-field=appliedSeq]").textContent) > 5 && r.querySelector("[data-field=lag]").textContent === "0");`,
+    );
+  });
+
+  await step("a screenshot; nothing was loaded from another origin, no URL held the token, the page raised no error", async () => {
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
+    equal(offOrigin, [], "requests to another origin");
+    equal(tokenInUrl, [], "requests with the token in the URL");
+    equal(pageErrors, [], "errors raised in the page");
+  });
+}
+
+const watchdog = setTimeout(() => {
+  console.log(`✗ the run did not finish within ${runMs / 1000} s`);
+  console.log(`\nbrowser: ${passed} passed, ${failed + 1} failed`);
+  process.exit(1);
+}, runMs);
+
+try {
+  await main();
+} finally {
+  await browser?.close().catch(() => undefined);
+  await server?.close().catch(() => undefined);
+  clearTimeout(watchdog);
+}
+console.log(`\nbrowser: ${passed} passed, ${failed} failed${notRun > 0 ? ` (${notRun} not run)` : ""}`);
+process.exit(failed > 0 ? 1 : 0);

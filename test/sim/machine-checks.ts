@@ -1,0 +1,224 @@
+// The checks behind `npm run check-machine -- NAME` (docs/MACHINES.md): a static scan of the
+// machine's source for clocks, randomness and I/O; its commands applied twice to cloned states;
+// and the simulator running it on several replicas under faults. Each returns what it found.
+import { readFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
+import ts from "typescript";
+import { validateCommand, validateQuery } from "../../shared/api/commands.js";
+import type { ApplyContext, StateMachine } from "../../shared/machines/types.js";
+import { MemoryRowStore } from "../../shared/protocol/memory.js";
+import { DigestedState } from "../../shared/protocol/state.js";
+import { Prng } from "./prng.js";
+import { type FaultKind, reproduce, simulate } from "./run.js";
+
+// ---- static ------------------------------------------------------------------------------------
+
+export interface Finding {
+  file: string;
+  line: number;
+  what: string;
+}
+
+/** Globals that read a clock, draw randomness, schedule work or reach outside the process. */
+const bannedGlobals = new Set(["Date", "crypto", "fetch", "performance", "setTimeout", "setInterval", "setImmediate", "queueMicrotask", "process", "XMLHttpRequest", "WebSocket"]);
+/** Modules a machine may not import: I/O, clocks, randomness, timers. */
+const bannedModules = /^(node:|cloudflare:)|^(crypto|fs|fs\/promises|net|http|https|http2|dgram|dns|child_process|perf_hooks|timers|os|worker_threads)$/;
+
+/**
+ * Scans a machine's file and the files it imports relatively (transitively) for what a
+ * deterministic machine must not use. Syntax-aware: comments and property names (`x.date`,
+ * `{ fetch: 1 }`) do not count; `Math.random`, `globalThis["Date"]` and banned imports do.
+ */
+export function staticCheck(entry: string, root = process.cwd()): Finding[] {
+  const findings: Finding[] = [];
+  const seen = new Set<string>();
+  const queue = [resolve(entry)];
+  while (queue.length > 0) {
+    const file = queue.shift()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const source = ts.createSourceFile(file, readFileSync(file, "utf8"), ts.ScriptTarget.ES2022, true);
+    const at = (node: ts.Node, what: string) =>
+      findings.push({ file: relative(root, file), line: source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1, what });
+    const visit = (node: ts.Node): void => {
+      if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+        const spec = node.moduleSpecifier.text;
+        if (spec.startsWith(".")) queue.push(resolve(dirname(file), spec.replace(/\.js$/, ".ts")));
+        else if (bannedModules.test(spec)) at(node, `imports ${spec}`);
+      } else if (ts.isIdentifier(node) && bannedGlobals.has(node.text) && !isPropertyName(node)) {
+        at(node, `uses ${node.text}`);
+      } else if (ts.isPropertyAccessExpression(node) && node.expression.getText(source) === "Math" && node.name.text === "random") {
+        at(node, "uses Math.random");
+      } else if (ts.isElementAccessExpression(node) && ts.isStringLiteralLike(node.argumentExpression)) {
+        const name = node.argumentExpression.text;
+        if (bannedGlobals.has(name) || (name === "random" && node.expression.getText(source) === "Math")) at(node, `uses ${name} by name`);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return findings;
+}
+
+/** A name after a dot or before a colon: a property, not the global of that name. */
+function isPropertyName(node: ts.Identifier): boolean {
+  const p = node.parent;
+  return (
+    (ts.isPropertyAccessExpression(p) && p.name === node) ||
+    ((ts.isPropertyAssignment(p) || ts.isMethodDeclaration(p) || ts.isPropertyDeclaration(p) || ts.isPropertySignature(p) || ts.isMethodSignature(p)) && p.name === node)
+  );
+}
+
+// ---- commands twice on cloned states -----------------------------------------------------------
+
+export interface CloneCheckOptions {
+  seed: number;
+  /** Commands applied before the checked ones, so they meet a state with rows in it. */
+  prefix: number;
+  /** Commands each applied to two clones of the state (and queries run on both). */
+  commands: number;
+}
+
+const startMs = Date.UTC(2026, 0, 1);
+const failuresMax = 10;
+
+/** An independent copy: its rows saved into a new store, the digest carried over. */
+function cloneState(state: DigestedState): DigestedState {
+  state.save();
+  const rows = new MemoryRowStore();
+  rows.writeMany(state.rows.scan("", null, Infinity), []);
+  return new DigestedState(rows, state.digest);
+}
+
+function rowsOf(state: DigestedState): string {
+  state.save();
+  return JSON.stringify(state.rows.scan("", null, Infinity));
+}
+
+/** JSON exactly as a replica stores it (key order included: the session row is digested as text). */
+function text(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? "undefined";
+  } catch (err) {
+    return `unserializable (${(err as Error).message})`;
+  }
+}
+
+type Outcome = { output: string } | { threw: string };
+const show = (o: Outcome) => ("output" in o ? o.output : `an exception (${o.threw})`);
+
+function applyOnce(machine: StateMachine<any, any>, state: DigestedState, command: unknown, ctx: ApplyContext): Outcome {
+  try {
+    const output = machine.apply(state.machineView(), structuredClone(command), ctx);
+    return { output: text(output) };
+  } catch (err) {
+    return { threw: String(err instanceof Error ? err.message : err) };
+  } finally {
+    state.endStep();
+  }
+}
+
+/**
+ * Applies the machine's generated commands to a state, each one also to two clones of the state
+ * before it: the outputs, digests and rows must be equal (hidden state, a clock or randomness
+ * shows as a difference). Queries must answer alike and write nothing. Finally the whole sequence
+ * is replayed on a fresh state: it must end at the same digest with the same outputs.
+ */
+export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions): string[] {
+  const failures: string[] = [];
+  const fail = (m: string) => failures.length < failuresMax && failures.push(m);
+  const rng = new Prng(o.seed);
+  const main = new DigestedState(new MemoryRowStore());
+  const applied: { command: unknown; ctx: ApplyContext; outcome: Outcome }[] = [];
+  let nowMs = startMs;
+  for (let i = 1; i <= o.prefix + o.commands && failures.length === 0; i++) {
+    const command = machine.generate.command(rng);
+    const valid = validateCommand(machine, command);
+    if (!valid.ok) {
+      fail(`the generator made an invalid command ${text(command)}: ${valid.message}`);
+      break;
+    }
+    nowMs += rng.int(1_000);
+    const ctx: ApplyContext = { seq: i, timestamp: new Date(nowMs).toISOString() };
+    const what = `command ${i} ${text(command)}`;
+    if (i > o.prefix) {
+      const [a, b] = [cloneState(main), cloneState(main)];
+      const [outA, outB] = [applyOnce(machine, a, command, ctx), applyOnce(machine, b, command, ctx)];
+      if (text(outA) !== text(outB)) fail(`${what} gave ${show(outA)} on one copy of the state and ${show(outB)} on another`);
+      else if (a.digest !== b.digest || rowsOf(a) !== rowsOf(b)) fail(`${what} left two copies of the state with different rows`);
+      checkQuery(machine, rng, a, b, fail);
+    }
+    const outcome = applyOnce(machine, main, command, ctx);
+    if ("threw" in outcome) fail(`${what} threw: ${outcome.threw}`);
+    applied.push({ command, ctx, outcome });
+  }
+  if (failures.length > 0) return failures;
+  const again = new DigestedState(new MemoryRowStore());
+  for (const [i, a] of applied.entries()) {
+    const outcome = applyOnce(machine, again, a.command, a.ctx);
+    if (text(outcome) !== text(a.outcome)) {
+      fail(`replayed from the start, command ${i + 1} ${text(a.command)} gave ${show(outcome)}, the first time ${show(a.outcome)}`);
+      break;
+    }
+  }
+  if (failures.length === 0 && again.digest !== main.digest) fail("replayed from the start, the same commands end at another digest");
+  // The replay holds every row unsaved (a replica between saves); the first state saved each one
+  // (a replica just after a save): a query must not tell them apart.
+  for (let i = 0; i < o.commands && failures.length === 0; i++) {
+    const query = machine.generate.query(rng);
+    const [saved, unsaved] = [answer(machine, main, query), answer(machine, again, query)];
+    if (saved !== unsaved) fail(`query ${text(query)} answered ${saved} with the rows saved and ${unsaved} with them unsaved`);
+  }
+  return failures;
+}
+
+function checkQuery(machine: StateMachine<any, any>, rng: Prng, a: DigestedState, b: DigestedState, fail: (m: string) => void): void {
+  const query = machine.generate.query(rng);
+  const valid = validateQuery(machine, query);
+  if (!valid.ok) return void fail(`the generator made an invalid query ${text(query)}: ${valid.message}`);
+  const before = a.digest;
+  const [ra, rb] = [answer(machine, a, query), answer(machine, b, query)];
+  if (ra !== rb) fail(`query ${text(query)} answered ${ra} on one copy of the state and ${rb} on another`);
+  if (a.digest !== before) fail(`query ${text(query)} changed the state (a query must only read)`);
+}
+
+function answer(machine: StateMachine<any, any>, state: DigestedState, query: unknown): string {
+  try {
+    return text(machine.query(state.machineView(), structuredClone(query)));
+  } catch (err) {
+    return `an exception (${(err as Error).message})`;
+  } finally {
+    state.endStep();
+  }
+}
+
+// ---- the simulator -----------------------------------------------------------------------------
+
+export interface SimCheckOptions {
+  seeds: number[];
+  replicas: number[];
+  ops: number;
+  faults: FaultKind[];
+}
+
+/** The faults check-machine runs under by default. */
+export const checkFaults: FaultKind[] = ["drop", "reorder", "crash-replica", "crash-sequencer", "partition"];
+
+/**
+ * Runs the simulator with the machine (outputs voted on by a majority) over every seed and replica
+ * count: its checkers compare every replica's digests and every acknowledged output with a
+ * reference replay of the log, and every read with the reference state at its position.
+ */
+export async function simCheck(machine: string | StateMachine<any, any>, o: SimCheckOptions, onRun?: (line: string) => void): Promise<string[]> {
+  const failures: string[] = [];
+  for (const replicas of o.replicas) {
+    for (const seed of o.seeds) {
+      const opts = { seed, ops: o.ops, replicas, faults: o.faults, machine, outputs: "majority" as const };
+      const r = await simulate(opts);
+      onRun?.(`  ${replicas} replicas, seed ${seed}: ${r.failures.length === 0 ? "ok" : `${r.failures.length} failures`} (${r.stats.acked ?? 0} acknowledged, ${r.stats.reads ?? 0} reads)`);
+      for (const f of r.failures.slice(0, 3)) failures.push(`${replicas} replicas, seed ${seed}: ${f}`);
+      if (r.failures.length > 0 && typeof machine === "string") failures.push(`  reproduce: ${reproduce(opts)}`);
+    }
+  }
+  return failures;
+}

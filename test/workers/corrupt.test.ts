@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses } from "./helpers.js";
+
+const corrupt = (group: string, target: string) => api("POST", `/v1/groups/${group}/faults`, { target, fault: "corrupt" });
+
+describe("the corrupt fault", () => {
+  it("changes one stored row of a replica: the next audit quarantines exactly that replica, and it is rebuilt", async () => {
+    await createGroup("corrupt-one", { machine: "kv", checkpointEvery: 5 });
+    for (let i = 1; i <= 8; i++) await command("corrupt-one", { op: "put", key: `k${i}`, value: i });
+    await query("corrupt-one", { op: "get", key: "k1" });
+    expect((await api("POST", "/v1/groups/corrupt-one/audit")).body.verdict).toBe("consistent");
+
+    const r = await corrupt("corrupt-one", "r2");
+    expect(r.status).toBe(200);
+    expect(r.body.corrupted).toEqual({ replica: "r2", key: "m/k1" });
+
+    const report = (await api("POST", "/v1/groups/corrupt-one/audit")).body;
+    expect(report.verdict).toBe("diverged");
+    expect(report.replicas.map((x: any) => [x.id, x.verdict])).toEqual([
+      ["r1", "agrees"],
+      ["r2", "diverged"],
+      ["r3", "agrees"],
+    ]);
+    let s = await statuses("corrupt-one");
+    expect(["quarantined", "repairing", "healthy"]).toContain(s.r2.status);
+    const events = (await api("GET", "/v1/groups/corrupt-one/events", undefined, clientToken)).body.events;
+    expect(events.some((e: any) => e.kind === "quarantine" && /r2/.test(e.message))).toBe(true);
+
+    // The audit started the repair: r2 ends healthy, and a later audit finds every replica agreeing.
+    for (let i = 0; i < 60 && s.r2.status !== "healthy"; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      s = await statuses("corrupt-one");
+    }
+    expect(s.r2.status).toBe("healthy");
+    expect((await query("corrupt-one", { op: "get", key: "k1" }, "stale")).body.result).toEqual({ value: 1 });
+    const after = (await api("POST", "/v1/groups/corrupt-one/audit")).body;
+    expect(after.verdict).toBe("consistent");
+  });
+
+  it("applies to a replica of the group that has rows: else a 400, 404 or 409", async () => {
+    await createGroup("corrupt-bad");
+    expectError(await corrupt("corrupt-bad", "sequencer"), 400, "bad_request", /replica/);
+    expectError(await corrupt("corrupt-bad", "r9"), 404, "not_found", /r9/);
+    expectError(await corrupt("corrupt-bad", "r1"), 409, "conflict", /no stored state rows/);
+  });
+});
