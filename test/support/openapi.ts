@@ -86,6 +86,27 @@ export class OpenApi {
     return this.check(`openapi#/${pointer("paths", found.template, method.toLowerCase(), "responses", String(status), "content", type, "x-parts", part)}`, value);
   }
 
+  /**
+   * Problems of an answer as it came over the wire: its media type is one the document gives its
+   * status; a JSON body validates; an event stream's data and an NDJSON file's lines validate
+   * against the stream's parts (a snapshot: a header, then rows).
+   */
+  answerProblems(method: string, path: string, status: number, contentType: string, text: string): string[] {
+    const type = contentType.split(";")[0]!.trim();
+    if (text === "" || type === "application/json") return this.responseProblems(method, path, status, text === "" ? undefined : JSON.parse(text));
+    const documented = this.mediaTypes(method, path, status).map((t) => t.split(";")[0]!.trim());
+    if (!documented.includes(type)) return [`${contentType} is not documented for ${status} (${documented.join(", ")})`];
+    if (type === "text/event-stream") {
+      const data = text.split("\n").filter((l) => l.startsWith("data:")).map((l) => JSON.parse(l.slice("data:".length)));
+      return data.flatMap((d) => this.partProblems(method, path, status, "data", d));
+    }
+    if (type === "application/x-ndjson") {
+      const [header, ...rows] = text.trim().split("\n").map((l) => JSON.parse(l));
+      return [...this.partProblems(method, path, status, "header", header), ...rows.flatMap((r) => this.partProblems(method, path, status, "row", r))];
+    }
+    return [];
+  }
+
   /** Problems of an answer's status and JSON body against the operation's responses ([] when valid). */
   responseProblems(method: string, path: string, status: number, body: unknown): string[] {
     const found = this.operation(method, path);
