@@ -212,11 +212,9 @@ function operationOf(c: Converter, route: Route): Json {
 
 export function buildDocument(): Json {
   const c = new Converter();
-  // The named schemas first, so each is in the components even if no route refers to it.
-  for (const { schema, io } of [
-    { schema: machineCommand, io: "input" as const },
-    { schema: machineQuery, io: "input" as const },
-  ]) c.convert(schema, io);
+  // The machines' unions are only referred to from the bodies (see standIns): convert them here.
+  c.convert(machineCommand, "input");
+  c.convert(machineQuery, "input");
   const paths: Record<string, Record<string, Json>> = {};
   for (const route of routes) (paths[route.path] ??= {})[route.method] = operationOf(c, route);
   const tags = [...new Set(routes.map((r) => r.tag))].map((name) => ({ name }));
@@ -241,10 +239,10 @@ export function buildDocument(): Json {
   };
 }
 
-let document: Json | null = null;
+let built: Json | null = null;
 
-/** The document, made once per isolate. */
+/** The document, made once per isolate (on its first request, not at start-up). */
 export function openApiDocument(): Json {
-  document ??= buildDocument();
-  return document;
+  built ??= buildDocument();
+  return built;
 }

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { routes } from "../../shared/api/routes.js";
 import { app } from "../../workers/router.js";
-import { api } from "./helpers.js";
+import { api, clientToken } from "./helpers.js";
 
 /**
  * Catalog routes whose handlers are still being written ("GET /v1/groups/{group}/x"). The test
@@ -46,6 +46,19 @@ describe("the route catalog and the Hono app", () => {
     const all = routes.map((r) => `${r.method} ${r.path}`);
     expect(new Set(all).size).toBe(all.length);
     expect(new Set(routes.map((r) => r.id)).size).toBe(routes.length);
+  });
+});
+
+describe("the catalog's auth and the router's", () => {
+  /** A concrete path for a catalog path: a group that does not exist, r2, a token id. */
+  const concrete = (path: string) => path.replace("{group}", "no-such-group").replace("{id}", path.includes("/tokens/") ? "0123abcd" : "r2");
+
+  it("answers 403 to a client token on every admin route, and never on a client route", async () => {
+    for (const route of routes.filter((r) => r.auth !== "none" && !r.asset)) {
+      const r = await api(route.method.toUpperCase(), concrete(route.path), route.method === "get" || route.method === "delete" ? undefined : {}, clientToken);
+      if (route.auth === "admin") expect(`${route.id} ${r.status}`).toBe(`${route.id} 403`);
+      else expect(`${route.id} ${r.status}`).not.toBe(`${route.id} 403`);
+    }
   });
 });
 
