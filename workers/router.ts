@@ -2,6 +2,7 @@
 // (workers/routes/). Routes do HTTP only; the control plane is workers/groups.ts.
 import { Hono, type Context } from "hono";
 import { ApiError } from "../shared/api/errors.js";
+import { openApiDocument } from "../shared/api/openapi.js";
 import { logEvent } from "../shared/log.js";
 import { RateLimiter, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
@@ -56,6 +57,8 @@ app.use("*", async (c, next) => {
 // ---- auth ----------------------------------------------------------------------------------
 
 app.get("/healthz", (c) => c.json({ ok: true }));
+// The API's description needs no token (API.md); /docs, its reader, is a static asset (public/).
+app.get("/openapi.json", (c) => c.json(openApiDocument()));
 
 app.use("/v1/*", async (c, next) => {
   const tokens = tokensFrom(c.env);

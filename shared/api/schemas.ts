@@ -5,7 +5,9 @@ import {
   checkpointEveryMax,
   checkpointEveryMin,
   clientCharsMax,
+  groupsPageMax,
   logPageMax,
+  metricsPageMax,
   replicasDefault,
   replicasMax,
 } from "../limits.js";
@@ -95,6 +97,43 @@ export const watchParams = z.object({
 export const auditsParams = z.object({
   limit: z.coerce.number().int().min(1).max(100).optional(),
 });
+
+// ---- the bodies and parameters of the operator's routes (workers/routes/) -------------------
+
+/** GET /v1/groups: a page of group names after `after`. */
+export const groupsParams = z.object({
+  after: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(groupsPageMax).optional(),
+});
+
+/** GET /v1/metrics: one group, or a page of the registry's groups after `after`. */
+export const metricsParams = z.object({
+  group: z.string().regex(groupNamePattern, "must match ^[a-z0-9][a-z0-9-]{0,62}$").optional(),
+  after: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(metricsPageMax).optional(),
+});
+
+/** A replica's id in a path, e.g. r2. */
+export const replicaIdPattern = /^r[1-9][0-9]{0,5}$/;
+/** A group token's id in a path (8 hex digits). */
+export const tokenIdPattern = /^[0-9a-f]{8}$/;
+
+export const addReplicaBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+
+export const releaseBody = z.object({ rebase: z.boolean().optional() }).strict();
+
+export const moveSequencerBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+
+export const tokenBody = z.object({ scope: z.enum(["read", "write"]), name: z.string().min(1).max(128).optional() }).strict();
+
+export const faultBody = z
+  .object({
+    target: z.string().regex(/^(sequencer|registry|r[1-9][0-9]{0,5})$/, "sequencer, registry or a replica id"),
+    // "corrupt" (a replica only): one stored state row changed behind its digest, once (nothing to clear).
+    fault: z.enum(["unreachable", "slow", "corrupt", "none"]),
+    ms: z.number().int().min(0).max(60_000).optional(),
+  })
+  .strict();
 
 /** "field: problem" for the first issue, so a 400 names what is wrong. */
 export function describeZodError(err: z.ZodError, root: string): string {

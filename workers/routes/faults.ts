@@ -1,6 +1,6 @@
 // Fault injection (API.md, "Fault injection"): a 404 unless the worker's var ALLOW_FAULTS is "1".
 import { Hono } from "hono";
-import { z } from "zod";
+import { faultBody } from "../../shared/api/schemas.js";
 import { ApiError } from "../../shared/api/errors.js";
 import { faultsAllowed, listFaults, setFault } from "../faults.js";
 import { membersOf, sequencerName } from "../../shared/protocol/types.js";
@@ -9,15 +9,6 @@ import * as groups from "../groups.js";
 import { type App, groupParam, jsonBody, parse, requireAdmin } from "../http.js";
 
 export const faultRoutes = new Hono<App>();
-
-const faultBody = z
-  .object({
-    target: z.string().regex(/^(sequencer|registry|r[1-9][0-9]{0,5})$/, "sequencer, registry or a replica id"),
-    // "corrupt" (a replica only): one stored state row changed behind its digest, once (nothing to clear).
-    fault: z.enum(["unreachable", "slow", "corrupt", "none"]),
-    ms: z.number().int().min(0).max(60_000).optional(),
-  })
-  .strict();
 
 faultRoutes.post("/:group/faults", async (c) => {
   if (!faultsAllowed(c.env)) throw new ApiError("not_found", `no route POST ${new URL(c.req.url).pathname}`);

@@ -1,10 +1,9 @@
 // Groups: create, list, status, delete.
 import { Hono } from "hono";
-import { z } from "zod";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
-import { createGroupBody, groupConfigFrom } from "../../shared/api/schemas.js";
-import { groupsPageDefault, groupsPageMax } from "../../shared/limits.js";
+import { createGroupBody, groupConfigFrom, groupsParams } from "../../shared/api/schemas.js";
+import { groupsPageDefault } from "../../shared/limits.js";
 import { registryStub } from "../env.js";
 import * as groups from "../groups.js";
 import { groupParam, jsonBody, parse, requireAdmin, status } from "../http.js";
@@ -21,14 +20,9 @@ groupRoutes.put("/:group", async (c) => {
   return c.json(r.status, r.created ? 201 : 200);
 });
 
-const listParams = z.object({
-  after: z.string().max(64).optional(),
-  limit: z.coerce.number().int().min(1).max(groupsPageMax).optional(),
-});
-
 groupRoutes.get("/", async (c) => {
   requireAdmin(c);
-  const q = parse(listParams, c.req.query(), "query");
+  const q = parse(groupsParams, c.req.query(), "query");
   const page = await registryStub(c.env)
     .list(q.after ?? null, q.limit ?? groupsPageDefault)
     .catch((err) => {

@@ -1,10 +1,9 @@
 // Replicas (add, remove, repair, release), the sequencer (move), the log, audits and events.
 import { Hono } from "hono";
-import { z } from "zod";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
 import type { Context } from "hono";
-import { auditsParams, logParams } from "../../shared/api/schemas.js";
+import { addReplicaBody, auditsParams, logParams, moveSequencerBody, releaseBody, replicaIdPattern } from "../../shared/api/schemas.js";
 import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shared/limits.js";
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
@@ -26,8 +25,6 @@ memberRoutes.get("/:group/log", async (c) => {
 
 memberRoutes.get("/:group/replicas", async (c) => c.json({ replicas: (await status(c.env, groupParam(c))).replicas }));
 
-const addReplicaBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
-
 memberRoutes.post("/:group/replicas", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
@@ -40,7 +37,7 @@ memberRoutes.post("/:group/replicas", async (c) => {
 
 function replicaParam(c: Context<App>): string {
   const id = c.req.param("id") ?? "";
-  if (!/^r[1-9][0-9]{0,5}$/.test(id)) throw new ApiError("bad_request", "id: a replica id such as r2");
+  if (!replicaIdPattern.test(id)) throw new ApiError("bad_request", "id: a replica id such as r2");
   return id;
 }
 
@@ -54,8 +51,6 @@ memberRoutes.delete("/:group/replicas/:id", async (c) => {
   groups.forget(group);
   return c.json({ replica: r.replica }, 202);
 });
-
-const releaseBody = z.object({ rebase: z.boolean().optional() }).strict();
 
 /** The operator's ways out of a quarantine (README, Operations): rebuild from a healthy replica, or release. */
 memberRoutes.post("/:group/replicas/:id/repair", async (c) => {
@@ -82,8 +77,6 @@ memberRoutes.post("/:group/replicas/:id/release", async (c) => {
   if (!r.ok) throw new ApiError(r.code, r.reason);
   return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
 });
-
-const moveSequencerBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
 
 /** Moves the group's sequencer (see groups.move). Commands in flight may answer 503/504 meanwhile; retries are safe. */
 memberRoutes.post("/:group/sequencer", async (c) => {

@@ -1,23 +1,16 @@
 // GET /v1/metrics (API.md, "Metrics"): Prometheus text for one group (?group=) or one page of the
 // registry's groups (?after=&limit=; a "# next: <name>" comment when more follow).
 import { Hono } from "hono";
-import { z } from "zod";
 import { ApiError } from "../../shared/api/errors.js";
 import { exposition, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
-import { groupNamePattern } from "../../shared/api/schemas.js";
-import { metricsPageDefault, metricsPageMax } from "../../shared/limits.js";
+import { metricsParams } from "../../shared/api/schemas.js";
+import { metricsPageDefault } from "../../shared/limits.js";
 import { registryStub } from "../env.js";
 import type { App } from "../http.js";
 import { parse, requireAdmin } from "../http.js";
 import { gather, groupFigures } from "../metrics.js";
 
 export const metricsRoutes = new Hono<App>();
-
-const metricsParams = z.object({
-  group: z.string().regex(groupNamePattern, "must match ^[a-z0-9][a-z0-9-]{0,62}$").optional(),
-  after: z.string().max(64).optional(),
-  limit: z.coerce.number().int().min(1).max(metricsPageMax).optional(),
-});
 
 metricsRoutes.get("/", async (c) => {
   requireAdmin(c);

@@ -1,8 +1,8 @@
 // Group tokens (API.md, "Group tokens"), created, listed and revoked by the admin.
 import { Hono } from "hono";
-import { z } from "zod";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
+import { tokenBody, tokenIdPattern } from "../../shared/api/schemas.js";
 import { groupTokensMax } from "../../shared/limits.js";
 import { newGroupToken, secretHash } from "../auth.js";
 import { directoryStub } from "../env.js";
@@ -12,8 +12,6 @@ import { groupParam, jsonBody, parse, requireAdmin } from "../http.js";
 export const tokenRoutes = new Hono<App>();
 
 // ---- group tokens --------------------------------------------------------------------------
-
-const tokenBody = z.object({ scope: z.enum(["read", "write"]), name: z.string().min(1).max(128).optional() }).strict();
 
 tokenRoutes.post("/:group/tokens", async (c) => {
   requireAdmin(c);
@@ -38,7 +36,7 @@ tokenRoutes.delete("/:group/tokens/:id", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const id = c.req.param("id");
-  if (!/^[0-9a-f]{8}$/.test(id)) throw new ApiError("bad_request", "id: a token id (8 hex digits)");
+  if (!tokenIdPattern.test(id)) throw new ApiError("bad_request", "id: a token id (8 hex digits)");
   await groups.lookup(c.env, group);
   if (!(await directoryStub(c.env, group).revokeToken(id))) throw new ApiError("not_found", `group ${group} has no token ${id}`);
   return c.body(null, 204);

@@ -1,0 +1,149 @@
+// The response shapes of API.md as zod schemas: what the OpenAPI document (shared/api/openapi.ts)
+// publishes and the e2e tests validate real answers against. The TypeScript types the router and
+// the client use stay in results.ts and types.ts; the checks at the end make the two agree, so a
+// field added to one and not the other fails the typecheck.
+import { z } from "zod";
+import { type ErrorBody, type ErrorCode, errorStatus } from "./errors.js";
+import type { BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "./results.js";
+import type { AuditReport, Entry, GroupStatus, ReplicaStatus } from "./types.js";
+
+const time = z.string().describe("ISO-8601 time");
+const hex = z.string().regex(/^[0-9a-f]*$/).describe("lowercase hex");
+const seq = z.number().int().min(0);
+const anyJson = z.unknown().describe("any JSON value");
+
+export const errorCodes = Object.keys(errorStatus) as ErrorCode[];
+
+/** The body of every non-2xx answer; `codes` narrows `code` to those one status can carry. */
+export function errorBodyOf(codes: readonly ErrorCode[] = errorCodes) {
+  return z.object({
+    error: z.object({
+      code: z.enum(codes as [ErrorCode, ...ErrorCode[]]),
+      message: z.string(),
+      requestId: z.string().optional().describe("only on a 500: find it in the logs"),
+    }),
+  });
+}
+export const errorBody = errorBodyOf();
+
+export const replicaStatus = z.object({
+  id: z.string(),
+  location: z.string().nullable(),
+  status: z.enum(["healthy", "joining", "lagging", "suspect", "down", "quarantined", "repairing", "removed"]),
+  lastSeq: seq,
+  appliedSeq: seq,
+  digest: hex,
+  lastContact: time.nullable(),
+});
+
+export const sequencerStatus = z.object({
+  name: z.string(),
+  location: z.string().nullable(),
+  epoch: seq,
+  since: time.nullable(),
+});
+
+export const groupStatus = z.object({
+  group: z.string(),
+  machine: z.string(),
+  epoch: seq,
+  commitSeq: seq,
+  lastSeq: seq,
+  outputs: z.enum(["first", "majority"]),
+  checkpointEvery: z.number().int(),
+  sequencer: sequencerStatus.describe("the object ordering the group's commands now"),
+  replicas: z.array(replicaStatus),
+});
+
+export const groupsPage = z.object({ groups: z.array(z.string()), next: z.string().optional() });
+
+export const commandResult = z.object({ seq: seq.min(1), output: anyJson, bookmark: z.string() });
+
+export const batchResult = z.object({
+  results: z.array(
+    z.union([
+      z.object({ seq: seq.min(1), output: anyJson }),
+      z.object({ error: z.object({ code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]), message: z.string() }) }),
+    ]),
+  ),
+  bookmark: z.string().describe("the position of the batch's highest seq"),
+});
+
+export const queryResult = z.object({ result: anyJson, seq, replica: z.string() });
+
+export const entry = z.object({
+  seq: seq.min(1),
+  epoch: seq,
+  kind: z.enum(["command", "config", "noop"]),
+  client: z.string().nullable(),
+  request: z.number().int().nullable(),
+  command: anyJson,
+  timestamp: time,
+  hash: hex,
+});
+
+export const logPage = z.object({ firstSeq: seq, lastSeq: seq, commitSeq: seq, entries: z.array(entry) });
+
+export const auditReport = z.object({
+  at: time,
+  group: z.string(),
+  seq: seq.describe("the position compared"),
+  verdict: z.enum(["consistent", "diverged", "insufficient"]),
+  replicas: z.array(
+    z.object({
+      id: z.string(),
+      appliedSeq: seq.nullable(),
+      digest: hex.nullable(),
+      verdict: z.enum(["agrees", "diverged", "unreachable", "behind"]),
+      reason: z.string().optional(),
+    }),
+  ),
+  quarantined: z.array(z.string()).describe("the replicas this audit quarantined"),
+  alarm: z.string().optional().describe("a quorum failed the same check: a bug, not corruption"),
+});
+
+/** A group's operational history; each kind may carry fields of its own (a failover's cause, from, to, downMs). */
+export const groupEvent = z.looseObject({
+  at: time,
+  kind: z.enum(["failover", "move", "recovery", "quarantine", "repair", "release", "alarm", "replica-added", "replica-removed"]),
+  epoch: seq,
+  message: z.string(),
+  cause: z.string().optional(),
+  from: z.string().optional(),
+  to: z.string().optional(),
+  downMs: z.number().optional(),
+});
+
+export const watchEvent = z.object({
+  seq: seq.min(1),
+  kind: z.enum(["command", "config", "noop"]),
+  client: z.string().nullable(),
+  request: z.number().int().nullable(),
+  command: anyJson,
+  output: anyJson,
+  timestamp: time,
+  changes: z.array(z.tuple([z.string(), anyJson])).describe("the keys the entry wrote and their new values (null: deleted)"),
+});
+
+export const snapshotHeader = z.object({ group: z.string(), machine: z.string(), seq, rows: z.number().int().min(0), digest: hex });
+
+export const tokenCreated = z.object({ id: z.string(), token: z.string().describe("the secret: shown only here"), scope: z.enum(["read", "write"]), name: z.string().nullable(), created: time });
+export const tokenInfo = z.object({ id: z.string(), scope: z.enum(["read", "write"]), name: z.string().nullable(), created: time });
+
+export const fault = z.object({ target: z.string(), name: z.string().optional(), fault: z.enum(["unreachable", "slow"]), ms: z.number().int() });
+
+// ---- the schemas agree with the types (both ways) ------------------------------------------
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+function agree<_ extends true>(): void {}
+agree<Same<z.infer<typeof replicaStatus>, ReplicaStatus>>();
+agree<Same<z.infer<typeof groupStatus>, GroupStatus>>();
+agree<Same<z.infer<typeof commandResult>, CommandResult>>();
+agree<Same<z.infer<typeof queryResult>, QueryResult>>();
+agree<Same<z.infer<typeof entry>, Entry>>();
+agree<Same<z.infer<typeof logPage>, LogPage>>();
+agree<Same<z.infer<typeof auditReport>, AuditReport>>();
+agree<Same<z.infer<typeof watchEvent>, WatchEvent>>();
+agree<Same<z.infer<typeof snapshotHeader>, SnapshotHeader>>();
+agree<Same<z.infer<typeof batchResult>, BatchResult>>();
+agree<Same<z.infer<typeof errorBody>, ErrorBody>>();

@@ -1,0 +1,424 @@
+// Every route of the HTTP API (API.md "Routes"), as data: method, path, who may call it, and the
+// very zod schemas the router validates its input with (shared/api/schemas.ts), with the shapes
+// it answers (shared/api/responses.ts). The OpenAPI document (openapi.ts) is made from this list,
+// and test/workers/openapi.test.ts checks it against the routes the Hono app registers, so the
+// two cannot drift apart.
+import { z } from "zod";
+import type { ErrorCode } from "./errors.js";
+import * as answers from "./responses.js";
+import {
+  addReplicaBody,
+  auditsParams,
+  batchBody,
+  commandBody,
+  createGroupBody,
+  faultBody,
+  groupNamePattern,
+  groupsParams,
+  logParams,
+  metricsParams,
+  moveSequencerBody,
+  queryBody,
+  releaseBody,
+  replicaIdPattern,
+  tokenBody,
+  tokenIdPattern,
+  watchParams,
+} from "./schemas.js";
+import { locationHints } from "../geo.js";
+import { restoreBytesMax } from "../limits.js";
+
+/** none: no token; client: any token (a group token on its own group); admin: ADMIN_TOKEN only. */
+export type Auth = "none" | "client" | "admin";
+export type Method = "get" | "put" | "post" | "delete";
+
+/** A body or an answer that is not JSON: its media type and what it holds. */
+export interface Stream {
+  type: string;
+  description: string;
+  /** JSON schemas of the stream's parts (an event's data, a file's lines), for the reader. */
+  parts?: Record<string, z.ZodType>;
+}
+
+export interface Answer {
+  status: number;
+  description: string;
+  /** An application/json body; neither schema nor stream: no body. */
+  schema?: z.ZodType;
+  stream?: Stream;
+}
+
+export interface Route {
+  /** The OpenAPI operationId. */
+  id: string;
+  method: Method;
+  /** OpenAPI's form: /v1/groups/{group}; Hono's :group is the same parameter. */
+  path: string;
+  auth: Auth;
+  /** The resource it belongs to: the reference page groups routes by it. */
+  tag: string;
+  summary: string;
+  description?: string;
+  /** Path parameters other than {group}, which is always a group name. */
+  params?: Record<string, z.ZodType>;
+  query?: z.ZodObject;
+  headers?: Record<string, z.ZodType>;
+  /** A JSON body (optional: an empty body is `{}`), or a stream. */
+  body?: { schema: z.ZodType; optional?: boolean } | { stream: Stream; bytesMax: number };
+  answers: Answer[];
+  /** Error codes this route answers beyond those every route of its kind may (see errorsOf). */
+  errors?: ErrorCode[];
+  /** Served as a Workers static asset from public/ (wrangler.toml [assets]), not by the Hono app. */
+  asset?: string;
+  /** Exists only with the var ALLOW_FAULTS=1 (else a 404). */
+  testOnly?: boolean;
+}
+
+const nearHeader = z.enum(locationHints).describe("serve from the replica nearest this location hint (else the request's origin)");
+
+/** What a machine command or query is: stands for the body's `command` and `query` in the document. */
+export const machineFields = {
+  command: commandBody.shape.command,
+  batchCommand: batchBody.shape.commands.element.shape.command,
+  query: queryBody.shape.query,
+};
+
+const html = (what: string): Answer => ({ status: 200, description: what, stream: { type: "text/html", description: what } });
+
+export const routes: Route[] = [
+  // ---- service ---------------------------------------------------------------------------------
+  {
+    id: "health",
+    method: "get",
+    path: "/healthz",
+    auth: "none",
+    tag: "service",
+    summary: "Liveness: the worker answers",
+    answers: [{ status: 200, description: "alive", schema: z.object({ ok: z.literal(true) }) }],
+  },
+  {
+    id: "openapi",
+    method: "get",
+    path: "/openapi.json",
+    auth: "none",
+    tag: "service",
+    summary: "This document: OpenAPI 3.1 of every route",
+    answers: [{ status: 200, description: "the OpenAPI document", schema: z.looseObject({ openapi: z.string(), paths: z.record(z.string(), z.unknown()) }) }],
+  },
+  {
+    id: "docs",
+    method: "get",
+    path: "/docs",
+    auth: "none",
+    tag: "service",
+    summary: "The API reference page (renders /openapi.json)",
+    answers: [html("the reference page")],
+    asset: "docs.html",
+  },
+  {
+    id: "dashboard",
+    method: "get",
+    path: "/dashboard",
+    auth: "none",
+    tag: "service",
+    summary: "The operator's page: groups, sequencers, replicas, audits (asks for a token)",
+    answers: [html("the dashboard")],
+    asset: "dashboard.html",
+  },
+  {
+    id: "metrics",
+    method: "get",
+    path: "/v1/metrics",
+    auth: "admin",
+    tag: "service",
+    summary: "Prometheus metrics of one group (?group=) or a page of groups",
+    query: metricsParams,
+    answers: [{ status: 200, description: "Prometheus text exposition 0.0.4", stream: { type: "text/plain; version=0.0.4", description: "smr_group_commit_seq{group}, smr_replica_applied_seq{group,replica}, ... (API.md, Metrics)" } }],
+    errors: ["bad_request", "not_found", "unavailable"],
+  },
+
+  // ---- groups ----------------------------------------------------------------------------------
+  {
+    id: "createGroup",
+    method: "put",
+    path: "/v1/groups/{group}",
+    auth: "admin",
+    tag: "groups",
+    summary: "Create a group: a sequencer and its replicas running one machine",
+    body: { schema: createGroupBody },
+    answers: [
+      { status: 201, description: "created", schema: answers.groupStatus },
+      { status: 200, description: "a group with the same config exists", schema: answers.groupStatus },
+    ],
+    errors: ["conflict", "unavailable"],
+  },
+  {
+    id: "listGroups",
+    method: "get",
+    path: "/v1/groups",
+    auth: "admin",
+    tag: "groups",
+    summary: "A page of group names in name order",
+    query: groupsParams,
+    answers: [{ status: 200, description: "a page; `next` when more follow", schema: answers.groupsPage }],
+    errors: ["bad_request", "unavailable"],
+  },
+  {
+    id: "getGroup",
+    method: "get",
+    path: "/v1/groups/{group}",
+    auth: "client",
+    tag: "groups",
+    summary: "A group's status: epoch, positions, sequencer and replicas",
+    answers: [{ status: 200, description: "the status", schema: answers.groupStatus }],
+    errors: ["unavailable"],
+  },
+  {
+    id: "deleteGroup",
+    method: "delete",
+    path: "/v1/groups/{group}",
+    auth: "admin",
+    tag: "groups",
+    summary: "Delete a group: all its state is destroyed",
+    answers: [{ status: 204, description: "deleted" }],
+    errors: ["unavailable"],
+  },
+
+  // ---- commands and queries --------------------------------------------------------------------
+  {
+    id: "submit",
+    method: "post",
+    path: "/v1/groups/{group}/commands",
+    auth: "client",
+    tag: "commands",
+    summary: "Order, replicate and execute a command (or a batch), exactly once per (client, request)",
+    description:
+      "Answers once the command is durable on a majority and executed. A retry with the same (client, request) returns the first answer; the same pair with another command is a 409. A batch (`commands`) is one entry per command, in order; if any fails validation nothing is ordered.",
+    body: { schema: z.union([commandBody, batchBody]) },
+    answers: [{ status: 200, description: "the command's (or each batched command's) seq and output", schema: z.union([answers.commandResult, answers.batchResult]) }],
+    errors: ["conflict", "unavailable", "timeout"],
+  },
+  {
+    id: "query",
+    method: "post",
+    path: "/v1/groups/{group}/query",
+    auth: "client",
+    tag: "commands",
+    summary: "Read: linearizable (default), sequential (after a bookmark) or stale",
+    headers: { "x-smr-near": nearHeader },
+    body: { schema: queryBody },
+    answers: [{ status: 200, description: "the result and the answering replica's applied seq", schema: answers.queryResult }],
+    errors: ["unavailable", "timeout"],
+  },
+  {
+    id: "watch",
+    method: "get",
+    path: "/v1/groups/{group}/watch",
+    auth: "client",
+    tag: "commands",
+    summary: "Stream applied, committed entries after `from` (Server-Sent Events)",
+    description: "Each entry is an `entry` event whose data is a WatchEvent; `Last-Event-ID` resumes after that seq with no gap and no repeat; `: keepalive` comments come at least every 15 s.",
+    query: watchParams,
+    headers: { "x-smr-near": nearHeader, "last-event-id": z.string().regex(/^(0|[1-9][0-9]{0,15})$/).describe("resume after this seq (as the router checks it)") },
+    answers: [{ status: 200, description: "an event stream", stream: { type: "text/event-stream", description: "id: <seq>, event: entry, data: a WatchEvent", parts: { data: answers.watchEvent } } }],
+    errors: ["compacted", "unavailable"],
+  },
+
+  // ---- the log, audits and events ---------------------------------------------------------------
+  {
+    id: "readLog",
+    method: "get",
+    path: "/v1/groups/{group}/log",
+    auth: "admin",
+    tag: "log and audits",
+    summary: "A page of the group's log entries from `from`",
+    query: logParams,
+    answers: [{ status: 200, description: "the entries and the log's positions", schema: answers.logPage }],
+    errors: ["compacted", "unavailable"],
+  },
+  {
+    id: "audit",
+    method: "post",
+    path: "/v1/groups/{group}/audit",
+    auth: "admin",
+    tag: "log and audits",
+    summary: "Run one audit of the replicas' digests now",
+    answers: [{ status: 200, description: "the audit's report", schema: answers.auditReport }],
+    errors: ["unavailable"],
+  },
+  {
+    id: "listAudits",
+    method: "get",
+    path: "/v1/groups/{group}/audits",
+    auth: "client",
+    tag: "log and audits",
+    summary: "The latest audits, newest first",
+    query: auditsParams,
+    answers: [{ status: 200, description: "audit reports", schema: z.object({ audits: z.array(answers.auditReport) }) }],
+  },
+  {
+    id: "listEvents",
+    method: "get",
+    path: "/v1/groups/{group}/events",
+    auth: "client",
+    tag: "log and audits",
+    summary: "The group's operational history (failovers, moves, quarantines, repairs), newest first",
+    query: auditsParams,
+    answers: [{ status: 200, description: "events", schema: z.object({ events: z.array(answers.groupEvent) }) }],
+  },
+
+  // ---- replicas and the sequencer ---------------------------------------------------------------
+  {
+    id: "listReplicas",
+    method: "get",
+    path: "/v1/groups/{group}/replicas",
+    auth: "client",
+    tag: "replicas",
+    summary: "The group's replicas and their status",
+    answers: [{ status: 200, description: "the replicas", schema: z.object({ replicas: z.array(answers.replicaStatus) }) }],
+    errors: ["unavailable"],
+  },
+  {
+    id: "addReplica",
+    method: "post",
+    path: "/v1/groups/{group}/replicas",
+    auth: "admin",
+    tag: "replicas",
+    summary: "Add a replica (it joins, catches up, then votes)",
+    body: { schema: addReplicaBody, optional: true },
+    answers: [{ status: 202, description: "the new replica", schema: z.object({ replica: answers.replicaStatus }) }],
+    errors: ["conflict", "unavailable"],
+  },
+  {
+    id: "removeReplica",
+    method: "delete",
+    path: "/v1/groups/{group}/replicas/{id}",
+    auth: "admin",
+    tag: "replicas",
+    summary: "Remove a replica",
+    params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
+    answers: [{ status: 202, description: "the removed replica", schema: z.object({ replica: answers.replicaStatus }) }],
+    errors: ["conflict", "unavailable"],
+  },
+  {
+    id: "repairReplica",
+    method: "post",
+    path: "/v1/groups/{group}/replicas/{id}/repair",
+    auth: "admin",
+    tag: "replicas",
+    summary: "Rebuild a quarantined replica from a healthy one",
+    params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
+    answers: [{ status: 200, description: "the replica after the repair", schema: z.object({ replica: answers.replicaStatus.optional() }) }],
+    errors: ["unavailable"],
+  },
+  {
+    id: "releaseReplica",
+    method: "post",
+    path: "/v1/groups/{group}/replicas/{id}/release",
+    auth: "admin",
+    tag: "replicas",
+    summary: "Release a quarantined replica as it is (optionally rebased on its own rows)",
+    params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
+    body: { schema: releaseBody, optional: true },
+    answers: [{ status: 200, description: "the replica after the release", schema: z.object({ replica: answers.replicaStatus.optional() }) }],
+    errors: ["conflict", "unavailable"],
+  },
+  {
+    id: "moveSequencer",
+    method: "post",
+    path: "/v1/groups/{group}/sequencer",
+    auth: "admin",
+    tag: "replicas",
+    summary: "Move the group's sequencer (to a location hint)",
+    body: { schema: moveSequencerBody, optional: true },
+    answers: [{ status: 202, description: "the new sequencer", schema: z.object({ sequencer: answers.sequencerStatus.omit({ since: true }) }) }],
+    errors: ["conflict", "unavailable"],
+  },
+
+  // ---- snapshots -----------------------------------------------------------------------------
+  {
+    id: "snapshot",
+    method: "get",
+    path: "/v1/groups/{group}/snapshot",
+    auth: "admin",
+    tag: "snapshots",
+    summary: "Download the machine's state at one seq, consistent, while writes continue",
+    answers: [
+      {
+        status: 200,
+        description: "a snapshot file",
+        stream: { type: "application/x-ndjson", description: "a SnapshotHeader line, then `rows` lines of [key, value]", parts: { header: answers.snapshotHeader, row: z.tuple([z.string(), z.unknown()]) } },
+      },
+    ],
+    errors: ["unavailable"],
+  },
+  {
+    id: "restore",
+    method: "post",
+    path: "/v1/groups/{group}/restore",
+    auth: "admin",
+    tag: "snapshots",
+    summary: "Load a snapshot file into a group that has no entries yet",
+    body: {
+      stream: { type: "application/x-ndjson", description: "a snapshot file as GET .../snapshot makes it", parts: { header: answers.snapshotHeader, row: z.tuple([z.string(), z.unknown()]) } },
+      bytesMax: restoreBytesMax,
+    },
+    answers: [{ status: 200, description: "the group, with every replica's state equal to the file's rows", schema: answers.groupStatus }],
+    errors: ["conflict", "unavailable"],
+  },
+
+  // ---- group tokens -----------------------------------------------------------------------------
+  {
+    id: "createToken",
+    method: "post",
+    path: "/v1/groups/{group}/tokens",
+    auth: "admin",
+    tag: "tokens",
+    summary: "Create a token for this group only, with scope read or write",
+    body: { schema: tokenBody },
+    answers: [{ status: 201, description: "the token; its secret is shown only here", schema: answers.tokenCreated }],
+    errors: ["conflict"],
+  },
+  {
+    id: "listTokens",
+    method: "get",
+    path: "/v1/groups/{group}/tokens",
+    auth: "admin",
+    tag: "tokens",
+    summary: "The group's tokens (no secrets)",
+    answers: [{ status: 200, description: "the tokens", schema: z.object({ tokens: z.array(answers.tokenInfo) }) }],
+  },
+  {
+    id: "revokeToken",
+    method: "delete",
+    path: "/v1/groups/{group}/tokens/{id}",
+    auth: "admin",
+    tag: "tokens",
+    summary: "Revoke a group token",
+    params: { id: z.string().regex(tokenIdPattern).describe("a token id (8 hex digits)") },
+    answers: [{ status: 204, description: "revoked" }],
+  },
+
+  // ---- fault injection --------------------------------------------------------------------------
+  {
+    id: "setFault",
+    method: "post",
+    path: "/v1/groups/{group}/faults",
+    auth: "admin",
+    tag: "faults",
+    summary: "Tests only (ALLOW_FAULTS=1, else 404): cut off or slow down an object",
+    body: { schema: faultBody },
+    answers: [{ status: 200, description: "the faults in force", schema: z.object({ faults: z.array(answers.fault) }) }],
+    testOnly: true,
+  },
+];
+
+/** Every error code a route may answer: those of every route of its kind, and its own. */
+export function errorsOf(route: Route): ErrorCode[] {
+  const codes = new Set<ErrorCode>(["internal"]);
+  if (route.auth !== "none") for (const c of ["unauthorized", "forbidden", "rate_limited", "not_configured"] as const) codes.add(c);
+  if (route.path.includes("{group}")) for (const c of ["bad_request", "not_found"] as const) codes.add(c);
+  if (route.body) for (const c of ["bad_request", "too_large"] as const) codes.add(c);
+  for (const c of route.errors ?? []) codes.add(c);
+  return [...codes];
+}
