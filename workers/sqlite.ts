@@ -23,6 +23,31 @@ const snapshotRowsPerQuery = 256;
 /** Effect rows per multi-row INSERT (3 bound parameters each). */
 const effectsPerInsert = 32;
 
+/**
+ * Rows of a (k, v) table after `after`, up to about maxBytes, in bounded queries each consumed to
+ * its end: a cursor left open (a loop that breaks early) keeps the table locked, and a DROP of it
+ * then fails with SQLITE_LOCKED, leaving the copy behind.
+ */
+function pageOf(sql: Sql, table: string, after: string | null, maxBytes: number): [string, string][] {
+  const out: [string, string][] = [];
+  let bytes = 0;
+  let from = after;
+  while (bytes < maxBytes) {
+    const rows = (
+      from === null
+        ? sql.exec<{ k: string; v: string }>(`SELECT k, v FROM ${table} ORDER BY k LIMIT ?`, snapshotRowsPerQuery)
+        : sql.exec<{ k: string; v: string }>(`SELECT k, v FROM ${table} WHERE k > ? ORDER BY k LIMIT ?`, from, snapshotRowsPerQuery)
+    ).toArray();
+    for (const r of rows) {
+      out.push([r.k, r.v]);
+      bytes += r.k.length + r.v.length;
+    }
+    if (rows.length < snapshotRowsPerQuery) break;
+    from = rows[rows.length - 1]!.k;
+  }
+  return out;
+}
+
 /** The table of a frozen copy: names are the code's own ("snapshot", "export_<n>"), never input. */
 function frozenTable(name: string): string {
   if (!/^[a-z][a-z0-9_]{0,30}$/.test(name)) throw new Error(`bad frozen copy name ${name}`);
@@ -264,23 +289,7 @@ export class SqlReplicaStorage implements ReplicaStorage {
   snapshotPage(after: string | null, maxBytes: number, name = "snapshot"): [string, string][] {
     const table = frozenTable(name);
     if (!tableExists(this.sql, table)) return [];
-    const out: [string, string][] = [];
-    let bytes = 0;
-    let from = after;
-    while (bytes < maxBytes) {
-      const rows = (
-        from === null
-          ? this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM ${table} ORDER BY k LIMIT ?`, snapshotRowsPerQuery)
-          : this.sql.exec<{ k: string; v: string }>(`SELECT k, v FROM ${table} WHERE k > ? ORDER BY k LIMIT ?`, from, snapshotRowsPerQuery)
-      ).toArray();
-      for (const r of rows) {
-        out.push([r.k, r.v]);
-        bytes += r.k.length + r.v.length;
-      }
-      if (rows.length < snapshotRowsPerQuery) break;
-      from = rows[rows.length - 1]!.k;
-    }
-    return out;
+    return pageOf(this.sql, table, after, maxBytes);
   }
   dropSnapshot(name = "snapshot"): void {
     this.sql.exec(`DROP TABLE IF EXISTS ${frozenTable(name)}`);
@@ -376,23 +385,7 @@ export class RestoreStage {
     }
   }
   page(after: string | null, maxBytes: number): [string, string][] {
-    const out: [string, string][] = [];
-    let bytes = 0;
-    let from = after;
-    while (bytes < maxBytes) {
-      const rows = (
-        from === null
-          ? this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM restore_rows ORDER BY k LIMIT ?", snapshotRowsPerQuery)
-          : this.sql.exec<{ k: string; v: string }>("SELECT k, v FROM restore_rows WHERE k > ? ORDER BY k LIMIT ?", from, snapshotRowsPerQuery)
-      ).toArray();
-      for (const r of rows) {
-        out.push([r.k, r.v]);
-        bytes += r.k.length + r.v.length;
-      }
-      if (rows.length < snapshotRowsPerQuery) break;
-      from = rows[rows.length - 1]!.k;
-    }
-    return out;
+    return pageOf(this.sql, "restore_rows", after, maxBytes);
   }
   drop(): void {
     this.sql.exec("DROP TABLE IF EXISTS restore_rows");
