@@ -71,3 +71,12 @@ export interface GroupStatus {
   sequencer: { name: string; location: string | null; epoch: number; since: string | null };
   replicas: ReplicaStatus[];
 }
+
+/** One entry of a group's operational history (API.md "Events"); a failover adds cause, from, to, downMs. */
+export interface GroupEvent {
+  at: string;
+  kind: string;
+  epoch: number;
+  message: string;
+  [field: string]: unknown;
+}

@@ -86,13 +86,8 @@ export interface WatchOptions {
   near?: string;
 }
 
-export interface GroupEvent {
-  at: string;
-  kind: string;
-  epoch: number;
-  message: string;
-  [field: string]: unknown;
-}
+import type { GroupEvent } from "../api/types.js";
+export type { GroupEvent };
 
 export interface TokenInfo {
   id: string;

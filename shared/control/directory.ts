@@ -19,13 +19,8 @@ export interface GroupRecord {
   created: string;
 }
 
-export interface GroupEvent {
-  at: string;
-  kind: string;
-  epoch: number;
-  message: string;
-  [field: string]: unknown;
-}
+import type { GroupEvent } from "../api/types.js";
+export type { GroupEvent };
 
 /** A group token as the directory keeps it: the secret only hashed. */
 export interface TokenRecord {
