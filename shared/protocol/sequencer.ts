@@ -292,12 +292,11 @@ export class SequencerCore {
       entries.push(e);
       records.push({ client: p.client, request: p.request, seq, commandHash: p.commandHash });
     }
-    const commandsTotal = this.commandsTotal + entries.length;
-    this.storage.transaction(() => {
-      this.storage.appendEntries(entries);
-      this.storage.saveMeta({ ...this.meta, commandsTotal });
-    });
-    this.meta.commandsTotal = commandsTotal;
+    this.storage.transaction(() => this.storage.appendEntries(entries));
+    // Counted in memory and stored with the meta's next save (the commit that follows): a write of
+    // the meta per flush cost a statement on the hot path for a metric. A crash may lose the last
+    // flush's count; a Prometheus counter tolerates that (a recovery resets it anyway).
+    this.meta.commandsTotal = this.commandsTotal + entries.length;
     this.indexRequests(records);
     this.pending.clear();
     this.lastSeq = seq;
