@@ -253,7 +253,7 @@ export class SequencerObject extends DurableObject<Env> {
   // ---- restore ------------------------------------------------------------------------------
 
   /** The restore being staged (one at a time; an abandoned one is replaced after snapshotIdleMs). */
-  private restoring: { id: string; atMs: number } | null = null;
+  private restoring: { id: string; atMs: number; installing?: boolean } | null = null;
 
   /** Starts a restore into this group: refused (conflict) once it has entries. Commands wait meanwhile. */
   async beginRestore(): Promise<RestoreAnswer> {
@@ -262,9 +262,24 @@ export class SequencerObject extends DurableObject<Env> {
     if (driver.core.lastLogSeq !== 0) return { kind: "conflict", message: `group ${driver.core.config.group} has entries (last seq ${driver.core.lastLogSeq}): restore into a new, empty group` };
     if (this.restoring && Date.now() - this.restoring.atMs < snapshotIdleMs) return { kind: "unavailable", message: "another restore of this group is under way" };
     this.stage.begin();
-    this.restoring = { id: crypto.randomUUID(), atMs: Date.now() };
+    const id = crypto.randomUUID();
+    this.restoring = { id, atMs: Date.now() };
     driver.restoring = true;
-    return { kind: "ok", id: this.restoring.id };
+    this.abandonIdle(id);
+    return { kind: "ok", id };
+  }
+
+  /**
+   * A restore whose uploader went away (its router died) must not hold the group's commands off
+   * for ever: one that received nothing for snapshotIdleMs is dropped (a timer callback).
+   */
+  private abandonIdle(id: string): void {
+    setTimeout(() => {
+      const r = this.restoring;
+      if (r?.id !== id || r.installing) return;
+      if (Date.now() - r.atMs >= snapshotIdleMs) this.abortRestore(id);
+      else this.abandonIdle(id);
+    }, snapshotIdleMs / 2);
   }
 
   async restorePage(id: string, rows: [string, string][]): Promise<boolean> {
@@ -283,6 +298,7 @@ export class SequencerObject extends DurableObject<Env> {
       if (staged.rows !== rows || staged.digest !== digest) {
         return { kind: "bad", message: `the staged rows (${staged.rows}, digest ${staged.digest}) do not match the file (${rows}, digest ${digest})` };
       }
+      this.restoring.installing = true;
       const r = await driver.restore(digest, async (after) => this.stage.page(after, transferPageBytes));
       return r.ok ? { kind: "ok", id } : { kind: "unavailable", message: r.reason };
     } finally {
