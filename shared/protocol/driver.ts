@@ -28,6 +28,11 @@ import { configAfter, membersOf, nextReplicaNo } from "./types.js";
 /** null: no majority agreed (or the sequencer stopped after ordering it); "unordered": it stopped before ordering it. */
 type Outcome = AppliedOutput | null | "unordered";
 type Resolver = (outcome: Outcome) => void;
+interface Deadline {
+  atMs: number;
+  done: boolean;
+  expire: () => void;
+}
 
 const expiredMessage = "request id is older than the client's session window; use a new request id";
 
@@ -107,22 +112,60 @@ export class SequencerDriver {
   private wait<K>(map: Map<K, Resolver[]>, key: K): Promise<Outcome | "timeout"> {
     return new Promise((resolve) => {
       const list = map.get(key) ?? [];
+      const deadline: Deadline = {
+        atMs: this.io.nowMs() + commandTimeoutMs,
+        done: false,
+        expire: () => {
+          const now = map.get(key);
+          if (now) {
+            const rest = now.filter((x) => x !== r);
+            if (rest.length > 0) map.set(key, rest);
+            else map.delete(key);
+          }
+          resolve("timeout");
+        },
+      };
       const r: Resolver = (o) => {
-        cancel();
+        deadline.done = true;
         resolve(o);
       };
-      // The waiting request's own timer: it lives as long as that request does.
-      const cancel = this.io.setTimer(commandTimeoutMs, () => {
-        const now = map.get(key);
-        if (now) {
-          const rest = now.filter((x) => x !== r);
-          if (rest.length > 0) map.set(key, rest);
-          else map.delete(key);
-        }
-        resolve("timeout");
-      });
       list.push(r);
       map.set(key, list);
+      this.deadlines.push(deadline);
+      this.armDeadlines();
+    });
+  }
+
+  /**
+   * Waiting clients' deadlines, oldest first (each is its start plus the same commandTimeoutMs,
+   * so the order they come in is the order they fall due), behind one timer: a timer per waiting
+   * command ran into workerd's limit of 10,000 active timers per object under batches.
+   */
+  private deadlines: Deadline[] = [];
+  private deadlinesHead = 0;
+  private deadlineTimerArmed = false;
+
+  private armDeadlines(): void {
+    if (this.deadlineTimerArmed) return;
+    while (this.deadlinesHead < this.deadlines.length && this.deadlines[this.deadlinesHead]!.done) this.deadlinesHead++;
+    if (this.deadlinesHead > 1024 && this.deadlinesHead * 2 > this.deadlines.length) {
+      this.deadlines = this.deadlines.slice(this.deadlinesHead);
+      this.deadlinesHead = 0;
+    }
+    const head = this.deadlines[this.deadlinesHead];
+    if (!head) return;
+    this.deadlineTimerArmed = true;
+    this.io.setTimer(Math.max(0, head.atMs - this.io.nowMs()), () => {
+      this.deadlineTimerArmed = false;
+      const now = this.io.nowMs();
+      for (; this.deadlinesHead < this.deadlines.length; this.deadlinesHead++) {
+        const d = this.deadlines[this.deadlinesHead]!;
+        if (d.done) continue;
+        if (d.atMs > now) break;
+        d.done = true;
+        d.expire();
+      }
+      this.armDeadlines();
     });
   }
 
