@@ -1,10 +1,12 @@
 // npm run bench [-- --quick] [--seconds S] [--growth N] [--no-etcd] [--no-build] [--out FILE]
 // Starts the built worker under Miniflare directly (not wrangler dev) on loopback with a persist
 // directory in a temp folder, and drives it with closed-loop HTTP clients from this process.
-// Every figure of one run comes from the same machine at the same time, so compare ratios.
+// Every figure of one run comes from the same machine at the same time, so compare ratios
+// (bench/ratios.ts: each with its target from issue 15). The smr-sharded rows start a second
+// Miniflare, i.e. a second workerd process, and send each group's clients to the process hosting it.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, freemem, totalmem, tmpdir } from "node:os";
+import { cpus, freemem, loadavg, totalmem, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type Server, root, startServer } from "../test/support/server.js";
 import { childPids, withCpu, withCpuSamples } from "./cpu.js";
@@ -56,6 +58,7 @@ function inPuts(r: LoadResult, n: number): LoadResult {
 
 async function main() {
   const started = performance.now();
+  const loadAtStart = loadavg()[0]!;
   if (build || !existsSync(join(root, "bench", "dist", "worker.js"))) {
     console.log("building bench/dist/ (the bench's worker: wrangler deploy --dry-run -c bench/wrangler.toml) ...");
     execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", join(root, "bench", "dist"), "-c", join(root, "bench", "wrangler.toml")], {
@@ -220,6 +223,8 @@ async function main() {
     server: "Miniflare (workerd) directly, loopback, persist dir in a temp folder",
     mode: quick ? "quick" : "full",
     secondsPerRun: seconds,
+    // The 1-minute load average at the start and end: other load on a shared machine slows every row.
+    loadAverage: [loadAtStart, loadavg()[0]!].map((x) => Math.round(x * 10) / 10),
     date: new Date().toISOString(),
   };
   const ratios = ratiosOf(runs, growth);
