@@ -1,31 +1,19 @@
 // npm run bench [-- --quick] [--seconds S] [--growth N] [--no-etcd] [--no-build] [--out FILE]
 // Starts the built worker under Miniflare directly (not wrangler dev) on loopback with a persist
 // directory in a temp folder, and drives it with closed-loop HTTP clients from this process.
-// Every figure of one run comes from the same machine at the same time, so compare ratios.
+// Every figure of one run comes from the same machine at the same time, so compare ratios
+// (bench/ratios.ts: each with its target from issue 15). The smr-sharded rows start a second
+// Miniflare, i.e. a second workerd process, and send each group's clients to the process hosting it.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, freemem, totalmem, tmpdir } from "node:os";
+import { cpus, freemem, loadavg, totalmem, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { root, startServer } from "../test/support/server.js";
+import { type Server, root, startServer } from "../test/support/server.js";
 import { childPids, withCpu, withCpuSamples } from "./cpu.js";
 import { etcdBinary, startEtcd } from "./etcd.js";
 import { type LoadResult, runLoad } from "./load.js";
-
-interface Run {
-  system: "smr" | "baseline" | "etcd";
-  replicas: number;
-  clients: number;
-  op: "put" | "get-sequential" | "get-linearizable";
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  ops: number;
-  errors: number;
-  seconds: number;
-  /** CPU the server processes spent per operation (workerd; the three etcd processes), Linux only. */
-  cpuUsPerOp: number | null;
-}
+import { ratioTable, ratiosOf } from "./ratios.js";
+import type { Growth, Run } from "./run.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -33,7 +21,7 @@ const flag = (name: string, fallback: number) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
-const seconds = flag("seconds", quick ? 6 : 12);
+const seconds = flag("seconds", quick ? 4 : 12);
 const growthOps = flag("growth", quick ? 0 : 200_000);
 const withEtcd = !args.includes("--no-etcd");
 /** The smoke test builds dist/ once itself. */
@@ -41,6 +29,12 @@ const build = !args.includes("--no-build");
 const outIndex = args.indexOf("--out");
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : join(root, "bench", "results.json");
 const value100 = "v".repeat(98); // 100 bytes serialized, with its quotes
+/** Puts per request in the put-batch100 rows (one smr batch, one etcd txn). */
+const batchPuts = 100;
+/** Seconds of unrecorded load before the first row (at most one row's length). */
+const warmUpSecondsMax = 2;
+/** Groups the smr-groups and smr-sharded rows spread their clients over. */
+const shardGroups = 8;
 
 const admin = "bench-admin";
 const client = "bench-client";
@@ -48,16 +42,25 @@ const json = { "content-type": "application/json" };
 const runs: Run[] = [];
 
 function row(r: Run): string {
-  return [r.system.padEnd(8), String(r.replicas).padStart(3), String(r.clients).padStart(4), r.op.padEnd(17), String(r.opsPerSec).padStart(7), String(r.p50Ms).padStart(8), String(r.p99Ms).padStart(8), String(r.p999Ms).padStart(8), String(r.errors).padStart(6), String(r.cpuUsPerOp ?? "-").padStart(10)].join(" ");
+  return [r.system.padEnd(11), String(r.replicas).padStart(3), String(r.clients).padStart(4), r.op.padEnd(16), String(r.opsPerSec).padStart(7), String(r.p50Ms).padStart(8), String(r.p99Ms).padStart(8), String(r.p999Ms).padStart(8), String(r.errors).padStart(6), String(r.cpuUsPerOp ?? "-").padStart(10)].join(" ");
 }
 
-function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }): void {
-  const run: Run = { system, replicas, clients, op, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp };
+type Spread = Pick<Run, "groups" | "processes">;
+
+function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }, spread: Spread = {}): void {
+  const run: Run = { system, replicas, clients, op, ...spread, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp };
   runs.push(run);
   console.log(row(run));
 }
 
+/** A load of n puts per request, counted in puts (its latencies stay per request). */
+function inPuts(r: LoadResult, n: number): LoadResult {
+  return { ...r, ops: r.ops * n, opsPerSec: r.opsPerSec * n, perTenth: r.perTenth.map((x) => x * n) };
+}
+
 async function main() {
+  const started = performance.now();
+  const loadAtStart = loadavg()[0]!;
   if (build || !existsSync(join(root, "bench", "dist", "worker.js"))) {
     console.log("building bench/dist/ (the bench's worker: wrangler deploy --dry-run -c bench/wrangler.toml) ...");
     execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", join(root, "bench", "dist"), "-c", join(root, "bench", "wrangler.toml")], {
@@ -71,21 +74,57 @@ async function main() {
   const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
   const clientHeaders = { ...json, authorization: `Bearer ${client}` };
   let groupNo = 0;
-  const group = async (replicas: number) => {
+  const group = async (replicas: number, host: Server = server) => {
     const name = `bench-${replicas}-${++groupNo}`;
-    const res = await fetch(`${server.url}/v1/groups/${name}`, { method: "PUT", headers: adminHeaders, body: JSON.stringify({ machine: "kv", replicas }) });
+    const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "PUT", headers: adminHeaders, body: JSON.stringify({ machine: "kv", replicas }) });
     if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
     return name;
   };
   const putBody = (c: number, i: number) => JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: value100 } });
   const putOk = (_s: number, body: string) => body.startsWith('{"seq"');
+  const batchBody = (c: number, i: number) =>
+    JSON.stringify({
+      client: `b${c}`,
+      commands: Array.from({ length: batchPuts }, (_, j) => ({ request: i * batchPuts + j + 1, command: { op: "put", key: `k-${c}-${i * batchPuts + j}`, value: value100 } })),
+    });
+  const batchOk = (_s: number, body: string) => body.startsWith('{"results"') && !body.includes('"error"');
 
   // Miniflare starts workerd as a child of this process: its CPU time per operation is reported too.
   const workerd = childPids("workerd");
-  console.log(`\nsystem   rep clnt op                  ops/s   p50 ms   p99 ms p99.9 ms errors cpu us/op`);
+  console.log(`\nsystem      rep clnt op                 ops/s   p50 ms   p99 ms p99.9 ms errors cpu us/op`);
   const smrPut = async (replicas: number, clients: number) => {
     const g = await group(replicas);
     record("smr", replicas, clients, "put", await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk })));
+  };
+  const smrBatch = async (clients: number) => {
+    const g = await group(3);
+    const load = () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: batchBody, ok: batchOk });
+    record("smr", 3, clients, "put-batch100", await withCpu(workerd, async () => inPuts(await load(), batchPuts)));
+  };
+  // The same put load over shardGroups groups, on one workerd process or split over two (each
+  // group's clients sent to the process hosting it, as the platform places independent objects).
+  let second = null as { server: Server; pids: number[] } | null;
+  const spread = async (clients: number, processes: 1 | 2) => {
+    if (processes === 2 && !second) {
+      const before = new Set(childPids("workerd"));
+      const s = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist2"), baseline: true, rateLimitPerSec: 0 });
+      second = { server: s, pids: childPids("workerd").filter((p) => !before.has(p)) };
+    }
+    const hosts = processes === 2 ? [server, second!.server] : [server];
+    const groups: { url: string; name: string }[] = [];
+    for (let k = 0; k < shardGroups; k++) {
+      const host = hosts[Math.floor((k * hosts.length) / shardGroups)]!;
+      groups.push({ url: host.url, name: await group(3, host) });
+    }
+    // One put per group first, so that bringing shardGroups groups' objects up is not measured.
+    for (const g of groups) {
+      const res = await fetch(`${g.url}/v1/groups/${g.name}/commands`, { method: "POST", headers: clientHeaders, body: JSON.stringify({ client: "warm", request: 1, command: { op: "put", key: "warm", value: value100 } }) });
+      if (!res.ok) throw new Error(`warm-up put on ${g.name}: ${res.status} ${await res.text()}`);
+    }
+    const at = (c: number) => groups[c % shardGroups]!;
+    const pids = processes === 2 ? [...workerd, ...second!.pids] : workerd;
+    const load = () => runLoad({ url: (c) => `${at(c).url}/v1/groups/${at(c).name}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk });
+    record(processes === 2 ? "smr-sharded" : "smr-groups", 3, clients, "put", await withCpu(pids, load), { groups: shardGroups, processes });
   };
   const baselinePut = async (clients: number) => {
     const g = `base-${++groupNo}`;
@@ -105,39 +144,50 @@ async function main() {
   };
 
   const bin = withEtcd ? etcdBinary() : null;
+  // Puts, then txns of batchPuts puts each (etcd's way to put many in one request), one cluster.
   const etcdPut = async (clients: number) => {
     if (!bin) return;
     const etcd = await startEtcd(bin);
     try {
       const b64 = (s: string) => Buffer.from(s).toString("base64");
       const v = b64(value100);
-      record("etcd", 3, clients, "put", await withCpu(etcd.pids, () => runLoad({ url: (c) => `${etcd.clientUrls[c % 3]}/v3/kv/put`, clients, seconds, headers: json, body: (c, i) => JSON.stringify({ key: b64(`k-${c}-${i}`), value: v }), ok: (_s, b) => b.includes('"header"') })));
+      const member = (path: string) => (c: number) => `${etcd.clientUrls[c % 3]}${path}`;
+      record("etcd", 3, clients, "put", await withCpu(etcd.pids, () => runLoad({ url: member("/v3/kv/put"), clients, seconds, headers: json, body: (c, i) => JSON.stringify({ key: b64(`k-${c}-${i}`), value: v }), ok: (_s, b) => b.includes('"header"') })));
+      const txn = (c: number, i: number) => JSON.stringify({ success: Array.from({ length: batchPuts }, (_, j) => ({ requestPut: { key: b64(`b-${c}-${i * batchPuts + j}`), value: v } })) });
+      const load = () => runLoad({ url: member("/v3/kv/txn"), clients, seconds, headers: json, body: txn, ok: (_s, b) => b.includes('"succeeded":true') });
+      record("etcd", 3, clients, "put-batch100", await withCpu(etcd.pids, async () => inPuts(await load(), batchPuts)));
     } finally {
       await etcd.stop();
     }
   };
 
-  let growth: {
-    ops: number;
-    firstTenthOpsPerSec: number;
-    lastTenthOpsPerSec: number;
-    ratio: number;
-    firstTenthCpuUsPerOp: number | null;
-    lastTenthCpuUsPerOp: number | null;
-  } | null = null;
+  let growth: Growth | null = null;
   try {
+    // Unrecorded load on a throwaway group and baseline object first: otherwise the first row
+    // measured would also pay for compiling the hot paths.
+    const warm = await group(3);
+    const warmSeconds = Math.min(seconds, warmUpSecondsMax);
+    for (const url of [`${server.url}/v1/groups/${warm}/commands`, `${server.url}/v1/bench/baseline/warm/commands`]) {
+      await runLoad({ url, clients: 32, seconds: warmSeconds, headers: clientHeaders, body: putBody, ok: putOk });
+    }
     if (quick) {
       await smrPut(3, 32);
       await baselinePut(32);
+      await smrBatch(32);
       await etcdPut(32);
     } else {
       for (const clients of [32, 128]) {
         for (const replicas of [1, 3, 5]) await smrPut(replicas, clients);
         await baselinePut(clients);
+        await smrBatch(clients);
         await etcdPut(clients);
       }
       await reads(32);
       await reads(128);
+      for (const clients of [32, 128]) {
+        await spread(clients, 1);
+        await spread(clients, 2);
+      }
     }
     if (!bin) console.log(withEtcd ? "(etcd not on PATH: apt-get install etcd-server to add the peer rows)" : "(etcd rows skipped: --no-etcd)");
     if (growthOps > 0) {
@@ -168,6 +218,7 @@ async function main() {
       );
     }
   } finally {
+    await second?.server.close();
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -181,27 +232,15 @@ async function main() {
     server: "Miniflare (workerd) directly, loopback, persist dir in a temp folder",
     mode: quick ? "quick" : "full",
     secondsPerRun: seconds,
+    // The 1-minute load average at the start and end: other load on a shared machine slows every row.
+    loadAverage: [loadAtStart, loadavg()[0]!].map((x) => Math.round(x * 10) / 10),
     date: new Date().toISOString(),
   };
-  const ratio = (a?: Run, b?: Run) => (a && b && b.opsPerSec > 0 ? Math.round((a.opsPerSec / b.opsPerSec) * 100) / 100 : null);
-  const find = (system: string, replicas: number, clients: number, op = "put") => runs.find((r) => r.system === system && r.replicas === replicas && r.clients === clients && r.op === op);
-  const ratios: Record<string, number | null> = {};
-  for (const c of [32, 128]) {
-    ratios[`smr3/baseline@${c}`] = ratio(find("smr", 3, c), find("baseline", 1, c));
-    ratios[`smr3/etcd@${c}`] = ratio(find("smr", 3, c), find("etcd", 3, c));
-    ratios[`seqread/smr3put@${c}`] = ratio(find("smr", 3, c, "get-sequential"), find("smr", 3, c));
-    const s = find("smr", 3, c);
-    const b = find("baseline", 1, c);
-    ratios[`smr3p99/baselinep99@${c}`] = s && b && b.p99Ms > 0 ? Math.round((s.p99Ms / b.p99Ms) * 100) / 100 : null;
-    // CPU per operation, baseline (or etcd) over smr: above 1 means smr spends less per write.
-    const cpu = (x?: Run, y?: Run) => (x?.cpuUsPerOp && y?.cpuUsPerOp ? Math.round((y.cpuUsPerOp / x.cpuUsPerOp) * 100) / 100 : null);
-    ratios[`cpu baseline/smr3@${c}`] = cpu(s, b);
-    ratios[`cpu etcd/smr3@${c}`] = cpu(s, find("etcd", 3, c));
-  }
-  console.log("\nratios:", JSON.stringify(ratios));
+  const ratios = ratiosOf(runs, growth);
+  console.log(`\n${ratioTable(ratios)}`);
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, JSON.stringify({ machine, runs, ratios, growth }, null, 2) + "\n");
-  console.log(`wrote ${outFile}`);
+  console.log(`wrote ${outFile} (the run took ${Math.round((performance.now() - started) / 1000)} s)`);
 }
 
 main().then(

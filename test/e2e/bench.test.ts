@@ -13,7 +13,7 @@ const dir = mkdtempSync(join(tmpdir(), "bench-smoke-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("npm run bench", () => {
-  it("runs the quick rows and a growth run, and writes bench results as documented", async () => {
+  it("runs the quick rows and a growth run, and writes bench results and ratios as documented", async () => {
     const out = join(dir, "results.json");
     const args = [join(root, "bench/bench.ts"), "--quick", "--seconds", "1", "--growth", "2000", "--no-etcd", "--no-build", "--out", out];
     const { stdout } = await promisify(execFile)(join(root, "node_modules/.bin/tsx"), args, { cwd: root, timeout: 120_000 });
@@ -24,6 +24,7 @@ describe("npm run bench", () => {
     expect(rows).toEqual([
       ["smr", 3, 32, "put"],
       ["baseline", 1, 32, "put"],
+      ["smr", 3, 32, "put-batch100"],
     ]);
     for (const r of results.runs) {
       expect(r.opsPerSec).toBeGreaterThan(0);
@@ -31,8 +32,14 @@ describe("npm run bench", () => {
       for (const k of ["p50Ms", "p99Ms", "p999Ms"]) expect(r[k]).toBeGreaterThan(0);
       if (process.platform === "linux") expect(r.cpuUsPerOp).toBeGreaterThan(0);
     }
-    expect(results.ratios["smr3/baseline@32"]).toBeGreaterThan(0);
-    expect(results.ratios["smr3/etcd@32"]).toBeNull();
+    // Each ratio with its target; one the run lacks a row for (etcd here) has neither value nor verdict.
+    for (const name of ["smr3/baseline@32", "batch100/smr3put@32", "growth last/first"]) {
+      expect(results.ratios[name]).toMatchObject({ value: expect.any(Number), target: expect.stringMatching(/^[<>]= [\d.]+$/), met: expect.any(Boolean) });
+      expect(results.ratios[name].value).toBeGreaterThan(0);
+    }
+    expect(results.ratios["batch100 smr3/etcd@32"]).toEqual({ value: null, target: ">= 1", met: null });
+    expect(results.ratios["smr3/etcd@32"]).toEqual({ value: null, target: null, met: null });
+    expect(stdout).toMatch(/ratio +value +target +met/);
     expect(results.growth).toMatchObject({ ops: 2000, ratio: expect.any(Number) });
   }, 150_000);
 });

@@ -1,0 +1,53 @@
+// The ratios issue 15 sets targets for, computed from the rows of one run (figures from different
+// runs on this shared machine are not comparable), each with its target and whether it was met.
+import type { Growth, Run } from "./run.js";
+
+export interface Ratio {
+  value: number | null;
+  /** The target, e.g. ">= 1" or "<= 2"; null for a ratio kept only for comparison. */
+  target: string | null;
+  /** null when the run lacks a row the ratio needs (quick runs, no etcd) or it has no target. */
+  met: boolean | null;
+}
+
+type Target = { atLeast: number } | { atMost: number } | null;
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+export function ratiosOf(runs: Run[], growth: Growth | null): Record<string, Ratio> {
+  const find = (system: Run["system"], clients: number, op: Run["op"] = "put", replicas = 3) =>
+    runs.find((r) => r.system === system && r.replicas === replicas && r.clients === clients && r.op === op);
+  const ratios: Record<string, Ratio> = {};
+  const add = (name: string, a: number | null | undefined, b: number | null | undefined, target: Target) => {
+    const value = a == null || !b ? null : round(a / b);
+    const met = value === null || target === null ? null : "atLeast" in target ? value >= target.atLeast : value <= target.atMost;
+    ratios[name] = { value, target: target === null ? null : "atLeast" in target ? `>= ${target.atLeast}` : `<= ${target.atMost}`, met };
+  };
+  for (const c of [32, 128]) {
+    const smr = find("smr", c);
+    const base = find("baseline", c, "put", 1);
+    const etcd = find("etcd", c);
+    const batch = find("smr", c, "put-batch100");
+    add(`smr3/baseline@${c}`, smr?.opsPerSec, base?.opsPerSec, { atLeast: 1 });
+    add(`cpu smr3/baseline@${c}`, smr?.cpuUsPerOp, base?.cpuUsPerOp, { atMost: 1 });
+    add(`p99 smr3/baseline@${c}`, smr?.p99Ms, base?.p99Ms, { atMost: 2 });
+    add(`seqread/smr3put@${c}`, find("smr", c, "get-sequential")?.opsPerSec, smr?.opsPerSec, { atLeast: 2 });
+    add(`batch100/smr3put@${c}`, batch?.opsPerSec, smr?.opsPerSec, { atLeast: 10 });
+    add(`batch100 smr3/etcd@${c}`, batch?.opsPerSec, find("etcd", c, "put-batch100")?.opsPerSec, { atLeast: 1 });
+    add(`sharded/groups@${c}`, find("smr-sharded", c)?.opsPerSec, find("smr-groups", c)?.opsPerSec, { atLeast: 1.7 });
+    add(`smr3/etcd@${c}`, smr?.opsPerSec, etcd?.opsPerSec, null);
+    add(`cpu smr3/etcd@${c}`, smr?.cpuUsPerOp, etcd?.cpuUsPerOp, null);
+  }
+  add("growth last/first", growth?.lastTenthOpsPerSec, growth?.firstTenthOpsPerSec, { atLeast: 0.8 });
+  return ratios;
+}
+
+/** The ratios as a small text table, for the end of a run. */
+export function ratioTable(ratios: Record<string, Ratio>): string {
+  const lines = [`${"ratio".padEnd(24)} ${"value".padStart(6)}  target  met`];
+  for (const [name, r] of Object.entries(ratios)) {
+    const met = r.met === null ? "-" : r.met ? "yes" : "no";
+    lines.push(`${name.padEnd(24)} ${String(r.value ?? "-").padStart(6)}  ${(r.target ?? "-").padEnd(6)}  ${met}`);
+  }
+  return lines.join("\n");
+}
