@@ -102,6 +102,16 @@ describe("watch", () => {
     expect(r.events.map((e) => e.id)).toEqual([2, 4, 5]);
   });
 
+  it("serves a read-scoped group token on its own group only", async () => {
+    const t = await call("POST", "/v1/groups/wa/tokens", admin, { scope: "read", name: "watcher" });
+    expect(t.status).toBe(201);
+    const own = await watch("wa", "?from=7", (e) => e.length >= 1, { authorization: `Bearer ${t.body.token}` });
+    expect(own.status).toBe(200);
+    expect(own.events.map((e) => e.id)).toEqual([8]);
+    const other = await watch("wb", "", () => true, { authorization: `Bearer ${t.body.token}` });
+    expect(other.status).toBe(403);
+  });
+
   it("refuses bad input and unknown groups with the API's errors", async () => {
     expect((await watch("no-such-group", "", () => true)).status).toBe(404);
     const bad = await watch("wa", "?from=-1", () => true);
