@@ -11,8 +11,7 @@ import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 import { RestoreStage, SqlSequencerStorage, readMeta } from "./sqlite.js";
-import { rowHash } from "../shared/protocol/state.js";
-import { bytesToHex, xorInto } from "../shared/protocol/hash.js";
+import { digestOfPages } from "../shared/protocol/state.js";
 import { encodeAppend } from "./wire.js";
 import { type LogLevel, logEvent } from "../shared/log.js";
 
@@ -22,20 +21,6 @@ const eventLevels: Record<string, LogLevel> = { quarantine: "warn", alarm: "erro
 export type { SubmitAnswer };
 
 export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
-
-/** Count and digest of the staged rows, recomputed from storage (the router's figures are not trusted). */
-function stagedDigest(stage: RestoreStage): { rows: number; digest: string } {
-  const acc = new Uint8Array(32);
-  let rows = 0;
-  for (let after: string | null = null; ; ) {
-    const page = stage.page(after, transferPageBytes);
-    if (page.length === 0) break;
-    for (const [k, v] of page) xorInto(acc, rowHash(k, v));
-    rows += page.length;
-    after = page[page.length - 1]![0];
-  }
-  return { rows, digest: bytesToHex(acc) };
-}
 
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" };
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" | "conflict" };
@@ -294,7 +279,8 @@ export class SequencerObject extends DurableObject<Env> {
     const driver = this.driver;
     if (!driver || this.restoring?.id !== id) return { kind: "unavailable", message: "the restore was abandoned or replaced; start again" };
     try {
-      const staged = stagedDigest(this.stage);
+      // Recomputed from the staged rows: the router's figures are not trusted.
+      const staged = digestOfPages((after) => this.stage.page(after, transferPageBytes));
       if (staged.rows !== rows || staged.digest !== digest) {
         return { kind: "bad", message: `the staged rows (${staged.rows}, digest ${staged.digest}) do not match the file (${rows}, digest ${digest})` };
       }

@@ -13,8 +13,7 @@ import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
-import { type Changes, DigestedState, applyEntry, lookupSession, machinePrefix, prefetchFor, recomputeDigest, rowHash } from "./state.js";
-import { bytesToHex, xorInto } from "./hash.js";
+import { type Changes, DigestedState, applyEntry, digestOfPages, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
@@ -512,16 +511,8 @@ export class ReplicaCore {
     if (this.installing || this.meta.quarantined) return null;
     this.saveState();
     this.storage.snapshotRows(name, machinePrefix);
-    const acc = new Uint8Array(32);
-    let rows = 0;
-    for (let after: string | null = null; ; ) {
-      const page = this.storage.snapshotPage(after, transferPageBytes, name);
-      if (page.length === 0) break;
-      for (const [k, v] of page) xorInto(acc, rowHash(k, v));
-      rows += page.length;
-      after = page[page.length - 1]![0];
-    }
-    return { id: name, seq: this.meta.appliedSeq, rows, digest: bytesToHex(acc) };
+    const { digest, rows } = digestOfPages((after) => this.storage.snapshotPage(after, transferPageBytes, name));
+    return { id: name, seq: this.meta.appliedSeq, rows, digest };
   }
 
   /** Rows of a frozen export after `after` (stored keys, "m/" included), about maxBytes of them. */

@@ -190,6 +190,20 @@ function sizeOf(rows: [string, string][]): number {
   return n;
 }
 
+/** The digest and count of rows read page by page (a frozen copy, a restore's staged rows). */
+export function digestOfPages(page: (after: string | null) => [string, string][]): { digest: string; rows: number } {
+  const acc = new Uint8Array(32);
+  let rows = 0;
+  for (let after: string | null = null; ; ) {
+    const rowsOfPage = page(after);
+    if (rowsOfPage.length === 0) break;
+    for (const [k, v] of rowsOfPage) xorInto(acc, rowHash(k, v));
+    rows += rowsOfPage.length;
+    after = rowsOfPage[rowsOfPage.length - 1]![0];
+  }
+  return { digest: bytesToHex(acc), rows };
+}
+
 /** Recomputes the digest from the rows alone (the scrub), in pages. */
 export function recomputeDigest(rows: RowStore, pageRows: number): { digest: string; rows: number } {
   const acc = new Uint8Array(32);
