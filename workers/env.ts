@@ -1,4 +1,5 @@
 import type { Clock } from "../shared/protocol/io.js";
+import { type GroupConfig, isColocated } from "../shared/protocol/types.js";
 import { guarded } from "./faults.js";
 import { type DirectoryClient, type DirectoryObject, directoryClient } from "./directory.js";
 import type { RegistryObject } from "./registry.js";
@@ -19,12 +20,20 @@ export interface Env {
   ALLOW_FAULTS?: string;
 }
 
-/** A replica's stub; `fromSequencer` names the calling sequencer object, so an injected fault of either side applies. */
-export function replicaStub(env: Env, group: string, id: string, location?: string | null, fromSequencer?: string) {
-  const ns = env.REPLICA;
-  const doId = ns.idFromName(`${group}/${id}`);
-  const stub = location ? ns.get(doId, { locationHint: location as DurableObjectLocationHint }) : ns.get(doId);
-  return guarded(env, stub, group, fromSequencer ? [id, `sequencer:${fromSequencer}`] : [id]);
+/**
+ * A replica's stub; `fromSequencer` names the calling sequencer object, so an injected fault of
+ * either side applies. The co-located replica (config.colocated) lives in the group's first
+ * sequencer object, which answers the same replica methods: a fault of that object cuts it off too.
+ */
+export function replicaStub(env: Env, config: Pick<GroupConfig, "group" | "colocated">, id: string, location?: string | null, fromSequencer?: string) {
+  const group = config.group;
+  const hint = location ? { locationHint: location as DurableObjectLocationHint } : undefined;
+  const colocated = isColocated(config, id);
+  const stub = colocated
+    ? (env.SEQUENCER.get(env.SEQUENCER.idFromName(group), hint) as unknown as DurableObjectStub<ReplicaObject>)
+    : env.REPLICA.get(env.REPLICA.idFromName(`${group}/${id}`), hint);
+  const parties = [id, ...(colocated ? [`sequencer:${group}`] : []), ...(fromSequencer ? [`sequencer:${fromSequencer}`] : [])];
+  return guarded(env, stub, group, parties);
 }
 
 /** The sequencer Durable Object by its name (the group's name, or a later one after a move: group~sN). */

@@ -26,7 +26,9 @@ export function forget(group: string): void {
 
 /** The stub of the sequencer a config names (the group's name, or a later one after a move). */
 export function sequencerOf(env: Env, config: GroupConfig) {
-  return sequencerStub(env, sequencerName(config), config.sequencer?.location ?? null);
+  // The first sequencer object hosts the co-located replica: placed where that replica is.
+  const colocatedAt = membersOf(config).find((m) => m.id === config.colocated)?.location ?? null;
+  return sequencerStub(env, sequencerName(config), config.sequencer?.location ?? colocatedAt);
 }
 
 function notFound(group: string): ApiError {
@@ -65,9 +67,9 @@ async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: Gr
 
 async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   const cfg = record.config;
-  await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas);
-  // A sequencer moved away from the group's name may have left state there: destroyed too.
-  if (sequencerName(cfg) !== cfg.group) await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0);
+  await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated);
+  // A sequencer moved away from the group's name may have left state there (and the co-located replica): destroyed too.
+  if (sequencerName(cfg) !== cfg.group) await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated);
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
   await registryStub(env).remove(cfg.group);
 }
@@ -151,7 +153,7 @@ export async function failover(env: Env, group: string, failed: string, cause: s
   const record = await lookup(env, group, true);
   const config = record.config;
   if (sequencerName(config) !== failed) return record;
-  const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, group, id).call(config.incarnation, "vote", [])) };
+  const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, config, id).call(config.incarnation, "vote", [])) };
   const started = Date.now();
   const decision = await preVote(io, config);
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);

@@ -3,7 +3,7 @@
 // not answer is reported down rather than failing or stalling the scrape. Reading metrics starts
 // no failover and no recovery (withSequencer would): the cron and the next request do that.
 import { ApiError } from "../shared/api/errors.js";
-import type { GroupFigures } from "../shared/api/metrics.js";
+import type { GroupFigures, SequencerWork } from "../shared/api/metrics.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { metricsCallTimeoutMs, metricsConcurrencyMax } from "../shared/limits.js";
 import { withTimeout } from "../shared/protocol/io.js";
@@ -13,12 +13,12 @@ import * as groups from "./groups.js";
 async function figuresNow(env: Env, group: string): Promise<GroupFigures> {
   const record = await groups.lookup(env, group);
   const [seq, counts] = await Promise.all([
-    rpc<{ status: GroupStatus; commandsTotal: number } | null>(groups.sequencerOf(env, record.config).metrics()),
+    rpc<{ status: GroupStatus; commandsTotal: number; work: SequencerWork } | null>(groups.sequencerOf(env, record.config).metrics()),
     directoryStub(env, group).counters(),
   ]);
   // No state: a sequencer that lost its storage or was just moved away from; it is recovered elsewhere.
   if (!seq) return { group, up: false };
-  return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts };
+  return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts, work: seq.work };
 }
 
 /** One group's figures; null if there is no such group (deleted meanwhile, or never made). */

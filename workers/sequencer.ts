@@ -3,17 +3,21 @@ import { pageBytesMax, snapshotIdleMs, transferPageBytes } from "../shared/limit
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
-import { type DriverIO, type ReadIndexAnswer, type ReplicaLink, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
+import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
 import type { SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
-import type { AppendRequest, GroupConfig } from "../shared/protocol/types.js";
+import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
 import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
-import { membersOf, sequencerName } from "../shared/protocol/types.js";
+import { isColocated, membersOf, sequencerName } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
-import { RestoreStage, SqlSequencerStorage, readMeta } from "./sqlite.js";
+import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
+import { ReplicaHost, type ReplicaInit } from "./replica-host.js";
+import { guarded } from "./faults.js";
+import type { Rejoin } from "../shared/protocol/replica.js";
 import { digestOfPages } from "../shared/protocol/state.js";
-import { encodeAppend } from "./wire.js";
+import { decodeAppend, encodeAppend } from "./wire.js";
 import { type LogLevel, logEvent } from "../shared/log.js";
+import type { SequencerWork } from "../shared/api/metrics.js";
 
 /** Events an operator should see without searching: a quarantine, an audit alarm. */
 const eventLevels: Record<string, LogLevel> = { quarantine: "warn", alarm: "error" };
@@ -25,33 +29,57 @@ export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" };
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" | "conflict" };
 
+/** The co-located replica's log table: the sequencer's own log is `log`. */
+const colocatedLogTable = "replica_log";
+
 /**
  * The sequencer of one group: a thin shell. Ordering, commit and voting are SequencerCore's; the
  * send loops and waiting clients are SequencerDriver's; start, creation, recovery, fencing,
  * hand-over and destroy are SequencerLifecycle's (shared with the simulator). This class gives
  * them SQLite, RPC stubs and the group's directory.
+ *
+ * The object named like the group also hosts the co-located replica (GroupConfig.colocated),
+ * with the replica methods of ReplicaObject: its own tables beside the sequencer's, each erased
+ * alone, so a deposed sequencer that wipes its log leaves the replica serving.
  */
 export class SequencerObject extends DurableObject<Env> {
   private readonly store: SqlSequencerStorage;
   private readonly stage: RestoreStage;
   private readonly lifecycle: SequencerLifecycle;
+  private readonly replica: ReplicaHost;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    const sql = ctx.storage.sql;
     this.store = new SqlSequencerStorage(ctx.storage);
-    this.stage = new RestoreStage(ctx.storage.sql);
+    this.stage = new RestoreStage(sql);
+    this.replica = new ReplicaHost({
+      storage: ctx.storage,
+      logTable: colocatedLogTable,
+      erase: async () => (readMeta(sql, "sequencer") ? dropReplicaTables(sql, colocatedLogTable) : ctx.storage.deleteAll()),
+    });
     this.lifecycle = new SequencerLifecycle({
       storage: () => this.store,
-      prepare: () => SqlSequencerStorage.create(ctx.storage.sql),
-      wipe: () => ctx.storage.deleteAll(),
+      prepare: () => SqlSequencerStorage.create(sql),
+      wipe: async () => (this.replica.exists ? dropSequencerTables(sql) : ctx.storage.deleteAll()),
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
-      inOffice: async (cfg) => {
-        const record = (await directoryStub(env, cfg.group).get()) as { config: GroupConfig } | null;
-        return record !== null && sequencerName(record.config) === sequencerName(cfg);
-      },
+      inOffice: (cfg) => this.inOffice(cfg),
     });
-    ctx.blockConcurrencyWhile(async () => this.lifecycle.start(readMeta<SequencerMeta>(ctx.storage.sql, "sequencer")));
+    ctx.blockConcurrencyWhile(async () => {
+      this.replica.load();
+      this.lifecycle.start(readMeta<SequencerMeta>(sql, "sequencer"));
+    });
+  }
+
+  private async inOffice(cfg: GroupConfig): Promise<boolean> {
+    const record = (await directoryStub(this.env, cfg.group).get()) as { config: GroupConfig } | null;
+    return record !== null && sequencerName(record.config) === sequencerName(cfg);
+  }
+
+  /** Whether replica `id` of the group this object sequences lives here (this object is named like the group). */
+  private hosts(cfg: GroupConfig, id: string): boolean {
+    return isColocated(cfg, id) && sequencerName(cfg) === cfg.group;
   }
 
   private get driver(): SequencerDriver | null {
@@ -63,13 +91,39 @@ export class SequencerObject extends DurableObject<Env> {
   }
 
   private linkTo(cfg: GroupConfig, id: string, location: string | null): ReplicaLink {
-    const stub = replicaStub(this.env, cfg.group, id, location, sequencerName(cfg));
     const inc = cfg.incarnation;
+    const stub = this.hosts(cfg, id) ? this.localReplica(cfg, id) : replicaStub(this.env, cfg, id, location, sequencerName(cfg));
     const transport: ReplicaTransport = (method, args) =>
       method === "append"
         ? rpc(stub.appendText(inc, encodeAppend(args[0] as AppendRequest)))
         : rpc(stub.call(inc, method, args as never));
-    return linkOver(transport, () => stub.init({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery }));
+    return linkOver(transport, async (rejoin?: Rejoin) => {
+      // A deposed sequencer must not re-create a replica that lost its storage: at its old epoch
+      // it would take that replica's forgotten promise for its own (see ReplicaMeta.rejoinSeq).
+      if (rejoin && !(await this.inOffice(cfg))) throw new Error(`${sequencerName(cfg)} is not in office: no rejoin of ${id}`);
+      return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...(rejoin ? { rejoin } : {}) });
+    });
+  }
+
+  /**
+   * The replica in this object, reached by a direct call: no RPC, and its step's writes go out
+   * with the sequencer's in one storage commit. The append is decoded from the same JSON a remote
+   * replica gets (a copy: a machine can never change the sequencer's entries). Injected faults of
+   * that replica apply, so a test can cut it off like any other.
+   */
+  private localReplica(cfg: GroupConfig, id: string) {
+    const local = {
+      appendText: async (inc: number, text: string): Promise<AppendResponse> => this.replica.append(inc, decodeAppend(text)),
+      call: async <K extends ReplicaMethod>(inc: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> => this.replica.call(inc, method, args),
+      replicaInit: async (init: ReplicaInit): Promise<ReplicaPosition | null> => this.replica.init(init),
+    };
+    return guarded(this.env, local, cfg.group, [id]);
+  }
+
+  /** Destroys replica `id` of the group: here, or in its own object. */
+  private async destroyReplica(cfg: Pick<GroupConfig, "group" | "colocated">, id: string, incarnation: number): Promise<void> {
+    if (isColocated(cfg, id) && this.replica.core?.config.group === cfg.group && this.replica.core.id === id) return this.replica.destroy(incarnation);
+    await replicaStub(this.env, cfg, id).replicaDestroy(incarnation);
   }
 
   private io(cfg: GroupConfig): DriverIO {
@@ -91,13 +145,13 @@ export class SequencerObject extends DurableObject<Env> {
       log: (level, message) => console[level](message),
       provision: async (id, location) => {
         // Start from nothing: an id can come round again if an add was lost with this sequencer's storage.
-        await replicaStub(this.env, cfg.group, id).destroy(cfg.incarnation);
+        await this.destroyReplica(cfg, id, cfg.incarnation);
         const l = this.linkTo(cfg, id, location);
         links.set(id, l);
         await l.init();
       },
       retire: async (id) => {
-        await replicaStub(this.env, cfg.group, id).destroy(cfg.incarnation);
+        await this.destroyReplica(cfg, id, cfg.incarnation);
         links.delete(id);
       },
       recordMemberships: async (config) => {
@@ -146,27 +200,61 @@ export class SequencerObject extends DurableObject<Env> {
       outputs: cfg.outputs,
       checkpointEvery: cfg.checkpointEvery,
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since },
-      replicas: core.replicaStatuses(),
+      replicas: core.replicaStatuses().map((r) => (isColocated(cfg, r.id) ? { ...r, colocated: true as const } : r)),
     };
   }
 
   /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */
-  metrics(): { status: GroupStatus; commandsTotal: number } | null {
+  metrics(): { status: GroupStatus; commandsTotal: number; work: SequencerWork } | null {
     const status = this.status();
-    return status && { status, commandsTotal: this.core!.commandsTotal };
+    const counts = this.driver?.counts;
+    if (!status || !counts) return null;
+    return { status, commandsTotal: this.core!.commandsTotal, work: { flushes: counts.flushes, appends: Object.fromEntries(counts.appends) } };
   }
 
-  /** Destroys the replicas, then this sequencer's own storage (unless it belongs to a newer incarnation). */
-  async destroy(group: string, incarnation: number, lastReplicaNo: number): Promise<boolean> {
+  /**
+   * Destroys the replicas, then this sequencer's own storage (unless it belongs to a newer
+   * incarnation). `colocated`: the group's co-located replica, for a caller whose sequencer lost
+   * its config. The replica this object hosts goes too.
+   */
+  async destroy(group: string, incarnation: number, lastReplicaNo: number, colocated?: string): Promise<boolean> {
     return this.lifecycle.destroy(incarnation, async (config) => {
       const count = Math.max(lastReplicaNo, config?.lastReplicaNo ?? config?.replicas ?? 0);
-      await Promise.all(replicaIds(count).map((id) => replicaStub(this.env, group, id).destroy(incarnation)));
+      const cfg = { group, colocated: config?.colocated ?? colocated };
+      await Promise.all(replicaIds(count).map((id) => this.destroyReplica(cfg, id, incarnation)));
+      await this.replica.destroy(incarnation);
     });
   }
 
   /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */
   async handOver(): Promise<void> {
     await this.lifecycle.handOver();
+  }
+
+  // ---- the co-located replica (the methods of ReplicaObject) --------------------------------
+
+  async replicaInit(cfg: ReplicaInit): Promise<ReplicaPosition | null> {
+    return this.replica.init(cfg);
+  }
+
+  async appendText(incarnation: number, text: string): Promise<AppendResponse> {
+    return this.replica.appendText(incarnation, text);
+  }
+
+  async call<K extends ReplicaMethod>(incarnation: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> {
+    return this.replica.call(incarnation, method, args);
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    return this.replica.watch(request);
+  }
+
+  async corrupt(incarnation: number): Promise<string | null> {
+    return this.replica.corrupt(incarnation);
+  }
+
+  async replicaDestroy(incarnation: number): Promise<void> {
+    await this.replica.destroy(incarnation);
   }
 
   // ---- reconfiguration ----------------------------------------------------------------------

@@ -171,12 +171,17 @@ function toEntry(r: LogRow): Entry {
   };
 }
 
-/** The log table, the same for sequencer and replicas. */
+/** The log table, the same for sequencer and replicas (a co-located replica's has another name). */
 export class SqlLog {
-  constructor(private readonly sql: Sql) {}
-  static create(sql: Sql): void {
+  constructor(
+    private readonly sql: Sql,
+    private readonly table = "log",
+  ) {
+    if (!/^[a-z_]+$/.test(table)) throw new Error(`bad log table name ${table}`);
+  }
+  static create(sql: Sql, table = "log"): void {
     sql.exec(
-      "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, kind TEXT NOT NULL, client TEXT, request INTEGER, command TEXT NOT NULL, ts TEXT NOT NULL, hash TEXT NOT NULL)",
+      `CREATE TABLE IF NOT EXISTS ${table} (seq INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, kind TEXT NOT NULL, client TEXT, request INTEGER, command TEXT NOT NULL, ts TEXT NOT NULL, hash TEXT NOT NULL)`,
     );
   }
   append(entries: Entry[]): void {
@@ -186,28 +191,28 @@ export class SqlLog {
       const values: SqlStorageValue[] = [];
       for (const e of chunk) values.push(e.seq, e.epoch, e.kind, e.client, e.request, JSON.stringify(e.command), e.timestamp, e.hash);
       this.sql.exec(
-        `INSERT OR REPLACE INTO log (seq, epoch, kind, client, request, command, ts, hash) VALUES ${chunk.map(() => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
+        `INSERT OR REPLACE INTO ${this.table} (seq, epoch, kind, client, request, command, ts, hash) VALUES ${chunk.map(() => "(?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
         ...values,
       );
     }
   }
   truncateFrom(seq: number): void {
-    this.sql.exec("DELETE FROM log WHERE seq >= ?", seq);
+    this.sql.exec(`DELETE FROM ${this.table} WHERE seq >= ?`, seq);
   }
   hashAt(seq: number): string | null {
-    const row = this.sql.exec<{ hash: string }>("SELECT hash FROM log WHERE seq = ?", seq).toArray()[0];
+    const row = this.sql.exec<{ hash: string }>(`SELECT hash FROM ${this.table} WHERE seq = ?`, seq).toArray()[0];
     return row ? row.hash : null;
   }
   /** With a byte bound, read in bounded queries and stop once the commands pass it (at least one entry). */
   read(fromSeq: number, toSeq: number, bytesMax = Infinity): Entry[] {
     if (bytesMax === Infinity) {
-      return this.sql.exec<LogRow>("SELECT * FROM log WHERE seq >= ? AND seq <= ? ORDER BY seq", fromSeq, toSeq).toArray().map(toEntry);
+      return this.sql.exec<LogRow>(`SELECT * FROM ${this.table} WHERE seq >= ? AND seq <= ? ORDER BY seq`, fromSeq, toSeq).toArray().map(toEntry);
     }
     const out: Entry[] = [];
     let bytes = 0;
     for (let from = fromSeq; from <= toSeq; ) {
       const rows = this.sql
-        .exec<LogRow>("SELECT * FROM log WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?", from, toSeq, logRowsPerQuery)
+        .exec<LogRow>(`SELECT * FROM ${this.table} WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?`, from, toSeq, logRowsPerQuery)
         .toArray();
       for (const r of rows) {
         bytes += r.command.length + logRowOverheadBytes;
@@ -220,12 +225,18 @@ export class SqlLog {
     return out;
   }
   last(): Entry | null {
-    const row = this.sql.exec<LogRow>("SELECT * FROM log ORDER BY seq DESC LIMIT 1").toArray()[0];
+    const row = this.sql.exec<LogRow>(`SELECT * FROM ${this.table} ORDER BY seq DESC LIMIT 1`).toArray()[0];
     return row ? toEntry(row) : null;
   }
   first(): number | null {
-    const row = this.sql.exec<{ seq: number }>("SELECT seq FROM log ORDER BY seq LIMIT 1").toArray()[0];
+    const row = this.sql.exec<{ seq: number }>(`SELECT seq FROM ${this.table} ORDER BY seq LIMIT 1`).toArray()[0];
     return row ? row.seq : null;
+  }
+  deleteThrough(seq: number): void {
+    this.sql.exec(`DELETE FROM ${this.table} WHERE seq <= ?`, seq);
+  }
+  clear(): void {
+    this.sql.exec(`DELETE FROM ${this.table}`);
   }
 }
 
@@ -235,14 +246,15 @@ export class SqlReplicaStorage implements ReplicaStorage {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly sql: Sql = storage.sql,
+    logTable = "log",
   ) {
     this.rows = new SqlRowStore(sql);
-    this.log = new SqlLog(sql);
+    this.log = new SqlLog(sql, logTable);
   }
-  static create(sql: Sql): void {
+  static create(sql: Sql, logTable = "log"): void {
     sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, digest TEXT NOT NULL, log_hash TEXT NOT NULL)");
-    SqlLog.create(sql);
+    SqlLog.create(sql, logTable);
     SqlRowStore.create(sql);
     SqlReplicaStorage.upgrade(sql);
   }
@@ -269,7 +281,7 @@ export class SqlReplicaStorage implements ReplicaStorage {
     writeMeta(this.sql, "replica", meta);
   }
   deleteThrough(seq: number): void {
-    this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+    this.log.deleteThrough(seq);
     this.sql.exec("DELETE FROM effects WHERE seq <= ?", seq);
   }
   /** A frozen copy in the same database: one statement, so it is the state at one position. */
@@ -307,7 +319,7 @@ export class SqlReplicaStorage implements ReplicaStorage {
   }
   clearAll(): void {
     this.sql.exec("DELETE FROM state");
-    this.sql.exec("DELETE FROM log");
+    this.log.clear();
     this.sql.exec("DELETE FROM effects");
     this.sql.exec("DELETE FROM checkpoints");
   }
@@ -352,7 +364,7 @@ export class SqlSequencerStorage implements SequencerStorage {
     return this.log.last();
   }
   deleteThrough(seq: number): void {
-    this.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
+    this.log.deleteThrough(seq);
   }
   recentRequests(limit: number): { client: string; request: number; seq: number }[] {
     return this.sql
@@ -366,6 +378,25 @@ export class SqlSequencerStorage implements SequencerStorage {
   saveMeta(meta: SequencerMeta): void {
     writeMeta(this.sql, "sequencer", meta);
   }
+}
+
+/**
+ * Erasing one of two tenants of one object's SQLite (the group's first sequencer and the replica
+ * it hosts): each drops its own tables and its meta row; `meta` is shared (keys "sequencer" and
+ * "replica"). Table names are the code's own.
+ */
+function dropTables(sql: Sql, tables: string[], metaKey: string): void {
+  for (const t of tables) sql.exec(`DROP TABLE IF EXISTS ${t}`);
+  if (tableExists(sql, "meta")) sql.exec("DELETE FROM meta WHERE k = ?", metaKey);
+}
+
+export function dropReplicaTables(sql: Sql, logTable: string): void {
+  const frozen = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND (name = 'snapshot' OR substr(name, 1, 7) = 'frozen_')").toArray();
+  dropTables(sql, ["state", logTable, "effects", "checkpoints", ...frozen.map((r) => r.name)], "replica");
+}
+
+export function dropSequencerTables(sql: Sql): void {
+  dropTables(sql, ["log", "audits", "restore_rows"], "sequencer");
 }
 
 /**

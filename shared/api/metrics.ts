@@ -71,7 +71,13 @@ export interface GroupCounts {
 /** What one group's objects said, or that they could not be reached. */
 export type GroupFigures =
   | { group: string; up: false }
-  | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts };
+  | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts; work?: SequencerWork };
+
+/** What the sequencer in office has done since it started: flushes of its log, append messages per replica. */
+export interface SequencerWork {
+  flushes: number;
+  appends: Record<string, number>;
+}
 
 /** The families of API.md's Metrics section (and smr_group_up), over the groups in order. */
 export function groupFamilies(groups: GroupFigures[]): Family[] {
@@ -85,6 +91,8 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
   const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing).");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
+  const flushes = family("smr_sequencer_flushes_total", "counter", "Log writes of the group's sequencer that ordered commands (each one batch); starts again at 0 when the sequencer restarts.");
+  const appends = family("smr_appends_total", "counter", "Append messages (heartbeats included) the group's sequencer sent each replica; `colocated` marks the direct call to the replica in its own object. Starts again at 0 when the sequencer restarts.");
   for (const g of groups) {
     const group = g.group;
     up.samples.push({ labels: { group }, value: g.up ? 1 : 0 });
@@ -94,6 +102,10 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     epoch.samples.push({ labels: { group }, value: s.epoch });
     commands.samples.push({ labels: { group }, value: g.commandsTotal });
     failovers.samples.push({ labels: { group }, value: g.counts.failovers });
+    if (g.work) {
+      flushes.samples.push({ labels: { group }, value: g.work.flushes });
+      for (const r of s.replicas) appends.samples.push({ labels: { group, replica: r.id, colocated: String(r.colocated === true) }, value: g.work.appends[r.id] ?? 0 });
+    }
     for (const r of s.replicas) {
       const replica = r.id;
       applied.samples.push({ labels: { group, replica }, value: r.appliedSeq });
@@ -102,5 +114,5 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     }
     for (const [verdict, n] of Object.entries(g.counts.audits)) audits.samples.push({ labels: { group, verdict }, value: n });
   }
-  return [up, commit, epoch, commands, failovers, applied, lag, status, audits];
+  return [up, commit, epoch, commands, failovers, applied, lag, status, audits, flushes, appends];
 }

@@ -34,6 +34,7 @@ export const replicaStatus = z.object({
   appliedSeq: seq,
   digest: hex,
   lastContact: time.nullable(),
+  colocated: z.literal(true).optional(),
 });
 
 export const sequencerStatus = z.object({

@@ -25,6 +25,8 @@ export const createGroupBody = z
     outputs: z.enum(["first", "majority"]).default("first"),
     checkpointEvery: z.number().int().min(checkpointEveryMin).max(checkpointEveryMax).default(checkpointEveryDefault),
     sequencerLocations: z.array(z.string().min(1).max(64)).min(1).max(replicasMax).optional(),
+    /** Host one replica in the sequencer's object (leader-as-replica; docs/PROTOCOL.md). Default true. */
+    colocate: z.boolean().optional(),
   })
   .strict()
   .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {
@@ -33,16 +35,29 @@ export const createGroupBody = z
   });
 
 export function groupConfigFrom(group: string, body: z.infer<typeof createGroupBody>): GroupConfig {
+  const locations = body.locations ?? Array.from({ length: body.replicas }, () => null);
   return {
     group,
     incarnation: 0, // assigned by the group's directory
     machine: body.machine,
     replicas: body.replicas,
-    locations: body.locations ?? Array.from({ length: body.replicas }, () => null),
+    locations,
     outputs: body.outputs,
     checkpointEvery: body.checkpointEvery,
     ...(body.sequencerLocations ? { sequencerLocations: body.sequencerLocations, sequencer: { name: group, location: body.sequencerLocations[0]!, no: 0 } } : {}),
+    ...colocation(body, locations),
   };
+}
+
+/**
+ * The replica that shares the first sequencer's object: the first one placed where the sequencer
+ * starts (any, when neither is placed). None when asked not to, or when no replica is placed there.
+ */
+function colocation(body: z.infer<typeof createGroupBody>, locations: (string | null)[]): Pick<GroupConfig, "colocated"> {
+  if (body.colocate === false) return {};
+  const at = body.sequencerLocations?.[0];
+  const i = at === undefined ? 0 : locations.indexOf(at);
+  return i < 0 ? {} : { colocated: `r${i + 1}` };
 }
 
 export const commandBody = z

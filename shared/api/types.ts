@@ -57,6 +57,8 @@ export interface ReplicaStatus {
   appliedSeq: number;
   digest: string;
   lastContact: string | null;
+  /** Hosted in the object of the group's first sequencer (GroupConfig.colocated): absent otherwise. */
+  colocated?: true;
 }
 
 export interface GroupStatus {

@@ -37,6 +37,12 @@ interface Deadline {
 const expiredMessage = "request id is older than the client's session window; use a new request id";
 
 export class SequencerDriver {
+  /**
+   * Since this driver started (metrics; the bench divides them by commands): flushes that ordered
+   * entries (one log write each), and append messages sent to each replica, heartbeats included.
+   */
+  readonly counts = { flushes: 0, appends: new Map<string, number>() };
+
   /** Clients waiting for a (client, request) still queued, and for an ordered seq. */
   private readonly waitingPending = new Map<string, Resolver[]>();
   private readonly waitingSeq = new Map<number, Resolver[]>();
@@ -271,6 +277,7 @@ export class SequencerDriver {
   /** Orders what queued and registers its waiters under the assigned seqs. */
   private flush(): void {
     const entries: Entry[] = this.core.flush(new Date(this.io.nowMs()).toISOString());
+    if (entries.length > 0) this.counts.flushes++;
     for (const e of entries) {
       const key = pendingKey(e.client!, e.request!);
       const list = this.waitingPending.get(key);
@@ -307,21 +314,14 @@ export class SequencerDriver {
         this.beatDue.delete(id);
         const sentAtMs = this.io.nowMs();
         this.lastSentMs.set(id, sentAtMs);
+        this.counts.appends.set(id, (this.counts.appends.get(id) ?? 0) + 1);
         let resp;
         try {
           resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
         } catch (err) {
           if (this.stopped) return;
           this.core.onAppendFailure(id);
-          const misses = this.core.backoffMisses(id);
-          this.io.log("warn", `append to ${this.core.config.group}/${id} failed (${misses} misses): ${String(err)}`);
-          // The loop ends here rather than awaiting a timer: in a workerd test a send loop that
-          // awaited a (2 ms) timer after the request that started it had answered never resumed,
-          // and a loop that never resumes never sends again. A timer callback does run: it kicks
-          // a new loop once the backoff is over.
-          const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1));
-          this.retryAtMs.set(id, this.io.nowMs() + backoffMs);
-          this.io.setTimer(backoffMs, () => this.kickAll());
+          this.backOff(id, String(err));
           return;
         }
         if (this.stopped) return;
@@ -329,7 +329,16 @@ export class SequencerDriver {
         if (resp.ok || resp.reason !== "stale_epoch") this.ackedSentMs.set(id, sentAtMs);
         const step = this.core.onAppendResponse(id, resp, this.io.nowMs());
         this.checkConfirmations();
-        if (step.needsInit) await this.io.link(id).init().catch((err) => this.io.log("warn", `init ${id}: ${String(err)}`));
+        if (step.needsInit) {
+          // Made again (or refused: a newer incarnation's leftover), then tried after a pause like
+          // a failure: a replica reached by a direct call answers at once, and a loop that went
+          // straight round again would never give the object's thread back.
+          await this.rejoin(id);
+          if (this.stopped) return;
+          this.core.onAppendFailure(id);
+          this.backOff(id, "it had no state");
+          return;
+        }
         if (this.stopped) return;
         this.applyStep(step);
         advancedCommit = step.commitAdvanced;
@@ -337,6 +346,20 @@ export class SequencerDriver {
     } finally {
       this.sending.delete(id);
     }
+  }
+
+  /**
+   * Ends a send loop after a miss; a timer callback kicks a new loop once the backoff is over.
+   * Why not await the timer: in a workerd test a send loop that awaited a (2 ms) timer after the
+   * request that started it had answered never resumed, and a loop that never resumes never sends
+   * again. A timer callback does run.
+   */
+  private backOff(id: string, why: string): void {
+    const misses = this.core.backoffMisses(id);
+    this.io.log("warn", `append to ${this.core.config.group}/${id} failed (${misses} misses): ${why}`);
+    const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1));
+    this.retryAtMs.set(id, this.io.nowMs() + backoffMs);
+    this.io.setTimer(backoffMs, () => this.kickAll());
   }
 
   // ---- heartbeats and the read lease -----------------------------------------------------------
@@ -463,6 +486,27 @@ export class SequencerDriver {
       for (const w of ready) w.wake();
       this.kickAll();
     }
+  }
+
+  /**
+   * A member answered that it has no state: it lost its storage (a co-located replica loses it
+   * with the sequencer's object). It is made again quarantined, so a state transfer rebuilds it
+   * and its acks count for nothing meanwhile, and it refuses fences until its log is back past
+   * everything it may have acknowledged before (the end of this log bounds that).
+   */
+  private async rejoin(id: string): Promise<void> {
+    // An empty log: nothing to have forgotten (a creation whose init has not reached it yet).
+    const rejoin = this.core.lastLogSeq > 0 ? { epoch: this.core.epoch, throughSeq: this.core.lastLogSeq } : undefined;
+    let made: unknown;
+    try {
+      made = await this.io.link(id).init(rejoin);
+    } catch (err) {
+      this.io.log("warn", `init ${id}: ${String(err)}`);
+      return;
+    }
+    // Null: it belongs to a newer incarnation of the group (this one was deleted): nothing made.
+    if (made === null || !rejoin || this.stopped || !this.core.setQuarantined(id, true)) return;
+    this.io.event?.("rejoin", `replica ${id} had lost its storage: made again, quarantined until a state transfer rebuilds it`, { replica: id });
   }
 
   private quarantine(id: string): void {

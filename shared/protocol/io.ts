@@ -1,6 +1,6 @@
 // The I/O a driver needs, passed in (TigerBeetle style): the Durable Objects give real timers,
 // the clock and RPC stubs; the simulator gives virtual time and a faulty network.
-import type { ExportInfo, SnapshotInfo } from "./replica.js";
+import type { ExportInfo, Rejoin, SnapshotInfo } from "./replica.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
 import type { Entry } from "../api/types.js";
 
@@ -69,15 +69,16 @@ export type ReplicaResult<K extends ReplicaMethod> = Awaited<ReturnType<ReplicaA
 
 /**
  * How the sequencer reaches one replica: every method of the API, asynchronous, plus init (its
- * creation, which the transport does). Every call may reject (unreachable) or never settle.
+ * creation, which the transport does; with `rejoin`, its re-creation after it lost its storage).
+ * Every call may reject (unreachable) or never settle.
  */
-export type ReplicaLink = { [K in ReplicaMethod]: (...args: ReplicaArgs<K>) => Promise<ReplicaResult<K>> } & { init(): Promise<unknown> };
+export type ReplicaLink = { [K in ReplicaMethod]: (...args: ReplicaArgs<K>) => Promise<ReplicaResult<K>> } & { init(rejoin?: Rejoin): Promise<unknown> };
 
 /** Carries one replica call over some transport (RPC, the simulated network, a direct call). */
 export type ReplicaTransport = <K extends ReplicaMethod>(method: K, args: ReplicaArgs<K>) => Promise<ReplicaResult<K>>;
 
 /** The one adapter from a transport to a link. */
-export function linkOver(transport: ReplicaTransport, init: () => Promise<unknown>): ReplicaLink {
+export function linkOver(transport: ReplicaTransport, init: (rejoin?: Rejoin) => Promise<unknown>): ReplicaLink {
   return new Proxy({ init } as ReplicaLink, {
     get: (target, name) => (name === "init" ? target.init : (...args: unknown[]) => transport(name as ReplicaMethod, args as never)),
   });

@@ -44,6 +44,18 @@ export interface ReplicaMeta {
    */
   stateSeq: number;
   stateDigest: string;
+  /**
+   * Set when this replica was made again after losing its storage (a rejoin): it may have
+   * acknowledged entries up to this seq before, and holds none of them now. Until its log reaches
+   * it again it accepts no fence, so a recovery never counts its empty log in place of those acks.
+   */
+  rejoinSeq?: number;
+}
+
+/** What a sequencer knows when it re-creates a replica that lost its storage (see ReplicaMeta.rejoinSeq). */
+export interface Rejoin {
+  epoch: number;
+  throughSeq: number;
 }
 
 /**
@@ -101,7 +113,10 @@ export function changesText(changes: Changes): string {
 /** Bound on the in-memory copy of appended, not yet applied entries. */
 const unappliedEntriesMax = 4 * appendEntriesMax;
 
-export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0): ReplicaMeta {
+export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin): ReplicaMeta {
+  // A rejoin starts quarantined (no reads, no vote: a state transfer rebuilds it) at the epoch of
+  // the sequencer that made it, so an older one's appends are refused.
+  const again = rejoin ? { epoch: rejoin.epoch, quarantined: true, rejoinSeq: rejoin.throughSeq } : {};
   return {
     group,
     incarnation,
@@ -120,6 +135,7 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     baseEpoch: 0,
     stateSeq: 0,
     stateDigest: zeroHash,
+    ...again,
   };
 }
 
@@ -393,7 +409,8 @@ export class ReplicaCore {
    * only for an epoch higher than any seen, like a ballot, so two recoveries cannot share one.
    */
   fence(epoch: number): FenceReply {
-    const accepted = epoch > this.meta.epoch;
+    const amnesiac = this.meta.rejoinSeq !== undefined && this.meta.lastSeq < this.meta.rejoinSeq;
+    const accepted = epoch > this.meta.epoch && !amnesiac;
     if (accepted) this.saveMeta({ epoch });
     const m = this.meta;
     // Halfway through a state transfer the log is cleared while the positions are the old ones:

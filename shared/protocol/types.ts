@@ -29,6 +29,13 @@ export interface GroupConfig {
   sequencer?: { name: string; location: string | null; no: number; since?: string };
   /** Location hints for the sequencer, in order of preference: it starts at the first; a failover takes the next. */
   sequencerLocations?: string[];
+  /**
+   * The member whose replica lives in the Durable Object named like the group, beside the group's
+   * first sequencer (leader-as-replica): while that object is in office its appends are direct
+   * calls that share the sequencer's storage commit. After a move or failover it stays a replica
+   * there, reached by RPC like any other. Absent: every replica has an object of its own.
+   */
+  colocated?: string;
 }
 
 export interface Member {
@@ -61,10 +68,16 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation"> {
-  // (sequencerLocations is a creation setting: it stays.)
-  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, ...rest } = config;
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated"> {
+  // (sequencerLocations is a creation setting: it stays. Where a replica lives is not compared:
+  // a group made before co-location existed is still found by a PUT of the same settings.)
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, ...rest } = config;
   return rest;
+}
+
+/** Whether replica `id` lives in the group's first sequencer object (named like the group). */
+export function isColocated(config: Pick<GroupConfig, "colocated">, id: string): boolean {
+  return config.colocated === id;
 }
 
 /** The name of the Durable Object that is the group's sequencer. */

@@ -16,8 +16,8 @@ function int(args: Map<string, string>, name: string, fallback: number): number 
 }
 
 async function main(): Promise<number> {
-  const args = parseFlags(process.argv.slice(2), ["geo", "no-batches"]);
-  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches"]);
+  const args = parseFlags(process.argv.slice(2), ["geo", "no-batches", "no-colocate"]);
+  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
   const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "none" ? [] : faultsArg.split(",")) as FaultKind[];
@@ -38,6 +38,7 @@ async function main(): Promise<number> {
     variant,
     clients: int(args, "clients", geo ? geo.locations.length : 5),
     batches: !args.has("no-batches"),
+    colocate: !args.has("no-colocate"),
     ...(geo ? { geo } : {}),
   };
   if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");

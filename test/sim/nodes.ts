@@ -7,12 +7,12 @@ import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, 
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
-import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { ReplicaCore, type Rejoin, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
-import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig } from "../../shared/protocol/types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig, ReplicaPosition } from "../../shared/protocol/types.js";
 import type { Entry } from "../../shared/api/types.js";
-import { replicaIds, sequencerName } from "../../shared/protocol/types.js";
+import { isColocated, replicaIds, sequencerName } from "../../shared/protocol/types.js";
 import type { Network, World } from "./world.js";
 
 /** Small compaction windows, so short runs compact their logs and need state transfers. */
@@ -41,7 +41,7 @@ export function rpc<T>(world: World, net: Network, from: string, to: string, wha
         .then(handle)
         .then(
           (result) => {
-            if (alive() !== incarnation || net.down.has(to)) {
+            if (alive() !== incarnation || net.isDown(to)) {
               world.trace(`reset ${to} during ${what}`);
               return reject(new Error(`${to} was reset during ${what}`));
             }
@@ -56,7 +56,7 @@ export function rpc<T>(world: World, net: Network, from: string, to: string, wha
 }
 
 export class SimReplica {
-  readonly storage = new MemoryReplicaStorage();
+  storage = new MemoryReplicaStorage();
   driver: ReplicaDriver;
   incarnation = 0;
   /** Highest positions seen, across restarts: they must never go backwards. */
@@ -70,7 +70,7 @@ export class SimReplica {
 
   constructor(
     readonly id: string,
-    config: GroupConfig,
+    private readonly config: GroupConfig,
     private readonly world: World,
     private readonly failures: Failures,
     private readonly variant: Variant,
@@ -80,8 +80,10 @@ export class SimReplica {
     this.driver = new ReplicaDriver(this.core(), world);
   }
 
-  private core(): ReplicaCore {
-    const meta = this.storage.meta!;
+  /** Null without storage (lost with the object that hosts it, until a sequencer makes it again). */
+  private core(): ReplicaCore | null {
+    const meta = this.storage.meta;
+    if (!meta) return null;
     return this.variant === "apply-uncommitted"
       ? new ApplyUncommittedCore(this.storage, meta, machineFor(meta.machine), simRetention)
       : new ReplicaCore(this.storage, meta, machineFor(meta.machine), simRetention);
@@ -95,7 +97,8 @@ export class SimReplica {
       this.failures.add(`${this.id} broke an invariant at ${this.world.now} ms: ${(err as Error).message}`);
       throw err;
     }
-    const p = this.driver.core!.position();
+    if (!this.driver.core) return resp;
+    const p = this.driver.core.position();
     if (p.appliedSeq < this.seenApplied || p.commitSeq < this.seenCommit) {
       this.failures.add(`${this.id} went backwards: applied ${this.seenApplied}->${p.appliedSeq}, commit ${this.seenCommit}->${p.commitSeq}`);
     }
@@ -135,6 +138,24 @@ export class SimReplica {
   restart(): void {
     this.incarnation++;
     this.driver = new ReplicaDriver(this.core(), this.world);
+  }
+
+  /** Its storage is gone (the co-located replica loses it with the sequencer's object). */
+  loseStorage(): void {
+    this.storage = new MemoryReplicaStorage();
+    this.seenApplied = 0;
+    this.seenCommit = 0;
+    this.world.trace(`${this.id} lost its storage`);
+  }
+
+  /** A sequencer's init: a replica without storage is made again (a rejoin); otherwise nothing changes. */
+  init(rejoin?: Rejoin): ReplicaPosition {
+    if (!this.storage.meta) {
+      this.storage.saveMeta(newReplicaMeta(this.config.group, this.id, this.config.machine, this.config.checkpointEvery, 0, rejoin));
+      this.driver = new ReplicaDriver(this.core(), this.world);
+      this.world.trace(`${this.id} made again${rejoin ? ` (rejoin at epoch ${rejoin.epoch} through ${rejoin.throughSeq})` : ""}`);
+    }
+    return this.driver.core!.position();
   }
 
   /** A state transfer replaced this replica's state: positions may restart lower (it served nothing meanwhile). */
@@ -321,13 +342,18 @@ export class SimSequencer {
 
   private link(id: string): ReplicaLink {
     const r = this.replicas.get(id)!;
-    const call = <T>(what: string, handle: () => T | Promise<T>) => rpc(this.world, this.net, this.node, id, what, () => r.incarnation, handle);
-    // Every call crosses a copy, as a Durable Object RPC does.
+    // The co-located replica of the object this sequencer lives in: a direct call, no network
+    // (as in the Durable Object, where it shares the object's thread and storage commit).
+    const here = isColocated(this.dir.config, id) && this.name === this.dir.config.group;
+    const call = <T>(what: string, handle: () => T | Promise<T>): Promise<T> =>
+      here ? Promise.resolve().then(handle) : rpc(this.world, this.net, this.node, id, what, () => r.incarnation, handle);
+    // Every call crosses a copy, as a Durable Object RPC does (and the direct call's JSON).
     const transport: ReplicaTransport = (method, args) => {
       const copy = structuredClone(args);
       return call(callLabel(method, copy), () => r.serve(method, copy, () => this.transfers++)) as never;
     };
-    return linkOver(transport, () => call("init", () => null));
+    // A deposed sequencer never makes a replica again (it would take its forgotten promise).
+    return linkOver(transport, (rejoin) => (rejoin && !this.inOffice() ? Promise.reject(new Error(`${this.name} is not in office`)) : call("init", () => r.init(rejoin))));
   }
 
   /** Replace one replica under load: add a new one, then remove an old one (the registry follows). */

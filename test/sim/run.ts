@@ -5,7 +5,7 @@ import type { StateMachine } from "../../shared/machines/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
 import { type ClientHistory, SimClient } from "./clients.js";
 import { withTrial } from "./machines.js";
-import { Failures, makeGroup, type Variant } from "./nodes.js";
+import { Failures, type SimSequencer, makeGroup, type Variant } from "./nodes.js";
 import { Prng } from "./prng.js";
 import { Network, World } from "./world.js";
 
@@ -47,6 +47,12 @@ export interface SimOptions {
    * the regression seeds were found with, so they still reproduce their runs.
    */
   batches?: boolean;
+  /**
+   * The group's first sequencer object hosts a voting replica (GroupConfig.colocated, the CLI's
+   * default): that replica crashes, is cut off and loses its storage with the object. Off, the
+   * regression seeds replay their runs.
+   */
+  colocate?: boolean;
 }
 
 export interface SimResult {
@@ -80,6 +86,7 @@ export function reproduce(o: SimOptions): string {
   if (o.outputs) parts.push(`--outputs ${o.outputs}`);
   if (o.variant && o.variant !== "correct") parts.push(`--variant ${o.variant}`);
   if (!o.batches) parts.push("--no-batches");
+  if (!o.colocate) parts.push("--no-colocate");
   return parts.join(" ");
 }
 
@@ -126,7 +133,11 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     outputs,
     checkpointEvery: 5 + rng.int(20),
   };
+  // As the router places it: the first replica where the sequencer starts.
+  const colocatedIndex = !opts.colocate ? -1 : opts.geo ? config.locations.indexOf(opts.geo.sequencer) : 0;
+  if (colocatedIndex >= 0) config.colocated = `r${colocatedIndex + 1}`;
   const { replicas, group } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
+  if (config.colocated) net.host.set(config.colocated, "seq");
   if (opts.geo) {
     config.locations.forEach((loc, i) => loc && net.location.set(`r${i + 1}`, loc));
     net.location.set("seq", opts.geo.sequencer);
@@ -180,13 +191,17 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
 
   // Faults, bounded so a majority stays reachable most of the time.
-  const unavailable = () => memberIds().filter((id) => net.down.has(id) || net.isolated.has(id)).length;
+  const unavailable = () => memberIds().filter((id) => net.isDown(id) || net.isIsolated(id)).length;
+  /** The replica that lives in the object of sequencer s, if any: it goes down with it. */
+  const hostedBy = (s: SimSequencer) => (config.colocated && s.name === config.group && !replicas.get(config.colocated)!.retired ? replicas.get(config.colocated)! : null);
   const injectors: (() => void)[] = [];
   if (faults.has("crash-replica")) {
     injectors.push(() => {
-      const up = memberIds().filter((id) => !net.down.has(id) && !net.isolated.has(id));
+      const up = memberIds().filter((id) => !net.isDown(id) && !net.isIsolated(id));
       if (unavailable() >= tolerated || up.length === 0) return;
       const id = rng.pick(up);
+      // The co-located replica's crash is its object's: the first sequencer goes down with it.
+      if (id === config.colocated) return takeSequencerDown("crash-replica", false, group.sequencers.get(config.group)!);
       net.down.add(id);
       replicas.get(id)!.crash();
       count("crash-replica");
@@ -199,38 +214,47 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     });
   }
   // The sequencer goes down (its memory lost; with loseStorage its storage too) and comes back.
-  const takeSequencerDown = (kind: FaultKind, loseStorage: boolean) => {
-    // The sequencer in office now: the one that comes back is the same object, even if a
-    // failover named another meanwhile.
-    const s = seq();
+  // The sequencer's object goes down (its memory lost; with loseStorage its storage too), with
+  // the replica it hosts, and comes back. By default the sequencer in office now: the one that
+  // comes back is the same object, even if a failover named another meanwhile.
+  function takeSequencerDown(kind: FaultKind, loseStorage: boolean, s: SimSequencer = seq()): void {
+    const r = hostedBy(s);
     net.down.add(s.node);
     s.crash();
-    if (loseStorage) s.loseStorage();
+    r?.crash();
+    if (loseStorage) {
+      s.loseStorage();
+      r?.loseStorage();
+    }
     count(kind);
-    world.trace(loseStorage ? "lose seq storage" : "crash seq");
-    world.setTimer(50 + rng.int(1_000), () => {
-      net.down.delete(s.node);
-      s.restart();
-      world.trace(loseStorage ? "restart seq (empty)" : "restart seq");
-    });
-  };
+    world.trace(`${loseStorage ? "lose storage of" : "crash"} ${s.node}${r ? ` and ${r.id}` : ""}`);
+    world.setTimer(50 + rng.int(1_000), () => restartObject(s));
+  }
+  function restartObject(s: SimSequencer): void {
+    if (!net.down.delete(s.node)) return;
+    s.restart();
+    hostedBy(s)?.restart();
+    world.trace(`restart ${s.node}`);
+  }
   if (faults.has("crash-sequencer")) {
     injectors.push(() => {
-      if (!net.down.has(seq().node)) takeSequencerDown("crash-sequencer", false);
+      if (!net.down.has(seq().node) && (!hostedBy(seq()) || unavailable() < tolerated)) takeSequencerDown("crash-sequencer", false);
     });
   }
   if (faults.has("lose-sequencer-storage")) {
     injectors.push(() => {
       // Rare: each loss starts a new epoch. The sequencer comes back empty and recovers.
-      if (net.down.has(seq().node) || !rng.chance(0.05)) return;
+      if (net.down.has(seq().node) || !rng.chance(0.05) || (hostedBy(seq()) && unavailable() >= tolerated)) return;
       takeSequencerDown("lose-sequencer-storage", true);
     });
   }
   if (faults.has("partition")) {
     injectors.push(() => {
-      const candidates = [seq().node, ...memberIds()].filter((id) => !net.isolated.has(id) && !net.down.has(id));
-      const id = rng.pick(candidates);
-      if (id !== seq().node && unavailable() >= tolerated) return;
+      const candidates = [seq().node, ...memberIds()].filter((id) => !net.isIsolated(id) && !net.isDown(id));
+      // A co-located replica is cut off with its whole object.
+      const id = net.hostOf(rng.pick(candidates));
+      const holdsReplica = memberIds().some((m) => net.hostOf(m) === id);
+      if (holdsReplica && unavailable() >= tolerated) return;
       net.isolated.add(id);
       count("partition");
       world.trace(`isolate ${id}`);
@@ -247,6 +271,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     injectors.push(() => {
       const s = seq();
       if (net.isolated.has(s.node) || net.down.has(s.node) || isolations.some((i) => i.resumedMs === null) || !rng.chance(0.3)) return;
+      if (hostedBy(s) && unavailable() >= tolerated) return;
       net.isolated.add(s.node);
       isolations.push({ atMs: world.now, sequencer: s.name, resumedMs: null });
       count("isolate-sequencer");
@@ -274,9 +299,17 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       const s = seq();
       const where = net.location.get(s.node) ?? null;
       if (where === null || net.isolated.has(s.node) || isolations.some((i) => i.resumedMs === null) || !rng.chance(0.3)) return;
-      const here = [...net.location.entries()].filter(([, loc]) => loc === where).map(([node]) => node);
+      // Objects, not replicas: a co-located replica goes with its host's node.
+      const here = [...net.location.entries()].filter(([node, loc]) => loc === where && net.hostOf(node) === node).map(([node]) => node);
       let replicasCut = 0;
-      const cut = here.filter((n) => !/^r\d/.test(n) || (unavailable() + ++replicasCut <= tolerated));
+      const cut = here.filter((n) => {
+        const held = memberIds().filter((m) => net.hostOf(m) === n).length;
+        if (held === 0) return true;
+        if (unavailable() + replicasCut + held > tolerated) return false;
+        replicasCut += held;
+        return true;
+      });
+      if (!cut.includes(s.node)) return;
       for (const n of cut) net.isolated.add(n);
       isolations.push({ atMs: world.now, sequencer: s.name, resumedMs: null });
       count("isolate-location");
@@ -290,7 +323,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   if (faults.has("corrupt")) {
     injectors.push(() => {
       if (corrupted.size > 0 || tolerated === 0) return;
-      const live = memberIds().filter((x) => !net.down.has(x));
+      const live = memberIds().filter((x) => !net.isDown(x));
       if (live.length === 0) return;
       const id = rng.pick(live);
       if (replicas.get(id)!.corrupt()) {
@@ -365,10 +398,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       replicas.get(id)!.restart();
     }
   }
-  if (net.down.has(seq().node)) {
-    net.down.delete(seq().node);
-    seq().restart();
-  }
+  for (const s of group.sequencers.values()) restartObject(s);
   world.trace("heal");
   const healStart = world.now;
   const converged = () => {

@@ -134,13 +134,40 @@ export class Network {
    * round-trip time between the two places (shared/geo.ts) instead of 1 ms.
    */
   readonly location = new Map<string, string>();
+  /**
+   * Nodes that live in another node's object (the co-located replica in the group's first
+   * sequencer object): they share its crashes, isolation, slowness and place.
+   */
+  readonly host = new Map<string, string>();
   sent = 0;
   dropped = 0;
 
   constructor(private readonly world: World) {}
 
+  hostOf(node: string): string {
+    return this.host.get(node) ?? node;
+  }
+
+  isDown(node: string): boolean {
+    return this.down.has(node) || this.down.has(this.hostOf(node));
+  }
+
+  isIsolated(node: string): boolean {
+    return this.isolated.has(node) || this.isolated.has(this.hostOf(node));
+  }
+
   private cut(from: string, to: string): boolean {
-    return this.down.has(from) || this.down.has(to) || this.isolated.has(from) !== this.isolated.has(to) || (this.isolated.has(from) && from !== to);
+    if (this.isDown(from) || this.isDown(to)) return true;
+    const a = this.isIsolated(from);
+    return a !== this.isIsolated(to) || (a && this.hostOf(from) !== this.hostOf(to));
+  }
+
+  private placeOf(node: string): string | null {
+    return this.location.get(node) ?? this.location.get(this.hostOf(node)) ?? null;
+  }
+
+  private slowMs(node: string): number {
+    return this.slow.get(node) ?? this.slow.get(this.hostOf(node)) ?? 0;
   }
 
   send(from: string, to: string, what: string, deliver: () => void): void {
@@ -153,8 +180,8 @@ export class Network {
     }
     const copies = rng.chance(this.faults.duplicateP) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
-      const baseMs = this.location.size > 0 ? Math.max(1, Math.round(rttMs(this.location.get(from) ?? null, this.location.get(to) ?? null) / 2)) : 1;
-      const delayMs = baseMs + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + (this.slow.get(from) ?? 0) + (this.slow.get(to) ?? 0);
+      const baseMs = this.location.size > 0 ? Math.max(1, Math.round(rttMs(this.placeOf(from), this.placeOf(to)) / 2)) : 1;
+      const delayMs = baseMs + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + this.slowMs(from) + this.slowMs(to);
       this.world.setTimer(delayMs, () => {
         if (this.cut(from, to)) {
           this.dropped++;

@@ -1,4 +1,5 @@
-import { SELF } from "cloudflare:test";
+import { SELF, env } from "cloudflare:test";
+import type { ReplicaObject } from "../../workers/replica.js";
 
 export const adminToken = "test-admin-token";
 export const clientToken = "test-client-token";
@@ -19,6 +20,17 @@ export async function api<T = any>(method: string, path: string, body?: unknown,
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
+}
+
+/**
+ * The Durable Object that holds replica `id`: its own (`group/id`), or, for the co-located one
+ * (r1 of a group created without sequencerLocations), the group's first sequencer object. Both
+ * keep the replica in a `replica` field (ReplicaHost).
+ */
+export function replicaObject(group: string, id: string, colocated: string | null = "r1"): DurableObjectStub<ReplicaObject> {
+  return id === colocated
+    ? (env.SEQUENCER.get(env.SEQUENCER.idFromName(group)) as unknown as DurableObjectStub<ReplicaObject>)
+    : env.REPLICA.get(env.REPLICA.idFromName(`${group}/${id}`));
 }
 
 export async function createGroup(name: string, spec: Record<string, unknown> = { machine: "kv" }) {

@@ -3,7 +3,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
 import { routeCacheMs } from "../../shared/limits.js";
-import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+import { api, clientToken, command, createGroup, expectError, query, replicaObject } from "./helpers.js";
 
 function directory(group: string) {
   return directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName(group)) as never);
@@ -49,14 +49,14 @@ describe("incarnations", () => {
     expect((await command("inc", { op: "put", key: "k", value: 1 })).status).toBe(200);
     const record = (await directory("inc").get())!;
     const inc = record.config.incarnation;
-    const r1 = env.REPLICA.get(env.REPLICA.idFromName("inc/r1"));
+    const r1 = replicaObject("inc", "r1");
     expect(await r1.call(inc - 1, "query", [{ op: "get", key: "k" }, 0, 0])).toEqual({ kind: "not_found" });
     expect(await r1.appendText(inc - 1, JSON.stringify({ epoch: 9, prevSeq: 0, prevHash: "0".repeat(64), entries: [], commitSeq: 0 }))).toEqual({ ok: false, reason: "not_initialized" });
-    expect(await r1.init({ group: "inc", incarnation: inc - 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toBeNull();
+    expect(await r1.replicaInit({ group: "inc", incarnation: inc - 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toBeNull();
     expect(await r1.call(inc + 1, "query", [{ op: "get", key: "k" }, 0, 0])).toEqual({ kind: "not_found" });
     expect(await r1.call(inc, "query", [{ op: "get", key: "k" }, 1, 2_000])).toMatchObject({ kind: "ok", result: { value: 1 } });
     // An init of a newer incarnation replaces the leftover: it starts empty.
-    expect(await r1.init({ group: "inc", incarnation: inc + 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toMatchObject({ appliedSeq: 0, lastSeq: 0 });
+    expect(await r1.replicaInit({ group: "inc", incarnation: inc + 1, id: "r1", machine: "kv", checkpointEvery: 100 })).toMatchObject({ appliedSeq: 0, lastSeq: 0 });
   });
 });
 

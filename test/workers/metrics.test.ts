@@ -6,7 +6,7 @@ import parse from "parse-prometheus-text-format";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import worker from "../../workers/index.js";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { adminToken, api, clientToken, command, createGroup, expectError, replicaStatuses, waitFor } from "./helpers.js";
+import { adminToken, api, clientToken, command, createGroup, expectError, replicaStatuses, waitFor, replicaObject } from "./helpers.js";
 
 async function scrape(query = "", token = adminToken) {
   const res = await SELF.fetch(`http://smr.test/v1/metrics${query}`, { headers: { authorization: `Bearer ${token}` } });
@@ -122,8 +122,8 @@ describe("structured log lines", () => {
     await createGroup("mx-bad", { machine: "kv", checkpointEvery: 5 });
     for (let i = 1; i <= 6; i++) await command("mx-bad", { op: "put", key: `k${i}`, value: i });
     await applied("mx-bad", 6);
-    await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName("mx-bad/r3")), (inst: ReplicaObject, state) => {
-      (inst as any).driver.core.saveState();
+    await runInDurableObject(replicaObject("mx-bad", "r3"), (inst: ReplicaObject, state) => {
+      (inst as any).replica.driver.core.saveState();
       expect(state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify(666), "m/k1").rowsWritten).toBe(1);
     });
     const warn = vi.spyOn(console, "warn");

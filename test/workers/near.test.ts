@@ -4,7 +4,7 @@
 import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { clientToken, command, createGroup, expectError } from "./helpers.js";
+import { clientToken, command, createGroup, expectError, replicaObject } from "./helpers.js";
 
 async function read(group: string, near: string | null, consistency: string, key = "k") {
   const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${clientToken}` };
@@ -37,9 +37,9 @@ describe("nearest reads", () => {
   it("falls back to the next nearest when the nearest cannot answer", async () => {
     await createGroup("near-down", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
     expect((await command("near-down", { op: "put", key: "k", value: 1 })).status).toBe(200);
-    const r2 = env.REPLICA.get(env.REPLICA.idFromName("near-down/r2"));
+    const r2 = replicaObject("near-down", "r2");
     await runInDurableObject(r2, (inst: ReplicaObject) => {
-      const driver = (inst as any).driver;
+      const driver = (inst as any).replica.driver;
       driver.query = () => {
         throw new Error("injected: replica unreachable");
       };

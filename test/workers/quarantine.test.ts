@@ -3,10 +3,10 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor } from "./helpers.js";
+import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor, replicaObject } from "./helpers.js";
 
 function replica(group: string, id: string) {
-  return env.REPLICA.get(env.REPLICA.idFromName(`${group}/${id}`));
+  return replicaObject(group, id);
 }
 
 /** Every replica has applied seq (a tampered row must be one the replica holds). */
@@ -16,7 +16,7 @@ async function applied(group: string, seq: number) {
 
 async function tamper(group: string, id: string, key: string) {
   await runInDurableObject(replica(group, id), (inst: ReplicaObject, state) => {
-    (inst as any).driver.core.saveState();
+    (inst as any).replica.driver.core.saveState();
     expect(state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify(666), `m/${key}`).rowsWritten).toBe(1);
   });
 }
@@ -68,7 +68,7 @@ describe("the operator's way out of a quarantine", () => {
     const ok = await api("POST", "/v1/groups/release/replicas/r2/release", {});
     expect(ok.status, JSON.stringify(ok.body)).toBe(200);
     expect(["healthy", "lagging"]).toContain(ok.body.replica.status);
-    expect(await runInDurableObject(replica("release", "r2"), (inst: ReplicaObject) => (inst as any).driver.core.quarantined)).toBe(false);
+    expect(await runInDurableObject(replica("release", "r2"), (inst: ReplicaObject) => (inst as any).replica.driver.core.quarantined)).toBe(false);
 
     // Rows changed behind the digest: a plain release is refused (409), a rebase accepts them.
     await tamper("release", "r2", "k1");

@@ -1,7 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as replicas, waitFor } from "./helpers.js";
+import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as replicas, waitFor, replicaObject } from "./helpers.js";
 
 /** Writes in the background until stopped; every write must succeed. */
 function writeLoad(group: string) {
@@ -66,16 +66,18 @@ describe("reconfiguration", () => {
       ["remove", "r1"],
     ]);
     // The removed replica's storage is destroyed.
-    const r1 = env.REPLICA.get(env.REPLICA.idFromName("grow/r1"));
-    expect(await runInDurableObject(r1, (_i: ReplicaObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'meta'").toArray().length)).toBe(0);
+    const r1 = replicaObject("grow", "r1");
+    // (r1 lived in the group's first sequencer object, co-located: its tables went, the sequencer's stay.)
+    expect(await runInDurableObject(r1, (_i: ReplicaObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('state', 'replica_log', 'effects')").toArray().length)).toBe(0);
+    expect((await api("POST", "/v1/groups/grow/commands", { client: "after", request: 1, command: { op: "put", key: "z", value: 1 } }, clientToken)).status).toBe(200);
   });
 
   it("replaces a down replica: add a new one, remove the old; the group stays available", async () => {
     await createGroup("swap");
     await command("swap", { op: "put", key: "a", value: 1 });
     // r2 stops answering.
-    await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName("swap/r2")), (inst: ReplicaObject) => {
-      const driver = (inst as any).driver;
+    await runInDurableObject(replicaObject("swap", "r2"), (inst: ReplicaObject) => {
+      const driver = (inst as any).replica.driver;
       driver.core = new Proxy(driver.core, {
         get(target, prop) {
           if (prop === "append") {

@@ -81,9 +81,17 @@ describe("moving a sequencer", () => {
     expect(status.epoch).toBe(2);
     const log = (await api("GET", "/v1/groups/mover/log?limit=100")).body;
     expect(log.entries.filter((e: any) => e.kind === "command").map((e: any) => e.request)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
-    // The old sequencer holds nothing any more.
+    // The old sequencer holds nothing any more; the replica co-located in its object (r1) stays
+    // there and serves, reached by RPC now.
     const old = env.SEQUENCER.get(env.SEQUENCER.idFromName("mover"));
-    expect(await runInDurableObject(old, (_i: SequencerObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'meta'").toArray().length)).toBe(0);
+    const tenants = () =>
+      runInDurableObject(old, (_i: SequencerObject, state) => {
+        const has = (name: string) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = ?", name).toArray().length;
+        const meta = (k: string) => (has("meta") ? state.storage.sql.exec("SELECT k FROM meta WHERE k = ?", k).toArray().length : 0);
+        return { sequencer: meta("sequencer"), log: has("log"), replica: meta("replica"), replicaLog: has("replica_log") };
+      });
+    expect(await tenants()).toEqual({ sequencer: 0, log: 0, replica: 1, replicaLog: 1 });
+    expect(status.replicas.find((r: any) => r.id === "r1")).toMatchObject({ colocated: true, status: "healthy", appliedSeq: expect.any(Number) });
     // A retry of a command from before the move is answered, not executed again.
     const retry = await command("mover", { op: "incr", key: "n", by: 1 }, "m", 3);
     expect(retry.body).toMatchObject({ seq: acked[2].seq, output: { value: 3 } });
@@ -93,5 +101,7 @@ describe("moving a sequencer", () => {
     expect((await api("PUT", "/v1/groups/mover", { machine: "kv" })).status).toBe(200);
     expect((await api("DELETE", "/v1/groups/mover")).status).toBe(204);
     expect((await api("GET", "/v1/groups/mover", undefined, clientToken)).status).toBe(404);
+    // The delete reached the replica in the first sequencer's object too.
+    expect(await tenants()).toEqual({ sequencer: 0, log: 0, replica: 0, replicaLog: 0 });
   });
 });

@@ -1,7 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { api, clientToken, command, createGroup } from "./helpers.js";
+import { api, clientToken, command, createGroup, replicaObject } from "./helpers.js";
 
 describe("state transfer inside workerd", () => {
   it("rebuilds a tampered replica holding 20,000 keys, in pages, and the audit then agrees", async () => {
@@ -14,7 +14,7 @@ describe("state transfer inside workerd", () => {
       const rs = await Promise.all(batch);
       expect(rs.filter((r) => r.status !== 200).map((r) => `${r.status} ${JSON.stringify(r.body)}`)).toEqual([]);
     }
-    await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName("big-state/r2")), (_i: ReplicaObject, state) => {
+    await runInDurableObject(replicaObject("big-state", "r2"), (_i: ReplicaObject, state) => {
       state.storage.sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify("rot"), "m/key-777");
     });
     const report = (await api("POST", "/v1/groups/big-state/audit")).body;
@@ -27,7 +27,7 @@ describe("state transfer inside workerd", () => {
     }
     expect(r2.status).toBe("healthy");
     await command("big-state", { op: "put", key: "after", value: 1 }, "after", 1);
-    const rows = await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName("big-state/r2")), (_i: ReplicaObject, state) => ({
+    const rows = await runInDurableObject(replicaObject("big-state", "r2"), (_i: ReplicaObject, state) => ({
       keys: state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM state WHERE k LIKE 'm/%'").one().n,
       rot: state.storage.sql.exec<{ v: string }>("SELECT v FROM state WHERE k = 'm/key-777'").one().v,
     }));
@@ -37,7 +37,7 @@ describe("state transfer inside workerd", () => {
     expect(after.verdict).toBe("consistent");
     // The source dropped its frozen copy when the transfer ended (no table left locked by a cursor).
     for (const id of ["r1", "r3"]) {
-      const left = await runInDurableObject(env.REPLICA.get(env.REPLICA.idFromName(`big-state/${id}`)), (_i: ReplicaObject, state) =>
+      const left = await runInDurableObject(replicaObject("big-state", id), (_i: ReplicaObject, state) =>
         state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'snapshot'").toArray().length,
       );
       expect(left).toBe(0);

@@ -126,7 +126,7 @@ commandRoutes.post("/:group/query", async (c) => {
   const waitMs = body.consistency === "stale" ? 0 : readWaitMs;
   let last: ReadAnswer = { kind: "busy", replica: "" };
   for (const r of nearestFirst(groups.replicasOf(record), near)) {
-    const stub = replicaStub(c.env, group, r.id, r.location);
+    const stub = replicaStub(c.env, record.config, r.id, r.location);
     const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, waitMs])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
     if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);
     last = a;
@@ -155,7 +155,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   if (q.prefix) params.set("prefix", q.prefix);
   let compacted: Response | null = null;
   for (const r of nearestFirst(groups.replicasOf(record), nearOf(c))) {
-    const stub = replicaStub(c.env, group, r.id, r.location);
+    const stub = replicaStub(c.env, record.config, r.id, r.location);
     const res = await stub.fetch(`https://replica/watch?${params}`).catch(() => null);
     if (res?.status === 200) return res;
     if (res?.status === 410) compacted = res;

@@ -20,7 +20,7 @@ faultRoutes.post("/:group/faults", async (c) => {
     if (!record || !/^r[0-9]+$/.test(body.target)) throw new ApiError("bad_request", "target: corrupt applies to a replica id");
     const member = membersOf(record.config).find((m) => m.id === body.target);
     if (!member) throw new ApiError("not_found", `group ${group} has no replica ${body.target}`);
-    const stub = replicaStub(c.env, group, member.id, member.location);
+    const stub = replicaStub(c.env, record.config, member.id, member.location);
     const key = await stub.corrupt(record.config.incarnation ?? 0);
     if (key === null) throw new ApiError("conflict", `replica ${body.target} has no stored state rows to corrupt`);
     return c.json({ faults: listFaults(group), corrupted: { replica: member.id, key } });

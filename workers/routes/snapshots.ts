@@ -27,7 +27,7 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   const inc = record.config.incarnation;
   const healthy = (await status(c.env, group)).replicas.filter((r) => r.status === "healthy");
   for (const r of nearestFirst(healthy.map((x) => ({ id: x.id, location: x.location })), null)) {
-    const stub = replicaStub(c.env, group, r.id, r.location);
+    const stub = replicaStub(c.env, record.config, r.id, r.location);
     const info = await rpc<ExportInfo | null>(stub.call(inc, "beginExport", [])).catch(() => null);
     if (!info) continue;
     const header: SnapshotHeader = { group, machine: record.config.machine, seq: info.seq, rows: info.rows, digest: info.digest };

@@ -1,0 +1,227 @@
+// One replica's serving code, hosted by a Durable Object: its own (ReplicaObject) or the group's
+// first sequencer object (the co-located replica, GroupConfig.colocated). The host gives it its
+// storage and a way to erase it; everything a replica answers is here, once.
+import { machineFor } from "../shared/machines/index.js";
+import { type ReplicaArgs, type ReplicaMethod, type ReplicaResult, serve } from "../shared/protocol/io.js";
+import { ReplicaCore, type Rejoin, newReplicaMeta, type ReplicaMeta } from "../shared/protocol/replica.js";
+import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
+import type { AppendRequest, AppendResponse, ReplicaPosition } from "../shared/protocol/types.js";
+import type { MachineName } from "../shared/api/types.js";
+import { realClock } from "./env.js";
+import { SqlReplicaStorage, readMeta } from "./sqlite.js";
+import { decodeAppend } from "./wire.js";
+import { watchersPerReplicaMax } from "../shared/limits.js";
+import type { WatchSink } from "../shared/protocol/watch.js";
+import type { ErrorCode } from "../shared/api/errors.js";
+
+function apiError(status: number, code: ErrorCode, message: string, retryAfterSec?: number): Response {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (retryAfterSec !== undefined) headers["retry-after"] = String(retryAfterSec);
+  return new Response(JSON.stringify({ error: { code, message } }), { status, headers });
+}
+
+const encoder = new TextEncoder();
+
+/** A watcher's stream: bytes queued until the reader takes them (drained: the hub sends more). */
+class StreamSink implements WatchSink {
+  private readonly stream = new TransformStream<Uint8Array, Uint8Array>();
+  private readonly writer = this.stream.writable.getWriter();
+  queuedBytes = 0;
+  gone = false;
+
+  constructor(private readonly drained: () => void) {
+    this.writer.closed.catch(() => {
+      this.gone = true;
+    });
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    return this.stream.readable;
+  }
+
+  write(text: string): void {
+    if (this.gone) return;
+    const bytes = encoder.encode(text);
+    this.queuedBytes += bytes.length;
+    this.writer.write(bytes).then(
+      () => {
+        this.queuedBytes -= bytes.length;
+        if (this.queuedBytes === 0) this.drained();
+      },
+      () => {
+        this.gone = true;
+      },
+    );
+  }
+
+  close(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.writer.close().catch(() => undefined);
+  }
+}
+
+export interface ReplicaInit {
+  group: string;
+  incarnation: number;
+  id: string;
+  machine: MachineName;
+  checkpointEvery: number;
+  /** A re-creation after the replica lost its storage (see ReplicaMeta.rejoinSeq). */
+  rejoin?: Rejoin;
+}
+
+/** What a replica's home provides: its SQLite, the name of its log table, and how to erase it. */
+export interface ReplicaHome {
+  storage: DurableObjectStorage;
+  /** "log", or another name where the host has a log of its own (the sequencer's). */
+  logTable: string;
+  /** Deletes everything this replica stored (and nothing of its host's own). */
+  erase(): Promise<void>;
+}
+
+/** Answers for a caller of another incarnation: as if this replica did not exist. */
+const empty = new ReplicaDriver(null, realClock);
+
+/**
+ * A replica: ReplicaDriver/ReplicaCore over SQLite. Every call names the group's incarnation,
+ * and a call of another one is answered as if this replica did not exist: to an older caller (a
+ * deleted group's late RPC) its group is gone; to a newer one this replica's state is a deleted
+ * group's leftover, until an init of that incarnation replaces it. (Answers, not exceptions: a
+ * late message is an expected condition.)
+ */
+export class ReplicaHost {
+  readonly store: SqlReplicaStorage;
+  readonly driver = new ReplicaDriver(null, realClock);
+
+  constructor(private readonly home: ReplicaHome) {
+    this.store = new SqlReplicaStorage(home.storage, home.storage.sql, home.logTable);
+  }
+
+  /** Serves from persisted state, if any (under the object's blockConcurrencyWhile). */
+  load(): void {
+    const sql = this.home.storage.sql;
+    const meta = readMeta<ReplicaMeta>(sql, "replica");
+    if (!meta) return;
+    SqlReplicaStorage.upgrade(sql);
+    this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
+  }
+
+  get core(): ReplicaCore | null {
+    return this.driver.core;
+  }
+
+  private get incarnation(): number | null {
+    return this.core ? (this.core.config.incarnation ?? 0) : null;
+  }
+
+  /** The driver that serves a call of that incarnation. */
+  of(incarnation: number): ReplicaDriver {
+    const mine = this.incarnation;
+    return mine === null || mine === incarnation ? this.driver : empty;
+  }
+
+  /** Idempotent: creates the tables the first time; later calls check the identity matches. Null for an older incarnation's init. */
+  async init(cfg: ReplicaInit): Promise<ReplicaPosition | null> {
+    const mine = this.incarnation;
+    if (mine !== null && mine > cfg.incarnation) return null;
+    if (mine !== null && mine < cfg.incarnation) {
+      // A deleted group's leftover (its destroy was lost): start from nothing.
+      this.driver.detach();
+      await this.home.erase();
+    }
+    if (!this.core) {
+      const meta = newReplicaMeta(cfg.group, cfg.id, cfg.machine, cfg.checkpointEvery, cfg.incarnation, cfg.rejoin);
+      const sql = this.home.storage.sql;
+      this.home.storage.transactionSync(() => {
+        SqlReplicaStorage.create(sql, this.home.logTable);
+        this.store.saveMeta(meta);
+      });
+      this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
+    }
+    const c = this.core!.config;
+    if (c.group !== cfg.group || c.id !== cfg.id || c.machine !== cfg.machine) {
+      throw new Error(`replica ${c.group}/${c.id} (${c.machine}) asked to be ${cfg.group}/${cfg.id} (${cfg.machine})`);
+    }
+    return this.core!.position();
+  }
+
+  /** An append message, as JSON (see wire.ts): each entry serialized once for every replica. */
+  appendText(incarnation: number, text: string): AppendResponse {
+    return this.of(incarnation).append(decodeAppend(text));
+  }
+
+  /** An append from the sequencer in the same object: no copy, no serialization. */
+  append(incarnation: number, msg: AppendRequest): AppendResponse {
+    return this.of(incarnation).append(msg);
+  }
+
+  /** Every other call of the replica's API (ReplicaApi, declared once in shared/protocol/io.ts). */
+  call<K extends ReplicaMethod>(incarnation: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> {
+    if (method === "append") throw new Error("append goes through appendText");
+    return Promise.resolve(serve(this.of(incarnation), method, args)) as Promise<ReplicaResult<K>>;
+  }
+
+  /**
+   * A watch stream (the router passes the request on): GET /watch?incarnation=&from=&prefix=,
+   * answered with text/event-stream, or an API error (404, 410 compacted, 503 busy or quarantined).
+   */
+  watch(request: Request): Response {
+    const url = new URL(request.url);
+    if (url.pathname !== "/watch") return apiError(404, "not_found", "no such replica route");
+    const incarnation = Number(url.searchParams.get("incarnation"));
+    const core = this.core;
+    if (!core || this.incarnation !== incarnation) return apiError(404, "not_found", "no such replica");
+    if (core.quarantined) return apiError(503, "unavailable", `replica ${core.id} is quarantined`, 1);
+    const fromText = url.searchParams.get("from");
+    const sink = new StreamSink(() => this.driver.watches.pump());
+    // The first bytes at once (headers reach the client now), before any catch-up events.
+    // The position it starts after, as an SSE id (no event): a client that drops before the first
+    // event still knows where to resume (Last-Event-ID), though it gave no `from`.
+    const start = fromText ?? String(core.appliedSeq);
+    sink.write(`: watching ${core.config.group} at ${core.id} after ${start}\nid: ${start}\n\n`);
+    const opened = this.driver.watches.open(sink, fromText === null ? null : Number(fromText), url.searchParams.get("prefix"));
+    if (opened !== "ok") sink.close();
+    if (opened === "busy") return apiError(503, "unavailable", `replica ${core.id} serves as many watches as it may (${watchersPerReplicaMax})`, 5);
+    if (opened === "compacted") {
+      return apiError(410, "compacted", `entries after ${fromText} were compacted at ${core.id}; read the state, then watch from its seq`);
+    }
+    return new Response(sink.readable, {
+      headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-smr-replica": core.id },
+    });
+  }
+
+  /**
+   * Test-only (the fault route's "corrupt", with ALLOW_FAULTS=1): changes one stored machine row
+   * behind the replica's digest, as disk corruption would, so the next audit's scrub finds it.
+   * The unsaved rows are stored first (as the scrub does), or the next save would overwrite the
+   * change. Returns the key changed, or null if this replica has no machine rows.
+   */
+  corrupt(incarnation: number): string | null {
+    const core = this.of(incarnation).core;
+    if (!core) return null;
+    core.saveState();
+    const sql = this.home.storage.sql;
+    // Machine rows are "m/<key>" ("m0" is the next string after the prefix).
+    const row = sql.exec<{ k: string; v: string }>("SELECT k, v FROM state WHERE k >= 'm/' AND k < 'm0' ORDER BY k LIMIT 1").toArray()[0];
+    if (!row) return null;
+    const value: unknown = JSON.parse(row.v);
+    // Still a value the machine can read: a number (a bank balance) stays a number.
+    const changed = typeof value === "number" ? value + 1 : { corrupted: value };
+    sql.exec("UPDATE state SET v = ? WHERE k = ?", JSON.stringify(changed), row.k);
+    return row.k;
+  }
+
+  /** Whether this replica holds anything (its host must not erase it with its own storage). */
+  get exists(): boolean {
+    return this.core !== null;
+  }
+
+  /** Destroys this replica's storage, unless it already belongs to a newer incarnation. */
+  async destroy(incarnation: number): Promise<void> {
+    const mine = this.incarnation;
+    if (mine !== null && mine > incarnation) return;
+    this.driver.detach();
+    await this.home.erase();
+  }
+}
