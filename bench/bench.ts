@@ -13,7 +13,7 @@ import { childPids, withCpu, withCpuSamples } from "./cpu.js";
 import { etcdBinary, startEtcd } from "./etcd.js";
 import { type LoadResult, runLoad } from "./load.js";
 import { ratioTable, ratiosOf } from "./ratios.js";
-import type { Growth, Run } from "./run.js";
+import type { Growth, Run, Work } from "./run.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -47,10 +47,31 @@ function row(r: Run): string {
 
 type Spread = Pick<Run, "groups" | "processes">;
 
-function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }, spread: Spread = {}): void {
-  const run: Run = { system, replicas, clients, op, ...spread, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp };
+function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }, spread: Spread = {}, work?: Work): void {
+  const run: Run = { system, replicas, clients, op, ...spread, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp, ...(work ? { work } : {}) };
   runs.push(run);
-  console.log(row(run));
+  console.log(row(run) + (work ? `   ${work.commandsPerFlush} cmd/flush, appends/cmd ${work.rpcAppendsPerCommand} rpc + ${work.directAppendsPerCommand} direct` : ""));
+}
+
+/** A group's counters from GET /v1/metrics: commands, flushes, appends by RPC and direct. */
+type Counters = { commands: number; flushes: number; rpc: number; direct: number };
+
+function countersOf(text: string, group: string): Counters {
+  const c: Counters = { commands: 0, flushes: 0, rpc: 0, direct: 0 };
+  for (const line of text.split("\n")) {
+    if (!line.includes(`group="${group}"`)) continue;
+    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (line.startsWith("smr_commands_total{")) c.commands = value;
+    else if (line.startsWith("smr_sequencer_flushes_total{")) c.flushes = value;
+    else if (line.startsWith("smr_appends_total{")) c[line.includes('colocated="true"') ? "direct" : "rpc"] += value;
+  }
+  return c;
+}
+
+function workBetween(a: Counters, b: Counters): Work {
+  const commands = b.commands - a.commands;
+  const per = (x: number) => (commands > 0 ? Math.round((x / commands) * 1000) / 1000 : 0);
+  return { commands, commandsPerFlush: b.flushes > a.flushes ? Math.round((commands / (b.flushes - a.flushes)) * 10) / 10 : 0, rpcAppendsPerCommand: per(b.rpc - a.rpc), directAppendsPerCommand: per(b.direct - a.direct) };
 }
 
 /** A load of n puts per request, counted in puts (its latencies stay per request). */
@@ -74,9 +95,9 @@ async function main() {
   const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
   const clientHeaders = { ...json, authorization: `Bearer ${client}` };
   let groupNo = 0;
-  const group = async (replicas: number, host: Server = server) => {
+  const group = async (replicas: number, host: Server = server, colocate = true) => {
     const name = `bench-${replicas}-${++groupNo}`;
-    const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "PUT", headers: adminHeaders, body: JSON.stringify({ machine: "kv", replicas }) });
+    const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "PUT", headers: adminHeaders, body: JSON.stringify({ machine: "kv", replicas, colocate }) });
     if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
     return name;
   };
@@ -92,9 +113,13 @@ async function main() {
   // Miniflare starts workerd as a child of this process: its CPU time per operation is reported too.
   const workerd = childPids("workerd");
   console.log(`\nsystem      rep clnt op                 ops/s   p50 ms   p99 ms p99.9 ms errors cpu us/op`);
-  const smrPut = async (replicas: number, clients: number) => {
-    const g = await group(replicas);
-    record("smr", replicas, clients, "put", await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk })));
+  const counters = async (g: string) => countersOf(await (await fetch(`${server.url}/v1/metrics?group=${g}`, { headers: adminHeaders })).text(), g);
+  // colocate false: the smr-separate row, every replica in an object of its own (the A/B of leader-as-replica).
+  const smrPut = async (replicas: number, clients: number, colocate = true) => {
+    const g = await group(replicas, server, colocate);
+    const before = await counters(g);
+    const r = await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
+    record(colocate ? "smr" : "smr-separate", replicas, clients, "put", r, {}, workBetween(before, await counters(g)));
   };
   const smrBatch = async (clients: number) => {
     const g = await group(3);
@@ -172,12 +197,14 @@ async function main() {
     }
     if (quick) {
       await smrPut(3, 32);
+      await smrPut(3, 32, false);
       await baselinePut(32);
       await smrBatch(32);
       await etcdPut(32);
     } else {
       for (const clients of [32, 128]) {
         for (const replicas of [1, 3, 5]) await smrPut(replicas, clients);
+        await smrPut(3, clients, false);
         await baselinePut(clients);
         await smrBatch(clients);
         await etcdPut(clients);

@@ -35,6 +35,8 @@ export function ratiosOf(runs: Run[], growth: Growth | null): Record<string, Rat
     add(`batch100/smr3put@${c}`, batch?.opsPerSec, smr?.opsPerSec, { atLeast: 10 });
     add(`batch100 smr3/etcd@${c}`, batch?.opsPerSec, find("etcd", c, "put-batch100")?.opsPerSec, { atLeast: 1 });
     add(`sharded/groups@${c}`, find("smr-sharded", c)?.opsPerSec, find("smr-groups", c)?.opsPerSec, { atLeast: 1.7 });
+    add(`smr3/separate@${c}`, smr?.opsPerSec, find("smr-separate", c)?.opsPerSec, null);
+    add(`cpu smr3/separate@${c}`, smr?.cpuUsPerOp, find("smr-separate", c)?.cpuUsPerOp, null);
     add(`smr3/etcd@${c}`, smr?.opsPerSec, etcd?.opsPerSec, null);
     add(`cpu smr3/etcd@${c}`, smr?.cpuUsPerOp, etcd?.cpuUsPerOp, null);
   }

@@ -2,7 +2,8 @@
 
 export interface Run {
   /** smr-groups: the put load over several groups in one workerd; smr-sharded: the same over two workerd processes. */
-  system: "smr" | "baseline" | "etcd" | "smr-groups" | "smr-sharded";
+  /** smr-separate: 3 replicas each in an object of its own (PUT colocate: false), the layout before leader-as-replica. */
+  system: "smr" | "smr-separate" | "baseline" | "etcd" | "smr-groups" | "smr-sharded";
   replicas: number;
   clients: number;
   /** put-batch100: 100 puts per request (smr: one batch; etcd: one txn); ops count puts, latencies requests. */
@@ -19,6 +20,17 @@ export interface Run {
   seconds: number;
   /** CPU the server processes spent per operation (workerd; the three etcd processes), Linux only. */
   cpuUsPerOp: number | null;
+  /** The group's sequencer work per command ordered in the row (from its metrics), smr put rows. */
+  work?: Work;
+}
+
+export interface Work {
+  commands: number;
+  /** Log writes that ordered commands: commands per flush is the batch the sequencer made. */
+  commandsPerFlush: number;
+  /** Append messages per command by RPC (each one an event and a storage commit at a replica), and by direct call (the co-located replica: neither). */
+  rpcAppendsPerCommand: number;
+  directAppendsPerCommand: number;
 }
 
 export interface Growth {

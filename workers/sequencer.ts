@@ -142,6 +142,7 @@ export class SequencerObject extends DurableObject<Env> {
     return {
       ...realClock,
       link,
+      directReplica: cfg.colocated && this.hosts(cfg, cfg.colocated) ? cfg.colocated : null,
       log: (level, message) => console[level](message),
       provision: async (id, location) => {
         // Start from nothing: an id can come round again if an add was lost with this sequencer's storage.

@@ -99,6 +99,8 @@ export interface Clock {
 
 export interface DriverIO extends Clock {
   link(replicaId: string): ReplicaLink;
+  /** The replica this link reaches by a direct call (it lives in the sequencer's own object), if any. */
+  readonly directReplica?: string | null;
   log(level: "info" | "warn" | "error", message: string): void;
   /**
    * A replica refused an append for a higher epoch: a recovery fenced this sequencer out. The

@@ -23,9 +23,19 @@ describe("npm run bench", () => {
     const rows = results.runs.map((r: { system: string; replicas: number; clients: number; op: string }) => [r.system, r.replicas, r.clients, r.op]);
     expect(rows).toEqual([
       ["smr", 3, 32, "put"],
+      ["smr-separate", 3, 32, "put"],
       ["baseline", 1, 32, "put"],
       ["smr", 3, 32, "put-batch100"],
     ]);
+    // The put rows carry the sequencer's work per command; only the co-located layout has direct appends.
+    const [colocated, separate] = results.runs as { work: Record<string, number> }[];
+    for (const w of [colocated!.work, separate!.work]) {
+      expect(w.commands).toBeGreaterThan(0);
+      expect(w.commandsPerFlush).toBeGreaterThanOrEqual(1);
+      expect(w.rpcAppendsPerCommand).toBeGreaterThan(0);
+    }
+    expect(colocated!.work.directAppendsPerCommand).toBeGreaterThan(0);
+    expect(separate!.work.directAppendsPerCommand).toBe(0);
     for (const r of results.runs) {
       expect(r.opsPerSec).toBeGreaterThan(0);
       expect(r.errors).toBe(0);
@@ -39,6 +49,7 @@ describe("npm run bench", () => {
     }
     expect(results.ratios["batch100 smr3/etcd@32"]).toEqual({ value: null, target: ">= 1", met: null });
     expect(results.ratios["smr3/etcd@32"]).toEqual({ value: null, target: null, met: null });
+    expect(results.ratios["smr3/separate@32"]).toMatchObject({ value: expect.any(Number), target: null, met: null });
     expect(stdout).toMatch(/ratio +value +target +met/);
     expect(results.growth).toMatchObject({ ops: 2000, ratio: expect.any(Number) });
   }, 150_000);

@@ -314,10 +314,12 @@ export class SimSequencer {
   }
 
   private io(): DriverIO {
+    const colocated = this.dir.config.colocated;
     return {
       nowMs: () => this.world.now,
       setTimer: (ms, fn) => this.world.setTimer(ms, fn),
       link: (id) => this.link(id),
+      directReplica: colocated && this.name === this.dir.config.group ? colocated : null,
       log: () => {},
       provision: async (id) => {
         // Always a fresh replica: an id can come round again if an add was lost with the sequencer's storage.
