@@ -65,6 +65,8 @@ export class SimReplica {
   corruptedAtMs: number | null = null;
   /** Removed from the group (its removal committed): no longer a member. */
   retired = false;
+  /** Times it was made again after losing its storage (with its object: the co-located replica). */
+  rejoins = 0;
   /** Times during which this replica's state was corrupt (from corruption to rebuild). */
   readonly corruptWindows: { fromMs: number; toMs: number }[] = [];
 
@@ -151,6 +153,7 @@ export class SimReplica {
   /** A sequencer's init: a replica without storage is made again (a rejoin); otherwise nothing changes. */
   init(rejoin?: Rejoin): ReplicaPosition {
     if (!this.storage.meta) {
+      if (rejoin) this.rejoins++;
       this.storage.saveMeta(newReplicaMeta(this.config.group, this.id, this.config.machine, this.config.checkpointEvery, 0, rejoin));
       this.driver = new ReplicaDriver(this.core(), this.world);
       this.world.trace(`${this.id} made again${rejoin ? ` (rejoin at epoch ${rejoin.epoch} through ${rejoin.throughSeq})` : ""}`);

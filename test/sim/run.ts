@@ -486,6 +486,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       ...(resumes.length > 0 ? { resumeMsMax: resumes[resumes.length - 1]!, resumeMsP50: resumes[Math.floor(resumes.length / 2)]! } : {}),
       ...(takeovers.length > 0 ? { takeoverMs: Math.max(...takeovers) } : {}),
       compactedTo: core.baseSeq,
+      ...(config.colocated ? { colocated: config.colocated, rejoins: [...replicas.values()].reduce((n, r) => n + r.rejoins, 0) } : {}),
       messages: net.sent,
       dropped: net.dropped,
       ...counts,

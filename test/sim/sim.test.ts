@@ -133,6 +133,34 @@ describe("sequencer failover in the simulator (the real PreVote, lifecycle and r
   });
 });
 
+describe("leader-as-replica: the first sequencer's object hosts a voting replica", () => {
+  it("every fault kind at once, 3 and 5 replicas: the replica goes down, is cut off and loses its storage with its object", async () => {
+    for (const seed of [21, 22, 23, 24]) {
+      const r = await clean({ seed, ops: 200, replicas: seed % 2 ? 3 : 5, faults: [...faultKinds], colocate: true, batches: true });
+      expect(r.stats.colocated).toBe("r1");
+      expect(Number(r.stats.acked)).toBeGreaterThan(20);
+      expect(Number(r.stats["crash-sequencer"] ?? 0) + Number(r.stats["isolate-sequencer"] ?? 0)).toBeGreaterThan(0);
+    }
+  });
+
+  it("a storage loss of the object: the sequencer recovers from the others, its replica is made again and rebuilt", async () => {
+    // Seeds from 31 on until one has lost the object's storage (and so made the replica again).
+    let r = await clean({ seed: 31, ops: 200, replicas: 3, faults: ["lose-sequencer-storage", "crash-replica", "drop"], colocate: true });
+    for (let seed = 32; Number(r.stats.rejoins) === 0 && seed < 61; seed++) r = await clean({ seed, ops: 200, replicas: 3, faults: ["lose-sequencer-storage", "crash-replica", "drop"], colocate: true });
+    expect(Number(r.stats.rejoins), "no seed in 31..60 lost the object's storage").toBeGreaterThan(0);
+    expect(Number(r.stats.epoch)).toBeGreaterThan(1);
+  });
+
+  it("the object cut off: a successor elsewhere takes over within the bound while two of three replicas answer", async () => {
+    let failovers = 0;
+    for (const seed of [41, 42, 43]) {
+      const r = await clean({ seed, ops: 250, replicas: 3, faults: ["isolate-sequencer", "drop"], colocate: true });
+      failovers += Number(r.stats.failovers);
+    }
+    expect(failovers).toBeGreaterThan(0);
+  });
+});
+
 describe("the simulator catches a deliberately broken protocol", () => {
   async function caughtWithin(variant: SimOptions["variant"], faults: SimOptions["faults"], seeds: number[], pattern: RegExp) {
     for (const seed of seeds) {
