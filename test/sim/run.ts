@@ -134,7 +134,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     checkpointEvery: 5 + rng.int(20),
   };
   // As the router places it: the first replica where the sequencer starts.
-  const colocatedIndex = !opts.colocate ? -1 : opts.geo ? config.locations.indexOf(opts.geo.sequencer) : 0;
+  const colocatedIndex = !opts.colocate || opts.replicas < 2 ? -1 : opts.geo ? config.locations.indexOf(opts.geo.sequencer) : 0;
   if (colocatedIndex >= 0) config.colocated = `r${colocatedIndex + 1}`;
   const { replicas, group } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
   if (config.colocated) net.host.set(config.colocated, "seq");
