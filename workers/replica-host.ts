@@ -1,6 +1,8 @@
 // One replica's serving code, hosted by a Durable Object: its own (ReplicaObject) or the group's
 // first sequencer object (the co-located replica, GroupConfig.colocated). The host gives it its
 // storage and a way to erase it; everything a replica answers is here, once.
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "./env.js";
 import { machineFor } from "../shared/machines/index.js";
 import { type ReplicaArgs, type ReplicaMethod, type ReplicaResult, serve } from "../shared/protocol/io.js";
 import { ReplicaCore, type Rejoin, newReplicaMeta, type ReplicaMeta } from "../shared/protocol/replica.js";
@@ -223,5 +225,37 @@ export class ReplicaHost {
     if (mine !== null && mine > incarnation) return;
     this.driver.detach();
     await this.home.erase();
+  }
+}
+
+/**
+ * A Durable Object that hosts a replica: the replica's RPC methods, declared once for both hosts
+ * (a stub of either serves every caller, see replicaStub).
+ */
+export abstract class ReplicaServing extends DurableObject<Env> {
+  protected abstract readonly replica: ReplicaHost;
+
+  async replicaInit(cfg: ReplicaInit): Promise<ReplicaPosition | null> {
+    return this.replica.init(cfg);
+  }
+
+  async appendText(incarnation: number, text: string): Promise<AppendResponse> {
+    return this.replica.appendText(incarnation, text);
+  }
+
+  async call<K extends ReplicaMethod>(incarnation: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> {
+    return this.replica.call(incarnation, method, args);
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    return this.replica.watch(request);
+  }
+
+  async corrupt(incarnation: number): Promise<string | null> {
+    return this.replica.corrupt(incarnation);
+  }
+
+  async replicaDestroy(incarnation: number): Promise<void> {
+    await this.replica.destroy(incarnation);
   }
 }

@@ -1,4 +1,3 @@
-import { DurableObject } from "cloudflare:workers";
 import { pageBytesMax, snapshotIdleMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
@@ -11,7 +10,7 @@ import { isColocated, membersOf, sequencerName } from "../shared/protocol/types.
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
-import { ReplicaHost, type ReplicaInit } from "./replica-host.js";
+import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
 import { guarded } from "./faults.js";
 import type { Rejoin } from "../shared/protocol/replica.js";
 import { digestOfPages } from "../shared/protocol/state.js";
@@ -42,11 +41,11 @@ const colocatedLogTable = "replica_log";
  * with the replica methods of ReplicaObject: its own tables beside the sequencer's, each erased
  * alone, so a deposed sequencer that wipes its log leaves the replica serving.
  */
-export class SequencerObject extends DurableObject<Env> {
+export class SequencerObject extends ReplicaServing {
   private readonly store: SqlSequencerStorage;
   private readonly stage: RestoreStage;
   private readonly lifecycle: SequencerLifecycle;
-  private readonly replica: ReplicaHost;
+  protected readonly replica: ReplicaHost;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -230,32 +229,6 @@ export class SequencerObject extends DurableObject<Env> {
   /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */
   async handOver(): Promise<void> {
     await this.lifecycle.handOver();
-  }
-
-  // ---- the co-located replica (the methods of ReplicaObject) --------------------------------
-
-  async replicaInit(cfg: ReplicaInit): Promise<ReplicaPosition | null> {
-    return this.replica.init(cfg);
-  }
-
-  async appendText(incarnation: number, text: string): Promise<AppendResponse> {
-    return this.replica.appendText(incarnation, text);
-  }
-
-  async call<K extends ReplicaMethod>(incarnation: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> {
-    return this.replica.call(incarnation, method, args);
-  }
-
-  override async fetch(request: Request): Promise<Response> {
-    return this.replica.watch(request);
-  }
-
-  async corrupt(incarnation: number): Promise<string | null> {
-    return this.replica.corrupt(incarnation);
-  }
-
-  async replicaDestroy(incarnation: number): Promise<void> {
-    await this.replica.destroy(incarnation);
   }
 
   // ---- reconfiguration ----------------------------------------------------------------------

@@ -1,18 +1,22 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { SequencerObject } from "../../workers/sequencer.js";
-import { api, clientToken, command, createGroup, query } from "./helpers.js";
+import { api, clientToken, command, createGroup, query, replicaStatuses, waitFor } from "./helpers.js";
 
 function sequencer(group: string) {
   return env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
 }
 
-/** The sequencer loses its storage and its memory (ctx.storage.deleteAll()). */
+/**
+ * The sequencer's object loses its storage and its memory (ctx.storage.deleteAll()): the replica
+ * co-located in it (r1) goes with it.
+ */
 async function wipeSequencer(group: string) {
   await runInDurableObject(sequencer(group), async (inst: SequencerObject, state) => {
     const lifecycle = (inst as any).lifecycle;
     lifecycle.driver?.stop();
     lifecycle.driver = null;
+    (inst as any).replica.driver.detach();
     await state.storage.deleteAll();
   });
 }
@@ -47,8 +51,17 @@ describe("sequencer failover after storage loss", () => {
     expect(retry.body).toMatchObject({ seq: acked[4].seq, output: acked[4].output });
     expect((await query("lost", { op: "get", key: "n" })).body.result).toEqual({ value: 21 });
 
+    // The co-located replica lost its storage with the object: made again (a rejoin), quarantined,
+    // rebuilt by a state transfer; then the audit finds every replica agreeing.
+    const events = (await api("GET", "/v1/groups/lost/events", undefined, clientToken)).body.events;
+    expect(events.filter((e: any) => e.kind === "rejoin").map((e: any) => e.replica)).toEqual(["r1"]);
+    await waitFor("r1 rebuilt", async () => {
+      await api("POST", "/v1/groups/lost/audit");
+      return (await replicaStatuses("lost")).r1.status === "healthy";
+    }, 100);
     const audit = (await api("POST", "/v1/groups/lost/audit")).body;
     expect(audit.verdict).toBe("consistent");
+    expect(audit.replicas.map((r: any) => r.verdict)).toEqual(["agrees", "agrees", "agrees"]);
   });
 
   it("a PUT of an existing group whose sequencer lost its storage recovers instead of starting again at seq 1", async () => {
