@@ -52,6 +52,12 @@ export const commandTimeoutMs = 10_000;
 export const holdMessageMs = 2;
 /** Entries are held for another voter's ack only while this many commands await their outcome. */
 export const holdWhenWaitingMin = 4;
+/**
+ * A recovery's fence round waits this long for the other replicas once a quorum of every
+ * membership has answered, instead of every straggler's full replicaRpcTimeoutMs (any fenced
+ * quorum holds every committed entry; more answers only pick among more logs).
+ */
+export const fenceStragglersMs = 300;
 /** How long one append RPC to a replica may take before it counts as a missed contact. */
 export const replicaRpcTimeoutMs = 3_000;
 /** Retry pause after a failed append, doubled per consecutive miss, capped. */

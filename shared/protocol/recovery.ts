@@ -3,7 +3,7 @@
 // lost: it was on a majority, every majority intersects the fenced one, and of the fenced
 // replicas the one with the highest (last entry epoch, lastSeq) holds every committed entry
 // (raft's leader completeness, which the current-epoch commit rule preserves).
-import { appendEntriesMax, replicaRpcTimeoutMs } from "../limits.js";
+import { appendEntriesMax, fenceStragglersMs, replicaRpcTimeoutMs } from "../limits.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
@@ -18,16 +18,32 @@ export type RecoveryResult = { ok: true; meta: SequencerMeta; recoveredSeq: numb
 
 const fenceRoundsMax = 5;
 
-async function fenceAll(io: DriverIO, ids: string[], epoch: number): Promise<Map<string, FenceReply>> {
-  const replies = await Promise.all(
-    ids.map((id) => withTimeout(io, io.link(id).fence(epoch), replicaRpcTimeoutMs, `fence ${id}`).catch(() => null)),
-  );
+/**
+ * Fences every replica at `epoch` (0: a probe), answering once all have replied or failed, or
+ * fenceStragglersMs after `enough` of them have: a replica cut off must not hold a takeover for
+ * its whole timeout (measured in the simulator: a successor that started just before a cut-off
+ * location came back waited 3 s per round for the replica there, 7 s in all).
+ */
+function fenceAll(io: DriverIO, ids: string[], epoch: number, enough: (answered: Map<string, FenceReply>) => boolean): Promise<Map<string, FenceReply>> {
   const out = new Map<string, FenceReply>();
-  ids.forEach((id, i) => {
-    const r = replies[i];
-    if (r) out.set(id, r);
+  return new Promise((resolve) => {
+    let pending = ids.length;
+    let cancelGrace: (() => void) | null = null;
+    const done = () => {
+      cancelGrace?.();
+      resolve(new Map(out));
+    };
+    if (pending === 0) return done();
+    for (const id of ids) {
+      void withTimeout(io, io.link(id).fence(epoch), replicaRpcTimeoutMs, `fence ${id}`)
+        .catch(() => null)
+        .then((r) => {
+          if (r) out.set(id, r);
+          if (--pending === 0) return done();
+          if (r && cancelGrace === null && enough(out)) cancelGrace = io.setTimer(fenceStragglersMs, done);
+        });
+    }
   });
-  return out;
 }
 
 /**
@@ -86,11 +102,12 @@ async function fenceQuorum(
   };
   const quorums = new JointConfig(memberships.map(quorumOf));
   const enough = (answered: Map<string, unknown>) => quorums.reached(answered.keys());
+  const accepting = (answered: Map<string, FenceReply>) => enough(new Map([...answered].filter(([, r]) => r.accepted)));
   for (let round = 0; round < fenceRoundsMax; round++) {
-    const probe = await fenceAll(io, ids, 0);
+    const probe = await fenceAll(io, ids, 0, enough);
     if (!enough(probe)) return { ok: false, reason: `only ${probe.size} replicas answered, a quorum of every membership in force is needed to recover` };
     const epoch = Math.max(...[...probe.values()].map((r) => r.epoch)) + 1;
-    const replies = await fenceAll(io, ids, epoch);
+    const replies = await fenceAll(io, ids, epoch, accepting);
     const yes = new Map([...replies].filter(([, r]) => r.accepted));
     if (enough(yes)) return { ok: true, epoch, accepted: yes };
   }
