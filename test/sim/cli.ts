@@ -51,6 +51,8 @@ async function main(): Promise<number> {
     const takeovers: number[] = [];
     for (let i = 0; i < k; i++) {
       const seed = Math.floor(Math.random() * 2 ** 31);
+      // Named before it runs: a run that kills the process (V8's heap limit) still leaves its seed.
+      process.stderr.write(`running seed ${seed} (${i + 1} of ${k})\n`);
       let first: string | null;
       try {
         const r = await simulate({ ...base, seed });
