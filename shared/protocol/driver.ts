@@ -307,6 +307,14 @@ export class SequencerDriver {
         // unless a full append's worth is queued (waiting makes no bigger message, and under
         // batches of 100 from 128 clients the queue passed pendingSubmitsMax: 503s).
         if (id !== this.io.directReplica || !this.remoteInFlight() || this.core.pendingCount >= appendEntriesMax) this.flush();
+        // The replica reached by a direct call has stored what was just ordered (its step ran
+        // when its loop was kicked); its answer is counted a few microtasks later. Waiting for
+        // that, still within this event, lets this message carry those entries' commit, so this
+        // replica applies them and answers with their outputs now, not one round trip later.
+        if (id !== this.io.directReplica && this.directTurn) {
+          await this.directTurn;
+          if (this.stopped) return;
+        }
         let d = this.core.nextAppend(id, true);
         if (d.kind === "hold" && !this.holdBack(id, d.why, advancedCommit)) d = this.core.nextAppend(id, false);
         let msg = d.kind === "send" ? d.msg : null;
@@ -322,20 +330,26 @@ export class SequencerDriver {
         const sentAtMs = this.io.nowMs();
         this.lastSentMs.set(id, sentAtMs);
         this.counts.appends.set(id, (this.counts.appends.get(id) ?? 0) + 1);
+        const turn = id === this.io.directReplica ? this.takeDirectTurn() : null;
         let resp;
+        let step: StepResult;
         try {
-          resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
-        } catch (err) {
+          try {
+            resp = await withTimeout(this.io, this.io.link(id).append(msg), replicaRpcTimeoutMs, `append to ${id}`);
+          } catch (err) {
+            if (this.stopped) return;
+            this.core.onAppendFailure(id);
+            this.backOff(id, String(err));
+            return;
+          }
           if (this.stopped) return;
-          this.core.onAppendFailure(id);
-          this.backOff(id, String(err));
-          return;
+          // Heard at this epoch: the lease a linearizable read's index relies on.
+          if (resp.ok || resp.reason !== "stale_epoch") this.ackedSentMs.set(id, sentAtMs);
+          step = this.core.onAppendResponse(id, resp, this.io.nowMs());
+          this.checkConfirmations();
+        } finally {
+          turn?.();
         }
-        if (this.stopped) return;
-        // Heard at this epoch: the lease a linearizable read's index relies on.
-        if (resp.ok || resp.reason !== "stale_epoch") this.ackedSentMs.set(id, sentAtMs);
-        const step = this.core.onAppendResponse(id, resp, this.io.nowMs());
-        this.checkConfirmations();
         if (step.needsInit && !(await this.rejoin(id))) {
           // Not made (unreachable, or refused: a newer incarnation's leftover): tried after a
           // pause like a failure. A replica reached by a direct call answers at once, and a loop
@@ -352,6 +366,19 @@ export class SequencerDriver {
     } finally {
       this.sending.delete(id);
     }
+  }
+
+  /** Settles once the direct replica's answer to its append in progress is counted (see sendLoop). */
+  private directTurn: Promise<void> | null = null;
+
+  private takeDirectTurn(): () => void {
+    let release!: () => void;
+    const turn = new Promise<void>((resolve) => (release = resolve));
+    this.directTurn = turn;
+    return () => {
+      if (this.directTurn === turn) this.directTurn = null;
+      release();
+    };
   }
 
   /** Whether a loop is waiting for a remote replica's answer (it will flush when the answer comes). */
