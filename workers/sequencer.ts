@@ -5,7 +5,7 @@ import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle
 import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
 import type { SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
-import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
+import type { AuditReport, Entry, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { isColocated, membersOf, sequencerName } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
@@ -14,6 +14,7 @@ import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js
 import { guarded } from "./faults.js";
 import type { Rejoin } from "../shared/protocol/replica.js";
 import { digestOfPages } from "../shared/protocol/state.js";
+import { shareCommandHashes } from "../shared/protocol/entry.js";
 import { decodeAppend, encodeAppend } from "./wire.js";
 import { type LogLevel, logEvent } from "../shared/log.js";
 import type { SequencerWork } from "../shared/api/metrics.js";
@@ -91,11 +92,13 @@ export class SequencerObject extends ReplicaServing {
 
   private linkTo(cfg: GroupConfig, id: string, location: string | null): ReplicaLink {
     const inc = cfg.incarnation;
-    const stub = this.hosts(cfg, id) ? this.localReplica(cfg, id) : replicaStub(this.env, cfg, id, location, sequencerName(cfg));
-    const transport: ReplicaTransport = (method, args) =>
-      method === "append"
-        ? rpc(stub.appendText(inc, encodeAppend(args[0] as AppendRequest)))
-        : rpc(stub.call(inc, method, args as never));
+    const local = this.hosts(cfg, id) ? this.localReplica(cfg, id) : null;
+    const stub = local ?? replicaStub(this.env, cfg, id, location, sequencerName(cfg));
+    const transport: ReplicaTransport = (method, args) => {
+      if (method !== "append") return rpc(stub.call(inc, method, args as never));
+      const msg = args[0] as AppendRequest;
+      return rpc(local ? local.appendText(inc, encodeAppend(msg), msg.entries) : stub.appendText(inc, encodeAppend(msg)));
+    };
     return linkOver(transport, async (rejoin?: Rejoin) => {
       // A deposed sequencer must not re-create a replica that lost its storage: at its old epoch
       // it would take that replica's forgotten promise for its own (see ReplicaMeta.rejoinSeq).
@@ -112,7 +115,11 @@ export class SequencerObject extends ReplicaServing {
    */
   private localReplica(cfg: GroupConfig, id: string) {
     const local = {
-      appendText: async (inc: number, text: string): Promise<AppendResponse> => this.replica.append(inc, decodeAppend(text)),
+      appendText: async (inc: number, text: string, originals: Entry[] = []): Promise<AppendResponse> => {
+        const copy = decodeAppend(text);
+        shareCommandHashes(originals, copy.entries);
+        return this.replica.append(inc, copy);
+      },
       call: async <K extends ReplicaMethod>(inc: number, method: K, args: ReplicaArgs<K>): Promise<ReplicaResult<K>> => this.replica.call(inc, method, args),
       replicaInit: async (init: ReplicaInit): Promise<ReplicaPosition | null> => this.replica.init(init),
     };

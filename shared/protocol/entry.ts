@@ -36,6 +36,22 @@ function hashed(command: unknown): { hash: string; bytes: number } {
   return h;
 }
 
+/**
+ * Gives `copies`, a JSON round trip of `originals` made in this process (the co-located replica's
+ * copy of an append), the command hashes already computed for the originals: a round trip keeps
+ * the canonical text, so the copy's chain check does not hash every command again.
+ */
+export function shareCommandHashes(originals: readonly Entry[], copies: readonly Entry[]): void {
+  if (originals.length !== copies.length) return;
+  for (let i = 0; i < originals.length; i++) {
+    const from = originals[i]!.command;
+    const to = copies[i]!.command;
+    if (from === null || typeof from !== "object" || to === null || typeof to !== "object") continue;
+    const h = commandHashes.get(from);
+    if (h !== undefined && originals[i]!.seq === copies[i]!.seq) commandHashes.set(to, h);
+  }
+}
+
 export function commandHash(command: unknown): string {
   return hashed(command).hash;
 }

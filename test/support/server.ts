@@ -17,6 +17,10 @@ export interface ServerOptions {
   faults?: boolean;
   /** The bench's worker (bench/dist/worker.js, with the unreplicated baseline) instead of dist/index.js. */
   baseline?: boolean;
+  /** Another build of the worker (bench/compare.ts runs two builds side by side). */
+  scriptPath?: string;
+  /** Opens workerd's V8 inspector on this port (bench/profile.ts takes CPU profiles through it). */
+  inspectorPort?: number;
 }
 
 export interface Server {
@@ -33,7 +37,7 @@ function compatibilityDate(): string {
 }
 
 export async function startServer(opts: ServerOptions): Promise<Server> {
-  const scriptPath = opts.baseline ? join(root, "bench", "dist", "worker.js") : join(root, "dist", "index.js");
+  const scriptPath = opts.scriptPath ?? (opts.baseline ? join(root, "bench", "dist", "worker.js") : join(root, "dist", "index.js"));
   const mf = new Miniflare(convertV4MiniflareOptions({
     modules: true,
     scriptPath,
@@ -63,6 +67,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       : { assets: { directory: join(root, "public"), routerConfig: { has_user_worker: true }, assetConfig: { html_handling: "auto-trailing-slash", not_found_handling: "none" } } }),
     ...(opts.persistDir ? { resourcePersistencePath: opts.persistDir } : {}),
     unsafeTriggerHandlers: true,
+    ...(opts.inspectorPort ? { inspectorPort: opts.inspectorPort } : {}),
   }));
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return { url, mf, close: () => mf.dispose() };

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import { stateSaveEntriesMax } from "../../shared/limits.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
-import { DigestedState, recomputeDigest } from "../../shared/protocol/state.js";
+import { DigestedState, recomputeDigest, rowHash } from "../../shared/protocol/state.js";
+import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
 import { Cluster } from "../support/cluster.js";
 
 const put = (key: string, value: unknown) => ({ op: "put", key, value });
@@ -108,5 +110,47 @@ describe("scans over stored and unsaved rows", () => {
     state.save();
     expect(view.scan("", null, 10).map(([k]) => k)).toEqual(["a", "bb", "c", "d"]);
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
+  });
+});
+
+describe("the digest is brought up to date when it is read", () => {
+  it("equals the XOR of every current row's hash after any mix of writes, deletes, rewrites, saves and reads", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ op: fc.constant("put" as const), key: fc.integer({ min: 0, max: 5 }), value: fc.integer({ min: 0, max: 3 }) }),
+            fc.record({ op: fc.constant("delete" as const), key: fc.integer({ min: 0, max: 5 }) }),
+            fc.record({ op: fc.constantFrom("digest" as const, "save" as const, "step" as const) }),
+          ),
+          { maxLength: 60 },
+        ),
+        (ops) => {
+          const rows = new MemoryRowStore();
+          rows.put("m/k0", "seed");
+          const state = new DigestedState(rows, recomputeDigest(rows, 100).digest);
+          const model = new Map<string, string>([["m/k0", "seed"]]);
+          const expected = () => {
+            const acc = new Uint8Array(32);
+            for (const [k, v] of model) xorInto(acc, rowHash(k, v));
+            return bytesToHex(acc);
+          };
+          for (const o of ops) {
+            if (o.op === "put") {
+              state.putRaw(`m/k${o.key}`, String(o.value));
+              model.set(`m/k${o.key}`, String(o.value));
+            } else if (o.op === "delete") {
+              expect(state.deleteRaw(`m/k${o.key}`)).toBe(model.delete(`m/k${o.key}`));
+            } else if (o.op === "save") state.save();
+            else if (o.op === "step") state.endStep();
+            else expect(state.digest).toBe(expected());
+          }
+          expect(state.digest).toBe(expected());
+          state.save();
+          expect(recomputeDigest(rows, 100).digest).toBe(expected());
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -1,0 +1,90 @@
+// npm run compare -- --a OLD/index.js [--b dist/index.js] [--op put|batch] [--clients N] [--rounds R] [--seconds S]
+// An A/B of two builds of the worker: both run at once (each its own workerd), and rows of the
+// same load alternate between them, so a change is measured against the code before it on the
+// same machine at the same time (one row alone moves 20-40% here). Prints each row, then the
+// medians of puts/s and of workerd CPU µs per put. Build A from an older commit with
+// `git worktree add /tmp/a REV && cd /tmp/a && ln -s $PWD/node_modules && npm run build`.
+import { join } from "node:path";
+import { childPids, withCpu } from "./cpu.js";
+import { runLoad } from "./load.js";
+import { type Server, root, startServer } from "../test/support/server.js";
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : fallback;
+};
+const builds = { a: flag("a", ""), b: flag("b", join(root, "dist", "index.js")) };
+const op = flag("op", "batch");
+const clients = Number(flag("clients", "32"));
+const rounds = Number(flag("rounds", "5"));
+const seconds = Number(flag("seconds", "5"));
+const perRequest = op === "batch" ? 100 : 1;
+const value = "v".repeat(98);
+
+const body = (c: number, i: number) =>
+  op === "batch"
+    ? JSON.stringify({ client: `b${c}`, commands: Array.from({ length: 100 }, (_, j) => ({ request: i * 100 + j + 1, command: { op: "put", key: `k-${c}-${i * 100 + j}`, value } })) })
+    : JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value } });
+
+interface Side {
+  server: Server;
+  pids: number[];
+  groups: number;
+  rows: { opsPerSec: number; cpuUsPerOp: number | null }[];
+}
+
+async function start(scriptPath: string): Promise<Side> {
+  const before = new Set(childPids("workerd"));
+  const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath });
+  return { server, pids: childPids("workerd").filter((p) => !before.has(p)), groups: 0, rows: [] };
+}
+
+/** One row on a fresh 3-replica group of this side. */
+async function row(side: Side, name: string, record: boolean): Promise<void> {
+  const group = `cmp-${++side.groups}`;
+  const res = await fetch(`${side.server.url}/v1/groups/${group}`, { method: "PUT", headers: { "content-type": "application/json", authorization: "Bearer a" }, body: JSON.stringify({ machine: "kv", replicas: 3 }) });
+  if (res.status !== 201) throw new Error(`${name}: create ${res.status} ${await res.text()}`);
+  const url = `${side.server.url}/v1/groups/${group}/commands`;
+  const headers = { "content-type": "application/json", authorization: "Bearer c" };
+  const r = await withCpu(side.pids, async () => {
+    const l = await runLoad({ url, clients, seconds, headers, body });
+    return { ...l, ops: l.ops * perRequest, opsPerSec: l.opsPerSec * perRequest };
+  });
+  if (!record) return;
+  side.rows.push({ opsPerSec: r.opsPerSec, cpuUsPerOp: r.cpuUsPerOp });
+  console.log(`${name}  ${String(r.opsPerSec).padStart(7)} puts/s  ${String(r.cpuUsPerOp ?? "-").padStart(6)} µs CPU/put  ${r.errors} errors`);
+}
+
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
+
+async function main() {
+  if (!builds.a) throw new Error("--a: the other build's index.js");
+  const a = await start(builds.a);
+  const b = await start(builds.b);
+  try {
+    await row(a, "A (warm-up)", false);
+    await row(b, "B (warm-up)", false);
+    for (let i = 0; i < rounds; i++) {
+      // Alternate which goes first: the machine's load drifts within a round too.
+      const order: [Side, string][] = i % 2 === 0 ? [[a, "A"], [b, "B"]] : [[b, "B"], [a, "A"]];
+      for (const [side, name] of order) await row(side, name, true);
+    }
+    for (const [side, name] of [[a, "A"], [b, "B"]] as const) {
+      console.log(`${name}: median ${median(side.rows.map((r) => r.opsPerSec))} puts/s, ${median(side.rows.map((r) => r.cpuUsPerOp ?? 0))} µs CPU/put (${op}, ${clients} clients, ${side.rows.length} rows)`);
+    }
+    const cpu = (s: Side) => median(s.rows.map((r) => r.cpuUsPerOp ?? 0));
+    console.log(`B/A: puts/s ${(median(b.rows.map((r) => r.opsPerSec)) / median(a.rows.map((r) => r.opsPerSec))).toFixed(2)}, CPU per put ${(cpu(b) / cpu(a)).toFixed(2)}`);
+  } finally {
+    await a.server.close();
+    await b.server.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
