@@ -1,4 +1,6 @@
-// npm run bench [-- --quick] [--seconds S] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS]
+// npm run bench [-- --quick] [--seconds S] [--rounds R] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS]
+// A full run repeats the rows the targets compare (3-replica, separate, baseline and batched puts;
+// 8 groups on one and two processes) in R interleaved rounds (default 3) and takes medians.
 // --ab ROUNDS: only 3-replica put rows, co-located and separate in turn, ROUNDS times at 32 and
 // 128 clients, then the medians of each (one row alone is noisy on a shared machine).
 // Starts the built worker under Miniflare directly (not wrangler dev) on loopback with a persist
@@ -14,7 +16,7 @@ import { type Server, root, startServer } from "../test/support/server.js";
 import { childPids, withCpu, withCpuSamples } from "./cpu.js";
 import { etcdBinary, startEtcd } from "./etcd.js";
 import { type LoadResult, runLoad } from "./load.js";
-import { ratioTable, ratiosOf } from "./ratios.js";
+import { medianTable, mediansOf, ratioTable, ratiosOf } from "./ratios.js";
 import type { Growth, Run, Work } from "./run.js";
 
 const args = process.argv.slice(2);
@@ -23,8 +25,10 @@ const flag = (name: string, fallback: number) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
-const seconds = flag("seconds", quick ? 4 : 12);
+const seconds = flag("seconds", quick ? 4 : 8);
 const abRounds = flag("ab", 0);
+/** Interleaved rounds of the rows the targets compare, in a full run (each ratio takes medians). */
+const rounds = flag("rounds", 3);
 const growthOps = flag("growth", quick || abRounds > 0 ? 0 : 200_000);
 const withEtcd = !args.includes("--no-etcd");
 /** The smoke test builds dist/ once itself. */
@@ -43,6 +47,8 @@ const admin = "bench-admin";
 const client = "bench-client";
 const json = { "content-type": "application/json" };
 const runs: Run[] = [];
+/** The round the rows being recorded belong to (0: rows run once). */
+let round = 0;
 
 function row(r: Run): string {
   return [r.system.padEnd(11), String(r.replicas).padStart(3), String(r.clients).padStart(4), r.op.padEnd(16), String(r.opsPerSec).padStart(7), String(r.p50Ms).padStart(8), String(r.p99Ms).padStart(8), String(r.p999Ms).padStart(8), String(r.errors).padStart(6), String(r.cpuUsPerOp ?? "-").padStart(10)].join(" ");
@@ -51,7 +57,7 @@ function row(r: Run): string {
 type Spread = Pick<Run, "groups" | "processes">;
 
 function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }, spread: Spread = {}, work?: Work): void {
-  const run: Run = { system, replicas, clients, op, ...spread, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp, ...(work ? { work } : {}) };
+  const run: Run = { system, replicas, clients, op, ...spread, ...(round > 0 ? { round } : {}), opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp, ...(work ? { work } : {}) };
   runs.push(run);
   console.log(row(run) + (work ? `   ${work.commandsPerFlush} cmd/flush, appends/cmd ${work.rpcAppendsPerCommand} rpc + ${work.directAppendsPerCommand} direct` : ""));
 }
@@ -118,6 +124,12 @@ async function main() {
     if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
     return name;
   };
+  // A measured row's groups are deleted after it: an idle group still heartbeats its replicas every
+  // second, and a full run's hundred groups would tax every later row.
+  const drop = async (name: string, host: Server = server) => {
+    const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "DELETE", headers: adminHeaders });
+    if (res.status !== 204) throw new Error(`delete ${name}: ${res.status} ${await res.text()}`);
+  };
   const putBody = (c: number, i: number) => JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: value100 } });
   const putOk = (_s: number, body: string) => body.startsWith('{"seq"');
   const batchBody = (c: number, i: number) =>
@@ -137,11 +149,13 @@ async function main() {
     const before = await counters(g);
     const r = await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
     record(colocate ? "smr" : "smr-separate", replicas, clients, "put", r, {}, workBetween(before, await counters(g)));
+    await drop(g);
   };
   const smrBatch = async (clients: number) => {
     const g = await group(3);
     const load = () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: batchBody, ok: batchOk });
     record("smr", 3, clients, "put-batch100", await withCpu(workerd, async () => inPuts(await load(), batchPuts)));
+    await drop(g);
   };
   // The same put load over shardGroups groups, on one workerd process or split over two (each
   // group's clients sent to the process hosting it, as the platform places independent objects).
@@ -167,6 +181,7 @@ async function main() {
     const pids = processes === 2 ? [...workerd, ...second!.pids] : workerd;
     const load = () => runLoad({ url: (c) => `${at(c).url}/v1/groups/${at(c).name}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk });
     record(processes === 2 ? "smr-sharded" : "smr-groups", 3, clients, "put", await withCpu(pids, load), { groups: shardGroups, processes });
+    for (const g of groups) await drop(g.name, hosts.find((h) => h.url === g.url));
   };
   const baselinePut = async (clients: number) => {
     const g = `base-${++groupNo}`;
@@ -183,6 +198,7 @@ async function main() {
       const body = (c: number, i: number) => JSON.stringify({ query: { op: "get", key: `r${(c * 7919 + i) % keys}` }, consistency, bookmark });
       record("smr", 3, clients, `get-${consistency}`, await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/query`, clients, seconds, headers: clientHeaders, body, ok: (_s, b) => b.startsWith('{"result"') })));
     }
+    await drop(g);
   };
 
   const bin = withEtcd ? etcdBinary() : null;
@@ -212,11 +228,12 @@ async function main() {
     for (const url of [`${server.url}/v1/groups/${warm}/commands`, `${server.url}/v1/bench/baseline/warm/commands`]) {
       await runLoad({ url, clients: 32, seconds: warmSeconds, headers: clientHeaders, body: putBody, ok: putOk });
     }
+    await drop(warm);
     if (abRounds > 0) {
-      for (let round = 0; round < abRounds; round++) {
+      for (let ab = 0; ab < abRounds; ab++) {
         for (const clients of [32, 128]) {
-          await smrPut(3, clients, round % 2 === 0);
-          await smrPut(3, clients, round % 2 !== 0);
+          await smrPut(3, clients, ab % 2 === 0);
+          await smrPut(3, clients, ab % 2 !== 0);
         }
       }
       console.log(`\n${abSummary(runs)}`);
@@ -227,19 +244,25 @@ async function main() {
       await smrBatch(32);
       await etcdPut(32);
     } else {
+      // The rows the targets compare, in interleaved rounds (the ratios take each kind's median);
+      // within a round the order alternates, so drift in the machine's load hits both sides.
+      for (round = 1; round <= rounds; round++) {
+        for (const clients of [32, 128]) {
+          const rows = [() => smrPut(3, clients), () => baselinePut(clients), () => smrBatch(clients), () => smrPut(3, clients, false)];
+          for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
+        }
+        for (const clients of [32, 128]) {
+          const rows = [() => spread(clients, 1), () => spread(clients, 2)];
+          for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
+        }
+      }
+      round = 0;
       for (const clients of [32, 128]) {
-        for (const replicas of [1, 3, 5]) await smrPut(replicas, clients);
-        await smrPut(3, clients, false);
-        await baselinePut(clients);
-        await smrBatch(clients);
+        for (const replicas of [1, 5]) await smrPut(replicas, clients);
         await etcdPut(clients);
       }
       await reads(32);
       await reads(128);
-      for (const clients of [32, 128]) {
-        await spread(clients, 1);
-        await spread(clients, 2);
-      }
     }
     if (!bin) console.log(withEtcd ? "(etcd not on PATH: apt-get install etcd-server to add the peer rows)" : "(etcd rows skipped: --no-etcd)");
     if (growthOps > 0) {
@@ -282,16 +305,19 @@ async function main() {
     freeMemoryGiB: Math.round(freemem() / 2 ** 30),
     node: process.version,
     server: "Miniflare (workerd) directly, loopback, persist dir in a temp folder",
-    mode: quick ? "quick" : "full",
+    mode: quick ? "quick" : abRounds > 0 ? "ab" : "full",
+    rounds: quick || abRounds > 0 ? 1 : rounds,
     secondsPerRun: seconds,
     // The 1-minute load average at the start and end: other load on a shared machine slows every row.
     loadAverage: [loadAtStart, loadavg()[0]!].map((x) => Math.round(x * 10) / 10),
     date: new Date().toISOString(),
   };
   const ratios = ratiosOf(runs, growth);
+  const medians = mediansOf(runs);
+  if (medians.some((m) => m.rows > 1)) console.log(`\n${medianTable(medians)}`);
   console.log(`\n${ratioTable(ratios)}`);
   mkdirSync(dirname(outFile), { recursive: true });
-  writeFileSync(outFile, JSON.stringify({ machine, runs, ratios, growth }, null, 2) + "\n");
+  writeFileSync(outFile, JSON.stringify({ machine, runs, medians, ratios, growth }, null, 2) + "\n");
   console.log(`wrote ${outFile} (the run took ${Math.round((performance.now() - started) / 1000)} s)`);
 }
 

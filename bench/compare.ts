@@ -1,8 +1,9 @@
-// npm run compare -- --a OLD/index.js [--b dist/index.js] [--op put|batch] [--clients N] [--rounds R] [--seconds S]
+// npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--op put|batch] [--clients N] [--rounds R] [--seconds S]
 // An A/B of two builds of the worker: both run at once (each its own workerd), and rows of the
 // same load alternate between them, so a change is measured against the code before it on the
 // same machine at the same time (one row alone moves 20-40% here). Prints each row, then the
-// medians of puts/s and of workerd CPU µs per put. Build A from an older commit with
+// medians of puts/s and of workerd CPU µs per put. Without --a, both sides run this build and
+// differ in --replicas-a / --replicas-b. Build A from an older commit with
 // `git worktree add /tmp/a REV && cd /tmp/a && ln -s $PWD/node_modules && npm run build`.
 import { join } from "node:path";
 import { childPids, withCpu } from "./cpu.js";
@@ -20,6 +21,8 @@ const clients = Number(flag("clients", "32"));
 const rounds = Number(flag("rounds", "5"));
 const seconds = Number(flag("seconds", "5"));
 const perRequest = op === "batch" ? 100 : 1;
+/** Replicas of each side's groups (--replicas-a, --replicas-b): the same build against itself measures what a replica costs. */
+const replicasOf = { a: Number(flag("replicas-a", "3")), b: Number(flag("replicas-b", "3")) };
 const value = "v".repeat(98);
 
 const body = (c: number, i: number) =>
@@ -31,19 +34,20 @@ interface Side {
   server: Server;
   pids: number[];
   groups: number;
+  replicas: number;
   rows: { opsPerSec: number; cpuUsPerOp: number | null }[];
 }
 
-async function start(scriptPath: string): Promise<Side> {
+async function start(scriptPath: string, replicas: number): Promise<Side> {
   const before = new Set(childPids("workerd"));
   const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath });
-  return { server, pids: childPids("workerd").filter((p) => !before.has(p)), groups: 0, rows: [] };
+  return { server, pids: childPids("workerd").filter((p) => !before.has(p)), groups: 0, rows: [], replicas };
 }
 
-/** One row on a fresh 3-replica group of this side. */
+/** One row on a fresh group of this side. */
 async function row(side: Side, name: string, record: boolean): Promise<void> {
   const group = `cmp-${++side.groups}`;
-  const res = await fetch(`${side.server.url}/v1/groups/${group}`, { method: "PUT", headers: { "content-type": "application/json", authorization: "Bearer a" }, body: JSON.stringify({ machine: "kv", replicas: 3 }) });
+  const res = await fetch(`${side.server.url}/v1/groups/${group}`, { method: "PUT", headers: { "content-type": "application/json", authorization: "Bearer a" }, body: JSON.stringify({ machine: "kv", replicas: side.replicas }) });
   if (res.status !== 201) throw new Error(`${name}: create ${res.status} ${await res.text()}`);
   const url = `${side.server.url}/v1/groups/${group}/commands`;
   const headers = { "content-type": "application/json", authorization: "Bearer c" };
@@ -59,9 +63,9 @@ async function row(side: Side, name: string, record: boolean): Promise<void> {
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
 
 async function main() {
-  if (!builds.a) throw new Error("--a: the other build's index.js");
-  const a = await start(builds.a);
-  const b = await start(builds.b);
+  if (!builds.a && replicasOf.a === replicasOf.b) throw new Error("--a: the other build's index.js (or --replicas-a/--replicas-b)");
+  const a = await start(builds.a || builds.b, replicasOf.a);
+  const b = await start(builds.b, replicasOf.b);
   try {
     await row(a, "A (warm-up)", false);
     await row(b, "B (warm-up)", false);

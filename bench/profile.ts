@@ -1,4 +1,4 @@
-// npm run profile [-- --op put|batch] [--clients N] [--seconds S] [--top N]
+// npm run profile [-- --op put|batch] [--clients N] [--seconds S] [--top N] [--replicas N] [--prefill N] [--inclusive] [--callers F,G]
 // A V8 CPU profile of workerd under one 3-replica load (per-request puts or batches of 100), taken
 // through its inspector, and the functions with the most self time: where a put's CPU goes.
 // Needs dist/ (npm run build). Prints per function: self ms, % of samples, µs per put.
@@ -16,6 +16,9 @@ const seconds = Number(flag("seconds", "8"));
 const top = Number(flag("top", "45"));
 /** --callers NAME: also the call paths (3 frames up) of the samples spent in functions named NAME. */
 const callersOf = flag("callers", "");
+/** --prefill N: N more puts of the same load first (the growth run's later part, without profiling its start). */
+const prefill = Number(flag("prefill", "0"));
+const replicas = Number(flag("replicas", "3"));
 const inspectorPort = 9230 + Math.floor(Math.random() * 500);
 const batchPuts = op === "batch" ? 100 : 1;
 
@@ -118,7 +121,7 @@ async function main() {
   try {
     const admin = { "content-type": "application/json", authorization: "Bearer a" };
     const headers = { "content-type": "application/json", authorization: "Bearer c" };
-    const create = await fetch(`${server.url}/v1/groups/prof`, { method: "PUT", headers: admin, body: JSON.stringify({ machine: "kv", replicas: 3 }) });
+    const create = await fetch(`${server.url}/v1/groups/prof`, { method: "PUT", headers: admin, body: JSON.stringify({ machine: "kv", replicas }) });
     if (create.status !== 201) throw new Error(`create: ${create.status}`);
     const v = "v".repeat(98);
     const body = (c: number, i: number) =>
@@ -127,6 +130,11 @@ async function main() {
         : JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: v } });
     const url = `${server.url}/v1/groups/prof/commands`;
     await runLoad({ url, clients, seconds: 2, headers, body: (c, i) => body(c + 1000, i) });
+    if (prefill > 0) {
+      const t0 = performance.now();
+      const r = await runLoad({ url, clients, totalOps: Math.ceil(prefill / batchPuts), headers, body: (c, i) => body(c + 2000, i) });
+      console.log(`prefill: ${r.ops * batchPuts} puts in ${Math.round(performance.now() - t0) / 1000} s`);
+    }
     const targets = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as { id: string; title: string; webSocketDebuggerUrl: string }[];
     const target = targets.find((t) => !t.title.includes("miniflare")) ?? targets[0]!;
     const cdp = await inspect(target.webSocketDebuggerUrl);

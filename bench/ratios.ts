@@ -1,6 +1,8 @@
 // The ratios issue 15 sets targets for, computed from the rows of one run (figures from different
 // runs on this shared machine are not comparable), each with its target and whether it was met.
-import type { Growth, Run } from "./run.js";
+// A row kind repeated over the run's interleaved rounds counts with its median: one row alone
+// moves 20-40% with the machine's load, and the rows a ratio compares ran minutes apart.
+import type { Growth, Median, Run } from "./run.js";
 
 export interface Ratio {
   value: number | null;
@@ -14,9 +16,39 @@ type Target = { atLeast: number } | { atMost: number } | null;
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** One median row per kind of row, in the order the kinds first ran. */
+export function mediansOf(runs: Run[]): Median[] {
+  const kinds = new Map<string, Run[]>();
+  for (const r of runs) {
+    const key = `${r.system}/${r.replicas}/${r.clients}/${r.op}`;
+    kinds.set(key, [...(kinds.get(key) ?? []), r]);
+  }
+  return [...kinds.values()].map((rs) => {
+    const cpu = rs.map((r) => r.cpuUsPerOp).filter((x): x is number => x !== null);
+    const { system, replicas, clients, op } = rs[0]!;
+    return {
+      system,
+      replicas,
+      clients,
+      op,
+      rows: rs.length,
+      opsPerSec: Math.round(median(rs.map((r) => r.opsPerSec))),
+      p99Ms: round(median(rs.map((r) => r.p99Ms))),
+      cpuUsPerOp: cpu.length === rs.length ? Math.round(median(cpu)) : null,
+    };
+  });
+}
+
 export function ratiosOf(runs: Run[], growth: Growth | null): Record<string, Ratio> {
+  const medians = mediansOf(runs);
   const find = (system: Run["system"], clients: number, op: Run["op"] = "put", replicas = 3) =>
-    runs.find((r) => r.system === system && r.replicas === replicas && r.clients === clients && r.op === op);
+    medians.find((r) => r.system === system && r.replicas === replicas && r.clients === clients && r.op === op);
   const ratios: Record<string, Ratio> = {};
   const add = (name: string, a: number | null | undefined, b: number | null | undefined, target: Target) => {
     const value = a == null || !b ? null : round(a / b);
@@ -50,6 +82,17 @@ export function ratioTable(ratios: Record<string, Ratio>): string {
   for (const [name, r] of Object.entries(ratios)) {
     const met = r.met === null ? "-" : r.met ? "yes" : "no";
     lines.push(`${name.padEnd(24)} ${String(r.value ?? "-").padStart(6)}  ${(r.target ?? "-").padEnd(6)}  ${met}`);
+  }
+  return lines.join("\n");
+}
+
+/** The medians as a small text table. */
+export function medianTable(medians: Median[]): string {
+  const lines = [`${"median of rows".padEnd(24)} rep clnt op                 ops/s   p99 ms cpu us/op`];
+  for (const m of medians) {
+    lines.push(
+      [`${m.system} (${m.rows})`.padEnd(24), String(m.replicas).padStart(3), String(m.clients).padStart(4), m.op.padEnd(16), String(m.opsPerSec).padStart(7), String(m.p99Ms).padStart(8), String(m.cpuUsPerOp ?? "-").padStart(9)].join(" "),
+    );
   }
   return lines.join("\n");
 }

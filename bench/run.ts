@@ -20,6 +20,8 @@ export interface Run {
   seconds: number;
   /** CPU the server processes spent per operation (workerd; the three etcd processes), Linux only. */
   cpuUsPerOp: number | null;
+  /** Which of the run's interleaved rounds the row belongs to (rows the ratios compare are repeated). */
+  round?: number;
   /** The group's sequencer work per command ordered in the row (from its metrics), smr put rows. */
   work?: Work;
 }
@@ -40,4 +42,16 @@ export interface Growth {
   ratio: number;
   firstTenthCpuUsPerOp: number | null;
   lastTenthCpuUsPerOp: number | null;
+}
+
+/** The median of the rows of one kind (system, replicas, clients, op) over a run's rounds. */
+export interface Median {
+  system: Run["system"];
+  replicas: number;
+  clients: number;
+  op: Run["op"];
+  rows: number;
+  opsPerSec: number;
+  p99Ms: number;
+  cpuUsPerOp: number | null;
 }

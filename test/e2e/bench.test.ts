@@ -19,7 +19,7 @@ describe("npm run bench", () => {
     const { stdout } = await promisify(execFile)(join(root, "node_modules/.bin/tsx"), args, { cwd: root, timeout: 120_000 });
     expect(stdout).toContain("etcd rows skipped");
     const results = JSON.parse(readFileSync(out, "utf8"));
-    expect(results.machine).toMatchObject({ cores: expect.any(Number), mode: "quick", secondsPerRun: 1 });
+    expect(results.machine).toMatchObject({ cores: expect.any(Number), mode: "quick", rounds: 1, secondsPerRun: 1 });
     const rows = results.runs.map((r: { system: string; replicas: number; clients: number; op: string }) => [r.system, r.replicas, r.clients, r.op]);
     expect(rows).toEqual([
       ["smr", 3, 32, "put"],
@@ -42,6 +42,9 @@ describe("npm run bench", () => {
       for (const k of ["p50Ms", "p99Ms", "p999Ms"]) expect(r[k]).toBeGreaterThan(0);
       if (process.platform === "linux") expect(r.cpuUsPerOp).toBeGreaterThan(0);
     }
+    // One median per kind of row (a quick run has one round: the median is the row).
+    expect(results.medians.map((m: { system: string; rows: number }) => [m.system, m.rows])).toEqual([["smr", 1], ["smr-separate", 1], ["baseline", 1], ["smr", 1]]);
+    expect(results.medians[0].opsPerSec).toBe(results.runs[0].opsPerSec);
     // Each ratio with its target; one the run lacks a row for (etcd here) has neither value nor verdict.
     for (const name of ["smr3/baseline@32", "batch100/smr3put@32", "growth last/first"]) {
       expect(results.ratios[name]).toMatchObject({ value: expect.any(Number), target: expect.stringMatching(/^[<>]= [\d.]+$/), met: expect.any(Boolean) });

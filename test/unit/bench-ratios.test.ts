@@ -1,0 +1,37 @@
+// The bench's ratios take the median of each kind of row over a full run's interleaved rounds.
+import { describe, expect, it } from "vitest";
+import { mediansOf, ratiosOf } from "../../bench/ratios.js";
+import type { Run } from "../../bench/run.js";
+
+function row(system: Run["system"], replicas: number, op: Run["op"], opsPerSec: number, cpuUsPerOp: number, round: number): Run {
+  return { system, replicas, clients: 32, op, round, opsPerSec, p50Ms: 1, p99Ms: opsPerSec / 100, p999Ms: 1, ops: 1, errors: 0, seconds: 1, cpuUsPerOp };
+}
+
+describe("bench medians and ratios", () => {
+  const runs: Run[] = [
+    row("smr", 3, "put", 900, 1000, 1),
+    row("baseline", 1, "put", 1000, 800, 1),
+    row("smr", 3, "put", 1500, 700, 2),
+    row("baseline", 1, "put", 400, 2000, 2),
+    row("smr", 3, "put", 1200, 900, 3),
+    row("baseline", 1, "put", 1100, 900, 3),
+    row("smr", 3, "put-batch100", 5000, 200, 1),
+    row("smr", 3, "put-batch100", 7000, 180, 2),
+  ];
+
+  it("gives one row per kind, in the order the kinds first ran, with the median of each figure", () => {
+    const m = mediansOf(runs);
+    expect(m.map((x) => [x.system, x.op, x.rows])).toEqual([["smr", "put", 3], ["baseline", "put", 3], ["smr", "put-batch100", 2]]);
+    expect(m[0]).toMatchObject({ opsPerSec: 1200, cpuUsPerOp: 900, p99Ms: 12 });
+    expect(m[1]).toMatchObject({ opsPerSec: 1000, cpuUsPerOp: 900 });
+    expect(m[2]).toMatchObject({ opsPerSec: 6000, cpuUsPerOp: 190 }); // an even count: the mean of the middle two
+  });
+
+  it("compares medians, not the first row of a kind", () => {
+    const r = ratiosOf(runs, null);
+    expect(r["smr3/baseline@32"]).toEqual({ value: 1.2, target: ">= 1", met: true });
+    expect(r["cpu smr3/baseline@32"]).toEqual({ value: 1, target: "<= 1", met: true });
+    expect(r["batch100/smr3put@32"]).toEqual({ value: 5, target: ">= 10", met: false });
+    expect(r["sharded/groups@32"]).toEqual({ value: null, target: ">= 1.7", met: null });
+  });
+});
