@@ -1,6 +1,6 @@
 // npm run bench [-- --quick] [--seconds S] [--rounds R] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS]
 // A full run repeats the rows the targets compare (3-replica, separate, baseline and batched puts;
-// 8 groups on one and two processes) in R interleaved rounds (default 3) and takes medians.
+// 8 groups on one and two processes; reads) in R interleaved rounds (default 3) and takes medians.
 // --ab ROUNDS: only 3-replica put rows, co-located and separate in turn, ROUNDS times at 32 and
 // 128 clients, then the medians of each (one row alone is noisy on a shared machine).
 // Starts the built worker under Miniflare directly (not wrangler dev) on loopback with a persist
@@ -255,14 +255,13 @@ async function main() {
           const rows = [() => spread(clients, 1), () => spread(clients, 2)];
           for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
         }
+        for (const clients of [32, 128]) await reads(clients);
       }
       round = 0;
       for (const clients of [32, 128]) {
         for (const replicas of [1, 5]) await smrPut(replicas, clients);
         await etcdPut(clients);
       }
-      await reads(32);
-      await reads(128);
     }
     if (!bin) console.log(withEtcd ? "(etcd not on PATH: apt-get install etcd-server to add the peer rows)" : "(etcd rows skipped: --no-etcd)");
     if (growthOps > 0) {

@@ -1,4 +1,4 @@
-// npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--op put|batch] [--clients N] [--rounds R] [--seconds S]
+// npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--op put|batch|get] [--clients N] [--rounds R] [--seconds S]
 // An A/B of two builds of the worker: both run at once (each its own workerd), and rows of the
 // same load alternate between them, so a change is measured against the code before it on the
 // same machine at the same time (one row alone moves 20-40% here). Prints each row, then the
@@ -25,8 +25,12 @@ const perRequest = op === "batch" ? 100 : 1;
 const replicasOf = { a: Number(flag("replicas-a", "3")), b: Number(flag("replicas-b", "3")) };
 const value = "v".repeat(98);
 
+const readKeys = 1_000;
+const unit = op === "get" ? "reads" : "puts";
 const body = (c: number, i: number) =>
-  op === "batch"
+  op === "get"
+    ? JSON.stringify({ query: { op: "get", key: `r${(c * 7919 + i) % readKeys}` }, consistency: "sequential" })
+    : op === "batch"
     ? JSON.stringify({ client: `b${c}`, commands: Array.from({ length: 100 }, (_, j) => ({ request: i * 100 + j + 1, command: { op: "put", key: `k-${c}-${i * 100 + j}`, value } })) })
     : JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value } });
 
@@ -49,15 +53,19 @@ async function row(side: Side, name: string, record: boolean): Promise<void> {
   const group = `cmp-${++side.groups}`;
   const res = await fetch(`${side.server.url}/v1/groups/${group}`, { method: "PUT", headers: { "content-type": "application/json", authorization: "Bearer a" }, body: JSON.stringify({ machine: "kv", replicas: side.replicas }) });
   if (res.status !== 201) throw new Error(`${name}: create ${res.status} ${await res.text()}`);
-  const url = `${side.server.url}/v1/groups/${group}/commands`;
   const headers = { "content-type": "application/json", authorization: "Bearer c" };
+  if (op === "get") {
+    const fill = await runLoad({ url: `${side.server.url}/v1/groups/${group}/commands`, clients: 32, totalOps: readKeys, headers, body: (c, i) => JSON.stringify({ client: `f${c}`, request: i + 1, command: { op: "put", key: `r${(i * 32 + c) % readKeys}`, value } }) });
+    if (fill.errors > 0) throw new Error(`${name}: prefill failed`);
+  }
+  const url = `${side.server.url}/v1/groups/${group}/${op === "get" ? "query" : "commands"}`;
   const r = await withCpu(side.pids, async () => {
     const l = await runLoad({ url, clients, seconds, headers, body });
     return { ...l, ops: l.ops * perRequest, opsPerSec: l.opsPerSec * perRequest };
   });
   if (!record) return;
   side.rows.push({ opsPerSec: r.opsPerSec, cpuUsPerOp: r.cpuUsPerOp });
-  console.log(`${name}  ${String(r.opsPerSec).padStart(7)} puts/s  ${String(r.cpuUsPerOp ?? "-").padStart(6)} µs CPU/put  ${r.errors} errors`);
+  console.log(`${name}  ${String(r.opsPerSec).padStart(7)} ${unit}/s  ${String(r.cpuUsPerOp ?? "-").padStart(6)} µs CPU/${unit.slice(0, -1)}  ${r.errors} errors`);
 }
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
@@ -75,10 +83,10 @@ async function main() {
       for (const [side, name] of order) await row(side, name, true);
     }
     for (const [side, name] of [[a, "A"], [b, "B"]] as const) {
-      console.log(`${name}: median ${median(side.rows.map((r) => r.opsPerSec))} puts/s, ${median(side.rows.map((r) => r.cpuUsPerOp ?? 0))} µs CPU/put (${op}, ${clients} clients, ${side.rows.length} rows)`);
+      console.log(`${name}: median ${median(side.rows.map((r) => r.opsPerSec))} ${unit}/s, ${median(side.rows.map((r) => r.cpuUsPerOp ?? 0))} µs CPU/${unit.slice(0, -1)} (${op}, ${clients} clients, ${side.rows.length} rows)`);
     }
     const cpu = (s: Side) => median(s.rows.map((r) => r.cpuUsPerOp ?? 0));
-    console.log(`B/A: puts/s ${(median(b.rows.map((r) => r.opsPerSec)) / median(a.rows.map((r) => r.opsPerSec))).toFixed(2)}, CPU per put ${(cpu(b) / cpu(a)).toFixed(2)}`);
+    console.log(`B/A: ${unit}/s ${(median(b.rows.map((r) => r.opsPerSec)) / median(a.rows.map((r) => r.opsPerSec))).toFixed(2)}, CPU per ${unit.slice(0, -1)} ${(cpu(b) / cpu(a)).toFixed(2)}`);
   } finally {
     await a.server.close();
     await b.server.close();

@@ -1,4 +1,4 @@
-// npm run profile [-- --op put|batch] [--clients N] [--seconds S] [--top N] [--replicas N] [--prefill N] [--inclusive] [--callers F,G]
+// npm run profile [-- --op put|batch|get] [--clients N] [--seconds S] [--top N] [--replicas N] [--prefill N] [--inclusive] [--callers F,G]
 // A V8 CPU profile of workerd under one 3-replica load (per-request puts or batches of 100), taken
 // through its inspector, and the functions with the most self time: where a put's CPU goes.
 // Needs dist/ (npm run build). Prints per function: self ms, % of samples, µs per put.
@@ -19,6 +19,8 @@ const callersOf = flag("callers", "");
 /** --prefill N: N more puts of the same load first (the growth run's later part, without profiling its start). */
 const prefill = Number(flag("prefill", "0"));
 const replicas = Number(flag("replicas", "3"));
+/** --baseline: the unreplicated baseline object's put route instead (bench/dist/worker.js: run npm run bench once to build it). */
+const baseline = args.includes("--baseline");
 const inspectorPort = 9230 + Math.floor(Math.random() * 500);
 const batchPuts = op === "batch" ? 100 : 1;
 
@@ -117,7 +119,7 @@ function inclusiveTimes(p: Profile): [string, number][] {
 }
 
 async function main() {
-  const server: Server = await startServer({ adminToken: "a", clientTokens: ["c"], inspectorPort, rateLimitPerSec: 0 });
+  const server: Server = await startServer({ adminToken: "a", clientTokens: ["c"], inspectorPort, rateLimitPerSec: 0, baseline });
   try {
     const admin = { "content-type": "application/json", authorization: "Bearer a" };
     const headers = { "content-type": "application/json", authorization: "Bearer c" };
@@ -125,11 +127,17 @@ async function main() {
     if (create.status !== 201) throw new Error(`create: ${create.status}`);
     const v = "v".repeat(98);
     const body = (c: number, i: number) =>
-      op === "batch"
+      op === "get"
+        ? JSON.stringify({ query: { op: "get", key: `k-${c % 32}-${i % 50}` }, consistency: "sequential" })
+        : op === "batch"
         ? JSON.stringify({ client: `b${c}`, commands: Array.from({ length: 100 }, (_, j) => ({ request: i * 100 + j + 1, command: { op: "put", key: `k-${c}-${i * 100 + j}`, value: v } })) })
         : JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: v } });
-    const url = `${server.url}/v1/groups/prof/commands`;
-    await runLoad({ url, clients, seconds: 2, headers, body: (c, i) => body(c + 1000, i) });
+    const url = baseline ? `${server.url}/v1/bench/baseline/prof/commands` : `${server.url}/v1/groups/prof/${op === "get" ? "query" : "commands"}`;
+    const commands = `${server.url}/v1/groups/prof/commands`;
+    const put = (c: number, i: number) => JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: v } });
+    // Reads read keys k-0-0 .. k-31-49, written first.
+    if (op === "get") await runLoad({ url: commands, clients: 32, totalOps: 32 * 50, headers, body: put });
+    await runLoad({ url: op === "get" ? commands : url, clients, seconds: 2, headers, body: (c, i) => (op === "get" ? put(c + 1000, i) : body(c + 1000, i)) });
     if (prefill > 0) {
       const t0 = performance.now();
       const r = await runLoad({ url, clients, totalOps: Math.ceil(prefill / batchPuts), headers, body: (c, i) => body(c + 2000, i) });
