@@ -514,10 +514,7 @@ export class SequencerDriver {
       return;
     }
     if (step.commitAdvanced) {
-      if (this.recordAtSeq !== null && this.core.commitSeq >= this.recordAtSeq) {
-        this.recordAtSeq = null;
-        void this.io.recordMemberships?.(this.core.config).catch((err) => this.io.log("warn", `recording membership: ${String(err)}`));
-      }
+      this.recordMembershipIfDue();
       this.core.compact(this.retention.entries, this.retention.slack);
       const commit = this.core.commitSeq;
       const ready = this.commitWatchers.filter((w) => w.seq <= commit);
@@ -598,12 +595,30 @@ export class SequencerDriver {
   }
 
   private reconfiguring = false;
-  /** After a recovery: once this seq (its no-op) commits, the recovered membership is recorded. */
+  /**
+   * Once this seq commits, the membership of the log is recorded in the directory (its `inFlight`
+   * cleared): after a recovery (its no-op), after a start (everything the log held), after a
+   * change whose commit was not seen in time. Left in the directory, a finished change's joint
+   * membership kept demanding a quorum of the old one: the simulator found a group whose old
+   * membership had two voters, one of them lost with the sequencer's storage, that could never
+   * recover again (seed 1690053799).
+   */
   private recordAtSeq: number | null = null;
+  /** Directory writes of the membership, one at a time and in order (a write-ahead must not be overtaken). */
+  private recording: Promise<boolean> = Promise.resolve(true);
 
-  /** A recovered sequencer records its membership once everything it holds is committed. */
+  /** Records the log's membership once everything up to seq is committed (at once if it is). */
   recordMembershipAt(seq: number): void {
-    this.recordAtSeq = seq;
+    this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, seq);
+    this.recordMembershipIfDue();
+  }
+
+  private recordMembershipIfDue(): void {
+    if (this.recordAtSeq === null || this.core.commitSeq < this.recordAtSeq || this.stopped) return;
+    // A change under way records its own membership when it ends (or sets recordAtSeq again).
+    if (this.reconfiguring || this.core.configChangePending) return;
+    this.recordAtSeq = null;
+    void this.record(this.core.config);
   }
 
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
@@ -625,7 +640,11 @@ export class SequencerDriver {
       }
       this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
       this.kickAll();
-      if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) return { ok: false, ...refusal("not_committed", change.id) };
+      if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) {
+        // It may still commit: then its membership is recorded, and the directory stops demanding both.
+        this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
+        return { ok: false, ...refusal("not_committed", change.id) };
+      }
       if (!this.stopped) await this.record(this.core.config);
       if (change.op !== "promote") {
         this.io.event?.(change.op === "add" ? "replica-added" : "replica-removed", `replica ${change.id} ${change.op === "add" ? "added" : "removed"} at seq ${e.seq}`, { replica: change.id, seq: e.seq });
@@ -637,15 +656,19 @@ export class SequencerDriver {
     }
   }
 
-  /** Records the memberships in force in the directory; false (logged) if it could not. */
-  private async record(config: import("./types.js").GroupConfig): Promise<boolean> {
-    try {
-      await this.io.recordMemberships?.(config);
-      return true;
-    } catch (err) {
-      this.io.log("warn", `recording the membership of ${config.group}: ${String(err)}`);
-      return false;
-    }
+  /** Records the memberships in force in the directory, after any earlier write; false (logged) if it could not. */
+  private record(config: import("./types.js").GroupConfig): Promise<boolean> {
+    const write = async () => {
+      try {
+        await this.io.recordMemberships?.(config);
+        return true;
+      } catch (err) {
+        this.io.log("warn", `recording the membership of ${config.group}: ${String(err)}`);
+        return false;
+      }
+    };
+    this.recording = this.recording.then(write, write);
+    return this.recording;
   }
 
   private promoting = false;

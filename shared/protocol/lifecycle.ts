@@ -81,6 +81,9 @@ export class SequencerLifecycle {
     // Entries ordered before a restart but not yet known committed: finish replicating them.
     driver.kickAll();
     driver.startHeartbeats();
+    // The directory may still name a change in flight whose end this sequencer did not record
+    // (it crashed, or the commit came too late): once the log is committed, its membership is the one in force.
+    driver.recordMembershipAt(core.lastLogSeq);
   }
 
   /** The process is gone (simulator): waiting clients get no outcome and nothing more is written. */

@@ -1,6 +1,7 @@
 // npm run sim -- --seed S --ops N [--replicas R] [--faults LIST] [--machine NAME] [--outputs first|majority] [--variant V]
 // npm run sim -- --seeds K [--ops N] ...   (K random seeds; prints each failing seed)
 // npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam]   (the geography report)
+// SIM_TRACE=1 npm run sim -- --seed S ...   also prints the run's trace (faults, restarts, failed recoveries; not each message) to stderr
 import { isLocationHint, locationHints } from "../../shared/geo.js";
 import { machineNames } from "../../shared/machines/index.js";
 import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
@@ -56,7 +57,7 @@ async function main(): Promise<number> {
       let first: string | null;
       try {
         const r = await simulate({ ...base, seed });
-        ops += Number(r.stats.acked);
+        ops += Number(r.stats.acked ?? 0); // a run that failed early has no counts
         failovers += Number(r.stats.failovers ?? 0);
         if (r.stats.takeoverMs !== undefined) takeovers.push(Number(r.stats.takeoverMs));
         first = r.failures[0] ?? null;

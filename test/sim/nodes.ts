@@ -444,6 +444,7 @@ export class SimSequencer {
           this.seenCommit = 0;
           this.world.trace(`recovered epoch ${r.epoch}`);
         } else if (!r.deposed) {
+          if (process.env.SIM_TRACE) console.error(`${this.world.now} recovery failed: ${r.reason}`);
           this.retryRecovery(lifecycle);
         }
       },

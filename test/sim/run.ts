@@ -425,7 +425,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // One more audit after convergence: it must find the corrupted replica, and only it.
   if (!seq().driver) {
     failures.add("the sequencer did not recover by the end of the heal phase");
-    if (process.env.SIM_STACK) console.log("DEBUG", JSON.stringify(group.dir.config.sequencer), [...group.sequencers.keys()], group.failovers, JSON.stringify([...replicas.values()].map((r) => [r.id, r.storage.meta?.epoch, r.storage.meta?.lastSeq, r.storage.meta?.installing ? "installing" : "", r.retired])));
+    if (process.env.SIM_STACK) console.log("DEBUG", JSON.stringify(group.dir.config.inFlight), JSON.stringify(group.dir.config.sequencer), [...group.sequencers.keys()], group.failovers, JSON.stringify([...replicas.values()].map((r) => [r.id, r.storage.meta?.epoch, r.storage.meta?.lastSeq, r.storage.meta?.installing ? "installing" : "", r.retired])));
     return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
   }
   let finalAudit = false;

@@ -151,6 +151,13 @@ describe("leader-as-replica: the first sequencer's object hosts a voting replica
     expect(Number(r.stats.epoch)).toBeGreaterThan(1);
   });
 
+  it("regression: seed 1690053799 (a promotion whose commit came too late stayed in flight in the directory; after the object lost its storage the old membership's two voters, one of them the lost replica, were demanded for ever)", async () => {
+    const r = await clean({ seed: 1690053799, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
+    expect(Number(r.stats["lose-sequencer-storage"])).toBeGreaterThan(0);
+    expect(Number(r.stats.reconfigure)).toBeGreaterThan(0);
+    expect(Number(r.stats.epoch)).toBeGreaterThan(1);
+  });
+
   it("the object cut off: a successor elsewhere takes over within the bound while two of three replicas answer", async () => {
     let failovers = 0;
     for (const seed of [41, 42, 43]) {

@@ -43,6 +43,7 @@ export class World implements Clock {
   /** Records a line in the run's trace; the trace hash names the run (equal seeds, equal hashes). */
   trace(line: string): void {
     this.traceBuffer.push(`${this.now} ${line}`);
+    if (process.env.SIM_TRACE && !line.startsWith("deliver") && !line.startsWith("drop")) console.error(`${this.now} ${line}`);
     if (this.traceBuffer.length >= 256) this.flushTrace();
   }
 
