@@ -87,6 +87,8 @@ export function reproduce(o: SimOptions): string {
   if (o.variant && o.variant !== "correct") parts.push(`--variant ${o.variant}`);
   if (!o.batches) parts.push("--no-batches");
   if (!o.colocate) parts.push("--no-colocate");
+  if (o.geo) parts.push(`--geo --locations ${o.geo.locations.join(",")} --sequencer ${o.geo.sequencer}`);
+  if (o.clients !== undefined && o.clients !== (o.geo ? o.geo.locations.length : 5)) parts.push(`--clients ${o.clients}`);
   return parts.join(" ");
 }
 
