@@ -1,0 +1,56 @@
+// A recovering sequencer reads the best log of the fenced quorum page by page: a page that does
+// not come is asked for again (the fence already holds), a few times, before the attempt fails.
+import { describe, expect, it } from "vitest";
+import { type DriverIO, type ReplicaLink, type ReplicaTransport, linkOver, serve } from "../../shared/protocol/io.js";
+import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { recoverSequencer } from "../../shared/protocol/recovery.js";
+import { Cluster } from "../support/cluster.js";
+
+/** Links straight to the cluster's replicas; readLog of every replica fails its first `lost` calls. */
+function ioOver(c: Cluster, lost: number): { io: DriverIO; reads: () => number } {
+  let reads = 0;
+  const io = {
+    nowMs: () => 0,
+    setTimer: (ms: number, fn: () => void) => {
+      const t = setTimeout(fn, Math.min(ms, 50));
+      return () => clearTimeout(t);
+    },
+    log: () => {},
+    link: (id: string): ReplicaLink => {
+      const transport: ReplicaTransport = async (method, args) => {
+        if (method === "readLog" && ++reads <= lost) throw new Error("lost on the way");
+        return (await serve(c.replicas.get(id)! as never, method, args)) as never;
+      };
+      return linkOver(transport, async () => null);
+    },
+  } as unknown as DriverIO;
+  return { io, reads: () => reads };
+}
+
+function groupWithLog(): Cluster {
+  const c = Cluster.of("kv", 3, "first", 1_000);
+  for (let r = 1; r <= 20; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
+  c.settle();
+  return c;
+}
+
+describe("recovery reads the best log", () => {
+  it("asks again for a page that did not come, and recovers every entry", async () => {
+    const c = groupWithLog();
+    const { io, reads } = ioOver(c, 2);
+    const storage = new MemorySequencerStorage();
+    const r = await recoverSequencer(c.config, storage, io);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.recoveredSeq).toBe(20);
+    expect(storage.lastEntry()!.seq).toBe(21); // the new epoch's no-op
+    expect(reads()).toBe(3);
+  });
+
+  it("gives the attempt up after three lost tries of one page", async () => {
+    const c = groupWithLog();
+    const { io } = ioOver(c, 3);
+    const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^could not read the log of r\d$/) });
+  });
+});
