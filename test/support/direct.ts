@@ -45,7 +45,9 @@ export function directGroup(config: GroupConfig, retention: Retention) {
   const seqStore = new MemorySequencerStorage();
   const meta = { config, epoch: 1, commitSeq: 0, quarantined: [] };
   seqStore.saveMeta(meta);
-  const io: DriverIO = { ...clock, link, log: () => {} };
+  /** What the driver wrote to the directory (recordMemberships), in order. */
+  const recorded: GroupConfig[] = [];
+  const io: DriverIO = { ...clock, link, log: () => {}, recordMemberships: async (c) => void recorded.push(structuredClone(c)) };
   const driver = new SequencerDriver(new SequencerCore(seqStore, meta), io, retention);
-  return { driver, replicas, stores, seqStore, down };
+  return { driver, replicas, stores, seqStore, down, recorded };
 }
