@@ -16,7 +16,8 @@ import { type Server, root, startServer } from "../test/support/server.js";
 import { childPids, withCpu, withCpuSamples } from "./cpu.js";
 import { etcdBinary, startEtcd } from "./etcd.js";
 import { type LoadResult, runLoad } from "./load.js";
-import { medianTable, mediansOf, ratioTable, ratiosOf } from "./ratios.js";
+import { batchBody, batchPuts, fillBody, putBody, readBody, value100 } from "./bodies.js";
+import { median, medianTable, mediansOf, ratioTable, ratiosOf } from "./ratios.js";
 import type { Growth, Run, Work } from "./run.js";
 
 const args = process.argv.slice(2);
@@ -35,9 +36,6 @@ const withEtcd = !args.includes("--no-etcd");
 const build = !args.includes("--no-build");
 const outIndex = args.indexOf("--out");
 const outFile = outIndex >= 0 ? args[outIndex + 1]! : join(root, "bench", "results.json");
-const value100 = "v".repeat(98); // 100 bytes serialized, with its quotes
-/** Puts per request in the put-batch100 rows (one smr batch, one etcd txn). */
-const batchPuts = 100;
 /** Seconds of unrecorded load before the first row (at most one row's length). */
 const warmUpSecondsMax = 2;
 /** Groups the smr-groups and smr-sharded rows spread their clients over. */
@@ -79,7 +77,6 @@ function countersOf(text: string, group: string): Counters {
 
 /** Medians of the --ab rows, per layout and client count. */
 function abSummary(rows: Run[]): string {
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
   const lines = ["layout        clients  rows  median ops/s  median cpu us/op  rpc+direct appends/cmd"];
   for (const clients of [32, 128]) {
     for (const system of ["smr", "smr-separate"] as const) {
@@ -130,13 +127,7 @@ async function main() {
     const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "DELETE", headers: adminHeaders });
     if (res.status !== 204) throw new Error(`delete ${name}: ${res.status} ${await res.text()}`);
   };
-  const putBody = (c: number, i: number) => JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: value100 } });
   const putOk = (_s: number, body: string) => body.startsWith('{"seq"');
-  const batchBody = (c: number, i: number) =>
-    JSON.stringify({
-      client: `b${c}`,
-      commands: Array.from({ length: batchPuts }, (_, j) => ({ request: i * batchPuts + j + 1, command: { op: "put", key: `k-${c}-${i * batchPuts + j}`, value: value100 } })),
-    });
   const batchOk = (_s: number, body: string) => body.startsWith('{"results"') && !body.includes('"error"');
 
   // Miniflare starts workerd as a child of this process: its CPU time per operation is reported too.
@@ -190,12 +181,12 @@ async function main() {
   const reads = async (clients: number) => {
     const g = await group(3);
     const keys = 1_000;
-    const fill = await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 32, totalOps: keys, headers: clientHeaders, body: (c, i) => JSON.stringify({ client: `fill${c}`, request: i + 1, command: { op: "put", key: `r${(i * 32 + c) % keys}`, value: value100 } }), ok: putOk });
+    const fill = await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 32, totalOps: keys, headers: clientHeaders, body: fillBody(keys), ok: putOk });
     if (fill.errors > 0) throw new Error("prefill failed");
     const status = (await (await fetch(`${server.url}/v1/groups/${g}`, { headers: clientHeaders })).json()) as { commitSeq: number; epoch: number };
     const bookmark = `b1.${status.epoch.toString(36)}.${status.commitSeq.toString(36)}`;
     for (const consistency of ["sequential", "linearizable"] as const) {
-      const body = (c: number, i: number) => JSON.stringify({ query: { op: "get", key: `r${(c * 7919 + i) % keys}` }, consistency, bookmark });
+      const body = readBody(keys, consistency, bookmark);
       record("smr", 3, clients, `get-${consistency}`, await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/query`, clients, seconds, headers: clientHeaders, body, ok: (_s, b) => b.startsWith('{"result"') })));
     }
     await drop(g);

@@ -7,7 +7,9 @@
 // `git worktree add /tmp/a REV && cd /tmp/a && ln -s $PWD/node_modules && npm run build`.
 import { join } from "node:path";
 import { childPids, withCpu } from "./cpu.js";
+import { batchBody, batchPuts, fillBody, putBody, readBody } from "./bodies.js";
 import { runLoad } from "./load.js";
+import { median } from "./ratios.js";
 import { type Server, root, startServer } from "../test/support/server.js";
 
 const args = process.argv.slice(2);
@@ -20,19 +22,12 @@ const op = flag("op", "batch");
 const clients = Number(flag("clients", "32"));
 const rounds = Number(flag("rounds", "5"));
 const seconds = Number(flag("seconds", "5"));
-const perRequest = op === "batch" ? 100 : 1;
+const perRequest = op === "batch" ? batchPuts : 1;
 /** Replicas of each side's groups (--replicas-a, --replicas-b): the same build against itself measures what a replica costs. */
 const replicasOf = { a: Number(flag("replicas-a", "3")), b: Number(flag("replicas-b", "3")) };
-const value = "v".repeat(98);
-
 const readKeys = 1_000;
 const unit = op === "get" ? "reads" : "puts";
-const body = (c: number, i: number) =>
-  op === "get"
-    ? JSON.stringify({ query: { op: "get", key: `r${(c * 7919 + i) % readKeys}` }, consistency: "sequential" })
-    : op === "batch"
-    ? JSON.stringify({ client: `b${c}`, commands: Array.from({ length: 100 }, (_, j) => ({ request: i * 100 + j + 1, command: { op: "put", key: `k-${c}-${i * 100 + j}`, value } })) })
-    : JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value } });
+const body = op === "get" ? readBody(readKeys, "sequential") : op === "batch" ? batchBody : putBody;
 
 interface Side {
   server: Server;
@@ -55,7 +50,7 @@ async function row(side: Side, name: string, record: boolean): Promise<void> {
   if (res.status !== 201) throw new Error(`${name}: create ${res.status} ${await res.text()}`);
   const headers = { "content-type": "application/json", authorization: "Bearer c" };
   if (op === "get") {
-    const fill = await runLoad({ url: `${side.server.url}/v1/groups/${group}/commands`, clients: 32, totalOps: readKeys, headers, body: (c, i) => JSON.stringify({ client: `f${c}`, request: i + 1, command: { op: "put", key: `r${(i * 32 + c) % readKeys}`, value } }) });
+    const fill = await runLoad({ url: `${side.server.url}/v1/groups/${group}/commands`, clients: 32, totalOps: readKeys, headers, body: fillBody(readKeys) });
     if (fill.errors > 0) throw new Error(`${name}: prefill failed`);
   }
   const url = `${side.server.url}/v1/groups/${group}/${op === "get" ? "query" : "commands"}`;
@@ -68,7 +63,6 @@ async function row(side: Side, name: string, record: boolean): Promise<void> {
   console.log(`${name}  ${String(r.opsPerSec).padStart(7)} ${unit}/s  ${String(r.cpuUsPerOp ?? "-").padStart(6)} µs CPU/${unit.slice(0, -1)}  ${r.errors} errors`);
 }
 
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
 
 async function main() {
   if (!builds.a && replicasOf.a === replicasOf.b) throw new Error("--a: the other build's index.js (or --replicas-a/--replicas-b)");

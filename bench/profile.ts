@@ -1,8 +1,9 @@
 // npm run profile [-- --op put|batch|get] [--clients N] [--seconds S] [--top N] [--replicas N] [--prefill N] [--inclusive] [--callers F,G]
 // A V8 CPU profile of workerd under one 3-replica load (per-request puts or batches of 100), taken
 // through its inspector, and the functions with the most self time: where a put's CPU goes.
-// Needs dist/ (npm run build). Prints per function: self ms, % of samples, µs per put.
+// Needs dist/ (npm run build). Prints per function: self ms, % of samples, µs per put (per read with --op get).
 import { type Server, startServer } from "../test/support/server.js";
+import { batchBody, batchPuts, fillBody, putBody, readBody } from "./bodies.js";
 import { runLoad } from "./load.js";
 
 const args = process.argv.slice(2);
@@ -22,7 +23,7 @@ const replicas = Number(flag("replicas", "3"));
 /** --baseline: the unreplicated baseline object's put route instead (bench/dist/worker.js: run npm run bench once to build it). */
 const baseline = args.includes("--baseline");
 const inspectorPort = 9230 + Math.floor(Math.random() * 500);
-const batchPuts = op === "batch" ? 100 : 1;
+const perRequest = op === "batch" ? batchPuts : 1;
 
 interface Node {
   id: number;
@@ -125,23 +126,17 @@ async function main() {
     const headers = { "content-type": "application/json", authorization: "Bearer c" };
     const create = await fetch(`${server.url}/v1/groups/prof`, { method: "PUT", headers: admin, body: JSON.stringify({ machine: "kv", replicas }) });
     if (create.status !== 201) throw new Error(`create: ${create.status}`);
-    const v = "v".repeat(98);
-    const body = (c: number, i: number) =>
-      op === "get"
-        ? JSON.stringify({ query: { op: "get", key: `k-${c % 32}-${i % 50}` }, consistency: "sequential" })
-        : op === "batch"
-        ? JSON.stringify({ client: `b${c}`, commands: Array.from({ length: 100 }, (_, j) => ({ request: i * 100 + j + 1, command: { op: "put", key: `k-${c}-${i * 100 + j}`, value: v } })) })
-        : JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: v } });
+    const readKeys = 1_000;
+    const body = op === "get" ? readBody(readKeys, "sequential") : op === "batch" ? batchBody : putBody;
     const url = baseline ? `${server.url}/v1/bench/baseline/prof/commands` : `${server.url}/v1/groups/prof/${op === "get" ? "query" : "commands"}`;
     const commands = `${server.url}/v1/groups/prof/commands`;
-    const put = (c: number, i: number) => JSON.stringify({ client: `c${c}`, request: i + 1, command: { op: "put", key: `k-${c}-${i}`, value: v } });
-    // Reads read keys k-0-0 .. k-31-49, written first.
-    if (op === "get") await runLoad({ url: commands, clients: 32, totalOps: 32 * 50, headers, body: put });
-    await runLoad({ url: op === "get" ? commands : url, clients, seconds: 2, headers, body: (c, i) => (op === "get" ? put(c + 1000, i) : body(c + 1000, i)) });
+    // Reads read keys r0 .. r999, written first; the warm-up of the others writes under other clients.
+    if (op === "get") await runLoad({ url: commands, clients: 32, totalOps: readKeys, headers, body: fillBody(readKeys) });
+    await runLoad({ url: op === "get" ? commands : url, clients, seconds: 2, headers, body: (c, i) => (op === "get" ? putBody : body)(c + 1000, i) });
     if (prefill > 0) {
       const t0 = performance.now();
-      const r = await runLoad({ url, clients, totalOps: Math.ceil(prefill / batchPuts), headers, body: (c, i) => body(c + 2000, i) });
-      console.log(`prefill: ${r.ops * batchPuts} puts in ${Math.round(performance.now() - t0) / 1000} s`);
+      const r = await runLoad({ url, clients, totalOps: Math.ceil(prefill / perRequest), headers, body: (c, i) => body(c + 2000, i) });
+      console.log(`prefill: ${r.ops * perRequest} puts in ${Math.round(performance.now() - t0) / 1000} s`);
     }
     const targets = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as { id: string; title: string; webSocketDebuggerUrl: string }[];
     const target = targets.find((t) => !t.title.includes("miniflare")) ?? targets[0]!;
@@ -152,11 +147,11 @@ async function main() {
     const r = await runLoad({ url, clients, seconds, headers, body });
     const { profile } = (await cdp.send("Profiler.stop")) as { profile: Profile };
     cdp.close();
-    const puts = r.ops * batchPuts;
+    const puts = r.ops * perRequest;
     const total = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
     const rows = selfTimes(profile);
     const idle = rows.filter(([k]) => k.startsWith("(idle)")).reduce((a, [, m]) => a + m, 0);
-    console.log(`${op}, ${clients} clients: ${puts} puts in ${r.seconds} s (${Math.round(puts / r.seconds)}/s), ${r.errors} errors; profile ${Math.round(total)} ms, JS thread busy ${Math.round(total - idle)} ms = ${Math.round(((total - idle) * 1000) / puts)} µs per put (targets: ${targets.map((t) => t.title).join(", ")})`);
+    console.log(`${op}, ${clients} clients: ${puts} ${op === "get" ? "reads" : "puts"} in ${r.seconds} s (${Math.round(puts / r.seconds)}/s), ${r.errors} errors; profile ${Math.round(total)} ms, JS thread busy ${Math.round(total - idle)} ms = ${Math.round(((total - idle) * 1000) / puts)} µs per ${op === "get" ? "read" : "put"} (targets: ${targets.map((t) => t.title).join(", ")})`);
     const line = ([key, ms]: [string, number]) => `${ms.toFixed(0).padStart(7)} ms ${((ms / total) * 100).toFixed(1).padStart(5)}% ${((ms * 1000) / puts).toFixed(1).padStart(7)} µs  ${key}`;
     for (const r of rows.slice(0, top)) console.log(line(r));
     if (args.includes("--inclusive")) {

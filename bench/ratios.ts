@@ -16,7 +16,9 @@ type Target = { atLeast: number } | { atMost: number } | null;
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
-function median(xs: number[]): number {
+/** The middle value (the mean of the middle two for an even count; 0 for none). */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;

@@ -7,6 +7,9 @@ import { rttMs } from "../../shared/geo.js";
 import type { Clock } from "../../shared/protocol/io.js";
 import type { Prng } from "./prng.js";
 
+/** SIM_TRACE=1: the trace's lines (but each message's) go to stderr too; read once, not per line. */
+const printTrace = Boolean(process.env.SIM_TRACE);
+
 interface Event {
   atMs: number;
   order: number;
@@ -43,7 +46,7 @@ export class World implements Clock {
   /** Records a line in the run's trace; the trace hash names the run (equal seeds, equal hashes). */
   trace(line: string): void {
     this.traceBuffer.push(`${this.now} ${line}`);
-    if (process.env.SIM_TRACE && !line.startsWith("deliver") && !line.startsWith("drop")) console.error(`${this.now} ${line}`);
+    if (printTrace && !line.startsWith("deliver") && !line.startsWith("drop")) console.error(`${this.now} ${line}`);
     if (this.traceBuffer.length >= 256) this.flushTrace();
   }
 
