@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--seconds S] [--rounds R] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS]
+// npm run bench [-- --quick] [--seconds S] [--rounds R] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS] [--storage disk|memory]
 // A full run repeats the rows the targets compare (3-replica, separate, baseline and batched puts;
 // 8 groups on one and two processes; reads) in R interleaved rounds (default 3) and takes medians.
 // --ab ROUNDS: only 3-replica put rows, co-located and separate in turn, ROUNDS times at 32 and
@@ -8,9 +8,12 @@
 // Every figure of one run comes from the same machine at the same time, so compare ratios
 // (bench/ratios.ts: each with its target from issue 15). The smr-sharded rows start a second
 // Miniflare, i.e. a second workerd process, and send each group's clients to the process hosting it.
+// --storage: where every server and etcd keep their files (bench/storage.ts; default disk). The
+// sharded pair (8 groups on one process, then on two) runs on memory storage whatever the run's,
+// and in a full run on disk too: two processes on one disk share its journal, two machines do not.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, freemem, loadavg, totalmem, tmpdir } from "node:os";
+import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { type Server, root, startServer } from "../test/support/server.js";
 import { childPids, withCpu, withCpuSamples } from "./cpu.js";
@@ -19,6 +22,7 @@ import { type LoadResult, runLoad } from "./load.js";
 import { batchBody, batchPuts, fillBody, putBody, readBody, value100 } from "./bodies.js";
 import { median, medianTable, mediansOf, ratioTable, ratiosOf } from "./ratios.js";
 import type { Growth, Run, Work } from "./run.js";
+import { type Storage, isStorage, storageRoot } from "./storage.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -32,6 +36,12 @@ const abRounds = flag("ab", 0);
 const rounds = flag("rounds", 3);
 const growthOps = flag("growth", quick || abRounds > 0 ? 0 : 200_000);
 const withEtcd = !args.includes("--no-etcd");
+const runStorage: Storage = (() => {
+  const i = args.indexOf("--storage");
+  const s = i >= 0 ? args[i + 1]! : "disk";
+  if (!isStorage(s)) throw new Error(`--storage ${s}: disk or memory`);
+  return s;
+})();
 /** The smoke test builds dist/ once itself. */
 const build = !args.includes("--no-build");
 const outIndex = args.indexOf("--out");
@@ -52,7 +62,7 @@ function row(r: Run): string {
   return [r.system.padEnd(11), String(r.replicas).padStart(3), String(r.clients).padStart(4), r.op.padEnd(16), String(r.opsPerSec).padStart(7), String(r.p50Ms).padStart(8), String(r.p99Ms).padStart(8), String(r.p999Ms).padStart(8), String(r.errors).padStart(6), String(r.cpuUsPerOp ?? "-").padStart(10)].join(" ");
 }
 
-type Spread = Pick<Run, "groups" | "processes">;
+type Spread = Pick<Run, "groups" | "processes" | "storage">;
 
 function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }, spread: Spread = {}, work?: Work): void {
   const run: Run = { system, replicas, clients, op, ...spread, ...(round > 0 ? { round } : {}), opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp, ...(work ? { work } : {}) };
@@ -110,8 +120,8 @@ async function main() {
       env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
     });
   }
-  const dir = mkdtempSync(join(tmpdir(), "smr-bench-"));
-  const server = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0 });
+  const dirs = [mkdtempSync(join(storageRoot(runStorage), "smr-bench-"))];
+  const server = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dirs[0]!, "persist"), baseline: true, rateLimitPerSec: 0 });
   const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
   const clientHeaders = { ...json, authorization: `Bearer ${client}` };
   let groupNo = 0;
@@ -150,14 +160,20 @@ async function main() {
   };
   // The same put load over shardGroups groups, on one workerd process or split over two (each
   // group's clients sent to the process hosting it, as the platform places independent objects).
-  let second = null as { server: Server; pids: number[] } | null;
-  const spread = async (clients: number, processes: 1 | 2) => {
-    if (processes === 2 && !second) {
-      const before = new Set(childPids("workerd"));
-      const s = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist2"), baseline: true, rateLimitPerSec: 0 });
-      second = { server: s, pids: childPids("workerd").filter((p) => !before.has(p)) };
-    }
-    const hosts = processes === 2 ? [server, second!.server] : [server];
+  // Two processes per storage, started when first needed; the run's first is the main server.
+  const hostsOf = new Map<Storage, { server: Server; pids: number[] }[]>([[runStorage, [{ server, pids: workerd }]]]);
+  const startHost = async (storage: Storage) => {
+    const dir = mkdtempSync(join(storageRoot(storage), "smr-bench-"));
+    dirs.push(dir);
+    const before = new Set(childPids("workerd"));
+    const s = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0 });
+    return { server: s, pids: childPids("workerd").filter((p) => !before.has(p)) };
+  };
+  const spread = async (clients: number, processes: 1 | 2, storage: Storage) => {
+    const started = hostsOf.get(storage) ?? [];
+    hostsOf.set(storage, started);
+    while (started.length < processes) started.push(await startHost(storage));
+    const hosts = started.slice(0, processes).map((h) => h.server);
     const groups: { url: string; name: string }[] = [];
     for (let k = 0; k < shardGroups; k++) {
       const host = hosts[Math.floor((k * hosts.length) / shardGroups)]!;
@@ -169,9 +185,9 @@ async function main() {
       if (!res.ok) throw new Error(`warm-up put on ${g.name}: ${res.status} ${await res.text()}`);
     }
     const at = (c: number) => groups[c % shardGroups]!;
-    const pids = processes === 2 ? [...workerd, ...second!.pids] : workerd;
+    const pids = started.slice(0, processes).flatMap((h) => h.pids);
     const load = () => runLoad({ url: (c) => `${at(c).url}/v1/groups/${at(c).name}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk });
-    record(processes === 2 ? "smr-sharded" : "smr-groups", 3, clients, "put", await withCpu(pids, load), { groups: shardGroups, processes });
+    record(processes === 2 ? "smr-sharded" : "smr-groups", 3, clients, "put", await withCpu(pids, load), { groups: shardGroups, processes, storage });
     for (const g of groups) await drop(g.name, hosts.find((h) => h.url === g.url));
   };
   const baselinePut = async (clients: number) => {
@@ -196,7 +212,7 @@ async function main() {
   // Puts, then txns of batchPuts puts each (etcd's way to put many in one request), one cluster.
   const etcdPut = async (clients: number) => {
     if (!bin) return;
-    const etcd = await startEtcd(bin);
+    const etcd = await startEtcd(bin, storageRoot(runStorage));
     try {
       const b64 = (s: string) => Buffer.from(s).toString("base64");
       const v = b64(value100);
@@ -242,9 +258,11 @@ async function main() {
           const rows = [() => smrPut(3, clients), () => baselinePut(clients), () => smrBatch(clients), () => smrPut(3, clients, false)];
           for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
         }
-        for (const clients of [32, 128]) {
-          const rows = [() => spread(clients, 1), () => spread(clients, 2)];
-          for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
+        for (const storage of runStorage === "disk" ? (["memory", "disk"] as const) : (["memory"] as const)) {
+          for (const clients of [32, 128]) {
+            const rows = [() => spread(clients, 1, storage), () => spread(clients, 2, storage)];
+            for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
+          }
         }
         for (const clients of [32, 128]) await reads(clients);
       }
@@ -283,9 +301,9 @@ async function main() {
       );
     }
   } finally {
-    await second?.server.close();
+    for (const hosts of hostsOf.values()) for (const h of hosts) if (h.server !== server) await h.server.close();
     await server.close();
-    rmSync(dir, { recursive: true, force: true });
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
 
   const machine = {
@@ -294,7 +312,9 @@ async function main() {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     freeMemoryGiB: Math.round(freemem() / 2 ** 30),
     node: process.version,
-    server: "Miniflare (workerd) directly, loopback, persist dir in a temp folder",
+    server: "Miniflare (workerd) directly, loopback, a persist folder per server",
+    // Where the servers and etcd kept their files (rows with their own storage say so).
+    storage: runStorage,
     mode: quick ? "quick" : abRounds > 0 ? "ab" : "full",
     rounds: quick || abRounds > 0 ? 1 : rounds,
     secondsPerRun: seconds,

@@ -1,15 +1,17 @@
-// npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--op put|batch|get] [--clients N] [--rounds R] [--seconds S]
+// npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--op put|batch|get] [--clients N] [--rounds R] [--seconds S] [--storage disk|memory]
 // An A/B of two builds of the worker: both run at once (each its own workerd), and rows of the
 // same load alternate between them, so a change is measured against the code before it on the
 // same machine at the same time (one row alone moves 20-40% here). Prints each row, then the
 // medians of puts/s and of workerd CPU µs per put. Without --a, both sides run this build and
 // differ in --replicas-a / --replicas-b. Build A from an older commit with
 // `git worktree add /tmp/a REV && cd /tmp/a && ln -s $PWD/node_modules && npm run build`.
+import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { childPids, withCpu } from "./cpu.js";
 import { batchBody, batchPuts, fillBody, putBody, readBody } from "./bodies.js";
 import { runLoad } from "./load.js";
 import { median } from "./ratios.js";
+import { isStorage, storageRoot } from "./storage.js";
 import { type Server, root, startServer } from "../test/support/server.js";
 
 const args = process.argv.slice(2);
@@ -26,6 +28,10 @@ const perRequest = op === "batch" ? batchPuts : 1;
 /** Replicas of each side's groups (--replicas-a, --replicas-b): the same build against itself measures what a replica costs. */
 const replicasOf = { a: Number(flag("replicas-a", "3")), b: Number(flag("replicas-b", "3")) };
 const readKeys = 1_000;
+/** Where both sides keep their files (bench/storage.ts), disk by default as in the bench. */
+const storage = flag("storage", "disk");
+if (!isStorage(storage)) throw new Error(`--storage ${storage}: disk or memory`);
+const persistRoot = mkdtempSync(join(storageRoot(storage), "smr-compare-"));
 const unit = op === "get" ? "reads" : "puts";
 const body = op === "get" ? readBody(readKeys, "sequential") : op === "batch" ? batchBody : putBody;
 
@@ -39,7 +45,8 @@ interface Side {
 
 async function start(scriptPath: string, replicas: number): Promise<Side> {
   const before = new Set(childPids("workerd"));
-  const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath });
+  const persistDir = mkdtempSync(join(persistRoot, "side-"));
+  const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath, persistDir });
   return { server, pids: childPids("workerd").filter((p) => !before.has(p)), groups: 0, rows: [], replicas };
 }
 
@@ -84,6 +91,7 @@ async function main() {
   } finally {
     await a.server.close();
     await b.server.close();
+    rmSync(persistRoot, { recursive: true, force: true });
   }
 }
 

@@ -20,8 +20,9 @@ export interface EtcdCluster {
   stop(): Promise<void>;
 }
 
-export async function startEtcd(bin: string, basePort = 23790): Promise<EtcdCluster> {
-  const dir = mkdtempSync(join(tmpdir(), "bench-etcd-"));
+/** root: the folder its data folders go under (the bench's storage: bench/storage.ts). */
+export async function startEtcd(bin: string, root = tmpdir(), basePort = 23790): Promise<EtcdCluster> {
+  const dir = mkdtempSync(join(root, "bench-etcd-"));
   const names = ["e1", "e2", "e3"];
   const peer = (i: number) => `http://127.0.0.1:${basePort + 100 + i}`;
   const client = (i: number) => `http://127.0.0.1:${basePort + i}`;

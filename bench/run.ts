@@ -1,4 +1,5 @@
 // One row of a bench run, and the growth run's summary: the shape of bench/results.json.
+import type { Storage } from "./storage.js";
 
 export interface Run {
   /** smr-groups: the put load over several groups in one workerd; smr-sharded: the same over two workerd processes. */
@@ -11,6 +12,8 @@ export interface Run {
   /** Groups the load is spread over (smr-groups, smr-sharded), and workerd processes hosting them. */
   groups?: number;
   processes?: number;
+  /** Set on the sharded pairs' rows: where their servers kept their files (other rows: the run's storage). */
+  storage?: Storage;
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
@@ -50,6 +53,7 @@ export interface Median {
   replicas: number;
   clients: number;
   op: Run["op"];
+  storage?: Storage;
   rows: number;
   opsPerSec: number;
   p99Ms: number;

@@ -34,4 +34,24 @@ describe("bench medians and ratios", () => {
     expect(r["batch100/smr3put@32"]).toEqual({ value: 5, target: ">= 10", met: false });
     expect(r["sharded/groups@32"]).toEqual({ value: null, target: ">= 1.7", met: null });
   });
+
+  it("keeps a sharded pair's rows on memory and on disk apart, and holds the target to memory's", () => {
+    const spread = (system: "smr-groups" | "smr-sharded", storage: "disk" | "memory", opsPerSec: number): Run => ({
+      ...row(system, 3, "put", opsPerSec, 1000, 1),
+      groups: 8,
+      processes: system === "smr-sharded" ? 2 : 1,
+      storage,
+    });
+    const pairs = [spread("smr-groups", "memory", 1000), spread("smr-sharded", "memory", 1800), spread("smr-groups", "disk", 600), spread("smr-sharded", "disk", 720)];
+    const m = mediansOf(pairs);
+    expect(m.map((x) => [x.system, x.storage, x.opsPerSec])).toEqual([
+      ["smr-groups", "memory", 1000],
+      ["smr-sharded", "memory", 1800],
+      ["smr-groups", "disk", 600],
+      ["smr-sharded", "disk", 720],
+    ]);
+    const r = ratiosOf(pairs, null);
+    expect(r["sharded/groups@32"]).toEqual({ value: 1.8, target: ">= 1.7", met: true });
+    expect(r["sharded/groups disk@32"]).toEqual({ value: 1.2, target: null, met: null });
+  });
 });
