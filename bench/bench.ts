@@ -121,7 +121,7 @@ async function main() {
     });
   }
   const dirs = [mkdtempSync(join(storageRoot(runStorage), "smr-bench-"))];
-  const server = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dirs[0]!, "persist"), baseline: true, rateLimitPerSec: 0 });
+  const server = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dirs[0]!, "persist"), baseline: true, rateLimitPerSec: 0, direct: true });
   const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
   const clientHeaders = { ...json, authorization: `Bearer ${client}` };
   let groupNo = 0;
@@ -166,7 +166,7 @@ async function main() {
     const dir = mkdtempSync(join(storageRoot(storage), "smr-bench-"));
     dirs.push(dir);
     const before = new Set(childPids("workerd"));
-    const s = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0 });
+    const s = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0, direct: true });
     return { server: s, pids: childPids("workerd").filter((p) => !before.has(p)) };
   };
   const spread = async (clients: number, processes: 1 | 2, storage: Storage) => {
@@ -312,7 +312,7 @@ async function main() {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     freeMemoryGiB: Math.round(freemem() / 2 ** 30),
     node: process.version,
-    server: "Miniflare (workerd) directly, loopback, a persist folder per server",
+    server: "Miniflare (workerd) directly, loopback, to the worker's own socket (no entry worker), a persist folder per server",
     // Where the servers and etcd kept their files (rows with their own storage say so).
     storage: runStorage,
     mode: quick ? "quick" : abRounds > 0 ? "ab" : "full",

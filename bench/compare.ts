@@ -46,7 +46,7 @@ interface Side {
 async function start(scriptPath: string, replicas: number): Promise<Side> {
   const before = new Set(childPids("workerd"));
   const persistDir = mkdtempSync(join(persistRoot, "side-"));
-  const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath, persistDir, assets: false });
+  const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath, persistDir, assets: false, direct: true });
   return { server, pids: childPids("workerd").filter((p) => !before.has(p)), groups: 0, rows: [], replicas };
 }
 

@@ -120,7 +120,7 @@ function inclusiveTimes(p: Profile): [string, number][] {
 }
 
 async function main() {
-  const server: Server = await startServer({ adminToken: "a", clientTokens: ["c"], inspectorPort, rateLimitPerSec: 0, baseline, assets: false });
+  const server: Server = await startServer({ adminToken: "a", clientTokens: ["c"], inspectorPort, rateLimitPerSec: 0, baseline, assets: false, direct: true });
   try {
     const admin = { "content-type": "application/json", authorization: "Bearer a" };
     const headers = { "content-type": "application/json", authorization: "Bearer c" };
