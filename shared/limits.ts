@@ -127,10 +127,14 @@ export const sessionEvictBatch = 64;
 /**
  * A replica keeps the rows its applied entries wrote in memory and saves them to storage once
  * this many entries or rows are unsaved (the log makes them durable meanwhile): a restart
- * re-applies at most this many entries. Must stay well below logRetentionEntries.
+ * re-applies at most this many entries (about 0.2 s of CPU), and the unsaved rows take a few MB
+ * at most. Must stay well below logRetentionEntries. Measured (200,000 puts, 128 clients, rows
+ * saved in key order): every 512 entries, 1,644 puts/s at the start and 1,290 at the end, 46 to
+ * 76 KB written per put; every 4,096, 1,798 to 1,925 and 1,706, 17 to 27 KB: a save rewrites the
+ * leaves its rows fall in, and fewer saves put more rows in each leaf they rewrite.
  */
-export const stateSaveEntriesMax = 512;
-export const stateSaveRowsMax = 4_096;
+export const stateSaveEntriesMax = 4_096;
+export const stateSaveRowsMax = 16_384;
 /** Checkpoints each replica keeps. */
 export const checkpointsKeptMax = 64;
 /** Audit reports and events each group keeps. */

@@ -90,6 +90,28 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
   });
 });
 
+describe("a save writes its rows in the store's key order", () => {
+  it("hands the store its puts and deletes sorted by code point, as SQLite orders TEXT keys", () => {
+    const store = new MemoryRowStore();
+    for (const k of ["m/old-b", "m/old-a", "m/old-c"]) store.put(k, "1");
+    const writes: { puts: string[]; deletes: string[] }[] = [];
+    const spy = Object.assign(Object.create(store) as MemoryRowStore, {
+      writeMany(puts: [string, string][], deletes: string[]) {
+        writes.push({ puts: puts.map(([k]) => k), deletes: [...deletes] });
+        store.writeMany(puts, deletes);
+      },
+    });
+    const state = new DigestedState(spy);
+    // Written out of order; U+FFFF sorts before U+1F600 by code point (and in UTF-8 bytes), not in UTF-16 units.
+    for (const k of ["m/z", "m/\u{1F600}", "m/a", "m/\uFFFF", "m/m"]) state.putRaw(k, "v");
+    for (const k of ["m/old-c", "m/old-a"]) state.deleteRaw(k);
+    state.save();
+    expect(writes).toEqual([{ puts: ["m/a", "m/m", "m/z", "m/\uFFFF", "m/\u{1F600}"], deletes: ["m/old-a", "m/old-c"] }]);
+    expect(store.get("m/old-b")).toBe("1");
+    expect(store.get("m/old-a")).toBeNull();
+  });
+});
+
 describe("scans over stored and unsaved rows", () => {
   it("merge both in key order, with unsaved writes and deletes taking precedence", () => {
     const rows = new MemoryRowStore();
