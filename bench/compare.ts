@@ -40,7 +40,7 @@ interface Side {
   pids: number[];
   groups: number;
   replicas: number;
-  rows: { opsPerSec: number; cpuUsPerOp: number | null }[];
+  rows: { opsPerSec: number; cpuUsPerOp: number | null; p99Ms: number }[];
 }
 
 async function start(scriptPath: string, replicas: number): Promise<Side> {
@@ -66,8 +66,8 @@ async function row(side: Side, name: string, record: boolean): Promise<void> {
     return { ...l, ops: l.ops * perRequest, opsPerSec: l.opsPerSec * perRequest };
   });
   if (!record) return;
-  side.rows.push({ opsPerSec: r.opsPerSec, cpuUsPerOp: r.cpuUsPerOp });
-  console.log(`${name}  ${String(r.opsPerSec).padStart(7)} ${unit}/s  ${String(r.cpuUsPerOp ?? "-").padStart(6)} µs CPU/${unit.slice(0, -1)}  ${r.errors} errors`);
+  side.rows.push({ opsPerSec: r.opsPerSec, cpuUsPerOp: r.cpuUsPerOp, p99Ms: r.p99Ms });
+  console.log(`${name}  ${String(r.opsPerSec).padStart(7)} ${unit}/s  ${String(r.cpuUsPerOp ?? "-").padStart(6)} µs CPU/${unit.slice(0, -1)}  p99 ${r.p99Ms} ms  ${r.errors} errors`);
 }
 
 
@@ -84,7 +84,7 @@ async function main() {
       for (const [side, name] of order) await row(side, name, true);
     }
     for (const [side, name] of [[a, "A"], [b, "B"]] as const) {
-      console.log(`${name}: median ${median(side.rows.map((r) => r.opsPerSec))} ${unit}/s, ${median(side.rows.map((r) => r.cpuUsPerOp ?? 0))} µs CPU/${unit.slice(0, -1)} (${op}, ${clients} clients, ${side.rows.length} rows)`);
+      console.log(`${name}: median ${median(side.rows.map((r) => r.opsPerSec))} ${unit}/s, ${median(side.rows.map((r) => r.cpuUsPerOp ?? 0))} µs CPU/${unit.slice(0, -1)}, p99 ${Math.round(median(side.rows.map((r) => r.p99Ms)) * 100) / 100} ms (${op}, ${clients} clients, ${side.rows.length} rows)`);
     }
     const cpu = (s: Side) => median(s.rows.map((r) => r.cpuUsPerOp ?? 0));
     console.log(`B/A: ${unit}/s ${(median(b.rows.map((r) => r.opsPerSec)) / median(a.rows.map((r) => r.opsPerSec))).toFixed(2)}, CPU per ${unit.slice(0, -1)} ${(cpu(b) / cpu(a)).toFixed(2)}`);

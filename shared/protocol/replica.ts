@@ -12,7 +12,7 @@ import {
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
-import { zeroHash } from "./hash.js";
+import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, applyEntry, digestOfPages, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
@@ -171,6 +171,8 @@ export class ReplicaCore {
    */
   private readonly unapplied = new Map<number, Entry>();
   private snapshot: SnapshotInfo | null = null;
+  /** Where in each stateSaveEntriesMax entries this replica saves its rows (from its id). */
+  private readonly savePhase: number;
   /** The transfer being installed (its id: pages of any other transfer are refused). */
   private installing: (SnapshotInfo & { transferId: string }) | null = null;
 
@@ -183,6 +185,7 @@ export class ReplicaCore {
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {
     this.meta = { ...meta };
+    this.savePhase = savePhaseOf(meta.id);
     this.installing = meta.installing ?? null;
     this.state = this.loadState();
   }
@@ -385,14 +388,20 @@ export class ReplicaCore {
   }
 
   /**
-   * Stores the state rows every few hundred entries, and always before the log they were written
+   * Stores the state rows once per stateSaveEntriesMax entries (at this replica's phase), or
+   * once stateSaveRowsMax rows are unsaved, and always before the log they were written
    * by is compacted away (a restart re-applies the entries after stateSeq); compacts the log to
    * logRetentionEntries behind the applied position, in slack-sized steps.
    */
   private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>): void {
     const compactTo =
       next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack ? next.appliedSeq - this.retention.entries : null;
-    const due = this.state.unsavedRows >= stateSaveRowsMax || next.appliedSeq - next.stateSeq >= stateSaveEntriesMax;
+    // Due at every multiple of stateSaveEntriesMax, shifted by this replica's phase: at most that
+    // many entries unsaved, and the replicas of a group save at different seqs (a save of a few
+    // thousand entries' rows holds a step up for tens of ms: not two voters of a quorum at once).
+    const period = stateSaveEntriesMax;
+    const crossed = Math.floor((next.appliedSeq + this.savePhase) / period) > Math.floor((next.stateSeq + this.savePhase) / period);
+    const due = this.state.unsavedRows >= stateSaveRowsMax || crossed;
     if (due || (compactTo !== null && compactTo > next.stateSeq)) this.storeRows(next);
     if (compactTo === null) return;
     assert(compactTo <= next.stateSeq, `compacting to ${compactTo} would drop entries after the stored state at ${next.stateSeq}`);
@@ -616,6 +625,12 @@ export class ReplicaCore {
       scrub: { recordedDigest: this.meta.digest, actualDigest: scrubbed.digest, rows: scrubbed.rows },
     };
   }
+}
+
+/** A replica's save phase: its id's hash, in [0, stateSaveEntriesMax). */
+export function savePhaseOf(id: string): number {
+  const h = sha256Bytes(id);
+  return (((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0) % stateSaveEntriesMax;
 }
 
 function dedupeBySeq(checkpoints: Checkpoint[]): Checkpoint[] {

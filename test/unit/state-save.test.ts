@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { stateSaveEntriesMax } from "../../shared/limits.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, recomputeDigest, rowHash } from "../../shared/protocol/state.js";
+import { savePhaseOf } from "../../shared/protocol/replica.js";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
 import { Cluster } from "../support/cluster.js";
 
@@ -20,7 +21,7 @@ function applied(n: number): Cluster {
 }
 
 describe("applied rows are stored in batches; the log covers the rest", () => {
-  it("keeps a few entries' rows in memory, stores them once stateSaveEntriesMax are unsaved", () => {
+  it("keeps entries' rows in memory and stores them once per stateSaveEntriesMax entries, each replica at its own phase", () => {
     const c = applied(10);
     const store = c.replicaStores.get("r1")!;
     expect(store.rows.get("m/k1")).toBeNull(); // applied, answered, not stored yet
@@ -30,10 +31,18 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     expect(c.replicas.get("r1")!.query({ op: "get", key: "k10" })).toEqual({ value: 10 });
 
     const more = applied(stateSaveEntriesMax + 5);
-    const m = more.replicaStores.get("r1")!.meta!;
-    expect(m.stateSeq).toBeGreaterThanOrEqual(stateSaveEntriesMax);
+    const stateSeqs = ["r1", "r2", "r3"].map((id) => {
+      const m = more.replicaStores.get(id)!.meta!;
+      expect(m.stateSeq).toBeGreaterThan(0);
+      expect(m.appliedSeq - m.stateSeq!).toBeLessThan(stateSaveEntriesMax);
+      // The last save came where its phase put it: no multiple of the period (shifted) passed since.
+      const slot = (seq: number) => Math.floor((seq + savePhaseOf(id)) / stateSaveEntriesMax);
+      expect(slot(m.appliedSeq)).toBe(slot(m.stateSeq!));
+      return m.stateSeq;
+    });
+    // Each replica saved at a seq of its own, so no step of the group waits on every replica's save.
+    expect(new Set(stateSeqs).size).toBe(3);
     expect(more.replicaStores.get("r1")!.rows.get("m/k1")).toBe("1");
-    expect(m.appliedSeq - m.stateSeq!).toBeLessThan(stateSaveEntriesMax);
   });
 
   it("a restart re-applies the entries after the stored state from the log and lands on the same digest", () => {
