@@ -397,8 +397,16 @@ export class SequencerDriver {
     const misses = this.core.backoffMisses(id);
     this.io.log("warn", `append to ${this.core.config.group}/${id} failed (${misses} misses): ${why}`);
     const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1));
-    this.retryAtMs.set(id, this.io.nowMs() + backoffMs);
-    this.io.setTimer(backoffMs, () => this.kickAll());
+    const atMs = this.io.nowMs() + backoffMs;
+    this.retryAtMs.set(id, atMs);
+    // The timer is the end of the backoff, whatever the clock says then: a timer can fire a
+    // millisecond before nowMs() reaches atMs (Node's timers and Date.now() are different clocks),
+    // and kickAll then skipped the replica, whose loop waited for the next heartbeat, or, with no
+    // heartbeats, for ever (a unit test's membership change timed out so, one run in six).
+    this.io.setTimer(backoffMs, () => {
+      if (this.retryAtMs.get(id) === atMs) this.retryAtMs.delete(id);
+      this.kickAll();
+    });
   }
 
   // ---- heartbeats and the read lease -----------------------------------------------------------

@@ -15,14 +15,21 @@ export interface Retention {
   slack: number;
 }
 
-export function directGroup(config: GroupConfig, retention: Retention) {
-  const clock = {
-    nowMs: () => Date.now(),
-    setTimer: (ms: number, fn: () => void) => {
-      const t = setTimeout(fn, ms);
-      return () => clearTimeout(t);
-    },
-  };
+/** Real timers and Date.now(), unless a test passes its own clock. */
+export interface Clock {
+  nowMs(): number;
+  setTimer(ms: number, fn: () => void): () => void;
+}
+
+export const realClock: Clock = {
+  nowMs: () => Date.now(),
+  setTimer: (ms, fn) => {
+    const t = setTimeout(fn, ms);
+    return () => clearTimeout(t);
+  },
+};
+
+export function directGroup(config: GroupConfig, retention: Retention, clock: Clock = realClock) {
   const stores = new Map<string, MemoryReplicaStorage>();
   const replicas = new Map<string, ReplicaDriver>();
   for (const id of replicaIds(config.replicas)) {

@@ -3,7 +3,7 @@
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
 import { membersOf } from "../../shared/protocol/types.js";
-import { directGroup } from "../support/direct.js";
+import { type Clock, directGroup } from "../support/direct.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const ids = (c: { members?: unknown }) => membersOf(c as never).map((m) => `${m.id}${m.voter ? "" : "?"}`);
@@ -37,5 +37,33 @@ describe("recording the membership in the directory", () => {
     const last = g.recorded[g.recorded.length - 1]!;
     expect(last.inFlight).toBeUndefined();
     expect(ids(last)).toEqual(["r1", "r2", "r3", "r4?"]);
+  });
+});
+
+describe("a replica's backoff", () => {
+  it("ends when its timer fires, even if the clock reads a millisecond short of its end", async () => {
+    // A clock that moves only when a timer fires, and then to 1 ms short of the time the timer
+    // was set for, as Node's timers against Date.now() sometimes do. No heartbeats run here: only
+    // the backoff's timer sends again.
+    let nowMs = 1_000_000;
+    const early: Clock = {
+      nowMs: () => nowMs,
+      setTimer: (ms, fn) => {
+        const due = nowMs + ms - 1;
+        const t = setTimeout(() => {
+          nowMs = Math.max(nowMs, due);
+          fn();
+        }, ms);
+        return () => clearTimeout(t);
+      },
+    };
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, early);
+    g.down.add("r2");
+    g.down.add("r3");
+    const put = g.driver.submit("a", 1, { op: "put", key: "k", value: 1 });
+    await tick(5);
+    g.down.clear(); // back before their backoff ends: its timer is what sends again
+    const answer = await Promise.race([put, tick(2_000).then(() => "no answer in 2 s")]);
+    expect(answer).toMatchObject({ kind: "ok" });
   });
 });
