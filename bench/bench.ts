@@ -22,7 +22,7 @@ import { type LoadResult, runLoad } from "./load.js";
 import { batchBody, batchPuts, fillBody, putBody, readBody, value100 } from "./bodies.js";
 import { median, medianTable, mediansOf, ratioTable, ratiosOf } from "./ratios.js";
 import type { Growth, Run, Work } from "./run.js";
-import { type Storage, isStorage, storageRoot } from "./storage.js";
+import { type Storage, parseStorage, storageRoot } from "./storage.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -36,12 +36,8 @@ const abRounds = flag("ab", 0);
 const rounds = flag("rounds", 3);
 const growthOps = flag("growth", quick || abRounds > 0 ? 0 : 200_000);
 const withEtcd = !args.includes("--no-etcd");
-const runStorage: Storage = (() => {
-  const i = args.indexOf("--storage");
-  const s = i >= 0 ? args[i + 1]! : "disk";
-  if (!isStorage(s)) throw new Error(`--storage ${s}: disk or memory`);
-  return s;
-})();
+const storageIndex = args.indexOf("--storage");
+const runStorage: Storage = parseStorage(storageIndex >= 0 ? args[storageIndex + 1] : undefined);
 /** The smoke test builds dist/ once itself. */
 const build = !args.includes("--no-build");
 const outIndex = args.indexOf("--out");

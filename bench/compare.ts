@@ -11,7 +11,7 @@ import { childPids, withCpu } from "./cpu.js";
 import { batchBody, batchPuts, fillBody, putBody, readBody } from "./bodies.js";
 import { runLoad } from "./load.js";
 import { median } from "./ratios.js";
-import { isStorage, storageRoot } from "./storage.js";
+import { parseStorage, storageRoot } from "./storage.js";
 import { type Server, root, startServer } from "../test/support/server.js";
 
 const args = process.argv.slice(2);
@@ -29,8 +29,7 @@ const perRequest = op === "batch" ? batchPuts : 1;
 const replicasOf = { a: Number(flag("replicas-a", "3")), b: Number(flag("replicas-b", "3")) };
 const readKeys = 1_000;
 /** Where both sides keep their files (bench/storage.ts), disk by default as in the bench. */
-const storage = flag("storage", "disk");
-if (!isStorage(storage)) throw new Error(`--storage ${storage}: disk or memory`);
+const storage = parseStorage(flag("storage", "disk"));
 const persistRoot = mkdtempSync(join(storageRoot(storage), "smr-compare-"));
 const unit = op === "get" ? "reads" : "puts";
 const body = op === "get" ? readBody(readKeys, "sequential") : op === "batch" ? batchBody : putBody;

@@ -15,8 +15,11 @@ export type Storage = "disk" | "memory";
 
 export const storages: readonly Storage[] = ["disk", "memory"];
 
-export function isStorage(s: string): s is Storage {
-  return (storages as readonly string[]).includes(s);
+/** The value of a --storage flag (disk when absent); throws on anything else. */
+export function parseStorage(s: string | undefined): Storage {
+  const v = s ?? "disk";
+  if (!(storages as readonly string[]).includes(v)) throw new Error(`--storage ${v}: disk or memory`);
+  return v as Storage;
 }
 
 /** The folder a server of this storage keeps its files under. */
