@@ -17,7 +17,10 @@ const seconds = Number(flag("seconds", "8"));
 const top = Number(flag("top", "45"));
 /** --callers NAME: also the call paths (3 frames up) of the samples spent in functions named NAME. */
 const callersOf = flag("callers", "");
-/** --prefill N: N more puts of the same load first (the growth run's later part, without profiling its start). */
+/**
+ * --prefill N: N puts of the same load first, by the clients then profiled, which carry on where
+ * they stopped (the growth run's later part: a large table, and full session windows evicting).
+ */
 const prefill = Number(flag("prefill", "0"));
 const replicas = Number(flag("replicas", "3"));
 /** --baseline: the unreplicated baseline object's put route instead (bench/dist/worker.js: run npm run bench once to build it). */
@@ -133,9 +136,15 @@ async function main() {
     // Reads read keys r0 .. r999, written first; the warm-up of the others writes under other clients.
     if (op === "get") await runLoad({ url: commands, clients: 32, totalOps: readKeys, headers, body: fillBody(readKeys) });
     await runLoad({ url: op === "get" ? commands : url, clients, seconds: 2, headers, body: (c, i) => (op === "get" ? putBody : body)(c + 1000, i) });
+    // Requests each client sent while prefilling: the profiled load goes on from there.
+    const sent = new Map<number, number>();
     if (prefill > 0) {
       const t0 = performance.now();
-      const r = await runLoad({ url, clients, totalOps: Math.ceil(prefill / perRequest), headers, body: (c, i) => body(c + 2000, i) });
+      const counted = (c: number, i: number) => {
+        sent.set(c, Math.max(sent.get(c) ?? 0, i + 1));
+        return body(c + 2000, i);
+      };
+      const r = await runLoad({ url, clients, totalOps: Math.ceil(prefill / perRequest), headers, body: counted });
       console.log(`prefill: ${r.ops * perRequest} puts in ${Math.round(performance.now() - t0) / 1000} s`);
     }
     const targets = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as { id: string; title: string; webSocketDebuggerUrl: string }[];
@@ -144,7 +153,7 @@ async function main() {
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
     await cdp.send("Profiler.start");
-    const r = await runLoad({ url, clients, seconds, headers, body });
+    const r = await runLoad({ url, clients, seconds, headers, body: prefill > 0 ? (c, i) => body(c + 2000, i + (sent.get(c) ?? 0)) : body });
     const { profile } = (await cdp.send("Profiler.stop")) as { profile: Profile };
     cdp.close();
     const puts = r.ops * perRequest;

@@ -125,6 +125,11 @@ export const sessionRequestsMax = 1_024;
  */
 export const sessionEvictBatch = 64;
 /**
+ * Clients whose highest session request a replica keeps in memory (a request above it has no
+ * session row, and its lookup is skipped); clients past this many are looked up as before.
+ */
+export const sessionTopsMax = 16_384;
+/**
  * A replica keeps the rows its applied entries wrote in memory and saves them to storage once
  * this many entries or rows are unsaved (the log makes them durable meanwhile): a restart
  * re-applies at most this many entries (about 0.2 s of CPU), and the unsaved rows take a few MB

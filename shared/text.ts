@@ -16,3 +16,14 @@ export function compareCodePoints(a: string, b: string): number {
   }
   return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
+
+/** The smallest string greater than every string starting with prefix (null: no bound). */
+export function prefixUpperBound(prefix: string): string | null {
+  const cps = [...prefix].map((c) => c.codePointAt(0)!);
+  while (cps.length > 0 && cps[cps.length - 1] === 0x10ffff) cps.pop();
+  if (cps.length === 0) return null;
+  let last = cps.pop()! + 1;
+  if (last === 0xd800) last = 0xe000;
+  cps.push(last);
+  return String.fromCodePoint(...cps);
+}

@@ -1,6 +1,6 @@
 // SQLite (ctx.storage.sql) implementations of the protocol's storage interfaces.
 import type { RowStore } from "../shared/machines/types.js";
-import { compareCodePoints } from "../shared/text.js";
+import { compareCodePoints, prefixUpperBound } from "../shared/text.js";
 import type { Effect, ReplicaMeta, ReplicaStorage } from "../shared/protocol/replica.js";
 import type { SequencerMeta, SequencerStorage } from "../shared/protocol/sequencer.js";
 import type { Checkpoint } from "../shared/protocol/types.js";
@@ -68,17 +68,6 @@ export function writeMeta(sql: Sql, key: string, value: unknown): void {
   sql.exec("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", key, JSON.stringify(value));
 }
 
-/** The smallest string greater than every string starting with prefix (null: no bound). */
-export function prefixUpperBound(prefix: string): string | null {
-  const cps = [...prefix].map((c) => c.codePointAt(0)!);
-  while (cps.length > 0 && cps[cps.length - 1] === 0x10ffff) cps.pop();
-  if (cps.length === 0) return null;
-  let last = cps.pop()! + 1;
-  if (last === 0xd800) last = 0xe000;
-  cps.push(last);
-  return String.fromCodePoint(...cps);
-}
-
 export class SqlRowStore implements RowStore {
   constructor(private readonly sql: Sql) {}
   static create(sql: Sql): void {
@@ -93,6 +82,15 @@ export class SqlRowStore implements RowStore {
   }
   delete(key: string): void {
     this.sql.exec("DELETE FROM state WHERE k = ?", key);
+  }
+  lastKey(prefix: string): string | null {
+    const upper = prefixUpperBound(prefix);
+    const row = (
+      upper === null
+        ? this.sql.exec<{ k: string }>("SELECT k FROM state WHERE k >= ? ORDER BY k DESC LIMIT 1", prefix)
+        : this.sql.exec<{ k: string }>("SELECT k FROM state WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT 1", prefix, upper)
+    ).toArray()[0];
+    return row ? row.k : null;
   }
   getMany(keys: string[]): Map<string, string> {
     const out = new Map<string, string>();

@@ -10,6 +10,8 @@ export interface RowStore {
    * bytesMax, it stops after the row that brings the keys' and values' length to bytesMax.
    */
   scan(prefix: string, after: string | null, limit: number, bytesMax?: number): [string, string][];
+  /** The greatest key starting with prefix (null: none). */
+  lastKey(prefix: string): string | null;
   /** The rows among keys that exist (one statement per page of keys, not one per key). */
   getMany(keys: string[]): Map<string, string>;
   /** Upserts and deletes in as few statements as the store allows. */

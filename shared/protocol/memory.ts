@@ -2,7 +2,7 @@
 // Transactions keep an undo journal so a failed step leaves nothing behind, as SQLite would.
 import type { RowStore } from "../machines/types.js";
 import { boundedEntries } from "./entry.js";
-import { compareCodePoints } from "../text.js";
+import { compareCodePoints, prefixUpperBound } from "../text.js";
 import type { Effect, ReplicaMeta, ReplicaStorage } from "./replica.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { Checkpoint } from "./types.js";
@@ -63,6 +63,11 @@ export class MemoryRowStore implements RowStore {
       bytes += k.length + v.length;
     }
     return out;
+  }
+  lastKey(prefix: string): string | null {
+    const upper = prefixUpperBound(prefix);
+    const i = (upper === null ? this.sorted.length : this.lowerBound(upper, false)) - 1;
+    return i >= 0 && this.sorted[i]!.startsWith(prefix) ? this.sorted[i]! : null;
   }
   getMany(keys: string[]): Map<string, string> {
     const out = new Map<string, string>();

@@ -65,6 +65,9 @@ export class Utf8RowStore extends MemoryRowStore {
   override scan(prefix: string, after: string | null, limit: number, bytesMax?: number): [string, string][] {
     return super.scan(this.t(prefix), after === null ? null : this.t(after), limit, bytesMax);
   }
+  override lastKey(prefix: string): string | null {
+    return super.lastKey(this.t(prefix));
+  }
   /** Keyed by the stored keys, as rows SQLite returns would be. */
   override getMany(keys: string[]): Map<string, string> {
     return super.getMany(keys.map((k) => this.t(k)));

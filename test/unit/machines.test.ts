@@ -94,6 +94,19 @@ describe("digest", () => {
   });
 });
 
+describe("row stores", () => {
+  it("lastKey gives the greatest key under a prefix, in code point order", () => {
+    const rows = new MemoryRowStore();
+    for (const k of ["a", "s/1:c/0002", "s/1:c/0010", "s/1:d/0001", "s/2:c\u{10ffff}/1", "t"]) rows.put(k, "v");
+    expect(rows.lastKey("s/1:c/")).toBe("s/1:c/0010");
+    expect(rows.lastKey("s/1:d/")).toBe("s/1:d/0001");
+    expect(rows.lastKey("s/1:e/")).toBe(null);
+    expect(rows.lastKey("s/2:c\u{10ffff}")).toBe("s/2:c\u{10ffff}/1");
+    expect(rows.lastKey("s/")).toBe("s/2:c\u{10ffff}/1");
+    expect(rows.lastKey("")).toBe("t");
+  });
+});
+
 describe("sessions (exactly-once in the replicated state)", () => {
   function entry(seq: number, client: string, request: number, command: unknown): Entry {
     const body = { seq, epoch: 1, kind: "command" as const, client, request, command, timestamp: "t" };
@@ -120,12 +133,13 @@ describe("sessions (exactly-once in the replicated state)", () => {
 
   it("reads a batch's rows in one getMany and writes them in one writeMany", () => {
     const rows = new MemoryRowStore();
-    const calls = { get: 0, getMany: 0, writeMany: 0 };
+    const calls = { get: 0, getMany: 0, writeMany: 0, lastKey: 0 };
     const counted: RowStore = {
       get: (k) => (calls.get++, rows.get(k)),
       put: (k, v) => rows.put(k, v),
       delete: (k) => rows.delete(k),
       scan: (p, a, l, b) => rows.scan(p, a, l, b),
+      lastKey: (p) => (calls.lastKey++, rows.lastKey(p)),
       getMany: (ks) => (calls.getMany++, rows.getMany(ks)),
       writeMany: (p, d) => (calls.writeMany++, rows.writeMany(p, d)),
     };
@@ -135,7 +149,8 @@ describe("sessions (exactly-once in the replicated state)", () => {
     const outputs = batch.map((e) => applyEntry(state, kv, e));
     state.save();
     state.endStep();
-    expect(calls).toEqual({ get: 0, getMany: 1, writeMany: 1 });
+    // One lastKey per client, the first time it is seen (its bound on request ids).
+    expect(calls).toEqual({ get: 0, getMany: 1, writeMany: 1, lastKey: 4 });
     expect(outputs.every((o) => o.status === "ok")).toBe(true);
     // The same entries applied one by one, each written at once, give the same rows and digest.
     const plain = fresh();
@@ -158,6 +173,7 @@ describe("sessions (exactly-once in the replicated state)", () => {
       put: (k, v) => rows.put(k, v),
       delete: (k) => rows.delete(k),
       scan: (p, a, l, b) => (calls.scan++, rows.scan(p, a, l, b)),
+      lastKey: (p) => rows.lastKey(p),
       getMany: (ks) => rows.getMany(ks),
       writeMany: (p, d) => rows.writeMany(p, d),
     };
@@ -173,6 +189,47 @@ describe("sessions (exactly-once in the replicated state)", () => {
     expect(calls).toEqual({ get: 0, scan: 1 });
     state.save();
     expect(rows.scan("s/", null, 10_000).length).toBe(sessionRequestsMax);
+    expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
+  });
+
+  it("skips the session lookup of a request above the client's highest, and still finds retries and lower ids", () => {
+    const rows = new MemoryRowStore();
+    const looked: string[][] = [];
+    const counted: RowStore = {
+      get: (k) => (looked.push([k]), rows.get(k)),
+      put: (k, v) => rows.put(k, v),
+      delete: (k) => rows.delete(k),
+      scan: (p, a, l, b) => rows.scan(p, a, l, b),
+      lastKey: (p) => rows.lastKey(p),
+      getMany: (ks) => (looked.push(ks), rows.getMany(ks)),
+      writeMany: (p, d) => rows.writeMany(p, d),
+    };
+    let state = new DigestedState(counted);
+    const put = (seq: number, client: string, request: number, value: number) => {
+      const e = entry(seq, client, request, { op: "put", key: `k${request}`, value });
+      prefetchFor(state, kv, [e]);
+      const out = applyEntry(state, kv, e);
+      state.endStep();
+      return out;
+    };
+    for (let r = 1; r <= 10; r++) expect(put(r, "c", r * 10, r).status).toBe("ok");
+    // Requests 20 to 100 were new: no lookup named their session rows.
+    expect(looked.flat().filter((k) => k.startsWith("s/") && k !== sessionKey("c", 10))).toEqual([]);
+    state.save();
+    // A replica restarted (a new DigestedState over the same rows) takes the bound from the rows.
+    state = new DigestedState(counted, state.digest);
+    looked.length = 0;
+    expect(put(11, "c", 50, 5)).toMatchObject({ status: "duplicate", originalSeq: 5 });
+    expect(looked.flat()).toContain(sessionKey("c", 50));
+    // A lower id never used is looked up (it may have a row) and applied once.
+    expect(put(12, "c", 55, 99).status).toBe("ok");
+    expect(put(13, "c", 55, 99)).toMatchObject({ status: "duplicate", originalSeq: 12 });
+    looked.length = 0;
+    expect(put(14, "c", 101, 1).status).toBe("ok");
+    expect(looked.flat()).not.toContain(sessionKey("c", 101));
+    expect(put(15, "c", 101, 1)).toMatchObject({ status: "duplicate", originalSeq: 14 });
+    state.save();
+    expect(rows.scan("s/", null, 100).length).toBe(12);
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
   });
 
