@@ -126,9 +126,10 @@ export const sessionRequestsMax = 1_024;
 export const sessionEvictBatch = 64;
 /**
  * Clients whose highest session request a replica keeps in memory (a request above it has no
- * session row, and its lookup is skipped); clients past this many are looked up as before.
+ * session row, and its lookup is skipped); clients past this many are looked up as before. At
+ * most about 1 MB per replica (a client's prefix is up to 140 characters).
  */
-export const sessionTopsMax = 16_384;
+export const sessionTopsMax = 4_096;
 /**
  * A replica keeps the rows its applied entries wrote in memory and saves them to storage once
  * this many entries or rows are unsaved (the log makes them durable meanwhile): a restart
