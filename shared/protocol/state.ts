@@ -61,8 +61,11 @@ class SessionIndex {
     keys.add(key);
     // Deletes (evictions) leave the bound where it is: above every row is all it promises.
     const top = this.tops.get(prefix);
+    if (top === undefined) return;
     const request = Number(key.slice(prefix.length));
-    if (top !== undefined && request > top) this.tops.set(prefix, request);
+    // A key whose tail is no request id (none is written so) would leave the bound unsound: untracked.
+    if (!Number.isSafeInteger(request)) this.tops.delete(prefix);
+    else if (request > top) this.tops.set(prefix, request);
   }
 
   saved(): void {
@@ -89,6 +92,7 @@ class SessionIndex {
     // surrogate) still gives the right number.
     if (last !== null) top = Number(last.slice(last.lastIndexOf("/") + 1));
     for (const key of this.unsaved.get(prefix) ?? []) top = Math.max(top, Number(key.slice(prefix.length)));
+    if (!Number.isSafeInteger(top)) return null; // not a bound: looked up as before
     this.tops.set(prefix, top);
     return top;
   }
@@ -201,7 +205,12 @@ export class DigestedState {
     const mine: [string, string | null][] = [];
     const clientKeys = this.sessions.unsavedUnder(prefix);
     if (clientKeys !== null) {
-      for (const k of clientKeys) if (after === null || compareCodePoints(k, after) > 0) mine.push([k, this.unsaved.get(k)!]);
+      for (const k of clientKeys) {
+        if (after !== null && compareCodePoints(k, after) <= 0) continue;
+        const v = this.unsaved.get(k);
+        assert(v !== undefined, `indexed session key ${k} is not among the unsaved rows`);
+        mine.push([k, v]);
+      }
     } else {
       for (const [k, v] of this.unsaved) {
         if (k.startsWith(prefix) && (after === null || compareCodePoints(k, after) > 0)) mine.push([k, v]);

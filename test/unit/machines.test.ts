@@ -233,6 +233,26 @@ describe("sessions (exactly-once in the replicated state)", () => {
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
   });
 
+  it("a stored session key whose tail is no request id leaves its client without a bound (looked up as before)", () => {
+    const rows = new MemoryRowStore();
+    rows.put("s/1:c/zzz", "[1,\"h\",null]");
+    const looked: string[] = [];
+    const counted: RowStore = {
+      get: (k) => (looked.push(k), rows.get(k)),
+      put: (k, v) => rows.put(k, v),
+      delete: (k) => rows.delete(k),
+      scan: (p, a, l, b) => rows.scan(p, a, l, b),
+      lastKey: (p) => rows.lastKey(p),
+      getMany: (ks) => (looked.push(...ks), rows.getMany(ks)),
+      writeMany: (p, d) => rows.writeMany(p, d),
+    };
+    const state = new DigestedState(counted);
+    const e = entry(1, "c", 7, { op: "incr", key: "n", by: 1 });
+    prefetchFor(state, kv, [e]);
+    expect(applyEntry(state, kv, e).status).toBe("ok");
+    expect(looked).toContain(sessionKey("c", 7));
+  });
+
   it("past sessionTopsMax clients, a new client's session rows are looked up and exactly-once still holds", async () => {
     const { sessionTopsMax } = await import("../../shared/limits.js");
     const rows = new MemoryRowStore();
