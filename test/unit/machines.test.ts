@@ -8,6 +8,19 @@ import { entryHash } from "../../shared/protocol/entry.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
 import type { Entry } from "../../shared/api/types.js";
 
+/** A row store that reports each call (its method and the keys it names) and passes it on. */
+function spied(rows: MemoryRowStore, on: (method: keyof RowStore, keys: string[]) => void): RowStore {
+  return {
+    get: (k) => (on("get", [k]), rows.get(k)),
+    put: (k, v) => (on("put", [k]), rows.put(k, v)),
+    delete: (k) => (on("delete", [k]), rows.delete(k)),
+    scan: (p, a, l, b) => (on("scan", [p]), rows.scan(p, a, l, b)),
+    lastKey: (p) => (on("lastKey", [p]), rows.lastKey(p)),
+    getMany: (ks) => (on("getMany", ks), rows.getMany(ks)),
+    writeMany: (p, d) => (on("writeMany", [...p.map(([k]) => k), ...d]), rows.writeMany(p, d)),
+  };
+}
+
 function fresh() {
   const rows = new MemoryRowStore();
   return { rows, state: new DigestedState(rows) };
@@ -134,15 +147,9 @@ describe("sessions (exactly-once in the replicated state)", () => {
   it("reads a batch's rows in one getMany and writes them in one writeMany", () => {
     const rows = new MemoryRowStore();
     const calls = { get: 0, getMany: 0, writeMany: 0, lastKey: 0 };
-    const counted: RowStore = {
-      get: (k) => (calls.get++, rows.get(k)),
-      put: (k, v) => rows.put(k, v),
-      delete: (k) => rows.delete(k),
-      scan: (p, a, l, b) => rows.scan(p, a, l, b),
-      lastKey: (p) => (calls.lastKey++, rows.lastKey(p)),
-      getMany: (ks) => (calls.getMany++, rows.getMany(ks)),
-      writeMany: (p, d) => (calls.writeMany++, rows.writeMany(p, d)),
-    };
+    const counted = spied(rows, (method) => {
+      if (method in calls) calls[method as keyof typeof calls]++;
+    });
     const state = new DigestedState(counted);
     const batch = Array.from({ length: 20 }, (_, i) => entry(i + 1, `c${i % 4}`, i + 1, { op: "put", key: `k${i % 7}`, value: i }));
     prefetchFor(state, kv, batch);
@@ -168,15 +175,9 @@ describe("sessions (exactly-once in the replicated state)", () => {
     const { sessionRequestsMax, sessionEvictBatch } = await import("../../shared/limits.js");
     const rows = new MemoryRowStore();
     const calls = { get: 0, scan: 0 };
-    const counted: RowStore = {
-      get: (k) => (calls.get++, rows.get(k)),
-      put: (k, v) => rows.put(k, v),
-      delete: (k) => rows.delete(k),
-      scan: (p, a, l, b) => (calls.scan++, rows.scan(p, a, l, b)),
-      lastKey: (p) => rows.lastKey(p),
-      getMany: (ks) => rows.getMany(ks),
-      writeMany: (p, d) => rows.writeMany(p, d),
-    };
+    const counted = spied(rows, (method) => {
+      if (method in calls) calls[method as keyof typeof calls]++;
+    });
     const state = new DigestedState(counted);
     for (let r = 1; r < sessionRequestsMax + sessionEvictBatch; r++) applyEntry(state, kv, entry(r, "c", r, { op: "get", key: "k" }));
     state.save();
@@ -195,15 +196,9 @@ describe("sessions (exactly-once in the replicated state)", () => {
   it("skips the session lookup of a request above the client's highest, and still finds retries and lower ids", () => {
     const rows = new MemoryRowStore();
     const looked: string[][] = [];
-    const counted: RowStore = {
-      get: (k) => (looked.push([k]), rows.get(k)),
-      put: (k, v) => rows.put(k, v),
-      delete: (k) => rows.delete(k),
-      scan: (p, a, l, b) => rows.scan(p, a, l, b),
-      lastKey: (p) => rows.lastKey(p),
-      getMany: (ks) => (looked.push(ks), rows.getMany(ks)),
-      writeMany: (p, d) => rows.writeMany(p, d),
-    };
+    const counted = spied(rows, (method, keys) => {
+      if (method === "get" || method === "getMany") looked.push(keys);
+    });
     let state = new DigestedState(counted);
     const put = (seq: number, client: string, request: number, value: number) => {
       const e = entry(seq, client, request, { op: "put", key: `k${request}`, value });
@@ -237,15 +232,9 @@ describe("sessions (exactly-once in the replicated state)", () => {
     const rows = new MemoryRowStore();
     rows.put("s/1:c/zzz", "[1,\"h\",null]");
     const looked: string[] = [];
-    const counted: RowStore = {
-      get: (k) => (looked.push(k), rows.get(k)),
-      put: (k, v) => rows.put(k, v),
-      delete: (k) => rows.delete(k),
-      scan: (p, a, l, b) => rows.scan(p, a, l, b),
-      lastKey: (p) => rows.lastKey(p),
-      getMany: (ks) => (looked.push(...ks), rows.getMany(ks)),
-      writeMany: (p, d) => rows.writeMany(p, d),
-    };
+    const counted = spied(rows, (method, keys) => {
+      if (method === "get" || method === "getMany") looked.push(...keys);
+    });
     const state = new DigestedState(counted);
     const e = entry(1, "c", 7, { op: "incr", key: "n", by: 1 });
     prefetchFor(state, kv, [e]);
@@ -257,15 +246,9 @@ describe("sessions (exactly-once in the replicated state)", () => {
     const { sessionTopsMax } = await import("../../shared/limits.js");
     const rows = new MemoryRowStore();
     const looked = new Set<string>();
-    const counted: RowStore = {
-      get: (k) => (looked.add(k), rows.get(k)),
-      put: (k, v) => rows.put(k, v),
-      delete: (k) => rows.delete(k),
-      scan: (p, a, l, b) => rows.scan(p, a, l, b),
-      lastKey: (p) => rows.lastKey(p),
-      getMany: (ks) => (ks.forEach((k) => looked.add(k)), rows.getMany(ks)),
-      writeMany: (p, d) => rows.writeMany(p, d),
-    };
+    const counted = spied(rows, (method, keys) => {
+      if (method === "get" || method === "getMany") for (const k of keys) looked.add(k);
+    });
     const state = new DigestedState(counted);
     const apply = (seq: number, client: string, request: number) => {
       const e = entry(seq, client, request, { op: "incr", key: "n", by: 1 });
