@@ -16,7 +16,7 @@ describe("SqlRowStore", () => {
       const sql = new SqlRowStore(state.storage.sql);
       const memory = new MemoryRowStore();
       for (const k of keys) {
-        sql.put(`${k}`, "v");
+        sql.put(k, "v");
         memory.put(k, "v");
       }
       for (const p of prefixes) {
