@@ -60,8 +60,8 @@ function row(r: Run): string {
 
 type Spread = Pick<Run, "groups" | "processes" | "storage">;
 
-function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null }, spread: Spread = {}, work?: Work): void {
-  const run: Run = { system, replicas, clients, op, ...spread, ...(round > 0 ? { round } : {}), opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp, ...(work ? { work } : {}) };
+function record(system: Run["system"], replicas: number, clients: number, op: Run["op"], r: LoadResult & { cpuUsPerOp: number | null; loadCpuUsPerOp?: number | null }, spread: Spread = {}, work?: Work): void {
+  const run: Run = { system, replicas, clients, op, ...spread, ...(round > 0 ? { round } : {}), opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms, ops: r.ops, errors: r.errors, seconds: r.seconds, cpuUsPerOp: r.cpuUsPerOp, ...(r.loadCpuUsPerOp != null ? { loadCpuUsPerOp: r.loadCpuUsPerOp } : {}), ...(work ? { work } : {}) };
   runs.push(run);
   console.log(row(run) + (work ? `   ${work.commandsPerFlush} cmd/flush, appends/cmd ${work.rpcAppendsPerCommand} rpc + ${work.directAppendsPerCommand} direct` : ""));
 }

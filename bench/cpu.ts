@@ -51,13 +51,19 @@ export function cpuMs(pids: number[]): number | null {
   return (ticks * 1000) / clockTicksPerSec();
 }
 
-/** Runs f and adds the CPU microseconds per operation the given processes spent meanwhile. */
-export async function withCpu<T extends { ops: number }>(pids: number[], f: () => Promise<T>): Promise<T & { cpuUsPerOp: number | null }> {
+/**
+ * Runs f and adds the CPU microseconds per operation the given processes spent meanwhile, and the
+ * load generator's own (this process: it shares the machine's cores with the servers).
+ */
+export async function withCpu<T extends { ops: number }>(pids: number[], f: () => Promise<T>): Promise<T & { cpuUsPerOp: number | null; loadCpuUsPerOp: number | null }> {
   const before = cpuMs(pids);
+  const own = process.cpuUsage();
   const r = await f();
   const after = cpuMs(pids);
+  const ownUs = process.cpuUsage(own);
   const cpuUsPerOp = before === null || after === null || r.ops === 0 ? null : Math.round(((after - before) * 1000) / r.ops);
-  return { ...r, cpuUsPerOp };
+  const loadCpuUsPerOp = r.ops === 0 ? null : Math.round((ownUs.user + ownUs.system) / r.ops);
+  return { ...r, cpuUsPerOp, loadCpuUsPerOp };
 }
 
 /**

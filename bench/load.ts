@@ -1,6 +1,6 @@
 // A closed-loop load generator: c clients, each sends its next request when the previous one
 // answered. Latencies are kept exactly (sorted at the end) for p50/p99/p99.9.
-import { Agent, request } from "undici";
+import { Connection, postHead } from "./http.js";
 
 export interface LoadResult {
   ops: number;
@@ -35,7 +35,13 @@ function percentile(sorted: Float64Array, p: number): number {
 }
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  const dispatcher = new Agent({ connections: spec.clients, pipelining: 1, keepAliveTimeout: 30_000 });
+  const heads = new Map<string, string>();
+  const headOf = (url: string) => {
+    let head = heads.get(url);
+    if (head === undefined) heads.set(url, (head = postHead(new URL(url), spec.headers)));
+    return head;
+  };
+  const connections: Connection[] = [];
   const latencies: number[] = [];
   const completions: number[] = [];
   let errors = 0;
@@ -44,21 +50,24 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const deadline = started + (spec.seconds ?? 3600) * 1000;
   const limit = spec.totalOps ?? Infinity;
   const client = async (c: number) => {
+    const url = typeof spec.url === "string" ? spec.url : spec.url(c);
+    const { hostname, port } = new URL(url);
+    const connection = new Connection(hostname, Number(port));
+    connections.push(connection);
+    const head = headOf(url);
     for (let i = 0; ; i++) {
       if (performance.now() >= deadline || issued >= limit) return;
       issued++;
       const t0 = performance.now();
       try {
-        const url = typeof spec.url === "string" ? spec.url : spec.url(c);
-        const res = await request(url, { method: "POST", headers: spec.headers, body: spec.body(c, i), dispatcher });
-        const text = await res.body.text();
+        const { status, body: text } = await connection.send(head, spec.body(c, i));
         const t1 = performance.now();
-        if (res.statusCode >= 200 && res.statusCode < 300 && (spec.ok?.(res.statusCode, text) ?? true)) {
+        if (status >= 200 && status < 300 && (spec.ok?.(status, text) ?? true)) {
           latencies.push(t1 - t0);
           completions.push(t1 - started);
         } else {
           errors++;
-          if (errors <= 3) console.error(`  ${res.statusCode} ${text.slice(0, 200)}`);
+          if (errors <= 3) console.error(`  ${status} ${text.slice(0, 200)}`);
         }
       } catch (err) {
         errors++;
@@ -68,7 +77,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   };
   await Promise.all(Array.from({ length: spec.clients }, (_, c) => client(c)));
   const seconds = (performance.now() - started) / 1000;
-  await dispatcher.close();
+  for (const connection of connections) connection.close();
   const sorted = Float64Array.from(latencies).sort();
   const perTenth = Array.from({ length: 10 }, () => 0);
   const span = seconds * 1000;

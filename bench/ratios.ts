@@ -34,6 +34,7 @@ export function mediansOf(runs: Run[]): Median[] {
   }
   return [...kinds.values()].map((rs) => {
     const cpu = rs.map((r) => r.cpuUsPerOp).filter((x): x is number => x !== null);
+    const load = rs.map((r) => r.loadCpuUsPerOp).filter((x): x is number => x != null);
     const { system, replicas, clients, op, storage } = rs[0]!;
     return {
       system,
@@ -45,6 +46,7 @@ export function mediansOf(runs: Run[]): Median[] {
       opsPerSec: Math.round(median(rs.map((r) => r.opsPerSec))),
       p99Ms: round(median(rs.map((r) => r.p99Ms))),
       cpuUsPerOp: cpu.length === rs.length ? Math.round(median(cpu)) : null,
+      ...(load.length === rs.length ? { loadCpuUsPerOp: Math.round(median(load)) } : {}),
     };
   });
 }

@@ -23,6 +23,8 @@ export interface Run {
   seconds: number;
   /** CPU the server processes spent per operation (workerd; the three etcd processes), Linux only. */
   cpuUsPerOp: number | null;
+  /** CPU the bench's own process (the load generator) spent per operation: it shares the cores with the servers. */
+  loadCpuUsPerOp?: number | null;
   /** Which of the run's interleaved rounds the row belongs to (rows the ratios compare are repeated). */
   round?: number;
   /** The group's sequencer work per command ordered in the row (from its metrics), smr put rows. */
@@ -58,4 +60,5 @@ export interface Median {
   opsPerSec: number;
   p99Ms: number;
   cpuUsPerOp: number | null;
+  loadCpuUsPerOp?: number;
 }

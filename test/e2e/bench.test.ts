@@ -41,6 +41,7 @@ describe("npm run bench", () => {
       expect(r.errors).toBe(0);
       for (const k of ["p50Ms", "p99Ms", "p999Ms"]) expect(r[k]).toBeGreaterThan(0);
       if (process.platform === "linux") expect(r.cpuUsPerOp).toBeGreaterThan(0);
+      expect(r.loadCpuUsPerOp).toBeGreaterThan(0);
     }
     // One median per kind of row (a quick run has one round: the median is the row).
     expect(results.medians.map((m: { system: string; rows: number }) => [m.system, m.rows])).toEqual([["smr", 1], ["smr-separate", 1], ["baseline", 1], ["smr", 1]]);
