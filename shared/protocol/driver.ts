@@ -51,6 +51,8 @@ export class SequencerDriver {
   private readonly sending = new Set<string>();
   /** Replicas whose last append failed: no new send loop before this time (backoff). */
   private readonly retryAtMs = new Map<string, number>();
+  /** Consecutive failed repairs per target: the pause before the next one doubles with them. */
+  private readonly repairFailures = new Map<string, number>();
   private stopped = false;
   private transfers = 0;
   /** A restore is loading the group's state: commands wait (503) and no repair runs meanwhile. */
@@ -396,7 +398,12 @@ export class SequencerDriver {
   private backOff(id: string, why: string): void {
     const misses = this.core.backoffMisses(id);
     this.io.log("warn", `append to ${this.core.config.group}/${id} failed (${misses} misses): ${why}`);
-    const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (misses - 1));
+    this.retryAfter(id, misses);
+  }
+
+  /** Keeps kickAll from starting id's loop for a pause doubled per consecutive failure, capped. */
+  private retryAfter(id: string, failures: number): void {
+    const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (failures - 1));
     const atMs = this.io.nowMs() + backoffMs;
     this.retryAtMs.set(id, atMs);
     // The timer is the end of the backoff, whatever the clock says then: a timer can fire a
@@ -806,6 +813,14 @@ export class SequencerDriver {
     }
     if (this.stopped) return false;
     this.core.endRepair(target, installed, this.io.nowMs());
+    // A failed repair is tried again by the target's send loop, after a pause: a source or target
+    // that fails at once (unreachable, refusing) otherwise made repair and loop call each other
+    // with no wait between (the simulator spun on one virtual instant, seed 1438301466).
+    if (installed === null) {
+      const failures = (this.repairFailures.get(target) ?? 0) + 1;
+      this.repairFailures.set(target, failures);
+      this.retryAfter(target, failures);
+    } else this.repairFailures.delete(target);
     this.kickAll();
     return installed !== null;
   }

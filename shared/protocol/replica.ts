@@ -418,7 +418,10 @@ export class ReplicaCore {
    * only for an epoch higher than any seen, like a ballot, so two recoveries cannot share one.
    */
   fence(epoch: number): FenceReply {
-    const amnesiac = this.meta.rejoinSeq !== undefined && this.meta.lastSeq < this.meta.rejoinSeq;
+    // Halfway through a state transfer it holds no log (beginInstall cleared it), and after one
+    // it may hold less than it acknowledged (rejoinSeq): either way it must not stand in a
+    // recovery's quorum for entries it may have acknowledged.
+    const amnesiac = this.installing !== null || (this.meta.rejoinSeq !== undefined && this.meta.lastSeq < this.meta.rejoinSeq);
     const accepted = epoch > this.meta.epoch && !amnesiac;
     if (accepted) this.saveMeta({ epoch });
     const m = this.meta;
@@ -555,9 +558,14 @@ export class ReplicaCore {
     // A deposed sequencer must not wipe a replica that a newer one has fenced.
     if (sequencerEpoch < this.meta.epoch) return false;
     const installing = { ...info, transferId };
+    // The log it clears may hold entries it acknowledged (a commit counted them): like a replica
+    // made again after losing its storage, it accepts no fence until its log is back past them.
+    // Found by the simulator (seed 1011823589): a corrupted replica's repair began, a failover's
+    // recovery counted its emptied log in its quorum, and seven acknowledged commands were lost.
+    const rejoinSeq = Math.max(this.meta.rejoinSeq ?? 0, this.meta.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();
-      this.saveMeta({ quarantined: true, installing });
+      this.saveMeta({ quarantined: true, installing, ...(rejoinSeq > 0 ? { rejoinSeq } : {}) });
     });
     this.state = new DigestedState(this.storage.rows, zeroHash);
     this.unapplied.clear();

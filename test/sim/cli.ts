@@ -2,6 +2,7 @@
 // npm run sim -- --seeds K [--ops N] ...   (K random seeds; prints each failing seed)
 // npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam]   (the geography report)
 // SIM_TRACE=1 npm run sim -- --seed S ...   also prints the run's trace (faults, restarts, failed recoveries; not each message) to stderr
+// SIM_TRACE=log ... adds the sequencer driver's log lines; SIM_TRACE=all ... every message delivered or dropped too
 import { isLocationHint, locationHints } from "../../shared/geo.js";
 import { machineNames } from "../../shared/machines/index.js";
 import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";

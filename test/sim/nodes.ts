@@ -323,7 +323,7 @@ export class SimSequencer {
       setTimer: (ms, fn) => this.world.setTimer(ms, fn),
       link: (id) => this.link(id),
       directReplica: colocated && this.name === this.dir.config.group ? colocated : null,
-      log: () => {},
+      log: (_level: string, message: string) => { if (process.env.SIM_TRACE === "log") this.world.trace(`log ${message}`); },
       provision: async (id) => {
         // Always a fresh replica: an id can come round again if an add was lost with the sequencer's storage.
         this.net.down.delete(id);
@@ -372,6 +372,10 @@ export class SimSequencer {
       await new Promise<void>((r) => this.world.setTimer(50, r));
     }
     if (this.driver !== d) return null;
+    // As PROTOCOL.md says to replace one: the old one goes only once the new one votes. Removing
+    // it anyway left two voters and no fault margin, which the fault budget (run.ts) now counts
+    // but an operator following the procedure never does.
+    if (d.core.replicaStatuses().find((r) => r.id === added.id)?.status === "joining") return null;
     const old = pickOld(d.core.replicaIds().filter((id) => id !== added.id));
     const removed = await d.removeReplica(old);
     return removed.ok ? `${added.id} for ${old}` : null;

@@ -1,5 +1,5 @@
 // One simulation: a group, clients, injected faults, a heal phase, then every checker.
-import { majority, replicaIds, type GroupConfig } from "../../shared/protocol/types.js";
+import { majority, membersOf, replicaIds, type GroupConfig } from "../../shared/protocol/types.js";
 import type { MachineName, OutputsMode } from "../../shared/api/types.js";
 import type { StateMachine } from "../../shared/machines/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
@@ -148,7 +148,18 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const seq = () => group.current();
   // The members change with reconfiguration: always ask.
   const memberIds = () => [...replicas.values()].filter((r) => !r.retired).map((r) => r.id);
-  const tolerated = opts.replicas - majority(opts.replicas);
+  /**
+   * Replicas the group can lose now and still recover: per membership in force (a change under
+   * way: each), its voters less a majority of them; the least. A replacement that removed an old
+   * voter before the new one got its vote leaves two voters and no margin: a fault then is beyond
+   * what the group claims to survive, and injecting it made a campaign report a group that never
+   * recovered (seed 1189255685: the two voters' one lost its storage with the sequencer).
+   */
+  const tolerated = () => {
+    const c = group.dir.config;
+    const voters = (c.inFlight ?? [membersOf(c)]).map((ms) => ms.filter((m) => m.voter).length);
+    return Math.min(...voters.map((v) => v - majority(v)));
+  };
   const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [], acksBy: [], latencies: [] };
   const corrupted = new Set<string>();
   const counts: Record<string, number> = {};
@@ -193,14 +204,20 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
 
   // Faults, bounded so a majority stays reachable most of the time.
-  const unavailable = () => memberIds().filter((id) => net.isDown(id) || net.isIsolated(id)).length;
+  // A replica halfway through a state transfer, or back from one (or from lost storage) short of
+  // what it acknowledged, answers no recovery's fence: it counts as unavailable.
+  const amnesiac = (id: string) => {
+    const m = replicas.get(id)!.storage.meta;
+    return m === null || Boolean(m.installing) || (m.rejoinSeq !== undefined && m.lastSeq < m.rejoinSeq);
+  };
+  const unavailable = () => memberIds().filter((id) => net.isDown(id) || net.isIsolated(id) || amnesiac(id)).length;
   /** The replica that lives in the object of sequencer s, if any: it goes down with it. */
   const hostedBy = (s: SimSequencer) => (config.colocated && s.name === config.group && !replicas.get(config.colocated)!.retired ? replicas.get(config.colocated)! : null);
   const injectors: (() => void)[] = [];
   if (faults.has("crash-replica")) {
     injectors.push(() => {
       const up = memberIds().filter((id) => !net.isDown(id) && !net.isIsolated(id));
-      if (unavailable() >= tolerated || up.length === 0) return;
+      if (unavailable() >= tolerated() || up.length === 0) return;
       const id = rng.pick(up);
       // The co-located replica's crash is its object's: the first sequencer goes down with it.
       if (id === config.colocated) return takeSequencerDown("crash-replica", false, group.sequencers.get(config.group)!);
@@ -240,13 +257,13 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   if (faults.has("crash-sequencer")) {
     injectors.push(() => {
-      if (!net.down.has(seq().node) && (!hostedBy(seq()) || unavailable() < tolerated)) takeSequencerDown("crash-sequencer", false);
+      if (!net.down.has(seq().node) && (!hostedBy(seq()) || unavailable() < tolerated())) takeSequencerDown("crash-sequencer", false);
     });
   }
   if (faults.has("lose-sequencer-storage")) {
     injectors.push(() => {
       // Rare: each loss starts a new epoch. The sequencer comes back empty and recovers.
-      if (net.down.has(seq().node) || !rng.chance(0.05) || (hostedBy(seq()) && unavailable() >= tolerated)) return;
+      if (net.down.has(seq().node) || !rng.chance(0.05) || (hostedBy(seq()) && unavailable() >= tolerated())) return;
       takeSequencerDown("lose-sequencer-storage", true);
     });
   }
@@ -256,7 +273,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       // A co-located replica is cut off with its whole object.
       const id = net.hostOf(rng.pick(candidates));
       const holdsReplica = memberIds().some((m) => net.hostOf(m) === id);
-      if (holdsReplica && unavailable() >= tolerated) return;
+      if (holdsReplica && unavailable() >= tolerated()) return;
       net.isolated.add(id);
       count("partition");
       world.trace(`isolate ${id}`);
@@ -273,7 +290,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     injectors.push(() => {
       const s = seq();
       if (net.isolated.has(s.node) || net.down.has(s.node) || isolations.some((i) => i.resumedMs === null) || !rng.chance(0.3)) return;
-      if (hostedBy(s) && unavailable() >= tolerated) return;
+      if (hostedBy(s) && unavailable() >= tolerated()) return;
       net.isolated.add(s.node);
       isolations.push({ atMs: world.now, sequencer: s.name, resumedMs: null });
       count("isolate-sequencer");
@@ -307,7 +324,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       const cut = here.filter((n) => {
         const held = memberIds().filter((m) => net.hostOf(m) === n).length;
         if (held === 0) return true;
-        if (unavailable() + replicasCut + held > tolerated) return false;
+        if (unavailable() + replicasCut + held > tolerated()) return false;
         replicasCut += held;
         return true;
       });
@@ -324,7 +341,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   if (faults.has("corrupt")) {
     injectors.push(() => {
-      if (corrupted.size > 0 || tolerated === 0) return;
+      if (corrupted.size > 0 || tolerated() === 0) return;
       const live = memberIds().filter((x) => !net.isDown(x));
       if (live.length === 0) return;
       const id = rng.pick(live);

@@ -46,7 +46,7 @@ export class World implements Clock {
   /** Records a line in the run's trace; the trace hash names the run (equal seeds, equal hashes). */
   trace(line: string): void {
     this.traceBuffer.push(`${this.now} ${line}`);
-    if (printTrace && !line.startsWith("deliver") && !line.startsWith("drop")) console.error(`${this.now} ${line}`);
+    if (printTrace && (process.env.SIM_TRACE === "all" || process.env.SIM_TRACE === "log" || (!line.startsWith("deliver") && !line.startsWith("drop")))) console.error(`${this.now} ${line}`);
     if (this.traceBuffer.length >= 256) this.flushTrace();
   }
 

@@ -40,13 +40,18 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
     replicas.set(id, new ReplicaDriver(new ReplicaCore(store, meta, machineFor(meta.machine), retention), clock));
   }
   const down = new Set<string>();
+  /** Calls made to each replica, by "id:method" (a down replica's included). */
+  const calls = new Map<string, number>();
   const link = (id: string): ReplicaLink => {
     const r = () => {
       if (down.has(id)) throw new Error(`${id} is down`);
       return replicas.get(id)!;
     };
     // Every call crosses a structured clone, as a Durable Object RPC does.
-    const transport: ReplicaTransport = async (method, args) => structuredClone(await serve(r(), method, structuredClone(args))) as never;
+    const transport: ReplicaTransport = async (method, args) => {
+      calls.set(`${id}:${method}`, (calls.get(`${id}:${method}`) ?? 0) + 1);
+      return structuredClone(await serve(r(), method, structuredClone(args))) as never;
+    };
     return linkOver(transport, async () => null);
   };
   const seqStore = new MemorySequencerStorage();
@@ -56,5 +61,5 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
   const recorded: GroupConfig[] = [];
   const io: DriverIO = { ...clock, link, log: () => {}, recordMemberships: async (c) => void recorded.push(structuredClone(c)) };
   const driver = new SequencerDriver(new SequencerCore(seqStore, meta), io, retention);
-  return { driver, replicas, stores, seqStore, down, recorded };
+  return { driver, replicas, stores, seqStore, down, recorded, calls };
 }

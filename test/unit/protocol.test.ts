@@ -210,6 +210,41 @@ describe("sequencer restart", () => {
   });
 });
 
+describe("state transfer and a recovery's quorum", () => {
+  // Found by the simulator (seed 1011823589): a corrupted replica's repair cleared its log, and a
+  // failover's recovery counted that emptied log in its fenced quorum, so the entries it had
+  // acknowledged (committed with it) were missing from every log the recovery could see.
+  it("a replica being rebuilt accepts no fence, nor after it until its log is back past what it acknowledged", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 2; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    const source = c.replicas.get("r1")!;
+    const info = source.beginSnapshot();
+    expect(info.seq).toBe(2);
+    const rows = source.snapshotPage(2, null, 1 << 20)!;
+    for (let r = 3; r <= 6; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    const r2 = c.replicas.get("r2")!;
+    expect(r2.position().lastSeq).toBe(6); // it acknowledged entries up to 6
+
+    expect(r2.beginInstall(info, "t1", 1)).toBe(true);
+    expect(c.replicaStores.get("r2")!.meta!.rejoinSeq).toBe(6);
+    expect(r2.fence(2)).toMatchObject({ accepted: false, rebuilding: true, lastSeq: 0 });
+    expect(r2.installPage("t1", rows)).toBe(true);
+    expect(r2.endInstall("t1").ok).toBe(true);
+    expect(r2.position().lastSeq).toBe(2);
+    // Rebuilt at 2, it no longer holds 3..6: still no fence.
+    expect(r2.fence(2).accepted).toBe(false);
+
+    // Caught up from the log, it holds everything it acknowledged again, and may stand in a quorum.
+    c.sequencer.beginRepair("r2");
+    c.sequencer.endRepair("r2", 2, c.nowMs);
+    c.settle();
+    expect(r2.position().lastSeq).toBe(6);
+    expect(r2.fence(2).accepted).toBe(true);
+  });
+});
+
 describe("output voting", () => {
   it("majority mode answers with the agreed output and reports the replica that differs", () => {
     const c = Cluster.of("kv", 3, "majority");

@@ -45,6 +45,34 @@ describe("log compaction", () => {
 });
 
 describe("state transfer", () => {
+  it("a repair whose source fails at once is tried again after a growing pause, not at once for ever", async () => {
+    const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
+    await putMany(g.driver, "c", 1, 20);
+    // Every possible source fails at once; r3 needs a transfer.
+    g.down.add("r1");
+    g.down.add("r2");
+    const snapshots = () => (g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0);
+    // Without a pause, repair and the send loop call each other in microtasks and never yield:
+    // past 1,000 tries the sources come back (checked on every call) so that the loop can end.
+    const count = g.calls.set.bind(g.calls);
+    g.calls.set = (key, n) => {
+      count(key, n);
+      if (snapshots() > 1_000) g.down.clear();
+      return g.calls;
+    };
+    g.driver.core.setQuarantined("r3", true);
+    g.driver.kickAll();
+    await new Promise((r) => setTimeout(r, 400));
+    // Pauses of 50, 100, 200 ms: a handful of tries in 400 ms.
+    expect(snapshots()).toBeGreaterThan(0);
+    expect(snapshots()).toBeLessThan(10);
+    // Back, the sources serve the next try, and r3 is rebuilt.
+    g.down.clear();
+    for (let i = 0; i < 100 && g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status !== "healthy"; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status).toBe("healthy");
+    g.driver.stop();
+  });
+
   it("rebuilds a corrupted replica from a healthy one in pages (20,000 keys) while writes continue, and the audit then agrees", async () => {
     const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
     await putMany(g.driver, "loader", 1, 20_000);
