@@ -53,6 +53,8 @@ export class SequencerDriver {
   private readonly retryAtMs = new Map<string, number>();
   /** Consecutive failed repairs per target: the pause before the next one doubles with them. */
   private readonly repairFailures = new Map<string, number>();
+  /** Per target, the source of its last transfer whose rows did not match that source's digest. */
+  private readonly badSources = new Map<string, string>();
   private stopped = false;
   private transfers = 0;
   /** A restore is loading the group's state: commands wait (503) and no repair runs meanwhile. */
@@ -773,7 +775,12 @@ export class SequencerDriver {
    */
   async repair(target: string): Promise<boolean> {
     if (this.stopped || this.restoring || !this.core.beginRepair(target)) return false;
-    const source = this.core.readCandidates().find((id) => id !== target);
+    // A source whose last copy to this target did not match its own digest is tried last: its
+    // rows may be what is corrupt (the co-located replica, first by applied position, otherwise
+    // stayed the source of every try, and the target was never rebuilt: seed 108817061).
+    const suspect = this.badSources.get(target);
+    const candidates = this.core.readCandidates().filter((id) => id !== target);
+    const source = candidates.find((id) => id !== suspect) ?? candidates[0];
     let installed: number | null = null;
     const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
     try {
@@ -801,6 +808,7 @@ export class SequencerDriver {
           after = page[page.length - 1]![0];
         }
         const done = await call(dst.endInstall(transferId), `install end on ${target}`);
+        if (done && !done.ok) this.badSources.set(target, source);
         if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
         installed = info.seq;
         this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
@@ -820,7 +828,10 @@ export class SequencerDriver {
       const failures = (this.repairFailures.get(target) ?? 0) + 1;
       this.repairFailures.set(target, failures);
       this.retryAfter(target, failures);
-    } else this.repairFailures.delete(target);
+    } else {
+      this.repairFailures.delete(target);
+      this.badSources.delete(target);
+    }
     this.kickAll();
     return installed !== null;
   }

@@ -100,6 +100,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     await clean({ seed: 1438301466, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
 
+  it("regression: seed 108817061 (every repair copied from the corrupted co-located replica and failed its digest check; the rebuilt-never replicas were quarantined, and the corrupted one decided outputs alone)", async () => {
+    await clean({ seed: 108817061, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("regression: seed 1189255685 (the harness injected a lost storage into a membership of two voters, beyond what it survives: the group never recovered)", async () => {
     await clean({ seed: 1189255685, ops: 300, replicas: 3, faults: [...faultKinds] });
   });

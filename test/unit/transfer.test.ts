@@ -45,6 +45,21 @@ describe("log compaction", () => {
 });
 
 describe("state transfer", () => {
+  it("after a copy that did not match its source's digest, the next try copies from another replica", async () => {
+    const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
+    await putMany(g.driver, "c", 1, 50);
+    // r1, the first source by position, has a row changed behind its digest: a copy from it can
+    // never match. r3 needs a transfer.
+    g.replicas.get("r1")!.core!.saveState();
+    g.stores.get("r1")!.rows.put("m/key-000007", JSON.stringify({ corrupted: true }));
+    expect(await g.driver.repair("r3")).toBe(false);
+    expect(g.calls.get("r1:beginSnapshot")).toBe(1);
+    expect(await g.driver.repair("r3")).toBe(true);
+    expect(g.calls.get("r2:beginSnapshot")).toBe(1);
+    expect(g.stores.get("r3")!.rows.get("m/key-000007")).toBe(JSON.stringify({ n: 7, pad: "x".repeat(40) }));
+    g.driver.stop();
+  });
+
   it("a repair whose source fails at once is tried again after a growing pause, not at once for ever", async () => {
     const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
     await putMany(g.driver, "c", 1, 20);
