@@ -113,7 +113,11 @@ async function fenceQuorum(
   for (let round = 0; round < fenceRoundsMax; round++) {
     const probe = await fenceAll(io, ids, 0, enough);
     if (!enough(probe)) return { ok: false, reason: `only ${probe.size} replicas answered, a quorum of every membership in force is needed to recover` };
-    const epoch = Math.max(...[...probe.values()].map((r) => r.epoch)) + 1;
+    // A group's first sequencer takes epoch 1 without fencing anyone, so replicas it never
+    // reached still say 0: a recovery must not take 1 as well, or two sequencers share an epoch
+    // (seed 1730814463: the first one, cut off with its co-located replica before any append got
+    // out, and its successor both ordered entry 1 at epoch 1).
+    const epoch = Math.max(1, ...[...probe.values()].map((r) => r.epoch)) + 1;
     const replies = await fenceAll(io, ids, epoch, accepting);
     const yes = new Map([...replies].filter(([, r]) => r.accepted));
     if (enough(yes)) return { ok: true, epoch, accepted: yes };

@@ -368,14 +368,14 @@ export class SimSequencer {
     const added = await d.addReplica(null);
     if (!added.ok || this.driver !== d) return null;
     // Wait (bounded) for the new replica's vote before taking one away.
-    for (let i = 0; i < 100 && d.core.replicaStatuses().find((r) => r.id === added.id)?.status === "joining"; i++) {
+    for (let i = 0; i < 100 && !d.core.voterIds().includes(added.id!); i++) {
       await new Promise<void>((r) => this.world.setTimer(50, r));
     }
     if (this.driver !== d) return null;
     // As PROTOCOL.md says to replace one: the old one goes only once the new one votes. Removing
     // it anyway left two voters and no fault margin, which the fault budget (run.ts) now counts
     // but an operator following the procedure never does.
-    if (d.core.replicaStatuses().find((r) => r.id === added.id)?.status === "joining") return null;
+    if (!d.core.voterIds().includes(added.id!)) return null;
     const old = pickOld(d.core.replicaIds().filter((id) => id !== added.id));
     const removed = await d.removeReplica(old);
     return removed.ok ? `${added.id} for ${old}` : null;

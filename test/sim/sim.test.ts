@@ -100,6 +100,14 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     await clean({ seed: 1438301466, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
 
+  it("regression: seeds 75648447 and 333748949 (the harness's replacement removed a voter while the new replica was a non-voter being rebuilt, leaving two voters, one of them mid-transfer: no recovery could fence a quorum)", async () => {
+    for (const seed of [75648447, 333748949]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
+  it("regression: seed 1730814463 (the first sequencer, cut off before any append got out, and its successor both took epoch 1)", async () => {
+    await clean({ seed: 1730814463, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("regression: seed 108817061 (every repair copied from the corrupted co-located replica and failed its digest check; the rebuilt-never replicas were quarantined, and the corrupted one decided outputs alone)", async () => {
     await clean({ seed: 108817061, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
@@ -170,7 +178,10 @@ describe("leader-as-replica: the first sequencer's object hosts a voting replica
   });
 
   it("regression: seed 1690053799 (a promotion whose commit came too late stayed in flight in the directory; after the object lost its storage the old membership's two voters, one of them the lost replica, were demanded for ever)", async () => {
-    const r = await clean({ seed: 1690053799, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
+    await clean({ seed: 1690053799, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
+    // Since the fault budget follows the membership in force, that seed's run takes another
+    // course; seed 5 still has the object lose its storage around a reconfiguration.
+    const r = await clean({ seed: 5, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
     expect(Number(r.stats["lose-sequencer-storage"])).toBeGreaterThan(0);
     expect(Number(r.stats.reconfigure)).toBeGreaterThan(0);
     expect(Number(r.stats.epoch)).toBeGreaterThan(1);

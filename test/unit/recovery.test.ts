@@ -54,3 +54,19 @@ describe("recovery reads the best log", () => {
     expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/^could not read the log of r\d$/) });
   });
 });
+
+describe("the recovered epoch", () => {
+  // Found by the simulator (seed 1730814463): the group's first sequencer takes epoch 1 without
+  // fencing anyone; cut off before any append got out, it left every other replica at epoch 0,
+  // and its successor took epoch 1 too: two sequencers ordered entry 1 in one epoch.
+  it("is above 1 even when no replica has seen an epoch", async () => {
+    const c = Cluster.of("kv", 3, "first", 1_000);
+    for (const r of c.replicas.values()) expect(r.fence(0).epoch).toBe(0);
+    const storage = new MemorySequencerStorage();
+    const r = await recoverSequencer(c.config, storage, ioOver(c, 0).io);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.meta.epoch).toBe(2);
+    expect(storage.lastEntry()).toMatchObject({ seq: 1, epoch: 2, kind: "noop" });
+  });
+});
