@@ -205,10 +205,14 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
 
   // Faults, bounded so a majority stays reachable most of the time.
   // A replica halfway through a state transfer, or back from one (or from lost storage) short of
-  // what it acknowledged, answers no recovery's fence: it counts as unavailable.
+  // what it acknowledged, answers no recovery's fence; a corrupted one is a fault until it is
+  // rebuilt (and its repair is such a transfer): each counts as unavailable. Seed 335296893 lost
+  // the storage of one replica while another was corrupted, two faults of three: no recovery
+  // could fence a quorum once both were being rebuilt.
   const amnesiac = (id: string) => {
-    const m = replicas.get(id)!.storage.meta;
-    return m === null || Boolean(m.installing) || (m.rejoinSeq !== undefined && m.lastSeq < m.rejoinSeq);
+    const r = replicas.get(id)!;
+    const m = r.storage.meta;
+    return r.corruptedAtMs !== null || m === null || Boolean(m.installing) || (m.rejoinSeq !== undefined && m.lastSeq < m.rejoinSeq);
   };
   const unavailable = () => memberIds().filter((id) => net.isDown(id) || net.isIsolated(id) || amnesiac(id)).length;
   /** The replica that lives in the object of sequencer s, if any: it goes down with it. */
@@ -341,7 +345,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   if (faults.has("corrupt")) {
     injectors.push(() => {
-      if (corrupted.size > 0 || tolerated() === 0) return;
+      if (corrupted.size > 0 || unavailable() >= tolerated()) return;
       const live = memberIds().filter((x) => !net.isDown(x));
       if (live.length === 0) return;
       const id = rng.pick(live);

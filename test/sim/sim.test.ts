@@ -104,6 +104,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     for (const seed of [75648447, 333748949]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
 
+  it("regression: seed 335296893 (the harness lost one replica's storage while another was corrupted, two faults of three: once both were being rebuilt no recovery could fence a quorum)", async () => {
+    await clean({ seed: 335296893, ops: 300, replicas: 3, faults: [...faultKinds] });
+  });
+
   it("regression: seed 1730814463 (the first sequencer, cut off before any append got out, and its successor both took epoch 1)", async () => {
     await clean({ seed: 1730814463, ops: 300, replicas: 3, faults: [...faultKinds] });
   });
@@ -180,11 +184,11 @@ describe("leader-as-replica: the first sequencer's object hosts a voting replica
   it("regression: seed 1690053799 (a promotion whose commit came too late stayed in flight in the directory; after the object lost its storage the old membership's two voters, one of them the lost replica, were demanded for ever)", async () => {
     await clean({ seed: 1690053799, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
     // Since the fault budget follows the membership in force, that seed's run takes another
-    // course; seed 5 still has the object lose its storage around a reconfiguration.
-    const r = await clean({ seed: 5, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
-    expect(Number(r.stats["lose-sequencer-storage"])).toBeGreaterThan(0);
-    expect(Number(r.stats.reconfigure)).toBeGreaterThan(0);
-    expect(Number(r.stats.epoch)).toBeGreaterThan(1);
+    // course: the first seed from 1 whose object loses its storage around a reconfiguration.
+    const shaped = (r: { stats: Record<string, unknown> }) => Number(r.stats["lose-sequencer-storage"]) > 0 && Number(r.stats.reconfigure) > 0 && Number(r.stats.epoch) > 1;
+    let r = await clean({ seed: 1, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
+    for (let seed = 2; !shaped(r) && seed <= 30; seed++) r = await clean({ seed, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
+    expect(shaped(r), "no seed in 1..30 lost the object's storage around a reconfiguration").toBe(true);
   });
 
   it("the object cut off: a successor elsewhere takes over within the bound while two of three replicas answer", async () => {
