@@ -13,7 +13,7 @@ import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig, ReplicaPosition } from "../../shared/protocol/types.js";
 import type { Entry } from "../../shared/api/types.js";
 import { isColocated, replicaIds, sequencerName } from "../../shared/protocol/types.js";
-import type { Network, World } from "./world.js";
+import { type Network, type World, printDriverLog } from "./world.js";
 
 /** Small compaction windows, so short runs compact their logs and need state transfers. */
 export const simRetention = { entries: 40, slack: 10 };
@@ -323,7 +323,10 @@ export class SimSequencer {
       setTimer: (ms, fn) => this.world.setTimer(ms, fn),
       link: (id) => this.link(id),
       directReplica: colocated && this.name === this.dir.config.group ? colocated : null,
-      log: (_level: string, message: string) => { if (process.env.SIM_TRACE === "log") this.world.trace(`log ${message}`); },
+      // Printed, not traced: the trace hash names the run whatever SIM_TRACE says.
+      log: (_level: string, message: string) => {
+        if (printDriverLog) console.error(`${this.world.now} log ${message}`);
+      },
       provision: async (id) => {
         // Always a fresh replica: an id can come round again if an add was lost with the sequencer's storage.
         this.net.down.delete(id);

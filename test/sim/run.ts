@@ -209,12 +209,12 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // rebuilt (and its repair is such a transfer): each counts as unavailable. Seed 335296893 lost
   // the storage of one replica while another was corrupted, two faults of three: no recovery
   // could fence a quorum once both were being rebuilt.
-  const amnesiac = (id: string) => {
+  const outOfQuorum = (id: string) => {
     const r = replicas.get(id)!;
     const m = r.storage.meta;
     return r.corruptedAtMs !== null || m === null || Boolean(m.installing) || (m.rejoinSeq !== undefined && m.lastSeq < m.rejoinSeq);
   };
-  const unavailable = () => memberIds().filter((id) => net.isDown(id) || net.isIsolated(id) || amnesiac(id)).length;
+  const unavailable = () => memberIds().filter((id) => net.isDown(id) || net.isIsolated(id) || outOfQuorum(id)).length;
   /** The replica that lives in the object of sequencer s, if any: it goes down with it. */
   const hostedBy = (s: SimSequencer) => (config.colocated && s.name === config.group && !replicas.get(config.colocated)!.retired ? replicas.get(config.colocated)! : null);
   const injectors: (() => void)[] = [];

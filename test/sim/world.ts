@@ -7,8 +7,13 @@ import { rttMs } from "../../shared/geo.js";
 import type { Clock } from "../../shared/protocol/io.js";
 import type { Prng } from "./prng.js";
 
-/** SIM_TRACE=1: the trace's lines (but each message's) go to stderr too; read once, not per line. */
+/**
+ * SIM_TRACE=1: the trace's lines (but each message's) go to stderr too; =log adds the sequencer
+ * driver's log lines, =all every message as well. Read once, not per line.
+ */
 const printTrace = Boolean(process.env.SIM_TRACE);
+const printMessages = process.env.SIM_TRACE === "all";
+export const printDriverLog = process.env.SIM_TRACE === "log" || printMessages;
 
 interface Event {
   atMs: number;
@@ -46,7 +51,7 @@ export class World implements Clock {
   /** Records a line in the run's trace; the trace hash names the run (equal seeds, equal hashes). */
   trace(line: string): void {
     this.traceBuffer.push(`${this.now} ${line}`);
-    if (printTrace && (process.env.SIM_TRACE === "all" || process.env.SIM_TRACE === "log" || (!line.startsWith("deliver") && !line.startsWith("drop")))) console.error(`${this.now} ${line}`);
+    if (printTrace && (printMessages || (!line.startsWith("deliver") && !line.startsWith("drop")))) console.error(`${this.now} ${line}`);
     if (this.traceBuffer.length >= 256) this.flushTrace();
   }
 
