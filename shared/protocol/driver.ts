@@ -435,6 +435,7 @@ export class SequencerDriver {
     const beat = () => {
       if (this.stopped) return;
       const now = this.io.nowMs();
+      this.forgetRemoved();
       for (const id of this.core.replicaIds()) {
         if ((this.lastSentMs.get(id) ?? 0) > now - heartbeatMs || (this.retryAtMs.get(id) ?? 0) > now) continue;
         this.beatDue.add(id);
@@ -443,6 +444,25 @@ export class SequencerDriver {
       this.io.setTimer(heartbeatMs, beat);
     };
     this.io.setTimer(heartbeatMs, beat);
+  }
+
+  /** The per-replica maps above, less the replicas no longer in the group: they stay bounded by its size. */
+  private forgetRemoved(): void {
+    const ids = new Set(this.core.replicaIds());
+    for (const map of this.perReplicaMaps()) {
+      for (const id of map.keys()) if (!ids.has(id)) map.delete(id);
+    }
+  }
+
+  /** Every replica id this driver keeps per-replica state for (a removed one is forgotten within a heartbeat). */
+  trackedIds(): string[] {
+    const ids = new Set<string>();
+    for (const map of this.perReplicaMaps()) for (const id of map.keys()) ids.add(id);
+    return [...ids].sort();
+  }
+
+  private perReplicaMaps(): Map<string, unknown>[] {
+    return [this.retryAtMs, this.repairFailures, this.badSources, this.lastSentMs, this.ackedSentMs, this.heldSinceMs];
   }
 
   /** The latest time at which a quorum of voters had acknowledged a message sent then (null: never). */

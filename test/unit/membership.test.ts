@@ -67,3 +67,19 @@ describe("a replica's backoff", () => {
     expect(answer).toMatchObject({ kind: "ok" });
   });
 });
+
+describe("a removed replica", () => {
+  it("leaves no per-replica state in the driver once a heartbeat has passed", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.down.add("r3"); // its appends fail: a backoff is recorded for it
+    expect((await g.driver.submit("a", 2, { op: "put", key: "k", value: 2 })).kind).toBe("ok");
+    await tick();
+    expect(g.driver.trackedIds()).toContain("r3");
+    expect(await g.driver.removeReplica("r3")).toEqual({ ok: true });
+    g.driver.startHeartbeats();
+    await tick(1_100);
+    expect(g.driver.trackedIds()).toEqual(["r1", "r2"]);
+    g.driver.stop();
+  });
+});
