@@ -51,6 +51,7 @@ async function main(): Promise<number> {
     let ops = 0;
     let failovers = 0;
     const takeovers: number[] = [];
+    const slowest: { seed: number; ms: number }[] = [];
     for (let i = 0; i < k; i++) {
       const seed = Math.floor(Math.random() * 2 ** 31);
       // Named before it runs: a run that kills the process (V8's heap limit) still leaves its seed.
@@ -60,7 +61,10 @@ async function main(): Promise<number> {
         const r = await simulate({ ...base, seed });
         ops += Number(r.stats.acked ?? 0); // a run that failed early has no counts
         failovers += Number(r.stats.failovers ?? 0);
-        if (r.stats.takeoverMs !== undefined) takeovers.push(Number(r.stats.takeoverMs));
+        if (r.stats.takeoverMs !== undefined) {
+          takeovers.push(Number(r.stats.takeoverMs));
+          slowest.push({ seed, ms: Number(r.stats.takeoverMs) });
+        }
         first = r.failures[0] ?? null;
       } catch (err) {
         // A crash of the run itself (the harness or a checker, e.g. the linearizability search
@@ -75,6 +79,8 @@ async function main(): Promise<number> {
     takeovers.sort((a, b) => a - b);
     const takeover = takeovers.length > 0 ? `; takeover (isolation to the successor's first acknowledged write) p50 ${takeovers[Math.floor(takeovers.length / 2)]} ms, max ${takeovers[takeovers.length - 1]} ms over ${takeovers.length} runs` : "";
     console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands, ${failovers} failovers${takeover})`);
+    slowest.sort((a, b) => b.ms - a.ms);
+    if (slowest.length > 0) console.log(`slowest takeovers: ${slowest.slice(0, 5).map((t) => `seed ${t.seed} ${t.ms} ms`).join(", ")}`);
     return failed > 0 ? 1 : 0;
   }
 

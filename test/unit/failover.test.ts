@@ -1,0 +1,48 @@
+// The PreVote decides as soon as its votes settle the question, without waiting out the vote of
+// a replica that does not answer (a lost message cost every failover it hit replicaRpcTimeoutMs).
+import { describe, expect, it } from "vitest";
+import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
+import type { VoteReply } from "../../shared/protocol/io.js";
+import type { GroupConfig } from "../../shared/protocol/types.js";
+
+const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
+
+/** Votes by replica id (undefined: never answers); timers run only when a test fires them. */
+function io(votes: Record<string, VoteReply | undefined>) {
+  const timers: (() => void)[] = [];
+  const failover: FailoverIO = {
+    nowMs: () => 1_000_000,
+    setTimer: (_ms, fn) => {
+      timers.push(fn);
+      return () => timers.splice(timers.indexOf(fn), 1);
+    },
+    vote: (id) => (votes[id] === undefined ? new Promise(() => {}) : Promise.resolve(votes[id]!)),
+  };
+  return { failover, fireTimers: () => timers.splice(0).forEach((fn) => fn()) };
+}
+
+const gone: VoteReply = { epoch: 1, heardAgoMs: 6_000, gone: true };
+const hears: VoteReply = { epoch: 1, heardAgoMs: 200, gone: false };
+const settle = () => new Promise((r) => setTimeout(r, 0));
+
+describe("the PreVote", () => {
+  it("fails over once a quorum has lost the sequencer, before the silent replica's vote times out", async () => {
+    const { failover } = io({ r1: gone, r2: gone });
+    const decision = await Promise.race([preVote(failover, config), settle().then(() => "still waiting")]);
+    expect(decision).toMatchObject({ go: true, downMs: 6_000, next: { name: "g~s1", no: 1 } });
+  });
+
+  it("refuses once a quorum still hears the sequencer, without waiting for the rest", async () => {
+    const { failover } = io({ r1: hears, r2: hears });
+    const decision = await Promise.race([preVote(failover, config), settle().then(() => "still waiting")]);
+    expect(decision).toMatchObject({ go: false });
+  });
+
+  it("waits for the deciding vote while the answers so far leave it open, and refuses when it times out", async () => {
+    const { failover, fireTimers } = io({ r1: gone, r2: hears });
+    const pending = preVote(failover, config);
+    expect(await Promise.race([pending, settle().then(() => "still waiting")])).toBe("still waiting");
+    fireTimers(); // r3's vote times out: one of three has lost the sequencer
+    expect(await pending).toMatchObject({ go: false, reason: expect.stringContaining("only 1 of 3") });
+  });
+});
