@@ -45,7 +45,8 @@ export interface ReplicaApi {
   auditInfo(): AuditInfo | null;
   setQuarantined(quarantined: boolean): void;
   release(rebase: boolean): { ok: boolean; digest: string; reason?: string };
-  fence(epoch: number): FenceReply | null;
+  /** `by` names the recovery asking (see ReplicaMeta.fencedBy); a probe (epoch 0) needs none. */
+  fence(epoch: number, by?: string): FenceReply | null;
   /** The PreVote of a failover: has this replica heard from the sequencer of its epoch lately? */
   vote(): VoteReply | null;
   readLog(fromSeq: number, toSeq: number): Entry[];

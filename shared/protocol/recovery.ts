@@ -3,7 +3,7 @@
 // lost: it was on a majority, every majority intersects the fenced one, and of the fenced
 // replicas the one with the highest (last entry epoch, lastSeq) holds every committed entry
 // (raft's leader completeness, which the current-epoch commit rule preserves).
-import { appendEntriesMax, fenceStragglersMs, replicaRpcTimeoutMs } from "../limits.js";
+import { appendEntriesMax, fenceResendMs, fenceStragglersMs, replicaRpcTimeoutMs } from "../limits.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
@@ -29,27 +29,52 @@ const readTriesMax = 3;
  * Fences every replica at `epoch` (0: a probe), answering once all have replied or failed, or
  * fenceStragglersMs after `enough` of them have: a replica cut off must not hold a takeover for
  * its whole timeout (measured in the simulator: a successor that started just before a cut-off
- * location came back waited 3 s per round for the replica there, 7 s in all).
+ * location came back waited 3 s per round for the replica there, 7 s in all). A replica silent
+ * for fenceResendMs is asked again (the round still ends replicaRpcTimeoutMs after it began): a
+ * lost message used to cost the whole attempt and its 3 s. A replica that accepted this
+ * recovery's fence (`by`) accepts its copies too (ReplicaMeta.fencedBy); without that, a lost
+ * answer or a copy answered first read as a refusal.
  */
-function fenceAll(io: DriverIO, ids: string[], epoch: number, enough: (answered: Map<string, FenceReply>) => boolean): Promise<Map<string, FenceReply>> {
+function fenceAll(
+  io: DriverIO,
+  ids: string[],
+  epoch: number,
+  enough: (answered: Map<string, FenceReply>) => boolean,
+  by?: string,
+): Promise<Map<string, FenceReply>> {
   const out = new Map<string, FenceReply>();
+  const failed = new Set<string>();
   return new Promise((resolve) => {
-    let pending = ids.length;
+    let finished = false;
     let cancelGrace: (() => void) | null = null;
-    const done = () => {
+    const cancels: (() => void)[] = [];
+    const finish = () => {
+      if (finished) return;
+      finished = true;
       cancelGrace?.();
+      for (const cancel of cancels) cancel();
       resolve(new Map(out));
     };
-    if (pending === 0) return done();
-    for (const id of ids) {
-      void withTimeout(io, io.link(id).fence(epoch), replicaRpcTimeoutMs, `fence ${id}`)
-        .catch(() => null)
-        .then((r) => {
-          if (r) out.set(id, r);
-          if (--pending === 0) return done();
-          if (r && cancelGrace === null && enough(out)) cancelGrace = io.setTimer(fenceStragglersMs, done);
-        });
-    }
+    const record = (id: string, r: FenceReply | null) => {
+      if (finished) return;
+      if (r === null) failed.add(id);
+      else if (!out.get(id)?.accepted) out.set(id, r);
+      if (ids.every((x) => out.has(x) || failed.has(x))) return finish();
+      if (r !== null && cancelGrace === null && enough(out)) cancelGrace = io.setTimer(fenceStragglersMs, finish);
+    };
+    const send = (id: string) => {
+      if (finished || out.has(id) || failed.has(id)) return;
+      io.link(id)
+        .fence(epoch, by)
+        .then(
+          (r) => record(id, r),
+          () => record(id, null),
+        );
+      cancels.push(io.setTimer(fenceResendMs, () => send(id)));
+    };
+    if (ids.length === 0) return finish();
+    cancels.push(io.setTimer(replicaRpcTimeoutMs, finish));
+    for (const id of ids) send(id);
   });
 }
 
@@ -110,6 +135,8 @@ async function fenceQuorum(
   const quorums = new JointConfig(memberships.map(quorumOf));
   const enough = (answered: Map<string, unknown>) => quorums.reached(answered.keys());
   const accepting = (answered: Map<string, FenceReply>) => enough(new Map([...answered].filter(([, r]) => r.accepted)));
+  // This recovery's name in the replicas' fencedBy: unique, so no other recovery passes for it.
+  const by = crypto.randomUUID();
   for (let round = 0; round < fenceRoundsMax; round++) {
     const probe = await fenceAll(io, ids, 0, enough);
     if (!enough(probe)) return { ok: false, reason: `only ${probe.size} replicas answered, a quorum of every membership in force is needed to recover` };
@@ -118,7 +145,7 @@ async function fenceQuorum(
     // (seed 1730814463: the first one, cut off with its co-located replica before any append got
     // out, and its successor both ordered entry 1 at epoch 1).
     const epoch = Math.max(1, ...[...probe.values()].map((r) => r.epoch)) + 1;
-    const replies = await fenceAll(io, ids, epoch, accepting);
+    const replies = await fenceAll(io, ids, epoch, accepting, by);
     const yes = new Map([...replies].filter(([, r]) => r.accepted));
     if (enough(yes)) return { ok: true, epoch, accepted: yes };
   }

@@ -91,8 +91,8 @@ export class ReplicaDriver implements ReplicaApi {
     return s ? { kind: "found", ...s } : { kind: "missing" };
   }
 
-  fence(epoch: number): FenceReply | null {
-    const r = this.core?.fence(epoch) ?? null;
+  fence(epoch: number, by?: string): FenceReply | null {
+    const r = this.core?.fence(epoch, by) ?? null;
     // A new sequencer is recovering: give it the whole timeout before voting it gone.
     if (r?.accepted) this.heardMs = this.clock.nowMs();
     return r;

@@ -50,6 +50,12 @@ export interface ReplicaMeta {
    * it again it accepts no fence, so a recovery never counts its empty log in place of those acks.
    */
   rejoinSeq?: number;
+  /**
+   * The recovery this replica accepted a fence from, and at which epoch (raft's votedFor): the
+   * same recovery asking again at that epoch is accepted again (its first answer may have been
+   * lost, or a copy of its message answered first), any other refused.
+   */
+  fencedBy?: { epoch: number; by: string };
 }
 
 /** What a sequencer knows when it re-creates a replica that lost its storage (see ReplicaMeta.rejoinSeq). */
@@ -415,15 +421,19 @@ export class ReplicaCore {
 
   /**
    * A recovering sequencer's fence: from now on appends from a lower epoch are refused. Accepted
-   * only for an epoch higher than any seen, like a ballot, so two recoveries cannot share one.
+   * only for an epoch higher than any seen, like a ballot, so two recoveries cannot share one; or
+   * again for the epoch it was fenced at by the same recovery (`by`), which changes nothing: each
+   * replica accepts one recovery per epoch, so at most one gathers a quorum at it.
    */
-  fence(epoch: number): FenceReply {
+  fence(epoch: number, by?: string): FenceReply {
     // Halfway through a state transfer it holds no log (beginInstall cleared it), and after one
     // it may hold less than it acknowledged (rejoinSeq): either way it must not stand in a
     // recovery's quorum for entries it may have acknowledged.
     const amnesiac = this.installing !== null || (this.meta.rejoinSeq !== undefined && this.meta.lastSeq < this.meta.rejoinSeq);
-    const accepted = epoch > this.meta.epoch && !amnesiac;
-    if (accepted) this.saveMeta({ epoch });
+    const f = this.meta.fencedBy;
+    const again = by !== undefined && epoch === this.meta.epoch && f?.epoch === epoch && f.by === by;
+    const accepted = (epoch > this.meta.epoch || again) && !amnesiac;
+    if (accepted && !again) this.saveMeta({ epoch, fencedBy: by === undefined ? undefined : { epoch, by } });
     const m = this.meta;
     // Halfway through a state transfer the log is cleared while the positions are the old ones:
     // it holds nothing a recovery could read, and claims nothing (it used to report a commitSeq

@@ -243,6 +243,24 @@ describe("state transfer and a recovery's quorum", () => {
     expect(r2.position().lastSeq).toBe(6);
     expect(r2.fence(2).accepted).toBe(true);
   });
+
+  it("a replica accepts one recovery per epoch: that one again (a lost answer, a copy), no other", () => {
+    const c = Cluster.of("kv");
+    c.submit("a", 1, put("k", 1));
+    c.settle();
+    const r1 = c.replicas.get("r1")!;
+    expect(r1.fence(5, "x").accepted).toBe(true);
+    expect(r1.fence(5, "x")).toMatchObject({ accepted: true, epoch: 5, lastSeq: 1 });
+    expect(r1.fence(5, "y").accepted).toBe(false);
+    expect(r1.fence(5).accepted).toBe(false);
+    expect(r1.fence(4, "x").accepted).toBe(false);
+    // A newer epoch by another recovery: the old one is not accepted again, at either epoch.
+    expect(r1.fence(6, "y").accepted).toBe(true);
+    expect(r1.fence(6, "x").accepted).toBe(false);
+    expect(r1.fence(5, "x").accepted).toBe(false);
+    // Kept across a restart (it is in the replica's meta).
+    expect(c.replicaStores.get("r1")!.meta!.fencedBy).toEqual({ epoch: 6, by: "y" });
+  });
 });
 
 describe("output voting", () => {

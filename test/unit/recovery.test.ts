@@ -70,3 +70,35 @@ describe("the recovered epoch", () => {
     expect(storage.lastEntry()).toMatchObject({ seq: 1, epoch: 2, kind: "noop" });
   });
 });
+
+describe("a recovery's fence rounds", () => {
+  it("ask a replica whose answer was lost again, within the round, and count its second answer", async () => {
+    const c = groupWithLog();
+    // Time runs 100x faster: resend after 10 ms, the round's deadline at 30 ms.
+    const sent = new Map<string, number>();
+    const io = {
+      nowMs: () => Date.now(),
+      setTimer: (ms: number, fn: () => void) => {
+        const t = setTimeout(fn, ms / 100);
+        return () => clearTimeout(t);
+      },
+      log: () => {},
+      link: (id: string): ReplicaLink => {
+        const transport: ReplicaTransport = async (method, args) => {
+          const key = `${id}:${method}:${JSON.stringify(args)}`;
+          sent.set(key, (sent.get(key) ?? 0) + 1);
+          // The answer to the first copy of every fence to r2 and r3 is lost: the replica acts
+          // on it, and its caller hears nothing, no answer and no error.
+          const answer = serve(c.replicas.get(id)! as never, method, args);
+          if (method === "fence" && id !== "r1" && sent.get(key) === 1) return new Promise<never>(() => {});
+          return (await answer) as never;
+        };
+        return linkOver(transport, async () => null);
+      },
+    } as unknown as DriverIO;
+    const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
+    expect(r).toMatchObject({ ok: true, recoveredSeq: 20 });
+    expect([...sent].filter(([k]) => k.startsWith("r2:fence")).map(([, n]) => n)).toEqual([2, 2]); // the probe and the fence, each sent twice
+  });
+});
+
