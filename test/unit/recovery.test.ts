@@ -1,6 +1,7 @@
 // A recovering sequencer reads the best log of the fenced quorum page by page: a page that does
 // not come is asked for again (the fence already holds), a few times, before the attempt fails.
 import { describe, expect, it } from "vitest";
+import { replicaRpcTimeoutMs } from "../../shared/limits.js";
 import { type DriverIO, type ReplicaLink, type ReplicaTransport, linkOver, serve } from "../../shared/protocol/io.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
@@ -71,34 +72,54 @@ describe("the recovered epoch", () => {
   });
 });
 
-describe("a recovery's fence rounds", () => {
-  it("ask a replica whose answer was lost again, within the round, and count its second answer", async () => {
+/**
+ * Links to the cluster's replicas in time running 100x faster (a resend after 10 ms, a timeout
+ * after 30); the answer to the first copy of each call `lost` picks is lost (the replica acts on
+ * it, its caller hears nothing). `timeouts` counts the replicaRpcTimeoutMs timers that fired.
+ */
+function lossyIo(c: Cluster, lost: (id: string, method: string) => boolean) {
+  const sent = new Map<string, number>();
+  let timeouts = 0;
+  const io = {
+    nowMs: () => Date.now(),
+    setTimer: (ms: number, fn: () => void) => {
+      const t = setTimeout(() => {
+        if (ms === replicaRpcTimeoutMs) timeouts++;
+        fn();
+      }, ms / 100);
+      return () => clearTimeout(t);
+    },
+    log: () => {},
+    link: (id: string): ReplicaLink => {
+      const transport: ReplicaTransport = async (method, args) => {
+        const key = `${id}:${method}:${JSON.stringify(args)}`;
+        sent.set(key, (sent.get(key) ?? 0) + 1);
+        const answer = serve(c.replicas.get(id)! as never, method, args);
+        if (lost(id, method) && sent.get(key) === 1) return new Promise<never>(() => {});
+        return (await answer) as never;
+      };
+      return linkOver(transport, async () => null);
+    },
+  } as unknown as DriverIO;
+  return { io, sent, timeouts: () => timeouts };
+}
+
+describe("a recovery's lost answers", () => {
+  it("a fence round asks a replica whose answer was lost again, and counts its second answer", async () => {
     const c = groupWithLog();
-    // Time runs 100x faster: resend after 10 ms, the round's deadline at 30 ms.
-    const sent = new Map<string, number>();
-    const io = {
-      nowMs: () => Date.now(),
-      setTimer: (ms: number, fn: () => void) => {
-        const t = setTimeout(fn, ms / 100);
-        return () => clearTimeout(t);
-      },
-      log: () => {},
-      link: (id: string): ReplicaLink => {
-        const transport: ReplicaTransport = async (method, args) => {
-          const key = `${id}:${method}:${JSON.stringify(args)}`;
-          sent.set(key, (sent.get(key) ?? 0) + 1);
-          // The answer to the first copy of every fence to r2 and r3 is lost: the replica acts
-          // on it, and its caller hears nothing, no answer and no error.
-          const answer = serve(c.replicas.get(id)! as never, method, args);
-          if (method === "fence" && id !== "r1" && sent.get(key) === 1) return new Promise<never>(() => {});
-          return (await answer) as never;
-        };
-        return linkOver(transport, async () => null);
-      },
-    } as unknown as DriverIO;
+    const { io, sent, timeouts } = lossyIo(c, (id, method) => method === "fence" && id !== "r1");
     const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
     expect(r).toMatchObject({ ok: true, recoveredSeq: 20 });
     expect([...sent].filter(([k]) => k.startsWith("r2:fence")).map(([, n]) => n)).toEqual([2, 2]); // the probe and the fence, each sent twice
+    expect(timeouts()).toBe(0);
+  });
+
+  it("a page of the log whose answer was lost is asked for again before its timeout", async () => {
+    const c = groupWithLog();
+    const { io, sent, timeouts } = lossyIo(c, (_id, method) => method === "readLog");
+    const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
+    expect(r).toMatchObject({ ok: true, recoveredSeq: 20 });
+    expect([...sent].filter(([k]) => k.includes(":readLog:")).map(([, n]) => n)).toEqual([2]);
+    expect(timeouts()).toBe(0);
   });
 });
-
