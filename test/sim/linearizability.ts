@@ -5,7 +5,7 @@
 // the partitions of every key it names.
 
 /** States the search may remember before it gives up (an error, not a verdict). */
-const searchStatesMax = 4_000_000;
+const searchStatesMax = Number(process.env.SIM_LIN_STATES ?? 4_000_000);
 
 export interface Operation {
   client: number;
