@@ -30,7 +30,7 @@ const readTriesMax = 3;
  * fenceStragglersMs after `enough` of them have: a replica cut off must not hold a takeover for
  * its whole timeout (measured in the simulator: a successor that started just before a cut-off
  * location came back waited 3 s per round for the replica there, 7 s in all). A replica silent
- * for recoveryResendMs is asked again (the round still ends replicaRpcTimeoutMs after it began): a
+ * for recoveryResendMs is asked again (askAgain; the round still ends replicaRpcTimeoutMs after it began): a
  * lost message used to cost the whole attempt and its 3 s. A replica that accepted this
  * recovery's fence (`by`) accepts its copies too (ReplicaMeta.fencedBy); without that, a lost
  * answer or a copy answered first read as a refusal.
@@ -43,38 +43,25 @@ function fenceAll(
   by?: string,
 ): Promise<Map<string, FenceReply>> {
   const out = new Map<string, FenceReply>();
-  const failed = new Set<string>();
   return new Promise((resolve) => {
+    let pending = ids.length;
     let finished = false;
     let cancelGrace: (() => void) | null = null;
-    const cancels: (() => void)[] = [];
-    const finish = () => {
+    const done = () => {
       if (finished) return;
       finished = true;
       cancelGrace?.();
-      for (const cancel of cancels) cancel();
       resolve(new Map(out));
     };
-    const record = (id: string, r: FenceReply | null) => {
-      if (finished) return;
-      if (r === null) failed.add(id);
-      else if (!out.get(id)?.accepted) out.set(id, r);
-      if (ids.every((x) => out.has(x) || failed.has(x))) return finish();
-      if (r !== null && cancelGrace === null && enough(out)) cancelGrace = io.setTimer(fenceStragglersMs, finish);
-    };
-    const send = (id: string) => {
-      if (finished || out.has(id) || failed.has(id)) return;
-      io.link(id)
-        .fence(epoch, by)
-        .then(
-          (r) => record(id, r),
-          () => record(id, null),
-        );
-      cancels.push(io.setTimer(recoveryResendMs, () => send(id)));
-    };
-    if (ids.length === 0) return finish();
-    cancels.push(io.setTimer(replicaRpcTimeoutMs, finish));
-    for (const id of ids) send(id);
+    if (pending === 0) return done();
+    for (const id of ids) {
+      void askAgain(io, () => io.link(id).fence(epoch, by), () => finished).then((r) => {
+        if (finished) return;
+        if (r) out.set(id, r);
+        if (--pending === 0) return done();
+        if (r && cancelGrace === null && enough(out)) cancelGrace = io.setTimer(fenceStragglersMs, done);
+      });
+    }
   });
 }
 
@@ -178,9 +165,9 @@ async function readLogOf(io: DriverIO, id: string, best: FenceReply): Promise<En
 /**
  * One idempotent call to a replica, sent again every recoveryResendMs while it is unanswered (a
  * lost message or answer no longer costs the whole replicaRpcTimeoutMs); the first answer wins.
- * Null on an error, or when nothing answered in replicaRpcTimeoutMs.
+ * Null on an error, when nothing answered in replicaRpcTimeoutMs, or once `over` (no more copies).
  */
-function askAgain<T>(io: DriverIO, send: () => Promise<T>): Promise<T | null> {
+function askAgain<T>(io: DriverIO, send: () => Promise<T>, over: () => boolean = () => false): Promise<T | null> {
   return new Promise((resolve) => {
     let done = false;
     const cancels: (() => void)[] = [];
@@ -192,6 +179,7 @@ function askAgain<T>(io: DriverIO, send: () => Promise<T>): Promise<T | null> {
     };
     const go = () => {
       if (done) return;
+      if (over()) return finish(null);
       send().then(finish, () => finish(null));
       cancels.push(io.setTimer(recoveryResendMs, go));
     };

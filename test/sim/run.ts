@@ -196,7 +196,6 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // The load.
   let stopped = false;
   const clientCount = opts.clients ?? 5;
-  let running = clientCount;
   /** Clients with operations left (an isolation's liveness bound needs one outside it). */
   const active = new Set<string>();
   for (let i = 0; i < clientCount; i++) {
@@ -205,10 +204,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     const c = new SimClient(i, world, net, seq, replicas, machine, history, (from, failed) => group.failover(from, failed), at, opts.batches ?? false);
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     active.add(c.name);
-    void c.run(share, () => stopped).then(() => {
-      running--;
-      active.delete(c.name);
-    });
+    void c.run(share, () => stopped).then(() => active.delete(c.name));
   }
 
   // Faults, bounded so a majority stays reachable most of the time.
@@ -301,7 +297,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // Writes must resume within resumeBoundMs of an isolation, or of the end of the hold-down after
   // the group's last failover (none is allowed before), where some client outside is still at
   // work (a client cut off with the sequencer reaches no one).
-  type Isolation = { atMs: number; sequencer: string; healedAtMs: number | null; resumedMs: number | null; boundMs: number | null };
+  type Isolation = { atMs: number; sequencer: string; healedAtMs: number | null; resumedMs: number | null; resumedBy?: string; boundMs: number | null };
   const isolations: Isolation[] = [];
   // And not within isolationQuietMs of the last one's end: back to back, they leave the group
   // no steady state between them, and the history so many indefinite writes that the
@@ -435,7 +431,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   observeLoop();
 
   const loadLimitMs = world.now + opts.ops * 2_000 + 60_000;
-  await world.run(loadLimitMs, () => running === 0);
+  await world.run(loadLimitMs, () => active.size === 0);
   stopped = true;
 
   // Heal: every fault ends; the group must converge.
@@ -455,7 +451,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     const driver = seq().driver;
     if (!driver) return false;
     const core = driver.core;
-    if (core.commitSeq !== core.lastLogSeq || running > 0) return false;
+    if (core.commitSeq !== core.lastLogSeq || active.size > 0) return false;
     // Every replica, the corrupted one too once it is rebuilt, has applied everything.
     const statuses = core.replicaStatuses();
     return statuses.every((s) => s.status === "healthy" && replicas.get(s.id)!.storage.meta!.appliedSeq === core.commitSeq);
@@ -507,6 +503,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     const next = history.acksBy.find((a) => a.atMs > iso.atMs);
     const interrupted = next !== undefined && i + 1 < isolations.length && isolations[i + 1]!.atMs < next.atMs;
     iso.resumedMs = next && !interrupted ? next.atMs - iso.atMs : null;
+    iso.resumedBy = next?.sequencer;
     if (livenessChecked && iso.boundMs !== null && iso.resumedMs !== null && iso.resumedMs > iso.boundMs) checked.push(`writes resumed ${iso.resumedMs} ms after ${iso.sequencer} was isolated (bound ${iso.boundMs} ms)`);
   }
   const resumes = isolations.map((i) => i.resumedMs).filter((x): x is number => x !== null).sort((a, b) => a - b);
@@ -515,7 +512,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // over), there was no takeover: a later failover for another reason is not this one's.
   // Only from a steady state: not within a failover's hold-down, with clients outside at work.
   const takeovers = isolations
-    .filter((iso) => iso.boundMs === resumeBoundMs && iso.resumedMs !== null && history.acksBy.find((a) => a.atMs > iso.atMs)!.sequencer !== iso.sequencer)
+    .filter((iso) => iso.boundMs === resumeBoundMs && iso.resumedMs !== null && iso.resumedBy !== iso.sequencer)
     .map((iso) => iso.resumedMs!);
   const all = [...failures.list, ...checked];
   const core = seq().driver!.core;
