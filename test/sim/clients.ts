@@ -49,9 +49,17 @@ const callTimeoutMs = 12_000;
  */
 const sequencerCallTimeoutMs = 3_000;
 
+/** A command whose outcome the client did not learn while the load ran. */
+interface Unresolved {
+  call: number;
+  request: number;
+  command: unknown;
+}
+
 export class SimClient {
   private request = 0;
   private bookmarkSeq = 0;
+  private readonly unresolved: Unresolved[] = [];
 
   constructor(
     readonly index: number,
@@ -158,11 +166,46 @@ export class SimClient {
       if (open.length > 0) await new Promise<void>((r) => this.world.setTimer(100 * attempt + this.world.rng.int(100), r));
     }
     for (const o of open) {
-      if (o.unknown) {
-        if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: null, input: o.command as any });
-      } else {
-        this.history.refused.push({ client: this.name, request: o.request });
+      if (o.unknown) this.unresolved.push({ call, request: o.request, command: o.command });
+      else this.history.refused.push({ client: this.name, request: o.request });
+    }
+  }
+
+  /**
+   * After the heal, asks once more for every command whose outcome stayed unknown, with its own
+   * request id, as a client library retries later: exactly-once answers one that was ordered
+   * with its first output, and orders one that never was now, within the operation's interval
+   * either way (it began at the call and ends at this answer). A known output constrains the
+   * linearizability search where an unknown one lets the command take effect anywhere or never
+   * (a history with a hundred of those outgrew any search). Still unknown after this: recorded
+   * as unknown.
+   */
+  async resolve(): Promise<void> {
+    const pending = this.unresolved.splice(0);
+    for (let attempt = 1; attempt <= attemptsMax && pending.length > 0; attempt++) {
+      const seq = this.sequencer();
+      const items = pending.map((u) => ({ request: u.request, command: structuredClone(u.command) }));
+      const answers = await this.call<SubmitAnswer[]>(seq.node, `resolve ${this.name}+${items.length}`, () => seq.incarnation, () => seq.submitBatch(this.name, items));
+      for (let i = pending.length - 1; i >= 0; i--) {
+        const u = pending[i]!;
+        const a = answers?.[i] ?? null;
+        if (a?.kind === "ok") {
+          this.history.acked.push({ client: this.name, request: u.request, seq: a.seq, output: a.output });
+          this.history.acksBy.push({ epoch: a.epoch, sequencer: seq.name, atMs: this.world.now });
+          if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: this.world.now, input: u.command as any, output: a.output });
+          pending.splice(i, 1);
+        } else if (a?.kind === "conflict") {
+          // The same command under its own id: only an expired session could refuse it, and no
+          // client here outgrows its window.
+          this.history.unexpected.push(`${this.name}/${u.request}: conflict when asked again after the heal: ${a.message}`);
+          pending.splice(i, 1);
+          if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: null, input: u.command as any });
+        }
       }
+      if (pending.length > 0) await new Promise<void>((r) => this.world.setTimer(500 * attempt, r));
+    }
+    for (const u of pending) {
+      if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: null, input: u.command as any });
     }
   }
 

@@ -198,12 +198,14 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const clientCount = opts.clients ?? 5;
   /** Clients with operations left (an isolation's liveness bound needs one outside it). */
   const active = new Set<string>();
+  const clients: SimClient[] = [];
   for (let i = 0; i < clientCount; i++) {
     const at = opts.geo ? opts.geo.locations[i % opts.geo.locations.length]! : null;
     if (at) net.location.set(`c${i}`, at);
     const c = new SimClient(i, world, net, seq, replicas, machine, history, (from, failed) => group.failover(from, failed), at, opts.batches ?? false);
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     active.add(c.name);
+    clients.push(c);
     void c.run(share, () => stopped).then(() => active.delete(c.name));
   }
 
@@ -433,6 +435,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const loadLimitMs = world.now + opts.ops * 2_000 + 60_000;
   await world.run(loadLimitMs, () => active.size === 0);
   stopped = true;
+  const loadEndMs = world.now;
 
   // Heal: every fault ends; the group must converge.
   net.faults = { dropP: 0, duplicateP: 0, jitterMs: net.faults.jitterMs };
@@ -468,6 +471,15 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     for (const r of replicas.values()) console.log(r.id, JSON.stringify({ ...r.storage.meta, digest: undefined }), [...r.storage.log.keys()].slice(-5), [...r.storage.log.values()].slice(-3).map((e) => e.epoch));
     console.log("seq log tail", seq().storage.log.slice(-5).map((e) => [e.seq, e.epoch, e.kind]));
   }
+  // Every command whose outcome stayed unknown is asked for again (clients.ts, resolve).
+  const ackedAtHeal = history.acked.length;
+  if (seq().driver) {
+    let resolved = 0;
+    for (const c of clients) void c.resolve().then(() => resolved++);
+    await world.run(world.now + 120_000, () => resolved === clients.length);
+    if (resolved < clients.length) failures.add("commands asked again after the heal were not answered in 120 s");
+    await world.run(world.now + 30_000, converged);
+  }
   // One more audit after convergence: it must find the corrupted replica, and only it.
   if (!seq().driver) {
     failures.add("the sequencer did not recover by the end of the heal phase");
@@ -500,7 +512,8 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // An isolation followed by another before any write was acknowledged (the successor cut off
   // before its first) has no resume of its own: the next one's bound covers that stretch.
   for (const [i, iso] of isolations.entries()) {
-    const next = history.acksBy.find((a) => a.atMs > iso.atMs);
+    // Writes of the load only: the answers to commands asked again after the heal are not resumes.
+    const next = history.acksBy.find((a) => a.atMs > iso.atMs && a.atMs <= loadEndMs);
     const interrupted = next !== undefined && i + 1 < isolations.length && isolations[i + 1]!.atMs < next.atMs;
     iso.resumedMs = next && !interrupted ? next.atMs - iso.atMs : null;
     iso.resumedBy = next?.sequencer;
@@ -526,6 +539,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       commitSeq: core.commitSeq,
       acked: history.acked.length,
       unknown: history.operations.filter((o) => o.return === null).length,
+      resolved: history.acked.length - ackedAtHeal,
       refused: history.refused.length,
       reads: history.reads.length,
       events: world.events,
