@@ -148,12 +148,8 @@ export class SimClient {
         const o = open[i]!;
         const a = answers?.[i] ?? null;
         if (a?.kind === "ok") {
-          this.history.acked.push({ client: this.name, request: o.request, seq: a.seq, output: a.output });
-          this.history.acksBy.push({ epoch: a.epoch, sequencer: seq.name, atMs: this.world.now });
+          this.acknowledged(seq.name, o.request, o.command, call, a);
           this.history.latencies.push({ location: this.location, kind: "write", ms: this.world.now - call });
-          if (this.machine === "kv") {
-            this.history.operations.push({ client: this.index, call, return: this.world.now, input: o.command as any, output: a.output });
-          }
           this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
           open.splice(i, 1);
         } else if (a?.kind === "conflict") {
@@ -190,23 +186,29 @@ export class SimClient {
         const u = pending[i]!;
         const a = answers?.[i] ?? null;
         if (a?.kind === "ok") {
-          this.history.acked.push({ client: this.name, request: u.request, seq: a.seq, output: a.output });
-          this.history.acksBy.push({ epoch: a.epoch, sequencer: seq.name, atMs: this.world.now });
-          if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: this.world.now, input: u.command as any, output: a.output });
+          this.acknowledged(seq.name, u.request, u.command, u.call, a);
           pending.splice(i, 1);
         } else if (a?.kind === "conflict") {
           // The same command under its own id: only an expired session could refuse it, and no
           // client here outgrows its window.
           this.history.unexpected.push(`${this.name}/${u.request}: conflict when asked again after the heal: ${a.message}`);
           pending.splice(i, 1);
-          if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: null, input: u.command as any });
+          this.unknownOutcome(u);
         }
       }
       if (pending.length > 0) await new Promise<void>((r) => this.world.setTimer(500 * attempt, r));
     }
-    for (const u of pending) {
-      if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: null, input: u.command as any });
-    }
+    for (const u of pending) this.unknownOutcome(u);
+  }
+
+  private acknowledged(sequencer: string, request: number, command: unknown, call: number, a: { seq: number; epoch: number; output: unknown }): void {
+    this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
+    this.history.acksBy.push({ epoch: a.epoch, sequencer, atMs: this.world.now });
+    if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output });
+  }
+
+  private unknownOutcome(u: Unresolved): void {
+    if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: null, input: u.command as any });
   }
 
   async read(): Promise<void> {
