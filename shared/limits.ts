@@ -58,8 +58,11 @@ export const holdWhenWaitingMin = 4;
  * quorum holds every committed entry; more answers only pick among more logs).
  */
 export const fenceStragglersMs = 300;
-/** A recovery sends a fence or a log read again to a replica silent this long (within replicaRpcTimeoutMs). */
-export const recoveryResendMs = 1_000;
+/**
+ * An idempotent call (a recovery's fence or log read, a retry's session lookup) is sent again to a
+ * replica silent this long, within its window: a lost message or answer costs this, not the window.
+ */
+export const resendMs = 1_000;
 /** How long one append RPC to a replica may take before it counts as a missed contact. */
 export const replicaRpcTimeoutMs = 3_000;
 /** Retry pause after a failed append, doubled per consecutive miss, capped. */

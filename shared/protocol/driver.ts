@@ -20,7 +20,7 @@ import {
 import { decideAudit } from "./audit.js";
 import { canonicalJson, sha256Hex, zeroHash } from "./hash.js";
 import type { SnapshotInfo } from "./replica.js";
-import { type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
+import { askAgain, type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type Refused, type SequencerCore, type StepResult, pendingKey, refusal } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
@@ -213,39 +213,50 @@ export class SequencerDriver {
   private async answerFromSession(client: string, request: number, seq: number): Promise<SubmitAnswer> {
     const deadline = this.io.nowMs() + commandTimeoutMs;
     if (!(await this.waitCommitted(seq, commandTimeoutMs))) return this.answer("timeout");
-    // A quorum of the voters (joining replicas never count: counting them made every retry of a
-    // committed command time out in a group with one voter down and one replica joining).
-    const voters = this.core.votingConfig();
-    const needed = this.core.config.outputs === "majority" ? voters.need : 1;
-    const ask = async (id: string): Promise<SessionAnswer | null> => {
-      const left = deadline - this.io.nowMs();
-      if (left <= 0) return null;
-      return withTimeout(this.io, this.io.link(id).session(client, request, seq, Math.min(left, readWaitMs)), left + 100, "session").catch(() => null);
-    };
-    const candidates = this.core.readCandidates();
-    const answers = needed === 1 ? [] : await Promise.all(candidates.map(ask));
-    if (needed === 1) {
-      for (const id of candidates) {
-        const s = await ask(id);
-        if (s && s.kind !== "timeout") {
-          answers.push(s);
-          break;
-        }
-      }
-    }
+    const winner = await this.sessionVote(client, request, seq, deadline);
     if (this.stopped) return this.answer("timeout");
-    const tally = new Map<string, { answer: SessionAnswer; ids: string[] }>();
-    answers.forEach((a, i) => {
-      if (!a || a.kind === "timeout") return;
-      const key = a.kind === "found" ? canonicalJson([a.seq, a.commandHash, a.output]) : "missing";
-      const t = tally.get(key) ?? { answer: a, ids: [] };
-      t.ids.push(candidates[i]!);
-      tally.set(key, t);
-    });
-    const winner = [...tally.values()].find((t) => (needed === 1 ? t.ids.length >= 1 : voters.reached(t.ids)))?.answer;
     if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch };
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");
+  }
+
+  /**
+   * Asks every read candidate at once (each asked again while silent: askAgain) and settles as
+   * soon as enough agree: one answer with outputs "first", else a quorum of the voters (joining
+   * replicas never count: counting them made every retry of a committed command time out in a
+   * group with one voter down and one replica joining). Null when every ask is done without that.
+   * It waited for every candidate before: one lost answer, or one replica down, held every retry
+   * of a committed command for the whole command timeout (the simulator, seed 8 with drops).
+   */
+  private sessionVote(client: string, request: number, seq: number, deadlineMs: number): Promise<SessionAnswer | null> {
+    const voters = this.core.votingConfig();
+    const enough = (ids: string[]) => (this.core.config.outputs === "majority" ? voters.reached(ids) : ids.length >= 1);
+    const candidates = this.core.readCandidates();
+    const tally = new Map<string, { answer: SessionAnswer; ids: string[] }>();
+    let settled = false;
+    let left = candidates.length;
+    return new Promise((resolve) => {
+      const settle = (a: SessionAnswer | null) => {
+        if (settled) return;
+        settled = true;
+        resolve(a);
+      };
+      if (left === 0) return settle(null);
+      const waitMs = Math.max(0, Math.min(deadlineMs - this.io.nowMs(), readWaitMs));
+      for (const id of candidates) {
+        void askAgain(this.io, () => this.io.link(id).session(client, request, seq, waitMs), () => settled, waitMs + replicaRpcTimeoutMs).then((a) => {
+          left--;
+          if (a && a.kind !== "timeout") {
+            const key = a.kind === "found" ? canonicalJson([a.seq, a.commandHash, a.output]) : "missing";
+            const t = tally.get(key) ?? { answer: a, ids: [] };
+            t.ids.push(id);
+            tally.set(key, t);
+            if (enough(t.ids)) return settle(t.answer);
+          }
+          if (left === 0) settle(null);
+        });
+      }
+    });
   }
 
   private waitCommitted(seq: number, waitMs: number): Promise<boolean> {

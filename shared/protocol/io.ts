@@ -1,5 +1,6 @@
 // The I/O a driver needs, passed in (TigerBeetle style): the Durable Objects give real timers,
 // the clock and RPC stubs; the simulator gives virtual time and a faulty network.
+import { replicaRpcTimeoutMs, resendMs } from "../limits.js";
 import type { ExportInfo, Rejoin, SnapshotInfo } from "./replica.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
 import type { Entry } from "../api/types.js";
@@ -119,6 +120,32 @@ export interface DriverIO extends Clock {
   recordMemberships?(config: import("./types.js").GroupConfig): Promise<void>;
   /** Keeps an operational event in the group's history (quarantine, repair, membership, alarm). */
   event?(kind: string, message: string, fields?: Record<string, unknown>): void;
+}
+
+/**
+ * One idempotent call to a replica, sent again every resendMs while it is unanswered (a lost
+ * message or answer no longer costs the whole window); the first answer wins. Null on an error,
+ * when nothing answered within windowMs, or once `over` (no more copies).
+ */
+export function askAgain<T>(clock: Clock, send: () => Promise<T>, over: () => boolean = () => false, windowMs = replicaRpcTimeoutMs): Promise<T | null> {
+  return new Promise((resolve) => {
+    let done = false;
+    const cancels: (() => void)[] = [];
+    const finish = (value: T | null) => {
+      if (done) return;
+      done = true;
+      for (const cancel of cancels) cancel();
+      resolve(value);
+    };
+    const go = () => {
+      if (done) return;
+      if (over()) return finish(null);
+      send().then(finish, () => finish(null));
+      cancels.push(clock.setTimer(resendMs, go));
+    };
+    cancels.push(clock.setTimer(windowMs, () => finish(null)));
+    go();
+  });
 }
 
 /** Rejects after ms, so a call that never settles becomes a missed contact instead of a hang. */

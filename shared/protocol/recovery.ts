@@ -3,11 +3,11 @@
 // lost: it was on a majority, every majority intersects the fenced one, and of the fenced
 // replicas the one with the highest (last entry epoch, lastSeq) holds every committed entry
 // (raft's leader completeness, which the current-epoch commit rule preserves).
-import { appendEntriesMax, recoveryResendMs, fenceStragglersMs, replicaRpcTimeoutMs } from "../limits.js";
+import { appendEntriesMax, fenceStragglersMs, replicaRpcTimeoutMs } from "../limits.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
-import type { DriverIO } from "./io.js";
+import { askAgain, type DriverIO } from "./io.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { FenceReply, GroupConfig } from "./types.js";
 import type { Entry } from "../api/types.js";
@@ -30,7 +30,7 @@ const readTriesMax = 3;
  * fenceStragglersMs after `enough` of them have: a replica cut off must not hold a takeover for
  * its whole timeout (measured in the simulator: a successor that started just before a cut-off
  * location came back waited 3 s per round for the replica there, 7 s in all). A replica silent
- * for recoveryResendMs is asked again (askAgain; the round still ends replicaRpcTimeoutMs after it began): a
+ * for resendMs is asked again (askAgain; the round still ends replicaRpcTimeoutMs after it began): a
  * lost message used to cost the whole attempt and its 3 s. A replica that accepted this
  * recovery's fence (`by`) accepts its copies too (ReplicaMeta.fencedBy); without that, a lost
  * answer or a copy answered first read as a refusal.
@@ -160,32 +160,6 @@ async function readLogOf(io: DriverIO, id: string, best: FenceReply): Promise<En
     }
   }
   return entries;
-}
-
-/**
- * One idempotent call to a replica, sent again every recoveryResendMs while it is unanswered (a
- * lost message or answer no longer costs the whole replicaRpcTimeoutMs); the first answer wins.
- * Null on an error, when nothing answered in replicaRpcTimeoutMs, or once `over` (no more copies).
- */
-function askAgain<T>(io: DriverIO, send: () => Promise<T>, over: () => boolean = () => false): Promise<T | null> {
-  return new Promise((resolve) => {
-    let done = false;
-    const cancels: (() => void)[] = [];
-    const finish = (value: T | null) => {
-      if (done) return;
-      done = true;
-      for (const cancel of cancels) cancel();
-      resolve(value);
-    };
-    const go = () => {
-      if (done) return;
-      if (over()) return finish(null);
-      send().then(finish, () => finish(null));
-      cancels.push(io.setTimer(recoveryResendMs, go));
-    };
-    cancels.push(io.setTimer(replicaRpcTimeoutMs, () => finish(null)));
-    go();
-  });
 }
 
 /**

