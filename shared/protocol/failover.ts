@@ -3,8 +3,8 @@
 // one for sequencerTimeoutMs. One router or one replica cut off alone cannot depose a healthy
 // sequencer: the replicas that still hear it refuse. The new one then recovers exactly as after a
 // loss of storage (a higher epoch, a quorum of every membership fenced, the log rebuilt).
-import { failoverHoldDownMs, replicaRpcTimeoutMs } from "../limits.js";
-import { type Clock, type VoteReply, withTimeout } from "./io.js";
+import { failoverHoldDownMs } from "../limits.js";
+import { askAgain, type Clock, type VoteReply } from "./io.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import type { GroupConfig, Member } from "./types.js";
 import { membersOf, sequencerName } from "./types.js";
@@ -50,7 +50,9 @@ export async function preVote(io: FailoverIO, config: GroupConfig): Promise<PreV
  * The replicas' votes (undefined: not in yet, null: unreachable), returned as soon as they settle
  * the question: a quorum has lost the sequencer, or can no longer have. Waiting for the rest
  * changes neither answer, and a vote lost on the way cost a whole replicaRpcTimeoutMs (3 s) of
- * every failover it hit (the simulator's random seeds with dropped messages).
+ * every failover it hit (the simulator's random seeds with dropped messages). A vote is a read of
+ * the replica's view, so one unanswered for resendMs is asked again (askAgain): a lost vote left
+ * too few to decide, and the router tried again only after its next call timed out.
  */
 function votes(io: FailoverIO, ids: string[], quorum: JointConfig): Promise<(VoteReply | null | undefined)[]> {
   const replies: (VoteReply | null | undefined)[] = ids.map(() => undefined);
@@ -61,15 +63,17 @@ function votes(io: FailoverIO, ids: string[], quorum: JointConfig): Promise<(Vot
       const possible = ids.filter((_, i) => replies[i] === undefined || replies[i]?.gone);
       return pending === 0 || quorum.reached(gone) || !quorum.reached(possible);
     };
-    if (settled()) return resolve(replies);
+    let done = settled();
+    if (done) return resolve(replies);
     ids.forEach((id, i) => {
-      void withTimeout(io, io.vote(id), replicaRpcTimeoutMs, `vote of ${id}`)
-        .catch(() => null)
-        .then((reply) => {
-          replies[i] = reply;
-          pending--;
-          if (settled()) resolve([...replies]);
-        });
+      void askAgain(io, () => io.vote(id), () => done).then((reply) => {
+        replies[i] = reply;
+        pending--;
+        if (!done && settled()) {
+          done = true;
+          resolve([...replies]);
+        }
+      });
     });
   });
 }

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
+import { resendMs } from "../../shared/limits.js";
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
 
@@ -44,5 +45,26 @@ describe("the PreVote", () => {
     expect(await Promise.race([pending, settle().then(() => "still waiting")])).toBe("still waiting");
     fireTimers(); // r3's vote times out: one of three has lost the sequencer
     expect(await pending).toMatchObject({ go: false, reason: expect.stringContaining("only 1 of 3") });
+  });
+
+  it("asks a silent replica again after resendMs: a lost vote does not leave the question open", async () => {
+    const timers: { ms: number; fn: () => void }[] = [];
+    let r3Calls = 0;
+    const failover: FailoverIO = {
+      nowMs: () => 1_000_000,
+      setTimer: (ms, fn) => {
+        const t = { ms, fn };
+        timers.push(t);
+        return () => void (timers.includes(t) && timers.splice(timers.indexOf(t), 1));
+      },
+      // r3's first vote is lost on the way; the copy sent again answers.
+      vote: (id) => (id === "r1" ? Promise.resolve(gone) : id === "r2" ? Promise.resolve(hears) : r3Calls++ === 0 ? new Promise(() => {}) : Promise.resolve(gone)),
+    };
+    const pending = preVote(failover, config);
+    expect(await Promise.race([pending, settle().then(() => "still waiting")])).toBe("still waiting");
+    // Only the resend falls due (the window of replicaRpcTimeoutMs is still open).
+    for (const t of timers.filter((t) => t.ms === resendMs)) t.fn();
+    expect(await pending).toMatchObject({ go: true });
+    expect(r3Calls).toBe(2);
   });
 });
