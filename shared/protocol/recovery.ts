@@ -3,7 +3,7 @@
 // lost: it was on a majority, every majority intersects the fenced one, and of the fenced
 // replicas the one with the highest (last entry epoch, lastSeq) holds every committed entry
 // (raft's leader completeness, which the current-epoch commit rule preserves).
-import { appendEntriesMax, fenceStragglersMs, replicaRpcTimeoutMs } from "../limits.js";
+import { appendEntriesMax, fenceStragglersMs } from "../limits.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
