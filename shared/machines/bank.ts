@@ -46,6 +46,14 @@ export const bank: StateMachine<BankCommand, BankQuery> = {
     return c.op === "open" ? [c.account] : [c.from, c.to];
   },
 
+  // Balances are what open and transfer write: a restored "lots" or -5 made every balances query
+  // throw (BigInt) and transfers compare strings.
+  checkRow(name: string, balance: unknown): string | null {
+    if (name.length > accountCharsMax) return `account: longer than ${accountCharsMax} characters`;
+    if (typeof balance !== "number" || !Number.isSafeInteger(balance) || balance < 0) return `the balance of ${JSON.stringify(name)}: a safe integer >= 0`;
+    return null;
+  },
+
   query(state: MachineState): unknown {
     const accounts: Record<string, number> = {};
     let total = 0n;

@@ -20,6 +20,7 @@ export interface MachineDefinition<C, Q> {
   query(state: MachineState, query: NoInfer<Q>): unknown;
   keysOf?(command: NoInfer<C>): string[];
   oversized?(command: NoInfer<C>): string | null;
+  checkRow?(key: string, value: unknown): string | null;
   generate: { command(rng: MachineRng): NoInfer<C>; query(rng: MachineRng): NoInfer<Q> };
 }
 

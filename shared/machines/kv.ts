@@ -129,6 +129,14 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     return null;
   },
 
+  // The limits a put enforces, so a restored row is one a put could have written: a longer key
+  // could be neither read nor deleted (every command refuses it).
+  checkRow(k: string, v: unknown): string | null {
+    if (utf8Length(k) > keyBytesMax) return `key: longer than ${keyBytesMax} bytes`;
+    if (tooBig(v)) return `value: larger than ${valueBytesMax} bytes serialized`;
+    return null;
+  },
+
   query(state: MachineState, q: KvQuery): unknown {
     if (q.op === "get") return { value: state.get<unknown>(q.key) };
     const limit = q.limit ?? listLimitDefault;

@@ -64,6 +64,23 @@ function grant(state: MachineState, lock: string, owner: string, expiresAt: stri
   return { ok: true, token: next, expiresAt };
 }
 
+/** A lease as stored, for a restore's rows: the fields grant() writes, an expiry it could write. */
+const storedLease = z
+  .object({
+    holder: name,
+    token,
+    expiresAt: z.string().refine((s) => isCanonicalIso(s), { message: "must be a UTC timestamp as toISOString writes it" }),
+  })
+  .strict();
+
+function isCanonicalIso(s: string): boolean {
+  try {
+    return msToIso(isoToMs(s)) === s;
+  } catch {
+    return false;
+  }
+}
+
 const generatedLocks = ["l0", "l1", "l2"];
 const generatedOwners = ["a", "b", "c"];
 
@@ -104,6 +121,19 @@ export const lock = defineMachine({
 
   keysOf(c) {
     return c.op === "acquire" ? [rowOf(c.lock), counterKey] : [rowOf(c.lock)];
+  },
+
+  checkRow(key, value) {
+    if (key === counterKey) return Number.isSafeInteger(value) && (value as number) >= 0 ? null : `${counterKey}: a safe integer >= 0`;
+    if (!key.startsWith(lockPrefix)) return `key: "${counterKey}" or "${lockPrefix}" and a lock's name`;
+    const lockName = name.safeParse(key.slice(lockPrefix.length));
+    if (!lockName.success) return `key: the lock's name ${lockName.error.issues[0]!.message}`;
+    const lease = storedLease.safeParse(value);
+    if (!lease.success) {
+      const issue = lease.error.issues[0]!;
+      return `the lease of ${JSON.stringify(key)}${issue.path.length > 0 ? "." + issue.path.join(".") : ""}: ${issue.message}`;
+    }
+    return null;
   },
 
   // A query has no entry and so no timestamp: it returns leases as stored, expired ones included

@@ -55,6 +55,13 @@ export interface StateMachine<C = unknown, Q = unknown> {
    */
   oversized?(command: C): string | null;
   /**
+   * What is wrong with one row of this machine's state (key and value as apply() writes them), or
+   * null: a restore refuses a file with such a row (400 naming the line), since apply() and query()
+   * trust their own rows. `npm run check-machine` checks every row the machine writes passes.
+   * Without it a restore accepts any JSON row.
+   */
+  checkRow?(key: string, value: unknown): string | null;
+  /**
    * Random commands and queries for this machine, drawn only from rng: the simulator's clients and
    * `npm run check-machine` run them (docs/MACHINES.md).
    */

@@ -1,6 +1,7 @@
 // Snapshot and restore (API.md) against the real server: 100,000 keys round-trip, the restored
 // group's replicas hold the file's digest and the audit agrees, reads see the rows, writes go on
-// from there; a corrupted or malformed file is refused naming the line, and nothing is restored.
+// from there; a corrupted or malformed file, or one with rows its machine could never write, is
+// refused naming the line, and nothing is restored.
 import { describe, expect, it } from "vitest";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
 import { rowHash } from "../../shared/protocol/state.js";
@@ -16,17 +17,21 @@ async function raw(method: string, path: string, body?: string) {
 
 const keys = 100_000;
 
-/** A snapshot file of n keys, its digest computed as the replicas compute theirs. */
-function madeFile(n: number): string {
+/** A snapshot file of these rows (in key order), its digest computed as the replicas compute theirs. */
+function fileOf(machine: string, rows: [string, unknown][]): string {
   const acc = new Uint8Array(32);
   const lines: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const key = `key/${String(i).padStart(6, "0")}`;
-    const value = JSON.stringify({ n: i });
+  for (const [key, v] of rows) {
+    const value = JSON.stringify(v);
     xorInto(acc, rowHash(`m/${key}`, value));
     lines.push(`[${JSON.stringify(key)},${value}]`);
   }
-  return [JSON.stringify({ group: "made", machine: "kv", seq: 0, rows: n, digest: bytesToHex(acc) }), ...lines].join("\n") + "\n";
+  return [JSON.stringify({ group: "made", machine, seq: 0, rows: rows.length, digest: bytesToHex(acc) }), ...lines].join("\n") + "\n";
+}
+
+/** A kv snapshot file of n keys. */
+function madeFile(n: number): string {
+  return fileOf("kv", Array.from({ length: n }, (_, i) => [`key/${String(i).padStart(6, "0")}`, { n: i }]));
 }
 
 describe("snapshot and restore", () => {
@@ -108,5 +113,39 @@ describe("snapshot and restore", () => {
     expect((await call("POST", "/v1/groups/snap-b/query", client, { query: { op: "list" } })).body.result.items).toEqual([]);
     expect((await raw("POST", "/v1/groups/snap-b/restore", file)).status).toBe(200);
     expect((await call("POST", "/v1/groups/snap-b/query", client, { query: { op: "list" } })).body.result.items).toEqual([0, 1, 2, 3, 4].map((i) => [`k${i}`, i]));
+  });
+
+  it("refuses rows the machine could never have written, naming the line, and restores the good ones", async () => {
+    // Each file is well formed and its digest matches: only the machine's own rules refuse it.
+    // Before, a bank balance "lots" restored with a 200 and every balances query then answered 503.
+    const refused: [string, [string, unknown][], RegExp][] = [
+      ["bank", [["a", 10], ["b", "lots"]], /^line 3: the balance of "b": a safe integer >= 0$/],
+      ["bank", [["a", -5]], /^line 2: the balance of "a"/],
+      ["bank", [["a", 1.5]], /^line 2: the balance of "a"/],
+      ["bank", [["x".repeat(129), 1]], /^line 2: account: longer than 128 characters$/],
+      ["kv", [["k".repeat(600), 1]], /^line 2: key: longer than 512 bytes$/],
+      ["kv", [["k", "v".repeat(70_000)]], /^line 2: value: larger than 65536 bytes serialized$/],
+      ["lock", [["l/door", { holder: "ann", token: 0, expiresAt: "2026-01-01T00:00:00.000Z" }]], /^line 2: the lease of "l\/door"\.token/],
+      ["lock", [["l/door", { holder: "ann", token: 1, expiresAt: "soon" }]], /^line 2: the lease of "l\/door"\.expiresAt/],
+      ["lock", [["other", 1]], /^line 2: key: "token" or "l\/"/],
+    ];
+    for (const [i, [machine, rows, message]] of refused.entries()) {
+      const group = `snap-bad-${i}`;
+      expect((await call("PUT", `/v1/groups/${group}`, admin, { machine })).status).toBe(201);
+      const r = await raw("POST", `/v1/groups/${group}/restore`, fileOf(machine, rows));
+      expect(r.status, r.text).toBe(400);
+      expect(JSON.parse(r.text).error.message).toMatch(message);
+    }
+    // The refused bank group is still empty, answers its query and takes a good file.
+    const query = await call("POST", "/v1/groups/snap-bad-0/query", client, { query: { op: "balances" } });
+    expect(query.body.result).toEqual({ accounts: {}, total: 0 });
+    const good = await raw("POST", "/v1/groups/snap-bad-0/restore", fileOf("bank", [["a", 10], ["b", 32]]));
+    expect(good.status, good.text).toBe(200);
+    const after = await call("POST", "/v1/groups/snap-bad-0/query", client, { query: { op: "balances" } });
+    expect(after.body.result).toEqual({ accounts: { a: 10, b: 32 }, total: 42 });
+    const lease = { holder: "ann", token: 7, expiresAt: "2026-01-01T00:00:00.000Z" };
+    const locks = await raw("POST", "/v1/groups/snap-bad-7/restore", fileOf("lock", [["l/door", lease], ["token", 7]]));
+    expect(locks.status, locks.text).toBe(200);
+    expect((await call("POST", "/v1/groups/snap-bad-7/query", client, { query: { op: "get", lock: "door" } })).body.result).toEqual(lease);
   });
 });

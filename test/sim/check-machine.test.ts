@@ -66,6 +66,13 @@ describe("check-machine catches a nondeterministic machine", () => {
     expect(cloneCheck(pager, { seed: 1, prefix: 5, commands: 20 }).join("\n")).toMatch(/with the rows saved and .* with them unsaved/);
   });
 
+  it("a machine that writes rows its own checkRow refuses (so a restore of its snapshot would fail) is caught", () => {
+    const strict = defineMachine({ ...counterLike("strict"), checkRow: (key, value) => (value === key ? "values must not equal keys" : null) });
+    expect(cloneCheck(strict, { seed: 1, prefix: 2, commands: 5 }).join("\n")).toMatch(/wrote the row \["k\d","k\d"\], which checkRow refuses .*: values must not equal keys/);
+    const lenient = defineMachine({ ...counterLike("lenient"), checkRow: (_key, value) => (typeof value === "string" ? null : "a string") });
+    expect(cloneCheck(lenient, { seed: 1, prefix: 2, commands: 5 })).toEqual([]);
+  });
+
   it("a machine whose query writes is caught", () => {
     const writer = defineMachine({ ...counterLike("writer"), query: (state, q) => (state.put(q.key, 1), null) });
     expect(cloneCheck(writer, { seed: 1, prefix: 2, commands: 5 }).join("\n")).toMatch(/changed the state/);

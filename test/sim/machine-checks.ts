@@ -7,7 +7,7 @@ import ts from "typescript";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { ApplyContext, StateMachine } from "../../shared/machines/types.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
-import { DigestedState } from "../../shared/protocol/state.js";
+import { DigestedState, machinePrefix } from "../../shared/protocol/state.js";
 import { Prng } from "./prng.js";
 import { type FaultKind, reproduce, simulate } from "./run.js";
 
@@ -162,6 +162,7 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
     }
   }
   if (failures.length === 0 && again.digest !== main.digest) fail("replayed from the start, the same commands end at another digest");
+  if (failures.length === 0) checkRows(machine, main, fail);
   // The replay holds every row unsaved (a replica between saves); the first state saved each one
   // (a replica just after a save): a query must not tell them apart.
   for (let i = 0; i < o.commands && failures.length === 0; i++) {
@@ -170,6 +171,17 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
     if (saved !== unsaved) fail(`query ${text(query)} answered ${saved} with the rows saved and ${unsaved} with them unsaved`);
   }
   return failures;
+}
+
+/** Every row the commands left must be one a restore accepts (the machine's checkRow). */
+function checkRows(machine: StateMachine<any, any>, state: DigestedState, fail: (m: string) => void): void {
+  if (!machine.checkRow) return;
+  state.save();
+  for (const [stored, value] of state.rows.scan(machinePrefix, null, Infinity)) {
+    const key = stored.slice(machinePrefix.length);
+    const problem = machine.checkRow(key, JSON.parse(value));
+    if (problem !== null) fail(`the commands wrote the row [${text(key)},${value}], which checkRow refuses (a restore would too): ${problem}`);
+  }
 }
 
 function checkQuery(machine: StateMachine<any, any>, rng: Prng, a: DigestedState, b: DigestedState, fail: (m: string) => void): void {

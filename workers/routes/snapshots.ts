@@ -6,6 +6,7 @@ import { ApiError } from "../../shared/api/errors.js";
 import { checkJson } from "../../shared/api/input.js";
 import type { SnapshotHeader } from "../../shared/api/results.js";
 import { restoreBytesMax, snapshotPageRows, transferPageBytes } from "../../shared/limits.js";
+import { machineFor } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
@@ -127,6 +128,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
   const record = await groups.lookup(c.env, group);
   const sequencer = () => groups.sequencerOf(c.env, record.config);
+  const machine = machineFor(record.config.machine);
   const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
   if (begun.kind !== "ok") {
     await drain(c.req.raw.body);
@@ -158,6 +160,8 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       const key = row[0] as string;
       if (lastKey !== null && compareCodePoints(key, lastKey) <= 0) throw new ApiError("bad_request", `line ${no}: keys must be in increasing (code point) order and unique; ${JSON.stringify(key)} follows ${JSON.stringify(lastKey)}`);
       lastKey = key;
+      const problem = machine.checkRow?.(key, row[1]) ?? null;
+      if (problem !== null) throw new ApiError("bad_request", `line ${no}: ${problem}`);
       const stored: [string, string] = [machinePrefix + key, JSON.stringify(row[1])];
       xorInto(acc, rowHash(stored[0], stored[1]));
       rows++;
