@@ -58,8 +58,23 @@ function storedBytes(rows: [string, unknown][]): number {
 
 const tooBig = (v: unknown) => utf8Length(JSON.stringify(v)) > valueBytesMax;
 
+/**
+ * Equal as JSON values: objects by their members whatever their order, arrays element by element.
+ * (Comparing JSON.stringify text made {"a":1,"b":2} differ from {"b":2,"a":1}, so a cas or a txn
+ * compare failed on an equal value sent with its keys in another order.) Depth is bounded at the
+ * edge (jsonDepthMax), so the recursion is too.
+ */
 function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((x, i) => sameJson(x, b[i]));
+  }
+  const [ao, bo] = [a as Record<string, unknown>, b as Record<string, unknown>];
+  const keys = Object.keys(ao);
+  if (keys.length !== Object.keys(bo).length) return false;
+  return keys.every((k) => Object.hasOwn(bo, k) && sameJson(ao[k], bo[k]));
 }
 
 function applyOne(state: MachineState, c: KvSubCommand): unknown {

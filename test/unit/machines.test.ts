@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { bank } from "../../shared/machines/bank.js";
-import { kv } from "../../shared/machines/kv.js";
+import { type KvCommand, kv } from "../../shared/machines/kv.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, applyEntry, prefetchFor, recomputeDigest, sessionKey } from "../../shared/protocol/state.js";
 import type { RowStore } from "../../shared/machines/types.js";
@@ -36,6 +36,18 @@ describe("kv machine", () => {
     expect(kv.apply(v, { op: "cas", key: "a", expected: 3, value: 4 }, { seq: 4, timestamp: "" })).toEqual({ ok: false, value: 2 });
     expect(kv.apply(v, { op: "cas", key: "a", expected: 2, value: 4 }, { seq: 5, timestamp: "" })).toEqual({ ok: true, value: 4 });
     expect(kv.apply(v, { op: "cas", key: "new", expected: null, value: 1 }, { seq: 6, timestamp: "" })).toEqual({ ok: true, value: 1 });
+    // Equal as JSON whatever the order of an object's keys; arrays keep their order.
+    kv.apply(v, { op: "put", key: "o", value: { a: 1, b: [1, { c: 2, d: 3 }] } }, { seq: 7, timestamp: "" });
+    expect(kv.apply(v, { op: "cas", key: "o", expected: { b: [1, { d: 3, c: 2 }], a: 1 }, value: 5 }, { seq: 8, timestamp: "" })).toEqual({ ok: true, value: 5 });
+    kv.apply(v, { op: "put", key: "o", value: { a: [1, 2] } }, { seq: 9, timestamp: "" });
+    const unequals: Extract<KvCommand, { op: "cas" }>["expected"][] = [{ a: [2, 1] }, { a: [1, 2], b: null }, { a: { 0: 1, 1: 2 } }, { a: [1] }];
+    const unequal: KvCommand[] = unequals.map((expected) => ({ op: "cas", key: "o", expected, value: 6 }));
+    for (const cas of unequal) {
+      expect(kv.apply(v, cas, { seq: 10, timestamp: "" }), JSON.stringify(cas)).toEqual({ ok: false, value: { a: [1, 2] } });
+    }
+    kv.apply(v, { op: "put", key: "p", value: { y: 1, x: 2 } }, { seq: 11, timestamp: "" });
+    const txn: KvCommand = { op: "txn", compare: [{ key: "o", value: { a: [1, 2] } }, { key: "p", value: { x: 2, y: 1 } }], success: [{ op: "get", key: "o" }] };
+    expect(kv.apply(v, txn, { seq: 12, timestamp: "" })).toMatchObject({ succeeded: true });
     expect(kv.apply(v, { op: "incr", key: "a", by: 3 }, { seq: 7, timestamp: "" })).toEqual({ value: 7 });
     expect(kv.apply(v, { op: "incr", key: "fresh", by: -2 }, { seq: 8, timestamp: "" })).toEqual({ value: -2 });
     kv.apply(v, { op: "put", key: "s", value: "text" }, { seq: 9, timestamp: "" });
