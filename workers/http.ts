@@ -30,8 +30,14 @@ export function requireWrite(c: Context<App>): void {
  */
 export function clientOf(c: Context<App>, client: string): string {
   const scope = c.get("scope");
-  return scope.kind === "group" ? `${scope.tokenId}~${client}` : client;
+  if (scope.kind === "group") return `${scope.tokenId}~${client}`;
+  // The names a group token's commands are recorded under are reserved: a client token sending
+  // "<id>~c" would otherwise share that token's pairs (and receive its recorded outputs).
+  if (groupClientPattern.test(client)) throw new ApiError("bad_request", `client: "<8 hex digits>~..." is reserved for group tokens' commands`);
+  return client;
 }
+
+const groupClientPattern = /^[0-9a-f]{8}~/;
 
 // ---- input ---------------------------------------------------------------------------------
 

@@ -40,6 +40,13 @@ describe("group tokens", () => {
     expect(other.body.seq).not.toBe(mine.body.seq);
     const again = await api("POST", "/v1/groups/tenant-a/commands", cmd, w.body.token);
     expect(again.body).toMatchObject({ seq: mine.body.seq, output: mine.body.output });
+    // The name the token's pair is recorded under is not a client id another token may send: it
+    // would be the same pair, answered with the token's output.
+    for (const body of [{ ...cmd, client: `${w.body.id}~c` }, { client: `${w.body.id}~c`, commands: [{ request: 1, command: cmd.command }] }]) {
+      expectError(await api("POST", "/v1/groups/tenant-a/commands", body, clientToken), 400, "bad_request", /client: .*reserved for group tokens/);
+    }
+    expect((await api("POST", "/v1/groups/tenant-a/commands", { ...cmd, client: "0123abcd~c", request: 5 }, w.body.token)).status).toBe(200);
+    expect((await api("POST", "/v1/groups/tenant-a/commands", { ...cmd, client: "c~1", request: 5 }, clientToken)).status).toBe(200);
 
     // A read token reads but does not write; neither works on another group or on admin routes.
     expect((await api("POST", "/v1/groups/tenant-a/query", { query: { op: "get", key: "k" } }, r.token)).status).toBe(200);
