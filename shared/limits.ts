@@ -116,6 +116,12 @@ export const metricsPageDefault = 100;
 export const metricsPageMax = 1_000;
 export const metricsConcurrencyMax = 16;
 export const metricsCallTimeoutMs = 2_000;
+/**
+ * How long a status (or metrics) call waits for the first answer of replicas a just-restarted
+ * sequencer has not heard from yet (under metricsCallTimeoutMs), and how often it looks.
+ */
+export const statusContactWaitMs = 1_000;
+export const unheardPollMs = 10;
 /** Groups the cron reads from the registry per call. */
 export const cronPageGroups = 100;
 /** Log route page size. */

@@ -1,4 +1,4 @@
-import { pageBytesMax, snapshotIdleMs, transferPageBytes } from "../shared/limits.js";
+import { pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -191,10 +191,16 @@ export class SequencerObject extends ReplicaServing {
   /** Creates the group's sequencer and replicas; idempotent for the same config and incarnation. */
   async init(config: GroupConfig): Promise<{ kind: "created" | "exists" | "conflict"; status: GroupStatus | null }> {
     const r = await this.lifecycle.init(config);
-    return { kind: r.kind, status: r.kind === "conflict" ? null : this.status() };
+    return { kind: r.kind, status: r.kind === "conflict" ? null : await this.status() };
   }
 
-  status(): GroupStatus | null {
+  /** The group's status, once every replica has answered this sequencer (within statusContactWaitMs). */
+  async status(): Promise<GroupStatus | null> {
+    await this.driver?.hearUnheard(statusContactWaitMs);
+    return this.statusNow();
+  }
+
+  private statusNow(): GroupStatus | null {
     const core = this.core;
     if (!core) return null;
     const cfg = core.config;
@@ -212,8 +218,8 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */
-  metrics(): { status: GroupStatus; commandsTotal: number; work: SequencerWork } | null {
-    const status = this.status();
+  async metrics(): Promise<{ status: GroupStatus; commandsTotal: number; work: SequencerWork } | null> {
+    const status = await this.status();
     const counts = this.driver?.counts;
     if (!status || !counts) return null;
     return { status, commandsTotal: this.core!.commandsTotal, work: { flushes: counts.flushes, appends: Object.fromEntries(counts.appends) } };

@@ -9,6 +9,7 @@ import {
   logRetentionEntries,
   transferPageBytes,
   heartbeatMs,
+  unheardPollMs,
   readLeaseMs,
   readWaitMs,
   replicaRetryBaseMs,
@@ -455,6 +456,23 @@ export class SequencerDriver {
       this.io.setTimer(heartbeatMs, beat);
     };
     this.io.setTimer(heartbeatMs, beat);
+  }
+
+  /**
+   * Waits at most waitMs for a first answer from each replica this driver has not heard from yet,
+   * sending each a heartbeat now. A restarted sequencer knows no replica's position until its first
+   * round, so a status asked then showed every replica lagging at seq 0 with no contact. A replica
+   * that fails to answer counts a miss and is waited for no longer.
+   */
+  async hearUnheard(waitMs: number): Promise<void> {
+    const deadlineMs = this.io.nowMs() + waitMs;
+    for (const id of this.core.unheardIds()) {
+      this.beatDue.add(id);
+      void this.sendLoop(id);
+    }
+    while (!this.stopped && this.core.unheardIds().length > 0 && this.io.nowMs() < deadlineMs) {
+      await new Promise<void>((resolve) => this.io.setTimer(unheardPollMs, resolve));
+    }
   }
 
   /** The per-replica maps above, less the replicas no longer in the group: they stay bounded by its size. */

@@ -585,6 +585,10 @@ export class SequencerCore {
   }
 
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
+  unheardIds(): string[] {
+    return this.progress.unheardIds();
+  }
+
   transferCandidates(): string[] {
     return this.progress.transferCandidates();
   }

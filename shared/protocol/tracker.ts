@@ -135,6 +135,11 @@ export class ProgressTracker {
     }));
   }
 
+  /** Replicas neither heard from nor missed since this tracker began (a restarted sequencer's). */
+  unheardIds(): string[] {
+    return this.all().filter((p) => p.lastContactMs === null && p.misses === 0 && !p.repairing).map((p) => p.id);
+  }
+
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
   transferCandidates(): string[] {
     return this.all().filter((p) => !p.repairing && (p.quarantined || p.needsTransfer)).map((p) => p.id);

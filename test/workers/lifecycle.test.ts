@@ -1,7 +1,8 @@
 // A group's life: create, delete and recreate under load, and a PUT or DELETE that died midway.
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
+import { SequencerObject } from "../../workers/sequencer.js";
 import { routeCacheMs } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaObject } from "./helpers.js";
 
@@ -106,5 +107,28 @@ describe("a PUT or a DELETE that died midway is finished by the next lookup", ()
     expect(created.status).toBe(201);
     expect((await query("half-gone", { op: "get", key: "k" })).body.result).toEqual({ value: null });
     expect((await directory("half-gone").get())!.config.incarnation).toBe(rec.config.incarnation + 1);
+  });
+});
+
+describe("a sequencer woken after idling", () => {
+  it("answers a status with every replica's real position, not seq 0 and no contact", async () => {
+    // The woken object is a new SequencerObject over the same storage, as after an eviction: it
+    // knows no replica's position until it hears from each. (Before, the first status after two
+    // idle minutes showed every replica lagging at seq 0; the next call was right.)
+    await createGroup("woken");
+    for (let i = 0; i < 3; i++) expect((await command("woken", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    const stub = env.SEQUENCER.get(env.SEQUENCER.idFromName("woken"));
+    const status = await runInDurableObject(stub, async (_inst: SequencerObject, state) => {
+      const woken = new SequencerObject(state, env as never);
+      // Its constructor loads its state under blockConcurrencyWhile: this call waits its turn.
+      await state.blockConcurrencyWhile(async () => undefined);
+      try {
+        return await woken.status();
+      } finally {
+        (woken as unknown as { lifecycle: { stop(): void } }).lifecycle.stop();
+      }
+    });
+    expect(status!.replicas.map((r) => [r.id, r.status, r.lastSeq, r.appliedSeq])).toEqual(["r1", "r2", "r3"].map((id) => [id, "healthy", 3, 3]));
+    expect(status!.replicas.every((r) => r.lastContact !== null && r.digest !== "0".repeat(64))).toBe(true);
   });
 });

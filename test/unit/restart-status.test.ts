@@ -1,0 +1,52 @@
+// A restarted sequencer knows no replica's position until it hears from each: a status asked at
+// once (an object evicted after idling, then woken by GET /v1/groups/{g}) showed every replica
+// lagging at seq 0 with no contact. hearUnheard asks them first, bounded in time.
+import { describe, expect, it } from "vitest";
+import { statusContactWaitMs } from "../../shared/limits.js";
+import { SequencerDriver } from "../../shared/protocol/driver.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import { directGroup } from "../support/direct.js";
+
+const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
+const put = (key: string) => ({ op: "put", key, value: 1 });
+
+/** The group's sequencer as after a restart: a new core and driver over the same storage. */
+function restarted(g: ReturnType<typeof directGroup>): SequencerDriver {
+  g.driver.stop();
+  const io = (g.driver as unknown as { io: ConstructorParameters<typeof SequencerDriver>[1] }).io;
+  return new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), io);
+}
+
+describe("status right after a sequencer restart", () => {
+  it("is asked of every replica first: positions, digests and contact are real, not zeros", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    for (let r = 1; r <= 5; r++) expect((await g.driver.submit("c", r, put(`k${r}`))).kind).toBe("ok");
+    await new Promise((r) => setTimeout(r, 20));
+    const before = g.driver.core.replicaStatuses();
+    expect(before.every((s) => s.status === "healthy" && s.lastSeq === 5)).toBe(true);
+
+    const driver = restarted(g);
+    const cold = driver.core.replicaStatuses();
+    expect(cold.map((s) => [s.status, s.lastSeq, s.lastContact])).toEqual(cold.map(() => ["lagging", 0, null]));
+    await driver.hearUnheard(statusContactWaitMs);
+    const warm = driver.core.replicaStatuses();
+    expect(warm.map((s) => [s.id, s.status, s.lastSeq, s.appliedSeq, s.digest])).toEqual(before.map((s) => [s.id, "healthy", 5, 5, s.digest]));
+    expect(warm.every((s) => s.lastContact !== null)).toBe(true);
+    driver.stop();
+  });
+
+  it("does not wait for a replica that fails to answer: it counts a miss and shows no contact", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("c", 1, put("k"))).kind).toBe("ok");
+    const driver = restarted(g);
+    g.down.add("r2");
+    const startedMs = Date.now();
+    await driver.hearUnheard(statusContactWaitMs);
+    expect(Date.now() - startedMs).toBeLessThan(statusContactWaitMs);
+    const byId = Object.fromEntries(driver.core.replicaStatuses().map((s) => [s.id, s]));
+    expect(byId.r1).toMatchObject({ status: "healthy", lastSeq: 1 });
+    expect(byId.r3).toMatchObject({ status: "healthy", lastSeq: 1 });
+    expect(byId.r2).toMatchObject({ lastSeq: 0, lastContact: null });
+    driver.stop();
+  });
+});
