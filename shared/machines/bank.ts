@@ -34,9 +34,9 @@ export const bank: StateMachine<BankCommand, BankQuery> = {
     if (from === null || to === null) return { ok: false, reason: "unknown_account" };
     if (from < c.amount) return { ok: false, reason: "insufficient" };
     if (c.from === c.to) return { ok: true };
-    // A credit that would leave the safe-integer range is refused like an overdraft would be:
-    // the total stays conserved and exact.
-    if (!Number.isSafeInteger(to + c.amount)) return { ok: false, reason: "insufficient" };
+    // A credit that would leave the safe-integer range is refused like an overdraft would be (the
+    // total stays conserved and exact); API.md has two reasons, so `detail` says which limit it was.
+    if (!Number.isSafeInteger(to + c.amount)) return { ok: false, reason: "insufficient", detail: "overflow" };
     state.put(c.from, from - c.amount);
     state.put(c.to, to + c.amount);
     return { ok: true };
@@ -67,7 +67,10 @@ export const bank: StateMachine<BankCommand, BankQuery> = {
       if (rows.length < scanPageRows) break;
       after = rows[rows.length - 1]![0];
     }
-    return { accounts, total: Number(total) };
+    // Balances are safe integers, their sum need not be: past 2^53 - 1 `total` (a JSON number) is
+    // the nearest double and `totalExact` carries every digit.
+    const exact = total <= BigInt(Number.MAX_SAFE_INTEGER);
+    return exact ? { accounts, total: Number(total) } : { accounts, total: Number(total), totalExact: total.toString() };
   },
 
   // Transfers among a few accounts, some of them not open yet, and opens of them.

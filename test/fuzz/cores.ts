@@ -347,13 +347,14 @@ export function runCases(spec: RunSpec, stats: FuzzStats, options: FuzzOptions =
         const want = ref.dump();
         if (canonicalJson(items) !== canonicalJson(want)) fail(`${where}: replica ${id} lists ${show(items)}, the reference ${show(want)}`);
       } else {
-        const got = r.query({ op: "balances" }) as { accounts: Record<string, number>; total: number };
+        const got = r.query({ op: "balances" }) as { accounts: Record<string, number>; total: number; totalExact?: string };
         const want = machine.query(ref, { op: "balances" });
         if (!sameJson(got, want)) fail(`${where}: replica ${id} has balances ${show(got)}, the reference ${show(want)}`);
         // Conserved: the total is what was opened. Past 2^53 the answer's JSON number can only be
-        // the nearest double (balances are safe integers; their sum need not be).
+        // the nearest double (balances are safe integers; their sum need not be): totalExact has it.
         const exact = openedTotal.value <= BigInt(Number.MAX_SAFE_INTEGER);
         if (exact ? BigInt(got.total) !== openedTotal.value : got.total !== Number(openedTotal.value)) fail(`${where}: bank total ${got.total}, but ${openedTotal.value} was opened`);
+        if (!exact && got.totalExact !== openedTotal.value.toString()) fail(`${where}: bank totalExact ${got.totalExact}, but ${openedTotal.value} was opened`);
         if (!exact) stats.bankTotalsRounded++;
       }
     }

@@ -90,6 +90,22 @@ describe("bank machine", () => {
     expect(bank.commandSchema.safeParse({ op: "transfer", from: "a", to: "b", amount: 0 }).success).toBe(false);
     expect(bank.commandSchema.safeParse({ op: "open", account: "a", balance: -1 }).success).toBe(false);
   });
+
+  it("past 2^53 - 1 the total's digits are in totalExact, and a credit past a safe balance says overflow", () => {
+    const { state } = fresh();
+    const v = state.machineView();
+    const ctx = { seq: 1, timestamp: "" };
+    const max = Number.MAX_SAFE_INTEGER;
+    expect(bank.apply(v, { op: "open", account: "a", balance: max }, ctx)).toEqual({ ok: true });
+    expect(bank.apply(v, { op: "open", account: "b", balance: max }, ctx)).toEqual({ ok: true });
+    expect(bank.apply(v, { op: "open", account: "c", balance: 3 }, ctx)).toEqual({ ok: true });
+    expect(bank.query(v, { op: "balances" })).toEqual({ accounts: { a: max, b: max, c: 3 }, total: 2 * max + 3, totalExact: "18014398509481985" });
+    expect(bank.apply(v, { op: "transfer", from: "c", to: "a", amount: 1 }, ctx)).toEqual({ ok: false, reason: "insufficient", detail: "overflow" });
+    expect(bank.apply(v, { op: "transfer", from: "a", to: "c", amount: max }, ctx)).toEqual({ ok: false, reason: "insufficient", detail: "overflow" });
+    expect(bank.apply(v, { op: "transfer", from: "c", to: "b", amount: 4 }, ctx)).toEqual({ ok: false, reason: "insufficient" });
+    expect(bank.apply(v, { op: "transfer", from: "a", to: "c", amount: max - 3 }, ctx)).toEqual({ ok: true });
+    expect(bank.query(v, { op: "balances" })).toMatchObject({ accounts: { a: 3, b: max, c: max }, totalExact: "18014398509481985" });
+  });
 });
 
 describe("digest", () => {
