@@ -451,11 +451,13 @@ export class SmrClient {
     return {
       open: (account: string, balance: number) => run<{ ok: boolean }>({ op: "open", account, balance }),
       transfer: (from: string, to: string, amount: number) =>
-        run<{ ok: boolean; reason?: string }>({ op: "transfer", from, to, amount }),
+        run<{ ok: boolean; reason?: "insufficient" | "unknown_account"; detail?: "overflow" }>({ op: "transfer", from, to, amount }),
       balances: async (consistency?: Consistency) =>
         (await this.query(group, { op: "balances" } satisfies BankQuery, consistency)).result as {
           accounts: Record<string, number>;
           total: number;
+          /** Every digit of the total, when it passes 2^53 - 1 (then `total` is the nearest double). */
+          totalExact?: string;
         },
     };
   }
