@@ -11,9 +11,13 @@ import {
   replicasDefault,
   replicasMax,
 } from "../limits.js";
+import { locationHints } from "../geo.js";
 import { machineNames } from "../machines/index.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { MachineName } from "./types.js";
+
+/** A Durable Object location hint: the platform knows no other (an unknown one would fail at get()). */
+const locationHint = z.enum(locationHints);
 
 export const groupNamePattern = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -21,10 +25,10 @@ export const createGroupBody = z
   .object({
     machine: z.enum(machineNames as [MachineName, ...MachineName[]]),
     replicas: z.number().int().min(1).max(replicasMax).default(replicasDefault),
-    locations: z.array(z.string().min(1).max(64).nullable()).max(replicasMax).optional(),
+    locations: z.array(locationHint.nullable()).max(replicasMax).optional(),
     outputs: z.enum(["first", "majority"]).default("first"),
     checkpointEvery: z.number().int().min(checkpointEveryMin).max(checkpointEveryMax).default(checkpointEveryDefault),
-    sequencerLocations: z.array(z.string().min(1).max(64)).min(1).max(replicasMax).optional(),
+    sequencerLocations: z.array(locationHint).min(1).max(replicasMax).optional(),
     /** Host one replica in the sequencer's object (leader-as-replica; docs/PROTOCOL.md). Default true. */
     colocate: z.boolean().optional(),
   })
@@ -136,11 +140,11 @@ export const replicaIdPattern = /^r[1-9][0-9]{0,5}$/;
 /** A group token's id in a path (8 hex digits). */
 export const tokenIdPattern = /^[0-9a-f]{8}$/;
 
-export const addReplicaBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+export const addReplicaBody = z.object({ location: locationHint.nullable().optional() }).strict();
 
 export const releaseBody = z.object({ rebase: z.boolean().optional() }).strict();
 
-export const moveSequencerBody = z.object({ location: z.string().min(1).max(64).nullable().optional() }).strict();
+export const moveSequencerBody = z.object({ location: locationHint.nullable().optional() }).strict();
 
 export const tokenBody = z.object({ scope: z.enum(["read", "write"]), name: z.string().min(1).max(128).optional() }).strict();
 

@@ -4,7 +4,7 @@
 import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { clientToken, command, createGroup, expectError, replicaObject } from "./helpers.js";
+import { api, clientToken, command, createGroup, expectError, replicaObject } from "./helpers.js";
 
 async function read(group: string, near: string | null, consistency: string, key = "k") {
   const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${clientToken}` };
@@ -32,6 +32,18 @@ describe("nearest reads", () => {
     expect((await read("near", "eeur", "stale")).body.replica).toBe("r2");
     expect((await read("near", "oc", "stale")).body.replica).toBe("r3");
     expectError({ ...(await read("near", "mars", "stale")), headers: new Headers() }, 400, "bad_request", /x-smr-near/);
+  });
+
+  it("an unknown location hint is a 400 wherever a location is given, as for x-smr-near", async () => {
+    expectError(await api("PUT", "/v1/groups/near-bad", { machine: "kv", replicas: 2, locations: ["wnam", "mars"] }), 400, "bad_request", /^body\.locations\.1: .*wnam/);
+    expectError(await api("PUT", "/v1/groups/near-bad", { machine: "kv", sequencerLocations: ["WEUR"] }), 400, "bad_request", /^body\.sequencerLocations\.0:/);
+    expectError(await api("GET", "/v1/groups/near-bad"), 404, "not_found");
+    await createGroup("near-ok", { machine: "kv", replicas: 2, locations: ["wnam", null], sequencerLocations: ["enam"] });
+    expectError(await api("POST", "/v1/groups/near-ok/replicas", { location: "moon" }), 400, "bad_request", /^body\.location:/);
+    expectError(await api("POST", "/v1/groups/near-ok/sequencer", { location: "moon" }), 400, "bad_request", /^body\.location:/);
+    const added = await api("POST", "/v1/groups/near-ok/replicas", { location: "me" });
+    expect(added.status).toBe(202);
+    expect(added.body.replica.location).toBe("me");
   });
 
   it("falls back to the next nearest when the nearest cannot answer", async () => {
