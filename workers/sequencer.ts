@@ -26,7 +26,7 @@ export type { SubmitAnswer };
 
 export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
 
-export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" };
+export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" };
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" | "conflict" };
 
 /** The co-located replica's log table: the sequencer's own log is `log`. */
@@ -250,7 +250,7 @@ export class SequencerObject extends ReplicaServing {
     const driver = this.driver;
     if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
     const r = await driver.addReplica(location);
-    if (!r.ok) return { ok: false, reason: r.reason, code: "unavailable" };
+    if (!r.ok) return { ok: false, reason: r.reason, code: r.refused === "full" ? "conflict" : "unavailable" };
     return { ok: true, replica: driver.core.replicaStatuses().find((x) => x.id === r.id)! };
   }
 

@@ -9,6 +9,7 @@ import {
   logRetentionEntries,
   transferPageBytes,
   heartbeatMs,
+  replicasMax,
   unheardPollMs,
   readLeaseMs,
   readWaitMs,
@@ -647,6 +648,8 @@ export class SequencerDriver {
   async addReplica(location: string | null): Promise<{ ok: true; id: string } | ({ ok: false } & Refused)> {
     if (this.stopped) return { ok: false, ...refusal("stopping") };
     if (this.core.configChangePending) return { ok: false, ...refusal("change_pending") };
+    // Before anything is provisioned (the core refuses such a change too).
+    if (this.core.replicaIds().length >= replicasMax) return { ok: false, ...refusal("full") };
     const id = `r${nextReplicaNo(this.core.config)}`;
     await this.io.provision?.(id, location);
     const r = await this.reconfigure({ op: "add", id, location });

@@ -1,4 +1,4 @@
-import { appendBytesMax, appendEntriesMax, downAfterMisses, pendingSubmitsMax, requestIndexMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, downAfterMisses, pendingSubmitsMax, replicasMax, requestIndexMax } from "../limits.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
 import { boundedEntries, commandHash, entryHash } from "./entry.js";
@@ -63,7 +63,7 @@ export type SubmitDecision =
   | { kind: "unavailable"; reason: string };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
-export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed";
+export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full";
 
 export interface Refused {
   refused: Refusal;
@@ -78,6 +78,7 @@ export function refusal(refused: Refusal, id = ""): Refused {
     not_member: `${id} is not a member`,
     last_voter: "the last voting replica cannot be removed",
     not_committed: `the change of ${id} was not committed in time`,
+    full: `the group has ${replicasMax} replicas, the most it may have`,
   };
   return { refused, reason: reasons[refused] };
 }
@@ -517,6 +518,7 @@ export class SequencerCore {
     if (this.configChangePending) return refusal("change_pending");
     const members = membersOf(this.meta.config);
     if (change.op === "add" && members.some((m) => m.id === change.id)) return refusal("already_member", change.id);
+    if (change.op === "add" && members.length >= replicasMax) return refusal("full");
     if (change.op !== "add" && !members.some((m) => m.id === change.id)) return refusal("not_member", change.id);
     if (change.op === "remove" && members.filter((m) => m.voter && m.id !== change.id).length === 0) return refusal("last_voter");
     const body = { seq: this.lastSeq + 1, epoch: this.meta.epoch, kind: "config" as const, client: null, request: null, command: change, timestamp };

@@ -112,4 +112,14 @@ describe("reconfiguration", () => {
     expect((await api("POST", "/v1/groups/solo/replicas", {})).status).toBe(202);
     expect((await api("PUT", "/v1/groups/solo", { machine: "kv", replicas: 1 })).status).toBe(200);
   });
+
+  it("refuses an eighth replica (API.md: 1 to 7) with a 409, and provisions nothing for it", async () => {
+    await createGroup("seven", { machine: "kv", replicas: 6 });
+    expect((await api("POST", "/v1/groups/seven/replicas", {})).status).toBe(202);
+    expectError(await api("POST", "/v1/groups/seven/replicas", {}), 409, "conflict", /7 replicas, the most/);
+    expect(Object.keys(await replicas("seven")).sort()).toEqual(["r1", "r2", "r3", "r4", "r5", "r6", "r7"]);
+    // Room again once one is removed.
+    expect((await api("DELETE", "/v1/groups/seven/replicas/r7")).status).toBe(202);
+    expect((await api("POST", "/v1/groups/seven/replicas", {})).status).toBe(202);
+  });
 });
