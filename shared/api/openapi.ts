@@ -171,7 +171,9 @@ function parametersOf(c: Converter, route: Route): Json[] {
     params.push({ name, in: "path", required: true, schema: c.convert(schema, "input") });
   }
   if (route.query) {
-    const q = c.convert(route.query, "input") as { properties?: Record<string, Json>; required?: string[] };
+    // As the router reads them once parsed: a decimal parameter is documented as the integer it is
+    // (its bounds included), not as the string of digits the URL carries.
+    const q = c.convert(route.query, "output") as { properties?: Record<string, Json>; required?: string[] };
     for (const [name, schema] of Object.entries(q.properties ?? {})) params.push({ name, in: "query", required: q.required?.includes(name) ?? false, schema });
   }
   for (const [name, schema] of Object.entries(route.headers ?? {})) params.push({ name, in: "header", required: false, schema: c.convert(schema, "input") });

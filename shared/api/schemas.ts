@@ -105,19 +105,27 @@ export const queryBody = z
   })
   .strict();
 
+/**
+ * A query parameter holding a decimal integer, strictly: a coerced number took "" as 0 and "0x10",
+ * "1e3" or " 5" as numbers; each is a 400 now.
+ */
+function decimalParam(schema: z.ZodNumber) {
+  return z.string().regex(/^[0-9]{1,16}$/, "must be a decimal integer").transform(Number).pipe(schema.int());
+}
+
 export const logParams = z.object({
-  from: z.coerce.number().int().min(1).optional(),
-  limit: z.coerce.number().int().min(1).max(logPageMax).optional(),
+  from: decimalParam(z.number().min(1)).optional(),
+  limit: decimalParam(z.number().min(1).max(logPageMax)).optional(),
 });
 
 /** GET /v1/groups/{g}/watch: entries after `from` (default: the replica's applied position), optionally only those changing a key under `prefix`. */
 export const watchParams = z.object({
-  from: z.coerce.number().int().min(0).refine(Number.isSafeInteger, "must be a safe integer").optional(),
+  from: decimalParam(z.number().min(0).max(Number.MAX_SAFE_INTEGER)).optional(),
   prefix: z.string().max(512).optional(),
 });
 
 export const auditsParams = z.object({
-  limit: z.coerce.number().int().min(1).max(100).optional(),
+  limit: decimalParam(z.number().min(1).max(100)).optional(),
 });
 
 // ---- the bodies and parameters of the operator's routes (workers/routes/) -------------------
@@ -125,14 +133,14 @@ export const auditsParams = z.object({
 /** GET /v1/groups: a page of group names after `after`. */
 export const groupsParams = z.object({
   after: z.string().max(64).optional(),
-  limit: z.coerce.number().int().min(1).max(groupsPageMax).optional(),
+  limit: decimalParam(z.number().min(1).max(groupsPageMax)).optional(),
 });
 
 /** GET /v1/metrics: one group, or a page of the registry's groups after `after`. */
 export const metricsParams = z.object({
   group: z.string().regex(groupNamePattern, "must match ^[a-z0-9][a-z0-9-]{0,62}$").optional(),
   after: z.string().max(64).optional(),
-  limit: z.coerce.number().int().min(1).max(metricsPageMax).optional(),
+  limit: decimalParam(z.number().min(1).max(metricsPageMax)).optional(),
 });
 
 /** A replica's id in a path, e.g. r2. */
