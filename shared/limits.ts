@@ -177,6 +177,8 @@ export const groupTokensMax = 100;
 export const clientAttemptsMax = 8;
 export const clientRetryBaseMs = 50;
 export const clientRetryMaxMs = 2_000;
+/** Groups whose latest bookmark a client keeps (for sequential reads); the least recently used goes. */
+export const clientBookmarkGroupsMax = 1_000;
 /** A client's watch reconnects without end (as EventSource does), its pause doubling up to this cap. */
 export const watchRetryMaxMs = 5_000;
 

@@ -1,7 +1,7 @@
 // A small TypeScript client for the replica set's HTTP API (API.md).
 // - submit() and submitBatch() retry with the same (client, request) on 503/504/network errors:
 //   exactly-once makes that safe, so a retry never executes a command twice;
-// - every answer's bookmark is kept and sent with `sequential` reads: read-your-writes;
+// - each group's latest bookmark is kept and sent with its `sequential` reads: read-your-writes;
 // - watch() is an async iterator of the change feed that resumes by itself after a dropped
 //   connection (Last-Event-ID), so nothing is missed or repeated.
 // Importable as the package `edge-smr/client` (package.json "exports"). No runtime dependencies.
@@ -9,7 +9,7 @@ import type { ErrorBody, ErrorCode } from "../api/errors.js";
 import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
 import { decodeBookmark } from "../api/bookmark.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { clientAttemptsMax, clientRetryBaseMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
+import { clientAttemptsMax, clientBookmarkGroupsMax, clientRetryBaseMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -157,8 +157,13 @@ interface SendInit {
 export class SmrClient {
   readonly clientId: string;
   private nextRequest: number;
-  /** The latest bookmark this client has seen (from a command or a read). */
+  /** The latest bookmark this client has seen (from a command), of whichever group. */
   bookmark: string | undefined;
+  /**
+   * The latest bookmark of each group, which its sequential reads send: a bookmark names a
+   * position in one group's log, and another group's is refused (400) or meaningless.
+   */
+  private readonly bookmarks = new Map<string, string>();
   private readonly doFetch: typeof fetch;
 
   constructor(private readonly opts: ClientOptions) {
@@ -279,7 +284,7 @@ export class SmrClient {
           request,
           command,
         });
-        this.bookmark = r.bookmark;
+        this.keepBookmark(group, r.bookmark);
         return r;
       } catch (err) {
         if (!retriable(err) || attempt >= attempts) throw err;
@@ -325,13 +330,22 @@ export class SmrClient {
       await sleep(pauseMs);
       pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
     }
-    if (bookmark) this.bookmark = later(this.bookmark, bookmark);
+    if (bookmark) this.keepBookmark(group, bookmark);
     return { results, bookmark: bookmark ?? "" };
+  }
+
+  private keepBookmark(group: string, bookmark: string): void {
+    this.bookmark = bookmark;
+    const kept = later(this.bookmarks.get(group), bookmark);
+    this.bookmarks.delete(group); // re-inserted last: the map drops the group used longest ago
+    this.bookmarks.set(group, kept);
+    if (this.bookmarks.size > clientBookmarkGroupsMax) this.bookmarks.delete(this.bookmarks.keys().next().value!);
   }
 
   async query(group: string, query: unknown, consistency: Consistency = "linearizable"): Promise<QueryResult> {
     const body: Record<string, unknown> = { query, consistency };
-    if (consistency === "sequential" && this.bookmark) body.bookmark = this.bookmark;
+    const bookmark = this.bookmarks.get(group);
+    if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
     return this.request<QueryResult>("POST", `/v1/groups/${group}/query`, body);
   }
 

@@ -124,6 +124,28 @@ describe("client batches", () => {
     expect(bad.calls).toHaveLength(1);
   });
 
+  it("a sequential read sends the latest bookmark of its own group, never another group's", async () => {
+    const seqs: Record<string, number> = { a: 5, b: 40 };
+    const { client, calls } = clientWith((url, init) => {
+      const group = url.pathname.split("/")[3]!;
+      if (url.pathname.endsWith("/commands")) {
+        const seq = ++seqs[group]!;
+        const bookmark = `b1.1.${seq.toString(36)}`;
+        return Response.json("commands" in JSON.parse(String(init.body)) ? { results: [{ seq, output: null }], bookmark } : { seq, output: null, bookmark });
+      }
+      return Response.json({ result: null, seq: 0, replica: "r1" });
+    });
+    await client.submit("a", { op: "put", key: "k", value: 1 });
+    await client.submit("b", { op: "put", key: "k", value: 1 });
+    await client.submitBatch("a", [{ command: { op: "put", key: "k", value: 2 } }]);
+    await client.query("a", { op: "get", key: "k" }, "sequential");
+    await client.query("b", { op: "get", key: "k" }, "sequential");
+    await client.query("c", { op: "get", key: "k" }, "sequential");
+    const sent = calls.filter((c) => c.url.pathname.endsWith("/query")).map((c) => (c.body as { bookmark?: string }).bookmark);
+    expect(sent).toEqual(["b1.1.7", "b1.1.15", undefined]);
+    expect(client.bookmark).toBe("b1.1.7");
+  });
+
   it("sends a kv txn as one command with both branches", async () => {
     const { client, calls } = clientWith(() => Response.json({ seq: 3, output: { succeeded: true, results: [{ previous: null }] }, bookmark: "b1.1.3" }));
     const out = await client.kv("g").txn({ compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }] });

@@ -117,11 +117,14 @@ describe("reads", () => {
     }
   });
 
-  it("a sequential read for a position no replica reaches times out with 504", async () => {
+  it("a sequential read with a bookmark past the group's log (another group's) is a 400 after the wait, not a 504", async () => {
     await createGroup("future");
     await command("future", { op: "put", key: "x", value: 1 });
     const r = await query("future", { op: "get", key: "x" }, "sequential", "b1.1.zzz");
-    expectError(r, 504, "timeout");
+    expectError(r, 400, "bad_request", /^bookmark: names seq 46655, past the end of future's log \(seq \d+\)/);
+    // The group's own latest bookmark is served.
+    const w = await command("future", { op: "put", key: "x", value: 2 });
+    expect((await query("future", { op: "get", key: "x" }, "sequential", w.body.bookmark)).body.result).toEqual({ value: 2 });
   });
 
   it("a list query pages with next", async () => {

@@ -97,6 +97,20 @@ function readResult(c: Context<App>, a: ReadAnswer) {
   }
 }
 
+/**
+ * A bookmark past the end of the group's log was not issued by this group (another group's, or an
+ * earlier incarnation's): waiting cannot help, so it is a 400, not the 504 of a replica that is
+ * merely behind. The log's end, not the commit point: a sequencer just recovered may not know yet
+ * that its last entries committed, but its log holds every committed entry (a bookmark is issued
+ * only after its command commits), so a real bookmark is never past it.
+ */
+async function refuseFutureBookmark(c: Context<App>, group: string, seq: number): Promise<void> {
+  const s = await groups.withSequencer(c.env, group, (x) => x.status(), (x) => x === null).catch(() => null);
+  if (s && seq > s.lastSeq) {
+    throw new ApiError("bad_request", `bookmark: names seq ${seq}, past the end of ${group}'s log (seq ${s.lastSeq}); it is another group's or an earlier incarnation's`);
+  }
+}
+
 /** Where the reader is: the x-smr-near header, else Cloudflare's idea of the request's origin (null locally). */
 function nearOf(c: Context<App>): string | null {
   const header = c.req.header("x-smr-near");
@@ -128,6 +142,7 @@ commandRoutes.post("/:group/query", async (c) => {
   for (const r of nearestFirst(groups.replicasOf(record), near)) {
     const stub = replicaStub(c.env, record.config, r.id, r.location);
     const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, waitMs])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
+    if (a.kind === "timeout" && body.consistency === "sequential" && bookmark !== null) await refuseFutureBookmark(c, group, bookmark.seq);
     if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);
     last = a;
   }
