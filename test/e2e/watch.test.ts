@@ -120,6 +120,28 @@ describe("watch", () => {
     expect((await watch("wa", "", () => true, { "last-event-id": "abc" })).status).toBe(400);
   });
 
+  it("refuses a position past the end of the log: a reconnect after the group was deleted and made again", async () => {
+    expect((await call("PUT", "/v1/groups/wre", admin, { machine: "kv" })).status).toBe(201);
+    for (let i = 1; i <= 4; i++) expect((await put("wre", `k${i}`, i)).status).toBe(200);
+    expect((await call("DELETE", "/v1/groups/wre", admin)).status).toBe(204);
+    expect((await call("PUT", "/v1/groups/wre", admin, { machine: "kv" })).status).toBe(201);
+    expect((await put("wre", "new", 1)).status).toBe(200);
+    // The old stream's last id was 4: resuming after it would skip the new group's first entries.
+    const resumed = await watch("wre", "", () => true, { "last-event-id": "4" });
+    expect(resumed.status).toBe(400);
+    expect(resumed.body.error.message).toMatch(/^Last-Event-ID: names seq 4, past the end of wre's log \(seq 1\)/);
+    const ahead = await watch("wre", "?from=99", () => true);
+    expect(ahead.body.error.message).toMatch(/^from: names seq 99/);
+    // From the end itself is fine: the next entry arrives.
+    const writer = (async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      await put("wre", "next", 2);
+    })();
+    const live = await watch("wre", "?from=1", (e) => e.length >= 1);
+    await writer;
+    expect(live.events.map((e) => e.id)).toEqual([2]);
+  });
+
   it("ends the stream when its replica is quarantined (the client resumes at another replica)", async () => {
     expect((await call("PUT", "/v1/groups/wc", admin, { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] })).status).toBe(201);
     await put("wc", "a", 1);

@@ -98,16 +98,18 @@ function readResult(c: Context<App>, a: ReadAnswer) {
 }
 
 /**
- * A bookmark past the end of the group's log was not issued by this group (another group's, or an
- * earlier incarnation's): waiting cannot help, so it is a 400, not the 504 of a replica that is
- * merely behind. The log's end, not the commit point: a sequencer just recovered may not know yet
- * that its last entries committed, but its log holds every committed entry (a bookmark is issued
- * only after its command commits), so a real bookmark is never past it.
+ * A position past the end of the group's log (a bookmark, a watch's `from` or Last-Event-ID) was
+ * not issued by this group: another group's, or an earlier incarnation's (a watch reconnecting
+ * after its group was deleted and made again skipped the new group's first entries). Waiting
+ * cannot help, so it is a 400. The log's end, not the commit point: a sequencer just recovered may
+ * not know yet that its last entries committed, but its log holds every committed entry, and a
+ * bookmark or an event id is given out only for a committed one. If the sequencer cannot answer,
+ * nothing is refused.
  */
-async function refuseFutureBookmark(c: Context<App>, group: string, seq: number): Promise<void> {
+async function refusePastEnd(c: Context<App>, group: string, seq: number, field: string): Promise<void> {
   const s = await groups.withSequencer(c.env, group, (x) => x.status(), (x) => x === null).catch(() => null);
   if (s && seq > s.lastSeq) {
-    throw new ApiError("bad_request", `bookmark: names seq ${seq}, past the end of ${group}'s log (seq ${s.lastSeq}); it is another group's or an earlier incarnation's`);
+    throw new ApiError("bad_request", `${field}: names seq ${seq}, past the end of ${group}'s log (seq ${s.lastSeq}); it is another group's or an earlier incarnation's`);
   }
 }
 
@@ -142,7 +144,7 @@ commandRoutes.post("/:group/query", async (c) => {
   for (const r of nearestFirst(groups.replicasOf(record), near)) {
     const stub = replicaStub(c.env, record.config, r.id, r.location);
     const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, waitMs])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
-    if (a.kind === "timeout" && body.consistency === "sequential" && bookmark !== null) await refuseFutureBookmark(c, group, bookmark.seq);
+    if (a.kind === "timeout" && body.consistency === "sequential" && bookmark !== null) await refusePastEnd(c, group, bookmark.seq, "bookmark");
     if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);
     last = a;
   }
@@ -165,6 +167,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   if (lastId !== undefined && !/^(0|[1-9][0-9]{0,15})$/.test(lastId.trim())) throw new ApiError("bad_request", "Last-Event-ID: a seq (a non-negative integer)");
   const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
   const record = await groups.lookup(c.env, group);
+  if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
   if (from !== undefined) params.set("from", String(from));
   if (q.prefix) params.set("prefix", q.prefix);
