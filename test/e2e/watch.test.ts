@@ -112,6 +112,29 @@ describe("watch", () => {
     expect(other.status).toBe(403);
   });
 
+  it("ends a group token's watch once the token is revoked: no write after the revoke reaches it", async () => {
+    expect((await call("PUT", "/v1/groups/wrv", admin, { machine: "kv" })).status).toBe(201);
+    const t = await call("POST", "/v1/groups/wrv/tokens", admin, { scope: "read" });
+    expect((await put("wrv", "before", 1)).status).toBe(200);
+    const writer = (async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await call("DELETE", `/v1/groups/wrv/tokens/${t.body.id}`, admin)).status).toBe(204);
+      // Writes go on after the revoke, past the routers' 2 s cache of the token.
+      for (let i = 0; i < 8; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        await put("wrv", `after${i}`, i);
+      }
+    })();
+    const w = await watch("wrv", "?from=0", () => false, { authorization: `Bearer ${t.body.token}` });
+    await writer;
+    expect(w.ended).toBe(true);
+    const keys = w.events.map((e) => e.data.changes[0][0]);
+    expect(keys[0]).toBe("before");
+    // At most the writes within the cache window after the revoke (2 s: 4 writes 0.5 s apart).
+    expect(keys.length).toBeLessThanOrEqual(5);
+    expect(keys).not.toContain("after7");
+  });
+
   it("refuses bad input and unknown groups with the API's errors", async () => {
     expect((await watch("no-such-group", "", () => true)).status).toBe(404);
     const bad = await watch("wa", "?from=-1", () => true);

@@ -6,9 +6,10 @@ import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
-import { readWaitMs } from "../../shared/limits.js";
+import { readWaitMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
+import { groupScopeOf } from "../auth.js";
 import { replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";
@@ -98,6 +99,30 @@ function readResult(c: Context<App>, a: ReadAnswer) {
 }
 
 /**
+ * A watch with a group token ends once the token is revoked (or its group deleted): the token is
+ * checked again as events pass, at most once per routeCacheMs (the delay a revoke may take on any
+ * request). Keepalives pass at least every 15 s, so a silent stream ends within that too. Before,
+ * a revoked token's open watch went on delivering writes.
+ */
+function endOnRevoke(c: Context<App>, res: Response): Response {
+  const scope = c.get("scope");
+  const token = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
+  if (scope.kind !== "group" || !res.body || token === undefined) return res;
+  let checkedAtMs = Date.now();
+  const gate = new TransformStream<Uint8Array, Uint8Array>({
+    async transform(chunk, controller) {
+      if (Date.now() - checkedAtMs >= routeCacheMs) {
+        checkedAtMs = Date.now();
+        const still = await groupScopeOf(c.env, token).catch(() => scope);
+        if (still === null) return controller.terminate();
+      }
+      controller.enqueue(chunk);
+    },
+  });
+  return new Response(res.body.pipeThrough(gate), res);
+}
+
+/**
  * A position past the end of the group's log (a bookmark, a watch's `from` or Last-Event-ID) was
  * not issued by this group: another group's, or an earlier incarnation's (a watch reconnecting
  * after its group was deleted and made again skipped the new group's first entries). Waiting
@@ -175,7 +200,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   for (const r of nearestFirst(groups.replicasOf(record), nearOf(c))) {
     const stub = replicaStub(c.env, record.config, r.id, r.location);
     const res = await stub.fetch(`https://replica/watch?${params}`).catch(() => null);
-    if (res?.status === 200) return res;
+    if (res?.status === 200) return endOnRevoke(c, res);
     if (res?.status === 410) compacted = res;
     else await res?.body?.cancel();
   }
