@@ -70,8 +70,19 @@ async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated);
   // A sequencer moved away from the group's name may have left state there (and the co-located replica): destroyed too.
   if (sequencerName(cfg) !== cfg.group) await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated);
+  // Unlisted before the record goes: if the registry cannot be reached, the record stays
+  // "deleting" and the next request finishes the delete. (The other order answered 500 and left
+  // the name listed for ever, with no record left to finish.)
+  await unlist(env, cfg.group);
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
-  await registryStub(env).remove(cfg.group);
+}
+
+async function unlist(env: Env, group: string): Promise<void> {
+  await registryStub(env)
+    .remove(group)
+    .catch((err) => {
+      throw new ApiError("unavailable", `the registry cannot unlist group ${group} yet (${String(err)}); a retry or the next request finishes the delete`, 1);
+    });
 }
 
 /** PUT: creates the group (201), or finds it with the same config (200), or 409. */
@@ -98,7 +109,11 @@ export async function remove(env: Env, group: string): Promise<boolean> {
   const directory = directoryStub(env, group);
   const record = (await directory.get()) as GroupRecord | null;
   cache.delete(group);
-  if (!record) return false;
+  if (!record) {
+    // A name an earlier version left listed without a record (see finishDelete) is unlisted now.
+    await unlist(env, group);
+    return false;
+  }
   if (record.state !== "deleting") await directory.setState(record.config.incarnation, "deleting");
   await finishDelete(env, { ...record, state: "deleting" });
   return true;

@@ -12,6 +12,7 @@ const fault = (group: string, target: string, kind: string, ms?: number) => call
 describe("fault injection", () => {
   it("an unreachable registry stops no existing group (after the route caches expire); listing answers 503, not 500", async () => {
     expect((await call("PUT", "/v1/groups/no-registry", admin, { machine: "kv" })).status).toBe(201);
+    expect((await call("PUT", "/v1/groups/doomed", admin, { machine: "kv" })).status).toBe(201);
     const f = await fault("no-registry", "registry", "unreachable");
     expect(f.status).toBe(200);
     expect(f.body.faults).toEqual([{ target: "registry", fault: "unreachable", ms: 0 }]);
@@ -28,8 +29,16 @@ describe("fault injection", () => {
     const list = await call("GET", "/v1/groups", admin);
     expect(list.status).toBe(503);
     expect(list.body.error.code).toBe("unavailable");
+    // A delete that cannot unlist the name is a 503 and stays to be finished (it was a 500 that
+    // left the name listed for ever).
+    const del = await call("DELETE", "/v1/groups/doomed", admin);
+    expect(del.status, JSON.stringify(del.body)).toBe(503);
+    expect(del.body.error.message).toMatch(/registry cannot unlist group doomed/);
     expect((await fault("no-registry", "registry", "none")).body.faults).toEqual([]);
     expect((await call("GET", "/v1/groups", admin)).body.groups).toContain("no-registry");
+    expect((await call("DELETE", "/v1/groups/doomed", admin)).status).toBe(204);
+    expect((await call("GET", "/v1/groups", admin)).body.groups).not.toContain("doomed");
+    expect((await call("GET", "/v1/groups/doomed", admin)).status).toBe(404);
   });
 
   it("x-smr-near picks the replica in that location, and falls back to the next nearest while it is unreachable", async () => {
