@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { closeSync, createReadStream, createWriteStream, openSync, readSync, rmSync, statSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
-import type { SnapshotHeader } from "../shared/client/index.js";
+import { ApiRequestError, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
 import { chunks } from "../shared/client/streams.js";
 import { restoreBytesMax } from "../shared/limits.js";
 import { positiveArg, UsageError } from "./args.js";
@@ -81,6 +81,9 @@ export function backupCommands(): Command[] {
       const size = statSync(file).size;
       if (size > restoreBytesMax) throw new UsageError(`${file}: ${size} bytes; a restore takes at most ${restoreBytesMax}`);
       const header = fileHeader(file);
+      // A group this command made is deleted again if the file is refused: a retry with a
+      // corrected file (perhaps of another machine) then starts from nothing, not from a 409.
+      const made = opts.create && !(await exists(client, group));
       if (opts.create) await client.createGroup(group, { machine: header.machine, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
       // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
       const bar = new cliProgress.SingleBar(
@@ -102,10 +105,27 @@ export function backupCommands(): Command[] {
         bar.stop();
         if (json) return printJson(status);
         printStatus(status);
+      } catch (err) {
+        if (made && err instanceof ApiRequestError && err.status === 400) {
+          await client.deleteGroup(group).catch(() => undefined);
+          bar.stop();
+          process.stderr.write(`the file was refused; group ${group}, made by --create, was deleted again\n`);
+        }
+        throw err;
       } finally {
         bar.stop();
       }
     });
 
   return [snapshot, restore];
+}
+
+async function exists(client: SmrClient, group: string): Promise<boolean> {
+  try {
+    await client.group(group);
+    return true;
+  } catch (err) {
+    if (err instanceof ApiRequestError && err.status === 404) return false;
+    throw err;
+  }
 }

@@ -183,6 +183,14 @@ describe("smr snapshot and restore", () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^error: 400 bad_request: .*line/i);
     expect((await json(["list", "cli-snap-4"], client())).result.items).toEqual([]);
+    // With --create, a refused file leaves no group behind; a group that existed before stays.
+    const made = await smr(["restore", "cli-snap-5", bad, "--create"], admin());
+    expect(made.code).toBe(1);
+    expect(made.stderr).toMatch(/group cli-snap-5, made by --create, was deleted again\nerror: 400 bad_request: /);
+    expect((await f.call("GET", "/v1/groups/cli-snap-5", f.admin)).status).toBe(404);
+    const kept = await smr(["restore", "cli-snap-4", bad, "--create"], admin());
+    expect(kept.stderr).not.toMatch(/deleted again/);
+    expect((await f.call("GET", "/v1/groups/cli-snap-4", f.admin)).status).toBe(200);
   }, cliTestMs);
 });
 
