@@ -200,7 +200,12 @@ export async function move(env: Env, group: string, location: string | null) {
   cache.delete(group);
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer could not recover yet: ${r.reason}`, 1);
-  return { name: moved.sequencer!.name, location, epoch: r.epoch };
+  const from = sequencerName(config);
+  const to = moved.sequencer!.name;
+  const event = { at: new Date().toISOString(), kind: "move", epoch: r.epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} at epoch ${r.epoch}`, from, to, location };
+  logEvent({ event: "move", group, epoch: r.epoch, message: event.message, from, to }, "log");
+  await directoryStub(env, group).addEvent(config.incarnation, event).catch(() => undefined);
+  return { name: to, location, epoch: r.epoch };
 }
 
 /** The replicas a router may read from (the record's membership). */

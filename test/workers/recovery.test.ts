@@ -111,6 +111,12 @@ describe("moving a sequencer", () => {
     expect((await api("POST", "/v1/groups/mover/audit")).body.verdict).toBe("consistent");
     // Moving again works too; the creation settings still match for an idempotent PUT.
     expect((await api("POST", "/v1/groups/mover/sequencer", {})).body.sequencer).toMatchObject({ name: "mover~s2", epoch: 3 });
+    // Each move is in the group's history as a "move" event (API.md's Event kinds).
+    const moves = (await api("GET", "/v1/groups/mover/events", undefined, clientToken)).body.events.filter((e: any) => e.kind === "move");
+    expect(moves).toMatchObject([
+      { kind: "move", epoch: 3, from: "mover~s1", to: "mover~s2", location: null },
+      { kind: "move", epoch: 2, from: "mover", to: "mover~s1", location: "weur", message: "sequencer mover moved to mover~s1 (weur) at epoch 2" },
+    ]);
     expect((await api("PUT", "/v1/groups/mover", { machine: "kv" })).status).toBe(200);
     expect((await api("DELETE", "/v1/groups/mover")).status).toBe(204);
     expect((await api("GET", "/v1/groups/mover", undefined, clientToken)).status).toBe(404);
