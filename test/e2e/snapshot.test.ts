@@ -86,7 +86,7 @@ describe("snapshot and restore", () => {
 
   it("refuses a corrupted or malformed file naming the line, and restores nothing", async () => {
     expect((await call("PUT", "/v1/groups/snap-a", admin, { machine: "kv" })).status).toBe(201);
-    for (let i = 0; i < 5; i++) await call("POST", "/v1/groups/snap-a/commands", client, { client: "c", request: i + 1, command: { op: "put", key: `k${i}`, value: i } });
+    for (let i = 0; i < 5; i++) expect((await call("POST", "/v1/groups/snap-a/commands", client, { client: "c", request: i + 1, command: { op: "put", key: `k${i}`, value: i } })).status).toBe(200);
     const file = (await raw("GET", "/v1/groups/snap-a/snapshot")).text;
     expect((await call("PUT", "/v1/groups/snap-b", admin, { machine: "kv" })).status).toBe(201);
 

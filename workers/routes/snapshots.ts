@@ -11,7 +11,6 @@ import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
 import { compareCodePoints } from "../../shared/text.js";
-import { nearestFirst } from "../../shared/geo.js";
 import { replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { type App, groupParam, requireAdmin, status } from "../http.js";
@@ -26,8 +25,10 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   const group = groupParam(c);
   const record = await groups.lookup(c.env, group);
   const inc = record.config.incarnation;
-  const healthy = (await status(c.env, group)).replicas.filter((r) => r.status === "healthy");
-  for (const r of nearestFirst(healthy.map((x) => ({ id: x.id, location: x.location })), null)) {
+  // The most advanced healthy replica first: a snapshot taken just after a write includes it
+  // (a random one could be a commit message behind, and left the last write out).
+  const healthy = (await status(c.env, group)).replicas.filter((r) => r.status === "healthy").sort((a, b) => b.appliedSeq - a.appliedSeq);
+  for (const r of healthy) {
     const stub = replicaStub(c.env, record.config, r.id, r.location);
     const info = await rpc<ExportInfo | null>(stub.call(inc, "beginExport", [])).catch(() => null);
     if (!info) continue;
