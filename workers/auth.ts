@@ -39,6 +39,11 @@ function equalDigests(x: Uint8Array, y: Uint8Array): boolean {
 }
 
 /** The scope a configured token grants, or null. Every candidate is compared (no early exit). */
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearerOf(header: string | undefined): string | null {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1] ?? null;
+}
+
 export function scopeOf(tokens: Tokens, presented: string): Scope | null {
   const p = sha256Bytes(presented);
   let admin = false;

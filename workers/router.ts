@@ -4,7 +4,7 @@ import { Hono, type Context } from "hono";
 import { ApiError } from "../shared/api/errors.js";
 import { openApiDocument } from "../shared/api/openapi.js";
 import { logEvent } from "../shared/log.js";
-import { RateLimiter, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
+import { RateLimiter, bearerOf, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
 import type { App } from "./http.js";
 import { commandRoutes } from "./routes/commands.js";
@@ -65,12 +65,11 @@ app.use("/v1/*", async (c, next) => {
   if (tokens.admin === null && tokens.clients.length === 0) {
     throw new ApiError("not_configured", "no ADMIN_TOKEN or CLIENT_TOKENS configured; the API is closed", 60);
   }
-  const header = c.req.header("authorization") ?? "";
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!m) throw new ApiError("unauthorized", "missing Authorization: Bearer <token>");
-  const scope = scopeOf(tokens, m[1]!) ?? (await groupScopeOf(c.env, m[1]!));
+  const token = bearerOf(c.req.header("authorization"));
+  if (token === null) throw new ApiError("unauthorized", "missing Authorization: Bearer <token>");
+  const scope = scopeOf(tokens, token) ?? (await groupScopeOf(c.env, token));
   if (!scope) throw new ApiError("unauthorized", "unknown token");
-  const wait = rateLimiter(c.env).take(m[1]!, Date.now());
+  const wait = rateLimiter(c.env).take(token, Date.now());
   if (wait > 0) throw new ApiError("rate_limited", "request rate limit for this token exceeded", wait);
   c.set("scope", scope);
   await next();

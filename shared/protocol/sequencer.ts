@@ -586,11 +586,12 @@ export class SequencerCore {
     this.configPendingSeq = 0;
   }
 
-  /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
+  /** Replicas not heard from (nor missed) since this sequencer started. */
   unheardIds(): string[] {
     return this.progress.unheardIds();
   }
 
+  /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
   transferCandidates(): string[] {
     return this.progress.transferCandidates();
   }

@@ -9,7 +9,7 @@ import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api
 import { readWaitMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
-import { groupScopeOf } from "../auth.js";
+import { bearerOf, groupScopeOf } from "../auth.js";
 import { replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";
@@ -106,8 +106,8 @@ function readResult(c: Context<App>, a: ReadAnswer) {
  */
 function endOnRevoke(c: Context<App>, res: Response): Response {
   const scope = c.get("scope");
-  const token = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
-  if (scope.kind !== "group" || !res.body || token === undefined) return res;
+  const token = bearerOf(c.req.header("authorization"));
+  if (scope.kind !== "group" || !res.body || token === null) return res;
   let checkedAtMs = Date.now();
   const gate = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
