@@ -9,6 +9,7 @@ import * as answers from "./responses.js";
 import {
   addReplicaBody,
   auditsParams,
+  eventsParams,
   batchBody,
   commandBody,
   createGroupBody,
@@ -263,7 +264,7 @@ export const routes: Route[] = [
     auth: "client",
     tag: "log and audits",
     summary: "The group's operational history (failovers, moves, quarantines, repairs), newest first",
-    query: auditsParams,
+    query: eventsParams,
     answers: [{ status: 200, description: "events", schema: z.object({ events: z.array(answers.groupEvent) }) }],
   },
 

@@ -1,10 +1,12 @@
 import { z } from "zod";
 import {
+  auditHistoryMax,
   batchCommandsMax,
   checkpointEveryDefault,
   checkpointEveryMax,
   checkpointEveryMin,
   clientCharsMax,
+  eventHistoryMax,
   groupsPageMax,
   logPageMax,
   metricsPageMax,
@@ -124,8 +126,14 @@ export const watchParams = z.object({
   prefix: z.string().max(512).optional(),
 });
 
+/** GET /v1/groups/{g}/audits: up to every report the group keeps. */
 export const auditsParams = z.object({
-  limit: decimalParam(z.number().min(1).max(100)).optional(),
+  limit: decimalParam(z.number().min(1).max(auditHistoryMax)).optional(),
+});
+
+/** GET /v1/groups/{g}/events: up to every event the group keeps. */
+export const eventsParams = z.object({
+  limit: decimalParam(z.number().min(1).max(eventHistoryMax)).optional(),
 });
 
 // ---- the bodies and parameters of the operator's routes (workers/routes/) -------------------

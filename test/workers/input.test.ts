@@ -136,6 +136,8 @@ describe("one key order everywhere: code points (SQLite's, the memory store's, t
       ["/v1/groups/params/log?limit=2000", /^query\.limit:/],
       ["/v1/groups/params/audits?limit=1.0", /^query\.limit:/],
       ["/v1/groups/params/events?limit=-1", /^query\.limit:/],
+      ["/v1/groups/params/events?limit=201", /^query\.limit:/],
+      ["/v1/groups/params/audits?limit=101", /^query\.limit:/],
       ["/v1/groups?limit=ten", /^query\.limit:/],
       ["/v1/metrics?limit=0", /^query\.limit:/],
       ["/v1/groups/params/watch?from=1e3", /^query\.from:/],
@@ -145,5 +147,8 @@ describe("one key order everywhere: code points (SQLite's, the memory store's, t
     const log = await api("GET", "/v1/groups/params/log?from=1&limit=007");
     expect(log.status).toBe(200);
     expect(log.body.entries.length).toBeGreaterThan(0);
+    // Every event and audit a group keeps can be read in one page (200 and 100 of them).
+    expect((await api("GET", "/v1/groups/params/events?limit=200")).status).toBe(200);
+    expect((await api("GET", "/v1/groups/params/audits?limit=100")).status).toBe(200);
   });
 });

@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
 import type { Context } from "hono";
-import { addReplicaBody, auditsParams, logParams, moveSequencerBody, releaseBody, replicaIdPattern } from "../../shared/api/schemas.js";
+import { addReplicaBody, auditsParams, eventsParams, logParams, moveSequencerBody, releaseBody, replicaIdPattern } from "../../shared/api/schemas.js";
 import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shared/limits.js";
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
@@ -101,7 +101,7 @@ memberRoutes.get("/:group/audits", async (c) => {
 
 memberRoutes.get("/:group/events", async (c) => {
   const group = groupParam(c);
-  const q = parse(auditsParams, c.req.query(), "query");
+  const q = parse(eventsParams, c.req.query(), "query");
   await groups.lookup(c.env, group);
   return c.json({ events: await directoryStub(c.env, group).events(q.limit ?? eventsPageDefault) });
 });
