@@ -90,6 +90,19 @@ export async function groupScopeOf(env: Env, presented: string): Promise<Scope |
   return ok ? { kind: "group", group, tokenId: id, access: hit.record.scope } : null;
 }
 
+/**
+ * Drops this router's cached lookups of a group's tokens (one, or all of them): a token revoked
+ * here, or its group deleted or re-created here (or seen at a new incarnation), is refused at
+ * once, not a routeCacheMs later. Other routers still take up to routeCacheMs.
+ */
+export function forgetTokens(group: string, id?: string): void {
+  if (id !== undefined) {
+    lookups.delete(`${group}/${id}`);
+    return;
+  }
+  for (const key of lookups.keys()) if (key.startsWith(`${group}/`)) lookups.delete(key);
+}
+
 function hexBytes(hex: string): Uint8Array {
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);

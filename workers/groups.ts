@@ -16,6 +16,7 @@ import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
 import { type VoteReply, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
+import { forgetTokens } from "./auth.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
 const cache = new Map<string, { record: GroupRecord; atMs: number }>();
@@ -49,6 +50,8 @@ export async function lookup(env: Env, group: string, fresh = false): Promise<Gr
     throw notFound(group);
   }
   if (record.state === "creating") record = (await finishCreate(env, record)).record;
+  // Another router deleted and re-created the group: the tokens cached here were the old one's.
+  if (cached && cached.record.config.incarnation !== record.config.incarnation) forgetTokens(group);
   cache.set(group, { record, atMs: Date.now() });
   return record;
 }
@@ -90,6 +93,7 @@ export async function create(env: Env, config: GroupConfig): Promise<{ created: 
   const group = config.group;
   const r = await directoryStub(env, group).create(config, new Date().toISOString());
   cache.delete(group);
+  forgetTokens(group);
   if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
   if (r.kind === "deleting") {
     await finishDelete(env, r.record as GroupRecord);
@@ -109,6 +113,7 @@ export async function remove(env: Env, group: string): Promise<boolean> {
   const directory = directoryStub(env, group);
   const record = (await directory.get()) as GroupRecord | null;
   cache.delete(group);
+  forgetTokens(group);
   if (!record) {
     // A name an earlier version left listed without a record (see finishDelete) is unlisted now.
     await unlist(env, group);

@@ -4,7 +4,7 @@ import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
 import { tokenBody, tokenIdPattern } from "../../shared/api/schemas.js";
 import { groupTokensMax } from "../../shared/limits.js";
-import { newGroupToken, secretHash } from "../auth.js";
+import { forgetTokens, newGroupToken, secretHash } from "../auth.js";
 import { directoryStub } from "../env.js";
 import * as groups from "../groups.js";
 import { groupParam, jsonBody, parse, requireAdmin } from "../http.js";
@@ -39,5 +39,6 @@ tokenRoutes.delete("/:group/tokens/:id", async (c) => {
   if (!tokenIdPattern.test(id)) throw new ApiError("bad_request", "id: a token id (8 hex digits)");
   await groups.lookup(c.env, group);
   if (!(await directoryStub(c.env, group).revokeToken(id))) throw new ApiError("not_found", `group ${group} has no token ${id}`);
+  forgetTokens(group, id);
   return c.body(null, 204);
 });
