@@ -33,10 +33,7 @@ export async function preVote(io: FailoverIO, config: GroupConfig): Promise<PreV
   const quorum = new JointConfig(memberships.map(voters));
   const replies = await votes(io, ids, quorum);
   const gone = ids.filter((_, i) => replies[i]?.gone);
-  if (!quorum.reached(gone)) {
-    const heard = ids.filter((_, i) => replies[i] && !replies[i]!.gone);
-    return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${heard.length} still hear it); a quorum of voters must` };
-  }
+  if (!quorum.reached(gone)) return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${tally(replies)}); a quorum of voters must` };
   const downMs = Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
   const no = (config.sequencer?.no ?? 0) + 1;
   const preferred = config.sequencerLocations;
@@ -44,6 +41,18 @@ export async function preVote(io: FailoverIO, config: GroupConfig): Promise<PreV
   const healthy = membersOf(config).find((m) => gone.includes(m.id) && m.location !== null)?.location ?? null;
   const location = at ?? healthy ?? config.sequencer?.location ?? null;
   return { go: true, downMs, location, next: { name: `${config.group}~s${no}`, location, no, since: new Date(io.nowMs()).toISOString() } };
+}
+
+/** The votes that were not `gone`, by kind: "1 still hears it, 1 unreachable, 1 not answered". */
+function tally(replies: (VoteReply | null | undefined)[]): string {
+  const count = (f: (r: VoteReply | null | undefined) => boolean) => replies.filter(f).length;
+  const hears = count((r) => !!r && !r.gone);
+  const parts = [`${hears} still ${hears === 1 ? "hears" : "hear"} it`];
+  const unreachable = count((r) => r === null);
+  const silent = count((r) => r === undefined);
+  if (unreachable > 0) parts.push(`${unreachable} unreachable`);
+  if (silent > 0) parts.push(`${silent} not answered`);
+  return parts.join(", ");
 }
 
 /**
