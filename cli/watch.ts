@@ -3,6 +3,7 @@ import { Command } from "commander";
 import type { WatchEvent } from "../shared/client/index.js";
 import { intArg } from "./args.js";
 import { runOf } from "./context.js";
+import { note } from "./output.js";
 
 /** `seq  key=value key2=value2`; an entry that changed no key shows its command instead. */
 export function eventLine(e: WatchEvent): string {
@@ -21,7 +22,13 @@ export function watchCommand(): Command {
       const { client, json } = runOf(cmd);
       const stop = new AbortController();
       for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => stop.abort());
-      const feed = client.watch(group, { ...(opts.from !== undefined ? { from: opts.from } : {}), ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}), signal: stop.signal });
+      const feed = client.watch(group, {
+        ...(opts.from !== undefined ? { from: opts.from } : {}),
+        ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}),
+        signal: stop.signal,
+        // On stderr, so a server that is down or a dropped stream is not retried in silence.
+        onRetry: (r) => note(`watch: ${r.reason}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`),
+      });
       for await (const e of feed) process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
     });
 }

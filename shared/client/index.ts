@@ -84,6 +84,15 @@ export interface WatchOptions {
   signal?: AbortSignal;
   /** Nearest-replica hint sent as x-smr-near. */
   near?: string;
+  /** Called before each reconnect: why (the error, or the stream's end), the pause, and the id it resumes after. */
+  onRetry?: (retry: WatchRetry) => void;
+}
+
+export interface WatchRetry {
+  reason: string;
+  pauseMs: number;
+  /** The last event id seen: the reconnect asks for what follows it. */
+  after?: string;
 }
 
 import type { GroupEvent } from "../api/types.js";
@@ -376,10 +385,10 @@ export class SmrClient {
       } catch (err) {
         if (signal?.aborted) return;
         if (err instanceof ApiRequestError && watchFatal.has(err.status)) throw err;
-        await sleep(serverPauseMs ?? pauseMs, signal);
-        pauseMs = Math.min(pauseMs * 2, watchRetryMaxMs);
+        pauseMs = await this.pauseBeforeRetry(opts, err instanceof Error ? err.message : String(err), serverPauseMs ?? pauseMs, lastId);
         continue;
       }
+      let reason = "the stream ended";
       try {
         for await (const frame of sseFrames(res.body!)) {
           if (frame.retryMs !== undefined) serverPauseMs = frame.retryMs;
@@ -394,12 +403,18 @@ export class SmrClient {
       } catch (err) {
         if (signal?.aborted) return;
         if (err instanceof SyntaxError) throw err; // a malformed event is a bug, not a dropped line
-        // the connection dropped mid-stream: resume below
+        reason = `the connection dropped (${describe(err)})`;
       }
       // The stream ended (the replica closed it, or the connection died): resume where it stopped.
-      await sleep(serverPauseMs ?? pauseMs, signal);
-      pauseMs = Math.min(pauseMs * 2, watchRetryMaxMs);
+      pauseMs = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId);
     }
+  }
+
+  /** Tells onRetry, waits pauseMs (or until aborted), and returns the next pause (doubled, bounded). */
+  private async pauseBeforeRetry(opts: WatchOptions, reason: string, pauseMs: number, after: string | undefined): Promise<number> {
+    opts.onRetry?.({ reason, pauseMs, ...(after !== undefined ? { after } : {}) });
+    await sleep(pauseMs, opts.signal);
+    return Math.min(pauseMs * 2, watchRetryMaxMs);
   }
 
   /** The group's snapshot file (API.md "Snapshot and restore") as it arrives: NDJSON bytes, to save as they are. */

@@ -68,6 +68,16 @@ describe("smr watch", () => {
     expect(await watch.exited).toBe(0);
   }, cliTestMs);
 
+  it("says on stderr when it cannot reach the server and keeps trying until interrupted", async () => {
+    const watch = smrSpawn(["watch", "cli-watch-down"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: f.client } });
+    const deadline = Date.now() + 30_000;
+    while ((watch.output().stderr.match(/reconnecting/g) ?? []).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    watch.child.kill("SIGINT");
+    expect(await watch.exited).toBe(0);
+    expect(watch.output().stderr).toMatch(/^watch: .*127\.0\.0\.1:9.*; reconnecting in \d+ ms\nwatch: /);
+    expect(watch.output().stdout).toBe("");
+  }, cliTestMs);
+
   it("ends with the API's error for a group that does not exist", async () => {
     const r = await smr(["watch", "cli-watch-none"], client());
     expect(r.code).toBe(1);

@@ -177,6 +177,24 @@ describe("client watch", () => {
     expect(calls[3]!.url.searchParams.get("from")).toBe("4");
   });
 
+  it("tells onRetry why it reconnects and when (a server that is down is not retried silently)", async () => {
+    const streams = [
+      () => Promise.reject(new TypeError("fetch failed")),
+      () => errorBody(503, "unavailable", "no replica"),
+      () => sse(entry(1), "drop"),
+      () => sse(entry(2)),
+    ];
+    const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
+    const retries: { reason: string; pauseMs: number; after?: string }[] = [];
+    const it = client.watch("g", { onRetry: (r) => retries.push(r) });
+    expect((await it.next()).value).toMatchObject({ seq: 1 });
+    expect((await it.next()).value).toMatchObject({ seq: 2 });
+    await it.return(undefined);
+    expect(retries.map((r) => r.reason)).toEqual([expect.stringMatching(/fetch failed/), expect.stringMatching(/503.*no replica/), expect.stringMatching(/connection dropped/)]);
+    expect(retries.every((r) => r.pauseMs >= 1)).toBe(true);
+    expect(retries[2]!.after).toBe("1");
+  });
+
   it("resumes from an id the server set without an event (an `id:` block with no data)", async () => {
     const streams = [() => sse(`id: 40\n\n: keepalive\n\n`, "drop"), () => sse(entry(41))];
     const { client, calls } = clientWith(() => streams[calls.length - 1]!());
