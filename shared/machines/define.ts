@@ -1,7 +1,7 @@
 // The extension point: a user's machine is `export const mine = defineMachine({...})` in its own
 // file, listed in shared/machines/index.ts (docs/MACHINES.md).
 import type { z } from "zod";
-import type { ApplyContext, MachineRng, MachineState, StateMachine } from "./types.js";
+import type { ApplyContext, MachineRng, MachineState, StateChecker, StateMachine } from "./types.js";
 
 /** What `{"machine": NAME}` names: lowercase, as group names are. */
 export const machineNamePattern = /^[a-z][a-z0-9-]{0,31}$/;
@@ -21,6 +21,7 @@ export interface MachineDefinition<C, Q> {
   keysOf?(command: NoInfer<C>): string[];
   oversized?(command: NoInfer<C>): string | null;
   checkRow?(key: string, value: unknown): string | null;
+  checkState?(): StateChecker;
   generate: { command(rng: MachineRng): NoInfer<C>; query(rng: MachineRng): NoInfer<Q> };
 }
 

@@ -136,6 +136,23 @@ export const lock = defineMachine({
     return null;
   },
 
+  // Tokens must keep strictly increasing after a restore: the next grant takes counter + 1, so a
+  // lease holding a token above the counter would see a later holder get the same token.
+  checkState() {
+    let counter = 0;
+    let top: { key: string; token: number } | null = null;
+    return {
+      row(key, value) {
+        if (key === counterKey) counter = value as number;
+        else if ((value as Lease).token > (top?.token ?? 0)) top = { key, token: (value as Lease).token };
+      },
+      end() {
+        if (top === null || top.token <= counter) return null;
+        return `the counter "${counterKey}" (${counter}) is below the token ${top.token} of ${JSON.stringify(top.key)}: the next grant would repeat a token`;
+      },
+    };
+  },
+
   // A query has no entry and so no timestamp: it returns leases as stored, expired ones included
   // until a command replaces or releases them; the caller compares expiresAt with its own clock.
   query(state, q) {

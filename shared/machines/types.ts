@@ -62,6 +62,12 @@ export interface StateMachine<C = unknown, Q = unknown> {
    */
   checkRow?(key: string, value: unknown): string | null;
   /**
+   * Rules across rows (a lease's token at most the counter): a restore feeds every row checkRow
+   * accepted, in key order, to one checker and refuses the file if `end()` names a problem.
+   * `npm run check-machine` checks the state its commands leave passes.
+   */
+  checkState?(): StateChecker;
+  /**
    * Random commands and queries for this machine, drawn only from rng: the simulator's clients and
    * `npm run check-machine` run them (docs/MACHINES.md).
    */
@@ -86,3 +92,10 @@ export interface MachineGenerator<C, Q> {
 /** The command and query types of a machine: `CommandOf<typeof lock>`. */
 export type CommandOf<M> = M extends StateMachine<infer C, any> ? C : never;
 export type QueryOf<M> = M extends StateMachine<any, infer Q> ? Q : never;
+
+/** A restore's check across rows (StateMachine.checkState). */
+export interface StateChecker {
+  row(key: string, value: unknown): void;
+  /** What is wrong with the rows seen, or null. */
+  end(): string | null;
+}

@@ -128,6 +128,9 @@ describe("snapshot and restore", () => {
       ["lock", [["l/door", { holder: "ann", token: 0, expiresAt: "2026-01-01T00:00:00.000Z" }]], /^line 2: the lease of "l\/door"\.token/],
       ["lock", [["l/door", { holder: "ann", token: 1, expiresAt: "soon" }]], /^line 2: the lease of "l\/door"\.expiresAt/],
       ["lock", [["other", 1]], /^line 2: key: "token" or "l\/"/],
+      // Across rows: a lease's token above the counter, so the next grant would repeat it (fencing).
+      ["lock", [["l/door", { holder: "ann", token: 9, expiresAt: "2026-01-01T00:00:00.000Z" }], ["token", 3]], /^the file: the counter "token" \(3\) is below the token 9 of "l\/door"/],
+      ["lock", [["l/a", { holder: "ann", token: 1, expiresAt: "2026-01-01T00:00:00.000Z" }]], /^the file: the counter "token" \(0\) is below the token 1 of "l\/a"/],
     ];
     for (const [i, [machine, rows, message]] of refused.entries()) {
       const group = `snap-bad-${i}`;

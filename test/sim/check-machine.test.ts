@@ -71,6 +71,15 @@ describe("check-machine catches a nondeterministic machine", () => {
     expect(cloneCheck(strict, { seed: 1, prefix: 2, commands: 5 }).join("\n")).toMatch(/wrote the row \["k\d","k\d"\], which checkRow refuses .*: values must not equal keys/);
     const lenient = defineMachine({ ...counterLike("lenient"), checkRow: (_key, value) => (typeof value === "string" ? null : "a string") });
     expect(cloneCheck(lenient, { seed: 1, prefix: 2, commands: 5 })).toEqual([]);
+    // A rule across rows: the state the commands leave must pass checkState too.
+    const across = (limit: number) => ({
+      checkState: () => {
+        let rows = 0;
+        return { row: () => void rows++, end: () => (rows > limit ? `more than ${limit} rows` : null) };
+      },
+    });
+    expect(cloneCheck(defineMachine({ ...counterLike("few"), ...across(1) }), { seed: 1, prefix: 2, commands: 5 }).join("\n")).toMatch(/left a state checkState refuses .*: more than 1 rows/);
+    expect(cloneCheck(defineMachine({ ...counterLike("many"), ...across(1_000) }), { seed: 1, prefix: 2, commands: 5 })).toEqual([]);
   });
 
   it("a machine whose query writes is caught", () => {

@@ -173,15 +173,19 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
   return failures;
 }
 
-/** Every row the commands left must be one a restore accepts (the machine's checkRow). */
+/** Every row the commands left, and the rows together, must be what a restore accepts (checkRow, checkState). */
 function checkRows(machine: StateMachine<any, any>, state: DigestedState, fail: (m: string) => void): void {
-  if (!machine.checkRow) return;
+  if (!machine.checkRow && !machine.checkState) return;
   state.save();
+  const across = machine.checkState?.();
   for (const [stored, value] of state.rows.scan(machinePrefix, null, Infinity)) {
     const key = stored.slice(machinePrefix.length);
-    const problem = machine.checkRow(key, JSON.parse(value));
+    const problem = machine.checkRow?.(key, JSON.parse(value)) ?? null;
     if (problem !== null) fail(`the commands wrote the row [${text(key)},${value}], which checkRow refuses (a restore would too): ${problem}`);
+    across?.row(key, JSON.parse(value));
   }
+  const problem = across?.end() ?? null;
+  if (problem !== null) fail(`the commands left a state checkState refuses (a restore would too): ${problem}`);
 }
 
 function checkQuery(machine: StateMachine<any, any>, rng: Prng, a: DigestedState, b: DigestedState, fail: (m: string) => void): void {

@@ -130,6 +130,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   const record = await groups.lookup(c.env, group);
   const sequencer = () => groups.sequencerOf(c.env, record.config);
   const machine = machineFor(record.config.machine);
+  const across = machine.checkState?.();
   const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
   if (begun.kind !== "ok") {
     await drain(c.req.raw.body);
@@ -163,6 +164,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       lastKey = key;
       const problem = machine.checkRow?.(key, row[1]) ?? null;
       if (problem !== null) throw new ApiError("bad_request", `line ${no}: ${problem}`);
+      across?.row(key, row[1]);
       const stored: [string, string] = [machinePrefix + key, JSON.stringify(row[1])];
       xorInto(acc, rowHash(stored[0], stored[1]));
       rows++;
@@ -174,6 +176,8 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     if (rows !== header.rows) throw new ApiError("bad_request", `line ${lastNo}: the header (line 1) announces ${header.rows} rows, the file has ${rows}`);
     const digest = bytesToHex(acc);
     if (digest !== header.digest) throw new ApiError("bad_request", `line 1: header.digest ${header.digest} does not match the rows' digest ${digest}`);
+    const problem = across?.end() ?? null;
+    if (problem !== null) throw new ApiError("bad_request", `the file: ${problem}`);
     await flush();
     const done = await rpc<RestoreAnswer>(sequencer().endRestore(id, digest, rows));
     if (done.kind !== "ok") throw restoreError(done);
