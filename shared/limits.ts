@@ -96,6 +96,12 @@ export const readLeaseMs = sequencerTimeoutMs / 2;
  * commandTimeoutMs there) counts as unreachable: the router may fail the sequencer over.
  */
 export const sequencerCallTimeoutMs = commandTimeoutMs + 5_000;
+/**
+ * A sequencer move waits this long for the current sequencer to hand over (stop and forget); one
+ * that does not answer makes the move a 503 (it may be unreachable: failover replaces it once a
+ * quorum of voters has lost it too).
+ */
+export const handOverTimeoutMs = 5_000;
 
 /** A `sequential` or `linearizable` read waits this long for the replica to catch up, then 504. */
 export const readWaitMs = 2_000;

@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { routeCacheMs, sequencerCallTimeoutMs } from "../shared/limits.js";
+import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -198,7 +198,7 @@ export async function move(env: Env, group: string, location: string | null) {
   const config = record.config;
   const no = (config.sequencer?.no ?? 0) + 1;
   const moved: GroupConfig = { ...config, sequencer: { name: `${group}~s${no}`, location, no } };
-  await sequencerOf(env, config).handOver();
+  await handOver(env, config);
   if (!(await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved))) {
     throw new ApiError("conflict", `the sequencer of ${group} changed meanwhile (a failover or another move); look again`);
   }
@@ -211,6 +211,21 @@ export async function move(env: Env, group: string, location: string | null) {
   logEvent({ event: "move", group, epoch: r.epoch, message: event.message, from, to }, "log");
   await directoryStub(env, group).addEvent(config.incarnation, event).catch(() => undefined);
   return { name: to, location, epoch: r.epoch };
+}
+
+/**
+ * Asks the current sequencer to stop and forget, within handOverTimeoutMs. One that cannot answer
+ * is a 503: a move without its hand-over would skip the PreVote, and the old sequencer could still
+ * serve reads within its lease while the new one commits (failover replaces an unreachable one).
+ */
+async function handOver(env: Env, config: GroupConfig): Promise<void> {
+  const name = sequencerName(config);
+  try {
+    await withTimeout(realClock, sequencerOf(env, config).handOver(), handOverTimeoutMs, `the sequencer ${name}`);
+  } catch (err) {
+    const why = err instanceof Error && err.message.endsWith(`timed out after ${handOverTimeoutMs} ms`) ? `did not answer within ${handOverTimeoutMs} ms` : `is unreachable (${String(err)})`;
+    throw new ApiError("unavailable", `cannot hand over: the sequencer ${name} ${why}; if a quorum of voters has lost it too, the next request fails it over`, 1);
+  }
 }
 
 /** The replicas a router may read from (the record's membership). */

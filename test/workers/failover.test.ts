@@ -2,7 +2,7 @@
 // voters has not heard from it for sequencerTimeoutMs, a write fails it over to a successor at a
 // higher epoch, and nothing acknowledged is lost.
 import { describe, expect, it } from "vitest";
-import { failoverHoldDownMs, sequencerTimeoutMs } from "../../shared/limits.js";
+import { failoverHoldDownMs, handOverTimeoutMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, query } from "./helpers.js";
 
 describe("automatic failover (workerd)", () => {
@@ -38,4 +38,28 @@ describe("automatic failover (workerd)", () => {
     await api("POST", "/v1/groups/wfo/faults", { target: "sequencer", fault: "none" });
     expect((await api("GET", "/v1/groups/wfo", undefined, clientToken)).body.sequencer.name).toBe("wfo~s1");
   });
+
+  it("a move the current sequencer cannot answer is a 503 naming why, within handOverTimeoutMs, not a 500 or a hang", async () => {
+    await createGroup("wmv", { machine: "kv", replicas: 3 });
+    expect((await command("wmv", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await api("POST", "/v1/groups/wmv/faults", { target: "sequencer", fault: "unreachable" });
+    const cut = await api("POST", "/v1/groups/wmv/sequencer", { location: "weur" });
+    expect(cut.status, JSON.stringify(cut.body)).toBe(503);
+    expect(cut.body.error).toMatchObject({ code: "unavailable", message: expect.stringMatching(/cannot hand over.*unreachable/) });
+    await api("POST", "/v1/groups/wmv/faults", { target: "sequencer", fault: "slow", ms: handOverTimeoutMs + 3_000 });
+    const startedMs = Date.now();
+    const slow = await api("POST", "/v1/groups/wmv/sequencer", { location: "weur" });
+    expect(slow.status, JSON.stringify(slow.body)).toBe(503);
+    expect(slow.body.error.message).toMatch(/cannot hand over.*did not answer within/);
+    expect(Date.now() - startedMs).toBeLessThan(handOverTimeoutMs + 2_000);
+    await api("POST", "/v1/groups/wmv/faults", { target: "sequencer", fault: "none" });
+    // The group goes on: a write succeeds (recovering, if the late hand-over went through) and nothing is lost.
+    let w: { status: number; body: any } = { status: 0, body: null };
+    for (let i = 0; i < 60 && w.status !== 200; i++) {
+      w = await command("wmv", { op: "put", key: "b", value: 2 }, "w", 2);
+      if (w.status !== 200) await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(w.status, JSON.stringify(w.body)).toBe(200);
+    expect((await query("wmv", { op: "get", key: "a" })).body.result).toEqual({ value: 1 });
+  }, 40_000);
 });
