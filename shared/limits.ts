@@ -102,6 +102,8 @@ export const sequencerCallTimeoutMs = commandTimeoutMs + 5_000;
  * quorum of voters has lost it too).
  */
 export const handOverTimeoutMs = 5_000;
+/** Sequencers a router remembers as failing since some time (for a failover's downMs); oldest dropped first. */
+export const unreachableNamesMax = 1_000;
 
 /** A `sequential` or `linearizable` read waits this long for the replica to catch up, then 504. */
 export const readWaitMs = 2_000;

@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs } from "../shared/limits.js";
+import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -139,10 +139,13 @@ export async function withSequencer<T>(
 ): Promise<T> {
   let record = await lookup(env, group);
   let answer: T;
+  const calledMs = Date.now();
   try {
     // A sequencer that does not answer in time is as good as unreachable (a location that stopped answering).
     answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
+    unreachableSince.delete(sequencerName(record.config));
   } catch (err) {
+    noteUnreachable(sequencerName(record.config), calledMs);
     // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
     try {
       record = await failover(env, group, sequencerName(record.config), String(err));
@@ -161,6 +164,20 @@ export async function withSequencer<T>(
   const r = await sequencerOf(env, record.config).recover(record.config);
   if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
   return call(sequencerOf(env, record.config), record);
+}
+
+/**
+ * When this router's calls to a sequencer (by name) began to fail: the start of the first call
+ * that failed since the last that succeeded. A failover's downMs is the longer of this and the
+ * voters' silence: a voter that restarted meanwhile (an evicted object) has heard nothing only
+ * since its start, and alone made a 28 s outage a 5 s event in a probe.
+ */
+const unreachableSince = new Map<string, number>();
+
+function noteUnreachable(name: string, sinceMs: number): void {
+  if (unreachableSince.has(name)) return;
+  if (unreachableSince.size >= unreachableNamesMax) unreachableSince.delete(unreachableSince.keys().next().value!);
+  unreachableSince.set(name, sinceMs);
 }
 
 /**
@@ -183,7 +200,9 @@ export async function failover(env: Env, group: string, failed: string, cause: s
   cache.delete(group);
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
-  const event = failoverEvent(config, decision.next, r.epoch, cause, decision.downMs + (Date.now() - started));
+  const seenMs = Date.now() - (unreachableSince.get(failed) ?? Date.now());
+  unreachableSince.delete(failed);
+  const event = failoverEvent(config, decision.next, r.epoch, cause, Math.max(decision.downMs + (Date.now() - started), seenMs));
   logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: event.from, to: event.to, downMs: event.downMs, cause }, "warn");
   await directory.addEvent(config.incarnation, event).catch(() => undefined);
   return { ...record, config: moved };

@@ -3,7 +3,8 @@
 // higher epoch, and nothing acknowledged is lost.
 import { describe, expect, it } from "vitest";
 import { failoverHoldDownMs, handOverTimeoutMs, sequencerTimeoutMs } from "../../shared/limits.js";
-import { api, clientToken, command, createGroup, query } from "./helpers.js";
+import { runInDurableObject } from "cloudflare:test";
+import { api, clientToken, command, createGroup, query, replicaObject } from "./helpers.js";
 
 describe("automatic failover (workerd)", () => {
   it("replaces an unreachable sequencer; writes resume; a second failover waits for the hold-down", async () => {
@@ -61,5 +62,30 @@ describe("automatic failover (workerd)", () => {
     }
     expect(w.status, JSON.stringify(w.body)).toBe(200);
     expect((await query("wmv", { op: "get", key: "a" })).body.result).toEqual({ value: 1 });
+  }, 40_000);
+
+  it("the failover event's downMs counts the outage the router saw, even when the voters restarted meanwhile", async () => {
+    await createGroup("wdm", { machine: "kv", replicas: 3 });
+    expect((await command("wdm", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await api("POST", "/v1/groups/wdm/faults", { target: "sequencer", fault: "unreachable" });
+    const cutAt = Date.now();
+    expect([503, 504]).toContain((await command("wdm", { op: "put", key: "b", value: 2 }, "w", 2)).status);
+    await new Promise((res) => setTimeout(res, sequencerTimeoutMs + 1_000));
+    // r2 and r3 restart (as an evicted object does): each has heard nothing since its start, so
+    // it votes the sequencer gone only sequencerTimeoutMs later, and its heardAgoMs is that short.
+    for (const id of ["r2", "r3"]) {
+      await runInDurableObject(replicaObject("wdm", id), (_inst, state) => state.abort("restart")).catch(() => undefined);
+    }
+    let w = { status: 0, body: null as any };
+    while (w.status !== 200 && Date.now() - cutAt < 4 * sequencerTimeoutMs) {
+      w = await command("wdm", { op: "put", key: "b", value: 2 }, "w", 2);
+      if (w.status !== 200) await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(w.status, JSON.stringify(w.body)).toBe(200);
+    const outageMs = Date.now() - cutAt;
+    expect(outageMs).toBeGreaterThan(2 * sequencerTimeoutMs);
+    const event = (await api("GET", "/v1/groups/wdm/events", undefined, clientToken)).body.events.find((e: any) => e.kind === "failover");
+    expect(event.downMs).toBeGreaterThan(outageMs - 1_500);
+    expect(event.downMs).toBeLessThanOrEqual(outageMs);
   }, 40_000);
 });
