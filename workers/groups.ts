@@ -56,6 +56,13 @@ export async function lookup(env: Env, group: string, fresh = false): Promise<Gr
   return record;
 }
 
+/** The group's record in whatever state it is (creating, ready, deleting), finishing nothing: 404 if none. */
+export async function recordOf(env: Env, group: string): Promise<GroupRecord> {
+  const record = (await directoryStub(env, group).get()) as GroupRecord | null;
+  if (!record) throw notFound(group);
+  return record;
+}
+
 /** Initializes the sequencer and replicas of a record in state "creating", then marks it ready. */
 async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: GroupRecord; status: GroupStatus | null }> {
   const cfg = record.config;
@@ -70,9 +77,15 @@ async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: Gr
 
 async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   const cfg = record.config;
-  await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated);
-  // A sequencer moved away from the group's name may have left state there (and the co-located replica): destroyed too.
-  if (sequencerName(cfg) !== cfg.group) await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated);
+  try {
+    await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated);
+    // A sequencer moved away from the group's name may have left state there (and the co-located replica): destroyed too.
+    if (sequencerName(cfg) !== cfg.group) await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated);
+  } catch (err) {
+    // An object that cannot be reached keeps the group's state: the record stays "deleting" (the
+    // group serves nothing, and its name cannot be re-created) until a retry can destroy it.
+    throw new ApiError("unavailable", `group ${cfg.group} is being deleted, but not every one of its objects can be reached yet (${String(err)}); a retry or the next request finishes the delete`, 1);
+  }
   // Unlisted before the record goes: if the registry cannot be reached, the record stays
   // "deleting" and the next request finishes the delete. (The other order answered 500 and left
   // the name listed for ever, with no record left to finish.)

@@ -108,6 +108,24 @@ describe("a PUT or a DELETE that died midway is finished by the next lookup", ()
     expect((await query("half-gone", { op: "get", key: "k" })).body.result).toEqual({ value: null });
     expect((await directory("half-gone").get())!.config.incarnation).toBe(rec.config.incarnation + 1);
   });
+
+  it("a delete that cannot reach one of the group's objects is a 503 until it can, never a 500; the fault can be cleared meanwhile", async () => {
+    for (const target of ["r2", "sequencer"]) {
+      const group = `del-cut-${target}`;
+      await createGroup(group);
+      expect((await command(group, { op: "put", key: "k", value: 1 })).status).toBe(200);
+      await api("POST", `/v1/groups/${group}/faults`, { target, fault: "unreachable" });
+      expectError(await api("DELETE", `/v1/groups/${group}`), 503, "unavailable", new RegExp(`${group} is being deleted.*unreachable`));
+      // Half deleted: it serves nothing, and its name cannot be taken yet.
+      expectError(await api("GET", `/v1/groups/${group}`, undefined, clientToken), 503, "unavailable", /being deleted/);
+      expectError(await api("PUT", `/v1/groups/${group}`, { machine: "kv" }), 503, "unavailable", /being deleted/);
+      expect((await api("POST", `/v1/groups/${group}/faults`, { target, fault: "none" })).status).toBe(200);
+      expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
+      expectError(await api("GET", `/v1/groups/${group}`, undefined, clientToken), 404, "not_found");
+      expect((await api("PUT", `/v1/groups/${group}`, { machine: "kv" })).status).toBe(201);
+      expect((await query(group, { op: "get", key: "k" })).body.result).toEqual({ value: null });
+    }
+  });
 });
 
 describe("a sequencer woken after idling", () => {

@@ -15,7 +15,8 @@ faultRoutes.post("/:group/faults", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const body = parse(faultBody, await jsonBody(c), "body");
-  const record = body.target === "registry" ? null : await groups.lookup(c.env, group, true);
+  // Any state: a fault that makes a delete wait must be clearable while the group is "deleting".
+  const record = body.target === "registry" ? null : await groups.recordOf(c.env, group);
   if (body.fault === "corrupt") {
     if (!record || !/^r[0-9]+$/.test(body.target)) throw new ApiError("bad_request", "target: corrupt applies to a replica id");
     const member = membersOf(record.config).find((m) => m.id === body.target);
