@@ -61,7 +61,11 @@ export class SequencerObject extends ReplicaServing {
     this.lifecycle = new SequencerLifecycle({
       storage: () => this.store,
       prepare: () => SqlSequencerStorage.create(sql),
-      wipe: async () => (this.replica.exists ? dropSequencerTables(sql) : ctx.storage.deleteAll()),
+      wipe: async () => {
+        // A restore being staged goes with the tables (its next page found no table: a 500).
+        this.restoring = null;
+        await (this.replica.exists ? dropSequencerTables(sql) : ctx.storage.deleteAll());
+      },
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
       inOffice: (cfg) => this.inOffice(cfg),
@@ -343,7 +347,7 @@ export class SequencerObject extends ReplicaServing {
   }
 
   async restorePage(id: string, rows: [string, string][]): Promise<boolean> {
-    if (this.restoring?.id !== id) return false;
+    if (!this.driver || this.restoring?.id !== id) return false;
     this.stage.add(rows);
     this.restoring.atMs = Date.now();
     return true;

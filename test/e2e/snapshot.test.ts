@@ -151,4 +151,43 @@ describe("snapshot and restore", () => {
     expect(locks.status, locks.text).toBe(200);
     expect((await call("POST", "/v1/groups/snap-bad-7/query", client, { query: { op: "get", lock: "door" } })).body.result).toEqual(lease);
   });
+
+  it("a restore whose group is deleted while it uploads ends with 404, not a 500; the re-created group holds none of it", async () => {
+    expect((await call("PUT", "/v1/groups/snap-del", admin, { machine: "kv" })).status).toBe(201);
+    const text = fileOf("kv", Array.from({ length: 3_000 }, (_, i): [string, unknown] => [`k${String(i).padStart(5, "0")}`, "z".repeat(100)]));
+    const cut = text.indexOf("\n", Math.floor(text.length / 2)) + 1; // past the first page of 1,000 rows
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const encoder = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      async start(c) {
+        c.enqueue(encoder.encode(text.slice(0, cut)));
+        await held;
+        c.enqueue(encoder.encode(text.slice(cut)));
+        c.close();
+      },
+    });
+    const upload = fetch(server.url() + "/v1/groups/snap-del/restore", {
+      method: "POST",
+      headers: { authorization: `Bearer ${admin}`, "content-type": "application/x-ndjson" },
+      body,
+      duplex: "half",
+      signal: AbortSignal.timeout(60_000),
+    } as RequestInit);
+    // The first half is staged (commands wait for a restore: a write answers 503 meanwhile).
+    const deadline = Date.now() + 20_000;
+    while ((await call("POST", "/v1/groups/snap-del/commands", client, { client: "c", request: 1, command: { op: "put", key: "x", value: 1 } })).status !== 503) {
+      if (Date.now() > deadline) throw new Error("the restore never started");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await call("DELETE", "/v1/groups/snap-del", admin)).status).toBe(204);
+    expect((await call("PUT", "/v1/groups/snap-del", admin, { machine: "kv" })).status).toBe(201);
+    release();
+    const res = await upload;
+    const answer = await res.text();
+    expect([404, 503], answer).toContain(res.status);
+    expect((await call("POST", "/v1/groups/snap-del/query", client, { query: { op: "list" } })).body.result.items).toEqual([]);
+    expect((await call("POST", "/v1/groups/snap-del/audit", admin)).body.verdict).toBe("consistent");
+  });
 });

@@ -147,7 +147,11 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     let lastNo = 0;
     const flush = async () => {
       if (page.length === 0) return;
-      if (!(await rpc<boolean>(sequencer().restorePage(id, page)))) throw new ApiError("unavailable", "the restore was replaced by another; start again", 1);
+      if (!(await rpc<boolean>(sequencer().restorePage(id, page)))) {
+        groups.forget(group);
+        await groups.lookup(c.env, group); // 404 if the group was deleted meanwhile
+        throw new ApiError("unavailable", "the restore was replaced by another, or its sequencer changed; start again", 1);
+      }
       page = [];
       pageBytes = 0;
     };
