@@ -20,6 +20,26 @@ export const pageBytesMax = 4 * 1024 * 1024;
 export const appendBytesMax = 4 * 1024 * 1024;
 /** Largest serialized value a kv command may carry (API.md: 64 KiB). */
 export const valueBytesMax = 64 * 1024;
+/**
+ * Characters of JSON one command's output may take. It is stored whole in a session row and an
+ * effects row, and Durable Object SQLite refuses a row over 2 MB (UTF-8 takes up to 3 bytes a
+ * character): a kv txn of 64 gets of 64 KiB values has a 4 MiB output, which would have stopped
+ * every replica at that entry. A larger output is replaced, on every replica alike, by
+ * {"error":"output_too_large","chars":n,"limit":outputCharsMax}; the command's writes stand.
+ */
+export const outputCharsMax = 512 * 1024;
+/**
+ * Characters of outputs one replica step applies and returns: an append's answer is one RPC
+ * message (at most 32 MiB serialized). Committed entries past it are applied by the next message
+ * (a heartbeat at the latest).
+ */
+export const stepOutputCharsMax = 8 * 1024 * 1024;
+/**
+ * Characters of outputs one batch's answer carries (one RPC message from the sequencer). An item
+ * past it answers {"seq", "error": {"code": "too_large"}}: it was executed; sent again alone with
+ * the same client and request, it answers its recorded output.
+ */
+export const batchOutputCharsMax = 8 * 1024 * 1024;
 /** kv keys are 1..512 UTF-8 bytes (API.md). */
 export const keyBytesMax = 512;
 /** Client ids are 1..128 characters (API.md). */

@@ -1,4 +1,4 @@
-import { pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -295,7 +295,7 @@ export class SequencerObject extends ReplicaServing {
   /** A batch: every command its own entry and answer, ordered together in array order. */
   async submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer[]> {
     if (!this.driver) return items.map(() => ({ kind: "not_found" }));
-    return Promise.all(this.driver.submitBatch(client, items));
+    return withinOutputBudget(await Promise.all(this.driver.submitBatch(client, items)));
   }
 
   async readIndex(): Promise<ReadIndexAnswer> {
@@ -397,4 +397,20 @@ export class SequencerObject extends ReplicaServing {
     }
     return report;
   }
+}
+
+/**
+ * A batch's answer is one RPC message (at most 32 MiB): outputs past batchOutputCharsMax are left
+ * out, each item saying its seq instead. Before, a batch of ten 4 MiB outputs was executed and
+ * then answered 504 to every retry, the answer being too large to send.
+ */
+export function withinOutputBudget(answers: SubmitAnswer[]): SubmitAnswer[] {
+  let chars = 0;
+  return answers.map((a) => {
+    if (a.kind !== "ok") return a;
+    chars += JSON.stringify(a.output ?? null).length;
+    if (chars <= batchOutputCharsMax) return a;
+    const message = `executed at seq ${a.seq}; its output did not fit in this batch's answer (${batchOutputCharsMax} characters of outputs at most): send it again alone with the same client and request to read it`;
+    return { kind: "too_large", seq: a.seq, epoch: a.epoch, message };
+  });
 }

@@ -20,7 +20,8 @@ export interface LogPage {
 }
 
 /** One command's result in a batch: its outcome, or the error it alone met (the others are unaffected). */
-export type BatchItemResult = { seq: number; output: unknown } | { error: { code: ErrorCode; message: string } };
+/** An item's result; an error with a seq (too_large) was executed at that seq: its output did not fit the answer. */
+export type BatchItemResult = { seq: number; output: unknown } | { seq?: number; error: { code: ErrorCode; message: string } };
 export interface BatchResult {
   results: BatchItemResult[];
   /** The position of the highest seq in the batch: read-your-writes for all of them. */

@@ -32,7 +32,9 @@ export type SubmitAnswer =
   | { kind: "conflict"; message: string }
   | { kind: "unavailable"; message: string }
   | { kind: "timeout"; message: string }
-  | { kind: "no_majority"; message: string };
+  | { kind: "no_majority"; message: string }
+  /** A batch item executed at seq whose output did not fit the batch's answer (batchOutputCharsMax). */
+  | { kind: "too_large"; seq: number; epoch: number; message: string };
 
 /**
  * The replica's API, declared once. ReplicaDriver implements it; the link a sequencer holds, the

@@ -7,6 +7,7 @@ import {
   scrubPageRows,
   stateSaveEntriesMax,
   stateSaveRowsMax,
+  stepOutputCharsMax,
   transferPageBytes,
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
@@ -295,8 +296,9 @@ export class ReplicaCore {
     if (req.prevSeq > m.lastSeq) return { ok: false, reason: "gap", ...this.position() };
     const prevHash = this.hashAt(req.prevSeq);
     if (prevHash !== req.prevHash) return { ok: false, reason: "mismatch", ...this.position() };
-    // A heartbeat (or a commit it already knows): nothing changes, nothing is written.
-    if (req.entries.length === 0 && req.epoch === m.epoch && Math.min(req.commitSeq, req.prevSeq) <= m.commitSeq) {
+    // A heartbeat (or a commit it already knows): nothing changes, nothing is written, unless
+    // committed entries wait to be applied (a step stops at stepOutputCharsMax of outputs).
+    if (req.entries.length === 0 && req.epoch === m.epoch && Math.min(req.commitSeq, req.prevSeq) <= m.commitSeq && m.appliedSeq >= m.commitSeq) {
       return { ok: true, outputs: [], ...this.position() };
     }
 
@@ -378,11 +380,16 @@ export class ReplicaCore {
     }
     prefetchFor(this.state, this.machine, committed);
     const effects: Effect[] = [];
+    let outputChars = 0;
     for (const e of committed) {
+      // The answer is one message: past stepOutputCharsMax the rest waits for the next one.
+      if (outputChars >= stepOutputCharsMax) break;
       const changes: Changes = new Map();
       const out = applyEntry(this.state, this.machine, e, changes);
       outputs.push(out);
-      effects.push({ seq: e.seq, output: JSON.stringify(out.output ?? null), changes: changesText(changes) });
+      const outputText = JSON.stringify(out.output ?? null);
+      outputChars += outputText.length;
+      effects.push({ seq: e.seq, output: outputText, changes: changesText(changes) });
       this.unapplied.delete(e.seq);
       next.appliedSeq = e.seq;
       if (e.seq % next.checkpointEvery === 0) {

@@ -1,4 +1,4 @@
-import { sessionEvictBatch, sessionRequestsMax, sessionTopsMax } from "../limits.js";
+import { outputCharsMax, sessionEvictBatch, sessionRequestsMax, sessionTopsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { commandHash } from "./entry.js";
@@ -388,8 +388,13 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
   const book: ClientBook = bookRaw === null ? { count: 0, floor: 0 } : JSON.parse(bookRaw);
   if (entry.request <= book.floor) return { seq: entry.seq, status: "expired", originalSeq: entry.seq, output: null };
 
-  const output = machine.apply(state.machineView(changes), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
-  state.putRaw(key, JSON.stringify([entry.seq, hash, output] satisfies SessionRow));
+  let output = machine.apply(state.machineView(changes), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
+  let row = JSON.stringify([entry.seq, hash, output] satisfies SessionRow);
+  if (row.length > outputCharsMax) {
+    output = { error: "output_too_large", chars: JSON.stringify(output).length, limit: outputCharsMax };
+    row = JSON.stringify([entry.seq, hash, output] satisfies SessionRow);
+  }
+  state.putRaw(key, row);
   book.count++;
   if (book.count >= sessionRequestsMax + sessionEvictBatch) {
     // Evict the client's lowest request ids down to sessionRequestsMax; they and everything below

@@ -1,5 +1,6 @@
 // Batches (API.md "Batches") and kv transactions (API.md "Transactions"), through the router.
 import { describe, expect, it } from "vitest";
+import { batchOutputCharsMax, outputCharsMax, stepOutputCharsMax, valueBytesMax } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 function batch(group: string, client: string, commands: { request: number; command: unknown }[]) {
@@ -124,4 +125,37 @@ describe("kv txn", () => {
     const items = (await query("t3", { op: "list", prefix: "won/" })).body.result.items;
     expect(items.map((x: any) => x[1]).sort((a: number, b: number) => a - b)).toEqual(won.sort((a, b) => a - b));
   });
+
+  it("large outputs: one over outputCharsMax is replaced on every replica; a batch's past batchOutputCharsMax say their seq; replicas apply them over several steps", async () => {
+    await createGroup("bigout");
+    const big = "x".repeat(valueBytesMax - 2); // a 64 KiB value as stored (JSON, quotes included)
+    for (let i = 0; i < 10; i++) expect((await command("bigout", { op: "put", key: `v${i}`, value: big }, "w", i + 1)).status).toBe(200);
+    const gets = (n: number) => ({ op: "txn", compare: [], success: Array.from({ length: n }, (_, i) => ({ op: "get", key: `v${i}` })), failure: [] });
+    // Ten gets: a 640 KiB output, over outputCharsMax (a Durable Object's SQLite refuses a row over 2 MB).
+    expect(10 * valueBytesMax).toBeGreaterThan(outputCharsMax);
+    const over = await command("bigout", gets(10), "w", 100);
+    expect(over.status).toBe(200);
+    expect(over.body.output).toEqual({ error: "output_too_large", chars: expect.any(Number), limit: outputCharsMax });
+    expect(over.body.output.chars).toBeGreaterThan(outputCharsMax);
+    // Seven gets fit (about 459 KiB); twenty of them in one batch are past the batch's budget and a step's.
+    const items = Array.from({ length: 20 }, (_, i) => ({ request: 200 + i, command: gets(7) }));
+    expect(20 * 7 * valueBytesMax).toBeGreaterThan(Math.max(batchOutputCharsMax, stepOutputCharsMax));
+    const r = await batch("bigout", "w", items);
+    expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(200);
+    const fitted = r.body.results.filter((x: any) => x.output !== undefined);
+    const left = r.body.results.filter((x: any) => x.error !== undefined);
+    expect(fitted.length).toBeGreaterThan(10);
+    expect(left.length).toBeGreaterThan(0);
+    expect(fitted.length + left.length).toBe(20);
+    expect(fitted[0].output.results).toHaveLength(7);
+    expect(left[0]).toMatchObject({ seq: expect.any(Number), error: { code: "too_large", message: expect.stringMatching(/executed at seq \d+.*send it again alone/) } });
+    // Sent again alone, an item left out answers its recorded output (executed once: the same seq).
+    const again = await command("bigout", gets(7), "w", 219);
+    expect(again.status).toBe(200);
+    expect(again.body.seq).toBe(r.body.results[19].seq);
+    expect(again.body.output.results).toHaveLength(7);
+    // Every replica applied everything and agrees.
+    expect((await api("POST", "/v1/groups/bigout/audit")).body.verdict).toBe("consistent");
+    expect((await query("bigout", { op: "get", key: "v9" })).body.result).toEqual({ value: big });
+  }, 60_000);
 });
