@@ -61,7 +61,8 @@ export const bank: StateMachine<BankCommand, BankQuery> = {
     for (;;) {
       const rows: [string, number][] = state.scan<number>("", after, scanPageRows);
       for (const [name, balance] of rows) {
-        accounts[name] = balance;
+        // Defined, not assigned: `accounts["__proto__"] = n` would set the prototype instead.
+        Object.defineProperty(accounts, name, { value: balance, enumerable: true, writable: true, configurable: true });
         total += BigInt(balance);
       }
       if (rows.length < scanPageRows) break;

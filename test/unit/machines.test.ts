@@ -91,6 +91,17 @@ describe("bank machine", () => {
     expect(bank.commandSchema.safeParse({ op: "open", account: "a", balance: -1 }).success).toBe(false);
   });
 
+  it("lists an account named __proto__ like any other (its balance was counted in total but missing from accounts)", () => {
+    const { state } = fresh();
+    const v = state.machineView();
+    const ctx = { seq: 1, timestamp: "" };
+    expect(bank.apply(v, { op: "open", account: "__proto__", balance: 7 }, ctx)).toEqual({ ok: true });
+    expect(bank.apply(v, { op: "open", account: "a", balance: 1 }, ctx)).toEqual({ ok: true });
+    const answer = bank.query(v, { op: "balances" }) as { accounts: Record<string, number>; total: number };
+    expect(JSON.parse(JSON.stringify(answer))).toEqual(JSON.parse('{"accounts":{"__proto__":7,"a":1},"total":8}'));
+    expect(Object.keys(answer.accounts)).toEqual(["__proto__", "a"]);
+  });
+
   it("past 2^53 - 1 the total's digits are in totalExact, and a credit past a safe balance says overflow", () => {
     const { state } = fresh();
     const v = state.machineView();
