@@ -39,6 +39,8 @@ export function checkJson(value: unknown, root: string, depthMax = jsonDepthMax)
       if (!wellFormed(v)) return `${pathOf(root, f)}: not well-formed Unicode (a lone surrogate)`;
       continue;
     }
+    // JSON.parse reads 1e309 as Infinity, which JSON.stringify then writes as null: refused, not changed.
+    if (typeof v === "number" && !Number.isFinite(v)) return `${pathOf(root, f)}: a number out of range (beyond a double's)`;
     if (v === null || typeof v !== "object") continue;
     if (f.depth >= depthMax) return `${pathOf(root, f)}: nested deeper than ${depthMax} levels`;
     if (Array.isArray(v)) {

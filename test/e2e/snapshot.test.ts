@@ -125,6 +125,7 @@ describe("snapshot and restore", () => {
       ["bank", [["x".repeat(129), 1]], /^line 2: account: longer than 128 characters$/],
       ["kv", [["k".repeat(600), 1]], /^line 2: key: longer than 512 bytes$/],
       ["kv", [["k", "v".repeat(70_000)]], /^line 2: value: larger than 65536 bytes serialized$/],
+      ["kv", [["k", 1]], /^line 2\.1: a number out of range/], // 1e309 in the file (below): it parses as Infinity
       ["lock", [["l/door", { holder: "ann", token: 0, expiresAt: "2026-01-01T00:00:00.000Z" }]], /^line 2: the lease of "l\/door"\.token/],
       ["lock", [["l/door", { holder: "ann", token: 1, expiresAt: "soon" }]], /^line 2: the lease of "l\/door"\.expiresAt/],
       ["lock", [["other", 1]], /^line 2: key: "token" or "l\/"/],
@@ -135,7 +136,8 @@ describe("snapshot and restore", () => {
     for (const [i, [machine, rows, message]] of refused.entries()) {
       const group = `snap-bad-${i}`;
       expect((await call("PUT", `/v1/groups/${group}`, admin, { machine })).status).toBe(201);
-      const r = await raw("POST", `/v1/groups/${group}/restore`, fileOf(machine, rows));
+      const file = fileOf(machine, rows);
+      const r = await raw("POST", `/v1/groups/${group}/restore`, message.source.includes("out of range") ? file.replace('["k",1]', '["k",1e309]') : file);
       expect(r.status, r.text).toBe(400);
       expect(JSON.parse(r.text).error.message).toMatch(message);
     }
