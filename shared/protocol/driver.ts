@@ -762,7 +762,7 @@ export class SequencerDriver {
   async readIndex(): Promise<ReadIndexAnswer> {
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
     const reach = this.core.reachableVoters();
-    if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting replicas reachable, ${reach.need} needed` };
+    if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
     const index = this.core.commitSeq;
     // Still in office? Within the lease no other sequencer can be; past it, one heartbeat round.
     const heard = this.quorumHeardSinceMs();

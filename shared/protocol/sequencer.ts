@@ -273,7 +273,7 @@ export class SequencerCore {
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     if (this.pending.size >= pendingSubmitsMax) return { kind: "unavailable", reason: "sequencer queue is full" };
     const reach = this.reachableVoters();
-    if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting replicas reachable, ${reach.need} needed` };
+    if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
     this.pending.set(key, { ...req, commandHash: hash });
     return { kind: "queued", commandHash: hash };
   }

@@ -113,6 +113,10 @@ describe("snapshot and restore", () => {
     expect((await call("POST", "/v1/groups/snap-b/query", client, { query: { op: "list" } })).body.result.items).toEqual([]);
     expect((await raw("POST", "/v1/groups/snap-b/restore", file)).status).toBe(200);
     expect((await call("POST", "/v1/groups/snap-b/query", client, { query: { op: "list" } })).body.result.items).toEqual([0, 1, 2, 3, 4].map((i) => [`k${i}`, i]));
+    // The restored state stands in for the log before it: a read from seq 1 is 410, naming where the log starts.
+    const log = await call("GET", "/v1/groups/snap-b/log?from=1", admin);
+    expect(log.status).toBe(410);
+    expect(log.body.error.message).toMatch(/firstSeq \(\d+\)$/);
   });
 
   it("refuses rows the machine could never have written, naming the line, and restores the good ones", async () => {
