@@ -215,7 +215,7 @@ export async function failover(env: Env, group: string, failed: string, cause: s
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
   const seenMs = Date.now() - (unreachableSince.get(failed) ?? Date.now());
   unreachableSince.delete(failed);
-  const event = failoverEvent(config, decision.next, r.epoch, cause, Math.max(decision.downMs + (Date.now() - started), seenMs));
+  const event = failoverEvent(config, decision.next, r.epoch, cause, Math.max(decision.downMs + (Date.now() - started), seenMs), Date.now());
   logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: event.from, to: event.to, downMs: event.downMs, cause }, "warn");
   await directory.addEvent(config.incarnation, event).catch(() => undefined);
   return { ...record, config: moved };

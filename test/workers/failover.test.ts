@@ -30,6 +30,10 @@ describe("automatic failover (workerd)", () => {
     for (let i = 1; i <= 6; i++) expect((await query("wfo", { op: "get", key: `k${i}` })).body.result).toEqual({ value: i });
     const events = (await api("GET", "/v1/groups/wfo/events", undefined, clientToken)).body.events;
     expect(events.find((e: any) => e.kind === "failover")).toMatchObject({ from: "wfo", to: "wfo~s1" });
+    // Newest first by their times too: the failover follows the recovery it caused.
+    expect(events.map((e: any) => e.kind).slice(0, 2)).toEqual(["failover", "recovery"]);
+    const ats = events.map((e: any) => Date.parse(e.at));
+    expect(ats).toEqual([...ats].sort((a: number, b: number) => b - a));
     // The successor cut off too, at once: within the hold-down no second failover (503s, not a new sequencer).
     expect(failoverHoldDownMs).toBeGreaterThan(sequencerTimeoutMs);
     await api("POST", "/v1/groups/wfo/faults", { target: "sequencer", fault: "unreachable" });
