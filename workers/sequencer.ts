@@ -201,7 +201,31 @@ export class SequencerObject extends ReplicaServing {
   /** The group's status, once every replica has answered this sequencer (within statusContactWaitMs). */
   async status(): Promise<GroupStatus | null> {
     await this.driver?.hearUnheard(statusContactWaitMs);
-    return this.statusNow();
+    const status = this.statusNow();
+    if (!status || status.replicas.every((r) => r.lastContact !== null)) return status;
+    return this.withAuditedPositions(status);
+  }
+
+  /**
+   * A replica this sequencer has not reached since it took office (one cut off through a failover
+   * or a move) shows what the group's last audit saw of it (its applied position, the audit's time
+   * as its last contact, the digest if the audit compared at that position) instead of seq 0 and
+   * no contact: its positions went back to 0 in the status and the metrics.
+   */
+  private async withAuditedPositions(status: GroupStatus): Promise<GroupStatus> {
+    const [audit] = ((await directoryStub(this.env, status.group)
+      .audits(1)
+      .catch(() => [])) ?? []) as AuditReport[];
+    if (!audit) return status;
+    const seen = new Map(audit.replicas.filter((r) => r.appliedSeq !== null && r.digest !== null).map((r) => [r.id, r]));
+    const replicas = status.replicas.map((r): ReplicaStatus => {
+      const a = seen.get(r.id);
+      if (r.lastContact !== null || !a) return r;
+      // The audit's digest is at the position it compared (audit.seq), not at appliedSeq.
+      const digest = audit.seq === a.appliedSeq ? a.digest! : r.digest;
+      return { ...r, lastSeq: Math.max(r.lastSeq, a.appliedSeq!), appliedSeq: a.appliedSeq!, digest, lastContact: audit.at };
+    });
+    return { ...status, replicas };
   }
 
   private statusNow(): GroupStatus | null {
@@ -217,7 +241,9 @@ export class SequencerObject extends ReplicaServing {
       outputs: cfg.outputs,
       checkpointEvery: cfg.checkpointEvery,
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since },
-      replicas: core.replicaStatuses().map((r) => (isColocated(cfg, r.id) ? { ...r, colocated: true as const } : r)),
+      // Co-located: in this object. After a failover or a move the replica stays in the group's
+      // first object, which no longer orders anything: a replica like the others.
+      replicas: core.replicaStatuses().map((r) => (isColocated(cfg, r.id) && sequencerName(cfg) === cfg.group ? { ...r, colocated: true as const } : r)),
     };
   }
 

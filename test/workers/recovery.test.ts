@@ -77,6 +77,22 @@ describe("sequencer failover after storage loss", () => {
 });
 
 describe("moving a sequencer", () => {
+  it("after a move, a replica the new sequencer cannot reach shows what the last audit saw of it, not seq 0 and no contact", async () => {
+    await createGroup("mover-cut");
+    for (let i = 1; i <= 5; i++) expect((await command("mover-cut", { op: "put", key: `k${i}`, value: i }, "m", i)).status).toBe(200);
+    const audit = (await api("POST", "/v1/groups/mover-cut/audit")).body;
+    const seen = audit.replicas.find((r: any) => r.id === "r3");
+    expect(seen).toMatchObject({ verdict: "agrees", appliedSeq: expect.any(Number) });
+    await api("POST", "/v1/groups/mover-cut/faults", { target: "r3", fault: "unreachable" });
+    expect((await api("POST", "/v1/groups/mover-cut/sequencer", { location: "weur" })).status).toBe(202);
+    const r3 = (await api("GET", "/v1/groups/mover-cut", undefined, clientToken)).body.replicas.find((r: any) => r.id === "r3");
+    expect(r3).toMatchObject({ appliedSeq: seen.appliedSeq, lastContact: audit.at });
+    expect(["suspect", "down"]).toContain(r3.status);
+    if (audit.seq === seen.appliedSeq) expect(r3.digest).toBe(seen.digest);
+    expect(r3.lastSeq).toBeGreaterThanOrEqual(seen.appliedSeq);
+    await api("POST", "/v1/groups/mover-cut/faults", { target: "r3", fault: "none" });
+  });
+
   it("hands over to a new Durable Object at a new epoch; nothing acknowledged is lost and writes go on", async () => {
     await createGroup("mover");
     const acked: any[] = [];
@@ -104,7 +120,9 @@ describe("moving a sequencer", () => {
         return { sequencer: meta("sequencer"), log: has("log"), replica: meta("replica"), replicaLog: has("replica_log") };
       });
     expect(await tenants()).toEqual({ sequencer: 0, log: 0, replica: 1, replicaLog: 1 });
-    expect(status.replicas.find((r: any) => r.id === "r1")).toMatchObject({ colocated: true, status: "healthy", appliedSeq: expect.any(Number) });
+    const r1 = status.replicas.find((r: any) => r.id === "r1");
+    expect(r1).toMatchObject({ status: "healthy", appliedSeq: expect.any(Number) });
+    expect(r1.colocated).toBeUndefined(); // no longer with the sequencer: reached by RPC
     // A retry of a command from before the move is answered, not executed again.
     const retry = await command("mover", { op: "incr", key: "n", by: 1 }, "m", 3);
     expect(retry.body).toMatchObject({ seq: acked[2].seq, output: { value: 3 } });
