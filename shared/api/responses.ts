@@ -64,7 +64,10 @@ export const batchResult = z.object({
   results: z.array(
     z.union([
       z.object({ seq: seq.min(1), output: anyJson }),
-      z.object({ error: z.object({ code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]), message: z.string() }) }),
+      z.object({
+        seq: seq.min(1).optional().describe("with too_large: executed at this seq, its output left out of this answer (send it again alone to read it)"),
+        error: z.object({ code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]), message: z.string() }),
+      }),
     ]),
   ),
   bookmark: z.string().describe("the position of the batch's highest seq"),

@@ -97,8 +97,9 @@ export const lock = defineMachine({
         const expiresAt = msToIso(nowMs + c.ttlMs);
         if (!live(lease, nowMs)) return grant(state, c.lock, c.owner, expiresAt);
         if (lease.holder !== c.owner) return { ok: false, holder: lease.holder, expiresAt: lease.expiresAt };
-        // The holder asking again (a retry whose first answer was lost): the same lease, extended;
-        // no one else held the lock meanwhile, so it keeps its token.
+        // The holder asking again (a retry whose first answer was lost): the same lease, now
+        // running ttlMs from this entry (as a renew: shorter, if ttlMs is); no one else held the
+        // lock meanwhile, so it keeps its token.
         state.put(rowOf(c.lock), { ...lease, expiresAt });
         return { ok: true, token: lease.token, expiresAt };
       }
