@@ -753,9 +753,10 @@ export class SequencerDriver {
   // ---- reads --------------------------------------------------------------------------------
 
   /**
-   * A linearizable read's index: the commitSeq now. Every command acknowledged before the read
-   * arrived is at or below it (a command is answered only after its commit is known here), so a
-   * replica that has applied it, any replica, the nearest one, can answer. Refused (certainly no
+   * A linearizable read's index: the core's readIndexSeq now, the commitSeq or the highest commit
+   * sent to a replica if higher. Every command acknowledged before the read arrived is at or below
+   * it (a command is answered only after its commit is known here), and so is every state a
+   * replica has served, so a replica that has applied it, any replica, the nearest one, can answer. Refused (certainly no
    * answer) while this sequencer cannot reach a quorum of voters: it may no longer be the one in
    * office.
    */
@@ -763,7 +764,7 @@ export class SequencerDriver {
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
     const reach = this.core.reachableVoters();
     if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
-    const index = this.core.commitSeq;
+    const index = this.core.readIndexSeq;
     // Still in office? Within the lease no other sequencer can be; past it, one heartbeat round.
     const heard = this.quorumHeardSinceMs();
     if ((heard === null || heard <= this.io.nowMs() - readLeaseMs) && !(await this.confirm())) {

@@ -133,6 +133,8 @@ export class SequencerCore {
   private closed = false;
   /** Seq of the newest config entry; another change waits until it is committed (one at a time). */
   private configPendingSeq = 0;
+  /** The highest commitSeq sent to any replica (readIndexSeq). */
+  private sentCommitSeq = 0;
   /**
    * The request index, in memory only and in seq order: the requests of the newest
    * requestIndexCap command entries of the log (rebuilt from the log at start). A retry older than
@@ -155,6 +157,8 @@ export class SequencerCore {
     for (const m of membersOf(meta.config)) this.addProgress(m.id, m.location, m.voter, 0);
     // Until everything this sequencer holds is known committed, a config change may be in flight.
     this.configPendingSeq = this.lastSeq;
+    // What a sequencer sent before it started again is unknown: at most its whole log.
+    this.sentCommitSeq = this.lastSeq;
     const recent = storage.recentRequests(requestIndexCap);
     for (let i = recent.length - 1; i >= 0; i--) {
       const r = recent[i]!;
@@ -210,6 +214,17 @@ export class SequencerCore {
   }
   get commitSeq(): number {
     return this.meta.commitSeq;
+  }
+  /**
+   * A linearizable read's index: at least every commitSeq this sequencer has sent a replica. With
+   * commitWithAck a replica applies entries in the step that completes their quorum, before its
+   * ack reaches here, and serves reads of that state; an index of commitSeq alone then let a later
+   * linearizable read, at a replica not yet there, see an older state (the simulator: a read saw
+   * a put, the next read at another replica did not, the ack having been lost). On a start, the
+   * whole log (what it sent before is unknown), as raft's leader waits for its term's first commit.
+   */
+  get readIndexSeq(): number {
+    return Math.max(this.meta.commitSeq, this.sentCommitSeq);
   }
   get epoch(): number {
     return this.meta.epoch;
@@ -357,6 +372,7 @@ export class SequencerCore {
     }
     p.inflightToSeq = toSeq;
     p.inflightCommitSeq = commitSeq;
+    if (commitSeq > this.sentCommitSeq) this.sentCommitSeq = commitSeq;
     return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq } };
   }
 

@@ -37,6 +37,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     }
   });
 
+  it("regression: seed 1907071619 (a linearizable read saw a put, the next at another replica did not: the read index was commitSeq, below a commit sent to a replica whose ack was lost)", async () => {
+    await clean({ seed: 1907071619, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true });
+  });
+
   it("kv, 5 replicas, every fault at once", async () => {
     await clean({ seed: 13, ops: 300, replicas: 5, faults: [...faultKinds] });
   });

@@ -52,6 +52,25 @@ describe("write path", () => {
     expect(c.replicas.get("r1")!.appliedSeq).toBe(0); // learns the commit later
   });
 
+  it("a linearizable read's index covers a commit sent with an ack still on its way, and a restarted sequencer's whole log", () => {
+    // r2 applies seq 1 in the step that completes its quorum; its ack is lost. A read at r2 sees
+    // x = 1, so a later linearizable read (at r1, still at 0) must wait for 1, not read at 0.
+    const c = Cluster.of("kv");
+    c.submit("a", 1, put("x", 1));
+    c.sequencer.flush("t");
+    c.deliver("r1", c.messageFor("r1")!);
+    const toR2 = c.messageFor("r2")!;
+    expect(toR2.commitSeq).toBe(1);
+    c.replicas.get("r2")!.append(toR2); // applied there; the answer never arrives
+    expect(c.replicas.get("r2")!.appliedSeq).toBe(1);
+    expect(c.sequencer.commitSeq).toBe(0);
+    expect(c.sequencer.readIndexSeq).toBe(1);
+    // Started again over the same storage: what it sent before is unknown, so its whole log.
+    c.sequencer = new SequencerCore(c.seqStore, c.seqStore.meta!, 50);
+    expect(c.sequencer.commitSeq).toBe(0);
+    expect(c.sequencer.readIndexSeq).toBe(1);
+  });
+
   it("takes the commit a replica applied when its ack arrives, even if a voter it counted was quarantined since", () => {
     const c = Cluster.of("kv");
     c.submit("a", 1, put("x", 1));
