@@ -124,6 +124,8 @@ export const sequencerCallTimeoutMs = commandTimeoutMs + 5_000;
 export const handOverTimeoutMs = 5_000;
 /** Sequencers a router remembers as failing since some time (for a failover's downMs); oldest dropped first. */
 export const unreachableNamesMax = 1_000;
+/** How long such a memory counts: an older first failure is not taken as the start of an outage. */
+export const unreachableMemoryMs = 5 * 60_000;
 
 /** A `sequential` or `linearizable` read waits this long for the replica to catch up, then 504. */
 export const readWaitMs = 2_000;

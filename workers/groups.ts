@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableNamesMax } from "../shared/limits.js";
+import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -156,9 +156,9 @@ export async function withSequencer<T>(
   try {
     // A sequencer that does not answer in time is as good as unreachable (a location that stopped answering).
     answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
-    unreachableSince.delete(sequencerName(record.config));
+    unreachableSince.delete(sequencerKey(record.config));
   } catch (err) {
-    noteUnreachable(sequencerName(record.config), calledMs);
+    noteUnreachable(sequencerKey(record.config), calledMs);
     // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
     try {
       record = await failover(env, group, sequencerName(record.config), String(err));
@@ -187,10 +187,17 @@ export async function withSequencer<T>(
  */
 const unreachableSince = new Map<string, number>();
 
-function noteUnreachable(name: string, sinceMs: number): void {
-  if (unreachableSince.has(name)) return;
+/** Names repeat across incarnations (a deleted group's `g~s1` and the re-created one's). */
+const sequencerKey = (config: GroupConfig) => `${config.incarnation}/${sequencerName(config)}`;
+
+function noteUnreachable(key: string, sinceMs: number): void {
+  const known = unreachableSince.get(key);
+  // A failure long ago that nothing followed up (a call that timed out, no more traffic here)
+  // does not start an outage seen now.
+  if (known !== undefined && sinceMs - known < unreachableMemoryMs) return;
+  unreachableSince.delete(key);
   if (unreachableSince.size >= unreachableNamesMax) unreachableSince.delete(unreachableSince.keys().next().value!);
-  unreachableSince.set(name, sinceMs);
+  unreachableSince.set(key, sinceMs);
 }
 
 /**
@@ -213,8 +220,10 @@ export async function failover(env: Env, group: string, failed: string, cause: s
   cache.delete(group);
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
-  const seenMs = Date.now() - (unreachableSince.get(failed) ?? Date.now());
-  unreachableSince.delete(failed);
+  const key = sequencerKey(config);
+  const sinceMs = unreachableSince.get(key) ?? Date.now();
+  const seenMs = Date.now() - sinceMs < unreachableMemoryMs ? Date.now() - sinceMs : 0;
+  unreachableSince.delete(key);
   const event = failoverEvent(config, decision.next, r.epoch, cause, Math.max(decision.downMs + (Date.now() - started), seenMs), Date.now());
   logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: event.from, to: event.to, downMs: event.downMs, cause }, "warn");
   await directory.addEvent(config.incarnation, event).catch(() => undefined);

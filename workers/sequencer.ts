@@ -321,7 +321,8 @@ export class SequencerObject extends ReplicaServing {
   /** A batch: every command its own entry and answer, ordered together in array order. */
   async submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer[]> {
     if (!this.driver) return items.map(() => ({ kind: "not_found" }));
-    return withinOutputBudget(await Promise.all(this.driver.submitBatch(client, items)));
+    const budget = outputBudget();
+    return Promise.all(this.driver.submitBatch(client, items).map((answer) => answer.then(budget)));
   }
 
   async readIndex(): Promise<ReadIndexAnswer> {
@@ -427,16 +428,21 @@ export class SequencerObject extends ReplicaServing {
 
 /**
  * A batch's answer is one RPC message (at most 32 MiB): outputs past batchOutputCharsMax are left
- * out, each item saying its seq instead. Before, a batch of ten 4 MiB outputs was executed and
- * then answered 504 to every retry, the answer being too large to send.
+ * out as their answers arrive (not held until the last), each such item saying its seq instead.
+ * Before, a batch of ten 4 MiB outputs was executed and then answered 504 to every retry, the
+ * answer being too large to send.
  */
-export function withinOutputBudget(answers: SubmitAnswer[]): SubmitAnswer[] {
+export function outputBudget(): (a: SubmitAnswer) => SubmitAnswer {
   let chars = 0;
-  return answers.map((a) => {
+  return (a) => {
     if (a.kind !== "ok") return a;
-    chars += JSON.stringify(a.output ?? null).length;
-    if (chars <= batchOutputCharsMax) return a;
+    const n = JSON.stringify(a.output ?? null).length;
+    // An output that does not fit is not counted: a smaller one after it may still.
+    if (chars + n <= batchOutputCharsMax) {
+      chars += n;
+      return a;
+    }
     const message = `executed at seq ${a.seq}; its output did not fit in this batch's answer (${batchOutputCharsMax} characters of outputs at most): send it again alone with the same client and request to read it`;
     return { kind: "too_large", seq: a.seq, epoch: a.epoch, message };
-  });
+  };
 }

@@ -57,7 +57,7 @@ export interface ReplicaStatus {
   appliedSeq: number;
   digest: string;
   lastContact: string | null;
-  /** Hosted in the object of the group's first sequencer (GroupConfig.colocated): absent otherwise. */
+  /** In the current sequencer's object (GroupConfig.colocated, while the group's first sequencer is in office): absent otherwise. */
   colocated?: true;
 }
 

@@ -465,7 +465,10 @@ export class SequencerCore {
     assert(sentTo !== null, `append response from ${id} with nothing in flight`);
     p.matchSeq = Math.max(p.matchSeq, sentTo);
     p.nextSeq = p.matchSeq + 1;
-    p.heardCommitSeq = Math.max(p.heardCommitSeq, p.inflightCommitSeq);
+    // A replica that stopped applying at its step's output budget (stepOutputCharsMax) still
+    // needs the commit sent again: counted heard, it got nothing until its next heartbeat, and a
+    // large batch's later items timed out.
+    p.heardCommitSeq = Math.max(p.heardCommitSeq, Math.min(p.inflightCommitSeq, resp.appliedSeq));
     result.commitAdvanced = this.advanceCommit(p.inflightCommitSeq);
     if (!p.quarantined && p.voter) {
       const active = this.voters().map((v) => v.id);

@@ -389,12 +389,13 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
   if (entry.request <= book.floor) return { seq: entry.seq, status: "expired", originalSeq: entry.seq, output: null };
 
   let output = machine.apply(state.machineView(changes), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
-  let row = JSON.stringify([entry.seq, hash, output] satisfies SessionRow);
-  if (row.length > outputCharsMax) {
-    output = { error: "output_too_large", chars: JSON.stringify(output).length, limit: outputCharsMax };
-    row = JSON.stringify([entry.seq, hash, output] satisfies SessionRow);
+  let outputText = JSON.stringify(output) ?? "null";
+  if (outputText.length > outputCharsMax) {
+    output = { error: "output_too_large", chars: outputText.length, limit: outputCharsMax };
+    outputText = JSON.stringify(output);
   }
-  state.putRaw(key, row);
+  // JSON.stringify([seq, hash, output]) without a second pass over the output (hash is hex).
+  state.putRaw(key, `[${entry.seq},"${hash}",${outputText}]`);
   book.count++;
   if (book.count >= sessionRequestsMax + sessionEvictBatch) {
     // Evict the client's lowest request ids down to sessionRequestsMax; they and everything below

@@ -9,6 +9,7 @@ import type { AuditInfo } from "../../shared/protocol/types.js";
 import { replicaIds } from "../../shared/protocol/types.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
+import { stepOutputCharsMax, valueBytesMax } from "../../shared/limits.js";
 
 const put = (key: string, value: unknown) => ({ op: "put", key, value });
 
@@ -69,6 +70,19 @@ describe("write path", () => {
     c.sequencer = new SequencerCore(c.seqStore, c.seqStore.meta!, 50);
     expect(c.sequencer.commitSeq).toBe(0);
     expect(c.sequencer.readIndexSeq).toBe(1);
+  });
+
+  it("a replica that stopped applying at its step's output budget is sent the commit again, not left for its next heartbeat", () => {
+    const c = Cluster.of("kv");
+    const big = "x".repeat(valueBytesMax - 2);
+    for (let i = 0; i < 7; i++) c.submit("w", i + 1, put(`v${i}`, big));
+    c.settle();
+    const gets = { op: "txn", compare: [], success: Array.from({ length: 7 }, (_, i) => ({ op: "get", key: `v${i}` })), failure: [] };
+    const n = Math.ceil((2 * stepOutputCharsMax) / (7 * valueBytesMax)) + 2; // over two steps' worth
+    for (let i = 0; i < n; i++) c.submit("w", 100 + i, gets);
+    c.settle(); // rounds of messages only: no heartbeat
+    expect(c.sequencer.commitSeq).toBe(7 + n);
+    for (const [id, r] of c.replicas) expect(r.appliedSeq, id).toBe(7 + n);
   });
 
   it("takes the commit a replica applied when its ack arrives, even if a voter it counted was quarantined since", () => {

@@ -137,22 +137,24 @@ describe("kv txn", () => {
     expect(over.status).toBe(200);
     expect(over.body.output).toEqual({ error: "output_too_large", chars: expect.any(Number), limit: outputCharsMax });
     expect(over.body.output.chars).toBeGreaterThan(outputCharsMax);
-    // Seven gets fit (about 459 KiB); twenty of them in one batch are past the batch's budget and a step's.
-    const items = Array.from({ length: 20 }, (_, i) => ({ request: 200 + i, command: gets(7) }));
-    expect(20 * 7 * valueBytesMax).toBeGreaterThan(Math.max(batchOutputCharsMax, stepOutputCharsMax));
+    // Seven gets fit (about 459 KiB); 40 of them in one batch are past the batch's budget, and
+    // take each replica more than two steps.
+    const items = Array.from({ length: 40 }, (_, i) => ({ request: 200 + i, command: gets(7) }));
+    expect(40 * 7 * valueBytesMax).toBeGreaterThan(2 * Math.max(batchOutputCharsMax, stepOutputCharsMax));
     const r = await batch("bigout", "w", items);
     expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(200);
     const fitted = r.body.results.filter((x: any) => x.output !== undefined);
     const left = r.body.results.filter((x: any) => x.error !== undefined);
     expect(fitted.length).toBeGreaterThan(10);
     expect(left.length).toBeGreaterThan(0);
-    expect(fitted.length + left.length).toBe(20);
+    expect(fitted.length + left.length).toBe(40);
+    expect(left.every((x: any) => x.error.code === "too_large")).toBe(true);
     expect(fitted[0].output.results).toHaveLength(7);
     expect(left[0]).toMatchObject({ seq: expect.any(Number), error: { code: "too_large", message: expect.stringMatching(/executed at seq \d+.*send it again alone/) } });
     // Sent again alone, an item left out answers its recorded output (executed once: the same seq).
-    const again = await command("bigout", gets(7), "w", 219);
+    const again = await command("bigout", gets(7), "w", 239);
     expect(again.status).toBe(200);
-    expect(again.body.seq).toBe(r.body.results[19].seq);
+    expect(again.body.seq).toBe(r.body.results[39].seq);
     expect(again.body.output.results).toHaveLength(7);
     // Every replica applied everything and agrees.
     expect((await api("POST", "/v1/groups/bigout/audit")).body.verdict).toBe("consistent");
