@@ -58,6 +58,10 @@ export class SequencerDriver {
   /** Per target, the source of its last transfer whose rows did not match that source's digest. */
   private readonly badSources = new Map<string, string>();
   private stopped = false;
+  /** This incarnation ended (destroyed, handed over, crashed): it must write nothing more. */
+  get isStopped(): boolean {
+    return this.stopped;
+  }
   private transfers = 0;
   /** A restore is loading the group's state: commands wait (503) and no repair runs meanwhile. */
   restoring = false;
@@ -930,6 +934,8 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
       return { ok: false, reason: `not every replica could install the snapshot (${failed.join("; ")}); nothing was restored, retry` };
     }
     if (core.lastLogSeq !== 0) return { ok: false, reason: "the group took entries meanwhile" };
+    // Deleted or handed over while the replicas installed: its storage is gone, write nothing.
+    if (driver.isStopped) return { ok: false, reason: "the group's sequencer stopped meanwhile (deleted or moved)" };
     core.adoptRestore(info.seq, hash);
     for (const id of ids) {
       core.endRepair(id, info.seq, io.nowMs());
