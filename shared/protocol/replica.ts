@@ -118,6 +118,8 @@ export function changesText(changes: Changes): string {
 }
 
 /** Bound on the in-memory copy of appended, not yet applied entries. */
+/** Entries whose effects a watch page reads at once (readEvents). */
+const watchEffectsChunk = 16;
 const unappliedEntriesMax = 4 * appendEntriesMax;
 
 export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin): ReplicaMeta {
@@ -480,9 +482,21 @@ export class ReplicaCore {
     const toSeq = Math.min(this.meta.appliedSeq, fromSeq + limit);
     if (toSeq <= fromSeq) return [];
     const entries = this.storage.readEntries(fromSeq + 1, toSeq, pageBytesMax);
-    const last = entries[entries.length - 1]?.seq ?? fromSeq;
-    const effects = new Map(this.storage.readEffects(fromSeq + 1, last).map((f) => [f.seq, f]));
-    return entries.map((e) => watchText(e, effects.get(e.seq)));
+    // Outputs and changes count too (an output may be 512 Ki characters): read a few entries'
+    // effects at a time and stop past pageBytesMax, at least one event per page.
+    const page: WatchText[] = [];
+    let chars = 0;
+    for (let i = 0; i < entries.length && chars <= pageBytesMax; i += watchEffectsChunk) {
+      const chunk = entries.slice(i, i + watchEffectsChunk);
+      const effects = new Map(this.storage.readEffects(chunk[0]!.seq, chunk[chunk.length - 1]!.seq).map((f) => [f.seq, f]));
+      for (const e of chunk) {
+        const f = effects.get(e.seq);
+        chars += f ? f.output.length + f.changes.length : 0;
+        if (page.length > 0 && chars > pageBytesMax) break;
+        page.push(watchText(e, f));
+      }
+    }
+    return page;
   }
 
   query(q: unknown): unknown {

@@ -9,7 +9,7 @@ import type { AuditInfo } from "../../shared/protocol/types.js";
 import { replicaIds } from "../../shared/protocol/types.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
-import { stepOutputCharsMax, valueBytesMax } from "../../shared/limits.js";
+import { pageBytesMax, stepOutputCharsMax, valueBytesMax } from "../../shared/limits.js";
 
 const put = (key: string, value: unknown) => ({ op: "put", key, value });
 
@@ -83,6 +83,27 @@ describe("write path", () => {
     c.settle(); // rounds of messages only: no heartbeat
     expect(c.sequencer.commitSeq).toBe(7 + n);
     for (const [id, r] of c.replicas) expect(r.appliedSeq, id).toBe(7 + n);
+  });
+
+  it("a watch page counts outputs toward pageBytesMax: large outputs come a few per page, none skipped", () => {
+    const c = Cluster.of("kv");
+    const big = "x".repeat(valueBytesMax - 2);
+    for (let i = 0; i < 7; i++) c.submit("w", i + 1, put(`v${i}`, big));
+    const gets = { op: "txn", compare: [], success: Array.from({ length: 7 }, (_, i) => ({ op: "get", key: `v${i}` })), failure: [] };
+    for (let i = 0; i < 30; i++) c.submit("w", 100 + i, gets);
+    c.settle();
+    const r1 = c.replicas.get("r1")!;
+    const seen: number[] = [];
+    for (let from = 7, pages = 0; from < r1.appliedSeq; pages++) {
+      const page = r1.readEvents(from, 256);
+      expect(Array.isArray(page) && page.length > 0).toBe(true);
+      const texts = page as { seq: number; text: string }[];
+      expect(texts.reduce((n, t) => n + t.text.length, 0)).toBeLessThan(pageBytesMax + 2 * 7 * valueBytesMax);
+      seen.push(...texts.map((t) => t.seq));
+      from = texts[texts.length - 1]!.seq;
+      expect(pages).toBeLessThan(30);
+    }
+    expect(seen).toEqual(Array.from({ length: 30 }, (_, i) => 8 + i));
   });
 
   it("takes the commit a replica applied when its ack arrives, even if a voter it counted was quarantined since", () => {
