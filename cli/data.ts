@@ -56,7 +56,8 @@ function batchItemOf(doc: unknown): { command: unknown; request?: number } {
 function printBatch(r: BatchResult, requests: number[]): void {
   printTable(
     ["#", "request", "seq", "output"],
-    r.results.map((x, i) => ("error" in x ? [i + 1, requests[i], null, `error ${x.error.code}: ${x.error.message}`] : [i + 1, requests[i], x.seq, brief(x.output)])),
+    // A too_large item has its seq: it was executed, only its output was left out.
+    r.results.map((x, i) => ("error" in x ? [i + 1, requests[i], x.seq ?? null, `error ${x.error.code}: ${x.error.message}`] : [i + 1, requests[i], x.seq, brief(x.output)])),
   );
 }
 
