@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { auditsPageDefault, batchOutputCharsMax, pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -213,17 +213,24 @@ export class SequencerObject extends ReplicaServing {
    * no contact: its positions went back to 0 in the status and the metrics.
    */
   private async withAuditedPositions(status: GroupStatus): Promise<GroupStatus> {
-    const [audit] = ((await directoryStub(this.env, status.group)
-      .audits(1)
+    // Newest first: the latest audit that reached each replica (the newest may not have: the cron
+    // audits every minute, and one that found it unreachable used to send it back to 0).
+    const audits = ((await directoryStub(this.env, status.group)
+      .audits(auditsPageDefault)
       .catch(() => [])) ?? []) as AuditReport[];
-    if (!audit) return status;
-    const seen = new Map(audit.replicas.filter((r) => r.appliedSeq !== null && r.digest !== null).map((r) => [r.id, r]));
+    const seen = new Map<string, { at: string; seq: number; appliedSeq: number; digest: string }>();
+    for (const audit of audits) {
+      for (const r of audit.replicas) {
+        if (r.appliedSeq === null || r.digest === null || seen.has(r.id)) continue;
+        seen.set(r.id, { at: audit.at, seq: audit.seq, appliedSeq: r.appliedSeq, digest: r.digest });
+      }
+    }
     const replicas = status.replicas.map((r): ReplicaStatus => {
       const a = seen.get(r.id);
       if (r.lastContact !== null || !a) return r;
       // The audit's digest is at the position it compared (audit.seq), not at appliedSeq.
-      const digest = audit.seq === a.appliedSeq ? a.digest! : r.digest;
-      return { ...r, lastSeq: Math.max(r.lastSeq, a.appliedSeq!), appliedSeq: a.appliedSeq!, digest, lastContact: audit.at };
+      const digest = a.seq === a.appliedSeq ? a.digest : r.digest;
+      return { ...r, lastSeq: Math.max(r.lastSeq, a.appliedSeq), appliedSeq: a.appliedSeq, digest, lastContact: a.at };
     });
     return { ...status, replicas };
   }

@@ -89,6 +89,10 @@ describe("moving a sequencer", () => {
     expect(r3).toMatchObject({ appliedSeq: seen.appliedSeq, lastContact: audit.at });
     expect(["suspect", "down"]).toContain(r3.status);
     if (audit.seq === seen.appliedSeq) expect(r3.digest).toBe(seen.digest);
+    // An audit that cannot reach it does not send it back to 0: the latest one that did counts.
+    expect((await api("POST", "/v1/groups/mover-cut/audit")).body.replicas.find((r: any) => r.id === "r3").verdict).toBe("unreachable");
+    const after = (await api("GET", "/v1/groups/mover-cut", undefined, clientToken)).body.replicas.find((r: any) => r.id === "r3");
+    expect(after).toMatchObject({ appliedSeq: seen.appliedSeq, lastContact: audit.at });
     expect(r3.lastSeq).toBeGreaterThanOrEqual(seen.appliedSeq);
     await api("POST", "/v1/groups/mover-cut/faults", { target: "r3", fault: "none" });
   });
