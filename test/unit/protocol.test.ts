@@ -13,6 +13,26 @@ import { pageBytesMax, stepOutputCharsMax, valueBytesMax } from "../../shared/li
 
 const put = (key: string, value: unknown) => ({ op: "put", key, value });
 
+/** Seq 1 ordered and stored at r1; the message that completes its quorum at r2 (commitSeq 1), not yet delivered. */
+function quorumAtR2() {
+  const c = Cluster.of("kv");
+  c.submit("a", 1, put("x", 1));
+  c.sequencer.flush("t");
+  c.deliver("r1", c.messageFor("r1")!);
+  const toR2 = c.messageFor("r2")!;
+  expect(toR2.commitSeq).toBe(1);
+  return { c, toR2 };
+}
+
+/** Seven 64 KiB values stored (v0..v6), and a txn whose output holds all seven (about 459 KiB). */
+function withBigValues() {
+  const c = Cluster.of("kv");
+  const big = "x".repeat(valueBytesMax - 2);
+  for (let i = 0; i < 7; i++) c.submit("w", i + 1, put(`v${i}`, big));
+  const gets = { op: "txn", compare: [], success: Array.from({ length: 7 }, (_, i) => ({ op: "get", key: `v${i}` })), failure: [] };
+  return { c, gets };
+}
+
 describe("write path", () => {
   it("orders, replicates, commits on a majority and applies in order everywhere", () => {
     const c = Cluster.of("kv");
@@ -56,12 +76,7 @@ describe("write path", () => {
   it("a linearizable read's index covers a commit sent with an ack still on its way, and a restarted sequencer's whole log", () => {
     // r2 applies seq 1 in the step that completes its quorum; its ack is lost. A read at r2 sees
     // x = 1, so a later linearizable read (at r1, still at 0) must wait for 1, not read at 0.
-    const c = Cluster.of("kv");
-    c.submit("a", 1, put("x", 1));
-    c.sequencer.flush("t");
-    c.deliver("r1", c.messageFor("r1")!);
-    const toR2 = c.messageFor("r2")!;
-    expect(toR2.commitSeq).toBe(1);
+    const { c, toR2 } = quorumAtR2();
     c.replicas.get("r2")!.append(toR2); // applied there; the answer never arrives
     expect(c.replicas.get("r2")!.appliedSeq).toBe(1);
     expect(c.sequencer.commitSeq).toBe(0);
@@ -73,11 +88,8 @@ describe("write path", () => {
   });
 
   it("a replica that stopped applying at its step's output budget is sent the commit again, not left for its next heartbeat", () => {
-    const c = Cluster.of("kv");
-    const big = "x".repeat(valueBytesMax - 2);
-    for (let i = 0; i < 7; i++) c.submit("w", i + 1, put(`v${i}`, big));
+    const { c, gets } = withBigValues();
     c.settle();
-    const gets = { op: "txn", compare: [], success: Array.from({ length: 7 }, (_, i) => ({ op: "get", key: `v${i}` })), failure: [] };
     const n = Math.ceil((2 * stepOutputCharsMax) / (7 * valueBytesMax)) + 2; // over two steps' worth
     for (let i = 0; i < n; i++) c.submit("w", 100 + i, gets);
     c.settle(); // rounds of messages only: no heartbeat
@@ -86,10 +98,7 @@ describe("write path", () => {
   });
 
   it("a watch page counts outputs toward pageBytesMax: large outputs come a few per page, none skipped", () => {
-    const c = Cluster.of("kv");
-    const big = "x".repeat(valueBytesMax - 2);
-    for (let i = 0; i < 7; i++) c.submit("w", i + 1, put(`v${i}`, big));
-    const gets = { op: "txn", compare: [], success: Array.from({ length: 7 }, (_, i) => ({ op: "get", key: `v${i}` })), failure: [] };
+    const { c, gets } = withBigValues();
     for (let i = 0; i < 30; i++) c.submit("w", 100 + i, gets);
     c.settle();
     const r1 = c.replicas.get("r1")!;
@@ -107,12 +116,7 @@ describe("write path", () => {
   });
 
   it("takes the commit a replica applied when its ack arrives, even if a voter it counted was quarantined since", () => {
-    const c = Cluster.of("kv");
-    c.submit("a", 1, put("x", 1));
-    c.sequencer.flush("t");
-    c.deliver("r1", c.messageFor("r1")!);
-    const toR2 = c.messageFor("r2")!;
-    expect(toR2.commitSeq).toBe(1);
+    const { c, toR2 } = quorumAtR2();
     c.sequencer.setQuarantined("r1", true);
     c.deliver("r2", toR2);
     expect(c.replicas.get("r2")!.appliedSeq).toBe(1);
