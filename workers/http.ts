@@ -11,6 +11,7 @@ import type { GroupStatus } from "../shared/api/types.js";
 import type { Scope } from "./auth.js";
 import type { Env } from "./env.js";
 import * as groups from "./groups.js";
+import { statusFromReplicas } from "./replica-view.js";
 
 export type App = { Bindings: Env; Variables: { scope: Scope; requestId: string } };
 
@@ -97,4 +98,18 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, field: str
 /** The group's status from its sequencer (recovering it first if it lost its storage). */
 export function status(env: Env, group: string): Promise<GroupStatus> {
   return groups.withSequencer(env, group, (s) => s.status(), (s) => s === null) as Promise<GroupStatus>;
+}
+
+/**
+ * GET /v1/groups/{g} and /replicas: the status, or, while the sequencer cannot be reached (before
+ * a failover, or through its hold-down), what the replicas say of themselves with the sequencer
+ * marked `reachable: false`. Those answered 503 for 5 to 30 s, just when an operator looks.
+ */
+export async function statusForReaders(env: Env, group: string): Promise<GroupStatus> {
+  try {
+    return await status(env, group);
+  } catch (err) {
+    if (!(err instanceof ApiError) || (err.code !== "unavailable" && err.code !== "timeout")) throw err;
+    return statusFromReplicas(env, await groups.lookup(env, group), err.message);
+  }
 }

@@ -42,6 +42,8 @@ export const sequencerStatus = z.object({
   location: z.string().nullable(),
   epoch: seq,
   since: time.nullable(),
+  reachable: z.literal(false).optional().describe("present when the sequencer could not be reached: the rest is what the replicas say of themselves"),
+  problem: z.string().optional().describe("with reachable: false, why"),
 });
 
 export const groupStatus = z.object({

@@ -70,7 +70,7 @@ export interface GroupStatus {
   outputs: OutputsMode;
   checkpointEvery: number;
   /** The object ordering the group's commands now. */
-  sequencer: { name: string; location: string | null; epoch: number; since: string | null };
+  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string };
   replicas: ReplicaStatus[];
 }
 

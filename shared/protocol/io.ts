@@ -2,7 +2,7 @@
 // the clock and RPC stubs; the simulator gives virtual time and a faulty network.
 import { replicaRpcTimeoutMs, resendMs } from "../limits.js";
 import type { ExportInfo, Rejoin, SnapshotInfo } from "./replica.js";
-import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry } from "../api/types.js";
 
 export type ReadAnswer =
@@ -52,6 +52,8 @@ export interface ReplicaApi {
   fence(epoch: number, by?: string): FenceReply | null;
   /** The PreVote of a failover: has this replica heard from the sequencer of its epoch lately? */
   vote(): VoteReply | null;
+  /** Where it stands, for a status built without the sequencer (one that cannot be reached). */
+  position(): (ReplicaPosition & { quarantined: boolean }) | null;
   readLog(fromSeq: number, toSeq: number): Entry[];
   // State transfer: a source freezes its state and serves pages; a target installs them.
   beginSnapshot(): SnapshotInfo | null;

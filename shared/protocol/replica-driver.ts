@@ -4,7 +4,7 @@ import { readWaitersMax, sequencerTimeoutMs, snapshotIdleMs, snapshotsPerReplica
 import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./io.js";
 import type { ExportInfo, ReplicaCore, SnapshotInfo } from "./replica.js";
 import { WatchHub } from "./watch.js";
-import type { AppendRequest, AppendResponse, AuditInfo, FenceReply } from "./types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry } from "../api/types.js";
 
 interface Waiter {
@@ -96,6 +96,10 @@ export class ReplicaDriver implements ReplicaApi {
     // A new sequencer is recovering: give it the whole timeout before voting it gone.
     if (r?.accepted) this.heardMs = this.clock.nowMs();
     return r;
+  }
+
+  position(): (ReplicaPosition & { quarantined: boolean }) | null {
+    return this.core ? { ...this.core.position(), quarantined: this.core.quarantined } : null;
   }
 
   /** The PreVote: how long since this replica heard from the sequencer of its epoch. */

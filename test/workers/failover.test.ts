@@ -12,6 +12,15 @@ describe("automatic failover (workerd)", () => {
     for (let i = 1; i <= 5; i++) expect((await command("wfo", { op: "put", key: `k${i}`, value: i }, "w", i)).status).toBe(200);
     expect((await api("POST", "/v1/groups/wfo/faults", { target: "sequencer", fault: "unreachable" })).status).toBe(200);
     const cutAt = Date.now();
+    // Before the failover the status says what the replicas say of themselves (it was a 503):
+    // r1, in the sequencer's object, is cut off with it.
+    const seen = await api("GET", "/v1/groups/wfo", undefined, clientToken);
+    expect(seen.status).toBe(200);
+    expect(seen.body.sequencer).toMatchObject({ name: "wfo", reachable: false, problem: expect.stringMatching(/cannot be reached/) });
+    expect(seen.body.replicas.map((r: any) => [r.id, r.status])).toEqual([["r1", "down"], ["r2", "healthy"], ["r3", "healthy"]]);
+    expect(seen.body.replicas[1].appliedSeq).toBeGreaterThanOrEqual(4);
+    expect(seen.body.commitSeq).toBeGreaterThanOrEqual(5);
+    expect((await api("GET", "/v1/groups/wfo/replicas", undefined, clientToken)).body.replicas).toHaveLength(3);
     let status = 0;
     let answer: any = null;
     while (Date.now() - cutAt < sequencerTimeoutMs + 20_000) {
@@ -26,6 +35,7 @@ describe("automatic failover (workerd)", () => {
     expect(Date.now() - cutAt).toBeGreaterThanOrEqual(sequencerTimeoutMs - 500);
     const s = (await api("GET", "/v1/groups/wfo", undefined, clientToken)).body;
     expect(s.sequencer.name).toBe("wfo~s1");
+    expect(s.sequencer.reachable).toBeUndefined();
     expect(s.epoch).toBeGreaterThan(1);
     for (let i = 1; i <= 6; i++) expect((await query("wfo", { op: "get", key: `k${i}` })).body.result).toEqual({ value: i });
     const events = (await api("GET", "/v1/groups/wfo/events", undefined, clientToken)).body.events;

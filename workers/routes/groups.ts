@@ -6,7 +6,7 @@ import { createGroupBody, groupConfigFrom, groupsParams } from "../../shared/api
 import { groupsPageDefault } from "../../shared/limits.js";
 import { registryStub } from "../env.js";
 import * as groups from "../groups.js";
-import { groupParam, jsonBody, parse, requireAdmin, status } from "../http.js";
+import { groupParam, jsonBody, parse, requireAdmin, status, statusForReaders } from "../http.js";
 
 export const groupRoutes = new Hono<App>();
 
@@ -32,7 +32,7 @@ groupRoutes.get("/", async (c) => {
 });
 
 
-groupRoutes.get("/:group", async (c) => c.json(await status(c.env, groupParam(c))));
+groupRoutes.get("/:group", async (c) => c.json(await statusForReaders(c.env, groupParam(c))));
 
 groupRoutes.delete("/:group", async (c) => {
   requireAdmin(c);

@@ -8,7 +8,7 @@ import { addReplicaBody, auditsParams, eventsParams, logParams, moveSequencerBod
 import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shared/limits.js";
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { groupParam, jsonBody, parse, requireAdmin, status } from "../http.js";
+import { groupParam, jsonBody, parse, requireAdmin, status, statusForReaders } from "../http.js";
 import type { AddReplicaAnswer, RemoveReplicaAnswer } from "../sequencer.js";
 
 export const memberRoutes = new Hono<App>();
@@ -28,7 +28,7 @@ memberRoutes.get("/:group/log", async (c) => {
   return c.json(page);
 });
 
-memberRoutes.get("/:group/replicas", async (c) => c.json({ replicas: (await status(c.env, groupParam(c))).replicas }));
+memberRoutes.get("/:group/replicas", async (c) => c.json({ replicas: (await statusForReaders(c.env, groupParam(c))).replicas }));
 
 memberRoutes.post("/:group/replicas", async (c) => {
   requireAdmin(c);
