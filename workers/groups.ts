@@ -220,11 +220,11 @@ export async function failover(env: Env, group: string, failed: string, cause: s
   cache.delete(group);
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
-  const key = sequencerKey(config);
-  const sinceMs = unreachableSince.get(key) ?? Date.now();
-  const seenMs = Date.now() - sinceMs < unreachableMemoryMs ? Date.now() - sinceMs : 0;
-  unreachableSince.delete(key);
-  const event = failoverEvent(config, decision.next, r.epoch, cause, Math.max(decision.downMs + (Date.now() - started), seenMs), Date.now());
+  const nowMs = Date.now();
+  const seenMs = nowMs - (unreachableSince.get(sequencerKey(config)) ?? nowMs);
+  unreachableSince.delete(sequencerKey(config));
+  const downMs = Math.max(decision.downMs + (nowMs - started), seenMs < unreachableMemoryMs ? seenMs : 0);
+  const event = failoverEvent(config, decision.next, r.epoch, cause, downMs, nowMs);
   logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: event.from, to: event.to, downMs: event.downMs, cause }, "warn");
   await directory.addEvent(config.incarnation, event).catch(() => undefined);
   return { ...record, config: moved };

@@ -5,7 +5,7 @@ import type { GroupRecord } from "../shared/control/directory.js";
 import { laggingEntriesMin, replicaRpcTimeoutMs } from "../shared/limits.js";
 import type { GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { type ReplicaResult, withTimeout } from "../shared/protocol/io.js";
-import { isColocated, membersOf, sequencerName } from "../shared/protocol/types.js";
+import { membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { zeroHash } from "../shared/protocol/hash.js";
 import { type Env, realClock, replicaStub, rpc } from "./env.js";
 
@@ -27,8 +27,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     const p = positions[i] ?? null;
     if (p === null) return { id: m.id, location: m.location, status: "down", lastSeq: 0, appliedSeq: 0, digest: zeroHash, lastContact: null };
     const status = p.quarantined ? "quarantined" : lastSeq - p.lastSeq >= laggingEntriesMin ? "lagging" : "healthy";
-    const colocated = isColocated(config, m.id) && sequencerName(config) === config.group;
-    return { id: m.id, location: m.location, status, lastSeq: p.lastSeq, appliedSeq: p.appliedSeq, digest: p.digest, lastContact: now, ...(colocated ? { colocated: true as const } : {}) };
+    return { id: m.id, location: m.location, status, lastSeq: p.lastSeq, appliedSeq: p.appliedSeq, digest: p.digest, lastContact: now, ...(withCurrentSequencer(config, m.id) ? { colocated: true as const } : {}) };
   });
   return {
     group: config.group,

@@ -6,7 +6,7 @@ import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink
 import type { SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
 import type { AuditReport, Entry, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
-import { isColocated, membersOf, sequencerName } from "../shared/protocol/types.js";
+import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
@@ -250,7 +250,7 @@ export class SequencerObject extends ReplicaServing {
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since },
       // Co-located: in this object. After a failover or a move the replica stays in the group's
       // first object, which no longer orders anything: a replica like the others.
-      replicas: core.replicaStatuses().map((r) => (isColocated(cfg, r.id) && sequencerName(cfg) === cfg.group ? { ...r, colocated: true as const } : r)),
+      replicas: core.replicaStatuses().map((r) => (withCurrentSequencer(cfg, r.id) ? { ...r, colocated: true as const } : r)),
     };
   }
 
@@ -337,11 +337,12 @@ export class SequencerObject extends ReplicaServing {
     return this.driver.readIndex();
   }
 
-  async readLog(fromSeq: number | undefined, limit: number): Promise<LogPage | "compacted" | null> {
+  /** A page of the log, or (fromSeq compacted away) where the retained log starts. */
+  async readLog(fromSeq: number | undefined, limit: number): Promise<LogPage | { compacted: true; firstSeq: number } | null> {
     const core = this.core;
     if (!core) return null;
-    if (fromSeq !== undefined && fromSeq <= core.baseSeq) return "compacted";
     const first = this.store.log.first() ?? 0;
+    if (fromSeq !== undefined && fromSeq <= core.baseSeq) return { compacted: true, firstSeq: Math.max(first, core.baseSeq + 1) };
     const from = Math.max(fromSeq ?? first, first, 1);
     const to = Math.min(core.lastLogSeq, from + limit - 1);
     const entries = to >= from ? core.readEntries(from, to, pageBytesMax) : [];

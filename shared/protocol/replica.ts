@@ -117,9 +117,9 @@ export function changesText(changes: Changes): string {
   return `[${out}]`;
 }
 
-/** Bound on the in-memory copy of appended, not yet applied entries. */
 /** Entries whose effects a watch page reads at once (readEvents). */
 const watchEffectsChunk = 16;
+/** Bound on the in-memory copy of appended, not yet applied entries. */
 const unappliedEntriesMax = 4 * appendEntriesMax;
 
 export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin): ReplicaMeta {

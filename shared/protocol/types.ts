@@ -80,6 +80,15 @@ export function isColocated(config: Pick<GroupConfig, "colocated">, id: string):
   return config.colocated === id;
 }
 
+/**
+ * The replica shares the object of the sequencer in office: the co-located one while the group's
+ * first sequencer orders (after a failover or a move it stays in that object, a replica like the
+ * others). What a status's `colocated` flag says.
+ */
+export function withCurrentSequencer(config: GroupConfig, id: string): boolean {
+  return isColocated(config, id) && sequencerName(config) === config.group;
+}
+
 /** The name of the Durable Object that is the group's sequencer. */
 export function sequencerName(config: GroupConfig): string {
   return config.sequencer?.name ?? config.group;

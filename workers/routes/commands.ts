@@ -76,13 +76,10 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
   );
   let last = { epoch: 0, seq: 0 };
   const results = answers.map((a): BatchItemResult => {
-    if (a.kind === "too_large") {
-      if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq };
-      return { seq: a.seq, error: { code: "too_large", message: a.message } };
-    }
-    if (a.kind !== "ok") return { error: failureOf(group, a) };
+    if (a.kind !== "ok" && a.kind !== "too_large") return { error: failureOf(group, a) };
+    // Executed either way (a too_large item's output only was left out): the bookmark covers it.
     if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq };
-    return { seq: a.seq, output: a.output };
+    return a.kind === "ok" ? { seq: a.seq, output: a.output } : { seq: a.seq, error: { code: "too_large", message: a.message } };
   });
   return { results, bookmark: encodeBookmark(last) };
 }

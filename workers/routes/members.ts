@@ -1,6 +1,5 @@
 // Replicas (add, remove, repair, release), the sequencer (move), the log, audits and events.
 import { Hono } from "hono";
-import type { LogPage } from "../../shared/api/results.js";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
 import type { Context } from "hono";
@@ -20,10 +19,8 @@ memberRoutes.get("/:group/log", async (c) => {
   const group = groupParam(c);
   const q = parse(logParams, c.req.query(), "query");
   const page = await groups.withSequencer(c.env, group, (s) => s.readLog(q.from, q.limit ?? logPageDefault), (p) => p === null);
-  if (page === "compacted") {
-    const now = (await groups.withSequencer(c.env, group, (s) => s.readLog(undefined, 0), (p) => p === null)) as LogPage | "compacted" | null;
-    const first = typeof now === "object" && now !== null ? ` (${now.firstSeq})` : "";
-    throw new ApiError("compacted", `log entries at ${q.from} and before were compacted; read the state, or the log from its firstSeq${first}`);
+  if (page && "compacted" in page) {
+    throw new ApiError("compacted", `log entries at ${q.from} and before were compacted; read the state, or the log from its firstSeq (${page.firstSeq})`);
   }
   return c.json(page);
 });
