@@ -23,7 +23,7 @@ import { decideAudit } from "./audit.js";
 import { canonicalJson, sha256Hex, zeroHash } from "./hash.js";
 import type { SnapshotInfo } from "./replica.js";
 import { askAgain, type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
-import { type HoldReason, type Refused, type SequencerCore, type StepResult, pendingKey, refusal } from "./sequencer.js";
+import { type HoldReason, type Refused, type SequencerCore, type StepResult, type SubmitDecision, pendingKey, refusal } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
 import { configAfter, membersOf, nextReplicaNo } from "./types.js";
@@ -100,14 +100,21 @@ export class SequencerDriver {
    */
   submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer>[] {
     if (this.stopped) return items.map(() => Promise.resolve({ kind: "not_found" }));
-    const answers = items.map((i) => this.enqueue(client, i.request, i.command));
+    // Once one command is refused (a full queue), so are the rest: a later, smaller command must
+    // not be ordered without the earlier ones the client put before it.
+    let refused: SubmitAnswer | null = null;
+    const answers = items.map((i) => {
+      if (this.restoring) refused = { kind: "unavailable", message: "a restore is loading this group's state; retry when it is done" };
+      if (refused !== null) return Promise.resolve(refused);
+      const d = this.core.submit({ client, request: i.request, command: i.command });
+      if (d.kind === "unavailable") refused = { kind: "unavailable", message: d.reason };
+      return this.answerDecision(client, i.request, d);
+    });
     this.kickAll();
     return answers;
   }
 
-  private async enqueue(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
-    if (this.restoring) return { kind: "unavailable", message: "a restore is loading this group's state; retry when it is done" };
-    const d = this.core.submit({ client, request, command });
+  private async answerDecision(client: string, request: number, d: SubmitDecision): Promise<SubmitAnswer> {
     switch (d.kind) {
       case "unavailable":
         return { kind: "unavailable", message: d.reason };

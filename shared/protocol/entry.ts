@@ -56,6 +56,11 @@ export function commandHash(command: unknown): string {
   return hashed(command).hash;
 }
 
+/** The length of a command's canonical JSON (computed with its hash, and kept with it). */
+export function commandBytes(command: unknown): number {
+  return hashed(command).bytes;
+}
+
 /** About the bytes an entry takes serialized (its command's JSON length plus the other fields). */
 export function entryBytes(e: Entry): number {
   return hashed(e.command).bytes + entryOverheadBytes;

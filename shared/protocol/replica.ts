@@ -5,6 +5,7 @@ import {
   logRetentionEntries,
   pageBytesMax,
   scrubPageRows,
+  stateSaveBytesMax,
   stateSaveEntriesMax,
   stateSaveRowsMax,
   stepOutputCharsMax,
@@ -257,6 +258,10 @@ export class ReplicaCore {
   get id(): string {
     return this.meta.id;
   }
+  /** Characters of applied rows held in memory, not yet stored (bounded by stateSaveBytesMax). */
+  get unsavedChars(): number {
+    return this.state.unsavedChars;
+  }
   get appliedSeq(): number {
     return this.meta.appliedSeq;
   }
@@ -404,7 +409,7 @@ export class ReplicaCore {
 
   /**
    * Stores the state rows once per stateSaveEntriesMax entries (at this replica's phase), or
-   * once stateSaveRowsMax rows are unsaved, and always before the log they were written
+   * once stateSaveRowsMax rows or stateSaveBytesMax characters are unsaved, and always before the log they were written
    * by is compacted away (a restart re-applies the entries after stateSeq); compacts the log to
    * logRetentionEntries behind the applied position, in slack-sized steps.
    */
@@ -416,7 +421,7 @@ export class ReplicaCore {
     // thousand entries' rows holds a step up for tens of ms: not two voters of a quorum at once).
     const period = stateSaveEntriesMax;
     const crossed = Math.floor((next.appliedSeq + this.savePhase) / period) > Math.floor((next.stateSeq + this.savePhase) / period);
-    const due = this.state.unsavedRows >= stateSaveRowsMax || crossed;
+    const due = this.state.unsavedRows >= stateSaveRowsMax || this.state.unsavedChars >= stateSaveBytesMax || crossed;
     if (due || (compactTo !== null && compactTo > next.stateSeq)) this.storeRows(next);
     if (compactTo === null) return;
     assert(compactTo <= next.stateSeq, `compacting to ${compactTo} would drop entries after the stored state at ${next.stateSeq}`);

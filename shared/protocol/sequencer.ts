@@ -1,7 +1,7 @@
-import { appendBytesMax, appendEntriesMax, downAfterMisses, pendingSubmitsMax, replicasMax, requestIndexMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, downAfterMisses, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, tailBytesMax } from "../limits.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
-import { boundedEntries, commandHash, entryHash } from "./entry.js";
+import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash } from "./entry.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import type { MajorityConfig } from "./quorum.js";
@@ -111,7 +111,7 @@ interface Pending extends SubmitRequest {
   commandHash: string;
 }
 
-/** Most recent entries kept in memory so appends to n replicas do not each read storage. */
+/** Most recent entries kept in memory (and at most tailBytesMax of them) so appends to n replicas do not each read storage. */
 const tailEntriesMax = 4 * appendEntriesMax;
 /** Undecided or partly voted seqs tracked at once; older ones are dropped (their waiters time out). */
 const votesMax = 4 * pendingSubmitsMax;
@@ -129,6 +129,9 @@ export class SequencerCore {
   private readonly pending = new Map<string, Pending>();
   private readonly votes = new OutputVotes(votesMax);
   private tail: Entry[] = [];
+  private tailByteCount = 0;
+  /** Bytes of the queued commands (entryBytes), bounded by pendingBytesMax. */
+  private pendingByteCount = 0;
   fenced = false;
   private closed = false;
   /** Seq of the newest config entry; another change waits until it is committed (one at a time). */
@@ -286,10 +289,14 @@ export class SequencerCore {
       return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq };
     }
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
-    if (this.pending.size >= pendingSubmitsMax) return { kind: "unavailable", reason: "sequencer queue is full" };
+    const bytes = commandBytes(req.command);
+    if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
+      return { kind: "unavailable", reason: "sequencer queue is full" };
+    }
     const reach = this.reachableVoters();
     if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
     this.pending.set(key, { ...req, commandHash: hash });
+    this.pendingByteCount += bytes;
     return { kind: "queued", commandHash: hash };
   }
 
@@ -315,16 +322,31 @@ export class SequencerCore {
     this.meta.commandsTotal = this.commandsTotal + entries.length;
     this.indexRequests(records);
     this.pending.clear();
+    this.pendingByteCount = 0;
     this.lastSeq = seq;
     this.lastHash = prev;
-    this.tail.push(...entries);
-    if (this.tail.length > tailEntriesMax) this.tail = this.tail.slice(this.tail.length - tailEntriesMax);
+    this.keepInTail(entries);
     for (const e of entries) this.votes.open(e.seq);
     return entries;
   }
 
   get baseSeq(): number {
     return this.meta.baseSeq ?? 0;
+  }
+
+  /** Adds new entries to the in-memory tail, then drops its oldest past tailEntriesMax or tailBytesMax. */
+  private keepInTail(entries: Entry[]): void {
+    for (const e of entries) this.tail.push(e);
+    for (const e of entries) this.tailByteCount += entryBytes(e);
+    let drop = Math.max(0, this.tail.length - tailEntriesMax);
+    for (let i = 0; i < drop; i++) this.tailByteCount -= entryBytes(this.tail[i]!);
+    while (this.tailByteCount > tailBytesMax && drop < this.tail.length - 1) this.tailByteCount -= entryBytes(this.tail[drop++]!);
+    if (drop > 0) this.tail = this.tail.slice(drop);
+  }
+
+  /** Bytes of the entries kept in memory (entryBytes), at most tailBytesMax unless one entry alone is larger. */
+  get tailBytes(): number {
+    return this.tailByteCount;
   }
 
   /** Entries fromSeq..toSeq, or a prefix of them (at least one) once they pass bytesMax. */
@@ -550,7 +572,7 @@ export class SequencerCore {
     });
     this.lastSeq = e.seq;
     this.lastHash = e.hash;
-    this.tail.push(e);
+    this.keepInTail([e]);
     this.configPendingSeq = e.seq;
     if (change.op === "add") this.addProgress(change.id, change.location, false, e.seq);
     if (change.op === "promote") this.progress.get(change.id)!.voter = true;
@@ -585,6 +607,7 @@ export class SequencerCore {
       this.saveMeta();
     });
     this.tail = this.tail.filter((e) => e.seq > target);
+    this.tailByteCount = this.tail.reduce((sum, e) => sum + entryBytes(e), 0);
     this.forgetRequestsThrough(target);
     return target;
   }

@@ -156,6 +156,12 @@ export class DigestedState {
     return this.unsaved.size;
   }
 
+  private unsavedCharCount = 0;
+  /** Characters of the unsaved rows (keys and values): what they hold in memory, about. */
+  get unsavedChars(): number {
+    return this.unsavedCharCount;
+  }
+
   /** Reads the rows among keys that are neither unsaved nor read this step, in one go. */
   prefetch(keys: string[]): void {
     const unknown = keys.filter((k) => !this.known.has(k) && !this.unsaved.has(k));
@@ -175,6 +181,7 @@ export class DigestedState {
       else puts.push([k, v]);
     }
     this.unsaved.clear();
+    this.unsavedCharCount = 0;
     this.sessions.saved();
     this.known.clear(); // it may hold a saved row's older value
     // In key order (SQLite's, for TEXT: the code points'): a save's rows fall into a few hundred
@@ -252,7 +259,7 @@ export class DigestedState {
     const old = this.getRaw(key);
     if (old === value) return;
     if (!this.undigested.has(key)) this.undigested.set(key, old);
-    this.unsaved.set(key, value);
+    this.setUnsaved(key, value);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);
   }
 
@@ -260,9 +267,18 @@ export class DigestedState {
     const old = this.getRaw(key);
     if (old === null) return false;
     if (!this.undigested.has(key)) this.undigested.set(key, old);
-    this.unsaved.set(key, null);
+    this.setUnsaved(key, null);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);
     return true;
+  }
+
+  /** Records an unsaved write and keeps unsavedChars in step with it. */
+  private setUnsaved(key: string, value: string | null): void {
+    const before = this.unsaved.get(key);
+    if (before === undefined) this.unsavedCharCount += key.length;
+    else if (before !== null) this.unsavedCharCount -= before.length;
+    if (value !== null) this.unsavedCharCount += value.length;
+    this.unsaved.set(key, value);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { stateSaveEntriesMax } from "../../shared/limits.js";
+import { stateSaveBytesMax, stateSaveEntriesMax, valueBytesMax } from "../../shared/limits.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, recomputeDigest, rowHash } from "../../shared/protocol/state.js";
 import { savePhaseOf } from "../../shared/protocol/replica.js";
@@ -43,6 +43,29 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     // Each replica saved at a seq of its own, so no step of the group waits on every replica's save.
     expect(new Set(stateSeqs).size).toBe(3);
     expect(more.replicaStores.get("r1")!.rows.get("m/k1")).toBe("1");
+  });
+
+  it("stores the rows early once the unsaved ones hold stateSaveBytesMax characters, so large values do not pile up in memory", () => {
+    const c = Cluster.of("kv", 3, "first", 1_000_000);
+    const big = "x".repeat(valueBytesMax - 100);
+    const n = Math.ceil((3 * stateSaveBytesMax) / big.length);
+    expect(n).toBeLessThan(stateSaveEntriesMax / 8); // well before the entry-count save
+    for (let r = 1; r <= n; r++) {
+      c.submit("a", r, put(`k${r}`, big));
+      if (r % 16 === 0) c.settle();
+    }
+    c.settle();
+    for (const id of ["r1", "r2", "r3"]) {
+      const m = c.replicaStores.get(id)!.meta!;
+      expect(m.stateSeq).toBeGreaterThan(0);
+      // What is left unsaved is under the bound (plus at most one step's rows).
+      expect(c.replicas.get(id)!.unsavedChars).toBeLessThan(stateSaveBytesMax + 16 * (big.length + 64));
+      expect(c.replicaStores.get(id)!.rows.get("m/k1")).toBe(JSON.stringify(big));
+    }
+    // A restart re-applies the rest and agrees.
+    const before = c.replicas.get("r2")!.position();
+    c.restartReplica("r2");
+    expect(c.replicas.get("r2")!.position()).toEqual(before);
   });
 
   it("a restart re-applies the entries after the stored state from the log and lands on the same digest", () => {
