@@ -250,11 +250,16 @@ export const watchKeepaliveMs = 10_000;
 /** Entries a watch stream reads from the log per page while it catches up. */
 export const watchPageEntries = 256;
 /**
- * Bytes queued for one watcher that the network has not taken yet; past it the stream is ended
- * (the client resumes with Last-Event-ID and catches up from the log), so a stalled reader never
- * holds a replica's memory.
+ * Bytes queued for one watcher that the network has not taken yet; past it nothing more is sent
+ * to it until it drains, and then it reads on from the log: a slow reader skips nothing.
  */
 export const watchQueueBytesMax = 1024 * 1024;
+/**
+ * Bytes queued for all of a replica's watchers together (1,000 stalled readers at 1 MiB each
+ * would be 1 GB where a Durable Object has 128 MB). Past it the watcher with the largest queue is
+ * dropped, what it had queued discarded; its client resumes with Last-Event-ID, nothing skipped.
+ */
+export const watchQueuesBytesMax = 32 * 1024 * 1024;
 /** Largest snapshot file a restore accepts (API.md "Snapshot and restore"). */
 export const restoreBytesMax = 64 * 1024 * 1024;
 /** Rows per page a snapshot or a restore moves between objects (bounded in bytes by transferPageBytes too). */

@@ -61,6 +61,13 @@ class StreamSink implements WatchSink {
     this.gone = true;
     this.writer.close().catch(() => undefined);
   }
+
+  drop(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.queuedBytes = 0;
+    this.writer.abort(new Error("watch queue dropped: resume with Last-Event-ID")).catch(() => undefined);
+  }
 }
 
 export interface ReplicaInit {

@@ -2,14 +2,17 @@
 // entry after its position, read from the replica's log and effects, so catching up and following
 // live are one path, and a watcher that falls behind (a slow reader) simply reads on from the log
 // when it drains: a queue that never grows past watchQueueBytesMax, and nothing is ever skipped.
-import { watchKeepaliveMs, watchPageEntries, watchQueueBytesMax, watchersPerReplicaMax } from "../limits.js";
+import { watchKeepaliveMs, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchersPerReplicaMax } from "../limits.js";
 import type { Clock } from "./io.js";
 import type { WatchText } from "./replica.js";
 
 /** Where a watcher's text goes (a stream in a Durable Object, an array in a test). */
 export interface WatchSink {
   write(text: string): void;
+  /** Ends the stream after what is queued. */
   close(): void;
+  /** Ends the stream at once, discarding what is queued (the reader resumes with Last-Event-ID). */
+  drop(): void;
   /** Bytes written and not yet taken by the reader. */
   readonly queuedBytes: number;
   /** The reader went away. */
@@ -62,8 +65,15 @@ export class WatchHub {
   pump(): void {
     const applied = this.source.appliedSeq();
     const pages = new Map<number, WatchText[] | "compacted">();
+    let queuedBytes = 0;
+    for (const w of this.watchers) queuedBytes += w.sink.gone ? 0 : w.sink.queuedBytes;
     for (const w of this.watchers) {
       while (w.sentSeq < applied && w.sink.queuedBytes < watchQueueBytesMax && !w.sink.gone) {
+        if (queuedBytes >= watchQueuesBytesMax) {
+          const freed = this.dropLargest();
+          if (freed === 0 || w.sink.gone) break;
+          queuedBytes -= freed;
+        }
         let page = pages.get(w.sentSeq);
         if (page === undefined) {
           page = this.source.readEvents(w.sentSeq, watchPageEntries);
@@ -75,10 +85,24 @@ export class WatchHub {
           break;
         }
         if (page.length === 0) break;
+        const before = w.sink.queuedBytes;
         this.send(w, page);
+        queuedBytes += w.sink.queuedBytes - before;
       }
     }
     this.prune();
+  }
+
+  /** Drops the watcher with the largest queue (a stalled reader); the bytes that frees. */
+  private dropLargest(): number {
+    let largest: Watcher | null = null;
+    for (const w of this.watchers) {
+      if (!w.sink.gone && w.sink.queuedBytes > (largest?.sink.queuedBytes ?? 0)) largest = w;
+    }
+    if (largest === null) return 0;
+    const freed = largest.sink.queuedBytes;
+    largest.sink.drop();
+    return freed;
   }
 
   private send(w: Watcher, page: WatchText[]): void {

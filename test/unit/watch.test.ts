@@ -2,7 +2,7 @@
 // bounded and it catches up from the log when it drains, a watcher behind the retained log is
 // ended, watchers per replica are bounded, keep-alives flow while idle.
 import { describe, expect, it } from "vitest";
-import { watchKeepaliveMs, watchQueueBytesMax, watchersPerReplicaMax } from "../../shared/limits.js";
+import { watchKeepaliveMs, watchQueueBytesMax, watchQueuesBytesMax, watchersPerReplicaMax } from "../../shared/limits.js";
 import type { WatchText } from "../../shared/protocol/replica.js";
 import { type WatchSink, WatchHub } from "../../shared/protocol/watch.js";
 
@@ -11,6 +11,7 @@ class FakeSink implements WatchSink {
   queuedBytes = 0;
   gone = false;
   closed = false;
+  dropped = false;
   /** A reader that takes nothing until drain(). */
   constructor(private readonly holds = false) {}
   write(text: string) {
@@ -20,6 +21,11 @@ class FakeSink implements WatchSink {
   close() {
     this.closed = true;
     this.gone = true;
+  }
+  drop() {
+    this.dropped = true;
+    this.gone = true;
+    this.queuedBytes = 0;
   }
   ids(): number[] {
     return this.texts.filter((t) => t.startsWith("id:")).flatMap((t) => [...t.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1])));
@@ -96,6 +102,27 @@ describe("watch hub", () => {
       w.hub.pump();
     }
     expect(slow.ids()).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  });
+
+  it("bounds the queues of all watchers together: past watchQueuesBytesMax the largest stalled one is dropped, and live readers keep up", () => {
+    const w = world();
+    const stalled = Array.from({ length: Math.ceil((1.5 * watchQueuesBytesMax) / watchQueueBytesMax) }, () => new FakeSink(true));
+    for (const s of stalled) expect(w.hub.open(s, 0, null)).toBe("ok");
+    const live = new FakeSink();
+    expect(w.hub.open(live, 0, null)).toBe("ok");
+    const size = 64 * 1024;
+    const n = Math.ceil((2 * watchQueueBytesMax) / size);
+    for (let i = 0; i < n; i++) {
+      w.apply("k", size);
+      const total = stalled.reduce((sum, s) => sum + s.queuedBytes, 0);
+      expect(total).toBeLessThanOrEqual(watchQueuesBytesMax + size + 100);
+    }
+    expect(live.ids()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    const dropped = stalled.filter((s) => s.dropped);
+    expect(dropped.length).toBeGreaterThan(0);
+    expect(dropped.length).toBeLessThan(stalled.length);
+    // A dropped reader resumes with Last-Event-ID: its events so far were an unbroken prefix.
+    for (const s of dropped) expect(s.ids()).toEqual(Array.from({ length: s.ids().length }, (_, i) => i + 1));
   });
 
   it("ends a watcher that fell behind the retained log, refuses a compacted start, and bounds watchers", () => {
