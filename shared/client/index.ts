@@ -306,7 +306,9 @@ export class SmrClient {
   /**
    * Submits commands as one batch (API.md "Batches"), each exactly once. A command whose own result
    * is a `timeout` or `unavailable` error is sent again with its request id (alone with the other
-   * such ones); a failed request as a whole is sent again whole. Results are in the given order.
+   * such ones); a failed request as a whole is sent again whole; a command executed but whose
+   * output did not fit the answer (`too_large` with a seq) is sent again alone to read it.
+   * Results are in the given order.
    */
   async submitBatch(group: string, commands: BatchCommand[]): Promise<BatchResult> {
     const items = commands.map((c) => ({ request: c.request ?? this.nextRequest++, command: c.command }));
@@ -338,6 +340,15 @@ export class SmrClient {
       }
       await sleep(pauseMs);
       pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
+    }
+    // An output left out of the answer for its size was executed: sent again alone (same request
+    // id), the command answers its recorded output and runs nothing.
+    for (let i = 0; i < items.length; i++) {
+      const r = results[i]!;
+      if (!("error" in r) || r.error.code !== "too_large" || r.seq === undefined) continue;
+      const again = await this.submit(group, items[i]!.command, items[i]!.request);
+      results[i] = { seq: again.seq, output: again.output };
+      bookmark = later(bookmark, again.bookmark);
     }
     if (bookmark) this.keepBookmark(group, bookmark);
     return { results, bookmark: bookmark ?? "" };

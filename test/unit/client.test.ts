@@ -110,6 +110,26 @@ describe("client batches", () => {
     expect((calls[2]!.body as { commands: { request: number }[] }).commands[0]!.request).toBe(4);
   });
 
+  it("reads an item whose output did not fit the batch's answer (too_large, with its seq) by sending it again alone", async () => {
+    const { client, calls } = clientWith((_url, init) => {
+      const body = JSON.parse(init.body as string) as { request?: number; commands?: { request: number }[] };
+      if (body.commands) {
+        return Response.json({
+          results: [{ seq: 7, output: "small" }, { seq: 8, error: { code: "too_large", message: "executed at seq 8; send it again alone" } }, { error: { code: "bad_request", message: "no" } }],
+          bookmark: "b1.1.8",
+        });
+      }
+      return Response.json({ seq: 8, output: `big ${body.request}`, bookmark: "b1.1.9" });
+    });
+    const r = await client.submitBatch("g", [{ command: "a" }, { command: "b" }, { command: "c" }]);
+    expect(calls.map((c) => c.body)).toEqual([
+      { client: "c", commands: [{ request: 1, command: "a" }, { request: 2, command: "b" }, { request: 3, command: "c" }] },
+      { client: "c", request: 2, command: "b" },
+    ]);
+    expect(r.results).toEqual([{ seq: 7, output: "small" }, { seq: 8, output: "big 2" }, { error: { code: "bad_request", message: "no" } }]);
+    expect(r.bookmark).toBe("b1.1.9");
+  });
+
   it("resends the whole batch with the same ids after a 503, a 504 or a dropped connection, and gives up on a 400", async () => {
     const answers = [() => errorBody(503, "unavailable"), () => errorBody(504, "timeout"), () => { throw new TypeError("fetch failed"); }, () => Response.json({ results: [{ seq: 1, output: 1 }, { seq: 2, output: 2 }], bookmark: "b1.1.2" })];
     const { client, calls } = clientWith(() => answers[calls.length - 1]!());
