@@ -142,12 +142,23 @@ export const lock = defineMachine({
   checkState() {
     let counter = 0;
     let top: { key: string; token: number } | null = null;
+    // Tokens strictly increase across all grants, so no two leases hold the same one.
+    const holders = new Map<number, string>();
+    let twice: string | null = null;
     return {
       row(key, value) {
-        if (key === counterKey) counter = value as number;
-        else if ((value as Lease).token > (top?.token ?? 0)) top = { key, token: (value as Lease).token };
+        if (key === counterKey) {
+          counter = value as number;
+          return;
+        }
+        const token = (value as Lease).token;
+        if (token > (top?.token ?? 0)) top = { key, token };
+        const other = holders.get(token);
+        if (other !== undefined && twice === null) twice = `the token ${token} is held by both ${JSON.stringify(other)} and ${JSON.stringify(key)}: each grant has a token of its own`;
+        holders.set(token, key);
       },
       end() {
+        if (twice !== null) return twice;
         if (top === null || top.token <= counter) return null;
         return `the counter "${counterKey}" (${counter}) is below the token ${top.token} of ${JSON.stringify(top.key)}: the next grant would repeat a token`;
       },

@@ -136,6 +136,8 @@ describe("snapshot and restore", () => {
       // Across rows: a lease's token above the counter, so the next grant would repeat it (fencing).
       ["lock", [["l/door", { holder: "ann", token: 9, expiresAt: "2026-01-01T00:00:00.000Z" }], ["token", 3]], /^the file: the counter "token" \(3\) is below the token 9 of "l\/door"/],
       ["lock", [["l/a", { holder: "ann", token: 1, expiresAt: "2026-01-01T00:00:00.000Z" }]], /^the file: the counter "token" \(0\) is below the token 1 of "l\/a"/],
+      // Two leases with one token: tokens strictly increase across all grants (a fencing token names one grant).
+      ["lock", [["l/a", { holder: "ann", token: 2, expiresAt: "2026-01-01T00:00:00.000Z" }], ["l/b", { holder: "bob", token: 2, expiresAt: "2026-01-01T00:00:00.000Z" }], ["token", 5]], /^the file: the token 2 is held by both "l\/a" and "l\/b"/],
     ];
     for (const [i, [machine, rows, message]] of refused.entries()) {
       const group = `snap-bad-${i}`;

@@ -154,3 +154,20 @@ describe("the list of machines", () => {
     expect(() => defineMachine({ name: "My Machine", ...def })).toThrow(/must match/);
   });
 });
+
+describe("lock's check across rows (restore)", () => {
+  const lease = (token: number) => ({ holder: "ann", token, expiresAt: "2026-01-01T00:00:00.000Z" });
+  const check = (rows: [string, unknown][]) => {
+    const c = lock.checkState!();
+    for (const [k, v] of rows) c.row(k, v);
+    return c.end();
+  };
+  it("accepts leases with distinct tokens at or below the counter", () => {
+    expect(check([["l/a", lease(1)], ["l/b", lease(3)], ["token", 3]])).toBeNull();
+    expect(check([["token", 0]])).toBeNull();
+  });
+  it("refuses a token above the counter, and one token held by two leases", () => {
+    expect(check([["l/a", lease(4)], ["token", 3]])).toMatch(/counter "token" \(3\) is below the token 4 of "l\/a"/);
+    expect(check([["l/a", lease(2)], ["l/b", lease(2)], ["token", 5]])).toMatch(/^the token 2 is held by both "l\/a" and "l\/b"/);
+  });
+});
