@@ -1,7 +1,7 @@
 // Output votes: the outputs replicas reported per seq, and the decision for each (after the
 // group's outputs mode). One home for the tally, so "first" and "majority" are decided once.
 import type { OutputsMode } from "../api/types.js";
-import { canonicalJson } from "./hash.js";
+import { canonicalJson, sha256Hex } from "./hash.js";
 import type { MajorityConfig } from "./quorum.js";
 import type { AppliedOutput } from "./types.js";
 
@@ -13,7 +13,15 @@ export interface Decision {
 
 interface Votes {
   decided: boolean;
-  byReplica: Map<string, AppliedOutput>;
+  /** Each voter's outcome, by the hash of its canonical JSON. */
+  byReplica: Map<string, string>;
+  /** One copy of each distinct outcome (a large output is not held once per voter). */
+  outcomes: Map<string, AppliedOutput>;
+}
+
+/** The identity of an outcome: equal outputs (in any key order) give equal keys. */
+function outcomeKey(out: AppliedOutput): string {
+  return sha256Hex(canonicalJson([out.status, out.originalSeq, out.output]));
 }
 
 export class OutputVotes {
@@ -23,12 +31,19 @@ export class OutputVotes {
   constructor(private readonly seqsMax: number) {}
 
   open(seq: number): void {
-    this.bySeq.set(seq, { decided: false, byReplica: new Map() });
+    this.bySeq.set(seq, { decided: false, byReplica: new Map(), outcomes: new Map() });
     if (this.bySeq.size <= this.seqsMax) return;
     for (const s of this.bySeq.keys()) {
       this.bySeq.delete(s);
       if (this.bySeq.size <= this.seqsMax) break;
     }
+  }
+
+  /** Distinct outcomes held across the seqs still voted on (for tests and bounds). */
+  get outputsHeld(): number {
+    let n = 0;
+    for (const v of this.bySeq.values()) n += v.outcomes.size;
+    return n;
   }
 
   /**
@@ -40,30 +55,34 @@ export class OutputVotes {
     for (const out of outputs) {
       const v = this.bySeq.get(out.seq);
       if (!v) continue;
-      v.byReplica.set(replica, out);
       if (mode === "first") {
         if (!v.decided) decided.push({ seq: out.seq, outcome: out });
         this.bySeq.delete(out.seq);
         continue;
       }
+      const key = outcomeKey(out);
+      v.byReplica.set(replica, key);
+      if (!v.decided && !v.outcomes.has(key)) v.outcomes.set(key, out);
       this.decideMajority(out.seq, v, voters, active, decided, diverged);
     }
   }
 
   private decideMajority(seq: number, v: Votes, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[]): void {
-    const tally = new Map<string, { outcome: AppliedOutput; ids: string[] }>();
-    for (const [id, out] of v.byReplica) {
-      const key = canonicalJson([out.status, out.originalSeq, out.output]);
-      const t = tally.get(key) ?? { outcome: out, ids: [] };
-      t.ids.push(id);
-      tally.set(key, t);
+    const idsByKey = new Map<string, string[]>();
+    for (const [id, key] of v.byReplica) {
+      const ids = idsByKey.get(key) ?? [];
+      ids.push(id);
+      idsByKey.set(key, ids);
     }
-    const winner = [...tally.values()].find((t) => voters.reached(t.ids));
+    const winner = [...idsByKey].find(([, ids]) => voters.reached(ids));
     const everyoneVoted = active.every((id) => v.byReplica.has(id));
     if (winner) {
-      if (!v.decided) decided.push({ seq, outcome: winner.outcome });
+      const [key, ids] = winner;
+      if (!v.decided) decided.push({ seq, outcome: v.outcomes.get(key)! });
       v.decided = true;
-      for (const [id] of v.byReplica) if (!winner.ids.includes(id) && !diverged.includes(id)) diverged.push(id);
+      for (const [id] of v.byReplica) if (!ids.includes(id) && !diverged.includes(id)) diverged.push(id);
+      // Decided: later voters are compared by key alone, so no output is held any longer.
+      v.outcomes.clear();
     } else if (everyoneVoted && !v.decided) {
       decided.push({ seq, outcome: null });
       v.decided = true;
