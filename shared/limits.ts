@@ -256,10 +256,17 @@ export const watchPageEntries = 256;
 export const watchQueueBytesMax = 1024 * 1024;
 /**
  * Bytes queued for all of a replica's watchers together (1,000 stalled readers at 1 MiB each
- * would be 1 GB where a Durable Object has 128 MB). Past it the watcher with the largest queue is
- * dropped, what it had queued discarded; its client resumes with Last-Event-ID, nothing skipped.
+ * would be 1 GB where a Durable Object has 128 MB). Past it no watcher is sent more until queues
+ * drain, and a watcher whose reader took nothing for watchStallMs is dropped, what it had queued
+ * discarded; its client resumes with Last-Event-ID, nothing skipped.
  */
 export const watchQueuesBytesMax = 32 * 1024 * 1024;
+export const watchStallMs = 30_000;
+/**
+ * Characters of events one send to a watcher carries (a page read from the log): with 1,000
+ * watchers catching up at once, pages of pageBytesMax each took gigabytes in flight.
+ */
+export const watchPageBytesMax = 256 * 1024;
 /** Largest snapshot file a restore accepts (API.md "Snapshot and restore"). */
 export const restoreBytesMax = 64 * 1024 * 1024;
 /** Rows per page a snapshot or a restore moves between objects (bounded in bytes by transferPageBytes too). */

@@ -29,6 +29,7 @@ class StreamSink implements WatchSink {
   private readonly stream = new TransformStream<Uint8Array, Uint8Array>();
   private readonly writer = this.stream.writable.getWriter();
   queuedBytes = 0;
+  takenBytes = 0;
   gone = false;
 
   constructor(private readonly drained: () => void) {
@@ -48,6 +49,7 @@ class StreamSink implements WatchSink {
     this.writer.write(bytes).then(
       () => {
         this.queuedBytes -= bytes.length;
+        this.takenBytes += bytes.length;
         if (this.queuedBytes === 0) this.drained();
       },
       () => {

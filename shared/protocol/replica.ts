@@ -482,23 +482,23 @@ export class ReplicaCore {
    * pageBytesMax): each with its SSE text and the keys it changed. "compacted": fromSeq + 1 is no
    * longer in this replica's log.
    */
-  readEvents(fromSeq: number, limit: number): WatchText[] | "compacted" {
+  readEvents(fromSeq: number, limit: number, bytesMax = pageBytesMax): WatchText[] | "compacted" {
     if (fromSeq < this.meta.baseSeq) return "compacted";
     const toSeq = Math.min(this.meta.appliedSeq, fromSeq + limit);
     if (toSeq <= fromSeq) return [];
-    const entries = this.storage.readEntries(fromSeq + 1, toSeq, pageBytesMax);
-    // Outputs and changes count too (an output may be 512 Ki characters): read a few entries'
-    // effects at a time and stop past pageBytesMax, at least one event per page.
+    const entries = this.storage.readEntries(fromSeq + 1, toSeq, bytesMax);
+    // The events' text counts (commands, outputs and changes; an output may be 512 Ki characters):
+    // read a few entries' effects at a time and stop past bytesMax, at least one event per page.
     const page: WatchText[] = [];
     let chars = 0;
-    for (let i = 0; i < entries.length && chars <= pageBytesMax; i += watchEffectsChunk) {
+    for (let i = 0; i < entries.length && chars <= bytesMax; i += watchEffectsChunk) {
       const chunk = entries.slice(i, i + watchEffectsChunk);
       const effects = new Map(this.storage.readEffects(chunk[0]!.seq, chunk[chunk.length - 1]!.seq).map((f) => [f.seq, f]));
       for (const e of chunk) {
-        const f = effects.get(e.seq);
-        chars += f ? f.output.length + f.changes.length : 0;
-        if (page.length > 0 && chars > pageBytesMax) break;
-        page.push(watchText(e, f));
+        const event = watchText(e, effects.get(e.seq));
+        chars += event.text.length;
+        if (page.length > 0 && chars > bytesMax) break;
+        page.push(event);
       }
     }
     return page;

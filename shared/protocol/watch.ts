@@ -2,7 +2,7 @@
 // entry after its position, read from the replica's log and effects, so catching up and following
 // live are one path, and a watcher that falls behind (a slow reader) simply reads on from the log
 // when it drains: a queue that never grows past watchQueueBytesMax, and nothing is ever skipped.
-import { watchKeepaliveMs, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchersPerReplicaMax } from "../limits.js";
+import { watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../limits.js";
 import type { Clock } from "./io.js";
 import type { WatchText } from "./replica.js";
 
@@ -15,6 +15,8 @@ export interface WatchSink {
   drop(): void;
   /** Bytes written and not yet taken by the reader. */
   readonly queuedBytes: number;
+  /** Bytes the reader has taken so far (grows while it reads). */
+  readonly takenBytes: number;
   /** The reader went away. */
   readonly gone: boolean;
 }
@@ -25,15 +27,20 @@ interface Watcher {
   sentSeq: number;
   prefix: string | null;
   lastWriteMs: number;
+  /** The sink's takenBytes when last looked at, and since when it has not grown with bytes queued. */
+  takenBytes: number;
+  stuckSinceMs: number;
 }
 
 export interface WatchSource {
   appliedSeq(): number;
-  readEvents(fromSeq: number, limit: number): WatchText[] | "compacted";
+  readEvents(fromSeq: number, limit: number, bytesMax: number): WatchText[] | "compacted";
 }
 
 export class WatchHub {
   private watchers: Watcher[] = [];
+  /** Where the next pump starts (rotated), so under the shared bound every watcher gets its turn. */
+  private nextFirst = 0;
   private cancelKeepalive: (() => void) | null = null;
 
   constructor(
@@ -50,8 +57,9 @@ export class WatchHub {
     this.prune();
     if (this.watchers.length >= watchersPerReplicaMax) return "busy";
     const from = fromSeq ?? this.source.appliedSeq();
-    if (from < this.source.appliedSeq() && this.source.readEvents(from, 0) === "compacted") return "compacted";
-    const w: Watcher = { sink, sentSeq: from, prefix: prefix || null, lastWriteMs: this.clock.nowMs() };
+    if (from < this.source.appliedSeq() && this.source.readEvents(from, 0, watchPageBytesMax) === "compacted") return "compacted";
+    const now = this.clock.nowMs();
+    const w: Watcher = { sink, sentSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now };
     this.watchers.push(w);
     this.armKeepalive();
     this.pump();
@@ -59,24 +67,29 @@ export class WatchHub {
   }
 
   /**
-   * Sends every watcher what it lacks, as far as its queue allows. Watchers at the same position
-   * share each page read (under a steady load they all are: one read per step, not one each).
+   * Sends every watcher what it lacks, as far as its queue and the shared bound allow. Watchers at
+   * the same position share each page read (under a steady load they all are: one read per step,
+   * not one each). Past watchQueuesBytesMax nothing more is sent until queues drain (each drain
+   * pumps again), and readers stalled for watchStallMs are dropped to make room.
    */
   pump(): void {
     const applied = this.source.appliedSeq();
     const pages = new Map<number, WatchText[] | "compacted">();
-    let queuedBytes = 0;
-    for (const w of this.watchers) queuedBytes += w.sink.gone ? 0 : w.sink.queuedBytes;
-    for (const w of this.watchers) {
+    let queuedBytes = this.queuedBytes();
+    const n = this.watchers.length;
+    const first = n === 0 ? 0 : this.nextFirst % n;
+    this.nextFirst = first + 1;
+    for (let k = 0; k < n; k++) {
+      const w = this.watchers[(first + k) % n]!;
       while (w.sentSeq < applied && w.sink.queuedBytes < watchQueueBytesMax && !w.sink.gone) {
         if (queuedBytes >= watchQueuesBytesMax) {
-          const freed = this.dropLargest();
-          if (freed === 0 || w.sink.gone) break;
-          queuedBytes -= freed;
+          queuedBytes -= this.dropStalled();
+          if (queuedBytes >= watchQueuesBytesMax) return this.prune();
+          if (w.sink.gone) break;
         }
         let page = pages.get(w.sentSeq);
         if (page === undefined) {
-          page = this.source.readEvents(w.sentSeq, watchPageEntries);
+          page = this.source.readEvents(w.sentSeq, watchPageEntries, watchPageBytesMax);
           pages.set(w.sentSeq, page);
         }
         if (page === "compacted") {
@@ -93,15 +106,27 @@ export class WatchHub {
     this.prune();
   }
 
-  /** Drops the watcher with the largest queue (a stalled reader); the bytes that frees. */
-  private dropLargest(): number {
-    let largest: Watcher | null = null;
+  private queuedBytes(): number {
+    let bytes = 0;
+    for (const w of this.watchers) bytes += w.sink.gone ? 0 : w.sink.queuedBytes;
+    return bytes;
+  }
+
+  /** Drops every watcher whose reader has taken nothing for watchStallMs with bytes queued; the bytes that frees. */
+  private dropStalled(): number {
+    const now = this.clock.nowMs();
+    let freed = 0;
     for (const w of this.watchers) {
-      if (!w.sink.gone && w.sink.queuedBytes > (largest?.sink.queuedBytes ?? 0)) largest = w;
+      if (w.sink.gone) continue;
+      if (w.sink.queuedBytes === 0 || w.sink.takenBytes !== w.takenBytes) {
+        w.takenBytes = w.sink.takenBytes;
+        w.stuckSinceMs = now;
+        continue;
+      }
+      if (now - w.stuckSinceMs < watchStallMs) continue;
+      freed += w.sink.queuedBytes;
+      w.sink.drop();
     }
-    if (largest === null) return 0;
-    const freed = largest.sink.queuedBytes;
-    largest.sink.drop();
     return freed;
   }
 
@@ -138,6 +163,8 @@ export class WatchHub {
         w.sink.write(": keepalive\n\n");
         w.lastWriteMs = now;
       }
+      // Notes who is still reading; under the shared bound, drops the stalled and sends on.
+      if (this.queuedBytes() >= watchQueuesBytesMax && this.dropStalled() > 0) this.pump();
       this.prune();
       if (this.watchers.length > 0) this.armKeepalive();
     });

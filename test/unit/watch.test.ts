@@ -2,13 +2,14 @@
 // bounded and it catches up from the log when it drains, a watcher behind the retained log is
 // ended, watchers per replica are bounded, keep-alives flow while idle.
 import { describe, expect, it } from "vitest";
-import { watchKeepaliveMs, watchQueueBytesMax, watchQueuesBytesMax, watchersPerReplicaMax } from "../../shared/limits.js";
+import { watchKeepaliveMs, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
 import type { WatchText } from "../../shared/protocol/replica.js";
 import { type WatchSink, WatchHub } from "../../shared/protocol/watch.js";
 
 class FakeSink implements WatchSink {
   texts: string[] = [];
   queuedBytes = 0;
+  takenBytes = 0;
   gone = false;
   closed = false;
   dropped = false;
@@ -25,6 +26,11 @@ class FakeSink implements WatchSink {
   drop() {
     this.dropped = true;
     this.gone = true;
+    this.queuedBytes = 0;
+  }
+  /** The reader takes everything queued. */
+  take() {
+    this.takenBytes += this.queuedBytes;
     this.queuedBytes = 0;
   }
   ids(): number[] {
@@ -104,7 +110,7 @@ describe("watch hub", () => {
     expect(slow.ids()).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
   });
 
-  it("bounds the queues of all watchers together: past watchQueuesBytesMax the largest stalled one is dropped, and live readers keep up", () => {
+  it("bounds the queues of all watchers together: past watchQueuesBytesMax every watcher waits, stalled readers are dropped after watchStallMs", () => {
     const w = world();
     const stalled = Array.from({ length: Math.ceil((1.5 * watchQueuesBytesMax) / watchQueueBytesMax) }, () => new FakeSink(true));
     for (const s of stalled) expect(w.hub.open(s, 0, null)).toBe("ok");
@@ -112,17 +118,38 @@ describe("watch hub", () => {
     expect(w.hub.open(live, 0, null)).toBe("ok");
     const size = 64 * 1024;
     const n = Math.ceil((2 * watchQueueBytesMax) / size);
+    const total = () => stalled.reduce((sum, s) => sum + s.queuedBytes, 0);
     for (let i = 0; i < n; i++) {
       w.apply("k", size);
-      const total = stalled.reduce((sum, s) => sum + s.queuedBytes, 0);
-      expect(total).toBeLessThanOrEqual(watchQueuesBytesMax + size + 100);
+      expect(total()).toBeLessThanOrEqual(watchQueuesBytesMax + size + 100);
     }
-    expect(live.ids()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    expect(stalled.some((s) => s.dropped)).toBe(false); // not stalled long enough yet
+    expect(live.ids().length).toBeLessThan(n); // the shared bound holds everyone back
+    w.advance(watchStallMs + watchKeepaliveMs);
     const dropped = stalled.filter((s) => s.dropped);
     expect(dropped.length).toBeGreaterThan(0);
-    expect(dropped.length).toBeLessThan(stalled.length);
+    expect(live.ids()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
     // A dropped reader resumes with Last-Event-ID: its events so far were an unbroken prefix.
     for (const s of dropped) expect(s.ids()).toEqual(Array.from({ length: s.ids().length }, (_, i) => i + 1));
+  });
+
+  it("never drops readers that keep reading, however many catch up at once: each gets every event in turn", () => {
+    const w = world();
+    const size = 64 * 1024;
+    const n = Math.ceil((2 * watchQueueBytesMax) / size);
+    for (let i = 0; i < n; i++) w.apply("k", size);
+    const readers = Array.from({ length: Math.ceil((2 * watchQueuesBytesMax) / watchQueueBytesMax) }, () => new FakeSink(true));
+    for (const s of readers) expect(w.hub.open(s, 0, null)).toBe("ok");
+    for (let round = 0; round < 200 && readers.some((s) => s.ids().length < n); round++) {
+      expect(readers.reduce((sum, s) => sum + s.queuedBytes, 0)).toBeLessThanOrEqual(watchQueuesBytesMax + watchQueueBytesMax);
+      for (const s of readers) s.take();
+      w.advance(watchStallMs / 4);
+      w.hub.pump(); // a drain pumps
+    }
+    for (const s of readers) {
+      expect(s.dropped).toBe(false);
+      expect(s.ids()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    }
   });
 
   it("ends a watcher that fell behind the retained log, refuses a compacted start, and bounds watchers", () => {
