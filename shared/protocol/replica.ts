@@ -1,4 +1,5 @@
 import {
+  appendBytesMax,
   appendEntriesMax,
   checkpointsKeptMax,
   compactionSlackEntries,
@@ -14,6 +15,7 @@ import {
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
+import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, applyEntry, digestOfPages, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
@@ -120,8 +122,9 @@ export function changesText(changes: Changes): string {
 
 /** Entries whose effects a watch page reads at once (readEvents). */
 const watchEffectsChunk = 16;
-/** Bound on the in-memory copy of appended, not yet applied entries. */
+/** Bounds on the in-memory copy of appended, not yet applied entries. */
 const unappliedEntriesMax = 4 * appendEntriesMax;
+export const unappliedBytesMax = 2 * appendBytesMax;
 
 export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin): ReplicaMeta {
   // A rejoin starts quarantined (no reads, no vote: a state transfer rebuilds it) at the epoch of
@@ -179,7 +182,7 @@ export class ReplicaCore {
    * Entries appended but not applied yet (they commit with a later message): kept so applying
    * them does not read them back from storage. A cache only: anything missing is read.
    */
-  private readonly unapplied = new Map<number, Entry>();
+  private readonly unapplied = new UnappliedEntries(unappliedEntriesMax, unappliedBytesMax);
   private snapshot: SnapshotInfo | null = null;
   /** Where in each stateSaveEntriesMax entries this replica saves its rows (from its id). */
   private readonly savePhase: number;
@@ -257,6 +260,10 @@ export class ReplicaCore {
 
   get id(): string {
     return this.meta.id;
+  }
+  /** Bytes of appended entries held in memory until applied (bounded by unappliedBytesMax). */
+  get unappliedBytes(): number {
+    return this.unapplied.bytes;
   }
   /** Characters of applied rows held in memory, not yet stored (bounded by stateSaveBytesMax). */
   get unsavedChars(): number {
@@ -355,7 +362,7 @@ export class ReplicaCore {
         if (this.hashAt(e.seq) === e.hash) continue;
         assert(e.seq > next.appliedSeq, `conflicting entry ${e.seq} at or below appliedSeq ${next.appliedSeq}`);
         this.storage.truncateFrom(e.seq);
-        for (const seq of this.unapplied.keys()) if (seq >= e.seq) this.unapplied.delete(seq);
+        this.unapplied.deleteFrom(e.seq);
         next.lastSeq = e.seq - 1;
       }
       toAppend.push(e);
@@ -364,8 +371,7 @@ export class ReplicaCore {
     }
     if (toAppend.length > 0) {
       this.storage.appendEntries(toAppend);
-      if (this.unapplied.size + toAppend.length > unappliedEntriesMax) this.unapplied.clear();
-      for (const e of toAppend) this.unapplied.set(e.seq, e);
+      this.unapplied.add(toAppend);
     }
     return fresh;
   }

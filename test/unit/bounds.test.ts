@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { checkJson } from "../../shared/api/input.js";
 import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, tailBytesMax } from "../../shared/limits.js";
 import { entryBytes } from "../../shared/protocol/entry.js";
+import { unappliedBytesMax } from "../../shared/protocol/replica.js";
 import { Cluster } from "../support/cluster.js";
 import { directGroup } from "../support/direct.js";
 
@@ -74,6 +75,28 @@ describe("what the sequencer holds in memory is bounded in bytes as well as entr
     expect(c.sequencer.readEntries(1, 1)[0]!.command).toEqual({ op: "put", key: "k1", value });
     c.settle();
     for (const r of c.replicas.values()) expect(r.appliedSeq).toBe(n);
+  });
+});
+
+describe("a replica's appended, unapplied entries held in memory are bounded in bytes", () => {
+  it("holds at most unappliedBytesMax of them while no commit comes, and applies every one from its log once it does", () => {
+    const c = Cluster.of("kv", 3);
+    const value = "x".repeat(60 * 1024);
+    const n = Math.ceil((1.8 * unappliedBytesMax) / value.length); // under pendingBytesMax, over the bound
+    for (let r = 1; r <= n; r++) expect(c.submit("big", r, { op: "put", key: `k${r}`, value }).kind).toBe("queued");
+    c.sequencer.flush(new Date(0).toISOString());
+    const r1 = c.replicas.get("r1")!;
+    // Only r1 hears: nothing commits, every message leaves its entries unapplied.
+    for (let msg = c.messageFor("r1"); msg && msg.entries.length > 0; msg = c.messageFor("r1")) {
+      c.deliver("r1", msg);
+      expect(r1.unappliedBytes).toBeLessThanOrEqual(unappliedBytesMax);
+    }
+    expect(r1.appliedSeq).toBe(0);
+    expect(r1.position().lastSeq).toBe(n);
+    c.settle();
+    for (const r of c.replicas.values()) expect(r.appliedSeq).toBe(n);
+    expect(r1.query({ op: "get", key: "k1" })).toEqual({ value });
+    expect(r1.unappliedBytes).toBe(0);
   });
 });
 
