@@ -341,9 +341,11 @@ export class SequencerObject extends ReplicaServing {
   async readLog(fromSeq: number | undefined, limit: number): Promise<LogPage | { compacted: true; firstSeq: number } | null> {
     const core = this.core;
     if (!core) return null;
-    const first = this.store.log.first() ?? 0;
+    // After a restore (or a compaction of everything) the log may be empty past baseSeq: it
+    // starts at the next entry to come.
+    const first = this.store.log.first() ?? (core.baseSeq > 0 ? core.baseSeq + 1 : 0);
     if (fromSeq !== undefined && fromSeq <= core.baseSeq) return { compacted: true, firstSeq: Math.max(first, core.baseSeq + 1) };
-    const from = Math.max(fromSeq ?? first, first, 1);
+    const from = Math.max(fromSeq ?? first, first, core.baseSeq + 1);
     const to = Math.min(core.lastLogSeq, from + limit - 1);
     const entries = to >= from ? core.readEntries(from, to, pageBytesMax) : [];
     return { firstSeq: first, lastSeq: core.lastLogSeq, commitSeq: core.commitSeq, entries };

@@ -117,6 +117,17 @@ describe("snapshot and restore", () => {
     const log = await call("GET", "/v1/groups/snap-b/log?from=1", admin);
     expect(log.status).toBe(410);
     expect(log.body.error.message).toMatch(/firstSeq \(\d+\)$/);
+    const first = Number(/firstSeq \((\d+)\)$/.exec(log.body.error.message)![1]);
+    // With no entry after the restored state yet, a read from there (or with no from) is an empty page, not a 503.
+    for (const q of ["", `?from=${first}`]) {
+      const empty = await call("GET", `/v1/groups/snap-b/log${q}`, admin);
+      expect(empty.status, JSON.stringify(empty.body)).toBe(200);
+      expect(empty.body).toMatchObject({ firstSeq: first, lastSeq: first - 1, entries: [] });
+    }
+    expect((await call("POST", "/v1/groups/snap-b/commands", client, { client: "w", request: 1, command: { op: "put", key: "after", value: 1 } })).status).toBe(200);
+    const next = await call("GET", "/v1/groups/snap-b/log", admin);
+    expect(next.body).toMatchObject({ firstSeq: first, lastSeq: first });
+    expect(next.body.entries.map((e: { seq: number }) => e.seq)).toEqual([first]);
   });
 
   it("refuses rows the machine could never have written, naming the line, and restores the good ones", async () => {
