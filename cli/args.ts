@@ -19,6 +19,13 @@ export function intArg(text: string): number {
   return n;
 }
 
+/** A log position: an integer >= 0. */
+export function seqArg(text: string): number {
+  const n = intArg(text);
+  if (n < 0) throw new InvalidArgumentError("must be at least 0");
+  return n;
+}
+
 export function positiveArg(text: string): number {
   const n = intArg(text);
   if (n < 1) throw new InvalidArgumentError("must be at least 1");

@@ -1,6 +1,6 @@
 // smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
 import { once } from "node:events";
-import { closeSync, createReadStream, createWriteStream, openSync, readSync, rmSync, statSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
 import { ApiRequestError, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
@@ -26,11 +26,17 @@ function fileHeader(file: string): SnapshotHeader {
     const n = readSync(fd, buf, 0, buf.length, 0);
     const text = buf.subarray(0, n).toString("utf8");
     const line = text.split("\n", 1)[0]!;
+    let header: unknown;
     try {
-      return JSON.parse(line) as SnapshotHeader;
+      header = JSON.parse(line);
     } catch {
-      throw new UsageError(`${file}: its first line is not a snapshot header`);
+      header = null;
     }
+    const h = header as Partial<SnapshotHeader> | null;
+    if (h === null || typeof h !== "object" || Array.isArray(h) || typeof h.machine !== "string" || typeof h.rows !== "number") {
+      throw new UsageError(`${file}: its first line is not a snapshot header ({"group", "machine", "seq", "rows", "digest"})`);
+    }
+    return h as SnapshotHeader;
   } finally {
     closeSync(fd);
   }
@@ -43,26 +49,31 @@ export function backupCommands(): Command[] {
     .option("-o, --output <file>", "write it to this file")
     .action(async (group: string, opts: { output?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
+      if (opts.output && existsSync(opts.output) && statSync(opts.output).isDirectory()) throw new UsageError(`${opts.output} is a directory: name the file to write`);
       const body = await client.snapshot(group);
       if (!opts.output) {
         for await (const c of chunks(body)) await write(process.stdout, c);
         return;
       }
-      const out = createWriteStream(opts.output);
+      // Written beside the file and renamed over it once complete: a snapshot cut short never
+      // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like one.
+      const partial = `${opts.output}.partial-${process.pid}`;
       let bytes = 0;
       let head = "";
       try {
+        const out = createWriteStream(partial, { flags: "wx" });
+        const failed = new Promise<never>((_, reject) => out.once("error", reject));
+        failed.catch(() => undefined);
         for await (const c of chunks(body)) {
           if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
           bytes += c.length;
-          await write(out, c);
+          await Promise.race([write(out, c), failed]);
         }
         out.end();
-        await once(out, "finish");
+        await Promise.race([once(out, "finish"), failed]);
+        renameSync(partial, opts.output);
       } catch (err) {
-        // A snapshot cut short is not a snapshot: leave no file that looks like one.
-        out.destroy();
-        rmSync(opts.output, { force: true });
+        rmSync(partial, { force: true });
         throw err;
       }
       const header = JSON.parse(head.split("\n", 1)[0]!) as SnapshotHeader;

@@ -1,6 +1,6 @@
 // What every command's action needs: a client for the target, and whether to print JSON.
 import type { Command } from "commander";
-import { SmrClient } from "../shared/client/index.js";
+import { type CommandRetry, SmrClient } from "../shared/client/index.js";
 import { UsageError } from "./args.js";
 import { resolveTarget, type Target } from "./config.js";
 
@@ -32,6 +32,8 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   if (!target.token) {
     throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start)");
   }
-  const client = new SmrClient({ baseUrl: target.url, token: target.token, ...session });
+  // A command's retries go on for up to a minute and a half: say so as they happen.
+  const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
+  const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, ...session });
   return { client, json: jsonWanted(cmd), target };
 }

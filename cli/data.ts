@@ -1,6 +1,6 @@
 // Commands and queries: smr put | get | del | list | query | exec | txn | batch
 import { Command, Option } from "commander";
-import type { BatchResult, CommandResult, Consistency, KvTxnOutput, QueryResult } from "../shared/client/index.js";
+import { ApiRequestError, type BatchResult, type CommandResult, type Consistency, type KvTxnOutput, type QueryResult, type SmrClient } from "../shared/client/index.js";
 import { batchCommandsMax } from "../shared/limits.js";
 import { jsonArg, positiveArg, readJsonFile, UsageError } from "./args.js";
 import { runOf } from "./context.js";
@@ -23,10 +23,25 @@ function withSession(cmd: Command): Command {
 
 async function submitAndPrint(cmd: Command, group: string, command: unknown, flags: SessionFlags): Promise<CommandResult> {
   const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
-  const result = await client.submit(group, command, flags.request ?? 1);
+  const result = await submitOnce(client, group, command, flags.request ?? 1);
   if (json) printJson(result);
   else printRecord({ seq: result.seq, output: JSON.stringify(result.output) });
   return result;
+}
+
+/**
+ * Submits; when the outcome is unknown (504, or the server could not be reached) says how to send
+ * it again exactly once: the client id is random per run, and a new one would execute it twice.
+ */
+async function submitOnce(client: SmrClient, group: string, command: unknown, request: number): Promise<CommandResult> {
+  try {
+    return await client.submit(group, command, request);
+  } catch (err) {
+    if (err instanceof ApiRequestError && (err.code === "timeout" || err.code === "network")) {
+      process.stderr.write(`the command may have taken effect; to retry it exactly once, repeat it with --client ${client.clientId} --request ${request}\n`);
+    }
+    throw err;
+  }
 }
 
 async function queryAndPrint(cmd: Command, group: string, query: unknown, consistency: Consistency, show: (r: QueryResult) => void): Promise<void> {
@@ -36,11 +51,24 @@ async function queryAndPrint(cmd: Command, group: string, query: unknown, consis
   else show(r);
 }
 
-/** A txn given as JSON: `op` may be left out; both branches default to empty. */
+const txnFields = ["compare", "success", "failure"];
+
+/**
+ * A txn given as JSON: `op` may be left out; a missing list is empty. Anything else is refused, so
+ * a command given by mistake (`{"op":"put",...}`) is not run as an empty txn that "succeeded".
+ */
 function txnOf(doc: unknown): { op: "txn"; compare: unknown[]; success: unknown[]; failure: unknown[] } {
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new UsageError("a txn is an object {compare, success, failure}");
+  const shape = "a txn is an object {compare, success, failure} (a single command goes to `smr exec`)";
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new UsageError(shape);
   const t = doc as Record<string, unknown>;
-  return { op: "txn", compare: (t.compare as unknown[]) ?? [], success: (t.success as unknown[]) ?? [], failure: (t.failure as unknown[]) ?? [] };
+  const stray = Object.keys(t).filter((k) => !txnFields.includes(k) && !(k === "op" && t.op === "txn"));
+  if (stray.length > 0 || !txnFields.some((k) => k in t)) throw new UsageError(`${shape}; got ${stray.length > 0 ? stray.map((k) => JSON.stringify(k)).join(", ") : "none of them"}`);
+  const list = (k: string): unknown[] => {
+    if (t[k] === undefined) return [];
+    if (!Array.isArray(t[k])) throw new UsageError(`the txn's ${k} must be an array`);
+    return t[k];
+  };
+  return { op: "txn", compare: list("compare"), success: list("success"), failure: list("failure") };
 }
 
 /** One command of a batch file: a bare command, or {command, request?}. */
@@ -100,7 +128,8 @@ export function dataCommands(): Command[] {
     .action(async (group: string, opts: { prefix?: string; after?: string; limit?: number; consistency: Consistency }, cmd: Command) => {
       const query = { op: "list", ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}), ...(opts.after !== undefined ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) };
       await queryAndPrint(cmd, group, query, opts.consistency, (r) => {
-        const page = r.result as { items: [string, unknown][]; next?: string };
+        const page = r.result as { items?: [string, unknown][]; next?: string };
+        if (!Array.isArray(page.items)) throw new UsageError(`${group} is not a kv group (its list has no items): use \`smr query ${group} '{"op":"list"}'\``);
         printTable(["key", "value"], page.items.map(([k, v]) => [k, brief(v)]));
         if (page.next !== undefined) process.stderr.write(`more: --after ${page.next}\n`);
       });
@@ -135,7 +164,7 @@ export function dataCommands(): Command[] {
       if ((doc === undefined) === (flags.file === undefined)) throw new UsageError("give the txn as an argument or with --file, not both");
       const command = txnOf(doc ?? readJsonFile(flags.file!)[0]);
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
-      const r = await client.submit(group, command, flags.request ?? 1);
+      const r = await submitOnce(client, group, command, flags.request ?? 1);
       if (json) return printJson(r);
       const out = r.output as KvTxnOutput;
       printRecord({ seq: r.seq, succeeded: out.succeeded });
@@ -152,8 +181,17 @@ export function dataCommands(): Command[] {
       const items = readJsonFile(file).map(batchItemOf);
       if (items.length === 0 || items.length > batchCommandsMax) throw new UsageError(`${file}: ${items.length} commands; a batch takes 1 to ${batchCommandsMax}`);
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
-      const requests = assignRequests(items, flags.firstRequest ?? nextFree(items));
-      const r = await client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! })));
+      const first = flags.firstRequest ?? nextFree(items);
+      const requests = assignRequests(items, first);
+      let r: BatchResult;
+      try {
+        r = await client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! })));
+      } catch (err) {
+        if (err instanceof ApiRequestError && (err.code === "timeout" || err.code === "network")) {
+          process.stderr.write(`the commands may have taken effect; to retry them exactly once, repeat it with --client ${client.clientId} --first-request ${first}\n`);
+        }
+        throw err;
+      }
       if (json) printJson(r);
       else printBatch(r, requests);
       const failed = r.results.filter((x) => "error" in x).length;

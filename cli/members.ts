@@ -1,6 +1,7 @@
 // The group's machinery: smr replicas [add|remove] | sequencer move | audit | audits | events | log | tokens
 import { Command, Option } from "commander";
 import type { AuditReport } from "../shared/client/index.js";
+import { auditHistoryMax, eventHistoryMax } from "../shared/limits.js";
 import { positiveArg } from "./args.js";
 import { runOf } from "./context.js";
 import { printReplicas } from "./groups.js";
@@ -64,7 +65,8 @@ function sequencerCommand(): Command {
       const r = await client.moveSequencer(group, opts.location);
       if (json) return printJson(r);
       const s = r.sequencer;
-      printRecord({ name: s.name, location: s.location ?? "any", epoch: s.epoch, since: s.since });
+      // Accepted (202): the new sequencer may not be in office yet, so it may have no `since`.
+      printRecord({ name: s.name, location: s.location ?? "any", epoch: s.epoch, ...(s.since ? { since: s.since } : {}) });
     });
   return sequencer;
 }
@@ -119,7 +121,7 @@ export function memberCommands(): Command[] {
   const audits = new Command("audits")
     .description("the latest audits, newest first")
     .argument("<group>")
-    .option("--limit <n>", "at most this many (max 100)", positiveArg)
+    .option("--limit <n>", `at most this many (max ${auditHistoryMax})`, positiveArg)
     .action(async (group: string, opts: { limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const r = await client.audits(group, opts.limit);
@@ -133,7 +135,7 @@ export function memberCommands(): Command[] {
   const events = new Command("events")
     .description("the group's operational history (failovers, moves, repairs...), newest first")
     .argument("<group>")
-    .option("--limit <n>", "at most this many (max 100)", positiveArg)
+    .option("--limit <n>", `at most this many (max ${eventHistoryMax})`, positiveArg)
     .action(async (group: string, opts: { limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const r = await client.events(group, opts.limit);

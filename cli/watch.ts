@@ -1,7 +1,7 @@
 // smr watch: the change feed, one line per event, until Ctrl-C (or SIGTERM).
 import { Command } from "commander";
 import type { WatchEvent } from "../shared/client/index.js";
-import { intArg } from "./args.js";
+import { seqArg } from "./args.js";
 import { runOf } from "./context.js";
 import { note } from "./output.js";
 
@@ -16,7 +16,7 @@ export function watchCommand(): Command {
   return new Command("watch")
     .description("stream the group's applied entries as they commit, until Ctrl-C (it resumes by itself after a dropped connection)")
     .argument("<group>")
-    .option("--from <seq>", "entries after this seq (default: from now)", intArg)
+    .option("--from <seq>", "entries after this seq (default: from now)", seqArg)
     .option("--prefix <p>", "kv: only entries that change a key with this prefix")
     .action(async (group: string, opts: { from?: number; prefix?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);

@@ -47,6 +47,14 @@ export interface ClientOptions {
   /** First retry pause, doubled per attempt (default 50 ms). */
   retryBaseMs?: number;
   fetch?: typeof fetch;
+  /** Called before a command (or batch) is sent again: its attempt, why, and the pause first. */
+  onCommandRetry?: (retry: CommandRetry) => void;
+}
+
+export interface CommandRetry {
+  attempt: number;
+  reason: string;
+  pauseMs: number;
 }
 
 export interface GroupSpec {
@@ -103,6 +111,12 @@ export interface TokenInfo {
   scope: "read" | "write";
   name: string | null;
   created: string;
+}
+
+/** Why a command is sent again, for a person: "504 timeout: ..." or "network: ...". */
+function retryReason(err: unknown): string {
+  if (err instanceof ApiRequestError && err.status === 0) return err.message.replace(/^0 /, "");
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Errors a retry cannot fix end a watch; anything else (a dropped stream, 503, 504) is retried. */
@@ -297,6 +311,7 @@ export class SmrClient {
         return r;
       } catch (err) {
         if (!retriable(err) || attempt >= attempts) throw err;
+        this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs);
         pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
       }
@@ -326,6 +341,7 @@ export class SmrClient {
         });
       } catch (err) {
         if (!retriable(err) || attempt >= attempts) throw err;
+        this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
       }
       if (answer) {
         bookmark = later(bookmark, answer.bookmark);
@@ -337,6 +353,7 @@ export class SmrClient {
         });
         pending = again;
         if (pending.length === 0 || attempt >= attempts) break;
+        this.opts.onCommandRetry?.({ attempt, reason: `${pending.length} of the batch's commands answered timeout or unavailable`, pauseMs });
       }
       await sleep(pauseMs);
       pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
@@ -346,7 +363,9 @@ export class SmrClient {
     for (let i = 0; i < items.length; i++) {
       const r = results[i]!;
       if (!("error" in r) || r.error.code !== "too_large" || r.seq === undefined) continue;
-      const again = await this.submit(group, items[i]!.command, items[i]!.request);
+      // If reading it fails, the item keeps its too_large result (it ran): the rest still return.
+      const again = await this.submit(group, items[i]!.command, items[i]!.request).catch(() => null);
+      if (again === null) continue;
       results[i] = { seq: again.seq, output: again.output };
       bookmark = later(bookmark, again.bookmark);
     }

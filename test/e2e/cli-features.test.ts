@@ -1,6 +1,6 @@
 // The CLI's watch, batch, txn, snapshot/restore and metrics, run as a child process against the
 // built worker (API.md "Batches", "Transactions", "Watch", "Snapshot and restore", "Metrics").
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -146,6 +146,16 @@ describe("smr batch and txn", () => {
     expect(second).toMatch(/│ succeeded +│ false +│/);
     expect(second).toMatch(/│ 1 +│ \{"value":"me"\} +│/);
     expect((await json(["get", "cli-txn", "n"], client())).result).toEqual({ value: 1 });
+    // A command given as a txn by mistake is refused, not run as an empty txn that "succeeded".
+    const mistaken = await smr(["txn", "cli-txn", JSON.stringify({ op: "put", key: "k", value: 3 })], client());
+    expect(mistaken.code).toBe(2);
+    expect(mistaken.stderr).toMatch(/a txn is an object \{compare, success, failure\}.*got "op", "key", "value"/);
+    expect((await json(["get", "cli-txn", "k"], client())).result).toEqual({ value: null });
+    // `list` is kv's; on another machine it says so instead of failing on the answer's shape.
+    await smrOk(["groups", "create", "cli-locks", "--machine", "lock"], admin());
+    const locks = await smr(["list", "cli-locks"], client());
+    expect(locks.code).toBe(2);
+    expect(locks.stderr).toMatch(/cli-locks is not a kv group/);
   }, cliTestMs);
 });
 
@@ -170,6 +180,21 @@ describe("smr snapshot and restore", () => {
     // To stdout: the same state.
     const out = (await smrOk(["snapshot", "cli-snap"], admin())).split("\n").filter((l) => l.length > 0);
     expect(out.slice(1)).toEqual(lines.slice(1));
+    // A failed snapshot leaves an earlier backup of that name as it was, and no partial file.
+    const before = readFileSync(file, "utf8");
+    const missing = await smr(["snapshot", "no-such-group", "-o", file], admin());
+    expect(missing.code).toBe(1);
+    expect(readFileSync(file, "utf8")).toBe(before);
+    const toDir = await smr(["snapshot", "cli-snap", "-o", dir], admin());
+    expect(toDir.code).toBe(2);
+    expect(toDir.stderr).toMatch(/is a directory/);
+    expect(readdirSync(dir).filter((n) => n.includes(".partial-"))).toEqual([]);
+    // A file whose first line is not a header is a usage error naming what a header holds.
+    const headless = join(dir, "headless.ndjson");
+    writeFileSync(headless, "null\n");
+    const noHeader = await smr(["restore", "cli-snap-x", headless, "--create"], admin());
+    expect(noHeader.code).toBe(2);
+    expect(noHeader.stderr).toMatch(/its first line is not a snapshot header/);
 
     await smrOk(["groups", "create", "cli-snap-2"], admin());
     const status = await json(["restore", "cli-snap-2", file]);

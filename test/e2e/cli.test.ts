@@ -143,6 +143,11 @@ describe("smr errors and exit codes", () => {
     const down = await smr(["groups", "list"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/^error: network: GET http:\/\/127\.0\.0\.1:9\/v1\/groups: /);
+    // A command whose outcome is unknown: each retry is reported, and the pair to repeat it exactly once is named.
+    const lost = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
+    expect(lost.code).toBe(1);
+    expect(lost.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
+    expect(lost.stderr).toContain("to retry it exactly once, repeat it with --client me --request 7\n");
   }, cliTestMs);
 });
 

@@ -130,6 +130,16 @@ describe("client batches", () => {
     expect(r.bookmark).toBe("b1.1.9");
   });
 
+  it("keeps a too_large item's result when sending it again alone fails: the batch's other results still come back", async () => {
+    const { client } = clientWith((_url, init) => {
+      const body = JSON.parse(init.body as string) as { commands?: unknown[] };
+      if (body.commands) return Response.json({ results: [{ seq: 7, output: "small" }, { seq: 8, error: { code: "too_large", message: "left out" } }], bookmark: "b1.1.8" });
+      return errorBody(403, "forbidden");
+    });
+    const r = await client.submitBatch("g", [{ command: "a" }, { command: "b" }]);
+    expect(r.results).toEqual([{ seq: 7, output: "small" }, { seq: 8, error: { code: "too_large", message: "left out" } }]);
+  });
+
   it("resends the whole batch with the same ids after a 503, a 504 or a dropped connection, and gives up on a 400", async () => {
     const answers = [() => errorBody(503, "unavailable"), () => errorBody(504, "timeout"), () => { throw new TypeError("fetch failed"); }, () => Response.json({ results: [{ seq: 1, output: 1 }, { seq: 2, output: 2 }], bookmark: "b1.1.2" })];
     const { client, calls } = clientWith(() => answers[calls.length - 1]!());
