@@ -62,8 +62,9 @@ export const appendEntriesMax = 256;
 /** Submits queued at the sequencer before it answers 503 unavailable (nothing is ordered then). */
 export const pendingSubmitsMax = 10_000;
 /**
- * ... and at most this many bytes of their commands (canonical JSON): 10,000 commands of 60 KiB
- * would be 600 MB where a Durable Object has 128 MB. Past it a submit answers 503 (Retry-After).
+ * ... and at most this many characters of their commands' canonical JSON (about bytes): 10,000
+ * commands of 60 KiB would be 600 MB where a Durable Object has 128 MB. Past it a submit answers
+ * 503 (Retry-After).
  */
 export const pendingBytesMax = 16 * 1024 * 1024;
 /** The sequencer's in-memory tail of recent entries (for appends) holds at most this many bytes. */
@@ -181,18 +182,19 @@ export const sessionTopsMax = 4_096;
 /**
  * A replica keeps the rows its applied entries wrote in memory and saves them to storage once
  * this many entries or rows are unsaved (the log makes them durable meanwhile): a restart
- * re-applies at most this many entries (about 0.2 s of CPU). Must stay well below logRetentionEntries. Measured (200,000 puts, 128 clients, rows
- * saved in key order): every 512 entries, 1,644 puts/s at the start and 1,290 at the end, 46 to
+ * re-applies at most this many entries (about 0.2 s of CPU). Must stay well below
+ * logRetentionEntries. Measured (200,000 puts, 128 clients, rows saved in key order): every 512 entries, 1,644 puts/s at the start and 1,290 at the end, 46 to
  * 76 KB written per put; every 4,096, 1,798 to 1,925 and 1,706, 17 to 27 KB: a save rewrites the
  * leaves its rows fall in, and fewer saves put more rows in each leaf they rewrite.
  */
 export const stateSaveEntriesMax = 4_096;
 export const stateSaveRowsMax = 16_384;
 /**
- * ... or once the unsaved rows hold this many characters (keys and values): 4,096 puts of 64 KiB
- * values, or session rows of 512 Ki outputs, would otherwise hold gigabytes per replica, past a
- * Durable Object's 128 MB of memory; an object that dies of it re-applies the same entries on
- * restart and dies again. 8 Mi characters is at most 16 MB of JavaScript strings.
+ * ... or once the unsaved rows hold this many characters (keys and values), or the entries applied
+ * since the last save do (what a restart re-applies): 4,096 puts of 64 KiB values, or session rows
+ * of 512 Ki outputs, would otherwise hold gigabytes per replica, past a Durable Object's 128 MB of
+ * memory; an object that dies of it re-applies the same entries on restart and dies again. 8 Mi
+ * characters is at most 16 MB of JavaScript strings.
  */
 export const stateSaveBytesMax = 8 * 1024 * 1024;
 /** Checkpoints each replica keeps. */

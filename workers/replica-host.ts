@@ -48,7 +48,7 @@ class StreamSink implements WatchSink {
     this.queuedBytes += bytes.length;
     this.writer.write(bytes).then(
       () => {
-        this.queuedBytes -= bytes.length;
+        this.queuedBytes = Math.max(0, this.queuedBytes - bytes.length); // drop() zeroed it
         this.takenBytes += bytes.length;
         if (this.queuedBytes === 0) this.drained();
       },

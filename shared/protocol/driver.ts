@@ -100,14 +100,14 @@ export class SequencerDriver {
    */
   submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer>[] {
     if (this.stopped) return items.map(() => Promise.resolve({ kind: "not_found" }));
-    // Once one command is refused (a full queue), so are the rest: a later, smaller command must
-    // not be ordered without the earlier ones the client put before it.
-    let refused: SubmitAnswer | null = null;
+    if (this.restoring) return items.map(() => Promise.resolve({ kind: "unavailable", message: "a restore is loading this group's state; retry when it is done" }));
+    // Once one command is refused (a full queue), so are the new ones after it: a later, smaller
+    // command must not be ordered without the earlier ones the client put before it. Known ones
+    // are still answered as known (a 503 means "certainly not ordered").
+    let refused: string | undefined;
     const answers = items.map((i) => {
-      if (this.restoring) refused = { kind: "unavailable", message: "a restore is loading this group's state; retry when it is done" };
-      if (refused !== null) return Promise.resolve(refused);
-      const d = this.core.submit({ client, request: i.request, command: i.command });
-      if (d.kind === "unavailable") refused = { kind: "unavailable", message: d.reason };
+      const d = this.core.submit({ client, request: i.request, command: i.command }, refused);
+      if (d.kind === "unavailable") refused ??= d.reason;
       return this.answerDecision(client, i.request, d);
     });
     this.kickAll();

@@ -14,7 +14,7 @@ import {
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
-import { entryHash } from "./entry.js";
+import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, applyEntry, digestOfPages, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
@@ -183,6 +183,8 @@ export class ReplicaCore {
    * them does not read them back from storage. A cache only: anything missing is read.
    */
   private readonly unapplied = new UnappliedEntries(unappliedEntriesMax, unappliedBytesMax);
+  /** Bytes (entryBytes) of the entries applied since the rows were last stored: what a restart re-applies. */
+  private appliedCharsUnsaved = 0;
   private snapshot: SnapshotInfo | null = null;
   /** Where in each stateSaveEntriesMax entries this replica saves its rows (from its id). */
   private readonly savePhase: number;
@@ -254,6 +256,7 @@ export class ReplicaCore {
   /** Writes the unsaved rows and records in `next` (saved by the caller) what they are the state of. */
   private storeRows(next: ReplicaMeta): void {
     this.state.save();
+    this.appliedCharsUnsaved = 0;
     next.stateSeq = next.appliedSeq;
     next.stateDigest = this.state.digest;
   }
@@ -399,6 +402,7 @@ export class ReplicaCore {
       if (outputChars >= stepOutputCharsMax) break;
       const changes: Changes = new Map();
       const out = applyEntry(this.state, this.machine, e, changes);
+      this.appliedCharsUnsaved += entryBytes(e);
       outputs.push(out);
       const outputText = JSON.stringify(out.output ?? null);
       outputChars += outputText.length;
@@ -414,10 +418,11 @@ export class ReplicaCore {
   }
 
   /**
-   * Stores the state rows once per stateSaveEntriesMax entries (at this replica's phase), or
-   * once stateSaveRowsMax rows or stateSaveBytesMax characters are unsaved, and always before the log they were written
-   * by is compacted away (a restart re-applies the entries after stateSeq); compacts the log to
-   * logRetentionEntries behind the applied position, in slack-sized steps.
+   * Stores the state rows once per stateSaveEntriesMax entries (at this replica's phase), or once
+   * stateSaveRowsMax rows or stateSaveBytesMax characters (of rows, or of the entries applied) are
+   * unsaved, and always before the log they were written by is compacted away (a restart
+   * re-applies the entries after stateSeq); compacts the log to logRetentionEntries behind the
+   * applied position, in slack-sized steps.
    */
   private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>): void {
     const compactTo =
@@ -427,7 +432,10 @@ export class ReplicaCore {
     // thousand entries' rows holds a step up for tens of ms: not two voters of a quorum at once).
     const period = stateSaveEntriesMax;
     const crossed = Math.floor((next.appliedSeq + this.savePhase) / period) > Math.floor((next.stateSeq + this.savePhase) / period);
-    const due = this.state.unsavedRows >= stateSaveRowsMax || this.state.unsavedChars >= stateSaveBytesMax || crossed;
+    // In characters too, of rows and of the entries a restart would re-apply (a command may be
+    // large and write little: a txn whose compare carries a 64 KiB value).
+    const chars = Math.max(this.state.unsavedChars, this.appliedCharsUnsaved);
+    const due = this.state.unsavedRows >= stateSaveRowsMax || chars >= stateSaveBytesMax || crossed;
     if (due || (compactTo !== null && compactTo > next.stateSeq)) this.storeRows(next);
     if (compactTo === null) return;
     assert(compactTo <= next.stateSeq, `compacting to ${compactTo} would drop entries after the stored state at ${next.stateSeq}`);

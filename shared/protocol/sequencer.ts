@@ -130,7 +130,7 @@ export class SequencerCore {
   private readonly votes = new OutputVotes(votesMax);
   private tail: Entry[] = [];
   private tailByteCount = 0;
-  /** Bytes of the queued commands (entryBytes), bounded by pendingBytesMax. */
+  /** Characters of the queued commands' canonical JSON (commandBytes), bounded by pendingBytesMax. */
   private pendingByteCount = 0;
   fenced = false;
   private closed = false;
@@ -275,8 +275,12 @@ export class SequencerCore {
     return { count: this.voters().filter((p) => p.misses < downAfterMisses).length, need: this.votingConfig().need };
   }
 
-  /** Exactly-once at the door: a known (client, request) is never ordered again. */
-  submit(req: SubmitRequest): SubmitDecision {
+  /**
+   * Exactly-once at the door: a known (client, request) is never ordered again. With `refuseNew`
+   * (a batch after one of its commands was refused) a new one is refused for that reason, while a
+   * known one is still answered as known: a 503 must mean "certainly not ordered".
+   */
+  submit(req: SubmitRequest, refuseNew?: string): SubmitDecision {
     const hash = commandHash(req.command);
     const key = pendingKey(req.client, req.request);
     const queued = this.pending.get(key);
@@ -288,6 +292,7 @@ export class SequencerCore {
       if (known.commandHash !== hash) return { kind: "conflict", seq: known.seq };
       return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq };
     }
+    if (refuseNew !== undefined) return { kind: "unavailable", reason: refuseNew };
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     const bytes = commandBytes(req.command);
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {

@@ -1,7 +1,8 @@
 // A replica's in-memory copy of entries it appended and has not applied yet, so the step that
 // learns their commit need not read them back from its log. Bounded in entries and in bytes (an
-// entry's command may be 256 KiB: 1,024 of them were 256 MiB); when full it starts over, and the
-// entries it dropped are read from the log when they are applied.
+// entry's command may be 256 KiB: 1,024 of them were 256 MiB). When full, new entries are not
+// kept (the oldest are applied first, so they are the ones worth keeping); those are read from the
+// log when they are applied.
 import { entryBytes } from "./entry.js";
 import type { Entry } from "../api/types.js";
 
@@ -22,14 +23,14 @@ export class UnappliedEntries {
     return this.bySeq.get(seq);
   }
 
-  /** Keeps newly appended entries, after dropping everything held if they would not fit. */
+  /** Keeps newly appended entries, in order, as far as they fit. */
   add(entries: Entry[]): void {
-    let bytes = 0;
-    for (const e of entries) bytes += entryBytes(e);
-    if (this.bySeq.size + entries.length > this.entriesMax || this.byteCount + bytes > this.bytesMax) this.clear();
-    if (entries.length > this.entriesMax || bytes > this.bytesMax) return;
-    for (const e of entries) this.bySeq.set(e.seq, e);
-    this.byteCount += bytes;
+    for (const e of entries) {
+      const bytes = entryBytes(e);
+      if (this.bySeq.size + 1 > this.entriesMax || this.byteCount + bytes > this.bytesMax) return;
+      this.bySeq.set(e.seq, e);
+      this.byteCount += bytes;
+    }
   }
 
   delete(seq: number): void {

@@ -27,7 +27,7 @@ interface Watcher {
   sentSeq: number;
   prefix: string | null;
   lastWriteMs: number;
-  /** The sink's takenBytes when last looked at, and since when it has not grown with bytes queued. */
+  /** The sink's takenBytes when last looked at, and since when it has not grown while bytes were queued. */
   takenBytes: number;
   stuckSinceMs: number;
 }
@@ -39,7 +39,7 @@ export interface WatchSource {
 
 export class WatchHub {
   private watchers: Watcher[] = [];
-  /** Where the next pump starts (rotated), so under the shared bound every watcher gets its turn. */
+  /** Where the next pump starts: where the shared bound stopped the last one, so every watcher gets its turn. */
   private nextFirst = 0;
   private cancelKeepalive: (() => void) | null = null;
 
@@ -78,13 +78,15 @@ export class WatchHub {
     let queuedBytes = this.queuedBytes();
     const n = this.watchers.length;
     const first = n === 0 ? 0 : this.nextFirst % n;
-    this.nextFirst = first + 1;
     for (let k = 0; k < n; k++) {
       const w = this.watchers[(first + k) % n]!;
       while (w.sentSeq < applied && w.sink.queuedBytes < watchQueueBytesMax && !w.sink.gone) {
         if (queuedBytes >= watchQueuesBytesMax) {
           queuedBytes -= this.dropStalled();
-          if (queuedBytes >= watchQueuesBytesMax) return this.prune();
+          if (queuedBytes >= watchQueuesBytesMax) {
+            this.nextFirst = (first + k) % n;
+            return this.prune();
+          }
           if (w.sink.gone) break;
         }
         let page = pages.get(w.sentSeq);
@@ -117,8 +119,9 @@ export class WatchHub {
     const now = this.clock.nowMs();
     let freed = 0;
     for (const w of this.watchers) {
-      if (w.sink.gone) continue;
-      if (w.sink.queuedBytes === 0 || w.sink.takenBytes !== w.takenBytes) {
+      if (w.sink.gone || w.sink.queuedBytes === 0) continue;
+      if (w.sink.takenBytes !== w.takenBytes) {
+        // It read something since it was last looked at: its time starts again.
         w.takenBytes = w.sink.takenBytes;
         w.stuckSinceMs = now;
         continue;
@@ -133,11 +136,19 @@ export class WatchHub {
   private send(w: Watcher, page: WatchText[]): void {
     let text = "";
     for (const e of page) if (w.prefix === null || e.keys.some((k) => k.startsWith(w.prefix!))) text += e.text;
-    if (text !== "") {
-      w.sink.write(text);
-      w.lastWriteMs = this.clock.nowMs();
-    }
+    if (text !== "") this.write(w, text);
     w.sentSeq = page[page.length - 1]!.seq;
+  }
+
+  /** Writes to a watcher; a queue that was empty starts the time its reader may take to read it. */
+  private write(w: Watcher, text: string): void {
+    const now = this.clock.nowMs();
+    if (w.sink.queuedBytes === 0) {
+      w.stuckSinceMs = now;
+      w.takenBytes = w.sink.takenBytes;
+    }
+    w.sink.write(text);
+    w.lastWriteMs = now;
   }
 
   /** Ends every stream (quarantine, rebuild, deletion): clients resume at another replica. */
@@ -160,8 +171,7 @@ export class WatchHub {
       const now = this.clock.nowMs();
       for (const w of this.watchers) {
         if (now - w.lastWriteMs < watchKeepaliveMs) continue;
-        w.sink.write(": keepalive\n\n");
-        w.lastWriteMs = now;
+        this.write(w, ": keepalive\n\n");
       }
       // Notes who is still reading; under the shared bound, drops the stalled and sends on.
       if (this.queuedBytes() >= watchQueuesBytesMax && this.dropStalled() > 0) this.pump();

@@ -48,15 +48,20 @@ describe("what the sequencer holds in memory is bounded in bytes as well as entr
     const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("warm", 1, { op: "put", key: "w", value: 1 })).kind).toBe("ok"); // every replica heard from
+    const early = await g.driver.submit("big", 1_000_000, { op: "incr", key: "n", by: 1 });
+    expect(early).toMatchObject({ kind: "ok", seq: 2 });
     const count = Math.ceil(pendingBytesMax / value.length) + 4;
     const items = Array.from({ length: count }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${i + 1}`, value } }));
     items.push({ request: count + 1, command: { op: "put", key: "small", value: "1" } as never });
+    // A command ordered before, repeated after the refusal: answered as known, not 503 ("certainly not ordered").
+    items.push({ request: 1_000_000, command: { op: "incr", key: "n", by: 1 } as never });
     const answers = await Promise.all(g.driver.submitBatch("big", items));
     const firstRefused = answers.findIndex((a) => a.kind !== "ok");
     expect(firstRefused).toBeGreaterThan(0);
     expect(answers[firstRefused]).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/queue is full/) });
     for (const a of answers.slice(0, firstRefused)) expect(a.kind).toBe("ok");
-    for (const a of answers.slice(firstRefused)) expect(a.kind).toBe("unavailable");
+    for (const a of answers.slice(firstRefused, -1)) expect(a.kind).toBe("unavailable");
+    expect(answers[answers.length - 1]).toMatchObject({ kind: "ok", seq: 2, output: { value: 1 } });
     const read = await g.driver.submit("reader", 1, { op: "get", key: "small" });
     expect(read).toMatchObject({ kind: "ok", output: { value: null } });
     g.driver.stop?.();

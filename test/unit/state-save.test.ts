@@ -68,6 +68,36 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     expect(c.replicas.get("r2")!.position()).toEqual(before);
   });
 
+  it("counts a row written many times once: unsavedChars follows its latest value", () => {
+    const state = new DigestedState(new MemoryRowStore());
+    const big = "y".repeat(10_000);
+    for (let i = 0; i < 100; i++) state.putRaw("m/k", JSON.stringify(big + i));
+    expect(state.unsavedChars).toBe("m/k".length + JSON.stringify(big + 99).length);
+    state.deleteRaw("m/k");
+    expect(state.unsavedChars).toBe("m/k".length);
+    state.save();
+    expect(state.unsavedChars).toBe(0);
+  });
+
+  it("also stores them once the entries applied since the last save hold stateSaveBytesMax: large commands that write little bound the replay too", () => {
+    const c = Cluster.of("kv", 3, "first", 1_000_000);
+    const big = "x".repeat(valueBytesMax - 100);
+    // A txn whose compare fails: a 64 KiB command that writes only its session row.
+    const txn = (r: number) => ({ op: "txn", compare: [{ key: `absent${r}`, value: big }], success: [], failure: [] });
+    const n = Math.ceil((2.5 * stateSaveBytesMax) / big.length);
+    for (let r = 1; r <= n; r++) {
+      c.submit("a", r, txn(r));
+      if (r % 16 === 0) c.settle();
+    }
+    c.settle();
+    for (const id of ["r1", "r2", "r3"]) {
+      const m = c.replicaStores.get(id)!.meta!;
+      expect(m.appliedSeq).toBe(n);
+      expect(m.stateSeq).toBeGreaterThan(0);
+      expect((m.appliedSeq - m.stateSeq!) * big.length).toBeLessThan(stateSaveBytesMax + 16 * big.length);
+    }
+  });
+
   it("a restart re-applies the entries after the stored state from the log and lands on the same digest", () => {
     const c = applied(stateSaveEntriesMax + 125);
     const before = c.replicas.get("r2")!.position();

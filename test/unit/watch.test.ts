@@ -28,10 +28,11 @@ class FakeSink implements WatchSink {
     this.gone = true;
     this.queuedBytes = 0;
   }
-  /** The reader takes everything queued. */
-  take() {
-    this.takenBytes += this.queuedBytes;
-    this.queuedBytes = 0;
+  /** The reader takes everything queued (or only some of it). */
+  take(bytes = this.queuedBytes) {
+    const n = Math.min(bytes, this.queuedBytes);
+    this.takenBytes += n;
+    this.queuedBytes -= n;
   }
   ids(): number[] {
     return this.texts.filter((t) => t.startsWith("id:")).flatMap((t) => [...t.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1])));
@@ -53,9 +54,17 @@ function world() {
   };
   const source = {
     appliedSeq: () => log.length,
-    readEvents: (from: number, limit: number): WatchText[] | "compacted" => {
+    readEvents: (from: number, limit: number, bytesMax: number): WatchText[] | "compacted" => {
       if (from < base) return "compacted";
-      return log.slice(from, Math.min(log.length, from + limit)).map((e) => ({ seq: e.seq, text: `id: ${e.seq}\n${"x".repeat(e.size)}\n\n`, keys: [e.key] }));
+      const page: WatchText[] = [];
+      let chars = 0;
+      for (const e of log.slice(from, Math.min(log.length, from + limit))) {
+        const text = `id: ${e.seq}\n${"x".repeat(e.size)}\n\n`;
+        chars += text.length;
+        if (page.length > 0 && chars > bytesMax) break;
+        page.push({ seq: e.seq, text, keys: [e.key] });
+      }
+      return page;
     },
   };
   const hub = new WatchHub(source, clock);
@@ -150,6 +159,24 @@ describe("watch hub", () => {
       expect(s.dropped).toBe(false);
       expect(s.ids()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
     }
+  });
+
+  it("under the shared bound, a slow reader that takes only part of its queue is not dropped, and every reader gets its turn", () => {
+    const w = world();
+    const size = 64 * 1024;
+    const n = Math.ceil((2 * watchQueueBytesMax) / size);
+    for (let i = 0; i < n; i++) w.apply("k", size);
+    const readers = Array.from({ length: Math.ceil((1.25 * watchQueuesBytesMax) / watchQueueBytesMax) }, () => new FakeSink(true));
+    for (const s of readers) expect(w.hub.open(s, 0, null)).toBe("ok");
+    expect(readers.some((s) => s.ids().length === 0)).toBe(true); // the bound held the last ones back
+    // Each round every reader takes a quarter of what it holds: slow, but reading.
+    for (let round = 0; round < 3; round++) {
+      for (const s of readers) s.take(Math.ceil(s.queuedBytes / 4));
+      w.advance(watchStallMs);
+      w.hub.pump();
+    }
+    expect(readers.filter((s) => s.dropped)).toEqual([]);
+    expect(readers.every((s) => s.ids().length > 0)).toBe(true); // the ones held back were served next
   });
 
   it("ends a watcher that fell behind the retained log, refuses a compacted start, and bounds watchers", () => {
