@@ -15,24 +15,43 @@ export class DirectoryObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const sql = ctx.storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
-    sql.exec("CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, body TEXT NOT NULL)");
+    // The tables are made by the first write, not here: any name can be looked up (a token that
+    // merely looks like a group's is checked against that group's directory before anything else
+    // is known), and a lookup must not leave storage behind for every name tried.
+    const tablesExist = () => sql.exec<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'history'").one().n > 0;
+    let made = tablesExist();
+    const write = (): typeof sql => {
+      if (!made) {
+        sql.exec("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+        sql.exec("CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, body TEXT NOT NULL)");
+        made = true;
+      }
+      return sql;
+    };
     const store: DirectoryStore = {
       get: (k) => {
-        const row = sql.exec<{ v: string }>("SELECT v FROM kv WHERE k = ?", k).toArray()[0];
+        const row = made ? sql.exec<{ v: string }>("SELECT v FROM kv WHERE k = ?", k).toArray()[0] : undefined;
         return row ? JSON.parse(row.v) : null;
       },
-      put: (k, v) => void sql.exec("INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", k, JSON.stringify(v)),
-      delete: (k) => void sql.exec("DELETE FROM kv WHERE k = ?", k),
-      list: (prefix) => sql.exec<{ k: string; v: string }>("SELECT k, v FROM kv WHERE substr(k, 1, ?) = ? ORDER BY k", prefix.length, prefix).toArray().map((r) => [r.k, JSON.parse(r.v)]),
+      put: (k, v) => void write().exec("INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", k, JSON.stringify(v)),
+      delete: (k) => void (made && sql.exec("DELETE FROM kv WHERE k = ?", k)),
+      list: (prefix) =>
+        made ? sql.exec<{ k: string; v: string }>("SELECT k, v FROM kv WHERE substr(k, 1, ?) = ? ORDER BY k", prefix.length, prefix).toArray().map((r) => [r.k, JSON.parse(r.v)]) : [],
       append: (kind, body, keepMax) => {
-        sql.exec("INSERT INTO history (kind, body) VALUES (?, ?)", kind, JSON.stringify(body));
+        write().exec("INSERT INTO history (kind, body) VALUES (?, ?)", kind, JSON.stringify(body));
         sql.exec("DELETE FROM history WHERE kind = ? AND id NOT IN (SELECT id FROM history WHERE kind = ? ORDER BY id DESC LIMIT ?)", kind, kind, keepMax);
       },
       recent: (kind, limit) =>
-        sql.exec<{ body: string }>("SELECT body FROM history WHERE kind = ? ORDER BY id DESC LIMIT ?", kind, limit).toArray().map((r) => JSON.parse(r.body)),
-      clearHistory: () => void sql.exec("DELETE FROM history"),
-      transaction: (fn) => ctx.storage.transactionSync(fn),
+        made ? sql.exec<{ body: string }>("SELECT body FROM history WHERE kind = ? ORDER BY id DESC LIMIT ?", kind, limit).toArray().map((r) => JSON.parse(r.body)) : [],
+      clearHistory: () => void (made && sql.exec("DELETE FROM history")),
+      transaction: (fn) => {
+        try {
+          return ctx.storage.transactionSync(fn);
+        } catch (err) {
+          made = tablesExist(); // a rolled-back first write took its tables with it
+          throw err;
+        }
+      },
     };
     this.core = new DirectoryCore(store);
   }

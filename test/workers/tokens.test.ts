@@ -1,5 +1,5 @@
 // Tenant isolation: group tokens (API.md, "Group tokens").
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
 import { routeCacheMs } from "../../shared/limits.js";
@@ -98,5 +98,20 @@ describe("group listing is paged", () => {
     expect(all).toEqual((await api("GET", "/v1/groups")).body.groups);
     expect(all).toEqual(expect.arrayContaining(["page-a", "page-b", "page-c"]));
     expectError(await api("GET", "/v1/groups?limit=1001"), 400, "bad_request", /limit/);
+  });
+});
+
+describe("a token that only looks like a group token", () => {
+  it("is refused without creating storage: a lookup in a group's directory that was never written writes nothing", async () => {
+    for (let i = 0; i < 3; i++) {
+      const forged = `g.forged-${i}.00000000.${"0".repeat(32)}`;
+      expectError(await api("GET", `/v1/groups/forged-${i}`, undefined, forged), 401, "unauthorized");
+    }
+    const stub = env.DIRECTORY.get(env.DIRECTORY.idFromName("forged-1"));
+    const tables = await runInDurableObject(stub, async (_obj, state) => state.storage.sql.exec("SELECT count(*) AS n FROM sqlite_master").one().n);
+    expect(tables).toBe(0);
+    // The group still works once made: its directory is written then.
+    await createGroup("forged-1");
+    expect((await api("GET", "/v1/groups/forged-1")).status).toBe(200);
   });
 });
