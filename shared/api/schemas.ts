@@ -62,8 +62,9 @@ export function groupConfigFrom(group: string, body: z.infer<typeof createGroupB
  * replica is reached by direct calls ordered every command alone (measured: 1,234 against 663 µs
  * of CPU per put at 128 clients).
  */
-function colocation(body: z.infer<typeof createGroupBody>, locations: (string | null)[]): Pick<GroupConfig, "colocated"> {
-  if (body.colocate === false || body.replicas < 2) return {};
+function colocation(body: z.infer<typeof createGroupBody>, locations: (string | null)[]): Pick<GroupConfig, "colocated" | "colocate"> {
+  if (body.colocate === false) return { colocate: false };
+  if (body.replicas < 2) return {};
   const at = body.sequencerLocations?.[0];
   const i = at === undefined ? 0 : locations.indexOf(at);
   return i < 0 ? {} : { colocated: `r${i + 1}` };

@@ -36,6 +36,11 @@ export interface GroupConfig {
    * there, reached by RPC like any other. Absent: every replica has an object of its own.
    */
   colocated?: string;
+  /**
+   * Recorded when the PUT asked for no co-located replica (`"colocate": false`), so a repeated PUT
+   * that asks otherwise is a different config (409); absent for the default.
+   */
+  colocate?: false;
 }
 
 export interface Member {

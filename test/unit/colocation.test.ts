@@ -28,6 +28,14 @@ describe("the co-located replica of a new group", () => {
     expect(JSON.stringify(creationConfig(withIt))).toBe(JSON.stringify(creationConfig(without)));
   });
 
+  it("asked off, is part of what a repeated PUT compares: the default and an explicit false are different configs", () => {
+    const same = (a: Record<string, unknown>, b: Record<string, unknown>) => JSON.stringify(creationConfig(config(a))) === JSON.stringify(creationConfig(config(b)));
+    expect(same({ colocate: false }, {})).toBe(false);
+    expect(same({ colocate: false }, { colocate: true })).toBe(false);
+    expect(same({ colocate: true }, {})).toBe(true);
+    expect(same({ colocate: false }, { colocate: false })).toBe(true);
+  });
+
   it("is refused when not a boolean", () => {
     expect(createGroupBody.safeParse({ machine: "kv", colocate: "yes" }).success).toBe(false);
   });

@@ -13,6 +13,8 @@ describe("groups", () => {
     const again = await api("PUT", "/v1/groups/alpha", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], checkpointEvery: 10 });
     expect(again.status).toBe(200);
     expectError(await api("PUT", "/v1/groups/alpha", { machine: "bank" }), 409, "conflict");
+    // Asking for no co-located replica is a different config too (it was answered 200).
+    expectError(await api("PUT", "/v1/groups/alpha", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], checkpointEvery: 10, colocate: false }), 409, "conflict");
 
     await createGroup("beta", { machine: "bank", replicas: 1 });
     expect((await api("GET", "/v1/groups")).body).toEqual({ groups: ["alpha", "beta"] });
