@@ -141,6 +141,10 @@ describe("watch", () => {
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe("bad_request");
     expect((await watch("wa", "", () => true, { "last-event-id": "abc" })).status).toBe(400);
+    // Past 2^53 a number is not exact: refused as such, not as some rounded seq past the end.
+    const huge = await watch("wa", "", () => true, { "last-event-id": "9999999999999999" });
+    expect(huge.status).toBe(400);
+    expect(huge.body.error.message).toBe("Last-Event-ID: a seq (an integer from 0 to 2^53-1)");
   });
 
   it("refuses a position past the end of the log: a reconnect after the group was deleted and made again", async () => {

@@ -190,7 +190,9 @@ commandRoutes.get("/:group/watch", async (c) => {
   const group = groupParam(c);
   const q = parse(watchParams, c.req.query(), "query");
   const lastId = c.req.header("last-event-id");
-  if (lastId !== undefined && !/^(0|[1-9][0-9]{0,15})$/.test(lastId.trim())) throw new ApiError("bad_request", "Last-Event-ID: a seq (a non-negative integer)");
+  if (lastId !== undefined && !(/^(0|[1-9][0-9]{0,15})$/.test(lastId.trim()) && Number.isSafeInteger(Number(lastId.trim())))) {
+    throw new ApiError("bad_request", "Last-Event-ID: a seq (an integer from 0 to 2^53-1)");
+  }
   const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
   const record = await groups.lookup(c.env, group);
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "from");
