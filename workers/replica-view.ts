@@ -37,7 +37,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     lastSeq,
     outputs: config.outputs,
     checkpointEvery: config.checkpointEvery,
-    sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? null, reachable: false, problem },
+    sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? record.created, reachable: false, problem },
     replicas,
   };
 }

@@ -17,6 +17,7 @@ describe("automatic failover (workerd)", () => {
     const seen = await api("GET", "/v1/groups/wfo", undefined, clientToken);
     expect(seen.status).toBe(200);
     expect(seen.body.sequencer).toMatchObject({ name: "wfo", reachable: false, problem: expect.stringMatching(/cannot be reached/) });
+    expect(Date.parse(seen.body.sequencer.since)).toBeGreaterThan(0); // API.md: a time (the first sequencer's: the group's creation)
     expect(seen.body.replicas.map((r: any) => [r.id, r.status])).toEqual([["r1", "down"], ["r2", "healthy"], ["r3", "healthy"]]);
     expect(seen.body.replicas[1].appliedSeq).toBeGreaterThanOrEqual(4);
     expect(seen.body.commitSeq).toBeGreaterThanOrEqual(5);
