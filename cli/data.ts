@@ -34,14 +34,15 @@ async function submitAndPrint(cmd: Command, group: string, command: unknown, fla
  * it again exactly once: the client id is random per run, and a new one would execute it twice.
  */
 async function submitOnce(client: SmrClient, group: string, command: unknown, request: number): Promise<CommandResult> {
-  try {
-    return await client.submit(group, command, request);
-  } catch (err) {
-    if (err instanceof ApiRequestError && (err.code === "timeout" || err.code === "network")) {
-      process.stderr.write(`the command may have taken effect; to retry it exactly once, repeat it with --client ${client.clientId} --request ${request}\n`);
-    }
+  return client.submit(group, command, request).catch(hintOnUnknown(`the command may have taken effect; to retry it exactly once, repeat it with --client ${client.clientId} --request ${request}`));
+}
+
+/** Rethrows the error, first printing `hint` if the outcome is unknown (504 or no answer): a 503 certainly ran nothing. */
+function hintOnUnknown(hint: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof ApiRequestError && (err.code === "timeout" || err.code === "network")) process.stderr.write(`${hint}\n`);
     throw err;
-  }
+  };
 }
 
 async function queryAndPrint(cmd: Command, group: string, query: unknown, consistency: Consistency, show: (r: QueryResult) => void): Promise<void> {
@@ -183,15 +184,9 @@ export function dataCommands(): Command[] {
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
       const first = flags.firstRequest ?? nextFree(items);
       const requests = assignRequests(items, first);
-      let r: BatchResult;
-      try {
-        r = await client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! })));
-      } catch (err) {
-        if (err instanceof ApiRequestError && (err.code === "timeout" || err.code === "network")) {
-          process.stderr.write(`the commands may have taken effect; to retry them exactly once, repeat it with --client ${client.clientId} --first-request ${first}\n`);
-        }
-        throw err;
-      }
+      const r = await client
+        .submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! })))
+        .catch(hintOnUnknown(`the commands may have taken effect; to retry them exactly once, repeat the batch with --client ${client.clientId} --first-request ${first}`));
       if (json) printJson(r);
       else printBatch(r, requests);
       const failed = r.results.filter((x) => "error" in x).length;

@@ -14,7 +14,7 @@ import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
-import { type VoteReply, withTimeout } from "../shared/protocol/io.js";
+import { TimeoutError, type VoteReply, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
@@ -264,7 +264,7 @@ async function handOver(env: Env, config: GroupConfig): Promise<void> {
   try {
     await withTimeout(realClock, sequencerOf(env, config).handOver(), handOverTimeoutMs, `the sequencer ${name}`);
   } catch (err) {
-    const why = err instanceof Error && err.message.endsWith(`timed out after ${handOverTimeoutMs} ms`) ? `did not answer within ${handOverTimeoutMs} ms` : `is unreachable (${String(err)})`;
+    const why = err instanceof TimeoutError ? `did not answer within ${handOverTimeoutMs} ms` : `is unreachable (${String(err)})`;
     throw new ApiError("unavailable", `cannot hand over: the sequencer ${name} ${why}; if a quorum of voters has lost it too, the next request fails it over`, 1);
   }
 }

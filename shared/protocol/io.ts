@@ -153,9 +153,12 @@ export function askAgain<T>(clock: Clock, send: () => Promise<T>, over: () => bo
 }
 
 /** Rejects after ms, so a call that never settles becomes a missed contact instead of a hang. */
+/** What withTimeout rejects with: the call did not answer in time (it may still be running). */
+export class TimeoutError extends Error {}
+
 export function withTimeout<T>(clock: Clock, promise: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const cancel = clock.setTimer(ms, () => reject(new Error(`${what} timed out after ${ms} ms`)));
+    const cancel = clock.setTimer(ms, () => reject(new TimeoutError(`${what} timed out after ${ms} ms`)));
     promise.then(
       (v) => {
         cancel();

@@ -341,8 +341,10 @@ export class SequencerCore {
 
   /** Adds new entries to the in-memory tail, then drops its oldest past tailEntriesMax or tailBytesMax. */
   private keepInTail(entries: Entry[]): void {
-    for (const e of entries) this.tail.push(e);
-    for (const e of entries) this.tailByteCount += entryBytes(e);
+    for (const e of entries) {
+      this.tail.push(e);
+      this.tailByteCount += entryBytes(e);
+    }
     let drop = Math.max(0, this.tail.length - tailEntriesMax);
     for (let i = 0; i < drop; i++) this.tailByteCount -= entryBytes(this.tail[i]!);
     while (this.tailByteCount > tailBytesMax && drop < this.tail.length - 1) this.tailByteCount -= entryBytes(this.tail[drop++]!);

@@ -80,6 +80,10 @@ describe("what the sequencer holds in memory is bounded in bytes as well as entr
     expect(c.sequencer.readEntries(1, 1)[0]!.command).toEqual({ op: "put", key: "k1", value });
     c.settle();
     for (const r of c.replicas.values()) expect(r.appliedSeq).toBe(n);
+    // A compaction drops the tail's compacted entries, and their bytes with them.
+    const kept = (from: number) => c.sequencer.readEntries(from, n).reduce((sum, e) => sum + entryBytes(e), 0);
+    expect(c.sequencer.compact(10, 1)).toBe(n - 10);
+    expect(c.sequencer.tailBytes).toBe(kept(n - 9));
   });
 });
 
