@@ -215,6 +215,12 @@ export const scrubPageRows = 1_000;
  * long a revoked group token may still be accepted by a router that checked it just before.
  */
 export const routeCacheMs = 2_000;
+/**
+ * Group-token lookups a router caches per isolate: found tokens, and apart from them missing
+ * ones (made-up tokens of the right shape must not push real ones out).
+ */
+export const tokenLookupsFoundMax = 10_000;
+export const tokenLookupsMissingMax = 1_000;
 /** Group tokens one group may have. */
 export const groupTokensMax = 100;
 

@@ -1,5 +1,5 @@
 import type { TokenRecord } from "../shared/control/directory.js";
-import { routeCacheMs } from "../shared/limits.js";
+import { routeCacheMs, tokenLookupsFoundMax, tokenLookupsMissingMax } from "../shared/limits.js";
 import { sha256Bytes, sha256Hex } from "../shared/protocol/hash.js";
 import { type Env, directoryStub } from "./env.js";
 
@@ -38,12 +38,12 @@ function equalDigests(x: Uint8Array, y: Uint8Array): boolean {
   return diff === 0;
 }
 
-/** The scope a configured token grants, or null. Every candidate is compared (no early exit). */
 /** The token of an `Authorization: Bearer <token>` header, or null. */
 export function bearerOf(header: string | undefined): string | null {
   return /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1] ?? null;
 }
 
+/** The scope a configured token grants, or null. Every candidate is compared (no early exit). */
 export function scopeOf(tokens: Tokens, presented: string): Scope | null {
   const p = sha256Bytes(presented);
   let admin = false;
@@ -71,7 +71,51 @@ export function secretHash(secret: string): string {
   return sha256Hex(secret);
 }
 
-const lookups = new Map<string, { record: TokenRecord | null; atMs: number }>();
+/**
+ * A router's cached directory lookups of group tokens, each for routeCacheMs. Found tokens and
+ * missing ones are bounded apart: anyone can present made-up tokens of the right shape, and
+ * with one bound their misses pushed the real tokens out (a directory call per request again).
+ */
+export class TokenLookups {
+  private readonly found = new Map<string, { record: TokenRecord; atMs: number }>();
+  private readonly missing = new Map<string, number>();
+  constructor(
+    private readonly foundMax: number,
+    private readonly missingMax: number,
+  ) {}
+
+  /** The cached record (null: known missing), or undefined when unknown or older than routeCacheMs. */
+  get(key: string, nowMs: number): TokenRecord | null | undefined {
+    const hit = this.found.get(key);
+    if (hit && nowMs - hit.atMs < routeCacheMs) return hit.record;
+    const missAtMs = this.missing.get(key);
+    if (missAtMs !== undefined && nowMs - missAtMs < routeCacheMs) return null;
+    return undefined;
+  }
+
+  set(key: string, record: TokenRecord | null, nowMs: number): void {
+    this.delete(key);
+    if (record) bounded(this.found, this.foundMax).set(key, { record, atMs: nowMs });
+    else bounded(this.missing, this.missingMax).set(key, nowMs);
+  }
+
+  delete(key: string): void {
+    this.found.delete(key);
+    this.missing.delete(key);
+  }
+
+  keys(): string[] {
+    return [...this.found.keys(), ...this.missing.keys()];
+  }
+}
+
+/** The map, its oldest entry dropped when it holds `max`: room for one more. */
+function bounded<V>(map: Map<string, V>, max: number): Map<string, V> {
+  if (map.size >= max) map.delete(map.keys().next().value!);
+  return map;
+}
+
+const lookups = new TokenLookups(tokenLookupsFoundMax, tokenLookupsMissingMax);
 
 /** The scope of a group token, or null (malformed, unknown, revoked, or its group is gone). */
 export async function groupScopeOf(env: Env, presented: string): Promise<Scope | null> {
@@ -79,15 +123,14 @@ export async function groupScopeOf(env: Env, presented: string): Promise<Scope |
   if (!m) return null;
   const [, group, id, secret] = m as unknown as [string, string, string, string];
   const key = `${group}/${id}`;
-  let hit = lookups.get(key);
-  if (!hit || Date.now() - hit.atMs >= routeCacheMs) {
-    hit = { record: (await directoryStub(env, group).token(id)) as TokenRecord | null, atMs: Date.now() };
-    lookups.set(key, hit);
-    if (lookups.size > 10_000) lookups.delete(lookups.keys().next().value!);
+  let record = lookups.get(key, Date.now());
+  if (record === undefined) {
+    record = (await directoryStub(env, group).token(id)) as TokenRecord | null;
+    lookups.set(key, record, Date.now());
   }
-  if (!hit.record) return null;
-  const ok = equalDigests(sha256Bytes(secret), hexBytes(hit.record.hash));
-  return ok ? { kind: "group", group, tokenId: id, access: hit.record.scope } : null;
+  if (!record) return null;
+  const ok = equalDigests(sha256Bytes(secret), hexBytes(record.hash));
+  return ok ? { kind: "group", group, tokenId: id, access: record.scope } : null;
 }
 
 /**

@@ -2,6 +2,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
+import { TokenLookups } from "../../workers/auth.js";
 import { routeCacheMs } from "../../shared/limits.js";
 import { api, clientToken, createGroup, expectError } from "./helpers.js";
 
@@ -113,5 +114,22 @@ describe("a token that only looks like a group token", () => {
     // The group still works once made: its directory is written then.
     await createGroup("forged-1");
     expect((await api("GET", "/v1/groups/forged-1")).status).toBe(200);
+  });
+
+  it("does not push real tokens out of a router's cache: misses are bounded apart from found tokens", () => {
+    const record = { id: "0badcafe", scope: "read" as const, name: null, hash: "0".repeat(64), created: "2026-01-01T00:00:00Z" };
+    const lookups = new TokenLookups(2, 3);
+    lookups.set("real/0badcafe", record, 0);
+    for (let i = 0; i < 50; i++) lookups.set(`forged-${i}/00000000`, null, 0);
+    expect(lookups.get("real/0badcafe", 1)).toEqual(record);
+    // The misses keep only the newest three; an older one is unknown again (looked up anew).
+    expect(lookups.get("forged-49/00000000", 1)).toBeNull();
+    expect(lookups.get("forged-0/00000000", 1)).toBeUndefined();
+    expect(lookups.keys()).toHaveLength(4);
+    // A found token and a miss both expire after routeCacheMs; a key found later is no longer a miss.
+    expect(lookups.get("real/0badcafe", routeCacheMs)).toBeUndefined();
+    lookups.set("forged-49/00000000", record, 0);
+    expect(lookups.get("forged-49/00000000", 1)).toEqual(record);
+    expect(lookups.keys()).toHaveLength(4);
   });
 });
