@@ -37,10 +37,17 @@ describe("the corrupt fault", () => {
     expect(after.verdict).toBe("consistent");
   });
 
-  it("applies to a replica of the group that has rows: else a 400, 404 or 409", async () => {
+  it("applies to a replica of the group that has rows: else a 400, 404 or 409 (every fault on an id the group does not have is a 404)", async () => {
     await createGroup("corrupt-bad");
     expectError(await corrupt("corrupt-bad", "sequencer"), 400, "bad_request", /replica/);
     expectError(await corrupt("corrupt-bad", "r9"), 404, "not_found", /r9/);
     expectError(await corrupt("corrupt-bad", "r1"), 409, "conflict", /no stored state rows/);
+    // So do the other faults: a replica id the group does not have is a 404, not a fault on nothing.
+    const fault = (target: string, f: string) => api("POST", "/v1/groups/corrupt-bad/faults", { target, fault: f, ms: 5 });
+    expectError(await fault("r4", "unreachable"), 404, "not_found", /no replica r4/);
+    expectError(await fault("r4", "slow"), 404, "not_found", /no replica r4/);
+    expect((await fault("r4", "none")).status).toBe(200);
+    expect((await fault("r2", "slow")).body.faults).toEqual([{ target: "r2", fault: "slow", ms: 5 }]);
+    expect((await fault("r2", "none")).body.faults).toEqual([]);
   });
 });

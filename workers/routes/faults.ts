@@ -17,10 +17,13 @@ faultRoutes.post("/:group/faults", async (c) => {
   const body = parse(faultBody, await jsonBody(c), "body");
   // Any state: a fault that makes a delete wait must be clearable while the group is "deleting".
   const record = body.target === "registry" ? null : await groups.recordOf(c.env, group);
+  const isReplica = /^r[0-9]+$/.test(body.target);
+  // A typo ("r4" of three) would otherwise be accepted and cut nothing off. Clearing ("none")
+  // takes any id: a replica removed while cut off has its fault cleared too.
+  const member = record && isReplica ? membersOf(record.config).find((m) => m.id === body.target) : undefined;
+  if (isReplica && !member && body.fault !== "none") throw new ApiError("not_found", `group ${group} has no replica ${body.target}`);
   if (body.fault === "corrupt") {
-    if (!record || !/^r[0-9]+$/.test(body.target)) throw new ApiError("bad_request", "target: corrupt applies to a replica id");
-    const member = membersOf(record.config).find((m) => m.id === body.target);
-    if (!member) throw new ApiError("not_found", `group ${group} has no replica ${body.target}`);
+    if (!record || !member) throw new ApiError("bad_request", "target: corrupt applies to a replica id");
     const stub = replicaStub(c.env, record.config, member.id, member.location);
     const key = await stub.corrupt(record.config.incarnation ?? 0);
     if (key === null) throw new ApiError("conflict", `replica ${body.target} has no stored state rows to corrupt`);
