@@ -17,7 +17,7 @@ import { assert } from "./assert.js";
 import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, applyEntry, digestOfPages, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, applyEntry, digestOfPages, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
@@ -404,7 +404,7 @@ export class ReplicaCore {
       const out = applyEntry(this.state, this.machine, e, changes);
       this.appliedCharsUnsaved += entryBytes(e);
       outputs.push(out);
-      const outputText = JSON.stringify(out.output ?? null);
+      const outputText = outputTextOf(out);
       outputChars += outputText.length;
       effects.push({ seq: e.seq, output: outputText, changes: changesText(changes) });
       this.unapplied.delete(e.seq);

@@ -384,6 +384,14 @@ interface ClientBook {
 /** A session row: [seq, commandHash, output]. */
 type SessionRow = [number, string, unknown];
 
+/** The JSON text of an output applyEntry produced, kept so the replica does not serialize it again. */
+const outputTexts = new WeakMap<AppliedOutput, string>();
+
+/** The output's JSON text (as stored in its session row). */
+export function outputTextOf(applied: AppliedOutput): string {
+  return outputTexts.get(applied) ?? JSON.stringify(applied.output ?? null);
+}
+
 /**
  * Applies one committed entry: the exactly-once check against the replicated session table, then
  * the machine. Deterministic: a function of the state and the entry only.
@@ -424,7 +432,9 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
     }
   }
   state.putRaw(bookRow, JSON.stringify(book));
-  return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output };
+  const applied: AppliedOutput = { seq: entry.seq, status: "ok", originalSeq: entry.seq, output };
+  outputTexts.set(applied, outputText);
+  return applied;
 }
 
 /**
