@@ -158,6 +158,7 @@ export async function withSequencer<T>(
     answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
     unreachableSince.delete(sequencerKey(record.config));
   } catch (err) {
+    if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
     noteUnreachable(sequencerKey(record.config), calledMs);
     // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
     try {
@@ -177,6 +178,26 @@ export async function withSequencer<T>(
   const r = await sequencerOf(env, record.config).recover(record.config);
   if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
   return call(sequencerOf(env, record.config), record);
+}
+
+/**
+ * An exception the called object's own code threw (workerd marks it `.remote`), not one of the
+ * platform's (unreachable, overloaded, reset). The object answered: no reason to fail it over.
+ */
+export function thrownByObjectCode(err: unknown): boolean {
+  const e = err as { remote?: unknown; retryable?: unknown; overloaded?: unknown } | null;
+  return e !== null && typeof e === "object" && e.remote === true && e.retryable !== true && e.overloaded !== true;
+}
+
+/**
+ * The sequencer answered with an exception of its code (a bug): a 500, not a failover round and a
+ * 503 that called it unreachable. For a command the outcome is unknown (it may have been ordered
+ * before the throw): a 504, so the client retries with the same pair.
+ */
+function sequencerFailed(group: string, err: unknown, command: boolean): Error {
+  if (!command) return err instanceof Error ? err : new Error(String(err));
+  logEvent({ event: "internal-error", group, message: `the sequencer failed: ${String(err)}`, stack: (err as Error)?.stack }, "error");
+  return new ApiError("timeout", `the sequencer of ${group} failed with an internal error; the command may or may not take effect: retry with the same client and request`);
 }
 
 /**

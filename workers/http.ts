@@ -6,6 +6,7 @@ import { type Checked } from "../shared/api/commands.js";
 import { ApiError } from "../shared/api/errors.js";
 import { checkJson } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
+import { logEvent } from "../shared/log.js";
 import { bodyBytesMax, bodyReadTimeoutMs } from "../shared/limits.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { Scope } from "./auth.js";
@@ -109,6 +110,11 @@ export async function statusForReaders(env: Env, group: string): Promise<GroupSt
   try {
     return await status(env, group);
   } catch (err) {
+    if (groups.thrownByObjectCode(err)) {
+      // A bug in the sequencer's status: logged as one, and the replicas still tell what they can.
+      logEvent({ event: "internal-error", group, message: `the sequencer's status failed: ${String(err)}`, stack: (err as Error)?.stack }, "error");
+      return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer failed with an internal error (${String(err)})`);
+    }
     if (!(err instanceof ApiError) || (err.code !== "unavailable" && err.code !== "timeout")) throw err;
     return statusFromReplicas(env, await groups.lookup(env, group), err.message);
   }

@@ -1,4 +1,4 @@
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
 import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
@@ -117,5 +117,39 @@ describe("fault injection is off without ALLOW_FAULTS", () => {
     const r = await direct("/v1/groups/no-faults/faults", { method: "POST", headers: { authorization: "Bearer test-admin-token", "content-type": "application/json" }, body: JSON.stringify({ target: "r1", fault: "unreachable" }) }, { ALLOW_FAULTS: undefined });
     expect(r.status).toBe(404);
     expect(r.body.error.code).toBe("not_found");
+  });
+});
+
+describe("an exception thrown by the sequencer's own code (a bug)", () => {
+  it("is a 500 (a 504 for a command: it may have been ordered), not a failover round that calls the sequencer unreachable", async () => {
+    await createGroup("buggy");
+    expect((await command("buggy", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const before = (await api("GET", "/v1/groups/buggy", undefined, clientToken)).body;
+    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("buggy")), (inst: any) => {
+      inst.driver.submit = () => {
+        throw new Error("bug in submit");
+      };
+      inst.driver.readIndex = () => {
+        throw new Error("bug in readIndex");
+      };
+      inst.driver.hearUnheard = () => {
+        throw new Error("bug in status");
+      };
+    });
+    expectError(await command("buggy", { op: "put", key: "k", value: 2 }), 504, "timeout", /internal error; the command may or may not take effect/);
+    const read = await query("buggy", { op: "get", key: "k" });
+    expect(read.status).toBe(500);
+    expect(read.body.error).toMatchObject({ code: "internal", message: expect.stringMatching(/request id/) });
+    // The status still comes, from the replicas, and says what failed.
+    const status = await api("GET", "/v1/groups/buggy", undefined, clientToken);
+    expect(status.status).toBe(200);
+    expect(JSON.stringify(status.body)).toMatch(/internal error \(Error: bug in status\)/);
+    expect(status.body.replicas.map((r: any) => r.status)).toEqual(["healthy", "healthy", "healthy"]);
+    expect(Math.max(...status.body.replicas.map((r: any) => r.appliedSeq))).toBe(1);
+    // No failover was tried: the same sequencer at the same epoch, and no failover event.
+    expect(status.body.epoch).toBe(before.epoch);
+    expect(status.body.sequencer.name).toBe(before.sequencer.name);
+    const events = (await api("GET", "/v1/groups/buggy/events", undefined, clientToken)).body.events;
+    expect(events.filter((e: any) => e.kind === "failover")).toEqual([]);
   });
 });
