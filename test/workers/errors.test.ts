@@ -1,6 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
+import type { SequencerObject } from "../../workers/sequencer.js";
 import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 async function direct(path: string, init: RequestInit, envOverride: Record<string, unknown>) {
@@ -125,14 +126,15 @@ describe("an exception thrown by the sequencer's own code (a bug)", () => {
     await createGroup("buggy");
     expect((await command("buggy", { op: "put", key: "k", value: 1 })).status).toBe(200);
     const before = (await api("GET", "/v1/groups/buggy", undefined, clientToken)).body;
-    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("buggy")), (inst: any) => {
-      inst.driver.submit = () => {
+    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("buggy")), (inst: SequencerObject) => {
+      const driver = (inst as any).driver;
+      driver.submit = () => {
         throw new Error("bug in submit");
       };
-      inst.driver.readIndex = () => {
+      driver.readIndex = () => {
         throw new Error("bug in readIndex");
       };
-      inst.driver.hearUnheard = () => {
+      driver.hearUnheard = () => {
         throw new Error("bug in status");
       };
     });
