@@ -175,7 +175,7 @@ export const lock = defineMachine({
     // One row past the page says exactly whether more follow. (state.page's `more` only says rows
     // may follow, and how sure it is depends on which rows the replica has saved yet: replicas
     // would answer the same read differently. Leases are small: a page is far under pageBytesMax.)
-    const rows = state.scan<Lease>(prefix, after !== null && compareCodePoints(after, prefix) > 0 ? after : null, limit + 1);
+    const rows = state.scan<Lease>(prefix, after !== null && compareCodePoints(after, prefix) >= 0 ? after : null, limit + 1);
     const locks = rows.slice(0, limit).map(([key, lease]) => ({ lock: key.slice(lockPrefix.length), ...lease }));
     const result: { locks: (Lease & { lock: string })[]; next?: string } = { locks };
     if (rows.length > limit) result.next = locks[locks.length - 1]!.lock;

@@ -19,7 +19,8 @@ export class ReferenceState implements MachineState {
     return v === undefined ? null : (JSON.parse(v) as T);
   }
   put(key: string, value: unknown): void {
-    this.rows.set(key, JSON.stringify(value));
+    if (value === null) this.rows.delete(key);
+    else this.rows.set(key, JSON.stringify(value));
     this.written.add(key);
   }
   delete(key: string): boolean {

@@ -94,6 +94,20 @@ describe("lock machine", () => {
     expect((lock.query(view, { op: "list", prefix: "d" }) as any).locks.map((l: any) => l.lock)).toEqual(["d"]);
   });
 
+  it("pages a prefix to its end when a lock is named like the prefix (after is strictly after)", () => {
+    const { view, run } = fresh();
+    for (const name of ["a", "ab", "b"]) run({ op: "acquire", lock: name, owner: "o", ttlMs: 10 }, 0);
+    const names: string[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 5; page++) {
+      const r = lock.query(view, { op: "list", prefix: "a", limit: 1, ...(after === undefined ? {} : { after }) }) as any;
+      names.push(...r.locks.map((l: any) => l.lock));
+      after = r.next;
+      if (after === undefined) break;
+    }
+    expect(names).toEqual(["a", "ab"]);
+  });
+
   it("validates names (1..256 characters), ttlMs (1..3,600,000) and tokens", () => {
     const ok = (c: unknown) => validateCommand(lock, c).ok;
     expect(ok({ op: "acquire", lock: "l", owner: "o", ttlMs: 1 })).toBe(true);
