@@ -236,6 +236,8 @@ describe("smr metrics", () => {
     const text = await smrOk(["metrics", "--group", "cli-metrics"], admin());
     expect(text).toMatch(/^smr_group_commit_seq\{[^}]*group="cli-metrics"[^}]*\} \d+$/m);
     expect(text).toMatch(/^smr_replica_applied_seq\{[^}]*replica="r1"[^}]*\} \d+$/m);
+    // Only that group: every sample's group label is cli-metrics.
+    expect([...text.matchAll(/group="([^"]*)"/g)].map((m) => m[1]).filter((g) => g !== "cli-metrics")).toEqual([]);
     const { samples } = await json(["metrics", "--group", "cli-metrics"]);
     const commit = samples.find((s: { name: string }) => s.name === "smr_group_commit_seq");
     expect(commit).toMatchObject({ labels: { group: "cli-metrics" } });

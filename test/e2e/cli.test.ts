@@ -109,7 +109,8 @@ describe("smr audit, audits, replicas, events, sequencer", () => {
     expect(await smrOk(["events", "cli-ops", "--limit", "5"], client())).toMatch(/│ replica-added +│/);
 
     const moved = await json(["sequencer", "move", "cli-ops"]);
-    expect(moved.sequencer).toMatchObject({ epoch: expect.any(Number) });
+    expect(moved.sequencer).toMatchObject({ name: "cli-ops~s1", epoch: expect.any(Number) });
+    expect(moved.sequencer.epoch).toBeGreaterThan(1);
     expect((await json(["get", "cli-ops", "k"], client())).result).toEqual({ value: 1 });
   }, cliTestMs);
 });

@@ -1,6 +1,6 @@
 // `npm start` (scripts/start.mjs -> wrangler dev) serves the API with tokens passed as --var.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,5 +61,7 @@ describe("npm start", () => {
     expect(cron.status).toBe(200);
     const audits = await fetch(`${url}/v1/groups/started/audits`, { headers: { authorization: "Bearer t1" } });
     expect(((await audits.json()) as any).audits.length).toBeGreaterThanOrEqual(1);
+    // --persist-to: the objects' SQLite files are in that folder.
+    expect(readdirSync(dir, { recursive: true }).filter((f) => String(f).endsWith(".sqlite")).length).toBeGreaterThan(0);
   }, 90_000);
 });

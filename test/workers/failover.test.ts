@@ -67,7 +67,8 @@ describe("automatic failover (workerd)", () => {
     const slow = await api("POST", "/v1/groups/wmv/sequencer", { location: "weur" });
     expect(slow.status, JSON.stringify(slow.body)).toBe(503);
     expect(slow.body.error.message).toMatch(/cannot hand over.*did not answer within/);
-    expect(Date.now() - startedMs).toBeLessThan(handOverTimeoutMs + 2_000);
+    // Sooner than the slow call would have answered (handOverTimeoutMs + 3 s): it did not wait for it.
+    expect(Date.now() - startedMs).toBeLessThan(handOverTimeoutMs + 3_000);
     await api("POST", "/v1/groups/wmv/faults", { target: "sequencer", fault: "none" });
     // The group goes on: a write succeeds (recovering, if the late hand-over went through) and nothing is lost.
     let w: { status: number; body: any } = { status: 0, body: null };
@@ -100,7 +101,9 @@ describe("automatic failover (workerd)", () => {
     const outageMs = Date.now() - cutAt;
     expect(outageMs).toBeGreaterThan(2 * sequencerTimeoutMs);
     const event = (await api("GET", "/v1/groups/wdm/events", undefined, clientToken)).body.events.find((e: any) => e.kind === "failover");
-    expect(event.downMs).toBeGreaterThan(outageMs - 1_500);
+    // Counted from the voters' restart (the bug), it would be about outageMs - 6 s; the slack
+    // leaves room for the recovery and the write's answer on a busy machine.
+    expect(event.downMs).toBeGreaterThan(outageMs - 3_000);
     expect(event.downMs).toBeLessThanOrEqual(outageMs);
   }, 40_000);
 });

@@ -129,6 +129,9 @@ describe("divergence", () => {
       ["r2", "diverged"],
       ["r3", "agrees"],
     ]);
+    expect(report.quarantined).toEqual(["r2"]);
+    const events = (await api("GET", "/v1/groups/tamper/events", undefined, clientToken)).body.events;
+    expect(events.filter((e: any) => e.kind === "quarantine").map((e: any) => e.replica)).toEqual(["r2"]);
     let s = await statuses("tamper");
     expect([s.r1.status, s.r3.status]).toEqual(["healthy", "healthy"]);
     expect(["quarantined", "repairing", "healthy"]).toContain(s.r2.status);

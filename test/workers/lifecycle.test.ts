@@ -37,9 +37,18 @@ describe("incarnations", () => {
     expect(ok).toBeGreaterThanOrEqual(okBefore + 50);
     const s = (await api("GET", "/v1/groups/stall-g", undefined, clientToken)).body;
     expect(s.commitSeq).toBeGreaterThan(0);
-    const log = await api("GET", "/v1/groups/stall-g/log?from=1&limit=10");
-    expect(log.status).toBe(200);
-    expect(log.body.entries[0].seq).toBe(1);
+    // The new incarnation's own log from seq 1: none of the old one's entries (its "probe" reads), and the new "probe2" reads.
+    const entries: any[] = [];
+    for (let from = 1; ; ) {
+      const log = await api("GET", `/v1/groups/stall-g/log?from=${from}&limit=1000`);
+      expect(log.status).toBe(200);
+      entries.push(...log.body.entries);
+      if (log.body.entries.length === 0 || entries[entries.length - 1].seq >= log.body.lastSeq) break;
+      from = entries[entries.length - 1].seq + 1;
+    }
+    expect(entries.map((e) => e.seq)).toEqual(entries.map((_, i) => i + 1));
+    expect(entries.filter((e) => e.client === "probe")).toEqual([]);
+    expect(entries.filter((e) => e.client === "probe2").length).toBeGreaterThan(0);
     expect([...statuses.keys()].every((st) => [200, 404, 503, 504].includes(st)), JSON.stringify([...statuses])).toBe(true);
     const audit = await api("POST", "/v1/groups/stall-g/audit");
     expect(audit.body.verdict).toBe("consistent");
