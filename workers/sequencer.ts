@@ -3,7 +3,7 @@ import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
 import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
-import type { SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
+import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
 import type { AuditReport, Entry, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
@@ -26,8 +26,18 @@ export type { SubmitAnswer };
 
 export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
 
-export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" };
-export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | { ok: false; reason: string; code: "not_found" | "unavailable" | "conflict" };
+type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout" };
+export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
+export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
+
+/**
+ * The API's code for a refused membership change. Ordered but not committed in time is a 504: it
+ * may still take effect (a 503 says "certainly not ordered", and a retry then met "no replica").
+ */
+function changeRefused(r: Refused): ChangeRefused {
+  const codes: Partial<Record<Refusal, ChangeRefused["code"]>> = { full: "conflict", last_voter: "conflict", not_member: "not_found", not_committed: "timeout" };
+  return { ok: false, reason: r.reason, code: codes[r.refused] ?? "unavailable" };
+}
 
 /** The co-located replica's log table: the sequencer's own log is `log`. */
 const colocatedLogTable = "replica_log";
@@ -287,7 +297,7 @@ export class SequencerObject extends ReplicaServing {
     const driver = this.driver;
     if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
     const r = await driver.addReplica(location);
-    if (!r.ok) return { ok: false, reason: r.reason, code: r.refused === "full" ? "conflict" : "unavailable" };
+    if (!r.ok) return changeRefused(r);
     return { ok: true, replica: driver.core.replicaStatuses().find((x) => x.id === r.id)! };
   }
 
@@ -297,7 +307,7 @@ export class SequencerObject extends ReplicaServing {
     const before = driver.core.replicaStatuses().find((x) => x.id === id);
     if (!before) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
     const r = await driver.removeReplica(id);
-    if (!r.ok) return { ok: false, reason: r.reason, code: r.refused === "last_voter" ? "conflict" : r.refused === "not_member" ? "not_found" : "unavailable" };
+    if (!r.ok) return changeRefused(r);
     return { ok: true, replica: { ...before, status: "removed" } };
   }
 

@@ -272,6 +272,11 @@ export class SequencerDriver {
     });
   }
 
+  /** Runs `then` once seq is committed, unless this sequencer stops first (no timer: it waits as long as it is in office). */
+  private whenCommitted(seq: number, then: () => void): void {
+    this.commitWatchers.push({ seq, wake: () => (!this.stopped && this.core.commitSeq >= seq ? then() : undefined) });
+  }
+
   private waitCommitted(seq: number, waitMs: number): Promise<boolean> {
     if (this.core.commitSeq >= seq) return Promise.resolve(true);
     this.kickAll();
@@ -662,6 +667,8 @@ export class SequencerDriver {
     // Before anything is provisioned (the core refuses such a change too).
     if (this.core.replicaIds().length >= replicasMax) return { ok: false, ...refusal("full") };
     const id = `r${nextReplicaNo(this.core.config)}`;
+    const refused = this.core.changeRefusal({ op: "add", id, location });
+    if (refused !== null) return { ok: false, ...refused };
     await this.io.provision?.(id, location);
     const r = await this.reconfigure({ op: "add", id, location });
     return r.ok ? { ok: true, id } : r;
@@ -670,8 +677,19 @@ export class SequencerDriver {
   /** Removes a replica; once the removal is committed its storage is destroyed. */
   async removeReplica(id: string): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     const r = await this.reconfigure({ op: "remove", id });
-    if (r.ok) await this.io.retire?.(id).catch((err) => this.io.log("warn", `destroying removed ${id}: ${String(err)}`));
+    if (r.ok) await this.retire(id);
     return r;
+  }
+
+  private async retire(id: string): Promise<void> {
+    await this.io.retire?.(id).catch((err) => this.io.log("warn", `destroying removed ${id}: ${String(err)}`));
+  }
+
+  /** A committed change's event (a promotion is part of an add: none of its own). */
+  private changeCommitted(change: ConfigChange, seq: number): void {
+    if (change.op === "promote") return;
+    const added = change.op === "add";
+    this.io.event?.(added ? "replica-added" : "replica-removed", `replica ${change.id} ${added ? "added" : "removed"} at seq ${seq}`, { replica: change.id, seq });
   }
 
   private reconfiguring = false;
@@ -704,6 +722,8 @@ export class SequencerDriver {
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     if (this.stopped) return { ok: false, ...refusal("stopping") };
     if (this.reconfiguring || this.core.configChangePending) return { ok: false, ...refusal("change_pending") };
+    const refused = this.core.changeRefusal(change);
+    if (refused !== null) return { ok: false, ...refused };
     this.reconfiguring = true;
     try {
       const current = this.core.config;
@@ -721,14 +741,17 @@ export class SequencerDriver {
       this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
       this.kickAll();
       if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) {
-        // It may still commit: then its membership is recorded, and the directory stops demanding both.
+        // It may still commit: then its membership is recorded, and the directory stops demanding
+        // both; its event is written, and a removed replica's storage destroyed, then.
         this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
+        this.whenCommitted(e.seq, () => {
+          this.changeCommitted(change, e.seq);
+          if (change.op === "remove") void this.retire(change.id);
+        });
         return { ok: false, ...refusal("not_committed", change.id) };
       }
       if (!this.stopped) await this.record(this.core.config);
-      if (change.op !== "promote") {
-        this.io.event?.(change.op === "add" ? "replica-added" : "replica-removed", `replica ${change.id} ${change.op === "add" ? "added" : "removed"} at seq ${e.seq}`, { replica: change.id, seq: e.seq });
-      }
+      this.changeCommitted(change, e.seq);
       this.kickAll();
       return { ok: true };
     } finally {

@@ -1,4 +1,4 @@
-import { appendBytesMax, appendEntriesMax, downAfterMisses, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, tailBytesMax } from "../limits.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
 import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash } from "./entry.js";
@@ -63,21 +63,22 @@ export type SubmitDecision =
   | { kind: "unavailable"; reason: string };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
-export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full";
+export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum";
 
 export interface Refused {
   refused: Refusal;
   reason: string;
 }
 
-export function refusal(refused: Refusal, id = ""): Refused {
+export function refusal(refused: Refusal, id = "", detail = ""): Refused {
   const reasons: Record<Refusal, string> = {
     stopping: "the sequencer is stopping",
     change_pending: "another membership change is not committed yet",
     already_member: `${id} is already a member`,
     not_member: `${id} is not a member`,
     last_voter: "the last voting replica cannot be removed",
-    not_committed: `the change of ${id} was not committed in time`,
+    not_committed: `the change of ${id} was ordered but not committed in time; it may still take effect (see the group's replicas and events)`,
+    no_quorum: `the membership after this change would have ${detail}: it could not commit; bring the unreachable replicas back first`,
     full: `the group has ${replicasMax} replicas, the most it may have`,
   };
   return { refused, reason: reasons[refused] };
@@ -272,7 +273,7 @@ export class SequencerCore {
 
   /** Voters that may vote and answered lately, against how many a quorum needs. */
   reachableVoters(): { count: number; need: number } {
-    return { count: this.voters().filter((p) => p.misses < downAfterMisses).length, need: this.votingConfig().need };
+    return this.progress.reachableOf(this.voterIds());
   }
 
   /**
@@ -561,7 +562,8 @@ export class SequencerCore {
    * configuration in the log is the one in force). One change at a time: the previous one must be
    * committed. The caller flushes queued commands first, so they keep their order.
    */
-  appendConfig(change: ConfigChange, timestamp: string): Entry | Refused {
+  /** Why this membership change cannot be ordered now, or null: checked before anything is done for it. */
+  changeRefusal(change: ConfigChange): Refused | null {
     if (this.closed || this.fenced) return refusal("stopping");
     if (this.configChangePending) return refusal("change_pending");
     const members = membersOf(this.meta.config);
@@ -569,6 +571,18 @@ export class SequencerCore {
     if (change.op === "add" && members.length >= replicasMax) return refusal("full");
     if (change.op !== "add" && !members.some((m) => m.id === change.id)) return refusal("not_member", change.id);
     if (change.op === "remove" && members.filter((m) => m.voter && m.id !== change.id).length === 0) return refusal("last_voter");
+    // As etcd's strict reconfiguration check: a change the new membership's reachable voters
+    // cannot commit is refused before it is ordered (removing a healthy replica while another is
+    // down left a group that could commit nothing, the change included).
+    const voters = membersOf(configAfter(this.meta.config, change)).filter((m) => m.voter).map((m) => m.id);
+    const reach = this.progress.reachableOf(voters);
+    if (reach.count < reach.need) return refusal("no_quorum", change.id, `${reach.count} reachable ${reach.count === 1 ? "voter" : "voters"} of ${voters.length}, ${reach.need} needed`);
+    return null;
+  }
+
+  appendConfig(change: ConfigChange, timestamp: string): Entry | Refused {
+    const refused = this.changeRefusal(change);
+    if (refused !== null) return refused;
     const body = { seq: this.lastSeq + 1, epoch: this.meta.epoch, kind: "config" as const, client: null, request: null, command: change, timestamp };
     const e: Entry = { ...body, hash: entryHash(this.lastHash, body) };
     const config = configAfter(this.meta.config, change);

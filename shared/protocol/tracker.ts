@@ -84,6 +84,18 @@ export class ProgressTracker {
     return new MajorityConfig(this.voterIds());
   }
 
+  /**
+   * Of a membership's voters (by id), those that may vote and answered lately, against how many
+   * its quorum needs: whether it can commit now.
+   */
+  reachableOf(voterIds: string[]): { count: number; need: number } {
+    const count = voterIds.filter((id) => {
+      const p = this.byId.get(id);
+      return p !== undefined && !p.quarantined && p.misses < downAfterMisses;
+    }).length;
+    return { count, need: new MajorityConfig(voterIds).need };
+  }
+
   /** Voters that may vote now (not quarantined). */
   activeVoters(): Progress[] {
     return this.all().filter((p) => p.voter && !p.quarantined);

@@ -59,7 +59,19 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
   seqStore.saveMeta(meta);
   /** What the driver wrote to the directory (recordMemberships), in order. */
   const recorded: GroupConfig[] = [];
-  const io: DriverIO = { ...clock, link, log: () => {}, recordMemberships: async (c) => void recorded.push(structuredClone(c)) };
+  /** The driver's events, the ids it provisioned (no object is made: a new replica stays unreachable) and retired. */
+  const events: { kind: string; message: string; fields: Record<string, unknown> }[] = [];
+  const provisioned: string[] = [];
+  const retired: string[] = [];
+  const io: DriverIO = {
+    ...clock,
+    link,
+    log: () => {},
+    recordMemberships: async (c) => void recorded.push(structuredClone(c)),
+    event: (kind, message, fields) => void events.push({ kind, message, fields: fields ?? {} }),
+    provision: async (id) => void provisioned.push(id),
+    retire: async (id) => void retired.push(id),
+  };
   const driver = new SequencerDriver(new SequencerCore(seqStore, meta), io, retention);
-  return { driver, replicas, stores, seqStore, down, recorded, calls };
+  return { driver, replicas, stores, seqStore, down, recorded, calls, events, provisioned, retired };
 }

@@ -3,6 +3,7 @@
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
 import { membersOf } from "../../shared/protocol/types.js";
+import { commandTimeoutMs } from "../../shared/limits.js";
 import { type Clock, directGroup } from "../support/direct.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
@@ -80,6 +81,68 @@ describe("a removed replica", () => {
     g.driver.startHeartbeats();
     await tick(1_100);
     expect(g.driver.trackedIds()).toEqual(["r1", "r2"]);
+    g.driver.stop();
+  });
+});
+
+describe("a membership change", () => {
+  const statusOf = (g: ReturnType<typeof directGroup>, id: string) => g.driver.core.replicaStatuses().find((r) => r.id === id)?.status;
+
+  it("that the new membership's reachable voters could not commit is refused before it is ordered (etcd's strict reconfiguration check)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.down.add("r2");
+    for (let i = 2; i < 40 && statusOf(g, "r2") !== "down"; i++) {
+      expect((await g.driver.submit("a", i, { op: "put", key: "k", value: i })).kind).toBe("ok");
+      await tick(30);
+    }
+    expect(statusOf(g, "r2")).toBe("down");
+    const lastSeq = g.driver.core.lastLogSeq;
+    const records = g.recorded.length;
+    // Removing a healthy replica while another is down would leave {r1, r2} with one voter reachable.
+    const refused = await g.driver.removeReplica("r3");
+    expect(refused).toMatchObject({ ok: false, refused: "no_quorum", reason: expect.stringMatching(/1 reachable voter of 2, 2 needed/) });
+    expect(g.driver.core.lastLogSeq).toBe(lastSeq);
+    expect(g.driver.core.replicaIds()).toEqual(["r1", "r2", "r3"]);
+    expect(g.recorded).toHaveLength(records); // no write-ahead of a change that cannot be made
+    // Removing the down one leaves {r1, r3}, both reachable: accepted.
+    expect(await g.driver.removeReplica("r2")).toEqual({ ok: true });
+    expect(g.retired).toEqual(["r2"]);
+    // An add needs the current membership's quorum: with r3 down too, none is provisioned.
+    g.down.add("r3");
+    for (let i = 100; i < 140 && statusOf(g, "r3") !== "down"; i++) {
+      void g.driver.submit("a", i, { op: "put", key: "k", value: i });
+      await tick(30);
+    }
+    expect(statusOf(g, "r3")).toBe("down");
+    expect(await g.driver.addReplica(null)).toMatchObject({ ok: false, refused: "no_quorum" });
+    expect(g.provisioned).toEqual([]);
+    g.driver.stop();
+  });
+
+  it("ordered but not committed in time says so, and once it commits its event is written and a removed replica retired", async () => {
+    // The commit wait (commandTimeoutMs) ends after 50 ms; every other timer runs as set.
+    const clock: Clock = {
+      nowMs: () => Date.now(),
+      setTimer: (ms, fn) => {
+        const t = setTimeout(fn, ms >= commandTimeoutMs ? 50 : ms);
+        return () => clearTimeout(t);
+      },
+    };
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, clock);
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    // r2 stops answering, not yet counted down: the removal of r3 is ordered, and {r1, r2} cannot commit it.
+    g.down.add("r2");
+    const late = await g.driver.removeReplica("r3");
+    expect(late).toMatchObject({ ok: false, refused: "not_committed", reason: expect.stringMatching(/ordered but not committed in time; it may still take effect/) });
+    expect(g.driver.core.replicaIds()).toEqual(["r1", "r2"]);
+    expect(g.events).toEqual([]);
+    expect(g.retired).toEqual([]);
+    g.down.clear();
+    for (let i = 0; i < 100 && g.events.length === 0; i++) await tick(30);
+    expect(g.events.map((e) => [e.kind, e.fields.replica])).toEqual([["replica-removed", "r3"]]);
+    await tick();
+    expect(g.retired).toEqual(["r3"]);
     g.driver.stop();
   });
 });

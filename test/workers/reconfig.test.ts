@@ -113,6 +113,24 @@ describe("reconfiguration", () => {
     expect((await api("PUT", "/v1/groups/solo", { machine: "kv", replicas: 1 })).status).toBe(200);
   });
 
+  it("refuses (503, nothing ordered) a removal that would leave the group without a reachable quorum", async () => {
+    await createGroup("strict");
+    expect((await command("strict", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    await api("POST", "/v1/groups/strict/faults", { target: "r2", fault: "unreachable" });
+    await waitFor("r2 to be down", async () => (await replicas("strict")).r2?.status === "down", 200);
+    const before = (await api("GET", "/v1/groups/strict/log")).body.lastSeq;
+    const refused = await api("DELETE", "/v1/groups/strict/replicas/r3");
+    expectError(refused, 503, "unavailable", /would have 1 reachable voter of 2, 2 needed/);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect((await api("GET", "/v1/groups/strict/log")).body.lastSeq).toBe(before);
+    expect(Object.keys(await replicas("strict"))).toEqual(["r1", "r2", "r3"]);
+    expect((await command("strict", { op: "put", key: "b", value: 2 })).status).toBe(200);
+    // The down one can go: {r1, r3} are both reachable.
+    expect((await api("DELETE", "/v1/groups/strict/replicas/r2")).status).toBe(202);
+    await api("POST", "/v1/groups/strict/faults", { target: "r2", fault: "none" });
+    expect(Object.keys(await replicas("strict"))).toEqual(["r1", "r3"]);
+  });
+
   it("refuses an eighth replica (API.md: 1 to 7) with a 409, and provisions nothing for it", async () => {
     await createGroup("seven", { machine: "kv", replicas: 6 });
     expect((await api("POST", "/v1/groups/seven/replicas", {})).status).toBe(202);
