@@ -66,7 +66,7 @@ function sequencerCommand(): Command {
       if (json) return printJson(r);
       const s = r.sequencer;
       // Accepted (202): the new sequencer may not be in office yet, so it may have no `since`.
-      printRecord({ name: s.name, location: s.location ?? "any", epoch: s.epoch, ...(s.since ? { since: s.since } : {}) });
+      printRecord({ name: s.name, location: s.location ?? "any", epoch: s.epoch, ...(s.since ? { since: s.since } : {}), ...(s.recovering ? { recovering: s.recovering } : {}) });
     });
   return sequencer;
 }

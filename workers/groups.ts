@@ -17,6 +17,7 @@ import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/fail
 import { TimeoutError, type VoteReply, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
+import type { HandOverAnswer } from "./sequencer.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
 const cache = new Map<string, { record: GroupRecord; atMs: number }>();
@@ -259,20 +260,24 @@ export async function move(env: Env, group: string, location: string | null) {
   const record = await lookup(env, group, true);
   const config = record.config;
   const no = (config.sequencer?.no ?? 0) + 1;
-  const moved: GroupConfig = { ...config, sequencer: { name: `${group}~s${no}`, location, no } };
-  await handOver(env, config);
+  const moved: GroupConfig = { ...config, sequencer: { name: `${group}~s${no}`, location, no, since: new Date().toISOString() } };
+  const oldEpoch = await handOver(env, config);
   if (!(await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved))) {
     throw new ApiError("conflict", `the sequencer of ${group} changed meanwhile (a failover or another move); look again`);
   }
   cache.delete(group);
+  // The move has taken effect (the directory names the new object): a recovery that fails now
+  // (replicas lost between the hand-over's check and here) is retried by the next request, so
+  // the answer is still the 202 of a move done, not a 503 that a client would retry as another.
   const r = await sequencerOf(env, moved).recover(moved);
-  if (!r.ok) throw new ApiError("unavailable", `the new sequencer could not recover yet: ${r.reason}`, 1);
   const from = sequencerName(config);
   const to = moved.sequencer!.name;
-  const event = { at: new Date().toISOString(), kind: "move", epoch: r.epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} at epoch ${r.epoch}`, from, to, location };
-  logEvent({ event: "move", group, epoch: r.epoch, message: event.message, from, to }, "log");
+  const epoch = r.ok ? r.epoch : oldEpoch;
+  const done = r.ok ? `at epoch ${r.epoch}` : `; it takes office once it recovers (${r.reason})`;
+  const event = { at: new Date().toISOString(), kind: "move", epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} ${done}`, from, to, location };
+  logEvent({ event: "move", group, epoch, message: event.message, from, to }, r.ok ? "log" : "warn");
   await directoryStub(env, group).addEvent(config.incarnation, event).catch(() => undefined);
-  return { name: to, location, epoch: r.epoch };
+  return { name: to, location, epoch, ...(r.ok ? {} : { recovering: r.reason }) };
 }
 
 /**
@@ -280,14 +285,17 @@ export async function move(env: Env, group: string, location: string | null) {
  * is a 503: a move without its hand-over would skip the PreVote, and the old sequencer could still
  * serve reads within its lease while the new one commits (failover replaces an unreachable one).
  */
-async function handOver(env: Env, config: GroupConfig): Promise<void> {
+async function handOver(env: Env, config: GroupConfig): Promise<number> {
   const name = sequencerName(config);
+  let r: HandOverAnswer;
   try {
-    await withTimeout(realClock, sequencerOf(env, config).handOver(), handOverTimeoutMs, `the sequencer ${name}`);
+    r = await withTimeout(realClock, rpc<HandOverAnswer>(sequencerOf(env, config).handOver()), handOverTimeoutMs, `the sequencer ${name}`);
   } catch (err) {
     const why = err instanceof TimeoutError ? `did not answer within ${handOverTimeoutMs} ms` : `is unreachable (${String(err)})`;
     throw new ApiError("unavailable", `cannot hand over: the sequencer ${name} ${why}; if a quorum of voters has lost it too, the next request fails it over`, 1);
   }
+  if (!r.ok) throw new ApiError("unavailable", `cannot move the sequencer of ${config.group}: ${r.reason}; nothing was changed`, 1);
+  return r.epoch;
 }
 
 /** The replicas a router may read from (the record's membership). */

@@ -26,6 +26,7 @@ export type { SubmitAnswer };
 
 export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
 
+export type HandOverAnswer = { ok: true; epoch: number } | { ok: false; reason: string };
 type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout" };
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
@@ -287,8 +288,8 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** A move: this sequencer stops and forgets everything; its successor recovers from the replicas. */
-  async handOver(): Promise<void> {
-    await this.lifecycle.handOver();
+  async handOver(): Promise<HandOverAnswer> {
+    return this.lifecycle.handOver();
   }
 
   // ---- reconfiguration ----------------------------------------------------------------------

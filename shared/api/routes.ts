@@ -332,7 +332,17 @@ export const routes: Route[] = [
     tag: "replicas",
     summary: "Move the group's sequencer (to a location hint)",
     body: { schema: moveSequencerBody, optional: true },
-    answers: [{ status: 202, description: "the new sequencer", schema: z.object({ sequencer: answers.sequencerStatus.omit({ since: true }) }) }],
+    answers: [
+      {
+        status: 202,
+        description: "the new sequencer",
+        schema: z.object({
+          sequencer: answers.sequencerStatus
+            .omit({ since: true })
+            .extend({ recovering: z.string().optional().describe("present when the new sequencer could not recover yet (the move is done; it takes office at the next request that finds a quorum): why. epoch is then the old one") }),
+        }),
+      },
+    ],
     errors: ["conflict", "unavailable"],
   },
 

@@ -257,7 +257,8 @@ export class SmrClient {
   removeReplica(group: string, id: string): Promise<{ replica: ReplicaStatus }> {
     return this.request("DELETE", `/v1/groups/${group}/replicas/${id}`);
   }
-  moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] }> {
+  /** `recovering`: the move is done, but the new sequencer could not recover yet (why); it takes office at the next request that finds a quorum. */
+  moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] & { recovering?: string } }> {
     return this.request("POST", `/v1/groups/${group}/sequencer`, location === undefined ? {} : { location });
   }
   log(group: string, from?: number, limit?: number): Promise<LogPage> {

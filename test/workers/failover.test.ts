@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { failoverHoldDownMs, handOverTimeoutMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { runInDurableObject } from "cloudflare:test";
-import { api, clientToken, command, createGroup, query, replicaObject } from "./helpers.js";
+import { api, clientToken, command, createGroup, expectError, query, replicaObject, waitFor } from "./helpers.js";
 
 describe("automatic failover (workerd)", () => {
   it("replaces an unreachable sequencer; writes resume; a second failover waits for the hold-down", async () => {
@@ -78,6 +78,31 @@ describe("automatic failover (workerd)", () => {
     }
     expect(w.status, JSON.stringify(w.body)).toBe(200);
     expect((await query("wmv", { op: "get", key: "a" })).body.result).toEqual({ value: 1 });
+  }, 40_000);
+
+  it("a move without a quorum of voters reachable is refused before the hand-over: nothing changes (it left no sequencer in office)", async () => {
+    await createGroup("wmq", { machine: "kv", replicas: 3 });
+    expect((await command("wmq", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    for (const id of ["r2", "r3"]) await api("POST", "/v1/groups/wmq/faults", { target: id, fault: "unreachable" });
+    await waitFor("r2 and r3 to be down", async () => {
+      const s = (await api("GET", "/v1/groups/wmq", undefined, clientToken)).body.replicas;
+      return s.filter((r: any) => r.status === "down").length === 2;
+    }, 200);
+    const refused = await api("POST", "/v1/groups/wmq/sequencer", { location: "weur" });
+    expectError(refused, 503, "unavailable", /only 1 voting replica reachable, 2 needed.*nothing was changed/);
+    const status = (await api("GET", "/v1/groups/wmq", undefined, clientToken)).body;
+    expect(status.sequencer).toMatchObject({ name: "wmq", epoch: 1 });
+    expect((await api("GET", "/v1/groups/wmq/events", undefined, clientToken)).body.events).toEqual([]);
+    for (const id of ["r2", "r3"]) await api("POST", "/v1/groups/wmq/faults", { target: id, fault: "none" });
+    await waitFor("r2 and r3 to answer", async () => (await command("wmq", { op: "put", key: "b", value: 2 }, "w", 2)).status === 200, 200);
+    // With them back the move goes through, and a status while the new sequencer is cut off gives the move's time as its since.
+    const before = Date.now();
+    expect((await api("POST", "/v1/groups/wmq/sequencer", { location: "weur" })).status).toBe(202);
+    await api("POST", "/v1/groups/wmq/faults", { target: "sequencer", fault: "unreachable" });
+    const cut = (await api("GET", "/v1/groups/wmq", undefined, clientToken)).body.sequencer;
+    expect(cut).toMatchObject({ name: "wmq~s1", reachable: false });
+    expect(Date.parse(cut.since)).toBeGreaterThanOrEqual(before - 1);
+    await api("POST", "/v1/groups/wmq/faults", { target: "sequencer", fault: "none" });
   }, 40_000);
 
   it("the failover event's downMs counts the outage the router saw, even when the voters restarted meanwhile", async () => {
