@@ -33,6 +33,11 @@ export function setFault(group: string, target: string, fault: FaultKind | "none
   return listFaults(group);
 }
 
+/** Forgets a group's faults: a deleted group's must not cut off the objects of one re-created under its name. */
+export function clearFaults(group: string): void {
+  table.delete(group);
+}
+
 export function listFaults(group: string): Fault[] {
   return [...(table.get(group)?.values() ?? []), ...(table.get("")?.values() ?? [])];
 }

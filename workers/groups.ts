@@ -17,6 +17,7 @@ import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/fail
 import { TimeoutError, type VoteReply, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
+import { clearFaults } from "./faults.js";
 import type { HandOverAnswer } from "./sequencer.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
@@ -92,6 +93,7 @@ async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   // the name listed for ever, with no record left to finish.)
   await unlist(env, cfg.group);
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
+  clearFaults(cfg.group);
 }
 
 async function unlist(env: Env, group: string): Promise<void> {

@@ -11,6 +11,14 @@ function directory(group: string) {
 }
 
 describe("incarnations", () => {
+  it("a deleted group's injected faults do not carry over to one re-created under its name", async () => {
+    await createGroup("fault-life");
+    expect((await api("POST", "/v1/groups/fault-life/faults", { target: "r2", fault: "slow", ms: 200 })).body.faults).toEqual([{ target: "r2", fault: "slow", ms: 200 }]);
+    expect((await api("DELETE", "/v1/groups/fault-life")).status).toBe(204);
+    await createGroup("fault-life");
+    expect((await api("POST", "/v1/groups/fault-life/faults", { target: "r3", fault: "none" })).body.faults).toEqual([]);
+  });
+
   it("delete and recreate with 16 writers in flight: the new group serves at once, from seq 1, and its log is readable", async () => {
     await createGroup("stall-g");
     let stop = false;
