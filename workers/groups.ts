@@ -276,7 +276,7 @@ export async function move(env: Env, group: string, location: string | null) {
   const to = moved.sequencer!.name;
   const epoch = r.ok ? r.epoch : oldEpoch;
   const done = r.ok ? `at epoch ${r.epoch}` : `; it takes office once it recovers (${r.reason})`;
-  const event = { at: new Date().toISOString(), kind: "move", epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} ${done}`, from, to, location };
+  const event = { at: new Date().toISOString(), kind: "move" as const, epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} ${done}`, from, to, location };
   logEvent({ event: "move", group, epoch, message: event.message, from, to }, r.ok ? "log" : "warn");
   await directoryStub(env, group).addEvent(config.incarnation, event).catch(() => undefined);
   return { name: to, location, epoch, ...(r.ok ? {} : { recovering: r.reason }) };

@@ -5,7 +5,7 @@ import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle
 import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
 import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
-import type { AuditReport, Entry, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
+import type { AuditReport, Entry, EventKind, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
@@ -184,7 +184,7 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
-  private event(cfg: GroupConfig, kind: string, message: string, fields: Record<string, unknown> = {}): void {
+  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}): void {
     const event = { at: new Date().toISOString(), kind, epoch: this.core?.epoch ?? 0, message, ...fields };
     logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[kind] ?? "log");
     this.ctx.waitUntil(

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { type ErrorBody, type ErrorCode, errorStatus } from "./errors.js";
 import type { BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "./results.js";
-import type { AuditReport, Entry, GroupStatus, ReplicaStatus } from "./types.js";
+import { type AuditReport, type Entry, type GroupStatus, type ReplicaStatus, eventKinds } from "./types.js";
 
 const time = z.string().describe("ISO-8601 time");
 const hex = z.string().regex(/^[0-9a-f]*$/).describe("lowercase hex");
@@ -111,7 +111,7 @@ export const auditReport = z.object({
 /** A group's operational history; each kind may carry fields of its own (a failover's cause, from, to, downMs). */
 export const groupEvent = z.looseObject({
   at: time,
-  kind: z.enum(["failover", "move", "recovery", "quarantine", "repair", "release", "alarm", "replica-added", "replica-removed"]),
+  kind: z.enum(eventKinds),
   epoch: seq,
   message: z.string(),
   cause: z.string().optional(),

@@ -74,10 +74,18 @@ export interface GroupStatus {
   replicas: ReplicaStatus[];
 }
 
+/**
+ * Every kind of event a group's history holds: API.md's list, then ours (an operator's release, an
+ * audit alarm, a restore, a replica made again after it lost its storage). One list, so the
+ * OpenAPI document and the code that writes events cannot disagree.
+ */
+export const eventKinds = ["failover", "move", "recovery", "quarantine", "repair", "replica-added", "replica-removed", "release", "alarm", "restore", "rejoin"] as const;
+export type EventKind = (typeof eventKinds)[number];
+
 /** One entry of a group's operational history (API.md "Events"); a failover adds cause, from, to, downMs. */
 export interface GroupEvent {
   at: string;
-  kind: string;
+  kind: EventKind;
   epoch: number;
   message: string;
   [field: string]: unknown;

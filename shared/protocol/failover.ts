@@ -95,7 +95,7 @@ function votes(io: FailoverIO, ids: string[], quorum: JointConfig): Promise<(Vot
 export function failoverEvent(config: GroupConfig, next: NonNullable<GroupConfig["sequencer"]>, epoch: number, cause: string, downMs: number, atMs: number) {
   return {
     at: new Date(atMs).toISOString(),
-    kind: "failover",
+    kind: "failover" as const,
     epoch,
     message: `sequencer ${sequencerName(config)} replaced by ${next.name} at epoch ${epoch}`,
     cause,

@@ -3,7 +3,7 @@
 import { replicaRpcTimeoutMs, resendMs } from "../limits.js";
 import type { ExportInfo, Rejoin, SnapshotInfo } from "./replica.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition } from "./types.js";
-import type { Entry } from "../api/types.js";
+import type { Entry, EventKind } from "../api/types.js";
 
 export type ReadAnswer =
   | { kind: "ok"; result: unknown; seq: number; replica: string }
@@ -123,7 +123,7 @@ export interface DriverIO extends Clock {
    */
   recordMemberships?(config: import("./types.js").GroupConfig): Promise<void>;
   /** Keeps an operational event in the group's history (quarantine, repair, membership, alarm). */
-  event?(kind: string, message: string, fields?: Record<string, unknown>): void;
+  event?(kind: EventKind, message: string, fields?: Record<string, unknown>): void;
 }
 
 /**

@@ -3,7 +3,7 @@
 import parse from "parse-prometheus-text-format";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { escapeHelp, escapeLabelValue, exposition, formatValue, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
-import type { AuditReport, GroupStatus } from "../../shared/api/types.js";
+import type { AuditReport, EventKind, GroupStatus } from "../../shared/api/types.js";
 import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
 import { auditHistoryMax } from "../../shared/limits.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
@@ -137,7 +137,7 @@ function memoryDirectory(): DirectoryCore {
 describe("the directory's counters (smr_failovers_total, smr_audits_total)", () => {
   const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as unknown as GroupConfig;
   const audit = (verdict: AuditReport["verdict"]): AuditReport => ({ at: "t", group: "g", seq: 1, verdict, replicas: [], quarantined: [] });
-  const event = (kind: string) => ({ at: "t", kind, epoch: 2, message: kind });
+  const event = (kind: EventKind) => ({ at: "t", kind, epoch: 2, message: kind });
 
   it("count failover events and audits by verdict past the bounded histories, tell the previous verdict, and start again for a new incarnation", () => {
     const dir = memoryDirectory();
