@@ -96,9 +96,7 @@ function applyOne(state: MachineState, c: KvSubCommand): unknown {
     }
     case "incr": {
       const current = state.get<unknown>(c.key) ?? 0;
-      if (typeof current !== "number" || !Number.isInteger(current)) return { error: "not_integer" };
-      // An integer stored past 2^53 (a put may store one) cannot be counted on exactly.
-      if (!Number.isSafeInteger(current)) return { error: "overflow" };
+      if (typeof current !== "number" || !Number.isSafeInteger(current)) return { error: "not_integer" };
       const next = current + c.by;
       if (!Number.isSafeInteger(next)) return { error: "overflow" };
       state.put(c.key, next);

@@ -18,11 +18,7 @@ export interface RowStore {
   writeMany(puts: [string, string][], deletes: string[]): void;
 }
 
-/**
- * What a state machine sees: JSON values under its own key namespace. null is absence: get
- * answers null for a key that is not there, and put(key, null) deletes the key (a stored null
- * would be absent to get and present to a scan, and a watch change of null means deleted).
- */
+/** What a state machine sees: JSON values under its own key namespace. */
 export interface MachineState {
   get<T>(key: string): T | null;
   put(key: string, value: unknown): void;

@@ -306,11 +306,6 @@ export class DigestedState {
         return raw === null ? null : (JSON.parse(raw) as T);
       },
       put: (key, value) => {
-        if (value === null) {
-          // null is absence (MachineState.put): a stored null looked absent to get, present to list.
-          if (this.deleteRaw(machinePrefix + key)) changes?.set(key, null);
-          return;
-        }
         const text = JSON.stringify(value);
         this.putRaw(machinePrefix + key, text);
         changes?.set(key, text);

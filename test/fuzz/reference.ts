@@ -19,8 +19,7 @@ export class ReferenceState implements MachineState {
     return v === undefined ? null : (JSON.parse(v) as T);
   }
   put(key: string, value: unknown): void {
-    if (value === null) this.rows.delete(key);
-    else this.rows.set(key, JSON.stringify(value));
+    this.rows.set(key, JSON.stringify(value));
     this.written.add(key);
   }
   delete(key: string): boolean {

@@ -141,8 +141,6 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     let header: SnapshotHeader | null = null;
     const acc = new Uint8Array(32);
     let rows = 0;
-    const loadedAcc = new Uint8Array(32);
-    let loadedRows = 0;
     let lastKey: string | null = null;
     let page: [string, string][] = [];
     let pageBytes = 0;
@@ -168,17 +166,12 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       const key = row[0] as string;
       if (lastKey !== null && compareCodePoints(key, lastKey) <= 0) throw new ApiError("bad_request", `line ${no}: keys must be in increasing (code point) order and unique; ${JSON.stringify(key)} follows ${JSON.stringify(lastKey)}`);
       lastKey = key;
-      const stored: [string, string] = [machinePrefix + key, JSON.stringify(row[1])];
-      xorInto(acc, rowHash(stored[0], stored[1]));
-      rows++;
-      // A null value is absence (MachineState.put): such a row, which versions before that rule
-      // could store, counts in the file's digest but is not loaded.
-      if (row[1] === null) continue;
       const problem = machine.checkRow?.(key, row[1]) ?? null;
       if (problem !== null) throw new ApiError("bad_request", `line ${no}: ${problem}`);
       across?.row(key, row[1]);
-      xorInto(loadedAcc, rowHash(stored[0], stored[1]));
-      loadedRows++;
+      const stored: [string, string] = [machinePrefix + key, JSON.stringify(row[1])];
+      xorInto(acc, rowHash(stored[0], stored[1]));
+      rows++;
       page.push(stored);
       pageBytes += stored[0].length + stored[1].length;
       if (page.length >= snapshotPageRows || pageBytes >= transferPageBytes) await flush();
@@ -190,7 +183,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     const problem = across?.end() ?? null;
     if (problem !== null) throw new ApiError("bad_request", `the file: ${problem}`);
     await flush();
-    const done = await rpc<RestoreAnswer>(sequencer().endRestore(id, bytesToHex(loadedAcc), loadedRows));
+    const done = await rpc<RestoreAnswer>(sequencer().endRestore(id, digest, rows));
     if (done.kind !== "ok") throw restoreError(done);
   } catch (err) {
     await sequencer().abortRestore(id).catch(() => undefined);
