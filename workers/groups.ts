@@ -19,6 +19,7 @@ import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
 import { clearFaults } from "./faults.js";
 import type { HandOverAnswer } from "./sequencer.js";
+import { votersAnswering } from "./replica-view.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
 const cache = new Map<string, { record: GroupRecord; atMs: number }>();
@@ -262,7 +263,14 @@ export async function move(env: Env, group: string, location: string | null) {
   const record = await lookup(env, group, true);
   const config = record.config;
   const no = (config.sequencer?.no ?? 0) + 1;
-  const moved: GroupConfig = { ...config, sequencer: { name: `${group}~s${no}`, location, no, since: new Date().toISOString() } };
+  const moved: GroupConfig = { ...config, sequencer: { name: `${group}~s${no}`, location, no, movedAt: new Date().toISOString() } };
+  // The successor recovers by fencing a quorum of voters: without one answering, the move would
+  // leave the group with no sequencer in office until they came back. Asked from here, not by
+  // the old sequencer, which may be the one cut off from them (a move is then the way out).
+  const reach = await votersAnswering(env, config);
+  if (!reach.ok) {
+    throw new ApiError("unavailable", `cannot move the sequencer of ${group}: only ${reach.count} voting ${reach.count === 1 ? "replica answers" : "replicas answer"}, ${reach.need} needed for the new one to recover; nothing was changed`, 1);
+  }
   const oldEpoch = await handOver(env, config);
   if (!(await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved))) {
     throw new ApiError("conflict", `the sequencer of ${group} changed meanwhile (a failover or another move); look again`);
@@ -271,7 +279,9 @@ export async function move(env: Env, group: string, location: string | null) {
   // The move has taken effect (the directory names the new object): a recovery that fails now
   // (replicas lost between the hand-over's check and here) is retried by the next request, so
   // the answer is still the 202 of a move done, not a 503 that a client would retry as another.
-  const r = await sequencerOf(env, moved).recover(moved);
+  const r = await sequencerOf(env, moved)
+    .recover(moved)
+    .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
   const from = sequencerName(config);
   const to = moved.sequencer!.name;
   const epoch = r.ok ? r.epoch : oldEpoch;
@@ -296,8 +306,7 @@ async function handOver(env: Env, config: GroupConfig): Promise<number> {
     const why = err instanceof TimeoutError ? `did not answer within ${handOverTimeoutMs} ms` : `is unreachable (${String(err)})`;
     throw new ApiError("unavailable", `cannot hand over: the sequencer ${name} ${why}; if a quorum of voters has lost it too, the next request fails it over`, 1);
   }
-  if (!r.ok) throw new ApiError("unavailable", `cannot move the sequencer of ${config.group}: ${r.reason}; nothing was changed`, 1);
-  return r.epoch;
+  return r?.epoch ?? 0;
 }
 
 /** The replicas a router may read from (the record's membership). */

@@ -5,20 +5,51 @@ import type { GroupRecord } from "../shared/control/directory.js";
 import { laggingEntriesMin, replicaRpcTimeoutMs } from "../shared/limits.js";
 import type { GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { type ReplicaResult, withTimeout } from "../shared/protocol/io.js";
-import { membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
+import { type GroupConfig, type Member, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
+import { JointConfig, MajorityConfig } from "../shared/protocol/quorum.js";
 import { zeroHash } from "../shared/protocol/hash.js";
 import { type Env, realClock, replicaStub, rpc } from "./env.js";
 
 type Position = ReplicaResult<"position">;
 
-export async function statusFromReplicas(env: Env, record: GroupRecord, problem: string): Promise<GroupStatus> {
-  const config = record.config;
-  const members = membersOf(config);
-  const positions = await Promise.all(
+/** What each member (in membership order) says of its position, asked from here; null: no answer within replicaRpcTimeoutMs. */
+export function positionsOf(env: Env, config: GroupConfig, members: Member[] = membersOf(config)): Promise<(Position | null)[]> {
+  return Promise.all(
     members.map((m) =>
       withTimeout(realClock, rpc<Position>(replicaStub(env, config, m.id, m.location).call(config.incarnation, "position", [])), replicaRpcTimeoutMs, `replica ${m.id}`).catch(() => null),
     ),
   );
+}
+
+/**
+ * Whether the voters that answer here (not quarantined) are a quorum of every membership in
+ * force: what a new sequencer needs to recover (a move checks it first). Asked from the router,
+ * not the old sequencer, whose view is empty after a restart and which may be the one cut off.
+ */
+export function votersAnswering(env: Env, config: GroupConfig): Promise<{ ok: boolean; count: number; need: number }> {
+  const memberships = config.inFlight ?? [membersOf(config)];
+  const everyone = [...new Map(memberships.flat().map((m) => [m.id, m])).values()];
+  const quorum = new JointConfig(memberships.map((ms) => new MajorityConfig(ms.filter((m) => m.voter).map((m) => m.id))));
+  const voters = new MajorityConfig(membersOf(config).filter((m) => m.voter).map((m) => m.id));
+  const answered: string[] = [];
+  const result = () => ({ ok: quorum.reached(answered), count: answered.filter((id) => voters.voters.has(id)).length, need: voters.need });
+  // Decided as soon as a quorum has answered: a slow member does not hold the move up.
+  return new Promise((resolve) => {
+    let pending = everyone.length;
+    if (pending === 0) resolve(result());
+    for (const m of everyone) {
+      void positionsOf(env, config, [m]).then(([p]) => {
+        if (p && !p.quarantined) answered.push(m.id);
+        if (--pending === 0 || quorum.reached(answered)) resolve(result());
+      });
+    }
+  });
+}
+
+export async function statusFromReplicas(env: Env, record: GroupRecord, problem: string): Promise<GroupStatus> {
+  const config = record.config;
+  const members = membersOf(config);
+  const positions = await positionsOf(env, config);
   const known = positions.filter((p): p is NonNullable<Position> => p !== null);
   const most = (f: (p: NonNullable<Position>) => number) => Math.max(0, ...known.map(f));
   const lastSeq = most((p) => p.lastSeq);
@@ -37,7 +68,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     lastSeq,
     outputs: config.outputs,
     checkpointEvery: config.checkpointEvery,
-    sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? record.created, reachable: false, problem },
+    sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? config.sequencer?.movedAt ?? record.created, reachable: false, problem },
     replicas,
   };
 }

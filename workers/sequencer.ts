@@ -26,7 +26,8 @@ export type { SubmitAnswer };
 
 export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
 
-export type HandOverAnswer = { ok: true; epoch: number } | { ok: false; reason: string };
+/** An older sequencer's hand-over answered nothing (undefined). */
+export type HandOverAnswer = { epoch: number } | undefined;
 type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout" };
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;

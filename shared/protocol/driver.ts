@@ -669,7 +669,12 @@ export class SequencerDriver {
     const id = `r${nextReplicaNo(this.core.config)}`;
     const refused = this.core.changeRefusal({ op: "add", id, location });
     if (refused !== null) return { ok: false, ...refused };
-    await this.io.provision?.(id, location);
+    try {
+      await this.io.provision?.(id, location);
+    } catch (err) {
+      // Answered as a refusal: thrown, it reached the router as the sequencer's own exception (a 500).
+      return { ok: false, ...refusal("not_made", id, String(err)) };
+    }
     const r = await this.reconfigure({ op: "add", id, location });
     return r.ok ? { ok: true, id } : r;
   }

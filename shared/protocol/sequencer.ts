@@ -63,7 +63,7 @@ export type SubmitDecision =
   | { kind: "unavailable"; reason: string };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
-export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum";
+export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made";
 
 export interface Refused {
   refused: Refusal;
@@ -79,6 +79,7 @@ export function refusal(refused: Refusal, id = "", detail = ""): Refused {
     last_voter: "the last voting replica cannot be removed",
     not_committed: `the change of ${id} was ordered but not committed in time; it may still take effect (see the group's replicas and events)`,
     no_quorum: `the membership after this change would have ${detail}: it could not commit; bring the unreachable replicas back first`,
+    not_made: `the new replica ${id} could not be made (${detail}); nothing was ordered`,
     full: `the group has ${replicasMax} replicas, the most it may have`,
   };
   return { refused, reason: reasons[refused] };

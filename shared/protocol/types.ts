@@ -26,7 +26,11 @@ export interface GroupConfig {
    */
   inFlight?: Member[][];
   /** Where the group's sequencer lives after a move (absent: the Durable Object named like the group). */
-  sequencer?: { name: string; location: string | null; no: number; since?: string };
+  /**
+   * `since`: when a failover named it (the PreVote's hold-down counts from it); `movedAt`: when a
+   * move did (shown as the status's since while it cannot be reached; no hold-down after a move).
+   */
+  sequencer?: { name: string; location: string | null; no: number; since?: string; movedAt?: string };
   /** Location hints for the sequencer, in order of preference: it starts at the first; a failover takes the next. */
   sequencerLocations?: string[];
   /**

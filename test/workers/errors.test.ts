@@ -2,6 +2,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
+import { thrownByObjectCode } from "../../workers/groups.js";
 import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 async function direct(path: string, init: RequestInit, envOverride: Record<string, unknown>) {
@@ -153,5 +154,15 @@ describe("an exception thrown by the sequencer's own code (a bug)", () => {
     expect(status.body.sequencer.name).toBe(before.sequencer.name);
     const events = (await api("GET", "/v1/groups/buggy/events", undefined, clientToken)).body.events;
     expect(events.filter((e: any) => e.kind === "failover")).toEqual([]);
+  });
+
+  it("is told apart from the platform's failures, which still start a failover round", () => {
+    const error = (fields: Record<string, unknown>) => Object.assign(new Error("e"), fields);
+    expect(thrownByObjectCode(error({ remote: true }))).toBe(true);
+    expect(thrownByObjectCode(error({ remote: true, retryable: true }))).toBe(false);
+    expect(thrownByObjectCode(error({ remote: true, overloaded: true }))).toBe(false);
+    expect(thrownByObjectCode(error({}))).toBe(false); // a lost connection, an injected fault, a timeout
+    expect(thrownByObjectCode("remote")).toBe(false);
+    expect(thrownByObjectCode(null)).toBe(false);
   });
 });
