@@ -180,6 +180,9 @@ export class SequencerObject extends ReplicaServing {
       recordMemberships: async (config) => {
         if (!(await directory.update(cfg.incarnation, config))) throw new Error(`the directory of ${cfg.group} refused the membership of incarnation ${cfg.incarnation}`);
       },
+      recordQuarantined: async (ids) => {
+        if (!(await directory.setQuarantined(cfg.incarnation, ids))) throw new Error(`the directory of ${cfg.group} refused the quarantine list of incarnation ${cfg.incarnation}`);
+      },
       event: (kind, message, fields) => this.event(cfg, kind, message, fields),
     };
   }

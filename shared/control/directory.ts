@@ -112,7 +112,18 @@ export class DirectoryCore {
     const rec = this.get();
     if (!rec || rec.config.incarnation !== incarnation || config.incarnation !== incarnation || rec.state === "deleting") return false;
     if (sequencerName(config) !== sequencerName(rec.config)) return false;
-    this.store.put("record", { ...rec, config: { ...config, sequencer: rec.config.sequencer } });
+    // The quarantine list is written by setQuarantined only.
+    const { quarantined: _ignored, ...membership } = config;
+    this.store.put("record", { ...rec, config: { ...membership, sequencer: rec.config.sequencer, ...(rec.config.quarantined ? { quarantined: rec.config.quarantined } : {}) } });
+    return true;
+  }
+
+  /** The replicas the sequencer holds quarantined (empty: none), for a successor to keep so. */
+  setQuarantined(incarnation: number, ids: string[]): boolean {
+    const rec = this.get();
+    if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return false;
+    const { quarantined: _old, ...config } = rec.config;
+    this.store.put("record", { ...rec, config: ids.length > 0 ? { ...config, quarantined: [...ids] } : config });
     return true;
   }
 

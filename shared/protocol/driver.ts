@@ -461,10 +461,19 @@ export class SequencerDriver {
    * failure, not idleness (a timer callback, never an awaited sleep: see the backoff above).
    */
   startHeartbeats(): void {
+    // A recovered sequencer's quarantined replicas (from their flags and the directory's list) are
+    // told again, and the directory gets this sequencer's list.
+    this.quarantinedKnown = new Set();
+    this.noteQuarantines();
     const beat = () => {
       if (this.stopped) return;
       const now = this.io.nowMs();
       this.forgetRemoved();
+      const quarantined = new Set(this.core.quarantinedIds());
+      // Not one being rebuilt: a late "quarantined" could land after its install ended it.
+      for (const id of [...this.untold]) if (!quarantined.has(id)) this.untold.delete(id);
+      else if (!this.core.isRepairing(id)) this.tellQuarantined(id);
+      if (this.quarantineRecorded === null) this.noteQuarantines();
       for (const id of this.core.replicaIds()) {
         if ((this.lastSentMs.get(id) ?? 0) > now - heartbeatMs || (this.retryAtMs.get(id) ?? 0) > now) continue;
         this.beatDue.add(id);
@@ -627,6 +636,7 @@ export class SequencerDriver {
     if (made === null) return false;
     if (rejoin && !this.stopped && this.core.setQuarantined(id, true)) {
       this.io.event?.("rejoin", `replica ${id} had lost its storage: made again, quarantined until a state transfer rebuilds it`, { replica: id });
+      this.noteQuarantines();
     }
     return true;
   }
@@ -635,10 +645,49 @@ export class SequencerDriver {
     if (!this.core.setQuarantined(id, true)) return;
     this.io.log("warn", `replica ${this.core.config.group}/${id} quarantined`);
     this.io.event?.("quarantine", `replica ${id} quarantined`, { replica: id });
+    this.noteQuarantines();
+  }
+
+  /** Quarantined replicas not known to have heard it (they would serve reads): told on every heartbeat until one answers. */
+  private readonly untold = new Set<string>();
+  /** The quarantined set as of the last noteQuarantines (a replica new to it is told). */
+  private quarantinedKnown = new Set<string>();
+  /** The quarantine list last given to the directory (null: to write), and the write under way (one at a time, in order). */
+  private quarantineRecorded: string | null = null;
+  private recordingQuarantine: Promise<void> = Promise.resolve();
+
+  /**
+   * After any change of the quarantined set: the directory keeps the list (a successor keeps them
+   * quarantined), and each newly quarantined replica is told. The replica's own flag was the only
+   * record before: told once, without retry, a replica cut off or slow never knew, and after a
+   * failover it was reported healthy and served its corrupt rows.
+   */
+  private noteQuarantines(): void {
+    if (this.stopped) return;
+    const ids = this.core.quarantinedIds().sort();
+    for (const id of ids) if (!this.quarantinedKnown.has(id)) this.tellQuarantined(id);
+    this.quarantinedKnown = new Set(ids);
+    const key = ids.join(",");
+    if (key === this.quarantineRecorded) return;
+    this.quarantineRecorded = key;
+    const write = async () => {
+      await this.io.recordQuarantined?.(ids).catch((err) => {
+        this.quarantineRecorded = null; // written again at the next change or heartbeat
+        this.io.log("warn", `recording the quarantined replicas of ${this.core.config.group}: ${String(err)}`);
+      });
+    };
+    this.recordingQuarantine = this.recordingQuarantine.then(write, write);
+  }
+
+  private tellQuarantined(id: string): void {
+    this.untold.add(id);
     this.io
       .link(id)
       .setQuarantined(true)
-      .catch((err) => this.io.log("warn", `telling ${id} it is quarantined: ${String(err)}`));
+      .then(
+        () => this.untold.delete(id),
+        (err) => this.io.log("warn", `telling ${id} it is quarantined (told again at the next heartbeat): ${String(err)}`),
+      );
   }
 
   /** The operator's release of a quarantined replica (see ReplicaCore.release). */
@@ -649,6 +698,7 @@ export class SequencerDriver {
     if (!r.ok) return { ok: false, reason: r.reason ?? "refused" };
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
     this.core.setQuarantined(id, false);
+    this.noteQuarantines();
     this.core.noteContact(id, true, this.io.nowMs());
     this.io.event?.("release", `replica ${id} released by an operator${rebase ? " (rebased on its rows)" : ""}`, { replica: id, digest: r.digest });
     this.kickAll();
@@ -839,6 +889,7 @@ export class SequencerDriver {
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
       if (info?.quarantined && !info.rebuilding) this.core.setQuarantined(id, true);
+      this.noteQuarantines();
     });
     const { report, diverged, alarm } = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos);
     if (alarm !== null) {
@@ -913,6 +964,7 @@ export class SequencerDriver {
     }
     if (this.stopped) return false;
     this.core.endRepair(target, installed, this.io.nowMs());
+    this.noteQuarantines();
     // A failed repair is tried again by the target's send loop, after a pause: a source or target
     // that fails at once (unreachable, refusing) otherwise made repair and loop call each other
     // with no wait between (the simulator spun on one virtual instant, seed 1438301466).

@@ -122,6 +122,8 @@ export interface DriverIO extends Clock {
    * a change [current, next], after it commits [next]. Recovery reads it back.
    */
   recordMemberships?(config: import("./types.js").GroupConfig): Promise<void>;
+  /** Durably records the replicas held quarantined (all of them, each time the set changes). */
+  recordQuarantined?(ids: string[]): Promise<void>;
   /** Keeps an operational event in the group's history (quarantine, repair, membership, alarm). */
   event?(kind: EventKind, message: string, fields?: Record<string, unknown>): void;
 }

@@ -91,9 +91,12 @@ export async function recoverSequencer(
   const prevHash = entries.length > 0 ? entries[entries.length - 1]!.hash : best.baseSeq > 0 ? best.baseHash : zeroHash;
   const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: new Date(io.nowMs()).toISOString() };
   const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
-  const recovered = recoveredConfig(config, memberships[0]!, entries);
-  // A replica's own quarantine flag outlives the sequencer that set it: keep it.
-  const quarantined = [...accepted.entries()].filter(([, r]) => r.quarantined).map(([id]) => id);
+  const { quarantined: recorded, ...recovered } = recoveredConfig(config, memberships[0]!, entries);
+  // A replica's own quarantine flag outlives the sequencer that set it, and so does the list the
+  // directory keeps (the replica may never have heard it): keep both, for the members there are.
+  const members = new Set(membersOf(recovered).map((m) => m.id));
+  const flagged = [...accepted.entries()].filter(([, r]) => r.quarantined).map(([id]) => id);
+  const quarantined = [...new Set([...flagged, ...(recorded ?? [])])].filter((id) => members.has(id)).sort();
   const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, baseSeq: best.baseSeq, baseHash: best.baseHash };
   if (!owner()) return { ok: false, reason: "superseded" };
   assert(storage.lastEntry() === null, "another recovery wrote the sequencer's log meanwhile");

@@ -527,6 +527,15 @@ export class SequencerCore {
   }
 
   /** Quarantine: the replica keeps receiving the log but serves no reads and has no vote. */
+  quarantinedIds(): string[] {
+    return this.progress.quarantinedIds();
+  }
+
+  /** Being rebuilt by a state transfer now (its install ends its quarantine). */
+  isRepairing(id: string): boolean {
+    return this.progress.get(id)?.repairing === true;
+  }
+
   setQuarantined(id: string, quarantined: boolean): boolean {
     const p = this.progress.get(id);
     if (!p) return false;

@@ -31,6 +31,12 @@ export interface GroupConfig {
    * move did (shown as the status's since while it cannot be reached; no hold-down after a move).
    */
   sequencer?: { name: string; location: string | null; no: number; since?: string; movedAt?: string };
+  /**
+   * Replicas the group's sequencer has quarantined, kept in the directory so a successor keeps
+   * them so: one whose replica never heard it (cut off, slow) was reported healthy after a
+   * failover and served its corrupt rows (a probe read a wrong value from it).
+   */
+  quarantined?: string[];
   /** Location hints for the sequencer, in order of preference: it starts at the first; a failover takes the next. */
   sequencerLocations?: string[];
   /**
@@ -77,10 +83,10 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated"> {
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated" | "quarantined"> {
   // (sequencerLocations is a creation setting: it stays. Where a replica lives is not compared:
   // a group made before co-location existed is still found by a PUT of the same settings.)
-  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, ...rest } = config;
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, quarantined: _quarantined, ...rest } = config;
   return rest;
 }
 

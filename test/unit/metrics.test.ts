@@ -160,6 +160,17 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     expect(again).toBe(inc + 1);
     expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
   });
+
+  it("keeps the quarantined replicas apart from the membership: a membership record does not clear them", () => {
+    const dir = memoryDirectory();
+    const rec = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config;
+    expect(dir.setQuarantined(rec.incarnation, ["r3"])).toBe(true);
+    expect(dir.update(rec.incarnation, { ...rec, quarantined: [] })).toBe(true);
+    expect(dir.get()!.config.quarantined).toEqual(["r3"]);
+    expect(dir.setQuarantined(rec.incarnation + 1, [])).toBe(false);
+    expect(dir.setQuarantined(rec.incarnation, [])).toBe(true);
+    expect(dir.get()!.config.quarantined).toBeUndefined();
+  });
 });
 
 describe("the structured log line", () => {

@@ -115,6 +115,42 @@ describe("automatic failover (workerd)", () => {
     await api("POST", "/v1/groups/wmq/faults", { target: "sequencer", fault: "none" });
   }, 60_000);
 
+  it("a replica quarantined by a sequencer that fails over before the replica heard it stays quarantined under the successor, and serves no corrupt read", async () => {
+    await createGroup("wqf", { machine: "kv", replicas: 3, checkpointEvery: 5 });
+    for (let i = 1; i <= 10; i++) expect((await command("wqf", { op: "put", key: `k${i}`, value: i }, "w", i)).status).toBe(200);
+    expect((await api("POST", "/v1/groups/wqf/audit")).body.verdict).toBe("consistent");
+    const corrupted = (await api("POST", "/v1/groups/wqf/faults", { target: "r3", fault: "corrupt" })).body.corrupted;
+    expect(corrupted).toEqual({ replica: "r3", key: "m/k1" });
+    // r3 answers the audit late; by then its sequencer is cut off, so its "you are quarantined" never arrives.
+    await api("POST", "/v1/groups/wqf/faults", { target: "r3", fault: "slow", ms: 2_500 });
+    const audit = api("POST", "/v1/groups/wqf/audit");
+    await new Promise((res) => setTimeout(res, 1_000));
+    await api("POST", "/v1/groups/wqf/faults", { target: "sequencer", fault: "unreachable" });
+    expect((await audit).body).toMatchObject({ verdict: "diverged", quarantined: ["r3"] });
+    await api("POST", "/v1/groups/wqf/faults", { target: "r3", fault: "none" });
+    // The next write fails the sequencer over (r1, in its object, is cut off with it).
+    let w = { status: 0, body: null as any };
+    for (let i = 11; w.status !== 200 && i < 200; i++) {
+      w = await command("wqf", { op: "put", key: "after", value: i }, "w", 11);
+      if (w.status !== 200) await new Promise((res) => setTimeout(res, 250));
+    }
+    expect(w.status, JSON.stringify(w.body)).toBe(200);
+    // The successor kept r3 quarantined and rebuilt it: a repair after the failover; every read, r3's included, is right.
+    await waitFor("r3 to be rebuilt", async () => {
+      const events = (await api("GET", "/v1/groups/wqf/events", undefined, clientToken)).body.events;
+      const failover = events.findIndex((e: any) => e.kind === "failover");
+      return failover > 0 && events.slice(0, failover).some((e: any) => e.kind === "repair" && e.replica === "r3");
+    }, 200);
+    const byReplica = new Map<string, unknown[]>();
+    for (let i = 0; i < 30; i++) {
+      const r = (await query("wqf", { op: "get", key: "k1" }, "stale")).body;
+      byReplica.set(r.replica, [...(byReplica.get(r.replica) ?? []), r.result.value]);
+    }
+    expect(byReplica.get("r3")?.length).toBeGreaterThan(0);
+    for (const [id, values] of byReplica) expect(new Set(values), id).toEqual(new Set([1]));
+    await api("POST", "/v1/groups/wqf/faults", { target: "sequencer", fault: "none" });
+  }, 60_000);
+
   it("the failover event's downMs counts the outage the router saw, even when the voters restarted meanwhile", async () => {
     await createGroup("wdm", { machine: "kv", replicas: 3 });
     expect((await command("wdm", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
