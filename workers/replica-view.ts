@@ -2,13 +2,13 @@
 // sequencer cannot be reached (http.ts statusForReaders), so an operator sees the replicas during
 // the outage instead of a 503.
 import type { GroupRecord } from "../shared/control/directory.js";
-import { laggingEntriesMin, replicaRpcTimeoutMs } from "../shared/limits.js";
-import type { GroupStatus, ReplicaStatus } from "../shared/api/types.js";
+import { auditsPageDefault, laggingEntriesMin, replicaRpcTimeoutMs } from "../shared/limits.js";
+import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { type ReplicaResult, withTimeout } from "../shared/protocol/io.js";
 import { type GroupConfig, type Member, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { JointConfig, MajorityConfig } from "../shared/protocol/quorum.js";
 import { zeroHash } from "../shared/protocol/hash.js";
-import { type Env, realClock, replicaStub, rpc } from "./env.js";
+import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 
 type Position = ReplicaResult<"position">;
 
@@ -60,7 +60,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     const status = p.quarantined ? "quarantined" : lastSeq - p.lastSeq >= laggingEntriesMin ? "lagging" : "healthy";
     return { id: m.id, location: m.location, status, lastSeq: p.lastSeq, appliedSeq: p.appliedSeq, digest: p.digest, lastContact: now, ...(withCurrentSequencer(config, m.id) ? { colocated: true as const } : {}) };
   });
-  return {
+  return withAuditedPositions(env, {
     group: config.group,
     machine: config.machine,
     epoch: most((p) => p.epoch),
@@ -70,5 +70,35 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     checkpointEvery: config.checkpointEvery,
     sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? config.sequencer?.movedAt ?? record.created, reachable: false, problem },
     replicas,
-  };
+  });
+}
+
+/**
+ * A replica not heard from (by a sequencer since it took office, or by the router while the
+ * sequencer cannot be reached) shows what the group's last audit saw of it (its applied position,
+ * the audit's time as its last contact, the digest if the audit compared at that position) instead
+ * of seq 0 and no contact: its positions went back to 0 in the status and the metrics.
+ */
+export async function withAuditedPositions(env: Env, status: GroupStatus): Promise<GroupStatus> {
+  if (status.replicas.every((r) => r.lastContact !== null)) return status;
+  // Newest first: the latest audit that reached each replica (the newest may not have: the cron
+  // audits every minute, and one that found it unreachable used to send it back to 0).
+  const audits = ((await directoryStub(env, status.group)
+    .audits(auditsPageDefault)
+    .catch(() => [])) ?? []) as AuditReport[];
+  const seen = new Map<string, { at: string; seq: number; appliedSeq: number; digest: string }>();
+  for (const audit of audits) {
+    for (const r of audit.replicas) {
+      if (r.appliedSeq === null || r.digest === null || seen.has(r.id)) continue;
+      seen.set(r.id, { at: audit.at, seq: audit.seq, appliedSeq: r.appliedSeq, digest: r.digest });
+    }
+  }
+  const replicas = status.replicas.map((r): ReplicaStatus => {
+    const a = seen.get(r.id);
+    if (r.lastContact !== null || !a) return r;
+    // The audit's digest is at the position it compared (audit.seq), not at appliedSeq.
+    const digest = a.seq === a.appliedSeq ? a.digest : r.digest;
+    return { ...r, lastSeq: Math.max(r.lastSeq, a.appliedSeq), appliedSeq: a.appliedSeq, digest, lastContact: a.at };
+  });
+  return { ...status, replicas };
 }

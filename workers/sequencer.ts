@@ -1,4 +1,4 @@
-import { auditsPageDefault, batchOutputCharsMax, pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -6,6 +6,7 @@ import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink
 import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
 import type { AuditReport, Entry, EventKind, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
+import { withAuditedPositions } from "./replica-view.js";
 import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
@@ -218,36 +219,7 @@ export class SequencerObject extends ReplicaServing {
     await this.driver?.hearUnheard(statusContactWaitMs);
     const status = this.statusNow();
     if (!status || status.replicas.every((r) => r.lastContact !== null)) return status;
-    return this.withAuditedPositions(status);
-  }
-
-  /**
-   * A replica this sequencer has not reached since it took office (one cut off through a failover
-   * or a move) shows what the group's last audit saw of it (its applied position, the audit's time
-   * as its last contact, the digest if the audit compared at that position) instead of seq 0 and
-   * no contact: its positions went back to 0 in the status and the metrics.
-   */
-  private async withAuditedPositions(status: GroupStatus): Promise<GroupStatus> {
-    // Newest first: the latest audit that reached each replica (the newest may not have: the cron
-    // audits every minute, and one that found it unreachable used to send it back to 0).
-    const audits = ((await directoryStub(this.env, status.group)
-      .audits(auditsPageDefault)
-      .catch(() => [])) ?? []) as AuditReport[];
-    const seen = new Map<string, { at: string; seq: number; appliedSeq: number; digest: string }>();
-    for (const audit of audits) {
-      for (const r of audit.replicas) {
-        if (r.appliedSeq === null || r.digest === null || seen.has(r.id)) continue;
-        seen.set(r.id, { at: audit.at, seq: audit.seq, appliedSeq: r.appliedSeq, digest: r.digest });
-      }
-    }
-    const replicas = status.replicas.map((r): ReplicaStatus => {
-      const a = seen.get(r.id);
-      if (r.lastContact !== null || !a) return r;
-      // The audit's digest is at the position it compared (audit.seq), not at appliedSeq.
-      const digest = a.seq === a.appliedSeq ? a.digest : r.digest;
-      return { ...r, lastSeq: Math.max(r.lastSeq, a.appliedSeq), appliedSeq: a.appliedSeq, digest, lastContact: a.at };
-    });
-    return { ...status, replicas };
+    return withAuditedPositions(this.env, status);
   }
 
   private statusNow(): GroupStatus | null {

@@ -77,6 +77,21 @@ describe("sequencer failover after storage loss", () => {
 });
 
 describe("moving a sequencer", () => {
+  it("while the sequencer cannot be reached, a replica that does not answer the router shows what the last audit saw of it, not seq 0", async () => {
+    await createGroup("view-cut");
+    for (let i = 1; i <= 5; i++) expect((await command("view-cut", { op: "put", key: `k${i}`, value: i }, "v", i)).status).toBe(200);
+    const audit = (await api("POST", "/v1/groups/view-cut/audit")).body;
+    const seen = audit.replicas.find((r: any) => r.id === "r3");
+    expect(seen.appliedSeq).toBeGreaterThan(0);
+    await api("POST", "/v1/groups/view-cut/faults", { target: "r3", fault: "unreachable" });
+    await api("POST", "/v1/groups/view-cut/faults", { target: "sequencer", fault: "unreachable" });
+    const status = (await api("GET", "/v1/groups/view-cut", undefined, clientToken)).body;
+    expect(status.sequencer).toMatchObject({ reachable: false });
+    expect(status.replicas.find((r: any) => r.id === "r3")).toMatchObject({ status: "down", appliedSeq: seen.appliedSeq, lastContact: audit.at });
+    await api("POST", "/v1/groups/view-cut/faults", { target: "sequencer", fault: "none" });
+    await api("POST", "/v1/groups/view-cut/faults", { target: "r3", fault: "none" });
+  });
+
   it("after a move, a replica the new sequencer cannot reach shows what the last audit saw of it, not seq 0 and no contact", async () => {
     await createGroup("mover-cut");
     for (let i = 1; i <= 5; i++) expect((await command("mover-cut", { op: "put", key: `k${i}`, value: i }, "m", i)).status).toBe(200);
