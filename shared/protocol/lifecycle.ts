@@ -4,12 +4,11 @@
 // and the simulator (test/sim/nodes.ts) both run this class, each behind a small host interface,
 // so the simulator exercises the real shell and not a copy.
 import { SequencerDriver } from "./driver.js";
-import { type DriverIO, withTimeout } from "./io.js";
-import { replicaRpcTimeoutMs } from "../limits.js";
+import type { DriverIO } from "./io.js";
 import { recoverSequencer } from "./recovery.js";
 import { SequencerCore, type SequencerMeta, type SequencerStorage } from "./sequencer.js";
 import type { GroupConfig, ReplicaPosition } from "./types.js";
-import { creationConfig, membersOf, sequencerName, settledChange } from "./types.js";
+import { creationConfig, membersOf, sequencerName } from "./types.js";
 
 /** What a sequencer's home provides. */
 export interface SequencerHost {
@@ -127,12 +126,7 @@ export class SequencerLifecycle {
     const owner = () => this.alive && config.incarnation > this.closedThrough;
     const io = this.host.io(config);
     const r = await recoverSequencer(config, this.host.storage(), io, owner);
-    // A membership change in flight when its sequencer was lost: replicas it removed, or made for
-    // an add the recovered log does not hold, are destroyed before this sequencer serves (an add
-    // it took next could reuse such an id, and a destruction still on its way would hit the new one).
-    const settled = r.ok ? settledChange(config.inFlight, r.meta.config) : null;
-    if (settled) await Promise.all([...settled.removed, ...settled.orphans].map((id) => withTimeout(io, io.retire?.(id) ?? Promise.resolve(), replicaRpcTimeoutMs, `destroying ${id}`).catch((err) => io.log("warn", `destroying ${id}: ${String(err)}`))));
-    if (!r.ok || !settled || !owner()) {
+    if (!r.ok || !owner()) {
       if (this.alive) await this.host.wipe();
       return { ok: false, reason: r.ok ? "the group was deleted meanwhile" : r.reason };
     }
@@ -141,9 +135,6 @@ export class SequencerLifecycle {
     this.start(r.meta);
     this.driver!.recordMembershipAt(r.recoveredSeq + 1);
     io.event?.("recovery", `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`, { sequencer: sequencerName(config) });
-    // The change's event, which only the sequencer that began it wrote (when it saw the commit).
-    for (const id of settled.added) io.event?.("replica-added", `replica ${id} added (committed by the recovery)`, { replica: id });
-    for (const id of settled.removed) io.event?.("replica-removed", `replica ${id} removed (committed by the recovery)`, { replica: id });
     return { ok: true, epoch: r.meta.epoch };
   }
 

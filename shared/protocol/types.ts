@@ -115,24 +115,6 @@ export function nextReplicaNo(config: GroupConfig): number {
 }
 
 /** The config after a change: membership, and the replica counter for an add. */
-/**
- * What became of a membership change that was in flight (the directory's [before, after]) when a
- * recovery rebuilt the membership from the log: replicas it added (in the log), removed (gone
- * from it), and ones it provisioned for an add the log does not hold (truncated: never members).
- */
-export function settledChange(inFlight: Member[][] | undefined, recovered: GroupConfig): { added: string[]; removed: string[]; orphans: string[] } {
-  if (!inFlight || inFlight.length < 2) return { added: [], removed: [], orphans: [] };
-  const before = new Set(inFlight[0]!.map((m) => m.id));
-  const after = new Set(inFlight[inFlight.length - 1]!.map((m) => m.id));
-  const now = new Set(membersOf(recovered).map((m) => m.id));
-  const adds = [...after].filter((id) => !before.has(id));
-  return {
-    added: adds.filter((id) => now.has(id)),
-    removed: [...before].filter((id) => !after.has(id) && !now.has(id)),
-    orphans: adds.filter((id) => !now.has(id)),
-  };
-}
-
 export function configAfter(config: GroupConfig, change: ConfigChange): GroupConfig {
   const members = applyConfigChange(membersOf(config), change);
   const no = change.op === "add" ? Math.max(nextReplicaNo(config) - 1, Number(change.id.slice(1))) : (config.lastReplicaNo ?? config.replicas);

@@ -2,7 +2,7 @@
 // and the driver records the log's membership once it is committed, never while a change is under
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
-import { membersOf, settledChange } from "../../shared/protocol/types.js";
+import { membersOf } from "../../shared/protocol/types.js";
 import { commandTimeoutMs } from "../../shared/limits.js";
 import { type Clock, directGroup } from "../support/direct.js";
 
@@ -144,23 +144,5 @@ describe("a membership change", () => {
     await tick();
     expect(g.retired).toEqual(["r3"]);
     g.driver.stop();
-  });
-});
-
-describe("a change in flight when its sequencer was lost", () => {
-  const m = (...ids: string[]) => ids.map((id) => ({ id, location: null, voter: true }));
-  const recovered = (...ids: string[]) => ({ ...config, members: m(...ids) }) as never;
-
-  it("is settled by the recovery: the added and removed replicas get their events, removed and never-added ones are destroyed", () => {
-    // A removal the recovered log holds: r3 is gone, its storage is destroyed.
-    expect(settledChange([m("r1", "r2", "r3"), m("r1", "r2")], recovered("r1", "r2"))).toEqual({ added: [], removed: ["r3"], orphans: [] });
-    // A removal the recovered log lost: nothing happened.
-    expect(settledChange([m("r1", "r2", "r3"), m("r1", "r2")], recovered("r1", "r2", "r3"))).toEqual({ added: [], removed: [], orphans: [] });
-    // An add the log holds is an add; one it lost leaves a provisioned object that is no member.
-    expect(settledChange([m("r1", "r2", "r3"), m("r1", "r2", "r3", "r4")], recovered("r1", "r2", "r3", "r4"))).toEqual({ added: ["r4"], removed: [], orphans: [] });
-    expect(settledChange([m("r1", "r2", "r3"), m("r1", "r2", "r3", "r4")], recovered("r1", "r2", "r3"))).toEqual({ added: [], removed: [], orphans: ["r4"] });
-    // No change in flight (or a promotion: the same ids): nothing.
-    expect(settledChange(undefined, recovered("r1", "r2", "r3"))).toEqual({ added: [], removed: [], orphans: [] });
-    expect(settledChange([m("r1", "r2", "r3"), m("r1", "r2", "r3")], recovered("r1", "r2", "r3"))).toEqual({ added: [], removed: [], orphans: [] });
   });
 });
