@@ -182,7 +182,7 @@ export class SequencerObject extends ReplicaServing {
         if (!(await directory.update(cfg.incarnation, config))) throw new Error(`the directory of ${cfg.group} refused the membership of incarnation ${cfg.incarnation}`);
       },
       recordQuarantined: async (ids) => {
-        if (!(await directory.setQuarantined(cfg.incarnation, ids))) throw new Error(`the directory of ${cfg.group} refused the quarantine list of incarnation ${cfg.incarnation}`);
+        if (!(await directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids))) throw new Error(`the directory of ${cfg.group} refused the quarantine list of ${sequencerName(cfg)} (incarnation ${cfg.incarnation})`);
       },
       event: (kind, message, fields) => this.event(cfg, kind, message, fields),
     };

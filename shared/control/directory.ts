@@ -118,10 +118,14 @@ export class DirectoryCore {
     return true;
   }
 
-  /** The replicas the sequencer holds quarantined (empty: none), for a successor to keep so. */
-  setQuarantined(incarnation: number, ids: string[]): boolean {
+  /**
+   * The replicas the sequencer holds quarantined (empty: none), for a successor to keep so. Only
+   * from the sequencer the record names: a deposed one's late list would overwrite its successor's.
+   */
+  setQuarantined(incarnation: number, sequencer: string, ids: string[]): boolean {
     const rec = this.get();
     if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return false;
+    if (sequencerName(rec.config) !== sequencer) return false;
     const { quarantined: _old, ...config } = rec.config;
     this.store.put("record", { ...rec, config: ids.length > 0 ? { ...config, quarantined: [...ids] } : config });
     return true;

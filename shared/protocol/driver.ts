@@ -471,7 +471,7 @@ export class SequencerDriver {
       this.forgetRemoved();
       const quarantined = new Set(this.core.quarantinedIds());
       // Not one being rebuilt: a late "quarantined" could land after its install ended it.
-      for (const id of [...this.untold]) if (!quarantined.has(id)) this.untold.delete(id);
+      for (const id of [...this.untold.keys()]) if (!quarantined.has(id)) this.untold.delete(id);
       else if (!this.core.isRepairing(id)) this.tellQuarantined(id);
       if (this.quarantineRecorded === null) this.noteQuarantines();
       for (const id of this.core.replicaIds()) {
@@ -649,7 +649,7 @@ export class SequencerDriver {
   }
 
   /** Quarantined replicas not known to have heard it (they would serve reads): told on every heartbeat until one answers. */
-  private readonly untold = new Set<string>();
+  private readonly untold = new Map<string, number>();
   /** The quarantined set as of the last noteQuarantines (a replica new to it is told). */
   private quarantinedKnown = new Set<string>();
   /** The quarantine list last given to the directory (null: to write), and the write under way (one at a time, in order). */
@@ -680,12 +680,15 @@ export class SequencerDriver {
   }
 
   private tellQuarantined(id: string): void {
-    this.untold.add(id);
+    // Each tell has its generation: only the newest one's answer settles it (an old one's success
+    // must not clear a newer tell that failed, after a release and a second quarantine).
+    const generation = (this.untold.get(id) ?? 0) + 1;
+    this.untold.set(id, generation);
     this.io
       .link(id)
-      .setQuarantined(true)
+      .setQuarantined(true, this.core.epoch)
       .then(
-        () => this.untold.delete(id),
+        () => (this.untold.get(id) === generation ? this.untold.delete(id) : undefined),
         (err) => this.io.log("warn", `telling ${id} it is quarantined (told again at the next heartbeat): ${String(err)}`),
       );
   }

@@ -46,7 +46,8 @@ export interface ReplicaApi {
   query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer>;
   session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer>;
   auditInfo(): AuditInfo | null;
-  setQuarantined(quarantined: boolean): void;
+  /** `epoch`: the sequencer's; a replica that has accepted a newer one refuses it (a deposed sequencer's late word). */
+  setQuarantined(quarantined: boolean, epoch?: number): void;
   release(rebase: boolean): { ok: boolean; digest: string; reason?: string };
   /** `by` names the recovery asking (see ReplicaMeta.fencedBy); a probe (epoch 0) needs none. */
   fence(epoch: number, by?: string): FenceReply | null;

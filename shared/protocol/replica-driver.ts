@@ -165,8 +165,9 @@ export class ReplicaDriver implements ReplicaApi {
     return this.core?.auditInfo() ?? null;
   }
 
-  setQuarantined(quarantined: boolean): void {
-    this.core?.setQuarantined(quarantined);
+  setQuarantined(quarantined: boolean, epoch?: number): void {
+    if (!this.core || (epoch !== undefined && epoch < this.core.position().epoch)) return;
+    this.core.setQuarantined(quarantined);
     if (quarantined) this.watches.closeAll();
   }
 

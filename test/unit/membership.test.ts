@@ -146,3 +146,18 @@ describe("a membership change", () => {
     g.driver.stop();
   });
 });
+
+describe("a replica told it is quarantined", () => {
+  it("refuses the word of a sequencer older than the one it follows (a deposed one's late re-tell would undo a repair)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const r2 = g.replicas.get("r2")!;
+    const epoch = g.driver.core.epoch;
+    expect(epoch).toBeGreaterThan(0);
+    r2.setQuarantined(true, epoch - 1);
+    expect(r2.position()!.quarantined).toBe(false);
+    r2.setQuarantined(true, epoch);
+    expect(r2.position()!.quarantined).toBe(true);
+    g.driver.stop();
+  });
+});

@@ -161,14 +161,18 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
   });
 
-  it("keeps the quarantined replicas apart from the membership: a membership record does not clear them", () => {
+  it("keeps the quarantined replicas apart from the membership (a membership record does not clear them), written only by the sequencer in office", () => {
     const dir = memoryDirectory();
     const rec = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config;
-    expect(dir.setQuarantined(rec.incarnation, ["r3"])).toBe(true);
+    expect(dir.setQuarantined(rec.incarnation, "g", ["r3"])).toBe(true);
     expect(dir.update(rec.incarnation, { ...rec, quarantined: [] })).toBe(true);
     expect(dir.get()!.config.quarantined).toEqual(["r3"]);
-    expect(dir.setQuarantined(rec.incarnation + 1, [])).toBe(false);
-    expect(dir.setQuarantined(rec.incarnation, [])).toBe(true);
+    expect(dir.setQuarantined(rec.incarnation + 1, "g", [])).toBe(false);
+    // Only from the sequencer the record names: a deposed one's late list is refused.
+    expect(dir.replaceSequencer(rec.incarnation, 0, { ...rec, sequencer: { name: "g~s1", location: null, no: 1 } })).toBe(true);
+    expect(dir.setQuarantined(rec.incarnation, "g", [])).toBe(false);
+    expect(dir.get()!.config.quarantined).toEqual(["r3"]);
+    expect(dir.setQuarantined(rec.incarnation, "g~s1", [])).toBe(true);
     expect(dir.get()!.config.quarantined).toBeUndefined();
   });
 });

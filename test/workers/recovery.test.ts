@@ -1,6 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { SequencerObject } from "../../workers/sequencer.js";
+import { directoryClient } from "../../workers/directory.js";
 import { api, clientToken, command, createGroup, query, replicaStatuses, waitFor } from "./helpers.js";
 
 function sequencer(group: string) {
@@ -88,6 +89,12 @@ describe("moving a sequencer", () => {
     const status = (await api("GET", "/v1/groups/view-cut", undefined, clientToken)).body;
     expect(status.sequencer).toMatchObject({ reachable: false });
     expect(status.replicas.find((r: any) => r.id === "r3")).toMatchObject({ status: "down", appliedSeq: seen.appliedSeq, lastContact: audit.at });
+    // A replica on the directory's quarantine list shows quarantined, though it may never have heard it.
+    const directory = directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName("view-cut")) as never);
+    const incarnation = (await directory.get())!.config.incarnation;
+    expect(await directory.setQuarantined(incarnation, "view-cut", ["r2"])).toBe(true);
+    const listed = (await api("GET", "/v1/groups/view-cut", undefined, clientToken)).body.replicas.find((r: any) => r.id === "r2");
+    expect(listed.status).toBe("quarantined");
     await api("POST", "/v1/groups/view-cut/faults", { target: "sequencer", fault: "none" });
     await api("POST", "/v1/groups/view-cut/faults", { target: "r3", fault: "none" });
   });
