@@ -474,6 +474,7 @@ export class SequencerDriver {
       for (const id of [...this.untold.keys()]) if (!quarantined.has(id)) this.untold.delete(id);
       else if (!this.core.isRepairing(id)) this.tellQuarantined(id);
       if (this.quarantineRecorded === null) this.noteQuarantines();
+      this.recordMembershipIfDue();
       for (const id of this.core.replicaIds()) {
         if ((this.lastSentMs.get(id) ?? 0) > now - heartbeatMs || (this.retryAtMs.get(id) ?? 0) > now) continue;
         this.beatDue.add(id);
@@ -773,8 +774,14 @@ export class SequencerDriver {
     if (this.recordAtSeq === null || this.core.commitSeq < this.recordAtSeq || this.stopped) return;
     // A change under way records its own membership when it ends (or sets recordAtSeq again).
     if (this.reconfiguring || this.core.configChangePending) return;
+    const seq = this.recordAtSeq;
     this.recordAtSeq = null;
-    void this.record(this.core.config);
+    // A write that fails is due again (the next commit advance or heartbeat tries it): left in
+    // the directory, a finished change's inFlight makes a later recovery start from the old
+    // membership, and once compaction drops the change's entry it cannot see the change at all.
+    void this.record(this.core.config).then((ok) => {
+      if (!ok && !this.stopped) this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, seq);
+    });
   }
 
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
@@ -808,7 +815,7 @@ export class SequencerDriver {
         });
         return { ok: false, ...refusal("not_committed", change.id) };
       }
-      if (!this.stopped) await this.record(this.core.config);
+      if (!this.stopped && !(await this.record(this.core.config))) this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
       this.changeCommitted(change, e.seq);
       this.kickAll();
       return { ok: true };

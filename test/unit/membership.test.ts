@@ -161,3 +161,27 @@ describe("a replica told it is quarantined", () => {
     g.driver.stop();
   });
 });
+
+describe("the membership record after a change", () => {
+  it("is written again until the directory takes it: a failed write left the change in flight there for ever", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: { recordMemberships: (c: unknown) => Promise<void> } }).io;
+    const write = io.recordMemberships;
+    let failing = false;
+    io.recordMemberships = async (c) => {
+      if (failing && !(c as { inFlight?: unknown }).inFlight) throw new Error("directory unreachable");
+      return write(c);
+    };
+    failing = true; // the write-ahead (in flight) goes through; the record after the commit fails
+    expect(await g.driver.addReplica(null)).toEqual({ ok: true, id: "r4" });
+    await tick();
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeDefined();
+    failing = false;
+    g.driver.startHeartbeats();
+    await tick(1_200);
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeUndefined();
+    expect(ids(g.recorded[g.recorded.length - 1]!)).toEqual(["r1", "r2", "r3", "r4?"]);
+    g.driver.stop();
+  });
+});
