@@ -6,7 +6,8 @@ import { auditsPageDefault, laggingEntriesMin, replicaRpcTimeoutMs } from "../sh
 import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { type ReplicaResult, withTimeout } from "../shared/protocol/io.js";
 import { type GroupConfig, type Member, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
-import { JointConfig, MajorityConfig } from "../shared/protocol/quorum.js";
+import { MajorityConfig } from "../shared/protocol/quorum.js";
+import { inForce } from "../shared/protocol/failover.js";
 import { zeroHash } from "../shared/protocol/hash.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 
@@ -27,9 +28,7 @@ export function positionsOf(env: Env, config: GroupConfig, members: Member[] = m
  * not the old sequencer, whose view is empty after a restart and which may be the one cut off.
  */
 export function votersAnswering(env: Env, config: GroupConfig): Promise<{ ok: boolean; count: number; need: number }> {
-  const memberships = config.inFlight ?? [membersOf(config)];
-  const everyone = [...new Map(memberships.flat().map((m) => [m.id, m])).values()];
-  const quorum = new JointConfig(memberships.map((ms) => new MajorityConfig(ms.filter((m) => m.voter).map((m) => m.id))));
+  const { members: everyone, quorum } = inForce(config);
   const voters = new MajorityConfig(membersOf(config).filter((m) => m.voter).map((m) => m.id));
   const answered: string[] = [];
   const result = () => ({ ok: quorum.reached(answered), count: answered.filter((id) => voters.voters.has(id)).length, need: voters.need });

@@ -463,7 +463,7 @@ export class SequencerDriver {
   startHeartbeats(): void {
     // A recovered sequencer's quarantined replicas (from their flags and the directory's list) are
     // told again, and the directory gets this sequencer's list.
-    this.quarantinedKnown = new Set();
+    for (const id of this.core.quarantinedIds()) this.tellQuarantined(id);
     this.noteQuarantines();
     const beat = () => {
       if (this.stopped) return;
@@ -646,28 +646,25 @@ export class SequencerDriver {
     if (!this.core.setQuarantined(id, true)) return;
     this.io.log("warn", `replica ${this.core.config.group}/${id} quarantined`);
     this.io.event?.("quarantine", `replica ${id} quarantined`, { replica: id });
+    this.tellQuarantined(id);
     this.noteQuarantines();
   }
 
   /** Quarantined replicas not known to have heard it (they would serve reads): told on every heartbeat until one answers. */
   private readonly untold = new Map<string, number>();
-  /** The quarantined set as of the last noteQuarantines (a replica new to it is told). */
-  private quarantinedKnown = new Set<string>();
   /** The quarantine list last given to the directory (null: to write), and the write under way (one at a time, in order). */
   private quarantineRecorded: string | null = null;
   private recordingQuarantine: Promise<void> = Promise.resolve();
 
   /**
-   * After any change of the quarantined set: the directory keeps the list (a successor keeps them
-   * quarantined), and each newly quarantined replica is told. The replica's own flag was the only
-   * record before: told once, without retry, a replica cut off or slow never knew, and after a
-   * failover it was reported healthy and served its corrupt rows.
+   * After any change of the quarantined set, the directory keeps the list (a successor keeps them
+   * quarantined). The replica's own flag was the only record before: told once, without retry, a
+   * replica cut off or slow never knew, and after a failover it was reported healthy and served
+   * its corrupt rows. (Replicas quarantined otherwise, by a failed replay or a rejoin, know.)
    */
   private noteQuarantines(): void {
     if (this.stopped) return;
     const ids = this.core.quarantinedIds().sort();
-    for (const id of ids) if (!this.quarantinedKnown.has(id)) this.tellQuarantined(id);
-    this.quarantinedKnown = new Set(ids);
     const key = ids.join(",");
     if (key === this.quarantineRecorded) return;
     this.quarantineRecorded = key;
@@ -899,8 +896,8 @@ export class SequencerDriver {
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
       if (info?.quarantined && !info.rebuilding) this.core.setQuarantined(id, true);
-      this.noteQuarantines();
     });
+    this.noteQuarantines();
     const { report, diverged, alarm } = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos);
     if (alarm !== null) {
       this.io.log("error", `AUDIT ALARM group ${this.core.config.group} epoch ${this.core.epoch} seq ${report.seq}: ${alarm}`);

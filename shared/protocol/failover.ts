@@ -22,15 +22,25 @@ export type PreVote =
  * Whether to fail over now, and to what: the next name (`{group}~s{n}`), placed at the next entry
  * of `sequencerLocations`, else near a voter that answered (a healthy one), else where it was.
  */
+/**
+ * Every membership that may be in force (both while a change is in flight): their members, once
+ * each, and the quorum a successor must reach, a majority of the voters of each. What a PreVote
+ * asks, and what a move checks answers before its hand-over.
+ */
+export function inForce(config: GroupConfig): { members: Member[]; quorum: JointConfig } {
+  const memberships: Member[][] = config.inFlight ?? [membersOf(config)];
+  const members = [...new Map(memberships.flat().map((m) => [m.id, m])).values()];
+  const voters = (ms: Member[]) => new MajorityConfig(ms.filter((m) => m.voter).map((m) => m.id));
+  return { members, quorum: new JointConfig(memberships.map(voters)) };
+}
+
 export async function preVote(io: FailoverIO, config: GroupConfig): Promise<PreVote> {
   const since = config.sequencer?.since ? Date.parse(config.sequencer.since) : NaN;
   if (Number.isFinite(since) && io.nowMs() - since < failoverHoldDownMs) {
     return { go: false, reason: `the sequencer took office ${io.nowMs() - since} ms ago (hold-down ${failoverHoldDownMs} ms)` };
   }
-  const memberships: Member[][] = config.inFlight ?? [membersOf(config)];
-  const ids = [...new Set(memberships.flatMap((ms) => ms.map((m) => m.id)))];
-  const voters = (ms: Member[]) => new MajorityConfig(ms.filter((m) => m.voter).map((m) => m.id));
-  const quorum = new JointConfig(memberships.map(voters));
+  const { members, quorum } = inForce(config);
+  const ids = members.map((m) => m.id);
   const replies = await votes(io, ids, quorum);
   const gone = ids.filter((_, i) => replies[i]?.gone);
   if (!quorum.reached(gone)) return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${tally(replies)}); a quorum of voters must` };
