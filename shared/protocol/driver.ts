@@ -24,7 +24,7 @@ import { canonicalJson, sha256Hex, zeroHash } from "./hash.js";
 import type { SnapshotInfo } from "./replica.js";
 import { askAgain, type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type Refused, type SequencerCore, type StepResult, type SubmitDecision, pendingKey, refusal } from "./sequencer.js";
-import type { AppliedOutput, AuditInfo, ConfigChange } from "./types.js";
+import type { AppliedOutput, AuditInfo, ConfigChange, Member } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
 import { configAfter, membersOf, nextReplicaNo } from "./types.js";
 
@@ -739,6 +739,33 @@ export class SequencerDriver {
 
   private async retire(id: string): Promise<void> {
     await this.io.retire?.(id).catch((err) => this.io.log("warn", `destroying removed ${id}: ${String(err)}`));
+  }
+
+  /**
+   * After a recovery whose directory record still held a change in flight (its predecessor was
+   * lost before it recorded the end): once this recovery's no-op at `noopSeq` commits, the
+   * recovered membership is the group's for good, and the change is finished as its own sequencer
+   * would have: the event of each replica it added or removed, and the storage of a removed one
+   * destroyed, as is that of a replica provisioned for an add that never reached the log. Not
+   * before the commit: until then a later recovery fencing another quorum could make a replica
+   * destroyed here a voter again. (If the predecessor saw the commit and only its record was
+   * lost, its events were written already and are written again here.)
+   */
+  finishInherited(inFlight: Member[][], changes: { seq: number; change: ConfigChange }[], noopSeq: number): void {
+    const members = new Set(membersOf(this.core.config).map((m) => m.id));
+    const before = new Set(inFlight[0]!.map((m) => m.id));
+    const named = [...new Set(inFlight.flat().map((m) => m.id))];
+    const seqOf = (id: string) => changes.findLast((c) => c.change.id === id && c.change.op !== "promote")?.seq ?? noopSeq;
+    const finish = () => {
+      for (const id of named) {
+        if (members.has(id) && !before.has(id)) this.changeCommitted({ op: "add", id, location: null }, seqOf(id));
+        if (members.has(id)) continue;
+        if (before.has(id)) this.changeCommitted({ op: "remove", id }, seqOf(id));
+        void this.retire(id);
+      }
+    };
+    if (this.core.commitSeq >= noopSeq) finish();
+    else this.whenCommitted(noopSeq, finish);
   }
 
   /** A committed change's event (a promotion is part of an add: none of its own). */

@@ -134,6 +134,7 @@ export class SequencerLifecycle {
     this.host.storage().saveMeta(r.meta);
     this.start(r.meta);
     this.driver!.recordMembershipAt(r.recoveredSeq + 1);
+    if (config.inFlight) this.driver!.finishInherited(config.inFlight, r.changes, r.recoveredSeq + 1);
     io.event?.("recovery", `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`, { sequencer: sequencerName(config) });
     return { ok: true, epoch: r.meta.epoch };
   }

@@ -14,7 +14,10 @@ import type { Entry } from "../api/types.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import { applyConfigChange, membersOf, type ConfigChange, type Member } from "./types.js";
 
-export type RecoveryResult = { ok: true; meta: SequencerMeta; recoveredSeq: number } | { ok: false; reason: string };
+/** `changes`: the recovered log's config entries (a successor finishes a change its predecessor had in flight). */
+export type RecoveryResult =
+  | { ok: true; meta: SequencerMeta; recoveredSeq: number; changes: { seq: number; change: ConfigChange }[] }
+  | { ok: false; reason: string };
 
 const fenceRoundsMax = 5;
 /**
@@ -91,7 +94,7 @@ export async function recoverSequencer(
   const prevHash = entries.length > 0 ? entries[entries.length - 1]!.hash : best.baseSeq > 0 ? best.baseHash : zeroHash;
   const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: new Date(io.nowMs()).toISOString() };
   const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
-  const { quarantined: recorded, ...recovered } = recoveredConfig(config, memberships[0]!, entries);
+  const { quarantined: recorded, ...recovered } = recoveredConfig(config, memberships[0]!, best, entries);
   // A replica's own quarantine flag outlives the sequencer that set it, and so does the list the
   // directory keeps (the replica may never have heard it): keep both, for the members there are.
   const members = new Set(membersOf(recovered).map((m) => m.id));
@@ -106,7 +109,8 @@ export async function recoverSequencer(
     storage.saveMeta(meta);
   });
   io.log("warn", `sequencer ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
-  return { ok: true, meta, recoveredSeq: best.lastSeq };
+  const changes = entries.filter((e) => e.kind === "config").map((e) => ({ seq: e.seq, change: e.command as ConfigChange }));
+  return { ok: true, meta, recoveredSeq: best.lastSeq, changes };
 }
 
 /**
@@ -166,15 +170,21 @@ async function readLogOf(io: DriverIO, id: string, best: FenceReply): Promise<En
 }
 
 /**
- * Step 3: the membership. Start from the oldest membership that may be in force (as the directory
- * kept it); the recovered log's config entries bring it forward (idempotent, so a change the
- * directory already knew is harmless).
+ * Step 3: the membership. Start from the best log's own (the membership after the last config
+ * entry its replica applied: committed, and the log holds every entry after it) or, if it knows
+ * none, from the oldest membership that may be in force as the directory kept it; the recovered
+ * log's later config entries bring it forward (idempotent, so a change the directory already knew
+ * is harmless). The directory's record alone is not enough: a change whose record never reached
+ * it (the directory unreachable after the commit, then the sequencer lost) and whose entry
+ * compaction dropped from every log would be invisible, and a removed replica would come back.
  */
-function recoveredConfig(config: GroupConfig, oldest: Member[], entries: Entry[]): GroupConfig {
-  let recovered: GroupConfig = { ...config, members: oldest };
+function recoveredConfig(config: GroupConfig, oldest: Member[], best: FenceReply, entries: Entry[]): GroupConfig {
+  const own = best.membership ?? null;
+  let recovered: GroupConfig = { ...config, members: own?.members ?? oldest };
+  if (own) recovered.lastReplicaNo = Math.max(recovered.lastReplicaNo ?? recovered.replicas, own.lastReplicaNo);
   delete recovered.inFlight;
   for (const e of entries) {
-    if (e.kind !== "config") continue;
+    if (e.kind !== "config" || (own && e.seq <= own.seq)) continue;
     const change = e.command as ConfigChange;
     recovered = { ...recovered, members: applyConfigChange(membersOf(recovered), change) };
     if (change.op === "add") recovered.lastReplicaNo = Math.max(recovered.lastReplicaNo ?? recovered.replicas, Number(change.id.slice(1)));

@@ -18,7 +18,8 @@ import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, applyEntry, digestOfPages, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
-import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, FenceReply, ReplicaPosition } from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
+import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
 export interface ReplicaMeta {
@@ -60,6 +61,8 @@ export interface ReplicaMeta {
    * lost, or a copy of its message answered first), any other refused.
    */
   fencedBy?: { epoch: number; by: string };
+  /** The membership after the last config entry applied (a recovery starts from it: see Membership). */
+  membership?: Membership | null;
 }
 
 /** What a sequencer knows when it re-creates a replica that lost its storage (see ReplicaMeta.rejoinSeq). */
@@ -168,6 +171,8 @@ export interface SnapshotInfo {
   /** Epoch of the entry at seq. */
   entryEpoch: number;
   epoch: number;
+  /** The source's membership (its last config entry applied may lie before seq, compacted away). */
+  membership?: Membership | null;
 }
 
 /**
@@ -409,6 +414,7 @@ export class ReplicaCore {
       effects.push({ seq: e.seq, output: outputText, changes: changesText(changes) });
       this.unapplied.delete(e.seq);
       next.appliedSeq = e.seq;
+      if (e.kind === "config") next.membership = membershipIn(e.seq, e.command as ConfigCommand);
       if (e.seq % next.checkpointEvery === 0) {
         this.storage.addCheckpoint({ seq: e.seq, digest: this.state.digest, logHash: e.hash }, checkpointsKeptMax);
       }
@@ -482,6 +488,7 @@ export class ReplicaCore {
       baseHash: m.baseHash,
       quarantined: m.quarantined,
       rebuilding: this.installing !== null,
+      membership: m.membership ?? null,
     };
   }
 
@@ -567,7 +574,7 @@ export class ReplicaCore {
     const m = this.meta;
     const at = m.appliedSeq > m.baseSeq ? this.storage.readEntries(m.appliedSeq, m.appliedSeq)[0] : undefined;
     const entryEpoch = at?.epoch ?? m.baseEpoch;
-    this.snapshot = { seq: m.appliedSeq, digest: m.digest, logHash: this.hashAt(m.appliedSeq) ?? zeroHash, entryEpoch, epoch: m.epoch };
+    this.snapshot = { seq: m.appliedSeq, digest: m.digest, logHash: this.hashAt(m.appliedSeq) ?? zeroHash, entryEpoch, epoch: m.epoch, membership: m.membership ?? null };
     return this.snapshot;
   }
 
@@ -657,6 +664,7 @@ export class ReplicaCore {
       installing: null,
       stateSeq: info.seq,
       stateDigest: info.digest,
+      membership: info.membership ?? null,
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
     return { ok: true, digest: actual };

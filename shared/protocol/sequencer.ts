@@ -7,7 +7,7 @@ import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import type { MajorityConfig } from "./quorum.js";
 import { type Progress, ProgressTracker } from "./tracker.js";
 import { type Decision, OutputVotes } from "./votes.js";
-import { type ConfigChange, configAfter, membersOf } from "./types.js";
+import { type ConfigChange, type ConfigCommand, configAfter, membersOf } from "./types.js";
 
 export interface SequencerMeta {
   config: GroupConfig;
@@ -593,9 +593,11 @@ export class SequencerCore {
   appendConfig(change: ConfigChange, timestamp: string): Entry | Refused {
     const refused = this.changeRefusal(change);
     if (refused !== null) return refused;
-    const body = { seq: this.lastSeq + 1, epoch: this.meta.epoch, kind: "config" as const, client: null, request: null, command: change, timestamp };
-    const e: Entry = { ...body, hash: entryHash(this.lastHash, body) };
     const config = configAfter(this.meta.config, change);
+    // The entry carries the membership after it (see Membership).
+    const command: ConfigCommand = { ...change, members: membersOf(config), lastReplicaNo: config.lastReplicaNo! };
+    const body = { seq: this.lastSeq + 1, epoch: this.meta.epoch, kind: "config" as const, client: null, request: null, command, timestamp };
+    const e: Entry = { ...body, hash: entryHash(this.lastHash, body) };
     this.storage.transaction(() => {
       this.storage.appendEntries([e]);
       this.meta.config = config;

@@ -66,6 +66,31 @@ export type ConfigChange =
   | { op: "promote"; id: string }
   | { op: "remove"; id: string };
 
+/**
+ * A config entry's command: the change, and the membership after it. The log carries its own
+ * membership so that a recovery need not trust the directory's record of it, which may be stale
+ * (see Membership). Entries written before it was carried have the change only.
+ */
+export type ConfigCommand = ConfigChange & { members?: Member[]; lastReplicaNo?: number };
+
+/**
+ * The membership after the config entry at seq, as a replica applied it (committed, so the
+ * group's for good). A recovery starts from the best log's, not from the directory's record: a
+ * change whose record never reached the directory, and whose entry compaction has dropped from
+ * every log, is invisible anywhere else.
+ */
+export interface Membership {
+  seq: number;
+  members: Member[];
+  lastReplicaNo: number;
+}
+
+/** The membership a config entry carries, or null if it carries none (an older entry). */
+export function membershipIn(seq: number, command: ConfigCommand): Membership | null {
+  if (command.members === undefined || command.lastReplicaNo === undefined) return null;
+  return { seq, members: command.members, lastReplicaNo: command.lastReplicaNo };
+}
+
 export function membersOf(config: GroupConfig): Member[] {
   return config.members ?? replicaIds(config.replicas).map((id, i) => ({ id, location: config.locations[i] ?? null, voter: true }));
 }
@@ -171,6 +196,8 @@ export interface FenceReply {
   quarantined: boolean;
   /** Halfway through a state transfer: its log is cleared, so it reports an empty one. */
   rebuilding: boolean;
+  /** The membership after the last config entry it applied (null: none, or one that carried none). */
+  membership?: Membership | null;
 }
 
 export interface Checkpoint {

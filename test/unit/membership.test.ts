@@ -5,6 +5,9 @@ import { describe, expect, it } from "vitest";
 import { membersOf } from "../../shared/protocol/types.js";
 import { commandTimeoutMs } from "../../shared/limits.js";
 import { type Clock, directGroup } from "../support/direct.js";
+import type { DriverIO } from "../../shared/protocol/io.js";
+import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { recoverSequencer } from "../../shared/protocol/recovery.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const ids = (c: { members?: unknown }) => membersOf(c as never).map((m) => `${m.id}${m.voter ? "" : "?"}`);
@@ -182,6 +185,82 @@ describe("the membership record after a change", () => {
     await tick(1_200);
     expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeUndefined();
     expect(ids(g.recorded[g.recorded.length - 1]!)).toEqual(["r1", "r2", "r3", "r4?"]);
+    g.driver.stop();
+  });
+});
+
+describe("a recovery after the membership record was lost", () => {
+  // The change commits, its record never reaches the directory (which keeps both memberships in
+  // flight), and compaction drops the change's entry from every log: a recovery that started
+  // from the directory's older membership could not see the change, and brought a removed
+  // replica back (or dropped an added one). It starts from the log's own membership instead.
+  it("keeps a removal whose entry every replica has compacted away", async () => {
+    const g = directGroup(config, { entries: 10, slack: 5 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const write = io.recordMemberships!;
+    io.recordMemberships = async (c) => {
+      if (!c.inFlight) throw new Error("directory unreachable");
+      return write(c);
+    };
+    expect(await g.driver.removeReplica("r3")).toEqual({ ok: true });
+    const changeSeq = g.driver.core.lastLogSeq;
+    for (let r = 2; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
+    await tick();
+    g.driver.stop();
+    for (const id of ["r1", "r2"]) expect(g.replicas.get(id)!.fence(0)!.baseSeq).toBeGreaterThan(changeSeq);
+    const directory = g.recorded[g.recorded.length - 1]!;
+    expect(directory.inFlight).toBeDefined(); // stale: the change is long committed
+    const r = await recoverSequencer(directory, new MemorySequencerStorage(), io);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(ids(r.meta.config)).toEqual(["r1", "r2"]);
+  });
+
+  it("keeps an addition whose entry every replica has compacted away, and its replica number", async () => {
+    const g = directGroup(config, { entries: 10, slack: 5 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const write = io.recordMemberships!;
+    io.recordMemberships = async (c) => {
+      if (!c.inFlight) throw new Error("directory unreachable");
+      return write(c);
+    };
+    expect(await g.driver.addReplica("weur")).toEqual({ ok: true, id: "r4" });
+    const changeSeq = g.driver.core.lastLogSeq;
+    for (let r = 2; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
+    await tick();
+    g.driver.stop();
+    for (const id of ["r1", "r2", "r3"]) expect(g.replicas.get(id)!.fence(0)!.baseSeq).toBeGreaterThan(changeSeq);
+    // The directory's stale record is the write-ahead's: recover from one that knows only the
+    // old membership, as a record written before the change would.
+    const directory = { ...g.recorded[g.recorded.length - 1]!, members: undefined, lastReplicaNo: 3, inFlight: [membersOf(config)] };
+    const r = await recoverSequencer(directory, new MemorySequencerStorage(), io);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(ids(r.meta.config)).toEqual(["r1", "r2", "r3", "r4?"]);
+    expect(r.meta.config.lastReplicaNo).toBe(4);
+    expect(r.meta.config.members!.find((m) => m.id === "r4")!.location).toBe("weur");
+  });
+});
+
+describe("a change inherited in flight from a lost sequencer", () => {
+  it("is finished only once the recovery's no-op commits: a replica provisioned for an add that never reached the log is destroyed, with no event", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const old = membersOf(config);
+    g.down.add("r2");
+    g.down.add("r3");
+    const noopSeq = g.driver.core.commitSeq + 1;
+    g.driver.finishInherited([old, [...old, { id: "r4", location: null, voter: false }]], [], noopSeq);
+    const pending = g.driver.submit("a", 2, { op: "put", key: "k", value: 2 });
+    await tick(100);
+    expect(g.retired).toEqual([]); // not committed yet: a later recovery could still decide otherwise
+    g.down.clear();
+    expect((await pending).kind).toBe("ok");
+    await tick();
+    expect(g.retired).toEqual(["r4"]);
+    expect(g.events.filter((e) => e.kind.startsWith("replica-"))).toEqual([]);
     g.driver.stop();
   });
 });

@@ -153,4 +153,27 @@ describe("state transfer", () => {
     expect(r3.appliedSeq).toBe(r1.appliedSeq);
     expect(r3.digest).toBe(r1.digest);
   }, 60_000);
+
+  it("a replica rebuilt past a compacted config entry knows the membership it carried (a recovery starts from it)", async () => {
+    const g = directGroup(config(4), { entries: 100, slack: 20 });
+    expect(await g.driver.removeReplica("r4")).toEqual({ ok: true });
+    g.down.add("r3");
+    for (let i = 1; i < 400 && g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status !== "down"; i++) {
+      await putMany(g.driver, "warm", i, 1);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await putMany(g.driver, "c", 1, 500, 100);
+    expect(g.driver.core.baseSeq).toBeGreaterThan(100);
+    g.down.delete("r3");
+    await putMany(g.driver, "c", 2_000, 1);
+    for (let i = 0; i < 200 && g.replicas.get("r3")!.core!.appliedSeq < g.driver.core.commitSeq; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      g.driver.kickAll();
+    }
+    const own = g.replicas.get("r1")!.fence(0)!.membership;
+    expect(own?.members.map((m) => m.id)).toEqual(["r1", "r2", "r3"]);
+    const rebuilt = g.replicas.get("r3")!.fence(0)!;
+    expect(rebuilt.baseSeq).toBeGreaterThan(own!.seq); // it never held the entry
+    expect(rebuilt.membership).toEqual(own);
+  }, 60_000);
 });

@@ -1,6 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
+import type { SequencerObject } from "../../workers/sequencer.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as replicas, waitFor, replicaObject } from "./helpers.js";
 
 /** Writes in the background until stopped; every write must succeed. */
@@ -129,6 +130,37 @@ describe("reconfiguration", () => {
     expect((await api("DELETE", "/v1/groups/strict/replicas/r2")).status).toBe(202);
     await api("POST", "/v1/groups/strict/faults", { target: "r2", fault: "none" });
     expect(Object.keys(await replicas("strict"))).toEqual(["r1", "r3"]);
+  });
+
+  it("a removal ordered by a sequencer lost before it committed is finished by the successor: its event, and the removed replica's storage destroyed", async () => {
+    await createGroup("orphan", { machine: "kv", colocate: false });
+    expect((await command("orphan", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    const lastSeqOf = (id: string) =>
+      runInDurableObject(replicaObject("orphan", id, null), (inst: ReplicaObject) => (inst as any).replica.driver.core.position().lastSeq as number);
+    const before = await lastSeqOf("r1");
+    // r2 slow: the removal reaches r1 and r3 at once, but the new membership {r1, r2} needs r2.
+    await api("POST", "/v1/groups/orphan/faults", { target: "r2", fault: "slow", ms: 2_000 });
+    const removing = api("DELETE", "/v1/groups/orphan/replicas/r3");
+    await waitFor("the removal on r1", async () => (await lastSeqOf("r1")) > before, 20);
+    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("orphan")), async (inst: SequencerObject, state) => {
+      const lifecycle = (inst as any).lifecycle;
+      lifecycle.driver?.stop();
+      lifecycle.driver = null;
+      await state.storage.deleteAll();
+    });
+    await api("POST", "/v1/groups/orphan/faults", { target: "r2", fault: "none" });
+    expect((await removing).status).not.toBe(202); // its sequencer never saw it commit
+    // The next request has the successor recover: the removal is in the recovered log.
+    expect((await command("orphan", { op: "put", key: "b", value: 2 })).status).toBe(200);
+    expect(Object.keys(await replicas("orphan"))).toEqual(["r1", "r2"]);
+    await waitFor("the removal's event", async () => {
+      const events = (await api("GET", "/v1/groups/orphan/events", undefined, clientToken)).body.events;
+      return events.some((e: any) => e.kind === "replica-removed" && e.replica === "r3");
+    }, 50);
+    const r3 = replicaObject("orphan", "r3", null);
+    await waitFor("r3's storage destroyed", async () =>
+      (await runInDurableObject(r3, (_i: ReplicaObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('state', 'replica_log', 'effects')").toArray().length)) === 0, 50);
+    expect((await query("orphan", { op: "get", key: "a" })).body.result).toEqual({ value: 1 });
   });
 
   it("refuses an eighth replica (API.md: 1 to 7) with a 409, and provisions nothing for it", async () => {
