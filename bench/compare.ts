@@ -1,4 +1,4 @@
-// npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--op put|batch|get] [--clients N] [--rounds R] [--seconds S] [--storage disk|memory]
+// npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--flags-a F,G --flags-b F,G] [--op put|batch|get] [--clients N] [--rounds R] [--seconds S] [--storage disk|memory]
 // An A/B of two builds of the worker: both run at once (each its own workerd), and rows of the
 // same load alternate between them, so a change is measured against the code before it on the
 // same machine at the same time (one row alone moves 20-40% here). Prints each row, then the
@@ -27,6 +27,8 @@ const seconds = Number(flag("seconds", "5"));
 const perRequest = op === "batch" ? batchPuts : 1;
 /** Replicas of each side's groups (--replicas-a, --replicas-b): the same build against itself measures what a replica costs. */
 const replicasOf = { a: Number(flag("replicas-a", "3")), b: Number(flag("replicas-b", "3")) };
+/** Compatibility flags of each side (--flags-a, --flags-b; default wrangler.toml's): what a flag costs. */
+const flagsOf = { a: flag("flags-a", ""), b: flag("flags-b", "") };
 const readKeys = 1_000;
 /** Where both sides keep their files (bench/storage.ts), disk by default as in the bench. */
 const storage = parseStorage(flag("storage", "disk"));
@@ -42,10 +44,11 @@ interface Side {
   rows: { opsPerSec: number; cpuUsPerOp: number | null; p99Ms: number }[];
 }
 
-async function start(scriptPath: string, replicas: number): Promise<Side> {
+async function start(scriptPath: string, replicas: number, flags: string): Promise<Side> {
   const before = new Set(childPids("workerd"));
   const persistDir = mkdtempSync(join(persistRoot, "side-"));
-  const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath, persistDir, assets: false, direct: true });
+  const compatibilityFlags = flags ? flags.split(",") : undefined;
+  const server = await startServer({ adminToken: "a", clientTokens: ["c"], rateLimitPerSec: 0, scriptPath, persistDir, assets: false, direct: true, compatibilityFlags });
   return { server, pids: childPids("workerd").filter((p) => !before.has(p)), groups: 0, rows: [], replicas };
 }
 
@@ -71,9 +74,9 @@ async function row(side: Side, name: string, record: boolean): Promise<void> {
 
 
 async function main() {
-  if (!builds.a && replicasOf.a === replicasOf.b) throw new Error("--a: the other build's index.js (or --replicas-a/--replicas-b)");
-  const a = await start(builds.a || builds.b, replicasOf.a);
-  const b = await start(builds.b, replicasOf.b);
+  if (!builds.a && replicasOf.a === replicasOf.b && flagsOf.a === flagsOf.b) throw new Error("--a: the other build's index.js (or --replicas-a/--replicas-b, or --flags-a/--flags-b)");
+  const a = await start(builds.a || builds.b, replicasOf.a, flagsOf.a);
+  const b = await start(builds.b, replicasOf.b, flagsOf.b);
   try {
     await row(a, "A (warm-up)", false);
     await row(b, "B (warm-up)", false);

@@ -33,6 +33,8 @@ export interface ServerOptions {
    * the worker as wrangler dev does.
    */
   direct?: boolean;
+  /** Compatibility flags instead of wrangler.toml's (bench/compare.ts measures a flag's cost). */
+  compatibilityFlags?: string[];
   /** Opens workerd's V8 inspector on this port (bench/profile.ts takes CPU profiles through it). */
   inspectorPort?: number;
 }
@@ -48,6 +50,13 @@ function compatibilityDate(): string {
   const m = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml);
   if (!m) throw new Error("wrangler.toml has no compatibility_date");
   return m[1]!;
+}
+
+/** wrangler.toml's compatibility flags: the server runs the worker as it is deployed. */
+export function compatibilityFlags(): string[] {
+  const toml = readFileSync(join(root, "wrangler.toml"), "utf8");
+  const m = /^compatibility_flags\s*=\s*(\[[^\]]*\])/m.exec(toml);
+  return m ? (JSON.parse(m[1]!) as string[]) : [];
 }
 
 /**
@@ -66,7 +75,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     modules: true,
     scriptPath,
     compatibilityDate: compatibilityDate(),
-    compatibilityFlags: ["nodejs_compat"],
+    compatibilityFlags: opts.compatibilityFlags ?? compatibilityFlags(),
     host: "127.0.0.1",
     port: opts.port ?? 0,
     cf: false,
