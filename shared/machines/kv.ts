@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { keyBytesMax, listLimitDefault, listLimitMax, pageBytesMax, txnCommandsMax, txnComparesMax, valueBytesMax } from "../limits.js";
 import { compareCodePoints, utf8Length } from "../text.js";
+import type { StoredJson } from "./output.js";
 import type { MachineState, StateMachine } from "./types.js";
 
 const key = z
@@ -77,25 +78,44 @@ function sameJson(a: unknown, b: unknown): boolean {
   return keys.every((k) => Object.hasOwn(bo, k) && sameJson(ao[k], bo[k]));
 }
 
+/**
+ * sameJson(the stored value, v), parsing the stored text only if it is as long as v's: equal JSON
+ * values have texts of equal length (the same members, in some order), so a compare against a
+ * large stored value costs at most what the command itself carries.
+ */
+function sameStored(stored: StoredJson | null, v: unknown): boolean {
+  if (stored === null) return v === null;
+  if (stored.text.length !== (JSON.stringify(v) ?? "").length) return false;
+  return sameJson(JSON.parse(stored.text), v);
+}
+
+/** Characters of the longest safe integer's JSON text ("-9007199254740991"). */
+const safeIntegerCharsMax = 17;
+
+// Values an output answers as they are stored (put's previous, get's value, a failed cas's
+// current) are read unparsed: see shared/machines/output.ts.
 function applyOne(state: MachineState, c: KvSubCommand): unknown {
   switch (c.op) {
     case "put": {
-      const previous = state.get<unknown>(c.key);
+      const previous = state.getStored(c.key);
       state.put(c.key, c.value);
       return { previous };
     }
     case "get":
-      return { value: state.get<unknown>(c.key) };
+      return { value: state.getStored(c.key) };
     case "delete":
       return { deleted: state.delete(c.key) };
     case "cas": {
-      const current = state.get<unknown>(c.key);
-      if (!sameJson(current, c.expected)) return { ok: false, value: current };
+      const current = state.getStored(c.key);
+      if (!sameStored(current, c.expected)) return { ok: false, value: current };
       state.put(c.key, c.value);
       return { ok: true, value: c.value };
     }
     case "incr": {
-      const current = state.get<unknown>(c.key) ?? 0;
+      const stored = state.getStored(c.key);
+      if (stored !== null && stored.text.length > safeIntegerCharsMax) return { error: "not_integer" };
+      // A stored null counts as absent (0), as get() made it.
+      const current = (stored === null ? null : (JSON.parse(stored.text) as unknown)) ?? 0;
       if (typeof current !== "number" || !Number.isSafeInteger(current)) return { error: "not_integer" };
       const next = current + c.by;
       if (!Number.isSafeInteger(next)) return { error: "overflow" };
@@ -107,7 +127,7 @@ function applyOne(state: MachineState, c: KvSubCommand): unknown {
 
 /** Compares first, then one branch, each command seeing the ones before it: atomic, since an entry applies whole. */
 function applyTxn(state: MachineState, c: KvTxn): unknown {
-  const succeeded = (c.compare ?? []).every((cmp) => sameJson(state.get<unknown>(cmp.key), cmp.value));
+  const succeeded = (c.compare ?? []).every((cmp) => sameStored(state.getStored(cmp.key), cmp.value));
   const run = (succeeded ? c.success : c.failure) ?? [];
   return { succeeded, results: run.map((sub) => applyOne(state, sub)) };
 }

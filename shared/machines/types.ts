@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import type { StoredJson } from "./output.js";
 
 /** One ordered, sync key-value table: SQLite in a Durable Object, a sorted map in Node. */
 export interface RowStore {
@@ -21,6 +22,11 @@ export interface RowStore {
 /** What a state machine sees: JSON values under its own key namespace. */
 export interface MachineState {
   get<T>(key: string): T | null;
+  /**
+   * The value's stored JSON text, not parsed, for an output that answers it as it is (a kv get):
+   * the output is measured first and parsed only if it is answered (shared/machines/output.ts).
+   */
+  getStored(key: string): StoredJson | null;
   put(key: string, value: unknown): void;
   delete(key: string): boolean;
   scan<T>(prefix: string, after: string | null, limit: number): [string, T][];

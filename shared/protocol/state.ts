@@ -1,5 +1,6 @@
-import { outputCharsMax, sessionEvictBatch, sessionRequestsMax, sessionTopsMax } from "../limits.js";
+import { sessionEvictBatch, sessionRequestsMax, sessionTopsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
+import { StoredJson, measuredOutput } from "../machines/output.js";
 import { assert } from "./assert.js";
 import { commandHash } from "./entry.js";
 import { compareCodePoints } from "../text.js";
@@ -299,11 +300,17 @@ export class DigestedState {
    * The machine's view: its own key space, JSON values. With `changes`, every key the machine
    * writes is recorded with its new value's JSON text (null: deleted): what a watch reports.
    */
-  machineView(changes?: Changes): MachineState {
+  machineView(changes?: Changes, onStored?: () => void): MachineState {
     return {
       get: <T>(key: string) => {
         const raw = this.getRaw(machinePrefix + key);
         return raw === null ? null : (JSON.parse(raw) as T);
+      },
+      getStored: (key: string) => {
+        const raw = this.getRaw(machinePrefix + key);
+        if (raw === null) return null;
+        onStored?.();
+        return new StoredJson(raw);
       },
       put: (key, value) => {
         const text = JSON.stringify(value);
@@ -412,12 +419,9 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
   const book: ClientBook = bookRaw === null ? { count: 0, floor: 0 } : JSON.parse(bookRaw);
   if (entry.request <= book.floor) return { seq: entry.seq, status: "expired", originalSeq: entry.seq, output: null };
 
-  let output = machine.apply(state.machineView(changes), entry.command, { seq: entry.seq, timestamp: entry.timestamp });
-  let outputText = JSON.stringify(output) ?? "null";
-  if (outputText.length > outputCharsMax) {
-    output = { error: "output_too_large", chars: outputText.length, limit: outputCharsMax };
-    outputText = JSON.stringify(output);
-  }
+  let stored = false;
+  const view = state.machineView(changes, () => (stored = true));
+  const { output, text: outputText } = measuredOutput(machine.apply(view, entry.command, { seq: entry.seq, timestamp: entry.timestamp }), stored);
   // JSON.stringify([seq, hash, output]) without a second pass over the output (hash is hex).
   state.putRaw(key, `[${entry.seq},"${hash}",${outputText}]`);
   book.count++;

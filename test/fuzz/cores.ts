@@ -20,6 +20,7 @@ import { Cluster } from "../support/cluster.js";
 import { anyCase, bodyBytes, commandCase, type FuzzCase, type MachineName } from "./arbitraries.js";
 import { gateCommand, gateQuery, type RefusalCode, type Stage } from "./gate.js";
 import { ReferenceState, SessionModel, sameJson, show } from "./reference.js";
+import { materialized } from "../../shared/machines/output.js";
 
 export { show };
 
@@ -305,7 +306,7 @@ export function runCases(spec: RunSpec, stats: FuzzStats, options: FuzzOptions =
       if (outcome.status !== p.status) fail(`${where}: entry ${e.seq} ${show(e.command)} of ${show(e.client)} #${e.request}: status ${outcome.status}, the session model says ${p.status}`);
       stats.executed[outcome.status] = (stats.executed[outcome.status] ?? 0) + 1;
       if (p.status === "ok") {
-        const expected = machine.apply(ref, e.command, { seq: e.seq, timestamp: e.timestamp });
+        const expected = materialized(machine.apply(ref, e.command, { seq: e.seq, timestamp: e.timestamp }));
         if (!sameJson(outcome.output, expected)) fail(`${where}: entry ${e.seq} ${show(e.command)}: output ${show(outcome.output)}, the reference gives ${show(expected)}`);
         sessions.executed(e.client, e.request, hash, outcome.output);
         const cmd = e.command as { op: string; balance?: number };

@@ -4,6 +4,7 @@
 // imports: the workerd fuzz test uses them too.
 import { sessionEvictBatch, sessionRequestsMax } from "../../shared/limits.js";
 import type { MachineState } from "../../shared/machines/types.js";
+import { StoredJson } from "../../shared/machines/output.js";
 import { canonicalJson } from "../../shared/protocol/hash.js";
 import { compareCodePoints } from "../../shared/text.js";
 import type { ApplyStatus } from "../../shared/protocol/types.js";
@@ -17,6 +18,10 @@ export class ReferenceState implements MachineState {
   get<T>(key: string): T | null {
     const v = this.rows.get(key);
     return v === undefined ? null : (JSON.parse(v) as T);
+  }
+  getStored(key: string): StoredJson | null {
+    const v = this.rows.get(key);
+    return v === undefined ? null : new StoredJson(v);
   }
   put(key: string, value: unknown): void {
     this.rows.set(key, JSON.stringify(value));

@@ -10,6 +10,7 @@ import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, machinePrefix } from "../../shared/protocol/state.js";
 import { Prng } from "./prng.js";
 import { type FaultKind, reproduce, simulate } from "./run.js";
+import { materialized } from "../../shared/machines/output.js";
 
 // ---- static ------------------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ const show = (o: Outcome) => ("output" in o ? o.output : `an exception (${o.thre
 
 function applyOnce(machine: StateMachine<any, any>, state: DigestedState, command: unknown, ctx: ApplyContext): Outcome {
   try {
-    const output = machine.apply(state.machineView(), structuredClone(command), ctx);
+    const output = materialized(machine.apply(state.machineView(), structuredClone(command), ctx));
     return { output: text(output) };
   } catch (err) {
     return { threw: String(err instanceof Error ? err.message : err) };

@@ -4,6 +4,7 @@ import { type KvCommand, kv } from "../../shared/machines/kv.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, applyEntry, prefetchFor, recomputeDigest, sessionKey } from "../../shared/protocol/state.js";
 import type { RowStore } from "../../shared/machines/types.js";
+import { materialized } from "../../shared/machines/output.js";
 import { entryHash } from "../../shared/protocol/entry.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
 import type { Entry } from "../../shared/api/types.js";
@@ -21,6 +22,9 @@ function spied(rows: MemoryRowStore, on: (method: keyof RowStore, keys: string[]
   };
 }
 
+/** kv's output as a replica answers it (its stored values parsed: shared/machines/output.ts). */
+const applyKv = (...args: Parameters<typeof kv.apply>) => materialized(kv.apply(...args));
+
 function fresh() {
   const rows = new MemoryRowStore();
   return { rows, state: new DigestedState(rows) };
@@ -30,30 +34,30 @@ describe("kv machine", () => {
   it("put, get, delete, cas and incr give the documented outputs", () => {
     const { state } = fresh();
     const v = state.machineView();
-    expect(kv.apply(v, { op: "put", key: "a", value: { x: 1 } }, { seq: 1, timestamp: "" })).toEqual({ previous: null });
-    expect(kv.apply(v, { op: "put", key: "a", value: 2 }, { seq: 2, timestamp: "" })).toEqual({ previous: { x: 1 } });
-    expect(kv.apply(v, { op: "get", key: "a" }, { seq: 3, timestamp: "" })).toEqual({ value: 2 });
-    expect(kv.apply(v, { op: "cas", key: "a", expected: 3, value: 4 }, { seq: 4, timestamp: "" })).toEqual({ ok: false, value: 2 });
-    expect(kv.apply(v, { op: "cas", key: "a", expected: 2, value: 4 }, { seq: 5, timestamp: "" })).toEqual({ ok: true, value: 4 });
-    expect(kv.apply(v, { op: "cas", key: "new", expected: null, value: 1 }, { seq: 6, timestamp: "" })).toEqual({ ok: true, value: 1 });
+    expect(applyKv(v, { op: "put", key: "a", value: { x: 1 } }, { seq: 1, timestamp: "" })).toEqual({ previous: null });
+    expect(applyKv(v, { op: "put", key: "a", value: 2 }, { seq: 2, timestamp: "" })).toEqual({ previous: { x: 1 } });
+    expect(applyKv(v, { op: "get", key: "a" }, { seq: 3, timestamp: "" })).toEqual({ value: 2 });
+    expect(applyKv(v, { op: "cas", key: "a", expected: 3, value: 4 }, { seq: 4, timestamp: "" })).toEqual({ ok: false, value: 2 });
+    expect(applyKv(v, { op: "cas", key: "a", expected: 2, value: 4 }, { seq: 5, timestamp: "" })).toEqual({ ok: true, value: 4 });
+    expect(applyKv(v, { op: "cas", key: "new", expected: null, value: 1 }, { seq: 6, timestamp: "" })).toEqual({ ok: true, value: 1 });
     // Equal as JSON whatever the order of an object's keys; arrays keep their order.
-    kv.apply(v, { op: "put", key: "o", value: { a: 1, b: [1, { c: 2, d: 3 }] } }, { seq: 7, timestamp: "" });
-    expect(kv.apply(v, { op: "cas", key: "o", expected: { b: [1, { d: 3, c: 2 }], a: 1 }, value: 5 }, { seq: 8, timestamp: "" })).toEqual({ ok: true, value: 5 });
-    kv.apply(v, { op: "put", key: "o", value: { a: [1, 2] } }, { seq: 9, timestamp: "" });
+    applyKv(v, { op: "put", key: "o", value: { a: 1, b: [1, { c: 2, d: 3 }] } }, { seq: 7, timestamp: "" });
+    expect(applyKv(v, { op: "cas", key: "o", expected: { b: [1, { d: 3, c: 2 }], a: 1 }, value: 5 }, { seq: 8, timestamp: "" })).toEqual({ ok: true, value: 5 });
+    applyKv(v, { op: "put", key: "o", value: { a: [1, 2] } }, { seq: 9, timestamp: "" });
     const unequals: Extract<KvCommand, { op: "cas" }>["expected"][] = [{ a: [2, 1] }, { a: [1, 2], b: null }, { a: { 0: 1, 1: 2 } }, { a: [1] }];
     const unequal: KvCommand[] = unequals.map((expected) => ({ op: "cas", key: "o", expected, value: 6 }));
     for (const cas of unequal) {
-      expect(kv.apply(v, cas, { seq: 10, timestamp: "" }), JSON.stringify(cas)).toEqual({ ok: false, value: { a: [1, 2] } });
+      expect(applyKv(v, cas, { seq: 10, timestamp: "" }), JSON.stringify(cas)).toEqual({ ok: false, value: { a: [1, 2] } });
     }
-    kv.apply(v, { op: "put", key: "p", value: { y: 1, x: 2 } }, { seq: 11, timestamp: "" });
+    applyKv(v, { op: "put", key: "p", value: { y: 1, x: 2 } }, { seq: 11, timestamp: "" });
     const txn: KvCommand = { op: "txn", compare: [{ key: "o", value: { a: [1, 2] } }, { key: "p", value: { x: 2, y: 1 } }], success: [{ op: "get", key: "o" }] };
-    expect(kv.apply(v, txn, { seq: 12, timestamp: "" })).toMatchObject({ succeeded: true });
-    expect(kv.apply(v, { op: "incr", key: "a", by: 3 }, { seq: 7, timestamp: "" })).toEqual({ value: 7 });
-    expect(kv.apply(v, { op: "incr", key: "fresh", by: -2 }, { seq: 8, timestamp: "" })).toEqual({ value: -2 });
-    kv.apply(v, { op: "put", key: "s", value: "text" }, { seq: 9, timestamp: "" });
-    expect(kv.apply(v, { op: "incr", key: "s", by: 1 }, { seq: 10, timestamp: "" })).toEqual({ error: "not_integer" });
-    expect(kv.apply(v, { op: "delete", key: "a" }, { seq: 11, timestamp: "" })).toEqual({ deleted: true });
-    expect(kv.apply(v, { op: "delete", key: "a" }, { seq: 12, timestamp: "" })).toEqual({ deleted: false });
+    expect(applyKv(v, txn, { seq: 12, timestamp: "" })).toMatchObject({ succeeded: true });
+    expect(applyKv(v, { op: "incr", key: "a", by: 3 }, { seq: 7, timestamp: "" })).toEqual({ value: 7 });
+    expect(applyKv(v, { op: "incr", key: "fresh", by: -2 }, { seq: 8, timestamp: "" })).toEqual({ value: -2 });
+    applyKv(v, { op: "put", key: "s", value: "text" }, { seq: 9, timestamp: "" });
+    expect(applyKv(v, { op: "incr", key: "s", by: 1 }, { seq: 10, timestamp: "" })).toEqual({ error: "not_integer" });
+    expect(applyKv(v, { op: "delete", key: "a" }, { seq: 11, timestamp: "" })).toEqual({ deleted: true });
+    expect(applyKv(v, { op: "delete", key: "a" }, { seq: 12, timestamp: "" })).toEqual({ deleted: false });
     expect(kv.query(v, { op: "get", key: "a" })).toEqual({ value: null });
   });
 
@@ -62,20 +66,20 @@ describe("kv machine", () => {
     const changes = new Map<string, string | null>();
     const v = state.machineView(changes);
     const at = { seq: 1, timestamp: "" };
-    expect(kv.apply(v, { op: "put", key: "n", value: null }, at)).toEqual({ previous: null });
+    expect(applyKv(v, { op: "put", key: "n", value: null }, at)).toEqual({ previous: null });
     expect([...changes]).toEqual([["n", "null"]]);
     expect(kv.query(v, { op: "list" })).toEqual({ items: [["n", null]] });
-    expect(kv.apply(v, { op: "incr", key: "n", by: 1 }, at)).toEqual({ value: 1 });
-    kv.apply(v, { op: "put", key: "big", value: 1e21 }, at);
-    expect(kv.apply(v, { op: "incr", key: "big", by: 1 }, at)).toEqual({ error: "not_integer" });
-    kv.apply(v, { op: "put", key: "m", value: null }, at);
-    expect(kv.apply(v, { op: "delete", key: "m" }, at)).toEqual({ deleted: true });
+    expect(applyKv(v, { op: "incr", key: "n", by: 1 }, at)).toEqual({ value: 1 });
+    applyKv(v, { op: "put", key: "big", value: 1e21 }, at);
+    expect(applyKv(v, { op: "incr", key: "big", by: 1 }, at)).toEqual({ error: "not_integer" });
+    applyKv(v, { op: "put", key: "m", value: null }, at);
+    expect(applyKv(v, { op: "delete", key: "m" }, at)).toEqual({ deleted: true });
   });
 
   it("lists in key order with prefix, after, limit and next", () => {
     const { state } = fresh();
     const v = state.machineView();
-    for (const k of ["b2", "a1", "b1", "b3", "c1"]) kv.apply(v, { op: "put", key: k, value: k }, { seq: 1, timestamp: "" });
+    for (const k of ["b2", "a1", "b1", "b3", "c1"]) applyKv(v, { op: "put", key: k, value: k }, { seq: 1, timestamp: "" });
     expect(kv.query(v, { op: "list", prefix: "b", limit: 2 })).toEqual({ items: [["b1", "b1"], ["b2", "b2"]], next: "b2" });
     expect(kv.query(v, { op: "list", prefix: "b", after: "b2", limit: 2 })).toEqual({ items: [["b3", "b3"]] });
     expect(kv.query(v, { op: "list" })).toEqual({ items: ["a1", "b1", "b2", "b3", "c1"].map((k) => [k, k]) });

@@ -1,0 +1,92 @@
+// A command's output is measured before its stored values are parsed (shared/machines/output.ts):
+// its text must be exactly JSON.stringify's of the parsed output, since replicas on this version
+// and on an older one store and vote on it, and an oversized one must cost no parse at all.
+import fc from "fast-check";
+import { describe, expect, it, vi } from "vitest";
+import { outputCharsMax } from "../../shared/limits.js";
+import { kv } from "../../shared/machines/kv.js";
+import { StoredJson, materialized, measuredOutput, outputJson } from "../../shared/machines/output.js";
+import { MemoryRowStore } from "../../shared/protocol/memory.js";
+import { DigestedState, applyEntry } from "../../shared/protocol/state.js";
+import type { Entry } from "../../shared/api/types.js";
+
+/** Replaces some JSON values inside v by StoredJson of their JSON.stringify text (as a stored row holds it). */
+function storing(v: unknown, pick: () => boolean): unknown {
+  if (v !== null && typeof v === "object" && !Array.isArray(v) && pick()) return new StoredJson(JSON.stringify(v));
+  if (Array.isArray(v)) return v.map((x) => storing(x, pick));
+  if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, storing(x, pick)]));
+  return pick() && v !== undefined ? new StoredJson(JSON.stringify(v)) : v;
+}
+
+describe("an output's text", () => {
+  it("is JSON.stringify's text of the parsed output, for any JSON holding stored values anywhere", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.array(fc.boolean(), { minLength: 1, maxLength: 64 }), (value, picks) => {
+        let i = 0;
+        const withStored = { succeeded: true, results: [{ value: storing(value, () => picks[i++ % picks.length]!) }, { deleted: false }] };
+        const plain = materialized(withStored);
+        const text = JSON.stringify({ succeeded: true, results: [{ value }, { deleted: false }] });
+        expect(JSON.stringify(plain)).toBe(text);
+        expect(outputJson(withStored)).toBe(text);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("leaves out undefined members and writes null for holes, as JSON.stringify does", () => {
+    const sparse: unknown[] = [1];
+    sparse[2] = new StoredJson("[3]");
+    const v = { a: undefined, b: sparse, "2": new StoredJson('{"x":0.5,"__proto__":1}'), c: () => 1, d: new StoredJson("null") };
+    expect(outputJson(v)).toBe(JSON.stringify(materialized(v)));
+    expect(outputJson(v)).toBe('{"2":{"x":0.5,"__proto__":1},"b":[1,null,[3]],"d":null}');
+    expect(outputJson(undefined)).toBe("null");
+    // A member named __proto__ (a command's value echoed) stays a member when the output is copied.
+    const echoed = { value: JSON.parse('{"__proto__":1}'), x: new StoredJson("2") };
+    expect(JSON.stringify(materialized(echoed))).toBe('{"value":{"__proto__":1},"x":2}');
+    expect(outputJson(echoed)).toBe('{"value":{"__proto__":1},"x":2}');
+  });
+
+  it("an output over outputCharsMax is replaced by the marker with its exact length", () => {
+    const big = new StoredJson(JSON.stringify("x".repeat(outputCharsMax)));
+    const r = measuredOutput({ value: big }, true);
+    expect(r.output).toEqual({ error: "output_too_large", chars: outputCharsMax + 12, limit: outputCharsMax });
+    expect(r.text).toBe(JSON.stringify(r.output));
+  });
+});
+
+describe("applying a txn of large gets", () => {
+  const entry = (seq: number, command: unknown): Entry => ({ seq, epoch: 1, kind: "command", client: "c", request: seq, command, timestamp: "t", hash: "" });
+
+  it("parses no stored value when the output is too large, and answers exactly what parsing would", () => {
+    const state = new DigestedState(new MemoryRowStore());
+    const value = Array.from({ length: 20_000 }, (_, i) => i % 10); // 40,001 characters
+    for (let i = 0; i < 16; i++) applyEntry(state, kv, entry(i + 1, { op: "put", key: `k${i}`, value }));
+    const gets = (n: number) => ({ op: "txn", success: Array.from({ length: n }, (_, i) => ({ op: "get", key: `k${i}` })) });
+    const plainText = (n: number) => JSON.stringify({ succeeded: true, results: Array.from({ length: n }, () => ({ value })) });
+
+    const parse = vi.spyOn(JSON, "parse");
+    const over = applyEntry(state, kv, entry(100, gets(16)));
+    const parsedLarge = parse.mock.calls.filter(([text]) => typeof text === "string" && text.length > 10_000).length;
+    parse.mockRestore();
+    expect(parsedLarge).toBe(0);
+    expect(over.output).toEqual({ error: "output_too_large", chars: plainText(16).length, limit: outputCharsMax });
+
+    const under = applyEntry(state, kv, entry(101, gets(2)));
+    expect(under.output).toEqual({ succeeded: true, results: [{ value }, { value }] });
+  });
+
+  it("a compare or a cas against a large stored value parses it only when the texts are as long", () => {
+    const state = new DigestedState(new MemoryRowStore());
+    const value = Array.from({ length: 20_000 }, (_, i) => i % 10);
+    applyEntry(state, kv, entry(1, { op: "put", key: "big", value }));
+    const parse = vi.spyOn(JSON, "parse");
+    const txn = applyEntry(state, kv, entry(2, { op: "txn", compare: [{ key: "big", value: 1 }], success: [], failure: [{ op: "cas", key: "big", expected: 2, value: 3 }, { op: "incr", key: "big", by: 1 }] }));
+    const parsedLarge = parse.mock.calls.filter(([text]) => typeof text === "string" && text.length > 10_000).length;
+    parse.mockRestore();
+    // The failed cas answers the current value: parsed once, for the answer.
+    expect(parsedLarge).toBe(1);
+    expect(txn.output).toEqual({ succeeded: false, results: [{ ok: false, value }, { error: "not_integer" }] });
+    const equal = applyEntry(state, kv, entry(3, { op: "txn", compare: [{ key: "big", value }], success: [{ op: "delete", key: "big" }] }));
+    expect(equal.output).toEqual({ succeeded: true, results: [{ deleted: true }] });
+  });
+});
