@@ -733,7 +733,7 @@ export class SequencerDriver {
   /** Removes a replica; once the removal is committed its storage is destroyed. */
   async removeReplica(id: string): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     const r = await this.reconfigure({ op: "remove", id });
-    if (r.ok) await this.retire(id);
+    if (r.ok) await this.retireOnceRecorded(id);
     return r;
   }
 
@@ -741,15 +741,42 @@ export class SequencerDriver {
     await this.io.retire?.(id).catch((err) => this.io.log("warn", `destroying removed ${id}: ${String(err)}`));
   }
 
+  /** The last membership the directory took with no change in flight (null: none since this start). */
+  private lastRecorded: Set<string> | null = null;
+  /** Removed replicas whose storage waits for the directory to stop naming them (bounded by replicasMax changes in flight). */
+  private readonly retireWhenRecorded = new Set<string>();
+
+  /**
+   * Destroys a removed replica's storage once the directory records a membership without it, not
+   * before: until then its record may still hold the change in flight, and any recovery must fence a
+   * quorum of the old membership, the removed replica included. Destroyed first, a group of two
+   * that removed one could never recover again once the directory was unreachable at the commit
+   * and the sequencer was then lost (a review's finding, reproduced in a unit test).
+   */
+  private async retireOnceRecorded(id: string): Promise<void> {
+    if (this.lastRecorded !== null && !this.lastRecorded.has(id)) return this.retire(id);
+    this.retireWhenRecorded.add(id);
+  }
+
+  private recorded(config: import("./types.js").GroupConfig): void {
+    this.lastRecorded = new Set(membersOf(config).map((m) => m.id));
+    for (const id of this.retireWhenRecorded) {
+      if (this.lastRecorded.has(id)) continue;
+      this.retireWhenRecorded.delete(id);
+      void this.retire(id);
+    }
+  }
+
   /**
    * After a recovery whose directory record still held a change in flight (its predecessor was
    * lost before it recorded the end): once this recovery's no-op at `noopSeq` commits, the
    * recovered membership is the group's for good, and the change is finished as its own sequencer
    * would have: the event of each replica it added or removed, and the storage of a removed one
-   * destroyed, as is that of a replica provisioned for an add that never reached the log. Not
-   * before the commit: until then a later recovery fencing another quorum could make a replica
-   * destroyed here a voter again. (If the predecessor saw the commit and only its record was
-   * lost, its events were written already and are written again here.)
+   * destroyed (once the directory records it gone: retireOnceRecorded), as is that of a replica
+   * provisioned for an add that never reached the log. Not before the commit: until then a later
+   * recovery fencing another quorum could make a replica destroyed here a voter again. (If the
+   * predecessor saw the commit and only its record was lost, its events were written already and
+   * are written again here.)
    */
   finishInherited(inFlight: Member[][], changes: { seq: number; change: ConfigChange }[], noopSeq: number): void {
     const members = new Set(membersOf(this.core.config).map((m) => m.id));
@@ -761,7 +788,7 @@ export class SequencerDriver {
         if (members.has(id) && !before.has(id)) this.changeCommitted({ op: "add", id, location: null }, seqOf(id));
         if (members.has(id)) continue;
         if (before.has(id)) this.changeCommitted({ op: "remove", id }, seqOf(id));
-        void this.retire(id);
+        void this.retireOnceRecorded(id);
       }
     };
     if (this.core.commitSeq >= noopSeq) finish();
@@ -835,7 +862,7 @@ export class SequencerDriver {
         this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
         this.whenCommitted(e.seq, () => {
           this.changeCommitted(change, e.seq);
-          if (change.op === "remove") void this.retire(change.id);
+          if (change.op === "remove") void this.retireOnceRecorded(change.id);
         });
         return { ok: false, ...refusal("not_committed", change.id) };
       }
@@ -853,6 +880,7 @@ export class SequencerDriver {
     const write = async () => {
       try {
         await this.io.recordMemberships?.(config);
+        if (!config.inFlight) this.recorded(config);
         return true;
       } catch (err) {
         this.io.log("warn", `recording the membership of ${config.group}: ${String(err)}`);

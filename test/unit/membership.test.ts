@@ -8,6 +8,7 @@ import { type Clock, directGroup } from "../support/direct.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
+import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const ids = (c: { members?: unknown }) => membersOf(c as never).map((m) => `${m.id}${m.voter ? "" : "?"}`);
@@ -253,6 +254,7 @@ describe("a change inherited in flight from a lost sequencer", () => {
     g.down.add("r3");
     const noopSeq = g.driver.core.commitSeq + 1;
     g.driver.finishInherited([old, [...old, { id: "r4", location: null, voter: false }]], [], noopSeq);
+    g.driver.recordMembershipAt(noopSeq); // as a recovery does
     const pending = g.driver.submit("a", 2, { op: "put", key: "k", value: 2 });
     await tick(100);
     expect(g.retired).toEqual([]); // not committed yet: a later recovery could still decide otherwise
@@ -263,4 +265,66 @@ describe("a change inherited in flight from a lost sequencer", () => {
     expect(g.events.filter((e) => e.kind.startsWith("replica-"))).toEqual([]);
     g.driver.stop();
   });
+});
+
+describe("a removed replica's storage", () => {
+  // A review's finding: destroyed as soon as the change (or a successor's no-op) committed, while
+  // the directory, unreachable, still held the change in flight. Every recovery must fence a
+  // quorum of the old membership then, the destroyed replica included: a group of two that
+  // removed one could never recover again. It now waits for the directory to take a membership
+  // without it.
+  it("is destroyed only once the directory records a membership without it", async () => {
+    const two = { ...config, replicas: 2 };
+    const g = directGroup(two, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const write = io.recordMemberships!;
+    let reachable = false;
+    io.recordMemberships = async (c) => {
+      if (!c.inFlight && !reachable) throw new Error("directory unreachable");
+      return write(c);
+    };
+    // r1's answers to appends are lost: the first sequencer never sees the removal commit.
+    const real = g.replicas.get("r1")!;
+    let lose = true;
+    g.replicas.set("r1", new Proxy(real, {
+      get(t, k) {
+        const v = (t as unknown as Record<PropertyKey, unknown>)[k];
+        if (k === "append" && lose) return (...a: unknown[]) => ((v as (...a: unknown[]) => unknown).apply(t, a), Promise.reject(new Error("answer lost")));
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    }));
+    void g.driver.removeReplica("r2");
+    await tick(100);
+    g.driver.stop();
+    lose = false;
+    const directory = g.recorded[g.recorded.length - 1]!;
+    expect(directory.inFlight?.map((ms) => ms.map((m) => m.id).join(","))).toEqual(["r1,r2", "r1"]);
+    const destroyed: string[] = [];
+    const host = () => {
+      let s = new MemorySequencerStorage();
+      return {
+        storage: () => s,
+        prepare: () => {},
+        wipe: async () => void (s = new MemorySequencerStorage()),
+        io: (): DriverIO => ({ ...io, retire: async (id: string) => void destroyed.push(id) }),
+      };
+    };
+    // The successor recovers {r1} and commits its no-op, but cannot record it: r2 must stay.
+    const second = new SequencerLifecycle(host());
+    expect((await second.recover(directory)).ok).toBe(true);
+    expect(membersOf(second.core!.config).map((m) => m.id)).toEqual(["r1"]);
+    await tick(200);
+    expect(destroyed).toEqual([]);
+    second.stop();
+    // So a third, from the same record, can still fence a quorum of {r1, r2}; once the directory
+    // takes its membership, r2 goes.
+    const third = new SequencerLifecycle(host());
+    expect(await third.recover(g.recorded[g.recorded.length - 1]!)).toMatchObject({ ok: true });
+    reachable = true;
+    await tick(1_200);
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeUndefined();
+    expect(destroyed).toEqual(["r2"]);
+    third.stop();
+  }, 30_000);
 });
