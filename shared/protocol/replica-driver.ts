@@ -85,7 +85,10 @@ export class ReplicaDriver implements ReplicaApi {
 
   /** The recorded outcome of (client, request), once this replica has applied minSeq. */
   async session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer> {
-    if (!this.core || this.core.quarantined) return { kind: "missing" };
+    // No state, or state it must not serve (quarantined, rebuilding): it abstains. Its "missing"
+    // counted as an answer, and with outputs "first" it alone told a retry of an executed command
+    // that its request id had expired (the simulator, seed 1066322991).
+    if (!this.core || this.core.quarantined) return { kind: "timeout" };
     if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
     const s = this.core?.session(client, request);
     return s ? { kind: "found", ...s } : { kind: "missing" };
