@@ -880,7 +880,11 @@ export class SequencerDriver {
     const write = async () => {
       try {
         await this.io.recordMemberships?.(config);
-        if (!config.inFlight) this.recorded(config);
+        // A write-ahead names both memberships: until a record without one succeeds, no removed
+        // replica is known to be out of the directory (a review: a stale lastRecorded from before
+        // the change let a removal destroy a replica the directory still held in flight).
+        if (config.inFlight) this.lastRecorded = null;
+        else this.recorded(config);
         return true;
       } catch (err) {
         this.io.log("warn", `recording the membership of ${config.group}: ${String(err)}`);

@@ -90,7 +90,8 @@ export class ReplicaDriver implements ReplicaApi {
     // that its request id had expired (the simulator, seed 1066322991).
     if (!this.core || this.core.quarantined) return { kind: "timeout" };
     if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
-    const s = this.core?.session(client, request);
+    if (!this.core || this.core.quarantined) return { kind: "timeout" }; // quarantined while it waited
+    const s = this.core.session(client, request);
     return s ? { kind: "found", ...s } : { kind: "missing" };
   }
 

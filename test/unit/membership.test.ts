@@ -4,9 +4,12 @@
 import { describe, expect, it } from "vitest";
 import { membersOf } from "../../shared/protocol/types.js";
 import { commandTimeoutMs } from "../../shared/limits.js";
-import { type Clock, directGroup } from "../support/direct.js";
+import { type Clock, directGroup, realClock } from "../support/direct.js";
+import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { machineFor } from "../../shared/machines/index.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
-import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
 
@@ -327,4 +330,55 @@ describe("a removed replica's storage", () => {
     expect(destroyed).toEqual(["r2"]);
     third.stop();
   }, 30_000);
+});
+
+describe("a removed replica's storage, after the directory took an earlier removal", () => {
+  // A review's finding: the directory's last membership without a change in flight was {r1}; a
+  // later add of r3 was written ahead but never recorded as done, so when r3 was removed the
+  // driver thought the directory no longer named it, and destroyed it while the directory held
+  // [[r1, r3], [r1]] in flight: no recovery could fence a quorum of {r1, r3} again.
+  it("waits for a record made after the change's write-ahead", async () => {
+    const two = { ...config, replicas: 2 };
+    const retention = { entries: 10_000, slack: 1_000 };
+    const g = directGroup(two, retention);
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    io.provision = async (id) => {
+      const store = new MemoryReplicaStorage();
+      const meta = newReplicaMeta("g", id, "kv", 50);
+      store.saveMeta(meta);
+      g.replicas.set(id, new ReplicaDriver(new ReplicaCore(store, meta, machineFor("kv"), retention), realClock));
+    };
+    g.driver.startHeartbeats();
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    expect(await g.driver.removeReplica("r2")).toEqual({ ok: true });
+    await tick(50);
+    expect(g.retired).toEqual(["r2"]);
+    const write = io.recordMemberships!;
+    io.recordMemberships = async (c) => {
+      if (!c.inFlight) throw new Error("directory unreachable"); // write-aheads pass, records after a commit do not
+      return write(c);
+    };
+    expect(await g.driver.addReplica(null)).toEqual({ ok: true, id: "r3" });
+    for (let i = 0; i < 100 && ids(g.driver.core.config).join() !== "r1,r3"; i++) await tick(50);
+    expect(ids(g.driver.core.config)).toEqual(["r1", "r3"]); // promoted: two voters
+    expect(await g.driver.removeReplica("r3")).toEqual({ ok: true });
+    await tick(50);
+    expect(g.recorded[g.recorded.length - 1]!.inFlight?.map((ms) => ms.map((m) => m.id).join())).toEqual(["r1,r3", "r1"]);
+    expect(g.retired).toEqual(["r2"]);
+    g.driver.stop();
+  }, 30_000);
+});
+
+describe("a retry's session question", () => {
+  it("a replica quarantined while it waited to apply the seq abstains (its 'missing' alone could answer 409 with outputs 'first')", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const r1 = g.replicas.get("r1")!;
+    const pending = r1.session("a", 7, r1.core!.appliedSeq + 1, 2_000);
+    r1.setQuarantined(true, r1.core!.position().epoch); // an audit's verdict meanwhile
+    expect((await g.driver.submit("b", 1, { op: "put", key: "k", value: 2 })).kind).toBe("ok");
+    expect(await pending).toEqual({ kind: "timeout" });
+    expect(await g.replicas.get("r2")!.session("a", 1, 1, 100)).toMatchObject({ kind: "found" });
+    g.driver.stop();
+  });
 });
