@@ -82,6 +82,7 @@ export class SequencerObject extends ReplicaServing {
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
       inOffice: (cfg) => this.inOffice(cfg),
+      directoryConfig: async (cfg) => ((await directoryStub(this.env, cfg.group).get()) as { config: GroupConfig } | null)?.config ?? null,
     });
     ctx.blockConcurrencyWhile(async () => {
       this.replica.load();

@@ -7,7 +7,7 @@ import { SequencerDriver } from "./driver.js";
 import type { DriverIO } from "./io.js";
 import { recoverSequencer } from "./recovery.js";
 import { SequencerCore, type SequencerMeta, type SequencerStorage } from "./sequencer.js";
-import type { GroupConfig, ReplicaPosition } from "./types.js";
+import type { ConfigChange, GroupConfig, ReplicaPosition } from "./types.js";
 import { creationConfig, membersOf, sequencerName } from "./types.js";
 
 /** What a sequencer's home provides. */
@@ -28,6 +28,8 @@ export interface SequencerHost {
    * interrupted recovery of its own does.
    */
   inOffice?(config: GroupConfig): Promise<boolean>;
+  /** The config the group's directory holds now (its memberships in flight, if a change was under way). */
+  directoryConfig?(config: GroupConfig): Promise<GroupConfig | null>;
   /** A recovery after a fencing failed: the host retries later (the simulator) or waits for the next request (the Durable Object). */
   recoveryFailed?(config: GroupConfig, reason: string): void;
 }
@@ -69,8 +71,11 @@ export class SequencerLifecycle {
     return run;
   }
 
-  /** Serves from persisted state (after a restart); nothing if there is none. */
-  start(meta: SequencerMeta | null): void {
+  /**
+   * Serves from persisted state (after a restart, or a recovery: `changes` are the config entries
+   * it recovered, `recorded` the directory's config it recovered from); nothing if there is none.
+   */
+  start(meta: SequencerMeta | null, changes: { seq: number; change: ConfigChange }[] = [], recorded: GroupConfig | null = null): void {
     if (!meta) return;
     const storage = this.host.storage();
     const core = this.options.makeCore?.(storage, meta) ?? new SequencerCore(storage, meta);
@@ -81,9 +86,21 @@ export class SequencerLifecycle {
     // Entries ordered before a restart but not yet known committed: finish replicating them.
     driver.kickAll();
     driver.startHeartbeats();
-    // The directory may still name a change in flight whose end this sequencer did not record
-    // (it crashed, or the commit came too late): once the log is committed, its membership is the one in force.
-    driver.recordMembershipAt(core.lastLogSeq);
+    // The directory may still name a change in flight whose end this sequencer did not see: it
+    // restarted (a deploy restarts every object) or was fenced, or its predecessor was lost. Once
+    // the log is committed, its membership is the one in force: the change is finished
+    // (finishInherited: its events, a removed replica's storage) and the membership recorded. The
+    // record comes after the read, since it clears what the read must see. (Only a recovery from
+    // the directory's own record did this before; a restart mid-removal left the removed
+    // replica's storage for ever and wrote no event.)
+    const atSeq = core.lastLogSeq;
+    const settle = (directory: GroupConfig | null) => {
+      if (this.driver !== driver) return;
+      if (directory?.inFlight && directory.incarnation === meta.config.incarnation) driver.finishInherited(directory.inFlight, changes, atSeq);
+      driver.recordMembershipAt(atSeq);
+    };
+    if (this.host.directoryConfig) void this.host.directoryConfig(meta.config).then((d) => settle(d ?? recorded), () => settle(recorded));
+    else settle(recorded);
   }
 
   /** The process is gone (simulator): waiting clients get no outcome and nothing more is written. */
@@ -132,9 +149,7 @@ export class SequencerLifecycle {
     }
     r.meta.since = new Date(io.nowMs()).toISOString();
     this.host.storage().saveMeta(r.meta);
-    this.start(r.meta);
-    this.driver!.recordMembershipAt(r.recoveredSeq + 1);
-    if (config.inFlight) this.driver!.finishInherited(config.inFlight, r.changes, r.recoveredSeq + 1);
+    this.start(r.meta, r.changes, config); // it finishes a change in flight and records the membership once the no-op commits
     io.event?.("recovery", `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`, { sequencer: sequencerName(config) });
     return { ok: true, epoch: r.meta.epoch };
   }

@@ -301,6 +301,7 @@ export class SimSequencer {
         this.storage = new ArchivingStorage(this.dir.archive, () => this.inOffice());
       },
       inOffice: async () => this.inOffice(),
+      directoryConfig: async () => structuredClone(this.dir.config),
       io: () => this.io(),
       fenced: () => {
         this.world.trace("fenced");

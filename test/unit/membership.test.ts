@@ -382,3 +382,36 @@ describe("a retry's session question", () => {
     g.driver.stop();
   });
 });
+
+describe("a change in flight when its sequencer restarted", () => {
+  // A deploy restarts every object: a removal ordered but not yet committed lost its sequencer's
+  // memory of it (the wait for its commit), so nothing wrote its event or destroyed the removed
+  // replica's storage, ever. The restarted sequencer reads the directory's record and finishes it.
+  it("is finished by the restarted sequencer once its log commits: the event, and the removed replica's storage", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.down.add("r2"); // not yet known down: the removal is ordered, but {r1, r2} cannot commit it
+    const removing = g.driver.removeReplica("r3");
+    await tick(50);
+    g.driver.stop(); // the restart: its memory of the change is gone, its storage stays
+    await removing;
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeDefined();
+    expect(g.retired).toEqual([]);
+    g.down.delete("r2");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const restarted = new SequencerLifecycle({
+      storage: () => g.seqStore,
+      prepare: () => {},
+      wipe: async () => {},
+      io: () => io,
+      directoryConfig: async () => structuredClone(g.recorded[g.recorded.length - 1]!),
+    });
+    restarted.start(g.seqStore.meta);
+    for (let i = 0; i < 100 && g.retired.length === 0; i++) await tick(20);
+    expect(membersOf(restarted.core!.config).map((m) => m.id)).toEqual(["r1", "r2"]);
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeUndefined();
+    expect(g.retired).toEqual(["r3"]);
+    expect(g.events.filter((e) => e.kind === "replica-removed").map((e) => e.fields)).toEqual([{ replica: "r3", seq: expect.any(Number) }]);
+    restarted.stop();
+  });
+});
