@@ -17,6 +17,20 @@ const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3
 const ids = (c: { members?: unknown }) => membersOf(c as never).map((m) => `${m.id}${m.voter ? "" : "?"}`);
 const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The directory takes the group's write-aheads (memberships in flight) and refuses every record
+ * without them, as one unreachable after a change's write-ahead would. Returns the driver's I/O.
+ */
+function refusingRecords(g: ReturnType<typeof directGroup>): DriverIO {
+  const io = (g.driver as unknown as { io: DriverIO }).io;
+  const write = io.recordMemberships!;
+  io.recordMemberships = async (c) => {
+    if (!c.inFlight) throw new Error("directory unreachable");
+    return write(c);
+  };
+  return io;
+}
+
 describe("recording the membership in the directory", () => {
   it("records the log's membership at once when everything up to the seq is committed", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
@@ -201,12 +215,7 @@ describe("a recovery after the membership record was lost", () => {
   it("keeps a removal whose entry every replica has compacted away", async () => {
     const g = directGroup(config, { entries: 10, slack: 5 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    const io = (g.driver as unknown as { io: DriverIO }).io;
-    const write = io.recordMemberships!;
-    io.recordMemberships = async (c) => {
-      if (!c.inFlight) throw new Error("directory unreachable");
-      return write(c);
-    };
+    const io = refusingRecords(g);
     expect(await g.driver.removeReplica("r3")).toEqual({ ok: true });
     const changeSeq = g.driver.core.lastLogSeq;
     for (let r = 2; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
@@ -224,12 +233,7 @@ describe("a recovery after the membership record was lost", () => {
   it("keeps an addition whose entry every replica has compacted away, and its replica number", async () => {
     const g = directGroup(config, { entries: 10, slack: 5 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    const io = (g.driver as unknown as { io: DriverIO }).io;
-    const write = io.recordMemberships!;
-    io.recordMemberships = async (c) => {
-      if (!c.inFlight) throw new Error("directory unreachable");
-      return write(c);
-    };
+    const io = refusingRecords(g);
     expect(await g.driver.addReplica("weur")).toEqual({ ok: true, id: "r4" });
     const changeSeq = g.driver.core.lastLogSeq;
     for (let r = 2; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
