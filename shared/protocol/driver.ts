@@ -24,7 +24,7 @@ import { canonicalJson, sha256Hex, zeroHash } from "./hash.js";
 import type { SnapshotInfo } from "./replica.js";
 import { askAgain, type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type Refused, type SequencerCore, type StepResult, type SubmitDecision, pendingKey, refusal } from "./sequencer.js";
-import type { AppliedOutput, AuditInfo, ConfigChange, Member } from "./types.js";
+import type { AppliedOutput, AuditInfo, ConfigChange, GroupConfig, Member } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
 import { configAfter, membersOf, nextReplicaNo } from "./types.js";
 
@@ -714,7 +714,7 @@ export class SequencerDriver {
    */
   async addReplica(location: string | null): Promise<{ ok: true; id: string } | ({ ok: false } & Refused)> {
     if (this.stopped) return { ok: false, ...refusal("stopping") };
-    if (this.core.configChangePending) return { ok: false, ...refusal("change_pending") };
+    if (this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
     // Before anything is provisioned (the core refuses such a change too).
     if (this.core.replicaIds().length >= replicasMax) return { ok: false, ...refusal("full") };
     const id = `r${nextReplicaNo(this.core.config)}`;
@@ -765,6 +765,34 @@ export class SequencerDriver {
       this.retireWhenRecorded.delete(id);
       void this.retire(id);
     }
+  }
+
+  /**
+   * False from a start until the directory's record has been read (settleStart): a change begun
+   * before would have its own write-ahead read back and finished as the inherited one (its event
+   * written before it committed, and twice; a review's finding).
+   */
+  private startSettled = true;
+
+  holdChanges(): void {
+    this.startSettled = false;
+  }
+
+  /**
+   * A start's settling, once the directory's record (`directory`: null if none of this
+   * sequencer's) is read: the replica numbers it names are never given again (an add cut short by
+   * a restart had provisioned one the log never got, a retried add got the same id, and finishing
+   * the inherited change then destroyed the new member's storage: a review's finding), the change
+   * it holds in flight is finished, and the log's membership is recorded once committed.
+   */
+  settleStart(directory: GroupConfig | null, changes: { seq: number; change: ConfigChange }[], atSeq: number): void {
+    this.startSettled = true;
+    if (directory) {
+      const named = [...membersOf(directory), ...(directory.inFlight ?? []).flat()].map((m) => Number(m.id.slice(1)));
+      this.core.reserveReplicaNo(Math.max(directory.lastReplicaNo ?? 0, ...named));
+      if (directory.inFlight) this.finishInherited(directory.inFlight, changes, atSeq);
+    }
+    this.recordMembershipAt(atSeq);
   }
 
   /**
@@ -837,7 +865,7 @@ export class SequencerDriver {
 
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     if (this.stopped) return { ok: false, ...refusal("stopping") };
-    if (this.reconfiguring || this.core.configChangePending) return { ok: false, ...refusal("change_pending") };
+    if (this.reconfiguring || this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
     const refused = this.core.changeRefusal(change);
     if (refused !== null) return { ok: false, ...refused };
     this.reconfiguring = true;

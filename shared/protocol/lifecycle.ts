@@ -3,6 +3,7 @@
 // destroy, with incarnations and one operation at a time. The Durable Object (workers/sequencer.ts)
 // and the simulator (test/sim/nodes.ts) both run this class, each behind a small host interface,
 // so the simulator exercises the real shell and not a copy.
+import { heartbeatMs } from "../limits.js";
 import { SequencerDriver } from "./driver.js";
 import type { DriverIO } from "./io.js";
 import { recoverSequencer } from "./recovery.js";
@@ -74,8 +75,9 @@ export class SequencerLifecycle {
   /**
    * Serves from persisted state (after a restart, or a recovery: `changes` are the config entries
    * it recovered, `recorded` the directory's config it recovered from); nothing if there is none.
+   * `readDirectory` false: `recorded` is the directory's record as it stands (a creation's).
    */
-  start(meta: SequencerMeta | null, changes: { seq: number; change: ConfigChange }[] = [], recorded: GroupConfig | null = null): void {
+  start(meta: SequencerMeta | null, changes: { seq: number; change: ConfigChange }[] = [], recorded: GroupConfig | null = null, readDirectory = true): void {
     if (!meta) return;
     const storage = this.host.storage();
     const core = this.options.makeCore?.(storage, meta) ?? new SequencerCore(storage, meta);
@@ -93,14 +95,23 @@ export class SequencerLifecycle {
     // record comes after the read, since it clears what the read must see. (Only a recovery from
     // the directory's own record did this before; a restart mid-removal left the removed
     // replica's storage for ever and wrote no event.)
+    // No change may begin before (driver.holdChanges); a read that fails is tried again each
+    // heartbeat (recording first would clear the change for good: a review's finding).
     const atSeq = core.lastLogSeq;
-    const settle = (directory: GroupConfig | null) => {
-      if (this.driver !== driver) return;
-      if (directory?.inFlight && directory.incarnation === meta.config.incarnation) driver.finishInherited(directory.inFlight, changes, atSeq);
-      driver.recordMembershipAt(atSeq);
+    driver.holdChanges();
+    const ours = (d: GroupConfig | null) => (d !== null && d.incarnation === meta.config.incarnation && sequencerName(d) === sequencerName(meta.config) ? d : null);
+    const settle = (d: GroupConfig | null) => {
+      if (this.driver === driver) driver.settleStart(ours(d), changes, atSeq);
     };
-    if (this.host.directoryConfig) void this.host.directoryConfig(meta.config).then((d) => settle(d ?? recorded), () => settle(recorded));
-    else settle(recorded);
+    const read = (): void => {
+      if (this.driver !== driver) return;
+      if (!this.host.directoryConfig || !readDirectory) return settle(recorded);
+      this.host.directoryConfig(meta.config).then(
+        (d) => settle(d ?? recorded),
+        () => (recorded ? settle(recorded) : void io.setTimer(heartbeatMs, read)),
+      );
+    };
+    read();
   }
 
   /** The process is gone (simulator): waiting clients get no outcome and nothing more is written. */
@@ -190,7 +201,7 @@ export class SequencerLifecycle {
         this.host.prepare();
         storage.saveMeta(meta);
       });
-      this.start(meta);
+      this.start(meta, [], config, false); // nothing can be in flight in a group just made
       kind = "created";
     } else if (JSON.stringify(creationConfig(this.core.config)) !== JSON.stringify(creationConfig(config))) {
       return { kind: "conflict" };

@@ -217,6 +217,13 @@ export class SequencerCore {
   get config(): GroupConfig {
     return this.meta.config;
   }
+
+  /** Replica numbers up to `no` are never given to a new replica (ids the directory has named). */
+  reserveReplicaNo(no: number): void {
+    if (no <= (this.meta.config.lastReplicaNo ?? this.meta.config.replicas)) return;
+    this.meta.config = { ...this.meta.config, lastReplicaNo: no };
+    this.saveMeta();
+  }
   get commitSeq(): number {
     return this.meta.commitSeq;
   }

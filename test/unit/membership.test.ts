@@ -2,7 +2,7 @@
 // and the driver records the log's membership once it is committed, never while a change is under
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
-import { membersOf } from "../../shared/protocol/types.js";
+import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
 import { commandTimeoutMs } from "../../shared/limits.js";
 import { type Clock, directGroup, realClock } from "../support/direct.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
@@ -416,6 +416,76 @@ describe("a change in flight when its sequencer restarted", () => {
     expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeUndefined();
     expect(g.retired).toEqual(["r3"]);
     expect(g.events.filter((e) => e.kind === "replica-removed").map((e) => e.fields)).toEqual([{ replica: "r3", seq: expect.any(Number) }]);
+    restarted.stop();
+  });
+});
+
+describe("a start's reading of the directory (a review's findings)", () => {
+  const restart = (g: ReturnType<typeof directGroup>, io: DriverIO, directoryConfig: () => Promise<GroupConfig | null>) => {
+    const lifecycle = new SequencerLifecycle({ storage: () => g.seqStore, prepare: () => {}, wipe: async () => {}, io: () => io, directoryConfig });
+    lifecycle.start(g.seqStore.meta);
+    return lifecycle;
+  };
+
+  it("never gives again an id the directory named: an add retried after a restart does not get the one the restart destroys", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const write = io.recordMemberships!;
+    // The write-ahead reaches the directory; its answer never comes back: a restart before the append.
+    io.recordMemberships = async (c) => {
+      await write(c);
+      if (c.inFlight) await new Promise(() => {});
+    };
+    void g.driver.addReplica(null);
+    await tick();
+    g.driver.stop();
+    expect(g.provisioned).toEqual(["r4"]);
+    const slowDirectory: DriverIO = { ...io, recordMemberships: async (c) => (await tick(30), write(c)) };
+    const restarted = restart(g, slowDirectory, async () => structuredClone(g.recorded[g.recorded.length - 1]!));
+    await tick(5);
+    const added = await restarted.driver!.addReplica(null); // the operator retries the add
+    await tick(100);
+    expect(added).toEqual({ ok: true, id: "r5" });
+    expect(g.retired).toEqual(["r4"]); // provisioned for the add the log never got
+    expect(membersOf(restarted.core!.config).map((m) => m.id)).toEqual(["r1", "r2", "r3", "r5"]);
+    restarted.stop();
+  });
+
+  it("no change begins before the directory's record is read (its own write-ahead would be read back as the inherited change)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.driver.stop();
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const restarted = restart(g, io, async () => (await tick(50), structuredClone(g.recorded[g.recorded.length - 1] ?? null)));
+    expect(await restarted.driver!.removeReplica("r3")).toMatchObject({ ok: false, refused: "change_pending" });
+    await tick(100);
+    expect(await restarted.driver!.removeReplica("r3")).toEqual({ ok: true });
+    await tick();
+    expect(g.events.filter((e) => e.kind === "replica-removed").map((e) => e.fields.replica)).toEqual(["r3"]);
+    restarted.stop();
+  });
+
+  it("a read that fails is tried again, and nothing is recorded before it succeeds (the record would clear the change for good)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.down.add("r2");
+    const removing = g.driver.removeReplica("r3");
+    await tick(50);
+    g.driver.stop();
+    await removing;
+    g.down.delete("r2");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    let failures = 1;
+    const restarted = restart(g, io, async () => {
+      if (failures-- > 0) throw new Error("directory unreachable for a moment");
+      return structuredClone(g.recorded[g.recorded.length - 1]!);
+    });
+    await tick(300);
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeDefined(); // not recorded yet
+    for (let i = 0; i < 100 && g.retired.length === 0; i++) await tick(20);
+    expect(g.retired).toEqual(["r3"]);
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeUndefined();
     restarted.stop();
   });
 });
