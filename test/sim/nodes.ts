@@ -278,6 +278,15 @@ export class SimSequencer {
     }
   }
 
+  /**
+   * A call to the group's directory (another object) takes 1 to 20 ms: a crash can fall between a
+   * change's write-ahead and its append, and a start's read of the directory can come late (they
+   * were instant, and a review found three defects the simulator could not reach).
+   */
+  private directoryDelay(): Promise<void> {
+    return new Promise((resolve) => this.world.setTimer(1 + this.world.rng.int(20), resolve));
+  }
+
   private inOffice(): boolean {
     return sequencerName(this.dir.config) === this.name;
   }
@@ -300,8 +309,8 @@ export class SimSequencer {
       wipe: async () => {
         this.storage = new ArchivingStorage(this.dir.archive, () => this.inOffice());
       },
-      inOffice: async () => this.inOffice(),
-      directoryConfig: async () => structuredClone(this.dir.config),
+      inOffice: async () => (await this.directoryDelay(), this.inOffice()),
+      directoryConfig: async () => (await this.directoryDelay(), structuredClone(this.dir.config)),
       io: () => this.io(),
       fenced: () => {
         this.world.trace("fenced");
@@ -333,8 +342,9 @@ export class SimSequencer {
         this.net.down.delete(id);
         this.replicas.set(id, new SimReplica(id, this.registryConfig, this.world, this.failures, this.variant));
       },
-      // The directory: a durable write (instant here), refused from a sequencer it no longer names.
+      // The directory: a durable write, refused from a sequencer it no longer names.
       recordMemberships: async (config) => {
+        await this.directoryDelay();
         if (sequencerName(config) !== sequencerName(this.dir.config)) throw new Error(`${this.name} is no longer in office`);
         this.dir.config = { ...config, sequencer: this.dir.config.sequencer };
       },

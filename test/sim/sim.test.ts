@@ -32,7 +32,9 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
   it("regression: seeds 1320603362 and 1340096827 (up to 133 commands of unknown outcome: the linearizability search gave up; now each is asked again after the heal)", async () => {
     for (const seed of [1320603362, 1340096827]) {
       const r = await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true });
-      expect(Number(r.stats.resolved), `seed ${seed}`).toBeGreaterThan(20);
+      // Each still leaves many outcomes unknown at the heal (30 and 14 since the directory's calls
+      // take simulated time; over 20 each before), every one of them asked again and resolved.
+      expect(Number(r.stats.resolved), `seed ${seed}`).toBeGreaterThan(10);
       expect(r.stats.unknown, `seed ${seed}`).toBe(0);
     }
   });
