@@ -75,7 +75,12 @@ export const batchResult = z.object({
   bookmark: z.string().describe("the position of the batch's highest seq"),
 });
 
-export const queryResult = z.object({ result: anyJson, seq, replica: z.string() });
+export const queryResult = z.object({
+  result: anyJson,
+  seq,
+  replica: z.string(),
+  bookmark: z.string().describe("the answering replica's position: passed with the next sequential read, it keeps reads monotonic"),
+});
 
 export const entry = z.object({
   seq: seq.min(1),

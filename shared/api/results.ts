@@ -11,6 +11,8 @@ export interface QueryResult {
   result: unknown;
   seq: number;
   replica: string;
+  /** The answering replica's position (an extra field, free under API.md): a later sequential read that passes it sees no older state. */
+  bookmark: string;
 }
 export interface LogPage {
   firstSeq: number;

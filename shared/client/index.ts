@@ -180,7 +180,7 @@ interface SendInit {
 export class SmrClient {
   readonly clientId: string;
   private nextRequest: number;
-  /** The latest bookmark this client has seen (from a command), of whichever group. */
+  /** The latest bookmark this client has seen (from a command or a read), of whichever group. */
   bookmark: string | undefined;
   /**
    * The latest bookmark of each group, which its sequential reads send: a bookmark names a
@@ -386,7 +386,9 @@ export class SmrClient {
     const body: Record<string, unknown> = { query, consistency };
     const bookmark = this.bookmarks.get(group);
     if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
-    return this.request<QueryResult>("POST", `/v1/groups/${group}/query`, body);
+    const r = await this.request<QueryResult>("POST", `/v1/groups/${group}/query`, body);
+    if (r.bookmark) this.keepBookmark(group, r.bookmark); // monotonic reads: the next never sees older state
+    return r;
   }
 
   // ---- watch, snapshot, restore ------------------------------------------------------------------
@@ -541,5 +543,7 @@ function later(a: string | undefined, b: string): string {
   const pa = decodeBookmark(a);
   const pb = decodeBookmark(b);
   if (!pa || !pb) return b;
-  return pb.epoch > pa.epoch || (pb.epoch === pa.epoch && pb.seq >= pa.seq) ? b : a;
+  // By seq: a log position is the same whatever epoch names it (a read's bookmark carries its
+  // replica's epoch, which may be newer than a write's at a higher seq).
+  return pb.seq > pa.seq || (pb.seq === pa.seq && pb.epoch >= pa.epoch) ? b : a;
 }

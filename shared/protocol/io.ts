@@ -6,7 +6,7 @@ import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosit
 import type { Entry, EventKind } from "../api/types.js";
 
 export type ReadAnswer =
-  | { kind: "ok"; result: unknown; seq: number; replica: string }
+  | { kind: "ok"; result: unknown; seq: number; epoch: number; replica: string }
   | { kind: "not_found" }
   | { kind: "quarantined"; replica: string }
   | { kind: "busy"; replica: string }

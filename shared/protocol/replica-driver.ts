@@ -80,7 +80,7 @@ export class ReplicaDriver implements ReplicaApi {
       return { kind: "timeout", replica, appliedSeq: this.core?.appliedSeq ?? 0 };
     }
     if (this.core.quarantined) return { kind: "quarantined", replica };
-    return { kind: "ok", result: this.core.query(q), seq: this.core.appliedSeq, replica };
+    return { kind: "ok", result: this.core.query(q), seq: this.core.appliedSeq, epoch: this.core.position().epoch, replica };
   }
 
   /** The recorded outcome of (client, request), once this replica has applied minSeq. */

@@ -163,7 +163,7 @@ describe("client batches", () => {
         const bookmark = `b1.1.${seq.toString(36)}`;
         return Response.json("commands" in JSON.parse(String(init.body)) ? { results: [{ seq, output: null }], bookmark } : { seq, output: null, bookmark });
       }
-      return Response.json({ result: null, seq: 0, replica: "r1" });
+      return Response.json({ result: null, seq: 0, replica: "r1", bookmark: "b1.1.0" });
     });
     await client.submit("a", { op: "put", key: "k", value: 1 });
     await client.submit("b", { op: "put", key: "k", value: 1 });
@@ -173,7 +173,23 @@ describe("client batches", () => {
     await client.query("c", { op: "get", key: "k" }, "sequential");
     const sent = calls.filter((c) => c.url.pathname.endsWith("/query")).map((c) => (c.body as { bookmark?: string }).bookmark);
     expect(sent).toEqual(["b1.1.7", "b1.1.15", undefined]);
-    expect(client.bookmark).toBe("b1.1.7");
+    expect(client.bookmark).toBe("b1.1.0"); // the last one seen: group c's read
+  });
+
+  it("a read's bookmark moves the group's on (monotonic reads), by seq whatever its epoch", async () => {
+    const answers = [
+      { seq: 9, output: null, bookmark: "b1.2.9" }, // a write at epoch 2, seq 9
+      { result: 1, seq: 12, replica: "r1", bookmark: "b1.1.c" }, // a read at a replica of epoch 1, seq 12: later
+      { result: 1, seq: 12, replica: "r2", bookmark: "b1.3.a" }, // epoch 3 but seq 10: not later
+      { result: 1, seq: 12, replica: "r1", bookmark: "b1.1.c" },
+    ];
+    const { client, calls } = clientWith(() => Response.json(answers.shift()));
+    await client.submit("g", { op: "put", key: "k", value: 1 });
+    await client.query("g", { op: "get", key: "k" }, "linearizable");
+    await client.query("g", { op: "get", key: "k" }, "sequential");
+    await client.query("g", { op: "get", key: "k" }, "sequential");
+    const sent = calls.filter((c) => c.url.pathname.endsWith("/query")).map((c) => (c.body as { bookmark?: string }).bookmark);
+    expect(sent).toEqual([undefined, "b1.1.c", "b1.1.c"]);
   });
 
   it("sends a kv txn as one command with both branches", async () => {

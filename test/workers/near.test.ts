@@ -4,12 +4,13 @@
 import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
+import { decodeBookmark } from "../../shared/api/bookmark.js";
 import { api, clientToken, command, createGroup, expectError, replicaObject } from "./helpers.js";
 
-async function read(group: string, near: string | null, consistency: string, key = "k") {
+async function read(group: string, near: string | null, consistency: string, key = "k", bookmark?: string) {
   const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${clientToken}` };
   if (near !== null) headers["x-smr-near"] = near;
-  const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/query`, { method: "POST", headers, body: JSON.stringify({ query: { op: "get", key }, consistency }) });
+  const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/query`, { method: "POST", headers, body: JSON.stringify({ query: { op: "get", key }, consistency, ...(bookmark ? { bookmark } : {}) }) });
   return { status: res.status, body: (await res.json()) as any };
 }
 
@@ -59,5 +60,41 @@ describe("nearest reads", () => {
     const r = await read("near-down", "weur", "stale");
     expect(r.status).toBe(200);
     expect(r.body.replica).toBe("r1"); // weur -> wnam is nearer than weur -> apac
+  });
+
+  /** r2 (weur) stops applying: it drops every append, and answers reads from where it stopped. */
+  async function stall(group: string) {
+    await runInDurableObject(replicaObject(group, "r2"), (inst: ReplicaObject) => {
+      (inst as any).replica.driver.append = async () => {
+        throw new Error("injected: appends lost on the way");
+      };
+    });
+  }
+
+  it("a nearest replica that cannot reach the position in time hands the read to the next nearest (it was a 504)", async () => {
+    await createGroup("near-slow", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-slow", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    await stall("near-slow");
+    expect((await command("near-slow", { op: "put", key: "k", value: 2 })).status).toBe(200);
+    const r = await read("near-slow", "weur", "linearizable");
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body).toMatchObject({ result: { value: 2 }, replica: "r1" });
+  });
+
+  it("a read's bookmark keeps the next sequential read from going back to an older state", async () => {
+    await createGroup("near-mono", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-mono", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    await stall("near-mono");
+    const written = await command("near-mono", { op: "put", key: "k", value: 2 });
+    expect(written.status).toBe(200);
+    const first = await read("near-mono", "wnam", "sequential", "k", written.body.bookmark);
+    expect(first.body).toMatchObject({ result: { value: 2 }, replica: "r1" });
+    expect(decodeBookmark(first.body.bookmark)?.seq).toBe(first.body.seq);
+    // Without the read's bookmark, r2 answers the state it stopped at.
+    expect((await read("near-mono", "weur", "sequential")).body).toMatchObject({ result: { value: 1 }, replica: "r2" });
+    const next = await read("near-mono", "weur", "sequential", "k", first.body.bookmark);
+    expect(next.status, JSON.stringify(next.body)).toBe(200);
+    expect(next.body.seq).toBeGreaterThanOrEqual(first.body.seq);
+    expect(next.body.result).toEqual({ value: 2 });
   });
 });

@@ -89,7 +89,10 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
 function readResult(c: Context<App>, a: ReadAnswer) {
   switch (a.kind) {
     case "ok":
-      return c.json({ result: a.result, seq: a.seq, replica: a.replica } satisfies QueryResult);
+      // The answering replica's position as a bookmark: a reader passing its latest one gets
+      // monotonic reads (API.md), and a read's position is one (it had only a write's, and a probe's
+      // sequential reads went back from r1's seq 1008 to a slow r2's 963 with the same bookmark).
+      return c.json({ result: a.result, seq: a.seq, replica: a.replica, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies QueryResult);
     case "timeout":
       throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq})`);
     case "not_found":
@@ -167,13 +170,23 @@ commandRoutes.post("/:group/query", async (c) => {
   }
   const waitMs = body.consistency === "stale" ? 0 : readWaitMs;
   let last: ReadAnswer = { kind: "busy", replica: "" };
+  let timedOut: Extract<ReadAnswer, { kind: "timeout" }> | null = null;
   for (const r of nearestFirst(groups.replicasOf(record), near)) {
     const stub = replicaStub(c.env, record.config, r.id, r.location);
-    const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, waitMs])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
-    if (a.kind === "timeout" && body.consistency === "sequential" && bookmark !== null) await refusePastEnd(c, group, bookmark.seq, "bookmark");
-    if (a.kind === "ok" || a.kind === "timeout") return readResult(c, a);
+    // Once one replica did not reach the position in time, the next nearest are asked without
+    // waiting: one already there serves (API.md). A slow replica's timeout used to be the answer,
+    // a 504, while two others were far past the position (a probe: 9 of 60 reads).
+    const wait: number = timedOut ? 0 : waitMs;
+    const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, wait])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
+    if (a.kind === "ok") return readResult(c, a);
+    if (a.kind === "timeout") {
+      if (!timedOut && body.consistency === "sequential" && bookmark !== null) await refusePastEnd(c, group, bookmark.seq, "bookmark");
+      timedOut ??= a;
+      continue;
+    }
     last = a;
   }
+  if (timedOut) return readResult(c, timedOut);
   // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
   groups.forget(group);
   return readResult(c, last);
