@@ -159,6 +159,13 @@ export const metricsCallTimeoutMs = 2_000;
  * sequencer has not heard from yet (under metricsCallTimeoutMs), and how often it looks.
  */
 export const statusContactWaitMs = 1_000;
+/**
+ * How long a read or a watch waits for the sequencer to say where its log ends (a position past
+ * it is refused as another group's): past this nothing is refused, as when it cannot be reached.
+ * It waited the sequencer call's whole timeout (15 s): a probe's watch reconnects with
+ * Last-Event-ID stalled 15 s behind a slow sequencer that replicas could have served around.
+ */
+export const pastEndCheckMs = 1_000;
 export const unheardPollMs = 10;
 /** Groups the cron reads from the registry per call. */
 export const cronPageGroups = 100;

@@ -98,3 +98,23 @@ describe("nearest reads", () => {
     expect(next.body.result).toEqual({ value: 2 });
   });
 });
+
+describe("a watch resumed while the sequencer is slow", () => {
+  it("is served by a replica without waiting out the sequencer's call (the log's end is asked for 1 s at most)", async () => {
+    await createGroup("watch-slow", { machine: "kv", replicas: 3, colocate: false });
+    for (let i = 1; i <= 3; i++) expect((await command("watch-slow", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    await api("POST", "/v1/groups/watch-slow/faults", { target: "sequencer", fault: "slow", ms: 20_000 });
+    const startedMs = Date.now();
+    const res = await SELF.fetch("http://smr.test/v1/groups/watch-slow/watch", { headers: { authorization: `Bearer ${clientToken}`, "last-event-id": "1" } });
+    const tookMs = Date.now() - startedMs;
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let text = "";
+    while (!text.includes("id: 3\n")) text += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    expect(text).toMatch(/id: 2\nevent: entry\n/);
+    // The sequencer's call would have answered after 15 s (its timeout): far sooner, it did not wait.
+    expect(tookMs).toBeLessThan(10_000);
+    await api("POST", "/v1/groups/watch-slow/faults", { target: "sequencer", fault: "none" });
+  }, 30_000);
+});

@@ -6,16 +6,16 @@ import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
-import { readWaitMs, routeCacheMs } from "../../shared/limits.js";
+import { pastEndCheckMs, readWaitMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf } from "../auth.js";
-import { replicaStub, rpc } from "../env.js";
+import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";
 import type { ReadAnswer } from "../replica.js";
 import type { SubmitAnswer } from "../sequencer.js";
-import type { ReadIndexAnswer } from "../../shared/protocol/io.js";
+import { type ReadIndexAnswer, withTimeout } from "../../shared/protocol/io.js";
 import { type RequestPlace, hintOf, isLocationHint, locationHints, nearestFirst } from "../../shared/geo.js";
 import type { App } from "../http.js";
 
@@ -136,7 +136,8 @@ function endOnRevoke(c: Context<App>, res: Response): Response {
  * nothing is refused.
  */
 async function refusePastEnd(c: Context<App>, group: string, seq: number, field: string): Promise<void> {
-  const s = await groups.withSequencer(c.env, group, (x) => x.status(), (x) => x === null).catch(() => null);
+  const status = groups.withSequencer(c.env, group, (x) => x.status(), (x) => x === null);
+  const s = await withTimeout(realClock, status, pastEndCheckMs, "the log's end").catch(() => null);
   if (s && seq > s.lastSeq) {
     throw new ApiError("bad_request", `${field}: names seq ${seq}, past the end of ${group}'s log (seq ${s.lastSeq}); it is another group's or an earlier incarnation's`);
   }
