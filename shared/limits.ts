@@ -262,6 +262,12 @@ export const txnCommandsMax = 64;
 export const watchersPerReplicaMax = 1_000;
 /** A watch stream gets a `: keepalive` comment when it has been sent nothing this long (API.md: at most 15 s). */
 export const watchKeepaliveMs = 10_000;
+/**
+ * Entries a prefix watch may pass over (filtered out) before it is told where it stands: an `id:`
+ * block with no event, which a reconnect's Last-Event-ID then carries (also sent with a
+ * keepalive). Well inside logRetentionEntries, so a quiet prefix's watcher can always resume.
+ */
+export const watchIdGapEntries = 1_000;
 /** Entries a watch stream reads from the log per page while it catches up. */
 export const watchPageEntries = 256;
 /**

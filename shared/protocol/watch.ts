@@ -2,7 +2,7 @@
 // entry after its position, read from the replica's log and effects, so catching up and following
 // live are one path, and a watcher that falls behind (a slow reader) simply reads on from the log
 // when it drains: a queue that never grows past watchQueueBytesMax, and nothing is ever skipped.
-import { watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../limits.js";
+import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../limits.js";
 import type { Clock } from "./io.js";
 import type { WatchText } from "./replica.js";
 
@@ -25,6 +25,12 @@ interface Watcher {
   sink: WatchSink;
   /** Every entry up to here has been sent (or skipped by the prefix filter). */
   sentSeq: number;
+  /**
+   * The position the client knows it stands at: the last event's id, or an `id:` block's. A prefix
+   * filter passes entries without telling it; it used to learn nothing until its next matching
+   * event, so after a quiet spell longer than the retained log its reconnect got 410 (a probe).
+   */
+  idSeq: number;
   prefix: string | null;
   lastWriteMs: number;
   /** The sink's takenBytes when last looked at, and since when it has not grown while bytes were queued. */
@@ -59,7 +65,7 @@ export class WatchHub {
     const from = fromSeq ?? this.source.appliedSeq();
     if (from < this.source.appliedSeq() && this.source.readEvents(from, 0, watchPageBytesMax) === "compacted") return "compacted";
     const now = this.clock.nowMs();
-    const w: Watcher = { sink, sentSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now };
+    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now };
     this.watchers.push(w);
     this.armKeepalive();
     this.pump();
@@ -135,9 +141,17 @@ export class WatchHub {
 
   private send(w: Watcher, page: WatchText[]): void {
     let text = "";
-    for (const e of page) if (w.prefix === null || e.keys.some((k) => k.startsWith(w.prefix!))) text += e.text;
-    if (text !== "") this.write(w, text);
+    for (const e of page) {
+      if (w.prefix !== null && !e.keys.some((k) => k.startsWith(w.prefix!))) continue;
+      text += e.text;
+      w.idSeq = e.seq;
+    }
     w.sentSeq = page[page.length - 1]!.seq;
+    if (w.sentSeq - w.idSeq >= watchIdGapEntries) {
+      text += `id: ${w.sentSeq}\n\n`;
+      w.idSeq = w.sentSeq;
+    }
+    if (text !== "") this.write(w, text);
   }
 
   /** Writes to a watcher; a queue that was empty starts the time its reader may take to read it. */
@@ -171,7 +185,10 @@ export class WatchHub {
       const now = this.clock.nowMs();
       for (const w of this.watchers) {
         if (now - w.lastWriteMs < watchKeepaliveMs) continue;
-        this.write(w, ": keepalive\n\n");
+        // With where the stream stands, if a prefix filter passed entries since the last id.
+        const at = w.idSeq < w.sentSeq ? `id: ${w.sentSeq}\n` : "";
+        w.idSeq = w.sentSeq;
+        this.write(w, `: keepalive\n${at}\n`);
       }
       // Notes who is still reading; under the shared bound, drops the stalled and sends on.
       if (this.queuedBytes() >= watchQueuesBytesMax && this.dropStalled() > 0) this.pump();

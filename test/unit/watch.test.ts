@@ -2,7 +2,7 @@
 // bounded and it catches up from the log when it drains, a watcher behind the retained log is
 // ended, watchers per replica are bounded, keep-alives flow while idle.
 import { describe, expect, it } from "vitest";
-import { watchKeepaliveMs, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
+import { watchIdGapEntries, watchKeepaliveMs, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
 import type { WatchText } from "../../shared/protocol/replica.js";
 import { type WatchSink, WatchHub } from "../../shared/protocol/watch.js";
 
@@ -212,5 +212,25 @@ describe("watch hub", () => {
     w.apply("k");
     w.advance(watchKeepaliveMs / 2);
     expect(s.texts.length).toBe(2);
+  });
+
+  it("tells a prefix watcher where it stands past the entries its filter passes over, so a reconnect need not go back behind the retained log", () => {
+    const w = world();
+    const s = new FakeSink();
+    w.hub.open(s, null, "rare/");
+    w.apply("rare/1");
+    for (let i = 0; i < watchIdGapEntries - 1; i++) w.apply("busy");
+    expect(s.ids()).toEqual([1]); // 999 passed over: not yet
+    w.apply("busy");
+    expect(s.ids()).toEqual([1, 1 + watchIdGapEntries]); // an `id:` block with no event
+    expect(s.texts[s.texts.length - 1]).toBe(`id: ${1 + watchIdGapEntries}\n\n`);
+    for (let i = 0; i < 5; i++) w.apply("busy");
+    w.advance(watchKeepaliveMs);
+    expect(s.texts[s.texts.length - 1]).toBe(`: keepalive\nid: ${6 + watchIdGapEntries}\n\n`);
+    w.advance(watchKeepaliveMs);
+    expect(s.texts[s.texts.length - 1]).toBe(": keepalive\n\n"); // nothing passed since
+    w.compactTo(100);
+    const resumed = new FakeSink();
+    expect(w.hub.open(resumed, s.ids().at(-1)!, "rare/")).toBe("ok");
   });
 });
