@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, sequencerTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -153,12 +153,6 @@ export async function withSequencer<T>(
   missing: (t: T) => boolean,
   /** A command: a call that failed may have been ordered, so a failure is a 504 (retry with the same request), never a 503. */
   command = false,
-  /**
-   * How long the answer says its sequencer has been cut off from a quorum of voters (0: not). Past
-   * sequencerTimeoutMs it is failed over like an unreachable one, if this router reaches a quorum
-   * (preVote's cutOffMs), and called once more; if not, its refusal stands.
-   */
-  cutOff?: (t: T) => number,
 ): Promise<T> {
   let record = await lookup(env, group);
   let answer: T;
@@ -167,14 +161,6 @@ export async function withSequencer<T>(
     // A sequencer that does not answer in time is as good as unreachable (a location that stopped answering).
     answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
     unreachableSince.delete(sequencerKey(record.config));
-    const cutOffMs = cutOff?.(answer) ?? 0;
-    if (cutOffMs >= sequencerTimeoutMs) {
-      const replaced = await failover(env, group, sequencerName(record.config), `cut off from its voters for ${cutOffMs} ms`, cutOffMs).catch(() => null);
-      if (replaced) {
-        record = replaced;
-        answer = await call(sequencerOf(env, record.config), record);
-      }
-    }
   } catch (err) {
     if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
     noteUnreachable(sequencerKey(record.config), calledMs);
@@ -245,13 +231,13 @@ function noteUnreachable(key: string, sinceMs: number): void {
  * recovers at a higher epoch, and the directory names it (compare-and-set: one successor). Throws
  * 503 when the voters still hear it (this router alone is cut off) or it took office too recently.
  */
-export async function failover(env: Env, group: string, failed: string, cause: string, cutOffMs = 0): Promise<GroupRecord> {
+export async function failover(env: Env, group: string, failed: string, cause: string): Promise<GroupRecord> {
   const record = await lookup(env, group, true);
   const config = record.config;
   if (sequencerName(config) !== failed) return record;
   const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, config, id).call(config.incarnation, "vote", [])) };
   const started = Date.now();
-  const decision = await preVote(io, config, cutOffMs);
+  const decision = await preVote(io, config);
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
   const moved: GroupConfig = { ...config, sequencer: decision.next };
   const directory = directoryStub(env, group);

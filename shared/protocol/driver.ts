@@ -71,9 +71,7 @@ export class SequencerDriver {
     private readonly io: DriverIO,
     /** Compaction window; the simulator shrinks it so compaction and transfers happen in short runs. */
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
-  ) {
-    this.startedMs = io.nowMs();
-  }
+  ) {}
 
   /** Ends this incarnation: waiting clients get no outcome, send loops end, nothing more is written. */
   stop(): void {
@@ -119,7 +117,7 @@ export class SequencerDriver {
   private async answerDecision(client: string, request: number, d: SubmitDecision): Promise<SubmitAnswer> {
     switch (d.kind) {
       case "unavailable":
-        return { kind: "unavailable", message: d.reason, cutOffMs: this.cutOffMs() };
+        return { kind: "unavailable", message: d.reason };
       case "conflict":
         return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
       case "queued":
@@ -200,7 +198,6 @@ export class SequencerDriver {
       return {
         kind: "timeout",
         message: "the command was not confirmed in time; it may or may not take effect: retry with the same client and request",
-        cutOffMs: this.cutOffMs(),
       };
     }
     if (outcome === "unordered") return { kind: "unavailable", message: "the sequencer stopped before ordering the command; retry" };
@@ -463,24 +460,6 @@ export class SequencerDriver {
    * Every heartbeatMs, a heartbeat to each replica sent nothing for that long: silence then means
    * failure, not idleness (a timer callback, never an awaited sleep: see the backoff above).
    */
-  /** When this driver started: a sequencer that never heard a quorum counts its silence from here. */
-  private startedMs = 0;
-
-  /**
-   * While too few voters are reachable to commit: how long since a quorum last acknowledged a
-   * message this sequencer sent (the lease's measure: past readLeaseMs it serves no read on its
-   * own say); 0 while enough are reachable. Told to
-   * the router with each refusal: raft's CheckQuorum, with the router acting on it. A sequencer
-   * whose messages arrive late (a probe: every call to it delayed 4 s, past its 3 s append
-   * timeout) counted every replica down and refused every command, while the replicas, hearing
-   * its late appends, never voted it gone: the group took no write for minutes, with no failover.
-   */
-  cutOffMs(): number {
-    const reach = this.core.reachableVoters();
-    if (this.stopped || reach.count >= reach.need) return 0;
-    return this.io.nowMs() - (this.quorumHeardSinceMs() ?? this.startedMs);
-  }
-
   startHeartbeats(): void {
     // A recovered sequencer's quarantined replicas (from their flags and the directory's list) are
     // told again, and the directory gets this sequencer's list.
@@ -967,7 +946,7 @@ export class SequencerDriver {
   async readIndex(): Promise<ReadIndexAnswer> {
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
     const reach = this.core.reachableVoters();
-    if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed`, cutOffMs: this.cutOffMs() };
+    if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
     const index = this.core.readIndexSeq;
     // Still in office? Within the lease no other sequencer can be; past it, one heartbeat round.
     const heard = this.quorumHeardSinceMs();

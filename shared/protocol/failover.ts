@@ -3,7 +3,7 @@
 // one for sequencerTimeoutMs. One router or one replica cut off alone cannot depose a healthy
 // sequencer: the replicas that still hear it refuse. The new one then recovers exactly as after a
 // loss of storage (a higher epoch, a quorum of every membership fenced, the log rebuilt).
-import { failoverHoldDownMs, sequencerTimeoutMs } from "../limits.js";
+import { failoverHoldDownMs } from "../limits.js";
 import { askAgain, type Clock, type VoteReply } from "./io.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import type { GroupConfig, Member } from "./types.js";
@@ -34,25 +34,17 @@ export function inForce(config: GroupConfig): { members: Member[]; quorum: Joint
   return { members, quorum: new JointConfig(memberships.map(voters)) };
 }
 
-/**
- * `cutOffMs`: how long the sequencer itself says it has reached too few voters to commit
- * (SequencerDriver.cutOffMs). Past sequencerTimeoutMs its lease is over, and a voter that
- * answers this router counts as having lost it even if it still hears the sequencer's late
- * messages: the router reaches a quorum the sequencer cannot (raft's CheckQuorum, decided here).
- */
-export async function preVote(io: FailoverIO, config: GroupConfig, cutOffMs = 0): Promise<PreVote> {
+export async function preVote(io: FailoverIO, config: GroupConfig): Promise<PreVote> {
   const since = config.sequencer?.since ? Date.parse(config.sequencer.since) : NaN;
   if (Number.isFinite(since) && io.nowMs() - since < failoverHoldDownMs) {
     return { go: false, reason: `the sequencer took office ${io.nowMs() - since} ms ago (hold-down ${failoverHoldDownMs} ms)` };
   }
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
-  const cutOff = cutOffMs >= sequencerTimeoutMs;
-  const lost = (r: VoteReply | null | undefined) => !!r && (r.gone || cutOff);
-  const replies = await votes(io, ids, quorum, lost);
-  const gone = ids.filter((_, i) => lost(replies[i]));
+  const replies = await votes(io, ids, quorum);
+  const gone = ids.filter((_, i) => replies[i]?.gone);
   if (!quorum.reached(gone)) return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${tally(replies)}); a quorum of voters must` };
-  const downMs = cutOff ? cutOffMs : Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
+  const downMs = Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
   const no = (config.sequencer?.no ?? 0) + 1;
   const preferred = config.sequencerLocations;
   const at = preferred && preferred.length > 0 ? preferred[no % preferred.length]! : null;
@@ -81,13 +73,13 @@ function tally(replies: (VoteReply | null | undefined)[]): string {
  * the replica's view, so one unanswered for resendMs is asked again (askAgain): a lost vote left
  * too few to decide, and the router tried again only after its next call timed out.
  */
-function votes(io: FailoverIO, ids: string[], quorum: JointConfig, lost: (r: VoteReply | null | undefined) => boolean): Promise<(VoteReply | null | undefined)[]> {
+function votes(io: FailoverIO, ids: string[], quorum: JointConfig): Promise<(VoteReply | null | undefined)[]> {
   const replies: (VoteReply | null | undefined)[] = ids.map(() => undefined);
   return new Promise((resolve) => {
     let pending = ids.length;
     const settled = () => {
-      const gone = ids.filter((_, i) => lost(replies[i]));
-      const possible = ids.filter((_, i) => replies[i] === undefined || lost(replies[i]));
+      const gone = ids.filter((_, i) => replies[i]?.gone);
+      const possible = ids.filter((_, i) => replies[i] === undefined || replies[i]?.gone);
       return pending === 0 || quorum.reached(gone) || !quorum.reached(possible);
     };
     let done = settled();

@@ -24,19 +24,14 @@ export interface VoteReply {
   gone: boolean;
 }
 
-/**
- * `cutOffMs` on a refusal: how long this sequencer has reached too few voters to commit (see
- * SequencerDriver.cutOffMs); the router fails a sequencer over once it has been cut off for
- * sequencerTimeoutMs and the router itself reaches a quorum of voters.
- */
-export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | { kind: "unavailable"; message: string; cutOffMs?: number };
+export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | { kind: "unavailable"; message: string };
 
 export type SubmitAnswer =
   | { kind: "ok"; seq: number; output: unknown; epoch: number }
   | { kind: "not_found" }
   | { kind: "conflict"; message: string }
-  | { kind: "unavailable"; message: string; cutOffMs?: number }
-  | { kind: "timeout"; message: string; cutOffMs?: number }
+  | { kind: "unavailable"; message: string }
+  | { kind: "timeout"; message: string }
   | { kind: "no_majority"; message: string }
   /** A batch item executed at seq whose output did not fit the batch's answer (batchOutputCharsMax). */
   | { kind: "too_large"; seq: number; epoch: number; message: string };

@@ -3,7 +3,6 @@
 import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
 import { withTimeout } from "../../shared/protocol/io.js";
 import { nearestFirst } from "../../shared/geo.js";
-import { sequencerTimeoutMs } from "../../shared/limits.js";
 import type { Operation } from "./linearizability.js";
 import { simMachineFor } from "./machines.js";
 import { type SimReplica, type SimSequencer, rpc } from "./nodes.js";
@@ -71,8 +70,7 @@ export class SimClient {
     private readonly machine: string,
     private readonly history: ClientHistory,
     /** Called, as a router would, when the sequencer did not answer: it may fail it over. */
-    /** A router's failover attempt: the sequencer could not be reached, or said it was cut off from its voters for cutOffMs. */
-    private readonly onUnreachable?: (from: string, failed: string, cutOffMs?: number) => Promise<void>,
+    private readonly onUnreachable?: (from: string, failed: string) => Promise<void>,
     /** Where this client is (--geo): it reads at the replica nearest to it, as the router does. */
     readonly location: string | null = null,
     /** Also kv txns and batches (see SimOptions.batches). */
@@ -146,10 +144,6 @@ export class SimClient {
         seq.submitBatch(this.name, items), sequencerCallTimeoutMs,
       );
       if (answers === null) await this.onUnreachable?.(this.name, seq.name);
-      // As the router does (workers/groups.ts withSequencer): a sequencer cut off from its voters
-      // for sequencerTimeoutMs is failed over like an unreachable one.
-      const cutOffMs = Math.max(0, ...(answers ?? []).map((a) => (a.kind === "unavailable" || a.kind === "timeout" ? (a.cutOffMs ?? 0) : 0)));
-      if (cutOffMs >= sequencerTimeoutMs) await this.onUnreachable?.(this.name, seq.name, cutOffMs);
       for (let i = open.length - 1; i >= 0; i--) {
         const o = open[i]!;
         const a = answers?.[i] ?? null;
@@ -231,7 +225,6 @@ export class SimClient {
       const seq = this.sequencer();
       const idx = await this.call<ReadIndexAnswer>(seq.node, `index ${this.name}`, () => seq.incarnation, () => seq.readIndex(), sequencerCallTimeoutMs);
       if (idx === null) await this.onUnreachable?.(this.name, seq.name);
-      if (idx?.kind === "unavailable" && (idx.cutOffMs ?? 0) >= sequencerTimeoutMs) await this.onUnreachable?.(this.name, seq.name, idx.cutOffMs);
       if (idx?.kind !== "ok") return;
       minSeq = idx.seq;
     }

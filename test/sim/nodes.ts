@@ -528,7 +528,7 @@ export class SimGroup {
    * (shared/protocol/failover.ts) over the simulated network; if a quorum of voters lost it too,
    * the directory names a successor (compare-and-set), which recovers at a higher epoch.
    */
-  async failover(from: string, failed: string, cutOffMs = 0): Promise<void> {
+  async failover(from: string, failed: string): Promise<void> {
     if (this.failingOver || sequencerName(this.dir.config) !== failed) return;
     this.failingOver = true;
     try {
@@ -542,7 +542,7 @@ export class SimGroup {
           return rpc(this.world, this.net, from, id, "vote", () => r.incarnation, () => r.driver.vote());
         },
       };
-      const d = await preVote(io, config, cutOffMs);
+      const d = await preVote(io, config);
       if (!d.go) {
         this.refusedFailovers++;
         return;

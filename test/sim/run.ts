@@ -202,7 +202,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   for (let i = 0; i < clientCount; i++) {
     const at = opts.geo ? opts.geo.locations[i % opts.geo.locations.length]! : null;
     if (at) net.location.set(`c${i}`, at);
-    const c = new SimClient(i, world, net, seq, replicas, machine, history, (from, failed, cutOffMs) => group.failover(from, failed, cutOffMs), at, opts.batches ?? false);
+    const c = new SimClient(i, world, net, seq, replicas, machine, history, (from, failed) => group.failover(from, failed), at, opts.batches ?? false);
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     active.add(c.name);
     clients.push(c);

@@ -55,28 +55,6 @@ describe("automatic failover (workerd)", () => {
     expect((await api("GET", "/v1/groups/wfo", undefined, clientToken)).body.sequencer.name).toBe("wfo~s1");
   });
 
-  it("a sequencer whose messages arrive too late to commit anything is failed over, though the replicas still hear it", async () => {
-    await createGroup("wslow", { machine: "kv", replicas: 3, colocate: false });
-    for (let i = 1; i <= 3; i++) expect((await command("wslow", { op: "put", key: `k${i}`, value: i }, "w", i)).status).toBe(200);
-    // Every call to or from it waits 4 s: its appends arrive after its 3 s timeout, so it counts
-    // every replica down and refuses commands, while the replicas hear its late appends and
-    // never vote it gone. It said so (cutOffMs) and was refused for minutes, with no failover.
-    await api("POST", "/v1/groups/wslow/faults", { target: "sequencer", fault: "slow", ms: 4_000 });
-    const cutAt = Date.now();
-    let r = await command("wslow", { op: "put", key: "k4", value: 4 }, "w", 4);
-    while (r.status !== 200 && Date.now() - cutAt < 60_000) {
-      expect([503, 504]).toContain(r.status);
-      r = await command("wslow", { op: "put", key: "k4", value: 4 }, "w", 4);
-    }
-    expect(r.status, JSON.stringify(r.body)).toBe(200);
-    const s = (await api("GET", "/v1/groups/wslow", undefined, clientToken)).body;
-    expect(s.sequencer.name).toBe("wslow~s1");
-    const events = (await api("GET", "/v1/groups/wslow/events", undefined, clientToken)).body.events;
-    expect(events.find((e: any) => e.kind === "failover")).toMatchObject({ from: "wslow", to: "wslow~s1", cause: expect.stringMatching(/cut off from its voters for \d+ ms/) });
-    for (let i = 1; i <= 4; i++) expect((await query("wslow", { op: "get", key: `k${i}` })).body.result).toEqual({ value: i });
-    await api("POST", "/v1/groups/wslow/faults", { target: "sequencer", fault: "none" });
-  }, 90_000);
-
   it("a move the current sequencer cannot answer is a 503 naming why, within handOverTimeoutMs, not a 500 or a hang", async () => {
     await createGroup("wmv", { machine: "kv", replicas: 3 });
     expect((await command("wmv", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);

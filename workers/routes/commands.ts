@@ -38,18 +38,12 @@ commandRoutes.post("/:group/commands", async (c) => {
     (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command)),
     (a) => a.kind === "not_found",
     true,
-    cutOffOf,
   );
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a);
   throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
 });
-
-/** How long a refusing sequencer says it has been cut off from a quorum of voters (groups.withSequencer fails it over past sequencerTimeoutMs). */
-function cutOffOf(a: SubmitAnswer | ReadIndexAnswer): number {
-  return a.kind === "unavailable" || a.kind === "timeout" ? (a.cutOffMs ?? 0) : 0;
-}
 
 /** The API error of a command that did not succeed (one mapping for single commands and batches). */
 function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>): { code: ErrorCode; message: string } {
@@ -79,7 +73,6 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
     (s) => rpc<SubmitAnswer[]>(s.submitBatch(client, items)),
     (a) => a.every((x) => x.kind === "not_found"),
     true,
-    (a) => Math.max(0, ...a.map(cutOffOf)),
   );
   let last = { epoch: 0, seq: 0 };
   const results = answers.map((a): BatchItemResult => {
@@ -172,7 +165,7 @@ commandRoutes.post("/:group/query", async (c) => {
   if (body.consistency === "linearizable") {
     // A read index from the sequencer (one small call), then the read at the nearest replica
     // that has applied it: the sequencer's thread never runs the query.
-    const idx = await groups.withSequencer(c.env, group, (s) => rpc<ReadIndexAnswer>(s.readIndex()), (a) => a.kind === "not_found", false, cutOffOf);
+    const idx = await groups.withSequencer(c.env, group, (s) => rpc<ReadIndexAnswer>(s.readIndex()), (a) => a.kind === "not_found");
     if (idx.kind !== "ok") throw new ApiError("unavailable", idx.kind === "unavailable" ? idx.message : `group ${group} has no sequencer serving yet`, 1);
     minSeq = Math.max(minSeq, idx.seq);
   }
