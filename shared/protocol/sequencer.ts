@@ -4,7 +4,7 @@ import { zeroHash } from "./hash.js";
 import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash } from "./entry.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
-import type { MajorityConfig } from "./quorum.js";
+import { type MajorityConfig, majority } from "./quorum.js";
 import { type Progress, ProgressTracker } from "./tracker.js";
 import { type Decision, OutputVotes } from "./votes.js";
 import { type ConfigChange, type ConfigCommand, configAfter, membersOf } from "./types.js";
@@ -678,9 +678,22 @@ export class SequencerCore {
     return this.progress.transferCandidates();
   }
 
+  /**
+   * A repair clears its target, which then refuses every recovery's fence until it is rebuilt (it
+   * may have acknowledged entries it no longer holds). So at most as many voters are repaired at
+   * once as the group can lose (at least one): a sequencer lost midway leaves a quorum that can
+   * fence. Two of three repaired at once, and the sequencer then lost, left a group no recovery
+   * could ever fence: the rebuilds needed a sequencer, the sequencer needed their fences (the
+   * simulator, seed 22, once it kept the directory's quarantine list). The next is begun once one ends.
+   */
   beginRepair(id: string): boolean {
     const p = this.progress.get(id);
     if (!p || p.repairing) return false;
+    if (p.voter) {
+      const voters = this.voterIds();
+      const busy = voters.filter((v) => this.progress.get(v)?.repairing).length;
+      if (busy >= Math.max(1, voters.length - majority(voters.length))) return false;
+    }
     p.repairing = true;
     return true;
   }

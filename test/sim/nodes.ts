@@ -96,7 +96,9 @@ export class SimReplica {
     try {
       resp = this.driver.append(msg);
     } catch (err) {
-      this.failures.add(`${this.id} broke an invariant at ${this.world.now} ms: ${(err as Error).message}`);
+      // As for a query: a corrupted replica's rows are garbage, and a machine may throw reading
+      // one (a lock lease without its expiry); it stays stuck until its repair. A healthy one never may.
+      if (this.corruptedAtMs === null) this.failures.add(`${this.id} broke an invariant at ${this.world.now} ms: ${(err as Error).message}`);
       throw err;
     }
     if (!this.driver.core) return resp;
@@ -346,7 +348,18 @@ export class SimSequencer {
       recordMemberships: async (config) => {
         await this.directoryDelay();
         if (sequencerName(config) !== sequencerName(this.dir.config)) throw new Error(`${this.name} is no longer in office`);
-        this.dir.config = { ...config, sequencer: this.dir.config.sequencer };
+        // As the directory's update: the quarantine list is written by recordQuarantined only.
+        const { quarantined: _ignored, ...membership } = config;
+        const kept = this.dir.config.quarantined;
+        this.dir.config = { ...membership, sequencer: this.dir.config.sequencer, ...(kept ? { quarantined: kept } : {}) };
+      },
+      // The directory's list of quarantined replicas, from the sequencer it names only (as
+      // Directory.setQuarantined): a successor's recovery keeps them quarantined.
+      recordQuarantined: async (ids) => {
+        await this.directoryDelay();
+        if (!this.inOffice()) throw new Error(`${this.name} is no longer in office`);
+        const { quarantined: _old, ...config } = this.dir.config;
+        this.dir.config = ids.length > 0 ? { ...config, quarantined: [...ids] } : config;
       },
       retire: async (id) => {
         const r = this.replicas.get(id);

@@ -164,7 +164,7 @@ describe("sequencer failover in the simulator (the real PreVote, lifecycle and r
   it("the geography model: a client reads at its nearest replica, and a location's isolation fails the sequencer over to another location", async () => {
     const r = await clean({ seed: 1, ops: 200, replicas: 3, faults: ["isolate-location"], geo: { locations: ["wnam", "weur", "apac"], sequencer: "wnam" } });
     expect(Number(r.stats.failovers)).toBeGreaterThan(0);
-    const near = await clean({ seed: 2, ops: 150, replicas: 3, faults: [], geo: { locations: ["wnam", "weur", "apac"], sequencer: "wnam" } });
+    const near = await clean({ seed: 2, ops: 300, replicas: 3, faults: [], geo: { locations: ["wnam", "weur", "apac"], sequencer: "wnam" } });
     // Sequential and stale reads never leave the reader's location (one-way 1 ms within it).
     for (const [at, kinds] of Object.entries(near.geo!.latencies)) {
       for (const k of ["sequential", "stale"]) {

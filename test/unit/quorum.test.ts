@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { MajorityConfig, majority } from "../../shared/protocol/quorum.js";
 import { directGroup } from "../support/direct.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
+
+const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 
 describe("one quorum: a majority of the voters", () => {
   it("counts voters only", () => {
@@ -87,5 +91,20 @@ describe("status after a restart", () => {
     c.submit("a", 6, { op: "put", key: "k6", value: 6 });
     c.settle();
     expect(c.sequencer.replicaStatuses().map((s) => s.status)).toEqual(["healthy", "healthy", "healthy"]);
+  });
+});
+
+describe("repairs at once", () => {
+  // A replica being rebuilt refuses every recovery's fence: at most as many voters are repaired at
+  // once as the group can lose (at least one), or a sequencer lost midway leaves no quorum to fence.
+  it("are at most the voters a group can lose, and at least one", () => {
+    for (const [replicas, atOnce] of [[1, 1], [2, 1], [3, 1], [4, 1], [5, 2], [7, 3]] as const) {
+      const core = new SequencerCore(new MemorySequencerStorage(), { config: { ...config, replicas }, epoch: 1, commitSeq: 0, quarantined: [] });
+      const ids = core.replicaIds();
+      const begun = ids.filter((id) => core.beginRepair(id));
+      expect(begun, `${replicas} replicas`).toHaveLength(atOnce);
+      core.endRepair(begun[0]!, null, 0);
+      expect(core.beginRepair(ids[atOnce]!), `${replicas} replicas: the next once one ends`).toBe(replicas > atOnce);
+    }
   });
 });
