@@ -469,6 +469,7 @@ export class SequencerDriver {
       if (this.stopped) return;
       const now = this.io.nowMs();
       this.forgetRemoved();
+      for (const id of [...this.retireAgain]) void this.retire(id);
       const quarantined = new Set(this.core.quarantinedIds());
       // Not one being rebuilt: a late "quarantined" could land after its install ended it.
       for (const id of [...this.untold.keys()]) if (!quarantined.has(id)) this.untold.delete(id);
@@ -737,8 +738,16 @@ export class SequencerDriver {
     return r;
   }
 
+  /** Removed replicas whose destruction failed: tried again at each heartbeat (ids never come back, so at most one per removal). */
+  private readonly retireAgain = new Set<string>();
+
   private async retire(id: string): Promise<void> {
-    await this.io.retire?.(id).catch((err) => this.io.log("warn", `destroying removed ${id}: ${String(err)}`));
+    this.retireAgain.delete(id);
+    await this.io.retire?.(id).catch((err) => {
+      // It was logged and dropped: the removed replica's storage stayed until the group was deleted.
+      if (!this.stopped) this.retireAgain.add(id);
+      this.io.log("warn", `destroying removed ${id} (tried again at the next heartbeat): ${String(err)}`);
+    });
   }
 
   /** The last membership the directory took with no change in flight (null: none since this start). */

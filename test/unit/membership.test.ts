@@ -489,3 +489,25 @@ describe("a start's reading of the directory (a review's findings)", () => {
     restarted.stop();
   });
 });
+
+describe("a removed replica whose destruction fails", () => {
+  it("is destroyed at a later heartbeat (it was logged and dropped, its storage kept until the group's deletion)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const destroy = io.retire!;
+    let failures = 1;
+    io.retire = async (id) => {
+      if (failures-- > 0) throw new Error("the replica's object cannot be reached");
+      return destroy(id);
+    };
+    g.driver.startHeartbeats();
+    expect(await g.driver.removeReplica("r3")).toEqual({ ok: true });
+    expect(g.retired).toEqual([]);
+    await tick(1_200);
+    expect(g.retired).toEqual(["r3"]);
+    await tick(1_200);
+    expect(g.retired).toEqual(["r3"]); // once
+    g.driver.stop();
+  });
+});
