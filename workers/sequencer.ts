@@ -82,7 +82,7 @@ export class SequencerObject extends ReplicaServing {
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
       inOffice: (cfg) => this.inOffice(cfg),
-      directoryConfig: async (cfg) => ((await directoryStub(this.env, cfg.group).get()) as { config: GroupConfig } | null)?.config ?? null,
+      directoryConfig: (cfg) => this.directoryConfig(cfg),
     });
     ctx.blockConcurrencyWhile(async () => {
       this.replica.load();
@@ -90,9 +90,14 @@ export class SequencerObject extends ReplicaServing {
     });
   }
 
+  /** The config the group's directory holds now (null: no record). */
+  private async directoryConfig(cfg: GroupConfig): Promise<GroupConfig | null> {
+    return ((await directoryStub(this.env, cfg.group).get()) as { config: GroupConfig } | null)?.config ?? null;
+  }
+
   private async inOffice(cfg: GroupConfig): Promise<boolean> {
-    const record = (await directoryStub(this.env, cfg.group).get()) as { config: GroupConfig } | null;
-    return record !== null && sequencerName(record.config) === sequencerName(cfg);
+    const config = await this.directoryConfig(cfg);
+    return config !== null && sequencerName(config) === sequencerName(cfg);
   }
 
   /** Whether replica `id` of the group this object sequences lives here (this object is named like the group). */

@@ -767,7 +767,7 @@ export class SequencerDriver {
     this.retireWhenRecorded.add(id);
   }
 
-  private recorded(config: import("./types.js").GroupConfig): void {
+  private recorded(config: GroupConfig): void {
     this.lastRecorded = new Set(membersOf(config).map((m) => m.id));
     for (const id of this.retireWhenRecorded) {
       if (this.lastRecorded.has(id)) continue;
@@ -805,21 +805,21 @@ export class SequencerDriver {
   }
 
   /**
-   * After a recovery whose directory record still held a change in flight (its predecessor was
-   * lost before it recorded the end): once this recovery's no-op at `noopSeq` commits, the
-   * recovered membership is the group's for good, and the change is finished as its own sequencer
-   * would have: the event of each replica it added or removed, and the storage of a removed one
+   * At a start whose directory record still held a change in flight (this sequencer restarted, or
+   * its predecessor was lost, before the end was recorded): once the log up to `atSeq` commits (a
+   * recovery's no-op), its membership is the group's for good, and the change is finished as its
+   * own sequencer would have: the event of each replica it added or removed, and the storage of a removed one
    * destroyed (once the directory records it gone: retireOnceRecorded), as is that of a replica
    * provisioned for an add that never reached the log. Not before the commit: until then a later
    * recovery fencing another quorum could make a replica destroyed here a voter again. (If the
    * predecessor saw the commit and only its record was lost, its events were written already and
    * are written again here.)
    */
-  finishInherited(inFlight: Member[][], changes: { seq: number; change: ConfigChange }[], noopSeq: number): void {
+  finishInherited(inFlight: Member[][], changes: { seq: number; change: ConfigChange }[], atSeq: number): void {
     const members = new Set(membersOf(this.core.config).map((m) => m.id));
     const before = new Set(inFlight[0]!.map((m) => m.id));
     const named = [...new Set(inFlight.flat().map((m) => m.id))];
-    const seqOf = (id: string) => changes.findLast((c) => c.change.id === id && c.change.op !== "promote")?.seq ?? noopSeq;
+    const seqOf = (id: string) => changes.findLast((c) => c.change.id === id && c.change.op !== "promote")?.seq ?? atSeq;
     const finish = () => {
       for (const id of named) {
         if (members.has(id) && !before.has(id)) this.changeCommitted({ op: "add", id, location: null }, seqOf(id));
@@ -828,8 +828,8 @@ export class SequencerDriver {
         void this.retireOnceRecorded(id);
       }
     };
-    if (this.core.commitSeq >= noopSeq) finish();
-    else this.whenCommitted(noopSeq, finish);
+    if (this.core.commitSeq >= atSeq) finish();
+    else this.whenCommitted(atSeq, finish);
   }
 
   /** A committed change's event (a promotion is part of an add: none of its own). */
@@ -913,7 +913,7 @@ export class SequencerDriver {
   }
 
   /** Records the memberships in force in the directory, after any earlier write; false (logged) if it could not. */
-  private record(config: import("./types.js").GroupConfig): Promise<boolean> {
+  private record(config: GroupConfig): Promise<boolean> {
     const write = async () => {
       try {
         await this.io.recordMemberships?.(config);

@@ -16,6 +16,26 @@ async function putMany(driver: ReturnType<typeof directGroup>["driver"], client:
   }
 }
 
+/** r3 goes down, and `puts` puts follow once the sequencer counts it down (until then it holds compaction back for it). */
+async function fallBehindCompaction(g: ReturnType<typeof directGroup>, puts: number) {
+  g.down.add("r3");
+  for (let i = 1; i < 400 && g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status !== "down"; i++) {
+    await putMany(g.driver, "warm", i, 1);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await putMany(g.driver, "c", 1, puts, 100);
+}
+
+/** r3 is back, and is given time (and kicks) to catch up with the commit point, by state transfer if need be. */
+async function backAndCaughtUp(g: ReturnType<typeof directGroup>) {
+  g.down.delete("r3");
+  await putMany(g.driver, "c", 2_000, 1);
+  for (let i = 0; i < 200 && g.replicas.get("r3")!.core!.appliedSeq < g.driver.core.commitSeq; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    g.driver.kickAll();
+  }
+}
+
 describe("log compaction", () => {
   it("keeps the sequencer's and the replicas' logs bounded under a write load of many times the window", async () => {
     const retention = { entries: 200, slack: 50 };
@@ -134,20 +154,9 @@ describe("state transfer", () => {
 
   it("rebuilds a replica that fell behind the compacted log", async () => {
     const g = directGroup(config(), { entries: 100, slack: 20 });
-    g.down.add("r3");
-    // Until the sequencer counts r3 as down, it holds compaction back for it.
-    for (let i = 1; i < 400 && g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status !== "down"; i++) {
-      await putMany(g.driver, "warm", i, 1);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await putMany(g.driver, "c", 1, 1_000, 100);
+    await fallBehindCompaction(g, 1_000);
     expect(g.driver.core.baseSeq).toBeGreaterThan(500);
-    g.down.delete("r3");
-    await putMany(g.driver, "c", 2_000, 1);
-    for (let i = 0; i < 200 && g.replicas.get("r3")!.core!.appliedSeq < g.driver.core.commitSeq; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-      g.driver.kickAll();
-    }
+    await backAndCaughtUp(g);
     const r3 = g.replicas.get("r3")!.core!.position();
     const r1 = g.replicas.get("r1")!.core!.position();
     expect(r3.appliedSeq).toBe(r1.appliedSeq);
@@ -157,19 +166,9 @@ describe("state transfer", () => {
   it("a replica rebuilt past a compacted config entry knows the membership it carried (a recovery starts from it)", async () => {
     const g = directGroup(config(4), { entries: 100, slack: 20 });
     expect(await g.driver.removeReplica("r4")).toEqual({ ok: true });
-    g.down.add("r3");
-    for (let i = 1; i < 400 && g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status !== "down"; i++) {
-      await putMany(g.driver, "warm", i, 1);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await putMany(g.driver, "c", 1, 500, 100);
+    await fallBehindCompaction(g, 500);
     expect(g.driver.core.baseSeq).toBeGreaterThan(100);
-    g.down.delete("r3");
-    await putMany(g.driver, "c", 2_000, 1);
-    for (let i = 0; i < 200 && g.replicas.get("r3")!.core!.appliedSeq < g.driver.core.commitSeq; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-      g.driver.kickAll();
-    }
+    await backAndCaughtUp(g);
     const own = g.replicas.get("r1")!.fence(0)!.membership;
     expect(own?.members.map((m) => m.id)).toEqual(["r1", "r2", "r3"]);
     const rebuilt = g.replicas.get("r3")!.fence(0)!;
