@@ -113,9 +113,17 @@ export const sequencerTimeoutMs = 5_000;
 export const heartbeatMs = 1_000;
 export const failoverHoldDownMs = 30_000;
 /**
+ * A sequencer that answers but reports no quorum for sequencerTimeoutMs is failed over only if it
+ * still reports none this much later (failover.ts, cutOffVote): long enough for its append in
+ * flight when replicas came back to time out, its retry backoff, and a heartbeat, so it has
+ * reached them again by then.
+ */
+export const cutOffConfirmMs = replicaRpcTimeoutMs + replicaRetryMaxMs + heartbeatMs;
+/**
  * A sequencer answers a linearizable read's index without a round trip while a quorum of voters
- * acknowledged a message it sent within the last readLeaseMs: no other sequencer can be in office
- * before a quorum has heard nothing for sequencerTimeoutMs. Half of it leaves room for clock drift.
+ * acknowledged a message it sent within the last readLeaseMs: a successor serves nothing until
+ * readLeaseMs after the last acknowledgement any replica it fenced gave an older epoch (recovery.ts),
+ * and a PreVote on silence needs a quorum to have heard nothing for sequencerTimeoutMs besides.
  * Otherwise it confirms with one heartbeat round first (etcd's ReadIndex).
  */
 export const readLeaseMs = sequencerTimeoutMs / 2;

@@ -175,6 +175,16 @@ export async function withSequencer<T>(
       throw failed;
     }
   }
+  const lostMs = cutOffOf(answer);
+  if (lostMs !== null) {
+    // It answers, but has heard no quorum for sequencerTimeoutMs: fail it over if that lasts
+    // (failover.ts, cutOffVote) and ask the successor; if not, its own 503 or 504 stands.
+    const moved = await failover(env, group, sequencerName(record.config), `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
+    if (moved) {
+      record = moved;
+      answer = await call(sequencerOf(env, record.config), record);
+    }
+  }
   if (!missing(answer)) return answer;
   record = await lookup(env, group, true);
   answer = await call(sequencerOf(env, record.config), record);
@@ -182,6 +192,19 @@ export async function withSequencer<T>(
   const r = await sequencerOf(env, record.config).recover(record.config);
   if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
   return call(sequencerOf(env, record.config), record);
+}
+
+/**
+ * The `cutOffMs` a sequencer's 503 or 504 carries (driver.ts, refuse): of an answer, or the
+ * longest among a batch's. Null when it has none.
+ */
+function cutOffOf(answer: unknown): number | null {
+  const of = (a: unknown) => {
+    const x = a as { kind?: unknown; cutOffMs?: unknown } | null;
+    return x !== null && typeof x === "object" && (x.kind === "unavailable" || x.kind === "timeout") && typeof x.cutOffMs === "number" ? x.cutOffMs : null;
+  };
+  const all = (Array.isArray(answer) ? answer.map(of) : [of(answer)]).filter((x) => x !== null);
+  return all.length > 0 ? Math.max(...all) : null;
 }
 
 /**
@@ -231,13 +254,26 @@ function noteUnreachable(key: string, sinceMs: number): void {
  * recovers at a higher epoch, and the directory names it (compare-and-set: one successor). Throws
  * 503 when the voters still hear it (this router alone is cut off) or it took office too recently.
  */
-export async function failover(env: Env, group: string, failed: string, cause: string): Promise<GroupRecord> {
+export async function failover(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {
+  // One round per sequencer in this isolate: the requests that found it gone wait on the same one.
+  const key = `${group}/${failed}`;
+  const running = failingOver.get(key);
+  if (running) return running;
+  const round = failoverOnce(env, group, failed, cause, cutOffMs).finally(() => failingOver.delete(key));
+  failingOver.set(key, round);
+  return round;
+}
+
+const failingOver = new Map<string, Promise<GroupRecord>>();
+
+async function failoverOnce(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {
   const record = await lookup(env, group, true);
   const config = record.config;
   if (sequencerName(config) !== failed) return record;
   const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, config, id).call(config.incarnation, "vote", [])) };
   const started = Date.now();
-  const decision = await preVote(io, config);
+  const ask = () => withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer").catch(() => null);
+  const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
   const moved: GroupConfig = { ...config, sequencer: decision.next };
   const directory = directoryStub(env, group);

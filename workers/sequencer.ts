@@ -325,6 +325,12 @@ export class SequencerObject extends ReplicaServing {
     return Promise.all(this.driver.submitBatch(client, items).map((answer) => answer.then(budget)));
   }
 
+  /** How long it has had no quorum (driver.quorumLostMs), asked again by a router that may fail it over; null: not serving. */
+  async quorumLostMs(): Promise<number | null> {
+    const driver = this.driver;
+    return driver && !driver.isStopped && !driver.core.fenced ? driver.quorumLostMs() : null;
+  }
+
   async readIndex(): Promise<ReadIndexAnswer> {
     if (!this.driver) return { kind: "not_found" };
     return this.driver.readIndex();

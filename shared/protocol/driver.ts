@@ -16,13 +16,14 @@ import {
   replicaRetryBaseMs,
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
+  sequencerTimeoutMs,
   holdMessageMs,
   holdWhenWaitingMin,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { canonicalJson, sha256Hex, zeroHash } from "./hash.js";
 import type { SnapshotInfo } from "./replica.js";
-import { askAgain, type DriverIO, type ReadIndexAnswer, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
+import { askAgain, type DriverIO, type ReadIndexAnswer, type Unavailable, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
 import { type HoldReason, type Refused, type SequencerCore, type StepResult, type SubmitDecision, pendingKey, refusal } from "./sequencer.js";
 import type { AppliedOutput, AuditInfo, ConfigChange, GroupConfig, Member } from "./types.js";
 import type { AuditReport, Entry } from "../api/types.js";
@@ -71,7 +72,10 @@ export class SequencerDriver {
     private readonly io: DriverIO,
     /** Compaction window; the simulator shrinks it so compaction and transfers happen in short runs. */
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
-  ) {}
+  ) {
+    this.startedMs = io.nowMs();
+  }
+  private readonly startedMs: number;
 
   /** Ends this incarnation: waiting clients get no outcome, send loops end, nothing more is written. */
   stop(): void {
@@ -104,7 +108,9 @@ export class SequencerDriver {
     // Once one command is refused (a full queue), so are the new ones after it: a later, smaller
     // command must not be ordered without the earlier ones the client put before it. Known ones
     // are still answered as known (a 503 means "certainly not ordered").
-    let refused: string | undefined;
+    // Cut off (no quorum for sequencerTimeoutMs): a new command would only wait out its timeout
+    // here; refused at once (503, cutOffMs), the router may fail this sequencer over.
+    let refused: string | undefined = this.cutOff() ? "this sequencer cannot reach a quorum of voters" : undefined;
     const answers = items.map((i) => {
       const d = this.core.submit({ client, request: i.request, command: i.command }, refused);
       if (d.kind === "unavailable") refused ??= d.reason;
@@ -117,12 +123,15 @@ export class SequencerDriver {
   private async answerDecision(client: string, request: number, d: SubmitDecision): Promise<SubmitAnswer> {
     switch (d.kind) {
       case "unavailable":
-        return { kind: "unavailable", message: d.reason };
+        return this.refuse(d.reason);
       case "conflict":
         return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
       case "queued":
         return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
       case "existing": {
+        // Asked again while cut off: it would only wait out its timeout here. Unknown at once
+        // (504, cutOffMs): the router may fail this sequencer over and ask the successor.
+        if (!d.committed && this.cutOff()) return this.answer("timeout");
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
         // A retry of a committed command reads its outcome from the replicas' session tables
         // rather than waiting with the first attempt: if every answer that carried its output was
@@ -195,10 +204,9 @@ export class SequencerDriver {
 
   private answer(outcome: Outcome | "timeout"): SubmitAnswer {
     if (outcome === "timeout") {
-      return {
-        kind: "timeout",
-        message: "the command was not confirmed in time; it may or may not take effect: retry with the same client and request",
-      };
+      const message = "the command was not confirmed in time; it may or may not take effect: retry with the same client and request";
+      const lostMs = this.quorumLostMs();
+      return this.cutOff() ? { kind: "timeout", message: `${message} (no quorum of voters has acknowledged this sequencer for ${lostMs} ms)`, cutOffMs: lostMs } : { kind: "timeout", message };
     }
     if (outcome === "unordered") return { kind: "unavailable", message: "the sequencer stopped before ordering the command; retry" };
     if (outcome === null) {
@@ -525,6 +533,29 @@ export class SequencerDriver {
   /** The latest time at which a quorum of voters had acknowledged a message sent then (null: never). */
   private quorumHeardSinceMs(): number | null {
     return this.core.votingConfig().committed((id) => this.ackedSentMs.get(id) ?? null);
+  }
+
+  /**
+   * How long this sequencer has gone without a quorum of voters acknowledging a message in time
+   * (since its start if never): what it tells a router that may fail it over when cut off
+   * (failover.ts, "cut off"). Acknowledgements count by send time and only within the append
+   * timeout, so late answers over a slow link never make it look heard.
+   */
+  quorumLostMs(): number {
+    // Never heard reads as 0 (a voter without an acknowledgement counts as position 0).
+    return this.io.nowMs() - Math.max(this.quorumHeardSinceMs() ?? 0, this.startedMs);
+  }
+
+  /** No quorum for sequencerTimeoutMs, while serving. */
+  private cutOff(): boolean {
+    return !this.stopped && !this.core.fenced && this.quorumLostMs() >= sequencerTimeoutMs;
+  }
+
+  /** A 503 answer; past sequencerTimeoutMs without a quorum it says so (cutOffMs), which a router may act on. */
+  private refuse(message: string): Unavailable {
+    const lostMs = this.quorumLostMs();
+    if (!this.cutOff()) return { kind: "unavailable", message };
+    return { kind: "unavailable", message: `${message}; no quorum of voters has acknowledged this sequencer for ${lostMs} ms`, cutOffMs: lostMs };
   }
 
   /** One heartbeat round: true once a quorum acknowledged a message sent at or after now. */
@@ -954,13 +985,14 @@ export class SequencerDriver {
    */
   async readIndex(): Promise<ReadIndexAnswer> {
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
+    if (this.cutOff()) return this.refuse("this sequencer cannot reach a quorum of voters");
     const reach = this.core.reachableVoters();
-    if (reach.count < reach.need) return { kind: "unavailable", message: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
+    if (reach.count < reach.need) return this.refuse(`only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed`);
     const index = this.core.readIndexSeq;
     // Still in office? Within the lease no other sequencer can be; past it, one heartbeat round.
     const heard = this.quorumHeardSinceMs();
     if ((heard === null || heard <= this.io.nowMs() - readLeaseMs) && !(await this.confirm())) {
-      return { kind: "unavailable", message: "could not confirm with a quorum of voters that this sequencer is still in office" };
+      return this.refuse("could not confirm with a quorum of voters that this sequencer is still in office");
     }
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
     this.kickAll();

@@ -3,7 +3,7 @@
 // one for sequencerTimeoutMs. One router or one replica cut off alone cannot depose a healthy
 // sequencer: the replicas that still hear it refuse. The new one then recovers exactly as after a
 // loss of storage (a higher epoch, a quorum of every membership fenced, the log rebuilt).
-import { failoverHoldDownMs } from "../limits.js";
+import { cutOffConfirmMs, failoverHoldDownMs } from "../limits.js";
 import { askAgain, type Clock, type VoteReply } from "./io.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import type { GroupConfig, Member } from "./types.js";
@@ -18,10 +18,14 @@ export type PreVote =
   | { go: true; downMs: number; location: string | null; next: NonNullable<GroupConfig["sequencer"]> }
   | { go: false; reason: string };
 
-/**
- * Whether to fail over now, and to what: the next name (`{group}~s{n}`), placed at the next entry
- * of `sequencerLocations`, else near a voter that answered (a healthy one), else where it was.
- */
+/** A sequencer's own report that it is cut off (see cutOffVote), and how to ask it again. */
+export interface CutOff {
+  /** Its `cutOffMs`: how long no quorum of voters has acknowledged it. */
+  lostMs: number;
+  /** Asks it again (null: no answer). */
+  ask(): Promise<number | null>;
+}
+
 /**
  * Every membership that may be in force (both while a change is in flight): their members, once
  * each, and the quorum a successor must reach, a majority of the voters of each. What a PreVote
@@ -34,22 +38,62 @@ export function inForce(config: GroupConfig): { members: Member[]; quorum: Joint
   return { members, quorum: new JointConfig(memberships.map(voters)) };
 }
 
-export async function preVote(io: FailoverIO, config: GroupConfig): Promise<PreVote> {
+export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutOff): Promise<PreVote> {
   const since = config.sequencer?.since ? Date.parse(config.sequencer.since) : NaN;
   if (Number.isFinite(since) && io.nowMs() - since < failoverHoldDownMs) {
     return { go: false, reason: `the sequencer took office ${io.nowMs() - since} ms ago (hold-down ${failoverHoldDownMs} ms)` };
   }
+  if (cutOff) return cutOffVote(io, config, cutOff);
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
-  const replies = await votes(io, ids, quorum);
+  const replies = await votes(io, ids, quorum, (r) => r.gone);
   const gone = ids.filter((_, i) => replies[i]?.gone);
   if (!quorum.reached(gone)) return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${tally(replies)}); a quorum of voters must` };
   const downMs = Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
+  return successor(io, config, gone, downMs);
+}
+
+/**
+ * A sequencer that answers but says it has had no quorum for sequencerTimeoutMs (`cutOffMs` in
+ * its 503): cut off from its replicas, or so slow to reach them that every append times out. The
+ * replicas may still hear it (late appends over a slow link), so their `gone` cannot decide; what
+ * does is that the cut-off lasts and the replicas answer this router. It must still hold after
+ * cutOffConfirmMs (the sequencer's retry backoff plus a heartbeat: a quorum it lost because the
+ * replicas were down or partitioned from everyone is heard again within that once they are back,
+ * and a failover then would depose a healthy sequencer), and a quorum of voters of every
+ * membership in force must answer this router's votes in both rounds (a successor near them can
+ * reach them). Deposing it is safe whatever it believes: the successor's fence stops its appends,
+ * and the successor waits out its read lease (recovery.ts).
+ */
+async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): Promise<PreVote> {
+  const { members, quorum } = inForce(config);
+  const ids = members.map((m) => m.id);
+  const answering = async () => {
+    const replies = await votes(io, ids, quorum, () => true);
+    return ids.filter((_, i) => replies[i]);
+  };
+  const first = await answering();
+  if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
+  await new Promise<void>((resolve) => io.setTimer(cutOffConfirmMs, resolve));
+  const lostMs = await cutOff.ask();
+  if (lostMs === null || lostMs < cutOff.lostMs + cutOffConfirmMs / 2) {
+    return { go: false, reason: lostMs === null ? "the sequencer did not answer again" : `the sequencer heard a quorum again (its cut-off went from ${cutOff.lostMs} to ${lostMs} ms)` };
+  }
+  const second = await answering();
+  if (!quorum.reached(second)) return { go: false, reason: `only ${second.length} of ${ids.length} replicas answer here now` };
+  return successor(io, config, second, lostMs);
+}
+
+/**
+ * The next name (`{group}~s{n}`), placed at the next entry of `sequencerLocations`, else near a
+ * healthy voter (`healthy`: ones that lost the old sequencer but answered), else where it was.
+ */
+function successor(io: Clock, config: GroupConfig, healthy: string[], downMs: number): PreVote {
   const no = (config.sequencer?.no ?? 0) + 1;
   const preferred = config.sequencerLocations;
   const at = preferred && preferred.length > 0 ? preferred[no % preferred.length]! : null;
-  const healthy = membersOf(config).find((m) => gone.includes(m.id) && m.location !== null)?.location ?? null;
-  const location = at ?? healthy ?? config.sequencer?.location ?? null;
+  const near = membersOf(config).find((m) => healthy.includes(m.id) && m.location !== null)?.location ?? null;
+  const location = at ?? near ?? config.sequencer?.location ?? null;
   return { go: true, downMs, location, next: { name: `${config.group}~s${no}`, location, no, since: new Date(io.nowMs()).toISOString() } };
 }
 
@@ -73,14 +117,14 @@ function tally(replies: (VoteReply | null | undefined)[]): string {
  * the replica's view, so one unanswered for resendMs is asked again (askAgain): a lost vote left
  * too few to decide, and the router tried again only after its next call timed out.
  */
-function votes(io: FailoverIO, ids: string[], quorum: JointConfig): Promise<(VoteReply | null | undefined)[]> {
+function votes(io: FailoverIO, ids: string[], quorum: JointConfig, counts: (r: VoteReply) => boolean): Promise<(VoteReply | null | undefined)[]> {
   const replies: (VoteReply | null | undefined)[] = ids.map(() => undefined);
   return new Promise((resolve) => {
     let pending = ids.length;
     const settled = () => {
-      const gone = ids.filter((_, i) => replies[i]?.gone);
-      const possible = ids.filter((_, i) => replies[i] === undefined || replies[i]?.gone);
-      return pending === 0 || quorum.reached(gone) || !quorum.reached(possible);
+      const yes = ids.filter((_, i) => replies[i] && counts(replies[i]!));
+      const possible = ids.filter((_, i) => replies[i] === undefined || (replies[i] && counts(replies[i]!)));
+      return pending === 0 || quorum.reached(yes) || !quorum.reached(possible);
     };
     let done = settled();
     if (done) return resolve(replies);

@@ -24,14 +24,18 @@ export interface VoteReply {
   gone: boolean;
 }
 
-export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | { kind: "unavailable"; message: string };
+/** `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may fail it over. */
+export type Unavailable = { kind: "unavailable"; message: string; cutOffMs?: number };
+
+export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | Unavailable;
 
 export type SubmitAnswer =
   | { kind: "ok"; seq: number; output: unknown; epoch: number }
   | { kind: "not_found" }
   | { kind: "conflict"; message: string }
-  | { kind: "unavailable"; message: string }
-  | { kind: "timeout"; message: string }
+  | Unavailable
+  /** cutOffMs: as Unavailable's. */
+  | { kind: "timeout"; message: string; cutOffMs?: number }
   | { kind: "no_majority"; message: string }
   /** A batch item executed at seq whose output did not fit the batch's answer (batchOutputCharsMax). */
   | { kind: "too_large"; seq: number; epoch: number; message: string };

@@ -3,7 +3,7 @@
 // lost: it was on a majority, every majority intersects the fenced one, and of the fenced
 // replicas the one with the highest (last entry epoch, lastSeq) holds every committed entry
 // (raft's leader completeness, which the current-epoch commit rule preserves).
-import { appendEntriesMax, fenceStragglersMs } from "../limits.js";
+import { appendEntriesMax, fenceStragglersMs, readLeaseMs } from "../limits.js";
 import { assert } from "./assert.js";
 import { entryHash } from "./entry.js";
 import { zeroHash } from "./hash.js";
@@ -84,6 +84,7 @@ export async function recoverSequencer(
   const fenced = await fenceQuorum(io, memberships);
   if (!fenced.ok) return fenced;
   const { epoch, accepted } = fenced;
+  const leaseEndMs = oldLeaseEndMs(io, accepted);
   const [bestId, best] = [...accepted.entries()].sort(([, a], [, b]) => b.lastEpoch - a.lastEpoch || b.lastSeq - a.lastSeq)[0]!;
   const entries = await readLogOf(io, bestId, best);
   if (!entries) return { ok: false, reason: `could not read the log of ${bestId}` };
@@ -101,6 +102,11 @@ export async function recoverSequencer(
   const flagged = [...accepted.entries()].filter(([, r]) => r.quarantined).map(([id]) => id);
   const quarantined = [...new Set([...flagged, ...(recorded ?? [])])].filter((id) => members.has(id)).sort();
   const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, baseSeq: best.baseSeq, baseHash: best.baseHash };
+  const leftMs = leaseEndMs - io.nowMs();
+  if (leftMs > 0) {
+    io.log("info", `sequencer ${config.group} waits ${leftMs} ms for an older sequencer's read lease to end`);
+    await new Promise<void>((resolve) => io.setTimer(leftMs, resolve));
+  }
   if (!owner()) return { ok: false, reason: "superseded" };
   assert(storage.lastEntry() === null, "another recovery wrote the sequencer's log meanwhile");
   storage.transaction(() => {
@@ -111,6 +117,22 @@ export async function recoverSequencer(
   io.log("warn", `sequencer ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
   const changes = entries.filter((e) => e.kind === "config").map((e) => ({ seq: e.seq, change: e.command as ConfigChange }));
   return { ok: true, meta, recoveredSeq: best.lastSeq, changes };
+}
+
+/**
+ * When a read lease an older sequencer may hold ends. It serves linearizable reads without a round
+ * trip for readLeaseMs after sending a message a quorum acknowledged; that quorum meets the one
+ * just fenced, whose members acknowledge no older epoch any more, so its lease ends at most
+ * readLeaseMs after the latest acknowledgement among them. Until then this one must answer
+ * nothing, or a read served from the old lease could miss a write acknowledged here: possible once
+ * a sequencer that still reaches its replicas can be deposed (a cut-off, failover.ts), or when a
+ * healed partition lets the old one through between the PreVote and the fence. Measured from now,
+ * after the replies: later than their own clocks said, so never too early. A reply without the
+ * figure (a replica of an older build) counts as just now.
+ */
+function oldLeaseEndMs(io: DriverIO, accepted: Map<string, FenceReply>): number {
+  const ackedAgoMs = Math.min(...[...accepted.values()].map((r) => r.ackedAgoMs ?? 0));
+  return io.nowMs() - ackedAgoMs + readLeaseMs;
 }
 
 /**

@@ -18,12 +18,18 @@ export class ReplicaDriver implements ReplicaApi {
   readonly watches: WatchHub;
   /** When this replica last heard from the sequencer of its epoch (its start counts: no vote right after a restart). */
   private heardMs: number;
+  /**
+   * When it last acknowledged an append (its start counts: what it acknowledged before a restart
+   * is not known). A fence reports how long ago, so the successor waits out the old read lease.
+   */
+  private ackedMs: number;
 
   constructor(
     public core: ReplicaCore | null,
     private readonly clock: Clock,
   ) {
     this.heardMs = clock.nowMs();
+    this.ackedMs = this.heardMs;
     this.watches = new WatchHub(
       { appliedSeq: () => this.core?.appliedSeq ?? 0, readEvents: (from, limit) => this.core?.readEvents(from, limit) ?? [] },
       clock,
@@ -34,7 +40,7 @@ export class ReplicaDriver implements ReplicaApi {
     if (!this.core) return { ok: false, reason: "not_initialized" };
     const appliedBefore = this.core.appliedSeq;
     const resp = this.core.append(req);
-    if (resp.ok || resp.reason !== "stale_epoch") this.heardMs = this.clock.nowMs();
+    if (resp.ok || resp.reason !== "stale_epoch") this.heardMs = this.ackedMs = this.clock.nowMs();
     if (resp.ok && resp.appliedSeq > appliedBefore) {
       this.wakeWaiters();
       if (this.watches.count > 0) this.watches.pump();
@@ -97,9 +103,10 @@ export class ReplicaDriver implements ReplicaApi {
 
   fence(epoch: number, by?: string): FenceReply | null {
     const r = this.core?.fence(epoch, by) ?? null;
+    if (!r) return null;
     // A new sequencer is recovering: give it the whole timeout before voting it gone.
-    if (r?.accepted) this.heardMs = this.clock.nowMs();
-    return r;
+    if (r.accepted) this.heardMs = this.clock.nowMs();
+    return { ...r, ackedAgoMs: this.clock.nowMs() - this.ackedMs };
   }
 
   position(): (ReplicaPosition & { quarantined: boolean }) | null {

@@ -198,6 +198,11 @@ export interface FenceReply {
   rebuilding: boolean;
   /** The membership after the last config entry it applied (null: none, or one that carried none). */
   membership?: Membership | null;
+  /**
+   * How long since it last acknowledged an append (or started): an older sequencer may hold a read
+   * lease on that acknowledgement for readLeaseMs after it, which a successor waits out.
+   */
+  ackedAgoMs?: number;
 }
 
 export interface Checkpoint {

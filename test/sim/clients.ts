@@ -56,6 +56,12 @@ interface Unresolved {
   command: unknown;
 }
 
+/** The longest `cutOffMs` among a sequencer's answers (null: none says it is cut off), as the router reads it. */
+function cutOffOf(answers: (SubmitAnswer | ReadIndexAnswer)[]): number | null {
+  const all = answers.flatMap((a) => ((a.kind === "unavailable" || a.kind === "timeout") && a.cutOffMs !== undefined ? [a.cutOffMs] : []));
+  return all.length > 0 ? Math.max(...all) : null;
+}
+
 export class SimClient {
   private request = 0;
   private bookmarkSeq = 0;
@@ -69,8 +75,11 @@ export class SimClient {
     private readonly replicas: Map<string, SimReplica>,
     private readonly machine: string,
     private readonly history: ClientHistory,
-    /** Called, as a router would, when the sequencer did not answer: it may fail it over. */
-    private readonly onUnreachable?: (from: string, failed: string) => Promise<void>,
+    /**
+     * Called, as a router would, when the sequencer did not answer, or answered that it has had no
+     * quorum for cutOffMs: it may fail it over.
+     */
+    private readonly onUnreachable?: (from: string, failed: string, cutOffMs?: number) => Promise<void>,
     /** Where this client is (--geo): it reads at the replica nearest to it, as the router does. */
     readonly location: string | null = null,
     /** Also kv txns and batches (see SimOptions.batches). */
@@ -144,6 +153,7 @@ export class SimClient {
         seq.submitBatch(this.name, items), sequencerCallTimeoutMs,
       );
       if (answers === null) await this.onUnreachable?.(this.name, seq.name);
+      else if (cutOffOf(answers) !== null) await this.onUnreachable?.(this.name, seq.name, cutOffOf(answers)!);
       for (let i = open.length - 1; i >= 0; i--) {
         const o = open[i]!;
         const a = answers?.[i] ?? null;
@@ -225,6 +235,7 @@ export class SimClient {
       const seq = this.sequencer();
       const idx = await this.call<ReadIndexAnswer>(seq.node, `index ${this.name}`, () => seq.incarnation, () => seq.readIndex(), sequencerCallTimeoutMs);
       if (idx === null) await this.onUnreachable?.(this.name, seq.name);
+      else if (cutOffOf([idx]) !== null) await this.onUnreachable?.(this.name, seq.name, cutOffOf([idx])!);
       if (idx?.kind !== "ok") return;
       minSeq = idx.seq;
     }

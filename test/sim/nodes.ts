@@ -3,7 +3,7 @@ import { simMachineFor as machineFor } from "./machines.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve } from "../../shared/protocol/io.js";
+import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve, withTimeout } from "../../shared/protocol/io.js";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
@@ -423,6 +423,12 @@ export class SimSequencer {
     return this.driver.readIndex();
   }
 
+  /** As the Durable Object's: how long it has had no quorum; null when not serving. */
+  quorumLostMs(): number | null {
+    const d = this.driver;
+    return d && !d.isStopped && !d.core.fenced ? d.quorumLostMs() : null;
+  }
+
   /** Called periodically: commitSeq must never go backwards within one log (a recovery may re-learn it). */
   observe(): void {
     if (!this.driver) return;
@@ -518,6 +524,8 @@ export class SimGroup {
   /** Failovers done, and PreVotes that said no. */
   readonly failovers: { atMs: number; to: string; downMs: number }[] = [];
   refusedFailovers = 0;
+  /** Failovers of a sequencer that answered but had no quorum (cutOffVote). */
+  cutOffFailovers = 0;
   private failingOver = false;
 
   constructor(
@@ -541,7 +549,7 @@ export class SimGroup {
    * (shared/protocol/failover.ts) over the simulated network; if a quorum of voters lost it too,
    * the directory names a successor (compare-and-set), which recovers at a higher epoch.
    */
-  async failover(from: string, failed: string): Promise<void> {
+  async failover(from: string, failed: string, cutOffMs?: number): Promise<void> {
     if (this.failingOver || sequencerName(this.dir.config) !== failed) return;
     this.failingOver = true;
     try {
@@ -555,14 +563,18 @@ export class SimGroup {
           return rpc(this.world, this.net, from, id, "vote", () => r.incarnation, () => r.driver.vote());
         },
       };
-      const d = await preVote(io, config);
+      const old = this.sequencers.get(failed)!;
+      const ask = () => withTimeout(this.world, rpc(this.world, this.net, from, old.node, "quorumLost", () => old.incarnation, () => old.quorumLostMs()), 3_000, "quorumLost").catch(() => null);
+      const d = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
       if (!d.go) {
+        this.world.trace(`no failover${cutOffMs === undefined ? "" : ` (cut off ${cutOffMs} ms)`}: ${d.reason}`);
         this.refusedFailovers++;
         return;
       }
       if ((this.dir.config.sequencer?.no ?? 0) !== (config.sequencer?.no ?? 0)) return;
       this.dir.config = { ...this.dir.config, sequencer: d.next };
       this.failovers.push({ atMs: this.world.now, to: d.next.name, downMs: d.downMs });
+      if (cutOffMs !== undefined) this.cutOffFailovers++;
       this.world.trace(`failover to ${d.next.name}`);
       if (d.next.location) this.net.location.set(`seq~s${d.next.no}`, d.next.location);
       this.sequencers.set(d.next.name, new SimSequencer(d.next.name, `seq~s${d.next.no}`, this.dir, this.world, this.net, this.replicas, this.failures, this.variant, false));

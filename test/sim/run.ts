@@ -23,6 +23,7 @@ export const faultKinds = [
   "isolate-sequencer",
   "slow-sequencer",
   "isolate-location",
+  "cut-sequencer",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -101,7 +102,7 @@ const auditEveryMs = 2_000;
  */
 const resumeBoundMs = 20_000;
 const isolationQuietMs = 20_000;
-const livenessFaults = new Set(["isolate-sequencer", "isolate-location", "slow-sequencer", "drop", "duplicate", "reorder"]);
+const livenessFaults = new Set(["isolate-sequencer", "isolate-location", "cut-sequencer", "slow-sequencer", "drop", "duplicate", "reorder"]);
 const healLimitMs = 180_000;
 
 export async function simulate(opts: SimOptions): Promise<SimResult> {
@@ -202,7 +203,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   for (let i = 0; i < clientCount; i++) {
     const at = opts.geo ? opts.geo.locations[i % opts.geo.locations.length]! : null;
     if (at) net.location.set(`c${i}`, at);
-    const c = new SimClient(i, world, net, seq, replicas, machine, history, (from, failed) => group.failover(from, failed), at, opts.batches ?? false);
+    const c = new SimClient(i, world, net, seq, replicas, machine, history, (from, failed, cutOffMs) => group.failover(from, failed, cutOffMs), at, opts.batches ?? false);
     const share = Math.floor(opts.ops / clientCount) + (i < opts.ops % clientCount ? 1 : 0);
     active.add(c.name);
     clients.push(c);
@@ -326,6 +327,27 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
         iso.healedAtMs = world.now;
         net.isolated.delete(s.node);
         world.trace(`rejoin ${s.node}`);
+      });
+    });
+  }
+  // The sequencer cut off from its (remote) replicas but not from routers: every message between
+  // them dropped, or late past the append timeout (a slow link). It answers its clients, with
+  // no quorum; the replicas may hear its late appends. A successor must take over (cut-off
+  // failover, shared/protocol/failover.ts) within the same bound as after an isolation.
+  if (faults.has("cut-sequencer")) {
+    injectors.push(() => {
+      const s = seq();
+      if (net.isolated.has(s.node) || net.down.has(s.node) || net.severed.size > 0 || isolating() || !rng.chance(0.3)) return;
+      const from = new Set(memberIds().filter((m) => net.hostOf(m) !== s.node));
+      const delayMs = rng.chance(0.5) ? null : 1_600 + rng.int(1_400);
+      net.severed.set(s.node, { from, delayMs });
+      const iso = isolation(s);
+      count("cut-sequencer");
+      world.trace(`cut ${s.node} from ${[...from].join(",")} (${delayMs === null ? "dropped" : `${delayMs} ms late`})`);
+      world.setTimer(8_000 + rng.int(12_000), () => {
+        iso.healedAtMs = world.now;
+        net.severed.delete(s.node);
+        world.trace(`mend ${s.node}`);
       });
     });
   }
@@ -549,6 +571,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       transfers: seq().transfers,
       failovers: group.failovers.length,
       refusedFailovers: group.refusedFailovers,
+      cutOffFailovers: group.cutOffFailovers,
       ...(resumes.length > 0 ? { resumeMsMax: resumes[resumes.length - 1]!, resumeMsP50: resumes[Math.floor(resumes.length / 2)]! } : {}),
       ...(takeovers.length > 0 ? { takeoverMs: Math.max(...takeovers) } : {}),
       compactedTo: core.baseSeq,

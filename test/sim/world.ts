@@ -139,6 +139,11 @@ export class Network {
   /** Nodes whose messages, both ways, take this much longer (slow, but answering). */
   readonly slow = new Map<string, number>();
   /**
+   * A sequencer's node cut off from some replicas but not from routers (clients, the directory):
+   * its messages to and from them are dropped (delayMs null) or arrive delayMs late.
+   */
+  readonly severed = new Map<string, { from: Set<string>; delayMs: number | null }>();
+  /**
    * The geography model (--geo): each node's location hint; a message then takes half the
    * round-trip time between the two places (shared/geo.ts) instead of 1 ms.
    */
@@ -179,10 +184,20 @@ export class Network {
     return this.slow.get(node) ?? this.slow.get(this.hostOf(node)) ?? 0;
   }
 
+  /** How much later a message between from and to arrives (undefined: not severed; null: never). */
+  private severance(from: string, to: string): number | null | undefined {
+    for (const [a, b] of [[from, to], [to, from]] as const) {
+      const s = this.severed.get(this.hostOf(a));
+      if (s && s.from.has(b)) return s.delayMs;
+    }
+    return undefined;
+  }
+
   send(from: string, to: string, what: string, deliver: () => void): void {
     this.sent++;
     const rng = this.world.rng;
-    if (this.cut(from, to) || rng.chance(this.faults.dropP)) {
+    const severedMs = this.severed.size > 0 ? this.severance(from, to) : undefined;
+    if (this.cut(from, to) || severedMs === null || rng.chance(this.faults.dropP)) {
       this.dropped++;
       this.world.trace(`drop ${from}->${to} ${what}`);
       return;
@@ -190,7 +205,7 @@ export class Network {
     const copies = rng.chance(this.faults.duplicateP) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
       const baseMs = this.location.size > 0 ? Math.max(1, Math.round(rttMs(this.placeOf(from), this.placeOf(to)) / 2)) : 1;
-      const delayMs = baseMs + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + this.slowMs(from) + this.slowMs(to);
+      const delayMs = baseMs + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + this.slowMs(from) + this.slowMs(to) + (severedMs ?? 0);
       this.world.setTimer(delayMs, () => {
         if (this.cut(from, to)) {
           this.dropped++;

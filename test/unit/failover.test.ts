@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
-import { resendMs } from "../../shared/limits.js";
+import { cutOffConfirmMs, resendMs } from "../../shared/limits.js";
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
 
@@ -72,5 +72,61 @@ describe("the PreVote", () => {
     for (const t of timers.filter((t) => t.ms === resendMs)) t.fn();
     expect(await pending).toMatchObject({ go: true });
     expect(r3Calls).toBe(2);
+  });
+});
+
+describe("the PreVote of a sequencer that answers but has no quorum (cut off)", () => {
+  /** Voters answer at once; timers are kept so a test sees the confirmation wait and fires it. */
+  function cutIo(votes: Record<string, VoteReply | null | undefined>) {
+    const waits: number[] = [];
+    const timers: (() => void)[] = [];
+    const failover: FailoverIO = {
+      nowMs: () => 1_000_000,
+      setTimer: (ms, fn) => {
+        if (ms === cutOffConfirmMs) waits.push(ms);
+        timers.push(fn);
+        return () => void (timers.includes(fn) && timers.splice(timers.indexOf(fn), 1));
+      },
+      vote: (id) => (votes[id] === undefined ? new Promise(() => {}) : Promise.resolve(votes[id]!)),
+    };
+    const fire = async () => {
+      await settle();
+      timers.splice(0).forEach((fn) => fn());
+    };
+    return { failover, waits, fire };
+  }
+
+  it("fails over when the cut-off lasts through the confirmation wait and a quorum answers, even though they still hear it", async () => {
+    const { failover, waits, fire } = cutIo({ r1: hears, r2: hears, r3: hears });
+    let asked = 0;
+    const pending = preVote(failover, config, { lostMs: 5_200, ask: async () => (asked++, 5_200 + cutOffConfirmMs) });
+    await fire();
+    const d = await pending;
+    expect(waits).toEqual([cutOffConfirmMs]);
+    expect(asked).toBe(1);
+    expect(d).toMatchObject({ go: true, downMs: 5_200 + cutOffConfirmMs, next: { name: "g~s1" } });
+  });
+
+  it("refuses when the sequencer heard a quorum again meanwhile (replicas back from a partition): no churn", async () => {
+    const { failover, fire } = cutIo({ r1: gone, r2: gone, r3: gone });
+    const pending = preVote(failover, config, { lostMs: 7_000, ask: async () => 400 });
+    await fire();
+    expect(await pending).toMatchObject({ go: false, reason: expect.stringContaining("heard a quorum again") });
+  });
+
+  it("refuses at once when a quorum of voters does not answer this router: a successor could not reach them either", async () => {
+    const { failover, waits } = cutIo({ r1: null, r2: null, r3: hears });
+    let asked = 0;
+    const d = await preVote(failover, config, { lostMs: 9_000, ask: async () => (asked++, 20_000) });
+    expect(d).toMatchObject({ go: false, reason: expect.stringContaining("of 3 replicas answer here: not a cut-off") });
+    expect(waits).toEqual([]);
+    expect(asked).toBe(0);
+  });
+
+  it("refuses when the sequencer does not answer the second question", async () => {
+    const { failover, fire } = cutIo({ r1: hears, r2: hears });
+    const pending = preVote(failover, config, { lostMs: 6_000, ask: async () => null });
+    await fire();
+    expect(await pending).toMatchObject({ go: false, reason: "the sequencer did not answer again" });
   });
 });

@@ -1,7 +1,8 @@
 // A recovering sequencer reads the best log of the fenced quorum page by page: a page that does
 // not come is asked for again (the fence already holds), a few times, before the attempt fails.
 import { describe, expect, it } from "vitest";
-import { replicaRpcTimeoutMs } from "../../shared/limits.js";
+import { fenceStragglersMs, readLeaseMs, replicaRpcTimeoutMs, resendMs } from "../../shared/limits.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { type DriverIO, type ReplicaLink, type ReplicaTransport, linkOver, serve } from "../../shared/protocol/io.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
@@ -121,5 +122,47 @@ describe("a recovery's lost answers", () => {
     expect(r).toMatchObject({ ok: true, recoveredSeq: 20 });
     expect([...sent].filter(([k]) => k.includes(":readLog:")).map(([, n]) => n)).toEqual([2]);
     expect(timeouts()).toBe(0);
+  });
+});
+
+describe("a successor waits out an older sequencer's read lease", () => {
+  /** The cluster's replicas behind ReplicaDrivers whose clock reads `now()`; timers are recorded and run at once. */
+  function leaseIo(c: Cluster, now: () => number) {
+    const drivers = new Map([...c.replicas].map(([id, core]) => [id, new ReplicaDriver(core, { nowMs: now, setTimer: () => () => {} })]));
+    const waits: number[] = [];
+    const io = {
+      nowMs: now,
+      // Calls answer at once here, so their resend and timeout timers never need to fire.
+      setTimer: (ms: number, fn: () => void) => {
+        if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
+        waits.push(ms);
+        const t = setTimeout(fn, 0);
+        return () => clearTimeout(t);
+      },
+      log: () => {},
+      link: (id: string): ReplicaLink => linkOver(async (method, args) => (await serve(drivers.get(id)! as never, method, args)) as never, async () => null),
+    } as unknown as DriverIO;
+    return { io, drivers, waits };
+  }
+
+  it("until readLeaseMs after the latest acknowledgement a fenced replica reports (its start counts)", async () => {
+    const c = groupWithLog();
+    let clock = 100_000;
+    const { io, drivers, waits } = leaseIo(c, () => clock);
+    clock += 1_000; // every replica started (so may have acknowledged) 1 s ago
+    expect(drivers.get("r1")!.fence(0)).toMatchObject({ ackedAgoMs: 1_000 });
+    const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
+    expect(r.ok).toBe(true);
+    expect(waits).toEqual([readLeaseMs - 1_000]);
+  });
+
+  it("not at all when every fenced replica acknowledged nothing for readLeaseMs", async () => {
+    const c = groupWithLog();
+    let clock = 100_000;
+    const { io, waits } = leaseIo(c, () => clock);
+    clock += readLeaseMs + 1;
+    const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
+    expect(r.ok).toBe(true);
+    expect(waits).toEqual([]);
   });
 });
