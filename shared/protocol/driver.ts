@@ -178,6 +178,20 @@ export class SequencerDriver {
   private deadlinesHead = 0;
   private deadlineTimerArmed = false;
 
+  /**
+   * Answers every waiting command now (504): once cut off, their outcome will not be known here
+   * before their deadlines, and a router told so now (cutOffMs) may fail this sequencer over and
+   * ask the successor, instead of waiting out up to commandTimeoutMs first.
+   */
+  private expireWaiting(): void {
+    for (let i = this.deadlinesHead; i < this.deadlines.length; i++) {
+      const d = this.deadlines[i]!;
+      if (d.done) continue;
+      d.done = true;
+      d.expire();
+    }
+  }
+
   private armDeadlines(): void {
     if (this.deadlineTimerArmed) return;
     while (this.deadlinesHead < this.deadlines.length && this.deadlines[this.deadlinesHead]!.done) this.deadlinesHead++;
@@ -484,6 +498,7 @@ export class SequencerDriver {
       else if (!this.core.isRepairing(id)) this.tellQuarantined(id);
       if (this.quarantineRecorded === null) this.noteQuarantines();
       this.recordMembershipIfDue();
+      if (this.cutOff()) this.expireWaiting();
       for (const id of this.core.replicaIds()) {
         if ((this.lastSentMs.get(id) ?? 0) > now - heartbeatMs || (this.retryAtMs.get(id) ?? 0) > now) continue;
         this.beatDue.add(id);

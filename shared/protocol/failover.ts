@@ -72,6 +72,8 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
     const replies = await votes(io, ids, quorum, () => true);
     return ids.filter((_, i) => replies[i]);
   };
+  // Not a shortcut when a quorum votes `gone`: replicas back from a partition of their own have
+  // heard nothing for as long, and the sequencer that answers here is about to reach them.
   const first = await answering();
   if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
   await new Promise<void>((resolve) => io.setTimer(cutOffConfirmMs, resolve));
