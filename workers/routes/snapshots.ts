@@ -24,6 +24,9 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const record = await groups.lookup(c.env, group);
+  // HEAD runs this handler too (Hono), and its body is never read: a frozen copy begun for it was
+  // never released, and seven HEADs left no replica able to take a snapshot for a minute.
+  if (c.req.method === "HEAD") return c.body(null, 200, { "content-type": "application/x-ndjson" });
   const inc = record.config.incarnation;
   // The most advanced healthy replica first: a snapshot taken just after a write includes it
   // (a random one could be a commit message behind, and left the last write out).
@@ -156,6 +159,9 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       pageBytes = 0;
     };
     for await (const { no, text } of lines(c.req.raw.body)) {
+      // Blank lines carry nothing (NDJSON readers skip them): a file saved with an extra newline
+      // at its end was refused as malformed JSON.
+      if (text.trim() === "") continue;
       lastNo = no;
       if (header === null) {
         header = parseHeader(no, text, record.config.machine);
