@@ -25,7 +25,8 @@ export const valueBytesMax = 64 * 1024;
  * effects row, and Durable Object SQLite refuses a row over 2 MB (UTF-8 takes up to 3 bytes a
  * character): a kv txn of 64 gets of 64 KiB values has a 4 MiB output, which would have stopped
  * every replica at that entry. A larger output is replaced, on every replica alike, by
- * {"error":"output_too_large","chars":n,"limit":outputCharsMax}; the command's writes stand.
+ * {"error":"output_too_large","chars":n,"limit":outputCharsMax} (and its top-level flags, a txn's
+ * `succeeded`); the command's writes stand.
  */
 export const outputCharsMax = 512 * 1024;
 /**

@@ -68,15 +68,31 @@ export function materialized(output: unknown): unknown {
 }
 
 /**
+ * The boolean and number members at an output's top level (a txn's `succeeded`), kept in its
+ * output_too_large marker: the command ran, and without them the client could not tell how (a probe's
+ * txn of 63 large gets answered only the marker, and which branch ran was lost). Small by
+ * construction; the marker's own fields win.
+ */
+function flags(output: unknown): Record<string, boolean | number> {
+  if (typeof output !== "object" || output === null || Array.isArray(output) || output instanceof StoredJson) return {};
+  const kept: [string, boolean | number][] = [];
+  for (const [k, v] of Object.entries(output)) {
+    if (k === "error" || k === "chars" || k === "limit") continue;
+    if (typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) kept.push([k, v]);
+  }
+  return Object.fromEntries(kept);
+}
+
+/**
  * An applied command's output and its JSON text (as stored in its session row). An output over
  * outputCharsMax characters is replaced, on every replica alike, by
- * {"error":"output_too_large","chars":n,"limit":outputCharsMax}. `stored`: the output may hold
+ * {"error":"output_too_large","chars":n,"limit":outputCharsMax} and its top-level flags. `stored`: the output may hold
  * StoredJson values (the machine called getStored).
  */
 export function measuredOutput(output: unknown, stored: boolean): { output: unknown; text: string } {
   const text = stored ? outputJson(output) : (JSON.stringify(output) ?? "null");
   if (text.length > outputCharsMax) {
-    const marker = { error: "output_too_large", chars: text.length, limit: outputCharsMax };
+    const marker = { error: "output_too_large", chars: text.length, limit: outputCharsMax, ...flags(output) };
     return { output: marker, text: JSON.stringify(marker) };
   }
   return { output: stored ? materialized(output) : output, text };
