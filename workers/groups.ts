@@ -71,7 +71,7 @@ async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: Gr
   const cfg = record.config;
   const r = await sequencerOf(env, cfg).init(cfg);
   if (r.kind === "conflict") throw new ApiError("conflict", `group ${cfg.group} exists with another config`);
-  await registryStub(env).add(cfg.group).catch((err) => {
+  await registryStub(env).add(cfg.group, cfg.incarnation).catch((err) => {
     throw new ApiError("unavailable", `the registry cannot list group ${cfg.group} yet (${String(err)}); the group is created once a retry or the next request finishes it`, 1);
   });
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "ready");
@@ -92,21 +92,22 @@ async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   // Unlisted before the record goes: if the registry cannot be reached, the record stays
   // "deleting" and the next request finishes the delete. (The other order answered 500 and left
   // the name listed for ever, with no record left to finish.)
-  await unlist(env, cfg.group);
+  await unlist(env, cfg.group, cfg.incarnation);
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
   clearFaults(cfg.group);
 }
 
-async function unlist(env: Env, group: string): Promise<void> {
+/** `incarnation`: only that one or an older one is unlisted (undefined: whatever is listed). */
+async function unlist(env: Env, group: string, incarnation?: number): Promise<void> {
   await registryStub(env)
-    .remove(group)
+    .remove(group, incarnation)
     .catch((err) => {
       throw new ApiError("unavailable", `the registry cannot unlist group ${group} yet (${String(err)}); a retry or the next request finishes the delete`, 1);
     });
 }
 
 /** PUT: creates the group (201), or finds it with the same config (200), or 409. */
-export async function create(env: Env, config: GroupConfig): Promise<{ created: boolean; status: GroupStatus }> {
+export async function create(env: Env, config: GroupConfig, retried = false): Promise<{ created: boolean; status: GroupStatus }> {
   const group = config.group;
   const r = await directoryStub(env, group).create(config, new Date().toISOString());
   cache.delete(group);
@@ -117,8 +118,15 @@ export async function create(env: Env, config: GroupConfig): Promise<{ created: 
     return create(env, config);
   }
   if (r.kind === "exists") {
-    const status = await withSequencer(env, group, (s) => s.status(), (s) => s === null);
-    return { created: false, status: status as GroupStatus };
+    // Deleted between the directory's answer and this status (a DELETE under way): create it
+    // anew, as a PUT after that DELETE would (it answered 404 "does not exist").
+    try {
+      const status = await withSequencer(env, group, (s) => s.status(), (s) => s === null);
+      return { created: false, status: status as GroupStatus };
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "not_found" && !retried) return create(env, config, true);
+      throw err;
+    }
   }
   const done = await finishCreate(env, r.record as GroupRecord);
   if (!done.status) throw new ApiError("unavailable", `group ${group} could not be initialized yet`, 1);

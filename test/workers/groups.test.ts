@@ -1,5 +1,29 @@
+import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { api, clientToken, createGroup, expectError } from "./helpers.js";
+
+describe("the registry's list of names", () => {
+  // A PUT during a DELETE finishes the delete and creates the next incarnation; the DELETE's own
+  // finish, later, unlisted that new group: it existed, but neither GET /v1/groups nor the cron saw it.
+  it("a late unlist of an older incarnation leaves the group re-created under the name listed", async () => {
+    const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+    await registry.add("relisted", 1);
+    await registry.add("relisted", 2);
+    expect(await registry.remove("relisted", 1)).toBe(false);
+    expect((await registry.list("reliste", 10)).groups).toContain("relisted");
+    expect(await registry.remove("relisted", 2)).toBe(true);
+    expect((await registry.list("reliste", 10)).groups).not.toContain("relisted");
+  });
+
+  it("a group deleted and created again is listed once, and unlisted by its delete", async () => {
+    await createGroup("again", { machine: "kv", replicas: 1 });
+    expect((await api("DELETE", "/v1/groups/again")).status).toBe(204);
+    await createGroup("again", { machine: "kv", replicas: 1 });
+    expect((await api("GET", "/v1/groups")).body.groups.filter((g: string) => g === "again")).toEqual(["again"]);
+    expect((await api("DELETE", "/v1/groups/again")).status).toBe(204);
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain("again");
+  });
+});
 
 describe("groups", () => {
   it("creates, gets, lists and deletes a group; creating again with the same config is 200", async () => {
