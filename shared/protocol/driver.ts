@@ -110,7 +110,7 @@ export class SequencerDriver {
     // are still answered as known (a 503 means "certainly not ordered").
     // Cut off (no quorum for sequencerTimeoutMs): a new command would only wait out its timeout
     // here; refused at once (503, cutOffMs), the router may fail this sequencer over.
-    let refused: string | undefined = this.cutOff() ? "this sequencer cannot reach a quorum of voters" : undefined;
+    let refused: string | undefined = this.cutOff() ? this.noQuorum() : undefined;
     const answers = items.map((i) => {
       const d = this.core.submit({ client, request: i.request, command: i.command }, refused);
       if (d.kind === "unavailable") refused ??= d.reason;
@@ -561,6 +561,13 @@ export class SequencerDriver {
     return this.io.nowMs() - Math.max(this.quorumHeardSinceMs() ?? 0, this.startedMs);
   }
 
+  /** Why there is no quorum: how many voters answer lately, or (all answer, late) that none acknowledges in time. */
+  private noQuorum(): string {
+    const reach = this.core.reachableVoters();
+    if (reach.count < reach.need) return `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed`;
+    return "this sequencer cannot reach a quorum of voters in time";
+  }
+
   /** No quorum for sequencerTimeoutMs, while serving. */
   private cutOff(): boolean {
     return !this.stopped && !this.core.fenced && this.quorumLostMs() >= sequencerTimeoutMs;
@@ -1000,9 +1007,8 @@ export class SequencerDriver {
    */
   async readIndex(): Promise<ReadIndexAnswer> {
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
-    if (this.cutOff()) return this.refuse("this sequencer cannot reach a quorum of voters");
     const reach = this.core.reachableVoters();
-    if (reach.count < reach.need) return this.refuse(`only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed`);
+    if (this.cutOff() || reach.count < reach.need) return this.refuse(this.noQuorum());
     const index = this.core.readIndexSeq;
     // Still in office? Within the lease no other sequencer can be; past it, one heartbeat round.
     const heard = this.quorumHeardSinceMs();
