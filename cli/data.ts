@@ -162,7 +162,8 @@ export function dataCommands(): Command[] {
     .argument("[json-txn]", '{"compare":[{"key":K,"value":V}],"success":[...],"failure":[...]}', jsonArg)
     .option("--file <file>", "read the txn from a JSON file")
     .action(async (group: string, doc: unknown, flags: SessionFlags & { file?: string }, cmd: Command) => {
-      if ((doc === undefined) === (flags.file === undefined)) throw new UsageError("give the txn as an argument or with --file, not both");
+      if (doc !== undefined && flags.file !== undefined) throw new UsageError("give the txn as an argument or with --file, not both");
+      if (doc === undefined && flags.file === undefined) throw new UsageError("give the txn as an argument or with --file");
       const command = txnOf(doc ?? readJsonFile(flags.file!)[0]);
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
       const r = await submitOnce(client, group, command, flags.request ?? 1);

@@ -136,6 +136,9 @@ describe("smr errors and exit codes", () => {
     const noArgs = await smr(["put", "cli-kv"], client());
     expect(noArgs.code).toBe(2);
     expect(noArgs.stderr).toContain("missing required argument");
+    // No txn at all: said so (it said "not both", though neither was given).
+    const noTxn = await smr(["txn", "cli-kv"], client());
+    expect([noTxn.code, noTxn.stderr.trim()]).toEqual([2, "error: give the txn as an argument or with --file"]);
     const badLevel = await smr(["get", "cli-kv", "k", "--consistency", "eventual"], client());
     expect(badLevel.code).toBe(2);
     const unknown = await smr(["frobnicate"], client());
