@@ -121,6 +121,12 @@ export const failoverHoldDownMs = 30_000;
  */
 export const cutOffConfirmMs = replicaRpcTimeoutMs + replicaRetryMaxMs + heartbeatMs;
 /**
+ * How long a request waits on a failover round another request of its isolate began (two vote
+ * rounds, the confirmation, the sequencer asked again, the successor's recovery); past it the
+ * round counts as lost (workers/groups.ts, failover).
+ */
+export const failoverRoundMaxMs = 30_000;
+/**
  * A sequencer answers a linearizable read's index without a round trip while a quorum of voters
  * acknowledged a message it sent within the last readLeaseMs: a successor serves nothing until
  * readLeaseMs after the last acknowledgement any replica it fenced gave an older epoch (recovery.ts),

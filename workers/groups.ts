@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { failoverRoundMaxMs, handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -190,7 +190,10 @@ export async function withSequencer<T>(
     const moved = await failover(env, group, sequencerName(record.config), `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
     if (moved) {
       record = moved;
-      answer = await call(sequencerOf(env, record.config), record);
+      answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`).catch((err) => {
+        if (!command || thrownByObjectCode(err)) throw command ? sequencerFailed(group, err, command) : err;
+        throw new ApiError("timeout", `the new sequencer of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
+      });
     }
   }
   if (!missing(answer)) return answer;
@@ -263,16 +266,27 @@ function noteUnreachable(key: string, sinceMs: number): void {
  * 503 when the voters still hear it (this router alone is cut off) or it took office too recently.
  */
 export async function failover(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {
-  // One round per sequencer in this isolate: the requests that found it gone wait on the same one.
+  // One round per sequencer in this isolate: the requests that found it gone wait on the same
+  // one, each for at most failoverRoundMaxMs. The round runs in the request that began it; if the
+  // platform cancels that request its promise may never settle, and a map entry waited on without
+  // a bound would hold every later request of the isolate for ever: past the bound it is replaced.
   const key = `${group}/${failed}`;
   const running = failingOver.get(key);
-  if (running) return running;
-  const round = failoverOnce(env, group, failed, cause, cutOffMs).finally(() => failingOver.delete(key));
-  failingOver.set(key, round);
+  const nowMs = Date.now();
+  if (running && nowMs - running.startedMs < failoverRoundMaxMs) {
+    return withTimeout(realClock, running.round, failoverRoundMaxMs - (nowMs - running.startedMs), `the failover round of ${failed}`).catch((err) => {
+      throw err instanceof ApiError ? err : new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); a failover round did not finish: ${String(err)}`, 1);
+    });
+  }
+  const round = failoverOnce(env, group, failed, cause, cutOffMs).finally(() => {
+    if (failingOver.get(key)?.round === round) failingOver.delete(key);
+  });
+  failingOver.set(key, { round, startedMs: nowMs });
+  if (failingOver.size > unreachableNamesMax) failingOver.delete(failingOver.keys().next().value!);
   return round;
 }
 
-const failingOver = new Map<string, Promise<GroupRecord>>();
+const failingOver = new Map<string, { round: Promise<GroupRecord>; startedMs: number }>();
 
 async function failoverOnce(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {
   const record = await lookup(env, group, true);

@@ -399,7 +399,8 @@ export class SequencerDriver {
           }
           if (this.stopped) return;
           // Heard at this epoch: the lease a linearizable read's index relies on.
-          if (resp.ok || resp.reason !== "stale_epoch") this.ackedSentMs.set(id, sentAtMs);
+          // (Not a replica with no state: it keeps no record of acknowledging, so a successor's fence could not report it.)
+          if (resp.ok || (resp.reason !== "stale_epoch" && resp.reason !== "not_initialized")) this.ackedSentMs.set(id, sentAtMs);
           step = this.core.onAppendResponse(id, resp, this.io.nowMs());
           this.checkConfirmations();
         } finally {

@@ -57,33 +57,50 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
  * A sequencer that answers but says it has had no quorum for sequencerTimeoutMs (`cutOffMs` in
  * its 503): cut off from its replicas, or so slow to reach them that every append times out. The
  * replicas may still hear it (late appends over a slow link), so their `gone` cannot decide; what
- * does is that the cut-off lasts and the replicas answer this router. It must still hold after
- * cutOffConfirmMs (the sequencer's retry backoff plus a heartbeat: a quorum it lost because the
- * replicas were down or partitioned from everyone is heard again within that once they are back,
- * and a failover then would depose a healthy sequencer), and a quorum of voters of every
- * membership in force must answer this router's votes in both rounds (a successor near them can
- * reach them). Deposing it is safe whatever it believes: the successor's fence stops its appends,
+ * does is that the cut-off lasts and the replicas answer this router. A quorum of voters of every
+ * membership in force must answer this router's votes in two rounds cutOffConfirmMs apart (a
+ * successor near them can reach them), and after the second the sequencer, asked again, must
+ * still report the same cut-off: a quorum it lost because the replicas were down or partitioned
+ * from everyone is heard again within that wait once they are back (its append timeout, retry
+ * backoff and a heartbeat), and a failover then would depose a healthy sequencer. Deposing it is safe whatever it believes: the successor's fence stops its appends,
  * and the successor waits out its read lease (recovery.ts).
  */
 async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): Promise<PreVote> {
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
+  // A voter halfway through a state transfer answers, but a successor could not fence it.
   const answering = async () => {
-    const replies = await votes(io, ids, quorum, () => true);
-    return ids.filter((_, i) => replies[i]);
+    const replies = await votes(io, ids, quorum, (r) => !r.amnesiac);
+    return ids.filter((_, i) => replies[i] && !replies[i].amnesiac);
   };
   // Not a shortcut when a quorum votes `gone`: replicas back from a partition of their own have
   // heard nothing for as long, and the sequencer that answers here is about to reach them.
   const first = await answering();
   if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
   await new Promise<void>((resolve) => io.setTimer(cutOffConfirmMs, resolve));
+  // Voters that answered both rounds, and only then the sequencer asked again: voters back only
+  // for the second round (away at the first) may not have been reached by it yet.
+  const second = (await answering()).filter((id) => first.includes(id));
+  if (!quorum.reached(second)) return { go: false, reason: `only ${second.length} of ${ids.length} replicas answered here in both rounds` };
   const lostMs = await cutOff.ask();
   if (lostMs === null || lostMs < cutOff.lostMs + cutOffConfirmMs / 2) {
     return { go: false, reason: lostMs === null ? "the sequencer did not answer again" : `the sequencer heard a quorum again (its cut-off went from ${cutOff.lostMs} to ${lostMs} ms)` };
   }
-  const second = await answering();
-  if (!quorum.reached(second)) return { go: false, reason: `only ${second.length} of ${ids.length} replicas answer here now` };
-  return successor(io, config, second, lostMs);
+  return successor(io, config, awayFrom(config, second), lostMs);
+}
+
+/**
+ * Of the voters that answered, the ones a successor should be placed near: not the replica hosted
+ * in the cut-off sequencer's own object, nor any at its location (the cause may be that place's
+ * link to the rest); all of them if that leaves none. It used to be the first that answered, which
+ * was the co-located replica, so every successor went back where its predecessor was cut off.
+ */
+function awayFrom(config: GroupConfig, answered: string[]): string[] {
+  const ms = membersOf(config);
+  const hosted = sequencerName(config) === config.group ? config.colocated : undefined;
+  const here = config.sequencer?.location ?? ms.find((m) => m.id === hosted)?.location ?? null;
+  const elsewhere = answered.filter((id) => id !== hosted && (here === null || ms.find((m) => m.id === id)?.location !== here));
+  return elsewhere.length > 0 ? elsewhere : answered;
 }
 
 /**

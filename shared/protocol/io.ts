@@ -22,6 +22,8 @@ export interface VoteReply {
   epoch: number;
   heardAgoMs: number;
   gone: boolean;
+  /** It could not stand in a successor's fenced quorum (ReplicaCore.amnesiac): a cut-off PreVote does not count it. */
+  amnesiac?: boolean;
 }
 
 /** `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may fail it over. */

@@ -117,7 +117,7 @@ export class ReplicaDriver implements ReplicaApi {
   vote(): VoteReply | null {
     if (!this.core) return null;
     const heardAgoMs = this.clock.nowMs() - this.heardMs;
-    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs };
+    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac };
   }
 
   readLog(fromSeq: number, toSeq: number): Entry[] {

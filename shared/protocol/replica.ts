@@ -280,6 +280,14 @@ export class ReplicaCore {
   get appliedSeq(): number {
     return this.meta.appliedSeq;
   }
+  /**
+   * Halfway through a state transfer it holds no log (beginInstall cleared it), and after one it
+   * may hold less than it acknowledged (rejoinSeq): it must not stand in a recovery's quorum.
+   */
+  get amnesiac(): boolean {
+    return this.installing !== null || (this.meta.rejoinSeq !== undefined && this.meta.lastSeq < this.meta.rejoinSeq);
+  }
+
   get quarantined(): boolean {
     return this.meta.quarantined;
   }
@@ -463,7 +471,7 @@ export class ReplicaCore {
     // Halfway through a state transfer it holds no log (beginInstall cleared it), and after one
     // it may hold less than it acknowledged (rejoinSeq): either way it must not stand in a
     // recovery's quorum for entries it may have acknowledged.
-    const amnesiac = this.installing !== null || (this.meta.rejoinSeq !== undefined && this.meta.lastSeq < this.meta.rejoinSeq);
+    const amnesiac = this.amnesiac;
     const f = this.meta.fencedBy;
     const again = by !== undefined && epoch === this.meta.epoch && f?.epoch === epoch && f.by === by;
     const accepted = (epoch > this.meta.epoch || again) && !amnesiac;

@@ -24,6 +24,7 @@ export const faultKinds = [
   "slow-sequencer",
   "isolate-location",
   "cut-sequencer",
+  "quorum-away",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -351,6 +352,39 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       });
     });
   }
+  // A quorum of remote replicas away from everyone (isolated, or crashed and restarted) for 6 to
+  // 18 s, then back, 0 to 30 s apart (flapping too): the sequencer, healthy and reachable throughout, reports a
+  // cut-off and must keep its office (its retry reaches them once back). Run alone, a failover
+  // is a failure (churn: the first cut-off failover deposed such a sequencer).
+  let awayQuietUntilMs = 0;
+  if (faults.has("quorum-away")) {
+    injectors.push(() => {
+      const s = seq();
+      if (world.now < awayQuietUntilMs || net.isolated.size > 0 || net.down.size > 0 || isolating() || !rng.chance(0.3)) return;
+      const members = memberIds();
+      const away = members.filter((m) => net.hostOf(m) !== s.node).slice(0, members.length - Math.floor(members.length / 2));
+      const crash = rng.chance(0.5);
+      for (const id of away) {
+        if (crash) {
+          net.down.add(id);
+          replicas.get(id)!.crash();
+        } else net.isolated.add(id);
+      }
+      awayQuietUntilMs = Infinity;
+      count("quorum-away");
+      world.trace(`quorum away: ${away.join(",")} ${crash ? "crashed" : "isolated"}`);
+      world.setTimer(6_000 + rng.int(12_000), () => {
+        for (const id of away) {
+          if (crash) {
+            net.down.delete(id);
+            replicas.get(id)!.restart();
+          } else net.isolated.delete(id);
+        }
+        world.trace(`quorum back: ${away.join(",")}`);
+        awayQuietUntilMs = world.now + rng.int(30_000);
+      });
+    });
+  }
   // Slow but answering: must never be failed over.
   if (faults.has("slow-sequencer")) {
     injectors.push(() => {
@@ -528,6 +562,9 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     if (replicas.get(read.replica)?.wasCorruptAt(read.atMs)) read.fromCorrupted = true;
   }
   const checked = runCheckers({ config, sequencer: seq(), replicas, history, corrupted, bankSetupSeq });
+  if (opts.faults.every((f) => f === "quorum-away") && group.failovers.length > 0) {
+    checked.push(`a healthy sequencer was failed over ${group.failovers.length} times while replicas were away and back (churn)`);
+  }
   const livenessChecked = opts.faults.every((f) => livenessFaults.has(f));
   // Liveness after an isolated sequencer: the next write acknowledged (by a successor, or by it
   // once back) comes within a bound.

@@ -130,3 +130,43 @@ describe("the PreVote of a sequencer that answers but has no quorum (cut off)", 
     expect(await pending).toMatchObject({ go: false, reason: "the sequencer did not answer again" });
   });
 });
+
+describe("the cut-off PreVote's choices", () => {
+  const placed: GroupConfig = { ...config, locations: ["wnam", "weur", "apac"], colocated: "r1" };
+  /** Votes by round (a vote's round is counted from r1's calls); the confirmation wait fires at once. */
+  function rounds(byRound: Record<string, VoteReply | null>[]) {
+    let round = -1;
+    const failover: FailoverIO = {
+      nowMs: () => 1_000_000,
+      setTimer: (ms, fn) => {
+        if (ms === cutOffConfirmMs) setTimeout(fn, 0);
+        return () => {};
+      },
+      vote: (id) => {
+        if (id === "r1") round++;
+        const v = byRound[Math.min(round, byRound.length - 1)]![id];
+        return v === undefined ? new Promise(() => {}) : Promise.resolve(v);
+      },
+    };
+    return failover;
+  }
+
+  it("places the successor away from the cut-off sequencer: not near the replica it hosts, nor at its location", async () => {
+    const d = await preVote(rounds([{ r1: hears, r2: hears, r3: hears }]), placed, { lostMs: 5_500, ask: async () => 12_500 });
+    expect(d).toMatchObject({ go: true, location: "weur" });
+  });
+
+  it("counts only voters that answered both rounds: one back just for the second may not have been reached yet", async () => {
+    const failover = rounds([
+      { r1: hears, r2: hears, r3: null },
+      { r1: hears, r2: null, r3: hears },
+    ]);
+    expect(await preVote(failover, placed, { lostMs: 5_500, ask: async () => 12_500 })).toMatchObject({ go: false, reason: expect.stringContaining("in both rounds") });
+  });
+
+  it("does not count a voter halfway through a state transfer: a successor could not fence it", async () => {
+    const rebuilding: VoteReply = { ...hears, amnesiac: true };
+    const d = await preVote(rounds([{ r1: hears, r2: rebuilding, r3: null }]), placed, { lostMs: 5_500, ask: async () => 12_500 });
+    expect(d).toMatchObject({ go: false, reason: expect.stringContaining("only 1 of 3 replicas answer here") });
+  });
+});
