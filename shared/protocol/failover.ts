@@ -66,6 +66,7 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
  * and the successor waits out its read lease (recovery.ts).
  */
 async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): Promise<PreVote> {
+  const startMs = io.nowMs();
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
   // A voter halfway through a state transfer answers, but a successor could not fence it.
@@ -86,7 +87,8 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   if (lostMs === null || lostMs < cutOff.lostMs + cutOffConfirmMs / 2) {
     return { go: false, reason: lostMs === null ? "the sequencer did not answer again" : `the sequencer heard a quorum again (its cut-off went from ${cutOff.lostMs} to ${lostMs} ms)` };
   }
-  return successor(io, config, awayFrom(config, second), lostMs);
+  // As of this round's start, like the silence PreVote's (the router adds the time since).
+  return successor(io, config, awayFrom(config, second), lostMs - (io.nowMs() - startMs));
 }
 
 /**
