@@ -161,11 +161,13 @@ export const listLimitMax = 1_000;
 export const groupsPageDefault = 100;
 export const groupsPageMax = 1_000;
 /**
- * GET /v1/metrics without ?group= covers one page of the registry's groups (a scraper pages with
- * ?after= and the "# next:" comment), gathering this many groups' figures at a time, each within
+ * GET /v1/metrics without ?group= covers every group (up to metricsScrapeGroupsMax), or with
+ * ?after= / ?limit= one page of the registry's (the "# next:" comment says where to go on), gathering this many groups' figures at a time, each within
  * metricsCallTimeoutMs (a group that does not answer is smr_group_up 0, not a failed scrape).
  */
 export const metricsPageDefault = 100;
+/** Groups a plain scrape (no ?after=, ?limit=) covers: up to three subrequests each, of a paid plan's 10,000 per request. */
+export const metricsScrapeGroupsMax = 2_000;
 export const metricsPageMax = 1_000;
 export const metricsConcurrencyMax = 16;
 export const metricsCallTimeoutMs = 2_000;

@@ -285,7 +285,7 @@ export class SmrClient {
   revokeToken(group: string, id: string): Promise<void> {
     return this.request("DELETE", `/v1/groups/${group}/tokens/${id}`);
   }
-  /** Prometheus text (API.md "Metrics") of one group, or of a page of groups (its last line `# next: <name>` when more follow). */
+  /** Prometheus text (API.md "Metrics") of one group, of every group (up to 2,000), or of a page (`after`/`limit`); its last line is `# next: <name>` when more follow. */
   async metrics(group?: string, page: { after?: string; limit?: number } = {}): Promise<string> {
     const q = new URLSearchParams();
     if (group !== undefined) q.set("group", group);

@@ -1,11 +1,12 @@
-// GET /v1/metrics (API.md, "Metrics"): Prometheus text for one group (?group=) or one page of the
-// registry's groups (?after=&limit=; a "# next: <name>" comment when more follow).
+// GET /v1/metrics (API.md, "Metrics"): Prometheus text for one group (?group=), every group (up to
+// metricsScrapeGroupsMax), or one page of the registry's groups (?after=&limit=; a "# next: <name>"
+// comment when more follow).
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { exposition, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
 import { metricsParams } from "../../shared/api/schemas.js";
-import { metricsPageDefault } from "../../shared/limits.js";
-import { registryStub } from "../env.js";
+import { metricsPageDefault, metricsPageMax, metricsScrapeGroupsMax } from "../../shared/limits.js";
+import { type Env, registryStub } from "../env.js";
 import type { App } from "../http.js";
 import { parse, requireAdmin } from "../http.js";
 import { gather, groupFigures } from "../metrics.js";
@@ -20,11 +21,34 @@ metricsRoutes.get("/", async (c) => {
     if (!figures) throw new ApiError("not_found", `group ${q.group} does not exist`);
     return c.body(exposition(groupFamilies([figures])), 200, { "content-type": metricsContentType });
   }
-  const page = await registryStub(c.env)
-    .list(q.after ?? null, q.limit ?? metricsPageDefault)
-    .catch((err) => {
-      throw new ApiError("unavailable", `the registry cannot be reached: ${String(err)}`, 1);
-    });
+  const page = q.after === undefined && q.limit === undefined ? await everyGroup(c.env) : await listed(c.env, q.after ?? null, q.limit ?? metricsPageDefault);
   const text = exposition(groupFamilies(await gather(c.env, page.groups)), page.next ? [`next: ${page.next}`] : []);
   return c.body(text, 200, { "content-type": metricsContentType });
 });
+
+function listed(env: Env, after: string | null, limit: number): Promise<{ groups: string[]; next?: string }> {
+  return registryStub(env)
+    .list(after, limit)
+    .catch((err) => {
+      throw new ApiError("unavailable", `the registry cannot be reached: ${String(err)}`, 1);
+    });
+}
+
+/**
+ * A plain scrape (no ?after=, no ?limit=) covers every group, up to metricsScrapeGroupsMax (a
+ * request's subrequests are bounded: each group costs up to three), with "# next:" past that.
+ * It covered one page of 100: Prometheus follows no "# next:", and the groups after the first
+ * hundred were never scraped.
+ */
+async function everyGroup(env: Env): Promise<{ groups: string[]; next?: string }> {
+  const groups: string[] = [];
+  let after: string | null = null;
+  for (;;) {
+    const page = await listed(env, after, Math.min(metricsPageMax, metricsScrapeGroupsMax - groups.length));
+    groups.push(...page.groups);
+    if (!page.next) return { groups };
+    if (groups.length >= metricsScrapeGroupsMax) return { groups, next: page.next };
+    after = page.next;
+  }
+}
+
