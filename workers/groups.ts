@@ -140,8 +140,9 @@ export async function remove(env: Env, group: string): Promise<boolean> {
   cache.delete(group);
   forgetTokens(group);
   if (!record) {
-    // A name an earlier version left listed without a record (see finishDelete) is unlisted now.
-    await unlist(env, group);
+    // A name an earlier version left listed without a record (see finishDelete) is unlisted now:
+    // only such a listing (incarnation 0), not one a concurrent PUT has just made.
+    await unlist(env, group, 0);
     return false;
   }
   if (record.state !== "deleting") await directory.setState(record.config.incarnation, "deleting");
@@ -191,7 +192,8 @@ export async function withSequencer<T>(
     if (moved) {
       record = moved;
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`).catch((err) => {
-        if (!command || thrownByObjectCode(err)) throw command ? sequencerFailed(group, err, command) : err;
+        if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
+        if (!command) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${String(err)})`, 1);
         throw new ApiError("timeout", `the new sequencer of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
       });
     }
@@ -294,7 +296,7 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   if (sequencerName(config) !== failed) return record;
   const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, config, id).call(config.incarnation, "vote", [])) };
   const started = Date.now();
-  const ask = () => withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer").catch(() => null);
+  const ask = () => rpc<number | null>(sequencerOf(env, config).quorumLostMs());
   const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
   const moved: GroupConfig = { ...config, sequencer: decision.next };

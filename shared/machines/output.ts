@@ -70,18 +70,25 @@ export function materialized(output: unknown): unknown {
 /**
  * The boolean and number members at an output's top level (a txn's `succeeded`), kept in its
  * output_too_large marker: the command ran, and without them the client could not tell how (a probe's
- * txn of 63 large gets answered only the marker, and which branch ran was lost). Small by
- * construction; the marker's own fields win.
+ * txn of 63 large gets answered only the marker, and which branch ran was lost). The marker's
+ * own fields win.
  */
 function flags(output: unknown): Record<string, boolean | number> {
   if (typeof output !== "object" || output === null || Array.isArray(output) || output instanceof StoredJson) return {};
   const kept: [string, boolean | number][] = [];
   for (const [k, v] of Object.entries(output)) {
-    if (k === "error" || k === "chars" || k === "limit") continue;
+    // Bounded: a machine's output may be a map of 300,000 counters, and a marker as large as the
+    // output it replaces would stop every replica at the entry, as the output would have.
+    if (kept.length >= markerFlagsMax) break;
+    if (k === "error" || k === "chars" || k === "limit" || k.length > markerFlagCharsMax) continue;
     if (typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) kept.push([k, v]);
   }
   return Object.fromEntries(kept);
 }
+
+/** At most this many flags, of names at most this long, in a marker (in the output's member order). */
+const markerFlagsMax = 8;
+const markerFlagCharsMax = 64;
 
 /**
  * An applied command's output and its JSON text (as stored in its session row). An output over

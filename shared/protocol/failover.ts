@@ -3,7 +3,7 @@
 // one for sequencerTimeoutMs. One router or one replica cut off alone cannot depose a healthy
 // sequencer: the replicas that still hear it refuse. The new one then recovers exactly as after a
 // loss of storage (a higher epoch, a quorum of every membership fenced, the log rebuilt).
-import { cutOffConfirmMs, failoverHoldDownMs } from "../limits.js";
+import { cutOffConfirmMs, failoverHoldDownMs, sequencerCallTimeoutMs } from "../limits.js";
 import { askAgain, type Clock, type VoteReply } from "./io.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import type { GroupConfig, Member } from "./types.js";
@@ -22,7 +22,7 @@ export type PreVote =
 export interface CutOff {
   /** Its `cutOffMs`: how long no quorum of voters has acknowledged it. */
   lostMs: number;
-  /** Asks it again (null: no answer). */
+  /** Asks it again (null: not serving; rejected or unanswered: asked once more, within a window). */
   ask(): Promise<number | null>;
 }
 
@@ -70,20 +70,25 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
   // A voter halfway through a state transfer answers, but a successor could not fence it.
-  const answering = async () => {
-    const replies = await votes(io, ids, quorum, (r) => !r.amnesiac);
-    return ids.filter((_, i) => replies[i] && !replies[i].amnesiac);
+  const answering = async (asked: string[]) => {
+    const replies = await votes(io, asked, quorum, (r) => !r.amnesiac);
+    return asked.filter((_, i) => replies[i] && !replies[i].amnesiac);
   };
   // Not a shortcut when a quorum votes `gone`: replicas back from a partition of their own have
   // heard nothing for as long, and the sequencer that answers here is about to reach them.
-  const first = await answering();
+  const first = await answering(ids);
   if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
   await new Promise<void>((resolve) => io.setTimer(cutOffConfirmMs, resolve));
-  // Voters that answered both rounds, and only then the sequencer asked again: voters back only
-  // for the second round (away at the first) may not have been reached by it yet.
-  const second = (await answering()).filter((id) => first.includes(id));
+  // The voters that answered the first round, asked again (the first settles on the quickest
+  // quorum, so the second asks those, not every voter: a quorum that answered both must not be
+  // missed because another one was quicker the second time); and only then the sequencer asked
+  // again. A voter back only for the second round may not have been reached by it yet.
+  const second = await answering(first);
   if (!quorum.reached(second)) return { go: false, reason: `only ${second.length} of ${ids.length} replicas answered here in both rounds` };
-  const lostMs = await cutOff.ask();
+  // A read of its state, asked again while unanswered (a lost answer cost the round: 10 s of a
+  // simulator seed with dropped messages), within a router's call timeout (a slow sequencer's
+  // answer takes seconds).
+  const lostMs = await askAgain(io, cutOff.ask, () => false, sequencerCallTimeoutMs);
   if (lostMs === null || lostMs < cutOff.lostMs + cutOffConfirmMs / 2) {
     return { go: false, reason: lostMs === null ? "the sequencer did not answer again" : `the sequencer heard a quorum again (its cut-off went from ${cutOff.lostMs} to ${lostMs} ms)` };
   }

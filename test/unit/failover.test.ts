@@ -170,3 +170,24 @@ describe("the cut-off PreVote's choices", () => {
     expect(d).toMatchObject({ go: false, reason: expect.stringContaining("only 1 of 3 replicas answer here") });
   });
 });
+
+describe("the cut-off PreVote's rounds", () => {
+  it("goes ahead when every voter answers both rounds, whichever quorum is quickest in each", async () => {
+    // Round 1: r3 answers last (the round settles on r1 and r2); round 2: r2 answers last.
+    const delays = [{ r1: 1, r2: 2, r3: 30 }, { r1: 1, r2: 30, r3: 2 }];
+    const calls: Record<string, number> = { r1: 0, r2: 0, r3: 0 };
+    const failover: FailoverIO = {
+      nowMs: () => 1_000_000,
+      setTimer: (ms, fn) => {
+        if (ms === cutOffConfirmMs) setTimeout(fn, 0);
+        return () => {};
+      },
+      vote: (id) => {
+        const round = Math.min(calls[id]!++, 1);
+        return new Promise((resolve) => setTimeout(() => resolve(hears), delays[round]![id as "r1"]));
+      },
+    };
+    const d = await preVote(failover, config, { lostMs: 5_500, ask: async () => 12_500 });
+    expect(d).toMatchObject({ go: true });
+  });
+});

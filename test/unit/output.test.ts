@@ -46,6 +46,13 @@ describe("an output's text", () => {
     expect(outputJson(echoed)).toBe('{"value":{"__proto__":1},"x":2}');
   });
 
+  it("keeps at most 8 of an output's top-level flags in its marker: a map of counters must not make a marker as large as itself", () => {
+    const counters = Object.fromEntries(Array.from({ length: 300_000 }, (_, i) => [`k${i}`, i]));
+    const r = measuredOutput(counters, false);
+    expect(r.output).toEqual({ error: "output_too_large", chars: JSON.stringify(counters).length, limit: outputCharsMax, k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7 });
+    expect(r.text.length).toBeLessThan(200);
+  });
+
   it("an output over outputCharsMax is replaced by the marker with its exact length", () => {
     const big = new StoredJson(JSON.stringify("x".repeat(outputCharsMax)));
     const r = measuredOutput({ value: big }, true);
