@@ -296,7 +296,7 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   if (sequencerName(config) !== failed) return record;
   const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, config, id).call(config.incarnation, "vote", [])) };
   const started = Date.now();
-  const ask = () => rpc<number | null>(sequencerOf(env, config).quorumLostMs());
+  const ask = () => withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer");
   const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
   const moved: GroupConfig = { ...config, sequencer: decision.next };

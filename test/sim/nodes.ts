@@ -3,7 +3,7 @@ import { simMachineFor as machineFor } from "./machines.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, linkOver, serve } from "../../shared/protocol/io.js";
+import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, askAgain, linkOver, serve } from "../../shared/protocol/io.js";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
@@ -564,7 +564,10 @@ export class SimGroup {
         },
       };
       const old = this.sequencers.get(failed)!;
-      const ask = () => rpc(this.world, this.net, from, old.node, "quorumLost", () => old.incarnation, () => old.quorumLostMs());
+      // The router asks once (failover.ts says why); a lost answer costs it up to its call
+      // timeout. The simulated network loses far more messages (the drop fault), so here the
+      // question is asked again while unanswered, within 3 s: a difference of transport only.
+      const ask = () => askAgain(this.world, () => rpc(this.world, this.net, from, old.node, "quorumLost", () => old.incarnation, () => old.quorumLostMs()));
       const d = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
       if (!d.go) {
         this.world.trace(`no failover${cutOffMs === undefined ? "" : ` (cut off ${cutOffMs} ms)`}: ${d.reason}`);
