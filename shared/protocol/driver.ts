@@ -129,9 +129,12 @@ export class SequencerDriver {
       case "queued":
         return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
       case "existing": {
-        // Asked again while cut off: it would only wait out its timeout here. Unknown at once
-        // (504, cutOffMs): the router may fail this sequencer over and ask the successor.
-        if (!d.committed && this.cutOff()) return this.answer("timeout");
+        // Asked again while cut off: it would only wait out its timeout here (for its commit, or
+        // for a quorum of session answers with outputs "majority"). Unknown at once (504,
+        // cutOffMs): the router may fail this sequencer over and ask the successor. (A retry of a
+        // committed command waited 10 s, the simulator's router gave up after 3, and its PreVote
+        // then met replicas back from a partition, voting gone: a healthy sequencer deposed.)
+        if (this.cutOff() && (!d.committed || this.core.config.outputs === "majority")) return this.answer("timeout");
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
         // A retry of a committed command reads its outcome from the replicas' session tables
         // rather than waiting with the first attempt: if every answer that carried its output was

@@ -84,7 +84,7 @@ export async function recoverSequencer(
   const fenced = await fenceQuorum(io, memberships);
   if (!fenced.ok) return fenced;
   const { epoch, accepted } = fenced;
-  const leaseEndMs = oldLeaseEndMs(io, accepted);
+  const leaseEndMs = oldLeaseEndMs(io, accepted, memberships);
   const [bestId, best] = [...accepted.entries()].sort(([, a], [, b]) => b.lastEpoch - a.lastEpoch || b.lastSeq - a.lastSeq)[0]!;
   const entries = await readLogOf(io, bestId, best);
   if (!entries) return { ok: false, reason: `could not read the log of ${bestId}` };
@@ -121,17 +121,31 @@ export async function recoverSequencer(
 
 /**
  * When a read lease an older sequencer may hold ends. It serves linearizable reads without a round
- * trip for readLeaseMs after sending a message a quorum acknowledged; that quorum meets the one
- * just fenced, whose members acknowledge no older epoch any more, so its lease ends at most
- * readLeaseMs after the latest acknowledgement among them. Until then this one must answer
+ * trip for readLeaseMs after sending a message a quorum of voters acknowledged; that quorum meets
+ * the one just fenced, whose members acknowledge no older epoch any more, so its lease ends at most
+ * readLeaseMs after an acknowledgement among them (which one: see the loop). Until then this one must answer
  * nothing, or a read served from the old lease could miss a write acknowledged here: possible once
  * a sequencer that still reaches its replicas can be deposed (a cut-off, failover.ts), or when a
  * healed partition lets the old one through between the PreVote and the fence. Measured from now,
  * after the replies: later than their own clocks said, so never too early. A reply without the
  * figure (a replica of an older build) counts as just now.
  */
-function oldLeaseEndMs(io: DriverIO, accepted: Map<string, FenceReply>): number {
-  const ackedAgoMs = Math.min(...[...accepted.values()].map((r) => r.ackedAgoMs ?? 0));
+function oldLeaseEndMs(io: DriverIO, accepted: Map<string, FenceReply>, memberships: Member[][]): number {
+  const agoOf = (id: string) => accepted.get(id)!.ackedAgoMs ?? 0;
+  let ackedAgoMs = Infinity;
+  for (const ms of memberships) {
+    // The old lease's quorum is one of this membership's voters. Of its `need` members at least
+    // need - (voters not fenced) were fenced, and each acknowledged the lease's message before
+    // its fence: the lease ends by the k-th most recent acknowledgement among the fenced voters.
+    // (The latest alone made every takeover wait for the replica hosted with the old sequencer,
+    // which it reaches by direct call and which alone gives it no lease.)
+    const voters = ms.filter((m) => m.voter).map((m) => m.id);
+    const quorum = new MajorityConfig(voters);
+    const fenced = voters.filter((id) => accepted.has(id)).map(agoOf).sort((a, b) => a - b);
+    const k = quorum.need - (voters.length - fenced.length);
+    ackedAgoMs = Math.min(ackedAgoMs, k >= 1 && k <= fenced.length ? fenced[k - 1]! : 0);
+  }
+  if (!Number.isFinite(ackedAgoMs)) ackedAgoMs = Math.min(...[...accepted.values()].map((r) => r.ackedAgoMs ?? 0));
   return io.nowMs() - ackedAgoMs + readLeaseMs;
 }
 

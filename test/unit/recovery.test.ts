@@ -166,3 +166,33 @@ describe("a successor waits out an older sequencer's read lease", () => {
     expect(waits).toEqual([]);
   });
 });
+
+describe("the old lease's end, by quorum", () => {
+  it("does not wait for one replica's recent acknowledgement when the others, all fenced, acknowledged nothing lately (a co-located replica alone gives no lease)", async () => {
+    const c = groupWithLog();
+    let clock = 100_000;
+    const drivers = new Map<string, ReplicaDriver>();
+    const clockOf = { nowMs: () => clock, setTimer: () => () => {} };
+    for (const [id, core] of c.replicas) {
+      if (id !== "r1") drivers.set(id, new ReplicaDriver(core, clockOf));
+    }
+    clock += 10_000;
+    drivers.set("r1", new ReplicaDriver(c.replicas.get("r1")!, clockOf)); // started (so may have acknowledged) just now
+    const waits: number[] = [];
+    const io = {
+      nowMs: () => clock,
+      setTimer: (ms: number, fn: () => void) => {
+        if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
+        waits.push(ms);
+        const t = setTimeout(fn, 0);
+        return () => clearTimeout(t);
+      },
+      log: () => {},
+      link: (id: string): ReplicaLink => linkOver(async (method, args) => (await serve(drivers.get(id)! as never, method, args)) as never, async () => null),
+    } as unknown as DriverIO;
+    const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
+    expect(r.ok).toBe(true);
+    // Any quorum of the old sequencer's includes r2 or r3, both fenced, silent for 10 s.
+    expect(waits).toEqual([]);
+  });
+});
