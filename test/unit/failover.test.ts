@@ -131,24 +131,28 @@ describe("the PreVote of a sequencer that answers but has no quorum (cut off)", 
   });
 });
 
+/** Votes from `vote`; of the timers, only the cut-off confirmation's wait runs (at once). */
+function confirmingIo(vote: FailoverIO["vote"]): FailoverIO {
+  return {
+    nowMs: () => 1_000_000,
+    setTimer: (ms, fn) => {
+      if (ms === cutOffConfirmMs) setTimeout(fn, 0);
+      return () => {};
+    },
+    vote,
+  };
+}
+
 describe("the cut-off PreVote's choices", () => {
   const placed: GroupConfig = { ...config, locations: ["wnam", "weur", "apac"], colocated: "r1" };
   /** Votes by round (a vote's round is counted from r1's calls); the confirmation wait fires at once. */
   function rounds(byRound: Record<string, VoteReply | null>[]) {
     let round = -1;
-    const failover: FailoverIO = {
-      nowMs: () => 1_000_000,
-      setTimer: (ms, fn) => {
-        if (ms === cutOffConfirmMs) setTimeout(fn, 0);
-        return () => {};
-      },
-      vote: (id) => {
-        if (id === "r1") round++;
-        const v = byRound[Math.min(round, byRound.length - 1)]![id];
-        return v === undefined ? new Promise(() => {}) : Promise.resolve(v);
-      },
-    };
-    return failover;
+    return confirmingIo((id) => {
+      if (id === "r1") round++;
+      const v = byRound[Math.min(round, byRound.length - 1)]![id];
+      return v === undefined ? new Promise(() => {}) : Promise.resolve(v);
+    });
   }
 
   it("places the successor away from the cut-off sequencer: not near the replica it hosts, nor at its location", async () => {
@@ -176,17 +180,10 @@ describe("the cut-off PreVote's rounds", () => {
     // Round 1: r3 answers last (the round settles on r1 and r2); round 2: r2 answers last.
     const delays = [{ r1: 1, r2: 2, r3: 30 }, { r1: 1, r2: 30, r3: 2 }];
     const calls: Record<string, number> = { r1: 0, r2: 0, r3: 0 };
-    const failover: FailoverIO = {
-      nowMs: () => 1_000_000,
-      setTimer: (ms, fn) => {
-        if (ms === cutOffConfirmMs) setTimeout(fn, 0);
-        return () => {};
-      },
-      vote: (id) => {
-        const round = Math.min(calls[id]!++, 1);
-        return new Promise((resolve) => setTimeout(() => resolve(hears), delays[round]![id as "r1"]));
-      },
-    };
+    const failover = confirmingIo((id) => {
+      const round = Math.min(calls[id]!++, 1);
+      return new Promise((resolve) => setTimeout(() => resolve(hears), delays[round]![id as "r1"]));
+    });
     const d = await preVote(failover, config, { lostMs: 5_500, ask: async () => 12_500 });
     expect(d).toMatchObject({ go: true });
   });

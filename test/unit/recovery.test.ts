@@ -125,30 +125,35 @@ describe("a recovery's lost answers", () => {
   });
 });
 
+/** Links to these replica drivers, whose clock reads `now()`; timers are recorded and run at once. */
+function leaseIo(now: () => number, drivers: Map<string, ReplicaDriver>) {
+  const waits: number[] = [];
+  const io = {
+    nowMs: now,
+    // Calls answer at once here, so their resend and timeout timers never need to fire.
+    setTimer: (ms: number, fn: () => void) => {
+      if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
+      waits.push(ms);
+      const t = setTimeout(fn, 0);
+      return () => clearTimeout(t);
+    },
+    log: () => {},
+    link: (id: string): ReplicaLink => linkOver(async (method, args) => (await serve(drivers.get(id)! as never, method, args)) as never, async () => null),
+  } as unknown as DriverIO;
+  return { io, waits };
+}
+
 describe("a successor waits out an older sequencer's read lease", () => {
-  /** The cluster's replicas behind ReplicaDrivers whose clock reads `now()`; timers are recorded and run at once. */
-  function leaseIo(c: Cluster, now: () => number) {
+  /** The cluster's replicas behind ReplicaDrivers started now. */
+  function drivenIo(c: Cluster, now: () => number) {
     const drivers = new Map([...c.replicas].map(([id, core]) => [id, new ReplicaDriver(core, { nowMs: now, setTimer: () => () => {} })]));
-    const waits: number[] = [];
-    const io = {
-      nowMs: now,
-      // Calls answer at once here, so their resend and timeout timers never need to fire.
-      setTimer: (ms: number, fn: () => void) => {
-        if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
-        waits.push(ms);
-        const t = setTimeout(fn, 0);
-        return () => clearTimeout(t);
-      },
-      log: () => {},
-      link: (id: string): ReplicaLink => linkOver(async (method, args) => (await serve(drivers.get(id)! as never, method, args)) as never, async () => null),
-    } as unknown as DriverIO;
-    return { io, drivers, waits };
+    return { ...leaseIo(now, drivers), drivers };
   }
 
   it("until readLeaseMs after the latest acknowledgement a fenced replica reports (its start counts)", async () => {
     const c = groupWithLog();
     let clock = 100_000;
-    const { io, drivers, waits } = leaseIo(c, () => clock);
+    const { io, drivers, waits } = drivenIo(c, () => clock);
     clock += 1_000; // every replica started (so may have acknowledged) 1 s ago
     expect(drivers.get("r1")!.fence(0)).toMatchObject({ ackedAgoMs: 1_000 });
     const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
@@ -159,7 +164,7 @@ describe("a successor waits out an older sequencer's read lease", () => {
   it("not at all when every fenced replica acknowledged nothing for readLeaseMs", async () => {
     const c = groupWithLog();
     let clock = 100_000;
-    const { io, waits } = leaseIo(c, () => clock);
+    const { io, waits } = drivenIo(c, () => clock);
     clock += readLeaseMs + 1;
     const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
     expect(r.ok).toBe(true);
@@ -178,18 +183,7 @@ describe("the old lease's end, by quorum", () => {
     }
     clock += 10_000;
     drivers.set("r1", new ReplicaDriver(c.replicas.get("r1")!, clockOf)); // started (so may have acknowledged) just now
-    const waits: number[] = [];
-    const io = {
-      nowMs: () => clock,
-      setTimer: (ms: number, fn: () => void) => {
-        if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
-        waits.push(ms);
-        const t = setTimeout(fn, 0);
-        return () => clearTimeout(t);
-      },
-      log: () => {},
-      link: (id: string): ReplicaLink => linkOver(async (method, args) => (await serve(drivers.get(id)! as never, method, args)) as never, async () => null),
-    } as unknown as DriverIO;
+    const { io, waits } = leaseIo(() => clock, drivers);
     const r = await recoverSequencer(c.config, new MemorySequencerStorage(), io);
     expect(r.ok).toBe(true);
     // Any quorum of the old sequencer's includes r2 or r3, both fenced, silent for 10 s.
