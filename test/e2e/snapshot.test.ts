@@ -106,6 +106,8 @@ describe("snapshot and restore", () => {
     const digest = await raw("POST", "/v1/groups/snap-b/restore", tampered);
     expect(digest.status).toBe(400);
     expect(JSON.parse(digest.text).error.message).toMatch(/^line 1: header\.digest/);
+    // After a blank first line the header is line 2, and the message says so (it said line 1).
+    expect(JSON.parse((await raw("POST", "/v1/groups/snap-b/restore", "\n" + tampered)).text).error.message).toMatch(/^line 2: header\.digest/);
 
     const broken = [...lines.slice(0, 4), '["k3", 3', ...lines.slice(5)].join("\n");
     const malformed = JSON.parse((await raw("POST", "/v1/groups/snap-b/restore", broken)).text);

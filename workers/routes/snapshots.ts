@@ -24,13 +24,15 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const record = await groups.lookup(c.env, group);
-  // HEAD runs this handler too (Hono), and its body is never read: a frozen copy begun for it was
-  // never released, and seven HEADs left no replica able to take a snapshot for a minute.
-  if (c.req.method === "HEAD") return c.body(null, 200, { "content-type": "application/x-ndjson" });
   const inc = record.config.incarnation;
   // The most advanced healthy replica first: a snapshot taken just after a write includes it
   // (a random one could be a commit message behind, and left the last write out).
   const healthy = (await status(c.env, group)).replicas.filter((r) => r.status === "healthy").sort((a, b) => b.appliedSeq - a.appliedSeq);
+  // HEAD runs this handler too (Hono), and its body is never read: a frozen copy begun for it was
+  // never released, and seven HEADs left no replica able to take a snapshot for a minute. It
+  // answers what a GET would, short of taking the copy.
+  if (c.req.method === "HEAD" && healthy.length > 0) return c.body(null, 200, { "content-type": "application/x-ndjson" });
+  if (c.req.method === "HEAD") throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now`, 1);
   for (const r of healthy) {
     const stub = replicaStub(c.env, record.config, r.id, r.location);
     const info = await rpc<ExportInfo | null>(stub.call(inc, "beginExport", [])).catch(() => null);
@@ -148,6 +150,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     let page: [string, string][] = [];
     let pageBytes = 0;
     let lastNo = 0;
+    let headerNo = 1;
     const flush = async () => {
       if (page.length === 0) return;
       if (!(await rpc<boolean>(sequencer().restorePage(id, page)))) {
@@ -165,6 +168,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       lastNo = no;
       if (header === null) {
         header = parseHeader(no, text, record.config.machine);
+        headerNo = no;
         continue;
       }
       const row = parseLine(no, text);
@@ -183,9 +187,9 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       if (page.length >= snapshotPageRows || pageBytes >= transferPageBytes) await flush();
     }
     if (header === null) throw new ApiError("bad_request", "line 1: the file is empty; it must start with a header line");
-    if (rows !== header.rows) throw new ApiError("bad_request", `line ${lastNo}: the header (line 1) announces ${header.rows} rows, the file has ${rows}`);
+    if (rows !== header.rows) throw new ApiError("bad_request", `line ${lastNo}: the header (line ${headerNo}) announces ${header.rows} rows, the file has ${rows}`);
     const digest = bytesToHex(acc);
-    if (digest !== header.digest) throw new ApiError("bad_request", `line 1: header.digest ${header.digest} does not match the rows' digest ${digest}`);
+    if (digest !== header.digest) throw new ApiError("bad_request", `line ${headerNo}: header.digest ${header.digest} does not match the rows' digest ${digest}`);
     const problem = across?.end() ?? null;
     if (problem !== null) throw new ApiError("bad_request", `the file: ${problem}`);
     await flush();
