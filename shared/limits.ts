@@ -125,7 +125,7 @@ export const cutOffConfirmMs = replicaRpcTimeoutMs + replicaRetryMaxMs + heartbe
  * rounds, the confirmation, the sequencer asked again, the successor's recovery); past it the
  * round counts as lost (workers/groups.ts, failover).
  */
-export const failoverRoundMaxMs = 45_000;
+export const failoverRoundMaxMs = 60_000;
 /**
  * A sequencer answers a linearizable read's index without a round trip while a quorum of voters
  * acknowledged a message it sent within the last readLeaseMs: a successor serves nothing until

@@ -299,9 +299,10 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   const ask = () => withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer");
   const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
-  const moved: GroupConfig = { ...config, sequencer: decision.next };
   const directory = directoryStub(env, group);
-  if (!(await directory.replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved))) return lookup(env, group, true);
+  // The record as stored: its membership may be newer than the one read before the PreVote.
+  const moved = await directory.replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, { ...config, sequencer: decision.next });
+  if (!moved) return lookup(env, group, true);
   cache.delete(group);
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
@@ -332,15 +333,16 @@ export async function move(env: Env, group: string, location: string | null) {
     throw new ApiError("unavailable", `cannot move the sequencer of ${group}: only ${reach.count} voting ${reach.count === 1 ? "replica answers" : "replicas answer"}, ${reach.need} needed for the new one to recover; nothing was changed`, 1);
   }
   const oldEpoch = await handOver(env, config);
-  if (!(await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved))) {
+  const stored = await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved);
+  if (!stored) {
     throw new ApiError("conflict", `the sequencer of ${group} changed meanwhile (a failover or another move); look again`);
   }
   cache.delete(group);
   // The move has taken effect (the directory names the new object): a recovery that fails now
   // (replicas lost between the hand-over's check and here) is retried by the next request, so
   // the answer is still the 202 of a move done, not a 503 that a client would retry as another.
-  const r = await sequencerOf(env, moved)
-    .recover(moved)
+  const r = await sequencerOf(env, stored)
+    .recover(stored)
     .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
   const from = sequencerName(config);
   const to = moved.sequencer!.name;

@@ -133,14 +133,19 @@ export class DirectoryCore {
 
   /**
    * A failover's compare-and-set: names the new sequencer only if the record still names the one
-   * that failed (two routers failing over at once agree on one successor).
+   * that failed (two routers failing over at once agree on one successor). Returns the config as
+   * stored (null: refused), which the successor recovers with: the membership may have changed
+   * since the caller read it (the old sequencer, still named during a PreVote of seconds, can
+   * write a change ahead), and a recovery fencing an older membership could misjudge the old
+   * sequencer's lease (recovery.ts, oldLeaseEndMs).
    */
-  replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig): boolean {
+  replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig): GroupConfig | null {
     const rec = this.get();
-    if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return false;
-    if ((rec.config.sequencer?.no ?? 0) !== expectedNo) return false;
-    this.store.put("record", { ...rec, config: { ...rec.config, sequencer: config.sequencer } });
-    return true;
+    if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return null;
+    if ((rec.config.sequencer?.no ?? 0) !== expectedNo) return null;
+    const stored = { ...rec.config, sequencer: config.sequencer };
+    this.store.put("record", { ...rec, config: stored });
+    return stored;
   }
 
   addEvent(incarnation: number, event: GroupEvent): boolean {

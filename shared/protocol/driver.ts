@@ -132,8 +132,9 @@ export class SequencerDriver {
         // Asked again while cut off: it would only wait out its timeout here (for its commit, or
         // for a quorum of session answers with outputs "majority"). Unknown at once (504,
         // cutOffMs): the router may fail this sequencer over and ask the successor. (A retry of a
-        // committed command waited 10 s, the simulator's router gave up after 3, and its PreVote
-        // then met replicas back from a partition, voting gone: a healthy sequencer deposed.)
+        // committed command waited 5 s for session answers, the simulator's router gave up after
+        // 3, and its PreVote then met replicas back from a partition, voting gone: a healthy
+        // sequencer deposed, quorum-away seed 1412393983.)
         if (this.cutOff() && (!d.committed || this.core.config.outputs === "majority")) return this.answer("timeout");
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
         // A retry of a committed command reads its outcome from the replicas' session tables

@@ -212,6 +212,22 @@ describe("leader-as-replica: the first sequencer's object hosts a voting replica
     expect(shaped(r), "no seed in 1..30 lost the object's storage around a reconfiguration").toBe(true);
   });
 
+  it("a sequencer cut off from its replicas (dropped or late) is replaced within the bound, by its own report of no quorum", async () => {
+    let cutOff = 0;
+    for (const seed of [5, 6, 7]) {
+      const r = await clean({ seed, ops: 300, replicas: 3, faults: ["cut-sequencer"] });
+      cutOff += Number(r.stats.cutOffFailovers);
+    }
+    expect(cutOff).toBeGreaterThan(0);
+  });
+
+  it("regression: quorum-away seeds 1412393983 and 1997462469 (a healthy sequencer deposed when its replicas came back: a retry of a committed command held a router past its timeout, or a lease wait longer than needed)", async () => {
+    for (const seed of [1412393983, 1997462469]) {
+      const r = await clean({ seed, ops: 300, replicas: 3, faults: ["quorum-away"], colocate: true, batches: true });
+      expect(Number(r.stats.failovers)).toBe(0);
+    }
+  });
+
   it("the object cut off: a successor elsewhere takes over within the bound while two of three replicas answer", async () => {
     let failovers = 0;
     for (const seed of [41, 42, 43]) {

@@ -6,7 +6,7 @@ import { escapeHelp, escapeLabelValue, exposition, formatValue, groupFamilies, m
 import type { AuditReport, EventKind, GroupStatus } from "../../shared/api/types.js";
 import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
 import { auditHistoryMax } from "../../shared/limits.js";
-import type { GroupConfig } from "../../shared/protocol/types.js";
+import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
 import { logEvent, logText } from "../../shared/log.js";
@@ -161,6 +161,18 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
   });
 
+  it("a failover's compare-and-set answers the membership as stored, newer than the one its PreVote read", () => {
+    const dir = memoryDirectory();
+    const read = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config;
+    // While the PreVote ran (seconds), the sequencer still named wrote a change ahead: r4 joins.
+    const joined = { ...read, members: [...membersOf(read), { id: "r4", location: null, voter: false }], lastReplicaNo: 4 };
+    expect(dir.update(read.incarnation, joined)).toBe(true);
+    const stored = dir.replaceSequencer(read.incarnation, 0, { ...read, sequencer: { name: "g~s1", location: null, no: 1 } });
+    expect(stored?.sequencer?.name).toBe("g~s1");
+    expect(membersOf(stored!).map((m) => m.id)).toEqual(["r1", "r2", "r3", "r4"]);
+    expect(dir.replaceSequencer(read.incarnation, 0, { ...read, sequencer: { name: "g~s2", location: null, no: 1 } })).toBeNull();
+  });
+
   it("keeps the quarantined replicas apart from the membership (a membership record does not clear them), written only by the sequencer in office", () => {
     const dir = memoryDirectory();
     const rec = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config;
@@ -169,7 +181,7 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     expect(dir.get()!.config.quarantined).toEqual(["r3"]);
     expect(dir.setQuarantined(rec.incarnation + 1, "g", [])).toBe(false);
     // Only from the sequencer the record names: a deposed one's late list is refused.
-    expect(dir.replaceSequencer(rec.incarnation, 0, { ...rec, sequencer: { name: "g~s1", location: null, no: 1 } })).toBe(true);
+    expect(dir.replaceSequencer(rec.incarnation, 0, { ...rec, sequencer: { name: "g~s1", location: null, no: 1 } })).toMatchObject({ sequencer: { name: "g~s1" } });
     expect(dir.setQuarantined(rec.incarnation, "g", [])).toBe(false);
     expect(dir.get()!.config.quarantined).toEqual(["r3"]);
     expect(dir.setQuarantined(rec.incarnation, "g~s1", [])).toBe(true);
