@@ -144,12 +144,18 @@ export class SequencerLifecycle {
     return this.serially(() => this.recoverNow(config));
   }
 
-  private async recoverNow(config: GroupConfig): Promise<Recovered> {
-    if (!(await this.admit(config.incarnation))) return { ok: false, reason: `incarnation ${config.incarnation} of ${config.group} is over here` };
+  private async recoverNow(given: GroupConfig): Promise<Recovered> {
+    if (!(await this.admit(given.incarnation))) return { ok: false, reason: `incarnation ${given.incarnation} of ${given.group} is over here` };
     if (this.core) return { ok: true, epoch: this.core.epoch };
     // Only the sequencer the directory names recovers: a deposed one restarted without storage
     // would fence its successor out, and the two would depose each other at ever higher epochs.
-    if (this.host.inOffice && !(await this.host.inOffice(config).catch(() => false))) return { ok: false, reason: "the directory names another sequencer", deposed: true };
+    if (this.host.inOffice && !(await this.host.inOffice(given).catch(() => false))) return { ok: false, reason: "the directory names another sequencer", deposed: true };
+    // With the directory's membership when it names this sequencer: a change is recorded there
+    // (write-ahead) before its entry is ordered, so it is never older than the membership the
+    // sequencer before held. The given one may be (a fenced sequencer's own, from its start), and
+    // the wait for the old read lease counts on it (recovery.ts, oldLeaseEndMs).
+    const recorded = await this.host.directoryConfig?.(given).catch(() => null);
+    const config = recorded && recorded.incarnation === given.incarnation && sequencerName(recorded) === sequencerName(given) ? recorded : given;
     this.host.prepare();
     const owner = () => this.alive && config.incarnation > this.closedThrough;
     const io = this.host.io(config);

@@ -511,3 +511,28 @@ describe("a removed replica whose destruction fails", () => {
     g.driver.stop();
   });
 });
+
+describe("a recovery given an older membership than the directory's", () => {
+  // A fenced sequencer recovers with its own config from its start; a change recorded since (a
+  // write-ahead, before its entry was ordered) is in the directory. The recovery fences, and
+  // counts the old read lease, by the directory's (recovery.ts, oldLeaseEndMs).
+  it("recovers with the directory's record when that names this sequencer", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.driver.stop();
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const newer = { ...config, members: [...membersOf(config), { id: "r4", location: null, voter: false }], lastReplicaNo: 4 };
+    let s = new MemorySequencerStorage();
+    const lifecycle = new SequencerLifecycle({
+      storage: () => s,
+      prepare: () => {},
+      wipe: async () => void (s = new MemorySequencerStorage()),
+      io: () => io,
+      inOffice: async () => true,
+      directoryConfig: async () => structuredClone(newer),
+    });
+    expect((await lifecycle.recover(config)).ok).toBe(true);
+    expect(membersOf(lifecycle.core!.config).map((m) => m.id)).toEqual(["r1", "r2", "r3", "r4"]);
+    lifecycle.stop();
+  });
+});
