@@ -83,7 +83,8 @@ export class SequencerLifecycle {
     const core = this.options.makeCore?.(storage, meta) ?? new SequencerCore(storage, meta);
     const io = this.host.io(meta.config);
     const driver = this.options.makeDriver?.(core, io) ?? new SequencerDriver(core, io);
-    io.onFenced = () => this.fenced(meta.config);
+    // Its membership now, not at its start: a recovery falls back to it if the directory cannot be read.
+    io.onFenced = () => this.fenced(core.config);
     this.driver = driver;
     // Entries ordered before a restart but not yet known committed: finish replicating them.
     driver.kickAll();
