@@ -14,7 +14,7 @@ import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
-import { TimeoutError, type VoteReply, withTimeout } from "../shared/protocol/io.js";
+import { TimeoutError, type VoteReply, cutOffOf, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
 import { clearFaults } from "./faults.js";
@@ -205,19 +205,6 @@ export async function withSequencer<T>(
   const r = await sequencerOf(env, record.config).recover(record.config);
   if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
   return call(sequencerOf(env, record.config), record);
-}
-
-/**
- * The `cutOffMs` a sequencer's 503 or 504 carries (driver.ts, refuse): of an answer, or the
- * longest among a batch's. Null when it has none.
- */
-function cutOffOf(answer: unknown): number | null {
-  const of = (a: unknown) => {
-    const x = a as { kind?: unknown; cutOffMs?: unknown } | null;
-    return x !== null && typeof x === "object" && (x.kind === "unavailable" || x.kind === "timeout") && typeof x.cutOffMs === "number" ? x.cutOffMs : null;
-  };
-  const all = (Array.isArray(answer) ? answer.map(of) : [of(answer)]).filter((x) => x !== null);
-  return all.length > 0 ? Math.max(...all) : null;
 }
 
 /**

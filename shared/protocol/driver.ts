@@ -223,8 +223,8 @@ export class SequencerDriver {
   private answer(outcome: Outcome | "timeout"): SubmitAnswer {
     if (outcome === "timeout") {
       const message = "the command was not confirmed in time; it may or may not take effect: retry with the same client and request";
-      const lostMs = this.quorumLostMs();
-      return this.cutOff() ? { kind: "timeout", message: `${message} (no quorum of voters has acknowledged this sequencer for ${lostMs} ms)`, cutOffMs: lostMs } : { kind: "timeout", message };
+      const lostMs = this.cutOffMs();
+      return lostMs === null ? { kind: "timeout", message } : { kind: "timeout", message: `${message} (no quorum of voters has acknowledged this sequencer for ${lostMs} ms)`, cutOffMs: lostMs };
     }
     if (outcome === "unordered") return { kind: "unavailable", message: "the sequencer stopped before ordering the command; retry" };
     if (outcome === null) {
@@ -573,15 +573,21 @@ export class SequencerDriver {
     return "this sequencer cannot reach a quorum of voters in time";
   }
 
-  /** No quorum for sequencerTimeoutMs, while serving. */
+  /** How long without a quorum, once that is sequencerTimeoutMs or more while serving (cut off); else null. */
+  private cutOffMs(): number | null {
+    if (this.stopped || this.core.fenced) return null;
+    const lostMs = this.quorumLostMs();
+    return lostMs >= sequencerTimeoutMs ? lostMs : null;
+  }
+
   private cutOff(): boolean {
-    return !this.stopped && !this.core.fenced && this.quorumLostMs() >= sequencerTimeoutMs;
+    return this.cutOffMs() !== null;
   }
 
   /** A 503 answer; past sequencerTimeoutMs without a quorum it says so (cutOffMs), which a router may act on. */
   private refuse(message: string): Unavailable {
-    const lostMs = this.quorumLostMs();
-    if (!this.cutOff()) return { kind: "unavailable", message };
+    const lostMs = this.cutOffMs();
+    if (lostMs === null) return { kind: "unavailable", message };
     return { kind: "unavailable", message: `${message}; no quorum of voters has acknowledged this sequencer for ${lostMs} ms`, cutOffMs: lostMs };
   }
 

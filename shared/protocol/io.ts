@@ -29,6 +29,19 @@ export interface VoteReply {
 /** `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may fail it over. */
 export type Unavailable = { kind: "unavailable"; message: string; cutOffMs?: number };
 
+/**
+ * The `cutOffMs` a sequencer's 503 or 504 carries (SequencerDriver.refuse): of an answer, or the
+ * longest among a batch's. Null when none has it. What a router (and the simulator's) acts on.
+ */
+export function cutOffOf(answer: unknown): number | null {
+  const of = (a: unknown) => {
+    const x = a as { kind?: unknown; cutOffMs?: unknown } | null;
+    return x !== null && typeof x === "object" && (x.kind === "unavailable" || x.kind === "timeout") && typeof x.cutOffMs === "number" ? x.cutOffMs : null;
+  };
+  const all = (Array.isArray(answer) ? answer.map(of) : [of(answer)]).filter((x) => x !== null);
+  return all.length > 0 ? Math.max(...all) : null;
+}
+
 export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | Unavailable;
 
 export type SubmitAnswer =

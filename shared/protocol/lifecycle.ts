@@ -150,13 +150,13 @@ export class SequencerLifecycle {
     if (this.core) return { ok: true, epoch: this.core.epoch };
     // Only the sequencer the directory names recovers: a deposed one restarted without storage
     // would fence its successor out, and the two would depose each other at ever higher epochs.
+    // (inOffice is the host's own answer: it knows which object it is, where `given` may name
+    // another; one directory read for both let the simulator's deposed objects recover.)
     if (this.host.inOffice && !(await this.host.inOffice(given).catch(() => false))) return { ok: false, reason: "the directory names another sequencer", deposed: true };
-    // With the directory's membership when it names this sequencer: a change is recorded there
-    // (write-ahead) before its entry is ordered, so it is never older than the membership the
-    // sequencer before held. The given one may be (a fenced sequencer's own, from its start), and
-    // the wait for the old read lease counts on it (recovery.ts, oldLeaseEndMs).
-    const recorded = await this.host.directoryConfig?.(given).catch(() => null);
-    const config = recorded && recorded.incarnation === given.incarnation && sequencerName(recorded) === sequencerName(given) ? recorded : given;
+    // With the directory's membership: a change is recorded there (write-ahead) before its entry
+    // is ordered, so it is never older than the membership the sequencer before held; the given
+    // one may be, and the wait for the old read lease counts on it (recovery.ts, oldLeaseEndMs).
+    const config = await this.named(given);
     this.host.prepare();
     const owner = () => this.alive && config.incarnation > this.closedThrough;
     const io = this.host.io(config);
@@ -185,6 +185,12 @@ export class SequencerLifecycle {
       .then((r) => {
         if (!r.ok && !r.deposed) this.host.recoveryFailed?.(config, r.reason);
       });
+  }
+
+  /** The directory's config if it names the sequencer `given` does, else `given` (also if it cannot be read). */
+  private async named(given: GroupConfig): Promise<GroupConfig> {
+    const d = await this.host.directoryConfig?.(given).catch(() => null);
+    return d && d.incarnation === given.incarnation && sequencerName(d) === sequencerName(given) ? d : given;
   }
 
   /** Creates the group's sequencer and replicas; idempotent for the same config and incarnation. */

@@ -1,7 +1,7 @@
 // Closed-loop clients: each issues random commands and reads, retries commands with the same
 // request id while the outcome is unknown, and records what it saw for the checkers.
 import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
-import { withTimeout } from "../../shared/protocol/io.js";
+import { cutOffOf, withTimeout } from "../../shared/protocol/io.js";
 import { nearestFirst } from "../../shared/geo.js";
 import type { Operation } from "./linearizability.js";
 import { simMachineFor } from "./machines.js";
@@ -54,12 +54,6 @@ interface Unresolved {
   call: number;
   request: number;
   command: unknown;
-}
-
-/** The longest `cutOffMs` among a sequencer's answers (null: none says it is cut off), as the router reads it. */
-function cutOffOf(answers: (SubmitAnswer | ReadIndexAnswer)[]): number | null {
-  const all = answers.flatMap((a) => ((a.kind === "unavailable" || a.kind === "timeout") && a.cutOffMs !== undefined ? [a.cutOffMs] : []));
-  return all.length > 0 ? Math.max(...all) : null;
 }
 
 export class SimClient {
@@ -235,7 +229,7 @@ export class SimClient {
       const seq = this.sequencer();
       const idx = await this.call<ReadIndexAnswer>(seq.node, `index ${this.name}`, () => seq.incarnation, () => seq.readIndex(), sequencerCallTimeoutMs);
       if (idx === null) await this.onUnreachable?.(this.name, seq.name);
-      else if (cutOffOf([idx]) !== null) await this.onUnreachable?.(this.name, seq.name, cutOffOf([idx])!);
+      else if (cutOffOf(idx) !== null) await this.onUnreachable?.(this.name, seq.name, cutOffOf(idx)!);
       if (idx?.kind !== "ok") return;
       minSeq = idx.seq;
     }

@@ -4,7 +4,9 @@ import { describe, expect, it } from "vitest";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
-import { cutOffConfirmMs, resendMs } from "../../shared/limits.js";
+import { commandTimeoutMs, cutOffConfirmMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
+import { cutOffOf } from "../../shared/protocol/io.js";
+import { directGroup } from "../support/direct.js";
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
 
@@ -187,4 +189,45 @@ describe("the cut-off PreVote's rounds", () => {
     const d = await preVote(failover, config, { lostMs: 5_500, ask: async () => 12_500 });
     expect(d).toMatchObject({ go: true });
   });
+});
+
+describe("a sequencer cut off from its replicas (no quorum for sequencerTimeoutMs)", () => {
+  /** Time running 50x faster than the wall clock, timers included. */
+  const fast = (() => {
+    const startMs = Date.now();
+    return {
+      nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
+      setTimer: (ms: number, fn: () => void) => {
+        const t = setTimeout(fn, ms / 50);
+        return () => clearTimeout(t);
+      },
+    };
+  })();
+
+  it("answers its waiting commands 504 at the next heartbeat and refuses new ones at once, each with cutOffMs", async () => {
+    const g = directGroup({ ...config, outputs: "majority" }, { entries: 10_000, slack: 1_000 }, fast);
+    g.driver.startHeartbeats();
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.down.add("r2");
+    g.down.add("r3");
+    const startedMs = fast.nowMs();
+    // Waits for a commit that cannot come: answered once cut off, not after commandTimeoutMs.
+    const waiting = await g.driver.submit("a", 2, { op: "put", key: "k", value: 2 });
+    const waitedMs = fast.nowMs() - startedMs;
+    expect(waiting).toMatchObject({ kind: "timeout", cutOffMs: expect.any(Number) });
+    expect(waitedMs).toBeLessThan(commandTimeoutMs);
+    expect((waiting as { cutOffMs: number }).cutOffMs).toBeGreaterThanOrEqual(sequencerTimeoutMs);
+    const refused = await g.driver.submit("a", 3, { op: "put", key: "k", value: 3 });
+    expect(refused).toMatchObject({ kind: "unavailable", cutOffMs: expect.any(Number), message: expect.stringMatching(/^only 1 voting replica reachable, 2 needed; no quorum/) });
+    // A retry of the committed command with outputs "majority" cannot be voted on: 504 at once.
+    expect(await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).toMatchObject({ kind: "timeout", cutOffMs: expect.any(Number) });
+    expect(await g.driver.readIndex()).toMatchObject({ kind: "unavailable", cutOffMs: expect.any(Number) });
+    expect(cutOffOf([waiting, refused])).toBe(Math.max((waiting as { cutOffMs: number }).cutOffMs, (refused as { cutOffMs: number }).cutOffMs));
+    // Back: it hears a quorum again, and says nothing of a cut-off any more.
+    g.down.clear();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(g.driver.quorumLostMs()).toBeLessThan(sequencerTimeoutMs);
+    expect(await g.driver.submit("a", 4, { op: "put", key: "k", value: 4 })).toMatchObject({ kind: "ok" });
+    g.driver.stop();
+  }, 20_000);
 });
