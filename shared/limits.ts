@@ -280,6 +280,14 @@ export const watchersPerReplicaMax = 1_000;
 /** A watch stream gets a `: keepalive` comment when it has been sent nothing this long (API.md: at most 15 s). */
 export const watchKeepaliveMs = 10_000;
 /**
+ * A replica that has heard nothing from a serving sequencer this long (cut off from it, or its
+ * sequencer cut off from the rest: the co-located replica) ends the watch streams open that long,
+ * and refuses a new watch while another replica can take it: its stream would only carry
+ * keepalives while the group writes on elsewhere. Twice the failover timeout, so a failover's own
+ * silence rarely ends a stream; checked with the keepalives (every watchKeepaliveMs / 2).
+ */
+export const watchSilenceMs = 2 * sequencerTimeoutMs;
+/**
  * Entries a prefix watch may pass over (filtered out) before it is told where it stands: an `id:`
  * block with no event, which a reconnect's Last-Event-ID then carries (also sent with a
  * keepalive). Well inside logRetentionEntries, so a quiet prefix's watcher can always resume.

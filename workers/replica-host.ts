@@ -12,7 +12,7 @@ import type { MachineName } from "../shared/api/types.js";
 import { realClock } from "./env.js";
 import { SqlReplicaStorage, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
-import { watchersPerReplicaMax } from "../shared/limits.js";
+import { watchSilenceMs, watchersPerReplicaMax } from "../shared/limits.js";
 import type { WatchSink } from "../shared/protocol/watch.js";
 import type { ErrorCode } from "../shared/api/errors.js";
 
@@ -89,6 +89,8 @@ export interface ReplicaHome {
   logTable: string;
   /** Deletes everything this replica stored (and nothing of its host's own). */
   erase(): Promise<void>;
+  /** How long the sequencer hosted here has been cut off from a quorum (the co-located replica's host). */
+  cutOffMs?: () => number;
 }
 
 /** Answers for a caller of another incarnation: as if this replica did not exist. */
@@ -107,6 +109,7 @@ export class ReplicaHost {
 
   constructor(private readonly home: ReplicaHome) {
     this.store = new SqlReplicaStorage(home.storage, home.storage.sql, home.logTable);
+    if (home.cutOffMs) this.driver.hostCutOffMs = home.cutOffMs;
   }
 
   /** Serves from persisted state, if any (under the object's blockConcurrencyWhile). */
@@ -176,6 +179,8 @@ export class ReplicaHost {
   /**
    * A watch stream (the router passes the request on): GET /watch?incarnation=&from=&prefix=,
    * answered with text/event-stream, or an API error (404, 410 compacted, 503 busy or quarantined).
+   * With `fresh=1` it is also a 503 (header x-smr-silent-ms) while this replica has heard nothing
+   * from a serving sequencer for watchSilenceMs: the router then asks the others first.
    */
   watch(request: Request): Response {
     const url = new URL(request.url);
@@ -184,6 +189,12 @@ export class ReplicaHost {
     const core = this.core;
     if (!core || this.incarnation !== incarnation) return apiError(404, "not_found", "no such replica");
     if (core.quarantined) return apiError(503, "unavailable", `replica ${core.id} is quarantined`, 1);
+    const silentMs = this.driver.silentMs();
+    if (url.searchParams.get("fresh") === "1" && silentMs >= watchSilenceMs) {
+      const res = apiError(503, "unavailable", `replica ${core.id} has heard nothing from its sequencer for ${silentMs} ms`, 1);
+      res.headers.set("x-smr-silent-ms", String(silentMs));
+      return res;
+    }
     const fromText = url.searchParams.get("from");
     const sink = new StreamSink(() => this.driver.watches.pump());
     // The first bytes at once (headers reach the client now), before any catch-up events.

@@ -23,6 +23,12 @@ export class ReplicaDriver implements ReplicaApi {
    * is not known). A fence reports how long ago, so the successor waits out the old read lease.
    */
   private ackedMs: number;
+  /**
+   * How long the sequencer hosted in the same object has been cut off (0 if none, or serving with
+   * a quorum). The co-located replica hears its host's heartbeats directly, so its own silence
+   * never shows that the sequencer it hears has lost the rest of the group.
+   */
+  hostCutOffMs: () => number = () => 0;
 
   constructor(
     public core: ReplicaCore | null,
@@ -31,7 +37,7 @@ export class ReplicaDriver implements ReplicaApi {
     this.heardMs = clock.nowMs();
     this.ackedMs = this.heardMs;
     this.watches = new WatchHub(
-      { appliedSeq: () => this.core?.appliedSeq ?? 0, readEvents: (from, limit) => this.core?.readEvents(from, limit) ?? [] },
+      { appliedSeq: () => this.core?.appliedSeq ?? 0, readEvents: (from, limit, bytesMax) => this.core?.readEvents(from, limit, bytesMax) ?? [], silentMs: () => this.silentMs() },
       clock,
     );
   }
@@ -111,6 +117,11 @@ export class ReplicaDriver implements ReplicaApi {
 
   position(): (ReplicaPosition & { quarantined: boolean }) | null {
     return this.core ? { ...this.core.position(), quarantined: this.core.quarantined } : null;
+  }
+
+  /** How long this replica has heard nothing from a serving sequencer (watches end past watchSilenceMs). */
+  silentMs(): number {
+    return Math.max(this.clock.nowMs() - this.heardMs, this.hostCutOffMs());
   }
 
   /** The PreVote: how long since this replica heard from the sequencer of its epoch. */

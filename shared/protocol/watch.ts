@@ -2,7 +2,7 @@
 // entry after its position, read from the replica's log and effects, so catching up and following
 // live are one path, and a watcher that falls behind (a slow reader) simply reads on from the log
 // when it drains: a queue that never grows past watchQueueBytesMax, and nothing is ever skipped.
-import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../limits.js";
+import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchSilenceMs, watchStallMs, watchersPerReplicaMax } from "../limits.js";
 import type { Clock } from "./io.js";
 import type { WatchText } from "./replica.js";
 
@@ -36,11 +36,14 @@ interface Watcher {
   /** The sink's takenBytes when last looked at, and since when it has not grown while bytes were queued. */
   takenBytes: number;
   stuckSinceMs: number;
+  openedMs: number;
 }
 
 export interface WatchSource {
   appliedSeq(): number;
   readEvents(fromSeq: number, limit: number, bytesMax: number): WatchText[] | "compacted";
+  /** How long the replica has heard nothing from a serving sequencer (0: in contact). */
+  silentMs(): number;
 }
 
 export class WatchHub {
@@ -65,7 +68,7 @@ export class WatchHub {
     const from = fromSeq ?? this.source.appliedSeq();
     if (from < this.source.appliedSeq() && this.source.readEvents(from, 0, watchPageBytesMax) === "compacted") return "compacted";
     const now = this.clock.nowMs();
-    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now };
+    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now, openedMs: now };
     this.watchers.push(w);
     this.armKeepalive();
     this.pump();
@@ -177,12 +180,32 @@ export class WatchHub {
     if (this.watchers.some((w) => w.sink.gone)) this.watchers = this.watchers.filter((w) => !w.sink.gone);
   }
 
+  /**
+   * Ends the streams open for watchSilenceMs once this replica has heard nothing from a serving
+   * sequencer for as long: each would carry only keepalives while the group writes on elsewhere
+   * (a replica cut off from the sequencer, which the routers still reach). Its client resumes with
+   * Last-Event-ID at a replica in contact (the router prefers those); a stream opened at a silent
+   * replica because none was in contact ends after its own watchSilenceMs, so it looks again.
+   */
+  private endSilent(now: number): void {
+    const silentMs = this.source.silentMs();
+    if (silentMs < watchSilenceMs) return;
+    for (const w of this.watchers) {
+      if (now - w.openedMs < watchSilenceMs) continue;
+      const at = w.idSeq < w.sentSeq ? `id: ${w.sentSeq}\n` : ""; // where a prefix watcher stands
+      w.sink.write(`: this replica has heard nothing from its sequencer for ${Math.round(silentMs / 1000)} s: reconnect with Last-Event-ID to follow one in contact\n${at}\n`);
+      w.sink.close();
+    }
+  }
+
   /** A comment to every watcher sent nothing for watchKeepaliveMs (a timer callback while any watch is open). */
   private armKeepalive(): void {
     if (this.cancelKeepalive) return;
     this.cancelKeepalive = this.clock.setTimer(watchKeepaliveMs / 2, () => {
       this.cancelKeepalive = null;
       const now = this.clock.nowMs();
+      this.endSilent(now);
+      this.prune();
       for (const w of this.watchers) {
         if (now - w.lastWriteMs < watchKeepaliveMs) continue;
         // With where the stream stands, if a prefix filter passed entries since the last id.

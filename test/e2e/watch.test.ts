@@ -14,7 +14,7 @@ interface Sse {
 }
 
 /** Opens a watch and collects its events until `enough` says so (or the stream ends); then aborts it. */
-async function watch(group: string, query: string, enough: (events: Sse[]) => boolean, headers: Record<string, string> = {}) {
+async function watch(group: string, query: string, enough: (events: Sse[]) => boolean, headers: Record<string, string> = {}, deadlineMs = 20_000) {
   const abort = new AbortController();
   const res = await fetch(`${server.url()}/v1/groups/${group}/watch${query}`, {
     headers: { authorization: `Bearer ${client}`, ...headers },
@@ -26,7 +26,7 @@ async function watch(group: string, query: string, enough: (events: Sse[]) => bo
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   let ended = false;
-  const deadline = setTimeout(() => abort.abort(), 20_000);
+  const deadline = setTimeout(() => abort.abort(), deadlineMs);
   try {
     while (!enough(events)) {
       const { value, done } = await reader.read();
@@ -184,4 +184,27 @@ describe("watch", () => {
     const resumed = await watch("wc", "", (e) => e.length >= 1, { "last-event-id": "1", "x-smr-near": "weur" });
     expect(resumed.events.map((e) => e.id)).toEqual([2]);
   });
+
+  it("ends the stream of a replica cut off from its sequencer; the reconnect resumes at one in contact with no gap", async () => {
+    expect((await call("PUT", "/v1/groups/wd", admin, { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] })).status).toBe(201);
+    await put("wd", "a", 1);
+    // Near weur: served by r2. Then r2 is cut off: the group writes on with r1 and r3.
+    const watching = watch("wd", "?from=0", () => false, { "x-smr-near": "weur" }, 40_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const cutMs = Date.now();
+    expect((await call("POST", "/v1/groups/wd/faults", admin, { target: "r2", fault: "unreachable" })).status).toBe(200);
+    try {
+      for (const [k, v] of [["b", 2], ["c", 3]] as const) expect((await put("wd", k, v)).status).toBe(200);
+      const r = await watching;
+      expect(r.ended).toBe(true); // it used to carry keepalives as long as the fault lasted
+      expect(Date.now() - cutMs).toBeGreaterThanOrEqual(9_000); // watchSilenceMs, not a dropped connection
+      expect(r.events.map((e) => e.id)).toEqual([1]);
+      expect(r.comments.at(-1)).toMatch(/^: this replica has heard nothing from its sequencer for \d+ s: reconnect with Last-Event-ID/);
+      const resumed = await watch("wd", "", (e) => e.length >= 2, { "last-event-id": "1", "x-smr-near": "weur" });
+      expect(resumed.events.map((e) => e.id)).toEqual([2, 3]);
+      expect(resumed.events.map((e) => e.data.changes)).toEqual([[["b", 2]], [["c", 3]]]);
+    } finally {
+      await call("POST", "/v1/groups/wd/faults", admin, { target: "r2", fault: "none" });
+    }
+  }, 60_000);
 });

@@ -2,9 +2,11 @@
 // bounded and it catches up from the log when it drains, a watcher behind the retained log is
 // ended, watchers per replica are bounded, keep-alives flow while idle.
 import { describe, expect, it } from "vitest";
-import { watchIdGapEntries, watchKeepaliveMs, watchQueueBytesMax, watchQueuesBytesMax, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
+import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchQueueBytesMax, watchQueuesBytesMax, watchSilenceMs, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
 import type { WatchText } from "../../shared/protocol/replica.js";
 import { type WatchSink, WatchHub } from "../../shared/protocol/watch.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { directGroup } from "../support/direct.js";
 
 class FakeSink implements WatchSink {
   texts: string[] = [];
@@ -44,6 +46,8 @@ function world() {
   const timers: { at: number; fn: () => void }[] = [];
   const log: { seq: number; key: string; size: number }[] = [];
   let base = 0;
+  /** Since when the replica has heard nothing from its sequencer (null: in contact). */
+  let silentSinceMs: number | null = null;
   const clock = {
     nowMs: () => now,
     setTimer: (ms: number, fn: () => void) => {
@@ -66,6 +70,7 @@ function world() {
       }
       return page;
     },
+    silentMs: () => (silentSinceMs === null ? 0 : now - silentSinceMs),
   };
   const hub = new WatchHub(source, clock);
   return {
@@ -76,6 +81,13 @@ function world() {
     },
     compactTo(seq: number) {
       base = seq;
+    },
+    /** The replica stops hearing from its sequencer (cut off from it), or hears again. */
+    cutOff() {
+      silentSinceMs = now;
+    },
+    hear() {
+      silentSinceMs = null;
     },
     advance(ms: number) {
       now += ms;
@@ -232,5 +244,57 @@ describe("watch hub", () => {
     w.compactTo(100);
     const resumed = new FakeSink();
     expect(w.hub.open(resumed, s.ids().at(-1)!, "rare/")).toBe("ok");
+  });
+
+  it("ends the streams of a replica that has heard nothing from its sequencer for watchSilenceMs, where they would carry only keepalives", () => {
+    const w = world();
+    const old = new FakeSink();
+    w.hub.open(old, null, "a/");
+    w.apply("a/1");
+    w.apply("b/2"); // passed over by the prefix: the last words tell where the stream stands
+    w.cutOff();
+    w.advance(watchSilenceMs - watchKeepaliveMs / 2);
+    expect(old.closed).toBe(false); // not silent long enough yet
+    const recent = new FakeSink();
+    w.hub.open(recent, null, null); // a watch opened at the silent replica (none other could serve)
+    w.advance(watchKeepaliveMs / 2);
+    expect(old.closed).toBe(true);
+    expect(old.texts.at(-1)).toMatch(/^: this replica has heard nothing from its sequencer for 10 s: reconnect with Last-Event-ID to follow one in contact\nid: 2\n\n$/);
+    expect(recent.closed).toBe(false); // open for less than watchSilenceMs: it waits its own turn
+    expect(w.hub.count).toBe(1);
+    w.advance(watchSilenceMs);
+    expect(recent.closed).toBe(true);
+    // In contact again: nothing ends.
+    w.hear();
+    const later = new FakeSink();
+    w.hub.open(later, null, null);
+    w.advance(3 * watchSilenceMs);
+    expect(later.closed).toBe(false);
+  });
+});
+
+describe("a replica's watch source", () => {
+  it("reads pages of at most watchPageBytesMax from the replica's log (it read the log's 4 MiB pages)", async () => {
+    const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    const value = "v".repeat(60 * 1024);
+    for (let r = 1; r <= 20; r++) expect((await g.driver.submit("big", r, { op: "put", key: `k${r}`, value })).kind).toBe("ok");
+    g.driver.stop?.();
+    const replica = [...g.replicas.values()].find((d) => (d.core?.appliedSeq ?? 0) >= 20)!;
+    const s = new FakeSink(true);
+    expect(replica.watches.open(s, 0, null)).toBe("ok");
+    // The first page: events of 120 KiB (the command and its change) up to the bound, at least one.
+    expect(s.texts[0]!.length).toBeLessThanOrEqual(watchPageBytesMax + 130 * 1024);
+    expect(s.texts.length).toBeGreaterThan(1);
+    replica.watches.closeAll();
+  });
+
+  it("counts the silence of the sequencer hosted in the same object (the co-located replica hears it, cut off from the rest)", () => {
+    let now = 1_000_000;
+    const d = new ReplicaDriver(null, { nowMs: () => now, setTimer: () => () => {} });
+    now += 2_000;
+    expect(d.silentMs()).toBe(2_000);
+    d.hostCutOffMs = () => 12_000;
+    expect(d.silentMs()).toBe(12_000);
   });
 });

@@ -99,6 +99,56 @@ describe("nearest reads", () => {
   });
 });
 
+describe("a watch at a replica cut off from its sequencer", () => {
+  /** r<id> stops hearing from the sequencer (appends dropped), and has heard nothing for a minute. */
+  async function silence(group: string, id: string) {
+    await runInDurableObject(replicaObject(group, id), (inst: ReplicaObject) => {
+      const driver = (inst as any).replica.driver;
+      driver.append = async () => {
+        throw new Error("injected: appends lost on the way");
+      };
+      driver.heardMs -= 60_000;
+    });
+  }
+
+  async function watchAt(group: string, near: string) {
+    const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/watch?from=0`, { headers: { authorization: `Bearer ${clientToken}`, "x-smr-near": near } });
+    await res.body?.cancel();
+    return { status: res.status, replica: res.headers.get("x-smr-replica") };
+  }
+
+  it("goes to the nearest replica in contact; to a silent one only when none is (API.md: the healthy replica nearest the caller)", async () => {
+    await createGroup("near-watch", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-watch", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    expect(await watchAt("near-watch", "weur")).toEqual({ status: 200, replica: "r2" });
+    await silence("near-watch", "r2");
+    // r2 answers the router, but its stream would carry only keepalives: weur -> wnam is next.
+    expect(await watchAt("near-watch", "weur")).toEqual({ status: 200, replica: "r1" });
+    await silence("near-watch", "r1");
+    await silence("near-watch", "r3");
+    // None in contact (the whole group is failing over): the nearest serves what it has.
+    expect(await watchAt("near-watch", "weur")).toEqual({ status: 200, replica: "r2" });
+  });
+
+  it("counts, at the co-located replica, how long its host sequencer has been cut off: it hears the heartbeats, the others do not", async () => {
+    await createGroup("near-host", { machine: "kv", replicas: 3 });
+    expect((await command("near-host", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    for (const id of ["r2", "r3"]) {
+      await runInDurableObject(replicaObject("near-host", id), (inst: ReplicaObject) => {
+        (inst as any).replica.driver.append = async () => {
+          throw new Error("injected: appends lost on the way");
+        };
+      });
+    }
+    await new Promise((r) => setTimeout(r, 11_000));
+    await runInDurableObject(replicaObject("near-host", "r1"), (inst: ReplicaObject) => {
+      const driver = (inst as any).replica.driver;
+      expect(Date.now() - driver.heardMs).toBeLessThan(3_000); // its host's heartbeats
+      expect(driver.silentMs()).toBeGreaterThanOrEqual(10_000); // the host's cut-off
+    });
+  }, 30_000);
+});
+
 describe("a watch resumed while the sequencer is slow", () => {
   it("is served by a replica without waiting out the sequencer's call (the log's end is asked for 1 s at most)", async () => {
     await createGroup("watch-slow", { machine: "kv", replicas: 3, colocate: false });
@@ -110,7 +160,12 @@ describe("a watch resumed while the sequencer is slow", () => {
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     let text = "";
-    while (!text.includes("id: 3\n")) text += new TextDecoder().decode((await reader.read()).value);
+    // Entry 2 (3's commit may reach the replicas only with the slowed next append).
+    while (!text.includes("id: 2\nevent: entry\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the watch ended before entry 2: ${text}`);
+      text += new TextDecoder().decode(value);
+    }
     await reader.cancel();
     expect(text).toMatch(/id: 2\nevent: entry\n/);
     // The sequencer's call would have answered after 15 s (its timeout): far sooner, it did not wait.

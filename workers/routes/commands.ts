@@ -6,7 +6,7 @@ import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
-import { pastEndCheckMs, readWaitMs, routeCacheMs } from "../../shared/limits.js";
+import { pastEndCheckMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf } from "../auth.js";
@@ -15,9 +15,10 @@ import * as groups from "../groups.js";
 import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";
 import type { ReadAnswer } from "../replica.js";
 import type { SubmitAnswer } from "../sequencer.js";
-import { type ReadIndexAnswer, withTimeout } from "../../shared/protocol/io.js";
+import { type ReadIndexAnswer, TimeoutError, withTimeout } from "../../shared/protocol/io.js";
 import { type RequestPlace, hintOf, isLocationHint, locationHints, nearestFirst } from "../../shared/geo.js";
 import type { App } from "../http.js";
+import type { GroupConfig } from "../../shared/protocol/types.js";
 
 export const commandRoutes = new Hono<App>();
 
@@ -199,6 +200,8 @@ commandRoutes.post("/:group/query", async (c) => {
 /**
  * A change feed from the nearest replica that can serve it (API.md "Watch"): the replica's own
  * text/event-stream, passed through. `Last-Event-ID` (a reconnect) takes precedence over `from`.
+ * Replicas in contact with a serving sequencer come first: one that has heard nothing for
+ * watchSilenceMs (cut off from it) answers 503 and is asked again only if no other can serve.
  */
 commandRoutes.get("/:group/watch", async (c) => {
   const group = groupParam(c);
@@ -214,14 +217,30 @@ commandRoutes.get("/:group/watch", async (c) => {
   if (from !== undefined) params.set("from", String(from));
   if (q.prefix) params.set("prefix", q.prefix);
   let compacted: Response | null = null;
-  for (const r of nearestFirst(groups.replicasOf(record), nearOf(c))) {
-    const stub = replicaStub(c.env, record.config, r.id, r.location);
-    const res = await stub.fetch(`https://replica/watch?${params}`).catch(() => null);
-    if (res?.status === 200) return endOnRevoke(c, res);
-    if (res?.status === 410) compacted = res;
-    else await res?.body?.cancel();
+  const silent: ReturnType<typeof groups.replicasOf> = [];
+  for (const [pass, replicas] of [["fresh", nearestFirst(groups.replicasOf(record), nearOf(c))], ["any", silent]] as const) {
+    for (const r of replicas) {
+      const res = await openWatch(c, record.config, r, `${params}${pass === "fresh" ? "&fresh=1" : ""}`);
+      if (res?.status === 200) return endOnRevoke(c, res);
+      if (res?.status === 410) compacted = res;
+      else await res?.body?.cancel();
+      if (pass === "fresh" && res?.headers.has("x-smr-silent-ms")) silent.push(r);
+    }
   }
   if (compacted) return compacted;
   groups.forget(group);
   throw new ApiError("unavailable", "no replica can serve this watch now", 1);
 });
+
+/**
+ * One replica's answer to a watch, or null if it does not answer within replicaRpcTimeoutMs (a
+ * replica that hung used to hold the watch request without end). A late answer's stream is
+ * cancelled, so the replica drops that watcher.
+ */
+async function openWatch(c: Context<App>, config: GroupConfig, r: { id: string; location: string | null }, params: string): Promise<Response | null> {
+  const pending = replicaStub(c.env, config, r.id, r.location).fetch(`https://replica/watch?${params}`);
+  return withTimeout(realClock, pending, replicaRpcTimeoutMs, `replica ${r.id}'s watch`).catch((err) => {
+    if (err instanceof TimeoutError) pending.then((late) => late.body?.cancel(), () => undefined);
+    return null;
+  });
+}
