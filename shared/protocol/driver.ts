@@ -17,6 +17,7 @@ import {
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
   sequencerTimeoutMs,
+  sessionRequestsMax,
   holdMessageMs,
   holdWhenWaitingMin,
 } from "../limits.js";
@@ -38,7 +39,12 @@ interface Deadline {
   expire: () => void;
 }
 
-const expiredMessage = "request id is older than the client's session window; use a new request id";
+/**
+ * A request id at or below the client's window floor: it may have run and been forgotten, so it is
+ * refused, never run again. A client choosing random ids meets it with brand-new ones once its
+ * window is full: the message says that ids must increase.
+ */
+const expiredMessage = `request id is at or below the lowest one this client's session window remembers (the newest ${sessionRequestsMax} or more are kept): it may have run already, so it is not run; use request ids that increase per client, above every earlier one`;
 
 export class SequencerDriver {
   /**
