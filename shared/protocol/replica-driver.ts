@@ -29,6 +29,7 @@ export class ReplicaDriver implements ReplicaApi {
    * never shows that the sequencer it hears has lost the rest of the group.
    */
   hostCutOffMs: () => number = () => 0;
+  private cancelSilenceCheck: (() => void) | null = null;
 
   constructor(
     public core: ReplicaCore | null,
@@ -46,7 +47,10 @@ export class ReplicaDriver implements ReplicaApi {
     if (!this.core) return { ok: false, reason: "not_initialized" };
     const appliedBefore = this.core.appliedSeq;
     const resp = this.core.append(req);
-    if (resp.ok || resp.reason !== "stale_epoch") this.heardMs = this.ackedMs = this.clock.nowMs();
+    if (resp.ok || resp.reason !== "stale_epoch") {
+      this.heard();
+      this.ackedMs = this.heardMs;
+    }
     if (resp.ok && resp.appliedSeq > appliedBefore) {
       this.wakeWaiters();
       if (this.watches.count > 0) this.watches.pump();
@@ -111,7 +115,7 @@ export class ReplicaDriver implements ReplicaApi {
     const r = this.core?.fence(epoch, by) ?? null;
     if (!r) return null;
     // A new sequencer is recovering: give it the whole timeout before voting it gone.
-    if (r.accepted) this.heardMs = this.clock.nowMs();
+    if (r.accepted) this.heard();
     return { ...r, ackedAgoMs: this.clock.nowMs() - this.ackedMs };
   }
 
@@ -121,13 +125,44 @@ export class ReplicaDriver implements ReplicaApi {
 
   /** How long this replica has heard nothing from a serving sequencer (watches end past watchSilenceMs). */
   silentMs(): number {
-    return Math.max(this.clock.nowMs() - this.heardMs, this.hostCutOffMs());
+    return Math.max(this.clock.nowMs() - this.lastHeardMs(), this.hostCutOffMs());
+  }
+
+  /**
+   * When it last heard from its epoch's sequencer: in memory since this start, or, if it started
+   * in a silence it had recorded (an object evicted while nothing reached it), the recorded start
+   * of that silence, so a restart does not count as contact.
+   */
+  private lastHeardMs(): number {
+    return Math.min(this.heardMs, this.core?.config.silentSinceMs ?? Infinity);
+  }
+
+  private heard(): void {
+    this.heardMs = this.clock.nowMs();
+    this.core?.noteSilence(null);
+    this.watchSilence();
+  }
+
+  /**
+   * One timer at a time (not one per append): once sequencerTimeoutMs have passed without
+   * contact, the start of the silence is written down (one write per silence, none while it hears).
+   */
+  private watchSilence(): void {
+    if (this.cancelSilenceCheck || !this.core) return;
+    const dueMs = Math.max(0, this.heardMs + sequencerTimeoutMs - this.clock.nowMs());
+    this.cancelSilenceCheck = this.clock.setTimer(dueMs, () => {
+      this.cancelSilenceCheck = null;
+      if (!this.core) return;
+      if (this.clock.nowMs() - this.heardMs < sequencerTimeoutMs) return this.watchSilence();
+      if (this.core.config.silentSinceMs === undefined) this.core.noteSilence(this.heardMs);
+    });
   }
 
   /** The PreVote: how long since this replica heard from the sequencer of its epoch. */
   vote(): VoteReply | null {
     if (!this.core) return null;
-    const heardAgoMs = this.clock.nowMs() - this.heardMs;
+    this.watchSilence(); // woken by this vote: its silence from now on is recorded too
+    const heardAgoMs = this.clock.nowMs() - this.lastHeardMs();
     return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac };
   }
 
@@ -200,6 +235,8 @@ export class ReplicaDriver implements ReplicaApi {
   /** Drops the core (storage gone or memory lost); waiting reads end. */
   detach(): void {
     this.core = null;
+    this.cancelSilenceCheck?.();
+    this.cancelSilenceCheck = null;
     this.watches.closeAll();
     const waiters = this.waiters;
     this.waiters = [];

@@ -63,6 +63,13 @@ export interface ReplicaMeta {
   fencedBy?: { epoch: number; by: string };
   /** The membership after the last config entry applied (a recovery starts from it: see Membership). */
   membership?: Membership | null;
+  /**
+   * Since when this replica has heard nothing from its epoch's sequencer, written once it has been
+   * silent for sequencerTimeoutMs (ReplicaDriver) and cleared when it hears again. An object
+   * evicted while nothing reached it used to count its next start as contact, so each PreVote that
+   * woke it got "not gone" again, and a cut-off sequencer of a quiet group was never failed over.
+   */
+  silentSinceMs?: number;
 }
 
 /** What a sequencer knows when it re-creates a replica that lost its storage (see ReplicaMeta.rejoinSeq). */
@@ -290,6 +297,12 @@ export class ReplicaCore {
 
   get quarantined(): boolean {
     return this.meta.quarantined;
+  }
+
+  /** Records since when this replica has heard nothing from its sequencer (null: it hears it). */
+  noteSilence(sinceMs: number | null): void {
+    if ((this.meta.silentSinceMs ?? null) === sinceMs) return;
+    this.saveMeta({ silentSinceMs: sinceMs ?? undefined });
   }
   get config(): Readonly<ReplicaMeta> {
     return this.meta;

@@ -151,29 +151,30 @@ describe("automatic failover (workerd)", () => {
     await api("POST", "/v1/groups/wqf/faults", { target: "sequencer", fault: "none" });
   }, 60_000);
 
-  it("the failover event's downMs counts the outage the router saw, even when the voters restarted meanwhile", async () => {
+  it("voters restarted in a silence vote from it (a quiet group's cut-off sequencer is failed over), and downMs counts the outage", async () => {
     await createGroup("wdm", { machine: "kv", replicas: 3 });
     expect((await command("wdm", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
     await api("POST", "/v1/groups/wdm/faults", { target: "sequencer", fault: "unreachable" });
     const cutAt = Date.now();
     expect([503, 504]).toContain((await command("wdm", { op: "put", key: "b", value: 2 }, "w", 2)).status);
     await new Promise((res) => setTimeout(res, sequencerTimeoutMs + 1_000));
-    // r2 and r3 restart (as an evicted object does): each has heard nothing since its start, so
-    // it votes the sequencer gone only sequencerTimeoutMs later, and its heardAgoMs is that short.
+    // r2 and r3 restart (as an object evicted while nothing reached it does). Each had written
+    // down since when it heard nothing, so it votes the sequencer gone at once: it used to count
+    // its start as contact and vote gone only sequencerTimeoutMs later, and a PreVote that woke it
+    // after each eviction (a quiet group: one request every 15 s under Miniflare) never got a quorum.
     for (const id of ["r2", "r3"]) {
       await runInDurableObject(replicaObject("wdm", id), (_inst, state) => state.abort("restart")).catch(() => undefined);
     }
+    const restartedAt = Date.now();
     let w = { status: 0, body: null as any };
     while (w.status !== 200 && Date.now() - cutAt < 4 * sequencerTimeoutMs) {
       w = await command("wdm", { op: "put", key: "b", value: 2 }, "w", 2);
       if (w.status !== 200) await new Promise((res) => setTimeout(res, 250));
     }
     expect(w.status, JSON.stringify(w.body)).toBe(200);
+    expect(Date.now() - restartedAt).toBeLessThan(sequencerTimeoutMs);
     const outageMs = Date.now() - cutAt;
-    expect(outageMs).toBeGreaterThan(2 * sequencerTimeoutMs);
     const event = (await api("GET", "/v1/groups/wdm/events", undefined, clientToken)).body.events.find((e: any) => e.kind === "failover");
-    // Counted from the voters' restart (the bug), it would be about outageMs - 6 s; the slack
-    // leaves room for the recovery and the write's answer on a busy machine.
     expect(event.downMs).toBeGreaterThan(outageMs - 3_000);
     expect(event.downMs).toBeLessThanOrEqual(outageMs);
   }, 40_000);
