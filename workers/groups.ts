@@ -14,7 +14,7 @@ import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
-import { TimeoutError, type VoteReply, cutOffOf, withTimeout } from "../shared/protocol/io.js";
+import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
 import { clearFaults } from "./faults.js";
@@ -177,6 +177,7 @@ export async function withSequencer<T>(
     try {
       record = await failover(env, group, sequencerName(record.config), String(err));
       answer = await call(sequencerOf(env, record.config), record);
+      if (command) answer = unsureAfter(answer, null);
     } catch (failed) {
       if (command && failed instanceof ApiError && failed.code === "unavailable") {
         throw new ApiError("timeout", `${failed.message}; the command may or may not take effect: retry with the same client and request`);
@@ -191,11 +192,13 @@ export async function withSequencer<T>(
     const moved = await failover(env, group, sequencerName(record.config), `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
     if (moved) {
       record = moved;
+      const earlier = answer;
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`).catch((err) => {
         if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
         if (!command) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${String(err)})`, 1);
         throw new ApiError("timeout", `the new sequencer of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
       });
+      if (command) answer = unsureAfter(answer, earlier);
     }
   }
   if (!missing(answer)) return answer;

@@ -119,6 +119,26 @@ function retryReason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A failure that leaves the command's outcome unknown: it may have been ordered. */
+function outcomeUnknown(err: unknown): boolean {
+  return err instanceof ApiRequestError ? err.code === "network" || err.status === 504 : true;
+}
+
+const unknownNote = "an earlier attempt's outcome is unknown: the command may or may not take effect; retry with the same client and request";
+
+function unknownAfterCode(message: string): { code: "timeout"; message: string } {
+  return { code: "timeout", message: `${message}; ${unknownNote}` };
+}
+
+/**
+ * The error to report when an earlier attempt's outcome was unknown: a 503 says only that this
+ * attempt was not ordered (the earlier one may yet be), so it is reported as a 504.
+ */
+function unknownAfter(err: unknown): unknown {
+  if (!(err instanceof ApiRequestError) || err.status !== 503 || err.code !== "unavailable") return err;
+  return new ApiRequestError(504, "timeout", `${err.message.replace(/^503 unavailable: /, "")}; ${unknownNote}`);
+}
+
 /** Errors a retry cannot fix end a watch; anything else (a dropped stream, 503, 504) is retried. */
 const watchFatal = new Set([400, 401, 403, 404, 409, 410, 413]);
 
@@ -301,6 +321,7 @@ export class SmrClient {
   async submit(group: string, command: unknown, request = this.nextRequest++): Promise<CommandResult> {
     const attempts = this.opts.attemptsMax ?? clientAttemptsMax;
     let pauseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
+    let unsure = false; // an attempt's outcome was unknown: a later 503 no longer means "not ordered"
     for (let attempt = 1; ; attempt++) {
       try {
         const r = await this.request<CommandResult>("POST", `/v1/groups/${group}/commands`, {
@@ -311,7 +332,8 @@ export class SmrClient {
         this.keepBookmark(group, r.bookmark);
         return r;
       } catch (err) {
-        if (!retriable(err) || attempt >= attempts) throw err;
+        if (!retriable(err) || attempt >= attempts) throw unsure ? unknownAfter(err) : err;
+        unsure ||= outcomeUnknown(err);
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs);
         pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
@@ -333,6 +355,8 @@ export class SmrClient {
     let bookmark: string | undefined;
     const attempts = this.opts.attemptsMax ?? clientAttemptsMax;
     let pauseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
+    /** Items an attempt left unknown (a 504, a failed request): a later 503 for one is reported as a timeout. */
+    const unsure = new Set<number>();
     for (let attempt = 1; ; attempt++) {
       let answer: BatchResult | undefined;
       try {
@@ -341,7 +365,8 @@ export class SmrClient {
           commands: pending.map((i) => items[i]),
         });
       } catch (err) {
-        if (!retriable(err) || attempt >= attempts) throw err;
+        if (!retriable(err) || attempt >= attempts) throw unsure.size > 0 ? unknownAfter(err) : err;
+        if (outcomeUnknown(err)) for (const i of pending) unsure.add(i);
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
       }
       if (answer) {
@@ -350,6 +375,8 @@ export class SmrClient {
         answer.results.forEach((r, j) => {
           const i = pending[j]!;
           results[i] = r;
+          if ("error" in r && r.error.code === "unavailable" && unsure.has(i)) results[i] = { error: unknownAfterCode(r.error.message) };
+          if ("error" in r && r.error.code === "timeout") unsure.add(i);
           if ("error" in r && (r.error.code === "timeout" || r.error.code === "unavailable")) again.push(i);
         });
         pending = again;

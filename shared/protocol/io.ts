@@ -42,6 +42,29 @@ export function cutOffOf(answer: unknown): number | null {
   return all.length > 0 ? Math.max(...all) : null;
 }
 
+/**
+ * A command sent again to a successor after its first call's outcome was unknown (the call failed
+ * or timed out, or the old sequencer answered 504): a refusal now (503, "certainly not ordered")
+ * speaks only of this call, while the first may sit in a replica's log that the successor
+ * recovers and commits. Such refusals become timeouts (504: retry with the same pair). `earlier`:
+ * the first answer (per item for a batch), or null when the call itself failed (every item
+ * unknown); an item refused then (503) stays as it is answered now.
+ */
+export function unsureAfter<T>(answer: T, earlier: unknown): T {
+  const unknownAt = (i: number) => {
+    if (earlier === null) return true;
+    const e = (Array.isArray(earlier) ? earlier[i] : earlier) as { kind?: unknown } | undefined;
+    return e?.kind !== "unavailable" && e?.kind !== "ok" && e?.kind !== "conflict";
+  };
+  const unsure = (a: unknown, i: number) => {
+    const x = a as { kind?: unknown; message?: unknown } | null;
+    if (!x || (x.kind !== "unavailable" && x.kind !== "not_found") || !unknownAt(i)) return a;
+    const why = typeof x.message === "string" ? x.message : "no sequencer serving yet";
+    return { kind: "timeout", message: `${why}; an earlier call's outcome is unknown: the command may or may not take effect, retry with the same client and request` };
+  };
+  return (Array.isArray(answer) ? answer.map(unsure) : unsure(answer, 0)) as T;
+}
+
 export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | Unavailable;
 
 export type SubmitAnswer =

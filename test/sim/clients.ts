@@ -143,9 +143,12 @@ export class SimClient {
     for (let attempt = 1; attempt <= attemptsMax && open.length > 0; attempt++) {
       const seq = this.sequencer();
       const items = open.map((o) => ({ request: o.request, command: structuredClone(o.command) }));
-      const answers = await this.call<SubmitAnswer[]>(seq.node, `submit ${this.name}/${items[0]!.request}+${items.length}`, () => seq.incarnation, () =>
-        seq.submitBatch(this.name, items), sequencerCallTimeoutMs,
-      );
+      const label = `submit ${this.name}/${items[0]!.request}+${items.length}`;
+      const answers = await this.call<SubmitAnswer[]>(seq.node, label, () => seq.incarnation, () => seq.submitBatch(this.name, items), sequencerCallTimeoutMs);
+      // A Durable Object RPC is not delivered twice, so a 503 there speaks for the one call. This
+      // network duplicates any message: a copy refused (503, "recovering") and another ordered a
+      // moment later (seed 1042938228) leave the outcome unknown, as for a lost answer.
+      const duplicated = this.net.duplicated.has(label);
       if (answers === null) await this.onUnreachable?.(this.name, seq.name);
       else if (cutOffOf(answers) !== null) await this.onUnreachable?.(this.name, seq.name, cutOffOf(answers)!);
       for (let i = open.length - 1; i >= 0; i--) {
@@ -159,7 +162,7 @@ export class SimClient {
         } else if (a?.kind === "conflict") {
           this.history.unexpected.push(`${this.name}/${o.request}: conflict for a request id used once: ${a.message}`);
           open.splice(i, 1);
-        } else if (a?.kind !== "unavailable") {
+        } else if (a?.kind !== "unavailable" || duplicated) {
           o.unknown = true;
         }
       }

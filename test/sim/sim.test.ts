@@ -80,6 +80,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     await clean({ seed: 2032590062, ops: 300, replicas: 3, faults: ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "corrupt"] });
   });
 
+  it("regression: seed 1042938228 (a duplicated submit: one copy refused 503 'recovering', the other ordered; the harness took the command as certainly not ordered)", async () => {
+    await clean({ seed: 1042938228, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true });
+  });
+
   it("regression: seeds 253300275 and 2021705378 (the harness held a rebuilt replica to its pre-transfer position and treated reads served before the rebuild as healthy)", async () => {
     for (const seed of [253300275, 2021705378]) await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds] });
   });

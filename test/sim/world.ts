@@ -132,6 +132,8 @@ export interface NetworkFaults {
 /** Delivers messages between named nodes with loss, duplication, delay and partitions. */
 export class Network {
   faults: NetworkFaults = { dropP: 0, duplicateP: 0, jitterMs: 0 };
+  /** The labels of messages sent twice (a client's submits look here: see SimClient.submitBatch). */
+  readonly duplicated = new Set<string>();
   /** Nodes cut off from every other node. */
   readonly isolated = new Set<string>();
   /** Nodes that are down (crashed): they neither send nor receive. */
@@ -203,6 +205,7 @@ export class Network {
       return;
     }
     const copies = rng.chance(this.faults.duplicateP) ? 2 : 1;
+    if (copies > 1 && this.duplicated.size < 100_000) this.duplicated.add(what);
     for (let i = 0; i < copies; i++) {
       const baseMs = this.location.size > 0 ? Math.max(1, Math.round(rttMs(this.placeOf(from), this.placeOf(to)) / 2)) : 1;
       const delayMs = baseMs + (this.faults.jitterMs > 0 ? rng.int(this.faults.jitterMs) : 0) + this.slowMs(from) + this.slowMs(to) + (severedMs ?? 0);

@@ -319,4 +319,29 @@ describe("client snapshot and restore", () => {
     expect(await client.metrics("g")).toContain("smr_group_commit_seq");
     expect(calls[0]!.url.search).toBe("?group=g");
   });
+
+  it("reports a last 503 after an earlier 504 as a 504: the first attempt may still be ordered", async () => {
+    const answers = [errorBody(504, "timeout"), errorBody(503, "unavailable", "recovering")];
+    const { client } = clientWith(() => answers.shift()!, { attemptsMax: 2 });
+    const err = (await client.submit("g", { op: "incr", key: "n", by: 1 }, 1).catch((e: unknown) => e)) as ApiRequestError;
+    expect(err).toBeInstanceOf(ApiRequestError);
+    expect(err.status).toBe(504);
+    expect(err.code).toBe("timeout");
+    expect(err.message).toMatch(/recovering; an earlier attempt's outcome is unknown/);
+    // 503s only: certainly not ordered, reported as such.
+    const refusals = [errorBody(503, "unavailable"), errorBody(503, "unavailable")];
+    const only503 = clientWith(() => refusals.shift()!, { attemptsMax: 2 });
+    expect(((await only503.client.submit("g", { op: "incr", key: "n", by: 1 }, 1).catch((e: unknown) => e)) as ApiRequestError).status).toBe(503);
+  });
+
+  it("in a batch, an item answered 503 after an earlier timeout is reported as a timeout", async () => {
+    const answers = [
+      Response.json({ results: [{ error: { code: "timeout", message: "t" } }, { error: { code: "unavailable", message: "u" } }], bookmark: "b1.0.0" }),
+      Response.json({ results: [{ error: { code: "unavailable", message: "recovering" } }, { error: { code: "unavailable", message: "recovering" } }], bookmark: "b1.0.0" }),
+    ];
+    const { client } = clientWith(() => answers.shift()!, { attemptsMax: 2 });
+    const r = await client.submitBatch("g", [{ command: { op: "incr", key: "a", by: 1 } }, { command: { op: "incr", key: "b", by: 1 } }]);
+    expect(r.results[0]).toEqual({ error: { code: "timeout", message: expect.stringMatching(/^recovering; an earlier attempt's outcome is unknown/) } });
+    expect(r.results[1]).toEqual({ error: { code: "unavailable", message: "recovering" } });
+  });
 });

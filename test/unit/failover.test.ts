@@ -5,7 +5,7 @@ import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
 import { commandTimeoutMs, cutOffConfirmMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
-import { cutOffOf } from "../../shared/protocol/io.js";
+import { cutOffOf, unsureAfter } from "../../shared/protocol/io.js";
 import { directGroup } from "../support/direct.js";
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
@@ -230,4 +230,18 @@ describe("a sequencer cut off from its replicas (no quorum for sequencerTimeoutM
     expect(await g.driver.submit("a", 4, { op: "put", key: "k", value: 4 })).toMatchObject({ kind: "ok" });
     g.driver.stop();
   }, 20_000);
+});
+
+describe("a command sent again to a successor after an unknown outcome", () => {
+  it("reports a refusal (503) as a timeout (504) where the first call's outcome was unknown, per item", () => {
+    const refused = { kind: "unavailable", message: "recovering" } as const;
+    const unsure = { kind: "timeout", message: expect.stringMatching(/^recovering; an earlier call's outcome is unknown/) };
+    expect(unsureAfter(refused, null)).toEqual(unsure);
+    expect(unsureAfter({ kind: "not_found" }, null)).toMatchObject({ kind: "timeout" });
+    expect(unsureAfter(refused, { kind: "timeout", message: "cut off", cutOffMs: 6_000 })).toEqual(unsure);
+    // Refused at once by the cut-off sequencer: certainly not ordered, and still not.
+    expect(unsureAfter(refused, { kind: "unavailable", message: "cut off", cutOffMs: 6_000 })).toEqual(refused);
+    const ok = { kind: "ok", seq: 3, output: null, epoch: 2 } as const;
+    expect(unsureAfter([refused, refused, ok], [{ kind: "timeout", message: "t" }, { kind: "unavailable", message: "u" }, { kind: "timeout", message: "t" }])).toEqual([unsure, refused, ok]);
+  });
 });
