@@ -295,6 +295,8 @@ export const watchSilenceMs = 2 * sequencerTimeoutMs;
 export const watchIdGapEntries = 1_000;
 /** Entries a watch stream reads from the log per page while it catches up. */
 export const watchPageEntries = 256;
+/** Pages one event reads for all of a replica's watchers (up to 2 MiB); the rest go on in later events. */
+export const watchPumpPagesMax = 8;
 /**
  * Bytes queued for one watcher that the network has not taken yet; past it nothing more is sent
  * to it until it drains, and then it reads on from the log: a slow reader skips nothing.

@@ -89,8 +89,6 @@ export interface ReplicaHome {
   logTable: string;
   /** Deletes everything this replica stored (and nothing of its host's own). */
   erase(): Promise<void>;
-  /** How long the sequencer hosted here has been cut off from a quorum (the co-located replica's host). */
-  cutOffMs?: () => number;
 }
 
 /** Answers for a caller of another incarnation: as if this replica did not exist. */
@@ -109,7 +107,6 @@ export class ReplicaHost {
 
   constructor(private readonly home: ReplicaHome) {
     this.store = new SqlReplicaStorage(home.storage, home.storage.sql, home.logTable);
-    if (home.cutOffMs) this.driver.hostCutOffMs = home.cutOffMs;
   }
 
   /** Serves from persisted state, if any (under the object's blockConcurrencyWhile). */
@@ -190,7 +187,8 @@ export class ReplicaHost {
     if (!core || this.incarnation !== incarnation) return apiError(404, "not_found", "no such replica");
     if (core.quarantined) return apiError(503, "unavailable", `replica ${core.id} is quarantined`, 1);
     const silentMs = this.driver.silentMs();
-    if (url.searchParams.get("fresh") === "1" && silentMs >= watchSilenceMs) {
+    const fresh = url.searchParams.get("fresh") === "1";
+    if (fresh && silentMs >= watchSilenceMs) {
       const res = apiError(503, "unavailable", `replica ${core.id} has heard nothing from its sequencer for ${silentMs} ms`, 1);
       res.headers.set("x-smr-silent-ms", String(silentMs));
       return res;
@@ -202,7 +200,7 @@ export class ReplicaHost {
     // event still knows where to resume (Last-Event-ID), though it gave no `from`.
     const start = fromText ?? String(core.appliedSeq);
     sink.write(`: watching ${core.config.group} at ${core.id} after ${start}\nid: ${start}\n\n`);
-    const opened = this.driver.watches.open(sink, fromText === null ? null : Number(fromText), url.searchParams.get("prefix"));
+    const opened = this.driver.watches.open(sink, fromText === null ? null : Number(fromText), url.searchParams.get("prefix"), !fresh);
     if (opened !== "ok") sink.close();
     if (opened === "busy") return apiError(503, "unavailable", `replica ${core.id} serves as many watches as it may (${watchersPerReplicaMax})`, 5);
     if (opened === "compacted") {

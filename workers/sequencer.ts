@@ -70,7 +70,6 @@ export class SequencerObject extends ReplicaServing {
       storage: ctx.storage,
       logTable: colocatedLogTable,
       erase: async () => (readMeta(sql, "sequencer") ? dropReplicaTables(sql, colocatedLogTable) : ctx.storage.deleteAll()),
-      cutOffMs: () => this.driver?.cutOffMs() ?? 0,
     });
     this.lifecycle = new SequencerLifecycle({
       storage: () => this.store,

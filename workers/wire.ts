@@ -17,7 +17,7 @@ function jsonOf(e: Entry): string {
 }
 
 export function encodeAppend(msg: AppendRequest): string {
-  const head = JSON.stringify({ epoch: msg.epoch, prevSeq: msg.prevSeq, prevHash: msg.prevHash, commitSeq: msg.commitSeq });
+  const head = JSON.stringify({ epoch: msg.epoch, prevSeq: msg.prevSeq, prevHash: msg.prevHash, commitSeq: msg.commitSeq, ...(msg.cutOffMs === undefined ? {} : { cutOffMs: msg.cutOffMs }) });
   return `${head.slice(0, -1)},"entries":[${msg.entries.map(jsonOf).join(",")}]}`;
 }
 

@@ -392,6 +392,8 @@ export class SequencerDriver {
         }
         this.heldSinceMs.delete(id);
         this.beatDue.delete(id);
+        const cutOffMs = this.cutOffMs();
+        if (cutOffMs !== null) msg = { ...msg, cutOffMs };
         const sentAtMs = this.io.nowMs();
         this.lastSentMs.set(id, sentAtMs);
         this.counts.appends.set(id, (this.counts.appends.get(id) ?? 0) + 1);
@@ -580,7 +582,7 @@ export class SequencerDriver {
   }
 
   /** How long without a quorum, once that is sequencerTimeoutMs or more while serving (cut off); else null. */
-  cutOffMs(): number | null {
+  private cutOffMs(): number | null {
     if (this.stopped || this.core.fenced) return null;
     const lostMs = this.quorumLostMs();
     return lostMs >= sequencerTimeoutMs ? lostMs : null;

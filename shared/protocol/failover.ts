@@ -3,7 +3,7 @@
 // one for sequencerTimeoutMs. One router or one replica cut off alone cannot depose a healthy
 // sequencer: the replicas that still hear it refuse. The new one then recovers exactly as after a
 // loss of storage (a higher epoch, a quorum of every membership fenced, the log rebuilt).
-import { cutOffConfirmMs, failoverHoldDownMs } from "../limits.js";
+import { cutOffConfirmMs, failoverHoldDownMs, sequencerTimeoutMs } from "../limits.js";
 import { askAgain, type Clock, type VoteReply } from "./io.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import type { GroupConfig, Member } from "./types.js";
@@ -46,9 +46,23 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
   if (cutOff) return cutOffVote(io, config, cutOff);
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
-  const replies = await votes(io, ids, quorum, (r) => r.gone);
-  const gone = ids.filter((_, i) => replies[i]?.gone);
-  if (!quorum.reached(gone)) return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${tally(replies)}); a quorum of voters must` };
+  const back = (r: VoteReply) => (r.upMs ?? Infinity) < sequencerTimeoutMs;
+  const replies = await votes(io, ids, quorum, (r) => r.gone, (r) => !back(r));
+  // A voter back within a timeout from an absence of its own (nothing reached it, this router's
+  // votes neither) has heard nothing for as long as it was away. While another voter still hears
+  // the sequencer, that silence is the voter's, and the sequencer's retry is about to reach it: a
+  // quorum isolated for 6 s voted `gone` 0.5 s after its return, and a slow but healthy sequencer
+  // was deposed (slow-sequencer,quorum-away, seed 1203133286). When none hears it (a successor
+  // isolated through a hold-down, nothing reaching anyone, a cut-off sequencer of a quiet group
+  // whose evicted replicas this vote woke), such votes count as before; nor does one that last
+  // heard it half a timeout ago (an isolated sequencer's late message) stop them.
+  const hears = replies.some((r) => r && !r.gone && r.heardAgoMs < sequencerTimeoutMs / 2);
+  const gone = ids.filter((_, i) => replies[i]?.gone && !(hears && back(replies[i]!)));
+  const away = ids.filter((_, i) => replies[i]?.gone).length - gone.length;
+  if (!quorum.reached(gone)) {
+    const why = `${tally(replies)}${away > 0 ? `, ${away} just back from an absence of their own` : ""}`;
+    return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${why}); a quorum of voters must` };
+  }
   const downMs = Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
   return successor(io, config, gone, downMs);
 }
@@ -141,14 +155,16 @@ function tally(replies: (VoteReply | null | undefined)[]): string {
  * changes neither answer, and a vote lost on the way cost a whole replicaRpcTimeoutMs (3 s) of
  * every failover it hit (the simulator's random seeds with dropped messages). A vote is a read of
  * the replica's view, so one unanswered for resendMs is asked again (askAgain): a lost vote left
- * too few to decide, and the router tried again only after its next call timed out.
+ * too few to decide, and the router tried again only after its next call timed out. A quorum that
+ * counts replies not `sure` (voters just back, whose `gone` another's answer may undo) does not
+ * settle it early: every voter is awaited.
  */
-function votes(io: FailoverIO, ids: string[], quorum: JointConfig, counts: (r: VoteReply) => boolean): Promise<(VoteReply | null | undefined)[]> {
+function votes(io: FailoverIO, ids: string[], quorum: JointConfig, counts: (r: VoteReply) => boolean, sure: (r: VoteReply) => boolean = () => true): Promise<(VoteReply | null | undefined)[]> {
   const replies: (VoteReply | null | undefined)[] = ids.map(() => undefined);
   return new Promise((resolve) => {
     let pending = ids.length;
     const settled = () => {
-      const yes = ids.filter((_, i) => replies[i] && counts(replies[i]!));
+      const yes = ids.filter((_, i) => replies[i] && counts(replies[i]!) && sure(replies[i]!));
       const possible = ids.filter((_, i) => replies[i] === undefined || (replies[i] && counts(replies[i]!)));
       return pending === 0 || quorum.reached(yes) || !quorum.reached(possible);
     };

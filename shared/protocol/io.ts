@@ -24,6 +24,8 @@ export interface VoteReply {
   gone: boolean;
   /** It could not stand in a successor's fenced quorum (ReplicaCore.amnesiac): a cut-off PreVote does not count it. */
   amnesiac?: boolean;
+  /** How long since its start or its return (the first call after nothing reached it for sequencerTimeoutMs). */
+  upMs?: number;
 }
 
 /** `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may fail it over. */

@@ -24,11 +24,15 @@ export class ReplicaDriver implements ReplicaApi {
    */
   private ackedMs: number;
   /**
-   * How long the sequencer hosted in the same object has been cut off (0 if none, or serving with
-   * a quorum). The co-located replica hears its host's heartbeats directly, so its own silence
-   * never shows that the sequencer it hears has lost the rest of the group.
+   * Since when the sequencer it hears has had no quorum, as its last append said (null: it has
+   * one). A replica on a cut-off sequencer's side of a partition (the co-located one always is)
+   * hears its heartbeats, so its own silence never shows that it has lost the rest of the group.
    */
-  hostCutOffMs: () => number = () => 0;
+  private senderCutOffSinceMs: number | null = null;
+  /** When anything last reached it: a call of any kind, from the sequencer or a router. */
+  private contactMs: number;
+  /** Its start, or its return: the first call after nothing reached it for sequencerTimeoutMs (see contact()). */
+  private upSinceMs: number;
   private cancelSilenceCheck: (() => void) | null = null;
 
   constructor(
@@ -37,19 +41,35 @@ export class ReplicaDriver implements ReplicaApi {
   ) {
     this.heardMs = clock.nowMs();
     this.ackedMs = this.heardMs;
+    this.contactMs = this.heardMs;
+    this.upSinceMs = this.heardMs;
     this.watches = new WatchHub(
       { appliedSeq: () => this.core?.appliedSeq ?? 0, readEvents: (from, limit, bytesMax) => this.core?.readEvents(from, limit, bytesMax) ?? [], silentMs: () => this.silentMs() },
       clock,
     );
   }
 
+  /**
+   * Notes a call. One after nothing at all reached this replica for sequencerTimeoutMs is a
+   * return: it may have been away itself (partitioned), and then its silence is not the
+   * sequencer's. It cannot tell (nothing reaches it either while a sequencer isolated in a
+   * hold-down is silent), so it only says so in its vote (`upMs`) and the PreVote judges.
+   */
+  private contact(): void {
+    const now = this.clock.nowMs();
+    if (now - this.contactMs >= sequencerTimeoutMs) this.upSinceMs = now;
+    this.contactMs = now;
+  }
+
   append(req: AppendRequest): AppendResponse {
+    this.contact();
     if (!this.core) return { ok: false, reason: "not_initialized" };
     const appliedBefore = this.core.appliedSeq;
     const resp = this.core.append(req);
     if (resp.ok || resp.reason !== "stale_epoch") {
       this.heard();
       this.ackedMs = this.heardMs;
+      this.senderCutOffSinceMs = req.cutOffMs === undefined ? null : this.heardMs - req.cutOffMs;
     }
     if (resp.ok && resp.appliedSeq > appliedBefore) {
       this.wakeWaiters();
@@ -88,6 +108,7 @@ export class ReplicaDriver implements ReplicaApi {
   }
 
   async query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
+    this.contact();
     if (!this.core) return { kind: "not_found" };
     const replica = this.core.id;
     if (this.core.quarantined) return { kind: "quarantined", replica };
@@ -101,6 +122,7 @@ export class ReplicaDriver implements ReplicaApi {
 
   /** The recorded outcome of (client, request), once this replica has applied minSeq. */
   async session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer> {
+    this.contact();
     // No state, or state it must not serve (quarantined, rebuilding): it abstains. Its "missing"
     // counted as an answer, and with outputs "first" it alone told a retry of an executed command
     // that its request id had expired (the simulator, seed 1066322991).
@@ -112,20 +134,26 @@ export class ReplicaDriver implements ReplicaApi {
   }
 
   fence(epoch: number, by?: string): FenceReply | null {
+    this.contact();
     const r = this.core?.fence(epoch, by) ?? null;
     if (!r) return null;
     // A new sequencer is recovering: give it the whole timeout before voting it gone.
-    if (r.accepted) this.heard();
+    if (r.accepted) {
+      this.heard();
+      this.senderCutOffSinceMs = null; // a new sequencer: what the old one said no longer holds
+    }
     return { ...r, ackedAgoMs: this.clock.nowMs() - this.ackedMs };
   }
 
   position(): (ReplicaPosition & { quarantined: boolean }) | null {
+    this.contact();
     return this.core ? { ...this.core.position(), quarantined: this.core.quarantined } : null;
   }
 
   /** How long this replica has heard nothing from a serving sequencer (watches end past watchSilenceMs). */
   silentMs(): number {
-    return Math.max(this.clock.nowMs() - this.lastHeardMs(), this.hostCutOffMs());
+    const now = this.clock.nowMs();
+    return Math.max(now - this.lastHeardMs(), this.senderCutOffSinceMs === null ? 0 : now - this.senderCutOffSinceMs);
   }
 
   /**
@@ -160,10 +188,11 @@ export class ReplicaDriver implements ReplicaApi {
 
   /** The PreVote: how long since this replica heard from the sequencer of its epoch. */
   vote(): VoteReply | null {
+    this.contact();
     if (!this.core) return null;
     this.watchSilence(); // woken by this vote: its silence from now on is recorded too
     const heardAgoMs = this.clock.nowMs() - this.lastHeardMs();
-    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac };
+    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac, upMs: this.clock.nowMs() - this.upSinceMs };
   }
 
   readLog(fromSeq: number, toSeq: number): Entry[] {
@@ -219,6 +248,7 @@ export class ReplicaDriver implements ReplicaApi {
   }
 
   auditInfo(): AuditInfo | null {
+    this.contact();
     return this.core?.auditInfo() ?? null;
   }
 

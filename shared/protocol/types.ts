@@ -153,6 +153,11 @@ export interface AppendRequest {
   prevHash: string;
   entries: Entry[];
   commitSeq: number;
+  /**
+   * The sender has had no quorum for this long (past sequencerTimeoutMs): a replica it still
+   * reaches is not in contact with a serving group, and its watches end (ReplicaDriver.silentMs).
+   */
+  cutOffMs?: number;
 }
 
 /** How the replicated session table resolved an entry (exactly-once). */

@@ -2,7 +2,18 @@
 // entry after its position, read from the replica's log and effects, so catching up and following
 // live are one path, and a watcher that falls behind (a slow reader) simply reads on from the log
 // when it drains: a queue that never grows past watchQueueBytesMax, and nothing is ever skipped.
-import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchQueueBytesMax, watchQueuesBytesMax, watchSilenceMs, watchStallMs, watchersPerReplicaMax } from "../limits.js";
+import {
+  watchIdGapEntries,
+  watchKeepaliveMs,
+  watchPageBytesMax,
+  watchPageEntries,
+  watchPumpPagesMax,
+  watchQueueBytesMax,
+  watchQueuesBytesMax,
+  watchSilenceMs,
+  watchStallMs,
+  watchersPerReplicaMax,
+} from "../limits.js";
 import type { Clock } from "./io.js";
 import type { WatchText } from "./replica.js";
 
@@ -37,6 +48,8 @@ interface Watcher {
   takenBytes: number;
   stuckSinceMs: number;
   openedMs: number;
+  /** Opened at a silent replica because no replica in contact could serve (the router's second pass). */
+  fallback: boolean;
 }
 
 export interface WatchSource {
@@ -51,6 +64,8 @@ export class WatchHub {
   /** Where the next pump starts: where the shared bound stopped the last one, so every watcher gets its turn. */
   private nextFirst = 0;
   private cancelKeepalive: (() => void) | null = null;
+  /** A pump that stopped at watchPumpPagesMax goes on in a later event (at most one pending). */
+  private cancelContinue: (() => void) | null = null;
 
   constructor(
     private readonly source: WatchSource,
@@ -61,14 +76,17 @@ export class WatchHub {
     return this.watchers.length;
   }
 
-  /** Opens a watch after fromSeq (null: from the applied position). "busy" past watchersPerReplicaMax. */
-  open(sink: WatchSink, fromSeq: number | null, prefix: string | null): "ok" | "busy" | "compacted" {
+  /**
+   * Opens a watch after fromSeq (null: from the applied position). "busy" past watchersPerReplicaMax.
+   * `fallback`: the router asked here only because no replica in contact could serve.
+   */
+  open(sink: WatchSink, fromSeq: number | null, prefix: string | null, fallback = false): "ok" | "busy" | "compacted" {
     this.prune();
     if (this.watchers.length >= watchersPerReplicaMax) return "busy";
     const from = fromSeq ?? this.source.appliedSeq();
     if (from < this.source.appliedSeq() && this.source.readEvents(from, 0, watchPageBytesMax) === "compacted") return "compacted";
     const now = this.clock.nowMs();
-    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now, openedMs: now };
+    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now, openedMs: now, fallback };
     this.watchers.push(w);
     this.armKeepalive();
     this.pump();
@@ -79,9 +97,15 @@ export class WatchHub {
    * Sends every watcher what it lacks, as far as its queue and the shared bound allow. Watchers at
    * the same position share each page read (under a steady load they all are: one read per step,
    * not one each). Past watchQueuesBytesMax nothing more is sent until queues drain (each drain
-   * pumps again), and readers stalled for watchStallMs are dropped to make room.
+   * pumps again), and readers stalled for watchStallMs are dropped to make room. At most
+   * watchPumpPagesMax pages are read per call, and the rest in later events: a prefix watcher
+   * resuming far back, whose filter passes over every entry, queued nothing and so was never
+   * stopped by a queue, and read up to the whole retained log in one event (a review measured
+   * 5 s for 4,200 entries of 60 KiB), while appends to the replica waited.
    */
   pump(): void {
+    this.cancelContinue?.();
+    this.cancelContinue = null;
     const applied = this.source.appliedSeq();
     const pages = new Map<number, WatchText[] | "compacted">();
     let queuedBytes = this.queuedBytes();
@@ -100,6 +124,11 @@ export class WatchHub {
         }
         let page = pages.get(w.sentSeq);
         if (page === undefined) {
+          if (pages.size >= watchPumpPagesMax) {
+            this.nextFirst = (first + k) % n;
+            this.cancelContinue = this.clock.setTimer(0, () => this.pump());
+            return this.prune();
+          }
           page = this.source.readEvents(w.sentSeq, watchPageEntries, watchPageBytesMax);
           pages.set(w.sentSeq, page);
         }
@@ -172,6 +201,8 @@ export class WatchHub {
   closeAll(): void {
     for (const w of this.watchers) w.sink.close();
     this.watchers = [];
+    this.cancelContinue?.();
+    this.cancelContinue = null;
     this.cancelKeepalive?.();
     this.cancelKeepalive = null;
   }
@@ -192,8 +223,17 @@ export class WatchHub {
     if (silentMs < watchSilenceMs) return;
     for (const w of this.watchers) {
       if (now - w.openedMs < watchSilenceMs) continue;
+      if (w.sink.queuedBytes > 0) {
+        // A reader behind: closed, its queue would be out of the shared bound's reach (it only
+        // counts watchers in the list); dropped, nothing is skipped (it resumes with Last-Event-ID).
+        w.sink.drop();
+        continue;
+      }
       const at = w.idSeq < w.sentSeq ? `id: ${w.sentSeq}\n` : ""; // where a prefix watcher stands
-      w.sink.write(`: this replica has heard nothing from its sequencer for ${Math.round(silentMs / 1000)} s: reconnect with Last-Event-ID to follow one in contact\n${at}\n`);
+      // Opened here because no replica was in contact (a failover under way, most replicas down):
+      // its client waits 5 to 10 s before it asks again, and not all at the same moment.
+      const retry = w.fallback ? `retry: ${watchSilenceMs / 2 + (w.openedMs % (watchSilenceMs / 2))}\n` : "";
+      w.sink.write(`: this replica has heard nothing from its sequencer for ${Math.round(silentMs / 1000)} s: reconnect with Last-Event-ID to follow one in contact\n${retry}${at}\n`);
       w.sink.close();
     }
   }

@@ -7,6 +7,10 @@ import type { GroupConfig } from "../../shared/protocol/types.js";
 import { commandTimeoutMs, cutOffConfirmMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { cutOffOf, unsureAfter } from "../../shared/protocol/io.js";
 import { directGroup } from "../support/direct.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
+import { machineFor } from "../../shared/machines/index.js";
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
 
@@ -243,5 +247,33 @@ describe("a command sent again to a successor after an unknown outcome", () => {
     expect(unsureAfter(refused, { kind: "unavailable", message: "cut off", cutOffMs: 6_000 })).toEqual(refused);
     const ok = { kind: "ok", seq: 3, output: null, epoch: 2 } as const;
     expect(unsureAfter([refused, refused, ok], [{ kind: "timeout", message: "t" }, { kind: "unavailable", message: "u" }, { kind: "timeout", message: "t" }])).toEqual([unsure, refused, ok]);
+  });
+});
+
+describe("a voter back from an absence of its own", () => {
+  it("reports how long it has been back: since the first call after nothing reached it for sequencerTimeoutMs", () => {
+    let clock = 100_000;
+    const storage = new MemoryReplicaStorage();
+    storage.saveMeta(newReplicaMeta("g", "r1", "kv", 50));
+    const driver = new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), { nowMs: () => clock, setTimer: () => () => {} });
+    clock += 3_000; // a router's vote 3 s after its start: no return
+    expect(driver.vote()).toMatchObject({ gone: false, upMs: 3_000 });
+    clock += sequencerTimeoutMs + 2_000; // isolated: nothing reached it, neither the sequencer nor a router
+    expect(driver.vote()).toMatchObject({ gone: true, heardAgoMs: sequencerTimeoutMs + 5_000, upMs: 0 });
+    clock += 1_000;
+    expect(driver.vote()).toMatchObject({ upMs: 1_000 });
+  });
+
+  const back: VoteReply = { epoch: 1, heardAgoMs: 7_000, gone: true, upMs: 500 };
+
+  it("does not count as gone while another voter still hears the sequencer (a quorum back from a partition, the sequencer about to reach it)", async () => {
+    const five = { ...config, replicas: 5 };
+    const { failover } = io({ r1: back, r2: back, r3: back, r4: hears, r5: hears });
+    expect(await preVote(failover, five)).toMatchObject({ go: false, reason: expect.stringMatching(/3 just back from an absence of their own/) });
+  });
+
+  it("counts as gone when no voter hears the sequencer (nothing reached anyone: a successor isolated through its hold-down, a quiet group's evicted voters)", async () => {
+    const { failover } = io({ r1: back, r2: back, r3: back });
+    expect(await preVote(failover, config)).toMatchObject({ go: true });
   });
 });

@@ -2,10 +2,14 @@
 // bounded and it catches up from the log when it drains, a watcher behind the retained log is
 // ended, watchers per replica are bounded, keep-alives flow while idle.
 import { describe, expect, it } from "vitest";
-import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchQueueBytesMax, watchQueuesBytesMax, watchSilenceMs, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
+import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchPumpPagesMax, watchQueueBytesMax, watchQueuesBytesMax, watchSilenceMs, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
 import type { WatchText } from "../../shared/protocol/replica.js";
 import { type WatchSink, WatchHub } from "../../shared/protocol/watch.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
+import { machineFor } from "../../shared/machines/index.js";
+import { zeroHash } from "../../shared/protocol/hash.js";
 import { directGroup } from "../support/direct.js";
 
 class FakeSink implements WatchSink {
@@ -56,9 +60,11 @@ function world() {
       return () => timers.splice(timers.indexOf(t), 1);
     },
   };
+  const counts = { reads: 0 };
   const source = {
     appliedSeq: () => log.length,
     readEvents: (from: number, limit: number, bytesMax: number): WatchText[] | "compacted" => {
+      counts.reads++;
       if (from < base) return "compacted";
       const page: WatchText[] = [];
       let chars = 0;
@@ -75,6 +81,11 @@ function world() {
   const hub = new WatchHub(source, clock);
   return {
     hub,
+    counts,
+    /** Entries applied without a pump (a replica's log before watchers came). */
+    fill(n: number, key: string) {
+      for (let i = 0; i < n; i++) log.push({ seq: log.length + 1, key, size: 10 });
+    },
     apply(key: string, size = 10) {
       log.push({ seq: log.length + 1, key, size });
       hub.pump();
@@ -246,6 +257,26 @@ describe("watch hub", () => {
     expect(w.hub.open(resumed, s.ids().at(-1)!, "rare/")).toBe("ok");
   });
 
+  it("reads at most watchPumpPagesMax pages per event: a prefix watcher resuming far back goes on in later events, skipping nothing", () => {
+    const w = world();
+    w.fill(5_000, "busy");
+    w.fill(1, "rare/1");
+    const s = new FakeSink();
+    w.hub.open(s, 0, "rare/");
+    expect(w.counts.reads).toBeLessThanOrEqual(watchPumpPagesMax + 1); // + the compaction check at open
+    expect(Math.max(0, ...s.ids())).toBeLessThanOrEqual(watchPumpPagesMax * watchPageEntries); // `id:` blocks of where it stands
+    let events = 0;
+    while (!s.ids().includes(5_001) && events < 100) {
+      const before = w.counts.reads;
+      w.advance(0);
+      expect(w.counts.reads - before).toBeLessThanOrEqual(watchPumpPagesMax);
+      events++;
+    }
+    expect(s.ids().at(-1)).toBe(5_001);
+    expect(s.texts.filter((t) => t.includes("x")).length).toBe(1); // the one matching event, once
+    expect(events).toBeGreaterThan(1);
+  });
+
   it("ends the streams of a replica that has heard nothing from its sequencer for watchSilenceMs, where they would carry only keepalives", () => {
     const w = world();
     const old = new FakeSink();
@@ -256,7 +287,7 @@ describe("watch hub", () => {
     w.advance(watchSilenceMs - watchKeepaliveMs / 2);
     expect(old.closed).toBe(false); // not silent long enough yet
     const recent = new FakeSink();
-    w.hub.open(recent, null, null); // a watch opened at the silent replica (none other could serve)
+    w.hub.open(recent, null, null, true); // a watch opened at the silent replica (none other could serve)
     w.advance(watchKeepaliveMs / 2);
     expect(old.closed).toBe(true);
     expect(old.texts.at(-1)).toMatch(/^: this replica has heard nothing from its sequencer for 10 s: reconnect with Last-Event-ID to follow one in contact\nid: 2\n\n$/);
@@ -264,6 +295,16 @@ describe("watch hub", () => {
     expect(w.hub.count).toBe(1);
     w.advance(watchSilenceMs);
     expect(recent.closed).toBe(true);
+    // Opened in the router's fallback: its client is told to wait 5 to 10 s before it looks again.
+    expect(recent.texts.at(-1)).toMatch(/\nretry: (\d+)\n\n$/);
+    const retryMs = Number(/retry: (\d+)/.exec(recent.texts.at(-1)!)![1]);
+    expect(retryMs).toBeGreaterThanOrEqual(watchSilenceMs / 2);
+    expect(retryMs).toBeLessThan(watchSilenceMs);
+    // A reader that is behind is dropped, not closed: its queue no longer holds memory out of the bound's reach.
+    const behind = new FakeSink(true);
+    w.hub.open(behind, 0, null);
+    w.advance(watchSilenceMs + watchKeepaliveMs / 2);
+    expect(behind.dropped).toBe(true);
     // In contact again: nothing ends.
     w.hear();
     const later = new FakeSink();
@@ -289,12 +330,19 @@ describe("a replica's watch source", () => {
     replica.watches.closeAll();
   });
 
-  it("counts the silence of the sequencer hosted in the same object (the co-located replica hears it, cut off from the rest)", () => {
+  it("counts how long the sequencer it hears has been cut off, as its appends say (a replica on its side of a partition hears it)", () => {
     let now = 1_000_000;
-    const d = new ReplicaDriver(null, { nowMs: () => now, setTimer: () => () => {} });
+    const storage = new MemoryReplicaStorage();
+    storage.saveMeta(newReplicaMeta("g", "r1", "kv", 50));
+    const d = new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), { nowMs: () => now, setTimer: () => () => {} });
+    const beat = (cutOffMs?: number) => d.append({ epoch: 1, prevSeq: 0, prevHash: zeroHash, entries: [], commitSeq: 0, ...(cutOffMs === undefined ? {} : { cutOffMs }) });
+    expect(beat().ok).toBe(true);
     now += 2_000;
     expect(d.silentMs()).toBe(2_000);
-    d.hostCutOffMs = () => 12_000;
-    expect(d.silentMs()).toBe(12_000);
+    expect(beat(7_000).ok).toBe(true); // heard now, from a sequencer without a quorum for 7 s
+    now += 3_000;
+    expect(d.silentMs()).toBe(10_000);
+    expect(beat().ok).toBe(true); // it has a quorum again
+    expect(d.silentMs()).toBe(0);
   });
 });
