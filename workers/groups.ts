@@ -163,51 +163,54 @@ export async function withSequencer<T>(
   /** A command: a call that failed may have been ordered, so a failure is a 504 (retry with the same request), never a 503. */
   command = false,
 ): Promise<T> {
-  let record = await lookup(env, group);
-  let answer: T;
-  const calledMs = Date.now();
+  // Once a call's outcome is unknown (it failed, or answered 504), what a later call answers can
+  // no longer say "not ordered": its refusals are 504s (unsureAfter), and so is any failure.
+  let unsure: { earlier: unknown } | null = null;
+  const settle = (answer: T): T => (command && unsure ? unsureAfter(answer, unsure.earlier) : answer);
   try {
-    // A sequencer that does not answer in time is as good as unreachable (a location that stopped answering).
-    answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
-    unreachableSince.delete(sequencerKey(record.config));
-  } catch (err) {
-    if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
-    noteUnreachable(sequencerKey(record.config), calledMs);
-    // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
+    let record = await lookup(env, group);
+    let answer: T;
+    const calledMs = Date.now();
     try {
+      // A sequencer that does not answer in time is as good as unreachable (a location that stopped answering).
+      answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
+      unreachableSince.delete(sequencerKey(record.config));
+    } catch (err) {
+      if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
+      noteUnreachable(sequencerKey(record.config), calledMs);
+      unsure = { earlier: null };
+      // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
       record = await failover(env, group, sequencerName(record.config), String(err));
-      answer = await call(sequencerOf(env, record.config), record);
-      if (command) answer = unsureAfter(answer, null);
-    } catch (failed) {
-      if (command && failed instanceof ApiError && failed.code === "unavailable") {
-        throw new ApiError("timeout", `${failed.message}; the command may or may not take effect: retry with the same client and request`);
+      answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
+    }
+    const lostMs = cutOffOf(answer);
+    if (lostMs !== null) {
+      // It answers, but has heard no quorum for sequencerTimeoutMs: fail it over if that lasts
+      // (failover.ts, cutOffVote) and ask the successor; if not, its own 503 or 504 stands.
+      const moved = await failover(env, group, sequencerName(record.config), `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
+      if (moved) {
+        record = moved;
+        unsure = { earlier: unsure ? null : answer };
+        answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`).catch((err) => {
+          if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
+          if (!command) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${String(err)})`, 1);
+          throw new ApiError("timeout", `the new sequencer of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
+        });
       }
-      throw failed;
     }
+    if (!missing(answer)) return settle(answer);
+    record = await lookup(env, group, true);
+    answer = await call(sequencerOf(env, record.config), record);
+    if (!missing(answer)) return settle(answer);
+    const r = await sequencerOf(env, record.config).recover(record.config);
+    if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
+    return settle(await call(sequencerOf(env, record.config), record));
+  } catch (err) {
+    if (!command && err instanceof TimeoutError) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${err.message})`, 1);
+    if (!command || !unsure || (err instanceof ApiError && err.code !== "unavailable")) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    throw new ApiError("timeout", `${why}; an earlier call's outcome is unknown: the command may or may not take effect, retry with the same client and request`);
   }
-  const lostMs = cutOffOf(answer);
-  if (lostMs !== null) {
-    // It answers, but has heard no quorum for sequencerTimeoutMs: fail it over if that lasts
-    // (failover.ts, cutOffVote) and ask the successor; if not, its own 503 or 504 stands.
-    const moved = await failover(env, group, sequencerName(record.config), `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
-    if (moved) {
-      record = moved;
-      const earlier = answer;
-      answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`).catch((err) => {
-        if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
-        if (!command) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${String(err)})`, 1);
-        throw new ApiError("timeout", `the new sequencer of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
-      });
-      if (command) answer = unsureAfter(answer, earlier);
-    }
-  }
-  if (!missing(answer)) return answer;
-  record = await lookup(env, group, true);
-  answer = await call(sequencerOf(env, record.config), record);
-  if (!missing(answer)) return answer;
-  const r = await sequencerOf(env, record.config).recover(record.config);
-  if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
-  return call(sequencerOf(env, record.config), record);
 }
 
 /**

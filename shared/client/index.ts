@@ -134,9 +134,11 @@ function unknownAfterCode(message: string): { code: "timeout"; message: string }
  * The error to report when an earlier attempt's outcome was unknown: a 503 says only that this
  * attempt was not ordered (the earlier one may yet be), so it is reported as a 504.
  */
-function unknownAfter(err: unknown): unknown {
-  if (!(err instanceof ApiRequestError) || err.status !== 503 || err.code !== "unavailable") return err;
-  return new ApiRequestError(504, "timeout", `${err.message.replace(/^503 unavailable: /, "")}; ${unknownNote}`);
+function unknownAfter(err: unknown, always = false): unknown {
+  if (!(err instanceof ApiRequestError)) return always ? new ApiRequestError(504, "timeout", `${String(err)}; ${unknownNote}`) : err;
+  // A 503, 429 or 5xx says nothing of the earlier attempt; a 504 or a network failure is unknown already.
+  if (err.status === 504 || err.code === "network" || (err.status < 500 && err.status !== 429)) return err;
+  return new ApiRequestError(504, "timeout", `${err.message.replace(/^\d{3} [a-z_]+: /, "")}; ${unknownNote}`);
 }
 
 /** Errors a retry cannot fix end a watch; anything else (a dropped stream, 503, 504) is retried. */
@@ -365,7 +367,17 @@ export class SmrClient {
           commands: pending.map((i) => items[i]),
         });
       } catch (err) {
-        if (!retriable(err) || attempt >= attempts) throw unsure.size > 0 ? unknownAfter(err) : err;
+        const last = !retriable(err) || attempt >= attempts;
+        if (last && results.some((r) => r !== undefined)) {
+          // Some commands have results already (executed ones among them): returned, with this
+          // failure as the result of those still pending.
+          for (const i of pending) {
+            const e = unsure.has(i) || outcomeUnknown(err) ? unknownAfter(err, true) : err;
+            results[i] = { error: e instanceof ApiRequestError && e.code !== "network" ? { code: e.code, message: e.message } : { code: "timeout", message: String(e) } };
+          }
+          break;
+        }
+        if (last) throw pending.some((i) => unsure.has(i)) ? unknownAfter(err) : err;
         if (outcomeUnknown(err)) for (const i of pending) unsure.add(i);
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
       }

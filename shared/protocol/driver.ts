@@ -128,8 +128,13 @@ export class SequencerDriver {
 
   private async answerDecision(client: string, request: number, d: SubmitDecision): Promise<SubmitAnswer> {
     switch (d.kind) {
-      case "unavailable":
-        return this.refuse(d.reason);
+      case "unavailable": {
+        const refusal = this.refuse(d.reason);
+        if (this.core.epochSettled) return refusal;
+        // Not one entry of this epoch committed yet: the command may be one a predecessor ordered
+        // on a replica this recovery did not fence, which a later recovery may still commit.
+        return { ...refusal, kind: "timeout", message: `${refusal.message}; this sequencer has committed nothing of its own yet, so an earlier attempt may still take effect: retry with the same client and request` };
+      }
       case "conflict":
         return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
       case "queued":

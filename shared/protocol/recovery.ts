@@ -101,7 +101,8 @@ export async function recoverSequencer(
   const members = new Set(membersOf(recovered).map((m) => m.id));
   const flagged = [...accepted.entries()].filter(([, r]) => r.quarantined).map(([id]) => id);
   const quarantined = [...new Set([...flagged, ...(recorded ?? [])])].filter((id) => members.has(id)).sort();
-  const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, baseSeq: best.baseSeq, baseHash: best.baseHash };
+  const fencedAll = memberships.every((ms) => ms.every((m) => accepted.has(m.id)));
+  const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, baseSeq: best.baseSeq, baseHash: best.baseHash, ...(fencedAll ? { fencedAll } : {}) };
   const leftMs = leaseEndMs - io.nowMs();
   if (leftMs > 0) {
     io.log("info", `sequencer ${config.group} waits ${leftMs} ms for an older sequencer's read lease to end`);

@@ -211,15 +211,23 @@ export class ReplicaDriver implements ReplicaApi {
   beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean {
     if (!this.core) return false;
     const ok = this.core.beginInstall(info, transferId, sequencerEpoch);
-    if (ok) this.watches.closeAll();
+    if (ok) {
+      this.watches.closeAll();
+      this.heard(); // a transfer's pages come instead of appends: its sequencer is there
+    }
     return ok;
   }
   installPage(transferId: string, rows: [string, string][]): boolean {
-    return this.core?.installPage(transferId, rows) ?? false;
+    const ok = this.core?.installPage(transferId, rows) ?? false;
+    if (ok) this.heard();
+    return ok;
   }
   endInstall(transferId: string): { ok: boolean; digest: string } | null {
     const r = this.core?.endInstall(transferId) ?? null;
-    if (r?.ok) this.wakeWaiters();
+    if (r?.ok) {
+      this.heard();
+      this.wakeWaiters();
+    }
     return r;
   }
 

@@ -16,6 +16,11 @@ export interface SequencerMeta {
   since?: string;
   commitSeq: number;
   quarantined: string[];
+  /**
+   * Its recovery fenced every voter of every membership in force, so its log holds every entry
+   * any replica holds: a refusal can say "not ordered" before an entry of its epoch commits.
+   */
+  fencedAll?: boolean;
   /** The log holds entries after baseSeq only (compacted); baseHash is the hash at baseSeq. */
   baseSeq?: number;
   baseHash?: string;
@@ -226,6 +231,17 @@ export class SequencerCore {
   }
   get commitSeq(): number {
     return this.meta.commitSeq;
+  }
+  private settled = false;
+  /**
+   * Whether an entry of this epoch has committed. Until then an entry a predecessor ordered on a
+   * replica this recovery did not fence may still commit under a later one (its log the longest),
+   * so refusing a command cannot say "not ordered". A group's first sequencer had no predecessor;
+   * a recovery that fenced every voter saw every log (fencedAll).
+   */
+  get epochSettled(): boolean {
+    this.settled ||= this.meta.epoch <= 1 || this.meta.fencedAll === true || (this.meta.commitSeq > 0 && this.readEntries(this.meta.commitSeq, this.meta.commitSeq)[0]?.epoch === this.meta.epoch);
+    return this.settled;
   }
   /**
    * A linearizable read's index: at least every commitSeq this sequencer has sent a replica. With

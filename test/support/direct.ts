@@ -29,7 +29,8 @@ export const realClock: Clock = {
   },
 };
 
-export function directGroup(config: GroupConfig, retention: Retention, clock: Clock = realClock) {
+/** `epoch`: the sequencer's (above 1: as if it had recovered after a predecessor). */
+export function directGroup(config: GroupConfig, retention: Retention, clock: Clock = realClock, epoch = 1) {
   const stores = new Map<string, MemoryReplicaStorage>();
   const replicas = new Map<string, ReplicaDriver>();
   for (const id of replicaIds(config.replicas)) {
@@ -55,7 +56,7 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
     return linkOver(transport, async () => null);
   };
   const seqStore = new MemorySequencerStorage();
-  const meta = { config, epoch: 1, commitSeq: 0, quarantined: [] };
+  const meta = { config, epoch, commitSeq: 0, quarantined: [] };
   seqStore.saveMeta(meta);
   /** What the driver wrote to the directory (recordMemberships), in order. */
   const recorded: GroupConfig[] = [];

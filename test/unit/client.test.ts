@@ -344,4 +344,18 @@ describe("client snapshot and restore", () => {
     expect(r.results[0]).toEqual({ error: { code: "timeout", message: expect.stringMatching(/^recovering; an earlier attempt's outcome is unknown/) } });
     expect(r.results[1]).toEqual({ error: { code: "unavailable", message: "recovering" } });
   });
+
+  it("after an unknown outcome, a last 429 or 500 is a 504 too, and a batch whose last request fails keeps the results it had", async () => {
+    const answers = [errorBody(504, "timeout"), errorBody(429, "rate_limited")];
+    const { client } = clientWith(() => answers.shift()!, { attemptsMax: 2 });
+    expect(((await client.submit("g", { op: "incr", key: "n", by: 1 }, 1).catch((e: unknown) => e)) as ApiRequestError).status).toBe(504);
+    const batch = [
+      Response.json({ results: [{ seq: 5, output: { value: 1 } }, { error: { code: "timeout", message: "t" } }], bookmark: "b1.1.5" }),
+      errorBody(503, "unavailable", "no quorum"),
+    ];
+    const b = clientWith(() => batch.shift()!, { attemptsMax: 2 });
+    const r = await b.client.submitBatch("g", [{ command: { op: "incr", key: "a", by: 1 } }, { command: { op: "incr", key: "b", by: 1 } }]);
+    expect(r.results[0]).toEqual({ seq: 5, output: { value: 1 } }); // it ran: not lost with the failed request
+    expect(r.results[1]).toEqual({ error: { code: "timeout", message: expect.stringMatching(/no quorum; an earlier attempt's outcome is unknown/) } });
+  });
 });

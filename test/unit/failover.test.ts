@@ -236,6 +236,38 @@ describe("a sequencer cut off from its replicas (no quorum for sequencerTimeoutM
   }, 20_000);
 });
 
+describe("a successor that has committed nothing of its own yet", () => {
+  const fast = (() => {
+    const startMs = Date.now();
+    return {
+      nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
+      setTimer: (ms: number, fn: () => void) => {
+        const t = setTimeout(fn, ms / 50);
+        return () => clearTimeout(t);
+      },
+    };
+  })();
+
+  it("answers a refusal 504, not 503: a predecessor's entry it did not see may still commit; once its epoch commits, 503 again", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fast, 2);
+    g.driver.startHeartbeats();
+    g.down.add("r2");
+    g.down.add("r3");
+    const waiting = g.driver.submit("a", 1, { op: "put", key: "k", value: 1 });
+    await waiting; // answered once it is cut off
+    const refused = await g.driver.submit("a", 2, { op: "put", key: "k", value: 2 });
+    expect(refused).toMatchObject({ kind: "timeout", cutOffMs: expect.any(Number), message: expect.stringMatching(/committed nothing of its own yet/) });
+    g.down.clear();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await g.driver.submit("a", 3, { op: "put", key: "k", value: 3 })).toMatchObject({ kind: "ok" });
+    g.down.add("r2");
+    g.down.add("r3");
+    await g.driver.submit("a", 4, { op: "put", key: "k", value: 4 });
+    expect(await g.driver.submit("a", 5, { op: "put", key: "k", value: 5 })).toMatchObject({ kind: "unavailable", cutOffMs: expect.any(Number) });
+    g.driver.stop();
+  }, 20_000);
+});
+
 describe("a command sent again to a successor after an unknown outcome", () => {
   it("reports a refusal (503) as a timeout (504) where the first call's outcome was unknown, per item", () => {
     const refused = { kind: "unavailable", message: "recovering" } as const;

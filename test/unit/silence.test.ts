@@ -91,3 +91,19 @@ describe("a replica's silence across a restart", () => {
     expect(w.pendingTimers()).toBe(1);
   });
 });
+
+describe("a state transfer's target", () => {
+  it("hears its sequencer in the transfer's pages: no silence written, no gone vote while it is fed", () => {
+    const w = world();
+    const d = w.start();
+    d.fence(1, "seq");
+    const info = d.beginSnapshot()!;
+    expect(d.beginInstall(info, "t1", 1)).toBe(true);
+    for (let i = 0; i < 7; i++) {
+      w.advance(1_000);
+      expect(d.installPage("t1", [])).toBe(true);
+    }
+    expect(w.storage.meta!.silentSinceMs).toBeUndefined();
+    expect(d.vote()).toMatchObject({ gone: false });
+  });
+});
