@@ -12,6 +12,18 @@ import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
 import { machineFor } from "../../shared/machines/index.js";
 
+/** Time 50 times faster than the wall clock: the driver's real timers, a cut-off in a tenth of a second. */
+const fast = (() => {
+  const startMs = Date.now();
+  return {
+    nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
+    setTimer: (ms: number, fn: () => void) => {
+      const t = setTimeout(fn, ms / 50);
+      return () => clearTimeout(t);
+    },
+  };
+})();
+
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
 
 /** Votes by replica id (undefined: never answers); timers run only when a test fires them. */
@@ -196,18 +208,6 @@ describe("the cut-off PreVote's rounds", () => {
 });
 
 describe("a sequencer cut off from its replicas (no quorum for sequencerTimeoutMs)", () => {
-  /** Time running 50x faster than the wall clock, timers included. */
-  const fast = (() => {
-    const startMs = Date.now();
-    return {
-      nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
-      setTimer: (ms: number, fn: () => void) => {
-        const t = setTimeout(fn, ms / 50);
-        return () => clearTimeout(t);
-      },
-    };
-  })();
-
   it("answers its waiting commands 504 at the next heartbeat and refuses new ones at once, each with cutOffMs", async () => {
     const g = directGroup({ ...config, outputs: "majority" }, { entries: 10_000, slack: 1_000 }, fast);
     g.driver.startHeartbeats();
@@ -237,16 +237,6 @@ describe("a sequencer cut off from its replicas (no quorum for sequencerTimeoutM
 });
 
 describe("a successor that has committed nothing of its own yet", () => {
-  const fast = (() => {
-    const startMs = Date.now();
-    return {
-      nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
-      setTimer: (ms: number, fn: () => void) => {
-        const t = setTimeout(fn, ms / 50);
-        return () => clearTimeout(t);
-      },
-    };
-  })();
 
   it("answers a refusal 504, not 503: a predecessor's entry it did not see may still commit; once its epoch commits, 503 again", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fast, 2);
