@@ -199,6 +199,9 @@ export async function withSequencer<T>(
       }
     }
     if (!missing(answer)) return settle(answer);
+    // No sequencer state (lost, or a successor not recovered yet): a predecessor may have ordered
+    // an earlier attempt of this command, so a refusal from here on cannot say "not ordered".
+    unsure ??= { earlier: null };
     record = await lookup(env, group, true);
     answer = await call(sequencerOf(env, record.config), record);
     if (!missing(answer)) return settle(answer);

@@ -237,7 +237,11 @@ export class SequencerDriver {
       const lostMs = this.cutOffMs();
       return lostMs === null ? { kind: "timeout", message } : { kind: "timeout", message: `${message} (no quorum of voters has acknowledged this sequencer for ${lostMs} ms)`, cutOffMs: lostMs };
     }
-    if (outcome === "unordered") return { kind: "unavailable", message: "the sequencer stopped before ordering the command; retry" };
+    if (outcome === "unordered") {
+      // Certainly not ordered here; before this epoch settled, maybe by a predecessor (an earlier attempt).
+      if (this.core.epochSettled) return { kind: "unavailable", message: "the sequencer stopped before ordering the command; retry" };
+      return { kind: "timeout", message: "the sequencer stopped before ordering the command, and had committed nothing of its own: an earlier attempt may still take effect; retry with the same client and request" };
+    }
     if (outcome === null) {
       if (this.stopped) return { kind: "timeout", message: "the sequencer stopped; retry with the same client and request" };
       return { kind: "no_majority", message: "replicas produced different outputs and no majority agreed" };

@@ -101,7 +101,11 @@ export async function recoverSequencer(
   const members = new Set(membersOf(recovered).map((m) => m.id));
   const flagged = [...accepted.entries()].filter(([, r]) => r.quarantined).map(([id]) => id);
   const quarantined = [...new Set([...flagged, ...(recorded ?? [])])].filter((id) => members.has(id)).sort();
-  const fencedAll = memberships.every((ms) => ms.every((m) => accepted.has(m.id)));
+  // Every member fenced, and every log a prefix of the best (the same last epoch: log matching):
+  // then no entry outside this log can commit later. A member whose log ends in an older epoch
+  // may hold an uncommitted entry the best log replaced, which a later recovery without the best
+  // replica could still commit (raft's figure 8; a review's unit test).
+  const fencedAll = memberships.every((ms) => ms.every((m) => accepted.has(m.id))) && [...accepted.values()].every((r) => r.lastEpoch === best.lastEpoch);
   const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, baseSeq: best.baseSeq, baseHash: best.baseHash, ...(fencedAll ? { fencedAll } : {}) };
   const leftMs = leaseEndMs - io.nowMs();
   if (leftMs > 0) {
