@@ -56,8 +56,10 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
   // isolated through a hold-down, nothing reaching anyone, a cut-off sequencer of a quiet group
   // whose evicted replicas this vote woke), such votes count as before; nor does one that last
   // heard it half a timeout ago (an isolated sequencer's late message) stop them.
-  // (Not one that hears a sequencer that says it is cut off: a replica on its side of a partition.)
-  const hears = replies.some((r) => r && !r.gone && r.heardAgoMs < sequencerTimeoutMs / 2 && r.senderCutOffMs === undefined);
+  // (A voter hearing a sequencer that says it is cut off still counts as hearing it: the cut-off
+  // path decides then, with its confirmation. Not counting it let this path depose a slow
+  // sequencer: slow-sequencer,quorum-away seeds 856764203 and 1669690215.)
+  const hears = replies.some((r) => r && !r.gone && r.heardAgoMs < sequencerTimeoutMs / 2);
   const gone = ids.filter((_, i) => replies[i]?.gone && !(hears && back(replies[i]!)));
   const away = ids.filter((_, i) => replies[i]?.gone).length - gone.length;
   if (!quorum.reached(gone)) {

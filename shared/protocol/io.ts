@@ -26,8 +26,6 @@ export interface VoteReply {
   amnesiac?: boolean;
   /** How long since its start or its return (the first call after nothing reached it for sequencerTimeoutMs). */
   upMs?: number;
-  /** The sequencer it hears said it has had no quorum for this long: hearing it proves nothing. */
-  senderCutOffMs?: number;
 }
 
 /** `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may fail it over. */

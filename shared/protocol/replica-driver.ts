@@ -192,7 +192,7 @@ export class ReplicaDriver implements ReplicaApi {
     if (!this.core) return null;
     this.watchSilence(); // woken by this vote: its silence from now on is recorded too
     const heardAgoMs = this.clock.nowMs() - this.lastHeardMs();
-    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac, upMs: this.clock.nowMs() - this.upSinceMs, ...(this.senderCutOffSinceMs === null ? {} : { senderCutOffMs: this.clock.nowMs() - this.senderCutOffSinceMs }) };
+    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac, upMs: this.clock.nowMs() - this.upSinceMs };
   }
 
   readLog(fromSeq: number, toSeq: number): Entry[] {

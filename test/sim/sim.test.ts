@@ -80,6 +80,10 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     await clean({ seed: 2032590062, ops: 300, replicas: 3, faults: ["drop", "duplicate", "reorder", "partition", "crash-replica", "crash-sequencer", "corrupt"] });
   });
 
+  it("regression: slow-sequencer,quorum-away seeds 856764203 and 1669690215 (a PreVote that did not count a voter hearing a cut-off sequencer deposed a slow one)", async () => {
+    for (const seed of [856764203, 1669690215]) await clean({ seed, ops: 300, replicas: 3, faults: ["slow-sequencer", "quorum-away"], batches: true, colocate: true });
+  });
+
   it("regression: seed 1042938228 (a duplicated submit: one copy refused 503 'recovering', the other ordered; the harness took the command as certainly not ordered)", async () => {
     await clean({ seed: 1042938228, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true });
   });

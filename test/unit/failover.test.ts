@@ -294,11 +294,6 @@ describe("a voter back from an absence of its own", () => {
     expect(await preVote(failover, five)).toMatchObject({ go: false, reason: expect.stringMatching(/3 just back from an absence of their own/) });
   });
 
-  it("counts as gone when the only voter that hears the sequencer hears that it is cut off (it is on the sequencer's side of a partition)", async () => {
-    const { failover } = io({ r1: back, r2: back, r3: { ...hears, senderCutOffMs: 6_000 } });
-    expect(await preVote(failover, config)).toMatchObject({ go: true });
-  });
-
   it("counts as gone when no voter hears the sequencer (nothing reached anyone: a successor isolated through its hold-down, a quiet group's evicted voters)", async () => {
     const { failover } = io({ r1: back, r2: back, r3: back });
     expect(await preVote(failover, config)).toMatchObject({ go: true });
