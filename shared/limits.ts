@@ -280,8 +280,8 @@ export const watchersPerReplicaMax = 1_000;
 /** A watch stream gets a `: keepalive` comment when it has been sent nothing this long (API.md: at most 15 s). */
 export const watchKeepaliveMs = 10_000;
 /**
- * A replica that has heard nothing from a serving sequencer this long (cut off from it, or its
- * sequencer cut off from the rest: the co-located replica) ends the watch streams open that long,
+ * A replica that has heard nothing from a serving sequencer this long (cut off from it, or on the
+ * side of a sequencer cut off from the rest, as its appends say) ends the watch streams open that long,
  * and refuses a new watch while another replica can take it: its stream would only carry
  * keepalives while the group writes on elsewhere. Twice the failover timeout, so a failover's own
  * silence rarely ends a stream; checked with the keepalives (every watchKeepaliveMs / 2).

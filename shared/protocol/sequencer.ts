@@ -17,8 +17,9 @@ export interface SequencerMeta {
   commitSeq: number;
   quarantined: string[];
   /**
-   * Its recovery fenced every voter of every membership in force, so its log holds every entry
-   * any replica holds: a refusal can say "not ordered" before an entry of its epoch commits.
+   * Its recovery fenced every member of every membership in force, each log ending in the best
+   * log's epoch (a prefix of it), so no entry outside its log can ever commit: a refusal can say
+   * "not ordered" before an entry of its epoch commits.
    */
   fencedAll?: boolean;
   /** The log holds entries after baseSeq only (compacted); baseHash is the hash at baseSeq. */
@@ -237,7 +238,7 @@ export class SequencerCore {
    * Whether an entry of this epoch has committed. Until then an entry a predecessor ordered on a
    * replica this recovery did not fence may still commit under a later one (its log the longest),
    * so refusing a command cannot say "not ordered". A group's first sequencer had no predecessor;
-   * a recovery that fenced every voter saw every log (fencedAll).
+   * nor did a recovery that fenced every member with every log a prefix of its own (fencedAll).
    */
   get epochSettled(): boolean {
     this.settled ||= this.meta.epoch <= 1 || this.meta.fencedAll === true || (this.meta.commitSeq > 0 && this.readEntries(this.meta.commitSeq, this.meta.commitSeq)[0]?.epoch === this.meta.epoch);

@@ -8,8 +8,11 @@ import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { Cluster } from "../support/cluster.js";
 
-/** Links straight to the cluster's replicas; readLog of every replica fails its first `lost` calls. */
-function ioOver(c: Cluster, lost: number): { io: DriverIO; reads: () => number } {
+/**
+ * Links straight to the cluster's replicas; readLog of every replica fails its first `lost` calls;
+ * a replica not in `reach` (every one by default) is unreachable.
+ */
+function ioOver(c: Cluster, lost: number, reach?: string[]): { io: DriverIO; reads: () => number } {
   let reads = 0;
   const io = {
     nowMs: () => 0,
@@ -20,6 +23,7 @@ function ioOver(c: Cluster, lost: number): { io: DriverIO; reads: () => number }
     log: () => {},
     link: (id: string): ReplicaLink => {
       const transport: ReplicaTransport = async (method, args) => {
+        if (reach && !reach.includes(id)) throw new Error(`${id} unreachable`);
         if (method === "readLog" && ++reads <= lost) throw new Error("lost on the way");
         return (await serve(c.replicas.get(id)! as never, method, args)) as never;
       };
@@ -192,25 +196,6 @@ describe("the old lease's end, by quorum", () => {
 });
 
 describe("a recovery that fenced every member", () => {
-  /** Links to the cluster's replicas in `reach` only (the others are unreachable). */
-  function reaching(c: Cluster, reach: string[]): DriverIO {
-    return {
-      nowMs: () => 0,
-      setTimer: (ms: number, fn: () => void) => {
-        const t = setTimeout(fn, Math.min(ms, 20));
-        return () => clearTimeout(t);
-      },
-      log: () => {},
-      link: (id: string): ReplicaLink => {
-        const transport: ReplicaTransport = async (method, args) => {
-          if (!reach.includes(id)) throw new Error(`${id} unreachable`);
-          return (await serve(c.replicas.get(id)! as never, method, args)) as never;
-        };
-        return linkOver(transport, async () => null);
-      },
-    } as unknown as DriverIO;
-  }
-
   it("counts as settled only if every log is a prefix of the best (raft's figure 8: an older epoch's uncommitted entry may commit later)", async () => {
     const c = Cluster.of("kv", 3, "first", 1_000);
     c.submit("a", 1, { op: "put", key: "x", value: 1 });
@@ -218,19 +203,19 @@ describe("a recovery that fenced every member", () => {
     c.deliver("r1", c.messageFor("r1")!); // X at seq 1 on r1 only, uncommitted
     // An epoch-2 recovery reaches r2 and r3; its no-op reaches r2 only.
     const s2 = new MemorySequencerStorage();
-    const two = await recoverSequencer(c.config, s2, reaching(c, ["r2", "r3"]));
+    const two = await recoverSequencer(c.config, s2, ioOver(c, 0, ["r2", "r3"]).io);
     expect(two.ok).toBe(true);
     const noop = s2.readEntries(1, 1);
     expect(c.replicas.get("r2")!.append({ epoch: (two as { meta: { epoch: number } }).meta.epoch, prevSeq: 0, prevHash: "0".repeat(64), entries: noop, commitSeq: 0 }).ok).toBe(true);
     // Recovery A fences all three: r2's log is the best, r1's ends in an older epoch with X.
-    const a = await recoverSequencer(c.config, new MemorySequencerStorage(), reaching(c, ["r1", "r2", "r3"]));
+    const a = await recoverSequencer(c.config, new MemorySequencerStorage(), ioOver(c, 0, ["r1", "r2", "r3"]).io);
     expect(a.ok).toBe(true);
     expect((a as { meta: { fencedAll?: boolean } }).meta.fencedAll).toBeUndefined();
     // Every log the best's prefix (all in step): settled at once.
     const d = Cluster.of("kv", 3, "first", 1_000);
     d.submit("a", 1, { op: "put", key: "x", value: 1 });
     d.settle();
-    const all = await recoverSequencer(d.config, new MemorySequencerStorage(), reaching(d, ["r1", "r2", "r3"]));
+    const all = await recoverSequencer(d.config, new MemorySequencerStorage(), ioOver(d, 0, ["r1", "r2", "r3"]).io);
     expect((all as { meta: { fencedAll?: boolean } }).meta.fencedAll).toBe(true);
   });
 });
