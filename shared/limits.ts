@@ -152,6 +152,15 @@ export const unreachableMemoryMs = 5 * 60_000;
 
 /** A `sequential` or `linearizable` read waits this long for the replica to catch up, then 504. */
 export const readWaitMs = 2_000;
+/**
+ * A read's call to a replica that has not answered this long past the read's own wait is left for
+ * the next replica (and that replica is asked last for slowReplicaAvoidMs by this router): a
+ * replica's answer within a region takes milliseconds, across the world a few hundred.
+ */
+export const readAnswerSlackMs = 1_000;
+export const slowReplicaAvoidMs = 10_000;
+/** Replicas a router remembers as slow at once (the oldest mark goes first). */
+export const slowReplicasMax = 4_096;
 /** Reads waiting at one replica before it refuses more (503). */
 export const readWaitersMax = 1_000;
 /** kv list query page size. */

@@ -89,6 +89,32 @@ export function checked<T>(r: Checked<T>): T {
   return r.value;
 }
 
+/**
+ * The URL's query parameters, each given once and percent-encoded as UTF-8. `queryOf(c)` kept
+ * the first of `?from=1&from=2` and silently dropped the second, and decoded `%ff` (not UTF-8) to
+ * U+FFFD, a character a key may hold: a watch on `prefix=%ff` followed keys starting with it.
+ */
+export function queryOf(c: Context<App>): Record<string, string> {
+  const raw = new URL(c.req.url).search.slice(1);
+  const out: Record<string, string> = {};
+  for (const part of raw === "" ? [] : raw.split("&")) {
+    if (part === "") continue;
+    const at = part.indexOf("=");
+    const [name, value] = [decodedParam(at < 0 ? part : part.slice(0, at), "a name"), decodedParam(at < 0 ? "" : part.slice(at + 1), part.slice(0, at))];
+    if (Object.hasOwn(out, name)) throw new ApiError("bad_request", `query.${name}: given more than once`);
+    out[name] = value;
+  }
+  return out;
+}
+
+function decodedParam(text: string, field: string): string {
+  try {
+    return decodeURIComponent(text.replaceAll("+", " "));
+  } catch {
+    throw new ApiError("bad_request", `query.${field}: not percent-encoded UTF-8`);
+  }
+}
+
 export function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z.output<S> {
   const r = schema.safeParse(value);
   if (!r.success) throw new ApiError("bad_request", describeZodError(r.error, field));

@@ -3,6 +3,7 @@
 import { Hono, type Context } from "hono";
 import { ApiError } from "../shared/api/errors.js";
 import { openApiDocument } from "../shared/api/openapi.js";
+import { routes } from "../shared/api/routes.js";
 import { logEvent } from "../shared/log.js";
 import { RateLimiter, bearerOf, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
@@ -47,7 +48,22 @@ app.onError((err, c) => {
   return c.json({ error: { code: "internal", message: `internal error; request id ${requestId}`, requestId } }, 500);
 });
 
-app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`)));
+// A path that exists under other methods stays a 404 (API.md's codes are fixed: "no such route"),
+// but says which methods it takes, and sets Allow as a 405 would.
+app.notFound((c) => {
+  const path = new URL(c.req.url).pathname;
+  const allowed = methodsOf(path);
+  if (allowed.length > 0) c.header("Allow", allowed.join(", "));
+  const takes = allowed.length > 0 ? ` (${path} takes ${allowed.join(", ")})` : "";
+  return errorResponse(c, new ApiError("not_found", `no route ${c.req.method} ${path}${takes}`));
+});
+
+/** The methods API routes take at this path (`routes`, the one list; its {param} is one segment). */
+function methodsOf(path: string): string[] {
+  const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const matches = (template: string) => new RegExp(`^${template.split(/\{[^}]+\}/).map(literal).join("[^/]+")}$`).test(path);
+  return [...new Set(routes.filter((r) => matches(r.path)).map((r) => r.method.toUpperCase()))];
+}
 
 app.use("*", async (c, next) => {
   c.set("requestId", crypto.randomUUID());

@@ -6,7 +6,7 @@ import { describeZodError } from "./schemas.js";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; code: "bad_request" | "too_large"; message: string };
 
-export function validateCommand(machine: StateMachine<any, any>, command: unknown, field = "command"): Checked<unknown> {
+export function validateCommand(machine: StateMachine<any, any>, command: unknown, field = "body.command"): Checked<unknown> {
   const r = machine.commandSchema.safeParse(command);
   if (!r.success) return { ok: false, code: "bad_request", message: describeZodError(r.error, field) };
   const big = machine.oversized?.(r.data) ?? null;
@@ -17,7 +17,7 @@ export function validateCommand(machine: StateMachine<any, any>, command: unknow
   return { ok: true, value: command };
 }
 
-export function validateQuery(machine: StateMachine<any, any>, query: unknown, field = "query"): Checked<unknown> {
+export function validateQuery(machine: StateMachine<any, any>, query: unknown, field = "body.query"): Checked<unknown> {
   const r = machine.querySchema.safeParse(query);
   if (!r.success) return { ok: false, code: "bad_request", message: describeZodError(r.error, field) };
   return { ok: true, value: r.data };

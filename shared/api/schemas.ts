@@ -6,6 +6,7 @@ import {
   checkpointEveryMax,
   checkpointEveryMin,
   clientCharsMax,
+  keyBytesMax,
   eventHistoryMax,
   groupsPageMax,
   logPageMax,
@@ -14,6 +15,7 @@ import {
   replicasMax,
 } from "../limits.js";
 import { locationHints } from "../geo.js";
+import { utf8Length } from "../text.js";
 import { machineNames } from "../machines/index.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { MachineName } from "./types.js";
@@ -124,7 +126,8 @@ export const logParams = z.object({
 /** GET /v1/groups/{g}/watch: entries after `from` (default: the replica's applied position), optionally only those changing a key under `prefix`. */
 export const watchParams = z.object({
   from: decimalParam(z.number().min(0).max(Number.MAX_SAFE_INTEGER)).optional(),
-  prefix: z.string().max(512).optional(),
+  // A key's bound, in bytes as keys count it (it was 512 characters: a list took what a watch refused).
+  prefix: z.string().max(keyBytesMax).refine((p) => utf8Length(p) <= keyBytesMax, `must be at most ${keyBytesMax} bytes`).optional(),
 });
 
 /** GET /v1/groups/{g}/audits: up to every report the group keeps. */
@@ -179,5 +182,7 @@ export function describeZodError(err: z.ZodError, root: string): string {
   const issue = err.issues[0];
   if (!issue) return `${root}: invalid`;
   const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
-  return `${path}: ${issue.message}`;
+  // zod says "Invalid input: expected nonoptional, received undefined" of a missing field.
+  const missing = issue.code === "invalid_type" && / received undefined$/.test(issue.message);
+  return `${path}: ${missing ? `required${issue.expected === "nonoptional" ? "" : ` (${issue.expected})`}` : issue.message}`;
 }

@@ -2,7 +2,7 @@
 // voters has not heard from it for sequencerTimeoutMs, a write fails it over to a successor at a
 // higher epoch, and nothing acknowledged is lost.
 import { describe, expect, it } from "vitest";
-import { failoverHoldDownMs, handOverTimeoutMs, sequencerTimeoutMs } from "../../shared/limits.js";
+import { failoverHoldDownMs, handOverTimeoutMs, heartbeatMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { runInDurableObject } from "cloudflare:test";
 import { api, clientToken, command, createGroup, expectError, query, replicaObject, waitFor } from "./helpers.js";
 
@@ -176,6 +176,8 @@ describe("automatic failover (workerd)", () => {
     const outageMs = Date.now() - cutAt;
     const event = (await api("GET", "/v1/groups/wdm/events", undefined, clientToken)).body.events.find((e: any) => e.kind === "failover");
     expect(event.downMs).toBeGreaterThan(outageMs - 3_000);
-    expect(event.downMs).toBeLessThanOrEqual(outageMs);
+    // The voters last heard the sequencer up to a heartbeat before the cut (a run under load
+    // reported 8,551 ms against 8,541 measured from the cut).
+    expect(event.downMs).toBeLessThanOrEqual(outageMs + heartbeatMs);
   }, 40_000);
 });

@@ -152,3 +152,54 @@ describe("one key order everywhere: code points (SQLite's, the memory store's, t
     expect((await api("GET", "/v1/groups/params/audits?limit=100")).status).toBe(200);
   });
 });
+
+describe("a 400 or a 404 says exactly what is wrong, one way", () => {
+  it("a put or a cas of null is a 400 (null means absent); a null inside a value, or a cas expecting absent, is fine", async () => {
+    await createGroup("nulls");
+    expectError(await command("nulls", { op: "put", key: "k", value: null }), 400, "bad_request", /^body\.command\.value: null means absent here; delete the key instead$/);
+    expectError(await command("nulls", { op: "cas", key: "k", expected: null, value: null }), 400, "bad_request", /^body\.command\.value: null means absent/);
+    expectError(await command("nulls", { op: "txn", success: [{ op: "put", key: "k", value: null }] }), 400, "bad_request", /^body\.command\.success\.0\.value: null means absent/);
+    expect((await command("nulls", { op: "cas", key: "k", expected: null, value: { a: null } })).status).toBe(200);
+    expect((await query("nulls", { op: "list" })).body.result.items).toEqual([["k", { a: null }]]);
+  });
+
+  it("fields are named from the body's root in a command, a batch and a query, and a missing one is `required`", async () => {
+    await createGroup("fields");
+    expectError(await command("fields", { op: "put", key: 5, value: 1 }), 400, "bad_request", /^body\.command\.key: /);
+    const batch = { client: "b", commands: [{ request: 1, command: { op: "put", key: "a", value: 1 } }, { request: 2, command: { op: "get", key: 5 } }] };
+    expectError(await api("POST", "/v1/groups/fields/commands", batch, clientToken), 400, "bad_request", /^body\.commands\.1\.command\.key: /);
+    expectError(await query("fields", { op: "get", key: 5 }), 400, "bad_request", /^body\.query\.key: /);
+    expectError(await api("POST", "/v1/groups/fields/commands", { client: "c", request: 1 }, clientToken), 400, "bad_request", /^body\.command: required$/);
+    expectError(await command("fields", { op: "put", value: 1 }), 400, "bad_request", /^body\.command\.key: required \(string\)$/);
+  });
+
+  it("a list's prefix and after, and a watch's prefix, are bounded as keys are, in bytes", async () => {
+    await createGroup("prefixes");
+    const wide = "é".repeat(257); // 257 characters, 514 bytes
+    expectError(await query("prefixes", { op: "list", prefix: "x".repeat(513) }, "stale"), 400, "bad_request", /^body\.query\.prefix: must be at most 512 bytes/);
+    expectError(await query("prefixes", { op: "list", after: wide }, "stale"), 400, "bad_request", /^body\.query\.after: must be at most 512 bytes/);
+    expectError(await api("GET", `/v1/groups/prefixes/watch?prefix=${encodeURIComponent(wide)}`, undefined, clientToken), 400, "bad_request", /^query\.prefix: must be at most 512 bytes/);
+    expect((await query("prefixes", { op: "list", prefix: "x".repeat(512) }, "stale")).body.result.items).toEqual([]);
+  });
+
+  it("a query parameter given twice, or not percent-encoded UTF-8, is a 400 naming it", async () => {
+    await createGroup("twice");
+    expect((await command("twice", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    expectError(await api("GET", "/v1/groups/twice/log?from=1&from=2"), 400, "bad_request", /^query\.from: given more than once$/);
+    expectError(await api("GET", "/v1/groups/twice/watch?prefix=%ff", undefined, clientToken), 400, "bad_request", /^query\.prefix: not percent-encoded UTF-8$/);
+    expectError(await api("GET", "/v1/metrics?group=twice&group=other"), 400, "bad_request", /^query\.group: given more than once$/);
+    const log = await api("GET", "/v1/groups/twice/log?from=1&limit=1");
+    expect(log.body.entries.map((e: { seq: number }) => e.seq)).toEqual([1]);
+  });
+
+  it("a path that exists under other methods is a 404 saying which, with Allow", async () => {
+    await createGroup("methods");
+    const put = await api("PUT", "/v1/groups/methods/commands", {}, clientToken);
+    expectError(put, 404, "not_found", /^no route PUT \/v1\/groups\/methods\/commands \(\/v1\/groups\/methods\/commands takes POST\)$/);
+    expect(put.headers.get("allow")).toBe("POST");
+    expect((await api("PATCH", "/v1/groups/methods")).headers.get("allow")).toBe("PUT, GET, DELETE");
+    const none = await api("GET", "/v1/groups/methods/nothing");
+    expectError(none, 404, "not_found", /^no route GET \/v1\/groups\/methods\/nothing$/);
+    expect(none.headers.get("allow")).toBeNull();
+  });
+});

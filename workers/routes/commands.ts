@@ -6,14 +6,15 @@ import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
-import { pastEndCheckMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
+import { pastEndCheckMs, readAnswerSlackMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf } from "../auth.js";
 import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { checked, clientOf, groupParam, jsonBody, parse, requireWrite } from "../http.js";
+import { checked, clientOf, groupParam, jsonBody, parse, queryOf, requireWrite } from "../http.js";
 import type { ReadAnswer } from "../replica.js";
+import { noteAnswered, noteSlow, slowLast } from "../slow-replicas.js";
 import type { SubmitAnswer } from "../sequencer.js";
 import { type ReadIndexAnswer, TimeoutError, withTimeout } from "../../shared/protocol/io.js";
 import { type RequestPlace, hintOf, isLocationHint, locationHints, nearestFirst } from "../../shared/geo.js";
@@ -173,13 +174,12 @@ commandRoutes.post("/:group/query", async (c) => {
   const waitMs = body.consistency === "stale" ? 0 : readWaitMs;
   let last: ReadAnswer = { kind: "busy", replica: "" };
   let timedOut: Extract<ReadAnswer, { kind: "timeout" }> | null = null;
-  for (const r of nearestFirst(groups.replicasOf(record), near)) {
-    const stub = replicaStub(c.env, record.config, r.id, r.location);
+  for (const r of slowLast(group, nearestFirst(groups.replicasOf(record), near), Date.now())) {
     // Once one replica did not reach the position in time, the next nearest are asked without
     // waiting: one already there serves (API.md). A slow replica's timeout used to be the answer,
     // a 504, while two others were far past the position (a probe: 9 of 60 reads).
     const wait: number = timedOut ? 0 : waitMs;
-    const a = await rpc<ReadAnswer>(stub.call(record.config.incarnation, "query", [query, minSeq, wait])).catch((): ReadAnswer => ({ kind: "busy", replica: r.id }));
+    const a = await readAt(c, record.config, r, [query, minSeq, wait]);
     if (a.kind === "ok") return readResult(c, a);
     if (a.kind === "timeout") {
       if (!timedOut && body.consistency === "sequential" && bookmark !== null) await refusePastEnd(c, group, bookmark.seq, "bookmark");
@@ -195,6 +195,24 @@ commandRoutes.post("/:group/query", async (c) => {
 });
 
 
+/**
+ * One replica's answer to a read, or `busy` when it fails or has not answered readAnswerSlackMs
+ * past the read's wait; either marks it slow for this router (workers/slow-replicas.ts).
+ */
+async function readAt(c: Context<App>, config: GroupConfig, r: { id: string; location: string | null }, args: [unknown, number, number]): Promise<ReadAnswer> {
+  const stub = replicaStub(c.env, config, r.id, r.location);
+  const pending = rpc<ReadAnswer>(stub.call(config.incarnation, "query", args));
+  try {
+    const a = await withTimeout(realClock, pending, args[2] + readAnswerSlackMs, `replica ${r.id}'s read`);
+    noteAnswered(config.group, r.id);
+    return a;
+  } catch {
+    pending.catch(() => undefined);
+    noteSlow(config.group, r.id, Date.now());
+    return { kind: "busy", replica: r.id };
+  }
+}
+
 // ---- watch ---------------------------------------------------------------------------------
 
 /**
@@ -205,7 +223,7 @@ commandRoutes.post("/:group/query", async (c) => {
  */
 commandRoutes.get("/:group/watch", async (c) => {
   const group = groupParam(c);
-  const q = parse(watchParams, c.req.query(), "query");
+  const q = parse(watchParams, queryOf(c), "query");
   const lastId = c.req.header("last-event-id");
   if (lastId !== undefined && !(/^(0|[1-9][0-9]{0,15})$/.test(lastId.trim()) && Number.isSafeInteger(Number(lastId.trim())))) {
     throw new ApiError("bad_request", "Last-Event-ID: a seq (an integer from 0 to 2^53-1)");
@@ -218,7 +236,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   if (q.prefix) params.set("prefix", q.prefix);
   let compacted: Response | null = null;
   const silent: ReturnType<typeof groups.replicasOf> = [];
-  for (const [pass, replicas] of [["fresh", nearestFirst(groups.replicasOf(record), nearOf(c))], ["any", silent]] as const) {
+  for (const [pass, replicas] of [["fresh", slowLast(group, nearestFirst(groups.replicasOf(record), nearOf(c)), Date.now())], ["any", silent]] as const) {
     for (const r of replicas) {
       const res = await openWatch(c, record.config, r, `${params}${pass === "fresh" ? "&fresh=1" : ""}`);
       if (res?.status === 200) return endOnRevoke(c, res);
@@ -239,8 +257,15 @@ commandRoutes.get("/:group/watch", async (c) => {
  */
 async function openWatch(c: Context<App>, config: GroupConfig, r: { id: string; location: string | null }, params: string): Promise<Response | null> {
   const pending = replicaStub(c.env, config, r.id, r.location).fetch(`https://replica/watch?${params}`);
-  return withTimeout(realClock, pending, replicaRpcTimeoutMs, `replica ${r.id}'s watch`).catch((err) => {
-    if (err instanceof TimeoutError) pending.then((late) => late.body?.cancel(), () => undefined);
-    return null;
-  });
+  return withTimeout(realClock, pending, replicaRpcTimeoutMs, `replica ${r.id}'s watch`).then(
+    (res) => {
+      noteAnswered(config.group, r.id);
+      return res;
+    },
+    (err) => {
+      if (err instanceof TimeoutError) pending.then((late) => late.body?.cancel(), () => undefined);
+      noteSlow(config.group, r.id, Date.now());
+      return null;
+    },
+  );
 }
