@@ -153,6 +153,19 @@ describe("a watch at a replica cut off from its sequencer", () => {
     expect(await watchAt("near-watch", "weur")).toEqual({ status: 200, replica: "r2" });
   });
 
+  it("when no replica can take a watch, the 503 gives their reasons (a full replica is not a down one)", async () => {
+    await createGroup("near-full", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-full", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    for (const id of ["r1", "r2", "r3"]) {
+      await runInDurableObject(replicaObject("near-full", id), (inst: ReplicaObject) => {
+        (inst as any).replica.driver.watches.open = () => "busy";
+      });
+    }
+    const res = await SELF.fetch("http://smr.test/v1/groups/near-full/watch", { headers: { authorization: `Bearer ${clientToken}` } });
+    expectError({ status: res.status, body: await res.json(), headers: res.headers }, 503, "unavailable", /^no replica can serve this watch now: replica r\d serves as many watches as it may \(1000\)/);
+    expect(res.headers.get("retry-after")).toBe("1");
+  });
+
   it("counts, at the co-located replica, how long its host sequencer has been cut off: it hears the heartbeats, the others do not", async () => {
     await createGroup("near-host", { machine: "kv", replicas: 3 });
     expect((await command("near-host", { op: "put", key: "k", value: 1 })).status).toBe(200);

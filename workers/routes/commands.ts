@@ -235,20 +235,37 @@ commandRoutes.get("/:group/watch", async (c) => {
   if (from !== undefined) params.set("from", String(from));
   if (q.prefix) params.set("prefix", q.prefix);
   let compacted: Response | null = null;
+  /** Why each replica that answered could not serve (a 503's message): the 503 below says so. */
+  const refusals: string[] = [];
   const silent: ReturnType<typeof groups.replicasOf> = [];
   for (const [pass, replicas] of [["fresh", slowLast(group, nearestFirst(groups.replicasOf(record), nearOf(c)), Date.now())], ["any", silent]] as const) {
     for (const r of replicas) {
       const res = await openWatch(c, record.config, r, `${params}${pass === "fresh" ? "&fresh=1" : ""}`);
       if (res?.status === 200) return endOnRevoke(c, res);
       if (res?.status === 410) compacted = res;
-      else await res?.body?.cancel();
-      if (pass === "fresh" && res?.headers.has("x-smr-silent-ms")) silent.push(r);
+      else if (res && pass === "fresh" && res.headers.has("x-smr-silent-ms")) {
+        silent.push(r);
+        await res.body?.cancel();
+      } else if (res) refusals.push(await refusalOf(res));
     }
   }
   if (compacted) return compacted;
   groups.forget(group);
-  throw new ApiError("unavailable", "no replica can serve this watch now", 1);
+  // The replicas' own reasons (e.g. each serves as many watches as it may): the bare "no replica
+  // can serve" used to replace them, and a client could not tell a full replica from a down one.
+  const why = refusals.length > 0 ? `: ${[...new Set(refusals)].join("; ")}` : "";
+  throw new ApiError("unavailable", `no replica can serve this watch now${why}`, 1);
 });
+
+/** A replica's refusal of a watch, in its own words (its API error's message), body consumed. */
+async function refusalOf(res: Response): Promise<string> {
+  const text = await res.text().catch(() => "");
+  try {
+    return String((JSON.parse(text) as { error?: { message?: unknown } }).error?.message ?? `status ${res.status}`);
+  } catch {
+    return `status ${res.status}`;
+  }
+}
 
 /**
  * One replica's answer to a watch, or null if it does not answer within replicaRpcTimeoutMs (a
