@@ -254,6 +254,11 @@ export const routeCacheMs = 2_000;
  */
 export const tokenLookupsFoundMax = 10_000;
 export const tokenLookupsMissingMax = 1_000;
+/** Lookups of unknown group-token ids one caller address may cause (per router isolate), then 429. */
+export const unknownTokenLookupsPerSec = 20;
+export const unknownTokenLookupsBurst = 200;
+/** Keys (tokens, addresses) a rate limiter keeps buckets for; the least recently used goes. */
+export const rateLimitKeysMax = 10_000;
 /** Group tokens one group may have. */
 export const groupTokensMax = 100;
 

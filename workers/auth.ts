@@ -1,5 +1,6 @@
 import type { TokenRecord } from "../shared/control/directory.js";
-import { routeCacheMs, tokenLookupsFoundMax, tokenLookupsMissingMax } from "../shared/limits.js";
+import { rateLimitKeysMax, routeCacheMs, tokenLookupsFoundMax, tokenLookupsMissingMax, unknownTokenLookupsBurst, unknownTokenLookupsPerSec } from "../shared/limits.js";
+import { ApiError } from "../shared/api/errors.js";
 import { sha256Bytes, sha256Hex } from "../shared/protocol/hash.js";
 import { type Env, directoryStub } from "./env.js";
 
@@ -117,16 +118,61 @@ function bounded<V>(map: Map<string, V>, max: number): Map<string, V> {
 
 const lookups = new TokenLookups(tokenLookupsFoundMax, tokenLookupsMissingMax);
 
-/** The scope of a group token, or null (malformed, unknown, revoked, or its group is gone). */
-export async function groupScopeOf(env: Env, presented: string): Promise<Scope | null> {
+/**
+ * Per-key token bucket, per isolate: a cheap first line against one runaway client. At most
+ * `keysMax` buckets (the least recently used goes; a key it forgot starts full again).
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
+  constructor(
+    private readonly perSec: number,
+    private readonly burst: number,
+    private readonly keysMax = rateLimitKeysMax,
+  ) {}
+
+  /** 0 if allowed (and counted), else the seconds to wait. */
+  take(key: string, nowMs: number): number {
+    const wait = this.waitSec(key, nowMs);
+    if (wait === 0 && this.perSec > 0) this.buckets.get(key)!.tokens -= 1;
+    return wait;
+  }
+
+  /** 0 if one more would be allowed now, else the seconds to wait; counts nothing. */
+  waitSec(key: string, nowMs: number): number {
+    if (this.perSec <= 0) return 0;
+    const b = this.buckets.get(key) ?? { tokens: this.burst, atMs: nowMs };
+    b.tokens = Math.min(this.burst, b.tokens + ((nowMs - b.atMs) / 1000) * this.perSec);
+    b.atMs = nowMs;
+    this.buckets.delete(key);
+    bounded(this.buckets, this.keysMax).set(key, b);
+    return b.tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - b.tokens) / this.perSec));
+  }
+}
+
+/**
+ * Directory lookups of group-token ids that turned out unknown, per caller address: every new id
+ * costs a call to that group's directory object, so a caller cycling made-up ids of a victim's
+ * group loaded its directory at will (tokens of no group's form cost nothing, and are not
+ * counted). Past the bucket such a caller's uncached lookups answer 429.
+ */
+const unknownLookups = new RateLimiter(unknownTokenLookupsPerSec, unknownTokenLookupsBurst);
+
+/**
+ * The scope of a group token, or null (malformed, unknown, revoked, or its group is gone).
+ * `address`: the caller's, whose lookups of unknown ids are limited (unknownLookups).
+ */
+export async function groupScopeOf(env: Env, presented: string, address?: string): Promise<Scope | null> {
   const m = groupTokenPattern.exec(presented);
   if (!m) return null;
   const [, group, id, secret] = m as unknown as [string, string, string, string];
   const key = `${group}/${id}`;
   let record = lookups.get(key, Date.now());
   if (record === undefined) {
+    const wait = address === undefined ? 0 : unknownLookups.waitSec(address, Date.now());
+    if (wait > 0) throw new ApiError("rate_limited", "too many unknown group tokens from this address", wait);
     record = (await directoryStub(env, group).token(id)) as TokenRecord | null;
     lookups.set(key, record, Date.now());
+    if (!record && address !== undefined) unknownLookups.take(address, Date.now());
   }
   if (!record) return null;
   const ok = equalDigests(sha256Bytes(secret), hexBytes(record.hash));
@@ -152,25 +198,3 @@ function hexBytes(hex: string): Uint8Array {
   return out;
 }
 
-/** Per-token token bucket, per isolate: a cheap first line against one runaway client. */
-export class RateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
-  constructor(
-    private readonly perSec: number,
-    private readonly burst: number,
-  ) {}
-
-  /** 0 if allowed, else the seconds to wait. */
-  take(key: string, nowMs: number): number {
-    if (this.perSec <= 0) return 0;
-    const b = this.buckets.get(key) ?? { tokens: this.burst, atMs: nowMs };
-    b.tokens = Math.min(this.burst, b.tokens + ((nowMs - b.atMs) / 1000) * this.perSec);
-    b.atMs = nowMs;
-    this.buckets.set(key, b);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return 0;
-    }
-    return Math.max(1, Math.ceil((1 - b.tokens) / this.perSec));
-  }
-}

@@ -83,7 +83,9 @@ app.use("/v1/*", async (c, next) => {
   }
   const token = bearerOf(c.req.header("authorization"));
   if (token === null) throw new ApiError("unauthorized", "missing Authorization: Bearer <token>");
-  const scope = scopeOf(tokens, token) ?? (await groupScopeOf(c.env, token));
+  // The platform's caller address; "local" under wrangler dev and in tests when it is absent.
+  const address = c.req.header("cf-connecting-ip") ?? "local";
+  const scope = scopeOf(tokens, token) ?? (await groupScopeOf(c.env, token, address));
   if (!scope) throw new ApiError("unauthorized", "unknown token");
   const wait = rateLimiter(c.env).take(token, Date.now());
   if (wait > 0) throw new ApiError("rate_limited", "request rate limit for this token exceeded", wait);

@@ -1,9 +1,9 @@
 // Tenant isolation: group tokens (API.md, "Group tokens").
-import { env, runInDurableObject } from "cloudflare:test";
+import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
 import { TokenLookups } from "../../workers/auth.js";
-import { routeCacheMs } from "../../shared/limits.js";
+import { routeCacheMs, unknownTokenLookupsBurst } from "../../shared/limits.js";
 import { api, clientToken, createGroup, expectError } from "./helpers.js";
 
 const put = (key: string, value: unknown) => ({ op: "put", key, value });
@@ -114,6 +114,33 @@ describe("a token that only looks like a group token", () => {
     // The group still works once made: its directory is written then.
     await createGroup("forged-1");
     expect((await api("GET", "/v1/groups/forged-1")).status).toBe(200);
+  });
+
+  it("made-up ids of a group's tokens are looked up at most a bucket's worth per caller address, then 429", async () => {
+    await createGroup("victim");
+    const minted = await api("POST", "/v1/groups/victim/tokens", { scope: "read" });
+    const from = async (address: string, token: string) => {
+      const res = await SELF.fetch("http://smr.test/v1/groups/victim", { headers: { authorization: `Bearer ${token}`, "cf-connecting-ip": address } });
+      return { status: res.status, body: await res.json(), headers: res.headers } as any;
+    };
+    // The real token, looked up once (before the limit) and cached, keeps working from that address.
+    expect((await from("192.0.2.7", minted.body.token)).status).toBe(200);
+    const forged = (i: number) => `g.victim.${i.toString(16).padStart(8, "0")}.${"0".repeat(32)}`;
+    // The bucket refills as the loop runs (unknownTokenLookupsPerSec), so a few more get through.
+    let i = 0;
+    let limited = await from("192.0.2.7", forged(i));
+    while (limited.status === 401 && i < 2 * unknownTokenLookupsBurst) limited = await from("192.0.2.7", forged(++i));
+    expectError(limited, 429, "rate_limited", /unknown group tokens from this address/);
+    expect(i).toBeGreaterThanOrEqual(unknownTokenLookupsBurst);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // A miss already cached costs no lookup: still the 401. Another address, the admin and the
+    // real (cached) token are not limited.
+    expectError(await from("192.0.2.7", forged(3)), 401, "unauthorized");
+    expectError(await from("198.51.100.1", forged(unknownTokenLookupsBurst)), 401, "unauthorized");
+    expect((await from("192.0.2.7", minted.body.token)).status).toBe(200);
+    expect((await from("192.0.2.7", "test-admin-token")).status).toBe(200);
+    // Tokens of no group's form cost no lookup, and are not counted.
+    expectError(await from("203.0.113.9", "nonsense"), 401, "unauthorized");
   });
 
   it("does not push real tokens out of a router's cache: misses are bounded apart from found tokens", () => {
