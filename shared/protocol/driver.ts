@@ -22,6 +22,7 @@ import {
   holdWhenWaitingMin,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
+import { MajorityConfig } from "./quorum.js";
 import { canonicalJson, sha256Hex, zeroHash } from "./hash.js";
 import type { SnapshotInfo } from "./replica.js";
 import { askAgain, type DriverIO, type ReadIndexAnswer, type Unavailable, type SessionAnswer, type SubmitAnswer, withTimeout } from "./io.js";
@@ -1200,19 +1201,26 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   try {
     const results = await Promise.allSettled(ids.map((id) => install(id, info, pages)));
     const failed = results.flatMap((r, i) => (r.status === "rejected" ? [`${ids[i]}: ${String(r.reason)}`] : []));
-    if (failed.length > 0) {
+    const installed = ids.filter((_, i) => results[i]!.status === "fulfilled");
+    // A quorum of voters is enough, as for an entry: the others are behind the restored position,
+    // where the log holds nothing, so each gets a state transfer from one that installed (as a
+    // replica behind a compacted log does) once it answers. Every replica had to install before:
+    // one unreachable replica made every restore a 503 until it was back (a probe).
+    const voters = core.voterIds();
+    if (!new MajorityConfig(voters).reached(installed)) {
       await Promise.allSettled(ids.map((id) => install(id, empty, async () => [])));
-      return { ok: false, reason: `not every replica could install the snapshot (${failed.join("; ")}); nothing was restored, retry` };
+      return { ok: false, reason: `only ${installed.length} of ${ids.length} replicas could install the snapshot, not a quorum of the ${voters.length} voters (${failed.join("; ")}); nothing was restored, retry` };
     }
     if (core.lastLogSeq !== 0) return { ok: false, reason: "the group took entries meanwhile" };
     // Deleted or handed over while the replicas installed: its storage is gone, write nothing.
     if (driver.isStopped) return { ok: false, reason: "the group's sequencer stopped meanwhile (deleted or moved)" };
     core.adoptRestore(info.seq, hash);
-    for (const id of ids) {
+    for (const id of installed) {
       core.endRepair(id, info.seq, io.nowMs());
       core.noteContact(id, true, io.nowMs(), { lastSeq: info.seq, appliedSeq: info.seq, digest });
     }
-    io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})`, { seq: info.seq, digest });
+    const behind = failed.length > 0 ? `; ${ids.filter((id) => !installed.includes(id)).join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
+    io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest });
     return { ok: true };
   } finally {
     driver.restoring = false;

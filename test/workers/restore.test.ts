@@ -1,0 +1,54 @@
+// A restore needs a quorum of voters, not every replica: the others are rebuilt from one that
+// installed once they answer (docs/PROTOCOL.md, "Snapshots and restore").
+import { SELF } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { adminToken, api, clientToken, command, createGroup, expectError, query, replicaStatuses, waitFor } from "./helpers.js";
+
+async function snapshotOf(group: string): Promise<string> {
+  const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/snapshot`, { headers: { authorization: `Bearer ${adminToken}` } });
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+async function restore(group: string, file: string) {
+  const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/restore`, { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: file });
+  return { status: res.status, body: await res.json(), headers: res.headers } as any;
+}
+
+describe("restore with a replica away", () => {
+  it("one replica of three unreachable: the restore answers 200, and that replica is rebuilt once it is back", async () => {
+    await createGroup("rs-src");
+    for (const [k, v] of [["a", 1], ["b", { x: [2] }], ["c", "three"]] as const) expect((await command("rs-src", { op: "put", key: k, value: v })).status).toBe(200);
+    const file = await snapshotOf("rs-src");
+    await createGroup("rs-dst", { machine: "kv", replicas: 3 });
+    await api("POST", "/v1/groups/rs-dst/faults", { target: "r3", fault: "unreachable" });
+    const r = await restore("rs-dst", file);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect((await query("rs-dst", { op: "list" })).body.result.items).toEqual([["a", 1], ["b", { x: [2] }], ["c", "three"]]);
+    const events = (await api("GET", "/v1/groups/rs-dst/events", undefined, clientToken)).body.events;
+    expect(events.find((e: any) => e.kind === "restore").message).toMatch(/r3 will be rebuilt from it/);
+    expect((await command("rs-dst", { op: "put", key: "d", value: 4 })).status).toBe(200);
+    await api("POST", "/v1/groups/rs-dst/faults", { target: "r3", fault: "none" });
+    await waitFor("r3 rebuilt and caught up", async () => {
+      const r3 = (await replicaStatuses("rs-dst")).r3;
+      return r3.status === "healthy" && r3.appliedSeq >= 2;
+    }, 200);
+    const audit = await api("POST", "/v1/groups/rs-dst/audit");
+    expect(audit.body.verdict, JSON.stringify(audit.body)).toBe("consistent");
+    const statuses = await replicaStatuses("rs-dst");
+    expect(new Set(Object.values(statuses).map((s: any) => s.digest)).size).toBe(1);
+  }, 30_000);
+
+  it("two of three unreachable: a 503, nothing restored, and the same file restores once they are back", async () => {
+    await createGroup("rs-src2");
+    expect((await command("rs-src2", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const file = await snapshotOf("rs-src2");
+    await createGroup("rs-dst2", { machine: "kv", replicas: 3 });
+    for (const id of ["r2", "r3"]) await api("POST", "/v1/groups/rs-dst2/faults", { target: id, fault: "unreachable" });
+    expectError(await restore("rs-dst2", file), 503, "unavailable", /only 1 of 3 replicas could install the snapshot, not a quorum/);
+    for (const id of ["r2", "r3"]) await api("POST", "/v1/groups/rs-dst2/faults", { target: id, fault: "none" });
+    expect((await query("rs-dst2", { op: "list" }, "stale")).body.result.items).toEqual([]);
+    expect((await restore("rs-dst2", file)).status).toBe(200);
+    expect((await query("rs-dst2", { op: "get", key: "k" })).body.result).toEqual({ value: 1 });
+  }, 30_000);
+});
