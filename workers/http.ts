@@ -90,28 +90,34 @@ export function checked<T>(r: Checked<T>): T {
 }
 
 /**
- * The URL's query parameters, each given once and percent-encoded as UTF-8. `queryOf(c)` kept
- * the first of `?from=1&from=2` and silently dropped the second, and decoded `%ff` (not UTF-8) to
- * U+FFFD, a character a key may hold: a watch on `prefix=%ff` followed keys starting with it.
+ * The route's query parameters (`schema`'s fields), parsed from the raw URL: each given at most
+ * once and percent-encoded as UTF-8, else a 400 naming it. `c.req.query()` kept the first of
+ * `?from=1&from=2` and silently dropped the second, and decoded `%ff` (not UTF-8) to U+FFFD, a
+ * character a key may hold: a watch on `prefix=%ff` followed keys starting with it. Parameters
+ * the route does not take are ignored, as before (a repeated cache-buster is no error).
  */
-export function queryOf(c: Context<App>): Record<string, string> {
+export function parseQuery<S extends z.ZodObject>(c: Context<App>, schema: S): z.output<S> {
+  const names = new Set(Object.keys(schema.shape));
   const raw = new URL(c.req.url).search.slice(1);
-  const out: Record<string, string> = {};
+  const given = new Map<string, string>();
   for (const part of raw === "" ? [] : raw.split("&")) {
-    if (part === "") continue;
     const at = part.indexOf("=");
-    const [name, value] = [decodedParam(at < 0 ? part : part.slice(0, at), "a name"), decodedParam(at < 0 ? "" : part.slice(at + 1), part.slice(0, at))];
-    if (Object.hasOwn(out, name)) throw new ApiError("bad_request", `query.${name}: given more than once`);
-    out[name] = value;
+    const name = decodedParam(at < 0 ? part : part.slice(0, at));
+    if (name === null || !names.has(name)) continue;
+    const value = decodedParam(at < 0 ? "" : part.slice(at + 1));
+    if (value === null) throw new ApiError("bad_request", `query.${name}: not percent-encoded UTF-8`);
+    if (given.has(name)) throw new ApiError("bad_request", `query.${name}: given more than once`);
+    given.set(name, value);
   }
-  return out;
+  return parse(schema, Object.fromEntries(given), "query");
 }
 
-function decodedParam(text: string, field: string): string {
+/** A query string's component decoded (`+` is a space), or null if it is not UTF-8 percent-encoded. */
+function decodedParam(text: string): string | null {
   try {
     return decodeURIComponent(text.replaceAll("+", " "));
   } catch {
-    throw new ApiError("bad_request", `query.${field}: not percent-encoded UTF-8`);
+    return null;
   }
 }
 

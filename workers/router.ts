@@ -4,6 +4,7 @@ import { Hono, type Context } from "hono";
 import { ApiError } from "../shared/api/errors.js";
 import { openApiDocument } from "../shared/api/openapi.js";
 import { routes } from "../shared/api/routes.js";
+import { faultsAllowed } from "./faults.js";
 import { logEvent } from "../shared/log.js";
 import { RateLimiter, bearerOf, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
@@ -52,17 +53,20 @@ app.onError((err, c) => {
 // but says which methods it takes, and sets Allow as a 405 would.
 app.notFound((c) => {
   const path = new URL(c.req.url).pathname;
-  const allowed = methodsOf(path);
+  const allowed = methodsOf(path, faultsAllowed(c.env));
   if (allowed.length > 0) c.header("Allow", allowed.join(", "));
   const takes = allowed.length > 0 ? ` (${path} takes ${allowed.join(", ")})` : "";
   return errorResponse(c, new ApiError("not_found", `no route ${c.req.method} ${path}${takes}`));
 });
 
-/** The methods API routes take at this path (`routes`, the one list; its {param} is one segment). */
-function methodsOf(path: string): string[] {
+/**
+ * The methods API routes take at this path (`routes`, the one list; its {param} is one segment).
+ * Test-only routes count only where they are served (ALLOW_FAULTS).
+ */
+function methodsOf(path: string, testRoutes: boolean): string[] {
   const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const matches = (template: string) => new RegExp(`^${template.split(/\{[^}]+\}/).map(literal).join("[^/]+")}$`).test(path);
-  return [...new Set(routes.filter((r) => matches(r.path)).map((r) => r.method.toUpperCase()))];
+  return [...new Set(routes.filter((r) => (testRoutes || !r.testOnly) && matches(r.path)).map((r) => r.method.toUpperCase()))];
 }
 
 app.use("*", async (c, next) => {

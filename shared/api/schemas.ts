@@ -127,7 +127,8 @@ export const logParams = z.object({
 export const watchParams = z.object({
   from: decimalParam(z.number().min(0).max(Number.MAX_SAFE_INTEGER)).optional(),
   // A key's bound, in bytes as keys count it (it was 512 characters: a list took what a watch refused).
-  prefix: z.string().max(keyBytesMax).refine((p) => utf8Length(p) <= keyBytesMax, `must be at most ${keyBytesMax} bytes`).optional(),
+  // (The refinement first: its message, in bytes, is the one a 400 gives; max only documents it.)
+  prefix: z.string().refine((p) => utf8Length(p) <= keyBytesMax, `must be at most ${keyBytesMax} bytes`).max(keyBytesMax).optional(),
 });
 
 /** GET /v1/groups/{g}/audits: up to every report the group keeps. */

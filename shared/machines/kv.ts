@@ -11,20 +11,14 @@ const key = z
 
 /** Any JSON value; size is checked separately so it can answer 413 rather than 400. */
 const value = z.json();
-/**
- * What a put or a cas writes: any JSON value but null, which the API uses for "absent" (a get's
- * value, a compare's expected, a watch's change of a deleted key). A stored null was listed as
- * `["k", null]` while a get of it said absent, and its watch change read as a delete.
- */
-const written = value.refine((v) => v !== null, { message: "null means absent here; delete the key instead" });
-/** A list's prefix or start: at most a key's length (a longer one matches nothing), may be empty. */
+/** A list's prefix or start: at most a key's length (a longer prefix matches nothing), may be empty. */
 const keyPart = z.string().refine((k) => utf8Length(k) <= keyBytesMax, { message: `must be at most ${keyBytesMax} bytes` });
 
 const kvOne = [
-  z.object({ op: z.literal("put"), key, value: written }).strict(),
+  z.object({ op: z.literal("put"), key, value }).strict(),
   z.object({ op: z.literal("get"), key }).strict(),
   z.object({ op: z.literal("delete"), key }).strict(),
-  z.object({ op: z.literal("cas"), key, expected: value.nullable(), value: written }).strict(),
+  z.object({ op: z.literal("cas"), key, expected: value.nullable(), value }).strict(),
   z.object({ op: z.literal("incr"), key, by: z.number().int().refine(Number.isSafeInteger) }).strict(),
 ] as const;
 /** A command a txn may run: any single-key command (no nested txn). */

@@ -219,8 +219,8 @@ const valuePool = fc.constantFrom<unknown>(
 );
 /** A kv value: mostly a few common ones (so cas compares succeed), then any well-formed JSON. */
 const cleanValue = fc.oneof({ weight: 5, arbitrary: valuePool }, { weight: 3, arbitrary: cleanJson });
-/** Values a put must store and give back exactly (a top-level null is refused: it means absent). */
-export const storableValue = cleanValue.filter((v) => v !== null);
+/** Values a put must store and give back exactly. */
+export const storableValue = cleanValue;
 export const kvValue = fc.oneof({ weight: 8, arbitrary: cleanValue }, { weight: 2, arbitrary: anyJson });
 
 const cleanIncrBy = fc.oneof(

@@ -85,6 +85,40 @@ describe("nearest reads", () => {
     expect(await runInDurableObject(r2, (inst: ReplicaObject) => (inst as any).queries)).toBe(1);
   });
 
+  /** Every query at these replicas takes `ms` first. */
+  async function sluggish(group: string, ids: string[], ms: number) {
+    for (const id of ids) {
+      await runInDurableObject(replicaObject(group, id), (inst: ReplicaObject) => {
+        const driver = (inst as any).replica.driver;
+        const query = driver.query.bind(driver);
+        driver.query = async (...args: unknown[]) => {
+          await new Promise((resolve) => setTimeout(resolve, ms));
+          return query(...args);
+        };
+      });
+    }
+  }
+
+  it("when every replica is slow, the first to answer serves: no 503 (a group of three, and a group of one)", async () => {
+    await createGroup("near-all-slow", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-all-slow", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    await sluggish("near-all-slow", ["r1", "r2", "r3"], 1_500);
+    for (let i = 0; i < 2; i++) {
+      const r = await read("near-all-slow", "weur", "stale");
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      // weur's own replica, asked first, answers first.
+      expect(r.body).toMatchObject({ result: { value: 1 }, replica: "r2" });
+    }
+    await createGroup("near-one-slow", { machine: "kv", replicas: 1 });
+    expect((await command("near-one-slow", { op: "put", key: "k", value: 2 })).status).toBe(200);
+    await sluggish("near-one-slow", ["r1"], 1_500);
+    for (const consistency of ["stale", "sequential", "linearizable"]) {
+      const r = await read("near-one-slow", null, consistency);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(r.body.result).toEqual({ value: 2 });
+    }
+  }, 30_000);
+
   /** r2 (weur) stops applying: it drops every append, and answers reads from where it stopped. */
   async function stall(group: string) {
     await runInDurableObject(replicaObject(group, "r2"), (inst: ReplicaObject) => {

@@ -6,14 +6,15 @@ import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
-import { pastEndCheckMs, readAnswerSlackMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
+import { pastEndCheckMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf } from "../auth.js";
 import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { checked, clientOf, groupParam, jsonBody, parse, queryOf, requireWrite } from "../http.js";
+import { checked, clientOf, groupParam, jsonBody, parse, parseQuery, requireWrite } from "../http.js";
 import type { ReadAnswer } from "../replica.js";
+import { readNearest } from "../reads.js";
 import { noteAnswered, noteSlow, slowLast } from "../slow-replicas.js";
 import type { SubmitAnswer } from "../sequencer.js";
 import { type ReadIndexAnswer, TimeoutError, withTimeout } from "../../shared/protocol/io.js";
@@ -171,47 +172,17 @@ commandRoutes.post("/:group/query", async (c) => {
     if (idx.kind !== "ok") throw new ApiError("unavailable", idx.kind === "unavailable" ? idx.message : `group ${group} has no sequencer serving yet`, 1);
     minSeq = Math.max(minSeq, idx.seq);
   }
-  const waitMs = body.consistency === "stale" ? 0 : readWaitMs;
-  let last: ReadAnswer = { kind: "busy", replica: "" };
-  let timedOut: Extract<ReadAnswer, { kind: "timeout" }> | null = null;
-  for (const r of slowLast(group, nearestFirst(groups.replicasOf(record), near), Date.now())) {
-    // Once one replica did not reach the position in time, the next nearest are asked without
-    // waiting: one already there serves (API.md). A slow replica's timeout used to be the answer,
-    // a 504, while two others were far past the position (a probe: 9 of 60 reads).
-    const wait: number = timedOut ? 0 : waitMs;
-    const a = await readAt(c, record.config, r, [query, minSeq, wait]);
-    if (a.kind === "ok") return readResult(c, a);
-    if (a.kind === "timeout") {
-      if (!timedOut && body.consistency === "sequential" && bookmark !== null) await refusePastEnd(c, group, bookmark.seq, "bookmark");
-      timedOut ??= a;
-      continue;
-    }
-    last = a;
-  }
-  if (timedOut) return readResult(c, timedOut);
+  const order = slowLast(record.config, nearestFirst(groups.replicasOf(record), near), Date.now());
+  const a = await readNearest(c.env, record.config, order, {
+    query,
+    minSeq,
+    waitMs: body.consistency === "stale" ? 0 : readWaitMs,
+    onFirstTimeout: body.consistency === "sequential" && bookmark !== null ? () => refusePastEnd(c, group, bookmark.seq, "bookmark") : undefined,
+  });
   // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
-  groups.forget(group);
-  return readResult(c, last);
+  if (a.kind !== "ok" && a.kind !== "timeout") groups.forget(group);
+  return readResult(c, a);
 });
-
-
-/**
- * One replica's answer to a read, or `busy` when it fails or has not answered readAnswerSlackMs
- * past the read's wait; either marks it slow for this router (workers/slow-replicas.ts).
- */
-async function readAt(c: Context<App>, config: GroupConfig, r: { id: string; location: string | null }, args: [unknown, number, number]): Promise<ReadAnswer> {
-  const stub = replicaStub(c.env, config, r.id, r.location);
-  const pending = rpc<ReadAnswer>(stub.call(config.incarnation, "query", args));
-  try {
-    const a = await withTimeout(realClock, pending, args[2] + readAnswerSlackMs, `replica ${r.id}'s read`);
-    noteAnswered(config.group, r.id);
-    return a;
-  } catch {
-    pending.catch(() => undefined);
-    noteSlow(config.group, r.id, Date.now());
-    return { kind: "busy", replica: r.id };
-  }
-}
 
 // ---- watch ---------------------------------------------------------------------------------
 
@@ -223,7 +194,7 @@ async function readAt(c: Context<App>, config: GroupConfig, r: { id: string; loc
  */
 commandRoutes.get("/:group/watch", async (c) => {
   const group = groupParam(c);
-  const q = parse(watchParams, queryOf(c), "query");
+  const q = parseQuery(c, watchParams);
   const lastId = c.req.header("last-event-id");
   if (lastId !== undefined && !(/^(0|[1-9][0-9]{0,15})$/.test(lastId.trim()) && Number.isSafeInteger(Number(lastId.trim())))) {
     throw new ApiError("bad_request", "Last-Event-ID: a seq (an integer from 0 to 2^53-1)");
@@ -238,7 +209,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   /** Why each replica that answered could not serve (a 503's message): the 503 below says so. */
   const refusals: string[] = [];
   const silent: ReturnType<typeof groups.replicasOf> = [];
-  for (const [pass, replicas] of [["fresh", slowLast(group, nearestFirst(groups.replicasOf(record), nearOf(c)), Date.now())], ["any", silent]] as const) {
+  for (const [pass, replicas] of [["fresh", slowLast(record.config, nearestFirst(groups.replicasOf(record), nearOf(c)), Date.now())], ["any", silent]] as const) {
     for (const r of replicas) {
       const res = await openWatch(c, record.config, r, `${params}${pass === "fresh" ? "&fresh=1" : ""}`);
       if (res?.status === 200) return endOnRevoke(c, res);
@@ -276,12 +247,12 @@ async function openWatch(c: Context<App>, config: GroupConfig, r: { id: string; 
   const pending = replicaStub(c.env, config, r.id, r.location).fetch(`https://replica/watch?${params}`);
   return withTimeout(realClock, pending, replicaRpcTimeoutMs, `replica ${r.id}'s watch`).then(
     (res) => {
-      noteAnswered(config.group, r.id);
+      noteAnswered(config, r.id);
       return res;
     },
     (err) => {
       if (err instanceof TimeoutError) pending.then((late) => late.body?.cancel(), () => undefined);
-      noteSlow(config.group, r.id, Date.now());
+      noteSlow(config, r.id, Date.now());
       return null;
     },
   );

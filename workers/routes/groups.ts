@@ -6,7 +6,7 @@ import { createGroupBody, groupConfigFrom, groupsParams } from "../../shared/api
 import { groupsPageDefault } from "../../shared/limits.js";
 import { registryStub } from "../env.js";
 import * as groups from "../groups.js";
-import { groupParam, jsonBody, parse, queryOf, requireAdmin, status, statusForReaders } from "../http.js";
+import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
 
 export const groupRoutes = new Hono<App>();
 
@@ -22,7 +22,7 @@ groupRoutes.put("/:group", async (c) => {
 
 groupRoutes.get("/", async (c) => {
   requireAdmin(c);
-  const q = parse(groupsParams, queryOf(c), "query");
+  const q = parseQuery(c, groupsParams);
   const page = await registryStub(c.env)
     .list(q.after ?? null, q.limit ?? groupsPageDefault)
     .catch((err) => {

@@ -7,7 +7,7 @@ import { addReplicaBody, auditsParams, eventsParams, logParams, moveSequencerBod
 import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shared/limits.js";
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { groupParam, jsonBody, parse, queryOf, requireAdmin, status, statusForReaders } from "../http.js";
+import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
 import type { AddReplicaAnswer, RemoveReplicaAnswer } from "../sequencer.js";
 
 export const memberRoutes = new Hono<App>();
@@ -17,7 +17,7 @@ export const memberRoutes = new Hono<App>();
 memberRoutes.get("/:group/log", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
-  const q = parse(logParams, queryOf(c), "query");
+  const q = parseQuery(c, logParams);
   const page = await groups.withSequencer(c.env, group, (s) => s.readLog(q.from, q.limit ?? logPageDefault), (p) => p === null);
   if (page && "compacted" in page) {
     throw new ApiError("compacted", `log entries at ${q.from} and before were compacted; read the state, or the log from its firstSeq (${page.firstSeq})`);
@@ -96,14 +96,14 @@ memberRoutes.post("/:group/audit", async (c) => {
 
 memberRoutes.get("/:group/audits", async (c) => {
   const group = groupParam(c);
-  const q = parse(auditsParams, queryOf(c), "query");
+  const q = parseQuery(c, auditsParams);
   await groups.lookup(c.env, group);
   return c.json({ audits: await directoryStub(c.env, group).audits(q.limit ?? auditsPageDefault) });
 });
 
 memberRoutes.get("/:group/events", async (c) => {
   const group = groupParam(c);
-  const q = parse(eventsParams, queryOf(c), "query");
+  const q = parseQuery(c, eventsParams);
   await groups.lookup(c.env, group);
   return c.json({ events: await directoryStub(c.env, group).events(q.limit ?? eventsPageDefault) });
 });

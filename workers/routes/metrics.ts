@@ -8,14 +8,14 @@ import { metricsParams } from "../../shared/api/schemas.js";
 import { metricsPageDefault, metricsPageMax, metricsScrapeGroupsMax } from "../../shared/limits.js";
 import { type Env, registryStub } from "../env.js";
 import type { App } from "../http.js";
-import { parse, queryOf, requireAdmin } from "../http.js";
+import { parseQuery, requireAdmin } from "../http.js";
 import { gather, groupFigures } from "../metrics.js";
 
 export const metricsRoutes = new Hono<App>();
 
 metricsRoutes.get("/", async (c) => {
   requireAdmin(c);
-  const q = parse(metricsParams, queryOf(c), "query");
+  const q = parseQuery(c, metricsParams);
   if (q.group !== undefined) {
     const figures = await groupFigures(c.env, q.group);
     if (!figures) throw new ApiError("not_found", `group ${q.group} does not exist`);

@@ -1,0 +1,84 @@
+// A query's trip to the replicas, nearest first (API.md "Locations and nearest reads"): the
+// first replica that can serve answers. A replica that has not answered readAnswerSlackMs past the
+// read's wait is overtaken: the next is asked too, and whichever answers first serves (the slow
+// call goes on, and its answer still counts). The last replica asked gets a call's whole timeout,
+// so a group whose every replica is slow (one replica, a large page, a far router) still answers.
+// Before, a read waited on each replica in turn for as long as it took, and a version that gave
+// up on a slow call instead answered 503 when every replica was slow (a review).
+import { readAnswerSlackMs, replicaRpcTimeoutMs } from "../shared/limits.js";
+import type { GroupConfig } from "../shared/protocol/types.js";
+import { type Env, realClock, replicaStub, rpc } from "./env.js";
+import type { ReadAnswer } from "./replica.js";
+import { noteAnswered, noteSlow } from "./slow-replicas.js";
+
+type Timeout = Extract<ReadAnswer, { kind: "timeout" }>;
+/** A replica's answer, or `failed` (busy) when the call itself failed (unreachable). */
+type Asked = { answer: ReadAnswer; failed: boolean };
+
+export interface ReadPlan {
+  query: unknown;
+  /** The position the replica must have applied (0: any). */
+  minSeq: number;
+  /** How long a replica may wait to reach minSeq (0 for stale reads). */
+  waitMs: number;
+  /** Called once, at the first replica that did not reach minSeq in time (it may throw a 400). */
+  onFirstTimeout?: () => Promise<void>;
+}
+
+export async function readNearest(env: Env, config: GroupConfig, order: { id: string; location: string | null }[], plan: ReadPlan): Promise<ReadAnswer> {
+  const running = new Map<string, Promise<Asked>>();
+  const left = [...order];
+  let last: ReadAnswer = { kind: "busy", replica: "" };
+  let timedOut: Timeout | null = null;
+  for (;;) {
+    // Once one replica did not reach the position in time, the next are asked without waiting:
+    // one already there serves (API.md). A slow replica's timeout used to be the answer, a 504,
+    // while two others were far past the position (a probe: 9 of 60 reads).
+    const wait = timedOut ? 0 : plan.waitMs;
+    const r = left.shift();
+    if (r) running.set(r.id, ask(env, config, r, [plan.query, plan.minSeq, wait]));
+    if (running.size === 0) break;
+    const got = await firstOf(running, left.length > 0 ? wait + readAnswerSlackMs : plan.waitMs + replicaRpcTimeoutMs);
+    if (got === null) {
+      if (left.length > 0) continue;
+      for (const id of running.keys()) noteSlow(config, id, Date.now());
+      break;
+    }
+    running.delete(got.id);
+    if (!got.failed) noteAnswered(config, got.id);
+    if (got.answer.kind === "ok") {
+      // Overtaken: asked before this one, still not answered.
+      for (const id of running.keys()) noteSlow(config, id, Date.now());
+      return got.answer;
+    }
+    if (got.answer.kind === "timeout") {
+      if (!timedOut) await plan.onFirstTimeout?.();
+      timedOut ??= got.answer;
+    } else last = got.answer;
+  }
+  return timedOut ?? last;
+}
+
+function ask(env: Env, config: GroupConfig, r: { id: string; location: string | null }, args: [unknown, number, number]): Promise<Asked> {
+  const stub = replicaStub(env, config, r.id, r.location);
+  return rpc<ReadAnswer>(stub.call(config.incarnation, "query", args)).then(
+    (answer) => ({ answer, failed: false }),
+    () => {
+      noteSlow(config, r.id, Date.now());
+      return { answer: { kind: "busy", replica: r.id }, failed: true };
+    },
+  );
+}
+
+/** The first of the running calls to answer within `ms`, or null. */
+function firstOf(running: Map<string, Promise<Asked>>, ms: number): Promise<({ id: string } & Asked) | null> {
+  return new Promise((resolve) => {
+    const cancel = realClock.setTimer(ms, () => resolve(null));
+    for (const [id, call] of running) {
+      void call.then((asked) => {
+        cancel();
+        resolve({ id, ...asked });
+      });
+    }
+  });
+}
