@@ -79,29 +79,46 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
  * successor near them can reach them), and after the second the sequencer, asked again, must
  * still report the same cut-off: a quorum it lost because the replicas were down or partitioned
  * from everyone is heard again within that wait once they are back (its append timeout, retry
- * backoff and a heartbeat), and a failover then would depose a healthy sequencer. Deposing it is safe whatever it believes: the successor's fence stops its appends,
- * and the successor waits out its read lease (recovery.ts).
+ * backoff and a heartbeat), and a failover then would depose a healthy sequencer. So the voters
+ * counted in the second round must have been back for that whole wait (upMs, below). Deposing it
+ * is safe whatever it believes: the successor's fence stops its appends, and the successor waits
+ * out its read lease (recovery.ts).
  */
 async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): Promise<PreVote> {
   const startMs = io.nowMs();
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
   // A voter halfway through a state transfer answers, but a successor could not fence it.
-  const answering = async (asked: string[]) => {
-    const replies = await votes(io, asked, quorum, (r) => !r.amnesiac);
-    return asked.filter((_, i) => replies[i] && !replies[i].amnesiac);
+  const answering = async (asked: string[], counts: (r: VoteReply) => boolean = () => true) => {
+    const ok = (r: VoteReply) => !r.amnesiac && counts(r);
+    const replies = await votes(io, asked, quorum, ok);
+    return asked.filter((_, i) => replies[i] && ok(replies[i]));
   };
   // Not a shortcut when a quorum votes `gone`: replicas back from a partition of their own have
   // heard nothing for as long, and the sequencer that answers here is about to reach them.
   const first = await answering(ids);
   if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
+  // Meanwhile this router keeps calling them (a vote every third of the wait, its answer unused),
+  // so that a voter's `upMs` in the second round tells whether it was away: a voter counts its
+  // first call after sequencerTimeoutMs of nothing as a return, and in a quiet group this
+  // router's votes may be all that reaches it.
+  let waiting = true;
+  const touch = () => first.forEach((id) => void askAgain(io, () => io.vote(id), () => !waiting));
+  const cancels = [1, 2].map((k) => io.setTimer((k * cutOffConfirmMs) / 3, touch));
   await new Promise<void>((resolve) => io.setTimer(cutOffConfirmMs, resolve));
+  waiting = false;
+  for (const cancel of cancels) cancel();
   // The voters that answered the first round, asked again (the first settles on the quickest
   // quorum, so the second asks those, not every voter: a quorum that answered both must not be
   // missed because another one was quicker the second time); and only then the sequencer asked
-  // again. A voter back only for the second round may not have been reached by it yet.
-  const second = await answering(first);
-  if (!quorum.reached(second)) return { go: false, reason: `only ${second.length} of ${ids.length} replicas answered here in both rounds` };
+  // again. A voter back only for the second round may not have been reached by it yet; nor may
+  // one that answered both but was away in between and came back less than cutOffConfirmMs ago
+  // (`upMs`): the sequencer's retry reaches it within that time of its return, not of the first
+  // round. Counted, a quorum that flapped (back for the first round, away again, back 0.1 s
+  // before the second) deposed a healthy sequencer whose retry had not come round yet
+  // (quorum-away --replicas 5 --no-colocate, seeds 1710661176 and 168052263).
+  const second = await answering(first, (r) => (r.upMs ?? Infinity) >= cutOffConfirmMs);
+  if (!quorum.reached(second)) return { go: false, reason: `only ${second.length} of ${ids.length} replicas answered here in both rounds and have been back for the whole wait` };
   // One call, not asked again every resendMs like a vote: a slow sequencer's answer takes
   // seconds, and the copies held workerd's few connections of the request, so the call to the
   // successor after the failover waited 6 s for one (the e2e test: 24 s instead of 18).

@@ -236,6 +236,13 @@ describe("leader-as-replica: the first sequencer's object hosts a voting replica
     }
   });
 
+  it("regression: quorum-away --replicas 5 --no-colocate seeds 1710661176 and 168052263 (a quorum back for the cut-off PreVote's first round, away again, and back 0.1 s before its second: a healthy sequencer deposed before its retry reached them)", async () => {
+    for (const seed of [1710661176, 168052263]) {
+      const r = await clean({ seed, ops: 400, replicas: 5, faults: ["quorum-away"], outputs: "first", colocate: false, batches: true });
+      expect(Number(r.stats.failovers), `seed ${seed}`).toBe(0);
+    }
+  });
+
   it("the object cut off: a successor elsewhere takes over within the bound while two of three replicas answer", async () => {
     let failovers = 0;
     for (const seed of [41, 42, 43]) {

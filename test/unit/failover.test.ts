@@ -207,6 +207,73 @@ describe("the cut-off PreVote's rounds", () => {
   });
 });
 
+describe("the cut-off PreVote's voters must have been back for the whole confirmation wait (upMs)", () => {
+  /** Virtual time: timers run in time order, each once the promises before it have settled. */
+  function virtual() {
+    let now = 1_000_000;
+    let n = 0;
+    let timers: { at: number; n: number; fn: () => void }[] = [];
+    const clock = {
+      nowMs: () => now,
+      setTimer: (ms: number, fn: () => void) => {
+        const t = { at: now + ms, n: n++, fn };
+        timers.push(t);
+        return () => void (timers = timers.filter((x) => x !== t));
+      },
+    };
+    const until = async <T>(p: Promise<T>): Promise<T> => {
+      let out: { v: T } | null = null;
+      void p.then((v) => (out = { v }));
+      for (;;) {
+        for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+        if (out) return (out as { v: T }).v;
+        timers.sort((a, b) => a.at - b.at || a.n - b.n);
+        const t = timers.shift();
+        if (!t) throw new Error("nothing left to run, and the PreVote has not decided");
+        now = Math.max(now, t.at);
+        t.fn();
+      }
+    };
+    return { clock, until };
+  }
+
+  /** Three real replica drivers that nothing has reached for 20 s; a vote to one `away` is lost. */
+  function voters() {
+    const { clock, until } = virtual();
+    const drivers = new Map<string, ReplicaDriver>();
+    for (const id of ["r1", "r2", "r3"]) {
+      const storage = new MemoryReplicaStorage();
+      storage.saveMeta(newReplicaMeta("g", id, "kv", 50));
+      drivers.set(id, new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), clock));
+    }
+    const away = new Set<string>();
+    const failover: FailoverIO = { ...clock, vote: (id) => (away.has(id) ? new Promise(() => {}) : Promise.resolve(drivers.get(id)!.vote())) };
+    return { clock, until, away, failover };
+  }
+
+  it("refuses when the quorum that answered both rounds was away in between and is back for less than cutOffConfirmMs (a flapping quorum, the sequencer's retry not yet come round)", async () => {
+    const { clock, until, away, failover } = voters();
+    await until(new Promise<void>((r) => clock.setTimer(20_000, r)));
+    const startMs = clock.nowMs();
+    // Away from everyone right after the first round, back 0.1 s before the second.
+    clock.setTimer(100, () => ["r1", "r2", "r3"].forEach((id) => away.add(id)));
+    clock.setTimer(cutOffConfirmMs - 100, () => away.clear());
+    let asked = 0;
+    const ask = async () => (asked++, 5_500 + (clock.nowMs() - startMs)); // its retry has not reached them yet
+    const d = await until(preVote(failover, config, { lostMs: 5_500, ask }));
+    expect(d).toMatchObject({ go: false, reason: expect.stringContaining("back for the whole wait") });
+    expect(asked).toBe(0);
+  });
+
+  it("still fails over a cut-off sequencer of a quiet group: this router's own votes during the wait keep the voters from counting as just back", async () => {
+    const { clock, until, failover } = voters();
+    await until(new Promise<void>((r) => clock.setTimer(20_000, r)));
+    const startMs = clock.nowMs();
+    const d = await until(preVote(failover, config, { lostMs: 5_500, ask: async () => 5_500 + (clock.nowMs() - startMs) }));
+    expect(d).toMatchObject({ go: true, next: { name: "g~s1" } });
+  });
+});
+
 describe("a sequencer cut off from its replicas (no quorum for sequencerTimeoutMs)", () => {
   it("answers its waiting commands 504 at the next heartbeat and refuses new ones at once, each with cutOffMs", async () => {
     const g = directGroup({ ...config, outputs: "majority" }, { entries: 10_000, slack: 1_000 }, fast);
