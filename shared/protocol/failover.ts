@@ -92,11 +92,11 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   const answering = async (asked: string[], counts: (r: VoteReply) => boolean = () => true) => {
     const ok = (r: VoteReply) => !r.amnesiac && counts(r);
     const replies = await votes(io, asked, quorum, ok);
-    return asked.filter((_, i) => replies[i] && ok(replies[i]));
+    return { ids: asked.filter((_, i) => replies[i] && ok(replies[i])), replies };
   };
   // Not a shortcut when a quorum votes `gone`: replicas back from a partition of their own have
   // heard nothing for as long, and the sequencer that answers here is about to reach them.
-  const first = await answering(ids);
+  const { ids: first } = await answering(ids);
   if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
   // Meanwhile this router keeps calling them (a vote every third of the wait, its answer unused),
   // so that a voter's `upMs` in the second round tells whether it was away: a voter counts its
@@ -117,8 +117,12 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   // round. Counted, a quorum that flapped (back for the first round, away again, back 0.1 s
   // before the second) deposed a healthy sequencer whose retry had not come round yet
   // (quorum-away --replicas 5 --no-colocate, seeds 1710661176 and 168052263).
-  const second = await answering(first, (r) => (r.upMs ?? Infinity) >= cutOffConfirmMs);
-  if (!quorum.reached(second)) return { go: false, reason: `only ${second.length} of ${ids.length} replicas answered here in both rounds and have been back for the whole wait` };
+  const backLong = (r: VoteReply) => (r.upMs ?? Infinity) >= cutOffConfirmMs;
+  const { ids: second, replies } = await answering(first, backLong);
+  if (!quorum.reached(second)) {
+    const back = first.flatMap((id, i) => (replies[i] && !replies[i].amnesiac && !backLong(replies[i]) ? [`${id} back ${replies[i].upMs} ms ago`] : []));
+    return { go: false, reason: `only ${second.length} of ${ids.length} replicas answered here in both rounds${back.length > 0 ? ` and have been back for the whole wait (${back.join(", ")})` : ""}` };
+  }
   // One call, not asked again every resendMs like a vote: a slow sequencer's answer takes
   // seconds, and the copies held workerd's few connections of the request, so the call to the
   // successor after the failover waited 6 s for one (the e2e test: 24 s instead of 18).
