@@ -241,7 +241,11 @@ export class SequencerCore {
    * nor did a recovery that fenced every member with every log a prefix of its own (fencedAll).
    */
   get epochSettled(): boolean {
-    this.settled ||= this.meta.epoch <= 1 || this.meta.fencedAll === true || (this.meta.commitSeq > 0 && this.readEntries(this.meta.commitSeq, this.meta.commitSeq)[0]?.epoch === this.meta.epoch);
+    // An entry at commitSeq that is compacted (a restore's base, or a log compacted up to its
+    // commit point) tells no epoch: not settled, until an entry of this epoch commits (reading it
+    // failed an assertion, and every refusal threw instead of answering 503 or 504: a review).
+    const known = this.meta.commitSeq > this.baseSeq;
+    this.settled ||= this.meta.epoch <= 1 || this.meta.fencedAll === true || (known && this.readEntries(this.meta.commitSeq, this.meta.commitSeq)[0]?.epoch === this.meta.epoch);
     return this.settled;
   }
   /**

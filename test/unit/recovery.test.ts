@@ -6,6 +6,7 @@ import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { type DriverIO, type ReplicaLink, type ReplicaTransport, linkOver, serve } from "../../shared/protocol/io.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
 
 /**
@@ -192,6 +193,14 @@ describe("the old lease's end, by quorum", () => {
     expect(r.ok).toBe(true);
     // Any quorum of the old sequencer's includes r2 or r3, both fenced, silent for 10 s.
     expect(waits).toEqual([]);
+  });
+});
+
+describe("a recovered sequencer's epoch is settled", () => {
+  it("not while its commit point is its compacted base (after a restore, or a log compacted to it): no entry there tells its epoch", () => {
+    const c = Cluster.of("kv", 3, "first", 1_000);
+    const core = new SequencerCore(new MemorySequencerStorage(), { config: c.config, epoch: 2, commitSeq: 1, baseSeq: 1, baseHash: "ab".repeat(32), quarantined: [] });
+    expect(core.epochSettled).toBe(false);
   });
 });
 
