@@ -1110,6 +1110,7 @@ export class SequencerDriver {
     const candidates = this.core.readCandidates().filter((id) => id !== target);
     const source = candidates.find((id) => id !== suspect) ?? candidates[0];
     let installed: number | null = null;
+    let begun = false;
     const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
     try {
       if (!source) throw new Error("no healthy replica to copy from");
@@ -1123,6 +1124,7 @@ export class SequencerDriver {
         if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Error(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
         // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
         const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
+        begun = true; // from here the target may hold a half-done transfer
         if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
         let after: string | null = null;
         let rows = 0;
@@ -1149,6 +1151,7 @@ export class SequencerDriver {
     }
     if (this.stopped) return false;
     this.core.endRepair(target, installed, this.io.nowMs());
+    if (installed === null && begun) this.core.noteRebuilding(target);
     this.noteQuarantines();
     // A failed repair is tried again by the target's send loop, after a pause: a source or target
     // that fails at once (unreachable, refusing) otherwise made repair and loop call each other
@@ -1172,9 +1175,10 @@ export type RowPages = (after: string | null) => Promise<[string, string][]>;
 /**
  * Loads a verified snapshot into a group that has no entries (API.md "Snapshot and restore"):
  * every member installs the rows as a state transfer at position 1 (quarantined, serving nothing,
- * until its digest matches), then the sequencer takes position 1 as its base. If any member
- * fails, the installed ones are emptied again and the group stays as it was (a retry starts
- * over). Commands wait (503) meanwhile.
+ * until its digest matches), then the sequencer takes position 1 as its base once a quorum of
+ * voters has (the others get a state transfer later). If no quorum installs it, the installed
+ * ones are emptied again and the group stays as it was (a retry starts over). Commands wait (503)
+ * meanwhile.
  */
 export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string }> {
   const core = driver.core;
@@ -1209,7 +1213,8 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     const voters = core.voterIds();
     if (!new MajorityConfig(voters).reached(installed)) {
       await Promise.allSettled(ids.map((id) => install(id, empty, async () => [])));
-      return { ok: false, reason: `only ${installed.length} of ${ids.length} replicas could install the snapshot, not a quorum of the ${voters.length} voters (${failed.join("; ")}); nothing was restored, retry` };
+      const installedVoters = installed.filter((id) => voters.includes(id)).length;
+      return { ok: false, reason: `only ${installedVoters} of the ${voters.length} voters could install the snapshot, not a quorum (${failed.join("; ")}); nothing was restored, retry` };
     }
     if (core.lastLogSeq !== 0) return { ok: false, reason: "the group took entries meanwhile" };
     // Deleted or handed over while the replicas installed: its storage is gone, write nothing.
@@ -1219,6 +1224,8 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
       core.endRepair(id, info.seq, io.nowMs());
       core.noteContact(id, true, io.nowMs(), { lastSeq: info.seq, appliedSeq: info.seq, digest });
     }
+    // One that failed may have stopped halfway (it refuses fences until it is rebuilt).
+    for (const id of ids) if (!installed.includes(id)) core.noteRebuilding(id);
     const behind = failed.length > 0 ? `; ${ids.filter((id) => !installed.includes(id)).join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
     io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest });
     return { ok: true };

@@ -512,7 +512,7 @@ export class SequencerCore {
         result.fenced = true;
       } else if (resp.reason === "gap") {
         p.nextSeq = Math.min(resp.lastSeq, this.lastSeq) + 1;
-        if (resp.rebuilding) p.needsTransfer = true;
+        if (resp.rebuilding) p.needsTransfer = p.rebuilding = true;
       } else if (sentTo !== null && p.nextSeq - 1 <= resp.appliedSeq) {
         // Its log differs below what it has applied: it executed a different history.
         result.diverged.push(id);
@@ -522,6 +522,7 @@ export class SequencerCore {
       return result;
     }
     assert(sentTo !== null, `append response from ${id} with nothing in flight`);
+    p.rebuilding = false; // it appends: no transfer is half-done there
     p.matchSeq = Math.max(p.matchSeq, sentTo);
     p.nextSeq = p.matchSeq + 1;
     // A replica that stopped applying at its step's output budget (stepOutputCharsMax) still
@@ -710,13 +711,22 @@ export class SequencerCore {
   beginRepair(id: string): boolean {
     const p = this.progress.get(id);
     if (!p || p.repairing) return false;
-    if (p.voter) {
+    // One that already refuses fences (a half-done transfer) takes nothing more from the quorum
+    // that can fence; any other counts every voter repairing or left half-rebuilt (a restore or
+    // a repair that failed midway: not counted, a third repair could start beside two of them).
+    if (p.voter && !p.rebuilding) {
       const voters = this.voterIds();
-      const busy = voters.filter((v) => this.progress.get(v)?.repairing).length;
+      const busy = voters.filter((v) => this.progress.get(v)?.repairing || this.progress.get(v)?.rebuilding).length;
       if (busy >= Math.max(1, voters.length - majority(voters.length))) return false;
     }
     p.repairing = true;
     return true;
+  }
+
+  /** A state transfer to it may have begun and not ended (see Progress.rebuilding). */
+  noteRebuilding(id: string): void {
+    const p = this.progress.get(id);
+    if (p) p.rebuilding = p.needsTransfer = true;
   }
 
   /** The target holds the source's state at seq: it resumes from seq + 1 and votes again. */
@@ -725,7 +735,7 @@ export class SequencerCore {
     if (!p) return;
     p.repairing = false;
     if (seq === null) return;
-    p.needsTransfer = false;
+    p.needsTransfer = p.rebuilding = false;
     p.nextSeq = Math.max(seq, this.baseSeq) + 1;
     p.matchSeq = seq;
     p.lastSeq = seq;

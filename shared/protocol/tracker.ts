@@ -30,6 +30,11 @@ export interface Progress {
   /** Its next entries were compacted away: only a state transfer can bring it back. */
   needsTransfer: boolean;
   repairing: boolean;
+  /**
+   * It may hold a half-done state transfer (it said so, or one to it failed midway): it refuses
+   * every fence until it is rebuilt, so it counts against the repairs at once (beginRepair).
+   */
+  rebuilding: boolean;
 }
 
 export class ProgressTracker {
@@ -66,6 +71,7 @@ export class ProgressTracker {
       joinSeq,
       needsTransfer: false,
       repairing: false,
+      rebuilding: false,
     };
     this.byId.set(id, p);
     return p;

@@ -107,4 +107,22 @@ describe("repairs at once", () => {
       expect(core.beginRepair(ids[atOnce]!), `${replicas} replicas: the next once one ends`).toBe(replicas > atOnce);
     }
   });
+
+  it("count the voters a transfer left half-done (they refuse fences too), and such a voter may always be repaired", () => {
+    const core = new SequencerCore(new MemorySequencerStorage(), { config: { ...config, replicas: 5 }, epoch: 1, commitSeq: 0, quarantined: [] });
+    // r4's and r5's transfers (a restore's, or repairs) stopped halfway: two of the two at once.
+    core.noteRebuilding("r4");
+    core.noteRebuilding("r5");
+    expect(core.beginRepair("r1")).toBe(false);
+    expect(core.beginRepair("r4")).toBe(true);
+    expect(core.beginRepair("r5")).toBe(true);
+    expect(core.transferCandidates()).toEqual([]);
+    core.endRepair("r4", 0, 0); // rebuilt
+    expect(core.beginRepair("r1")).toBe(true); // with r5: two
+    core.endRepair("r5", null, 0); // failed again: still half-done, so still counted
+    expect(core.beginRepair("r2")).toBe(false);
+    core.endRepair("r1", 0, 0);
+    expect(core.beginRepair("r2")).toBe(true);
+    expect(core.beginRepair("r3")).toBe(false);
+  });
 });

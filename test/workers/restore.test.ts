@@ -45,7 +45,7 @@ describe("restore with a replica away", () => {
     const file = await snapshotOf("rs-src2");
     await createGroup("rs-dst2", { machine: "kv", replicas: 3 });
     for (const id of ["r2", "r3"]) await api("POST", "/v1/groups/rs-dst2/faults", { target: id, fault: "unreachable" });
-    expectError(await restore("rs-dst2", file), 503, "unavailable", /only 1 of 3 replicas could install the snapshot, not a quorum/);
+    expectError(await restore("rs-dst2", file), 503, "unavailable", /only 1 of the 3 voters could install the snapshot, not a quorum/);
     for (const id of ["r2", "r3"]) await api("POST", "/v1/groups/rs-dst2/faults", { target: id, fault: "none" });
     expect((await query("rs-dst2", { op: "list" }, "stale")).body.result.items).toEqual([]);
     expect((await restore("rs-dst2", file)).status).toBe(200);
