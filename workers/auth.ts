@@ -100,6 +100,11 @@ export class TokenLookups {
     else bounded(this.missing, this.missingMax).set(key, nowMs);
   }
 
+  /** Found here once, even if no longer fresh (it stays until pushed out). */
+  foundBefore(key: string): boolean {
+    return this.found.has(key);
+  }
+
   delete(key: string): void {
     this.found.delete(key);
     this.missing.delete(key);
@@ -129,6 +134,12 @@ export class RateLimiter {
     private readonly burst: number,
     private readonly keysMax = rateLimitKeysMax,
   ) {}
+
+  /** One taken back (a charge made in advance turned out not to be owed). */
+  give(key: string): void {
+    const b = this.buckets.get(key);
+    if (b) b.tokens = Math.min(this.burst, b.tokens + 1);
+  }
 
   /** 0 if allowed (and counted), else the seconds to wait. */
   take(key: string, nowMs: number): number {
@@ -168,15 +179,33 @@ export async function groupScopeOf(env: Env, presented: string, address?: string
   const key = `${group}/${id}`;
   let record = lookups.get(key, Date.now());
   if (record === undefined) {
-    const wait = address === undefined ? 0 : unknownLookups.waitSec(address, Date.now());
+    // Charged before the lookup (concurrent requests all passed a check made before it, a
+    // review), and given back when the id exists. An id this router found before is never held
+    // up: a caller sharing an address with one cycling made-up ids kept its own token working
+    // only while it was cached. The bucket is the address's for that group (an IPv6 address's /64).
+    const bucket = address === undefined || lookups.foundBefore(key) ? null : `${addressBlock(address)} ${group}`;
+    const wait = bucket === null ? 0 : unknownLookups.take(bucket, Date.now());
     if (wait > 0) throw new ApiError("rate_limited", "too many unknown group tokens from this address", wait);
     record = (await directoryStub(env, group).token(id)) as TokenRecord | null;
     lookups.set(key, record, Date.now());
-    if (!record && address !== undefined) unknownLookups.take(address, Date.now());
+    if (record && bucket !== null) unknownLookups.give(bucket);
   }
   if (!record) return null;
   const ok = equalDigests(sha256Bytes(secret), hexBytes(record.hash));
   return ok ? { kind: "group", group, tokenId: id, access: record.scope } : null;
+}
+
+/** An address, or an IPv6 address's /64 (one host often holds a whole /64). */
+export function addressBlock(address: string): string {
+  if (!address.includes(":")) return address;
+  const [head = "", tail] = address.split("::", 2) as [string, string | undefined];
+  const h = head === "" ? [] : head.split(":");
+  const t = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill("0"), ...t];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(":")}::/64`;
 }
 
 /**

@@ -1,10 +1,12 @@
 // A query's trip to the replicas, nearest first (API.md "Locations and nearest reads"): the
 // first replica that can serve answers. A replica that has not answered readAnswerSlackMs past the
 // read's wait is overtaken: the next is asked too, and whichever answers first serves (the slow
-// call goes on, and its answer still counts). The last replica asked gets a call's whole timeout,
-// so a group whose every replica is slow (one replica, a large page, a far router) still answers.
-// Before, a read waited on each replica in turn for as long as it took, and a version that gave
-// up on a slow call instead answered 503 when every replica was slow (a review).
+// call goes on, and its answer still counts). A refusal moves on at once. Once the last replica
+// is asked, every call still running has until that one's wait plus a call's timeout, so a group
+// whose every replica is slow (one replica, a large page, a far router) still answers, and no
+// read waits past that. Before, a read waited on each replica in turn for as long as it took, and
+// a version that gave up on a slow call instead answered 503 when every replica was slow (a
+// review); the next gave each late refusal a fresh window (up to 21 s: another review).
 import { readAnswerSlackMs, replicaRpcTimeoutMs } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import { type Env, realClock, replicaStub, rpc } from "./env.js";
@@ -14,6 +16,8 @@ import { noteAnswered, noteSlow } from "./slow-replicas.js";
 type Timeout = Extract<ReadAnswer, { kind: "timeout" }>;
 /** A replica's answer, or `failed` (busy) when the call itself failed (unreachable). */
 type Asked = { answer: ReadAnswer; failed: boolean };
+/** A call under way: its answer, its place in the order asked, and when it was due. */
+type Running = { call: Promise<Asked>; no: number; dueMs: number };
 
 export interface ReadPlan {
   query: unknown;
@@ -26,36 +30,47 @@ export interface ReadPlan {
 }
 
 export async function readNearest(env: Env, config: GroupConfig, order: { id: string; location: string | null }[], plan: ReadPlan): Promise<ReadAnswer> {
-  const running = new Map<string, Promise<Asked>>();
+  const running = new Map<string, Running>();
   const left = [...order];
   let last: ReadAnswer = { kind: "busy", replica: "" };
   let timedOut: Timeout | null = null;
-  for (;;) {
-    // Once one replica did not reach the position in time, the next are asked without waiting:
-    // one already there serves (API.md). A slow replica's timeout used to be the answer, a 504,
-    // while two others were far past the position (a probe: 9 of 60 reads).
-    const wait = timedOut ? 0 : plan.waitMs;
-    const r = left.shift();
-    if (r) running.set(r.id, ask(env, config, r, [plan.query, plan.minSeq, wait]));
+  let nextAtMs = 0; // when the next replica is asked: at once at first, and after a refusal
+  let deadlineMs = Infinity; // set when the last replica is asked
+  for (let no = 0; ; ) {
+    const nowMs = Date.now();
+    if (left.length > 0 && nowMs >= nextAtMs) {
+      // Once one replica did not reach the position in time, the next are asked without waiting:
+      // one already there serves (API.md). A slow replica's timeout used to be the answer, a 504,
+      // while two others were far past the position (a probe: 9 of 60 reads).
+      const wait = timedOut ? 0 : plan.waitMs;
+      const r = left.shift()!;
+      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs });
+      nextAtMs = nowMs + wait + readAnswerSlackMs;
+      if (left.length === 0) deadlineMs = nowMs + wait + replicaRpcTimeoutMs;
+    }
     if (running.size === 0) break;
-    const got = await firstOf(running, left.length > 0 ? wait + readAnswerSlackMs : plan.waitMs + replicaRpcTimeoutMs);
+    const got = await firstOf(running, Math.max(0, (left.length > 0 ? nextAtMs : deadlineMs) - Date.now()));
     if (got === null) {
       if (left.length > 0) continue;
-      for (const id of running.keys()) noteSlow(config, id, Date.now());
       break;
     }
+    const winner = running.get(got.id)!;
     running.delete(got.id);
-    if (!got.failed) noteAnswered(config, got.id);
     if (got.answer.kind === "ok") {
-      // Overtaken: asked before this one, still not answered.
-      for (const id of running.keys()) noteSlow(config, id, Date.now());
+      // Overtaken: asked before it and still running. It was slow itself if it answered late.
+      for (const [id, r] of running) if (r.no < winner.no) noteSlow(config, id, Date.now());
+      if (Date.now() > winner.dueMs) noteSlow(config, got.id, Date.now());
+      else noteAnswered(config, got.id);
       return got.answer;
     }
+    if (!got.failed) noteAnswered(config, got.id);
+    nextAtMs = 0;
     if (got.answer.kind === "timeout") {
       if (!timedOut) await plan.onFirstTimeout?.();
       timedOut ??= got.answer;
     } else last = got.answer;
   }
+  for (const id of running.keys()) noteSlow(config, id, Date.now());
   return timedOut ?? last;
 }
 
@@ -71,11 +86,11 @@ function ask(env: Env, config: GroupConfig, r: { id: string; location: string | 
 }
 
 /** The first of the running calls to answer within `ms`, or null. */
-function firstOf(running: Map<string, Promise<Asked>>, ms: number): Promise<({ id: string } & Asked) | null> {
+function firstOf(running: Map<string, Running>, ms: number): Promise<({ id: string } & Asked) | null> {
   return new Promise((resolve) => {
     const cancel = realClock.setTimer(ms, () => resolve(null));
-    for (const [id, call] of running) {
-      void call.then((asked) => {
+    for (const [id, r] of running) {
+      void r.call.then((asked) => {
         cancel();
         resolve({ id, ...asked });
       });
