@@ -42,6 +42,18 @@ function fileHeader(file: string): SnapshotHeader {
   }
 }
 
+/** The download is a snapshot (its header parses) with as many rows as its header says; else an error. */
+function whole(head: string, rows: number): void {
+  let h: Partial<SnapshotHeader> | null = null;
+  try {
+    h = JSON.parse(head.split("\n", 1)[0]!) as Partial<SnapshotHeader>;
+  } catch {
+    h = null;
+  }
+  if (h === null || typeof h !== "object" || typeof h.rows !== "number") throw new Error(`the download is not a snapshot (its first line: ${JSON.stringify(head.split("\n", 1)[0]!.slice(0, 80))}); nothing was written`);
+  if (rows !== h.rows) throw new Error(`the download has ${rows} rows where its header says ${h.rows} (cut short?); nothing was written`);
+}
+
 export function backupCommands(): Command[] {
   const snapshot = new Command("snapshot")
     .description("a consistent snapshot of the group's state (NDJSON: a header, then [key, value] rows), to stdout or a file")
@@ -64,13 +76,20 @@ export function backupCommands(): Command[] {
         const out = createWriteStream(partial, { flags: "wx" });
         const failed = new Promise<never>((_, reject) => out.once("error", reject));
         failed.catch(() => undefined);
+        let lines = 0;
+        let endsLine = true;
         for await (const c of chunks(body)) {
           if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
           bytes += c.length;
+          for (const b of c) if (b === 10) lines++;
+          if (c.length > 0) endsLine = c[c.length - 1] === 10;
           await Promise.race([write(out, c), failed]);
         }
         out.end();
         await Promise.race([once(out, "finish"), failed]);
+        // Checked before it replaces anything: a 200 from something else (a proxy's login page)
+        // or a file cut short replaced a good backup, and then failed (a probe).
+        whole(head, lines + (endsLine ? 0 : 1) - 1);
         renameSync(partial, opts.output);
       } catch (err) {
         rmSync(partial, { force: true });

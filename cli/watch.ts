@@ -27,7 +27,7 @@ export function watchCommand(): Command {
         ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}),
         signal: stop.signal,
         // On stderr, so a server that is down or a dropped stream is not retried in silence.
-        onRetry: (r) => note(`watch: ${r.reason}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`),
+        onRetry: (r) => note(`watch: ${r.reason.replace(/^0 /, "")}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`),
       });
       for await (const e of feed) process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
     });

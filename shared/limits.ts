@@ -263,9 +263,14 @@ export const rateLimitKeysMax = 10_000;
 export const groupTokensMax = 100;
 
 /** The client's retries (shared/client): attempts per command, first pause, doubled per attempt up to the cap. */
-export const clientAttemptsMax = 8;
+/** How long the client library retries a command or a read from its first attempt. */
+export const clientRetryForMs = 60_000;
 export const clientRetryBaseMs = 50;
 export const clientRetryMaxMs = 2_000;
+/** The longest Retry-After the client waits out before one retry. */
+export const clientRetryAfterMaxMs = 30_000;
+/** How long one JSON request of the client library may go unanswered. */
+export const clientRequestTimeoutMs = 60_000;
 /** Groups whose latest bookmark a client keeps (for sequential reads); the least recently used goes. */
 export const clientBookmarkGroupsMax = 1_000;
 /** A client's watch reconnects without end (as EventSource does), its pause doubling up to this cap. */

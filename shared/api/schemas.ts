@@ -19,11 +19,12 @@ import { utf8Length } from "../text.js";
 import { machineNames } from "../machines/index.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { MachineName } from "./types.js";
+import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "./names.js";
 
 /** A Durable Object location hint: the platform knows no other (an unknown one would fail at get()). */
 const locationHint = z.enum(locationHints);
 
-export const groupNamePattern = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export { groupNamePattern, replicaIdPattern, tokenIdPattern };
 
 export const createGroupBody = z
   .object({
@@ -156,10 +157,6 @@ export const metricsParams = z.object({
   limit: decimalParam(z.number().min(1).max(metricsPageMax)).optional(),
 });
 
-/** A replica's id in a path, e.g. r2. */
-export const replicaIdPattern = /^r[1-9][0-9]{0,5}$/;
-/** A group token's id in a path (8 hex digits). */
-export const tokenIdPattern = /^[0-9a-f]{8}$/;
 
 export const addReplicaBody = z.object({ location: locationHint.nullable().optional() }).strict();
 

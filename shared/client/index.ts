@@ -8,8 +8,9 @@
 import type { ErrorBody, ErrorCode } from "../api/errors.js";
 import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
 import { decodeBookmark } from "../api/bookmark.js";
+import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { clientAttemptsMax, clientBookmarkGroupsMax, clientRetryBaseMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
+import { clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -30,6 +31,8 @@ export class ApiRequestError extends Error {
     readonly status: number,
     readonly code: ErrorCode | "network",
     message: string,
+    /** The answer's Retry-After, in seconds (429, 503). */
+    readonly retryAfterSec?: number,
   ) {
     super(`${status} ${code}: ${message}`);
   }
@@ -42,10 +45,17 @@ export interface ClientOptions {
   clientId?: string;
   /** First request id to use (default 1); must be above every id this clientId used before. */
   firstRequest?: number;
-  /** Attempts for a command before giving up (default 8). */
+  /** Attempts for a command before giving up (default: as many as retryForMs allows). */
   attemptsMax?: number;
-  /** First retry pause, doubled per attempt (default 50 ms). */
+  /** First retry pause, doubled per attempt (default 50 ms); a longer Retry-After is waited out. */
   retryBaseMs?: number;
+  /**
+   * How long a command (or a read) is retried, from its first attempt (default 60 s: a failover
+   * takes 10 to 30 s). attemptsMax, when given, also bounds it.
+   */
+  retryForMs?: number;
+  /** How long one JSON request may go unanswered before it counts as a network failure (default 60 s). */
+  requestTimeoutMs?: number;
   fetch?: typeof fetch;
   /** Called before a command (or batch) is sent again: its attempt, why, and the pause first. */
   onCommandRetry?: (retry: CommandRetry) => void;
@@ -150,8 +160,50 @@ function randomId(): string {
   return "c-" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * A group's path, its name checked first: a name (or an id below) is pasted into the URL, where
+ * `..` segments are resolved, so `revokeToken("g", "../../other")` was a DELETE of the group
+ * `other` (a probe; `%2e%2e` as well). API.md's names cannot hold a `/` or a `.`.
+ */
+function groupPath(group: string, rest = ""): string {
+  if (!groupNamePattern.test(group)) throw new ApiRequestError(400, "bad_request", `group: ${JSON.stringify(group)} is not a group name (${groupNamePattern.source})`);
+  return `/v1/groups/${group}${rest}`;
+}
+
+function pathId(id: string, pattern: RegExp, what: string): string {
+  if (!pattern.test(id)) throw new ApiRequestError(400, "bad_request", `${what}: ${JSON.stringify(id)} is not one (${pattern.source})`);
+  return id;
+}
+
 function retriable(err: unknown): boolean {
   return err instanceof ApiRequestError && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
+}
+
+/**
+ * Retries of one command or read: until retryForMs from the first attempt has passed (and at most
+ * attemptsMax attempts, if given), each pause doubling up to clientRetryMaxMs and never shorter
+ * than the server's Retry-After. It was 8 attempts: 5.5 s when 504s came back at once, which a
+ * failover outlasts; and a 429's Retry-After of 1 s was retried after 50 ms.
+ */
+class Retries {
+  private readonly startMs = Date.now();
+  private pauseMs: number;
+  attempt = 1;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.pauseMs = opts.retryBaseMs ?? clientRetryBaseMs;
+  }
+
+  /** The pause before the next attempt, or null when none is left. */
+  next(err: unknown): number | null {
+    if (this.opts.attemptsMax !== undefined && this.attempt >= this.opts.attemptsMax) return null;
+    const asked = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;
+    const pause = Math.max(this.pauseMs, asked);
+    if (Date.now() - this.startMs + pause > (this.opts.retryForMs ?? clientRetryForMs)) return null;
+    this.pauseMs = Math.min(this.pauseMs * 2, clientRetryMaxMs);
+    this.attempt++;
+    return pause;
+  }
 }
 
 /** Resolves after ms, or at once when the signal aborts. */
@@ -190,7 +242,8 @@ async function errorOf(res: Response): Promise<ApiRequestError> {
   } catch {
     // not our error body
   }
-  return new ApiRequestError(res.status, code, message);
+  const after = Number(res.headers.get("retry-after"));
+  return new ApiRequestError(res.status, code, message, Number.isFinite(after) && after > 0 ? after : undefined);
 }
 
 interface SendInit {
@@ -211,7 +264,11 @@ export class SmrClient {
   private readonly bookmarks = new Map<string, string>();
   private readonly doFetch: typeof fetch;
 
+  private readonly baseUrl: string;
+
   constructor(private readonly opts: ClientOptions) {
+    // "http://host/" made every path "//v1/..." (a 404).
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.clientId = opts.clientId ?? randomId();
     this.nextRequest = opts.firstRequest ?? 1;
     this.doFetch = opts.fetch ?? ((...a) => fetch(...a));
@@ -222,7 +279,7 @@ export class SmrClient {
     let res: Response;
     try {
       const streamed = init.body instanceof ReadableStream;
-      res = await this.doFetch(this.opts.baseUrl + path, {
+      res = await this.doFetch(this.baseUrl + path, {
         method,
         headers: { authorization: `Bearer ${this.opts.token}`, ...init.headers },
         ...(init.body === undefined ? {} : { body: init.body }),
@@ -232,31 +289,45 @@ export class SmrClient {
       } as RequestInit);
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      throw new ApiRequestError(0, "network", `${method} ${this.opts.baseUrl}${path}: ${describe(err)}`);
+      throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: ${describe(err)}`);
     }
     if (!res.ok) throw await errorOf(res);
     return res;
   }
 
+  /**
+   * One JSON exchange, answered within requestTimeoutMs (a network failure otherwise: for a
+   * command, an unknown outcome, retried with the same request id). It had no bound: a server
+   * that took the connection and never answered held a call for Node's 300 s, per attempt.
+   */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.send(method, path, {
-      headers: { "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    const timeoutMs = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
+    const signal = AbortSignal.timeout(timeoutMs);
+    let res: Response;
+    try {
+      res = await this.send(method, path, {
+        headers: { "content-type": "application/json" },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: no answer within ${timeoutMs} ms`);
+      throw err;
+    }
     if (res.status === 204) return undefined as T;
     let text: string;
     try {
       text = await res.text();
     } catch (err) {
       // The connection died while the body was read: as much a network failure as no answer.
-      throw new ApiRequestError(0, "network", String(err));
+      throw new ApiRequestError(0, "network", signal.aborted ? `${method} ${this.baseUrl}${path}: no whole answer within ${timeoutMs} ms` : String(err));
     }
     return JSON.parse(text) as T;
   }
 
   // ---- groups (admin token) ------------------------------------------------------------------
-  createGroup(group: string, spec: GroupSpec): Promise<GroupStatus> {
-    return this.request("PUT", `/v1/groups/${group}`, spec);
+  async createGroup(group: string, spec: GroupSpec): Promise<GroupStatus> {
+    return this.request("PUT", groupPath(group), spec);
   }
   listGroups(page: { after?: string; limit?: number } = {}): Promise<{ groups: string[]; next?: string }> {
     const q = new URLSearchParams();
@@ -264,48 +335,48 @@ export class SmrClient {
     if (page.limit !== undefined) q.set("limit", String(page.limit));
     return this.request("GET", `/v1/groups${q.size ? `?${q}` : ""}`);
   }
-  group(group: string): Promise<GroupStatus> {
-    return this.request("GET", `/v1/groups/${group}`);
+  async group(group: string): Promise<GroupStatus> {
+    return this.request("GET", groupPath(group));
   }
-  deleteGroup(group: string): Promise<void> {
-    return this.request("DELETE", `/v1/groups/${group}`);
+  async deleteGroup(group: string): Promise<void> {
+    return this.request("DELETE", groupPath(group));
   }
-  replicas(group: string): Promise<{ replicas: ReplicaStatus[] }> {
-    return this.request("GET", `/v1/groups/${group}/replicas`);
+  async replicas(group: string): Promise<{ replicas: ReplicaStatus[] }> {
+    return this.request("GET", groupPath(group, `/replicas`));
   }
-  addReplica(group: string, location?: string | null): Promise<{ replica: ReplicaStatus }> {
-    return this.request("POST", `/v1/groups/${group}/replicas`, location === undefined ? {} : { location });
+  async addReplica(group: string, location?: string | null): Promise<{ replica: ReplicaStatus }> {
+    return this.request("POST", groupPath(group, `/replicas`), location === undefined ? {} : { location });
   }
-  removeReplica(group: string, id: string): Promise<{ replica: ReplicaStatus }> {
-    return this.request("DELETE", `/v1/groups/${group}/replicas/${id}`);
+  async removeReplica(group: string, id: string): Promise<{ replica: ReplicaStatus }> {
+    return this.request("DELETE", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}`));
   }
   /** `recovering`: the move is done, but the new sequencer could not recover yet (why); it takes office at the next request that finds a quorum. */
-  moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] & { recovering?: string } }> {
-    return this.request("POST", `/v1/groups/${group}/sequencer`, location === undefined ? {} : { location });
+  async moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] & { recovering?: string } }> {
+    return this.request("POST", groupPath(group, `/sequencer`), location === undefined ? {} : { location });
   }
-  log(group: string, from?: number, limit?: number): Promise<LogPage> {
+  async log(group: string, from?: number, limit?: number): Promise<LogPage> {
     const q = new URLSearchParams();
     if (from !== undefined) q.set("from", String(from));
     if (limit !== undefined) q.set("limit", String(limit));
-    return this.request("GET", `/v1/groups/${group}/log?${q}`);
+    return this.request("GET", groupPath(group, `/log?${q}`));
   }
-  audit(group: string): Promise<AuditReport> {
-    return this.request("POST", `/v1/groups/${group}/audit`);
+  async audit(group: string): Promise<AuditReport> {
+    return this.request("POST", groupPath(group, `/audit`));
   }
-  audits(group: string, limit?: number): Promise<{ audits: AuditReport[] }> {
-    return this.request("GET", `/v1/groups/${group}/audits${limit ? `?limit=${limit}` : ""}`);
+  async audits(group: string, limit?: number): Promise<{ audits: AuditReport[] }> {
+    return this.request("GET", groupPath(group, `/audits${limit ? `?limit=${limit}` : ""}`));
   }
-  events(group: string, limit?: number): Promise<{ events: GroupEvent[] }> {
-    return this.request("GET", `/v1/groups/${group}/events${limit ? `?limit=${limit}` : ""}`);
+  async events(group: string, limit?: number): Promise<{ events: GroupEvent[] }> {
+    return this.request("GET", groupPath(group, `/events${limit ? `?limit=${limit}` : ""}`));
   }
-  createToken(group: string, scope: "read" | "write", name?: string): Promise<TokenInfo & { token: string }> {
-    return this.request("POST", `/v1/groups/${group}/tokens`, name === undefined ? { scope } : { scope, name });
+  async createToken(group: string, scope: "read" | "write", name?: string): Promise<TokenInfo & { token: string }> {
+    return this.request("POST", groupPath(group, `/tokens`), name === undefined ? { scope } : { scope, name });
   }
-  tokens(group: string): Promise<{ tokens: TokenInfo[] }> {
-    return this.request("GET", `/v1/groups/${group}/tokens`);
+  async tokens(group: string): Promise<{ tokens: TokenInfo[] }> {
+    return this.request("GET", groupPath(group, `/tokens`));
   }
-  revokeToken(group: string, id: string): Promise<void> {
-    return this.request("DELETE", `/v1/groups/${group}/tokens/${id}`);
+  async revokeToken(group: string, id: string): Promise<void> {
+    return this.request("DELETE", groupPath(group, `/tokens/${pathId(id, tokenIdPattern, "token id")}`));
   }
   /** Prometheus text (API.md "Metrics") of one group, of every group (up to 2,000), or of a page (`after`/`limit`); its last line is `# next: <name>` when more follow. */
   async metrics(group?: string, page: { after?: string; limit?: number } = {}): Promise<string> {
@@ -321,12 +392,11 @@ export class SmrClient {
 
   /** Submits a command exactly once, retrying with the same request id while the outcome is unknown. */
   async submit(group: string, command: unknown, request = this.nextRequest++): Promise<CommandResult> {
-    const attempts = this.opts.attemptsMax ?? clientAttemptsMax;
-    let pauseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
+    const retries = new Retries(this.opts);
     let unsure = false; // an attempt's outcome was unknown: a later 503 no longer means "not ordered"
-    for (let attempt = 1; ; attempt++) {
+    for (;;) {
       try {
-        const r = await this.request<CommandResult>("POST", `/v1/groups/${group}/commands`, {
+        const r = await this.request<CommandResult>("POST", groupPath(group, `/commands`), {
           client: this.clientId,
           request,
           command,
@@ -334,11 +404,12 @@ export class SmrClient {
         this.keepBookmark(group, r.bookmark);
         return r;
       } catch (err) {
-        if (!retriable(err) || attempt >= attempts) throw unsure ? unknownAfter(err) : err;
+        const attempt = retries.attempt;
+        const pauseMs = retriable(err) ? retries.next(err) : null;
+        if (pauseMs === null) throw unsure ? unknownAfter(err) : err;
         unsure ||= outcomeUnknown(err);
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs);
-        pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
       }
     }
   }
@@ -355,19 +426,21 @@ export class SmrClient {
     const results: BatchItemResult[] = new Array(items.length);
     let pending = items.map((_, i) => i);
     let bookmark: string | undefined;
-    const attempts = this.opts.attemptsMax ?? clientAttemptsMax;
-    let pauseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
+    const retries = new Retries(this.opts);
     /** Items an attempt left unknown (a 504, a failed request): a later 503 for one is reported as a timeout. */
     const unsure = new Set<number>();
-    for (let attempt = 1; ; attempt++) {
+    for (;;) {
+      const attempt = retries.attempt;
+      let pauseMs: number | null = null;
       let answer: BatchResult | undefined;
       try {
-        answer = await this.request<BatchResult>("POST", `/v1/groups/${group}/commands`, {
+        answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), {
           client: this.clientId,
           commands: pending.map((i) => items[i]),
         });
       } catch (err) {
-        const last = !retriable(err) || attempt >= attempts;
+        pauseMs = retriable(err) ? retries.next(err) : null;
+        const last = pauseMs === null;
         if (last && results.some((r) => r !== undefined)) {
           // Some commands have results already (executed ones among them): returned, with this
           // failure as the result of those still pending.
@@ -379,7 +452,7 @@ export class SmrClient {
         }
         if (last) throw pending.some((i) => unsure.has(i)) ? unknownAfter(err) : err;
         if (outcomeUnknown(err)) for (const i of pending) unsure.add(i);
-        this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
+        this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs: pauseMs! });
       }
       if (answer) {
         bookmark = later(bookmark, answer.bookmark);
@@ -392,11 +465,12 @@ export class SmrClient {
           if ("error" in r && (r.error.code === "timeout" || r.error.code === "unavailable")) again.push(i);
         });
         pending = again;
-        if (pending.length === 0 || attempt >= attempts) break;
+        if (pending.length === 0) break;
+        pauseMs = retries.next(null);
+        if (pauseMs === null) break;
         this.opts.onCommandRetry?.({ attempt, reason: `${pending.length} of the batch's commands answered timeout or unavailable`, pauseMs });
       }
-      await sleep(pauseMs);
-      pauseMs = Math.min(pauseMs * 2, clientRetryMaxMs);
+      await sleep(pauseMs!);
     }
     // An output left out of the answer for its size was executed: sent again alone (same request
     // id), the command answers its recorded output and runs nothing.
@@ -421,13 +495,32 @@ export class SmrClient {
     if (this.bookmarks.size > clientBookmarkGroupsMax) this.bookmarks.delete(this.bookmarks.keys().next().value!);
   }
 
+  /**
+   * A read, retried like a command on 503, 429 and network failures (a read changes nothing). A
+   * bookmark the server says is past the group's end is dropped: the group was deleted and made
+   * again (a restore under the same name), and every later sequential read failed with it until
+   * the new log outgrew the old one (a probe).
+   */
   async query(group: string, query: unknown, consistency: Consistency = "linearizable"): Promise<QueryResult> {
-    const body: Record<string, unknown> = { query, consistency };
-    const bookmark = this.bookmarks.get(group);
-    if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
-    const r = await this.request<QueryResult>("POST", `/v1/groups/${group}/query`, body);
-    if (r.bookmark) this.keepBookmark(group, r.bookmark); // monotonic reads: the next never sees older state
-    return r;
+    const retries = new Retries(this.opts);
+    for (;;) {
+      const body: Record<string, unknown> = { query, consistency };
+      const bookmark = this.bookmarks.get(group);
+      if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
+      try {
+        const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body);
+        if (r.bookmark) this.keepBookmark(group, r.bookmark); // monotonic reads: the next never sees older state
+        return r;
+      } catch (err) {
+        if (body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && /^bookmark: names seq \d+, past the end/.test(err.message.replace(/^400 bad_request: /, ""))) {
+          this.bookmarks.delete(group);
+          continue;
+        }
+        const pauseMs = err instanceof ApiRequestError && err.status !== 504 && retriable(err) ? retries.next(err) : null;
+        if (pauseMs === null) throw err;
+        await sleep(pauseMs);
+      }
+    }
   }
 
   // ---- watch, snapshot, restore ------------------------------------------------------------------
@@ -453,7 +546,7 @@ export class SmrClient {
       if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
       let res: Response;
       try {
-        res = await this.send("GET", `/v1/groups/${group}/watch${q.size ? `?${q}` : ""}`, { headers, ...(signal ? { signal } : {}) });
+        res = await this.send("GET", groupPath(group, `/watch${q.size ? `?${q}` : ""}`), { headers, ...(signal ? { signal } : {}) });
       } catch (err) {
         if (signal?.aborted) return;
         if (err instanceof ApiRequestError && watchFatal.has(err.status)) throw err;
@@ -491,7 +584,7 @@ export class SmrClient {
 
   /** The group's snapshot file (API.md "Snapshot and restore") as it arrives: NDJSON bytes, to save as they are. */
   async snapshot(group: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
-    const res = await this.send("GET", `/v1/groups/${group}/snapshot`, { headers: { accept: "application/x-ndjson" }, ...(signal ? { signal } : {}) });
+    const res = await this.send("GET", groupPath(group, `/snapshot`), { headers: { accept: "application/x-ndjson" }, ...(signal ? { signal } : {}) });
     return res.body!;
   }
 
@@ -513,7 +606,7 @@ export class SmrClient {
    */
   async restore(group: string, body: string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): Promise<GroupStatus> {
     const payload = typeof body === "string" || body instanceof ReadableStream || body instanceof Uint8Array ? body : toStream(body);
-    const res = await this.send("POST", `/v1/groups/${group}/restore`, { headers: { "content-type": "application/x-ndjson" }, body: payload });
+    const res = await this.send("POST", groupPath(group, `/restore`), { headers: { "content-type": "application/x-ndjson" }, body: payload });
     return JSON.parse(await this.text(res)) as GroupStatus;
   }
 

@@ -1,6 +1,8 @@
 // The CLI's watch, batch, txn, snapshot/restore and metrics, run as a child process against the
 // built worker (API.md "Batches", "Transactions", "Watch", "Snapshot and restore", "Metrics").
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -184,6 +186,14 @@ describe("smr snapshot and restore", () => {
     const before = readFileSync(file, "utf8");
     const missing = await smr(["snapshot", "no-such-group", "-o", file], admin());
     expect(missing.code).toBe(1);
+    expect(readFileSync(file, "utf8")).toBe(before);
+    // A 200 that is not a snapshot (a proxy's login page) does not replace it either.
+    const page = createServer((_req, res) => res.end("<html>login page</html>\n"));
+    await new Promise<void>((resolve) => page.listen(0, "127.0.0.1", resolve));
+    const notSnapshot = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(page.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+    page.close();
+    expect(notSnapshot.code).toBe(1);
+    expect(notSnapshot.stderr).toMatch(/the download is not a snapshot/);
     expect(readFileSync(file, "utf8")).toBe(before);
     const toDir = await smr(["snapshot", "cli-snap", "-o", dir], admin());
     expect(toDir.code).toBe(2);

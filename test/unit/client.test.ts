@@ -83,6 +83,75 @@ describe("client", () => {
   });
 });
 
+describe("client: names, time and retries", () => {
+  it("refuses a group or an id that would take its request elsewhere (`..`), sending nothing", async () => {
+    const { client, calls } = clientWith(() => new Response(null, { status: 204 }));
+    for (const call of [
+      () => client.revokeToken("tok", "../../other"),
+      () => client.revokeToken("tok", "%2e%2e/%2e%2e/other"),
+      () => client.removeReplica("g", "../../victim"),
+      () => client.deleteGroup("g/replicas/r3"),
+      () => client.submit("../x", { op: "put", key: "k", value: 1 }),
+      () => client.query("G", { op: "get", key: "k" }),
+    ]) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApiRequestError);
+      expect((err as ApiRequestError).status).toBe(400);
+    }
+    expect(calls).toEqual([]);
+    await client.revokeToken("tok", "0badcafe");
+    expect(calls.map((c) => c.url.pathname)).toEqual(["/v1/groups/tok/tokens/0badcafe"]);
+  });
+
+  it("takes a base URL ending in a slash", async () => {
+    const paths: string[] = [];
+    const client = new SmrClient({ baseUrl: "http://smr.test/", token: "t", fetch: async (input) => (paths.push(new URL(String(input)).pathname), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" })) });
+    await client.query("g", { op: "get", key: "k" });
+    expect(paths).toEqual(["/v1/groups/g/query"]);
+  });
+
+  it("gives a request that gets no answer up after requestTimeoutMs, as a network failure", async () => {
+    const hang: typeof fetch = (_input, init) => new Promise((_, reject) => init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))));
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", requestTimeoutMs: 50, attemptsMax: 1, fetch: hang });
+    const err = (await client.query("g", { op: "get", key: "k" }).catch((e: unknown) => e)) as ApiRequestError;
+    expect(err.code).toBe("network");
+    expect(err.message).toMatch(/no answer within 50 ms/);
+  });
+
+  it("retries for retryForMs, not a count of attempts, and waits out a Retry-After", async () => {
+    const { client: timed, calls } = clientWith(() => errorBody(504, "timeout"));
+    (timed as unknown as { opts: { retryForMs: number } }).opts.retryForMs = 300;
+    const started = Date.now();
+    await expect(timed.submit("g", { op: "put", key: "k", value: 1 })).rejects.toThrow(/504 timeout/);
+    // Pauses of 1, 2, 4, ... ms: nine attempts fit in 300 ms (it was eight, whatever the time).
+    expect(calls.length).toBeGreaterThanOrEqual(9);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    const answers = [new Response(JSON.stringify({ error: { code: "rate_limited", message: "slow down" } }), { status: 429, headers: { "retry-after": "1" } }), Response.json({ seq: 3, output: {}, bookmark: "b1.1.3" })];
+    const pauses: number[] = [];
+    const limited = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onCommandRetry: (r) => pauses.push(r.pauseMs), fetch: async () => answers.shift()! });
+    expect((await limited.submit("g", { op: "put", key: "k", value: 1 })).seq).toBe(3);
+    expect(pauses).toEqual([1_000]);
+  });
+
+  it("retries a read on 503, and drops a bookmark the group says is past its end (deleted and made again)", async () => {
+    const sent: unknown[] = [];
+    const answers = [
+      Response.json({ seq: 20, output: {}, bookmark: "b1.1.20" }),
+      errorBody(503, "unavailable"),
+      errorBody(400, "bad_request", "bookmark: names seq 20, past the end of g's log (seq 1); it is another group's or an earlier incarnation's"),
+      Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" }),
+      Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" }),
+    ];
+    const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), answers.shift()!));
+    await client.submit("g", { op: "put", key: "k", value: 1 });
+    expect((await client.query("g", { op: "get", key: "k" }, "sequential")).result).toEqual({ value: 1 });
+    expect(sent.slice(1).map((b) => (b as { bookmark?: string }).bookmark)).toEqual(["b1.1.20", "b1.1.20", undefined]);
+    // The new group's bookmark is kept from then on.
+    await client.query("g", { op: "get", key: "k" }, "sequential");
+    expect((sent[4] as { bookmark?: string }).bookmark).toBe("b1.1.1");
+  });
+});
+
 describe("client batches", () => {
   it("assigns request ids, resends only the commands that timed out with their ids, and keeps the order", async () => {
     let round = 0;
