@@ -1,5 +1,5 @@
 // Argument parsers for commander: a bad value is a usage error (exit 2) that names the argument.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
@@ -36,8 +36,23 @@ export function listArg(text: string): string[] {
   return text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
+/** A file the command reads: one that is missing (or a folder) is a usage error (exit 2), not a stack of ENOENT. */
+export function inputFile(file: string): number {
+  let size: number;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new UsageError(`${file}: not a file`);
+    size = st.size;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  return size;
+}
+
 /** A file of JSON: one document, or NDJSON (one document per non-empty line). */
 export function readJsonFile(file: string): unknown[] {
+  inputFile(file);
   const text = readFileSync(file, "utf8");
   try {
     const doc = JSON.parse(text) as unknown;

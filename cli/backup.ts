@@ -6,7 +6,7 @@ import { Command } from "commander";
 import { ApiRequestError, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
 import { chunks } from "../shared/client/streams.js";
 import { restoreBytesMax } from "../shared/limits.js";
-import { positiveArg, UsageError } from "./args.js";
+import { inputFile, positiveArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { printStatus } from "./groups.js";
 import { printJson, printRecord } from "./output.js";
@@ -24,8 +24,9 @@ function fileHeader(file: string): SnapshotHeader {
   try {
     const buf = Buffer.alloc(headerBytesMax);
     const n = readSync(fd, buf, 0, buf.length, 0);
-    const text = buf.subarray(0, n).toString("utf8");
-    const line = text.split("\n", 1)[0]!;
+    // As the server reads it: a byte order mark and blank lines before the header are skipped.
+    const text = buf.subarray(0, n).toString("utf8").replace(/^\uFEFF/, "");
+    const line = text.split("\n").find((l: string) => l.trim() !== "") ?? "";
     let header: unknown;
     try {
       header = JSON.parse(line);
@@ -108,13 +109,15 @@ export function backupCommands(): Command[] {
     .option("--replicas <n>", "with --create: replicas", positiveArg)
     .action(async (group: string, file: string, opts: { create?: boolean; replicas?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      const size = statSync(file).size;
+      if (opts.replicas !== undefined && !opts.create) throw new UsageError("--replicas is for a group --create makes");
+      const size = inputFile(file);
       if (size > restoreBytesMax) throw new UsageError(`${file}: ${size} bytes; a restore takes at most ${restoreBytesMax}`);
       const header = fileHeader(file);
       // A group this command made is deleted again if the file is refused: a retry with a
       // corrected file (perhaps of another machine) then starts from nothing, not from a 409.
+      // One that exists is restored into as it is (the server refuses it if it has entries).
       const made = opts.create && !(await exists(client, group));
-      if (opts.create) await client.createGroup(group, { machine: header.machine, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
+      if (made) await client.createGroup(group, { machine: header.machine, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
       // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
       const bar = new cliProgress.SingleBar(
         { format: "restore |{bar}| {percentage}% {value}/{total} bytes", stream: process.stderr, hideCursor: true },

@@ -205,6 +205,13 @@ describe("smr snapshot and restore", () => {
     const noHeader = await smr(["restore", "cli-snap-x", headless, "--create"], admin());
     expect(noHeader.code).toBe(2);
     expect(noHeader.stderr).toMatch(/its first line is not a snapshot header/);
+    // A missing file, and --replicas without --create, are usage errors (exit 2), not stack traces.
+    const missingFile = await smr(["restore", "cli-snap-x", join(dir, "nothing.ndjson")], admin());
+    expect(missingFile.code).toBe(2);
+    expect(missingFile.stderr).toMatch(/nothing\.ndjson: cannot be read \(ENOENT\)/);
+    const replicasAlone = await smr(["restore", "cli-snap-x", file, "--replicas", "3"], admin());
+    expect(replicasAlone.code).toBe(2);
+    expect(replicasAlone.stderr).toMatch(/--replicas is for a group --create makes/);
 
     await smrOk(["groups", "create", "cli-snap-2"], admin());
     const status = await json(["restore", "cli-snap-2", file]);
@@ -214,7 +221,10 @@ describe("smr snapshot and restore", () => {
     expect((await json(["audit", "cli-snap-2"])).verdict).toBe("consistent");
 
     // --create makes the group from the file's header; a group with entries refuses a restore.
-    expect(await json(["restore", "cli-snap-3", file, "--create"])).toMatchObject({ group: "cli-snap-3", machine: "kv" });
+    // A file saved with a byte order mark and a blank line first reads as the server reads it.
+    const marked = join(dir, "marked.ndjson");
+    writeFileSync(marked, "\uFEFF\n" + readFileSync(file, "utf8"));
+    expect(await json(["restore", "cli-snap-3", marked, "--create"])).toMatchObject({ group: "cli-snap-3", machine: "kv" });
     expect((await json(["list", "cli-snap-3"], client())).result.items).toEqual((await json(["list", "cli-snap"], client())).result.items);
     const again = await smr(["restore", "cli-snap-2", file], admin());
     expect(again.code).toBe(1);
