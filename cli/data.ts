@@ -40,7 +40,8 @@ async function submitOnce(client: SmrClient, group: string, command: unknown, re
 /** Rethrows the error, first printing `hint` if the outcome is unknown (504 or no answer): a 503 certainly ran nothing. */
 function hintOnUnknown(hint: string): (err: unknown) => never {
   return (err) => {
-    if (err instanceof ApiRequestError && (err.code === "timeout" || err.code === "network")) process.stderr.write(`${hint}\n`);
+    // Not when the connection was never made (refused, no such host): nothing was sent.
+    if (err instanceof ApiRequestError && (err.code === "timeout" || (err.code === "network" && !err.notSent))) process.stderr.write(`${hint}\n`);
     throw err;
   };
 }

@@ -26,7 +26,19 @@ export { lines } from "./streams.js";
 
 export type Consistency = "linearizable" | "sequential" | "stale";
 
+/**
+ * A connection that was never made (refused, no such host): nothing was sent, so a command's
+ * outcome is known (not ordered). Any other network failure may come after the request went out.
+ */
+function notSent(err: unknown): boolean {
+  const code = err instanceof Error && err.cause instanceof Error ? (err.cause as { code?: unknown }).code : undefined;
+  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN";
+}
+
 export class ApiRequestError extends Error {
+  /** A network failure before anything was sent (see notSent). */
+  notSent = false;
+
   constructor(
     readonly status: number,
     readonly code: ErrorCode | "network",
@@ -131,7 +143,7 @@ function retryReason(err: unknown): string {
 
 /** A failure that leaves the command's outcome unknown: it may have been ordered. */
 function outcomeUnknown(err: unknown): boolean {
-  return err instanceof ApiRequestError ? err.code === "network" || err.status === 504 : true;
+  return err instanceof ApiRequestError ? (err.code === "network" && !err.notSent) || err.status === 504 : true;
 }
 
 const unknownNote = "an earlier attempt's outcome is unknown: the command may or may not take effect; retry with the same client and request";
@@ -147,7 +159,8 @@ function unknownAfterCode(message: string): { code: "timeout"; message: string }
 function unknownAfter(err: unknown, always = false): unknown {
   if (!(err instanceof ApiRequestError)) return always ? new ApiRequestError(504, "timeout", `${String(err)}; ${unknownNote}`) : err;
   // A 503, 429 or 5xx says nothing of the earlier attempt; a 504 or a network failure is unknown already.
-  if (err.status === 504 || err.code === "network" || (err.status < 500 && err.status !== 429)) return err;
+  // A connection never made (notSent) says nothing of the earlier attempt either.
+  if (err.status === 504 || (err.code === "network" && !err.notSent) || (err.code !== "network" && err.status < 500 && err.status !== 429)) return err;
   return new ApiRequestError(504, "timeout", `${err.message.replace(/^\d{3} [a-z_]+: /, "")}; ${unknownNote}`);
 }
 
@@ -289,7 +302,9 @@ export class SmrClient {
       } as RequestInit);
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: ${describe(err)}`);
+      const e = new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: ${describe(err)}`);
+      e.notSent = notSent(err);
+      throw e;
     }
     if (!res.ok) throw await errorOf(res);
     return res;
@@ -534,6 +549,7 @@ export class SmrClient {
   async *watch(group: string, opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
     const { signal } = opts;
     let lastId: string | undefined = opts.from === undefined ? undefined : String(opts.from);
+    let connects = 0;
     const baseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
     let pauseMs = baseMs;
     let serverPauseMs: number | undefined;
@@ -542,7 +558,10 @@ export class SmrClient {
       if (lastId !== undefined) q.set("from", lastId);
       if (opts.prefix !== undefined) q.set("prefix", opts.prefix);
       const headers: Record<string, string> = { accept: "text/event-stream" };
-      if (lastId !== undefined) headers["last-event-id"] = lastId;
+      // A reconnect says where it stands as EventSource does; the first request only asks `from`
+      // (sent as both, a `from` past the end was refused naming Last-Event-ID, a probe).
+      if (lastId !== undefined && (lastId !== String(opts.from) || connects > 0)) headers["last-event-id"] = lastId;
+      connects++;
       if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
       let res: Response;
       try {

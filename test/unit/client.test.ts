@@ -103,6 +103,25 @@ describe("client: names, time and retries", () => {
     expect(calls.map((c) => c.url.pathname)).toEqual(["/v1/groups/tok/tokens/0badcafe"]);
   });
 
+  it("knows a refused connection sent nothing: not an unknown outcome, unless an earlier attempt's was", async () => {
+    const refused = () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9"), { code: "ECONNREFUSED" }) }));
+    const down = new SmrClient({ baseUrl: "http://smr.test", token: "t", attemptsMax: 2, retryBaseMs: 1, fetch: refused });
+    const err = (await down.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e)) as ApiRequestError;
+    expect(err.code).toBe("network");
+    expect(err.notSent).toBe(true);
+    let first = true;
+    const flaky = new SmrClient({
+      baseUrl: "http://smr.test",
+      token: "t",
+      attemptsMax: 2,
+      retryBaseMs: 1,
+      fetch: async (...a) => (first ? ((first = false), errorBody(504, "timeout", "no answer")) : refused(...(a as []))),
+    });
+    const unknown = (await flaky.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e)) as ApiRequestError;
+    expect(unknown.status).toBe(504);
+    expect(unknown.message).toMatch(/outcome is unknown/);
+  });
+
   it("takes a base URL ending in a slash", async () => {
     const paths: string[] = [];
     const client = new SmrClient({ baseUrl: "http://smr.test/", token: "t", fetch: async (input) => (paths.push(new URL(String(input)).pathname), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" })) });
@@ -327,6 +346,8 @@ describe("client watch", () => {
       expect(err).toMatchObject({ status, code });
       expect(calls).toHaveLength(1);
       expect(calls[0]!.url.searchParams.get("from")).toBe("7");
+      // The first request asks `from` only: a refusal then names `from`, not Last-Event-ID.
+      expect(calls[0]!.headers["last-event-id"]).toBeUndefined();
     }
   });
 
