@@ -10,7 +10,7 @@ import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult,
 import { decodeBookmark } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
+import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -217,6 +217,26 @@ class Retries {
     this.attempt++;
     return pause;
   }
+}
+
+/** A batch's items in as few requests as fit API.md's bounds (256 commands, a 256 KiB body), in order. */
+function requestsOf<T>(client: string, items: T[]): T[][] {
+  const overheadBytes = 64 + new TextEncoder().encode(JSON.stringify(client)).length;
+  const pieces: T[][] = [];
+  let piece: T[] = [];
+  let bytes = overheadBytes;
+  for (const item of items) {
+    const size = new TextEncoder().encode(JSON.stringify(item)).length + 1;
+    if (piece.length > 0 && (piece.length >= batchCommandsMax || bytes + size > bodyBytesMax)) {
+      pieces.push(piece);
+      piece = [];
+      bytes = overheadBytes;
+    }
+    piece.push(item);
+    bytes += size;
+  }
+  if (piece.length > 0 || pieces.length === 0) pieces.push(piece);
+  return pieces;
 }
 
 /** Resolves after ms, or at once when the signal aborts. */
@@ -434,10 +454,33 @@ export class SmrClient {
    * is a `timeout` or `unavailable` error is sent again with its request id (alone with the other
    * such ones); a failed request as a whole is sent again whole; a command executed but whose
    * output did not fit the answer (`too_large` with a seq) is sent again alone to read it.
-   * Results are in the given order.
+   * Results are in the given order. Commands that do not fit one request (256 of them, a 256 KiB
+   * body) go in several, one after another (a batch of 200 commands of 2 KiB was one 413): each
+   * request is then checked on its own, so a refused command leaves those sent before it done.
    */
   async submitBatch(group: string, commands: BatchCommand[]): Promise<BatchResult> {
     const items = commands.map((c) => ({ request: c.request ?? this.nextRequest++, command: c.command }));
+    const results: BatchItemResult[] = [];
+    let bookmark: string | undefined;
+    for (const piece of requestsOf(this.clientId, items)) {
+      let answer: BatchResult;
+      try {
+        answer = await this.submitRequest(group, piece);
+      } catch (err) {
+        if (results.length === 0) throw err;
+        // Earlier requests' results stand (executed): this failure is the result of the rest.
+        const e = err instanceof ApiRequestError && err.code !== "network" ? { code: err.code, message: err.message } : { code: "timeout" as const, message: String(err) };
+        while (results.length < items.length) results.push({ error: e });
+        break;
+      }
+      results.push(...answer.results);
+      if (answer.bookmark) bookmark = later(bookmark, answer.bookmark);
+    }
+    return { results, bookmark: bookmark ?? "" };
+  }
+
+  /** One request's worth of a batch (submitBatch), retried as it says. */
+  private async submitRequest(group: string, items: { request: number; command: unknown }[]): Promise<BatchResult> {
     const results: BatchItemResult[] = new Array(items.length);
     let pending = items.map((_, i) => i);
     let bookmark: string | undefined;

@@ -115,7 +115,7 @@ describe("client: names, time and retries", () => {
       token: "t",
       attemptsMax: 2,
       retryBaseMs: 1,
-      fetch: async (...a) => (first ? ((first = false), errorBody(504, "timeout", "no answer")) : refused(...(a as []))),
+      fetch: async () => (first ? ((first = false), errorBody(504, "timeout", "no answer")) : refused()),
     });
     const unknown = (await flaky.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e)) as ApiRequestError;
     expect(unknown.status).toBe(504);
@@ -172,6 +172,39 @@ describe("client: names, time and retries", () => {
 });
 
 describe("client batches", () => {
+  it("sends commands that do not fit one request (256, or 256 KiB) in several, in order", async () => {
+    const bodies: { commands: { request: number }[] }[] = [];
+    const sizes: number[] = [];
+    const { client } = clientWith((_url, init) => {
+      sizes.push(new TextEncoder().encode(init.body as string).length);
+      const body = JSON.parse(init.body as string) as { commands: { request: number }[] };
+      bodies.push(body);
+      return Response.json({ results: body.commands.map((c) => ({ seq: c.request, output: null })), bookmark: `b1.1.${body.commands.at(-1)!.request}` });
+    });
+    const many = await client.submitBatch("g", Array.from({ length: 300 }, (_, i) => ({ command: { op: "incr", key: "n", by: 1 }, request: i + 1 })));
+    expect(bodies.map((b) => b.commands.length)).toEqual([256, 44]);
+    expect(many.results.map((r) => (r as { seq: number }).seq)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(many.bookmark).toBe("b1.1.300");
+    bodies.length = 0;
+    sizes.length = 0;
+    const big = "x".repeat(2_048);
+    await client.submitBatch("g", Array.from({ length: 200 }, (_, i) => ({ command: { op: "put", key: `k${i}`, value: big }, request: 1_000 + i })));
+    expect(bodies.length).toBe(2);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(256 * 1024);
+    expect(bodies.flatMap((b) => b.commands.map((c) => c.request))).toEqual(Array.from({ length: 200 }, (_, i) => 1_000 + i));
+  });
+
+  it("keeps an earlier request's results when a later one of the same batch fails", async () => {
+    let n = 0;
+    const { client } = clientWith((_url, init) => {
+      const body = JSON.parse(init.body as string) as { commands: { request: number }[] };
+      return ++n === 1 ? Response.json({ results: body.commands.map((c) => ({ seq: c.request, output: null })), bookmark: "b1.1.256" }) : errorBody(400, "bad_request", "body.commands.3.command.key: required");
+    });
+    const r = await client.submitBatch("g", Array.from({ length: 260 }, (_, i) => ({ command: { op: "get", key: "k" }, request: i + 1 })));
+    expect(r.results.slice(0, 256).every((x) => "seq" in x)).toBe(true);
+    expect(r.results.slice(256)).toEqual(Array(4).fill({ error: { code: "bad_request", message: "400 bad_request: body.commands.3.command.key: required" } }));
+  });
+
   it("assigns request ids, resends only the commands that timed out with their ids, and keeps the order", async () => {
     let round = 0;
     const { client, calls } = clientWith((_url, init) => {
