@@ -36,12 +36,16 @@ export function listArg(text: string): string[] {
   return text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
-/** A file the command reads: one that is missing (or a folder) is a usage error (exit 2), not a stack of ENOENT. */
-export function inputFile(file: string): number {
+/**
+ * A file the command reads: one that is missing, or a folder, is a usage error (exit 2), not a
+ * stack of ENOENT. `regular`: it must be a plain file (a restore reads its start, then streams
+ * it again); otherwise a pipe (`/dev/stdin`, `<(...)`) is fine. Its size (0 for a pipe).
+ */
+export function inputFile(file: string, regular = false): number {
   let size: number;
   try {
     const st = statSync(file);
-    if (!st.isFile()) throw new UsageError(`${file}: not a file`);
+    if (st.isDirectory() || (regular && !st.isFile())) throw new UsageError(`${file}: not a file`);
     size = st.size;
   } catch (err) {
     if (err instanceof UsageError) throw err;

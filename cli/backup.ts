@@ -90,7 +90,9 @@ export function backupCommands(): Command[] {
         await Promise.race([once(out, "finish"), failed]);
         // Checked before it replaces anything: a 200 from something else (a proxy's login page)
         // or a file cut short replaced a good backup, and then failed (a probe).
-        whole(head, lines + (endsLine ? 0 : 1) - 1);
+        // The server ends every line with a newline: one missing is a download cut inside a row.
+        if (bytes > 0 && !endsLine) throw new Error("the download ends inside a line (cut short?); nothing was written");
+        whole(head, lines - 1);
         renameSync(partial, opts.output);
       } catch (err) {
         rmSync(partial, { force: true });
@@ -110,13 +112,14 @@ export function backupCommands(): Command[] {
     .action(async (group: string, file: string, opts: { create?: boolean; replicas?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       if (opts.replicas !== undefined && !opts.create) throw new UsageError("--replicas is for a group --create makes");
-      const size = inputFile(file);
+      const size = inputFile(file, true);
       if (size > restoreBytesMax) throw new UsageError(`${file}: ${size} bytes; a restore takes at most ${restoreBytesMax}`);
       const header = fileHeader(file);
       // A group this command made is deleted again if the file is refused: a retry with a
       // corrected file (perhaps of another machine) then starts from nothing, not from a 409.
       // One that exists is restored into as it is (the server refuses it if it has entries).
       const made = opts.create && !(await exists(client, group));
+      if (opts.create && !made && opts.replicas !== undefined) throw new UsageError(`group ${group} exists: --replicas is for a group --create makes`);
       if (made) await client.createGroup(group, { machine: header.machine, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
       // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
       const bar = new cliProgress.SingleBar(

@@ -1,6 +1,7 @@
 // A small TypeScript client for the replica set's HTTP API (API.md).
-// - submit() and submitBatch() retry with the same (client, request) on 503/504/network errors:
-//   exactly-once makes that safe, so a retry never executes a command twice;
+// - submit() and submitBatch() retry with the same (client, request) on 503/504/429/network
+//   errors: exactly-once makes that safe, so a retry never executes a command twice; query()
+//   retries 503/429/network errors (a read changes nothing);
 // - each group's latest bookmark is kept and sent with its `sequential` reads: read-your-writes;
 // - watch() is an async iterator of the change feed that resumes by itself after a dropped
 //   connection (Last-Event-ID), so nothing is missed or repeated.
@@ -66,8 +67,14 @@ export interface ClientOptions {
    * takes 10 to 30 s). attemptsMax, when given, also bounds it.
    */
   retryForMs?: number;
-  /** How long one JSON request may go unanswered before it counts as a network failure (default 60 s). */
+  /**
+   * How long one JSON request may go unanswered (its whole answer read) before it counts as a
+   * network failure, and is retried (default 25 s, well inside retryForMs; 0: no bound). Streams
+   * (watch, snapshot, restore) and metrics have none.
+   */
   requestTimeoutMs?: number;
+  /** Called before a read is sent again: its attempt, why, and the pause first. */
+  onReadRetry?: (retry: CommandRetry) => void;
   fetch?: typeof fetch;
   /** Called before a command (or batch) is sent again: its attempt, why, and the pause first. */
   onCommandRetry?: (retry: CommandRetry) => void;
@@ -159,8 +166,9 @@ function unknownAfterCode(message: string): { code: "timeout"; message: string }
 function unknownAfter(err: unknown, always = false): unknown {
   if (!(err instanceof ApiRequestError)) return always ? new ApiRequestError(504, "timeout", `${String(err)}; ${unknownNote}`) : err;
   // A 503, 429 or 5xx says nothing of the earlier attempt; a 504 or a network failure is unknown already.
-  // A connection never made (notSent) says nothing of the earlier attempt either.
-  if (err.status === 504 || (err.code === "network" && !err.notSent) || (err.code !== "network" && err.status < 500 && err.status !== 429)) return err;
+  // A connection never made (notSent) says nothing of the earlier attempt either, nor does a 409:
+  // the retry came after the request-id window had passed it (it says "may have run already").
+  if (err.status === 504 || (err.code === "network" && !err.notSent) || (err.code !== "network" && err.status < 500 && err.status !== 429 && err.status !== 409)) return err;
   return new ApiRequestError(504, "timeout", `${err.message.replace(/^\d{3} [a-z_]+: /, "")}; ${unknownNote}`);
 }
 
@@ -336,28 +344,35 @@ export class SmrClient {
    * that took the connection and never answered held a call for Node's 300 s, per attempt.
    */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const timeoutMs = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
-    const signal = AbortSignal.timeout(timeoutMs);
-    let res: Response;
+    const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
+    // 0, Infinity or anything a timer cannot hold: no bound (AbortSignal.timeout threw on them).
+    const timeoutMs = Number.isFinite(wanted) && wanted > 0 && wanted < 2 ** 31 ? Math.ceil(wanted) : null;
+    const abort = new AbortController();
+    const timer = timeoutMs === null ? undefined : setTimeout(() => abort.abort(), timeoutMs);
     try {
-      res = await this.send(method, path, {
-        headers: { "content-type": "application/json" },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal,
-      });
-    } catch (err) {
-      if (signal.aborted) throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: no answer within ${timeoutMs} ms`);
-      throw err;
+      let res: Response;
+      try {
+        res = await this.send(method, path, {
+          headers: { "content-type": "application/json" },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          signal: abort.signal,
+        });
+      } catch (err) {
+        if (abort.signal.aborted) throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: no answer within ${timeoutMs} ms`);
+        throw err;
+      }
+      if (res.status === 204) return undefined as T;
+      let text: string;
+      try {
+        text = await res.text();
+      } catch (err) {
+        // The connection died while the body was read: as much a network failure as no answer.
+        throw new ApiRequestError(0, "network", abort.signal.aborted ? `${method} ${this.baseUrl}${path}: no whole answer within ${timeoutMs} ms` : String(err));
+      }
+      return JSON.parse(text) as T;
+    } finally {
+      clearTimeout(timer);
     }
-    if (res.status === 204) return undefined as T;
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (err) {
-      // The connection died while the body was read: as much a network failure as no answer.
-      throw new ApiRequestError(0, "network", signal.aborted ? `${method} ${this.baseUrl}${path}: no whole answer within ${timeoutMs} ms` : String(err));
-    }
-    return JSON.parse(text) as T;
   }
 
   // ---- groups (admin token) ------------------------------------------------------------------
@@ -571,11 +586,17 @@ export class SmrClient {
         return r;
       } catch (err) {
         if (body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && /^bookmark: names seq \d+, past the end/.test(err.message.replace(/^400 bad_request: /, ""))) {
+          // This read goes linearizable: the stale bookmark outranked (by seq) the client's own
+          // later writes to the new group, so without it a sequential read could miss them.
           this.bookmarks.delete(group);
+          if (this.bookmark === body.bookmark) this.bookmark = undefined;
+          consistency = "linearizable";
           continue;
         }
+        const attempt = retries.attempt;
         const pauseMs = err instanceof ApiRequestError && err.status !== 504 && retriable(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
+        this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs);
       }
     }

@@ -195,6 +195,14 @@ describe("smr snapshot and restore", () => {
     expect(notSnapshot.code).toBe(1);
     expect(notSnapshot.stderr).toMatch(/the download is not a snapshot/);
     expect(readFileSync(file, "utf8")).toBe(before);
+    // Nor does a snapshot cut inside its last row.
+    const cut = createServer((_req, res) => res.end('{"group":"x","machine":"kv","seq":2,"rows":2,"digest":"00"}\n["a",1]\n["b",{"x":'));
+    await new Promise<void>((resolve) => cut.listen(0, "127.0.0.1", resolve));
+    const cutShort = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(cut.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+    cut.close();
+    expect(cutShort.code).toBe(1);
+    expect(cutShort.stderr).toMatch(/ends inside a line/);
+    expect(readFileSync(file, "utf8")).toBe(before);
     const toDir = await smr(["snapshot", "cli-snap", "-o", dir], admin());
     expect(toDir.code).toBe(2);
     expect(toDir.stderr).toMatch(/is a directory/);

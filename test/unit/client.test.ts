@@ -122,6 +122,22 @@ describe("client: names, time and retries", () => {
     expect(unknown.message).toMatch(/outcome is unknown/);
   });
 
+  it("retries a request that got no answer in time, and reports a 409 after an unknown outcome as unknown", async () => {
+    let calls = 0;
+    const hangOnce: typeof fetch = (_input, init) => {
+      if (++calls === 1) return new Promise((_, reject) => init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))));
+      return Promise.resolve(Response.json({ seq: 4, output: {}, bookmark: "b1.1.4" }));
+    };
+    const hung = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, requestTimeoutMs: 50, retryForMs: 5_000, fetch: hangOnce });
+    expect((await hung.submit("g", { op: "put", key: "k", value: 1 })).seq).toBe(4);
+    expect(calls).toBe(2);
+    const answers = [errorBody(504, "timeout", "no answer"), errorBody(409, "conflict", "request 1 of client c is below its window: it may have run already")];
+    const { client } = clientWith(() => answers.shift()!, { attemptsMax: 2 });
+    const err = (await client.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e)) as ApiRequestError;
+    expect(err.status).toBe(504);
+    expect(err.message).toMatch(/outcome is unknown/);
+  });
+
   it("takes a base URL ending in a slash", async () => {
     const paths: string[] = [];
     const client = new SmrClient({ baseUrl: "http://smr.test/", token: "t", fetch: async (input) => (paths.push(new URL(String(input)).pathname), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" })) });
@@ -165,6 +181,8 @@ describe("client: names, time and retries", () => {
     await client.submit("g", { op: "put", key: "k", value: 1 });
     expect((await client.query("g", { op: "get", key: "k" }, "sequential")).result).toEqual({ value: 1 });
     expect(sent.slice(1).map((b) => (b as { bookmark?: string }).bookmark)).toEqual(["b1.1.20", "b1.1.20", undefined]);
+    // Without the bookmark, that read goes linearizable: it still sees this client's own writes.
+    expect((sent[3] as { consistency: string }).consistency).toBe("linearizable");
     // The new group's bookmark is kept from then on.
     await client.query("g", { op: "get", key: "k" }, "sequential");
     expect((sent[4] as { bookmark?: string }).bookmark).toBe("b1.1.1");
