@@ -32,7 +32,7 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   if (!target.token) {
     throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start)");
   }
-  // A command's retries go on for up to a minute (the client's retryForMs): say so as they happen.
+  // A command's retries go on for up to 90 s (the client's retryForMs): say so as they happen.
   const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).
   const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the read (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);

@@ -186,9 +186,10 @@ export function dataCommands(): Command[] {
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
       const first = flags.firstRequest ?? nextFree(items);
       const requests = assignRequests(items, first);
-      const r = await client
-        .submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! })))
-        .catch(hintOnUnknown(`the commands may have taken effect; to retry them exactly once, repeat the batch with --client ${client.clientId} --first-request ${first}`));
+      const hint = `the commands may have taken effect; to retry them exactly once, repeat the batch with --client ${client.clientId} --first-request ${first}`;
+      const r = await client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! }))).catch(hintOnUnknown(hint));
+      // Items whose outcome is unknown come back as results, not as a thrown error: the hint too.
+      if (r.results.some((x) => "error" in x && x.error.code === "timeout")) process.stderr.write(`${hint}\n`);
       if (json) printJson(r);
       else printBatch(r, requests);
       const failed = r.results.filter((x) => "error" in x).length;

@@ -264,17 +264,18 @@ export const groupTokensMax = 100;
 
 /** The client's retries (shared/client): attempts per command, first pause, doubled per attempt up to the cap. */
 /** How long the client library retries a command or a read from its first attempt. */
-export const clientRetryForMs = 60_000;
+export const clientRetryForMs = 90_000;
 export const clientRetryBaseMs = 50;
 export const clientRetryMaxMs = 2_000;
 /** The longest Retry-After the client waits out before one retry. */
 export const clientRetryAfterMaxMs = 30_000;
 /**
- * How long one JSON request of the client library may go unanswered: above a command's longest
- * answer (a router waits up to sequencerCallTimeoutMs, then a failover), well inside
- * clientRetryForMs so a hung attempt is retried (at 60 s it used the whole budget: a review).
+ * How long one JSON request of the client library may go unanswered: above a command's usual
+ * longest answer (a router waits up to sequencerCallTimeoutMs, fails the sequencer over, then
+ * calls again: 25 s was shorter, a review), and inside clientRetryForMs so that a hung attempt is
+ * retried (at 60 s of 60 it used the whole budget: a review).
  */
-export const clientRequestTimeoutMs = 25_000;
+export const clientRequestTimeoutMs = 40_000;
 /** Groups whose latest bookmark a client keeps (for sequential reads); the least recently used goes. */
 export const clientBookmarkGroupsMax = 1_000;
 /** A client's watch reconnects without end (as EventSource does), its pause doubling up to this cap. */

@@ -33,7 +33,7 @@ export type Consistency = "linearizable" | "sequential" | "stale";
  */
 function notSent(err: unknown): boolean {
   const code = err instanceof Error && err.cause instanceof Error ? (err.cause as { code?: unknown }).code : undefined;
-  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN";
+  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "UND_ERR_CONNECT_TIMEOUT";
 }
 
 export class ApiRequestError extends Error {
@@ -166,10 +166,19 @@ function unknownAfterCode(message: string): { code: "timeout"; message: string }
 function unknownAfter(err: unknown, always = false): unknown {
   if (!(err instanceof ApiRequestError)) return always ? new ApiRequestError(504, "timeout", `${String(err)}; ${unknownNote}`) : err;
   // A 503, 429 or 5xx says nothing of the earlier attempt; a 504 or a network failure is unknown already.
-  // A connection never made (notSent) says nothing of the earlier attempt either, nor does a 409:
-  // the retry came after the request-id window had passed it (it says "may have run already").
-  if (err.status === 504 || (err.code === "network" && !err.notSent) || (err.code !== "network" && err.status < 500 && err.status !== 429 && err.status !== 409)) return err;
+  // A connection never made (notSent) says nothing of the earlier attempt either, nor does the
+  // 409 of a retry that came after the request-id window had passed it (expiredAfterRetry).
+  if (err.status === 504 || (err.code === "network" && !err.notSent) || (err.code !== "network" && err.status < 500 && err.status !== 429 && !expiredAfterRetry(err.message))) return err;
   return new ApiRequestError(504, "timeout", `${err.message.replace(/^\d{3} [a-z_]+: /, "")}; ${unknownNote}`);
+}
+
+/**
+ * The server's 409 for a request id below its client's session window (driver.ts expiredMessage):
+ * after an attempt whose outcome was unknown, it says nothing of that attempt. Another 409 (an id
+ * used for a different command) is an answer: the command did not run.
+ */
+function expiredAfterRetry(message: string): boolean {
+  return /\bit may have run already\b/.test(message);
 }
 
 /** Errors a retry cannot fix end a watch; anything else (a dropped stream, 503, 504) is retried. */
@@ -225,6 +234,11 @@ class Retries {
     this.attempt++;
     return pause;
   }
+}
+
+/** A piece's error message with its `body.commands.N` paths counted from the whole batch. */
+function renumbered(message: string, offset: number): string {
+  return offset === 0 ? message : message.replace(/\bbody\.commands\.(\d+)/g, (_, n: string) => `body.commands.${Number(n) + offset}`);
 }
 
 /** A batch's items in as few requests as fit API.md's bounds (256 commands, a 256 KiB body), in order. */
@@ -346,7 +360,7 @@ export class SmrClient {
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
     // 0, Infinity or anything a timer cannot hold: no bound (AbortSignal.timeout threw on them).
-    const timeoutMs = Number.isFinite(wanted) && wanted > 0 && wanted < 2 ** 31 ? Math.ceil(wanted) : null;
+    const timeoutMs = Number.isFinite(wanted) && wanted > 0 && Math.ceil(wanted) < 2 ** 31 ? Math.ceil(wanted) : null;
     const abort = new AbortController();
     const timer = timeoutMs === null ? undefined : setTimeout(() => abort.abort(), timeoutMs);
     try {
@@ -478,19 +492,27 @@ export class SmrClient {
     const results: BatchItemResult[] = [];
     let bookmark: string | undefined;
     for (const piece of requestsOf(this.clientId, items)) {
+      const offset = results.length;
       let answer: BatchResult;
       try {
         answer = await this.submitRequest(group, piece);
       } catch (err) {
-        if (results.length === 0) throw err;
-        // Earlier requests' results stand (executed): this failure is the result of the rest.
-        const e = err instanceof ApiRequestError && err.code !== "network" ? { code: err.code, message: err.message } : { code: "timeout" as const, message: String(err) };
-        while (results.length < items.length) results.push({ error: e });
+        if (offset === 0) throw err;
+        // Earlier requests' results stand (executed): this failure is the result of this piece,
+        // its field paths counted from the whole batch.
+        const known = err instanceof ApiRequestError && (err.code !== "network" || err.notSent);
+        const e = known ? { code: err.code === "network" ? ("unavailable" as const) : err.code, message: renumbered(err.message, offset) } : { code: "timeout" as const, message: String(err) };
+        while (results.length < offset + piece.length) results.push({ error: e });
         break;
       }
       results.push(...answer.results);
       if (answer.bookmark) bookmark = later(bookmark, answer.bookmark);
+      // A command of this piece that did not run, or may not have, holds the rest back: sent on,
+      // they would run before it, which the server refuses within one request for this reason.
+      if (answer.results.some((r) => "error" in r && (r.error.code === "unavailable" || r.error.code === "timeout"))) break;
     }
+    const notSentError = { code: "unavailable" as const, message: "not sent: a command before it in the batch did not run (or its outcome is unknown); send it again after that one" };
+    while (results.length < items.length) results.push({ error: notSentError });
     return { results, bookmark: bookmark ?? "" };
   }
 
@@ -533,7 +555,7 @@ export class SmrClient {
         answer.results.forEach((r, j) => {
           const i = pending[j]!;
           results[i] = r;
-          if ("error" in r && r.error.code === "unavailable" && unsure.has(i)) results[i] = { error: unknownAfterCode(r.error.message) };
+          if ("error" in r && (r.error.code === "unavailable" || (r.error.code === "conflict" && expiredAfterRetry(r.error.message))) && unsure.has(i)) results[i] = { error: unknownAfterCode(r.error.message) };
           if ("error" in r && r.error.code === "timeout") unsure.add(i);
           if ("error" in r && (r.error.code === "timeout" || r.error.code === "unavailable")) again.push(i);
         });
@@ -588,7 +610,8 @@ export class SmrClient {
         if (body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && /^bookmark: names seq \d+, past the end/.test(err.message.replace(/^400 bad_request: /, ""))) {
           // This read goes linearizable: the stale bookmark outranked (by seq) the client's own
           // later writes to the new group, so without it a sequential read could miss them.
-          this.bookmarks.delete(group);
+          // Only the one sent: a write's newer bookmark, stored meanwhile, stays.
+          if (this.bookmarks.get(group) === body.bookmark) this.bookmarks.delete(group);
           if (this.bookmark === body.bookmark) this.bookmark = undefined;
           consistency = "linearizable";
           continue;
@@ -624,7 +647,7 @@ export class SmrClient {
       const headers: Record<string, string> = { accept: "text/event-stream" };
       // A reconnect says where it stands as EventSource does; the first request only asks `from`
       // (sent as both, a `from` past the end was refused naming Last-Event-ID, a probe).
-      if (lastId !== undefined && (lastId !== String(opts.from) || connects > 0)) headers["last-event-id"] = lastId;
+      if (lastId !== undefined && connects > 0) headers["last-event-id"] = lastId;
       connects++;
       if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
       let res: Response;

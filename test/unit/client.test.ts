@@ -131,11 +131,15 @@ describe("client: names, time and retries", () => {
     const hung = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, requestTimeoutMs: 50, retryForMs: 5_000, fetch: hangOnce });
     expect((await hung.submit("g", { op: "put", key: "k", value: 1 })).seq).toBe(4);
     expect(calls).toBe(2);
-    const answers = [errorBody(504, "timeout", "no answer"), errorBody(409, "conflict", "request 1 of client c is below its window: it may have run already")];
+    const answers = [errorBody(504, "timeout", "no answer"), errorBody(409, "conflict", "request id is at or below the lowest one this client's session window remembers: it may have run already, so it is not run")];
     const { client } = clientWith(() => answers.shift()!, { attemptsMax: 2 });
     const err = (await client.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e)) as ApiRequestError;
     expect(err.status).toBe(504);
     expect(err.message).toMatch(/outcome is unknown/);
+    // Another 409 (the id used for a different command) is an answer: it did not run.
+    const other = [errorBody(504, "timeout", "no answer"), errorBody(409, "conflict", "request 1 of client c was already used for a different command")];
+    const reused = clientWith(() => other.shift()!, { attemptsMax: 2 }).client;
+    expect(((await reused.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e)) as ApiRequestError).status).toBe(409);
   });
 
   it("takes a base URL ending in a slash", async () => {
@@ -220,7 +224,22 @@ describe("client batches", () => {
     });
     const r = await client.submitBatch("g", Array.from({ length: 260 }, (_, i) => ({ command: { op: "get", key: "k" }, request: i + 1 })));
     expect(r.results.slice(0, 256).every((x) => "seq" in x)).toBe(true);
-    expect(r.results.slice(256)).toEqual(Array(4).fill({ error: { code: "bad_request", message: "400 bad_request: body.commands.3.command.key: required" } }));
+    // The path counts from the whole batch: command 259, not the second request's 3.
+    expect(r.results.slice(256)).toEqual(Array(4).fill({ error: { code: "bad_request", message: "400 bad_request: body.commands.259.command.key: required" } }));
+  });
+
+  it("sends no later request while an earlier one left a command not run, or unknown: order holds", async () => {
+    const bodies: { commands: { request: number }[] }[] = [];
+    const { client } = clientWith((_url, init) => {
+      const body = JSON.parse(init.body as string) as { commands: { request: number }[] };
+      bodies.push(body);
+      return Response.json({ results: body.commands.map((c) => (c.request >= 200 ? { error: { code: "unavailable", message: "queue full" } } : { seq: c.request, output: null })), bookmark: "b1.1.199" });
+    }, { attemptsMax: 1 });
+    const r = await client.submitBatch("g", Array.from({ length: 300 }, (_, i) => ({ command: { op: "incr", key: "n", by: 1 }, request: i + 1 })));
+    expect(bodies).toHaveLength(1);
+    expect(r.results[198]).toEqual({ seq: 199, output: null });
+    expect(r.results[210]).toEqual({ error: { code: "unavailable", message: "queue full" } });
+    expect(r.results[280]).toEqual({ error: { code: "unavailable", message: expect.stringMatching(/^not sent: a command before it/) } });
   });
 
   it("assigns request ids, resends only the commands that timed out with their ids, and keeps the order", async () => {
