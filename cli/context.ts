@@ -15,6 +15,7 @@ interface GlobalFlags {
   url?: string;
   token?: string;
   json?: boolean;
+  retryFor?: number;
 }
 
 export function targetOf(cmd: Command): Target {
@@ -36,6 +37,7 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).
   const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the read (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
-  const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, onReadRetry, ...session });
+  const retryFor = cmd.optsWithGlobals<GlobalFlags>().retryFor;
+  const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, onReadRetry, ...(retryFor ? { retryForMs: retryFor * 1000 } : {}), ...session });
   return { client, json: jsonWanted(cmd), target };
 }

@@ -57,6 +57,7 @@ function program(): Command {
     .option("--url <url>", "the API's base URL (env SMR_URL; default http://localhost:8787)")
     .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)")
     .option("--json", "print JSON for scripts instead of tables")
+    .option("--retry-for <seconds>", "how long a command or a read is retried (default 90)", positiveArg)
     .exitOverride();
   for (const c of [groupsCommand(), ...dataCommands(), watchCommand(), ...memberCommands(), ...backupCommands(), metricsCommand(), configCommand()]) {
     p.addCommand(c);

@@ -265,6 +265,8 @@ export const groupTokensMax = 100;
 /** The client's retries (shared/client): attempts per command, first pause, doubled per attempt up to the cap. */
 /** How long the client library retries a command or a read from its first attempt. */
 export const clientRetryForMs = 90_000;
+/** How long the client retries a connection that could not be made (refused, no such host). */
+export const clientRefusedRetryForMs = 10_000;
 export const clientRetryBaseMs = 50;
 export const clientRetryMaxMs = 2_000;
 /** The longest Retry-After the client waits out before one retry. */

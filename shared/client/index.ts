@@ -11,7 +11,7 @@ import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult,
 import { decodeBookmark } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
+import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -32,8 +32,10 @@ export type Consistency = "linearizable" | "sequential" | "stale";
  * outcome is known (not ordered). Any other network failure may come after the request went out.
  */
 function notSent(err: unknown): boolean {
-  const code = err instanceof Error && err.cause instanceof Error ? (err.cause as { code?: unknown }).code : undefined;
-  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "UND_ERR_CONNECT_TIMEOUT";
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : undefined;
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  // "bad port": fetch refuses a port it blocks (e.g. 9) before connecting.
+  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "UND_ERR_CONNECT_TIMEOUT" || cause?.message === "bad port";
 }
 
 export class ApiRequestError extends Error {
@@ -229,7 +231,11 @@ class Retries {
     if (this.opts.attemptsMax !== undefined && this.attempt >= this.opts.attemptsMax) return null;
     const asked = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;
     const pause = Math.max(this.pauseMs, asked);
-    if (Date.now() - this.startMs + pause > (this.opts.retryForMs ?? clientRetryForMs)) return null;
+    const budgetMs = this.opts.retryForMs ?? clientRetryForMs;
+    // Nothing listening (refused, no such host) is rarely over in a moment: a short budget, so a
+    // wrong URL fails in seconds, while a server restarting (a deploy) is still waited for.
+    const forMs = err instanceof ApiRequestError && err.notSent ? Math.min(budgetMs, clientRefusedRetryForMs) : budgetMs;
+    if (Date.now() - this.startMs + pause > forMs) return null;
     this.pauseMs = Math.min(this.pauseMs * 2, clientRetryMaxMs);
     this.attempt++;
     return pause;

@@ -187,22 +187,20 @@ describe("smr snapshot and restore", () => {
     const missing = await smr(["snapshot", "no-such-group", "-o", file], admin());
     expect(missing.code).toBe(1);
     expect(readFileSync(file, "utf8")).toBe(before);
-    // A 200 that is not a snapshot (a proxy's login page) does not replace it either.
-    const page = createServer((_req, res) => res.end("<html>login page</html>\n"));
-    await new Promise<void>((resolve) => page.listen(0, "127.0.0.1", resolve));
-    const notSnapshot = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(page.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
-    page.close();
-    expect(notSnapshot.code).toBe(1);
-    expect(notSnapshot.stderr).toMatch(/the download is not a snapshot/);
-    expect(readFileSync(file, "utf8")).toBe(before);
-    // Nor does a snapshot cut inside its last row.
-    const cut = createServer((_req, res) => res.end('{"group":"x","machine":"kv","seq":2,"rows":2,"digest":"00"}\n["a",1]\n["b",{"x":'));
-    await new Promise<void>((resolve) => cut.listen(0, "127.0.0.1", resolve));
-    const cutShort = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(cut.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
-    cut.close();
-    expect(cutShort.code).toBe(1);
-    expect(cutShort.stderr).toMatch(/ends inside a line/);
-    expect(readFileSync(file, "utf8")).toBe(before);
+    // A 200 that is not a snapshot (a proxy's login page), or one cut inside its last row, does
+    // not replace it either.
+    for (const [answer, why] of [
+      ["<html>login page</html>\n", /the download is not a snapshot/],
+      ['{"group":"x","machine":"kv","seq":2,"rows":2,"digest":"00"}\n["a",1]\n["b",{"x":', /ends inside a line/],
+    ] as const) {
+      const other = createServer((_req, res) => res.end(answer));
+      await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+      const r = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(other.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+      other.close();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(why);
+      expect(readFileSync(file, "utf8")).toBe(before);
+    }
     const toDir = await smr(["snapshot", "cli-snap", "-o", dir], admin());
     expect(toDir.code).toBe(2);
     expect(toDir.stderr).toMatch(/is a directory/);

@@ -2,6 +2,8 @@
 // reads and writes, audits, replicas, tables and --json, exit codes, and where it finds its
 // URL and token (--url/--token, SMR_URL/SMR_TOKEN, the project's .dev.vars).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -147,8 +149,19 @@ describe("smr errors and exit codes", () => {
     const down = await smr(["groups", "list"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/^error: network: GET http:\/\/127\.0\.0\.1:9\/v1\/groups: /);
-    // A command whose outcome is unknown: each retry is reported, and the pair to repeat it exactly once is named.
-    const lost = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
+    // Nothing listening: retried for a few seconds (a restart), then the error; nothing was sent,
+    // so no "may have taken effect".
+    const refused = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
+    expect(refused.stderr).toMatch(/error: network: POST http:\/\/127\.0\.0\.1:9\/v1\/groups\/cli-kv\/commands: /);
+    expect(refused.stderr).not.toContain("may have taken effect");
+    // A command whose outcome is unknown (the connection dropped once the request was sent): each
+    // retry is reported, and the pair to repeat it exactly once is named.
+    const dropper = createServer((socket) => socket.once("data", () => socket.destroy()));
+    await new Promise<void>((resolve) => dropper.listen(0, "127.0.0.1", resolve));
+    const lost = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7", "--retry-for", "1"], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(dropper.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+    dropper.close();
     expect(lost.code).toBe(1);
     expect(lost.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
     expect(lost.stderr).toContain("to retry it exactly once, repeat it with --client me --request 7\n");
