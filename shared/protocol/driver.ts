@@ -1107,7 +1107,9 @@ export class SequencerDriver {
     // rows may be what is corrupt (the co-located replica, first by applied position, otherwise
     // stayed the source of every try, and the target was never rebuilt: seed 108817061).
     const suspect = this.badSources.get(target);
-    const candidates = this.core.readCandidates().filter((id) => id !== target);
+    // Not one that needs a transfer itself: a replica a restore left at seq 0 was a source (its
+    // empty state copied, the target behind again: it converged, one transfer wasted; a review).
+    const candidates = this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id));
     const source = candidates.find((id) => id !== suspect) ?? candidates[0];
     let installed: number | null = null;
     let begun = false;

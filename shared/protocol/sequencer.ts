@@ -565,6 +565,12 @@ export class SequencerCore {
     return this.progress.get(id)?.repairing === true;
   }
 
+  /** Behind the compacted log, or holding a half-done transfer: its state is no one's to copy. */
+  needsTransfer(id: string): boolean {
+    const p = this.progress.get(id);
+    return p !== undefined && (p.needsTransfer || p.rebuilding);
+  }
+
   setQuarantined(id: string, quarantined: boolean): boolean {
     const p = this.progress.get(id);
     if (!p) return false;

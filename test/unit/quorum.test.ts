@@ -117,7 +117,9 @@ describe("repairs at once", () => {
     expect(core.beginRepair("r4")).toBe(true);
     expect(core.beginRepair("r5")).toBe(true);
     expect(core.transferCandidates()).toEqual([]);
+    expect(core.needsTransfer("r4")).toBe(true); // so no repair copies from it
     core.endRepair("r4", 0, 0); // rebuilt
+    expect(core.needsTransfer("r4")).toBe(false);
     expect(core.beginRepair("r1")).toBe(true); // with r5: two
     core.endRepair("r5", null, 0); // failed again: still half-done, so still counted
     expect(core.beginRepair("r2")).toBe(false);
