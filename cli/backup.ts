@@ -45,13 +45,14 @@ function fileHeader(file: string): SnapshotHeader {
 
 /** The download is a snapshot (its header parses) with as many rows as its header says; else an error. */
 function whole(head: string, rows: number): void {
+  const first = head.split("\n", 1)[0]!;
   let h: Partial<SnapshotHeader> | null = null;
   try {
-    h = JSON.parse(head.split("\n", 1)[0]!) as Partial<SnapshotHeader>;
+    h = JSON.parse(first) as Partial<SnapshotHeader>;
   } catch {
     h = null;
   }
-  if (h === null || typeof h !== "object" || typeof h.rows !== "number") throw new Error(`the download is not a snapshot (its first line: ${JSON.stringify(head.split("\n", 1)[0]!.slice(0, 80))}); nothing was written`);
+  if (h === null || typeof h !== "object" || typeof h.rows !== "number") throw new Error(`the download is not a snapshot (its first line: ${JSON.stringify(first.slice(0, 80))}); nothing was written`);
   if (rows !== h.rows) throw new Error(`the download has ${rows} rows where its header says ${h.rows} (cut short?); nothing was written`);
 }
 

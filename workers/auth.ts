@@ -149,7 +149,7 @@ export class RateLimiter {
   }
 
   /** 0 if one more would be allowed now, else the seconds to wait; counts nothing. */
-  waitSec(key: string, nowMs: number): number {
+  private waitSec(key: string, nowMs: number): number {
     if (this.perSec <= 0) return 0;
     const b = this.buckets.get(key) ?? { tokens: this.burst, atMs: nowMs };
     b.tokens = Math.min(this.burst, b.tokens + ((nowMs - b.atMs) / 1000) * this.perSec);

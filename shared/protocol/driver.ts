@@ -1227,8 +1227,9 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
       core.noteContact(id, true, io.nowMs(), { lastSeq: info.seq, appliedSeq: info.seq, digest });
     }
     // One that failed may have stopped halfway (it refuses fences until it is rebuilt).
-    for (const id of ids) if (!installed.includes(id)) core.noteRebuilding(id);
-    const behind = failed.length > 0 ? `; ${ids.filter((id) => !installed.includes(id)).join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
+    const left = ids.filter((id) => !installed.includes(id));
+    for (const id of left) core.noteRebuilding(id);
+    const behind = left.length > 0 ? `; ${left.join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
     io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest });
     return { ok: true };
   } finally {
