@@ -1185,9 +1185,10 @@ export type RowPages = (after: string | null) => Promise<[string, string][]>;
 export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string }> {
   const core = driver.core;
   if (core.lastLogSeq !== 0) return { ok: false, reason: `the group has entries (last seq ${core.lastLogSeq})` };
+  if (core.pendingCount !== 0) return { ok: false, reason: "commands sent before the restore are being ordered; retry" };
   const hash = sha256Hex(`restore\n${digest}`);
   const info: SnapshotInfo = { seq: 1, digest, logHash: hash, entryEpoch: core.epoch, epoch: core.epoch };
-  const empty: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, epoch: core.epoch };
+  const empty: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, epoch: core.epoch, undo: true };
   const ids = core.replicaIds();
   const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
     const link = io.link(id);
@@ -1200,10 +1201,14 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
       if (!(await call(link.installPage(transferId, page)))) throw new Error(`${id} is installing another transfer`);
       after = page[page.length - 1]![0];
     }
+    // From here the replica may hold `what` whatever the answer (it may be lost on the way back).
+    if (what === info) sentEnd.add(id);
     const done = await call(link.endInstall(transferId));
     if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
   };
+  const sentEnd = new Set<string>();
   driver.restoring = true;
+  core.markRestore();
   try {
     const results = await Promise.allSettled(ids.map((id) => install(id, info, pages)));
     const failed = results.flatMap((r, i) => (r.status === "rejected" ? [`${ids[i]}: ${String(r.reason)}`] : []));
@@ -1213,14 +1218,13 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     // replica behind a compacted log does) once it answers. Every replica had to install before:
     // one unreachable replica made every restore a 503 until it was back (a probe).
     const voters = core.voterIds();
-    if (!new MajorityConfig(voters).reached(installed)) {
-      await Promise.allSettled(ids.map((id) => install(id, empty, async () => [])));
-      const installedVoters = installed.filter((id) => voters.includes(id)).length;
-      return { ok: false, reason: `only ${installedVoters} of the ${voters.length} voters could install the snapshot, not a quorum (${failed.join("; ")}); nothing was restored, retry` };
-    }
-    if (core.lastLogSeq !== 0) return { ok: false, reason: "the group took entries meanwhile" };
     // Deleted or handed over while the replicas installed: its storage is gone, write nothing.
     if (driver.isStopped) return { ok: false, reason: "the group's sequencer stopped meanwhile (deleted or moved)" };
+    if (!new MajorityConfig(voters).reached(installed)) {
+      const installedVoters = installed.filter((id) => voters.includes(id)).length;
+      const reason = `only ${installedVoters} of the ${voters.length} voters could install the snapshot, not a quorum (${failed.join("; ")})`;
+      return await undoRestore(driver, io, ids, sentEnd, (id) => install(id, empty, async () => []), reason);
+    }
     core.adoptRestore(info.seq, hash);
     for (const id of installed) {
       core.endRepair(id, info.seq, io.nowMs());
@@ -1236,4 +1240,29 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     driver.restoring = false;
     driver.kickAll();
   }
+}
+
+/**
+ * A restore that no quorum installed is undone: every replica is emptied again. If each that may
+ * hold it (those sent its end) confirms, the group goes on in its epoch as if nothing had been
+ * tried. If one does not, it may keep the restore at (epoch, 1), where this sequencer's next entry
+ * would go: the two would tie in a recovery, which could keep the restore and drop that entry,
+ * acknowledged or not. So the sequencer stops and recovers from its replicas at a new epoch (the
+ * lifecycle's reaction to being fenced); that recovery may find the restore on a replica and keep
+ * it, the only state any replica then holds.
+ */
+async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[], holders: Set<string>, empty: (id: string) => Promise<void>, reason: string): Promise<{ ok: false; reason: string }> {
+  // Every replica, so that one the restore left halfway is not left rebuilding (refusing fences).
+  const undone = await Promise.allSettled(ids.map(empty));
+  const kept = ids.filter((id, i) => holders.has(id) && undone[i]!.status === "rejected");
+  if (kept.length === 0) {
+    if (!driver.isStopped) driver.core.unmarkRestore();
+    return { ok: false, reason: `${reason}; nothing was restored, retry` };
+  }
+  io.log("warn", `sequencer ${driver.core.config.group}: a failed restore could not be undone on ${kept.join(", ")}; recovering at a new epoch`);
+  if (!driver.isStopped) {
+    driver.stop();
+    io.onFenced?.();
+  }
+  return { ok: false, reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas and may come back restored: read it before you retry` };
 }

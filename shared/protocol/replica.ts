@@ -180,6 +180,12 @@ export interface SnapshotInfo {
   epoch: number;
   /** The source's membership (its last config entry applied may lie before seq, compacted away). */
   membership?: Membership | null;
+  /**
+   * The undo of a restore that no quorum installed (seq 0, nothing): its sequencer's log is empty,
+   * so no entry this replica acknowledged was ever committed, and it may stand in a recovery's
+   * quorum at once (no rejoinSeq).
+   */
+  undo?: boolean;
 }
 
 /**
@@ -640,10 +646,13 @@ export class ReplicaCore {
     // made again after losing its storage, it accepts no fence until its log is back past them.
     // Found by the simulator (seed 1011823589): a corrupted replica's repair began, a failover's
     // recovery counted its emptied log in its quorum, and seven acknowledged commands were lost.
-    const rejoinSeq = Math.max(this.meta.rejoinSeq ?? 0, this.meta.lastSeq);
+    // Not for the undo of a failed restore (SnapshotInfo.undo): a replica that had installed the
+    // restore then refused every fence until the group's next entry, and a recovery right after
+    // could only find its quorum with a replica that kept the restore.
+    const rejoinSeq = info.undo ? undefined : Math.max(this.meta.rejoinSeq ?? 0, this.meta.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();
-      this.saveMeta({ quarantined: true, installing, ...(rejoinSeq > 0 ? { rejoinSeq } : {}) });
+      this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined });
     });
     this.state = new DigestedState(this.storage.rows, zeroHash);
     this.unapplied.clear();

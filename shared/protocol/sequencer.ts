@@ -32,6 +32,15 @@ export interface SequencerMeta {
    * would not be the total either.
    */
   commandsTotal?: number;
+  /**
+   * A restore began installing its state at (this epoch, seq 1) and is not known to be undone: a
+   * replica may hold it there. No entry may be ordered in this epoch, since a different entry at
+   * (epoch, 1) would tie with it when a recovery compares logs by (last epoch, last seq), and the
+   * recovery might keep the restore's state and drop a committed entry. Cleared when the restore
+   * is adopted or undone on every replica that may hold it; otherwise this sequencer takes a new
+   * epoch (SequencerLifecycle: it recovers from its replicas) before it orders anything.
+   */
+  restoreEpoch?: number;
 }
 
 export interface RequestRecord {
@@ -69,7 +78,7 @@ export type SubmitDecision =
   | { kind: "unavailable"; reason: string };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
-export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made";
+export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made" | "restoring";
 
 export interface Refused {
   refused: Refusal;
@@ -87,6 +96,7 @@ export function refusal(refused: Refusal, id = "", detail = ""): Refused {
     no_quorum: `the membership after this change would have ${detail}: it could not commit; bring the unreachable replicas back first`,
     not_made: `the new replica ${id} could not be made (${detail}); nothing was ordered`,
     full: `the group has ${replicasMax} replicas, the most it may have`,
+    restoring: "a restore is loading this group's state; retry when it is done",
   };
   return { refused, reason: reasons[refused] };
 }
@@ -324,6 +334,7 @@ export class SequencerCore {
     }
     if (refuseNew !== undefined) return { kind: "unavailable", reason: refuseNew };
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
+    if (this.restoreMarked) return { kind: "unavailable", reason: "a restore is loading this group's state; retry when it is done" };
     const bytes = commandBytes(req.command);
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
       return { kind: "unavailable", reason: "sequencer queue is full" };
@@ -338,6 +349,7 @@ export class SequencerCore {
   /** Orders everything queued since the last flush into entries and persists them (one transaction). */
   flush(timestamp: string): Entry[] {
     if (this.pending.size === 0 || this.closed) return [];
+    assert(!this.restoreMarked, "an entry ordered in the epoch of a restore under way");
     const entries: Entry[] = [];
     const records: RequestRecord[] = [];
     let prev = this.lastHash;
@@ -514,8 +526,11 @@ export class SequencerCore {
         p.nextSeq = Math.min(resp.lastSeq, this.lastSeq) + 1;
         if (resp.rebuilding) p.needsTransfer = p.rebuilding = true;
       } else if (sentTo !== null && p.nextSeq - 1 <= resp.appliedSeq) {
-        // Its log differs below what it has applied: it executed a different history.
+        // Its log differs below what it has applied: it executed a different history, and no
+        // append can mend that, only a transfer (each next append was refused the same way, at
+        // once: a loop that never gave the object's thread back until the heartbeat's repair).
         result.diverged.push(id);
+        p.needsTransfer = true;
       } else {
         p.nextSeq = resp.appliedSeq + 1;
       }
@@ -610,6 +625,7 @@ export class SequencerCore {
   /** Why this membership change cannot be ordered now, or null: checked before anything is done for it. */
   changeRefusal(change: ConfigChange): Refused | null {
     if (this.closed || this.fenced) return refusal("stopping");
+    if (this.restoreMarked) return refusal("restoring");
     if (this.configChangePending) return refusal("change_pending");
     const members = membersOf(this.meta.config);
     if (change.op === "add" && members.some((m) => m.id === change.id)) return refusal("already_member", change.id);
@@ -687,6 +703,7 @@ export class SequencerCore {
    */
   adoptRestore(seq: number, hash: string): void {
     assert(this.lastSeq === 0 && this.baseSeq === 0, `a restore into a group with entries (last ${this.lastSeq})`);
+    delete this.meta.restoreEpoch;
     this.meta.baseSeq = seq;
     this.meta.baseHash = hash;
     this.meta.commitSeq = seq;
@@ -694,6 +711,29 @@ export class SequencerCore {
     this.lastSeq = seq;
     this.lastHash = hash;
     this.configPendingSeq = 0;
+  }
+
+  /**
+   * A restore is about to install its state at (this epoch, 1): persisted first (see
+   * SequencerMeta.restoreEpoch), so that neither this sequencer nor its restart orders an entry in
+   * this epoch while some replica may hold the restore there. Only for an empty log with nothing
+   * queued.
+   */
+  markRestore(): void {
+    assert(this.lastSeq === 0 && this.baseSeq === 0 && this.pending.size === 0, "a restore into a group with entries");
+    this.meta.restoreEpoch = this.meta.epoch;
+    this.saveMeta();
+  }
+
+  /** The restore was undone on every replica that may have installed it: entries may follow in this epoch. */
+  unmarkRestore(): void {
+    delete this.meta.restoreEpoch;
+    this.saveMeta();
+  }
+
+  /** Whether a restore may hold position 1 of this epoch on some replica (nothing may be ordered). */
+  get restoreMarked(): boolean {
+    return this.meta.restoreEpoch === this.meta.epoch;
   }
 
   /** Replicas not heard from (nor missed) since this sequencer started. */

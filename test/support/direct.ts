@@ -43,6 +43,8 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
   const down = new Set<string>();
   /** Calls made to each replica, by "id:method" (a down replica's included). */
   const calls = new Map<string, number>();
+  /** Runs after each call a replica served; a throw loses the answer on the way back. */
+  const hooks: { served?: (id: string, method: string) => void } = {};
   const link = (id: string): ReplicaLink => {
     const r = () => {
       if (down.has(id)) throw new Error(`${id} is down`);
@@ -51,7 +53,9 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
     // Every call crosses a structured clone, as a Durable Object RPC does.
     const transport: ReplicaTransport = async (method, args) => {
       calls.set(`${id}:${method}`, (calls.get(`${id}:${method}`) ?? 0) + 1);
-      return structuredClone(await serve(r(), method, structuredClone(args))) as never;
+      const answer = await serve(r(), method, structuredClone(args));
+      hooks.served?.(id, method);
+      return structuredClone(answer) as never;
     };
     return linkOver(transport, async () => null);
   };
@@ -74,5 +78,5 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
     retire: async (id) => void retired.push(id),
   };
   const driver = new SequencerDriver(new SequencerCore(seqStore, meta), io, retention);
-  return { driver, replicas, stores, seqStore, down, recorded, calls, events, provisioned, retired };
+  return { driver, io, link, replicas, stores, seqStore, down, hooks, recorded, calls, events, provisioned, retired };
 }

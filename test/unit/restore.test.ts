@@ -1,0 +1,139 @@
+// A restore installs its state at (epoch, 1) before the sequencer takes it; one that fails must
+// never let an entry of that epoch take position 1 while a replica may still hold the restore
+// there: a recovery compares logs by (last epoch, last seq), ties, and may keep the restore and
+// drop the entry (docs/PROTOCOL.md, "Snapshots and restore").
+import { describe, expect, it } from "vitest";
+import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
+import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { SequencerDriver } from "../../shared/protocol/driver.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import { recoverSequencer } from "../../shared/protocol/recovery.js";
+import { digestOfPages } from "../../shared/protocol/state.js";
+import type { DriverIO } from "../../shared/protocol/io.js";
+import { directGroup } from "../support/direct.js";
+
+const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
+const retention = { entries: 10_000, slack: 1_000 };
+const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+
+/** A snapshot's rows (another group's export) and their digest. */
+async function snapshotRows(): Promise<{ rows: [string, string][]; digest: string }> {
+  const src = directGroup(config, retention);
+  for (const [n, key] of ["a", "b", "c"].entries()) expect((await src.driver.submit("s", n + 1, { op: "put", key, value: n })).kind).toBe("ok");
+  await tick();
+  const link = src.link("r1");
+  const info = (await link.beginExport())!;
+  const rows: [string, string][] = [];
+  for (let after: string | null = null; ; ) {
+    const page: [string, string][] = (await link.exportPage(info.id, after, 1 << 20))!;
+    if (page.length === 0) break;
+    rows.push(...page);
+    after = page[page.length - 1]![0];
+  }
+  const pageAfter = (after: string | null) => (after === null ? rows : []);
+  return { rows, digest: digestOfPages(pageAfter).digest };
+}
+
+/** A driver over `storage` (a sequencer started from what a recovery saved), on the group's links. */
+function driverFrom(g: ReturnType<typeof directGroup>, storage: MemorySequencerStorage, io: DriverIO = g.io): SequencerDriver {
+  return new SequencerDriver(new SequencerCore(storage, storage.meta!), io, retention);
+}
+
+async function putUntilOk(driver: SequencerDriver, request: number): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const r = await driver.submit("w", request, { op: "put", key: "acked", value: request });
+    if (r.kind === "ok") return r.seq;
+    await tick();
+  }
+  throw new Error("the put never succeeded");
+}
+
+describe("a restore that fails", () => {
+  it("undone everywhere it may have installed: the group goes on in its epoch, nothing restored", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    g.down.add("r2");
+    g.down.add("r3");
+    const r = await g.driver.restore(digest, async (after) => (after === null ? rows : []));
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/only 1 of the 3 voters .* nothing was restored, retry$/) });
+    g.down.clear();
+    expect(g.driver.isStopped).toBe(false);
+    expect(await putUntilOk(g.driver, 1)).toBe(1);
+    expect(g.driver.core.epoch).toBe(1);
+    expect(g.seqStore.meta!.restoreEpoch).toBeUndefined();
+  });
+
+  it("one that installed it and lost the answer, then missed the undo: the group takes a new epoch, and an acknowledged put survives a later recovery", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    let recoveries = 0;
+    g.io.onFenced = () => void recoveries++;
+    // r2 installs, but its answer to the end is lost and it is gone before the undo; r3 is away.
+    g.down.add("r3");
+    g.hooks.served = (id, method) => {
+      if (id !== "r2" || method !== "endInstall") return;
+      g.down.add("r2");
+      throw new Error("the answer was lost");
+    };
+    const r = await g.driver.restore(digest, async (after) => (after === null ? rows : []));
+    g.hooks.served = undefined;
+    g.down.delete("r3");
+    // The group goes on: with a new sequencer if the old one asked to recover (as its lifecycle would).
+    let storage = g.seqStore;
+    let driver = g.driver;
+    if (driver.isStopped) {
+      storage = new MemorySequencerStorage();
+      const rec = await recoverSequencer(config, storage, g.io);
+      expect(rec, JSON.stringify(rec)).toMatchObject({ ok: true });
+      driver = driverFrom(g, storage);
+    }
+    const seq = await putUntilOk(driver, 1);
+    driver.stop();
+    // The sequencer's storage is lost with r1 away and r2 back: r2 may still hold the restore at
+    // (1, 1); r3 holds the acknowledged put.
+    g.down.add("r1");
+    g.down.delete("r2");
+    const again = new MemorySequencerStorage();
+    expect(await recoverSequencer(config, again, g.io)).toMatchObject({ ok: true });
+    const after = driverFrom(g, again);
+    after.kickAll();
+    const commit = again.lastEntry()!.seq;
+    expect(commit).toBeGreaterThan(seq);
+    for (let i = 0; i < 100 && g.replicas.get("r3")!.core!.appliedSeq < commit; i++) await tick();
+    expect(await g.replicas.get("r3")!.query({ op: "get", key: "acked" }, commit, 2_000)).toMatchObject({ kind: "ok", result: { value: 1 } });
+    after.stop();
+    // How: the failed restore's sequencer ordered nothing more in epoch 1 and asked to recover;
+    // the put went at a new epoch.
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be undone on r2, so the group recovers/) });
+    expect(recoveries).toBe(1);
+    expect(storage.meta!.epoch).toBeGreaterThan(1);
+  });
+
+  it("a sequencer that restarts with a restore under way recovers at a new epoch before it orders anything", async () => {
+    const g = directGroup(config, retention);
+    g.seqStore.saveMeta({ ...g.seqStore.meta!, restoreEpoch: 1 });
+    let store = g.seqStore;
+    const restarted = new SequencerLifecycle({
+      storage: () => store,
+      prepare: () => {},
+      wipe: async () => void (store = new MemorySequencerStorage()),
+      io: () => g.io,
+    });
+    restarted.start(store.meta);
+    // (It waits out an old sequencer's read lease first: readLeaseMs.)
+    for (let i = 0; i < 300 && !restarted.core; i++) await tick();
+    expect(restarted.core!.epoch).toBeGreaterThan(1);
+    expect(store.meta!.restoreEpoch).toBeUndefined();
+    expect((await restarted.driver!.submit("w", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    restarted.stop();
+  }, 15_000);
+
+  it("orders nothing while the mark is on: commands and membership changes wait", async () => {
+    const g = directGroup(config, retention);
+    g.driver.core.markRestore();
+    expect(await g.driver.submit("w", 1, { op: "put", key: "k", value: 1 })).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/a restore is loading/) });
+    expect(g.driver.core.changeRefusal({ op: "remove", id: "r3" })).toMatchObject({ refused: "restoring" });
+    g.driver.core.unmarkRestore();
+    expect((await g.driver.submit("w", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+  });
+});
