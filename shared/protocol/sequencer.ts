@@ -176,6 +176,11 @@ export class SequencerCore {
     this.lastHash = last?.hash ?? meta.baseHash ?? zeroHash;
     assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
     for (const m of membersOf(meta.config)) this.addProgress(m.id, m.location, m.voter, 0);
+    // The first message to each replica carries the last entry, not an empty append after it: a
+    // recovered sequencer's last entry is its no-op, which no replica holds, so the empty append
+    // only drew a `gap` and the no-op went one round trip later (every takeover; up to 1.6 s over
+    // the simulator's slow links). A replica that holds it skips it (same hash).
+    if (last && this.lastSeq > (meta.baseSeq ?? 0)) for (const p of this.progress.all()) p.nextSeq = this.lastSeq;
     // Until everything this sequencer holds is known committed, a config change may be in flight.
     this.configPendingSeq = this.lastSeq;
     // What a sequencer sent before it started again is unknown: at most its whole log.

@@ -303,6 +303,27 @@ describe("a sequencer cut off from its replicas (no quorum for sequencerTimeoutM
   }, 20_000);
 });
 
+describe("a retry of a committed command while cut off, outputs first", () => {
+  // Found by the simulator (seed 922121676, cut-sequencer,drop,reorder,duplicate,slow-sequencer):
+  // a successor, with no replica in its own object, looked the retry's outcome up across the cut;
+  // the lookup outlasted the router's call, the router saw silence and never cutOffMs, and nothing
+  // failed the sequencer over while the cut lasted (29 s to the next acknowledged write).
+  it("answers 504 with cutOffMs at once when no replica in its own object can answer the lookup", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fast);
+    g.driver.startHeartbeats();
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.down.add("r2");
+    g.down.add("r3");
+    await g.driver.submit("a", 2, { op: "put", key: "k", value: 2 }); // answered once it is cut off
+    const lookups = () => [...g.calls].filter(([k]) => k.endsWith(":session")).reduce((n, [, v]) => n + v, 0);
+    const before = lookups();
+    const retry = await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 });
+    expect(retry).toMatchObject({ kind: "timeout", cutOffMs: expect.any(Number) });
+    expect(lookups()).toBe(before);
+    g.driver.stop();
+  }, 20_000);
+});
+
 describe("a successor that has committed nothing of its own yet", () => {
 
   it("answers a refusal 504, not 503: a predecessor's entry it did not see may still commit; once its epoch commits, 503 again", async () => {

@@ -228,3 +228,25 @@ describe("a recovery that fenced every member", () => {
     expect((all as { meta: { fencedAll?: boolean } }).meta.fencedAll).toBe(true);
   });
 });
+
+describe("a recovered sequencer's first append", () => {
+  // Found in the simulator's takeovers: the first message to each replica was an empty append
+  // after the no-op, which no replica holds, so each answered "gap" and the no-op went one round
+  // trip later (up to 1.6 s over a slow link, on every takeover).
+  it("carries its last entry (the no-op), and a replica that holds the entry before takes it", async () => {
+    const c = groupWithLog();
+    const storage = new MemorySequencerStorage();
+    const r = await recoverSequencer(c.config, storage, ioOver(c, 0).io);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const core = new SequencerCore(storage, r.meta);
+    for (const id of ["r1", "r2", "r3"]) {
+      const d = core.nextAppend(id);
+      expect(d.kind).toBe("send");
+      if (d.kind !== "send") continue;
+      expect(d.msg.prevSeq).toBe(20);
+      expect(d.msg.entries.map((e) => [e.seq, e.kind])).toEqual([[21, "noop"]]);
+      expect(c.replicas.get(id)!.append(d.msg)).toMatchObject({ ok: true, lastSeq: 21 });
+    }
+  });
+});
