@@ -360,7 +360,7 @@ export class SequencerObject extends ReplicaServing {
     const driver = this.driver;
     if (!driver) return { kind: "not_found", message: "no such group" };
     if (driver.core.lastLogSeq !== 0) return { kind: "conflict", message: `group ${driver.core.config.group} has entries (last seq ${driver.core.lastLogSeq}): restore into a new, empty group` };
-    if (this.restoring && Date.now() - this.restoring.atMs < snapshotIdleMs) return { kind: "unavailable", message: "another restore of this group is under way" };
+    if (this.restoring && (this.restoring.installing || Date.now() - this.restoring.atMs < snapshotIdleMs)) return { kind: "unavailable", message: "another restore of this group is under way" };
     this.stage.begin();
     const id = crypto.randomUUID();
     this.restoring = { id, atMs: Date.now() };

@@ -1200,6 +1200,9 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const core = driver.core;
   if (core.lastLogSeq !== 0) return { ok: false, reason: `the group has entries (last seq ${core.lastLogSeq})` };
   if (core.pendingCount !== 0) return { ok: false, reason: "commands sent before the restore are being ordered; retry" };
+  // One restore at a time: they share the mark (restoreEpoch), and one's undo would clear it, or
+  // empty replicas that acknowledged entries ordered once it was cleared, while the other installs.
+  if (core.restoreMarked) return { ok: false, reason: "another restore of this group is under way; retry when it is done" };
   const hash = sha256Hex(`restore\n${digest}`);
   const info: SnapshotInfo = { seq: 1, digest, logHash: hash, entryEpoch: core.epoch, epoch: core.epoch };
   const empty: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, epoch: core.epoch, undo: true };
@@ -1278,5 +1281,5 @@ async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[],
     driver.stop();
     io.onFenced?.();
   }
-  return { ok: false, reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas and may come back restored: read it before you retry` };
+  return { ok: false, reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas at a new epoch and may come back restored; if it does not, its recovery counts as an entry and a restore needs a new group (delete and create it)` };
 }

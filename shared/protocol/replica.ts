@@ -296,9 +296,15 @@ export class ReplicaCore {
   /**
    * Halfway through a state transfer it holds no log (beginInstall cleared it), and after one it
    * may hold less than it acknowledged (rejoinSeq): it must not stand in a recovery's quorum.
+   * beginInstall keeps what the cleared log held as rejoinSeq; one that cleared nothing (an empty
+   * replica, or a failed restore's undo) acknowledged nothing and may stand: a restore that left
+   * a replica halfway, with the replica that kept it away, left no quorum to recover from (a
+   * review).
    */
   get amnesiac(): boolean {
-    return this.installing !== null || (this.meta.rejoinSeq !== undefined && this.meta.lastSeq < this.meta.rejoinSeq);
+    const rejoinSeq = this.meta.rejoinSeq;
+    if (this.installing !== null) return rejoinSeq !== undefined;
+    return rejoinSeq !== undefined && this.meta.lastSeq < rejoinSeq;
   }
 
   get quarantined(): boolean {
@@ -649,7 +655,11 @@ export class ReplicaCore {
     // Not for the undo of a failed restore (SnapshotInfo.undo): a replica that had installed the
     // restore then refused every fence until the group's next entry, and a recovery right after
     // could only find its quorum with a replica that kept the restore.
-    const rejoinSeq = info.undo ? undefined : Math.max(this.meta.rejoinSeq ?? 0, this.meta.lastSeq);
+    // Only a replica that holds nothing past a restore's base may take an install as its undo;
+    // any other keeps (and extends) what it may have acknowledged.
+    const m = this.meta;
+    const undo = info.undo === true && (m.lastSeq === 0 || (m.lastSeq === 1 && m.baseSeq === 1));
+    const rejoinSeq = undo ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();
       this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined });

@@ -136,4 +136,47 @@ describe("a restore that fails", () => {
     g.driver.core.unmarkRestore();
     expect((await g.driver.submit("w", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
   });
+
+  it("a replica it left halfway, having cleared an empty log, stands in the recovery's quorum while the holder is away", async () => {
+    // A review: r3 began installing (then away: its pages and its undo failed), r2 kept the restore
+    // and is away; r1 alone could not be fenced with r3 "installing", and the group stayed down.
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    g.io.onFenced = () => {};
+    g.hooks.served = (id, method) => {
+      if (id === "r3" && method === "beginInstall") g.down.add("r3");
+      if (id === "r2" && method === "endInstall") {
+        g.down.add("r2");
+        throw new Error("the answer was lost");
+      }
+    };
+    const r = await g.driver.restore(digest, async (after) => (after === null ? rows : []));
+    g.hooks.served = undefined;
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be undone on r2,/) });
+    expect(g.driver.isStopped).toBe(true);
+    g.down.delete("r3");
+    const rec = await recoverSequencer(config, new MemorySequencerStorage(), g.io);
+    expect(rec, JSON.stringify(rec)).toMatchObject({ ok: true });
+  }, 15_000);
+
+  it("one at a time: a second restore is refused while the first installs, and nothing is ordered meanwhile", async () => {
+    // A review: two restores shared the mark; the second's confirmed undo cleared it while the
+    // first installed, a put took (1, 1), and the first's undo emptied every replica holding it.
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const first = g.driver.restore(digest, async (after) => {
+      await gate;
+      return after === null ? rows : [];
+    });
+    await tick();
+    const second = await g.driver.restore("f".repeat(64), async (after) => (after === null ? rows : []));
+    expect(second).toMatchObject({ ok: false, reason: expect.stringMatching(/another restore of this group is under way/) });
+    expect(await g.driver.submit("w", 1, { op: "put", key: "k", value: 1 })).toMatchObject({ kind: "unavailable" });
+    open();
+    expect(await first).toEqual({ ok: true });
+    expect(await putUntilOk(g.driver, 2)).toBe(2);
+  });
 });
+
