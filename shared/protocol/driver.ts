@@ -1253,6 +1253,14 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     const behind = left.length > 0 ? `; ${left.join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
     io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest });
     return { ok: true };
+  } catch (err) {
+    // Midway (a storage error in adoptRestore, say), the mark may be cleared in memory but not
+    // stored, or the other way round: take a new epoch, as for an undo that did not reach a holder.
+    if (!driver.isStopped) {
+      driver.stop();
+      io.onFenced?.();
+    }
+    throw err;
   } finally {
     driver.restoring = false;
     driver.kickAll();

@@ -178,5 +178,21 @@ describe("a restore that fails", () => {
     expect(await first).toEqual({ ok: true });
     expect(await putUntilOk(g.driver, 2)).toBe(2);
   });
+
+  it("a storage error while it adopts the restore: the sequencer takes a new epoch (the mark may be stored or not)", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    let recoveries = 0;
+    g.io.onFenced = () => void recoveries++;
+    const save = g.seqStore.saveMeta.bind(g.seqStore);
+    g.seqStore.saveMeta = (meta) => {
+      if (meta.baseSeq === 1) throw new Error("disk full");
+      save(meta);
+    };
+    await expect(g.driver.restore(digest, async (after) => (after === null ? rows : []))).rejects.toThrow(/disk full/);
+    expect(g.driver.isStopped).toBe(true);
+    expect(recoveries).toBe(1);
+    expect(g.seqStore.meta!.restoreEpoch).toBe(1); // a restart would take a new epoch too
+  });
 });
 
