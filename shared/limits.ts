@@ -348,3 +348,9 @@ export const snapshotPageRows = 1_000;
 /** Frozen copies one replica keeps for snapshot downloads at once; an idle one is dropped after snapshotIdleMs. */
 export const snapshotsPerReplicaMax = 2;
 export const snapshotIdleMs = 60_000;
+/**
+ * A restore goes into a group whose log holds no-ops alone (recoveries: a move or a failover
+ * before any write) after them; a log of more than this many is taken as one with entries, so
+ * the check reads a bounded log.
+ */
+export const restoreNoopsMax = 1_024;

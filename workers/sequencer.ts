@@ -359,8 +359,10 @@ export class SequencerObject extends ReplicaServing {
   async beginRestore(): Promise<RestoreAnswer> {
     const driver = this.driver;
     if (!driver) return { kind: "not_found", message: "no such group" };
-    if (driver.core.lastLogSeq !== 0) return { kind: "conflict", message: `group ${driver.core.config.group} has entries (last seq ${driver.core.lastLogSeq}): restore into a new, empty group` };
     if (this.restoring && (this.restoring.installing || Date.now() - this.restoring.atMs < snapshotIdleMs)) return { kind: "unavailable", message: "another restore of this group is under way" };
+    const refused = driver.core.restoreRefusal();
+    if (refused?.code === "conflict") return { kind: "conflict", message: `group ${driver.core.config.group}: ${refused.reason}; restore into a new, empty group` };
+    if (refused) return { kind: "unavailable", message: refused.reason };
     this.stage.begin();
     const id = crypto.randomUUID();
     this.restoring = { id, atMs: Date.now() };
@@ -401,7 +403,7 @@ export class SequencerObject extends ReplicaServing {
       }
       this.restoring.installing = true;
       const r = await driver.restore(digest, async (after) => this.stage.page(after, transferPageBytes));
-      return r.ok ? { kind: "ok", id } : { kind: "unavailable", message: r.reason };
+      return r.ok ? { kind: "ok", id } : { kind: r.code ?? "unavailable", message: r.reason };
     } finally {
       this.abortRestore(id);
     }

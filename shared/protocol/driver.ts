@@ -1104,7 +1104,7 @@ export class SequencerDriver {
   }
 
   /** Loads a verified snapshot into this group (see restoreInto). */
-  restore(digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string }> {
+  restore(digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string; code?: "conflict" }> {
     return restoreInto(this, this.io, digest, pages);
   }
 
@@ -1189,23 +1189,23 @@ export class SequencerDriver {
 export type RowPages = (after: string | null) => Promise<[string, string][]>;
 
 /**
- * Loads a verified snapshot into a group that has no entries (API.md "Snapshot and restore"):
- * every member installs the rows as a state transfer at position 1 (quarantined, serving nothing,
- * until its digest matches), then the sequencer takes position 1 as its base once a quorum of
- * voters has (the others get a state transfer later). If no quorum installs it, the installed
- * ones are emptied again and the group stays as it was (a retry starts over). Commands wait (503)
- * meanwhile.
+ * Loads a verified snapshot into a group that has no entries but no-ops (API.md "Snapshot and
+ * restore"; SequencerCore.restoreRefusal): every member installs the rows as a state transfer at
+ * the position after the no-ops (quarantined, serving nothing, until its digest matches), then the
+ * sequencer takes that position as its base once a quorum of voters has (the others get a state
+ * transfer later). If no quorum installs it, the members are emptied again, back at the last
+ * no-op, and the group stays as it was (a retry starts over). Commands wait (503) meanwhile.
+ * One restore at a time: they share the mark (restoreEpoch), and one's undo would clear it, or
+ * empty replicas that acknowledged entries ordered once it was cleared, while the other installs.
  */
-export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string }> {
+export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string; code?: "conflict" }> {
   const core = driver.core;
-  if (core.lastLogSeq !== 0) return { ok: false, reason: `the group has entries (last seq ${core.lastLogSeq})` };
-  if (core.pendingCount !== 0) return { ok: false, reason: "commands sent before the restore are being ordered; retry" };
-  // One restore at a time: they share the mark (restoreEpoch), and one's undo would clear it, or
-  // empty replicas that acknowledged entries ordered once it was cleared, while the other installs.
-  if (core.restoreMarked) return { ok: false, reason: "another restore of this group is under way; retry when it is done" };
+  const refused = core.restoreRefusal();
+  if (refused) return { ok: false, reason: refused.reason, ...(refused.code === "conflict" ? { code: refused.code } : {}) };
+  const noop = core.lastLogSeq > 0 ? core.readEntries(core.lastLogSeq, core.lastLogSeq)[0]! : null;
   const hash = sha256Hex(`restore\n${digest}`);
-  const info: SnapshotInfo = { seq: 1, digest, logHash: hash, entryEpoch: core.epoch, epoch: core.epoch };
-  const empty: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, epoch: core.epoch, undo: true };
+  const info: SnapshotInfo = { seq: core.lastLogSeq + 1, digest, logHash: hash, entryEpoch: core.epoch, epoch: core.epoch };
+  const empty: SnapshotInfo = { seq: noop?.seq ?? 0, digest: zeroHash, logHash: noop?.hash ?? zeroHash, entryEpoch: noop?.epoch ?? 0, epoch: core.epoch, undo: true };
   const ids = core.replicaIds();
   const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
     const link = io.link(id);

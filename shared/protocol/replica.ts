@@ -655,10 +655,11 @@ export class ReplicaCore {
     // Not for the undo of a failed restore (SnapshotInfo.undo): a replica that had installed the
     // restore then refused every fence until the group's next entry, and a recovery right after
     // could only find its quorum with a replica that kept the restore.
-    // Only a replica that holds nothing past a restore's base may take an install as its undo;
-    // any other keeps (and extends) what it may have acknowledged.
+    // Only a replica that holds nothing past the undo's position (the group's last no-op) but the
+    // restore's base may take an install as its undo; any other keeps (and extends) what it may
+    // have acknowledged.
     const m = this.meta;
-    const undo = info.undo === true && (m.lastSeq === 0 || (m.lastSeq === 1 && m.baseSeq === 1));
+    const undo = info.undo === true && (m.lastSeq <= info.seq || (m.lastSeq === info.seq + 1 && m.baseSeq === m.lastSeq));
     const rejoinSeq = undo ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();

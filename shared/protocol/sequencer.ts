@@ -1,4 +1,4 @@
-import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, tailBytesMax } from "../limits.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
 import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash } from "./entry.js";
@@ -702,30 +702,56 @@ export class SequencerCore {
   }
 
   /**
-   * A restored state became the group's starting point: position `seq` with a synthetic hash,
-   * nothing in the log at or below it (a replica that lacks it gets a state transfer, like one
-   * behind a compacted log). Only for a group with no entries.
+   * Why a restore cannot go into this group now, or null. A restore wants a group without
+   * entries (API.md); a log of no-ops alone holds none a client made: each is a recovery's (a move
+   * or a failover of a group that never took a write, or a failed restore's new epoch), and the
+   * restore goes after them. Refused with such a no-op, a group moved before its restore had to be
+   * deleted and created again.
+   */
+  restoreRefusal(): { code: "conflict" | "unavailable"; reason: string } | null {
+    const entries = `the group has entries (last seq ${this.lastSeq})`;
+    if (this.baseSeq !== 0 || this.lastSeq > restoreNoopsMax) return { code: "conflict", reason: entries };
+    for (let from = 1; from <= this.lastSeq; ) {
+      const page = this.readEntries(from, this.lastSeq);
+      if (page.some((e) => e.kind !== "noop")) return { code: "conflict", reason: entries };
+      from += page.length;
+    }
+    if (this.restoreMarked) return { code: "unavailable", reason: "another restore of this group is under way; retry when it is done" };
+    if (this.pending.size !== 0) return { code: "unavailable", reason: "commands sent before the restore are being ordered; retry" };
+    if (this.meta.commitSeq < this.lastSeq) return { code: "unavailable", reason: "the group's sequencer is still committing its recovery; retry" };
+    return null;
+  }
+
+  /**
+   * A restored state became the group's starting point: position `seq` (just after the log's
+   * no-ops) with a synthetic hash, nothing in the log at or below it (a replica that lacks it gets
+   * a state transfer, like one behind a compacted log).
    */
   adoptRestore(seq: number, hash: string): void {
-    assert(this.lastSeq === 0 && this.baseSeq === 0, `a restore into a group with entries (last ${this.lastSeq})`);
+    assert(this.baseSeq === 0 && this.lastSeq === seq - 1 && this.restoreMarked, `a restore at ${seq} into a log ending at ${this.lastSeq}`);
+    const noopsThrough = this.lastSeq;
     delete this.meta.restoreEpoch;
     this.meta.baseSeq = seq;
     this.meta.baseHash = hash;
     this.meta.commitSeq = seq;
-    this.saveMeta();
+    this.storage.transaction(() => {
+      if (noopsThrough > 0) this.storage.deleteThrough(noopsThrough);
+      this.saveMeta();
+    });
+    this.tail = [];
+    this.tailByteCount = 0;
     this.lastSeq = seq;
     this.lastHash = hash;
     this.configPendingSeq = 0;
   }
 
   /**
-   * A restore is about to install its state at (this epoch, 1): persisted first (see
+   * A restore is about to install its state at (this epoch, lastSeq + 1): persisted first (see
    * SequencerMeta.restoreEpoch), so that neither this sequencer nor its restart orders an entry in
-   * this epoch while some replica may hold the restore there. Only for an empty log with nothing
-   * queued.
+   * this epoch while some replica may hold the restore there. Only when restoreRefusal is null.
    */
   markRestore(): void {
-    assert(this.lastSeq === 0 && this.baseSeq === 0 && this.pending.size === 0, "a restore into a group with entries");
+    assert(this.restoreRefusal() === null, "a restore into a group that refuses one");
     this.meta.restoreEpoch = this.meta.epoch;
     this.saveMeta();
   }
@@ -736,7 +762,7 @@ export class SequencerCore {
     this.saveMeta();
   }
 
-  /** Whether a restore may hold position 1 of this epoch on some replica (nothing may be ordered). */
+  /** Whether a restore may hold a position of this epoch on some replica (nothing may be ordered). */
   get restoreMarked(): boolean {
     return this.meta.restoreEpoch === this.meta.epoch;
   }

@@ -196,3 +196,50 @@ describe("a restore that fails", () => {
   });
 });
 
+describe("a restore into a group whose log holds no-ops alone", () => {
+  /** A group whose sequencer recovered once (a move or a failover before any write): its log is one no-op. */
+  async function recovered() {
+    const g = directGroup(config, retention);
+    const storage = new MemorySequencerStorage();
+    expect(await recoverSequencer(config, storage, g.io)).toMatchObject({ ok: true });
+    const driver = driverFrom(g, storage);
+    driver.kickAll();
+    for (let i = 0; i < 100 && driver.core.commitSeq < 1; i++) await tick();
+    expect(storage.lastEntry()).toMatchObject({ seq: 1, kind: "noop" });
+    return { g, storage, driver };
+  }
+
+  it("goes after them: every replica holds the rows at the next position, and writes follow", async () => {
+    const { rows, digest } = await snapshotRows();
+    const { g, storage, driver } = await recovered();
+    expect(await driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: true });
+    expect(storage.meta).toMatchObject({ baseSeq: 2, commitSeq: 2 });
+    expect(storage.log.length).toBe(0); // the no-op went with the base
+    expect(await putUntilOk(driver, 1)).toBe(3);
+    for (const [id, replica] of g.replicas) {
+      expect(await replica.query({ op: "get", key: "b" }, 3, 2_000), id).toMatchObject({ kind: "ok", result: { value: 1 } });
+    }
+    driver.stop();
+  });
+
+  it("undone, every replica is back at the no-op, and a later entry follows it", async () => {
+    const { rows, digest } = await snapshotRows();
+    const { g, driver } = await recovered();
+    g.down.add("r2");
+    g.down.add("r3");
+    expect(await driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ ok: false, reason: expect.stringMatching(/nothing was restored/) });
+    expect(g.replicas.get("r1")!.core!.position()).toMatchObject({ lastSeq: 1, appliedSeq: 1 });
+    g.down.clear();
+    expect(await putUntilOk(driver, 1)).toBe(2);
+    driver.stop();
+  });
+
+  it("is refused (conflict) once a client's entry is in the log", async () => {
+    const { rows, digest } = await snapshotRows();
+    const { driver } = await recovered();
+    expect(await putUntilOk(driver, 1)).toBe(2);
+    expect(await driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: false, code: "conflict", reason: "the group has entries (last seq 2)" });
+    driver.stop();
+  });
+});
+

@@ -51,4 +51,20 @@ describe("restore with a replica away", () => {
     expect((await restore("rs-dst2", file)).status).toBe(200);
     expect((await query("rs-dst2", { op: "get", key: "k" })).body.result).toEqual({ value: 1 });
   }, 30_000);
+
+  it("a group moved before any write (its log one no-op) takes a restore; one with a write is a 409", async () => {
+    await createGroup("rs-src3");
+    expect((await command("rs-src3", { op: "put", key: "k", value: 3 })).status).toBe(200);
+    const file = await snapshotOf("rs-src3");
+    await createGroup("rs-moved", { machine: "kv", replicas: 3 });
+    const moved = await api("POST", "/v1/groups/rs-moved/sequencer", { location: "weur" });
+    expect(moved.status, JSON.stringify(moved.body)).toBe(202);
+    await waitFor("the moved sequencer's no-op committed", async () => (await api("GET", "/v1/groups/rs-moved", undefined, clientToken)).body.commitSeq >= 1, 100);
+    const r = await restore("rs-moved", file);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect((await query("rs-moved", { op: "get", key: "k" })).body.result).toEqual({ value: 3 });
+    expect((await command("rs-moved", { op: "put", key: "k2", value: 4 })).status).toBe(200);
+    expectError(await restore("rs-moved", file), 409, "conflict", /has entries/);
+  }, 30_000);
 });
+
