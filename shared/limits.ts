@@ -92,6 +92,12 @@ export const fenceStragglersMs = 300;
  * replica silent this long, within its window: a lost message or answer costs this, not the window.
  */
 export const resendMs = 1_000;
+/**
+ * How long a cut-off sequencer with no replica in its own object looks up a committed command's
+ * outcome before it answers 504 with cutOffMs: well within a router's call, which must see the
+ * cut-off to fail the sequencer over (SequencerDriver.sessionHere).
+ */
+export const cutOffLookupMs = 1_000;
 /** How long one append RPC to a replica may take before it counts as a missed contact. */
 export const replicaRpcTimeoutMs = 3_000;
 /** Retry pause after a failed append, doubled per consecutive miss, capped. */

@@ -19,6 +19,7 @@ import {
   sequencerTimeoutMs,
   sessionRequestsMax,
   holdMessageMs,
+  cutOffLookupMs,
   holdWhenWaitingMin,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
@@ -148,13 +149,13 @@ export class SequencerDriver {
         // 3, and its PreVote then met replicas back from a partition, voting gone: a healthy
         // sequencer deposed, quorum-away seed 1412393983.) With outputs "first" one session answer
         // would do, but only the replica in this object is sure to give it in time (sessionHere).
-        if (this.cutOff() && (!d.committed || this.core.config.outputs === "majority" || !this.sessionHere())) return this.answer("timeout");
+        if (this.cutOff() && (!d.committed || this.core.config.outputs === "majority")) return this.answer("timeout");
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
         // A retry of a committed command reads its outcome from the replicas' session tables
         // rather than waiting with the first attempt: if every answer that carried its output was
         // lost, no further output comes, and the retry would time out like the first attempt did.
         if (this.waitingSeq.has(d.seq) && !d.committed) return this.answer(await this.wait(this.waitingSeq, d.seq));
-        return this.answerFromSession(client, request, d.seq);
+        return this.answerFromSession(client, request, d.seq, this.cutOff() && !this.sessionHere() ? cutOffLookupMs : commandTimeoutMs);
       }
     }
   }
@@ -166,6 +167,8 @@ export class SequencerDriver {
    * the router's timeout: the router saw silence, never cutOffMs, the replicas (hearing the late
    * appends) refused the silence PreVote, and nothing failed the sequencer over while the cut
    * lasted (simulator seed 922121676, cut-sequencer,drop,reorder,duplicate,slow-sequencer: 29 s).
+   * Without one, the lookup gets cutOffLookupMs, then answers 504 with cutOffMs (a review: a 504
+   * at once refused the answer a reachable replica could give, every retry while the cut lasted).
    */
   private sessionHere(): boolean {
     const here = this.io.directReplica;
@@ -279,9 +282,9 @@ export class SequencerDriver {
    * session table. In "majority" mode the recorded outputs are voted on like fresh ones, or one
    * corrupted replica could answer the retry alone.
    */
-  private async answerFromSession(client: string, request: number, seq: number): Promise<SubmitAnswer> {
-    const deadline = this.io.nowMs() + commandTimeoutMs;
-    if (!(await this.waitCommitted(seq, commandTimeoutMs))) return this.answer("timeout");
+  private async answerFromSession(client: string, request: number, seq: number, budgetMs: number): Promise<SubmitAnswer> {
+    const deadline = this.io.nowMs() + budgetMs;
+    if (!(await this.waitCommitted(seq, budgetMs))) return this.answer("timeout");
     const winner = await this.sessionVote(client, request, seq, deadline);
     if (this.stopped) return this.answer("timeout");
     if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch };
@@ -305,13 +308,18 @@ export class SequencerDriver {
     let settled = false;
     let left = candidates.length;
     return new Promise((resolve) => {
+      let cancel = () => {};
       const settle = (a: SessionAnswer | null) => {
         if (settled) return;
         settled = true;
+        cancel();
         resolve(a);
       };
       if (left === 0) return settle(null);
       const waitMs = Math.max(0, Math.min(deadlineMs - this.io.nowMs(), readWaitMs));
+      // The deadline holds for the calls too (each may take waitMs plus a call's timeout): a
+      // cut-off sequencer's lookup must end within cutOffLookupMs, not 4 s later.
+      cancel = this.io.setTimer(Math.max(0, deadlineMs - this.io.nowMs()), () => settle(null));
       for (const id of candidates) {
         void askAgain(this.io, () => this.io.link(id).session(client, request, seq, waitMs), () => settled, waitMs + replicaRpcTimeoutMs).then((a) => {
           left--;
@@ -1188,6 +1196,9 @@ export class SequencerDriver {
 /** Where a restore's rows come from: pages of [stored key, value] in key order. */
 export type RowPages = (after: string | null) => Promise<[string, string][]>;
 
+/** Restores begun in this isolate: part of each attempt's hash (see restoreInto). */
+let restoreAttempts = 0;
+
 /**
  * Loads a verified snapshot into a group that has no entries but no-ops (API.md "Snapshot and
  * restore"; SequencerCore.restoreRefusal): every member installs the rows as a state transfer at
@@ -1203,9 +1214,11 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const refused = core.restoreRefusal();
   if (refused) return { ok: false, reason: refused.reason, ...(refused.code === "conflict" ? { code: refused.code } : {}) };
   const noop = core.lastLogSeq > 0 ? core.readEntries(core.lastLogSeq, core.lastLogSeq)[0]! : null;
-  const hash = sha256Hex(`restore\n${digest}`);
+  // Each attempt's position has its own hash, so that an undo names the attempt it undoes: a late
+  // undo of a failed attempt emptied a replica holding a retry that was adopted (a review).
+  const hash = sha256Hex(`restore\n${digest}\n${core.epoch}:${io.nowMs()}:${++restoreAttempts}`);
   const info: SnapshotInfo = { seq: core.lastLogSeq + 1, digest, logHash: hash, entryEpoch: core.epoch, epoch: core.epoch };
-  const empty: SnapshotInfo = { seq: noop?.seq ?? 0, digest: zeroHash, logHash: noop?.hash ?? zeroHash, entryEpoch: noop?.epoch ?? 0, epoch: core.epoch, undo: true };
+  const empty: SnapshotInfo = { seq: noop?.seq ?? 0, digest: zeroHash, logHash: noop?.hash ?? zeroHash, entryEpoch: noop?.epoch ?? 0, epoch: core.epoch, undo: true, undoes: hash };
   const ids = core.replicaIds();
   const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
     const link = io.link(id);
@@ -1225,8 +1238,9 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   };
   const sentEnd = new Set<string>();
   driver.restoring = true;
-  core.markRestore();
   try {
+    // Inside the try: a storage error here may leave the mark set in memory and not on disk.
+    core.markRestore();
     const results = await Promise.allSettled(ids.map((id) => install(id, info, pages)));
     const failed = results.flatMap((r, i) => (r.status === "rejected" ? [`${ids[i]}: ${String(r.reason)}`] : []));
     const installed = ids.filter((_, i) => results[i]!.status === "fulfilled");

@@ -186,6 +186,8 @@ export interface SnapshotInfo {
    * quorum at once (no rejoinSeq).
    */
   undo?: boolean;
+  /** The undo's attempt: the hash at the restore's position (a late undo of another attempt is refused). */
+  undoes?: string;
 }
 
 /**
@@ -655,11 +657,12 @@ export class ReplicaCore {
     // Not for the undo of a failed restore (SnapshotInfo.undo): a replica that had installed the
     // restore then refused every fence until the group's next entry, and a recovery right after
     // could only find its quorum with a replica that kept the restore.
-    // Only a replica that holds nothing past the undo's position (the group's last no-op) but the
-    // restore's base may take an install as its undo; any other keeps (and extends) what it may
-    // have acknowledged.
+    // An undo is refused by a replica holding anything past its position (the group's last no-op)
+    // but that attempt's restore: a late undo of a failed attempt reached a replica holding the
+    // adopted retry, emptied it, and a recovery lost the acknowledged restore (a review).
     const m = this.meta;
-    const undo = info.undo === true && (m.lastSeq <= info.seq || (m.lastSeq === info.seq + 1 && m.baseSeq === m.lastSeq));
+    const undo = info.undo === true;
+    if (undo && !(m.lastSeq <= info.seq || (m.lastSeq === info.seq + 1 && m.baseSeq === m.lastSeq && m.baseHash === info.undoes))) return false;
     const rejoinSeq = undo ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();

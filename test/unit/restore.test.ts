@@ -10,6 +10,7 @@ import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { digestOfPages } from "../../shared/protocol/state.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
+import type { SnapshotInfo } from "../../shared/protocol/replica.js";
 import { directGroup } from "../support/direct.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
@@ -193,6 +194,65 @@ describe("a restore that fails", () => {
     expect(g.driver.isStopped).toBe(true);
     expect(recoveries).toBe(1);
     expect(g.seqStore.meta!.restoreEpoch).toBe(1); // a restart would take a new epoch too
+  });
+});
+
+describe("a failed restore's undo that arrives late (a review)", () => {
+  // r2 missed the first attempt; its undo timed out at the sequencer but was still on its way. r2
+  // held nothing, so the mark was cleared, and a retry was adopted on r1 and r2 (r3 away) and
+  // acknowledged. The late undo then reached r2, which took it (it held the restore's base),
+  // kept no rejoinSeq, and a recovery from r2 and r3 came back without the restore.
+  it("is refused by a replica holding the adopted retry, which a recovery then keeps", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    g.io.onFenced = () => {};
+    const real = g.io.link;
+    let late: (() => Promise<boolean>) | null = null;
+    let first = true;
+    g.io.link = (id) => {
+      const link = real(id);
+      if (id !== "r2") return link;
+      return new Proxy(link, {
+        get: (t, name) => {
+          if (name !== "beginInstall") return (t as never)[name];
+          return async (info: SnapshotInfo, transferId: string, epoch: number) => {
+            if (first && !info.undo) throw new Error("r2 timed out");
+            if (first) {
+              late = () => link.beginInstall(info, transferId, epoch);
+              throw new Error("r2 timed out (the call is still on its way)");
+            }
+            return link.beginInstall(info, transferId, epoch);
+          };
+        },
+      });
+    };
+    g.down.add("r3");
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ ok: false, reason: expect.stringMatching(/nothing was restored, retry$/) });
+    first = false;
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: true });
+    g.driver.stop();
+    expect(await late!()).toBe(false);
+    g.down.add("r1");
+    g.down.delete("r3");
+    const rec = await recoverSequencer(config, new MemorySequencerStorage(), g.io);
+    expect(rec).toMatchObject({ ok: true, meta: { baseSeq: 1 } });
+  }, 20_000);
+});
+
+describe("a storage error while it marks the restore (a review)", () => {
+  it("does not leave the group refusing every command: it takes a new epoch", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    let recoveries = 0;
+    g.io.onFenced = () => void recoveries++;
+    const save = g.seqStore.saveMeta.bind(g.seqStore);
+    g.seqStore.saveMeta = (meta) => {
+      if (meta.restoreEpoch !== undefined) throw new Error("disk full");
+      save(meta);
+    };
+    await expect(g.driver.restore(digest, async (after) => (after === null ? rows : []))).rejects.toThrow(/disk full/);
+    expect(g.driver.isStopped).toBe(true);
+    expect(recoveries).toBe(1);
   });
 });
 
