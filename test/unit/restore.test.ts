@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import { SequencerCore } from "../../shared/protocol/sequencer.js";
+import { SequencerCore, type SequencerMeta } from "../../shared/protocol/sequencer.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { digestOfPages } from "../../shared/protocol/state.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
@@ -180,21 +180,27 @@ describe("a restore that fails", () => {
     expect(await putUntilOk(g.driver, 2)).toBe(2);
   });
 
-  it("a storage error while it adopts the restore: the sequencer takes a new epoch (the mark may be stored or not)", async () => {
-    const { rows, digest } = await snapshotRows();
-    const g = directGroup(config, retention);
-    let recoveries = 0;
-    g.io.onFenced = () => void recoveries++;
-    const save = g.seqStore.saveMeta.bind(g.seqStore);
-    g.seqStore.saveMeta = (meta) => {
-      if (meta.baseSeq === 1) throw new Error("disk full");
-      save(meta);
-    };
-    await expect(g.driver.restore(digest, async (after) => (after === null ? rows : []))).rejects.toThrow(/disk full/);
-    expect(g.driver.isStopped).toBe(true);
-    expect(recoveries).toBe(1);
-    expect(g.seqStore.meta!.restoreEpoch).toBe(1); // a restart would take a new epoch too
-  });
+  // A storage error while the mark is saved (a review: every command was refused until a restart),
+  // or while the restore is adopted (the mark cleared in memory and not on disk): a new epoch.
+  for (const [when, failing] of [
+    ["marks", (meta: SequencerMeta) => meta.restoreEpoch !== undefined && meta.baseSeq === undefined],
+    ["adopts", (meta: SequencerMeta) => meta.baseSeq === 1],
+  ] as const) {
+    it(`a storage error while it ${when} the restore: the sequencer takes a new epoch`, async () => {
+      const { rows, digest } = await snapshotRows();
+      const g = directGroup(config, retention);
+      let recoveries = 0;
+      g.io.onFenced = () => void recoveries++;
+      const save = g.seqStore.saveMeta.bind(g.seqStore);
+      g.seqStore.saveMeta = (meta) => {
+        if (failing(meta)) throw new Error("disk full");
+        save(meta);
+      };
+      await expect(g.driver.restore(digest, async (after) => (after === null ? rows : []))).rejects.toThrow(/disk full/);
+      expect(g.driver.isStopped).toBe(true);
+      expect(recoveries).toBe(1);
+    });
+  }
 });
 
 describe("a failed restore's undo that arrives late (a review)", () => {
@@ -237,23 +243,6 @@ describe("a failed restore's undo that arrives late (a review)", () => {
     const rec = await recoverSequencer(config, new MemorySequencerStorage(), g.io);
     expect(rec).toMatchObject({ ok: true, meta: { baseSeq: 1 } });
   }, 20_000);
-});
-
-describe("a storage error while it marks the restore (a review)", () => {
-  it("does not leave the group refusing every command: it takes a new epoch", async () => {
-    const { rows, digest } = await snapshotRows();
-    const g = directGroup(config, retention);
-    let recoveries = 0;
-    g.io.onFenced = () => void recoveries++;
-    const save = g.seqStore.saveMeta.bind(g.seqStore);
-    g.seqStore.saveMeta = (meta) => {
-      if (meta.restoreEpoch !== undefined) throw new Error("disk full");
-      save(meta);
-    };
-    await expect(g.driver.restore(digest, async (after) => (after === null ? rows : []))).rejects.toThrow(/disk full/);
-    expect(g.driver.isStopped).toBe(true);
-    expect(recoveries).toBe(1);
-  });
 });
 
 describe("a restore into a group whose log holds no-ops alone", () => {
