@@ -155,7 +155,12 @@ export class SequencerDriver {
         // rather than waiting with the first attempt: if every answer that carried its output was
         // lost, no further output comes, and the retry would time out like the first attempt did.
         if (this.waitingSeq.has(d.seq) && !d.committed) return this.answer(await this.wait(this.waitingSeq, d.seq));
-        return this.answerFromSession(client, request, d.seq, this.cutOff() && !this.sessionHere() ? cutOffLookupMs : commandTimeoutMs);
+        // Cut off, the lookup ends at cutOffLookupMs (the router must see cutOffMs in its call);
+        // otherwise its calls keep their own timeout past the budget, as before 3acbfcf (a retry
+        // whose commit came late in the budget found a slow replica's answer), well within the
+        // router's call (sequencerCallTimeoutMs).
+        const cut = this.cutOff() && !this.sessionHere();
+        return this.answerFromSession(client, request, d.seq, cut ? cutOffLookupMs : commandTimeoutMs, cut ? 0 : replicaRpcTimeoutMs);
       }
     }
   }
@@ -282,10 +287,10 @@ export class SequencerDriver {
    * session table. In "majority" mode the recorded outputs are voted on like fresh ones, or one
    * corrupted replica could answer the retry alone.
    */
-  private async answerFromSession(client: string, request: number, seq: number, budgetMs: number): Promise<SubmitAnswer> {
+  private async answerFromSession(client: string, request: number, seq: number, budgetMs: number, graceMs: number): Promise<SubmitAnswer> {
     const deadline = this.io.nowMs() + budgetMs;
     if (!(await this.waitCommitted(seq, budgetMs))) return this.answer("timeout");
-    const winner = await this.sessionVote(client, request, seq, deadline);
+    const winner = await this.sessionVote(client, request, seq, deadline, graceMs);
     if (this.stopped) return this.answer("timeout");
     if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch };
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
@@ -300,7 +305,7 @@ export class SequencerDriver {
    * It waited for every candidate before: one lost answer, or one replica down, held every retry
    * of a committed command for the whole command timeout (the simulator, seed 8 with drops).
    */
-  private sessionVote(client: string, request: number, seq: number, deadlineMs: number): Promise<SessionAnswer | null> {
+  private sessionVote(client: string, request: number, seq: number, deadlineMs: number, graceMs = 0): Promise<SessionAnswer | null> {
     const voters = this.core.votingConfig();
     const enough = (ids: string[]) => (this.core.config.outputs === "majority" ? voters.reached(ids) : ids.length >= 1);
     const candidates = this.core.readCandidates();
@@ -319,7 +324,7 @@ export class SequencerDriver {
       const waitMs = Math.max(0, Math.min(deadlineMs - this.io.nowMs(), readWaitMs));
       // The deadline holds for the calls too (each may take waitMs plus a call's timeout): a
       // cut-off sequencer's lookup must end within cutOffLookupMs, not 4 s later.
-      cancel = this.io.setTimer(Math.max(0, deadlineMs - this.io.nowMs()), () => settle(null));
+      cancel = this.io.setTimer(Math.max(0, deadlineMs + graceMs - this.io.nowMs()), () => settle(null));
       for (const id of candidates) {
         void askAgain(this.io, () => this.io.link(id).session(client, request, seq, waitMs), () => settled, waitMs + replicaRpcTimeoutMs).then((a) => {
           left--;
@@ -1303,5 +1308,5 @@ async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[],
     driver.stop();
     io.onFenced?.();
   }
-  return { ok: false, reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas at a new epoch and may come back restored; if it does not, its recovery counts as an entry and a restore needs a new group (delete and create it)` };
+  return { ok: false, reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas at a new epoch and may come back restored; if it does not, retry the restore` };
 }

@@ -25,6 +25,8 @@ export interface SequencerMeta {
   /** The log holds entries after baseSeq only (compacted); baseHash is the hash at baseSeq. */
   baseSeq?: number;
   baseHash?: string;
+  /** The epoch of the entry at baseSeq, when known (a restore's: this epoch's, committed). */
+  baseEpoch?: number;
   /**
    * Command entries this sequencer has ordered since it took office (GET /v1/metrics'
    * smr_commands_total). Saved with each flush; a recovery (failover, move, lost storage) starts
@@ -259,8 +261,11 @@ export class SequencerCore {
     // An entry at commitSeq that is compacted (a restore's base, or a log compacted up to its
     // commit point) tells no epoch: not settled, until an entry of this epoch commits (reading it
     // failed an assertion, and every refusal threw instead of answering 503 or 504: a review).
+    // A restore's base is this epoch's committed entry (adoptRestore records its epoch): after the
+    // no-ops it drops, a refusal answered 504 until the first write committed (a review).
     const known = this.meta.commitSeq > this.baseSeq;
-    this.settled ||= this.meta.epoch <= 1 || this.meta.fencedAll === true || (known && this.readEntries(this.meta.commitSeq, this.meta.commitSeq)[0]?.epoch === this.meta.epoch);
+    const atCommit = known ? this.readEntries(this.meta.commitSeq, this.meta.commitSeq)[0]?.epoch : this.meta.commitSeq === this.baseSeq ? this.meta.baseEpoch : undefined;
+    this.settled ||= this.meta.epoch <= 1 || this.meta.fencedAll === true || atCommit === this.meta.epoch;
     return this.settled;
   }
   /**
@@ -693,6 +698,7 @@ export class SequencerCore {
       this.storage.deleteThrough(target);
       this.meta.baseSeq = target;
       this.meta.baseHash = at.hash;
+      this.meta.baseEpoch = at.epoch;
       this.saveMeta();
     });
     this.tail = this.tail.filter((e) => e.seq > target);
@@ -733,6 +739,7 @@ export class SequencerCore {
     delete this.meta.restoreEpoch;
     this.meta.baseSeq = seq;
     this.meta.baseHash = hash;
+    this.meta.baseEpoch = this.meta.epoch;
     this.meta.commitSeq = seq;
     this.storage.transaction(() => {
       if (noopsThrough > 0) this.storage.deleteThrough(noopsThrough);

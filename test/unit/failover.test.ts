@@ -11,6 +11,8 @@ import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
 import { machineFor } from "../../shared/machines/index.js";
+import { SequencerDriver } from "../../shared/protocol/driver.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
 
 /** Time 50 times faster than the wall clock: the driver's real timers, a cut-off in a tenth of a second. */
 const fast = (() => {
@@ -391,4 +393,36 @@ describe("a voter back from an absence of its own", () => {
     const { failover } = io({ r1: back, r2: back, r3: back });
     expect(await preVote(failover, config)).toMatchObject({ go: true });
   });
+});
+
+const sleepFast = (ms: number) => new Promise((r) => setTimeout(r, ms / 50));
+
+// A review: the session lookup's deadline settled at the deadline on the normal path too; a retry
+// whose commit came late in its budget then gave up on a replica answering a little slowly.
+describe("a retry of a command ordered before a restart, committed late in its budget (not cut off)", () => {
+  it("is answered from a replica's session table that answers 1.5 s later", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fast);
+    g.down.add("r2");
+    g.down.add("r3");
+    void g.driver.submit("a", 1, { op: "put", key: "k", value: 1 }); // ordered at 1 on r1 alone
+    await sleepFast(500);
+    g.driver.stop();
+    // The sequencer restarts (same storage): the request index has (a, 1) at seq 1, not known committed.
+    const driver = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    // Session lookups take 1.5 s (a slow link).
+    const link = g.io.link;
+    g.io.link = (id) =>
+      new Proxy(link(id), {
+        get: (t, name) => (name === "session" ? async (...args: unknown[]) => (await sleepFast(1_500), (t as never as { session: (...a: unknown[]) => unknown }).session(...args)) : (t as never)[name]),
+      });
+    driver.kickAll();
+    const retry = driver.submit("a", 1, { op: "put", key: "k", value: 1 });
+    // r2 back 9 s into the retry's budget: the entry commits, ~1 s left for the lookup.
+    await sleepFast(9_000);
+    g.down.delete("r2");
+    driver.kickAll();
+    const r = await retry;
+    driver.stop();
+    expect(r).toMatchObject({ kind: "ok", seq: 1 });
+  }, 20_000);
 });

@@ -290,5 +290,24 @@ describe("a restore into a group whose log holds no-ops alone", () => {
     expect(await driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: false, code: "conflict", reason: "the group has entries (last seq 2)" });
     driver.stop();
   });
-});
 
+  it("leaves the epoch settled (a refusal is a 503, not a 504), in this sequencer and after its restart, with a member away at the recovery (a review)", async () => {
+    const rows: [string, string][] = [];
+    const digest = digestOfPages(() => rows).digest;
+    const g = directGroup(config, retention);
+    g.down.add("r3");
+    const storage = new MemorySequencerStorage();
+    expect(await recoverSequencer(config, storage, g.io)).toMatchObject({ ok: true });
+    expect(storage.meta!.fencedAll).toBeUndefined();
+    g.down.delete("r3");
+    const driver = new SequencerDriver(new SequencerCore(storage, storage.meta!), g.io, retention);
+    driver.kickAll();
+    for (let i = 0; i < 100 && driver.core.commitSeq < 1; i++) await tick();
+    expect(await driver.restore(digest, async () => [])).toEqual({ ok: true });
+    expect(storage.meta).toMatchObject({ epoch: 2, baseSeq: 2, commitSeq: 2 });
+    expect(driver.core.epochSettled).toBe(true);
+    driver.stop();
+    const restarted = new SequencerCore(storage, storage.meta!);
+    expect(restarted.epochSettled).toBe(true);
+  });
+});
