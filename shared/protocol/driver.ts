@@ -148,7 +148,7 @@ export class SequencerDriver {
         // committed command waited 5 s for session answers, the simulator's router gave up after
         // 3, and its PreVote then met replicas back from a partition, voting gone: a healthy
         // sequencer deposed, quorum-away seed 1412393983.) With outputs "first" one session answer
-        // would do, but only the replica in this object is sure to give it in time (sessionHere).
+        // does: the lookup below, capped while cut off unless this object holds a replica.
         if (this.cutOff() && (!d.committed || this.core.config.outputs === "majority")) return this.answer("timeout");
         if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
         // A retry of a committed command reads its outcome from the replicas' session tables
@@ -1116,6 +1116,16 @@ export class SequencerDriver {
     return report;
   }
 
+  /**
+   * Stops ordering in this epoch for good: the lifecycle recovers from the replicas at a new one,
+   * as when fenced (a restore's position may be held where the next entry would go).
+   */
+  stopForNewEpoch(): void {
+    if (this.stopped) return;
+    this.stop();
+    this.io.onFenced?.();
+  }
+
   /** Loads a verified snapshot into this group (see restoreInto). */
   restore(digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string; code?: "conflict" }> {
     return restoreInto(this, this.io, digest, pages);
@@ -1275,10 +1285,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   } catch (err) {
     // Midway (a storage error in adoptRestore, say), the mark may be cleared in memory but not
     // stored, or the other way round: take a new epoch, as for an undo that did not reach a holder.
-    if (!driver.isStopped) {
-      driver.stop();
-      io.onFenced?.();
-    }
+    driver.stopForNewEpoch();
     throw err;
   } finally {
     driver.restoring = false;
@@ -1289,8 +1296,8 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
 /**
  * A restore that no quorum installed is undone: every replica is emptied again. If each that may
  * hold it (those sent its end) confirms, the group goes on in its epoch as if nothing had been
- * tried. If one does not, it may keep the restore at (epoch, 1), where this sequencer's next entry
- * would go: the two would tie in a recovery, which could keep the restore and drop that entry,
+ * tried. If one does not, it may keep the restore at its position, where this sequencer's next
+ * entry would go: the two would tie in a recovery, which could keep the restore and drop that entry,
  * acknowledged or not. So the sequencer stops and recovers from its replicas at a new epoch (the
  * lifecycle's reaction to being fenced); that recovery may find the restore on a replica and keep
  * it, the only state any replica then holds.
@@ -1304,9 +1311,6 @@ async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[],
     return { ok: false, reason: `${reason}; nothing was restored, retry` };
   }
   io.log("warn", `sequencer ${driver.core.config.group}: a failed restore could not be undone on ${kept.join(", ")}; recovering at a new epoch`);
-  if (!driver.isStopped) {
-    driver.stop();
-    io.onFenced?.();
-  }
+  driver.stopForNewEpoch();
   return { ok: false, reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas at a new epoch and may come back restored; if it does not, retry the restore` };
 }

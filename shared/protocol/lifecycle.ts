@@ -80,8 +80,8 @@ export class SequencerLifecycle {
   start(meta: SequencerMeta | null, changes: { seq: number; change: ConfigChange }[] = [], recorded: GroupConfig | null = null, readDirectory = true): void {
     if (!meta) return;
     if (meta.restoreEpoch === meta.epoch) {
-      // It stopped while a restore installed: a replica may hold the restore at (epoch, 1), where
-      // its next entry would go (SequencerMeta.restoreEpoch). Recover at a new epoch first.
+      // It stopped while a restore installed: a replica may hold the restore where its next entry
+      // would go (SequencerMeta.restoreEpoch). Recover at a new epoch first.
       this.fenced(meta.config);
       return;
     }

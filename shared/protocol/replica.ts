@@ -181,9 +181,9 @@ export interface SnapshotInfo {
   /** The source's membership (its last config entry applied may lie before seq, compacted away). */
   membership?: Membership | null;
   /**
-   * The undo of a restore that no quorum installed (seq 0, nothing): its sequencer's log is empty,
-   * so no entry this replica acknowledged was ever committed, and it may stand in a recovery's
-   * quorum at once (no rejoinSeq).
+   * The undo of a restore that no quorum installed (the empty state at the log's last no-op, or
+   * at 0): its sequencer's log holds no-ops alone, so the replica cleared nothing committed but
+   * them, and it may stand in a recovery's quorum at once (no rejoinSeq is raised).
    */
   undo?: boolean;
   /** The undo's attempt: the hash at the restore's position (a late undo of another attempt is refused). */

@@ -35,12 +35,13 @@ export interface SequencerMeta {
    */
   commandsTotal?: number;
   /**
-   * A restore began installing its state at (this epoch, seq 1) and is not known to be undone: a
-   * replica may hold it there. No entry may be ordered in this epoch, since a different entry at
-   * (epoch, 1) would tie with it when a recovery compares logs by (last epoch, last seq), and the
-   * recovery might keep the restore's state and drop a committed entry. Cleared when the restore
-   * is adopted or undone on every replica that may hold it; otherwise this sequencer takes a new
-   * epoch (SequencerLifecycle: it recovers from its replicas) before it orders anything.
+   * A restore began installing its state at (this epoch, the position after the log's no-ops) and
+   * is not known to be undone: a replica may hold it there. No entry may be ordered in this epoch,
+   * since a different entry at that position would tie with it when a recovery compares logs by
+   * (last epoch, last seq), and the recovery might keep the restore's state and drop a committed
+   * entry. Cleared when the restore is adopted or undone on every replica that may hold it;
+   * otherwise this sequencer takes a new epoch (SequencerLifecycle: it recovers from its replicas)
+   * before it orders anything.
    */
   restoreEpoch?: number;
 }
