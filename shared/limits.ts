@@ -187,6 +187,12 @@ export const metricsPageMax = 1_000;
 export const metricsConcurrencyMax = 16;
 export const metricsCallTimeoutMs = 2_000;
 /**
+ * Groups of one scrape whose replicas are asked when their sequencer does not answer (each costs
+ * a subrequest per replica and one for the audits): a region's outage must not take a scrape of
+ * metricsScrapeGroupsMax groups past a request's subrequests. The others show smr_group_up 0 alone.
+ */
+export const metricsReplicaFallbacksMax = 200;
+/**
  * How long a status (or metrics) call waits for the first answer of replicas a just-restarted
  * sequencer has not heard from yet (under metricsCallTimeoutMs), and how often it looks.
  */

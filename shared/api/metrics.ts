@@ -70,7 +70,7 @@ export interface GroupCounts {
 
 /** What one group's objects said, or that they could not be reached. */
 export type GroupFigures =
-  | { group: string; up: false }
+  | { group: string; up: false; replicas?: GroupStatus }
   | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts; work?: SequencerWork };
 
 /** What the sequencer in office has done since it started: flushes of its log, append messages per replica. */
@@ -82,7 +82,7 @@ export interface SequencerWork {
 /** The families of API.md's Metrics section (and smr_group_up), over the groups in order. */
 export function groupFamilies(groups: GroupFigures[]): Family[] {
   const family = (name: string, type: MetricType, help: string): Family => ({ name, type, help, samples: [] });
-  const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its other series are then absent).");
+  const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its group series are then absent, its replica series what the replicas that answered say of themselves).");
   const commit = family("smr_group_commit_seq", "gauge", "The group's commit position (highest committed log seq).");
   const epoch = family("smr_group_epoch", "gauge", "The epoch of the group's sequencer.");
   const commands = family("smr_commands_total", "counter", "Command entries the group's sequencer ordered; starts again at 0 when a sequencer recovers (failover, move).");
@@ -93,10 +93,23 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const flushes = family("smr_sequencer_flushes_total", "counter", "Log writes of the group's sequencer that ordered commands (each one batch); starts again at 0 when the sequencer restarts.");
   const appends = family("smr_appends_total", "counter", "Append messages (heartbeats included) the group's sequencer sent each replica; `colocated` marks the direct call to the replica in its own object. Starts again at 0 when the sequencer restarts.");
+  const replicaSamples = (s: GroupStatus) => {
+    for (const r of s.replicas) {
+      const labels = { group: s.group, replica: r.id };
+      applied.samples.push({ labels, value: r.appliedSeq });
+      lag.samples.push({ labels, value: Math.max(0, s.commitSeq - r.appliedSeq) });
+      status.samples.push({ labels: { ...labels, status: r.status }, value: 1 });
+    }
+  };
   for (const g of groups) {
     const group = g.group;
     up.samples.push({ labels: { group }, value: g.up ? 1 : 0 });
-    if (!g.up) continue;
+    if (!g.up) {
+      // The sequencer did not answer: what the replicas say of themselves (an outage is when an
+      // operator needs them; the probe saw every series vanish while the replicas answered).
+      if (g.replicas) replicaSamples(g.replicas);
+      continue;
+    }
     const s = g.status;
     commit.samples.push({ labels: { group }, value: s.commitSeq });
     epoch.samples.push({ labels: { group }, value: s.epoch });
@@ -106,12 +119,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
       flushes.samples.push({ labels: { group }, value: g.work.flushes });
       for (const r of s.replicas) appends.samples.push({ labels: { group, replica: r.id, colocated: String(r.colocated === true) }, value: g.work.appends[r.id] ?? 0 });
     }
-    for (const r of s.replicas) {
-      const replica = r.id;
-      applied.samples.push({ labels: { group, replica }, value: r.appliedSeq });
-      lag.samples.push({ labels: { group, replica }, value: Math.max(0, s.commitSeq - r.appliedSeq) });
-      status.samples.push({ labels: { group, replica, status: r.status }, value: 1 });
-    }
+    replicaSamples(s);
     for (const [verdict, n] of Object.entries(g.counts.audits)) audits.samples.push({ labels: { group, verdict }, value: n });
   }
   return [up, commit, epoch, commands, failovers, applied, lag, status, audits, flushes, appends];

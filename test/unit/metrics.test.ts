@@ -64,6 +64,8 @@ describe("the Prometheus text exposition", () => {
       groupFamilies([
         { group: "g1", up: true, status, commandsTotal: 9, counts: { failovers: 2, audits: { consistent: 5, diverged: 1, insufficient: 0 } } },
         { group: "g2", up: false },
+        // Its sequencer did not answer; its replicas did (a status built from what they say).
+        { group: "g3", up: false, replicas: { ...status, group: "g3", commitSeq: 7, replicas: [{ id: "r1", location: null, status: "healthy", lastSeq: 7, appliedSeq: 5, digest: "d", lastContact: null }] } },
       ]),
     );
     const byName = new Map(parse(text).map((f) => [f.name, f]));
@@ -71,6 +73,7 @@ describe("the Prometheus text exposition", () => {
     expect(values("smr_group_up")).toEqual([
       [{ group: "g1" }, 1],
       [{ group: "g2" }, 0],
+      [{ group: "g3" }, 0],
     ]);
     expect(values("smr_group_commit_seq")).toEqual([[{ group: "g1" }, 10]]);
     expect(values("smr_group_epoch")).toEqual([[{ group: "g1" }, 3]]);
@@ -79,14 +82,17 @@ describe("the Prometheus text exposition", () => {
     expect(values("smr_replica_applied_seq")).toEqual([
       [{ group: "g1", replica: "r1" }, 12],
       [{ group: "g1", replica: "r2" }, 4],
+      [{ group: "g3", replica: "r1" }, 5],
     ]);
     expect(values("smr_replica_lag_entries")).toEqual([
       [{ group: "g1", replica: "r1" }, 0],
       [{ group: "g1", replica: "r2" }, 6],
+      [{ group: "g3", replica: "r1" }, 2],
     ]);
     expect(values("smr_replica_status")).toEqual([
       [{ group: "g1", replica: "r1", status: "healthy" }, 1],
       [{ group: "g1", replica: "r2", status: "quarantined" }, 1],
+      [{ group: "g3", replica: "r1", status: "healthy" }, 1],
     ]);
     expect(values("smr_audits_total")).toEqual([
       [{ group: "g1", verdict: "consistent" }, 5],

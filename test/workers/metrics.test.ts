@@ -111,6 +111,9 @@ describe("GET /v1/metrics", () => {
       const m = await series("?group=mx-cut");
       expect(m.get("smr_group_up", { group: "mx-cut" })).toBe(0);
       expect(m.get("smr_group_commit_seq", { group: "mx-cut" })).toBeUndefined();
+      // The replicas that answer say where they are (r1 lives in the sequencer's object, cut too).
+      expect(m.get("smr_replica_applied_seq", { group: "mx-cut", replica: "r2" })).toBeGreaterThanOrEqual(0);
+      expect(m.get("smr_replica_status", { group: "mx-cut", replica: "r2", status: "healthy" })).toBe(1);
     } finally {
       await api("POST", "/v1/groups/mx-cut/faults", { target: "sequencer", fault: "none" });
     }
