@@ -18,28 +18,33 @@ type SequencerFigures = { status: GroupStatus; commandsTotal: number; work: Sequ
 
 /**
  * One group's figures; null if there is no such group (deleted meanwhile, or never made).
- * `fallbacks`: how many more groups of this scrape may ask their replicas.
+ * `fallbacks`: how many more groups of this scrape may ask their replicas. At most
+ * metricsCallTimeoutMs for the directory and the sequencer, and as much again for the replicas.
  */
 export async function groupFigures(env: Env, group: string, fallbacks = { left: 1 }): Promise<GroupFigures | null> {
-  const within = <T>(p: Promise<T>, what: string) => withTimeout(realClock, p, metricsCallTimeoutMs, `${what} of ${group}`);
-  let record: GroupRecord;
+  let record: GroupRecord | null = null;
+  const answers = async () => {
+    record = await groups.lookup(env, group);
+    return Promise.allSettled([rpc<SequencerFigures>(groups.sequencerOf(env, record.config).metrics()), directoryStub(env, group).counters()]);
+  };
+  let seq: SequencerFigures = null;
   try {
-    record = await within(groups.lookup(env, group), "the directory");
+    const [s, counts] = await withTimeout(realClock, answers(), metricsCallTimeoutMs, `the metrics of ${group}`);
+    if (s.status === "fulfilled") seq = s.value;
+    // No state (a sequencer that lost its storage or was just moved away from) is asked of the replicas.
+    if (seq && counts.status === "fulfilled") return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts: counts.value, work: seq.work };
+    if (s.status === "rejected") console.warn(`metrics of ${group}: ${String(s.reason)}`);
   } catch (err) {
     if (err instanceof ApiError && err.code === "not_found") return null;
     console.warn(`metrics of ${group}: ${String(err)}`);
-    return { group, up: false };
   }
-  try {
-    const [seq, counts] = await within(Promise.all([rpc<SequencerFigures>(groups.sequencerOf(env, record.config).metrics()), directoryStub(env, group).counters()]), "the metrics");
-    // No state: a sequencer that lost its storage or was just moved away from; it is recovered elsewhere.
-    if (seq) return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts, work: seq.work };
-  } catch (err) {
-    console.warn(`metrics of ${group}: ${String(err)}`);
-  }
-  // The sequencer did not answer: what the replicas say of themselves, also within the bound.
-  if (fallbacks.left-- <= 0) return { group, up: false };
-  const replicas = await within(statusFromReplicas(env, record, "the sequencer did not answer the scrape"), "the replicas").catch(() => null);
+  // The directory did not answer: no group series; the sequencer's view of its replicas, if any.
+  if (seq) return { group, up: false, replicas: seq.status };
+  // The sequencer did not answer: what the replicas say of themselves, within as much time again
+  // (each replica three quarters of it: the one in the sequencer's object hangs with it).
+  if (record === null || fallbacks.left-- <= 0) return { group, up: false };
+  const view = statusFromReplicas(env, record, "the sequencer did not answer the scrape", (metricsCallTimeoutMs * 3) / 4);
+  const replicas = await withTimeout(realClock, view, metricsCallTimeoutMs, `the replicas of ${group}`).catch(() => null);
   return replicas ? { group, up: false, replicas } : { group, up: false };
 }
 

@@ -13,11 +13,11 @@ import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
 
 type Position = ReplicaResult<"position">;
 
-/** What each member (in membership order) says of its position, asked from here; null: no answer within replicaRpcTimeoutMs. */
-export function positionsOf(env: Env, config: GroupConfig, members: Member[] = membersOf(config)): Promise<(Position | null)[]> {
+/** What each member (in membership order) says of its position, asked from here; null: no answer within timeoutMs. */
+export function positionsOf(env: Env, config: GroupConfig, members: Member[] = membersOf(config), timeoutMs = replicaRpcTimeoutMs): Promise<(Position | null)[]> {
   return Promise.all(
     members.map((m) =>
-      withTimeout(realClock, rpc<Position>(replicaStub(env, config, m.id, m.location).call(config.incarnation, "position", [])), replicaRpcTimeoutMs, `replica ${m.id}`).catch(() => null),
+      withTimeout(realClock, rpc<Position>(replicaStub(env, config, m.id, m.location).call(config.incarnation, "position", [])), timeoutMs, `replica ${m.id}`).catch(() => null),
     ),
   );
 }
@@ -45,10 +45,11 @@ export function votersAnswering(env: Env, config: GroupConfig): Promise<{ ok: bo
   });
 }
 
-export async function statusFromReplicas(env: Env, record: GroupRecord, problem: string): Promise<GroupStatus> {
+/** `timeoutMs`: how long each replica may take to answer (a metrics scrape has less than a call's timeout). */
+export async function statusFromReplicas(env: Env, record: GroupRecord, problem: string, timeoutMs = replicaRpcTimeoutMs): Promise<GroupStatus> {
   const config = record.config;
   const members = membersOf(config);
-  const positions = await positionsOf(env, config);
+  const positions = await positionsOf(env, config, members, timeoutMs);
   const known = positions.filter((p): p is NonNullable<Position> => p !== null);
   const most = (f: (p: NonNullable<Position>) => number) => Math.max(0, ...known.map(f));
   const lastSeq = most((p) => p.lastSeq);

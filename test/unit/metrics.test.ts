@@ -64,8 +64,20 @@ describe("the Prometheus text exposition", () => {
       groupFamilies([
         { group: "g1", up: true, status, commandsTotal: 9, counts: { failovers: 2, audits: { consistent: 5, diverged: 1, insufficient: 0 } } },
         { group: "g2", up: false },
-        // Its sequencer did not answer; its replicas did (a status built from what they say).
-        { group: "g3", up: false, replicas: { ...status, group: "g3", commitSeq: 7, replicas: [{ id: "r1", location: null, status: "healthy", lastSeq: 7, appliedSeq: 5, digest: "d", lastContact: null }] } },
+        // Its sequencer did not answer; r1 did (a status built from what it says), r2 did not.
+        {
+          group: "g3",
+          up: false,
+          replicas: {
+            ...status,
+            group: "g3",
+            commitSeq: 7,
+            replicas: [
+              { id: "r1", location: null, status: "healthy", lastSeq: 7, appliedSeq: 5, digest: "d", lastContact: "2026-12-04T00:00:00.000Z" },
+              { id: "r2", location: null, status: "down", lastSeq: 0, appliedSeq: 0, digest: "d", lastContact: null },
+            ],
+          },
+        },
       ]),
     );
     const byName = new Map(parse(text).map((f) => [f.name, f]));
@@ -93,6 +105,7 @@ describe("the Prometheus text exposition", () => {
       [{ group: "g1", replica: "r1", status: "healthy" }, 1],
       [{ group: "g1", replica: "r2", status: "quarantined" }, 1],
       [{ group: "g3", replica: "r1", status: "healthy" }, 1],
+      [{ group: "g3", replica: "r2", status: "down" }, 1],
     ]);
     expect(values("smr_audits_total")).toEqual([
       [{ group: "g1", verdict: "consistent" }, 5],
