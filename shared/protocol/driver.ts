@@ -285,7 +285,8 @@ export class SequencerDriver {
   /**
    * A retry of a command ordered earlier (maybe before a restart): its outcome is in the replicas'
    * session table. In "majority" mode the recorded outputs are voted on like fresh ones, or one
-   * corrupted replica could answer the retry alone.
+   * corrupted replica could answer the retry alone. `budgetMs` bounds the wait for its commit and
+   * the replicas' own wait; the lookup ends `graceMs` after it (0 while cut off: answerDecision).
    */
   private async answerFromSession(client: string, request: number, seq: number, budgetMs: number, graceMs: number): Promise<SubmitAnswer> {
     const deadline = this.io.nowMs() + budgetMs;
@@ -305,7 +306,7 @@ export class SequencerDriver {
    * It waited for every candidate before: one lost answer, or one replica down, held every retry
    * of a committed command for the whole command timeout (the simulator, seed 8 with drops).
    */
-  private sessionVote(client: string, request: number, seq: number, deadlineMs: number, graceMs = 0): Promise<SessionAnswer | null> {
+  private sessionVote(client: string, request: number, seq: number, deadlineMs: number, graceMs: number): Promise<SessionAnswer | null> {
     const voters = this.core.votingConfig();
     const enough = (ids: string[]) => (this.core.config.outputs === "majority" ? voters.reached(ids) : ids.length >= 1);
     const candidates = this.core.readCandidates();
