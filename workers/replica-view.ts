@@ -59,7 +59,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     if (p === null) return { id: m.id, location: m.location, status: "down", lastSeq: 0, appliedSeq: 0, digest: zeroHash, lastContact: null };
     // Quarantined by its own flag, or on the directory's list (a replica that never heard it).
     const quarantined = p.quarantined || (config.quarantined ?? []).includes(m.id);
-    const status = quarantined ? "quarantined" : lastSeq - p.lastSeq >= laggingEntriesMin ? "lagging" : "healthy";
+    const status = quarantined ? "quarantined" : !m.voter ? "joining" : lastSeq - p.lastSeq >= laggingEntriesMin ? "lagging" : "healthy";
     return { id: m.id, location: m.location, status, lastSeq: p.lastSeq, appliedSeq: p.appliedSeq, digest: p.digest, lastContact: now, ...(withCurrentSequencer(config, m.id) ? { colocated: true as const } : {}) };
   });
   return withAuditedPositions(env, {

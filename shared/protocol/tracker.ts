@@ -129,7 +129,9 @@ export class ProgressTracker {
   }
 
   statusOf(p: Progress, lastSeq: number, commitSeq: number): ReplicaStatusName {
-    if (p.repairing) return "repairing";
+    // A replica still joining that is brought in by a state transfer (the log it would need was
+    // compacted) is joining, not being repaired: nothing of it was ever a member's.
+    if (p.repairing) return p.voter ? "repairing" : "joining";
     if (p.quarantined) return "quarantined";
     if (p.misses >= downAfterMisses) return "down";
     if (p.misses >= suspectAfterMisses) return "suspect";

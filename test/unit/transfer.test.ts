@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { logRetentionEntries } from "../../shared/limits.js";
-import { directGroup } from "../support/direct.js";
+import { directGroup, realClock } from "../support/direct.js";
+import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { machineFor } from "../../shared/machines/index.js";
 
 const config = (replicas = 3) => ({ group: "g", incarnation: 0, machine: "kv" as const, replicas, locations: [], outputs: "first" as const, checkpointEvery: 50 });
 
@@ -174,5 +178,34 @@ describe("state transfer", () => {
     const rebuilt = g.replicas.get("r3")!.fence(0)!;
     expect(rebuilt.baseSeq).toBeGreaterThan(own!.seq); // it never held the entry
     expect(rebuilt.membership).toEqual(own);
+  }, 60_000);
+});
+
+describe("a replica added to a compacted group", () => {
+  it("shows joining, never repairing, while a state transfer brings it in, then healthy as a voter", async () => {
+    const g = directGroup(config(), { entries: 100, slack: 20 });
+    await putMany(g.driver, "c", 1, 600, 100);
+    expect(g.driver.core.baseSeq).toBeGreaterThan(100);
+    // The object the add provisions (the direct group makes none): an empty replica r4.
+    const store = new MemoryReplicaStorage();
+    const meta = newReplicaMeta("g", "r4", "kv", 50);
+    store.saveMeta(meta);
+    g.replicas.set("r4", new ReplicaDriver(new ReplicaCore(store, meta, machineFor("kv"), { entries: 100, slack: 20 }), realClock));
+    // Every call a replica serves samples r4's status (the transfer runs on microtasks: a timer would miss it).
+    const seen = new Set<string>();
+    g.hooks.served = () => {
+      const r4 = g.driver.core.replicaStatuses().find((r) => r.id === "r4");
+      if (r4) seen.add(r4.status);
+    };
+    expect(await g.driver.addReplica(null)).toEqual({ ok: true, id: "r4" });
+    for (let i = 0; i < 400 && g.driver.core.replicaStatuses().find((r) => r.id === "r4")!.status !== "healthy"; i++) {
+      await putMany(g.driver, "d", i + 1, 1);
+      await new Promise((r) => setTimeout(r, 10));
+      g.driver.kickAll();
+    }
+    expect(g.driver.core.replicaStatuses().find((r) => r.id === "r4")!.status).toBe("healthy");
+    expect(g.replicas.get("r4")!.core!.appliedSeq).toBeGreaterThan(600);
+    expect(seen.has("joining")).toBe(true);
+    expect(seen.has("repairing")).toBe(false);
   }, 60_000);
 });

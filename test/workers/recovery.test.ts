@@ -2,6 +2,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { SequencerObject } from "../../workers/sequencer.js";
 import { directoryClient } from "../../workers/directory.js";
+import { membersOf } from "../../shared/protocol/types.js";
 import { api, clientToken, command, createGroup, query, replicaStatuses, waitFor } from "./helpers.js";
 
 function sequencer(group: string) {
@@ -95,6 +96,13 @@ describe("moving a sequencer", () => {
     expect(await directory.setQuarantined(incarnation, "view-cut", ["r2"])).toBe(true);
     const listed = (await api("GET", "/v1/groups/view-cut", undefined, clientToken)).body.replicas.find((r: any) => r.id === "r2");
     expect(listed.status).toBe("quarantined");
+    // A member still joining (no vote yet) shows joining, not healthy, though it answers.
+    const record = (await directory.get())!;
+    const members = membersOf(record.config).map((m) => (m.id === "r2" ? { ...m, voter: false } : m));
+    expect(await directory.setQuarantined(incarnation, "view-cut", [])).toBe(true);
+    expect(await directory.update(incarnation, { ...record.config, members, quarantined: [] })).toBe(true);
+    const joining = (await api("GET", "/v1/groups/view-cut", undefined, clientToken)).body.replicas.find((r: any) => r.id === "r2");
+    expect(joining.status).toBe("joining");
     await api("POST", "/v1/groups/view-cut/faults", { target: "sequencer", fault: "none" });
     await api("POST", "/v1/groups/view-cut/faults", { target: "r3", fault: "none" });
   });
