@@ -21,7 +21,8 @@ import { type LogLevel, logEvent } from "../shared/log.js";
 import type { SequencerWork } from "../shared/api/metrics.js";
 
 /** Events an operator should see without searching: a quarantine, an audit alarm. */
-const eventLevels: Record<string, LogLevel> = { quarantine: "warn", alarm: "error" };
+/** By the event's action if it has one (an operator's release is no warning), else its kind. */
+const eventLevels: Record<string, LogLevel> = { quarantine: "warn", rejoin: "warn", alarm: "error" };
 
 export type { SubmitAnswer };
 
@@ -197,7 +198,7 @@ export class SequencerObject extends ReplicaServing {
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
   private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}): void {
     const event = { at: new Date().toISOString(), kind, epoch: this.core?.epoch ?? 0, message, ...fields };
-    logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[kind] ?? "log");
+    logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[String(fields.action ?? kind)] ?? "log");
     this.ctx.waitUntil(
       directoryStub(this.env, cfg.group)
         .addEvent(cfg.incarnation, event)

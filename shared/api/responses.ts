@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { type ErrorBody, type ErrorCode, errorStatus } from "./errors.js";
 import type { BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "./results.js";
-import { type AuditReport, type Entry, type GroupStatus, type ReplicaStatus, eventKinds } from "./types.js";
+import { type AuditReport, type Entry, type GroupStatus, type ReplicaStatus, eventActions, eventKinds } from "./types.js";
 
 const time = z.string().describe("ISO-8601 time");
 const hex = z.string().regex(/^[0-9a-f]*$/).describe("lowercase hex");
@@ -123,6 +123,7 @@ export const groupEvent = z.looseObject({
   from: z.string().optional(),
   to: z.string().optional(),
   downMs: z.number().optional(),
+  action: z.enum(eventActions).optional().describe("what a quarantine or recovery event did, when the kind alone does not say"),
 });
 
 export const watchEvent = z.object({

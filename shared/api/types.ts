@@ -79,7 +79,15 @@ export interface GroupStatus {
  * audit alarm, a restore, a replica made again after it lost its storage). One list, so the
  * OpenAPI document and the code that writes events cannot disagree.
  */
-export const eventKinds = ["failover", "move", "recovery", "quarantine", "repair", "replica-added", "replica-removed", "release", "alarm", "restore", "rejoin"] as const;
+/** API.md's kinds, and no other: a consumer may check every event against that list. */
+export const eventKinds = ["failover", "move", "recovery", "quarantine", "repair", "replica-added", "replica-removed"] as const;
+/**
+ * What an event of a listed kind did when the kind alone does not say (an extra field): a quarantine
+ * event may be a replica made again after losing its storage (`rejoin`), an operator's `release`, or
+ * an audit `alarm` that quarantined nobody; a recovery event may be a `restore` from a snapshot.
+ */
+export const eventActions = ["rejoin", "release", "alarm", "restore"] as const;
+export type EventAction = (typeof eventActions)[number];
 export type EventKind = (typeof eventKinds)[number];
 
 /** One entry of a group's operational history (API.md "Events"); a failover adds cause, from, to, downMs. */

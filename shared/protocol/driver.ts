@@ -747,7 +747,7 @@ export class SequencerDriver {
     // Null: it belongs to a newer incarnation of the group (this one was deleted): nothing made.
     if (made === null) return false;
     if (rejoin && !this.stopped && this.core.setQuarantined(id, true)) {
-      this.io.event?.("rejoin", `replica ${id} had lost its storage: made again, quarantined until a state transfer rebuilds it`, { replica: id });
+      this.io.event?.("quarantine", `replica ${id} had lost its storage: made again, quarantined until a state transfer rebuilds it`, { replica: id, action: "rejoin" });
       this.noteQuarantines();
     }
     return true;
@@ -812,7 +812,7 @@ export class SequencerDriver {
     this.core.setQuarantined(id, false);
     this.noteQuarantines();
     this.core.noteContact(id, true, this.io.nowMs());
-    this.io.event?.("release", `replica ${id} released by an operator${rebase ? " (rebased on its rows)" : ""}`, { replica: id, digest: r.digest });
+    this.io.event?.("quarantine", `replica ${id} released by an operator${rebase ? " (rebased on its rows)" : ""}`, { replica: id, digest: r.digest, action: "release" });
     this.kickAll();
     return { ok: true };
   }
@@ -1107,7 +1107,7 @@ export class SequencerDriver {
     const { report, diverged, alarm } = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos);
     if (alarm !== null) {
       this.io.log("error", `AUDIT ALARM group ${this.core.config.group} epoch ${this.core.epoch} seq ${report.seq}: ${alarm}`);
-      this.io.event?.("alarm", alarm, { seq: report.seq });
+      this.io.event?.("quarantine", alarm, { seq: report.seq, action: "alarm" });
     }
     for (const id of diverged) this.quarantine(id);
     // Quarantined replicas are rebuilt from a healthy one; unreachable or lagging ones are caught
@@ -1281,7 +1281,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     const left = ids.filter((id) => !installed.includes(id));
     for (const id of left) core.noteRebuilding(id);
     const behind = left.length > 0 ? `; ${left.join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
-    io.event?.("restore", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest });
+    io.event?.("recovery", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest, action: "restore" });
     return { ok: true };
   } catch (err) {
     // Midway (a storage error in adoptRestore, say), the mark may be cleared in memory but not

@@ -256,9 +256,9 @@ describe("every route against the served document", () => {
     t.used.add("post /v1/groups/{group}/restore");
     expect(restore.status).toBe(200);
     expect(spec.responseProblems("POST", "/v1/groups/tour-copy/restore", 200, await restore.json())).toEqual([]);
-    // Its history holds a `restore` event, which the document describes like every kind the code writes.
+    // Its history holds the restore (a `recovery` event, action `restore`), which the document describes.
     const restoredEvents = await t.call("GET", "/v1/groups/tour-copy/events?limit=5", undefined, clientToken);
-    expect(restoredEvents.body.events.map((e: { kind: string }) => e.kind)).toContain("restore");
+    expect(restoredEvents.body.events.map((e: { kind: string; action?: string }) => `${e.kind}/${e.action}`)).toContain("recovery/restore");
 
     // Members, the sequencer, audits and events.
     expect((await t.call("GET", `${g}/replicas`, undefined, clientToken)).status).toBe(200);

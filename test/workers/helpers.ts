@@ -3,6 +3,8 @@ import type { ReplicaObject } from "../../workers/replica.js";
 
 export const adminToken = "test-admin-token";
 export const clientToken = "test-client-token";
+/** API.md "Events": the only kinds an event may have (written out here, not imported: the contract's list). */
+export const apiEventKinds = ["failover", "move", "recovery", "quarantine", "repair", "replica-added", "replica-removed"];
 
 export interface Answer<T = any> {
   status: number;

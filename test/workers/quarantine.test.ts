@@ -3,7 +3,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor, replicaObject } from "./helpers.js";
+import { api, apiEventKinds, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor, replicaObject } from "./helpers.js";
 
 function replica(group: string, id: string) {
   return replicaObject(group, id);
@@ -38,7 +38,8 @@ describe("the auditor never kills a group", () => {
     expect((await command("alarm", { op: "put", key: "k7", value: 7 })).status).toBe(200);
     expect((await query("alarm", { op: "get", key: "k7" })).body.result).toEqual({ value: 7 });
     const events = (await api("GET", "/v1/groups/alarm/events", undefined, clientToken)).body.events;
-    expect(events.some((e: any) => e.kind === "alarm" && /failed the same check/.test(e.message))).toBe(true);
+    expect(events.some((e: any) => e.kind === "quarantine" && e.action === "alarm" && /failed the same check/.test(e.message))).toBe(true);
+    for (const e of events) expect(apiEventKinds).toContain(e.kind);
   });
 
   it("one replica that disagrees with a healthy majority is quarantined and rebuilt, and the events show both", async () => {
@@ -83,6 +84,11 @@ describe("the operator's way out of a quarantine", () => {
     expect(after.quarantined).toEqual(["r2"]);
     await waitFor("r2 rebuilt", async () => (await statuses("release")).r2.status === "healthy", 50);
     expectError(await api("POST", "/v1/groups/release/replicas/r9/release", {}), 404, "not_found");
+    // Each release is in the history as a quarantine event that says so.
+    await waitFor("the releases' events", async () => {
+      const events = (await api("GET", "/v1/groups/release/events", undefined, clientToken)).body.events;
+      return events.filter((e: any) => e.kind === "quarantine" && e.action === "release" && e.replica === "r2").length === 2;
+    });
   });
 
   it("repair: rebuilds a replica now from a healthy one", async () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { SequencerObject } from "../../workers/sequencer.js";
 import { directoryClient } from "../../workers/directory.js";
 import { membersOf } from "../../shared/protocol/types.js";
-import { api, clientToken, command, createGroup, query, replicaStatuses, waitFor } from "./helpers.js";
+import { api, apiEventKinds, clientToken, command, createGroup, query, replicaStatuses, waitFor } from "./helpers.js";
 
 function sequencer(group: string) {
   return env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
@@ -56,7 +56,8 @@ describe("sequencer failover after storage loss", () => {
     // The co-located replica lost its storage with the object: made again (a rejoin), quarantined,
     // rebuilt by a state transfer; then the audit finds every replica agreeing.
     const events = (await api("GET", "/v1/groups/lost/events", undefined, clientToken)).body.events;
-    expect(events.filter((e: any) => e.kind === "rejoin").map((e: any) => e.replica)).toEqual(["r1"]);
+    expect(events.filter((e: any) => e.kind === "quarantine" && e.action === "rejoin").map((e: any) => e.replica)).toEqual(["r1"]);
+    for (const e of events) expect(apiEventKinds).toContain(e.kind);
     await waitFor("r1 rebuilt", async () => {
       await api("POST", "/v1/groups/lost/audit");
       return (await replicaStatuses("lost")).r1.status === "healthy";

@@ -2,7 +2,7 @@
 // installed once they answer (docs/PROTOCOL.md, "Snapshots and restore").
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { adminToken, api, clientToken, command, createGroup, expectError, query, replicaStatuses, waitFor } from "./helpers.js";
+import { adminToken, api, apiEventKinds, clientToken, command, createGroup, expectError, query, replicaStatuses, waitFor } from "./helpers.js";
 
 async function snapshotOf(group: string): Promise<string> {
   const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/snapshot`, { headers: { authorization: `Bearer ${adminToken}` } });
@@ -26,7 +26,9 @@ describe("restore with a replica away", () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect((await query("rs-dst", { op: "list" })).body.result.items).toEqual([["a", 1], ["b", { x: [2] }], ["c", "three"]]);
     const events = (await api("GET", "/v1/groups/rs-dst/events", undefined, clientToken)).body.events;
-    expect(events.find((e: any) => e.kind === "restore").message).toMatch(/r3 will be rebuilt from it/);
+    // A recovery event (API.md's kinds only: a consumer may check every event against them).
+    expect(events.find((e: any) => e.kind === "recovery" && e.action === "restore").message).toMatch(/r3 will be rebuilt from it/);
+    for (const e of events) expect(apiEventKinds).toContain(e.kind);
     expect((await command("rs-dst", { op: "put", key: "d", value: 4 })).status).toBe(200);
     await api("POST", "/v1/groups/rs-dst/faults", { target: "r3", fault: "none" });
     await waitFor("r3 rebuilt and caught up", async () => {
