@@ -70,3 +70,23 @@ describe("restore with a replica away", () => {
   }, 30_000);
 });
 
+
+describe("restore: the header's fields", () => {
+  it("a header whose seq is not a position, or without a group, is a 400 naming line 1, and restores nothing", async () => {
+    await createGroup("rs-hsrc");
+    expect((await command("rs-hsrc", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const [head, ...rest] = (await snapshotOf("rs-hsrc")).split("\n");
+    const header = JSON.parse(head!);
+    await createGroup("rs-hdst", { machine: "kv", replicas: 1 });
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ ...header, seq: -5 }, /^line 1: header\.seq/],
+      [{ ...header, seq: 1.5 }, /^line 1: header\.seq/],
+      [{ ...header, seq: "9" }, /^line 1: header\.seq/],
+      [{ ...header, seq: undefined }, /^line 1: header\.seq/],
+      [{ ...header, group: undefined }, /^line 1: header\.group/],
+    ];
+    for (const [h, message] of bad) expectError(await restore("rs-hdst", [JSON.stringify(h), ...rest].join("\n")), 400, "bad_request", message);
+    expect((await query("rs-hdst", { op: "list" }, "stale")).body.result.items).toEqual([]);
+    expect((await restore("rs-hdst", [JSON.stringify(header), ...rest].join("\n"))).status).toBe(200);
+  }, 30_000);
+});

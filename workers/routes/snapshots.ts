@@ -121,7 +121,11 @@ function parseLine(no: number, text: string): unknown {
 function parseHeader(no: number, text: string, machine: string): SnapshotHeader {
   const h = parseLine(no, text) as Partial<SnapshotHeader> | null;
   if (typeof h !== "object" || h === null || Array.isArray(h)) throw new ApiError("bad_request", `line ${no}: the header must be an object {group, machine, seq, rows, digest}`);
+  if (typeof h.group !== "string") throw new ApiError("bad_request", `line ${no}: header.group: a group name`);
   if (typeof h.machine !== "string") throw new ApiError("bad_request", `line ${no}: header.machine: a machine name`);
+  // API.md fixes the header's fields: a seq that is not a position (missing, "9", 1.5, -5) is a
+  // malformed file, as a bad rows or digest is (it was accepted and ignored).
+  if (!Number.isSafeInteger(h.seq) || h.seq! < 0) throw new ApiError("bad_request", `line ${no}: header.seq: a non-negative integer`);
   if (!Number.isSafeInteger(h.rows) || h.rows! < 0) throw new ApiError("bad_request", `line ${no}: header.rows: a non-negative integer`);
   if (typeof h.digest !== "string" || !/^[0-9a-f]{64}$/.test(h.digest)) throw new ApiError("bad_request", `line ${no}: header.digest: 64 lowercase hex digits`);
   if (h.machine !== machine) throw new ApiError("conflict", `the file holds a ${h.machine} state; this group runs ${machine}`);
