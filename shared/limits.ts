@@ -16,6 +16,14 @@ export const jsonDepthMax = 100;
  * RPC's 32 MiB message limit, never a 503 that a retry could not fix).
  */
 export const pageBytesMax = 4 * 1024 * 1024;
+/**
+ * Bytes (twice the UTF-16 code units of names, plus room for each number) a query's answer that is
+ * not paged may take (bank's `balances`, which lists every account). Past it the answer is a 413
+ * `too_large`: it would not fit one RPC message (32 MiB), and that failure looked like every
+ * replica being unavailable, a 503 "safe to retry" that no retry could fix (an API audit, 260,000
+ * accounts of 128-character names).
+ */
+export const queryResultBytesMax = 16 * 1024 * 1024;
 /** Bytes of commands one append message may carry (at least one entry), well under one RPC message. */
 export const appendBytesMax = 4 * 1024 * 1024;
 /** Largest serialized value a kv command may carry (API.md: 64 KiB). */

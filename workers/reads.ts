@@ -56,6 +56,7 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
     }
     const winner = running.get(got.id)!;
     running.delete(got.id);
+    if (got.answer.kind === "too_large") return got.answer;
     if (got.answer.kind === "ok") {
       // Overtaken: asked before it and still running. It was slow itself if it answered late.
       for (const [id, r] of running) if (r.no < winner.no) noteSlow(config, id, Date.now());

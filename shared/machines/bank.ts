@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { accountCharsMax } from "../limits.js";
-import type { MachineState, StateMachine } from "./types.js";
+import { accountCharsMax, queryResultBytesMax } from "../limits.js";
+import { type MachineState, ResultTooLarge, type StateMachine } from "./types.js";
 
 const account = z.string().min(1).max(accountCharsMax);
 const amount = z.number().int().refine(Number.isSafeInteger, { message: "must be a safe integer" });
@@ -57,10 +57,15 @@ export const bank: StateMachine<BankCommand, BankQuery> = {
   query(state: MachineState): unknown {
     const accounts: Record<string, number> = {};
     let total = 0n;
+    let bytes = 0;
     let after: string | null = null;
     for (;;) {
       const rows: [string, number][] = state.scan<number>("", after, scanPageRows);
       for (const [name, balance] of rows) {
+        bytes += 2 * name.length + 24;
+        if (bytes > queryResultBytesMax) {
+          throw new ResultTooLarge(`balances: the accounts do not fit one answer (over ${queryResultBytesMax} bytes at ${Object.keys(accounts).length} accounts); a snapshot (GET /v1/groups/{group}/snapshot) lists them all`);
+        }
         // Defined, not assigned: `accounts["__proto__"] = n` would set the prototype instead.
         Object.defineProperty(accounts, name, { value: balance, enumerable: true, writable: true, configurable: true });
         total += BigInt(balance);

@@ -10,7 +10,9 @@ export type ReadAnswer =
   | { kind: "not_found" }
   | { kind: "quarantined"; replica: string }
   | { kind: "busy"; replica: string }
-  | { kind: "timeout"; replica: string; appliedSeq: number };
+  | { kind: "timeout"; replica: string; appliedSeq: number }
+  /** The answer would be over queryResultBytesMax (every replica would say the same: not retried). */
+  | { kind: "too_large"; replica: string; message: string };
 
 export type SessionAnswer =
   | { kind: "found"; seq: number; commandHash: string; output: unknown }

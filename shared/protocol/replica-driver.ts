@@ -4,6 +4,7 @@ import { readWaitersMax, sequencerTimeoutMs, snapshotIdleMs, snapshotsPerReplica
 import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./io.js";
 import type { ExportInfo, ReplicaCore, SnapshotInfo } from "./replica.js";
 import { WatchHub } from "./watch.js";
+import { ResultTooLarge } from "../machines/types.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry } from "../api/types.js";
 
@@ -117,7 +118,14 @@ export class ReplicaDriver implements ReplicaApi {
       return { kind: "timeout", replica, appliedSeq: this.core?.appliedSeq ?? 0 };
     }
     if (this.core.quarantined) return { kind: "quarantined", replica };
-    return { kind: "ok", result: this.core.query(q), seq: this.core.appliedSeq, epoch: this.core.position().epoch, replica };
+    let result: unknown;
+    try {
+      result = this.core.query(q);
+    } catch (err) {
+      if (err instanceof ResultTooLarge) return { kind: "too_large", replica, message: err.message };
+      throw err;
+    }
+    return { kind: "ok", result, seq: this.core.appliedSeq, epoch: this.core.position().epoch, replica };
   }
 
   /** The recorded outcome of (client, request), once this replica has applied minSeq. */

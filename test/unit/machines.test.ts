@@ -1,9 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { bank } from "../../shared/machines/bank.js";
 import { type KvCommand, kv } from "../../shared/machines/kv.js";
-import { MemoryRowStore } from "../../shared/protocol/memory.js";
+import { MemoryReplicaStorage, MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, applyEntry, prefetchFor, recomputeDigest, sessionKey } from "../../shared/protocol/state.js";
-import type { RowStore } from "../../shared/machines/types.js";
+import { type RowStore, ResultTooLarge } from "../../shared/machines/types.js";
+import { accountCharsMax, queryResultBytesMax } from "../../shared/limits.js";
+import { serialize } from "node:v8";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { realClock } from "../support/direct.js";
 import { materialized } from "../../shared/machines/output.js";
 import { entryHash } from "../../shared/protocol/entry.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
@@ -135,6 +140,23 @@ describe("bank machine", () => {
     expect(bank.apply(v, { op: "transfer", from: "c", to: "b", amount: 4 }, ctx)).toEqual({ ok: false, reason: "insufficient" });
     expect(bank.apply(v, { op: "transfer", from: "a", to: "c", amount: max - 3 }, ctx)).toEqual({ ok: true });
     expect(bank.query(v, { op: "balances" })).toMatchObject({ accounts: { a: 3, b: max, c: max }, totalExact: "18014398509481985" });
+  });
+
+  it("balances too many to answer at once is a ResultTooLarge naming the snapshot (it failed as an RPC over 32 MiB: a 503 for ever)", () => {
+    const { state } = fresh();
+    const v = state.machineView();
+    const ctx = { seq: 1, timestamp: "" };
+    const name = (i: number) => `${String(i).padStart(8, "0")}${"n".repeat(accountCharsMax - 8)}`;
+    // Each account counts 2 * 128 + 24 bytes: this many fit exactly, one more does not.
+    const fit = Math.floor(queryResultBytesMax / (2 * accountCharsMax + 24));
+    for (let i = 0; i < fit; i++) bank.apply(v, { op: "open", account: name(i), balance: 1 }, ctx);
+    const all = bank.query(v, { op: "balances" }) as { accounts: Record<string, number>; total: number };
+    expect(all.total).toBe(fit);
+    // What fits is well inside one RPC message (V8's serialization of it).
+    expect(serialize(all).length).toBeLessThan(32 * 1024 * 1024);
+    bank.apply(v, { op: "open", account: name(fit), balance: 1 }, ctx);
+    expect(() => bank.query(v, { op: "balances" })).toThrow(ResultTooLarge);
+    expect(() => bank.query(v, { op: "balances" })).toThrow(/snapshot/);
   });
 });
 
@@ -341,5 +363,20 @@ describe("sessions (exactly-once in the replicated state)", () => {
     expect(applyEntry(state, kv, entry(9999, "c", 1, { op: "get", key: "k" })).status).toBe("expired");
     state.save();
     expect(state.digest).toBe(recomputeDigest(rows, 100).digest);
+  });
+});
+
+describe("a query whose answer is too large", () => {
+  it("is answered too_large by the replica, with the machine's message, not thrown (a thrown read was a busy replica: 503)", async () => {
+    const store = new MemoryReplicaStorage();
+    const meta = newReplicaMeta("g", "r1", "bank", 100);
+    store.saveMeta(meta);
+    const huge = { ...bank, query: () => { throw new ResultTooLarge("balances: too many"); } };
+    const driver = new ReplicaDriver(new ReplicaCore(store, meta, huge, { entries: 100, slack: 10 }), realClock);
+    expect(await driver.query({ op: "balances" }, 0, 0)).toEqual({ kind: "too_large", replica: "r1", message: "balances: too many" });
+    // Any other failure still throws (the router counts it as a replica that failed).
+    const broken = { ...bank, query: () => { throw new Error("bug"); } };
+    const other = new ReplicaDriver(new ReplicaCore(store, meta, broken, { entries: 100, slack: 10 }), realClock);
+    await expect(other.query({ op: "balances" }, 0, 0)).rejects.toThrow("bug");
   });
 });

@@ -98,6 +98,8 @@ function readResult(c: Context<App>, a: ReadAnswer) {
       return c.json({ result: a.result, seq: a.seq, replica: a.replica, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies QueryResult);
     case "timeout":
       throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq})`);
+    case "too_large":
+      throw new ApiError("too_large", a.message);
     case "not_found":
     case "quarantined":
     case "busy":
