@@ -14,6 +14,9 @@ export function printStatus(s: GroupStatus): void {
     outputs: s.outputs,
     checkpointEvery: s.checkpointEvery,
     sequencer: `${s.sequencer.name} @ ${s.sequencer.location ?? "any"} (epoch ${s.sequencer.epoch}, since ${s.sequencer.since ?? "-"})`,
+    // While the sequencer cannot be reached the status is what the replicas say of themselves:
+    // say so, and why (the table looked like a healthy group's, a probe).
+    ...(s.sequencer.reachable === false ? { reachable: `NO: ${s.sequencer.problem ?? "the sequencer did not answer"}` } : {}),
   });
   printReplicas(s.replicas);
 }

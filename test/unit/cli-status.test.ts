@@ -1,0 +1,46 @@
+// `smr groups status` (cli/groups.ts printStatus): a sequencer the router could not reach is said
+// to be unreachable, with the API's problem, not shown like a healthy group's.
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { printStatus } from "../../cli/groups.js";
+import type { GroupStatus } from "../../shared/client/index.js";
+
+const replica = { id: "r2", location: null, status: "healthy", lastSeq: 1, appliedSeq: 1, digest: "ab".repeat(32), lastContact: "2026-12-04T04:39:44.406Z" } as const;
+const base: GroupStatus = {
+  group: "flt",
+  machine: "kv",
+  epoch: 1,
+  commitSeq: 1,
+  outputs: "first",
+  checkpointEvery: 100,
+  sequencer: { name: "flt", location: null, epoch: 1, since: "2026-12-04T04:39:43.273Z" },
+  replicas: [replica],
+} as GroupStatus;
+
+function printed(s: GroupStatus): string {
+  let out = "";
+  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  });
+  try {
+    printStatus(s);
+  } finally {
+    spy.mockRestore();
+  }
+  return out;
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe("smr groups status", () => {
+  it("says when the sequencer cannot be reached, and why", () => {
+    const out = printed({ ...base, sequencer: { ...base.sequencer, reachable: false, problem: "the sequencer of flt cannot be reached (injected fault)" } });
+    expect(out).toMatch(/│ reachable +│ NO: the sequencer of flt cannot be reached \(injected fault\) +│/);
+  });
+
+  it("adds nothing for a sequencer that answered", () => {
+    const out = printed(base);
+    expect(out).not.toContain("reachable");
+    expect(out).toMatch(/│ sequencer +│ flt @ any \(epoch 1/);
+  });
+});
