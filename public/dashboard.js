@@ -166,7 +166,11 @@ function renderGroup(status, audits, events) {
   $("#group-title").textContent = status.group;
   fill($("#summary"), status);
   const s = status.sequencer || {};
-  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since) });
+  // While the router cannot reach the sequencer, the status is what the replicas say of
+  // themselves (API: "reachable": false and a "problem"): say so rather than look healthy.
+  const unreachable = s.reachable === false;
+  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable: unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : "yes" });
+  $("#sequencer").dataset.reachable = unreachable ? "false" : "true";
 
   const replicas = $("#replicas tbody");
   replicas.replaceChildren();

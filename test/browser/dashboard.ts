@@ -182,6 +182,7 @@ async function main(): Promise<void> {
     equal(await page.textContent("#sequencer [data-field=name]"), group, "sequencer name");
     equal(await page.textContent("#sequencer [data-field=location]"), "wnam", "sequencer location");
     equal(await page.textContent("#sequencer [data-field=epoch]"), "1", "sequencer epoch");
+    equal(await page.textContent("#sequencer [data-field=reachable]"), "yes", "sequencer reachable");
     check(page.url().endsWith(`#group=${group}`), "the group in the URL's fragment");
   });
 
@@ -216,6 +217,8 @@ async function main(): Promise<void> {
 
   await step("a sequencer failover: the page shows the new sequencer and the failover", async () => {
     await ok("POST", `/v1/groups/${group}/faults`, { target: "sequencer", fault: "unreachable" });
+    // Until a quorum of voters has lost it for 5 s, the status is the replicas' own (reachable: false).
+    await pageShows("the sequencer unreachable, and why", `return /^no: .*cannot be reached/.test(document.querySelector("#sequencer [data-field=reachable]").textContent);`);
     // Retried with the same request id until the new sequencer has it (exactly-once).
     let w = { status: 0, body: null as any };
     for (let i = 0; i < 150 && w.status !== 200; i++) {
@@ -227,6 +230,7 @@ async function main(): Promise<void> {
     await pageShows("the new sequencer", `return document.querySelector("#sequencer [data-field=name]").textContent === arg;`, `${group}~s1`);
     await pageShows("the failover row", `const f = document.querySelector("#failovers tbody tr"); return f?.querySelector("[data-field=from]").textContent === arg[0] && f.querySelector("[data-field=to]").textContent === arg[1];`, [group, `${group}~s1`]);
     equal(await page.textContent("#sequencer [data-field=location]"), "weur", "the new sequencer's location");
+    await pageShows("the new sequencer reachable", `return document.querySelector("#sequencer [data-field=reachable]").textContent === "yes";`);
     check(/ (ms|s)$/.test((await page.textContent("#failovers tbody tr [data-field=downMs]")) ?? ""), "the failover's down time");
     // The page may still show the new sequencer as it was before the write; the new epoch also
     // begins with an entry of its own. Every replica ends healthy, past the write, with no lag.
