@@ -2,6 +2,7 @@
 // else (inside the project) the tokens `npm start` wrote to .dev.vars and the local dev server.
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { UsageError } from "./args.js";
 
 export const defaultUrl = "http://localhost:8787";
 
@@ -49,4 +50,26 @@ export function resolveTarget(flags: { url?: string; token?: string }, env: Node
   const first = vars.CLIENT_TOKENS?.split(",")[0]?.trim();
   if (first) return { ...target, token: first, tokenFrom: `${file} (CLIENT_TOKENS)` };
   return target;
+}
+
+/**
+ * A target a request can be made to, else a usage error (exit 2) that names where the value came
+ * from. `--url localhost:8811` (no scheme) and a token holding a line break cannot be sent at all:
+ * a command retried them for its whole 90 s, then said it "may have taken effect", and the token's
+ * error message printed the secret (a probe). The token is never echoed.
+ */
+export function checkTarget(t: Target): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(t.url);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new UsageError(`${t.urlFrom === "default" ? "the URL" : t.urlFrom} ${JSON.stringify(t.url)} is not an http:// or https:// URL (e.g. http://localhost:8787)`);
+  }
+  if (url.username || url.password) throw new UsageError(`${t.urlFrom} holds a user name or password: pass the token with --token or SMR_TOKEN instead`);
+  if (t.token !== undefined && !/^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/.test(t.token)) {
+    throw new UsageError(`the token from ${t.tokenFrom} cannot be sent: it holds a line break, a control character, a character outside ASCII, or spaces at its ends`);
+  }
 }

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { type CommandRetry, SmrClient } from "../shared/client/index.js";
 import { UsageError } from "./args.js";
-import { resolveTarget, type Target } from "./config.js";
+import { checkTarget, resolveTarget, type Target } from "./config.js";
 
 
 export interface Run {
@@ -33,6 +33,7 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   if (!target.token) {
     throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start)");
   }
+  checkTarget(target);
   // A command's retries go on for up to 90 s (the client's retryForMs): say so as they happen.
   const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).

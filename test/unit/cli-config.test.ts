@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { parseDevVars, resolveTarget } from "../../cli/config.js";
+import { UsageError } from "../../cli/args.js";
+import { checkTarget, parseDevVars, resolveTarget } from "../../cli/config.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smr-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,5 +31,27 @@ describe("cli config", () => {
     // A nested package (its own package.json, no .dev.vars) is a project of its own.
     writeFileSync(join(project, "a", "package.json"), "{}");
     expect(resolveTarget({}, {}, deep)).toMatchObject({ token: undefined, tokenFrom: "none" });
+  });
+
+  it("refuses, as a usage error, a URL without http(s) and a token that cannot be sent, never echoing the token", () => {
+    const t = (url: string, token = "tok", urlFrom = "--url") => ({ url, token, urlFrom, tokenFrom: "SMR_TOKEN" });
+    expect(() => checkTarget(t("http://localhost:8787"))).not.toThrow();
+    expect(() => checkTarget(t("https://smr.example.com/prefix"))).not.toThrow();
+    expect(() => checkTarget(t("http://x", "g.demo.0123abcd.secret-with_all.chars~+/="))).not.toThrow();
+    // No scheme: a command was retried for 90 s, then said it "may have taken effect".
+    for (const url of ["localhost:8811", "notaurl", "ftp://host", ""]) {
+      expect(() => checkTarget(t(url))).toThrow(UsageError);
+      expect(() => checkTarget(t(url))).toThrow(/--url .* is not an http:\/\/ or https:\/\/ URL/);
+    }
+    expect(() => checkTarget(t("http://u:p@host"))).toThrow(/user name or password/);
+    for (const token of ["sekret\nx", "sekret\r\n", " sekret", "s\u0000", "tök\u20acn"]) {
+      expect(() => checkTarget(t("http://x", token))).toThrow(UsageError);
+      try {
+        checkTarget(t("http://x", token));
+      } catch (err) {
+        expect((err as Error).message).toContain("the token from SMR_TOKEN cannot be sent");
+        expect((err as Error).message).not.toContain("sekret");
+      }
+    }
   });
 });
