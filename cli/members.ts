@@ -1,11 +1,22 @@
 // The group's machinery: smr replicas [add|remove] | sequencer move | audit | audits | events | log | tokens
 import { Command, Option } from "commander";
-import type { AuditReport } from "../shared/client/index.js";
+import type { AuditReport, LogPage } from "../shared/client/index.js";
 import { auditHistoryMax, eventHistoryMax } from "../shared/limits.js";
 import { positiveArg } from "./args.js";
 import { runOf } from "./context.js";
 import { printReplicas } from "./groups.js";
-import { brief, hashPrefix, printJson, printRecord, printTable } from "./output.js";
+import { brief, hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
+
+/**
+ * What a page of the log leaves out, for stderr: where the next page starts, or where the log is
+ * when the page is empty. The table alone did not say that more entries follow (a page is 100 by
+ * default) nor why it was empty (a --from past the end), as `list` and `groups list` do.
+ */
+export function logHint(page: LogPage): string | undefined {
+  const last = page.entries.at(-1)?.seq;
+  if (last !== undefined) return last < page.lastSeq ? `more: --from ${last + 1} (the log holds ${page.firstSeq} to ${page.lastSeq})` : undefined;
+  return page.lastSeq === 0 || page.lastSeq < page.firstSeq ? "the log is empty" : `no entries there: the log holds ${page.firstSeq} to ${page.lastSeq}`;
+}
 
 function printAudit(a: AuditReport): void {
   printRecord({ at: a.at, seq: a.seq, verdict: a.verdict, quarantined: a.quarantined?.join(",") || "-", ...(a.alarm ? { alarm: a.alarm } : {}) });
@@ -156,6 +167,8 @@ export function memberCommands(): Command[] {
         ["seq", "epoch", "kind", "client", "request", "command", "timestamp"],
         page.entries.map((e) => [e.seq, e.epoch, e.kind, e.client, e.request, brief(e.command, 50), e.timestamp]),
       );
+      const hint = logHint(page);
+      if (hint) note(hint);
     });
 
   return [replicasCommand(), sequencerCommand(), audit, audits, events, log, tokensCommand()];
