@@ -24,7 +24,7 @@ function printAudit(a: AuditReport): void {
 }
 
 function replicasCommand(): Command {
-  const replicas = new Command("replicas").description("a group's replicas: list (default), add, remove");
+  const replicas = new Command("replicas").description("a group's replicas: list (default), add, remove, repair, release");
 
   replicas
     .command("list", { isDefault: true })
@@ -59,6 +59,33 @@ function replicasCommand(): Command {
       const r = await client.removeReplica(group, id);
       if (json) return printJson(r);
       printReplicas([r.replica]);
+    });
+
+  replicas
+    .command("repair")
+    .description("rebuild a replica now from the most advanced healthy one (e.g. out of a quarantine)")
+    .argument("<group>")
+    .argument("<id>", "e.g. r2")
+    .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.repairReplica(group, id);
+      if (json) return printJson(r);
+      if (r.replica) printReplicas([r.replica]);
+      else process.stdout.write(`repaired replica ${id}\n`);
+    });
+
+  replicas
+    .command("release")
+    .description("let a quarantined replica serve and vote again (refused while its rows do not match its digest, unless --rebase)")
+    .argument("<group>")
+    .argument("<id>", "e.g. r2")
+    .option("--rebase", "take its rows as they are (e.g. when every replica is quarantined)")
+    .action(async (group: string, id: string, opts: { rebase?: boolean }, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const r = await client.releaseReplica(group, id, { rebase: opts.rebase === true });
+      if (json) return printJson(r);
+      if (r.replica) printReplicas([r.replica]);
+      else process.stdout.write(`released replica ${id}\n`);
     });
 
   return replicas;

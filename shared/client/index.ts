@@ -420,6 +420,14 @@ export class SmrClient {
   async removeReplica(group: string, id: string): Promise<{ replica: ReplicaStatus }> {
     return this.request("DELETE", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}`));
   }
+  /** Rebuilds the replica now from the most advanced healthy one (README, "Out of a quarantine"). */
+  async repairReplica(group: string, id: string): Promise<{ replica?: ReplicaStatus }> {
+    return this.request("POST", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}/repair`), {});
+  }
+  /** Lets a quarantined replica serve and vote again; a 409 while its rows do not hash to its digest, unless `rebase` (take its rows as they are). */
+  async releaseReplica(group: string, id: string, opts: { rebase?: boolean } = {}): Promise<{ replica?: ReplicaStatus }> {
+    return this.request("POST", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}/release`), opts.rebase ? { rebase: true } : {});
+  }
   /** `recovering`: the move is done, but the new sequencer could not recover yet (why); it takes office at the next request that finds a quorum. */
   async moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] & { recovering?: string } }> {
     return this.request("POST", groupPath(group, `/sequencer`), location === undefined ? {} : { location });
