@@ -232,36 +232,37 @@ async function refresh() {
   // A tab in the background asks nothing; it refreshes when it is shown again.
   if (document.hidden) return;
   const group = selectedGroup();
-  try {
-    const page = await call(`/v1/groups?limit=${groupsListed}`);
-    if (mine !== generation) return;
-    renderGroups(page);
-    if (group) {
-      const g = encodeURIComponent(group);
-      const [status, audits, events] = await Promise.all([
-        call(`/v1/groups/${g}`),
-        call(`/v1/groups/${g}/audits?limit=${auditsShown}`),
-        call(`/v1/groups/${g}/events?limit=${eventsRead}`),
-      ]);
-      if (mine !== generation) return;
-      renderGroup(status, audits.audits, events.events);
-    } else {
-      $("#group").hidden = true;
-    }
+  // The list of groups (the registry's) and the selected group (its own objects) are asked for
+  // together and shown apart: while the registry did not answer, the group's view froze too,
+  // though its objects answered (a probe).
+  const g = group ? encodeURIComponent(group) : null;
+  const [listed, shown] = await Promise.allSettled([
+    call(`/v1/groups?limit=${groupsListed}`),
+    g ? Promise.all([call(`/v1/groups/${g}`), call(`/v1/groups/${g}/audits?limit=${auditsShown}`), call(`/v1/groups/${g}/events?limit=${eventsRead}`)]) : Promise.resolve(null),
+  ]);
+  if (mine !== generation) return;
+  if (listed.status === "fulfilled") renderGroups(listed.value);
+  if (shown.status === "fulfilled") {
+    if (shown.value) renderGroup(shown.value[0], shown.value[1].audits, shown.value[2].events);
+    else $("#group").hidden = true;
+  }
+  const failures = [listed, shown].filter((r) => r.status === "rejected").map((r) => (r.reason instanceof ApiFailure ? r.reason : new ApiFailure(0, "error", String(r.reason))));
+  if (failures.length === 0) {
     clearError();
     setLive("live", `live · updated ${new Date().toLocaleTimeString()}`);
-  } catch (err) {
-    if (mine !== generation) return;
-    const failure = err instanceof ApiFailure ? err : new ApiFailure(0, "error", String(err));
+  } else {
+    // A refused token first: it is the reason for every failure.
+    const failure = failures.find((f) => f.status === 401 || f.status === 403) || failures[0];
     showError(failure);
-    setLive("error", "not updating");
     if (failure.status === 401 || failure.status === 403) {
       // The token is wrong (or not the admin's): ask for it again rather than retrying it.
+      setLive("error", "not updating");
       sessionStorage.removeItem(tokenKey);
       askToken();
       return;
     }
-    if (failure.status === 404 && group) $("#group").hidden = true;
+    setLive("error", failures.length === 2 || !group ? "not updating" : `partly updated · ${new Date().toLocaleTimeString()}`);
+    if (shown.status === "rejected" && shown.reason instanceof ApiFailure && shown.reason.status === 404) $("#group").hidden = true;
   }
   if (mine === generation) timer = setTimeout(refresh, refreshMs);
 }

@@ -240,6 +240,19 @@ async function main(): Promise<void> {
     );
   });
 
+  await step("the registry out: the page says so, and the selected group's view still updates", async () => {
+    await ok("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "unreachable" });
+    try {
+      await pageShows("the registry's error", `return !document.querySelector("#error").hidden && document.querySelector("#error [data-field=code]").textContent === "unavailable";`);
+      const w = await ok("POST", `/v1/groups/${group}/commands`, { client: "browser-test", request: 7, command: { op: "put", key: "greeting/7", value: "registry out" } }, client);
+      await pageShows("the write applied while the registry is out", `return [...document.querySelectorAll("#replicas tbody tr")].some((r) => Number(r.querySelector("[data-field=appliedSeq]").textContent) >= arg);`, w.seq);
+      check(!(await page.isHidden("#group")), "the group's section shown");
+    } finally {
+      await ok("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "none" });
+    }
+    await pageShows("the error cleared", `return document.querySelector("#error").hidden && document.querySelector("#live").dataset.state === "live";`);
+  });
+
   await step("a screenshot; nothing was loaded from another origin, no URL held the token, the page raised no error", async () => {
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
