@@ -198,13 +198,19 @@ function randomId(): string {
  * `other` (a probe; `%2e%2e` as well). API.md's names cannot hold a `/` or a `.`.
  */
 function groupPath(group: string, rest = ""): string {
-  if (!groupNamePattern.test(group)) throw new ApiRequestError(400, "bad_request", `group: ${JSON.stringify(group)} is not a group name (${groupNamePattern.source})`);
+  if (!groupNamePattern.test(group)) throw new ApiRequestError(400, "bad_request", `group: ${quoted(group)} is not a group name (${groupNamePattern.source})`);
   return `/v1/groups/${group}${rest}`;
 }
 
 function pathId(id: string, pattern: RegExp, what: string): string {
-  if (!pattern.test(id)) throw new ApiRequestError(400, "bad_request", `${what}: ${JSON.stringify(id)} is not one (${pattern.source})`);
+  if (!pattern.test(id)) throw new ApiRequestError(400, "bad_request", `${what}: ${quoted(id)} is not one (${pattern.source})`);
   return id;
+}
+
+/** A refused name as the message shows it: cut to its start (a 100,000-character one was printed whole). */
+function quoted(text: string): string {
+  const shownMax = 80;
+  return text.length > shownMax ? `${JSON.stringify(text.slice(0, shownMax))}… (${text.length} characters)` : JSON.stringify(text);
 }
 
 function retriable(err: unknown): boolean {
