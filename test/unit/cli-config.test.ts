@@ -54,4 +54,12 @@ describe("cli config", () => {
       }
     }
   });
+
+  it("refuses a URL with a query or a fragment: the API's paths would be appended after it", () => {
+    const t = (url: string) => ({ url, token: "tok", urlFrom: "SMR_URL", tokenFrom: "SMR_TOKEN" });
+    for (const url of ["http://localhost:8811?x=1", "http://localhost:8811#frag", "http://localhost:8811/?"]) {
+      expect(() => checkTarget(t(url))).toThrow(/SMR_URL .* has a query or a fragment/);
+    }
+    expect(() => checkTarget(t("http://localhost:8811/prefix"))).not.toThrow();
+  });
 });
