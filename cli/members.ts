@@ -35,6 +35,7 @@ function replicasCommand(): Command {
       const r = await client.replicas(group);
       if (json) return printJson(r);
       printReplicas(r.replicas);
+      if (r.sequencer?.reachable === false) note(`${r.sequencer.problem ?? "the sequencer cannot be reached"}; the replicas above are what they say of themselves`);
     });
 
   replicas

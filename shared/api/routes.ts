@@ -276,7 +276,16 @@ export const routes: Route[] = [
     auth: "client",
     tag: "replicas",
     summary: "The group's replicas and their status",
-    answers: [{ status: 200, description: "the replicas", schema: z.object({ replicas: z.array(answers.replicaStatus) }) }],
+    answers: [
+      {
+        status: 200,
+        description: "the replicas",
+        schema: z.object({
+          replicas: z.array(answers.replicaStatus),
+          sequencer: answers.sequencerStatus.optional().describe("present only while the sequencer cannot be reached (reachable: false, problem): the replicas are then what they say of themselves"),
+        }),
+      },
+    ],
     errors: ["unavailable"],
   },
   {

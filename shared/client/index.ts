@@ -417,7 +417,8 @@ export class SmrClient {
   async deleteGroup(group: string): Promise<void> {
     return this.request("DELETE", groupPath(group));
   }
-  async replicas(group: string): Promise<{ replicas: ReplicaStatus[] }> {
+  /** `sequencer` is there only while it cannot be reached (`reachable: false`, `problem`): the replicas are then what they say of themselves. */
+  async replicas(group: string): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {
     return this.request("GET", groupPath(group, `/replicas`));
   }
   async addReplica(group: string, location?: string | null): Promise<{ replica: ReplicaStatus }> {

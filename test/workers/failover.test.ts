@@ -21,7 +21,10 @@ describe("automatic failover (workerd)", () => {
     expect(seen.body.replicas.map((r: any) => [r.id, r.status])).toEqual([["r1", "down"], ["r2", "healthy"], ["r3", "healthy"]]);
     expect(seen.body.replicas[1].appliedSeq).toBeGreaterThanOrEqual(4);
     expect(seen.body.commitSeq).toBeGreaterThanOrEqual(5);
-    expect((await api("GET", "/v1/groups/wfo/replicas", undefined, clientToken)).body.replicas).toHaveLength(3);
+    const listed = (await api("GET", "/v1/groups/wfo/replicas", undefined, clientToken)).body;
+    expect(listed.replicas).toHaveLength(3);
+    // The list says too that it is the replicas' own word (smr replicas, a probe).
+    expect(listed.sequencer).toMatchObject({ name: "wfo", reachable: false, problem: expect.stringMatching(/cannot be reached/) });
     let status = 0;
     let answer: any = null;
     while (Date.now() - cutAt < sequencerTimeoutMs + 20_000) {
@@ -37,6 +40,7 @@ describe("automatic failover (workerd)", () => {
     const s = (await api("GET", "/v1/groups/wfo", undefined, clientToken)).body;
     expect(s.sequencer.name).toBe("wfo~s1");
     expect(s.sequencer.reachable).toBeUndefined();
+    expect((await api("GET", "/v1/groups/wfo/replicas", undefined, clientToken)).body.sequencer).toBeUndefined();
     expect(s.epoch).toBeGreaterThan(1);
     for (let i = 1; i <= 6; i++) expect((await query("wfo", { op: "get", key: `k${i}` })).body.result).toEqual({ value: i });
     const events = (await api("GET", "/v1/groups/wfo/events", undefined, clientToken)).body.events;

@@ -25,7 +25,12 @@ memberRoutes.get("/:group/log", async (c) => {
   return c.json(page);
 });
 
-memberRoutes.get("/:group/replicas", async (c) => c.json({ replicas: (await statusForReaders(c.env, groupParam(c))).replicas }));
+memberRoutes.get("/:group/replicas", async (c) => {
+  const s = await statusForReaders(c.env, groupParam(c));
+  // While the sequencer cannot be reached these are what the replicas say of themselves: the
+  // answer says so, as the group's status does (README, "Status"); it looked like a healthy list.
+  return c.json({ replicas: s.replicas, ...(s.sequencer.reachable === false ? { sequencer: s.sequencer } : {}) });
+});
 
 memberRoutes.post("/:group/replicas", async (c) => {
   requireAdmin(c);
