@@ -73,6 +73,16 @@ function txnOf(doc: unknown): { op: "txn"; compare: unknown[]; success: unknown[
   return { op: "txn", compare: list("compare"), success: list("success"), failure: list("failure") };
 }
 
+/**
+ * The one document of a txn file. A file of several (NDJSON) ran its first and dropped the rest
+ * in silence, exit 0 (a probe): several commands go to `smr batch`, or in one txn's lists.
+ */
+export function txnFileDoc(file: string): unknown {
+  const docs = readJsonFile(file);
+  if (docs.length !== 1) throw new UsageError(`${file}: ${docs.length} JSON documents; a txn file holds one {compare, success, failure} object (several commands: smr batch)`);
+  return docs[0];
+}
+
 /** One command of a batch file: a bare command, or {command, request?}. */
 function batchItemOf(doc: unknown): { command: unknown; request?: number } {
   if (typeof doc === "object" && doc !== null && !Array.isArray(doc) && "command" in doc && !("op" in doc)) {
@@ -165,7 +175,7 @@ export function dataCommands(): Command[] {
     .action(async (group: string, doc: unknown, flags: SessionFlags & { file?: string }, cmd: Command) => {
       if (doc !== undefined && flags.file !== undefined) throw new UsageError("give the txn as an argument or with --file, not both");
       if (doc === undefined && flags.file === undefined) throw new UsageError("give the txn as an argument or with --file");
-      const command = txnOf(doc ?? readJsonFile(flags.file!)[0]);
+      const command = txnOf(doc ?? txnFileDoc(flags.file!));
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
       const r = await submitOnce(client, group, command, flags.request ?? 1);
       if (json) return printJson(r);
