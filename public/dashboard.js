@@ -274,6 +274,13 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     const token = $("#token").value.trim();
     if (!token) return;
+    // A token a header cannot carry (a character outside ASCII, a control character) failed every
+    // call as "network: no answer from the server", with the form gone (a probe).
+    if (!/^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/.test(token)) {
+      showError(new ApiFailure(0, "bad_token", "this token cannot be sent: it holds a character outside ASCII or a control character"));
+      askToken();
+      return;
+    }
     sessionStorage.setItem(tokenKey, token);
     clearError();
     connect();

@@ -149,6 +149,12 @@ async function main(): Promise<void> {
     equal(await page.textContent("#error [data-field=message]"), "unknown token", "error message");
     check(await page.isVisible("#token-form"), "the token form shown again");
     equal(await page.evaluate(() => sessionStorage.length), 0, "sessionStorage entries after a refused token");
+    // One a header cannot carry is refused on the spot, not sent as "network: no answer".
+    await page.fill("#token", "tökén€");
+    await page.click("#token-form button[type=submit]");
+    await pageShows("the token refused as unsendable", `return document.querySelector("#error [data-field=code]").textContent === "bad_token";`);
+    check(await page.isVisible("#token-form"), "the token form still shown");
+    equal(await page.evaluate(() => sessionStorage.length), 0, "sessionStorage entries after an unsendable token");
   });
 
   await step("the admin token: the groups are listed; the token is in sessionStorage, never in the URL", async () => {
