@@ -4,7 +4,7 @@ import { ApiRequestError, type BatchResult, type CommandResult, type Consistency
 import { batchCommandsMax } from "../shared/limits.js";
 import { jsonArg, positiveArg, readJsonFile, UsageError } from "./args.js";
 import { runOf } from "./context.js";
-import { brief, printJson, printRecord, printTable } from "./output.js";
+import { brief, printable, printJson, printRecord, printTable, safeJson } from "./output.js";
 
 interface SessionFlags {
   client?: string;
@@ -25,7 +25,7 @@ async function submitAndPrint(cmd: Command, group: string, command: unknown, fla
   const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
   const result = await submitOnce(client, group, command, flags.request ?? 1);
   if (json) printJson(result);
-  else printRecord({ seq: result.seq, output: JSON.stringify(result.output) });
+  else printRecord({ seq: result.seq, output: safeJson(result.output) });
   return result;
 }
 
@@ -126,7 +126,7 @@ export function dataCommands(): Command[] {
     .addOption(consistencyOption())
     .action(async (group: string, key: string, opts: { consistency: Consistency }, cmd: Command) => {
       await queryAndPrint(cmd, group, { op: "get", key }, opts.consistency, (r) => {
-        process.stdout.write(JSON.stringify((r.result as { value: unknown }).value, null, 2) + "\n");
+        process.stdout.write(safeJson((r.result as { value: unknown }).value, 2) + "\n");
       });
     });
 
@@ -143,7 +143,7 @@ export function dataCommands(): Command[] {
         const page = r.result as { items?: [string, unknown][]; next?: string };
         if (!Array.isArray(page.items)) throw new UsageError(`${group} is not a kv group (its list has no items): use \`smr query ${group} '{"op":"list"}'\``);
         printTable(["key", "value"], page.items.map(([k, v]) => [k, brief(v)]));
-        if (page.next !== undefined) process.stderr.write(`more: --after ${page.next}\n`);
+        if (page.next !== undefined) process.stderr.write(`more: --after ${printable(page.next)}\n`);
       });
     });
 
@@ -155,7 +155,7 @@ export function dataCommands(): Command[] {
     .action(async (group: string, q: unknown, opts: { consistency: Consistency }, cmd: Command) => {
       await queryAndPrint(cmd, group, q, opts.consistency, (r) => {
         printRecord({ seq: r.seq, replica: r.replica });
-        process.stdout.write(JSON.stringify(r.result, null, 2) + "\n");
+        process.stdout.write(safeJson(r.result, 2) + "\n");
       });
     });
 

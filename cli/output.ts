@@ -1,20 +1,51 @@
 // Output: tables for people (cli-table3), one JSON document per answer for scripts (--json).
 import Table from "cli-table3";
 
+/**
+ * Characters a terminal acts on rather than shows: C0 and C1 controls (escape sequences, line
+ * breaks), DEL, and the bidirectional marks and overrides that reorder what is shown.
+ */
+const unsafeChars = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+const hasUnsafe = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+
+/** The ones JSON.stringify leaves as they are (it escapes C0 controls inside strings). */
+const unsafeInJson = /[\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+function escapeUnsafe(text: string, which: RegExp = unsafeChars): string {
+  return text.replace(which, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * Text from the server (a key, a client name, a message) as a person's output shows it: as it is,
+ * or JSON-quoted with its control characters escaped. Any writer chooses the keys: one holding
+ * ESC sequences cleared the operator's screen and retitled the terminal through `smr list` and
+ * `smr watch`, and one holding a line break looked like two (a probe).
+ */
+export function printable(text: string): string {
+  return hasUnsafe.test(text) ? escapeUnsafe(JSON.stringify(text)) : text;
+}
+
+/** JSON for a person's output: JSON.stringify's, with the controls it leaves as they are (C1, DEL, bidi) escaped too. Still valid JSON. */
+export function safeJson(value: unknown, indent?: number): string {
+  const text = JSON.stringify(value, null, indent);
+  // Only inside strings can such characters be (JSON's own layout is spaces and line breaks).
+  return text === undefined ? "undefined" : escapeUnsafe(text, unsafeInJson);
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + "\n");
 }
 
 /** A value as one line of JSON, cut to maxChars for a table cell. */
 export function brief(value: unknown, maxChars = 60): string {
-  const text = value === undefined ? "" : JSON.stringify(value);
+  const text = value === undefined ? "" : safeJson(value);
   return text.length > maxChars ? text.slice(0, maxChars - 1) + "…" : text;
 }
 
 type Cell = string | number | boolean | null | undefined;
 
 function cell(v: Cell): string {
-  return v === null || v === undefined ? "-" : String(v);
+  return v === null || v === undefined ? "-" : printable(String(v));
 }
 
 // No colours: the tables are read in terminals and in logs alike.

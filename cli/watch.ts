@@ -3,13 +3,13 @@ import { Command } from "commander";
 import type { WatchEvent } from "../shared/client/index.js";
 import { seqArg } from "./args.js";
 import { runOf } from "./context.js";
-import { note } from "./output.js";
+import { note, printable, safeJson } from "./output.js";
 
 /** `seq  key=value key2=value2`; an entry that changed no key shows its command instead. */
 export function eventLine(e: WatchEvent): string {
   const changes = e.changes ?? [];
-  if (changes.length === 0) return `${e.seq}  ${e.kind} ${JSON.stringify(e.command)}`;
-  return `${e.seq}  ${changes.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`;
+  if (changes.length === 0) return `${e.seq}  ${e.kind} ${safeJson(e.command)}`;
+  return `${e.seq}  ${changes.map(([k, v]) => `${printable(k)}=${safeJson(v)}`).join(" ")}`;
 }
 
 export function watchCommand(): Command {
