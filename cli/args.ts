@@ -45,7 +45,9 @@ export function inputFile(file: string, regular = false): number {
   let size: number;
   try {
     const st = statSync(file);
-    if (st.isDirectory() || (regular && !st.isFile())) throw new UsageError(`${file}: not a file`);
+    if (st.isDirectory()) throw new UsageError(`${file}: a directory, not a file`);
+    // `smr snapshot a | smr restore b /dev/stdin` was refused as "not a file": say why, and what to do.
+    if (regular && !st.isFile()) throw new UsageError(`${file}: not a regular file (a pipe or a device): it is read twice, its header first, so save it to a file and give that`);
     size = st.size;
   } catch (err) {
     if (err instanceof UsageError) throw err;
