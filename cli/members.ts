@@ -146,6 +146,19 @@ function tokensCommand(): Command {
   return tokens;
 }
 
+/**
+ * Why `smr audit` exits 1, or null: replicas that disagree, or an alarm (a quorum failed alike).
+ * It exited 0 whatever the verdict, so `smr audit g && ...` went on past a diverged group.
+ * `insufficient` (too few replicas answered to compare) is no finding either way: 0.
+ */
+export function auditFailure(a: { verdict: string; replicas: { id: string; verdict: string }[]; quarantined?: string[]; alarm?: string }): string | null {
+  if (a.alarm) return `audit alarm: ${a.alarm}`;
+  if (a.verdict !== "diverged") return null;
+  const diverged = a.replicas.filter((r) => r.verdict === "diverged").map((r) => r.id);
+  const quarantined = a.quarantined?.length ? `; quarantined: ${a.quarantined.join(", ")}` : "";
+  return `the replicas diverged (${diverged.join(", ") || "no majority agrees"})${quarantined}`;
+}
+
 export function memberCommands(): Command[] {
   const audit = new Command("audit")
     .description("run one audit of the replicas' digests now")
@@ -153,8 +166,13 @@ export function memberCommands(): Command[] {
     .action(async (group: string, _opts: unknown, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const a = await client.audit(group);
-      if (json) return printJson(a);
-      printAudit(a);
+      if (json) printJson(a);
+      else printAudit(a);
+      const failure = auditFailure(a);
+      if (failure !== null) {
+        process.stderr.write(`error: ${failure}\n`);
+        process.exitCode = 1;
+      }
     });
 
   const audits = new Command("audits")

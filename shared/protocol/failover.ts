@@ -64,7 +64,7 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
   const away = ids.filter((_, i) => replies[i]?.gone).length - gone.length;
   if (!quorum.reached(gone)) {
     const why = `${tally(replies)}${away > 0 ? `, ${away} just back from an absence of their own` : ""}`;
-    return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${why}); a quorum of voters must` };
+    return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${why}); a failover needs a quorum of voters to have lost it` };
   }
   const downMs = Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
   return successor(io, config, gone, downMs);

@@ -62,7 +62,7 @@ describe("the PreVote", () => {
   it("says why it refuses: how many replicas hear the sequencer, are unreachable, or have not answered", async () => {
     const { failover } = io({ r1: null as unknown as VoteReply, r2: hears });
     const decision = await preVote(failover, config);
-    expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (1 still hears it, 1 unreachable, 1 not answered); a quorum of voters must" });
+    expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (1 still hears it, 1 unreachable, 1 not answered); a failover needs a quorum of voters to have lost it" });
   });
 
   it("waits for the deciding vote while the answers so far leave it open, and refuses when it times out", async () => {
