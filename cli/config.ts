@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { UsageError } from "./args.js";
+import { sendableToken, urlProblem } from "../shared/client/index.js";
 
 export const defaultUrl = "http://localhost:8787";
 
@@ -59,19 +60,15 @@ export function resolveTarget(flags: { url?: string; token?: string }, env: Node
  * error message printed the secret (a probe). The token is never echoed.
  */
 export function checkTarget(t: Target): void {
-  let url: URL | undefined;
-  try {
-    url = new URL(t.url);
-  } catch {
-    url = undefined;
+  switch (urlProblem(t.url)) {
+    case "scheme":
+      throw new UsageError(`${t.urlFrom === "default" ? "the URL" : t.urlFrom} ${JSON.stringify(t.url)} is not an http:// or https:// URL (e.g. http://localhost:8787)`);
+    case "credentials":
+      throw new UsageError(`${t.urlFrom} holds a user name or password: pass the token with --token or SMR_TOKEN instead`);
+    case "query":
+      throw new UsageError(`${t.urlFrom} ${JSON.stringify(t.url)} has a query or a fragment: give the server's base URL (e.g. http://localhost:8787)`);
   }
-  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    throw new UsageError(`${t.urlFrom === "default" ? "the URL" : t.urlFrom} ${JSON.stringify(t.url)} is not an http:// or https:// URL (e.g. http://localhost:8787)`);
-  }
-  if (url.username || url.password) throw new UsageError(`${t.urlFrom} holds a user name or password: pass the token with --token or SMR_TOKEN instead`);
-  // The API's paths are appended to the URL: after a `?` or a `#` they went to `/` (404 no route).
-  if (url.search || url.hash || /[?#]/.test(t.url)) throw new UsageError(`${t.urlFrom} ${JSON.stringify(t.url)} has a query or a fragment: give the server's base URL (e.g. http://localhost:8787)`);
-  if (t.token !== undefined && !/^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/.test(t.token)) {
+  if (t.token !== undefined && !sendableToken(t.token)) {
     throw new UsageError(`the token from ${t.tokenFrom} cannot be sent: it holds a line break, a control character, a character outside ASCII, or spaces at its ends`);
   }
 }

@@ -38,6 +38,29 @@ function notSent(err: unknown): boolean {
   return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "UND_ERR_CONNECT_TIMEOUT" || cause?.message === "bad port";
 }
 
+/**
+ * What makes a base URL unusable, or null: not http(s), a user name or password in it (the token
+ * goes in a header), or a query or fragment (the API's paths are appended: after a `?` or a `#`
+ * every call went to `/`, a 404).
+ */
+export function urlProblem(baseUrl: string): "scheme" | "credentials" | "query" | null {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    return "scheme";
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return "scheme";
+  if (url.username || url.password) return "credentials";
+  if (url.search || url.hash || /[?#]/.test(baseUrl)) return "query";
+  return null;
+}
+
+/** Whether a token can be sent in an Authorization header (visible ASCII, single inner spaces). */
+export function sendableToken(token: string): boolean {
+  return /^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/.test(token);
+}
+
 export class ApiRequestError extends Error {
   /** A network failure before anything was sent (see notSent). */
   notSent = false;
@@ -334,6 +357,12 @@ export class SmrClient {
   private readonly baseUrl: string;
 
   constructor(private readonly opts: ClientOptions) {
+    // Nothing could be sent to such a target: every call was a network failure, retried for the
+    // whole budget (a command then said it "may have taken effect"), and a token's error message
+    // carried the secret. Refused here, at once, without echoing the token.
+    const problem = urlProblem(opts.baseUrl);
+    if (problem !== null) throw new TypeError(`baseUrl ${JSON.stringify(opts.baseUrl)}: ${{ scheme: "not an http:// or https:// URL", credentials: "holds a user name or password (pass the token as token)", query: "has a query or a fragment (give the server's base URL)" }[problem]}`);
+    if (!sendableToken(opts.token)) throw new TypeError("token: cannot be sent in a header (a line break, a control character, a character outside ASCII, or spaces at its ends)");
     // "http://host/" made every path "//v1/..." (a 404).
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.clientId = opts.clientId ?? randomId();
