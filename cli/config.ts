@@ -39,11 +39,24 @@ export function parseDevVars(text: string): Record<string, string> {
   return vars;
 }
 
+/** Whether the URL names this machine (localhost, 127.0.0.0/8, ::1). */
+function loopback(url: string): boolean {
+  try {
+    const host = new URL(url).hostname;
+    return host === "localhost" || host.endsWith(".localhost") || /^127(\.\d{1,3}){3}$/.test(host) || host === "[::1]";
+  } catch {
+    return true; // not a URL at all: checkTarget says so, naming it
+  }
+}
+
 export function resolveTarget(flags: { url?: string; token?: string }, env: NodeJS.ProcessEnv, cwd: string): Target {
   const [url, urlFrom] = flags.url ? [flags.url, "--url"] : env.SMR_URL ? [env.SMR_URL, "SMR_URL"] : [defaultUrl, "default"];
   const target: Target = { url: url.replace(/\/+$/, ""), urlFrom, token: undefined, tokenFrom: "none" };
   if (flags.token) return { ...target, token: flags.token, tokenFrom: "--token" };
   if (env.SMR_TOKEN) return { ...target, token: env.SMR_TOKEN, tokenFrom: "SMR_TOKEN" };
+  // The dev server's tokens go to a dev server only: `--url https://prod...` inside the project
+  // sent them to whatever server it named.
+  if (!loopback(target.url)) return { ...target, tokenFrom: "none (.dev.vars is used only for a server on this machine)" };
   const file = findDevVars(cwd);
   if (!file) return target;
   const vars = parseDevVars(readFileSync(file, "utf8"));

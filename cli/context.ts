@@ -31,7 +31,7 @@ export function jsonWanted(cmd: Command): boolean {
 export function runOf(cmd: Command, session: { clientId?: string; firstRequest?: number } = {}): Run {
   const target = targetOf(cmd);
   if (!target.token) {
-    throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start)");
+    throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start, for a server on this machine)");
   }
   checkTarget(target);
   // A command's retries go on for up to 90 s (the client's retryForMs): say so as they happen.

@@ -33,6 +33,21 @@ describe("cli config", () => {
     expect(resolveTarget({}, {}, deep)).toMatchObject({ token: undefined, tokenFrom: "none" });
   });
 
+  it("gives .dev.vars' tokens (the dev server's) only to a server on this machine", () => {
+    const project = join(dir, "q");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "package.json"), "{}");
+    writeFileSync(join(project, ".dev.vars"), "ADMIN_TOKEN=dev-admin\n");
+    for (const url of ["http://localhost:9001", "http://127.0.0.1:8787", "http://[::1]:8787", "http://app.localhost"]) {
+      expect(resolveTarget({ url }, {}, project)).toMatchObject({ token: "dev-admin" });
+    }
+    for (const url of ["https://smr.example.com", "http://10.0.0.5:8787"]) {
+      expect(resolveTarget({ url }, {}, project)).toMatchObject({ token: undefined });
+      expect(resolveTarget({}, { SMR_URL: url }, project)).toMatchObject({ token: undefined });
+    }
+    expect(resolveTarget({ url: "https://smr.example.com", token: "mine" }, {}, project)).toMatchObject({ token: "mine" });
+  });
+
   it("refuses, as a usage error, a URL without http(s) and a token that cannot be sent, never echoing the token", () => {
     const t = (url: string, token = "tok", urlFrom = "--url") => ({ url, token, urlFrom, tokenFrom: "SMR_TOKEN" });
     expect(() => checkTarget(t("http://localhost:8787"))).not.toThrow();
