@@ -293,6 +293,7 @@ export class SequencerDriver {
     if (!(await this.waitCommitted(seq, budgetMs))) return this.answer("timeout");
     const winner = await this.sessionVote(client, request, seq, deadline, graceMs);
     if (this.stopped) return this.answer("timeout");
+    if (winner === "split") return this.answer(null);
     if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch };
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");
@@ -305,17 +306,20 @@ export class SequencerDriver {
    * group with one voter down and one replica joining). Null when every ask is done without that.
    * It waited for every candidate before: one lost answer, or one replica down, held every retry
    * of a committed command for the whole command timeout (the simulator, seed 8 with drops).
+   * "split": every candidate answered, their outputs differ, and none has enough: no majority agreed, as
+   * the first attempt found (a retry answered "timeout", that it may or may not take effect).
    */
-  private sessionVote(client: string, request: number, seq: number, deadlineMs: number, graceMs: number): Promise<SessionAnswer | null> {
+  private sessionVote(client: string, request: number, seq: number, deadlineMs: number, graceMs: number): Promise<SessionAnswer | "split" | null> {
     const voters = this.core.votingConfig();
     const enough = (ids: string[]) => (this.core.config.outputs === "majority" ? voters.reached(ids) : ids.length >= 1);
     const candidates = this.core.readCandidates();
     const tally = new Map<string, { answer: SessionAnswer; ids: string[] }>();
     let settled = false;
     let left = candidates.length;
+    let answered = 0;
     return new Promise((resolve) => {
       let cancel = () => {};
-      const settle = (a: SessionAnswer | null) => {
+      const settle = (a: SessionAnswer | "split" | null) => {
         if (settled) return;
         settled = true;
         cancel();
@@ -330,13 +334,16 @@ export class SequencerDriver {
         void askAgain(this.io, () => this.io.link(id).session(client, request, seq, waitMs), () => settled, waitMs + replicaRpcTimeoutMs).then((a) => {
           left--;
           if (a && a.kind !== "timeout") {
+            answered++;
             const key = a.kind === "found" ? canonicalJson([a.seq, a.commandHash, a.output]) : "missing";
             const t = tally.get(key) ?? { answer: a, ids: [] };
             t.ids.push(id);
             tally.set(key, t);
             if (enough(t.ids)) return settle(t.answer);
           }
-          if (left === 0) settle(null);
+          // Only outputs that differ: a "missing" beside a found one says no more than a timeout would.
+          const outputs = [...tally.keys()].filter((k) => k !== "missing").length;
+          if (left === 0) settle(answered === candidates.length && outputs > 1 ? "split" : null);
         });
       }
     });

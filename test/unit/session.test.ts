@@ -32,3 +32,15 @@ describe("a retry of a committed command is answered from the replicas' session 
     expect(retry).toMatchObject({ kind: "ok", seq: 1, output: { value: 1 } });
   });
 });
+
+describe("a command whose replicas' outputs split with no majority (outputs majority)", () => {
+  it("is answered no_majority on a retry too, as it was the first time (the retry said 'timeout: may or may not take effect', though it ran)", async () => {
+    const g = directGroup({ ...config, replicas: 2 }, { entries: 10_000, slack: 1_000 }, timersNeverFire);
+    // r2's row changed behind its digest (corruption): the same incr outputs 1 on r1, 11 on r2.
+    g.stores.get("r2")!.rows.put("m/n", "10");
+    const first = await g.driver.submit("a", 1, { op: "incr", key: "n", by: 1 });
+    expect(first.kind).toBe("no_majority");
+    const retry = await g.driver.submit("a", 1, { op: "incr", key: "n", by: 1 });
+    expect(retry).toEqual(first);
+  });
+});
