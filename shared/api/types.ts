@@ -96,5 +96,7 @@ export interface GroupEvent {
   kind: EventKind;
   epoch: number;
   message: string;
+  /** What a quarantine or recovery event did when the kind alone does not say (see eventActions). */
+  action?: EventAction;
   [field: string]: unknown;
 }

@@ -19,8 +19,25 @@ export interface GroupRecord {
   created: string;
 }
 
-import type { GroupEvent } from "../api/types.js";
+import type { EventAction, GroupEvent } from "../api/types.js";
 export type { GroupEvent };
+
+/**
+ * The kinds events were kept under before only API.md's were written (an `action` says it now):
+ * a history kept by an older version still holds them, and GET /events answered them as they were.
+ */
+const legacyKinds: Record<string, { kind: GroupEvent["kind"]; action: EventAction }> = {
+  release: { kind: "quarantine", action: "release" },
+  alarm: { kind: "quarantine", action: "alarm" },
+  rejoin: { kind: "quarantine", action: "rejoin" },
+  restore: { kind: "recovery", action: "restore" },
+};
+
+/** An event as the API lists it: a kept one of a legacy kind under its listed kind and action. */
+function asListedKind(event: GroupEvent): GroupEvent {
+  const legacy = Object.hasOwn(legacyKinds, event.kind) ? legacyKinds[event.kind] : undefined;
+  return legacy ? { ...event, ...legacy } : event;
+}
 
 /** A group token as the directory keeps it: the secret only hashed. */
 export interface TokenRecord {
@@ -157,7 +174,7 @@ export class DirectoryCore {
   }
 
   events(limit: number): GroupEvent[] {
-    return this.store.recent("event", limit);
+    return this.store.recent("event", limit).map(asListedKind);
   }
 
   /** Keeps the report; `previous` is the verdict of the audit before it (null if none), so the caller can tell a change. */

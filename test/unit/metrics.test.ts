@@ -180,6 +180,20 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
   });
 
+  it("lists an event kept under a kind of an older version (release, alarm, rejoin, restore) under API.md's kind and its action", () => {
+    const dir = memoryDirectory();
+    const inc = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config.incarnation;
+    const kept = (kind: string) => ({ at: "t", kind: kind as EventKind, epoch: 1, message: kind, replica: "r2" });
+    for (const kind of ["release", "alarm", "rejoin", "restore", "failover"]) dir.addEvent(inc, kept(kind));
+    expect(dir.events(10).map((e) => [e.kind, e.action, e.message, e.replica])).toEqual([
+      ["failover", undefined, "failover", "r2"],
+      ["recovery", "restore", "restore", "r2"],
+      ["quarantine", "rejoin", "rejoin", "r2"],
+      ["quarantine", "alarm", "alarm", "r2"],
+      ["quarantine", "release", "release", "r2"],
+    ]);
+  });
+
   it("a failover's compare-and-set answers the membership as stored, newer than the one its PreVote read", () => {
     const dir = memoryDirectory();
     const read = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config;
