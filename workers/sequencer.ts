@@ -20,8 +20,10 @@ import { decodeAppend, encodeAppend } from "./wire.js";
 import { type LogLevel, logEvent } from "../shared/log.js";
 import type { SequencerWork } from "../shared/api/metrics.js";
 
-/** Events an operator should see without searching: a quarantine, an audit alarm. */
-/** By the event's action if it has one (an operator's release is no warning), else its kind. */
+/**
+ * Events an operator should see without searching (a quarantine, a rejoin, an audit alarm), by the
+ * event's action if it has one (an operator's release is no warning), else its kind.
+ */
 const eventLevels: Record<string, LogLevel> = { quarantine: "warn", rejoin: "warn", alarm: "error" };
 
 export type { SubmitAnswer };

@@ -75,11 +75,10 @@ export interface GroupStatus {
 }
 
 /**
- * Every kind of event a group's history holds: API.md's list, then ours (an operator's release, an
- * audit alarm, a restore, a replica made again after it lost its storage). One list, so the
- * OpenAPI document and the code that writes events cannot disagree.
+ * Every kind of event a group's history holds: API.md's kinds, and no other (a consumer may check
+ * every event against that list). One list, so the OpenAPI document and the code that writes
+ * events cannot disagree.
  */
-/** API.md's kinds, and no other: a consumer may check every event against that list. */
 export const eventKinds = ["failover", "move", "recovery", "quarantine", "repair", "replica-added", "replica-removed"] as const;
 /**
  * What an event of a listed kind did when the kind alone does not say (an extra field): a quarantine

@@ -41,15 +41,15 @@ export interface ApplyContext {
 }
 
 /**
- * A deterministic state machine: its output and its next state depend only on its state and the
- * command (no clock, no randomness, no I/O), so every replica that applies the same log agrees.
- */
-/**
  * Thrown by a machine's query whose answer would be over queryResultBytesMax: the replica answers
  * `too_large` (HTTP 413) with the message instead of a result.
  */
 export class ResultTooLarge extends Error {}
 
+/**
+ * A deterministic state machine: its output and its next state depend only on its state and the
+ * command (no clock, no randomness, no I/O), so every replica that applies the same log agrees.
+ */
 export interface StateMachine<C = unknown, Q = unknown> {
   readonly name: string;
   readonly commandSchema: z.ZodType<C>;
