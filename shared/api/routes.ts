@@ -206,6 +206,8 @@ export const routes: Route[] = [
     auth: "client",
     tag: "commands",
     summary: "Read: linearizable (default), sequential (after a bookmark) or stale",
+    description:
+      "An answer that cannot be paged and would be over 16 MiB (bank's `balances` of very many accounts) is a 413 `too_large` whose message says so: the snapshot lists every row.",
     headers: { "x-smr-near": nearHeader },
     body: { schema: queryBody },
     answers: [{ status: 200, description: "the result and the answering replica's applied seq", schema: answers.queryResult }],

@@ -37,6 +37,12 @@ describe("the OpenAPI document and API.md", () => {
     }
   });
 
+  it("says a query's 413 may be its answer's size, not the body's (bank balances past 16 MiB, e665736)", () => {
+    const op = doc.paths["/v1/groups/{group}/query"]!.post;
+    expect(Object.keys(op.responses)).toContain("413");
+    expect(op.description).toMatch(/answer .*413 `too_large`/);
+  });
+
   it("documents each route's errors with the codes of errors.ts for its status", () => {
     const answers = doc.paths["/v1/groups/{group}/commands"]!.post.responses;
     expect(answers["503"].description).toMatch(/unavailable/);
