@@ -148,6 +148,10 @@ export function backupCommands(): Command[] {
           bar.stop();
           process.stderr.write(`the file was refused; group ${group}, made by --create, was deleted again\n`);
         }
+        if (!opts.create && err instanceof ApiRequestError && err.status === 404) {
+          bar.stop();
+          process.stderr.write(`group ${group} does not exist: --create makes it with the snapshot's machine (${header.machine})\n`);
+        }
         throw err;
       } finally {
         bar.stop();

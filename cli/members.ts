@@ -1,4 +1,4 @@
-// The group's machinery: smr replicas [add|remove] | sequencer move | audit | audits | events | log | tokens
+// The group's machinery: smr replicas [add|remove|repair|release] | sequencer move | audit | audits | events | log | tokens
 import { Command, Option } from "commander";
 import type { AuditReport, GroupEvent, LogPage } from "../shared/client/index.js";
 import { auditHistoryMax, eventHistoryMax } from "../shared/limits.js";

@@ -218,6 +218,10 @@ describe("smr snapshot and restore", () => {
     const replicasAlone = await smr(["restore", "cli-snap-x", file, "--replicas", "3"], admin());
     expect(replicasAlone.code).toBe(2);
     expect(replicasAlone.stderr).toMatch(/--replicas is for a group --create makes/);
+    // A group that does not exist: the 404, and the way to make it.
+    const noGroup = await smr(["restore", "cli-snap-x", file], admin());
+    expect(noGroup.code).toBe(1);
+    expect(noGroup.stderr).toMatch(/group cli-snap-x does not exist: --create makes it with the snapshot's machine \(kv\)\nerror: 404 not_found: /);
 
     await smrOk(["groups", "create", "cli-snap-2"], admin());
     const status = await json(["restore", "cli-snap-2", file]);
