@@ -94,20 +94,24 @@ export function checked<T>(r: Checked<T>): T {
  * once and percent-encoded as UTF-8, else a 400 naming it. `c.req.query()` kept the first of
  * `?from=1&from=2` and silently dropped the second, and decoded `%ff` (not UTF-8) to U+FFFD, a
  * character a key may hold: a watch on `prefix=%ff` followed keys starting with it. Parameters
- * the route does not take are ignored, as before (a repeated cache-buster is no error).
+ * the route does not take are ignored, as before (a repeated cache-buster is no error). An empty
+ * value is a parameter not given (API.md writes its routes `?from=&limit=`): `?from=` was a 400
+ * while `?after=` was taken, and a client filling a URL template with nothing met both.
  */
 export function parseQuery<S extends z.ZodObject>(c: Context<App>, schema: S): z.output<S> {
   const names = new Set(Object.keys(schema.shape));
   const raw = new URL(c.req.url).search.slice(1);
   const given = new Map<string, string>();
+  const seen = new Set<string>();
   for (const part of raw === "" ? [] : raw.split("&")) {
     const at = part.indexOf("=");
     const name = decodedParam(at < 0 ? part : part.slice(0, at));
     if (name === null || !names.has(name)) continue;
     const value = decodedParam(at < 0 ? "" : part.slice(at + 1));
     if (value === null) throw new ApiError("bad_request", `query.${name}: not percent-encoded UTF-8`);
-    if (given.has(name)) throw new ApiError("bad_request", `query.${name}: given more than once`);
-    given.set(name, value);
+    if (seen.has(name)) throw new ApiError("bad_request", `query.${name}: given more than once`);
+    seen.add(name);
+    if (value !== "") given.set(name, value);
   }
   return parse(schema, Object.fromEntries(given), "query");
 }
