@@ -95,19 +95,52 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
     return { ids: asked.filter((_, i) => replies[i] && ok(replies[i])), replies };
   };
   // Not a shortcut when a quorum votes `gone`: replicas back from a partition of their own have
-  // heard nothing for as long, and the sequencer that answers here is about to reach them.
-  const { ids: first } = await answering(ids);
+  // heard nothing for as long, and the sequencer that answers here is about to reach them...
+  const { ids: first, replies: firstReplies } = await answering(ids);
   if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
-  // Meanwhile this router keeps calling them (a vote every third of the wait, its answer unused),
-  // so that a voter's `upMs` in the second round tells whether it was away: a voter counts its
-  // first call after sequencerTimeoutMs of nothing as a return, and in a quiet group this
-  // router's votes may be all that reaches it.
+  const backLong = (r: VoteReply) => (r.upMs ?? Infinity) >= cutOffConfirmMs;
+  // ...unless each has been back for the whole wait already (upMs) and still heard nothing of it
+  // for sequencerTimeoutMs: the sequencer has had the time the wait would give it (its retry
+  // reaches a returned replica within cutOffConfirmMs) and reached none of them. Then the rest of
+  // the wait only delays the successor: up to 6 s of every cut-off failover in a group whose
+  // replicas answer reads. The sequencer must still say it is cut off, asked again then.
+  const goneLong = (r: VoteReply) => !r.amnesiac && r.gone && backLong(r);
+  const early = async (asked: string[], replies: (VoteReply | null | undefined)[]): Promise<PreVote | null> => {
+    const long = asked.filter((_, i) => replies[i] && goneLong(replies[i]!));
+    if (!quorum.reached(long)) return null;
+    const lostMs = await cutOff.ask().catch(() => null);
+    return lostMs !== null && lostMs >= cutOff.lostMs ? successor(io, config, awayFrom(config, long), lostMs - (io.nowMs() - startMs)) : null;
+  };
+  const atOnce = await early(ids, firstReplies);
+  if (atOnce) return atOnce;
+  // Meanwhile this router keeps calling them (a vote every third of the wait), so that a voter's
+  // `upMs` in the second round tells whether it was away: a voter counts its first call after
+  // sequencerTimeoutMs of nothing as a return, and in a quiet group this router's votes may be
+  // all that reaches it. Those votes may end the wait early, as above: the replicas may have
+  // heard the sequencer's last late appends less than sequencerTimeoutMs before the first round.
   let waiting = true;
-  const touch = () => first.forEach((id) => void askAgain(io, () => io.vote(id), () => !waiting));
-  const cancels = [1, 2].map((k) => io.setTimer((k * cutOffConfirmMs) / 3, touch));
-  await new Promise<void>((resolve) => io.setTimer(cutOffConfirmMs, resolve));
+  let ended: PreVote | null = null;
+  const waited = new Promise<void>((resolve) => {
+    const touch = () => {
+      if (!waiting) return;
+      void votes(io, first, quorum, goneLong).then(async (replies) => {
+        if (!waiting || ended) return;
+        const d = await early(first, replies);
+        if (d && waiting && !ended) {
+          ended = d;
+          resolve();
+        }
+      });
+    };
+    const cancels = [1, 2].map((k) => io.setTimer((k * cutOffConfirmMs) / 3, touch));
+    io.setTimer(cutOffConfirmMs, () => {
+      for (const cancel of cancels) cancel();
+      resolve();
+    });
+  });
+  await waited;
   waiting = false;
-  for (const cancel of cancels) cancel();
+  if (ended) return ended;
   // The voters that answered the first round, asked again (the first settles on the quickest
   // quorum, so the second asks those, not every voter: a quorum that answered both must not be
   // missed because another one was quicker the second time); and only then the sequencer asked
@@ -117,7 +150,6 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   // round. Counted, a quorum that flapped (back for the first round, away again, back 0.1 s
   // before the second) deposed a healthy sequencer whose retry had not come round yet
   // (quorum-away --replicas 5 --no-colocate, seeds 1710661176 and 168052263).
-  const backLong = (r: VoteReply) => (r.upMs ?? Infinity) >= cutOffConfirmMs;
   const { ids: second, replies } = await answering(first, backLong);
   if (!quorum.reached(second)) {
     const back = first.flatMap((id, i) => (replies[i] && !replies[i].amnesiac && !backLong(replies[i]) ? [`${id} back ${replies[i].upMs} ms ago`] : []));

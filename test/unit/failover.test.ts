@@ -143,6 +143,36 @@ describe("the PreVote of a sequencer that answers but has no quorum (cut off)", 
     expect(asked).toBe(0);
   });
 
+  it("goes without the wait when a quorum has heard nothing of it though back for longer than the wait, and it still says it is cut off", async () => {
+    const goneUp: VoteReply = { ...gone, upMs: cutOffConfirmMs + 1_000 };
+    const { failover, waits } = cutIo({ r1: goneUp, r2: goneUp, r3: hears });
+    let asked = 0;
+    const d = await preVote(failover, config, { lostMs: 5_200, ask: async () => (asked++, 5_300) });
+    expect(d).toMatchObject({ go: true, next: { name: "g~s1" } });
+    expect(waits).toEqual([]);
+    expect(asked).toBe(1);
+  });
+
+  it("waits when the voters that heard nothing are just back (their silence may be their own), or it heard a quorum since", async () => {
+    const goneJustBack: VoteReply = { ...gone, upMs: 2_000 };
+    const back = cutIo({ r1: goneJustBack, r2: goneJustBack, r3: goneJustBack });
+    let asked = 0;
+    const pending = preVote(back.failover, config, { lostMs: 5_200, ask: async () => (asked++, 400) });
+    await settle();
+    expect(asked).toBe(0);
+    expect(back.waits).toEqual([cutOffConfirmMs]);
+    await back.fire();
+    expect(await pending).toMatchObject({ go: false });
+    const goneUp: VoteReply = { ...gone, upMs: cutOffConfirmMs + 1_000 };
+    const regained = cutIo({ r1: goneUp, r2: goneUp, r3: goneUp });
+    const again = preVote(regained.failover, config, { lostMs: 5_200, ask: async () => 300 });
+    await settle();
+    await settle();
+    expect(regained.waits).toEqual([cutOffConfirmMs]);
+    await regained.fire();
+    expect(await again).toMatchObject({ go: false, reason: expect.stringContaining("heard a quorum again") });
+  });
+
   it("refuses when the sequencer does not answer the second question", async () => {
     const { failover, fire } = cutIo({ r1: hears, r2: hears });
     const pending = preVote(failover, config, { lostMs: 6_000, ask: async () => null });
@@ -265,6 +295,24 @@ describe("the cut-off PreVote's voters must have been back for the whole confirm
     const d = await until(preVote(failover, config, { lostMs: 5_500, ask }));
     expect(d).toMatchObject({ go: false, reason: expect.stringContaining("back for the whole wait") });
     expect(asked).toBe(0);
+  });
+
+  it("ends the wait at the first of this router's calls during it that finds a quorum back for long and not hearing the sequencer for sequencerTimeoutMs", async () => {
+    const { clock, until } = virtual();
+    // Serving reads for a minute; the sequencer's last (late) append reached them 1 s before the first round.
+    const heardAtMs = clock.nowMs() - 1_000;
+    const vote = async (): Promise<VoteReply> => {
+      const heardAgoMs = clock.nowMs() - heardAtMs;
+      return { epoch: 1, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, upMs: 60_000 };
+    };
+    const startMs = clock.nowMs();
+    let asked = 0;
+    const ask = async () => (asked++, 5_500 + (clock.nowMs() - startMs));
+    const d = await until(preVote({ ...clock, vote }, config, { lostMs: 5_500, ask }));
+    expect(d).toMatchObject({ go: true, next: { name: "g~s1" } });
+    // The call at two thirds of the wait (4 s: 5 s since they heard it), not the wait's end.
+    expect(clock.nowMs() - startMs).toBe((2 * cutOffConfirmMs) / 3);
+    expect(asked).toBe(1);
   });
 
   it("still fails over a cut-off sequencer of a quiet group: this router's own votes during the wait keep the voters from counting as just back", async () => {
