@@ -216,8 +216,10 @@ describe("leader-as-replica: the first sequencer's object hosts a voting replica
     // course: the first seed from 1 whose object loses its storage around a reconfiguration.
     const shaped = (r: { stats: Record<string, unknown> }) => Number(r.stats["lose-sequencer-storage"]) > 0 && Number(r.stats.reconfigure) > 0 && Number(r.stats.epoch) > 1;
     let r = await clean({ seed: 1, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
-    for (let seed = 2; !shaped(r) && seed <= 30; seed++) r = await clean({ seed, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
-    expect(shaped(r), "no seed in 1..30 lost the object's storage around a reconfiguration").toBe(true);
+    // (Up to 60: which seed draws it moves with the protocol's timing; none of 1..30 did after the
+    // cut-off PreVote's early go, b8ff03a, and seed 35 does.)
+    for (let seed = 2; !shaped(r) && seed <= 60; seed++) r = await clean({ seed, ops: 200, replicas: 3, faults: [...faultKinds], colocate: true, batches: true });
+    expect(shaped(r), "no seed in 1..60 lost the object's storage around a reconfiguration").toBe(true);
   });
 
   it("a sequencer cut off from its replicas (dropped or late) is replaced within the bound, by its own report of no quorum", async () => {
