@@ -16,6 +16,16 @@ const entryOverheadBytes = 200;
  * command through its hash), so two logs with equal hashes at seq s hold the same entries up to s
  * (a checkpoint's log hash).
  */
+/**
+ * An entry's timestamp: the clock's, but never before its predecessor's. Machines judge time on
+ * entry timestamps (lock's leases), so a later entry stamped earlier (a successor sequencer whose
+ * clock is behind its predecessor's, or a clock stepped back) found a lease live again after an
+ * earlier entry had found it lapsed. ISO-8601 UTC texts of one width compare as their times do.
+ */
+export function stampAfter(clock: string, previous: string | null | undefined): string {
+  return previous != null && previous > clock ? previous : clock;
+}
+
 export function entryHash(prevHash: string, e: Omit<Entry, "hash">): string {
   return sha256Hex(
     prevHash + "\n" + JSON.stringify([e.seq, e.epoch, e.kind, e.client, e.request, commandHash(e.command), e.timestamp]),

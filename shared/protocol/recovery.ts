@@ -5,7 +5,7 @@
 // (raft's leader completeness, which the current-epoch commit rule preserves).
 import { appendEntriesMax, fenceStragglersMs, readLeaseMs } from "../limits.js";
 import { assert } from "./assert.js";
-import { entryHash } from "./entry.js";
+import { entryHash, stampAfter } from "./entry.js";
 import { zeroHash } from "./hash.js";
 import { askAgain, type DriverIO } from "./io.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
@@ -93,7 +93,7 @@ export async function recoverSequencer(
 
   // A no-op of the new epoch: committing it commits everything recovered before it.
   const prevHash = entries.length > 0 ? entries[entries.length - 1]!.hash : best.baseSeq > 0 ? best.baseHash : zeroHash;
-  const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: new Date(io.nowMs()).toISOString() };
+  const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: stampAfter(new Date(io.nowMs()).toISOString(), entries[entries.length - 1]?.timestamp) };
   const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
   const { quarantined: recorded, ...recovered } = recoveredConfig(config, memberships[0]!, best, entries);
   // A replica's own quarantine flag outlives the sequencer that set it, and so does the list the

@@ -1,7 +1,7 @@
 import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, tailBytesMax } from "../limits.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
-import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash } from "./entry.js";
+import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, stampAfter } from "./entry.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { type MajorityConfig, majority } from "./quorum.js";
@@ -146,6 +146,8 @@ export class SequencerCore {
   private meta: SequencerMeta;
   private lastSeq: number;
   private lastHash: string;
+  /** The newest entry's timestamp (null: no entry since the base): the floor of the next one's. */
+  private lastTimestamp: string | null;
   private readonly progress = new ProgressTracker();
   private readonly pending = new Map<string, Pending>();
   private readonly votes = new OutputVotes(votesMax);
@@ -177,6 +179,7 @@ export class SequencerCore {
     const last = storage.lastEntry();
     this.lastSeq = last?.seq ?? meta.baseSeq ?? 0;
     this.lastHash = last?.hash ?? meta.baseHash ?? zeroHash;
+    this.lastTimestamp = last?.timestamp ?? null;
     assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
     for (const m of membersOf(meta.config)) this.addProgress(m.id, m.location, m.voter, 0);
     // The first message to each replica carries the last entry, not an empty append after it: a
@@ -358,8 +361,9 @@ export class SequencerCore {
   }
 
   /** Orders everything queued since the last flush into entries and persists them (one transaction). */
-  flush(timestamp: string): Entry[] {
+  flush(clock: string): Entry[] {
     if (this.pending.size === 0 || this.closed) return [];
+    const timestamp = stampAfter(clock, this.lastTimestamp);
     assert(!this.restoreMarked, "an entry ordered in the epoch of a restore under way");
     const entries: Entry[] = [];
     const records: RequestRecord[] = [];
@@ -383,6 +387,7 @@ export class SequencerCore {
     this.pendingByteCount = 0;
     this.lastSeq = seq;
     this.lastHash = prev;
+    this.lastTimestamp = timestamp;
     this.keepInTail(entries);
     for (const e of entries) this.votes.open(e.seq);
     return entries;
@@ -652,9 +657,10 @@ export class SequencerCore {
     return null;
   }
 
-  appendConfig(change: ConfigChange, timestamp: string): Entry | Refused {
+  appendConfig(change: ConfigChange, clock: string): Entry | Refused {
     const refused = this.changeRefusal(change);
     if (refused !== null) return refused;
+    const timestamp = stampAfter(clock, this.lastTimestamp);
     const config = configAfter(this.meta.config, change);
     // The entry carries the membership after it (see Membership).
     const command: ConfigCommand = { ...change, members: membersOf(config), lastReplicaNo: config.lastReplicaNo! };
@@ -667,6 +673,7 @@ export class SequencerCore {
     });
     this.lastSeq = e.seq;
     this.lastHash = e.hash;
+    this.lastTimestamp = e.timestamp;
     this.keepInTail([e]);
     this.configPendingSeq = e.seq;
     if (change.op === "add") this.addProgress(change.id, change.location, false, e.seq);
