@@ -207,7 +207,13 @@ export async function withSequencer<T>(
     if (!missing(answer)) return settle(answer);
     const r = await sequencerOf(env, record.config).recover(record.config);
     if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
-    return settle(await call(sequencerOf(env, record.config), record));
+    answer = await call(sequencerOf(env, record.config), record);
+    // Still no state: a move handed it over again between the recovery and this call (moves in a
+    // row). The group exists (looked up above): a 503, not the missing answer itself, which the
+    // routes passed on as a 200 with the body null (status, audit, log), a 500 (replicas) or a
+    // 404 "no such group" (adding or removing a replica), a probe found under sequencer moves.
+    if (missing(answer)) throw new ApiError("unavailable", `the sequencer of ${group} is not serving yet (a move or a recovery is under way); retry`, 1);
+    return settle(answer);
   } catch (err) {
     if (!command && err instanceof TimeoutError) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${err.message})`, 1);
     if (!command || !unsure || (err instanceof ApiError && err.code !== "unavailable")) throw err;

@@ -53,7 +53,7 @@ memberRoutes.delete("/:group/replicas/:id", async (c) => {
   const group = groupParam(c);
   const id = replicaParam(c);
   await status(c.env, group); // 404 for no such group, and a recovered sequencer
-  const r = await groups.withSequencer(c.env, group, (s) => rpc<RemoveReplicaAnswer>(s.removeReplica(id)), () => false);
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<RemoveReplicaAnswer>(s.removeReplica(id)), (r) => !r.ok && r.code === "not_found" && r.reason === "no such group");
   if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
   groups.forget(group);
   return c.json({ replica: r.replica }, 202);
