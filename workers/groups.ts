@@ -337,6 +337,9 @@ export async function move(env: Env, group: string, location: string | null) {
   const oldEpoch = await handOver(env, config);
   const stored = await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved);
   if (!stored) {
+    // Deleted meanwhile is a 404 (lookup throws it; a DELETE under way is finished), as the same
+    // request a moment later: it answered 409 "changed meanwhile" to a move racing the DELETE.
+    await lookup(env, group, true);
     throw new ApiError("conflict", `the sequencer of ${group} changed meanwhile (a failover or another move); look again`);
   }
   cache.delete(group);

@@ -21,7 +21,14 @@ tokenRoutes.post("/:group/tokens", async (c) => {
   const t = newGroupToken(group);
   const created = new Date().toISOString();
   const ok = await directoryStub(c.env, group).addToken(record.config.incarnation, { id: t.id, scope: body.scope, name: body.name ?? null, created, hash: secretHash(t.secret) });
-  if (!ok) throw new ApiError("conflict", `group ${group} cannot take another token (at most ${groupTokensMax})`);
+  if (!ok) {
+    // Refused for the incarnation looked up: deleted (or re-created) meanwhile is a 404, as the
+    // same request a moment later; only a group that still stands is full (it answered 409 "at
+    // most 100 tokens" to a POST racing the group's DELETE).
+    const now = await groups.lookup(c.env, group, true); // 404 if gone (a DELETE under way is finished)
+    if (now.config.incarnation !== record.config.incarnation) throw new ApiError("not_found", `group ${group} was deleted meanwhile`);
+    throw new ApiError("conflict", `group ${group} cannot take another token (at most ${groupTokensMax})`);
+  }
   return c.json({ id: t.id, token: t.token, scope: body.scope, name: body.name ?? null, created }, 201);
 });
 
