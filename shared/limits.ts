@@ -159,6 +159,12 @@ export const sequencerCallTimeoutMs = commandTimeoutMs + 5_000;
  * quorum of voters has lost it too).
  */
 export const handOverTimeoutMs = 5_000;
+/**
+ * A request that finds its group being deleted (not the DELETE itself) helps finish the delete
+ * for at most this long, then answers 503: with a slow replica every such request waited for the
+ * whole destroy (a probe: a GET 40 s, a command and a PUT past 30 s behind a 20 s replica).
+ */
+export const deleteWaitMs = 5_000;
 /** Sequencers a router remembers as failing since some time (for a failover's downMs); oldest dropped first. */
 export const unreachableNamesMax = 1_000;
 /** How long such a memory counts: an older first failure is not taken as the start of an outage. */

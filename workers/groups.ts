@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { failoverRoundMaxMs, handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { deleteWaitMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -45,7 +45,7 @@ export async function lookup(env: Env, group: string, fresh = false): Promise<Gr
   if (!fresh && cached && Date.now() - cached.atMs < routeCacheMs) return cached.record;
   let record = (await directoryStub(env, group).get()) as GroupRecord | null;
   if (record?.state === "deleting") {
-    await finishDelete(env, record);
+    await finishDeleteWithin(env, record);
     record = null;
   }
   if (!record) {
@@ -97,6 +97,19 @@ async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   clearFaults(cfg.group);
 }
 
+/**
+ * A request that found the group being deleted helps finish the delete, for at most deleteWaitMs:
+ * then a 503, and the destroy goes on (the next request joins it). The DELETE itself waits for it.
+ */
+async function finishDeleteWithin(env: Env, record: GroupRecord): Promise<void> {
+  const run = finishDelete(env, record);
+  run.catch(() => undefined); // answered below, or, past the wait, by the next request's own try
+  await withTimeout(realClock, run, deleteWaitMs, `the delete of ${record.config.group}`).catch((err: unknown) => {
+    if (!(err instanceof TimeoutError)) throw err;
+    throw new ApiError("unavailable", `group ${record.config.group} is being deleted, and not every one of its objects has answered within ${deleteWaitMs} ms yet; a retry or the next request finishes the delete`, 1);
+  });
+}
+
 /** `incarnation`: only that one or an older one is unlisted (undefined: whatever is listed). */
 async function unlist(env: Env, group: string, incarnation?: number): Promise<void> {
   await registryStub(env)
@@ -114,7 +127,7 @@ export async function create(env: Env, config: GroupConfig, retried = false): Pr
   forgetTokens(group);
   if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
   if (r.kind === "deleting") {
-    await finishDelete(env, r.record as GroupRecord);
+    await finishDeleteWithin(env, r.record as GroupRecord);
     return create(env, config);
   }
   if (r.kind === "exists") {

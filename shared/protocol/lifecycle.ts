@@ -254,6 +254,26 @@ export class SequencerLifecycle {
    */
   destroy(incarnation: number, destroyReplicas: (config: GroupConfig | null) => Promise<void>): Promise<boolean> {
     this.closedThrough = Math.max(this.closedThrough, incarnation);
+    // Every request to a group being deleted finishes the delete: one destroy under way of the
+    // same incarnation is joined, not queued behind. Queued, each waited for all the destroys
+    // before its own, and with a slow replica the requests' waits grew by a whole destroy each
+    // (a probe: 20 s per destroy, a GET answered after 40 s). One that failed is not joined: the
+    // next call tries again.
+    const running = this.destroying;
+    if (running && running.incarnation === incarnation) return running.run;
+    const run = this.destroyNow(incarnation, destroyReplicas);
+    this.destroying = { incarnation, run };
+    const done = () => {
+      if (this.destroying?.run === run) this.destroying = null;
+    };
+    run.then(done, done);
+    return run;
+  }
+
+  /** The destroy under way (queued or running), which a second call for its incarnation joins. */
+  private destroying: { incarnation: number; run: Promise<boolean> } | null = null;
+
+  private destroyNow(incarnation: number, destroyReplicas: (config: GroupConfig | null) => Promise<void>): Promise<boolean> {
     return this.serially(async () => {
       const mine = this.core?.config.incarnation;
       if (mine !== undefined && mine > incarnation) return false;
