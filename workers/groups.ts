@@ -74,7 +74,11 @@ async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: Gr
   await registryStub(env).add(cfg.group, cfg.incarnation).catch((err) => {
     throw new ApiError("unavailable", `the registry cannot list group ${cfg.group} yet (${String(err)}); the group is created once a retry or the next request finishes it`, 1);
   });
-  await directoryStub(env, cfg.group).setState(cfg.incarnation, "ready");
+  if (!(await directoryStub(env, cfg.group).setState(cfg.incarnation, "ready"))) {
+    // A DELETE began meanwhile (or finished): the record is not this creation's to make ready.
+    cache.delete(cfg.group);
+    throw new ApiError("unavailable", `group ${cfg.group} was deleted while it was being created; a retry or the next request finishes the delete`, 1);
+  }
   return { record: { ...record, state: "ready" }, status: r.status as GroupStatus | null };
 }
 

@@ -103,11 +103,18 @@ export class DirectoryCore {
     });
   }
 
-  /** Moves the record of that incarnation to a state; "deleted" removes it (the incarnation counter stays). */
+  /**
+   * Moves the record of that incarnation to a state; "deleted" removes it (the incarnation counter
+   * stays). "ready" only finishes a creation: a record already "deleting" stays so. A PUT whose
+   * registry call was slow used to mark "ready" a group whose DELETE had begun meanwhile and
+   * stopped at an unreachable replica: its sequencer destroyed, its record "ready", every command
+   * refused for good, and no request (nor the cron) finishing the delete, since none was due.
+   */
   setState(incarnation: number, state: GroupState | "deleted"): boolean {
     return this.store.transaction(() => {
       const rec = this.get();
       if (!rec || rec.config.incarnation !== incarnation) return false;
+      if (state === "ready" && rec.state === "deleting") return false;
       if (state === "deleted") {
         this.store.delete("record");
         this.store.delete("counters");

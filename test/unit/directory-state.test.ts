@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
+import type { GroupConfig } from "../../shared/protocol/types.js";
+
+function memoryDirectory(): DirectoryCore {
+  const kv = new Map<string, unknown>();
+  const store: DirectoryStore = {
+    get: (k) => structuredClone(kv.get(k) ?? null),
+    put: (k, v) => void kv.set(k, structuredClone(v)),
+    delete: (k) => void kv.delete(k),
+    list: (prefix) => [...kv].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
+    append: () => {},
+    recent: () => [],
+    clearHistory: () => {},
+    transaction: (fn) => fn(),
+  };
+  return new DirectoryCore(store);
+}
+
+const config = { group: "g", machine: "kv", replicas: 3, outputs: "first", checkpointEvery: 100 } as unknown as GroupConfig;
+
+describe("the directory's lifecycle states", () => {
+  // A probe: a PUT whose registry call was slow marked "ready" the group whose DELETE had begun
+  // meanwhile and stopped at an unreachable replica; every command then answered 504 for good.
+  it("a creation cannot mark ready a record a DELETE has marked deleting", () => {
+    const d = memoryDirectory();
+    const made = d.create(config, "2026-01-01T00:00:00.000Z");
+    const inc = made.record.config.incarnation;
+    expect(d.setState(inc, "deleting")).toBe(true);
+    expect(d.setState(inc, "ready")).toBe(false);
+    expect(d.get()?.state).toBe("deleting");
+    expect(d.setState(inc, "deleted")).toBe(true);
+    expect(d.get()).toBeNull();
+  });
+
+  it("a creation finished twice (a resumed PUT) is ready both times", () => {
+    const d = memoryDirectory();
+    const inc = d.create(config, "2026-01-01T00:00:00.000Z").record.config.incarnation;
+    expect(d.setState(inc, "ready")).toBe(true);
+    expect(d.setState(inc, "ready")).toBe(true);
+    expect(d.get()?.state).toBe("ready");
+  });
+});
