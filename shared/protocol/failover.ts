@@ -104,7 +104,10 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   // reaches a returned replica within cutOffConfirmMs) and reached none of them. Then the rest of
   // the wait only delays the successor: up to 6 s of every cut-off failover in a group whose
   // replicas answer reads. The sequencer must still say it is cut off, asked again then.
-  const goneLong = (r: VoteReply) => !r.amnesiac && r.gone && backLong(r);
+  // A vote without `upMs` (a replica of an older version) cannot show it was not just back: it
+  // keeps the wait (it counted as back for ever, so a quorum just back from a partition of its own
+  // deposed a healthy sequencer at the first round, the one case the wait is for).
+  const goneLong = (r: VoteReply) => !r.amnesiac && r.gone && r.upMs !== undefined && r.upMs >= cutOffConfirmMs;
   const early = async (asked: string[], replies: (VoteReply | null | undefined)[]): Promise<PreVote | null> => {
     const long = asked.filter((_, i) => replies[i] && goneLong(replies[i]!));
     if (!quorum.reached(long)) return null;

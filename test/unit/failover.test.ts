@@ -153,6 +153,18 @@ describe("the PreVote of a sequencer that answers but has no quorum (cut off)", 
     expect(asked).toBe(1);
   });
 
+  it("keeps the wait when the votes do not say how long the voters have been back (no upMs: an older replica)", async () => {
+    const { failover, waits, fire } = cutIo({ r1: gone, r2: gone, r3: gone });
+    let asked = 0;
+    const pending = preVote(failover, config, { lostMs: 5_200, ask: async () => (asked++, 5_300) });
+    await settle();
+    await settle();
+    expect(asked).toBe(0);
+    expect(waits).toEqual([cutOffConfirmMs]);
+    await fire();
+    expect(await pending).toMatchObject({ go: false });
+  });
+
   it("waits when the voters that heard nothing are just back (their silence may be their own), or it heard a quorum since", async () => {
     const goneJustBack: VoteReply = { ...gone, upMs: 2_000 };
     const back = cutIo({ r1: goneJustBack, r2: goneJustBack, r3: goneJustBack });
