@@ -126,20 +126,25 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   const waited = new Promise<void>((resolve) => {
     const touch = () => {
       if (!waiting) return;
-      void votes(io, first, quorum, goneLong).then(async (replies) => {
+      // Not asked again once the wait is over: the second round asks the same voters, and these
+      // copies, resent every resendMs for a whole replicaRpcTimeoutMs, ran alongside it.
+      void votes(io, first, quorum, goneLong, undefined, () => !waiting || ended !== null).then(async (replies) => {
         if (!waiting || ended) return;
         const d = await early(first, replies);
         if (d && waiting && !ended) {
           ended = d;
+          for (const cancel of cancels) cancel();
           resolve();
         }
       });
     };
     const cancels = [1, 2].map((k) => io.setTimer((k * cutOffConfirmMs) / 3, touch));
-    io.setTimer(cutOffConfirmMs, () => {
-      for (const cancel of cancels) cancel();
-      resolve();
-    });
+    cancels.push(
+      io.setTimer(cutOffConfirmMs, () => {
+        for (const cancel of cancels) cancel();
+        resolve();
+      }),
+    );
   });
   await waited;
   waiting = false;
@@ -218,7 +223,7 @@ function tally(replies: (VoteReply | null | undefined)[]): string {
  * counts replies not `sure` (voters just back, whose `gone` another's answer may undo) does not
  * settle it early: every voter is awaited.
  */
-function votes(io: FailoverIO, ids: string[], quorum: JointConfig, counts: (r: VoteReply) => boolean, sure: (r: VoteReply) => boolean = () => true): Promise<(VoteReply | null | undefined)[]> {
+function votes(io: FailoverIO, ids: string[], quorum: JointConfig, counts: (r: VoteReply) => boolean, sure: (r: VoteReply) => boolean = () => true, over: () => boolean = () => false): Promise<(VoteReply | null | undefined)[]> {
   const replies: (VoteReply | null | undefined)[] = ids.map(() => undefined);
   return new Promise((resolve) => {
     let pending = ids.length;
@@ -230,7 +235,7 @@ function votes(io: FailoverIO, ids: string[], quorum: JointConfig, counts: (r: V
     let done = settled();
     if (done) return resolve(replies);
     ids.forEach((id, i) => {
-      void askAgain(io, () => io.vote(id), () => done).then((reply) => {
+      void askAgain(io, () => io.vote(id), () => done || over()).then((reply) => {
         replies[i] = reply;
         pending--;
         if (!done && settled()) {

@@ -309,6 +309,26 @@ describe("the cut-off PreVote's voters must have been back for the whole confirm
     expect(asked).toBe(0);
   });
 
+  it("does not go on asking the voters with its calls during the wait once the wait is over", async () => {
+    const { clock, until } = virtual();
+    const startMs = clock.nowMs();
+    // They hear the sequencer (late appends) and answer, except from 4 s to 6 s into the wait:
+    // the call at two thirds of it goes unanswered there and is resent.
+    const late: string[] = [];
+    const vote = (id: string): Promise<VoteReply> => {
+      const at = clock.nowMs() - startMs;
+      if (at >= cutOffConfirmMs) late.push(id);
+      if (at >= (2 * cutOffConfirmMs) / 3 && at < cutOffConfirmMs) return new Promise(() => {});
+      return Promise.resolve({ epoch: 1, heardAgoMs: 1_000, gone: false, upMs: 60_000 });
+    };
+    const ask = async () => 5_500 + (clock.nowMs() - startMs);
+    const d = await until(preVote({ ...clock, vote }, config, { lostMs: 5_500, ask }));
+    expect(d).toMatchObject({ go: true });
+    await until(new Promise<void>((r) => clock.setTimer(5_000, r))); // what is left runs
+    // The second round's calls (to the first round's quorum, r1 and r2), none of the earlier call's copies.
+    expect(late.sort()).toEqual(["r1", "r2"]);
+  });
+
   it("ends the wait at the first of this router's calls during it that finds a quorum back for long and not hearing the sequencer for sequencerTimeoutMs", async () => {
     const { clock, until } = virtual();
     // Serving reads for a minute; the sequencer's last (late) append reached them 1 s before the first round.
