@@ -3,7 +3,7 @@
 // one for sequencerTimeoutMs. One router or one replica cut off alone cannot depose a healthy
 // sequencer: the replicas that still hear it refuse. The new one then recovers exactly as after a
 // loss of storage (a higher epoch, a quorum of every membership fenced, the log rebuilt).
-import { cutOffConfirmMs, failoverHoldDownMs, sequencerTimeoutMs } from "../limits.js";
+import { cutOffConfirmMs, failoverHoldDownMs, replicaRpcTimeoutMs, sequencerTimeoutMs } from "../limits.js";
 import { askAgain, type Clock, type VoteReply } from "./io.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import type { GroupConfig, Member } from "./types.js";
@@ -99,15 +99,19 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   const { ids: first, replies: firstReplies } = await answering(ids);
   if (!quorum.reached(first)) return { go: false, reason: `the sequencer has no quorum, and only ${first.length} of ${ids.length} replicas answer here: not a cut-off a successor would mend` };
   const backLong = (r: VoteReply) => (r.upMs ?? Infinity) >= cutOffConfirmMs;
-  // ...unless each has been back for the whole wait already (upMs) and still heard nothing of it
-  // for sequencerTimeoutMs: the sequencer has had the time the wait would give it (its retry
-  // reaches a returned replica within cutOffConfirmMs) and reached none of them. Then the rest of
-  // the wait only delays the successor: up to 6 s of every cut-off failover in a group whose
-  // replicas answer reads. The sequencer must still say it is cut off, asked again then.
+  // ...unless each has been back for the whole wait already, and a call's timeout more for its
+  // message to arrive (upMs), and still heard nothing of it for sequencerTimeoutMs: the sequencer
+  // has had the time the wait would give it (its retry reaches a returned replica within
+  // cutOffConfirmMs) and reached none of them. Then the rest of the wait only delays the
+  // successor: up to 6 s of every cut-off failover in a group whose replicas answer reads. The
+  // sequencer must still say it is cut off, asked again then. The price (a review): `upMs` is
+  // how long a replica has answered anyone, so when only the sequencer's own link was cut and
+  // heals, a vote before its retry lands deposes it, as the silence PreVote does after
+  // sequencerTimeoutMs; the wait had kept it if it was back within cutOffConfirmMs.
   // A vote without `upMs` (a replica of an older version) cannot show it was not just back: it
   // keeps the wait (it counted as back for ever, so a quorum just back from a partition of its own
   // deposed a healthy sequencer at the first round, the one case the wait is for).
-  const goneLong = (r: VoteReply) => !r.amnesiac && r.gone && r.upMs !== undefined && r.upMs >= cutOffConfirmMs;
+  const goneLong = (r: VoteReply) => !r.amnesiac && r.gone && r.upMs !== undefined && r.upMs >= cutOffConfirmMs + replicaRpcTimeoutMs;
   const early = async (asked: string[], replies: (VoteReply | null | undefined)[]): Promise<PreVote | null> => {
     const long = asked.filter((_, i) => replies[i] && goneLong(replies[i]!));
     if (!quorum.reached(long)) return null;
@@ -122,7 +126,8 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   // all that reaches it. Those votes may end the wait early, as above: the replicas may have
   // heard the sequencer's last late appends less than sequencerTimeoutMs before the first round.
   let waiting = true;
-  let ended: PreVote | null = null;
+  // (Typed wide: only the closure below sets it, and TypeScript would narrow it to null.)
+  let ended = null as PreVote | null;
   const waited = new Promise<void>((resolve) => {
     const touch = () => {
       if (!waiting) return;

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
-import { commandTimeoutMs, cutOffConfirmMs, cutOffLookupMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
+import { commandTimeoutMs, cutOffConfirmMs, cutOffLookupMs, replicaRpcTimeoutMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { cutOffOf, unsureAfter } from "../../shared/protocol/io.js";
 import { directGroup } from "../support/direct.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -144,7 +144,7 @@ describe("the PreVote of a sequencer that answers but has no quorum (cut off)", 
   });
 
   it("goes without the wait when a quorum has heard nothing of it though back for longer than the wait, and it still says it is cut off", async () => {
-    const goneUp: VoteReply = { ...gone, upMs: cutOffConfirmMs + 1_000 };
+    const goneUp: VoteReply = { ...gone, upMs: cutOffConfirmMs + replicaRpcTimeoutMs + 1_000 };
     const { failover, waits } = cutIo({ r1: goneUp, r2: goneUp, r3: hears });
     let asked = 0;
     const d = await preVote(failover, config, { lostMs: 5_200, ask: async () => (asked++, 5_300) });
@@ -166,7 +166,8 @@ describe("the PreVote of a sequencer that answers but has no quorum (cut off)", 
   });
 
   it("waits when the voters that heard nothing are just back (their silence may be their own), or it heard a quorum since", async () => {
-    const goneJustBack: VoteReply = { ...gone, upMs: 2_000 };
+    // Back for the wait but not a call's timeout more: its retry may be on its way still.
+    const goneJustBack: VoteReply = { ...gone, upMs: cutOffConfirmMs + 1_000 };
     const back = cutIo({ r1: goneJustBack, r2: goneJustBack, r3: goneJustBack });
     let asked = 0;
     const pending = preVote(back.failover, config, { lostMs: 5_200, ask: async () => (asked++, 400) });
@@ -175,7 +176,7 @@ describe("the PreVote of a sequencer that answers but has no quorum (cut off)", 
     expect(back.waits).toEqual([cutOffConfirmMs]);
     await back.fire();
     expect(await pending).toMatchObject({ go: false });
-    const goneUp: VoteReply = { ...gone, upMs: cutOffConfirmMs + 1_000 };
+    const goneUp: VoteReply = { ...gone, upMs: cutOffConfirmMs + replicaRpcTimeoutMs + 1_000 };
     const regained = cutIo({ r1: goneUp, r2: goneUp, r3: goneUp });
     const again = preVote(regained.failover, config, { lostMs: 5_200, ask: async () => 300 });
     await settle();
