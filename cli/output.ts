@@ -6,7 +6,7 @@ import Table from "cli-table3";
  * breaks), DEL, and the bidirectional marks and overrides that reorder what is shown.
  */
 const unsafeChars = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
-const hasUnsafe = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+const hasUnsafe = new RegExp(unsafeChars.source); // the same set, without /g's lastIndex state
 
 /** The ones JSON.stringify leaves as they are (it escapes C0 controls inside strings). */
 const unsafeInJson = /[\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;

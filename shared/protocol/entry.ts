@@ -12,11 +12,6 @@ const commandHashes = new WeakMap<object, { hash: string; bytes: number }>();
 const entryOverheadBytes = 200;
 
 /**
- * The hash chain: each entry's hash covers its predecessor's hash and every field of its own (the
- * command through its hash), so two logs with equal hashes at seq s hold the same entries up to s
- * (a checkpoint's log hash).
- */
-/**
  * An entry's timestamp: the clock's, but never before its predecessor's. Machines judge time on
  * entry timestamps (lock's leases), so a later entry stamped earlier (a successor sequencer whose
  * clock is behind its predecessor's, or a clock stepped back) found a lease live again after an
@@ -26,6 +21,11 @@ export function stampAfter(clock: string, previous: string | null | undefined): 
   return previous != null && previous > clock ? previous : clock;
 }
 
+/**
+ * The hash chain: each entry's hash covers its predecessor's hash and every field of its own (the
+ * command through its hash), so two logs with equal hashes at seq s hold the same entries up to s
+ * (a checkpoint's log hash).
+ */
 export function entryHash(prevHash: string, e: Omit<Entry, "hash">): string {
   return sha256Hex(
     prevHash + "\n" + JSON.stringify([e.seq, e.epoch, e.kind, e.client, e.request, commandHash(e.command), e.timestamp]),
