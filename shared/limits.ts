@@ -165,6 +165,13 @@ export const handOverTimeoutMs = 5_000;
  * whole destroy (a probe: a GET 40 s, a command and a PUT past 30 s behind a 20 s replica).
  */
 export const deleteWaitMs = 5_000;
+/**
+ * A sequencer gives a replica this long to destroy itself (a delete, a removal). One that does
+ * not answer fails the delete (503, the record stays "deleting" and a retry or the next request
+ * tries again) instead of holding the DELETE, and the sequencer's queue, for as long as it hangs.
+ * Generous: a destroy of a large replica deletes all its storage.
+ */
+export const replicaDestroyTimeoutMs = 10_000;
 /** Sequencers a router remembers as failing since some time (for a failover's downMs); oldest dropped first. */
 export const unreachableNamesMax = 1_000;
 /** How long such a memory counts: an older first failure is not taken as the start of an outage. */

@@ -1,8 +1,8 @@
-import { batchOutputCharsMax, pageBytesMax, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
-import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, linkOver } from "../shared/protocol/io.js";
+import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, linkOver, withTimeout } from "../shared/protocol/io.js";
 import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
 import type { AuditReport, Entry, EventKind, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
@@ -155,7 +155,8 @@ export class SequencerObject extends ReplicaServing {
   /** Destroys replica `id` of the group: here, or in its own object. */
   private async destroyReplica(cfg: Pick<GroupConfig, "group" | "colocated">, id: string, incarnation: number): Promise<void> {
     if (isColocated(cfg, id) && this.replica.core?.config.group === cfg.group && this.replica.core.id === id) return this.replica.destroy(incarnation);
-    await replicaStub(this.env, cfg, id).replicaDestroy(incarnation);
+    const call = rpc<void>(replicaStub(this.env, cfg, id).replicaDestroy(incarnation));
+    await withTimeout(realClock, call, replicaDestroyTimeoutMs, `the destroy of replica ${id} of ${cfg.group}`);
   }
 
   private io(cfg: GroupConfig): DriverIO {

@@ -3,7 +3,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
 import { SequencerObject } from "../../workers/sequencer.js";
-import { routeCacheMs } from "../../shared/limits.js";
+import { replicaDestroyTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaObject } from "./helpers.js";
 
 function directory(group: string) {
@@ -142,6 +142,17 @@ describe("a PUT or a DELETE that died midway is finished by the next lookup", ()
       expect((await api("PUT", `/v1/groups/${group}`, { machine: "kv" })).status).toBe(201);
       expect((await query(group, { op: "get", key: "k" })).body.result).toEqual({ value: null });
     }
+  });
+
+  it("a delete whose replica hangs answers 503 within a bound, not for as long as the replica hangs; the delete finishes once it answers", async () => {
+    const group = "del-hang";
+    await createGroup(group);
+    // Slower than any client waits, and than this test's timeout: the destroy call must give up first.
+    await api("POST", `/v1/groups/${group}/faults`, { target: "r2", fault: "slow", ms: 60_000 });
+    expectError(await api("DELETE", `/v1/groups/${group}`), 503, "unavailable", new RegExp(`${group} is being deleted.*r2.*${replicaDestroyTimeoutMs} ms`));
+    expect((await api("POST", `/v1/groups/${group}/faults`, { target: "r2", fault: "none" })).status).toBe(200);
+    expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
+    expectError(await api("GET", `/v1/groups/${group}`, undefined, clientToken), 404, "not_found");
   });
 });
 
