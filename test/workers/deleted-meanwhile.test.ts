@@ -1,7 +1,8 @@
 import { env, runInDurableObject } from "cloudflare:test";
-import { describe, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { DirectoryObject } from "../../workers/directory.js";
-import { api, createGroup, expectError } from "./helpers.js";
+import type { SequencerObject } from "../../workers/sequencer.js";
+import { api, createGroup, expectError, waitFor } from "./helpers.js";
 
 /**
  * A request that found the group, then met its DELETE (which marked the record "deleting") before
@@ -34,5 +35,24 @@ describe("a request racing the group's DELETE", () => {
     await deleteBefore("moverace", "replaceSequencer");
     expectError(await api("POST", "/v1/groups/moverace/sequencer", {}), 404, "not_found");
     expectError(await api("GET", "/v1/groups/moverace"), 404, "not_found");
+  });
+});
+
+describe("a PUT whose registry call lands after its group's DELETE finished", () => {
+  it("leaves the name unlisted, not listed with no group behind it", async () => {
+    const group = "late-list";
+    // The PUT's registry call waits 2 s; meanwhile a DELETE destroys the group and unlists it.
+    await api("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "slow", ms: 2_000 });
+    const put = api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 });
+    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
+    await waitFor("the PUT's sequencer init", () => runInDurableObject(sequencer, async (inst: SequencerObject) => (inst as any).lifecycle.core !== null), 20);
+    expect((await api("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "none" })).status).toBe(200);
+    expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
+    expectError(await put, 503, "unavailable", /deleted while it was being created/);
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain(group);
+    expectError(await api("GET", `/v1/groups/${group}`), 404, "not_found");
+    // The name is free, and listed again once created.
+    expect((await api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 })).status).toBe(201);
+    expect((await api("GET", "/v1/groups")).body.groups).toContain(group);
   });
 });
