@@ -70,30 +70,31 @@ export async function recordOf(env: Env, group: string): Promise<GroupRecord> {
 async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: GroupRecord; status: GroupStatus | null }> {
   const cfg = record.config;
   const r = await sequencerOf(env, cfg).init(cfg);
-  if (r.kind === "conflict") throw new ApiError("conflict", `group ${cfg.group} exists with another config`);
+  // The sequencer refuses an incarnation it has closed (a DELETE destroyed it meanwhile) or one
+  // older than its own: this creation is over, whatever the config (the directory judges those).
+  // It answered 409 "exists with another config" to a PUT that a DELETE had overtaken.
+  if (r.kind === "conflict") throw await deletedMeanwhile(env, cfg);
   await registryStub(env).add(cfg.group, cfg.incarnation).catch((err) => {
     throw new ApiError("unavailable", `the registry cannot list group ${cfg.group} yet (${String(err)}); the group is created once a retry or the next request finishes it`, 1);
   });
-  const directory = directoryStub(env, cfg.group);
-  if (!(await directory.setState(cfg.incarnation, "ready"))) {
-    // A DELETE began meanwhile (or finished): the record is not this creation's to make ready.
-    cache.delete(cfg.group);
-    await unlistLate(env, cfg, (await directory.get()) as GroupRecord | null);
-    throw new ApiError("unavailable", `group ${cfg.group} was deleted while it was being created; a retry or the next request finishes the delete`, 1);
-  }
+  // A DELETE began meanwhile (or finished): the record is not this creation's to make ready.
+  if (!(await directoryStub(env, cfg.group).setState(cfg.incarnation, "ready"))) throw await deletedMeanwhile(env, cfg);
   return { record: { ...record, state: "ready" }, status: r.status as GroupStatus | null };
 }
 
 /**
- * After a creation found its record deleted or being deleted: its registry call may have landed
- * after the DELETE's unlisting, which left the name listed with no group behind it (a probe: a PUT
- * with a slow registry and a DELETE meanwhile), until a PUT of the name. A delete still under way
- * unlists after this listing, so it is helped; one that finished is not coming back, so this
- * creation's listing (only that incarnation or older) is taken out here.
+ * The answer to a creation that a DELETE overtook. Its registry call may have landed after the
+ * DELETE's unlisting, which left the name listed with no group behind it (a probe: a PUT with a
+ * slow registry and a DELETE meanwhile) until a PUT of the name. A delete still under way unlists
+ * after this listing, so it is helped; one that finished is not coming back, so this creation's
+ * listing (only that incarnation or older) is taken out here.
  */
-async function unlistLate(env: Env, cfg: GroupConfig, now: GroupRecord | null): Promise<void> {
-  if (now?.state === "deleting" && now.config.incarnation === cfg.incarnation) await finishDeleteWithin(env, now);
-  else await unlist(env, cfg.group, cfg.incarnation);
+async function deletedMeanwhile(env: Env, cfg: GroupConfig): Promise<ApiError> {
+  cache.delete(cfg.group);
+  const now = (await directoryStub(env, cfg.group).get()) as GroupRecord | null;
+  if (now === null || now.config.incarnation > cfg.incarnation) await unlist(env, cfg.group, cfg.incarnation);
+  else if (now.state === "deleting") await finishDeleteWithin(env, now);
+  return new ApiError("unavailable", `group ${cfg.group} was deleted while it was being created; a retry or the next request finishes the delete`, 1);
 }
 
 async function finishDelete(env: Env, record: GroupRecord): Promise<void> {

@@ -2,7 +2,10 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { DirectoryObject } from "../../workers/directory.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
+import { directoryClient } from "../../workers/directory.js";
 import { api, createGroup, expectError, waitFor } from "./helpers.js";
+
+const directoryOf = (group: string) => directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName(group)) as never);
 
 /**
  * A request that found the group, then met its DELETE (which marked the record "deleting") before
@@ -54,5 +57,30 @@ describe("a PUT whose registry call lands after its group's DELETE finished", ()
     // The name is free, and listed again once created.
     expect((await api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 })).status).toBe(201);
     expect((await api("GET", "/v1/groups")).body.groups).toContain(group);
+  });
+});
+
+describe("a PUT whose sequencer init comes after its group's DELETE", () => {
+  it("answers 503 (deleted while being created), not 409 'exists with another config'", async () => {
+    const group = "late-init";
+    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
+    // The PUT's init waits until the DELETE, which found the record "creating", is done.
+    await runInDurableObject(sequencer, (inst: SequencerObject) => {
+      const lifecycle = (inst as any).lifecycle;
+      const init = lifecycle.init.bind(lifecycle);
+      lifecycle.init = async (cfg: unknown) => {
+        while (!(globalThis as any).lateInitGo) await new Promise((r) => setTimeout(r, 10));
+        lifecycle.init = init;
+        return init(cfg);
+      };
+    });
+    const put = api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 });
+    await waitFor("the PUT's directory record", async () => (await directoryOf(group).get()) !== null, 10);
+    expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
+    (globalThis as any).lateInitGo = true;
+    expectError(await put, 503, "unavailable", /deleted while it was being created/);
+    expectError(await api("GET", `/v1/groups/${group}`), 404, "not_found");
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain(group);
+    expect((await api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 })).status).toBe(201);
   });
 });
