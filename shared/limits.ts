@@ -226,8 +226,19 @@ export const statusContactWaitMs = 1_000;
  */
 export const pastEndCheckMs = 1_000;
 export const unheardPollMs = 10;
-/** Groups the cron reads from the registry per call. */
-export const cronPageGroups = 100;
+/**
+ * Calls to Durable Objects (subrequests) one cron run may make: an invocation has a bounded number
+ * (1,000 on the plan this was sized for, 50 on the free one; past it every call fails). A run
+ * takes another group only while what it has used, plus cronGroupSubrequestsMax for it and for
+ * each group still under way, fits; the next run goes on from there (the registry keeps where).
+ * Each run walked every group from the first name: past about 500 groups the calls beyond the
+ * limit failed, and the groups last in name order were never audited, nor their deletes finished.
+ */
+export const cronSubrequestsMax = 1_000;
+/** What one group's audit may cost the cron at most: lookups, the audit, a failover's votes (resent) and recovery. */
+export const cronGroupSubrequestsMax = 64;
+/** A run takes no new group after this long, so that runs (one a minute) do not pile up behind slow groups. */
+export const cronClaimMs = 45_000;
 /** Log route page size. */
 export const logPageDefault = 100;
 export const logPageMax = 1_000;

@@ -1,37 +1,71 @@
-import { auditConcurrencyMax, cronPageGroups } from "../shared/limits.js";
+import { auditConcurrencyMax, cronClaimMs, cronGroupSubrequestsMax, cronSubrequestsMax } from "../shared/limits.js";
 import type { Env } from "./env.js";
-import { registryStub } from "./env.js";
+import { countingEnv, registryStub } from "./env.js";
 import * as groups from "./groups.js";
 
+/** What one cron run may spend (shared/limits.ts); tests pass smaller ones. */
+export interface CronBudget {
+  subrequestsMax: number;
+  groupSubrequestsMax: number;
+  claimMs: number;
+}
+
+const cronBudget: CronBudget = { subrequestsMax: cronSubrequestsMax, groupSubrequestsMax: cronGroupSubrequestsMax, claimMs: cronClaimMs };
+
 /**
- * The cron: audits every group, a bounded number at a time, reading the registry a page at a time
- * (no unbounded call). One group's failure does not stop the rest. A lookup also finishes a
+ * One cron run: audits groups, a bounded number at a time, taking them from the registry where
+ * the last run stopped, for as long as the run's subrequests and time allow; the runs go round
+ * every group in turn. One group's failure does not stop the rest. A lookup also finishes a
  * creation or deletion that died midway, and a sequencer without state recovers before its audit.
  */
-export async function auditAll(env: Env): Promise<{ audited: number; failed: string[] }> {
+export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promise<{ audited: number; failed: string[]; subrequests: number }> {
+  const calls = { n: 0 };
+  const counted = countingEnv(env, calls);
+  const startedMs = Date.now();
   const failed: string[] = [];
+  const queue: string[] = [];
   let audited = 0;
-  let after: string | null = null;
-  for (;;) {
-    const page: { groups: string[]; next?: string } = await registryStub(env).list(after, cronPageGroups);
-    let next = 0;
-    const worker = async () => {
-      while (next < page.groups.length) {
-        const group = page.groups[next++]!;
-        try {
-          // The sequencer's audit() logs a change of verdict (shared/log.ts); a lasting one shows in the metrics.
-          await groups.withSequencer(env, group, (s) => s.audit(), (r) => r === null);
-          audited++;
-        } catch (err) {
-          if ((err as { code?: string }).code === "not_found") continue; // deleted meanwhile
-          failed.push(group);
-          console.error(`audit ${group} failed: ${String(err)}`);
-        }
+  let inFlight = 0;
+  let lapEnd = false;
+  const claim = async (): Promise<boolean> => {
+    // Room for the claim itself, and for the worst case of each group it takes and of those under way.
+    const room = Math.floor((budget.subrequestsMax - calls.n - 1) / budget.groupSubrequestsMax) - inFlight;
+    if (lapEnd || room <= 0 || Date.now() - startedMs >= budget.claimMs) return false;
+    try {
+      const page = await registryStub(counted).claim(Math.min(room, auditConcurrencyMax));
+      queue.push(...page.groups);
+      lapEnd = page.lapEnd;
+      return page.groups.length > 0;
+    } catch (err) {
+      console.error(`cron: the registry cannot be reached: ${String(err)}`);
+      return false;
+    }
+  };
+  // One claim at a time: the workers that find the queue empty wait for the same one.
+  let claiming: Promise<boolean> | null = null;
+  const next = async (): Promise<string | null> => {
+    while (queue.length === 0) {
+      claiming ??= claim().finally(() => (claiming = null));
+      if (!(await claiming)) return null;
+    }
+    return queue.shift()!;
+  };
+  const worker = async () => {
+    for (let group = await next(); group !== null; group = await next()) {
+      inFlight++;
+      try {
+        // The sequencer's audit() logs a change of verdict (shared/log.ts); a lasting one shows in the metrics.
+        await groups.withSequencer(counted, group, (s) => s.audit(), (r) => r === null);
+        audited++;
+      } catch (err) {
+        if ((err as { code?: string }).code === "not_found") continue; // deleted meanwhile
+        failed.push(group);
+        console.error(`audit ${group} failed: ${String(err)}`);
+      } finally {
+        inFlight--;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(auditConcurrencyMax, page.groups.length) }, worker));
-    if (!page.next) break;
-    after = page.next;
-  }
-  return { audited, failed };
+    }
+  };
+  await Promise.all(Array.from({ length: auditConcurrencyMax }, worker));
+  return { audited, failed, subrequests: calls.n };
 }

@@ -52,6 +52,34 @@ export function directoryStub(env: Env, group: string): DirectoryClient {
   return directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName(group)) as never);
 }
 
+/**
+ * The env with every call made through its Durable Object stubs counted in `calls.n` (each one is
+ * a subrequest of the invocation making it), for a caller that must stay within their limit.
+ */
+export function countingEnv(env: Env, calls: { n: number }): Env {
+  const stubOf = (stub: object): object =>
+    new Proxy(stub, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop);
+        if (typeof prop !== "string" || prop === "then" || typeof v !== "function") return v;
+        return (...args: unknown[]) => {
+          calls.n++;
+          return (target as Record<string, (...a: unknown[]) => unknown>)[prop]!(...args);
+        };
+      },
+    });
+  // Typed loosely: the namespaces' stub types are too deep for the checker to follow through a Proxy.
+  const namespaceOf = <N>(ns: N): N =>
+    new Proxy(ns as DurableObjectNamespace, {
+      get(target, prop) {
+        if (prop === "get") return (id: DurableObjectId, opts?: DurableObjectNamespaceGetDurableObjectOptions) => stubOf(target.get(id, opts));
+        const v = Reflect.get(target, prop);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    }) as N;
+  return { ...env, SEQUENCER: namespaceOf(env.SEQUENCER), REPLICA: namespaceOf(env.REPLICA), REGISTRY: namespaceOf(env.REGISTRY), DIRECTORY: namespaceOf(env.DIRECTORY) };
+}
+
 /** Real time for the drivers (in a Durable Object, Date.now() advances with I/O). */
 export const realClock: Clock = {
   nowMs: () => Date.now(),

@@ -11,6 +11,8 @@ export default {
   fetch: app.fetch,
   async scheduled(_controller: ScheduledController, env: Env): Promise<void> {
     const r = await auditAll(env);
-    if (r.failed.length > 0) console.error(`cron audit: ${r.failed.length} groups failed`);
+    const line = `cron audit: ${r.audited} groups audited, ${r.failed.length} failed, ${r.subrequests} subrequests`;
+    if (r.failed.length > 0) console.error(line);
+    else console.log(line);
   },
 } satisfies ExportedHandler<Env>;

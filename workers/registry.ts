@@ -13,6 +13,7 @@ export class RegistryObject extends DurableObject<Env> {
     // Which incarnation of the group is listed (0: one listed before this column existed).
     const columns = sql.exec<{ name: string }>("PRAGMA table_info(names)").toArray().map((c) => c.name);
     if (!columns.includes("incarnation")) sql.exec("ALTER TABLE names ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0");
+    sql.exec("CREATE TABLE IF NOT EXISTS cron (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
   }
 
   async add(name: string, incarnation = 0): Promise<void> {
@@ -38,6 +39,26 @@ export class RegistryObject extends DurableObject<Env> {
 
   /** Names after `after`, in order, at most limit; `next` when more follow. */
   async list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }> {
+    return this.page(after, limit);
+  }
+
+  /**
+   * The cron's next names: up to `limit` after where the last claim stopped, which is kept here so
+   * that the runs go round every group (a run audits only as many as its subrequests allow) and
+   * two runs at once take different ones. `lapEnd`: these reach the last name, and the next claim
+   * starts again from the first.
+   */
+  async claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }> {
+    const sql = this.ctx.storage.sql;
+    const at = sql.exec<{ v: string }>("SELECT v FROM cron WHERE k = 'cursor'").toArray()[0]?.v ?? "";
+    let page = this.page(at, limit);
+    // Nothing after the cursor (the names there were deleted): the lap starts again now, not in a run's time.
+    if (page.groups.length === 0 && at !== "") page = this.page("", limit);
+    sql.exec("INSERT INTO cron (k, v) VALUES ('cursor', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", page.next ?? "");
+    return { groups: page.groups, lapEnd: page.next === undefined };
+  }
+
+  private page(after: string | null, limit: number): { groups: string[]; next?: string } {
     const rows = this.ctx.storage.sql
       .exec<{ name: string }>("SELECT name FROM names WHERE name > ? ORDER BY name LIMIT ?", after ?? "", limit + 1)
       .toArray()
