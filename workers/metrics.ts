@@ -8,7 +8,7 @@ import { ApiError } from "../shared/api/errors.js";
 import type { GroupFigures, SequencerWork } from "../shared/api/metrics.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax } from "../shared/limits.js";
+import { metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax, metricsScrapeMs } from "../shared/limits.js";
 import { withTimeout } from "../shared/protocol/io.js";
 import { type Env, directoryStub, realClock, rpc } from "./env.js";
 import * as groups from "./groups.js";
@@ -48,17 +48,24 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
   return replicas ? { group, up: false, replicas } : { group, up: false };
 }
 
-/** The figures of these groups, in their order, metricsConcurrencyMax at a time; groups that no longer exist are left out. */
-export async function gather(env: Env, names: string[]): Promise<GroupFigures[]> {
-  const out: (GroupFigures | null)[] = new Array(names.length).fill(null);
+/**
+ * The figures of these groups, in their order, metricsConcurrencyMax at a time, within scrapeMs:
+ * a group asked but not answered by then is down; those not asked by then are left out and
+ * named in `unasked` (down would raise false alarms for groups that may well be up). Groups that
+ * no longer exist are left out.
+ */
+export async function gather(env: Env, names: string[], scrapeMs = metricsScrapeMs): Promise<{ figures: GroupFigures[]; unasked: string[] }> {
+  const out: (GroupFigures | null | undefined)[] = new Array(names.length).fill(undefined);
+  const endMs = Date.now() + scrapeMs;
   let next = 0;
   const fallbacks = { left: metricsReplicaFallbacksMax };
   const worker = async () => {
-    while (next < names.length) {
+    while (next < names.length && Date.now() < endMs) {
       const i = next++;
-      out[i] = await groupFigures(env, names[i]!, fallbacks);
+      const figures = groupFigures(env, names[i]!, fallbacks);
+      out[i] = await withTimeout(realClock, figures, endMs - Date.now(), `the metrics of ${names[i]}`).catch(() => ({ group: names[i]!, up: false as const }));
     }
   };
   await Promise.all(Array.from({ length: Math.min(metricsConcurrencyMax, names.length) }, worker));
-  return out.filter((f): f is GroupFigures => f !== null);
+  return { figures: out.filter((f): f is GroupFigures => !!f), unasked: names.filter((_, i) => out[i] === undefined) };
 }

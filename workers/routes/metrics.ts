@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { exposition, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
 import { metricsParams } from "../../shared/api/schemas.js";
-import { metricsPageDefault, metricsPageMax, metricsScrapeGroupsMax } from "../../shared/limits.js";
+import { metricsPageDefault, metricsPageMax, metricsScrapeGroupsMax, metricsScrapeMs } from "../../shared/limits.js";
 import { type Env, registryStub } from "../env.js";
 import type { App } from "../http.js";
 import { parseQuery, requireAdmin } from "../http.js";
@@ -22,7 +22,9 @@ metricsRoutes.get("/", async (c) => {
     return c.body(exposition(groupFamilies([figures])), 200, { "content-type": metricsContentType });
   }
   const page = q.after === undefined && q.limit === undefined ? await everyGroup(c.env) : await listed(c.env, q.after ?? null, q.limit ?? metricsPageDefault);
-  const text = exposition(groupFamilies(await gather(c.env, page.groups)), page.next ? [`next: ${page.next}`] : []);
+  const { figures, unasked } = await gather(c.env, page.groups);
+  const comments = unasked.length > 0 ? [`unasked: ${unasked.length} groups not asked within ${metricsScrapeMs} ms, the first ${unasked[0]}`] : [];
+  const text = exposition(groupFamilies(figures), [...comments, ...(page.next ? [`next: ${page.next}`] : [])]);
   return c.body(text, 200, { "content-type": metricsContentType });
 });
 
