@@ -6,6 +6,7 @@ import {
   logRetentionEntries,
   pageBytesMax,
   scrubPageRows,
+  scrubRowsPerAuditMax,
   stateSaveBytesMax,
   stateSaveEntriesMax,
   stateSaveRowsMax,
@@ -218,6 +219,8 @@ export class ReplicaCore {
     private readonly machine: StateMachine,
     /** Compaction window; the simulator shrinks it so compaction happens in short runs. */
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
+    /** Stored rows an audit's scrub reads (a pass over more takes several audits); the simulator makes it small. */
+    private readonly scrubRowsPerAudit = scrubRowsPerAuditMax,
   ) {
     this.meta = { ...meta };
     this.savePhase = savePhaseOf(meta.id);
@@ -721,7 +724,8 @@ export class ReplicaCore {
       return { ...this.position(), quarantined: true, rebuilding: true, checkpoints: [], scrub: empty };
     }
     this.saveState();
-    const scrubbed = recomputeDigest(this.storage.rows, scrubPageRows);
+    // Before the first pass over a large state has finished there is nothing to judge: equal digests.
+    const scrub = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows) ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
     return {
       ...this.position(),
       quarantined: this.meta.quarantined,
@@ -732,7 +736,7 @@ export class ReplicaCore {
         ...this.storage.checkpoints(),
         { seq: this.meta.appliedSeq, digest: this.meta.digest, logHash: this.hashAt(this.meta.appliedSeq) ?? zeroHash },
       ]),
-      scrub: { recordedDigest: this.meta.digest, actualDigest: scrubbed.digest, rows: scrubbed.rows },
+      scrub,
     };
   }
 }

@@ -124,14 +124,61 @@ export class DigestedState {
   private readonly undigested = new Map<string, string | null>();
 
   private fold(): void {
+    const scrub = this.scrubRun;
     for (const [key, before] of this.undigested) {
       const after = this.unsaved.get(key);
       assert(after !== undefined, `undigested row ${key} is not among the unsaved rows`);
       if (before === after) continue;
-      if (before !== null) xorInto(this.digestBytes, rowHash(key, before));
-      if (after !== null) xorInto(this.digestBytes, rowHash(key, after));
+      // A row the scrub under way has read already changes its sum too (read later, it is read as it is then).
+      const scanned = scrub !== null && scrub.after !== null && compareCodePoints(key, scrub.after) <= 0;
+      if (before !== null) {
+        const h = rowHash(key, before);
+        xorInto(this.digestBytes, h);
+        if (scanned) (xorInto(scrub.acc, h), scrub.rows--);
+      }
+      if (after !== null) {
+        const h = rowHash(key, after);
+        xorInto(this.digestBytes, h);
+        if (scanned) (xorInto(scrub.acc, h), scrub.rows++);
+      }
     }
     this.undigested.clear();
+  }
+
+  /**
+   * The scrub under way: the digest recomputed from the stored rows a page at a time, up to a
+   * number of rows per call (an audit), while the machine goes on writing (fold keeps the part
+   * read in step with later writes). In one pass it held a large group's writes for the whole
+   * table: 11.5 s at 2.5 million rows, on every audit (a probe), in the sequencer's own object for
+   * its co-located replica, and past the audit call's timeout. Kept in memory: a restart starts
+   * a new pass, and a state built anew (an install, a release) has none.
+   */
+  private scrubRun: { after: string | null; acc: Uint8Array; rows: number } | null = null;
+  /** The last pass to finish: its rows' digest, and the digest recorded for those rows then. */
+  private scrubbed: { recordedDigest: string; actualDigest: string; rows: number } | null = null;
+
+  /**
+   * Reads up to rowsMax more stored rows into the scrub under way (a new pass if none), after the
+   * caller has saved every row. Answers the last finished pass (this one, if it just finished),
+   * or null before any has.
+   */
+  scrubStep(rowsMax: number, pageRows: number): { recordedDigest: string; actualDigest: string; rows: number } | null {
+    assert(this.unsaved.size === 0, "a scrub reads the stored rows: save them first");
+    const run = (this.scrubRun ??= { after: null, acc: new Uint8Array(32), rows: 0 });
+    for (let left = rowsMax; left > 0; ) {
+      const want = Math.min(pageRows, left);
+      const page = this.rows.scan("", run.after, want);
+      for (const [k, v] of page) xorInto(run.acc, rowHash(k, v));
+      run.rows += page.length;
+      left -= page.length;
+      if (page.length < want) {
+        this.scrubbed = { recordedDigest: this.digest, actualDigest: bytesToHex(run.acc), rows: run.rows };
+        this.scrubRun = null;
+        break;
+      }
+      run.after = page[page.length - 1]![0];
+    }
+    return this.scrubbed;
   }
 
   /**

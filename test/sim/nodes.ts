@@ -17,6 +17,8 @@ import { type Network, type World, printDriverLog } from "./world.js";
 
 /** Small compaction windows, so short runs compact their logs and need state transfers. */
 export const simRetention = { entries: 40, slack: 10 };
+/** A few rows per audit's scrub, so a pass spans several audits with writes between them. */
+export const simScrubRows = 16;
 
 export type Variant = "correct" | "stale-reads" | "early-commit" | "apply-uncommitted";
 
@@ -87,8 +89,8 @@ export class SimReplica {
     const meta = this.storage.meta;
     if (!meta) return null;
     return this.variant === "apply-uncommitted"
-      ? new ApplyUncommittedCore(this.storage, meta, machineFor(meta.machine), simRetention)
-      : new ReplicaCore(this.storage, meta, machineFor(meta.machine), simRetention);
+      ? new ApplyUncommittedCore(this.storage, meta, machineFor(meta.machine), simRetention, simScrubRows)
+      : new ReplicaCore(this.storage, meta, machineFor(meta.machine), simRetention, simScrubRows);
   }
 
   append(msg: AppendRequest): AppendResponse {
