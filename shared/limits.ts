@@ -363,6 +363,13 @@ export const watchersPerReplicaMax = 1_000;
 /** A watch stream gets a `: keepalive` comment when it has been sent nothing this long (API.md: at most 15 s). */
 export const watchKeepaliveMs = 10_000;
 /**
+ * A replica with as many watchers as it may sends a keepalive to each one sent nothing this long
+ * before it refuses a new watch: a reader that went away is noticed only when a write to its
+ * stream fails, so its place stayed taken until the next keepalive (up to 15 s). The refused
+ * client's retry (Retry-After: 1 s) finds the places of those who left free.
+ */
+export const watchProbeMs = 1_000;
+/**
  * A replica that has heard nothing from a serving sequencer this long (cut off from it, or on the
  * side of a sequencer cut off from the rest, as its appends say) ends the watch streams open that long,
  * and refuses a new watch while another replica can take it: its stream would only carry

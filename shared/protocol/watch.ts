@@ -7,6 +7,7 @@ import {
   watchKeepaliveMs,
   watchPageBytesMax,
   watchPageEntries,
+  watchProbeMs,
   watchPumpPagesMax,
   watchQueueBytesMax,
   watchQueuesBytesMax,
@@ -82,7 +83,16 @@ export class WatchHub {
    */
   open(sink: WatchSink, fromSeq: number | null, prefix: string | null, fallback = false): "ok" | "busy" | "compacted" {
     this.prune();
-    if (this.watchers.length >= watchersPerReplicaMax) return "busy";
+    if (this.watchers.length >= watchersPerReplicaMax) {
+      // Some may have gone without a word: a write to each idle one finds them (its failure comes
+      // later, and the refused client's retry finds their places free). A probe: 400 of 700
+      // watchers reconnecting after a network blip were refused for 16.7 s by their own ghosts.
+      // Not those with bytes queued: their pending write fails alike, and each refusal would add
+      // to a stalled reader's queue, past every bound.
+      this.keepalives(this.clock.nowMs(), watchProbeMs, true);
+      this.prune();
+      if (this.watchers.length >= watchersPerReplicaMax) return "busy";
+    }
     const from = fromSeq ?? this.source.appliedSeq();
     if (from < this.source.appliedSeq() && this.source.readEvents(from, 0, watchPageBytesMax) === "compacted") return "compacted";
     const now = this.clock.nowMs();
@@ -238,6 +248,17 @@ export class WatchHub {
     }
   }
 
+  /** A keepalive to every watcher sent nothing for idleMs (also how a write finds a reader gone); `drained`: only to those with nothing queued. */
+  private keepalives(now: number, idleMs: number, drained = false): void {
+    for (const w of this.watchers) {
+      if (w.sink.gone || now - w.lastWriteMs < idleMs || (drained && w.sink.queuedBytes > 0)) continue;
+      // With where the stream stands, if a prefix filter passed entries since the last id.
+      const at = w.idSeq < w.sentSeq ? `id: ${w.sentSeq}\n` : "";
+      w.idSeq = w.sentSeq;
+      this.write(w, `: keepalive\n${at}\n`);
+    }
+  }
+
   /** A comment to every watcher sent nothing for watchKeepaliveMs (a timer callback while any watch is open). */
   private armKeepalive(): void {
     if (this.cancelKeepalive) return;
@@ -246,13 +267,7 @@ export class WatchHub {
       const now = this.clock.nowMs();
       this.endSilent(now);
       this.prune();
-      for (const w of this.watchers) {
-        if (now - w.lastWriteMs < watchKeepaliveMs) continue;
-        // With where the stream stands, if a prefix filter passed entries since the last id.
-        const at = w.idSeq < w.sentSeq ? `id: ${w.sentSeq}\n` : "";
-        w.idSeq = w.sentSeq;
-        this.write(w, `: keepalive\n${at}\n`);
-      }
+      this.keepalives(now, watchKeepaliveMs);
       // Notes who is still reading; under the shared bound, drops the stalled and sends on.
       if (this.queuedBytes() >= watchQueuesBytesMax && this.dropStalled() > 0) this.pump();
       this.prune();

@@ -224,6 +224,38 @@ describe("watch hub", () => {
     expect(w.hub.count).toBe(0);
   });
 
+  it("a full replica asks its idle watchers whether their readers are still there: the places of those who left free for the retry", () => {
+    // A reader that went away is noticed only when a write to its stream fails, and the failure
+    // arrives later (as a stream's rejected write does). 700 of 1,000 left (a network blip) and
+    // are reconnecting: without a write, their places stayed taken until the next keepalive.
+    const w = world();
+    w.apply("k");
+    w.advance(1); // the opening events are not recent writes
+    const left: FakeSink[] = [];
+    class LeftSink extends FakeSink {
+      override write(text: string) {
+        super.write(text);
+        left.push(this);
+      }
+    }
+    const sinks = Array.from({ length: watchersPerReplicaMax }, (_, i) => (i < 700 ? new LeftSink() : new FakeSink()));
+    for (const s of sinks) expect(w.hub.open(s, null, null)).toBe("ok");
+    const stalled = sinks[999]!;
+    stalled.queuedBytes = 100; // its pending write fails alike if its reader left: no probe
+    sinks.pop();
+    w.advance(watchKeepaliveMs / 2 - 1); // no keepalive yet
+    expect(w.hub.open(new FakeSink(), null, null)).toBe("busy");
+    for (const s of left) s.gone = true; // their writes failed meanwhile
+    expect(w.hub.open(new FakeSink(), null, null)).toBe("ok");
+    // The readers still there got a keepalive, not more: the next refusal does not ask again at once.
+    const stayed = sinks.slice(700);
+    expect(stayed.every((s) => s.texts.join("") === ": keepalive\n\n")).toBe(true);
+    for (let i = 0; i < 699; i++) expect(w.hub.open(new FakeSink(), null, null)).toBe("ok");
+    expect(w.hub.open(new FakeSink(), null, null)).toBe("busy");
+    expect(stayed.every((s) => s.texts.length === 1)).toBe(true);
+    expect(stalled.texts).toEqual([]);
+  });
+
   it("sends a keepalive comment to a watcher sent nothing for watchKeepaliveMs", () => {
     const w = world();
     const s = new FakeSink();
