@@ -60,6 +60,16 @@ export interface WatchSource {
   silentMs(): number;
 }
 
+/**
+ * Ends a stream. One with bytes queued is dropped, not closed: a closed stream keeps its queue
+ * until its reader takes it, outside the hub's list and so outside watchQueuesBytesMax (stalled
+ * readers held 32 MiB more after each quarantine). Its client resumes with Last-Event-ID.
+ */
+function end(sink: WatchSink): void {
+  if (sink.queuedBytes > 0) sink.drop();
+  else sink.close();
+}
+
 export class WatchHub {
   private watchers: Watcher[] = [];
   /** Where the next pump starts: where the shared bound stopped the last one, so every watcher gets its turn. */
@@ -143,8 +153,9 @@ export class WatchHub {
           pages.set(w.sentSeq, page);
         }
         if (page === "compacted") {
-          // It fell behind the retained log: the client reconnects and gets 410 (read state, watch from its seq).
-          w.sink.close();
+          // It fell behind the retained log: the client reconnects and gets 410 (read state, watch
+          // from its seq); what it still has queued is older than the log too.
+          end(w.sink);
           break;
         }
         if (page.length === 0) break;
@@ -209,7 +220,7 @@ export class WatchHub {
 
   /** Ends every stream (quarantine, rebuild, deletion): clients resume at another replica. */
   closeAll(): void {
-    for (const w of this.watchers) w.sink.close();
+    for (const w of this.watchers) end(w.sink);
     this.watchers = [];
     this.cancelContinue?.();
     this.cancelContinue = null;

@@ -165,6 +165,38 @@ describe("watch hub", () => {
     for (const s of dropped) expect(s.ids()).toEqual(Array.from({ length: s.ids().length }, (_, i) => i + 1));
   });
 
+  it("ends no stream with bytes still queued (they would be out of the shared bound's reach): a quarantine's end, or a reader behind the retained log", () => {
+    // Stalled readers fill the shared bound; the replica is quarantined (its streams end), more
+    // stalled readers come, and again: closed streams kept their queues until read, outside the
+    // hub's list and so outside watchQueuesBytesMax, 32 MiB more per round.
+    const w = world();
+    const size = 64 * 1024;
+    const all: FakeSink[] = [];
+    const held = () => all.filter((s) => !s.dropped).reduce((sum, s) => sum + s.queuedBytes, 0);
+    for (let round = 0; round < 3; round++) {
+      const stalled = Array.from({ length: Math.ceil(watchQueuesBytesMax / watchQueueBytesMax) + 1 }, () => new FakeSink(true));
+      for (const s of stalled) expect(w.hub.open(s, null, null)).toBe("ok");
+      all.push(...stalled);
+      for (let i = 0; i < Math.ceil((2 * watchQueueBytesMax) / size); i++) w.apply("k", size);
+      w.hub.closeAll();
+      expect(held()).toBeLessThanOrEqual(watchQueuesBytesMax + size + 100);
+    }
+    // A reader with nothing queued gets a clean end.
+    const idle = new FakeSink();
+    w.hub.open(idle, null, null);
+    w.hub.closeAll();
+    expect(idle.closed && !idle.dropped).toBe(true);
+    // One that fell behind the retained log with bytes queued (it took only part of them).
+    const behind = new FakeSink(true);
+    w.hub.open(behind, null, null);
+    for (let i = 0; i < Math.ceil((2 * watchQueueBytesMax) / size); i++) w.apply("k", size);
+    behind.take(size); // below the bound again: the next pump reads on from the log...
+    w.compactTo(Number.MAX_SAFE_INTEGER); // ...which no longer holds its position
+    w.hub.pump();
+    expect(behind.dropped).toBe(true);
+    expect(behind.queuedBytes).toBe(0);
+  });
+
   it("never drops readers that keep reading, however many catch up at once: each gets every event in turn", () => {
     const w = world();
     const size = 64 * 1024;
