@@ -111,7 +111,8 @@ export interface ReplicaApi {
   installPage(transferId: string, rows: [string, string][]): boolean;
   endInstall(transferId: string): { ok: boolean; digest: string } | null;
   // Snapshot downloads: a frozen copy of the machine's rows, served in pages, bounded in number.
-  beginExport(): ExportInfo | null;
+  /** Once appliedSeq >= minSeq (waiting up to waitMs; null if not by then): so the copy holds every write acknowledged before it was asked for. */
+  beginExport(minSeq?: number, waitMs?: number): Promise<ExportInfo | null>;
   exportPage(id: string, after: string | null, maxBytes: number): [string, string][] | null;
   endExport(id: string): void;
 }

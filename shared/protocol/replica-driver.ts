@@ -243,8 +243,8 @@ export class ReplicaDriver implements ReplicaApi {
   private readonly exports = new Map<string, number>();
   private exportsMade = 0;
 
-  beginExport(): ExportInfo | null {
-    if (!this.core) return null;
+  async beginExport(minSeq = 0, waitMs = 0): Promise<ExportInfo | null> {
+    if (!this.core || !(await this.waitApplied(minSeq, waitMs)) || !this.core) return null;
     const now = this.clock.nowMs();
     for (const [id, usedMs] of this.exports) if (now - usedMs > snapshotIdleMs) this.endExport(id);
     if (this.exports.size >= snapshotsPerReplicaMax) return null;

@@ -90,3 +90,29 @@ describe("restore: the header's fields", () => {
     expect((await restore("rs-hdst", [JSON.stringify(header), ...rest].join("\n"))).status).toBe(200);
   }, 30_000);
 });
+
+describe("where a snapshot is taken", () => {
+  it("at a replica outside the sequencer's object, which waits for the last acknowledged write: freezing a large state there would hold every write", async () => {
+    await createGroup("snap-where", { machine: "kv", replicas: 3 });
+    for (let round = 1; round <= 5; round++) {
+      expect((await command("snap-where", { op: "put", key: `k${round}`, value: round })).status).toBe(200);
+      const res = await SELF.fetch("http://smr.test/v1/groups/snap-where/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("x-smr-replica")).not.toBe("r1"); // r1 lives in the sequencer's object
+      const [head, ...rows] = (await res.text()).trim().split("\n");
+      expect(JSON.parse(head!).rows).toBe(round);
+      expect(rows.map((l) => JSON.parse(l)[0])).toContain(`k${round}`);
+    }
+  });
+
+  it("at the sequencer's own replica when no other can", async () => {
+    await createGroup("snap-only", { machine: "kv", replicas: 3 });
+    expect((await command("snap-only", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    for (const target of ["r2", "r3"]) await api("POST", "/v1/groups/snap-only/faults", { target, fault: "unreachable" });
+    const res = await SELF.fetch("http://smr.test/v1/groups/snap-only/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-smr-replica")).toBe("r1");
+    const text = await res.text();
+    expect(text.split("\n")[1], text).toBe('["k",1]');
+  });
+});
