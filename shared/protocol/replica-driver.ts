@@ -244,7 +244,10 @@ export class ReplicaDriver implements ReplicaApi {
   private exportsMade = 0;
 
   async beginExport(minSeq = 0, waitMs = 0): Promise<ExportInfo | null> {
-    if (!this.core || !(await this.waitApplied(minSeq, waitMs)) || !this.core) return null;
+    if (!this.core) return null;
+    // Waiting shares the reads' bound on waiters.
+    if (this.core.appliedSeq < minSeq && this.waiters.length >= readWaitersMax) return null;
+    if (!(await this.waitApplied(minSeq, waitMs)) || !this.core) return null;
     const now = this.clock.nowMs();
     for (const [id, usedMs] of this.exports) if (now - usedMs > snapshotIdleMs) this.endExport(id);
     if (this.exports.size >= snapshotsPerReplicaMax) return null;

@@ -12,6 +12,10 @@ import { digestOfPages } from "../../shared/protocol/state.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import type { SnapshotInfo } from "../../shared/protocol/replica.js";
 import { directGroup } from "../support/direct.js";
+import { readWaitersMax } from "../../shared/limits.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { ReplicaCore } from "../../shared/protocol/replica.js";
+import { machineFor } from "../../shared/machines/index.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const retention = { entries: 10_000, slack: 1_000 };
@@ -309,5 +313,22 @@ describe("a restore into a group whose log holds no-ops alone", () => {
     driver.stop();
     const restarted = new SequencerCore(storage, storage.meta!);
     expect(restarted.epochSettled).toBe(true);
+  });
+});
+
+describe("a snapshot's wait for the commit point", () => {
+  it("starts once the replica has applied it, is refused past readWaitMs, and shares the reads' bound on waiters", async () => {
+    const g = directGroup(config, retention);
+    expect((await g.driver.submit("s", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
+    await tick();
+    const replica = g.replicas.get("r2")!;
+    expect((await replica.beginExport(1, 1_000))!.seq).toBeGreaterThanOrEqual(1);
+    expect(await replica.beginExport(99, 30)).toBeNull(); // not applied within the wait
+    // A replica whose timers never fire: a wait would never end, so an answer means no wait.
+    const store = g.stores.get("r3")!;
+    const still = new ReplicaDriver(new ReplicaCore(store, store.meta!, machineFor("kv"), retention), { nowMs: () => 0, setTimer: () => () => {} });
+    for (let i = 0; i < readWaitersMax; i++) void still.query({ op: "get", key: "a" }, 99, 1_000);
+    const answer = await Promise.race([still.beginExport(99, 1_000), tick(500).then(() => "still waiting")]);
+    expect(answer).toBeNull();
   });
 });
