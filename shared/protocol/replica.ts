@@ -18,7 +18,7 @@ import { assert } from "./assert.js";
 import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, applyEntry, digestOfPages, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, InstallDigest, applyEntry, digestOfPages, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
@@ -674,8 +674,12 @@ export class ReplicaCore {
     this.state = new DigestedState(this.storage.rows, zeroHash);
     this.unapplied.clear();
     this.installing = installing;
+    this.installDigest = new InstallDigest();
     return true;
   }
+
+  /** The installed rows' digest so far; none after a restart mid-install (endInstall reads them back). */
+  private installDigest: InstallDigest | null = null;
 
   /** False if no such transfer is in progress (another one replaced it): the caller gives up. */
   installPage(transferId: string, rows: [string, string][]): boolean {
@@ -683,6 +687,7 @@ export class ReplicaCore {
     this.storage.transaction(() => {
       for (const [k, v] of rows) this.storage.rows.put(k, v);
     });
+    this.installDigest?.add(rows);
     return true;
   }
 
@@ -694,9 +699,10 @@ export class ReplicaCore {
   endInstall(transferId: string): { ok: boolean; digest: string } {
     const info = this.installing;
     if (info?.transferId !== transferId) return { ok: false, digest: "" };
-    const actual = recomputeDigest(this.storage.rows, scrubPageRows).digest;
+    const actual = this.installDigest?.digest ?? recomputeDigest(this.storage.rows, scrubPageRows).digest;
     if (actual !== info.digest) return { ok: false, digest: actual };
     this.installing = null;
+    this.installDigest = null;
     this.saveMeta({
       epoch: Math.max(this.meta.epoch, info.epoch),
       lastSeq: info.seq,

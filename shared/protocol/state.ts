@@ -387,6 +387,34 @@ function sizeOf(rows: [string, string][]): number {
   return n;
 }
 
+/**
+ * The digest of rows installed page by page in key order (a state transfer, a restore), so the
+ * end of an install need not read them all back: that read held the replica for its whole table,
+ * and the sequencer with it when the co-located replica was the one rebuilt. Unknown (null) once
+ * a row comes out of order (a page delivered twice); the rows are read back then.
+ */
+export class InstallDigest {
+  private acc: Uint8Array | null = new Uint8Array(32);
+  private lastKey: string | null = null;
+
+  /** Rows just stored. */
+  add(rows: [string, string][]): void {
+    for (const [k, v] of rows) {
+      if (this.acc === null) return;
+      if (this.lastKey !== null && compareCodePoints(k, this.lastKey) <= 0) {
+        this.acc = null;
+        return;
+      }
+      xorInto(this.acc, rowHash(k, v));
+      this.lastKey = k;
+    }
+  }
+
+  get digest(): string | null {
+    return this.acc === null ? null : bytesToHex(this.acc);
+  }
+}
+
 /** The digest and count of rows read page by page (a frozen copy, a restore's staged rows). */
 export function digestOfPages(page: (after: string | null) => [string, string][]): { digest: string; rows: number } {
   const acc = new Uint8Array(32);
