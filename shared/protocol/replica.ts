@@ -18,7 +18,7 @@ import { assert } from "./assert.js";
 import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, InstallDigest, applyEntry, digestOfPages, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, digestOfPages, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
@@ -50,6 +50,12 @@ export interface ReplicaMeta {
    */
   stateSeq: number;
   stateDigest: string;
+  /**
+   * The audits' scrub pass under way as of the stored rows (DigestedState.scrubCursor), stored with
+   * them and after each audit: a restart goes on with it. (In memory only, a pass over more rows
+   * than one audit reads never finished in an object evicted between audits.)
+   */
+  scrub?: ScrubCursor | null;
   /**
    * Set when this replica was made again after losing its storage (a rejoin): it may have
    * acknowledged entries up to this seq before, and holds none of them now. Until its log reaches
@@ -236,7 +242,7 @@ export class ReplicaCore {
    */
   private loadState(): DigestedState {
     const m = this.meta;
-    const state = new DigestedState(this.storage.rows, m.stateDigest);
+    const state = new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : (m.scrub ?? null));
     const stateSeq = m.stateSeq;
     if (this.installing) return state;
     assert(stateSeq <= m.appliedSeq && stateSeq >= m.baseSeq, `stored state at ${stateSeq} outside base ${m.baseSeq}..applied ${m.appliedSeq}`);
@@ -282,6 +288,7 @@ export class ReplicaCore {
     this.appliedCharsUnsaved = 0;
     next.stateSeq = next.appliedSeq;
     next.stateDigest = this.state.digest;
+    next.scrub = this.state.scrubCursor;
   }
 
   get id(): string {
@@ -592,7 +599,7 @@ export class ReplicaCore {
     if (actual !== this.meta.digest && !rebase) {
       return { ok: false, digest: actual, reason: `its rows hash to ${actual.slice(0, 12)}, its recorded digest is ${this.meta.digest.slice(0, 12)}: repair it, or release it with rebase to take its rows as they are` };
     }
-    this.saveMeta({ quarantined: false, digest: actual, stateDigest: actual });
+    this.saveMeta({ quarantined: false, digest: actual, stateDigest: actual, scrub: null });
     this.state = new DigestedState(this.storage.rows, actual);
     return { ok: true, digest: actual };
   }
@@ -669,7 +676,7 @@ export class ReplicaCore {
     const rejoinSeq = undo ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();
-      this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined });
+      this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined, scrub: null });
     });
     this.state = new DigestedState(this.storage.rows, zeroHash);
     this.unapplied.clear();
@@ -717,6 +724,7 @@ export class ReplicaCore {
       installing: null,
       stateSeq: info.seq,
       stateDigest: info.digest,
+      scrub: null,
       membership: info.membership ?? null,
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
@@ -732,6 +740,9 @@ export class ReplicaCore {
     this.saveState();
     // Before the first pass over a large state has finished there is nothing to judge: equal digests.
     const scrub = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows) ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
+    // Where the pass stands, for the next audit after a restart (the rows are all stored: it is theirs).
+    const cursor = this.state.scrubCursor;
+    if (JSON.stringify(cursor) !== JSON.stringify(this.meta.scrub ?? null)) this.saveMeta({ scrub: cursor });
     return {
       ...this.position(),
       quarantined: this.meta.quarantined,

@@ -99,14 +99,28 @@ class SessionIndex {
   }
 }
 
+/**
+ * Where a scrub pass stands, as of the stored rows: the last key it read, the XOR of the rows up
+ * to it (hex), how many. Stored beside the rows (ReplicaMeta.scrub), so a restart goes on with it.
+ */
+export interface ScrubCursor {
+  after: string;
+  acc: string;
+  rows: number;
+}
+
 export class DigestedState {
   private readonly digestBytes: Uint8Array;
 
   constructor(
     readonly rows: RowStore,
     digest: string = zeroHash,
+    /** The pass under way when these rows were stored (scrubCursor then), if any. */
+    scrub: ScrubCursor | null = null,
   ) {
     this.digestBytes = hexToBytes(digest);
+    if (scrub !== null) this.scrubRun = { after: scrub.after, acc: hexToBytes(scrub.acc), rows: scrub.rows };
+    this.storedScrub = scrub;
   }
 
   /** The digest of the current rows (brings it up to date with the writes since the last read). */
@@ -150,12 +164,29 @@ export class DigestedState {
    * number of rows per call (an audit), while the machine goes on writing (fold keeps the part
    * read in step with later writes). In one pass it held a large group's writes for the whole
    * table: 11.5 s at 2.5 million rows, on every audit (a probe), in the sequencer's own object for
-   * its co-located replica, and past the audit call's timeout. Kept in memory: a restart starts
-   * a new pass, and a state built anew (an install, a release) has none.
+   * its co-located replica, and past the audit call's timeout. Its cursor as of the stored rows
+   * (scrubCursor) is stored with them, so a restart goes on with it; a state built anew (an
+   * install, a release) has none. (Kept in memory only, a pass over more than one audit's rows
+   * never finished in an object evicted between audits: a quiet group's, or any after a deploy.)
    */
   private scrubRun: { after: string | null; acc: Uint8Array; rows: number } | null = null;
+  /** scrubCursor: the pass as of the stored rows, taken when they are saved and after each step. */
+  private storedScrub: ScrubCursor | null;
   /** The last pass to finish: its rows' digest, and the digest recorded for those rows then. */
   private scrubbed: { recordedDigest: string; actualDigest: string; rows: number } | null = null;
+
+  /**
+   * The pass under way as of the stored rows (null: none, the next step starts one): to be stored
+   * with them (the rows of a save, or after a step), and given to the state built from them.
+   */
+  get scrubCursor(): ScrubCursor | null {
+    return this.storedScrub;
+  }
+
+  private cursorNow(): ScrubCursor | null {
+    const run = this.scrubRun;
+    return run === null || run.after === null ? null : { after: run.after, acc: bytesToHex(run.acc), rows: run.rows };
+  }
 
   /**
    * Reads up to rowsMax more stored rows into the scrub under way (a new pass if none), after the
@@ -178,6 +209,7 @@ export class DigestedState {
       }
       run.after = page[page.length - 1]![0];
     }
+    this.storedScrub = this.cursorNow();
     return this.scrubbed;
   }
 
@@ -239,6 +271,7 @@ export class DigestedState {
     puts.sort((a, b) => compareCodePoints(a[0], b[0]));
     deletes.sort(compareCodePoints);
     this.rows.writeMany(puts, deletes);
+    this.storedScrub = this.cursorNow(); // folded above: the pass's sum as of these rows
   }
 
   /**
