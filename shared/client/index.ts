@@ -79,9 +79,17 @@ export class ApiRequestError extends Error {
 export interface ClientOptions {
   baseUrl: string;
   token: string;
-  /** Stable id of this client for exactly-once; random by default. */
+  /**
+   * Stable id of this client for exactly-once; random by default. Used by one process at a time:
+   * two processes sending under one id may send the same request id, and one's command then
+   * answers the other's output without running.
+   */
   clientId?: string;
-  /** First request id to use (default 1); must be above every id this clientId used before. */
+  /**
+   * First request id to use, counted up by one per command; it must be above every id this
+   * clientId used before. Default: 1 for a random clientId; for a given one, ids taken from the
+   * clock (milliseconds times 1,000), so a restarted app's are above its earlier run's.
+   */
   firstRequest?: number;
   /** Attempts for a command before giving up (default: as many as retryForMs allows). */
   attemptsMax?: number;
@@ -208,6 +216,22 @@ function expiredAfterRetry(message: string): boolean {
 
 /** Errors a retry cannot fix end a watch; anything else (a dropped stream, 503, 504) is retried. */
 const watchFatal = new Set([400, 401, 403, 404, 409, 410, 413]);
+
+/** The last request id clockRequest handed out in this process. */
+let lastClockRequest = 0;
+
+/**
+ * A request id for a client named without firstRequest: the clock in milliseconds times 1,000, or
+ * one above the last such id if that is higher. Such a client counted from 1 again after a restart
+ * (a probe: the restarted app's `incr` was answered the earlier run's recorded output, and not
+ * run; its next command was a 409). The clock's ids are above an earlier run's unless that one
+ * sent over 1,000 commands a millisecond, or the clock went back. Shared by the process's
+ * instances, so two under one clientId never send the same id. Safe integers until the year 2255.
+ */
+function clockRequest(): number {
+  lastClockRequest = Math.max(lastClockRequest + 1, Date.now() * 1000);
+  return lastClockRequest;
+}
 
 function randomId(): string {
   const bytes = new Uint8Array(8);
@@ -344,7 +368,8 @@ interface SendInit {
 
 export class SmrClient {
   readonly clientId: string;
-  private nextRequest: number;
+  /** The next request id, or null: taken from the clock (clockRequest). */
+  private nextRequest: number | null;
   /** The latest bookmark this client has seen (from a command or a read), of whichever group. */
   bookmark: string | undefined;
   /**
@@ -366,7 +391,7 @@ export class SmrClient {
     // "http://host/" made every path "//v1/..." (a 404).
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.clientId = opts.clientId ?? randomId();
-    this.nextRequest = opts.firstRequest ?? 1;
+    this.nextRequest = opts.firstRequest ?? (opts.clientId === undefined ? 1 : null);
     this.doFetch = opts.fetch ?? ((...a) => fetch(...a));
   }
 
@@ -504,8 +529,13 @@ export class SmrClient {
 
   // ---- commands and queries --------------------------------------------------------------------
 
+  /** A new request id of this client (ClientOptions.firstRequest). */
+  private takeRequest(): number {
+    return this.nextRequest === null ? clockRequest() : this.nextRequest++;
+  }
+
   /** Submits a command exactly once, retrying with the same request id while the outcome is unknown. */
-  async submit(group: string, command: unknown, request = this.nextRequest++): Promise<CommandResult> {
+  async submit(group: string, command: unknown, request = this.takeRequest()): Promise<CommandResult> {
     const retries = new Retries(this.opts);
     let unsure = false; // an attempt's outcome was unknown: a later 503 no longer means "not ordered"
     for (;;) {
@@ -538,7 +568,7 @@ export class SmrClient {
    * request is then checked on its own, so a refused command leaves those sent before it done.
    */
   async submitBatch(group: string, commands: BatchCommand[]): Promise<BatchResult> {
-    const items = commands.map((c) => ({ request: c.request ?? this.nextRequest++, command: c.command }));
+    const items = commands.map((c) => ({ request: c.request ?? this.takeRequest(), command: c.command }));
     const results: BatchItemResult[] = [];
     let bookmark: string | undefined;
     for (const piece of requestsOf(this.clientId, items)) {

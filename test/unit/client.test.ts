@@ -12,6 +12,7 @@ function clientWith(handler: Handler, options: { attemptsMax?: number } = {}) {
     baseUrl: "http://smr.test",
     token: "t",
     clientId: "c",
+    firstRequest: 1,
     retryBaseMs: 1,
     ...options,
     fetch: async (input, init) => {
@@ -80,6 +81,45 @@ describe("client", () => {
     const err = await once.submit("g", { op: "put", key: "k", value: 1 }, 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiRequestError);
     expect((err as ApiRequestError).code).toBe("network");
+  });
+});
+
+describe("client request ids", () => {
+  const recording = (ids: number[]) => async (_: unknown, init?: RequestInit) => {
+    const body = JSON.parse(init!.body as string) as { request?: number; commands?: { request: number }[] };
+    ids.push(...(body.commands ? body.commands.map((c) => c.request) : [body.request!]));
+    return body.commands
+      ? Response.json({ results: body.commands.map((c) => ({ seq: c.request, output: null })), bookmark: "b1.1.1" })
+      : Response.json({ seq: 1, output: null, bookmark: "b1.1.1" });
+  };
+
+  it("an app restarted with the same clientId sends ids above the earlier run's, and two instances never share one", async () => {
+    const first: number[] = [];
+    const run1 = new SmrClient({ baseUrl: "http://smr.test", token: "t", clientId: "app", fetch: recording(first) });
+    await run1.kv("g").incr("n", 1);
+    await run1.kv("g").batch([{ op: "incr", key: "n", by: 1 }, { op: "incr", key: "n", by: 1 }]);
+    // The app restarts: a new instance under the same name, no firstRequest.
+    const second: number[] = [];
+    const run2 = new SmrClient({ baseUrl: "http://smr.test", token: "t", clientId: "app", fetch: recording(second) });
+    await run2.kv("g").incr("n", 1);
+    expect(Math.min(...second)).toBeGreaterThan(Math.max(...first));
+    // Two instances with one clientId, used at once: every id is new.
+    await Promise.all([run1.kv("g").incr("n", 1), run2.kv("g").incr("n", 1), run1.kv("g").put("k", 1), run2.kv("g").put("k", 2)]);
+    const all = [...first, ...second];
+    expect(new Set(all).size).toBe(all.length);
+    for (const id of all) expect(Number.isSafeInteger(id)).toBe(true);
+  });
+
+  it("counts from firstRequest when it is given, and from 1 for a random clientId", async () => {
+    const given: number[] = [];
+    const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", clientId: "app", firstRequest: 7, fetch: recording(given) });
+    await c.kv("g").put("a", 1);
+    await c.kv("g").put("b", 1);
+    expect(given).toEqual([7, 8]);
+    const random: number[] = [];
+    const r = new SmrClient({ baseUrl: "http://smr.test", token: "t", fetch: recording(random) });
+    await r.kv("g").put("a", 1);
+    expect(random).toEqual([1]);
   });
 });
 
