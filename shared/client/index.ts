@@ -736,7 +736,10 @@ export class SmrClient {
       } catch (err) {
         if (signal?.aborted) return;
         if (err instanceof ApiRequestError && watchFatal.has(err.status)) throw err;
-        pauseMs = await this.pauseBeforeRetry(opts, err instanceof Error ? err.message : String(err), serverPauseMs ?? pauseMs, lastId);
+        // A refusal's Retry-After is waited out (a replica full of watchers frees places in about a
+        // second): its refused watchers came back after 50, 100, 200 ms..., each refused again.
+        const askedMs = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;
+        pauseMs = await this.pauseBeforeRetry(opts, err instanceof Error ? err.message : String(err), Math.max(serverPauseMs ?? pauseMs, askedMs), lastId);
         continue;
       }
       let reason = "the stream ended";

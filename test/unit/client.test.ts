@@ -439,6 +439,17 @@ describe("client watch", () => {
     expect(retries[2]!.after).toBe("1");
   });
 
+  it("waits out a refusal's Retry-After before it reconnects (503 from a replica full of watchers, 429)", async () => {
+    const refusal = (status: number, code: string) => new Response(JSON.stringify({ error: { code, message: "busy" } }), { status, headers: { "retry-after": "1" } });
+    const streams = [() => refusal(503, "unavailable"), () => refusal(429, "rate_limited"), () => sse(entry(1))];
+    const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
+    const retries: { reason: string; pauseMs: number }[] = [];
+    const it = client.watch("g", { onRetry: (r) => retries.push(r) });
+    expect((await it.next()).value).toMatchObject({ seq: 1 });
+    await it.return(undefined);
+    expect(retries.map((r) => r.pauseMs)).toEqual([1000, 2000]);
+  });
+
   it("resumes from an id the server set without an event (an `id:` block with no data)", async () => {
     const streams = [() => sse(`id: 40\n\n: keepalive\n\n`, "drop"), () => sse(entry(41))];
     const { client, calls } = clientWith(() => streams[calls.length - 1]!());
