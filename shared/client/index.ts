@@ -113,6 +113,15 @@ export interface ClientOptions {
   onCommandRetry?: (retry: CommandRetry) => void;
 }
 
+/**
+ * Per call: `signal` ends the call (its attempt in flight is cancelled, no retry follows), which
+ * then rejects with the signal's reason, as fetch does. A command may have been ordered by an
+ * attempt sent before: send it again with the same request id to learn its outcome.
+ */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
 export interface CommandRetry {
   attempt: number;
   reason: string;
@@ -423,12 +432,15 @@ export class SmrClient {
    * command, an unknown outcome, retried with the same request id). It had no bound: a server
    * that took the connection and never answered held a call for Node's 300 s, per attempt.
    */
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
     // 0, Infinity or anything a timer cannot hold: no bound (AbortSignal.timeout threw on them).
     const timeoutMs = Number.isFinite(wanted) && wanted > 0 && Math.ceil(wanted) < 2 ** 31 ? Math.ceil(wanted) : null;
     const abort = new AbortController();
     const timer = timeoutMs === null ? undefined : setTimeout(() => abort.abort(), timeoutMs);
+    const cancel = () => abort.abort(signal!.reason);
+    signal?.addEventListener("abort", cancel, { once: true });
     try {
       let res: Response;
       try {
@@ -438,6 +450,7 @@ export class SmrClient {
           signal: abort.signal,
         });
       } catch (err) {
+        if (signal?.aborted) throw signal.reason;
         if (abort.signal.aborted) throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: no answer within ${timeoutMs} ms`);
         throw err;
       }
@@ -446,12 +459,14 @@ export class SmrClient {
       try {
         text = await res.text();
       } catch (err) {
+        if (signal?.aborted) throw signal.reason;
         // The connection died while the body was read: as much a network failure as no answer.
         throw new ApiRequestError(0, "network", abort.signal.aborted ? `${method} ${this.baseUrl}${path}: no whole answer within ${timeoutMs} ms` : String(err));
       }
       return JSON.parse(text) as T;
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", cancel);
     }
   }
 
@@ -535,25 +550,23 @@ export class SmrClient {
   }
 
   /** Submits a command exactly once, retrying with the same request id while the outcome is unknown. */
-  async submit(group: string, command: unknown, request = this.takeRequest()): Promise<CommandResult> {
+  async submit(group: string, command: unknown, request = this.takeRequest(), call: CallOptions = {}): Promise<CommandResult> {
+    const { signal } = call;
     const retries = new Retries(this.opts);
     let unsure = false; // an attempt's outcome was unknown: a later 503 no longer means "not ordered"
     for (;;) {
       try {
-        const r = await this.request<CommandResult>("POST", groupPath(group, `/commands`), {
-          client: this.clientId,
-          request,
-          command,
-        });
+        const r = await this.request<CommandResult>("POST", groupPath(group, `/commands`), { client: this.clientId, request, command }, signal);
         this.keepBookmark(group, r.bookmark);
         return r;
       } catch (err) {
+        if (signal?.aborted) throw signal.reason;
         const attempt = retries.attempt;
         const pauseMs = retriable(err) ? retries.next(err) : null;
         if (pauseMs === null) throw unsure ? unknownAfter(err) : err;
         unsure ||= outcomeUnknown(err);
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
-        await sleep(pauseMs);
+        await sleep(pauseMs, signal);
       }
     }
   }
@@ -567,7 +580,7 @@ export class SmrClient {
    * body) go in several, one after another (a batch of 200 commands of 2 KiB was one 413): each
    * request is then checked on its own, so a refused command leaves those sent before it done.
    */
-  async submitBatch(group: string, commands: BatchCommand[]): Promise<BatchResult> {
+  async submitBatch(group: string, commands: BatchCommand[], call: CallOptions = {}): Promise<BatchResult> {
     const items = commands.map((c) => ({ request: c.request ?? this.takeRequest(), command: c.command }));
     const results: BatchItemResult[] = [];
     let bookmark: string | undefined;
@@ -575,9 +588,9 @@ export class SmrClient {
       const offset = results.length;
       let answer: BatchResult;
       try {
-        answer = await this.submitRequest(group, piece);
+        answer = await this.submitRequest(group, piece, call.signal);
       } catch (err) {
-        if (offset === 0) throw err;
+        if (offset === 0 || call.signal?.aborted) throw err;
         // Earlier requests' results stand (executed): this failure is the result of this piece,
         // its field paths counted from the whole batch.
         const known = err instanceof ApiRequestError && (err.code !== "network" || err.notSent);
@@ -597,7 +610,7 @@ export class SmrClient {
   }
 
   /** One request's worth of a batch (submitBatch), retried as it says. */
-  private async submitRequest(group: string, items: { request: number; command: unknown }[]): Promise<BatchResult> {
+  private async submitRequest(group: string, items: { request: number; command: unknown }[], signal: AbortSignal | undefined): Promise<BatchResult> {
     const results: BatchItemResult[] = new Array(items.length);
     let pending = items.map((_, i) => i);
     let bookmark: string | undefined;
@@ -609,11 +622,9 @@ export class SmrClient {
       let pauseMs: number | null = null;
       let answer: BatchResult | undefined;
       try {
-        answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), {
-          client: this.clientId,
-          commands: pending.map((i) => items[i]),
-        });
+        answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), { client: this.clientId, commands: pending.map((i) => items[i]) }, signal);
       } catch (err) {
+        if (signal?.aborted) throw err;
         pauseMs = retriable(err) ? retries.next(err) : null;
         const last = pauseMs === null;
         if (last && results.some((r) => r !== undefined)) {
@@ -645,7 +656,8 @@ export class SmrClient {
         if (pauseMs === null) break;
         this.opts.onCommandRetry?.({ attempt, reason: `${pending.length} of the batch's commands answered timeout or unavailable`, pauseMs });
       }
-      await sleep(pauseMs!);
+      await sleep(pauseMs!, signal);
+      signal?.throwIfAborted();
     }
     // An output left out of the answer for its size was executed: sent again alone (same request
     // id), the command answers its recorded output and runs nothing.
@@ -653,7 +665,10 @@ export class SmrClient {
       const r = results[i]!;
       if (!("error" in r) || r.error.code !== "too_large" || r.seq === undefined) continue;
       // If reading it fails, the item keeps its too_large result (it ran): the rest still return.
-      const again = await this.submit(group, items[i]!.command, items[i]!.request).catch(() => null);
+      const again = await this.submit(group, items[i]!.command, items[i]!.request, signal ? { signal } : {}).catch((err: unknown) => {
+        if (signal?.aborted) throw err;
+        return null;
+      });
       if (again === null) continue;
       results[i] = { seq: again.seq, output: again.output };
       bookmark = later(bookmark, again.bookmark);
@@ -676,17 +691,19 @@ export class SmrClient {
    * again (a restore under the same name), and every later sequential read failed with it until
    * the new log outgrew the old one (a probe).
    */
-  async query(group: string, query: unknown, consistency: Consistency = "linearizable"): Promise<QueryResult> {
+  async query(group: string, query: unknown, consistency: Consistency = "linearizable", call: CallOptions = {}): Promise<QueryResult> {
+    const { signal } = call;
     const retries = new Retries(this.opts);
     for (;;) {
       const body: Record<string, unknown> = { query, consistency };
       const bookmark = this.bookmarks.get(group);
       if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
       try {
-        const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body);
+        const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal);
         if (r.bookmark) this.keepBookmark(group, r.bookmark); // monotonic reads: the next never sees older state
         return r;
       } catch (err) {
+        if (signal?.aborted) throw signal.reason;
         if (body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && /^bookmark: names seq \d+, past the end/.test(err.message.replace(/^400 bad_request: /, ""))) {
           // This read goes linearizable: the stale bookmark outranked (by seq) the client's own
           // later writes to the new group, so without it a sequential read could miss them.
@@ -700,7 +717,7 @@ export class SmrClient {
         const pauseMs = err instanceof ApiRequestError && err.status !== 504 && retriable(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
         this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs });
-        await sleep(pauseMs);
+        await sleep(pauseMs, signal);
       }
     }
   }
@@ -809,9 +826,10 @@ export class SmrClient {
 
   // ---- typed helpers per machine ---------------------------------------------------------------
 
-  kv(group: string) {
-    const run = async <O>(c: KvCommand | ({ op: "txn" } & Required<KvTxn>)) => (await this.submit(group, c)).output as O;
-    const read = async <O>(q: KvQuery, consistency?: Consistency) => (await this.query(group, q, consistency)).result as O;
+  /** `call.signal` ends any of the helpers' calls (CallOptions). */
+  kv(group: string, call: CallOptions = {}) {
+    const run = async <O>(c: KvCommand | ({ op: "txn" } & Required<KvTxn>)) => (await this.submit(group, c, undefined, call)).output as O;
+    const read = async <O>(q: KvQuery, consistency?: Consistency) => (await this.query(group, q, consistency, call)).result as O;
     return {
       put: (key: string, value: unknown) => run<{ previous: unknown }>({ op: "put", key, value: value as never }),
       get: (key: string, consistency?: Consistency) => read<{ value: unknown }>({ op: "get", key }, consistency),
@@ -825,18 +843,18 @@ export class SmrClient {
       /** etcd's Txn: if every compare holds, `success` runs, else `failure`, atomically in one entry. */
       txn: (t: KvTxn) => run<KvTxnOutput>({ op: "txn", compare: t.compare, success: t.success ?? [], failure: t.failure ?? [] }),
       /** Several kv commands in one request, each its own exactly-once entry, in order. */
-      batch: (commands: (KvCommand | ({ op: "txn" } & Required<KvTxn>))[]) => this.submitBatch(group, commands.map((command) => ({ command }))),
+      batch: (commands: (KvCommand | ({ op: "txn" } & Required<KvTxn>))[]) => this.submitBatch(group, commands.map((command) => ({ command })), call),
     };
   }
 
-  bank(group: string) {
-    const run = async <O>(c: BankCommand) => (await this.submit(group, c)).output as O;
+  bank(group: string, call: CallOptions = {}) {
+    const run = async <O>(c: BankCommand) => (await this.submit(group, c, undefined, call)).output as O;
     return {
       open: (account: string, balance: number) => run<{ ok: boolean }>({ op: "open", account, balance }),
       transfer: (from: string, to: string, amount: number) =>
         run<{ ok: boolean; reason?: "insufficient" | "unknown_account"; detail?: "overflow" }>({ op: "transfer", from, to, amount }),
       balances: async (consistency?: Consistency) =>
-        (await this.query(group, { op: "balances" } satisfies BankQuery, consistency)).result as {
+        (await this.query(group, { op: "balances" } satisfies BankQuery, consistency, call)).result as {
           accounts: Record<string, number>;
           total: number;
           /** Every digit of the total, when it passes 2^53 - 1 (then `total` is the nearest double). */
@@ -849,11 +867,11 @@ export class SmrClient {
    * Commands and queries typed by any machine's schemas: `smr.machine(group, lock)` (the value only
    * names the type; nothing of it is sent) or `smr.machine<typeof lock>(group)`.
    */
-  machine<M extends StateMachine<any, any>>(group: string, _machine?: M) {
+  machine<M extends StateMachine<any, any>>(group: string, _machine?: M, call: CallOptions = {}) {
     return {
-      submit: (command: CommandOf<M>) => this.submit(group, command),
-      query: (query: QueryOf<M>, consistency?: Consistency) => this.query(group, query, consistency),
-      batch: (commands: CommandOf<M>[]) => this.submitBatch(group, commands.map((command) => ({ command }))),
+      submit: (command: CommandOf<M>) => this.submit(group, command, undefined, call),
+      query: (query: QueryOf<M>, consistency?: Consistency) => this.query(group, query, consistency, call),
+      batch: (commands: CommandOf<M>[]) => this.submitBatch(group, commands.map((command) => ({ command })), call),
     };
   }
 }

@@ -123,6 +123,43 @@ describe("client request ids", () => {
   });
 });
 
+describe("client cancellation", () => {
+  const refusing = (ac: AbortController, abortAt: number) => {
+    let calls = 0;
+    const fetch = async (_: unknown, init?: RequestInit) => {
+      if (++calls === abortAt) ac.abort();
+      if (init?.signal?.aborted) throw init.signal.reason;
+      return errorBody(503, "unavailable", "no quorum");
+    };
+    return { fetch, calls: () => calls };
+  };
+
+  it("an aborted command, read or batch ends with the signal's reason, and no retry follows it", async () => {
+    for (const [name, call] of [
+      ["submit", (c: SmrClient, signal: AbortSignal) => c.submit("g", { op: "incr", key: "n", by: 1 }, undefined, { signal })],
+      ["kv", (c: SmrClient, signal: AbortSignal) => c.kv("g", { signal }).incr("n", 1)],
+      ["query", (c: SmrClient, signal: AbortSignal) => c.query("g", { op: "get", key: "n" }, "sequential", { signal })],
+      ["batch", (c: SmrClient, signal: AbortSignal) => c.submitBatch("g", [{ command: { op: "incr", key: "n", by: 1 } }], { signal })],
+    ] as const) {
+      const ac = new AbortController();
+      const fake = refusing(ac, 3);
+      const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, retryForMs: 2_000, fetch: fake.fetch });
+      const err = await call(client, ac.signal).catch((e: unknown) => e);
+      expect(err, name).toBe(ac.signal.reason);
+      expect(fake.calls(), name).toBe(3);
+    }
+  });
+
+  it("an already aborted signal sends nothing", async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const fake = refusing(ac, 0);
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", fetch: fake.fetch });
+    expect(await client.kv("g", { signal: ac.signal }).put("k", 1).catch((e: unknown) => e)).toBe(ac.signal.reason);
+    expect(fake.calls()).toBe(0);
+  });
+});
+
 describe("client: names, time and retries", () => {
   it("refuses a group or an id that would take its request elsewhere (`..`), sending nothing", async () => {
     const { client, calls } = clientWith(() => new Response(null, { status: 204 }));
