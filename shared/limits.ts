@@ -339,6 +339,13 @@ export const clientRequestTimeoutMs = 40_000;
 export const clientBookmarkGroupsMax = 1_000;
 /** A client's watch reconnects without end (as EventSource does), its pause doubling up to this cap. */
 export const watchRetryMaxMs = 5_000;
+/**
+ * A client's watch stream that brings no byte this long (keepalives come every watchKeepaliveMs,
+ * API.md: at most 15 s) is taken for dead and reconnected: a connection cut without a close (a NAT
+ * or proxy forgetting it, a laptop's sleep) brought nothing, and the watch waited on it for Node's
+ * 300 s body timeout, and for ever where fetch has none (browsers, Workers).
+ */
+export const watchIdleMs = 45_000;
 
 /** Log entries kept behind the applied position; older ones are compacted away (sequencer and replicas). */
 export const logRetentionEntries = 10_000;

@@ -11,7 +11,7 @@ import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult,
 import { decodeBookmark } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchRetryMaxMs } from "../limits.js";
+import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -165,6 +165,8 @@ export interface WatchOptions {
   near?: string;
   /** Called before each reconnect: why (the error, or the stream's end), the pause, and the id it resumes after. */
   onRetry?: (retry: WatchRetry) => void;
+  /** A stream that brings no byte, not even a keepalive, this long is dropped and reconnected (default 45 s). */
+  idleMs?: number;
 }
 
 export interface WatchRetry {
@@ -761,7 +763,7 @@ export class SmrClient {
       }
       let reason = "the stream ended";
       try {
-        for await (const frame of sseFrames(res.body!)) {
+        for await (const frame of sseFrames(res.body!, opts.idleMs ?? watchIdleMs)) {
           if (frame.retryMs !== undefined) serverPauseMs = frame.retryMs;
           if (frame.lastId !== undefined) lastId = frame.lastId;
           const ev = frame.event;

@@ -85,18 +85,35 @@ export class SseParser {
   }
 }
 
-/** The frames of an event stream's body, as they arrive. */
-export async function* sseFrames(body: ReadableStream<Uint8Array>): AsyncGenerator<SseFrame> {
+/**
+ * The frames of an event stream's body, as they arrive. When no byte comes for idleMs (if given)
+ * it throws, the stream cancelled: a keepalive comment counts, so only a dead connection is quiet.
+ */
+export async function* sseFrames(body: ReadableStream<Uint8Array>, idleMs?: number): AsyncGenerator<SseFrame> {
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const reader = body.getReader();
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await readWithin(reader, idleMs);
       if (done) break;
       yield* parser.push(decoder.decode(value, { stream: true }));
     }
   } finally {
     reader.cancel().catch(() => {});
+  }
+}
+
+/** One read of the stream, or an error when nothing came within idleMs. */
+async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, idleMs: number | undefined): Promise<ReadableStreamReadResult<Uint8Array>> {
+  if (idleMs === undefined) return reader.read();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no byte (not even a keepalive) for ${idleMs} ms`)), idleMs);
+  });
+  try {
+    return await Promise.race([reader.read(), idle]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -487,6 +487,24 @@ describe("client watch", () => {
     expect(retries.map((r) => r.pauseMs)).toEqual([1000, 2000]);
   });
 
+  it("takes a stream that brings nothing, not even a keepalive, for idleMs for dead, and resumes after its last event", async () => {
+    const silentAfter = (text: string) => {
+      const bytes = new TextEncoder().encode(text);
+      let sent = false;
+      // Sends its event, then nothing and no close: a connection cut without a word.
+      return new Response(new ReadableStream<Uint8Array>({ pull: (c) => void (sent ? new Promise(() => {}) : ((sent = true), c.enqueue(bytes))) }));
+    };
+    const streams = [() => silentAfter(entry(1)), () => sse(entry(2))];
+    const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
+    const retries: { reason: string; after?: string }[] = [];
+    const it = client.watch("g", { idleMs: 20, onRetry: (r) => retries.push(r) });
+    expect((await it.next()).value).toMatchObject({ seq: 1 });
+    expect((await it.next()).value).toMatchObject({ seq: 2 });
+    await it.return(undefined);
+    expect(retries[0]).toMatchObject({ reason: expect.stringMatching(/no byte .* for 20 ms/), after: "1" });
+    expect(calls[1]!.headers["last-event-id"]).toBe("1");
+  });
+
   it("resumes from an id the server set without an event (an `id:` block with no data)", async () => {
     const streams = [() => sse(`id: 40\n\n: keepalive\n\n`, "drop"), () => sse(entry(41))];
     const { client, calls } = clientWith(() => streams[calls.length - 1]!());
