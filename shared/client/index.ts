@@ -96,14 +96,14 @@ export interface ClientOptions {
   /** First retry pause, doubled per attempt (default 50 ms); a longer Retry-After is waited out. */
   retryBaseMs?: number;
   /**
-   * How long a command (or a read) is retried, from its first attempt (default 60 s: a failover
-   * takes 10 to 30 s). attemptsMax, when given, also bounds it.
+   * How long a command (or a read) is retried, from its first attempt (default 90 s: a failover
+   * takes 10 to 30 s); the last attempt may run on for up to requestTimeoutMs. attemptsMax, when given, also bounds it.
    */
   retryForMs?: number;
   /**
    * How long one JSON request may go unanswered (its whole answer read) before it counts as a
-   * network failure, and is retried (default 25 s, well inside retryForMs; 0: no bound). Streams
-   * (watch, snapshot, restore) and metrics have none.
+   * network failure, and is retried (default 40 s, inside retryForMs; 0: no bound). Streams
+   * (snapshot, restore) and metrics have none; a watch has its idleMs.
    */
   requestTimeoutMs?: number;
   /** Called before a read is sent again: its attempt, why, and the pause first. */
