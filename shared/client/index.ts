@@ -165,7 +165,7 @@ export interface WatchOptions {
   near?: string;
   /** Called before each reconnect: why (the error, or the stream's end), the pause, and the id it resumes after. */
   onRetry?: (retry: WatchRetry) => void;
-  /** A stream that brings no byte, not even a keepalive, this long is dropped and reconnected (default 45 s). */
+  /** A stream that brings no byte, not even a keepalive, this long (or no answer to its request) is dropped and reconnected (default 45 s; 0: no bound). */
   idleMs?: number;
 }
 
@@ -331,6 +331,11 @@ function requestsOf<T>(client: string, items: T[]): T[][] {
   return pieces;
 }
 
+/** A bound a timer can hold, or undefined for none: 0, Infinity, or past 2^31 ms (setTimeout fires at once then). */
+function timerMs(ms: number): number | undefined {
+  return Number.isFinite(ms) && ms > 0 && Math.ceil(ms) < 2 ** 31 ? Math.ceil(ms) : undefined;
+}
+
 /** Resolves after ms, or at once when the signal aborts. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -438,9 +443,9 @@ export class SmrClient {
     signal?.throwIfAborted();
     const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
     // 0, Infinity or anything a timer cannot hold: no bound (AbortSignal.timeout threw on them).
-    const timeoutMs = Number.isFinite(wanted) && wanted > 0 && Math.ceil(wanted) < 2 ** 31 ? Math.ceil(wanted) : null;
+    const timeoutMs = timerMs(wanted);
     const abort = new AbortController();
-    const timer = timeoutMs === null ? undefined : setTimeout(() => abort.abort(), timeoutMs);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(), timeoutMs);
     const cancel = () => abort.abort(signal!.reason);
     signal?.addEventListener("abort", cancel, { once: true });
     try {
@@ -750,8 +755,13 @@ export class SmrClient {
       connects++;
       if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
       let res: Response;
+      const idleMs = timerMs(opts.idleMs ?? watchIdleMs);
+      // The answer's head within idleMs too: a connection taken and never answered held the watch
+      // for ever. The timer is cleared once it comes; the caller's signal still ends the body.
+      const noAnswer = new AbortController();
+      const timer = idleMs === undefined ? undefined : setTimeout(() => noAnswer.abort(new Error(`no answer within ${idleMs} ms`)), idleMs);
       try {
-        res = await this.send("GET", groupPath(group, `/watch${q.size ? `?${q}` : ""}`), { headers, ...(signal ? { signal } : {}) });
+        res = await this.send("GET", groupPath(group, `/watch${q.size ? `?${q}` : ""}`), { headers, signal: signal ? AbortSignal.any([signal, noAnswer.signal]) : noAnswer.signal });
       } catch (err) {
         if (signal?.aborted) return;
         if (err instanceof ApiRequestError && watchFatal.has(err.status)) throw err;
@@ -760,10 +770,12 @@ export class SmrClient {
         const askedMs = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;
         pauseMs = await this.pauseBeforeRetry(opts, err instanceof Error ? err.message : String(err), Math.max(serverPauseMs ?? pauseMs, askedMs), lastId);
         continue;
+      } finally {
+        clearTimeout(timer);
       }
       let reason = "the stream ended";
       try {
-        for await (const frame of sseFrames(res.body!, opts.idleMs ?? watchIdleMs)) {
+        for await (const frame of sseFrames(res.body!, idleMs)) {
           if (frame.retryMs !== undefined) serverPauseMs = frame.retryMs;
           if (frame.lastId !== undefined) lastId = frame.lastId;
           const ev = frame.event;

@@ -505,6 +505,16 @@ describe("client watch", () => {
     expect(calls[1]!.headers["last-event-id"]).toBe("1");
   });
 
+  it("gives up a watch request whose answer does not come within idleMs, and asks again", async () => {
+    const hang = (init: RequestInit) => new Promise<Response>((_, reject) => init.signal?.addEventListener("abort", () => reject(init.signal!.reason)));
+    const { client, calls } = clientWith((_, init) => (calls.length === 1 ? hang(init) : sse(entry(1))));
+    const retries: { reason: string }[] = [];
+    const it = client.watch("g", { idleMs: 20, onRetry: (r) => retries.push(r) });
+    expect((await it.next()).value).toMatchObject({ seq: 1 });
+    await it.return(undefined);
+    expect(retries.map((r) => r.reason)).toEqual([expect.stringMatching(/no answer within 20 ms/)]);
+  });
+
   it("resumes from an id the server set without an event (an `id:` block with no data)", async () => {
     const streams = [() => sse(`id: 40\n\n: keepalive\n\n`, "drop"), () => sse(entry(41))];
     const { client, calls } = clientWith(() => streams[calls.length - 1]!());
