@@ -116,7 +116,8 @@ export interface ClientOptions {
 /**
  * Per call: `signal` ends the call (its attempt in flight is cancelled, no retry follows), which
  * then rejects with the signal's reason, as fetch does. A command may have been ordered by an
- * attempt sent before: send it again with the same request id to learn its outcome.
+ * attempt sent before: to learn its outcome, give submit an id from newRequest() and send the
+ * command again with it (the helpers choose their ids: read the state instead).
  */
 export interface CallOptions {
   signal?: AbortSignal;
@@ -551,13 +552,17 @@ export class SmrClient {
 
   // ---- commands and queries --------------------------------------------------------------------
 
-  /** A new request id of this client (ClientOptions.firstRequest). */
-  private takeRequest(): number {
+  /**
+   * A new request id of this client (ClientOptions.firstRequest), never handed out again: take
+   * one before a submit you may abort, so that you can send the command again with it to learn
+   * its outcome (submit, submitBatch and the helpers otherwise choose ids the caller never sees).
+   */
+  newRequest(): number {
     return this.nextRequest === null ? clockRequest() : this.nextRequest++;
   }
 
   /** Submits a command exactly once, retrying with the same request id while the outcome is unknown. */
-  async submit(group: string, command: unknown, request = this.takeRequest(), call: CallOptions = {}): Promise<CommandResult> {
+  async submit(group: string, command: unknown, request = this.newRequest(), call: CallOptions = {}): Promise<CommandResult> {
     const { signal } = call;
     const retries = new Retries(this.opts);
     let unsure = false; // an attempt's outcome was unknown: a later 503 no longer means "not ordered"
@@ -588,7 +593,7 @@ export class SmrClient {
    * request is then checked on its own, so a refused command leaves those sent before it done.
    */
   async submitBatch(group: string, commands: BatchCommand[], call: CallOptions = {}): Promise<BatchResult> {
-    const items = commands.map((c) => ({ request: c.request ?? this.takeRequest(), command: c.command }));
+    const items = commands.map((c) => ({ request: c.request ?? this.newRequest(), command: c.command }));
     const results: BatchItemResult[] = [];
     let bookmark: string | undefined;
     for (const piece of requestsOf(this.clientId, items)) {

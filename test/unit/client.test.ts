@@ -121,6 +121,19 @@ describe("client request ids", () => {
     await r.kv("g").put("a", 1);
     expect(random).toEqual([1]);
   });
+
+  it("newRequest hands out an id the client never uses by itself, for a submit the caller may send again", async () => {
+    for (const opts of [{}, { clientId: "app" }, { clientId: "app", firstRequest: 7 }]) {
+      const sent: number[] = [];
+      const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", ...opts, fetch: recording(sent) });
+      const id = c.newRequest();
+      await c.submit("g", { op: "incr", key: "n", by: 1 }, id);
+      await c.submit("g", { op: "incr", key: "n", by: 1 }, id); // again, to learn its outcome
+      await c.kv("g").incr("n", 1);
+      expect(sent.slice(0, 2)).toEqual([id, id]);
+      expect(sent[2]).toBeGreaterThan(id);
+    }
+  });
 });
 
 describe("client cancellation", () => {
