@@ -53,9 +53,12 @@ export interface ReplicaMeta {
   /**
    * The audits' scrub pass under way as of the stored rows (DigestedState.scrubCursor), stored with
    * them and after each audit: a restart goes on with it. (In memory only, a pass over more rows
-   * than one audit reads never finished in an object evicted between audits.)
+   * than one audit reads never finished in an object evicted between audits.) `of` is the
+   * stateDigest it was taken at: a cursor whose `of` is not the stored rows' digest (or missing)
+   * is dropped at load, since an older version that knew no cursor (a rollback, then this one
+   * again) kept the field through its saves while writing rows it did not fold into the pass.
    */
-  scrub?: ScrubCursor | null;
+  scrub?: StoredScrub | null;
   /**
    * Set when this replica was made again after losing its storage (a rejoin): it may have
    * acknowledged entries up to this seq before, and holds none of them now. Until its log reaches
@@ -117,6 +120,19 @@ export interface ReplicaStorage {
   saveMeta(meta: ReplicaMeta): void;
   addCheckpoint(checkpoint: Checkpoint, keepMax: number): void;
   checkpoints(): Checkpoint[];
+}
+
+/** A scrub cursor as stored: with the digest of the rows it was taken beside (ReplicaMeta.scrub). */
+export type StoredScrub = ScrubCursor & { of?: string };
+
+function stampScrub(cursor: ScrubCursor | null, stateDigest: string): StoredScrub | null {
+  return cursor === null ? null : { after: cursor.after, acc: cursor.acc, rows: cursor.rows, of: stateDigest };
+}
+
+/** The stored cursor if it was taken beside the stored rows (digest stateDigest), else null: a new pass. */
+function scrubOfRows(stored: StoredScrub | null | undefined, stateDigest: string): ScrubCursor | null {
+  if (!stored || stored.of !== stateDigest) return null;
+  return { after: stored.after, acc: stored.acc, rows: stored.rows };
 }
 
 /**
@@ -242,7 +258,7 @@ export class ReplicaCore {
    */
   private loadState(): DigestedState {
     const m = this.meta;
-    const state = new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : (m.scrub ?? null));
+    const state = new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : scrubOfRows(m.scrub, m.stateDigest));
     const stateSeq = m.stateSeq;
     if (this.installing) return state;
     assert(stateSeq <= m.appliedSeq && stateSeq >= m.baseSeq, `stored state at ${stateSeq} outside base ${m.baseSeq}..applied ${m.appliedSeq}`);
@@ -288,7 +304,7 @@ export class ReplicaCore {
     this.appliedCharsUnsaved = 0;
     next.stateSeq = next.appliedSeq;
     next.stateDigest = this.state.digest;
-    next.scrub = this.state.scrubCursor;
+    next.scrub = stampScrub(this.state.scrubCursor, next.stateDigest);
   }
 
   get id(): string {
@@ -741,7 +757,7 @@ export class ReplicaCore {
     // Before the first pass over a large state has finished there is nothing to judge: equal digests.
     const scrub = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows) ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
     // Where the pass stands, for the next audit after a restart (the rows are all stored: it is theirs).
-    const cursor = this.state.scrubCursor;
+    const cursor = stampScrub(this.state.scrubCursor, this.meta.stateDigest);
     if (JSON.stringify(cursor) !== JSON.stringify(this.meta.scrub ?? null)) this.saveMeta({ scrub: cursor });
     return {
       ...this.position(),
