@@ -74,6 +74,14 @@ export interface ReplicaMeta {
   /** The membership after the last config entry applied (a recovery starts from it: see Membership). */
   membership?: Membership | null;
   /**
+   * The appliedSeq `membership` is known to be current at: every save of this version sets it to
+   * appliedSeq. A version older than the field (a rollback) keeps both fields through its saves
+   * while it applies config entries without updating them; at load, a membership whose mark is
+   * not appliedSeq is brought up to date from the log's config entries, or dropped (null: the
+   * recovery starts from the directory's, as before the field) when the log no longer holds them.
+   */
+  membershipAt?: number;
+  /**
    * Since when this replica has heard nothing from its epoch's sequencer, written once it has been
    * silent for sequencerTimeoutMs (ReplicaDriver) and cleared when it hears again. An object
    * evicted while nothing reached it used to count its next start as contact, so each PreVote that
@@ -245,6 +253,8 @@ export class ReplicaCore {
     private readonly scrubRowsPerAudit = scrubRowsPerAuditMax,
   ) {
     this.meta = { ...meta };
+    const membership = this.currentMembership();
+    if (membership !== (this.meta.membership ?? null)) this.meta.membership = membership;
     this.savePhase = savePhaseOf(meta.id);
     this.installing = meta.installing ?? null;
     this.state = this.loadState();
@@ -291,9 +301,28 @@ export class ReplicaCore {
     });
   }
 
+  /**
+   * The stored membership if it is current at appliedSeq (see ReplicaMeta.membershipAt); else the
+   * one the log's config entries since it give, or null if the log no longer holds them all.
+   */
+  private currentMembership(): Membership | null {
+    const m = this.meta;
+    const own = m.membership ?? null;
+    if (own === null || m.membershipAt === m.appliedSeq) return own;
+    const from = (m.membershipAt ?? own.seq) + 1;
+    if (from > m.appliedSeq) return own;
+    if (from <= m.baseSeq) return null;
+    const entries = this.storage.readEntries(from, m.appliedSeq);
+    if (entries.length !== m.appliedSeq - from + 1) return null;
+    let current: Membership | null = own;
+    for (const e of entries) if (e.kind === "config") current = membershipIn(e.seq, e.command as ConfigCommand);
+    return current;
+  }
+
   /** The one way the meta changes: stored, then taken (a step's transaction holds both or neither). */
   private saveMeta(changes: Partial<ReplicaMeta>): void {
     const next = { ...this.meta, ...changes };
+    next.membershipAt = next.appliedSeq;
     this.storage.saveMeta(next);
     this.meta = next;
   }

@@ -252,6 +252,43 @@ describe("a recovery after the membership record was lost", () => {
   });
 });
 
+describe("a replica's stored membership after an older version applied a change", () => {
+  // A version older than ReplicaMeta.membership (a rollback) keeps the field through its saves
+  // ({...meta, ...changes}) while it applies config entries without updating it. After the next
+  // deploy of this one, a recovery started from that stale membership once compaction had dropped
+  // the change's entry: an addition made under the older version was dropped (a removal undone).
+  it("is not taken for the log's when the log moved past it meanwhile", async () => {
+    const g = directGroup(config, { entries: 10, slack: 5 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    expect(await g.driver.removeReplica("r3")).toEqual({ ok: true });
+    await tick();
+    // What this version stored after its last change: {r1, r2}.
+    const stale = new Map([...g.stores].map(([id, store]) => [id, structuredClone(store.meta!)]));
+    expect(stale.get("r1")!.membership?.members.map((m) => m.id)).toEqual(["r1", "r2"]);
+    // The older version's turn: it adds r4 and writes on until the entry is compacted away.
+    expect(await g.driver.addReplica("weur")).toEqual({ ok: true, id: "r4" });
+    const changeSeq = g.driver.core.lastLogSeq;
+    for (let r = 2; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
+    await tick();
+    g.driver.stop();
+    const directory = g.recorded[g.recorded.length - 1]!;
+    expect(ids(directory)).toEqual(["r1", "r2", "r4?"]);
+    for (const id of ["r1", "r2"]) {
+      const store = g.stores.get(id)!;
+      // Its saves kept the fields as this version had left them.
+      const { membership, membershipAt } = stale.get(id)! as { membership?: unknown; membershipAt?: number };
+      store.saveMeta({ ...store.meta!, membership: membership as never, membershipAt });
+      // This version again: the object starts from its storage.
+      g.replicas.set(id, new ReplicaDriver(new ReplicaCore(store, store.meta!, machineFor("kv"), { entries: 10, slack: 5 }), realClock));
+      expect(g.replicas.get(id)!.fence(0)!.baseSeq).toBeGreaterThan(changeSeq);
+    }
+    const r = await recoverSequencer(directory, new MemorySequencerStorage(), g.io);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(ids(r.meta.config)).toEqual(["r1", "r2", "r4?"]);
+  });
+});
+
 describe("a change inherited in flight from a lost sequencer", () => {
   it("is finished only once the recovery's no-op commits: a replica provisioned for an add that never reached the log is destroyed, with no event", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
