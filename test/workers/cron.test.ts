@@ -3,32 +3,15 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { auditAll } from "../../workers/auditor.js";
-import type { Env } from "../../workers/env.js";
+import { type Env, countingEnv } from "../../workers/env.js";
 import { api, clientToken, createGroup } from "./helpers.js";
 
-/** The env with every call to a Durable Object counted (a subrequest of the invocation making it). */
+/**
+ * The env with every call to a Durable Object counted (a subrequest of the invocation making it),
+ * by the cron's own counter around the env it is given: the run counts again inside.
+ */
 function counted(calls: { n: number }): Env {
-  const stubOf = (stub: object) =>
-    new Proxy(stub, {
-      get(target, prop) {
-        const v = Reflect.get(target, prop);
-        if (typeof prop !== "string" || prop === "then" || typeof v !== "function") return v;
-        return (...args: unknown[]) => {
-          calls.n++;
-          return (target as Record<string, (...a: unknown[]) => unknown>)[prop]!(...args);
-        };
-      },
-    });
-  const namespaceOf = (ns: unknown): any =>
-    new Proxy(ns as DurableObjectNamespace, {
-      get(target, prop) {
-        if (prop === "get") return (id: DurableObjectId, opts?: DurableObjectNamespaceGetDurableObjectOptions) => stubOf(target.get(id, opts) as object);
-        const v = Reflect.get(target, prop);
-        return typeof v === "function" ? v.bind(target) : v;
-      },
-    });
-  const e = env as unknown as Env;
-  return { ...e, SEQUENCER: namespaceOf(e.SEQUENCER), REPLICA: namespaceOf(e.REPLICA), REGISTRY: namespaceOf(e.REGISTRY), DIRECTORY: namespaceOf(e.DIRECTORY) };
+  return countingEnv(env as unknown as Env, calls);
 }
 
 async function auditCount(group: string): Promise<number> {
