@@ -312,10 +312,18 @@ export class ReplicaCore {
     const from = (m.membershipAt ?? own.seq) + 1;
     if (from > m.appliedSeq) return own;
     if (from <= m.baseSeq) return null;
-    const entries = this.storage.readEntries(from, m.appliedSeq);
-    if (entries.length !== m.appliedSeq - from + 1) return null;
+    // In pages: up to logRetentionEntries + slack entries of up to bodyBytesMax each (GBs) may
+    // lie between, and an object that died of reading them at load would die at every restart.
     let current: Membership | null = own;
-    for (const e of entries) if (e.kind === "config") current = membershipIn(e.seq, e.command as ConfigCommand);
+    for (let seq = from; seq <= m.appliedSeq; ) {
+      const page = this.storage.readEntries(seq, m.appliedSeq, pageBytesMax);
+      if (page.length === 0 || page[0]!.seq !== seq) return null;
+      for (const e of page) {
+        if (e.seq !== seq) return null;
+        if (e.kind === "config") current = membershipIn(e.seq, e.command as ConfigCommand);
+        seq++;
+      }
+    }
     return current;
   }
 

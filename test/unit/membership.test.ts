@@ -3,7 +3,8 @@
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
 import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
-import { commandTimeoutMs } from "../../shared/limits.js";
+import { commandTimeoutMs, pageBytesMax } from "../../shared/limits.js";
+import { entryBytes } from "../../shared/protocol/entry.js";
 import { type Clock, directGroup, realClock } from "../support/direct.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
@@ -571,5 +572,46 @@ describe("a recovery given an older membership than the directory's", () => {
     expect((await lifecycle.recover(config)).ok).toBe(true);
     expect(membersOf(lifecycle.core!.config).map((m) => m.id)).toEqual(["r1", "r2", "r3", "r4"]);
     lifecycle.stop();
+  });
+});
+
+describe("bringing a stored membership up to date at load", () => {
+  // The log since the membership's mark can hold logRetentionEntries + slack entries of up to
+  // bodyBytesMax each (GBs): read at once, an object would die of it at load, and again at every
+  // restart. Read in pages of about pageBytesMax, as every other read of the log is.
+  it("reads the log in bounded pages, and still finds a config entry past the first page", () => {
+    const store = new MemoryReplicaStorage();
+    const big = "x".repeat(200 * 1024);
+    const last = 40; // 40 entries of 200 KiB: 8 MiB, two pageBytesMax pages
+    const members = [{ id: "r1", location: null, voter: true }, { id: "r2", location: null, voter: true }];
+    const entries = [];
+    for (let seq = 1; seq <= last; seq++) {
+      const config = seq === last - 1;
+      entries.push({
+        seq,
+        epoch: 1,
+        kind: config ? ("config" as const) : ("command" as const),
+        client: config ? null : "c",
+        request: config ? null : seq,
+        command: config ? { op: "remove", id: "r3", members, lastReplicaNo: 3 } : { op: "put", key: `k${seq}`, value: big },
+        timestamp: new Date(0).toISOString(),
+        hash: `h${seq}`,
+      });
+    }
+    store.appendEntries(entries);
+    const stale = { seq: 0, members: [...members, { id: "r3", location: null, voter: true }], lastReplicaNo: 3 };
+    const meta = { ...newReplicaMeta("g", "r1", "kv", 50), epoch: 1, lastSeq: last, lastHash: `h${last}`, commitSeq: last, appliedSeq: last, stateSeq: last, membership: stale, membershipAt: 0 };
+    store.saveMeta(meta);
+    const read = store.readEntries.bind(store);
+    const pages: number[] = [];
+    store.readEntries = (fromSeq, toSeq, bytesMax) => {
+      const got = read(fromSeq, toSeq, bytesMax);
+      pages.push(got.reduce((n, e) => n + entryBytes(e), 0));
+      return got;
+    };
+    const core = new ReplicaCore(store, store.meta!, machineFor("kv"));
+    expect(core.fence(2)!.membership).toEqual({ seq: last - 1, members, lastReplicaNo: 3 });
+    expect(pages.length).toBeGreaterThan(0);
+    for (const bytes of pages) expect(bytes).toBeLessThanOrEqual(pageBytesMax);
   });
 });
