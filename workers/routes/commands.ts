@@ -6,7 +6,7 @@ import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
-import { pastEndCheckMs, readAnswerSlackMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
+import { pastEndCheckMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf } from "../auth.js";
@@ -211,14 +211,9 @@ commandRoutes.get("/:group/watch", async (c) => {
   /** Why each replica that answered could not serve (a 503's message): the 503 below says so. */
   const refusals: string[] = [];
   const silent: ReturnType<typeof groups.replicasOf> = [];
-  const order = slowLast(record.config, nearestFirst(groups.replicasOf(record), nearOf(c)), Date.now());
-  for (const [pass, replicas] of [["fresh", order], ["any", silent]] as const) {
-    for (const [i, r] of replicas.entries()) {
-      // As a read: a replica that has not answered within readAnswerSlackMs leaves the watch to
-      // the next (it waited replicaRpcTimeoutMs, 3 s, where a read moves on after 1 s); the last
-      // one asked gets the whole call's time.
-      const last = pass === "any" ? i === replicas.length - 1 : i === replicas.length - 1 && silent.length === 0;
-      const res = await openWatch(c, record.config, r, `${params}${pass === "fresh" ? "&fresh=1" : ""}`, last ? replicaRpcTimeoutMs : readAnswerSlackMs);
+  for (const [pass, replicas] of [["fresh", slowLast(record.config, nearestFirst(groups.replicasOf(record), nearOf(c)), Date.now())], ["any", silent]] as const) {
+    for (const r of replicas) {
+      const res = await openWatch(c, record.config, r, `${params}${pass === "fresh" ? "&fresh=1" : ""}`);
       if (res?.status === 200) return endOnRevoke(c, res);
       if (res?.status === 410) compacted = res;
       else if (res && pass === "fresh" && res.headers.has("x-smr-silent-ms")) {
@@ -250,9 +245,9 @@ async function refusalOf(res: Response): Promise<string> {
  * replica that hung used to hold the watch request without end). A late answer's stream is
  * cancelled, so the replica drops that watcher.
  */
-async function openWatch(c: Context<App>, config: GroupConfig, r: { id: string; location: string | null }, params: string, timeoutMs: number): Promise<Response | null> {
+async function openWatch(c: Context<App>, config: GroupConfig, r: { id: string; location: string | null }, params: string): Promise<Response | null> {
   const pending = replicaStub(c.env, config, r.id, r.location).fetch(`https://replica/watch?${params}`);
-  return withTimeout(realClock, pending, timeoutMs, `replica ${r.id}'s watch`).then(
+  return withTimeout(realClock, pending, replicaRpcTimeoutMs, `replica ${r.id}'s watch`).then(
     (res) => {
       noteAnswered(config, r.id);
       return res;
