@@ -134,13 +134,14 @@ export interface ReplicaStorage {
 export type StoredScrub = ScrubCursor & { of?: string };
 
 function stampScrub(cursor: ScrubCursor | null, stateDigest: string): StoredScrub | null {
-  return cursor === null ? null : { after: cursor.after, acc: cursor.acc, rows: cursor.rows, of: stateDigest };
+  return cursor === null ? null : { ...cursor, of: stateDigest };
 }
 
 /** The stored cursor if it was taken beside the stored rows (digest stateDigest), else null: a new pass. */
 function scrubOfRows(stored: StoredScrub | null | undefined, stateDigest: string): ScrubCursor | null {
   if (!stored || stored.of !== stateDigest) return null;
-  return { after: stored.after, acc: stored.acc, rows: stored.rows };
+  const { of: _of, ...cursor } = stored;
+  return cursor;
 }
 
 /**
@@ -317,7 +318,7 @@ export class ReplicaCore {
     let current: Membership | null = own;
     for (let seq = from; seq <= m.appliedSeq; ) {
       const page = this.storage.readEntries(seq, m.appliedSeq, pageBytesMax);
-      if (page.length === 0 || page[0]!.seq !== seq) return null;
+      if (page.length === 0) return null;
       for (const e of page) {
         if (e.seq !== seq) return null;
         if (e.kind === "config") current = membershipIn(e.seq, e.command as ConfigCommand);
