@@ -181,6 +181,29 @@ describe("a watch at a replica cut off from its sequencer", () => {
     expect(await watchAt("near-watch", "weur")).toEqual({ status: 200, replica: "r2" });
   });
 
+  it("a nearest replica slow to open the stream is overtaken by the next after readAnswerSlackMs, as a read is", async () => {
+    await createGroup("near-watch-slow", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-watch-slow", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    // Slower than a read's slack (1 s), well within a call's timeout (3 s): the watch waited it out.
+    await api("POST", "/v1/groups/near-watch-slow/faults", { target: "r2", fault: "slow", ms: 2_000 });
+    expect(await watchAt("near-watch-slow", "weur")).toEqual({ status: 200, replica: "r1" });
+    // Every replica slow: the calls go on, and the first to answer serves.
+    for (const target of ["r1", "r2", "r3"]) await api("POST", "/v1/groups/near-watch-slow/faults", { target, fault: "slow", ms: 2_000 });
+    expect((await watchAt("near-watch-slow", "weur")).status).toBe(200);
+  });
+
+  it("a slow replica's late answer still serves when the replicas after it refuse at once", async () => {
+    await createGroup("near-watch-late", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-watch-late", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    for (const id of ["r1", "r3"]) {
+      await runInDurableObject(replicaObject("near-watch-late", id), (inst: ReplicaObject) => {
+        (inst as any).replica.driver.watches.open = () => "busy";
+      });
+    }
+    await api("POST", "/v1/groups/near-watch-late/faults", { target: "r2", fault: "slow", ms: 1_500 });
+    expect(await watchAt("near-watch-late", "weur")).toEqual({ status: 200, replica: "r2" });
+  });
+
   it("when no replica can take a watch, the 503 gives their reasons (a full replica is not a down one)", async () => {
     await createGroup("near-full", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
     expect((await command("near-full", { op: "put", key: "k", value: 1 })).status).toBe(200);

@@ -6,7 +6,7 @@ import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
-import { pastEndCheckMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
+import { pastEndCheckMs, readAnswerSlackMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf } from "../auth.js";
@@ -212,15 +212,14 @@ commandRoutes.get("/:group/watch", async (c) => {
   const refusals: string[] = [];
   const silent: ReturnType<typeof groups.replicasOf> = [];
   for (const [pass, replicas] of [["fresh", slowLast(record.config, nearestFirst(groups.replicasOf(record), nearOf(c)), Date.now())], ["any", silent]] as const) {
-    for (const r of replicas) {
-      const res = await openWatch(c, record.config, r, `${params}${pass === "fresh" ? "&fresh=1" : ""}`);
-      if (res?.status === 200) return endOnRevoke(c, res);
+    const served = await openFirst(c, record.config, replicas, `${params}${pass === "fresh" ? "&fresh=1" : ""}`, async (r, res) => {
       if (res?.status === 410) compacted = res;
       else if (res && pass === "fresh" && res.headers.has("x-smr-silent-ms")) {
         silent.push(r);
         await res.body?.cancel();
       } else if (res) refusals.push(await refusalOf(res));
-    }
+    });
+    if (served) return endOnRevoke(c, served);
   }
   if (compacted) return compacted;
   groups.forget(group);
@@ -240,16 +239,72 @@ async function refusalOf(res: Response): Promise<string> {
   }
 }
 
+type Replica = { id: string; location: string | null };
+type Opened = { r: Replica; res: Response | null };
+
+/**
+ * The first of `replicas` to open the watch (a 200), asked as reads ask them (reads.ts): the next
+ * is asked too once the last asked has not answered for readAnswerSlackMs, and at once after a
+ * refusal; a slow call goes on, and its late 200 still serves. Every other answer goes to
+ * `refused`, and a stream opened after the winner is cancelled, so its replica drops that watcher.
+ * A watch used to wait out each replica in turn, up to a call's 3 s, where reads move on after 1 s;
+ * a version that left a replica for good after 1 s answered 503 when the replicas after it refused
+ * at once and it would have served in 1.5 s (a review).
+ */
+async function openFirst(c: Context<App>, config: GroupConfig, replicas: Replica[], params: string, refused: (r: Replica, res: Response | null) => Promise<void>): Promise<Response | null> {
+  const running = new Map<string, Promise<Opened>>();
+  const left = [...replicas];
+  let nextAtMs = 0;
+  let served: Response | null = null;
+  while (served === null && (left.length > 0 || running.size > 0)) {
+    if (left.length > 0 && Date.now() >= nextAtMs) {
+      const r = left.shift()!;
+      running.set(r.id, openWatch(c, config, r, params).then((res) => ({ r, res })));
+      nextAtMs = Date.now() + readAnswerSlackMs;
+    }
+    // Every call is bounded by openWatch's timeout, so with none left to ask this wait ends too.
+    const got = await firstOf([...running.values()], left.length > 0 ? Math.max(0, nextAtMs - Date.now()) : null);
+    if (got === null) continue;
+    running.delete(got.r.id);
+    if (got.res?.status === 200) served = got.res;
+    else {
+      nextAtMs = 0;
+      await refused(got.r, got.res);
+    }
+  }
+  for (const [id, call] of running) {
+    noteSlow(config, id, Date.now()); // overtaken
+    void call.then(({ res }) => res?.body?.cancel());
+  }
+  return served;
+}
+
+/** The first of `calls` to settle, or null once `ms` have passed (null: no bound). */
+function firstOf<T>(calls: Promise<T>[], ms: number | null): Promise<T | null> {
+  return new Promise((resolve) => {
+    const cancel = ms === null ? () => undefined : realClock.setTimer(ms, () => resolve(null));
+    for (const call of calls) {
+      void call.then((v) => {
+        cancel();
+        resolve(v);
+      });
+    }
+  });
+}
+
 /**
  * One replica's answer to a watch, or null if it does not answer within replicaRpcTimeoutMs (a
  * replica that hung used to hold the watch request without end). A late answer's stream is
- * cancelled, so the replica drops that watcher.
+ * cancelled, so the replica drops that watcher. One that answers after readAnswerSlackMs is
+ * marked slow (it was, or would have been, overtaken), as reads mark it.
  */
-async function openWatch(c: Context<App>, config: GroupConfig, r: { id: string; location: string | null }, params: string): Promise<Response | null> {
+async function openWatch(c: Context<App>, config: GroupConfig, r: Replica, params: string): Promise<Response | null> {
+  const startedMs = Date.now();
   const pending = replicaStub(c.env, config, r.id, r.location).fetch(`https://replica/watch?${params}`);
   return withTimeout(realClock, pending, replicaRpcTimeoutMs, `replica ${r.id}'s watch`).then(
     (res) => {
-      noteAnswered(config, r.id);
+      if (Date.now() - startedMs > readAnswerSlackMs) noteSlow(config, r.id, Date.now());
+      else noteAnswered(config, r.id);
       return res;
     },
     (err) => {
