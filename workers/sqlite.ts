@@ -283,13 +283,25 @@ export class SqlReplicaStorage implements ReplicaStorage {
     this.sql.exec("DELETE FROM effects WHERE seq <= ?", seq);
   }
   /** A frozen copy in the same database: one statement, so it is the state at one position. */
-  snapshotRows(name = "snapshot", prefix = ""): void {
+  snapshotRows(name = "snapshot", prefix = ""): number {
     const table = frozenTable(name);
     this.sql.exec(`DROP TABLE IF EXISTS ${table}`);
     this.sql.exec(`CREATE TABLE ${table} (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID`);
     const upper = prefixUpperBound(prefix);
-    if (upper === null) this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ?`, prefix);
-    else this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ? AND k < ?`, prefix, upper);
+    const copy =
+      upper === null
+        ? this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ?`, prefix)
+        : this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ? AND k < ?`, prefix, upper);
+    copy.toArray(); // runs it to its end: rowsWritten counts what it has done so far
+    return copy.rowsWritten;
+  }
+  countRows(prefix: string): number {
+    const upper = prefixUpperBound(prefix);
+    const counted =
+      upper === null
+        ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM state WHERE k >= ?", prefix)
+        : this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM state WHERE k >= ? AND k < ?", prefix, upper);
+    return counted.one().n;
   }
   /**
    * Rows of the frozen copy after `after`, up to about maxBytes. Read in bounded queries, each

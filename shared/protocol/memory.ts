@@ -147,8 +147,13 @@ export class MemoryReplicaStorage implements ReplicaStorage {
     this.dropEffects((s) => s > seq);
   }
   private readonly frozen = new Map<string, [string, string][]>();
-  snapshotRows(name = "snapshot", prefix = ""): void {
-    this.frozen.set(name, this.rows.scan(prefix, null, Infinity));
+  snapshotRows(name = "snapshot", prefix = ""): number {
+    const rows = this.rows.scan(prefix, null, Infinity);
+    this.frozen.set(name, rows);
+    return rows.length;
+  }
+  countRows(prefix: string): number {
+    return this.rows.scan(prefix, null, Infinity).length;
   }
   snapshotPage(after: string | null, maxBytes: number, name = "snapshot"): [string, string][] {
     const rows = this.frozen.get(name) ?? [];

@@ -28,6 +28,13 @@ export function rowHash(key: string, value: string): Uint8Array {
 }
 
 const sessionSpace = "s/";
+const bookSpace = "c/";
+/** Every state row is the machine's ("m/"), a client's book ("c/") or a session ("s/"): putRaw checks. */
+export const bookkeepingSpaces = [bookSpace, sessionSpace] as const;
+
+function isStateKey(key: string): boolean {
+  return key.startsWith(machinePrefix) || key.startsWith(sessionSpace) || key.startsWith(bookSpace);
+}
 
 /** The client part of a session key ("s/<len>:<client>/"): the request id follows the last slash. */
 function sessionPrefixOf(key: string): string {
@@ -337,6 +344,7 @@ export class DigestedState {
   }
 
   putRaw(key: string, value: string): void {
+    assert(isStateKey(key), `state row ${key} is in no key space`);
     const old = this.getRaw(key);
     if (old === value) return;
     if (!this.undigested.has(key)) this.undigested.set(key, old);
@@ -462,6 +470,20 @@ export function digestOfPages(page: (after: string | null) => [string, string][]
   return { digest: bytesToHex(acc), rows };
 }
 
+/** The XOR of the hashes of the stored rows under each of prefixes, read pageRows at a time. */
+export function digestOfSpaces(rows: RowStore, prefixes: readonly string[], pageRows: number): Uint8Array {
+  const acc = new Uint8Array(32);
+  for (const prefix of prefixes) {
+    for (let after: string | null = null; ; ) {
+      const page = rows.scan(prefix, after, pageRows);
+      for (const [k, v] of page) xorInto(acc, rowHash(k, v));
+      if (page.length < pageRows) break;
+      after = page[page.length - 1]![0];
+    }
+  }
+  return acc;
+}
+
 /** Recomputes the digest from the rows alone (the scrub), in pages. */
 export function recomputeDigest(rows: RowStore, pageRows: number): { digest: string; rows: number } {
   const acc = new Uint8Array(32);
@@ -483,7 +505,7 @@ function clientTag(client: string): string {
 }
 
 function bookKey(client: string): string {
-  return `c/${clientTag(client)}`;
+  return `${bookSpace}${clientTag(client)}`;
 }
 
 export function sessionKey(client: string, request: number): string {

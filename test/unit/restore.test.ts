@@ -332,3 +332,48 @@ describe("a snapshot's wait for the commit point", () => {
     expect(answer).toBeNull();
   });
 });
+
+describe("a snapshot download's digest", () => {
+  /** The rows of r2's export (stored keys) and its header. */
+  async function exportOf(g: ReturnType<typeof directGroup>) {
+    const link = g.link("r2");
+    const info = (await link.beginExport())!;
+    const rows: [string, string][] = [];
+    for (let after: string | null = null; ; ) {
+      const page: [string, string][] = (await link.exportPage(info.id, after, 1 << 20))!;
+      if (page.length === 0) break;
+      rows.push(...page);
+      after = page[page.length - 1]![0];
+    }
+    return { info, rows, rowsDigest: digestOfPages((after) => (after === null ? rows : [])).digest };
+  }
+
+  it("is its rows' digest, whether the machine's rows or the clients' books and sessions are more", async () => {
+    const g = directGroup(config, retention);
+    // One client, one txn of 64 puts: 64 machine rows, 2 of bookkeeping (taken out of the state's digest).
+    const puts = Array.from({ length: 64 }, (_, i) => ({ op: "put", key: `k${i}`, value: i }));
+    expect((await g.driver.submit("one", 1, { op: "txn", compare: [], success: puts, failure: [] })).kind).toBe("ok");
+    // 40 clients, a put each to one key: 1 machine row, 80 of bookkeeping (the copy is hashed).
+    const few = directGroup(config, retention);
+    for (let c = 0; c < 40; c++) expect((await few.driver.submit(`c${c}`, 1, { op: "put", key: "k", value: c })).kind).toBe("ok");
+    await tick();
+    for (const [group, rows] of [[g, 64], [few, 1]] as const) {
+      const e = await exportOf(group);
+      expect(e.info.rows).toBe(rows);
+      expect(e.rows).toHaveLength(rows);
+      expect(e.info.digest).toBe(e.rowsDigest);
+    }
+  });
+
+  it("is the replica's recorded one: a row damaged behind it makes a file its restore refuses, not one that looks whole", async () => {
+    const g = directGroup(config, retention);
+    const puts = Array.from({ length: 64 }, (_, i) => ({ op: "put", key: `k${i}`, value: i }));
+    expect((await g.driver.submit("one", 1, { op: "txn", compare: [], success: puts, failure: [] })).kind).toBe("ok");
+    await tick();
+    const healthy = await exportOf(g);
+    g.stores.get("r2")!.rows.put("m/k7", JSON.stringify({ damaged: true }));
+    const damaged = await exportOf(g);
+    expect(damaged.info.digest).toBe(healthy.info.digest);
+    expect(damaged.rowsDigest).not.toBe(damaged.info.digest);
+  });
+});
