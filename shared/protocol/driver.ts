@@ -835,17 +835,28 @@ export class SequencerDriver {
     if (this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
     // Before anything is provisioned (the core refuses such a change too).
     if (this.core.replicaIds().length >= replicasMax) return { ok: false, ...refusal("full") };
+    if (this.reconfiguring) return { ok: false, ...refusal("change_pending") };
     const id = `r${nextReplicaNo(this.core.config)}`;
     const refused = this.core.changeRefusal({ op: "add", id, location });
     if (refused !== null) return { ok: false, ...refused };
+    // The change is under way from here, through the provision: a second add begun while this
+    // one provisioned took the same id and provisioned it again (destroying the replica this one
+    // was about to order), and a removal or promotion begun meanwhile was ordered first, so this
+    // add was refused after its replica was made, which nothing destroyed, not even the group's
+    // DELETE (it destroys the ids up to lastReplicaNo): a probe's concurrent adds and removes.
+    this.reconfiguring = true;
     try {
-      await this.io.provision?.(id, location);
-    } catch (err) {
-      // Answered as a refusal: thrown, it reached the router as the sequencer's own exception (a 500).
-      return { ok: false, ...refusal("not_made", id, String(err)) };
+      try {
+        await this.io.provision?.(id, location);
+      } catch (err) {
+        // Answered as a refusal: thrown, it reached the router as the sequencer's own exception (a 500).
+        return { ok: false, ...refusal("not_made", id, String(err)) };
+      }
+      const r = await this.reconfigureHeld({ op: "add", id, location });
+      return r.ok ? { ok: true, id } : r;
+    } finally {
+      this.reconfiguring = false;
     }
-    const r = await this.reconfigure({ op: "add", id, location });
-    return r.ok ? { ok: true, id } : r;
   }
 
   /** Removes a replica; once the removal is committed its storage is destroyed. */
@@ -992,41 +1003,48 @@ export class SequencerDriver {
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     if (this.stopped) return { ok: false, ...refusal("stopping") };
     if (this.reconfiguring || this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
-    const refused = this.core.changeRefusal(change);
-    if (refused !== null) return { ok: false, ...refused };
     this.reconfiguring = true;
     try {
-      const current = this.core.config;
-      const next = configAfter(current, change);
-      // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.
-      // (Refused when the directory no longer names this sequencer: a failover deposed it.)
-      if (!(await this.record({ ...next, inFlight: [membersOf(current), membersOf(next)] }))) return { ok: false, ...refusal("stopping") };
-      if (this.stopped) return { ok: false, ...refusal("stopping") };
-      this.flush(); // queued commands keep their place before the change
-      const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
-      if ("refused" in e) {
-        await this.record(this.core.config);
-        return { ok: false, ...e };
-      }
-      this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
-      this.kickAll();
-      if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) {
-        // It may still commit: then its membership is recorded, and the directory stops demanding
-        // both; its event is written, and a removed replica's storage destroyed, then.
-        this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
-        this.whenCommitted(e.seq, () => {
-          this.changeCommitted(change, e.seq);
-          if (change.op === "remove") void this.retireOnceRecorded(change.id);
-        });
-        return { ok: false, ...refusal("not_committed", change.id) };
-      }
-      if (!this.stopped && !(await this.record(this.core.config))) this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
-      this.changeCommitted(change, e.seq);
-      this.kickAll();
-      return { ok: true };
+      return await this.reconfigureHeld(change);
     } finally {
       this.reconfiguring = false;
     }
+  }
+
+  /** A change, with `reconfiguring` already set by the caller (who clears it). */
+  private async reconfigureHeld(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
+    if (this.stopped) return { ok: false, ...refusal("stopping") };
+    if (this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
+    const refused = this.core.changeRefusal(change);
+    if (refused !== null) return { ok: false, ...refused };
+    const current = this.core.config;
+    const next = configAfter(current, change);
+    // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.
+    // (Refused when the directory no longer names this sequencer: a failover deposed it.)
+    if (!(await this.record({ ...next, inFlight: [membersOf(current), membersOf(next)] }))) return { ok: false, ...refusal("stopping") };
+    if (this.stopped) return { ok: false, ...refusal("stopping") };
+    this.flush(); // queued commands keep their place before the change
+    const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
+    if ("refused" in e) {
+      await this.record(this.core.config);
+      return { ok: false, ...e };
+    }
+    this.io.log("info", `group ${this.core.config.group}: ${change.op} ${change.id} at seq ${e.seq}`);
+    this.kickAll();
+    if (!(await this.waitCommitted(e.seq, commandTimeoutMs))) {
+      // It may still commit: then its membership is recorded, and the directory stops demanding
+      // both; its event is written, and a removed replica's storage destroyed, then.
+      this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
+      this.whenCommitted(e.seq, () => {
+        this.changeCommitted(change, e.seq);
+        if (change.op === "remove") void this.retireOnceRecorded(change.id);
+      });
+      return { ok: false, ...refusal("not_committed", change.id) };
+    }
+    if (!this.stopped && !(await this.record(this.core.config))) this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, e.seq);
+    this.changeCommitted(change, e.seq);
+    this.kickAll();
+    return { ok: true };
   }
 
   /** Records the memberships in force in the directory, after any earlier write; false (logged) if it could not. */

@@ -169,6 +169,43 @@ describe("a membership change", () => {
   });
 });
 
+describe("membership changes begun at once", () => {
+  /** Every provision takes 30 ms, as making a replica object does a call or two. */
+  function slowProvisions(g: ReturnType<typeof directGroup>): void {
+    const provision = g.io.provision!;
+    g.io.provision = async (id, location) => {
+      await tick(30);
+      return provision(id, location);
+    };
+  }
+
+  it("two adds: the second is refused before it provisions anything (it provisioned the first's id again)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    slowProvisions(g);
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const first = g.driver.addReplica("weur");
+    await tick(5);
+    const second = await g.driver.addReplica("apac");
+    expect(second).toMatchObject({ ok: false, refused: "change_pending" });
+    expect(await first).toEqual({ ok: true, id: "r4" });
+    expect(g.provisioned).toEqual(["r4"]);
+    g.driver.stop();
+  });
+
+  it("an add then a removal: the removal waits its turn, and the add's replica is ordered (it was left made but never ordered)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    slowProvisions(g);
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const added = g.driver.addReplica(null);
+    await tick(5);
+    expect(await g.driver.removeReplica("r3")).toMatchObject({ ok: false, refused: "change_pending" });
+    expect(await added).toEqual({ ok: true, id: "r4" });
+    expect(g.provisioned).toEqual(["r4"]);
+    expect(g.driver.core.replicaIds()).toContain("r4");
+    g.driver.stop();
+  });
+});
+
 describe("a replica told it is quarantined", () => {
   it("refuses the word of a sequencer older than the one it follows (a deposed one's late re-tell would undo a repair)", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
