@@ -852,7 +852,9 @@ export class SequencerDriver {
         // Answered as a refusal: thrown, it reached the router as the sequencer's own exception (a 500).
         return { ok: false, ...refusal("not_made", id, String(err)) };
       }
-      const r = await this.reconfigureHeld({ op: "add", id, location });
+      // Refused before anything names it (deposed, or the membership moved on meanwhile): the
+      // replica just made is destroyed, as nothing else would (a probe's note on the fix above).
+      const r = await this.reconfigureHeld({ op: "add", id, location }, () => void this.retire(id));
       return r.ok ? { ok: true, id } : r;
     } finally {
       this.reconfiguring = false;
@@ -1011,12 +1013,16 @@ export class SequencerDriver {
     }
   }
 
-  /** A change, with `reconfiguring` already set by the caller (who clears it). */
-  private async reconfigureHeld(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
-    if (this.stopped) return { ok: false, ...refusal("stopping") };
-    if (this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
-    const refused = this.core.changeRefusal(change);
-    if (refused !== null) return { ok: false, ...refused };
+  /**
+   * A change, with `reconfiguring` already set by the caller (who clears it). `unrecorded` is
+   * called when it is refused before the directory could name its membership.
+   */
+  private async reconfigureHeld(change: ConfigChange, unrecorded?: () => void): Promise<{ ok: true } | ({ ok: false } & Refused)> {
+    const early = this.stopped ? refusal("stopping") : this.core.configChangePending || !this.startSettled ? refusal("change_pending") : this.core.changeRefusal(change);
+    if (early !== null) {
+      unrecorded?.();
+      return { ok: false, ...early };
+    }
     const current = this.core.config;
     const next = configAfter(current, change);
     // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.

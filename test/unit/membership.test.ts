@@ -206,6 +206,22 @@ describe("membership changes begun at once", () => {
   });
 });
 
+describe("an add refused after its replica is made", () => {
+  it("destroys that replica when nothing names it yet (the sequencer stopped during the provision)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const provision = g.io.provision!;
+    g.io.provision = async (id, location) => {
+      await provision(id, location);
+      g.driver.stop(); // deposed while the replica was being made
+    };
+    expect(await g.driver.addReplica(null)).toMatchObject({ ok: false, refused: "stopping" });
+    expect(g.provisioned).toEqual(["r4"]);
+    await tick();
+    expect(g.retired).toEqual(["r4"]);
+  });
+});
+
 describe("a replica told it is quarantined", () => {
   it("refuses the word of a sequencer older than the one it follows (a deposed one's late re-tell would undo a repair)", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
