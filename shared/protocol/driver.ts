@@ -534,7 +534,7 @@ export class SequencerDriver {
   private readonly ackedSentMs = new Map<string, number>();
   /** Replicas owed a heartbeat even though nothing else is due. */
   private readonly beatDue = new Set<string>();
-  private confirmations: { sinceMs: number; done: (ok: boolean) => void }[] = [];
+  private confirmations: { sinceMs: number; quorum?: MajorityConfig; done: (ok: boolean) => void }[] = [];
 
   /**
    * Every heartbeatMs, a heartbeat to each replica sent nothing for that long: silence then means
@@ -644,12 +644,13 @@ export class SequencerDriver {
     return { kind: "unavailable", message: `${message}; no quorum of voters has acknowledged this sequencer for ${lostMs} ms`, cutOffMs: lostMs };
   }
 
-  /** One heartbeat round: true once a quorum acknowledged a message sent at or after now. */
-  private confirm(): Promise<boolean> {
+  /** One heartbeat round: true once a quorum (of the voters, or of `quorum`) acknowledged a message sent at or after now. */
+  private confirm(quorum?: MajorityConfig): Promise<boolean> {
     const sinceMs = this.io.nowMs();
     return new Promise((resolve) => {
       const entry = {
         sinceMs,
+        quorum,
         done: (ok: boolean) => {
           cancel();
           resolve(ok);
@@ -669,10 +670,11 @@ export class SequencerDriver {
 
   private checkConfirmations(): void {
     if (this.confirmations.length === 0) return;
-    const heard = this.quorumHeardSinceMs();
-    if (heard === null) return;
-    const ready = this.confirmations.filter((c) => heard >= c.sinceMs);
-    this.confirmations = this.confirmations.filter((c) => heard < c.sinceMs);
+    const ofVoters = this.quorumHeardSinceMs();
+    const heard = (c: { quorum?: MajorityConfig }) => (c.quorum ? c.quorum.committed((id) => this.ackedSentMs.get(id) ?? null) : ofVoters);
+    const ready = this.confirmations.filter((c) => (heard(c) ?? -Infinity) >= c.sinceMs);
+    if (ready.length === 0) return;
+    this.confirmations = this.confirmations.filter((c) => !ready.includes(c));
     for (const c of ready) c.done(true);
   }
 
@@ -1018,7 +1020,19 @@ export class SequencerDriver {
    * called when it is refused before the directory could name its membership.
    */
   private async reconfigureHeld(change: ConfigChange, unrecorded?: () => void): Promise<{ ok: true } | ({ ok: false } & Refused)> {
-    const early = this.stopped ? refusal("stopping") : this.core.configChangePending || !this.startSettled ? refusal("change_pending") : this.core.changeRefusal(change);
+    const check = () => (this.stopped ? refusal("stopping") : this.core.configChangePending || !this.startSettled ? refusal("change_pending") : this.core.changeRefusal(change));
+    let early = check();
+    // The strict check (changeRefusal) counts missed appends, and a replica cut off from an idle
+    // group has missed none until its next heartbeat: a probe removed a healthy replica 1.5 s
+    // after cutting another, and the two left could commit nothing (the change included) until
+    // the cut one came back. So a quorum of the next membership's voters must also answer a
+    // heartbeat sent now, before anything is recorded.
+    if (early === null) {
+      const voters = this.core.votersAfter(change);
+      const quorum = new MajorityConfig(voters);
+      if (!(await this.confirm(quorum))) early = refusal("no_quorum", change.id, `fewer than ${quorum.need} of its ${voters.length} voters answering a heartbeat within ${replicaRpcTimeoutMs} ms`);
+      else early = check();
+    }
     if (early !== null) {
       unrecorded?.();
       return { ok: false, ...early };

@@ -638,6 +638,11 @@ export class SequencerCore {
    * configuration in the log is the one in force). One change at a time: the previous one must be
    * committed. The caller flushes queued commands first, so they keep their order.
    */
+  /** The voting members (ids) the membership would have after `change`. */
+  votersAfter(change: ConfigChange): string[] {
+    return membersOf(configAfter(this.meta.config, change)).filter((m) => m.voter).map((m) => m.id);
+  }
+
   /** Why this membership change cannot be ordered now, or null: checked before anything is done for it. */
   changeRefusal(change: ConfigChange): Refused | null {
     if (this.closed || this.fenced) return refusal("stopping");
@@ -651,7 +656,7 @@ export class SequencerCore {
     // As etcd's strict reconfiguration check: a change the new membership's reachable voters
     // cannot commit is refused before it is ordered (removing a healthy replica while another is
     // down left a group that could commit nothing, the change included).
-    const voters = membersOf(configAfter(this.meta.config, change)).filter((m) => m.voter).map((m) => m.id);
+    const voters = this.votersAfter(change);
     const reach = this.progress.reachableOf(voters);
     if (reach.count < reach.need) return refusal("no_quorum", change.id, `${reach.count} reachable ${reach.count === 1 ? "voter" : "voters"} of ${voters.length}, ${reach.need} needed`);
     return null;

@@ -32,6 +32,18 @@ function refusingRecords(g: ReturnType<typeof directGroup>): DriverIO {
   return io;
 }
 
+/**
+ * The replicas go away once the change's write-ahead is recorded: after the heartbeat round that
+ * a change first needs from a quorum of its next voters, so it is ordered and cannot commit.
+ */
+function downAtWriteAhead(g: ReturnType<typeof directGroup>, ids: string[]): void {
+  const record = g.io.recordMemberships!;
+  g.io.recordMemberships = async (c) => {
+    if (c.inFlight) for (const id of ids) g.down.add(id);
+    return record(c);
+  };
+}
+
 describe("recording the membership in the directory", () => {
   it("records the log's membership at once when everything up to the seq is committed", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
@@ -47,8 +59,7 @@ describe("recording the membership in the directory", () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
     // Two of three replicas away: the add cannot commit yet.
-    g.down.add("r2");
-    g.down.add("r3");
+    downAtWriteAhead(g, ["r2", "r3"]);
     const added = g.driver.addReplica(null);
     await tick();
     g.driver.recordMembershipAt(0); // committed already, but a change is under way: not now
@@ -154,7 +165,7 @@ describe("a membership change", () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 }, clock);
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
     // r2 stops answering, not yet counted down: the removal of r3 is ordered, and {r1, r2} cannot commit it.
-    g.down.add("r2");
+    downAtWriteAhead(g, ["r2"]);
     const late = await g.driver.removeReplica("r3");
     expect(late).toMatchObject({ ok: false, refused: "not_committed", reason: expect.stringMatching(/ordered but not committed in time; it may still take effect/) });
     expect(g.driver.core.replicaIds()).toEqual(["r1", "r2"]);
@@ -202,6 +213,22 @@ describe("membership changes begun at once", () => {
     expect(await added).toEqual({ ok: true, id: "r4" });
     expect(g.provisioned).toEqual(["r4"]);
     expect(g.driver.core.replicaIds()).toContain("r4");
+    g.driver.stop();
+  });
+});
+
+describe("the strict check of a change", () => {
+  it("asks the next membership's voters for a fresh heartbeat: a replica just cut off, not yet counted down, fails it", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.down.add("r3"); // no append has missed it yet: the counted misses say it is reachable
+    await tick(5); // (its last answer was to a message sent before the change's heartbeat)
+    const refused = await g.driver.removeReplica("r1");
+    expect(refused).toMatchObject({ ok: false, refused: "no_quorum", reason: expect.stringMatching(/fewer than 2 of its 2 voters answering a heartbeat/) });
+    expect(g.recorded).toEqual([]); // nothing written ahead, nothing ordered
+    expect(g.driver.core.replicaIds()).toEqual(["r1", "r2", "r3"]);
+    // Removing the cut-off one leaves {r1, r2}, which answer: it goes.
+    expect(await g.driver.removeReplica("r3")).toEqual({ ok: true });
     g.driver.stop();
   });
 });
@@ -485,7 +512,7 @@ describe("a change in flight when its sequencer restarted", () => {
   it("is finished by the restarted sequencer once its log commits: the event, and the removed replica's storage", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    g.down.add("r2"); // not yet known down: the removal is ordered, but {r1, r2} cannot commit it
+    downAtWriteAhead(g, ["r2"]); // not yet known down: the removal is ordered, but {r1, r2} cannot commit it
     const removing = g.driver.removeReplica("r3");
     await tick(50);
     g.driver.stop(); // the restart: its memory of the change is gone, its storage stays
@@ -560,7 +587,7 @@ describe("a start's reading of the directory (a review's findings)", () => {
   it("a read that fails is tried again, and nothing is recorded before it succeeds (the record would clear the change for good)", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    g.down.add("r2");
+    downAtWriteAhead(g, ["r2"]);
     const removing = g.driver.removeReplica("r3");
     await tick(50);
     g.driver.stop();
