@@ -10,7 +10,7 @@ import { ReplicaDriver } from "../shared/protocol/replica-driver.js";
 import type { AppendRequest, AppendResponse, ReplicaPosition } from "../shared/protocol/types.js";
 import type { MachineName } from "../shared/api/types.js";
 import { realClock } from "./env.js";
-import { SqlReplicaStorage, readMeta } from "./sqlite.js";
+import { SqlReplicaStorage, dropOrphanedFrozenTables, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
 import { watchSilenceMs, watchersPerReplicaMax } from "../shared/limits.js";
 import type { WatchSink } from "../shared/protocol/watch.js";
@@ -115,6 +115,7 @@ export class ReplicaHost {
     const meta = readMeta<ReplicaMeta>(sql, "replica");
     if (!meta) return;
     SqlReplicaStorage.upgrade(sql);
+    dropOrphanedFrozenTables(sql);
     this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
   }
 

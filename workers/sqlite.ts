@@ -400,9 +400,27 @@ function dropTables(sql: Sql, tables: string[], metaKey: string): void {
   if (tableExists(sql, "meta")) sql.exec("DELETE FROM meta WHERE k = ?", metaKey);
 }
 
+/** The frozen copies a replica keeps (a state transfer's "snapshot", downloads' "frozen_export_<n>"). */
+function frozenTables(sql: Sql): string[] {
+  return sql
+    .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND (name = 'snapshot' OR substr(name, 1, 7) = 'frozen_')")
+    .toArray()
+    .map((r) => r.name);
+}
+
 export function dropReplicaTables(sql: Sql, logTable: string): void {
-  const frozen = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND (name = 'snapshot' OR substr(name, 1, 7) = 'frozen_')").toArray();
-  dropTables(sql, ["state", logTable, "effects", "checkpoints", ...frozen.map((r) => r.name)], "replica");
+  dropTables(sql, ["state", logTable, "effects", "checkpoints", ...frozenTables(sql)], "replica");
+}
+
+/**
+ * A replica's frozen copies at load: each is known only to the life of the object that made it
+ * (the transfer or download it serves is tracked in memory), so any found now is left from one
+ * that ended with it open (a download never read to its end, an eviction, a deploy). A download's
+ * name counts up from export_1 in each life, so one left at another replica, or at a higher
+ * number, was never reused: a probe found a 64 MiB copy kept after five later downloads.
+ */
+export function dropOrphanedFrozenTables(sql: Sql): void {
+  for (const t of frozenTables(sql)) sql.exec(`DROP TABLE IF EXISTS ${t}`);
 }
 
 export function dropSequencerTables(sql: Sql): void {

@@ -1,0 +1,36 @@
+// Frozen copies and staged restores are tracked in the memory of the object that made them: one
+// left when that object's life ended (a download never read to its end, a restore whose upload
+// stopped, then an eviction or a deploy) is an orphan, dropped when the object loads again.
+import { SELF, env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { ReplicaHost } from "../../workers/replica-host.js";
+import { adminToken, command, createGroup, replicaObject } from "./helpers.js";
+
+function tables(storage: DurableObjectStorage): string[] {
+  return storage.sql
+    .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+    .toArray()
+    .map((r) => r.name);
+}
+
+describe("a snapshot download left open when its replica's object ends", () => {
+  it("leaves no frozen copy once the replica loads again", async () => {
+    const group = "orphan-export";
+    await createGroup(group, { machine: "kv", replicas: 3 });
+    for (let i = 0; i < 5; i++) expect((await command(group, { op: "put", key: `k${i}`, value: i })).status).toBe(200);
+    const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/snapshot`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read(); // the header: the copy is frozen, and stays while the download is open
+    const id = res.headers.get("x-smr-replica")!;
+    await runInDurableObject(replicaObject(group, id), async (_inst, state) => {
+      expect(tables(state.storage).filter((t) => t.startsWith("frozen_"))).toEqual(["frozen_export_1"]);
+      // The object's next life: a new host over the same storage, loaded as the constructor does.
+      const next = new ReplicaHost({ storage: state.storage, logTable: "log", erase: async () => undefined });
+      next.load();
+      expect(tables(state.storage).filter((t) => t === "snapshot" || t.startsWith("frozen_"))).toEqual([]);
+      expect(next.core?.appliedSeq).toBe(5);
+    });
+    await reader.cancel();
+  });
+});
