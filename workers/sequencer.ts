@@ -89,6 +89,11 @@ export class SequencerObject extends ReplicaServing {
     });
     ctx.blockConcurrencyWhile(async () => {
       this.replica.load();
+      // A restore's staged rows belong to the life that staged them (`restoring` is memory): the
+      // uploader of one cut off by an eviction or a deploy is refused (its id is unknown here) and
+      // its abort found nothing to drop, so the rows (up to 64 MiB) stayed until the group's next
+      // restore, which a group that has taken a write never gets.
+      this.stage.drop();
       this.lifecycle.start(readMeta<SequencerMeta>(sql, "sequencer"));
     });
   }
