@@ -1,10 +1,34 @@
-// A restore that was adopted answers 200 (API.md "Snapshot and restore"), even when its group's
-// status cannot come from the sequencer just then: a 503 says it certainly did not happen.
+// What a restore answers when its sequencer is cut off (API.md "Errors"): 200 once it was adopted,
+// even if the status cannot come from the sequencer just then (a 503 says it certainly did not
+// happen); 503 when a page could not be staged (nothing was restored); 504 when the end got no
+// answer (it may or may not have been restored); never the 500 kept for bugs.
 import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { setFault } from "../../workers/faults.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
-import { adminToken, command, createGroup, query } from "./helpers.js";
+import { adminToken, api, clientToken, command, createGroup, query } from "./helpers.js";
+
+/** Cuts the group's sequencer off once its RPC method `method` has answered `after` times. */
+async function cutOffAfter(group: string, method: "restorePage" | "endRestore", after = 1): Promise<void> {
+  await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName(group)), (inst: SequencerObject) => {
+    // RPC methods are the prototype's: patched there, and put back at the cut.
+    const proto = Object.getPrototypeOf(inst);
+    const real = proto[method];
+    let calls = 0;
+    proto[method] = async function (this: SequencerObject, ...args: unknown[]) {
+      const answer = await real.apply(this, args);
+      if (++calls === after) {
+        proto[method] = real;
+        setFault(group, "sequencer", "unreachable", 0, group);
+      }
+      return answer;
+    };
+  });
+}
+
+async function snapshotOf(group: string): Promise<string> {
+  return (await SELF.fetch(`http://smr.test/v1/groups/${group}/snapshot`, { headers: { authorization: `Bearer ${adminToken}` } })).text();
+}
 
 function restore(group: string, file: string) {
   return SELF.fetch(`http://smr.test/v1/groups/${group}/restore`, { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: file });
@@ -14,19 +38,9 @@ describe("the sequencer cut off just after it adopted a restore", () => {
   it("the restore answers 200 with the group's status, not 503", async () => {
     await createGroup("ra-src");
     expect((await command("ra-src", { op: "put", key: "a", value: 1 })).status).toBe(200);
-    const file = await (await SELF.fetch("http://smr.test/v1/groups/ra-src/snapshot", { headers: { authorization: `Bearer ${adminToken}` } })).text();
+    const file = await snapshotOf("ra-src");
     await createGroup("ra-dst", { machine: "kv", replicas: 3 });
-    // The fault lands once endRestore has answered (RPC methods are the prototype's).
-    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("ra-dst")), (inst: SequencerObject) => {
-      const proto = Object.getPrototypeOf(inst);
-      const end = proto.endRestore;
-      proto.endRestore = async function (this: SequencerObject, ...args: Parameters<SequencerObject["endRestore"]>) {
-        proto.endRestore = end;
-        const answer = await end.apply(this, args);
-        setFault("ra-dst", "sequencer", "unreachable", 0, "ra-dst");
-        return answer;
-      };
-    });
+    await cutOffAfter("ra-dst", "endRestore");
     try {
       const res = await restore("ra-dst", file);
       const body = (await res.json()) as any;
@@ -38,5 +52,43 @@ describe("the sequencer cut off just after it adopted a restore", () => {
     }
     expect((await query("ra-dst", { op: "list" })).body.result.items).toEqual([["a", 1]]);
     expect((await restore("ra-dst", file)).status).toBe(409);
+  });
+
+  it("cut off between two pages of the upload: a 503, and nothing restored", async () => {
+    await createGroup("rb-src");
+    const rows = Array.from({ length: 256 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${String(i).padStart(4, "0")}`, value: i } }));
+    for (let b = 0; b < 5; b++) {
+      const r = await api("POST", "/v1/groups/rb-src/commands", { client: `bulk${b}`, commands: rows.map((c) => ({ ...c, command: { ...c.command, key: `${c.command.key}-${b}` } })) }, clientToken);
+      expect(r.status).toBe(200);
+    }
+    const file = await snapshotOf("rb-src"); // 1,280 rows: two pages (snapshotPageRows)
+    await createGroup("rb-dst", { machine: "kv", replicas: 3 });
+    await cutOffAfter("rb-dst", "restorePage");
+    try {
+      const res = await restore("rb-dst", file);
+      const body = (await res.json()) as any;
+      expect(res.status, JSON.stringify(body)).toBe(503);
+      expect(body.error.code).toBe("unavailable");
+      expect(res.headers.get("retry-after")).not.toBeNull();
+    } finally {
+      setFault("rb-dst", "sequencer", "none", 0);
+    }
+    expect((await query("rb-dst", { op: "list" }, "stale")).body.result.items).toEqual([]);
+  });
+
+  it("cut off after the last page, before the end is delivered: a 504 (outcome unknown)", async () => {
+    await createGroup("rc-src");
+    expect((await command("rc-src", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    const file = await snapshotOf("rc-src");
+    await createGroup("rc-dst", { machine: "kv", replicas: 3 });
+    await cutOffAfter("rc-dst", "restorePage");
+    try {
+      const res = await restore("rc-dst", file);
+      const body = (await res.json()) as any;
+      expect(res.status, JSON.stringify(body)).toBe(504);
+      expect(body.error.code).toBe("timeout");
+    } finally {
+      setFault("rc-dst", "sequencer", "none", 0);
+    }
   });
 });

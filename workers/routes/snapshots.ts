@@ -164,7 +164,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     let headerNo = 1;
     const flush = async () => {
       if (page.length === 0) return;
-      if (!(await rpc<boolean>(sequencer().restorePage(id, page)))) {
+      if (!(await reached(group, () => rpc<boolean>(sequencer().restorePage(id, page)), "not_done"))) {
         groups.forget(group);
         await groups.lookup(c.env, group); // 404 if the group was deleted meanwhile
         throw new ApiError("unavailable", "the restore was replaced by another, or its sequencer changed; start again", 1);
@@ -204,7 +204,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     const problem = across?.end() ?? null;
     if (problem !== null) throw new ApiError("bad_request", `the file: ${problem}`);
     await flush();
-    const done = await rpc<RestoreAnswer>(sequencer().endRestore(id, digest, rows));
+    const done = await reached(group, () => rpc<RestoreAnswer>(sequencer().endRestore(id, digest, rows)), "unknown");
     if (done.kind !== "ok") throw restoreError(done);
   } catch (err) {
     await sequencer().abortRestore(id).catch(() => undefined);
@@ -217,6 +217,23 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // entries, while every replica held the file (a probe); the replicas' view serves meanwhile.
   return c.json(await statusForReaders(c.env, group));
 });
+
+/**
+ * A call to the sequencer during a restore (after beginRestore, which withSequencer maps): one that
+ * could not reach it (cut off, reset by a deploy) answered a 500 "internal", which API.md keeps for
+ * bugs (a probe). A page that was not staged leaves nothing restored, a 503; an end that got no
+ * answer may have installed the rows or not, a 504. An exception of the sequencer's own code
+ * stays a 500.
+ */
+async function reached<T>(group: string, call: () => Promise<T>, failure: "not_done" | "unknown"): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof ApiError || groups.thrownByObjectCode(err)) throw err;
+    if (failure === "not_done") throw new ApiError("unavailable", `the sequencer of ${group} could not be reached during the restore (${String(err)}); nothing was restored, start again`, 1);
+    throw new ApiError("timeout", `the sequencer of ${group} could not be reached at the end of the restore (${String(err)}); the file may or may not have been restored: read the group's state (another restore answers 409 if it was)`);
+  }
+}
 
 /**
  * Reads what is left of a refused upload (bounded) before answering: a client still sending its
