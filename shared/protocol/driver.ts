@@ -834,6 +834,8 @@ export class SequencerDriver {
    */
   async addReplica(location: string | null): Promise<{ ok: true; id: string } | ({ ok: false } & Refused)> {
     if (this.stopped) return { ok: false, ...refusal("stopping") };
+    // Before anything is provisioned (reconfigure refuses it too).
+    if (this.restoring) return { ok: false, ...refusal("restoring") };
     if (this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
     // Before anything is provisioned (the core refuses such a change too).
     if (this.core.replicaIds().length >= replicasMax) return { ok: false, ...refusal("full") };
@@ -1006,6 +1008,10 @@ export class SequencerDriver {
 
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     if (this.stopped) return { ok: false, ...refusal("stopping") };
+    // A restore being staged or installed (as commands): the mark (restoreRefusal) covers only the
+    // install, so a change while the file was uploading was ordered, its config entry gave the
+    // group an entry, and the restore was refused (409) once the whole file had been sent (a probe).
+    if (this.restoring) return { ok: false, ...refusal("restoring") };
     if (this.reconfiguring || this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
     this.reconfiguring = true;
     try {

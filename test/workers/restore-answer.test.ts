@@ -92,3 +92,44 @@ describe("the sequencer cut off just after it adopted a restore", () => {
     }
   });
 });
+
+describe("a membership change while a restore's file is uploading", () => {
+  it("is refused with a 503, as a command is, and the restore goes on to a 200", async () => {
+    await createGroup("rm-src");
+    const rows = Array.from({ length: 256 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${String(i).padStart(4, "0")}`, value: i } }));
+    for (let b = 0; b < 5; b++) {
+      const r = await api("POST", "/v1/groups/rm-src/commands", { client: `bulk${b}`, commands: rows.map((c) => ({ ...c, command: { ...c.command, key: `${c.command.key}-${b}` } })) }, clientToken);
+      expect(r.status).toBe(200);
+    }
+    const file = new TextEncoder().encode(await snapshotOf("rm-src")); // 1,280 rows: two pages
+    await createGroup("rm-dst", { machine: "kv", replicas: 3 });
+    // The first 1,100 rows' bytes, then the upload waits: the first page is staged.
+    const cut = file.indexOf(10, Math.floor((file.length * 1_100) / 1_281));
+    let rest!: () => void;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(file.slice(0, cut + 1));
+        rest = () => {
+          c.enqueue(file.slice(cut + 1));
+          c.close();
+        };
+      },
+    });
+    const upload = SELF.fetch("http://smr.test/v1/groups/rm-dst/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body });
+    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName("rm-dst"));
+    const staged = () => runInDurableObject(sequencer, (_inst, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'restore_rows'").toArray().length > 0 && state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM restore_rows").one().n > 0);
+    for (let i = 0; i < 200 && !(await staged()); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await staged()).toBe(true);
+    const add = await api("POST", "/v1/groups/rm-dst/replicas", {});
+    expect(add.status, JSON.stringify(add.body)).toBe(503);
+    expect(add.body.error.code).toBe("unavailable");
+    const remove = await api("DELETE", "/v1/groups/rm-dst/replicas/r3");
+    expect(remove.status, JSON.stringify(remove.body)).toBe(503);
+    rest();
+    const res = await upload;
+    expect(res.status, await res.clone().text()).toBe(200);
+    expect(((await res.json()) as any).replicas.map((r: any) => r.id)).toEqual(["r1", "r2", "r3"]);
+    const list = await query("rm-dst", { op: "list", limit: 1000 });
+    expect(list.body.result.items.length).toBe(1_000);
+  });
+});
