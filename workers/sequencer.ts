@@ -370,6 +370,10 @@ export class SequencerObject extends ReplicaServing {
     if (!driver) return { kind: "not_found", message: "no such group" };
     if (this.restoring && (this.restoring.installing || Date.now() - this.restoring.atMs < snapshotIdleMs)) return { kind: "unavailable", message: "another restore of this group is under way" };
     const refused = driver.core.restoreRefusal();
+    // A change ordered during the upload would give the group an entry, and the restore a 409 once
+    // the whole file was sent: the driver refuses changes while a restore is staged, and a restore
+    // begun while a change is under way (an add provisioning its replica) waits its turn here.
+    if (!refused && driver.changing) return { kind: "unavailable", message: "a membership change is under way; retry when it is done" };
     if (refused?.code === "conflict") return { kind: "conflict", message: `group ${driver.core.config.group}: ${refused.reason}; restore into a new, empty group` };
     if (refused) return { kind: "unavailable", message: refused.reason };
     this.stage.begin();

@@ -74,6 +74,10 @@ export class SequencerDriver {
   private transfers = 0;
   /** A restore is loading the group's state: commands wait (503) and no repair runs meanwhile. */
   restoring = false;
+  /** Whether a membership change is under way (an add from its provision on): a restore waits. */
+  get changing(): boolean {
+    return this.reconfiguring;
+  }
 
   constructor(
     readonly core: SequencerCore,
@@ -1026,7 +1030,8 @@ export class SequencerDriver {
    * called when it is refused before the directory could name its membership.
    */
   private async reconfigureHeld(change: ConfigChange, unrecorded?: () => void): Promise<{ ok: true } | ({ ok: false } & Refused)> {
-    const check = () => (this.stopped ? refusal("stopping") : this.core.configChangePending || !this.startSettled ? refusal("change_pending") : this.core.changeRefusal(change));
+    // (restoring: one begun while an add provisioned its replica.)
+    const check = () => (this.stopped ? refusal("stopping") : this.restoring ? refusal("restoring") : this.core.configChangePending || !this.startSettled ? refusal("change_pending") : this.core.changeRefusal(change));
     let early = check();
     // The strict check (changeRefusal) counts missed appends, and a replica cut off from an idle
     // group has missed none until its next heartbeat: a probe removed a healthy replica 1.5 s

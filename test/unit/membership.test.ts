@@ -234,6 +234,23 @@ describe("the strict check of a change", () => {
 });
 
 describe("an add refused after its replica is made", () => {
+  it("a restore begun during the provision: refused (its entry would make the restore a 409), the replica destroyed", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const provision = g.io.provision!;
+    g.io.provision = async (id, location) => {
+      await provision(id, location);
+      g.driver.restoring = true;
+    };
+    expect(await g.driver.addReplica(null)).toMatchObject({ ok: false, refused: "restoring" });
+    expect(g.driver.core.replicaIds()).toEqual(["r1", "r2", "r3"]);
+    await tick();
+    expect(g.retired).toEqual(["r4"]);
+    g.driver.restoring = false;
+    g.driver.stop();
+  });
+
+
   it("destroys that replica when nothing names it yet (the sequencer stopped during the provision)", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
@@ -405,13 +422,14 @@ describe("a removed replica's storage", () => {
     const io = (g.driver as unknown as { io: DriverIO }).io;
     const write = io.recordMemberships!;
     let reachable = false;
+    let lose = false;
     io.recordMemberships = async (c) => {
+      if (c.inFlight) lose = true; // after the change's heartbeat round
       if (!c.inFlight && !reachable) throw new Error("directory unreachable");
       return write(c);
     };
     // r1's answers to appends are lost: the first sequencer never sees the removal commit.
     const real = g.replicas.get("r1")!;
-    let lose = true;
     g.replicas.set("r1", new Proxy(real, {
       get(t, k) {
         const v = (t as unknown as Record<PropertyKey, unknown>)[k];

@@ -133,3 +133,23 @@ describe("a membership change while a restore's file is uploading", () => {
     expect(list.body.result.items.length).toBe(1_000);
   });
 });
+
+describe("a restore begun while a membership change is under way", () => {
+  it("is a 503 (the change's entry would make it a 409 once the file was sent), and goes once the change is done", async () => {
+    await createGroup("rcc-src");
+    expect((await command("rcc-src", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const file = await snapshotOf("rcc-src");
+    await createGroup("rcc-dst", { machine: "kv", replicas: 3 });
+    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName("rcc-dst"));
+    // An add provisioning its replica holds the change under way.
+    const setChanging = (on: boolean) => runInDurableObject(sequencer, (inst: SequencerObject) => void ((inst as any).driver.reconfiguring = on));
+    await setChanging(true);
+    const refused = await restore("rcc-dst", file);
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as any).error.message).toMatch(/membership change is under way/);
+    await setChanging(false);
+    const done = await restore("rcc-dst", file);
+    expect(done.status, await done.clone().text()).toBe(200);
+    expect((await query("rcc-dst", { op: "get", key: "k" })).body.result).toEqual({ value: 1 });
+  });
+});
