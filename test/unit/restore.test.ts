@@ -21,12 +21,9 @@ const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3
 const retention = { entries: 10_000, slack: 1_000 };
 const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
-/** A snapshot's rows (another group's export) and their digest. */
-async function snapshotRows(): Promise<{ rows: [string, string][]; digest: string }> {
-  const src = directGroup(config, retention);
-  for (const [n, key] of ["a", "b", "c"].entries()) expect((await src.driver.submit("s", n + 1, { op: "put", key, value: n })).kind).toBe("ok");
-  await tick();
-  const link = src.link("r1");
+/** The rows of a replica's export (stored keys), its header, and the rows' own digest. */
+async function exportOf(g: ReturnType<typeof directGroup>, id: string) {
+  const link = g.link(id);
   const info = (await link.beginExport())!;
   const rows: [string, string][] = [];
   for (let after: string | null = null; ; ) {
@@ -35,8 +32,16 @@ async function snapshotRows(): Promise<{ rows: [string, string][]; digest: strin
     rows.push(...page);
     after = page[page.length - 1]![0];
   }
-  const pageAfter = (after: string | null) => (after === null ? rows : []);
-  return { rows, digest: digestOfPages(pageAfter).digest };
+  return { info, rows, rowsDigest: digestOfPages((after) => (after === null ? rows : [])).digest };
+}
+
+/** A snapshot's rows (another group's export) and their digest. */
+async function snapshotRows(): Promise<{ rows: [string, string][]; digest: string }> {
+  const src = directGroup(config, retention);
+  for (const [n, key] of ["a", "b", "c"].entries()) expect((await src.driver.submit("s", n + 1, { op: "put", key, value: n })).kind).toBe("ok");
+  await tick();
+  const { rows, rowsDigest } = await exportOf(src, "r1");
+  return { rows, digest: rowsDigest };
 }
 
 /** A driver over `storage` (a sequencer started from what a recovery saved), on the group's links. */
@@ -334,20 +339,6 @@ describe("a snapshot's wait for the commit point", () => {
 });
 
 describe("a snapshot download's digest", () => {
-  /** The rows of r2's export (stored keys) and its header. */
-  async function exportOf(g: ReturnType<typeof directGroup>) {
-    const link = g.link("r2");
-    const info = (await link.beginExport())!;
-    const rows: [string, string][] = [];
-    for (let after: string | null = null; ; ) {
-      const page: [string, string][] = (await link.exportPage(info.id, after, 1 << 20))!;
-      if (page.length === 0) break;
-      rows.push(...page);
-      after = page[page.length - 1]![0];
-    }
-    return { info, rows, rowsDigest: digestOfPages((after) => (after === null ? rows : [])).digest };
-  }
-
   it("is its rows' digest, whether the machine's rows or the clients' books and sessions are more", async () => {
     const g = directGroup(config, retention);
     // One client, one txn of 64 puts: 64 machine rows, 2 of bookkeeping (taken out of the state's digest).
@@ -358,7 +349,7 @@ describe("a snapshot download's digest", () => {
     for (let c = 0; c < 40; c++) expect((await few.driver.submit(`c${c}`, 1, { op: "put", key: "k", value: c })).kind).toBe("ok");
     await tick();
     for (const [group, rows] of [[g, 64], [few, 1]] as const) {
-      const e = await exportOf(group);
+      const e = await exportOf(group, "r2");
       expect(e.info.rows).toBe(rows);
       expect(e.rows).toHaveLength(rows);
       expect(e.info.digest).toBe(e.rowsDigest);
@@ -370,9 +361,9 @@ describe("a snapshot download's digest", () => {
     const puts = Array.from({ length: 64 }, (_, i) => ({ op: "put", key: `k${i}`, value: i }));
     expect((await g.driver.submit("one", 1, { op: "txn", compare: [], success: puts, failure: [] })).kind).toBe("ok");
     await tick();
-    const healthy = await exportOf(g);
+    const healthy = await exportOf(g, "r2");
     g.stores.get("r2")!.rows.put("m/k7", JSON.stringify({ damaged: true }));
-    const damaged = await exportOf(g);
+    const damaged = await exportOf(g, "r2");
     expect(damaged.info.digest).toBe(healthy.info.digest);
     expect(damaged.rowsDigest).not.toBe(damaged.info.digest);
   });
