@@ -392,7 +392,7 @@ export class SequencerObject extends ReplicaServing {
     setTimeout(() => {
       const r = this.restoring;
       if (r?.id !== id || r.installing) return;
-      if (Date.now() - r.atMs >= snapshotIdleMs) this.abortRestore(id);
+      if (Date.now() - r.atMs >= snapshotIdleMs) this.dropRestore(id);
       else this.abandonIdle(id);
     }, snapshotIdleMs / 2);
   }
@@ -418,11 +418,23 @@ export class SequencerObject extends ReplicaServing {
       const r = await driver.restore(digest, async (after) => this.stage.page(after, transferPageBytes));
       return r.ok ? { kind: "ok", id } : { kind: r.code ?? "unavailable", message: r.reason };
     } finally {
-      this.abortRestore(id);
+      this.dropRestore(id);
     }
   }
 
+  /**
+   * The uploader's abort (the route's, after an error). Refused once the end is installing the
+   * rows: an end whose answer was lost (a 504, the outcome unknown) may still be installing them,
+   * and this abort dropped the staged rows under it and cleared the driver's `restoring` (repairs
+   * could begin mid-install): every replica's install then failed, "no such table" (a review).
+   * The end drops them itself when it is done.
+   */
   abortRestore(id: string): void {
+    if (this.restoring?.installing) return;
+    this.dropRestore(id);
+  }
+
+  private dropRestore(id: string): void {
     if (this.restoring?.id !== id) return;
     this.restoring = null;
     this.stage.drop();
