@@ -172,6 +172,13 @@ export const deleteWaitMs = 5_000;
  * Generous: a destroy of a large replica deletes all its storage.
  */
 export const replicaDestroyTimeoutMs = 10_000;
+
+/**
+ * How long an add waits for its new replica's init (after that replica's destroy, bounded above):
+ * the add holds the group's one change at a time through it, so an init that hung held every
+ * change and restore (a review). Generous, as a local server's objects share one thread.
+ */
+export const replicaInitTimeoutMs = 10_000;
 /** Sequencers a router remembers as failing since some time (for a failover's downMs); oldest dropped first. */
 export const unreachableNamesMax = 1_000;
 /** How long such a memory counts: an older first failure is not taken as the start of an outage. */

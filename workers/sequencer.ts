@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -187,7 +187,7 @@ export class SequencerObject extends ReplicaServing {
         await this.destroyReplica(cfg, id, cfg.incarnation);
         const l = this.linkTo(cfg, id, location);
         links.set(id, l);
-        await l.init();
+        await withTimeout(realClock, l.init(), replicaInitTimeoutMs, `the init of replica ${id} of ${cfg.group}`);
       },
       retire: async (id) => {
         await this.destroyReplica(cfg, id, cfg.incarnation);
@@ -271,7 +271,10 @@ export class SequencerObject extends ReplicaServing {
    */
   async destroy(group: string, incarnation: number, lastReplicaNo: number, colocated?: string): Promise<boolean> {
     return this.lifecycle.destroy(incarnation, async (config) => {
-      const count = Math.max(lastReplicaNo, config?.lastReplicaNo ?? config?.replicas ?? 0);
+      // One id past the last recorded: an add refused after its provision leaves that replica made
+      // and named by no config (the next add provisions it again); nothing else would destroy it.
+      // Adds go one at a time, so there is at most one such id. A probe found one after a DELETE.
+      const count = Math.max(lastReplicaNo, config?.lastReplicaNo ?? config?.replicas ?? 0) + 1;
       const cfg = { group, colocated: config?.colocated ?? colocated };
       await Promise.all(replicaIds(count).map((id) => this.destroyReplica(cfg, id, incarnation)));
       await this.replica.destroy(incarnation);

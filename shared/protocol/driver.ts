@@ -860,9 +860,11 @@ export class SequencerDriver {
         // Answered as a refusal: thrown, it reached the router as the sequencer's own exception (a 500).
         return { ok: false, ...refusal("not_made", id, String(err)) };
       }
-      // Refused before anything names it (deposed, or the membership moved on meanwhile): the
-      // replica just made is destroyed, as nothing else would (a probe's note on the fix above).
-      const r = await this.reconfigureHeld({ op: "add", id, location }, () => void this.retire(id));
+      // Refused after the provision (deposed, a restore begun, the membership moved on), the
+      // replica just made stays: no config names it, so the next add takes its id and provisions
+      // it again, and the group's DELETE destroys one id past lastReplicaNo (SequencerObject.destroy).
+      // Destroying it here raced that next add, or a successor's after a failover: a review.
+      const r = await this.reconfigureHeld({ op: "add", id, location });
       return r.ok ? { ok: true, id } : r;
     } finally {
       this.reconfiguring = false;
@@ -1025,11 +1027,8 @@ export class SequencerDriver {
     }
   }
 
-  /**
-   * A change, with `reconfiguring` already set by the caller (who clears it). `unrecorded` is
-   * called when it is refused before the directory could name its membership.
-   */
-  private async reconfigureHeld(change: ConfigChange, unrecorded?: () => void): Promise<{ ok: true } | ({ ok: false } & Refused)> {
+  /** A change, with `reconfiguring` already set by the caller (who clears it). */
+  private async reconfigureHeld(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     // (restoring: one begun while an add provisioned its replica.)
     const check = () => (this.stopped ? refusal("stopping") : this.restoring ? refusal("restoring") : this.core.configChangePending || !this.startSettled ? refusal("change_pending") : this.core.changeRefusal(change));
     let early = check();
@@ -1044,10 +1043,7 @@ export class SequencerDriver {
       if (!(await this.confirm(quorum))) early = refusal("no_quorum", change.id, `fewer than ${quorum.need} of its ${voters.length} voters answering a heartbeat within ${replicaRpcTimeoutMs} ms`);
       else early = check();
     }
-    if (early !== null) {
-      unrecorded?.();
-      return { ok: false, ...early };
-    }
+    if (early !== null) return { ok: false, ...early };
     const current = this.core.config;
     const next = configAfter(current, change);
     // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.

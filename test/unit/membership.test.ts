@@ -234,35 +234,25 @@ describe("the strict check of a change", () => {
 });
 
 describe("an add refused after its replica is made", () => {
-  it("a restore begun during the provision: refused (its entry would make the restore a 409), the replica destroyed", async () => {
+  it("a restore begun during the provision: refused (its entry would make the restore a 409); the next add takes the same id again", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
     const provision = g.io.provision!;
+    let restoreOnce = true;
     g.io.provision = async (id, location) => {
       await provision(id, location);
-      g.driver.restoring = true;
+      if (restoreOnce) g.driver.restoring = true;
+      restoreOnce = false;
     };
     expect(await g.driver.addReplica(null)).toMatchObject({ ok: false, refused: "restoring" });
     expect(g.driver.core.replicaIds()).toEqual(["r1", "r2", "r3"]);
-    await tick();
-    expect(g.retired).toEqual(["r4"]);
     g.driver.restoring = false;
-    g.driver.stop();
-  });
-
-
-  it("destroys that replica when nothing names it yet (the sequencer stopped during the provision)", async () => {
-    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
-    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    const provision = g.io.provision!;
-    g.io.provision = async (id, location) => {
-      await provision(id, location);
-      g.driver.stop(); // deposed while the replica was being made
-    };
-    expect(await g.driver.addReplica(null)).toMatchObject({ ok: false, refused: "stopping" });
-    expect(g.provisioned).toEqual(["r4"]);
+    // Not destroyed meanwhile (that raced the next add, or a successor's: a review): made again.
+    expect(await g.driver.addReplica(null)).toEqual({ ok: true, id: "r4" });
+    expect(g.provisioned).toEqual(["r4", "r4"]);
     await tick();
-    expect(g.retired).toEqual(["r4"]);
+    expect(g.retired).toEqual([]);
+    g.driver.stop();
   });
 });
 

@@ -62,6 +62,18 @@ describe("incarnations", () => {
     expect(audit.body.verdict).toBe("consistent");
   });
 
+  it("a DELETE destroys the replica an add made and never ordered (refused after its provision: one id past lastReplicaNo)", async () => {
+    await createGroup("unordered", { machine: "kv", replicas: 3 });
+    const inc = (await directory("unordered").get())!.config.incarnation;
+    // What an add refused after its provision leaves: r4 made (initialized), named by no config.
+    const r4 = replicaObject("unordered", "r4", null);
+    expect(await r4.replicaInit({ group: "unordered", incarnation: inc, id: "r4", machine: "kv", checkpointEvery: 100 })).toMatchObject({ appliedSeq: 0 });
+    const tables = () => runInDurableObject(r4, (_i: unknown, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('state', 'meta')").toArray().length);
+    expect(await tables()).toBeGreaterThan(0);
+    expect((await api("DELETE", "/v1/groups/unordered")).status).toBe(204);
+    expect(await tables()).toBe(0);
+  });
+
   it("a replica refuses the calls of an older incarnation, and a newer one's init replaces its leftover state", async () => {
     await createGroup("inc");
     expect((await command("inc", { op: "put", key: "k", value: 1 })).status).toBe(200);

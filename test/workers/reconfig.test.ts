@@ -164,6 +164,28 @@ describe("reconfiguration", () => {
     expect((await query("orphan", { op: "get", key: "a" })).body.result).toEqual({ value: 1 });
   });
 
+  it("an add whose new replica's init hangs answers 503 after replicaInitTimeoutMs, and the next change goes", async () => {
+    await createGroup("init-hangs", { machine: "kv", replicas: 3 });
+    const r4 = replicaObject("init-hangs", "r4", null);
+    // The prototype's RPC method, for this group's r4 only: its init never answers.
+    await runInDurableObject(r4, (inst: ReplicaObject) => {
+      const proto = Object.getPrototypeOf(inst);
+      const real = proto.replicaInit;
+      proto.replicaInit = function (this: ReplicaObject, init: { group: string; id: string }) {
+        if (init.group === "init-hangs" && init.id === "r4") {
+          proto.replicaInit = real;
+          return new Promise(() => {});
+        }
+        return real.call(this, init);
+      };
+    });
+    expectError(await api("POST", "/v1/groups/init-hangs/replicas", {}), 503, "unavailable", /r4 could not be made .*init of replica r4/);
+    // The change slot is free again: the next add provisions r4 anew and is ordered.
+    const added = await api("POST", "/v1/groups/init-hangs/replicas", {});
+    expect(added.status, JSON.stringify(added.body)).toBe(202);
+    expect(added.body.replica.id).toBe("r4");
+  }, 30_000);
+
   it("refuses an eighth replica (API.md: 1 to 7) with a 409, and provisions nothing for it", async () => {
     await createGroup("seven", { machine: "kv", replicas: 6 });
     expect((await api("POST", "/v1/groups/seven/replicas", {})).status).toBe(202);
