@@ -1285,8 +1285,10 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   // Each attempt's position has its own hash, so that an undo names the attempt it undoes: a late
   // undo of a failed attempt emptied a replica holding a retry that was adopted (a review).
   const hash = sha256Hex(`restore\n${digest}\n${core.epoch}:${io.nowMs()}:${++restoreAttempts}`);
-  const info: SnapshotInfo = { seq: core.lastLogSeq + 1, digest, logHash: hash, entryEpoch: core.epoch, epoch: core.epoch };
-  const empty: SnapshotInfo = { seq: noop?.seq ?? 0, digest: zeroHash, logHash: noop?.hash ?? zeroHash, entryEpoch: noop?.epoch ?? 0, epoch: core.epoch, undo: true, undoes: hash };
+  // The restore's position has no entry: its floor for later timestamps is the last no-op's.
+  const timestamp = noop?.timestamp ?? null;
+  const info: SnapshotInfo = { seq: core.lastLogSeq + 1, digest, logHash: hash, entryEpoch: core.epoch, timestamp, epoch: core.epoch };
+  const empty: SnapshotInfo = { seq: noop?.seq ?? 0, digest: zeroHash, logHash: noop?.hash ?? zeroHash, entryEpoch: noop?.epoch ?? 0, timestamp, epoch: core.epoch, undo: true, undoes: hash };
   const ids = core.replicaIds();
   const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
     const link = io.link(id);

@@ -93,7 +93,15 @@ export async function recoverSequencer(
 
   // A no-op of the new epoch: committing it commits everything recovered before it.
   const prevHash = entries.length > 0 ? entries[entries.length - 1]!.hash : best.baseSeq > 0 ? best.baseHash : zeroHash;
-  const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: stampAfter(new Date(io.nowMs()).toISOString(), entries[entries.length - 1]?.timestamp) };
+  // Not before the newest timestamp any fenced replica knows: the best log's last entry, or, when
+  // the best holds no entry past its base (rebuilt by a state transfer), the base's. Taken from
+  // the recovered entries alone, a successor whose clock was behind stamped its no-op (and the
+  // commands after it) before entries already applied, and a lease found lapsed lived again.
+  const floor = [entries[entries.length - 1]?.timestamp, ...[...accepted.values()].map((r) => r.lastTimestamp)].reduce<string | null>(
+    (top, t) => (t != null && (top === null || t > top) ? t : top),
+    null,
+  );
+  const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: stampAfter(new Date(io.nowMs()).toISOString(), floor) };
   const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
   const { quarantined: recorded, ...recovered } = recoveredConfig(config, memberships[0]!, best, entries);
   // A replica's own quarantine flag outlives the sequencer that set it, and so does the list the

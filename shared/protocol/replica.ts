@@ -42,6 +42,12 @@ export interface ReplicaMeta {
   baseHash: string;
   /** Epoch of the entry at baseSeq (the log's last epoch when every entry is compacted away). */
   baseEpoch: number;
+  /**
+   * Timestamp of the entry at baseSeq (the newest known before it, for a restore's base), when
+   * known: with no entry after the base (just rebuilt by a state transfer) it is the floor a
+   * recovering sequencer stamps its no-op after (FenceReply.lastTimestamp).
+   */
+  baseTimestamp?: string | null;
   /** A state transfer being installed: persisted, so a restart midway still knows its rows are partial. */
   installing?: (SnapshotInfo & { transferId: string }) | null;
   /**
@@ -212,6 +218,8 @@ export interface SnapshotInfo {
   logHash: string;
   /** Epoch of the entry at seq. */
   entryEpoch: number;
+  /** Timestamp of the entry at seq (or the newest before it), when known: the installed base's. */
+  timestamp?: string | null;
   epoch: number;
   /** The source's membership (its last config entry applied may lie before seq, compacted away). */
   membership?: Membership | null;
@@ -551,6 +559,7 @@ export class ReplicaCore {
     assert(at !== undefined, `compaction base ${compactTo} missing from the log`);
     next.baseHash = at.hash;
     next.baseEpoch = at.epoch;
+    next.baseTimestamp = at.timestamp;
     next.baseSeq = compactTo;
     this.storage.deleteThrough(compactTo);
   }
@@ -581,6 +590,7 @@ export class ReplicaCore {
     const lastEpoch = last?.epoch ?? m.baseEpoch;
     return {
       accepted,
+      lastTimestamp: last?.timestamp ?? m.baseTimestamp ?? null,
       epoch: m.epoch,
       lastSeq: m.lastSeq,
       lastEpoch,
@@ -676,7 +686,8 @@ export class ReplicaCore {
     const m = this.meta;
     const at = m.appliedSeq > m.baseSeq ? this.storage.readEntries(m.appliedSeq, m.appliedSeq)[0] : undefined;
     const entryEpoch = at?.epoch ?? m.baseEpoch;
-    this.snapshot = { seq: m.appliedSeq, digest: m.digest, logHash: this.hashAt(m.appliedSeq) ?? zeroHash, entryEpoch, epoch: m.epoch, membership: m.membership ?? null };
+    const timestamp = at?.timestamp ?? m.baseTimestamp ?? null;
+    this.snapshot = { seq: m.appliedSeq, digest: m.digest, logHash: this.hashAt(m.appliedSeq) ?? zeroHash, entryEpoch, timestamp, epoch: m.epoch, membership: m.membership ?? null };
     return this.snapshot;
   }
 
@@ -793,6 +804,7 @@ export class ReplicaCore {
       baseSeq: info.seq,
       baseHash: info.logHash,
       baseEpoch: info.entryEpoch,
+      baseTimestamp: info.timestamp ?? null,
       quarantined: false,
       installing: null,
       stateSeq: info.seq,

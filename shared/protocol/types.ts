@@ -192,6 +192,11 @@ export interface FenceReply {
   lastSeq: number;
   /** Epoch of the entry at lastSeq (0 for an empty log): logs compare by (lastEpoch, lastSeq). */
   lastEpoch: number;
+  /**
+   * Timestamp of the entry at lastSeq, or of its base when its log holds no entry after it (a
+   * state transfer's), when known: a recovery's no-op is stamped no earlier than any of these.
+   */
+  lastTimestamp?: string | null;
   commitSeq: number;
   appliedSeq: number;
   /** The replica's log starts after baseSeq (compacted); baseHash is the hash at baseSeq. */

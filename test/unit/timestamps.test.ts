@@ -69,6 +69,47 @@ describe("entry timestamps", () => {
     nondecreasing(log);
   });
 
+  it("nor before the base of replicas rebuilt by a state transfer (no entry after it to read)", async () => {
+    const c = Cluster.of("lock", 3);
+    c.nowMs = t0 + 60_000;
+    c.submit("a", 1, { op: "acquire", lock: "x", owner: "A", ttlMs: 1_000 });
+    c.settle();
+    const lastTs = logOf(c).at(-1)!.timestamp;
+    // r2 and r3 rebuilt from r1 (a repair, a join): their logs hold nothing past the base.
+    const src = c.replicas.get("r1")!;
+    const info = src.beginSnapshot();
+    const rows = src.snapshotPage(info.seq, null, 1 << 30)!;
+    for (const id of ["r2", "r3"]) {
+      const r = c.replicas.get(id)!;
+      expect(r.beginInstall(info, `t-${id}`, info.epoch)).toBe(true);
+      r.installPage(`t-${id}`, rows);
+      expect(r.endInstall(`t-${id}`).ok).toBe(true);
+    }
+    src.endSnapshot();
+    const io = {
+      nowMs: () => t0, // the successor's clock is a minute behind
+      setTimer: (ms: number, fn: () => void) => {
+        const t = setTimeout(fn, Math.min(ms, 50));
+        return () => clearTimeout(t);
+      },
+      log: () => {},
+      link: (id: string): ReplicaLink => {
+        const transport: ReplicaTransport = async (method, args) => {
+          if (id === "r1") throw new Error("unreachable"); // the quorum is the rebuilt two
+          return (await serve(c.replicas.get(id)! as never, method, args)) as never;
+        };
+        return linkOver(transport, async () => null);
+      },
+    } as unknown as DriverIO;
+    const storage = new MemorySequencerStorage();
+    const r = await recoverSequencer(c.config, storage, io);
+    expect(r.ok).toBe(true);
+    const log = storage.readEntries(1, 1_000);
+    expect(log.map((e) => e.kind)).toEqual(["noop"]);
+    // It was stamped a minute before the acquire at seq 1, which then lived again for a minute.
+    expect(log[0]!.timestamp >= lastTs).toBe(true);
+  });
+
   it("a lease found lapsed stays lapsed for every later entry", () => {
     const c = Cluster.of("lock", 3);
     c.submit("a", 1, { op: "acquire", lock: "x", owner: "A", ttlMs: 1_000 });
