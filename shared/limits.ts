@@ -59,6 +59,13 @@ export const accountCharsMax = 128;
 export const lockNameCharsMax = 256;
 /** The longest lease the lock machine grants (1 hour): a crashed holder's lock frees itself. */
 export const lockTtlMsMax = 3_600_000;
+/**
+ * The highest lock counter a restore loads (2^52). Tokens are JSON numbers: past 2^53 - 1,
+ * counter + 1 rounds (2^53 + 1 is 2^53), so two grants got one token. A restored counter at most
+ * this leaves 2^52 grants before that (a hundred thousand years at a million a second); apply()
+ * is left as it is, since a change of what it does to an allowed command breaks replay.
+ */
+export const lockCounterRestoreMax = 2 ** 52;
 /** Replicas per group (API.md: 1..7). */
 export const replicasMax = 7;
 export const replicasDefault = 3;

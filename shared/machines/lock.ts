@@ -7,7 +7,7 @@
 // remembers the highest token it has seen refuses a holder whose lease expired and was granted
 // again (Kleppmann's fencing token).
 import { z } from "zod";
-import { listLimitDefault, listLimitMax, lockNameCharsMax, lockTtlMsMax } from "../limits.js";
+import { listLimitDefault, listLimitMax, lockCounterRestoreMax, lockNameCharsMax, lockTtlMsMax } from "../limits.js";
 import { compareCodePoints } from "../text.js";
 import { defineMachine } from "./define.js";
 import { isoToMs, msToIso } from "./iso-time.js";
@@ -125,7 +125,11 @@ export const lock = defineMachine({
   },
 
   checkRow(key, value) {
-    if (key === counterKey) return Number.isSafeInteger(value) && (value as number) >= 0 ? null : `${counterKey}: a safe integer >= 0`;
+    // Not near 2^53 - 1: a grant past it repeated a token (lockCounterRestoreMax). Leases hold
+    // tokens at most the counter (checkState), so they are bounded too.
+    if (key === counterKey) {
+      return Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= lockCounterRestoreMax ? null : `${counterKey}: an integer from 0 to ${lockCounterRestoreMax}`;
+    }
     if (!key.startsWith(lockPrefix)) return `key: "${counterKey}" or "${lockPrefix}" and a lock's name`;
     const lockName = name.safeParse(key.slice(lockPrefix.length));
     if (!lockName.success) return `key: the lock's name ${lockName.error.issues[0]!.message}`;

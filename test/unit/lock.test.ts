@@ -185,3 +185,24 @@ describe("lock's check across rows (restore)", () => {
     expect(check([["l/a", lease(2)], ["l/b", lease(2)], ["token", 5]])).toMatch(/^the token 2 is held by both "l\/a" and "l\/b"/);
   });
 });
+
+describe("lock's restored counter", () => {
+  it("is refused near 2^53 - 1, where grants would repeat a token", () => {
+    // From 2^53 - 2, three grants were 2^53 - 1, 2^53 and 2^53 again (2^53 + 1 is not a double).
+    const { state, view, run } = fresh();
+    view.put("token", Number.MAX_SAFE_INTEGER - 1);
+    state.endStep();
+    const tokens = ["a", "b", "c"].map((l, i) => run({ op: "acquire", lock: l, owner: "o", ttlMs: 1_000 }, i).token);
+    expect(new Set(tokens).size).toBeLessThan(3);
+    expect(lock.checkRow!("token", Number.MAX_SAFE_INTEGER - 1)).toMatch(/^token: an integer from 0 to 4503599627370496$/);
+    expect(lock.checkRow!("token", 2 ** 52 + 1)).not.toBeNull();
+    expect(lock.checkRow!("token", 2 ** 52)).toBeNull();
+    expect(lock.checkRow!("token", 0)).toBeNull();
+    expect(lock.checkRow!("token", -1)).not.toBeNull();
+    // A lease's token above the counter is refused across rows, so leases are bounded too.
+    const c = lock.checkState!();
+    c.row("l/a", { holder: "o", token: Number.MAX_SAFE_INTEGER, expiresAt: "2026-01-01T00:00:00.000Z" });
+    c.row("token", 2 ** 52);
+    expect(c.end()).not.toBeNull();
+  });
+});
