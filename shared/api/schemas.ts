@@ -182,5 +182,14 @@ export function describeZodError(err: z.ZodError, root: string): string {
   const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
   // zod says "Invalid input: expected nonoptional, received undefined" of a missing field.
   const missing = issue.code === "invalid_type" && / received undefined$/.test(issue.message);
-  return `${path}: ${missing ? `required${issue.expected === "nonoptional" ? "" : ` (${issue.expected})`}` : issue.message}`;
+  if (missing) return `${path}: required${issue.expected === "nonoptional" ? "" : ` (${issue.expected})`}`;
+  // A missing field of a union (a JSON value: kv's `value`) was just "Invalid input" (a probe).
+  if (issue.code === "invalid_union") {
+    const branches = issue.errors.map((e) => e[0]);
+    if (branches.length > 0 && branches.every((b) => b?.code === "invalid_type" && / received undefined$/.test(b.message))) {
+      const types = branches.map((b) => (b as { expected: string }).expected).map((t) => (t === "record" ? "object" : t));
+      return `${path}: required (${types.join(" | ")})`;
+    }
+  }
+  return `${path}: ${issue.message}`;
 }

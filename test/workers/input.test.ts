@@ -174,6 +174,10 @@ describe("a 400 or a 404 says exactly what is wrong, one way", () => {
     expectError(await query("fields", { op: "get", key: 5 }), 400, "bad_request", /^body\.query\.key: /);
     expectError(await api("POST", "/v1/groups/fields/commands", { client: "c", request: 1 }, clientToken), 400, "bad_request", /^body\.command: required$/);
     expectError(await command("fields", { op: "put", value: 1 }), 400, "bad_request", /^body\.command\.key: required \(string\)$/);
+    // A missing JSON value (a union of types) was just "Invalid input" (a probe).
+    const json = "required \\(string \\| number \\| boolean \\| null \\| array \\| object\\)$";
+    expectError(await command("fields", { op: "put", key: "k" }), 400, "bad_request", new RegExp(`^body\\.command\\.value: ${json}`));
+    expectError(await command("fields", { op: "txn", compare: [{ key: "k" }], success: [], failure: [] }), 400, "bad_request", new RegExp(`^body\\.command\\.compare\\.0\\.value: ${json}`));
   });
 
   it("a list's prefix and after, and a watch's prefix, are bounded as keys are, in bytes", async () => {
