@@ -187,7 +187,16 @@ export class SequencerObject extends ReplicaServing {
         await this.destroyReplica(cfg, id, cfg.incarnation);
         const l = this.linkTo(cfg, id, location);
         links.set(id, l);
-        await withTimeout(realClock, l.init(), replicaInitTimeoutMs, `the init of replica ${id} of ${cfg.group}`);
+        const init = l.init();
+        // A DELETE begun meanwhile destroyed the ids up to one past lastReplicaNo, maybe before
+        // this init reached the replica (or after it timed out here): the replica it made then is
+        // named by nothing, and no later add of this incarnation will provision it again. Since
+        // an add refused after its provision no longer retires its replica, it is destroyed here.
+        init.then(
+          () => (this.lifecycle.closed(cfg.incarnation) ? this.destroyReplica(cfg, id, cfg.incarnation) : undefined),
+          () => undefined,
+        ).catch((err) => console.warn(`replica ${id} of ${cfg.group}, made after the group's delete, not destroyed: ${String(err)}`));
+        await withTimeout(realClock, init, replicaInitTimeoutMs, `the init of replica ${id} of ${cfg.group}`);
       },
       retire: async (id) => {
         await this.destroyReplica(cfg, id, cfg.incarnation);

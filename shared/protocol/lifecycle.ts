@@ -134,6 +134,11 @@ export class SequencerLifecycle {
     await this.host.wipe();
   }
 
+  /** Whether a destroy of this incarnation has begun here (a DELETE): nothing of it may be made again. */
+  closed(incarnation: number): boolean {
+    return incarnation <= this.closedThrough;
+  }
+
   /** Whether a call for this incarnation may act here; a newer one first wipes a leftover. */
   private async admit(incarnation: number): Promise<boolean> {
     if (!this.alive || incarnation <= this.closedThrough) return false;

@@ -3,6 +3,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
 import { SequencerObject } from "../../workers/sequencer.js";
+import type { ReplicaObject } from "../../workers/replica.js";
 import { replicaDestroyTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaObject } from "./helpers.js";
 
@@ -73,6 +74,38 @@ describe("incarnations", () => {
     expect((await api("DELETE", "/v1/groups/unordered")).status).toBe(204);
     expect(await tables()).toBe(0);
   });
+
+  it("a DELETE while an add's init is on its way: the replica the init makes after the DELETE's destroy is destroyed too", async () => {
+    await createGroup("late-init", { machine: "kv", replicas: 3 });
+    const r4 = replicaObject("late-init", "r4", null);
+    // This group's r4 init waits for the test (the prototype's RPC method, as reconfig.test.ts does).
+    // A flag polled in r4's own context (a promise resolved from the test's would be cross-object I/O).
+    const gate = globalThis as { initGo?: boolean; initWaiting?: boolean };
+    await runInDurableObject(r4, (inst: ReplicaObject) => {
+      const proto = Object.getPrototypeOf(inst);
+      const real = proto.replicaInit;
+      proto.replicaInit = function (this: ReplicaObject, init: { group: string; id: string }) {
+        if (init.group === "late-init" && init.id === "r4") {
+          proto.replicaInit = real;
+          gate.initWaiting = true;
+          return (async () => {
+            while (!gate.initGo) await new Promise((r) => setTimeout(r, 10));
+            return real.call(this, init);
+          })();
+        }
+        return real.call(this, init);
+      };
+    });
+    const add = api("POST", "/v1/groups/late-init/replicas", {});
+    for (let i = 0; i < 200 && !gate.initWaiting; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(gate.initWaiting).toBe(true);
+    expect((await api("DELETE", "/v1/groups/late-init")).status).toBe(204);
+    gate.initGo = true;
+    expect((await add).status).toBe(503);
+    const tables = () => runInDurableObject(r4, (_i: unknown, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('state', 'meta')").toArray().length);
+    for (let i = 0; i < 100 && (await tables()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await tables()).toBe(0);
+  }, 30_000);
 
   it("a replica refuses the calls of an older incarnation, and a newer one's init replaces its leftover state", async () => {
     await createGroup("inc");
