@@ -186,7 +186,9 @@ export function describeZodError(err: z.ZodError, root: string): string {
   // A missing field of a union (a JSON value: kv's `value`) was just "Invalid input" (a probe).
   if (issue.code === "invalid_union") {
     const branches = issue.errors.map((e) => e[0]);
-    if (branches.length > 0 && branches.every((b) => b?.code === "invalid_type" && / received undefined$/.test(b.message))) {
+    // The union's own value missing: each branch's issue at the union itself, not below it (a
+    // present object whose branches each miss a field of their own is not a missing value).
+    if (branches.length > 0 && branches.every((b) => b?.code === "invalid_type" && b.path.length === 0 && / received undefined$/.test(b.message))) {
       const types = branches.map((b) => (b as { expected: string }).expected).map((t) => (t === "record" ? "object" : t));
       return `${path}: required (${types.join(" | ")})`;
     }

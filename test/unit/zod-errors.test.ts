@@ -1,0 +1,19 @@
+// describeZodError: the 400's message for a body or command that fails its schema.
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { describeZodError } from "../../shared/api/schemas.js";
+
+const message = (schema: z.ZodType, value: unknown) => describeZodError(schema.safeParse(value).error!, "body");
+
+describe("describeZodError", () => {
+  it("a missing union value is a required field, with the union's types", () => {
+    expect(message(z.object({ value: z.json() }), {})).toBe("body.value: required (string | number | boolean | null | array | object)");
+  });
+
+  it("a union value that is present but whose branches each miss a field of their own is not called missing", () => {
+    // Each branch's issue lies below the union (x.a, x.c): x itself is there.
+    const schema = z.object({ x: z.union([z.object({ a: z.string() }), z.object({ c: z.number() })]) });
+    expect(message(schema, { x: {} })).not.toMatch(/^body\.x: required/);
+    expect(message(schema, {})).toBe("body.x: required (object | object)");
+  });
+});
