@@ -183,6 +183,9 @@ export class SequencerObject extends ReplicaServing {
       directReplica: cfg.colocated && this.hosts(cfg, cfg.colocated) ? cfg.colocated : null,
       log: (level, message) => console[level](message),
       provision: async (id, location) => {
+        // A deposed sequencer's add must not wipe the replica its successor gave this id (an unordered
+        // id comes round again): a replica's destroy checks the incarnation only (a review).
+        if (!(await this.inOffice(cfg))) throw new Error(`${sequencerName(cfg)} is not in office (the directory names another sequencer, or cannot be read)`);
         // Start from nothing: an id can come round again if an add was lost with this sequencer's storage.
         await this.destroyReplica(cfg, id, cfg.incarnation);
         const l = this.linkTo(cfg, id, location);

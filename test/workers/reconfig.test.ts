@@ -186,6 +186,19 @@ describe("reconfiguration", () => {
     expect(added.body.replica.id).toBe("r4");
   }, 30_000);
 
+  it("an add by a sequencer no longer in office is refused before it touches the replica id (a successor's r4 kept)", async () => {
+    await createGroup("deposed-add", { machine: "kv", replicas: 3 });
+    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName("deposed-add"));
+    const inc = await runInDurableObject(sequencer, (inst: SequencerObject) => (inst as any).driver.core.config.incarnation as number);
+    // r4 as a successor would have made it; this sequencer then learns it is deposed.
+    const r4 = replicaObject("deposed-add", "r4", null);
+    expect(await r4.replicaInit({ group: "deposed-add", incarnation: inc, id: "r4", machine: "kv", checkpointEvery: 100 })).toMatchObject({ appliedSeq: 0 });
+    await runInDurableObject(sequencer, (inst: SequencerObject) => void ((inst as any).inOffice = async () => false));
+    expectError(await api("POST", "/v1/groups/deposed-add/replicas", {}), 503, "unavailable", /not in office/);
+    const tables = await runInDurableObject(r4, (_i: unknown, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('state', 'meta')").toArray().length);
+    expect(tables).toBeGreaterThan(0);
+  });
+
   it("refuses an eighth replica (API.md: 1 to 7) with a 409, and provisions nothing for it", async () => {
     await createGroup("seven", { machine: "kv", replicas: 6 });
     expect((await api("POST", "/v1/groups/seven/replicas", {})).status).toBe(202);
