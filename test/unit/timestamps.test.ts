@@ -14,6 +14,25 @@ import { Cluster } from "../support/cluster.js";
 const iso = (ms: number) => new Date(ms).toISOString();
 const t0 = Date.UTC(2026, 11, 4, 6, 0, 0);
 
+/** A successor's I/O over the cluster's replicas, its clock a minute behind (t0); `cut` unreachable. */
+function successorIO(c: Cluster, cut: string[] = []): DriverIO {
+  return {
+    nowMs: () => t0,
+    setTimer: (ms: number, fn: () => void) => {
+      const t = setTimeout(fn, Math.min(ms, 50));
+      return () => clearTimeout(t);
+    },
+    log: () => {},
+    link: (id: string): ReplicaLink => {
+      const transport: ReplicaTransport = async (method, args) => {
+        if (cut.includes(id)) throw new Error(`${id} unreachable`);
+        return (await serve(c.replicas.get(id)! as never, method, args)) as never;
+      };
+      return linkOver(transport, async () => null);
+    },
+  } as unknown as DriverIO;
+}
+
 function nondecreasing(entries: Entry[]): void {
   for (let i = 1; i < entries.length; i++) expect(entries[i]!.timestamp >= entries[i - 1]!.timestamp, `seq ${entries[i]!.seq}`).toBe(true);
 }
@@ -49,18 +68,7 @@ describe("entry timestamps", () => {
     c.nowMs = t0 + 60_000;
     c.submit("a", 1, { op: "acquire", lock: "x", owner: "A", ttlMs: 1_000 });
     c.settle();
-    const io = {
-      nowMs: () => t0, // the successor's clock is a minute behind
-      setTimer: (ms: number, fn: () => void) => {
-        const t = setTimeout(fn, Math.min(ms, 50));
-        return () => clearTimeout(t);
-      },
-      log: () => {},
-      link: (id: string): ReplicaLink => {
-        const transport: ReplicaTransport = async (method, args) => (await serve(c.replicas.get(id)! as never, method, args)) as never;
-        return linkOver(transport, async () => null);
-      },
-    } as unknown as DriverIO;
+    const io = successorIO(c);
     const storage = new MemorySequencerStorage();
     const r = await recoverSequencer(c.config, storage, io);
     expect(r.ok).toBe(true);
@@ -86,21 +94,7 @@ describe("entry timestamps", () => {
       expect(r.endInstall(`t-${id}`).ok).toBe(true);
     }
     src.endSnapshot();
-    const io = {
-      nowMs: () => t0, // the successor's clock is a minute behind
-      setTimer: (ms: number, fn: () => void) => {
-        const t = setTimeout(fn, Math.min(ms, 50));
-        return () => clearTimeout(t);
-      },
-      log: () => {},
-      link: (id: string): ReplicaLink => {
-        const transport: ReplicaTransport = async (method, args) => {
-          if (id === "r1") throw new Error("unreachable"); // the quorum is the rebuilt two
-          return (await serve(c.replicas.get(id)! as never, method, args)) as never;
-        };
-        return linkOver(transport, async () => null);
-      },
-    } as unknown as DriverIO;
+    const io = successorIO(c, ["r1"]); // the quorum is the rebuilt two
     const storage = new MemorySequencerStorage();
     const r = await recoverSequencer(c.config, storage, io);
     expect(r.ok).toBe(true);
