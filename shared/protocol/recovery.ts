@@ -93,11 +93,13 @@ export async function recoverSequencer(
 
   // A no-op of the new epoch: committing it commits everything recovered before it.
   const prevHash = entries.length > 0 ? entries[entries.length - 1]!.hash : best.baseSeq > 0 ? best.baseHash : zeroHash;
-  // Not before the newest timestamp any fenced replica knows: the best log's last entry, or, when
-  // the best holds no entry past its base (rebuilt by a state transfer), the base's. Taken from
-  // the recovered entries alone, a successor whose clock was behind stamped its no-op (and the
-  // commands after it) before entries already applied, and a lease found lapsed lived again.
-  const floor = [entries[entries.length - 1]?.timestamp, ...[...accepted.values()].map((r) => r.lastTimestamp)].reduce<string | null>(
+  // Not before the log it recovers nor any fenced replica's base (a replica rebuilt by a state
+  // transfer holds no entry past its base). Taken from the recovered entries alone, a successor
+  // whose clock was behind stamped its no-op (and the commands after it) before entries already
+  // applied, and a lease found lapsed lived again. Bases only, not each replica's last entry: an
+  // entry the recovery drops (a deposed sequencer's, unacknowledged) is no floor, and a clock
+  // ahead there would have carried its time into every stamp after (a review).
+  const floor = [entries[entries.length - 1]?.timestamp, ...[...accepted.values()].map((r) => r.baseTimestamp)].reduce<string | null>(
     (top, t) => (t != null && (top === null || t > top) ? t : top),
     null,
   );

@@ -45,7 +45,7 @@ export interface ReplicaMeta {
   /**
    * Timestamp of the entry at baseSeq (the newest known before it, for a restore's base), when
    * known: with no entry after the base (just rebuilt by a state transfer) it is the floor a
-   * recovering sequencer stamps its no-op after (FenceReply.lastTimestamp).
+   * recovering sequencer stamps its no-op after (FenceReply.baseTimestamp).
    */
   baseTimestamp?: string | null;
   /** A state transfer being installed: persisted, so a restart midway still knows its rows are partial. */
@@ -590,7 +590,7 @@ export class ReplicaCore {
     const lastEpoch = last?.epoch ?? m.baseEpoch;
     return {
       accepted,
-      lastTimestamp: last?.timestamp ?? m.baseTimestamp ?? null,
+      baseTimestamp: m.baseTimestamp ?? null,
       epoch: m.epoch,
       lastSeq: m.lastSeq,
       lastEpoch,

@@ -193,10 +193,10 @@ export interface FenceReply {
   /** Epoch of the entry at lastSeq (0 for an empty log): logs compare by (lastEpoch, lastSeq). */
   lastEpoch: number;
   /**
-   * Timestamp of the entry at lastSeq, or of its base when its log holds no entry after it (a
-   * state transfer's), when known: a recovery's no-op is stamped no earlier than any of these.
+   * Timestamp of the entry at baseSeq (ReplicaMeta.baseTimestamp), when known: committed, so a
+   * recovery's no-op is stamped no earlier than any of these (and than the log it recovers).
    */
-  lastTimestamp?: string | null;
+  baseTimestamp?: string | null;
   commitSeq: number;
   appliedSeq: number;
   /** The replica's log starts after baseSeq (compacted); baseHash is the hash at baseSeq. */
