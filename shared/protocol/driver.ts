@@ -9,7 +9,6 @@ import {
   logRetentionEntries,
   transferPageBytes,
   heartbeatMs,
-  replicasMax,
   unheardPollMs,
   readLeaseMs,
   readWaitMs,
@@ -837,15 +836,9 @@ export class SequencerDriver {
    * needs is compacted), and gets its vote once caught up. Answers once the add is committed.
    */
   async addReplica(location: string | null): Promise<{ ok: true; id: string } | ({ ok: false } & Refused)> {
-    if (this.stopped) return { ok: false, ...refusal("stopping") };
-    // Before anything is provisioned (reconfigure refuses it too).
-    if (this.restoring) return { ok: false, ...refusal("restoring") };
-    if (this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
-    // Before anything is provisioned (the core refuses such a change too).
-    if (this.core.replicaIds().length >= replicasMax) return { ok: false, ...refusal("full") };
-    if (this.reconfiguring) return { ok: false, ...refusal("change_pending") };
+    // Refused before anything is provisioned (a full group stays a 409 whatever else is under way).
     const id = `r${nextReplicaNo(this.core.config)}`;
-    const refused = this.core.changeRefusal({ op: "add", id, location });
+    const refused = this.changeCheck({ op: "add", id, location }) ?? (this.reconfiguring ? refusal("change_pending") : null);
     if (refused !== null) return { ok: false, ...refused };
     // The change is under way from here, through the provision: a second add begun while this
     // one provisioned took the same id and provisioned it again (destroying the replica this one
@@ -1013,12 +1006,7 @@ export class SequencerDriver {
   }
 
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
-    if (this.stopped) return { ok: false, ...refusal("stopping") };
-    // A restore being staged or installed (as commands): the mark (restoreRefusal) covers only the
-    // install, so a change while the file was uploading was ordered, its config entry gave the
-    // group an entry, and the restore was refused (409) once the whole file had been sent (a probe).
-    if (this.restoring) return { ok: false, ...refusal("restoring") };
-    if (this.reconfiguring || this.core.configChangePending || !this.startSettled) return { ok: false, ...refusal("change_pending") };
+    if (this.reconfiguring) return { ok: false, ...refusal("change_pending") };
     this.reconfiguring = true;
     try {
       return await this.reconfigureHeld(change);
@@ -1027,11 +1015,23 @@ export class SequencerDriver {
     }
   }
 
+  /**
+   * Why `change` cannot go now (null: it may), the driver's state first, then the core's. A
+   * restore being staged or installed refuses it as it does commands: the core's mark
+   * (restoreRefusal) covers only the install, so a change while the file was uploading was
+   * ordered, its config entry gave the group an entry, and the restore was refused (409) once the
+   * whole file had been sent (a probe); one begun while an add provisioned refuses the add.
+   */
+  private changeCheck(change: ConfigChange): Refused | null {
+    if (this.stopped) return refusal("stopping");
+    if (this.restoring) return refusal("restoring");
+    if (this.core.configChangePending || !this.startSettled) return refusal("change_pending");
+    return this.core.changeRefusal(change);
+  }
+
   /** A change, with `reconfiguring` already set by the caller (who clears it). */
   private async reconfigureHeld(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
-    // (restoring: one begun while an add provisioned its replica.)
-    const check = () => (this.stopped ? refusal("stopping") : this.restoring ? refusal("restoring") : this.core.configChangePending || !this.startSettled ? refusal("change_pending") : this.core.changeRefusal(change));
-    let early = check();
+    let early = this.changeCheck(change);
     // The strict check (changeRefusal) counts missed appends, and a replica cut off from an idle
     // group has missed none until its next heartbeat: a probe removed a healthy replica 1.5 s
     // after cutting another, and the two left could commit nothing (the change included) until
@@ -1041,7 +1041,7 @@ export class SequencerDriver {
       const voters = this.core.votersAfter(change);
       const quorum = new MajorityConfig(voters);
       if (!(await this.confirm(quorum))) early = refusal("no_quorum", change.id, `fewer than ${quorum.need} of its ${voters.length} voters answering a heartbeat within ${replicaRpcTimeoutMs} ms`);
-      else early = check();
+      else early = this.changeCheck(change);
     }
     if (early !== null) return { ok: false, ...early };
     const current = this.core.config;

@@ -633,11 +633,6 @@ export class SequencerCore {
     return this.configPendingSeq > this.meta.commitSeq;
   }
 
-  /**
-   * Appends a config entry and switches to the new membership at once (raft's rule: the newest
-   * configuration in the log is the one in force). One change at a time: the previous one must be
-   * committed. The caller flushes queued commands first, so they keep their order.
-   */
   /** The voting members (ids) the membership would have after `change`. */
   votersAfter(change: ConfigChange): string[] {
     return membersOf(configAfter(this.meta.config, change)).filter((m) => m.voter).map((m) => m.id);
@@ -662,6 +657,11 @@ export class SequencerCore {
     return null;
   }
 
+  /**
+   * Appends a config entry and switches to the new membership at once (raft's rule: the newest
+   * configuration in the log is the one in force). One change at a time: the previous one must be
+   * committed. The caller flushes queued commands first, so they keep their order.
+   */
   appendConfig(change: ConfigChange, clock: string): Entry | Refused {
     const refused = this.changeRefusal(change);
     if (refused !== null) return refused;

@@ -470,32 +470,29 @@ export function digestOfPages(page: (after: string | null) => [string, string][]
   return { digest: bytesToHex(acc), rows };
 }
 
+/** XORs the hashes of the stored rows under prefix into acc, read pageRows at a time; how many. */
+function foldRows(rows: RowStore, prefix: string, pageRows: number, acc: Uint8Array): number {
+  let count = 0;
+  for (let after: string | null = null; ; ) {
+    const page = rows.scan(prefix, after, pageRows);
+    for (const [k, v] of page) xorInto(acc, rowHash(k, v));
+    count += page.length;
+    if (page.length < pageRows) return count;
+    after = page[page.length - 1]![0];
+  }
+}
+
 /** The XOR of the hashes of the stored rows under each of prefixes, read pageRows at a time. */
 export function digestOfSpaces(rows: RowStore, prefixes: readonly string[], pageRows: number): Uint8Array {
   const acc = new Uint8Array(32);
-  for (const prefix of prefixes) {
-    for (let after: string | null = null; ; ) {
-      const page = rows.scan(prefix, after, pageRows);
-      for (const [k, v] of page) xorInto(acc, rowHash(k, v));
-      if (page.length < pageRows) break;
-      after = page[page.length - 1]![0];
-    }
-  }
+  for (const prefix of prefixes) foldRows(rows, prefix, pageRows, acc);
   return acc;
 }
 
 /** Recomputes the digest from the rows alone (the scrub), in pages. */
 export function recomputeDigest(rows: RowStore, pageRows: number): { digest: string; rows: number } {
   const acc = new Uint8Array(32);
-  let after: string | null = null;
-  let count = 0;
-  for (;;) {
-    const page = rows.scan("", after, pageRows);
-    for (const [k, v] of page) xorInto(acc, rowHash(k, v));
-    count += page.length;
-    if (page.length < pageRows) break;
-    after = page[page.length - 1]![0];
-  }
+  const count = foldRows(rows, "", pageRows, acc);
   return { digest: bytesToHex(acc), rows: count };
 }
 
