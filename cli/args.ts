@@ -1,6 +1,7 @@
 // Argument parsers for commander: a bad value is a usage error (exit 2) that names the argument.
 import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
+import { groupNamePattern } from "../shared/api/names.js";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
 export class UsageError extends Error {}
@@ -30,6 +31,12 @@ export function positiveArg(text: string): number {
   const n = intArg(text);
   if (n < 1) throw new InvalidArgumentError("must be at least 1");
   return n;
+}
+
+/** A group's name (API.md's pattern): checked before anything is sent, so a bad one is a usage error. */
+export function groupArg(text: string): string {
+  if (!groupNamePattern.test(text)) throw new InvalidArgumentError(`not a group name (${groupNamePattern.source})`);
+  return text;
 }
 
 export function listArg(text: string): string[] {

@@ -3,7 +3,7 @@
 // (printed as "error: <status> <code>: <message>"), 2 for a usage error.
 import { Command, CommanderError } from "commander";
 import { ApiRequestError } from "../shared/client/index.js";
-import { positiveArg, UsageError } from "./args.js";
+import { groupArg, positiveArg, UsageError } from "./args.js";
 import { backupCommands } from "./backup.js";
 import { jsonWanted, runOf, targetOf } from "./context.js";
 import { dataCommands } from "./data.js";
@@ -63,8 +63,11 @@ function program(): Command {
     p.addCommand(c);
   }
   // Subcommands made before being added do not inherit exitOverride: set it on every one.
+  // Every <group> argument is checked by one parser (a bad name was an API error, exit 1, though
+  // nothing was sent).
   const override = (c: Command) => {
     c.exitOverride().showHelpAfterError("(add --help for usage)");
+    for (const a of c.registeredArguments) if (a.name() === "group") a.argParser(groupArg);
     c.commands.forEach(override);
   };
   override(p);

@@ -6,6 +6,8 @@
 
 /** Between the end of one refresh and the start of the next. */
 const refreshMs = 2000;
+/** A call not answered in this long fails ("network"); the server bounds its own calls well within it. */
+const callTimeoutMs = 20000;
 /** Rows shown in the audits and failovers tables. */
 const auditsShown = 5;
 const failoversShown = 5;
@@ -31,7 +33,8 @@ class ApiFailure extends Error {
 async function call(path) {
   let res;
   try {
-    res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(tokenKey)}` }, cache: "no-store" });
+    // Bounded: a call that never answers would stop the refresh loop, which waits for its calls.
+    res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(tokenKey)}` }, cache: "no-store", signal: AbortSignal.timeout(callTimeoutMs) });
   } catch (err) {
     throw new ApiFailure(0, "network", `no answer from the server (${err && err.message ? err.message : err})`);
   }
@@ -233,19 +236,22 @@ async function refresh() {
   if (document.hidden) return;
   const group = selectedGroup();
   // The list of groups (the registry's) and the selected group (its own objects) are asked for
-  // together and shown apart: while the registry did not answer, the group's view froze too,
-  // though its objects answered (a probe).
+  // together and each is drawn when it comes: while the registry did not answer, the group's view
+  // froze too, though its objects answered (a probe; it waited for both before drawing either).
   const g = group ? encodeURIComponent(group) : null;
   const [listed, shown] = await Promise.allSettled([
-    call(`/v1/groups?limit=${groupsListed}`),
-    g ? Promise.all([call(`/v1/groups/${g}`), call(`/v1/groups/${g}/audits?limit=${auditsShown}`), call(`/v1/groups/${g}/events?limit=${eventsRead}`)]) : Promise.resolve(null),
+    call(`/v1/groups?limit=${groupsListed}`).then((list) => {
+      if (mine === generation) renderGroups(list);
+    }),
+    g
+      ? Promise.all([call(`/v1/groups/${g}`), call(`/v1/groups/${g}/audits?limit=${auditsShown}`), call(`/v1/groups/${g}/events?limit=${eventsRead}`)]).then(([status, audits, events]) => {
+          if (mine === generation) renderGroup(status, audits.audits, events.events);
+        })
+      : Promise.resolve().then(() => {
+          if (mine === generation) $("#group").hidden = true;
+        }),
   ]);
   if (mine !== generation) return;
-  if (listed.status === "fulfilled") renderGroups(listed.value);
-  if (shown.status === "fulfilled") {
-    if (shown.value) renderGroup(shown.value[0], shown.value[1].audits, shown.value[2].events);
-    else $("#group").hidden = true;
-  }
   const failures = [listed, shown].filter((r) => r.status === "rejected").map((r) => (r.reason instanceof ApiFailure ? r.reason : new ApiFailure(0, "error", String(r.reason))));
   if (failures.length === 0) {
     clearError();

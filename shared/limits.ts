@@ -222,6 +222,12 @@ export const metricsPageMax = 1_000;
 export const metricsConcurrencyMax = 16;
 export const metricsCallTimeoutMs = 2_000;
 /**
+ * A call to the registry (one object: a page of names, or one row written) past this is a 503
+ * (the cron logs it and stops claiming): a slow registry held scrapes, lists, creates and cron
+ * runs as long as it was slow.
+ */
+export const registryCallTimeoutMs = 3_000;
+/**
  * A scrape answers within this long: a group not answered by then, or not asked yet, is
  * smr_group_up 0. Under Prometheus's default scrape_timeout (10 s), past which it drops the whole
  * scrape: 20 groups of 300 behind a slow location (4 s each, 16 at a time) made one take 11.7 s.

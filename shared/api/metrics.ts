@@ -89,7 +89,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const failovers = family("smr_failovers_total", "counter", "Failovers of the group's sequencer.");
   const applied = family("smr_replica_applied_seq", "gauge", "The log position a replica has applied, as its sequencer last heard.");
   const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
-  const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing).");
+  const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing, removed).");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const flushes = family("smr_sequencer_flushes_total", "counter", "Log writes of the group's sequencer that ordered commands (each one batch); starts again at 0 when the sequencer restarts.");
   const appends = family("smr_appends_total", "counter", "Append messages (heartbeats included) the group's sequencer sent each replica; `colocated` marks the direct call to the replica in its own object. Starts again at 0 when the sequencer restarts.");

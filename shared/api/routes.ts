@@ -430,7 +430,13 @@ export const routes: Route[] = [
     tag: "faults",
     summary: "Tests only (ALLOW_FAULTS=1, else 404): cut off or slow down an object",
     body: { schema: faultBody },
-    answers: [{ status: 200, description: "the faults in force", schema: z.object({ faults: z.array(answers.fault) }) }],
+    answers: [
+      {
+        status: 200,
+        description: "the faults in force; after a corrupt, also the replica and the state row whose stored value was damaged",
+        schema: z.object({ faults: z.array(answers.fault), corrupted: z.object({ replica: z.string(), key: z.string() }).optional() }),
+      },
+    ],
     testOnly: true,
   },
 ];

@@ -158,6 +158,12 @@ describe("smr batch and txn", () => {
     const locks = await smr(["list", "cli-locks"], client());
     expect(locks.code).toBe(2);
     expect(locks.stderr).toMatch(/cli-locks is not a kv group/);
+    // A name that cannot be a group's is a usage error (exit 2) of every command taking one: nothing was sent.
+    for (const args of [["groups", "status", "BAD"], ["get", "Bad_name", "k"], ["watch", "x_y"]]) {
+      const bad = await smr(args, client());
+      expect(bad.code, args.join(" ")).toBe(2);
+      expect(bad.stderr, args.join(" ")).toMatch(/invalid for argument 'group'\. not a group name/);
+    }
   }, cliTestMs);
 });
 

@@ -1,8 +1,9 @@
 // Fault injection against the real server (ALLOW_FAULTS=1): an unreachable registry does not stop
 // an existing group; a read near an unreachable replica falls back to the next nearest.
 import { describe, expect, it } from "vitest";
-import { routeCacheMs, slowReplicaAvoidMs } from "../../shared/limits.js";
+import { registryCallTimeoutMs, routeCacheMs, slowReplicaAvoidMs } from "../../shared/limits.js";
 import { serverFixture } from "../support/fixture.js";
+import { type Doc, OpenApi } from "../support/openapi.js";
 
 const server = serverFixture("faults", { faults: true });
 const { admin, client, call } = server;
@@ -39,6 +40,57 @@ describe("fault injection", () => {
     expect((await call("DELETE", "/v1/groups/doomed", admin)).status).toBe(204);
     expect((await call("GET", "/v1/groups", admin)).body.groups).not.toContain("doomed");
     expect((await call("GET", "/v1/groups/doomed", admin)).status).toBe(404);
+  });
+
+  it("a slow registry: listing, a scrape, a PUT and a DELETE answer 503 within its call bound, not its delay; the groups' own routes answer", async () => {
+    expect((await call("PUT", "/v1/groups/slow-registry", admin, { machine: "kv" })).status).toBe(201);
+    expect((await call("PUT", "/v1/groups/slow-doomed", admin, { machine: "kv" })).status).toBe(201);
+    await fault("slow-registry", "registry", "slow", 20_000);
+    try {
+      await new Promise((r) => setTimeout(r, routeCacheMs + 200));
+      const timed = async (method: string, path: string, body?: unknown) => {
+        const startMs = Date.now();
+        const r = await call(method, path, admin, body);
+        return { ...r, ms: Date.now() - startMs };
+      };
+      // Each was as slow as the registry (a probe: scrapes of 62 s, a PUT of 32 s).
+      for (const [method, path, body] of [
+        ["GET", "/v1/groups"],
+        ["GET", "/v1/metrics"],
+        ["GET", "/v1/metrics?limit=5"],
+        ["PUT", "/v1/groups/slow-new", { machine: "kv" }],
+        ["DELETE", "/v1/groups/slow-doomed"],
+      ] as const) {
+        const r = await timed(method, path, body);
+        expect(r.status, `${method} ${path}: ${JSON.stringify(r.body)}`).toBe(503);
+        expect(r.body.error.message, `${method} ${path}`).toMatch(/registry/);
+        expect(r.ms, `${method} ${path}`).toBeLessThan(registryCallTimeoutMs + 4_000);
+      }
+      const w = await call("POST", "/v1/groups/slow-registry/commands", client, { client: "c", request: 1, command: { op: "put", key: "k", value: 1 } });
+      expect(w.status, JSON.stringify(w.body)).toBe(200);
+      const one = await fetch(`${server.url()}/v1/metrics?group=slow-registry`, { headers: { authorization: `Bearer ${admin}` } });
+      expect(one.status).toBe(200);
+      expect(await one.text()).toMatch(/^smr_group_commit_seq\{group="slow-registry"\} [1-9]/m);
+    } finally {
+      expect((await fault("slow-registry", "registry", "none")).body.faults).toEqual([]);
+    }
+    // What the 503s said: a retry finishes the PUT and the DELETE.
+    expect((await call("PUT", "/v1/groups/slow-new", admin, { machine: "kv" })).status).toBeLessThan(300);
+    expect((await call("DELETE", "/v1/groups/slow-doomed", admin)).status).toBe(204);
+    expect((await call("GET", "/v1/groups", admin)).body.groups).toEqual(expect.arrayContaining(["slow-new", "slow-registry"]));
+  });
+
+  it("every answer of the fault route, a corrupt's included, is the one /openapi.json describes", async () => {
+    const spec = new OpenApi((await (await fetch(`${server.url()}/openapi.json`)).json()) as Doc);
+    expect((await call("PUT", "/v1/groups/fault-doc", admin, { machine: "kv" })).status).toBe(201);
+    expect((await call("POST", "/v1/groups/fault-doc/commands", client, { client: "c", request: 1, command: { op: "put", key: "k", value: 1 } })).status).toBe(200);
+    const path = "/v1/groups/fault-doc/faults";
+    for (const body of [{ target: "r2", fault: "slow", ms: 10 }, { target: "r3", fault: "corrupt" }, { target: "r2", fault: "none" }, { target: "r9", fault: "slow", ms: 10 }]) {
+      const r = await call("POST", path, admin, body);
+      expect(spec.requestProblems("post", path, body), JSON.stringify(body)).toEqual([]);
+      expect(spec.responseProblems("post", path, r.status, r.body), `${JSON.stringify(body)} -> ${r.status} ${JSON.stringify(r.body)}`).toEqual([]);
+      if (body.fault === "corrupt") expect(r.body.corrupted).toEqual({ replica: "r3", key: "m/k" });
+    }
   });
 
   it("x-smr-near picks the replica in that location, and falls back to the next nearest while it is unreachable", async () => {
