@@ -94,6 +94,12 @@ export const commandTimeoutMs = 10_000;
  * SequencerDriver.holdBack).
  */
 export const holdMessageMs = 2;
+/**
+ * A turn of the co-located replica (its direct call, answered within microtasks unless a fault
+ * slows it) longer than this makes the remote send loops stop waiting for its turns until one is
+ * quick again (SequencerDriver.directSlow). Above any one step's CPU, well below a slow fault's delay.
+ */
+export const directTurnSlowMs = 50;
 /** Entries are held for another voter's ack only while this many commands await their outcome. */
 export const holdWhenWaitingMin = 4;
 /**

@@ -53,6 +53,36 @@ describe("faults", () => {
     expect(audit.body.replicas.every((r: any) => r.verdict === "agrees")).toBe(true);
   });
 
+  it("a slow co-located replica holds back the others' appends for one of its calls at most (outputs majority)", async () => {
+    await createGroup("slow-direct", { machine: "kv", outputs: "majority" });
+    expect((await api("GET", "/v1/groups/slow-direct")).body.replicas.find((r: any) => r.id === "r1").colocated).toBe(true);
+    expect((await command("slow-direct", { op: "put", key: "k0", value: 0 })).status).toBe(200);
+    const slowMs = 2_500;
+    await api("POST", "/v1/groups/slow-direct/faults", { target: "r1", fault: "slow", ms: slowMs });
+    try {
+      // The first write may wait out one slow call of r1; after it, r2 and r3 (a quorum) order
+      // and answer without it. Before, every message to them waited for each of r1's calls.
+      expect((await command("slow-direct", { op: "put", key: "k1", value: 1 })).status).toBe(200);
+      // Five writers at once, four puts each: the co-located replica's loop is busy all along.
+      const writer = async (w: number) => {
+        for (let i = 0; i < 4; i++) {
+          const startMs = Date.now();
+          const r = await command("slow-direct", { op: "put", key: `w${w}-${i}`, value: i });
+          expect(r.status, JSON.stringify(r.body)).toBe(200);
+          expect(Date.now() - startMs, `writer ${w}, put ${i}`).toBeLessThan(slowMs / 2);
+        }
+      };
+      await Promise.all([1, 2, 3, 4, 5].map(writer));
+    } finally {
+      await api("POST", "/v1/groups/slow-direct/faults", { target: "r1", fault: "none" });
+    }
+    // Nor was the sequencer failed over: its heartbeats to r2 and r3 waited for r1's turns too,
+    // and before, they went silent for two of its calls, voted it gone and a successor took over.
+    expect((await api("GET", "/v1/groups/slow-direct")).body.epoch).toBe(1);
+    await waitFor("r1 to catch up", async () => (await statuses("slow-direct")).r1.appliedSeq >= 22, 100);
+    expect((await api("POST", "/v1/groups/slow-direct/audit")).body.verdict).toBe("consistent");
+  });
+
   it("a replica that failed is caught up once it is back even if no command comes (a timer restarts its send loop)", async () => {
     await createGroup("quiet");
     await breakReplica("quiet", "r2");
