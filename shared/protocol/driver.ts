@@ -424,29 +424,16 @@ export class SequencerDriver {
         // the loop still running, and the new entries wait for the next kick.
         const turn = id === this.io.directReplica ? this.takeDirectTurn() : null;
         let step: StepResult | null;
+        let called = false;
         try {
-          // Batches form while an append is in flight; a replica reached by a direct call never
-          // is, so its loop would order every command alone (measured: 1 command per flush, and
-          // slower than without it). It leaves ordering to a remote loop that is waiting for an
-          // answer, whose next round flushes the queue and kicks this loop in the same event;
-          // unless a full append's worth is queued (waiting makes no bigger message, and under
-          // batches of 100 from 128 clients the queue passed pendingSubmitsMax: 503s).
-          if (id !== this.io.directReplica || !this.remoteInFlight() || this.core.pendingCount >= appendEntriesMax) this.flush();
-          // The replica reached by a direct call has stored what was just ordered (its step ran
-          // when its loop was kicked); its answer is counted a few microtasks later. Waiting for
-          // that, still within this event, lets this message carry those entries' commit, so this
-          // replica applies them and answers with their outputs now, not one round trip later.
-          // A while, not an if: the turn awaited may be a commit-only round of that replica, whose
-          // next round, taken in the same event, stores what this loop's flush just ordered.
-          while (id !== this.io.directReplica && this.directTurn && !this.directSlow) {
-            await this.directTurn;
-            if (this.stopped) return;
-          }
+          if (id === this.io.directReplica) this.flushAsDirect();
+          else if (!(await this.flushAndWaitTurns())) return;
           const msg = this.nextMessage(id, advancedCommit);
           if (msg === null) return;
+          called = true;
           step = await this.exchange(id, msg);
         } finally {
-          turn?.();
+          turn?.(called);
         }
         if (step === null) return;
         if (step.needsInit && !(await this.rejoin(id))) {
@@ -464,6 +451,40 @@ export class SequencerDriver {
       }
     } finally {
       this.sending.delete(id);
+    }
+  }
+
+  /**
+   * Batches form while an append is in flight; a replica reached by a direct call never is, so its
+   * loop would order every command alone (measured: 1 command per flush, and slower than without
+   * it). It leaves ordering to a remote loop that is waiting for an answer, whose next round
+   * flushes the queue and kicks this loop in the same event; unless a full append's worth is
+   * queued (waiting makes no bigger message, and under batches of 100 from 128 clients the queue
+   * passed pendingSubmitsMax: 503s). Synchronous: see sendLoop.
+   */
+  private flushAsDirect(): void {
+    if (!this.remoteInFlight() || this.core.pendingCount >= appendEntriesMax) this.flush();
+  }
+
+  /**
+   * A remote loop's flush, then its wait for the direct replica's turn: that replica has stored
+   * what was just ordered (its step ran when its loop was kicked), and its answer is counted a few
+   * microtasks later; once it is, this loop's message carries those entries' commit, so its
+   * replica applies them and answers with their outputs now, not one round trip later. Waited
+   * while a turn is taken, not once (the turn awaited may be a commit-only round, whose next
+   * round stores what this flush ordered), and flushed again after each wait (a command
+   * submitted meanwhile found this loop in `sending`, its kick lost, and the direct loop does not
+   * flush while a remote loop is in `sending`: a review's unit test never ordered it). Not while
+   * the direct replica is slow (directSlow), and not past directTurnSlowMs in all (turns each just
+   * under it, back to back, would hold this loop and its heartbeats as long). False: stopped.
+   */
+  private async flushAndWaitTurns(): Promise<boolean> {
+    const fromMs = this.io.nowMs();
+    for (;;) {
+      this.flush();
+      if (!this.directTurn || this.directSlow || this.io.nowMs() - fromMs > directTurnSlowMs) return true;
+      await this.directTurn;
+      if (this.stopped) return false;
     }
   }
 
@@ -520,15 +541,16 @@ export class SequencerDriver {
    */
   private directSlow = false;
 
-  private takeDirectTurn(): () => void {
+  private takeDirectTurn(): (called: boolean) => void {
     let release!: () => void;
     const turn = new Promise<void>((resolve) => (release = resolve));
     const startedMs = this.io.nowMs();
     this.directTurn = turn;
-    return () => {
+    return (called) => {
       if (this.directTurn === turn) {
         this.directTurn = null;
-        this.directSlow = this.io.nowMs() - startedMs > directTurnSlowMs;
+        // Only a turn that called the replica says whether it is slow (an empty round is always quick).
+        if (called) this.directSlow = this.io.nowMs() - startedMs > directTurnSlowMs;
       }
       release();
     };

@@ -83,6 +83,30 @@ describe("faults", () => {
     expect((await api("POST", "/v1/groups/slow-direct/audit")).body.verdict).toBe("consistent");
   });
 
+  it("a slow co-located replica, light load: no put waits for it once its first slow call is over, also after its loop idled", async () => {
+    await createGroup("slow-direct-idle", { machine: "kv", outputs: "majority" });
+    expect((await command("slow-direct-idle", { op: "put", key: "k0", value: 0 })).status).toBe(200);
+    const slowMs = 600;
+    await api("POST", "/v1/groups/slow-direct-idle/faults", { target: "r1", fault: "slow", ms: slowMs });
+    const tookMs: number[] = [];
+    try {
+      expect((await command("slow-direct-idle", { op: "put", key: "k1", value: 1 })).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 4_000));
+      // A lone client, one put every 1.3 s: r1's loop idles between them (heartbeats only), and
+      // its empty rounds, always quick, cleared directSlow: each put waited a whole call (a review).
+      for (let i = 2; i <= 6; i++) {
+        const startMs = Date.now();
+        const r = await command("slow-direct-idle", { op: "put", key: `k${i}`, value: i });
+        expect(r.status, JSON.stringify(r.body)).toBe(200);
+        tookMs.push(Date.now() - startMs);
+        await new Promise((r) => setTimeout(r, 1_300));
+      }
+    } finally {
+      await api("POST", "/v1/groups/slow-direct-idle/faults", { target: "r1", fault: "none" });
+    }
+    expect(tookMs.every((ms) => ms < slowMs / 2), `put latencies ${tookMs.join(", ")} ms`).toBe(true);
+  });
+
   it("a replica that failed is caught up once it is back even if no command comes (a timer restarts its send loop)", async () => {
     await createGroup("quiet");
     await breakReplica("quiet", "r2");
