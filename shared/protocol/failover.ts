@@ -193,17 +193,31 @@ function awayFrom(config: GroupConfig, answered: string[]): string[] {
   return elsewhere.length > 0 ? elsewhere : answered;
 }
 
-/**
- * The next name (`{group}~s{n}`), placed at the next entry of `sequencerLocations`, else near a
- * healthy voter (`healthy`: ones that lost the old sequencer but answered), else where it was.
- */
+/** The next name (`{group}~s{n}`), placed by successorLocation. */
 function successor(io: Clock, config: GroupConfig, healthy: string[], downMs: number): PreVote {
   const no = (config.sequencer?.no ?? 0) + 1;
-  const preferred = config.sequencerLocations;
-  const at = preferred && preferred.length > 0 ? preferred[no % preferred.length]! : null;
-  const near = membersOf(config).find((m) => healthy.includes(m.id) && m.location !== null)?.location ?? null;
-  const location = at ?? near ?? config.sequencer?.location ?? null;
+  const location = successorLocation(config, healthy, no);
   return { go: true, downMs, location, next: { name: `${config.group}~s${no}`, location, no, since: new Date(io.nowMs()).toISOString() } };
+}
+
+/**
+ * Where a successor goes (API.md: "failover prefers the next one that is healthy"): the entries of
+ * `sequencerLocations` in turn from the next one, leaving out the failed sequencer's own
+ * location, the first where a healthy voter is (`healthy`: ones that lost the old sequencer but
+ * answered), else the first where no member is (nothing known against it); with none listed, or
+ * none of them fit, near a healthy voter; else the next entry, else where it was. It took the
+ * next entry whatever its health: a probe's successor went to the location whose replica was cut
+ * off with the sequencer, or back to the failed location (one entry listed, or after a move).
+ */
+export function successorLocation(config: GroupConfig, healthy: string[], no: number): string | null {
+  const members = membersOf(config);
+  const preferred = config.sequencerLocations ?? [];
+  const failed = config.sequencer ? config.sequencer.location : (preferred[0] ?? null);
+  const inTurn = preferred.map((_, i) => preferred[(no + i) % preferred.length]!).filter((l) => l !== failed);
+  const healthyAt = (l: string) => members.some((m) => m.location === l && healthy.includes(m.id));
+  const emptyAt = (l: string) => !members.some((m) => m.location === l);
+  const near = members.find((m) => healthy.includes(m.id) && m.location !== null)?.location ?? null;
+  return inTurn.find(healthyAt) ?? inTurn.find(emptyAt) ?? near ?? (preferred.length > 0 ? preferred[no % preferred.length]! : null) ?? config.sequencer?.location ?? null;
 }
 
 /** The votes that were not `gone`, by kind: "1 still hears it, 1 unreachable, 1 not answered". */

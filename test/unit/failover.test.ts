@@ -1,7 +1,7 @@
 // The PreVote decides as soon as its votes settle the question, without waiting out the vote of
 // a replica that does not answer (a lost message cost every failover it hit replicaRpcTimeoutMs).
 import { describe, expect, it } from "vitest";
-import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
+import { type FailoverIO, preVote, successorLocation } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
 import { commandTimeoutMs, cutOffConfirmMs, cutOffLookupMs, replicaRpcTimeoutMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
@@ -506,4 +506,27 @@ describe("a retry of a command ordered before a restart, committed late in its b
     driver.stop();
     expect(r).toMatchObject({ kind: "ok", seq: 1 });
   }, 20_000);
+});
+
+describe("where a successor goes (API.md: failover prefers the next sequencer location that is healthy)", () => {
+  const five: GroupConfig = { ...config, replicas: 5, locations: ["wnam", "weur", "apac", "enam", "oc"], sequencerLocations: ["wnam", "enam", "weur"] };
+
+  it("skips a listed location whose replicas did not answer (it took enam, whose replica was cut off with the sequencer)", () => {
+    expect(successorLocation(five, ["r2", "r3", "r5"], 1)).toBe("weur");
+    expect(successorLocation(five, ["r2", "r3", "r4", "r5"], 1)).toBe("enam");
+  });
+
+  it("never goes back to the failed sequencer's location while another fits (it did with one entry listed, and after a move)", () => {
+    const one = { ...five, sequencerLocations: ["wnam"] };
+    expect(successorLocation(one, ["r2", "r3"], 1)).toBe("weur");
+    const moved = { ...five, sequencerLocations: ["wnam", "weur", "apac"], sequencer: { name: "g~s2", location: "apac", no: 2 } };
+    expect(successorLocation(moved, ["r1", "r2", "r4"], 3)).toBe("wnam");
+    expect(successorLocation(moved, ["r2", "r4"], 3)).toBe("weur");
+  });
+
+  it("takes a listed location with no member when none with a healthy voter is listed, else goes near a healthy voter", () => {
+    const listed = { ...config, locations: ["wnam", "weur", "apac"], sequencerLocations: ["wnam", "weur", "me"] };
+    expect(successorLocation(listed, ["r3"], 1)).toBe("me");
+    expect(successorLocation({ ...listed, sequencerLocations: undefined }, ["r3"], 1)).toBe("apac");
+  });
 });
