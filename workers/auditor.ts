@@ -1,6 +1,8 @@
 import { auditConcurrencyMax, cronClaimMs, cronGroupSubrequestsMax, cronSubrequestsMax } from "../shared/limits.js";
 import type { Env } from "./env.js";
-import { countingEnv, registryStub } from "./env.js";
+import { countingEnv, registryStub, rpc } from "./env.js";
+import type { AuditReport } from "../shared/api/types.js";
+import type { Unavailable } from "../shared/protocol/io.js";
 import * as groups from "./groups.js";
 
 /** What one cron run may spend (shared/limits.ts); tests pass smaller ones. */
@@ -55,7 +57,9 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
       inFlight++;
       try {
         // The sequencer's audit() logs a change of verdict (shared/log.ts); a lasting one shows in the metrics.
-        await groups.withSequencer(counted, group, (s) => s.audit(), (r) => r === null);
+        const r = await groups.withSequencer(counted, group, (s) => rpc<AuditReport | Unavailable | null>(s.auditUnlessCutOff()), (r) => r === null);
+        // Cut off, and not failed over (the cut-off vote refused): not audited this run.
+        if (r !== null && "kind" in r) throw new Error(r.message);
         audited++;
       } catch (err) {
         if ((err as { code?: string }).code === "not_found") continue; // deleted meanwhile

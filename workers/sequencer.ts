@@ -1,8 +1,8 @@
-import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, sequencerTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
-import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, linkOver, withTimeout } from "../shared/protocol/io.js";
+import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, type Unavailable, linkOver, withTimeout } from "../shared/protocol/io.js";
 import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
 import type { AuditReport, Entry, EventKind, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
@@ -459,6 +459,19 @@ export class SequencerObject extends ReplicaServing {
   // ---- audits -------------------------------------------------------------------------------
 
   /** Runs one audit and keeps its report in the group's directory. */
+  /**
+   * The cron's audit of the group: a sequencer cut off (no quorum for sequencerTimeoutMs) says so
+   * instead, with cutOffMs, which the cron's call acts on as a request's does (withSequencer: the
+   * cut-off vote, then the successor's audit). An idle group's sequencer slowed past its appends'
+   * timeout answered the cron's audits, slowly, and was never failed over until a client wrote (a
+   * probe: 75 s and three cron runs; an unreachable one the cron failed over in about 40 s).
+   */
+  async auditUnlessCutOff(): Promise<AuditReport | Unavailable | null> {
+    const lostMs = await this.quorumLostMs();
+    if (lostMs !== null && lostMs >= sequencerTimeoutMs) return { kind: "unavailable", message: `the sequencer has had no quorum for ${lostMs} ms`, cutOffMs: lostMs };
+    return this.audit();
+  }
+
   async audit(): Promise<AuditReport | null> {
     const driver = this.driver;
     if (!driver) return null;

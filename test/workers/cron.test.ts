@@ -4,6 +4,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { auditAll } from "../../workers/auditor.js";
 import { type Env, countingEnv } from "../../workers/env.js";
+import { sequencerTimeoutMs } from "../../shared/limits.js";
 import { api, clientToken, createGroup } from "./helpers.js";
 
 /**
@@ -53,4 +54,28 @@ describe("the registry's cron cursor", () => {
     expect(next.groups[0]! < "zz-cursor-b").toBe(true);
     for (const n of ["zz-cursor-a", "zz-cursor-b"]) await registry.remove(n);
   });
+});
+
+describe("the cron and a cut-off sequencer", () => {
+  it("fails over an idle group's sequencer that answers, slowly, but has had no quorum (slowed past its appends' timeout)", async () => {
+    await createGroup("cron-slow");
+    const put = await api("POST", "/v1/groups/cron-slow/commands", { client: "c", request: 1, command: { op: "put", key: "k", value: 1 } }, clientToken);
+    expect(put.status).toBe(200);
+    // Every call to it and from it takes 4 s: its appends to r2 and r3 time out (3 s), so it has
+    // no quorum, yet it answers the cron's calls. It answered the audits and kept its office
+    // until a client wrote (a probe: three cron runs in 75 s).
+    await api("POST", "/v1/groups/cron-slow/faults", { target: "sequencer", fault: "slow", ms: 4_000 });
+    try {
+      await new Promise((r) => setTimeout(r, sequencerTimeoutMs + 2_000));
+      const run = await auditAll(env as unknown as Env);
+      expect(run.failed).not.toContain("cron-slow");
+    } finally {
+      await api("POST", "/v1/groups/cron-slow/faults", { target: "sequencer", fault: "none" });
+    }
+    expect((await api("GET", "/v1/groups/cron-slow")).body.epoch).toBe(2);
+    const events = (await api("GET", "/v1/groups/cron-slow/events", undefined, clientToken)).body.events;
+    expect(events).toContainEqual(expect.objectContaining({ kind: "failover", cause: expect.stringMatching(/no quorum/) }));
+    // The successor was audited in the same run.
+    expect(await auditCount("cron-slow")).toBe(1);
+  }, 60_000);
 });
