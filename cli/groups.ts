@@ -17,6 +17,7 @@ export function printStatus(s: GroupStatus): void {
     // While the sequencer cannot be reached the status is what the replicas say of themselves:
     // say so, and why (the table looked like a healthy group's, a probe).
     ...(s.sequencer.reachable === false ? { reachable: `NO: ${s.sequencer.problem ?? "the sequencer did not answer"}` } : {}),
+    ...(s.sequencer.noQuorumMs !== undefined ? { quorum: `NONE for ${Math.round(s.sequencer.noQuorumMs / 1000)} s (cut off from its replicas; a failover may replace it)` } : {}),
   });
   printReplicas(s.replicas);
 }

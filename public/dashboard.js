@@ -172,7 +172,9 @@ function renderGroup(status, audits, events) {
   // While the router cannot reach the sequencer, the status is what the replicas say of
   // themselves (API: "reachable": false and a "problem"): say so rather than look healthy.
   const unreachable = s.reachable === false;
-  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable: unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : "yes" });
+  // One that answers but has no quorum (cut off) says for how long.
+  const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : "yes";
+  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable });
   $("#sequencer").dataset.reachable = unreachable ? "false" : "true";
 
   const replicas = $("#replicas tbody");

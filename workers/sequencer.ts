@@ -249,6 +249,13 @@ export class SequencerObject extends ReplicaServing {
     return withAuditedPositions(this.env, status);
   }
 
+  /** { noQuorumMs } while cut off (no quorum for sequencerTimeoutMs or more), else nothing. */
+  private noQuorum(): { noQuorumMs?: number } {
+    const driver = this.driver;
+    const lostMs = driver && !driver.isStopped && !driver.core.fenced ? driver.quorumLostMs() : 0;
+    return lostMs >= sequencerTimeoutMs ? { noQuorumMs: Math.round(lostMs) } : {};
+  }
+
   private statusNow(): GroupStatus | null {
     const core = this.core;
     if (!core) return null;
@@ -261,7 +268,9 @@ export class SequencerObject extends ReplicaServing {
       lastSeq: core.lastLogSeq,
       outputs: cfg.outputs,
       checkpointEvery: cfg.checkpointEvery,
-      sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since },
+      // Cut off but answering, its status looked like a healthy sequencer's with its replicas down
+      // (a region-outage probe): it says how long it has had no quorum.
+      sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum() },
       // Co-located: in this object. After a failover or a move the replica stays in the group's
       // first object, which no longer orders anything: a replica like the others.
       replicas: core.replicaStatuses().map((r) => (withCurrentSequencer(cfg, r.id) ? { ...r, colocated: true as const } : r)),

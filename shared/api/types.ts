@@ -70,7 +70,8 @@ export interface GroupStatus {
   outputs: OutputsMode;
   checkpointEvery: number;
   /** The object ordering the group's commands now. */
-  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string };
+  /** noQuorumMs: the sequencer answers but has heard no quorum for that long (cut off). */
+  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number };
   replicas: ReplicaStatus[];
 }
 

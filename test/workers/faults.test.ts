@@ -1,6 +1,7 @@
 import { createScheduledController, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
+import { sequencerTimeoutMs } from "../../shared/limits.js";
 import type { ReplicaObject } from "../../workers/replica.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor, replicaObject } from "./helpers.js";
 
@@ -105,6 +106,22 @@ describe("faults", () => {
       await api("POST", "/v1/groups/slow-direct-idle/faults", { target: "r1", fault: "none" });
     }
     expect(tookMs.every((ms) => ms < slowMs / 2), `put latencies ${tookMs.join(", ")} ms`).toBe(true);
+  });
+
+  it("a sequencer that answers but has no quorum says so in the status (noQuorumMs), and stops saying it once it has one again", async () => {
+    await createGroup("no-quorum-status");
+    expect((await command("no-quorum-status", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    expect((await api("GET", "/v1/groups/no-quorum-status")).body.sequencer.noQuorumMs).toBeUndefined();
+    for (const r of ["r2", "r3"]) await api("POST", "/v1/groups/no-quorum-status/faults", { target: r, fault: "unreachable" });
+    try {
+      await new Promise((r) => setTimeout(r, sequencerTimeoutMs + 1_500));
+      const cut = (await api("GET", "/v1/groups/no-quorum-status")).body;
+      expect(cut.sequencer.reachable).toBeUndefined();
+      expect(cut.sequencer.noQuorumMs).toBeGreaterThanOrEqual(sequencerTimeoutMs);
+    } finally {
+      for (const r of ["r2", "r3"]) await api("POST", "/v1/groups/no-quorum-status/faults", { target: r, fault: "none" });
+    }
+    await waitFor("a quorum again", async () => (await api("GET", "/v1/groups/no-quorum-status")).body.sequencer.noQuorumMs === undefined, 100);
   });
 
   it("a replica that failed is caught up once it is back even if no command comes (a timer restarts its send loop)", async () => {
