@@ -220,15 +220,18 @@ export async function withSequencer<T>(
       // It answers, but has heard no quorum for sequencerTimeoutMs: fail it over if that lasts
       // (failover.ts, cutOffVote) and ask the successor; if not, its own 503 or 504 stands.
       const moved = await failover(env, group, sequencerName(record.config), `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
-      if (moved) {
-        record = moved;
-        unsure = { earlier: unsure ? null : answer };
-        answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`).catch((err) => {
-          if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
-          if (!command) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${String(err)})`, 1);
-          throw new ApiError("timeout", `the new sequencer of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
-        });
-      }
+      // Failed over, the successor is asked. Not failed over, the same sequencer is asked once
+      // more: the vote waited up to cutOffConfirmMs, and it may have heard a quorum again meanwhile
+      // (the vote refused for that very reason), so its first refusal is stale (a probe's writes got
+      // it after 6 s, and a retry then succeeded in 31 ms). One that is still cut off answers at once.
+      if (moved) record = moved;
+      unsure = { earlier: unsure ? null : answer };
+      const which = moved ? "new sequencer" : "sequencer";
+      answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the ${which} of ${group}`).catch((err) => {
+        if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
+        if (!command) throw new ApiError("unavailable", `the ${which} of ${group} did not answer yet (${String(err)})`, 1);
+        throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
+      });
     }
     if (!missing(answer)) return settle(answer);
     // No sequencer state (lost, or a successor not recovered yet): a predecessor may have ordered

@@ -124,6 +124,29 @@ describe("faults", () => {
     await waitFor("a quorum again", async () => (await api("GET", "/v1/groups/no-quorum-status")).body.sequencer.noQuorumMs === undefined, 100);
   });
 
+  it("a command that found its sequencer cut off, whose failover was refused because it heard a quorum again meanwhile, is asked again (not the stale 503)", async () => {
+    await createGroup("cut-heal");
+    expect((await command("cut-heal", { op: "put", key: "k", value: 0 })).status).toBe(200);
+    // Every call to and from it takes 4 s: its appends time out (3 s), it has no quorum.
+    await api("POST", "/v1/groups/cut-heal/faults", { target: "sequencer", fault: "slow", ms: 4_000 });
+    let healed = false;
+    try {
+      await new Promise((r) => setTimeout(r, sequencerTimeoutMs + 1_500));
+      // The command's first answer (about 4 s) is a 503 with cutOffMs; the cut-off vote then waits
+      // up to cutOffConfirmMs (6 s), during which the fault is cleared and the sequencer hears its
+      // quorum again, so the vote refuses. Before, the router passed on that first 503.
+      const pending = command("cut-heal", { op: "put", key: "k", value: 1 }, "healer", 1);
+      await new Promise((r) => setTimeout(r, 5_500));
+      await api("POST", "/v1/groups/cut-heal/faults", { target: "sequencer", fault: "none" });
+      healed = true;
+      const r = await pending;
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+    } finally {
+      if (!healed) await api("POST", "/v1/groups/cut-heal/faults", { target: "sequencer", fault: "none" });
+    }
+    expect((await api("GET", "/v1/groups/cut-heal")).body.epoch).toBe(1);
+  }, 60_000);
+
   it("a replica that failed is caught up once it is back even if no command comes (a timer restarts its send loop)", async () => {
     await createGroup("quiet");
     await breakReplica("quiet", "r2");
