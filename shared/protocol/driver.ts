@@ -1084,6 +1084,8 @@ export class SequencerDriver {
   private changeCheck(change: ConfigChange): Refused | null {
     if (this.stopped) return refusal("stopping");
     if (this.restoring) return refusal("restoring");
+    const shape = this.core.shapeRefusal(change);
+    if (shape !== null) return shape;
     if (this.core.configChangePending || !this.startSettled) return refusal("change_pending");
     return this.core.changeRefusal(change);
   }
