@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, sequencerTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -249,11 +249,10 @@ export class SequencerObject extends ReplicaServing {
     return withAuditedPositions(this.env, status);
   }
 
-  /** { noQuorumMs } while cut off (no quorum for sequencerTimeoutMs or more), else nothing. */
+  /** { noQuorumMs } while cut off (driver.cutOffMs), else nothing. */
   private noQuorum(): { noQuorumMs?: number } {
-    const driver = this.driver;
-    const lostMs = driver && !driver.isStopped && !driver.core.fenced ? driver.quorumLostMs() : 0;
-    return lostMs >= sequencerTimeoutMs ? { noQuorumMs: Math.round(lostMs) } : {};
+    const lostMs = this.driver?.cutOffMs() ?? null;
+    return lostMs === null ? {} : { noQuorumMs: Math.round(lostMs) };
   }
 
   private statusNow(): GroupStatus | null {
@@ -476,8 +475,8 @@ export class SequencerObject extends ReplicaServing {
    * probe: 75 s and three cron runs; an unreachable one the cron failed over in about 40 s).
    */
   async auditUnlessCutOff(): Promise<AuditReport | Unavailable | null> {
-    const lostMs = await this.quorumLostMs();
-    if (lostMs !== null && lostMs >= sequencerTimeoutMs) return { kind: "unavailable", message: `the sequencer has had no quorum for ${lostMs} ms`, cutOffMs: lostMs };
+    const lostMs = this.driver?.cutOffMs() ?? null;
+    if (lostMs !== null) return { kind: "unavailable", message: `the sequencer has had no quorum for ${lostMs} ms`, cutOffMs: lostMs };
     return this.audit();
   }
 

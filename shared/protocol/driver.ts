@@ -689,7 +689,7 @@ export class SequencerDriver {
   }
 
   /** How long without a quorum, once that is sequencerTimeoutMs or more while serving (cut off); else null. */
-  private cutOffMs(): number | null {
+  cutOffMs(): number | null {
     if (this.stopped || this.core.fenced) return null;
     const lostMs = this.quorumLostMs();
     return lostMs >= sequencerTimeoutMs ? lostMs : null;
