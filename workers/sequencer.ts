@@ -133,7 +133,10 @@ export class SequencerObject extends ReplicaServing {
     return linkOver(transport, async (rejoin?: Rejoin) => {
       // A deposed sequencer must not re-create a replica that lost its storage: at its old epoch
       // it would take that replica's forgotten promise for its own (see ReplicaMeta.rejoinSeq).
-      if (rejoin && !(await this.inOffice(cfg))) throw new Error(`${sequencerName(cfg)} is not in office: no rejoin of ${id}`);
+      if (rejoin && !(await this.inOffice(cfg))) {
+        this.ctx.waitUntil(this.lifecycle.resign(cfg).catch((err) => console.error(`${sequencerName(cfg)} of ${cfg.group}, deposed, could not wipe: ${String(err)}`)));
+        throw new Error(`${sequencerName(cfg)} is not in office: no rejoin of ${id}`);
+      }
       return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...(rejoin ? { rejoin } : {}) });
     });
   }

@@ -198,6 +198,25 @@ export class SequencerLifecycle {
       });
   }
 
+  /**
+   * The host heard that the directory names another sequencer, or no longer has the group (a
+   * rejoin it refused): this one is deposed. A deposed sequencer is usually told by a fence, but
+   * one cut off while its group was deleted meets only replicas with no state, whose rejoin it must
+   * refuse; it stopped no loop and kept its log for ever (a DELETE destroys only the sequencer in
+   * office and the object named like the group). It stops and wipes, as a fenced deposed one does,
+   * unless the directory names it again by then (asked once more, behind any recovery queued).
+   */
+  resign(config: GroupConfig): Promise<boolean> {
+    return this.serially(async () => {
+      const core = this.core;
+      if (!core || core.config.incarnation !== config.incarnation || sequencerName(core.config) !== sequencerName(config)) return false;
+      const inOffice = await this.host.inOffice?.(config).catch(() => true);
+      if (inOffice !== false || this.core !== core || !this.alive) return false;
+      await this.wipe();
+      return true;
+    });
+  }
+
   /** The directory's config if it names the sequencer `given` does, else `given` (also if it cannot be read). */
   private async named(given: GroupConfig): Promise<GroupConfig> {
     const d = await this.host.directoryConfig?.(given).catch(() => null);

@@ -387,7 +387,13 @@ export class SimSequencer {
       return call(callLabel(method, copy), () => r.serve(method, copy, () => this.transfers++)) as never;
     };
     // A deposed sequencer never makes a replica again (it would take its forgotten promise).
-    return linkOver(transport, (rejoin) => (rejoin && !this.inOffice() ? Promise.reject(new Error(`${this.name} is not in office`)) : call("init", () => r.init(rejoin))));
+    // Deposed, it stops and wipes (SequencerLifecycle.resign), as the Durable Object does.
+    return linkOver(transport, (rejoin) => {
+      if (!rejoin || this.inOffice()) return call("init", () => r.init(rejoin));
+      const config = this.lifecycle.core?.config;
+      if (config) void this.lifecycle.resign(config);
+      return Promise.reject(new Error(`${this.name} is not in office`));
+    });
   }
 
   /** Replace one replica under load: add a new one, then remove an old one (the registry follows). */
