@@ -226,6 +226,8 @@ export const metricsPageDefault = 100;
 export const metricsScrapeGroupsMax = 2_000;
 export const metricsPageMax = 1_000;
 export const metricsConcurrencyMax = 16;
+/** Of those, the ones that ask groups which did not answer a recent scrape (workers/metrics.ts, gather). */
+export const metricsUnansweredWorkers = 4;
 export const metricsCallTimeoutMs = 2_000;
 /**
  * A call to the registry (one object: a page of names, or one row written) past this is a 503

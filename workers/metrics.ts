@@ -8,7 +8,7 @@ import { ApiError } from "../shared/api/errors.js";
 import type { GroupFigures, SequencerWork } from "../shared/api/metrics.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax, metricsScrapeMs } from "../shared/limits.js";
+import { metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax, metricsScrapeGroupsMax, metricsScrapeMs, metricsUnansweredWorkers } from "../shared/limits.js";
 import { withTimeout } from "../shared/protocol/io.js";
 import { type Env, directoryStub, realClock, rpc } from "./env.js";
 import * as groups from "./groups.js";
@@ -49,23 +49,51 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
 }
 
 /**
- * The figures of these groups, in their order, metricsConcurrencyMax at a time, within scrapeMs:
- * a group asked but not answered by then is down; those not asked by then are left out and
- * named in `unasked` (down would raise false alarms for groups that may well be up). Groups that
- * no longer exist are left out.
+ * Groups that did not answer a recent scrape of this isolate (name -> when), asked apart in the
+ * next: in name order alone, under a region's outage the healthy groups named after the failing
+ * ones were the ones left unasked (a probe), every scrape alike. At most metricsScrapeGroupsMax.
+ */
+const unanswered = new Map<string, number>();
+const unansweredForgetMs = 10 * 60_000;
+
+function noteAnswer(group: string, figures: GroupFigures | null): void {
+  unanswered.delete(group);
+  if (figures === null || figures.up) return;
+  unanswered.set(group, Date.now());
+  if (unanswered.size > metricsScrapeGroupsMax) unanswered.delete(unanswered.keys().next().value!);
+}
+
+function lately(group: string): boolean {
+  const at = unanswered.get(group);
+  return at !== undefined && Date.now() - at < unansweredForgetMs;
+}
+
+/**
+ * The figures of these groups, metricsConcurrencyMax at a time, within scrapeMs: a group asked but
+ * not answered by then is down; those not asked by then are left out and named in `unasked` (down
+ * would raise false alarms for groups that may well be up). Groups that no longer exist are left
+ * out. Groups that did not answer lately are asked by metricsUnansweredWorkers of the workers, the
+ * others by the rest (each helps the other queue once its own is empty): the ones that answer are
+ * not left unasked behind the ones that cannot, and those are still asked.
  */
 export async function gather(env: Env, names: string[], scrapeMs = metricsScrapeMs): Promise<{ figures: GroupFigures[]; unasked: string[] }> {
-  const out: (GroupFigures | null | undefined)[] = new Array(names.length).fill(undefined);
+  const out = new Map<string, GroupFigures | null>();
   const endMs = Date.now() + scrapeMs;
-  let next = 0;
   const fallbacks = { left: metricsReplicaFallbacksMax };
-  const worker = async () => {
-    while (next < names.length && Date.now() < endMs) {
-      const i = next++;
-      const figures = groupFigures(env, names[i]!, fallbacks);
-      out[i] = await withTimeout(realClock, figures, endMs - Date.now(), `the metrics of ${names[i]}`).catch(() => ({ group: names[i]!, up: false as const }));
+  const late = names.filter(lately);
+  const rest = names.filter((n) => !lately(n));
+  const worker = async (own: string[], other: string[]) => {
+    while (Date.now() < endMs) {
+      const name = own.shift() ?? other.shift();
+      if (name === undefined) return;
+      const figures = groupFigures(env, name, fallbacks);
+      const answer = await withTimeout(realClock, figures, endMs - Date.now(), `the metrics of ${name}`).catch(() => ({ group: name, up: false as const }));
+      out.set(name, answer);
+      noteAnswer(name, answer);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(metricsConcurrencyMax, names.length) }, worker));
-  return { figures: out.filter((f): f is GroupFigures => !!f), unasked: names.filter((_, i) => out[i] === undefined) };
+  const workers = Math.min(metricsConcurrencyMax, names.length);
+  const forLate = Math.min(metricsUnansweredWorkers, late.length);
+  await Promise.all(Array.from({ length: workers }, (_, i) => (i < forLate ? worker(late, rest) : worker(rest, late))));
+  return { figures: names.map((n) => out.get(n)).filter((f): f is GroupFigures => !!f), unasked: names.filter((n) => !out.has(n)) };
 }
