@@ -14,16 +14,21 @@ interface SessionFlags {
 const consistencyOption = () =>
   new Option("--consistency <level>", "linearizable (default), sequential or stale").choices(["linearizable", "sequential", "stale"]).default("linearizable");
 
-/** --client and --request: a script that retries a command with the same pair gets the first answer back. */
+/**
+ * --client and --request: a script that retries a command with the same pair gets the first answer
+ * back. Under --client without --request the id is the library's (above any earlier run's, from
+ * the clock): it was 1, so a second `exec --client me` of an incr was answered the first's output
+ * and not run, and any other command under that client was a 409.
+ */
 function withSession(cmd: Command): Command {
   return cmd
     .option("--client <id>", "client id for exactly-once (default: random per run)")
-    .option("--request <n>", "request id for exactly-once (default: 1)", positiveArg);
+    .option("--request <n>", "request id for exactly-once (default: 1 under a random client; under --client, one above every earlier run's)", positiveArg);
 }
 
 async function submitAndPrint(cmd: Command, group: string, command: unknown, flags: SessionFlags): Promise<CommandResult> {
   const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
-  const result = await submitOnce(client, group, command, flags.request ?? 1);
+  const result = await submitOnce(client, group, command, flags.request ?? client.newRequest());
   if (json) printJson(result);
   else printRecord({ seq: result.seq, output: safeJson(result.output) });
   return result;
@@ -177,7 +182,7 @@ export function dataCommands(): Command[] {
       if (doc === undefined && flags.file === undefined) throw new UsageError("give the txn as an argument or with --file");
       const command = txnOf(doc ?? txnFileDoc(flags.file!));
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
-      const r = await submitOnce(client, group, command, flags.request ?? 1);
+      const r = await submitOnce(client, group, command, flags.request ?? client.newRequest());
       if (json) return printJson(r);
       const out = r.output as KvTxnOutput;
       printRecord({ seq: r.seq, succeeded: out.succeeded });

@@ -70,6 +70,13 @@ describe("smr put, get, list, exec, query", () => {
     const first = await json(once, client());
     expect(await json(once, client())).toEqual(first);
     expect(first.output).toEqual({ value: 6 });
+    // Under --client without --request, each run is a new command (its id was 1 for every run:
+    // the second incr was answered the first's output and not run).
+    const named = ["exec", "cli-kv", '{"op":"incr","key":"visits","by":1}', "--client", "script-2"];
+    expect((await json(named, client())).output).toEqual({ value: 7 });
+    expect((await json(named, client())).output).toEqual({ value: 8 });
+    // And another command under that client is not a 409 (a reused id with another command).
+    expect((await json(["exec", "cli-kv", '{"op":"incr","key":"visits","by":-2}', "--client", "script-2"], client())).output).toEqual({ value: 6 });
 
     const listed = await json(["list", "cli-kv", "--prefix", "user/"], client());
     expect(listed.result).toEqual({ items: [["user/1", { name: "ada", n: [1, 2] }]] });
