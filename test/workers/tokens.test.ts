@@ -41,6 +41,14 @@ describe("group tokens", () => {
     expect(other.body.seq).not.toBe(mine.body.seq);
     const again = await api("POST", "/v1/groups/tenant-a/commands", cmd, w.body.token);
     expect(again.body).toMatchObject({ seq: mine.body.seq, output: mine.body.output });
+    // The pair reused with another command is a 409 that names the client as the token sent it,
+    // not as it is recorded (`<token id>~c`), in a single command and in a batch.
+    const reused = await api("POST", "/v1/groups/tenant-a/commands", { ...cmd, command: put("k", "another") }, w.body.token);
+    expectError(reused, 409, "conflict", /client c\b/);
+    expect(reused.body.error.message).not.toContain(w.body.id);
+    const inBatch = await api("POST", "/v1/groups/tenant-a/commands", { client: "c", commands: [{ request: 1, command: put("k", "another") }] }, w.body.token);
+    expect(inBatch.body.results[0].error).toMatchObject({ code: "conflict", message: expect.stringMatching(/client c\b/) });
+    expect(inBatch.body.results[0].error.message).not.toContain(w.body.id);
     // The name the token's pair is recorded under is not a client id another token may send: it
     // would be the same pair, answered with the token's output.
     for (const body of [{ ...cmd, client: `${w.body.id}~c` }, { client: `${w.body.id}~c`, commands: [{ request: 1, command: cmd.command }] }]) {

@@ -44,19 +44,23 @@ commandRoutes.post("/:group/commands", async (c) => {
   );
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
-  const e = failureOf(group, a);
+  const e = failureOf(group, a, { recorded: client, given: body.client });
   throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
 });
 
-/** The API error of a command that did not succeed (one mapping for single commands and batches). */
-function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>): { code: ErrorCode; message: string } {
+/**
+ * The API error of a command that did not succeed (one mapping for single commands and batches).
+ * A message names the client as the caller sent it, not as a group token's command is recorded
+ * (`<token id>~<client>`, clientOf): a 409 read "request 1 of client 25772d15~me".
+ */
+function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, client: { recorded: string; given: string }): { code: ErrorCode; message: string } {
   switch (a.kind) {
     case "not_found":
       return { code: "unavailable", message: `group ${group} has no sequencer serving yet` };
     case "no_majority":
       return { code: "internal", message: `group ${group}: ${a.message}` };
     default:
-      return { code: a.kind, message: a.message };
+      return { code: a.kind, message: client.recorded === client.given ? a.message : a.message.split(client.recorded).join(client.given) };
   }
 }
 
@@ -79,7 +83,7 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
   );
   let last = { epoch: 0, seq: 0 };
   const results = answers.map((a): BatchItemResult => {
-    if (a.kind !== "ok" && a.kind !== "too_large") return { error: failureOf(group, a) };
+    if (a.kind !== "ok" && a.kind !== "too_large") return { error: failureOf(group, a, { recorded: client, given: body.client }) };
     // Executed either way (a too_large item's output only was left out): the bookmark covers it.
     if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq };
     return a.kind === "ok" ? { seq: a.seq, output: a.output } : { seq: a.seq, error: { code: "too_large", message: a.message } };
