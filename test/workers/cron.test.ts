@@ -4,7 +4,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { auditAll } from "../../workers/auditor.js";
 import { type Env, countingEnv } from "../../workers/env.js";
-import { sequencerTimeoutMs } from "../../shared/limits.js";
+import { registryCallTimeoutMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { api, clientToken, createGroup } from "./helpers.js";
 
 /**
@@ -77,5 +77,27 @@ describe("the cron and a cut-off sequencer", () => {
     expect(events).toContainEqual(expect.objectContaining({ kind: "failover", cause: expect.stringMatching(/no quorum/) }));
     // The successor was audited in the same run.
     expect(await auditCount("cron-slow")).toBe(1);
+  }, 60_000);
+});
+
+describe("the cron and a slow registry", () => {
+  it("a claim the registry does not answer within registryCallTimeoutMs ends the run (nothing audited), not a run as long as the registry is slow", async () => {
+    await createGroup("cron-slow-reg");
+    expect((await api("POST", "/v1/groups/cron-slow-reg/faults", { target: "registry", fault: "slow", ms: 20_000 })).status).toBe(200);
+    try {
+      const startedMs = Date.now();
+      const run = await auditAll(env as unknown as Env);
+      expect(run.audited).toBe(0);
+      expect(Date.now() - startedMs).toBeLessThan(registryCallTimeoutMs + 5_000);
+    } finally {
+      await api("POST", "/v1/groups/cron-slow-reg/faults", { target: "registry", fault: "none" });
+    }
+    // With the registry answering again, the next runs go round to the group.
+    let audits = 0;
+    for (let i = 0; i < 5 && audits === 0; i++) {
+      await auditAll(env as unknown as Env);
+      audits = await auditCount("cron-slow-reg");
+    }
+    expect(audits).toBe(1);
   }, 60_000);
 });
