@@ -295,14 +295,7 @@ export class SqlReplicaStorage implements ReplicaStorage {
     copy.toArray(); // runs it to its end: rowsWritten counts what it has done so far
     return copy.rowsWritten;
   }
-  countRows(prefix: string): number {
-    const upper = prefixUpperBound(prefix);
-    const counted =
-      upper === null
-        ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM state WHERE k >= ?", prefix)
-        : this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM state WHERE k >= ? AND k < ?", prefix, upper);
-    return counted.one().n;
-  }
+
   /**
    * Rows of the frozen copy after `after`, up to about maxBytes. Read in bounded queries, each
    * consumed to its end: a cursor left open (a loop that breaks early) keeps the table locked,

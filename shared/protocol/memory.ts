@@ -152,9 +152,6 @@ export class MemoryReplicaStorage implements ReplicaStorage {
     this.frozen.set(name, rows);
     return rows.length;
   }
-  countRows(prefix: string): number {
-    return this.rows.scan(prefix, null, Infinity).length;
-  }
   snapshotPage(after: string | null, maxBytes: number, name = "snapshot"): [string, string][] {
     const rows = this.frozen.get(name) ?? [];
     let i = 0;

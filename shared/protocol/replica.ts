@@ -11,14 +11,13 @@ import {
   stateSaveEntriesMax,
   stateSaveRowsMax,
   stepOutputCharsMax,
-  transferPageBytes,
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { bytesToHex, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, bookkeepingSpaces, digestOfPages, digestOfSpaces, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, bookkeepingSpaces, digestOfSpaces, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
@@ -120,8 +119,6 @@ export interface ReplicaStorage {
    * Returns how many rows it copied.
    */
   snapshotRows(name?: string, prefix?: string): number;
-  /** How many state rows have a key starting with prefix. */
-  countRows(prefix: string): number;
   /** A page of a frozen copy: rows after `after`, up to about maxBytes. */
   snapshotPage(after: string | null, maxBytes: number, name?: string): [string, string][];
   dropSnapshot(name?: string): void;
@@ -710,21 +707,21 @@ export class ReplicaCore {
     if (this.installing || this.meta.quarantined) return null;
     this.saveState();
     const rows = this.storage.snapshotRows(name, machinePrefix);
-    return { id: name, seq: this.meta.appliedSeq, rows, digest: this.exportDigest(name, rows) };
+    return { id: name, seq: this.meta.appliedSeq, rows, digest: this.exportDigest() };
   }
 
   /**
-   * The digest of the machine rows just frozen under `name`. Hashing every one of them held the
-   * replica (its appends and reads) for 4 s of the 5.1 s a download's start took at 2.5 million
-   * rows (a probe). The state's digest is every row's, kept up to date write by write, so when
-   * the clients' books and sessions are the fewer rows, the machine's digest is the state's with
-   * theirs taken out (XOR). A replica whose stored rows no longer match its digest (damage the
-   * scrub has not reached yet) then gives a file that its restore refuses, where hashing the copy
-   * gave a damaged file that looked whole.
+   * The digest the machine's rows should have: the state's recorded digest (every row's, kept up
+   * to date write by write) with the clients' books' and sessions' hashes taken out (XOR). Never
+   * the frozen rows' own hash: a replica whose stored rows no longer match its digest (damage the
+   * scrub has not reached yet) then gives a file whose rows do not match its header, which the
+   * download's end checks (routes/snapshots.ts) and a restore refuses. Hashing the copy instead,
+   * when the books and sessions were the more rows (the usual case: 1,024 remembered requests a
+   * client), made a damaged replica's file look whole, and its restore spread the damage (a
+   * probe). Hashing every machine row held the replica 4 s of a download's 5.1 s start at 2.5
+   * million rows; this costs the books' and sessions' rows instead.
    */
-  private exportDigest(name: string, machineRows: number): string {
-    const otherRows = bookkeepingSpaces.reduce((n, prefix) => n + this.storage.countRows(prefix), 0);
-    if (otherRows >= machineRows) return digestOfPages((after) => this.storage.snapshotPage(after, transferPageBytes, name)).digest;
+  private exportDigest(): string {
     const digest = hexToBytes(this.state.digest);
     xorInto(digest, digestOfSpaces(this.storage.rows, bookkeepingSpaces, scrubPageRows));
     return bytesToHex(digest);

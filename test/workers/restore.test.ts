@@ -132,3 +132,31 @@ describe("a snapshot's header, in SQLite", () => {
     expect((await query("snap-many-copy", { op: "list" })).body.result.items).toEqual(puts.map((p) => [p.key, p.value]));
   });
 });
+
+describe("a snapshot at a replica whose rows were damaged behind its digest", () => {
+  // A probe: with the clients' books and sessions at least as many as the machine's rows (the
+  // usual case), the header's digest was the frozen copy's own, so a damaged replica's file looked
+  // whole, its restore answered 200, and the damage spread to the restored group.
+  it("fails the download at its end instead of giving a file that looks whole; the next one is taken at another replica", async () => {
+    await createGroup("snap-bad", { machine: "kv", replicas: 3 });
+    for (let i = 1; i <= 5; i++) expect((await command("snap-bad", { op: "put", key: `k${i}`, value: i }, "one-client", i)).status).toBe(200);
+    const first = await SELF.fetch("http://smr.test/v1/groups/snap-bad/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
+    const source = first.headers.get("x-smr-replica")!;
+    const good = await first.text();
+    const corrupted = await api("POST", "/v1/groups/snap-bad/faults", { target: source, fault: "corrupt" });
+    expect(corrupted.body.corrupted).toMatchObject({ replica: source, key: "m/k1" });
+    const res = await SELF.fetch("http://smr.test/v1/groups/snap-bad/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-smr-replica")).toBe(source);
+    await expect(res.text()).rejects.toThrow();
+    // The next download avoids that replica, and its file is the group's state.
+    const next = await SELF.fetch("http://smr.test/v1/groups/snap-bad/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(next.status).toBe(200);
+    expect(next.headers.get("x-smr-replica")).not.toBe(source);
+    const file = await next.text();
+    expect(file.split("\n").slice(1)).toEqual(good.split("\n").slice(1));
+    await createGroup("snap-bad-copy");
+    expect((await restore("snap-bad-copy", file)).status).toBe(200);
+    expect((await query("snap-bad-copy", { op: "get", key: "k1" })).body.result).toEqual({ value: 1 });
+  });
+});

@@ -34,7 +34,11 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   // commit message behind left the last write out).
   const seen = await status(c.env, group);
   const colocated = (id: string) => isColocated(record.config, id);
-  const healthy = seen.replicas.filter((r) => r.status === "healthy").sort((a, b) => Number(colocated(a.id)) - Number(colocated(b.id)) || b.appliedSeq - a.appliedSeq);
+  // One whose last download here did not match its digest goes last (damaged rows, until rebuilt).
+  const damaged = (id: string) => Number(Date.now() - (damagedAt.get(`${group}/${inc}/${id}`) ?? -Infinity) < damagedAvoidMs);
+  const healthy = seen.replicas
+    .filter((r) => r.status === "healthy")
+    .sort((a, b) => damaged(a.id) - damaged(b.id) || Number(colocated(a.id)) - Number(colocated(b.id)) || b.appliedSeq - a.appliedSeq);
   // HEAD runs this handler too (Hono), and its body is never read: a frozen copy begun for it was
   // never released, and seven HEADs left no replica able to take a snapshot for a minute. It
   // answers what a GET would, short of taking the copy.
@@ -47,6 +51,7 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
     const header: SnapshotHeader = { group, machine: record.config.machine, seq: info.seq, rows: info.rows, digest: info.digest };
     let after: string | null = null;
     let headerSent = false;
+    const sent = { acc: new Uint8Array(32), rows: 0 };
     const end = () => rpc<void>(stub.call(inc, "endExport", [info.id])).catch(() => undefined);
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
@@ -59,12 +64,20 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
         if (page === null) throw new Error(`replica ${r.id} dropped the frozen copy of the snapshot`);
         if (page.length === 0) {
           await end();
-          controller.close();
-          return;
+          const problem = mismatch(sent, header);
+          if (problem === null) return controller.close();
+          damagedAt.set(`${group}/${inc}/${r.id}`, Date.now());
+          console.error(`snapshot of ${group} at replica ${r.id}: ${problem}; the download fails, the next is taken at another replica, and the audit's scrub rebuilds this one`);
+          c.executionCtx.waitUntil(groups.withSequencer(c.env, group, (s) => rpc(s.audit()), (a) => a === null).catch(() => undefined));
+          return controller.error(new Error(`replica ${r.id}'s rows do not match its digest (${problem}): this file would be refused by a restore; download it again`));
         }
         after = page[page.length - 1]![0];
         let text = "";
-        for (const [k, v] of page) text += `[${JSON.stringify(k.slice(machinePrefix.length))},${v}]\n`;
+        for (const [k, v] of page) {
+          xorInto(sent.acc, rowHash(k, v));
+          text += `[${JSON.stringify(k.slice(machinePrefix.length))},${v}]\n`;
+        }
+        sent.rows += page.length;
         controller.enqueue(encoder.encode(text));
       },
       cancel: end,
@@ -73,6 +86,25 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   }
   throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now`, 1);
 });
+
+/**
+ * Replicas whose download did not match its header (`group/incarnation/id` -> when): the next
+ * downloads go to another replica first for damagedAvoidMs, while the audit's scrub finds the
+ * damage and the replica is rebuilt.
+ */
+const damagedAt = new Map<string, number>();
+const damagedAvoidMs = 10 * 60_000;
+
+/**
+ * Whether the rows sent hash to the header's digest, which is the replica's recorded one
+ * (ReplicaCore.exportDigest): rows damaged behind it are caught at the end of the download,
+ * before a client keeps a file that a restore would refuse. Null: they match.
+ */
+function mismatch(sent: { acc: Uint8Array; rows: number }, header: SnapshotHeader): string | null {
+  if (sent.rows !== header.rows) return `${sent.rows} rows sent, ${header.rows} counted`;
+  const digest = bytesToHex(sent.acc);
+  return digest === header.digest ? null : `the rows sent hash to ${digest.slice(0, 12)}…, the replica's digest is ${header.digest.slice(0, 12)}…`;
+}
 
 // ---- restore --------------------------------------------------------------------------------
 
