@@ -74,6 +74,19 @@ describe("the sequencer cut off just after it adopted a restore", () => {
       setFault("rb-dst", "sequencer", "none", 0);
     }
     expect((await query("rb-dst", { op: "list" }, "stale")).body.result.items).toEqual([]);
+    // "Start again" works once the sequencer is back: the route's abort, refused while it was cut
+    // off, is sent again until it lands. (Sent once, the staged restore held the group for
+    // snapshotIdleMs, 60 s: every retry a 503 "another restore of this group is under way", every
+    // command a 503; a probe.)
+    const startedMs = Date.now();
+    let again = await restore("rb-dst", file);
+    while (again.status === 503 && Date.now() - startedMs < 10_000) {
+      await again.body?.cancel();
+      await new Promise((r) => setTimeout(r, 250));
+      again = await restore("rb-dst", file);
+    }
+    expect(again.status, await again.clone().text()).toBe(200);
+    expect((await query("rb-dst", { op: "get", key: "k0255-4" })).body.result).toEqual({ value: 255 });
   });
 
   it("cut off after the last page, before the end is delivered: a 504 (outcome unknown)", async () => {

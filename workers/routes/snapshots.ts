@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { checkJson } from "../../shared/api/input.js";
 import type { SnapshotHeader } from "../../shared/api/results.js";
-import { readWaitMs, restoreBytesMax, snapshotPageRows, transferPageBytes } from "../../shared/limits.js";
+import { readWaitMs, restoreBytesMax, snapshotIdleMs, snapshotPageRows, transferPageBytes } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
@@ -239,7 +239,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     const done = await reached(group, () => rpc<RestoreAnswer>(sequencer().endRestore(id, digest, rows)), "unknown");
     if (done.kind !== "ok") throw restoreError(done);
   } catch (err) {
-    await sequencer().abortRestore(id).catch(() => undefined);
+    if (!(await abortRestore(sequencer, id))) c.executionCtx.waitUntil(abortRestoreLater(sequencer, id));
     await drain(c.req.raw.body);
     throw err;
   }
@@ -249,6 +249,31 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // entries, while every replica held the file (a probe); the replicas' view serves meanwhile.
   return c.json(await statusForReaders(c.env, group));
 });
+
+type SequencerOf = () => ReturnType<typeof groups.sequencerOf>;
+
+/** The route's abort of its staged restore; false if the sequencer could not be reached. */
+async function abortRestore(sequencer: SequencerOf, id: string): Promise<boolean> {
+  return rpc<void>(sequencer().abortRestore(id)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * An abort the sequencer did not hear (cut off when the upload failed, which is often why it
+ * failed) is sent again, backing off, until it lands or snapshotIdleMs has passed (then the
+ * sequencer has dropped the staged rows itself). Sent once, the staged restore held the group for
+ * that long: the "start again" the 503 said met 503 "another restore of this group is under way"
+ * for about 70 s, and every command a 503 (a probe).
+ */
+async function abortRestoreLater(sequencer: SequencerOf, id: string): Promise<void> {
+  const untilMs = Date.now() + snapshotIdleMs;
+  for (let pauseMs = 250; Date.now() < untilMs; pauseMs = Math.min(pauseMs * 2, 4_000)) {
+    await new Promise((r) => setTimeout(r, pauseMs));
+    if (await abortRestore(sequencer, id)) return;
+  }
+}
 
 /**
  * A call to the sequencer during a restore (after beginRestore, which withSequencer maps): one that
