@@ -160,3 +160,33 @@ describe("a snapshot at a replica whose rows were damaged behind its digest", ()
     expect((await query("snap-bad-copy", { op: "get", key: "k1" })).body.result).toEqual({ value: 1 });
   });
 });
+
+describe("a restore file with a byte that is not UTF-8", () => {
+  // A probe: whole chunks were decoded at once, and the line named was the last one completed
+  // before the chunk ("line 1" for a bad byte on line 301).
+  it("is refused naming the line that holds it, whichever chunk it comes in", async () => {
+    await createGroup("rs-utf8");
+    const enc = new TextEncoder();
+    const header = JSON.stringify({ group: "rs-utf8", machine: "kv", seq: 1, rows: 19, digest: "0".repeat(64) }) + "\n";
+    const row = (i: number) => `["k${String(i).padStart(2, "0")}",${i}]\n`;
+    const first = enc.encode(header + Array.from({ length: 9 }, (_, i) => row(i + 2)).join(""));
+    const rest = Array.from({ length: 10 }, (_, i) => row(i + 11)).join("");
+    const bad = enc.encode(rest);
+    bad[rest.indexOf("k15") + 1] = 0xff; // inside line 15's key
+    for (const chunks of [[first, bad], [new Uint8Array([...first, ...bad])]]) {
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (const chunk of chunks) c.enqueue(chunk);
+          c.close();
+        },
+      });
+      const res = await SELF.fetch("http://smr.test/v1/groups/rs-utf8/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body });
+      expectError({ status: res.status, body: await res.json(), headers: res.headers } as any, 400, "bad_request", /^line 15: not UTF-8/);
+    }
+    // A sequence cut short by a line's end is that line's.
+    const cut = enc.encode(header + row(2));
+    const file = new Uint8Array([...cut.subarray(0, cut.length - 3), 0xe2, 0x82, 0x0a, ...enc.encode(row(3))]);
+    const res = await SELF.fetch("http://smr.test/v1/groups/rs-utf8/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: file });
+    expectError({ status: res.status, body: await res.json(), headers: res.headers } as any, 400, "bad_request", /^line 2: not UTF-8/);
+  });
+});

@@ -111,7 +111,13 @@ function mismatch(sent: { acc: Uint8Array; rows: number }, header: SnapshotHeade
 /** A line longer than this is refused (a value is at most 64 KiB serialized; escapes can grow it). */
 const lineBytesMax = 1024 * 1024;
 
-/** The lines of a request body, decoded strictly as UTF-8, bounded in total and per line. */
+/**
+ * The lines of a request body, decoded strictly as UTF-8, bounded in total and per line. Each
+ * line's bytes (its newline included) go through the decoder on their own, so a byte that is not
+ * UTF-8 is reported on its own line: a newline is never inside a sequence, and one that cuts a
+ * sequence short fails that line. (Whole chunks were decoded at once, and the line named was the
+ * last one completed before the chunk: "line 1" for a bad byte on line 301, a probe.)
+ */
 async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{ no: number; text: string }> {
   if (!body) return;
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
@@ -119,24 +125,35 @@ async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{
   let buf = "";
   let bytes = 0;
   let no = 0;
+  const decode = (part: Uint8Array) => {
+    try {
+      buf += decoder.decode(part, { stream: true });
+    } catch {
+      throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
+    }
+  };
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (value) {
         bytes += value.byteLength;
         if (bytes > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
-        try {
-          buf += decoder.decode(value, { stream: true });
-        } catch {
-          throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
+        let start = 0;
+        for (let i = value.indexOf(10); i >= 0; i = value.indexOf(10, start)) {
+          decode(value.subarray(start, i + 1));
+          yield { no: ++no, text: buf.slice(0, -1) };
+          buf = "";
+          start = i + 1;
         }
-      }
-      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
-        yield { no: ++no, text: buf.slice(0, i) };
-        buf = buf.slice(i + 1);
+        if (start < value.byteLength) decode(value.subarray(start));
       }
       if (buf.length > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
       if (done) break;
+    }
+    try {
+      buf += decoder.decode();
+    } catch {
+      throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
     }
   } finally {
     // A refused file's rest is drained by the route (see drain).
