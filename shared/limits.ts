@@ -363,6 +363,12 @@ export const clientRetryAfterMaxMs = 30_000;
  * retried (at 60 s of 60 it used the whole budget: a review).
  */
 export const clientRequestTimeoutMs = 40_000;
+/**
+ * How long the client waits for a restore's answer once the whole file is sent: the server
+ * installs the rows on a quorum of replicas first (a 21 MB file took 52 s with a replica slowed
+ * by 2 s a call, a probe).
+ */
+export const clientRestoreAnswerMs = 5 * 60_000;
 /** Groups whose latest bookmark a client keeps (for sequential reads); the least recently used goes. */
 export const clientBookmarkGroupsMax = 1_000;
 /** A client's watch reconnects without end (as EventSource does), its pause doubling up to this cap. */

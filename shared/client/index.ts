@@ -11,7 +11,7 @@ import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult,
 import { decodeBookmark } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
+import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -276,6 +276,11 @@ function retriable(err: unknown): boolean {
   return err instanceof ApiRequestError && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
 }
 
+/** A read's failures worth another try: a command's, but a 504 (a read that waited for its position in vain) is answered as it is. */
+function readRetriable(err: unknown): boolean {
+  return err instanceof ApiRequestError && err.status !== 504 && retriable(err);
+}
+
 /**
  * Retries of one command or read: until retryForMs from the first attempt has passed (and at most
  * attemptsMax attempts, if given), each pause doubling up to clientRetryMaxMs and never shorter
@@ -335,6 +340,47 @@ function requestsOf<T>(client: string, items: T[]): T[][] {
 /** A bound a timer can hold, or undefined for none: 0, Infinity, or past 2^31 ms (setTimeout fires at once then). */
 function timerMs(ms: number): number | undefined {
   return Number.isFinite(ms) && ms > 0 && Math.ceil(ms) < 2 ** 31 ? Math.ceil(ms) : undefined;
+}
+
+/**
+ * An abort once nothing has happened for timeoutMs (touch() starts the wait again, or a longer
+ * one), joined with the caller's signal; reason() turns the abort's failure into a network error
+ * that says what was waited for.
+ */
+function idleAbort(timeoutMs: number | undefined, what: string, signal?: AbortSignal) {
+  const abort = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let waitedMs = 0;
+  const cancel = () => abort.abort(signal!.reason);
+  signal?.addEventListener("abort", cancel, { once: true });
+  const touch = (ms = timeoutMs) => {
+    clearTimeout(timer);
+    if (ms === undefined) return;
+    waitedMs = ms;
+    timer = setTimeout(() => abort.abort(new ApiRequestError(0, "network", `${what}: nothing within ${waitedMs} ms`)), ms);
+  };
+  touch();
+  return {
+    signal: abort.signal,
+    touch,
+    end: () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", cancel);
+    },
+    reason: (err: unknown) => (signal?.aborted ? signal.reason : abort.signal.aborted ? abort.signal.reason : err),
+  };
+}
+
+/** A byte array as a stream of 64 KiB parts (a restore's progress is counted by them). */
+function chunksOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (at >= bytes.byteLength) return c.close();
+      c.enqueue(bytes.subarray(at, at + 65_536));
+      at += 65_536;
+    },
+  });
 }
 
 /** Resolves after ms, or at once when the signal aborts. */
@@ -478,6 +524,26 @@ export class SmrClient {
     }
   }
 
+  /**
+   * A request that changes nothing (a GET; an audit, another of which is harmless), retried like a
+   * query on 503, 429 and network failures while retryForMs lasts. Only commands and queries were:
+   * `smr log` or `smr audit` during a failover ended on the first 503, which says to retry (a probe).
+   */
+  private async read<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const retries = new Retries(this.opts);
+    for (;;) {
+      try {
+        return await this.request<T>(method, path, body);
+      } catch (err) {
+        const attempt = retries.attempt;
+        const pauseMs = readRetriable(err) ? retries.next(err) : null;
+        if (pauseMs === null) throw err;
+        this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs });
+        await sleep(pauseMs);
+      }
+    }
+  }
+
   // ---- groups (admin token) ------------------------------------------------------------------
   async createGroup(group: string, spec: GroupSpec): Promise<GroupStatus> {
     return this.request("PUT", groupPath(group), spec);
@@ -486,17 +552,17 @@ export class SmrClient {
     const q = new URLSearchParams();
     if (page.after !== undefined) q.set("after", page.after);
     if (page.limit !== undefined) q.set("limit", String(page.limit));
-    return this.request("GET", `/v1/groups${q.size ? `?${q}` : ""}`);
+    return this.read("GET", `/v1/groups${q.size ? `?${q}` : ""}`);
   }
   async group(group: string): Promise<GroupStatus> {
-    return this.request("GET", groupPath(group));
+    return this.read("GET", groupPath(group));
   }
   async deleteGroup(group: string): Promise<void> {
     return this.request("DELETE", groupPath(group));
   }
   /** `sequencer` is there only while it cannot be reached (`reachable: false`, `problem`): the replicas are then what they say of themselves. */
   async replicas(group: string): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {
-    return this.request("GET", groupPath(group, `/replicas`));
+    return this.read("GET", groupPath(group, `/replicas`));
   }
   async addReplica(group: string, location?: string | null): Promise<{ replica: ReplicaStatus }> {
     return this.request("POST", groupPath(group, `/replicas`), location === undefined ? {} : { location });
@@ -520,22 +586,22 @@ export class SmrClient {
     const q = new URLSearchParams();
     if (from !== undefined) q.set("from", String(from));
     if (limit !== undefined) q.set("limit", String(limit));
-    return this.request("GET", groupPath(group, `/log?${q}`));
+    return this.read("GET", groupPath(group, `/log?${q}`));
   }
   async audit(group: string): Promise<AuditReport> {
-    return this.request("POST", groupPath(group, `/audit`));
+    return this.read("POST", groupPath(group, `/audit`));
   }
   async audits(group: string, limit?: number): Promise<{ audits: AuditReport[] }> {
-    return this.request("GET", groupPath(group, `/audits${limit ? `?limit=${limit}` : ""}`));
+    return this.read("GET", groupPath(group, `/audits${limit ? `?limit=${limit}` : ""}`));
   }
   async events(group: string, limit?: number): Promise<{ events: GroupEvent[] }> {
-    return this.request("GET", groupPath(group, `/events${limit ? `?limit=${limit}` : ""}`));
+    return this.read("GET", groupPath(group, `/events${limit ? `?limit=${limit}` : ""}`));
   }
   async createToken(group: string, scope: "read" | "write", name?: string): Promise<TokenInfo & { token: string }> {
     return this.request("POST", groupPath(group, `/tokens`), name === undefined ? { scope } : { scope, name });
   }
   async tokens(group: string): Promise<{ tokens: TokenInfo[] }> {
-    return this.request("GET", groupPath(group, `/tokens`));
+    return this.read("GET", groupPath(group, `/tokens`));
   }
   async revokeToken(group: string, id: string): Promise<void> {
     return this.request("DELETE", groupPath(group, `/tokens/${pathId(id, tokenIdPattern, "token id")}`));
@@ -726,7 +792,7 @@ export class SmrClient {
           continue;
         }
         const attempt = retries.attempt;
-        const pauseMs = err instanceof ApiRequestError && err.status !== 504 && retriable(err) ? retries.next(err) : null;
+        const pauseMs = readRetriable(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
         this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs, signal);
@@ -807,10 +873,36 @@ export class SmrClient {
     return Math.min(pauseMs * 2, watchRetryMaxMs);
   }
 
-  /** The group's snapshot file (API.md "Snapshot and restore") as it arrives: NDJSON bytes, to save as they are. */
+  /**
+   * The group's snapshot file (API.md "Snapshot and restore") as it arrives: NDJSON bytes, to save
+   * as they are. Its answer, and then each part of it, must come within requestTimeoutMs (a
+   * network error otherwise): unbounded, a server that took the connection and never answered
+   * held `smr snapshot` for Node's 300 s (a probe).
+   */
   async snapshot(group: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
-    const res = await this.send("GET", groupPath(group, `/snapshot`), { headers: { accept: "application/x-ndjson" }, ...(signal ? { signal } : {}) });
-    return res.body!;
+    const path = groupPath(group, `/snapshot`);
+    const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `GET ${this.baseUrl}${path}`, signal);
+    try {
+      const res = await this.send("GET", path, { headers: { accept: "application/x-ndjson" }, signal: idle.signal });
+      idle.touch();
+      const reader = res.body!.getReader();
+      return new ReadableStream<Uint8Array>({
+        start(c) {
+          // Whatever the fetch does with its signal, a stalled body fails the read waiting on it.
+          idle.signal.addEventListener("abort", () => (c.error(idle.reason(null)), reader.cancel().catch(() => undefined)), { once: true });
+        },
+        async pull(c) {
+          const { done, value } = await reader.read();
+          if (idle.signal.aborted) return;
+          if (done) (idle.end(), c.close());
+          else (idle.touch(), c.enqueue(value));
+        },
+        cancel: (reason) => (idle.end(), reader.cancel(reason)),
+      });
+    } catch (err) {
+      idle.end();
+      throw idle.reason(err);
+    }
   }
 
   /** The group's snapshot parsed: its header, then its rows as they arrive. */
@@ -830,9 +922,34 @@ export class SmrClient {
    * entries). The body is streamed; it is not retried (a stream cannot be sent twice).
    */
   async restore(group: string, body: string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): Promise<GroupStatus> {
-    const payload = typeof body === "string" || body instanceof ReadableStream || body instanceof Uint8Array ? body : toStream(body);
-    const res = await this.send("POST", groupPath(group, `/restore`), { headers: { "content-type": "application/x-ndjson" }, body: payload });
-    return JSON.parse(await this.text(res)) as GroupStatus;
+    const path = groupPath(group, `/restore`);
+    // The server must take each part of the file within requestTimeoutMs, and answer within
+    // clientRestoreAnswerMs of the last (it installs the rows on the replicas first): unbounded,
+    // a server that took the connection and never answered held `smr restore` for good (a probe).
+    const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `POST ${this.baseUrl}${path}`);
+    const source = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const it = (source instanceof Uint8Array ? chunksOf(source) : source instanceof ReadableStream ? source : toStream(source)).getReader();
+    const payload = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        const { done, value } = await it.read();
+        if (done) {
+          idle.touch(clientRestoreAnswerMs);
+          c.close();
+        } else {
+          idle.touch();
+          c.enqueue(value);
+        }
+      },
+      cancel: (reason) => it.cancel(reason),
+    });
+    try {
+      const res = await this.send("POST", path, { headers: { "content-type": "application/x-ndjson" }, body: payload, signal: idle.signal });
+      return JSON.parse(await this.text(res)) as GroupStatus;
+    } catch (err) {
+      throw idle.reason(err);
+    } finally {
+      idle.end();
+    }
   }
 
   private async text(res: Response): Promise<string> {

@@ -155,7 +155,9 @@ describe("smr errors and exit codes", () => {
 
     const down = await smr(["groups", "list"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
     expect(down.code).toBe(1);
-    expect(down.stderr).toMatch(/^error: network: GET http:\/\/127\.0\.0\.1:9\/v1\/groups: /);
+    // A read is retried as a command is (a restart), each retry said, then the error.
+    expect(down.stderr).toMatch(/^retrying the read \(attempt 2\) in 50 ms: network: /);
+    expect(down.stderr).toMatch(/\nerror: network: GET http:\/\/127\.0\.0\.1:9\/v1\/groups: /);
     // Nothing listening: retried for a few seconds (a restart), then the error; nothing was sent,
     // so no "may have taken effect".
     const refused = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });

@@ -603,6 +603,59 @@ describe("client snapshot and restore", () => {
     expect(calls[1]!.headers["content-type"]).toBe("application/x-ndjson");
   });
 
+  it("bounds a snapshot's answer and each part of it, and a restore's upload and answer, by requestTimeoutMs (a probe: 300 s and for good)", async () => {
+    const hang = (init?: RequestInit) => new Promise<Response>((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal!.reason)));
+    const silent = new SmrClient({ baseUrl: "http://smr.test", token: "t", requestTimeoutMs: 50, fetch: (_i, init) => hang(init) });
+    await expect(silent.snapshot("g")).rejects.toMatchObject({ code: "network", message: expect.stringMatching(/snapshot: nothing within 50 ms/) });
+    await expect(silent.restore("g", "{}\n")).rejects.toMatchObject({ code: "network", message: expect.stringMatching(/restore: nothing within/) });
+    // The header comes, then nothing: the download fails instead of waiting for ever.
+    const stalled = new SmrClient({
+      baseUrl: "http://smr.test",
+      token: "t",
+      requestTimeoutMs: 50,
+      fetch: async (_i, init) => {
+        const body = new ReadableStream<Uint8Array>({ start: (c) => c.enqueue(new TextEncoder().encode('{"rows":1}\n')) });
+        init?.signal?.addEventListener("abort", () => undefined);
+        return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
+      },
+    });
+    const reader = (await stalled.snapshot("g")).getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('{"rows":1}\n');
+    await expect(reader.read()).rejects.toMatchObject({ code: "network", message: expect.stringMatching(/nothing within 50 ms/) });
+    // A server that reads the whole file and then never answers: refused once clientRestoreAnswerMs passes, not before the file is taken.
+    let taken = "";
+    const reads = new SmrClient({
+      baseUrl: "http://smr.test",
+      token: "t",
+      requestTimeoutMs: 50,
+      fetch: async (_i, init) => {
+        taken = await new Response(init!.body).text();
+        return Response.json({ group: "g" });
+      },
+    });
+    const big = "x".repeat(200_000);
+    expect(await reads.restore("g", big)).toEqual({ group: "g" });
+    expect(taken).toBe(big);
+  });
+
+  it("retries status, log, audits and an audit on 503 and network failures, as it retries queries (a probe: smr log ended on the first 503 of a failover)", async () => {
+    const answers = [errorBody(503, "unavailable", "failing over"), Response.json({ group: "g" })];
+    const retried: unknown[] = [];
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onReadRetry: (r) => retried.push(r), fetch: async () => answers.shift()! });
+    expect(await client.group("g")).toEqual({ group: "g" });
+    expect(retried).toHaveLength(1);
+    for (const call of [(c: SmrClient) => c.log("g"), (c: SmrClient) => c.audit("g"), (c: SmrClient) => c.audits("g"), (c: SmrClient) => c.events("g")]) {
+      const again = [errorBody(503, "unavailable", "failing over"), Response.json({ ok: 1 })];
+      const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, fetch: async () => again.shift()! });
+      expect(await call(c)).toEqual({ ok: 1 });
+    }
+    // A 404 is an answer, not retried.
+    let asked = 0;
+    const gone = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, fetch: async () => (asked++, errorBody(404, "not_found", "no such group")) });
+    await expect(gone.group("g")).rejects.toMatchObject({ status: 404 });
+    expect(asked).toBe(1);
+  });
+
   it("reads metrics as text", async () => {
     const { client, calls } = clientWith(() => new Response('smr_group_commit_seq{group="g"} 3\n', { headers: { "content-type": "text/plain; version=0.0.4" } }));
     expect(await client.metrics("g")).toContain("smr_group_commit_seq");
