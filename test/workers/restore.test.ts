@@ -190,3 +190,12 @@ describe("a restore file with a byte that is not UTF-8", () => {
     expectError({ status: res.status, body: await res.json(), headers: res.headers } as any, 400, "bad_request", /^line 2: not UTF-8/);
   });
 });
+
+describe("a restore file's header machine", () => {
+  it("is a 400 when no group can run it (a malformed file), a 409 when it is another group's machine", async () => {
+    await createGroup("rs-mach");
+    const file = (machine: string) => JSON.stringify({ group: "x", machine, seq: 1, rows: 0, digest: "0".repeat(64) }) + "\n";
+    expectError(await restore("rs-mach", file("nosuch")), 400, "bad_request", /^line 1: header\.machine: one of /);
+    expectError(await restore("rs-mach", file("bank")), 409, "conflict", /holds a bank state/);
+  });
+});

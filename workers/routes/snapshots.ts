@@ -5,8 +5,8 @@ import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { checkJson } from "../../shared/api/input.js";
 import type { SnapshotHeader } from "../../shared/api/results.js";
-import { readWaitMs, restoreBytesMax, snapshotIdleMs, snapshotPageRows, transferPageBytes } from "../../shared/limits.js";
-import { machineFor } from "../../shared/machines/index.js";
+import { readWaitMs, restoreBytesMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
+import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
@@ -84,7 +84,10 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
     });
     return new Response(body, { headers: { "content-type": "application/x-ndjson", "x-smr-replica": r.id, "x-smr-seq": String(info.seq) } });
   }
-  throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now`, 1);
+  // A replica refuses while it serves as many downloads as it may, is being rebuilt, or has not
+  // applied the commit point within readWaitMs: each can pass, so a retry may be served.
+  const asked = healthy.length === 0 ? "none is healthy" : `each of ${healthy.map((r) => r.id).join(", ")} is serving its ${snapshotsPerReplicaMax} downloads at most, being rebuilt, behind, or did not answer`;
+  throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now (${asked})`, 1);
 });
 
 /**
@@ -184,6 +187,8 @@ function parseHeader(no: number, text: string, machine: string): SnapshotHeader 
   if (!Number.isSafeInteger(h.seq) || h.seq! < 0) throw new ApiError("bad_request", `line ${no}: header.seq: a non-negative integer`);
   if (!Number.isSafeInteger(h.rows) || h.rows! < 0) throw new ApiError("bad_request", `line ${no}: header.rows: a non-negative integer`);
   if (typeof h.digest !== "string" || !/^[0-9a-f]{64}$/.test(h.digest)) throw new ApiError("bad_request", `line ${no}: header.digest: 64 lowercase hex digits`);
+  // A machine no group can run is a malformed file (400), not another machine's state (409).
+  if (!(machineNames as string[]).includes(h.machine)) throw new ApiError("bad_request", `line ${no}: header.machine: one of ${machineNames.join(", ")}`);
   if (h.machine !== machine) throw new ApiError("conflict", `the file holds a ${h.machine} state; this group runs ${machine}`);
   return h as SnapshotHeader;
 }
