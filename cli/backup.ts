@@ -3,7 +3,7 @@ import { once } from "node:events";
 import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
-import { ApiRequestError, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
+import { ApiRequestError, type GroupSpec, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
 import { chunks } from "../shared/client/streams.js";
 import { restoreBytesMax } from "../shared/limits.js";
 import { inputFile, positiveArg, UsageError } from "./args.js";
@@ -41,6 +41,18 @@ function fileHeader(file: string): SnapshotHeader {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The group --create makes: shaped like the snapshot's source (its header's `spec`: voters and
+ * their locations, outputs, checkpoints, sequencer locations, co-location), with --replicas
+ * instead of its voters (and then none of their locations). It had the defaults whatever the
+ * source was (a probe: a 5-replica "majority" group came back as 3 replicas, "first").
+ */
+function createSpec(header: SnapshotHeader, replicas: number | undefined): GroupSpec {
+  const spec = header.spec !== null && typeof header.spec === "object" && !Array.isArray(header.spec) ? header.spec : undefined;
+  const { locations, ...rest } = spec ?? {};
+  return { ...rest, ...(replicas === undefined ? (locations ? { locations } : {}) : { replicas }), machine: header.machine as GroupSpec["machine"] };
 }
 
 /** The download is a snapshot (its header parses) with as many rows as its header says; else an error. */
@@ -108,8 +120,8 @@ export function backupCommands(): Command[] {
     .description("load a snapshot file into a new, empty group (--create makes the group with the file's machine)")
     .argument("<group>")
     .argument("<file>")
-    .option("--create", "create the group first, with the snapshot's machine")
-    .option("--replicas <n>", "with --create: replicas", positiveArg)
+    .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints)")
+    .option("--replicas <n>", "with --create: this many replicas instead of the source's", positiveArg)
     .action(async (group: string, file: string, opts: { create?: boolean; replicas?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       if (opts.replicas !== undefined && !opts.create) throw new UsageError("--replicas is for a group --create makes");
@@ -121,7 +133,7 @@ export function backupCommands(): Command[] {
       // One that exists is restored into as it is (the server refuses it if it has entries).
       const made = opts.create && !(await exists(client, group));
       if (opts.create && !made && opts.replicas !== undefined) throw new UsageError(`group ${group} exists: --replicas is for a group --create makes`);
-      if (made) await client.createGroup(group, { machine: header.machine, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
+      if (made) await client.createGroup(group, createSpec(header, opts.replicas));
       // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
       const bar = new cliProgress.SingleBar(
         { format: "restore |{bar}| {percentage}% {value}/{total} bytes", stream: process.stderr, hideCursor: true },

@@ -138,7 +138,17 @@ export const watchEvent = z.object({
   changes: z.array(z.tuple([z.string(), anyJson])).describe("the keys the entry wrote and their new values (null: deleted)"),
 });
 
-export const snapshotHeader = z.object({ group: z.string(), machine: z.string(), seq, rows: z.number().int().min(0), digest: hex });
+const snapshotSpec = z
+  .object({
+    replicas: z.number().int().min(1),
+    locations: z.array(z.string().nullable()).optional(),
+    outputs: z.enum(["first", "majority"]),
+    checkpointEvery: z.number().int().min(1),
+    sequencerLocations: z.array(z.string()).optional(),
+    colocate: z.literal(false).optional(),
+  })
+  .describe("the PUT body of a group shaped like the source now (`smr restore --create` uses it); a restore ignores it");
+export const snapshotHeader = z.object({ group: z.string(), machine: z.string(), seq, rows: z.number().int().min(0), digest: hex, spec: snapshotSpec.optional() });
 
 export const tokenCreated = z.object({ id: z.string(), token: z.string().describe("the secret: shown only here"), scope: z.enum(["read", "write"]), name: z.string().nullable(), created: time });
 export const tokenInfo = z.object({ id: z.string(), scope: z.enum(["read", "write"]), name: z.string().nullable(), created: time });

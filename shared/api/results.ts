@@ -51,4 +51,19 @@ export interface SnapshotHeader {
   rows: number;
   /** XOR over the rows of sha256(key NUL value), the replicas' own digest of a state holding only these rows. */
   digest: string;
+  /**
+   * Not in API.md (an extra field): the PUT body that makes a group shaped like the source now
+   * (its voters and their locations, outputs, checkpoints, sequencer locations, co-location), so
+   * `smr restore --create` keeps them. A restore ignores it.
+   */
+  spec?: SnapshotSpec;
+}
+
+export interface SnapshotSpec {
+  replicas: number;
+  locations?: (string | null)[];
+  outputs: "first" | "majority";
+  checkpointEvery: number;
+  sequencerLocations?: string[];
+  colocate?: false;
 }

@@ -4,14 +4,14 @@
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { checkJson } from "../../shared/api/input.js";
-import type { SnapshotHeader } from "../../shared/api/results.js";
+import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
 import { readWaitMs, restoreBytesMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
 import { compareCodePoints } from "../../shared/text.js";
-import { isColocated } from "../../shared/protocol/types.js";
+import { type GroupConfig, isColocated, membersOf } from "../../shared/protocol/types.js";
 import { replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { type App, groupParam, requireAdmin, status, statusForReaders } from "../http.js";
@@ -48,7 +48,7 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
     const stub = replicaStub(c.env, record.config, r.id, r.location);
     const info = await rpc<ExportInfo | null>(stub.call(inc, "beginExport", [seen.commitSeq, readWaitMs])).catch(() => null);
     if (!info) continue;
-    const header: SnapshotHeader = { group, machine: record.config.machine, seq: info.seq, rows: info.rows, digest: info.digest };
+    const header: SnapshotHeader = { group, machine: record.config.machine, seq: info.seq, rows: info.rows, digest: info.digest, spec: specOf(record.config) };
     let after: string | null = null;
     let headerSent = false;
     const sent = { acc: new Uint8Array(32), rows: 0 };
@@ -89,6 +89,19 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   const asked = healthy.length === 0 ? "none is healthy" : `each of ${healthy.map((r) => r.id).join(", ")} is serving its ${snapshotsPerReplicaMax} downloads at most, being rebuilt, behind, or did not answer`;
   throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now (${asked})`, 1);
 });
+
+/** The PUT body of a group shaped like this one now (SnapshotHeader.spec): its voters, where they are, and its settings. */
+function specOf(config: GroupConfig): SnapshotSpec {
+  const voters = membersOf(config).filter((m) => m.voter);
+  return {
+    replicas: voters.length,
+    ...(voters.some((m) => m.location !== null) ? { locations: voters.map((m) => m.location) } : {}),
+    outputs: config.outputs,
+    checkpointEvery: config.checkpointEvery,
+    ...(config.sequencerLocations?.length ? { sequencerLocations: config.sequencerLocations } : {}),
+    ...(config.colocate === false ? { colocate: false as const } : {}),
+  };
+}
 
 /**
  * Replicas whose download did not match its header (`group/incarnation/id` -> when): the next
