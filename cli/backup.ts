@@ -47,7 +47,7 @@ function fileHeader(file: string): SnapshotHeader {
  * The group --create makes: shaped like the snapshot's source (its header's `spec`: voters and
  * their locations, outputs, checkpoints, sequencer locations, co-location), with --replicas
  * instead of its voters (and then none of their locations). It had the defaults whatever the
- * source was (a probe: a 5-replica "majority" group came back as 3 replicas, "first").
+ * source was (a probe).
  */
 function createSpec(header: SnapshotHeader, replicas: number | undefined): GroupSpec {
   const spec = header.spec !== null && typeof header.spec === "object" && !Array.isArray(header.spec) ? header.spec : undefined;
