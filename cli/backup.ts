@@ -55,6 +55,30 @@ function createSpec(header: SnapshotHeader, replicas: number | undefined): Group
   return { ...rest, ...(replicas === undefined ? (locations ? { locations } : {}) : { replicas }), machine: header.machine as GroupSpec["machine"] };
 }
 
+/**
+ * The download's failure, said: the server cuts a download off before its end when the replica's
+ * rows do not hash to its digest (damaged), and the bare "terminated" said nothing of that.
+ */
+function cutOffSaid(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let bytes = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      let part: ReadableStreamReadResult<Uint8Array>;
+      try {
+        part = await reader.read();
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new Error(`the download was cut off after ${bytes} bytes (${why}); download it again: the server cuts one off when the replica serving it finds its rows damaged, and the next goes to another replica`);
+      }
+      if (part.done) return c.close();
+      bytes += part.value.length;
+      c.enqueue(part.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
 /** The download is a snapshot (its header parses) with as many rows as its header says; else an error. */
 function whole(head: string, rows: number): void {
   const first = head.split("\n", 1)[0]!;
@@ -76,7 +100,7 @@ export function backupCommands(): Command[] {
     .action(async (group: string, opts: { output?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       if (opts.output && existsSync(opts.output) && statSync(opts.output).isDirectory()) throw new UsageError(`${opts.output} is a directory: name the file to write`);
-      const body = await client.snapshot(group);
+      const body = cutOffSaid(await client.snapshot(group));
       if (!opts.output) {
         for await (const c of chunks(body)) await write(process.stdout, c);
         return;

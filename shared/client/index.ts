@@ -363,6 +363,8 @@ function idleAbort(timeoutMs: number | undefined, what: string, signal?: AbortSi
   return {
     signal: abort.signal,
     touch,
+    /** Stops the wait until the next touch(). */
+    pause: () => clearTimeout(timer),
     end: () => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", cancel);
@@ -884,7 +886,9 @@ export class SmrClient {
     const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `GET ${this.baseUrl}${path}`, signal);
     try {
       const res = await this.send("GET", path, { headers: { accept: "application/x-ndjson" }, signal: idle.signal });
-      idle.touch();
+      // The wait is the server's only while a read waits on it: time the caller spends between
+      // reads is not silence (a slow consumer failed with "nothing within" though the rows had come).
+      idle.pause();
       const reader = res.body!.getReader();
       return new ReadableStream<Uint8Array>({
         start(c) {
@@ -892,10 +896,20 @@ export class SmrClient {
           idle.signal.addEventListener("abort", () => (c.error(idle.reason(null)), reader.cancel().catch(() => undefined)), { once: true });
         },
         async pull(c) {
-          const { done, value } = await reader.read();
+          idle.touch();
+          let part: ReadableStreamReadResult<Uint8Array>;
+          try {
+            part = await reader.read();
+          } catch (err) {
+            // Cut off (the server found the replica's rows damaged, or the connection died): no
+            // timer is left to hold the process.
+            idle.end();
+            throw idle.reason(err);
+          }
+          idle.pause();
           if (idle.signal.aborted) return;
-          if (done) (idle.end(), c.close());
-          else (idle.touch(), c.enqueue(value));
+          if (part.done) (idle.end(), c.close());
+          else c.enqueue(part.value);
         },
         cancel: (reason) => (idle.end(), reader.cancel(reason)),
       });
@@ -931,6 +945,8 @@ export class SmrClient {
     const it = (source instanceof Uint8Array ? chunksOf(source) : source instanceof ReadableStream ? source : toStream(source)).getReader();
     const payload = new ReadableStream<Uint8Array>({
       async pull(c) {
+        // The server asked for more: waiting on the caller's source is not the server's silence.
+        idle.pause();
         const { done, value } = await it.read();
         if (done) {
           idle.touch(clientRestoreAnswerMs);

@@ -16,8 +16,8 @@ import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
-import { bytesToHex, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, bookkeepingSpaces, digestOfSpaces, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { sha256Bytes, zeroHash } from "./hash.js";
+import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
@@ -64,6 +64,12 @@ export interface ReplicaMeta {
    * again) kept the field through its saves while writing rows it did not fold into the pass.
    */
   scrub?: StoredScrub | null;
+  /**
+   * The machine rows' digest (DigestedState.machineDigest) of the stored rows, if known, with the
+   * stateDigest it was taken at (`of`): one whose `of` is not the stored rows' digest is dropped at
+   * load, as a scrub cursor is (an older version keeps the field through saves it did not fold).
+   */
+  stateMachineDigest?: { of: string; digest: string } | null;
   /**
    * Set when this replica was made again after losing its storage (a rejoin): it may have
    * acknowledged entries up to this seq before, and holds none of them now. Until its log reaches
@@ -277,7 +283,8 @@ export class ReplicaCore {
    */
   private loadState(): DigestedState {
     const m = this.meta;
-    const state = new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : scrubOfRows(m.scrub, m.stateDigest));
+    const machine = m.stateMachineDigest?.of === m.stateDigest ? m.stateMachineDigest.digest : null;
+    const state = new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : scrubOfRows(m.scrub, m.stateDigest), this.installing ? null : machine);
     const stateSeq = m.stateSeq;
     if (this.installing) return state;
     assert(stateSeq <= m.appliedSeq && stateSeq >= m.baseSeq, `stored state at ${stateSeq} outside base ${m.baseSeq}..applied ${m.appliedSeq}`);
@@ -351,6 +358,8 @@ export class ReplicaCore {
     next.stateSeq = next.appliedSeq;
     next.stateDigest = this.state.digest;
     next.scrub = stampScrub(this.state.scrubCursor, next.stateDigest);
+    const machine = this.state.knownMachineDigest;
+    next.stateMachineDigest = machine === null ? null : { of: next.stateDigest, digest: machine };
   }
 
   get id(): string {
@@ -663,7 +672,7 @@ export class ReplicaCore {
     if (actual !== this.meta.digest && !rebase) {
       return { ok: false, digest: actual, reason: `its rows hash to ${actual.slice(0, 12)}, its recorded digest is ${this.meta.digest.slice(0, 12)}: repair it, or release it with rebase to take its rows as they are` };
     }
-    this.saveMeta({ quarantined: false, digest: actual, stateDigest: actual, scrub: null });
+    this.saveMeta({ quarantined: false, digest: actual, stateDigest: actual, scrub: null, stateMachineDigest: null });
     this.state = new DigestedState(this.storage.rows, actual);
     return { ok: true, digest: actual };
   }
@@ -711,20 +720,17 @@ export class ReplicaCore {
   }
 
   /**
-   * The digest the machine's rows should have: the state's recorded digest (every row's, kept up
-   * to date write by write) with the clients' books' and sessions' hashes taken out (XOR). Never
-   * the frozen rows' own hash: a replica whose stored rows no longer match its digest (damage the
-   * scrub has not reached yet) then gives a file whose rows do not match its header, which the
-   * download's end checks (routes/snapshots.ts) and a restore refuses. Hashing the copy instead,
-   * when the books and sessions were the more rows (the usual case: 1,024 remembered requests a
-   * client), made a damaged replica's file look whole, and its restore spread the damage (a
-   * probe). Hashing every machine row held the replica 4 s of a download's 5.1 s start at 2.5
-   * million rows; this costs the books' and sessions' rows instead.
+   * The digest the machine's rows should have: the state's recorded one for them
+   * (DigestedState.machineDigest, kept write by write), never the frozen rows' own hash. A
+   * replica whose stored rows no longer match it (damage the scrub has not reached yet) then gives
+   * a file whose rows do not match its header, which the download's end checks
+   * (routes/snapshots.ts) and a restore refuses. Hashing the copy instead, when the books and
+   * sessions were the more rows (the usual case: 1,024 remembered requests a client), made a
+   * damaged replica's file look whole, and its restore spread the damage (a probe). Hashing every
+   * machine row held the replica 4 s of a download's 5.1 s start at 2.5 million rows.
    */
   private exportDigest(): string {
-    const digest = hexToBytes(this.state.digest);
-    xorInto(digest, digestOfSpaces(this.storage.rows, bookkeepingSpaces, scrubPageRows));
-    return bytesToHex(digest);
+    return this.state.machineDigest();
   }
 
   /** Rows of a frozen export after `after` (stored keys, "m/" included), about maxBytes of them. */
@@ -757,7 +763,7 @@ export class ReplicaCore {
     const rejoinSeq = undo ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();
-      this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined, scrub: null });
+      this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined, scrub: null, stateMachineDigest: null });
     });
     this.state = new DigestedState(this.storage.rows, zeroHash);
     this.unapplied.clear();
@@ -807,6 +813,7 @@ export class ReplicaCore {
       stateSeq: info.seq,
       stateDigest: info.digest,
       scrub: null,
+      stateMachineDigest: null,
       membership: info.membership ?? null,
     });
     this.state = new DigestedState(this.storage.rows, info.digest);

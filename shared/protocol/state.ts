@@ -1,4 +1,4 @@
-import { sessionEvictBatch, sessionRequestsMax, sessionTopsMax } from "../limits.js";
+import { scrubPageRows, sessionEvictBatch, sessionRequestsMax, sessionTopsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
 import { StoredJson, measuredOutput } from "../machines/output.js";
 import { assert } from "./assert.js";
@@ -118,14 +118,22 @@ export interface ScrubCursor {
 
 export class DigestedState {
   private readonly digestBytes: Uint8Array;
+  /**
+   * The digest of the machine's rows alone ("m/"), kept write by write beside the whole one once
+   * known (null: not yet; machineDigest() works it out the first time). A snapshot's header is it.
+   */
+  private machineBytes: Uint8Array | null;
 
   constructor(
     readonly rows: RowStore,
     digest: string = zeroHash,
     /** The pass under way when these rows were stored (scrubCursor then), if any. */
     scrub: ScrubCursor | null = null,
+    /** The machine rows' digest as stored with these rows, if known. */
+    machineDigest: string | null = null,
   ) {
     this.digestBytes = hexToBytes(digest);
+    this.machineBytes = machineDigest === null ? null : hexToBytes(machineDigest);
     if (scrub !== null) this.scrubRun = { after: scrub.after, acc: hexToBytes(scrub.acc), rows: scrub.rows };
     this.storedScrub = scrub;
   }
@@ -134,6 +142,30 @@ export class DigestedState {
   get digest(): string {
     this.fold();
     return bytesToHex(this.digestBytes);
+  }
+
+  /**
+   * The digest of the machine's rows: the whole digest without the books' and sessions' rows. Kept
+   * up to date write by write once known; the first time, those rows are hashed out of the whole
+   * digest (the stored rows: every unsaved one must be stored first). Before, every snapshot
+   * hashed them (or the copy), which a long-lived group's sessions of one-shot clients made the
+   * larger part of its state.
+   */
+  machineDigest(): string {
+    this.fold();
+    if (this.machineBytes === null) {
+      assert(this.unsaved.size === 0, "the machine digest is worked out from the stored rows: store the unsaved ones first");
+      const bytes = new Uint8Array(this.digestBytes);
+      xorInto(bytes, digestOfSpaces(this.rows, bookkeepingSpaces, scrubPageRows));
+      this.machineBytes = bytes;
+    }
+    return bytesToHex(this.machineBytes);
+  }
+
+  /** The machine rows' digest if known (to store beside the rows), else null. */
+  get knownMachineDigest(): string | null {
+    this.fold();
+    return this.machineBytes === null ? null : bytesToHex(this.machineBytes);
   }
 
   /**
@@ -152,14 +184,17 @@ export class DigestedState {
       if (before === after) continue;
       // A row the scrub under way has read already changes its sum too (read later, it is read as it is then).
       const scanned = scrub !== null && scrub.after !== null && compareCodePoints(key, scrub.after) <= 0;
+      const machine = this.machineBytes !== null && key.startsWith(machinePrefix) ? this.machineBytes : null;
       if (before !== null) {
         const h = rowHash(key, before);
         xorInto(this.digestBytes, h);
+        if (machine) xorInto(machine, h);
         if (scanned) (xorInto(scrub.acc, h), scrub.rows--);
       }
       if (after !== null) {
         const h = rowHash(key, after);
         xorInto(this.digestBytes, h);
+        if (machine) xorInto(machine, h);
         if (scanned) (xorInto(scrub.acc, h), scrub.rows++);
       }
     }

@@ -207,6 +207,19 @@ describe("smr snapshot and restore", () => {
       expect(r.stderr).toMatch(why);
       expect(readFileSync(file, "utf8")).toBe(before);
     }
+    // One cut off by the server before its end (as a replica whose rows do not match its digest
+    // is): the error says so, and the earlier file stays.
+    const cutter = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.write('{"group":"x","machine":"kv","seq":2,"rows":2,"digest":"00"}\n["a",1]\n');
+      setTimeout(() => res.socket?.destroy(), 50);
+    });
+    await new Promise<void>((resolve) => cutter.listen(0, "127.0.0.1", resolve));
+    const cutOff = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(cutter.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+    cutter.close();
+    expect(cutOff.code).toBe(1);
+    expect(cutOff.stderr).toMatch(/the download was cut off after \d+ bytes .*download it again/);
+    expect(readFileSync(file, "utf8")).toBe(before);
     const toDir = await smr(["snapshot", "cli-snap", "-o", dir], admin());
     expect(toDir.code).toBe(2);
     expect(toDir.stderr).toMatch(/is a directory/);

@@ -25,6 +25,7 @@ function clientWith(handler: Handler, options: { attemptsMax?: number } = {}) {
   return { client, calls };
 }
 
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const errorBody = (status: number, code: string, message = code) => Response.json({ error: { code, message } }, { status });
 
 function sse(text: string, end: "close" | "drop" = "close"): Response {
@@ -636,6 +637,43 @@ describe("client snapshot and restore", () => {
     const big = "x".repeat(200_000);
     expect(await reads.restore("g", big)).toEqual({ group: "g" });
     expect(taken).toBe(big);
+  });
+
+  it("counts only the server's silence: a slow reader of a snapshot is not failed, and a download cut off leaves no timer running (a review)", async () => {
+    const enc = new TextEncoder();
+    let sentSignal: AbortSignal | undefined;
+    const quick = new SmrClient({
+      baseUrl: "http://smr.test",
+      token: "t",
+      requestTimeoutMs: 50,
+      fetch: async (_i, init) => {
+        sentSignal = init?.signal ?? undefined;
+        return new Response(new ReadableStream<Uint8Array>({ start: (c) => (["h\n", "a\n", "b\n"].forEach((l) => c.enqueue(enc.encode(l))), c.close()) }));
+      },
+    });
+    const reader = (await quick.snapshot("g")).getReader();
+    const got: string[] = [];
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      got.push(new TextDecoder().decode(r.value));
+      await tick(120); // longer than requestTimeoutMs between reads
+    }
+    expect(got.join("")).toBe("h\na\nb\n");
+    // Cut off after the header: the error comes at once, and no timer aborts anything later.
+    const cut = new SmrClient({
+      baseUrl: "http://smr.test",
+      token: "t",
+      requestTimeoutMs: 50,
+      fetch: async (_i, init) => {
+        sentSignal = init?.signal ?? undefined;
+        let n = 0;
+        return new Response(new ReadableStream<Uint8Array>({ pull: (c) => (n++ === 0 ? c.enqueue(enc.encode("h\n")) : c.error(new Error("terminated"))) }));
+      },
+    });
+    const cutReader = (await cut.snapshot("g")).getReader();
+    await cutReader.read();
+    await expect(cutReader.read()).rejects.toThrow(/terminated/);
+    await tick(120);
+    expect(sentSignal!.aborted).toBe(false);
   });
 
   it("retries status, log, audits and an audit on 503 and network failures, as it retries queries (a probe: smr log ended on the first 503 of a failover)", async () => {
