@@ -129,24 +129,39 @@ const lineBytesMax = 1024 * 1024;
 
 /**
  * The lines of a request body, decoded strictly as UTF-8, bounded in total and per line. Each
- * line's bytes (its newline included) go through the decoder on their own, so a byte that is not
- * UTF-8 is reported on its own line: a newline is never inside a sequence, and one that cuts a
- * sequence short fails that line. (Whole chunks were decoded at once, and the line named was the
- * last one completed before the chunk: "line 1" for a bad byte on line 301, a probe.)
+ * chunk's complete lines are decoded in one call, on their own bytes (a newline is never inside a
+ * sequence, so no sequence is split), and only a call that fails is decoded again line by line to
+ * name the line with the bad byte. (Whole chunks were decoded as a stream, and the line named was
+ * the last one completed before the chunk: "line 1" for a bad byte on line 301, a probe; one call
+ * per line was 2 to 3 times slower, a review.)
  */
 async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{ no: number; text: string }> {
   if (!body) return;
-  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   const reader = body.getReader();
-  let buf = "";
+  let pending: Uint8Array = new Uint8Array(0); // the bytes of the line under way
   let bytes = 0;
   let no = 0;
-  const decode = (part: Uint8Array) => {
+  /** The text of whole lines (bytes ending in a newline, or the body's end); the first line's byte order mark dropped. */
+  const decode = (region: Uint8Array): string => {
+    let text: string;
     try {
-      buf += decoder.decode(part, { stream: true });
+      text = decoder.decode(region);
     } catch {
-      throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
+      let start = 0;
+      for (let n = no + 1; ; n++) {
+        const end = region.indexOf(10, start);
+        const line = region.subarray(start, end < 0 ? region.length : end + 1);
+        try {
+          decoder.decode(line);
+        } catch {
+          throw new ApiError("bad_request", `line ${n}: not UTF-8`);
+        }
+        if (end < 0) throw new ApiError("bad_request", `line ${n}: not UTF-8`);
+        start = end + 1;
+      }
     }
+    return no === 0 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   };
   try {
     for (;;) {
@@ -154,28 +169,35 @@ async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{
       if (value) {
         bytes += value.byteLength;
         if (bytes > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
-        let start = 0;
-        for (let i = value.indexOf(10); i >= 0; i = value.indexOf(10, start)) {
-          decode(value.subarray(start, i + 1));
-          yield { no: ++no, text: buf.slice(0, -1) };
-          buf = "";
-          start = i + 1;
+        const last = value.lastIndexOf(10);
+        if (last < 0) pending = concat(pending, value);
+        else {
+          const text = decode(concat(pending, value.subarray(0, last + 1)));
+          pending = value.slice(last + 1);
+          let start = 0;
+          for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", start)) {
+            yield { no: ++no, text: text.slice(start, i) };
+            start = i + 1;
+          }
         }
-        if (start < value.byteLength) decode(value.subarray(start));
+        if (pending.byteLength > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
       }
-      if (buf.length > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
       if (done) break;
-    }
-    try {
-      buf += decoder.decode();
-    } catch {
-      throw new ApiError("bad_request", `line ${no + 1}: not UTF-8`);
     }
   } finally {
     // A refused file's rest is drained by the route (see drain).
     reader.releaseLock();
   }
-  if (buf.trim() !== "") yield { no: ++no, text: buf };
+  const text = pending.byteLength > 0 ? decode(pending) : "";
+  if (text.trim() !== "") yield { no: ++no, text };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.byteLength === 0) return b;
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
 }
 
 function parseLine(no: number, text: string): unknown {
