@@ -18,7 +18,7 @@ import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
-import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition, ScrubResult } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
@@ -818,6 +818,15 @@ export class ReplicaCore {
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
     return { ok: true, digest: actual };
+  }
+
+  /** The scrub pass under way finished now, over every stored row (ReplicaApi.scrubNow). */
+  scrubNow(): ScrubResult | null {
+    if (this.installing) return null;
+    this.saveState();
+    const scrub = this.state.scrubStep(Infinity, scrubPageRows);
+    this.saveMeta({ scrub: stampScrub(this.state.scrubCursor, this.meta.stateDigest) });
+    return scrub;
   }
 
   auditInfo(): AuditInfo {

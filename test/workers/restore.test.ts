@@ -1,8 +1,9 @@
 // A restore needs a quorum of voters, not every replica: the others are rebuilt from one that
 // installed once they answer (docs/PROTOCOL.md, "Snapshots and restore").
-import { SELF } from "cloudflare:test";
+import { SELF, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { adminToken, api, apiEventKinds, clientToken, command, createGroup, expectError, query, replicaStatuses, waitFor } from "./helpers.js";
+import type { ReplicaObject } from "../../workers/replica.js";
+import { adminToken, api, apiEventKinds, clientToken, command, createGroup, expectError, query, replicaObject, replicaStatuses, waitFor } from "./helpers.js";
 
 async function snapshotOf(group: string): Promise<string> {
   const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/snapshot`, { headers: { authorization: `Bearer ${adminToken}` } });
@@ -145,10 +146,17 @@ describe("a snapshot at a replica whose rows were damaged behind its digest", ()
     const good = await first.text();
     const corrupted = await api("POST", "/v1/groups/snap-bad/faults", { target: source, fault: "corrupt" });
     expect(corrupted.body.corrupted).toMatchObject({ replica: source, key: "m/k1" });
+    // An audit scrubs one row of it at a time here (a large state's bounded scrub): only the pass
+    // the failed download finishes at once can judge it.
+    await runInDurableObject(replicaObject("snap-bad", source), (inst: ReplicaObject) => void ((inst as any).replica.driver.core.scrubRowsPerAudit = 1));
     const res = await SELF.fetch("http://smr.test/v1/groups/snap-bad/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
     expect(res.status).toBe(200);
     expect(res.headers.get("x-smr-replica")).toBe(source);
     await expect(res.text()).rejects.toThrow();
+    await waitFor("the damaged replica to be judged diverged", async () => {
+      const audits = (await api("GET", "/v1/groups/snap-bad/audits", undefined, clientToken)).body.audits as any[];
+      return audits.some((a) => a.replicas.some((x: any) => x.id === source && x.verdict === "diverged"));
+    }, 100);
     // The next download avoids that replica, and its file is the group's state.
     const next = await SELF.fetch("http://smr.test/v1/groups/snap-bad/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
     expect(next.status).toBe(200);

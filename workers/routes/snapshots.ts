@@ -67,8 +67,8 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
           const problem = mismatch(sent, header);
           if (problem === null) return controller.close();
           damagedAt.set(`${group}/${inc}/${r.id}`, Date.now());
-          console.error(`snapshot of ${group} at replica ${r.id}: ${problem}; the download fails, the next is taken at another replica, and the audit's scrub rebuilds this one`);
-          c.executionCtx.waitUntil(groups.withSequencer(c.env, group, (s) => rpc(s.audit()), (a) => a === null).catch(() => undefined));
+          console.error(`snapshot of ${group} at replica ${r.id}: ${problem}; the download fails, the next is taken at another replica, and this one is scrubbed whole and audited (rebuilt if a quorum agrees)`);
+          c.executionCtx.waitUntil(judge(c.env, group, stub, inc));
           return controller.error(new Error(`replica ${r.id}'s rows do not match its digest (${problem}): this file would be refused by a restore; download it again`));
         }
         after = page[page.length - 1]![0];
@@ -89,6 +89,17 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   const asked = healthy.length === 0 ? "none is healthy" : `each of ${healthy.map((r) => r.id).join(", ")} is serving its ${snapshotsPerReplicaMax} downloads at most, being rebuilt, behind, or did not answer`;
   throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now (${asked})`, 1);
 });
+
+/**
+ * A replica whose download did not match its digest: its scrub pass is finished at once (an audit
+ * reads 50,000 rows of it, so a large state took many audits to be judged, while other routers'
+ * downloads kept choosing it; a review), then the group is audited, which quarantines it and
+ * rebuilds it from a healthy one under the audit's rules (a quorum that agrees).
+ */
+async function judge(env: App["Bindings"], group: string, stub: ReturnType<typeof replicaStub>, inc: number): Promise<void> {
+  await rpc(stub.call(inc, "scrubNow", [])).catch(() => undefined);
+  await groups.withSequencer(env, group, (s) => rpc(s.audit()), (a) => a === null).catch(() => undefined);
+}
 
 /** The PUT body of a group shaped like this one now (SnapshotHeader.spec): its voters, where they are, and its settings. */
 function specOf(config: GroupConfig): SnapshotSpec {
