@@ -1263,48 +1263,21 @@ export class SequencerDriver {
     const candidates = this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id));
     const source = candidates.find((id) => id !== suspect) ?? candidates[0];
     let installed: number | null = null;
-    let begun = false;
-    const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
+    const progress = { begun: false };
     try {
-      if (!source) throw new Error("no healthy replica to copy from");
-      const src = this.io.link(source);
-      const dst = this.io.link(target);
-      const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
-      if (!info) throw new Error(`${source} cannot serve a snapshot`);
-      try {
-        // A source ahead of this sequencer serves a newer epoch's sequencer: this one was deposed
-        // (a failover) and must not rebuild anyone.
-        if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Error(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
-        // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
-        const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
-        begun = true; // from here the target may hold a half-done transfer
-        if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
-        let after: string | null = null;
-        let rows = 0;
-        for (;;) {
-          if (this.stopped) throw new Error("sequencer stopped");
-          const page: [string, string][] | null = await call(src.snapshotPage(info.seq, after, transferPageBytes), `page from ${source}`);
-          if (page === null) throw new Error(`${source} lost its snapshot`);
-          if (page.length === 0) break;
-          if (!(await call(dst.installPage(transferId, page), `page to ${target}`))) throw new Error(`${target} is installing another transfer`);
-          rows += page.length;
-          after = page[page.length - 1]![0];
-        }
-        const done = await call(dst.endInstall(transferId), `install end on ${target}`);
-        if (done && !done.ok) this.badSources.set(target, source);
-        if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
-        installed = info.seq;
-        this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
-        this.io.event?.("repair", `replica ${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`, { replica: target, source, seq: info.seq });
-      } finally {
-        await call(src.endSnapshot(), `end snapshot of ${source}`).catch(() => undefined);
-      }
+      if (source) installed = await this.copyTo(target, source, progress);
+      // Nothing to copy from, but a log that holds every entry from the first (nothing compacted,
+      // no restore adopted): the empty state at 0 and the log rebuild any replica. Every replica
+      // was left halfway through a restore's install when the server died (a probe: all three
+      // quarantined and "rebuilding" for good, every command a 503, only a DELETE got out).
+      else if (this.core.baseSeq === 0) installed = await this.installEmpty(target, progress);
+      else throw new Error("no healthy replica to copy from");
     } catch (err) {
       this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
     }
     if (this.stopped) return false;
     this.core.endRepair(target, installed, this.io.nowMs());
-    if (installed === null && begun) this.core.noteRebuilding(target);
+    if (installed === null && progress.begun) this.core.noteRebuilding(target);
     this.noteQuarantines();
     // A failed repair is tried again by the target's send loop, after a pause: a source or target
     // that fails at once (unreachable, refusing) otherwise made repair and loop call each other
@@ -1319,6 +1292,62 @@ export class SequencerDriver {
     }
     this.kickAll();
     return installed !== null;
+  }
+
+  /** A state transfer from `source` to `target`: the position it installed. */
+  private async copyTo(target: string, source: string, progress: { begun: boolean }): Promise<number> {
+    const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
+    const src = this.io.link(source);
+    const dst = this.io.link(target);
+    const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
+    if (!info) throw new Error(`${source} cannot serve a snapshot`);
+    try {
+      // A source ahead of this sequencer serves a newer epoch's sequencer: this one was deposed
+      // (a failover) and must not rebuild anyone.
+      if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Error(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
+      // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
+      const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
+      progress.begun = true; // from here the target may hold a half-done transfer
+      if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
+      let after: string | null = null;
+      let rows = 0;
+      for (;;) {
+        if (this.stopped) throw new Error("sequencer stopped");
+        const page: [string, string][] | null = await call(src.snapshotPage(info.seq, after, transferPageBytes), `page from ${source}`);
+        if (page === null) throw new Error(`${source} lost its snapshot`);
+        if (page.length === 0) break;
+        if (!(await call(dst.installPage(transferId, page), `page to ${target}`))) throw new Error(`${target} is installing another transfer`);
+        rows += page.length;
+        after = page[page.length - 1]![0];
+      }
+      const done = await call(dst.endInstall(transferId), `install end on ${target}`);
+      if (done && !done.ok) this.badSources.set(target, source);
+      if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
+      this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
+      this.io.event?.("repair", `replica ${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`, { replica: target, source, seq: info.seq });
+      return info.seq;
+    } finally {
+      await call(src.endSnapshot(), `end snapshot of ${source}`).catch(() => undefined);
+    }
+  }
+
+  /**
+   * The empty state installed on `target` at position 0, as a transfer would install it; the log
+   * (all of it: baseSeq 0) then brings it up to date. A replica's state at 0 is the empty one
+   * whatever it held (a restore never adopted holds no position).
+   */
+  private async installEmpty(target: string, progress: { begun: boolean }): Promise<number> {
+    const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
+    const dst = this.io.link(target);
+    const info: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, timestamp: null, epoch: this.core.epoch };
+    const transferId = `${this.core.epoch}:0:${++this.transfers}:${this.io.nowMs()}:empty`;
+    progress.begun = true;
+    if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
+    const done = await call(dst.endInstall(transferId), `install end on ${target}`);
+    if (!done?.ok) throw new Error(`${target}'s empty state has digest ${done?.digest}`);
+    this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`);
+    this.io.event?.("repair", `replica ${target} rebuilt empty at seq 0: no replica could be copied (a restore cut off midway?); the log brings it up to date`, { replica: target, seq: 0 });
+    return 0;
   }
 }
 

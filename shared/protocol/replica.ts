@@ -685,8 +685,10 @@ export class ReplicaCore {
   // ---- state transfer ------------------------------------------------------------------------
 
   /** Source side: freeze the state at appliedSeq; pages are served from the frozen copy while writes go on. */
-  beginSnapshot(): SnapshotInfo {
-    assert(!this.installing, "a replica being rebuilt cannot be a transfer source");
+  beginSnapshot(): SnapshotInfo | null {
+    // Refused, not asserted: a sequencer whose view is behind (it has not heard yet that this
+    // replica is being rebuilt) asks it, and the assertion was thrown into its object as an error.
+    if (this.installing) return null;
     this.saveState();
     this.storage.snapshotRows();
     const m = this.meta;

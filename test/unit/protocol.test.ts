@@ -277,7 +277,7 @@ describe("state transfer and a recovery's quorum", () => {
     for (let r = 1; r <= 2; r++) c.submit("a", r, put(`k${r}`, r));
     c.settle();
     const source = c.replicas.get("r1")!;
-    const info = source.beginSnapshot();
+    const info = source.beginSnapshot()!;
     expect(info.seq).toBe(2);
     const rows = source.snapshotPage(2, null, 1 << 20)!;
     for (let r = 3; r <= 6; r++) c.submit("a", r, put(`k${r}`, r));

@@ -115,7 +115,7 @@ describe("an install's digest", () => {
     for (let r = 1; r <= 30; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
     c.settle();
     const source = c.replicas.get("r2")!;
-    const info = source.beginSnapshot();
+    const info = source.beginSnapshot()!;
     const all: [string, string][] = [];
     for (let after: string | null = null; ; ) {
       const page: [string, string][] = source.snapshotPage(info.seq, after, 1 << 20)!;

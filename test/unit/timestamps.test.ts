@@ -85,7 +85,7 @@ describe("entry timestamps", () => {
     const lastTs = logOf(c).at(-1)!.timestamp;
     // r2 and r3 rebuilt from r1 (a repair, a join): their logs hold nothing past the base.
     const src = c.replicas.get("r1")!;
-    const info = src.beginSnapshot();
+    const info = src.beginSnapshot()!;
     const rows = src.snapshotPage(info.seq, null, 1 << 30)!;
     for (const id of ["r2", "r3"]) {
       const r = c.replicas.get(id)!;
