@@ -642,15 +642,10 @@ describe("client snapshot and restore", () => {
   it("counts only the server's silence: a slow reader of a snapshot is not failed, and a download cut off leaves no timer running (a review)", async () => {
     const enc = new TextEncoder();
     let sentSignal: AbortSignal | undefined;
-    const quick = new SmrClient({
-      baseUrl: "http://smr.test",
-      token: "t",
-      requestTimeoutMs: 50,
-      fetch: async (_i, init) => {
-        sentSignal = init?.signal ?? undefined;
-        return new Response(new ReadableStream<Uint8Array>({ start: (c) => (["h\n", "a\n", "b\n"].forEach((l) => c.enqueue(enc.encode(l))), c.close()) }));
-      },
-    });
+    /** A client whose server answers with this body (50 ms bound), keeping the signal it was given. */
+    const serving = (body: () => ReadableStream<Uint8Array>) =>
+      new SmrClient({ baseUrl: "http://smr.test", token: "t", requestTimeoutMs: 50, fetch: async (_i, init) => ((sentSignal = init?.signal ?? undefined), new Response(body())) });
+    const quick = serving(() => new ReadableStream<Uint8Array>({ start: (c) => (["h\n", "a\n", "b\n"].forEach((l) => c.enqueue(enc.encode(l))), c.close()) }));
     const reader = (await quick.snapshot("g")).getReader();
     const got: string[] = [];
     for (let r = await reader.read(); !r.done; r = await reader.read()) {
@@ -659,16 +654,8 @@ describe("client snapshot and restore", () => {
     }
     expect(got.join("")).toBe("h\na\nb\n");
     // Cut off after the header: the error comes at once, and no timer aborts anything later.
-    const cut = new SmrClient({
-      baseUrl: "http://smr.test",
-      token: "t",
-      requestTimeoutMs: 50,
-      fetch: async (_i, init) => {
-        sentSignal = init?.signal ?? undefined;
-        let n = 0;
-        return new Response(new ReadableStream<Uint8Array>({ pull: (c) => (n++ === 0 ? c.enqueue(enc.encode("h\n")) : c.error(new Error("terminated"))) }));
-      },
-    });
+    let n = 0;
+    const cut = serving(() => new ReadableStream<Uint8Array>({ pull: (c) => (n++ === 0 ? c.enqueue(enc.encode("h\n")) : c.error(new Error("terminated"))) }));
     const cutReader = (await cut.snapshot("g")).getReader();
     await cutReader.read();
     await expect(cutReader.read()).rejects.toThrow(/terminated/);
