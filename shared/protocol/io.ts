@@ -2,7 +2,7 @@
 // the clock and RPC stubs; the simulator gives virtual time and a faulty network.
 import { replicaRpcTimeoutMs, resendMs } from "../limits.js";
 import type { ExportInfo, Rejoin, SnapshotInfo } from "./replica.js";
-import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition, ScrubResult } from "./types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry, EventKind } from "../api/types.js";
 
 export type ReadAnswer =
@@ -93,11 +93,13 @@ export interface ReplicaApi {
   session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer>;
   auditInfo(): AuditInfo | null;
   /**
-   * Finishes the scrub pass under way now, over every stored row, where an audit reads a bounded
-   * number: a snapshot download found this replica's rows do not hash to its digest, and the next
-   * audit judges it from this pass (null: no state, or being rebuilt).
+   * Reads one audit's worth more of the scrub pass under way (`finished`: the pass just ended), for
+   * a caller that repeats it to the pass's end without waiting for audits: a snapshot download found
+   * this replica's rows do not hash to its digest, and the next audit judges it from that pass.
+   * In steps, each its own call: one pass over a large state held the replica 11.5 s (a review).
+   * Null: no state, or being rebuilt.
    */
-  scrubNow(): ScrubResult | null;
+  scrubNow(): { finished: boolean } | null;
   /** `epoch`: the sequencer's; a replica that has accepted a newer one refuses it (a deposed sequencer's late word). */
   setQuarantined(quarantined: boolean, epoch?: number): void;
   release(rebase: boolean): { ok: boolean; digest: string; reason?: string };

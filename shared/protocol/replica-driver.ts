@@ -5,7 +5,7 @@ import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./
 import type { ExportInfo, ReplicaCore, SnapshotInfo } from "./replica.js";
 import { WatchHub } from "./watch.js";
 import { ResultTooLarge } from "../machines/types.js";
-import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition, ScrubResult } from "./types.js";
+import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry } from "../api/types.js";
 
 interface Waiter {
@@ -271,7 +271,7 @@ export class ReplicaDriver implements ReplicaApi {
     return this.core?.auditInfo() ?? null;
   }
 
-  scrubNow(): ScrubResult | null {
+  scrubNow(): { finished: boolean } | null {
     return this.core?.scrubNow() ?? null;
   }
 

@@ -10,6 +10,7 @@ import {
   stateSaveBytesMax,
   stateSaveEntriesMax,
   stateSaveRowsMax,
+  restoreNoopsMax,
   stepOutputCharsMax,
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
@@ -18,7 +19,7 @@ import { entryBytes, entryHash } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
-import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition, ScrubResult } from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
@@ -762,7 +763,11 @@ export class ReplicaCore {
     const m = this.meta;
     const undo = info.undo === true;
     if (undo && !(m.lastSeq <= info.seq || (m.lastSeq === info.seq + 1 && m.baseSeq === m.lastSeq && m.baseHash === info.undoes))) return false;
-    const rejoinSeq = undo ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
+    // A log of no-ops alone clears nothing a client was answered for, as an undo clears: no
+    // rejoinSeq either. Raised, a restore cut off halfway in a group whose log held a no-op (a
+    // move, a failover, an earlier cut-off restore) left every replica refusing fences, and no
+    // recovery could take office to rebuild them (a review).
+    const rejoinSeq = undo || this.logHoldsNoopsOnly() ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();
       this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined, scrub: null, stateMachineDigest: null });
@@ -771,6 +776,19 @@ export class ReplicaCore {
     this.unapplied.clear();
     this.installing = installing;
     this.installDigest = new InstallDigest();
+    return true;
+  }
+
+  /** Whether the log holds no-ops alone from the first entry (at most restoreNoopsMax of them are read). */
+  private logHoldsNoopsOnly(): boolean {
+    const m = this.meta;
+    if (m.baseSeq !== 0 || m.lastSeq > restoreNoopsMax) return false;
+    for (let from = 1; from <= m.lastSeq; ) {
+      const page = this.storage.readEntries(from, m.lastSeq);
+      if (page.length === 0) return false;
+      if (page.some((e) => e.kind !== "noop")) return false;
+      from += page.length;
+    }
     return true;
   }
 
@@ -822,13 +840,14 @@ export class ReplicaCore {
     return { ok: true, digest: actual };
   }
 
-  /** The scrub pass under way finished now, over every stored row (ReplicaApi.scrubNow). */
-  scrubNow(): ScrubResult | null {
+  /** One audit's worth more of the scrub pass under way (ReplicaApi.scrubNow); finished: the pass just ended. */
+  scrubNow(): { finished: boolean } | null {
     if (this.installing) return null;
     this.saveState();
-    const scrub = this.state.scrubStep(Infinity, scrubPageRows);
-    this.saveMeta({ scrub: stampScrub(this.state.scrubCursor, this.meta.stateDigest) });
-    return scrub;
+    this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows);
+    const cursor = stampScrub(this.state.scrubCursor, this.meta.stateDigest);
+    this.saveMeta({ scrub: cursor });
+    return { finished: cursor === null };
   }
 
   auditInfo(): AuditInfo {

@@ -6,6 +6,12 @@
 import { describe, expect, it } from "vitest";
 import type { SnapshotInfo } from "../../shared/protocol/replica.js";
 import { directGroup } from "../support/direct.js";
+import { type DriverIO, type ReplicaLink, type ReplicaTransport, linkOver, serve } from "../../shared/protocol/io.js";
+import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { recoverSequencer } from "../../shared/protocol/recovery.js";
+import { zeroHash } from "../../shared/protocol/hash.js";
+import { Cluster } from "../support/cluster.js";
+
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const retention = { entries: 10_000, slack: 1_000 };
@@ -31,5 +37,53 @@ describe("every replica halfway through a restore's install, the group holding n
     const r = await g.link("r2").query({ op: "list" }, 0, 1_000);
     expect(r).toMatchObject({ kind: "ok", result: { items: [["k", 1]] } });
     g.driver.stop();
+  }, 20_000);
+});
+
+function ioOver(c: Cluster): DriverIO {
+  return {
+    nowMs: () => 0,
+    setTimer: (ms: number, fn: () => void) => { const t = setTimeout(fn, Math.min(ms, 20)); return () => clearTimeout(t); },
+    log: () => {},
+    link: (id: string): ReplicaLink => {
+      const transport: ReplicaTransport = async (method, args) => (await serve(c.replicas.get(id)! as never, method, args)) as never;
+      return linkOver(transport, async () => null);
+    },
+  } as unknown as DriverIO;
+}
+
+async function cutRestore(withNoop: boolean) {
+  const c = Cluster.of("kv", 3, "first", 1_000);
+  let epoch = 1;
+  let seq = 1;
+  if (withNoop) {
+    // A recovery (a failover, a move, or the one after an earlier cut restore): a no-op at 1.
+    const st = new MemorySequencerStorage();
+    const r = await recoverSequencer(c.config, st, ioOver(c));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    epoch = r.meta.epoch;
+    const noop = st.lastEntry()!;
+    for (const rep of c.replicas.values()) expect(rep.append({ epoch, prevSeq: 0, prevHash: zeroHash, entries: [noop], commitSeq: 1 }).ok).toBe(true);
+    seq = 2;
+  }
+  const info: SnapshotInfo = { seq, digest: "ab".repeat(32), logHash: "cd".repeat(32), entryEpoch: epoch, timestamp: null, epoch };
+  for (const [id, rep] of c.replicas) {
+    expect(rep.beginInstall(info, `restore:${id}`, epoch)).toBe(true);
+    expect(rep.installPage(`restore:${id}`, [["m/a", "1"]])).toBe(true);
+  }
+  // The sequencer restarts with restoreEpoch === epoch: it recovers at a new epoch (lifecycle.start).
+  return recoverSequencer(c.config, new MemorySequencerStorage(), ioOver(c));
+}
+
+describe("a restore cut off halfway on every replica, the sequencer restarted (a review)", () => {
+  // A replica raised rejoinSeq to its cleared log's end when it began the install: with a no-op in
+  // that log (a move, a failover, the recovery after an earlier cut restore), every replica refused
+  // fences and no recovery could take office to rebuild them. A log of no-ops alone raises none.
+  it("recovers when the log was empty", async () => {
+    expect((await cutRestore(false))!.ok).toBe(true);
+  });
+  it("recovers when the log held a no-op", async () => {
+    expect(await cutRestore(true)).toMatchObject({ ok: true });
   }, 20_000);
 });

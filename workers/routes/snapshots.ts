@@ -90,6 +90,9 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now (${asked})`, 1);
 });
 
+/** Steps of scrubNow one judge takes at most (an audit's rows each: 50,000, so 50 million rows). */
+const scrubNowStepsMax = 1_000;
+
 /**
  * A replica whose download did not match its digest: its scrub pass is finished at once (an audit
  * reads 50,000 rows of it, so a large state took many audits to be judged, while other routers'
@@ -97,7 +100,11 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
  * rebuilds it from a healthy one under the audit's rules (a quorum that agrees).
  */
 async function judge(env: App["Bindings"], group: string, stub: ReturnType<typeof replicaStub>, inc: number): Promise<void> {
-  await rpc(stub.call(inc, "scrubNow", [])).catch(() => undefined);
+  // Step by step (each its own call, so the replica serves between them), to the pass's end.
+  for (let step = 0; step < scrubNowStepsMax; step++) {
+    const r = await rpc<{ finished: boolean } | null>(stub.call(inc, "scrubNow", [])).catch(() => null);
+    if (r === null || r.finished) break;
+  }
   await groups.withSequencer(env, group, (s) => rpc(s.audit()), (a) => a === null).catch(() => undefined);
 }
 
@@ -150,7 +157,10 @@ async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{
   if (!body) return;
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   const reader = body.getReader();
-  let pending: Uint8Array = new Uint8Array(0); // the bytes of the line under way
+  // The bytes of the line under way, in the parts they came in (joined once its newline comes:
+  // joined at every part, a long line cost its length squared, a review).
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
   let bytes = 0;
   let no = 0;
   /** The text of whole lines (bytes ending in a newline, or the body's end); the first line's byte order mark dropped. */
@@ -181,17 +191,18 @@ async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{
         bytes += value.byteLength;
         if (bytes > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
         const last = value.lastIndexOf(10);
-        if (last < 0) pending = concat(pending, value);
+        if (last < 0) (pending.push(value), (pendingBytes += value.byteLength));
         else {
-          const text = decode(concat(pending, value.subarray(0, last + 1)));
-          pending = value.slice(last + 1);
+          const text = decode(joined([...pending, value.subarray(0, last + 1)]));
+          pending = last + 1 < value.byteLength ? [value.subarray(last + 1)] : [];
+          pendingBytes = value.byteLength - last - 1;
           let start = 0;
           for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", start)) {
             yield { no: ++no, text: text.slice(start, i) };
             start = i + 1;
           }
         }
-        if (pending.byteLength > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
+        if (pendingBytes > lineBytesMax) throw new ApiError("bad_request", `line ${no + 1}: longer than ${lineBytesMax} bytes`);
       }
       if (done) break;
     }
@@ -199,15 +210,15 @@ async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{
     // A refused file's rest is drained by the route (see drain).
     reader.releaseLock();
   }
-  const text = pending.byteLength > 0 ? decode(pending) : "";
+  const text = pendingBytes > 0 ? decode(joined(pending)) : "";
   if (text.trim() !== "") yield { no: ++no, text };
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.byteLength === 0) return b;
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a);
-  out.set(b, a.byteLength);
+function joined(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) (out.set(p, at), (at += p.byteLength));
   return out;
 }
 
