@@ -94,10 +94,11 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
 const scrubNowStepsMax = 1_000;
 
 /**
- * A replica whose download did not match its digest: its scrub pass is finished at once (an audit
- * reads 50,000 rows of it, so a large state took many audits to be judged, while other routers'
- * downloads kept choosing it; a review), then the group is audited, which quarantines it and
- * rebuilds it from a healthy one under the audit's rules (a quorum that agrees).
+ * A replica whose download did not match its digest: its scrub pass is taken to its end now, one
+ * audit's rows a call (left to the audits, which read 50,000 rows each, a large state took many of
+ * them to be judged, while other routers' downloads kept choosing it; a review), then the group is
+ * audited, which quarantines it and rebuilds it from a healthy one under the audit's rules (a
+ * quorum that agrees).
  */
 async function judge(env: App["Bindings"], group: string, stub: ReturnType<typeof replicaStub>, inc: number): Promise<void> {
   // Step by step (each its own call, so the replica serves between them), to the pass's end.
