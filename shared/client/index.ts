@@ -373,7 +373,7 @@ function idleAbort(timeoutMs: number | undefined, what: string, signal?: AbortSi
   };
 }
 
-/** A byte array as a stream of 64 KiB parts (a restore's progress is counted by them). */
+/** A byte array as a stream of 64 KiB parts (the server's wait for each is bounded, not for the whole). */
 function chunksOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
   let at = 0;
   return new ReadableStream<Uint8Array>({
@@ -940,7 +940,8 @@ export class SmrClient {
     // The server must take each part of the file within requestTimeoutMs, and answer within
     // clientRestoreAnswerMs of the last (it installs the rows on the replicas first): unbounded,
     // a server that took the connection and never answered held `smr restore` for good (a probe).
-    const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `POST ${this.baseUrl}${path}`);
+    const boundMs = timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs);
+    const idle = idleAbort(boundMs, `POST ${this.baseUrl}${path}`);
     const source = typeof body === "string" ? new TextEncoder().encode(body) : body;
     const it = (source instanceof Uint8Array ? chunksOf(source) : source instanceof ReadableStream ? source : toStream(source)).getReader();
     const payload = new ReadableStream<Uint8Array>({
@@ -949,7 +950,7 @@ export class SmrClient {
         idle.pause();
         const { done, value } = await it.read();
         if (done) {
-          idle.touch(clientRestoreAnswerMs);
+          idle.touch(boundMs === undefined ? undefined : clientRestoreAnswerMs); // no bound asked: none
           c.close();
         } else {
           idle.touch();
