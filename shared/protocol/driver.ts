@@ -1305,6 +1305,14 @@ export class SequencerDriver {
       // A source ahead of this sequencer serves a newer epoch's sequencer: this one was deposed
       // (a failover) and must not rebuild anyone.
       if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Error(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
+      // A source whose log differs from this one's at its position holds a state the group never
+      // had (one that kept a restore cut off midway, left out of the recovery's quorum): copied,
+      // the target would serve it (a review). Its next append's mismatch sends it to a repair.
+      const logHash = this.core.logHashAt(info.seq);
+      if (logHash !== null && logHash !== info.logHash) {
+        this.badSources.set(target, source);
+        throw new Error(`${source}'s log differs from the sequencer's at seq ${info.seq}: not a source`);
+      }
       // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
       const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
       progress.begun = true; // from here the target may hold a half-done transfer

@@ -422,6 +422,12 @@ export class SequencerCore {
     return this.storage.readEntries(fromSeq, toSeq, bytesMax);
   }
 
+  /** The log's hash at seq, or null where the log cannot tell (compacted away, or past its end). */
+  logHashAt(seq: number): string | null {
+    if (seq < this.baseSeq || seq > this.lastSeq) return null;
+    return this.hashAt(seq);
+  }
+
   private hashAt(seq: number): string {
     if (seq === 0) return zeroHash;
     if (seq === this.baseSeq) return this.meta.baseHash ?? zeroHash;

@@ -87,3 +87,23 @@ describe("a restore cut off halfway on every replica, the sequencer restarted (a
     expect(await cutRestore(true)).toMatchObject({ ok: true });
   }, 20_000);
 });
+
+describe("a repair's source whose log differs from the sequencer's at its position (a review)", () => {
+  // One that kept a restore cut off midway, left out of the recovery's quorum, holds a state the
+  // group never had: copied, the target was taken out of quarantine and served it.
+  it("is not copied from", async () => {
+    const g = directGroup(config, retention);
+    for (let i = 1; i <= 5; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await new Promise((r) => setTimeout(r, 50));
+    // r2's log ends in another entry than the sequencer's at the same seq.
+    const r2 = (g.replicas.get("r2") as unknown as { core: { meta: { lastSeq: number; lastHash: string; appliedSeq: number } } }).core;
+    expect(r2.meta.appliedSeq).toBe(r2.meta.lastSeq);
+    r2.meta.lastHash = "ff".repeat(32);
+    const core = (g.driver as unknown as { core: { setQuarantined(id: string, q: boolean): void } }).core;
+    core.setQuarantined("r1", true);
+    core.setQuarantined("r3", true);
+    expect(await g.driver.repair("r3")).toBe(false);
+    expect(g.stores.get("r3")!.meta!.installing ?? null).toBeNull();
+    g.driver.stop();
+  });
+});
