@@ -1294,9 +1294,12 @@ export class SequencerDriver {
     return installed !== null;
   }
 
+  /** A replica's answer within replicaRpcTimeoutMs (a transfer's calls). */
+  private readonly replicaCall = <T>(p: Promise<T>, what: string): Promise<T> => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
+
   /** A state transfer from `source` to `target`: the position it installed. */
   private async copyTo(target: string, source: string, progress: { begun: boolean }): Promise<number> {
-    const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
+    const call = this.replicaCall;
     const src = this.io.link(source);
     const dst = this.io.link(target);
     const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
@@ -1345,7 +1348,7 @@ export class SequencerDriver {
    * whatever it held (a restore never adopted holds no position).
    */
   private async installEmpty(target: string, progress: { begun: boolean }): Promise<number> {
-    const call = <T>(p: Promise<T>, what: string) => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
+    const call = this.replicaCall;
     const dst = this.io.link(target);
     const info: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, timestamp: null, epoch: this.core.epoch };
     const transferId = `${this.core.epoch}:0:${++this.transfers}:${this.io.nowMs()}:empty`;

@@ -86,3 +86,19 @@ export function boundedEntries(entries: Entry[], bytesMax: number): Entry[] {
   }
   return entries;
 }
+
+/**
+ * Whether a log that starts at its first entry (base 0) holds no-ops alone: read page by page
+ * through `read`, at most `limit` entries (a longer log counts as one with entries). A restore is
+ * taken only into such a log, and an install over it clears nothing a client was answered for.
+ */
+export function noopsOnly(baseSeq: number, lastSeq: number, limit: number, read: (fromSeq: number, toSeq: number) => Entry[]): boolean {
+  if (baseSeq !== 0 || lastSeq > limit) return false;
+  for (let from = 1; from <= lastSeq; ) {
+    const page = read(from, lastSeq);
+    if (page.length === 0 || page.some((e) => e.kind !== "noop")) return false;
+    from += page.length;
+  }
+  return true;
+}
+

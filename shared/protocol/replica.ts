@@ -15,7 +15,7 @@ import {
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
-import { entryBytes, entryHash } from "./entry.js";
+import { entryBytes, entryHash, noopsOnly } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
@@ -767,7 +767,8 @@ export class ReplicaCore {
     // rejoinSeq either. Raised, a restore cut off halfway in a group whose log held a no-op (a
     // move, a failover, an earlier cut-off restore) left every replica refusing fences, and no
     // recovery could take office to rebuild them (a review).
-    const rejoinSeq = undo || this.logHoldsNoopsOnly() ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
+    const noops = noopsOnly(m.baseSeq, m.lastSeq, restoreNoopsMax, (from, to) => this.storage.readEntries(from, to));
+    const rejoinSeq = undo || noops ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();
       this.saveMeta({ quarantined: true, installing, rejoinSeq: rejoinSeq !== undefined && rejoinSeq > 0 ? rejoinSeq : undefined, scrub: null, stateMachineDigest: null });
@@ -776,19 +777,6 @@ export class ReplicaCore {
     this.unapplied.clear();
     this.installing = installing;
     this.installDigest = new InstallDigest();
-    return true;
-  }
-
-  /** Whether the log holds no-ops alone from the first entry (at most restoreNoopsMax of them are read). */
-  private logHoldsNoopsOnly(): boolean {
-    const m = this.meta;
-    if (m.baseSeq !== 0 || m.lastSeq > restoreNoopsMax) return false;
-    for (let from = 1; from <= m.lastSeq; ) {
-      const page = this.storage.readEntries(from, m.lastSeq);
-      if (page.length === 0) return false;
-      if (page.some((e) => e.kind !== "noop")) return false;
-      from += page.length;
-    }
     return true;
   }
 

@@ -1,7 +1,7 @@
 import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, tailBytesMax } from "../limits.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
-import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, stampAfter } from "./entry.js";
+import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, noopsOnly, stampAfter } from "./entry.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { type MajorityConfig, majority } from "./quorum.js";
@@ -746,13 +746,7 @@ export class SequencerCore {
    * deleted and created again.
    */
   restoreRefusal(): { code: "conflict" | "unavailable"; reason: string } | null {
-    const entries = `the group has entries (last seq ${this.lastSeq})`;
-    if (this.baseSeq !== 0 || this.lastSeq > restoreNoopsMax) return { code: "conflict", reason: entries };
-    for (let from = 1; from <= this.lastSeq; ) {
-      const page = this.readEntries(from, this.lastSeq);
-      if (page.some((e) => e.kind !== "noop")) return { code: "conflict", reason: entries };
-      from += page.length;
-    }
+    if (!noopsOnly(this.baseSeq, this.lastSeq, restoreNoopsMax, (from, to) => this.readEntries(from, to))) return { code: "conflict", reason: `the group has entries (last seq ${this.lastSeq})` };
     if (this.restoreMarked) return { code: "unavailable", reason: "another restore of this group is under way; retry when it is done" };
     if (this.pending.size !== 0) return { code: "unavailable", reason: "commands sent before the restore are being ordered; retry" };
     if (this.meta.commitSeq < this.lastSeq) return { code: "unavailable", reason: "the group's sequencer is still committing its recovery; retry" };
