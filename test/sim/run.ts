@@ -6,7 +6,7 @@ import type { StateMachine } from "../../shared/machines/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
 import { type ClientHistory, SimClient } from "./clients.js";
 import { withTrial } from "./machines.js";
-import { Failures, type SimSequencer, makeGroup, type Variant } from "./nodes.js";
+import { Failures, type SimSequencer, makeGroup, simScrubRows, type Variant } from "./nodes.js";
 import { Prng } from "./prng.js";
 import { Network, World } from "./world.js";
 
@@ -542,13 +542,25 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     if (process.env.SIM_STACK) console.log("DEBUG", JSON.stringify(group.dir.config.inFlight), JSON.stringify(group.dir.config.sequencer), [...group.sequencers.keys()], group.failovers, JSON.stringify([...replicas.values()].map((r) => [r.id, r.storage.meta?.epoch, r.storage.meta?.lastSeq, r.storage.meta?.installing ? "installing" : "", r.retired])));
     return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
   }
-  let finalAudit = false;
-  void seq().driver!.audit().then((report) => {
-    checkReport(report.replicas);
-    finalAudit = true;
-  });
-  await world.run(world.now + 30_000, () => finalAudit);
-  if (!finalAudit) failures.add("the final audit did not finish");
+  // A scrub reads simScrubRows rows an audit, so damage behind the cursor of the pass under way is
+  // found by the next pass: audit on (the pass under way and one more at most) until every
+  // corrupted replica is found and rebuilt.
+  const rowsMax = Math.max(0, ...[...replicas.values()].map((r) => r.storage.rows.scan("", null, Infinity).length));
+  const finalAuditsMax = 2 + 2 * Math.ceil(rowsMax / simScrubRows);
+  for (let i = 0; i < finalAuditsMax && seq().driver; i++) {
+    let finalAudit = false;
+    void seq().driver!.audit().then((report) => {
+      checkReport(report.replicas);
+      finalAudit = true;
+    });
+    await world.run(world.now + 30_000, () => finalAudit);
+    if (!finalAudit) {
+      failures.add("the final audit did not finish");
+      break;
+    }
+    if ([...replicas.values()].every((r) => r.corruptedAtMs === null)) break;
+    await world.run(world.now + 30_000, () => seq().driver !== null && converged());
+  }
   // A fencing in the last moments may have sent the sequencer back into recovery: let it finish.
   await world.run(world.now + 60_000, () => seq().driver !== null);
   if (!seq().driver) {
