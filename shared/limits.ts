@@ -454,6 +454,12 @@ export const snapshotPageRows = 1_000;
 export const snapshotsPerReplicaMax = 2;
 export const snapshotIdleMs = 60_000;
 /**
+ * Once a quorum of voters has installed a restore, the other members get as long again as the
+ * quorum took (at least this) before they are left to a state transfer: one replica slowed 2 s a
+ * call held a 21 MB restore 52 s, and the group's commands with it, where the quorum took 7 s.
+ */
+export const restoreLaggardGraceMinMs = 2_000;
+/**
  * A restore goes into a group whose log holds no-ops alone (recoveries: a move or a failover
  * before any write) after them; a log of more than this many is taken as one with entries, so
  * the check reads a bounded log.

@@ -21,6 +21,7 @@ import {
   cutOffLookupMs,
   holdWhenWaitingMin,
   directTurnSlowMs,
+  restoreLaggardGraceMinMs,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { MajorityConfig } from "./quorum.js";
@@ -1391,9 +1392,14 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const info: SnapshotInfo = { seq: core.lastLogSeq + 1, digest, logHash: hash, entryEpoch: core.epoch, timestamp, epoch: core.epoch };
   const empty: SnapshotInfo = { seq: noop?.seq ?? 0, digest: zeroHash, logHash: noop?.hash ?? zeroHash, entryEpoch: noop?.epoch ?? 0, timestamp, epoch: core.epoch, undo: true, undoes: hash };
   const ids = core.replicaIds();
+  // Members left behind by a quorum (installOnQuorum): each stops at its next call.
+  const leftBehind = new Set<string>();
   const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
     const link = io.link(id);
-    const call = <T>(p: Promise<T>) => withTimeout(io, p, replicaRpcTimeoutMs, `restore on ${id}`);
+    const call = <T>(p: Promise<T>) => {
+      if (leftBehind.has(id)) throw new Error(`${id} was slower than a quorum of voters`);
+      return withTimeout(io, p, replicaRpcTimeoutMs, `restore on ${id}`);
+    };
     const transferId = `restore:${core.epoch}:${what.seq}:${io.nowMs()}:${id}`;
     if (!(await call(link.beginInstall(what, transferId, core.epoch)))) throw new Error(`${id} refused to install`);
     for (let after: string | null = null; ; ) {
@@ -1403,6 +1409,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
       after = page[page.length - 1]![0];
     }
     // From here the replica may hold `what` whatever the answer (it may be lost on the way back).
+    if (leftBehind.has(id)) throw new Error(`${id} was slower than a quorum of voters`);
     if (what === info) sentEnd.add(id);
     const done = await call(link.endInstall(transferId));
     if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
@@ -1412,14 +1419,12 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   try {
     // Inside the try: a storage error here may leave the mark set in memory and not on disk.
     core.markRestore();
-    const results = await Promise.allSettled(ids.map((id) => install(id, info, pages)));
-    const failed = results.flatMap((r, i) => (r.status === "rejected" ? [`${ids[i]}: ${String(r.reason)}`] : []));
-    const installed = ids.filter((_, i) => results[i]!.status === "fulfilled");
     // A quorum of voters is enough, as for an entry: the others are behind the restored position,
     // where the log holds nothing, so each gets a state transfer from one that installed (as a
     // replica behind a compacted log does) once it answers. Every replica had to install before:
     // one unreachable replica made every restore a 503 until it was back (a probe).
     const voters = core.voterIds();
+    const { installed, failed } = await installOnQuorum(io, ids, voters, (id) => install(id, info, pages), (id) => leftBehind.add(id));
     // Deleted or handed over while the replicas installed: its storage is gone, write nothing.
     if (driver.isStopped) return { ok: false, reason: "the group's sequencer stopped meanwhile (deleted or moved)" };
     if (!new MajorityConfig(voters).reached(installed)) {
@@ -1447,6 +1452,40 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     driver.restoring = false;
     driver.kickAll();
   }
+}
+
+/**
+ * Installs on every member at once; settles when every install has, or once a quorum of voters
+ * has and the others have had as long again as the quorum took (restoreLaggardGraceMinMs at
+ * least): those are left behind (`leave`: they stop at their next call) and counted as failed, to
+ * be rebuilt by a state transfer. A slow replica held every restore, and the group's commands.
+ */
+async function installOnQuorum(io: DriverIO, ids: string[], voters: string[], install: (id: string) => Promise<void>, leave: (id: string) => void): Promise<{ installed: string[]; failed: string[] }> {
+  const quorum = new MajorityConfig(voters);
+  const startedMs = io.nowMs();
+  const installed: string[] = [];
+  const failed = new Map<string, string>();
+  await new Promise<void>((resolve) => {
+    let cancelGrace: (() => void) | null = null;
+    const settle = () => {
+      if (installed.length + failed.size < ids.length) {
+        if (cancelGrace === null && quorum.reached(installed)) cancelGrace = io.setTimer(Math.max(restoreLaggardGraceMinMs, io.nowMs() - startedMs), cutOff);
+        return;
+      }
+      cancelGrace?.();
+      resolve();
+    };
+    const cutOff = () => {
+      for (const id of ids) if (!installed.includes(id) && !failed.has(id)) (leave(id), failed.set(id, `${id}: slower than a quorum of voters (left to a state transfer)`));
+      resolve();
+    };
+    for (const id of ids)
+      install(id).then(
+        () => void (failed.has(id) || installed.push(id), settle()),
+        (err) => void (failed.has(id) || failed.set(id, `${id}: ${String(err)}`), settle()),
+      );
+  });
+  return { installed: [...installed], failed: [...failed.values()] };
 }
 
 /**

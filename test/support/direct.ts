@@ -41,6 +41,8 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
     replicas.set(id, new ReplicaDriver(new ReplicaCore(store, meta, machineFor(meta.machine), retention), clock));
   }
   const down = new Set<string>();
+  /** Milliseconds each call to a replica waits before it is served (a slow replica). */
+  const slow = new Map<string, number>();
   /** Calls made to each replica, by "id:method" (a down replica's included). */
   const calls = new Map<string, number>();
   /** Runs after each call a replica served; a throw loses the answer on the way back. */
@@ -53,6 +55,8 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
     // Every call crosses a structured clone, as a Durable Object RPC does.
     const transport: ReplicaTransport = async (method, args) => {
       calls.set(`${id}:${method}`, (calls.get(`${id}:${method}`) ?? 0) + 1);
+      const delayMs = slow.get(id);
+      if (delayMs) await new Promise((resolve) => clock.setTimer(delayMs, () => resolve(undefined)));
       const answer = await serve(r(), method, structuredClone(args));
       hooks.served?.(id, method);
       return structuredClone(answer) as never;
@@ -78,5 +82,5 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
     retire: async (id) => void retired.push(id),
   };
   const driver = new SequencerDriver(new SequencerCore(seqStore, meta), io, retention);
-  return { driver, io, link, replicas, stores, seqStore, down, hooks, recorded, calls, events, provisioned, retired };
+  return { driver, io, link, replicas, stores, seqStore, down, slow, hooks, recorded, calls, events, provisioned, retired };
 }

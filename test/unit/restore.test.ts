@@ -213,6 +213,27 @@ describe("a restore that fails", () => {
   }
 });
 
+describe("a restore with a slow member", () => {
+  it("ends once a quorum of voters has installed and the other has had as long again; that one is rebuilt by a state transfer", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    // Three calls (begin, a page, end) of 2.5 s each, under the calls' timeout (replicaRpcTimeoutMs):
+    // 7.5 s, where the quorum takes milliseconds.
+    g.slow.set("r3", 2_500);
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: true });
+    // Left behind after the grace (restoreLaggardGraceMinMs): it had not reached its end.
+    expect(g.calls.get("r3:endInstall")).toBeUndefined();
+    expect(g.events.at(-1)!.message).toMatch(/state restored at seq 1 .*; r3 will be rebuilt from it \(r3: slower than a quorum of voters/);
+    expect(g.driver.core.replicaStatuses().find((s) => s.id === "r3")!.status).toMatch(/^(rebuilding|repairing)$/);
+    // Writes go on at once; r3, fast again, is rebuilt (the repair begun at once) and catches up.
+    expect(await putUntilOk(g.driver, 1)).toBe(2);
+    g.slow.clear();
+    const r3 = () => g.stores.get("r3")!.meta!;
+    for (let i = 0; i < 500 && (r3().appliedSeq < 2 || r3().quarantined); i++) await tick();
+    expect(g.stores.get("r3")!.meta).toMatchObject({ appliedSeq: 2, quarantined: false, digest: g.stores.get("r1")!.meta!.digest });
+  }, 20_000);
+});
+
 describe("a failed restore's undo that arrives late (a review)", () => {
   // r2 missed the first attempt; its undo timed out at the sequencer but was still on its way. r2
   // held nothing, so the mark was cleared, and a retry was adopted on r1 and r2 (r3 away) and
