@@ -8,12 +8,12 @@
 // carried out, so one that dies midway (kill -9 in a PUT or a DELETE) is finished by the next
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
-import type { GroupRecord } from "../shared/control/directory.js";
+import { type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
 import { deleteWaitMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
-import { type FailoverIO, failoverEvent, preVote } from "../shared/protocol/failover.js";
+import { type FailoverIO, preVote } from "../shared/protocol/failover.js";
 import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
@@ -337,19 +337,20 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
   const directory = directoryStub(env, group);
-  // The record as stored: its membership may be newer than the one read before the PreVote.
-  const moved = await directory.replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, { ...config, sequencer: decision.next });
-  if (!moved) return lookup(env, group, true);
-  cache.delete(group);
-  const r = await sequencerOf(env, moved).recover(moved);
-  if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
   const nowMs = Date.now();
   const seenMs = nowMs - (unreachableSince.get(sequencerKey(config)) ?? nowMs);
-  unreachableSince.delete(sequencerKey(config));
   const downMs = Math.max(decision.downMs + (nowMs - started), seenMs < unreachableMemoryMs ? seenMs : 0);
-  const event = failoverEvent(config, decision.next, r.epoch, cause, downMs, nowMs);
-  logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: event.from, to: event.to, downMs: event.downMs, cause }, "warn");
-  await directory.addEvent(config.incarnation, event).catch(() => undefined);
+  // Its event is kept with the new sequencer's recovery event, which knows the epoch (SequencerChange).
+  const change: SequencerChange = { kind: "failover", from: failed, to: decision.next.name, cause, downMs, atMs: nowMs };
+  // The record as stored: its membership may be newer than the one read before the PreVote.
+  const moved = await directory.replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, { ...config, sequencer: decision.next }, change);
+  if (!moved) return lookup(env, group, true);
+  cache.delete(group);
+  unreachableSince.delete(sequencerKey(config));
+  const r = await sequencerOf(env, moved).recover(moved);
+  if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
+  const event = changeEvent(change, r.epoch, new Date().toISOString());
+  logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: failed, to: change.to, downMs: event.downMs, cause }, "warn");
   return { ...record, config: moved };
 }
 
@@ -370,7 +371,11 @@ export async function move(env: Env, group: string, location: string | null) {
     throw new ApiError("unavailable", `cannot move the sequencer of ${group}: only ${reach.count} voting ${reach.count === 1 ? "replica answers" : "replicas answer"}, ${reach.need} needed for the new one to recover; nothing was changed`, 1);
   }
   const oldEpoch = await handOver(env, config);
-  const stored = await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved);
+  const from = sequencerName(config);
+  const to = moved.sequencer!.name;
+  // Its event is kept with the new sequencer's recovery event, which knows the epoch (SequencerChange).
+  const change: SequencerChange = { kind: "move", from, to, location, atMs: Date.now() };
+  const stored = await directoryStub(env, group).replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, moved, change);
   if (!stored) {
     // Deleted meanwhile is a 404 (lookup throws it; a DELETE under way is finished), as the same
     // request a moment later: it answered 409 "changed meanwhile" to a move racing the DELETE.
@@ -384,13 +389,9 @@ export async function move(env: Env, group: string, location: string | null) {
   const r = await sequencerOf(env, stored)
     .recover(stored)
     .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
-  const from = sequencerName(config);
-  const to = moved.sequencer!.name;
   const epoch = r.ok ? r.epoch : oldEpoch;
-  const done = r.ok ? `at epoch ${r.epoch}` : `; it takes office once it recovers (${r.reason})`;
-  const event = { at: new Date().toISOString(), kind: "move" as const, epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} ${done}`, from, to, location };
-  logEvent({ event: "move", group, epoch, message: event.message, from, to }, r.ok ? "log" : "warn");
-  await directoryStub(env, group).addEvent(config.incarnation, event).catch(() => undefined);
+  const message = r.ok ? changeEvent(change, r.epoch, new Date().toISOString()).message : `sequencer ${from} moved to ${to}; it takes office once it recovers (${r.reason})`;
+  logEvent({ event: "move", group, epoch, message, from, to }, r.ok ? "log" : "warn");
   return { name: to, location, epoch, ...(r.ok ? {} : { recovering: r.reason }) };
 }
 

@@ -17,6 +17,38 @@ export interface GroupRecord {
   config: GroupConfig;
   state: GroupState;
   created: string;
+  /** The last sequencer change, until the new sequencer's recovery event keeps its event. */
+  change?: SequencerChange;
+}
+
+/**
+ * A move or a failover, recorded by the compare-and-set that makes it (replaceSequencer). Its
+ * event needs the new epoch and, for a failover, how long the group was down: both known at the
+ * new sequencer's recovery, whose event then keeps it (addEvent). The router wrote it after the
+ * recovery before: a server killed between the two left a move in force with no `move` event (a
+ * probe), and a failover uncounted.
+ */
+export interface SequencerChange {
+  kind: "move" | "failover";
+  from: string;
+  to: string;
+  /** A move's location hint. */
+  location?: string | null;
+  /** A failover's cause, and how long the old sequencer had been unreachable at the change. */
+  cause?: string;
+  downMs?: number;
+  atMs: number;
+}
+
+/** The event of a sequencer change, once the new sequencer recovered at `epoch` (at time `at`). */
+export function changeEvent(change: SequencerChange, epoch: number, at: string): GroupEvent {
+  const { from, to } = change;
+  if (change.kind === "move") {
+    const location = change.location ?? null;
+    return { at, kind: "move", epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} at epoch ${epoch}`, from, to, location };
+  }
+  const downMs = (change.downMs ?? 0) + Math.max(0, Date.parse(at) - change.atMs);
+  return { at, kind: "failover", epoch, message: `sequencer ${from} replaced by ${to} at epoch ${epoch}`, cause: change.cause ?? "", from, to, downMs };
 }
 
 import type { EventAction, GroupEvent } from "../api/types.js";
@@ -163,21 +195,42 @@ export class DirectoryCore {
    * write a change ahead), and a recovery fencing an older membership could misjudge the old
    * sequencer's lease (recovery.ts, oldLeaseEndMs).
    */
-  replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig): GroupConfig | null {
-    const rec = this.get();
-    if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return null;
-    if ((rec.config.sequencer?.no ?? 0) !== expectedNo) return null;
-    const stored = { ...rec.config, sequencer: config.sequencer };
-    this.store.put("record", { ...rec, config: stored });
-    return stored;
+  replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig, change?: SequencerChange): GroupConfig | null {
+    return this.store.transaction(() => {
+      const rec = this.get();
+      if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return null;
+      if ((rec.config.sequencer?.no ?? 0) !== expectedNo) return null;
+      // A change whose sequencer never reported its recovery is kept now, its epoch unknown (0).
+      if (rec.change) this.keepEvent(incarnation, changeEvent(rec.change, 0, new Date(rec.change.atMs).toISOString()));
+      const stored = { ...rec.config, sequencer: config.sequencer };
+      const { change: _settled, ...rest } = rec;
+      this.store.put("record", { ...rest, config: stored, ...(change ? { change } : {}) });
+      return stored;
+    });
   }
 
+  /**
+   * Keeps an event; a sequencer's recovery event is followed by the event of the change that named
+   * it (SequencerChange), which is done only then (listed newest first, it comes before).
+   */
   addEvent(incarnation: number, event: GroupEvent): boolean {
     return this.store.transaction(() => {
-      if (!this.keep(incarnation, "event", event, eventHistoryMax)) return false;
-      if (event.kind === "failover") this.count((c) => c.failovers++);
+      if (!this.keepEvent(incarnation, event)) return false;
+      const rec = this.get()!;
+      const change = rec.change;
+      if (change && event.kind === "recovery" && event.sequencer === change.to) {
+        const { change: _settled, ...rest } = rec;
+        this.store.put("record", rest);
+        this.keepEvent(incarnation, changeEvent(change, event.epoch, event.at));
+      }
       return true;
     });
+  }
+
+  private keepEvent(incarnation: number, event: GroupEvent): boolean {
+    if (!this.keep(incarnation, "event", event, eventHistoryMax)) return false;
+    if (event.kind === "failover") this.count((c) => c.failovers++);
+    return true;
   }
 
   events(limit: number): GroupEvent[] {

@@ -265,21 +265,3 @@ function votes(io: FailoverIO, ids: string[], quorum: JointConfig, counts: (r: V
     });
   });
 }
-
-/**
- * The event a failover leaves in the group's history, once the successor has recovered: `at` is
- * that time, so it follows the recovery's own event (events are listed newest first; at the
- * PreVote's time it sorted before the recovery it caused).
- */
-export function failoverEvent(config: GroupConfig, next: NonNullable<GroupConfig["sequencer"]>, epoch: number, cause: string, downMs: number, atMs: number) {
-  return {
-    at: new Date(atMs).toISOString(),
-    kind: "failover" as const,
-    epoch,
-    message: `sequencer ${sequencerName(config)} replaced by ${next.name} at epoch ${epoch}`,
-    cause,
-    from: sequencerName(config),
-    to: next.name,
-    downMs,
-  };
-}

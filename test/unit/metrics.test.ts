@@ -206,6 +206,32 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     expect(dir.replaceSequencer(read.incarnation, 0, { ...read, sequencer: { name: "g~s2", location: null, no: 1 } })).toBeNull();
   });
 
+  it("keeps a move's or a failover's event with the new sequencer's recovery event, whoever sends that (the router that made the change may be gone)", () => {
+    const dir = memoryDirectory();
+    const rec = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config;
+    const atMs = Date.parse("2026-12-04T10:00:00.000Z");
+    const moved = { ...rec, sequencer: { name: "g~s1", location: "weur", no: 1 } };
+    expect(dir.replaceSequencer(rec.incarnation, 0, moved, { kind: "move", from: "g", to: "g~s1", location: "weur", atMs })).not.toBeNull();
+    // Nothing yet: the epoch is known at the recovery. Another sequencer's recovery event settles nothing.
+    dir.addEvent(rec.incarnation, { at: "2026-12-04T10:00:00.500Z", kind: "recovery", epoch: 1, message: "r", sequencer: "g" });
+    expect(dir.events(10).map((e) => e.kind)).toEqual(["recovery"]);
+    dir.addEvent(rec.incarnation, { at: "2026-12-04T10:00:01.000Z", kind: "recovery", epoch: 2, message: "r", sequencer: "g~s1" });
+    expect(dir.events(10)[0]).toEqual({ at: "2026-12-04T10:00:01.000Z", kind: "move", epoch: 2, message: "sequencer g moved to g~s1 (weur) at epoch 2", from: "g", to: "g~s1", location: "weur" });
+    expect(dir.get()!.change).toBeUndefined();
+    // A failover: down 4 s when the change was made, recovered 1.5 s later; counted once.
+    const failed = { ...rec, sequencer: { name: "g~s2", location: null, no: 2 } };
+    dir.replaceSequencer(rec.incarnation, 1, failed, { kind: "failover", from: "g~s1", to: "g~s2", cause: "no answer", downMs: 4_000, atMs });
+    dir.addEvent(rec.incarnation, { at: "2026-12-04T10:00:01.500Z", kind: "recovery", epoch: 3, message: "r", sequencer: "g~s2" });
+    dir.addEvent(rec.incarnation, { at: "2026-12-04T10:00:02.000Z", kind: "recovery", epoch: 4, message: "r", sequencer: "g~s2" });
+    expect(dir.events(10).filter((e) => e.kind === "failover")).toEqual([{ at: "2026-12-04T10:00:01.500Z", kind: "failover", epoch: 3, message: "sequencer g~s1 replaced by g~s2 at epoch 3", cause: "no answer", from: "g~s1", to: "g~s2", downMs: 5_500 }]);
+    expect(dir.counters().failovers).toBe(1);
+    // A change whose sequencer never reported its recovery is kept when the next one replaces it.
+    dir.replaceSequencer(rec.incarnation, 2, { ...rec, sequencer: { name: "g~s3", location: null, no: 3 } }, { kind: "move", from: "g~s2", to: "g~s3", atMs });
+    dir.replaceSequencer(rec.incarnation, 3, { ...rec, sequencer: { name: "g~s4", location: null, no: 4 } }, { kind: "move", from: "g~s3", to: "g~s4", atMs });
+    expect(dir.events(1)[0]).toMatchObject({ kind: "move", epoch: 0, from: "g~s2", to: "g~s3" });
+    expect(dir.get()!.change).toMatchObject({ to: "g~s4" });
+  });
+
   it("keeps the quarantined replicas apart from the membership (a membership record does not clear them), written only by the sequencer in office", () => {
     const dir = memoryDirectory();
     const rec = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config;

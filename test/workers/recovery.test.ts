@@ -176,4 +176,22 @@ describe("moving a sequencer", () => {
     // The delete reached the replica in the first sequencer's object too.
     expect(await tenants()).toEqual({ sequencer: 0, log: 0, replica: 0, replicaLog: 0 });
   });
+
+  it("a move whose router stopped right after naming the new sequencer still leaves its move event, kept at that sequencer's recovery", async () => {
+    await createGroup("halfmove", { machine: "kv" });
+    expect((await command("halfmove", { op: "put", key: "a", value: 1 }, "h", 1)).status).toBe(200);
+    // What a router killed between the directory's compare-and-set and the recovery call leaves:
+    // the old sequencer handed over, the directory names halfmove~s1, which has never run.
+    await (env.SEQUENCER.get(env.SEQUENCER.idFromName("halfmove")) as unknown as { handOver(): Promise<unknown> }).handOver();
+    const directory = directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName("halfmove")) as never);
+    const rec = (await directory.get())!;
+    const moved = { ...rec.config, sequencer: { name: "halfmove~s1", location: null, no: 1 } };
+    expect(await directory.replaceSequencer(rec.config.incarnation, 0, moved, { kind: "move", from: "halfmove", to: "halfmove~s1", location: null, atMs: Date.now() })).not.toBeNull();
+    // The next request finds the new sequencer and has it recover.
+    await waitFor("a write through the new sequencer", async () => (await command("halfmove", { op: "put", key: "b", value: 2 }, "h", 2)).status === 200, 100);
+    // The recovery's event is kept in the background (waitUntil), the move's with it.
+    const moves = async () => (await api("GET", "/v1/groups/halfmove/events", undefined, clientToken)).body.events.filter((e: any) => e.kind === "move");
+    await waitFor("the move event", async () => (await moves()).length > 0, 100);
+    expect(await moves()).toMatchObject([{ from: "halfmove", to: "halfmove~s1", epoch: 2, message: "sequencer halfmove moved to halfmove~s1 at epoch 2" }]);
+  });
 });
