@@ -1396,22 +1396,24 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const leftBehind = new Set<string>();
   const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
     const link = io.link(id);
-    const call = <T>(p: Promise<T>) => {
+    // Checked before each call is sent (a call made first went out, its answer unheard: a review).
+    const goOn = () => {
       if (leftBehind.has(id)) throw new Error(`${id} was slower than a quorum of voters`);
-      return withTimeout(io, p, replicaRpcTimeoutMs, `restore on ${id}`);
     };
+    const call = <T>(send: () => Promise<T>) => (goOn(), withTimeout(io, send(), replicaRpcTimeoutMs, `restore on ${id}`));
     const transferId = `restore:${core.epoch}:${what.seq}:${io.nowMs()}:${id}`;
-    if (!(await call(link.beginInstall(what, transferId, core.epoch)))) throw new Error(`${id} refused to install`);
+    if (!(await call(() => link.beginInstall(what, transferId, core.epoch)))) throw new Error(`${id} refused to install`);
     for (let after: string | null = null; ; ) {
+      goOn();
       const page = await rows(after);
       if (page.length === 0) break;
-      if (!(await call(link.installPage(transferId, page)))) throw new Error(`${id} is installing another transfer`);
+      if (!(await call(() => link.installPage(transferId, page)))) throw new Error(`${id} is installing another transfer`);
       after = page[page.length - 1]![0];
     }
     // From here the replica may hold `what` whatever the answer (it may be lost on the way back).
-    if (leftBehind.has(id)) throw new Error(`${id} was slower than a quorum of voters`);
+    goOn();
     if (what === info) sentEnd.add(id);
-    const done = await call(link.endInstall(transferId));
+    const done = await call(() => link.endInstall(transferId));
     if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
   };
   const sentEnd = new Set<string>();
