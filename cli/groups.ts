@@ -25,7 +25,8 @@ export function printStatus(s: GroupStatus): void {
 export function printReplicas(replicas: GroupStatus["replicas"]): void {
   printTable(
     ["replica", "location", "status", "lastSeq", "appliedSeq", "digest", "lastContact"],
-    replicas.map((r) => [r.id, r.location, r.status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact]),
+    // Never heard from (no contact, no audit that reached it): positions unknown, not 0.
+    replicas.map((r) => (r.lastContact === null ? [r.id, r.location, r.status, "?", "?", "?", null] : [r.id, r.location, r.status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact])),
   );
 }
 

@@ -185,11 +185,13 @@ function renderGroup(status, audits, events) {
     tr.dataset.status = r.status;
     cell(tr, "id", r.id);
     cell(tr, "status", r.status).className = `status status-${r.status}`;
-    cell(tr, "appliedSeq", r.appliedSeq);
-    cell(tr, "lastSeq", r.lastSeq);
+    // Never heard from (no contact, no audit that reached it): its positions are unknown, not 0.
+    const known = r.lastContact !== null;
+    cell(tr, "appliedSeq", known ? r.appliedSeq : "?", known ? "" : "not heard from yet");
+    cell(tr, "lastSeq", known ? r.lastSeq : "?");
     cell(tr, "commitSeq", status.commitSeq);
-    cell(tr, "lag", status.commitSeq - r.appliedSeq);
-    cell(tr, "digest", r.digest ? r.digest.slice(0, digestShownChars) : "", r.digest).className = "mono";
+    cell(tr, "lag", known ? status.commitSeq - r.appliedSeq : "?");
+    cell(tr, "digest", known && r.digest ? r.digest.slice(0, digestShownChars) : known ? "" : "?", r.digest).className = "mono";
     cell(tr, "lastContact", ago(r.lastContact), r.lastContact || "");
     cell(tr, "location", r.location);
     replicas.append(tr);

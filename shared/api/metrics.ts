@@ -93,12 +93,16 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const flushes = family("smr_sequencer_flushes_total", "counter", "Log writes of the group's sequencer that ordered commands (each one batch); starts again at 0 when the sequencer restarts.");
   const appends = family("smr_appends_total", "counter", "Append messages (heartbeats included) the group's sequencer sent each replica; `colocated` marks the direct call to the replica in its own object. Starts again at 0 when the sequencer restarts.");
-  /** `heardOnly`: positions only of replicas heard from (a down group's: no answer is not seq 0). */
-  const replicaSamples = (s: GroupStatus, heardOnly = false) => {
+  /**
+   * Positions only of replicas heard from (lastContact), by the sequencer, the router or an audit:
+   * no answer is not seq 0. A co-located replica cut off with its sequencer's object, which no
+   * audit had reached, showed applied seq 0 and a lag of the whole log after the failover (a probe).
+   */
+  const replicaSamples = (s: GroupStatus) => {
     for (const r of s.replicas) {
       const labels = { group: s.group, replica: r.id };
       status.samples.push({ labels: { ...labels, status: r.status }, value: 1 });
-      if (heardOnly && r.lastContact === null) continue;
+      if (r.lastContact === null) continue;
       applied.samples.push({ labels, value: r.appliedSeq });
       lag.samples.push({ labels, value: Math.max(0, s.commitSeq - r.appliedSeq) });
     }
@@ -109,7 +113,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     if (!g.up) {
       // The sequencer did not answer: what the replicas say of themselves (an outage is when an
       // operator needs them; the probe saw every series vanish while the replicas answered).
-      if (g.replicas) replicaSamples(g.replicas, true);
+      if (g.replicas) replicaSamples(g.replicas);
       continue;
     }
     const s = g.status;

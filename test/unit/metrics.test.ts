@@ -56,8 +56,10 @@ describe("the Prometheus text exposition", () => {
       checkpointEvery: 100,
       sequencer: { name: "g1~s2", location: null, epoch: 3, since: null },
       replicas: [
-        { id: "r1", location: null, status: "healthy", lastSeq: 12, appliedSeq: 12, digest: "d", lastContact: null },
-        { id: "r2", location: null, status: "quarantined", lastSeq: 4, appliedSeq: 4, digest: "d", lastContact: null },
+        { id: "r1", location: null, status: "healthy", lastSeq: 12, appliedSeq: 12, digest: "d", lastContact: "2026-12-04T00:00:00.000Z" },
+        { id: "r2", location: null, status: "quarantined", lastSeq: 4, appliedSeq: 4, digest: "d", lastContact: "2026-12-04T00:00:00.000Z" },
+        // Never heard from (cut off with a failed sequencer's object, no audit reached it): no position, not 0.
+        { id: "r3", location: null, status: "down", lastSeq: 0, appliedSeq: 0, digest: "d", lastContact: null },
       ],
     };
     const text = exposition(
@@ -104,6 +106,7 @@ describe("the Prometheus text exposition", () => {
     expect(values("smr_replica_status")).toEqual([
       [{ group: "g1", replica: "r1", status: "healthy" }, 1],
       [{ group: "g1", replica: "r2", status: "quarantined" }, 1],
+      [{ group: "g1", replica: "r3", status: "down" }, 1],
       [{ group: "g3", replica: "r1", status: "healthy" }, 1],
       [{ group: "g3", replica: "r2", status: "down" }, 1],
     ]);
@@ -225,11 +228,22 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     dir.addEvent(rec.incarnation, { at: "2026-12-04T10:00:02.000Z", kind: "recovery", epoch: 4, message: "r", sequencer: "g~s2" });
     expect(dir.events(10).filter((e) => e.kind === "failover")).toEqual([{ at: "2026-12-04T10:00:01.500Z", kind: "failover", epoch: 3, message: "sequencer g~s1 replaced by g~s2 at epoch 3", cause: "no answer", from: "g~s1", to: "g~s2", downMs: 5_500 }]);
     expect(dir.counters().failovers).toBe(1);
-    // A change whose sequencer never reported its recovery is kept when the next one replaces it.
+    // The router's settle after the recovery it awaited finds it kept: nothing more.
+    expect(dir.settleChange(rec.incarnation, "g~s2", 3, "2026-12-04T10:00:03.000Z")).toBe(false);
+    // A change whose sequencer never reported its recovery is kept when the next one replaces it,
+    // at that time, its epoch unknown; the router's settle keeps the next one's.
     dir.replaceSequencer(rec.incarnation, 2, { ...rec, sequencer: { name: "g~s3", location: null, no: 3 } }, { kind: "move", from: "g~s2", to: "g~s3", atMs });
-    dir.replaceSequencer(rec.incarnation, 3, { ...rec, sequencer: { name: "g~s4", location: null, no: 4 } }, { kind: "move", from: "g~s3", to: "g~s4", atMs });
-    expect(dir.events(1)[0]).toMatchObject({ kind: "move", epoch: 0, from: "g~s2", to: "g~s3" });
-    expect(dir.get()!.change).toMatchObject({ to: "g~s4" });
+    const laterMs = atMs + 60_000;
+    dir.replaceSequencer(rec.incarnation, 3, { ...rec, sequencer: { name: "g~s4", location: null, no: 4 } }, { kind: "move", from: "g~s3", to: "g~s4", atMs: laterMs }, laterMs);
+    expect(dir.events(1)[0]).toEqual({ at: "2026-12-04T10:01:00.000Z", kind: "move", epoch: 0, message: "sequencer g~s2 moved to g~s3; its recovery was not recorded", from: "g~s2", to: "g~s3", location: null });
+    expect(dir.settleChange(rec.incarnation + 1, "g~s4", 6, "2026-12-04T10:01:01.000Z")).toBe(false);
+    expect(dir.settleChange(rec.incarnation, "g~s4", 6, "2026-12-04T10:01:01.000Z")).toBe(true);
+    expect(dir.events(1)[0]).toMatchObject({ kind: "move", epoch: 6, to: "g~s4", message: "sequencer g~s3 moved to g~s4 at epoch 6" });
+    expect(dir.get()!.change).toBeUndefined();
+    // A recovery event long after its change (the first one lost) does not give it its epoch.
+    dir.replaceSequencer(rec.incarnation, 4, { ...rec, sequencer: { name: "g~s5", location: null, no: 5 } }, { kind: "failover", from: "g~s4", to: "g~s5", cause: "c", downMs: 1_000, atMs });
+    dir.addEvent(rec.incarnation, { at: "2026-12-07T10:00:00.000Z", kind: "recovery", epoch: 9, message: "r", sequencer: "g~s5" });
+    expect(dir.events(1)[0]).toMatchObject({ kind: "failover", epoch: 0, downMs: 1_000, message: "sequencer g~s4 replaced by g~s5; its recovery was not recorded" });
   });
 
   it("keeps the quarantined replicas apart from the membership (a membership record does not clear them), written only by the sequencer in office", () => {
