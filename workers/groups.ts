@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import { type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
-import { deleteWaitMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -350,6 +350,7 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
   const event = changeEvent(change, r.epoch, new Date().toISOString());
+  await settle(env, group, config.incarnation, change.to, r.epoch, event.at);
   logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: failed, to: change.to, downMs: event.downMs, cause }, "warn");
   return { ...record, config: moved };
 }
@@ -390,9 +391,19 @@ export async function move(env: Env, group: string, location: string | null) {
     .recover(stored)
     .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
   const epoch = r.ok ? r.epoch : oldEpoch;
-  const message = r.ok ? changeEvent(change, r.epoch, new Date().toISOString()).message : `sequencer ${from} moved to ${to}; it takes office once it recovers (${r.reason})`;
+  const at = new Date().toISOString();
+  if (r.ok) await settle(env, group, config.incarnation, to, r.epoch, at);
+  const message = r.ok ? changeEvent(change, r.epoch, at).message : `sequencer ${from} moved to ${to}; it takes office once it recovers (${r.reason})`;
   logEvent({ event: "move", group, epoch, message, from, to }, r.ok ? "log" : "warn");
   return { name: to, location, epoch, ...(r.ok ? {} : { recovering: r.reason }) };
+}
+
+/**
+ * Has the directory keep a change's event now, if the new sequencer's own recovery event did not
+ * (its write is bounded and best effort): the answer to a move or a failover then finds its event.
+ */
+async function settle(env: Env, group: string, incarnation: number, to: string, epoch: number, at: string): Promise<void> {
+  await withTimeout(realClock, directoryStub(env, group).settleChange(incarnation, to, epoch, at), eventKeepTimeoutMs, "the directory").catch(() => undefined);
 }
 
 /**

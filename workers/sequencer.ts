@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, eventKeepTimeoutMs, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -85,6 +85,7 @@ export class SequencerObject extends ReplicaServing {
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
       inOffice: (cfg) => this.inOffice(cfg),
+      recovered: (cfg, _epoch, message, fields) => this.event(cfg, "recovery", message, fields),
       directoryConfig: (cfg) => this.directoryConfig(cfg),
     });
     ctx.blockConcurrencyWhile(async () => {
@@ -214,22 +215,20 @@ export class SequencerObject extends ReplicaServing {
       recordQuarantined: async (ids) => {
         if (!(await directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids))) throw new Error(`the directory of ${cfg.group} refused the quarantine list of ${sequencerName(cfg)} (incarnation ${cfg.incarnation})`);
       },
-      event: (kind, message, fields) => this.event(cfg, kind, message, fields),
+      event: (kind, message, fields) => void this.event(cfg, kind, message, fields),
     };
   }
 
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
-  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}): void {
+  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}): Promise<void> {
     const event = { at: new Date().toISOString(), kind, epoch: this.core?.epoch ?? 0, message, ...fields };
     logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[String(fields.action ?? kind)] ?? "log");
-    this.ctx.waitUntil(
-      directoryStub(this.env, cfg.group)
-        .addEvent(cfg.incarnation, event)
-        .then(
-          () => undefined,
-          (err) => console.warn(`event of ${cfg.group} not kept: ${String(err)}`),
-        ),
+    const kept = withTimeout(realClock, directoryStub(this.env, cfg.group).addEvent(cfg.incarnation, event), eventKeepTimeoutMs, "the directory").then(
+      () => undefined,
+      (err) => console.warn(`event of ${cfg.group} not kept: ${String(err)}`),
     );
+    this.ctx.waitUntil(kept);
+    return kept;
   }
 
   // ---- groups -------------------------------------------------------------------------------

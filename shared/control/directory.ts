@@ -1,6 +1,6 @@
 // A group's control-plane record, as its directory object keeps it: pure logic over a small
 // synchronous store (SQLite in the Durable Object, a map in tests).
-import { auditHistoryMax, eventHistoryMax, groupTokensMax } from "../limits.js";
+import { auditHistoryMax, changeSettleMaxMs, eventHistoryMax, groupTokensMax } from "../limits.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { AuditReport } from "../api/types.js";
 import { creationConfig, sequencerName } from "../protocol/types.js";
@@ -40,15 +40,19 @@ export interface SequencerChange {
   atMs: number;
 }
 
-/** The event of a sequencer change, once the new sequencer recovered at `epoch` (at time `at`). */
-export function changeEvent(change: SequencerChange, epoch: number, at: string): GroupEvent {
+/**
+ * The event of a sequencer change, once the new sequencer recovered at `epoch` (at time `at`);
+ * epoch null: its recovery was never reported (the event is kept when the next change replaces it).
+ */
+export function changeEvent(change: SequencerChange, epoch: number | null, at: string): GroupEvent {
   const { from, to } = change;
+  const when = epoch === null ? "; its recovery was not recorded" : ` at epoch ${epoch}`;
+  const downMs = (change.downMs ?? 0) + (epoch === null ? 0 : Math.max(0, Date.parse(at) - change.atMs));
   if (change.kind === "move") {
     const location = change.location ?? null;
-    return { at, kind: "move", epoch, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""} at epoch ${epoch}`, from, to, location };
+    return { at, kind: "move", epoch: epoch ?? 0, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""}${when}`, from, to, location };
   }
-  const downMs = (change.downMs ?? 0) + Math.max(0, Date.parse(at) - change.atMs);
-  return { at, kind: "failover", epoch, message: `sequencer ${from} replaced by ${to} at epoch ${epoch}`, cause: change.cause ?? "", from, to, downMs };
+  return { at, kind: "failover", epoch: epoch ?? 0, message: `sequencer ${from} replaced by ${to}${when}`, cause: change.cause ?? "", from, to, downMs };
 }
 
 import type { EventAction, GroupEvent } from "../api/types.js";
@@ -195,13 +199,13 @@ export class DirectoryCore {
    * write a change ahead), and a recovery fencing an older membership could misjudge the old
    * sequencer's lease (recovery.ts, oldLeaseEndMs).
    */
-  replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig, change?: SequencerChange): GroupConfig | null {
+  replaceSequencer(incarnation: number, expectedNo: number, config: GroupConfig, change?: SequencerChange, nowMs = Date.now()): GroupConfig | null {
     return this.store.transaction(() => {
       const rec = this.get();
       if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return null;
       if ((rec.config.sequencer?.no ?? 0) !== expectedNo) return null;
       // A change whose sequencer never reported its recovery is kept now, its epoch unknown (0).
-      if (rec.change) this.keepEvent(incarnation, changeEvent(rec.change, 0, new Date(rec.change.atMs).toISOString()));
+      if (rec.change) this.keepEvent(incarnation, changeEvent(rec.change, null, new Date(nowMs).toISOString()));
       const stored = { ...rec.config, sequencer: config.sequencer };
       const { change: _settled, ...rest } = rec;
       this.store.put("record", { ...rest, config: stored, ...(change ? { change } : {}) });
@@ -216,15 +220,30 @@ export class DirectoryCore {
   addEvent(incarnation: number, event: GroupEvent): boolean {
     return this.store.transaction(() => {
       if (!this.keepEvent(incarnation, event)) return false;
-      const rec = this.get()!;
-      const change = rec.change;
-      if (change && event.kind === "recovery" && event.sequencer === change.to) {
-        const { change: _settled, ...rest } = rec;
-        this.store.put("record", rest);
-        this.keepEvent(incarnation, changeEvent(change, event.epoch, event.at));
-      }
+      if (event.kind === "recovery" && typeof event.sequencer === "string") this.settle(incarnation, event.sequencer, event.epoch, event.at);
       return true;
     });
+  }
+
+  /**
+   * Keeps the event of the change that named `to`, which recovered at `epoch` (at time `at`), if
+   * it is still to be kept: the router that made the change asks after the recovery it awaited,
+   * in case the sequencer's own recovery event was not kept. Idempotent.
+   */
+  settleChange(incarnation: number, to: string, epoch: number, at: string): boolean {
+    return this.store.transaction(() => this.settle(incarnation, to, epoch, at));
+  }
+
+  private settle(incarnation: number, to: string, epoch: number, at: string): boolean {
+    const rec = this.get();
+    const change = rec?.change;
+    if (!rec || !change || change.to !== to || rec.config.incarnation !== incarnation) return false;
+    const { change: _settled, ...rest } = rec;
+    this.store.put("record", rest);
+    // A recovery long after the change is not the one it caused (that one's event was lost).
+    const late = Date.parse(at) - change.atMs > changeSettleMaxMs;
+    this.keepEvent(incarnation, changeEvent(change, late ? null : epoch, at));
+    return true;
   }
 
   private keepEvent(incarnation: number, event: GroupEvent): boolean {

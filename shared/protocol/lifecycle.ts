@@ -33,6 +33,12 @@ export interface SequencerHost {
   directoryConfig?(config: GroupConfig): Promise<GroupConfig | null>;
   /** A recovery after a fencing failed: the host retries later (the simulator) or waits for the next request (the Durable Object). */
   recoveryFailed?(config: GroupConfig, reason: string): void;
+  /**
+   * Keeps the recovery's event, awaited (bounded): with it the directory keeps the event of the
+   * move or failover that named this sequencer (SequencerChange), whoever asked for the recovery.
+   * Without it, the event goes as every other (DriverIO.event, in the background).
+   */
+  recovered?(config: GroupConfig, epoch: number, message: string, fields: Record<string, unknown>): Promise<void>;
 }
 
 /** Variants for the simulator's deliberately broken protocols; production uses the defaults. */
@@ -179,7 +185,10 @@ export class SequencerLifecycle {
     r.meta.since = new Date(io.nowMs()).toISOString();
     this.host.storage().saveMeta(r.meta);
     this.start(r.meta, r.changes, config); // it finishes a change in flight and records the membership once the no-op commits
-    io.event?.("recovery", `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`, { sequencer: sequencerName(config) });
+    const message = `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`;
+    const fields = { sequencer: sequencerName(config) };
+    if (this.host.recovered) await this.host.recovered(config, r.meta.epoch, message, fields);
+    else io.event?.("recovery", message, fields);
     return { ok: true, epoch: r.meta.epoch };
   }
 
