@@ -118,6 +118,20 @@ describe("a removed replica", () => {
   });
 });
 
+describe("a removed replica that is slow to destroy", () => {
+  it("does not hold the removal's answer: its destruction goes on after it (a probe: a replica slowed 15 s held the DELETE 10 s)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    let destroyed = false;
+    g.io.retire = (id) => new Promise((resolve) => setTimeout(() => resolve(void (destroyed = id === "r3")), 3_000));
+    const answer = await Promise.race([g.driver.removeReplica("r3"), tick(1_500).then(() => "no answer in 1.5 s")]);
+    expect(answer).toEqual({ ok: true });
+    expect(destroyed).toBe(false);
+    for (let i = 0; i < 100 && !destroyed; i++) await tick(50);
+    expect(destroyed).toBe(true);
+  });
+});
+
 describe("a membership change", () => {
   const statusOf = (g: ReturnType<typeof directGroup>, id: string) => g.driver.core.replicaStatuses().find((r) => r.id === id)?.status;
 
