@@ -390,6 +390,12 @@ export async function move(env: Env, group: string, location: string | null) {
   const r = await sequencerOf(env, stored)
     .recover(stored)
     .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
+  // A DELETE meanwhile stops the recovery ("superseded"): that is a 404, as a move a moment later
+  // would be, not the 202 of a move done (a probe: 202 with "recovering", then GET 404).
+  if (!r.ok) {
+    const now = await lookup(env, group, true);
+    if (now.config.incarnation !== config.incarnation) throw new ApiError("not_found", `group ${group} was deleted while its sequencer moved (it exists again, as a new group)`);
+  }
   const epoch = r.ok ? r.epoch : oldEpoch;
   const at = new Date().toISOString();
   if (r.ok) await settle(env, group, config.incarnation, to, r.epoch, at);

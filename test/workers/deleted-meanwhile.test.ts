@@ -13,14 +13,16 @@ const directoryOf = (group: string) => directoryClient(env.DIRECTORY.get(env.DIR
  * group is full of tokens or its sequencer changed meanwhile (a probe: POST tokens and POST
  * sequencer racing DELETE).
  */
-async function deleteBefore(group: string, method: "addToken" | "replaceSequencer") {
+async function deleteBefore(group: string, method: "addToken" | "replaceSequencer", after = false) {
   await runInDurableObject(env.DIRECTORY.get(env.DIRECTORY.idFromName(group)), (inst: DirectoryObject) => {
     const core = (inst as any).core;
     const original = core[method].bind(core);
     core[method] = (incarnation: number, ...rest: unknown[]) => {
-      core.setState(incarnation, "deleting");
+      if (!after) core.setState(incarnation, "deleting");
       core[method] = original;
-      return original(incarnation, ...rest);
+      const result = original(incarnation, ...rest);
+      if (after) core.setState(incarnation, "deleting");
+      return result;
     };
   });
 }
@@ -38,6 +40,16 @@ describe("a request racing the group's DELETE", () => {
     await deleteBefore("moverace", "replaceSequencer");
     expectError(await api("POST", "/v1/groups/moverace/sequencer", {}), 404, "not_found");
     expectError(await api("GET", "/v1/groups/moverace"), 404, "not_found");
+  });
+
+  it("moving the sequencer, deleted once the new one is named and before it recovers, answers 404, not the 202 of a move done", async () => {
+    await createGroup("moverace2", { machine: "kv", replicas: 1 });
+    await deleteBefore("moverace2", "replaceSequencer", true);
+    // The DELETE reached the new object first (it destroys every sequencer name up to the next):
+    // its recovery stops as "superseded" / "over here".
+    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("moverace2~s1")), (inst: SequencerObject) => void ((inst as any).lifecycle.closedThrough = 1));
+    expectError(await api("POST", "/v1/groups/moverace2/sequencer", {}), 404, "not_found");
+    expectError(await api("GET", "/v1/groups/moverace2"), 404, "not_found");
   });
 });
 
