@@ -125,12 +125,6 @@ export const cutOffLookupMs = 1_000;
  * for one.
  */
 export const eventKeepTimeoutMs = 3_000;
-/**
- * A move's or failover's event is kept with its new sequencer's recovery event only within this
- * long of the change; a recovery event later than that (the first one lost, this one after a
- * fencing days on) would give it another epoch and a down time of days.
- */
-export const changeSettleMaxMs = 10 * 60_000;
 /** How long one append RPC to a replica may take before it counts as a missed contact. */
 export const replicaRpcTimeoutMs = 3_000;
 /** Retry pause after a failed append, doubled per consecutive miss, capped. */

@@ -350,7 +350,7 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
   const event = changeEvent(change, r.epoch, new Date().toISOString());
-  await settle(env, group, config.incarnation, change.to, r.epoch, event.at);
+  if (!r.eventKept) await settle(env, group, config.incarnation, change.to, r.epoch, event.at);
   logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: failed, to: change.to, downMs: event.downMs, cause }, "warn");
   return { ...record, config: moved };
 }
@@ -392,13 +392,17 @@ export async function move(env: Env, group: string, location: string | null) {
     .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
   // A DELETE meanwhile stops the recovery ("superseded"): that is a 404, as a move a moment later
   // would be, not the 202 of a move done (a probe: 202 with "recovering", then GET 404).
+  // Only a group gone (or made again) is a 404; a lookup that fails otherwise leaves the 202.
   if (!r.ok) {
-    const now = await lookup(env, group, true);
-    if (now.config.incarnation !== config.incarnation) throw new ApiError("not_found", `group ${group} was deleted while its sequencer moved (it exists again, as a new group)`);
+    const now = await lookup(env, group, true).catch((err: unknown) => {
+      if (err instanceof ApiError && err.code === "not_found") throw err;
+      return null;
+    });
+    if (now && now.config.incarnation !== config.incarnation) throw new ApiError("not_found", `group ${group} was deleted while its sequencer moved (it exists again, as a new group)`);
   }
   const epoch = r.ok ? r.epoch : oldEpoch;
   const at = new Date().toISOString();
-  if (r.ok) await settle(env, group, config.incarnation, to, r.epoch, at);
+  if (r.ok && !r.eventKept) await settle(env, group, config.incarnation, to, r.epoch, at);
   const message = r.ok ? changeEvent(change, r.epoch, at).message : `sequencer ${from} moved to ${to}; it takes office once it recovers (${r.reason})`;
   logEvent({ event: "move", group, epoch, message, from, to }, r.ok ? "log" : "warn");
   return { name: to, location, epoch, ...(r.ok ? {} : { recovering: r.reason }) };

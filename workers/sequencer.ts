@@ -85,7 +85,7 @@ export class SequencerObject extends ReplicaServing {
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
       inOffice: (cfg) => this.inOffice(cfg),
-      recovered: (cfg, _epoch, message, fields) => this.event(cfg, "recovery", message, fields),
+      recovered: (cfg, message, fields) => this.event(cfg, "recovery", message, fields),
       directoryConfig: (cfg) => this.directoryConfig(cfg),
     });
     ctx.blockConcurrencyWhile(async () => {
@@ -220,12 +220,13 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
-  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}): Promise<void> {
+  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}): Promise<boolean> {
     const event = { at: new Date().toISOString(), kind, epoch: this.core?.epoch ?? 0, message, ...fields };
     logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[String(fields.action ?? kind)] ?? "log");
+    // Bounded for a recovery that waits for it; the call goes on past the bound, and usually lands.
     const kept = withTimeout(realClock, directoryStub(this.env, cfg.group).addEvent(cfg.incarnation, event), eventKeepTimeoutMs, "the directory").then(
-      () => undefined,
-      (err) => console.warn(`event of ${cfg.group} not kept: ${String(err)}`),
+      (ok) => ok === true,
+      (err) => (console.warn(`event of ${cfg.group} not confirmed within ${eventKeepTimeoutMs} ms: ${String(err)}`), false),
     );
     this.ctx.waitUntil(kept);
     return kept;

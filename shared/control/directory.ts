@@ -1,6 +1,6 @@
 // A group's control-plane record, as its directory object keeps it: pure logic over a small
 // synchronous store (SQLite in the Durable Object, a map in tests).
-import { auditHistoryMax, changeSettleMaxMs, eventHistoryMax, groupTokensMax } from "../limits.js";
+import { auditHistoryMax, eventHistoryMax, groupTokensMax } from "../limits.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { AuditReport } from "../api/types.js";
 import { creationConfig, sequencerName } from "../protocol/types.js";
@@ -220,7 +220,9 @@ export class DirectoryCore {
   addEvent(incarnation: number, event: GroupEvent): boolean {
     return this.store.transaction(() => {
       if (!this.keepEvent(incarnation, event)) return false;
-      if (event.kind === "recovery" && typeof event.sequencer === "string") this.settle(incarnation, event.sequencer, event.epoch, event.at);
+      // Not the sequencer's first recovery (after a fencing, a restore cut by a restart, its
+      // storage lost): the change's own recovery went unreported, its epoch unknown.
+      if (event.kind === "recovery" && typeof event.sequencer === "string") this.settle(incarnation, event.sequencer, event.again === true ? null : event.epoch, event.at);
       return true;
     });
   }
@@ -234,15 +236,13 @@ export class DirectoryCore {
     return this.store.transaction(() => this.settle(incarnation, to, epoch, at));
   }
 
-  private settle(incarnation: number, to: string, epoch: number, at: string): boolean {
+  private settle(incarnation: number, to: string, epoch: number | null, at: string): boolean {
     const rec = this.get();
     const change = rec?.change;
     if (!rec || !change || change.to !== to || rec.config.incarnation !== incarnation) return false;
     const { change: _settled, ...rest } = rec;
     this.store.put("record", rest);
-    // A recovery long after the change is not the one it caused (that one's event was lost).
-    const late = Date.parse(at) - change.atMs > changeSettleMaxMs;
-    this.keepEvent(incarnation, changeEvent(change, late ? null : epoch, at));
+    this.keepEvent(incarnation, changeEvent(change, epoch, at));
     return true;
   }
 

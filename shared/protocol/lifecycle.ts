@@ -34,11 +34,11 @@ export interface SequencerHost {
   /** A recovery after a fencing failed: the host retries later (the simulator) or waits for the next request (the Durable Object). */
   recoveryFailed?(config: GroupConfig, reason: string): void;
   /**
-   * Keeps the recovery's event, awaited (bounded): with it the directory keeps the event of the
-   * move or failover that named this sequencer (SequencerChange), whoever asked for the recovery.
-   * Without it, the event goes as every other (DriverIO.event, in the background).
+   * Keeps the recovery's event, awaited (bounded; true once kept): with it the directory keeps the
+   * event of the move or failover that named this sequencer (SequencerChange), whoever asked for
+   * the recovery. Without it, the event goes as every other (DriverIO.event, in the background).
    */
-  recovered?(config: GroupConfig, epoch: number, message: string, fields: Record<string, unknown>): Promise<void>;
+  recovered?(config: GroupConfig, message: string, fields: Record<string, unknown>): Promise<boolean>;
 }
 
 /** Variants for the simulator's deliberately broken protocols; production uses the defaults. */
@@ -47,8 +47,13 @@ export interface LifecycleOptions {
   makeDriver?(core: SequencerCore, io: DriverIO): SequencerDriver;
 }
 
-/** `deposed`: the directory names another sequencer; this one must not recover (and need not retry). */
-export type Recovered = { ok: true; epoch: number } | { ok: false; reason: string; deposed?: boolean };
+/**
+ * `deposed`: the directory names another sequencer; this one must not recover (and need not retry).
+ * `eventKept`: this call's recovery had its event kept (with the event of the change that named it).
+ */
+export type Recovered = { ok: true; epoch: number; eventKept?: boolean } | { ok: false; reason: string; deposed?: boolean };
+/** A recovery's event, reported once the recovery is done; `again`: not this sequencer's first (SequencerChange). */
+type RecoveryReport = (message: string, fields: { sequencer: string; again?: true }) => void;
 export type InitResult = { kind: "created" | "exists" | "conflict" };
 
 export class SequencerLifecycle {
@@ -158,11 +163,27 @@ export class SequencerLifecycle {
    * The group exists but this sequencer has no state: its storage was lost, or it is the new
    * object of a move or a failover. Rebuild the log from a quorum of replicas at a new epoch.
    */
-  recover(config: GroupConfig): Promise<Recovered> {
-    return this.serially(() => this.recoverNow(config));
+  recover(config: GroupConfig, again = false): Promise<Recovered> {
+    return this.recoverReporting(config, again);
   }
 
-  private async recoverNow(given: GroupConfig): Promise<Recovered> {
+  /**
+   * `again`: this sequencer recovered (or served) before, so a move's or failover's event waiting
+   * for its first recovery must not take this one's epoch (a review: the first one's event lost,
+   * a fencing days later kept it with that epoch and days of down time). The event is awaited
+   * outside the queue: a slow directory must not hold a DELETE's destroy or a hand-over.
+   */
+  private async recoverReporting(config: GroupConfig, again: boolean): Promise<Recovered> {
+    let event: { message: string; fields: { sequencer: string; again?: true } } | null = null;
+    const r = await this.serially(() => this.recoverNow(config, again, (message, fields) => (event = { message, fields })));
+    if (!r.ok || event === null) return r;
+    const { message, fields } = event;
+    if (this.host.recovered) return { ...r, eventKept: await this.host.recovered(config, message, fields) };
+    this.host.io(config).event?.("recovery", message, fields);
+    return r;
+  }
+
+  private async recoverNow(given: GroupConfig, again: boolean, report: RecoveryReport): Promise<Recovered> {
     if (!(await this.admit(given.incarnation))) return { ok: false, reason: `incarnation ${given.incarnation} of ${given.group} is over here` };
     if (this.core) return { ok: true, epoch: this.core.epoch };
     // Only the sequencer the directory names recovers: a deposed one restarted without storage
@@ -185,10 +206,7 @@ export class SequencerLifecycle {
     r.meta.since = new Date(io.nowMs()).toISOString();
     this.host.storage().saveMeta(r.meta);
     this.start(r.meta, r.changes, config); // it finishes a change in flight and records the membership once the no-op commits
-    const message = `sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`;
-    const fields = { sequencer: sequencerName(config) };
-    if (this.host.recovered) await this.host.recovered(config, r.meta.epoch, message, fields);
-    else io.event?.("recovery", message, fields);
+    report(`sequencer ${sequencerName(config)} recovered ${r.recoveredSeq} entries at epoch ${r.meta.epoch}`, { sequencer: sequencerName(config), ...(again ? { again: true as const } : {}) });
     return { ok: true, epoch: r.meta.epoch };
   }
 
@@ -201,7 +219,7 @@ export class SequencerLifecycle {
     this.host.fenced?.(config);
     // A deposed sequencer's recovery is refused (the directory names its successor): it stays wiped.
     void this.serially(() => this.host.wipe())
-      .then(() => this.recover(config))
+      .then(() => this.recover(config, true))
       .then((r) => {
         if (!r.ok && !r.deposed) this.host.recoveryFailed?.(config, r.reason);
       });
@@ -242,7 +260,7 @@ export class SequencerLifecycle {
     let kind: InitResult["kind"] = "exists";
     if (!this.core && (await this.replicasHoldState(config))) {
       // The group was created before and this sequencer lost its storage: recover, never restart at seq 1.
-      const r = await this.recoverNow(config);
+      const r = await this.recoverNow(config, true, (message, fields) => this.host.io(config).event?.("recovery", message, fields));
       if (!r.ok) throw new Error(`group ${config.group} exists but its sequencer cannot recover: ${r.reason}`);
     }
     const io = this.host.io(config);

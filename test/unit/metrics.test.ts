@@ -240,10 +240,15 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     expect(dir.settleChange(rec.incarnation, "g~s4", 6, "2026-12-04T10:01:01.000Z")).toBe(true);
     expect(dir.events(1)[0]).toMatchObject({ kind: "move", epoch: 6, to: "g~s4", message: "sequencer g~s3 moved to g~s4 at epoch 6" });
     expect(dir.get()!.change).toBeUndefined();
-    // A recovery event long after its change (the first one lost) does not give it its epoch.
+    // A first recovery however late (a quorum back after 15 minutes) gives it its epoch and down time.
     dir.replaceSequencer(rec.incarnation, 4, { ...rec, sequencer: { name: "g~s5", location: null, no: 5 } }, { kind: "failover", from: "g~s4", to: "g~s5", cause: "c", downMs: 1_000, atMs });
-    dir.addEvent(rec.incarnation, { at: "2026-12-07T10:00:00.000Z", kind: "recovery", epoch: 9, message: "r", sequencer: "g~s5" });
-    expect(dir.events(1)[0]).toMatchObject({ kind: "failover", epoch: 0, downMs: 1_000, message: "sequencer g~s4 replaced by g~s5; its recovery was not recorded" });
+    dir.addEvent(rec.incarnation, { at: "2026-12-04T10:15:00.000Z", kind: "recovery", epoch: 7, message: "r", sequencer: "g~s5" });
+    expect(dir.events(1)[0]).toMatchObject({ kind: "failover", epoch: 7, downMs: 901_000 });
+    // A recovery that is not the sequencer's first (after a fencing: its first one's event was
+    // lost) does not give the change its epoch, nor the days between as down time.
+    dir.replaceSequencer(rec.incarnation, 5, { ...rec, sequencer: { name: "g~s6", location: null, no: 6 } }, { kind: "failover", from: "g~s5", to: "g~s6", cause: "c", downMs: 1_000, atMs });
+    dir.addEvent(rec.incarnation, { at: "2026-12-07T10:00:00.000Z", kind: "recovery", epoch: 9, message: "r", sequencer: "g~s6", again: true });
+    expect(dir.events(1)[0]).toMatchObject({ kind: "failover", epoch: 0, downMs: 1_000, message: "sequencer g~s5 replaced by g~s6; its recovery was not recorded" });
   });
 
   it("keeps the quarantined replicas apart from the membership (a membership record does not clear them), written only by the sequencer in office", () => {
