@@ -12,7 +12,7 @@ import type { MachineName } from "../shared/api/types.js";
 import { realClock } from "./env.js";
 import { SqlReplicaStorage, dropOrphanedFrozenTables, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
-import { watchSilenceMs, watchersPerReplicaMax } from "../shared/limits.js";
+import { sequencerTimeoutMs, watchSilenceMs, watchersPerReplicaMax } from "../shared/limits.js";
 import type { WatchSink } from "../shared/protocol/watch.js";
 import type { ErrorCode } from "../shared/api/errors.js";
 
@@ -89,6 +89,8 @@ export interface ReplicaHome {
   logTable: string;
   /** Deletes everything this replica stored (and nothing of its host's own). */
   erase(): Promise<void>;
+  /** Calls the sequencer the group's directory names, which wakes it if it was evicted (groups.wakeSequencer). */
+  wakeSequencer?(group: string, incarnation: number): Promise<void>;
 }
 
 /** Answers for a caller of another incarnation: as if this replica did not exist. */
@@ -107,6 +109,18 @@ export class ReplicaHost {
 
   constructor(private readonly home: ReplicaHome) {
     this.store = new SqlReplicaStorage(home.storage, home.storage.sql, home.logTable);
+    this.driver.wakeSequencer = () => this.wake();
+  }
+
+  private wokeAtMs = 0;
+
+  /** At most one wake call every sequencerTimeoutMs (each keepalive tick of a silence asks). */
+  private wake(): void {
+    const core = this.core;
+    const now = Date.now();
+    if (!core || !this.home.wakeSequencer || now - this.wokeAtMs < sequencerTimeoutMs) return;
+    this.wokeAtMs = now;
+    this.home.wakeSequencer(core.config.group, core.config.incarnation ?? 0).catch((err) => console.warn(`waking the sequencer of ${core.config.group} for ${core.id}'s watches: ${String(err)}`));
   }
 
   /** Serves from persisted state, if any (under the object's blockConcurrencyWhile). */

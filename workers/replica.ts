@@ -1,5 +1,6 @@
 import type { ReadAnswer, SessionAnswer } from "../shared/protocol/io.js";
 import type { Env } from "./env.js";
+import { wakeSequencer } from "./groups.js";
 import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
 
 export type { ReadAnswer, ReplicaInit, SessionAnswer };
@@ -13,7 +14,7 @@ export class ReplicaObject extends ReplicaServing {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.replica = new ReplicaHost({ storage: ctx.storage, logTable: "log", erase: () => ctx.storage.deleteAll() });
+    this.replica = new ReplicaHost({ storage: ctx.storage, logTable: "log", erase: () => ctx.storage.deleteAll(), wakeSequencer: (group, incarnation) => wakeSequencer(env, group, incarnation) });
     ctx.blockConcurrencyWhile(async () => this.replica.load());
   }
 }

@@ -10,6 +10,7 @@ import { withAuditedPositions } from "./replica-view.js";
 import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
+import { wakeSequencer } from "./groups.js";
 import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
 import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
 import { guarded } from "./faults.js";
@@ -73,6 +74,8 @@ export class SequencerObject extends ReplicaServing {
       storage: ctx.storage,
       logTable: colocatedLogTable,
       erase: async () => (readMeta(sql, "sequencer") ? dropReplicaTables(sql, colocatedLogTable) : ctx.storage.deleteAll()),
+      // After a move the sequencer lives elsewhere: this replica's watches wake it as any replica's.
+      wakeSequencer: (group, incarnation) => wakeSequencer(env, group, incarnation),
     });
     this.lifecycle = new SequencerLifecycle({
       storage: () => this.store,

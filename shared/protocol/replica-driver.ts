@@ -35,6 +35,8 @@ export class ReplicaDriver implements ReplicaApi {
   /** Its start, or its return: the first call after nothing reached it for sequencerTimeoutMs (see contact()). */
   private upSinceMs: number;
   private cancelSilenceCheck: (() => void) | null = null;
+  /** Asks the group's sequencer to show itself while watches wait in a silence (set by the host). */
+  wakeSequencer: (() => void) | null = null;
 
   constructor(
     public core: ReplicaCore | null,
@@ -45,7 +47,12 @@ export class ReplicaDriver implements ReplicaApi {
     this.contactMs = this.heardMs;
     this.upSinceMs = this.heardMs;
     this.watches = new WatchHub(
-      { appliedSeq: () => this.core?.appliedSeq ?? 0, readEvents: (from, limit, bytesMax) => this.core?.readEvents(from, limit, bytesMax) ?? [], silentMs: () => this.silentMs() },
+      {
+        appliedSeq: () => this.core?.appliedSeq ?? 0,
+        readEvents: (from, limit, bytesMax) => this.core?.readEvents(from, limit, bytesMax) ?? [],
+        silentMs: () => this.silentMs(),
+        wake: () => this.wakeSequencer?.(),
+      },
       clock,
     );
   }

@@ -3,6 +3,7 @@
 // live are one path, and a watcher that falls behind (a slow reader) simply reads on from the log
 // when it drains: a queue that never grows past watchQueueBytesMax, and nothing is ever skipped.
 import {
+  sequencerTimeoutMs,
   watchIdGapEntries,
   watchKeepaliveMs,
   watchPageBytesMax,
@@ -58,6 +59,8 @@ export interface WatchSource {
   readEvents(fromSeq: number, limit: number, bytesMax: number): WatchText[] | "compacted";
   /** How long the replica has heard nothing from a serving sequencer (0: in contact). */
   silentMs(): number;
+  /** Asks the sequencer to show itself (ReplicaHome.wakeSequencer); rate-limited by the host. */
+  wake?(): void;
 }
 
 /**
@@ -276,6 +279,11 @@ export class WatchHub {
     this.cancelKeepalive = this.clock.setTimer(watchKeepaliveMs / 2, () => {
       this.cancelKeepalive = null;
       const now = this.clock.nowMs();
+      // An idle group's sequencer object may have been evicted (nothing called it) and its
+      // heartbeats stopped: a silence that is only idleness ended every stream after
+      // watchSilenceMs (a probe). Asked past sequencerTimeoutMs, a sequencer in reach wakes and
+      // heartbeats again before then; one cut off stays silent, and its streams end as before.
+      if (this.watchers.length > 0 && this.source.silentMs() >= sequencerTimeoutMs) this.source.wake?.();
       this.endSilent(now);
       this.prune();
       this.keepalives(now, watchKeepaliveMs);
