@@ -404,10 +404,11 @@ export async function move(env: Env, group: string, location: string | null) {
     .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
   // A DELETE meanwhile stops the recovery ("superseded"): that is a 404, as a move a moment later
   // would be, not the 202 of a move done (a probe: 202 with "recovering", then GET 404).
-  // Only a group gone (or made again) is a 404; a lookup that fails otherwise leaves the 202.
+  // Only a group gone (or made again) is a 404, or one whose DELETE is under way a 503; a
+  // directory that fails to answer leaves the 202 (the move took effect).
   if (!r.ok) {
     const now = await lookup(env, group, true).catch((err: unknown) => {
-      if (err instanceof ApiError && err.code === "not_found") throw err;
+      if (err instanceof ApiError) throw err;
       return null;
     });
     if (now && now.config.incarnation !== config.incarnation) throw new ApiError("not_found", `group ${group} was deleted while its sequencer moved (it exists again, as a new group)`);

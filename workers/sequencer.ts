@@ -88,7 +88,7 @@ export class SequencerObject extends ReplicaServing {
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
       inOffice: (cfg) => this.inOffice(cfg),
-      recovered: (cfg, message, fields) => this.event(cfg, "recovery", message, fields),
+      recovered: (cfg, epoch, message, fields) => this.event(cfg, "recovery", message, fields, epoch),
       directoryConfig: (cfg) => this.directoryConfig(cfg),
     });
     ctx.blockConcurrencyWhile(async () => {
@@ -223,8 +223,8 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
-  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}): Promise<boolean> {
-    const event = { at: new Date().toISOString(), kind, epoch: this.core?.epoch ?? 0, message, ...fields };
+  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}, epoch = this.core?.epoch ?? 0): Promise<boolean> {
+    const event = { at: new Date().toISOString(), kind, epoch, message, ...fields };
     logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[String(fields.action ?? kind)] ?? "log");
     // Bounded for a recovery that waits for it; the call goes on past the bound, and usually lands.
     const kept = withTimeout(realClock, directoryStub(this.env, cfg.group).addEvent(cfg.incarnation, event), eventKeepTimeoutMs, "the directory").then(

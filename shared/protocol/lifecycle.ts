@@ -38,7 +38,7 @@ export interface SequencerHost {
    * event of the move or failover that named this sequencer (SequencerChange), whoever asked for
    * the recovery. Without it, the event goes as every other (DriverIO.event, in the background).
    */
-  recovered?(config: GroupConfig, message: string, fields: Record<string, unknown>): Promise<boolean>;
+  recovered?(config: GroupConfig, epoch: number, message: string, fields: Record<string, unknown>): Promise<boolean>;
 }
 
 /** Variants for the simulator's deliberately broken protocols; production uses the defaults. */
@@ -164,8 +164,12 @@ export class SequencerLifecycle {
    * object of a move or a failover. Rebuild the log from a quorum of replicas at a new epoch.
    */
   recover(config: GroupConfig, again = false): Promise<Recovered> {
-    return this.recoverReporting(config, again);
+    // After a fencing whose own recovery failed, the next request's is not the first either (a review).
+    return this.recoverReporting(config, again || this.fencedBefore);
   }
+
+  /** Whether this sequencer has been fenced (or restarted into a recovery) since this object started. */
+  private fencedBefore = false;
 
   /**
    * `again`: this sequencer recovered (or served) before, so a move's or failover's event waiting
@@ -178,7 +182,7 @@ export class SequencerLifecycle {
     const r = await this.serially(() => this.recoverNow(config, again, (message, fields) => (event = { message, fields })));
     if (!r.ok || event === null) return r;
     const { message, fields } = event;
-    if (this.host.recovered) return { ...r, eventKept: await this.host.recovered(config, message, fields) };
+    if (this.host.recovered) return { ...r, eventKept: await this.host.recovered(config, r.epoch, message, fields) };
     this.host.io(config).event?.("recovery", message, fields);
     return r;
   }
@@ -215,6 +219,7 @@ export class SequencerLifecycle {
    * this log may hold entries no majority has; discard it and recover from the replicas.
    */
   private fenced(config: GroupConfig): void {
+    this.fencedBefore = true;
     this.driver = null;
     this.host.fenced?.(config);
     // A deposed sequencer's recovery is refused (the directory names its successor): it stays wiped.

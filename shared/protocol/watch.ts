@@ -273,6 +273,9 @@ export class WatchHub {
     }
   }
 
+  /** When the sequencer was last asked to show itself (source.wake). */
+  private wokeAtMs = -Infinity;
+
   /** A comment to every watcher sent nothing for watchKeepaliveMs (a timer callback while any watch is open). */
   private armKeepalive(): void {
     if (this.cancelKeepalive) return;
@@ -283,8 +286,12 @@ export class WatchHub {
       // heartbeats stopped: a silence that is only idleness ended every stream after
       // watchSilenceMs (a probe). Asked past sequencerTimeoutMs, a sequencer in reach wakes and
       // heartbeats again before then; one cut off stays silent, and its streams end as before.
-      if (this.watchers.length > 0 && this.source.silentMs() >= sequencerTimeoutMs) this.source.wake?.();
-      this.endSilent(now);
+      // The first ask of a silence gets a tick before the streams end: a tick late by a few ms
+      // found the silence past watchSilenceMs at the same moment (a review).
+      const silentMs = this.source.silentMs();
+      const firstAsk = this.watchers.length > 0 && silentMs >= sequencerTimeoutMs && this.wokeAtMs < now - silentMs;
+      if (this.watchers.length > 0 && silentMs >= sequencerTimeoutMs) (this.source.wake?.(), firstAsk && (this.wokeAtMs = now));
+      if (!firstAsk) this.endSilent(now);
       this.prune();
       this.keepalives(now, watchKeepaliveMs);
       // Notes who is still reading; under the shared bound, drops the stalled and sends on.

@@ -22,7 +22,7 @@ describe("a recovery's event", () => {
       prepare: () => {},
       wipe: async () => void (storage = new MemorySequencerStorage()),
       io: () => g.io,
-      recovered: async (_config, message, fields) => (reported.push({ message, ...fields }), true),
+      recovered: async (_config, _epoch, message, fields) => (reported.push({ message, ...fields }), true),
       recoveryFailed: (_c, reason) => void reported.push({ failed: reason }),
     });
     expect(await lifecycle.recover(moved)).toEqual({ ok: true, epoch: 2, eventKept: true });
@@ -35,6 +35,14 @@ describe("a recovery's event", () => {
     for (let i = 0; i < 500 && reported.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
     // (Its first recovery appended a no-op: two entries now.)
     expect(reported[1]).toEqual({ message: "sequencer g~s1 recovered 2 entries at epoch 3", sequencer: "g~s1", again: true });
+    // Fenced again with every replica away: that recovery fails; the next request's is not a first either.
+    for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+    (lifecycle as unknown as { fenced(c: GroupConfig): void }).fenced(moved);
+    for (let i = 0; i < 500 && reported.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(reported[2]).toMatchObject({ failed: expect.any(String) });
+    g.down.clear();
+    expect(await lifecycle.recover(moved)).toMatchObject({ ok: true, eventKept: true });
+    expect(reported[3]).toMatchObject({ sequencer: "g~s1", again: true });
     lifecycle.stop();
-  }, 20_000);
+  }, 40_000);
 });
