@@ -43,7 +43,7 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
   // The sequencer did not answer: what the replicas say of themselves, within as much time again
   // (each replica three quarters of it: the one in the sequencer's object hangs with it).
   if (record === null || fallbacks.left-- <= 0) return { group, up: false };
-  const view = statusFromReplicas(env, record, "the sequencer did not answer the scrape", (metricsCallTimeoutMs * 3) / 4);
+  const view = statusFromReplicas(env, record, "the sequencer did not answer the scrape", (metricsCallTimeoutMs * 3) / 4, false);
   const replicas = await withTimeout(realClock, view, metricsCallTimeoutMs, `the replicas of ${group}`).catch(() => null);
   return replicas ? { group, up: false, replicas } : { group, up: false };
 }

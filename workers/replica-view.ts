@@ -45,8 +45,13 @@ export function votersAnswering(env: Env, config: GroupConfig): Promise<{ ok: bo
   });
 }
 
-/** `timeoutMs`: how long each replica may take to answer (a metrics scrape has less than a call's timeout). */
-export async function statusFromReplicas(env: Env, record: GroupRecord, problem: string, timeoutMs = replicaRpcTimeoutMs): Promise<GroupStatus> {
+/**
+ * `timeoutMs`: how long each replica may take to answer (a metrics scrape has less than a call's
+ * timeout). `audited` false: one that does not answer keeps no position (the metrics: a series
+ * says what a replica said now, and the last audit's position with a lag of 0 was a down
+ * replica's, a probe), where the status shows where the last audit saw it.
+ */
+export async function statusFromReplicas(env: Env, record: GroupRecord, problem: string, timeoutMs = replicaRpcTimeoutMs, audited = true): Promise<GroupStatus> {
   const config = record.config;
   const members = membersOf(config);
   const positions = await positionsOf(env, config, members, timeoutMs);
@@ -62,7 +67,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     const status = quarantined ? "quarantined" : !m.voter ? "joining" : lastSeq - p.lastSeq >= laggingEntriesMin ? "lagging" : "healthy";
     return { id: m.id, location: m.location, status, lastSeq: p.lastSeq, appliedSeq: p.appliedSeq, digest: p.digest, lastContact: now, ...(withCurrentSequencer(config, m.id) ? { colocated: true as const } : {}) };
   });
-  return withAuditedPositions(env, {
+  const status: GroupStatus = {
     group: config.group,
     machine: config.machine,
     epoch: most((p) => p.epoch),
@@ -72,7 +77,8 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     checkpointEvery: config.checkpointEvery,
     sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? config.sequencer?.movedAt ?? record.created, reachable: false, problem },
     replicas,
-  });
+  };
+  return audited ? withAuditedPositions(env, status) : status;
 }
 
 /**

@@ -107,6 +107,8 @@ describe("GET /v1/metrics", () => {
 
   it("a group whose sequencer does not answer is smr_group_up 0, not a failed scrape", async () => {
     await createGroup("mx-cut");
+    // An audit saw every replica: the status would show r1 where that audit saw it.
+    expect((await api("POST", "/v1/groups/mx-cut/audit")).body.verdict).toBe("consistent");
     expect((await api("POST", "/v1/groups/mx-cut/faults", { target: "sequencer", fault: "unreachable" })).status).toBe(200);
     try {
       const m = await series("?group=mx-cut");
@@ -115,6 +117,10 @@ describe("GET /v1/metrics", () => {
       // The replicas that answer say where they are (r1 lives in the sequencer's object, cut too).
       expect(m.get("smr_replica_applied_seq", { group: "mx-cut", replica: "r2" })).toBeGreaterThanOrEqual(0);
       expect(m.get("smr_replica_status", { group: "mx-cut", replica: "r2", status: "healthy" })).toBe(1);
+      // One that does not answer has no position (not the last audit's, with a lag of 0: a probe).
+      expect(m.get("smr_replica_status", { group: "mx-cut", replica: "r1", status: "down" })).toBe(1);
+      expect(m.get("smr_replica_applied_seq", { group: "mx-cut", replica: "r1" })).toBeUndefined();
+      expect(m.get("smr_replica_lag_entries", { group: "mx-cut", replica: "r1" })).toBeUndefined();
     } finally {
       await api("POST", "/v1/groups/mx-cut/faults", { target: "sequencer", fault: "none" });
     }
