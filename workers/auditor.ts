@@ -1,6 +1,6 @@
 import { auditConcurrencyMax, cronClaimMs, cronGroupSubrequestsMax, cronSubrequestsMax } from "../shared/limits.js";
 import type { Env } from "./env.js";
-import { countingEnv, registryStub, rpc } from "./env.js";
+import { countingEnv, directoryStub, registryStub, rpc } from "./env.js";
 import type { AuditReport } from "../shared/api/types.js";
 import type { Unavailable } from "../shared/protocol/io.js";
 import * as groups from "./groups.js";
@@ -65,6 +65,7 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
         if ((err as { code?: string }).code === "not_found") continue; // deleted meanwhile
         failed.push(group);
         console.error(`audit ${group} failed: ${String(err)}`);
+        await recordUnaudited(counted, group, err);
       } finally {
         inFlight--;
       }
@@ -72,4 +73,20 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
   };
   await Promise.all(Array.from({ length: auditConcurrencyMax }, worker));
   return { audited, failed, subrequests: calls.n };
+}
+
+/**
+ * A group the cron could not audit at all gets an `insufficient` report saying why: at 612 groups a
+ * probe's group with its sequencer and a replica cut off (no failover possible) kept showing its
+ * last `consistent` audit in GET /audits and the metrics through 8 runs; only a log line told.
+ */
+async function recordUnaudited(env: Env, group: string, err: unknown): Promise<void> {
+  try {
+    const record = await groups.lookup(env, group);
+    const why = err instanceof Error ? err.message : String(err);
+    const report: AuditReport = { at: new Date().toISOString(), group, seq: 0, verdict: "insufficient", replicas: [], quarantined: [], unaudited: `not audited: ${why}` };
+    await directoryStub(env, group).addAudit(record.config.incarnation, report);
+  } catch (e) {
+    console.error(`cron: the failed audit of ${group} was not recorded: ${String(e)}`);
+  }
 }

@@ -112,6 +112,7 @@ export const auditReport = z.object({
   ),
   quarantined: z.array(z.string()).describe("the replicas this audit quarantined"),
   alarm: z.string().optional().describe("a quorum failed the same check: a bug, not corruption"),
+  unaudited: z.string().optional().describe("the cron could not audit the group at all (sequencer out of reach, no failover): why"),
 });
 
 /** A group's operational history; each kind may carry fields of its own (a failover's cause, from, to, downMs). */

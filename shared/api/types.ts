@@ -47,6 +47,8 @@ export interface AuditReport {
   quarantined: string[];
   /** Set when a quorum of voters failed the same check: a bug, not corruption (nobody quarantined). */
   alarm?: string;
+  /** Set by the cron when the group could not be audited at all (its sequencer out of reach, no failover): why. */
+  unaudited?: string;
 }
 
 export interface ReplicaStatus {
