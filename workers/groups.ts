@@ -402,10 +402,9 @@ export async function move(env: Env, group: string, location: string | null) {
   const r = await sequencerOf(env, stored)
     .recover(stored)
     .catch((err: unknown) => ({ ok: false as const, reason: String(err) }));
-  // A DELETE meanwhile stops the recovery ("superseded"): that is a 404, as a move a moment later
-  // would be, not the 202 of a move done (a probe: 202 with "recovering", then GET 404).
-  // Only a group gone (or made again) is a 404, or one whose DELETE is under way a 503; a
-  // directory that fails to answer leaves the 202 (the move took effect).
+  // A DELETE meanwhile stops the recovery ("superseded"): the group gone (or made again) is a 404,
+  // its DELETE still under way a 503, as a move a moment later would answer, not the 202 of a move
+  // done (a probe). A directory that fails to answer leaves the 202 (the move took effect).
   if (!r.ok) {
     const now = await lookup(env, group, true).catch((err: unknown) => {
       if (err instanceof ApiError) throw err;

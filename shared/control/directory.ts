@@ -47,11 +47,12 @@ export interface SequencerChange {
 export function changeEvent(change: SequencerChange, epoch: number | null, at: string): GroupEvent {
   const { from, to } = change;
   const when = epoch === null ? "; its recovery was not recorded" : ` at epoch ${epoch}`;
-  const downMs = (change.downMs ?? 0) + (epoch === null ? 0 : Math.max(0, Date.parse(at) - change.atMs));
   if (change.kind === "move") {
     const location = change.location ?? null;
     return { at, kind: "move", epoch: epoch ?? 0, message: `sequencer ${from} moved to ${to}${location ? ` (${location})` : ""}${when}`, from, to, location };
   }
+  // Down until the recovery, if known; else what the router had seen.
+  const downMs = (change.downMs ?? 0) + (epoch === null ? 0 : Math.max(0, Date.parse(at) - change.atMs));
   return { at, kind: "failover", epoch: epoch ?? 0, message: `sequencer ${from} replaced by ${to}${when}`, cause: change.cause ?? "", from, to, downMs };
 }
 

@@ -52,8 +52,10 @@ export interface LifecycleOptions {
  * `eventKept`: this call's recovery had its event kept (with the event of the change that named it).
  */
 export type Recovered = { ok: true; epoch: number; eventKept?: boolean } | { ok: false; reason: string; deposed?: boolean };
-/** A recovery's event, reported once the recovery is done; `again`: not this sequencer's first (SequencerChange). */
-type RecoveryReport = (message: string, fields: { sequencer: string; again?: true }) => void;
+/** A recovery event's fields; `again`: not this sequencer's first recovery (SequencerChange). */
+type RecoveryFields = { sequencer: string; again?: true };
+/** A recovery's event, reported once the recovery is done. */
+type RecoveryReport = (message: string, fields: RecoveryFields) => void;
 export type InitResult = { kind: "created" | "exists" | "conflict" };
 
 export class SequencerLifecycle {
@@ -163,9 +165,9 @@ export class SequencerLifecycle {
    * The group exists but this sequencer has no state: its storage was lost, or it is the new
    * object of a move or a failover. Rebuild the log from a quorum of replicas at a new epoch.
    */
-  recover(config: GroupConfig, again = false): Promise<Recovered> {
-    // After a fencing whose own recovery failed, the next request's is not the first either (a review).
-    return this.recoverReporting(config, again || this.fencedBefore);
+  recover(config: GroupConfig): Promise<Recovered> {
+    // A fencing's own recovery is not the first, nor, if that one failed, the next request's (a review).
+    return this.recoverReporting(config, this.fencedBefore);
   }
 
   /** Whether this sequencer has been fenced (or restarted into a recovery) since this object started. */
@@ -178,7 +180,7 @@ export class SequencerLifecycle {
    * outside the queue: a slow directory must not hold a DELETE's destroy or a hand-over.
    */
   private async recoverReporting(config: GroupConfig, again: boolean): Promise<Recovered> {
-    let event: { message: string; fields: { sequencer: string; again?: true } } | null = null;
+    let event: { message: string; fields: RecoveryFields } | null = null;
     const r = await this.serially(() => this.recoverNow(config, again, (message, fields) => (event = { message, fields })));
     if (!r.ok || event === null) return r;
     const { message, fields } = event;
@@ -224,7 +226,7 @@ export class SequencerLifecycle {
     this.host.fenced?.(config);
     // A deposed sequencer's recovery is refused (the directory names its successor): it stays wiped.
     void this.serially(() => this.host.wipe())
-      .then(() => this.recover(config, true))
+      .then(() => this.recover(config))
       .then((r) => {
         if (!r.ok && !r.deposed) this.host.recoveryFailed?.(config, r.reason);
       });

@@ -273,8 +273,25 @@ export class WatchHub {
     }
   }
 
-  /** When the sequencer was last asked to show itself (source.wake). */
+  /** When the sequencer was first asked to show itself in the current silence (source.wake). */
   private wokeAtMs = -Infinity;
+
+  /**
+   * An idle group's sequencer object may have been evicted (nothing called it) and its heartbeats
+   * stopped: a silence that is only idleness ended every stream after watchSilenceMs (a probe).
+   * Asked past sequencerTimeoutMs (each tick; the host bounds the calls), a sequencer in reach
+   * wakes and heartbeats again; one cut off stays silent, and its streams end as before. True on
+   * the first ask of a silence: the streams get one more tick (a tick late by a few ms found the
+   * silence past watchSilenceMs at the same moment, a review).
+   */
+  private askSequencer(now: number): boolean {
+    const silentMs = this.source.silentMs();
+    if (!this.source.wake || this.watchers.length === 0 || silentMs < sequencerTimeoutMs) return false;
+    this.source.wake();
+    if (this.wokeAtMs >= now - silentMs) return false;
+    this.wokeAtMs = now;
+    return true;
+  }
 
   /** A comment to every watcher sent nothing for watchKeepaliveMs (a timer callback while any watch is open). */
   private armKeepalive(): void {
@@ -282,16 +299,7 @@ export class WatchHub {
     this.cancelKeepalive = this.clock.setTimer(watchKeepaliveMs / 2, () => {
       this.cancelKeepalive = null;
       const now = this.clock.nowMs();
-      // An idle group's sequencer object may have been evicted (nothing called it) and its
-      // heartbeats stopped: a silence that is only idleness ended every stream after
-      // watchSilenceMs (a probe). Asked past sequencerTimeoutMs, a sequencer in reach wakes and
-      // heartbeats again before then; one cut off stays silent, and its streams end as before.
-      // The first ask of a silence gets a tick before the streams end: a tick late by a few ms
-      // found the silence past watchSilenceMs at the same moment (a review).
-      const silentMs = this.source.silentMs();
-      const firstAsk = this.watchers.length > 0 && silentMs >= sequencerTimeoutMs && this.wokeAtMs < now - silentMs;
-      if (this.watchers.length > 0 && silentMs >= sequencerTimeoutMs) (this.source.wake?.(), firstAsk && (this.wokeAtMs = now));
-      if (!firstAsk) this.endSilent(now);
+      if (!this.askSequencer(now)) this.endSilent(now);
       this.prune();
       this.keepalives(now, watchKeepaliveMs);
       // Notes who is still reading; under the shared bound, drops the stalled and sends on.
