@@ -66,6 +66,8 @@ export function exposition(families: Family[], comments: string[] = []): string 
 export interface GroupCounts {
   failovers: number;
   audits: Record<string, number>;
+  /** ISO time of the last report of each verdict (absent: none yet). */
+  lastAudits?: Record<string, string>;
 }
 
 /** What one group's objects said, or that they could not be reached. */
@@ -91,6 +93,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
   const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing, removed).");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
+  const lastAudit = family("smr_audit_last_timestamp_seconds", "gauge", "When the group's last audit report of each verdict was made (Unix time, seconds); absent for a verdict never reported.");
   const flushes = family("smr_sequencer_flushes_total", "counter", "Log writes of the group's sequencer that ordered commands (each one batch); starts again at 0 when the sequencer restarts.");
   const appends = family("smr_appends_total", "counter", "Append messages (heartbeats included) the group's sequencer sent each replica; `colocated` marks the direct call to the replica in its own object. Starts again at 0 when the sequencer restarts.");
   /**
@@ -126,7 +129,11 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
       for (const r of s.replicas) appends.samples.push({ labels: { group, replica: r.id, colocated: String(r.colocated === true) }, value: g.work.appends[r.id] ?? 0 });
     }
     replicaSamples(s);
-    for (const [verdict, n] of Object.entries(g.counts.audits)) audits.samples.push({ labels: { group, verdict }, value: n });
+    for (const [verdict, n] of Object.entries(g.counts.audits)) {
+      audits.samples.push({ labels: { group, verdict }, value: n });
+      const at = g.counts.lastAudits?.[verdict];
+      if (at !== undefined) lastAudit.samples.push({ labels: { group, verdict }, value: Date.parse(at) / 1000 });
+    }
   }
-  return [up, commit, epoch, commands, failovers, applied, lag, status, audits, flushes, appends];
+  return [up, commit, epoch, commands, failovers, applied, lag, status, audits, lastAudit, flushes, appends];
 }

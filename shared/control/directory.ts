@@ -95,9 +95,14 @@ export type AuditVerdict = AuditReport["verdict"];
 export interface GroupCounters {
   failovers: number;
   audits: Record<AuditVerdict, number>;
+  /**
+   * When the last report of each verdict was made (ISO time; absent: none yet): an operator's
+   * alert on groups not found consistent for N minutes needs a time, not a count that stands still.
+   */
+  lastAudits: Partial<Record<AuditVerdict, string>>;
 }
 
-const noCounters = (): GroupCounters => ({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
+const noCounters = (): GroupCounters => ({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 }, lastAudits: {} });
 
 export interface DirectoryStore {
   get(key: string): any;
@@ -262,7 +267,10 @@ export class DirectoryCore {
     return this.store.transaction(() => {
       const previous: AuditVerdict | null = this.store.recent("audit", 1)[0]?.verdict ?? null;
       if (!this.keep(incarnation, "audit", report, auditHistoryMax)) return { kept: false, previous };
-      this.count((c) => c.audits[report.verdict]++);
+      this.count((c) => {
+        c.audits[report.verdict]++;
+        c.lastAudits[report.verdict] = report.at;
+      });
       return { kept: true, previous };
     });
   }
@@ -270,7 +278,7 @@ export class DirectoryCore {
   counters(): GroupCounters {
     const kept: Partial<GroupCounters> | null = this.store.get("counters");
     const zero = noCounters();
-    return { failovers: kept?.failovers ?? 0, audits: { ...zero.audits, ...kept?.audits } };
+    return { failovers: kept?.failovers ?? 0, audits: { ...zero.audits, ...kept?.audits }, lastAudits: { ...kept?.lastAudits } };
   }
 
   private count(change: (c: GroupCounters) => void): void {

@@ -64,7 +64,7 @@ describe("the Prometheus text exposition", () => {
     };
     const text = exposition(
       groupFamilies([
-        { group: "g1", up: true, status, commandsTotal: 9, counts: { failovers: 2, audits: { consistent: 5, diverged: 1, insufficient: 0 } } },
+        { group: "g1", up: true, status, commandsTotal: 9, counts: { failovers: 2, audits: { consistent: 5, diverged: 1, insufficient: 0 }, lastAudits: { diverged: "2026-12-04T00:00:01.500Z", consistent: "2026-12-04T00:01:00.000Z" } } },
         { group: "g2", up: false },
         // Its sequencer did not answer; r1 did (a status built from what it says), r2 did not.
         {
@@ -115,8 +115,13 @@ describe("the Prometheus text exposition", () => {
       [{ group: "g1", verdict: "diverged" }, 1],
       [{ group: "g1", verdict: "insufficient" }, 0],
     ]);
+    // A time per verdict reported (seconds), in the counters' order; none for a verdict never reported.
+    expect(values("smr_audit_last_timestamp_seconds")).toEqual([
+      [{ group: "g1", verdict: "consistent" }, Date.parse("2026-12-04T00:01:00.000Z") / 1000],
+      [{ group: "g1", verdict: "diverged" }, Date.parse("2026-12-04T00:00:01.500Z") / 1000],
+    ]);
     for (const name of ["smr_commands_total", "smr_failovers_total", "smr_audits_total"]) expect(byName.get(name)!.type).toBe("COUNTER");
-    for (const name of ["smr_group_up", "smr_group_commit_seq", "smr_replica_lag_entries", "smr_replica_status"]) expect(byName.get(name)!.type).toBe("GAUGE");
+    for (const name of ["smr_audit_last_timestamp_seconds", "smr_group_up", "smr_group_commit_seq", "smr_replica_lag_entries", "smr_replica_status"]) expect(byName.get(name)!.type).toBe("GAUGE");
     expect(metricsContentType).toBe("text/plain; version=0.0.4; charset=utf-8");
   });
 });
@@ -158,17 +163,17 @@ function memoryDirectory(): DirectoryCore {
 
 describe("the directory's counters (smr_failovers_total, smr_audits_total)", () => {
   const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as unknown as GroupConfig;
-  const audit = (verdict: AuditReport["verdict"]): AuditReport => ({ at: "t", group: "g", seq: 1, verdict, replicas: [], quarantined: [] });
+  const audit = (verdict: AuditReport["verdict"], at = "t"): AuditReport => ({ at, group: "g", seq: 1, verdict, replicas: [], quarantined: [] });
   const event = (kind: EventKind) => ({ at: "t", kind, epoch: 2, message: kind });
 
   it("count failover events and audits by verdict past the bounded histories, tell the previous verdict, and start again for a new incarnation", () => {
     const dir = memoryDirectory();
     const inc = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config.incarnation;
-    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
+    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 }, lastAudits: {} });
     expect(dir.addAudit(inc, audit("consistent"))).toEqual({ kept: true, previous: null });
     for (let i = 0; i < auditHistoryMax + 5; i++) dir.addAudit(inc, audit("consistent"));
-    expect(dir.addAudit(inc, audit("diverged"))).toEqual({ kept: true, previous: "consistent" });
-    expect(dir.addAudit(inc, audit("consistent"))).toEqual({ kept: true, previous: "diverged" });
+    expect(dir.addAudit(inc, audit("diverged", "t-diverged"))).toEqual({ kept: true, previous: "consistent" });
+    expect(dir.addAudit(inc, audit("consistent", "t-last"))).toEqual({ kept: true, previous: "diverged" });
     expect(dir.audits(1000)).toHaveLength(auditHistoryMax);
     dir.addEvent(inc, event("failover"));
     dir.addEvent(inc, event("quarantine"));
@@ -176,11 +181,11 @@ describe("the directory's counters (smr_failovers_total, smr_audits_total)", () 
     // A late write of another incarnation counts nothing.
     expect(dir.addAudit(inc + 1, audit("diverged")).kept).toBe(false);
     expect(dir.addEvent(inc + 1, event("failover"))).toBe(false);
-    expect(dir.counters()).toEqual({ failovers: 2, audits: { consistent: auditHistoryMax + 7, diverged: 1, insufficient: 0 } });
+    expect(dir.counters()).toEqual({ failovers: 2, audits: { consistent: auditHistoryMax + 7, diverged: 1, insufficient: 0 }, lastAudits: { consistent: "t-last", diverged: "t-diverged" } });
     expect(dir.setState(inc, "deleted")).toBe(true);
     const again = (dir.create(config, "t") as { record: { config: GroupConfig } }).record.config.incarnation;
     expect(again).toBe(inc + 1);
-    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 } });
+    expect(dir.counters()).toEqual({ failovers: 0, audits: { consistent: 0, diverged: 0, insufficient: 0 }, lastAudits: {} });
   });
 
   it("lists an event kept under a kind of an older version (release, alarm, rejoin, restore) under API.md's kind and its action", () => {

@@ -51,7 +51,8 @@ describe("GET /v1/metrics", () => {
     for (let i = 1; i <= 2; i++) expect((await command("mx-two", { op: "put", key: `k${i}`, value: i })).status).toBe(200);
     await applied("mx-one", 5);
     await applied("mx-two", 2);
-    expect((await api("POST", "/v1/groups/mx-one/audit")).body.verdict).toBe("consistent");
+    const audit = (await api("POST", "/v1/groups/mx-one/audit")).body;
+    expect(audit.verdict).toBe("consistent");
 
     const one = (await api("GET", "/v1/groups/mx-one", undefined, clientToken)).body;
     const m = await series("?group=mx-one");
@@ -68,12 +69,16 @@ describe("GET /v1/metrics", () => {
     }
     expect(m.get("smr_audits_total", { group: "mx-one", verdict: "consistent" })).toBe(1);
     expect(m.get("smr_audits_total", { group: "mx-one", verdict: "diverged" })).toBe(0);
+    // The last report's time, for an alert on groups not found consistent lately; none for a verdict never reported.
+    expect(m.get("smr_audit_last_timestamp_seconds", { group: "mx-one", verdict: "consistent" })).toBe(Date.parse(audit.at) / 1000);
+    expect(m.get("smr_audit_last_timestamp_seconds", { group: "mx-one", verdict: "diverged" })).toBeUndefined();
     // ?group= is that group only.
     expect(m.text).not.toContain('group="mx-two"');
 
     const two = await series("?group=mx-two");
     expect(two.get("smr_commands_total", { group: "mx-two" })).toBe(2);
     expect(two.get("smr_audits_total", { group: "mx-two", verdict: "consistent" })).toBe(0);
+    expect(two.get("smr_audit_last_timestamp_seconds", { group: "mx-two", verdict: "consistent" })).toBeUndefined();
     expect(two.get("smr_replica_status", { group: "mx-two", replica: "r1", status: "healthy" })).toBe(1);
 
     // Without ?group=: every group of the page.
