@@ -56,9 +56,10 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
 const unanswered = new Map<string, number>();
 const unansweredForgetMs = 10 * 60_000;
 
-function noteAnswer(group: string, figures: GroupFigures | null): void {
+/** `figures` undefined: cut short by the scrape's deadline (asked early next time, with its whole time). */
+function noteAnswer(group: string, figures: GroupFigures | null | undefined): void {
   unanswered.delete(group);
-  if (figures === null || figures.up) return;
+  if (figures === null || figures?.up) return;
   unanswered.set(group, Date.now());
   if (unanswered.size > metricsScrapeGroupsMax) unanswered.delete(unanswered.keys().next().value!);
 }
@@ -69,12 +70,14 @@ function lately(group: string): boolean {
 }
 
 /**
- * The figures of these groups, metricsConcurrencyMax at a time, within scrapeMs: a group asked but
- * not answered by then is down; those not asked by then are left out and named in `unasked` (down
- * would raise false alarms for groups that may well be up). Groups that no longer exist are left
- * out. Groups that did not answer lately are asked by metricsUnansweredWorkers of the workers, the
- * others by the rest (each helps the other queue once its own is empty): the ones that answer are
- * not left unasked behind the ones that cannot, and those are still asked.
+ * The figures of these groups, metricsConcurrencyMax at a time, within scrapeMs: a group that had
+ * its call's time (metricsCallTimeoutMs) and did not answer is down; one asked too late to have it,
+ * or not asked at all, is left out and named in `unasked` (down would raise false alarms for groups
+ * that may well be up: a probe at 612 groups saw a healthy one at smr_group_up 0, cut short by the
+ * deadline). Groups that no longer exist are left out. Groups that did not answer lately (cut
+ * short included) are asked by metricsUnansweredWorkers of the workers, the others by the rest
+ * (each helps the other queue once its own is empty): the ones that answer are not left unasked
+ * behind the ones that cannot, and those are still asked.
  */
 export async function gather(env: Env, names: string[], scrapeMs = metricsScrapeMs): Promise<{ figures: GroupFigures[]; unasked: string[] }> {
   const out = new Map<string, GroupFigures | null>();
@@ -86,10 +89,11 @@ export async function gather(env: Env, names: string[], scrapeMs = metricsScrape
     while (Date.now() < endMs) {
       const name = own.shift() ?? other.shift();
       if (name === undefined) return;
+      const askedMs = Date.now();
       const figures = groupFigures(env, name, fallbacks);
-      const answer = await withTimeout(realClock, figures, endMs - Date.now(), `the metrics of ${name}`).catch(() => ({ group: name, up: false as const }));
-      out.set(name, answer);
+      const answer = await withTimeout(realClock, figures, endMs - askedMs, `the metrics of ${name}`).catch(() => (endMs - askedMs < metricsCallTimeoutMs ? undefined : { group: name, up: false as const }));
       noteAnswer(name, answer);
+      if (answer !== undefined) out.set(name, answer);
     }
   };
   const workers = Math.min(metricsConcurrencyMax, names.length);

@@ -25,7 +25,7 @@ metricsRoutes.get("/", async (c) => {
   const page = q.after === undefined && q.limit === undefined ? await everyGroup(c.env) : await listed(c.env, q.after ?? null, q.limit ?? metricsPageDefault);
   // The scrape's time includes the listing's (each page within registryCallTimeoutMs).
   const { figures, unasked } = await gather(c.env, page.groups, Math.max(0, metricsScrapeMs - (Date.now() - startMs)));
-  const comments = unasked.length > 0 ? [`unasked: ${unasked.length} groups not asked within ${metricsScrapeMs} ms, the first ${unasked[0]}`] : [];
+  const comments = unasked.length > 0 ? [`unasked: ${unasked.length} groups not asked in time to answer within ${metricsScrapeMs} ms, the first ${unasked[0]}`] : [];
   const text = exposition(groupFamilies(figures), [...comments, ...(page.next ? [`next: ${page.next}`] : [])]);
   return c.body(text, 200, { "content-type": metricsContentType });
 });
