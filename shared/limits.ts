@@ -343,6 +343,11 @@ export const scrubRowsPerAuditMax = 50_000;
  */
 export const routeCacheMs = 2_000;
 /**
+ * Groups whose records a router keeps per isolate (the least recently read go first): it kept
+ * every group it had ever looked up, up to the whole deployment's.
+ */
+export const routeCacheGroupsMax = 10_000;
+/**
  * Group-token lookups a router caches per isolate: found tokens, and apart from them missing
  * ones (made-up tokens of the right shape must not push real ones out).
  */

@@ -1,6 +1,7 @@
 import type { TokenRecord } from "../shared/control/directory.js";
 import { rateLimitKeysMax, routeCacheMs, tokenLookupsFoundMax, tokenLookupsMissingMax, unknownTokenLookupsBurst, unknownTokenLookupsPerSec } from "../shared/limits.js";
 import { ApiError } from "../shared/api/errors.js";
+import { bounded } from "../shared/bounded.js";
 import { sha256Bytes, sha256Hex } from "../shared/protocol/hash.js";
 import { type Env, directoryStub } from "./env.js";
 
@@ -113,12 +114,6 @@ export class TokenLookups {
   keys(): string[] {
     return [...this.found.keys(), ...this.missing.keys()];
   }
-}
-
-/** The map, its oldest entry dropped when it holds `max`: room for one more. */
-function bounded<V>(map: Map<string, V>, max: number): Map<string, V> {
-  if (map.size >= max) map.delete(map.keys().next().value!);
-  return map;
 }
 
 const lookups = new TokenLookups(tokenLookupsFoundMax, tokenLookupsMissingMax);

@@ -8,8 +8,9 @@
 // carried out, so one that dies midway (kill -9 in a PUT or a DELETE) is finished by the next
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
+import { bounded } from "../shared/bounded.js";
 import { type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
-import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { membersOf, sequencerName } from "../shared/protocol/types.js";
@@ -22,6 +23,7 @@ import type { HandOverAnswer } from "./sequencer.js";
 import { votersAnswering } from "./replica-view.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
+/** group -> its record and when it was read; at most routeCacheGroupsMax (a router sees every group in time). */
 const cache = new Map<string, { record: GroupRecord; atMs: number }>();
 
 export function forget(group: string): void {
@@ -67,7 +69,8 @@ export async function lookup(env: Env, group: string, fresh = false): Promise<Gr
   if (record.state === "creating") record = (await finishCreate(env, record)).record;
   // Another router deleted and re-created the group: the tokens cached here were the old one's.
   if (cached && cached.record.config.incarnation !== record.config.incarnation) forgetTokens(group);
-  cache.set(group, { record, atMs: Date.now() });
+  cache.delete(group);
+  bounded(cache, routeCacheGroupsMax).set(group, { record, atMs: Date.now() });
   return record;
 }
 
@@ -306,8 +309,7 @@ function noteUnreachable(key: string, sinceMs: number): void {
   // does not start an outage seen now.
   if (known !== undefined && sinceMs - known < unreachableMemoryMs) return;
   unreachableSince.delete(key);
-  if (unreachableSince.size >= unreachableNamesMax) unreachableSince.delete(unreachableSince.keys().next().value!);
-  unreachableSince.set(key, sinceMs);
+  bounded(unreachableSince, unreachableNamesMax).set(key, sinceMs);
 }
 
 /**

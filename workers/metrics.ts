@@ -5,6 +5,7 @@
 // metrics starts no failover and no recovery (withSequencer would): the cron and the next request
 // do that.
 import { ApiError } from "../shared/api/errors.js";
+import { bounded } from "../shared/bounded.js";
 import type { GroupFigures, SequencerWork } from "../shared/api/metrics.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { GroupRecord } from "../shared/control/directory.js";
@@ -60,8 +61,7 @@ const unansweredForgetMs = 10 * 60_000;
 function noteAnswer(group: string, figures: GroupFigures | null | undefined): void {
   unanswered.delete(group);
   if (figures === null || figures?.up) return;
-  unanswered.set(group, Date.now());
-  if (unanswered.size > metricsScrapeGroupsMax) unanswered.delete(unanswered.keys().next().value!);
+  bounded(unanswered, metricsScrapeGroupsMax).set(group, Date.now());
 }
 
 function lately(group: string): boolean {

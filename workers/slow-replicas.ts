@@ -5,6 +5,7 @@
 // knew only places, not health. What a replica answers (even a refusal) clears its mark: it is
 // reachable. Marks are per incarnation: a group deleted and made again starts with none.
 import { slowReplicaAvoidMs, slowReplicasMax } from "../shared/limits.js";
+import { bounded } from "../shared/bounded.js";
 
 /** Whose replicas: a group's incarnation (GroupConfig has both). */
 export interface Incarnation {
@@ -20,9 +21,8 @@ const keyOf = (of: Incarnation, id: string) => `${of.group}/${of.incarnation}/${
 export function noteSlow(of: Incarnation, id: string, nowMs: number): void {
   const key = keyOf(of, id);
   marks.delete(key);
-  marks.set(key, nowMs);
-  // A bound, as on every table: the oldest mark goes first (it is the nearest to expiring).
-  if (marks.size > slowReplicasMax) marks.delete(marks.keys().next().value!);
+  // The oldest mark goes first (it is the nearest to expiring).
+  bounded(marks, slowReplicasMax).set(key, nowMs);
 }
 
 export function noteAnswered(of: Incarnation, id: string): void {

@@ -3,9 +3,10 @@
 // of such a file into a new, empty group, verified whole before any replica sees a row.
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
+import { bounded } from "../../shared/bounded.js";
 import { checkJson } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
-import { readWaitMs, restoreBytesMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
+import { readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
@@ -66,7 +67,7 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
           await end();
           const problem = mismatch(sent, header);
           if (problem === null) return controller.close();
-          damagedAt.set(`${group}/${inc}/${r.id}`, Date.now());
+          bounded(damagedAt, slowReplicasMax).set(`${group}/${inc}/${r.id}`, Date.now());
           console.error(`snapshot of ${group} at replica ${r.id}: ${problem}; the download fails, the next is taken at another replica, and this one is scrubbed whole and audited (rebuilt if a quorum agrees)`);
           c.executionCtx.waitUntil(judge(c.env, group, stub, inc));
           return controller.error(new Error(`replica ${r.id}'s rows do not match its digest (${problem}): this file would be refused by a restore; download it again`));
@@ -125,7 +126,7 @@ function specOf(config: GroupConfig): SnapshotSpec {
 /**
  * Replicas whose download did not match its header (`group/incarnation/id` -> when): the next
  * downloads go to another replica first for damagedAvoidMs, while the audit's scrub finds the
- * damage and the replica is rebuilt.
+ * damage and the replica is rebuilt. At most slowReplicasMax, as the slow replicas' marks.
  */
 const damagedAt = new Map<string, number>();
 const damagedAvoidMs = 10 * 60_000;
