@@ -1,8 +1,9 @@
-// smr groups list | create | status | delete
+// smr groups list | create | status [group] | delete
 import { Command, Option } from "commander";
 import type { GroupSpec, GroupStatus } from "../shared/client/index.js";
-import { listArg, positiveArg } from "./args.js";
+import { listArg, positiveArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
+import { printHealth } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
 
 export function printStatus(s: GroupStatus): void {
@@ -81,10 +82,14 @@ export function groupsCommand(): Command {
 
   groups
     .command("status")
-    .description("the group's sequencer and replicas")
-    .argument("<group>")
-    .action(async (group: string, _opts: unknown, cmd: Command) => {
+    .description("the group's sequencer and replicas; without a group, every group's health (from the metrics, admin)")
+    .argument("[group]")
+    .option("--limit <n>", "without a group: a page of this many groups", positiveArg)
+    .option("--after <name>", "without a group: groups after this one")
+    .action(async (group: string | undefined, opts: { limit?: number; after?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
+      if (group === undefined) return printHealth(client, json, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });
+      if (opts.limit !== undefined || opts.after !== undefined) throw new UsageError("--limit and --after are for every group's health (no group given)");
       const status = await client.group(group);
       if (json) return printJson(status);
       printStatus(status);

@@ -9,36 +9,9 @@ import { jsonWanted, runOf, targetOf } from "./context.js";
 import { dataCommands } from "./data.js";
 import { groupsCommand } from "./groups.js";
 import { memberCommands } from "./members.js";
+import { metricsCommand } from "./metrics.js";
 import { printJson, printRecord } from "./output.js";
 import { watchCommand } from "./watch.js";
-
-function metricsCommand(): Command {
-  return new Command("metrics")
-    .description("Prometheus metrics of every group, or of one")
-    .option("--group <group>", "only this group")
-    .option("--after <group>", "a page of groups after this one (the last line says `# next: <name>`)")
-    .option("--limit <n>", "groups per page (default 100)", positiveArg)
-    .action(async (opts: { group?: string; after?: string; limit?: number }, cmd: Command) => {
-      const { client, json } = runOf(cmd);
-      const text = await client.metrics(opts.group, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });
-      const next = /^# next: (\S+)$/m.exec(text)?.[1];
-      if (json) return printJson({ samples: samples(text), ...(next ? { next } : {}) });
-      process.stdout.write(text.endsWith("\n") ? text : text + "\n");
-    });
-}
-
-/** Prometheus text's samples (comments skipped): name, labels, value. */
-function samples(text: string): { name: string; labels: Record<string, string>; value: number }[] {
-  const out = [];
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
 
 function configCommand(): Command {
   return new Command("config")

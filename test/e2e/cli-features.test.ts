@@ -11,7 +11,7 @@ import { smr, smrOk, smrSpawn } from "../support/smr.js";
 
 /** Every step starts a CLI process (about a second of tsx start-up on a busy machine). */
 const cliTestMs = 240_000;
-const f = serverFixture("cli-features");
+const f = serverFixture("cli-features", { faults: true }); // faults: a replica cut off for the groups' health
 let dir: string;
 let bare: string;
 type RunOpts = { cwd: string; env?: Record<string, string> };
@@ -296,5 +296,51 @@ describe("smr metrics", () => {
     const forbidden = await smr(["metrics"], client());
     expect(forbidden.code).toBe(1);
     expect(forbidden.stderr).toMatch(/^error: 403 forbidden: /);
+  }, cliTestMs);
+});
+
+describe("smr groups status (no group)", () => {
+  it("shows every group's health from one scrape: ok, or degraded naming the replica that is not healthy, with the last audit", async () => {
+    // The last notes: the CLI had no view across groups; an operator ran `groups status` per group.
+    await smrOk(["groups", "create", "cli-health-a"], admin());
+    await smrOk(["groups", "create", "cli-health-b"], admin());
+    await smrOk(["put", "cli-health-a", "k", "1"], client());
+    await smrOk(["put", "cli-health-b", "k", "1"], client());
+    await appliedEverywhere("cli-health-a", 1);
+    expect(JSON.parse(await smrOk(["audit", "cli-health-a", "--json"], admin())).verdict).toBe("consistent");
+    expect((await f.call("POST", "/v1/groups/cli-health-b/faults", f.admin, { target: "r3", fault: "unreachable" })).status).toBe(200);
+    try {
+      // Heartbeats find r3 gone within a few seconds.
+      const deadline = Date.now() + 30_000;
+      let health: { groups: { group: string; health: string; replicas: { id: string; status: string }[]; lastAudit: { verdict: string } | null }[] };
+      for (;;) {
+        health = await json(["groups", "status"]);
+        const b = health.groups.find((g) => g.group === "cli-health-b");
+        if (b?.replicas.find((r) => r.id === "r3")?.status !== "healthy") break;
+        if (Date.now() > deadline) throw new Error(`r3 of cli-health-b still healthy: ${JSON.stringify(b)}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const a = health.groups.find((g) => g.group === "cli-health-a")!;
+      expect(a).toMatchObject({ health: "ok", commitSeq: expect.any(Number), lastAudit: { verdict: "consistent" } });
+      expect(a.replicas.map((r) => r.status)).toEqual(["healthy", "healthy", "healthy"]);
+      const b = health.groups.find((g) => g.group === "cli-health-b")!;
+      expect(b).toMatchObject({ health: "degraded", lastAudit: null });
+      expect(b.replicas.find((r) => r.id === "r3")!.status).toMatch(/suspect|down/);
+
+      const table = await smr(["groups", "status"], admin());
+      expect(table.code).toBe(0);
+      expect(table.stdout).toMatch(/│ cli-health-a +│ ok +│ 1 +│ \d+ +│ 3\/3 healthy +│ 0 +│ consistent, \d+ s ago +│ 0 +│/);
+      expect(table.stdout).toMatch(/│ cli-health-b +│ degraded +│ 1 +│ \d+ +│ 2\/3 healthy; r3 (suspect|down) +│/);
+      expect(table.stderr).toMatch(/groups: \d+ ok, [1-9]\d* degraded, \d+ down/);
+      // A page of them; --limit without a group only.
+      const page = await json(["groups", "status", "--after", "cli-health-a", "--limit", "1"]);
+      expect(page.groups.map((g: { group: string }) => g.group)).toEqual(["cli-health-b"]);
+      const misuse = await smr(["groups", "status", "cli-health-a", "--limit", "1"], admin());
+      expect(misuse.code).toBe(2);
+      // The metrics are the admin's.
+      expect((await smr(["groups", "status"], client())).stderr).toMatch(/^error: 403 forbidden: /);
+    } finally {
+      await f.call("POST", "/v1/groups/cli-health-b/faults", f.admin, { target: "r3", fault: "none" });
+    }
   }, cliTestMs);
 });
