@@ -15,6 +15,12 @@ const failoversShown = 5;
 const eventsRead = 100;
 /** Groups listed: one page of GET /v1/groups (its maximum). */
 const groupsListed = 1000;
+/**
+ * How often every listed group's health is read: one metrics scrape of the list's page, which asks
+ * every group's objects (far more than the 2 s refresh of one group should cost each time). The
+ * selected group's own status, read every refresh, gives its health in between.
+ */
+const healthRefreshMs = 10000;
 /** Hex digits of a replica's digest shown (enough to tell replicas apart at a glance). */
 const digestShownChars = 12;
 const tokenKey = "edge-smr.adminToken";
@@ -30,7 +36,8 @@ class ApiFailure extends Error {
   }
 }
 
-async function call(path) {
+/** `as`: "json" (the API's answers) or "text" (the metrics). */
+async function call(path, as = "json") {
   let res;
   try {
     // Bounded: a call that never answers would stop the refresh loop, which waits for its calls.
@@ -39,6 +46,7 @@ async function call(path) {
     throw new ApiFailure(0, "network", `no answer from the server (${err && err.message ? err.message : err})`);
   }
   const text = await res.text();
+  if (res.ok && as === "text") return text;
   let body = null;
   try {
     body = text ? JSON.parse(text) : null;
@@ -145,7 +153,9 @@ function renderGroups(page) {
       const a = document.createElement("a");
       a.href = `#group=${name}`;
       a.dataset.group = name;
-      a.textContent = name;
+      const badge = document.createElement("span");
+      badge.className = "health";
+      a.append(badge, document.createTextNode(name));
       if (name === selected) a.setAttribute("aria-current", "true");
       li.append(a);
       list.append(li);
@@ -157,9 +167,75 @@ function renderGroups(page) {
       list.append(li);
     }
   }
+  renderHealth();
   const more = $("#groups-more");
   more.hidden = !page.next;
   more.textContent = page.next ? `Only the first ${page.groups.length} groups are listed.` : "";
+}
+
+// ---- every group's health ---------------------------------------------------------------------
+
+/** group -> { health: "ok" | "degraded" | "down", why }, from the last scrape, or the selected group's own status since. */
+let healthOf = new Map();
+/** Why the last scrape failed (null: it did not), and when one last ended. */
+let healthFailure = null;
+let healthAtMs = 0;
+let healthAsking = false;
+
+/** One group's health: as `smr groups status` tells it (README, "CLI"). */
+function judge(up, replicas, lastAudit) {
+  if (!up) return { health: "down", why: "its sequencer or directory did not answer" };
+  const notHealthy = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
+  const audit = lastAudit ? `last audit ${lastAudit.verdict}, ${ago(lastAudit.at)}` : "no audit yet";
+  const fine = notHealthy.length === 0 && (!lastAudit || lastAudit.verdict === "consistent");
+  return { health: fine ? "ok" : "degraded", why: [...notHealthy, audit].join("; ") };
+}
+
+/** Prometheus text's samples, by group (only our own series: names and simple label values). */
+function healthFromMetrics(text) {
+  const byGroup = new Map();
+  for (const line of text.split("\n")) {
+    const m = /^(smr_[a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries([...m[2].matchAll(/([a-z_]+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    if (!byGroup.has(labels.group)) byGroup.set(labels.group, { up: false, replicas: [], audits: [] });
+    const g = byGroup.get(labels.group);
+    if (m[1] === "smr_group_up") g.up = m[3] === "1";
+    if (m[1] === "smr_replica_status" && m[3] === "1") g.replicas.push({ id: labels.replica, status: labels.status });
+    if (m[1] === "smr_audit_last_timestamp_seconds") g.audits.push({ verdict: labels.verdict, at: new Date(Number(m[3]) * 1000).toISOString() });
+  }
+  const out = new Map();
+  for (const [group, g] of byGroup) out.set(group, judge(g.up, g.replicas, g.audits.sort((a, b) => Date.parse(b.at) - Date.parse(a.at))[0]));
+  return out;
+}
+
+/** Scrapes the listed groups' health unless one is under way or the last is recent; not awaited by the refresh loop (a scrape may take seconds). */
+async function refreshHealth() {
+  if (healthAsking || Date.now() - healthAtMs < healthRefreshMs) return;
+  healthAsking = true;
+  try {
+    healthOf = healthFromMetrics(await call(`/v1/metrics?limit=${groupsListed}`, "text"));
+    healthFailure = null;
+  } catch (err) {
+    healthFailure = err;
+  } finally {
+    healthAsking = false;
+    healthAtMs = Date.now();
+  }
+  renderHealth();
+}
+
+/** Each listed group's badge: its health, or "?" (not scraped yet, left out of the scrape, or the scrape failed). */
+function renderHealth() {
+  for (const a of document.querySelectorAll("#groups a[data-group]")) {
+    const h = healthFailure ? null : healthOf.get(a.dataset.group);
+    const badge = $(".health", a);
+    const health = h ? h.health : "unknown";
+    if (badge.dataset.health === health && badge.title === (h ? h.why : "")) continue;
+    badge.dataset.health = health;
+    badge.textContent = h ? h.health : "?";
+    badge.title = h ? h.why : healthFailure ? `health unknown: ${healthFailure.code}: ${healthFailure.message}` : "health not known yet";
+  }
 }
 
 function renderGroup(status, audits, events) {
@@ -225,6 +301,10 @@ function renderGroup(status, audits, events) {
     failoverRows.append(tr);
   }
   $("#failovers-none").hidden = failovers.length > 0;
+
+  // The selected group's health from what was just read, fresher than the last scrape.
+  healthOf.set(status.group, judge(!unreachable, status.replicas, audits[0]));
+  renderHealth();
 }
 
 // ---- the refresh loop -------------------------------------------------------------------------
@@ -243,6 +323,7 @@ async function refresh() {
   // together and each is drawn when it comes: while the registry did not answer, the group's view
   // froze too, though its objects answered (a probe; it waited for both before drawing either).
   const g = group ? encodeURIComponent(group) : null;
+  void refreshHealth();
   const [listed, shown] = await Promise.allSettled([
     call(`/v1/groups?limit=${groupsListed}`).then((list) => {
       if (mine === generation) renderGroups(list);

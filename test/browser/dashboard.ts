@@ -20,6 +20,10 @@ const runMs = 5 * 60_000;
 const repairSlowMs = 1_500;
 
 const group = "demo";
+/** A group never selected: its health in the list comes from the metrics alone. */
+const other = "orders";
+/** The list's health is scraped every 10 s: a wait for it allows two scrapes and their time. */
+const scrapeWaitMs = 40_000;
 const admin = randomBytes(12).toString("hex");
 const client = randomBytes(12).toString("hex");
 
@@ -100,13 +104,16 @@ function replicaRows(): Promise<Row[]> {
 }
 
 /** Waits until the page shows what `test` (run in the page) accepts. */
-async function pageShows(what: string, test: string, arg?: unknown): Promise<void> {
+async function pageShows(what: string, test: string, arg?: unknown, timeoutMs = pageWaitMs): Promise<void> {
   try {
-    await page.waitForFunction(new Function("arg", test) as (arg: unknown) => boolean, arg, { timeout: pageWaitMs, polling: 100 });
+    await page.waitForFunction(new Function("arg", test) as (arg: unknown) => boolean, arg, { timeout: timeoutMs, polling: 100 });
   } catch (err) {
-    throw new Error(`the page did not show ${what} within ${pageWaitMs} ms (replicas: ${JSON.stringify(await replicaRows().catch(() => null))}; error shown: ${(await page.isVisible("#error").catch(() => false)) ? await page.textContent("#error") : "none"}): ${String(err)}`);
+    throw new Error(`the page did not show ${what} within ${timeoutMs} ms (replicas: ${JSON.stringify(await replicaRows().catch(() => null))}; error shown: ${(await page.isVisible("#error").catch(() => false)) ? await page.textContent("#error") : "none"}): ${String(err)}`);
   }
 }
+
+/** A group's health badge in the list (ok, degraded, down, or ? while not known). */
+const healthBadge = (name: string) => `#groups a[data-group="${name}"] .health`;
 
 const replicaStatus = (id: string) => page.getAttribute(`tr[data-replica="${id}"]`, "data-status");
 
@@ -124,6 +131,7 @@ async function main(): Promise<void> {
     server = await startServer({ adminToken: admin, clientTokens: [client], faults: true });
     await ok("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], sequencerLocations: ["wnam", "weur"] });
     for (let i = 1; i <= 5; i++) await ok("POST", `/v1/groups/${group}/commands`, { client: "browser-test", request: i, command: { op: "put", key: `greeting/${i}`, value: `hello ${i}` } }, client);
+    await ok("PUT", `/v1/groups/${other}`, { machine: "kv", replicas: 3 });
   });
 
   await step("open /dashboard (no token needed to load it): it asks for the token", async () => {
@@ -189,6 +197,7 @@ async function main(): Promise<void> {
     equal(await page.textContent("#sequencer [data-field=location]"), "wnam", "sequencer location");
     equal(await page.textContent("#sequencer [data-field=epoch]"), "1", "sequencer epoch");
     equal(await page.textContent("#sequencer [data-field=reachable]"), "yes", "sequencer reachable");
+    await pageShows("the group's health ok in the list", `return document.querySelector(arg)?.dataset.health === "ok";`, healthBadge(group));
     check(page.url().endsWith(`#group=${group}`), "the group in the URL's fragment");
   });
 
@@ -208,6 +217,7 @@ async function main(): Promise<void> {
     await pageShows("r2 quarantined or repairing", `return ["quarantined", "repairing"].includes(document.querySelector('tr[data-replica="r2"]')?.dataset.status);`);
     await pageShows("the diverged audit", `const a = document.querySelector("#audits tbody tr"); return a?.dataset.verdict === "diverged" && a.querySelector("[data-field=quarantined]").textContent === "r2";`);
     equal([await replicaStatus("r1"), await replicaStatus("r3")], ["healthy", "healthy"], "r1 and r3 statuses");
+    await pageShows("the group degraded in the list, naming r2", `const b = document.querySelector(arg); return b?.dataset.health === "degraded" && /r2 (quarantined|repairing)/.test(b.title);`, healthBadge(group));
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, "dashboard-quarantined.png"), fullPage: true });
   });
@@ -257,6 +267,17 @@ async function main(): Promise<void> {
       await ok("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "none" });
     }
     await pageShows("the error cleared", `return document.querySelector("#error").hidden && document.querySelector("#live").dataset.state === "live";`);
+  });
+
+  await step("another group with a replica cut off: its health in the list (from the metrics) says degraded and names the replica", async () => {
+    await pageShows("the other group ok", `return document.querySelector(arg)?.dataset.health === "ok";`, healthBadge(other), scrapeWaitMs);
+    await ok("POST", `/v1/groups/${other}/faults`, { target: "r3", fault: "unreachable" });
+    try {
+      await pageShows("the other group degraded, naming r3", `const b = document.querySelector(arg); return b?.dataset.health === "degraded" && /r3 (suspect|down)/.test(b.title);`, healthBadge(other), scrapeWaitMs);
+      equal(await page.textContent(healthBadge(other)), "degraded", "the badge's word");
+    } finally {
+      await ok("POST", `/v1/groups/${other}/faults`, { target: "r3", fault: "none" });
+    }
   });
 
   await step("a screenshot; nothing was loaded from another origin, no URL held the token, the page raised no error", async () => {
