@@ -1,17 +1,38 @@
 // Argument parsers for commander: a bad value is a usage error (exit 2) that names the argument.
 import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
+import { checkJson } from "../shared/api/input.js";
 import { groupNamePattern } from "../shared/api/names.js";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
 export class UsageError extends Error {}
 
 export function jsonArg(text: string): unknown {
+  let doc: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    doc = parseJson(text);
   } catch (err) {
     throw new InvalidArgumentError(`not JSON (${(err as Error).message}); quote strings as '"text"'`);
   }
+  const problem = checkJson(doc, "the value");
+  if (problem) throw new InvalidArgumentError(problem);
+  return doc;
+}
+
+/**
+ * JSON.parse, refusing a number it would change: 1e400 became Infinity and was sent as null (the
+ * server refuses it when sent as it is), 12345678901234567890 was sent as 12345678901234567000 (a
+ * probe: both exit 0). The source text of each number is V8's (JSON.parse source access, Node 22).
+ */
+export function parseJson(text: string): unknown {
+  return JSON.parse(text, function (this: unknown, _key: string, value: unknown, context?: { source?: string }) {
+    const source = context?.source;
+    if (typeof value === "number" && source !== undefined) {
+      if (!Number.isFinite(value)) throw new Error(`the number ${source} is out of range (beyond a double's)`);
+      if (/^-?\d+$/.test(source) && !Number.isSafeInteger(value)) throw new Error(`the integer ${source} is beyond 2^53 and would be sent as ${value}: quote it as a string`);
+    }
+    return value;
+  } as (key: string, value: unknown) => unknown) as unknown;
 }
 
 export function intArg(text: string): number {
@@ -39,8 +60,17 @@ export function groupArg(text: string): string {
   return text;
 }
 
+/** Comma-separated values; an empty one is refused (`--locations weur,,apac` made a group of two, a probe). */
 export function listArg(text: string): string[] {
-  return text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+  const items = text.split(",").map((s) => s.trim());
+  if (items.some((s) => s.length === 0)) throw new InvalidArgumentError("an empty item in the list (two commas, or one at an end)");
+  return items;
+}
+
+/** A value that must not be empty: `--token ""` fell back to .dev.vars' admin token, `--client ""` to a random id (a probe). */
+export function nonEmptyArg(text: string): string {
+  if (text.length === 0) throw new InvalidArgumentError("empty");
+  return text;
 }
 
 /**
@@ -67,20 +97,28 @@ export function inputFile(file: string, regular = false): number {
 export function readJsonFile(file: string): unknown[] {
   inputFile(file);
   const text = readFileSync(file, "utf8");
+  const checked = (doc: unknown, where: string) => {
+    const problem = checkJson(doc, where);
+    if (problem) throw new UsageError(problem);
+    return doc;
+  };
+  let whole: unknown;
   try {
-    const doc = JSON.parse(text) as unknown;
-    return Array.isArray(doc) ? doc : [doc];
+    whole = parseJson(text);
   } catch {
-    // not a single document: NDJSON
+    whole = undefined; // not a single document (NDJSON), or a number it would change: said per line
   }
+  if (whole !== undefined) return (Array.isArray(whole) ? whole : [whole]).map((doc, i) => checked(doc, Array.isArray(whole) ? `${file}[${i}]` : file));
   const docs: unknown[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
     if (line.trim() === "") return;
+    let doc: unknown;
     try {
-      docs.push(JSON.parse(line));
+      doc = parseJson(line);
     } catch (err) {
       throw new UsageError(`${file}:${i + 1}: not JSON (${(err as Error).message})`);
     }
+    docs.push(checked(doc, `${file}:${i + 1}`));
   });
   return docs;
 }

@@ -1,6 +1,7 @@
 // smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
 import { once } from "node:events";
-import { closeSync, createReadStream, createWriteStream, existsSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, createReadStream, createWriteStream, openSync, readSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
 import { ApiRequestError, type GroupSpec, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
@@ -8,6 +9,7 @@ import { chunks } from "../shared/client/streams.js";
 import { restoreBytesMax } from "../shared/limits.js";
 import { inputFile, positiveArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
+import { cleanupOnInterrupt } from "./interrupt.js";
 import { printStatus } from "./groups.js";
 import { printJson, printRecord } from "./output.js";
 
@@ -92,6 +94,71 @@ function whole(head: string, rows: number): void {
   if (rows !== h.rows) throw new Error(`the download has ${rows} rows where its header says ${h.rows} (cut short?); nothing was written`);
 }
 
+/** The body written to `out` (ended, unless it is stdout), `each` seeing every chunk; a write error rejects, not crashes. */
+async function pour(body: ReadableStream<Uint8Array>, out: NodeJS.WritableStream, each: (c: Uint8Array) => void = () => undefined): Promise<void> {
+  const failed = new Promise<never>((_, reject) => out.once("error", reject));
+  failed.catch(() => undefined);
+  for await (const c of chunks(body)) {
+    each(c);
+    await Promise.race([write(out, c), failed]);
+  }
+  if (out === process.stdout) return;
+  out.end();
+  await Promise.race([once(out, "finish"), failed]);
+}
+
+/** The download into `partial`, checked whole, then renamed over `path`; the partial file removed on failure. */
+async function download(body: ReadableStream<Uint8Array>, partial: string, path: string): Promise<{ bytes: number; header: SnapshotHeader }> {
+  let bytes = 0;
+  let head = "";
+  let lines = 0;
+  let endsLine = true;
+  try {
+    await pour(body, createWriteStream(partial, { flags: "wx" }), (c) => {
+      if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
+      bytes += c.length;
+      for (const b of c) if (b === 10) lines++;
+      if (c.length > 0) endsLine = c[c.length - 1] === 10;
+    });
+    // Checked before it replaces anything: a 200 from something else (a proxy's login page)
+    // or a file cut short replaced a good backup, and then failed (a probe).
+    // The server ends every line with a newline: one missing is a download cut inside a row.
+    if (bytes > 0 && !endsLine) throw new Error("the download ends inside a line (cut short?); nothing was written");
+    whole(head, lines - 1);
+    renameSync(partial, path);
+  } catch (err) {
+    rmSync(partial, { force: true });
+    throw err;
+  }
+  return { bytes, header: JSON.parse(head.split("\n", 1)[0]!) as SnapshotHeader };
+}
+
+/**
+ * Where -o writes. A regular file (or none yet) is replaced whole once the download is complete;
+ * through a symbolic link, the file it names is (the link was replaced by a file); a pipe or a
+ * device is written to as it is (it was replaced by a regular file: -o /dev/full, as root, made
+ * the device a file, a probe). Checked before the download: a folder, or one that cannot be
+ * written, failed after it, naming the partial file.
+ */
+function outputTarget(file: string): { path: string; through: boolean } {
+  let path = file;
+  try {
+    path = realpathSync(file);
+    const st = statSync(path);
+    if (st.isDirectory()) throw new UsageError(`${file} is a directory: name the file to write`);
+    if (!st.isFile()) return { path, through: true };
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    accessSync(dirname(resolve(path)), constants.W_OK);
+  } catch (err) {
+    throw new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)} for its folder)`);
+  }
+  return { path, through: false };
+}
+
 export function backupCommands(): Command[] {
   const snapshot = new Command("snapshot")
     .description("a consistent snapshot of the group's state (NDJSON: a header, then [key, value] rows), to stdout or a file")
@@ -99,48 +166,21 @@ export function backupCommands(): Command[] {
     .option("-o, --output <file>", "write it to this file")
     .action(async (group: string, opts: { output?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      if (opts.output && existsSync(opts.output) && statSync(opts.output).isDirectory()) throw new UsageError(`${opts.output} is a directory: name the file to write`);
+      const target = opts.output === undefined ? undefined : outputTarget(opts.output);
       const body = cutOffSaid(await client.snapshot(group));
-      if (!opts.output) {
-        for await (const c of chunks(body)) await write(process.stdout, c);
-        return;
-      }
+      if (target === undefined || target.through) return pour(body, target === undefined ? process.stdout : createWriteStream(target.path));
       // Written beside the file and renamed over it once complete: a snapshot cut short never
-      // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like one.
-      const partial = `${opts.output}.partial-${process.pid}`;
-      let bytes = 0;
-      let head = "";
-      try {
-        const out = createWriteStream(partial, { flags: "wx" });
-        const failed = new Promise<never>((_, reject) => out.once("error", reject));
-        failed.catch(() => undefined);
-        let lines = 0;
-        let endsLine = true;
-        for await (const c of chunks(body)) {
-          if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
-          bytes += c.length;
-          for (const b of c) if (b === 10) lines++;
-          if (c.length > 0) endsLine = c[c.length - 1] === 10;
-          await Promise.race([write(out, c), failed]);
-        }
-        out.end();
-        await Promise.race([once(out, "finish"), failed]);
-        // Checked before it replaces anything: a 200 from something else (a proxy's login page)
-        // or a file cut short replaced a good backup, and then failed (a probe).
-        // The server ends every line with a newline: one missing is a download cut inside a row.
-        if (bytes > 0 && !endsLine) throw new Error("the download ends inside a line (cut short?); nothing was written");
-        whole(head, lines - 1);
-        renameSync(partial, opts.output);
-      } catch (err) {
-        rmSync(partial, { force: true });
-        throw err;
-      }
-      const header = JSON.parse(head.split("\n", 1)[0]!) as SnapshotHeader;
-      if (json) return printJson({ file: opts.output, bytes, header });
-      printRecord({ file: opts.output, bytes, group: header.group, machine: header.machine, seq: header.seq, rows: header.rows, digest: header.digest });
+      // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like
+      // one (nor does Ctrl-C: a probe found the partial files of 6 interrupts in 8).
+      const partial = `${target.path}.partial-${process.pid}`;
+      await cleanupOnInterrupt(() => rmSync(partial, { force: true }), () => download(body, partial, target.path)).then((r) => {
+        if (json) return printJson({ file: opts.output, bytes: r.bytes, header: r.header });
+        printRecord({ file: opts.output, bytes: r.bytes, group: r.header.group, machine: r.header.machine, seq: r.header.seq, rows: r.header.rows, digest: r.header.digest });
+      });
     });
 
   const restore = new Command("restore")
+
     .description("load a snapshot file into a new, empty group (--create makes the group with the file's machine)")
     .argument("<group>")
     .argument("<file>")
@@ -173,7 +213,12 @@ export function backupCommands(): Command[] {
         }
       }
       try {
-        const status = await client.restore(group, counted());
+        // Interrupted, the bar gives the cursor back (it hid it), and the restore may yet land.
+        const interrupted = () => {
+          bar.stop();
+          process.stderr.write(`interrupted: the restore may still be applied (the server has what was sent); \`smr groups status ${group}\` shows whether it was\n`);
+        };
+        const status = await cleanupOnInterrupt(interrupted, () => client.restore(group, counted()));
         bar.update(size);
         bar.stop();
         if (json) return printJson(status);

@@ -31,7 +31,8 @@ export function parseDevVars(text: string): Record<string, string> {
     const m = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(raw);
     if (!m) continue;
     let value = m[2]!;
-    const quoted = /^(["'])(.*)\1$/.exec(value);
+    // A quoted value may be followed by a comment, as wrangler's dotenv reads it (`"tok" # c` was sent with its quotes, a probe).
+    const quoted = /^(["'])(.*?)\1(?:\s+#.*)?$/.exec(value);
     if (quoted) value = quoted[2]!;
     else value = value.replace(/\s+#.*$/, "");
     vars[m[1]!] = value;

@@ -2,8 +2,9 @@
 import { Command, Option } from "commander";
 import { ApiRequestError, type BatchResult, type CommandResult, type Consistency, type KvTxnOutput, type QueryResult, type SmrClient } from "../shared/client/index.js";
 import { batchCommandsMax } from "../shared/limits.js";
-import { jsonArg, positiveArg, readJsonFile, UsageError } from "./args.js";
+import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, UsageError } from "./args.js";
 import { runOf } from "./context.js";
+import { cleanupOnInterrupt } from "./interrupt.js";
 import { brief, printable, printJson, printRecord, printTable, safeJson } from "./output.js";
 
 interface SessionFlags {
@@ -15,6 +16,18 @@ const consistencyOption = () =>
   new Option("--consistency <level>", "linearizable (default), sequential or stale").choices(["linearizable", "sequential", "stale"]).default("linearizable");
 
 /**
+ * --bookmark: a write's bookmark (its `--json` answer), so a sequential read in another run sees
+ * that write. The CLI printed bookmarks that no option took (a probe): read-your-writes ended with
+ * the process.
+ */
+const bookmarkOption = () => new Option("--bookmark <bookmark>", "with --consistency sequential: see at least this write's position (a bookmark from a write's --json answer)").argParser(nonEmptyArg);
+
+interface ReadFlags {
+  consistency: Consistency;
+  bookmark?: string;
+}
+
+/**
  * --client and --request: a script that retries a command with the same pair gets the first answer
  * back. Under --client without --request the id is the library's (above any earlier run's, from
  * the clock): it was 1, so a second `exec --client me` of an incr was answered the first's output
@@ -22,7 +35,7 @@ const consistencyOption = () =>
  */
 function withSession(cmd: Command): Command {
   return cmd
-    .option("--client <id>", "client id for exactly-once (default: random per run)")
+    .option("--client <id>", "client id for exactly-once (default: random per run)", nonEmptyArg)
     .option("--request <n>", "request id for exactly-once (default: 1 under a random client; under --client, one above every earlier run's)", positiveArg);
 }
 
@@ -39,7 +52,13 @@ async function submitAndPrint(cmd: Command, group: string, command: unknown, fla
  * it again exactly once: the client id is random per run, and a new one would execute it twice.
  */
 async function submitOnce(client: SmrClient, group: string, command: unknown, request: number): Promise<CommandResult> {
-  return client.submit(group, command, request).catch(hintOnUnknown(`the command may have taken effect; to retry it exactly once, repeat it with --client ${client.clientId} --request ${request}`));
+  const hint = `the command may have taken effect; to retry it exactly once, repeat it with --client ${client.clientId} --request ${request}`;
+  return whileSent(hint, () => client.submit(group, command, request).catch(hintOnUnknown(hint)));
+}
+
+/** Runs `send`; interrupted meanwhile (Ctrl-C), says `hint` first: the request may have reached the server (a probe: exit 130 in silence, and the command had run). */
+function whileSent<T>(hint: string, send: () => Promise<T>): Promise<T> {
+  return cleanupOnInterrupt(() => process.stderr.write(`interrupted: ${hint}\n`), send);
 }
 
 /** Rethrows the error, first printing `hint` if the outcome is unknown (504 or no answer): a 503 certainly ran nothing. */
@@ -51,9 +70,13 @@ function hintOnUnknown(hint: string): (err: unknown) => never {
   };
 }
 
-async function queryAndPrint(cmd: Command, group: string, query: unknown, consistency: Consistency, show: (r: QueryResult) => void): Promise<void> {
+async function queryAndPrint(cmd: Command, group: string, query: unknown, flags: ReadFlags, show: (r: QueryResult) => void): Promise<void> {
   const { client, json } = runOf(cmd);
-  const r = await client.query(group, query, consistency);
+  if (flags.bookmark !== undefined) {
+    if (flags.consistency !== "sequential") throw new UsageError("--bookmark is for --consistency sequential (a linearizable read sees every write already; a stale one promises nothing)");
+    client.keepBookmark(group, flags.bookmark);
+  }
+  const r = await client.query(group, query, flags.consistency);
   if (json) printJson(r);
   else show(r);
 }
@@ -129,8 +152,9 @@ export function dataCommands(): Command[] {
     .argument("<group>")
     .argument("<key>")
     .addOption(consistencyOption())
-    .action(async (group: string, key: string, opts: { consistency: Consistency }, cmd: Command) => {
-      await queryAndPrint(cmd, group, { op: "get", key }, opts.consistency, (r) => {
+    .addOption(bookmarkOption())
+    .action(async (group: string, key: string, opts: ReadFlags, cmd: Command) => {
+      await queryAndPrint(cmd, group, { op: "get", key }, opts, (r) => {
         process.stdout.write(safeJson((r.result as { value: unknown }).value, 2) + "\n");
       });
     });
@@ -142,9 +166,10 @@ export function dataCommands(): Command[] {
     .option("--after <key>", "only keys after this one")
     .option("--limit <n>", "at most this many (default 100, max 1000)", positiveArg)
     .addOption(consistencyOption())
-    .action(async (group: string, opts: { prefix?: string; after?: string; limit?: number; consistency: Consistency }, cmd: Command) => {
+    .addOption(bookmarkOption())
+    .action(async (group: string, opts: { prefix?: string; after?: string; limit?: number } & ReadFlags, cmd: Command) => {
       const query = { op: "list", ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}), ...(opts.after !== undefined ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) };
-      await queryAndPrint(cmd, group, query, opts.consistency, (r) => {
+      await queryAndPrint(cmd, group, query, opts, (r) => {
         const page = r.result as { items?: [string, unknown][]; next?: string };
         if (!Array.isArray(page.items)) throw new UsageError(`${group} is not a kv group (its list has no items): use \`smr query ${group} '{"op":"list"}'\``);
         printTable(["key", "value"], page.items.map(([k, v]) => [k, brief(v)]));
@@ -157,8 +182,9 @@ export function dataCommands(): Command[] {
     .argument("<group>")
     .argument("<json-query>", "e.g. '{\"op\":\"balances\"}'", jsonArg)
     .addOption(consistencyOption())
-    .action(async (group: string, q: unknown, opts: { consistency: Consistency }, cmd: Command) => {
-      await queryAndPrint(cmd, group, q, opts.consistency, (r) => {
+    .addOption(bookmarkOption())
+    .action(async (group: string, q: unknown, opts: ReadFlags, cmd: Command) => {
+      await queryAndPrint(cmd, group, q, opts, (r) => {
         printRecord({ seq: r.seq, replica: r.replica });
         process.stdout.write(safeJson(r.result, 2) + "\n");
       });
@@ -180,7 +206,7 @@ export function dataCommands(): Command[] {
     .action(async (group: string, doc: unknown, flags: SessionFlags & { file?: string }, cmd: Command) => {
       if (doc !== undefined && flags.file !== undefined) throw new UsageError("give the txn as an argument or with --file, not both");
       if (doc === undefined && flags.file === undefined) throw new UsageError("give the txn as an argument or with --file");
-      const command = txnOf(doc ?? txnFileDoc(flags.file!));
+      const command = txnOf(doc !== undefined ? doc : txnFileDoc(flags.file!));
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
       const r = await submitOnce(client, group, command, flags.request ?? client.newRequest());
       if (json) return printJson(r);
@@ -193,8 +219,8 @@ export function dataCommands(): Command[] {
     .description(`submit the commands of a file (NDJSON or a JSON array, 1 to ${batchCommandsMax}) in one request, each exactly once`)
     .argument("<group>")
     .argument("<file>", "commands, or {command, request} items")
-    .option("--client <id>", "client id for exactly-once (default: random per run)")
-    .option("--first-request <n>", "request id of the first command without one (default 1)", positiveArg)
+    .option("--client <id>", "client id for exactly-once (default: random per run)", nonEmptyArg)
+    .option("--first-request <n>", "request id of the first command without one (default: 1, or one above the highest the file gives)", positiveArg)
     .action(async (group: string, file: string, flags: { client?: string; firstRequest?: number }, cmd: Command) => {
       const items = readJsonFile(file).map(batchItemOf);
       if (items.length === 0 || items.length > batchCommandsMax) throw new UsageError(`${file}: ${items.length} commands; a batch takes 1 to ${batchCommandsMax}`);
@@ -202,7 +228,7 @@ export function dataCommands(): Command[] {
       const first = flags.firstRequest ?? nextFree(items);
       const requests = assignRequests(items, first);
       const hint = `the commands may have taken effect; to retry them exactly once, repeat the batch with --client ${client.clientId} --first-request ${first}`;
-      const r = await client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! }))).catch(hintOnUnknown(hint));
+      const r = await whileSent(hint, () => client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! }))).catch(hintOnUnknown(hint)));
       // Items whose outcome is unknown come back as results, not as a thrown error: the hint too.
       if (r.results.some((x) => "error" in x && x.error.code === "timeout")) process.stderr.write(`${hint}\n`);
       if (json) printJson(r);

@@ -3,14 +3,15 @@
 // (printed as "error: <status> <code>: <message>"), 2 for a usage error.
 import { Command, CommanderError } from "commander";
 import { ApiRequestError } from "../shared/client/index.js";
-import { groupArg, positiveArg, UsageError } from "./args.js";
+import { groupArg, nonEmptyArg, positiveArg, UsageError } from "./args.js";
 import { backupCommands } from "./backup.js";
+import { checkTarget } from "./config.js";
 import { jsonWanted, runOf, targetOf } from "./context.js";
 import { dataCommands } from "./data.js";
 import { groupsCommand } from "./groups.js";
 import { memberCommands } from "./members.js";
 import { metricsCommand } from "./metrics.js";
-import { printJson, printRecord } from "./output.js";
+import { printable, printJson, printRecord } from "./output.js";
 import { watchCommand } from "./watch.js";
 
 function configCommand(): Command {
@@ -18,6 +19,7 @@ function configCommand(): Command {
     .description("where requests go and where the token comes from (never the token itself)")
     .action((_opts: unknown, cmd: Command) => {
       const t = targetOf(cmd);
+      checkTarget(t); // SMR_URL=localhost:8891 was shown as fine here, and refused by every other command (a probe)
       const shown = { url: t.url, urlFrom: t.urlFrom, tokenFrom: t.tokenFrom };
       if (jsonWanted(cmd)) return printJson(shown);
       printRecord(shown);
@@ -27,8 +29,8 @@ function configCommand(): Command {
 function program(): Command {
   const p = new Command("smr")
     .description("operate an edge-smr replica set: groups, reads and writes, watch, audits, replicas, backups")
-    .option("--url <url>", "the API's base URL (env SMR_URL; default http://localhost:8787)")
-    .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)")
+    .option("--url <url>", "the API's base URL (env SMR_URL; default http://localhost:8787)", nonEmptyArg)
+    .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)", nonEmptyArg)
     .option("--json", "print JSON for scripts instead of tables")
     .option("--retry-for <seconds>", "how long a command or a read is retried (default 90)", positiveArg)
     .exitOverride();
@@ -47,25 +49,42 @@ function program(): Command {
   return p;
 }
 
+/**
+ * The error line. Its message is shown as `printable` shows server text: messages quote what the
+ * caller or a file gave (a client id, a line of JSON), and one holding escape sequences recoloured
+ * and retitled the operator's terminal (a probe).
+ */
+function say(message: string): void {
+  process.stderr.write(`error: ${message.split("\n").map(printableLine).join("\n")}\n`);
+}
+
 function report(err: unknown): number {
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2; // commander printed it already
   if (err instanceof UsageError) {
-    process.stderr.write(`error: ${err.message}\n`);
+    say(err.message);
     return 2;
   }
   if (err instanceof ApiRequestError) {
     // "error: 404 not_found: group x does not exist"; "error: network: GET http://...: TypeError: fetch failed (...)"
-    process.stderr.write(`error: ${err.code === "network" ? err.message.replace(/^0 /, "") : err.message}\n`);
+    say(err.code === "network" ? err.message.replace(/^0 /, "") : err.message);
     return 1;
   }
-  process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  say(err instanceof Error ? err.message : String(err));
   return 1;
 }
 
-// `smr watch ... | head`: a reader that has gone away ends the command, quietly.
+/** A line as it is, unless it holds characters a terminal acts on: then with those escaped (not JSON-quoted whole). */
+function printableLine(line: string): string {
+  const shown = printable(line);
+  return shown === line ? line : shown.slice(1, -1);
+}
+
+// `smr watch ... | head`: a reader that has gone away ends the command, quietly. Any other failure
+// to write the output (a full disk: `smr snapshot g > f`) is an error line, not a stack trace.
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   if (err.code === "EPIPE") process.exit(0);
-  throw err;
+  say(`cannot write the output: ${err.code ?? err.message}`);
+  process.exit(1);
 });
 
 try {

@@ -156,12 +156,17 @@ function tokensCommand(): Command {
 }
 
 /**
- * Why `smr audit` exits 1, or null: replicas that disagree, or an alarm (a quorum failed alike).
- * It exited 0 whatever the verdict, so `smr audit g && ...` went on past a diverged group.
- * `insufficient` (too few replicas answered to compare) is no finding either way: 0.
+ * Why `smr audit` exits 1, or null: replicas that disagree, an alarm (a quorum failed alike), or
+ * too few replicas to compare (`insufficient`: nothing was checked). It exited 0 whatever the
+ * verdict, so `smr audit g && ...` went on past a diverged group, and then past one whose replicas
+ * none answered (a probe).
  */
 export function auditFailure(a: { verdict: string; replicas: { id: string; verdict: string }[]; quarantined?: string[]; alarm?: string }): string | null {
   if (a.alarm) return `audit alarm: ${a.alarm}`;
+  if (a.verdict === "insufficient") {
+    const missing = a.replicas.filter((r) => r.verdict !== "agrees").map((r) => `${r.id} ${r.verdict}`);
+    return `too few replicas to compare, nothing was checked (${missing.join(", ") || "no replica answered"})`;
+  }
   if (a.verdict !== "diverged") return null;
   const diverged = a.replicas.filter((r) => r.verdict === "diverged").map((r) => r.id);
   const quarantined = a.quarantined?.length ? `; quarantined: ${a.quarantined.join(", ")}` : "";

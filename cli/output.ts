@@ -36,16 +36,28 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + "\n");
 }
 
+/** Text cut to maxChars characters (code points: a cut inside an emoji printed "�", a probe), "…" marking the cut. */
+function cut(text: string, maxChars: number): string {
+  if (text.length <= maxChars) return text;
+  const chars = Array.from(text);
+  return chars.length > maxChars ? chars.slice(0, maxChars - 1).join("") + "…" : text;
+}
+
 /** A value as one line of JSON, cut to maxChars for a table cell. */
 export function brief(value: unknown, maxChars = 60): string {
-  const text = value === undefined ? "" : safeJson(value);
-  return text.length > maxChars ? text.slice(0, maxChars - 1) + "…" : text;
+  return cut(value === undefined ? "" : safeJson(value), maxChars);
 }
 
 type Cell = string | number | boolean | null | undefined;
 
+/**
+ * Characters a table cell shows at most: a 300-character key made rows 300 columns wide (a probe).
+ * `--json` has everything whole.
+ */
+const cellCharsMax = 100;
+
 function cell(v: Cell): string {
-  return v === null || v === undefined ? "-" : printable(String(v));
+  return v === null || v === undefined ? "-" : cut(printable(String(v)), cellCharsMax);
 }
 
 // No colours: the tables are read in terminals and in logs alike.

@@ -9,12 +9,17 @@ import { note, printable, safeJson } from "./output.js";
 export function eventLine(e: WatchEvent): string {
   const changes = e.changes ?? [];
   if (changes.length === 0) return `${e.seq}  ${e.kind} ${safeJson(e.command)}`;
-  return `${e.seq}  ${changes.map(([k, v]) => `${printable(k)}=${safeJson(v)}`).join(" ")}`;
+  return `${e.seq}  ${changes.map(([k, v]) => `${keyShown(k)}=${safeJson(v)}`).join(" ")}`;
+}
+
+/** A key JSON-quoted if it holds a space, `=` or `"`: `a=b c=1` read as two changes where one key was `a=b c` (a probe). */
+function keyShown(k: string): string {
+  return /[\s="]/.test(k) ? safeJson(k) : printable(k);
 }
 
 export function watchCommand(): Command {
   return new Command("watch")
-    .description("stream the group's applied entries as they commit, until Ctrl-C (it resumes by itself after a dropped connection)")
+    .description("stream the group's applied entries as they commit, until Ctrl-C (it resumes by itself after a dropped connection; with --retry-for, gives up after failing that long)")
     .argument("<group>")
     .option("--from <seq>", "entries after this seq (default: from now)", seqArg)
     .option("--prefix <p>", "kv: only entries that change a key with this prefix")
@@ -22,13 +27,27 @@ export function watchCommand(): Command {
       const { client, json } = runOf(cmd);
       const stop = new AbortController();
       for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => stop.abort());
+      // --retry-for: give up after failing to connect for that long (a watch of a server that is
+      // gone retried every 5 s for ever, and the flag did nothing, a probe); without it, until Ctrl-C.
+      const retryForSec = cmd.optsWithGlobals<{ retryFor?: number }>().retryFor;
+      let failingSinceMs: number | null = null;
+      let gaveUp: string | null = null;
       const feed = client.watch(group, {
         ...(opts.from !== undefined ? { from: opts.from } : {}),
         ...(opts.prefix !== undefined ? { prefix: opts.prefix } : {}),
         signal: stop.signal,
         // On stderr, so a server that is down or a dropped stream is not retried in silence.
-        onRetry: (r) => note(`watch: ${r.reason.replace(/^0 /, "")}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`),
+        onRetry: (r) => {
+          const reason = r.reason.replace(/^0 /, "");
+          if (r.opened || failingSinceMs === null) failingSinceMs = Date.now();
+          if (retryForSec !== undefined && Date.now() + r.pauseMs - failingSinceMs > retryForSec * 1000) {
+            gaveUp = `watch: no stream for ${retryForSec} s (--retry-for): ${reason}`;
+            return stop.abort();
+          }
+          note(`watch: ${reason}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`);
+        },
       });
       for await (const e of feed) process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
+      if (gaveUp !== null) throw new Error(gaveUp);
     });
 }

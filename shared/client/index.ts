@@ -173,6 +173,8 @@ export interface WatchOptions {
 export interface WatchRetry {
   reason: string;
   pauseMs: number;
+  /** Whether a stream was open before this retry (it dropped or ended), not a request that failed. */
+  opened: boolean;
   /** The last event id seen: the reconnect asks for what follows it. */
   after?: string;
 }
@@ -214,7 +216,7 @@ function unknownAfter(err: unknown, always = false): unknown {
   // A connection never made (notSent) says nothing of the earlier attempt either, nor does the
   // 409 of a retry that came after the request-id window had passed it (expiredAfterRetry).
   if (err.status === 504 || (err.code === "network" && !err.notSent) || (err.code !== "network" && err.status < 500 && err.status !== 429 && !expiredAfterRetry(err.message))) return err;
-  return new ApiRequestError(504, "timeout", `${err.message.replace(/^\d{3} [a-z_]+: /, "")}; ${unknownNote}`);
+  return new ApiRequestError(504, "timeout", `${err.message.replace(/^\d+ [a-z_]+: /, "")}; ${unknownNote}`);
 }
 
 /**
@@ -757,7 +759,11 @@ export class SmrClient {
     return { results, bookmark: bookmark ?? "" };
   }
 
-  private keepBookmark(group: string, bookmark: string): void {
+  /**
+   * Keeps a bookmark (from a write's answer, perhaps another process's): this client's next
+   * sequential reads of the group see at least its position (read-your-writes across processes).
+   */
+  keepBookmark(group: string, bookmark: string): void {
     this.bookmark = bookmark;
     const kept = later(this.bookmarks.get(group), bookmark);
     this.bookmarks.delete(group); // re-inserted last: the map drops the group used longest ago
@@ -841,7 +847,7 @@ export class SmrClient {
         // A refusal's Retry-After is waited out (a replica full of watchers frees places in about a
         // second): its refused watchers came back after 50, 100, 200 ms..., each refused again.
         const askedMs = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;
-        pauseMs = await this.pauseBeforeRetry(opts, err instanceof Error ? err.message : String(err), Math.max(serverPauseMs ?? pauseMs, askedMs), lastId);
+        pauseMs = await this.pauseBeforeRetry(opts, err instanceof Error ? err.message : String(err), Math.max(serverPauseMs ?? pauseMs, askedMs), lastId, false);
         continue;
       } finally {
         clearTimeout(timer);
@@ -864,13 +870,13 @@ export class SmrClient {
         reason = `the connection dropped (${describe(err)})`;
       }
       // The stream ended (the replica closed it, or the connection died): resume where it stopped.
-      pauseMs = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId);
+      pauseMs = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId, true);
     }
   }
 
   /** Tells onRetry, waits pauseMs (or until aborted), and returns the next pause (doubled, bounded). */
-  private async pauseBeforeRetry(opts: WatchOptions, reason: string, pauseMs: number, after: string | undefined): Promise<number> {
-    opts.onRetry?.({ reason, pauseMs, ...(after !== undefined ? { after } : {}) });
+  private async pauseBeforeRetry(opts: WatchOptions, reason: string, pauseMs: number, after: string | undefined, opened: boolean): Promise<number> {
+    opts.onRetry?.({ reason, pauseMs, opened, ...(after !== undefined ? { after } : {}) });
     await sleep(pauseMs, opts.signal);
     return Math.min(pauseMs * 2, watchRetryMaxMs);
   }

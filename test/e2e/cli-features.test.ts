@@ -1,6 +1,6 @@
 // The CLI's watch, batch, txn, snapshot/restore and metrics, run as a child process against the
 // built worker (API.md "Batches", "Transactions", "Watch", "Snapshot and restore", "Metrics").
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -78,6 +78,14 @@ describe("smr watch", () => {
     expect(await watch.exited).toBe(0);
     expect(watch.output().stderr).toMatch(/^watch: .*127\.0\.0\.1:9.*; reconnecting in \d+ ms\nwatch: /);
     expect(watch.output().stdout).toBe("");
+  }, cliTestMs);
+
+  it("with --retry-for gives up after failing to connect that long, exit 1 (it retried for ever, the flag ignored: a probe)", async () => {
+    const startMs = Date.now();
+    const r = await smr(["watch", "cli-watch-down", "--retry-for", "2"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: f.client } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: watch: no stream for 2 s \(--retry-for\): .*127\.0\.0\.1:9/);
+    expect(Date.now() - startMs).toBeLessThan(30_000);
   }, cliTestMs);
 
   it("ends with the API's error for a group that does not exist", async () => {
@@ -342,5 +350,64 @@ describe("smr groups status (no group)", () => {
     } finally {
       await f.call("POST", "/v1/groups/cli-health-b/faults", f.admin, { target: "r3", fault: "none" });
     }
+  }, cliTestMs);
+});
+
+describe("the CLI interrupted, and its output's edges", () => {
+  it("Ctrl-C while a command is under way names the --client and --request to retry it with exactly once (it exited 130 in silence, and the command had run)", async () => {
+    await smrOk(["groups", "create", "cli-int"], admin());
+    expect((await f.call("POST", "/v1/groups/cli-int/faults", f.admin, { target: "sequencer", fault: "slow", ms: 4_000 })).status).toBe(200);
+    try {
+      const run = smrSpawn(["put", "cli-int", "k", "1", "--client", "int-1", "--request", "5"], client());
+      await new Promise((r) => setTimeout(r, 1_500));
+      run.child.kill("SIGINT");
+      expect(await run.exited).toBe(130);
+      expect(run.output().stderr).toMatch(/interrupted: the command may have taken effect; to retry it exactly once, repeat it with --client int-1 --request 5/);
+    } finally {
+      await f.call("POST", "/v1/groups/cli-int/faults", f.admin, { target: "sequencer", fault: "none" });
+    }
+    // The retry it names is answered once, whatever the interrupted one did.
+    const again = await json(["put", "cli-int", "k", "1", "--client", "int-1", "--request", "5"], client());
+    expect(again.seq).toBeGreaterThanOrEqual(1);
+  }, cliTestMs);
+
+  it("snapshot -o through a symbolic link writes the file it names, and the link stays (it was replaced by a file)", async () => {
+    await smrOk(["groups", "create", "cli-link"], admin());
+    await smrOk(["put", "cli-link", "k", '"v"'], client());
+    const real = join(dir, "real.ndjson");
+    writeFileSync(real, "old");
+    const link = join(dir, "latest.ndjson");
+    symlinkSync(real, link);
+    const saved = await json(["snapshot", "cli-link", "-o", link]);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(real, "utf8").split("\n")[0]).toBe(JSON.stringify(saved.header));
+    expect(readdirSync(dir).filter((n) => n.includes(".partial-"))).toEqual([]);
+    // A folder that cannot be written to is said before the download, naming the file asked for.
+    const bad = await smr(["snapshot", "cli-link", "-o", join(dir, "none", "x.ndjson")], admin());
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/x\.ndjson: cannot be written \(ENOENT for its folder\)/);
+  }, cliTestMs);
+
+  it("a sequential read with --bookmark sees the write it names; --bookmark with another level is a usage error", async () => {
+    await smrOk(["groups", "create", "cli-bm"], admin());
+    const w = await json(["put", "cli-bm", "k", '"seen"'], client());
+    const r = await json(["get", "cli-bm", "k", "--consistency", "sequential", "--bookmark", w.bookmark], client());
+    expect(r.result).toEqual({ value: "seen" });
+    expect(r.seq).toBeGreaterThanOrEqual(w.seq);
+    expect((await smr(["get", "cli-bm", "k", "--bookmark", w.bookmark], client())).code).toBe(2);
+    const bad = await smr(["get", "cli-bm", "k", "--consistency", "sequential", "--bookmark", "nonsense"], client());
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error: 400 bad_request: /);
+  }, cliTestMs);
+
+  it("an error line shows escape sequences from a client id or a file as text (they recoloured and retitled the terminal)", async () => {
+    await smrOk(["groups", "create", "cli-esc"], admin());
+    const evil = "ev\u001b[31mil\u001b]0;T\u0007";
+    await smrOk(["put", "cli-esc", "a", "1", "--client", evil, "--request", "1"], client());
+    const r = await smr(["put", "cli-esc", "b", "2", "--client", evil, "--request", "1"], client());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: 409 conflict: /);
+    expect(r.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+    expect(r.stderr).toContain("\\u001b[31m");
   }, cliTestMs);
 });

@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { inputFile, UsageError } from "../../cli/args.js";
+import { writeFileSync } from "node:fs";
+import { InvalidArgumentError } from "commander";
+import { inputFile, jsonArg, listArg, nonEmptyArg, readJsonFile, UsageError } from "../../cli/args.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smr-args-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -18,5 +20,35 @@ describe("inputFile", () => {
   it("names a directory and a missing file", () => {
     expect(() => inputFile(dir)).toThrow(/a directory, not a file/);
     expect(() => inputFile(join(dir, "none"))).toThrow(/cannot be read \(ENOENT\)/);
+  });
+});
+
+describe("JSON arguments and files", () => {
+  // A probe: `smr put g k 1e400` stored null and 12345678901234567890 was stored as ...7000, exit 0.
+  it("refuses a number JSON.parse would change: beyond a double's range, or an integer beyond 2^53", () => {
+    expect(() => jsonArg("1e400")).toThrow(InvalidArgumentError);
+    expect(() => jsonArg("1e400")).toThrow(/1e400 is out of range/);
+    expect(() => jsonArg('{"n":[12345678901234567890]}')).toThrow(/12345678901234567890 is beyond 2\^53 and would be sent as 12345678901234567000: quote it as a string/);
+    expect(jsonArg('{"n":[9007199254740991, 1.5e300, -0.1, "12345678901234567890"]}')).toEqual({ n: [9007199254740991, 1.5e300, -0.1, "12345678901234567890"] });
+    expect(() => jsonArg('"\\ud800"')).toThrow(/lone surrogate/);
+  });
+
+  it("refuses such a number in a file, naming the line of an NDJSON file", () => {
+    const ndjson = join(dir, "cmds.ndjson");
+    writeFileSync(ndjson, '{"op":"put","key":"a","value":1}\n{"op":"put","key":"b","value":1e400}\n');
+    expect(() => readJsonFile(ndjson)).toThrow(/cmds\.ndjson:2: not JSON \(the number 1e400 is out of range/);
+    const array = join(dir, "cmds.json");
+    writeFileSync(array, '[{"op":"put","key":"a","value":12345678901234567890}]');
+    expect(() => readJsonFile(array)).toThrow(/cmds\.json:1: not JSON \(the integer 12345678901234567890 is beyond 2\^53/);
+    writeFileSync(array, '[{"op":"put","key":"a","value":1}]');
+    expect(readJsonFile(array)).toEqual([{ op: "put", key: "a", value: 1 }]);
+  });
+
+  it("refuses an empty item in a list and an empty value (a group of two made of `weur,,apac`, `--token \"\"` running as admin)", () => {
+    expect(listArg("weur, apac")).toEqual(["weur", "apac"]);
+    expect(() => listArg("weur,,apac")).toThrow(/an empty item/);
+    expect(() => listArg("weur,")).toThrow(/an empty item/);
+    expect(() => nonEmptyArg("")).toThrow(/empty/);
+    expect(nonEmptyArg("x")).toBe("x");
   });
 });

@@ -15,8 +15,12 @@ describe("smr audit's exit", () => {
     expect(auditFailure({ verdict: "consistent", replicas: [agree], alarm: "2 of 3 voters failed the same check" })).toBe("audit alarm: 2 of 3 voters failed the same check");
   });
 
-  it("passes a consistent or insufficient one", () => {
+  it("passes a consistent one", () => {
     expect(auditFailure({ verdict: "consistent", replicas: [agree] })).toBeNull();
-    expect(auditFailure({ verdict: "insufficient", replicas: [agree, { id: "r2", verdict: "unreachable" }] })).toBeNull();
+  });
+
+  it("fails an insufficient one, naming the replicas it could not compare: nothing was checked (a probe: exit 0 with no replica reached)", () => {
+    expect(auditFailure({ verdict: "insufficient", replicas: [agree, { id: "r2", verdict: "unreachable" }] })).toBe("too few replicas to compare, nothing was checked (r2 unreachable)");
+    expect(auditFailure({ verdict: "insufficient", replicas: [] })).toBe("too few replicas to compare, nothing was checked (no replica answered)");
   });
 });

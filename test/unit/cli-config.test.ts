@@ -17,6 +17,8 @@ describe("cli config", () => {
       OTHER: "x y",
       TRAIL: "v",
     });
+    // A quoted value followed by a comment, as wrangler's dotenv reads it (was sent with its quotes).
+    expect(parseDevVars('ADMIN_TOKEN="admintok" # c\nCLIENT_TOKENS=\'t1\' # two\nHASH="a#b"\n')).toEqual({ ADMIN_TOKEN: "admintok", CLIENT_TOKENS: "t1", HASH: "a#b" });
   });
 
   it("prefers flags to SMR_URL/SMR_TOKEN to .dev.vars, and looks for .dev.vars only up to the project's root", () => {

@@ -48,4 +48,24 @@ describe("the CLI's output for people", () => {
     expect(line).toBe('1  "\\u001b[2J\\u001b]0;pwned\\u0007evil"="\\u009b" "line1\\nline2"=null');
     expect(eventLine({ ...e, changes: [] })).not.toMatch(controls);
   });
+
+  it("cuts a long cell to 100 characters and a brief value to 60, never inside a character (an emoji printed as �, a probe)", () => {
+    let out = "";
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      out += String(chunk);
+      return true;
+    });
+    printTable(["key"], [["k".repeat(300)]]);
+    vi.restoreAllMocks();
+    expect(out).toContain("k".repeat(99) + "…");
+    expect(out).not.toContain("k".repeat(100));
+    const shown = brief("x".repeat(57) + "😀😀😀");
+    expect(shown).toBe('"' + "x".repeat(57) + "😀…");
+    expect(shown).not.toContain("\ufffd");
+  });
+
+  it("quotes a watch line's key holding a space, = or a quote, so each change reads as one", () => {
+    const e = { seq: 9, kind: "command", command: {}, changes: [["a=b c", 1], ["d", "x y=2"], ["plain", null]] } as unknown as WatchEvent;
+    expect(eventLine(e)).toBe('9  "a=b c"=1 d="x y=2" plain=null');
+  });
 });

@@ -1,0 +1,32 @@
+// What Ctrl-C (SIGINT) or SIGTERM must not leave behind: a half-written file, a hidden cursor, a
+// command whose outcome is unknown without the way to retry it exactly once (a probe: each of
+// these). While any cleanup is registered, the signal runs them all, then exits as the signal
+// would (130, 143); with none, the signal's default is left alone (watch handles its own).
+
+const cleanups = new Set<() => void>();
+const exitCodes = { SIGINT: 130, SIGTERM: 143 } as const;
+
+function onSignal(signal: keyof typeof exitCodes): void {
+  for (const fn of [...cleanups]) {
+    try {
+      fn();
+    } catch {
+      // one cleanup failing must not keep the others from running
+    }
+  }
+  process.exit(exitCodes[signal]);
+}
+
+const handlers = { SIGINT: () => onSignal("SIGINT"), SIGTERM: () => onSignal("SIGTERM") };
+
+/** Runs `fn` (synchronous) if the process is interrupted while `work` is under way. */
+export async function cleanupOnInterrupt<T>(fn: () => void, work: () => Promise<T>): Promise<T> {
+  cleanups.add(fn);
+  if (cleanups.size === 1) for (const [sig, h] of Object.entries(handlers)) process.on(sig, h);
+  try {
+    return await work();
+  } finally {
+    cleanups.delete(fn);
+    if (cleanups.size === 0) for (const [sig, h] of Object.entries(handlers)) process.off(sig, h);
+  }
+}
