@@ -1,13 +1,14 @@
 // The CLI's watch, batch, txn, snapshot/restore and metrics, run as a child process against the
 // built worker (API.md "Batches", "Transactions", "Watch", "Snapshot and restore", "Metrics").
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, lstatSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serverFixture } from "../support/fixture.js";
-import { smr, smrOk, smrSpawn } from "../support/smr.js";
+import { smr, smrBin, smrEnv, smrOk, smrSpawn } from "../support/smr.js";
+import { spawn } from "node:child_process";
 
 /** Every step starts a CLI process (about a second of tsx start-up on a busy machine). */
 const cliTestMs = 240_000;
@@ -386,6 +387,41 @@ describe("the CLI interrupted, and its output's edges", () => {
     const bad = await smr(["snapshot", "cli-link", "-o", join(dir, "none", "x.ndjson")], admin());
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/x\.ndjson: cannot be written \(ENOENT for its folder\)/);
+  }, cliTestMs);
+
+  it("Ctrl-C during snapshot -o leaves no partial file, and an earlier backup as it was", async () => {
+    await smrOk(["groups", "create", "cli-int-snap"], admin());
+    await smrOk(["put", "cli-int-snap", "k", '"v"'], client());
+    const file = join(dir, "int-snap.ndjson");
+    writeFileSync(file, "earlier backup");
+    // Every replica slow: the download's pages come a second apart, so the interrupt lands mid-way.
+    for (const r of ["r1", "r2", "r3"]) await f.call("POST", "/v1/groups/cli-int-snap/faults", f.admin, { target: r, fault: "slow", ms: 1_000 });
+    try {
+      const run = smrSpawn(["snapshot", "cli-int-snap", "-o", file], admin());
+      const deadline = Date.now() + 20_000;
+      while (!readdirSync(dir).some((n) => n.startsWith("int-snap.ndjson.partial-")) && run.child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(readdirSync(dir).filter((n) => n.startsWith("int-snap.ndjson.partial-"))).toHaveLength(1);
+      run.child.kill("SIGINT");
+      expect(await run.exited).toBe(130);
+      expect(readdirSync(dir).filter((n) => n.startsWith("int-snap.ndjson.partial-"))).toEqual([]);
+      expect(readFileSync(file, "utf8")).toBe("earlier backup");
+    } finally {
+      for (const r of ["r1", "r2", "r3"]) await f.call("POST", "/v1/groups/cli-int-snap/faults", f.admin, { target: r, fault: "none" });
+    }
+  }, cliTestMs);
+
+  it("output that cannot be written (a full disk) is an error line and exit 1, not a stack trace", async () => {
+    const out = openSync("/dev/full", "w");
+    try {
+      const child = spawn(process.execPath, [smrBin, "config", "--json"], { cwd: bare, env: smrEnv({ SMR_URL: f.url(), SMR_TOKEN: f.admin }), stdio: ["ignore", out, "pipe"] });
+      let stderr = "";
+      child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^error: cannot write the output: ENOSPC\n$/);
+    } finally {
+      closeSync(out);
+    }
   }, cliTestMs);
 
   it("a sequential read with --bookmark sees the write it names; --bookmark with another level is a usage error", async () => {
