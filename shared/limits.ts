@@ -262,6 +262,11 @@ export const metricsReplicaFallbacksMax = 200;
  */
 export const statusContactWaitMs = 1_000;
 /**
+ * How long GET /v1/groups/{g} (and /replicas) waits for the sequencer before answering with what
+ * the replicas say of themselves (workers/http.ts, statusForReaders).
+ */
+export const statusReadMs = 5_000;
+/**
  * How long a read or a watch waits for the sequencer to say where its log ends (a position past
  * it is refused as another group's): past this nothing is refused, as when it cannot be reached.
  * It waited the sequencer call's whole timeout (15 s): a probe's watch reconnects with

@@ -7,10 +7,11 @@ import { ApiError } from "../shared/api/errors.js";
 import { checkJson } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { logEvent } from "../shared/log.js";
-import { bodyBytesMax, bodyReadTimeoutMs } from "../shared/limits.js";
+import { bodyBytesMax, bodyReadTimeoutMs, statusReadMs } from "../shared/limits.js";
+import { TimeoutError, withTimeout } from "../shared/protocol/io.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { Scope } from "./auth.js";
-import type { Env } from "./env.js";
+import { type Env, realClock } from "./env.js";
 import * as groups from "./groups.js";
 import { statusFromReplicas } from "./replica-view.js";
 
@@ -140,12 +141,20 @@ export function status(env: Env, group: string): Promise<GroupStatus> {
 /**
  * GET /v1/groups/{g} and /replicas: the status, or, while the sequencer cannot be reached (before
  * a failover, or through its hold-down), what the replicas say of themselves with the sequencer
- * marked `reachable: false`. Those answered 503 for 5 to 30 s, just when an operator looks.
+ * marked `reachable: false`. Those answered 503 for 5 to 30 s, just when an operator looks. A
+ * sequencer that answers slowly is not waited for past statusReadMs (a command's bound, 15 s, held
+ * the status 16 to 19 s with a slow sequencer: the dashboard gave up at 20 s and kept showing the
+ * group healthy, a probe); its call goes on (`keep`: past the answer), and may fail it over.
  */
-export async function statusForReaders(env: Env, group: string): Promise<GroupStatus> {
+export async function statusForReaders(env: Env, group: string, keep: (p: Promise<unknown>) => void = () => undefined): Promise<GroupStatus> {
+  const asked = status(env, group);
   try {
-    return await status(env, group);
+    return await withTimeout(realClock, asked, statusReadMs, `the sequencer of ${group}`);
   } catch (err) {
+    if (err instanceof TimeoutError) {
+      keep(asked.catch(() => undefined));
+      return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer did not answer within ${statusReadMs} ms`);
+    }
     if (groups.thrownByObjectCode(err)) {
       // A bug in the sequencer's status: logged as one, and the replicas still tell what they can.
       logEvent({ event: "internal-error", group, message: `the sequencer's status failed: ${String(err)}`, stack: (err as Error)?.stack }, "error");

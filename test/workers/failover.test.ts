@@ -59,6 +59,25 @@ describe("automatic failover (workerd)", () => {
     expect((await api("GET", "/v1/groups/wfo", undefined, clientToken)).body.sequencer.name).toBe("wfo~s1");
   });
 
+  it("a status read does not wait for a slow sequencer past 5 s: the replicas' own view, marked unreachable (it took 16-19 s, a probe)", async () => {
+    await createGroup("wslowst");
+    expect((await command("wslowst", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    expect((await api("POST", "/v1/groups/wslowst/faults", { target: "sequencer", fault: "slow", ms: 20_000 })).status).toBe(200);
+    try {
+      const startMs = Date.now();
+      const seen = await api("GET", "/v1/groups/wslowst");
+      const tookMs = Date.now() - startMs;
+      expect(seen.status).toBe(200);
+      expect(seen.body.sequencer).toMatchObject({ reachable: false, problem: expect.stringMatching(/did not answer within 5000 ms/) });
+      expect(seen.body.replicas.find((r: { id: string }) => r.id === "r2")).toMatchObject({ status: "healthy" });
+      // 5 s for the sequencer, then at most a replica call's 3 s (r1 hangs with the sequencer's object).
+      expect(tookMs).toBeGreaterThanOrEqual(4_900);
+      expect(tookMs).toBeLessThan(12_000);
+    } finally {
+      await api("POST", "/v1/groups/wslowst/faults", { target: "sequencer", fault: "none" });
+    }
+  }, 60_000);
+
   it("a move the current sequencer cannot answer is a 503 naming why, within handOverTimeoutMs, not a 500 or a hang", async () => {
     await createGroup("wmv", { machine: "kv", replicas: 3 });
     expect((await command("wmv", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);

@@ -32,7 +32,7 @@ groupRoutes.get("/", async (c) => {
 });
 
 
-groupRoutes.get("/:group", async (c) => c.json(await statusForReaders(c.env, groupParam(c))));
+groupRoutes.get("/:group", async (c) => c.json(await statusForReaders(c.env, groupParam(c), (p) => c.executionCtx.waitUntil(p))));
 
 groupRoutes.delete("/:group", async (c) => {
   requireAdmin(c);

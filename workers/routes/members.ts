@@ -26,7 +26,7 @@ memberRoutes.get("/:group/log", async (c) => {
 });
 
 memberRoutes.get("/:group/replicas", async (c) => {
-  const s = await statusForReaders(c.env, groupParam(c));
+  const s = await statusForReaders(c.env, groupParam(c), (p) => c.executionCtx.waitUntil(p));
   // While the sequencer cannot be reached these are what the replicas say of themselves: the
   // answer says so, as the group's status does (README, "Status"); it looked like a healthy list.
   return c.json({ replicas: s.replicas, ...(s.sequencer.reachable === false ? { sequencer: s.sequencer } : {}) });

@@ -328,7 +328,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // The restore is adopted: the answer is a 200 whatever the status call meets. A sequencer cut
   // off just after it answered a 503 ("certainly not done", API.md), a retry then a 409 for
   // entries, while every replica held the file (a probe); the replicas' view serves meanwhile.
-  return c.json(await statusForReaders(c.env, group));
+  return c.json(await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p)));
 });
 
 type SequencerOf = () => ReturnType<typeof groups.sequencerOf>;
