@@ -11,8 +11,13 @@ const callTimeoutMs = 20000;
 /** Rows shown in the audits and failovers tables. */
 const auditsShown = 5;
 const failoversShown = 5;
-/** Events read to find the failovers among them (the API's page maximum). */
-const eventsRead = 100;
+/**
+ * Events read to find the failovers among them: every event a group keeps (the API's maximum). At
+ * 100, 52 add/remove cycles pushed three failovers out and the page said "No failovers" (a probe).
+ */
+const eventsRead = 200;
+/** A refresh waits at most this long for a Retry-After (429, 503): it asked 20 times in 10 s through a 30 s one. */
+const retryAfterMaxMs = 60000;
 /** Groups listed: one page of GET /v1/groups (its maximum). */
 const groupsListed = 1000;
 /**
@@ -55,9 +60,19 @@ async function call(path, as = "json") {
   }
   if (!res.ok) {
     const e = body && body.error;
-    throw new ApiFailure(res.status, e && e.code ? e.code : `http_${res.status}`, e && e.message ? e.message : text.slice(0, 200) || res.statusText);
+    const retryAfterSec = Number(res.headers.get("retry-after"));
+    // Not the API's answer (a proxy's HTML page): its text, not its markup (shown raw, a probe).
+    const failure = e && e.code ? new ApiFailure(res.status, e.code, e.message || "") : new ApiFailure(res.status, `http_${res.status}`, `not an answer of the API: ${plainText(text) || res.statusText}`);
+    if (retryAfterSec > 0) failure.retryAfterMs = Math.min(retryAfterSec * 1000, retryAfterMaxMs);
+    throw failure;
   }
   return body;
+}
+
+/** A body's text without markup, on one line, cut to 200 characters. */
+function plainText(text) {
+  const t = text.replace(/<(script|style)[^>]*>[\s\S]*?<\/\1>/gi, " ").replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
+  return t.length > 200 ? `${t.slice(0, 199)}…` : t;
 }
 
 // ---- small formatting helpers (text only: nothing from the API is ever parsed as HTML) ----------
@@ -69,6 +84,11 @@ function cell(row, field, text, title) {
   if (title) td.title = title;
   row.append(td);
   return td;
+}
+
+/** Now, as the tables show times (UTC): the header showed local 12-hour time beside them (a probe). */
+function clock(ms = Date.now()) {
+  return new Date(ms).toISOString().slice(11, 19) + "Z";
 }
 
 function time(iso) {
@@ -101,6 +121,19 @@ function askToken() {
   $("#token").value = "";
   $("#token").focus();
   setLive("idle", "not connected");
+}
+
+/** The last token's data off the page: the next token's check showed it meanwhile (a probe). */
+function forgetView() {
+  listedGroups = "";
+  $("#groups").replaceChildren();
+  $("#groups-more").hidden = true;
+  $("#group").hidden = true;
+  delete $("#group").dataset.group;
+  $("#group-loading").hidden = true;
+  healthOf = new Map();
+  healthAtMs = 0;
+  ownHealth = null;
 }
 
 function connect() {
@@ -143,7 +176,9 @@ function selectedGroup() {
 let listedGroups = "";
 function renderGroups(page) {
   const selected = selectedGroup();
-  const key = JSON.stringify([page.groups, selected]);
+  // Rebuilt only when the names change: a rebuild on every selection dropped the keyboard's focus
+  // to the page (with 200 groups, Tab started again at the first, a probe).
+  const key = JSON.stringify(page.groups);
   if (key !== listedGroups) {
     listedGroups = key;
     const list = $("#groups");
@@ -156,7 +191,6 @@ function renderGroups(page) {
       const badge = document.createElement("span");
       badge.className = "health";
       a.append(badge, document.createTextNode(name));
-      if (name === selected) a.setAttribute("aria-current", "true");
       li.append(a);
       list.append(li);
     }
@@ -167,10 +201,18 @@ function renderGroups(page) {
       list.append(li);
     }
   }
+  markSelected(selected);
   renderHealth();
   const more = $("#groups-more");
   more.hidden = !page.next;
   more.textContent = page.next ? `Only the first ${page.groups.length} groups are listed.` : "";
+}
+
+function markSelected(selected) {
+  for (const a of document.querySelectorAll("#groups a[data-group]")) {
+    if (a.dataset.group === selected) a.setAttribute("aria-current", "true");
+    else a.removeAttribute("aria-current");
+  }
 }
 
 // ---- every group's health ---------------------------------------------------------------------
@@ -181,6 +223,9 @@ let healthOf = new Map();
 let healthFailure = null;
 let healthAtMs = 0;
 let healthAsking = false;
+/** The selected group's health from its own status, and when that was asked: newer than a scrape begun before it, it wins. */
+let ownHealth = null;
+let scrapeStartedMs = 0;
 
 /** One group's health: as `smr groups status` tells it (README, "CLI"). */
 function judge(up, replicas, lastAudit) {
@@ -213,9 +258,11 @@ function healthFromMetrics(text) {
 async function refreshHealth() {
   if (healthAsking || Date.now() - healthAtMs < healthRefreshMs) return;
   healthAsking = true;
+  const startedMs = Date.now();
   try {
     healthOf = healthFromMetrics(await call(`/v1/metrics?limit=${groupsListed}`, "text"));
     healthFailure = null;
+    scrapeStartedMs = startedMs;
   } catch (err) {
     healthFailure = err;
   } finally {
@@ -228,7 +275,8 @@ async function refreshHealth() {
 /** Each listed group's badge: its health, or "?" (not scraped yet, left out of the scrape, or the scrape failed). */
 function renderHealth() {
   for (const a of document.querySelectorAll("#groups a[data-group]")) {
-    const h = healthFailure ? null : healthOf.get(a.dataset.group);
+    const own = ownHealth && ownHealth.group === a.dataset.group && ownHealth.atMs >= scrapeStartedMs ? ownHealth.health : null;
+    const h = own || (healthFailure ? null : healthOf.get(a.dataset.group));
     const badge = $(".health", a);
     const health = h ? h.health : "unknown";
     if (badge.dataset.health === health && badge.title === (h ? h.why : "")) continue;
@@ -238,16 +286,23 @@ function renderHealth() {
   }
 }
 
-function renderGroup(status, audits, events) {
+/** `askedMs`: when the answers drawn were asked for. */
+function renderGroup(status, audits, events, askedMs) {
   const section = $("#group");
   section.hidden = false;
+  $("#group-loading").hidden = true;
   section.dataset.group = status.group;
+  delete section.dataset.stale;
+  $("#group-stale").hidden = true;
   $("#group-title").textContent = status.group;
-  fill($("#summary"), status);
   const s = status.sequencer || {};
   // While the router cannot reach the sequencer, the status is what the replicas say of
   // themselves (API: "reachable": false and a "problem"): say so rather than look healthy.
   const unreachable = s.reachable === false;
+  // ... and with no replica answering either, its epoch and commit position are not known: they
+  // were shown as 0 (a probe, at epoch 4 and seq 1217).
+  const unknown = unreachable && status.replicas.every((r) => r.lastContact === null);
+  fill($("#summary"), unknown ? { ...status, epoch: "?", commitSeq: "?" } : status);
   // One that answers but has no quorum (cut off) says for how long.
   const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : "yes";
   fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable });
@@ -265,10 +320,11 @@ function renderGroup(status, audits, events) {
     const known = r.lastContact !== null;
     cell(tr, "appliedSeq", known ? r.appliedSeq : "?", known ? "" : "not heard from yet");
     cell(tr, "lastSeq", known ? r.lastSeq : "?");
-    cell(tr, "commitSeq", status.commitSeq);
+    cell(tr, "commitSeq", unknown ? "?" : status.commitSeq);
     cell(tr, "lag", known ? status.commitSeq - r.appliedSeq : "?");
     cell(tr, "digest", known && r.digest ? r.digest.slice(0, digestShownChars) : known ? "" : "?", r.digest).className = "mono";
-    cell(tr, "lastContact", ago(r.lastContact), r.lastContact || "");
+    // The replicas' own view has no contact time for one that did not answer it: "no answer" now, not "never".
+    cell(tr, "lastContact", r.lastContact === null && unreachable ? "no answer" : ago(r.lastContact), r.lastContact || "");
     cell(tr, "location", r.location);
     replicas.append(tr);
   }
@@ -303,7 +359,7 @@ function renderGroup(status, audits, events) {
   $("#failovers-none").hidden = failovers.length > 0;
 
   // The selected group's health from what was just read, fresher than the last scrape.
-  healthOf.set(status.group, judge(!unreachable, status.replicas, audits[0]));
+  ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0]), atMs: askedMs };
   renderHealth();
 }
 
@@ -313,12 +369,19 @@ let timer = null;
 /** Bumped by every refresh: an older one still in flight neither renders nor schedules. */
 let generation = 0;
 
+/** When the request of the group view on the page was sent (its data is at least that old). */
+let shownAtMs = 0;
+/** A refresh whose answers took longer than this says so beside its time. */
+const slowAnswerMs = 5000;
+
 async function refresh() {
   clearTimeout(timer);
   const mine = ++generation;
   // A tab in the background asks nothing; it refreshes when it is shown again.
   if (document.hidden) return;
   const group = selectedGroup();
+  const startedMs = Date.now();
+  selectView(group);
   // The list of groups (the registry's) and the selected group (its own objects) are asked for
   // together and each is drawn when it comes: while the registry did not answer, the group's view
   // froze too, though its objects answered (a probe; it waited for both before drawing either).
@@ -330,17 +393,20 @@ async function refresh() {
     }),
     g
       ? Promise.all([call(`/v1/groups/${g}`), call(`/v1/groups/${g}/audits?limit=${auditsShown}`), call(`/v1/groups/${g}/events?limit=${eventsRead}`)]).then(([status, audits, events]) => {
-          if (mine === generation) renderGroup(status, audits.audits, events.events);
+          if (mine !== generation) return;
+          renderGroup(status, audits.audits, events.events, startedMs);
+          shownAtMs = startedMs;
         })
-      : Promise.resolve().then(() => {
-          if (mine === generation) $("#group").hidden = true;
-        }),
+      : Promise.resolve(),
   ]);
   if (mine !== generation) return;
   const failures = [listed, shown].filter((r) => r.status === "rejected").map((r) => (r.reason instanceof ApiFailure ? r.reason : new ApiFailure(0, "error", String(r.reason))));
+  // The time the answers were asked for: one that took 15 s was stamped with its arrival (a probe).
+  const tookMs = Date.now() - startedMs;
+  const asOf = `as of ${clock(startedMs)}${tookMs > slowAnswerMs ? ` (answers took ${(tookMs / 1000).toFixed(0)} s)` : ""}`;
   if (failures.length === 0) {
     clearError();
-    setLive("live", `live · updated ${new Date().toLocaleTimeString()}`);
+    setLive("live", `live · ${asOf}`);
   } else {
     // A refused token first: it is the reason for every failure.
     const failure = failures.find((f) => f.status === 401 || f.status === 403) || failures[0];
@@ -352,10 +418,57 @@ async function refresh() {
       askToken();
       return;
     }
-    setLive("error", failures.length === 2 || !group ? "not updating" : `partly updated · ${new Date().toLocaleTimeString()}`);
-    if (shown.status === "rejected" && shown.reason instanceof ApiFailure && shown.reason.status === 404) $("#group").hidden = true;
+    if (shown.status === "rejected") groupFailed(group, failures[failures.length - 1]);
+    setLive("error", failures.length === 2 || !group ? "not updating" : shown.status === "rejected" ? "group view not updating" : `partly updated · ${asOf}`);
   }
-  if (mine === generation) timer = setTimeout(refresh, refreshMs);
+  // A Retry-After is waited out (at most retryAfterMaxMs).
+  const waitMs = Math.max(refreshMs, ...failures.map((f) => f.retryAfterMs || 0));
+  if (mine === generation) timer = setTimeout(refresh, waitMs);
+}
+
+/** Before asking: another group selected, the last one's view goes at once (it stayed on screen under the new selection, "live", a probe). */
+function selectView(group) {
+  markSelected(group);
+  const section = $("#group");
+  const loading = $("#group-loading");
+  if (!group) {
+    section.hidden = true;
+    loading.hidden = true;
+    delete section.dataset.group;
+    return;
+  }
+  if (section.dataset.group === group) return;
+  section.hidden = true;
+  delete section.dataset.group;
+  loading.hidden = false;
+  loading.textContent = `Loading ${group}…`;
+}
+
+/**
+ * The group's view could not be read: a view already shown is marked stale (dimmed, with when it
+ * was read and why not since: a group that stopped answering stayed shown healthy, "0.2 s ago",
+ * for minutes, a probe); none yet says so instead of "Loading".
+ */
+function groupFailed(group, failure) {
+  const section = $("#group");
+  if (failure.status === 404) {
+    section.hidden = true;
+    delete section.dataset.group;
+    $("#group-loading").hidden = true;
+    return;
+  }
+  const why = `${failure.code}: ${failure.message}`;
+  if (section.dataset.group !== group) {
+    $("#group-loading").textContent = `${group} could not be read: ${why}`;
+    return;
+  }
+  section.dataset.stale = "true";
+  // Its badge no longer from what the view says (the last scrape's, or "?").
+  ownHealth = null;
+  renderHealth();
+  const stale = $("#group-stale");
+  stale.hidden = false;
+  stale.textContent = `Not updated since ${clock(shownAtMs)} (what follows is as it was then): ${why}`;
 }
 
 // ---- start --------------------------------------------------------------------------------------
@@ -363,7 +476,8 @@ async function refresh() {
 document.addEventListener("DOMContentLoaded", () => {
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    const token = $("#token").value.trim();
+    // A pasted "Bearer <token>" is the token (it was sent as "Bearer Bearer ...", a probe).
+    const token = $("#token").value.trim().replace(/^Bearer\s+/i, "");
     if (!token) return;
     // A token a header cannot carry (a character outside ASCII, a control character) failed every
     // call as "network: no answer from the server", with the form gone (a probe).
@@ -381,6 +495,7 @@ document.addEventListener("DOMContentLoaded", () => {
     generation++;
     sessionStorage.removeItem(tokenKey);
     clearError();
+    forgetView();
     askToken();
   });
   window.addEventListener("hashchange", () => {

@@ -280,11 +280,32 @@ async function main(): Promise<void> {
     }
   });
 
+  await step("another group selected: the last one's view goes at once, and the new one's comes; the list keeps the keyboard's place", async () => {
+    await page.focus(`#groups a[data-group="${other}"]`);
+    await page.keyboard.press("Enter");
+    // At once (before any answer): never the last group's view under the new selection.
+    equal(await page.evaluate(`(() => { const s = document.querySelector("#group"); return s.hidden || s.dataset.group !== "demo"; })()`), true, "no view of demo under the new selection");
+    await pageShows("the other group's view", `return document.querySelector("#group").dataset.group === arg && !document.querySelector("#group").hidden;`, other);
+    equal(await page.evaluate(`document.activeElement?.dataset?.group ?? null`), other, "the focus stays on the link pressed");
+    await page.click(`#groups a[data-group="${group}"]`);
+    await pageShows("the group's view again", `return document.querySelector("#group").dataset.group === arg && !document.querySelector("#group").hidden;`, group);
+  });
+
   await step("a screenshot; nothing was loaded from another origin, no URL held the token, the page raised no error", async () => {
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });
     equal(offOrigin, [], "requests to another origin");
     equal(tokenInUrl, [], "requests with the token in the URL");
+    equal(pageErrors, [], "errors raised in the page");
+  });
+
+  await step("the server stops: the view is marked stale, with when it was read and why, not shown as live", async () => {
+    await server?.close();
+    server = undefined;
+    await pageShows("the stale notice", `const n = document.querySelector("#group-stale"); return !n.hidden && /^Not updated since \\d\\d:\\d\\d:\\d\\dZ .*network/.test(n.textContent) && document.querySelector("#group").dataset.stale === "true";`);
+    equal(await page.getAttribute("#live", "data-state"), "error", "the live indicator");
+    equal(await page.textContent("#live"), "not updating", "the live text");
+    await page.screenshot({ path: join(artifacts, "dashboard-stale.png"), fullPage: true });
     equal(pageErrors, [], "errors raised in the page");
   });
 }
