@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import type { AuditReport, GroupEvent, LogPage } from "../shared/client/index.js";
 import { auditHistoryMax, eventHistoryMax } from "../shared/limits.js";
-import { positiveArg } from "./args.js";
+import { positiveArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { printReplicas } from "./groups.js";
 import { brief, hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -39,7 +39,9 @@ function replicasCommand(): Command {
     .command("list", { isDefault: true })
     .description("the group's replicas and their positions")
     .argument("<group>")
-    .action(async (group: string, _opts: unknown, cmd: Command) => {
+    .argument("[more...]")
+    .action(async (group: string, more: string[], _opts: unknown, cmd: Command) => {
+      notASubcommand("replicas", ["list", "add", "remove", "repair", "release"], group, more);
       const { client, json } = runOf(cmd);
       const r = await client.replicas(group);
       if (json) return printJson(r);
@@ -124,7 +126,9 @@ function tokensCommand(): Command {
   tokens
     .command("list", { isDefault: true })
     .argument("<group>")
-    .action(async (group: string, _opts: unknown, cmd: Command) => {
+    .argument("[more...]")
+    .action(async (group: string, more: string[], _opts: unknown, cmd: Command) => {
+      notASubcommand("tokens", ["list", "create", "revoke"], group, more);
       const { client, json } = runOf(cmd);
       const r = await client.tokens(group);
       if (json) return printJson(r);
@@ -171,6 +175,14 @@ export function auditFailure(a: { verdict: string; replicas: { id: string; verdi
   const diverged = a.replicas.filter((r) => r.verdict === "diverged").map((r) => r.id);
   const quarantined = a.quarantined?.length ? `; quarantined: ${a.quarantined.join(", ")}` : "";
   return `the replicas diverged (${diverged.join(", ") || "no majority agrees"})${quarantined}`;
+}
+
+/**
+ * The default `list` given more than a group: the first word was a mistyped subcommand
+ * (`smr replicas ad demo` said "too many arguments for 'list'", a probe).
+ */
+function notASubcommand(parent: string, subcommands: string[], first: string, more: string[]): void {
+  if (more.length > 0) throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
 }
 
 export function memberCommands(): Command[] {

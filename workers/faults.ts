@@ -64,7 +64,7 @@ export function guarded<T extends object>(env: { ALLOW_FAULTS?: string }, stub: 
       if (typeof prop !== "string" || prop === "then") return (target as Record<string | symbol, unknown>)[prop];
       return async (...args: unknown[]) => {
         const f = faultOf(group, parties);
-        if (f?.fault === "unreachable") throw new Error(`injected fault: ${f.target} of ${group || "the registry"} is unreachable`);
+        if (f?.fault === "unreachable") throw new Error(`injected fault: ${group ? `${f.target} of ${group}` : f.target} is unreachable`);
         if (f?.fault === "slow") await new Promise((r) => setTimeout(r, f.ms));
         return (target as Record<string, (...a: unknown[]) => unknown>)[prop]!(...args);
       };

@@ -145,6 +145,13 @@ describe("smr errors and exit codes", () => {
     const noArgs = await smr(["put", "cli-kv"], client());
     expect(noArgs.code).toBe(2);
     expect(noArgs.stderr).toContain("missing required argument");
+    // A mistyped subcommand before a group is named as one (it said "too many arguments for 'list'").
+    const typo = await smr(["replicas", "ad", "cli-kv"], admin());
+    expect([typo.code, typo.stderr.trim()]).toEqual([2, "error: unknown command 'replicas ad' (replicas list | add | remove | repair | release)"]);
+    // A value JSON.parse would change is refused before anything is sent (1e400 was stored as null).
+    const huge = await smr(["put", "cli-kv", "k", "1e400"], client());
+    expect(huge.code).toBe(2);
+    expect(huge.stderr).toMatch(/1e400 is out of range/);
     // No txn at all: said so (it said "not both", though neither was given).
     const noTxn = await smr(["txn", "cli-kv"], client());
     expect([noTxn.code, noTxn.stderr.trim()]).toEqual([2, "error: give the txn as an argument or with --file"]);
