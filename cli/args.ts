@@ -54,6 +54,15 @@ export function positiveArg(text: string): number {
   return n;
 }
 
+/** An integer from 1 to max: a limit the server would refuse past its maximum is a usage error here (it was an API error, exit 1). */
+export function upToArg(max: number): (text: string) => number {
+  return (text) => {
+    const n = positiveArg(text);
+    if (n > max) throw new InvalidArgumentError(`must be at most ${max}`);
+    return n;
+  };
+}
+
 /** A group's name (API.md's pattern): checked before anything is sent, so a bad one is a usage error. */
 export function groupArg(text: string): string {
   if (!groupNamePattern.test(text)) throw new InvalidArgumentError(`not a group name (${groupNamePattern.source})`);

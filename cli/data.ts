@@ -1,8 +1,8 @@
 // Commands and queries: smr put | get | del | list | query | exec | txn | batch
 import { Command, Option } from "commander";
 import { ApiRequestError, type BatchResult, type CommandResult, type Consistency, type KvTxnOutput, type QueryResult, type SmrClient } from "../shared/client/index.js";
-import { batchCommandsMax } from "../shared/limits.js";
-import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, UsageError } from "./args.js";
+import { batchCommandsMax, listLimitMax } from "../shared/limits.js";
+import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { brief, printable, printJson, printRecord, printTable, safeJson } from "./output.js";
@@ -164,7 +164,7 @@ export function dataCommands(): Command[] {
     .argument("<group>")
     .option("--prefix <p>", "only keys with this prefix")
     .option("--after <key>", "only keys after this one")
-    .option("--limit <n>", "at most this many (default 100, max 1000)", positiveArg)
+    .option("--limit <n>", `at most this many (default 100, max ${listLimitMax})`, upToArg(listLimitMax))
     .addOption(consistencyOption())
     .addOption(bookmarkOption())
     .action(async (group: string, opts: { prefix?: string; after?: string; limit?: number } & ReadFlags, cmd: Command) => {

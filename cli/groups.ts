@@ -1,7 +1,8 @@
 // smr groups list | create | status [group] | delete
 import { Command, Option } from "commander";
 import type { GroupSpec, GroupStatus } from "../shared/client/index.js";
-import { listArg, positiveArg, UsageError } from "./args.js";
+import { listArg, positiveArg, upToArg, UsageError } from "./args.js";
+import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { printHealth } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -84,7 +85,7 @@ export function groupsCommand(): Command {
     .command("status")
     .description("the group's sequencer and replicas; without a group, every group's health (from the metrics, admin)")
     .argument("[group]")
-    .option("--limit <n>", "without a group: a page of this many groups", positiveArg)
+    .option("--limit <n>", `without a group: a page of this many groups (max ${metricsPageMax})`, upToArg(metricsPageMax))
     .option("--after <name>", "without a group: groups after this one")
     .action(async (group: string | undefined, opts: { limit?: number; after?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);

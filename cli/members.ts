@@ -1,8 +1,8 @@
 // The group's machinery: smr replicas [add|remove|repair|release] | sequencer move | audit | audits | events | log | tokens
 import { Command, Option } from "commander";
 import type { AuditReport, GroupEvent, LogPage } from "../shared/client/index.js";
-import { auditHistoryMax, eventHistoryMax } from "../shared/limits.js";
-import { positiveArg, UsageError } from "./args.js";
+import { auditHistoryMax, eventHistoryMax, logPageMax } from "../shared/limits.js";
+import { positiveArg, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { printReplicas } from "./groups.js";
 import { brief, hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -204,7 +204,7 @@ export function memberCommands(): Command[] {
   const audits = new Command("audits")
     .description("the latest audits, newest first")
     .argument("<group>")
-    .option("--limit <n>", `at most this many (max ${auditHistoryMax})`, positiveArg)
+    .option("--limit <n>", `at most this many (max ${auditHistoryMax})`, upToArg(auditHistoryMax))
     .action(async (group: string, opts: { limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const r = await client.audits(group, opts.limit);
@@ -218,7 +218,7 @@ export function memberCommands(): Command[] {
   const events = new Command("events")
     .description("the group's operational history (failovers, moves, repairs...), newest first")
     .argument("<group>")
-    .option("--limit <n>", `at most this many (max ${eventHistoryMax})`, positiveArg)
+    .option("--limit <n>", `at most this many (max ${eventHistoryMax})`, upToArg(eventHistoryMax))
     .action(async (group: string, opts: { limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const r = await client.events(group, opts.limit);
@@ -230,7 +230,7 @@ export function memberCommands(): Command[] {
     .description("the group's log entries")
     .argument("<group>")
     .option("--from <seq>", "first seq", positiveArg)
-    .option("--limit <n>", "at most this many (max 1000)", positiveArg)
+    .option("--limit <n>", `at most this many (max ${logPageMax})`, upToArg(logPageMax))
     .action(async (group: string, opts: { from?: number; limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const page = await client.log(group, opts.from, opts.limit);

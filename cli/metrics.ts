@@ -3,16 +3,17 @@
 // one request each, and the metrics already bound the time a slow group may take).
 import { Command } from "commander";
 import type { SmrClient } from "../shared/client/index.js";
-import { positiveArg } from "./args.js";
+import { groupArg, upToArg } from "./args.js";
+import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 
 export function metricsCommand(): Command {
   return new Command("metrics")
     .description("Prometheus metrics of every group, or of one")
-    .option("--group <group>", "only this group")
+    .option("--group <group>", "only this group", groupArg)
     .option("--after <group>", "a page of groups after this one (the last line says `# next: <name>`)")
-    .option("--limit <n>", "groups per page (default 100)", positiveArg)
+    .option("--limit <n>", `groups per page (default 100, max ${metricsPageMax})`, upToArg(metricsPageMax))
     .action(async (opts: { group?: string; after?: string; limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const text = await client.metrics(opts.group, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });

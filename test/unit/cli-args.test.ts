@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
-import { inputFile, jsonArg, listArg, nonEmptyArg, readJsonFile, UsageError } from "../../cli/args.js";
+import { inputFile, jsonArg, listArg, nonEmptyArg, readJsonFile, upToArg, UsageError } from "../../cli/args.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smr-args-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,5 +50,13 @@ describe("JSON arguments and files", () => {
     expect(() => listArg("weur,")).toThrow(/an empty item/);
     expect(() => nonEmptyArg("")).toThrow(/empty/);
     expect(nonEmptyArg("x")).toBe("x");
+  });
+});
+
+describe("limits", () => {
+  it("refuse a limit past its maximum before anything is sent (the server's 400 was exit 1)", () => {
+    expect(upToArg(1000)("1000")).toBe(1000);
+    expect(() => upToArg(1000)("5000")).toThrow(/must be at most 1000/);
+    expect(() => upToArg(1000)("0")).toThrow(/at least 1/);
   });
 });
