@@ -83,6 +83,6 @@ export function checkTarget(t: Target): void {
       throw new UsageError(`${t.urlFrom} ${JSON.stringify(t.url)} has a query or a fragment: give the server's base URL (e.g. http://localhost:8787)`);
   }
   if (t.token !== undefined && !sendableToken(t.token)) {
-    throw new UsageError(`the token from ${t.tokenFrom} cannot be sent: it holds a line break, a control character, a character outside ASCII, or spaces at its ends`);
+    throw new UsageError(`the token from ${t.tokenFrom} cannot be sent: it holds a space, a line break, a control character, or a character outside ASCII`);
   }
 }

@@ -481,8 +481,8 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!token) return;
     // A token a header cannot carry (a character outside ASCII, a control character) failed every
     // call as "network: no answer from the server", with the form gone (a probe).
-    if (!/^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/.test(token)) {
-      showError(new ApiFailure(0, "bad_token", "this token cannot be sent: it holds a character outside ASCII or a control character"));
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      showError(new ApiFailure(0, "bad_token", "this token cannot be sent: it holds a space, a character outside ASCII or a control character"));
       askToken();
       return;
     }

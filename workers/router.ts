@@ -85,8 +85,10 @@ app.use("/v1/*", async (c, next) => {
   if (tokens.admin === null && tokens.clients.length === 0) {
     throw new ApiError("not_configured", "no ADMIN_TOKEN or CLIENT_TOKENS configured; the API is closed", 60);
   }
-  const token = bearerOf(c.req.header("authorization"));
-  if (token === null) throw new ApiError("unauthorized", "missing Authorization: Bearer <token>");
+  const header = c.req.header("authorization");
+  const token = bearerOf(header);
+  // A header that is there but not one `Bearer <token>` is said so (it was "missing", a probe).
+  if (token === null) throw new ApiError("unauthorized", header ? "malformed Authorization: expected Bearer <token>, the token one word" : "missing Authorization: Bearer <token>");
   // The platform's caller address; "local" under wrangler dev and in tests when it is absent.
   const address = c.req.header("cf-connecting-ip") ?? "local";
   const scope = scopeOf(tokens, token) ?? (await groupScopeOf(c.env, token, address));

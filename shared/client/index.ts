@@ -56,9 +56,12 @@ export function urlProblem(baseUrl: string): "scheme" | "credentials" | "query" 
   return null;
 }
 
-/** Whether a token can be sent in an Authorization header (visible ASCII, single inner spaces). */
+/**
+ * Whether a token can be sent as a bearer token: visible ASCII, no space (the server reads
+ * `Bearer <token>` as one word: `tok en` was answered "missing Authorization", a probe).
+ */
 export function sendableToken(token: string): boolean {
-  return /^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/.test(token);
+  return /^[\x21-\x7e]+$/.test(token);
 }
 
 export class ApiRequestError extends Error {
@@ -454,7 +457,7 @@ export class SmrClient {
     // carried the secret. Refused here, at once, without echoing the token.
     const problem = urlProblem(opts.baseUrl);
     if (problem !== null) throw new TypeError(`baseUrl ${JSON.stringify(opts.baseUrl)}: ${{ scheme: "not an http:// or https:// URL", credentials: "holds a user name or password (pass the token as token)", query: "has a query or a fragment (give the server's base URL)" }[problem]}`);
-    if (!sendableToken(opts.token)) throw new TypeError("token: cannot be sent in a header (a line break, a control character, a character outside ASCII, or spaces at its ends)");
+    if (!sendableToken(opts.token)) throw new TypeError("token: cannot be sent in a header (a space, a line break, a control character, or a character outside ASCII)");
     // "http://host/" made every path "//v1/..." (a 404).
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.clientId = opts.clientId ?? randomId();

@@ -61,7 +61,7 @@ describe("cli config", () => {
       expect(() => checkTarget(t(url))).toThrow(/--url .* is not an http:\/\/ or https:\/\/ URL/);
     }
     expect(() => checkTarget(t("http://u:p@host"))).toThrow(/user name or password/);
-    for (const token of ["sekret\nx", "sekret\r\n", " sekret", "s\u0000", "tök\u20acn"]) {
+    for (const token of ["sekret\nx", "sekret\r\n", " sekret", "s\u0000", "tök\u20acn", "sekret x"]) {
       expect(() => checkTarget(t("http://x", token))).toThrow(UsageError);
       try {
         checkTarget(t("http://x", token));

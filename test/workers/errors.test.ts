@@ -19,6 +19,9 @@ describe("authentication", () => {
   it("no token or an unknown token is 401; a client token on an admin route is 403", async () => {
     expectError(await api("GET", "/v1/groups", undefined, null), 401, "unauthorized");
     expectError(await api("GET", "/v1/groups", undefined, "wrong-token"), 401, "unauthorized");
+    // A header that is there but not `Bearer <one word>` is said to be malformed, not missing.
+    expectError(await api("GET", "/v1/groups", undefined, null), 401, "unauthorized", /^missing Authorization/);
+    expectError(await api("GET", "/v1/groups", undefined, "tok en"), 401, "unauthorized", /^malformed Authorization: expected Bearer <token>/);
     expectError(await api("GET", "/v1/groups", undefined, clientToken), 403, "forbidden");
     expectError(await api("PUT", "/v1/groups/x", { machine: "kv" }, clientToken), 403, "forbidden");
     expect((await api("GET", "/v1/groups", undefined, "test-client-token-2")).status).toBe(403);
