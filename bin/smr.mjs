@@ -7,5 +7,9 @@ import { tsImport } from "tsx/esm/api";
 
 // `npm run smr -- batch g file` runs in the project's folder: a relative path is the caller's
 // (INIT_CWD), as under npx (a probe: ENOENT for a file in the folder it was run from).
-if (process.env.npm_lifecycle_event === "smr" && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
+// Only from inside this project: `npm --prefix ../edge-smr run smr` from elsewhere keeps the
+// project's folder, where .dev.vars is (a review).
+const root = fileURLToPath(new URL("..", import.meta.url));
+const from = process.env.INIT_CWD;
+if (process.env.npm_lifecycle_event === "smr" && from && (from + "/").startsWith(root)) process.chdir(from);
 await tsImport("../cli/main.ts", { parentURL: import.meta.url, tsconfig: fileURLToPath(new URL("../tsconfig.json", import.meta.url)) });

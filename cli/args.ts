@@ -28,11 +28,37 @@ export function parseJson(text: string): unknown {
   return JSON.parse(text, function (this: unknown, _key: string, value: unknown, context?: { source?: string }) {
     const source = context?.source;
     if (typeof value === "number" && source !== undefined) {
-      if (!Number.isFinite(value)) throw new Error(`the number ${source} is out of range (beyond a double's)`);
-      if (/^-?\d+$/.test(source) && !Number.isSafeInteger(value)) throw new Error(`the integer ${source} is beyond 2^53 and would be sent as ${value}: quote it as a string`);
+      const problem = numberChanged(source, value);
+      if (problem) throw new NumberChanged(problem);
     }
     return value;
   } as (key: string, value: unknown) => unknown) as unknown;
+}
+
+/** A number JSON.parse would change (parseJson): said apart from malformed JSON. */
+export class NumberChanged extends Error {}
+
+/**
+ * Why a JSON number's value is not what its text says, or null: beyond a double's range, below its
+ * smallest (1e-400 read as 0), or an integer beyond 2^53 that reads as another, written out
+ * (12345678901234567890, 12345678901234567890.0) or with more digits than a double keeps
+ * (1.2345678901234567890e19). Fractions, and 1.5e300, are approximate by nature: let be.
+ */
+function numberChanged(source: string, value: number): string | null {
+  if (!Number.isFinite(value)) return `the number ${source} is out of range (beyond a double's)`;
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(source);
+  if (!m) return null;
+  const digits = (m[2]! + (m[3] ?? "")).replace(/^0+/, "");
+  if (value === 0) return digits === "" ? null : `the number ${source} is too small for a double (it would be sent as 0)`;
+  if (Math.abs(value) <= Number.MAX_SAFE_INTEGER) return null;
+  // Written with an exponent and no more digits than a double keeps (1.5e300): meant as a float.
+  if (m[4] !== undefined && digits.replace(/0+$/, "").length <= 17) return null;
+  // Its exact value, if an integer: digits × 10^(exponent − fraction digits).
+  const shift = Number(m[4] ?? "0") - (m[3]?.length ?? 0);
+  if (shift < 0 && !/^0*$/.test(digits.slice(shift))) return null; // not an integer
+  const exact = BigInt(shift < 0 ? digits.slice(0, shift) || "0" : digits + "0".repeat(Math.min(shift, 400)));
+  if (BigInt(value) === (m[1] ? -exact : exact)) return null;
+  return `the integer ${source} is beyond 2^53 and would be sent as ${value}: quote it as a string`;
 }
 
 export function intArg(text: string): number {
@@ -114,8 +140,11 @@ export function readJsonFile(file: string): unknown[] {
   let whole: unknown;
   try {
     whole = parseJson(text);
-  } catch {
-    whole = undefined; // not a single document (NDJSON), or a number it would change: said per line
+  } catch (err) {
+    // One document (pretty-printed, perhaps) holding a number it would change: said of the file
+    // (it was read again as NDJSON, and the error was of its first line's JSON, a review).
+    if (err instanceof NumberChanged) throw new UsageError(`${file}: ${err.message}`);
+    whole = undefined; // not a single document: NDJSON
   }
   if (whole !== undefined) return (Array.isArray(whole) ? whole : [whole]).map((doc, i) => checked(doc, Array.isArray(whole) ? `${file}[${i}]` : file));
   const docs: unknown[] = [];

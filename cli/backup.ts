@@ -1,6 +1,6 @@
 // smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
 import { once } from "node:events";
-import { accessSync, closeSync, constants, createReadStream, createWriteStream, openSync, readSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, createReadStream, createWriteStream, lstatSync, openSync, readlinkSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
@@ -141,22 +141,40 @@ async function download(body: ReadableStream<Uint8Array>, partial: string, path:
  * written, failed after it, naming the partial file.
  */
 function outputTarget(file: string): { path: string; through: boolean } {
-  let path = file;
+  const problem = (err: unknown, what = "") => new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)}${what})`);
   try {
-    path = realpathSync(file);
-    const st = statSync(path);
+    // The name as given first: /dev/stdout and /dev/fd/N name a pipe through /proc links that
+    // realpath turns into names that do not exist (a review: a download, then ENOENT).
+    const st = statSync(file);
     if (st.isDirectory()) throw new UsageError(`${file} is a directory: name the file to write`);
-    if (!st.isFile()) return { path, through: true };
+    if (!st.isFile()) return { path: file, through: true };
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw problem(err);
   }
+  const path = linkTarget(file);
   try {
-    accessSync(dirname(resolve(path)), constants.W_OK);
+    accessSync(dirname(path), constants.W_OK);
   } catch (err) {
-    throw new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)} for its folder)`);
+    throw problem(err, " for its folder");
   }
   return { path, through: false };
+}
+
+/** The file a name leads to through symbolic links, existing or not (a link to a missing file was replaced by a file, a review). */
+function linkTarget(file: string): string {
+  let path = resolve(file);
+  for (let hops = 0; hops < 40; hops++) {
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return path; // nothing there (yet): this is the file to write
+    }
+    if (!st.isSymbolicLink()) return path;
+    path = resolve(dirname(path), readlinkSync(path));
+  }
+  throw new UsageError(`${file}: too many symbolic links`);
 }
 
 export function backupCommands(): Command[] {

@@ -14,7 +14,11 @@ function onSignal(signal: keyof typeof exitCodes): void {
       // one cleanup failing must not keep the others from running
     }
   }
-  process.exit(exitCodes[signal]);
+  // Dies by the signal, as without a handler: a shell loop (`for g in ...; do smr snapshot ...`)
+  // stops on Ctrl-C only when its child was killed by SIGINT, not when it exited 130 (a review).
+  for (const [sig, h] of Object.entries(handlers)) process.off(sig, h);
+  process.kill(process.pid, signal);
+  setTimeout(() => process.exit(exitCodes[signal]), 1_000).unref(); // should the signal not end it
 }
 
 const handlers = { SIGINT: () => onSignal("SIGINT"), SIGTERM: () => onSignal("SIGTERM") };

@@ -182,7 +182,10 @@ export function auditFailure(a: { verdict: string; replicas: { id: string; verdi
  * (`smr replicas ad demo` said "too many arguments for 'list'", a probe).
  */
 function notASubcommand(parent: string, subcommands: string[], first: string, more: string[]): void {
-  if (more.length > 0) throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
+  if (more.length === 0) return;
+  // `replicas list demo extra`: too many arguments, not a mistyped command (a review).
+  if (process.argv.includes("list")) throw new UsageError(`too many arguments: ${parent} list <group>`);
+  throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
 }
 
 export function memberCommands(): Command[] {

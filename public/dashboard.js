@@ -134,6 +134,8 @@ function forgetView() {
   healthOf = new Map();
   healthAtMs = 0;
   ownHealth = null;
+  healthGeneration++;
+  healthAsking = false;
 }
 
 function connect() {
@@ -223,6 +225,8 @@ let healthOf = new Map();
 let healthFailure = null;
 let healthAtMs = 0;
 let healthAsking = false;
+/** Bumped by forgetView: a scrape of the last token's still in flight is dropped, not drawn (a review). */
+let healthGeneration = 0;
 /** The selected group's health from its own status, and when that was asked: newer than a scrape begun before it, it wins. */
 let ownHealth = null;
 let scrapeStartedMs = 0;
@@ -259,15 +263,21 @@ async function refreshHealth() {
   if (healthAsking || Date.now() - healthAtMs < healthRefreshMs) return;
   healthAsking = true;
   const startedMs = Date.now();
+  const mine = healthGeneration;
+  let text = null;
+  let failure = null;
   try {
-    healthOf = healthFromMetrics(await call(`/v1/metrics?limit=${groupsListed}`, "text"));
-    healthFailure = null;
-    scrapeStartedMs = startedMs;
+    text = await call(`/v1/metrics?limit=${groupsListed}`, "text");
   } catch (err) {
-    healthFailure = err;
-  } finally {
-    healthAsking = false;
-    healthAtMs = Date.now();
+    failure = err;
+  }
+  if (mine !== healthGeneration) return;
+  healthAsking = false;
+  healthAtMs = Date.now();
+  healthFailure = failure;
+  if (text !== null) {
+    healthOf = healthFromMetrics(text);
+    scrapeStartedMs = startedMs;
   }
   renderHealth();
 }
@@ -412,9 +422,11 @@ async function refresh() {
     const failure = failures.find((f) => f.status === 401 || f.status === 403) || failures[0];
     showError(failure);
     if (failure.status === 401 || failure.status === 403) {
-      // The token is wrong (or not the admin's): ask for it again rather than retrying it.
+      // The token is wrong (or not the admin's): ask for it again rather than retrying it, and
+      // nothing read with it stays on the page for the next (a review).
       setLive("error", "not updating");
       sessionStorage.removeItem(tokenKey);
+      forgetView();
       askToken();
       return;
     }

@@ -6,7 +6,7 @@
 // do that.
 import { ApiError } from "../shared/api/errors.js";
 import { bounded } from "../shared/bounded.js";
-import type { GroupFigures, SequencerWork } from "../shared/api/metrics.js";
+import type { GroupCounts, GroupFigures, SequencerWork } from "../shared/api/metrics.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { GroupRecord } from "../shared/control/directory.js";
 import { metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax, metricsScrapeGroupsMax, metricsScrapeMs, metricsUnansweredWorkers } from "../shared/limits.js";
@@ -29,11 +29,15 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
     return Promise.allSettled([rpc<SequencerFigures>(groups.sequencerOf(env, record.config).metrics()), directoryStub(env, group).counters()]);
   };
   let seq: SequencerFigures = null;
+  // The directory's counts stand without the sequencer: the audit series stayed away while it
+  // did not answer, and an alert on the last consistent audit resolved just then (a review).
+  let counts: GroupCounts | undefined;
   try {
-    const [s, counts] = await withTimeout(realClock, answers(), metricsCallTimeoutMs, `the metrics of ${group}`);
+    const [s, c] = await withTimeout(realClock, answers(), metricsCallTimeoutMs, `the metrics of ${group}`);
+    if (c.status === "fulfilled") counts = c.value;
     if (s.status === "fulfilled") seq = s.value;
     // No state (a sequencer that lost its storage or was just moved away from) is asked of the replicas.
-    if (seq && counts.status === "fulfilled") return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts: counts.value, work: seq.work };
+    if (seq && counts) return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts, work: seq.work };
     if (s.status === "rejected") console.warn(`metrics of ${group}: ${String(s.reason)}`);
   } catch (err) {
     if (err instanceof ApiError && err.code === "not_found") return null;
@@ -43,10 +47,11 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
   if (seq) return { group, up: false, replicas: seq.status };
   // The sequencer did not answer: what the replicas say of themselves, within as much time again
   // (each replica three quarters of it: the one in the sequencer's object hangs with it).
-  if (record === null || fallbacks.left-- <= 0) return { group, up: false };
+  const counted = counts ? { counts } : {};
+  if (record === null || fallbacks.left-- <= 0) return { group, up: false, ...counted };
   const view = statusFromReplicas(env, record, "the sequencer did not answer the scrape", (metricsCallTimeoutMs * 3) / 4, false);
   const replicas = await withTimeout(realClock, view, metricsCallTimeoutMs, `the replicas of ${group}`).catch(() => null);
-  return replicas ? { group, up: false, replicas } : { group, up: false };
+  return replicas ? { group, up: false, replicas, ...counted } : { group, up: false, ...counted };
 }
 
 /**
@@ -55,29 +60,38 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
  * ones were the ones left unasked (a probe), every scrape alike. At most metricsScrapeGroupsMax.
  */
 const unanswered = new Map<string, number>();
+/**
+ * Groups a recent scrape asked too late to have their whole time (name -> when): asked first by
+ * the workers of the groups that answer, not with the ones that did not (a review: a healthy
+ * group cut short once waited behind the down ones). At most metricsScrapeGroupsMax.
+ */
+const cutShort = new Map<string, number>();
 const unansweredForgetMs = 10 * 60_000;
 
-/** `figures` undefined: cut short by the scrape's deadline (asked early next time, with its whole time). */
+/** `figures` undefined: cut short by the scrape's deadline. */
 function noteAnswer(group: string, figures: GroupFigures | null | undefined): void {
   unanswered.delete(group);
-  if (figures === null || figures?.up) return;
-  bounded(unanswered, metricsScrapeGroupsMax).set(group, Date.now());
+  cutShort.delete(group);
+  if (figures === undefined) bounded(cutShort, metricsScrapeGroupsMax).set(group, Date.now());
+  else if (figures !== null && !figures.up) bounded(unanswered, metricsScrapeGroupsMax).set(group, Date.now());
 }
 
-function lately(group: string): boolean {
-  const at = unanswered.get(group);
+function recent(table: Map<string, number>, group: string): boolean {
+  const at = table.get(group);
   return at !== undefined && Date.now() - at < unansweredForgetMs;
 }
+
+const lately = (group: string) => recent(unanswered, group);
 
 /**
  * The figures of these groups, metricsConcurrencyMax at a time, within scrapeMs: a group that had
  * its call's time (metricsCallTimeoutMs) and did not answer is down; one asked too late to have it,
  * or not asked at all, is left out and named in `unasked` (down would raise false alarms for groups
  * that may well be up: a probe at 612 groups saw a healthy one at smr_group_up 0, cut short by the
- * deadline). Groups that no longer exist are left out. Groups that did not answer lately (cut
- * short included) are asked by metricsUnansweredWorkers of the workers, the others by the rest
- * (each helps the other queue once its own is empty): the ones that answer are not left unasked
- * behind the ones that cannot, and those are still asked.
+ * deadline). Groups that no longer exist are left out. Groups that did not answer lately are
+ * asked by metricsUnansweredWorkers of the workers, the others by the rest (each helps the other
+ * queue once its own is empty), those cut short lately first: the ones that answer are not left
+ * unasked behind the ones that cannot, and those are still asked.
  */
 export async function gather(env: Env, names: string[], scrapeMs = metricsScrapeMs): Promise<{ figures: GroupFigures[]; unasked: string[] }> {
   const out = new Map<string, GroupFigures | null>();
@@ -85,6 +99,7 @@ export async function gather(env: Env, names: string[], scrapeMs = metricsScrape
   const fallbacks = { left: metricsReplicaFallbacksMax };
   const late = names.filter(lately);
   const rest = names.filter((n) => !lately(n));
+  rest.sort((a, b) => Number(recent(cutShort, b)) - Number(recent(cutShort, a))); // stable: name order within each
   const worker = async (own: string[], other: string[]) => {
     while (Date.now() < endMs) {
       const name = own.shift() ?? other.shift();

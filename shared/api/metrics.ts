@@ -72,7 +72,7 @@ export interface GroupCounts {
 
 /** What one group's objects said, or that they could not be reached. */
 export type GroupFigures =
-  | { group: string; up: false; replicas?: GroupStatus }
+  | { group: string; up: false; replicas?: GroupStatus; counts?: GroupCounts }
   | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts; work?: SequencerWork };
 
 /** What the sequencer in office has done since it started: flushes of its log, append messages per replica. */
@@ -84,7 +84,7 @@ export interface SequencerWork {
 /** The families of API.md's Metrics section (and smr_group_up), over the groups in order. */
 export function groupFamilies(groups: GroupFigures[]): Family[] {
   const family = (name: string, type: MetricType, help: string): Family => ({ name, type, help, samples: [] });
-  const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its group series are then absent, its replica series what the replicas that answered say of themselves).");
+  const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its sequencer's series are then absent, its replica series what the replicas that answered say of themselves, its failover and audit series there if its directory answered).");
   const commit = family("smr_group_commit_seq", "gauge", "The group's commit position (highest committed log seq).");
   const epoch = family("smr_group_epoch", "gauge", "The epoch of the group's sequencer.");
   const commands = family("smr_commands_total", "counter", "Command entries the group's sequencer ordered; starts again at 0 when a sequencer recovers (failover, move).");
@@ -110,9 +110,19 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
       lag.samples.push({ labels, value: Math.max(0, s.commitSeq - r.appliedSeq) });
     }
   };
+  /** The directory's counts: failovers, audits by verdict and when the last of each was made (with or without the sequencer). */
+  const countSamples = (group: string, counts: GroupCounts) => {
+    failovers.samples.push({ labels: { group }, value: counts.failovers });
+    for (const [verdict, n] of Object.entries(counts.audits)) {
+      audits.samples.push({ labels: { group, verdict }, value: n });
+      const at = counts.lastAudits?.[verdict];
+      if (at !== undefined) lastAudit.samples.push({ labels: { group, verdict }, value: Date.parse(at) / 1000 });
+    }
+  };
   for (const g of groups) {
     const group = g.group;
     up.samples.push({ labels: { group }, value: g.up ? 1 : 0 });
+    if (g.counts) countSamples(group, g.counts);
     if (!g.up) {
       // The sequencer did not answer: what the replicas say of themselves (an outage is when an
       // operator needs them; the probe saw every series vanish while the replicas answered).
@@ -123,17 +133,11 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     commit.samples.push({ labels: { group }, value: s.commitSeq });
     epoch.samples.push({ labels: { group }, value: s.epoch });
     commands.samples.push({ labels: { group }, value: g.commandsTotal });
-    failovers.samples.push({ labels: { group }, value: g.counts.failovers });
     if (g.work) {
       flushes.samples.push({ labels: { group }, value: g.work.flushes });
       for (const r of s.replicas) appends.samples.push({ labels: { group, replica: r.id, colocated: String(r.colocated === true) }, value: g.work.appends[r.id] ?? 0 });
     }
     replicaSamples(s);
-    for (const [verdict, n] of Object.entries(g.counts.audits)) {
-      audits.samples.push({ labels: { group, verdict }, value: n });
-      const at = g.counts.lastAudits?.[verdict];
-      if (at !== undefined) lastAudit.samples.push({ labels: { group, verdict }, value: Date.parse(at) / 1000 });
-    }
   }
   return [up, commit, epoch, commands, failovers, applied, lag, status, audits, lastAudit, flushes, appends];
 }

@@ -30,6 +30,11 @@ describe("JSON arguments and files", () => {
     expect(() => jsonArg("1e400")).toThrow(/1e400 is out of range/);
     expect(() => jsonArg('{"n":[12345678901234567890]}')).toThrow(/12345678901234567890 is beyond 2\^53 and would be sent as 12345678901234567000: quote it as a string/);
     expect(jsonArg('{"n":[9007199254740991, 1.5e300, -0.1, "12345678901234567890"]}')).toEqual({ n: [9007199254740991, 1.5e300, -0.1, "12345678901234567890"] });
+    // However written (a review): below a double's smallest, an integer with a fraction of zeros or an exponent.
+    expect(() => jsonArg("1e-400")).toThrow(/1e-400 is too small for a double/);
+    expect(() => jsonArg("12345678901234567890.0")).toThrow(/beyond 2\^53/);
+    expect(() => jsonArg("1.2345678901234567890e19")).toThrow(/beyond 2\^53/);
+    expect(jsonArg("[0.0e5, 1e20, 1e308, 9007199254740992]")).toEqual([0, 1e20, 1e308, 9007199254740992]);
     expect(() => jsonArg('"\\ud800"')).toThrow(/lone surrogate/);
   });
 
@@ -39,7 +44,10 @@ describe("JSON arguments and files", () => {
     expect(() => readJsonFile(ndjson)).toThrow(/cmds\.ndjson:2: not JSON \(the number 1e400 is out of range/);
     const array = join(dir, "cmds.json");
     writeFileSync(array, '[{"op":"put","key":"a","value":12345678901234567890}]');
-    expect(() => readJsonFile(array)).toThrow(/cmds\.json:1: not JSON \(the integer 12345678901234567890 is beyond 2\^53/);
+    expect(() => readJsonFile(array)).toThrow(/cmds\.json: the integer 12345678901234567890 is beyond 2\^53/);
+    // Pretty-printed, one document: the number is said, not "Unexpected end of JSON input" of its first line.
+    writeFileSync(array, '[\n  {"op":"put","key":"a","value":1e400}\n]\n');
+    expect(() => readJsonFile(array)).toThrow(/cmds\.json: the number 1e400 is out of range/);
     writeFileSync(array, '[{"op":"put","key":"a","value":1}]');
     expect(readJsonFile(array)).toEqual([{ op: "put", key: "a", value: 1 }]);
   });

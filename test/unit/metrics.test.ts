@@ -66,10 +66,12 @@ describe("the Prometheus text exposition", () => {
       groupFamilies([
         { group: "g1", up: true, status, commandsTotal: 9, counts: { failovers: 2, audits: { consistent: 5, diverged: 1, insufficient: 0 }, lastAudits: { diverged: "2026-12-04T00:00:01.500Z", consistent: "2026-12-04T00:01:00.000Z" } } },
         { group: "g2", up: false },
-        // Its sequencer did not answer; r1 did (a status built from what it says), r2 did not.
+        // Its sequencer did not answer; r1 did (a status built from what it says), r2 did not; its
+        // directory did: its failover and audit series stay (an alert on them resolved, a review).
         {
           group: "g3",
           up: false,
+          counts: { failovers: 1, audits: { consistent: 2, diverged: 0, insufficient: 1 }, lastAudits: { insufficient: "2026-12-04T00:02:00.000Z" } },
           replicas: {
             ...status,
             group: "g3",
@@ -92,7 +94,10 @@ describe("the Prometheus text exposition", () => {
     expect(values("smr_group_commit_seq")).toEqual([[{ group: "g1" }, 10]]);
     expect(values("smr_group_epoch")).toEqual([[{ group: "g1" }, 3]]);
     expect(values("smr_commands_total")).toEqual([[{ group: "g1" }, 9]]);
-    expect(values("smr_failovers_total")).toEqual([[{ group: "g1" }, 2]]);
+    expect(values("smr_failovers_total")).toEqual([
+      [{ group: "g1" }, 2],
+      [{ group: "g3" }, 1],
+    ]);
     expect(values("smr_replica_applied_seq")).toEqual([
       [{ group: "g1", replica: "r1" }, 12],
       [{ group: "g1", replica: "r2" }, 4],
@@ -114,11 +119,15 @@ describe("the Prometheus text exposition", () => {
       [{ group: "g1", verdict: "consistent" }, 5],
       [{ group: "g1", verdict: "diverged" }, 1],
       [{ group: "g1", verdict: "insufficient" }, 0],
+      [{ group: "g3", verdict: "consistent" }, 2],
+      [{ group: "g3", verdict: "diverged" }, 0],
+      [{ group: "g3", verdict: "insufficient" }, 1],
     ]);
     // A time per verdict reported (seconds), in the counters' order; none for a verdict never reported.
     expect(values("smr_audit_last_timestamp_seconds")).toEqual([
       [{ group: "g1", verdict: "consistent" }, Date.parse("2026-12-04T00:01:00.000Z") / 1000],
       [{ group: "g1", verdict: "diverged" }, Date.parse("2026-12-04T00:00:01.500Z") / 1000],
+      [{ group: "g3", verdict: "insufficient" }, Date.parse("2026-12-04T00:02:00.000Z") / 1000],
     ]);
     for (const name of ["smr_commands_total", "smr_failovers_total", "smr_audits_total"]) expect(byName.get(name)!.type).toBe("COUNTER");
     for (const name of ["smr_audit_last_timestamp_seconds", "smr_group_up", "smr_group_commit_seq", "smr_replica_lag_entries", "smr_replica_status"]) expect(byName.get(name)!.type).toBe("GAUGE");

@@ -1,6 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { routeCacheGroupsMax } from "../../shared/limits.js";
 import { lookup } from "../../workers/groups.js";
+
+afterEach(() => vi.restoreAllMocks());
 
 describe("the router's cache of group records", () => {
   it("the router's group records: at most routeCacheGroupsMax, the least recently read going first", async () => {
@@ -13,6 +15,8 @@ describe("the router's cache of group records", () => {
         get: (name: string) => ({ call: async (method: string) => (method === "get" ? (reads.push(name), record(name)) : null) }),
       },
     };
+    // One instant for the whole test: no entry expires (routeCacheMs), so a read again is a push out (a review).
+    vi.spyOn(Date, "now").mockReturnValue(Date.parse("2026-12-05T00:00:00Z"));
     const names = Array.from({ length: routeCacheGroupsMax + 1 }, (_, i) => `g${i}`);
     for (const g of names) await lookup(env as never, g);
     expect(reads).toHaveLength(names.length);
