@@ -186,7 +186,9 @@ export function backupCommands(): Command[] {
       const { client, json } = runOf(cmd);
       const target = opts.output === undefined ? undefined : outputTarget(opts.output);
       const body = cutOffSaid(await client.snapshot(group));
-      if (target === undefined || target.through) return pour(body, target === undefined ? process.stdout : createWriteStream(target.path));
+      // /dev/stdout is this process's own stdout (opened again it fails when that is a socket).
+      const toStdout = target === undefined || target.path === "/dev/stdout";
+      if (toStdout || target.through) return pour(body, toStdout ? process.stdout : createWriteStream(target.path));
       // Written beside the file and renamed over it once complete: a snapshot cut short never
       // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like
       // one (nor does Ctrl-C: a probe found the partial files of 6 interrupts in 8).

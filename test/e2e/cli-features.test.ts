@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serverFixture } from "../support/fixture.js";
 import { smr, smrBin, smrEnv, smrOk, smrSpawn } from "../support/smr.js";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 
 /** Every step starts a CLI process (about a second of tsx start-up on a busy machine). */
 const cliTestMs = 240_000;
@@ -385,6 +385,22 @@ describe("the CLI interrupted, and its output's edges", () => {
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(readFileSync(real, "utf8").split("\n")[0]).toBe(JSON.stringify(saved.header));
     expect(readdirSync(dir).filter((n) => n.includes(".partial-"))).toEqual([]);
+    // A link to a file not there yet (relative): the file is made, the link stays.
+    const dangling = join(dir, "next.ndjson");
+    symlinkSync("made-later.ndjson", dangling);
+    await json(["snapshot", "cli-link", "-o", dangling]);
+    expect(lstatSync(dangling).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(dir, "made-later.ndjson"), "utf8").split("\n")[0]).toBe(JSON.stringify(saved.header));
+    // A pipe named through /proc (/dev/stdout into a shell's pipe): written as it is.
+    // And /dev/stdout when stdout is a socket (as here): this process's stdout, not opened again (ENXIO).
+    const toSocket = await smr(["snapshot", "cli-link", "-o", "/dev/stdout"], admin());
+    expect(toSocket.code, toSocket.stderr).toBe(0);
+    expect(JSON.parse(toSocket.stdout.split("\n")[0]!)).toMatchObject({ group: "cli-link", rows: saved.header.rows });
+    const piped = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile("sh", ["-c", `"${process.execPath}" "${smrBin}" snapshot cli-link -o /dev/stdout | cat`], { cwd: bare, env: smrEnv(admin().env), encoding: "utf8" }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr })),
+    );
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(JSON.parse(piped.stdout.split("\n")[0]!)).toMatchObject({ group: "cli-link", rows: saved.header.rows });
     // A folder that cannot be written to is said before the download, naming the file asked for.
     const bad = await smr(["snapshot", "cli-link", "-o", join(dir, "none", "x.ndjson")], admin());
     expect(bad.code).toBe(2);
