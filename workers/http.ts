@@ -7,7 +7,8 @@ import { ApiError } from "../shared/api/errors.js";
 import { checkJson } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { logEvent } from "../shared/log.js";
-import { bodyBytesMax, bodyReadTimeoutMs, statusReadMs } from "../shared/limits.js";
+import { bodyBytesMax, bodyReadTimeoutMs, failoverRoundMaxMs, sequencerCallTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
+import { bounded } from "../shared/bounded.js";
 import { TimeoutError, withTimeout } from "../shared/protocol/io.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { Scope } from "./auth.js";
@@ -138,6 +139,9 @@ export function status(env: Env, group: string): Promise<GroupStatus> {
   return groups.withSequencer(env, group, (s) => s.status(), (s) => s === null) as Promise<GroupStatus>;
 }
 
+/** Groups whose sequencer's status call went on past statusReadMs and has not ended (group -> when it was asked). */
+const slowStatusCalls = new Map<string, number>();
+
 /**
  * GET /v1/groups/{g} and /replicas: the status, or, while the sequencer cannot be reached (before
  * a failover, or through its hold-down), what the replicas say of themselves with the sequencer
@@ -147,12 +151,19 @@ export function status(env: Env, group: string): Promise<GroupStatus> {
  * group healthy, a probe); its call goes on (`keep`: past the answer), and may fail it over.
  */
 export async function statusForReaders(env: Env, group: string, keep: (p: Promise<unknown>) => void = () => undefined): Promise<GroupStatus> {
+  // A call still going on past its bound: the next read does not add one more (a dashboard polling
+  // every 2 s left a 15 s call each time, a review), and answers from the replicas at once.
+  const pendingSinceMs = slowStatusCalls.get(group);
+  // Forgotten past the longest such a call can take, should its end never be seen (a cancelled waitUntil).
+  if (pendingSinceMs !== undefined && Date.now() - pendingSinceMs > sequencerCallTimeoutMs + failoverRoundMaxMs) slowStatusCalls.delete(group);
+  else if (pendingSinceMs !== undefined) return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer has not answered a status call for ${Date.now() - pendingSinceMs} ms`);
   const asked = status(env, group);
   try {
     return await withTimeout(realClock, asked, statusReadMs, `the sequencer of ${group}`);
   } catch (err) {
     if (err instanceof TimeoutError) {
-      keep(asked.catch(() => undefined));
+      bounded(slowStatusCalls, slowReplicasMax).set(group, Date.now() - statusReadMs);
+      keep(asked.catch(() => undefined).finally(() => slowStatusCalls.delete(group)));
       return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer did not answer within ${statusReadMs} ms`);
     }
     if (groups.thrownByObjectCode(err)) {

@@ -73,6 +73,11 @@ describe("automatic failover (workerd)", () => {
       // 5 s for the sequencer, then at most a replica call's 3 s (r1 hangs with the sequencer's object).
       expect(tookMs).toBeGreaterThanOrEqual(4_900);
       expect(tookMs).toBeLessThan(12_000);
+      // While that call goes on, the next read adds none and answers from the replicas at once.
+      const againMs = Date.now();
+      const again = await api("GET", "/v1/groups/wslowst");
+      expect(again.body.sequencer).toMatchObject({ reachable: false, problem: expect.stringMatching(/has not answered a status call for \d+ ms/) });
+      expect(Date.now() - againMs).toBeLessThan(4_900);
     } finally {
       await api("POST", "/v1/groups/wslowst/faults", { target: "sequencer", fault: "none" });
     }
