@@ -76,8 +76,11 @@ export function groupsCommand(): Command {
       if (opts.outputs) spec.outputs = opts.outputs;
       if (opts.checkpointEvery !== undefined) spec.checkpointEvery = opts.checkpointEvery;
       if (opts.sequencerLocations) spec.sequencerLocations = opts.sequencerLocations;
-      const status = await client.createGroup(group, spec);
-      if (json) return printJson(status);
+      let made = true;
+      const status = await client.createGroup(group, spec, (m) => (made = m));
+      if (json) return printJson({ ...status, created: made });
+      // A second create with the same config printed as a creation (a probe).
+      if (!made) note(`group ${group} exists with this config: nothing changed`);
       printStatus(status);
     });
 

@@ -493,7 +493,8 @@ export class SmrClient {
    * command, an unknown outcome, retried with the same request id). It had no bound: a server
    * that took the connection and never answered held a call for Node's 300 s, per attempt.
    */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  /** `answered`: told the answer's status (a PUT's 201 created or 200 already there). */
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, answered?: (status: number) => void): Promise<T> {
     signal?.throwIfAborted();
     const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
     // 0, Infinity or anything a timer cannot hold: no bound (AbortSignal.timeout threw on them).
@@ -515,6 +516,7 @@ export class SmrClient {
         if (abort.signal.aborted) throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: no answer within ${timeoutMs} ms`);
         throw err;
       }
+      answered?.(res.status);
       if (res.status === 204) return undefined as T;
       let text: string;
       try {
@@ -552,8 +554,9 @@ export class SmrClient {
   }
 
   // ---- groups (admin token) ------------------------------------------------------------------
-  async createGroup(group: string, spec: GroupSpec): Promise<GroupStatus> {
-    return this.request("PUT", groupPath(group), spec);
+  /** `created`: told whether the group was made (201) or one with the same config was there (200). */
+  async createGroup(group: string, spec: GroupSpec, created?: (made: boolean) => void): Promise<GroupStatus> {
+    return this.request("PUT", groupPath(group), spec, undefined, (status) => created?.(status === 201));
   }
   listGroups(page: { after?: string; limit?: number } = {}): Promise<{ groups: string[]; next?: string }> {
     const q = new URLSearchParams();

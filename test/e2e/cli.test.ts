@@ -31,7 +31,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe("smr groups", () => {
   it("creates, lists, shows and deletes groups, as tables and as JSON", async () => {
     const created = await json(["groups", "create", "cli-a", "--machine", "kv", "--replicas", "3"]);
-    expect(created).toMatchObject({ group: "cli-a", machine: "kv", replicas: [{ id: "r1" }, { id: "r2" }, { id: "r3" }] });
+    expect(created).toMatchObject({ group: "cli-a", machine: "kv", created: true, replicas: [{ id: "r1" }, { id: "r2" }, { id: "r3" }] });
+    // The same again: said to be there already, not printed as a creation (a probe).
+    expect((await json(["groups", "create", "cli-a", "--machine", "kv", "--replicas", "3"])).created).toBe(false);
+    expect((await smr(["groups", "create", "cli-a", "--machine", "kv", "--replicas", "3"], admin())).stderr).toContain("group cli-a exists with this config: nothing changed");
     await smrOk(["groups", "create", "cli-b", "--machine", "bank", "--replicas", "1", "--outputs", "majority"], admin());
 
     expect((await json(["groups", "list"])).groups).toEqual(expect.arrayContaining(["cli-a", "cli-b"]));
