@@ -31,7 +31,8 @@ describe("npm start", () => {
     child = spawn(
       process.execPath,
       [join(root, "scripts/start.mjs"), "--port", String(port), "--persist-to", dir, "--var", "ADMIN_TOKEN:s1", "--var", "CLIENT_TOKENS:t1,t2"],
-      { cwd: root, stdio: "pipe" },
+      // Without the caller's own X_LOCAL_OBSERVABILITY: start.mjs's default is what is tested.
+      { cwd: root, stdio: "pipe", env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "X_LOCAL_OBSERVABILITY")) },
     );
     let output = "";
     child.stdout!.on("data", (d) => (output += d));
@@ -63,5 +64,7 @@ describe("npm start", () => {
     expect(((await audits.json()) as any).audits.length).toBeGreaterThanOrEqual(1);
     // --persist-to: the objects' SQLite files are in that folder.
     expect(readdirSync(dir, { recursive: true }).filter((f) => String(f).endsWith(".sqlite")).length).toBeGreaterThan(0);
+    // Wrangler's local trace store stays off (it kept every request, 27 MB a minute under load: a probe).
+    expect(readdirSync(dir, { recursive: true }).filter((f) => String(f).includes("observability"))).toEqual([]);
   }, 90_000);
 });
