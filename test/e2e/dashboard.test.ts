@@ -12,7 +12,10 @@ describe("the dashboard", () => {
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toMatch(/^text\/html/);
     const html = await page.text();
-    const refs = [...html.matchAll(/\b(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    const all = [...html.matchAll(/\b(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    // The empty icon (`data:,`) loads nothing: without it the browser asked for /favicon.ico, a 404.
+    expect(all.filter((r) => r.startsWith("data:"))).toEqual(["data:,"]);
+    const refs = all.filter((r) => !r.startsWith("data:"));
     expect(refs.sort()).toEqual(["/dashboard.css", "/dashboard.js"]);
     // Nothing loaded from another origin: no absolute URL in the page or the files it loads.
     expect(html).not.toMatch(/https?:\/\//);
