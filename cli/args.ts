@@ -40,25 +40,28 @@ export class NumberChanged extends Error {}
 
 /**
  * Why a JSON number's value is not what its text says, or null: beyond a double's range, below its
- * smallest (1e-400 read as 0), or an integer beyond 2^53 that reads as another, written out
- * (12345678901234567890, 12345678901234567890.0) or with more digits than a double keeps
- * (1.2345678901234567890e19). Fractions, and 1.5e300, are approximate by nature: let be.
+ * smallest (1e-400 read as 0), or an integer beyond 2^53 whose digits the double does not keep,
+ * however written (12345678901234567890, 12345678901234567890.0, 1.2345678901234567890e19,
+ * 9007199254740993e0: a review). Its digits are compared with the double's shortest form's, so
+ * 1.5e300 and 1e20 pass. Fractions are approximate by nature: let be.
  */
 function numberChanged(source: string, value: number): string | null {
   if (!Number.isFinite(value)) return `the number ${source} is out of range (beyond a double's)`;
-  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(source);
+  const m = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(source);
   if (!m) return null;
-  const digits = (m[2]! + (m[3] ?? "")).replace(/^0+/, "");
-  if (value === 0) return digits === "" ? null : `the number ${source} is too small for a double (it would be sent as 0)`;
+  const digits = m[1]! + (m[2] ?? "");
+  if (value === 0) return /^0*$/.test(digits) ? null : `the number ${source} is too small for a double (it would be sent as 0)`;
   if (Math.abs(value) <= Number.MAX_SAFE_INTEGER) return null;
-  // Written with an exponent and no more digits than a double keeps (1.5e300): meant as a float.
-  if (m[4] !== undefined && digits.replace(/0+$/, "").length <= 17) return null;
-  // Its exact value, if an integer: digits × 10^(exponent − fraction digits).
-  const shift = Number(m[4] ?? "0") - (m[3]?.length ?? 0);
-  if (shift < 0 && !/^0*$/.test(digits.slice(shift))) return null; // not an integer
-  const exact = BigInt(shift < 0 ? digits.slice(0, shift) || "0" : digits + "0".repeat(Math.min(shift, 400)));
-  if (BigInt(value) === (m[1] ? -exact : exact)) return null;
+  // Not an integer (a fraction left after its exponent): approximate, let be.
+  const shift = Number(m[3] ?? "0") - (m[2]?.length ?? 0);
+  if (shift < 0 && !/^0*$/.test(digits.slice(shift))) return null;
+  if (significant(digits) === significant(String(Math.abs(value)).replace(/e.*$/, ""))) return null;
   return `the integer ${source} is beyond 2^53 and would be sent as ${value}: quote it as a string`;
+}
+
+/** A number's digits without its point and its leading and trailing zeros. */
+function significant(digits: string): string {
+  return digits.replace(".", "").replace(/^0+/, "").replace(/0+$/, "");
 }
 
 export function intArg(text: string): number {

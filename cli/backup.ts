@@ -1,7 +1,7 @@
 // smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
 import { once } from "node:events";
-import { accessSync, closeSync, constants, createReadStream, createWriteStream, lstatSync, openSync, readlinkSync, readSync, renameSync, rmSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { accessSync, closeSync, constants, createReadStream, createWriteStream, fstatSync, lstatSync, openSync, readlinkSync, readSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
 import { ApiRequestError, type GroupSpec, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
@@ -140,13 +140,17 @@ async function download(body: ReadableStream<Uint8Array>, partial: string, path:
  * the device a file, a probe). Checked before the download: a folder, or one that cannot be
  * written, failed after it, naming the partial file.
  */
-function outputTarget(file: string): { path: string; through: boolean } {
+function outputTarget(file: string): { path: string; through: boolean; stdout?: boolean } {
   const problem = (err: unknown, what = "") => new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)}${what})`);
   try {
     // The name as given first: /dev/stdout and /dev/fd/N name a pipe through /proc links that
     // realpath turns into names that do not exist (a review: a download, then ENOENT).
     const st = statSync(file);
     if (st.isDirectory()) throw new UsageError(`${file} is a directory: name the file to write`);
+    // This process's own stdout, whatever it is (`-o /dev/stdout >> log` renamed the download
+    // over the log, a review; opened again, a socket fails with ENXIO).
+    const out = fstatSync(1);
+    if (st.dev === out.dev && st.ino === out.ino) return { path: file, through: true, stdout: true };
     if (!st.isFile()) return { path: file, through: true };
   } catch (err) {
     if (err instanceof UsageError) throw err;
@@ -161,18 +165,36 @@ function outputTarget(file: string): { path: string; through: boolean } {
   return { path, through: false };
 }
 
-/** The file a name leads to through symbolic links, existing or not (a link to a missing file was replaced by a file, a review). */
+/**
+ * The file a name leads to through symbolic links, existing or not: the kernel's answer when the
+ * file is there (the native realpath: node's own takes `..` away as text first); otherwise each link followed from the real folder it sits in (`..`
+ * after a linked folder is the real folder's parent, a review). A link to a missing file was
+ * replaced by a file (a review).
+ */
 function linkTarget(file: string): string {
-  let path = resolve(file);
+  try {
+    return realpathSync.native(file);
+  } catch {
+    // not there (yet), perhaps through a link: followed below
+  }
+  let path = file;
   for (let hops = 0; hops < 40; hops++) {
+    let folder: string;
+    try {
+      folder = realpathSync.native(dirname(path));
+    } catch {
+      return resolve(path); // its folder is missing: said by the caller's check
+    }
+    const here = join(folder, basename(path));
     let st;
     try {
-      st = lstatSync(path);
+      st = lstatSync(here);
     } catch {
-      return path; // nothing there (yet): this is the file to write
+      return here; // nothing there (yet): this is the file to write
     }
-    if (!st.isSymbolicLink()) return path;
-    path = resolve(dirname(path), readlinkSync(path));
+    if (!st.isSymbolicLink()) return here;
+    const to = readlinkSync(here);
+    path = isAbsolute(to) ? to : join(folder, to);
   }
   throw new UsageError(`${file}: too many symbolic links`);
 }
@@ -186,8 +208,7 @@ export function backupCommands(): Command[] {
       const { client, json } = runOf(cmd);
       const target = opts.output === undefined ? undefined : outputTarget(opts.output);
       const body = cutOffSaid(await client.snapshot(group));
-      // /dev/stdout is this process's own stdout (opened again it fails when that is a socket).
-      const toStdout = target === undefined || target.path === "/dev/stdout";
+      const toStdout = target === undefined || target.stdout === true;
       if (toStdout || target.through) return pour(body, toStdout ? process.stdout : createWriteStream(target.path));
       // Written beside the file and renamed over it once complete: a snapshot cut short never
       // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like

@@ -18,7 +18,8 @@ function onSignal(signal: keyof typeof exitCodes): void {
   // stops on Ctrl-C only when its child was killed by SIGINT, not when it exited 130 (a review).
   for (const [sig, h] of Object.entries(handlers)) process.off(sig, h);
   process.kill(process.pid, signal);
-  setTimeout(() => process.exit(exitCodes[signal]), 1_000).unref(); // should the signal not end it
+  // Reached only if the signal was ignored (node as PID 1 in a container): end anyway, never carry on.
+  process.exit(exitCodes[signal]);
 }
 
 const handlers = { SIGINT: () => onSignal("SIGINT"), SIGTERM: () => onSignal("SIGTERM") };

@@ -184,7 +184,7 @@ export function auditFailure(a: { verdict: string; replicas: { id: string; verdi
 function notASubcommand(parent: string, subcommands: string[], first: string, more: string[]): void {
   if (more.length === 0) return;
   // `replicas list demo extra`: too many arguments, not a mistyped command (a review).
-  if (process.argv.includes("list")) throw new UsageError(`too many arguments: ${parent} list <group>`);
+  if (process.argv[process.argv.indexOf(parent) + 1] === "list") throw new UsageError(`too many arguments: ${parent} list <group>`);
   throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
 }
 

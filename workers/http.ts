@@ -7,7 +7,7 @@ import { ApiError } from "../shared/api/errors.js";
 import { checkJson } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { logEvent } from "../shared/log.js";
-import { bodyBytesMax, bodyReadTimeoutMs, failoverRoundMaxMs, sequencerCallTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
+import { bodyBytesMax, bodyReadTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
 import { bounded } from "../shared/bounded.js";
 import { TimeoutError, withTimeout } from "../shared/protocol/io.js";
 import type { GroupStatus } from "../shared/api/types.js";
@@ -139,8 +139,17 @@ export function status(env: Env, group: string): Promise<GroupStatus> {
   return groups.withSequencer(env, group, (s) => s.status(), (s) => s === null) as Promise<GroupStatus>;
 }
 
-/** Groups whose sequencer's status call went on past statusReadMs and has not ended (group -> when it was asked). */
-const slowStatusCalls = new Map<string, number>();
+/**
+ * Groups whose sequencer's status call went on past statusReadMs and has not ended (group -> when
+ * it was asked; each call its own entry, so an older call's end does not clear a newer's).
+ */
+const slowStatusCalls = new Map<string, { askedMs: number }>();
+/**
+ * A pending call is trusted this long at most: past it a read asks the sequencer again. About the
+ * time the platform lets `waitUntil` work go on after a response; a call cut off there never says
+ * it ended, and its group read as unreachable for 80 s (a review).
+ */
+const slowStatusTrustMs = 30_000;
 
 /**
  * GET /v1/groups/{g} and /replicas: the status, or, while the sequencer cannot be reached (before
@@ -153,17 +162,19 @@ const slowStatusCalls = new Map<string, number>();
 export async function statusForReaders(env: Env, group: string, keep: (p: Promise<unknown>) => void = () => undefined): Promise<GroupStatus> {
   // A call still going on past its bound: the next read does not add one more (a dashboard polling
   // every 2 s left a 15 s call each time, a review), and answers from the replicas at once.
-  const pendingSinceMs = slowStatusCalls.get(group);
-  // Forgotten past the longest such a call can take, should its end never be seen (a cancelled waitUntil).
-  if (pendingSinceMs !== undefined && Date.now() - pendingSinceMs > sequencerCallTimeoutMs + failoverRoundMaxMs) slowStatusCalls.delete(group);
-  else if (pendingSinceMs !== undefined) return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer has not answered a status call for ${Date.now() - pendingSinceMs} ms`);
+  const pending = slowStatusCalls.get(group);
+  if (pending !== undefined && Date.now() - pending.askedMs < slowStatusTrustMs) {
+    return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer has not answered a status call for ${Date.now() - pending.askedMs} ms`);
+  }
   const asked = status(env, group);
   try {
     return await withTimeout(realClock, asked, statusReadMs, `the sequencer of ${group}`);
   } catch (err) {
     if (err instanceof TimeoutError) {
-      bounded(slowStatusCalls, slowReplicasMax).set(group, Date.now() - statusReadMs);
-      keep(asked.catch(() => undefined).finally(() => slowStatusCalls.delete(group)));
+      const mine = { askedMs: Date.now() - statusReadMs };
+      slowStatusCalls.delete(group);
+      bounded(slowStatusCalls, slowReplicasMax).set(group, mine);
+      keep(asked.catch(() => undefined).finally(() => slowStatusCalls.get(group) === mine && slowStatusCalls.delete(group)));
       return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer did not answer within ${statusReadMs} ms`);
     }
     if (groups.thrownByObjectCode(err)) {

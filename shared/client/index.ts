@@ -176,7 +176,10 @@ export interface WatchOptions {
 export interface WatchRetry {
   reason: string;
   pauseMs: number;
-  /** Whether a stream was open before this retry (it dropped or ended), not a request that failed. */
+  /**
+   * Whether a stream was open before this retry and brought something (an event, a keepalive):
+   * not a request that failed, nor a 200 that ended or stayed silent (a proxy's page, a hung replica).
+   */
   opened: boolean;
   /** The last event id seen: the reconnect asks for what follows it. */
   after?: string;
@@ -859,8 +862,10 @@ export class SmrClient {
         clearTimeout(timer);
       }
       let reason = "the stream ended";
+      let frames = 0;
       try {
         for await (const frame of sseFrames(res.body!, idleMs)) {
+          frames++;
           if (frame.retryMs !== undefined) serverPauseMs = frame.retryMs;
           if (frame.lastId !== undefined) lastId = frame.lastId;
           const ev = frame.event;
@@ -876,7 +881,7 @@ export class SmrClient {
         reason = `the connection dropped (${describe(err)})`;
       }
       // The stream ended (the replica closed it, or the connection died): resume where it stopped.
-      pauseMs = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId, true);
+      pauseMs = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId, frames > 0);
     }
   }
 

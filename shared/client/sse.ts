@@ -19,6 +19,8 @@ export interface SseFrame {
    * can say where a stream stands (e.g. past entries a prefix filtered out) without an event.
    */
   lastId?: string;
+  /** A `:` comment (a keep-alive): the stream is alive, though nothing happened. */
+  comment?: true;
 }
 
 export class SseParser {
@@ -62,7 +64,10 @@ export class SseParser {
       this.type = "";
       return;
     }
-    if (line.startsWith(":")) return; // a comment (keep-alive)
+    if (line.startsWith(":")) {
+      out.push({ comment: true }); // a comment (keep-alive)
+      return;
+    }
     const colon = line.indexOf(":");
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? "" : line.slice(colon + 1);

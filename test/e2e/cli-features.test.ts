@@ -1,6 +1,6 @@
 // The CLI's watch, batch, txn, snapshot/restore and metrics, run as a child process against the
 // built worker (API.md "Batches", "Transactions", "Watch", "Snapshot and restore", "Metrics").
-import { closeSync, lstatSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -391,6 +391,17 @@ describe("the CLI interrupted, and its output's edges", () => {
     await json(["snapshot", "cli-link", "-o", dangling]);
     expect(lstatSync(dangling).isSymbolicLink()).toBe(true);
     expect(readFileSync(join(dir, "made-later.ndjson"), "utf8").split("\n")[0]).toBe(JSON.stringify(saved.header));
+    // `..` after a linked folder is the real folder's parent, as the kernel reads it (a review).
+    mkdirSync(join(dir, "real", "deep"), { recursive: true });
+    symlinkSync(join(dir, "real", "deep"), join(dir, "lnk"));
+    await json(["snapshot", "cli-link", "-o", `${dir}/lnk/../via-dotdot.ndjson`]); // not join(): it would take the `..` away
+    expect(existsSync(join(dir, "via-dotdot.ndjson"))).toBe(false);
+    expect(readFileSync(join(dir, "real", "via-dotdot.ndjson"), "utf8").split("\n")[0]).toBe(JSON.stringify(saved.header));
+    // /dev/stdout appended to a file is that stdout, not a file to replace (a review: the log was lost).
+    const log = join(dir, "backups.log");
+    writeFileSync(log, "earlier line\n");
+    await new Promise<void>((resolve) => execFile("sh", ["-c", `"${process.execPath}" "${smrBin}" snapshot cli-link -o /dev/stdout >> "${log}"`], { cwd: bare, env: smrEnv(admin().env) }, () => resolve()));
+    expect(readFileSync(log, "utf8").split("\n").slice(0, 2)).toEqual(["earlier line", JSON.stringify(saved.header)]);
     // A pipe named through /proc (/dev/stdout into a shell's pipe): written as it is.
     // And /dev/stdout when stdout is a socket (as here): this process's stdout, not opened again (ENXIO).
     const toSocket = await smr(["snapshot", "cli-link", "-o", "/dev/stdout"], admin());

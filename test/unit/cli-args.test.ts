@@ -34,7 +34,9 @@ describe("JSON arguments and files", () => {
     expect(() => jsonArg("1e-400")).toThrow(/1e-400 is too small for a double/);
     expect(() => jsonArg("12345678901234567890.0")).toThrow(/beyond 2\^53/);
     expect(() => jsonArg("1.2345678901234567890e19")).toThrow(/beyond 2\^53/);
-    expect(jsonArg("[0.0e5, 1e20, 1e308, 9007199254740992]")).toEqual([0, 1e20, 1e308, 9007199254740992]);
+    expect(() => jsonArg("9.007199254740993e15")).toThrow(/would be sent as 9007199254740992/);
+    expect(() => jsonArg("9007199254740993e0")).toThrow(/would be sent as 9007199254740992/);
+    expect(jsonArg("[0.0e5, 1e20, 1e308, 9007199254740992, 1E+2, 1.5e300]")).toEqual([0, 1e20, 1e308, 9007199254740992, 100, 1.5e300]);
     expect(() => jsonArg('"\\ud800"')).toThrow(/lone surrogate/);
   });
 

@@ -490,6 +490,16 @@ describe("client watch", () => {
     expect(retries[2]!.after).toBe("1");
   });
 
+  it("says a retry follows an open stream only if it brought something: a keepalive counts, a 200 with nothing does not (watch --retry-for)", async () => {
+    const streams = [() => sse(""), () => sse(": keepalive\n\n"), () => sse(entry(1))];
+    const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
+    const retries: { opened: boolean }[] = [];
+    const it = client.watch("g", { onRetry: (r) => retries.push(r) });
+    expect((await it.next()).value).toMatchObject({ seq: 1 });
+    await it.return(undefined);
+    expect(retries.map((r) => r.opened)).toEqual([false, true]);
+  });
+
   it("waits out a refusal's Retry-After before it reconnects (503 from a replica full of watchers, 429)", async () => {
     const refusal = (status: number, code: string) => new Response(JSON.stringify({ error: { code, message: "busy" } }), { status, headers: { "retry-after": "1" } });
     const streams = [() => refusal(503, "unavailable"), () => refusal(429, "rate_limited"), () => sse(entry(1))];
@@ -571,13 +581,14 @@ describe("event-stream parsing", () => {
     // One character at a time: every boundary, including between a CR and its LF.
     for (const ch of text) frames.push(...p.push(ch));
     expect(frames).toEqual([
+      { comment: true },
       { event: { id: "1", event: "entry", data: "a\nb" } },
       { event: { id: "2", event: "message", data: "c" } },
       { event: { id: "2", event: "message", data: "d" } },
       { retryMs: 250 },
     ]);
     // An id with no data moves the resume position once; a repeat of it is nothing new.
-    expect([...p.push("\nid: 9\n\n"), ...p.push("id: 9\n\n: c\n\n")]).toEqual([{ lastId: "9" }]);
+    expect([...p.push("\nid: 9\n\n"), ...p.push("id: 9\n\n: c\n\n")]).toEqual([{ lastId: "9" }, { comment: true }]);
   });
 });
 
