@@ -140,7 +140,9 @@ async function download(body: ReadableStream<Uint8Array>, partial: string, path:
  * the device a file, a probe). Checked before the download: a folder, or one that cannot be
  * written, failed after it, naming the partial file.
  */
-function outputTarget(file: string): { path: string; through: boolean; stdout?: boolean } {
+type Output = { kind: "stdout" } | { kind: "through"; path: string } | { kind: "replace"; path: string };
+
+function outputTarget(file: string): Output {
   const problem = (err: unknown, what = "") => new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)}${what})`);
   try {
     // The name as given first: /dev/stdout and /dev/fd/N name a pipe through /proc links that
@@ -150,8 +152,8 @@ function outputTarget(file: string): { path: string; through: boolean; stdout?: 
     // This process's own stdout, whatever it is (`-o /dev/stdout >> log` renamed the download
     // over the log, a review; opened again, a socket fails with ENXIO).
     const out = fstatSync(1);
-    if (st.dev === out.dev && st.ino === out.ino) return { path: file, through: true, stdout: true };
-    if (!st.isFile()) return { path: file, through: true };
+    if (st.dev === out.dev && st.ino === out.ino) return { kind: "stdout" };
+    if (!st.isFile()) return { kind: "through", path: file };
   } catch (err) {
     if (err instanceof UsageError) throw err;
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw problem(err);
@@ -162,14 +164,14 @@ function outputTarget(file: string): { path: string; through: boolean; stdout?: 
   } catch (err) {
     throw problem(err, " for its folder");
   }
-  return { path, through: false };
+  return { kind: "replace", path };
 }
 
 /**
  * The file a name leads to through symbolic links, existing or not: the kernel's answer when the
- * file is there (the native realpath: node's own takes `..` away as text first); otherwise each link followed from the real folder it sits in (`..`
- * after a linked folder is the real folder's parent, a review). A link to a missing file was
- * replaced by a file (a review).
+ * file is there (the native realpath: node's own takes `..` away as text first); otherwise each
+ * link followed from the real folder it sits in (`..` after a linked folder is the real folder's
+ * parent, a review). A link to a missing file was replaced by a file (a review).
  */
 function linkTarget(file: string): string {
   try {
@@ -206,10 +208,9 @@ export function backupCommands(): Command[] {
     .option("-o, --output <file>", "write it to this file")
     .action(async (group: string, opts: { output?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      const target = opts.output === undefined ? undefined : outputTarget(opts.output);
+      const target: Output = opts.output === undefined ? { kind: "stdout" } : outputTarget(opts.output);
       const body = cutOffSaid(await client.snapshot(group));
-      const toStdout = target === undefined || target.stdout === true;
-      if (toStdout || target.through) return pour(body, toStdout ? process.stdout : createWriteStream(target.path));
+      if (target.kind !== "replace") return pour(body, target.kind === "stdout" ? process.stdout : createWriteStream(target.path));
       // Written beside the file and renamed over it once complete: a snapshot cut short never
       // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like
       // one (nor does Ctrl-C: a probe found the partial files of 6 interrupts in 8).

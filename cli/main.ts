@@ -11,7 +11,7 @@ import { dataCommands } from "./data.js";
 import { groupsCommand } from "./groups.js";
 import { memberCommands } from "./members.js";
 import { metricsCommand } from "./metrics.js";
-import { printable, printJson, printRecord } from "./output.js";
+import { escapeUnsafe, printJson, printRecord } from "./output.js";
 import { watchCommand } from "./watch.js";
 
 function configCommand(): Command {
@@ -50,12 +50,12 @@ function program(): Command {
 }
 
 /**
- * The error line. Its message is shown as `printable` shows server text: messages quote what the
+ * The error line, its control characters escaped (as `printable` escapes server text): messages quote what the
  * caller or a file gave (a client id, a line of JSON), and one holding escape sequences recoloured
  * and retitled the operator's terminal (a probe).
  */
 function say(message: string): void {
-  process.stderr.write(`error: ${message.split("\n").map(printableLine).join("\n")}\n`);
+  process.stderr.write(`error: ${message.split("\n").map((line) => escapeUnsafe(line)).join("\n")}\n`);
 }
 
 function report(err: unknown): number {
@@ -71,12 +71,6 @@ function report(err: unknown): number {
   }
   say(err instanceof Error ? err.message : String(err));
   return 1;
-}
-
-/** A line as it is, unless it holds characters a terminal acts on: then with those escaped (not JSON-quoted whole). */
-function printableLine(line: string): string {
-  const shown = printable(line);
-  return shown === line ? line : shown.slice(1, -1);
 }
 
 // `smr watch ... | head`: a reader that has gone away ends the command, quietly. Any other failure

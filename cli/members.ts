@@ -41,7 +41,7 @@ function replicasCommand(): Command {
     .argument("<group>")
     .argument("[more...]")
     .action(async (group: string, more: string[], _opts: unknown, cmd: Command) => {
-      notASubcommand("replicas", ["list", "add", "remove", "repair", "release"], group, more);
+      notASubcommand(cmd, ["list", "add", "remove", "repair", "release"], group, more);
       const { client, json } = runOf(cmd);
       const r = await client.replicas(group);
       if (json) return printJson(r);
@@ -128,7 +128,7 @@ function tokensCommand(): Command {
     .argument("<group>")
     .argument("[more...]")
     .action(async (group: string, more: string[], _opts: unknown, cmd: Command) => {
-      notASubcommand("tokens", ["list", "create", "revoke"], group, more);
+      notASubcommand(cmd, ["list", "create", "revoke"], group, more);
       const { client, json } = runOf(cmd);
       const r = await client.tokens(group);
       if (json) return printJson(r);
@@ -181,10 +181,11 @@ export function auditFailure(a: { verdict: string; replicas: { id: string; verdi
  * The default `list` given more than a group: the first word was a mistyped subcommand
  * (`smr replicas ad demo` said "too many arguments for 'list'", a probe).
  */
-function notASubcommand(parent: string, subcommands: string[], first: string, more: string[]): void {
+function notASubcommand(list: Command, subcommands: string[], first: string, more: string[]): void {
   if (more.length === 0) return;
-  // `replicas list demo extra`: too many arguments, not a mistyped command (a review).
-  if (process.argv[process.argv.indexOf(parent) + 1] === "list") throw new UsageError(`too many arguments: ${parent} list <group>`);
+  const parent = list.parent!.name();
+  // `replicas list demo extra` (the parent's words start with "list"): too many arguments, not a mistyped command (a review).
+  if (list.parent!.args[0] === "list") throw new UsageError(`too many arguments: ${parent} list <group>`);
   throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
 }
 

@@ -59,7 +59,10 @@ export function healthOf(all: Sample[]): GroupHealth[] {
   const byGroup = new Map<string, Sample[]>();
   for (const s of all) {
     const g = s.labels.group;
-    if (g !== undefined) byGroup.set(g, [...(byGroup.get(g) ?? []), s]);
+    if (g === undefined) continue;
+    const mine = byGroup.get(g);
+    if (mine) mine.push(s);
+    else byGroup.set(g, [s]);
   }
   return [...byGroup].map(([group, mine]) => {
     const one = (name: string) => mine.find((s) => s.name === name)?.value ?? null;

@@ -11,7 +11,8 @@ const hasUnsafe = new RegExp(unsafeChars.source); // the same set, without /g's 
 /** The ones JSON.stringify leaves as they are (it escapes C0 controls inside strings). */
 const unsafeInJson = /[\u007f-\u009f\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
-function escapeUnsafe(text: string, which: RegExp = unsafeChars): string {
+/** Text with the characters a terminal acts on escaped (`\u001b`), the rest as it is. */
+export function escapeUnsafe(text: string, which: RegExp = unsafeChars): string {
   return text.replace(which, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 

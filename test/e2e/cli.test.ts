@@ -151,6 +151,9 @@ describe("smr errors and exit codes", () => {
     // A mistyped subcommand before a group is named as one (it said "too many arguments for 'list'").
     const typo = await smr(["replicas", "ad", "cli-kv"], admin());
     expect([typo.code, typo.stderr.trim()]).toEqual([2, "error: unknown command 'replicas ad' (replicas list | add | remove | repair | release)"]);
+    // Named "list" and given too much: too many arguments, not a mistyped command.
+    const extra = await smr(["replicas", "list", "cli-kv", "extra"], admin());
+    expect([extra.code, extra.stderr.trim()]).toEqual([2, "error: too many arguments: replicas list <group>"]);
     // A value JSON.parse would change is refused before anything is sent (1e400 was stored as null).
     const huge = await smr(["put", "cli-kv", "k", "1e400"], client());
     expect(huge.code).toBe(2);
