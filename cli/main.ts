@@ -26,6 +26,30 @@ function configCommand(): Command {
     });
 }
 
+/**
+ * `smr help groups create`: the help of the command those words name, at any depth. Commander's own
+ * help command reads one word (that one showed the groups' help) and showed the whole program's
+ * help for a word that names nothing (`smr help bogus`, exit 0; a probe).
+ */
+function helpCommand(root: Command): Command {
+  return new Command("help")
+    .description("the help of a command: smr help groups create")
+    .argument("[command...]")
+    .action((words: string[]) => {
+      let shown = root;
+      words.forEach((word, i) => {
+        const next = shown.commands.find((c) => c.name() === word || c.aliases().includes(word));
+        if (next === undefined) {
+          const above = words.slice(0, i).map((w) => `${w} `).join("");
+          const known = shown.commands.map((c) => c.name()).join(" | ");
+          throw new UsageError(`unknown command '${above}${word}'${known ? ` (${above}${known})` : ""}`);
+        }
+        shown = next;
+      });
+      shown.outputHelp();
+    });
+}
+
 function program(): Command {
   const p = new Command("smr")
     .description("operate an edge-smr replica set: groups, reads and writes, watch, audits, replicas, backups")
@@ -33,8 +57,9 @@ function program(): Command {
     .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)", nonEmptyArg)
     .option("--json", "print JSON for scripts instead of tables")
     .option("--retry-for <seconds>", "how long a command or a read is retried (default 90)", positiveArg)
-    .exitOverride();
-  for (const c of [groupsCommand(), ...dataCommands(), watchCommand(), ...memberCommands(), ...backupCommands(), metricsCommand(), configCommand()]) {
+    .exitOverride()
+    .helpCommand(false);
+  for (const c of [groupsCommand(), ...dataCommands(), watchCommand(), ...memberCommands(), ...backupCommands(), metricsCommand(), configCommand(), helpCommand(p)]) {
     p.addCommand(c);
   }
   // Subcommands made before being added do not inherit exitOverride: set it on every one.

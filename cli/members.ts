@@ -40,6 +40,7 @@ function replicasCommand(): Command {
     .description("the group's replicas and their positions")
     .argument("<group>")
     .argument("[more...]")
+    .allowUnknownOption() // its own check: a mistyped subcommand is named before an option it does not know
     .action(async (group: string, more: string[], _opts: unknown, cmd: Command) => {
       notASubcommand(cmd, ["list", "add", "remove", "repair", "release"], group, more);
       const { client, json } = runOf(cmd);
@@ -127,6 +128,7 @@ function tokensCommand(): Command {
     .command("list", { isDefault: true })
     .argument("<group>")
     .argument("[more...]")
+    .allowUnknownOption() // its own check: a mistyped subcommand is named before an option it does not know
     .action(async (group: string, more: string[], _opts: unknown, cmd: Command) => {
       notASubcommand(cmd, ["list", "create", "revoke"], group, more);
       const { client, json } = runOf(cmd);
@@ -182,8 +184,13 @@ export function auditFailure(a: { verdict: string; replicas: { id: string; verdi
  * (`smr replicas ad demo` said "too many arguments for 'list'", a probe).
  */
 function notASubcommand(list: Command, subcommands: string[], first: string, more: string[]): void {
+  // `smr tokens creat g --scope read` said "unknown option '--scope'": commander checks the default
+  // command's options before its words. The list now takes any option and says here which is wrong.
+  const option = (word: string) => word.startsWith("-");
+  if (option(first)) throw new UsageError(`unknown option '${first}'`);
   if (more.length === 0) return;
   const parent = list.parent!.name();
+  if (option(more[0]!)) throw new UsageError(`unknown option '${more[0]}'`);
   // `replicas list demo extra` (the parent's words start with "list"): too many arguments, not a mistyped command (a review).
   if (list.parent!.args[0] === "list") throw new UsageError(`too many arguments: ${parent} list <group>`);
   throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);

@@ -151,6 +151,17 @@ describe("smr errors and exit codes", () => {
     // A mistyped subcommand before a group is named as one (it said "too many arguments for 'list'").
     const typo = await smr(["replicas", "ad", "cli-kv"], admin());
     expect([typo.code, typo.stderr.trim()]).toEqual([2, "error: unknown command 'replicas ad' (replicas list | add | remove | repair | release)"]);
+    // A mistyped subcommand with an option of the right one: the command is named, not the option
+    // (it said "unknown option '--scope'"); an option no command has is named as one.
+    const typoWithOption = await smr(["tokens", "creat", "cli-kv", "--scope", "read"], admin());
+    expect([typoWithOption.code, typoWithOption.stderr.trim()]).toEqual([2, "error: unknown command 'tokens creat' (tokens list | create | revoke)"]);
+    const badOption = await smr(["tokens", "list", "cli-kv", "--bogus"], admin());
+    expect([badOption.code, badOption.stderr.trim()]).toEqual([2, "error: unknown option '--bogus'"]);
+    // help at any depth; a word naming no command is an error (it showed the whole help, exit 0).
+    const nestedHelp = await smr(["help", "groups", "create"], admin());
+    expect([nestedHelp.code, nestedHelp.stdout.split("\n")[0]]).toEqual([0, "Usage: smr groups create [options] <group>"]);
+    const helpTypo = await smr(["help", "groups", "bogus"], admin());
+    expect([helpTypo.code, helpTypo.stderr.trim()]).toEqual([2, "error: unknown command 'groups bogus' (groups list | create | status | delete)"]);
     // Named "list" and given too much: too many arguments, not a mistyped command.
     const extra = await smr(["replicas", "list", "cli-kv", "extra"], admin());
     expect([extra.code, extra.stderr.trim()]).toEqual([2, "error: too many arguments: replicas list <group>"]);
