@@ -7,6 +7,8 @@ import { groupArg, upToArg } from "./args.js";
 import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
+// The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
+import { groupsHealth, samples, type GroupHealth } from "../public/health.js";
 
 export function metricsCommand(): Command {
   return new Command("metrics")
@@ -25,57 +27,6 @@ export function metricsCommand(): Command {
 
 const nextOf = (text: string) => /^# next: (\S+)$/m.exec(text)?.[1];
 
-type Sample = { name: string; labels: Record<string, string>; value: number };
-
-/** Prometheus text's samples (comments skipped): name, labels, value. */
-export function samples(text: string): Sample[] {
-  const out = [];
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** One group's health, as the metrics tell it. */
-export interface GroupHealth {
-  group: string;
-  /** ok: its objects answered, every replica healthy, its last audit consistent (or none yet); down: its sequencer or directory did not answer. */
-  health: "ok" | "degraded" | "down";
-  epoch: number | null;
-  commitSeq: number | null;
-  replicas: { id: string; status: string }[];
-  lagMax: number | null;
-  /** The newest report (null: none yet, or a group down: its directory's counts were not read). */
-  lastAudit: { verdict: string; at: string } | null;
-  failovers: number | null;
-}
-
-/** Every group's health in the order the scrape lists them. */
-export function healthOf(all: Sample[]): GroupHealth[] {
-  const byGroup = new Map<string, Sample[]>();
-  for (const s of all) {
-    const g = s.labels.group;
-    if (g === undefined) continue;
-    const mine = byGroup.get(g);
-    if (mine) mine.push(s);
-    else byGroup.set(g, [s]);
-  }
-  return [...byGroup].map(([group, mine]) => {
-    const one = (name: string) => mine.find((s) => s.name === name)?.value ?? null;
-    const replicas = mine.filter((s) => s.name === "smr_replica_status" && s.value === 1).map((s) => ({ id: s.labels.replica!, status: s.labels.status! }));
-    const lags = mine.filter((s) => s.name === "smr_replica_lag_entries").map((s) => s.value);
-    const audits = mine.filter((s) => s.name === "smr_audit_last_timestamp_seconds").sort((a, b) => b.value - a.value);
-    const lastAudit = audits[0] ? { verdict: audits[0].labels.verdict!, at: new Date(audits[0].value * 1000).toISOString() } : null;
-    const up = one("smr_group_up") === 1;
-    const fine = replicas.every((r) => r.status === "healthy") && (lastAudit === null || lastAudit.verdict === "consistent");
-    return { group, health: !up ? "down" : fine ? "ok" : "degraded", epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total") };
-  });
-}
-
 /** "3/3 healthy", or "2/3 healthy; r2 down". */
 function replicasCell(replicas: GroupHealth["replicas"]): string {
   const healthy = replicas.filter((r) => r.status === "healthy").length;
@@ -91,7 +42,7 @@ function ago(iso: string, nowMs: number): string {
 /** smr groups status (no group): every group's health from one scrape (or a page of them). */
 export async function printHealth(client: SmrClient, json: boolean, page: { after?: string; limit?: number }): Promise<void> {
   const text = await client.metrics(undefined, page);
-  const groups = healthOf(samples(text));
+  const groups = groupsHealth(samples(text));
   const next = nextOf(text);
   const unasked = /^# unasked: (.*)$/m.exec(text)?.[1];
   if (json) return printJson({ groups, ...(next ? { next } : {}), ...(unasked ? { unasked } : {}) });

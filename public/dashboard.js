@@ -2,7 +2,8 @@
 // step and no library, nothing from another origin. The admin token is asked once and kept in this
 // tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
 // group is in the URL's fragment (#group=name), so a view can be linked to.
-"use strict";
+// A module (strict, deferred): the health rule is shared with the CLI.
+import { groupsHealth, healthOf, samples } from "./health.js";
 
 /** Between the end of one refresh and the start of the next. */
 const refreshMs = 2000;
@@ -131,7 +132,7 @@ function forgetView() {
   $("#group").hidden = true;
   delete $("#group").dataset.group;
   $("#group-loading").hidden = true;
-  healthOf = new Map();
+  healthByGroup = new Map();
   healthAtMs = 0;
   ownHealth = null;
   healthGeneration++;
@@ -220,7 +221,7 @@ function markSelected(selected) {
 // ---- every group's health ---------------------------------------------------------------------
 
 /** group -> { health: "ok" | "degraded" | "down", why }, from the last scrape, or the selected group's own status since. */
-let healthOf = new Map();
+let healthByGroup = new Map();
 /** Why the last scrape failed (null: it did not), and when one last ended. */
 let healthFailure = null;
 let healthAtMs = 0;
@@ -231,31 +232,18 @@ let healthGeneration = 0;
 let ownHealth = null;
 let scrapeStartedMs = 0;
 
-/** One group's health: as `smr groups status` tells it (README, "CLI"). */
+/** One group's health (health.js: as `smr groups status` tells it) and why, in words. */
 function judge(up, replicas, lastAudit) {
-  if (!up) return { health: "down", why: "its sequencer or directory did not answer" };
+  const health = healthOf(up, replicas, lastAudit);
+  if (health === "down") return { health, why: "its sequencer or directory did not answer" };
   const notHealthy = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
   const audit = lastAudit ? `last audit ${lastAudit.verdict}, ${ago(lastAudit.at)}` : "no audit yet";
-  const fine = notHealthy.length === 0 && (!lastAudit || lastAudit.verdict === "consistent");
-  return { health: fine ? "ok" : "degraded", why: [...notHealthy, audit].join("; ") };
+  return { health, why: [...notHealthy, audit].join("; ") };
 }
 
-/** Prometheus text's samples, by group (only our own series: names and simple label values). */
+/** group -> { health, why } from a metrics scrape. */
 function healthFromMetrics(text) {
-  const byGroup = new Map();
-  for (const line of text.split("\n")) {
-    const m = /^(smr_[a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = Object.fromEntries([...m[2].matchAll(/([a-z_]+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
-    if (!byGroup.has(labels.group)) byGroup.set(labels.group, { up: false, replicas: [], audits: [] });
-    const g = byGroup.get(labels.group);
-    if (m[1] === "smr_group_up") g.up = m[3] === "1";
-    if (m[1] === "smr_replica_status" && m[3] === "1") g.replicas.push({ id: labels.replica, status: labels.status });
-    if (m[1] === "smr_audit_last_timestamp_seconds") g.audits.push({ verdict: labels.verdict, at: new Date(Number(m[3]) * 1000).toISOString() });
-  }
-  const out = new Map();
-  for (const [group, g] of byGroup) out.set(group, judge(g.up, g.replicas, g.audits.sort((a, b) => Date.parse(b.at) - Date.parse(a.at))[0]));
-  return out;
+  return new Map(groupsHealth(samples(text)).map((g) => [g.group, judge(g.health !== "down", g.replicas, g.lastAudit)]));
 }
 
 /** Scrapes the listed groups' health unless one is under way or the last is recent; not awaited by the refresh loop (a scrape may take seconds). */
@@ -276,7 +264,7 @@ async function refreshHealth() {
   healthAtMs = Date.now();
   healthFailure = failure;
   if (text !== null) {
-    healthOf = healthFromMetrics(text);
+    healthByGroup = healthFromMetrics(text);
     scrapeStartedMs = startedMs;
   }
   renderHealth();
@@ -286,7 +274,7 @@ async function refreshHealth() {
 function renderHealth() {
   for (const a of document.querySelectorAll("#groups a[data-group]")) {
     const own = ownHealth && ownHealth.group === a.dataset.group && ownHealth.atMs >= scrapeStartedMs ? ownHealth.health : null;
-    const h = own || (healthFailure ? null : healthOf.get(a.dataset.group));
+    const h = own || (healthFailure ? null : healthByGroup.get(a.dataset.group));
     const badge = $(".health", a);
     const health = h ? h.health : "unknown";
     if (badge.dataset.health === health && badge.title === (h ? h.why : "")) continue;

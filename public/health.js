@@ -1,0 +1,81 @@
+// A group's health, from a metrics scrape or from its status: the one rule that `smr groups status`
+// (cli/metrics.ts) and the dashboard (dashboard.js) both show. Plain JS with JSDoc types: the
+// dashboard has no build step and loads it as /health.js; the CLI imports this file as it is.
+
+/** @typedef {{ name: string, labels: Record<string, string>, value: number }} Sample */
+/** @typedef {{ id: string, status: string }} ReplicaState */
+/** @typedef {{ verdict: string, at: string }} AuditMark */
+/** @typedef {"ok" | "degraded" | "down"} Health */
+
+/**
+ * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);
+ * degraded: it answered, but a replica is not healthy or the last audit found no agreement;
+ * down: its sequencer or directory did not answer.
+ * @param {boolean} up
+ * @param {ReplicaState[]} replicas
+ * @param {AuditMark | null | undefined} lastAudit
+ * @returns {Health}
+ */
+export function healthOf(up, replicas, lastAudit) {
+  if (!up) return "down";
+  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent");
+  return fine ? "ok" : "degraded";
+}
+
+/**
+ * Prometheus text's samples (comments skipped): name, labels (escapes undone), value.
+ * @param {string} text
+ * @returns {Sample[]}
+ */
+export function samples(text) {
+  /** @type {Sample[]} */
+  const out = [];
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    /** @type {Record<string, string>} */
+    const labels = {};
+    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/**
+ * @typedef {object} GroupHealth
+ * @property {string} group
+ * @property {Health} health
+ * @property {number | null} epoch
+ * @property {number | null} commitSeq
+ * @property {ReplicaState[]} replicas
+ * @property {number | null} lagMax
+ * @property {AuditMark | null} lastAudit the newest report (null: none yet, or a group down: its directory's counts were not read)
+ * @property {number | null} failovers
+ */
+
+/**
+ * Every group's health, in the order the scrape lists the groups.
+ * @param {Sample[]} all
+ * @returns {GroupHealth[]}
+ */
+export function groupsHealth(all) {
+  /** @type {Map<string, Sample[]>} */
+  const byGroup = new Map();
+  for (const s of all) {
+    const g = s.labels.group;
+    if (g === undefined) continue;
+    const mine = byGroup.get(g);
+    if (mine) mine.push(s);
+    else byGroup.set(g, [s]);
+  }
+  return [...byGroup].map(([group, mine]) => {
+    /** @param {string} name */
+    const one = (name) => mine.find((s) => s.name === name)?.value ?? null;
+    const replicas = mine.filter((s) => s.name === "smr_replica_status" && s.value === 1).map((s) => ({ id: s.labels.replica ?? "", status: s.labels.status ?? "" }));
+    const lags = mine.filter((s) => s.name === "smr_replica_lag_entries").map((s) => s.value);
+    const audits = mine.filter((s) => s.name === "smr_audit_last_timestamp_seconds").sort((a, b) => b.value - a.value);
+    const lastAudit = audits[0] ? { verdict: audits[0].labels.verdict ?? "", at: new Date(audits[0].value * 1000).toISOString() } : null;
+    const health = healthOf(one("smr_group_up") === 1, replicas, lastAudit);
+    return { group, health, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total") };
+  });
+}

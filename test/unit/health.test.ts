@@ -1,0 +1,53 @@
+// The health rule shared by `smr groups status` and the dashboard (public/health.js), over a
+// scrape's text as /v1/metrics writes it.
+import { describe, expect, it } from "vitest";
+import { groupsHealth, healthOf, samples } from "../../public/health.js";
+
+const scrape = [
+  "# HELP smr_group_up 1 if the group's objects answered this scrape",
+  'smr_group_up{group="a"} 1',
+  'smr_group_epoch{group="a"} 2',
+  'smr_group_commit_seq{group="a"} 40',
+  'smr_replica_status{group="a",replica="r1",status="healthy"} 1',
+  'smr_replica_status{group="a",replica="r2",status="healthy"} 1',
+  'smr_replica_status{group="a",replica="r2",status="quarantined"} 0',
+  'smr_replica_lag_entries{group="a",replica="r1"} 0',
+  'smr_replica_lag_entries{group="a",replica="r2"} 7',
+  'smr_audit_last_timestamp_seconds{group="a",verdict="diverged"} 1700000000',
+  'smr_audit_last_timestamp_seconds{group="a",verdict="consistent"} 1700000060',
+  'smr_failovers_total{group="a"} 1',
+  'smr_group_up{group="b"} 1',
+  'smr_replica_status{group="b",replica="r1",status="healthy"} 1',
+  'smr_replica_status{group="b",replica="r2",status="down"} 1',
+  'smr_group_up{group="c"} 0',
+  'smr_build_info{version="x \\"q\\"\\nz"} 1',
+].join("\n");
+
+describe("health", () => {
+  it("reads each group's health, positions, lag and newest audit from one scrape", () => {
+    const [a, b, c, ...rest] = groupsHealth(samples(scrape));
+    expect(rest).toEqual([]);
+    expect(a).toEqual({
+      group: "a", health: "ok", epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1,
+      replicas: [{ id: "r1", status: "healthy" }, { id: "r2", status: "healthy" }],
+      lastAudit: { verdict: "consistent", at: new Date(1700000060 * 1000).toISOString() },
+    });
+    expect([b?.group, b?.health, b?.lastAudit, b?.lagMax]).toEqual(["b", "degraded", null, null]);
+    expect([c?.group, c?.health, c?.replicas]).toEqual(["c", "down", []]);
+  });
+
+  it("is ok only when the group answered, every replica is healthy and its last audit agreed", () => {
+    const healthy = [{ id: "r1", status: "healthy" }];
+    expect(healthOf(true, healthy, null)).toBe("ok");
+    expect(healthOf(true, healthy, { verdict: "consistent", at: "" })).toBe("ok");
+    expect(healthOf(true, healthy, { verdict: "insufficient", at: "" })).toBe("degraded");
+    expect(healthOf(true, [...healthy, { id: "r2", status: "joining" }], null)).toBe("degraded");
+    expect(healthOf(false, healthy, { verdict: "consistent", at: "" })).toBe("down");
+  });
+
+  it("undoes label escapes and skips comments", () => {
+    const parsed = samples(scrape);
+    expect(parsed.some((s) => s.name.startsWith("#") || s.name === "HELP")).toBe(false);
+    expect(parsed.find((s) => s.name === "smr_build_info")?.labels.version).toBe('x "q"\nz');
+  });
+});
