@@ -94,7 +94,7 @@ function whole(head: string, rows: number): void {
   if (rows !== h.rows) throw new Error(`the download has ${rows} rows where its header says ${h.rows} (cut short?); nothing was written`);
 }
 
-/** The body written to `out` (ended, unless it is stdout), `each` seeing every chunk; a write error rejects, not crashes. */
+/** The body written to `out` (ended, unless it is this process's stdout or stderr), `each` seeing every chunk; a write error rejects, not crashes. */
 async function pour(body: ReadableStream<Uint8Array>, out: NodeJS.WritableStream, each: (c: Uint8Array) => void = () => undefined): Promise<void> {
   const failed = new Promise<never>((_, reject) => out.once("error", reject));
   failed.catch(() => undefined);
@@ -102,7 +102,7 @@ async function pour(body: ReadableStream<Uint8Array>, out: NodeJS.WritableStream
     each(c);
     await Promise.race([write(out, c), failed]);
   }
-  if (out === process.stdout) return;
+  if (out === process.stdout || out === process.stderr) return;
   out.end();
   await Promise.race([once(out, "finish"), failed]);
 }
@@ -140,7 +140,7 @@ async function download(body: ReadableStream<Uint8Array>, partial: string, path:
  * the device a file, a probe). Checked before the download: a folder, or one that cannot be
  * written, failed after it, naming the partial file.
  */
-type Output = { kind: "stdout" } | { kind: "through"; path: string } | { kind: "replace"; path: string };
+type Output = { kind: "own"; stream: NodeJS.WriteStream } | { kind: "through"; path: string } | { kind: "replace"; path: string };
 
 function outputTarget(file: string): Output {
   const problem = (err: unknown, what = "") => new UsageError(`${file}: cannot be written (${(err as NodeJS.ErrnoException).code ?? String(err)}${what})`);
@@ -149,10 +149,12 @@ function outputTarget(file: string): Output {
     // realpath turns into names that do not exist (a review: a download, then ENOENT).
     const st = statSync(file);
     if (st.isDirectory()) throw new UsageError(`${file} is a directory: name the file to write`);
-    // This process's own stdout, whatever it is (`-o /dev/stdout >> log` renamed the download
-    // over the log, a review; opened again, a socket fails with ENXIO).
-    const out = fstatSync(1);
-    if (st.dev === out.dev && st.ino === out.ino) return { kind: "stdout" };
+    // This process's own stdout or stderr, whatever it is (`-o /dev/stdout >> log` renamed the
+    // download over the log, a review; opened again, a socket fails with ENXIO).
+    for (const stream of [process.stdout, process.stderr]) {
+      const own = fstatSync(stream.fd);
+      if (st.dev === own.dev && st.ino === own.ino) return { kind: "own", stream };
+    }
     if (!st.isFile()) return { kind: "through", path: file };
   } catch (err) {
     if (err instanceof UsageError) throw err;
@@ -208,9 +210,9 @@ export function backupCommands(): Command[] {
     .option("-o, --output <file>", "write it to this file")
     .action(async (group: string, opts: { output?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      const target: Output = opts.output === undefined ? { kind: "stdout" } : outputTarget(opts.output);
+      const target: Output = opts.output === undefined ? { kind: "own", stream: process.stdout } : outputTarget(opts.output);
       const body = cutOffSaid(await client.snapshot(group));
-      if (target.kind !== "replace") return pour(body, target.kind === "stdout" ? process.stdout : createWriteStream(target.path));
+      if (target.kind !== "replace") return pour(body, target.kind === "own" ? target.stream : createWriteStream(target.path));
       // Written beside the file and renamed over it once complete: a snapshot cut short never
       // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like
       // one (nor does Ctrl-C: a probe found the partial files of 6 interrupts in 8).

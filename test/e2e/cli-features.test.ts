@@ -403,10 +403,13 @@ describe("the CLI interrupted, and its output's edges", () => {
     await new Promise<void>((resolve) => execFile("sh", ["-c", `"${process.execPath}" "${smrBin}" snapshot cli-link -o /dev/stdout >> "${log}"`], { cwd: bare, env: smrEnv(admin().env) }, () => resolve()));
     expect(readFileSync(log, "utf8").split("\n").slice(0, 2)).toEqual(["earlier line", JSON.stringify(saved.header)]);
     // A pipe named through /proc (/dev/stdout into a shell's pipe): written as it is.
-    // And /dev/stdout when stdout is a socket (as here): this process's stdout, not opened again (ENXIO).
+    // And /dev/stdout (or /dev/stderr) when it is a socket (as here): this process's own, not opened again (ENXIO).
     const toSocket = await smr(["snapshot", "cli-link", "-o", "/dev/stdout"], admin());
     expect(toSocket.code, toSocket.stderr).toBe(0);
     expect(JSON.parse(toSocket.stdout.split("\n")[0]!)).toMatchObject({ group: "cli-link", rows: saved.header.rows });
+    const toStderr = await smr(["snapshot", "cli-link", "-o", "/dev/stderr"], admin());
+    expect(toStderr.code, toStderr.stderr).toBe(0);
+    expect(JSON.parse(toStderr.stderr.split("\n")[0]!)).toMatchObject({ group: "cli-link", rows: saved.header.rows });
     const piped = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
       execFile("sh", ["-c", `"${process.execPath}" "${smrBin}" snapshot cli-link -o /dev/stdout | cat`], { cwd: bare, env: smrEnv(admin().env), encoding: "utf8" }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr })),
     );
