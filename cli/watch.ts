@@ -39,11 +39,11 @@ export function watchCommand(): Command {
         // On stderr, so a server that is down or a dropped stream is not retried in silence.
         onRetry: (r) => {
           const reason = r.reason.replace(/^0 /, "");
-          // A stream that was open starts the count again, and is always retried once; the count
-          // is of time failing, not of the pause ahead (a server's `retry:` of 5-10 s gave up at
-          // once after a routine close, a review).
+          // A stream that was open starts the count again, and is always retried once (a server's
+          // `retry:` of 5-10 s gave up at once after a routine close, a review). Otherwise no pause
+          // goes past the time given, as a command's retries (one pause late, up to 30 s, before).
           if (r.opened || failingSinceMs === null) failingSinceMs = Date.now();
-          if (!r.opened && retryForSec !== undefined && Date.now() - failingSinceMs >= retryForSec * 1000) {
+          if (!r.opened && retryForSec !== undefined && Date.now() - failingSinceMs + r.pauseMs > retryForSec * 1000) {
             gaveUp = `watch: no stream for ${retryForSec} s (--retry-for): ${reason}`;
             return stop.abort();
           }

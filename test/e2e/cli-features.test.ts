@@ -87,6 +87,10 @@ describe("smr watch", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error: watch: no stream for 2 s \(--retry-for\): .*127\.0\.0\.1:9/);
     expect(Date.now() - startMs).toBeLessThan(30_000);
+    // No pause goes past the 2 s (it paused once more, as long as all before it, then gave up).
+    const pausesMs = [...r.stderr.matchAll(/reconnecting in (\d+) ms/g)].map((m) => Number(m[1]));
+    expect(pausesMs.length).toBeGreaterThan(1);
+    expect(pausesMs.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2000);
   }, cliTestMs);
 
   it("ends with the API's error for a group that does not exist", async () => {
