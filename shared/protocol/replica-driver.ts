@@ -249,18 +249,38 @@ export class ReplicaDriver implements ReplicaApi {
   /** Frozen copies being downloaded, and when each was last read (an idle one is dropped). */
   private readonly exports = new Map<string, number>();
   private exportsMade = 0;
+  private cancelExportSweep: (() => void) | null = null;
+
+  /**
+   * Drops the copies unread for snapshotIdleMs, and looks again later while any is kept. Swept
+   * only when the next download began, a download cut off by a fault (its end never came) left
+   * its copy, a full copy of the state, until then: 305 MB for minutes (a probe).
+   */
+  private sweepExports(): void {
+    const now = this.clock.nowMs();
+    for (const [id, usedMs] of this.exports) if (now - usedMs > snapshotIdleMs) this.endExport(id);
+    this.cancelExportSweep?.();
+    this.cancelExportSweep = null;
+    if (this.exports.size === 0) return;
+    this.cancelExportSweep = this.clock.setTimer(snapshotIdleMs, () => {
+      this.cancelExportSweep = null;
+      this.sweepExports();
+    });
+  }
 
   async beginExport(minSeq = 0, waitMs = 0): Promise<ExportInfo | null> {
     if (!this.core) return null;
     // Waiting shares the reads' bound on waiters.
     if (this.core.appliedSeq < minSeq && this.waiters.length >= readWaitersMax) return null;
     if (!(await this.waitApplied(minSeq, waitMs)) || !this.core) return null;
-    const now = this.clock.nowMs();
-    for (const [id, usedMs] of this.exports) if (now - usedMs > snapshotIdleMs) this.endExport(id);
+    this.sweepExports();
     if (this.exports.size >= snapshotsPerReplicaMax) return null;
     const id = `export_${++this.exportsMade}`;
     const info = this.core.beginExport(id);
-    if (info) this.exports.set(id, now);
+    if (info) {
+      this.exports.set(id, this.clock.nowMs());
+      this.sweepExports();
+    }
     return info;
   }
   exportPage(id: string, after: string | null, maxBytes: number): [string, string][] | null {
@@ -295,6 +315,10 @@ export class ReplicaDriver implements ReplicaApi {
   /** Drops the core (storage gone or memory lost); waiting reads end. */
   detach(): void {
     this.core = null;
+    // Its copies went with the storage.
+    this.exports.clear();
+    this.cancelExportSweep?.();
+    this.cancelExportSweep = null;
     this.cancelSilenceCheck?.();
     this.cancelSilenceCheck = null;
     this.watches.closeAll();

@@ -12,7 +12,7 @@ import { digestOfPages } from "../../shared/protocol/state.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import type { SnapshotInfo } from "../../shared/protocol/replica.js";
 import { directGroup, realClock } from "../support/direct.js";
-import { readWaitersMax } from "../../shared/limits.js";
+import { readWaitersMax, snapshotIdleMs } from "../../shared/limits.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { ReplicaCore } from "../../shared/protocol/replica.js";
 import { machineFor } from "../../shared/machines/index.js";
@@ -357,6 +357,40 @@ describe("a snapshot's wait for the commit point", () => {
     for (let i = 0; i < readWaitersMax; i++) void still.query({ op: "get", key: "a" }, 99, 1_000);
     const answer = await Promise.race([still.beginExport(99, 1_000), tick(500).then(() => "still waiting")]);
     expect(answer).toBeNull();
+  });
+});
+
+describe("a snapshot download cut off", () => {
+  it("has its frozen copy dropped once unread for snapshotIdleMs, with no later download to sweep it", async () => {
+    const g = directGroup(config, retention);
+    expect((await g.driver.submit("s", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
+    await tick();
+    const store = g.stores.get("r3")!;
+    let nowMs = 0;
+    const timers: { atMs: number; fn: () => void }[] = [];
+    const clock = { nowMs: () => nowMs, setTimer: (ms: number, fn: () => void) => { const t = { atMs: nowMs + ms, fn }; timers.push(t); return () => { const i = timers.indexOf(t); if (i >= 0) timers.splice(i, 1); }; } };
+    const advance = (ms: number) => {
+      nowMs += ms;
+      for (const t of timers.filter((t) => t.atMs <= nowMs)) {
+        timers.splice(timers.indexOf(t), 1);
+        t.fn();
+      }
+    };
+    const replica = new ReplicaDriver(new ReplicaCore(store, store.meta!, machineFor("kv"), retention), clock);
+    const info = (await replica.beginExport())!;
+    const kept = () => store.snapshotPage(null, 1 << 20, info.id).length;
+    expect(kept()).toBeGreaterThan(0);
+    // Read now and then: kept.
+    advance(snapshotIdleMs - 1);
+    expect(replica.exportPage(info.id, null, 1 << 20)!.length).toBeGreaterThan(0);
+    advance(snapshotIdleMs - 1);
+    expect(kept()).toBeGreaterThan(0);
+    // Then never read again (its reader cut off): dropped, and no timer left behind.
+    advance(snapshotIdleMs + 2);
+    expect(kept()).toBe(0);
+    expect(replica.exportPage(info.id, null, 1 << 20)).toBeNull();
+    advance(snapshotIdleMs + 1);
+    expect(timers).toEqual([]);
   });
 });
 
