@@ -1,7 +1,7 @@
 // Argument parsers for commander: a bad value is a usage error (exit 2) that names the argument.
 import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
-import { checkJson } from "../shared/api/input.js";
+import { checkJson, numberChanged } from "../shared/api/input.js";
 import { groupNamePattern } from "../shared/api/names.js";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
@@ -28,7 +28,7 @@ export function parseJson(text: string): unknown {
   return JSON.parse(text, function (this: unknown, _key: string, value: unknown, context?: { source?: string }) {
     const source = context?.source;
     if (typeof value === "number" && source !== undefined) {
-      const problem = numberChanged(source, value);
+      const problem = numberChanged(source, value, "sent");
       if (problem) throw new NumberChanged(problem);
     }
     return value;
@@ -37,32 +37,6 @@ export function parseJson(text: string): unknown {
 
 /** A number JSON.parse would change (parseJson): said apart from malformed JSON. */
 export class NumberChanged extends Error {}
-
-/**
- * Why a JSON number's value is not what its text says, or null: beyond a double's range, below its
- * smallest (1e-400 read as 0), or an integer beyond 2^53 whose digits the double does not keep,
- * however written (12345678901234567890, 12345678901234567890.0, 1.2345678901234567890e19,
- * 9007199254740993e0: a review). Its digits are compared with the double's shortest form's, so
- * 1.5e300 and 1e20 pass. Fractions are approximate by nature: let be.
- */
-function numberChanged(source: string, value: number): string | null {
-  if (!Number.isFinite(value)) return `the number ${source} is out of range (beyond a double's)`;
-  const m = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(source);
-  if (!m) return null;
-  const digits = m[1]! + (m[2] ?? "");
-  if (value === 0) return /^0*$/.test(digits) ? null : `the number ${source} is too small for a double (it would be sent as 0)`;
-  if (Math.abs(value) <= Number.MAX_SAFE_INTEGER) return null;
-  // Not an integer (a fraction left after its exponent): approximate, let be.
-  const shift = Number(m[3] ?? "0") - (m[2]?.length ?? 0);
-  if (shift < 0 && !/^0*$/.test(digits.slice(shift))) return null;
-  if (significant(digits) === significant(String(Math.abs(value)).replace(/e.*$/, ""))) return null;
-  return `the integer ${source} is beyond 2^53 and would be sent as ${value}: quote it as a string`;
-}
-
-/** A number's digits without its point and its leading and trailing zeros. */
-function significant(digits: string): string {
-  return digits.replace(".", "").replace(/^0+/, "").replace(/0+$/, "");
-}
 
 export function intArg(text: string): number {
   const n = Number(text);

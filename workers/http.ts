@@ -4,7 +4,7 @@ import type { Context } from "hono";
 import type { z } from "zod";
 import { type Checked } from "../shared/api/commands.js";
 import { ApiError } from "../shared/api/errors.js";
-import { checkJson } from "../shared/api/input.js";
+import { checkJson, parseJson } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { logEvent } from "../shared/log.js";
 import { bodyBytesMax, bodyReadTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
@@ -77,7 +77,7 @@ export async function jsonBody(c: Context<App>, optional = false): Promise<unkno
   }
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
+    value = parseJson(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
   } catch {
     throw new ApiError("bad_request", "body: malformed JSON");
   }

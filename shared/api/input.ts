@@ -3,12 +3,64 @@
 // - a string with a lone surrogate (valid JSON: "\ud800") does not survive UTF-8 storage (SQLite
 //   stores it as replacement characters), so the rows a replica stored differed from the rows it
 //   hashed, the scrub found every replica "diverged" and one request bricked its group;
-// - recursive code (zod, canonical JSON) overflows the stack on deep input: a 500.
+// - recursive code (zod, canonical JSON) overflows the stack on deep input: a 500;
+// - a number JSON.parse changes (12345678901234567890 stored as 12345678901234567000, 1e-400 as 0)
+//   was taken and stored changed, with a 200 (a probe): parseJson marks it, and the walk refuses it.
 // The walk is iterative, so no input can overflow it, and it checks object keys as well as values.
 import { jsonDepthMax } from "../limits.js";
 
 /** A lone surrogate: a high one not followed by a low one, or a low one not preceded by a high one. */
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** A number whose text JSON.parse would change, left in the parsed value so checkJson says where it was. */
+export class ChangedNumber {
+  constructor(readonly problem: string) {}
+}
+
+/**
+ * Could the text hold a number JSON.parse changes? Such a number has an exponent or 16 digits in a
+ * row (past 2^53, past a double's range, or below its smallest all need one or the other), so the
+ * usual body, without either, skips the reviver (which costs about as much as the parse again).
+ */
+const mayChangeNumbers = /\d{16}|\d[eE]/;
+
+/** JSON.parse, with each number it would change as a ChangedNumber (see numberChanged). */
+export function parseJson(text: string): unknown {
+  if (!mayChangeNumbers.test(text)) return JSON.parse(text) as unknown;
+  return JSON.parse(text, function (_key: string, value: unknown, context?: { source?: string }) {
+    const source = context?.source;
+    if (typeof value !== "number" || source === undefined) return value;
+    const problem = numberChanged(source, value, "stored");
+    return problem === null ? value : new ChangedNumber(problem);
+  } as (key: string, value: unknown) => unknown) as unknown;
+}
+
+/**
+ * Why a JSON number's value is not what its text says, or null: beyond a double's range, below its
+ * smallest (1e-400 read as 0), or an integer beyond 2^53 whose digits the double does not keep,
+ * however written (12345678901234567890, 12345678901234567890.0, 1.2345678901234567890e19,
+ * 9007199254740993e0: a review). Its digits are compared with the double's shortest form's, so
+ * 1.5e300 and 1e20 pass. Fractions are approximate by nature: let be. `as`: what would happen to
+ * it ("sent" by the CLI, "stored" by the server).
+ */
+export function numberChanged(source: string, value: number, as: string): string | null {
+  if (!Number.isFinite(value)) return `the number ${source} is out of range (beyond a double's)`;
+  const m = /^-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(source);
+  if (!m) return null;
+  const digits = m[1]! + (m[2] ?? "");
+  if (value === 0) return /^0*$/.test(digits) ? null : `the number ${source} is too small for a double (it would be ${as} as 0)`;
+  if (Math.abs(value) <= Number.MAX_SAFE_INTEGER) return null;
+  // Not an integer (a fraction left after its exponent): approximate, let be.
+  const shift = Number(m[3] ?? "0") - (m[2]?.length ?? 0);
+  if (shift < 0 && !/^0*$/.test(digits.slice(shift))) return null;
+  if (significant(digits) === significant(String(Math.abs(value)).replace(/e.*$/, ""))) return null;
+  return `the integer ${source} is beyond 2^53 and would be ${as} as ${value}: quote it as a string`;
+}
+
+/** A number's digits without its point and its leading and trailing zeros. */
+function significant(digits: string): string {
+  return digits.replace(".", "").replace(/^0+/, "").replace(/0+$/, "");
+}
 
 export function wellFormed(text: string): boolean {
   return !loneSurrogate.test(text);
@@ -41,6 +93,7 @@ export function checkJson(value: unknown, root: string, depthMax = jsonDepthMax)
     }
     // JSON.parse reads 1e309 as Infinity, which JSON.stringify then writes as null: refused, not changed.
     if (typeof v === "number" && !Number.isFinite(v)) return `${pathOf(root, f)}: a number out of range (beyond a double's)`;
+    if (v instanceof ChangedNumber) return `${pathOf(root, f)}: ${v.problem}`;
     if (v === null || typeof v !== "object") continue;
     if (f.depth >= depthMax) return `${pathOf(root, f)}: nested deeper than ${depthMax} levels`;
     if (Array.isArray(v)) {

@@ -52,6 +52,27 @@ describe("strings that are not well-formed Unicode are refused at the edge, nami
   });
 });
 
+describe("numbers JSON.parse would change are refused, naming the field", () => {
+  it("an integer past 2^53 whose digits a double drops, one past a double's range or below its smallest: 400; others stored as written", async () => {
+    await createGroup("numbers");
+    const body = (request: number, value: string) => `{"client":"c","request":${request},"command":{"op":"put","key":"k","value":{"n":[${value}]}}}`;
+    // It was a 200, and 12345678901234567890 read back as 12345678901234567000 (a probe).
+    const refused: [string, RegExp][] = [
+      ["12345678901234567890", /body\.command\.value\.n\.0: the integer 12345678901234567890 is beyond 2\^53 and would be stored as 12345678901234567000/],
+      ["9007199254740993e0", /body\.command\.value\.n\.0: the integer 9007199254740993e0 is beyond 2\^53/],
+      ["1e400", /body\.command\.value\.n\.0: .*out of range/],
+      ["1e-400", /body\.command\.value\.n\.0: the number 1e-400 is too small for a double/],
+    ];
+    for (const [i, [value, problem]] of refused.entries()) expectError(await api("POST", "/v1/groups/numbers/commands", body(i + 1, value), clientToken), 400, "bad_request", problem);
+    const kept = ["9007199254740991", "1e20", "1.5e300", "0.1", "-2.5E-3", "12345678901234567890.5e-10"];
+    for (const [i, value] of kept.entries()) {
+      expect((await api("POST", "/v1/groups/numbers/commands", body(100 + i, value), clientToken)).status).toBe(200);
+      const read = await query("numbers", { op: "get", key: "k" }, "linearizable");
+      expect(read.body.result.value.n[0]).toBe(Number(value));
+    }
+  });
+});
+
 describe("limits that used to be 500s", () => {
   it("a value nested deeper than the limit is a 400 naming the depth (10,000 nested arrays used to overflow the stack)", async () => {
     await createGroup("deep");

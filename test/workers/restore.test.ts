@@ -87,6 +87,10 @@ describe("restore: the header's fields", () => {
       [{ ...header, group: undefined }, /^line 1: header\.group/],
     ];
     for (const [h, message] of bad) expectError(await restore("rs-hdst", [JSON.stringify(h), ...rest].join("\n")), 400, "bad_request", message);
+    // A row's number a double cannot hold is refused, naming the line (it was stored changed).
+    const bigRow = rest[0]!.replace(/,1\]$/, ",12345678901234567890]");
+    expect(bigRow).not.toBe(rest[0]);
+    expectError(await restore("rs-hdst", [head, bigRow, ...rest.slice(1)].join("\n")), 400, "bad_request", /^line 2\.1: the integer 12345678901234567890 is beyond 2\^53/);
     expect((await query("rs-hdst", { op: "list" }, "stale")).body.result.items).toEqual([]);
     expect((await restore("rs-hdst", [JSON.stringify(header), ...rest].join("\n"))).status).toBe(200);
   }, 30_000);

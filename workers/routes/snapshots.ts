@@ -4,7 +4,7 @@
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { bounded } from "../../shared/bounded.js";
-import { checkJson } from "../../shared/api/input.js";
+import { checkJson, parseJson } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
 import { readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
@@ -227,7 +227,7 @@ function joined(parts: Uint8Array[]): Uint8Array {
 function parseLine(no: number, text: string): unknown {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJson(text);
   } catch {
     throw new ApiError("bad_request", `line ${no}: malformed JSON`);
   }
