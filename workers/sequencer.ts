@@ -211,7 +211,9 @@ export class SequencerObject extends ReplicaServing {
       retire: async (id) => {
         await this.destroyReplica(cfg, id, cfg.incarnation);
         links.delete(id);
+        await directory.retired(cfg.incarnation, id);
       },
+      leftovers: () => directory.retiring(cfg.incarnation),
       recordMemberships: async (config) => {
         if (!(await directory.update(cfg.incarnation, config))) throw new Error(`the directory of ${cfg.group} refused the membership of incarnation ${cfg.incarnation}`);
       },

@@ -3,7 +3,7 @@
 import { auditHistoryMax, eventHistoryMax, groupTokensMax } from "../limits.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { AuditReport } from "../api/types.js";
-import { creationConfig, sequencerName } from "../protocol/types.js";
+import { creationConfig, membersOf, sequencerName } from "../protocol/types.js";
 
 /**
  * creating: the record exists, its objects may not all be initialized yet (a PUT that died midway
@@ -160,6 +160,7 @@ export class DirectoryCore {
       if (state === "deleted") {
         this.store.delete("record");
         this.store.delete("counters");
+        this.store.delete("retiring");
         this.store.clearHistory();
         for (const [k] of this.store.list("token/")) this.store.delete(k);
       } else {
@@ -181,7 +182,38 @@ export class DirectoryCore {
     // The quarantine list is written by setQuarantined only.
     const { quarantined: _ignored, ...membership } = config;
     this.store.put("record", { ...rec, config: { ...membership, sequencer: rec.config.sequencer, ...(rec.config.quarantined ? { quarantined: rec.config.quarantined } : {}) } });
+    this.noteRetiring(rec.config, config);
     return true;
+  }
+
+  /**
+   * Replicas a recorded membership (with no change in flight) no longer names: their storage is
+   * to be destroyed, and they stay listed here until their sequencer says it was (retired). A
+   * sequencer kept the list in memory only: a move or a failover before a destroy that had failed
+   * (the replica unreachable) left that replica's whole state for good (a probe: five such after a
+   * chaos run). Each sequencer's start destroys what is listed (SequencerDriver.settleStart).
+   */
+  private noteRetiring(before: GroupConfig, after: GroupConfig): void {
+    if (after.inFlight) return;
+    const named = (c: GroupConfig) => new Set([...membersOf(c), ...(c.inFlight ?? []).flat()].map((m) => m.id));
+    const now = named(after);
+    const gone = [...named(before)].filter((id) => !now.has(id));
+    if (gone.length === 0) return;
+    const listed = this.retiring(after.incarnation);
+    this.store.put("retiring", { incarnation: after.incarnation, ids: [...new Set([...listed, ...gone])] });
+  }
+
+  /** The removed replicas of this incarnation whose storage is not known to be destroyed. */
+  retiring(incarnation: number): string[] {
+    const r = this.store.get("retiring") as { incarnation: number; ids: string[] } | null;
+    return r && r.incarnation === incarnation ? r.ids : [];
+  }
+
+  /** A removed replica's storage was destroyed: no longer listed. */
+  retired(incarnation: number, id: string): void {
+    const ids = this.retiring(incarnation).filter((x) => x !== id);
+    if (ids.length === 0) this.store.delete("retiring");
+    else this.store.put("retiring", { incarnation, ids });
   }
 
   /**

@@ -999,6 +999,19 @@ export class SequencerDriver {
       if (directory.inFlight) this.finishInherited(directory.inFlight, changes, atSeq);
     }
     this.recordMembershipAt(atSeq);
+    void this.retireLeftovers();
+  }
+
+  /**
+   * Destroys the removed replicas an earlier sequencer (or this one, before a restart) did not:
+   * the directory lists them until one is destroyed. Ids never come back, so a listed one is no
+   * member; one that still is (it cannot be) is left alone. Failures are tried again at each heartbeat.
+   */
+  private async retireLeftovers(): Promise<void> {
+    const ids = (await this.io.leftovers?.().catch(() => [])) ?? [];
+    if (this.stopped) return;
+    const named = new Set([...membersOf(this.core.config), ...(this.core.config.inFlight ?? []).flat()].map((m) => m.id));
+    for (const id of ids) if (!named.has(id)) void this.retire(id);
   }
 
   /**

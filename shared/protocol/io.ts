@@ -171,8 +171,10 @@ export interface DriverIO extends Clock {
   onFenced?(): void;
   /** Creates (initializes) a new replica before it is added to the group. */
   provision?(replicaId: string, location: string | null): Promise<void>;
-  /** Destroys a removed replica's storage, once its removal is committed. */
+  /** Destroys a removed replica's storage, once its removal is committed (and says so where leftovers() reads). */
   retire?(replicaId: string): Promise<void>;
+  /** Removed replicas whose storage no sequencer has yet been seen to destroy (the directory's list). */
+  leftovers?(): Promise<string[]>;
   /**
    * Durably records (in the registry) the config and every membership that may be in force: before
    * a change [current, next], after it commits [next]. Recovery reads it back.

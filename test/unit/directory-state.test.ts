@@ -41,3 +41,31 @@ describe("the directory's lifecycle states", () => {
     expect(d.get()?.state).toBe("ready");
   });
 });
+
+describe("removed replicas to destroy", () => {
+  const member = (id: string) => ({ id, location: null, voter: true });
+  const cfg = (inc: number, ids: string[], inFlight?: string[][]) =>
+    ({ ...config, locations: [], incarnation: inc, members: ids.map(member), ...(inFlight ? { inFlight: inFlight.map((m) => m.map(member)) } : {}) }) as GroupConfig;
+
+  it("are listed once a membership without them is recorded with nothing in flight, until destroyed; a new incarnation starts with none", () => {
+    const d = memoryDirectory();
+    const inc = d.create({ ...config, locations: [] } as GroupConfig, "2026-01-01T00:00:00.000Z").record.config.incarnation;
+    expect(d.setState(inc, "ready")).toBe(true);
+    // The change in flight still names r3 (a recovery must fence it): not yet.
+    expect(d.update(inc, cfg(inc, ["r1", "r2", "r3"], [["r1", "r2", "r3"], ["r1", "r2"]]))).toBe(true);
+    expect(d.retiring(inc)).toEqual([]);
+    expect(d.update(inc, cfg(inc, ["r1", "r2"]))).toBe(true);
+    expect(d.retiring(inc)).toEqual(["r3"]);
+    // An add that never committed: its provisioned replica is named by nothing now.
+    expect(d.update(inc, cfg(inc, ["r1", "r2"], [["r1", "r2"], ["r1", "r2", "r4"]]))).toBe(true);
+    expect(d.update(inc, cfg(inc, ["r1", "r2"]))).toBe(true);
+    expect(d.retiring(inc)).toEqual(["r3", "r4"]);
+    d.retired(inc, "r3");
+    expect(d.retiring(inc)).toEqual(["r4"]);
+    expect(d.retiring(inc + 1)).toEqual([]);
+    expect(d.setState(inc, "deleted")).toBe(true);
+    const next = d.create({ ...config, locations: [] } as GroupConfig, "2026-01-02T00:00:00.000Z").record.config.incarnation;
+    expect(d.retiring(next)).toEqual([]);
+    expect(d.retiring(inc)).toEqual([]);
+  });
+});

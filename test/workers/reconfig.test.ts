@@ -2,6 +2,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
+import { directoryClient } from "../../workers/directory.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as replicas, waitFor, replicaObject } from "./helpers.js";
 
 /** Writes in the background until stopped; every write must succeed. */
@@ -72,6 +73,30 @@ describe("reconfiguration", () => {
     expect(await runInDurableObject(r1, (_i: ReplicaObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('state', 'replica_log', 'effects')").toArray().length)).toBe(0);
     expect((await api("POST", "/v1/groups/grow/commands", { client: "after", request: 1, command: { op: "put", key: "z", value: 1 } }, clientToken)).status).toBe(200);
   });
+
+  it("a removed replica whose destroy failed is destroyed by the next sequencer (a move before the retry left its whole state for good)", async () => {
+    await createGroup("leftover", { machine: "kv", replicas: 4 });
+    for (let i = 0; i < 5; i++) expect((await command("leftover", { op: "put", key: `k${i}`, value: i }, "lo", i + 1)).status).toBe(200);
+    const dir = directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName("leftover")) as never);
+    const inc = (await dir.get())!.config.incarnation;
+    const r4 = replicaObject("leftover", "r4");
+    const tables = () => runInDurableObject(r4, (_i: ReplicaObject, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name IN ('state', 'replica_log', 'effects')").toArray().length);
+    expect(await tables()).toBeGreaterThan(0);
+    expect((await api("POST", "/v1/groups/leftover/faults", { target: "r4", fault: "unreachable" })).status).toBe(200);
+    const removed = await api("DELETE", "/v1/groups/leftover/replicas/r4");
+    expect(removed.status, JSON.stringify(removed.body)).toBeLessThan(300);
+    // Recorded gone, so its destroy is due (and fails: it cannot be reached).
+    await waitFor("the directory to list r4 for destruction", async () => (await dir.retiring(inc)).includes("r4"), 50);
+    const moved = await api("POST", "/v1/groups/leftover/sequencer", { location: "weur" });
+    expect(moved.status, JSON.stringify(moved.body)).toBe(202);
+    await waitFor("the moved sequencer to take writes", async () => (await command("leftover", { op: "put", key: "after", value: 1 }, "lo", 100)).status === 200, 100);
+    expect(await tables()).toBeGreaterThan(0);
+    expect((await api("POST", "/v1/groups/leftover/faults", { target: "r4", fault: "none" })).status).toBe(200);
+    // The new sequencer read the list at its start and retries at its heartbeats.
+    await waitFor("r4's storage destroyed", async () => (await tables()) === 0, 200);
+    await waitFor("the directory to drop r4 from its list", async () => (await dir.retiring(inc)).length === 0, 50);
+    expect((await query("leftover", { op: "get", key: "k4" })).body.result).toEqual({ value: 4 });
+  }, 60_000);
 
   it("replaces a down replica: add a new one, remove the old; the group stays available", async () => {
     await createGroup("swap");
