@@ -222,7 +222,11 @@ export const routes: Route[] = [
     summary: "Stream applied, committed entries after `from` (Server-Sent Events)",
     description: "Each entry is an `entry` event whose data is a WatchEvent; `Last-Event-ID` resumes after that seq with no gap and no repeat; `: keepalive` comments come at least every 15 s.",
     query: watchParams,
-    headers: { "x-smr-near": nearHeader, "last-event-id": z.string().regex(/^(0|[1-9][0-9]{0,15})$/).describe("resume after this seq (as the router checks it)") },
+    headers: {
+      "x-smr-near": nearHeader,
+      "last-event-id": z.string().regex(/^(0|[1-9][0-9]{0,15})$/).describe("resume after this seq (as the router checks it)"),
+      "x-smr-incarnation": z.string().regex(/^[0-9]{1,15}$/).describe("the x-smr-incarnation of this watch's first answer: a 404 once the group was deleted and made again (a bare seq cannot tell its lives apart)"),
+    },
     answers: [{ status: 200, description: "an event stream", stream: { type: "text/event-stream", description: "id: <seq>, event: entry, data: a WatchEvent", parts: { data: answers.watchEvent } } }],
     errors: ["compacted", "unavailable"],
   },

@@ -832,6 +832,7 @@ export class SmrClient {
     const baseMs = this.opts.retryBaseMs ?? clientRetryBaseMs;
     let pauseMs = baseMs;
     let serverPauseMs: number | undefined;
+    let incarnation: string | null = null;
     while (!signal?.aborted) {
       const q = new URLSearchParams();
       if (lastId !== undefined) q.set("from", lastId);
@@ -840,6 +841,9 @@ export class SmrClient {
       // A reconnect says where it stands as EventSource does; the first request only asks `from`
       // (sent as both, a `from` past the end was refused naming Last-Event-ID, a probe).
       if (lastId !== undefined && connects > 0) headers["last-event-id"] = lastId;
+      // And which life of the group it followed: a group deleted and made again reuses its seqs,
+      // and the stream went on with the new life's entries after the old life's (a probe).
+      if (incarnation !== null) headers["x-smr-incarnation"] = incarnation;
       connects++;
       if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
       let res: Response;
@@ -861,6 +865,7 @@ export class SmrClient {
       } finally {
         clearTimeout(timer);
       }
+      incarnation ??= res.headers.get("x-smr-incarnation");
       let reason = "the stream ended";
       let frames = 0;
       try {

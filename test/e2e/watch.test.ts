@@ -49,7 +49,7 @@ async function watch(group: string, query: string, enough: (events: Sse[]) => bo
     clearTimeout(deadline);
     abort.abort();
   }
-  return { status: res.status, body: null as any, events, comments, ended, contentType: res.headers.get("content-type") };
+  return { status: res.status, body: null as any, events, comments, ended, contentType: res.headers.get("content-type"), incarnation: res.headers.get("x-smr-incarnation") };
 }
 
 let request = 0;
@@ -167,6 +167,24 @@ describe("watch", () => {
     const live = await watch("wre", "?from=1", (e) => e.length >= 1);
     await writer;
     expect(live.events.map((e) => e.id)).toEqual([2]);
+  });
+
+  it("refuses a reconnect that names the group's earlier life, whose seq the new log holds too (the two were spliced as one stream)", async () => {
+    expect((await call("PUT", "/v1/groups/wlife", admin, { machine: "kv" })).status).toBe(201);
+    for (let i = 1; i <= 3; i++) expect((await put("wlife", `old${i}`, i)).status).toBe(200);
+    const first = await watch("wlife", "?from=0", (e) => e.length >= 3);
+    expect(first.events.map((e) => e.id), JSON.stringify([first.status, first.body, first.comments])).toEqual([1, 2, 3]);
+    const life = Number(first.incarnation);
+    expect(Number.isInteger(life)).toBe(true);
+    expect((await call("DELETE", "/v1/groups/wlife", admin)).status).toBe(204);
+    expect((await call("PUT", "/v1/groups/wlife", admin, { machine: "kv" })).status).toBe(201);
+    for (let i = 1; i <= 5; i++) expect((await put("wlife", `new${i}`, i)).status).toBe(200);
+    const resumed = await watch("wlife", "", () => true, { "last-event-id": "3", "x-smr-incarnation": String(life) });
+    expect(resumed.status).toBe(404);
+    expect(resumed.body.error.message).toMatch(/^group wlife was deleted since this watch began \(the watch followed its incarnation \d+, the group now is incarnation \d+\)/);
+    // The new life's own reconnect resumes as ever.
+    const next = await watch("wlife", "", (e) => e.length >= 2, { "last-event-id": "3", "x-smr-incarnation": String(life + 1) });
+    expect([next.status, next.incarnation, next.events.map((e) => e.data.changes[0][0])]).toEqual([200, String(life + 1), ["new4", "new5"]]);
   });
 
   it("ends the stream when its replica is quarantined (the client resumes at another replica)", async () => {

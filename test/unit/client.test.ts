@@ -472,6 +472,19 @@ describe("client watch", () => {
     expect(calls[3]!.url.searchParams.get("from")).toBe("4");
   });
 
+  it("reconnects saying which life of the group it followed, and ends on the 404 of a group deleted and made again", async () => {
+    const withIncarnation = (res: Response) => (res.headers.set("x-smr-incarnation", "4"), res);
+    const streams = [() => withIncarnation(sse(entry(1))), () => errorBody(503, "unavailable"), () => errorBody(404, "not_found", "group g was deleted since this watch began")];
+    const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
+    const seen: number[] = [];
+    const ended = (async () => {
+      for await (const ev of client.watch("g")) seen.push(ev.seq);
+    })();
+    await expect(ended).rejects.toMatchObject({ status: 404 });
+    expect(seen).toEqual([1]);
+    expect(calls.map((c) => c.headers["x-smr-incarnation"])).toEqual([undefined, "4", "4"]);
+  });
+
   it("tells onRetry why it reconnects and when (a server that is down is not retried silently)", async () => {
     const streams = [
       () => Promise.reject(new TypeError("fetch failed")),

@@ -152,6 +152,24 @@ async function refusePastEnd(c: Context<App>, group: string, seq: number, field:
   }
 }
 
+/**
+ * A watch's answer says which life of the group it follows, and a reconnect that says the same
+ * (the client does) is refused once the group was deleted and made again: its Last-Event-ID is a
+ * seq of the old life's log, which the new one reuses, and the stream went on with the new life's
+ * entries after it, the two spliced as one (a probe: old 1-3, then new 4-5). A seq alone cannot
+ * tell (a reconnect without the header is taken as before; a seq past the new log's end is a 400).
+ */
+const incarnationHeader = "x-smr-incarnation";
+
+function refuseOtherIncarnation(c: Context<App>, group: string, incarnation: number): void {
+  const given = c.req.header(incarnationHeader);
+  if (given === undefined) return;
+  if (!/^[0-9]{1,15}$/.test(given.trim())) throw new ApiError("bad_request", `${incarnationHeader}: an integer (the one a watch's answer gave)`);
+  if (Number(given.trim()) !== incarnation) {
+    throw new ApiError("not_found", `group ${group} was deleted since this watch began (the watch followed its incarnation ${given.trim()}, the group now is incarnation ${incarnation}): watch the new one from its start`);
+  }
+}
+
 /** Where the reader is: the x-smr-near header, else Cloudflare's idea of the request's origin (null locally). */
 function nearOf(c: Context<App>): string | null {
   const header = c.req.header("x-smr-near");
@@ -207,6 +225,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   }
   const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
   const record = await groups.lookup(c.env, group);
+  refuseOtherIncarnation(c, group, record.config.incarnation);
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
   if (from !== undefined) params.set("from", String(from));
@@ -223,7 +242,12 @@ commandRoutes.get("/:group/watch", async (c) => {
         await res.body?.cancel();
       } else if (res) refusals.push(await refusalOf(res));
     });
-    if (served) return endOnRevoke(c, served);
+    if (served) {
+      const res = endOnRevoke(c, served);
+      const headers = new Headers(res.headers); // a replica's answer's own are immutable
+      headers.set(incarnationHeader, String(record.config.incarnation));
+      return new Response(res.body, { status: res.status, headers });
+    }
   }
   if (compacted) return compacted;
   groups.forget(group);
