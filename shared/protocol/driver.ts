@@ -667,6 +667,16 @@ export class SequencerDriver {
   }
 
   /** The latest time at which a quorum of voters had acknowledged a message sent then (null: never). */
+  /**
+   * A voter took a call sent at sentAtMs as this sequencer's word (a restore's install, which a
+   * replica counts as hearing from it): as an append's acknowledgement. A large restore holds the
+   * object's thread for many seconds, no heartbeat goes out, and its 200 said the sequencer was
+   * cut off from its replicas (`noQuorumMs`), though a quorum had just installed the file (a probe).
+   */
+  heardFrom(id: string, sentAtMs: number): void {
+    if ((this.ackedSentMs.get(id) ?? -Infinity) < sentAtMs) this.ackedSentMs.set(id, sentAtMs);
+  }
+
   private quorumHeardSinceMs(): number | null {
     return this.core.votingConfig().committed((id) => this.ackedSentMs.get(id) ?? null);
   }
@@ -1430,8 +1440,10 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     // From here the replica may hold `what` whatever the answer (it may be lost on the way back).
     goOn();
     if (what === info) sentEnd.add(id);
+    const sentAtMs = io.nowMs();
     const done = await call(() => link.endInstall(transferId));
     if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
+    driver.heardFrom(id, sentAtMs);
   };
   const sentEnd = new Set<string>();
   driver.restoring = true;

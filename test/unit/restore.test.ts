@@ -343,6 +343,22 @@ describe("a restore into a group whose log holds no-ops alone", () => {
   });
 });
 
+describe("a restore that holds the sequencer for seconds", () => {
+  it("leaves it heard by the voters that installed the file: not cut off (a 200 said 'no quorum for 14 s')", async () => {
+    const { rows, digest } = await snapshotRows();
+    let nowMs = 1_000_000;
+    // No timer fires: no heartbeat goes out while the install runs, as in a Durable Object busy with it.
+    const g = directGroup(config, retention, { nowMs: () => nowMs, setTimer: () => () => {} });
+    const pages = async (after: string | null) => {
+      if (after === null) nowMs += 4_000; // each replica's first page takes 4 s
+      return after === null ? rows : [];
+    };
+    expect(await g.driver.restore(digest, pages)).toEqual({ ok: true });
+    expect(nowMs).toBeGreaterThanOrEqual(1_012_000);
+    expect(g.driver.cutOffMs()).toBeNull();
+  });
+});
+
 describe("a snapshot's wait for the commit point", () => {
   it("starts once the replica has applied it, is refused past readWaitMs, and shares the reads' bound on waiters", async () => {
     const g = directGroup(config, retention);
