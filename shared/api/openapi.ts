@@ -86,8 +86,12 @@ class Converter {
         if (meta?.description) ctx.jsonSchema.description = meta.description;
         const stand = standIns.get(ctx.zodSchema);
         if (stand) replaceWith(ctx.jsonSchema as Json, { $ref: `#/components/schemas/${stand}` });
-        // z.json(): any JSON value (its recursive definition says no more and reads worse).
-        else if (ctx.zodSchema._zod.def.type === "lazy") replaceWith(ctx.jsonSchema as Json, { description: "any JSON value" });
+        // z.json(): any JSON value (its recursive definition says no more and reads worse), with
+        // what its own description adds (kv's values: their size limit).
+        else if (ctx.zodSchema._zod.def.type === "lazy") replaceWith(ctx.jsonSchema as Json, { description: meta?.description ?? "any JSON value" });
+        // What a refinement requires, where JSON Schema can say it (schemas.ts, refinedAs).
+        const refined = schemas.refinedAs.get(ctx.zodSchema as unknown as z.ZodType);
+        if (refined) Object.assign(ctx.jsonSchema, refined);
       },
     }) as Json;
     const defs = (out.$defs ?? {}) as Record<string, Json>;

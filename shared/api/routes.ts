@@ -224,7 +224,7 @@ export const routes: Route[] = [
     query: watchParams,
     headers: {
       "x-smr-near": nearHeader,
-      "last-event-id": z.string().regex(/^(0|[1-9][0-9]{0,15})$/).describe("resume after this seq (as the router checks it)"),
+      "last-event-id": z.string().regex(/^(0|[1-9][0-9]{0,15})$/).describe("resume after this seq: an integer from 0 to 2^53-1 (9007199254740991), as the router checks it"),
       "x-smr-incarnation": z.string().regex(/^[0-9]{1,15}$/).describe("the x-smr-incarnation of this watch's first answer: a 404 once the group was deleted and made again (a bare seq cannot tell its lives apart)"),
     },
     answers: [{ status: 200, description: "an event stream", stream: { type: "text/event-stream", description: "id: <seq>, event: entry, data: a WatchEvent", parts: { data: answers.watchEvent } } }],
@@ -262,6 +262,7 @@ export const routes: Route[] = [
     summary: "The latest audits, newest first",
     query: auditsParams,
     answers: [{ status: 200, description: "audit reports", schema: z.object({ audits: z.array(answers.auditReport) }) }],
+    errors: ["unavailable"],
   },
   {
     id: "listEvents",
@@ -272,6 +273,7 @@ export const routes: Route[] = [
     summary: "The group's operational history (failovers, moves, quarantines, repairs), newest first",
     query: eventsParams,
     answers: [{ status: 200, description: "events", schema: z.object({ events: z.array(answers.groupEvent) }) }],
+    errors: ["unavailable"],
   },
 
   // ---- replicas and the sequencer ---------------------------------------------------------------
@@ -390,7 +392,7 @@ export const routes: Route[] = [
       bytesMax: restoreBytesMax,
     },
     answers: [{ status: 200, description: "the group, with every replica's state equal to the file's rows", schema: answers.groupStatus }],
-    errors: ["conflict", "unavailable"],
+    errors: ["conflict", "unavailable", "timeout"],
   },
 
   // ---- group tokens -----------------------------------------------------------------------------
@@ -403,7 +405,7 @@ export const routes: Route[] = [
     summary: "Create a token for this group only, with scope read or write",
     body: { schema: tokenBody },
     answers: [{ status: 201, description: "the token; its secret is shown only here", schema: answers.tokenCreated }],
-    errors: ["conflict"],
+    errors: ["conflict", "unavailable"],
   },
   {
     id: "listTokens",
@@ -413,6 +415,7 @@ export const routes: Route[] = [
     tag: "tokens",
     summary: "The group's tokens (no secrets)",
     answers: [{ status: 200, description: "the tokens", schema: z.object({ tokens: z.array(answers.tokenInfo) }) }],
+    errors: ["unavailable"],
   },
   {
     id: "revokeToken",
@@ -423,6 +426,7 @@ export const routes: Route[] = [
     summary: "Revoke a group token",
     params: { id: z.string().regex(tokenIdPattern).describe("a token id (8 hex digits)") },
     answers: [{ status: 204, description: "revoked" }],
+    errors: ["unavailable"],
   },
 
   // ---- fault injection --------------------------------------------------------------------------
@@ -433,6 +437,7 @@ export const routes: Route[] = [
     auth: "admin",
     tag: "faults",
     summary: "Tests only (ALLOW_FAULTS=1, else 404): cut off or slow down an object",
+    description: "A `corrupt` fault on a replica that has no stored state rows to corrupt is a 409 `conflict`.",
     body: { schema: faultBody },
     answers: [
       {
@@ -441,6 +446,7 @@ export const routes: Route[] = [
         schema: z.object({ faults: z.array(answers.fault), corrupted: z.object({ replica: z.string(), key: z.string() }).optional() }),
       },
     ],
+    errors: ["conflict"],
     testOnly: true,
   },
 ];

@@ -26,11 +26,24 @@ const locationHint = z.enum(locationHints);
 
 export { groupNamePattern, replicaIdPattern, tokenIdPattern };
 
+/**
+ * What a refinement of a request schema (or a route's own check of it) requires, in JSON Schema's
+ * words, where it can say it: zod's conversion cannot see into a refine, so the OpenAPI document
+ * (openapi.ts adds these keywords to the schema's own) accepted bodies the router refuses. Only
+ * keywords a reader of the document may skip (dependentSchemas, if/then): the fields still read as
+ * they are, and each schema's description says the same in words.
+ */
+export const refinedAs = z.registry<Record<string, unknown>>();
+
 export const createGroupBody = z
   .object({
     machine: z.enum(machineNames as [MachineName, ...MachineName[]]),
     replicas: z.number().int().min(1).max(replicasMax).default(replicasDefault),
-    locations: z.array(locationHint.nullable()).max(replicasMax).optional(),
+    locations: z
+      .array(locationHint.nullable())
+      .max(replicasMax)
+      .optional()
+      .describe(`one per replica, in order (as many as \`replicas\`, ${replicasDefault} if it is not given); null: no hint`),
     outputs: z.enum(["first", "majority"]).default("first"),
     checkpointEvery: z.number().int().min(checkpointEveryMin).max(checkpointEveryMax).default(checkpointEveryDefault),
     sequencerLocations: z.array(locationHint).min(1).max(replicasMax).optional(),
@@ -42,6 +55,17 @@ export const createGroupBody = z
     message: "must name one location per replica",
     path: ["locations"],
   });
+// `locations` has as many items as `replicas` says, or replicasDefault when it is not given.
+refinedAs.add(createGroupBody, {
+  dependentSchemas: {
+    locations: {
+      anyOf: [
+        ...Array.from({ length: replicasMax }, (_, i) => ({ required: ["replicas"], properties: { replicas: { const: i + 1 }, locations: { minItems: i + 1, maxItems: i + 1 } } })),
+        { not: { required: ["replicas"] }, properties: { locations: { minItems: replicasDefault, maxItems: replicasDefault } } },
+      ],
+    },
+  },
+});
 
 export function groupConfigFrom(group: string, body: z.infer<typeof createGroupBody>): GroupConfig {
   const locations = body.locations ?? Array.from({ length: body.replicas }, () => null);
@@ -73,9 +97,16 @@ function colocation(body: z.infer<typeof createGroupBody>, locations: (string | 
   return i < 0 ? {} : { colocated: `r${i + 1}` };
 }
 
+/** A command's client id; the route refuses the names group tokens' commands are recorded under. */
+const client = z
+  .string()
+  .min(1)
+  .max(clientCharsMax)
+  .describe("the client's id; `<8 hex digits>~...` is reserved for group tokens' commands (a 400 with any other token)");
+
 export const commandBody = z
   .object({
-    client: z.string().min(1).max(clientCharsMax),
+    client,
     request: z.number().int().min(1).refine(Number.isSafeInteger, "must be a safe integer"),
     command: z.unknown(),
   })
@@ -84,7 +115,7 @@ export const commandBody = z
 /** A batch: one client, 1 to batchCommandsMax commands, each its own exactly-once (client, request) entry. */
 export const batchBody = z
   .object({
-    client: z.string().min(1).max(clientCharsMax),
+    client,
     commands: z
       .array(
         z
@@ -95,7 +126,9 @@ export const batchBody = z
           .strict(),
       )
       .min(1)
-      .max(batchCommandsMax),
+      .max(batchCommandsMax)
+      // (JSON Schema cannot say that one field differs across items: uniqueItems compares them whole.)
+      .describe("each with a `request` of its own: a request id given twice is a 400"),
   })
   .strict()
   .refine((b) => new Set(b.commands.map((c) => c.request)).size === b.commands.length, {
@@ -107,7 +140,7 @@ export const queryBody = z
   .object({
     query: z.unknown(),
     consistency: z.enum(["linearizable", "sequential", "stale"]).default("linearizable"),
-    bookmark: z.string().max(64).optional(),
+    bookmark: z.string().max(64).optional().describe("a `bookmark` as an earlier answer from this group gave it (anything else is a 400)"),
   })
   .strict();
 
@@ -169,11 +202,17 @@ export const tokenBody = z.object({ scope: z.enum(["read", "write"]), name: z.st
 export const faultBody = z
   .object({
     target: z.string().regex(/^(sequencer|registry|r[1-9][0-9]{0,5})$/, "sequencer, registry or a replica id"),
-    // "corrupt" (a replica only): one stored state row changed behind its digest, once (nothing to clear).
-    fault: z.enum(["unreachable", "slow", "corrupt", "none"]),
+    fault: z
+      .enum(["unreachable", "slow", "corrupt", "none"])
+      .describe("`corrupt` (a replica only: any other target is a 400): one stored state row changed behind its digest, once (nothing to clear)"),
     ms: z.number().int().min(0).max(60_000).optional(),
   })
   .strict();
+// The route's own check (workers/routes/faults.ts): a corrupt fault targets a replica.
+refinedAs.add(faultBody, {
+  if: { properties: { fault: { const: "corrupt" } }, required: ["fault"] },
+  then: { properties: { target: { pattern: replicaIdPattern.source } } },
+});
 
 /** "field: problem" for the first issue, so a 400 names what is wrong. */
 export function describeZodError(err: z.ZodError, root: string): string {

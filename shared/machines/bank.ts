@@ -5,11 +5,12 @@ import { type MachineState, ResultTooLarge, type StateMachine } from "./types.js
 const account = z.string().min(1).max(accountCharsMax);
 const amount = z.number().int().refine(Number.isSafeInteger, { message: "must be a safe integer" });
 
+// Bounds as zod checks, not refinements: the same message, and the OpenAPI document (made from
+// these schemas) says them too (a refine is invisible to it: it allowed a balance of -1 and an
+// amount of 0 that the router refuses).
 const bankCommand = z.discriminatedUnion("op", [
-  z.object({ op: z.literal("open"), account, balance: amount.refine((n) => n >= 0, "must be >= 0") }).strict(),
-  z
-    .object({ op: z.literal("transfer"), from: account, to: account, amount: amount.refine((n) => n > 0, "must be > 0") })
-    .strict(),
+  z.object({ op: z.literal("open"), account, balance: amount.min(0, "must be >= 0") }).strict(),
+  z.object({ op: z.literal("transfer"), from: account, to: account, amount: amount.gt(0, "must be > 0") }).strict(),
 ]);
 export type BankCommand = z.infer<typeof bankCommand>;
 

@@ -4,15 +4,26 @@ import { compareCodePoints, utf8Length } from "../text.js";
 import type { StoredJson } from "./output.js";
 import type { MachineState, StateMachine } from "./types.js";
 
+// Keys are bounded in UTF-8 bytes, which JSON Schema cannot say: the refinement checks them (its
+// message is the one a 400 gives), and `max` only documents a sound bound in characters (a key of
+// more than keyBytesMax characters has more than keyBytesMax bytes; it never fails where the
+// refinement passes), with the exact limit in the description.
+const keyBytes = `at most ${keyBytesMax} bytes in UTF-8 (so at most ${keyBytesMax} characters, fewer if some take several bytes)`;
 const key = z
   .string()
   .min(1)
-  .refine((k) => utf8Length(k) <= keyBytesMax, { message: `must be at most ${keyBytesMax} bytes` });
+  .refine((k) => utf8Length(k) <= keyBytesMax, { message: `must be at most ${keyBytesMax} bytes` })
+  .max(keyBytesMax)
+  .describe(`a key: ${keyBytes}; a longer one is a 400`);
 
-/** Any JSON value; size is checked separately so it can answer 413 rather than 400. */
-const value = z.json();
+/** Any JSON value; size is checked separately (oversized) so it can answer 413 rather than 400. */
+const value = z.json().describe(`any JSON value, at most ${valueBytesMax} bytes serialized (its JSON text in UTF-8); a larger one is a 413 \`too_large\``);
 /** A list's prefix or start: at most a key's length (a longer prefix matches nothing), may be empty. */
-const keyPart = z.string().refine((k) => utf8Length(k) <= keyBytesMax, { message: `must be at most ${keyBytesMax} bytes` });
+const keyPart = z
+  .string()
+  .refine((k) => utf8Length(k) <= keyBytesMax, { message: `must be at most ${keyBytesMax} bytes` })
+  .max(keyBytesMax)
+  .describe(`${keyBytes}; a longer one is a 400`);
 
 const kvOne = [
   z.object({ op: z.literal("put"), key, value }).strict(),

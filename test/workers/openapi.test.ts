@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { routes } from "../../shared/api/routes.js";
 import { app } from "../../workers/router.js";
-import { api, clientToken } from "./helpers.js";
+import { api, clientToken, command, createGroup, expectError } from "./helpers.js";
 
 /**
  * Catalog routes whose handlers are still being written ("GET /v1/groups/{group}/x"). The test
@@ -69,5 +69,27 @@ describe("GET /openapi.json", () => {
     expect(r.headers.get("content-type")).toMatch(/^application\/json/);
     expect(r.body.openapi).toBe("3.1.0");
     for (const route of routes) expect(r.body.paths[route.path]?.[route.method]?.operationId).toBe(route.id);
+  });
+});
+
+describe("the served document against what the router answers", () => {
+  const served = async () => (await api("GET", "/openapi.json", undefined, null)).body;
+
+  it("documents the 409 a corrupt fault on a replica with no stored state rows answers (it listed none)", async () => {
+    await createGroup("openapi-corrupt");
+    expectError(await api("POST", "/v1/groups/openapi-corrupt/faults", { target: "r1", fault: "corrupt" }), 409, "conflict", /no stored state rows/);
+    const answer = (await served()).paths["/v1/groups/{group}/faults"].post.responses["409"];
+    expect(answer).toBeDefined();
+    expect(answer.content["application/json"].schema.allOf[1].properties.error.properties.code.enum).toEqual(["conflict"]);
+  });
+
+  it("bounds bank's balance (>= 0) and amount (> 0) as the router does (its refinements were not in the document)", async () => {
+    await createGroup("openapi-bank", { machine: "bank" });
+    expectError(await command("openapi-bank", { op: "open", account: "a", balance: -1 }), 400, "bad_request", /^body\.command\.balance: must be >= 0$/);
+    expectError(await command("openapi-bank", { op: "transfer", from: "a", to: "b", amount: 0 }), 400, "bad_request", /^body\.command\.amount: must be > 0$/);
+    const bank = (await served()).components.schemas.MachineCommand.anyOf.find((s: any) => s.title === "bank command").oneOf;
+    const field = (op: string, name: string) => bank.find((s: any) => s.properties.op.const === op).properties[name];
+    expect(field("open", "balance")).toMatchObject({ type: "integer", minimum: 0 });
+    expect(field("transfer", "amount")).toMatchObject({ type: "integer", exclusiveMinimum: 0 });
   });
 });
