@@ -209,11 +209,24 @@ export function addressBlock(address: string): string {
  * once, not a routeCacheMs later. Other routers still take up to routeCacheMs.
  */
 export function forgetTokens(group: string, id?: string): void {
+  bounded(forgottenAtMs, tokenLookupsFoundMax).set(group, Date.now());
   if (id !== undefined) {
     lookups.delete(`${group}/${id}`);
     return;
   }
   for (const key of lookups.keys()) if (key.startsWith(`${group}/`)) lookups.delete(key);
+}
+
+/** When this router last forgot tokens of each group (a revoke or a delete here). */
+const forgottenAtMs = new Map<string, number>();
+
+/**
+ * Whether this router forgot any of the group's tokens at or after `sinceMs`: an open watch then
+ * checks its token before the next event, not a routeCacheMs later (a probe: 13 entries reached a
+ * watch after its token's revoke had answered 204, through the same router).
+ */
+export function tokensForgottenSince(group: string, sinceMs: number): boolean {
+  return (forgottenAtMs.get(group) ?? -Infinity) >= sinceMs;
 }
 
 function hexBytes(hex: string): Uint8Array {

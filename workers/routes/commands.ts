@@ -9,7 +9,7 @@ import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api
 import { pastEndCheckMs, readAnswerSlackMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
-import { bearerOf, groupScopeOf } from "../auth.js";
+import { bearerOf, groupScopeOf, tokensForgottenSince } from "../auth.js";
 import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { checked, clientOf, groupParam, jsonBody, parse, parseQuery, requireWrite } from "../http.js";
@@ -114,7 +114,7 @@ function readResult(c: Context<App>, a: ReadAnswer) {
 /**
  * A watch with a group token ends once the token is revoked (or its group deleted): the token is
  * checked again as events pass, at most once per routeCacheMs (the delay a revoke may take on any
- * request). Keepalives pass at least every 15 s, so a silent stream ends within that too. Before,
+ * request), and before the next event once this router has revoked one of the group's tokens. Keepalives pass at least every 15 s, so a silent stream ends within that too. Before,
  * a revoked token's open watch went on delivering writes.
  */
 function endOnRevoke(c: Context<App>, res: Response): Response {
@@ -124,7 +124,7 @@ function endOnRevoke(c: Context<App>, res: Response): Response {
   let checkedAtMs = Date.now();
   const gate = new TransformStream<Uint8Array, Uint8Array>({
     async transform(chunk, controller) {
-      if (Date.now() - checkedAtMs >= routeCacheMs) {
+      if (Date.now() - checkedAtMs >= routeCacheMs || tokensForgottenSince(scope.group, checkedAtMs)) {
         checkedAtMs = Date.now();
         const still = await groupScopeOf(c.env, token).catch(() => scope);
         if (still === null) return controller.terminate();
