@@ -387,6 +387,7 @@ export const routes: Route[] = [
     auth: "admin",
     tag: "snapshots",
     summary: "Load a snapshot file into a group that has no entries yet",
+    headers: { "content-encoding": z.enum(["gzip", "identity"]).describe("gzip: the file compressed (its unpacked bytes count toward the limit); any other encoding is a 400") },
     body: {
       stream: { type: "application/x-ndjson", description: "a snapshot file as GET .../snapshot makes it", parts: { header: answers.snapshotHeader, row: z.tuple([z.string(), z.unknown()]) } },
       bytesMax: restoreBytesMax,

@@ -1,7 +1,7 @@
 // Snapshot and restore (API.md "Snapshot and restore"): a consistent copy of a group's machine
 // state as NDJSON, taken from a frozen copy at a healthy replica while writes go on; and the load
 // of such a file into a new, empty group, verified whole before any replica sees a row.
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { bounded } from "../../shared/bounded.js";
 import { checkJson, parseJson } from "../../shared/api/input.js";
@@ -252,10 +252,38 @@ function parseHeader(no: number, text: string, machine: string): SnapshotHeader 
   return h as SnapshotHeader;
 }
 
+/**
+ * The file as uploaded: with `Content-Encoding: gzip` decompressed (the 64 MiB bound then counts
+ * the file's own bytes, so no small upload unpacks into more), any other encoding refused by name.
+ * The header was ignored, and a gzip upload was read as text: "line 1: not UTF-8" (a probe).
+ */
+function uploadOf(c: Context<App>): ReadableStream<Uint8Array> | null {
+  const encoding = (c.req.header("content-encoding") ?? "").trim().toLowerCase();
+  if (encoding === "" || encoding === "identity") return c.req.raw.body;
+  if (encoding !== "gzip" && encoding !== "x-gzip") throw new ApiError("bad_request", `Content-Encoding ${encoding}: send the file as it is, or gzip it`);
+  const body = c.req.raw.body;
+  if (!body) return null;
+  const reader = body.pipeThrough(new DecompressionStream("gzip")).getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        controller.error(new ApiError("bad_request", `body: not gzip, as its Content-Encoding says (${err instanceof Error ? err.message : String(err)})`));
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
 snapshotRoutes.post("/:group/restore", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
+  // A compressed upload's declared length is less than its file's: lines() bounds what it unpacks into.
   if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
+  const upload = uploadOf(c);
   const record = await groups.lookup(c.env, group);
   const sequencer = () => groups.sequencerOf(c.env, record.config);
   const machine = machineFor(record.config.machine);
@@ -285,7 +313,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       page = [];
       pageBytes = 0;
     };
-    for await (const { no, text } of lines(c.req.raw.body)) {
+    for await (const { no, text } of lines(upload)) {
       // Blank lines carry nothing (NDJSON readers skip them): a file saved with an extra newline
       // at its end was refused as malformed JSON.
       if (text.trim() === "") continue;
