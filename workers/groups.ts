@@ -19,7 +19,7 @@ import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
 import { clearFaults } from "./faults.js";
-import type { HandOverAnswer } from "./sequencer.js";
+import type { DestroyAnswer, HandOverAnswer } from "./sequencer.js";
 import { votersAnswering } from "./replica-view.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
@@ -115,9 +115,12 @@ async function deletedMeanwhile(env: Env, cfg: GroupConfig): Promise<ApiError> {
 async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   const cfg = record.config;
   try {
-    await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated);
+    const destroyed = (answer: DestroyAnswer) => {
+      if (typeof answer === "object") throw new Error(answer.failed);
+    };
+    destroyed(await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated));
     // A sequencer moved away from the group's name may have left state there (and the co-located replica): destroyed too.
-    if (sequencerName(cfg) !== cfg.group) await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated);
+    if (sequencerName(cfg) !== cfg.group) destroyed(await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated));
   } catch (err) {
     // An object that cannot be reached keeps the group's state: the record stays "deleting" (the
     // group serves nothing, and its name cannot be re-created) until a retry can destroy it.

@@ -31,6 +31,9 @@ export type { SubmitAnswer };
 
 export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
 
+/** A destroy: whether this object held the group (false: nothing, or a newer incarnation's), or why it could not finish. */
+export type DestroyAnswer = boolean | { failed: string };
+
 /** An older sequencer's hand-over answered nothing (undefined). */
 export type HandOverAnswer = { epoch: number } | undefined;
 type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout" };
@@ -297,7 +300,14 @@ export class SequencerObject extends ReplicaServing {
    * incarnation). `colocated`: the group's co-located replica, for a caller whose sequencer lost
    * its config. The replica this object hosts goes too.
    */
-  async destroy(group: string, incarnation: number, lastReplicaNo: number, colocated?: string): Promise<boolean> {
+  async destroy(group: string, incarnation: number, lastReplicaNo: number, colocated?: string): Promise<DestroyAnswer> {
+    // A failure is answered, not thrown: thrown out of an RPC, workerd logged it as an uncaught
+    // error with its stack, once per try while a replica was unreachable (a probe: 16 for one
+    // DELETE), for what the router answers as an ordinary 503.
+    return this.destroyNow(group, incarnation, lastReplicaNo, colocated).catch((err: unknown) => ({ failed: String(err) }));
+  }
+
+  private destroyNow(group: string, incarnation: number, lastReplicaNo: number, colocated?: string): Promise<boolean> {
     return this.lifecycle.destroy(incarnation, async (config) => {
       // One id past the last recorded: an add refused after its provision leaves that replica made
       // and named by no config (the next add provisions it again); nothing else would destroy it.
