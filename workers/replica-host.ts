@@ -130,7 +130,7 @@ export class ReplicaHost {
     if (!meta) return;
     SqlReplicaStorage.upgrade(sql);
     dropOrphanedFrozenTables(sql);
-    this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
+    this.driver.attach(new ReplicaCore(this.store, meta, machineFor(meta.machine)));
   }
 
   get core(): ReplicaCore | null {
@@ -163,7 +163,7 @@ export class ReplicaHost {
         SqlReplicaStorage.create(sql, this.home.logTable);
         this.store.saveMeta(meta);
       });
-      this.driver.core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
+      this.driver.attach(new ReplicaCore(this.store, meta, machineFor(meta.machine)));
     }
     const c = this.core!.config;
     if (c.group !== cfg.group || c.id !== cfg.id || c.machine !== cfg.machine) {

@@ -9,7 +9,12 @@ import type { AuditReport, ReplicaVerdict } from "../api/types.js";
  * 1. Scrub: a replica whose digest recomputed from its rows differs from its recorded digest has
  *    corrupt state (storage, not execution): diverged.
  * 2. Compare checkpoint digests at the highest seq every remaining responder has a checkpoint for
- *    (or, if their retained checkpoints no longer overlap, the highest that a quorum shares).
+ *    (or, if their retained checkpoints no longer overlap, the highest that a quorum shares). The
+ *    empty state at seq 0 counts only for a replica that stands there: every replica lists it,
+ *    and as the seq all of them shared it made an audit of replicas at 41, 42 and 41 (right after
+ *    a failover's recovery, the new no-op's commit not yet heard by all) compare nothing but the
+ *    empty state and call it consistent (a probe). With no seq a quorum shares, nothing is
+ *    compared: insufficient.
  * 3. The digest held by a quorum of the voters is right; other digests are diverged.
  *    Without a quorum to agree, the audit is insufficient.
  * 4. The auditor must never be able to kill a group: a replica is quarantined only when it
@@ -40,6 +45,7 @@ export function decideAudit(
   const bySeq = new Map<number, Map<string, string>>();
   for (const [id, info] of candidates) {
     for (const cp of info.checkpoints) {
+      if (cp.seq === 0 && info.appliedSeq > 0) continue; // the empty state, which it has left
       const m = bySeq.get(cp.seq) ?? new Map<string, string>();
       m.set(id, cp.digest);
       bySeq.set(cp.seq, m);
@@ -47,16 +53,18 @@ export function decideAudit(
   }
   const seqsDesc = [...bySeq.keys()].sort((a, b) => b - a);
   const common = seqsDesc.find((s) => bySeq.get(s)!.size === candidates.length);
-  const seq = common ?? seqsDesc.find((s) => bySeq.get(s)!.size >= need) ?? 0;
-  const atSeq = bySeq.get(seq) ?? new Map<string, string>();
+  // null: no position a quorum shares (replicas at 40, 41 and 42 between periodic checkpoints).
+  const compared = common ?? seqsDesc.find((s) => bySeq.get(s)!.size >= need) ?? null;
+  const seq = compared ?? 0;
+  const atSeq = (compared !== null && bySeq.get(compared)) || new Map<string, string>();
 
   const holders = new Map<string, string[]>();
   for (const [id, d] of atSeq) holders.set(d, [...(holders.get(d) ?? []), id]);
   const winner = [...holders.entries()].find(([, ids]) => voters.reached(ids))?.[0];
 
-  for (const [id] of candidates) {
+  for (const [id, info] of candidates) {
     const d = atSeq.get(id);
-    if (d === undefined) verdicts.set(id, { verdict: "behind", reason: `no checkpoint at seq ${seq}` });
+    if (d === undefined) verdicts.set(id, { verdict: "behind", reason: notCompared(info.appliedSeq, compared) });
     else if (winner === undefined) verdicts.set(id, { verdict: "agrees", reason: "no quorum to compare against" });
     else if (d === winner) verdicts.set(id, { verdict: "agrees" });
     else verdicts.set(id, { verdict: "diverged", reason: `checkpoint digest at seq ${seq} differs from the majority` });
@@ -86,4 +94,11 @@ export function decideAudit(
   const report: AuditReport = { at, group, seq, verdict, replicas, quarantined: diverged };
   if (alarm !== null) report.alarm = alarm;
   return { report, diverged, alarm };
+}
+
+/** Why a replica that answered was not compared at `seq` (null: no seq a quorum shares). */
+function notCompared(appliedSeq: number, seq: number | null): string {
+  if (seq === null) return `no checkpoint that a quorum shares (applied ${appliedSeq}): not compared`;
+  if (appliedSeq > seq) return `no checkpoint at seq ${seq} (applied ${appliedSeq}, past it): not compared`;
+  return `no checkpoint at seq ${seq}`;
 }

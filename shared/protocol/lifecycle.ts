@@ -167,11 +167,17 @@ export class SequencerLifecycle {
    */
   recover(config: GroupConfig): Promise<Recovered> {
     // A fencing's own recovery is not the first, nor, if that one failed, the next request's (a review).
-    return this.recoverReporting(config, this.fencedBefore);
+    return this.recoverReporting(config, this.fencedIn === config.incarnation);
   }
 
-  /** Whether this sequencer has been fenced (or restarted into a recovery) since this object started. */
-  private fencedBefore = false;
+  /**
+   * The incarnation in which this sequencer was last fenced (or restarted into a recovery) since
+   * this object started; null: never. Per incarnation, not per object: names repeat across
+   * incarnations (a deleted group's `g~s1` and the re-created one's are one object), and a flag
+   * set by the old incarnation's fencing made the new one's first recovery say `again`, so the
+   * failover that named it was kept with epoch 0, "its recovery was not recorded" (a probe).
+   */
+  private fencedIn: number | null = null;
 
   /**
    * `again`: this sequencer recovered (or served) before, so a move's or failover's event waiting
@@ -221,7 +227,7 @@ export class SequencerLifecycle {
    * this log may hold entries no majority has; discard it and recover from the replicas.
    */
   private fenced(config: GroupConfig): void {
-    this.fencedBefore = true;
+    this.fencedIn = config.incarnation;
     this.driver = null;
     this.host.fenced?.(config);
     // A deposed sequencer's recovery is refused (the directory names its successor): it stays wiped.

@@ -312,6 +312,24 @@ export class ReplicaDriver implements ReplicaApi {
     return this.core?.release(rebase) ?? { ok: false, digest: "", reason: "no such replica" };
   }
 
+  /**
+   * Serves a replica it did not serve before: one loaded at the object's start, or made by an
+   * init (a new incarnation's, after a deleted group's state was erased here, or a rejoin's).
+   * Its start counts as contact, as a new object's does: what this object heard and acknowledged
+   * for the replica before (a deleted group's sequencer, silent for minutes before the DELETE) is
+   * not this one's. Kept, it made a re-created group's replicas vote its sequencer gone the
+   * moment they were made, with the old group's silence as the new failover's downMs.
+   */
+  attach(core: ReplicaCore): void {
+    const now = this.clock.nowMs();
+    this.core = core;
+    this.heardMs = now;
+    this.ackedMs = now;
+    this.contactMs = now;
+    this.upSinceMs = now;
+    this.senderCutOffSinceMs = null;
+  }
+
   /** Drops the core (storage gone or memory lost); waiting reads end. */
   detach(): void {
     this.core = null;

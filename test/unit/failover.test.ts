@@ -476,6 +476,29 @@ describe("a voter back from an absence of its own", () => {
   });
 });
 
+// A replica object outlives its group's DELETE (replicas are named by group and id): a re-created
+// group's r1 is served by the same driver. What it heard of the deleted group's sequencer is not
+// the new group's: kept, its vote called the new sequencer gone the moment the replica was made
+// (the old one silent for minutes before the DELETE), with that silence as the failover's downMs.
+describe("a replica of a group deleted and created again", () => {
+  it("votes from its new start, not from the deleted group's silence", () => {
+    let clock = 100_000;
+    const make = (incarnation: number) => {
+      const storage = new MemoryReplicaStorage();
+      storage.saveMeta(newReplicaMeta("g", "r1", "kv", 50, incarnation));
+      return new ReplicaCore(storage, storage.meta!, machineFor("kv"));
+    };
+    const driver = new ReplicaDriver(make(1), { nowMs: () => clock, setTimer: () => () => {} });
+    clock += 120_000; // the first group's sequencer unreachable for two minutes, then the group deleted
+    expect(driver.vote()).toMatchObject({ gone: true, heardAgoMs: 120_000 });
+    driver.detach(); // its destroy (ReplicaHost.destroy)
+    clock += 1_000;
+    driver.attach(make(2)); // the re-created group's init (ReplicaHost.init)
+    expect(driver.vote()).toMatchObject({ epoch: 0, gone: false, heardAgoMs: 0, upMs: 0 });
+    expect(driver.fence(0)).toMatchObject({ ackedAgoMs: 0 });
+  });
+});
+
 const sleepFast = (ms: number) => new Promise((r) => setTimeout(r, ms / 50));
 
 // A review: the session lookup's deadline settled at the deadline on the normal path too; a retry

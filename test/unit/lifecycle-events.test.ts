@@ -6,6 +6,7 @@ import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
 import { directGroup } from "../support/direct.js";
+import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as never;
 const moved: GroupConfig = { ...config, sequencer: { name: "g~s1", location: null, no: 1 } } as never;
@@ -43,6 +44,94 @@ describe("a recovery's event", () => {
     g.down.clear();
     expect(await lifecycle.recover(moved)).toMatchObject({ ok: true, eventKept: true });
     expect(reported[3]).toMatchObject({ sequencer: "g~s1", again: true });
+    lifecycle.stop();
+  }, 40_000);
+});
+
+/** DirectoryCore over maps, as the Durable Object's SQLite keeps it (the history kept in order). */
+function memoryDirectory(): DirectoryCore {
+  const kv = new Map<string, unknown>();
+  const history: { kind: string; body: unknown }[] = [];
+  const store: DirectoryStore = {
+    get: (k) => structuredClone(kv.get(k) ?? null),
+    put: (k, v) => void kv.set(k, structuredClone(v)),
+    delete: (k) => void kv.delete(k),
+    list: (prefix) => [...kv].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
+    append: (kind, body) => void history.push({ kind, body }),
+    recent: (kind, limit) => history.filter((h) => h.kind === kind).reverse().slice(0, limit).map((h) => h.body),
+    clearHistory: () => void history.splice(0),
+    transaction: (fn) => fn(),
+  };
+  return new DirectoryCore(store);
+}
+
+/** Time 50 times faster than the wall clock: a recovery's wait for the old read lease in a few tens of ms. */
+const fast = (() => {
+  const startMs = Date.now();
+  return {
+    nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
+    setTimer: (ms: number, fn: () => void) => {
+      const t = setTimeout(fn, ms / 50);
+      return () => clearTimeout(t);
+    },
+  };
+})();
+
+describe("a re-created group's sequencer named like one of the deleted group's", () => {
+  // A probe: fg failed over twice (fg~s1 fenced out by fg~s2), deleted and re-created; its first
+  // failover (fg -> fg~s1, the same object as the old fg~s1) was kept with epoch 0, "its recovery
+  // was not recorded": the old incarnation's fencing made the new one's first recovery say `again`.
+  it("reports its first recovery of the new incarnation as a first: the failover is kept with its epoch", async () => {
+    const dir = memoryDirectory();
+    const base = { group: "g", machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as unknown as GroupConfig;
+    const named = (c: GroupConfig, no: number): GroupConfig => ({ ...c, sequencer: { name: `g~s${no}`, location: null, no } }) as GroupConfig;
+    const failover = (c: GroupConfig, no: number) =>
+      dir.replaceSequencer(c.incarnation, no - 1, named(c, no), { kind: "failover", from: no === 1 ? "g" : `g~s${no - 1}`, to: `g~s${no}`, cause: "unreachable", downMs: 0, atMs: fast.nowMs() }, fast.nowMs())!;
+    /** A group of that incarnation whose first sequencer (`g`, epoch 1) wrote one entry and is gone. */
+    const incarnation = async (): Promise<{ config: GroupConfig; group: ReturnType<typeof directGroup> }> => {
+      const created = dir.create(base, new Date(fast.nowMs()).toISOString());
+      expect(created.kind).toBe("created");
+      const config = created.record.config;
+      dir.setState(config.incarnation, "ready");
+      const group = directGroup(config, { entries: 10_000, slack: 1_000 }, fast);
+      expect((await group.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+      group.driver.stop();
+      return { config, group };
+    };
+
+    // The object `g~s1`, as the Durable Object runs it: its recovery's event goes to the directory.
+    let current = await incarnation();
+    let storage = new MemorySequencerStorage();
+    const lifecycle = new SequencerLifecycle({
+      storage: () => storage,
+      prepare: () => {},
+      wipe: async () => void (storage = new MemorySequencerStorage()),
+      io: () => current.group.io,
+      inOffice: async (c) => dir.get()?.config.incarnation === c.incarnation && dir.get()?.config.sequencer?.name === "g~s1",
+      directoryConfig: async () => dir.get()?.config ?? null,
+      recovered: async (c, epoch, message, fields) => dir.addEvent(c.incarnation, { at: new Date(fast.nowMs()).toISOString(), kind: "recovery", epoch, message, ...fields }),
+    });
+    const first = current.config.incarnation;
+
+    // The first incarnation: g -> g~s1 (epoch 2), then g~s1 fenced out by g~s2's recovery.
+    const s1 = failover(current.config, 1);
+    expect(await lifecycle.recover(s1)).toEqual({ ok: true, epoch: 2, eventKept: true });
+    expect(dir.events(10).find((e) => e.kind === "failover")).toMatchObject({ epoch: 2, message: "sequencer g replaced by g~s1 at epoch 2" });
+    failover(current.config, 2);
+    (lifecycle as unknown as { fenced(c: GroupConfig): void }).fenced(s1);
+    // Its own recovery after the fencing is refused: the directory names g~s2 (queued, so this waits for it).
+    expect(await lifecycle.recover(s1)).toMatchObject({ ok: false, deposed: true });
+    expect(lifecycle.core).toBeNull();
+
+    // Deleted (a DELETE destroys g~s2 and g, not this object) and created again: g -> g~s1.
+    expect(dir.setState(first, "deleted")).toBe(true);
+    current = await incarnation();
+    expect(current.config.incarnation).toBe(first + 1);
+    const again = failover(current.config, 1);
+    expect(await lifecycle.recover(again)).toEqual({ ok: true, epoch: 2, eventKept: true });
+    const events = dir.events(10);
+    expect(events.find((e) => e.kind === "failover")).toMatchObject({ epoch: 2, message: "sequencer g replaced by g~s1 at epoch 2" });
+    expect(events.find((e) => e.kind === "recovery")).not.toHaveProperty("again");
     lifecycle.stop();
   }, 40_000);
 });

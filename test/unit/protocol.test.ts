@@ -362,6 +362,63 @@ describe("checkpoints and audits", () => {
     expect(diverged).toEqual([]);
   });
 
+  // A probe: right after a failover's recovery an idle group's replicas stood at 41, 42 and 41
+  // (the no-op's commit not yet heard by two), and the audit compared them at seq 0, the empty
+  // state every replica lists, and called the group consistent with every replica "agrees".
+  it("compares at a position a quorum shares, never at the empty state replicas have left; with none, insufficient", () => {
+    const c = Cluster.of("kv", 3, "first", 100);
+    let request = 0;
+    const write = () => c.submit("a", ++request, put(`k${request}`, request));
+    /** One more entry, committed by r1 and r2 and applied by `appliedBy` only (the others hold it unapplied or not at all). */
+    const writeHeardBy = (appliedBy: string) => {
+      write();
+      c.down.add("r3");
+      c.round(); // r1 and r2 store it: committed
+      c.down = new Set(["r1", "r2", "r3"].filter((id) => id !== appliedBy));
+      c.round(); // the commit reaches `appliedBy` only
+      c.down.clear();
+    };
+    for (let i = 0; i < 41; i++) write();
+    c.settle();
+    writeHeardBy("r2");
+    const applied = () => [...c.replicas.values()].map((r) => r.appliedSeq);
+    expect(applied()).toEqual([41, 42, 41]);
+    const infos = () => new Map([...c.replicas.keys()].map((id) => [id, infoOf(c, id)] as const));
+    const { report } = decideAudit("g", "t", replicaIds(3), infos());
+    expect(report.seq).toBe(41);
+    expect(report.verdict).toBe("consistent");
+    expect(report.replicas.map((r) => r.verdict)).toEqual(["agrees", "behind", "agrees"]);
+    expect(report.replicas[1]!.reason).toBe("no checkpoint at seq 41 (applied 42, past it): not compared");
+    expect(report.replicas[0]!.digest).toBe(c.replicas.get("r1")!.auditInfo().digest);
+
+    // Settled: compared where they all stand.
+    c.settle();
+    expect(decideAudit("g", "t", replicaIds(3), infos()).report).toMatchObject({ seq: 42, verdict: "consistent" });
+
+    // 41, 42, 40: no position a quorum shares (no periodic checkpoint yet): nothing is compared.
+    const d = Cluster.of("kv", 3, "first", 100);
+    for (let r = 1; r <= 40; r++) d.submit("a", r, put(`k${r}`, r));
+    d.settle();
+    d.down.add("r3");
+    d.submit("a", 41, put("k41", 41));
+    d.round(); // r1 and r2 store 41: committed
+    d.submit("a", 42, put("k42", 42));
+    d.round(); // r1 and r2 apply 41, store 42: committed
+    d.down.add("r1");
+    d.round(); // r2 applies 42
+    d.down.clear();
+    expect([...d.replicas.values()].map((r) => r.appliedSeq)).toEqual([41, 42, 40]);
+    const none = decideAudit("g", "t", replicaIds(3), new Map([...d.replicas.keys()].map((id) => [id, infoOf(d, id)] as const)));
+    expect(none.report.verdict).toBe("insufficient");
+    expect(none.report.replicas.map((r) => r.verdict)).toEqual(["behind", "behind", "behind"]);
+    expect(none.report.replicas[0]!.reason).toBe("no checkpoint that a quorum shares (applied 41): not compared");
+    expect(none.diverged).toEqual([]);
+    // A group that has applied nothing is compared at its empty state, where every replica stands.
+    const empty = Cluster.of("kv", 3, "first", 100);
+    const emptyInfos = new Map([...empty.replicas.keys()].map((id) => [id, infoOf(empty, id)] as const));
+    expect(decideAudit("g", "t", replicaIds(3), emptyInfos).report).toMatchObject({ seq: 0, verdict: "consistent" });
+  });
+
   it("the scrub flags a replica whose rows were changed behind its digest", () => {
     const c = Cluster.of("kv");
     for (let r = 1; r <= 4; r++) c.submit("a", r, put(`k${r}`, r));

@@ -3,7 +3,8 @@
 // higher epoch, and nothing acknowledged is lost.
 import { describe, expect, it } from "vitest";
 import { failoverHoldDownMs, handOverTimeoutMs, heartbeatMs, sequencerTimeoutMs } from "../../shared/limits.js";
-import { runInDurableObject } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
+import type { SequencerObject } from "../../workers/sequencer.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaObject, waitFor } from "./helpers.js";
 
 describe("automatic failover (workerd)", () => {
@@ -208,4 +209,44 @@ describe("automatic failover (workerd)", () => {
     // reported 8,551 ms against 8,541 measured from the cut).
     expect(event.downMs).toBeLessThanOrEqual(outageMs + heartbeatMs);
   }, 40_000);
+
+  // A probe: fg failed over to fg~s1, which was then fenced (fg~s2's recovery), deleted and created
+  // again; its first failover (fg -> fg~s1, the same object) was kept with epoch 0, "its recovery
+  // was not recorded", next to a recovery event with "again": the old incarnation's fencing counted.
+  it("a re-created group's first failover is kept with its epoch, whatever the deleted group's sequencer of that name went through", async () => {
+    /** Makes the sequencer in office unreachable and writes until a successor answers. */
+    const failOver = async (group: string, key: string) => {
+      await api("POST", `/v1/groups/${group}/faults`, { target: "sequencer", fault: "unreachable" });
+      const cutAt = Date.now();
+      let w = { status: 0, body: null as any };
+      while (w.status !== 200 && Date.now() - cutAt < sequencerTimeoutMs + 20_000) {
+        w = await command(group, { op: "put", key, value: 1 }, "w", ++req);
+        if (w.status !== 200) await new Promise((res) => setTimeout(res, 250));
+      }
+      expect(w.status, JSON.stringify(w.body)).toBe(200);
+      await api("POST", `/v1/groups/${group}/faults`, { target: "sequencer", fault: "none" });
+    };
+    let req = 0;
+    await createGroup("wre", { machine: "kv", replicas: 3 });
+    expect((await command("wre", { op: "put", key: "a", value: 1 }, "w", ++req)).status).toBe(200);
+    await failOver("wre", "b");
+    expect((await api("GET", "/v1/groups/wre", undefined, clientToken)).body.sequencer.name).toBe("wre~s1");
+    // wre~s1 fenced, as by a newer epoch: it stops, discards its log and recovers again ("again").
+    const s1 = env.SEQUENCER.get(env.SEQUENCER.idFromName("wre~s1"));
+    await runInDurableObject(s1, (inst: SequencerObject) => (inst as any).lifecycle.driver.stopForNewEpoch());
+    await waitFor("wre~s1's recovery after its fencing", async () => {
+      const events = (await api("GET", "/v1/groups/wre/events", undefined, clientToken)).body.events;
+      return events.some((e: any) => e.kind === "recovery" && e.again === true);
+    }, 200);
+    expect((await api("DELETE", "/v1/groups/wre")).status).toBe(204);
+    await createGroup("wre", { machine: "kv", replicas: 3 });
+    expect((await command("wre", { op: "put", key: "a", value: 2 }, "w", ++req)).status).toBe(200);
+    await failOver("wre", "b");
+    const status = (await api("GET", "/v1/groups/wre", undefined, clientToken)).body;
+    expect(status.sequencer.name).toBe("wre~s1");
+    const events = (await api("GET", "/v1/groups/wre/events", undefined, clientToken)).body.events;
+    const failover = events.find((e: any) => e.kind === "failover");
+    expect(failover).toMatchObject({ from: "wre", to: "wre~s1", epoch: status.epoch, message: `sequencer wre replaced by wre~s1 at epoch ${status.epoch}` });
+    expect(events.find((e: any) => e.kind === "recovery")).not.toHaveProperty("again");
+  }, 90_000);
 });
