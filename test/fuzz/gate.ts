@@ -3,7 +3,7 @@
 // the fuzz harness submits to the cores exactly what production would accept, and predicts the
 // answer production must give. No Node imports: the workerd fuzz test uses it too.
 import { type Checked, validateCommand, validateQuery } from "../../shared/api/commands.js";
-import { checkJson } from "../../shared/api/input.js";
+import { checkJson, parseJson } from "../../shared/api/input.js";
 import { commandBody, describeZodError, queryBody } from "../../shared/api/schemas.js";
 import { bodyBytesMax } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
@@ -20,13 +20,15 @@ export type QueryGate = { ok: true; query: unknown; consistency: string; bookmar
 
 const refuse = (code: RefusalCode, stage: Stage, message: string): Refused => ({ ok: false, code, stage, message });
 
-/** jsonBody: size, then strict UTF-8, then JSON.parse, then checkJson (depth and well-formed strings). */
+/** jsonBody: size, then strict UTF-8, then JSON.parse, then checkJson (depth, well-formed strings, numbers kept as written). */
 export function gateJson(bytes: Uint8Array, withCheckJson = true): { ok: true; value: unknown } | Refused {
   if (bytes.byteLength > bodyBytesMax) return refuse("too_large", "size", `body: larger than ${bodyBytesMax} bytes`);
   if (bytes.byteLength === 0) return refuse("bad_request", "empty", "body: a JSON body is required");
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
+    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    // parseJson marks the numbers JSON.parse would change, which checkJson refuses.
+    value = withCheckJson ? parseJson(text) : JSON.parse(text);
   } catch {
     return refuse("bad_request", "json", "body: malformed JSON");
   }

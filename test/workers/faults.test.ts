@@ -250,6 +250,9 @@ describe("divergence", () => {
       state.storage.sql.exec<{ v: string }>("SELECT v FROM state WHERE k = ?", "m/k3").one().v,
     );
     expect(row).toBe("3");
+    // Past the next checkpoint (every 5), which all three then hold: r2's own start was its install.
+    for (let i = 15; i <= 20; i++) await command("tamper", { op: "put", key: `k${i}`, value: i });
+    await query("tamper", { op: "get", key: "k20" });
     const after = (await api("POST", "/v1/groups/tamper/audit")).body;
     expect(after.verdict).toBe("consistent");
     expect(after.replicas.every((r: any) => r.verdict === "agrees")).toBe(true);
