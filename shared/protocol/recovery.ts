@@ -12,7 +12,7 @@ import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
 import type { FenceReply, GroupConfig } from "./types.js";
 import type { Entry } from "../api/types.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
-import { applyConfigChange, membersOf, type ConfigChange, type Member } from "./types.js";
+import { applyConfigChange, membersOf, sequencerName, type ConfigChange, type Member } from "./types.js";
 
 /** `changes`: the recovered log's config entries (a successor finishes a change its predecessor had in flight). */
 export type RecoveryResult =
@@ -129,7 +129,7 @@ export async function recoverSequencer(
     storage.appendEntries([noop]);
     storage.saveMeta(meta);
   });
-  io.log("warn", `sequencer ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
+  io.log("warn", `sequencer ${sequencerName(config)} of ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
   const changes = entries.filter((e) => e.kind === "config").map((e) => ({ seq: e.seq, change: e.command as ConfigChange }));
   return { ok: true, meta, recoveredSeq: best.lastSeq, changes };
 }
