@@ -187,20 +187,23 @@ export class DirectoryCore {
   }
 
   /**
-   * Replicas a recorded membership (with no change in flight) no longer names: their storage is
-   * to be destroyed, and they stay listed here until their sequencer says it was (retired). A
+   * Members a recorded membership (with no change in flight) no longer names: their storage is to
+   * be destroyed, and they stay listed here until their sequencer says it was (retired). A
    * sequencer kept the list in memory only: a move or a failover before a destroy that had failed
    * (the replica unreachable) left that replica's whole state for good (a probe: five such after a
    * chaos run). Each sequencer's start destroys what is listed (SequencerDriver.settleStart).
+   * Only members: a removed member's id is never given again, but an add refused after its
+   * write-ahead leaves its id to the next add (a review: listed, the next add's replica would have
+   * been destroyed), so an id named again leaves the list too.
    */
   private noteRetiring(before: GroupConfig, after: GroupConfig): void {
-    if (after.inFlight) return;
-    const named = (c: GroupConfig) => new Set([...membersOf(c), ...(c.inFlight ?? []).flat()].map((m) => m.id));
-    const now = named(after);
-    const gone = [...named(before)].filter((id) => !now.has(id));
-    if (gone.length === 0) return;
+    const named = new Set([...membersOf(after), ...(after.inFlight ?? []).flat()].map((m) => m.id));
+    const gone = after.inFlight ? [] : membersOf(before).map((m) => m.id).filter((id) => !named.has(id));
     const listed = this.retiring(after.incarnation);
-    this.store.put("retiring", { incarnation: after.incarnation, ids: [...new Set([...listed, ...gone])] });
+    const ids = [...new Set([...listed, ...gone])].filter((id) => !named.has(id));
+    if (ids.length === listed.length && ids.every((id, i) => id === listed[i])) return;
+    if (ids.length === 0) this.store.delete("retiring");
+    else this.store.put("retiring", { incarnation: after.incarnation, ids });
   }
 
   /** The removed replicas of this incarnation whose storage is not known to be destroyed. */

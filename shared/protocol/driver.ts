@@ -666,17 +666,16 @@ export class SequencerDriver {
     return [this.retryAtMs, this.repairFailures, this.badSources, this.lastSentMs, this.ackedSentMs, this.heldSinceMs];
   }
 
-  /** The latest time at which a quorum of voters had acknowledged a message sent then (null: never). */
   /**
-   * A voter took a call sent at sentAtMs as this sequencer's word (a restore's install, which a
-   * replica counts as hearing from it): as an append's acknowledgement. A large restore holds the
-   * object's thread for many seconds, no heartbeat goes out, and its 200 said the sequencer was
-   * cut off from its replicas (`noQuorumMs`), though a quorum had just installed the file (a probe).
+   * When a quorum of voters last installed a restore from this sequencer: counted as hearing it for
+   * the cut-off report only (not for the read lease, whose acknowledgements a fence reports). A
+   * large restore holds the object's thread for many seconds, no heartbeat goes out, and its 200
+   * said the sequencer was cut off from its replicas (`noQuorumMs`), though a quorum had just
+   * installed the file (a probe).
    */
-  heardFrom(id: string, sentAtMs: number): void {
-    if ((this.ackedSentMs.get(id) ?? -Infinity) < sentAtMs) this.ackedSentMs.set(id, sentAtMs);
-  }
+  restoredAtMs = 0;
 
+  /** The latest time at which a quorum of voters had acknowledged a message sent then (null: never). */
   private quorumHeardSinceMs(): number | null {
     return this.core.votingConfig().committed((id) => this.ackedSentMs.get(id) ?? null);
   }
@@ -689,7 +688,7 @@ export class SequencerDriver {
    */
   quorumLostMs(): number {
     // Never heard reads as 0 (a voter without an acknowledgement counts as position 0).
-    return this.io.nowMs() - Math.max(this.quorumHeardSinceMs() ?? 0, this.startedMs);
+    return this.io.nowMs() - Math.max(this.quorumHeardSinceMs() ?? 0, this.startedMs, this.restoredAtMs);
   }
 
   /** Why there is no quorum: how many voters answer lately, or (all answer, late) that none acknowledges in time. */
@@ -945,11 +944,14 @@ export class SequencerDriver {
     return r;
   }
 
-  /** Removed replicas whose destruction failed: tried again at each heartbeat (ids never come back, so at most one per removal). */
+  /** Removed replicas whose destruction failed: tried again at each heartbeat (a removed member's id never comes back, so at most one per removal). */
   private readonly retireAgain = new Set<string>();
 
   private async retire(id: string): Promise<void> {
     this.retireAgain.delete(id);
+    // Never a replica the membership names (or a change in flight, or an add under way): checked
+    // at each try, as a retry comes a heartbeat or more after the list was read.
+    if (this.named(id)) return;
     await this.io.retire?.(id).catch((err) => {
       // It was logged and dropped: the removed replica's storage stayed until the group was deleted.
       if (!this.stopped) this.retireAgain.add(id);
@@ -1014,14 +1016,20 @@ export class SequencerDriver {
 
   /**
    * Destroys the removed replicas an earlier sequencer (or this one, before a restart) did not:
-   * the directory lists them until one is destroyed. Ids never come back, so a listed one is no
-   * member; one that still is (it cannot be) is left alone. Failures are tried again at each heartbeat.
+   * the directory lists them until one is destroyed (only removed members, whose ids never come
+   * back). Failures are tried again at each heartbeat.
    */
   private async retireLeftovers(): Promise<void> {
     const ids = (await this.io.leftovers?.().catch(() => [])) ?? [];
     if (this.stopped) return;
-    const named = new Set([...membersOf(this.core.config), ...(this.core.config.inFlight ?? []).flat()].map((m) => m.id));
-    for (const id of ids) if (!named.has(id)) void this.retire(id);
+    for (const id of ids) void this.retire(id);
+  }
+
+  /** Whether the membership names this replica, a change in flight does, or an add under way may be making it. */
+  private named(id: string): boolean {
+    const config = this.core.config;
+    if ([...membersOf(config), ...(config.inFlight ?? []).flat()].some((m) => m.id === id)) return true;
+    return this.reconfiguring && id === `r${nextReplicaNo(config)}`;
   }
 
   /**
@@ -1440,10 +1448,8 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     // From here the replica may hold `what` whatever the answer (it may be lost on the way back).
     goOn();
     if (what === info) sentEnd.add(id);
-    const sentAtMs = io.nowMs();
     const done = await call(() => link.endInstall(transferId));
     if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
-    driver.heardFrom(id, sentAtMs);
   };
   const sentEnd = new Set<string>();
   driver.restoring = true;
@@ -1464,6 +1470,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
       return await undoRestore(driver, io, ids, sentEnd, (id) => install(id, empty, async () => []), reason);
     }
     core.adoptRestore(info.seq, hash);
+    driver.restoredAtMs = io.nowMs();
     for (const id of installed) {
       core.endRepair(id, info.seq, io.nowMs());
       core.noteContact(id, true, io.nowMs(), { lastSeq: info.seq, appliedSeq: info.seq, digest });

@@ -717,3 +717,14 @@ describe("bringing a stored membership up to date at load", () => {
     for (const bytes of pages) expect(bytes).toBeLessThanOrEqual(pageBytesMax);
   });
 });
+
+describe("removed replicas a start finds listed for destruction", () => {
+  it("are destroyed, except one the membership names (checked at each try: an id named again is never destroyed)", async () => {
+    const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
+    g.io.leftovers = async () => ["r2", "r9"];
+    g.driver.settleStart(null, [], 0);
+    for (let i = 0; i < 20 && g.retired.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(g.retired).toEqual(["r9"]);
+    g.driver.stop();
+  });
+});

@@ -290,7 +290,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   const across = machine.checkState?.();
   const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
   if (begun.kind !== "ok") {
-    await drain(c.req.raw.body);
+    await drain(upload);
     throw restoreError(begun);
   }
   const id = begun.id;
@@ -349,7 +349,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     if (done.kind !== "ok") throw restoreError(done);
   } catch (err) {
     if (!(await abortRestore(sequencer, id))) c.executionCtx.waitUntil(abortRestoreLater(sequencer, id));
-    await drain(c.req.raw.body);
+    await drain(upload);
     throw err;
   }
   groups.forget(group);
@@ -404,6 +404,8 @@ async function reached<T>(group: string, call: () => Promise<T>, failure: "not_d
 /**
  * Reads what is left of a refused upload (bounded) before answering: a client still sending its
  * body into a connection the server stopped reading gets a broken pipe instead of the answer.
+ * The upload as read (uploadOf): a gzip one's raw body is locked by its decompression, and was
+ * not drained at all (a review).
  */
 async function drain(body: ReadableStream<Uint8Array> | null): Promise<void> {
   if (!body || body.locked) return;
