@@ -198,7 +198,9 @@ export class DirectoryCore {
    */
   private noteRetiring(before: GroupConfig, after: GroupConfig): void {
     const named = new Set([...membersOf(after), ...(after.inFlight ?? []).flat()].map((m) => m.id));
-    const gone = after.inFlight ? [] : membersOf(before).map((m) => m.id).filter((id) => !named.has(id));
+    // The membership in force before: a change's write-ahead holds [in force, next] in flight.
+    const inForce = before.inFlight?.[0] ?? membersOf(before);
+    const gone = after.inFlight ? [] : inForce.map((m) => m.id).filter((id) => !named.has(id));
     const listed = this.retiring(after.incarnation);
     const ids = [...new Set([...listed, ...gone])].filter((id) => !named.has(id));
     if (ids.length === listed.length && ids.every((id, i) => id === listed[i])) return;
