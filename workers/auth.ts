@@ -181,8 +181,11 @@ export async function groupScopeOf(env: Env, presented: string, address?: string
     const bucket = address === undefined || lookups.foundBefore(key) ? null : `${addressBlock(address)} ${group}`;
     const wait = bucket === null ? 0 : unknownLookups.take(bucket, Date.now());
     if (wait > 0) throw new ApiError("rate_limited", "too many unknown group tokens from this address", wait);
+    const forgetsBefore = forgets;
     record = (await directoryStub(env, group).token(id)) as TokenRecord | null;
-    lookups.set(key, record, Date.now());
+    // A revoke here while the lookup was on its way: its answer may be from before, not cached
+    // (cached, a watch's check right after the revoke found the token still good: a review).
+    if (forgets === forgetsBefore) lookups.set(key, record, Date.now());
     if (record && bucket !== null) unknownLookups.give(bucket);
   }
   if (!record) return null;
@@ -209,6 +212,8 @@ export function addressBlock(address: string): string {
  * once, not a routeCacheMs later. Other routers still take up to routeCacheMs.
  */
 export function forgetTokens(group: string, id?: string): void {
+  forgets++;
+  forgottenAtMs.delete(group);
   bounded(forgottenAtMs, tokenLookupsFoundMax).set(group, Date.now());
   if (id !== undefined) {
     lookups.delete(`${group}/${id}`);
@@ -217,8 +222,9 @@ export function forgetTokens(group: string, id?: string): void {
   for (const key of lookups.keys()) if (key.startsWith(`${group}/`)) lookups.delete(key);
 }
 
-/** When this router last forgot tokens of each group (a revoke or a delete here). */
+/** When this router last forgot tokens of each group (a revoke or a delete here), and how many times it forgot any. */
 const forgottenAtMs = new Map<string, number>();
+let forgets = 0;
 
 /**
  * Whether this router forgot any of the group's tokens at or after `sinceMs`: an open watch then

@@ -136,7 +136,7 @@ describe("one lifecycle operation at a time in a sequencer", () => {
       const a: any = await seq.submit("c", 1, { op: "put", key: "k", value: i });
       expect(a.kind, JSON.stringify(a)).toBe("ok");
       expect(a.seq).toBe(1);
-      await seq.destroy("race", cfg.incarnation + i, 3);
+      expect(await seq.destroy("race", cfg.incarnation + i, 3)).toBe(true);
     }
   });
 });

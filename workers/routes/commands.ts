@@ -224,7 +224,12 @@ commandRoutes.get("/:group/watch", async (c) => {
     throw new ApiError("bad_request", "Last-Event-ID: a seq (an integer from 0 to 2^53-1)");
   }
   const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
-  const record = await groups.lookup(c.env, group);
+  let record = await groups.lookup(c.env, group);
+  // A newer incarnation than this router's cached one: the cache is stale, not the watch (a review).
+  if (Number(c.req.header(incarnationHeader)?.trim()) > record.config.incarnation) {
+    groups.forget(group);
+    record = await groups.lookup(c.env, group);
+  }
   refuseOtherIncarnation(c, group, record.config.incarnation);
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
