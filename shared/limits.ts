@@ -331,6 +331,12 @@ export const eventsPageDefault = 50;
 export const auditsPageDefault = 20;
 /** How long an audit waits for one replica's answer before calling it unreachable. */
 export const auditRpcTimeoutMs = 5_000;
+/**
+ * Rounds of an audit whose replicas answered but shared no position (a commit on its way to some,
+ * before a first periodic checkpoint), and the pause between them after the commit is sent.
+ */
+export const auditTriesMax = 3;
+export const auditRetryMs = 250;
 /** Groups the cron audits concurrently. */
 export const auditConcurrencyMax = 8;
 /** Rows a scrub reads per SQL page while it recomputes a digest. */

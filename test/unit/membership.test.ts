@@ -728,3 +728,32 @@ describe("removed replicas a start finds listed for destruction", () => {
     g.driver.stop();
   });
 });
+
+describe("an audit whose replicas share no position at first", () => {
+  it("sends the commit and asks again before it says insufficient (the health reads that as degraded)", async () => {
+    const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
+    for (let i = 1; i <= 3; i++) expect((await g.driver.submit("a", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    for (let i = 0; i < 50 && [...g.replicas.values()].some((r) => r.core!.appliedSeq < 3); i++) await tick();
+    // The first round's answers: each replica just past a different position, none shared.
+    const link = g.io.link;
+    let calls = 0;
+    g.io.link = (id: string) => {
+      const real = link(id);
+      return new Proxy(real, {
+        get: (target, name) =>
+          name !== "auditInfo"
+            ? target[name as keyof typeof target]
+            : async () => {
+                const info = await real.auditInfo();
+                if (++calls > 3 || !info) return info;
+                const n = Number(id.slice(1));
+                return { ...info, appliedSeq: info.appliedSeq + n, checkpoints: [...info.checkpoints.filter((c) => c.seq === 0), { seq: info.appliedSeq + n, digest: "00" }] };
+              },
+      });
+    };
+    const report = await g.driver.audit();
+    expect(calls).toBe(6);
+    expect([report.verdict, report.replicas.map((r) => r.verdict)]).toEqual(["consistent", ["agrees", "agrees", "agrees"]]);
+    g.driver.stop();
+  });
+});
