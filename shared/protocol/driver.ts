@@ -1235,12 +1235,14 @@ export class SequencerDriver {
     for (let attempt = 1; ; attempt++) {
       const { decided, answered } = await this.auditRound();
       if (this.stopped) return decided.report;
-      // Replicas that answered but share no position (no periodic checkpoint yet, and a commit still
+      // Replicas that all answered but share no position (no periodic checkpoint yet, and a commit still
       // on its way to some): the commit is sent, and they are asked again before the audit says
       // `insufficient`, which the health reads as degraded (a review: seq 0, counted for everyone
       // before, hid this behind a vacuous "consistent").
-      const quorumAnswered = new MajorityConfig(this.core.voterIds()).reached(answered);
-      if (decided.report.verdict === "insufficient" && quorumAnswered && attempt < auditTriesMax) {
+      // Only when every replica answered: one that did not would hold each round for its whole
+      // timeout (three rounds outlasted the router's call, a review) and count a miss each time.
+      const allAnswered = answered.length === this.core.replicaIds().length;
+      if (decided.report.verdict === "insufficient" && allAnswered && attempt < auditTriesMax) {
         this.kickAll();
         await new Promise<void>((resolve) => this.io.setTimer(auditRetryMs, resolve));
         continue;

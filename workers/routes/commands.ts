@@ -226,10 +226,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
   let record = await groups.lookup(c.env, group);
   // A newer incarnation than this router's cached one: the cache is stale, not the watch (a review).
-  if (Number(c.req.header(incarnationHeader)?.trim()) > record.config.incarnation) {
-    groups.forget(group);
-    record = await groups.lookup(c.env, group);
-  }
+  if (Number(c.req.header(incarnationHeader)?.trim()) > record.config.incarnation) record = await groups.lookup(c.env, group, true);
   refuseOtherIncarnation(c, group, record.config.incarnation);
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
