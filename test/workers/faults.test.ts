@@ -51,7 +51,10 @@ describe("faults", () => {
     expect(r3.status).toBe("healthy");
     const audit = await api("POST", "/v1/groups/one-down/audit");
     expect(audit.body.verdict).toBe("consistent");
-    expect(audit.body.replicas.every((r: any) => r.verdict === "agrees")).toBe(true);
+    expect(audit.body.replicas.every((r: any) => r.verdict === "agrees" || r.verdict === "behind")).toBe(true);
+    // A replica one commit apart is "behind" (not compared) in that audit: once the positions meet,
+    // every replica agrees (seq 0, counted for all before, made this pass without comparing anything).
+    await waitFor("an audit in which every replica agrees", async () => (await api("POST", "/v1/groups/one-down/audit")).body.replicas.every((r: any) => r.verdict === "agrees"), 50);
   });
 
   it("a slow co-located replica holds back the others' appends for one of its calls at most (outputs majority)", async () => {
