@@ -252,32 +252,70 @@ function parseHeader(no: number, text: string, machine: string): SnapshotHeader 
   return h as SnapshotHeader;
 }
 
+/** The file as the route reads it, and how to read what is left of its body when it is refused. */
+type Upload = { file: ReadableStream<Uint8Array> | null; drain(): Promise<void> };
+
 /**
  * The file as uploaded: with `Content-Encoding: gzip` decompressed (the 64 MiB bound then counts
  * the file's own bytes, so no small upload unpacks into more), any other encoding refused by name.
  * The header was ignored, and a gzip upload was read as text: "line 1: not UTF-8" (a probe).
  */
-function uploadOf(c: Context<App>): ReadableStream<Uint8Array> | null {
+function uploadOf(c: Context<App>): Upload {
   const encoding = (c.req.header("content-encoding") ?? "").trim().toLowerCase();
-  if (encoding === "" || encoding === "identity") return c.req.raw.body;
-  if (encoding !== "gzip" && encoding !== "x-gzip") throw new ApiError("bad_request", `Content-Encoding ${encoding}: send the file as it is, or gzip it`);
   const body = c.req.raw.body;
-  if (!body) return null;
-  const reader = body.pipeThrough(new DecompressionStream("gzip")).getReader();
-  return new ReadableStream<Uint8Array>({
+  if (encoding === "" || encoding === "identity") return { file: body, drain: () => drainRaw(body?.locked ? null : (body?.getReader() ?? null), 0) };
+  if (encoding !== "gzip" && encoding !== "x-gzip") throw new ApiError("bad_request", `Content-Encoding ${encoding}: send the file as it is, or gzip it`);
+  if (!body) return { file: null, drain: async () => {} };
+  return gunzipped(body.getReader());
+}
+
+/**
+ * A gzip upload, its raw body fed to the decompression by hand. Piped through it, the raw body
+ * was locked by the pipe: a refused upload was drained through the decompression, so a corrupt
+ * stream stopped the drain (the rest unread: the client could get a broken pipe instead of the
+ * 400) and the drain's bound counted unpacked bytes (a review). Here the drain stops the feed and
+ * reads the raw body itself.
+ */
+function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
+  const gunzip = new DecompressionStream("gzip");
+  const writer = gunzip.writable.getWriter();
+  const out = gunzip.readable.getReader();
+  let stopped = false;
+  let fedBytes = 0;
+  const feed = (async () => {
+    try {
+      for (;;) {
+        await writer.ready; // the decompression's backpressure: one chunk ahead of the route
+        if (stopped) return;
+        const { value, done } = await raw.read();
+        if (done) return void (await writer.close());
+        fedBytes += value.byteLength;
+        void writer.write(value).catch(() => {}); // a corrupt stream fails the reader's read below
+      }
+    } catch {
+      // the decompression failed or was cancelled, or the client went away: the feed stops
+    }
+  })();
+  const file = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const { value, done } = await reader.read();
+        const { value, done } = await out.read();
         if (done) controller.close();
         else controller.enqueue(value);
       } catch (err) {
         controller.error(new ApiError("bad_request", `body: not gzip, as its Content-Encoding says (${err instanceof Error ? err.message : String(err)})`));
       }
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel: (reason) => out.cancel(reason),
   });
+  const drain = async () => {
+    stopped = true;
+    await out.cancel().catch(() => {}); // wakes a feed waiting on backpressure
+    await feed;
+    await drainRaw(raw, fedBytes);
+  };
+  return { file, drain };
 }
-
 snapshotRoutes.post("/:group/restore", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
@@ -290,7 +328,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   const across = machine.checkState?.();
   const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
   if (begun.kind !== "ok") {
-    await drain(upload);
+    await upload.drain();
     throw restoreError(begun);
   }
   const id = begun.id;
@@ -313,7 +351,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       page = [];
       pageBytes = 0;
     };
-    for await (const { no, text } of lines(upload)) {
+    for await (const { no, text } of lines(upload.file)) {
       // Blank lines carry nothing (NDJSON readers skip them): a file saved with an extra newline
       // at its end was refused as malformed JSON.
       if (text.trim() === "") continue;
@@ -349,7 +387,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     if (done.kind !== "ok") throw restoreError(done);
   } catch (err) {
     if (!(await abortRestore(sequencer, id))) c.executionCtx.waitUntil(abortRestoreLater(sequencer, id));
-    await drain(upload);
+    await upload.drain();
     throw err;
   }
   groups.forget(group);
@@ -402,15 +440,13 @@ async function reached<T>(group: string, call: () => Promise<T>, failure: "not_d
 }
 
 /**
- * Reads what is left of a refused upload (bounded) before answering: a client still sending its
- * body into a connection the server stopped reading gets a broken pipe instead of the answer.
- * The upload as read (uploadOf): a gzip one's raw body is locked by its decompression, and was
- * not drained at all (a review).
+ * Reads what is left of a refused upload's body (bounded, counting the bytes already read) before
+ * answering: a client still sending its body into a connection the server stopped reading gets a
+ * broken pipe instead of the answer.
  */
-async function drain(body: ReadableStream<Uint8Array> | null): Promise<void> {
-  if (!body || body.locked) return;
-  const reader = body.getReader();
-  let bytes = 0;
+async function drainRaw(reader: ReadableStreamDefaultReader<Uint8Array> | null, readBytes: number): Promise<void> {
+  if (!reader) return;
+  let bytes = readBytes;
   try {
     for (;;) {
       const { value, done } = await reader.read();
