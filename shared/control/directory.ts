@@ -187,7 +187,7 @@ export class DirectoryCore {
   }
 
   /**
-   * Members a recorded membership (with no change in flight) no longer names: their storage is to
+   * Members a recorded membership (or a change's write-ahead) no longer names: their storage is to
    * be destroyed, and they stay listed here until their sequencer says it was (retired). A
    * sequencer kept the list in memory only: a move or a failover before a destroy that had failed
    * (the replica unreachable) left that replica's whole state for good (a probe: five such after a
@@ -199,8 +199,10 @@ export class DirectoryCore {
   private noteRetiring(before: GroupConfig, after: GroupConfig): void {
     const named = new Set([...membersOf(after), ...(after.inFlight ?? []).flat()].map((m) => m.id));
     // The membership in force before: a change's write-ahead holds [in force, next] in flight.
+    // A write-ahead counts too (its in force is the log's committed membership): a removal whose
+    // final record failed, followed at once by another change, was never listed (a review).
     const inForce = before.inFlight?.[0] ?? membersOf(before);
-    const gone = after.inFlight ? [] : inForce.map((m) => m.id).filter((id) => !named.has(id));
+    const gone = inForce.map((m) => m.id).filter((id) => !named.has(id));
     const listed = this.retiring(after.incarnation);
     const ids = [...new Set([...listed, ...gone])].filter((id) => !named.has(id));
     if (ids.length === listed.length && ids.every((id, i) => id === listed[i])) return;

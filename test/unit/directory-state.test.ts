@@ -79,4 +79,22 @@ describe("removed replicas to destroy", () => {
     expect(d.retiring(next)).toEqual([]);
     expect(d.retiring(inc)).toEqual([]);
   });
+
+  // A review: a removal whose final record failed, followed at once by another change, was never
+  // listed (that change's write-ahead has a change in flight, and its final record's "in force"
+  // was the membership after the removal): only the running sequencer's memory retried its destroy.
+  it("include a removed member whose final record failed, at the next change's write-ahead; a refused add's id still is not", () => {
+    const d = memoryDirectory();
+    const inc = d.create({ ...config, locations: [] } as GroupConfig, "2026-01-01T00:00:00.000Z").record.config.incarnation;
+    expect(d.setState(inc, "ready")).toBe(true);
+    expect(d.update(inc, cfg(inc, ["r1", "r2"], [["r1", "r2", "r3"], ["r1", "r2"]]))).toBe(true);
+    // The removal committed; its final record failed. The next change (an add) writes ahead.
+    expect(d.update(inc, cfg(inc, ["r1", "r2", "r4"], [["r1", "r2"], ["r1", "r2", "r4"]]))).toBe(true);
+    expect(d.retiring(inc)).toEqual(["r3"]);
+    // That add is refused and its record fails too; the next change's write-ahead does not list r4.
+    expect(d.update(inc, cfg(inc, ["r1"], [["r1", "r2"], ["r1"]]))).toBe(true);
+    expect(d.retiring(inc)).toEqual(["r3"]);
+    expect(d.update(inc, cfg(inc, ["r1"]))).toBe(true);
+    expect(d.retiring(inc)).toEqual(["r3", "r2"]);
+  });
 });
