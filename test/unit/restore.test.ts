@@ -348,7 +348,8 @@ describe("a restore that holds the sequencer for seconds", () => {
     const { rows, digest } = await snapshotRows();
     let nowMs = 1_000_000;
     // No timer fires: no heartbeat goes out while the install runs, as in a Durable Object busy with it.
-    const g = directGroup(config, retention, { nowMs: () => nowMs, setTimer: () => () => {} });
+    let timersFire = false; // from the read on, the confirmation's timeout may fire
+    const g = directGroup(config, retention, { nowMs: () => nowMs, setTimer: (ms, fn) => (timersFire ? realClock.setTimer(ms, fn) : () => {}) });
     const pages = async (after: string | null) => {
       if (after === null) nowMs += 4_000; // each replica's first page takes 4 s
       return after === null ? rows : [];
@@ -356,6 +357,14 @@ describe("a restore that holds the sequencer for seconds", () => {
     expect(await g.driver.restore(digest, pages)).toEqual({ ok: true });
     expect(nowMs).toBeGreaterThanOrEqual(1_012_000);
     expect(g.driver.cutOffMs()).toBeNull();
+    // The install counts for the cut-off report only, not for the read lease: with every replica
+    // gone now, a linearizable read's index must not be given on the strength of the install (a
+    // review made it an acknowledgement first, which the lease relies on).
+    timersFire = true;
+    for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+    const answer = await Promise.race([g.driver.readIndex(), tick(200).then(() => "still confirming")]);
+    expect(answer).not.toMatchObject({ kind: "ok" });
+    g.driver.stop();
   });
 });
 
