@@ -3,7 +3,7 @@
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
 import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
-import { commandTimeoutMs, pageBytesMax } from "../../shared/limits.js";
+import { commandTimeoutMs, heartbeatMs, pageBytesMax } from "../../shared/limits.js";
 import { entryBytes } from "../../shared/protocol/entry.js";
 import { type Clock, directGroup, realClock } from "../support/direct.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
@@ -724,6 +724,23 @@ describe("removed replicas a start finds listed for destruction", () => {
     g.io.leftovers = async () => ["r2", "r9"];
     g.driver.settleStart(null, [], 0);
     for (let i = 0; i < 20 && g.retired.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(g.retired).toEqual(["r9"]);
+    g.driver.stop();
+  });
+
+  it("are tried again at the heartbeats while a destroy fails (the object unreachable)", async () => {
+    const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
+    g.io.leftovers = async () => ["r9"];
+    let tries = 0;
+    g.io.retire = async (id) => {
+      if (++tries <= 2) throw new Error(`${id} is unreachable`);
+      g.retired.push(id);
+    };
+    g.driver.settleStart(null, [], 0);
+    g.driver.startHeartbeats();
+    const untilMs = Date.now() + 3 * heartbeatMs + 1_000;
+    while (Date.now() < untilMs && g.retired.length === 0) await new Promise((r) => setTimeout(r, 20));
+    expect(tries).toBe(3);
     expect(g.retired).toEqual(["r9"]);
     g.driver.stop();
   });
