@@ -1,21 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
+import { memoryDirectory } from "../support/directory.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
 
-function memoryDirectory(): DirectoryCore {
-  const kv = new Map<string, unknown>();
-  const store: DirectoryStore = {
-    get: (k) => structuredClone(kv.get(k) ?? null),
-    put: (k, v) => void kv.set(k, structuredClone(v)),
-    delete: (k) => void kv.delete(k),
-    list: (prefix) => [...kv].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
-    append: () => {},
-    recent: () => [],
-    clearHistory: () => {},
-    transaction: (fn) => fn(),
-  };
-  return new DirectoryCore(store);
-}
 
 const config = { group: "g", machine: "kv", replicas: 3, outputs: "first", checkpointEvery: 100 } as unknown as GroupConfig;
 

@@ -6,7 +6,7 @@ import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
 import { commandTimeoutMs, cutOffConfirmMs, cutOffLookupMs, replicaRpcTimeoutMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { cutOffOf, unsureAfter } from "../../shared/protocol/io.js";
-import { directGroup } from "../support/direct.js";
+import { directGroup, fastClock as fast } from "../support/direct.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
@@ -14,17 +14,6 @@ import { machineFor } from "../../shared/machines/index.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 
-/** Time 50 times faster than the wall clock: the driver's real timers, a cut-off in a tenth of a second. */
-const fast = (() => {
-  const startMs = Date.now();
-  return {
-    nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
-    setTimer: (ms: number, fn: () => void) => {
-      const t = setTimeout(fn, ms / 50);
-      return () => clearTimeout(t);
-    },
-  };
-})();
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 };
 

@@ -5,8 +5,8 @@ import { describe, expect, it } from "vitest";
 import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
-import { directGroup } from "../support/direct.js";
-import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
+import { directGroup, fastClock as fast } from "../support/direct.js";
+import { memoryDirectory } from "../support/directory.js";
 
 const config: GroupConfig = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as never;
 const moved: GroupConfig = { ...config, sequencer: { name: "g~s1", location: null, no: 1 } } as never;
@@ -48,34 +48,7 @@ describe("a recovery's event", () => {
   }, 40_000);
 });
 
-/** DirectoryCore over maps, as the Durable Object's SQLite keeps it (the history kept in order). */
-function memoryDirectory(): DirectoryCore {
-  const kv = new Map<string, unknown>();
-  const history: { kind: string; body: unknown }[] = [];
-  const store: DirectoryStore = {
-    get: (k) => structuredClone(kv.get(k) ?? null),
-    put: (k, v) => void kv.set(k, structuredClone(v)),
-    delete: (k) => void kv.delete(k),
-    list: (prefix) => [...kv].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
-    append: (kind, body) => void history.push({ kind, body }),
-    recent: (kind, limit) => history.filter((h) => h.kind === kind).reverse().slice(0, limit).map((h) => h.body),
-    clearHistory: () => void history.splice(0),
-    transaction: (fn) => fn(),
-  };
-  return new DirectoryCore(store);
-}
 
-/** Time 50 times faster than the wall clock: a recovery's wait for the old read lease in a few tens of ms. */
-const fast = (() => {
-  const startMs = Date.now();
-  return {
-    nowMs: () => 1_000_000 + (Date.now() - startMs) * 50,
-    setTimer: (ms: number, fn: () => void) => {
-      const t = setTimeout(fn, ms / 50);
-      return () => clearTimeout(t);
-    },
-  };
-})();
 
 describe("a re-created group's sequencer named like one of the deleted group's", () => {
   // A probe: fg failed over twice (fg~s1 fenced out by fg~s2), deleted and re-created; its first

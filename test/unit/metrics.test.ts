@@ -4,7 +4,7 @@ import parse from "parse-prometheus-text-format";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { escapeHelp, escapeLabelValue, exposition, formatValue, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
 import type { AuditReport, EventKind, GroupStatus } from "../../shared/api/types.js";
-import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
+import { memoryDirectory } from "../support/directory.js";
 import { auditHistoryMax } from "../../shared/limits.js";
 import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
@@ -149,26 +149,6 @@ describe("the sequencer's commands counter (smr_commands_total)", () => {
   });
 });
 
-/** DirectoryCore over maps, as the Durable Object's SQLite keeps it. */
-function memoryDirectory(): DirectoryCore {
-  const kv = new Map<string, unknown>();
-  const history: { kind: string; body: unknown }[] = [];
-  const store: DirectoryStore = {
-    get: (k) => structuredClone(kv.get(k) ?? null),
-    put: (k, v) => void kv.set(k, structuredClone(v)),
-    delete: (k) => void kv.delete(k),
-    list: (prefix) => [...kv].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1)),
-    append: (kind, body, keepMax) => {
-      history.push({ kind, body });
-      const mine = history.filter((h) => h.kind === kind);
-      for (const old of mine.slice(0, Math.max(0, mine.length - keepMax))) history.splice(history.indexOf(old), 1);
-    },
-    recent: (kind, limit) => history.filter((h) => h.kind === kind).reverse().slice(0, limit).map((h) => h.body),
-    clearHistory: () => void history.splice(0),
-    transaction: (fn) => fn(),
-  };
-  return new DirectoryCore(store);
-}
 
 describe("the directory's counters (smr_failovers_total, smr_audits_total)", () => {
   const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as unknown as GroupConfig;
