@@ -1,16 +1,21 @@
 // Argument parsers for commander: a bad value is a usage error (exit 2) that names the argument.
 import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
-import { checkJson, numberChanged } from "../shared/api/input.js";
+import { checkJson, parseJson } from "../shared/api/input.js";
 import { groupNamePattern } from "../shared/api/names.js";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
 export class UsageError extends Error {}
 
+/**
+ * A JSON argument. A number JSON.parse would change is refused, named by its field: 1e400 became
+ * Infinity and was sent as null, 12345678901234567890 was sent as 12345678901234567000 (a probe:
+ * both exit 0).
+ */
 export function jsonArg(text: string): unknown {
   let doc: unknown;
   try {
-    doc = parseJson(text);
+    doc = parseJson(text, "sent");
   } catch (err) {
     throw new InvalidArgumentError(`not JSON (${(err as Error).message}); quote strings as '"text"'`);
   }
@@ -19,24 +24,6 @@ export function jsonArg(text: string): unknown {
   return doc;
 }
 
-/**
- * JSON.parse, refusing a number it would change: 1e400 became Infinity and was sent as null (the
- * server refuses it when sent as it is), 12345678901234567890 was sent as 12345678901234567000 (a
- * probe: both exit 0). The source text of each number is V8's (JSON.parse source access, Node 22).
- */
-export function parseJson(text: string): unknown {
-  return JSON.parse(text, function (this: unknown, _key: string, value: unknown, context?: { source?: string }) {
-    const source = context?.source;
-    if (typeof value === "number" && source !== undefined) {
-      const problem = numberChanged(source, value, "sent");
-      if (problem) throw new NumberChanged(problem);
-    }
-    return value;
-  } as (key: string, value: unknown) => unknown) as unknown;
-}
-
-/** A number JSON.parse would change (parseJson): said apart from malformed JSON. */
-export class NumberChanged extends Error {}
 
 export function intArg(text: string): number {
   const n = Number(text);
@@ -116,11 +103,10 @@ export function readJsonFile(file: string): unknown[] {
   };
   let whole: unknown;
   try {
-    whole = parseJson(text);
-  } catch (err) {
-    // One document (pretty-printed, perhaps) holding a number it would change: said of the file
+    // One document (pretty-printed, perhaps) holding a number it would change is said of the file
     // (it was read again as NDJSON, and the error was of its first line's JSON, a review).
-    if (err instanceof NumberChanged) throw new UsageError(`${file}: ${err.message}`);
+    whole = parseJson(text, "sent");
+  } catch {
     whole = undefined; // not a single document: NDJSON
   }
   if (whole !== undefined) return (Array.isArray(whole) ? whole : [whole]).map((doc, i) => checked(doc, Array.isArray(whole) ? `${file}[${i}]` : file));
@@ -129,7 +115,7 @@ export function readJsonFile(file: string): unknown[] {
     if (line.trim() === "") return;
     let doc: unknown;
     try {
-      doc = parseJson(line);
+      doc = parseJson(line, "sent");
     } catch (err) {
       throw new UsageError(`${file}:${i + 1}: not JSON (${(err as Error).message})`);
     }

@@ -24,13 +24,16 @@ export class ChangedNumber {
  */
 const mayChangeNumbers = /\d{16}|\d[eE]/;
 
-/** JSON.parse, with each number it would change as a ChangedNumber (see numberChanged). */
-export function parseJson(text: string): unknown {
+/**
+ * JSON.parse, with each number it would change as a ChangedNumber (see numberChanged); `as`: what
+ * would happen to it ("stored" at the server, "sent" by the CLI).
+ */
+export function parseJson(text: string, as = "stored"): unknown {
   if (!mayChangeNumbers.test(text)) return JSON.parse(text) as unknown;
   return JSON.parse(text, function (_key: string, value: unknown, context?: { source?: string }) {
     const source = context?.source;
     if (typeof value !== "number" || source === undefined) return value;
-    const problem = numberChanged(source, value, "stored");
+    const problem = numberChanged(source, value, as);
     return problem === null ? value : new ChangedNumber(problem);
   } as (key: string, value: unknown) => unknown) as unknown;
 }
