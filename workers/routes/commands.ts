@@ -161,12 +161,17 @@ async function refusePastEnd(c: Context<App>, group: string, seq: number, field:
  */
 const incarnationHeader = "x-smr-incarnation";
 
-function refuseOtherIncarnation(c: Context<App>, group: string, incarnation: number): void {
+/** The incarnation a reconnecting watch says it followed (null: none said). */
+function incarnationOf(c: Context<App>): number | null {
   const given = c.req.header(incarnationHeader);
-  if (given === undefined) return;
+  if (given === undefined) return null;
   if (!/^[0-9]{1,15}$/.test(given.trim())) throw new ApiError("bad_request", `${incarnationHeader}: an integer (the one a watch's answer gave)`);
-  if (Number(given.trim()) !== incarnation) {
-    throw new ApiError("not_found", `group ${group} was deleted since this watch began (the watch followed its incarnation ${given.trim()}, the group now is incarnation ${incarnation}): watch the new one from its start`);
+  return Number(given.trim());
+}
+
+function refuseOtherIncarnation(group: string, followed: number | null, incarnation: number): void {
+  if (followed !== null && followed !== incarnation) {
+    throw new ApiError("not_found", `group ${group} was deleted since this watch began (the watch followed its incarnation ${followed}, the group now is incarnation ${incarnation}): watch the new one from its start`);
   }
 }
 
@@ -224,10 +229,11 @@ commandRoutes.get("/:group/watch", async (c) => {
     throw new ApiError("bad_request", "Last-Event-ID: a seq (an integer from 0 to 2^53-1)");
   }
   const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
+  const followed = incarnationOf(c);
   let record = await groups.lookup(c.env, group);
   // A newer incarnation than this router's cached one: the cache is stale, not the watch (a review).
-  if (Number(c.req.header(incarnationHeader)?.trim()) > record.config.incarnation) record = await groups.lookup(c.env, group, true);
-  refuseOtherIncarnation(c, group, record.config.incarnation);
+  if (followed !== null && followed > record.config.incarnation) record = await groups.lookup(c.env, group, true);
+  refuseOtherIncarnation(group, followed, record.config.incarnation);
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
   if (from !== undefined) params.set("from", String(from));
