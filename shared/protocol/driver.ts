@@ -1254,9 +1254,11 @@ export class SequencerDriver {
   /** One round of an audit: every replica's audit info, noted, and the verdict on it. */
   private async auditRound(): Promise<{ decided: ReturnType<typeof decideAudit>; answered: string[] }> {
     const ids = this.core.replicaIds();
+    // The next entry's seq: each replica records a checkpoint there (see ReplicaCore.auditInfo).
+    const markSeq = this.core.lastLogSeq + 1;
     const answers = await Promise.all(
       ids.map((id) =>
-        withTimeout(this.io, this.io.link(id).auditInfo(), auditRpcTimeoutMs, `audit of ${id}`).catch((err) => {
+        withTimeout(this.io, this.io.link(id).auditInfo(markSeq), auditRpcTimeoutMs, `audit of ${id}`).catch((err) => {
           this.io.log("warn", `audit of ${this.core.config.group}/${id}: ${String(err)}`);
           return null;
         }),

@@ -91,7 +91,8 @@ export interface ReplicaApi {
   append(msg: AppendRequest): AppendResponse;
   query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer>;
   session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer>;
-  auditInfo(): AuditInfo | null;
+  /** `markSeq`: a seq to record a checkpoint at once applied (ReplicaCore.auditInfo). */
+  auditInfo(markSeq?: number): AuditInfo | null;
   /**
    * Reads one audit's worth more of the scrub pass under way (`finished`: the pass just ended), for
    * a caller that repeats it to the pass's end without waiting for audits: a snapshot download found

@@ -293,9 +293,9 @@ export class ReplicaDriver implements ReplicaApi {
     this.core?.endExport(id);
   }
 
-  auditInfo(): AuditInfo | null {
+  auditInfo(markSeq?: number): AuditInfo | null {
     this.contact();
-    return this.core?.auditInfo() ?? null;
+    return this.core?.auditInfo(markSeq) ?? null;
   }
 
   scrubNow(): { finished: boolean } | null {

@@ -257,6 +257,8 @@ export class ReplicaCore {
   private readonly savePhase: number;
   /** The transfer being installed (its id: pages of any other transfer are refused). */
   private installing: (SnapshotInfo & { transferId: string }) | null = null;
+  /** A seq an audit asked this replica to record a checkpoint at, once it applies it (see auditInfo). */
+  private auditMarkSeq: number | null = null;
 
   constructor(
     private readonly storage: ReplicaStorage,
@@ -532,8 +534,9 @@ export class ReplicaCore {
       this.unapplied.delete(e.seq);
       next.appliedSeq = e.seq;
       if (e.kind === "config") next.membership = membershipIn(e.seq, e.command as ConfigCommand);
-      if (e.seq % next.checkpointEvery === 0) {
+      if (e.seq % next.checkpointEvery === 0 || e.seq === this.auditMarkSeq) {
         this.storage.addCheckpoint({ seq: e.seq, digest: this.state.digest, logHash: e.hash }, checkpointsKeptMax);
+        if (e.seq === this.auditMarkSeq) this.auditMarkSeq = null;
       }
     }
     this.storage.appendEffects(effects);
@@ -838,7 +841,16 @@ export class ReplicaCore {
     return { finished: cursor === null };
   }
 
-  auditInfo(): AuditInfo {
+  /**
+   * What an audit compares, `markSeq`: a seq not yet applied at which to record a checkpoint too.
+   * Between periodic checkpoints (a young group, a large checkpointEvery) replicas under writes
+   * share no position but the empty state, and the audit had nothing to compare (`insufficient`,
+   * which the health reads as degraded) or called a replica a commit apart `behind`; a seq marked
+   * ahead of all of them (the sequencer's next) is one every replica records as it passes, so the
+   * audit's next round, or the next audit, compares them all there.
+   */
+  auditInfo(markSeq?: number): AuditInfo {
+    if (markSeq !== undefined && markSeq > this.meta.appliedSeq) this.auditMarkSeq = markSeq;
     if (this.installing) {
       // Half-installed rows say nothing yet: no scrub, no checkpoints.
       const empty = { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };

@@ -778,4 +778,15 @@ describe("an audit whose replicas share no position at first", () => {
     expect([calls, without.verdict]).toEqual([2, "insufficient"]);
     g.driver.stop();
   });
+
+  it("marks the next entry's seq, which every replica then records as a checkpoint", async () => {
+    const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
+    for (let i = 1; i <= 3; i++) expect((await g.driver.submit("a", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    const next = g.driver.core.lastLogSeq + 1;
+    expect((await g.driver.audit()).verdict).toBe("consistent");
+    for (let i = 4; i <= 5; i++) expect((await g.driver.submit("a", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    for (let i = 0; i < 50 && [...g.replicas.values()].some((r) => r.core!.appliedSeq < next + 1); i++) await tick();
+    for (const r of g.replicas.values()) expect(r.core!.auditInfo().checkpoints.map((cp) => cp.seq)).toContain(next);
+    g.driver.stop();
+  });
 });

@@ -419,6 +419,33 @@ describe("checkpoints and audits", () => {
     expect(decideAudit("g", "t", replicaIds(3), emptyInfos).report).toMatchObject({ seq: 0, verdict: "consistent" });
   });
 
+  // Between periodic checkpoints, replicas under writes share no position: the audit said
+  // `insufficient` (degraded, to the health) or called a replica a commit ahead `behind`. An audit
+  // marks the next seq, which each replica records as it passes: the next audit compares them all.
+  it("compares every replica at the seq an earlier audit marked, once they have all passed it", () => {
+    const c = Cluster.of("kv", 3, "first", 100);
+    const infos = (markSeq?: number) => new Map([...c.replicas.keys()].map((id) => [id, c.replicas.get(id)!.auditInfo(markSeq)] as const));
+    for (let r = 1; r <= 40; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    expect(decideAudit("g", "t", replicaIds(3), infos(41)).report).toMatchObject({ seq: 40, verdict: "consistent" });
+    // 41 and 42 reach all three; 43 is applied by r2 only.
+    c.submit("a", 41, put("k41", 41));
+    c.submit("a", 42, put("k42", 42));
+    c.settle();
+    c.down.add("r3");
+    c.submit("a", 43, put("k43", 43));
+    c.round(); // r1 and r2 store 43: committed
+    c.down.add("r1");
+    c.round(); // r2 applies 43
+    c.down.clear();
+    expect([...c.replicas.values()].map((r) => r.appliedSeq)).toEqual([42, 43, 42]);
+    const { report } = decideAudit("g", "t", replicaIds(3), infos());
+    expect(report).toMatchObject({ seq: 41, verdict: "consistent" });
+    expect(report.replicas.map((r) => r.verdict)).toEqual(["agrees", "agrees", "agrees"]);
+    // A mark is recorded once: the seq it named, not every later one.
+    expect(c.replicas.get("r2")!.auditInfo().checkpoints.map((cp) => cp.seq)).toEqual([0, 41, 43]);
+  });
+
   it("the scrub flags a replica whose rows were changed behind its digest", () => {
     const c = Cluster.of("kv");
     for (let r = 1; r <= 4; r++) c.submit("a", r, put(`k${r}`, r));
