@@ -230,14 +230,14 @@ export async function withSequencer<T>(
       noteUnreachable(sequencerKey(record.config), calledMs);
       unsure = { earlier: null };
       // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
-      record = await failover(env, group, sequencerName(record.config), String(err));
+      record = await failover(env, group, record.config, String(err));
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
     }
     const lostMs = cutOffOf(answer);
     if (lostMs !== null) {
       // It answers, but has heard no quorum for sequencerTimeoutMs: fail it over if that lasts
       // (failover.ts, cutOffVote) and ask the successor; if not, its own 503 or 504 stands.
-      const moved = await failover(env, group, sequencerName(record.config), `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
+      const moved = await failover(env, group, record.config, `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
       // Failed over, the successor is asked. Not failed over, the same sequencer is asked once
       // more: the vote waited up to cutOffConfirmMs, and it may have heard a quorum again meanwhile
       // (the vote refused for that very reason), so its first refusal is stale (a probe's writes got
@@ -321,12 +321,14 @@ function noteUnreachable(key: string, sinceMs: number): void {
  * recovers at a higher epoch, and the directory names it (compare-and-set: one successor). Throws
  * 503 when the voters still hear it (this router alone is cut off) or it took office too recently.
  */
-export async function failover(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {
+export async function failover(env: Env, group: string, config: GroupConfig, cause: string, cutOffMs?: number): Promise<GroupRecord> {
   // One round per sequencer in this isolate: the requests that found it gone wait on the same
   // one, each for at most failoverRoundMaxMs. The round runs in the request that began it; if the
   // platform cancels that request its promise may never settle, and a map entry waited on without
   // a bound would hold every later request of the isolate for ever: past the bound it is replaced.
-  const key = `${group}/${failed}`;
+  // Keyed by incarnation too: a re-created group's `g` is not the deleted one's (a probe).
+  const failed = sequencerName(config);
+  const key = `${group}/${sequencerKey(config)}`;
   const running = failingOver.get(key);
   const nowMs = Date.now();
   if (running && nowMs - running.startedMs < failoverRoundMaxMs) {
@@ -334,7 +336,7 @@ export async function failover(env: Env, group: string, failed: string, cause: s
       throw err instanceof ApiError ? err : new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); a failover round did not finish: ${String(err)}`, 1);
     });
   }
-  const round = failoverOnce(env, group, failed, cause, cutOffMs).finally(() => {
+  const round = failoverOnce(env, group, sequencerKey(config), cause, cutOffMs).finally(() => {
     if (failingOver.get(key)?.round === round) failingOver.delete(key);
   });
   failingOver.set(key, { round, startedMs: nowMs });
@@ -344,10 +346,11 @@ export async function failover(env: Env, group: string, failed: string, cause: s
 
 const failingOver = new Map<string, { round: Promise<GroupRecord>; startedMs: number }>();
 
+/** `failed`: the unreachable sequencer's sequencerKey (its incarnation and name). */
 async function failoverOnce(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {
   const record = await lookup(env, group, true);
   const config = record.config;
-  if (sequencerName(config) !== failed) return record;
+  if (sequencerKey(config) !== failed) return record;
   const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, config, id).call(config.incarnation, "vote", [])) };
   const started = Date.now();
   const ask = () => withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer");
@@ -358,7 +361,7 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   const seenMs = nowMs - (unreachableSince.get(sequencerKey(config)) ?? nowMs);
   const downMs = Math.max(decision.downMs + (nowMs - started), seenMs < unreachableMemoryMs ? seenMs : 0);
   // Its event is kept with the new sequencer's recovery event, which knows the epoch (SequencerChange).
-  const change: SequencerChange = { kind: "failover", from: failed, to: decision.next.name, cause, downMs, atMs: nowMs };
+  const change: SequencerChange = { kind: "failover", from: sequencerName(config), to: decision.next.name, cause, downMs, atMs: nowMs };
   // The record as stored: its membership may be newer than the one read before the PreVote.
   const moved = await directory.replaceSequencer(config.incarnation, config.sequencer?.no ?? 0, { ...config, sequencer: decision.next }, change);
   if (!moved) return lookup(env, group, true);
@@ -368,7 +371,7 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
   const event = changeEvent(change, r.epoch, new Date().toISOString());
   if (!r.eventKept) await settle(env, group, config.incarnation, change.to, r.epoch, event.at);
-  logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: failed, to: change.to, downMs: event.downMs, cause }, "warn");
+  logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: change.from, to: change.to, downMs: event.downMs, cause }, "warn");
   return { ...record, config: moved };
 }
 

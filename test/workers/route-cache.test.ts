@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { routeCacheGroupsMax } from "../../shared/limits.js";
-import { lookup } from "../../workers/groups.js";
+import { failover, lookup } from "../../workers/groups.js";
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -26,5 +26,27 @@ describe("the router's cache of group records", () => {
     await lookup(env as never, "g0");
     expect(reads.at(-1)).toBe("g0");
     expect(reads).toHaveLength(names.length + 1);
+  });
+});
+
+describe("the router's failover rounds", () => {
+  // Keyed by name alone, a round for a deleted group's sequencer `g` went on against the re-created
+  // group's `g` (its voters asked to vote it out), and requests for either shared one round.
+  it("leave a sequencer of another incarnation alone: the group's current record, no vote asked", async () => {
+    const calls: string[] = [];
+    const config = (incarnation: number) => ({ group: "fo", incarnation, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 });
+    const env = {
+      DIRECTORY: {
+        idFromName: (name: string) => name,
+        get: () => ({ call: async (method: string) => (calls.push(`directory.${method}`), method === "get" ? { state: "ready", config: config(2) } : null) }),
+      },
+      REPLICA: {
+        idFromName: (name: string) => name,
+        get: () => ({ call: async (_inc: number, method: string) => (calls.push(`replica.${method}`), { heard: true }) }),
+      },
+    };
+    const record = await failover(env as never, "fo", config(1) as never, "unreachable");
+    expect(record.config.incarnation).toBe(2);
+    expect(calls.filter((c) => c.startsWith("replica."))).toEqual([]);
   });
 });
