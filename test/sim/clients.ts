@@ -3,6 +3,7 @@
 import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
 import { cutOffOf, withTimeout } from "../../shared/protocol/io.js";
 import { nearestFirst } from "../../shared/geo.js";
+import { membersOf } from "../../shared/protocol/types.js";
 import type { Operation } from "./linearizability.js";
 import { simMachineFor } from "./machines.js";
 import { type SimReplica, type SimSequencer, rpc } from "./nodes.js";
@@ -236,7 +237,10 @@ export class SimClient {
       if (idx?.kind !== "ok") return;
       minSeq = idx.seq;
     }
-    const live = [...this.replicas.values()].filter((x) => !x.retired);
+    // The members the directory names, as the router reads them (a removed replica whose destroy
+    // failed is still up, and not one to read from).
+    const named = new Set(membersOf(this.sequencer().registryConfig).map((m) => m.id));
+    const live = [...this.replicas.values()].filter((x) => !x.retired && named.has(x.id));
     const r = this.location === null ? rng.pick(live) : nearestFirst(live.map((x) => ({ x, location: this.net.location.get(x.id) ?? null })), this.location, () => rng.next())[0]!.x;
     a = await this.call<ReadAnswer>(r.id, `read ${this.name}`, () => r.incarnation, () =>
       r.query(structuredClone(query), minSeq, consistency === "stale" ? 0 : 2_000),

@@ -1,9 +1,13 @@
 import { MajorityConfig } from "../../shared/protocol/quorum.js";
+import { assert } from "../../shared/protocol/assert.js";
 import { simMachineFor as machineFor } from "./machines.js";
 // The group's nodes in the simulator: the real cores and drivers, with their RPCs carried by the
 // simulated network and their storage in memory that survives crashes.
 import { SequencerDriver } from "../../shared/protocol/driver.js";
-import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, askAgain, linkOver, serve } from "../../shared/protocol/io.js";
+import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, askAgain, linkOver, serve, withTimeout } from "../../shared/protocol/io.js";
+import type { DirectoryCore } from "../../shared/control/directory.js";
+import { replicaDestroyTimeoutMs } from "../../shared/limits.js";
+import { memoryDirectory } from "../support/directory.js";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
@@ -243,10 +247,26 @@ class ArchivingStorage extends MemorySequencerStorage {
   }
 }
 
-/** The group's directory as the simulator keeps it (a durable record, instant here), and the history archive. */
+/**
+ * The group's directory: the real DirectoryCore over memory (its record, membership writes,
+ * quarantine list, failover compare-and-set and list of removed replicas to destroy), and the
+ * history archive.
+ */
 export class SimDirectory {
   readonly archive = new Map<number, Entry>();
-  constructor(public config: GroupConfig) {}
+  readonly core: DirectoryCore;
+  constructor(config: GroupConfig) {
+    this.core = memoryDirectory(config.incarnation);
+    const made = this.core.create(config, new Date(0).toISOString());
+    assert(made.kind === "created" && made.record.config.incarnation === config.incarnation, "the simulator's directory made its group");
+    this.core.setState(config.incarnation, "ready");
+  }
+  get config(): GroupConfig {
+    return this.core.get()!.config;
+  }
+  get incarnation(): number {
+    return this.config.incarnation;
+  }
 }
 
 export class SimSequencer {
@@ -349,29 +369,36 @@ export class SimSequencer {
       // The directory: a durable write, refused from a sequencer it no longer names.
       recordMemberships: async (config) => {
         await this.directoryDelay();
-        if (sequencerName(config) !== sequencerName(this.dir.config)) throw new Error(`${this.name} is no longer in office`);
-        // As the directory's update: the quarantine list is written by recordQuarantined only.
-        const { quarantined: _ignored, ...membership } = config;
-        const kept = this.dir.config.quarantined;
-        this.dir.config = { ...membership, sequencer: this.dir.config.sequencer, ...(kept ? { quarantined: kept } : {}) };
+        if (!this.dir.core.update(this.dir.incarnation, config)) throw new Error(`${this.name} is no longer in office`);
       },
-      // The directory's list of quarantined replicas, from the sequencer it names only (as
-      // Directory.setQuarantined): a successor's recovery keeps them quarantined.
+      // The directory's list of quarantined replicas, from the sequencer it names only: a
+      // successor's recovery keeps them quarantined.
       recordQuarantined: async (ids) => {
         await this.directoryDelay();
-        if (!this.inOffice()) throw new Error(`${this.name} is no longer in office`);
-        const { quarantined: _old, ...config } = this.dir.config;
-        this.dir.config = ids.length > 0 ? { ...config, quarantined: [...ids] } : config;
+        if (!this.dir.core.setQuarantined(this.dir.incarnation, this.name, ids)) throw new Error(`${this.name} is no longer in office`);
       },
-      retire: async (id) => {
-        const r = this.replicas.get(id);
-        if (r) {
-          r.retired = true;
-          r.crash();
-          this.net.down.add(id);
-        }
-      },
+      retire: (id) => this.retire(id),
+      leftovers: async () => (await this.directoryDelay(), this.dir.core.retiring(this.dir.incarnation)),
     };
+  }
+
+  /**
+   * Destroys a removed replica over the network (bounded, as replicaDestroyTimeoutMs): one that
+   * cannot be reached is not destroyed, the driver tries again, and the directory lists it until one
+   * is (a successor's start destroys what is listed).
+   */
+  private async retire(id: string): Promise<void> {
+    const r = this.replicas.get(id);
+    if (r && !r.retired) {
+      const here = isColocated(this.dir.config, id) && this.name === this.dir.config.group;
+      if (!here) await withTimeout(this.world, rpc(this.world, this.net, this.node, id, "destroy", () => r.incarnation, () => true), replicaDestroyTimeoutMs, `the destroy of ${id}`);
+      r.retired = true;
+      r.crash();
+      this.net.down.add(id);
+      this.world.trace(`destroyed ${id}`);
+    }
+    await this.directoryDelay();
+    this.dir.core.retired(this.dir.incarnation, id);
   }
 
   private link(id: string): ReplicaLink {
@@ -582,8 +609,7 @@ export class SimGroup {
         this.refusedFailovers++;
         return;
       }
-      if ((this.dir.config.sequencer?.no ?? 0) !== (config.sequencer?.no ?? 0)) return;
-      this.dir.config = { ...this.dir.config, sequencer: d.next };
+      if (this.dir.core.replaceSequencer(this.dir.incarnation, config.sequencer?.no ?? 0, { ...config, sequencer: d.next }, undefined, this.world.now) === null) return;
       this.failovers.push({ atMs: this.world.now, to: d.next.name, downMs: d.downMs });
       if (cutOffMs !== undefined) this.cutOffFailovers++;
       this.world.trace(`failover to ${d.next.name}`);

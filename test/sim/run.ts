@@ -151,7 +151,13 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // The sequencer in office (a failover names another).
   const seq = () => group.current();
   // The members change with reconfiguration: always ask.
-  const memberIds = () => [...replicas.values()].filter((r) => !r.retired).map((r) => r.id);
+  // As the directory names them (a change in flight: both memberships); a removed replica whose
+  // destroy failed is still up until a retry destroys it.
+  const memberIds = () => {
+    const c = group.dir.config;
+    const named = new Set([...membersOf(c), ...(c.inFlight ?? []).flat()].map((m) => m.id));
+    return [...replicas.values()].filter((r) => !r.retired && named.has(r.id)).map((r) => r.id);
+  };
   /**
    * Replicas the group can lose now and still recover: per membership in force (a change under
    * way: each), its voters less a majority of them; the least. A replacement that removed an old
@@ -497,10 +503,12 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   net.faults = { dropP: 0, duplicateP: 0, jitterMs: net.faults.jitterMs };
   net.isolated.clear();
   net.slow.clear();
-  for (const id of memberIds()) {
-    if (net.down.has(id)) {
-      net.down.delete(id);
-      replicas.get(id)!.restart();
+  // Every replica not destroyed, a removed one too (its object comes back at its next call, and
+  // the destroy the directory still lists reaches it then).
+  for (const r of replicas.values()) {
+    if (!r.retired && net.down.has(r.id)) {
+      net.down.delete(r.id);
+      r.restart();
     }
   }
   for (const s of group.sequencers.values()) restartObject(s);
@@ -535,6 +543,23 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     await world.run(world.now + 120_000, () => resolved === clients.length);
     if (resolved < clients.length) failures.add("commands asked again after the heal were not answered in 120 s");
     await world.run(world.now + 30_000, converged);
+  }
+  // Every removed replica's storage is destroyed once healed: the directory lists those whose
+  // destroy failed, and the sequencer in office retries them (at its start and its heartbeats).
+  if (seq().driver) {
+    // Members once: the first ones and every committed add (a replica provisioned for an add that
+    // was refused is not one: its id goes to the next add).
+    const added = [...group.dir.archive.values()].filter((e) => e.kind === "config" && (e.command as { op?: string }).op === "add").map((e) => (e.command as { id: string }).id);
+    const everMembers = new Set([...replicaIds(config.replicas), ...added]);
+    const undestroyed = () => {
+      const c = group.dir.config;
+      const named = new Set([...membersOf(c), ...(c.inFlight ?? []).flat()].map((m) => m.id));
+      return [...replicas.values()].filter((r) => !r.retired && everMembers.has(r.id) && !named.has(r.id)).map((r) => r.id);
+    };
+    await world.run(world.now + 30_000, () => undestroyed().length === 0 && group.dir.core.retiring(group.dir.incarnation).length === 0);
+    if (undestroyed().length > 0) failures.add(`removed replicas never destroyed: ${undestroyed().join(", ")}`);
+    const listed = group.dir.core.retiring(group.dir.incarnation);
+    if (listed.length > 0) failures.add(`the directory still lists replicas to destroy: ${listed.join(", ")}`);
   }
   // One more audit after convergence: it must find the corrupted replica, and only it.
   if (!seq().driver) {

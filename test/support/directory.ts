@@ -2,9 +2,12 @@
 // directory and of what the drivers record there.
 import { DirectoryCore, type DirectoryStore } from "../../shared/control/directory.js";
 
-/** A DirectoryCore over maps; its history kept in order and bounded per kind, as the object's is. */
-export function memoryDirectory(): DirectoryCore {
-  const kv = new Map<string, unknown>();
+/**
+ * A DirectoryCore over maps; its history kept in order and bounded per kind, as the object's is.
+ * `firstIncarnation`: the incarnation its first creation gets (the simulator's groups are 0).
+ */
+export function memoryDirectory(firstIncarnation = 1): DirectoryCore {
+  const kv = new Map<string, unknown>([["incarnation", firstIncarnation - 1]]);
   const history: { kind: string; body: unknown }[] = [];
   const store: DirectoryStore = {
     get: (k) => structuredClone(kv.get(k) ?? null),
