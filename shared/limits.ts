@@ -349,6 +349,12 @@ export const scrubPageRows = 1_000;
  */
 export const scrubRowsPerAuditMax = 50_000;
 /**
+ * Characters (keys and values) one audit's scrub reads, at most: by rows alone, 50,000 rows of a
+ * 60 KB session output each held an audit 6 to 8 s (a probe: a write beside it took 12 s). Rows
+ * hash at about 35 MB/s here: this is about a quarter of a second too.
+ */
+export const scrubCharsPerAuditMax = 8 * 1024 * 1024;
+/**
  * How long the router caches a group's routing info (replica ids, machine) per isolate; also how
  * long a revoked group token may still be accepted by a router that checked it just before.
  */

@@ -6,6 +6,7 @@ import {
   logRetentionEntries,
   pageBytesMax,
   scrubPageRows,
+  scrubCharsPerAuditMax,
   scrubRowsPerAuditMax,
   stateSaveBytesMax,
   stateSaveEntriesMax,
@@ -835,7 +836,7 @@ export class ReplicaCore {
   scrubNow(): { finished: boolean } | null {
     if (this.installing) return null;
     this.saveState();
-    this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows);
+    this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows, scrubCharsPerAuditMax);
     const cursor = stampScrub(this.state.scrubCursor, this.meta.stateDigest);
     this.saveMeta({ scrub: cursor });
     return { finished: cursor === null };
@@ -858,7 +859,7 @@ export class ReplicaCore {
     }
     this.saveState();
     // Before the first pass over a large state has finished there is nothing to judge: equal digests.
-    const scrub = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows) ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
+    const scrub = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows, scrubCharsPerAuditMax) ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
     // Where the pass stands, for the next audit after a restart (the rows are all stored: it is theirs).
     const cursor = stampScrub(this.state.scrubCursor, this.meta.stateDigest);
     if (JSON.stringify(cursor) !== JSON.stringify(this.meta.scrub ?? null)) this.saveMeta({ scrub: cursor });

@@ -12,19 +12,20 @@ import { Cluster } from "../support/cluster.js";
 // U+FFFD there, before it in JavaScript's string order.
 const keys = ["m/a", "m/b", "m/\u{1F600}", "m/\uFFFD", "m/\uE000x", "s/1:a/1", "c/1:a", "m/z", "m/", "m/aa"];
 
-type Op = { kind: "put"; key: string; value: number } | { kind: "delete"; key: string } | { kind: "save" } | { kind: "step"; rows: number };
+type Op = { kind: "put"; key: string; value: number } | { kind: "delete"; key: string } | { kind: "save" } | { kind: "step"; rows: number; chars: number };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("put" as const), key: fc.constantFrom(...keys), value: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ kind: fc.constant("delete" as const), key: fc.constantFrom(...keys) }),
   fc.record({ kind: fc.constant("save" as const) }),
-  fc.record({ kind: fc.constant("step" as const), rows: fc.integer({ min: 1, max: 3 }) }),
+  // A bound in characters too (a row here is 4 to 12): a step may end mid-page for want of them.
+  fc.record({ kind: fc.constant("step" as const), rows: fc.integer({ min: 1, max: 3 }), chars: fc.oneof(fc.integer({ min: 1, max: 30 }), fc.constant(Infinity)) }),
 );
 
 /** A replica's audit: its rows stored first (ReplicaCore.saveState), then one scrub step. */
-function audit(state: DigestedState, rows: number) {
+function audit(state: DigestedState, rows: number, chars = Infinity) {
   state.save();
-  return state.scrubStep(rows, 2);
+  return state.scrubStep(rows, 2, chars);
 }
 
 describe("an incremental scrub", () => {
@@ -37,7 +38,7 @@ describe("an incremental scrub", () => {
           else if (o.kind === "delete") state.deleteRaw(o.key);
           else if (o.kind === "save") state.save();
           else {
-            const r = audit(state, o.rows);
+            const r = audit(state, o.rows, o.chars);
             if (r) expect(r.actualDigest).toBe(r.recordedDigest);
           }
           state.endStep();
@@ -51,6 +52,25 @@ describe("an incremental scrub", () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it("reads at most its characters per step (and one row at least), then goes on where it stopped", () => {
+    /** Steps until the first pass over ten rows of 1,007 characters ends, at `chars` a step. */
+    const stepsOfPass = (chars: number) => {
+      const state = new DigestedState(new MemoryRowStore());
+      for (let i = 0; i < 10; i++) state.putRaw(`m/k${i}`, JSON.stringify("x".repeat(1_000)));
+      state.endStep();
+      let done: ReturnType<typeof audit> = null;
+      let steps = 0;
+      while (done === null && steps < 30) (done = audit(state, 1_000, chars)), steps++;
+      expect(done).toEqual({ recordedDigest: state.digest, actualDigest: state.digest, rows: 10 });
+      return steps;
+    };
+    expect(stepsOfPass(Infinity)).toBe(1);
+    // Three rows a step (the third passes the bound): four steps.
+    expect(stepsOfPass(2_500)).toBe(4);
+    // A bound below one row still reads one: ten steps, and an eleventh finds the end.
+    expect(stepsOfPass(1)).toBe(11);
   });
 
   it("a row changed behind the digest is found by the first pass that reads it after", () => {
