@@ -3,6 +3,7 @@
 import { SELF, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
+import { gunzipped } from "../../workers/routes/snapshots.js";
 import { adminToken, api, apiEventKinds, clientToken, command, createGroup, expectError, query, replicaObject, replicaStatuses, waitFor } from "./helpers.js";
 
 async function snapshotOf(group: string): Promise<string> {
@@ -179,6 +180,28 @@ describe("a snapshot's header, in SQLite", () => {
     const r = await restore("snap-many-copy", file);
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect((await query("snap-many-copy", { op: "list" })).body.result.items).toEqual(puts.map((p) => [p.key, p.value]));
+  });
+});
+
+describe("a gzip upload whose body fails midway (the client went away)", () => {
+  // The feed swallowed the failure and left the decompression waiting for ever: the route's read
+  // never settled, and its restore stayed staged, holding the group's commands and restores
+  // ("another restore of this group is under way") until snapshotIdleMs (a review).
+  it("fails the route's read instead of leaving it waiting", async () => {
+    const gzip = new Uint8Array(await new Response(new Blob(["x".repeat(100_000)]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
+    let sent = 0;
+    const raw = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 2) controller.enqueue(gzip.slice((sent - 1) * 8, sent * 8));
+        else controller.error(new Error("the client went away"));
+      },
+    });
+    const reader = gunzipped(raw.getReader()).file!.getReader();
+    const readAll = async () => {
+      for (;;) if ((await reader.read()).done) return "read to its end";
+    };
+    const outcome = await Promise.race([readAll().catch(() => "failed"), new Promise((resolve) => setTimeout(() => resolve("still waiting"), 2_000))]);
+    expect(outcome).toBe("failed");
   });
 });
 

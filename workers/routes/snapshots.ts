@@ -263,10 +263,24 @@ type Upload = { file: ReadableStream<Uint8Array> | null; drain(): Promise<void> 
 function uploadOf(c: Context<App>): Upload {
   const encoding = (c.req.header("content-encoding") ?? "").trim().toLowerCase();
   const body = c.req.raw.body;
-  if (encoding === "" || encoding === "identity") return { file: body, drain: () => drainRaw(body?.locked ? null : (body?.getReader() ?? null), 0) };
-  if (encoding !== "gzip" && encoding !== "x-gzip") throw new ApiError("bad_request", `Content-Encoding ${encoding}: send the file as it is, or gzip it`);
+  if (encoding !== "" && encoding !== "identity" && encoding !== "gzip" && encoding !== "x-gzip") throw new ApiError("bad_request", `Content-Encoding ${encoding}: send the file as it is, or gzip it`);
   if (!body) return { file: null, drain: async () => {} };
-  return gunzipped(body.getReader());
+  return encoding === "gzip" || encoding === "x-gzip" ? gunzipped(body.getReader()) : counted(body.getReader());
+}
+
+/** A plain upload, its bytes counted as the route reads them: the drain's bound counts them too (a review). */
+function counted(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
+  let readBytes = 0;
+  const file = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await raw.read();
+      if (done) return controller.close();
+      readBytes += value.byteLength;
+      controller.enqueue(value);
+    },
+    cancel: (reason) => raw.cancel(reason),
+  });
+  return { file, drain: () => drainRaw(raw, readBytes) };
 }
 
 /**
@@ -276,7 +290,7 @@ function uploadOf(c: Context<App>): Upload {
  * 400) and the drain's bound counted unpacked bytes (a review). Here the drain stops the feed and
  * reads the raw body itself.
  */
-function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
+export function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
   const gunzip = new DecompressionStream("gzip");
   const writer = gunzip.writable.getWriter();
   const out = gunzip.readable.getReader();
@@ -292,8 +306,11 @@ function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
         fedBytes += value.byteLength;
         void writer.write(value).catch(() => {}); // a corrupt stream fails the reader's read below
       }
-    } catch {
-      // the decompression failed or was cancelled, or the client went away: the feed stops
+    } catch (err) {
+      // The decompression failed or was cancelled, or the client went away: the feed stops, and
+      // the decompression with it (the route's read would wait for ever, its restore left staged
+      // holding the group: a review).
+      await writer.abort(err).catch(() => {});
     }
   })();
   const file = new ReadableStream<Uint8Array>({
