@@ -220,9 +220,7 @@ export class SequencerObject extends ReplicaServing {
       recordMemberships: async (config) => {
         if (!(await directory.update(cfg.incarnation, config))) throw new Error(`the directory of ${cfg.group} refused the membership of incarnation ${cfg.incarnation}`);
       },
-      recordQuarantined: async (ids) => {
-        if (!(await directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids))) throw new Error(`the directory of ${cfg.group} refused the quarantine list of ${sequencerName(cfg)} (incarnation ${cfg.incarnation})`);
-      },
+      recordQuarantined: (ids) => directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids),
       event: (kind, message, fields) => void this.event(cfg, kind, message, fields),
     };
   }

@@ -863,10 +863,14 @@ export class SequencerDriver {
     if (key === this.quarantineRecorded) return;
     this.quarantineRecorded = key;
     const write = async () => {
-      await this.io.recordQuarantined?.(ids).catch((err) => {
+      const kept = await this.io.recordQuarantined?.(ids).catch((err) => {
         this.quarantineRecorded = null; // written again at the next change or heartbeat
         this.io.log("warn", `recording the quarantined replicas of ${this.core.config.group}: ${String(err)}`);
+        return true;
       });
+      // Refused: deposed (the lifecycle stops it) or the group is being deleted, whose DELETE
+      // woke this object. Logged as a warning, 81 of 204 idle groups deleted said so (a probe).
+      if (kept === false) this.io.log("info", `the directory of ${this.core.config.group} did not take its quarantine list (this sequencer is no longer in office, or the group is being deleted)`);
     };
     this.recordingQuarantine = this.recordingQuarantine.then(write, write);
   }

@@ -182,7 +182,8 @@ export interface DriverIO extends Clock {
    */
   recordMemberships?(config: import("./types.js").GroupConfig): Promise<void>;
   /** Durably records the replicas held quarantined (all of them, each time the set changes). */
-  recordQuarantined?(ids: string[]): Promise<void>;
+  /** False: refused, this sequencer no longer in office or its group being deleted (nothing to retry). */
+  recordQuarantined?(ids: string[]): Promise<boolean>;
   /** Keeps an operational event in the group's history (quarantine, repair, membership, alarm). */
   event?(kind: EventKind, message: string, fields?: Record<string, unknown>): void;
 }

@@ -373,10 +373,7 @@ export class SimSequencer {
       },
       // The directory's list of quarantined replicas, from the sequencer it names only: a
       // successor's recovery keeps them quarantined.
-      recordQuarantined: async (ids) => {
-        await this.directoryDelay();
-        if (!this.dir.core.setQuarantined(this.dir.incarnation, this.name, ids)) throw new Error(`${this.name} is no longer in office`);
-      },
+      recordQuarantined: async (ids) => (await this.directoryDelay(), this.dir.core.setQuarantined(this.dir.incarnation, this.name, ids)),
       retire: (id) => this.retire(id),
       leftovers: async () => (await this.directoryDelay(), this.dir.core.retiring(this.dir.incarnation)),
     };

@@ -746,6 +746,34 @@ describe("removed replicas a start finds listed for destruction", () => {
   });
 });
 
+describe("the quarantine list the directory refuses", () => {
+  // A probe: deleting 204 idle groups logged 81 warnings; each DELETE woke its sequencer, whose
+  // start wrote the (empty) list into a directory already deleting the group.
+  it("is said at info, not warned about, and not written again; a write that fails is warned about", async () => {
+    const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
+    const logs: [string, string][] = [];
+    g.io.log = (level, message) => void logs.push([level, message]);
+    let writes = 0;
+    g.io.recordQuarantined = async () => (writes++, false);
+    g.driver.startHeartbeats();
+    await tick();
+    expect(writes).toBe(1);
+    expect(logs.filter(([, m]) => m.includes("quarantine"))).toEqual([["info", expect.stringMatching(/did not take its quarantine list/)]]);
+    g.driver.stop();
+
+    const h = directGroup({ group: "h", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
+    const warned: string[] = [];
+    h.io.log = (level, message) => void (level === "warn" && warned.push(message));
+    h.io.recordQuarantined = async () => {
+      throw new Error("the directory could not be reached");
+    };
+    h.driver.startHeartbeats();
+    await tick();
+    expect(warned).toEqual([expect.stringMatching(/^recording the quarantined replicas of h: Error: the directory could not be reached/)]);
+    h.driver.stop();
+  });
+});
+
 describe("an audit whose replicas share no position at first", () => {
   it("sends the commit and asks again before it says insufficient (the health reads that as degraded)", async () => {
     const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
