@@ -615,6 +615,7 @@ export class SequencerDriver {
       const now = this.io.nowMs();
       this.forgetRemoved();
       for (const id of [...this.retireAgain]) void this.retire(id);
+      if (this.leftoversUnread) (this.leftoversUnread = false), void this.retireLeftovers();
       const quarantined = new Set(this.core.quarantinedIds());
       // Not one being rebuilt: a late "quarantined" could land after its install ended it.
       for (const id of [...this.untold.keys()]) if (!quarantined.has(id)) this.untold.delete(id);
@@ -1026,10 +1027,22 @@ export class SequencerDriver {
    * back). Failures are tried again at each heartbeat.
    */
   private async retireLeftovers(): Promise<void> {
-    const ids = (await this.io.leftovers?.().catch(() => [])) ?? [];
+    let ids: string[];
+    try {
+      ids = (await this.io.leftovers?.()) ?? [];
+    } catch (err) {
+      // Read again at the next heartbeat: once, a failed read left the list for the next sequencer (a review).
+      this.leftoversUnread = true;
+      this.io.log("warn", `reading the replicas of ${this.core.config.group} to destroy (read again at the next heartbeat): ${String(err)}`);
+      return;
+    }
+    this.leftoversUnread = false;
     if (this.stopped) return;
     for (const id of ids) void this.retire(id);
   }
+
+  /** The start's read of the replicas to destroy failed: tried again at the heartbeats. */
+  private leftoversUnread = false;
 
   /** Whether the membership names this replica, a change in flight does, or an add under way may be making it. */
   private named(id: string): boolean {
@@ -1236,8 +1249,12 @@ export class SequencerDriver {
 
   /** Asks every replica, decides, quarantines the diverged; the caller keeps the report. */
   async audit(): Promise<AuditReport> {
+    // The next entry's seq: each replica records a checkpoint there (see ReplicaCore.auditInfo).
+    // Once per audit: a later round's mark replaced an earlier one a slow replica had not reached
+    // yet, and that replica never recorded it (a review).
+    const markSeq = this.core.lastLogSeq + 1;
     for (let attempt = 1; ; attempt++) {
-      const { decided, answered } = await this.auditRound();
+      const { decided, answered } = await this.auditRound(markSeq);
       if (this.stopped) return decided.report;
       // Replicas that all answered but share no position (no periodic checkpoint yet, and a commit still
       // on its way to some): the commit is sent, and they are asked again before the audit says
@@ -1256,10 +1273,8 @@ export class SequencerDriver {
   }
 
   /** One round of an audit: every replica's audit info, noted, and the verdict on it. */
-  private async auditRound(): Promise<{ decided: ReturnType<typeof decideAudit>; answered: string[] }> {
+  private async auditRound(markSeq: number): Promise<{ decided: ReturnType<typeof decideAudit>; answered: string[] }> {
     const ids = this.core.replicaIds();
-    // The next entry's seq: each replica records a checkpoint there (see ReplicaCore.auditInfo).
-    const markSeq = this.core.lastLogSeq + 1;
     const answers = await Promise.all(
       ids.map((id) =>
         withTimeout(this.io, this.io.link(id).auditInfo(markSeq), auditRpcTimeoutMs, `audit of ${id}`).catch((err) => {

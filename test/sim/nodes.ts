@@ -388,11 +388,19 @@ export class SimSequencer {
     const r = this.replicas.get(id);
     if (r && !r.retired) {
       const here = isColocated(this.dir.config, id) && this.name === this.dir.config.group;
-      if (!here) await withTimeout(this.world, rpc(this.world, this.net, this.node, id, "destroy", () => r.incarnation, () => true), replicaDestroyTimeoutMs, `the destroy of ${id}`);
-      r.retired = true;
-      r.crash();
-      this.net.down.add(id);
-      this.world.trace(`destroyed ${id}`);
+      // Destroyed where the call lands, as the object's storage is: an answer lost on the way back
+      // leaves it destroyed and the call failed (the retry finds it so).
+      const destroy = () => {
+        if (r.retired) return;
+        r.retired = true;
+        r.crash();
+        this.net.down.add(id);
+        this.world.trace(`destroyed ${id}`);
+      };
+      if (here) destroy();
+      else await withTimeout(this.world, rpc(this.world, this.net, this.node, id, "destroy", () => r.incarnation, destroy), replicaDestroyTimeoutMs, `the destroy of ${id}`).catch((err) => {
+        if (!r.retired) throw err;
+      });
     }
     await this.directoryDelay();
     this.dir.core.retired(this.dir.incarnation, id);

@@ -548,7 +548,9 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   // destroy failed, and the sequencer in office retries them (at its start and its heartbeats).
   if (seq().driver) {
     // Members once: the first ones and every committed add (a replica provisioned for an add that
-    // was refused is not one: its id goes to the next add).
+    // was refused is not one: its id goes to the next add). Not checked: a replica provisioned for
+    // an add whose write-ahead was recorded but whose entry was never appended, which a successor
+    // destroys from memory only (finishInherited; the directory never lists it: never in force).
     const added = [...group.dir.archive.values()].filter((e) => e.kind === "config" && (e.command as { op?: string }).op === "add").map((e) => (e.command as { id: string }).id);
     const everMembers = new Set([...replicaIds(config.replicas), ...added]);
     const undestroyed = () => {

@@ -728,6 +728,21 @@ describe("removed replicas a start finds listed for destruction", () => {
     g.driver.stop();
   });
 
+  it("are read again at the heartbeats when the start's read of the list fails", async () => {
+    const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
+    let reads = 0;
+    g.io.leftovers = async () => {
+      if (++reads === 1) throw new Error("the directory could not be reached");
+      return ["r9"];
+    };
+    g.driver.settleStart(null, [], 0);
+    g.driver.startHeartbeats();
+    const untilMs = Date.now() + 3 * heartbeatMs + 1_000;
+    while (Date.now() < untilMs && g.retired.length === 0) await new Promise((r) => setTimeout(r, 20));
+    expect([reads, g.retired]).toEqual([2, ["r9"]]);
+    g.driver.stop();
+  });
+
   it("are tried again at the heartbeats while a destroy fails (the object unreachable)", async () => {
     const g = directGroup({ group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 } as GroupConfig, { entries: 10_000, slack: 1_000 });
     g.io.leftovers = async () => ["r9"];
@@ -782,14 +797,19 @@ describe("an audit whose replicas share no position at first", () => {
     // The first round's answers: each replica just past a different position, none shared.
     const link = g.io.link;
     let calls = 0;
+    const marks: (number | undefined)[] = [];
     g.io.link = (id: string) => {
       const real = link(id);
       return new Proxy(real, {
         get: (target, name) =>
           name !== "auditInfo"
             ? target[name as keyof typeof target]
-            : async () => {
-                const info = await real.auditInfo();
+            : async (markSeq?: number) => {
+                marks.push(markSeq);
+                // A write between the rounds: the mark stays the audit's (a later round's replaced
+                // a mark a slow replica had not reached yet: a review).
+                if (calls === 0) void g.driver.submit("a", 99, { op: "put", key: "between", value: 1 });
+                const info = await real.auditInfo(markSeq);
                 if (++calls > 3 || !info) return info;
                 const n = Number(id.slice(1));
                 return { ...info, appliedSeq: info.appliedSeq + n, checkpoints: [...info.checkpoints.filter((c) => c.seq === 0), { seq: info.appliedSeq + n, digest: "00" }] };
@@ -798,6 +818,8 @@ describe("an audit whose replicas share no position at first", () => {
     };
     const report = await g.driver.audit();
     expect(calls).toBe(6);
+    expect(new Set(marks).size).toBe(1);
+    expect(marks[0]).toBeLessThan(g.driver.core.lastLogSeq + 1);
     expect([report.verdict, report.replicas.map((r) => r.verdict)]).toEqual(["consistent", ["agrees", "agrees", "agrees"]]);
     // Not when one did not answer: each round would wait its whole timeout (three outlasted the router's call).
     calls = 0;
@@ -814,6 +836,8 @@ describe("an audit whose replicas share no position at first", () => {
     expect((await g.driver.audit()).verdict).toBe("consistent");
     for (let i = 4; i <= 5; i++) expect((await g.driver.submit("a", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
     for (let i = 0; i < 50 && [...g.replicas.values()].some((r) => r.core!.appliedSeq < next + 1); i++) await tick();
+    // Past it (a replica standing at `next` would list it as its current position, mark or not).
+    for (const r of g.replicas.values()) expect(r.core!.appliedSeq).toBeGreaterThan(next);
     for (const r of g.replicas.values()) expect(r.core!.auditInfo().checkpoints.map((cp) => cp.seq)).toContain(next);
     g.driver.stop();
   });
