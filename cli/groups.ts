@@ -90,10 +90,11 @@ export function groupsCommand(): Command {
     .argument("[group]")
     .option("--limit <n>", `without a group: a page of this many groups (max ${metricsPageMax})`, upToArg(metricsPageMax))
     .option("--after <name>", "without a group: groups after this one")
-    .action(async (group: string | undefined, opts: { limit?: number; after?: string }, cmd: Command) => {
+    .option("--unhealthy", "without a group: only the groups not ok (degraded or down)")
+    .action(async (group: string | undefined, opts: { limit?: number; after?: string; unhealthy?: boolean }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      if (group === undefined) return printHealth(client, json, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });
-      if (opts.limit !== undefined || opts.after !== undefined) throw new UsageError("--limit and --after are for every group's health (no group given)");
+      if (group === undefined) return printHealth(client, json, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) }, opts.unhealthy);
+      if (opts.limit !== undefined || opts.after !== undefined || opts.unhealthy) throw new UsageError("--limit, --after and --unhealthy are for every group's health (no group given)");
       const status = await client.group(group);
       if (json) return printJson(status);
       printStatus(status);

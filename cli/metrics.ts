@@ -40,20 +40,22 @@ function ago(iso: string, nowMs: number): string {
 }
 
 /** smr groups status (no group): every group's health from one scrape (or a page of them). */
-export async function printHealth(client: SmrClient, json: boolean, page: { after?: string; limit?: number }): Promise<void> {
+export async function printHealth(client: SmrClient, json: boolean, page: { after?: string; limit?: number }, unhealthy = false): Promise<void> {
   const text = await client.metrics(undefined, page);
-  const groups = groupsHealth(samples(text));
+  const all = groupsHealth(samples(text));
+  // --unhealthy: at hundreds of groups the few that need a look were lost among the rest (a probe).
+  const groups = unhealthy ? all.filter((g) => g.health !== "ok") : all;
   const next = nextOf(text);
   const unasked = /^# unasked: (.*)$/m.exec(text)?.[1];
   if (json) return printJson({ groups, ...(next ? { next } : {}), ...(unasked ? { unasked } : {}) });
-  if (groups.length === 0 && !unasked) return note("no groups");
+  if (groups.length === 0 && !unasked) return note(unhealthy && all.length > 0 ? `${all.length} groups, all ok` : "no groups");
   const nowMs = Date.now();
   printTable(
     ["group", "health", "epoch", "commitSeq", "replicas", "lag", "last audit", "failovers"],
     groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g.replicas), g.lagMax, g.lastAudit ? `${g.lastAudit.verdict}, ${ago(g.lastAudit.at, nowMs)}` : g.health === "down" ? "?" : "none yet", g.failovers]),
   );
-  const counts = (h: GroupHealth["health"]) => groups.filter((g) => g.health === h).length;
-  note(`${groups.length} groups: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);
+  const counts = (h: GroupHealth["health"]) => all.filter((g) => g.health === h).length;
+  note(`${all.length} groups: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);
   if (unasked) note(`not shown: ${unasked}`);
   if (next) note(`more: --after ${next}`);
 }

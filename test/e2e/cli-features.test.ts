@@ -345,6 +345,12 @@ describe("smr groups status (no group)", () => {
       expect(table.stdout).toMatch(/│ cli-health-a +│ ok +│ 1 +│ \d+ +│ 3\/3 healthy +│ 0 +│ consistent, \d+ s ago +│ 0 +│/);
       expect(table.stdout).toMatch(/│ cli-health-b +│ degraded +│ 1 +│ \d+ +│ 2\/3 healthy; r3 (suspect|down) +│/);
       expect(table.stderr).toMatch(/groups: \d+ ok, [1-9]\d* degraded, \d+ down/);
+      // Only those not ok (the summary still counts every group).
+      const unhealthy = await json(["groups", "status", "--unhealthy"]);
+      const names = unhealthy.groups.map((g: { group: string }) => g.group);
+      expect(names).toContain("cli-health-b");
+      expect(names).not.toContain("cli-health-a");
+      expect(unhealthy.groups.every((g: { health: string }) => g.health !== "ok")).toBe(true);
       // A page of them; --limit without a group only.
       const page = await json(["groups", "status", "--after", "cli-health-a", "--limit", "1"]);
       expect(page.groups.map((g: { group: string }) => g.group)).toEqual(["cli-health-b"]);
