@@ -30,8 +30,9 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
   let inFlight = 0;
   let lapEnd = false;
   const claim = async (): Promise<boolean> => {
-    // Room for the claim itself, and for the worst case of each group it takes and of those under way.
-    const room = Math.floor((budget.subrequestsMax - calls.n - 1) / budget.groupSubrequestsMax) - inFlight;
+    // Room for the claim itself and the run's record at its end, and for the worst case of each
+    // group it takes and of those under way.
+    const room = Math.floor((budget.subrequestsMax - calls.n - 2) / budget.groupSubrequestsMax) - inFlight;
     if (lapEnd || room <= 0 || Date.now() - startedMs >= budget.claimMs) return false;
     try {
       const page = await registryStub(counted).claim(Math.min(room, auditConcurrencyMax));
@@ -72,6 +73,10 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
     }
   };
   await Promise.all(Array.from({ length: auditConcurrencyMax }, worker));
+  // For the metrics (smr_cron_*): a log line was the only trace of a run.
+  await registryStub(counted)
+    .finishRun({ audited, failed: failed.length, startedMs, endedMs: Date.now() })
+    .catch((err) => console.error(`cron: the run was not recorded: ${String(err)}`));
   return { audited, failed, subrequests: calls.n };
 }
 

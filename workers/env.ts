@@ -1,4 +1,5 @@
 import { registryCallTimeoutMs } from "../shared/limits.js";
+import type { CronFigures } from "../shared/api/metrics.js";
 import { type Clock, withTimeout } from "../shared/protocol/io.js";
 import { type GroupConfig, isColocated } from "../shared/protocol/types.js";
 import { guarded } from "./faults.js";
@@ -50,6 +51,8 @@ export interface RegistryClient {
   remove(name: string, incarnation?: number): Promise<boolean>;
   list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }>;
   claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }>;
+  finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }): Promise<void>;
+  cron(): Promise<CronFigures>;
 }
 
 /**
@@ -66,6 +69,8 @@ export function registryStub(env: Env): RegistryClient {
     remove: (name, incarnation) => bounded("remove", Promise.resolve(stub.remove(name, incarnation))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
     claim: (limit) => bounded("claim", Promise.resolve(stub.claim(limit))),
+    finishRun: (run) => bounded("finishRun", Promise.resolve(stub.finishRun(run))),
+    cron: () => bounded("cron", Promise.resolve(stub.cron()) as Promise<CronFigures>),
   };
 }
 

@@ -1,5 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "./env.js";
+import type { CronFigures } from "../shared/api/metrics.js";
+
 
 /**
  * The list of group names (one instance), for GET /v1/groups and the cron, paged. Nothing on a
@@ -49,13 +51,49 @@ export class RegistryObject extends DurableObject<Env> {
    * starts again from the first.
    */
   async claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }> {
-    const sql = this.ctx.storage.sql;
-    const at = sql.exec<{ v: string }>("SELECT v FROM cron WHERE k = 'cursor'").toArray()[0]?.v ?? "";
+    const at = this.cronValue("cursor") ?? "";
     let page = this.page(at, limit);
     // Nothing after the cursor (the names there were deleted): the lap starts again now, not in a run's time.
     if (page.groups.length === 0 && at !== "") page = this.page("", limit);
-    sql.exec("INSERT INTO cron (k, v) VALUES ('cursor', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", page.next ?? "");
+    const cron = this.cronStatus();
+    // A lap begins with a claim from the first name, and ends with the claim that reaches the last.
+    const lap = at === "" || (page.groups.length > 0 && page.groups[0]! <= at) ? { lapStartedMs: Date.now(), lapGroups: 0 } : {};
+    const lapGroups = (lap.lapGroups ?? cron.lapGroups ?? 0) + page.groups.length;
+    const lapStartedMs = lap.lapStartedMs ?? cron.lapStartedMs ?? Date.now();
+    const ended = page.next === undefined ? { lastLapMs: Date.now() - lapStartedMs, lastLapGroups: lapGroups, lastLapEndedMs: Date.now() } : {};
+    this.ctx.storage.transactionSync(() => {
+      this.setCron("cursor", page.next ?? "");
+      this.setCron("status", JSON.stringify({ ...cron, lapStartedMs, lapGroups, ...ended }));
+    });
     return { groups: page.groups, lapEnd: page.next === undefined };
+  }
+
+  /** What a cron run did, kept for the metrics (CronFigures): the run's counts and its time. */
+  async finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }): Promise<void> {
+    this.setCron("status", JSON.stringify({ ...this.cronStatus(), lastRun: run }));
+  }
+
+  /**
+   * Where the cron stands: its last run (audited, failed, when), and its laps over every group
+   * (the last whole lap's time and groups, the lap under way's start and groups so far). A run
+   * audits as many groups as its subrequests allow: at 400 groups runs of 342 and 58 alternated,
+   * and only a log line told whether every group was covered (a probe).
+   */
+  async cron(): Promise<CronFigures> {
+    return this.cronStatus();
+  }
+
+  private cronStatus(): CronFigures {
+    const raw = this.cronValue("status");
+    return raw === null ? {} : (JSON.parse(raw) as CronFigures);
+  }
+
+  private cronValue(k: string): string | null {
+    return this.ctx.storage.sql.exec<{ v: string }>("SELECT v FROM cron WHERE k = ?", k).toArray()[0]?.v ?? null;
+  }
+
+  private setCron(k: string, v: string): void {
+    this.ctx.storage.sql.exec("INSERT INTO cron (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", k, v);
   }
 
   private page(after: string | null, limit: number): { groups: string[]; next?: string } {

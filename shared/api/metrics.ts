@@ -81,6 +81,35 @@ export interface SequencerWork {
   appends: Record<string, number>;
 }
 
+/** The cron's progress, as the registry keeps it (workers/registry.ts, RegistryObject.cron). */
+export interface CronFigures {
+  lastRun?: { audited: number; failed: number; startedMs: number; endedMs: number };
+  lapStartedMs?: number;
+  lapGroups?: number;
+  lastLapMs?: number;
+  lastLapGroups?: number;
+  lastLapEndedMs?: number;
+}
+
+/**
+ * The cron's series (beyond API.md's): its last run, and its laps over every group. A run audits
+ * as many groups as its subrequests allow, so whether every group is covered, and how often, is a
+ * lap's time; a log line was the only trace of a run (a probe). Absent before the first run.
+ */
+export function cronFamilies(c: CronFigures): Family[] {
+  const family = (name: string, type: MetricType, help: string, value?: number): Family => ({ name, type, help, samples: value === undefined ? [] : [{ labels: {}, value }] });
+  const s = (ms?: number) => (ms === undefined ? undefined : ms / 1000);
+  return [
+    family("smr_cron_last_run_timestamp_seconds", "gauge", "When the cron's last run ended (Unix time, seconds).", s(c.lastRun?.endedMs)),
+    family("smr_cron_last_run_duration_seconds", "gauge", "How long the cron's last run took.", c.lastRun ? (c.lastRun.endedMs - c.lastRun.startedMs) / 1000 : undefined),
+    family("smr_cron_last_run_audited", "gauge", "Groups the cron's last run audited.", c.lastRun?.audited),
+    family("smr_cron_last_run_failed", "gauge", "Groups the cron's last run could not audit.", c.lastRun?.failed),
+    family("smr_cron_last_lap_seconds", "gauge", "How long the cron's last whole lap over every group took: each group is audited about this often.", s(c.lastLapMs)),
+    family("smr_cron_last_lap_groups", "gauge", "Groups the cron's last whole lap took.", c.lastLapGroups),
+    family("smr_cron_lap_groups", "gauge", "Groups the cron's lap under way has taken so far.", c.lastLapEndedMs !== undefined && c.lapStartedMs !== undefined && c.lastLapEndedMs >= c.lapStartedMs ? 0 : c.lapGroups),
+  ].filter((f) => f.samples.length > 0);
+}
+
 /** The families of API.md's Metrics section (and smr_group_up), over the groups in order. */
 export function groupFamilies(groups: GroupFigures[]): Family[] {
   const family = (name: string, type: MetricType, help: string): Family => ({ name, type, help, samples: [] });

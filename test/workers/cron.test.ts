@@ -1,11 +1,11 @@
 // The cron over many groups: a run stays within an invocation's subrequests, and the runs go round
 // every group (where the last one stopped is kept), instead of each starting at the first name.
-import { env } from "cloudflare:test";
+import { SELF, env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { auditAll } from "../../workers/auditor.js";
 import { type Env, countingEnv } from "../../workers/env.js";
 import { registryCallTimeoutMs, sequencerTimeoutMs } from "../../shared/limits.js";
-import { api, clientToken, createGroup } from "./helpers.js";
+import { adminToken, api, clientToken, createGroup } from "./helpers.js";
 
 /**
  * The env with every call to a Durable Object counted (a subrequest of the invocation making it),
@@ -39,6 +39,19 @@ describe("the cron over many groups", () => {
     // Each group once: the runs did not start again at the first name each time.
     const counts = await Promise.all(names.map(auditCount));
     expect(counts).toEqual(names.map(() => 1));
+    // The metrics say what the last run did and what a whole lap took (a log line was all there was).
+    const scrape = await SELF.fetch("http://smr.test/v1/metrics", { headers: { authorization: `Bearer ${adminToken}` } });
+    const series = new Map((await scrape.text()).split("\n").filter((l) => l.startsWith("smr_cron_")).map((l) => [l.split(" ")[0]!, Number(l.split(" ")[1])]));
+    expect(series.get("smr_cron_last_run_audited")).toBe(runs.at(-1)!.audited);
+    expect(series.get("smr_cron_last_run_failed")).toBe(0);
+    expect(series.get("smr_cron_last_run_timestamp_seconds")! * 1000).toBeGreaterThan(Date.now() - 60_000);
+    expect(series.get("smr_cron_last_run_duration_seconds")).toBeGreaterThanOrEqual(0);
+    // The lap took every group listed (these and any other test's in this file's storage).
+    expect(series.get("smr_cron_last_lap_groups")).toBeGreaterThanOrEqual(names.length);
+    expect(series.get("smr_cron_last_lap_seconds")).toBeGreaterThanOrEqual(0);
+    // A page after the first repeats none of them.
+    const later = await SELF.fetch(`http://smr.test/v1/metrics?after=${names[0]}&limit=2`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(await later.text()).not.toMatch(/^smr_cron_/m);
   });
 });
 

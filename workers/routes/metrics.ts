@@ -3,7 +3,7 @@
 // comment when more follow).
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
-import { exposition, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
+import { type CronFigures, cronFamilies, exposition, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
 import { metricsParams } from "../../shared/api/schemas.js";
 import { metricsPageDefault, metricsPageMax, metricsScrapeGroupsMax, metricsScrapeMs } from "../../shared/limits.js";
 import { type Env, registryStub } from "../env.js";
@@ -26,9 +26,18 @@ metricsRoutes.get("/", async (c) => {
   // The scrape's time includes the listing's (each page within registryCallTimeoutMs).
   const { figures, unasked } = await gather(c.env, page.groups, Math.max(0, metricsScrapeMs - (Date.now() - startMs)));
   const comments = unasked.length > 0 ? [`unasked: ${unasked.length} groups not asked in time to answer within ${metricsScrapeMs} ms, the first ${unasked[0]}`] : [];
-  const text = exposition(groupFamilies(figures), [...comments, ...(page.next ? [`next: ${page.next}`] : [])]);
+  // The cron's series once per scrape: with the first page (a scrape of later pages would repeat them).
+  const cron = q.after === undefined ? cronFamilies(await cronOf(c.env)) : [];
+  const text = exposition([...groupFamilies(figures), ...cron], [...comments, ...(page.next ? [`next: ${page.next}`] : [])]);
   return c.body(text, 200, { "content-type": metricsContentType });
 });
+
+/** The cron's progress; none (no series) if the registry does not answer: the groups' series matter more. */
+function cronOf(env: Env): Promise<CronFigures> {
+  return registryStub(env)
+    .cron()
+    .catch(() => ({}));
+}
 
 function listed(env: Env, after: string | null, limit: number): Promise<{ groups: string[]; next?: string }> {
   return registryStub(env)
