@@ -58,4 +58,16 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   note(`${all.length} groups: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);
   if (unasked) note(`not shown: ${unasked}`);
   if (next) note(`more: --after ${next}`);
+  const cron = cronLine(samples(text), nowMs);
+  if (cron) note(cron);
+}
+
+/** "cron: last run 40 s ago, 12 audited, 0 failed; a lap over every group took 2 min" (null before any run). */
+function cronLine(all: { name: string; value: number }[], nowMs: number): string | null {
+  const value = (name: string) => all.find((x) => x.name === name)?.value;
+  const at = value("smr_cron_last_run_timestamp_seconds");
+  if (at === undefined) return null;
+  const lapS = value("smr_cron_last_lap_seconds");
+  const lap = lapS === undefined ? "no whole lap over every group yet" : `a lap over every group took ${ago(new Date(nowMs - lapS * 1000).toISOString(), nowMs).replace(/ ago$/, "")}`;
+  return `cron: last run ${ago(new Date(at * 1000).toISOString(), nowMs)}, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}`;
 }

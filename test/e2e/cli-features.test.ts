@@ -340,8 +340,11 @@ describe("smr groups status (no group)", () => {
       expect(b).toMatchObject({ health: "degraded", lastAudit: null });
       expect(b.replicas.find((r) => r.id === "r3")!.status).toMatch(/suspect|down/);
 
+      await f.cron();
       const table = await smr(["groups", "status"], admin());
       expect(table.code).toBe(0);
+      // The cron's last run and lap, from the same scrape.
+      expect(table.stderr).toMatch(/cron: last run \d+ s ago, [1-9]\d* audited, \d+ failed; a lap over every group took \d+ s/);
       expect(table.stdout).toMatch(/│ cli-health-a +│ ok +│ 1 +│ \d+ +│ 3\/3 healthy +│ 0 +│ consistent, \d+ s ago +│ 0 +│/);
       expect(table.stdout).toMatch(/│ cli-health-b +│ degraded +│ 1 +│ \d+ +│ 2\/3 healthy; r3 (suspect|down) +│/);
       expect(table.stderr).toMatch(/groups: \d+ ok, [1-9]\d* degraded, \d+ down/);

@@ -6,6 +6,8 @@ export interface Fixture {
   readonly admin: string;
   readonly client: string;
   url(): string;
+  /** One run of the worker's cron (its scheduled handler), as the platform fires it each minute. */
+  cron(): Promise<void>;
   call(method: string, path: string, token: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
 }
 
@@ -23,6 +25,9 @@ export function serverFixture(name: string, options: Partial<ServerOptions> = {}
     admin,
     client,
     url: () => server!.url,
+    async cron() {
+      await (await server!.mf.getWorker()).scheduled({ cron: "* * * * *" });
+    },
     async call(method, path, token, body, headers = {}) {
       const res = await fetch(server!.url + path, {
         method,
