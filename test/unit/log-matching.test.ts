@@ -1,0 +1,212 @@
+// Log matching across epochs: what a sequencer may count as committed, and what a replica may
+// take as committed, when logs of a deposed sequencer's epoch are still about. Logs are built
+// by hand (hash-chained entries of chosen epochs) so each test starts from the exact state a
+// takeover leaves behind, without running a recovery.
+import { describe, expect, it } from "vitest";
+import { machineFor } from "../../shared/machines/index.js";
+import type { Entry } from "../../shared/api/types.js";
+import { entryHash } from "../../shared/protocol/entry.js";
+import { zeroHash } from "../../shared/protocol/hash.js";
+import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { SequencerCore, type SequencerMeta } from "../../shared/protocol/sequencer.js";
+import type { AppendRequest } from "../../shared/protocol/types.js";
+import { appendEntriesMax } from "../../shared/limits.js";
+import { Cluster } from "../support/cluster.js";
+
+const stamp = (seq: number) => new Date(Date.UTC(2024, 0, 1) + seq * 1000).toISOString();
+
+/**
+ * `count` command entries of `epoch` after `log` (each a put of k<seq> to `${tag}<seq>`, so two
+ * histories with different tags differ at every seq). Returns log with them added.
+ */
+function extend(log: Entry[], epoch: number, count: number, tag = "v"): Entry[] {
+  const out = [...log];
+  for (let i = 0; i < count; i++) {
+    const prev = out[out.length - 1];
+    const seq = (prev?.seq ?? 0) + 1;
+    const body = { seq, epoch, kind: "command" as const, client: `c-${tag}`, request: seq, command: { op: "put", key: `k${seq}`, value: `${tag}${seq}` }, timestamp: stamp(seq) };
+    out.push({ ...body, hash: entryHash(prev?.hash ?? zeroHash, body) });
+  }
+  return out;
+}
+
+/** A recovery's no-op of `epoch` after `log`. */
+function withNoop(log: Entry[], epoch: number): Entry[] {
+  const prev = log[log.length - 1];
+  const seq = (prev?.seq ?? 0) + 1;
+  const body = { seq, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: stamp(seq) };
+  return [...log, { ...body, hash: entryHash(prev?.hash ?? zeroHash, body) }];
+}
+
+/** The append that carries log entries prevSeq+1..toSeq, as a sequencer at `epoch` would send it. */
+function appendOf(log: Entry[], epoch: number, prevSeq: number, toSeq: number, commitSeq: number): AppendRequest {
+  return {
+    epoch,
+    prevSeq,
+    prevHash: prevSeq === 0 ? zeroHash : log[prevSeq - 1]!.hash,
+    entries: log.slice(prevSeq, toSeq),
+    commitSeq,
+  };
+}
+
+function freshReplica(id = "r1", retention?: { entries: number; slack: number }): ReplicaCore {
+  const store = new MemoryReplicaStorage();
+  const meta = newReplicaMeta("g", id, "kv", 4);
+  store.saveMeta(meta);
+  return new ReplicaCore(store, meta, machineFor("kv"), retention);
+}
+
+/** The value the replica's kv state holds at key (undefined: none). */
+function valueAt(r: ReplicaCore, key: string): unknown {
+  return (r.query({ op: "get", key }) as { value: unknown }).value ?? undefined;
+}
+
+/** Replaces the cluster's sequencer with one at `epoch` that recovered `log` (no-op included), commitSeq as given. */
+function takeOver(c: Cluster, log: Entry[], epoch: number, commitSeq: number): void {
+  const storage = new MemorySequencerStorage();
+  storage.appendEntries(log);
+  const meta: SequencerMeta = { config: c.config, epoch, commitSeq, quarantined: [] };
+  storage.saveMeta(meta);
+  c.seqStore = storage;
+  c.sequencer = new SequencerCore(storage, meta);
+}
+
+describe("sequencer: the current-epoch commit rule (raft figure 8)", () => {
+  it("does not commit a recovered older-epoch entry that a quorum holds until its own no-op is acknowledged", () => {
+    // Entries 1-2 (epoch 1) are committed everywhere; a deposed epoch-2 sequencer stored 3..258
+    // on r3 alone, which the epoch-3 recovery took as its best log. r1 and r2 are sent the
+    // epoch-2 entries in one full message (appendEntriesMax of them) and the no-op in the next:
+    // after the first, a quorum holds seq 258 but it is epoch 2's, and counting it could commit
+    // an entry that a later recovery (without r1's and r2's newer logs) legitimately drops.
+    // Only once the epoch-3 no-op is on a quorum does everything before it commit.
+    const committed = extend([], 1, 2);
+    const old = extend(committed, 2, appendEntriesMax);
+    const recovered = withNoop(old, 3);
+    const noopSeq = recovered.length;
+    expect(noopSeq).toBe(appendEntriesMax + 3);
+    const c = Cluster.of("kv");
+    for (const id of ["r1", "r2", "r3"]) {
+      const r = c.replicas.get(id)!;
+      expect(r.append(appendOf(committed, 1, 0, 2, 2)).ok).toBe(true);
+      expect(r.appliedSeq).toBe(2);
+    }
+    c.down.add("r3");
+    takeOver(c, recovered, 3, 2);
+
+    c.round(); // the no-op alone: both answer gap at 2
+    for (const id of ["r1", "r2"]) expect(c.replicas.get(id)!.position().lastSeq).toBe(2);
+    c.round(); // 3..258, all of epoch 2
+    for (const id of ["r1", "r2"]) {
+      const r = c.replicas.get(id)!;
+      expect(r.position().lastSeq).toBe(noopSeq - 1);
+      expect(r.appliedSeq, id).toBe(2);
+    }
+    expect(c.sequencer.commitSeq).toBe(2);
+    expect(c.sequencer.epochSettled).toBe(false);
+
+    c.round(); // the no-op: on a quorum now, and it commits everything before it
+    expect(c.sequencer.commitSeq).toBe(noopSeq);
+    c.settle();
+    for (const id of ["r1", "r2"]) expect(c.replicas.get(id)!.appliedSeq, id).toBe(noopSeq);
+    expect(valueAt(c.replicas.get("r1")!, `k${noopSeq - 1}`)).toBe(`v${noopSeq - 1}`);
+  });
+});
+
+describe("sequencer: matchSeq is what was sent, not what the replica reports", () => {
+  it("an empty append acknowledged by a replica with a longer, stale suffix counts only up to its prevSeq", () => {
+    // r1 holds 1..5 (epoch 1, committed) and 6..10 of a deposed epoch-2 sequencer that the
+    // epoch-3 recovery did not take; the recovered log is 1..5 then the no-op at 6. A heartbeat
+    // at prevSeq 5 matches r1, which answers ok with lastSeq 10: that vouches for 1..5 only, its
+    // 6 is not the no-op. Counting r1 at 6 would make r2's ack alone a "quorum" for the no-op,
+    // committing an entry only one replica holds.
+    const committed = extend([], 1, 5);
+    const stale = extend(committed, 2, 5, "stale");
+    const recovered = withNoop(committed, 3);
+    const c = Cluster.of("kv");
+    const r1 = c.replicas.get("r1")!;
+    expect(r1.append(appendOf(stale, 2, 0, 10, 5)).ok).toBe(true);
+    expect(r1.position()).toMatchObject({ lastSeq: 10, appliedSeq: 5 });
+    expect(c.replicas.get("r2")!.append(appendOf(committed, 1, 0, 5, 5)).ok).toBe(true);
+    c.down.add("r3");
+    takeOver(c, recovered, 3, 5);
+
+    const beat = c.sequencer.heartbeat("r1")!;
+    expect(beat).toMatchObject({ prevSeq: 5, entries: [] });
+    const resp = c.deliver("r1", beat)!;
+    expect(resp).toMatchObject({ ok: true, lastSeq: 10 });
+    c.deliver("r2", c.messageFor("r2")!); // the no-op, acknowledged by r2
+    expect(c.replicas.get("r2")!.position().lastSeq).toBe(6);
+    expect(c.sequencer.commitSeq).toBe(5);
+
+    // r1 is then sent the no-op itself, which replaces its stale 6..10: now a quorum holds it.
+    const toR1 = c.messageFor("r1")!;
+    expect(toR1).toMatchObject({ prevSeq: 5 });
+    expect(toR1.entries.map((e) => e.seq)).toEqual([6]);
+    c.deliver("r1", toR1);
+    expect(r1.position().lastSeq).toBe(6);
+    expect(c.sequencer.commitSeq).toBe(6);
+  });
+});
+
+describe("replica: commitSeq is bounded by what the message vouched for", () => {
+  it("a lagging replica with an older epoch's suffix does not apply that suffix as committed", () => {
+    // Entries 6..10 are a deposed epoch-2 sequencer's; the epoch-3 sequencer's 6..8 (committed)
+    // are different entries. Its append catches r1 up to 5 with commitSeq 8: only 1..5 were
+    // vouched for by the message (raft's min(leaderCommit, index of last new entry)). Applying
+    // the replica's own 6..8 would execute a history the group never committed.
+    const committed = extend([], 1, 5);
+    const stale = extend(committed, 2, 5, "stale");
+    const r = freshReplica();
+    expect(r.append(appendOf(committed, 1, 0, 3, 3)).ok).toBe(true);
+    expect(r.append(appendOf(stale, 2, 3, 10, 3)).ok).toBe(true);
+    expect(r.position()).toMatchObject({ lastSeq: 10, appliedSeq: 3 });
+
+    const resp = r.append(appendOf(committed, 3, 3, 5, 8));
+    expect(resp).toMatchObject({ ok: true, appliedSeq: 5, commitSeq: 5 });
+    expect(r.appliedSeq).toBe(5);
+    expect(valueAt(r, "k5")).toBe("v5");
+    expect(valueAt(r, "k6")).toBeUndefined();
+  });
+});
+
+describe("replica: an append that reaches back below the compacted base", () => {
+  /** r1 with 1..6 applied and its log compacted to a base above 0 (retention shrunk). */
+  function compacted() {
+    const log = extend([], 1, 6);
+    const r = freshReplica("r1", { entries: 1, slack: 1 });
+    expect(r.append(appendOf(log, 1, 0, 6, 6)).ok).toBe(true);
+    const base = r.config.baseSeq;
+    expect(base).toBeGreaterThan(1);
+    expect(base).toBeLessThan(6);
+    return { r, log, base };
+  }
+
+  it("is refused as a mismatch when its entry at the base differs, though nothing after the base is new", () => {
+    // The skipped entries are applied already, so the only check left is that the message's
+    // entry at the base is the one the replica holds there. Without it a replica with a
+    // different history answered ok, and the sequencer counted it as holding the message.
+    const { r, base } = compacted();
+    const other = extend([], 1, 6, "other");
+    const resp = r.append(appendOf(other, 1, 0, base, base));
+    expect(resp).toMatchObject({ ok: false, reason: "mismatch" });
+  });
+
+  it("is refused as a mismatch, not an exception, when it also carries entries after the base", () => {
+    // The entries after the base chain to the message's own hash at the base: spliced onto the
+    // replica's base they would not chain, and the step failed an assertion instead of answering
+    // mismatch (which the sequencer turns into a repair).
+    const { r, base } = compacted();
+    const other = extend([], 1, 6, "other");
+    const resp = r.append(appendOf(other, 1, 0, 6, 6));
+    expect(resp).toMatchObject({ ok: false, reason: "mismatch" });
+    expect(r.position()).toMatchObject({ lastSeq: 6, appliedSeq: 6 });
+  });
+
+  it("skips the entries up to its base when the message's entry at the base matches", () => {
+    // The positive case: the same history sent from before the base is taken, not refused.
+    const { r, log, base } = compacted();
+    const longer = extend(log, 1, 2);
+    expect(r.append(appendOf(longer, 1, base - 1, 8, 8))).toMatchObject({ ok: true, lastSeq: 8, appliedSeq: 8 });
+  });
+});
