@@ -9,6 +9,7 @@ import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
 import { replicaIds } from "../../shared/protocol/types.js";
+import { fenceStragglersMs, replicaRpcTimeoutMs, resendMs } from "../../shared/limits.js";
 
 export interface Retention {
   entries: number;
@@ -28,6 +29,24 @@ export const realClock: Clock = {
     return () => clearTimeout(t);
   },
 };
+
+/**
+ * Timers for a recovery whose calls answer at once: its resend, call timeout and straggler timers
+ * never need to fire (dropped); any other (the old read lease's wait) is recorded in `waits` and
+ * runs at once.
+ */
+export function leaseTimers(): { waits: number[]; setTimer(ms: number, fn: () => void): () => void } {
+  const waits: number[] = [];
+  return {
+    waits,
+    setTimer: (ms, fn) => {
+      if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
+      waits.push(ms);
+      const t = setTimeout(fn, 0);
+      return () => clearTimeout(t);
+    },
+  };
+}
 
 /** Time 50 times faster than the wall clock: the drivers' real timers, a cut-off or an old read lease's wait in tens of ms. */
 export const fastClock: Clock = (() => {

@@ -1,5 +1,6 @@
 // A recovery's choices: which fenced log it rebuilds from, how long it waits out an older
 // sequencer's read lease, and which rebuilt replicas may stand in its fenced quorum at all.
+import { leaseTimers } from "../support/direct.js";
 import { describe, expect, it } from "vitest";
 import { fenceStragglersMs, readLeaseMs, replicaRpcTimeoutMs, resendMs } from "../../shared/limits.js";
 import type { Entry } from "../../shared/api/types.js";
@@ -60,16 +61,11 @@ function reply(r: Scripted, accepted: boolean): FenceReply {
  * (the old lease's wait) is recorded and runs at once. `reads`: the replicas whose log was read.
  */
 function scriptedIo(replicas: Map<string, Scripted>, nowMs = 1_000_000) {
-  const waits: number[] = [];
+  const { waits, setTimer } = leaseTimers();
   const reads: string[] = [];
   const io = {
     nowMs: () => nowMs,
-    setTimer: (ms: number, fn: () => void) => {
-      if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
-      waits.push(ms);
-      const t = setTimeout(fn, 0);
-      return () => clearTimeout(t);
-    },
+    setTimer,
     log: () => {},
     link: (id: string): ReplicaLink =>
       linkOver(

@@ -1,5 +1,6 @@
 // A recovering sequencer reads the best log of the fenced quorum page by page: a page that does
 // not come is asked for again (the fence already holds), a few times, before the attempt fails.
+import { leaseTimers } from "../support/direct.js";
 import { describe, expect, it } from "vitest";
 import { fenceStragglersMs, readLeaseMs, replicaRpcTimeoutMs, resendMs } from "../../shared/limits.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -132,16 +133,10 @@ describe("a recovery's lost answers", () => {
 
 /** Links to these replica drivers, whose clock reads `now()`; timers are recorded and run at once. */
 function leaseIo(now: () => number, drivers: Map<string, ReplicaDriver>) {
-  const waits: number[] = [];
+  const { waits, setTimer } = leaseTimers();
   const io = {
     nowMs: now,
-    // Calls answer at once here, so their resend and timeout timers never need to fire.
-    setTimer: (ms: number, fn: () => void) => {
-      if (ms === resendMs || ms === replicaRpcTimeoutMs || ms === fenceStragglersMs) return () => {};
-      waits.push(ms);
-      const t = setTimeout(fn, 0);
-      return () => clearTimeout(t);
-    },
+    setTimer,
     log: () => {},
     link: (id: string): ReplicaLink => linkOver(async (method, args) => (await serve(drivers.get(id)! as never, method, args)) as never, async () => null),
   } as unknown as DriverIO;
