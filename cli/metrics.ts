@@ -34,15 +34,21 @@ function replicasCell(replicas: GroupHealth["replicas"]): string {
   return [`${healthy}/${replicas.length} healthy`, ...(others.length ? [others.join(", ")] : [])].join("; ");
 }
 
+/** "40 s", "3 min", "2 h". */
+function span(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+}
+
 function ago(iso: string, nowMs: number): string {
-  const s = Math.max(0, Math.round((nowMs - Date.parse(iso)) / 1000));
-  return s < 120 ? `${s} s ago` : s < 7200 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+  return `${span((nowMs - Date.parse(iso)) / 1000)} ago`;
 }
 
 /** smr groups status (no group): every group's health from one scrape (or a page of them). */
 export async function printHealth(client: SmrClient, json: boolean, page: { after?: string; limit?: number }, unhealthy = false): Promise<void> {
   const text = await client.metrics(undefined, page);
-  const all = groupsHealth(samples(text));
+  const scraped = samples(text);
+  const all = groupsHealth(scraped);
   // --unhealthy: at hundreds of groups the few that need a look were lost among the rest (a probe).
   const groups = unhealthy ? all.filter((g) => g.health !== "ok") : all;
   const next = nextOf(text);
@@ -58,16 +64,16 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   note(`${all.length} groups: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);
   if (unasked) note(`not shown: ${unasked}`);
   if (next) note(`more: --after ${next}`);
-  const cron = cronLine(samples(text), nowMs);
+  const cron = cronLine(scraped);
   if (cron) note(cron);
 }
 
 /** "cron: last run 40 s ago, 12 audited, 0 failed; a lap over every group took 2 min" (null before any run). */
-function cronLine(all: { name: string; value: number }[], nowMs: number): string | null {
+function cronLine(all: { name: string; value: number }[]): string | null {
   const value = (name: string) => all.find((x) => x.name === name)?.value;
   const at = value("smr_cron_last_run_timestamp_seconds");
   if (at === undefined) return null;
   const lapS = value("smr_cron_last_lap_seconds");
-  const lap = lapS === undefined ? "no whole lap over every group yet" : `a lap over every group took ${ago(new Date(nowMs - lapS * 1000).toISOString(), nowMs).replace(/ ago$/, "")}`;
-  return `cron: last run ${ago(new Date(at * 1000).toISOString(), nowMs)}, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}`;
+  const lap = lapS === undefined ? "no whole lap over every group yet" : `a lap over every group took ${span(lapS)}`;
+  return `cron: last run ${span(Date.now() / 1000 - at)} ago, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}`;
 }

@@ -2,7 +2,6 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "./env.js";
 import type { CronFigures } from "../shared/api/metrics.js";
 
-
 /**
  * The list of group names (one instance), for GET /v1/groups and the cron, paged. Nothing on a
  * group's data path reads it: a group's record is its own directory object's.
@@ -60,10 +59,11 @@ export class RegistryObject extends DurableObject<Env> {
     const lap = at === "" || (page.groups.length > 0 && page.groups[0]! <= at) ? { lapStartedMs: Date.now(), lapGroups: 0 } : {};
     const lapGroups = (lap.lapGroups ?? cron.lapGroups ?? 0) + page.groups.length;
     const lapStartedMs = lap.lapStartedMs ?? cron.lapStartedMs ?? Date.now();
-    const ended = page.next === undefined ? { lastLapMs: Date.now() - lapStartedMs, lastLapGroups: lapGroups, lastLapEndedMs: Date.now() } : {};
+    // A lap that ends here leaves none under way (the next claim starts one from the first name).
+    const now = page.next === undefined ? { lapStartedMs, lapGroups: 0, lastLapMs: Date.now() - lapStartedMs, lastLapGroups: lapGroups } : { lapStartedMs, lapGroups };
     this.ctx.storage.transactionSync(() => {
       this.setCron("cursor", page.next ?? "");
-      this.setCron("status", JSON.stringify({ ...cron, lapStartedMs, lapGroups, ...ended }));
+      this.setCron("status", JSON.stringify({ ...cron, ...now }));
     });
     return { groups: page.groups, lapEnd: page.next === undefined };
   }

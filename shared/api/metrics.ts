@@ -88,7 +88,6 @@ export interface CronFigures {
   lapGroups?: number;
   lastLapMs?: number;
   lastLapGroups?: number;
-  lastLapEndedMs?: number;
 }
 
 /**
@@ -106,7 +105,7 @@ export function cronFamilies(c: CronFigures): Family[] {
     family("smr_cron_last_run_failed", "gauge", "Groups the cron's last run could not audit.", c.lastRun?.failed),
     family("smr_cron_last_lap_seconds", "gauge", "How long the cron's last whole lap over every group took: each group is audited about this often.", s(c.lastLapMs)),
     family("smr_cron_last_lap_groups", "gauge", "Groups the cron's last whole lap took.", c.lastLapGroups),
-    family("smr_cron_lap_groups", "gauge", "Groups the cron's lap under way has taken so far.", c.lastLapEndedMs !== undefined && c.lapStartedMs !== undefined && c.lastLapEndedMs >= c.lapStartedMs ? 0 : c.lapGroups),
+    family("smr_cron_lap_groups", "gauge", "Groups the cron's lap under way has taken so far.", c.lapGroups),
   ].filter((f) => f.samples.length > 0);
 }
 
