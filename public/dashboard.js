@@ -102,6 +102,12 @@ function ago(iso) {
   return sec < 60 ? `${sec.toFixed(1)} s ago` : sec < 3600 ? `${Math.floor(sec / 60)} min ago` : time(iso);
 }
 
+/** "40 s", "3 min", "2 h": as `smr groups status` words the cron's times (cli/metrics.ts, span). */
+function span(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+}
+
 function duration(ms) {
   return typeof ms === "number" ? (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`) : "—";
 }
@@ -133,10 +139,13 @@ function forgetView() {
   delete $("#group").dataset.group;
   $("#group-loading").hidden = true;
   healthByGroup = new Map();
+  cron = undefined;
+  healthFailure = null;
   healthAtMs = 0;
   ownHealth = null;
   healthGeneration++;
   healthAsking = false;
+  renderAuditor();
 }
 
 function connect() {
@@ -206,6 +215,8 @@ function renderGroups(page) {
   }
   markSelected(selected);
   renderHealth();
+  // Each refresh: the last run's age moves on between scrapes.
+  renderAuditor();
   const more = $("#groups-more");
   more.hidden = !page.next;
   more.textContent = page.next ? `Only the first ${page.groups.length} groups are listed.` : "";
@@ -241,9 +252,9 @@ function judge(up, replicas, lastAudit) {
   return { health, why: [...notHealthy, audit].join("; ") };
 }
 
-/** group -> { health, why } from a metrics scrape. */
-function healthFromMetrics(text) {
-  return new Map(groupsHealth(samples(text)).map((g) => [g.group, judge(g.health !== "down", g.replicas, g.lastAudit)]));
+/** group -> { health, why } from a metrics scrape's samples. */
+function healthFromMetrics(all) {
+  return new Map(groupsHealth(all).map((g) => [g.group, judge(g.health !== "down", g.replicas, g.lastAudit)]));
 }
 
 /** Scrapes the listed groups' health unless one is under way or the last is recent; not awaited by the refresh loop (a scrape may take seconds). */
@@ -264,10 +275,14 @@ async function refreshHealth() {
   healthAtMs = Date.now();
   healthFailure = failure;
   if (text !== null) {
-    healthByGroup = healthFromMetrics(text);
+    // Parsed once: the same scrape carries the groups' health and the cron's progress.
+    const all = samples(text);
+    healthByGroup = healthFromMetrics(all);
+    cron = cronFromMetrics(all);
     scrapeStartedMs = startedMs;
   }
   renderHealth();
+  renderAuditor();
 }
 
 /** Each listed group's badge: its health, or "?" (not scraped yet, left out of the scrape, or the scrape failed). */
@@ -282,6 +297,70 @@ function renderHealth() {
     badge.textContent = h ? h.health : "?";
     badge.title = h ? h.why : healthFailure ? `health unknown: ${healthFailure.code}: ${healthFailure.message}` : "health not known yet";
   }
+}
+
+// ---- the cron auditor's progress ------------------------------------------------------------------
+
+/** From the last scrape: the cron's progress, null before any run, undefined before any scrape. */
+let cron;
+
+/**
+ * The smr_cron_* series (the first page of a scrape carries them: the list's is one); null while
+ * the last run's time is absent or 0 (no run recorded yet).
+ */
+function cronFromMetrics(all) {
+  const value = (name) => all.find((s) => s.name === name && !s.labels.group)?.value;
+  const at = value("smr_cron_last_run_timestamp_seconds");
+  if (!at) return null;
+  return {
+    atMs: at * 1000,
+    tookS: value("smr_cron_last_run_duration_seconds"),
+    audited: value("smr_cron_last_run_audited"),
+    failed: value("smr_cron_last_run_failed"),
+    lastLapS: value("smr_cron_last_lap_seconds"),
+    lastLapGroups: value("smr_cron_last_lap_groups"),
+    lapGroups: value("smr_cron_lap_groups"),
+  };
+}
+
+/** A value of the auditor's line, in a span a test (or a style) can find by its field. */
+function field(name, value) {
+  const el = document.createElement("span");
+  el.dataset.field = name;
+  el.textContent = value === null || value === undefined ? "?" : String(value);
+  return el;
+}
+
+/**
+ * "Last run 40 s ago: 12 audited, 0 failed; a lap over every group (12 groups) took 2 min", as
+ * `smr groups status` says it. While the scrape fails it says unknown: the last scrape's numbers,
+ * shown with an age that keeps counting, would look live.
+ */
+function renderAuditor() {
+  const box = $("#auditor");
+  const line = $("#auditor-line");
+  line.removeAttribute("title");
+  if (healthFailure) {
+    box.dataset.state = "unknown";
+    line.textContent = `Unknown: the metrics could not be read (${healthFailure.code}: ${healthFailure.message}).`;
+    return;
+  }
+  if (cron === undefined) {
+    box.dataset.state = "unknown";
+    line.textContent = "Not known yet.";
+    return;
+  }
+  if (cron === null) {
+    box.dataset.state = "none";
+    line.textContent = "No cron run yet.";
+    return;
+  }
+  box.dataset.state = cron.failed > 0 ? "failed" : "ok";
+  line.title = `ended ${new Date(cron.atMs).toISOString()}${cron.tookS === undefined ? "" : `, took ${span(cron.tookS)}`}`;
+  const lap = cron.lastLapS === undefined ? ["no whole lap over every group yet"] : ["a lap over every group (", field("lastLapGroups", cron.lastLapGroups), " groups) took ", field("lastLap", span(cron.lastLapS))];
+  // 0: the last lap just ended, and the next run starts one.
+  const underWay = cron.lapGroups > 0 ? ["; this lap: ", field("lapGroups", cron.lapGroups), " groups so far"] : [];
+  line.replaceChildren("Last run ", field("lastRun", `${span(Date.now() / 1000 - cron.atMs / 1000)} ago`), ": ", field("audited", cron.audited), " audited, ", field("failed", cron.failed), " failed; ", ...lap, ...underWay, ".");
 }
 
 /** `askedMs`: when the answers drawn were asked for. */

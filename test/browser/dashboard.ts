@@ -1,8 +1,8 @@
 // `npm run test:browser`: the dashboard in a real headless browser, Debian's chromium driven by
 // playwright-core, against the built worker under Miniflare with fault injection (ALLOW_FAULTS=1).
-// It builds the worker, creates a group, enters the token, checks the replica rows, corrupts one
-// replica and sees it quarantined and then rebuilt, sees a sequencer failover, and saves
-// screenshots under test/artifacts/ (git-ignored). Closing line: "browser: N passed, N failed".
+// It builds the worker, creates a group, enters the token, reads the auditor line before and after
+// a cron run, checks the replica rows, corrupts one replica and sees it quarantined and then
+// rebuilt, sees a sequencer failover, and saves screenshots under test/artifacts/ (git-ignored). Closing line: "browser: N passed, N failed".
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
@@ -115,6 +115,15 @@ async function pageShows(what: string, test: string, arg?: unknown, timeoutMs = 
 /** A group's health badge in the list (ok, degraded, down, or ? while not known). */
 const healthBadge = (name: string) => `#groups a[data-group="${name}"] .health`;
 
+/** The auditor line's state (unknown, none, ok, failed) and its values by data-field. */
+function auditor(): Promise<{ state: string; text: string; fields: Record<string, string> }> {
+  return page.$eval("#auditor", (box: any) => ({
+    state: box.dataset.state,
+    text: box.querySelector("#auditor-line").textContent,
+    fields: Object.fromEntries([...box.querySelectorAll("[data-field]")].map((el: any) => [el.dataset.field, el.textContent ?? ""])),
+  }));
+}
+
 const replicaStatus = (id: string) => page.getAttribute(`tr[data-replica="${id}"]`, "data-status");
 
 // ---- the steps -------------------------------------------------------------------------------------
@@ -173,6 +182,33 @@ async function main(): Promise<void> {
     const stored = await page.evaluate(() => Object.values({ ...sessionStorage }));
     equal(stored, [admin], "sessionStorage values");
     check(!page.url().includes(admin), `a URL without the token (${page.url()})`);
+  });
+
+  await step("the auditor line: no cron run yet; after a cron run, its age, audited and failed counts and the lap; a failed count marked", async () => {
+    // No step before this one fires the cron (the server's triggers fire only on request; the audits above are none).
+    await pageShows("no cron run yet", `return document.querySelector("#auditor").dataset.state === "none";`, undefined, scrapeWaitMs);
+    equal((await auditor()).text, "No cron run yet.", "the auditor line before any run");
+    // One run, as the platform fires it each minute (the e2e fixture's cron()): both groups in one claim, a whole lap.
+    await (await server!.mf.getWorker()).scheduled({ cron: "* * * * *" });
+    await pageShows("the cron's run", `const a = document.querySelector("#auditor"); return a.dataset.state === "ok" && Number(a.querySelector("[data-field=audited]")?.textContent) >= 1;`, undefined, scrapeWaitMs);
+    const shown = await auditor();
+    equal([shown.fields.audited, shown.fields.failed, shown.fields.lastLapGroups], ["2", "0", "2"], "audited, failed, the last lap's groups");
+    const age = /^(\d+) s ago$/.exec(shown.fields.lastRun ?? "");
+    check(age && Number(age[1]) < 60, `a recent age (${shown.fields.lastRun})`);
+    check(/^\d+ s$/.test(shown.fields.lastLap ?? ""), `the last lap's length (${shown.fields.lastLap})`);
+    check(!("lapGroups" in shown.fields), `no lap under way after a whole one (${shown.text})`);
+    // A run with failures, the scrape's count rewritten in the browser (a real one needs a group that cannot be audited at all).
+    await page.route("**/v1/metrics?*", async (route) => {
+      const res = await route.fetch();
+      await route.fulfill({ response: res, body: (await res.text()).replace(/^smr_cron_last_run_failed 0$/m, "smr_cron_last_run_failed 2") });
+    });
+    try {
+      await pageShows("the failed count marked", `const a = document.querySelector("#auditor"); return a.dataset.state === "failed" && a.querySelector("[data-field=failed]").textContent === "2";`, undefined, scrapeWaitMs);
+      mkdirSync(artifacts, { recursive: true });
+      await page.screenshot({ path: join(artifacts, "dashboard-cron-failed.png") });
+    } finally {
+      await page.unroute("**/v1/metrics?*");
+    }
   });
 
   await step("select the group: its sequencer, and three healthy replicas with positions, lag and digest prefix", async () => {
@@ -310,6 +346,8 @@ async function main(): Promise<void> {
     await pageShows("the stale notice", `const n = document.querySelector("#group-stale"); return !n.hidden && /^Not updated since \\d\\d:\\d\\d:\\d\\dZ .*network/.test(n.textContent) && document.querySelector("#group").dataset.stale === "true";`);
     equal(await page.getAttribute("#live", "data-state"), "error", "the live indicator");
     equal(await page.textContent("#live"), "not updating", "the live text");
+    // The auditor's last numbers are not shown as live once the scrape fails.
+    await pageShows("the auditor unknown", `const a = document.querySelector("#auditor"); return a.dataset.state === "unknown" && /^Unknown: .*network/.test(a.querySelector("#auditor-line").textContent) && !a.querySelector("[data-field]");`, undefined, scrapeWaitMs);
     await page.screenshot({ path: join(artifacts, "dashboard-stale.png"), fullPage: true });
     equal(pageErrors, [], "errors raised in the page");
   });
