@@ -15,6 +15,8 @@ export function printStatus(s: GroupStatus): void {
     commitSeq: s.commitSeq,
     outputs: s.outputs,
     checkpointEvery: s.checkpointEvery,
+    // A group made before sessions expired has none (null): it keeps every client.
+    ...(s.sessionIdleSeconds === undefined ? {} : { sessionIdle: s.sessionIdleSeconds === null ? "never (a group older than expiring sessions)" : `${s.sessionIdleSeconds} s` }),
     sequencer: `${s.sequencer.name} @ ${s.sequencer.location ?? "any"} (epoch ${s.sequencer.epoch}, since ${s.sequencer.since ?? "-"})`,
     // While the sequencer cannot be reached the status is what the replicas say of themselves:
     // say so, and why (the table looked like a healthy group's, a probe).
@@ -67,7 +69,8 @@ export function groupsCommand(): Command {
     .addOption(new Option("--outputs <mode>", "answer with the first replica's output or a majority's").choices(["first", "majority"]))
     .option("--checkpoint-every <n>", "entries between checkpoints", positiveArg)
     .option("--sequencer-locations <hints>", "the sequencer's location hints, in order of preference", listArg)
-    .action(async (group: string, opts: { machine: string; replicas?: number; locations?: string[]; outputs?: "first" | "majority"; checkpointEvery?: number; sequencerLocations?: string[] }, cmd: Command) => {
+    .option("--session-idle <seconds>", "forget a client with no command executed for this long (default 7 days)", positiveArg)
+    .action(async (group: string, opts: { machine: string; replicas?: number; locations?: string[]; outputs?: "first" | "majority"; checkpointEvery?: number; sequencerLocations?: string[]; sessionIdle?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const spec: GroupSpec = { machine: opts.machine };
       if (opts.locations) spec.replicas = opts.locations.length;
@@ -76,6 +79,7 @@ export function groupsCommand(): Command {
       if (opts.outputs) spec.outputs = opts.outputs;
       if (opts.checkpointEvery !== undefined) spec.checkpointEvery = opts.checkpointEvery;
       if (opts.sequencerLocations) spec.sequencerLocations = opts.sequencerLocations;
+      if (opts.sessionIdle !== undefined) spec.sessionIdleSeconds = opts.sessionIdle;
       let made = true;
       const status = await client.createGroup(group, spec, (m) => (made = m));
       if (json) return printJson({ ...status, created: made });

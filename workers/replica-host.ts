@@ -78,6 +78,8 @@ export interface ReplicaInit {
   id: string;
   machine: MachineName;
   checkpointEvery: number;
+  /** GroupConfig.sessionIdleMs (absent: sessions never expire). */
+  sessionIdleMs?: number;
   /** A re-creation after the replica lost its storage (see ReplicaMeta.rejoinSeq). */
   rejoin?: Rejoin;
 }
@@ -157,7 +159,7 @@ export class ReplicaHost {
       await this.home.erase();
     }
     if (!this.core) {
-      const meta = newReplicaMeta(cfg.group, cfg.id, cfg.machine, cfg.checkpointEvery, cfg.incarnation, cfg.rejoin);
+      const meta = newReplicaMeta(cfg.group, cfg.id, cfg.machine, cfg.checkpointEvery, cfg.incarnation, cfg.rejoin, cfg.sessionIdleMs);
       const sql = this.home.storage.sql;
       this.home.storage.transactionSync(() => {
         SqlReplicaStorage.create(sql, this.home.logTable);

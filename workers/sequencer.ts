@@ -144,7 +144,7 @@ export class SequencerObject extends ReplicaServing {
         this.ctx.waitUntil(this.lifecycle.resign(cfg).catch((err) => console.error(`${sequencerName(cfg)} of ${cfg.group}, deposed, could not wipe: ${String(err)}`)));
         throw new Error(`${sequencerName(cfg)} is not in office: no rejoin of ${id}`);
       }
-      return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...(rejoin ? { rejoin } : {}) });
+      return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...(cfg.sessionIdleMs === undefined ? {} : { sessionIdleMs: cfg.sessionIdleMs }), ...(rejoin ? { rejoin } : {}) });
     });
   }
 
@@ -276,6 +276,7 @@ export class SequencerObject extends ReplicaServing {
       lastSeq: core.lastLogSeq,
       outputs: cfg.outputs,
       checkpointEvery: cfg.checkpointEvery,
+      sessionIdleSeconds: cfg.sessionIdleMs === undefined ? null : cfg.sessionIdleMs / 1000,
       // Cut off but answering, its status looked like a healthy sequencer's with its replicas down
       // (a region-outage probe): it says how long it has had no quorum.
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum() },

@@ -55,6 +55,7 @@ export const groupStatus = z.object({
   lastSeq: seq,
   outputs: z.enum(["first", "majority"]),
   checkpointEvery: z.number().int(),
+  sessionIdleSeconds: z.number().int().nullable().optional().describe("a client idle this long is forgotten; null: never (a group created before sessions expired)"),
   sequencer: sequencerStatus.describe("the object ordering the group's commands now"),
   replicas: z.array(replicaStatus),
 });
@@ -145,6 +146,7 @@ const snapshotSpec = z
     locations: z.array(z.string().nullable()).optional(),
     outputs: z.enum(["first", "majority"]),
     checkpointEvery: z.number().int().min(1),
+    sessionIdleSeconds: z.number().int().min(1).optional(),
     sequencerLocations: z.array(z.string()).optional(),
     colocate: z.literal(false).optional(),
   })

@@ -64,6 +64,7 @@ export interface SnapshotSpec {
   locations?: (string | null)[];
   outputs: "first" | "majority";
   checkpointEvery: number;
+  sessionIdleSeconds?: number;
   sequencerLocations?: string[];
   colocate?: false;
 }

@@ -13,6 +13,8 @@ import {
   metricsPageMax,
   replicasDefault,
   replicasMax,
+  sessionIdleMsDefault,
+  sessionIdleSecondsMax,
 } from "../limits.js";
 import { locationHints } from "../geo.js";
 import { utf8Length } from "../text.js";
@@ -49,6 +51,15 @@ export const createGroupBody = z
     sequencerLocations: z.array(locationHint).min(1).max(replicasMax).optional(),
     /** Host one replica in the sequencer's object (leader-as-replica; docs/PROTOCOL.md). Default true. */
     colocate: z.boolean().optional(),
+    sessionIdleSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(sessionIdleSecondsMax)
+      .optional()
+      .describe(
+        `a client with no command executed for this long is forgotten (its remembered requests and their outputs deleted; a retry sent later executes again); default ${sessionIdleMsDefault / 1000} (7 days). Not compared when the group exists`,
+      ),
   })
   .strict()
   .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {
@@ -77,6 +88,7 @@ export function groupConfigFrom(group: string, body: z.infer<typeof createGroupB
     locations,
     outputs: body.outputs,
     checkpointEvery: body.checkpointEvery,
+    sessionIdleMs: (body.sessionIdleSeconds ?? sessionIdleMsDefault / 1000) * 1000,
     ...(body.sequencerLocations ? { sequencerLocations: body.sequencerLocations, sequencer: { name: group, location: body.sequencerLocations[0]!, no: 0 } } : {}),
     ...colocation(body, locations),
   };

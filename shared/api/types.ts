@@ -71,6 +71,8 @@ export interface GroupStatus {
   lastSeq: number;
   outputs: OutputsMode;
   checkpointEvery: number;
+  /** A client idle this long (log time) is forgotten; null: never (a group created before sessions expired). */
+  sessionIdleSeconds?: number | null;
   /** The object ordering the group's commands now. */
   /** noQuorumMs: the sequencer answers but has heard no quorum for that long (cut off). */
   sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number };

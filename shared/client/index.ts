@@ -139,6 +139,8 @@ export interface GroupSpec {
   outputs?: OutputsMode;
   checkpointEvery?: number;
   sequencerLocations?: string[];
+  /** A client with no command executed for this long is forgotten (default 7 days). */
+  sessionIdleSeconds?: number;
 }
 
 /** One command of a batch; `request` is assigned by the client when absent. */

@@ -19,7 +19,7 @@ import { assert } from "./assert.js";
 import { entryBytes, entryHash, noopsOnly } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, InstallDigest, type ScrubCursor, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, InstallDigest, type ScrubCursor, type SessionExpiry, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
@@ -31,6 +31,8 @@ export interface ReplicaMeta {
   id: string;
   machine: MachineName;
   checkpointEvery: number;
+  /** The group's session window (GroupConfig.sessionIdleMs); absent: sessions never expire. */
+  sessionIdleMs?: number;
   epoch: number;
   lastSeq: number;
   lastHash: string;
@@ -182,7 +184,7 @@ const watchEffectsChunk = 16;
 const unappliedEntriesMax = 4 * appendEntriesMax;
 export const unappliedBytesMax = 2 * appendBytesMax;
 
-export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin): ReplicaMeta {
+export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin, sessionIdleMs?: number): ReplicaMeta {
   // A rejoin starts quarantined (no reads, no vote: a state transfer rebuilds it) at the epoch of
   // the sequencer that made it, so an older one's appends are refused.
   const again = rejoin ? { epoch: rejoin.epoch, quarantined: true, rejoinSeq: rejoin.throughSeq } : {};
@@ -192,6 +194,7 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     id,
     machine,
     checkpointEvery,
+    ...(sessionIdleMs === undefined ? {} : { sessionIdleMs }),
     epoch: 0,
     lastSeq: 0,
     lastHash: zeroHash,
@@ -260,6 +263,8 @@ export class ReplicaCore {
   private installing: (SnapshotInfo & { transferId: string }) | null = null;
   /** A seq an audit asked this replica to record a checkpoint at, once it applies it (see auditInfo). */
   private auditMarkSeq: number | null = null;
+  /** The group's session window, as every replica of it applies it (from its init). */
+  private readonly expiry: SessionExpiry | null;
 
   constructor(
     private readonly storage: ReplicaStorage,
@@ -272,6 +277,7 @@ export class ReplicaCore {
     private readonly scrubRowsPerAudit = scrubRowsPerAuditMax,
   ) {
     this.meta = { ...meta };
+    this.expiry = meta.sessionIdleMs === undefined ? null : { idleMs: meta.sessionIdleMs };
     const membership = this.currentMembership();
     if (membership !== (this.meta.membership ?? null)) this.meta.membership = membership;
     this.savePhase = savePhaseOf(meta.id);
@@ -298,7 +304,7 @@ export class ReplicaCore {
     if (replayed) {
       try {
         prefetchFor(state, this.machine, entries);
-        for (const e of entries) applyEntry(state, this.machine, e);
+        for (const e of entries) applyEntry(state, this.machine, e, undefined, this.expiry);
       } catch {
         replayed = false; // a damaged row the machine cannot read
       }
@@ -526,7 +532,7 @@ export class ReplicaCore {
       // The answer is one message: past stepOutputCharsMax the rest waits for the next one.
       if (outputChars >= stepOutputCharsMax) break;
       const changes: Changes = new Map();
-      const out = applyEntry(this.state, this.machine, e, changes);
+      const out = applyEntry(this.state, this.machine, e, changes, this.expiry);
       this.appliedCharsUnsaved += entryBytes(e);
       outputs.push(out);
       const outputText = outputTextOf(out);

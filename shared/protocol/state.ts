@@ -1,4 +1,4 @@
-import { scrubPageRows, sessionEvictBatch, sessionRequestsMax, sessionTopsMax } from "../limits.js";
+import { scrubPageRows, sessionEvictBatch, sessionForgetCharsMax, sessionForgetRowsMax, sessionIdleBuckets, sessionRequestsMax, sessionTopsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
 import { StoredJson, measuredOutput } from "../machines/output.js";
 import { assert } from "./assert.js";
@@ -11,7 +11,9 @@ import type { Entry } from "../api/types.js";
 // The replicated state is one ordered table of rows. Key spaces:
 //   m/<key>                         the state machine's own rows
 //   s/<len>:<client>/<request:16>   the session table: one executed request and its output
-//   c/<len>:<client>                per-client session bookkeeping {count, floor}
+//   c/<len>:<client>                per-client session bookkeeping {count, floor, bucket?}
+//   d/<bucket:10>/<len>:<client>    the idle index: a client under the time bucket of its last
+//                                   command (groups whose sessions expire; see forgetIdle)
 // Every row counts in the digest, so two replicas agree on sessions as well as on machine state.
 export const machinePrefix = "m/";
 
@@ -29,11 +31,12 @@ export function rowHash(key: string, value: string): Uint8Array {
 
 const sessionSpace = "s/";
 const bookSpace = "c/";
-/** Every state row is the machine's ("m/"), a client's book ("c/") or a session ("s/"): putRaw checks. */
-export const bookkeepingSpaces = [bookSpace, sessionSpace] as const;
+const idleSpace = "d/";
+/** Every state row is the machine's ("m/"), a client's book ("c/"), a session ("s/") or the idle index ("d/"): putRaw checks. */
+export const bookkeepingSpaces = [bookSpace, sessionSpace, idleSpace] as const;
 
 function isStateKey(key: string): boolean {
-  return key.startsWith(machinePrefix) || key.startsWith(sessionSpace) || key.startsWith(bookSpace);
+  return key.startsWith(machinePrefix) || key.startsWith(sessionSpace) || key.startsWith(bookSpace) || key.startsWith(idleSpace);
 }
 
 /** The client part of a session key ("s/<len>:<client>/"): the request id follows the last slash. */
@@ -275,6 +278,14 @@ export class DigestedState {
    */
   private readonly unsaved = new Map<string, string | null>();
   private readonly sessions = new SessionIndex();
+  /** The unsaved keys of the idle index, so its scans (forgetIdle) do not go through every unsaved row. */
+  private readonly unsavedIdle = new Set<string>();
+  /**
+   * A bound at or below every bucket in the idle index (null: the index is empty; undefined: not
+   * read yet). Derived from the rows alone, so every replica skips or scans alike: each command's
+   * expiry check is then a comparison, not a scan.
+   */
+  private idleFloor: number | null | undefined = undefined;
 
   endStep(): void {
     this.known.clear();
@@ -312,6 +323,7 @@ export class DigestedState {
     this.unsaved.clear();
     this.unsavedCharCount = 0;
     this.sessions.saved();
+    this.unsavedIdle.clear();
     this.known.clear(); // it may hold a saved row's older value
     // In key order (SQLite's, for TEXT: the code points'): a save's rows fall into a few hundred
     // leaves once the table is large (a client's machine keys, its session rows), and in order
@@ -340,10 +352,10 @@ export class DigestedState {
    */
   scanPage(prefix: string, after: string | null, limit: number, bytesMax = Infinity): { rows: [string, string][]; more: boolean } {
     const mine: [string, string | null][] = [];
-    const clientKeys = this.sessions.unsavedUnder(prefix);
+    const clientKeys = prefix.startsWith(idleSpace) ? this.unsavedIdle : this.sessions.unsavedUnder(prefix);
     if (clientKeys !== null) {
       for (const k of clientKeys) {
-        if (after !== null && compareCodePoints(k, after) <= 0) continue;
+        if (!k.startsWith(prefix) || (after !== null && compareCodePoints(k, after) <= 0)) continue;
         const v = this.unsaved.get(k);
         assert(v !== undefined, `indexed session key ${k} is not among the unsaved rows`);
         mine.push([k, v]);
@@ -392,6 +404,11 @@ export class DigestedState {
     if (!this.undigested.has(key)) this.undigested.set(key, old);
     this.setUnsaved(key, value);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);
+    else if (key.startsWith(idleSpace)) {
+      this.unsavedIdle.add(key);
+      const bucket = idleBucketOf(key);
+      if (this.idleFloor === null || (this.idleFloor !== undefined && bucket < this.idleFloor)) this.idleFloor = bucket;
+    }
   }
 
   deleteRaw(key: string): boolean {
@@ -400,7 +417,17 @@ export class DigestedState {
     if (!this.undigested.has(key)) this.undigested.set(key, old);
     this.setUnsaved(key, null);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);
+    // A delete leaves idleFloor where it is: below every bucket is all it promises.
+    else if (key.startsWith(idleSpace)) this.unsavedIdle.add(key);
     return true;
+  }
+
+  /** The idle index's first key when its bucket is below `bucket`, else null (then without a scan, mostly). */
+  idleBefore(bucket: number): string | null {
+    if (this.idleFloor === null || (this.idleFloor !== undefined && this.idleFloor >= bucket)) return null;
+    const first = this.scan(idleSpace, null, 1)[0];
+    this.idleFloor = first === undefined ? null : idleBucketOf(first[0]);
+    return this.idleFloor !== null && this.idleFloor < bucket ? first![0] : null;
   }
 
   /** Records an unsaved write and keeps unsavedChars in step with it. */
@@ -555,6 +582,81 @@ interface ClientBook {
   count: number;
   /** Highest request id evicted from the session table; lower or equal ids are expired. */
   floor: number;
+  /** The time bucket of the client's last executed command (groups whose sessions expire only). */
+  bucket?: number;
+}
+
+/**
+ * Sessions that expire (GroupConfig.sessionIdleMs): a client with no command executed for
+ * `idleMs` of log time (the entries' timestamps, the same on every replica) is forgotten, its book,
+ * its remembered requests and their outputs deleted; a request it sends later is a new client's.
+ * `forgot` hears each client forgotten (the simulator's exactly-once checker).
+ */
+export interface SessionExpiry {
+  idleMs: number;
+  forgot?: (client: string) => void;
+}
+
+/** The idle index's key of a client in a time bucket: buckets in numeric order. */
+function idleKey(bucket: number, tag: string): string {
+  return `${idleSpace}${String(bucket).padStart(16, "0")}/${tag}`;
+}
+
+function idleBucketOf(key: string): number {
+  return Number(key.slice(idleSpace.length, idleSpace.length + 16));
+}
+
+/** The bucket of a log timestamp: idleMs in sessionIdleBuckets parts; null for a time that does not parse. */
+function bucketOf(timestamp: string, idleMs: number): number | null {
+  const ms = Date.parse(timestamp);
+  if (!Number.isFinite(ms) || ms < 0) return null;
+  return Math.floor(ms / Math.max(1, Math.floor(idleMs / sessionIdleBuckets)));
+}
+
+/**
+ * Forgets the clients idle past the window, oldest first, within a bound per entry
+ * (sessionForgetRowsMax rows, sessionForgetCharsMax characters: above what one command adds, so
+ * the forgetting keeps up with any rate of new clients). A client cut off by the bound keeps its
+ * book and the rows left, and the next entry goes on with it.
+ */
+function forgetIdle(state: DigestedState, nowBucket: number, expiry: SessionExpiry): void {
+  let rowsLeft = sessionForgetRowsMax;
+  let charsLeft = sessionForgetCharsMax;
+  while (rowsLeft > 0 && charsLeft > 0) {
+    const key = state.idleBefore(nowBucket - sessionIdleBuckets);
+    if (key === null) return;
+    const tag = key.slice(idleSpace.length + 17);
+    const page = state.scan(`${sessionSpace}${tag}/`, null, rowsLeft, charsLeft);
+    for (const [k, v] of page) {
+      state.deleteRaw(k);
+      rowsLeft--;
+      charsLeft -= k.length + v.length;
+    }
+    if (rowsLeft <= 0 || charsLeft <= 0) {
+      // Cut off by the bound (rows may remain): the book counts what is left. Its floor stays: a
+      // request whose row went is forgotten, and runs if sent again, as once the client is gone
+      // (raising the floor, as an eviction does, refused a retry stuck in a partition longer than
+      // the window, of a command never run, for good: the simulator).
+      const raw = state.getRaw(`${bookSpace}${tag}`);
+      if (raw !== null && page.length > 0) {
+        const book = JSON.parse(raw) as ClientBook;
+        state.putRaw(`${bookSpace}${tag}`, JSON.stringify({ ...book, count: Math.max(0, book.count - page.length) }));
+      }
+      return;
+    }
+    state.deleteRaw(`${bookSpace}${tag}`);
+    state.deleteRaw(key);
+    rowsLeft -= 2;
+    expiry.forgot?.(tag.slice(tag.indexOf(":") + 1));
+  }
+}
+
+/** Files the client under this bucket in the idle index (once a bucket: the book says where it is). */
+function touchIdle(state: DigestedState, book: ClientBook, tag: string, bucket: number): void {
+  if (book.bucket === bucket) return;
+  if (book.bucket !== undefined) state.deleteRaw(idleKey(book.bucket, tag));
+  state.putRaw(idleKey(bucket, tag), "1");
+  book.bucket = bucket;
 }
 
 /** A session row: [seq, commandHash, output]. */
@@ -572,9 +674,13 @@ export function outputTextOf(applied: AppliedOutput): string {
  * Applies one committed entry: the exactly-once check against the replicated session table, then
  * the machine. Deterministic: a function of the state and the entry only.
  */
-export function applyEntry(state: DigestedState, machine: StateMachine, entry: Entry, changes?: Changes): AppliedOutput {
+export function applyEntry(state: DigestedState, machine: StateMachine, entry: Entry, changes?: Changes, expiry: SessionExpiry | null = null): AppliedOutput {
   if (entry.kind !== "command") return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output: null };
   assert(entry.client !== null && entry.request !== null, `command entry ${entry.seq} without client/request`);
+  const bucket = expiry === null ? null : bucketOf(entry.timestamp, expiry.idleMs);
+  // First, so that a client idle past the window sends this command as a new client, whatever
+  // the entry's seq (the outcome is the state's and the entry's alone).
+  if (bucket !== null) forgetIdle(state, bucket, expiry!);
   const hash = commandHash(entry.command);
   const key = sessionKey(entry.client, entry.request);
   const existing = state.sessionMayExist(key) ? state.getRaw(key) : null;
@@ -604,6 +710,7 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
       book.floor = Math.max(book.floor, evicted);
     }
   }
+  if (bucket !== null) touchIdle(state, book, clientTag(entry.client), bucket);
   state.putRaw(bookRow, JSON.stringify(book));
   const applied: AppliedOutput = { seq: entry.seq, status: "ok", originalSeq: entry.seq, output };
   outputTexts.set(applied, outputText);

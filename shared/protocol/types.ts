@@ -51,6 +51,13 @@ export interface GroupConfig {
    * that asks otherwise is a different config (409); absent for the default.
    */
   colocate?: false;
+  /**
+   * Sessions expire: a client with no command executed for this long (log time) is forgotten on
+   * every replica (shared/protocol/state.ts, forgetIdle). Set for every group created since; absent
+   * for groups created before, whose clients are kept for the group's life (their replicas apply
+   * entries as they always did, so an upgrade changes no digest).
+   */
+  sessionIdleMs?: number;
 }
 
 export interface Member {
@@ -108,10 +115,11 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated" | "quarantined"> {
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated" | "quarantined" | "sessionIdleMs"> {
   // (sequencerLocations is a creation setting: it stays. Where a replica lives is not compared:
-  // a group made before co-location existed is still found by a PUT of the same settings.)
-  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, quarantined: _quarantined, ...rest } = config;
+  // a group made before co-location existed is still found by a PUT of the same settings; nor is
+  // the session window, which groups made before it have none of.)
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, quarantined: _quarantined, sessionIdleMs: _idle, ...rest } = config;
   return rest;
 }
 

@@ -12,6 +12,8 @@ import type { SimReplica, SimSequencer } from "./nodes.js";
 
 interface Reference {
   outputs: Map<number, AppliedOutput>;
+  /** Per client, the seqs of the entries that forgot it (an expired session: GroupConfig.sessionIdleMs). */
+  forgotten: Map<string, number[]>;
   digests: Map<number, string>;
   failures: string[];
 }
@@ -25,6 +27,9 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   const machine = machineFor(config.machine);
   const state = new DigestedState(new MemoryRowStore());
   const outputs = new Map<number, AppliedOutput>();
+  const forgotten = new Map<string, number[]>();
+  let applying = 0;
+  const expiry = config.sessionIdleMs === undefined ? null : { idleMs: config.sessionIdleMs, forgot: (client: string) => forgotten.set(client, [...(forgotten.get(client) ?? []), applying]) };
   const digests = new Map<number, string>([[0, zeroHash]]);
   const failures: string[] = [];
   const reads = [...history.reads].sort((a, b) => a.seq - b.seq);
@@ -41,12 +46,13 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   checkReadsAt(0);
   for (const e of log) {
     if (e.seq > commitSeq) break;
-    outputs.set(e.seq, applyEntry(state, machine, e));
+    applying = e.seq;
+    outputs.set(e.seq, applyEntry(state, machine, e, undefined, expiry));
     digests.set(e.seq, state.digest);
     checkReadsAt(e.seq);
   }
   for (; r < reads.length; r++) failures.push(`read at seq ${reads[r]!.seq} beyond commitSeq ${commitSeq}`);
-  return { outputs, digests, failures };
+  return { outputs, forgotten, digests, failures };
 }
 
 export interface CheckInput {
@@ -58,9 +64,11 @@ export interface CheckInput {
   corrupted: Set<string>;
   /** Reads before the bank's accounts were all opened see a smaller total. */
   bankSetupSeq: number;
+  /** Filled in: `forgotten`, the clients the session window forgot (in the reference's replay). */
+  counts?: Record<string, number>;
 }
 
-export function runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq }: CheckInput): string[] {
+export function runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq, counts }: CheckInput): string[] {
   const failures: string[] = [...history.unexpected];
   const core = sequencer.driver!.core;
   const log = sequencer.fullLog();
@@ -92,14 +100,26 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   const ref = replay(config, log, commitSeq, history);
   failures.push(...ref.failures);
+  if (counts) counts.forgotten = [...ref.forgotten.values()].reduce((n, seqs) => n + seqs.length, 0);
+  // "Expired" is the answer to a retry whose session row is gone: only a forgotten client's.
+  for (const x of history.expired) {
+    if (config.sessionIdleMs === undefined) failures.push(`${x.client}/${x.request}: answered expired (conflict) for a request id used once, with no session window`);
+    else if (!ref.forgotten.has(x.client)) failures.push(`${x.client}/${x.request}: answered expired, but its client was never forgotten`);
+  }
 
   // Exactly-once: a (client, request) executes at most once.
   const executed = new Map<string, number>();
+  /** Commands executed again after their client was forgotten: one more effect each. */
+  const twice = new Set<string>();
   for (const [seq, out] of ref.outputs) {
     const e = log[seq - 1]!;
     if (e.kind === "command" && out.status === "ok") {
       const key = `${e.client}/${e.request}`;
-      if (executed.has(key)) failures.push(`${key} executed twice (seq ${executed.get(key)} and ${seq})`);
+      // Again after its client was forgotten (idle past the window) is a new client's command.
+      const first = executed.get(key);
+      const forgotBetween = first !== undefined && (ref.forgotten.get(e.client!) ?? []).some((s) => s > first && s <= seq);
+      if (first !== undefined && !forgotBetween) failures.push(`${key} executed twice (seq ${first} and ${seq})`);
+      if (forgotBetween) twice.add(key);
       executed.set(key, seq);
     }
   }
@@ -156,6 +176,9 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
     // it) are outside what a crash-fault protocol promises; everything else must linearize.
     const servedCorrupt = (o: any) => o.replica && (replicas.get(o.replica)?.wasCorruptAt(o.call) || replicas.get(o.replica)?.wasCorruptAt(o.return));
     const ops = history.operations.filter((o) => !servedCorrupt(o));
+    // A command run again after its client was forgotten took effect twice: its other effect is an
+    // operation of unknown outcome from the same call (the client saw one answer at most).
+    for (const o of history.operations) if (o.id !== undefined && twice.has(o.id)) ops.push({ ...o, return: null, output: undefined });
     const lin = checkHistory({ model: "kv", operations: ops });
     if (!lin.linearizable) failures.push(`not linearizable on key ${lin.key}: ${lin.operations.map((o) => JSON.stringify(o)).join(" ")}`);
   }

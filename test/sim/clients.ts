@@ -2,6 +2,7 @@
 // request id while the outcome is unknown, and records what it saw for the checkers.
 import type { ReadAnswer, ReadIndexAnswer, SubmitAnswer } from "../../shared/protocol/io.js";
 import { cutOffOf, withTimeout } from "../../shared/protocol/io.js";
+import { expiredMessage } from "../../shared/protocol/driver.js";
 import { nearestFirst } from "../../shared/geo.js";
 import { membersOf } from "../../shared/protocol/types.js";
 import type { Operation } from "./linearizability.js";
@@ -36,6 +37,12 @@ export interface ClientHistory {
   refused: { client: string; request: number }[];
   reads: ReadRecord[];
   unexpected: string[];
+  /**
+   * Commands answered "expired" (a conflict whose session row is gone): with a session window,
+   * the outcome of a command whose client was forgotten meanwhile (the checkers require that it
+   * was); its outcome is unknown. Without one, unexpected.
+   */
+  expired: { client: string; request: number }[];
   /** Which sequencer object acknowledged each write, at which epoch (one per epoch, at most). */
   acksBy: { epoch: number; sequencer: string; atMs: number }[];
   /** Latency of each answered write and read, by the client's location (the --geo report). */
@@ -160,6 +167,10 @@ export class SimClient {
           this.history.latencies.push({ location: this.location, kind: "write", ms: this.world.now - call });
           this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
           open.splice(i, 1);
+        } else if (a?.kind === "conflict" && a.message === expiredMessage) {
+          this.history.expired.push({ client: this.name, request: o.request });
+          open.splice(i, 1);
+          this.unknownOutcome({ call, request: o.request, command: o.command });
         } else if (a?.kind === "conflict") {
           this.history.unexpected.push(`${this.name}/${o.request}: conflict for a request id used once: ${a.message}`);
           open.splice(i, 1);
@@ -196,6 +207,10 @@ export class SimClient {
         if (a?.kind === "ok") {
           this.acknowledged(seq.name, u.request, u.command, u.call, a);
           pending.splice(i, 1);
+        } else if (a?.kind === "conflict" && a.message === expiredMessage) {
+          this.history.expired.push({ client: this.name, request: u.request });
+          pending.splice(i, 1);
+          this.unknownOutcome(u);
         } else if (a?.kind === "conflict") {
           // The same command under its own id: only an expired session could refuse it, and no
           // client here outgrows its window.
@@ -212,11 +227,11 @@ export class SimClient {
   private acknowledged(sequencer: string, request: number, command: unknown, call: number, a: { seq: number; epoch: number; output: unknown }): void {
     this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
     this.history.acksBy.push({ epoch: a.epoch, sequencer, atMs: this.world.now });
-    if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output });
+    if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output, id: `${this.name}/${request}` });
   }
 
   private unknownOutcome(u: Unresolved): void {
-    if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: null, input: u.command as any });
+    if (this.machine === "kv") this.history.operations.push({ client: this.index, call: u.call, return: null, input: u.command as any, id: `${this.name}/${u.request}` });
   }
 
   async read(): Promise<void> {

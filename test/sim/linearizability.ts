@@ -15,6 +15,8 @@ export interface Operation {
   return: number | null;
   input: KvInput;
   output?: unknown;
+  /** "client/request", where the simulator knows it. */
+  id?: string;
 }
 
 export type KvOne =

@@ -83,7 +83,7 @@ export class SimReplica {
     private readonly failures: Failures,
     private readonly variant: Variant,
   ) {
-    const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery);
+    const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery, 0, undefined, config.sessionIdleMs);
     this.storage.saveMeta(meta);
     this.driver = new ReplicaDriver(this.core(), world);
   }
@@ -162,7 +162,7 @@ export class SimReplica {
   init(rejoin?: Rejoin): ReplicaPosition {
     if (!this.storage.meta) {
       if (rejoin) this.rejoins++;
-      this.storage.saveMeta(newReplicaMeta(this.config.group, this.id, this.config.machine, this.config.checkpointEvery, 0, rejoin));
+      this.storage.saveMeta(newReplicaMeta(this.config.group, this.id, this.config.machine, this.config.checkpointEvery, 0, rejoin, this.config.sessionIdleMs));
       this.driver = new ReplicaDriver(this.core(), this.world);
       this.world.trace(`${this.id} made again${rejoin ? ` (rejoin at epoch ${rejoin.epoch} through ${rejoin.throughSeq})` : ""}`);
     }

@@ -56,6 +56,8 @@ export interface SimOptions {
    * regression seeds replay their runs.
    */
   colocate?: boolean;
+  /** The group's session window (GroupConfig.sessionIdleMs): idle clients are forgotten. Absent: never. */
+  sessionIdleMs?: number;
 }
 
 export interface SimResult {
@@ -90,6 +92,7 @@ export function reproduce(o: SimOptions): string {
   if (o.variant && o.variant !== "correct") parts.push(`--variant ${o.variant}`);
   if (!o.batches) parts.push("--no-batches");
   if (!o.colocate) parts.push("--no-colocate");
+  if (o.sessionIdleMs !== undefined) parts.push(`--session-idle ${o.sessionIdleMs}`);
   if (o.geo) parts.push(`--geo --locations ${o.geo.locations.join(",")} --sequencer ${o.geo.sequencer}`);
   if (o.clients !== undefined && o.clients !== (o.geo ? o.geo.locations.length : 5)) parts.push(`--clients ${o.clients}`);
   return parts.join(" ");
@@ -138,6 +141,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     ...(opts.geo ? { sequencerLocations: [opts.geo.sequencer, ...opts.geo.locations.filter((l) => l !== opts.geo!.sequencer)] } : {}),
     outputs,
     checkpointEvery: 5 + rng.int(20),
+    ...(opts.sessionIdleMs === undefined ? {} : { sessionIdleMs: opts.sessionIdleMs }),
   };
   // As the router places it: the first replica where the sequencer starts.
   const colocatedIndex = !opts.colocate || opts.replicas < 2 ? -1 : opts.geo ? config.locations.indexOf(opts.geo.sequencer) : 0;
@@ -170,7 +174,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     const voters = (c.inFlight ?? [membersOf(c)]).map((ms) => ms.filter((m) => m.voter).length);
     return Math.min(...voters.map((v) => v - majority(v)));
   };
-  const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [], acksBy: [], latencies: [] };
+  const history: ClientHistory = { operations: [], acked: [], refused: [], reads: [], unexpected: [], expired: [], acksBy: [], latencies: [] };
   const corrupted = new Set<string>();
   const counts: Record<string, number> = {};
   const count = (k: string) => (counts[k] = (counts[k] ?? 0) + 1);
@@ -600,7 +604,8 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   for (const read of history.reads) {
     if (replicas.get(read.replica)?.wasCorruptAt(read.atMs)) read.fromCorrupted = true;
   }
-  const checked = runCheckers({ config, sequencer: seq(), replicas, history, corrupted, bankSetupSeq });
+  const checkCounts: Record<string, number> = {};
+  const checked = runCheckers({ config, sequencer: seq(), replicas, history, corrupted, bankSetupSeq, counts: checkCounts });
   // Slow but answering is no reason to fail a sequencer over either (see the injector above):
   // with only these two kinds, every failover deposed a healthy sequencer.
   if (opts.faults.includes("quorum-away") && opts.faults.every((f) => f === "quorum-away" || f === "slow-sequencer") && group.failovers.length > 0) {
@@ -653,6 +658,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       ...(resumes.length > 0 ? { resumeMsMax: resumes[resumes.length - 1]!, resumeMsP50: resumes[Math.floor(resumes.length / 2)]! } : {}),
       ...(takeovers.length > 0 ? { takeoverMs: Math.max(...takeovers) } : {}),
       compactedTo: core.baseSeq,
+      ...(config.sessionIdleMs !== undefined ? { sessionIdleMs: config.sessionIdleMs, forgotten: checkCounts.forgotten ?? 0 } : {}),
       ...(config.colocated ? { colocated: config.colocated, rejoins: [...replicas.values()].reduce((n, r) => n + r.rejoins, 0) } : {}),
       messages: net.sent,
       dropped: net.dropped,

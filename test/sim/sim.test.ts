@@ -30,6 +30,17 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     expect(Number(r.stats.dropped)).toBeGreaterThan(0);
   });
 
+  it("sessions that expire under every fault kind: every replica forgets the same clients at the same seqs as the reference, and a forgotten client's retry is checked", async () => {
+    // Windows far shorter than the faults (3 s; partitions last tens of seconds): clients are
+    // forgotten mid-retry, so a retry meets "expired" (checked: only a forgotten client's) or runs
+    // again (checked: only after its client was forgotten; linearizability counts both effects).
+    for (const [seed, sessionIdleMs] of [[21, 3_000], [22, 3_000], [23, 20_000]] as const) {
+      const o: SimOptions = { seed, ops: 200, replicas: 3, faults: [...faultKinds], batches: true, colocate: true, sessionIdleMs };
+      const r = await clean(o);
+      expect(Number(r.stats.forgotten), `seed ${seed}`).toBeGreaterThan(0);
+    }
+  });
+
   it("regression: seeds 1320603362 and 1340096827 (up to 133 commands of unknown outcome: the linearizability search gave up; now each is asked again after the heal)", async () => {
     for (const seed of [1320603362, 1340096827]) {
       const r = await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true });

@@ -118,6 +118,7 @@ function specOf(config: GroupConfig): SnapshotSpec {
     ...(voters.some((m) => m.location !== null) ? { locations: voters.map((m) => m.location) } : {}),
     outputs: config.outputs,
     checkpointEvery: config.checkpointEvery,
+    ...(config.sessionIdleMs === undefined ? {} : { sessionIdleSeconds: config.sessionIdleMs / 1000 }),
     ...(config.sequencerLocations?.length ? { sequencerLocations: config.sequencerLocations } : {}),
     ...(config.colocate === false ? { colocate: false as const } : {}),
   };
