@@ -69,8 +69,9 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
 }
 
 /** "cron: last run 40 s ago, 12 audited, 0 failed; a lap over every group took 2 min" (null before any run). */
-function cronLine(all: { name: string; value: number }[]): string | null {
+export function cronLine(all: { name: string; value: number }[]): string | null {
   const value = (name: string) => all.find((x) => x.name === name)?.value;
+  if (value("smr_cron_known") === 0) return "cron: unknown (the registry did not answer for its progress)";
   const at = value("smr_cron_last_run_timestamp_seconds");
   if (at === undefined) return null;
   const lapS = value("smr_cron_last_lap_seconds");

@@ -310,6 +310,8 @@ let cron;
  */
 function cronFromMetrics(all) {
   const value = (name) => all.find((s) => s.name === name && !s.labels.group)?.value;
+  // The registry did not answer for it: unknown, not "no run yet".
+  if (value("smr_cron_known") === 0) return { unknown: true };
   const at = value("smr_cron_last_run_timestamp_seconds");
   if (!at) return null;
   return {
@@ -353,6 +355,11 @@ function renderAuditor() {
   if (cron === null) {
     box.dataset.state = "none";
     line.textContent = "No cron run yet.";
+    return;
+  }
+  if (cron.unknown) {
+    box.dataset.state = "unknown";
+    line.textContent = "Unknown: the registry did not answer for the cron's progress.";
     return;
   }
   box.dataset.state = cron.failed > 0 ? "failed" : "ok";

@@ -95,10 +95,13 @@ export interface CronFigures {
  * as many groups as its subrequests allow, so whether every group is covered, and how often, is a
  * lap's time; a log line was the only trace of a run (a probe). Absent before the first run.
  */
-export function cronFamilies(c: CronFigures): Family[] {
+export function cronFamilies(known: CronFigures | null): Family[] {
   const family = (name: string, type: MetricType, help: string, value?: number): Family => ({ name, type, help, samples: value === undefined ? [] : [{ labels: {}, value }] });
   const s = (ms?: number) => (ms === undefined ? undefined : ms / 1000);
+  const c = known ?? {};
   return [
+    // Without it, series absent for want of the registry's answer read as "no run yet" (a review).
+    family("smr_cron_known", "gauge", "1 if the registry told this scrape the cron's progress; 0 if it did not answer (the other smr_cron_* series are then absent, not zero).", known === null ? 0 : 1),
     family("smr_cron_last_run_timestamp_seconds", "gauge", "When the cron's last run ended (Unix time, seconds).", s(c.lastRun?.endedMs)),
     family("smr_cron_last_run_duration_seconds", "gauge", "How long the cron's last run took.", c.lastRun ? (c.lastRun.endedMs - c.lastRun.startedMs) / 1000 : undefined),
     family("smr_cron_last_run_audited", "gauge", "Groups the cron's last run audited.", c.lastRun?.audited),

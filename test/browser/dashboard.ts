@@ -209,6 +209,17 @@ async function main(): Promise<void> {
     } finally {
       await page.unroute("**/v1/metrics?*");
     }
+    // A scrape whose registry did not answer for the cron: unknown, not "no run yet" (nor the last numbers).
+    await page.route("**/v1/metrics?*", async (route) => {
+      const res = await route.fetch();
+      const body = (await res.text()).split("\n").filter((l) => !/^(# (HELP|TYPE) )?smr_cron_(?!known)/.test(l)).join("\n").replace(/^smr_cron_known 1$/m, "smr_cron_known 0");
+      await route.fulfill({ response: res, body });
+    });
+    try {
+      await pageShows("the cron's progress unknown", `const a = document.querySelector("#auditor"); return a.dataset.state === "unknown" && /registry did not answer/.test(a.textContent);`, undefined, scrapeWaitMs);
+    } finally {
+      await page.unroute("**/v1/metrics?*");
+    }
   });
 
   await step("select the group: its sequencer, and three healthy replicas with positions, lag and digest prefix", async () => {

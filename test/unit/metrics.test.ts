@@ -274,3 +274,19 @@ describe("the structured log line", () => {
     expect(Object.keys(JSON.parse(logText({ seq: 4, path: "p", event: "repair", replica: "r2", group: "g", epoch: 2 })))).toEqual(["event", "group", "replica", "epoch", "seq", "path"]);
   });
 });
+
+describe("the cron's series", () => {
+  it("say when the registry did not answer (smr_cron_known 0, nothing else), which the CLI's line reads as unknown, not as no run yet", async () => {
+    const { cronFamilies } = await import("../../shared/api/metrics.js");
+    const { cronLine } = await import("../../cli/metrics.js");
+    const samplesOf = (text: string) => (parse(text) as { name: string; metrics: { value: string }[] }[]).map((f) => ({ name: f.name, value: Number(f.metrics[0]!.value) }));
+    const unanswered = samplesOf(exposition(cronFamilies(null)));
+    expect(unanswered).toEqual([{ name: "smr_cron_known", value: 0 }]);
+    expect(cronLine(unanswered)).toMatch(/^cron: unknown/);
+    const none = samplesOf(exposition(cronFamilies({})));
+    expect(none).toEqual([{ name: "smr_cron_known", value: 1 }]);
+    expect(cronLine(none)).toBeNull();
+    const ran = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 1 } })));
+    expect(cronLine(ran)).toMatch(/^cron: last run .* ago, 4 audited, 1 failed; no whole lap over every group yet$/);
+  });
+});

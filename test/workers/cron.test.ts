@@ -42,6 +42,7 @@ describe("the cron over many groups", () => {
     // The metrics say what the last run did and what a whole lap took (a log line was all there was).
     const scrape = await SELF.fetch("http://smr.test/v1/metrics", { headers: { authorization: `Bearer ${adminToken}` } });
     const series = new Map((await scrape.text()).split("\n").filter((l) => l.startsWith("smr_cron_")).map((l) => [l.split(" ")[0]!, Number(l.split(" ")[1])]));
+    expect(series.get("smr_cron_known")).toBe(1);
     expect(series.get("smr_cron_last_run_audited")).toBe(runs.at(-1)!.audited);
     expect(series.get("smr_cron_last_run_failed")).toBe(0);
     expect(series.get("smr_cron_last_run_timestamp_seconds")! * 1000).toBeGreaterThan(Date.now() - 60_000);

@@ -32,11 +32,11 @@ metricsRoutes.get("/", async (c) => {
   return c.body(text, 200, { "content-type": metricsContentType });
 });
 
-/** The cron's progress; none (no series) if the registry does not answer: the groups' series matter more. */
-function cronOf(env: Env): Promise<CronFigures> {
+/** The cron's progress; null (smr_cron_known 0) if the registry does not answer: the groups' series matter more. */
+function cronOf(env: Env): Promise<CronFigures | null> {
   return registryStub(env)
     .cron()
-    .catch(() => ({}));
+    .catch(() => null);
 }
 
 function listed(env: Env, after: string | null, limit: number): Promise<{ groups: string[]; next?: string }> {
