@@ -317,6 +317,9 @@ export const sessionIdleBuckets = 8;
  */
 export const sessionForgetRowsMax = 64;
 export const sessionForgetCharsMax = 2 * outputCharsMax;
+/** Idle clients one entry's apply looks at (one scan of the index), and session rows read per scan of one. */
+export const sessionForgetClientsMax = 16;
+export const sessionForgetPageRows = 16;
 /**
  * Clients whose highest session request a replica keeps in memory (a request above it has no
  * session row, and its lookup is skipped); clients past this many are looked up as before. At

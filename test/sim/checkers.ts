@@ -28,8 +28,18 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   const state = new DigestedState(new MemoryRowStore());
   const outputs = new Map<number, AppliedOutput>();
   const forgotten = new Map<string, number[]>();
-  let applying = 0;
-  const expiry = config.sessionIdleMs === undefined ? null : { idleMs: config.sessionIdleMs, forgot: (client: string) => forgotten.set(client, [...(forgotten.get(client) ?? []), applying]) };
+  let applying: Entry | null = null;
+  /** Per client, the timestamp of its last command executed (its idle time starts there). */
+  const lastRunMs = new Map<string, number>();
+  const idleMs = config.sessionIdleMs;
+  const forgot = (client: string) => {
+    forgotten.set(client, [...(forgotten.get(client) ?? []), applying!.seq]);
+    // Checked apart from the code that decided it: idle for the window (eight whole buckets of
+    // an eighth of it), by the log's clock. A build that forgot a bucket early passed every seed.
+    const idleForMs = Date.parse(applying!.timestamp) - (lastRunMs.get(client) ?? -Infinity);
+    if (!(idleForMs > 8 * Math.max(1, Math.floor(idleMs! / 8)))) failures.push(`${client} forgotten at seq ${applying!.seq} after ${idleForMs} ms idle (window ${idleMs} ms)`);
+  };
+  const expiry = idleMs === undefined ? null : { idleMs, forgot };
   const digests = new Map<number, string>([[0, zeroHash]]);
   const failures: string[] = [];
   const reads = [...history.reads].sort((a, b) => a.seq - b.seq);
@@ -46,8 +56,10 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   checkReadsAt(0);
   for (const e of log) {
     if (e.seq > commitSeq) break;
-    applying = e.seq;
-    outputs.set(e.seq, applyEntry(state, machine, e, undefined, expiry));
+    applying = e;
+    const out = applyEntry(state, machine, e, undefined, expiry);
+    outputs.set(e.seq, out);
+    if (e.kind === "command" && out.status === "ok") lastRunMs.set(e.client!, Date.parse(e.timestamp));
     digests.set(e.seq, state.digest);
     checkReadsAt(e.seq);
   }
@@ -101,11 +113,6 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
   const ref = replay(config, log, commitSeq, history);
   failures.push(...ref.failures);
   if (counts) counts.forgotten = [...ref.forgotten.values()].reduce((n, seqs) => n + seqs.length, 0);
-  // "Expired" is the answer to a retry whose session row is gone: only a forgotten client's.
-  for (const x of history.expired) {
-    if (config.sessionIdleMs === undefined) failures.push(`${x.client}/${x.request}: answered expired (conflict) for a request id used once, with no session window`);
-    else if (!ref.forgotten.has(x.client)) failures.push(`${x.client}/${x.request}: answered expired, but its client was never forgotten`);
-  }
 
   // Exactly-once: a (client, request) executes at most once.
   const executed = new Map<string, number>();
@@ -122,6 +129,13 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
       if (forgotBetween) twice.add(key);
       executed.set(key, seq);
     }
+  }
+  // "Expired" is the answer to a retry whose session row is gone: only one its client's
+  // forgetting deleted, after the command ran.
+  for (const x of history.expired) {
+    const ran = executed.get(`${x.client}/${x.request}`);
+    if (config.sessionIdleMs === undefined) failures.push(`${x.client}/${x.request}: answered expired (conflict) for a request id used once, with no session window`);
+    else if (ran === undefined || !(ref.forgotten.get(x.client) ?? []).some((s) => s > ran)) failures.push(`${x.client}/${x.request}: answered expired, but no forgetting of its client followed its run (seq ${ran ?? "none"})`);
   }
 
   // Durability and outputs: every acknowledged command is committed at its seq, with that output.
