@@ -27,11 +27,22 @@ export function printStatus(s: GroupStatus): void {
 }
 
 export function printReplicas(replicas: GroupStatus["replicas"]): void {
+  // Rows and size from the last audit (none yet: "-").
+  const size = (r: GroupStatus["replicas"][number]) => [r.stateRows ?? "-", r.storageBytes === undefined ? "-" : bytesText(r.storageBytes)];
   printTable(
-    ["replica", "location", "status", "lastSeq", "appliedSeq", "digest", "lastContact"],
+    ["replica", "location", "status", "lastSeq", "appliedSeq", "digest", "lastContact", "rows", "size"],
     // Never heard from (no contact, no audit that reached it): positions unknown, not 0.
-    replicas.map((r) => (r.lastContact === null ? [r.id, r.location, r.status, "?", "?", "?", null] : [r.id, r.location, r.status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact])),
+    replicas.map((r) => (r.lastContact === null ? [r.id, r.location, r.status, "?", "?", "?", null, ...size(r)] : [r.id, r.location, r.status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)])),
   );
+}
+
+/** "812 B", "3.4 MiB": a replica's storage, as `ls -h` would. */
+function bytesText(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
 export function groupsCommand(): Command {

@@ -263,6 +263,10 @@ export class SqlReplicaStorage implements ReplicaStorage {
   transaction<T>(fn: () => T): T {
     return this.storage.transactionSync(fn);
   }
+  /** The whole database's: for the co-located replica, the sequencer's log and tables too. */
+  sizeBytes(): number {
+    return this.storage.sql.databaseSize;
+  }
   appendEntries(entries: Entry[]): void {
     this.log.append(entries);
   }

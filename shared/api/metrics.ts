@@ -122,6 +122,8 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const failovers = family("smr_failovers_total", "counter", "Failovers of the group's sequencer.");
   const applied = family("smr_replica_applied_seq", "gauge", "The log position a replica has applied, as its sequencer last heard.");
   const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
+  const stateRows = family("smr_replica_state_rows", "gauge", "Rows of a replica's replicated state (machine rows, client books and sessions), as its last finished scrub counted them; from the group's last audit.");
+  const storageBytes = family("smr_replica_storage_bytes", "gauge", "Bytes a replica's Durable Object storage takes (the co-located replica's include the sequencer's log); from the group's last audit.");
   const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing, removed).");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const lastAudit = family("smr_audit_last_timestamp_seconds", "gauge", "When the group's last audit report of each verdict was made (Unix time, seconds); absent for a verdict never reported.");
@@ -139,6 +141,8 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
       if (r.lastContact === null) continue;
       applied.samples.push({ labels, value: r.appliedSeq });
       lag.samples.push({ labels, value: Math.max(0, s.commitSeq - r.appliedSeq) });
+      if (r.stateRows !== undefined) stateRows.samples.push({ labels, value: r.stateRows });
+      if (r.storageBytes !== undefined) storageBytes.samples.push({ labels, value: r.storageBytes });
     }
   };
   /** The directory's counts: failovers, audits by verdict and when the last of each was made (with or without the sequencer). */
@@ -170,5 +174,5 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     }
     replicaSamples(s);
   }
-  return [up, commit, epoch, commands, failovers, applied, lag, status, audits, lastAudit, flushes, appends];
+  return [up, commit, epoch, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, appends];
 }

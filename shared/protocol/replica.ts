@@ -144,6 +144,8 @@ export interface ReplicaStorage {
   saveMeta(meta: ReplicaMeta): void;
   addCheckpoint(checkpoint: Checkpoint, keepMax: number): void;
   checkpoints(): Checkpoint[];
+  /** Bytes the object's storage takes (its SQLite database), where the store can tell. */
+  sizeBytes?(): number;
 }
 
 /** A scrub cursor as stored: with the digest of the rows it was taken beside (ReplicaMeta.scrub). */
@@ -865,7 +867,8 @@ export class ReplicaCore {
     }
     this.saveState();
     // Before the first pass over a large state has finished there is nothing to judge: equal digests.
-    const scrub = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows, scrubCharsPerAuditMax) ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
+    const scrubbed = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows, scrubCharsPerAuditMax);
+    const scrub = scrubbed ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
     // Where the pass stands, for the next audit after a restart (the rows are all stored: it is theirs).
     const cursor = stampScrub(this.state.scrubCursor, this.meta.stateDigest);
     if (JSON.stringify(cursor) !== JSON.stringify(this.meta.scrub ?? null)) this.saveMeta({ scrub: cursor });
@@ -880,6 +883,10 @@ export class ReplicaCore {
         { seq: this.meta.appliedSeq, digest: this.meta.digest, logHash: this.hashAt(this.meta.appliedSeq) ?? zeroHash },
       ]),
       scrub,
+      // How big it is, for the status and the metrics (sessions of one-shot clients grew a replica
+      // to 230 MB and nothing showed it, a probe).
+      ...(scrubbed !== null ? { stateRows: scrubbed.rows } : {}),
+      ...(this.storage.sizeBytes ? { storageBytes: this.storage.sizeBytes() } : {}),
     };
   }
 }

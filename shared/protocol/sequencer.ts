@@ -621,7 +621,7 @@ export class SequencerCore {
   }
 
   /** A contact outside the append path (audit, read, init): updates failure detection. */
-  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string; stateRows?: number; storageBytes?: number }): void {
     this.progress.noteContact(id, ok, nowMs, position);
   }
 

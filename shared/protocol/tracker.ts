@@ -35,6 +35,9 @@ export interface Progress {
    * every fence until it is rebuilt, so it counts against the repairs at once (beginRepair).
    */
   rebuilding: boolean;
+  /** From its last audit answer: its state's rows (last scrub pass) and its storage's bytes. */
+  stateRows?: number;
+  storageBytes?: number;
 }
 
 export class ProgressTracker {
@@ -112,7 +115,7 @@ export class ProgressTracker {
   }
 
   /** A contact outside the append path (audit, read, init): failure detection and position. */
-  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string; stateRows?: number; storageBytes?: number }): void {
     const p = this.byId.get(id);
     if (!p) return;
     if (!ok) {
@@ -125,6 +128,8 @@ export class ProgressTracker {
       p.lastSeq = Math.max(p.lastSeq, position.lastSeq);
       p.appliedSeq = Math.max(p.appliedSeq, position.appliedSeq);
       p.digest = position.digest;
+      if (position.stateRows !== undefined) p.stateRows = position.stateRows;
+      if (position.storageBytes !== undefined) p.storageBytes = position.storageBytes;
     }
   }
 
@@ -152,6 +157,8 @@ export class ProgressTracker {
       appliedSeq: p.appliedSeq,
       digest: p.digest,
       lastContact: p.lastContactMs === null ? null : new Date(p.lastContactMs).toISOString(),
+      ...(p.stateRows !== undefined ? { stateRows: p.stateRows } : {}),
+      ...(p.storageBytes !== undefined ? { storageBytes: p.storageBytes } : {}),
     }));
   }
 

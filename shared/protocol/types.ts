@@ -242,6 +242,10 @@ export interface AuditInfo extends ReplicaPosition {
   rebuilding?: boolean;
   checkpoints: Checkpoint[];
   scrub: ScrubResult;
+  /** Rows of the replicated state (machine, books, sessions) as the last finished scrub pass counted them. */
+  stateRows?: number;
+  /** Bytes its object's storage takes, where the store can tell (ReplicaStorage.sizeBytes). */
+  storageBytes?: number;
 }
 
 export { majority } from "./quorum.js";

@@ -110,7 +110,10 @@ describe("smr audit, audits, replicas, events, sequencer", () => {
 
     const replicas = await json(["replicas", "cli-ops"], client());
     expect(replicas.replicas.map((r: { id: string }) => r.id)).toEqual(["r1", "r2", "r3"]);
-    expect(await smrOk(["replicas", "list", "cli-ops"], client())).toMatch(/│ replica +│ location +│ status +│/);
+    const listed = await smrOk(["replicas", "list", "cli-ops"], client());
+    expect(listed).toMatch(/│ replica +│ location +│ status +│.*│ rows +│ size +│/);
+    // Rows and size from the audit above (every replica answered it).
+    for (const id of ["r1", "r2", "r3"]) expect(listed).toMatch(new RegExp(`│ ${id} +│[^\n]*│ \\d+ +│ \\d+(\\.\\d)? (B|KiB|MiB) +│`));
 
     const added = await json(["replicas", "add", "cli-ops"]);
     expect(added.replica.id).toBe("r4");

@@ -1,7 +1,8 @@
 // Sessions that expire (GroupConfig.sessionIdleMs, `sessionIdleSeconds` in the PUT body): a
 // client idle past the group's window is forgotten on every replica.
+import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { api, command, createGroup, expectError, replicaStatuses, waitFor } from "./helpers.js";
+import { adminToken, api, command, createGroup, expectError, replicaStatuses, waitFor } from "./helpers.js";
 
 describe("sessions that expire", () => {
   it("a new group has the default window (7 days), shown in its status; the PUT body may set another", async () => {
@@ -32,5 +33,31 @@ describe("sessions that expire", () => {
     await waitFor("every replica at the last seq", async () => Object.values(await replicaStatuses("sess-short")).every((r: any) => r.appliedSeq === n.body.seq), 50);
     const replicas = Object.values(await replicaStatuses("sess-short"));
     expect(new Set(replicas.map((r: any) => r.digest)).size).toBe(1);
+  });
+});
+
+describe("how big a replica is", () => {
+  it("each replica's state rows and storage bytes, from the last audit, in its status and the metrics: one-shot clients' sessions go once the window has passed", async () => {
+    await createGroup("sess-size", { machine: "kv", sessionIdleSeconds: 1 });
+    for (let c = 0; c < 30; c++) expect((await command("sess-size", { op: "put", key: `k${c % 3}`, value: "v".repeat(200) }, `once-${c}`, 1)).status).toBe(200);
+    const rowsOf = async (seq: number) => {
+      // Every replica at the last seq first: one a commit behind counts its rows there.
+      await waitFor(`every replica at seq ${seq}`, async () => Object.values(await replicaStatuses("sess-size")).every((r: any) => r.appliedSeq === seq), 50);
+      expect((await api("POST", "/v1/groups/sess-size/audit")).body.verdict).toBe("consistent");
+      return Object.values(await replicaStatuses("sess-size")) as any[];
+    };
+    const before = await rowsOf(30);
+    // Three machine rows, and per client a book, a session row and an index row.
+    expect(before.map((r) => r.stateRows)).toEqual([93, 93, 93]);
+    for (const r of before) expect(r.storageBytes).toBeGreaterThan(0);
+    const scrape = await (await SELF.fetch("http://smr.test/v1/metrics?group=sess-size", { headers: { authorization: `Bearer ${adminToken}` } })).text();
+    expect(scrape).toMatch(/^smr_replica_state_rows\{group="sess-size",replica="r2"\} 93$/m);
+    expect(scrape).toMatch(/^smr_replica_storage_bytes\{group="sess-size",replica="r2"\} \d+$/m);
+    await new Promise((r) => setTimeout(r, 1_400));
+    // The next command forgets at most 64 rows; a few more finish the thirty.
+    for (let r = 1; r <= 3; r++) expect((await command("sess-size", { op: "get", key: "k0" }, "later", r)).status).toBe(200);
+    const after = await rowsOf(33);
+    // The three machine rows and the later client's book, index row and three sessions.
+    expect(after.map((r) => r.stateRows)).toEqual([8, 8, 8]);
   });
 });
