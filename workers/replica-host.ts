@@ -171,6 +171,11 @@ export class ReplicaHost {
     if (c.group !== cfg.group || c.id !== cfg.id || c.machine !== cfg.machine) {
       throw new Error(`replica ${c.group}/${c.id} (${c.machine}) asked to be ${cfg.group}/${cfg.id} (${cfg.machine})`);
     }
+    // The window decides what each entry deletes: a replica made with another would diverge on
+    // every forgetting (its rows repaired, its meta not), so it is refused like another machine.
+    if (c.sessionIdleMs !== cfg.sessionIdleMs) {
+      throw new Error(`replica ${c.group}/${c.id} has session window ${c.sessionIdleMs ?? "none"} ms, asked for ${cfg.sessionIdleMs ?? "none"}`);
+    }
     return this.core!.position();
   }
 

@@ -1,8 +1,10 @@
 // Sessions that expire (GroupConfig.sessionIdleMs, `sessionIdleSeconds` in the PUT body): a
 // client idle past the group's window is forgotten on every replica.
-import { SELF } from "cloudflare:test";
+import { SELF, env, runInDurableObject } from "cloudflare:test";
+import type { ReplicaObject } from "../../workers/replica.js";
 import { describe, expect, it } from "vitest";
-import { adminToken, api, command, createGroup, expectError, replicaStatuses, waitFor } from "./helpers.js";
+import { directoryClient } from "../../workers/directory.js";
+import { adminToken, api, command, createGroup, expectError, replicaObject, replicaStatuses, waitFor } from "./helpers.js";
 
 describe("sessions that expire", () => {
   it("a new group has the default window (7 days), shown in its status; the PUT body may set another", async () => {
@@ -59,5 +61,25 @@ describe("how big a replica is", () => {
     const after = await rowsOf(33);
     // The three machine rows and the later client's book, index row and three sessions.
     expect(after.map((r) => r.stateRows)).toEqual([8, 8, 8]);
+  });
+});
+
+describe("a replica's session window", () => {
+  it("is part of its identity: an init asking for another window is refused (it would forget other clients than its group's)", async () => {
+    await createGroup("sess-ident", { machine: "kv", sessionIdleSeconds: 60 });
+    const record = await directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName("sess-ident")) as never).get();
+    const r2 = replicaObject("sess-ident", "r2");
+    const init = { group: "sess-ident", incarnation: record!.config.incarnation, id: "r2", machine: "kv" as const, checkpointEvery: 100 };
+    // Inside the object (an RPC's rejection is also reported as uncaught by workerd here).
+    const initWith = (sessionIdleMs?: number) =>
+      runInDurableObject(r2, (inst: ReplicaObject) =>
+        (inst as unknown as { replica: { init(c: unknown): Promise<unknown> } }).replica.init({ ...init, ...(sessionIdleMs === undefined ? {} : { sessionIdleMs }) }).then(
+          (p) => ({ ok: p }),
+          (err: Error) => ({ refused: err.message }),
+        ),
+      );
+    expect(await initWith(60_000)).toMatchObject({ ok: { appliedSeq: expect.any(Number) } });
+    expect(await initWith()).toEqual({ refused: expect.stringMatching(/session window 60000 ms, asked for none/) });
+    expect(await initWith(1_000)).toEqual({ refused: expect.stringMatching(/session window 60000 ms, asked for 1000/) });
   });
 });
