@@ -127,7 +127,9 @@ describe("the real server under faults", () => {
     expect(log.map((e) => e.seq)).toEqual(Array.from({ length: status.lastSeq }, (_, i) => i + 1));
     // Replaying the log gives exactly the outputs the clients were given, at the seqs they were given.
     const state = new DigestedState(new MemoryRowStore());
-    const outputs = new Map(log.map((e) => [e.seq, applyEntry(state, kv, e)]));
+    // With the group's session window, as its replicas apply them.
+    const expiry = status.sessionIdleSeconds ? { idleMs: status.sessionIdleSeconds * 1000 } : null;
+    const outputs = new Map(log.map((e) => [e.seq, applyEntry(state, kv, e, undefined, expiry)]));
     for (const a of acked) {
       const e = log[a.seq - 1]!;
       expect([e.client, e.request]).toEqual([a.client, a.request]);
