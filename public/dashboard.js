@@ -112,6 +112,15 @@ function duration(ms) {
   return typeof ms === "number" ? (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`) : "—";
 }
 
+/** "812 B", "3.4 KiB", "1.2 MiB": a replica's storage, as `smr replicas list` words it (cli/groups.ts, bytesText). */
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
 function fill(dl, values) {
   for (const dd of dl.querySelectorAll("dd[data-field]")) {
     const v = values[dd.dataset.field];
@@ -370,6 +379,17 @@ function renderAuditor() {
   line.replaceChildren("Last run ", field("lastRun", `${span(Date.now() / 1000 - cron.atMs / 1000)} ago`), ": ", field("audited", cron.audited), " audited, ", field("failed", cron.failed), " failed; ", ...lap, ...underWay, ".");
 }
 
+/**
+ * A replica's rows and size, as its last audit found them. The status carries them only once an
+ * audit has counted them, and the sequencer keeps them in memory: absent (a new group, a sequencer
+ * new or restarted since, a first scrub pass not finished) is unknown, not 0.
+ */
+function sizeCells(tr, r) {
+  const unknown = "not known: no audit has counted it since this sequencer began (or its first scrub pass has not finished)";
+  cell(tr, "stateRows", r.stateRows, r.stateRows === undefined ? unknown : "rows of its replicated state, from the last audit");
+  cell(tr, "storageBytes", r.storageBytes === undefined ? null : bytes(r.storageBytes), r.storageBytes === undefined ? unknown : `${r.storageBytes} bytes of storage${r.colocated ? " (with the sequencer's log)" : ""}, from the last audit`);
+}
+
 /** `askedMs`: when the answers drawn were asked for. */
 function renderGroup(status, audits, events, askedMs) {
   const section = $("#group");
@@ -410,6 +430,7 @@ function renderGroup(status, audits, events, askedMs) {
     // The replicas' own view has no contact time for one that did not answer it: "no answer" now, not "never".
     cell(tr, "lastContact", r.lastContact === null && unreachable ? "no answer" : ago(r.lastContact), r.lastContact || "");
     cell(tr, "location", r.location);
+    sizeCells(tr, r);
     replicas.append(tr);
   }
 

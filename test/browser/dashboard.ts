@@ -1,7 +1,8 @@
 // `npm run test:browser`: the dashboard in a real headless browser, Debian's chromium driven by
 // playwright-core, against the built worker under Miniflare with fault injection (ALLOW_FAULTS=1).
-// It builds the worker, creates a group, enters the token, reads the auditor line before and after
-// a cron run, checks the replica rows, corrupts one replica and sees it quarantined and then
+// It builds the worker, creates a group, enters the token, sees its rows and size unknown before
+// any audit, reads the auditor line before and after a cron run, checks the replica rows (their
+// rows and size from the audits), corrupts one replica and sees it quarantined and then
 // rebuilt, sees a sequencer failover, and saves screenshots under test/artifacts/ (git-ignored). Closing line: "browser: N passed, N failed".
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -112,6 +113,24 @@ async function pageShows(what: string, test: string, arg?: unknown, timeoutMs = 
   }
 }
 
+/** A replica's size as the page words it: "812 B", "3.4 KiB", "1.2 MiB" (one decimal above bytes). */
+const sizeText = /^\d+(\.\d)? (B|KiB|MiB)$/;
+
+/** Every replica row shows its rows (> 0, as `rows` says by id when given) and its size, each titled as from the last audit. */
+async function sizesShown(what: string, rows?: Record<string, number>): Promise<void> {
+  await pageShows(
+    what,
+    `const trs = [...document.querySelectorAll("#replicas tbody tr")];
+     return trs.length === 3 && trs.every((r) => {
+       const n = r.querySelector("[data-field=stateRows]");
+       const b = r.querySelector("[data-field=storageBytes]");
+       return n && b && /^\\d+$/.test(n.textContent) && Number(n.textContent) > 0 && (!arg.rows || Number(n.textContent) === arg.rows[r.dataset.replica])
+         && new RegExp(arg.size).test(b.textContent) && /from the last audit/.test(n.title) && /from the last audit/.test(b.title);
+     });`,
+    { size: sizeText.source, rows },
+  );
+}
+
 /** A group's health badge in the list (ok, degraded, down, or ? while not known). */
 const healthBadge = (name: string) => `#groups a[data-group="${name}"] .health`;
 
@@ -184,6 +203,17 @@ async function main(): Promise<void> {
     check(!page.url().includes(admin), `a URL without the token (${page.url()})`);
   });
 
+  await step("the group before any audit: its replicas' rows and size unknown (—)", async () => {
+    await page.click(`#groups a[data-group="${group}"]`);
+    await pageShows("three replicas at seq 5", `const rows = [...document.querySelectorAll("#replicas tbody tr")]; return rows.length === 3 && rows.every((r) => r.querySelector("[data-field=appliedSeq]").textContent === "5");`);
+    for (const r of await replicaRows()) equal([r.cells.stateRows, r.cells.storageBytes], ["—", "—"], `${r.id}'s rows and size before any audit`);
+    const title = await page.getAttribute('tr[data-replica="r1"] [data-field=storageBytes]', "title");
+    check(/^not known: no audit has counted it/.test(title ?? ""), `the unknown size's title (${title})`);
+    // None selected again: the steps below select it after the cron's run (an audit of every group).
+    await page.evaluate(`location.hash = ""`);
+    await pageShows("no group selected", `return document.querySelector("#group").hidden;`);
+  });
+
   await step("the auditor line: no cron run yet; after a cron run, its age, audited and failed counts and the lap; a failed count marked", async () => {
     // No step before this one fires the cron (the server's triggers fire only on request; the audits above are none).
     await pageShows("no cron run yet", `return document.querySelector("#auditor").dataset.state === "none";`, undefined, scrapeWaitMs);
@@ -244,6 +274,8 @@ async function main(): Promise<void> {
     equal(await page.textContent("#sequencer [data-field=location]"), "wnam", "sequencer location");
     equal(await page.textContent("#sequencer [data-field=epoch]"), "1", "sequencer epoch");
     equal(await page.textContent("#sequencer [data-field=reachable]"), "yes", "sequencer reachable");
+    // The cron's run above audited the group.
+    await sizesShown("every replica's rows and size after the cron's audit");
     await pageShows("the group's health ok in the list", `return document.querySelector(arg)?.dataset.health === "ok";`, healthBadge(group));
     check(page.url().endsWith(`#group=${group}`), "the group in the URL's fragment");
   });
@@ -276,6 +308,9 @@ async function main(): Promise<void> {
     check(events.some((e: any) => e.kind === "repair" && e.replica === "r2"), "a repair event for r2");
     equal((await ok("POST", `/v1/groups/${group}/audit`)).verdict, "consistent", "the next audit's verdict");
     await pageShows("the consistent audit on top", `const a = [...document.querySelectorAll("#audits tbody tr")]; return a.length >= 2 && a[0].dataset.verdict === "consistent" && a[1].dataset.verdict === "diverged";`);
+    // The rebuilt r2 counted again by this audit: the rows each replica's status carries, and a size.
+    const counted = Object.fromEntries((await ok("GET", `/v1/groups/${group}/replicas`)).replicas.map((r: any) => [r.id, r.stateRows]));
+    await sizesShown("every replica's rows (as its status says) and size after the consistent audit", counted);
   });
 
   await step("a sequencer failover: the page shows the new sequencer and the failover", async () => {
