@@ -41,7 +41,8 @@ function bytesText(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   let v = n;
-  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  // Up a unit from what one decimal would show as 1024.0 (1,048,575 bytes was "1024.0 KiB").
+  for (; v >= 1023.95 && i < units.length - 1; i++) v /= 1024;
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 

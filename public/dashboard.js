@@ -117,7 +117,8 @@ function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   let v = n;
-  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  // Up a unit from what one decimal would show as 1024.0 (as the CLI).
+  for (; v >= 1023.95 && i < units.length - 1; i++) v /= 1024;
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
