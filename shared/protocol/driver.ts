@@ -1292,6 +1292,7 @@ export class SequencerDriver {
       const info = answers[i] ?? null;
       infos.set(id, info);
       this.core.noteContact(id, info !== null, now, info ?? undefined);
+      if (info !== null) this.core.noteSize(id, info);
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
       if (info?.quarantined && !info.rebuilding) this.core.setQuarantined(id, true);

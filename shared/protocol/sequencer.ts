@@ -621,8 +621,12 @@ export class SequencerCore {
   }
 
   /** A contact outside the append path (audit, read, init): updates failure detection. */
-  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string; stateRows?: number; storageBytes?: number }): void {
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
     this.progress.noteContact(id, ok, nowMs, position);
+  }
+
+  noteSize(id: string, size: { stateRows?: number; storageBytes?: number }): void {
+    this.progress.noteSize(id, size);
   }
 
   backoffMisses(id: string): number {

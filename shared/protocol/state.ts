@@ -372,31 +372,39 @@ export class DigestedState {
         if (k.startsWith(prefix) && (after === null || compareCodePoints(k, after) > 0)) mine.push([k, v]);
       }
     }
-    // Only a delete can take a stored row out of the page (an unsaved write of a stored key
-    // replaces it, a new key adds one): fetching one more per delete is enough.
-    let deletes = 0;
-    for (const [, v] of mine) if (v === null) deletes++;
-    const want = limit + deletes;
-    const stored = this.rows.scan(prefix, after, want, bytesMax);
-    for (const [k, v] of stored) this.known.set(k, v);
-    const storedCut = bytesMax !== Infinity && stored.length < want && sizeOf(stored) >= bytesMax;
-    const storedLast = stored.length > 0 ? stored[stored.length - 1]![0] : null;
-    let rows = stored;
-    if (mine.length > 0) {
-      const merged = new Map<string, string | null>(stored);
-      for (const [k, v] of mine) if (!storedCut || storedLast === null || compareCodePoints(k, storedLast) <= 0) merged.set(k, v);
-      rows = [];
-      for (const [k, v] of merged) if (v !== null) rows.push([k, v]);
-      rows.sort((a, b) => compareCodePoints(a[0], b[0]));
-    }
+    mine.sort((x, y) => compareCodePoints(x[0], y[0]));
     const out: [string, string][] = [];
     let bytes = 0;
-    for (const row of rows) {
-      if (out.length >= limit || bytes >= bytesMax) break;
-      out.push(row);
-      bytes += row[0].length + row[1].length;
+    for (let from = after; ; ) {
+      const rest = from === null ? mine : mine.filter(([k]) => compareCodePoints(k, from!) > 0);
+      // Only a delete can take a stored row out of the page (an unsaved write of a stored key
+      // replaces it, a new key adds one): fetching one more per delete is enough.
+      let deletes = 0;
+      for (const [, v] of rest) if (v === null) deletes++;
+      const want = limit - out.length + deletes;
+      const room = bytesMax - bytes;
+      const stored = this.rows.scan(prefix, from, want, room);
+      for (const [k, v] of stored) this.known.set(k, v);
+      const storedLast = stored.length > 0 ? stored[stored.length - 1]![0] : null;
+      const storedCut = storedLast !== null && room !== Infinity && stored.length < want && sizeOf(stored) >= room;
+      let rows = stored;
+      if (rest.length > 0) {
+        const merged = new Map<string, string | null>(stored);
+        for (const [k, v] of rest) if (!storedCut || compareCodePoints(k, storedLast!) <= 0) merged.set(k, v);
+        rows = [...merged].filter((r): r is [string, string] => r[1] !== null).sort((x, y) => compareCodePoints(x[0], y[0]));
+      }
+      for (const row of rows) {
+        if (out.length >= limit || bytes >= bytesMax) return { rows: out, more: true };
+        out.push(row);
+        bytes += row[0].length + row[1].length;
+      }
+      if (!storedCut) return { rows: out, more: stored.length >= want };
+      if (out.length >= limit || bytes >= bytesMax) return { rows: out, more: true };
+      // Cut by the bytes of stored rows that unsaved writes deleted or shrank: the page ended
+      // there, short or empty, and a kv list answered it as the whole (no `next`) while a replica
+      // that had saved listed the rest (a review). Go on after them.
+      from = storedLast;
     }
-    return { rows: out, more: out.length < rows.length || storedCut || stored.length >= want };
   }
 
   getRaw(key: string): string | null {
@@ -613,11 +621,12 @@ interface ClientBook {
  * Sessions that expire (GroupConfig.sessionIdleMs): a client with no command executed for
  * `idleMs` of log time (the entries' timestamps, the same on every replica) is forgotten, its book,
  * its remembered requests and their outputs deleted; a request it sends later is a new client's.
- * `forgot` hears each client forgotten (the simulator's exactly-once checker).
+ * `forgot` hears, per entry, each client whose remembered requests it deleted, and which (the
+ * simulator's exactly-once checker).
  */
 export interface SessionExpiry {
   idleMs: number;
-  forgot?: (client: string) => void;
+  forgot?: (client: string, requests: number[]) => void;
 }
 
 /** The idle index's key of a client in a time bucket: buckets in numeric order. */
@@ -651,6 +660,7 @@ function forgetIdle(state: DigestedState, nowBucket: number, expiry: SessionExpi
     const tag = key.slice(idleSpace.length + 17);
     const client = tag.slice(tag.indexOf(":") + 1);
     let deleted = 0;
+    const requests: number[] = [];
     let done = false;
     let after: string | null = null;
     // Pages by rows, the character bound applied while deleting: a scan bounded by characters
@@ -667,13 +677,14 @@ function forgetIdle(state: DigestedState, nowBucket: number, expiry: SessionExpi
         state.deleteRaw(k);
         after = k;
         deleted++;
+        if (expiry.forgot) requests.push(Number(k.slice(k.lastIndexOf("/") + 1)));
         rowsLeft--;
         charsLeft -= k.length + v.length;
         if (charsLeft <= 0) break;
       }
     }
     // Each entry that deleted any of it says so: a request whose row went runs again if sent.
-    if (deleted > 0 || done) expiry.forgot?.(client);
+    if (deleted > 0 || done) expiry.forgot?.(client, requests);
     if (!done) {
       // Cut off by the bound (rows may remain): the book counts what is left. Its floor stays: a
       // request whose row went is forgotten, and runs if sent again, as once the client is gone

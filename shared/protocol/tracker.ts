@@ -115,7 +115,7 @@ export class ProgressTracker {
   }
 
   /** A contact outside the append path (audit, read, init): failure detection and position. */
-  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string; stateRows?: number; storageBytes?: number }): void {
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
     const p = this.byId.get(id);
     if (!p) return;
     if (!ok) {
@@ -128,9 +128,19 @@ export class ProgressTracker {
       p.lastSeq = Math.max(p.lastSeq, position.lastSeq);
       p.appliedSeq = Math.max(p.appliedSeq, position.appliedSeq);
       p.digest = position.digest;
-      if (position.stateRows !== undefined) p.stateRows = position.stateRows;
-      if (position.storageBytes !== undefined) p.storageBytes = position.storageBytes;
     }
+  }
+
+  /**
+   * What an audit answer said of the replica's size: absent is unknown from now on, not the last
+   * figure (a rebuilt or restarted replica has no finished scrub pass yet: its old count stayed
+   * shown, a review).
+   */
+  noteSize(id: string, size: { stateRows?: number; storageBytes?: number }): void {
+    const p = this.byId.get(id);
+    if (!p) return;
+    p.stateRows = size.stateRows;
+    p.storageBytes = size.storageBytes;
   }
 
   statusOf(p: Progress, lastSeq: number, commitSeq: number): ReplicaStatusName {

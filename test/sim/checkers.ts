@@ -12,8 +12,10 @@ import type { SimReplica, SimSequencer } from "./nodes.js";
 
 interface Reference {
   outputs: Map<number, AppliedOutput>;
-  /** Per client, the seqs of the entries that forgot it (an expired session: GroupConfig.sessionIdleMs). */
+  /** Per "client/request", the seqs of the entries whose forgetting deleted its session row (GroupConfig.sessionIdleMs). */
   forgotten: Map<string, number[]>;
+  /** Entries that forgot clients (each client counted once per entry). */
+  forgettings: number;
   digests: Map<number, string>;
   failures: string[];
 }
@@ -32,8 +34,10 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   /** Per client, the timestamp of its last command executed (its idle time starts there). */
   const lastRunMs = new Map<string, number>();
   const idleMs = config.sessionIdleMs;
-  const forgot = (client: string) => {
-    forgotten.set(client, [...(forgotten.get(client) ?? []), applying!.seq]);
+  let forgettings = 0;
+  const forgot = (client: string, requests: number[]) => {
+    forgettings++;
+    for (const r of requests) forgotten.set(`${client}/${r}`, [...(forgotten.get(`${client}/${r}`) ?? []), applying!.seq]);
     // Checked apart from the code that decided it: idle for the window (eight whole buckets of
     // an eighth of it), by the log's clock. A build that forgot a bucket early passed every seed.
     const idleForMs = Date.parse(applying!.timestamp) - (lastRunMs.get(client) ?? -Infinity);
@@ -64,7 +68,7 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
     checkReadsAt(e.seq);
   }
   for (; r < reads.length; r++) failures.push(`read at seq ${reads[r]!.seq} beyond commitSeq ${commitSeq}`);
-  return { outputs, forgotten, digests, failures };
+  return { outputs, forgotten, forgettings, digests, failures };
 }
 
 export interface CheckInput {
@@ -112,11 +116,12 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
 
   const ref = replay(config, log, commitSeq, history);
   failures.push(...ref.failures);
-  if (counts) counts.forgotten = [...ref.forgotten.values()].reduce((n, seqs) => n + seqs.length, 0);
+  if (counts) counts.forgotten = ref.forgettings;
 
   // Exactly-once: a (client, request) executes at most once.
   const executed = new Map<string, number>();
-  /** Commands executed again after their client was forgotten: one more effect each. */
+  const firstRun = new Map<string, number>();
+  /** Commands executed again after their session row was forgotten: one more effect each. */
   const twice = new Set<string>();
   for (const [seq, out] of ref.outputs) {
     const e = log[seq - 1]!;
@@ -124,18 +129,20 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
       const key = `${e.client}/${e.request}`;
       // Again after its client was forgotten (idle past the window) is a new client's command.
       const first = executed.get(key);
-      const forgotBetween = first !== undefined && (ref.forgotten.get(e.client!) ?? []).some((s) => s > first && s <= seq);
+      const forgotBetween = first !== undefined && (ref.forgotten.get(key) ?? []).some((s) => s > first && s <= seq);
       if (first !== undefined && !forgotBetween) failures.push(`${key} executed twice (seq ${first} and ${seq})`);
       if (forgotBetween) twice.add(key);
       executed.set(key, seq);
+      if (!firstRun.has(key)) firstRun.set(key, seq);
     }
   }
   // "Expired" is the answer to a retry whose session row is gone: only one its client's
   // forgetting deleted, after the command ran.
   for (const x of history.expired) {
-    const ran = executed.get(`${x.client}/${x.request}`);
-    if (config.sessionIdleMs === undefined) failures.push(`${x.client}/${x.request}: answered expired (conflict) for a request id used once, with no session window`);
-    else if (ran === undefined || !(ref.forgotten.get(x.client) ?? []).some((s) => s > ran)) failures.push(`${x.client}/${x.request}: answered expired, but no forgetting of its client followed its run (seq ${ran ?? "none"})`);
+    const key = `${x.client}/${x.request}`;
+    const ran = firstRun.get(key);
+    if (config.sessionIdleMs === undefined) failures.push(`${key}: answered expired (conflict) for a request id used once, with no session window`);
+    else if (ran === undefined || !(ref.forgotten.get(key) ?? []).some((s) => s > ran)) failures.push(`${key}: answered expired, but no forgetting deleted its row after its first run (seq ${ran ?? "none"})`);
   }
 
   // Durability and outputs: every acknowledged command is committed at its seq, with that output.
