@@ -385,8 +385,11 @@ function renderAuditor() {
  * audit has counted them, and the sequencer keeps them in memory: absent (a new group, a sequencer
  * new or restarted since, a first scrub pass not finished) is unknown, not 0.
  */
-function sizeCells(tr, r) {
-  const unknown = "not known: no audit has counted it since this sequencer began (or its first scrub pass has not finished)";
+function sizeCells(tr, r, unreachable) {
+  // While the sequencer cannot be reached the status is the replicas' own, which has no sizes.
+  const unknown = unreachable
+    ? "not known while the sequencer cannot be reached (it keeps what the audits found)"
+    : "not known: no audit has counted it since this sequencer began (or its first scrub pass has not finished)";
   cell(tr, "stateRows", r.stateRows, r.stateRows === undefined ? unknown : "rows of its replicated state, from the last audit");
   cell(tr, "storageBytes", r.storageBytes === undefined ? null : bytes(r.storageBytes), r.storageBytes === undefined ? unknown : `${r.storageBytes} bytes of storage${r.colocated ? " (with the sequencer's log)" : ""}, from the last audit`);
 }
@@ -431,7 +434,7 @@ function renderGroup(status, audits, events, askedMs) {
     // The replicas' own view has no contact time for one that did not answer it: "no answer" now, not "never".
     cell(tr, "lastContact", r.lastContact === null && unreachable ? "no answer" : ago(r.lastContact), r.lastContact || "");
     cell(tr, "location", r.location);
-    sizeCells(tr, r);
+    sizeCells(tr, r, unreachable);
     replicas.append(tr);
   }
 
