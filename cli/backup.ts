@@ -228,7 +228,7 @@ export function backupCommands(): Command[] {
     .description("load a snapshot file into a new, empty group (--create makes the group with the file's machine)")
     .argument("<group>")
     .argument("<file>")
-    .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints)")
+    .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints, session window)")
     .option("--replicas <n>", "with --create: this many replicas instead of the source's", positiveArg)
     .action(async (group: string, file: string, opts: { create?: boolean; replicas?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);

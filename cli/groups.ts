@@ -16,7 +16,7 @@ export function printStatus(s: GroupStatus): void {
     outputs: s.outputs,
     checkpointEvery: s.checkpointEvery,
     // A group made before sessions expired has none (null): it keeps every client.
-    ...(s.sessionIdleSeconds === undefined ? {} : { sessionIdle: s.sessionIdleSeconds === null ? "never (a group older than expiring sessions)" : `${s.sessionIdleSeconds} s` }),
+    ...(s.sessionIdleSeconds === undefined ? {} : { sessionIdle: s.sessionIdleSeconds === null ? "never (a group older than expiring sessions)" : idleText(s.sessionIdleSeconds) }),
     sequencer: `${s.sequencer.name} @ ${s.sequencer.location ?? "any"} (epoch ${s.sequencer.epoch}, since ${s.sequencer.since ?? "-"})`,
     // While the sequencer cannot be reached the status is what the replicas say of themselves:
     // say so, and why (the table looked like a healthy group's, a probe).
@@ -34,6 +34,14 @@ export function printReplicas(replicas: GroupStatus["replicas"]): void {
     // Never heard from (no contact, no audit that reached it): positions unknown, not 0.
     replicas.map((r) => (r.lastContact === null ? [r.id, r.location, r.status, "?", "?", "?", null, ...size(r)] : [r.id, r.location, r.status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)])),
   );
+}
+
+/** "7 days", "1 h", "90 s": a session window in the largest unit that divides it. */
+function idleText(seconds: number): string {
+  if (seconds % 86_400 === 0) return `${seconds / 86_400} ${seconds === 86_400 ? "day" : "days"}`;
+  if (seconds % 3_600 === 0) return `${seconds / 3_600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
 }
 
 /** "812 B", "3.4 MiB": a replica's storage, as `ls -h` would. */

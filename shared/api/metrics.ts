@@ -122,7 +122,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const failovers = family("smr_failovers_total", "counter", "Failovers of the group's sequencer.");
   const applied = family("smr_replica_applied_seq", "gauge", "The log position a replica has applied, as its sequencer last heard.");
   const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
-  const stateRows = family("smr_replica_state_rows", "gauge", "Rows of a replica's replicated state (machine rows, client books and sessions), as its last finished scrub counted them; from the group's last audit.");
+  const stateRows = family("smr_replica_state_rows", "gauge", "Rows of a replica's replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them; from the group's last audit.");
   const storageBytes = family("smr_replica_storage_bytes", "gauge", "Bytes a replica's Durable Object storage takes (the co-located replica's include the sequencer's log); from the group's last audit.");
   const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing, removed).");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");

@@ -35,7 +35,7 @@ export const replicaStatus = z.object({
   digest: hex,
   lastContact: time.nullable(),
   colocated: z.literal(true).optional(),
-  stateRows: z.number().int().nonnegative().optional().describe("from its last audit: rows of its replicated state (machine rows, client books and sessions), as its last finished scrub counted them"),
+  stateRows: z.number().int().nonnegative().optional().describe("from its last audit: rows of its replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them"),
   storageBytes: z.number().int().nonnegative().optional().describe("from its last audit: bytes its Durable Object's storage takes (the co-located replica's include the sequencer's log; freed pages are kept for reuse, so it does not shrink when rows go)"),
 });
 

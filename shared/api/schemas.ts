@@ -58,7 +58,7 @@ export const createGroupBody = z
       .max(sessionIdleSecondsMax)
       .optional()
       .describe(
-        `a client with no command executed for this long is forgotten (its remembered requests and their outputs deleted; a retry sent later executes again); default ${sessionIdleMsDefault / 1000} (7 days). Not compared when the group exists`,
+        `a client with no command executed for this long is forgotten (its remembered requests and their outputs deleted, as commands arrive; a retry sent later answers 409, "may have run already", or runs again if the sequencer no longer knows it); default ${sessionIdleMsDefault / 1000} (7 days). Not compared when the group exists`,
       ),
   })
   .strict()

@@ -61,7 +61,7 @@ export interface ReplicaStatus {
   lastContact: string | null;
   /** In the current sequencer's object (GroupConfig.colocated, while the group's first sequencer is in office): absent otherwise. */
   colocated?: true;
-  /** From its last audit: rows of its replicated state (machine, client books, sessions), as its last finished scrub counted them. */
+  /** From its last audit: rows of its replicated state (machine, client books, sessions, idle index), as its last finished scrub counted them. */
   stateRows?: number;
   /** From its last audit: bytes its object's storage takes (the co-located replica's include the sequencer's log). */
   storageBytes?: number;

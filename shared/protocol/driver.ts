@@ -49,7 +49,7 @@ interface Deadline {
  * refused, never run again. A client choosing random ids meets it with brand-new ones once its
  * window is full: the message says that ids must increase.
  */
-export const expiredMessage = `request id is at or below the lowest one this client's session window remembers (the newest ${sessionRequestsMax} or more are kept): it may have run already, so it is not run; use request ids that increase per client, above every earlier one`;
+export const expiredMessage = `request id is no longer remembered for this client (it is at or below the lowest of the newest ${sessionRequestsMax} or more kept, or the client was idle past the group's session window and forgotten): it may have run already, so it is not run; use request ids that increase per client, above every earlier one`;
 
 export class SequencerDriver {
   /**
