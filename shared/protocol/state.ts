@@ -12,7 +12,7 @@ import type { Entry } from "../api/types.js";
 //   m/<key>                         the state machine's own rows
 //   s/<len>:<client>/<request:16>   the session table: one executed request and its output
 //   c/<len>:<client>                per-client session bookkeeping {count, floor, bucket?}
-//   d/<bucket:10>/<len>:<client>    the idle index: a client under the time bucket of its last
+//   d/<bucket:16>/<len>:<client>    the idle index: a client under the time bucket of its last
 //                                   command (groups whose sessions expire; see forgetIdle)
 // Every row counts in the digest, so two replicas agree on sessions as well as on machine state.
 export const machinePrefix = "m/";
