@@ -6,6 +6,7 @@ import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { printHealth } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
+import { bytesText } from "../public/units.js";
 
 export function printStatus(s: GroupStatus): void {
   printRecord({
@@ -42,16 +43,6 @@ function idleText(seconds: number): string {
   if (seconds % 3_600 === 0) return `${seconds / 3_600} h`;
   if (seconds % 60 === 0) return `${seconds / 60} min`;
   return `${seconds} s`;
-}
-
-/** "812 B", "3.4 MiB": a replica's storage, as `ls -h` would. */
-function bytesText(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  // Up a unit from what one decimal would show as 1024.0 (1,048,575 bytes was "1024.0 KiB").
-  for (; v >= 1023.95 && i < units.length - 1; i++) v /= 1024;
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
 export function groupsCommand(): Command {

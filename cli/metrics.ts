@@ -9,6 +9,7 @@ import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 // The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
 import { groupsHealth, samples, type GroupHealth } from "../public/health.js";
+import { span } from "../public/units.js";
 
 export function metricsCommand(): Command {
   return new Command("metrics")
@@ -32,12 +33,6 @@ function replicasCell(replicas: GroupHealth["replicas"]): string {
   const healthy = replicas.filter((r) => r.status === "healthy").length;
   const others = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
   return [`${healthy}/${replicas.length} healthy`, ...(others.length ? [others.join(", ")] : [])].join("; ");
-}
-
-/** "40 s", "3 min", "2 h". */
-function span(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
 }
 
 function ago(iso: string, nowMs: number): string {

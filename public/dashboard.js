@@ -4,6 +4,7 @@
 // group is in the URL's fragment (#group=name), so a view can be linked to.
 // A module (strict, deferred): the health rule is shared with the CLI.
 import { groupsHealth, healthOf, samples } from "./health.js";
+import { bytesText, span } from "./units.js";
 
 /** Between the end of one refresh and the start of the next. */
 const refreshMs = 2000;
@@ -102,24 +103,8 @@ function ago(iso) {
   return sec < 60 ? `${sec.toFixed(1)} s ago` : sec < 3600 ? `${Math.floor(sec / 60)} min ago` : time(iso);
 }
 
-/** "40 s", "3 min", "2 h": as `smr groups status` words the cron's times (cli/metrics.ts, span). */
-function span(seconds) {
-  const s = Math.max(0, Math.round(seconds));
-  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
-}
-
 function duration(ms) {
   return typeof ms === "number" ? (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`) : "—";
-}
-
-/** "812 B", "3.4 KiB", "1.2 MiB": a replica's storage, as `smr replicas list` words it (cli/groups.ts, bytesText). */
-function bytes(n) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  // Up a unit from what one decimal would show as 1024.0 (as the CLI).
-  for (; v >= 1023.95 && i < units.length - 1; i++) v /= 1024;
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
 function fill(dl, values) {
@@ -179,7 +164,7 @@ function clearError() {
   const box = $("#error");
   box.hidden = true;
   delete box.dataset.code;
-  for (const span of box.querySelectorAll("[data-field]")) span.textContent = "";
+  for (const el of box.querySelectorAll("[data-field]")) el.textContent = "";
 }
 
 function setLive(state, text) {
@@ -391,7 +376,7 @@ function sizeCells(tr, r, unreachable) {
     ? "not known while the sequencer cannot be reached (it keeps what the audits found)"
     : "not known: no audit has counted it since this sequencer began (or its first scrub pass has not finished)";
   cell(tr, "stateRows", r.stateRows, r.stateRows === undefined ? unknown : "rows of its replicated state, from the last audit");
-  cell(tr, "storageBytes", r.storageBytes === undefined ? null : bytes(r.storageBytes), r.storageBytes === undefined ? unknown : `${r.storageBytes} bytes of storage${r.colocated ? " (with the sequencer's log)" : ""}, from the last audit`);
+  cell(tr, "storageBytes", r.storageBytes === undefined ? null : bytesText(r.storageBytes), r.storageBytes === undefined ? unknown : `${r.storageBytes} bytes of storage${r.colocated ? " (with the sequencer's log)" : ""}, from the last audit`);
 }
 
 /** `askedMs`: when the answers drawn were asked for. */
