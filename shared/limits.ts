@@ -147,6 +147,13 @@ export const sequencerTimeoutMs = 5_000;
 export const heartbeatMs = 1_000;
 export const failoverHoldDownMs = 30_000;
 /**
+ * A group sleeps after this long without client work (a command, a linearizable read, a change):
+ * its sequencer tells the replicas and stops its heartbeats, the cron audits it once a day, and
+ * the platform evicts its objects (about 70 to 140 s after the last call), so an idle group costs
+ * storage only. The next call wakes it. The var SLEEP_AFTER_SECONDS sets it ("0": never sleep).
+ */
+export const sleepAfterMsDefault = 5 * 60 * 1000;
+/**
  * A sequencer that answers but reports no quorum for sequencerTimeoutMs is failed over only if it
  * still reports none this much later (failover.ts, cutOffVote): long enough for its append in
  * flight when replicas came back to time out, its retry backoff, and a heartbeat, so it has

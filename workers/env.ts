@@ -1,4 +1,4 @@
-import { registryCallTimeoutMs } from "../shared/limits.js";
+import { registryCallTimeoutMs, sleepAfterMsDefault } from "../shared/limits.js";
 import type { CronFigures } from "../shared/api/metrics.js";
 import { type Clock, withTimeout } from "../shared/protocol/io.js";
 import { type GroupConfig, isColocated } from "../shared/protocol/types.js";
@@ -20,6 +20,20 @@ export interface Env {
   RATE_LIMIT_BURST?: string;
   /** "1" enables fault injection (tests only; never in wrangler.toml). */
   ALLOW_FAULTS?: string;
+  /** Seconds without client work before a group sleeps (shared/limits.ts, sleepAfterMsDefault); "0": never. */
+  SLEEP_AFTER_SECONDS?: string;
+}
+
+/** How long a group goes without client work before it sleeps; undefined: never (SLEEP_AFTER_SECONDS "0"). */
+export function sleepAfterMs(env: Env): number | undefined {
+  const raw = env.SLEEP_AFTER_SECONDS;
+  if (raw === undefined || raw.trim() === "") return sleepAfterMsDefault;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    console.warn(`SLEEP_AFTER_SECONDS=${JSON.stringify(raw)} is not a number of seconds: ${sleepAfterMsDefault / 1000} s it is`);
+    return sleepAfterMsDefault;
+  }
+  return seconds === 0 ? undefined : seconds * 1000;
 }
 
 /**

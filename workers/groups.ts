@@ -38,15 +38,16 @@ export function sequencerOf(env: Env, config: GroupConfig) {
 }
 
 /**
- * Calls the sequencer the directory names for a replica whose watches wait in a silence: an idle
- * group's sequencer object is evicted (nothing calls it) and its heartbeats stop; any call starts
- * it again (its start resumes them). A probe: every watch on a group idle for a minute or more
- * ended after 10 s, with no keepalive, as if its replica were cut off.
+ * Calls the sequencer the directory names for a replica: a PreVote reached it while the group
+ * slept, or its watches wait in a silence (an object evicted while nothing called it has no
+ * heartbeats either: any call starts it again, and `wake` ends a sleep). A probe: every watch on
+ * a group idle for a minute or more ended after 10 s, with no keepalive, as if its replica were
+ * cut off.
  */
 export async function wakeSequencer(env: Env, group: string, incarnation: number): Promise<void> {
   const record = (await directoryStub(env, group).get()) as GroupRecord | null;
   if (!record || record.state !== "ready" || record.config.incarnation !== incarnation) return;
-  await withTimeout(realClock, rpc<number | null>(sequencerOf(env, record.config).quorumLostMs()), sequencerCallTimeoutMs, `the sequencer of ${group}`);
+  await withTimeout(realClock, rpc<number | null>(sequencerOf(env, record.config).wake()), sequencerCallTimeoutMs, `the sequencer of ${group}`);
 }
 
 function notFound(group: string): ApiError {

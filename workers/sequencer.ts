@@ -9,7 +9,7 @@ import type { AuditReport, Entry, EventKind, GroupStatus, ReplicaStatus } from "
 import { withAuditedPositions } from "./replica-view.js";
 import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
-import { type Env, directoryStub, realClock, replicaStub, rpc } from "./env.js";
+import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sleepAfterMs } from "./env.js";
 import { wakeSequencer } from "./groups.js";
 import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
 import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
@@ -222,7 +222,22 @@ export class SequencerObject extends ReplicaServing {
       },
       recordQuarantined: (ids) => directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids),
       event: (kind, message, fields) => void this.event(cfg, kind, message, fields),
+      sleepAfterMs: sleepAfterMs(this.env),
+      onSleep: (sinceMs) => this.noteSleep(cfg, sinceMs),
     };
+  }
+
+  /** The notes to the registry, one at a time and in order (a wake's must not land before the sleep's). */
+  private sleepNotes: Promise<void> = Promise.resolve();
+
+  /**
+   * Tells the registry that the group sleeps (the cron then audits it once a day) or woke. Best
+   * effort: a lost "asleep" costs audits; a lost "awake" is written again at the next wake.
+   */
+  private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null): void {
+    const note = () => registryStub(this.env).noteSleep(cfg.group, cfg.incarnation, asleepSinceMs);
+    this.sleepNotes = this.sleepNotes.then(note).catch((err) => console.warn(`telling the registry that ${cfg.group} ${asleepSinceMs === null ? "woke" : "sleeps"}: ${String(err)}`));
+    this.ctx.waitUntil(this.sleepNotes);
   }
 
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
@@ -264,6 +279,12 @@ export class SequencerObject extends ReplicaServing {
     return lostMs === null ? {} : { noQuorumMs: Math.round(lostMs) };
   }
 
+  /** { asleepSince } while the group sleeps (driver.asleepSinceMs), else nothing. */
+  private asleep(): { asleepSince?: string } {
+    const sinceMs = this.driver?.asleepSinceMs ?? null;
+    return sinceMs === null ? {} : { asleepSince: new Date(sinceMs).toISOString() };
+  }
+
   private statusNow(): GroupStatus | null {
     const core = this.core;
     if (!core) return null;
@@ -279,7 +300,7 @@ export class SequencerObject extends ReplicaServing {
       sessionIdleSeconds: cfg.sessionIdleMs === undefined ? null : cfg.sessionIdleMs / 1000,
       // Cut off but answering, its status looked like a healthy sequencer's with its replicas down
       // (a region-outage probe): it says how long it has had no quorum.
-      sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum() },
+      sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum(), ...this.asleep() },
       // Co-located: in this object. After a failover or a move the replica stays in the group's
       // first object, which no longer orders anything: a replica like the others.
       replicas: core.replicaStatuses().map((r) => (withCurrentSequencer(cfg, r.id) ? { ...r, colocated: true as const } : r)),
@@ -372,6 +393,16 @@ export class SequencerObject extends ReplicaServing {
     if (!this.driver) return items.map(() => ({ kind: "not_found" }));
     const budget = outputBudget();
     return Promise.all(this.driver.submitBatch(client, items).map((answer) => answer.then(budget)));
+  }
+
+  /**
+   * A replica's call for its sequencer (groups.wakeSequencer): a PreVote reached it while the group
+   * slept, or its watches wait in a silence. Starts an evicted object and ends a sleep; answers as
+   * quorumLostMs.
+   */
+  async wake(): Promise<number | null> {
+    this.driver?.wake();
+    return this.quorumLostMs();
   }
 
   /** How long it has had no quorum (driver.quorumLostMs), asked again by a router that may fail it over; null: not serving. */

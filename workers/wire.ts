@@ -17,7 +17,10 @@ function jsonOf(e: Entry): string {
 }
 
 export function encodeAppend(msg: AppendRequest): string {
-  const head = JSON.stringify({ epoch: msg.epoch, prevSeq: msg.prevSeq, prevHash: msg.prevHash, commitSeq: msg.commitSeq, ...(msg.cutOffMs === undefined ? {} : { cutOffMs: msg.cutOffMs }) });
+  // Every field but the entries, whatever the message carries: a list of fields once left out a
+  // new one (the sleep notice never reached a replica).
+  const { entries: _entries, ...fields } = msg;
+  const head = JSON.stringify(fields);
   return `${head.slice(0, -1)},"entries":[${msg.entries.map(jsonOf).join(",")}]}`;
 }
 

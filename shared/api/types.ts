@@ -79,7 +79,8 @@ export interface GroupStatus {
   sessionIdleSeconds?: number | null;
   /** The object ordering the group's commands now. */
   /** noQuorumMs: the sequencer answers but has heard no quorum for that long (cut off). */
-  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number };
+  /** asleepSince: it sleeps (no client work for a while: no heartbeats), since then. */
+  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number; asleepSince?: string };
   replicas: ReplicaStatus[];
 }
 

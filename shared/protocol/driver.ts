@@ -89,6 +89,7 @@ export class SequencerDriver {
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {
     this.startedMs = io.nowMs();
+    this.activeMs = this.startedMs;
   }
   private readonly startedMs: number;
 
@@ -120,6 +121,7 @@ export class SequencerDriver {
   submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer>[] {
     if (this.stopped) return items.map(() => Promise.resolve({ kind: "not_found" }));
     if (this.restoring) return items.map(() => Promise.resolve({ kind: "unavailable", message: "a restore is loading this group's state; retry when it is done" }));
+    this.wake();
     // Once one command is refused (a full queue), so are the new ones after it: a later, smaller
     // command must not be ordered without the earlier ones the client put before it. Known ones
     // are still answered as known (a 503 means "certainly not ordered").
@@ -506,7 +508,10 @@ export class SequencerDriver {
     this.heldSinceMs.delete(id);
     this.beatDue.delete(id);
     const cutOffMs = this.cutOffMs();
-    return cutOffMs === null ? msg : { ...msg, cutOffMs };
+    if (cutOffMs !== null) msg = { ...msg, cutOffMs };
+    // Every message while not awake says so: one without it (a status's or an audit's round while
+    // asleep) would start the replica's silence clock again.
+    return this.sleepState === "awake" ? msg : { ...msg, sleep: true };
   }
 
   /** Sends msg to id and counts its answer; null after a failure (the loop backs off). */
@@ -610,27 +615,126 @@ export class SequencerDriver {
     // told again, and the directory gets this sequencer's list.
     for (const id of this.core.quarantinedIds()) this.tellQuarantined(id);
     this.noteQuarantines();
-    const beat = () => {
-      if (this.stopped) return;
-      const now = this.io.nowMs();
-      this.forgetRemoved();
-      for (const id of [...this.retireAgain]) void this.retire(id);
-      if (this.leftoversUnread) (this.leftoversUnread = false), void this.retireLeftovers();
-      const quarantined = new Set(this.core.quarantinedIds());
-      // Not one being rebuilt: a late "quarantined" could land after its install ended it.
-      for (const id of [...this.untold.keys()]) if (!quarantined.has(id)) this.untold.delete(id);
-      else if (!this.core.isRepairing(id)) this.tellQuarantined(id);
-      if (this.quarantineRecorded === null) this.noteQuarantines();
-      this.recordMembershipIfDue();
-      if (this.cutOff()) this.expireWaiting();
-      for (const id of this.core.replicaIds()) {
-        if ((this.lastSentMs.get(id) ?? 0) > now - heartbeatMs || (this.retryAtMs.get(id) ?? 0) > now) continue;
-        this.beatDue.add(id);
-        void this.sendLoop(id);
-      }
-      this.io.setTimer(heartbeatMs, beat);
-    };
-    this.io.setTimer(heartbeatMs, beat);
+    // Asleep when it stopped (evicted in its sleep): it stays so until client work wakes it.
+    const asleepSinceMs = this.core.asleepSinceMs;
+    if (asleepSinceMs !== undefined && this.io.sleepAfterMs !== undefined) {
+      this.sleepState = "asleep";
+      this.sleepSinceMs = asleepSinceMs;
+      return;
+    }
+    this.armBeat();
+  }
+
+  /** Whether the heartbeat timer is set (one at a time; none while asleep). */
+  private beating = false;
+
+  private armBeat(): void {
+    if (this.beating || this.stopped) return;
+    this.beating = true;
+    this.io.setTimer(heartbeatMs, () => {
+      this.beating = false;
+      this.beat();
+    });
+  }
+
+  private beat(): void {
+    if (this.stopped) return;
+    const now = this.io.nowMs();
+    this.forgetRemoved();
+    for (const id of [...this.retireAgain]) void this.retire(id);
+    if (this.leftoversUnread) (this.leftoversUnread = false), void this.retireLeftovers();
+    const quarantined = new Set(this.core.quarantinedIds());
+    // Not one being rebuilt: a late "quarantined" could land after its install ended it.
+    for (const id of [...this.untold.keys()]) if (!quarantined.has(id)) this.untold.delete(id);
+    else if (!this.core.isRepairing(id)) this.tellQuarantined(id);
+    if (this.quarantineRecorded === null) this.noteQuarantines();
+    this.recordMembershipIfDue();
+    if (this.cutOff()) this.expireWaiting();
+    if (this.sleepTick(now)) return; // asleep: no heartbeat and no timer until wake()
+    const notice = this.sleepState === "sleeping";
+    for (const id of this.core.replicaIds()) {
+      if ((this.retryAtMs.get(id) ?? 0) > now) continue;
+      if (!notice && (this.lastSentMs.get(id) ?? 0) > now - heartbeatMs) continue;
+      this.beatDue.add(id);
+      void this.sendLoop(id);
+    }
+    this.armBeat();
+  }
+
+  // ---- sleep ---------------------------------------------------------------------------------
+
+  /**
+   * `awake`: heartbeats every heartbeatMs. `sleeping`: no client work for io.sleepAfterMs and
+   * nothing under way; each heartbeat says so (AppendRequest.sleep) until a quorum of voters has
+   * acknowledged one sent since. `asleep`: no heartbeat and no timer, so the platform can evict
+   * the group's objects; every message still says `sleep`, and wake() ends it.
+   */
+  private sleepState: "awake" | "sleeping" | "asleep" = "awake";
+  private sleepSinceMs = 0;
+  /** The last client work (a command, a linearizable read, a change, a restore, a repair); the start counts. */
+  private activeMs = 0;
+  /** When it last woke from `asleep`: no quorum was expected before (quorumLostMs counts from here). */
+  private wokeMs = 0;
+
+  /** Since when it is asleep (its replicas told, its heartbeats stopped); null: awake or sleeping. */
+  get asleepSinceMs(): number | null {
+    return this.sleepState === "asleep" ? this.sleepSinceMs : null;
+  }
+
+  /** Client work arrived: counts as activity, and heartbeats resume at once if it was asleep. */
+  wake(): void {
+    if (this.stopped) return;
+    const now = this.io.nowMs();
+    this.activeMs = now;
+    const was = this.sleepState;
+    this.sleepState = "awake";
+    if (was !== "asleep") return; // sleeping: the next heartbeat goes out without `sleep`
+    this.wokeMs = now;
+    this.core.noteSleep(null);
+    this.io.onSleep?.(null);
+    for (const id of this.core.replicaIds()) this.beatDue.add(id);
+    this.kickAll();
+    this.armBeat();
+  }
+
+  /** A heartbeat tick's step of the sleep states; true once asleep (the tick then sends nothing and sets no timer). */
+  private sleepTick(now: number): boolean {
+    const afterMs = this.io.sleepAfterMs;
+    if (afterMs === undefined) return false;
+    if (!this.quiet()) {
+      if (this.sleepState === "sleeping") this.sleepState = "awake";
+      return false;
+    }
+    if (this.sleepState === "awake") {
+      if (now - this.activeMs < afterMs) return false;
+      this.sleepState = "sleeping";
+      this.sleepSinceMs = now;
+      return false;
+    }
+    // A quorum of voters of the membership acknowledged a notice: they answer a PreVote by waking
+    // this sequencer (ReplicaDriver.vote), not by voting it gone for a silence that is idleness.
+    const heard = this.quorumHeardSinceMs();
+    if (heard === null || heard < this.sleepSinceMs) return false;
+    this.sleepState = "asleep";
+    this.core.noteSleep(this.sleepSinceMs);
+    this.io.onSleep?.(this.sleepSinceMs);
+    return true;
+  }
+
+  /**
+   * Nothing under way that needs the heartbeats: no command queued or waiting, every ordered entry
+   * committed, no change, restore, transfer, confirmation, or record left to write. A replica
+   * still catching up is not waited for: its send loop goes on without the timer, and one that is
+   * down is caught up once the group wakes.
+   */
+  private quiet(): boolean {
+    const c = this.core;
+    return (
+      c.pendingCount === 0 && this.waitingPending.size === 0 && this.waitingSeq.size === 0 && this.commitWatchers.length === 0 &&
+      c.commitSeq >= c.lastLogSeq && this.confirmations.length === 0 &&
+      !this.reconfiguring && !c.configChangePending && !this.restoring && this.transfers === 0 && this.startSettled &&
+      this.untold.size === 0 && this.retireAgain.size === 0 && !this.leftoversUnread && this.quarantineRecorded !== null && this.recordAtSeq === null
+    );
   }
 
   /**
@@ -691,7 +795,9 @@ export class SequencerDriver {
    */
   quorumLostMs(): number {
     // Never heard reads as 0 (a voter without an acknowledgement counts as position 0).
-    return this.io.nowMs() - Math.max(this.quorumHeardSinceMs() ?? 0, this.startedMs, this.restoredAtMs);
+    // Asleep it sends nothing and expects no answer: how far it reaches is unknown, not lost.
+    if (this.sleepState === "asleep") return 0;
+    return this.io.nowMs() - Math.max(this.quorumHeardSinceMs() ?? 0, this.startedMs, this.restoredAtMs, this.wokeMs);
   }
 
   /** Why there is no quorum: how many voters answer lately, or (all answer, late) that none acknowledges in time. */
@@ -894,6 +1000,7 @@ export class SequencerDriver {
   async release(id: string, rebase: boolean): Promise<{ ok: true } | { ok: false; reason: string }> {
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
     if (!this.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group` };
+    this.wake();
     const r = await withTimeout(this.io, this.io.link(id).release(rebase), replicaRpcTimeoutMs, `release of ${id}`).catch((err) => ({ ok: false, digest: "", reason: String(err) }));
     if (!r.ok) return { ok: false, reason: r.reason ?? "refused" };
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
@@ -916,6 +1023,7 @@ export class SequencerDriver {
     const id = `r${nextReplicaNo(this.core.config)}`;
     const refused = this.changeCheck({ op: "add", id, location }) ?? (this.reconfiguring ? refusal("change_pending") : null);
     if (refused !== null) return { ok: false, ...refused };
+    this.wake();
     // The change is under way from here, through the provision: a second add begun while this
     // one provisioned took the same id and provisioned it again (destroying the replica this one
     // was about to order), and a removal or promotion begun meanwhile was ordered first, so this
@@ -1121,6 +1229,7 @@ export class SequencerDriver {
 
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     if (this.reconfiguring) return { ok: false, ...refusal("change_pending") };
+    this.wake();
     this.reconfiguring = true;
     try {
       return await this.reconfigureHeld(change);
@@ -1232,6 +1341,7 @@ export class SequencerDriver {
    */
   async readIndex(): Promise<ReadIndexAnswer> {
     if (this.stopped || this.core.fenced) return { kind: "unavailable", message: "the sequencer is stopping" };
+    this.wake();
     const reach = this.core.reachableVoters();
     if (this.cutOff() || reach.count < reach.need) return this.refuse(this.noQuorum());
     const index = this.core.readIndexSeq;
@@ -1309,9 +1419,13 @@ export class SequencerDriver {
       this.io.event?.("quarantine", alarm, { seq: report.seq, action: "alarm" });
     }
     for (const id of diverged) this.quarantine(id);
+    // An audit is not client work (the cron's every minute would keep a group awake), but one that
+    // leaves a repair to do wakes it: a rebuild and a catch-up need the send loops.
+    const candidates = this.core.transferCandidates();
+    if (diverged.length > 0 || candidates.length > 0) this.wake();
     // Quarantined replicas are rebuilt from a healthy one; unreachable or lagging ones are caught
     // up from the log by their send loops.
-    for (const id of this.core.transferCandidates()) void this.repair(id);
+    for (const id of candidates) void this.repair(id);
     this.kickAll();
     return report;
   }
@@ -1328,6 +1442,7 @@ export class SequencerDriver {
 
   /** Loads a verified snapshot into this group (see restoreInto). */
   restore(digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string; code?: "conflict" }> {
+    this.wake();
     return restoreInto(this, this.io, digest, pages);
   }
 

@@ -186,6 +186,10 @@ export interface DriverIO extends Clock {
   recordQuarantined?(ids: string[]): Promise<boolean>;
   /** Keeps an operational event in the group's history (quarantine, repair, membership, alarm). */
   event?(kind: EventKind, message: string, fields?: Record<string, unknown>): void;
+  /** After this long without client work (and nothing under way) the sequencer sleeps; absent: never. */
+  readonly sleepAfterMs?: number;
+  /** It fell asleep (since when), or woke (null): the host tells the cron (the registry). */
+  onSleep?(asleepSinceMs: number | null): void;
 }
 
 /**

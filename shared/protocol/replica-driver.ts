@@ -35,6 +35,8 @@ export class ReplicaDriver implements ReplicaApi {
   /** Its start, or its return: the first call after nothing reached it for sequencerTimeoutMs (see contact()). */
   private upSinceMs: number;
   private cancelSilenceCheck: (() => void) | null = null;
+  /** Its sequencer said it sleeps (AppendRequest.sleep): no silence is recorded, watches stay, a vote wakes it. */
+  private asleep = false;
   /** Asks the group's sequencer to show itself while watches wait in a silence (set by the host). */
   wakeSequencer: (() => void) | null = null;
 
@@ -46,6 +48,7 @@ export class ReplicaDriver implements ReplicaApi {
     this.ackedMs = this.heardMs;
     this.contactMs = this.heardMs;
     this.upSinceMs = this.heardMs;
+    this.asleep = core?.config.asleepSinceMs !== undefined;
     this.watches = new WatchHub(
       {
         appliedSeq: () => this.core?.appliedSeq ?? 0,
@@ -75,6 +78,7 @@ export class ReplicaDriver implements ReplicaApi {
     const appliedBefore = this.core.appliedSeq;
     const resp = this.core.append(req);
     if (resp.ok || resp.reason !== "stale_epoch") {
+      this.noteSleep(req.sleep === true);
       this.heard();
       this.ackedMs = this.heardMs;
       this.senderCutOffSinceMs = req.cutOffMs === undefined ? null : this.heardMs - req.cutOffMs;
@@ -154,6 +158,7 @@ export class ReplicaDriver implements ReplicaApi {
     if (!r) return null;
     // A new sequencer is recovering: give it the whole timeout before voting it gone.
     if (r.accepted) {
+      this.noteSleep(false); // what the old one said no longer holds either
       this.heard();
       this.senderCutOffSinceMs = null; // a new sequencer: what the old one said no longer holds
     }
@@ -165,8 +170,9 @@ export class ReplicaDriver implements ReplicaApi {
     return this.core ? { ...this.core.position(), quarantined: this.core.quarantined } : null;
   }
 
-  /** How long this replica has heard nothing from a serving sequencer (watches end past watchSilenceMs). */
+  /** How long this replica has heard nothing from a serving sequencer (watches end past watchSilenceMs); 0 while it sleeps. */
   silentMs(): number {
+    if (this.asleep) return 0;
     const now = this.clock.nowMs();
     return Math.max(now - this.lastHeardMs(), this.senderCutOffSinceMs === null ? 0 : now - this.senderCutOffSinceMs);
   }
@@ -191,20 +197,46 @@ export class ReplicaDriver implements ReplicaApi {
    * contact, the start of the silence is written down (one write per silence, none while it hears).
    */
   private watchSilence(): void {
-    if (this.cancelSilenceCheck || !this.core) return;
+    if (this.asleep || this.cancelSilenceCheck || !this.core) return;
     const dueMs = Math.max(0, this.heardMs + sequencerTimeoutMs - this.clock.nowMs());
     this.cancelSilenceCheck = this.clock.setTimer(dueMs, () => {
       this.cancelSilenceCheck = null;
-      if (!this.core) return;
+      if (!this.core || this.asleep) return;
       if (this.clock.nowMs() - this.heardMs < sequencerTimeoutMs) return this.watchSilence();
       if (this.core.config.silentSinceMs === undefined) this.core.noteSilence(this.heardMs);
     });
+  }
+
+  /** Its sequencer's sleep began (a message with `sleep`) or ended (one without). */
+  private noteSleep(asleep: boolean): void {
+    if (asleep === this.asleep) return;
+    this.asleep = asleep;
+    this.core?.noteSleep(asleep ? this.clock.nowMs() : null, null);
+    if (!asleep) return;
+    this.cancelSilenceCheck?.();
+    this.cancelSilenceCheck = null;
+  }
+
+  /**
+   * A PreVote while its sequencer sleeps: a router could not reach the sequencer, which sends
+   * nothing asleep, so the silence says nothing yet. The replica wakes it (a call of its own: one
+   * that is up heartbeats again and keeps office, even if that router cannot reach it) and counts
+   * its silence from now, written down at once (an eviction before the next vote must not reset
+   * it): one that is down is voted gone sequencerTimeoutMs later, as if it had just gone quiet.
+   */
+  private wakeFromSleep(): void {
+    const now = this.clock.nowMs();
+    this.asleep = false;
+    this.heardMs = now;
+    this.core?.noteSleep(null, now);
+    this.wakeSequencer?.();
   }
 
   /** The PreVote: how long since this replica heard from the sequencer of its epoch. */
   vote(): VoteReply | null {
     this.contact();
     if (!this.core) return null;
+    if (this.asleep) this.wakeFromSleep();
     this.watchSilence(); // woken by this vote: its silence from now on is recorded too
     const heardAgoMs = this.clock.nowMs() - this.lastHeardMs();
     return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac, upMs: this.clock.nowMs() - this.upSinceMs };
@@ -328,6 +360,7 @@ export class ReplicaDriver implements ReplicaApi {
     this.contactMs = now;
     this.upSinceMs = now;
     this.senderCutOffSinceMs = null;
+    this.asleep = core.config.asleepSinceMs !== undefined;
   }
 
   /** Drops the core (storage gone or memory lost); waiting reads end. */

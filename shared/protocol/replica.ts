@@ -103,6 +103,12 @@ export interface ReplicaMeta {
    * woke it got "not gone" again, and a cut-off sequencer of a quiet group was never failed over.
    */
   silentSinceMs?: number;
+  /**
+   * Since when its sequencer has said it sleeps (AppendRequest.sleep), until a message without it
+   * or a PreVote: the silence meanwhile is idleness. Kept so that an object evicted in its sleep
+   * still knows (a vote then wakes the sequencer instead of starting the silence over).
+   */
+  asleepSinceMs?: number;
 }
 
 /** What a sequencer knows when it re-creates a replica that lost its storage (see ReplicaMeta.rejoinSeq). */
@@ -410,6 +416,12 @@ export class ReplicaCore {
   noteSilence(sinceMs: number | null): void {
     if ((this.meta.silentSinceMs ?? null) === sinceMs) return;
     this.saveMeta({ silentSinceMs: sinceMs ?? undefined });
+  }
+
+  /** Records since when its sequencer sleeps (null: awake), and the silence that follows (one write). */
+  noteSleep(asleepSinceMs: number | null, silentSinceMs: number | null): void {
+    if ((this.meta.asleepSinceMs ?? null) === asleepSinceMs && (this.meta.silentSinceMs ?? null) === silentSinceMs) return;
+    this.saveMeta({ asleepSinceMs: asleepSinceMs ?? undefined, silentSinceMs: silentSinceMs ?? undefined });
   }
   get config(): Readonly<ReplicaMeta> {
     return this.meta;

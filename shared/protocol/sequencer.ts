@@ -44,6 +44,12 @@ export interface SequencerMeta {
    * before it orders anything.
    */
   restoreEpoch?: number;
+  /**
+   * Since when it sleeps (SequencerDriver: no client work for sleepAfterMs, its replicas told).
+   * Kept so that a start of an evicted object (a status, a scrape, the cron's daily audit) stays
+   * asleep: only client work wakes the group.
+   */
+  asleepSinceMs?: number;
 }
 
 export interface RequestRecord {
@@ -243,6 +249,17 @@ export class SequencerCore {
 
   get config(): GroupConfig {
     return this.meta.config;
+  }
+
+  get asleepSinceMs(): number | undefined {
+    return this.meta.asleepSinceMs;
+  }
+
+  /** Records that it sleeps (since when) or woke (null). */
+  noteSleep(sinceMs: number | null): void {
+    if ((this.meta.asleepSinceMs ?? null) === sinceMs) return;
+    this.meta = { ...this.meta, asleepSinceMs: sinceMs ?? undefined };
+    this.saveMeta();
   }
 
   /** Replica numbers up to `no` are never given to a new replica (ids the directory has named). */

@@ -166,6 +166,12 @@ export interface AppendRequest {
    * reaches is not in contact with a serving group, and its watches end (ReplicaDriver.silentMs).
    */
   cutOffMs?: number;
+  /**
+   * The sequencer sleeps: no client work for a while, so its heartbeats stop. The replica's silence
+   * from now on is idleness: it records none, its watches stay open, and a PreVote wakes the
+   * sequencer instead of voting it gone (ReplicaDriver.vote).
+   */
+  sleep?: true;
 }
 
 /** How the replicated session table resolved an entry (exactly-once). */

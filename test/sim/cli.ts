@@ -19,7 +19,7 @@ function int(args: Map<string, string>, name: string, fallback: number): number 
 
 async function main(): Promise<number> {
   const args = parseFlags(process.argv.slice(2), ["geo", "no-batches", "no-colocate"]);
-  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle"]);
+  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle", "sleep-after"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
   const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "none" ? [] : faultsArg.split(",")) as FaultKind[];
@@ -42,6 +42,7 @@ async function main(): Promise<number> {
     batches: !args.has("no-batches"),
     colocate: !args.has("no-colocate"),
     ...(args.has("session-idle") ? { sessionIdleMs: int(args, "session-idle", 0) } : {}),
+    ...(args.has("sleep-after") ? { sleepAfterMs: int(args, "sleep-after", 0) } : {}),
     ...(geo ? { geo } : {}),
   };
   if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");
@@ -52,6 +53,7 @@ async function main(): Promise<number> {
     let ops = 0;
     let failovers = 0;
     let forgotten = 0;
+    let sleeps = 0;
     const takeovers: number[] = [];
     const slowest: { seed: number; ms: number }[] = [];
     for (let i = 0; i < k; i++) {
@@ -64,6 +66,7 @@ async function main(): Promise<number> {
         ops += Number(r.stats.acked ?? 0); // a run that failed early has no counts
         failovers += Number(r.stats.failovers ?? 0);
         forgotten += Number(r.stats.forgotten ?? 0);
+        sleeps += Number(r.stats.sleeps ?? 0);
         if (r.stats.takeoverMs !== undefined) {
           takeovers.push(Number(r.stats.takeoverMs));
           slowest.push({ seed, ms: Number(r.stats.takeoverMs) });
@@ -81,7 +84,7 @@ async function main(): Promise<number> {
     }
     takeovers.sort((a, b) => a - b);
     const takeover = takeovers.length > 0 ? `; takeover (isolation to the successor's first acknowledged write) p50 ${takeovers[Math.floor(takeovers.length / 2)]} ms, max ${takeovers[takeovers.length - 1]} ms over ${takeovers.length} runs` : "";
-    console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands, ${failovers} failovers${base.sessionIdleMs !== undefined ? `, ${forgotten} clients forgotten` : ""}${takeover})`);
+    console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands, ${failovers} failovers${base.sessionIdleMs !== undefined ? `, ${forgotten} clients forgotten` : ""}${base.sleepAfterMs !== undefined ? `, ${sleeps} sleeps` : ""}${takeover})`);
     slowest.sort((a, b) => b.ms - a.ms);
     if (slowest.length > 0) console.log(`slowest takeovers: ${slowest.slice(0, 5).map((t) => `seed ${t.seed} ${t.ms} ms`).join(", ")}`);
     return failed > 0 ? 1 : 0;

@@ -271,6 +271,8 @@ export class SimClient {
 
   async run(opsMax: number, stopped: () => boolean): Promise<void> {
     for (let i = 0; i < opsMax && !stopped(); i++) {
+      const quietUntilMs = this.world.quietUntilMs();
+      if (quietUntilMs > this.world.now) await new Promise<void>((r) => this.world.setTimer(quietUntilMs - this.world.now, r));
       if (this.world.rng.chance(0.3)) await this.read();
       else if (this.batches && this.world.rng.chance(0.1)) await this.submitBatch(Array.from({ length: 2 + this.world.rng.int(3) }, () => this.randomCommand()));
       else await this.submit(this.randomCommand());

@@ -85,7 +85,14 @@ export class SimReplica {
   ) {
     const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery, 0, undefined, config.sessionIdleMs);
     this.storage.saveMeta(meta);
-    this.driver = new ReplicaDriver(this.core(), world);
+    this.driver = this.newDriver();
+  }
+
+  /** A driver over its storage; a PreVote while its sequencer sleeps wakes the group's current one (World.wakeSequencer). */
+  private newDriver(): ReplicaDriver {
+    const driver = new ReplicaDriver(this.core(), this.world);
+    driver.wakeSequencer = () => this.world.wakeSequencer?.(this.id);
+    return driver;
   }
 
   /** Null without storage (lost with the object that hosts it, until a sequencer makes it again). */
@@ -147,7 +154,7 @@ export class SimReplica {
 
   restart(): void {
     this.incarnation++;
-    this.driver = new ReplicaDriver(this.core(), this.world);
+    this.driver = this.newDriver();
   }
 
   /** Its storage is gone (the co-located replica loses it with the sequencer's object). */
@@ -163,7 +170,7 @@ export class SimReplica {
     if (!this.storage.meta) {
       if (rejoin) this.rejoins++;
       this.storage.saveMeta(newReplicaMeta(this.config.group, this.id, this.config.machine, this.config.checkpointEvery, 0, rejoin, this.config.sessionIdleMs));
-      this.driver = new ReplicaDriver(this.core(), this.world);
+      this.driver = this.newDriver();
       this.world.trace(`${this.id} made again${rejoin ? ` (rejoin at epoch ${rejoin.epoch} through ${rejoin.throughSeq})` : ""}`);
     }
     return this.driver.core!.position();
@@ -376,7 +383,20 @@ export class SimSequencer {
       recordQuarantined: async (ids) => (await this.directoryDelay(), this.dir.core.setQuarantined(this.dir.incarnation, this.name, ids)),
       retire: (id) => this.retire(id),
       leftovers: async () => (await this.directoryDelay(), this.dir.core.retiring(this.dir.incarnation)),
+      ...(this.world.sleepAfterMs === undefined ? {} : { sleepAfterMs: this.world.sleepAfterMs }),
+      onSleep: (sinceMs) => {
+        this.world.trace(`${this.name} ${sinceMs === null ? "woke" : "asleep"}`);
+        if (sinceMs !== null) this.sleeps++;
+      },
     };
+  }
+
+  /** Times it fell asleep (DriverIO.onSleep). */
+  sleeps = 0;
+
+  /** A replica's call (ReplicaDriver.wakeSequencer): ends a sleep, as the Durable Object's wake(). */
+  wake(): void {
+    this.lifecycle.driver?.wake();
   }
 
   /**
@@ -577,6 +597,10 @@ export class SimGroup {
     private readonly variant: Variant,
   ) {
     this.dir = new SimDirectory(config);
+    world.wakeSequencer = (from) => {
+      const s = this.current();
+      void rpc(world, net, from, s.node, "wake", () => s.incarnation, () => s.wake()).catch(() => undefined);
+    };
     this.sequencers.set(config.group, new SimSequencer(config.group, "seq", this.dir, world, net, replicas, failures, variant, true));
   }
 

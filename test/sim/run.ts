@@ -1,6 +1,6 @@
 // One simulation: a group, clients, injected faults, a heal phase, then every checker.
 import { majority, membersOf, replicaIds, type GroupConfig } from "../../shared/protocol/types.js";
-import { failoverHoldDownMs } from "../../shared/limits.js";
+import { failoverHoldDownMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import type { MachineName, OutputsMode } from "../../shared/api/types.js";
 import type { StateMachine } from "../../shared/machines/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
@@ -58,6 +58,11 @@ export interface SimOptions {
   colocate?: boolean;
   /** The group's session window (GroupConfig.sessionIdleMs): idle clients are forgotten. Absent: never. */
   sessionIdleMs?: number;
+  /**
+   * The sequencer sleeps after this long without client work (DriverIO.sleepAfterMs), and the
+   * clients pause in cycles long enough for it to (World.quietUntilMs). Absent: it never sleeps.
+   */
+  sleepAfterMs?: number;
 }
 
 export interface SimResult {
@@ -93,6 +98,7 @@ export function reproduce(o: SimOptions): string {
   if (!o.batches) parts.push("--no-batches");
   if (!o.colocate) parts.push("--no-colocate");
   if (o.sessionIdleMs !== undefined) parts.push(`--session-idle ${o.sessionIdleMs}`);
+  if (o.sleepAfterMs !== undefined) parts.push(`--sleep-after ${o.sleepAfterMs}`);
   if (o.geo) parts.push(`--geo --locations ${o.geo.locations.join(",")} --sequencer ${o.geo.sequencer}`);
   if (o.clients !== undefined && o.clients !== (o.geo ? o.geo.locations.length : 5)) parts.push(`--clients ${o.clients}`);
   return parts.join(" ");
@@ -127,6 +133,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
 async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimResult> {
   const rng = new Prng(opts.seed);
   const world = new World(rng);
+  if (opts.sleepAfterMs !== undefined) world.sleepAfterMs = opts.sleepAfterMs;
   const net = new Network(world);
   const faults = new Set(opts.faults);
   const machine = (opts.machine ?? "kv") as MachineName;
@@ -321,7 +328,10 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     const last = group.failovers[group.failovers.length - 1];
     const holdMs = last ? Math.max(0, last.atMs + failoverHoldDownMs - world.now) : 0;
     const outside = [...active].some((c) => !net.isolated.has(c));
-    const iso = { atMs: world.now, sequencer: s.name, healedAtMs: null, resumedMs: null, boundMs: outside ? resumeBoundMs + holdMs : null };
+    // A sleeping group: the clients may be in a quiet time (no write to resume), and its replicas
+    // vote the sequencer gone only sequencerTimeoutMs after a PreVote woke them.
+    const sleepMs = world.sleepAfterMs === undefined ? 0 : 2 * world.sleepAfterMs + 3_000 + sequencerTimeoutMs;
+    const iso = { atMs: world.now, sequencer: s.name, healedAtMs: null, resumedMs: null, boundMs: outside ? resumeBoundMs + holdMs + sleepMs : null };
     isolations.push(iso);
     return iso;
   };
@@ -659,6 +669,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       ...(takeovers.length > 0 ? { takeoverMs: Math.max(...takeovers) } : {}),
       compactedTo: core.baseSeq,
       ...(config.sessionIdleMs !== undefined ? { sessionIdleMs: config.sessionIdleMs, forgotten: checkCounts.forgotten ?? 0 } : {}),
+      ...(world.sleepAfterMs !== undefined ? { sleepAfterMs: world.sleepAfterMs, sleeps: [...group.sequencers.values()].reduce((n, s) => n + s.sleeps, 0) } : {}),
       ...(config.colocated ? { colocated: config.colocated, rejoins: [...replicas.values()].reduce((n, r) => n + r.rejoins, 0) } : {}),
       messages: net.sent,
       dropped: net.dropped,

@@ -36,6 +36,24 @@ export class World implements Clock {
 
   constructor(readonly rng: Prng) {}
 
+  /** DriverIO.sleepAfterMs of every sequencer (SimOptions.sleepAfterMs); absent: groups never sleep. */
+  sleepAfterMs?: number;
+  /** A replica's call for the group's current sequencer (ReplicaDriver.wakeSequencer), set by the group. */
+  wakeSequencer?: (fromId: string) => void;
+
+  /**
+   * With sleepAfterMs, every client pauses until this time: each cycle of 10 s of work is
+   * followed by a quiet time long enough for the group to fall asleep (2 x sleepAfterMs + 3 s),
+   * so sleeps and wakes happen under every fault. 0: no pause now.
+   */
+  quietUntilMs(): number {
+    if (this.sleepAfterMs === undefined) return 0;
+    const quietMs = 2 * this.sleepAfterMs + 3_000;
+    const cycleMs = 10_000 + quietMs;
+    const inCycleMs = this.now % cycleMs;
+    return inCycleMs < 10_000 ? 0 : this.now - inCycleMs + cycleMs;
+  }
+
   nowMs(): number {
     return this.now;
   }

@@ -1,0 +1,204 @@
+// Idle groups sleep (docs/PROTOCOL.md, "Idle groups sleep"): after io.sleepAfterMs without client
+// work the sequencer tells its replicas and stops its heartbeats, so the platform can evict the
+// group's objects; client work wakes it, and a PreVote at a sleeping replica wakes the sequencer
+// instead of voting it gone.
+import { describe, expect, it } from "vitest";
+import { sequencerTimeoutMs } from "../../shared/limits.js";
+import { machineFor } from "../../shared/machines/index.js";
+import type { DriverIO } from "../../shared/protocol/io.js";
+import { zeroHash } from "../../shared/protocol/hash.js";
+import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
+import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
+import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { directGroup, fastClock } from "../support/direct.js";
+import { decodeAppend, encodeAppend } from "../../workers/wire.js";
+
+const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "majority" as const, checkpointEvery: 50 };
+const put = (key: string) => ({ op: "put", key, value: 1 });
+/** Real milliseconds for virtual ones under fastClock (50 times faster). */
+const pause = (virtualMs: number) => new Promise((r) => setTimeout(r, virtualMs / 50));
+const sleepAfterMs = 3_000;
+
+/** afterMs null: no sleepAfterMs (never sleeps). */
+function sleepyGroup(afterMs: number | null = sleepAfterMs) {
+  const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fastClock);
+  const notes: (number | null)[] = [];
+  Object.assign(g.io as DriverIO, { sleepAfterMs: afterMs ?? undefined, onSleep: (since: number | null) => void notes.push(since) });
+  g.driver.startHeartbeats();
+  const appends = () => ["r1", "r2", "r3"].reduce((n, id) => n + (g.calls.get(`${id}:append`) ?? 0), 0);
+  return { ...g, notes, appends };
+}
+
+async function until(what: string, ok: () => boolean, virtualMs = 30_000): Promise<void> {
+  const endMs = fastClock.nowMs() + virtualMs;
+  while (!ok()) {
+    if (fastClock.nowMs() > endMs) throw new Error(`not ${what} within ${virtualMs} ms`);
+    await pause(100);
+  }
+}
+
+describe("an idle group sleeps", () => {
+  it("tells its replicas, then sends nothing; a command wakes it and is answered", async () => {
+    const g = sleepyGroup();
+    const workMs = fastClock.nowMs();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    await until("asleep", () => g.driver.asleepSinceMs !== null);
+    // Not before sleepAfterMs of no client work, and no later than two heartbeats after it.
+    expect(g.driver.asleepSinceMs! - workMs).toBeGreaterThanOrEqual(sleepAfterMs);
+    expect(g.driver.asleepSinceMs! - workMs).toBeLessThan(sleepAfterMs + 2_500);
+    expect(g.notes).toEqual([g.driver.asleepSinceMs]);
+    // A quorum heard the notice (all three here): they record it, and their silence is idleness.
+    for (const id of ["r1", "r2", "r3"]) {
+      expect(g.stores.get(id)!.meta!.asleepSinceMs, id).toBeDefined();
+      expect(g.replicas.get(id)!.silentMs(), id).toBe(0);
+    }
+    const sent = g.appends();
+    await pause(4 * sequencerTimeoutMs);
+    expect(g.appends()).toBe(sent); // no heartbeat while asleep
+    for (const id of ["r1", "r2", "r3"]) expect(g.stores.get(id)!.meta!.silentSinceMs, id).toBeUndefined();
+    // Asleep, it expects no answer: not "cut off" (a router would fail it over), however long.
+    expect(g.driver.quorumLostMs()).toBe(0);
+    expect(g.driver.cutOffMs()).toBeNull();
+
+    expect((await g.driver.submit("c", 2, put("b"))).kind).toBe("ok");
+    expect(g.driver.asleepSinceMs).toBeNull();
+    expect(g.notes.at(-1)).toBeNull();
+    for (const id of ["r1", "r2", "r3"]) expect(g.stores.get(id)!.meta!.asleepSinceMs, id).toBeUndefined();
+    const after = g.appends();
+    await pause(2_500);
+    expect(g.appends()).toBeGreaterThan(after); // heartbeats again
+    g.driver.stop();
+  }, 30_000);
+
+  it("wakes for a linearizable read and a membership change, not for an audit", async () => {
+    const g = sleepyGroup();
+    await until("asleep", () => g.driver.asleepSinceMs !== null);
+    const report = await g.driver.audit();
+    expect(report.verdict).toBe("consistent");
+    expect(g.driver.asleepSinceMs).not.toBeNull(); // the cron's audit is not client work
+    expect((await g.driver.readIndex()).kind).toBe("ok");
+    expect(g.driver.asleepSinceMs).toBeNull();
+    await until("asleep again", () => g.driver.asleepSinceMs !== null);
+    const removed = await g.driver.removeReplica("r3");
+    expect(removed.ok).toBe(true);
+    expect(g.notes.filter((n) => n === null).length).toBe(2);
+    g.driver.stop();
+  }, 30_000);
+
+  it("does not sleep until a quorum of voters has heard the notice", async () => {
+    const g = sleepyGroup();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    g.down.add("r2");
+    g.down.add("r3");
+    await pause(sleepAfterMs + 5_000);
+    expect(g.driver.asleepSinceMs).toBeNull(); // only r1 heard it: the others would vote on a silence
+    const sent = g.appends();
+    await pause(2_500);
+    expect(g.appends()).toBeGreaterThan(sent); // still beating (with the notice)
+    g.down.delete("r3");
+    await until("asleep once r3 is back", () => g.driver.asleepSinceMs !== null);
+    expect(g.stores.get("r2")!.meta!.asleepSinceMs).toBeUndefined();
+    g.driver.stop();
+  }, 30_000);
+
+  it("never sleeps without sleepAfterMs", async () => {
+    const g = sleepyGroup(null);
+    await pause(sleepAfterMs + 5_000);
+    expect(g.driver.asleepSinceMs).toBeNull();
+    const sent = g.appends();
+    await pause(2_500);
+    expect(g.appends()).toBeGreaterThan(sent);
+    expect(g.notes).toEqual([]);
+    g.driver.stop();
+  }, 30_000);
+});
+
+/** One replica on a manual clock; start() is a new start of its object (memory gone, storage kept). */
+function replicaWorld() {
+  let now = 1_000_000;
+  let timers: { at: number; fn: () => void }[] = [];
+  const clock = {
+    nowMs: () => now,
+    setTimer: (ms: number, fn: () => void) => {
+      const t = { at: now + ms, fn };
+      timers.push(t);
+      return () => void (timers = timers.filter((x) => x !== t));
+    },
+  };
+  const storage = new MemoryReplicaStorage();
+  storage.saveMeta(newReplicaMeta("g", "r2", "kv", 50));
+  const wakes = { n: 0 };
+  return {
+    storage,
+    wakes,
+    start: () => {
+      timers = [];
+      const d = new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), clock);
+      d.wakeSequencer = () => void wakes.n++;
+      return d;
+    },
+    advance(ms: number) {
+      now += ms;
+      for (const t of timers.filter((x) => x.at <= now)) {
+        timers = timers.filter((x) => x !== t);
+        t.fn();
+      }
+    },
+  };
+}
+
+const beat = (sleep: boolean) => ({ epoch: 1, prevSeq: 0, prevHash: zeroHash, entries: [], commitSeq: 0, ...(sleep ? { sleep: true as const } : {}) });
+
+describe("a replica whose sequencer sleeps", () => {
+  it("records no silence, and a PreVote wakes the sequencer instead of voting it gone", () => {
+    const w = replicaWorld();
+    const d = w.start();
+    d.fence(1, "seq");
+    expect(d.append(beat(true)).ok).toBe(true);
+    w.advance(10 * 60_000);
+    expect(w.storage.meta!.silentSinceMs).toBeUndefined();
+    expect(d.silentMs()).toBe(0);
+    expect(d.vote()).toMatchObject({ gone: false, heardAgoMs: 0 });
+    expect(w.wakes.n).toBe(1);
+    // Its silence counts from the vote, written down at once: a sequencer that does not wake is
+    // voted gone sequencerTimeoutMs later, by this object or by a new start of it.
+    w.advance(sequencerTimeoutMs);
+    expect(d.vote()).toMatchObject({ gone: true });
+    expect(w.start().vote()).toMatchObject({ gone: true });
+    expect(w.wakes.n).toBe(1);
+  });
+
+  it("remembers the sleep across an eviction", () => {
+    const w = replicaWorld();
+    const d = w.start();
+    d.fence(1, "seq");
+    d.append(beat(true));
+    w.advance(3_600_000);
+    const again = w.start(); // evicted in its sleep; a PreVote starts it an hour later
+    expect(again.silentMs()).toBe(0);
+    expect(again.vote()).toMatchObject({ gone: false });
+    expect(w.wakes.n).toBe(1);
+  });
+
+  it("hears its sequencer again at the next message without the notice", () => {
+    const w = replicaWorld();
+    const d = w.start();
+    d.fence(1, "seq");
+    d.append(beat(true));
+    w.advance(60_000);
+    d.append(beat(false));
+    expect(w.storage.meta!.asleepSinceMs).toBeUndefined();
+    w.advance(sequencerTimeoutMs);
+    expect(w.storage.meta!.silentSinceMs).toBeDefined(); // silence is failure again
+    expect(d.vote()).toMatchObject({ gone: true });
+    expect(w.wakes.n).toBe(0);
+  });
+});
+
+describe("the append on the wire (workers/wire.ts)", () => {
+  it("carries every field of the message, the sleep notice included", () => {
+    const msg = { ...beat(true), cutOffMs: 7_000, entries: [] };
+    expect(decodeAppend(encodeAppend(msg))).toEqual(msg);
+    expect(decodeAppend(encodeAppend(beat(false)))).toEqual(beat(false));
+  });
+});

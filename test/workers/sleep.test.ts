@@ -1,0 +1,83 @@
+// Idle groups sleep (docs/PROTOCOL.md, "Idle groups sleep"): after SLEEP_AFTER_SECONDS without
+// client work the sequencer tells its replicas and stops its heartbeats; the status says so, and a
+// write wakes it. A sleeping group whose sequencer is unreachable still fails over.
+import { describe, expect, it } from "vitest";
+import { env, runInDurableObject } from "cloudflare:test";
+import { sequencerTimeoutMs } from "../../shared/limits.js";
+import { api, clientToken, command, createGroup, query, replicaObject, waitFor } from "./helpers.js";
+
+/** The group's first sequencer object. */
+const sequencer = (group: string) => env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
+/** Runs fn in the object with its instance untyped (its private fields are what a test reads). */
+const inObject = <T>(stub: unknown, fn: (o: any) => T): Promise<T> => runInDurableObject(stub as DurableObjectStub, (o: unknown) => fn(o)) as Promise<T>;
+
+/** Sets the running driver's sleepAfterMs (the var is read at its start: 300 s in the tests). */
+async function sleepAfter(group: string, ms: number): Promise<void> {
+  await inObject(sequencer(group), (o) => void (o.lifecycle.driver.io.sleepAfterMs = ms));
+}
+
+/** Append messages the sequencer has sent (heartbeats included), and what its replica r2 recorded. */
+async function appendsSent(group: string): Promise<number> {
+  return inObject(sequencer(group), (o) => [...o.lifecycle.driver.counts.appends.values()].reduce((a: number, b: number) => a + b, 0));
+}
+async function asleepAt(group: string, id: string): Promise<number | undefined> {
+  return inObject(replicaObject(group, id), (o) => o.replica.driver.core.config.asleepSinceMs);
+}
+
+const status = async (group: string) => (await api("GET", `/v1/groups/${group}`, undefined, clientToken)).body;
+
+describe("idle groups sleep (workerd)", () => {
+  it("stops the heartbeats of an idle group, says so, and wakes for a write", async () => {
+    await createGroup("zzz", { machine: "kv", replicas: 3 });
+    expect((await command("zzz", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    expect((await status("zzz")).sequencer.asleepSince).toBeUndefined();
+    await sleepAfter("zzz", 1_000);
+    await waitFor("the group asleep", async () => (await status("zzz")).sequencer.asleepSince !== undefined, 200);
+    const since = Date.parse((await status("zzz")).sequencer.asleepSince);
+    expect(Date.now() - since).toBeLessThan(10_000);
+    expect(await asleepAt("zzz", "r2")).toBeDefined();
+    const sent = await appendsSent("zzz");
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await appendsSent("zzz")).toBe(sent); // not one heartbeat in 2.5 s
+    // A sequential read is served by a replica alone, and leaves the group asleep; a linearizable
+    // one asks the sequencer (ReadIndex), which wakes it.
+    expect((await query("zzz", { op: "get", key: "a" }, "sequential")).body.result).toEqual({ value: 1 });
+    expect((await status("zzz")).sequencer.asleepSince).toBeDefined();
+    expect((await query("zzz", { op: "get", key: "a" }, "linearizable")).body.result).toEqual({ value: 1 });
+    expect((await status("zzz")).sequencer.asleepSince).toBeUndefined();
+    await waitFor("the group asleep again", async () => (await status("zzz")).sequencer.asleepSince !== undefined, 200);
+
+    expect((await command("zzz", { op: "put", key: "b", value: 2 }, "w", 2)).status).toBe(200);
+    expect((await status("zzz")).sequencer.asleepSince).toBeUndefined();
+    expect(await asleepAt("zzz", "r2")).toBeUndefined();
+    const woke = await appendsSent("zzz");
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await appendsSent("zzz")).toBeGreaterThan(woke); // heartbeats again
+  }, 30_000);
+
+  it("fails a sleeping group's unreachable sequencer over, a sequencer timeout after the first vote", async () => {
+    await createGroup("zzf", { machine: "kv", replicas: 3 });
+    expect((await command("zzf", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await sleepAfter("zzf", 1_000);
+    await waitFor("the group asleep", async () => (await status("zzf")).sequencer.asleepSince !== undefined, 200);
+    expect((await api("POST", "/v1/groups/zzf/faults", { target: "sequencer", fault: "unreachable" })).status).toBe(200);
+    const cutAt = Date.now();
+    // The replicas heard nothing for a while, but asleep: the first PreVote wakes them (and asks
+    // the sequencer to wake), so it finds no quorum that lost it.
+    const first = await command("zzf", { op: "put", key: "b", value: 2 }, "w", 2);
+    expect([503, 504]).toContain(first.status);
+    let answer = first;
+    while (answer.status !== 200 && Date.now() - cutAt < sequencerTimeoutMs + 20_000) {
+      await new Promise((r) => setTimeout(r, 250));
+      answer = await command("zzf", { op: "put", key: "b", value: 2 }, "w", 2);
+      expect([200, 503, 504]).toContain(answer.status);
+    }
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(sequencerTimeoutMs - 500);
+    await api("POST", "/v1/groups/zzf/faults", { target: "sequencer", fault: "none" });
+    const s = await status("zzf");
+    expect(s.sequencer.name).toBe("zzf~s1");
+    expect(s.epoch).toBeGreaterThan(1);
+    for (const [key, value] of [["a", 1], ["b", 2]] as const) expect((await query("zzf", { op: "get", key })).body.result).toEqual({ value });
+  }, 60_000);
+});
