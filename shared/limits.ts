@@ -294,6 +294,15 @@ export const cronSubrequestsMax = 1_000;
 export const cronGroupSubrequestsMax = 64;
 /** A run takes no new group after this long, so that runs (one a minute) do not pile up behind slow groups. */
 export const cronClaimMs = 45_000;
+/**
+ * How often the cron audits a group that is asleep (its sequencer has stopped its heartbeats for
+ * lack of client activity, and told the registry): once a day, not each lap. A call each minute
+ * kept its objects from ever being evicted (about $13 a month for an idle group); never auditing
+ * it would leave silent corruption of its storage unfound (a scrub reads a bounded number of rows
+ * per audit, so a large asleep state takes several days for a whole pass). Each such audit wakes
+ * its objects for a few minutes.
+ */
+export const asleepAuditEveryMs = 24 * 60 * 60 * 1000;
 /** Log route page size. */
 export const logPageDefault = 100;
 export const logPageMax = 1_000;

@@ -63,6 +63,8 @@ export function sequencerStub(env: Env, name: string, location?: string | null) 
 export interface RegistryClient {
   add(name: string, incarnation?: number): Promise<void>;
   remove(name: string, incarnation?: number): Promise<boolean>;
+  /** The group's sequencer asleep since asleepSinceMs, or awake again (null): RegistryObject.noteSleep. */
+  noteSleep(name: string, incarnation: number, asleepSinceMs: number | null): Promise<void>;
   list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }>;
   claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }>;
   finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }): Promise<void>;
@@ -81,6 +83,7 @@ export function registryStub(env: Env): RegistryClient {
   return {
     add: (name, incarnation) => bounded("add", Promise.resolve(stub.add(name, incarnation))),
     remove: (name, incarnation) => bounded("remove", Promise.resolve(stub.remove(name, incarnation))),
+    noteSleep: (name, incarnation, asleepSinceMs) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
     claim: (limit) => bounded("claim", Promise.resolve(stub.claim(limit))),
     finishRun: (run) => bounded("finishRun", Promise.resolve(stub.finishRun(run))),

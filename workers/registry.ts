@@ -1,6 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "./env.js";
 import type { CronFigures } from "../shared/api/metrics.js";
+import { asleepAuditEveryMs } from "../shared/limits.js";
+
+/** The lap figures of CronFigures, which claim() keeps. */
+type Lap = Pick<CronFigures, "lapStartedMs" | "lapGroups" | "lastLapMs" | "lastLapGroups">;
 
 /**
  * The list of group names (one instance), for GET /v1/groups and the cron, paged. Nothing on a
@@ -14,16 +18,39 @@ export class RegistryObject extends DurableObject<Env> {
     // Which incarnation of the group is listed (0: one listed before this column existed).
     const columns = sql.exec<{ name: string }>("PRAGMA table_info(names)").toArray().map((c) => c.name);
     if (!columns.includes("incarnation")) sql.exec("ALTER TABLE names ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0");
+    // Since when the group's sequencer has been asleep (NULL: awake), and when the cron last took
+    // it (NULL: never): the cron skips an asleep group taken within asleepAuditEveryMs.
+    if (!columns.includes("asleep_since_ms")) sql.exec("ALTER TABLE names ADD COLUMN asleep_since_ms INTEGER");
+    if (!columns.includes("claimed_ms")) sql.exec("ALTER TABLE names ADD COLUMN claimed_ms INTEGER");
     sql.exec("CREATE TABLE IF NOT EXISTS cron (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
   }
 
+  /**
+   * Lists the name. A (re-)created group starts awake and not yet audited by the cron: a deleted
+   * incarnation's sleep would otherwise keep the new one from its audits for up to a day. (An
+   * older incarnation's late add changes neither; the SET's right sides read the row as it was.)
+   */
   async add(name: string, incarnation = 0): Promise<void> {
     this.ctx.storage.sql.exec(
-      "INSERT INTO names (name, created, incarnation) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET incarnation = max(incarnation, excluded.incarnation)",
+      `INSERT INTO names (name, created, incarnation) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET
+         asleep_since_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE asleep_since_ms END,
+         claimed_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE claimed_ms END,
+         incarnation = max(incarnation, excluded.incarnation)`,
       name,
       new Date().toISOString(),
       incarnation,
     );
+  }
+
+  /**
+   * The group's sequencer says it has stopped its heartbeats for lack of client activity (since
+   * `asleepSinceMs`), or started them again (null): the cron then audits it once every
+   * asleepAuditEveryMs instead of each lap, so that its objects can be evicted. Only for the
+   * incarnation listed (or a name listed before incarnations were, as 0): a deleted incarnation's
+   * late note must not put the group re-created under its name to sleep.
+   */
+  async noteSleep(name: string, incarnation: number, asleepSinceMs: number | null): Promise<void> {
+    this.ctx.storage.sql.exec("UPDATE names SET asleep_since_ms = ? WHERE name = ? AND incarnation IN (?, 0)", asleepSinceMs, name, incarnation);
   }
 
   /**
@@ -46,26 +73,34 @@ export class RegistryObject extends DurableObject<Env> {
   /**
    * The cron's next names: up to `limit` after where the last claim stopped, which is kept here so
    * that the runs go round every group (a run audits only as many as its subrequests allow) and
-   * two runs at once take different ones. `lapEnd`: these reach the last name, and the next claim
-   * starts again from the first.
+   * two runs at once take different ones. An asleep group is skipped unless the cron took it
+   * asleepAuditEveryMs ago or more (dueNames). `lapEnd`: these reach the last name due, and the
+   * next claim starts again from the first. Each name returned is stamped as taken now.
    */
   async claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }> {
+    const nowMs = Date.now();
     const at = this.cronValue("cursor") ?? "";
-    let page = this.page(at, limit);
-    // Nothing after the cursor (the names there were deleted): the lap starts again now, not in a run's time.
-    if (page.groups.length === 0 && at !== "") page = this.page("", limit);
-    const cron = this.cronStatus();
-    // A lap begins with a claim from the first name, and ends with the claim that reaches the last.
-    const lap = at === "" || (page.groups.length > 0 && page.groups[0]! <= at) ? { lapStartedMs: Date.now(), lapGroups: 0 } : {};
-    const lapGroups = (lap.lapGroups ?? cron.lapGroups ?? 0) + page.groups.length;
-    const lapStartedMs = lap.lapStartedMs ?? cron.lapStartedMs ?? Date.now();
-    // A lap that ends here leaves none under way (the next claim starts one from the first name).
-    const now = page.next === undefined ? { lapStartedMs, lapGroups: 0, lastLapMs: Date.now() - lapStartedMs, lastLapGroups: lapGroups } : { lapStartedMs, lapGroups };
+    let lap: Lap = this.cronStatus();
+    let page = this.dueNames(at, limit, nowMs);
+    let fromFirst = at === "";
+    // Nothing due after the cursor (the names there were deleted, or are asleep and audited
+    // lately): the lap under way is whole, and the next starts now, not in a run's time.
+    if (page.groups.length === 0 && !fromFirst) {
+      lap = lapAfter(lap, false, 0, true, nowMs);
+      page = this.dueNames("", limit, nowMs);
+      fromFirst = true;
+    }
+    const lapEnd = page.next === undefined;
+    // A claim from the first name that takes nothing (every group asleep and audited lately) is
+    // no lap: the last whole lap's figures stay those of one that took groups.
+    if (!(fromFirst && page.groups.length === 0)) lap = lapAfter(lap, fromFirst, page.groups.length, lapEnd, nowMs);
+    const sql = this.ctx.storage.sql;
     this.ctx.storage.transactionSync(() => {
+      for (const name of page.groups) sql.exec("UPDATE names SET claimed_ms = ? WHERE name = ?", nowMs, name);
       this.setCron("cursor", page.next ?? "");
-      this.setCron("status", JSON.stringify({ ...cron, ...now }));
+      this.setCron("status", JSON.stringify({ ...this.cronStatus(), ...lap }));
     });
-    return { groups: page.groups, lapEnd: page.next === undefined };
+    return { groups: page.groups, lapEnd };
   }
 
   /** What a cron run did, kept for the metrics (CronFigures): the run's counts and its time. */
@@ -80,7 +115,8 @@ export class RegistryObject extends DurableObject<Env> {
    * and only a log line told whether every group was covered (a probe).
    */
   async cron(): Promise<CronFigures> {
-    return this.cronStatus();
+    const asleep = this.ctx.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM names WHERE asleep_since_ms IS NOT NULL").one().n;
+    return { ...this.cronStatus(), asleep };
   }
 
   private cronStatus(): CronFigures {
@@ -97,11 +133,42 @@ export class RegistryObject extends DurableObject<Env> {
   }
 
   private page(after: string | null, limit: number): { groups: string[]; next?: string } {
-    const rows = this.ctx.storage.sql
-      .exec<{ name: string }>("SELECT name FROM names WHERE name > ? ORDER BY name LIMIT ?", after ?? "", limit + 1)
-      .toArray()
-      .map((r) => r.name);
-    const groups = rows.slice(0, limit);
-    return rows.length > limit ? { groups, next: groups[groups.length - 1]! } : { groups };
+    const rows = this.ctx.storage.sql.exec<{ name: string }>("SELECT name FROM names WHERE name > ? ORDER BY name LIMIT ?", after ?? "", limit + 1).toArray();
+    return paged(rows, limit);
   }
+
+  /**
+   * Like page(), the names the cron may take now: awake ones, and asleep ones it has not taken
+   * for asleepAuditEveryMs (or ever). Filtered in the WHERE, before the LIMIT: a page past a
+   * thousand asleep names still finds the due ones after them, and `next` says whether one follows.
+   */
+  private dueNames(after: string, limit: number, nowMs: number): { groups: string[]; next?: string } {
+    const rows = this.ctx.storage.sql
+      .exec<{ name: string }>(
+        "SELECT name FROM names WHERE name > ? AND (asleep_since_ms IS NULL OR claimed_ms IS NULL OR claimed_ms <= ?) ORDER BY name LIMIT ?",
+        after,
+        nowMs - asleepAuditEveryMs,
+        limit + 1,
+      )
+      .toArray();
+    return paged(rows, limit);
+  }
+}
+
+/** The first `limit` of up to limit + 1 rows; `next` (the last name given) when more follow. */
+function paged(rows: { name: string }[], limit: number): { groups: string[]; next?: string } {
+  const groups = rows.slice(0, limit).map((r) => r.name);
+  return rows.length > limit ? { groups, next: groups[groups.length - 1]! } : { groups };
+}
+
+/**
+ * The lap figures after a claim of `claimed` groups: a lap begins with a claim from the first
+ * name, and ends with the claim that reaches the last name due (it leaves none under way; the
+ * next claim starts one). Laps count the groups taken, so asleep groups skipped are not in them.
+ */
+function lapAfter(lap: Lap, fromFirst: boolean, claimed: number, lapEnd: boolean, nowMs: number): Lap {
+  const lapStartedMs = fromFirst ? nowMs : (lap.lapStartedMs ?? nowMs);
+  const lapGroups = (fromFirst ? 0 : (lap.lapGroups ?? 0)) + claimed;
+  if (!lapEnd) return { ...lap, lapStartedMs, lapGroups };
+  return { lapStartedMs, lapGroups: 0, lastLapMs: nowMs - lapStartedMs, lastLapGroups: lapGroups };
 }

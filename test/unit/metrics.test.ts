@@ -289,4 +289,16 @@ describe("the cron's series", () => {
     const ran = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 1 } })));
     expect(cronLine(ran)).toMatch(/^cron: last run .* ago, 4 audited, 1 failed; no whole lap over every group yet$/);
   });
+
+  it("count the groups asleep (smr_groups_asleep, a gauge, 0 too) when the registry says, and leave it out when it does not", async () => {
+    const { cronFamilies } = await import("../../shared/api/metrics.js");
+    const asleepOf = (text: string) => (parse(text) as { name: string; type: string; help: string; metrics: { value: string }[] }[]).find((f) => f.name === "smr_groups_asleep");
+    const three = asleepOf(exposition(cronFamilies({ asleep: 3 })));
+    expect(three).toMatchObject({ type: "GAUGE", metrics: [{ value: "3" }] });
+    expect(three!.help).toMatch(/stopped its heartbeats for lack of client activity.*once a day/);
+    expect(asleepOf(exposition(cronFamilies({ asleep: 0 })))?.metrics).toEqual([{ value: "0" }]);
+    // A registry that did not answer, or one older than the count: absent, not 0.
+    expect(asleepOf(exposition(cronFamilies(null)))).toBeUndefined();
+    expect(asleepOf(exposition(cronFamilies({})))).toBeUndefined();
+  });
 });

@@ -74,6 +74,8 @@ describe("GET /v1/metrics", () => {
     expect(m.get("smr_audit_last_timestamp_seconds", { group: "mx-one", verdict: "diverged" })).toBeUndefined();
     // ?group= is that group only.
     expect(m.text).not.toContain('group="mx-two"');
+    // ... without the cron's series (those of a plain scrape's first page).
+    expect(m.text).not.toContain("smr_groups_asleep");
 
     const two = await series("?group=mx-two");
     expect(two.get("smr_commands_total", { group: "mx-two" })).toBe(2);
@@ -85,6 +87,8 @@ describe("GET /v1/metrics", () => {
     const all = await series();
     expect(all.get("smr_commands_total", { group: "mx-one" })).toBe(5);
     expect(all.get("smr_commands_total", { group: "mx-two" })).toBe(2);
+    // The registry's count of groups asleep (none: no group here has gone minutes without clients).
+    expect(all.text).toContain("# TYPE smr_groups_asleep gauge\nsmr_groups_asleep 0\n");
   });
 
   it("a plain scrape covers every group, not one page of 100 (Prometheus follows no '# next:')", async () => {
@@ -105,6 +109,8 @@ describe("GET /v1/metrics", () => {
     expect(first.text).toContain('smr_group_up{group="mx-page-a"} 1');
     expect(first.text).not.toContain("mx-page-b");
     expect(first.text.trimEnd().split("\n").at(-1)).toBe("# next: mx-page-a");
+    // A page after the first repeats none of the cron's series.
+    expect(first.text).not.toContain("smr_groups_asleep");
     const second = await scrape("?after=mx-page-a&limit=1");
     expect(second.text).toContain('smr_group_up{group="mx-page-b"} 1');
     expectError(await api("GET", "/v1/metrics?limit=0"), 400, "bad_request", /limit/);

@@ -1,0 +1,173 @@
+// Idle groups sleep: the cron skips a group whose sequencer told the registry it is asleep, so that
+// its objects can be evicted (called each minute, they never were), except once every
+// asleepAuditEveryMs, when it is audited (scrubbed) all the same.
+import { SELF, env, runInDurableObject } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
+import { asleepAuditEveryMs } from "../../shared/limits.js";
+import type { RegistryObject } from "../../workers/registry.js";
+import { auditAll } from "../../workers/auditor.js";
+import type { Env } from "../../workers/env.js";
+import { adminToken, api, clientToken, createGroup } from "./helpers.js";
+
+const registry = () => env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+
+/** Runs `sql` with its arguments in the registry's own storage (what no RPC does: a clock moved back). */
+async function registrySql(sql: string, ...args: (string | number | null)[]): Promise<void> {
+  await runInDurableObject(registry(), (_: RegistryObject, state) => {
+    state.storage.sql.exec(sql, ...args);
+  });
+}
+
+/** The cron took `name` asleepAuditEveryMs (and a little) ago. */
+function claimedADayAgo(name: string): Promise<void> {
+  return registrySql("UPDATE names SET claimed_ms = ? WHERE name = ?", Date.now() - asleepAuditEveryMs - 1_000, name);
+}
+
+/** A whole lap of claims of `limit` names each: every name taken, in order. */
+async function lap(limit = 100): Promise<string[]> {
+  const taken: string[] = [];
+  for (let i = 0; i < 1_000; i++) {
+    const page = await registry().claim(limit);
+    taken.push(...page.groups);
+    if (page.lapEnd) return taken;
+  }
+  throw new Error("no lap end in 1,000 claims");
+}
+
+async function listed(names: string[], incarnation = 1): Promise<void> {
+  for (const n of names) await registry().add(n, incarnation);
+}
+
+// Every test starts from an empty registry: the claims and laps below are over its names only.
+beforeEach(() => registrySql("DELETE FROM names").then(() => registrySql("DELETE FROM cron")));
+
+describe("the cron and asleep groups", () => {
+  it("skips a group noted asleep in the next claims, and takes the awake ones", async () => {
+    await listed(["sl-a", "sl-b", "sl-c"]);
+    expect(await lap()).toEqual(["sl-a", "sl-b", "sl-c"]);
+    await registry().noteSleep("sl-b", 1, Date.now());
+    for (let i = 0; i < 3; i++) expect(await lap()).toEqual(["sl-a", "sl-c"]);
+    // One name a claim, too.
+    expect(await lap(1)).toEqual(["sl-a", "sl-c"]);
+    // Awake again (a client came back): taken each lap.
+    await registry().noteSleep("sl-b", 1, null);
+    expect(await lap()).toEqual(["sl-a", "sl-b", "sl-c"]);
+  });
+
+  it("takes an asleep group the cron has not taken for asleepAuditEveryMs (or ever), then skips it again for as long", async () => {
+    await listed(["sl-a", "sl-b"]);
+    // Asleep before the cron ever took it: taken once, its first audit.
+    await registry().noteSleep("sl-b", 1, Date.now());
+    expect(await lap()).toEqual(["sl-a", "sl-b"]);
+    expect(await lap()).toEqual(["sl-a"]);
+    // Taken a day ago, give or take: due its daily audit.
+    await claimedADayAgo("sl-b");
+    expect(await lap()).toEqual(["sl-a", "sl-b"]);
+    expect(await lap()).toEqual(["sl-a"]);
+    // Just short of a day: not yet.
+    await registrySql("UPDATE names SET claimed_ms = ? WHERE name = ?", Date.now() - asleepAuditEveryMs + 60_000, "sl-b");
+    expect(await lap()).toEqual(["sl-a"]);
+  });
+
+  it("a note for another incarnation changes nothing; a re-creation (add) starts awake", async () => {
+    await listed(["sl-a", "sl-b"]);
+    expect(await lap()).toEqual(["sl-a", "sl-b"]);
+    // A deleted incarnation's late note, and one from an incarnation not listed yet.
+    await registry().noteSleep("sl-b", 2, Date.now());
+    await registry().noteSleep("sl-b", 0, Date.now());
+    expect(await lap()).toEqual(["sl-a", "sl-b"]);
+    expect((await registry().cron()).asleep).toBe(0);
+    await registry().noteSleep("sl-b", 1, Date.now());
+    expect(await lap()).toEqual(["sl-a"]);
+    // An older incarnation's late add leaves it asleep; the next incarnation's starts it awake.
+    await registry().add("sl-b", 0);
+    expect(await lap()).toEqual(["sl-a"]);
+    await registry().add("sl-b", 2);
+    expect((await registry().cron()).asleep).toBe(0);
+    expect(await lap()).toEqual(["sl-a", "sl-b"]);
+    // The deleted incarnation's note, late: the re-created group stays awake.
+    await registry().noteSleep("sl-b", 1, Date.now());
+    expect(await lap()).toEqual(["sl-a", "sl-b"]);
+  });
+
+  it("a claim finds the due names past many asleep ones, and a lap ends at the last due name", async () => {
+    const asleep = Array.from({ length: 50 }, (_, i) => `sl-m-${String(i).padStart(2, "0")}`);
+    await listed(["sl-a", ...asleep, "sl-z"]);
+    await lap();
+    for (const n of asleep) await registry().noteSleep(n, 1, Date.now());
+    // One name a claim: a, then z past the 50 asleep ones, and z ends the lap.
+    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
+    expect(await registry().claim(1)).toEqual({ groups: ["sl-z"], lapEnd: true });
+    expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lapGroups: 0, asleep: 50 });
+    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
+  });
+
+  it("a cursor with only asleep names after it ends the lap and starts the next from the first name", async () => {
+    await listed(["sl-a", "sl-b", "sl-c", "sl-d", "sl-e"]);
+    await lap();
+    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
+    expect(await registry().claim(1)).toEqual({ groups: ["sl-b"], lapEnd: false });
+    // Every name after the cursor falls asleep: the lap under way (a and b) is whole, and the next begins.
+    for (const n of ["sl-c", "sl-d", "sl-e"]) await registry().noteSleep(n, 1, Date.now());
+    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
+    expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lapGroups: 1 });
+    expect(await registry().claim(1)).toEqual({ groups: ["sl-b"], lapEnd: true });
+    expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lapGroups: 0 });
+    const before = await registry().cron();
+    // Every name asleep: claims take nothing and end at once (the cron's run stops), and record no empty lap.
+    await registry().noteSleep("sl-a", 1, Date.now());
+    await registry().noteSleep("sl-b", 1, Date.now());
+    for (let i = 0; i < 3; i++) expect(await registry().claim(8)).toEqual({ groups: [], lapEnd: true });
+    expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lastLapMs: before.lastLapMs, asleep: 5 });
+    // One due its daily audit: taken, a lap of one.
+    await claimedADayAgo("sl-c");
+    expect(await registry().claim(8)).toEqual({ groups: ["sl-c"], lapEnd: true });
+    expect(await registry().cron()).toMatchObject({ lastLapGroups: 1, lapGroups: 0 });
+    expect(await registry().claim(8)).toEqual({ groups: [], lapEnd: true });
+  });
+
+  it("a cron run audits the awake group and leaves the asleep one alone, until its daily audit", async () => {
+    for (const g of ["sl-run-awake", "sl-run-asleep"]) await createGroup(g);
+    const audits = async (g: string) => (await api("GET", `/v1/groups/${g}/audits?limit=100`, undefined, clientToken)).body.audits.length;
+    const run = () => auditAll(env as unknown as Env);
+    expect((await run()).audited).toBe(2);
+    await registry().noteSleep("sl-run-asleep", 1, Date.now());
+    expect((await run()).audited).toBe(1);
+    expect(await audits("sl-run-awake")).toBe(2);
+    expect(await audits("sl-run-asleep")).toBe(1);
+    await claimedADayAgo("sl-run-asleep");
+    expect((await run()).audited).toBe(2);
+    expect(await audits("sl-run-asleep")).toBe(2);
+  }, 60_000);
+
+  it("a registry made before these columns gets them, its names awake and due", async () => {
+    await listed(["sl-old"]);
+    await runInDurableObject(registry(), (instance: RegistryObject, state) => {
+      for (const c of ["asleep_since_ms", "claimed_ms"]) state.storage.sql.exec(`ALTER TABLE names DROP COLUMN ${c}`);
+      // What the object does when it starts on such storage.
+      new (instance.constructor as new (ctx: DurableObjectState, env: unknown) => RegistryObject)(state, env);
+      const columns = state.storage.sql.exec<{ name: string }>("PRAGMA table_info(names)").toArray().map((c) => c.name);
+      expect(columns).toEqual(expect.arrayContaining(["asleep_since_ms", "claimed_ms"]));
+    });
+    expect(await lap()).toEqual(["sl-old"]);
+    await registry().noteSleep("sl-old", 1, Date.now());
+    expect(await lap()).toEqual([]);
+  });
+
+  it("the cron's figures and the metrics count the asleep groups", async () => {
+    for (const g of ["sl-metrics-1", "sl-metrics-2", "sl-metrics-3"]) await createGroup(g);
+    const scraped = async () => {
+      const res = await SELF.fetch("http://smr.test/v1/metrics", { headers: { authorization: `Bearer ${adminToken}` } });
+      const text = await res.text();
+      expect(text).toContain("# TYPE smr_groups_asleep gauge");
+      return Number(/^smr_groups_asleep (\S+)$/m.exec(text)?.[1]);
+    };
+    expect((await registry().cron()).asleep).toBe(0);
+    expect(await scraped()).toBe(0);
+    for (const g of ["sl-metrics-1", "sl-metrics-3"]) await registry().noteSleep(g, 1, Date.now());
+    expect((await registry().cron()).asleep).toBe(2);
+    expect(await scraped()).toBe(2);
+    await registry().noteSleep("sl-metrics-3", 1, null);
+    expect(await scraped()).toBe(1);
+  });
+});
