@@ -153,6 +153,8 @@ export const failoverHoldDownMs = 30_000;
  * storage only. The next call wakes it. The var SLEEP_AFTER_SECONDS sets it ("0": never sleep).
  */
 export const sleepAfterMsDefault = 5 * 60 * 1000;
+/** A lost "awake" note to the registry is written again after a pause doubled per failure, at most this. */
+export const sleepNoteRetryMaxMs = 60_000;
 /**
  * A sequencer that answers but reports no quorum for sequencerTimeoutMs is failed over only if it
  * still reports none this much later (failover.ts, cutOffVote): long enough for its append in

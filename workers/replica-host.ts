@@ -122,7 +122,7 @@ export class ReplicaHost {
     const now = Date.now();
     if (!core || !this.home.wakeSequencer || now - this.wokeAtMs < sequencerTimeoutMs) return;
     this.wokeAtMs = now;
-    this.home.wakeSequencer(core.config.group, core.config.incarnation ?? 0).catch((err) => console.warn(`waking the sequencer of ${core.config.group} for ${core.id}'s watches: ${String(err)}`));
+    this.home.wakeSequencer(core.config.group, core.config.incarnation ?? 0).catch((err) => console.warn(`waking the sequencer of ${core.config.group} for ${core.id} (a PreVote in its sleep, or its watches in a silence): ${String(err)}`));
   }
 
   /** Serves from persisted state, if any (under the object's blockConcurrencyWhile). */

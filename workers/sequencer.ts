@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, eventKeepTimeoutMs, pageBytesMax, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
 import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -227,17 +227,42 @@ export class SequencerObject extends ReplicaServing {
     };
   }
 
-  /** The notes to the registry, one at a time and in order (a wake's must not land before the sleep's). */
-  private sleepNotes: Promise<void> = Promise.resolve();
+  /** What the registry is to be told of this group (asleepSinceMs null: awake), until it is; and whether a write is under way. */
+  private sleepWanted: { cfg: GroupConfig; asleepSinceMs: number | null } | null = null;
+  private sleepWriting = false;
+
+  /** Tells the registry that the group sleeps (the cron then audits it once a day) or is awake. */
+  private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null): void {
+    this.sleepWanted = { cfg, asleepSinceMs };
+    this.writeSleep(0);
+  }
 
   /**
-   * Tells the registry that the group sleeps (the cron then audits it once a day) or woke. Best
-   * effort: a lost "asleep" costs audits; a lost "awake" is written again at the next wake.
+   * Writes the latest state, one write at a time (a wake's must not land before the sleep's). A
+   * lost "asleep" costs audits only (the cron takes the group every lap, as before); a lost
+   * "awake" would leave a busy group audited once a day, so it is written again after a pause
+   * doubled per failure (a timer callback, never an awaited timer: see backOff in driver.ts).
    */
-  private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null): void {
-    const note = () => registryStub(this.env).noteSleep(cfg.group, cfg.incarnation, asleepSinceMs);
-    this.sleepNotes = this.sleepNotes.then(note).catch((err) => console.warn(`telling the registry that ${cfg.group} ${asleepSinceMs === null ? "woke" : "sleeps"}: ${String(err)}`));
-    this.ctx.waitUntil(this.sleepNotes);
+  private writeSleep(failures: number): void {
+    const wanted = this.sleepWanted;
+    if (this.sleepWriting || wanted === null) return;
+    this.sleepWriting = true;
+    const { cfg, asleepSinceMs } = wanted;
+    const written = registryStub(this.env).noteSleep(cfg.group, cfg.incarnation, asleepSinceMs).then(
+      () => {
+        this.sleepWriting = false;
+        if (this.sleepWanted === wanted) this.sleepWanted = null;
+        this.writeSleep(0);
+      },
+      (err) => {
+        this.sleepWriting = false;
+        console.warn(`telling the registry that ${cfg.group} ${asleepSinceMs === null ? "is awake" : "sleeps"} (${failures + 1} tries): ${String(err)}`);
+        if (this.sleepWanted !== wanted) return this.writeSleep(0);
+        if (asleepSinceMs !== null) return void (this.sleepWanted = null);
+        setTimeout(() => this.writeSleep(failures + 1), Math.min(sleepNoteRetryMaxMs, heartbeatMs * 2 ** failures));
+      },
+    );
+    this.ctx.waitUntil(written);
   }
 
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */

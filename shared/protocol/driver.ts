@@ -622,6 +622,10 @@ export class SequencerDriver {
       this.sleepSinceMs = asleepSinceMs;
       return;
     }
+    this.core.noteSleep(null);
+    // Said at every awake start: a successor (a failover's, a move's) or a restart after a lost
+    // note must not leave the cron taking a busy group for an asleep one (once a day).
+    this.io.onSleep?.(null);
     this.armBeat();
   }
 

@@ -24,6 +24,12 @@ async function asleepAt(group: string, id: string): Promise<number | undefined> 
   return inObject(replicaObject(group, id), (o) => o.replica.driver.core.config.asleepSinceMs);
 }
 
+/** What the registry holds for the cron: since when the group sleeps (null: awake). */
+async function registryAsleep(group: string): Promise<number | null | undefined> {
+  const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+  return inObject(registry, (o) => o.ctx.storage.sql.exec("SELECT asleep_since_ms FROM names WHERE name = ?", group).toArray()[0]?.asleep_since_ms);
+}
+
 const status = async (group: string) => (await api("GET", `/v1/groups/${group}`, undefined, clientToken)).body;
 
 describe("idle groups sleep (workerd)", () => {
@@ -36,6 +42,7 @@ describe("idle groups sleep (workerd)", () => {
     const since = Date.parse((await status("zzz")).sequencer.asleepSince);
     expect(Date.now() - since).toBeLessThan(10_000);
     expect(await asleepAt("zzz", "r2")).toBeDefined();
+    await waitFor("the registry told", async () => (await registryAsleep("zzz")) === since, 100);
     const sent = await appendsSent("zzz");
     await new Promise((r) => setTimeout(r, 2_500));
     expect(await appendsSent("zzz")).toBe(sent); // not one heartbeat in 2.5 s
@@ -50,6 +57,7 @@ describe("idle groups sleep (workerd)", () => {
     expect((await command("zzz", { op: "put", key: "b", value: 2 }, "w", 2)).status).toBe(200);
     expect((await status("zzz")).sequencer.asleepSince).toBeUndefined();
     expect(await asleepAt("zzz", "r2")).toBeUndefined();
+    await waitFor("the registry told it woke", async () => (await registryAsleep("zzz")) === null, 100);
     const woke = await appendsSent("zzz");
     await new Promise((r) => setTimeout(r, 2_500));
     expect(await appendsSent("zzz")).toBeGreaterThan(woke); // heartbeats again
@@ -60,6 +68,7 @@ describe("idle groups sleep (workerd)", () => {
     expect((await command("zzf", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
     await sleepAfter("zzf", 1_000);
     await waitFor("the group asleep", async () => (await status("zzf")).sequencer.asleepSince !== undefined, 200);
+    await waitFor("the registry told", async () => typeof (await registryAsleep("zzf")) === "number", 100);
     expect((await api("POST", "/v1/groups/zzf/faults", { target: "sequencer", fault: "unreachable" })).status).toBe(200);
     const cutAt = Date.now();
     // The replicas heard nothing for a while, but asleep: the first PreVote wakes them (and asks
@@ -78,6 +87,8 @@ describe("idle groups sleep (workerd)", () => {
     const s = await status("zzf");
     expect(s.sequencer.name).toBe("zzf~s1");
     expect(s.epoch).toBeGreaterThan(1);
+    // The successor starts awake and says so: the cron takes the group every lap again.
+    await waitFor("the registry told the successor is awake", async () => (await registryAsleep("zzf")) === null, 100);
     for (const [key, value] of [["a", 1], ["b", 2]] as const) expect((await query("zzf", { op: "get", key })).body.result).toEqual({ value });
   }, 60_000);
 });
