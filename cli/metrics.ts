@@ -71,5 +71,7 @@ export function cronLine(all: { name: string; value: number }[]): string | null 
   if (at === undefined) return null;
   const lapS = value("smr_cron_last_lap_seconds");
   const lap = lapS === undefined ? "no whole lap over every group yet" : `a lap over every group took ${span(lapS)}`;
-  return `cron: last run ${span(Date.now() / 1000 - at)} ago, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}`;
+  const asleep = value("smr_groups_asleep") ?? 0;
+  const sleeping = asleep > 0 ? `; ${asleep} ${asleep === 1 ? "group" : "groups"} asleep (audited once a day)` : "";
+  return `cron: last run ${span(Date.now() / 1000 - at)} ago, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}${sleeping}`;
 }

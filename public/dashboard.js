@@ -317,6 +317,7 @@ function cronFromMetrics(all) {
     lastLapS: value("smr_cron_last_lap_seconds"),
     lastLapGroups: value("smr_cron_last_lap_groups"),
     lapGroups: value("smr_cron_lap_groups"),
+    asleep: value("smr_groups_asleep"),
   };
 }
 
@@ -362,7 +363,9 @@ function renderAuditor() {
   const lap = cron.lastLapS === undefined ? ["no whole lap over every group yet"] : ["a lap over every group (", field("lastLapGroups", cron.lastLapGroups), " groups) took ", field("lastLap", span(cron.lastLapS))];
   // 0: the last lap just ended, and the next run starts one.
   const underWay = cron.lapGroups > 0 ? ["; this lap: ", field("lapGroups", cron.lapGroups), " groups so far"] : [];
-  line.replaceChildren("Last run ", field("lastRun", `${span(Date.now() / 1000 - cron.atMs / 1000)} ago`), ": ", field("audited", cron.audited), " audited, ", field("failed", cron.failed), " failed; ", ...lap, ...underWay, ".");
+  // Asleep groups are left out of the laps (audited once a day): say how many.
+  const asleep = cron.asleep > 0 ? ["; ", field("asleep", cron.asleep), " asleep (audited once a day)"] : [];
+  line.replaceChildren("Last run ", field("lastRun", `${span(Date.now() / 1000 - cron.atMs / 1000)} ago`), ": ", field("audited", cron.audited), " audited, ", field("failed", cron.failed), " failed; ", ...lap, ...underWay, ...asleep, ".");
 }
 
 /**
@@ -398,7 +401,9 @@ function renderGroup(status, audits, events, askedMs) {
   fill($("#summary"), unknown ? { ...status, epoch: "?", commitSeq: "?" } : status);
   // One that answers but has no quorum (cut off) says for how long.
   const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : "yes";
-  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable });
+  // Asleep: no client work for a while, so no heartbeats (the next command wakes it).
+  const awake = s.asleepSince ? `asleep since ${time(s.asleepSince)}` : unreachable ? "?" : "yes";
+  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable, awake });
   $("#sequencer").dataset.reachable = unreachable ? "false" : "true";
 
   const replicas = $("#replicas tbody");

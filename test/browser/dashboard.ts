@@ -223,6 +223,7 @@ async function main(): Promise<void> {
     await pageShows("the cron's run", `const a = document.querySelector("#auditor"); return a.dataset.state === "ok" && Number(a.querySelector("[data-field=audited]")?.textContent) >= 1;`, undefined, scrapeWaitMs);
     const shown = await auditor();
     equal([shown.fields.audited, shown.fields.failed, shown.fields.lastLapGroups], ["2", "0", "2"], "audited, failed, the last lap's groups");
+    check(!("asleep" in shown.fields), `no asleep count while none sleeps (${shown.text})`);
     const age = /^(\d+) s ago$/.exec(shown.fields.lastRun ?? "");
     check(age && Number(age[1]) < 60, `a recent age (${shown.fields.lastRun})`);
     check(/^\d+ s$/.test(shown.fields.lastLap ?? ""), `the last lap's length (${shown.fields.lastLap})`);
@@ -230,10 +231,13 @@ async function main(): Promise<void> {
     // A run with failures, the scrape's count rewritten in the browser (a real one needs a group that cannot be audited at all).
     await page.route("**/v1/metrics?*", async (route) => {
       const res = await route.fetch();
-      await route.fulfill({ response: res, body: (await res.text()).replace(/^smr_cron_last_run_failed 0$/m, "smr_cron_last_run_failed 2") });
+      await route.fulfill({ response: res, body: (await res.text()).replace(/^smr_cron_last_run_failed 0$/m, "smr_cron_last_run_failed 2").replace(/^smr_groups_asleep 0$/m, "smr_groups_asleep 3") });
     });
     try {
       await pageShows("the failed count marked", `const a = document.querySelector("#auditor"); return a.dataset.state === "failed" && a.querySelector("[data-field=failed]").textContent === "2";`, undefined, scrapeWaitMs);
+      // Asleep groups are outside the laps (audited once a day): the line counts them.
+      equal((await auditor()).fields.asleep, "3", "the asleep groups' count");
+      check(/3 asleep \(audited once a day\)\.$/.test((await auditor()).text), `the asleep count's words (${(await auditor()).text})`);
       mkdirSync(artifacts, { recursive: true });
       await page.screenshot({ path: join(artifacts, "dashboard-cron-failed.png") });
     } finally {
@@ -274,6 +278,20 @@ async function main(): Promise<void> {
     equal(await page.textContent("#sequencer [data-field=location]"), "wnam", "sequencer location");
     equal(await page.textContent("#sequencer [data-field=epoch]"), "1", "sequencer epoch");
     equal(await page.textContent("#sequencer [data-field=reachable]"), "yes", "sequencer reachable");
+    equal(await page.textContent("#sequencer [data-field=awake]"), "yes", "sequencer awake");
+    // A sleeping group's status (asleepSince rewritten in the browser: a real one sleeps after SLEEP_AFTER_SECONDS of no work).
+    await page.route(`**/v1/groups/${group}`, async (route) => {
+      const res = await route.fetch();
+      const body = await res.json();
+      body.sequencer.asleepSince = "2026-12-05T10:00:00.000Z";
+      await route.fulfill({ response: res, json: body });
+    });
+    try {
+      await pageShows("the sequencer asleep", `return /^asleep since \\S/.test(document.querySelector("#sequencer [data-field=awake]").textContent);`);
+    } finally {
+      await page.unroute(`**/v1/groups/${group}`);
+    }
+    await pageShows("the sequencer awake again", `return document.querySelector("#sequencer [data-field=awake]").textContent === "yes";`);
     // The cron's run above audited the group.
     await sizesShown("every replica's rows and size after the cron's audit");
     await pageShows("the group's health ok in the list", `return document.querySelector(arg)?.dataset.health === "ok";`, healthBadge(group));

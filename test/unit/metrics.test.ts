@@ -288,6 +288,11 @@ describe("the cron's series", () => {
     expect(cronLine(none)).toBeNull();
     const ran = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 1 } })));
     expect(cronLine(ran)).toMatch(/^cron: last run .* ago, 4 audited, 1 failed; no whole lap over every group yet$/);
+    // Asleep groups are audited once a day, outside the laps: the line counts them.
+    const sleeping = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 0 }, asleep: 2 })));
+    expect(cronLine(sleeping)).toMatch(/; 2 groups asleep \(audited once a day\)$/);
+    const awake = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 0 }, asleep: 0 })));
+    expect(cronLine(awake)).not.toMatch(/asleep/);
   });
 
   it("count the groups asleep (smr_groups_asleep, a gauge, 0 too) when the registry says, and leave it out when it does not", async () => {

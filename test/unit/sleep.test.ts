@@ -5,7 +5,9 @@
 import { describe, expect, it } from "vitest";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
+import { SequencerDriver } from "../../shared/protocol/driver.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
@@ -46,7 +48,8 @@ describe("an idle group sleeps", () => {
     // Not before sleepAfterMs of no client work, and no later than two heartbeats after it.
     expect(g.driver.asleepSinceMs! - workMs).toBeGreaterThanOrEqual(sleepAfterMs);
     expect(g.driver.asleepSinceMs! - workMs).toBeLessThan(sleepAfterMs + 2_500);
-    expect(g.notes).toEqual([g.driver.asleepSinceMs]);
+    // Awake at its start (said every start: a successor must not stay marked asleep), then asleep.
+    expect(g.notes).toEqual([null, g.driver.asleepSinceMs]);
     // A quorum heard the notice (all three here): they record it, and their silence is idleness.
     for (const id of ["r1", "r2", "r3"]) {
       expect(g.stores.get(id)!.meta!.asleepSinceMs, id).toBeDefined();
@@ -81,7 +84,7 @@ describe("an idle group sleeps", () => {
     await until("asleep again", () => g.driver.asleepSinceMs !== null);
     const removed = await g.driver.removeReplica("r3");
     expect(removed.ok).toBe(true);
-    expect(g.notes.filter((n) => n === null).length).toBe(2);
+    expect(g.notes.filter((n) => n === null).length).toBe(3); // the start's, the read's, the change's
     g.driver.stop();
   }, 30_000);
 
@@ -101,6 +104,24 @@ describe("an idle group sleeps", () => {
     g.driver.stop();
   }, 30_000);
 
+  it("stays asleep across a restart of its object (a status or the daily audit starts it), until client work", async () => {
+    const g = sleepyGroup();
+    await until("asleep", () => g.driver.asleepSinceMs !== null);
+    const since = g.driver.asleepSinceMs;
+    g.driver.stop();
+    expect(g.seqStore.meta!.asleepSinceMs).toBe(since);
+    const again = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    again.startHeartbeats();
+    expect(again.asleepSinceMs).toBe(since);
+    const sent = g.appends();
+    await pause(3 * sequencerTimeoutMs);
+    expect(g.appends()).toBe(sent);
+    expect((await again.submit("c", 1, put("a"))).kind).toBe("ok");
+    expect(again.asleepSinceMs).toBeNull();
+    expect(g.seqStore.meta!.asleepSinceMs).toBeUndefined();
+    again.stop();
+  }, 30_000);
+
   it("never sleeps without sleepAfterMs", async () => {
     const g = sleepyGroup(null);
     await pause(sleepAfterMs + 5_000);
@@ -108,7 +129,7 @@ describe("an idle group sleeps", () => {
     const sent = g.appends();
     await pause(2_500);
     expect(g.appends()).toBeGreaterThan(sent);
-    expect(g.notes).toEqual([]);
+    expect(g.notes).toEqual([null]); // the start's only
     g.driver.stop();
   }, 30_000);
 });
