@@ -23,7 +23,7 @@ export function printStatus(s: GroupStatus): void {
     // say so, and why (the table looked like a healthy group's, a probe).
     ...(s.sequencer.reachable === false ? { reachable: `NO: ${s.sequencer.problem ?? "the sequencer did not answer"}` } : {}),
     ...(s.sequencer.noQuorumMs !== undefined ? { quorum: `NONE for ${Math.round(s.sequencer.noQuorumMs / 1000)} s (cut off from its replicas; a failover may replace it)` } : {}),
-    ...(s.sequencer.asleepSince !== undefined ? { asleep: `since ${s.sequencer.asleepSince} (no client work: no heartbeats, audited once a day; the next command wakes it)` } : {}),
+    ...(s.sequencer.asleepSince !== undefined ? { asleep: `since ${s.sequencer.asleepSince} (no client work; the next command wakes it)` } : {}),
   });
   printReplicas(s.replicas);
 }

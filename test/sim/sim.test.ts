@@ -41,6 +41,17 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     }
   });
 
+  it("groups that sleep in quiet times, under every fault kind: sleeps and wakes happen, nothing is lost, the group fails over and resumes", async () => {
+    // Quiet cycles (World.quietUntilMs) let the sequencer sleep between bursts of work; isolations,
+    // crashes and lost storage land on sleeping groups too (a PreVote then wakes the replicas).
+    for (const [seed, sleepAfterMs] of [[24, 1_000], [25, 3_000]] as const) {
+      const o: SimOptions = { seed, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true, sleepAfterMs };
+      const r = await clean(o);
+      expect(Number(r.stats.sleeps), `seed ${seed}`).toBeGreaterThan(0);
+      expect(Number(r.stats.failovers), `seed ${seed}`).toBeGreaterThan(0);
+    }
+  });
+
   it("regression: seeds 1320603362 and 1340096827 (up to 133 commands of unknown outcome: the linearizability search gave up; now each is asked again after the heal)", async () => {
     for (const seed of [1320603362, 1340096827]) {
       const r = await clean({ seed, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true });

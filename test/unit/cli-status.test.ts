@@ -33,6 +33,12 @@ function printed(s: GroupStatus): string {
 afterEach(() => vi.restoreAllMocks());
 
 describe("smr groups status", () => {
+  it("says when the group sleeps, since when, and what wakes it; nothing while awake", () => {
+    const out = printed({ ...base, sequencer: { ...base.sequencer, asleepSince: "2026-12-05T10:00:00.000Z" } });
+    expect(out).toMatch(/│ asleep +│ since 2026-12-05T10:00:00.000Z \(no client work; the next command wakes it\) +│/);
+    expect(printed(base)).not.toMatch(/asleep/);
+  });
+
   it("says when the sequencer cannot be reached, and why", () => {
     const out = printed({ ...base, sequencer: { ...base.sequencer, reachable: false, problem: "the sequencer of flt cannot be reached (injected fault)" } });
     expect(out).toMatch(/│ reachable +│ NO: the sequencer of flt cannot be reached \(injected fault\) +│/);
