@@ -3,41 +3,9 @@
 // contact (it did, and a cut-off sequencer of a quiet group was never failed over).
 import { describe, expect, it } from "vitest";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
-import { machineFor } from "../../shared/machines/index.js";
-import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
-import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
-import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { replicaWorld } from "../support/replica-world.js";
 
-function world() {
-  let now = 1_000_000;
-  let timers: { at: number; fn: () => void }[] = [];
-  const clock = {
-    nowMs: () => now,
-    setTimer: (ms: number, fn: () => void) => {
-      const t = { at: now + ms, fn };
-      timers.push(t);
-      return () => void (timers = timers.filter((x) => x !== t));
-    },
-  };
-  const storage = new MemoryReplicaStorage();
-  storage.saveMeta(newReplicaMeta("g", "r2", "kv", 50));
-  return {
-    storage,
-    /** A new start of the object: memory gone (its timers too), storage kept. */
-    start: () => {
-      timers = [];
-      return new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), clock);
-    },
-    advance(ms: number) {
-      now += ms;
-      for (const t of timers.filter((x) => x.at <= now)) {
-        timers = timers.filter((x) => x !== t);
-        t.fn();
-      }
-    },
-    pendingTimers: () => timers.length,
-  };
-}
+const world = replicaWorld;
 
 describe("a replica's silence across a restart", () => {
   it("is written down once the sequencer has been silent for sequencerTimeoutMs, and a restart votes from it", () => {

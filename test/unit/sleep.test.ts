@@ -4,15 +4,12 @@
 // instead of voting it gone.
 import { describe, expect, it } from "vitest";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
-import { machineFor } from "../../shared/machines/index.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
-import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
-import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
-import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { directGroup, fastClock } from "../support/direct.js";
+import { replicaWorld } from "../support/replica-world.js";
 import { decodeAppend, encodeAppend } from "../../workers/wire.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "majority" as const, checkpointEvery: 50 };
@@ -133,40 +130,6 @@ describe("an idle group sleeps", () => {
     g.driver.stop();
   }, 30_000);
 });
-
-/** One replica on a manual clock; start() is a new start of its object (memory gone, storage kept). */
-function replicaWorld() {
-  let now = 1_000_000;
-  let timers: { at: number; fn: () => void }[] = [];
-  const clock = {
-    nowMs: () => now,
-    setTimer: (ms: number, fn: () => void) => {
-      const t = { at: now + ms, fn };
-      timers.push(t);
-      return () => void (timers = timers.filter((x) => x !== t));
-    },
-  };
-  const storage = new MemoryReplicaStorage();
-  storage.saveMeta(newReplicaMeta("g", "r2", "kv", 50));
-  const wakes = { n: 0 };
-  return {
-    storage,
-    wakes,
-    start: () => {
-      timers = [];
-      const d = new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), clock);
-      d.wakeSequencer = () => void wakes.n++;
-      return d;
-    },
-    advance(ms: number) {
-      now += ms;
-      for (const t of timers.filter((x) => x.at <= now)) {
-        timers = timers.filter((x) => x !== t);
-        t.fn();
-      }
-    },
-  };
-}
 
 const beat = (sleep: boolean) => ({ epoch: 1, prevSeq: 0, prevHash: zeroHash, entries: [], commitSeq: 0, ...(sleep ? { sleep: true as const } : {}) });
 
