@@ -67,6 +67,8 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
         failed.push(group);
         console.error(`audit ${group} failed: ${String(err)}`);
         await recordUnaudited(counted, group, err);
+        // Taken again next lap, asleep or not (an asleep group's next claim was a day away).
+        await registryStub(counted).unclaim(group).catch((e) => console.error(`cron: ${group} is not taken again before its next claim: ${String(e)}`));
       } finally {
         inFlight--;
       }

@@ -63,8 +63,10 @@ export function sequencerStub(env: Env, name: string, location?: string | null) 
 export interface RegistryClient {
   add(name: string, incarnation?: number): Promise<void>;
   remove(name: string, incarnation?: number): Promise<boolean>;
-  /** The group's sequencer asleep since asleepSinceMs, or awake again (null): RegistryObject.noteSleep. */
-  noteSleep(name: string, incarnation: number, asleepSinceMs: number | null): Promise<void>;
+  /** The group's sequencer asleep since asleepSinceMs, or awake again (null), as of notedMs: RegistryObject.noteSleep. */
+  noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, notedMs: number): Promise<void>;
+  /** The cron's audit of the name failed: taken again next lap (RegistryObject.unclaim). */
+  unclaim(name: string): Promise<void>;
   list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }>;
   claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }>;
   finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }): Promise<void>;
@@ -83,11 +85,12 @@ export function registryStub(env: Env): RegistryClient {
   return {
     add: (name, incarnation) => bounded("add", Promise.resolve(stub.add(name, incarnation))),
     remove: (name, incarnation) => bounded("remove", Promise.resolve(stub.remove(name, incarnation))),
-    noteSleep: (name, incarnation, asleepSinceMs) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs))),
+    noteSleep: (name, incarnation, asleepSinceMs, notedMs) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs, notedMs))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
     claim: (limit) => bounded("claim", Promise.resolve(stub.claim(limit))),
     finishRun: (run) => bounded("finishRun", Promise.resolve(stub.finishRun(run))),
     cron: () => bounded("cron", Promise.resolve(stub.cron()) as Promise<CronFigures>),
+    unclaim: (name) => bounded("unclaim", Promise.resolve(stub.unclaim(name))),
   };
 }
 

@@ -50,6 +50,18 @@ export async function wakeSequencer(env: Env, group: string, incarnation: number
   await withTimeout(realClock, rpc<number | null>(sequencerOf(env, record.config).wake()), sequencerCallTimeoutMs, `the sequencer of ${group}`);
 }
 
+/**
+ * Whether the sequencer the directory names still sleeps, asked without waking it, for a replica
+ * that takes its silence for the group's sleep (ReplicaDriver.probeSleep). False when the group
+ * is gone or of another incarnation (no sleep to keep up); a failure rejects.
+ */
+export async function sequencerAsleep(env: Env, group: string, incarnation: number): Promise<boolean> {
+  const record = (await directoryStub(env, group).get()) as GroupRecord | null;
+  if (!record || record.state !== "ready" || record.config.incarnation !== incarnation) return false;
+  const since = await withTimeout(realClock, rpc<number | null>(sequencerOf(env, record.config).asleepSince()), sequencerCallTimeoutMs, `the sequencer of ${group}`);
+  return since !== null;
+}
+
 function notFound(group: string): ApiError {
   return new ApiError("not_found", `group ${group} does not exist`);
 }

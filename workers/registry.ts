@@ -22,6 +22,7 @@ export class RegistryObject extends DurableObject<Env> {
     // it (NULL: never): the cron skips an asleep group taken within asleepAuditEveryMs.
     if (!columns.includes("asleep_since_ms")) sql.exec("ALTER TABLE names ADD COLUMN asleep_since_ms INTEGER");
     if (!columns.includes("claimed_ms")) sql.exec("ALTER TABLE names ADD COLUMN claimed_ms INTEGER");
+    if (!columns.includes("sleep_noted_ms")) sql.exec("ALTER TABLE names ADD COLUMN sleep_noted_ms INTEGER");
     sql.exec("CREATE TABLE IF NOT EXISTS cron (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
   }
 
@@ -35,6 +36,7 @@ export class RegistryObject extends DurableObject<Env> {
       `INSERT INTO names (name, created, incarnation) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET
          asleep_since_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE asleep_since_ms END,
          claimed_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE claimed_ms END,
+         sleep_noted_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE sleep_noted_ms END,
          incarnation = max(incarnation, excluded.incarnation)`,
       name,
       new Date().toISOString(),
@@ -47,10 +49,29 @@ export class RegistryObject extends DurableObject<Env> {
    * `asleepSinceMs`), or started them again (null): the cron then audits it once every
    * asleepAuditEveryMs instead of each lap, so that its objects can be evicted. Only for the
    * incarnation listed (or a name listed before incarnations were, as 0): a deleted incarnation's
-   * late note must not put the group re-created under its name to sleep.
+   * late note must not put the group re-created under its name to sleep. `notedMs`: when the
+   * sequencer made the note; an older one than the row's is ignored. Sent one at a time, notes
+   * still overtook each other: an "asleep" whose call timed out at the sequencer landed after the
+   * "awake" sent next, and the busy group was audited once a day (a review).
    */
-  async noteSleep(name: string, incarnation: number, asleepSinceMs: number | null): Promise<void> {
-    this.ctx.storage.sql.exec("UPDATE names SET asleep_since_ms = ? WHERE name = ? AND incarnation IN (?, 0)", asleepSinceMs, name, incarnation);
+  async noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, notedMs = Date.now()): Promise<void> {
+    this.ctx.storage.sql.exec(
+      "UPDATE names SET asleep_since_ms = ?, sleep_noted_ms = ? WHERE name = ? AND incarnation IN (?, 0) AND (sleep_noted_ms IS NULL OR sleep_noted_ms <= ?)",
+      asleepSinceMs,
+      notedMs,
+      name,
+      incarnation,
+      notedMs,
+    );
+  }
+
+  /**
+   * The cron's audit of the name failed: it is taken again at the next lap even if asleep (its
+   * claim is forgotten). Otherwise an asleep group's failed audit waited a day, and with it the
+   * failover of its dead sequencer that the audit's call starts (a review).
+   */
+  async unclaim(name: string): Promise<void> {
+    this.ctx.storage.sql.exec("UPDATE names SET claimed_ms = NULL WHERE name = ?", name);
   }
 
   /**

@@ -12,7 +12,7 @@ import type { MachineName } from "../shared/api/types.js";
 import { realClock } from "./env.js";
 import { SqlReplicaStorage, dropOrphanedFrozenTables, readMeta } from "./sqlite.js";
 import { decodeAppend } from "./wire.js";
-import { sequencerTimeoutMs, watchSilenceMs, watchersPerReplicaMax } from "../shared/limits.js";
+import { resendMs, watchSilenceMs, watchersPerReplicaMax } from "../shared/limits.js";
 import type { WatchSink } from "../shared/protocol/watch.js";
 import type { ErrorCode } from "../shared/api/errors.js";
 
@@ -93,6 +93,8 @@ export interface ReplicaHome {
   erase(): Promise<void>;
   /** Calls the sequencer the group's directory names, which wakes it if it was evicted (groups.wakeSequencer). */
   wakeSequencer?(group: string, incarnation: number): Promise<void>;
+  /** Whether the sequencer the group's directory names still sleeps, without waking it (groups.sequencerAsleep). */
+  sequencerAsleep?(group: string, incarnation: number): Promise<boolean>;
 }
 
 /** Answers for a caller of another incarnation: as if this replica did not exist. */
@@ -112,15 +114,22 @@ export class ReplicaHost {
   constructor(private readonly home: ReplicaHome) {
     this.store = new SqlReplicaStorage(home.storage, home.storage.sql, home.logTable);
     this.driver.wakeSequencer = () => this.wake();
+    this.driver.sequencerAsleep = () => this.askAsleep();
+  }
+
+  private askAsleep(): Promise<boolean> {
+    const core = this.core;
+    if (!core || !this.home.sequencerAsleep) return Promise.resolve(true);
+    return this.home.sequencerAsleep(core.config.group, core.config.incarnation ?? 0);
   }
 
   private wokeAtMs = 0;
 
-  /** At most one wake call every sequencerTimeoutMs (each keepalive tick of a silence asks). */
+  /** At most one wake call every resendMs (each keepalive tick of a silence asks; a PreVote in a sleep asks each resendMs until heard). */
   private wake(): void {
     const core = this.core;
     const now = Date.now();
-    if (!core || !this.home.wakeSequencer || now - this.wokeAtMs < sequencerTimeoutMs) return;
+    if (!core || !this.home.wakeSequencer || now - this.wokeAtMs < resendMs) return;
     this.wokeAtMs = now;
     this.home.wakeSequencer(core.config.group, core.config.incarnation ?? 0).catch((err) => console.warn(`waking the sequencer of ${core.config.group} for ${core.id} (a PreVote in its sleep, or its watches in a silence): ${String(err)}`));
   }

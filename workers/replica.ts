@@ -1,6 +1,6 @@
 import type { ReadAnswer, SessionAnswer } from "../shared/protocol/io.js";
 import type { Env } from "./env.js";
-import { wakeSequencer } from "./groups.js";
+import { sequencerAsleep, wakeSequencer } from "./groups.js";
 import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
 
 export type { ReadAnswer, ReplicaInit, SessionAnswer };
@@ -14,7 +14,7 @@ export class ReplicaObject extends ReplicaServing {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.replica = new ReplicaHost({ storage: ctx.storage, logTable: "log", erase: () => ctx.storage.deleteAll(), wakeSequencer: (group, incarnation) => wakeSequencer(env, group, incarnation) });
+    this.replica = new ReplicaHost({ storage: ctx.storage, logTable: "log", erase: () => ctx.storage.deleteAll(), wakeSequencer: (group, incarnation) => wakeSequencer(env, group, incarnation), sequencerAsleep: (group, incarnation) => sequencerAsleep(env, group, incarnation) });
     ctx.blockConcurrencyWhile(async () => this.replica.load());
   }
 }

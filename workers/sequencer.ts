@@ -10,7 +10,7 @@ import { withAuditedPositions } from "./replica-view.js";
 import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sleepAfterMs } from "./env.js";
-import { wakeSequencer } from "./groups.js";
+import { sequencerAsleep, wakeSequencer } from "./groups.js";
 import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
 import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
 import { guarded } from "./faults.js";
@@ -79,6 +79,7 @@ export class SequencerObject extends ReplicaServing {
       erase: async () => (readMeta(sql, "sequencer") ? dropReplicaTables(sql, colocatedLogTable) : ctx.storage.deleteAll()),
       // After a move the sequencer lives elsewhere: this replica's watches wake it as any replica's.
       wakeSequencer: (group, incarnation) => wakeSequencer(env, group, incarnation),
+      sequencerAsleep: (group, incarnation) => sequencerAsleep(env, group, incarnation),
     });
     this.lifecycle = new SequencerLifecycle({
       storage: () => this.store,
@@ -228,12 +229,13 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** What the registry is to be told of this group (asleepSinceMs null: awake), until it is; and whether a write is under way. */
-  private sleepWanted: { cfg: GroupConfig; asleepSinceMs: number | null } | null = null;
+  private sleepWanted: { cfg: GroupConfig; asleepSinceMs: number | null; notedMs: number } | null = null;
   private sleepWriting = false;
 
   /** Tells the registry that the group sleeps (the cron then audits it once a day) or is awake. */
   private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null): void {
-    this.sleepWanted = { cfg, asleepSinceMs };
+    // Stamped now: the registry ignores a note older than the one it holds (a retry keeps its stamp).
+    this.sleepWanted = { cfg, asleepSinceMs, notedMs: Date.now() };
     this.writeSleep(0);
   }
 
@@ -247,8 +249,8 @@ export class SequencerObject extends ReplicaServing {
     const wanted = this.sleepWanted;
     if (this.sleepWriting || wanted === null) return;
     this.sleepWriting = true;
-    const { cfg, asleepSinceMs } = wanted;
-    const written = registryStub(this.env).noteSleep(cfg.group, cfg.incarnation, asleepSinceMs).then(
+    const { cfg, asleepSinceMs, notedMs } = wanted;
+    const written = registryStub(this.env).noteSleep(cfg.group, cfg.incarnation, asleepSinceMs, notedMs).then(
       () => {
         this.sleepWriting = false;
         if (this.sleepWanted === wanted) this.sleepWanted = null;
@@ -402,6 +404,7 @@ export class SequencerObject extends ReplicaServing {
     const driver = this.driver;
     if (!driver) return { ok: false, code: "not_found", reason: "no such group" };
     if (!driver.core.replicaIds().includes(id)) return { ok: false, code: "not_found", reason: `no replica ${id} in this group` };
+    driver.wake(); // an operator's repair is client work: the send loops must run after it
     const ok = await driver.repair(id);
     return ok ? { ok } : { ok, reason: "the state transfer did not complete (see the group's events and logs); the audit retries it" };
   }
@@ -428,6 +431,11 @@ export class SequencerObject extends ReplicaServing {
   async wake(): Promise<number | null> {
     this.driver?.wake();
     return this.quorumLostMs();
+  }
+
+  /** Since when it sleeps (null: awake, or not serving), asked by a replica without waking it (groups.sequencerAsleep). */
+  async asleepSince(): Promise<number | null> {
+    return this.driver?.asleepSinceMs ?? null;
   }
 
   /** How long it has had no quorum (driver.quorumLostMs), asked again by a router that may fail it over; null: not serving. */

@@ -74,7 +74,10 @@ export class SequencerDriver {
   get isStopped(): boolean {
     return this.stopped;
   }
+  /** Transfers begun, for their ids (never decremented). */
   private transfers = 0;
+  /** Repairs under way (a group with one does not sleep). */
+  private repairing = 0;
   /** A restore is loading the group's state: commands wait (503) and no repair runs meanwhile. */
   restoring = false;
   /** Whether a membership change is under way (an add from its provision on): a restore waits. */
@@ -90,6 +93,13 @@ export class SequencerDriver {
   ) {
     this.startedMs = io.nowMs();
     this.activeMs = this.startedMs;
+    // Asleep when it stopped (evicted in its sleep): it stays so until client work wakes it. Set
+    // here, before the lifecycle's first kick: a message built before startHeartbeats went out
+    // without the notice, and the co-located replica took the group for awake (a review).
+    if (core.asleepSinceMs !== undefined && io.sleepAfterMs !== undefined) {
+      this.sleepState = "asleep";
+      this.sleepSinceMs = core.asleepSinceMs;
+    }
   }
   private readonly startedMs: number;
 
@@ -615,16 +625,11 @@ export class SequencerDriver {
     // told again, and the directory gets this sequencer's list.
     for (const id of this.core.quarantinedIds()) this.tellQuarantined(id);
     this.noteQuarantines();
-    // Asleep when it stopped (evicted in its sleep): it stays so until client work wakes it.
-    const asleepSinceMs = this.core.asleepSinceMs;
-    if (asleepSinceMs !== undefined && this.io.sleepAfterMs !== undefined) {
-      this.sleepState = "asleep";
-      this.sleepSinceMs = asleepSinceMs;
-      return;
-    }
+    // Said at every start, asleep or not: a successor (a failover's, a move's) or a restart after
+    // a lost note must not leave the cron taking a busy group for an asleep one (once a day), nor
+    // an asleep one for a busy one (every lap, its objects loaded each time).
+    if (this.sleepState === "asleep") return this.io.onSleep?.(this.sleepSinceMs);
     this.core.noteSleep(null);
-    // Said at every awake start: a successor (a failover's, a move's) or a restart after a lost
-    // note must not leave the cron taking a busy group for an asleep one (once a day).
     this.io.onSleep?.(null);
     this.armBeat();
   }
@@ -736,7 +741,7 @@ export class SequencerDriver {
     return (
       c.pendingCount === 0 && this.waitingPending.size === 0 && this.waitingSeq.size === 0 && this.commitWatchers.length === 0 &&
       c.commitSeq >= c.lastLogSeq && this.confirmations.length === 0 &&
-      !this.reconfiguring && !c.configChangePending && !this.restoring && this.transfers === 0 && this.startSettled &&
+      !this.reconfiguring && !c.configChangePending && !this.restoring && this.repairing === 0 && this.startSettled &&
       this.untold.size === 0 && this.retireAgain.size === 0 && !this.leftoversUnread && this.quarantineRecorded !== null && this.recordAtSeq === null
     );
   }
@@ -1469,6 +1474,7 @@ export class SequencerDriver {
     const source = candidates.find((id) => id !== suspect) ?? candidates[0];
     let installed: number | null = null;
     const progress = { begun: false };
+    this.repairing++;
     try {
       if (source) installed = await this.copyTo(target, source, progress);
       // Nothing to copy from, but a log that holds every entry from the first (nothing compacted,
@@ -1479,6 +1485,8 @@ export class SequencerDriver {
       else throw new Error("no healthy replica to copy from");
     } catch (err) {
       this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
+    } finally {
+      this.repairing--;
     }
     if (this.stopped) return false;
     this.core.endRepair(target, installed, this.io.nowMs());

@@ -1,6 +1,6 @@
 // The replica's event handling around ReplicaCore: reads that wait for a position. Shared by
 // the Durable Object and the simulator.
-import { readWaitersMax, sequencerTimeoutMs, snapshotIdleMs, snapshotsPerReplicaMax } from "../limits.js";
+import { readWaitersMax, resendMs, sequencerTimeoutMs, snapshotIdleMs, snapshotsPerReplicaMax } from "../limits.js";
 import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./io.js";
 import type { ExportInfo, ReplicaCore, SnapshotInfo } from "./replica.js";
 import { WatchHub } from "./watch.js";
@@ -37,8 +37,11 @@ export class ReplicaDriver implements ReplicaApi {
   private cancelSilenceCheck: (() => void) | null = null;
   /** Its sequencer said it sleeps (AppendRequest.sleep): no silence is recorded, watches stay, a vote wakes it. */
   private asleep = false;
-  /** Asks the group's sequencer to show itself while watches wait in a silence (set by the host). */
+  /** Asks the group's sequencer to show itself while watches wait in a silence, or a PreVote found it asleep (set by the host). */
   wakeSequencer: (() => void) | null = null;
+  /** Asks whether the group's sequencer still sleeps, without waking it (set by the host; see probeSleep). */
+  sequencerAsleep: (() => Promise<boolean>) | null = null;
+  private probedMs = -Infinity;
 
   constructor(
     public core: ReplicaCore | null,
@@ -172,7 +175,10 @@ export class ReplicaDriver implements ReplicaApi {
 
   /** How long this replica has heard nothing from a serving sequencer (watches end past watchSilenceMs); 0 while it sleeps. */
   silentMs(): number {
-    if (this.asleep) return 0;
+    if (this.asleep) {
+      this.probeSleep();
+      return 0;
+    }
     const now = this.clock.nowMs();
     return Math.max(now - this.lastHeardMs(), this.senderCutOffSinceMs === null ? 0 : now - this.senderCutOffSinceMs);
   }
@@ -230,6 +236,37 @@ export class ReplicaDriver implements ReplicaApi {
     this.heardMs = now;
     this.core?.noteSleep(null, now);
     this.wakeSequencer?.();
+    // Asked again each resendMs until it is heard: one lost call must not leave a sequencer that
+    // is up, and reaches this replica, voted gone for a silence it never knew of (a review).
+    const again = () => {
+      if (this.asleep || this.heardMs !== now || this.clock.nowMs() - now >= sequencerTimeoutMs) return;
+      this.wakeSequencer?.();
+      this.clock.setTimer(resendMs, again);
+    };
+    this.clock.setTimer(resendMs, again);
+  }
+
+  /**
+   * Asleep, a replica takes its silence for idleness. One cut off from the sequencer when the
+   * group woke never hears the message that ends its sleep, and kept its watches open with
+   * keepalives only while the group wrote on elsewhere (a review). So while anyone asks about its
+   * silence (a watch's keepalive tick, a fresh watch), it asks the sequencer every
+   * sequencerTimeoutMs whether it still sleeps, without waking it; awake, or no answer, and the
+   * sleep ends unheard: its silence counts from then, and its watches end watchSilenceMs later
+   * unless a message comes (an awake sequencer in reach sends one within heartbeatMs).
+   */
+  private probeSleep(): void {
+    const now = this.clock.nowMs();
+    if (!this.sequencerAsleep || now - this.probedMs < sequencerTimeoutMs) return;
+    this.probedMs = now;
+    const unheard = () => {
+      if (!this.asleep || !this.core) return;
+      this.asleep = false;
+      this.heardMs = this.clock.nowMs();
+      this.core.noteSleep(null, null);
+      this.watchSilence();
+    };
+    this.sequencerAsleep().then((asleep) => (asleep ? undefined : unheard()), unheard);
   }
 
   /** The PreVote: how long since this replica heard from the sequencer of its epoch. */

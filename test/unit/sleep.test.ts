@@ -3,7 +3,7 @@
 // group's objects; client work wakes it, and a PreVote at a sleeping replica wakes the sequencer
 // instead of voting it gone.
 import { describe, expect, it } from "vitest";
-import { sequencerTimeoutMs } from "../../shared/limits.js";
+import { sequencerTimeoutMs, watchSilenceMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
@@ -85,6 +85,14 @@ describe("an idle group sleeps", () => {
     g.driver.stop();
   }, 30_000);
 
+  it("sleeps after a repair too (a count of transfers begun, never decremented, kept it awake for good: a review)", async () => {
+    const g = sleepyGroup();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    expect(await g.driver.repair("r3")).toBe(true);
+    await until("asleep after the repair", () => g.driver.asleepSinceMs !== null);
+    g.driver.stop();
+  }, 30_000);
+
   it("does not sleep until a quorum of voters has heard the notice", async () => {
     const g = sleepyGroup();
     expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
@@ -107,9 +115,18 @@ describe("an idle group sleeps", () => {
     const since = g.driver.asleepSinceMs;
     g.driver.stop();
     expect(g.seqStore.meta!.asleepSinceMs).toBe(since);
+    // Restarted as the lifecycle does (a kick first), with r1 reached by a direct call as the
+    // co-located replica is: the first kick built r1's message before startHeartbeats, without
+    // the notice, and r1 took the group for awake (a review).
+    Object.assign(g.io, { directReplica: "r1" });
     const again = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    again.kickAll();
     again.startHeartbeats();
     expect(again.asleepSinceMs).toBe(since);
+    expect(g.notes.at(-1)).toBe(since); // said again at the start (a lost note is not for good)
+    await pause(3 * sequencerTimeoutMs);
+    for (const id of ["r1", "r2", "r3"]) expect(g.stores.get(id)!.meta!.asleepSinceMs, id).toBeDefined();
+    for (const id of ["r1", "r2", "r3"]) expect(g.replicas.get(id)!.silentMs(), id).toBe(0);
     const sent = g.appends();
     await pause(3 * sequencerTimeoutMs);
     expect(g.appends()).toBe(sent);
@@ -150,6 +167,63 @@ describe("a replica whose sequencer sleeps", () => {
     expect(d.vote()).toMatchObject({ gone: true });
     expect(w.start().vote()).toMatchObject({ gone: true });
     expect(w.wakes.n).toBe(1);
+  });
+
+  it("asks the sequencer again each second after a PreVote until it hears it (one lost wake must not depose a sequencer that is up)", () => {
+    const w = replicaWorld();
+    const d = w.start();
+    d.fence(1, "seq");
+    d.append(beat(true));
+    w.advance(60_000);
+    d.vote();
+    expect(w.wakes.n).toBe(1);
+    w.advance(1_000);
+    w.advance(1_000);
+    expect(w.wakes.n).toBe(3); // unheard: asked again
+    d.append(beat(false)); // it woke and heartbeats
+    w.advance(3_000);
+    expect(w.wakes.n).toBe(3);
+  });
+
+  it("while a watch asks about its silence, checks every sequencer timeout that the sequencer still sleeps, and ends its sleep if not", async () => {
+    const w = replicaWorld();
+    const d = w.start();
+    let asleep = true;
+    let asked = 0;
+    d.sequencerAsleep = async () => (asked++, asleep);
+    d.fence(1, "seq");
+    d.append(beat(true));
+    w.advance(60_000);
+    expect(d.silentMs()).toBe(0);
+    await Promise.resolve();
+    expect(asked).toBe(1);
+    w.advance(1_000);
+    expect(d.silentMs()).toBe(0);
+    expect(asked).toBe(1); // not more often than every sequencerTimeoutMs
+    // The group woke, and nothing reached this replica (cut off): its sleep ends unheard, and its
+    // silence counts from the answer (an awake sequencer in reach would be heard within a second).
+    asleep = false;
+    w.advance(sequencerTimeoutMs);
+    expect(d.silentMs()).toBe(0);
+    await Promise.resolve();
+    expect(asked).toBe(2);
+    expect(w.storage.meta!.asleepSinceMs).toBeUndefined();
+    w.advance(watchSilenceMs);
+    expect(d.silentMs()).toBe(watchSilenceMs); // its watches end now
+    expect(w.storage.meta!.silentSinceMs).toBeDefined();
+  });
+
+  it("ends its sleep unheard when the sequencer cannot be asked either", async () => {
+    const w = replicaWorld();
+    const d = w.start();
+    d.sequencerAsleep = () => Promise.reject(new Error("unreachable"));
+    d.fence(1, "seq");
+    d.append(beat(true));
+    w.advance(60_000);
+    expect(d.silentMs()).toBe(0);
+    await new Promise((r) => setTimeout(r, 0));
+    w.advance(watchSilenceMs);
+    expect(d.silentMs()).toBe(watchSilenceMs);
   });
 
   it("remembers the sleep across an eviction", () => {

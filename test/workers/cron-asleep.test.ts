@@ -138,7 +138,18 @@ describe("the cron and asleep groups", () => {
     await claimedADayAgo("sl-run-asleep");
     expect((await run()).audited).toBe(2);
     expect(await audits("sl-run-asleep")).toBe(2);
-  }, 60_000);
+    // Its daily audit fails (its sequencer and a replica cut off): taken again at the next run, not a day later.
+    await claimedADayAgo("sl-run-asleep");
+    for (const target of ["sequencer", "r2"]) await api("POST", "/v1/groups/sl-run-asleep/faults", { target, fault: "unreachable" });
+    try {
+      expect((await run()).failed).toEqual(["sl-run-asleep"]);
+      expect((await run()).failed).toEqual(["sl-run-asleep"]);
+    } finally {
+      for (const target of ["sequencer", "r2"]) await api("POST", "/v1/groups/sl-run-asleep/faults", { target, fault: "none" });
+    }
+    expect((await run()).audited).toBe(2);
+    expect((await run()).audited).toBe(1); // audited: asleep again until its next day
+  }, 90_000);
 
   it("a registry made before these columns gets them, its names awake and due", async () => {
     await listed(["sl-old"]);
@@ -169,5 +180,25 @@ describe("the cron and asleep groups", () => {
     expect(await scraped()).toBe(2);
     await registry().noteSleep("sl-metrics-3", 1, null);
     expect(await scraped()).toBe(1);
+  });
+  it("ignores a note older than the one it holds (an asleep note that overtook the awake one sent after it)", async () => {
+    await listed(["sl-order"]);
+    const t = Date.now();
+    await registry().noteSleep("sl-order", 1, null, t + 2_000); // the awake note, sent second, landed first
+    await registry().noteSleep("sl-order", 1, t, t + 1_000); // the asleep note, timed out at the sender, lands late
+    expect(await lap()).toEqual(["sl-order"]); // still awake: taken every lap
+    expect(await lap()).toEqual(["sl-order"]);
+    await registry().noteSleep("sl-order", 1, t + 3_000, t + 3_000);
+    expect(await lap()).toEqual([]);
+  });
+
+  it("takes an asleep group again next lap after the cron's audit of it failed (unclaim), not a day later", async () => {
+    await listed(["sl-fail"]);
+    await registry().noteSleep("sl-fail", 1, Date.now(), Date.now());
+    expect(await lap()).toEqual(["sl-fail"]); // its first audit
+    expect(await lap()).toEqual([]);
+    await registry().unclaim("sl-fail"); // that audit failed
+    expect(await lap()).toEqual(["sl-fail"]);
+    expect(await lap()).toEqual([]);
   });
 });
