@@ -4,7 +4,7 @@ import { type Clock, withTimeout } from "../shared/protocol/io.js";
 import { type GroupConfig, isColocated } from "../shared/protocol/types.js";
 import { guarded } from "./faults.js";
 import { type DirectoryClient, type DirectoryObject, directoryClient } from "./directory.js";
-import type { RegistryObject } from "./registry.js";
+import type { RegistryObject, SleepNoted } from "./registry.js";
 import type { ReplicaObject } from "./replica.js";
 import type { SequencerObject } from "./sequencer.js";
 
@@ -63,8 +63,8 @@ export function sequencerStub(env: Env, name: string, location?: string | null) 
 export interface RegistryClient {
   add(name: string, incarnation?: number): Promise<void>;
   remove(name: string, incarnation?: number): Promise<boolean>;
-  /** The group's sequencer asleep since asleepSinceMs, or awake again (null), as of notedMs: RegistryObject.noteSleep. */
-  noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, notedMs: number): Promise<void>;
+  /** The group's sequencer asleep since asleepSinceMs, or awake again (null), as of `noted`: RegistryObject.noteSleep. */
+  noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, noted: SleepNoted): Promise<void>;
   /** The cron's audit of the name failed: taken again next lap (RegistryObject.unclaim). */
   unclaim(name: string): Promise<void>;
   list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }>;
@@ -85,7 +85,7 @@ export function registryStub(env: Env): RegistryClient {
   return {
     add: (name, incarnation) => bounded("add", Promise.resolve(stub.add(name, incarnation))),
     remove: (name, incarnation) => bounded("remove", Promise.resolve(stub.remove(name, incarnation))),
-    noteSleep: (name, incarnation, asleepSinceMs, notedMs) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs, notedMs))),
+    noteSleep: (name, incarnation, asleepSinceMs, noted) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs, noted))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
     claim: (limit) => bounded("claim", Promise.resolve(stub.claim(limit))),
     finishRun: (run) => bounded("finishRun", Promise.resolve(stub.finishRun(run))),

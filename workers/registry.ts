@@ -10,6 +10,12 @@ type Lap = Pick<CronFigures, "lapStartedMs" | "lapGroups" | "lastLapMs" | "lastL
  * The list of group names (one instance), for GET /v1/groups and the cron, paged. Nothing on a
  * group's data path reads it: a group's record is its own directory object's.
  */
+/** Who noted a group's sleep and when (RegistryObject.noteSleep): the sequencer's epoch, then its clock. */
+export interface SleepNoted {
+  epoch: number;
+  atMs: number;
+}
+
 export class RegistryObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -23,6 +29,7 @@ export class RegistryObject extends DurableObject<Env> {
     if (!columns.includes("asleep_since_ms")) sql.exec("ALTER TABLE names ADD COLUMN asleep_since_ms INTEGER");
     if (!columns.includes("claimed_ms")) sql.exec("ALTER TABLE names ADD COLUMN claimed_ms INTEGER");
     if (!columns.includes("sleep_noted_ms")) sql.exec("ALTER TABLE names ADD COLUMN sleep_noted_ms INTEGER");
+    if (!columns.includes("sleep_noted_epoch")) sql.exec("ALTER TABLE names ADD COLUMN sleep_noted_epoch INTEGER");
     sql.exec("CREATE TABLE IF NOT EXISTS cron (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
   }
 
@@ -37,6 +44,7 @@ export class RegistryObject extends DurableObject<Env> {
          asleep_since_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE asleep_since_ms END,
          claimed_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE claimed_ms END,
          sleep_noted_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE sleep_noted_ms END,
+         sleep_noted_epoch = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE sleep_noted_epoch END,
          incarnation = max(incarnation, excluded.incarnation)`,
       name,
       new Date().toISOString(),
@@ -49,19 +57,24 @@ export class RegistryObject extends DurableObject<Env> {
    * `asleepSinceMs`), or started them again (null): the cron then audits it once every
    * asleepAuditEveryMs instead of each lap, so that its objects can be evicted. Only for the
    * incarnation listed (or a name listed before incarnations were, as 0): a deleted incarnation's
-   * late note must not put the group re-created under its name to sleep. `notedMs`: when the
-   * sequencer made the note; an older one than the row's is ignored. Sent one at a time, notes
-   * still overtook each other: an "asleep" whose call timed out at the sequencer landed after the
-   * "awake" sent next, and the busy group was audited once a day (a review).
+   * late note must not put the group re-created under its name to sleep. `noted`: the epoch of
+   * the sequencer that made the note and when; one older than the row's (a lower epoch, or the
+   * same and earlier) is ignored, and at the same epoch and millisecond "awake" wins. Sent one
+   * at a time, notes still overtook each other: an "asleep" whose call timed out at the sender
+   * landed after the "awake" sent next, and a deposed sequencer started by its successor's call
+   * to its co-located replica said "asleep" after the successor's "awake" (reviews); the busy
+   * group was then audited once a day.
    */
-  async noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, notedMs = Date.now()): Promise<void> {
+  async noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, noted: SleepNoted = { epoch: 0, atMs: Date.now() }): Promise<void> {
     this.ctx.storage.sql.exec(
-      "UPDATE names SET asleep_since_ms = ?, sleep_noted_ms = ? WHERE name = ? AND incarnation IN (?, 0) AND (sleep_noted_ms IS NULL OR sleep_noted_ms <= ?)",
+      `UPDATE names SET asleep_since_ms = ?1, sleep_noted_epoch = ?2, sleep_noted_ms = ?3
+       WHERE name = ?4 AND incarnation IN (?5, 0) AND (sleep_noted_ms IS NULL OR ?2 > coalesce(sleep_noted_epoch, -1)
+         OR (?2 = coalesce(sleep_noted_epoch, -1) AND (?3 > sleep_noted_ms OR (?3 = sleep_noted_ms AND ?1 IS NULL))))`,
       asleepSinceMs,
-      notedMs,
+      noted.epoch,
+      noted.atMs,
       name,
       incarnation,
-      notedMs,
     );
   }
 

@@ -229,13 +229,14 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** What the registry is to be told of this group (asleepSinceMs null: awake), until it is; and whether a write is under way. */
-  private sleepWanted: { cfg: GroupConfig; asleepSinceMs: number | null; notedMs: number } | null = null;
+  private sleepWanted: { cfg: GroupConfig; asleepSinceMs: number | null; epoch: number; notedMs: number } | null = null;
   private sleepWriting = false;
 
   /** Tells the registry that the group sleeps (the cron then audits it once a day) or is awake. */
   private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null): void {
-    // Stamped now: the registry ignores a note older than the one it holds (a retry keeps its stamp).
-    this.sleepWanted = { cfg, asleepSinceMs, notedMs: Date.now() };
+    // Stamped with its epoch and now: the registry ignores a note older than the one it holds (a
+    // deposed sequencer's, a late one; a retry keeps its stamp).
+    this.sleepWanted = { cfg, asleepSinceMs, epoch: this.core?.epoch ?? 0, notedMs: Date.now() };
     this.writeSleep(0);
   }
 
@@ -249,8 +250,8 @@ export class SequencerObject extends ReplicaServing {
     const wanted = this.sleepWanted;
     if (this.sleepWriting || wanted === null) return;
     this.sleepWriting = true;
-    const { cfg, asleepSinceMs, notedMs } = wanted;
-    const written = registryStub(this.env).noteSleep(cfg.group, cfg.incarnation, asleepSinceMs, notedMs).then(
+    const { cfg, asleepSinceMs, epoch, notedMs } = wanted;
+    const written = registryStub(this.env).noteSleep(cfg.group, cfg.incarnation, asleepSinceMs, { epoch, atMs: notedMs }).then(
       () => {
         this.sleepWriting = false;
         if (this.sleepWanted === wanted) this.sleepWanted = null;
@@ -433,9 +434,9 @@ export class SequencerObject extends ReplicaServing {
     return this.quorumLostMs();
   }
 
-  /** Since when it sleeps (null: awake, or not serving), asked by a replica without waking it (groups.sequencerAsleep). */
+  /** Since when it sleeps or falls asleep (null: awake, or not serving), asked by a replica without waking it (groups.sequencerAsleep). */
   async asleepSince(): Promise<number | null> {
-    return this.driver?.asleepSinceMs ?? null;
+    return this.driver?.sleepingSinceMs ?? null;
   }
 
   /** How long it has had no quorum (driver.quorumLostMs), asked again by a router that may fail it over; null: not serving. */

@@ -690,6 +690,15 @@ export class SequencerDriver {
     return this.sleepState === "asleep" ? this.sleepSinceMs : null;
   }
 
+  /**
+   * Since when it sleeps or is falling asleep (its notice sent); null: awake. What a replica's
+   * probe is answered: one that had the notice and asked in the notice round was told "awake",
+   * ended its sleep, and later woke the group through its watches (a review).
+   */
+  get sleepingSinceMs(): number | null {
+    return this.sleepState === "awake" ? null : this.sleepSinceMs;
+  }
+
   /** Client work arrived: counts as activity, and heartbeats resume at once if it was asleep. */
   wake(): void {
     if (this.stopped) return;

@@ -37,6 +37,8 @@ export class ReplicaDriver implements ReplicaApi {
   private cancelSilenceCheck: (() => void) | null = null;
   /** Its sequencer said it sleeps (AppendRequest.sleep): no silence is recorded, watches stay, a vote wakes it. */
   private asleep = false;
+  /** Sleeps begun here (a probe's answer is for the sleep it asked about, not a later one). */
+  private sleeps = 0;
   /** Asks the group's sequencer to show itself while watches wait in a silence, or a PreVote found it asleep (set by the host). */
   wakeSequencer: (() => void) | null = null;
   /** Asks whether the group's sequencer still sleeps, without waking it (set by the host; see probeSleep). */
@@ -217,6 +219,7 @@ export class ReplicaDriver implements ReplicaApi {
   private noteSleep(asleep: boolean): void {
     if (asleep === this.asleep) return;
     this.asleep = asleep;
+    if (asleep) this.sleeps++;
     this.core?.noteSleep(asleep ? this.clock.nowMs() : null, null);
     if (!asleep) return;
     this.cancelSilenceCheck?.();
@@ -259,8 +262,9 @@ export class ReplicaDriver implements ReplicaApi {
     const now = this.clock.nowMs();
     if (!this.sequencerAsleep || now - this.probedMs < sequencerTimeoutMs) return;
     this.probedMs = now;
+    const sleep = this.sleeps;
     const unheard = () => {
-      if (!this.asleep || !this.core) return;
+      if (!this.asleep || this.sleeps !== sleep || !this.core) return;
       this.asleep = false;
       this.heardMs = this.clock.nowMs();
       this.core.noteSleep(null, null);

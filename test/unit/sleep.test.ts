@@ -100,6 +100,8 @@ describe("an idle group sleeps", () => {
     g.down.add("r3");
     await pause(sleepAfterMs + 5_000);
     expect(g.driver.asleepSinceMs).toBeNull(); // only r1 heard it: the others would vote on a silence
+    // Falling asleep: what a replica's probe is told (told "awake", r1 ended its sleep: a review).
+    expect(g.driver.sleepingSinceMs).not.toBeNull();
     const sent = g.appends();
     await pause(2_500);
     expect(g.appends()).toBeGreaterThan(sent); // still beating (with the notice)
@@ -211,6 +213,24 @@ describe("a replica whose sequencer sleeps", () => {
     w.advance(watchSilenceMs);
     expect(d.silentMs()).toBe(watchSilenceMs); // its watches end now
     expect(w.storage.meta!.silentSinceMs).toBeDefined();
+  });
+
+  it("takes a probe's answer for the sleep it asked about only", async () => {
+    const w = replicaWorld();
+    const d = w.start();
+    let answer!: (asleep: boolean) => void;
+    d.sequencerAsleep = () => new Promise((resolve) => (answer = resolve));
+    d.fence(1, "seq");
+    d.append(beat(true));
+    w.advance(60_000);
+    d.silentMs(); // asks; the answer is late
+    d.append(beat(false)); // the group woke
+    d.append(beat(true)); // and fell asleep again
+    answer(false); // "awake", of the first sleep
+    await Promise.resolve();
+    expect(w.storage.meta!.asleepSinceMs).toBeDefined();
+    w.advance(watchSilenceMs);
+    expect(d.silentMs()).toBe(0);
   });
 
   it("ends its sleep unheard when the sequencer cannot be asked either", async () => {

@@ -181,20 +181,30 @@ describe("the cron and asleep groups", () => {
     await registry().noteSleep("sl-metrics-3", 1, null);
     expect(await scraped()).toBe(1);
   });
-  it("ignores a note older than the one it holds (an asleep note that overtook the awake one sent after it)", async () => {
+  it("ignores a note older than the one it holds: a later time at the same epoch, any time at a higher epoch; awake wins a tie", async () => {
     await listed(["sl-order"]);
     const t = Date.now();
-    await registry().noteSleep("sl-order", 1, null, t + 2_000); // the awake note, sent second, landed first
-    await registry().noteSleep("sl-order", 1, t, t + 1_000); // the asleep note, timed out at the sender, lands late
+    const at = (epoch: number, atMs: number) => ({ epoch, atMs });
+    await registry().noteSleep("sl-order", 1, null, at(1, t + 2_000)); // the awake note, sent second, landed first
+    await registry().noteSleep("sl-order", 1, t, at(1, t + 1_000)); // the asleep note, timed out at the sender, lands late
     expect(await lap()).toEqual(["sl-order"]); // still awake: taken every lap
     expect(await lap()).toEqual(["sl-order"]);
-    await registry().noteSleep("sl-order", 1, t + 3_000, t + 3_000);
+    // The same millisecond (a start that said asleep, then the command that woke it): awake wins.
+    await registry().noteSleep("sl-order", 1, null, at(1, t + 2_000));
+    await registry().noteSleep("sl-order", 1, t, at(1, t + 2_000));
+    expect(await lap()).toEqual(["sl-order"]);
+    // A successor (epoch 2) is awake; the deposed sequencer (epoch 1), started later by a call to
+    // its co-located replica, says asleep with a later time: ignored.
+    await registry().noteSleep("sl-order", 1, null, at(2, t + 3_000));
+    await registry().noteSleep("sl-order", 1, t + 4_000, at(1, t + 4_000));
+    expect(await lap()).toEqual(["sl-order"]);
+    await registry().noteSleep("sl-order", 1, t + 5_000, at(2, t + 5_000));
     expect(await lap()).toEqual([]);
   });
 
   it("takes an asleep group again next lap after the cron's audit of it failed (unclaim), not a day later", async () => {
     await listed(["sl-fail"]);
-    await registry().noteSleep("sl-fail", 1, Date.now(), Date.now());
+    await registry().noteSleep("sl-fail", 1, Date.now(), { epoch: 1, atMs: Date.now() });
     expect(await lap()).toEqual(["sl-fail"]); // its first audit
     expect(await lap()).toEqual([]);
     await registry().unclaim("sl-fail"); // that audit failed
