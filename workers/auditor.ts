@@ -62,13 +62,17 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
         // Cut off, and not failed over (the cut-off vote refused): not audited this run.
         if (r !== null && "kind" in r) throw new Error(r.message);
         audited++;
+        // Not found consistent (replicas unreachable or behind, a failover under way): taken again
+        // next lap even if asleep. An asleep group's insufficient audit otherwise stood for a day,
+        // its health degraded (a probe).
+        if (r !== null && r.verdict !== "consistent") await unclaim(counted, group);
       } catch (err) {
         if ((err as { code?: string }).code === "not_found") continue; // deleted meanwhile
         failed.push(group);
         console.error(`audit ${group} failed: ${String(err)}`);
         await recordUnaudited(counted, group, err);
         // Taken again next lap, asleep or not (an asleep group's next claim was a day away).
-        await registryStub(counted).unclaim(group).catch((e) => console.error(`cron: ${group} is not taken again before its next claim: ${String(e)}`));
+        await unclaim(counted, group);
       } finally {
         inFlight--;
       }
@@ -80,6 +84,13 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
     .finishRun({ audited, failed: failed.length, startedMs, endedMs: Date.now() })
     .catch((err) => console.error(`cron: the run was not recorded: ${String(err)}`));
   return { audited, failed, subrequests: calls.n };
+}
+
+/** The group is taken again at the next lap, asleep or not (RegistryObject.unclaim). */
+async function unclaim(env: Env, group: string): Promise<void> {
+  await registryStub(env)
+    .unclaim(group)
+    .catch((err) => console.error(`cron: ${group} is not taken again before its next claim: ${String(err)}`));
 }
 
 /**

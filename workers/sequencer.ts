@@ -231,9 +231,17 @@ export class SequencerObject extends ReplicaServing {
   /** What the registry is to be told of this group (asleepSinceMs null: awake), until it is; and whether a write is under way. */
   private sleepWanted: { cfg: GroupConfig; asleepSinceMs: number | null; epoch: number; notedMs: number } | null = null;
   private sleepWriting = false;
+  /** The last state logged (null: awake, as an object starts). */
+  private loggedSleep: number | null = null;
 
   /** Tells the registry that the group sleeps (the cron then audits it once a day) or is awake. */
   private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null): void {
+    // A log line when it falls asleep or wakes (a start says its state too, unlogged when awake).
+    if (asleepSinceMs !== this.loggedSleep) {
+      const message = asleepSinceMs === null ? `group ${cfg.group} woke` : `group ${cfg.group} sleeps: no client work for ${(sleepAfterMs(this.env) ?? 0) / 1000} s`;
+      logEvent({ event: asleepSinceMs === null ? "wake" : "sleep", group: cfg.group, epoch: this.core?.epoch ?? 0, message }, "log");
+    }
+    this.loggedSleep = asleepSinceMs;
     // Stamped with its epoch and now: the registry ignores a note older than the one it holds (a
     // deposed sequencer's, a late one; a retry keeps its stamp).
     this.sleepWanted = { cfg, asleepSinceMs, epoch: this.core?.epoch ?? 0, notedMs: Date.now() };

@@ -121,6 +121,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its sequencer's series are then absent, its replica series what the replicas that answered say of themselves, its failover and audit series there if its directory answered).");
   const commit = family("smr_group_commit_seq", "gauge", "The group's commit position (highest committed log seq).");
   const epoch = family("smr_group_epoch", "gauge", "The epoch of the group's sequencer.");
+  const asleep = family("smr_group_asleep", "gauge", "1 while the group sleeps (no client work for SLEEP_AFTER_SECONDS: no heartbeats, audited once a day, not each lap), 0 while awake.");
   const commands = family("smr_commands_total", "counter", "Command entries the group's sequencer ordered; starts again at 0 when a sequencer recovers (failover, move).");
   const failovers = family("smr_failovers_total", "counter", "Failovers of the group's sequencer.");
   const applied = family("smr_replica_applied_seq", "gauge", "The log position a replica has applied, as its sequencer last heard.");
@@ -170,6 +171,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     const s = g.status;
     commit.samples.push({ labels: { group }, value: s.commitSeq });
     epoch.samples.push({ labels: { group }, value: s.epoch });
+    asleep.samples.push({ labels: { group }, value: s.sequencer.asleepSince === undefined ? 0 : 1 });
     commands.samples.push({ labels: { group }, value: g.commandsTotal });
     if (g.work) {
       flushes.samples.push({ labels: { group }, value: g.work.flushes });
@@ -177,5 +179,5 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     }
     replicaSamples(s);
   }
-  return [up, commit, epoch, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, appends];
+  return [up, commit, epoch, asleep, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, appends];
 }

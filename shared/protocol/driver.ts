@@ -597,6 +597,10 @@ export class SequencerDriver {
     const backoffMs = Math.min(replicaRetryMaxMs, replicaRetryBaseMs * 2 ** (failures - 1));
     const atMs = this.io.nowMs() + backoffMs;
     this.retryAtMs.set(id, atMs);
+    // Asleep, a replica that is down is caught up once the group wakes (its heartbeats retry it):
+    // a timer here retried it every 2 s for as long as the group slept, and kept the object in
+    // memory (a probe: 38 misses logged in 76 s of sleep).
+    if (this.sleepState === "asleep") return;
     // The timer is the end of the backoff, whatever the clock says then: a timer can fire a
     // millisecond before nowMs() reaches atMs (Node's timers and Date.now() are different clocks),
     // and kickAll then skipped the replica, whose loop waited for the next heartbeat, or, with no

@@ -93,6 +93,7 @@ describe("the Prometheus text exposition", () => {
     ]);
     expect(values("smr_group_commit_seq")).toEqual([[{ group: "g1" }, 10]]);
     expect(values("smr_group_epoch")).toEqual([[{ group: "g1" }, 3]]);
+    expect(values("smr_group_asleep")).toEqual([[{ group: "g1" }, 0]]);
     expect(values("smr_commands_total")).toEqual([[{ group: "g1" }, 9]]);
     expect(values("smr_failovers_total")).toEqual([
       [{ group: "g1" }, 2],
@@ -272,6 +273,25 @@ describe("the structured log line", () => {
     expect(line).not.toContain("\n");
     expect(JSON.parse(line)).toEqual({ event: "internal-error", requestId: "abc", message: "boom", path: "/v1/x" });
     expect(Object.keys(JSON.parse(logText({ seq: 4, path: "p", event: "repair", replica: "r2", group: "g", epoch: 2 })))).toEqual(["event", "group", "replica", "epoch", "seq", "path"]);
+  });
+});
+
+describe("smr_group_asleep", () => {
+  it("is 1 for a group whose status says it sleeps, 0 for an awake one, absent for one that did not answer (an alert on audit age can leave asleep groups out)", async () => {
+    const base: GroupStatus = { group: "a", machine: "kv", epoch: 1, commitSeq: 0, outputs: "first", checkpointEvery: 100, sequencer: { name: "a", location: null, epoch: 1, since: null }, replicas: [] };
+    const text = exposition(
+      groupFamilies([
+        { group: "a", up: true, status: base, commandsTotal: 0 },
+        { group: "b", up: true, status: { ...base, group: "b", sequencer: { ...base.sequencer, name: "b", asleepSince: "2026-12-05T10:00:00.000Z" } }, commandsTotal: 0 },
+        { group: "c", up: false },
+      ]),
+    );
+    const family = parse(text).find((f) => f.name === "smr_group_asleep")!;
+    expect(family.type).toBe("GAUGE");
+    expect(family.metrics.map((m) => [m.labels, Number(m.value)])).toEqual([
+      [{ group: "a" }, 0],
+      [{ group: "b" }, 1],
+    ]);
   });
 });
 

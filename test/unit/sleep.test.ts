@@ -93,6 +93,21 @@ describe("an idle group sleeps", () => {
     g.driver.stop();
   }, 30_000);
 
+  it("asleep, does not retry a replica that is down (a timer kept the object in memory), and catches it up once awake", async () => {
+    const g = sleepyGroup();
+    g.down.add("r3");
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    await until("asleep", () => g.driver.asleepSinceMs !== null);
+    await pause(4_000); // a retry armed before the sleep may still fire once
+    const tried = g.calls.get("r3:append") ?? 0;
+    await pause(4 * sequencerTimeoutMs);
+    expect(g.calls.get("r3:append") ?? 0).toBe(tried);
+    g.down.delete("r3");
+    expect((await g.driver.submit("c", 2, put("b"))).kind).toBe("ok");
+    await until("r3 caught up", () => g.replicas.get("r3")!.core!.appliedSeq >= g.driver.core.commitSeq);
+    g.driver.stop();
+  }, 30_000);
+
   it("does not sleep until a quorum of voters has heard the notice", async () => {
     const g = sleepyGroup();
     expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");

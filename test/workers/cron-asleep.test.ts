@@ -149,7 +149,20 @@ describe("the cron and asleep groups", () => {
     }
     expect((await run()).audited).toBe(2);
     expect((await run()).audited).toBe(1); // audited: asleep again until its next day
-  }, 90_000);
+    // Its daily audit is insufficient (two replicas cut off: no quorum compared), not a failure: taken again next run too.
+    await claimedADayAgo("sl-run-asleep");
+    for (const target of ["r2", "r3"]) await api("POST", "/v1/groups/sl-run-asleep/faults", { target, fault: "unreachable" });
+    try {
+      expect((await run()).audited).toBe(2);
+      expect((await run()).audited).toBe(2);
+    } finally {
+      for (const target of ["r2", "r3"]) await api("POST", "/v1/groups/sl-run-asleep/faults", { target, fault: "none" });
+    }
+    const [latest] = (await api("GET", "/v1/groups/sl-run-asleep/audits?limit=1", undefined, clientToken)).body.audits;
+    expect(latest.verdict).toBe("insufficient");
+    expect((await run()).audited).toBe(2); // consistent again
+    expect((await run()).audited).toBe(1);
+  }, 120_000);
 
   it("a registry made before these columns gets them, its names awake and due", async () => {
     await listed(["sl-old"]);
