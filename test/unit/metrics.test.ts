@@ -278,11 +278,12 @@ describe("the structured log line", () => {
 
 describe("smr_group_asleep", () => {
   it("is 1 for a group whose status says it sleeps, 0 for an awake one, absent for one that did not answer (an alert on audit age can leave asleep groups out)", async () => {
-    const base: GroupStatus = { group: "a", machine: "kv", epoch: 1, commitSeq: 0, outputs: "first", checkpointEvery: 100, sequencer: { name: "a", location: null, epoch: 1, since: null }, replicas: [] };
+    const base: GroupStatus = { group: "a", machine: "kv", epoch: 1, commitSeq: 0, lastSeq: 0, outputs: "first", checkpointEvery: 100, sequencer: { name: "a", location: null, epoch: 1, since: null }, replicas: [] };
+    const counts = { failovers: 0, audits: {} };
     const text = exposition(
       groupFamilies([
-        { group: "a", up: true, status: base, commandsTotal: 0 },
-        { group: "b", up: true, status: { ...base, group: "b", sequencer: { ...base.sequencer, name: "b", asleepSince: "2026-12-05T10:00:00.000Z" } }, commandsTotal: 0 },
+        { group: "a", up: true, status: base, commandsTotal: 0, counts },
+        { group: "b", up: true, status: { ...base, group: "b", sequencer: { ...base.sequencer, name: "b", asleepSince: "2026-12-05T10:00:00.000Z" } }, commandsTotal: 0, counts },
         { group: "c", up: false },
       ]),
     );
