@@ -38,6 +38,16 @@ export function sequencerOf(env: Env, config: GroupConfig) {
 }
 
 /**
+ * One call to the sequencer the group's directory names, for a replica of `incarnation`;
+ * undefined when the group is gone or of another incarnation. Bounded by sequencerCallTimeoutMs.
+ */
+async function callNamedSequencer<T>(env: Env, group: string, incarnation: number, call: (s: ReturnType<typeof sequencerOf>) => Promise<T>): Promise<T | undefined> {
+  const record = (await directoryStub(env, group).get()) as GroupRecord | null;
+  if (!record || record.state !== "ready" || record.config.incarnation !== incarnation) return undefined;
+  return withTimeout(realClock, call(sequencerOf(env, record.config)), sequencerCallTimeoutMs, `the sequencer of ${group}`);
+}
+
+/**
  * Calls the sequencer the directory names for a replica: a PreVote reached it while the group
  * slept, or its watches wait in a silence (an object evicted while nothing called it has no
  * heartbeats either: any call starts it again, and `wake` ends a sleep). A probe: every watch on
@@ -45,9 +55,7 @@ export function sequencerOf(env: Env, config: GroupConfig) {
  * cut off.
  */
 export async function wakeSequencer(env: Env, group: string, incarnation: number): Promise<void> {
-  const record = (await directoryStub(env, group).get()) as GroupRecord | null;
-  if (!record || record.state !== "ready" || record.config.incarnation !== incarnation) return;
-  await withTimeout(realClock, rpc<number | null>(sequencerOf(env, record.config).wake()), sequencerCallTimeoutMs, `the sequencer of ${group}`);
+  await callNamedSequencer(env, group, incarnation, (s) => rpc<number | null>(s.wake()));
 }
 
 /**
@@ -56,10 +64,8 @@ export async function wakeSequencer(env: Env, group: string, incarnation: number
  * is gone or of another incarnation (no sleep to keep up); a failure rejects.
  */
 export async function sequencerAsleep(env: Env, group: string, incarnation: number): Promise<boolean> {
-  const record = (await directoryStub(env, group).get()) as GroupRecord | null;
-  if (!record || record.state !== "ready" || record.config.incarnation !== incarnation) return false;
-  const since = await withTimeout(realClock, rpc<number | null>(sequencerOf(env, record.config).asleepSince()), sequencerCallTimeoutMs, `the sequencer of ${group}`);
-  return since !== null;
+  const since = await callNamedSequencer(env, group, incarnation, (s) => rpc<number | null>(s.asleepSince()));
+  return since !== undefined && since !== null;
 }
 
 function notFound(group: string): ApiError {

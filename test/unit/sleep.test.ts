@@ -167,12 +167,18 @@ describe("an idle group sleeps", () => {
 
 const beat = (sleep: boolean) => ({ epoch: 1, prevSeq: 0, prevHash: zeroHash, entries: [], commitSeq: 0, ...(sleep ? { sleep: true as const } : {}) });
 
+/** A replica (on a manual clock) that heard its sequencer of epoch 1 say it sleeps. */
+function asleepReplica() {
+  const w = replicaWorld();
+  const d = w.start();
+  d.fence(1, "seq");
+  expect(d.append(beat(true)).ok).toBe(true);
+  return { w, d };
+}
+
 describe("a replica whose sequencer sleeps", () => {
   it("records no silence, and a PreVote wakes the sequencer instead of voting it gone", () => {
-    const w = replicaWorld();
-    const d = w.start();
-    d.fence(1, "seq");
-    expect(d.append(beat(true)).ok).toBe(true);
+    const { w, d } = asleepReplica();
     w.advance(10 * 60_000);
     expect(w.storage.meta!.silentSinceMs).toBeUndefined();
     expect(d.silentMs()).toBe(0);
@@ -187,10 +193,7 @@ describe("a replica whose sequencer sleeps", () => {
   });
 
   it("asks the sequencer again each second after a PreVote until it hears it (one lost wake must not depose a sequencer that is up)", () => {
-    const w = replicaWorld();
-    const d = w.start();
-    d.fence(1, "seq");
-    d.append(beat(true));
+    const { w, d } = asleepReplica();
     w.advance(60_000);
     d.vote();
     expect(w.wakes.n).toBe(1);
@@ -203,13 +206,10 @@ describe("a replica whose sequencer sleeps", () => {
   });
 
   it("while a watch asks about its silence, checks every sequencer timeout that the sequencer still sleeps, and ends its sleep if not", async () => {
-    const w = replicaWorld();
-    const d = w.start();
+    const { w, d } = asleepReplica();
     let asleep = true;
     let asked = 0;
     d.sequencerAsleep = async () => (asked++, asleep);
-    d.fence(1, "seq");
-    d.append(beat(true));
     w.advance(60_000);
     expect(d.silentMs()).toBe(0);
     await Promise.resolve();
@@ -231,12 +231,9 @@ describe("a replica whose sequencer sleeps", () => {
   });
 
   it("takes a probe's answer for the sleep it asked about only", async () => {
-    const w = replicaWorld();
-    const d = w.start();
+    const { w, d } = asleepReplica();
     let answer!: (asleep: boolean) => void;
     d.sequencerAsleep = () => new Promise((resolve) => (answer = resolve));
-    d.fence(1, "seq");
-    d.append(beat(true));
     w.advance(60_000);
     d.silentMs(); // asks; the answer is late
     d.append(beat(false)); // the group woke
@@ -249,11 +246,8 @@ describe("a replica whose sequencer sleeps", () => {
   });
 
   it("ends its sleep unheard when the sequencer cannot be asked either", async () => {
-    const w = replicaWorld();
-    const d = w.start();
+    const { w, d } = asleepReplica();
     d.sequencerAsleep = () => Promise.reject(new Error("unreachable"));
-    d.fence(1, "seq");
-    d.append(beat(true));
     w.advance(60_000);
     expect(d.silentMs()).toBe(0);
     await new Promise((r) => setTimeout(r, 0));
@@ -262,10 +256,7 @@ describe("a replica whose sequencer sleeps", () => {
   });
 
   it("remembers the sleep across an eviction", () => {
-    const w = replicaWorld();
-    const d = w.start();
-    d.fence(1, "seq");
-    d.append(beat(true));
+    const { w } = asleepReplica();
     w.advance(3_600_000);
     const again = w.start(); // evicted in its sleep; a PreVote starts it an hour later
     expect(again.silentMs()).toBe(0);
@@ -274,10 +265,7 @@ describe("a replica whose sequencer sleeps", () => {
   });
 
   it("hears its sequencer again at the next message without the notice", () => {
-    const w = replicaWorld();
-    const d = w.start();
-    d.fence(1, "seq");
-    d.append(beat(true));
+    const { w, d } = asleepReplica();
     w.advance(60_000);
     d.append(beat(false));
     expect(w.storage.meta!.asleepSinceMs).toBeUndefined();

@@ -63,6 +63,24 @@ describe("idle groups sleep (workerd)", () => {
     expect(await appendsSent("zzz")).toBeGreaterThan(woke); // heartbeats again
   }, 30_000);
 
+  it("tells the registry it is awake again once the registry answers (a lost 'awake' would leave a busy group audited once a day)", async () => {
+    await createGroup("zzr", { machine: "kv", replicas: 3 });
+    expect((await command("zzr", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await sleepAfter("zzr", 1_000);
+    await waitFor("the registry told it sleeps", async () => typeof (await registryAsleep("zzr")) === "number", 100);
+    expect((await api("POST", "/v1/groups/zzr/faults", { target: "registry", fault: "unreachable" })).status).toBe(200);
+    try {
+      expect((await command("zzr", { op: "put", key: "b", value: 2 }, "w", 2)).status).toBe(200); // wakes it; the note fails
+      await sleepAfter("zzr", 600_000); // and it stays awake (a second sleep would be noted next)
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(typeof (await registryAsleep("zzr"))).toBe("number"); // not told yet
+    } finally {
+      await api("POST", "/v1/groups/zzr/faults", { target: "registry", fault: "none" });
+    }
+    // Written again (pauses doubling from 1 s) without any other call to the group.
+    await waitFor("the registry told it is awake", async () => (await registryAsleep("zzr")) === null, 200);
+  }, 30_000);
+
   it("fails a sleeping group's unreachable sequencer over, a sequencer timeout after the first vote", async () => {
     await createGroup("zzf", { machine: "kv", replicas: 3 });
     expect((await command("zzf", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
