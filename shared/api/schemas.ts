@@ -165,7 +165,9 @@ function decimalParam(schema: z.ZodNumber) {
 }
 
 export const logParams = z.object({
-  from: decimalParam(z.number().min(1)).optional(),
+  // The first seq to list. 0 is read as 1, the first there can be: a watch's `from` (entries after
+  // it) takes 0, and a user paging the log from its start wrote the same and got a 400.
+  from: decimalParam(z.number().min(0)).optional().describe("the first seq to list (0 or 1: from the start; older than the retained log: 410 `compacted`); default the first retained entry"),
   limit: decimalParam(z.number().min(1).max(logPageMax)).optional(),
 });
 

@@ -169,6 +169,11 @@ describe("one key order everywhere: code points (SQLite's, the memory store's, t
     const log = await api("GET", "/v1/groups/params/log?from=1&limit=007");
     expect(log.status).toBe(200);
     expect(log.body.entries.length).toBeGreaterThan(0);
+    // from=0 is the log's start, as a watch's from=0 is (it was a 400).
+    const zero = await api("GET", "/v1/groups/params/log?from=0&limit=007");
+    expect(zero.status, JSON.stringify(zero.body)).toBe(200);
+    expect(zero.body.entries).toEqual(log.body.entries);
+    expect(zero.body.entries[0].seq).toBe(1);
     // API.md writes its routes `?from=&limit=`: empty values are the defaults.
     const empty = await api("GET", "/v1/groups/params/log?from=&limit=");
     expect(empty.status, JSON.stringify(empty.body)).toBe(200);

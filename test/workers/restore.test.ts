@@ -32,6 +32,12 @@ describe("restore with a replica away", () => {
     expect(events.find((e: any) => e.kind === "recovery" && e.action === "restore").message).toMatch(/r3 will be rebuilt from it/);
     for (const e of events) expect(apiEventKinds).toContain(e.kind);
     expect((await command("rs-dst", { op: "put", key: "d", value: 4 })).status).toBe(200);
+    // The log starts after the snapshot: from=0 (its start) is a 410 naming where it starts now,
+    // as a watch's from=0 is; without a from, the page starts there.
+    const kept = await api("GET", "/v1/groups/rs-dst/log");
+    expect(kept.body.firstSeq).toBeGreaterThan(1);
+    expect(kept.body.entries[0].seq).toBe(kept.body.firstSeq);
+    expectError(await api("GET", "/v1/groups/rs-dst/log?from=0"), 410, "compacted", new RegExp(`firstSeq \\(${kept.body.firstSeq}\\)`));
     await api("POST", "/v1/groups/rs-dst/faults", { target: "r3", fault: "none" });
     await waitFor("r3 rebuilt and caught up", async () => {
       const r3 = (await replicaStatuses("rs-dst")).r3;

@@ -18,9 +18,10 @@ memberRoutes.get("/:group/log", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const q = parseQuery(c, logParams);
-  const page = await groups.withSequencer(c.env, group, (s) => s.readLog(q.from, q.limit ?? logPageDefault), (p) => p === null);
+  const from = q.from === undefined ? undefined : Math.max(q.from, 1);
+  const page = await groups.withSequencer(c.env, group, (s) => s.readLog(from, q.limit ?? logPageDefault), (p) => p === null);
   if (page && "compacted" in page) {
-    throw new ApiError("compacted", `log entries at ${q.from} and before were compacted; read the state, or the log from its firstSeq (${page.firstSeq})`);
+    throw new ApiError("compacted", `log entries at ${from} and before were compacted; read the state, or the log from its firstSeq (${page.firstSeq})`);
   }
   return c.json(page);
 });
