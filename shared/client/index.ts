@@ -67,6 +67,8 @@ export function sendableToken(token: string): boolean {
 export class ApiRequestError extends Error {
   /** A network failure before anything was sent (see notSent). */
   notSent = false;
+  /** A failure no retry can mend: fetch refuses the URL's port (`:1`, `:9`) before connecting. */
+  hopeless = false;
 
   constructor(
     readonly status: number,
@@ -283,7 +285,7 @@ function quoted(text: string): string {
 }
 
 function retriable(err: unknown): boolean {
-  return err instanceof ApiRequestError && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
+  return err instanceof ApiRequestError && !err.hopeless && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
 }
 
 /** A read's failures worth another try: a command's, but a 504 (a read that waited for its position in vain) is answered as it is. */
@@ -487,6 +489,8 @@ export class SmrClient {
       if (init.signal?.aborted) throw err;
       const e = new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: ${describe(err)}`);
       e.notSent = notSent(err);
+      // Retried for the whole budget before (10 s for a read, 90 for a command) to the same answer.
+      e.hopeless = err instanceof Error && err.cause instanceof Error && err.cause.message === "bad port";
       throw e;
     }
     if (!res.ok) throw await errorOf(res);
@@ -858,7 +862,7 @@ export class SmrClient {
         res = await this.send("GET", groupPath(group, `/watch${q.size ? `?${q}` : ""}`), { headers, signal: signal ? AbortSignal.any([signal, noAnswer.signal]) : noAnswer.signal });
       } catch (err) {
         if (signal?.aborted) return;
-        if (err instanceof ApiRequestError && watchFatal.has(err.status)) throw err;
+        if (err instanceof ApiRequestError && (watchFatal.has(err.status) || err.hopeless)) throw err;
         // A refusal's Retry-After is waited out (a replica full of watchers frees places in about a
         // second): its refused watchers came back after 50, 100, 200 ms..., each refused again.
         const askedMs = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;

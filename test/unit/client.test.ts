@@ -194,6 +194,23 @@ describe("client: names, time and retries", () => {
     expect(calls.map((c) => c.url.pathname)).toEqual(["/v1/groups/tok/tokens/0badcafe"]);
   });
 
+  it("does not retry a port fetch refuses to connect to (`:1`): one attempt, an error saying so", async () => {
+    let attempts = 0;
+    const blocked = () => ((attempts += 1), Promise.reject(new TypeError("fetch failed", { cause: new Error("bad port") })));
+    const client = new SmrClient({ baseUrl: "http://smr.test:1", token: "t", retryBaseMs: 1, fetch: blocked });
+    const watch = async () => {
+      for await (const _ of client.watch("g")) break;
+    };
+    for (const call of [() => client.query("g", { op: "get", key: "k" }), () => client.submit("g", { op: "put", key: "k", value: 1 }), watch]) {
+      attempts = 0;
+      const err = (await call().catch((e: unknown) => e)) as ApiRequestError;
+      expect(err.code).toBe("network");
+      expect(err.message).toMatch(/bad port/);
+      expect(err.notSent).toBe(true);
+      expect(attempts).toBe(1);
+    }
+  });
+
   it("knows a refused connection sent nothing: not an unknown outcome, unless an earlier attempt's was", async () => {
     const refused = () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:9"), { code: "ECONNREFUSED" }) }));
     const down = new SmrClient({ baseUrl: "http://smr.test", token: "t", attemptsMax: 2, retryBaseMs: 1, fetch: refused });
