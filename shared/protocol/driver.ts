@@ -735,8 +735,11 @@ export class SequencerDriver {
     }
     // A quorum of voters of the membership acknowledged a notice: they answer a PreVote by waking
     // this sequencer (ReplicaDriver.vote), not by voting it gone for a silence that is idleness.
+    // Sent after the millisecond the sleep began: a message sent earlier in that millisecond
+    // carried no notice, and its acknowledgement counted (the notice's first heartbeat, sent in
+    // it too, is not needed: the next one a heartbeat later is).
     const heard = this.quorumHeardSinceMs();
-    if (heard === null || heard < this.sleepSinceMs) return false;
+    if (heard === null || heard <= this.sleepSinceMs) return false;
     this.sleepState = "asleep";
     this.core.noteSleep(this.sleepSinceMs);
     this.io.onSleep?.(this.sleepSinceMs);

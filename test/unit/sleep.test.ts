@@ -153,6 +153,26 @@ describe("an idle group sleeps", () => {
     again.stop();
   }, 30_000);
 
+  it("counts no acknowledgement of a message sent in the millisecond its sleep began (that message carried no notice)", () => {
+    let nowMs = 1_000_000;
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, { nowMs: () => nowMs, setTimer: () => () => {} });
+    Object.assign(g.io as DriverIO, { sleepAfterMs });
+    const d = g.driver as any; // the heartbeat's sleep step and the acknowledgements are private
+    d.noteQuarantines(); // as the first heartbeat does: nothing left to record
+    nowMs += sleepAfterMs;
+    expect(d.sleepTick(nowMs)).toBe(false);
+    expect(g.driver.sleepingSinceMs).toBe(nowMs);
+    const beganMs = nowMs;
+    for (const id of ["r1", "r2", "r3"]) d.ackedSentMs.set(id, beganMs);
+    nowMs += 10;
+    expect(d.sleepTick(nowMs)).toBe(false);
+    expect(g.driver.asleepSinceMs).toBeNull();
+    // A notice sent a millisecond later, acknowledged by a quorum.
+    for (const id of ["r1", "r2"]) d.ackedSentMs.set(id, beganMs + 1);
+    expect(d.sleepTick(nowMs)).toBe(true);
+    expect(g.driver.asleepSinceMs).toBe(beganMs);
+  });
+
   it("never sleeps without sleepAfterMs", async () => {
     const g = sleepyGroup(null);
     await pause(sleepAfterMs + 5_000);
