@@ -223,8 +223,11 @@ export function successorLocation(config: GroupConfig, healthy: string[], no: nu
 /** The votes that were not `gone`, by kind: "1 still hears it, 1 unreachable, 1 not answered". */
 function tally(replies: (VoteReply | null | undefined)[]): string {
   const count = (f: (r: VoteReply | null | undefined) => boolean) => replies.filter(f).length;
-  const hears = count((r) => !!r && !r.gone);
-  const parts = [`${hears} still ${hears === 1 ? "hears" : "hear"} it`];
+  const waking = count((r) => !!r && !r.gone && r.waking === true);
+  const hears = count((r) => !!r && !r.gone) - waking;
+  const parts = hears > 0 || waking === 0 ? [`${hears} still ${hears === 1 ? "hears" : "hear"} it`] : [];
+  // Asleep until the vote: their silence counts from it, so they are not "gone" yet.
+  if (waking > 0) parts.push(`${waking} ${waking === 1 ? "was" : "were"} asleep and ${waking === 1 ? "is" : "are"} waking it`);
   const unreachable = count((r) => r === null);
   const silent = count((r) => r === undefined);
   if (unreachable > 0) parts.push(`${unreachable} unreachable`);

@@ -28,6 +28,12 @@ export interface VoteReply {
   amnesiac?: boolean;
   /** How long since its start or its return (the first call after nothing reached it for sequencerTimeoutMs). */
   upMs?: number;
+  /**
+   * It slept until a vote (this one or an earlier) and is waking the sequencer, not heard since:
+   * its `gone: false` says the silence is young, not that it hears the sequencer. A refusal's
+   * reason counts it apart (it read "still hears it" while the sequencer was unreachable).
+   */
+  waking?: boolean;
 }
 
 /** `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may fail it over. */

@@ -39,6 +39,8 @@ export class ReplicaDriver implements ReplicaApi {
   private asleep = false;
   /** Sleeps begun here (a probe's answer is for the sleep it asked about, not a later one). */
   private sleeps = 0;
+  /** When a PreVote ended its sleep (wakeFromSleep); null once it hears the sequencer. */
+  private wokeMs: number | null = null;
   /** Asks the group's sequencer to show itself while watches wait in a silence, or a PreVote found it asleep (set by the host). */
   wakeSequencer: (() => void) | null = null;
   /** Asks whether the group's sequencer still sleeps, without waking it (set by the host; see probeSleep). */
@@ -196,6 +198,7 @@ export class ReplicaDriver implements ReplicaApi {
 
   private heard(): void {
     this.heardMs = this.clock.nowMs();
+    this.wokeMs = null;
     this.core?.noteSilence(null);
     this.watchSilence();
   }
@@ -237,6 +240,7 @@ export class ReplicaDriver implements ReplicaApi {
     const now = this.clock.nowMs();
     this.asleep = false;
     this.heardMs = now;
+    this.wokeMs = now;
     this.core?.noteSleep(null, now);
     this.wakeSequencer?.();
     // Asked again each resendMs until it is heard: one lost call must not leave a sequencer that
@@ -280,7 +284,9 @@ export class ReplicaDriver implements ReplicaApi {
     if (this.asleep) this.wakeFromSleep();
     this.watchSilence(); // woken by this vote: its silence from now on is recorded too
     const heardAgoMs = this.clock.nowMs() - this.lastHeardMs();
-    return { epoch: this.core.position().epoch, heardAgoMs, gone: heardAgoMs >= sequencerTimeoutMs, amnesiac: this.core.amnesiac, upMs: this.clock.nowMs() - this.upSinceMs };
+    const gone = heardAgoMs >= sequencerTimeoutMs;
+    const waking = !gone && this.wokeMs !== null;
+    return { epoch: this.core.position().epoch, heardAgoMs, gone, amnesiac: this.core.amnesiac, upMs: this.clock.nowMs() - this.upSinceMs, ...(waking ? { waking } : {}) };
   }
 
   readLog(fromSeq: number, toSeq: number): Entry[] {
@@ -402,6 +408,7 @@ export class ReplicaDriver implements ReplicaApi {
     this.upSinceMs = now;
     this.senderCutOffSinceMs = null;
     this.asleep = core.config.asleepSinceMs !== undefined;
+    this.wokeMs = null;
   }
 
   /** Drops the core (storage gone or memory lost); waiting reads end. */

@@ -54,6 +54,13 @@ describe("the PreVote", () => {
     expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (1 still hears it, 1 unreachable, 1 not answered); a failover needs a quorum of voters to have lost it" });
   });
 
+  it("counts a replica that was asleep until the vote apart from those that hear the sequencer", async () => {
+    const waking: VoteReply = { epoch: 1, heardAgoMs: 0, gone: false, waking: true };
+    const { failover } = io({ r1: waking, r2: waking, r3: hears });
+    const decision = await preVote(failover, config);
+    expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (2 were asleep and are waking it, 1 not answered); a failover needs a quorum of voters to have lost it" });
+  });
+
   it("waits for the deciding vote while the answers so far leave it open, and refuses when it times out", async () => {
     const { failover, fireTimers } = io({ r1: gone, r2: hears });
     const pending = preVote(failover, config);

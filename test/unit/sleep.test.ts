@@ -202,7 +202,7 @@ describe("a replica whose sequencer sleeps", () => {
     w.advance(10 * 60_000);
     expect(w.storage.meta!.silentSinceMs).toBeUndefined();
     expect(d.silentMs()).toBe(0);
-    expect(d.vote()).toMatchObject({ gone: false, heardAgoMs: 0 });
+    expect(d.vote()).toMatchObject({ gone: false, heardAgoMs: 0, waking: true });
     expect(w.wakes.n).toBe(1);
     // Its silence counts from the vote, written down at once: a sequencer that does not wake is
     // voted gone sequencerTimeoutMs later, by this object or by a new start of it.
@@ -220,9 +220,11 @@ describe("a replica whose sequencer sleeps", () => {
     w.advance(1_000);
     w.advance(1_000);
     expect(w.wakes.n).toBe(3); // unheard: asked again
+    expect(d.vote()).toMatchObject({ gone: false, waking: true }); // not heard since
     d.append(beat(false)); // it woke and heartbeats
     w.advance(3_000);
     expect(w.wakes.n).toBe(3);
+    expect(d.vote()!.waking).toBeUndefined(); // heard: it hears the sequencer, no longer waking it
   });
 
   it("while a watch asks about its silence, checks every sequencer timeout that the sequencer still sleeps, and ends its sleep if not", async () => {
