@@ -70,8 +70,10 @@ export function cronLine(all: { name: string; value: number }[]): string | null 
   const at = value("smr_cron_last_run_timestamp_seconds");
   if (at === undefined) return null;
   const lapS = value("smr_cron_last_lap_seconds");
-  const lap = lapS === undefined ? "no whole lap over every group yet" : `a lap over every group took ${span(lapS)}`;
   const asleep = value("smr_groups_asleep") ?? 0;
+  // A lap leaves asleep groups out (each is taken once a day): "every group" was not true then.
+  const every = asleep > 0 ? "every awake group" : "every group";
+  const lap = lapS === undefined ? `no whole lap over ${every} yet` : `a lap over ${every} took ${span(lapS)}`;
   const sleeping = asleep > 0 ? `; ${asleep} ${asleep === 1 ? "group" : "groups"} asleep (audited once a day)` : "";
   return `cron: last run ${span(Date.now() / 1000 - at)} ago, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}${sleeping}`;
 }

@@ -360,7 +360,9 @@ function renderAuditor() {
   }
   box.dataset.state = cron.failed > 0 ? "failed" : "ok";
   line.title = `ended ${new Date(cron.atMs).toISOString()}${cron.tookS === undefined ? "" : `, took ${span(cron.tookS)}`}`;
-  const lap = cron.lastLapS === undefined ? ["no whole lap over every group yet"] : ["a lap over every group (", field("lastLapGroups", cron.lastLapGroups), " groups) took ", field("lastLap", span(cron.lastLapS))];
+  // A lap leaves asleep groups out (each is taken once a day): "every group" was not true then.
+  const every = cron.asleep > 0 ? "every awake group" : "every group";
+  const lap = cron.lastLapS === undefined ? [`no whole lap over ${every} yet`] : [`a lap over ${every} (`, field("lastLapGroups", cron.lastLapGroups), " groups) took ", field("lastLap", span(cron.lastLapS))];
   // 0: the last lap just ended, and the next run starts one.
   const underWay = cron.lapGroups > 0 ? ["; this lap: ", field("lapGroups", cron.lapGroups), " groups so far"] : [];
   // Asleep groups are left out of the laps (audited once a day): say how many.

@@ -238,6 +238,7 @@ async function main(): Promise<void> {
       // Asleep groups are outside the laps (audited once a day): the line counts them.
       equal((await auditor()).fields.asleep, "3", "the asleep groups' count");
       check(/3 asleep \(audited once a day\)\.$/.test((await auditor()).text), `the asleep count's words (${(await auditor()).text})`);
+      check(/over every awake group/.test((await auditor()).text), `a lap is over the awake groups (${(await auditor()).text})`);
       mkdirSync(artifacts, { recursive: true });
       await page.screenshot({ path: join(artifacts, "dashboard-cron-failed.png") });
     } finally {
