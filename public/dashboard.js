@@ -372,8 +372,8 @@ function renderAuditor() {
 
 /**
  * A replica's rows and size, as its last audit found them. The status carries them only once an
- * audit has counted them, and the sequencer keeps them in memory: absent (a new group, a sequencer
- * new or restarted since, a first scrub pass not finished) is unknown, not 0.
+ * audit has counted them (the sequencer keeps them across restarts): absent (a new group, a
+ * sequencer new since a failover or move, a first scrub pass not finished) is unknown, not 0.
  */
 function sizeCells(tr, r, unreachable) {
   // While the sequencer cannot be reached the status is the replicas' own, which has no sizes.

@@ -5,7 +5,7 @@ import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, noops
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { type MajorityConfig, majority } from "./quorum.js";
-import { type Progress, ProgressTracker } from "./tracker.js";
+import { type Progress, ProgressTracker, type ReplicaSize } from "./tracker.js";
 import { type Decision, OutputVotes } from "./votes.js";
 import { type ConfigChange, type ConfigCommand, configAfter, membersOf } from "./types.js";
 
@@ -50,6 +50,12 @@ export interface SequencerMeta {
    * asleep: only client work wakes the group.
    */
   asleepSinceMs?: number;
+  /**
+   * Each member's size as its last audit found it (ReplicaStatus.stateRows, storageBytes). Kept
+   * so that a start of the object shows them: they were in memory only, and an asleep group,
+   * evicted and audited once a day, showed them unknown for up to a day.
+   */
+  sizes?: Record<string, ReplicaSize>;
 }
 
 export interface RequestRecord {
@@ -188,6 +194,7 @@ export class SequencerCore {
     this.lastTimestamp = last?.timestamp ?? null;
     assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
     for (const m of membersOf(meta.config)) this.addProgress(m.id, m.location, m.voter, 0);
+    for (const [id, size] of Object.entries(meta.sizes ?? {})) this.progress.noteSize(id, size);
     // The first message to each replica carries the last entry, not an empty append after it: a
     // recovered sequencer's last entry is its no-op, which no replica holds, so the empty append
     // only drew a `gap` and the no-op went one round trip later (every takeover; up to 1.6 s over
@@ -642,8 +649,17 @@ export class SequencerCore {
     this.progress.noteContact(id, ok, nowMs, position);
   }
 
-  noteSize(id: string, size: { stateRows?: number; storageBytes?: number }): void {
-    this.progress.noteSize(id, size);
+  /** Written only when it changed (an audit every few minutes of a group at rest changes none). */
+  noteSize(id: string, size: ReplicaSize): void {
+    const kept: ReplicaSize = { ...(size.stateRows !== undefined ? { stateRows: size.stateRows } : {}), ...(size.storageBytes !== undefined ? { storageBytes: size.storageBytes } : {}) };
+    this.progress.noteSize(id, kept);
+    const was = this.meta.sizes?.[id];
+    if (was?.stateRows === kept.stateRows && was?.storageBytes === kept.storageBytes && (was !== undefined || Object.keys(kept).length === 0)) return;
+    // Members only: a removed replica's figures go with the next change.
+    const members = new Set(membersOf(this.meta.config).map((m) => m.id));
+    const sizes = Object.fromEntries(Object.entries({ ...this.meta.sizes, [id]: kept }).filter(([m]) => members.has(m)));
+    this.meta = { ...this.meta, sizes };
+    this.saveMeta();
   }
 
   backoffMisses(id: string): number {

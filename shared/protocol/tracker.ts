@@ -6,6 +6,12 @@ import type { ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { zeroHash } from "./hash.js";
 import { MajorityConfig } from "./quorum.js";
 
+/** A replica's size as an audit counted it (absent: unknown). */
+export interface ReplicaSize {
+  stateRows?: number;
+  storageBytes?: number;
+}
+
 export interface Progress {
   id: string;
   location: string | null;
@@ -136,7 +142,7 @@ export class ProgressTracker {
    * figure (a rebuilt or restarted replica has no finished scrub pass yet: its old count stayed
    * shown, a review).
    */
-  noteSize(id: string, size: { stateRows?: number; storageBytes?: number }): void {
+  noteSize(id: string, size: ReplicaSize): void {
     const p = this.byId.get(id);
     if (!p) return;
     p.stateRows = size.stateRows;

@@ -50,3 +50,24 @@ describe("status right after a sequencer restart", () => {
     driver.stop();
   });
 });
+
+describe("replica sizes across a sequencer restart", () => {
+  it("are kept in the sequencer's meta: a restarted one shows its last audit's figures, not unknown until the next audit", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    for (let r = 1; r <= 3; r++) expect((await g.driver.submit("c", r, put(`k${r}`))).kind).toBe("ok");
+    // A scrub pass finishes within an audit or two: then the audit carries each replica's rows
+    // (once all three have applied the last put: three keys, the client's book, three sessions).
+    for (let i = 0; i < 5 && g.driver.core.replicaStatuses().some((s) => s.stateRows !== 7); i++) await g.driver.audit();
+    const sized = g.driver.core.replicaStatuses().map((s) => [s.id, s.stateRows]);
+    expect(sized).toEqual([["r1", 7], ["r2", 7], ["r3", 7]]);
+    let writes = 0;
+    const save = g.seqStore.saveMeta.bind(g.seqStore);
+    g.seqStore.saveMeta = (meta) => ((writes += 1), save(meta));
+    await g.driver.audit();
+    expect(writes).toBe(0); // the same figures: nothing written
+
+    const driver = restarted(g);
+    expect(driver.core.replicaStatuses().map((s) => [s.id, s.stateRows])).toEqual(sized);
+    driver.stop();
+  });
+});
