@@ -120,39 +120,7 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   };
   const atOnce = await early(ids, firstReplies);
   if (atOnce) return atOnce;
-  // Meanwhile this router keeps calling them (a vote every third of the wait), so that a voter's
-  // `upMs` in the second round tells whether it was away: a voter counts its first call after
-  // sequencerTimeoutMs of nothing as a return, and in a quiet group this router's votes may be
-  // all that reaches it. Those votes may end the wait early, as above: the replicas may have
-  // heard the sequencer's last late appends less than sequencerTimeoutMs before the first round.
-  let waiting = true;
-  // (Typed wide: only the closure below sets it, and TypeScript would narrow it to null.)
-  let ended = null as PreVote | null;
-  const waited = new Promise<void>((resolve) => {
-    const touch = () => {
-      if (!waiting) return;
-      // Not asked again once the wait is over: the second round asks the same voters, and these
-      // copies, resent every resendMs for a whole replicaRpcTimeoutMs, ran alongside it.
-      void votes(io, first, quorum, goneLong, undefined, () => !waiting || ended !== null).then(async (replies) => {
-        if (!waiting || ended) return;
-        const d = await early(first, replies);
-        if (d && waiting && !ended) {
-          ended = d;
-          for (const cancel of cancels) cancel();
-          resolve();
-        }
-      });
-    };
-    const cancels = [1, 2].map((k) => io.setTimer((k * cutOffConfirmMs) / 3, touch));
-    cancels.push(
-      io.setTimer(cutOffConfirmMs, () => {
-        for (const cancel of cancels) cancel();
-        resolve();
-      }),
-    );
-  });
-  await waited;
-  waiting = false;
+  const ended = await confirmationWait(io, first, quorum, goneLong, early);
   if (ended) return ended;
   // The voters that answered the first round, asked again (the first settles on the quickest
   // quorum, so the second asks those, not every voter: a quorum that answered both must not be
@@ -177,6 +145,45 @@ async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): 
   }
   // As of this round's start, like the silence PreVote's (the router adds the time since).
   return successor(io, config, awayFrom(config, second), lostMs - (io.nowMs() - startMs));
+}
+
+/**
+ * cutOffVote's wait of cutOffConfirmMs between its rounds. Meanwhile this router keeps calling the
+ * voters that answered the first (a vote every third of the wait), so that a voter's `upMs` in the
+ * second round tells whether it was away: a voter counts its first call after sequencerTimeoutMs
+ * of nothing as a return, and in a quiet group this router's votes may be all that reaches it.
+ * Those votes may end the wait early (`early`'s decision, returned; null: the wait ran out): the
+ * replicas may have heard the sequencer's last late appends less than sequencerTimeoutMs before
+ * the first round.
+ */
+function confirmationWait(
+  io: FailoverIO,
+  first: string[],
+  quorum: JointConfig,
+  goneLong: (r: VoteReply) => boolean,
+  early: (asked: string[], replies: (VoteReply | null | undefined)[]) => Promise<PreVote | null>,
+): Promise<PreVote | null> {
+  let waiting = true;
+  return new Promise((resolve) => {
+    const end = (decision: PreVote | null) => {
+      if (!waiting) return;
+      waiting = false;
+      for (const cancel of cancels) cancel();
+      resolve(decision);
+    };
+    const touch = () => {
+      if (!waiting) return;
+      // Not asked again once the wait is over: the second round asks the same voters, and these
+      // copies, resent every resendMs for a whole replicaRpcTimeoutMs, ran alongside it.
+      void votes(io, first, quorum, goneLong, undefined, () => !waiting).then(async (replies) => {
+        if (!waiting) return;
+        const d = await early(first, replies);
+        if (d) end(d);
+      });
+    };
+    const cancels = [1, 2].map((k) => io.setTimer((k * cutOffConfirmMs) / 3, touch));
+    cancels.push(io.setTimer(cutOffConfirmMs, () => end(null)));
+  });
 }
 
 /**
