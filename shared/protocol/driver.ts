@@ -1622,29 +1622,9 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const ids = core.replicaIds();
   // Members left behind by a quorum (installOnQuorum): each stops at its next call.
   const leftBehind = new Set<string>();
-  const install = async (id: string, what: SnapshotInfo, rows: RowPages): Promise<void> => {
-    const link = io.link(id);
-    // Checked before each call is sent (a call made first went out, its answer unheard: a review).
-    const goOn = () => {
-      if (leftBehind.has(id)) throw new Error(`${id} was slower than a quorum of voters`);
-    };
-    const call = <T>(send: () => Promise<T>) => (goOn(), withTimeout(io, send(), replicaRpcTimeoutMs, `restore on ${id}`));
-    const transferId = `restore:${core.epoch}:${what.seq}:${io.nowMs()}:${id}`;
-    if (!(await call(() => link.beginInstall(what, transferId, core.epoch)))) throw new Error(`${id} refused to install`);
-    for (let after: string | null = null; ; ) {
-      goOn();
-      const page = await rows(after);
-      if (page.length === 0) break;
-      if (!(await call(() => link.installPage(transferId, page)))) throw new Error(`${id} is installing another transfer`);
-      after = page[page.length - 1]![0];
-    }
-    // From here the replica may hold `what` whatever the answer (it may be lost on the way back).
-    goOn();
-    if (what === info) sentEnd.add(id);
-    const done = await call(() => link.endInstall(transferId));
-    if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
-  };
+  // Those sent the restore's end: from then each may hold it, whatever the answer.
   const sentEnd = new Set<string>();
+  const install = (id: string, what: SnapshotInfo, rows: RowPages) => installOn(io, core.epoch, id, what, rows, leftBehind, () => what === info && sentEnd.add(id));
   driver.restoring = true;
   try {
     // Inside the try: a storage error here may leave the mark set in memory and not on disk.
@@ -1683,6 +1663,33 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     driver.restoring = false;
     driver.kickAll();
   }
+}
+
+/**
+ * One member's install of `what` (a restore's rows, or an undo's none) as a state transfer; throws
+ * if it refuses, fails, or is left behind by a quorum (checked before each call is sent: a call
+ * made first went out, its answer unheard, a review). `sendingEnd` runs just before the end is
+ * sent: from there the replica may hold `what` whatever the answer (it may be lost on the way back).
+ */
+async function installOn(io: DriverIO, epoch: number, id: string, what: SnapshotInfo, rows: RowPages, leftBehind: Set<string>, sendingEnd: () => void): Promise<void> {
+  const link = io.link(id);
+  const goOn = () => {
+    if (leftBehind.has(id)) throw new Error(`${id} was slower than a quorum of voters`);
+  };
+  const call = <T>(send: () => Promise<T>) => (goOn(), withTimeout(io, send(), replicaRpcTimeoutMs, `restore on ${id}`));
+  const transferId = `restore:${epoch}:${what.seq}:${io.nowMs()}:${id}`;
+  if (!(await call(() => link.beginInstall(what, transferId, epoch)))) throw new Error(`${id} refused to install`);
+  for (let after: string | null = null; ; ) {
+    goOn();
+    const page = await rows(after);
+    if (page.length === 0) break;
+    if (!(await call(() => link.installPage(transferId, page)))) throw new Error(`${id} is installing another transfer`);
+    after = page[page.length - 1]![0];
+  }
+  goOn();
+  sendingEnd();
+  const done = await call(() => link.endInstall(transferId));
+  if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
 }
 
 /**
