@@ -105,204 +105,230 @@ function inPuts(r: LoadResult, n: number): LoadResult {
   return { ...r, ops: r.ops * n, opsPerSec: r.opsPerSec * n, perTenth: r.perTenth.map((x) => x * n) };
 }
 
-async function main() {
-  const started = performance.now();
-  const loadAtStart = loadavg()[0]!;
-  if (build || !existsSync(join(root, "bench", "dist", "worker.js"))) {
-    console.log("building bench/dist/ (the bench's worker: wrangler deploy --dry-run -c bench/wrangler.toml) ...");
-    execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", join(root, "bench", "dist"), "-c", join(root, "bench", "wrangler.toml")], {
-      cwd: root,
-      stdio: "ignore",
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
-    });
+/** One run's servers, and what their rows need. */
+interface Bench {
+  server: Server;
+  /** The main server's workerd processes (Miniflare starts workerd as a child of this process). */
+  workerd: number[];
+  /** Temp folders to remove at the end. */
+  dirs: string[];
+  /** The sharded rows' processes per storage, started when first needed; the run's first is the main server. */
+  hostsOf: Map<Storage, { server: Server; pids: number[] }[]>;
+}
+
+const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
+const clientHeaders = { ...json, authorization: `Bearer ${client}` };
+const putOk = (_s: number, body: string) => body.startsWith('{"seq"');
+const batchOk = (_s: number, body: string) => body.startsWith('{"results"') && !body.includes('"error"');
+let groupNo = 0;
+
+function ensureBuilt(): void {
+  if (!build && existsSync(join(root, "bench", "dist", "worker.js"))) return;
+  console.log("building bench/dist/ (the bench's worker: wrangler deploy --dry-run -c bench/wrangler.toml) ...");
+  execFileSync(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", join(root, "bench", "dist"), "-c", join(root, "bench", "wrangler.toml")], {
+    cwd: root,
+    stdio: "ignore",
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+  });
+}
+
+function startBenchServer(dir: string): Promise<Server> {
+  return startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0, direct: true });
+}
+
+async function createGroup(host: Server, replicas: number, colocate = true): Promise<string> {
+  const name = `bench-${replicas}-${++groupNo}`;
+  const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "PUT", headers: adminHeaders, body: JSON.stringify({ machine: "kv", replicas, colocate }) });
+  if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
+  return name;
+}
+
+/**
+ * A measured row's groups are deleted after it: an idle group heartbeats its replicas every second
+ * until it sleeps, and a full run's hundred groups would tax every later row.
+ */
+async function dropGroup(host: Server, name: string): Promise<void> {
+  const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "DELETE", headers: adminHeaders });
+  if (res.status !== 204) throw new Error(`delete ${name}: ${res.status} ${await res.text()}`);
+}
+
+async function counters(b: Bench, g: string): Promise<Counters> {
+  return countersOf(await (await fetch(`${b.server.url}/v1/metrics?group=${g}`, { headers: adminHeaders })).text(), g);
+}
+
+/** colocate false: the smr-separate row, every replica in an object of its own (the A/B of leader-as-replica). */
+async function smrPut(b: Bench, replicas: number, clients: number, colocate = true): Promise<void> {
+  const g = await createGroup(b.server, replicas, colocate);
+  const before = await counters(b, g);
+  const r = await withCpu(b.workerd, () => runLoad({ url: `${b.server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
+  record(colocate ? "smr" : "smr-separate", replicas, clients, "put", r, {}, workBetween(before, await counters(b, g)));
+  await dropGroup(b.server, g);
+}
+
+async function smrBatch(b: Bench, clients: number): Promise<void> {
+  const g = await createGroup(b.server, 3);
+  const load = () => runLoad({ url: `${b.server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: batchBody, ok: batchOk });
+  record("smr", 3, clients, "put-batch100", await withCpu(b.workerd, async () => inPuts(await load(), batchPuts)));
+  await dropGroup(b.server, g);
+}
+
+async function startHost(b: Bench, storage: Storage): Promise<{ server: Server; pids: number[] }> {
+  const dir = mkdtempSync(join(storageRoot(storage), "smr-bench-"));
+  b.dirs.push(dir);
+  const before = new Set(childPids("workerd"));
+  const server = await startBenchServer(dir);
+  return { server, pids: childPids("workerd").filter((p) => !before.has(p)) };
+}
+
+/**
+ * The same put load over shardGroups groups, on one workerd process or split over two (each
+ * group's clients sent to the process hosting it, as the platform places independent objects).
+ */
+async function spread(b: Bench, clients: number, processes: 1 | 2, storage: Storage): Promise<void> {
+  const started = b.hostsOf.get(storage) ?? [];
+  b.hostsOf.set(storage, started);
+  while (started.length < processes) started.push(await startHost(b, storage));
+  const hosts = started.slice(0, processes).map((h) => h.server);
+  const groups: { host: Server; name: string }[] = [];
+  for (let k = 0; k < shardGroups; k++) {
+    const host = hosts[Math.floor((k * hosts.length) / shardGroups)]!;
+    groups.push({ host, name: await createGroup(host, 3) });
   }
-  const dirs = [mkdtempSync(join(storageRoot(runStorage), "smr-bench-"))];
-  const server = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dirs[0]!, "persist"), baseline: true, rateLimitPerSec: 0, direct: true });
-  const adminHeaders = { ...json, authorization: `Bearer ${admin}` };
-  const clientHeaders = { ...json, authorization: `Bearer ${client}` };
-  let groupNo = 0;
-  const group = async (replicas: number, host: Server = server, colocate = true) => {
-    const name = `bench-${replicas}-${++groupNo}`;
-    const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "PUT", headers: adminHeaders, body: JSON.stringify({ machine: "kv", replicas, colocate }) });
-    if (res.status !== 201) throw new Error(`create ${name}: ${res.status} ${await res.text()}`);
-    return name;
-  };
-  // A measured row's groups are deleted after it: an idle group still heartbeats its replicas every
-  // second, and a full run's hundred groups would tax every later row.
-  const drop = async (name: string, host: Server = server) => {
-    const res = await fetch(`${host.url}/v1/groups/${name}`, { method: "DELETE", headers: adminHeaders });
-    if (res.status !== 204) throw new Error(`delete ${name}: ${res.status} ${await res.text()}`);
-  };
-  const putOk = (_s: number, body: string) => body.startsWith('{"seq"');
-  const batchOk = (_s: number, body: string) => body.startsWith('{"results"') && !body.includes('"error"');
+  // One put per group first, so that bringing shardGroups groups' objects up is not measured.
+  for (const g of groups) {
+    const res = await fetch(`${g.host.url}/v1/groups/${g.name}/commands`, { method: "POST", headers: clientHeaders, body: JSON.stringify({ client: "warm", request: 1, command: { op: "put", key: "warm", value: value100 } }) });
+    if (!res.ok) throw new Error(`warm-up put on ${g.name}: ${res.status} ${await res.text()}`);
+  }
+  const at = (c: number) => groups[c % shardGroups]!;
+  const pids = started.slice(0, processes).flatMap((h) => h.pids);
+  const load = () => runLoad({ url: (c) => `${at(c).host.url}/v1/groups/${at(c).name}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk });
+  record(processes === 2 ? "smr-sharded" : "smr-groups", 3, clients, "put", await withCpu(pids, load), { groups: shardGroups, processes, storage });
+  for (const g of groups) await dropGroup(g.host, g.name);
+}
 
-  // Miniflare starts workerd as a child of this process: its CPU time per operation is reported too.
-  const workerd = childPids("workerd");
-  console.log(`\nsystem      rep clnt op                 ops/s   p50 ms   p99 ms p99.9 ms errors cpu us/op`);
-  const counters = async (g: string) => countersOf(await (await fetch(`${server.url}/v1/metrics?group=${g}`, { headers: adminHeaders })).text(), g);
-  // colocate false: the smr-separate row, every replica in an object of its own (the A/B of leader-as-replica).
-  const smrPut = async (replicas: number, clients: number, colocate = true) => {
-    const g = await group(replicas, server, colocate);
-    const before = await counters(g);
-    const r = await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk }));
-    record(colocate ? "smr" : "smr-separate", replicas, clients, "put", r, {}, workBetween(before, await counters(g)));
-    await drop(g);
-  };
-  const smrBatch = async (clients: number) => {
-    const g = await group(3);
-    const load = () => runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients, seconds, headers: clientHeaders, body: batchBody, ok: batchOk });
-    record("smr", 3, clients, "put-batch100", await withCpu(workerd, async () => inPuts(await load(), batchPuts)));
-    await drop(g);
-  };
-  // The same put load over shardGroups groups, on one workerd process or split over two (each
-  // group's clients sent to the process hosting it, as the platform places independent objects).
-  // Two processes per storage, started when first needed; the run's first is the main server.
-  const hostsOf = new Map<Storage, { server: Server; pids: number[] }[]>([[runStorage, [{ server, pids: workerd }]]]);
-  const startHost = async (storage: Storage) => {
-    const dir = mkdtempSync(join(storageRoot(storage), "smr-bench-"));
-    dirs.push(dir);
-    const before = new Set(childPids("workerd"));
-    const s = await startServer({ adminToken: admin, clientTokens: [client], persistDir: join(dir, "persist"), baseline: true, rateLimitPerSec: 0, direct: true });
-    return { server: s, pids: childPids("workerd").filter((p) => !before.has(p)) };
-  };
-  const spread = async (clients: number, processes: 1 | 2, storage: Storage) => {
-    const started = hostsOf.get(storage) ?? [];
-    hostsOf.set(storage, started);
-    while (started.length < processes) started.push(await startHost(storage));
-    const hosts = started.slice(0, processes).map((h) => h.server);
-    const groups: { url: string; name: string }[] = [];
-    for (let k = 0; k < shardGroups; k++) {
-      const host = hosts[Math.floor((k * hosts.length) / shardGroups)]!;
-      groups.push({ url: host.url, name: await group(3, host) });
-    }
-    // One put per group first, so that bringing shardGroups groups' objects up is not measured.
-    for (const g of groups) {
-      const res = await fetch(`${g.url}/v1/groups/${g.name}/commands`, { method: "POST", headers: clientHeaders, body: JSON.stringify({ client: "warm", request: 1, command: { op: "put", key: "warm", value: value100 } }) });
-      if (!res.ok) throw new Error(`warm-up put on ${g.name}: ${res.status} ${await res.text()}`);
-    }
-    const at = (c: number) => groups[c % shardGroups]!;
-    const pids = started.slice(0, processes).flatMap((h) => h.pids);
-    const load = () => runLoad({ url: (c) => `${at(c).url}/v1/groups/${at(c).name}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk });
-    record(processes === 2 ? "smr-sharded" : "smr-groups", 3, clients, "put", await withCpu(pids, load), { groups: shardGroups, processes, storage });
-    for (const g of groups) await drop(g.name, hosts.find((h) => h.url === g.url));
-  };
-  const baselinePut = async (clients: number) => {
-    const g = `base-${++groupNo}`;
-    record("baseline", 1, clients, "put", await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/bench/baseline/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk })));
-  };
-  const reads = async (clients: number) => {
-    const g = await group(3);
-    const keys = 1_000;
-    const fill = await runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 32, totalOps: keys, headers: clientHeaders, body: fillBody(keys), ok: putOk });
-    if (fill.errors > 0) throw new Error("prefill failed");
-    const status = (await (await fetch(`${server.url}/v1/groups/${g}`, { headers: clientHeaders })).json()) as { commitSeq: number; epoch: number };
-    const bookmark = `b1.${status.epoch.toString(36)}.${status.commitSeq.toString(36)}`;
-    for (const consistency of ["sequential", "linearizable"] as const) {
-      const body = readBody(keys, consistency, bookmark);
-      record("smr", 3, clients, `get-${consistency}`, await withCpu(workerd, () => runLoad({ url: `${server.url}/v1/groups/${g}/query`, clients, seconds, headers: clientHeaders, body, ok: (_s, b) => b.startsWith('{"result"') })));
-    }
-    await drop(g);
-  };
+async function baselinePut(b: Bench, clients: number): Promise<void> {
+  const g = `base-${++groupNo}`;
+  record("baseline", 1, clients, "put", await withCpu(b.workerd, () => runLoad({ url: `${b.server.url}/v1/bench/baseline/${g}/commands`, clients, seconds, headers: clientHeaders, body: putBody, ok: putOk })));
+}
 
-  const bin = withEtcd ? etcdBinary() : null;
-  // Puts, then txns of batchPuts puts each (etcd's way to put many in one request), one cluster.
-  const etcdPut = async (clients: number) => {
-    if (!bin) return;
-    const etcd = await startEtcd(bin, storageRoot(runStorage));
-    try {
-      const b64 = (s: string) => Buffer.from(s).toString("base64");
-      const v = b64(value100);
-      const member = (path: string) => (c: number) => `${etcd.clientUrls[c % 3]}${path}`;
-      record("etcd", 3, clients, "put", await withCpu(etcd.pids, () => runLoad({ url: member("/v3/kv/put"), clients, seconds, headers: json, body: (c, i) => JSON.stringify({ key: b64(`k-${c}-${i}`), value: v }), ok: (_s, b) => b.includes('"header"') })));
-      const txn = (c: number, i: number) => JSON.stringify({ success: Array.from({ length: batchPuts }, (_, j) => ({ requestPut: { key: b64(`b-${c}-${i * batchPuts + j}`), value: v } })) });
-      const load = () => runLoad({ url: member("/v3/kv/txn"), clients, seconds, headers: json, body: txn, ok: (_s, b) => b.includes('"succeeded":true') });
-      record("etcd", 3, clients, "put-batch100", await withCpu(etcd.pids, async () => inPuts(await load(), batchPuts)));
-    } finally {
-      await etcd.stop();
-    }
-  };
+async function reads(b: Bench, clients: number): Promise<void> {
+  const g = await createGroup(b.server, 3);
+  const keys = 1_000;
+  const url = `${b.server.url}/v1/groups/${g}`;
+  const fill = await runLoad({ url: `${url}/commands`, clients: 32, totalOps: keys, headers: clientHeaders, body: fillBody(keys), ok: putOk });
+  if (fill.errors > 0) throw new Error("prefill failed");
+  const status = (await (await fetch(url, { headers: clientHeaders })).json()) as { commitSeq: number; epoch: number };
+  const bookmark = `b1.${status.epoch.toString(36)}.${status.commitSeq.toString(36)}`;
+  for (const consistency of ["sequential", "linearizable"] as const) {
+    const body = readBody(keys, consistency, bookmark);
+    record("smr", 3, clients, `get-${consistency}`, await withCpu(b.workerd, () => runLoad({ url: `${url}/query`, clients, seconds, headers: clientHeaders, body, ok: (_s, r) => r.startsWith('{"result"') })));
+  }
+  await dropGroup(b.server, g);
+}
 
-  let growth: Growth | null = null;
+/** Puts, then txns of batchPuts puts each (etcd's way to put many in one request), one cluster. */
+async function etcdPut(bin: string, clients: number): Promise<void> {
+  const etcd = await startEtcd(bin, storageRoot(runStorage));
   try {
-    // Unrecorded load on a throwaway group and baseline object first: otherwise the first row
-    // measured would also pay for compiling the hot paths.
-    const warm = await group(3);
-    const warmSeconds = Math.min(seconds, warmUpSecondsMax);
-    for (const url of [`${server.url}/v1/groups/${warm}/commands`, `${server.url}/v1/bench/baseline/warm/commands`]) {
-      await runLoad({ url, clients: 32, seconds: warmSeconds, headers: clientHeaders, body: putBody, ok: putOk });
-    }
-    await drop(warm);
-    if (abRounds > 0) {
-      for (let ab = 0; ab < abRounds; ab++) {
-        for (const clients of [32, 128]) {
-          await smrPut(3, clients, ab % 2 === 0);
-          await smrPut(3, clients, ab % 2 !== 0);
-        }
-      }
-      console.log(`\n${abSummary(runs)}`);
-    } else if (quick) {
-      await smrPut(3, 32);
-      await smrPut(3, 32, false);
-      await baselinePut(32);
-      await smrBatch(32);
-      await etcdPut(32);
-    } else {
-      // The rows the targets compare, in interleaved rounds (the ratios take each kind's median);
-      // within a round the order alternates, so drift in the machine's load hits both sides.
-      for (round = 1; round <= rounds; round++) {
-        for (const clients of [32, 128]) {
-          const rows = [() => smrPut(3, clients), () => baselinePut(clients), () => smrBatch(clients), () => smrPut(3, clients, false)];
-          for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
-        }
-        for (const storage of runStorage === "disk" ? (["memory", "disk"] as const) : (["memory"] as const)) {
-          for (const clients of [32, 128]) {
-            const rows = [() => spread(clients, 1, storage), () => spread(clients, 2, storage)];
-            for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
-          }
-        }
-        for (const clients of [32, 128]) await reads(clients);
-      }
-      round = 0;
-      for (const clients of [32, 128]) {
-        for (const replicas of [1, 5]) await smrPut(replicas, clients);
-        await etcdPut(clients);
-      }
-    }
-    if (!bin) console.log(withEtcd ? "(etcd not on PATH: apt-get install etcd-server to add the peer rows)" : "(etcd rows skipped: --no-etcd)");
-    if (growthOps > 0) {
-      const g = await group(3);
-      console.log(`\ngrowth: ${growthOps} puts on one 3-replica group, 128 clients ...`);
-      const { result: r, cpuBetween } = await withCpuSamples(workerd, () =>
-        runLoad({ url: `${server.url}/v1/groups/${g}/commands`, clients: 128, totalOps: growthOps, headers: clientHeaders, body: putBody, ok: putOk }),
-      );
-      const tenth = r.seconds / 10;
-      const first = Math.round(r.perTenth[0]! / tenth);
-      const last = Math.round(r.perTenth[9]! / tenth);
-      // CPU per put in the same windows: unlike the rate, other load on the machine does not move it.
-      const usPerOp = (fromS: number, ops: number) => {
-        const ms = cpuBetween(fromS * 1000, (fromS + tenth) * 1000);
-        return ms === null || ops === 0 ? null : Math.round((ms * 1000) / ops);
-      };
-      growth = {
-        ops: r.ops,
-        firstTenthOpsPerSec: first,
-        lastTenthOpsPerSec: last,
-        ratio: Math.round((last / first) * 100) / 100,
-        firstTenthCpuUsPerOp: usPerOp(0, r.perTenth[0]!),
-        lastTenthCpuUsPerOp: usPerOp(9 * tenth, r.perTenth[9]!),
-      };
-      console.log(
-        `growth: ${r.ops} ok, ${r.errors} errors, first 10% ${first}/s, last 10% ${last}/s (ratio ${growth.ratio}); ` +
-          `CPU per put ${growth.firstTenthCpuUsPerOp ?? "-"} us, then ${growth.lastTenthCpuUsPerOp ?? "-"} us`,
-      );
-    }
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    const v = b64(value100);
+    const member = (path: string) => (c: number) => `${etcd.clientUrls[c % 3]}${path}`;
+    record("etcd", 3, clients, "put", await withCpu(etcd.pids, () => runLoad({ url: member("/v3/kv/put"), clients, seconds, headers: json, body: (c, i) => JSON.stringify({ key: b64(`k-${c}-${i}`), value: v }), ok: (_s, r) => r.includes('"header"') })));
+    const txn = (c: number, i: number) => JSON.stringify({ success: Array.from({ length: batchPuts }, (_, j) => ({ requestPut: { key: b64(`b-${c}-${i * batchPuts + j}`), value: v } })) });
+    const load = () => runLoad({ url: member("/v3/kv/txn"), clients, seconds, headers: json, body: txn, ok: (_s, r) => r.includes('"succeeded":true') });
+    record("etcd", 3, clients, "put-batch100", await withCpu(etcd.pids, async () => inPuts(await load(), batchPuts)));
   } finally {
-    for (const hosts of hostsOf.values()) for (const h of hosts) if (h.server !== server) await h.server.close();
-    await server.close();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    await etcd.stop();
   }
+}
 
-  const machine = {
+/**
+ * Unrecorded load on a throwaway group and baseline object first: otherwise the first row
+ * measured would also pay for compiling the hot paths.
+ */
+async function warmUp(b: Bench): Promise<void> {
+  const warm = await createGroup(b.server, 3);
+  const warmSeconds = Math.min(seconds, warmUpSecondsMax);
+  for (const url of [`${b.server.url}/v1/groups/${warm}/commands`, `${b.server.url}/v1/bench/baseline/warm/commands`]) {
+    await runLoad({ url, clients: 32, seconds: warmSeconds, headers: clientHeaders, body: putBody, ok: putOk });
+  }
+  await dropGroup(b.server, warm);
+}
+
+/**
+ * A full run: the rows the targets compare, in interleaved rounds (the ratios take each kind's
+ * median); within a round the order alternates, so drift in the machine's load hits both sides.
+ */
+async function fullRun(b: Bench, bin: string | null): Promise<void> {
+  for (round = 1; round <= rounds; round++) {
+    for (const clients of [32, 128]) {
+      const rows = [() => smrPut(b, 3, clients), () => baselinePut(b, clients), () => smrBatch(b, clients), () => smrPut(b, 3, clients, false)];
+      for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
+    }
+    for (const storage of runStorage === "disk" ? (["memory", "disk"] as const) : (["memory"] as const)) {
+      for (const clients of [32, 128]) {
+        const rows = [() => spread(b, clients, 1, storage), () => spread(b, clients, 2, storage)];
+        for (const row of round % 2 === 1 ? rows : rows.reverse()) await row();
+      }
+    }
+    for (const clients of [32, 128]) await reads(b, clients);
+  }
+  round = 0;
+  for (const clients of [32, 128]) {
+    for (const replicas of [1, 5]) await smrPut(b, replicas, clients);
+    if (bin) await etcdPut(bin, clients);
+  }
+}
+
+/** Every row of the run's mode. */
+async function measure(b: Bench, bin: string | null): Promise<void> {
+  await warmUp(b);
+  if (abRounds > 0) {
+    for (let ab = 0; ab < abRounds; ab++) {
+      for (const clients of [32, 128]) {
+        await smrPut(b, 3, clients, ab % 2 === 0);
+        await smrPut(b, 3, clients, ab % 2 !== 0);
+      }
+    }
+    console.log(`\n${abSummary(runs)}`);
+  } else if (quick) {
+    await smrPut(b, 3, 32);
+    await smrPut(b, 3, 32, false);
+    await baselinePut(b, 32);
+    await smrBatch(b, 32);
+    if (bin) await etcdPut(bin, 32);
+  } else {
+    await fullRun(b, bin);
+  }
+}
+
+/** growthOps puts on one 3-replica group at 128 clients: the rate and CPU per put of its last tenth against its first. */
+async function measureGrowth(b: Bench): Promise<Growth> {
+  const g = await createGroup(b.server, 3);
+  console.log(`\ngrowth: ${growthOps} puts on one 3-replica group, 128 clients ...`);
+  const { result: r, cpuBetween } = await withCpuSamples(b.workerd, () => runLoad({ url: `${b.server.url}/v1/groups/${g}/commands`, clients: 128, totalOps: growthOps, headers: clientHeaders, body: putBody, ok: putOk }));
+  const tenth = r.seconds / 10;
+  const first = Math.round(r.perTenth[0]! / tenth);
+  const last = Math.round(r.perTenth[9]! / tenth);
+  // CPU per put in the same windows: unlike the rate, other load on the machine does not move it.
+  const usPerOp = (fromS: number, ops: number) => {
+    const ms = cpuBetween(fromS * 1000, (fromS + tenth) * 1000);
+    return ms === null || ops === 0 ? null : Math.round((ms * 1000) / ops);
+  };
+  const growth: Growth = {
+    ops: r.ops,
+    firstTenthOpsPerSec: first,
+    lastTenthOpsPerSec: last,
+    ratio: Math.round((last / first) * 100) / 100,
+    firstTenthCpuUsPerOp: usPerOp(0, r.perTenth[0]!),
+    lastTenthCpuUsPerOp: usPerOp(9 * tenth, r.perTenth[9]!),
+  };
+  console.log(`growth: ${r.ops} ok, ${r.errors} errors, first 10% ${first}/s, last 10% ${last}/s (ratio ${growth.ratio}); CPU per put ${growth.firstTenthCpuUsPerOp ?? "-"} us, then ${growth.lastTenthCpuUsPerOp ?? "-"} us`);
+  return growth;
+}
+
+function machineOf(loadAtStart: number) {
+  return {
     cpu: cpus()[0]?.model ?? "unknown",
     cores: cpus().length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
@@ -318,12 +344,34 @@ async function main() {
     loadAverage: [loadAtStart, loadavg()[0]!].map((x) => Math.round(x * 10) / 10),
     date: new Date().toISOString(),
   };
+}
+
+async function main() {
+  const started = performance.now();
+  const loadAtStart = loadavg()[0]!;
+  ensureBuilt();
+  const dir = mkdtempSync(join(storageRoot(runStorage), "smr-bench-"));
+  const server = await startBenchServer(dir);
+  const workerd = childPids("workerd");
+  const b: Bench = { server, workerd, dirs: [dir], hostsOf: new Map([[runStorage, [{ server, pids: workerd }]]]) };
+  console.log(`\nsystem      rep clnt op                 ops/s   p50 ms   p99 ms p99.9 ms errors cpu us/op`);
+  const bin = withEtcd ? etcdBinary() : null;
+  let growth: Growth | null = null;
+  try {
+    await measure(b, bin);
+    if (!bin) console.log(withEtcd ? "(etcd not on PATH: apt-get install etcd-server to add the peer rows)" : "(etcd rows skipped: --no-etcd)");
+    if (growthOps > 0) growth = await measureGrowth(b);
+  } finally {
+    for (const hosts of b.hostsOf.values()) for (const h of hosts) if (h.server !== server) await h.server.close();
+    await server.close();
+    for (const d of b.dirs) rmSync(d, { recursive: true, force: true });
+  }
   const ratios = ratiosOf(runs, growth);
   const medians = mediansOf(runs);
   if (medians.some((m) => m.rows > 1)) console.log(`\n${medianTable(medians)}`);
   console.log(`\n${ratioTable(ratios)}`);
   mkdirSync(dirname(outFile), { recursive: true });
-  writeFileSync(outFile, JSON.stringify({ machine, runs, medians, ratios, growth }, null, 2) + "\n");
+  writeFileSync(outFile, JSON.stringify({ machine: machineOf(loadAtStart), runs, medians, ratios, growth }, null, 2) + "\n");
   console.log(`wrote ${outFile} (the run took ${Math.round((performance.now() - started) / 1000)} s)`);
 }
 
