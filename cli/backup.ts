@@ -204,7 +204,11 @@ function linkTarget(file: string): string {
 }
 
 export function backupCommands(): Command[] {
-  const snapshot = new Command("snapshot")
+  return [snapshotCommand(), restoreCommand()];
+}
+
+function snapshotCommand(): Command {
+  return new Command("snapshot")
     .description("a consistent snapshot of the group's state (NDJSON: a header, then [key, value] rows), to stdout or a file")
     .argument("<group>")
     .option("-o, --output <file>", "write it to this file")
@@ -222,68 +226,69 @@ export function backupCommands(): Command[] {
         printRecord({ file: opts.output, bytes: r.bytes, group: r.header.group, machine: r.header.machine, seq: r.header.seq, rows: r.header.rows, digest: r.header.digest });
       });
     });
+}
 
-  const restore = new Command("restore")
-
+function restoreCommand(): Command {
+  return new Command("restore")
     .description("load a snapshot file into a new, empty group (--create makes the group with the file's machine)")
     .argument("<group>")
     .argument("<file>")
     .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints, session window)")
     .option("--replicas <n>", "with --create: this many replicas instead of the source's", positiveArg)
-    .action(async (group: string, file: string, opts: { create?: boolean; replicas?: number }, cmd: Command) => {
-      const { client, json } = runOf(cmd);
-      if (opts.replicas !== undefined && !opts.create) throw new UsageError("--replicas is for a group --create makes");
-      const size = inputFile(file, true);
-      if (size > restoreBytesMax) throw new UsageError(`${file}: ${size} bytes; a restore takes at most ${restoreBytesMax}`);
-      const header = fileHeader(file);
-      // A group this command made is deleted again if the file is refused: a retry with a
-      // corrected file (perhaps of another machine) then starts from nothing, not from a 409.
-      // One that exists is restored into as it is (the server refuses it if it has entries).
-      const made = opts.create && !(await exists(client, group));
-      if (opts.create && !made && opts.replicas !== undefined) throw new UsageError(`group ${group} exists: --replicas is for a group --create makes`);
-      if (made) await client.createGroup(group, createSpec(header, opts.replicas));
-      // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
-      const bar = new cliProgress.SingleBar(
-        { format: "restore |{bar}| {percentage}% {value}/{total} bytes", stream: process.stderr, hideCursor: true },
-        cliProgress.Presets.shades_classic,
-      );
-      bar.start(size, 0);
-      let sent = 0;
-      async function* counted(): AsyncGenerator<Uint8Array> {
-        for await (const c of createReadStream(file) as AsyncIterable<Buffer>) {
-          sent += c.length;
-          bar.update(sent);
-          yield c;
-        }
-      }
-      try {
-        // Interrupted, the bar gives the cursor back (it hid it), and the restore may yet land.
-        const interrupted = () => {
-          bar.stop();
-          process.stderr.write(`interrupted: the restore may still be applied (the server has what was sent); \`smr groups status ${group}\` shows whether it was\n`);
-        };
-        const status = await cleanupOnInterrupt(interrupted, () => client.restore(group, counted()));
-        bar.update(size);
-        bar.stop();
-        if (json) return printJson(status);
-        printStatus(status);
-      } catch (err) {
-        if (made && err instanceof ApiRequestError && err.status === 400) {
-          await client.deleteGroup(group).catch(() => undefined);
-          bar.stop();
-          process.stderr.write(`the file was refused; group ${group}, made by --create, was deleted again\n`);
-        }
-        if (!opts.create && err instanceof ApiRequestError && err.status === 404) {
-          bar.stop();
-          process.stderr.write(`group ${group} does not exist: --create makes it with the snapshot's machine (${header.machine})\n`);
-        }
-        throw err;
-      } finally {
-        bar.stop();
-      }
-    });
+    .action(restoreAction);
+}
 
-  return [snapshot, restore];
+async function restoreAction(group: string, file: string, opts: { create?: boolean; replicas?: number }, cmd: Command): Promise<void> {
+  const { client, json } = runOf(cmd);
+  if (opts.replicas !== undefined && !opts.create) throw new UsageError("--replicas is for a group --create makes");
+  const size = inputFile(file, true);
+  if (size > restoreBytesMax) throw new UsageError(`${file}: ${size} bytes; a restore takes at most ${restoreBytesMax}`);
+  const header = fileHeader(file);
+  // A group this command made is deleted again if the file is refused: a retry with a
+  // corrected file (perhaps of another machine) then starts from nothing, not from a 409.
+  // One that exists is restored into as it is (the server refuses it if it has entries).
+  const made = opts.create && !(await exists(client, group));
+  if (opts.create && !made && opts.replicas !== undefined) throw new UsageError(`group ${group} exists: --replicas is for a group --create makes`);
+  if (made) await client.createGroup(group, createSpec(header, opts.replicas));
+  // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
+  const bar = new cliProgress.SingleBar(
+    { format: "restore |{bar}| {percentage}% {value}/{total} bytes", stream: process.stderr, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(size, 0);
+  let sent = 0;
+  async function* counted(): AsyncGenerator<Uint8Array> {
+    for await (const c of createReadStream(file) as AsyncIterable<Buffer>) {
+      sent += c.length;
+      bar.update(sent);
+      yield c;
+    }
+  }
+  try {
+    // Interrupted, the bar gives the cursor back (it hid it), and the restore may yet land.
+    const interrupted = () => {
+      bar.stop();
+      process.stderr.write(`interrupted: the restore may still be applied (the server has what was sent); \`smr groups status ${group}\` shows whether it was\n`);
+    };
+    const status = await cleanupOnInterrupt(interrupted, () => client.restore(group, counted()));
+    bar.update(size);
+    bar.stop();
+    if (json) return printJson(status);
+    printStatus(status);
+  } catch (err) {
+    if (made && err instanceof ApiRequestError && err.status === 400) {
+      await client.deleteGroup(group).catch(() => undefined);
+      bar.stop();
+      process.stderr.write(`the file was refused; group ${group}, made by --create, was deleted again\n`);
+    }
+    if (!opts.create && err instanceof ApiRequestError && err.status === 404) {
+      bar.stop();
+      process.stderr.write(`group ${group} does not exist: --create makes it with the snapshot's machine (${header.machine})\n`);
+    }
+    throw err;
+  } finally {
+    bar.stop();
+  }
 }
 
 async function exists(client: SmrClient, group: string): Promise<boolean> {

@@ -130,6 +130,11 @@ function printBatch(r: BatchResult, requests: number[]): void {
 }
 
 export function dataCommands(): Command[] {
+  return [...kvCommands(), ...anyMachineCommands(), txnCommand(), batchCommand()];
+}
+
+/** put, get, del, list: the kv machine's own. */
+function kvCommands(): Command[] {
   const put = withSession(new Command("put"))
     .description("kv: set a key to a JSON value")
     .argument("<group>")
@@ -176,7 +181,11 @@ export function dataCommands(): Command[] {
         if (page.next !== undefined) process.stderr.write(`more: --after ${printable(page.next)}\n`);
       });
     });
+  return [put, get, del, list];
+}
 
+/** query and exec: any machine's queries and commands, as JSON. */
+function anyMachineCommands(): Command[] {
   const query = new Command("query")
     .description("any machine: run a query")
     .argument("<group>")
@@ -197,8 +206,11 @@ export function dataCommands(): Command[] {
     .action(async (group: string, command: unknown, flags: SessionFlags, cmd: Command) => {
       await submitAndPrint(cmd, group, command, flags);
     });
+  return [query, exec];
+}
 
-  const txn = withSession(new Command("txn"))
+function txnCommand(): Command {
+  return withSession(new Command("txn"))
     .description("kv: compare, then run the success or the failure commands atomically")
     .argument("<group>")
     .argument("[json-txn]", '{"compare":[{"key":K,"value":V}],"success":[...],"failure":[...]}', jsonArg)
@@ -214,8 +226,10 @@ export function dataCommands(): Command[] {
       printRecord({ seq: r.seq, succeeded: out.succeeded });
       printTable(["#", "output"], (out.results ?? []).map((o, i) => [i + 1, brief(o)]));
     });
+}
 
-  const batch = new Command("batch")
+function batchCommand(): Command {
+  return new Command("batch")
     .description(`submit the commands of a file (NDJSON or a JSON array, 1 to ${batchCommandsMax}) in one request, each exactly once`)
     .argument("<group>")
     .argument("<file>", "commands, or {command, request} items")
@@ -239,8 +253,6 @@ export function dataCommands(): Command[] {
         process.exitCode = 1;
       }
     });
-
-  return [put, get, del, list, query, exec, txn, batch];
 }
 
 /** The first request id above every id the file gives itself, so assigned ones never collide. */

@@ -48,7 +48,11 @@ function idleText(seconds: number): string {
 
 export function groupsCommand(): Command {
   const groups = new Command("groups").description("create, list, inspect and delete groups");
+  for (const add of [listCommand, createCommand, statusCommand, deleteCommand]) add(groups);
+  return groups;
+}
 
+function listCommand(groups: Command): void {
   groups
     .command("list")
     .description("the groups' names (every page, or --limit of them)")
@@ -70,7 +74,9 @@ export function groupsCommand(): Command {
       printTable(["group"], names.map((n) => [n]));
       if (next && opts.limit !== undefined) note(`more: --after ${next}`);
     });
+}
 
+function createCommand(groups: Command): void {
   groups
     .command("create")
     .description("create a group (200 if one with the same config exists)")
@@ -99,7 +105,9 @@ export function groupsCommand(): Command {
       if (!made) note(`group ${group} exists with this config: nothing changed`);
       printStatus(status);
     });
+}
 
+function statusCommand(groups: Command): void {
   groups
     .command("status")
     .description("the group's sequencer and replicas; without a group, every group's health (from the metrics, admin)")
@@ -115,7 +123,9 @@ export function groupsCommand(): Command {
       if (json) return printJson(status);
       printStatus(status);
     });
+}
 
+function deleteCommand(groups: Command): void {
   groups
     .command("delete")
     .description("delete the group and all its state")
@@ -126,6 +136,4 @@ export function groupsCommand(): Command {
       if (json) return printJson({ deleted: group });
       process.stdout.write(`deleted group ${group}\n`);
     });
-
-  return groups;
 }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serverFixture } from "../support/fixture.js";
-import { smr, smrOk } from "../support/smr.js";
+import { downUrl, smr, smrOk } from "../support/smr.js";
 
 /** Every step starts a CLI process (about a second of tsx start-up on a busy machine). */
 const cliTestMs = 240_000;
@@ -180,18 +180,22 @@ describe("smr errors and exit codes", () => {
     const unknown = await smr(["frobnicate"], client());
     expect(unknown.code).toBe(2);
 
-    const down = await smr(["groups", "list"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
+    const url = await downUrl();
+    const down = await smr(["groups", "list"], { cwd: bare, env: { SMR_URL: url, SMR_TOKEN: "x" } });
     expect(down.code).toBe(1);
     // A read is retried as a command is (a restart), each retry said, then the error.
     expect(down.stderr).toMatch(/^retrying the read \(attempt 2\) in 50 ms: network: /);
-    expect(down.stderr).toMatch(/\nerror: network: GET http:\/\/127\.0\.0\.1:9\/v1\/groups: /);
+    expect(down.stderr).toContain(`\nerror: network: GET ${url}/v1/groups: `);
     // Nothing listening: retried for a few seconds (a restart), then the error; nothing was sent,
     // so no "may have taken effect".
-    const refused = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
+    const refused = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7"], { cwd: bare, env: { SMR_URL: url, SMR_TOKEN: "x" } });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
-    expect(refused.stderr).toMatch(/error: network: POST http:\/\/127\.0\.0\.1:9\/v1\/groups\/cli-kv\/commands: /);
+    expect(refused.stderr).toContain(`error: network: POST ${url}/v1/groups/cli-kv/commands: `);
     expect(refused.stderr).not.toContain("may have taken effect");
+    // A port fetch will not connect to (9, "bad port"): no retry can mend it, the error at once.
+    const blocked = await smr(["put", "cli-kv", "k", "1"], { cwd: bare, env: { SMR_URL: "http://127.0.0.1:9", SMR_TOKEN: "x" } });
+    expect([blocked.code, blocked.stderr]).toEqual([1, "error: network: POST http://127.0.0.1:9/v1/groups/cli-kv/commands: TypeError: fetch failed (bad port)\n"]);
     // A command whose outcome is unknown (the connection dropped once the request was sent): each
     // retry is reported, and the pair to repeat it exactly once is named.
     const dropper = createServer((socket) => socket.once("data", () => socket.destroy()));

@@ -1,10 +1,23 @@
 // Runs the CLI (bin/smr.mjs, as `npx smr` does) as a child process, in a directory of the test's
 // choosing and with only the SMR_* variables the test gives it.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { root } from "./server.js";
 
 export const smrBin = join(root, "bin", "smr.mjs");
+
+/**
+ * A URL whose port nothing listens on (taken, then let go): a server that is down. Not a port
+ * fetch blocks (`:9`, `:1`): those fail before connecting, and the client gives up at once.
+ */
+export async function downUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return `http://127.0.0.1:${port}`;
+}
 
 export interface SmrRun {
   code: number;

@@ -342,8 +342,6 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   const upload = uploadOf(c);
   const record = await groups.lookup(c.env, group);
   const sequencer = () => groups.sequencerOf(c.env, record.config);
-  const machine = machineFor(record.config.machine);
-  const across = machine.checkState?.();
   const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
   if (begun.kind !== "ok") {
     await upload.drain();
@@ -351,14 +349,9 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   }
   const id = begun.id;
   try {
-    let header: SnapshotHeader | null = null;
-    const acc = new Uint8Array(32);
-    let rows = 0;
-    let lastKey: string | null = null;
+    const tally: FileTally = { header: null, headerNo: 1, lastNo: 0, rows: 0, acc: new Uint8Array(32) };
     let page: [string, string][] = [];
     let pageBytes = 0;
-    let lastNo = 0;
-    let headerNo = 1;
     const flush = async () => {
       if (page.length === 0) return;
       if (!(await reached(group, () => rpc<boolean>(sequencer().restorePage(id, page)), "not_done"))) {
@@ -369,39 +362,14 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       page = [];
       pageBytes = 0;
     };
-    for await (const { no, text } of lines(upload.file)) {
-      // Blank lines carry nothing (NDJSON readers skip them): a file saved with an extra newline
-      // at its end was refused as malformed JSON.
-      if (text.trim() === "") continue;
-      lastNo = no;
-      if (header === null) {
-        header = parseHeader(no, text, record.config.machine);
-        headerNo = no;
-        continue;
-      }
-      const row = parseLine(no, text);
-      if (!Array.isArray(row) || row.length !== 2 || typeof row[0] !== "string" || row[0] === "") throw new ApiError("bad_request", `line ${no}: a row is [key, value] with a non-empty string key`);
-      const key = row[0] as string;
-      if (lastKey !== null && compareCodePoints(key, lastKey) <= 0) throw new ApiError("bad_request", `line ${no}: keys must be in increasing (code point) order and unique; ${JSON.stringify(key)} follows ${JSON.stringify(lastKey)}`);
-      lastKey = key;
-      const problem = machine.checkRow?.(key, row[1]) ?? null;
-      if (problem !== null) throw new ApiError("bad_request", `line ${no}: ${problem}`);
-      across?.row(key, row[1]);
-      const stored: [string, string] = [machinePrefix + key, JSON.stringify(row[1])];
-      xorInto(acc, rowHash(stored[0], stored[1]));
-      rows++;
+    for await (const stored of storedRows(upload.file, record.config.machine, tally)) {
       page.push(stored);
       pageBytes += stored[0].length + stored[1].length;
       if (page.length >= snapshotPageRows || pageBytes >= transferPageBytes) await flush();
     }
-    if (header === null) throw new ApiError("bad_request", "line 1: the file is empty; it must start with a header line");
-    if (rows !== header.rows) throw new ApiError("bad_request", `line ${lastNo}: the header (line ${headerNo}) announces ${header.rows} rows, the file has ${rows}`);
-    const digest = bytesToHex(acc);
-    if (digest !== header.digest) throw new ApiError("bad_request", `line ${headerNo}: header.digest ${header.digest} does not match the rows' digest ${digest}`);
-    const problem = across?.end() ?? null;
-    if (problem !== null) throw new ApiError("bad_request", `the file: ${problem}`);
+    const digest = fileDigest(tally);
     await flush();
-    const done = await reached(group, () => rpc<RestoreAnswer>(sequencer().endRestore(id, digest, rows)), "unknown");
+    const done = await reached(group, () => rpc<RestoreAnswer>(sequencer().endRestore(id, digest, tally.rows)), "unknown");
     if (done.kind !== "ok") throw restoreError(done);
   } catch (err) {
     if (!(await abortRestore(sequencer, id))) c.executionCtx.waitUntil(abortRestoreLater(sequencer, id));
@@ -414,6 +382,62 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // entries, while every replica held the file (a probe); the replicas' view serves meanwhile.
   return c.json(await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p)));
 });
+
+/** What a restore's file held so far: its header (and line), its last line, its rows and their digest's fold. */
+interface FileTally {
+  header: SnapshotHeader | null;
+  headerNo: number;
+  lastNo: number;
+  rows: number;
+  acc: Uint8Array;
+  /** The machine's checks across rows (a bank's total, say), if it has any. */
+  across?: ReturnType<NonNullable<ReturnType<typeof machineFor>["checkState"]>>;
+}
+
+/**
+ * A restore file's rows, each checked before any replica sees it (the header first, keys in
+ * increasing order, rows the group's machine takes), as stored rows; `tally` counts them.
+ */
+async function* storedRows(file: ReadableStream<Uint8Array> | null, machineName: GroupConfig["machine"], tally: FileTally): AsyncGenerator<[string, string]> {
+  const machine = machineFor(machineName);
+  tally.across = machine.checkState?.();
+  let lastKey: string | null = null;
+  for await (const { no, text } of lines(file)) {
+    // Blank lines carry nothing (NDJSON readers skip them): a file saved with an extra newline
+    // at its end was refused as malformed JSON.
+    if (text.trim() === "") continue;
+    tally.lastNo = no;
+    if (tally.header === null) {
+      tally.header = parseHeader(no, text, machineName);
+      tally.headerNo = no;
+      continue;
+    }
+    const row = parseLine(no, text);
+    if (!Array.isArray(row) || row.length !== 2 || typeof row[0] !== "string" || row[0] === "") throw new ApiError("bad_request", `line ${no}: a row is [key, value] with a non-empty string key`);
+    const key = row[0] as string;
+    if (lastKey !== null && compareCodePoints(key, lastKey) <= 0) throw new ApiError("bad_request", `line ${no}: keys must be in increasing (code point) order and unique; ${JSON.stringify(key)} follows ${JSON.stringify(lastKey)}`);
+    lastKey = key;
+    const problem = machine.checkRow?.(key, row[1]) ?? null;
+    if (problem !== null) throw new ApiError("bad_request", `line ${no}: ${problem}`);
+    tally.across?.row(key, row[1]);
+    const stored: [string, string] = [machinePrefix + key, JSON.stringify(row[1])];
+    xorInto(tally.acc, rowHash(stored[0], stored[1]));
+    tally.rows++;
+    yield stored;
+  }
+}
+
+/** After the last row: the file's digest, once the header's count and digest and the machine's checks across rows hold. */
+function fileDigest(tally: FileTally): string {
+  const { header, headerNo, lastNo, rows } = tally;
+  if (header === null) throw new ApiError("bad_request", "line 1: the file is empty; it must start with a header line");
+  if (rows !== header.rows) throw new ApiError("bad_request", `line ${lastNo}: the header (line ${headerNo}) announces ${header.rows} rows, the file has ${rows}`);
+  const digest = bytesToHex(tally.acc);
+  if (digest !== header.digest) throw new ApiError("bad_request", `line ${headerNo}: header.digest ${header.digest} does not match the rows' digest ${digest}`);
+  const problem = tally.across?.end() ?? null;
+  if (problem !== null) throw new ApiError("bad_request", `the file: ${problem}`);
+  return digest;
+}
 
 type SequencerOf = () => ReturnType<typeof groups.sequencerOf>;
 
