@@ -5,7 +5,7 @@ import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, noops
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { type MajorityConfig, majority } from "./quorum.js";
-import { type Progress, ProgressTracker, type ReplicaSize } from "./tracker.js";
+import { type Contact, type Progress, ProgressTracker, type ReplicaSize } from "./tracker.js";
 import { type Decision, OutputVotes } from "./votes.js";
 import { type ConfigChange, type ConfigCommand, configAfter, membersOf } from "./types.js";
 
@@ -56,6 +56,8 @@ export interface SequencerMeta {
    * evicted and audited once a day, showed them unknown for up to a day.
    */
   sizes?: Record<string, ReplicaSize>;
+  /** Each member's contact and position when the group fell asleep (see Contact); dropped at the wake. */
+  contacts?: Record<string, Contact>;
 }
 
 export interface RequestRecord {
@@ -195,6 +197,7 @@ export class SequencerCore {
     assert(this.meta.commitSeq <= this.lastSeq, "commitSeq beyond the sequencer's log");
     for (const m of membersOf(meta.config)) this.addProgress(m.id, m.location, m.voter, 0);
     for (const [id, size] of Object.entries(meta.sizes ?? {})) this.progress.noteSize(id, size);
+    if (meta.asleepSinceMs !== undefined && meta.contacts) this.progress.restoreContacts(meta.contacts);
     // The first message to each replica carries the last entry, not an empty append after it: a
     // recovered sequencer's last entry is its no-op, which no replica holds, so the empty append
     // only drew a `gap` and the no-op went one round trip later (every takeover; up to 1.6 s over
@@ -265,7 +268,7 @@ export class SequencerCore {
   /** Records that it sleeps (since when) or woke (null). */
   noteSleep(sinceMs: number | null): void {
     if ((this.meta.asleepSinceMs ?? null) === sinceMs) return;
-    this.meta = { ...this.meta, asleepSinceMs: sinceMs ?? undefined };
+    this.meta = { ...this.meta, asleepSinceMs: sinceMs ?? undefined, contacts: sinceMs === null ? undefined : this.progress.contacts() };
     this.saveMeta();
   }
 
@@ -544,6 +547,7 @@ export class SequencerCore {
     const p = this.progress.get(id);
     if (!p) return;
     p.inflightToSeq = null;
+    p.contacted = true;
     p.misses++;
   }
 
@@ -559,6 +563,7 @@ export class SequencerCore {
       result.needsInit = true;
       return result;
     }
+    p.contacted = true;
     p.misses = 0;
     p.lastContactMs = nowMs;
     p.lastSeq = resp.lastSeq;
@@ -887,6 +892,7 @@ export class SequencerCore {
     p.lastSeq = seq;
     p.appliedSeq = seq;
     p.heardCommitSeq = 0;
+    p.contacted = true;
     p.misses = 0;
     p.lastContactMs = nowMs;
     this.setQuarantined(id, false);

@@ -6,6 +6,20 @@ import type { ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { zeroHash } from "./hash.js";
 import { MajorityConfig } from "./quorum.js";
 
+/**
+ * What the sequencer last knew of a replica's contact and position when its group fell asleep
+ * (SequencerMeta.contacts): an asleep group's object is evicted, and its next start (a status, a
+ * scrape) knew nothing; with no heartbeats to count misses again, a replica down since before the
+ * sleep showed `suspect` after that start's one miss, and no last contact (an operator's probe).
+ */
+export interface Contact {
+  lastContactMs: number | null;
+  misses: number;
+  lastSeq: number;
+  appliedSeq: number;
+  digest: string;
+}
+
 /** A replica's size as an audit counted it (absent: unknown). */
 export interface ReplicaSize {
   stateRows?: number;
@@ -28,6 +42,8 @@ export interface Progress {
   digest: string;
   lastContactMs: number | null;
   misses: number;
+  /** Heard from or missed since this tracker began (a start asks the others first: hearUnheard). */
+  contacted: boolean;
   quarantined: boolean;
   /** A joining replica has no vote until it has caught up (then a promote entry makes it a voter). */
   voter: boolean;
@@ -75,6 +91,7 @@ export class ProgressTracker {
       digest: zeroHash,
       lastContactMs: null,
       misses: 0,
+      contacted: false,
       quarantined,
       voter,
       joinSeq,
@@ -124,6 +141,7 @@ export class ProgressTracker {
   noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
     const p = this.byId.get(id);
     if (!p) return;
+    p.contacted = true;
     if (!ok) {
       p.misses++;
       return;
@@ -180,7 +198,21 @@ export class ProgressTracker {
 
   /** Replicas neither heard from nor missed since this tracker began (a restarted sequencer's). */
   unheardIds(): string[] {
-    return this.all().filter((p) => p.lastContactMs === null && p.misses === 0 && !p.repairing).map((p) => p.id);
+    return this.all().filter((p) => !p.contacted && !p.repairing).map((p) => p.id);
+  }
+
+  /** Each member's contact and position, to be kept while the group sleeps. */
+  contacts(): Record<string, Contact> {
+    return Object.fromEntries(this.all().map((p) => [p.id, { lastContactMs: p.lastContactMs, misses: p.misses, lastSeq: p.lastSeq, appliedSeq: p.appliedSeq, digest: p.digest }]));
+  }
+
+  /** A start of an asleep group's sequencer: what it knew at the sleep, until each replica is asked again (contacted stays false). */
+  restoreContacts(contacts: Record<string, Contact>): void {
+    for (const [id, c] of Object.entries(contacts)) {
+      const p = this.byId.get(id);
+      if (!p) continue;
+      Object.assign(p, { lastContactMs: c.lastContactMs, misses: c.misses, lastSeq: c.lastSeq, appliedSeq: c.appliedSeq, digest: c.digest });
+    }
   }
 
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */

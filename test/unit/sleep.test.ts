@@ -173,6 +173,31 @@ describe("an idle group sleeps", () => {
     expect(g.driver.asleepSinceMs).toBe(beganMs);
   });
 
+  it("keeps a down replica down, with its last contact, across a restart while asleep (it showed suspect and no contact: an operator's probe)", async () => {
+    const g = sleepyGroup();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    g.down.add("r3");
+    await until("r3 down and the group asleep", () => g.driver.asleepSinceMs !== null && g.driver.core.replicaStatuses().find((s) => s.id === "r3")!.status === "down");
+    const before = g.driver.core.replicaStatuses();
+    const r3 = before.find((s) => s.id === "r3")!;
+    expect(r3.lastContact).not.toBeNull();
+    g.driver.stop();
+    const again = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    again.kickAll();
+    again.startHeartbeats();
+    await again.hearUnheard(2_000); // as a status right after the start does
+    const after = again.core.replicaStatuses();
+    expect(after.find((s) => s.id === "r3")).toMatchObject({ status: "down", lastContact: r3.lastContact, lastSeq: r3.lastSeq, appliedSeq: r3.appliedSeq });
+    // The others were asked again at the start: healthy, contacted now.
+    for (const id of ["r1", "r2"]) expect(after.find((s) => s.id === id)).toMatchObject({ status: "healthy", lastSeq: before.find((s) => s.id === id)!.lastSeq });
+    expect(again.asleepSinceMs).not.toBeNull();
+    // Awake again, the kept figures go with the wake.
+    g.down.delete("r3");
+    expect((await again.submit("c", 2, put("b"))).kind).toBe("ok");
+    expect(g.seqStore.meta!.contacts).toBeUndefined();
+    again.stop();
+  }, 30_000);
+
   it("never sleeps without sleepAfterMs", async () => {
     const g = sleepyGroup(null);
     await pause(sleepAfterMs + 5_000);
