@@ -224,24 +224,19 @@ export class SequencerObject extends ReplicaServing {
       recordQuarantined: (ids) => directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids),
       event: (kind, message, fields) => void this.event(cfg, kind, message, fields),
       sleepAfterMs: sleepAfterMs(this.env),
-      onSleep: (sinceMs) => this.noteSleep(cfg, sinceMs),
+      onSleep: (sinceMs, changed) => this.noteSleep(cfg, sinceMs, changed),
     };
   }
 
   /** What the registry is to be told of this group (asleepSinceMs null: awake), until it is; and whether a write is under way. */
   private sleepWanted: { cfg: GroupConfig; asleepSinceMs: number | null; epoch: number; notedMs: number } | null = null;
   private sleepWriting = false;
-  /** The last state logged (null: awake, as an object starts). */
-  private loggedSleep: number | null = null;
-
-  /** Tells the registry that the group sleeps (the cron then audits it once a day) or is awake. */
-  private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null): void {
-    // A log line when it falls asleep or wakes (a start says its state too, unlogged when awake).
-    if (asleepSinceMs !== this.loggedSleep) {
+  /** Tells the registry that the group sleeps (the cron then audits it once a day) or is awake; a log line when that changed. */
+  private noteSleep(cfg: GroupConfig, asleepSinceMs: number | null, changed: boolean): void {
+    if (changed) {
       const message = asleepSinceMs === null ? `group ${cfg.group} woke` : `group ${cfg.group} sleeps: no client work for ${(sleepAfterMs(this.env) ?? 0) / 1000} s`;
       logEvent({ event: asleepSinceMs === null ? "wake" : "sleep", group: cfg.group, epoch: this.core?.epoch ?? 0, message }, "log");
     }
-    this.loggedSleep = asleepSinceMs;
     // Stamped with its epoch and now: the registry ignores a note older than the one it holds (a
     // deposed sequencer's, a late one; a retry keeps its stamp).
     this.sleepWanted = { cfg, asleepSinceMs, epoch: this.core?.epoch ?? 0, notedMs: Date.now() };

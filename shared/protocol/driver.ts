@@ -632,9 +632,9 @@ export class SequencerDriver {
     // Said at every start, asleep or not: a successor (a failover's, a move's) or a restart after
     // a lost note must not leave the cron taking a busy group for an asleep one (once a day), nor
     // an asleep one for a busy one (every lap, its objects loaded each time).
-    if (this.sleepState === "asleep") return this.io.onSleep?.(this.sleepSinceMs);
+    if (this.sleepState === "asleep") return this.io.onSleep?.(this.sleepSinceMs, false);
     this.core.noteSleep(null);
-    this.io.onSleep?.(null);
+    this.io.onSleep?.(null, false);
     this.armBeat();
   }
 
@@ -713,7 +713,7 @@ export class SequencerDriver {
     if (was !== "asleep") return; // sleeping: the next heartbeat goes out without `sleep`
     this.wokeMs = now;
     this.core.noteSleep(null);
-    this.io.onSleep?.(null);
+    this.io.onSleep?.(null, true);
     for (const id of this.core.replicaIds()) this.beatDue.add(id);
     this.kickAll();
     this.armBeat();
@@ -742,7 +742,7 @@ export class SequencerDriver {
     if (heard === null || heard <= this.sleepSinceMs) return false;
     this.sleepState = "asleep";
     this.core.noteSleep(this.sleepSinceMs);
-    this.io.onSleep?.(this.sleepSinceMs);
+    this.io.onSleep?.(this.sleepSinceMs, true);
     return true;
   }
 

@@ -384,7 +384,8 @@ export class SimSequencer {
       retire: (id) => this.retire(id),
       leftovers: async () => (await this.directoryDelay(), this.dir.core.retiring(this.dir.incarnation)),
       ...(this.world.sleepAfterMs === undefined ? {} : { sleepAfterMs: this.world.sleepAfterMs }),
-      onSleep: (sinceMs) => {
+      onSleep: (sinceMs, changed) => {
+        if (!changed) return; // a start saying its state
         this.world.trace(`${this.name} ${sinceMs === null ? "woke" : "asleep"}`);
         if (sinceMs !== null) this.sleeps++;
       },

@@ -22,10 +22,12 @@ const sleepAfterMs = 3_000;
 function sleepyGroup(afterMs: number | null = sleepAfterMs) {
   const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fastClock);
   const notes: (number | null)[] = [];
-  Object.assign(g.io as DriverIO, { sleepAfterMs: afterMs ?? undefined, onSleep: (since: number | null) => void notes.push(since) });
+  /** Whether each note was a change (a start's note is not: no log line for it). */
+  const changes: boolean[] = [];
+  Object.assign(g.io as DriverIO, { sleepAfterMs: afterMs ?? undefined, onSleep: (since: number | null, changed: boolean) => void (notes.push(since), changes.push(changed)) });
   g.driver.startHeartbeats();
   const appends = () => ["r1", "r2", "r3"].reduce((n, id) => n + (g.calls.get(`${id}:append`) ?? 0), 0);
-  return { ...g, notes, appends };
+  return { ...g, notes, changes, appends };
 }
 
 async function until(what: string, ok: () => boolean, virtualMs = 30_000): Promise<void> {
@@ -47,6 +49,7 @@ describe("an idle group sleeps", () => {
     expect(g.driver.asleepSinceMs! - workMs).toBeLessThan(sleepAfterMs + 2_500);
     // Awake at its start (said every start: a successor must not stay marked asleep), then asleep.
     expect(g.notes).toEqual([null, g.driver.asleepSinceMs]);
+    expect(g.changes).toEqual([false, true]);
     // A quorum heard the notice (all three here): they record it, and their silence is idleness.
     for (const id of ["r1", "r2", "r3"]) {
       expect(g.stores.get(id)!.meta!.asleepSinceMs, id).toBeDefined();
@@ -141,6 +144,7 @@ describe("an idle group sleeps", () => {
     again.startHeartbeats();
     expect(again.asleepSinceMs).toBe(since);
     expect(g.notes.at(-1)).toBe(since); // said again at the start (a lost note is not for good)
+    expect(g.changes.at(-1)).toBe(false); // not a change: no "sleeps" log line at each start
     await pause(3 * sequencerTimeoutMs);
     for (const id of ["r1", "r2", "r3"]) expect(g.stores.get(id)!.meta!.asleepSinceMs, id).toBeDefined();
     for (const id of ["r1", "r2", "r3"]) expect(g.replicas.get(id)!.silentMs(), id).toBe(0);
