@@ -91,6 +91,17 @@ describe("nearest reads", () => {
     expect(await runInDurableObject(replicaObject("near-sluggish", "r2"), (inst: ReplicaObject) => (inst as any).queries)).toBe(1);
   });
 
+  it("a read without a position to wait for (sequential without a bookmark) overtakes a slow nearest replica after 1 s, not the 3 s of a read that may wait (an operator's probe)", async () => {
+    await createGroup("near-nowait", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-nowait", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    await sluggish("near-nowait", ["r2"], 6_000);
+    const startMs = Date.now();
+    const r = await read("near-nowait", "weur", "sequential");
+    expect(r.body).toMatchObject({ result: { value: 1 }, replica: "r1" });
+    // Overtaken at readAnswerSlackMs (1 s); it waited readWaitMs (2 s) more for nothing.
+    expect(Date.now() - startMs).toBeLessThan(2_500);
+  });
+
   it("when every replica is slow, the first to answer serves: no 503 (a group of three, and a group of one)", async () => {
     await createGroup("near-all-slow", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
     expect((await command("near-all-slow", { op: "put", key: "k", value: 1 })).status).toBe(200);

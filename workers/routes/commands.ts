@@ -205,7 +205,10 @@ commandRoutes.post("/:group/query", async (c) => {
   const a = await readNearest(c.env, record.config, order, {
     query,
     minSeq,
-    waitMs: body.consistency === "stale" ? 0 : readWaitMs,
+    // Nothing to wait for (stale, or sequential without a bookmark: any position serves): a slow
+    // replica is overtaken readAnswerSlackMs after it was asked, not readWaitMs later as well
+    // (3 s, an operator's probe).
+    waitMs: minSeq === 0 ? 0 : readWaitMs,
     onFirstTimeout: body.consistency === "sequential" && bookmark !== null ? () => refusePastEnd(c, group, bookmark.seq, "bookmark") : undefined,
   });
   // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
