@@ -27,7 +27,9 @@ export function jsonArg(text: string): unknown {
 
 export function intArg(text: string): number {
   const n = Number(text);
-  if (!/^-?[0-9]+$/.test(text) || !Number.isSafeInteger(n)) throw new InvalidArgumentError("not an integer");
+  if (!/^-?[0-9]+$/.test(text)) throw new InvalidArgumentError("not an integer");
+  // An integer all the same: 9007199254740993 was "not an integer" (a probe).
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`too large: at most ${Number.MAX_SAFE_INTEGER} (2^53 - 1) either way`);
   return n;
 }
 

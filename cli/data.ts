@@ -242,7 +242,7 @@ function batchCommand(): Command {
       const first = flags.firstRequest ?? nextFree(items);
       const requests = assignRequests(items, first);
       const hint = `the commands may have taken effect; to retry them exactly once, repeat the batch with --client ${client.clientId} --first-request ${first}`;
-      const r = await whileSent(hint, () => client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! }))).catch(hintOnUnknown(hint)));
+      const r = await whileSent(hint, () => client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! }))).catch(hintOnUnknown(hint)).catch(fileNumbered));
       // Items whose outcome is unknown come back as results, not as a thrown error: the hint too.
       if (r.results.some((x) => "error" in x && x.error.code === "timeout")) process.stderr.write(`${hint}\n`);
       if (json) printJson(r);
@@ -253,6 +253,17 @@ function batchCommand(): Command {
         process.exitCode = 1;
       }
     });
+}
+
+/**
+ * A 400 that names `body.commands.N` names the file's command too, counted from 1 as a person
+ * counts the file's lines (the API counts from 0: the third read as ".2", a probe).
+ */
+function fileNumbered(err: unknown): never {
+  const at = err instanceof ApiRequestError && err.status === 400 ? /body\.commands\.(\d+)/.exec(err.message) : null;
+  if (!at) throw err;
+  const e = err as ApiRequestError;
+  throw new ApiRequestError(e.status, e.code, `${e.message.slice(`${e.status} ${e.code}: `.length)} (the file's command ${Number(at[1]) + 1})`);
 }
 
 /** The first request id above every id the file gives itself, so assigned ones never collide. */

@@ -290,7 +290,7 @@ export async function withSequencer<T>(
     if (!command && err instanceof TimeoutError) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${err.message})`, 1);
     if (!command || !unsure || (err instanceof ApiError && err.code !== "unavailable")) throw err;
     const why = err instanceof Error ? err.message : String(err);
-    throw new ApiError("timeout", `${why}; an earlier call's outcome is unknown: the command may or may not take effect, retry with the same client and request`);
+    throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`);
   }
 }
 

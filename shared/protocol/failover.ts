@@ -227,7 +227,7 @@ export function successorLocation(config: GroupConfig, healthy: string[], no: nu
   return inTurn.find(healthyAt) ?? inTurn.find(emptyAt) ?? near ?? (preferred.length > 0 ? preferred[no % preferred.length]! : null) ?? config.sequencer?.location ?? null;
 }
 
-/** The votes that were not `gone`, by kind: "1 still hears it, 1 unreachable, 1 not answered". */
+/** The votes that were not `gone`, by kind: "1 still hears it, 1 unreachable, 1 not answered by then". */
 function tally(replies: (VoteReply | null | undefined)[]): string {
   const count = (f: (r: VoteReply | null | undefined) => boolean) => replies.filter(f).length;
   const waking = count((r) => !!r && !r.gone && r.waking === true);
@@ -238,7 +238,8 @@ function tally(replies: (VoteReply | null | undefined)[]): string {
   const unreachable = count((r) => r === null);
   const silent = count((r) => r === undefined);
   if (unreachable > 0) parts.push(`${unreachable} unreachable`);
-  if (silent > 0) parts.push(`${silent} not answered`);
+  // The count stops once it is decided: these may be up, only not heard by then.
+  if (silent > 0) parts.push(`${silent} not answered by then`);
   return parts.join(", ");
 }
 

@@ -70,7 +70,7 @@ export function unsureAfter<T>(answer: T, earlier: unknown): T {
     const x = a as { kind?: unknown; message?: unknown } | null;
     if (!x || (x.kind !== "unavailable" && x.kind !== "not_found") || !unknownAt(i)) return a;
     const why = typeof x.message === "string" ? x.message : "no sequencer serving yet";
-    return { kind: "timeout", message: `${why}; an earlier call's outcome is unknown: the command may or may not take effect, retry with the same client and request` };
+    return { kind: "timeout", message: `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request` };
   };
   return (Array.isArray(answer) ? answer.map(unsure) : unsure(answer, 0)) as T;
 }

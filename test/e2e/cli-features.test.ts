@@ -146,6 +146,9 @@ describe("smr batch and txn", () => {
     const bad = await smr(["batch", "cli-batch", file], client());
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^error: 400 bad_request: /);
+    // The API counts its commands from 0; the file's from 1 (the second read as ".1", a probe).
+    expect(bad.stderr).toContain("body.commands.1.command");
+    expect(bad.stderr).toContain("(the file's command 2)");
     expect((await json(["get", "cli-batch", "e"], client())).result).toEqual({ value: null });
   }, cliTestMs);
 

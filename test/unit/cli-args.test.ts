@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
-import { inputFile, jsonArg, listArg, nonEmptyArg, readJsonFile, upToArg, UsageError } from "../../cli/args.js";
+import { inputFile, jsonArg, listArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "../../cli/args.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smr-args-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,6 +20,15 @@ describe("inputFile", () => {
   it("names a directory and a missing file", () => {
     expect(() => inputFile(dir)).toThrow(/a directory, not a file/);
     expect(() => inputFile(join(dir, "none"))).toThrow(/cannot be read \(ENOENT\)/);
+  });
+});
+
+describe("integer arguments", () => {
+  it("call an integer beyond 2^53 - 1 too large, not 'not an integer' (a probe: --request 9007199254740993)", () => {
+    expect(() => positiveArg("9007199254740993")).toThrow(/^too large: at most 9007199254740991/);
+    expect(positiveArg("9007199254740991")).toBe(9007199254740991);
+    expect(() => positiveArg("1.5")).toThrow(/^not an integer$/);
+    expect(() => positiveArg("0")).toThrow(/^must be at least 1$/);
   });
 });
 

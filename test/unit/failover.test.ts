@@ -51,14 +51,14 @@ describe("the PreVote", () => {
   it("says why it refuses: how many replicas hear the sequencer, are unreachable, or have not answered", async () => {
     const { failover } = io({ r1: null as unknown as VoteReply, r2: hears });
     const decision = await preVote(failover, config);
-    expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (1 still hears it, 1 unreachable, 1 not answered); a failover needs a quorum of voters to have lost it" });
+    expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (1 still hears it, 1 unreachable, 1 not answered by then); a failover needs a quorum of voters to have lost it" });
   });
 
   it("counts a replica that was asleep until the vote apart from those that hear the sequencer", async () => {
     const waking: VoteReply = { epoch: 1, heardAgoMs: 0, gone: false, waking: true };
     const { failover } = io({ r1: waking, r2: waking, r3: hears });
     const decision = await preVote(failover, config);
-    expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (2 were asleep and are waking it, 1 not answered); a failover needs a quorum of voters to have lost it" });
+    expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (2 were asleep and are waking it, 1 not answered by then); a failover needs a quorum of voters to have lost it" });
   });
 
   it("waits for the deciding vote while the answers so far leave it open, and refuses when it times out", async () => {
@@ -433,7 +433,7 @@ describe("a successor that has committed nothing of its own yet", () => {
 describe("a command sent again to a successor after an unknown outcome", () => {
   it("reports a refusal (503) as a timeout (504) where the first call's outcome was unknown, per item", () => {
     const refused = { kind: "unavailable", message: "recovering" } as const;
-    const unsure = { kind: "timeout", message: expect.stringMatching(/^recovering; an earlier call's outcome is unknown/) };
+    const unsure = { kind: "timeout", message: expect.stringMatching(/^recovering; an earlier call for this request \(the router's own first try, to the sequencer\) may have reached it/) };
     expect(unsureAfter(refused, null)).toEqual(unsure);
     expect(unsureAfter({ kind: "not_found" }, null)).toMatchObject({ kind: "timeout" });
     expect(unsureAfter(refused, { kind: "timeout", message: "cut off", cutOffMs: 6_000 })).toEqual(unsure);
