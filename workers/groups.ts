@@ -13,7 +13,7 @@ import { type GroupRecord, type SequencerChange, changeEvent } from "../shared/c
 import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
-import { membersOf, sequencerName } from "../shared/protocol/types.js";
+import { creationConfig, membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, preVote } from "../shared/protocol/failover.js";
 import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
@@ -175,13 +175,27 @@ async function unlist(env: Env, group: string, incarnation?: number): Promise<vo
     });
 }
 
+/**
+ * What a PUT asked that the group was not created with, field by field. A script that declared a
+ * group's size after a replica was added got a bare 409 (a probe): a PUT compares the settings it
+ * was created with, and membership changes since do not count.
+ */
+function configDifference(existing: GroupConfig, asked: GroupConfig): string {
+  const a = creationConfig(existing) as Record<string, unknown>;
+  const b = creationConfig(asked) as Record<string, unknown>;
+  const show = (v: unknown) => (v === undefined ? "none" : JSON.stringify(v));
+  const fields = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+  const diff = fields.map((k) => `${k} ${show(a[k])} (asked ${show(b[k])})`).join(", ");
+  return `created with ${diff || "other settings"}; a PUT compares the settings a group was created with (replicas added or removed since do not count)`;
+}
+
 /** PUT: creates the group (201), or finds it with the same config (200), or 409. */
 export async function create(env: Env, config: GroupConfig, retried = false): Promise<{ created: boolean; status: GroupStatus }> {
   const group = config.group;
   const r = await directoryStub(env, group).create(config, new Date().toISOString());
   cache.delete(group);
   forgetTokens(group);
-  if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config`);
+  if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config: ${configDifference((r.record as GroupRecord).config, config)}`);
   if (r.kind === "deleting") {
     await finishDeleteWithin(env, r.record as GroupRecord);
     return create(env, config);
