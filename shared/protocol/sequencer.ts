@@ -254,6 +254,9 @@ export class SequencerCore {
 
   private saveMeta(): void {
     assert(!this.closed, "a closed sequencer core tried to persist");
+    // Asleep, whatever it learned of its replicas since (a daily audit, a status round) is kept
+    // with any write, not only the sleep's snapshot: lost at the next eviction otherwise.
+    if (this.meta.asleepSinceMs !== undefined) this.meta = { ...this.meta, contacts: this.progress.contacts() };
     this.storage.saveMeta(this.meta);
   }
 
@@ -268,7 +271,7 @@ export class SequencerCore {
   /** Records that it sleeps (since when) or woke (null). */
   noteSleep(sinceMs: number | null): void {
     if ((this.meta.asleepSinceMs ?? null) === sinceMs) return;
-    this.meta = { ...this.meta, asleepSinceMs: sinceMs ?? undefined, contacts: sinceMs === null ? undefined : this.progress.contacts() };
+    this.meta = { ...this.meta, asleepSinceMs: sinceMs ?? undefined, contacts: undefined }; // saveMeta keeps them while asleep
     this.saveMeta();
   }
 
@@ -549,6 +552,7 @@ export class SequencerCore {
     p.inflightToSeq = null;
     p.contacted = true;
     p.misses++;
+    this.keepIfAsleep(p.misses - 1, p.misses);
   }
 
   onAppendResponse(id: string, resp: AppendResponse, nowMs: number): StepResult {
@@ -564,8 +568,10 @@ export class SequencerCore {
       return result;
     }
     p.contacted = true;
+    const missed = p.misses;
     p.misses = 0;
     p.lastContactMs = nowMs;
+    this.keepIfAsleep(missed, 0);
     p.lastSeq = resp.lastSeq;
     p.appliedSeq = resp.appliedSeq;
     p.digest = resp.digest;
@@ -651,7 +657,19 @@ export class SequencerCore {
 
   /** A contact outside the append path (audit, read, init): updates failure detection. */
   noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
+    const missed = this.progress.get(id)?.misses ?? 0;
     this.progress.noteContact(id, ok, nowMs, position);
+    this.keepIfAsleep(missed, this.progress.get(id)?.misses ?? 0);
+  }
+
+  /**
+   * Asleep, a replica's misses that changed (a start's contact round, the daily audit) are kept at
+   * once (saveMeta writes the contacts): a replica that went down in the sleep was found again at
+   * each start, and one down before it counted as one miss, after an eviction (a review).
+   */
+  private keepIfAsleep(missesBefore: number, missesAfter: number): void {
+    if (this.meta.asleepSinceMs === undefined || this.closed || missesBefore === missesAfter) return;
+    this.saveMeta();
   }
 
   /** Written only when it changed (an audit every few minutes of a group at rest changes none). */

@@ -177,7 +177,9 @@ export class ProgressTracker {
     if (!p.voter) return "joining";
     // Not heard from since this sequencer started (its position is unknown, e.g. right after a
     // restart), or far behind: lagging, never "healthy" with a stale appliedSeq.
-    if (p.needsTransfer || p.lastContactMs === null) return "lagging";
+    // Nor one not asked since this start, whatever it said before the group slept (its restored
+    // last contact made a replica that hangs show healthy until its miss came, 3 s later: a review).
+    if (p.needsTransfer || !p.contacted || p.lastContactMs === null) return "lagging";
     if (lastSeq - p.lastSeq >= laggingEntriesMin || commitSeq - p.appliedSeq >= laggingEntriesMin) return "lagging";
     return "healthy";
   }

@@ -3,7 +3,7 @@
 // group's objects; client work wakes it, and a PreVote at a sleeping replica wakes the sequencer
 // instead of voting it gone.
 import { describe, expect, it } from "vitest";
-import { sequencerTimeoutMs, watchSilenceMs } from "../../shared/limits.js";
+import { sequencerTimeoutMs, statusContactWaitMs, watchSilenceMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
@@ -178,7 +178,8 @@ describe("an idle group sleeps", () => {
   });
 
   it("keeps a down replica down, with its last contact, across a restart while asleep (it showed suspect and no contact: an operator's probe)", async () => {
-    const g = sleepyGroup();
+    // Long enough awake for r3's misses to reach down first (once asleep, none are counted).
+    const g = sleepyGroup(8_000);
     expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
     g.down.add("r3");
     await until("r3 down and the group asleep", () => g.driver.asleepSinceMs !== null && g.driver.core.replicaStatuses().find((s) => s.id === "r3")!.status === "down");
@@ -200,6 +201,26 @@ describe("an idle group sleeps", () => {
     expect((await again.submit("c", 2, put("b"))).kind).toBe("ok");
     expect(g.seqStore.meta!.contacts).toBeUndefined();
     again.stop();
+  }, 30_000);
+
+  it("does not show a replica healthy from what it said before the sleep until it is asked again (one that hangs showed healthy: a review)", async () => {
+    const g = sleepyGroup();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    await until("asleep", () => g.driver.asleepSinceMs !== null);
+    g.driver.stop();
+    g.slow.set("r3", 60_000); // hangs: a call to it fails only at replicaRpcTimeoutMs
+    const again = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    again.kickAll();
+    again.startHeartbeats();
+    await again.hearUnheard(statusContactWaitMs); // what a status does first
+    expect(again.core.unheardIds()).toEqual(["r3"]);
+    const r3 = again.core.replicaStatuses().find((s) => s.id === "r3")!;
+    expect(r3.status).toBe("lagging"); // not known to be healthy
+    expect(r3.lastContact).not.toBeNull(); // what it knew: its last contact before the sleep
+    await until("r3's miss counted", () => again.core.replicaStatuses().find((s) => s.id === "r3")!.status === "suspect");
+    // Asleep, a meta write keeps what it learned since: the miss outlives an eviction.
+    again.stop();
+    expect(g.seqStore.meta!.contacts!.r3!.misses).toBe(1);
   }, 30_000);
 
   it("never sleeps without sleepAfterMs", async () => {
