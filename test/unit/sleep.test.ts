@@ -223,6 +223,25 @@ describe("an idle group sleeps", () => {
     expect(g.seqStore.meta!.contacts!.r3!.misses).toBe(1);
   }, 30_000);
 
+  it("falling asleep, is awake again once work is under way that did not come through wake() (a repair begun by an answer: a mutation probe)", () => {
+    let nowMs = 1_000_000;
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, { nowMs: () => nowMs, setTimer: () => () => {} });
+    Object.assign(g.io as DriverIO, { sleepAfterMs });
+    const d = g.driver as any; // the heartbeat's sleep step and the repairs' count are private
+    d.noteQuarantines();
+    nowMs += sleepAfterMs;
+    d.sleepTick(nowMs);
+    expect(g.driver.sleepingSinceMs).toBe(nowMs);
+    d.repairing = 1; // as a transfer started from a replica's answer does
+    nowMs += 1_000;
+    expect(d.sleepTick(nowMs)).toBe(false);
+    expect(g.driver.sleepingSinceMs).toBeNull(); // its messages carry no notice while it works
+    d.repairing = 0;
+    nowMs += 1_000;
+    d.sleepTick(nowMs);
+    expect(g.driver.sleepingSinceMs).toBe(nowMs); // falling asleep again with a fresh notice, not on the old one
+  });
+
   it("never sleeps without sleepAfterMs", async () => {
     const g = sleepyGroup(null);
     await pause(sleepAfterMs + 5_000);
