@@ -4,18 +4,10 @@ import { machineFor } from "../../shared/machines/index.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
+import { manualClock } from "./manual-clock.js";
 
 export function replicaWorld() {
-  let now = 1_000_000;
-  let timers: { at: number; fn: () => void }[] = [];
-  const clock = {
-    nowMs: () => now,
-    setTimer: (ms: number, fn: () => void) => {
-      const t = { at: now + ms, fn };
-      timers.push(t);
-      return () => void (timers = timers.filter((x) => x !== t));
-    },
-  };
+  const { clock, advance, clear, pendingTimers } = manualClock();
   const storage = new MemoryReplicaStorage();
   storage.saveMeta(newReplicaMeta("g", "r2", "kv", 50));
   /** Calls of the driver's wakeSequencer (a PreVote while its sequencer sleeps). */
@@ -24,18 +16,12 @@ export function replicaWorld() {
     storage,
     wakes,
     start: () => {
-      timers = [];
+      clear();
       const d = new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), clock);
       d.wakeSequencer = () => void wakes.n++;
       return d;
     },
-    advance(ms: number) {
-      now += ms;
-      for (const t of timers.filter((x) => x.at <= now)) {
-        timers = timers.filter((x) => x !== t);
-        t.fn();
-      }
-    },
-    pendingTimers: () => timers.length,
+    advance,
+    pendingTimers,
   };
 }

@@ -3,8 +3,8 @@
 import { describe, expect, it } from "vitest";
 import { type FailoverIO, preVote, successorLocation } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
-import type { GroupConfig } from "../../shared/protocol/types.js";
-import { commandTimeoutMs, cutOffConfirmMs, cutOffLookupMs, replicaRpcTimeoutMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
+import type { GroupConfig, Member } from "../../shared/protocol/types.js";
+import { commandTimeoutMs, cutOffConfirmMs, failoverHoldDownMs, cutOffLookupMs, replicaRpcTimeoutMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { cutOffOf, unsureAfter } from "../../shared/protocol/io.js";
 import { directGroup, fastClock as fast } from "../support/direct.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -547,5 +547,32 @@ describe("where a successor goes (API.md: failover prefers the next sequencer lo
     const listed = { ...config, locations: ["wnam", "weur", "apac"], sequencerLocations: ["wnam", "weur", "me"] };
     expect(successorLocation(listed, ["r3"], 1)).toBe("me");
     expect(successorLocation({ ...listed, sequencerLocations: undefined }, ["r3"], 1)).toBe("apac");
+  });
+});
+
+describe("PreVote rules a mutation probe found unguarded (test/unit/guards.test.ts has the others)", () => {
+  it("a PreVote during a membership change needs a quorum of every membership in force (quorum.ts: some instead of every)", async () => {
+    const m = (id: string, voter = true): Member => ({ id, location: null, voter });
+    const changing: GroupConfig = {
+      ...config,
+      replicas: 4,
+      members: [m("r1"), m("r2"), m("r3"), m("r4")],
+      inFlight: [[m("r1"), m("r2"), m("r3"), m("r4", false)], [m("r1"), m("r2"), m("r3"), m("r4")]],
+    };
+    // r1, r2 are a quorum of the old voters (2 of 3) but not of the new (3 of 4 needed).
+    const { failover } = io({ r1: gone, r2: gone, r3: hears, r4: hears });
+    expect(await preVote(failover, changing)).toMatchObject({ go: false });
+  });
+  it("a voter that heard the sequencer more than half a timeout ago does not keep just-back voters from counting (failover.ts: the whole timeout)", async () => {
+    const back: VoteReply = { epoch: 1, heardAgoMs: 7_000, gone: true, upMs: 500 };
+    const late: VoteReply = { epoch: 1, heardAgoMs: 3_000, gone: false, upMs: 60_000 };
+    const { failover } = io({ r1: back, r2: back, r3: late });
+    expect(await preVote(failover, config)).toMatchObject({ go: true });
+  });
+  it("no failover within failoverHoldDownMs of the sequencer taking office (failover.ts: a third of it)", async () => {
+    const nowMs = 1_000_000;
+    const held: GroupConfig = { ...config, sequencer: { name: "g~s1", location: null, no: 1, since: new Date(nowMs - failoverHoldDownMs / 2).toISOString() } };
+    const { failover } = io({ r1: gone, r2: gone, r3: gone });
+    expect(await preVote(failover, held)).toMatchObject({ go: false, reason: expect.stringContaining("hold-down") });
   });
 });

@@ -11,9 +11,9 @@ import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/proto
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { SequencerCore, type SequencerMeta } from "../../shared/protocol/sequencer.js";
 import type { AppendRequest, GroupConfig } from "../../shared/protocol/types.js";
-import { appendEntriesMax } from "../../shared/limits.js";
+import { appendEntriesMax, readLeaseMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { Cluster } from "../support/cluster.js";
-import { directGroup } from "../support/direct.js";
+import { directGroup, realClock } from "../support/direct.js";
 
 const stamp = (seq: number) => new Date(Date.UTC(2024, 0, 1) + seq * 1000).toISOString();
 
@@ -266,4 +266,52 @@ describe("a linearizable read's index", () => {
     expect((await second).kind).toBe("ok");
     g.driver.stop();
   }, 15_000);
+});
+
+describe("rules a mutation probe found unguarded (test/unit/guards.test.ts has the others)", () => {
+  it("a message capped before the no-op does not carry an older epoch's entry as committed (sequencer.ts commitWithAck without the current-epoch rule: raft's figure 8)", () => {
+    const committed = extend([], 1, 2);
+    const old = extend(committed, 2, appendEntriesMax);
+    const recovered = withNoop(old, 3);
+    const noopSeq = recovered.length;
+    const c = Cluster.of("kv");
+    for (const id of ["r1", "r2", "r3"]) expect(c.replicas.get(id)!.append(appendOf(committed, 1, 0, 2, 2)).ok).toBe(true);
+    c.down.add("r2");
+    c.down.add("r3");
+    takeOver(c, recovered, 3, 2);
+    c.round(); // the no-op: r1 answers gap
+    c.round(); // 3..258 to r1
+    c.round(); // the no-op to r1
+    expect(c.replicas.get("r1")!.position().lastSeq).toBe(noopSeq);
+    c.down.delete("r2");
+    c.round(); // r2: the no-op, gap
+    c.round(); // r2: 3..258 (capped before the no-op); r1 holds the no-op, so a quorum holds 258 (epoch 2)
+    expect(c.replicas.get("r2")!.position().lastSeq).toBe(noopSeq - 1);
+    expect(c.replicas.get("r2")!.appliedSeq).toBe(2);
+    expect(c.sequencer.commitSeq).toBe(2);
+  });
+  it("a mismatch at exactly the replica's applied seq is divergence (quarantined), not a retry loop (sequencer.ts: < instead of <=; it was caught only by a hang)", () => {
+    const mine = extend([], 1, 2, "v");
+    const theirs = extend([], 1, 2, "w");
+    const c = Cluster.of("kv");
+    for (const id of ["r1", "r2"]) expect(c.replicas.get(id)!.append(appendOf(mine, 1, 0, 2, 2)).ok).toBe(true);
+    expect(c.replicas.get("r3")!.append(appendOf(theirs, 1, 0, 2, 2)).ok).toBe(true);
+    takeOver(c, withNoop(mine, 2), 2, 2);
+    c.round(); c.round(); c.round();
+    expect(c.diverged).toEqual(["r3"]);
+  });
+  it("past readLeaseMs (not yet cut off) a read index needs a fresh round: a successor waits out only readLeaseMs (driver.ts: the lease doubled)", async () => {
+    let nowMs = 1_000_000;
+    let timersFire = false;
+    const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as GroupConfig;
+    const g = directGroup(config, { entries: 1000, slack: 100 }, { nowMs: () => nowMs, setTimer: (ms, fn) => (timersFire ? realClock.setTimer(ms, fn) : () => {}) });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    nowMs += readLeaseMs + 500;
+    expect(nowMs - 1_000_000).toBeLessThan(sequencerTimeoutMs);
+    timersFire = true;
+    for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+    const answer = await Promise.race([g.driver.readIndex(), new Promise((r) => setTimeout(r, 200)).then(() => "still confirming")]);
+    expect(answer).not.toMatchObject({ kind: "ok" });
+    g.driver.stop();
+  });
 });
