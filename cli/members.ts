@@ -62,6 +62,12 @@ function replicasCommand(): Command {
       printReplicas([r.replica]);
     });
 
+  addByIdCommands(replicas);
+  return replicas;
+}
+
+/** The subcommands that name one replica: remove, repair, release. */
+function addByIdCommands(replicas: Command): void {
   replicas
     .command("remove")
     .description("remove a replica")
@@ -100,8 +106,6 @@ function replicasCommand(): Command {
       if (r.replica) printReplicas([r.replica]);
       else process.stdout.write(`released replica ${id}\n`);
     });
-
-  return replicas;
 }
 
 function sequencerCommand(): Command {

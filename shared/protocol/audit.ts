@@ -42,15 +42,7 @@ export function decideAudit(
     else candidates.push([id, info]);
   }
 
-  const bySeq = new Map<number, Map<string, string>>();
-  for (const [id, info] of candidates) {
-    for (const cp of info.checkpoints) {
-      if (cp.seq === 0 && info.appliedSeq > 0) continue; // the empty state, which it has left
-      const m = bySeq.get(cp.seq) ?? new Map<string, string>();
-      m.set(id, cp.digest);
-      bySeq.set(cp.seq, m);
-    }
-  }
+  const bySeq = checkpointsBySeq(candidates);
   const seqsDesc = [...bySeq.keys()].sort((a, b) => b - a);
   const common = seqsDesc.find((s) => bySeq.get(s)!.size === candidates.length);
   // null: no position a quorum shares (replicas at 40, 41 and 42 between periodic checkpoints).
@@ -94,6 +86,20 @@ export function decideAudit(
   const report: AuditReport = { at, group, seq, verdict, replicas, quarantined: diverged };
   if (alarm !== null) report.alarm = alarm;
   return { report, diverged, alarm };
+}
+
+/** Each checkpoint position the candidates hold, with each holder's digest there. */
+function checkpointsBySeq(candidates: [string, AuditInfo][]): Map<number, Map<string, string>> {
+  const bySeq = new Map<number, Map<string, string>>();
+  for (const [id, info] of candidates) {
+    for (const cp of info.checkpoints) {
+      if (cp.seq === 0 && info.appliedSeq > 0) continue; // the empty state, which it has left
+      const m = bySeq.get(cp.seq) ?? new Map<string, string>();
+      m.set(id, cp.digest);
+      bySeq.set(cp.seq, m);
+    }
+  }
+  return bySeq;
 }
 
 /** Why a replica that answered was not compared at `seq` (null: no seq a quorum shares). */
