@@ -19,7 +19,7 @@ import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
 import { clearFaults } from "./faults.js";
-import type { DestroyAnswer, HandOverAnswer } from "./sequencer.js";
+import type { DestroyAnswer, HandOverAnswer, SequencerObject } from "./sequencer.js";
 import { votersAnswering } from "./replica-view.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
@@ -103,7 +103,11 @@ export async function recordOf(env: Env, group: string): Promise<GroupRecord> {
 /** Initializes the sequencer and replicas of a record in state "creating", then marks it ready. */
 async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: GroupRecord; status: GroupStatus | null }> {
   const cfg = record.config;
-  const r = await sequencerOf(env, cfg).init(cfg);
+  const r = await withTimeout(realClock, rpc<Awaited<ReturnType<SequencerObject["init"]>>>(sequencerOf(env, cfg).init(cfg)), sequencerCallTimeoutMs, `the sequencer of ${cfg.group}`).catch((err) => {
+    if (thrownByObjectCode(err)) throw err;
+    throw new ApiError("unavailable", `group ${cfg.group} is not created yet: ${String(err)}; a retry or the next request finishes it`, 1);
+  });
+  if (r.kind === "unavailable") throw new ApiError("unavailable", `group ${cfg.group} is not created yet: ${r.reason}; a retry or the next request finishes it`, 1);
   // The sequencer refuses an incarnation it has closed (a DELETE destroyed it meanwhile) or one
   // older than its own: this creation is over, whatever the config (the directory judges those).
   // It answered 409 "exists with another config" to a PUT that a DELETE had overtaken.

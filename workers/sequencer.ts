@@ -1,7 +1,7 @@
 import { batchOutputCharsMax, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import type { SequencerDriver } from "../shared/protocol/driver.js";
-import { SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
+import { type InitResult, SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
 import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, type Unavailable, linkOver, withTimeout } from "../shared/protocol/io.js";
 import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
@@ -291,9 +291,9 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** Creates the group's sequencer and replicas; idempotent for the same config and incarnation. */
-  async init(config: GroupConfig): Promise<{ kind: "created" | "exists" | "conflict"; status: GroupStatus | null }> {
+  async init(config: GroupConfig): Promise<Exclude<InitResult, { kind: "created" | "exists" }> | { kind: "created" | "exists"; status: GroupStatus | null }> {
     const r = await this.lifecycle.init(config);
-    return { kind: r.kind, status: r.kind === "conflict" ? null : await this.status() };
+    return r.kind === "conflict" || r.kind === "unavailable" ? r : { kind: r.kind, status: await this.status() };
   }
 
   /** The group's status, once every replica has answered this sequencer (within statusContactWaitMs). */

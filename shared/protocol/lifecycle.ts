@@ -3,9 +3,10 @@
 // destroy, with incarnations and one operation at a time. The Durable Object (workers/sequencer.ts)
 // and the simulator (test/sim/nodes.ts) both run this class, each behind a small host interface,
 // so the simulator exercises the real shell and not a copy.
-import { heartbeatMs } from "../limits.js";
+import { heartbeatMs, replicaRpcTimeoutMs } from "../limits.js";
 import { SequencerDriver } from "./driver.js";
-import type { DriverIO } from "./io.js";
+import { type DriverIO, withTimeout } from "./io.js";
+import { MajorityConfig } from "./quorum.js";
 import { recoverSequencer } from "./recovery.js";
 import { SequencerCore, type SequencerMeta, type SequencerStorage } from "./sequencer.js";
 import type { ConfigChange, GroupConfig, ReplicaPosition } from "./types.js";
@@ -56,7 +57,8 @@ export type Recovered = { ok: true; epoch: number; eventKept?: boolean } | { ok:
 type RecoveryFields = { sequencer: string; again?: true };
 /** A recovery's event, reported once the recovery is done. */
 type RecoveryReport = (message: string, fields: RecoveryFields) => void;
-export type InitResult = { kind: "created" | "exists" | "conflict" };
+/** `unavailable`: made, but fewer than a quorum of its replicas could be (a retry finishes it). */
+export type InitResult = { kind: "created" | "exists" } | { kind: "conflict" } | { kind: "unavailable"; reason: string };
 
 export class SequencerLifecycle {
   driver: SequencerDriver | null = null;
@@ -270,7 +272,7 @@ export class SequencerLifecycle {
 
   private async initNow(config: GroupConfig): Promise<InitResult> {
     if (!(await this.admit(config.incarnation))) return { kind: "conflict" };
-    let kind: InitResult["kind"] = "exists";
+    let kind: "created" | "exists" = "exists";
     if (!this.core && (await this.replicasHoldState(config))) {
       // The group was created before and this sequencer lost its storage: recover, never restart at seq 1.
       const r = await this.recoverNow(config, true, (message, fields) => this.host.io(config).event?.("recovery", message, fields));
@@ -289,17 +291,47 @@ export class SequencerLifecycle {
     } else if (JSON.stringify(creationConfig(this.core.config)) !== JSON.stringify(creationConfig(config))) {
       return { kind: "conflict" };
     }
-    const core = this.core!;
-    const members = membersOf(core.config);
-    const positions = await Promise.all(members.map((m) => io.link(m.id).init()));
-    members.forEach((m, i) => core.noteContact(m.id, true, io.nowMs(), (positions[i] ?? undefined) as ReplicaPosition | undefined));
+    const unmade = await this.initReplicas(io);
     this.driver!.kickAll();
-    return { kind };
+    const voters = membersOf(this.core!.config).filter((m) => m.voter);
+    const made = voters.filter((m) => !unmade.has(m.id));
+    if (new MajorityConfig(voters.map((m) => m.id)).reached(made.map((m) => m.id))) return { kind };
+    const why = [...unmade].map(([id, reason]) => `${id}: ${reason}`).join("; ");
+    return { kind: "unavailable", reason: `only ${made.length} of ${voters.length} replicas could be made, and a quorum is needed (${why})` };
   }
 
+  /**
+   * Makes every member's replica, each bounded by replicaRpcTimeoutMs; answers the ones not made
+   * and why. A creation needs a quorum of them, as a write does: one whose location does not
+   * answer is made later, when an append finds it without state (the driver's rejoin; with
+   * entries in the log by then, quarantined until a state transfer rebuilds it). A review found
+   * the PUT answered 500 with one replica of three unreachable, and a slow one hung it.
+   */
+  private async initReplicas(io: DriverIO): Promise<Map<string, string>> {
+    const core = this.core!;
+    const members = membersOf(core.config);
+    const answers = await Promise.all(
+      members.map((m) =>
+        withTimeout(io, io.link(m.id).init(), replicaRpcTimeoutMs, `the init of replica ${m.id}`).then(
+          (position) => (position === null ? "it belongs to a newer creation of the group" : (position as ReplicaPosition)),
+          (err: unknown) => String(err),
+        ),
+      ),
+    );
+    const unmade = new Map<string, string>();
+    members.forEach((m, i) => {
+      const a = answers[i]!;
+      if (typeof a === "string") unmade.set(m.id, a);
+      core.noteContact(m.id, typeof a !== "string", io.nowMs(), typeof a === "string" ? undefined : a);
+    });
+    return unmade;
+  }
+
+  /** Whether any member's replica holds state (a fence's probe; one that does not answer in replicaRpcTimeoutMs counts as none). */
   private async replicasHoldState(config: GroupConfig): Promise<boolean> {
     const io = this.host.io(config);
-    const replies = await Promise.all(membersOf(config).map((m) => io.link(m.id).fence(0).catch(() => null)));
+    const probe = (id: string) => withTimeout(io, io.link(id).fence(0), replicaRpcTimeoutMs, `the probe of replica ${id}`).catch(() => null);
+    const replies = await Promise.all(membersOf(config).map((m) => probe(m.id)));
     return replies.some((r) => r !== null);
   }
 
