@@ -1,7 +1,9 @@
-import { env, runInDurableObject } from "cloudflare:test";
+import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import type { GroupRecord } from "../../shared/control/directory.js";
+import { directoryStub } from "../../workers/env.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
-import { api, clientToken, createGroup, expectError } from "./helpers.js";
+import { adminToken, api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 /**
  * Sequencer moves in a row: the named sequencer can be without state (handed over again) right
@@ -41,5 +43,32 @@ describe("a sequencer between a hand-over and its successor's recovery", () => {
       });
     }
     expect((await api("POST", "/v1/groups/handed/audit", {})).body.verdict).toBe("consistent");
+  });
+});
+
+/**
+ * A restore through a router whose cached record (routeCacheMs) is from before a move: its pages,
+ * end and abort went to the old sequencer (found by that record) while withSequencer had begun the
+ * restore on the new one, which then refused every command and restore as "a restore is loading"
+ * for snapshotIdleMs (a review).
+ */
+describe("a restore through a router that has not heard of a move", () => {
+  it("loads the file into the new sequencer, and the group takes commands after it", async () => {
+    await createGroup("rst-src", { machine: "kv" });
+    expect((await command("rst-src", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    const file = await (await SELF.fetch("http://smr.test/v1/groups/rst-src/snapshot", { headers: { authorization: `Bearer ${adminToken}` } })).text();
+    await createGroup("rst-dst", { machine: "kv" });
+    expect((await api("GET", "/v1/groups/rst-dst/events")).status).toBe(200); // this router caches the record
+    // Another router moves the sequencer: this one's cache is not told.
+    const directory = directoryStub(env as never, "rst-dst");
+    const record = (await directory.get()) as GroupRecord;
+    await env.SEQUENCER.get(env.SEQUENCER.idFromName("rst-dst")).handOver();
+    const moved = { ...record.config, sequencer: { name: "rst-dst~s1", location: null, no: 1, movedAt: new Date().toISOString() } };
+    expect(await directory.replaceSequencer(record.config.incarnation, 0, moved)).not.toBeNull();
+    const restored = await SELF.fetch("http://smr.test/v1/groups/rst-dst/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: file });
+    expect(restored.status, await restored.clone().text()).toBe(200);
+    expect(((await restored.json()) as any).sequencer.name).toBe("rst-dst~s1");
+    expect((await command("rst-dst", { op: "put", key: "b", value: 2 })).status).toBe(200);
+    expect((await query("rst-dst", { op: "list" })).body.result).toEqual({ items: [["a", 1], ["b", 2]] });
   });
 });

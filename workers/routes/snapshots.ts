@@ -6,6 +6,7 @@ import { ApiError } from "../../shared/api/errors.js";
 import { bounded } from "../../shared/bounded.js";
 import { checkJson, parseJson } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
+import type { GroupRecord } from "../../shared/control/directory.js";
 import { readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
@@ -356,9 +357,17 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // A compressed upload's declared length is less than its file's: lines() bounds what it unpacks into.
   if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
   const upload = uploadOf(c);
-  const record = await groups.lookup(c.env, group);
+  let record = await groups.lookup(c.env, group);
+  // The pages, end and abort go to the sequencer that began the restore: the record withSequencer
+  // found it by (a cached record from before a move or failover sent them to the old object, which
+  // refused the pages and took the abort as done, and the new one stayed 'restoring' for
+  // snapshotIdleMs, refusing every command and restore meanwhile: a review).
   const sequencer = () => groups.sequencerOf(c.env, record.config);
-  const begun = await groups.withSequencer(c.env, group, (s) => rpc<RestoreAnswer>(s.beginRestore()), (a) => a.kind === "not_found");
+  const begin = (s: ReturnType<typeof sequencer>, at: GroupRecord) => {
+    record = at;
+    return rpc<RestoreAnswer>(s.beginRestore());
+  };
+  const begun = await groups.withSequencer(c.env, group, begin, (a) => a.kind === "not_found");
   if (begun.kind !== "ok") {
     await upload.drain();
     throw restoreError(begun);
