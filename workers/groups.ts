@@ -15,6 +15,7 @@ import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { creationConfig, membersOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, preVote } from "../shared/protocol/failover.js";
+import type { Recovered } from "../shared/protocol/lifecycle.js";
 import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from "../shared/protocol/io.js";
 import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
@@ -293,11 +294,14 @@ export async function withSequencer<T>(
     // an earlier attempt of this command, so a refusal from here on cannot say "not ordered".
     unsure ??= { earlier: null };
     record = await lookup(env, group, true);
-    answer = await call(sequencerOf(env, record.config), record);
+    // Each call bounded like the first (a sequencer just moved, or one that lost its storage, may
+    // hang: without a bound a request waited as long as it did).
+    const bounded = <R>(p: Promise<R>, what: string) => withTimeout(realClock, p, sequencerCallTimeoutMs, `${what} of ${group}`);
+    answer = await bounded(call(sequencerOf(env, record.config), record), "the sequencer");
     if (!missing(answer)) return settle(answer);
-    const r = await sequencerOf(env, record.config).recover(record.config);
+    const r = await bounded(rpc<Recovered>(sequencerOf(env, record.config).recover(record.config)), "the recovery of the sequencer");
     if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
-    answer = await call(sequencerOf(env, record.config), record);
+    answer = await bounded(call(sequencerOf(env, record.config), record), "the recovered sequencer");
     // Still no state: a move handed it over again between the recovery and this call (moves in a
     // row). The group exists (looked up above): a 503, not the missing answer itself, which the
     // routes passed on as a 200 with the body null (status, audit, log), a 500 (replicas) or a
@@ -306,6 +310,8 @@ export async function withSequencer<T>(
     return settle(answer);
   } catch (err) {
     if (!command && err instanceof TimeoutError) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${err.message})`, 1);
+    // The platform's failure of a later call (the sequencer failed over to, or recovered): a 503 to retry, not a 500.
+    if (!command && !(err instanceof ApiError) && !thrownByObjectCode(err)) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached yet (${String(err)})`, 1);
     if (!command || !unsure || (err instanceof ApiError && err.code !== "unavailable")) throw err;
     const why = err instanceof Error ? err.message : String(err);
     throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`);

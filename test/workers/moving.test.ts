@@ -72,3 +72,26 @@ describe("a restore through a router that has not heard of a move", () => {
     expect((await query("rst-dst", { op: "list" })).body.result).toEqual({ items: [["a", 1], ["b", 2]] });
   });
 });
+
+describe("a sequencer without state whose recovery hangs", () => {
+  it("answers 503 once sequencerCallTimeoutMs has passed, not never", async () => {
+    await createGroup("hangs", { machine: "kv" });
+    const stub = env.SEQUENCER.get(env.SEQUENCER.idFromName("hangs"));
+    let saved: unknown;
+    await runInDurableObject(stub, (inst: SequencerObject) => {
+      const lifecycle = (inst as any).lifecycle;
+      saved = lifecycle.driver;
+      lifecycle.driver = null;
+      lifecycle.recover = () => new Promise(() => {});
+    });
+    try {
+      expectError(await api("POST", "/v1/groups/hangs/audit", {}), 503, "unavailable", /recovery of the sequencer of hangs timed out/);
+    } finally {
+      await runInDurableObject(stub, (inst: SequencerObject) => {
+        const lifecycle = (inst as any).lifecycle;
+        delete lifecycle.recover;
+        lifecycle.driver = saved;
+      });
+    }
+  }, 60_000);
+});
