@@ -129,7 +129,7 @@ function decodedParam(text: string): string | null {
 
 export function parse<S extends z.ZodType>(schema: S, value: unknown, field: string): z.output<S> {
   const r = schema.safeParse(value);
-  if (!r.success) throw new ApiError("bad_request", describeZodError(r.error, field));
+  if (!r.success) throw new ApiError("bad_request", describeZodError(r.error, field, value));
   return r.data;
 }
 

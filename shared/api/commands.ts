@@ -8,7 +8,7 @@ export type Checked<T> = { ok: true; value: T } | { ok: false; code: "bad_reques
 
 export function validateCommand(machine: StateMachine<any, any>, command: unknown, field = "body.command"): Checked<unknown> {
   const r = machine.commandSchema.safeParse(command);
-  if (!r.success) return { ok: false, code: "bad_request", message: describeZodError(r.error, field) };
+  if (!r.success) return { ok: false, code: "bad_request", message: describeZodError(r.error, field, command) };
   const big = machine.oversized?.(r.data) ?? null;
   if (big !== null) return { ok: false, code: "too_large", message: `${field}.${big}: larger than ${valueBytesMax} bytes serialized` };
   // The command as sent, not the schema's copy of it: zod's json() rebuilds objects and drops an
@@ -19,6 +19,6 @@ export function validateCommand(machine: StateMachine<any, any>, command: unknow
 
 export function validateQuery(machine: StateMachine<any, any>, query: unknown, field = "body.query"): Checked<unknown> {
   const r = machine.querySchema.safeParse(query);
-  if (!r.success) return { ok: false, code: "bad_request", message: describeZodError(r.error, field) };
+  if (!r.success) return { ok: false, code: "bad_request", message: describeZodError(r.error, field, query) };
   return { ok: true, value: r.data };
 }

@@ -229,13 +229,17 @@ refinedAs.add(faultBody, {
 });
 
 /** "field: problem" for the first issue, so a 400 names what is wrong. */
-export function describeZodError(err: z.ZodError, root: string): string {
+export function describeZodError(err: z.ZodError, root: string, input?: unknown): string {
   const issue = err.issues[0];
   if (!issue) return `${root}: invalid`;
   const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
   // zod says "Invalid input: expected nonoptional, received undefined" of a missing field.
   const missing = issue.code === "invalid_type" && / received undefined$/.test(issue.message);
   if (missing) return `${path}: required${issue.expected === "nonoptional" ? "" : ` (${issue.expected})`}`;
+  // And "Invalid option: expected one of ..." of a missing enum field, as of a wrong one (a probe).
+  if (issue.code === "invalid_value" && input !== undefined && valueAt(input, issue.path) === undefined) {
+    return `${path}: required (one of ${issue.values.map((v) => String(v)).join(", ")})`;
+  }
   // A missing field of a union (a JSON value: kv's `value`) was just "Invalid input" (a probe).
   if (issue.code === "invalid_union") {
     const branches = issue.errors.map((e) => e[0]);
@@ -247,4 +251,14 @@ export function describeZodError(err: z.ZodError, root: string): string {
     }
   }
   return `${path}: ${issue.message}`;
+}
+
+/** The value at path in a parsed JSON input (undefined if any step is missing). */
+function valueAt(input: unknown, path: PropertyKey[]): unknown {
+  let at = input;
+  for (const key of path) {
+    if (typeof at !== "object" || at === null || !Object.hasOwn(at, key)) return undefined;
+    at = (at as Record<PropertyKey, unknown>)[key];
+  }
+  return at;
 }

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { describeZodError } from "../../shared/api/schemas.js";
 
-const message = (schema: z.ZodType, value: unknown) => describeZodError(schema.safeParse(value).error!, "body");
+const message = (schema: z.ZodType, value: unknown) => describeZodError(schema.safeParse(value).error!, "body", value);
 
 describe("describeZodError", () => {
   it("a missing union value is a required field, with the union's types", () => {
@@ -15,5 +15,12 @@ describe("describeZodError", () => {
     const schema = z.object({ x: z.union([z.object({ a: z.string() }), z.object({ c: z.number() })]) });
     expect(message(schema, { x: {} })).not.toMatch(/^body\.x: required/);
     expect(message(schema, {})).toBe("body.x: required (object | object)");
+  });
+
+  it("a missing enum field is required, with its options; a wrong one is not called missing", () => {
+    const schema = z.object({ machine: z.enum(["kv", "bank"]), inner: z.object({ scope: z.enum(["read", "write"]) }) });
+    expect(message(schema, { inner: { scope: "read" } })).toBe("body.machine: required (one of kv, bank)");
+    expect(message(schema, { machine: "kv", inner: {} })).toBe("body.inner.scope: required (one of read, write)");
+    expect(message(schema, { machine: "nope", inner: { scope: "read" } })).toMatch(/^body\.machine: Invalid option/);
   });
 });

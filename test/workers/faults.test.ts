@@ -172,6 +172,11 @@ describe("faults", () => {
     const refused = await command("no-quorum", { op: "incr", key: "n", by: 1 }, "q", 2);
     expectError(refused, 503, "unavailable", /reachable/);
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // A batch answers per command (200), and says when to retry the ones refused.
+    const batch = await api("POST", "/v1/groups/no-quorum/commands", { client: "q", commands: [{ request: 3, command: { op: "incr", key: "n", by: 1 } }] }, clientToken);
+    expect(batch.status).toBe(200);
+    expect(batch.body.results[0].error.code).toBe("unavailable");
+    expect(Number(batch.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     const s = await statuses("no-quorum");
     expect([s.r2.status, s.r3.status]).toEqual(["down", "down"]);
 

@@ -166,6 +166,14 @@ describe("one key order everywhere: code points (SQLite's, the memory store's, t
       ["/v1/groups/params/watch?from=99999999999999999", /^query\.from:/],
     ];
     for (const [path, message] of bad) expectError(await api("GET", path), 400, "bad_request", message);
+    // A watch's incarnation above the group's was never given: a 400, not a 404 "was deleted".
+    const watchOf = async (incarnation: string) => {
+      const res = await SELF.fetch("http://smr.test/v1/groups/params/watch?from=1", { headers: { authorization: `Bearer ${clientToken}`, "x-smr-incarnation": incarnation } });
+      const body = res.headers.get("content-type")?.includes("json") ? await res.json() : await res.body?.cancel();
+      return { status: res.status, body: body as any, headers: res.headers };
+    };
+    expectError(await watchOf("999"), 400, "bad_request", /^x-smr-incarnation: 999 is not an incarnation of group params \(it is at \d+\)/);
+    expect((await watchOf("1")).status).toBe(200);
     const log = await api("GET", "/v1/groups/params/log?from=1&limit=007");
     expect(log.status).toBe(200);
     expect(log.body.entries.length).toBeGreaterThan(0);

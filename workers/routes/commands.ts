@@ -30,7 +30,12 @@ commandRoutes.post("/:group/commands", async (c) => {
   const group = groupParam(c);
   requireWrite(c);
   const raw = await jsonBody(c);
-  if (typeof raw === "object" && raw !== null && "commands" in raw) return c.json(await batch(c, group, raw));
+  if (typeof raw === "object" && raw !== null && "commands" in raw) {
+    const answer = await batch(c, group, raw);
+    // A 200 whatever its items met: one certainly not ordered carries the 503's retry hint.
+    if (answer.results.some((r) => "error" in r && r.error.code === "unavailable")) c.header("Retry-After", "1");
+    return c.json(answer);
+  }
   const body = parse(commandBody, raw, "body");
   const client = clientOf(c, body.client);
   const record = await groups.lookup(c.env, group);
@@ -170,6 +175,10 @@ function incarnationOf(c: Context<App>): number | null {
 }
 
 function refuseOtherIncarnation(group: string, followed: number | null, incarnation: number): void {
+  // One above the group's own was never given (a fresh lookup found none newer): not a deleted group's.
+  if (followed !== null && followed > incarnation) {
+    throw new ApiError("bad_request", `${incarnationHeader}: ${followed} is not an incarnation of group ${group} (it is at ${incarnation}); send the one a watch's answer gave, or none`);
+  }
   if (followed !== null && followed !== incarnation) {
     throw new ApiError("not_found", `group ${group} was deleted since this watch began (the watch followed its incarnation ${followed}, the group now is incarnation ${incarnation}): watch the new one from its start`);
   }
