@@ -1,7 +1,7 @@
 // Argument parsers for commander: a bad value is a usage error (exit 2) that names the argument.
 import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
-import { checkJson, parseJson } from "../shared/api/input.js";
+import { checkJson, parseJson, repeatedKey } from "../shared/api/input.js";
 import { groupNamePattern } from "../shared/api/names.js";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
@@ -19,7 +19,7 @@ export function jsonArg(text: string): unknown {
   } catch (err) {
     throw new InvalidArgumentError(`not JSON (${(err as Error).message}); quote strings as '"text"'`);
   }
-  const problem = checkJson(doc, "the value");
+  const problem = checkJson(doc, "the value") ?? repeatedKey(text, doc, "the value");
   if (problem) throw new InvalidArgumentError(problem);
   return doc;
 }
@@ -94,12 +94,13 @@ export function inputFile(file: string, regular = false): number {
   return size;
 }
 
-/** A file of JSON: one document, or NDJSON (one document per non-empty line). */
+/** A file of JSON: one document, or NDJSON (one document per non-empty line); `-` is stdin. A leading byte order mark is skipped. */
 export function readJsonFile(file: string): unknown[] {
-  inputFile(file);
-  const text = readFileSync(file, "utf8");
-  const checked = (doc: unknown, where: string) => {
-    const problem = checkJson(doc, where);
+  const path = file === "-" ? "/dev/stdin" : file;
+  inputFile(path);
+  const text = readFileSync(path, "utf8").replace(/^\uFEFF/, "");
+  const checked = (doc: unknown, where: string, source?: string) => {
+    const problem = checkJson(doc, where) ?? (source === undefined ? null : repeatedKey(source, doc, where));
     if (problem) throw new UsageError(problem);
     return doc;
   };
@@ -111,7 +112,12 @@ export function readJsonFile(file: string): unknown[] {
   } catch {
     whole = undefined; // not a single document: NDJSON
   }
-  if (whole !== undefined) return (Array.isArray(whole) ? whole : [whole]).map((doc, i) => checked(doc, Array.isArray(whole) ? `${file}[${i}]` : file));
+  if (whole !== undefined && !Array.isArray(whole)) return [checked(whole, file, text)];
+  if (whole !== undefined) {
+    const repeated = repeatedKey(text, whole, file);
+    if (repeated) throw new UsageError(repeated);
+    return whole.map((doc, i) => checked(doc, `${file}[${i}]`));
+  }
   const docs: unknown[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
     if (line.trim() === "") return;
@@ -121,7 +127,7 @@ export function readJsonFile(file: string): unknown[] {
     } catch (err) {
       throw new UsageError(`${file}:${i + 1}: not JSON (${(err as Error).message})`);
     }
-    docs.push(checked(doc, `${file}:${i + 1}`));
+    docs.push(checked(doc, `${file}:${i + 1}`, line));
   });
   return docs;
 }

@@ -232,7 +232,7 @@ function batchCommand(): Command {
   return new Command("batch")
     .description(`submit the commands of a file (NDJSON or a JSON array, 1 to ${batchCommandsMax}) in one request, each exactly once`)
     .argument("<group>")
-    .argument("<file>", "commands, or {command, request} items")
+    .argument("<file>", "commands, or {command, request} items; - reads stdin")
     .option("--client <id>", "client id for exactly-once (default: random per run)", nonEmptyArg)
     .option("--first-request <n>", "request id of the first command without one (default: 1, or one above the highest the file gives)", positiveArg)
     .action(async (group: string, file: string, flags: { client?: string; firstRequest?: number }, cmd: Command) => {

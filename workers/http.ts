@@ -4,7 +4,7 @@ import type { Context } from "hono";
 import type { z } from "zod";
 import { type Checked } from "../shared/api/commands.js";
 import { ApiError } from "../shared/api/errors.js";
-import { checkJson, parseJson } from "../shared/api/input.js";
+import { checkJson, parseJson, repeatedKey } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { logEvent } from "../shared/log.js";
 import { bodyBytesMax, bodyReadTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
@@ -76,12 +76,14 @@ export async function jsonBody(c: Context<App>, optional = false): Promise<unkno
     throw new ApiError("bad_request", "body: a JSON body is required");
   }
   let value: unknown;
+  let text: string;
   try {
-    value = parseJson(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf));
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(buf);
+    value = parseJson(text);
   } catch {
     throw new ApiError("bad_request", "body: malformed JSON");
   }
-  const problem = checkJson(value, "body");
+  const problem = checkJson(value, "body") ?? repeatedKey(text, value, "body");
   if (problem !== null) throw new ApiError("bad_request", problem);
   return value;
 }

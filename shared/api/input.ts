@@ -110,3 +110,64 @@ export function checkJson(value: unknown, root: string, depthMax = jsonDepthMax)
   }
   return null;
 }
+
+/** A JSON string token (its escapes included), then whether a colon follows: a key. */
+const stringToken = /"[^"\\]*(?:\\.[^"\\]*)*"\s*(:?)/g;
+
+/**
+ * "field: problem" if an object in the JSON text repeats a key, else null. JSON.parse keeps the
+ * last of `{"op":"delete","op":"get"}` without a word, so a body could mean one command to a proxy
+ * that reads the first and another here, and the exactly-once pair could be the second `client`
+ * (a probe). The check counts the keys in the text against those parsed (one scan, about as costly
+ * as the parse), and only when they differ looks for the object and key to name. `value`: the text
+ * parsed.
+ */
+export function repeatedKey(text: string, value: unknown, root: string): string | null {
+  let inText = 0;
+  stringToken.lastIndex = 0;
+  for (let m = stringToken.exec(text); m !== null; m = stringToken.exec(text)) if (m[1]) inText++;
+  if (inText === keysOf(value)) return null;
+  const found = findRepeated(text);
+  return found === null ? null : `${[root, ...found.path.map(String)].join(".")}: the key ${JSON.stringify(found.key)} appears more than once`;
+}
+
+function keysOf(value: unknown): number {
+  let n = 0;
+  const stack = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== "object") continue;
+    if (Array.isArray(v)) stack.push(...(v as unknown[]));
+    else for (const k of Object.keys(v)) (n++, stack.push((v as Record<string, unknown>)[k]));
+  }
+  return n;
+}
+
+/** The first repeated key of well-formed JSON text, with the path of its object. */
+function findRepeated(text: string): { path: (string | number)[]; key: string } | null {
+  const token = /"[^"\\]*(?:\\.[^"\\]*)*"|[{}[\],:]/g;
+  // An object's keys so far and the last one (its child's place); an array's index.
+  const scopes: { keys: Set<string> | null; at: string | number }[] = [];
+  let expectKey = false;
+  for (let m = token.exec(text); m !== null; m = token.exec(text)) {
+    const t = m[0];
+    const top = scopes[scopes.length - 1];
+    if (t === "{" || t === "[") {
+      scopes.push(t === "{" ? { keys: new Set(), at: "" } : { keys: null, at: 0 });
+      expectKey = t === "{";
+    } else if (t === "}" || t === "]") {
+      scopes.pop();
+      expectKey = false;
+    } else if (t === ",") {
+      if (top?.keys) expectKey = true;
+      else if (top) top.at = (top.at as number) + 1;
+    } else if (t !== ":" && expectKey && top?.keys) {
+      const key = JSON.parse(t) as string;
+      if (top.keys.has(key)) return { path: scopes.slice(0, -1).map((s) => s.at), key };
+      top.keys.add(key);
+      top.at = key;
+      expectKey = false;
+    }
+  }
+  return null;
+}

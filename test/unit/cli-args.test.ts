@@ -63,6 +63,19 @@ describe("JSON arguments and files", () => {
     expect(readJsonFile(array)).toEqual([{ op: "put", key: "a", value: 1 }]);
   });
 
+  it("refuses a key repeated in one object (JSON.parse kept the last, and sent that), and reads a file that starts with a byte order mark", () => {
+    expect(() => jsonArg('{"op":"delete","op":"get"}')).toThrow(/^the value: the key "op" appears more than once$/);
+    const ndjson = join(dir, "twice.ndjson");
+    writeFileSync(ndjson, '{"op":"put","key":"a","value":1}\n{"op":"put","key":"b","key":"c","value":1}\n');
+    expect(() => readJsonFile(ndjson)).toThrow(/twice\.ndjson:2: the key "key" appears more than once$/);
+    const array = join(dir, "twice.json");
+    writeFileSync(array, '[{"op":"put","key":"a","value":1},{"op":"get","key":"b","op":"x"}]');
+    expect(() => readJsonFile(array)).toThrow(/twice\.json\.1: the key "op" appears more than once$/);
+    const bom = join(dir, "bom.ndjson");
+    writeFileSync(bom, '\uFEFF{"op":"put","key":"a","value":1}\n{"op":"get","key":"a"}\n');
+    expect(readJsonFile(bom)).toEqual([{ op: "put", key: "a", value: 1 }, { op: "get", key: "a" }]);
+  });
+
   it("refuses an empty item in a list and an empty value (a group of two made of `weur,,apac`, `--token \"\"` running as admin)", () => {
     expect(listArg("weur, apac")).toEqual(["weur", "apac"]);
     expect(() => listArg("weur,,apac")).toThrow(/an empty item/);

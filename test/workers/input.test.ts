@@ -212,6 +212,11 @@ describe("a 400 or a 404 says exactly what is wrong, one way", () => {
     const json = "required \\(string \\| number \\| boolean \\| null \\| array \\| object\\)$";
     expectError(await command("fields", { op: "put", key: "k" }), 400, "bad_request", new RegExp(`^body\\.command\\.value: ${json}`));
     expectError(await command("fields", { op: "txn", compare: [{ key: "k" }], success: [], failure: [] }), 400, "bad_request", new RegExp(`^body\\.command\\.compare\\.0\\.value: ${json}`));
+    // A repeated key is named (JSON.parse kept the last: this ran a get), and nothing is ordered;
+    // a missing enum field is required, not an invalid option.
+    expectError(await api("POST", "/v1/groups/fields/commands", '{"client":"d","request":1,"command":{"op":"delete","key":"x","op":"get"}}', clientToken), 400, "bad_request", /^body\.command: the key "op" appears more than once$/);
+    expectError(await api("PUT", "/v1/groups/fields2", {}), 400, "bad_request", /^body\.machine: required \(one of kv, bank, lock\)$/);
+    expect((await api("GET", "/v1/groups/fields/log?from=1")).body.entries.filter((e: any) => e.client === "d")).toEqual([]);
   });
 
   it("a list's prefix and after, and a watch's prefix, are bounded as keys are, in bytes", async () => {
