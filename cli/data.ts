@@ -20,7 +20,7 @@ const consistencyOption = () =>
  * that write. The CLI printed bookmarks that no option took (a probe): read-your-writes ended with
  * the process.
  */
-const bookmarkOption = () => new Option("--bookmark <bookmark>", "with --consistency sequential: see at least this write's position (a bookmark from a write's --json answer)").argParser(nonEmptyArg);
+const bookmarkOption = () => new Option("--bookmark <bookmark>", "with --consistency sequential: see at least this position (the bookmark a write or a query printed)").argParser(nonEmptyArg);
 
 interface ReadFlags {
   consistency: Consistency;
@@ -43,7 +43,7 @@ async function submitAndPrint(cmd: Command, group: string, command: unknown, fla
   const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
   const result = await submitOnce(client, group, command, flags.request ?? client.newRequest());
   if (json) printJson(result);
-  else printRecord({ seq: result.seq, output: safeJson(result.output) });
+  else printRecord({ seq: result.seq, output: safeJson(result.output), bookmark: result.bookmark });
   return result;
 }
 
@@ -72,11 +72,10 @@ function hintOnUnknown(hint: string): (err: unknown) => never {
 
 async function queryAndPrint(cmd: Command, group: string, query: unknown, flags: ReadFlags, show: (r: QueryResult) => void): Promise<void> {
   const { client, json } = runOf(cmd);
-  if (flags.bookmark !== undefined) {
-    if (flags.consistency !== "sequential") throw new UsageError("--bookmark is for --consistency sequential (a linearizable read sees every write already; a stale one promises nothing)");
-    client.keepBookmark(group, flags.bookmark);
+  if (flags.bookmark !== undefined && flags.consistency !== "sequential") {
+    throw new UsageError("--bookmark is for --consistency sequential (a linearizable read sees every write already; a stale one promises nothing)");
   }
-  const r = await client.query(group, query, flags.consistency);
+  const r = await client.query(group, query, flags.consistency, flags.bookmark === undefined ? {} : { bookmark: flags.bookmark });
   if (json) printJson(r);
   else show(r);
 }
@@ -194,7 +193,7 @@ function anyMachineCommands(): Command[] {
     .addOption(bookmarkOption())
     .action(async (group: string, q: unknown, opts: ReadFlags, cmd: Command) => {
       await queryAndPrint(cmd, group, q, opts, (r) => {
-        printRecord({ seq: r.seq, replica: r.replica });
+        printRecord({ seq: r.seq, replica: r.replica, bookmark: r.bookmark });
         process.stdout.write(safeJson(r.result, 2) + "\n");
       });
     });
@@ -223,7 +222,7 @@ function txnCommand(): Command {
       const r = await submitOnce(client, group, command, flags.request ?? client.newRequest());
       if (json) return printJson(r);
       const out = r.output as KvTxnOutput;
-      printRecord({ seq: r.seq, succeeded: out.succeeded });
+      printRecord({ seq: r.seq, succeeded: out.succeeded, bookmark: r.bookmark });
       printTable(["#", "output"], (out.results ?? []).map((o, i) => [i + 1, brief(o)]));
     });
 }
@@ -246,7 +245,10 @@ function batchCommand(): Command {
       // Items whose outcome is unknown come back as results, not as a thrown error: the hint too.
       if (r.results.some((x) => "error" in x && x.error.code === "timeout")) process.stderr.write(`${hint}\n`);
       if (json) printJson(r);
-      else printBatch(r, requests);
+      else {
+        printBatch(r, requests);
+        if (r.bookmark) printRecord({ bookmark: r.bookmark });
+      }
       const failed = r.results.filter((x) => "error" in x).length;
       if (failed > 0) {
         process.stderr.write(`error: ${failed} of ${r.results.length} commands failed\n`);

@@ -114,7 +114,7 @@ function statusCommand(groups: Command): void {
     .argument("[group]")
     .option("--limit <n>", `without a group: a page of this many groups (max ${metricsPageMax})`, upToArg(metricsPageMax))
     .option("--after <name>", "without a group: groups after this one")
-    .option("--unhealthy", "without a group: only the groups not ok (degraded or down)")
+    .option("--unhealthy", "without a group: only the groups not ok (degraded or down); exits 1 if it lists any")
     .action(async (group: string | undefined, opts: { limit?: number; after?: string; unhealthy?: boolean }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       if (group === undefined) return printHealth(client, json, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) }, opts.unhealthy);

@@ -48,15 +48,17 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   const groups = unhealthy ? all.filter((g) => g.health !== "ok") : all;
   const next = nextOf(text);
   const unasked = /^# unasked: (.*)$/m.exec(text)?.[1];
+  // --unhealthy exits 1 when it lists any, so a script or an alert can run it (as smr audit does).
+  if (unhealthy && groups.length > 0) process.exitCode = 1;
   if (json) return printJson({ groups, ...(next ? { next } : {}), ...(unasked ? { unasked } : {}) });
-  if (groups.length === 0 && !unasked) return note(unhealthy && all.length > 0 ? `${all.length} groups, all ok` : "no groups");
+  if (groups.length === 0 && !unasked) return note(unhealthy && all.length > 0 ? `${plural(all.length, "group")}, all ok` : "no groups");
   const nowMs = Date.now();
   printTable(
     ["group", "health", "epoch", "commitSeq", "replicas", "lag", "last audit", "failovers"],
     groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g.replicas), g.lagMax, g.lastAudit ? `${g.lastAudit.verdict}, ${ago(g.lastAudit.at, nowMs)}` : g.health === "down" ? "?" : "none yet", g.failovers]),
   );
   const counts = (h: GroupHealth["health"]) => all.filter((g) => g.health === h).length;
-  note(`${all.length} groups: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);
+  note(`${plural(all.length, "group")}: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);
   if (unasked) note(`not shown: ${unasked}`);
   if (next) note(`more: --after ${next}`);
   const cron = cronLine(scraped);
@@ -76,4 +78,8 @@ export function cronLine(all: { name: string; value: number }[]): string | null 
   const lap = lapS === undefined ? `no whole lap over ${every} yet` : `a lap over ${every} took ${span(lapS)}`;
   const sleeping = asleep > 0 ? `; ${asleep} ${asleep === 1 ? "group" : "groups"} asleep (audited once a day)` : "";
   return `cron: last run ${span(Date.now() / 1000 - at)} ago, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}${sleeping}`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }

@@ -2,12 +2,13 @@
 // Plain JS with JSDoc types, as health.js: the dashboard loads it as /units.js, the CLI imports it.
 
 /**
- * "40 s", "3 min", "2 h": a cron run's age, a lap's length.
+ * "under 1 s", "40 s", "3 min", "2 h": a cron run's age, a lap's length.
  * @param {number} seconds
  * @returns {string}
  */
 export function span(seconds) {
-  const s = Math.max(0, Math.round(seconds));
+  if (seconds < 0.5) return "under 1 s"; // "took 0 s" (a probe)
+  const s = Math.round(seconds);
   return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
 }
 

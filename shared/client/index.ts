@@ -128,6 +128,15 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface QueryOptions extends CallOptions {
+  /**
+   * A sequential read's bookmark as given (the CLI's --bookmark): sent instead of the one kept,
+   * and never dropped, so one past the group's end is the server's 400 (it was dropped in silence
+   * and the read went linearizable: a probe).
+   */
+  bookmark?: string;
+}
+
 export interface CommandRetry {
   attempt: number;
   reason: string;
@@ -792,12 +801,12 @@ export class SmrClient {
    * again (a restore under the same name), and every later sequential read failed with it until
    * the new log outgrew the old one (a probe).
    */
-  async query(group: string, query: unknown, consistency: Consistency = "linearizable", call: CallOptions = {}): Promise<QueryResult> {
+  async query(group: string, query: unknown, consistency: Consistency = "linearizable", call: QueryOptions = {}): Promise<QueryResult> {
     const { signal } = call;
     const retries = new Retries(this.opts);
     for (;;) {
       const body: Record<string, unknown> = { query, consistency };
-      const bookmark = this.bookmarks.get(group);
+      const bookmark = call.bookmark ?? this.bookmarks.get(group);
       if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
       try {
         const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal);
@@ -805,7 +814,7 @@ export class SmrClient {
         return r;
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if (body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && /^bookmark: names seq \d+, past the end/.test(err.message.replace(/^400 bad_request: /, ""))) {
+        if (call.bookmark === undefined && body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && /^bookmark: names seq \d+, past the end/.test(err.message.replace(/^400 bad_request: /, ""))) {
           // This read goes linearizable: the stale bookmark outranked (by seq) the client's own
           // later writes to the new group, so without it a sequential read could miss them.
           // Only the one sent: a write's newer bookmark, stored meanwhile, stays.

@@ -299,6 +299,14 @@ describe("client: names, time and retries", () => {
     await client.query("g", { op: "get", key: "k" }, "sequential");
     expect((sent[4] as { bookmark?: string }).bookmark).toBe("b1.1.1");
   });
+
+  it("sends a bookmark given for one read as it is, and does not drop it when it is past the group's end (the CLI's --bookmark)", async () => {
+    const sent: unknown[] = [];
+    const answers = [errorBody(400, "bad_request", "bookmark: names seq 99, past the end of g's log (seq 5); it is another group's or an earlier incarnation's")];
+    const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), answers.shift()!));
+    await expect(client.query("g", { op: "get", key: "k" }, "sequential", { bookmark: "b1.1.99" })).rejects.toThrow(/400 bad_request: bookmark: names seq 99, past the end/);
+    expect(sent).toEqual([{ query: { op: "get", key: "k" }, consistency: "sequential", bookmark: "b1.1.99" }]);
+  });
 });
 
 describe("client batches", () => {

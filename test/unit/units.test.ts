@@ -8,6 +8,6 @@ describe("units", () => {
   });
 
   it("writes spans in seconds below 2 min, minutes below 2 h, then hours", () => {
-    expect([-3, 0.4, 119, 120, 7_199, 7_200, 86_400].map(span)).toEqual(["0 s", "0 s", "119 s", "2 min", "120 min", "2 h", "24 h"]);
+    expect([-3, 0.4, 0.5, 119, 120, 7_199, 7_200, 86_400].map(span)).toEqual(["under 1 s", "under 1 s", "1 s", "119 s", "2 min", "120 min", "2 h", "24 h"]);
   });
 });
