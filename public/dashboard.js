@@ -13,6 +13,8 @@ const callTimeoutMs = 20000;
 /** Rows shown in the audits and failovers tables. */
 const auditsShown = 5;
 const failoversShown = 5;
+/** Rows of the other events (moves, recoveries, quarantines, repairs, replicas added or removed): they were on no page (a probe). */
+const eventsShown = 10;
 /**
  * Events read to find the failovers among them: every event a group keeps (the API's maximum). At
  * 100, 52 add/remove cycles pushed three failovers out and the page said "No failovers" (a probe).
@@ -385,6 +387,21 @@ function sizeCells(tr, r, unreachable) {
 }
 
 /** `askedMs`: when the answers drawn were asked for. */
+function renderEvents(events) {
+  const rows = $("#events tbody");
+  rows.replaceChildren();
+  for (const e of events) {
+    const tr = document.createElement("tr");
+    tr.dataset.kind = e.kind;
+    cell(tr, "at", time(e.at));
+    cell(tr, "kind", e.kind);
+    cell(tr, "epoch", e.epoch);
+    cell(tr, "message", e.message);
+    rows.append(tr);
+  }
+  $("#events-none").hidden = events.length > 0;
+}
+
 function renderGroup(status, audits, events, askedMs) {
   const section = $("#group");
   section.hidden = false;
@@ -423,8 +440,11 @@ function renderGroup(status, audits, events, askedMs) {
     cell(tr, "commitSeq", unknown ? "?" : status.commitSeq);
     cell(tr, "lag", known ? status.commitSeq - r.appliedSeq : "?");
     cell(tr, "digest", known && r.digest ? r.digest.slice(0, digestShownChars) : known ? "" : "?", r.digest).className = "mono";
-    // The replicas' own view has no contact time for one that did not answer it: "no answer" now, not "never".
-    cell(tr, "lastContact", r.lastContact === null && unreachable ? "no answer" : ago(r.lastContact), r.lastContact || "");
+    // The replicas' own view has no contact time for one that did not answer it, nor has a new
+    // sequencer for one that never answered it (after a failover, the replica beside the old
+    // one): "no answer" now, not "never" (a probe).
+    const silent = unreachable || r.status === "down" || r.status === "suspect";
+    cell(tr, "lastContact", r.lastContact === null && silent ? "no answer" : ago(r.lastContact), r.lastContact || "");
     cell(tr, "location", r.location);
     sizeCells(tr, r, unreachable);
     replicas.append(tr);
@@ -458,6 +478,7 @@ function renderGroup(status, audits, events, askedMs) {
     failoverRows.append(tr);
   }
   $("#failovers-none").hidden = failovers.length > 0;
+  renderEvents(events.filter((e) => e.kind !== "failover").slice(0, eventsShown));
 
   // The selected group's health from what was just read, fresher than the last scrape.
   ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0]), atMs: askedMs };
@@ -502,6 +523,12 @@ async function refresh() {
   ]);
   if (mine !== generation) return;
   const failures = [listed, shown].filter((r) => r.status === "rejected").map((r) => (r.reason instanceof ApiFailure ? r.reason : new ApiFailure(0, "error", String(r.reason))));
+  if (shown.status === "rejected" && failures[failures.length - 1].status === 404) {
+    // Deleted meanwhile, or a link to none: said where its view was, and no longer asked for (it
+    // was asked every refresh for ever, under "group view not updating", a probe).
+    failures.pop();
+    forgetGone(group);
+  }
   // The time the answers were asked for: one that took 15 s was stamped with its arrival (a probe).
   const tookMs = Date.now() - startedMs;
   const asOf = `as of ${clock(startedMs)}${tookMs > slowAnswerMs ? ` (answers took ${(tookMs / 1000).toFixed(0)} s)` : ""}`;
@@ -521,8 +548,9 @@ async function refresh() {
       askToken();
       return;
     }
-    if (shown.status === "rejected") groupFailed(group, failures[failures.length - 1]);
-    setLive("error", failures.length === 2 || !group ? "not updating" : shown.status === "rejected" ? "group view not updating" : `partly updated · ${asOf}`);
+    const groupRead = shown.status === "fulfilled" || selectedGroup() === null;
+    if (!groupRead) groupFailed(group, failures[failures.length - 1]);
+    setLive("error", failures.length === 2 || !selectedGroup() ? "not updating" : !groupRead ? "group view not updating" : `partly updated · ${asOf}`);
   }
   // A Retry-After is waited out (at most retryAfterMaxMs).
   const waitMs = Math.max(refreshMs, ...failures.map((f) => f.retryAfterMs || 0));
@@ -536,15 +564,27 @@ function selectView(group) {
   const loading = $("#group-loading");
   if (!group) {
     section.hidden = true;
-    loading.hidden = true;
+    loading.hidden = goneGroup === null;
+    if (goneGroup !== null) loading.textContent = `There is no group ${goneGroup} (deleted, or never made): choose one from the list.`;
     delete section.dataset.group;
     return;
   }
+  goneGroup = null;
   if (section.dataset.group === group) return;
   section.hidden = true;
   delete section.dataset.group;
   loading.hidden = false;
   loading.textContent = `Loading ${group}…`;
+}
+
+/** A group selected that does not exist (deleted meanwhile, or a link to none): said until another is chosen. */
+let goneGroup = null;
+
+/** The selected group answered 404: the selection goes (from the URL too), and the page says why. */
+function forgetGone(group) {
+  goneGroup = group;
+  history.replaceState(null, "", location.pathname + location.search);
+  selectView(null);
 }
 
 /**
@@ -554,12 +594,6 @@ function selectView(group) {
  */
 function groupFailed(group, failure) {
   const section = $("#group");
-  if (failure.status === 404) {
-    section.hidden = true;
-    delete section.dataset.group;
-    $("#group-loading").hidden = true;
-    return;
-  }
   const why = `${failure.code}: ${failure.message}`;
   if (section.dataset.group !== group) {
     $("#group-loading").textContent = `${group} could not be read: ${why}`;

@@ -325,6 +325,8 @@ async function main(): Promise<void> {
     await pageShows("r2 healthy again", `return document.querySelector('tr[data-replica="r2"]')?.dataset.status === "healthy";`);
     const events = (await ok("GET", `/v1/groups/${group}/events`)).events;
     check(events.some((e: any) => e.kind === "repair" && e.replica === "r2"), "a repair event for r2");
+    // The page's events table has the quarantine and the repair (it showed failovers only).
+    await pageShows("the quarantine and the repair among the events", `const kinds = [...document.querySelectorAll("#events tbody tr")].map((r) => r.dataset.kind); return kinds.includes("quarantine") && kinds.includes("repair") && document.querySelector("#events-none").hidden;`);
     equal((await ok("POST", `/v1/groups/${group}/audit`)).verdict, "consistent", "the next audit's verdict");
     await pageShows("the consistent audit on top", `const a = [...document.querySelectorAll("#audits tbody tr")]; return a.length >= 2 && a[0].dataset.verdict === "consistent" && a[1].dataset.verdict === "diverged";`);
     // The rebuilt r2 counted again by this audit: the rows each replica's status carries, and a size.
@@ -395,6 +397,36 @@ async function main(): Promise<void> {
     equal(await page.evaluate(`document.activeElement?.dataset?.group ?? null`), other, "the focus stays on the link pressed");
     await page.click(`#groups a[data-group="${group}"]`);
     await pageShows("the group's view again", `return document.querySelector("#group").dataset.group === arg && !document.querySelector("#group").hidden;`, group);
+  });
+
+  await step("a narrow screen (420 px): the page is no wider than it, tables scroll on their own", async () => {
+    await page.setViewportSize({ width: 420, height: 900 });
+    try {
+      await pageShows("the group's view at 420 px", `return !document.querySelector("#group").hidden;`);
+      equal(await page.evaluate(`document.documentElement.scrollWidth`), 420, "the page's width at 420 px (it was 818)");
+      await page.screenshot({ path: join(artifacts, "dashboard-narrow.png"), fullPage: true });
+    } finally {
+      await page.setViewportSize({ width: 1200, height: 600 });
+    }
+  });
+
+  await step("a selected group deleted: the page says there is no such group and stops asking for it", async () => {
+    const doomed = "doomed";
+    await ok("PUT", `/v1/groups/${doomed}`, { machine: "kv", replicas: 1 });
+    await page.evaluate(`location.hash = "#group=${doomed}"`);
+    await pageShows("the doomed group's view", `return document.querySelector("#group").dataset.group === arg && !document.querySelector("#group").hidden;`, doomed);
+    await ok("DELETE", `/v1/groups/${doomed}`);
+    await pageShows("no such group said", `const l = document.querySelector("#group-loading"); return !l.hidden && l.textContent.startsWith("There is no group doomed");`);
+    check(!page.url().includes("#group="), `no group in the URL's fragment (${page.url()})`);
+    let asked = 0;
+    const count = (req: { url(): string }) => void (req.url().includes(`/v1/groups/${doomed}`) && asked++);
+    page.on("request", count);
+    await page.waitForTimeout(5_000); // two refreshes
+    page.off("request", count);
+    equal(asked, 0, "requests for the deleted group after it was found gone");
+    equal(await page.getAttribute("#live", "data-state"), "live", "the live indicator");
+    await page.click(`#groups a[data-group="${group}"]`);
+    await pageShows("the group's view again", `return document.querySelector("#group").dataset.group === arg && !document.querySelector("#group").hidden && document.querySelector("#group-loading").hidden;`, group);
   });
 
   await step("a screenshot; nothing was loaded from another origin, no URL held the token, the page raised no error", async () => {
