@@ -1026,6 +1026,12 @@ export class SequencerDriver {
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
     if (!this.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group` };
     this.wake();
+    // Quarantined by neither this sequencer nor its own flag: nothing to release. It answered 200
+    // and wrote a "released by an operator" event for a healthy replica each time (a probe).
+    if (!this.core.quarantinedIds().includes(id)) {
+      const p = await withTimeout(this.io, this.io.link(id).position(), replicaRpcTimeoutMs, `position of ${id}`).catch(() => null);
+      if (p && !p.quarantined) return { ok: false, reason: `replica ${id} is not quarantined: nothing to release` };
+    }
     const r = await withTimeout(this.io, this.io.link(id).release(rebase), replicaRpcTimeoutMs, `release of ${id}`).catch((err) => ({ ok: false, digest: "", reason: String(err) }));
     if (!r.ok) return { ok: false, reason: r.reason ?? "refused" };
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };

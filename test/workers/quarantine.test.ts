@@ -84,7 +84,11 @@ describe("the operator's way out of a quarantine", () => {
     expect(after.quarantined).toEqual(["r2"]);
     await waitFor("r2 rebuilt", async () => (await statuses("release")).r2.status === "healthy", 50);
     expectError(await api("POST", "/v1/groups/release/replicas/r9/release", {}), 404, "not_found");
-    // Each release is in the history as a quarantine event that says so.
+    // A replica that is not quarantined has nothing to release: a 409, and no event (it was a 200
+    // and a "released by an operator" event each time).
+    expectError(await api("POST", "/v1/groups/release/replicas/r3/release", {}), 409, "conflict", /^replica r3 is not quarantined: nothing to release$/);
+    expectError(await api("POST", "/v1/groups/release/replicas/r3/release", { rebase: true }), 409, "conflict", /not quarantined/);
+    // Each release is in the history as a quarantine event that says so (the two refused ones are not).
     await waitFor("the releases' events", async () => {
       const events = (await api("GET", "/v1/groups/release/events", undefined, clientToken)).body.events;
       return events.filter((e: any) => e.kind === "quarantine" && e.action === "release" && e.replica === "r2").length === 2;
