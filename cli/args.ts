@@ -40,6 +40,13 @@ export function seqArg(text: string): number {
   return n;
 }
 
+/** An integer of 0 or more (`--retry-for 0`: no retries). */
+export function nonNegativeArg(text: string): number {
+  const n = intArg(text);
+  if (n < 0) throw new InvalidArgumentError("must be at least 0");
+  return n;
+}
+
 export function positiveArg(text: string): number {
   const n = intArg(text);
   if (n < 1) throw new InvalidArgumentError("must be at least 1");

@@ -6,8 +6,8 @@ import cliProgress from "cli-progress";
 import { Command } from "commander";
 import { ApiRequestError, type GroupSpec, type SmrClient, type SnapshotHeader } from "../shared/client/index.js";
 import { chunks } from "../shared/client/streams.js";
-import { restoreBytesMax } from "../shared/limits.js";
-import { inputFile, positiveArg, UsageError } from "./args.js";
+import { replicasMax, restoreBytesMax } from "../shared/limits.js";
+import { inputFile, positiveArg, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { printStatus } from "./groups.js";
@@ -234,7 +234,7 @@ function restoreCommand(): Command {
     .argument("<group>")
     .argument("<file>")
     .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints, session window)")
-    .option("--replicas <n>", "with --create: this many replicas instead of the source's", positiveArg)
+    .option("--replicas <n>", `with --create: this many replicas instead of the source's (1 to ${replicasMax})`, upToArg(replicasMax))
     .action(restoreAction);
 }
 

@@ -39,6 +39,6 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   // Reads are retried too (a read against a server that is down went on for a minute in silence).
   const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the read (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
   const retryFor = cmd.optsWithGlobals<GlobalFlags>().retryFor;
-  const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, onReadRetry, ...(retryFor ? { retryForMs: retryFor * 1000 } : {}), ...session });
+  const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, onReadRetry, ...(retryFor !== undefined ? { retryForMs: retryFor * 1000 } : {}), ...session });
   return { client, json: jsonWanted(cmd), target };
 }

@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import type { GroupSpec, GroupStatus } from "../shared/client/index.js";
 import { listArg, positiveArg, upToArg, UsageError } from "./args.js";
-import { metricsPageMax } from "../shared/limits.js";
+import { metricsPageMax, replicasMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { printHealth } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -82,7 +82,7 @@ function createCommand(groups: Command): void {
     .description("create a group (200 if one with the same config exists)")
     .argument("<group>")
     .option("--machine <name>", "the state machine (kv, bank, ...)", "kv")
-    .option("--replicas <n>", "replicas, 1 to 7", positiveArg)
+    .option("--replicas <n>", `replicas, 1 to ${replicasMax}`, upToArg(replicasMax))
     .option("--locations <hints>", "one location hint per replica, comma-separated", listArg)
     .addOption(new Option("--outputs <mode>", "answer with the first replica's output or a majority's").choices(["first", "majority"]))
     .option("--checkpoint-every <n>", "entries between checkpoints", positiveArg)

@@ -3,7 +3,8 @@
 // (printed as "error: <status> <code>: <message>"), 2 for a usage error.
 import { Command, CommanderError } from "commander";
 import { ApiRequestError } from "../shared/client/index.js";
-import { groupArg, nonEmptyArg, positiveArg, UsageError } from "./args.js";
+import { readFileSync } from "node:fs";
+import { groupArg, nonEmptyArg, nonNegativeArg, positiveArg, UsageError } from "./args.js";
 import { backupCommands } from "./backup.js";
 import { checkTarget } from "./config.js";
 import { jsonWanted, runOf, targetOf } from "./context.js";
@@ -50,13 +51,19 @@ function helpCommand(root: Command): Command {
     });
 }
 
+/** The version in the project's package.json (smr runs from its source). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+}
+
 function program(): Command {
   const p = new Command("smr")
     .description("operate an edge-smr replica set: groups, reads and writes, watch, audits, replicas, backups")
     .option("--url <url>", "the API's base URL (env SMR_URL; default http://localhost:8787)", nonEmptyArg)
     .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)", nonEmptyArg)
     .option("--json", "print JSON for scripts instead of tables")
-    .option("--retry-for <seconds>", "how long a command or a read is retried (default 90)", positiveArg)
+    .option("--retry-for <seconds>", "how long a command or a read is retried (default 90; 0: not retried)", nonNegativeArg)
+    .version(packageVersion(), "--version", "print smr's version")
     .exitOverride()
     .helpCommand(false);
   for (const c of [groupsCommand(), ...dataCommands(), watchCommand(), ...memberCommands(), ...backupCommands(), metricsCommand(), configCommand(), helpCommand(p)]) {

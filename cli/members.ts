@@ -38,6 +38,7 @@ function replicasCommand(): Command {
   replicas
     .command("list", { isDefault: true })
     .description("the group's replicas and their positions")
+    .usage("<group> [options]") // [more...] is for naming a mistyped subcommand, not to be given
     .argument("<group>")
     .argument("[more...]")
     .allowUnknownOption() // its own check: a mistyped subcommand is named before an option it does not know
@@ -130,6 +131,8 @@ function tokensCommand(): Command {
   const tokens = new Command("tokens").description("a group's own tokens: list (default), create, revoke");
   tokens
     .command("list", { isDefault: true })
+    .description("the group's tokens (never their secrets)")
+    .usage("<group> [options]") // [more...] is for naming a mistyped subcommand, not to be given
     .argument("<group>")
     .argument("[more...]")
     .allowUnknownOption() // its own check: a mistyped subcommand is named before an option it does not know
@@ -154,6 +157,7 @@ function tokensCommand(): Command {
     });
   tokens
     .command("revoke")
+    .description("revoke a token: it is refused (401) from then on, and its open watches end")
     .argument("<group>")
     .argument("<id>")
     .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {

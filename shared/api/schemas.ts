@@ -240,6 +240,14 @@ export function describeZodError(err: z.ZodError, root: string, input?: unknown)
   if (issue.code === "invalid_value" && input !== undefined && valueAt(input, issue.path) === undefined) {
     return `${path}: required (one of ${issue.values.map((v) => String(v)).join(", ")})`;
   }
+  // An op no machine's schema has: "Invalid discriminator value. Expected 'balances'" (a probe).
+  const discriminated = issue as { code: string; discriminator?: string; options?: unknown[] };
+  if (discriminated.code === "invalid_union" && discriminated.discriminator !== undefined && Array.isArray(discriminated.options)) {
+    const options = discriminated.options.map((o) => String(o)).join(", ");
+    const given = input === undefined ? undefined : valueAt(input, issue.path);
+    if (input !== undefined && given === undefined) return `${path}: required (one of ${options})`;
+    return `${path}: ${given === undefined ? "not" : `${JSON.stringify(given)} is not`} one of ${options}`;
+  }
   // A missing field of a union (a JSON value: kv's `value`) was just "Invalid input" (a probe).
   if (issue.code === "invalid_union") {
     const branches = issue.errors.map((e) => e[0]);

@@ -64,7 +64,11 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
   const away = ids.filter((_, i) => replies[i]?.gone).length - gone.length;
   if (!quorum.reached(gone)) {
     const why = `${tally(replies)}${away > 0 ? `, ${away} just back from an absence of their own` : ""}`;
-    return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${why}); a failover needs a quorum of voters to have lost it` };
+    // The unreachable alone may leave too few to make a quorum: then the vote stopped, and the
+    // rest were not waited for (a probe read "1 not answered" of a healthy replica as a problem).
+    const reachable = ids.filter((_, i) => replies[i] !== null);
+    const none = quorum.reached(reachable) ? "" : `: with ${ids.length - reachable.length} unreachable, not enough replicas are left to make one, so the vote stopped there`;
+    return { go: false, reason: `only ${gone.length} of ${ids.length} replicas have lost the sequencer (${why}); a failover needs a quorum of voters to have lost it${none}` };
   }
   const downMs = Math.min(...gone.map((id) => replies[ids.indexOf(id)]!.heardAgoMs));
   return successor(io, config, gone, downMs);

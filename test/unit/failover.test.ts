@@ -54,6 +54,15 @@ describe("the PreVote", () => {
     expect(decision).toMatchObject({ go: false, reason: "only 0 of 3 replicas have lost the sequencer (1 still hears it, 1 unreachable, 1 not answered by then); a failover needs a quorum of voters to have lost it" });
   });
 
+  it("says when the unreachable leave too few for a quorum, so the vote stopped without waiting for the rest", async () => {
+    const { failover } = io({ r1: null as unknown as VoteReply, r2: null as unknown as VoteReply });
+    const decision = await preVote(failover, config);
+    expect(decision).toMatchObject({
+      go: false,
+      reason: "only 0 of 3 replicas have lost the sequencer (0 still hear it, 2 unreachable, 1 not answered by then); a failover needs a quorum of voters to have lost it: with 2 unreachable, not enough replicas are left to make one, so the vote stopped there",
+    });
+  });
+
   it("counts a replica that was asleep until the vote apart from those that hear the sequencer", async () => {
     const waking: VoteReply = { epoch: 1, heardAgoMs: 0, gone: false, waking: true };
     const { failover } = io({ r1: waking, r2: waking, r3: hears });

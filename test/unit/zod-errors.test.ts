@@ -23,4 +23,10 @@ describe("describeZodError", () => {
     expect(message(schema, { machine: "kv", inner: {} })).toBe("body.inner.scope: required (one of read, write)");
     expect(message(schema, { machine: "nope", inner: { scope: "read" } })).toMatch(/^body\.machine: Invalid option/);
   });
+
+  it("an op a machine does not have names the ops it has; a missing one is required", () => {
+    const schema = z.object({ query: z.discriminatedUnion("op", [z.object({ op: z.literal("balances") }).strict(), z.object({ op: z.literal("audit") })]) });
+    expect(message(schema, { query: { op: "get", key: "a" } })).toBe('body.query.op: "get" is not one of balances, audit');
+    expect(message(schema, { query: { key: "a" } })).toBe("body.query.op: required (one of balances, audit)");
+  });
 });
