@@ -1532,9 +1532,26 @@ export class SequencerDriver {
   /** A replica's answer within replicaRpcTimeoutMs (a transfer's calls). */
   private readonly replicaCall = <T>(p: Promise<T>, what: string): Promise<T> => withTimeout(this.io, p, replicaRpcTimeoutMs, what);
 
+  /**
+   * A call to a transfer's target within replicaRpcTimeoutMs, counted as contact with it: one that
+   * cannot be reached misses, so it shows suspect, then down. A replica waiting for a transfer
+   * got no appends, so no misses, and showed "lagging" for as long as it was unreachable (a probe).
+   */
+  private targetCall(target: string): <T>(p: Promise<T>, what: string) => Promise<T> {
+    return (p, what) =>
+      this.replicaCall(p, what).then(
+        (answer) => (this.core.noteContact(target, true, this.io.nowMs()), answer),
+        (err: unknown) => {
+          if (!this.stopped) this.core.noteContact(target, false, this.io.nowMs());
+          throw err;
+        },
+      );
+  }
+
   /** A state transfer from `source` to `target`: the position it installed. */
   private async copyTo(target: string, source: string, progress: { begun: boolean }): Promise<number> {
     const call = this.replicaCall;
+    const toTarget = this.targetCall(target);
     const src = this.io.link(source);
     const dst = this.io.link(target);
     const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
@@ -1554,7 +1571,7 @@ export class SequencerDriver {
       // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
       const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
       progress.begun = true; // from here the target may hold a half-done transfer
-      if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
+      if (!(await toTarget(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
       let after: string | null = null;
       let rows = 0;
       for (;;) {
@@ -1562,11 +1579,11 @@ export class SequencerDriver {
         const page: [string, string][] | null = await call(src.snapshotPage(info.seq, after, transferPageBytes), `page from ${source}`);
         if (page === null) throw new Error(`${source} lost its snapshot`);
         if (page.length === 0) break;
-        if (!(await call(dst.installPage(transferId, page), `page to ${target}`))) throw new Error(`${target} is installing another transfer`);
+        if (!(await toTarget(dst.installPage(transferId, page), `page to ${target}`))) throw new Error(`${target} is installing another transfer`);
         rows += page.length;
         after = page[page.length - 1]![0];
       }
-      const done = await call(dst.endInstall(transferId), `install end on ${target}`);
+      const done = await toTarget(dst.endInstall(transferId), `install end on ${target}`);
       if (done && !done.ok) this.badSources.set(target, source);
       if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
       this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
@@ -1583,7 +1600,7 @@ export class SequencerDriver {
    * whatever it held (a restore never adopted holds no position).
    */
   private async installEmpty(target: string, progress: { begun: boolean }): Promise<number> {
-    const call = this.replicaCall;
+    const call = this.targetCall(target);
     const dst = this.io.link(target);
     const info: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, timestamp: null, epoch: this.core.epoch };
     const transferId = `${this.core.epoch}:0:${++this.transfers}:${this.io.nowMs()}:empty`;

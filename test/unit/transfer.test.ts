@@ -209,3 +209,27 @@ describe("a replica added to a compacted group", () => {
     expect(seen.has("repairing")).toBe(false);
   }, 60_000);
 });
+
+describe("a replica waiting for a state transfer", () => {
+  it("that cannot be reached shows suspect, then down, not lagging for good (its failed installs are misses)", async () => {
+    const g = directGroup(config());
+    await putMany(g.driver, "c", 1, 20, 20);
+    g.down.add("r3");
+    g.driver.core.noteRebuilding("r3"); // as a restore or a failed transfer leaves it: no appends, only transfers
+    g.driver.kickAll();
+    const status = () => g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status;
+    for (let i = 0; i < 400 && status() !== "down"; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      g.driver.kickAll();
+    }
+    expect(status()).toBe("down");
+    expect(g.calls.get("r3:beginInstall") ?? 0).toBeGreaterThan(0);
+    g.down.delete("r3");
+    for (let i = 0; i < 400 && status() !== "healthy"; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      g.driver.kickAll();
+    }
+    expect(status()).toBe("healthy");
+    expect(g.replicas.get("r3")!.core!.appliedSeq).toBe(g.driver.core.commitSeq);
+  }, 30_000);
+});
