@@ -4,7 +4,7 @@ import type { GroupSpec, GroupStatus } from "../shared/client/index.js";
 import { listArg, positiveArg, upToArg, UsageError } from "./args.js";
 import { metricsPageMax, replicasMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
-import { printHealth } from "./metrics.js";
+import { printHealth, slowNote } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
 import { bytesText } from "../public/units.js";
 
@@ -22,6 +22,7 @@ export function printStatus(s: GroupStatus): void {
     // While the sequencer cannot be reached the status is what the replicas say of themselves:
     // say so, and why (the table looked like a healthy group's, a probe).
     ...(s.sequencer.reachable === false ? { reachable: `NO: ${s.sequencer.problem ?? "the sequencer did not answer"}` } : {}),
+    ...(slowNote(s.sequencer.answerMs).length > 0 ? { slow: `${slowNote(s.sequencer.answerMs)[0]}: every command waits at least as long` } : {}),
     ...(s.sequencer.noQuorumMs !== undefined ? { quorum: `NONE for ${Math.round(s.sequencer.noQuorumMs / 1000)} s (cut off from its replicas; a failover may replace it)` } : {}),
     ...(s.sequencer.asleepSince !== undefined ? { asleep: `since ${s.sequencer.asleepSince} (no client work; the next command wakes it)` } : {}),
   });

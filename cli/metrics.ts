@@ -8,7 +8,7 @@ import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 // The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
-import { groupsHealth, samples, type GroupHealth } from "../public/health.js";
+import { groupsHealth, samples, slowAnswerMs, type GroupHealth } from "../public/health.js";
 import { span } from "../public/units.js";
 
 export function metricsCommand(): Command {
@@ -29,10 +29,15 @@ export function metricsCommand(): Command {
 const nextOf = (text: string) => /^# next: (\S+)$/m.exec(text)?.[1];
 
 /** "3/3 healthy", or "2/3 healthy; r2 down". */
-function replicasCell(replicas: GroupHealth["replicas"]): string {
-  const healthy = replicas.filter((r) => r.status === "healthy").length;
-  const others = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
-  return [`${healthy}/${replicas.length} healthy`, ...(others.length ? [others.join(", ")] : [])].join("; ");
+function replicasCell(g: GroupHealth): string {
+  const healthy = g.replicas.filter((r) => r.status === "healthy").length;
+  const others = g.replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
+  return [`${healthy}/${g.replicas.length} healthy`, ...(others.length ? [others.join(", ")] : []), ...slowNote(g.answerMs)].join("; ");
+}
+
+/** "sequencer slow (1.5 s to answer)" past slowAnswerMs, else nothing. */
+export function slowNote(answerMs: number | null | undefined): string[] {
+  return answerMs !== null && answerMs !== undefined && answerMs >= slowAnswerMs ? [`sequencer slow (${(answerMs / 1000).toFixed(1)} s to answer)`] : [];
 }
 
 function ago(iso: string, nowMs: number): string {
@@ -55,7 +60,7 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   const nowMs = Date.now();
   printTable(
     ["group", "health", "epoch", "commitSeq", "replicas", "lag", "last audit", "failovers"],
-    groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g.replicas), g.lagMax, g.lastAudit ? `${g.lastAudit.verdict}, ${ago(g.lastAudit.at, nowMs)}` : g.health === "down" ? "?" : "none yet", g.failovers]),
+    groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g), g.lagMax, g.lastAudit ? `${g.lastAudit.verdict}, ${ago(g.lastAudit.at, nowMs)}` : g.health === "down" ? "?" : "none yet", g.failovers]),
   );
   const counts = (h: GroupHealth["health"]) => all.filter((g) => g.health === h).length;
   note(`${plural(all.length, "group")}: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);

@@ -3,7 +3,7 @@
 // tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
 // group is in the URL's fragment (#group=name), so a view can be linked to.
 // A module (strict, deferred): the health rule is shared with the CLI.
-import { groupsHealth, healthOf, samples } from "./health.js";
+import { groupsHealth, healthOf, samples, slowAnswerMs } from "./health.js";
 import { bytesText, span } from "./units.js";
 
 /** Between the end of one refresh and the start of the next. */
@@ -241,17 +241,18 @@ let ownHealth = null;
 let scrapeStartedMs = 0;
 
 /** One group's health (health.js: as `smr groups status` tells it) and why, in words. */
-function judge(up, replicas, lastAudit) {
-  const health = healthOf(up, replicas, lastAudit);
+function judge(up, replicas, lastAudit, answerMs) {
+  const health = healthOf(up, replicas, lastAudit, answerMs);
   if (health === "down") return { health, why: "its sequencer or directory did not answer" };
   const notHealthy = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
+  const slow = answerMs >= slowAnswerMs ? [`sequencer slow (${(answerMs / 1000).toFixed(1)} s to answer)`] : [];
   const audit = lastAudit ? `last audit ${lastAudit.verdict}, ${ago(lastAudit.at)}` : "no audit yet";
-  return { health, why: [...notHealthy, audit].join("; ") };
+  return { health, why: [...notHealthy, ...slow, audit].join("; ") };
 }
 
 /** group -> { health, why } from a metrics scrape's samples. */
 function healthFromMetrics(all) {
-  return new Map(groupsHealth(all).map((g) => [g.group, judge(g.health !== "down", g.replicas, g.lastAudit)]));
+  return new Map(groupsHealth(all).map((g) => [g.group, judge(g.health !== "down", g.replicas, g.lastAudit, g.answerMs)]));
 }
 
 /** Scrapes the listed groups' health unless one is under way or the last is recent; not awaited by the refresh loop (a scrape may take seconds). */
@@ -419,7 +420,8 @@ function renderGroup(status, audits, events, askedMs) {
   const unknown = unreachable && status.replicas.every((r) => r.lastContact === null);
   fill($("#summary"), unknown ? { ...status, epoch: "?", commitSeq: "?" } : status);
   // One that answers but has no quorum (cut off) says for how long.
-  const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : "yes";
+  const slow = s.answerMs >= slowAnswerMs ? `yes, but slow: ${(s.answerMs / 1000).toFixed(1)} s to answer (every command waits as long)` : null;
+  const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : (slow ?? "yes");
   // Asleep: no client work for a while, so no heartbeats (the next command wakes it).
   const awake = s.asleepSince ? `asleep since ${time(s.asleepSince)}` : unreachable ? "?" : "yes";
   fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable, awake });
@@ -481,7 +483,7 @@ function renderGroup(status, audits, events, askedMs) {
   renderEvents(events.filter((e) => e.kind !== "failover").slice(0, eventsShown));
 
   // The selected group's health from what was just read, fresher than the last scrape.
-  ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0]), atMs: askedMs };
+  ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0], s.answerMs), atMs: askedMs };
   renderHealth();
 }
 

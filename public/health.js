@@ -8,17 +8,24 @@
 /** @typedef {"ok" | "degraded" | "down"} Health */
 
 /**
+ * A sequencer that took this long to answer a status or a scrape is slow: every command waits at
+ * least as long (a slow location keeps its office while it answers). Its group is degraded.
+ */
+export const slowAnswerMs = 1000;
+
+/**
  * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);
- * degraded: it answered, but a replica is not healthy or the last audit found no agreement;
- * down: its sequencer or directory did not answer.
+ * degraded: it answered, but slowly (slowAnswerMs), a replica is not healthy, or the last audit
+ * found no agreement; down: its sequencer or directory did not answer.
  * @param {boolean} up
  * @param {ReplicaState[]} replicas
  * @param {AuditMark | null | undefined} lastAudit
+ * @param {number | null | undefined} [answerMs] how long the sequencer took to answer
  * @returns {Health}
  */
-export function healthOf(up, replicas, lastAudit) {
+export function healthOf(up, replicas, lastAudit, answerMs) {
   if (!up) return "down";
-  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent");
+  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent") && !((answerMs ?? 0) >= slowAnswerMs);
   return fine ? "ok" : "degraded";
 }
 
@@ -51,6 +58,7 @@ export function samples(text) {
  * @property {number | null} lagMax
  * @property {AuditMark | null} lastAudit the newest report (null: none yet, or a group down: its directory's counts were not read)
  * @property {number | null} failovers
+ * @property {number | null} answerMs how long the sequencer took to answer the scrape (null: not known)
  */
 
 /**
@@ -75,7 +83,9 @@ export function groupsHealth(all) {
     const lags = mine.filter((s) => s.name === "smr_replica_lag_entries").map((s) => s.value);
     const audits = mine.filter((s) => s.name === "smr_audit_last_timestamp_seconds").sort((a, b) => b.value - a.value);
     const lastAudit = audits[0] ? { verdict: audits[0].labels.verdict ?? "", at: new Date(audits[0].value * 1000).toISOString() } : null;
-    const health = healthOf(one("smr_group_up") === 1, replicas, lastAudit);
-    return { group, health, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total") };
+    const answerS = one("smr_sequencer_answer_seconds");
+    const answerMs = answerS === null ? null : Math.round(answerS * 1000);
+    const health = healthOf(one("smr_group_up") === 1, replicas, lastAudit, answerMs);
+    return { group, health, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs };
   });
 }

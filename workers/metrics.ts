@@ -32,14 +32,17 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
     record = await groups.lookup(env, group);
     const dir = directoryStub(env, group).counters();
     dir.then((c) => (counts = c), () => undefined);
-    return Promise.allSettled([rpc<SequencerFigures>(groups.sequencerOf(env, record.config).metrics()), dir]);
+    const askedMs = Date.now();
+    const figures = rpc<SequencerFigures>(groups.sequencerOf(env, record.config).metrics()).then((f) => ((answerMs = Date.now() - askedMs), f));
+    return Promise.allSettled([figures, dir]);
   };
+  let answerMs: number | undefined;
   let seq: SequencerFigures = null;
   try {
     const [s] = await withTimeout(realClock, answers(), metricsCallTimeoutMs, `the metrics of ${group}`);
     if (s.status === "fulfilled") seq = s.value;
     // No state (a sequencer that lost its storage or was just moved away from) is asked of the replicas.
-    if (seq && counts) return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts, work: seq.work };
+    if (seq && counts) return { group, up: true, status: seq.status, commandsTotal: seq.commandsTotal, counts, work: seq.work, ...(answerMs === undefined ? {} : { answerMs }) };
     if (s.status === "rejected") console.warn(`metrics of ${group}: ${String(s.reason)}`);
   } catch (err) {
     if (err instanceof ApiError && err.code === "not_found") return null;

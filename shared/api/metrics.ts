@@ -73,7 +73,7 @@ export interface GroupCounts {
 /** What one group's objects said, or that they could not be reached. */
 export type GroupFigures =
   | { group: string; up: false; replicas?: GroupStatus; counts?: GroupCounts }
-  | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts; work?: SequencerWork };
+  | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts; work?: SequencerWork; answerMs?: number };
 
 /** What the sequencer in office has done since it started: flushes of its log, append messages per replica. */
 export interface SequencerWork {
@@ -132,6 +132,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const lastAudit = family("smr_audit_last_timestamp_seconds", "gauge", "When the group's last audit report of each verdict was made (Unix time, seconds); absent for a verdict never reported.");
   const flushes = family("smr_sequencer_flushes_total", "counter", "Log writes of the group's sequencer that ordered commands (each one batch); starts again at 0 when the sequencer restarts.");
+  const answer = family("smr_sequencer_answer_seconds", "gauge", "How long the group's sequencer took to answer this scrape's call: a slow one (a location answering slowly) keeps its office while it answers, and every command waits at least as long.");
   const appends = family("smr_appends_total", "counter", "Append messages (heartbeats included) the group's sequencer sent each replica; `colocated` marks the direct call to the replica in its own object. Starts again at 0 when the sequencer restarts.");
   /**
    * Positions only of replicas heard from (lastContact), by the sequencer, the router or an audit:
@@ -173,11 +174,12 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     epoch.samples.push({ labels: { group }, value: s.epoch });
     asleep.samples.push({ labels: { group }, value: s.sequencer.asleepSince === undefined ? 0 : 1 });
     commands.samples.push({ labels: { group }, value: g.commandsTotal });
+    if (g.answerMs !== undefined) answer.samples.push({ labels: { group }, value: g.answerMs / 1000 });
     if (g.work) {
       flushes.samples.push({ labels: { group }, value: g.work.flushes });
       for (const r of s.replicas) appends.samples.push({ labels: { group, replica: r.id, colocated: String(r.colocated === true) }, value: g.work.appends[r.id] ?? 0 });
     }
     replicaSamples(s);
   }
-  return [up, commit, epoch, asleep, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, appends];
+  return [up, commit, epoch, asleep, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, answer, appends];
 }

@@ -47,6 +47,7 @@ export const sequencerStatus = z.object({
   reachable: z.literal(false).optional().describe("present when the sequencer could not be reached: the rest is what the replicas say of themselves"),
   problem: z.string().optional().describe("with reachable: false, why"),
   noQuorumMs: z.number().int().nonnegative().optional().describe("present when the sequencer answers but has heard no quorum of voters for this long (sequencerTimeoutMs or more: cut off, a failover may replace it); writes wait or are refused meanwhile"),
+  answerMs: z.number().int().nonnegative().optional().describe("how long the sequencer took to answer this status call, as the router measured it: a slow sequencer (a location answering slowly) keeps its office while it answers, and every command waits at least as long"),
   asleepSince: time.optional().describe("present while the group sleeps: no client work for SLEEP_AFTER_SECONDS, so the sequencer sends no heartbeats and the platform may evict its objects; the next command or linearizable read wakes it"),
 });
 

@@ -80,7 +80,8 @@ export interface GroupStatus {
   /** The object ordering the group's commands now. */
   /** noQuorumMs: the sequencer answers but has heard no quorum for that long (cut off). */
   /** asleepSince: it sleeps (no client work for a while: no heartbeats), since then. */
-  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number; asleepSince?: string };
+  /** answerMs: how long it took to answer the status call (the router measured it). */
+  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number; answerMs?: number; asleepSince?: string };
   replicas: ReplicaStatus[];
 }
 

@@ -16,24 +16,30 @@ const scrape = [
   'smr_audit_last_timestamp_seconds{group="a",verdict="diverged"} 1700000000',
   'smr_audit_last_timestamp_seconds{group="a",verdict="consistent"} 1700000060',
   'smr_failovers_total{group="a"} 1',
+  'smr_sequencer_answer_seconds{group="a"} 0.004',
   'smr_group_up{group="b"} 1',
   'smr_replica_status{group="b",replica="r1",status="healthy"} 1',
   'smr_replica_status{group="b",replica="r2",status="down"} 1',
+  'smr_group_up{group="d"} 1',
+  'smr_replica_status{group="d",replica="r1",status="healthy"} 1',
+  'smr_sequencer_answer_seconds{group="d"} 1.52',
   'smr_group_up{group="c"} 0',
   'smr_build_info{version="x \\"q\\"\\nz"} 1',
 ].join("\n");
 
 describe("health", () => {
   it("reads each group's health, positions, lag and newest audit from one scrape", () => {
-    const [a, b, c, ...rest] = groupsHealth(samples(scrape));
+    const [a, b, d, c, ...rest] = groupsHealth(samples(scrape));
     expect(rest).toEqual([]);
     expect(a).toEqual({
-      group: "a", health: "ok", epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1,
+      group: "a", health: "ok", epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1, answerMs: 4,
       replicas: [{ id: "r1", status: "healthy" }, { id: "r2", status: "healthy" }],
       lastAudit: { verdict: "consistent", at: new Date(1700000060 * 1000).toISOString() },
     });
     expect([b?.group, b?.health, b?.lastAudit, b?.lagMax]).toEqual(["b", "degraded", null, null]);
     expect([c?.group, c?.health, c?.replicas]).toEqual(["c", "down", []]);
+    // Every replica healthy, but a sequencer 1.5 s to answer: degraded (every command waits as long).
+    expect([d?.group, d?.health, d?.answerMs]).toEqual(["d", "degraded", 1520]);
   });
 
   it("is ok only when the group answered, every replica is healthy and its last audit agreed", () => {

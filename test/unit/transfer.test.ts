@@ -212,7 +212,7 @@ describe("a replica added to a compacted group", () => {
 
 describe("a replica waiting for a state transfer", () => {
   it("that cannot be reached shows suspect, then down, not lagging for good (its failed installs are misses)", async () => {
-    const g = directGroup(config());
+    const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
     await putMany(g.driver, "c", 1, 20, 20);
     g.down.add("r3");
     g.driver.core.noteRebuilding("r3"); // as a restore or a failed transfer leaves it: no appends, only transfers

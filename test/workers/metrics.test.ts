@@ -161,6 +161,24 @@ describe("GET /v1/metrics", () => {
     }
   }, 30_000);
 
+  it("a slow sequencer that still answers: how long it took, in the status and the scrape (it showed reachable and healthy while every command waited)", async () => {
+    await createGroup("mx-lag");
+    expect((await command("mx-lag", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const quick = await series("?group=mx-lag");
+    expect(quick.get("smr_sequencer_answer_seconds", { group: "mx-lag" })).toBeLessThan(1.2);
+    expect((await api("POST", "/v1/groups/mx-lag/faults", { target: "sequencer", fault: "slow", ms: 1_200 })).status).toBe(200);
+    try {
+      const status = (await api("GET", "/v1/groups/mx-lag", undefined, clientToken)).body;
+      expect(status.sequencer.reachable).toBeUndefined();
+      expect(status.sequencer.answerMs).toBeGreaterThanOrEqual(1_200);
+      const m = await series("?group=mx-lag");
+      expect(m.get("smr_group_up", { group: "mx-lag" })).toBe(1);
+      expect(m.get("smr_sequencer_answer_seconds", { group: "mx-lag" })).toBeGreaterThanOrEqual(1.2);
+    } finally {
+      await api("POST", "/v1/groups/mx-lag/faults", { target: "sequencer", fault: "none" });
+    }
+  }, 30_000);
+
   it("a scrape ends by its deadline: a group that had its call's time and did not answer is smr_group_up 0; one cut short, or not asked, is named apart", async () => {
     // A probe: 20 groups of 300 behind a slow location made a plain scrape take 11.7 s, past
     // Prometheus's default scrape_timeout (10 s): every series was lost during the outage.
