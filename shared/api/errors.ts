@@ -27,7 +27,9 @@ export class ApiError extends Error {
     message: string,
     readonly retryAfterSec?: number,
   ) {
-    super(message);
+    // An error passed on across an RPC keeps its "Error: " and gains another each time it is
+    // quoted: "(Error: Error: injected fault: ...)" (a probe). One is enough.
+    super(message.replace(/\b(Error: )(?:Error: )+/g, "$1"));
   }
   get status(): number {
     return errorStatus[this.code];

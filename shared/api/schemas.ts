@@ -222,10 +222,12 @@ export const faultBody = z
     ms: z.number().int().min(0).max(60_000).optional(),
   })
   .strict();
-// The route's own check (workers/routes/faults.ts): a corrupt fault targets a replica.
+// The route's own checks (workers/routes/faults.ts): a corrupt fault targets a replica; a slow one says how slow.
 refinedAs.add(faultBody, {
-  if: { properties: { fault: { const: "corrupt" } }, required: ["fault"] },
-  then: { properties: { target: { pattern: replicaIdPattern.source } } },
+  allOf: [
+    { if: { properties: { fault: { const: "corrupt" } }, required: ["fault"] }, then: { properties: { target: { pattern: replicaIdPattern.source } } } },
+    { if: { properties: { fault: { const: "slow" } }, required: ["fault"] }, then: { required: ["ms"] } },
+  ],
 });
 
 /** "field: problem" for the first issue, so a 400 names what is wrong. */

@@ -30,3 +30,11 @@ describe("describeZodError", () => {
     expect(message(schema, { query: { key: "a" } })).toBe("body.query.op: required (one of balances, audit)");
   });
 });
+
+describe("ApiError", () => {
+  it("quotes an error passed on across calls with one 'Error: ', not one per hop", async () => {
+    const { ApiError } = await import("../../shared/api/errors.js");
+    expect(new ApiError("unavailable", "cannot be reached yet (Error: Error: injected fault: r2 of g8 is unreachable)").message).toBe("cannot be reached yet (Error: injected fault: r2 of g8 is unreachable)");
+    expect(new ApiError("unavailable", "a (Error: Error: Error: x); b (TypeError: y)").message).toBe("a (Error: x); b (TypeError: y)");
+  });
+});

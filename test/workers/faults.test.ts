@@ -35,6 +35,14 @@ async function healReplica(group: string, id: string) {
 }
 
 describe("faults", () => {
+  it("the faults route refuses a slow fault without its delay, and a replica the group does not have", async () => {
+    await createGroup("fault-args");
+    expectError(await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "slow" }), 400, "bad_request", /^body\.ms: required for a slow fault/);
+    expectError(await api("POST", "/v1/groups/fault-args/faults", { target: "r4", fault: "unreachable" }), 404, "not_found", /has no replica r4/);
+    expect((await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "slow", ms: 10 })).body.faults).toEqual([{ target: "sequencer", name: "fault-args", fault: "slow", ms: 10 }]);
+    expect((await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "none" })).body.faults).toEqual([]);
+  });
+
   it("keeps committing with one replica of three down, and catches it up when it returns", async () => {
     await createGroup("one-down");
     await breakReplica("one-down", "r3");

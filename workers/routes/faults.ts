@@ -15,6 +15,8 @@ faultRoutes.post("/:group/faults", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const body = parse(faultBody, await jsonBody(c), "body");
+  // It was taken as a delay of 0 ms: a fault that slowed nothing (a probe).
+  if (body.fault === "slow" && body.ms === undefined) throw new ApiError("bad_request", "body.ms: required for a slow fault (the delay of every call, in ms)");
   // Any state: a fault that makes a delete wait must be clearable while the group is "deleting".
   const record = body.target === "registry" ? null : await groups.recordOf(c.env, group);
   const isReplica = /^r[0-9]+$/.test(body.target);
