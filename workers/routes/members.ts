@@ -18,10 +18,11 @@ memberRoutes.get("/:group/log", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const q = parseQuery(c, logParams);
+  // 0 is seq 1, as a watch's from=0 is: once compacted, a 410 (no from: the oldest retained).
   const from = q.from === undefined ? undefined : Math.max(q.from, 1);
   const page = await groups.withSequencer(c.env, group, (s) => s.readLog(from, q.limit ?? logPageDefault), (p) => p === null);
   if (page && "compacted" in page) {
-    throw new ApiError("compacted", `log entries at ${from} and before were compacted; read the state, or the log from its firstSeq (${page.firstSeq})`);
+    throw new ApiError("compacted", `log entries before ${page.firstSeq} were compacted (seq ${from} among them); read the state, or the log from its firstSeq (${page.firstSeq}), or without a from`);
   }
   return c.json(page);
 });
