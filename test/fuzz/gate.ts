@@ -3,7 +3,7 @@
 // the fuzz harness submits to the cores exactly what production would accept, and predicts the
 // answer production must give. No Node imports: the workerd fuzz test uses it too.
 import { type Checked, validateCommand, validateQuery } from "../../shared/api/commands.js";
-import { checkJson, parseJson } from "../../shared/api/input.js";
+import { checkJson, parseJson, repeatedKey } from "../../shared/api/input.js";
 import { commandBody, describeZodError, queryBody } from "../../shared/api/schemas.js";
 import { bodyBytesMax } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
@@ -20,19 +20,20 @@ export type QueryGate = { ok: true; query: unknown; consistency: string; bookmar
 
 const refuse = (code: RefusalCode, stage: Stage, message: string): Refused => ({ ok: false, code, stage, message });
 
-/** jsonBody: size, then strict UTF-8, then JSON.parse, then checkJson (depth, well-formed strings, numbers kept as written). */
+/** jsonBody: size, then strict UTF-8, then JSON.parse, then checkJson (depth, well-formed strings, numbers kept as written), then repeated keys. */
 export function gateJson(bytes: Uint8Array, withCheckJson = true): { ok: true; value: unknown } | Refused {
   if (bytes.byteLength > bodyBytesMax) return refuse("too_large", "size", `body: larger than ${bodyBytesMax} bytes`);
   if (bytes.byteLength === 0) return refuse("bad_request", "empty", "body: a JSON body is required");
   let value: unknown;
+  let text: string;
   try {
-    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
     // parseJson marks the numbers JSON.parse would change, which checkJson refuses.
     value = withCheckJson ? parseJson(text) : JSON.parse(text);
   } catch {
     return refuse("bad_request", "json", "body: malformed JSON");
   }
-  const problem = withCheckJson ? checkJson(value, "body") : null;
+  const problem = withCheckJson ? (checkJson(value, "body") ?? repeatedKey(text, value, "body")) : null;
   if (problem !== null) return refuse("bad_request", "checkJson", problem);
   return { ok: true, value };
 }
@@ -46,7 +47,7 @@ export function gateCommand(machine: MachineName, bytes: Uint8Array, withCheckJs
   const j = gateJson(bytes, withCheckJson);
   if (!j.ok) return j;
   const b = commandBody.safeParse(j.value);
-  if (!b.success) return refuse("bad_request", "schema", describeZodError(b.error, "body"));
+  if (!b.success) return refuse("bad_request", "schema", describeZodError(b.error, "body", j.value));
   const c = fromChecked(validateCommand(machineFor(machine), b.data.command));
   if (!c.ok) return c;
   return { ok: true, client: b.data.client, request: b.data.request, command: c.value, raw: b.data.command };
@@ -56,7 +57,7 @@ export function gateQuery(machine: MachineName, bytes: Uint8Array, withCheckJson
   const j = gateJson(bytes, withCheckJson);
   if (!j.ok) return j;
   const b = queryBody.safeParse(j.value);
-  if (!b.success) return refuse("bad_request", "schema", describeZodError(b.error, "body"));
+  if (!b.success) return refuse("bad_request", "schema", describeZodError(b.error, "body", j.value));
   const bookmark = b.data.bookmark === undefined ? null : decodeBookmark(b.data.bookmark);
   if (b.data.bookmark !== undefined && bookmark === null) return refuse("bad_request", "bookmark", "bookmark: malformed");
   const q = fromChecked(validateQuery(machineFor(machine), b.data.query));
