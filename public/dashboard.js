@@ -496,7 +496,7 @@ let generation = 0;
 /** When the request of the group view on the page was sent (its data is at least that old). */
 let shownAtMs = 0;
 /** A refresh whose answers took longer than this says so beside its time. */
-const slowAnswerMs = 5000;
+const slowRefreshMs = 5000;
 
 async function refresh() {
   clearTimeout(timer);
@@ -525,7 +525,7 @@ async function refresh() {
   ]);
   if (mine !== generation) return;
   const failures = [listed, shown].filter((r) => r.status === "rejected").map((r) => (r.reason instanceof ApiFailure ? r.reason : new ApiFailure(0, "error", String(r.reason))));
-  if (shown.status === "rejected" && failures[failures.length - 1].status === 404) {
+  if (shown.status === "rejected" && failures[failures.length - 1].status === 404 && selectedGroup() === group) {
     // Deleted meanwhile, or a link to none: said where its view was, and no longer asked for (it
     // was asked every refresh for ever, under "group view not updating", a probe).
     failures.pop();
@@ -533,7 +533,7 @@ async function refresh() {
   }
   // The time the answers were asked for: one that took 15 s was stamped with its arrival (a probe).
   const tookMs = Date.now() - startedMs;
-  const asOf = `as of ${clock(startedMs)}${tookMs > slowAnswerMs ? ` (answers took ${(tookMs / 1000).toFixed(0)} s)` : ""}`;
+  const asOf = `as of ${clock(startedMs)}${tookMs > slowRefreshMs ? ` (answers took ${(tookMs / 1000).toFixed(0)} s)` : ""}`;
   if (failures.length === 0) {
     clearError();
     setLive("live", `live · ${asOf}`);

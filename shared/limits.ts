@@ -536,3 +536,6 @@ export const restoreLaggardGraceMinMs = 2_000;
  * the check reads a bounded log.
  */
 export const restoreNoopsMax = 1_024;
+
+/** A slow fault's delay when its body gives no `ms` (tests only): it was 0, a fault that slowed nothing (a probe). */
+export const slowFaultDefaultMs = 1_000;

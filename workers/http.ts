@@ -12,7 +12,7 @@ import { bounded } from "../shared/bounded.js";
 import { TimeoutError, withTimeout } from "../shared/protocol/io.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { Scope } from "./auth.js";
-import { type Env, realClock } from "./env.js";
+import { type Env, realClock, rpc } from "./env.js";
 import * as groups from "./groups.js";
 import { statusFromReplicas } from "./replica-view.js";
 
@@ -168,13 +168,20 @@ export async function statusForReaders(env: Env, group: string, keep: (p: Promis
   if (pending !== undefined && Date.now() - pending.askedMs < slowStatusTrustMs) {
     return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer has not answered a status call for ${Date.now() - pending.askedMs} ms`);
   }
-  const askedMs = Date.now();
-  const asked = status(env, group);
+  // How long the sequencer took to answer, less its own waits on its replicas (statusTimed): a slow
+  // sequencer showed reachable and every replica healthy while its commits fell from 25 to 0.4 a
+  // second (a probe). Only the call that answered: not a lookup, a failover or a recovery before it.
+  let answerMs = 0;
+  const timed = async (s: ReturnType<typeof groups.sequencerOf>) => {
+    const askedMs = Date.now();
+    const r = await rpc<{ status: GroupStatus | null; spentMs: number }>(s.statusTimed());
+    answerMs = Math.max(0, Date.now() - askedMs - r.spentMs);
+    return r.status;
+  };
+  const asked = groups.withSequencer(env, group, timed, (s) => s === null) as Promise<GroupStatus>;
   try {
     const answer = await withTimeout(realClock, asked, statusReadMs, `the sequencer of ${group}`);
-    // How long it took: a slow sequencer showed reachable and every replica healthy while its
-    // commits fell from 25 to 0.4 a second (a probe).
-    return { ...answer, sequencer: { ...answer.sequencer, answerMs: Date.now() - askedMs } };
+    return { ...answer, sequencer: { ...answer.sequencer, answerMs } };
   } catch (err) {
     if (err instanceof TimeoutError) {
       const mine = { askedMs: Date.now() - statusReadMs };

@@ -15,7 +15,7 @@ import { type Env, directoryStub, realClock, rpc } from "./env.js";
 import * as groups from "./groups.js";
 import { statusFromReplicas } from "./replica-view.js";
 
-type SequencerFigures = { status: GroupStatus; commandsTotal: number; work: SequencerWork } | null;
+type SequencerFigures = { status: GroupStatus; commandsTotal: number; work: SequencerWork; spentMs?: number } | null;
 
 /**
  * One group's figures; null if there is no such group (deleted meanwhile, or never made).
@@ -33,7 +33,8 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
     const dir = directoryStub(env, group).counters();
     dir.then((c) => (counts = c), () => undefined);
     const askedMs = Date.now();
-    const figures = rpc<SequencerFigures>(groups.sequencerOf(env, record.config).metrics()).then((f) => ((answerMs = Date.now() - askedMs), f));
+    // Less its own waits on its replicas (see SequencerObject.statusTimed).
+    const figures = rpc<SequencerFigures>(groups.sequencerOf(env, record.config).metrics()).then((f) => ((answerMs = Math.max(0, Date.now() - askedMs - (f?.spentMs ?? 0))), f));
     return Promise.allSettled([figures, dir]);
   };
   let answerMs: number | undefined;

@@ -296,6 +296,17 @@ export class SequencerObject extends ReplicaServing {
     return r.kind === "conflict" || r.kind === "unavailable" ? r : { kind: r.kind, status: await this.status() };
   }
 
+  /**
+   * The status, and how long this object spent on it (waiting for its replicas and the directory):
+   * a router's sequencer.answerMs leaves that out, so a replica that does not answer after a start
+   * (up to statusContactWaitMs) does not read as a slow sequencer (a review).
+   */
+  async statusTimed(): Promise<{ status: GroupStatus | null; spentMs: number }> {
+    const startMs = Date.now();
+    const status = await this.status();
+    return { status, spentMs: Date.now() - startMs };
+  }
+
   /** The group's status, once every replica has answered this sequencer (within statusContactWaitMs). */
   async status(): Promise<GroupStatus | null> {
     await this.driver?.hearUnheard(statusContactWaitMs);
@@ -339,11 +350,11 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */
-  async metrics(): Promise<{ status: GroupStatus; commandsTotal: number; work: SequencerWork } | null> {
-    const status = await this.status();
+  async metrics(): Promise<{ status: GroupStatus; commandsTotal: number; work: SequencerWork; spentMs: number } | null> {
+    const { status, spentMs } = await this.statusTimed();
     const counts = this.driver?.counts;
     if (!status || !counts) return null;
-    return { status, commandsTotal: this.core!.commandsTotal, work: { flushes: counts.flushes, appends: Object.fromEntries(counts.appends) } };
+    return { status, commandsTotal: this.core!.commandsTotal, work: { flushes: counts.flushes, appends: Object.fromEntries(counts.appends) }, spentMs };
   }
 
   /**

@@ -137,7 +137,8 @@ function keysOf(value: unknown): number {
   while (stack.length > 0) {
     const v = stack.pop();
     if (v === null || typeof v !== "object") continue;
-    if (Array.isArray(v)) stack.push(...(v as unknown[]));
+    // One push each: a spread of a 130,000-item array overflowed the stack (a 500, a review).
+    if (Array.isArray(v)) for (const x of v as unknown[]) stack.push(x);
     else for (const k of Object.keys(v)) (n++, stack.push((v as Record<string, unknown>)[k]));
   }
   return n;

@@ -15,6 +15,7 @@ import {
   replicasMax,
   sessionIdleMsDefault,
   sessionIdleSecondsMax,
+  slowFaultDefaultMs,
 } from "../limits.js";
 import { locationHints } from "../geo.js";
 import { utf8Length } from "../text.js";
@@ -219,14 +220,13 @@ export const faultBody = z
     fault: z
       .enum(["unreachable", "slow", "corrupt", "none"])
       .describe("`corrupt` (a replica only: any other target is a 400): one stored state row changed behind its digest, once (nothing to clear)"),
-    ms: z.number().int().min(0).max(60_000).optional(),
+    ms: z.number().int().min(0).max(60_000).optional().describe(`with slow: the delay of every call (default ${slowFaultDefaultMs}: it was 0, a fault that slowed nothing)`),
   })
   .strict();
-// The route's own checks (workers/routes/faults.ts): a corrupt fault targets a replica; a slow one says how slow.
+// The route's own check (workers/routes/faults.ts): a corrupt fault targets a replica.
 refinedAs.add(faultBody, {
   allOf: [
     { if: { properties: { fault: { const: "corrupt" } }, required: ["fault"] }, then: { properties: { target: { pattern: replicaIdPattern.source } } } },
-    { if: { properties: { fault: { const: "slow" } }, required: ["fault"] }, then: { required: ["ms"] } },
   ],
 });
 

@@ -806,7 +806,8 @@ export class SmrClient {
     const retries = new Retries(this.opts);
     for (;;) {
       const body: Record<string, unknown> = { query, consistency };
-      const bookmark = call.bookmark ?? this.bookmarks.get(group);
+      // A given one raises the kept one, never lowers it: an older one would undo read-your-writes.
+      const bookmark = call.bookmark === undefined ? this.bookmarks.get(group) : later(this.bookmarks.get(group), call.bookmark);
       if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
       try {
         const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal);

@@ -962,7 +962,7 @@ export class SequencerDriver {
     // Null: it belongs to a newer incarnation of the group (this one was deleted): nothing made.
     if (made === null) return false;
     if (rejoin && !this.stopped && this.core.setQuarantined(id, true)) {
-      this.io.event?.("quarantine", `replica ${id} had lost its storage: made again, quarantined until a state transfer rebuilds it`, { replica: id, action: "rejoin" });
+      this.io.event?.("quarantine", `replica ${id} had no state (its storage lost, or not made when the group was created): made now, quarantined until a state transfer rebuilds it`, { replica: id, action: "rejoin" });
       this.noteQuarantines();
     }
     return true;

@@ -383,6 +383,19 @@ async function main(): Promise<void> {
     }
   });
 
+  await step("a slow sequencer (every call 1.2 s late): the group degraded, 'sequencer slow' in the list and in its view", async () => {
+    await ok("POST", `/v1/groups/${other}/faults`, { target: "sequencer", fault: "slow", ms: 1_200 });
+    try {
+      await pageShows("the other group degraded, sequencer slow", `const b = document.querySelector(arg); return b?.dataset.health === "degraded" && /sequencer slow/.test(b.title);`, healthBadge(other), scrapeWaitMs);
+      await page.click(`#groups a[data-group="${other}"]`);
+      await pageShows("its view says slow", `return /^yes, but slow: \\d+\\.\\d s to answer/.test(document.querySelector("#sequencer [data-field=reachable]")?.textContent ?? "");`, undefined, scrapeWaitMs);
+    } finally {
+      await ok("POST", `/v1/groups/${other}/faults`, { target: "sequencer", fault: "none" });
+    }
+    await pageShows("the other group ok again", `return document.querySelector(arg)?.dataset.health === "ok";`, healthBadge(other), scrapeWaitMs);
+    await page.click(`#groups a[data-group="${group}"]`);
+  });
+
   await step("another group selected: the last one's view goes at once, and the new one's comes; the list keeps the keyboard's place", async () => {
     await page.focus(`#groups a[data-group="${other}"]`);
     // At once (before any answer): never the last group's view under the new selection. Read in a

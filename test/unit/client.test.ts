@@ -307,6 +307,15 @@ describe("client: names, time and retries", () => {
     await expect(client.query("g", { op: "get", key: "k" }, "sequential", { bookmark: "b1.1.99" })).rejects.toThrow(/400 bad_request: bookmark: names seq 99, past the end/);
     expect(sent).toEqual([{ query: { op: "get", key: "k" }, consistency: "sequential", bookmark: "b1.1.99" }]);
   });
+
+  it("a bookmark given for one read older than the one kept sends the kept one: it never undoes read-your-writes", async () => {
+    const sent: unknown[] = [];
+    const answers = [Response.json({ seq: 20, output: {}, bookmark: "b1.1.20" }), Response.json({ result: { value: 1 }, seq: 20, replica: "r1", bookmark: "b1.1.20" })];
+    const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), answers.shift()!));
+    await client.submit("g", { op: "put", key: "k", value: 1 });
+    await client.query("g", { op: "get", key: "k" }, "sequential", { bookmark: "b1.1.3" });
+    expect((sent[1] as { bookmark?: string }).bookmark).toBe("b1.1.20");
+  });
 });
 
 describe("client batches", () => {

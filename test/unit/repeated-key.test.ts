@@ -24,4 +24,10 @@ describe("repeatedKey", () => {
     expect(check('["a","a",{"a":1}]')).toBeNull();
     expect(check('"just a string"')).toBeNull();
   });
+
+  it("counts the items of a long array without overflowing the stack (a 500 past 125,000 items)", () => {
+    const text = `{"value":[${new Array(200_000).fill("0").join(",")}],"k":1}`;
+    expect(check(text)).toBeNull();
+    expect(check(`{"value":[${new Array(200_000).fill("{}").join(",")}],"k":1,"k":2}`)).toBe('body: the key "k" appears more than once');
+  });
 });

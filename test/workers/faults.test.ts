@@ -1,7 +1,7 @@
 import { createScheduledController, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
-import { sequencerTimeoutMs } from "../../shared/limits.js";
+import { sequencerTimeoutMs, slowFaultDefaultMs } from "../../shared/limits.js";
 import type { ReplicaObject } from "../../workers/replica.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor, replicaObject } from "./helpers.js";
 
@@ -35,9 +35,9 @@ async function healReplica(group: string, id: string) {
 }
 
 describe("faults", () => {
-  it("the faults route refuses a slow fault without its delay, and a replica the group does not have", async () => {
+  it("the faults route: a slow fault without its delay slows by slowFaultDefaultMs (it was 0); a replica the group does not have is a 404", async () => {
     await createGroup("fault-args");
-    expectError(await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "slow" }), 400, "bad_request", /^body\.ms: required for a slow fault/);
+    expect((await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "slow" })).body.faults).toEqual([{ target: "sequencer", name: "fault-args", fault: "slow", ms: slowFaultDefaultMs }]);
     expectError(await api("POST", "/v1/groups/fault-args/faults", { target: "r4", fault: "unreachable" }), 404, "not_found", /has no replica r4/);
     expect((await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "slow", ms: 10 })).body.faults).toEqual([{ target: "sequencer", name: "fault-args", fault: "slow", ms: 10 }]);
     expect((await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "none" })).body.faults).toEqual([]);

@@ -1,6 +1,7 @@
 // Fault injection (API.md, "Fault injection"): a 404 unless the worker's var ALLOW_FAULTS is "1".
 import { Hono } from "hono";
 import { faultBody } from "../../shared/api/schemas.js";
+import { slowFaultDefaultMs } from "../../shared/limits.js";
 import { ApiError } from "../../shared/api/errors.js";
 import { faultsAllowed, listFaults, setFault } from "../faults.js";
 import { membersOf, sequencerName } from "../../shared/protocol/types.js";
@@ -15,8 +16,6 @@ faultRoutes.post("/:group/faults", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const body = parse(faultBody, await jsonBody(c), "body");
-  // It was taken as a delay of 0 ms: a fault that slowed nothing (a probe).
-  if (body.fault === "slow" && body.ms === undefined) throw new ApiError("bad_request", "body.ms: required for a slow fault (the delay of every call, in ms)");
   // Any state: a fault that makes a delete wait must be clearable while the group is "deleting".
   const record = body.target === "registry" ? null : await groups.recordOf(c.env, group);
   const isReplica = /^r[0-9]+$/.test(body.target);
@@ -32,5 +31,5 @@ faultRoutes.post("/:group/faults", async (c) => {
     return c.json({ faults: listFaults(group), corrupted: { replica: member.id, key } });
   }
   const name = record ? sequencerName(record.config) : undefined;
-  return c.json({ faults: setFault(group, body.target, body.fault, body.ms ?? 0, name) });
+  return c.json({ faults: setFault(group, body.target, body.fault, body.ms ?? (body.fault === "slow" ? slowFaultDefaultMs : 0), name) });
 });
