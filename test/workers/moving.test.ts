@@ -12,18 +12,31 @@ import { adminToken, api, clientToken, command, createGroup, expectError, query 
  * probe had status, audit and log answer 200 with the body null, /replicas a 500, and adding or
  * removing a replica a 404 "no such group".
  */
+/** Runs fn while the group's sequencer serves nothing (no driver, as after a hand-over) and its recovery is `recover`. */
+async function withoutState(group: string, recover: () => Promise<unknown>, fn: () => Promise<void>): Promise<void> {
+  const stub = env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
+  let saved: unknown;
+  await runInDurableObject(stub, (inst: SequencerObject) => {
+    const lifecycle = (inst as any).lifecycle;
+    saved = lifecycle.driver;
+    lifecycle.driver = null;
+    lifecycle.recover = recover;
+  });
+  try {
+    await fn();
+  } finally {
+    await runInDurableObject(stub, (inst: SequencerObject) => {
+      const lifecycle = (inst as any).lifecycle;
+      delete lifecycle.recover;
+      lifecycle.driver = saved;
+    });
+  }
+}
+
 describe("a sequencer between a hand-over and its successor's recovery", () => {
   it("answers 503 on every route, never a 200 null, a 500 or a 404", async () => {
     await createGroup("handed", { machine: "kv" });
-    const stub = env.SEQUENCER.get(env.SEQUENCER.idFromName("handed"));
-    let saved: unknown;
-    await runInDurableObject(stub, (inst: SequencerObject) => {
-      const lifecycle = (inst as any).lifecycle;
-      saved = lifecycle.driver;
-      lifecycle.driver = null;
-      lifecycle.recover = async () => ({ ok: true, epoch: 1 });
-    });
-    try {
+    await withoutState("handed", async () => ({ ok: true, epoch: 1 }), async () => {
       expectError(await api("POST", "/v1/groups/handed/audit", {}), 503, "unavailable");
       expectError(await api("GET", "/v1/groups/handed/log?from=1"), 503, "unavailable");
       expectError(await api("POST", "/v1/groups/handed/replicas", {}), 503, "unavailable");
@@ -35,13 +48,7 @@ describe("a sequencer between a hand-over and its successor's recovery", () => {
       const replicas = await api("GET", "/v1/groups/handed/replicas", undefined, clientToken);
       expect(replicas.status).toBe(200);
       expect(replicas.body.replicas.map((r: any) => r.id)).toEqual(["r1", "r2", "r3"]);
-    } finally {
-      await runInDurableObject(stub, (inst: SequencerObject) => {
-        const lifecycle = (inst as any).lifecycle;
-        delete lifecycle.recover;
-        lifecycle.driver = saved;
-      });
-    }
+    });
     expect((await api("POST", "/v1/groups/handed/audit", {})).body.verdict).toBe("consistent");
   });
 });
@@ -76,22 +83,8 @@ describe("a restore through a router that has not heard of a move", () => {
 describe("a sequencer without state whose recovery hangs", () => {
   it("answers 503 once sequencerCallTimeoutMs has passed, not never", async () => {
     await createGroup("hangs", { machine: "kv" });
-    const stub = env.SEQUENCER.get(env.SEQUENCER.idFromName("hangs"));
-    let saved: unknown;
-    await runInDurableObject(stub, (inst: SequencerObject) => {
-      const lifecycle = (inst as any).lifecycle;
-      saved = lifecycle.driver;
-      lifecycle.driver = null;
-      lifecycle.recover = () => new Promise(() => {});
-    });
-    try {
+    await withoutState("hangs", () => new Promise(() => {}), async () => {
       expectError(await api("POST", "/v1/groups/hangs/audit", {}), 503, "unavailable", /recovery of the sequencer of hangs timed out/);
-    } finally {
-      await runInDurableObject(stub, (inst: SequencerObject) => {
-        const lifecycle = (inst as any).lifecycle;
-        delete lifecycle.recover;
-        lifecycle.driver = saved;
-      });
-    }
+    });
   }, 60_000);
 });
