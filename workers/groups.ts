@@ -293,21 +293,7 @@ export async function withSequencer<T>(
     // No sequencer state (lost, or a successor not recovered yet): a predecessor may have ordered
     // an earlier attempt of this command, so a refusal from here on cannot say "not ordered".
     unsure ??= { earlier: null };
-    record = await lookup(env, group, true);
-    // Each call bounded like the first (a sequencer just moved, or one that lost its storage, may
-    // hang: without a bound a request waited as long as it did).
-    const bounded = <R>(p: Promise<R>, what: string) => withTimeout(realClock, p, sequencerCallTimeoutMs, `${what} of ${group}`);
-    answer = await bounded(call(sequencerOf(env, record.config), record), "the sequencer");
-    if (!missing(answer)) return settle(answer);
-    const r = await bounded(rpc<Recovered>(sequencerOf(env, record.config).recover(record.config)), "the recovery of the sequencer");
-    if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
-    answer = await bounded(call(sequencerOf(env, record.config), record), "the recovered sequencer");
-    // Still no state: a move handed it over again between the recovery and this call (moves in a
-    // row). The group exists (looked up above): a 503, not the missing answer itself, which the
-    // routes passed on as a 200 with the body null (status, audit, log), a 500 (replicas) or a
-    // 404 "no such group" (adding or removing a replica), a probe found under sequencer moves.
-    if (missing(answer)) throw new ApiError("unavailable", `the sequencer of ${group} is not serving yet (a move or a recovery is under way); retry`, 1);
-    return settle(answer);
+    return settle(await recoveredCall(env, group, call, missing));
   } catch (err) {
     if (!command && err instanceof TimeoutError) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${err.message})`, 1);
     // The platform's failure of a later call (the sequencer failed over to, or recovered): a 503 to retry, not a 500.
@@ -316,6 +302,28 @@ export async function withSequencer<T>(
     const why = err instanceof Error ? err.message : String(err);
     throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`);
   }
+}
+
+/**
+ * The call again after a "no state" answer: with a fresh record (the route may be stale: a move),
+ * then after the named sequencer's recovery. Each call bounded like the first (a sequencer just
+ * moved, or one that lost its storage, may hang: without a bound a request waited as long as it
+ * did, a review).
+ */
+async function recoveredCall<T>(env: Env, group: string, call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>, missing: (t: T) => boolean): Promise<T> {
+  const bounded = <R>(p: Promise<R>, what: string) => withTimeout(realClock, p, sequencerCallTimeoutMs, `${what} of ${group}`);
+  const record = await lookup(env, group, true);
+  let answer = await bounded(call(sequencerOf(env, record.config), record), "the sequencer");
+  if (!missing(answer)) return answer;
+  const r = await bounded(rpc<Recovered>(sequencerOf(env, record.config).recover(record.config)), "the recovery of the sequencer");
+  if (!r.ok) throw new ApiError("unavailable", `group ${group} is recovering its sequencer: ${r.reason}`, 1);
+  answer = await bounded(call(sequencerOf(env, record.config), record), "the recovered sequencer");
+  // Still no state: a move handed it over again between the recovery and this call (moves in a
+  // row). The group exists (looked up above): a 503, not the missing answer itself, which the
+  // routes passed on as a 200 with the body null (status, audit, log), a 500 (replicas) or a
+  // 404 "no such group" (adding or removing a replica), a probe found under sequencer moves.
+  if (missing(answer)) throw new ApiError("unavailable", `the sequencer of ${group} is not serving yet (a move or a recovery is under way); retry`, 1);
+  return answer;
 }
 
 /**
