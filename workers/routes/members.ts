@@ -22,7 +22,7 @@ memberRoutes.get("/:group/log", async (c) => {
   const from = q.from === undefined ? undefined : Math.max(q.from, 1);
   const page = await groups.withSequencer(c.env, group, (s) => s.readLog(from, q.limit ?? logPageDefault), (p) => p === null);
   if (page && "compacted" in page) {
-    throw new ApiError("compacted", `log entries before ${page.firstSeq} were compacted (seq ${from} among them); read the state, or the log from its firstSeq (${page.firstSeq}), or without a from`);
+    throw new ApiError("compacted", `log entries before ${page.firstSeq} were compacted (seq ${from} among them); read the state, or the log without a from or from its firstSeq (${page.firstSeq})`);
   }
   return c.json(page);
 });
