@@ -121,8 +121,9 @@ export function readJsonFile(file: string): unknown[] {
   }
   if (whole !== undefined && !Array.isArray(whole)) return [checked(whole, file, text)];
   if (whole !== undefined) {
+    // Named as the items are (file[1].command), not file.1.command.
     const repeated = repeatedKey(text, whole, file);
-    if (repeated) throw new UsageError(repeated);
+    if (repeated) throw new UsageError(file + repeated.slice(file.length).replace(/^\.(\d+)/, "[$1]"));
     return whole.map((doc, i) => checked(doc, `${file}[${i}]`));
   }
   const docs: unknown[] = [];

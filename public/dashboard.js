@@ -395,7 +395,8 @@ function renderEvents(events) {
     const tr = document.createElement("tr");
     tr.dataset.kind = e.kind;
     cell(tr, "at", time(e.at));
-    cell(tr, "kind", e.kind);
+    // With its action, as the CLI shows it: a restore's recovery, an operator's release.
+    cell(tr, "kind", e.action ? `${e.kind} (${e.action})` : e.kind);
     cell(tr, "epoch", e.epoch);
     cell(tr, "message", e.message);
     rows.append(tr);

@@ -128,7 +128,10 @@ export function repeatedKey(text: string, value: unknown, root: string): string 
   for (let m = stringToken.exec(text); m !== null; m = stringToken.exec(text)) if (m[1]) inText++;
   if (inText === keysOf(value)) return null;
   const found = findRepeated(text);
-  return found === null ? null : `${[root, ...found.path.map(String)].join(".")}: the key ${JSON.stringify(found.key)} appears more than once`;
+  if (found === null) return null;
+  // A long key is cut in the message (a 5,000-character key was quoted whole: a probe).
+  const key = found.key.length > 100 ? `${found.key.slice(0, 100)}…` : found.key;
+  return `${[root, ...found.path.map(String)].join(".")}: the key ${JSON.stringify(key)} appears more than once`;
 }
 
 function keysOf(value: unknown): number {

@@ -317,10 +317,11 @@ class Retries {
     this.pauseMs = opts.retryBaseMs ?? clientRetryBaseMs;
   }
 
-  /** The pause before the next attempt, or null when none is left. */
-  next(err: unknown): number | null {
+  /** The pause before the next attempt, or null when none is left; `askedSec`: a 200's Retry-After (a batch with items refused). */
+  next(err: unknown, askedSec?: number): number | null {
     if (this.opts.attemptsMax !== undefined && this.attempt >= this.opts.attemptsMax) return null;
-    const asked = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;
+    const afterSec = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? err.retryAfterSec : askedSec;
+    const asked = afterSec !== undefined ? Math.min(afterSec * 1000, clientRetryAfterMaxMs) : 0;
     const pause = Math.max(this.pauseMs, asked);
     const budgetMs = this.opts.retryForMs ?? clientRetryForMs;
     // Nothing listening (refused, no such host) is rarely over in a moment: a short budget, so a
@@ -442,8 +443,13 @@ async function errorOf(res: Response): Promise<ApiRequestError> {
   } catch {
     // not our error body
   }
-  const after = Number(res.headers.get("retry-after"));
-  return new ApiRequestError(res.status, code, message, Number.isFinite(after) && after > 0 ? after : undefined);
+  return new ApiRequestError(res.status, code, message, retryAfterSecOf(res.headers));
+}
+
+/** An answer's Retry-After in seconds (delay-seconds only), or undefined. */
+function retryAfterSecOf(headers: Headers): number | undefined {
+  const after = Number(headers.get("retry-after"));
+  return Number.isFinite(after) && after > 0 ? after : undefined;
 }
 
 interface SendInit {
@@ -511,8 +517,8 @@ export class SmrClient {
    * command, an unknown outcome, retried with the same request id). It had no bound: a server
    * that took the connection and never answered held a call for Node's 300 s, per attempt.
    */
-  /** `answered`: told the answer's status (a PUT's 201 created or 200 already there). */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, answered?: (status: number) => void): Promise<T> {
+  /** `answered`: told the answer's status (a PUT's 201 created or 200 already there) and headers (a batch's Retry-After). */
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, answered?: (status: number, headers: Headers) => void): Promise<T> {
     signal?.throwIfAborted();
     const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
     // 0, Infinity or anything a timer cannot hold: no bound (AbortSignal.timeout threw on them).
@@ -534,7 +540,7 @@ export class SmrClient {
         if (abort.signal.aborted) throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: no answer within ${timeoutMs} ms`);
         throw err;
       }
-      answered?.(res.status);
+      answered?.(res.status, res.headers);
       if (res.status === 204) return undefined as T;
       let text: string;
       try {
@@ -727,8 +733,10 @@ export class SmrClient {
       const attempt = retries.attempt;
       let pauseMs: number | null = null;
       let answer: BatchResult | undefined;
+      let askedSec: number | undefined;
+      const heard = (_status: number, headers: Headers) => void (askedSec = retryAfterSecOf(headers));
       try {
-        answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), { client: this.clientId, commands: pending.map((i) => items[i]) }, signal);
+        answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), { client: this.clientId, commands: pending.map((i) => items[i]) }, signal, heard);
       } catch (err) {
         if (signal?.aborted) throw err;
         pauseMs = retriable(err) ? retries.next(err) : null;
@@ -758,7 +766,8 @@ export class SmrClient {
         });
         pending = again;
         if (pending.length === 0) break;
-        pauseMs = retries.next(null);
+        // Its Retry-After waited out, as a 503's is (the items were retried after 50 ms: a probe).
+        pauseMs = retries.next(null, askedSec);
         if (pauseMs === null) break;
         this.opts.onCommandRetry?.({ attempt, reason: `${pending.length} of the batch's commands answered timeout or unavailable`, pauseMs });
       }

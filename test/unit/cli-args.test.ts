@@ -70,7 +70,7 @@ describe("JSON arguments and files", () => {
     expect(() => readJsonFile(ndjson)).toThrow(/twice\.ndjson:2: the key "key" appears more than once$/);
     const array = join(dir, "twice.json");
     writeFileSync(array, '[{"op":"put","key":"a","value":1},{"op":"get","key":"b","op":"x"}]');
-    expect(() => readJsonFile(array)).toThrow(/twice\.json\.1: the key "op" appears more than once$/);
+    expect(() => readJsonFile(array)).toThrow(/twice\.json\[1\]: the key "op" appears more than once$/);
     const bom = join(dir, "bom.ndjson");
     writeFileSync(bom, '\uFEFF{"op":"put","key":"a","value":1}\n{"op":"get","key":"a"}\n');
     expect(readJsonFile(bom)).toEqual([{ op: "put", key: "a", value: 1 }, { op: "get", key: "a" }]);

@@ -367,6 +367,18 @@ describe("client batches", () => {
     expect(r.results[280]).toEqual({ error: { code: "unavailable", message: expect.stringMatching(/^not sent: a command before it/) } });
   });
 
+  it("waits out a batch's Retry-After before sending its refused commands again (they went again after 50 ms)", async () => {
+    const answers = [
+      Response.json({ results: [{ error: { code: "unavailable", message: "no quorum" } }], bookmark: "b1.0.0" }, { headers: { "retry-after": "1" } }),
+      Response.json({ results: [{ seq: 4, output: null }], bookmark: "b1.1.4" }),
+    ];
+    const pauses: number[] = [];
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onCommandRetry: (r) => pauses.push(r.pauseMs), fetch: async () => answers.shift()! });
+    const r = await client.submitBatch("g", [{ command: { op: "incr", key: "n", by: 1 } }]);
+    expect(r.results).toEqual([{ seq: 4, output: null }]);
+    expect(pauses).toEqual([1_000]);
+  });
+
   it("assigns request ids, resends only the commands that timed out with their ids, and keeps the order", async () => {
     let round = 0;
     const { client, calls } = clientWith((_url, init) => {

@@ -30,4 +30,9 @@ describe("repeatedKey", () => {
     expect(check(text)).toBeNull();
     expect(check(`{"value":[${new Array(200_000).fill("{}").join(",")}],"k":1,"k":2}`)).toBe('body: the key "k" appears more than once');
   });
+
+  it("cuts a long key in its message", () => {
+    const key = "k".repeat(5_000);
+    expect(check(`{"${key}":1,"${key}":2}`)).toBe(`body: the key "${"k".repeat(100)}…" appears more than once`);
+  });
 });

@@ -162,6 +162,9 @@ describe("restore: the header's fields", () => {
       [{ ...header, group: undefined }, /^line 1: header\.group/],
     ];
     for (const [h, message] of bad) expectError(await restore("rs-hdst", [JSON.stringify(h), ...rest].join("\n")), 400, "bad_request", message);
+    // A header that repeats a key, as any body (it was taken, the last one kept: a probe).
+    const twice = head!.replace(/^\{/, `{"machine":"bank",`);
+    expectError(await restore("rs-hdst", [twice, ...rest].join("\n")), 400, "bad_request", /^line 1: the key "machine" appears more than once$/);
     // A row's number a double cannot hold is refused, naming the line (it was stored changed).
     const bigRow = rest[0]!.replace(/,1\]$/, ",12345678901234567890]");
     expect(bigRow).not.toBe(rest[0]);

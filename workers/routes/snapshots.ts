@@ -4,7 +4,7 @@
 import { type Context, Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { bounded } from "../../shared/bounded.js";
-import { checkJson, parseJson } from "../../shared/api/input.js";
+import { checkJson, parseJson, repeatedKey } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
 import type { GroupRecord } from "../../shared/control/directory.js";
 import { readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
@@ -240,6 +240,12 @@ function parseLine(no: number, text: string): unknown {
 
 function parseHeader(no: number, text: string, machine: string): SnapshotHeader {
   const h = parseLine(no, text) as Partial<SnapshotHeader> | null;
+  // A repeated key is refused here as in every body (a probe). Not in each row: the file's digest
+  // is over each row's value as parsed, so a row that repeats a key with another value is refused
+  // by it, and one that repeats the same value changes nothing; a scan of every row would cost a
+  // large restore about another parse.
+  const repeated = repeatedKey(text, h, `line ${no}`);
+  if (repeated !== null) throw new ApiError("bad_request", repeated);
   if (typeof h !== "object" || h === null || Array.isArray(h)) throw new ApiError("bad_request", `line ${no}: the header must be an object {group, machine, seq, rows, digest}`);
   if (typeof h.group !== "string") throw new ApiError("bad_request", `line ${no}: header.group: a group name`);
   if (typeof h.machine !== "string") throw new ApiError("bad_request", `line ${no}: header.machine: a machine name`);
