@@ -8,7 +8,7 @@ import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 // The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
-import { groupsHealth, samples, slowAnswerMs, type GroupHealth } from "../public/health.js";
+import { groupsHealth, samples, slowText, type GroupHealth } from "../public/health.js";
 import { span } from "../public/units.js";
 
 export function metricsCommand(): Command {
@@ -37,7 +37,8 @@ function replicasCell(g: GroupHealth): string {
 
 /** "sequencer slow (1.5 s to answer)" past slowAnswerMs, else nothing. */
 export function slowNote(answerMs: number | null | undefined): string[] {
-  return answerMs !== null && answerMs !== undefined && answerMs >= slowAnswerMs ? [`sequencer slow (${(answerMs / 1000).toFixed(1)} s to answer)`] : [];
+  const text = slowText(answerMs);
+  return text === null ? [] : [text];
 }
 
 function ago(iso: string, nowMs: number): string {

@@ -3,7 +3,7 @@
 // tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
 // group is in the URL's fragment (#group=name), so a view can be linked to.
 // A module (strict, deferred): the health rule is shared with the CLI.
-import { groupsHealth, healthOf, samples, slowAnswerMs } from "./health.js";
+import { groupsHealth, healthOf, samples, slowText } from "./health.js";
 import { bytesText, span } from "./units.js";
 
 /** Between the end of one refresh and the start of the next. */
@@ -245,9 +245,9 @@ function judge(up, replicas, lastAudit, answerMs) {
   const health = healthOf(up, replicas, lastAudit, answerMs);
   if (health === "down") return { health, why: "its sequencer or directory did not answer" };
   const notHealthy = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
-  const slow = answerMs >= slowAnswerMs ? [`sequencer slow (${(answerMs / 1000).toFixed(1)} s to answer)`] : [];
+  const slow = slowText(answerMs);
   const audit = lastAudit ? `last audit ${lastAudit.verdict}, ${ago(lastAudit.at)}` : "no audit yet";
-  return { health, why: [...notHealthy, ...slow, audit].join("; ") };
+  return { health, why: [...notHealthy, ...(slow ? [slow] : []), audit].join("; ") };
 }
 
 /** group -> { health, why } from a metrics scrape's samples. */
@@ -421,7 +421,7 @@ function renderGroup(status, audits, events, askedMs) {
   const unknown = unreachable && status.replicas.every((r) => r.lastContact === null);
   fill($("#summary"), unknown ? { ...status, epoch: "?", commitSeq: "?" } : status);
   // One that answers but has no quorum (cut off) says for how long.
-  const slow = s.answerMs >= slowAnswerMs ? `yes, but slow: ${(s.answerMs / 1000).toFixed(1)} s to answer (every command waits as long)` : null;
+  const slow = slowText(s.answerMs) ? `yes, but slow: ${(s.answerMs / 1000).toFixed(1)} s to answer (every command waits as long)` : null;
   const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : (slow ?? "yes");
   // Asleep: no client work for a while, so no heartbeats (the next command wakes it).
   const awake = s.asleepSince ? `asleep since ${time(s.asleepSince)}` : unreachable ? "?" : "yes";

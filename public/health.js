@@ -14,6 +14,15 @@
 export const slowAnswerMs = 1000;
 
 /**
+ * "sequencer slow (1.5 s to answer)" from slowAnswerMs, else null: the one wording of the CLI and the dashboard.
+ * @param {number | null | undefined} answerMs
+ * @returns {string | null}
+ */
+export function slowText(answerMs) {
+  return answerMs !== null && answerMs !== undefined && answerMs >= slowAnswerMs ? `sequencer slow (${(answerMs / 1000).toFixed(1)} s to answer)` : null;
+}
+
+/**
  * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);
  * degraded: it answered, but slowly (slowAnswerMs), a replica is not healthy, or the last audit
  * found no agreement; down: its sequencer or directory did not answer.
@@ -25,7 +34,7 @@ export const slowAnswerMs = 1000;
  */
 export function healthOf(up, replicas, lastAudit, answerMs) {
   if (!up) return "down";
-  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent") && !((answerMs ?? 0) >= slowAnswerMs);
+  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent") && slowText(answerMs) === null;
   return fine ? "ok" : "degraded";
 }
 
