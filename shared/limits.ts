@@ -207,6 +207,15 @@ export const replicaDestroyTimeoutMs = 10_000;
  * change and restore (a review). Generous, as a local server's objects share one thread.
  */
 export const replicaInitTimeoutMs = 10_000;
+
+/**
+ * How long a membership change waits for the directory to take its record (the write-ahead, or
+ * the membership once committed). The writes stay in order, one at a time: only the waiting is
+ * bounded, so a write that hung no longer held the group's one change at a time (every later
+ * change was refused as "another membership change is not committed yet") while a late write
+ * still cannot overtake a newer one and regress the record.
+ */
+export const directoryWriteTimeoutMs = 5_000;
 /** Sequencers a router remembers as failing since some time (for a failover's downMs); oldest dropped first. */
 export const unreachableNamesMax = 1_000;
 /** How long such a memory counts: an older first failure is not taken as the start of an outage. */

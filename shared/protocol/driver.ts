@@ -21,6 +21,7 @@ import {
   sessionRequestsMax,
   holdMessageMs,
   cutOffLookupMs,
+  directoryWriteTimeoutMs,
   holdWhenWaitingMin,
   directTurnSlowMs,
   restoreLaggardGraceMinMs,
@@ -1304,7 +1305,12 @@ export class SequencerDriver {
     const next = configAfter(current, change);
     // Write-ahead: a sequencer recovering from here on must fence a quorum of both memberships.
     // (Refused when the directory no longer names this sequencer: a failover deposed it.)
-    if (!(await this.record({ ...next, inFlight: [membersOf(current), membersOf(next)] }))) return { ok: false, ...refusal("stopping") };
+    if (!(await this.record({ ...next, inFlight: [membersOf(current), membersOf(next)] }))) {
+      // Not taken in time, it may still land: the membership in force is recorded after it (in
+      // order), and again at the next commit advance or heartbeat until it is taken.
+      this.recordAtSeq = Math.max(this.recordAtSeq ?? 0, this.core.commitSeq);
+      return { ok: false, ...(this.stopped ? refusal("stopping") : refusal("not_recorded", change.id, `unreachable, slower than ${directoryWriteTimeoutMs / 1000} s, or it names another sequencer`)) };
+    }
     if (this.stopped) return { ok: false, ...refusal("stopping") };
     this.flush(); // queued commands keep their place before the change
     const e = this.core.appendConfig(change, new Date(this.io.nowMs()).toISOString());
@@ -1347,7 +1353,11 @@ export class SequencerDriver {
       }
     };
     this.recording = this.recording.then(write, write);
-    return this.recording;
+    // The caller waits a bounded time; the write keeps its place in the chain (see directoryWriteTimeoutMs).
+    return withTimeout(this.io, this.recording, directoryWriteTimeoutMs, `recording the membership of ${config.group}`).catch((err) => {
+      this.io.log("warn", String(err));
+      return false;
+    });
   }
 
   private promoting = false;

@@ -3,7 +3,7 @@
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
 import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
-import { commandTimeoutMs, heartbeatMs, pageBytesMax } from "../../shared/limits.js";
+import { commandTimeoutMs, directoryWriteTimeoutMs, heartbeatMs, pageBytesMax } from "../../shared/limits.js";
 import { entryBytes } from "../../shared/protocol/entry.js";
 import { type Clock, directGroup, realClock } from "../support/direct.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
@@ -307,6 +307,41 @@ describe("the membership record after a change", () => {
     expect(ids(g.recorded[g.recorded.length - 1]!)).toEqual(["r1", "r2", "r3", "r4?"]);
     g.driver.stop();
   });
+});
+
+describe("a directory write that does not settle", () => {
+  // The writes are one at a time, in order; one that hung held the change waiting on it, and with
+  // it the group's one change at a time, for as long as it hung. Now the change gives up after
+  // directoryWriteTimeoutMs with nothing ordered; the write keeps its place, and the membership
+  // in force is recorded after it once it lands.
+  it("refuses the change in bounded time, and the record is mended once the directory answers", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const write = io.recordMemberships!;
+    let land: (() => void) | null = null;
+    io.recordMemberships = async (c) => {
+      if (c.inFlight && land === null) await new Promise<void>((resolve) => (land = resolve));
+      return write(c);
+    };
+    const startMs = Date.now();
+    const refused = await g.driver.addReplica(null);
+    expect(refused).toMatchObject({ ok: false, refused: "not_recorded" });
+    expect((refused as { reason: string }).reason).toMatch(/directory did not take the change of r4 first .*nothing was ordered/);
+    expect(Date.now() - startMs).toBeLessThan(directoryWriteTimeoutMs + 2_000);
+    expect(g.driver.core.lastLogSeq).toBe(1); // nothing ordered
+    expect(g.recorded).toHaveLength(0);
+    // The hung write-ahead lands late; the membership in force is recorded after it.
+    land!();
+    g.driver.startHeartbeats();
+    await tick(1_200);
+    expect(g.recorded[0]!.inFlight).toBeDefined();
+    expect(g.recorded[g.recorded.length - 1]!.inFlight).toBeUndefined();
+    expect(ids(g.recorded[g.recorded.length - 1]!)).toEqual(["r1", "r2", "r3"]);
+    // And the next change goes through.
+    expect(await g.driver.addReplica(null)).toEqual({ ok: true, id: "r4" });
+    g.driver.stop();
+  }, 20_000);
 });
 
 describe("a recovery after the membership record was lost", () => {
