@@ -216,7 +216,7 @@ export class ReplicaHost {
     const incarnation = Number(url.searchParams.get("incarnation"));
     const core = this.core;
     if (!core || this.incarnation !== incarnation) return apiError(404, "not_found", "no such replica");
-    if (core.quarantined) return apiError(503, "unavailable", `replica ${core.id} is quarantined`, 1);
+    if (core.withheld) return apiError(503, "unavailable", core.quarantined ? `replica ${core.id} is quarantined` : `replica ${core.id} holds a restore not yet adopted`, 1);
     const silentMs = this.driver.silentMs();
     const fresh = url.searchParams.get("fresh") === "1";
     if (fresh && silentMs >= watchSilenceMs) {

@@ -1650,7 +1650,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const hash = sha256Hex(`restore\n${digest}\n${core.epoch}:${io.nowMs()}:${++restoreAttempts}`);
   // The restore's position has no entry: its floor for later timestamps is the last no-op's.
   const timestamp = noop?.timestamp ?? null;
-  const info: SnapshotInfo = { seq: core.lastLogSeq + 1, digest, logHash: hash, entryEpoch: core.epoch, timestamp, epoch: core.epoch };
+  const info: SnapshotInfo = { seq: core.lastLogSeq + 1, digest, logHash: hash, entryEpoch: core.epoch, timestamp, epoch: core.epoch, restore: true };
   const empty: SnapshotInfo = { seq: noop?.seq ?? 0, digest: zeroHash, logHash: noop?.hash ?? zeroHash, entryEpoch: noop?.epoch ?? 0, timestamp, epoch: core.epoch, undo: true, undoes: hash };
   const ids = core.replicaIds();
   // Members left behind by a quorum (installOnQuorum): each stops at its next call.
@@ -1684,6 +1684,11 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     // One that failed may have stopped halfway (it refuses fences until it is rebuilt).
     const left = ids.filter((id) => !installed.includes(id));
     for (const id of left) core.noteRebuilding(id);
+    // The replicas serve the restore once a message from its position says it is adopted: one
+    // now, so reads after the answer find it served (ReplicaMeta.unadoptedSeq); the heartbeats
+    // tell any it misses.
+    const adopted: AppendRequest = { epoch: core.epoch, prevSeq: info.seq, prevHash: hash, entries: [], commitSeq: info.seq };
+    await Promise.allSettled(installed.map((id) => withTimeout(io, io.link(id).append(adopted), replicaRpcTimeoutMs, `append to ${id}`)));
     const behind = left.length > 0 ? `; ${left.join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
     io.event?.("recovery", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest, action: "restore" });
     return { ok: true };

@@ -130,12 +130,12 @@ export class ReplicaDriver implements ReplicaApi {
     this.contact();
     if (!this.core) return { kind: "not_found" };
     const replica = this.core.id;
-    if (this.core.quarantined) return { kind: "quarantined", replica };
+    if (this.core.withheld) return { kind: "quarantined", replica };
     if (this.core.appliedSeq < minSeq && this.waiters.length >= readWaitersMax) return { kind: "busy", replica };
     if (!(await this.waitApplied(minSeq, waitMs))) {
       return { kind: "timeout", replica, appliedSeq: this.core?.appliedSeq ?? 0 };
     }
-    if (this.core.quarantined) return { kind: "quarantined", replica };
+    if (this.core.withheld) return { kind: "quarantined", replica };
     let result: unknown;
     try {
       result = this.core.query(q);
@@ -152,9 +152,9 @@ export class ReplicaDriver implements ReplicaApi {
     // No state, or state it must not serve (quarantined, rebuilding): it abstains. Its "missing"
     // counted as an answer, and with outputs "first" it alone told a retry of an executed command
     // that its request id had expired (the simulator, seed 1066322991).
-    if (!this.core || this.core.quarantined) return { kind: "timeout" };
+    if (!this.core || this.core.withheld) return { kind: "timeout" };
     if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
-    if (!this.core || this.core.quarantined) return { kind: "timeout" }; // quarantined while it waited
+    if (!this.core || this.core.withheld) return { kind: "timeout" }; // quarantined while it waited
     const s = this.core.session(client, request);
     return s ? { kind: "found", ...s } : { kind: "missing" };
   }

@@ -81,6 +81,15 @@ export interface ReplicaMeta {
    */
   rejoinSeq?: number;
   /**
+   * Set by the install of a restore (SnapshotInfo.restore) at its seq: the rows are not served
+   * (reads, watches, sessions, exports) until an append vouches that its sender holds the
+   * restore at that seq and has committed it (it adopted it). A restore is adopted only once a
+   * quorum of voters installed it: served at once, a replica that installed it showed its rows
+   * to readers, and when no quorum did, the undo took them back (its appliedSeq fell, and the
+   * bookmark it gave then named another entry: a review).
+   */
+  unadoptedSeq?: number;
+  /**
    * The recovery this replica accepted a fence from, and at which epoch (raft's votedFor): the
    * same recovery asking again at that epoch is accepted again (its first answer may have been
    * lost, or a copy of its message answered first), any other refused.
@@ -247,6 +256,8 @@ export interface SnapshotInfo {
   undo?: boolean;
   /** The undo's attempt: the hash at the restore's position (a late undo of another attempt is refused). */
   undoes?: string;
+  /** A restore's install: not served until its sequencer is known to have adopted it (ReplicaMeta.unadoptedSeq). */
+  restore?: boolean;
 }
 
 /**
@@ -412,6 +423,11 @@ export class ReplicaCore {
     return this.meta.quarantined;
   }
 
+  /** State it must not serve: quarantined, or a restore not known to be adopted (ReplicaMeta.unadoptedSeq). */
+  get withheld(): boolean {
+    return this.meta.quarantined || this.meta.unadoptedSeq !== undefined;
+  }
+
   /** Records since when this replica has heard nothing from its sequencer (null: it hears it). */
   noteSilence(sinceMs: number | null): void {
     if ((this.meta.silentSinceMs ?? null) === sinceMs) return;
@@ -458,6 +474,10 @@ export class ReplicaCore {
     if (req.prevSeq > m.lastSeq) return { ok: false, reason: "gap", ...this.position() };
     const prevHash = this.hashAt(req.prevSeq);
     if (prevHash !== req.prevHash) return { ok: false, reason: "mismatch", ...this.position() };
+    // The sender holds this replica's log up to prevSeq and has committed it: a restore installed
+    // at or below it was adopted.
+    const unadopted = m.unadoptedSeq;
+    if (unadopted !== undefined && req.prevSeq >= unadopted && req.commitSeq >= unadopted) this.saveMeta({ unadoptedSeq: undefined });
     // A heartbeat (or a commit it already knows): nothing changes, nothing is written, unless
     // committed entries wait to be applied (a step stops at stepOutputCharsMax of outputs).
     if (req.entries.length === 0 && req.epoch === m.epoch && Math.min(req.commitSeq, req.prevSeq) <= m.commitSeq && m.appliedSeq >= m.commitSeq) {
@@ -740,7 +760,7 @@ export class ReplicaCore {
    * the file's header can come first while writes go on.
    */
   beginExport(name: string): ExportInfo | null {
-    if (this.installing || this.meta.quarantined) return null;
+    if (this.installing || this.withheld) return null;
     this.saveState();
     const rows = this.storage.snapshotRows(name, machinePrefix);
     return { id: name, seq: this.meta.appliedSeq, rows, digest: this.exportDigest() };
@@ -847,6 +867,7 @@ export class ReplicaCore {
       scrub: null,
       stateMachineDigest: null,
       membership: info.membership ?? null,
+      unadoptedSeq: info.restore === true ? info.seq : undefined,
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
     return { ok: true, digest: actual };

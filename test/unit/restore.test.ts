@@ -213,6 +213,80 @@ describe("a restore that fails", () => {
   }
 });
 
+describe("a restore's rows before the sequencer adopts it (a review)", () => {
+  // A replica that installed a restore served it at once; if no quorum installed, the undo took
+  // it back: a reader had seen rows never restored, the replica's appliedSeq fell, and the
+  // bookmark it gave named another entry afterwards (a sequential read then went backwards).
+  it("are not served while a quorum may still fail to install, nor after the undo", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    // r2 and r3 answer after the calls' bound: no quorum installs, and the restore is undone.
+    g.slow.set("r2", 3_500);
+    g.slow.set("r3", 3_500);
+    const restoring = g.driver.restore(digest, async (after) => (after === null ? rows : []));
+    const r1 = g.replicas.get("r1")!;
+    const answers: string[] = [];
+    let done = false;
+    void restoring.finally(() => (done = true));
+    while (!done) {
+      await tick(10);
+      const a = await r1.query({ op: "get", key: "a" }, 0, 0);
+      answers.push(a.kind === "ok" ? `ok@${a.seq}:${JSON.stringify(a.result)}` : a.kind);
+    }
+    expect(await restoring).toMatchObject({ ok: false });
+    expect(g.stores.get("r1")!.meta!.lastSeq).toBe(0); // it did install, then was undone
+    expect(answers).toContain("quarantined"); // withheld while the restore was not adopted
+    expect(answers.filter((a) => a.startsWith("ok") && a !== "ok@0:{\"value\":null}")).toEqual([]);
+  }, 30_000);
+
+  it("are served as soon as the restore's answer says it was adopted", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: true });
+    for (const id of ["r1", "r2", "r3"]) expect(await g.replicas.get(id)!.query({ op: "get", key: "b" }, 1, 0)).toMatchObject({ kind: "ok", seq: 1, result: { value: 1 } });
+    expect((await putUntilOk(g.driver, 1))).toBe(2);
+  });
+
+  it("are served after a heartbeat if the restore's own message to a replica was lost", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    const r1 = g.replicas.get("r1")!;
+    const append = r1.append.bind(r1);
+    let dropped = 0;
+    r1.append = ((req: Parameters<typeof append>[0]) => {
+      if (req.entries.length === 0 && req.prevSeq === 1 && dropped++ === 0) throw new Error("the message was lost");
+      return append(req);
+    }) as typeof append;
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: true });
+    expect(dropped).toBe(1);
+    expect(await r1.query({ op: "get", key: "b" }, 1, 0)).toMatchObject({ kind: "quarantined" });
+    g.driver.startHeartbeats();
+    await tick(1_300);
+    expect(await r1.query({ op: "get", key: "b" }, 1, 0)).toMatchObject({ kind: "ok", seq: 1, result: { value: 1 } });
+    g.driver.stop();
+  });
+
+  it("stay withheld on a replica that missed the undo: a message from below the restore's position adopts nothing", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    // r1 alone installs: the group's later log never holds the restore, so nothing adopts it there.
+    g.slow.set("r2", 3_500);
+    g.slow.set("r3", 3_500);
+    const r1 = g.replicas.get("r1")!;
+    // The undo is kept from r1 itself: the group recovers at a new epoch without it.
+    const realInstall = r1.beginInstall.bind(r1);
+    r1.beginInstall = (info, transferId, epoch) => (info.undo ? false : realInstall(info, transferId, epoch));
+    const r = await g.driver.restore(digest, async (after) => (after === null ? rows : []));
+    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be undone on r1/) });
+    expect(g.stores.get("r1")!.meta!.lastSeq).toBe(1);
+    expect(await r1.query({ op: "get", key: "a" }, 0, 0)).toMatchObject({ kind: "quarantined" });
+    // A heartbeat from a sequencer whose log does not hold the restore at seq 1 adopts nothing.
+    const m = g.stores.get("r1")!.meta!;
+    expect(r1.append({ epoch: m.epoch, prevSeq: 0, prevHash: "0".repeat(64), entries: [], commitSeq: 1 })).toMatchObject({ ok: true });
+    expect(await r1.query({ op: "get", key: "a" }, 0, 0)).toMatchObject({ kind: "quarantined" });
+  }, 30_000);
+});
+
 describe("a restore with a slow member", () => {
   it("ends once a quorum of voters has installed and the other has had as long again; that one is rebuilt by a state transfer", async () => {
     const { rows, digest } = await snapshotRows();
