@@ -39,6 +39,7 @@ export type HandOverAnswer = { epoch: number } | undefined;
 type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout" };
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
+export type ReleaseAnswer = { ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" };
 
 /**
  * The API's code for a refused membership change. Ordered but not committed in time is a 504: it
@@ -406,12 +407,12 @@ export class SequencerObject extends ReplicaServing {
     return { ok: true, replica: { ...before, status: "removed" } };
   }
 
-  async release(id: string, rebase: boolean): Promise<{ ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" }> {
+  async release(id: string, rebase: boolean): Promise<ReleaseAnswer> {
     const driver = this.driver;
     if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
     if (!driver.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
     const r = await driver.release(id, rebase);
-    return r.ok ? r : { ...r, code: "conflict" };
+    return r.ok ? r : { ok: false, reason: r.reason, code: r.unavailable ? "unavailable" : "conflict" };
   }
 
   /** Rebuilds a replica now from the most advanced healthy one (the operator's repair). */

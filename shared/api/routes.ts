@@ -305,7 +305,7 @@ export const routes: Route[] = [
     summary: "Add a replica (it joins, catches up, then votes)",
     body: { schema: addReplicaBody, optional: true },
     answers: [{ status: 202, description: "the new replica", schema: z.object({ replica: answers.replicaStatus }) }],
-    errors: ["conflict", "unavailable"],
+    errors: ["conflict", "unavailable", "timeout"],
   },
   {
     id: "removeReplica",
@@ -316,7 +316,7 @@ export const routes: Route[] = [
     summary: "Remove a replica",
     params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
     answers: [{ status: 202, description: "the removed replica", schema: z.object({ replica: answers.replicaStatus }) }],
-    errors: ["conflict", "unavailable"],
+    errors: ["conflict", "unavailable", "timeout"],
   },
   {
     id: "repairReplica",

@@ -1023,8 +1023,8 @@ export class SequencerDriver {
   }
 
   /** The operator's release of a quarantined replica (see ReplicaCore.release). */
-  async release(id: string, rebase: boolean): Promise<{ ok: true } | { ok: false; reason: string }> {
-    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+  async release(id: string, rebase: boolean): Promise<{ ok: true } | { ok: false; reason: string; unavailable?: boolean }> {
+    if (this.stopped) return { ok: false, reason: "the sequencer is stopping", unavailable: true };
     if (!this.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group` };
     this.wake();
     // Quarantined by neither this sequencer nor its own flag: nothing to release. It answered 200
@@ -1033,9 +1033,15 @@ export class SequencerDriver {
       const p = await withTimeout(this.io, this.io.link(id).position(), replicaRpcTimeoutMs, `position of ${id}`).catch(() => null);
       if (p && !p.quarantined) return { ok: false, reason: `replica ${id} is not quarantined: nothing to release` };
     }
-    const r = await withTimeout(this.io, this.io.link(id).release(rebase), replicaRpcTimeoutMs, `release of ${id}`).catch((err) => ({ ok: false, digest: "", reason: String(err) }));
-    if (!r.ok) return { ok: false, reason: r.reason ?? "refused" };
-    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+    // Not reached is a 503 to retry, not the replica's refusal (a probe saw a 409 quoting the error).
+    const r = await withTimeout(this.io, this.io.link(id).release(rebase), replicaRpcTimeoutMs, `release of ${id}`).catch((err: unknown) => ({
+      ok: false,
+      digest: "",
+      reason: `replica ${id} did not answer (${err instanceof Error ? err.message : String(err)}); retry`,
+      unavailable: true,
+    }));
+    if (!r.ok) return { ok: false, reason: r.reason ?? "refused", ...("unavailable" in r ? { unavailable: true } : {}) };
+    if (this.stopped) return { ok: false, reason: "the sequencer is stopping", unavailable: true };
     this.core.setQuarantined(id, false);
     this.noteQuarantines();
     this.core.noteContact(id, true, this.io.nowMs());

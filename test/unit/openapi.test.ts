@@ -54,6 +54,9 @@ describe("the OpenAPI document and API.md", () => {
     expect(answers["504"].description).toMatch(/^timeout/);
     expect(answers["503"].headers["Retry-After"]).toBeDefined();
     expect(doc.paths["/healthz"]!.get.responses["401"]).toBeUndefined();
+    // A membership change ordered but not committed in time is a 504 (workers/sequencer.ts changeRefused): a probe found it missing.
+    expect(doc.paths["/v1/groups/{group}/replicas"]!.post.responses["504"].description).toMatch(/^timeout/);
+    expect(doc.paths["/v1/groups/{group}/replicas/{id}"]!.delete.responses["504"].description).toMatch(/^timeout/);
   });
 });
 

@@ -88,6 +88,15 @@ describe("the operator's way out of a quarantine", () => {
     // and a "released by an operator" event each time).
     expectError(await api("POST", "/v1/groups/release/replicas/r3/release", {}), 409, "conflict", /^replica r3 is not quarantined: nothing to release$/);
     expectError(await api("POST", "/v1/groups/release/replicas/r3/release", { rebase: true }), 409, "conflict", /not quarantined/);
+    // A quarantined replica that cannot be reached: a 503 to retry, not the 409 of a refusal (a
+    // probe got 409 "Error: injected fault: ...").
+    await replica("release", "r3").call(1, "setQuarantined", [true]);
+    await api("POST", "/v1/groups/release/faults", { target: "r3", fault: "unreachable" });
+    const unreached = await api("POST", "/v1/groups/release/replicas/r3/release", {});
+    expectError(unreached, 503, "unavailable", /^replica r3 did not answer \(.*unreachable\); retry$/);
+    expect(unreached.headers.get("retry-after")).toBe("1");
+    await api("POST", "/v1/groups/release/faults", { target: "r3", fault: "none" });
+    expect((await api("POST", "/v1/groups/release/replicas/r3/release", {})).status).toBe(200);
     // Each release is in the history as a quarantine event that says so (the two refused ones are not).
     await waitFor("the releases' events", async () => {
       const events = (await api("GET", "/v1/groups/release/events", undefined, clientToken)).body.events;

@@ -8,7 +8,7 @@ import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shar
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
-import type { AddReplicaAnswer, RemoveReplicaAnswer } from "../sequencer.js";
+import type { AddReplicaAnswer, ReleaseAnswer, RemoveReplicaAnswer } from "../sequencer.js";
 
 export const memberRoutes = new Hono<App>();
 
@@ -80,10 +80,10 @@ memberRoutes.post("/:group/replicas/:id/release", async (c) => {
   const r = await groups.withSequencer(
     c.env,
     group,
-    (s) => rpc<{ ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" }>(s.release(id, body.rebase ?? false)),
+    (s) => rpc<ReleaseAnswer>(s.release(id, body.rebase ?? false)),
     (r) => !r.ok && r.code === "not_found" && r.reason === "no such group",
   );
-  if (!r.ok) throw new ApiError(r.code, r.reason);
+  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
   return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
 });
 
