@@ -104,6 +104,32 @@ describe("bad input", () => {
     const ok = { client: "c", request: 1, command: { op: "put", key: "k", value: "x".repeat(60 * 1024) } };
     expect((await api("POST", "/v1/groups/big/commands", ok, clientToken)).status).toBe(200);
   });
+
+  it("a chunked body (no Content-Length) is a 413 once past 256 KiB, not read to its end first", async () => {
+    await createGroup("big-chunked");
+    // Read whole before the check, 600 MB took a server from 0.8 to 1.95 GB (a probe).
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    let sentBytes = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        if (sentBytes >= 32 * 1024 * 1024) return ctrl.close();
+        sentBytes += chunk.byteLength;
+        ctrl.enqueue(chunk);
+      },
+    });
+    const init = { method: "POST", headers: { authorization: `Bearer ${clientToken}`, "content-type": "application/json" }, body };
+    const res = await worker.fetch(new Request("http://smr.test/v1/groups/big-chunked/commands", init), env as any, {} as any);
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).error.message).toBe("body: larger than 262144 bytes");
+    expect(sentBytes).toBeLessThan(2 * 1024 * 1024);
+  });
+
+  it("a compressed body is refused as such, not called malformed JSON", async () => {
+    await createGroup("gz-body");
+    const r = await direct("/v1/groups/gz-body/commands", { method: "POST", headers: { authorization: `Bearer ${clientToken}`, "content-encoding": "gzip" }, body: new Uint8Array([0x1f, 0x8b, 8, 0]) }, {});
+    expect(r.status).toBe(400);
+    expect(r.body.error.message).toBe("body: Content-Encoding gzip is not taken here; send the JSON as it is");
+  });
 });
 
 describe("internal errors", () => {
