@@ -311,3 +311,34 @@ describe("a restore file's header machine", () => {
     expectError(await restore("rs-mach", file("bank")), 409, "conflict", /holds a bank state/);
   });
 });
+
+describe("a restore upload that stalls", () => {
+  // A probe: the header came and then nothing; no answer for 150 s, every command a 503 ("a
+  // restore is loading") until the staged restore idled out 60 s later, and a 409 for a group with
+  // entries waited for ever on the drain.
+  const stalled = (text: string) =>
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode(text)); // and then nothing, never closed
+      },
+    });
+  const send = async (group: string, text: string) => {
+    const res = await SELF.fetch(`http://smr.test/v1/groups/${group}/restore`, { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: stalled(text) });
+    return { status: res.status, body: await res.json(), headers: res.headers } as any;
+  };
+  const header = (group: string) => JSON.stringify({ group, machine: "kv", seq: 1, rows: 5, digest: "0".repeat(64) }) + "\n";
+
+  it("is a 400 once nothing has come for 10 s, and the group takes commands again at once", async () => {
+    await createGroup("rs-stall");
+    const startMs = Date.now();
+    expectError(await send("rs-stall", header("rs-stall") + '["a",1]\n'), 400, "bad_request", /^body: nothing more received for 10 s; the upload was abandoned, send the file again$/);
+    expect(Date.now() - startMs).toBeLessThan(20_000);
+    expect((await command("rs-stall", { op: "put", key: "k", value: 1 })).status).toBe(200);
+  }, 40_000);
+
+  it("into a group with entries: the 409 comes once the drain gives up on it", async () => {
+    await createGroup("rs-stall-409");
+    expect((await command("rs-stall-409", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    expectError(await send("rs-stall-409", header("rs-stall-409")), 409, "conflict", /entries/);
+  }, 40_000);
+});

@@ -7,7 +7,7 @@ import { bounded } from "../../shared/bounded.js";
 import { checkJson, parseJson, repeatedKey } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
 import type { GroupRecord } from "../../shared/control/directory.js";
-import { readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
+import { bodyReadTimeoutMs, readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
@@ -277,6 +277,31 @@ function uploadOf(c: Context<App>): Upload {
 }
 
 /**
+ * The next part of an upload, or a 400 once none has come for bodyReadTimeoutMs (the raw body is
+ * then cancelled, so no read stays outstanding). Without a bound, an upload that stalled after its
+ * header was never answered and held the group "restoring" (every command a 503) until the
+ * staged restore idled out 60 s later, and a refused one waited for ever for its drain; a client
+ * that went away was an internal error in the log (a probe). A lost connection is a 400 too.
+ */
+async function nextPart(raw: ReadableStreamDefaultReader<Uint8Array>): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      raw.cancel().catch(() => undefined);
+      reject(new ApiError("bad_request", `body: nothing more received for ${bodyReadTimeoutMs / 1000} s; the upload was abandoned, send the file again`));
+    }, bodyReadTimeoutMs);
+  });
+  try {
+    return await Promise.race([raw.read(), idle]);
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError("bad_request", `body: the upload was cut off (${err instanceof Error ? err.message : String(err)})`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * A plain upload, its bytes counted as the route reads them: the drain's bound counts them too (a
  * review). The stream pulls a part ahead of the route, so a read of the raw body may be under way
  * when the upload is refused: the drain waits for it and pulls no more. Drained beside it, the raw
@@ -290,7 +315,7 @@ function counted(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
   const file = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (draining) return; // nothing is enqueued, so nothing more is pulled
-      const read = raw.read();
+      const read = nextPart(raw);
       reading = read.catch(() => undefined);
       const { value, done } = await read;
       if (done) return controller.close();
@@ -320,12 +345,16 @@ export function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload 
   const out = gunzip.readable.getReader();
   let stopped = false;
   let fedBytes = 0;
+  let cutOff: ApiError | null = null; // the raw body stalled or was lost: said as such, not "not gzip"
   const feed = (async () => {
     try {
       for (;;) {
         await writer.ready; // the decompression's backpressure: one chunk ahead of the route
         if (stopped) return;
-        const { value, done } = await raw.read();
+        const { value, done } = await nextPart(raw).catch((err: ApiError) => {
+          cutOff = err;
+          throw err;
+        });
         if (done) return void (await writer.close());
         fedBytes += value.byteLength;
         void writer.write(value).catch(() => {}); // a corrupt stream fails the reader's read below
@@ -344,7 +373,7 @@ export function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload 
         if (done) controller.close();
         else controller.enqueue(value);
       } catch (err) {
-        controller.error(new ApiError("bad_request", `body: not gzip, as its Content-Encoding says (${err instanceof Error ? err.message : String(err)})`));
+        controller.error(cutOff ?? new ApiError("bad_request", `body: not gzip, as its Content-Encoding says (${err instanceof Error ? err.message : String(err)})`));
       }
     },
     cancel: (reason) => out.cancel(reason),
@@ -522,15 +551,19 @@ async function drainRaw(reader: ReadableStreamDefaultReader<Uint8Array> | null, 
   let bytes = readBytes;
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await nextPart(reader);
       if (done) return;
       bytes += value.byteLength;
       if (bytes > restoreBytesMax) return;
     }
   } catch {
-    // the client went away
+    // the client went away, or stalled (the reader is cancelled then)
   } finally {
-    reader.releaseLock();
+    try {
+      reader.releaseLock();
+    } catch {
+      // a read cancelled by the stall may still be settling
+    }
   }
 }
 
