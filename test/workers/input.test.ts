@@ -173,6 +173,7 @@ describe("one key order everywhere: code points (SQLite's, the memory store's, t
       return { status: res.status, body: body as any, headers: res.headers };
     };
     expectError(await watchOf("999"), 400, "bad_request", /^x-smr-incarnation: 999 is not an incarnation of group params \(it is at \d+\)/);
+    expectError(await watchOf("0"), 400, "bad_request", /^x-smr-incarnation: 0 is not an incarnation of group params/);
     expect((await watchOf("1")).status).toBe(200);
     const log = await api("GET", "/v1/groups/params/log?from=1&limit=007");
     expect(log.status).toBe(200);

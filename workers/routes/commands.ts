@@ -175,8 +175,9 @@ function incarnationOf(c: Context<App>): number | null {
 }
 
 function refuseOtherIncarnation(group: string, followed: number | null, incarnation: number): void {
-  // One above the group's own was never given (a fresh lookup found none newer): not a deleted group's.
-  if (followed !== null && followed > incarnation) {
+  // One above the group's own was never given (a fresh lookup found none newer): not a deleted
+  // group's. Nor was 0: incarnations start at 1 (it was a 404 "was deleted", a probe).
+  if (followed !== null && (followed > incarnation || followed === 0)) {
     throw new ApiError("bad_request", `${incarnationHeader}: ${followed} is not an incarnation of group ${group} (it is at ${incarnation}); send the one a watch's answer gave, or none`);
   }
   if (followed !== null && followed !== incarnation) {
