@@ -327,7 +327,7 @@ export const routes: Route[] = [
     summary: "Rebuild a quarantined replica from a healthy one",
     params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
     answers: [{ status: 200, description: "the replica after the repair", schema: z.object({ replica: answers.replicaStatus.optional() }) }],
-    errors: ["unavailable"],
+    errors: ["conflict", "unavailable"],
   },
   {
     id: "releaseReplica",

@@ -70,6 +70,13 @@ export class SequencerDriver {
   private readonly repairFailures = new Map<string, number>();
   /** Per target, the source of its last transfer whose rows did not match that source's digest. */
   private readonly badSources = new Map<string, string>();
+  /**
+   * Replicas whose rows failed the last audit's scrub that reached them (id -> when): never a
+   * repair's source. When a quorum fails it (the audit's alarm), nobody is quarantined and they
+   * serve on, and an operator's repair copied one's damaged rows into its target, whose digest
+   * check then failed, the target left rebuilding for good (a probe, every replica corrupted).
+   */
+  private readonly scrubFailed = new Map<string, number>();
   private stopped = false;
   /** This incarnation ended (destroyed, handed over, crashed): it must write nothing more. */
   get isStopped(): boolean {
@@ -796,7 +803,7 @@ export class SequencerDriver {
   }
 
   private perReplicaMaps(): Map<string, unknown>[] {
-    return [this.retryAtMs, this.repairFailures, this.badSources, this.lastSentMs, this.ackedSentMs, this.heldSinceMs];
+    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.lastSentMs, this.ackedSentMs, this.heldSinceMs];
   }
 
   /**
@@ -1031,7 +1038,9 @@ export class SequencerDriver {
     // and wrote a "released by an operator" event for a healthy replica each time (a probe).
     if (!this.core.quarantinedIds().includes(id)) {
       const p = await withTimeout(this.io, this.io.link(id).position(), replicaRpcTimeoutMs, `position of ${id}`).catch(() => null);
-      if (p && !p.quarantined) return { ok: false, reason: `replica ${id} is not quarantined: nothing to release` };
+      // But a rebase of one whose rows failed the scrub, when a quorum did and nobody was
+      // quarantined (the audit's alarm): the way to a replica the others can be repaired from.
+      if (p && !p.quarantined && !(rebase && this.scrubFailed.has(id))) return { ok: false, reason: `replica ${id} is not quarantined: nothing to release` };
     }
     // Not reached is a 503 to retry, not the replica's refusal (a probe saw a 409 quoting the error).
     const r = await withTimeout(this.io, this.io.link(id).release(rebase), replicaRpcTimeoutMs, `release of ${id}`).catch((err: unknown) => ({
@@ -1042,6 +1051,7 @@ export class SequencerDriver {
     }));
     if (!r.ok) return { ok: false, reason: r.reason ?? "refused", ...("unavailable" in r ? { unavailable: true } : {}) };
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping", unavailable: true };
+    this.scrubFailed.delete(id); // its rows are its digest's now
     this.core.setQuarantined(id, false);
     this.noteQuarantines();
     this.core.noteContact(id, true, this.io.nowMs());
@@ -1450,6 +1460,10 @@ export class SequencerDriver {
       infos.set(id, info);
       this.core.noteContact(id, info !== null, now, info ?? undefined);
       if (info !== null) this.core.noteSize(id, info);
+      if (info !== null && !info.rebuilding) {
+        if (info.scrub.actualDigest !== info.scrub.recordedDigest) this.scrubFailed.set(id, now);
+        else this.scrubFailed.delete(id);
+      }
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
       if (info?.quarantined && !info.rebuilding) this.core.setQuarantined(id, true);
@@ -1506,9 +1520,7 @@ export class SequencerDriver {
     // rows may be what is corrupt (the co-located replica, first by applied position, otherwise
     // stayed the source of every try, and the target was never rebuilt: seed 108817061).
     const suspect = this.badSources.get(target);
-    // Not one that needs a transfer itself: a replica a restore left at seq 0 was a source (its
-    // empty state copied, the target behind again: it converged, one transfer wasted; a review).
-    const candidates = this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id));
+    const candidates = this.repairSources(target);
     const source = candidates.find((id) => id !== suspect) ?? candidates[0];
     let installed: number | null = null;
     const progress = { begun: false };
@@ -1540,9 +1552,32 @@ export class SequencerDriver {
     } else {
       this.repairFailures.delete(target);
       this.badSources.delete(target);
+      this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
     }
     this.kickAll();
     return installed !== null;
+  }
+
+  /**
+   * The replicas a repair of `target` may copy from, best first. Not one that needs a transfer
+   * itself: a replica a restore left at seq 0 was a source (its empty state copied, the target
+   * behind again: it converged, one transfer wasted; a review). Nor one whose rows failed the last
+   * scrub (scrubFailed).
+   */
+  private repairSources(target: string): string[] {
+    return this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id) && !this.scrubFailed.has(id));
+  }
+
+  /**
+   * Why an operator's repair of `target` cannot start (null: it can): no source, and a log that
+   * no longer holds every entry from the first (with one, the empty state and the log rebuild it).
+   * Refused before anything is touched: begun, the target's rows were cleared for nothing.
+   */
+  repairRefusal(target: string): string | null {
+    if (this.repairSources(target).length > 0 || this.core.baseSeq === 0) return null;
+    const failed = [...this.scrubFailed.keys()].filter((id) => id !== target).sort();
+    if (failed.length === 0) return `no healthy replica to copy ${target} from now; the audit retries it`;
+    return `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests); release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`;
   }
 
   /** A replica's answer within replicaRpcTimeoutMs (a transfer's calls). */

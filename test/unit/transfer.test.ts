@@ -7,6 +7,7 @@ import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { machineFor } from "../../shared/machines/index.js";
 
 const config = (replicas = 3) => ({ group: "g", incarnation: 0, machine: "kv" as const, replicas, locations: [], outputs: "first" as const, checkpointEvery: 50 });
+const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
 async function putMany(driver: ReturnType<typeof directGroup>["driver"], client: string, from: number, count: number, concurrency = 500) {
   for (let i = 0; i < count; i += concurrency) {
@@ -232,4 +233,47 @@ describe("a replica waiting for a state transfer", () => {
     expect(status()).toBe("healthy");
     expect(g.replicas.get("r3")!.core!.appliedSeq).toBe(g.driver.core.commitSeq);
   }, 30_000);
+});
+
+describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", () => {
+  // A probe corrupted every replica: the audit raised its alarm and quarantined nobody, and an
+  // operator's repair of r2 copied r1's damaged rows, whose digest check failed, r2 left
+  // rebuilding for good. A replica that failed the last scrub is no source now.
+  const corruptAll = (g: ReturnType<typeof directGroup>) => {
+    for (const id of ["r1", "r2", "r3"]) {
+      g.replicas.get(id)!.core!.saveState();
+      g.stores.get(id)!.rows.put("m/k1", JSON.stringify(1_000));
+    }
+  };
+
+  it("is refused before anything is touched once the log is compacted; a rebased replica is then the source of the others", async () => {
+    const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10, slack: 5 });
+    for (let r = 1; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
+    await tick();
+    expect(g.driver.core.baseSeq).toBeGreaterThan(0);
+    corruptAll(g);
+    expect((await g.driver.audit()).alarm).toMatch(/3 of 3 voters failed the same check/);
+    expect(g.driver.repairRefusal("r2")).toMatch(/^no replica to copy r2 from: r1, r3 failed the last audit's scrub .*release one with rebase/);
+    // Not quarantined: a plain release has nothing to do, a rebase takes its rows as they are.
+    expect(await g.driver.release("r2", false)).toMatchObject({ ok: false, reason: "replica r2 is not quarantined: nothing to release" });
+    expect(await g.driver.release("r2", true)).toEqual({ ok: true });
+    expect(g.driver.repairRefusal("r1")).toBeNull();
+    expect(await g.driver.repair("r1")).toBe(true);
+    expect(await g.driver.repair("r3")).toBe(true);
+    expect((await g.driver.audit()).verdict).toBe("consistent");
+    g.driver.stop();
+  });
+
+  it("with the whole log, rebuilds from the empty state and the log instead of a damaged source", async () => {
+    const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10_000, slack: 1_000 });
+    for (let r = 1; r <= 12; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
+    await tick();
+    corruptAll(g);
+    expect((await g.driver.audit()).alarm).toMatch(/failed the same check/);
+    expect(g.driver.repairRefusal("r2")).toBeNull();
+    expect(await g.driver.repair("r2")).toBe(true);
+    await tick(50);
+    expect(await g.replicas.get("r2")!.query({ op: "get", key: "k1" }, 12, 1_000)).toMatchObject({ kind: "ok", result: { value: 1 } });
+    g.driver.stop();
+  });
 });

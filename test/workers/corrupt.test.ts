@@ -37,6 +37,21 @@ describe("the corrupt fault", () => {
     expect(after.verdict).toBe("consistent");
   });
 
+  it("on every replica: the audit's alarm quarantines nobody, and an operator's repairs rebuild each from the log, not from a damaged replica", async () => {
+    await createGroup("corrupt-all", { machine: "kv", checkpointEvery: 5 });
+    for (let i = 1; i <= 8; i++) await command("corrupt-all", { op: "put", key: `k${i}`, value: i });
+    for (const id of ["r1", "r2", "r3"]) expect((await corrupt("corrupt-all", id)).status).toBe(200);
+    const report = (await api("POST", "/v1/groups/corrupt-all/audit")).body;
+    expect(report.alarm).toMatch(/3 of 3 voters failed the same check/);
+    // A repair copied r1's damaged rows into r2, failed its digest check, and left r2 rebuilding for good (a probe).
+    for (const id of ["r2", "r1", "r3"]) {
+      const r = await api("POST", `/v1/groups/corrupt-all/replicas/${id}/repair`, {});
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+    }
+    expect((await query("corrupt-all", { op: "get", key: "k1" }, "stale")).body.result).toEqual({ value: 1 });
+    expect((await api("POST", "/v1/groups/corrupt-all/audit")).body.verdict).toBe("consistent");
+  });
+
   it("applies to a replica of the group that has rows: else a 400, 404 or 409 (every fault on an id the group does not have is a 404)", async () => {
     await createGroup("corrupt-bad");
     expectError(await corrupt("corrupt-bad", "sequencer"), 400, "bad_request", /replica/);

@@ -67,7 +67,7 @@ memberRoutes.post("/:group/replicas/:id/repair", async (c) => {
   const group = groupParam(c);
   const id = replicaParam(c);
   const r = await groups.withSequencer(c.env, group, (s) => s.repair(id), (r) => r.code === "not_found" && r.reason === "no such group");
-  if (r.code === "not_found") throw new ApiError("not_found", r.reason!);
+  if (r.code === "not_found" || r.code === "conflict") throw new ApiError(r.code, r.reason!);
   if (!r.ok) throw new ApiError("unavailable", r.reason!, 5);
   return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
 });
