@@ -108,7 +108,7 @@ export interface ClientOptions {
   /**
    * How long one JSON request may go unanswered (its whole answer read) before it counts as a
    * network failure, and is retried (default 40 s, inside retryForMs; 0: no bound). Streams
-   * (snapshot, restore) and metrics have none; a watch has its idleMs.
+   * (snapshot, restore) and metrics have none (metrics are retried on 503 as reads are); a watch has its idleMs.
    */
   requestTimeoutMs?: number;
   /** Called before a read is sent again: its attempt, why, and the pause first. */
@@ -562,11 +562,16 @@ export class SmrClient {
    * query on 503, 429 and network failures while retryForMs lasts. Only commands and queries were:
    * `smr log` or `smr audit` during a failover ended on the first 503, which says to retry (a probe).
    */
-  private async read<T>(method: string, path: string, body?: unknown): Promise<T> {
+  private read<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.retried(() => this.request<T>(method, path, body));
+  }
+
+  /** One reading call (`attempt`), retried as `read` says. */
+  private async retried<T>(attempt: () => Promise<T>): Promise<T> {
     const retries = new Retries(this.opts);
     for (;;) {
       try {
-        return await this.request<T>(method, path, body);
+        return await attempt();
       } catch (err) {
         const attempt = retries.attempt;
         const pauseMs = readRetriable(err) ? retries.next(err) : null;
@@ -646,8 +651,8 @@ export class SmrClient {
     if (group !== undefined) q.set("group", group);
     if (page.after !== undefined) q.set("after", page.after);
     if (page.limit !== undefined) q.set("limit", String(page.limit));
-    const res = await this.send("GET", `/v1/metrics${q.size ? `?${q}` : ""}`);
-    return this.text(res);
+    // Retried as a read: `smr groups status` ended on a registry's first 503 (a probe).
+    return this.retried(async () => this.text(await this.send("GET", `/v1/metrics${q.size ? `?${q}` : ""}`)));
   }
 
   // ---- commands and queries --------------------------------------------------------------------

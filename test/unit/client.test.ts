@@ -755,6 +755,12 @@ describe("client snapshot and restore", () => {
     const { client, calls } = clientWith(() => new Response('smr_group_commit_seq{group="g"} 3\n', { headers: { "content-type": "text/plain; version=0.0.4" } }));
     expect(await client.metrics("g")).toContain("smr_group_commit_seq");
     expect(calls[0]!.url.search).toBe("?group=g");
+    // Retried as a read on a 503 (smr groups status ended on a registry's first 503: a probe).
+    const again = [errorBody(503, "unavailable", "the registry could not be reached"), new Response("smr_groups 1\n")];
+    const retried: unknown[] = [];
+    const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onReadRetry: (r) => retried.push(r), fetch: async () => again.shift()! });
+    expect(await c.metrics()).toBe("smr_groups 1\n");
+    expect(retried).toHaveLength(1);
   });
 
   it("reports a last 503 after an earlier 504 as a 504: the first attempt may still be ordered", async () => {
