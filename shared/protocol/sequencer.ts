@@ -807,7 +807,12 @@ export class SequencerCore {
    * deleted and created again.
    */
   restoreRefusal(): { code: "conflict" | "unavailable"; reason: string } | null {
-    if (!noopsOnly(this.baseSeq, this.lastSeq, restoreNoopsMax, (from, to) => this.readEntries(from, to))) return { code: "conflict", reason: `the group has entries (last seq ${this.lastSeq})` };
+    if (!noopsOnly(this.baseSeq, this.lastSeq, restoreNoopsMax, (from, to) => this.readEntries(from, to))) {
+      // A base past the no-ops with no entry but no-ops after it is a restore's (compaction keeps
+      // thousands): a retry of a restore whose answer was lost said "has entries" (a probe).
+      const restored = this.baseSeq > 0 && this.lastSeq - this.baseSeq <= restoreNoopsMax && this.readEntries(this.baseSeq + 1, this.lastSeq).every((e) => e.kind === "noop");
+      return { code: "conflict", reason: restored ? `the group holds a restored state already (at seq ${this.baseSeq})` : `the group has entries (last seq ${this.lastSeq})` };
+    }
     if (this.restoreMarked) return { code: "unavailable", reason: "another restore of this group is under way; retry when it is done" };
     if (this.pending.size !== 0) return { code: "unavailable", reason: "commands sent before the restore are being ordered; retry" };
     if (this.meta.commitSeq < this.lastSeq) return { code: "unavailable", reason: "the group's sequencer is still committing its recovery; retry" };

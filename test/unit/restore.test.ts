@@ -247,6 +247,16 @@ describe("a restore's rows before the sequencer adopts it (a review)", () => {
     expect((await putUntilOk(g.driver, 1))).toBe(2);
   });
 
+  it("and a second restore says the group holds one, not that it has entries (a retry whose first answer was lost)", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: true });
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: false, code: "conflict", reason: "the group holds a restored state already (at seq 1)" });
+    expect(await putUntilOk(g.driver, 1)).toBe(2);
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ reason: "the group has entries (last seq 2)" });
+    g.driver.stop();
+  });
+
   it("are served after a heartbeat if the restore's own message to a replica was lost", async () => {
     const { rows, digest } = await snapshotRows();
     const g = directGroup(config, retention);
