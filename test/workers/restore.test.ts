@@ -118,7 +118,7 @@ describe("restore: a compressed upload", () => {
     const done = await upload(gzip, "gzip");
     expect(done.status, JSON.stringify(done.body)).toBe(200);
     expect((await query("rs-gz", { op: "get", key: "k19" })).body.result).toEqual({ value: { i: 19 } });
-    // Refused (the group has entries now), a gzip upload is still read to its end before the
+    // Refused (the group holds the restore now), a gzip upload is still read to its end before the
     // answer: its raw body was locked by the decompression and never drained (a review).
     /** The bytes as a body sent in 40 parts, and whether the server pulled every one. */
     const inParts = (bytes: Uint8Array) => {
@@ -134,7 +134,7 @@ describe("restore: a compressed upload", () => {
       return { body, allRead: () => pulled * size >= bytes.length };
     };
     const refused = inParts(gzip);
-    expectError(await upload(refused.body, "gzip"), 409, "conflict", /has entries/);
+    expectError(await upload(refused.body, "gzip"), 409, "conflict", /holds a restored state already \(at seq 1\)/);
     expect(refused.allRead()).toBe(true);
     // A corrupt stream is refused and its rest still read: the drain went through the
     // decompression, which stopped at the damage (a review).
