@@ -81,7 +81,7 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
   await Promise.all(Array.from({ length: auditConcurrencyMax }, worker));
   // For the metrics (smr_cron_*): a log line was the only trace of a run.
   await registryStub(counted)
-    .finishRun({ audited, failed: failed.length, startedMs, endedMs: Date.now() })
+    .finishRun({ audited, failed: failed.length, startedMs, endedMs: Date.now() }, lapEnd)
     .catch((err) => console.error(`cron: the run was not recorded: ${String(err)}`));
   return { audited, failed, subrequests: calls.n };
 }

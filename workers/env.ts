@@ -69,7 +69,7 @@ export interface RegistryClient {
   unclaim(name: string): Promise<void>;
   list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }>;
   claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }>;
-  finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }): Promise<void>;
+  finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }, lapEnded?: boolean): Promise<void>;
   cron(): Promise<CronFigures>;
 }
 
@@ -88,7 +88,7 @@ export function registryStub(env: Env): RegistryClient {
     noteSleep: (name, incarnation, asleepSinceMs, noted) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs, noted))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
     claim: (limit) => bounded("claim", Promise.resolve(stub.claim(limit))),
-    finishRun: (run) => bounded("finishRun", Promise.resolve(stub.finishRun(run))),
+    finishRun: (run, lapEnded) => bounded("finishRun", Promise.resolve(stub.finishRun(run, lapEnded))),
     cron: () => bounded("cron", Promise.resolve(stub.cron()) as Promise<CronFigures>),
     unclaim: (name) => bounded("unclaim", Promise.resolve(stub.unclaim(name))),
   };

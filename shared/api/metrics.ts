@@ -108,7 +108,7 @@ export function cronFamilies(known: CronFigures | null): Family[] {
     family("smr_cron_last_run_duration_seconds", "gauge", "How long the cron's last run took.", c.lastRun ? (c.lastRun.endedMs - c.lastRun.startedMs) / 1000 : undefined),
     family("smr_cron_last_run_audited", "gauge", "Groups the cron's last run audited.", c.lastRun?.audited),
     family("smr_cron_last_run_failed", "gauge", "Groups the cron's last run could not audit.", c.lastRun?.failed),
-    family("smr_cron_last_lap_seconds", "gauge", "How long the cron's last whole lap over every group due took: each awake group is audited about this often (an asleep one once a day).", s(c.lastLapMs)),
+    family("smr_cron_last_lap_seconds", "gauge", "How long the cron's last whole lap over every group due took, from its first claim to the end of the run that took its last group: each awake group is audited about this often, or at each cron run if that is longer (an asleep one once a day).", s(c.lastLapMs)),
     family("smr_cron_last_lap_groups", "gauge", "Groups the cron's last whole lap took (awake ones, and asleep ones due their daily audit).", c.lastLapGroups),
     family("smr_cron_lap_groups", "gauge", "Groups the cron's lap under way has taken so far.", c.lapGroups),
     family("smr_groups_asleep", "gauge", "Groups whose sequencer has stopped its heartbeats for lack of client activity; the cron audits each once a day (not each lap), so that its objects can be evicted.", c.asleep),

@@ -225,3 +225,19 @@ describe("the cron and asleep groups", () => {
     expect(await lap()).toEqual([]);
   });
 });
+
+describe("a lap's time", () => {
+  it("lasts until the run that ended it has finished its audits, not just its last claim (a lap one run took whole was 0 s)", async () => {
+    await listed(["lt-a", "lt-b"]);
+    const startedMs = Date.now();
+    expect(await registry().claim(8)).toEqual({ groups: ["lt-a", "lt-b"], lapEnd: true });
+    await new Promise((r) => setTimeout(r, 50)); // the run's audits
+    await registry().finishRun({ audited: 2, failed: 0, startedMs, endedMs: Date.now() }, true);
+    const figures = await registry().cron();
+    expect(figures.lastLapGroups).toBe(2);
+    expect(figures.lastLapMs).toBeGreaterThanOrEqual(45);
+    // A run that ended no lap leaves the last lap's time as it was.
+    await registry().finishRun({ audited: 0, failed: 0, startedMs, endedMs: Date.now() + 10_000 }, false);
+    expect((await registry().cron()).lastLapMs).toBe(figures.lastLapMs);
+  });
+});
