@@ -421,6 +421,11 @@ async function main(): Promise<void> {
     } finally {
       await page.setViewportSize({ width: 1200, height: 600 });
     }
+    // Nor at 1,200 px with an event's long message: its cell wraps (a probe's alarm message made
+    // a 1,400 px window's page 1,646 px wide).
+    // One evaluation: the page's next poll (every 2 s) renders its events anew.
+    const wide = await page.evaluate(`(() => { const td = document.querySelector("#events tbody td[data-field=message]"); if (!td) return null; td.textContent = "a long message ".repeat(40); return document.documentElement.scrollWidth; })()`);
+    equal(wide, 1200, "the page's width at 1,200 px with a long event message (null: no event shown)");
   });
 
   await step("a selected group deleted: the page says there is no such group and stops asking for it", async () => {
