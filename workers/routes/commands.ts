@@ -209,6 +209,10 @@ commandRoutes.post("/:group/query", async (c) => {
     // that has applied it: the sequencer's thread never runs the query.
     const idx = await groups.withSequencer(c.env, group, (s) => rpc<ReadIndexAnswer>(s.readIndex()), (a) => a.kind === "not_found");
     if (idx.kind !== "ok") throw new ApiError("unavailable", idx.kind === "unavailable" ? idx.message : `group ${group} has no sequencer serving yet`, 1);
+    // The read index covers every committed entry, so every bookmark this group gave: one past it
+    // is another group's or an earlier incarnation's, a 400 as for a sequential read (it was taken
+    // and ignored: a probe).
+    if (bookmark !== null && bookmark.seq > idx.seq) throw new ApiError("bad_request", `bookmark: names seq ${bookmark.seq}, past ${group}'s commit point (seq ${idx.seq}); it is another group's or an earlier incarnation's`);
     minSeq = Math.max(minSeq, idx.seq);
   }
   const order = slowLast(record.config, nearestFirst(groups.replicasOf(record), near), Date.now());
