@@ -230,7 +230,7 @@ export function memberCommands(): Command[] {
       if (json) return printJson(r);
       printTable(
         ["at", "seq", "verdict", "replicas"],
-        r.audits.map((a) => [a.at, a.seq, a.verdict, a.replicas.map((x) => `${x.id}:${x.verdict}`).join(" ")]),
+        r.audits.map((a) => [a.at, a.compared === false ? "-" : a.seq, a.verdict, a.replicas.map((x) => `${x.id}:${x.verdict}`).join(" ")]),
       );
     });
 

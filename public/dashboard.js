@@ -460,7 +460,7 @@ function renderGroup(status, audits, events, askedMs) {
     tr.dataset.verdict = a.verdict;
     tr.dataset.seq = String(a.seq);
     cell(tr, "at", time(a.at));
-    cell(tr, "seq", a.seq);
+    cell(tr, "seq", a.compared === false ? null : a.seq, a.compared === false ? "no position was compared" : "");
     cell(tr, "verdict", a.verdict).className = `verdict verdict-${a.verdict}`;
     cell(tr, "quarantined", (a.quarantined || []).join(", "));
     auditRows.append(tr);

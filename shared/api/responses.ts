@@ -118,6 +118,7 @@ export const auditReport = z.object({
   quarantined: z.array(z.string()).describe("the replicas this audit quarantined"),
   alarm: z.string().optional().describe("a quorum failed the same check: a bug, not corruption"),
   unaudited: z.string().optional().describe("the cron could not audit the group at all (sequencer out of reach, no failover): why"),
+  compared: z.literal(false).optional().describe("false: no position was compared (every replica failed its scrub, or none shared one); `seq` is then 0"),
 });
 
 /** A group's operational history; each kind may carry fields of its own (a failover's cause, from, to, downMs). */

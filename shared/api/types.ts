@@ -49,6 +49,8 @@ export interface AuditReport {
   alarm?: string;
   /** Set by the cron when the group could not be audited at all (its sequencer out of reach, no failover): why. */
   unaudited?: string;
+  /** false when no position was compared (`seq` is then 0, not a position): every replica failed its scrub, or none shared one. */
+  compared?: false;
 }
 
 export interface ReplicaStatus {

@@ -85,6 +85,8 @@ export function decideAudit(
   });
   const report: AuditReport = { at, group, seq, verdict, replicas, quarantined: diverged };
   if (alarm !== null) report.alarm = alarm;
+  // seq 0 read as a position compared (every replica at 70,000 failed its scrub: a probe).
+  if (compared === null) report.compared = false;
   return { report, diverged, alarm };
 }
 

@@ -413,10 +413,14 @@ describe("checkpoints and audits", () => {
     expect(none.report.replicas.map((r) => r.verdict)).toEqual(["behind", "behind", "behind"]);
     expect(none.report.replicas[0]!.reason).toBe("no checkpoint that a quorum shares (applied 41): not compared");
     expect(none.diverged).toEqual([]);
+    // Its seq 0 is no position compared, and the report says so (a probe read "seq 0" as one).
+    expect(none.report).toMatchObject({ seq: 0, compared: false });
     // A group that has applied nothing is compared at its empty state, where every replica stands.
     const empty = Cluster.of("kv", 3, "first", 100);
     const emptyInfos = new Map([...empty.replicas.keys()].map((id) => [id, infoOf(empty, id)] as const));
-    expect(decideAudit("g", "t", replicaIds(3), emptyInfos).report).toMatchObject({ seq: 0, verdict: "consistent" });
+    const atEmpty = decideAudit("g", "t", replicaIds(3), emptyInfos).report;
+    expect(atEmpty).toMatchObject({ seq: 0, verdict: "consistent" });
+    expect(atEmpty.compared).toBeUndefined(); // seq 0 was compared there
   });
 
   // Between periodic checkpoints, replicas under writes share no position: the audit said
