@@ -416,12 +416,12 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** Rebuilds a replica now from the most advanced healthy one (the operator's repair). */
-  async repair(id: string): Promise<{ ok: boolean; code?: "not_found" | "conflict"; reason?: string }> {
+  async repair(id: string): Promise<{ ok: boolean; code?: "not_found" | "conflict" | "unavailable"; reason?: string }> {
     const driver = this.driver;
     if (!driver) return { ok: false, code: "not_found", reason: "no such group" };
     if (!driver.core.replicaIds().includes(id)) return { ok: false, code: "not_found", reason: `no replica ${id} in this group` };
     const refused = driver.repairRefusal(id);
-    if (refused !== null) return { ok: false, code: "conflict", reason: refused };
+    if (refused !== null) return { ok: false, ...refused };
     driver.wake(); // an operator's repair is client work: the send loops must run after it
     const ok = await driver.repair(id);
     return ok ? { ok } : { ok, reason: "the state transfer did not complete (see the group's events and logs); the audit retries it" };

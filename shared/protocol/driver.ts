@@ -1254,6 +1254,8 @@ export class SequencerDriver {
   private recordAtSeq: number | null = null;
   /** Directory writes of the membership, one at a time and in order (a write-ahead must not be overtaken). */
   private recording: Promise<boolean> = Promise.resolve(true);
+  /** Directory writes queued and not settled (a hung one included). */
+  private recordsPending = 0;
 
   /** Records the log's membership once everything up to seq is committed (at once if it is). */
   recordMembershipAt(seq: number): void {
@@ -1265,6 +1267,9 @@ export class SequencerDriver {
     if (this.recordAtSeq === null || this.core.commitSeq < this.recordAtSeq || this.stopped) return;
     // A change under way records its own membership when it ends (or sets recordAtSeq again).
     if (this.reconfiguring || this.core.configChangePending) return;
+    // Nor behind a write not settled: due again at a heartbeat once it is. Each timed-out record
+    // queued one more behind a hung write, every 5 s, all landing at once later (a review).
+    if (this.recordsPending > 0) return;
     const seq = this.recordAtSeq;
     this.recordAtSeq = null;
     // A write that fails is due again (the next commit advance or heartbeat tries it): left in
@@ -1368,7 +1373,8 @@ export class SequencerDriver {
         return false;
       }
     };
-    this.recording = this.recording.then(write, write);
+    this.recordsPending++;
+    this.recording = this.recording.then(write, write).finally(() => void this.recordsPending--);
     // The caller waits a bounded time; the write keeps its place in the chain (see directoryWriteTimeoutMs).
     return withTimeout(this.io, this.recording, directoryWriteTimeoutMs, `recording the membership of ${config.group}`).catch((err) => {
       this.io.log("warn", String(err));
@@ -1460,9 +1466,11 @@ export class SequencerDriver {
       infos.set(id, info);
       this.core.noteContact(id, info !== null, now, info ?? undefined);
       if (info !== null) this.core.noteSize(id, info);
+      // Cleared only by a pass that finished and passed (stateRows is its count): before a large
+      // state's first pass ends the digests read equal, and a damaged replica was a source again.
       if (info !== null && !info.rebuilding) {
         if (info.scrub.actualDigest !== info.scrub.recordedDigest) this.scrubFailed.set(id, now);
-        else this.scrubFailed.delete(id);
+        else if (info.stateRows !== undefined) this.scrubFailed.delete(id);
       }
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
@@ -1573,11 +1581,15 @@ export class SequencerDriver {
    * no longer holds every entry from the first (with one, the empty state and the log rebuild it).
    * Refused before anything is touched: begun, the target's rows were cleared for nothing.
    */
-  repairRefusal(target: string): string | null {
+  repairRefusal(target: string): { code: "conflict" | "unavailable"; reason: string } | null {
     if (this.repairSources(target).length > 0 || this.core.baseSeq === 0) return null;
     const failed = [...this.scrubFailed.keys()].filter((id) => id !== target).sort();
-    if (failed.length === 0) return `no healthy replica to copy ${target} from now; the audit retries it`;
-    return `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests); release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`;
+    // None reachable and caught up now: a retry may find one (a 503), as the audit's retries do.
+    if (failed.length === 0) return { code: "unavailable", reason: `no healthy replica to copy ${target} from now; retry, or let the audit retry it` };
+    return {
+      code: "conflict",
+      reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests); release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
+    };
   }
 
   /** A replica's answer within replicaRpcTimeoutMs (a transfer's calls). */
@@ -1728,7 +1740,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     // The replicas serve the restore once a message from its position says it is adopted: one
     // now, so reads after the answer find it served (ReplicaMeta.unadoptedSeq); the heartbeats
     // tell any it misses.
-    const adopted: AppendRequest = { epoch: core.epoch, prevSeq: info.seq, prevHash: hash, entries: [], commitSeq: info.seq };
+    const adopted: AppendRequest = { epoch: core.epoch, prevSeq: info.seq, prevHash: hash, entries: [], commitSeq: info.seq, adopted: info.seq };
     await Promise.allSettled(installed.map((id) => withTimeout(io, io.link(id).append(adopted), replicaRpcTimeoutMs, `append to ${id}`)));
     const behind = left.length > 0 ? `; ${left.join(", ")} will be rebuilt from it (${failed.join("; ")})` : "";
     io.event?.("recovery", `state restored at seq ${info.seq} (digest ${digest.slice(0, 12)})${behind}`, { seq: info.seq, digest, action: "restore" });

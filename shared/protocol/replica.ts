@@ -83,7 +83,7 @@ export interface ReplicaMeta {
   /**
    * Set by the install of a restore (SnapshotInfo.restore) at its seq: the rows are not served
    * (reads, watches, sessions, exports) until an append vouches that its sender holds the
-   * restore at that seq and has committed it (it adopted it). A restore is adopted only once a
+   * restore at that seq and adopted it (AppendRequest.adopted) or committed an entry after it. A restore is adopted only once a
    * quorum of voters installed it: served at once, a replica that installed it showed its rows
    * to readers, and when no quorum did, the undo took them back (its appliedSeq fell, and the
    * bookmark it gave then named another entry: a review).
@@ -474,10 +474,13 @@ export class ReplicaCore {
     if (req.prevSeq > m.lastSeq) return { ok: false, reason: "gap", ...this.position() };
     const prevHash = this.hashAt(req.prevSeq);
     if (prevHash !== req.prevHash) return { ok: false, reason: "mismatch", ...this.position() };
-    // The sender holds this replica's log up to prevSeq and has committed it: a restore installed
-    // at or below it was adopted.
+    // The sender holds this replica's log up to prevSeq (the restore's position included) and
+    // either adopted the restore itself or has committed an entry after it. Not a commit at the
+    // position alone: a recovery that took a lone holder's log as best counts its base as
+    // committed before its no-op commits, and a later recovery without that holder dropped the
+    // restore a reader had seen (a review).
     const unadopted = m.unadoptedSeq;
-    if (unadopted !== undefined && req.prevSeq >= unadopted && req.commitSeq >= unadopted) this.saveMeta({ unadoptedSeq: undefined });
+    if (unadopted !== undefined && req.prevSeq >= unadopted && (req.adopted === unadopted || Math.min(req.commitSeq, req.prevSeq + req.entries.length) > unadopted)) this.saveMeta({ unadoptedSeq: undefined });
     // A heartbeat (or a commit it already knows): nothing changes, nothing is written, unless
     // committed entries wait to be applied (a step stops at stepOutputCharsMax of outputs).
     if (req.entries.length === 0 && req.epoch === m.epoch && Math.min(req.commitSeq, req.prevSeq) <= m.commitSeq && m.appliedSeq >= m.commitSeq) {

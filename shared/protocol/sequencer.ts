@@ -45,6 +45,13 @@ export interface SequencerMeta {
    */
   restoreEpoch?: number;
   /**
+   * The position of a restore this sequencer adopted (a quorum of voters installed it): its
+   * messages from there say so (AppendRequest.adopted), and a replica that installed it serves it
+   * from then on. A recovered sequencer whose log starts at a restore it did not adopt has none:
+   * its base is committed for it only once its own no-op commits.
+   */
+  restoreAdoptedSeq?: number;
+  /**
    * Since when it sleeps (SequencerDriver: no client work for sleepAfterMs, its replicas told).
    * Kept so that a start of an evicted object (a status, a scrape, the cron's daily audit) stays
    * asleep: only client work wakes the group.
@@ -497,7 +504,7 @@ export class SequencerCore {
     p.inflightToSeq = toSeq;
     p.inflightCommitSeq = commitSeq;
     if (commitSeq > this.sentCommitSeq) this.sentCommitSeq = commitSeq;
-    return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq } };
+    return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq, ...this.adoptedFrom(prevSeq) } };
   }
 
   /**
@@ -511,7 +518,13 @@ export class SequencerCore {
     const prevSeq = p.nextSeq - 1;
     p.inflightToSeq = prevSeq;
     p.inflightCommitSeq = Math.min(this.meta.commitSeq, prevSeq);
-    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries: [], commitSeq: p.inflightCommitSeq };
+    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries: [], commitSeq: p.inflightCommitSeq, ...this.adoptedFrom(prevSeq) };
+  }
+
+  /** A message from at or past a restore this sequencer adopted says so (SequencerMeta.restoreAdoptedSeq). */
+  private adoptedFrom(prevSeq: number): { adopted?: number } {
+    const seq = this.meta.restoreAdoptedSeq;
+    return seq !== undefined && prevSeq >= seq ? { adopted: seq } : {};
   }
 
   /** Another reachable voter has an append in flight that carries p's next entry. */
@@ -832,6 +845,7 @@ export class SequencerCore {
     this.meta.baseHash = hash;
     this.meta.baseEpoch = this.meta.epoch;
     this.meta.commitSeq = seq;
+    this.meta.restoreAdoptedSeq = seq;
     this.storage.transaction(() => {
       if (noopsThrough > 0) this.storage.deleteThrough(noopsThrough);
       this.saveMeta();

@@ -172,6 +172,8 @@ export interface AppendRequest {
    * sequencer instead of voting it gone (ReplicaDriver.vote).
    */
   sleep?: true;
+  /** The sender adopted the restore at this position (a quorum of voters installed it): see ReplicaMeta.unadoptedSeq. */
+  adopted?: number;
 }
 
 /** How the replicated session table resolved an entry (exactly-once). */

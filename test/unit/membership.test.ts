@@ -342,6 +342,25 @@ describe("a directory write that does not settle", () => {
     expect(await g.driver.addReplica(null)).toEqual({ ok: true, id: "r4" });
     g.driver.stop();
   }, 20_000);
+
+  it("queues no more records behind one that hangs: one write-ahead and one record land once it answers", async () => {
+    // A review: each timed-out record was due again at the next heartbeat and queued one more
+    // behind the hung write, every 5 s, all landing at once later.
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const write = io.recordMemberships!;
+    let land: (() => void) | null = null;
+    const hung = new Promise<void>((resolve) => (land = resolve));
+    io.recordMemberships = async (c) => (await hung, write(c));
+    g.driver.startHeartbeats();
+    expect(await g.driver.addReplica(null)).toMatchObject({ ok: false, refused: "not_recorded" });
+    await tick(directoryWriteTimeoutMs + 3_000);
+    land!();
+    await tick(1_500);
+    expect(g.recorded.map((c) => (c.inFlight ? "write-ahead" : "record"))).toEqual(["write-ahead", "record"]);
+    g.driver.stop();
+  }, 30_000);
 });
 
 describe("a recovery after the membership record was lost", () => {

@@ -276,24 +276,35 @@ describe("a restore's rows before the sequencer adopts it (a review)", () => {
     g.driver.stop();
   });
 
-  it("stay withheld on a replica that missed the undo: a message from below the restore's position adopts nothing", async () => {
+  it("stay withheld on a lone holder whose log a recovery takes as best, until that recovery's no-op commits", async () => {
+    // A review: the recovered sequencer counts its base (the restore) as committed at once; its
+    // first heartbeat said "commit 1" from seq 1, and r1 served the restore while no quorum held
+    // it. A later recovery without r1 dropped it: the reader's bookmark then named other state.
     const { rows, digest } = await snapshotRows();
     const g = directGroup(config, retention);
-    // r1 alone installs: the group's later log never holds the restore, so nothing adopts it there.
-    g.slow.set("r2", 3_500);
-    g.slow.set("r3", 3_500);
+    g.io.onFenced = () => {};
+    g.down.add("r2");
+    g.down.add("r3");
     const r1 = g.replicas.get("r1")!;
-    // The undo is kept from r1 itself: the group recovers at a new epoch without it.
-    const realInstall = r1.beginInstall.bind(r1);
-    r1.beginInstall = (info, transferId, epoch) => (info.undo ? false : realInstall(info, transferId, epoch));
-    const r = await g.driver.restore(digest, async (after) => (after === null ? rows : []));
-    expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be undone on r1/) });
-    expect(g.stores.get("r1")!.meta!.lastSeq).toBe(1);
-    expect(await r1.query({ op: "get", key: "a" }, 0, 0)).toMatchObject({ kind: "quarantined" });
-    // A heartbeat from a sequencer whose log does not hold the restore at seq 1 adopts nothing.
-    const m = g.stores.get("r1")!.meta!;
-    expect(r1.append({ epoch: m.epoch, prevSeq: 0, prevHash: "0".repeat(64), entries: [], commitSeq: 1 })).toMatchObject({ ok: true });
-    expect(await r1.query({ op: "get", key: "a" }, 0, 0)).toMatchObject({ kind: "quarantined" });
+    const install = r1.beginInstall.bind(r1);
+    r1.beginInstall = (info, transferId, epoch) => (info.undo ? false : install(info, transferId, epoch)); // it misses the undo
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be undone on r1/) });
+    g.down.delete("r2");
+    const storage = new MemorySequencerStorage();
+    expect(await recoverSequencer(config, storage, g.io)).toMatchObject({ ok: true, meta: { baseSeq: 1, commitSeq: 1 } });
+    g.down.add("r2"); // gone right after the fence: r1 alone holds the restore
+    const driver = driverFrom(g, storage);
+    driver.kickAll();
+    await tick(200);
+    expect(await r1.query({ op: "get", key: "b" }, 0, 0)).toMatchObject({ kind: "quarantined" });
+    // r2 back: it is rebuilt from r1, the recovery's no-op commits, and r1 serves.
+    g.down.delete("r2");
+    driver.startHeartbeats();
+    let answer = await r1.query({ op: "get", key: "b" }, 0, 0);
+    for (let i = 0; i < 100 && answer.kind !== "ok"; i++) (await tick(50), (answer = await r1.query({ op: "get", key: "b" }, 0, 0)));
+    expect(answer).toMatchObject({ kind: "ok", result: { value: 1 } });
+    expect(driver.core.commitSeq).toBeGreaterThanOrEqual(2);
+    driver.stop();
   }, 30_000);
 });
 
