@@ -297,9 +297,14 @@ function retriable(err: unknown): boolean {
   return err instanceof ApiRequestError && !err.hopeless && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
 }
 
-/** A read's failures worth another try: a command's, but a 504 (a read that waited for its position in vain) is answered as it is. */
+/**
+ * A read's failures worth another try: a command's. A 504 (no replica reached the read's position
+ * within the server's wait) is one too: it was answered as it was, and an app's reads threw during
+ * a failover or behind a slow replica where its commands were retried (a probe). A position past
+ * the group's end, which waiting cannot reach, is a 400.
+ */
 function readRetriable(err: unknown): boolean {
-  return err instanceof ApiRequestError && err.status !== 504 && retriable(err);
+  return retriable(err);
 }
 
 /**

@@ -751,6 +751,14 @@ describe("client snapshot and restore", () => {
     expect(asked).toBe(1);
   });
 
+  it("retries a query on a 504 (no replica reached its position in time) within retryForMs, as a command", async () => {
+    const answers = [errorBody(504, "timeout", "replica r2 did not reach the requested position in 2000 ms (it is at 7); retry"), Response.json({ result: { value: 1 }, seq: 8, replica: "r1", bookmark: "b1.1.8" })];
+    const retried: unknown[] = [];
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onReadRetry: (r) => retried.push(r), fetch: async () => answers.shift()! });
+    expect(await client.query("g", { op: "get", key: "k" }, "linearizable")).toMatchObject({ result: { value: 1 }, seq: 8 });
+    expect(retried).toHaveLength(1);
+  });
+
   it("reads metrics as text", async () => {
     const { client, calls } = clientWith(() => new Response('smr_group_commit_seq{group="g"} 3\n', { headers: { "content-type": "text/plain; version=0.0.4" } }));
     expect(await client.metrics("g")).toContain("smr_group_commit_seq");

@@ -106,7 +106,7 @@ function readResult(c: Context<App>, a: ReadAnswer) {
       // sequential reads went back from r1's seq 1008 to a slow r2's 963 with the same bookmark).
       return c.json({ result: a.result, seq: a.seq, replica: a.replica, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies QueryResult);
     case "timeout":
-      throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq})`);
+      throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq}); retry`, 1);
     case "too_large":
       throw new ApiError("too_large", a.message);
     case "not_found":
