@@ -171,8 +171,14 @@ async function main(): Promise<void> {
       if (r.url().includes(admin)) tokenInUrl.push(r.url());
     });
     page.on("pageerror", (err) => pageErrors.push(String(err)));
+    // A script, style or request the page's Content-Security-Policy refuses is a console error.
+    page.on("console", (m) => void (m.type() === "error" && /Content Security Policy/i.test(m.text()) && pageErrors.push(m.text())));
     const res = await page.goto(`${server!.url}/dashboard`);
     equal(res?.status(), 200, "GET /dashboard status");
+    // The page asks for the admin token: no other site may frame it (public/_headers; a probe found no such header).
+    const headers = res?.headers() ?? {};
+    check(/frame-ancestors 'none'/.test(headers["content-security-policy"] ?? ""), `a Content-Security-Policy with frame-ancestors 'none' (got ${headers["content-security-policy"]})`);
+    equal(headers["x-frame-options"], "DENY", "X-Frame-Options");
     await page.waitForSelector("#token-form:not([hidden])", { timeout: pageWaitMs });
     check(await page.isHidden("#main"), "the main view hidden until a token is given");
   });
