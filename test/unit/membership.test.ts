@@ -314,16 +314,20 @@ describe("a directory write that does not settle", () => {
   // it the group's one change at a time, for as long as it hung. Now the change gives up after
   // directoryWriteTimeoutMs with nothing ordered; the write keeps its place, and the membership
   // in force is recorded after it once it lands.
-  it("refuses the change in bounded time, and the record is mended once the directory answers", async () => {
+  /** A group with one write; the directory's writes from now on wait until `land` is called. */
+  async function hungDirectory() {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
     const io = (g.driver as unknown as { io: DriverIO }).io;
     const write = io.recordMemberships!;
-    let land: (() => void) | null = null;
-    io.recordMemberships = async (c) => {
-      if (c.inFlight && land === null) await new Promise<void>((resolve) => (land = resolve));
-      return write(c);
-    };
+    let land: () => void = () => {};
+    const hung = new Promise<void>((resolve) => (land = resolve));
+    io.recordMemberships = async (c) => (await hung, write(c));
+    return { g, land: () => land() };
+  }
+
+  it("refuses the change in bounded time, and the record is mended once the directory answers", async () => {
+    const { g, land } = await hungDirectory();
     const startMs = Date.now();
     const refused = await g.driver.addReplica(null);
     expect(refused).toMatchObject({ ok: false, refused: "not_recorded" });
@@ -332,7 +336,7 @@ describe("a directory write that does not settle", () => {
     expect(g.driver.core.lastLogSeq).toBe(1); // nothing ordered
     expect(g.recorded).toHaveLength(0);
     // The hung write-ahead lands late; the membership in force is recorded after it.
-    land!();
+    land();
     g.driver.startHeartbeats();
     await tick(1_200);
     expect(g.recorded[0]!.inFlight).toBeDefined();
@@ -346,17 +350,11 @@ describe("a directory write that does not settle", () => {
   it("queues no more records behind one that hangs: one write-ahead and one record land once it answers", async () => {
     // A review: each timed-out record was due again at the next heartbeat and queued one more
     // behind the hung write, every 5 s, all landing at once later.
-    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
-    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    const io = (g.driver as unknown as { io: DriverIO }).io;
-    const write = io.recordMemberships!;
-    let land: (() => void) | null = null;
-    const hung = new Promise<void>((resolve) => (land = resolve));
-    io.recordMemberships = async (c) => (await hung, write(c));
+    const { g, land } = await hungDirectory();
     g.driver.startHeartbeats();
     expect(await g.driver.addReplica(null)).toMatchObject({ ok: false, refused: "not_recorded" });
     await tick(directoryWriteTimeoutMs + 3_000);
-    land!();
+    land();
     await tick(1_500);
     expect(g.recorded.map((c) => (c.inFlight ? "write-ahead" : "record"))).toEqual(["write-ahead", "record"]);
     g.driver.stop();
