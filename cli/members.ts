@@ -28,7 +28,7 @@ export function eventKind(e: Pick<GroupEvent, "kind" | "action">): string {
 }
 
 function printAudit(a: AuditReport): void {
-  printRecord({ at: a.at, seq: a.seq, verdict: a.verdict, quarantined: a.quarantined?.join(",") || "-", ...(a.alarm ? { alarm: a.alarm } : {}) });
+  printRecord({ at: a.at, seq: a.compared === false ? "-" : a.seq, verdict: a.verdict, quarantined: a.quarantined?.join(",") || "-", ...(a.alarm ? { alarm: a.alarm } : {}) });
   printTable(["replica", "appliedSeq", "digest", "verdict"], a.replicas.map((r) => [r.id, r.appliedSeq, hashPrefix(r.digest), r.reason ? `${r.verdict} (${r.reason})` : r.verdict]));
 }
 

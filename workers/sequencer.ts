@@ -424,7 +424,7 @@ export class SequencerObject extends ReplicaServing {
     if (refused !== null) return { ok: false, ...refused };
     driver.wake(); // an operator's repair is client work: the send loops must run after it
     const ok = await driver.repair(id);
-    return ok ? { ok } : { ok, reason: "the state transfer did not complete (see the group's events and logs); the audit retries it" };
+    return ok ? { ok } : { ok, reason: `the state transfer did not complete: ${driver.repairFailure(id) ?? "see the server's log"}` };
   }
 
   // ---- writes and reads ---------------------------------------------------------------------

@@ -77,6 +77,8 @@ export class SequencerDriver {
    * check then failed, the target left rebuilding for good (a probe, every replica corrupted).
    */
   private readonly scrubFailed = new Map<string, number>();
+  /** Why the last repair of each replica failed, for the operator's repair route. */
+  private readonly lastRepairError = new Map<string, string>();
   private stopped = false;
   /** This incarnation ended (destroyed, handed over, crashed): it must write nothing more. */
   get isStopped(): boolean {
@@ -803,7 +805,7 @@ export class SequencerDriver {
   }
 
   private perReplicaMaps(): Map<string, unknown>[] {
-    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.lastSentMs, this.ackedSentMs, this.heldSinceMs];
+    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.lastRepairError, this.lastSentMs, this.ackedSentMs, this.heldSinceMs];
   }
 
   /**
@@ -1040,7 +1042,8 @@ export class SequencerDriver {
       const p = await withTimeout(this.io, this.io.link(id).position(), replicaRpcTimeoutMs, `position of ${id}`).catch(() => null);
       // But a rebase of one whose rows failed the scrub, when a quorum did and nobody was
       // quarantined (the audit's alarm): the way to a replica the others can be repaired from.
-      if (p && !p.quarantined && !(rebase && this.scrubFailed.has(id))) return { ok: false, reason: `replica ${id} is not quarantined: nothing to release` };
+      // (Its own word counts: this sequencer may have started since the audit.)
+      if (p && !p.quarantined && !(rebase && (this.scrubFailed.has(id) || p.scrubFailed))) return { ok: false, reason: `replica ${id} is not quarantined: nothing to release${p.scrubFailed ? "; its rows failed its last scrub: release it with rebase to take them as they are" : ""}` };
     }
     // Not reached is a 503 to retry, not the replica's refusal (a probe saw a 409 quoting the error).
     const r = await withTimeout(this.io, this.io.link(id).release(rebase), replicaRpcTimeoutMs, `release of ${id}`).catch((err: unknown) => ({
@@ -1529,19 +1532,35 @@ export class SequencerDriver {
     // stayed the source of every try, and the target was never rebuilt: seed 108817061).
     const suspect = this.badSources.get(target);
     const candidates = this.repairSources(target);
-    const source = candidates.find((id) => id !== suspect) ?? candidates[0];
+    const sources = [...candidates.filter((id) => id !== suspect), ...candidates.filter((id) => id === suspect)];
     let installed: number | null = null;
     const progress = { begun: false };
     this.repairing++;
     try {
-      if (source) installed = await this.copyTo(target, source, progress);
+      // Each source in turn until one begins: one that refuses before the target is touched (its
+      // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
+      // its chance. The first alone was tried, and after a sequencer's restart that was a damaged
+      // replica the sequencer did not yet know of (a probe).
+      const refusals: string[] = [];
+      for (const source of sources) {
+        if (installed !== null) break;
+        installed = await this.copyTo(target, source, progress).catch((err: unknown) => {
+          if (progress.begun || this.stopped) throw err;
+          refusals.push(String(err));
+          return null;
+        });
+      }
       // Nothing to copy from, but a log that holds every entry from the first (nothing compacted,
       // no restore adopted): the empty state at 0 and the log rebuild any replica. Every replica
       // was left halfway through a restore's install when the server died (a probe: all three
       // quarantined and "rebuilding" for good, every command a 503, only a DELETE got out).
-      else if (this.core.baseSeq === 0) installed = await this.installEmpty(target, progress);
-      else throw new Error("no healthy replica to copy from");
+      if (installed === null && this.core.baseSeq === 0) installed = await this.installEmpty(target, progress);
+      else if (installed === null) {
+        const scrub = refusals.some((r) => /failed its last scrub/.test(r)) ? "; if every replica's rows failed the scrub, release one with rebase and repair the others from it" : "";
+        throw new Error(`no healthy replica to copy from${refusals.length > 0 ? ` (${refusals.join("; ")})` : ""}${scrub}`);
+      }
     } catch (err) {
+      this.lastRepairError.set(target, String(err));
       this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
     } finally {
       this.repairing--;
@@ -1559,6 +1578,7 @@ export class SequencerDriver {
       this.retryAfter(target, failures);
     } else {
       this.repairFailures.delete(target);
+      this.lastRepairError.delete(target);
       this.badSources.delete(target);
       this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
     }
@@ -1574,6 +1594,11 @@ export class SequencerDriver {
    */
   private repairSources(target: string): string[] {
     return this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id) && !this.scrubFailed.has(id));
+  }
+
+  /** Why the last repair of `target` failed (undefined: it did not, or none was tried). */
+  repairFailure(target: string): string | undefined {
+    return this.lastRepairError.get(target);
   }
 
   /**
@@ -1618,7 +1643,7 @@ export class SequencerDriver {
     const src = this.io.link(source);
     const dst = this.io.link(target);
     const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
-    if (!info) throw new Error(`${source} cannot serve a snapshot`);
+    if (!info) throw new Error(`${source} cannot serve a snapshot (it is being rebuilt, or its rows failed its last scrub)`);
     try {
       // A source ahead of this sequencer serves a newer epoch's sequencer: this one was deposed
       // (a failover) and must not rebuild anyone.
@@ -1672,7 +1697,7 @@ export class SequencerDriver {
     const done = await call(dst.endInstall(transferId), `install end on ${target}`);
     if (!done?.ok) throw new Error(`${target}'s empty state has digest ${done?.digest}`);
     this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`);
-    this.io.event?.("repair", `replica ${target} rebuilt empty at seq 0: no replica could be copied (a restore cut off midway?); the log brings it up to date`, { replica: target, seq: 0 });
+    this.io.event?.("repair", `replica ${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`, { replica: target, seq: 0 });
     return 0;
   }
 }

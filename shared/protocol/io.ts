@@ -115,7 +115,8 @@ export interface ReplicaApi {
   /** The PreVote of a failover: has this replica heard from the sequencer of its epoch lately? */
   vote(): VoteReply | null;
   /** Where it stands, for a status built without the sequencer (one that cannot be reached). */
-  position(): (ReplicaPosition & { quarantined: boolean }) | null;
+  /** `scrubFailed`: its last finished scrub pass failed (ReplicaMeta.scrubFailed). */
+  position(): (ReplicaPosition & { quarantined: boolean; scrubFailed?: true }) | null;
   readLog(fromSeq: number, toSeq: number): Entry[];
   // State transfer: a source freezes its state and serves pages; a target installs them.
   beginSnapshot(): SnapshotInfo | null;

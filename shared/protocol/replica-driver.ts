@@ -172,9 +172,9 @@ export class ReplicaDriver implements ReplicaApi {
     return { ...r, ackedAgoMs: this.clock.nowMs() - this.ackedMs };
   }
 
-  position(): (ReplicaPosition & { quarantined: boolean }) | null {
+  position(): (ReplicaPosition & { quarantined: boolean; scrubFailed?: true }) | null {
     this.contact();
-    return this.core ? { ...this.core.position(), quarantined: this.core.quarantined } : null;
+    return this.core ? { ...this.core.position(), quarantined: this.core.quarantined, ...(this.core.scrubFailed ? { scrubFailed: true as const } : {}) } : null;
   }
 
   /** How long this replica has heard nothing from a serving sequencer (watches end past watchSilenceMs); 0 while it sleeps. */

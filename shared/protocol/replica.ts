@@ -90,6 +90,13 @@ export interface ReplicaMeta {
    */
   unadoptedSeq?: number;
   /**
+   * The last scrub pass that finished found its rows do not hash to its digest (cleared by one that
+   * passes, and by any install or release): it is no state transfer's source (beginSnapshot). Kept
+   * here, not only in the sequencer's memory: after a sequencer's restart an operator's repair
+   * copied a damaged replica's rows into its target, and left it rebuilding (a probe).
+   */
+  scrubFailed?: boolean;
+  /**
    * The recovery this replica accepted a fence from, and at which epoch (raft's votedFor): the
    * same recovery asking again at that epoch is accepted again (its first answer may have been
    * lost, or a copy of its message answered first), any other refused.
@@ -423,6 +430,11 @@ export class ReplicaCore {
     return this.meta.quarantined;
   }
 
+  /** Its last finished scrub pass failed (ReplicaMeta.scrubFailed). */
+  get scrubFailed(): boolean {
+    return this.meta.scrubFailed === true;
+  }
+
   /** State it must not serve: quarantined, or a restore not known to be adopted (ReplicaMeta.unadoptedSeq). */
   get withheld(): boolean {
     return this.meta.quarantined || this.meta.unadoptedSeq !== undefined;
@@ -720,7 +732,7 @@ export class ReplicaCore {
     if (actual !== this.meta.digest && !rebase) {
       return { ok: false, digest: actual, reason: `its rows hash to ${actual.slice(0, 12)}, its recorded digest is ${this.meta.digest.slice(0, 12)}: repair it, or release it with rebase to take its rows as they are` };
     }
-    this.saveMeta({ quarantined: false, digest: actual, stateDigest: actual, scrub: null, stateMachineDigest: null });
+    this.saveMeta({ quarantined: false, digest: actual, stateDigest: actual, scrub: null, stateMachineDigest: null, scrubFailed: undefined });
     this.state = new DigestedState(this.storage.rows, actual);
     return { ok: true, digest: actual };
   }
@@ -736,7 +748,9 @@ export class ReplicaCore {
   beginSnapshot(): SnapshotInfo | null {
     // Refused, not asserted: a sequencer whose view is behind (it has not heard yet that this
     // replica is being rebuilt) asks it, and the assertion was thrown into its object as an error.
-    if (this.installing) return null;
+    // Nor rows that failed their last scrub (ReplicaMeta.scrubFailed): the copy would fail its
+    // digest check, the target left rebuilding.
+    if (this.installing || this.meta.scrubFailed) return null;
     this.saveState();
     this.storage.snapshotRows();
     const m = this.meta;
@@ -871,6 +885,7 @@ export class ReplicaCore {
       stateMachineDigest: null,
       membership: info.membership ?? null,
       unadoptedSeq: info.restore === true ? info.seq : undefined,
+      scrubFailed: undefined,
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
     return { ok: true, digest: actual };
@@ -880,9 +895,9 @@ export class ReplicaCore {
   scrubNow(): { finished: boolean } | null {
     if (this.installing) return null;
     this.saveState();
-    this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows, scrubCharsPerAuditMax);
+    const scrubbed = this.state.scrubStep(this.scrubRowsPerAudit, scrubPageRows, scrubCharsPerAuditMax);
     const cursor = stampScrub(this.state.scrubCursor, this.meta.stateDigest);
-    this.saveMeta({ scrub: cursor });
+    this.saveMeta({ scrub: cursor, ...scrubVerdict(scrubbed) });
     return { finished: cursor === null };
   }
 
@@ -907,7 +922,8 @@ export class ReplicaCore {
     const scrub = scrubbed ?? { recordedDigest: this.meta.digest, actualDigest: this.meta.digest, rows: 0 };
     // Where the pass stands, for the next audit after a restart (the rows are all stored: it is theirs).
     const cursor = stampScrub(this.state.scrubCursor, this.meta.stateDigest);
-    if (JSON.stringify(cursor) !== JSON.stringify(this.meta.scrub ?? null)) this.saveMeta({ scrub: cursor });
+    const verdict = scrubVerdict(scrubbed);
+    if (JSON.stringify(cursor) !== JSON.stringify(this.meta.scrub ?? null) || ("scrubFailed" in verdict && verdict.scrubFailed !== this.meta.scrubFailed)) this.saveMeta({ scrub: cursor, ...verdict });
     return {
       ...this.position(),
       quarantined: this.meta.quarantined,
@@ -953,4 +969,10 @@ function watchText(e: Entry, effect: Effect | undefined): WatchText {
     `"command":${JSON.stringify(e.command)},"output":${effect?.output ?? "null"},"timestamp":${JSON.stringify(e.timestamp)},"changes":${changes}}`;
   const keys = changes === "[]" ? [] : (JSON.parse(changes) as [string, unknown][]).map((c) => c[0]);
   return { seq: e.seq, text: `id: ${e.seq}\nevent: entry\ndata: ${data}\n\n`, keys };
+}
+
+/** What a finished scrub pass says of the rows (nothing while a pass is under way). */
+function scrubVerdict(scrubbed: { recordedDigest: string; actualDigest: string } | null): { scrubFailed?: boolean } {
+  if (scrubbed === null) return {};
+  return { scrubFailed: scrubbed.actualDigest !== scrubbed.recordedDigest ? true : undefined };
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { logRetentionEntries } from "../../shared/limits.js";
 import { directGroup, realClock } from "../support/direct.js";
+import { SequencerDriver } from "../../shared/protocol/driver.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -255,13 +257,34 @@ describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", (
     expect((await g.driver.audit()).alarm).toMatch(/3 of 3 voters failed the same check/);
     expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1, r3 failed the last audit's scrub .*release one with rebase/) });
     // Not quarantined: a plain release has nothing to do, a rebase takes its rows as they are.
-    expect(await g.driver.release("r2", false)).toMatchObject({ ok: false, reason: "replica r2 is not quarantined: nothing to release" });
+    expect(await g.driver.release("r2", false)).toMatchObject({ ok: false, reason: "replica r2 is not quarantined: nothing to release; its rows failed its last scrub: release it with rebase to take them as they are" });
     expect(await g.driver.release("r2", true)).toEqual({ ok: true });
     expect(g.driver.repairRefusal("r1")).toBeNull();
     expect(await g.driver.repair("r1")).toBe(true);
     expect(await g.driver.repair("r3")).toBe(true);
     expect((await g.driver.audit()).verdict).toBe("consistent");
     g.driver.stop();
+  });
+
+  it("after the sequencer's restart (it knows no scrub yet): the damaged sources refuse, the target is left as it was, and rebase is still the way out", async () => {
+    const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10, slack: 5 });
+    for (let r = 1; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
+    await tick();
+    corruptAll(g);
+    expect((await g.driver.audit()).alarm).toMatch(/3 of 3 voters failed the same check/);
+    g.driver.stop();
+    const restarted = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10, slack: 5 });
+    expect(restarted.repairRefusal("r2")).toBeNull(); // it cannot know yet
+    const before = g.stores.get("r2")!.meta!;
+    expect(await restarted.repair("r2")).toBe(false);
+    expect(restarted.repairFailure("r2")).toMatch(/^Error: no healthy replica to copy from \(.*r1 cannot serve a snapshot .*failed its last scrub.*release one with rebase/);
+    expect(g.stores.get("r2")!.meta!).toMatchObject({ lastSeq: before.lastSeq, appliedSeq: before.appliedSeq }); // untouched
+    expect(g.stores.get("r2")!.meta!.installing ?? null).toBeNull();
+    expect(await restarted.release("r1", true)).toEqual({ ok: true });
+    expect(await restarted.repair("r2")).toBe(true);
+    expect(await restarted.repair("r3")).toBe(true);
+    expect((await restarted.audit()).verdict).toBe("consistent");
+    restarted.stop();
   });
 
   it("with the whole log, rebuilds from the empty state and the log instead of a damaged source", async () => {
