@@ -1018,7 +1018,9 @@ export class SmrClient {
     });
     try {
       const res = await this.send("POST", path, { headers: { "content-type": "application/x-ndjson" }, body: payload, signal: idle.signal });
-      return JSON.parse(await this.text(res)) as GroupStatus;
+      const status = JSON.parse(await this.text(res)) as GroupStatus & { bookmark?: string };
+      if (status.bookmark) this.keepBookmark(group, status.bookmark); // sequential reads then see the restore
+      return status;
     } catch (err) {
       throw idle.reason(err);
     } finally {

@@ -674,6 +674,15 @@ describe("client snapshot and restore", () => {
     expect(calls[1]!.headers["content-type"]).toBe("application/x-ndjson");
   });
 
+  it("keeps a restore's bookmark: the group's next sequential read waits for the restored position", async () => {
+    const bodies: any[] = [];
+    const answers = [Response.json({ group: "h", machine: "kv", epoch: 1, commitSeq: 1, bookmark: "b1.1.1" }), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" })];
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", fetch: async (_i, init) => (bodies.push(init?.body), answers.shift()!) });
+    await client.restore("h", "{}\n");
+    await client.query("h", { op: "get", key: "a" }, "sequential");
+    expect(JSON.parse(bodies[1] as string).bookmark).toBe("b1.1.1");
+  });
+
   it("bounds a snapshot's answer and each part of it, and a restore's upload and answer, by requestTimeoutMs (a probe: 300 s and for good)", async () => {
     const hang = (init?: RequestInit) => new Promise<Response>((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal!.reason)));
     const silent = new SmrClient({ baseUrl: "http://smr.test", token: "t", requestTimeoutMs: 50, fetch: (_i, init) => hang(init) });

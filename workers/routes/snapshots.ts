@@ -12,6 +12,7 @@ import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
+import { encodeBookmark } from "../../shared/api/bookmark.js";
 import { compareCodePoints } from "../../shared/text.js";
 import { type GroupConfig, isColocated, membersOf } from "../../shared/protocol/types.js";
 import { replicaStub, rpc } from "../env.js";
@@ -440,7 +441,11 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // The restore is adopted: the answer is a 200 whatever the status call meets. A sequencer cut
   // off just after it answered a 503 ("certainly not done", API.md), a retry then a 409 for
   // entries, while every replica held the file (a probe); the replicas' view serves meanwhile.
-  return c.json(await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p)));
+  const status = await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p));
+  // A bookmark at the restored position: a sequential read with it is served by a replica that
+  // holds the restore. Without one, a replica the restore left behind (slow, rebuilt next) served
+  // the state from before it for a second or so after the 200 (a probe).
+  return c.json({ ...status, bookmark: encodeBookmark({ epoch: status.epoch, seq: status.commitSeq }) });
 });
 
 /** What a restore's file held so far: its header (and line), its last line, its rows and their digest's fold. */
