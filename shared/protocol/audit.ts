@@ -67,7 +67,12 @@ export function decideAudit(
   let alarm: string | null = null;
   let diverged = flagged;
   if (flagged.length > 0 && voters.reached(flagged)) {
-    alarm = `${flagged.length} of ${voters.size} voters failed the same check (${flagged.join(", ")}): a bug in the replica set, not corruption; nobody is quarantined and the group keeps serving`;
+    // Rows that fail their own digest on a quorum may be damaged storage (a probe corrupted every
+    // replica's), and the operator needs the way out; differing digests from the same log are a bug.
+    const scrub = flagged.every((id) => verdicts.get(id)?.reason?.includes("(scrub)"));
+    alarm = scrub
+      ? `${flagged.length} of ${voters.size} voters failed the same check (${flagged.join(", ")}): their rows do not match their digests (damaged storage, or a bug); nobody is quarantined and the group keeps serving; repair them (from the log while it holds every entry), or release one with rebase and repair the others from it`
+      : `${flagged.length} of ${voters.size} voters failed the same check (${flagged.join(", ")}): a bug in the replica set, not corruption; nobody is quarantined and the group keeps serving`;
     diverged = [];
   } else if (flagged.length > 0 && winner === undefined) {
     diverged = []; // no healthy quorum to confirm the verdict: report it, quarantine nobody

@@ -530,7 +530,8 @@ describe("checkpoints and audits", () => {
     expect(diverged).toEqual([]);
     expect(report.quarantined).toEqual([]);
     expect(report.verdict).toBe("diverged");
-    expect(alarm).toMatch(/2 of 3 voters failed the same check \(r1, r2\): a bug/);
+    // Rows that fail their own digests: damaged storage or a bug, and the alarm says the way out.
+    expect(alarm).toMatch(/^2 of 3 voters failed the same check \(r1, r2\): their rows do not match their digests \(damaged storage, or a bug\); .*release one with rebase/);
     expect(report.alarm).toBe(alarm);
     // Every replica failing (the lone-surrogate case) is the same: reported, nobody quarantined.
     c.replicas.get("r3")!.saveState();
