@@ -496,6 +496,7 @@ export class SequencerObject extends ReplicaServing {
     // the whole file was sent: the driver refuses changes while a restore is staged, and a restore
     // begun while a change is under way (an add provisioning its replica) waits its turn here.
     if (!refused && driver.changing) return { kind: "unavailable", message: "a membership change is under way; retry when it is done" };
+    if (!refused && driver.repairsUnderway) return { kind: "unavailable", message: "a replica is being rebuilt by a state transfer; retry when it is done" };
     if (refused?.code === "conflict") return { kind: "conflict", message: `group ${driver.core.config.group}: ${refused.reason}; restore into a new, empty group` };
     if (refused) return { kind: "unavailable", message: refused.reason };
     this.stage.begin();

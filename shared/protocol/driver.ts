@@ -81,6 +81,11 @@ export class SequencerDriver {
   private readonly lastRepairError = new Map<string, string>();
   private stopped = false;
   /** This incarnation ended (destroyed, handed over, crashed): it must write nothing more. */
+  /** A state transfer is under way (a restore waits for it: both install on replicas). */
+  get repairsUnderway(): boolean {
+    return this.repairing > 0;
+  }
+
   get isStopped(): boolean {
     return this.stopped;
   }
@@ -1545,7 +1550,9 @@ export class SequencerDriver {
       for (const source of sources) {
         if (installed !== null) break;
         installed = await this.copyTo(target, source, progress).catch((err: unknown) => {
-          if (progress.begun || this.stopped) throw err;
+          // Deposed (a source serves a newer sequencer): no rebuild at all, from another source or
+          // the log (a review: the next step wiped a target the successor had not fenced yet).
+          if (progress.begun || this.stopped || err instanceof Deposed) throw err;
           refusals.push(String(err));
           return null;
         });
@@ -1647,7 +1654,7 @@ export class SequencerDriver {
     try {
       // A source ahead of this sequencer serves a newer epoch's sequencer: this one was deposed
       // (a failover) and must not rebuild anyone.
-      if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Error(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
+      if (info.epoch > this.core.epoch || info.seq > this.core.lastLogSeq) throw new Deposed(`${source} is at epoch ${info.epoch}, seq ${info.seq}: a newer sequencer is in office`);
       // A source whose log differs from this one's at its position holds a state the group never
       // had (one that kept a restore cut off midway, left out of the recovery's quorum): copied,
       // the target would serve it (a review). Its next append's mismatch sends it to a repair.
@@ -1705,6 +1712,9 @@ export class SequencerDriver {
 /** Where a restore's rows come from: pages of [stored key, value] in key order. */
 export type RowPages = (after: string | null) => Promise<[string, string][]>;
 
+/** A state transfer's source serves a newer sequencer: this one was deposed. */
+class Deposed extends Error {}
+
 /** Restores begun in this isolate: part of each attempt's hash (see restoreInto). */
 let restoreAttempts = 0;
 
@@ -1722,6 +1732,8 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const core = driver.core;
   const refused = core.restoreRefusal();
   if (refused) return { ok: false, reason: refused.reason, ...(refused.code === "conflict" ? { code: refused.code } : {}) };
+  // A repair's install on a replica that had just installed the restore would empty it (a review).
+  if (driver.repairsUnderway) return { ok: false, reason: "a replica is being rebuilt by a state transfer; retry when it is done" };
   const noop = core.lastLogSeq > 0 ? core.readEntries(core.lastLogSeq, core.lastLogSeq)[0]! : null;
   // Each attempt's position has its own hash, so that an undo names the attempt it undoes: a late
   // undo of a failed attempt emptied a replica holding a retry that was adopted (a review).

@@ -757,7 +757,10 @@ export class ReplicaCore {
     const at = m.appliedSeq > m.baseSeq ? this.storage.readEntries(m.appliedSeq, m.appliedSeq)[0] : undefined;
     const entryEpoch = at?.epoch ?? m.baseEpoch;
     const timestamp = at?.timestamp ?? m.baseTimestamp ?? null;
-    this.snapshot = { seq: m.appliedSeq, digest: m.digest, logHash: this.hashAt(m.appliedSeq) ?? zeroHash, entryEpoch, timestamp, epoch: m.epoch, membership: m.membership ?? null };
+    // A restore not known to be adopted stays so on the target (a review: rebuilt from a withheld
+    // lone holder, the target served a restore a later recovery dropped).
+    const restore = m.unadoptedSeq !== undefined ? { restore: true } : {};
+    this.snapshot = { seq: m.appliedSeq, digest: m.digest, logHash: this.hashAt(m.appliedSeq) ?? zeroHash, entryEpoch, timestamp, epoch: m.epoch, membership: m.membership ?? null, ...restore };
     return this.snapshot;
   }
 

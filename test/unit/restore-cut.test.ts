@@ -107,3 +107,24 @@ describe("a repair's source whose log differs from the sequencer's at its positi
     g.driver.stop();
   });
 });
+
+describe("a deposed sequencer's repair (a review)", () => {
+  // Its sources serve a newer sequencer: it must rebuild nobody. Trying each source in turn, it
+  // went on to the next and then to the log, and wiped a target the successor had not fenced.
+  it("stops at the first source that serves a newer sequencer, and leaves the target as it was", async () => {
+    const g = directGroup(config, retention);
+    g.io.onFenced = () => {};
+    for (let i = 1; i <= 5; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await new Promise((r) => setTimeout(r, 50));
+    for (const id of ["r1", "r3"]) (g.replicas.get(id) as unknown as { core: { meta: { epoch: number } } }).core.meta.epoch = 2;
+    (g.driver as unknown as { core: { setQuarantined(id: string, q: boolean): void } }).core.setQuarantined("r2", true);
+    const before = { ...g.stores.get("r2")!.meta! };
+    expect(await g.driver.repair("r2")).toBe(false);
+    expect(g.driver.repairFailure("r2")).toMatch(/a newer sequencer is in office/);
+    expect(g.stores.get("r2")!.meta!).toMatchObject({ lastSeq: before.lastSeq, appliedSeq: before.appliedSeq });
+    expect(g.stores.get("r2")!.meta!.rejoinSeq).toBe(before.rejoinSeq);
+    expect(g.events.filter((e) => e.kind === "repair")).toEqual([]);
+    g.driver.stop();
+  });
+});
+

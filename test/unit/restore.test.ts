@@ -308,6 +308,58 @@ describe("a restore's rows before the sequencer adopts it (a review)", () => {
   }, 30_000);
 });
 
+describe("a replica rebuilt from a holder of a restore not adopted (a review)", () => {
+  // The target's install cleared what the source withheld: it served the restore before the
+  // recovery's no-op committed, and a later recovery without either dropped it.
+  it("withholds it too, until the recovery's no-op commits", async () => {
+    const five = { ...config, replicas: 5 };
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(five, retention);
+    g.io.onFenced = () => {};
+    for (const id of ["r2", "r3", "r4", "r5"]) g.down.add(id);
+    const r1 = g.replicas.get("r1")!;
+    const install = r1.beginInstall.bind(r1);
+    r1.beginInstall = (info, transferId, epoch) => (info.undo ? false : install(info, transferId, epoch)); // it misses the undo
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ ok: false });
+    g.driver.stop();
+    for (const id of ["r2", "r3"]) g.down.delete(id);
+    const storage = new MemorySequencerStorage();
+    expect(await recoverSequencer(five, storage, g.io)).toMatchObject({ ok: true, meta: { baseSeq: 1, commitSeq: 1 } });
+    g.down.add("r3"); // r1 and r2 alone: no quorum of five for the no-op
+    const driver = driverFrom(g, storage);
+    driver.startHeartbeats();
+    driver.kickAll();
+    const r2 = g.replicas.get("r2")!;
+    for (let i = 0; i < 60 && (g.stores.get("r2")!.meta!.lastSeq < 1 || g.stores.get("r2")!.meta!.installing); i++) await tick(50);
+    expect(g.stores.get("r2")!.meta!).toMatchObject({ appliedSeq: 1, unadoptedSeq: 1 }); // rebuilt from r1, withheld (the no-op stored, not committed)
+    expect(await r2.query({ op: "get", key: "b" }, 0, 0)).toMatchObject({ kind: "quarantined" });
+    // A quorum back: the no-op commits, and both serve.
+    g.down.delete("r3");
+    let answer = await r2.query({ op: "get", key: "b" }, 0, 0);
+    for (let i = 0; i < 100 && answer.kind !== "ok"; i++) (await tick(50), (answer = await r2.query({ op: "get", key: "b" }, 0, 0)));
+    expect(answer).toMatchObject({ kind: "ok", result: { value: 1 } });
+    expect(driver.core.commitSeq).toBeGreaterThanOrEqual(2);
+    driver.stop();
+  }, 30_000);
+});
+
+describe("a restore while a repair installs (a review)", () => {
+  it("waits its turn: the repair's install on a replica that had just installed the restore would empty it", async () => {
+    const { rows, digest } = await snapshotRows();
+    const g = directGroup(config, retention);
+    (g.driver as unknown as { core: { setQuarantined(id: string, q: boolean): void } }).core.setQuarantined("r2", true);
+    g.slow.set("r2", 300);
+    const repairing = g.driver.repair("r2");
+    await tick(50);
+    expect(g.driver.repairsUnderway).toBe(true);
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: false, reason: "a replica is being rebuilt by a state transfer; retry when it is done" });
+    expect(await repairing).toBe(true);
+    g.slow.clear();
+    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toEqual({ ok: true });
+    g.driver.stop();
+  });
+});
+
 describe("a restore with a slow member", () => {
   it("ends once a quorum of voters has installed and the other has had as long again; that one is rebuilt by a state transfer", async () => {
     const { rows, digest } = await snapshotRows();
