@@ -392,7 +392,13 @@ export const routes: Route[] = [
       stream: { type: "application/x-ndjson", description: "a snapshot file as GET .../snapshot makes it", parts: { header: answers.snapshotHeader, row: z.tuple([z.string(), z.unknown()]) } },
       bytesMax: restoreBytesMax,
     },
-    answers: [{ status: 200, description: "the group, with every replica's state equal to the file's rows", schema: answers.groupStatus }],
+    answers: [
+      {
+        status: 200,
+        description: "the group, with every replica's state equal to the file's rows",
+        schema: answers.groupStatus.extend({ bookmark: z.string().describe("the restored position: a sequential read with it is served by a replica holding the restore") }),
+      },
+    ],
     errors: ["conflict", "unavailable", "timeout"],
   },
 
