@@ -59,6 +59,29 @@ async function putUntilOk(driver: SequencerDriver, request: number): Promise<num
   throw new Error("the put never succeeded");
 }
 
+/**
+ * A group whose restore only r1 installed, and r1 missed its undo: the restore fails, and the
+ * sequencer stops for a new epoch. The other replicas are down.
+ */
+async function loneHolder(cfg: typeof config) {
+  const { rows, digest } = await snapshotRows();
+  const g = directGroup(cfg, retention);
+  g.io.onFenced = () => {};
+  for (let n = 2; n <= cfg.replicas; n++) g.down.add(`r${n}`);
+  const r1 = g.replicas.get("r1")!;
+  const install = r1.beginInstall.bind(r1);
+  r1.beginInstall = (info, transferId, epoch) => (info.undo ? false : install(info, transferId, epoch));
+  expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be undone on r1/) });
+  return { g, r1 };
+}
+
+/** The replica's answer to a get of b once it serves (within 5 s). */
+async function whenServed(replica: ReplicaDriver) {
+  let answer = await replica.query({ op: "get", key: "b" }, 0, 0);
+  for (let i = 0; i < 100 && answer.kind !== "ok"; i++) (await tick(50), (answer = await replica.query({ op: "get", key: "b" }, 0, 0)));
+  return answer;
+}
+
 describe("a restore that fails", () => {
   it("undone everywhere it may have installed: the group goes on in its epoch, nothing restored", async () => {
     const { rows, digest } = await snapshotRows();
@@ -280,15 +303,7 @@ describe("a restore's rows before the sequencer adopts it (a review)", () => {
     // A review: the recovered sequencer counts its base (the restore) as committed at once; its
     // first heartbeat said "commit 1" from seq 1, and r1 served the restore while no quorum held
     // it. A later recovery without r1 dropped it: the reader's bookmark then named other state.
-    const { rows, digest } = await snapshotRows();
-    const g = directGroup(config, retention);
-    g.io.onFenced = () => {};
-    g.down.add("r2");
-    g.down.add("r3");
-    const r1 = g.replicas.get("r1")!;
-    const install = r1.beginInstall.bind(r1);
-    r1.beginInstall = (info, transferId, epoch) => (info.undo ? false : install(info, transferId, epoch)); // it misses the undo
-    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be undone on r1/) });
+    const { g, r1 } = await loneHolder(config);
     g.down.delete("r2");
     const storage = new MemorySequencerStorage();
     expect(await recoverSequencer(config, storage, g.io)).toMatchObject({ ok: true, meta: { baseSeq: 1, commitSeq: 1 } });
@@ -300,9 +315,7 @@ describe("a restore's rows before the sequencer adopts it (a review)", () => {
     // r2 back: it is rebuilt from r1, the recovery's no-op commits, and r1 serves.
     g.down.delete("r2");
     driver.startHeartbeats();
-    let answer = await r1.query({ op: "get", key: "b" }, 0, 0);
-    for (let i = 0; i < 100 && answer.kind !== "ok"; i++) (await tick(50), (answer = await r1.query({ op: "get", key: "b" }, 0, 0)));
-    expect(answer).toMatchObject({ kind: "ok", result: { value: 1 } });
+    expect(await whenServed(r1)).toMatchObject({ kind: "ok", result: { value: 1 } });
     expect(driver.core.commitSeq).toBeGreaterThanOrEqual(2);
     driver.stop();
   }, 30_000);
@@ -313,14 +326,7 @@ describe("a replica rebuilt from a holder of a restore not adopted (a review)", 
   // recovery's no-op committed, and a later recovery without either dropped it.
   it("withholds it too, until the recovery's no-op commits", async () => {
     const five = { ...config, replicas: 5 };
-    const { rows, digest } = await snapshotRows();
-    const g = directGroup(five, retention);
-    g.io.onFenced = () => {};
-    for (const id of ["r2", "r3", "r4", "r5"]) g.down.add(id);
-    const r1 = g.replicas.get("r1")!;
-    const install = r1.beginInstall.bind(r1);
-    r1.beginInstall = (info, transferId, epoch) => (info.undo ? false : install(info, transferId, epoch)); // it misses the undo
-    expect(await g.driver.restore(digest, async (after) => (after === null ? rows : []))).toMatchObject({ ok: false });
+    const { g } = await loneHolder(five);
     g.driver.stop();
     for (const id of ["r2", "r3"]) g.down.delete(id);
     const storage = new MemorySequencerStorage();
@@ -335,9 +341,7 @@ describe("a replica rebuilt from a holder of a restore not adopted (a review)", 
     expect(await r2.query({ op: "get", key: "b" }, 0, 0)).toMatchObject({ kind: "quarantined" });
     // A quorum back: the no-op commits, and both serve.
     g.down.delete("r3");
-    let answer = await r2.query({ op: "get", key: "b" }, 0, 0);
-    for (let i = 0; i < 100 && answer.kind !== "ok"; i++) (await tick(50), (answer = await r2.query({ op: "get", key: "b" }, 0, 0)));
-    expect(answer).toMatchObject({ kind: "ok", result: { value: 1 } });
+    expect(await whenServed(r2)).toMatchObject({ kind: "ok", result: { value: 1 } });
     expect(driver.core.commitSeq).toBeGreaterThanOrEqual(2);
     driver.stop();
   }, 30_000);
