@@ -1,6 +1,6 @@
 import { batchOutputCharsMax, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
-import type { SequencerDriver } from "../shared/protocol/driver.js";
+import { repairingRefusal, type SequencerDriver } from "../shared/protocol/driver.js";
 import { type InitResult, SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
 import { type DriverIO, type ReadIndexAnswer, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaResult, type ReplicaTransport, type SubmitAnswer, type Unavailable, linkOver, withTimeout } from "../shared/protocol/io.js";
 import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/protocol/sequencer.js";
@@ -496,7 +496,7 @@ export class SequencerObject extends ReplicaServing {
     // the whole file was sent: the driver refuses changes while a restore is staged, and a restore
     // begun while a change is under way (an add provisioning its replica) waits its turn here.
     if (!refused && driver.changing) return { kind: "unavailable", message: "a membership change is under way; retry when it is done" };
-    if (!refused && driver.repairsUnderway) return { kind: "unavailable", message: "a replica is being rebuilt by a state transfer; retry when it is done" };
+    if (!refused && driver.repairsUnderway) return { kind: "unavailable", message: repairingRefusal };
     if (refused?.code === "conflict") return { kind: "conflict", message: `group ${driver.core.config.group}: ${refused.reason}; restore into a new, empty group` };
     if (refused) return { kind: "unavailable", message: refused.reason };
     this.stage.begin();

@@ -293,19 +293,16 @@ function quoted(text: string): string {
   return text.length > shownMax ? `${JSON.stringify(text.slice(0, shownMax))}… (${text.length} characters)` : JSON.stringify(text);
 }
 
+/**
+ * Failures worth another try, of a command or a read. A read's 504 (no replica reached its
+ * position within the server's wait) is one too: it was answered as it was, and an app's reads
+ * threw during a failover or behind a slow replica where its commands were retried (a probe). A
+ * position past the group's end, which waiting cannot reach, is a 400.
+ */
 function retriable(err: unknown): boolean {
   return err instanceof ApiRequestError && !err.hopeless && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
 }
 
-/**
- * A read's failures worth another try: a command's. A 504 (no replica reached the read's position
- * within the server's wait) is one too: it was answered as it was, and an app's reads threw during
- * a failover or behind a slow replica where its commands were retried (a probe). A position past
- * the group's end, which waiting cannot reach, is a 400.
- */
-function readRetriable(err: unknown): boolean {
-  return retriable(err);
-}
 
 /**
  * Retries of one command or read: until retryForMs from the first attempt has passed (and at most
@@ -579,7 +576,7 @@ export class SmrClient {
         return await attempt();
       } catch (err) {
         const attempt = retries.attempt;
-        const pauseMs = readRetriable(err) ? retries.next(err) : null;
+        const pauseMs = retriable(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
         this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs);
@@ -844,7 +841,7 @@ export class SmrClient {
           continue;
         }
         const attempt = retries.attempt;
-        const pauseMs = readRetriable(err) ? retries.next(err) : null;
+        const pauseMs = retriable(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
         this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs, signal);

@@ -80,12 +80,12 @@ export class SequencerDriver {
   /** Why the last repair of each replica failed, for the operator's repair route. */
   private readonly lastRepairError = new Map<string, string>();
   private stopped = false;
-  /** This incarnation ended (destroyed, handed over, crashed): it must write nothing more. */
   /** A state transfer is under way (a restore waits for it: both install on replicas). */
   get repairsUnderway(): boolean {
     return this.repairing > 0;
   }
 
+  /** This incarnation ended (destroyed, handed over, crashed): it must write nothing more. */
   get isStopped(): boolean {
     return this.stopped;
   }
@@ -1712,6 +1712,9 @@ export class SequencerDriver {
 /** Where a restore's rows come from: pages of [stored key, value] in key order. */
 export type RowPages = (after: string | null) => Promise<[string, string][]>;
 
+/** Why a restore waits while a state transfer installs (the driver's and the staging route's word). */
+export const repairingRefusal = "a replica is being rebuilt by a state transfer; retry when it is done";
+
 /** A state transfer's source serves a newer sequencer: this one was deposed. */
 class Deposed extends Error {}
 
@@ -1733,7 +1736,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const refused = core.restoreRefusal();
   if (refused) return { ok: false, reason: refused.reason, ...(refused.code === "conflict" ? { code: refused.code } : {}) };
   // A repair's install on a replica that had just installed the restore would empty it (a review).
-  if (driver.repairsUnderway) return { ok: false, reason: "a replica is being rebuilt by a state transfer; retry when it is done" };
+  if (driver.repairsUnderway) return { ok: false, reason: repairingRefusal };
   const noop = core.lastLogSeq > 0 ? core.readEntries(core.lastLogSeq, core.lastLogSeq)[0]! : null;
   // Each attempt's position has its own hash, so that an undo names the attempt it undoes: a late
   // undo of a failed attempt emptied a replica holding a retry that was adopted (a review).
