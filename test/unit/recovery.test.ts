@@ -9,31 +9,10 @@ import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
+import { clusterIO } from "../support/cluster-io.js";
 
-/**
- * Links straight to the cluster's replicas; readLog of every replica fails its first `lost` calls;
- * a replica not in `reach` (every one by default) is unreachable.
- */
-function ioOver(c: Cluster, lost: number, reach?: string[]): { io: DriverIO; reads: () => number } {
-  let reads = 0;
-  const io = {
-    nowMs: () => 0,
-    setTimer: (ms: number, fn: () => void) => {
-      const t = setTimeout(fn, Math.min(ms, 50));
-      return () => clearTimeout(t);
-    },
-    log: () => {},
-    link: (id: string): ReplicaLink => {
-      const transport: ReplicaTransport = async (method, args) => {
-        if (reach && !reach.includes(id)) throw new Error(`${id} unreachable`);
-        if (method === "readLog" && ++reads <= lost) throw new Error("lost on the way");
-        return (await serve(c.replicas.get(id)! as never, method, args)) as never;
-      };
-      return linkOver(transport, async () => null);
-    },
-  } as unknown as DriverIO;
-  return { io, reads: () => reads };
-}
+/** Links straight to the cluster's replicas; readLog fails its first `lost` calls; `reach` as clusterIO's. */
+const ioOver = (c: Cluster, lost: number, reach?: string[]) => clusterIO(c, { lostReads: lost, reach, timerCapMs: 50 });
 
 function groupWithLog(): Cluster {
   const c = Cluster.of("kv", 3, "first", 1_000);

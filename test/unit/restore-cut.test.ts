@@ -6,11 +6,12 @@
 import { describe, expect, it } from "vitest";
 import type { SnapshotInfo } from "../../shared/protocol/replica.js";
 import { directGroup } from "../support/direct.js";
-import { type DriverIO, type ReplicaLink, type ReplicaTransport, linkOver, serve } from "../../shared/protocol/io.js";
+import type { DriverIO } from "../../shared/protocol/io.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { zeroHash } from "../../shared/protocol/hash.js";
 import { Cluster } from "../support/cluster.js";
+import { clusterIO } from "../support/cluster-io.js";
 
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
@@ -40,17 +41,7 @@ describe("every replica halfway through a restore's install, the group holding n
   }, 20_000);
 });
 
-function ioOver(c: Cluster): DriverIO {
-  return {
-    nowMs: () => 0,
-    setTimer: (ms: number, fn: () => void) => { const t = setTimeout(fn, Math.min(ms, 20)); return () => clearTimeout(t); },
-    log: () => {},
-    link: (id: string): ReplicaLink => {
-      const transport: ReplicaTransport = async (method, args) => (await serve(c.replicas.get(id)! as never, method, args)) as never;
-      return linkOver(transport, async () => null);
-    },
-  } as unknown as DriverIO;
-}
+const ioOver = (c: Cluster): DriverIO => clusterIO(c).io;
 
 async function cutRestore(withNoop: boolean) {
   const c = Cluster.of("kv", 3, "first", 1_000);
