@@ -143,8 +143,13 @@ async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
       if (typeof answer === "object") throw new Error(answer.failed);
     };
     destroyed(await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated));
-    // A sequencer moved away from the group's name may have left state there (and the co-located replica): destroyed too.
-    if (sequencerName(cfg) !== cfg.group) destroyed(await sequencerStub(env, cfg.group).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated));
+    // Every earlier sequencer too: the group's name (and its co-located replica) and each `~sN`
+    // before the one in office. A deposed one wipes itself once it hears of its successor, but one
+    // cut off and then evicted never hears: no call reached it again, and a probe found a deleted
+    // group's log there after the DELETE's 204.
+    for (const names of chunks(earlierSequencerNames(cfg), destroyCallsAtOnce)) {
+      for (const answer of await Promise.all(names.map((name) => sequencerStub(env, name).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated)))) destroyed(answer);
+    }
   } catch (err) {
     // An object that cannot be reached keeps the group's state: the record stays "deleting" (the
     // group serves nothing, and its name cannot be re-created) until a retry can destroy it.
@@ -156,6 +161,19 @@ async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
   await unlist(env, cfg.group, cfg.incarnation);
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
   clearFaults(cfg.group);
+}
+
+/** Destroys of earlier sequencers sent together (a group failed over or moved many times has as many). */
+const destroyCallsAtOnce = 32;
+
+/** The names the group's sequencer had before the one in office: the group's own, then `~s1` on (failover.ts successor, move). */
+function earlierSequencerNames(cfg: GroupConfig): string[] {
+  const no = cfg.sequencer?.no ?? 0;
+  return [cfg.group, ...Array.from({ length: Math.max(0, no - 1) }, (_, i) => `${cfg.group}~s${i + 1}`)].filter((name) => name !== sequencerName(cfg));
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 
 /**
