@@ -813,9 +813,9 @@ export class SmrClient {
 
   /**
    * A read, retried like a command on 503, 429 and network failures (a read changes nothing). A
-   * bookmark the server says is past the group's end is dropped: the group was deleted and made
-   * again (a restore under the same name), and every later sequential read failed with it until
-   * the new log outgrew the old one (a probe).
+   * bookmark the server says is of an earlier life of the group, or past its log's end, is
+   * dropped: the group was deleted and made again (a restore under the same name), and every
+   * later sequential read failed with it until the new log outgrew the old one (a probe).
    */
   async query(group: string, query: unknown, consistency: Consistency = "linearizable", call: QueryOptions = {}): Promise<QueryResult> {
     const { signal } = call;
@@ -831,7 +831,7 @@ export class SmrClient {
         return r;
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if (call.bookmark === undefined && body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && /^bookmark: names seq \d+, past the end/.test(err.message.replace(/^400 bad_request: /, ""))) {
+        if (call.bookmark === undefined && body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && staleBookmark.test(err.message.replace(/^400 bad_request: /, ""))) {
           // This read goes linearizable: the stale bookmark outranked (by seq) the client's own
           // later writes to the new group, so without it a sequential read could miss them.
           // Only the one sent: a write's newer bookmark, stored meanwhile, stays.
@@ -1085,12 +1085,20 @@ export class SmrClient {
   }
 }
 
+/** The server's 400 for a kept bookmark the group did not give: its life ended (see SmrClient.query). */
+const staleBookmark = /^bookmark: (names seq \d+, past the end|given by an earlier life)/;
+
 /** The bookmark of the later position (bookmarks name (epoch, seq); see shared/api/bookmark.ts). */
 function later(a: string | undefined, b: string): string {
   if (!a) return b;
   const pa = decodeBookmark(a);
   const pb = decodeBookmark(b);
   if (!pa || !pb) return b;
+  // Of another life (the group deleted and created again) or another group: the newer life, or
+  // the one given (a read with another group's is the server's 400 to give).
+  if (pa.life && pb.life && (pa.life.tag !== pb.life.tag || pa.life.incarnation !== pb.life.incarnation)) {
+    return pa.life.tag === pb.life.tag && pa.life.incarnation > pb.life.incarnation ? a : b;
+  }
   // By seq: a log position is the same whatever epoch names it (a read's bookmark carries its
   // replica's epoch, which may be newer than a write's at a higher seq).
   return pb.seq > pa.seq || (pb.seq === pa.seq && pb.epoch >= pa.epoch) ? b : a;

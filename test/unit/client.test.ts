@@ -1,5 +1,6 @@
 // The client against a fake fetch. It is imported by its package name (package.json "exports"),
 // as a project depending on edge-smr would import it.
+import { encodeBookmark } from "../../shared/api/bookmark.js";
 import { describe, expect, it } from "vitest";
 import { ApiRequestError, SmrClient, type WatchEvent } from "edge-smr/client";
 import { SseParser } from "../../shared/client/sse.js";
@@ -298,6 +299,28 @@ describe("client: names, time and retries", () => {
     // The new group's bookmark is kept from then on.
     await client.query("g", { op: "get", key: "k" }, "sequential");
     expect((sent[4] as { bookmark?: string }).bookmark).toBe("b1.1.1");
+  });
+
+  it("keeps a newer life's bookmark over an older life's at a higher seq, and drops a kept one the group says is of an earlier life", async () => {
+    const [life1, life2] = [encodeBookmark("g", 1, { epoch: 1, seq: 20 }), encodeBookmark("g", 2, { epoch: 1, seq: 2 })];
+    const sent: unknown[] = [];
+    const answers = [
+      Response.json({ seq: 20, output: {}, bookmark: life1 }),
+      errorBody(400, "bad_request", "bookmark: given by an earlier life of g (deleted and created again since): the writes it names are not in this one"),
+      Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: encodeBookmark("g", 2, { epoch: 1, seq: 1 }) }),
+      Response.json({ seq: 2, output: {}, bookmark: life2 }),
+      Response.json({ result: { value: 2 }, seq: 2, replica: "r1", bookmark: life2 }),
+    ];
+    const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), answers.shift()!));
+    await client.submit("g", { op: "put", key: "k", value: 1 });
+    expect((await client.query("g", { op: "get", key: "k" }, "sequential")).result).toEqual({ value: 1 });
+    expect(sent.slice(1, 3)).toMatchObject([{ consistency: "sequential", bookmark: life1 }, { consistency: "linearizable" }]);
+    expect((sent[2] as { bookmark?: string }).bookmark).toBeUndefined();
+    // The old life's seq 20 does not outrank the new life's 2: the next read sends the new one.
+    client.keepBookmark("g", life1);
+    await client.submit("g", { op: "put", key: "k", value: 2 });
+    await client.query("g", { op: "get", key: "k" }, "sequential");
+    expect((sent[4] as { bookmark?: string }).bookmark).toBe(life2);
   });
 
   it("sends a bookmark given for one read as it is, and does not drop it when it is past the group's end (the CLI's --bookmark)", async () => {

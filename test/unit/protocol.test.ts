@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decideAudit } from "../../shared/protocol/audit.js";
-import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
+import { decodeBookmark, encodeBookmark, groupTag } from "../../shared/api/bookmark.js";
 import { entryHash } from "../../shared/protocol/entry.js";
 import { bytesToHex, canonicalJson, hexToBytes, sha256Bytes, sha256Hex, zeroHash } from "../../shared/protocol/hash.js";
 import { utf8Length } from "../../shared/text.js";
@@ -561,7 +561,11 @@ describe("checkpoints and audits", () => {
 
 describe("small pieces", () => {
   it("bookmarks round-trip and reject garbage", () => {
-    expect(decodeBookmark(encodeBookmark({ epoch: 3, seq: 123456 }))).toEqual({ epoch: 3, seq: 123456 });
+    expect(decodeBookmark(encodeBookmark("g", 2, { epoch: 3, seq: 123456 }))).toEqual({ epoch: 3, seq: 123456, life: { tag: groupTag("g"), incarnation: 2 } });
+    // Another group's tag differs; a bookmark of before (b1) is still read, with no life.
+    expect(groupTag("g")).not.toBe(groupTag("h"));
+    expect(encodeBookmark("g", 2, { epoch: 3, seq: 5 })).not.toBe(encodeBookmark("g", 3, { epoch: 3, seq: 5 }));
+    expect(decodeBookmark("b1.3.5")).toEqual({ epoch: 3, seq: 5 });
     expect(decodeBookmark("nonsense")).toBeNull();
     expect(decodeBookmark("b1.zzzzzzzzzzzzzzz.1")).toBeNull();
   });

@@ -131,6 +131,24 @@ describe("reads", () => {
     expect((await query("future", { op: "get", key: "x" }, "linearizable", w.body.bookmark)).body.result).toEqual({ value: 2 });
   });
 
+  it("a bookmark of an earlier life of the group, or of another group, is a 400 at once: it was served without the write it named (a probe)", async () => {
+    await createGroup("lives");
+    await createGroup("other");
+    const written = await command("lives", { op: "put", key: "profile", value: "v1" });
+    const elsewhere = await command("other", { op: "put", key: "x", value: 1 });
+    expect((await api("DELETE", "/v1/groups/lives")).status).toBe(204);
+    await createGroup("lives");
+    for (let i = 1; i <= 2; i++) expect((await command("lives", { op: "put", key: `n${i}`, value: i })).status).toBe(200);
+    for (const consistency of ["sequential", "linearizable"]) {
+      const old = await query("lives", { op: "get", key: "profile" }, consistency, written.body.bookmark);
+      expectError(old, 400, "bad_request", /^bookmark: given by an earlier life of lives \(deleted and created again since\)/);
+      expectError(await query("lives", { op: "get", key: "n1" }, consistency, elsewhere.body.bookmark), 400, "bad_request", /^bookmark: given by another group than lives/);
+    }
+    // The new life's own bookmark is served.
+    const mine = await command("lives", { op: "put", key: "profile", value: "v2" });
+    expect((await query("lives", { op: "get", key: "profile" }, "sequential", mine.body.bookmark)).body.result).toEqual({ value: "v2" });
+  });
+
   it("a list query pages with next", async () => {
     await createGroup("pages");
     for (let i = 0; i < 5; i++) await command("pages", { op: "put", key: `p${i}`, value: i });

@@ -8,7 +8,7 @@ import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from ".
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
 import { pastEndCheckMs, readAnswerSlackMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
-import { decodeBookmark, encodeBookmark } from "../../shared/api/bookmark.js";
+import { type Bookmark, decodeBookmark, encodeBookmark, groupTag } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf, tokensForgottenSince } from "../auth.js";
 import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
@@ -21,6 +21,7 @@ import { type ReadIndexAnswer, TimeoutError, withTimeout } from "../../shared/pr
 import { type RequestPlace, hintOf, isLocationHint, locationHints, nearestFirst } from "../../shared/geo.js";
 import type { App } from "../http.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
+import type { GroupRecord } from "../../shared/control/directory.js";
 
 export const commandRoutes = new Hono<App>();
 
@@ -40,14 +41,15 @@ commandRoutes.post("/:group/commands", async (c) => {
   const client = clientOf(c, body.client);
   const record = await groups.lookup(c.env, group);
   const command = checked(validateCommand(machineFor(record.config.machine), body.command));
+  let life = record.config.incarnation; // the life that answers (a stale route is looked up again)
   const a = await groups.withSequencer(
     c.env,
     group,
-    (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command)),
+    (s, r) => ((life = r.config.incarnation), rpc<SubmitAnswer>(s.submit(client, body.request, command))),
     (a) => a.kind === "not_found",
     true,
   );
-  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies CommandResult);
+  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, life, a) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a, { recorded: client, given: body.client });
   // A 504 (the outcome unknown) is retried with the same pair, as a 503 is: both say when.
@@ -80,10 +82,11 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
   const record = await groups.lookup(c.env, group);
   const machine = machineFor(record.config.machine);
   const items = body.commands.map((x, i) => ({ request: x.request, command: checked(validateCommand(machine, x.command, `body.commands.${i}.command`)) }));
+  let life = record.config.incarnation;
   const answers = await groups.withSequencer(
     c.env,
     group,
-    (s) => rpc<SubmitAnswer[]>(s.submitBatch(client, items)),
+    (s, r) => ((life = r.config.incarnation), rpc<SubmitAnswer[]>(s.submitBatch(client, items))),
     (a) => a.every((x) => x.kind === "not_found"),
     true,
   );
@@ -94,18 +97,18 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
     if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq };
     return a.kind === "ok" ? { seq: a.seq, output: a.output } : { seq: a.seq, error: { code: "too_large", message: a.message } };
   });
-  return { results, bookmark: encodeBookmark(last) };
+  return { results, bookmark: encodeBookmark(group, life, last) };
 }
 
 // ---- queries -------------------------------------------------------------------------------
 
-function readResult(c: Context<App>, a: ReadAnswer) {
+function readResult(c: Context<App>, group: string, life: number, a: ReadAnswer) {
   switch (a.kind) {
     case "ok":
       // The answering replica's position as a bookmark: a reader passing its latest one gets
       // monotonic reads (API.md), and a read's position is one (it had only a write's, and a probe's
       // sequential reads went back from r1's seq 1008 to a slow r2's 963 with the same bookmark).
-      return c.json({ result: a.result, seq: a.seq, replica: a.replica, bookmark: encodeBookmark({ epoch: a.epoch, seq: a.seq }) } satisfies QueryResult);
+      return c.json({ result: a.result, seq: a.seq, replica: a.replica, bookmark: encodeBookmark(group, life, a) } satisfies QueryResult);
     case "timeout":
       throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq}); retry`, 1);
     case "too_large":
@@ -139,6 +142,23 @@ function endOnRevoke(c: Context<App>, res: Response): Response {
     },
   });
   return new Response(res.body.pipeThrough(gate), res);
+}
+
+/**
+ * The group's record, for a read with this bookmark. One another group gave, or another life of
+ * this one (deleted and created again), is a 400 at once (shared/api/bookmark.ts): the writes it
+ * names are not in this log, whose seqs the new life reuses. A life newer than the route's is
+ * looked up again first: another router may have created it meanwhile.
+ */
+async function lifeOf(c: Context<App>, group: string, bookmark: Bookmark | null): Promise<GroupRecord> {
+  let record = await groups.lookup(c.env, group);
+  const life = bookmark?.life;
+  if (!life) return record;
+  if (life.tag !== groupTag(group)) throw new ApiError("bad_request", `bookmark: given by another group than ${group}`);
+  if (life.incarnation > record.config.incarnation) record = await groups.lookup(c.env, group, true);
+  const mine = record.config.incarnation;
+  if (life.incarnation !== mine) throw new ApiError("bad_request", `bookmark: given by ${life.incarnation < mine ? "an earlier" : "another"} life of ${group} (deleted and created again since): the writes it names are not in this one`);
+  return record;
 }
 
 /**
@@ -201,7 +221,7 @@ commandRoutes.post("/:group/query", async (c) => {
   const body = parse(queryBody, await jsonBody(c), "body");
   const bookmark = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
   if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
-  const record = await groups.lookup(c.env, group);
+  const record = await lifeOf(c, group, bookmark);
   const query = checked(validateQuery(machineFor(record.config.machine), body.query));
   const near = nearOf(c);
   let minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
@@ -228,7 +248,7 @@ commandRoutes.post("/:group/query", async (c) => {
   });
   // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
   if (a.kind !== "ok" && a.kind !== "timeout") groups.forget(group);
-  return readResult(c, a);
+  return readResult(c, group, record.config.incarnation, a);
 });
 
 // ---- watch ---------------------------------------------------------------------------------

@@ -445,7 +445,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // A bookmark at the restored position: a sequential read with it is served by a replica that
   // holds the restore. Without one, a replica the restore left behind (slow, rebuilt next) served
   // the state from before it for a second or so after the 200 (a probe).
-  return c.json({ ...status, bookmark: encodeBookmark({ epoch: status.epoch, seq: status.commitSeq }) });
+  return c.json({ ...status, bookmark: encodeBookmark(group, record.config.incarnation, { epoch: status.epoch, seq: status.commitSeq }) });
 });
 
 /** What a restore's file held so far: its header (and line), its last line, its rows and their digest's fold. */
