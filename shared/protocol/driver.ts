@@ -117,10 +117,17 @@ export class SequencerDriver {
     }
   }
   private readonly startedMs: number;
+  /** Stopped by the group's delete (stop): waiting commands are answered so. */
+  private deleted = false;
 
-  /** Ends this incarnation: waiting clients get no outcome, send loops end, nothing more is written. */
-  stop(): void {
+  /**
+   * Ends this incarnation: waiting clients get no outcome, send loops end, nothing more is written.
+   * `deleted`: the group is being deleted, so waiting clients are told that, not to retry (a retry
+   * ran in the group created again under the name: a probe).
+   */
+  stop(deleted = false): void {
     this.stopped = true;
+    this.deleted = deleted;
     this.core.close();
     // Commands still queued were certainly never ordered (503, safe to retry); ordered ones may commit (504).
     for (const list of this.waitingPending.values()) for (const r of list) r("unordered");
@@ -289,6 +296,9 @@ export class SequencerDriver {
   }
 
   private answer(outcome: Outcome | "timeout"): SubmitAnswer {
+    if (this.deleted && (outcome === "timeout" || outcome === "unordered" || outcome === null)) {
+      return { kind: "deleted", message: "the group was deleted while the command was under way; whatever it did went with the group" };
+    }
     if (outcome === "timeout") {
       const message = "the command was not confirmed in time; it may or may not take effect: retry with the same client and request";
       const lostMs = this.cutOffMs();

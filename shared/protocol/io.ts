@@ -85,6 +85,8 @@ export type SubmitAnswer =
   /** cutOffMs: as Unavailable's. */
   | { kind: "timeout"; message: string; cutOffMs?: number }
   | { kind: "no_majority"; message: string }
+  /** The group was deleted while the command waited (SequencerDriver.stop): a 404, not a retry. */
+  | { kind: "deleted"; message: string }
   /** A batch item executed at seq whose output did not fit the batch's answer (batchOutputCharsMax). */
   | { kind: "too_large"; seq: number; epoch: number; message: string };
 

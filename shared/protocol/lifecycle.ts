@@ -374,7 +374,7 @@ export class SequencerLifecycle {
       const mine = this.core?.config.incarnation;
       if (mine !== undefined && mine > incarnation) return false;
       const config = this.core?.config ?? null;
-      this.driver?.stop();
+      this.driver?.stop(true);
       this.driver = null;
       await destroyReplicas(config);
       await this.host.wipe();

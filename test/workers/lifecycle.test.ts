@@ -63,6 +63,18 @@ describe("incarnations", () => {
     expect(audit.body.verdict).toBe("consistent");
   });
 
+  it("commands waiting when the DELETE lands are a 404 (the group was deleted), not a retry that runs in the group created again", async () => {
+    await createGroup("cut-life", { machine: "kv", replicas: 3 });
+    expect((await command("cut-life", { op: "incr", key: "n", by: 1 }, "f", 1)).status).toBe(200);
+    for (const target of ["r2", "r3"]) await api("POST", "/v1/groups/cut-life/faults", { target, fault: "slow", ms: 4_000 });
+    const waiting = [2, 3, 4].map((request) => command("cut-life", { op: "incr", key: "n", by: 1 }, "f", request));
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect((await api("DELETE", "/v1/groups/cut-life")).status).toBe(204);
+    for (const answer of await Promise.all(waiting)) {
+      expectError(answer, 404, "not_found", /^group cut-life: the group was deleted while the command was under way/);
+    }
+  }, 30_000);
+
   it("a DELETE destroys the replica an add made and never ordered (refused after its provision: one id past lastReplicaNo)", async () => {
     await createGroup("unordered", { machine: "kv", replicas: 3 });
     const inc = (await directory("unordered").get())!.config.incarnation;

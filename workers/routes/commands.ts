@@ -67,6 +67,8 @@ function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, clie
       return { code: "unavailable", message: `group ${group} has no sequencer serving yet` };
     case "no_majority":
       return { code: "internal", message: `group ${group}: ${a.message}` };
+    case "deleted":
+      return { code: "not_found", message: `group ${group}: ${a.message}` };
     default:
       return { code: a.kind, message: client.recorded === client.given ? a.message : a.message.split(client.recorded).join(client.given) };
   }
