@@ -35,6 +35,13 @@ export interface SequencerMeta {
    */
   commandsTotal?: number;
   /**
+   * The last seq commandsTotal counts: the count is raised in memory as a flush writes its
+   * entries and saved with the meta's next save, so a start counts the command entries of its log
+   * past this one (a crash between the two stepped the counter back by a flush, a drop Prometheus
+   * takes for a reset, adding the whole count again: a probe). Absent: saved before it was kept.
+   */
+  commandsCountedSeq?: number;
+  /**
    * A restore began installing its state at (this epoch, the position after the log's no-ops) and
    * is not known to be undone: a replica may hold it there. No entry may be ordered in this epoch,
    * since a different entry at that position would tie with it when a recovery compares logs by
@@ -216,12 +223,24 @@ export class SequencerCore {
     // What a sequencer sent before it started again is unknown: at most its whole log.
     this.sentCommitSeq = this.lastSeq;
     const recent = storage.recentRequests(requestIndexCap);
+    this.countUnsaved(recent);
     for (let i = recent.length - 1; i >= 0; i--) {
       const r = recent[i]!;
       const key = pendingKey(r.client, r.request);
       // A duplicate in the log (ordered again after its index was lost) answers as the first did.
       if (!this.requests.has(key)) this.requests.set(key, { ...r, commandHash: null });
     }
+  }
+
+  /** Adds the commands a flush wrote whose count the meta did not save (SequencerMeta.commandsCountedSeq). */
+  private countUnsaved(recent: { seq: number }[]): void {
+    const counted = this.meta.commandsCountedSeq;
+    if (counted === undefined || counted >= this.lastSeq) return;
+    // Newest first, and a few flushes at most: the meta is saved as each commit advances.
+    let unsaved = 0;
+    while (unsaved < recent.length && recent[unsaved]!.seq > counted) unsaved++;
+    this.meta.commandsTotal = this.commandsTotal + unsaved;
+    this.meta.commandsCountedSeq = this.lastSeq;
   }
 
   private findRequest(client: string, request: number): RequestRecord | null {
@@ -417,9 +436,10 @@ export class SequencerCore {
     }
     this.storage.transaction(() => this.storage.appendEntries(entries));
     // Counted in memory and stored with the meta's next save (the commit that follows): a write of
-    // the meta per flush cost a statement on the hot path for a metric. A crash may lose the last
-    // flush's count; a Prometheus counter tolerates that (a recovery resets it anyway).
+    // the meta per flush cost a statement on the hot path for a metric. A start after a crash
+    // counts what the save missed from the log (countUnsaved).
     this.meta.commandsTotal = this.commandsTotal + entries.length;
+    this.meta.commandsCountedSeq = seq;
     this.indexRequests(records);
     this.pending.clear();
     this.pendingByteCount = 0;
