@@ -219,6 +219,25 @@ describe("GET /v1/metrics", () => {
     }
   }, 45_000);
 
+  it("a scrape with a slow registry and a hung group answers by its deadline: the cron's figures are asked alongside, not after (9.5 s, a probe)", async () => {
+    await createGroup("mx-reg-slow");
+    for (const target of ["sequencer", "r2", "r3"]) expect((await api("POST", "/v1/groups/mx-reg-slow/faults", { target, fault: "slow", ms: 20_000 })).status).toBe(200);
+    expect((await api("POST", "/v1/groups/mx-reg-slow/faults", { target: "registry", fault: "slow", ms: 2_900 })).status).toBe(200);
+    try {
+      const startMs = Date.now();
+      const r = await scrape();
+      const tookMs = Date.now() - startMs;
+      expect(r.status, r.text).toBe(200);
+      expect(r.text).toMatch(/^smr_group_up\{group="mx-reg-slow"\} 0$/m);
+      expect(r.text).toMatch(/^smr_cron_known 1$/m); // the slow registry still answered the cron's figures
+      // The listing (2.9 s) and the gather run to metricsScrapeMs (7 s); the cron's 2.9 s came after them.
+      expect(tookMs).toBeLessThan(8_500);
+    } finally {
+      await api("POST", "/v1/groups/mx-reg-slow/faults", { target: "registry", fault: "none" });
+      for (const target of ["sequencer", "r2", "r3"]) await api("POST", "/v1/groups/mx-reg-slow/faults", { target, fault: "none" });
+    }
+  }, 30_000);
+
   it("is the admin's: a client or group token is 403; an unknown group is 404; a malformed name is 400", async () => {
     await createGroup("mx-auth");
     expectError(await api("GET", "/v1/metrics", undefined, clientToken), 403, "forbidden");
