@@ -128,7 +128,7 @@ export function checked<T>(r: Checked<T>): T {
  * value is a parameter not given (API.md writes its routes `?from=&limit=`): `?from=` was a 400
  * while `?after=` was taken, and a client filling a URL template with nothing met both.
  */
-export function parseQuery<S extends z.ZodObject>(c: Context<App>, schema: S, emptyIsGiven: string[] = []): z.output<S> {
+export function parseQuery<S extends z.ZodObject>(c: Context<App>, schema: S): z.output<S> {
   const names = new Set(Object.keys(schema.shape));
   const raw = new URL(c.req.url).search.slice(1);
   const given = new Map<string, string>();
@@ -141,9 +141,7 @@ export function parseQuery<S extends z.ZodObject>(c: Context<App>, schema: S, em
     if (value === null) throw new ApiError("bad_request", `query.${name}: not percent-encoded UTF-8`);
     if (seen.has(name)) throw new ApiError("bad_request", `query.${name}: given more than once`);
     seen.add(name);
-    // Empty is absent (a form's blank field), except where absent means more: `?group=` of a
-    // scrape template with an empty variable scraped every group (a probe).
-    if (value !== "" || emptyIsGiven.includes(name)) given.set(name, value);
+    if (value !== "") given.set(name, value);
   }
   return parse(schema, Object.fromEntries(given), "query");
 }

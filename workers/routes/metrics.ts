@@ -15,7 +15,7 @@ export const metricsRoutes = new Hono<App>();
 
 metricsRoutes.get("/", async (c) => {
   requireAdmin(c);
-  const q = parseQuery(c, metricsParams, ["group"]);
+  const q = parseQuery(c, metricsParams);
   if (q.group !== undefined) {
     const figures = await groupFigures(c.env, q.group);
     if (!figures) throw new ApiError("not_found", `group ${q.group} does not exist`);
