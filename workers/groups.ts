@@ -304,7 +304,7 @@ export async function withSequencer<T>(
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the ${which} of ${group}`).catch((err) => {
         if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
         if (!command) throw new ApiError("unavailable", `the ${which} of ${group} did not answer yet (${String(err)})`, 1);
-        throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`, 1);
+        throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
       });
     }
     if (!missing(answer)) return settle(answer);
@@ -318,7 +318,7 @@ export async function withSequencer<T>(
     if (!command && !(err instanceof ApiError) && !thrownByObjectCode(err)) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached yet (${String(err)})`, 1);
     if (!command || !unsure || (err instanceof ApiError && err.code !== "unavailable")) throw err;
     const why = err instanceof Error ? err.message : String(err);
-    throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`, 1);
+    throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`);
   }
 }
 
@@ -361,7 +361,7 @@ export function thrownByObjectCode(err: unknown): boolean {
 function sequencerFailed(group: string, err: unknown, command: boolean): Error {
   if (!command) return err instanceof Error ? err : new Error(String(err));
   logEvent({ event: "internal-error", group, message: `the sequencer failed: ${String(err)}`, stack: (err as Error)?.stack }, "error");
-  return new ApiError("timeout", `the sequencer of ${group} failed with an internal error; the command may or may not take effect: retry with the same client and request`, 1);
+  return new ApiError("timeout", `the sequencer of ${group} failed with an internal error; the command may or may not take effect: retry with the same client and request`);
 }
 
 /**

@@ -159,8 +159,7 @@ function errorAnswers(c: Converter, route: Route): Record<string, Json> {
   for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) {
     out[String(status)] = {
       description: codes.map((code) => `${code}: ${meaning[code]}`).join("; "),
-      // A 504 too: a command's and a read's carry Retry-After (retried with the same pair).
-      ...(status === 429 || status === 503 || status === 504 ? { headers: retryAfter } : {}),
+      ...(status === 429 || status === 503 ? { headers: retryAfter } : {}),
       // Every error body is an Error; this status narrows its code.
       content: { "application/json": { schema: { allOf: [c.convert(answers.errorBody, "output"), { properties: { error: { properties: { code: { enum: codes } } } } }] } } },
     };

@@ -33,8 +33,8 @@ commandRoutes.post("/:group/commands", async (c) => {
   const raw = await jsonBody(c);
   if (typeof raw === "object" && raw !== null && "commands" in raw) {
     const answer = await batch(c, group, raw);
-    // A 200 whatever its items met: one to retry (not ordered, or its outcome unknown) carries the retry hint.
-    if (answer.results.some((r) => "error" in r && (r.error.code === "unavailable" || r.error.code === "timeout"))) c.header("Retry-After", "1");
+    // A 200 whatever its items met: one certainly not ordered carries the 503's retry hint.
+    if (answer.results.some((r) => "error" in r && r.error.code === "unavailable")) c.header("Retry-After", "1");
     return c.json(answer);
   }
   const body = parse(commandBody, raw, "body");
@@ -52,8 +52,7 @@ commandRoutes.post("/:group/commands", async (c) => {
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, life, a) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a, { recorded: client, given: body.client });
-  // A 504 (the outcome unknown) is retried with the same pair, as a 503 is: both say when.
-  throw new ApiError(e.code, e.message, e.code === "unavailable" || e.code === "timeout" ? 1 : undefined);
+  throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
 });
 
 /**
