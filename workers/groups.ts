@@ -148,7 +148,7 @@ async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
     // cut off and then evicted never hears: no call reached it again, and a probe found a deleted
     // group's log there after the DELETE's 204.
     for (const names of chunks(earlierSequencerNames(cfg), destroyCallsAtOnce)) {
-      for (const answer of await Promise.all(names.map((name) => sequencerStub(env, name).destroy(cfg.group, cfg.incarnation, 0, cfg.colocated)))) destroyed(answer);
+      for (const answer of await Promise.all(names.map((name) => sequencerStub(env, name).destroy(cfg.group, cfg.incarnation, -1, cfg.colocated)))) destroyed(answer);
     }
   } catch (err) {
     // An object that cannot be reached keeps the group's state: the record stays "deleting" (the

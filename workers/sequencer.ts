@@ -29,7 +29,8 @@ const eventLevels: Record<string, LogLevel> = { quarantine: "warn", rejoin: "war
 
 export type { SubmitAnswer };
 
-export type RestoreAnswer = { kind: "ok"; id: string } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
+/** incarnation (an end's): the group's life that adopted the restore, which the answer's bookmark names. */
+export type RestoreAnswer = { kind: "ok"; id: string; incarnation?: number } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
 
 /** A destroy: whether this object held the group (false: nothing, or a newer incarnation's), or why it could not finish. */
 export type DestroyAnswer = boolean | { failed: string };
@@ -375,7 +376,9 @@ export class SequencerObject extends ReplicaServing {
       // One id past the last recorded: an add refused after its provision leaves that replica made
       // and named by no config (the next add provisions it again); nothing else would destroy it.
       // Adds go one at a time, so there is at most one such id. A probe found one after a DELETE.
-      const count = Math.max(lastReplicaNo, config?.lastReplicaNo ?? config?.replicas ?? 0) + 1;
+      // lastReplicaNo < 0: an earlier sequencer of the group (groups.ts finishDelete), whose
+      // replicas the one in office destroyed: only this object and the replica it hosts.
+      const count = lastReplicaNo < 0 ? 0 : Math.max(lastReplicaNo, config?.lastReplicaNo ?? config?.replicas ?? 0) + 1;
       const cfg = { group, colocated: config?.colocated ?? colocated };
       await Promise.all(replicaIds(count).map((id) => this.destroyReplica(cfg, id, incarnation)));
       await this.replica.destroy(incarnation);
@@ -539,7 +542,7 @@ export class SequencerObject extends ReplicaServing {
       }
       this.restoring.installing = true;
       const r = await driver.restore(digest, async (after) => this.stage.page(after, transferPageBytes));
-      return r.ok ? { kind: "ok", id } : { kind: r.code ?? "unavailable", message: r.reason };
+      return r.ok ? { kind: "ok", id, incarnation: driver.core.config.incarnation } : { kind: r.code ?? "unavailable", message: r.reason };
     } finally {
       this.dropRestore(id);
     }
@@ -615,6 +618,6 @@ export function outputBudget(): (a: SubmitAnswer) => SubmitAnswer {
       return a;
     }
     const message = `executed at seq ${a.seq}; its output did not fit in this batch's answer (${batchOutputCharsMax} characters of outputs at most): send it again alone with the same client and request to read it`;
-    return { kind: "too_large", seq: a.seq, epoch: a.epoch, message };
+    return { kind: "too_large", seq: a.seq, epoch: a.epoch, incarnation: a.incarnation, message };
   };
 }

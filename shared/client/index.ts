@@ -1085,8 +1085,12 @@ export class SmrClient {
   }
 }
 
-/** The server's 400 for a kept bookmark the group did not give: its life ended (see SmrClient.query). */
-const staleBookmark = /^bookmark: (names seq \d+, past the end|given by an earlier life)/;
+/**
+ * The server's 400 for a kept bookmark the group did not give (see SmrClient.query): its life
+ * ended, another group's was kept for it, or a server of an earlier version does not read this
+ * version's bookmarks (a rollback: every sequential read failed until a write gave a new one).
+ */
+const staleBookmark = /^bookmark: (names seq \d+, past the end|given by an earlier life|given by another group|malformed)/;
 
 /** The bookmark of the later position (bookmarks name (epoch, seq); see shared/api/bookmark.ts). */
 function later(a: string | undefined, b: string): string {

@@ -314,11 +314,12 @@ export class SequencerDriver {
       return { kind: "no_majority", message: "replicas produced different outputs and no majority agreed" };
     }
     const epoch = this.core.epoch;
+    const incarnation = this.core.config.incarnation;
     switch (outcome.status) {
       case "ok":
-        return { kind: "ok", seq: outcome.seq, output: outcome.output, epoch };
+        return { kind: "ok", seq: outcome.seq, output: outcome.output, epoch, incarnation };
       case "duplicate":
-        return { kind: "ok", seq: outcome.originalSeq, output: outcome.output, epoch };
+        return { kind: "ok", seq: outcome.originalSeq, output: outcome.output, epoch, incarnation };
       case "conflict":
         return { kind: "conflict", message: "request id was already used for a different command" };
       case "expired":
@@ -338,7 +339,7 @@ export class SequencerDriver {
     const winner = await this.sessionVote(client, request, seq, deadline, graceMs);
     if (this.stopped) return this.answer("timeout");
     if (winner === "split") return this.answer(null);
-    if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch };
+    if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation };
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");
   }

@@ -78,7 +78,8 @@ export function unsureAfter<T>(answer: T, earlier: unknown): T {
 export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" } | Unavailable;
 
 export type SubmitAnswer =
-  | { kind: "ok"; seq: number; output: unknown; epoch: number }
+  /** incarnation: the group's life that ordered it (its bookmark names it; a router's route may be older). */
+  | { kind: "ok"; seq: number; output: unknown; epoch: number; incarnation: number }
   | { kind: "not_found" }
   | { kind: "conflict"; message: string }
   | Unavailable
@@ -88,7 +89,7 @@ export type SubmitAnswer =
   /** The group was deleted while the command waited (SequencerDriver.stop): a 404, not a retry. */
   | { kind: "deleted"; message: string }
   /** A batch item executed at seq whose output did not fit the batch's answer (batchOutputCharsMax). */
-  | { kind: "too_large"; seq: number; epoch: number; message: string };
+  | { kind: "too_large"; seq: number; epoch: number; incarnation: number; message: string };
 
 /**
  * The replica's API, declared once. ReplicaDriver implements it; the link a sequencer holds, the

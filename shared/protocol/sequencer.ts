@@ -29,7 +29,8 @@ export interface SequencerMeta {
   baseEpoch?: number;
   /**
    * Command entries this sequencer has ordered since it took office (GET /v1/metrics'
-   * smr_commands_total). Saved with each flush; a recovery (failover, move, lost storage) starts
+   * smr_commands_total). Raised by each flush and saved with the meta's next save
+   * (commandsCountedSeq); a recovery (failover, move, lost storage) starts
    * it again at 0, a counter reset to Prometheus: the log it recovers may be compacted, so a recount
    * would not be the total either.
    */

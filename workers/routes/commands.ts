@@ -41,15 +41,15 @@ commandRoutes.post("/:group/commands", async (c) => {
   const client = clientOf(c, body.client);
   const record = await groups.lookup(c.env, group);
   const command = checked(validateCommand(machineFor(record.config.machine), body.command));
-  let life = record.config.incarnation; // the life that answers (a stale route is looked up again)
   const a = await groups.withSequencer(
     c.env,
     group,
-    (s, r) => ((life = r.config.incarnation), rpc<SubmitAnswer>(s.submit(client, body.request, command))),
+    (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command)),
     (a) => a.kind === "not_found",
     true,
   );
-  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, life, a) } satisfies CommandResult);
+  // The life that ordered it names the bookmark: a route up to routeCacheMs old may name the one before.
+  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation, a) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a, { recorded: client, given: body.client });
   throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
@@ -83,22 +83,22 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
   const record = await groups.lookup(c.env, group);
   const machine = machineFor(record.config.machine);
   const items = body.commands.map((x, i) => ({ request: x.request, command: checked(validateCommand(machine, x.command, `body.commands.${i}.command`)) }));
-  let life = record.config.incarnation;
   const answers = await groups.withSequencer(
     c.env,
     group,
-    (s, r) => ((life = r.config.incarnation), rpc<SubmitAnswer[]>(s.submitBatch(client, items))),
+    (s) => rpc<SubmitAnswer[]>(s.submitBatch(client, items)),
     (a) => a.every((x) => x.kind === "not_found"),
     true,
   );
-  let last = { epoch: 0, seq: 0 };
+  // The life that ordered the items names the bookmark (the route's, if none was ordered).
+  let last = { epoch: 0, seq: 0, incarnation: record.config.incarnation };
   const results = answers.map((a): BatchItemResult => {
     if (a.kind !== "ok" && a.kind !== "too_large") return { error: failureOf(group, a, { recorded: client, given: body.client }) };
     // Executed either way (a too_large item's output only was left out): the bookmark covers it.
-    if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq };
+    if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq, incarnation: a.incarnation };
     return a.kind === "ok" ? { seq: a.seq, output: a.output } : { seq: a.seq, error: { code: "too_large", message: a.message } };
   });
-  return { results, bookmark: encodeBookmark(group, life, last) };
+  return { results, bookmark: encodeBookmark(group, last.incarnation, last) };
 }
 
 // ---- queries -------------------------------------------------------------------------------
@@ -222,7 +222,8 @@ commandRoutes.post("/:group/query", async (c) => {
   const body = parse(queryBody, await jsonBody(c), "body");
   const bookmark = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
   if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
-  const record = await lifeOf(c, group, bookmark);
+  // A stale read promises nothing a bookmark could name: one of another life is ignored, as before.
+  const record = body.consistency === "stale" ? await groups.lookup(c.env, group) : await lifeOf(c, group, bookmark);
   const query = checked(validateQuery(machineFor(record.config.machine), body.query));
   const near = nearOf(c);
   let minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;

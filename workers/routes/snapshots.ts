@@ -409,6 +409,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     throw restoreError(begun);
   }
   const id = begun.id;
+  let life = record.config.incarnation; // the life that adopted it names the answer's bookmark (RestoreAnswer)
   try {
     const tally: FileTally = { header: null, headerNo: 1, lastNo: 0, rows: 0, acc: new Uint8Array(32) };
     let page: [string, string][] = [];
@@ -432,6 +433,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     await flush();
     const done = await reached(group, () => rpc<RestoreAnswer>(sequencer().endRestore(id, digest, tally.rows)), "unknown");
     if (done.kind !== "ok") throw restoreError(done);
+    life = done.incarnation ?? life;
   } catch (err) {
     if (!(await abortRestore(sequencer, id))) c.executionCtx.waitUntil(abortRestoreLater(sequencer, id));
     await upload.drain();
@@ -445,7 +447,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // A bookmark at the restored position: a sequential read with it is served by a replica that
   // holds the restore. Without one, a replica the restore left behind (slow, rebuilt next) served
   // the state from before it for a second or so after the 200 (a probe).
-  return c.json({ ...status, bookmark: encodeBookmark(group, record.config.incarnation, { epoch: status.epoch, seq: status.commitSeq }) });
+  return c.json({ ...status, bookmark: encodeBookmark(group, life, { epoch: status.epoch, seq: status.commitSeq }) });
 });
 
 /** What a restore's file held so far: its header (and line), its last line, its rows and their digest's fold. */
