@@ -401,29 +401,45 @@ export async function failover(env: Env, group: string, config: GroupConfig, cau
   const running = failingOver.get(key);
   const nowMs = Date.now();
   if (running && nowMs - running.startedMs < failoverRoundMaxMs) {
+    // This request could not reach the sequencer (no cutOffMs): a cut-off round under way, which
+    // needs the sequencer to answer, turns into the PreVote on silence (failover.ts, CutOff).
+    if (cutOffMs === undefined) running.unreachable();
     return withTimeout(realClock, running.round, failoverRoundMaxMs - (nowMs - running.startedMs), `the failover round of ${failed}`).catch((err) => {
       throw err instanceof ApiError ? err : new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); a failover round did not finish: ${String(err)}`, 1);
     });
   }
-  const round = failoverOnce(env, group, sequencerKey(config), cause, cutOffMs).finally(() => {
+  let unreachable = () => {};
+  const foundUnreachable = new Promise<void>((resolve) => (unreachable = resolve));
+  const round = failoverOnce(env, group, sequencerKey(config), cause, cutOffMs, foundUnreachable, unreachable).finally(() => {
     if (failingOver.get(key)?.round === round) failingOver.delete(key);
   });
-  failingOver.set(key, { round, startedMs: nowMs });
+  failingOver.set(key, { round, startedMs: nowMs, unreachable });
   if (failingOver.size > unreachableNamesMax) failingOver.delete(failingOver.keys().next().value!);
   return round;
 }
 
-const failingOver = new Map<string, { round: Promise<GroupRecord>; startedMs: number }>();
+/** `unreachable`: called when a request of this isolate finds the sequencer unreachable during the round. */
+const failingOver = new Map<string, { round: Promise<GroupRecord>; startedMs: number; unreachable: () => void }>();
 
-/** `failed`: the unreachable sequencer's sequencerKey (its incarnation and name). */
-async function failoverOnce(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {
+/**
+ * `failed`: the unreachable sequencer's sequencerKey (its incarnation and name). `foundUnreachable`
+ * settles when a request, or this round's own question, finds the sequencer unreachable.
+ */
+async function failoverOnce(env: Env, group: string, failed: string, cause: string, cutOffMs: number | undefined, foundUnreachable: Promise<void>, unreachable: () => void): Promise<GroupRecord> {
   const record = await lookup(env, group, true);
   const config = record.config;
   if (sequencerKey(config) !== failed) return record;
   const io: FailoverIO = { ...realClock, vote: (id) => rpc<VoteReply | null>(replicaStub(env, config, id).call(config.incarnation, "vote", [])) };
   const started = Date.now();
-  const ask = () => withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer");
-  const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
+  const ask = () =>
+    withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer").catch((err: unknown) => {
+      if (!thrownByObjectCode(err)) unreachable();
+      throw err;
+    });
+  // A cut-off round needs the sequencer to answer: whether it still does here is asked at once too
+  // (a failure turns the round into the PreVote on silence), not only after the confirmation wait.
+  if (cutOffMs !== undefined) ask().catch(() => undefined);
+  const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask, unreachable: foundUnreachable });
   if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
   const directory = directoryStub(env, group);
   const nowMs = Date.now();
