@@ -893,6 +893,7 @@ export class SmrClient {
         // second): its refused watchers came back after 50, 100, 200 ms..., each refused again.
         const askedMs = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;
         pauseMs = await this.pauseBeforeRetry(opts, err instanceof Error ? err.message : String(err), Math.max(serverPauseMs ?? pauseMs, askedMs), lastId, false);
+        serverPauseMs = undefined;
         continue;
       } finally {
         clearTimeout(timer);
@@ -919,6 +920,10 @@ export class SmrClient {
       }
       // The stream ended (the replica closed it, or the connection died): resume where it stopped.
       pauseMs = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId, frames > 0);
+      // The server's `retry:` is for the reconnect after its stream (a replica out of contact
+      // spreading its watchers' returns): kept, it made every later reconnect of the watch wait
+      // 5 to 10 s, after minutes of healthy streaming too (a probe).
+      serverPauseMs = undefined;
     }
   }
 

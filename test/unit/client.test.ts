@@ -572,6 +572,16 @@ describe("client watch", () => {
     expect(retries[2]!.after).toBe("1");
   });
 
+  it("waits a stream's retry: before the reconnect after that stream only, not before every later one (7 s each, a probe)", async () => {
+    const streams = [() => sse(`retry: 30\n\n${entry(1)}`), () => sse(entry(2)), () => sse(entry(3))];
+    const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
+    const retries: { pauseMs: number }[] = [];
+    const it = client.watch("g", { onRetry: (r) => retries.push(r) });
+    for (const seq of [1, 2, 3]) expect((await it.next()).value).toMatchObject({ seq });
+    await it.return(undefined);
+    expect(retries.map((r) => r.pauseMs)).toEqual([30, 1]);
+  });
+
   it("says a retry follows an open stream only if it brought something: a keepalive counts, a 200 with nothing does not (watch --retry-for)", async () => {
     const streams = [() => sse(""), () => sse(": keepalive\n\n"), () => sse(entry(1))];
     const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
