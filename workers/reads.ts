@@ -64,7 +64,11 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
       else noteAnswered(config, got.id);
       return got.answer;
     }
-    if (!got.failed) noteAnswered(config, got.id);
+    // A refusal (quarantined, rebuilding, full) or a position not reached in time: it cannot serve
+    // such reads now, so the next go to the others first. Cleared as answered, a replica being
+    // rebuilt was asked first by every read, each paying its delay (a probe: reads at 1.5 to 3 s
+    // for 8 s, a third of the rate). A failed call was marked by `ask`.
+    if (!got.failed) noteSlow(config, got.id, Date.now());
     nextAtMs = 0;
     if (got.answer.kind === "timeout") {
       if (!timedOut) await plan.onFirstTimeout?.();

@@ -2,8 +2,9 @@
 // or was overtaken by another replica's answer, is asked last for slowReplicaAvoidMs. Without it,
 // every stale or sequential read near a replica that takes seconds per call waited those seconds
 // (a probe: 4 s per read, while two other replicas were at the same position), because "nearest"
-// knew only places, not health. What a replica answers (even a refusal) clears its mark: it is
-// reachable. Marks are per incarnation: a group deleted and made again starts with none.
+// knew only places, not health. A read that a replica refused, or whose position it did not
+// reach in time, marks it too (workers/reads.ts); a read it served in time clears its mark. Marks
+// are per incarnation: a group deleted and made again starts with none.
 import { slowReplicaAvoidMs, slowReplicasMax } from "../shared/limits.js";
 import { bounded } from "../shared/bounded.js";
 

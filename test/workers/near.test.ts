@@ -133,6 +133,25 @@ describe("nearest reads", () => {
     });
   }
 
+  it("a nearest replica that refuses (quarantined, rebuilding) or does not reach the position is asked last by the next reads: each read paid its delay (a probe)", async () => {
+    await createGroup("near-refuses", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    expect((await command("near-refuses", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    await runInDurableObject(replicaObject("near-refuses", "r2"), (inst: ReplicaObject) => {
+      (inst as any).queries = 0;
+      (inst as any).replica.driver.query = async () => {
+        (inst as any).queries++;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return { kind: "quarantined", replica: "r2" };
+      };
+    });
+    for (const consistency of ["stale", "sequential", "linearizable", "stale"]) {
+      const r = await read("near-refuses", "weur", consistency);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(r.body).toMatchObject({ result: { value: 1 }, replica: "r1" });
+    }
+    expect(await runInDurableObject(replicaObject("near-refuses", "r2"), (inst: ReplicaObject) => (inst as any).queries)).toBe(1);
+  });
+
   it("a nearest replica that cannot reach the position in time hands the read to the next nearest (it was a 504)", async () => {
     await createGroup("near-slow", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
     expect((await command("near-slow", { op: "put", key: "k", value: 1 })).status).toBe(200);
