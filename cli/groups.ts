@@ -131,9 +131,10 @@ function deleteCommand(groups: Command): void {
     .command("delete")
     .description("delete the group and all its state")
     .argument("<group>")
-    .action(async (group: string, _opts: unknown, cmd: Command) => {
+    .option("--force", "finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind")
+    .action(async (group: string, opts: { force?: boolean }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      await client.deleteGroup(group);
+      await client.deleteGroup(group, { force: opts.force === true });
       if (json) return printJson({ deleted: group });
       process.stdout.write(`deleted group ${group}\n`);
     });

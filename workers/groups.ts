@@ -10,10 +10,10 @@
 import { ApiError } from "../shared/api/errors.js";
 import { bounded } from "../shared/bounded.js";
 import { type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
-import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
-import { creationConfig, membersOf, sequencerName } from "../shared/protocol/types.js";
+import { creationConfig, membersOf, replicaIds, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, preVote } from "../shared/protocol/failover.js";
 import type { Recovered } from "../shared/protocol/lifecycle.js";
 import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from "../shared/protocol/io.js";
@@ -136,31 +136,50 @@ async function deletedMeanwhile(env: Env, cfg: GroupConfig): Promise<ApiError> {
   return new ApiError("unavailable", `group ${cfg.group} was deleted while it was being created; a retry or the next request finishes the delete`, 1);
 }
 
-async function finishDelete(env: Env, record: GroupRecord): Promise<void> {
+async function finishDelete(env: Env, record: GroupRecord, force = false): Promise<void> {
   const cfg = record.config;
-  try {
-    const destroyed = (answer: DestroyAnswer) => {
-      if (typeof answer === "object") throw new Error(answer.failed);
-    };
-    destroyed(await sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated));
-    // Every earlier sequencer too: the group's name (and its co-located replica) and each `~sN`
-    // before the one in office. A deposed one wipes itself once it hears of its successor, but one
-    // cut off and then evicted never hears: no call reached it again, and a probe found a deleted
-    // group's log there after the DELETE's 204.
-    for (const names of chunks(earlierSequencerNames(cfg), destroyCallsAtOnce)) {
-      for (const answer of await Promise.all(names.map((name) => sequencerStub(env, name).destroy(cfg.group, cfg.incarnation, -1, cfg.colocated)))) destroyed(answer);
-    }
-  } catch (err) {
+  const left = await destroyObjects(env, cfg, force);
+  if (left.length > 0 && !force) {
     // An object that cannot be reached keeps the group's state: the record stays "deleting" (the
     // group serves nothing, and its name cannot be re-created) until a retry can destroy it.
-    throw new ApiError("unavailable", `group ${cfg.group} is being deleted, but not every one of its objects can be reached yet (${String(err)}); a retry or the next request finishes the delete`, 1);
+    throw new ApiError("unavailable", `group ${cfg.group} is being deleted, but not every one of its objects can be reached yet (${left[0]}); a retry or the next request finishes the delete (DELETE with ?force=1 finishes it now, leaving the storage of those it cannot reach behind)`, 1);
   }
+  if (left.length > 0) logEvent({ event: "delete-forced", group: cfg.group, message: `deleted with ${left.length} of its objects not reached; their storage is left behind, fenced by the incarnation: ${left.join("; ")}` }, "warn");
   // Unlisted before the record goes: if the registry cannot be reached, the record stays
   // "deleting" and the next request finishes the delete. (The other order answered 500 and left
   // the name listed for ever, with no record left to finish.)
   await unlist(env, cfg.group, cfg.incarnation);
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
   clearFaults(cfg.group);
+}
+
+/**
+ * Destroys the group's objects: its sequencer (which destroys the replicas), then every earlier
+ * sequencer (the group's name and each `~sN` before the one in office). A deposed one wipes itself
+ * once it hears of its successor, but one cut off and then evicted never hears: no call reached it
+ * again, and a probe found a deleted group's log there after the DELETE's 204. Answers what could
+ * not be destroyed. `force`: with the sequencer out of reach, each replica is destroyed directly.
+ */
+async function destroyObjects(env: Env, cfg: GroupConfig, force: boolean): Promise<string[]> {
+  const left: string[] = [];
+  const attempt = async (what: string, call: () => Promise<DestroyAnswer | void>) => {
+    const answer = await call().catch((err: unknown) => ({ failed: String(err) }));
+    if (typeof answer === "object" && answer !== null) left.push(`${what}: ${answer.failed}`);
+  };
+  await attempt(`the sequencer ${sequencerName(cfg)}`, () => sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, cfg.lastReplicaNo ?? cfg.replicas, cfg.colocated));
+  if (left.length > 0 && !force) return left;
+  if (left.length > 0) {
+    // Forced: the sequencer stops before its own wipe when a replica fails it, so each replica
+    // is destroyed from here, then the sequencer alone (-1: no replicas), whatever did not answer.
+    left.length = 0;
+    const ids = replicaIds((cfg.lastReplicaNo ?? cfg.replicas) + 1);
+    await Promise.all(ids.map((id) => attempt(`replica ${id}`, () => withTimeout(realClock, rpc<void>(replicaStub(env, cfg, id).replicaDestroy(cfg.incarnation)), replicaDestroyTimeoutMs, `the destroy of replica ${id}`))));
+    await attempt(`the sequencer ${sequencerName(cfg)}`, () => sequencerOf(env, cfg).destroy(cfg.group, cfg.incarnation, -1, cfg.colocated));
+  }
+  for (const names of chunks(earlierSequencerNames(cfg), destroyCallsAtOnce)) {
+    await Promise.all(names.map((name) => attempt(`the earlier sequencer ${name}`, () => sequencerStub(env, name).destroy(cfg.group, cfg.incarnation, -1, cfg.colocated))));
+  }
+  return left;
 }
 
 /** Destroys of earlier sequencers sent together (a group failed over or moved many times has as many). */
@@ -240,7 +259,7 @@ export async function create(env: Env, config: GroupConfig, retried = false): Pr
 }
 
 /** DELETE: every object of the group is destroyed; false if there was no such group. */
-export async function remove(env: Env, group: string): Promise<boolean> {
+export async function remove(env: Env, group: string, force = false): Promise<boolean> {
   const directory = directoryStub(env, group);
   const record = (await directory.get()) as GroupRecord | null;
   cache.delete(group);
@@ -252,7 +271,7 @@ export async function remove(env: Env, group: string): Promise<boolean> {
     return false;
   }
   if (record.state !== "deleting") await directory.setState(record.config.incarnation, "deleting");
-  await finishDelete(env, { ...record, state: "deleting" });
+  await finishDelete(env, { ...record, state: "deleting" }, force);
   return true;
 }
 

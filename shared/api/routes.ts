@@ -13,6 +13,7 @@ import {
   batchBody,
   commandBody,
   createGroupBody,
+  deleteGroupParams,
   faultBody,
   groupNamePattern,
   groupsParams,
@@ -181,8 +182,10 @@ export const routes: Route[] = [
     auth: "admin",
     tag: "groups",
     summary: "Delete a group: all its state is destroyed",
+    description: "A 503 while one of its objects cannot be reached (retry); with `force=1`, a 204 whatever can be reached, the storage of those that cannot left behind (a location lost for good).",
+    query: deleteGroupParams,
     answers: [{ status: 204, description: "deleted" }],
-    errors: ["unavailable"],
+    errors: ["bad_request", "unavailable"],
   },
 
   // ---- commands and queries --------------------------------------------------------------------

@@ -198,6 +198,15 @@ export const groupsParams = z.object({
   limit: decimalParam(z.number().min(1).max(groupsPageMax)).optional(),
 });
 
+/**
+ * DELETE /v1/groups/{group}: `force=1` finishes the delete though some of the group's objects
+ * cannot be reached (a location lost for good): their storage is left behind, fenced by the
+ * incarnation (groups.ts finishDelete).
+ */
+export const deleteGroupParams = z.object({
+  force: z.enum(["1", "true"]).optional().describe("1: delete though objects cannot be reached, leaving their storage behind"),
+});
+
 /** GET /v1/metrics: one group, or a page of the registry's groups after `after`. */
 export const metricsParams = z.object({
   group: z.string().regex(groupNamePattern, "must match ^[a-z0-9][a-z0-9-]{0,62}$").optional(),

@@ -598,8 +598,9 @@ export class SmrClient {
   async group(group: string): Promise<GroupStatus> {
     return this.read("GET", groupPath(group));
   }
-  async deleteGroup(group: string): Promise<void> {
-    return this.request("DELETE", groupPath(group));
+  /** `force`: finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind. */
+  async deleteGroup(group: string, opts: { force?: boolean } = {}): Promise<void> {
+    return this.request("DELETE", groupPath(group, opts.force ? "?force=1" : ""));
   }
   /** `sequencer` is there only while it cannot be reached (`reachable: false`, `problem`): the replicas are then what they say of themselves. */
   async replicas(group: string): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {

@@ -510,6 +510,13 @@ describe("client batches", () => {
     expect(sent).toEqual([undefined, "b1.1.c", "b1.1.c"]);
   });
 
+  it("deletes a group, with ?force=1 when asked to finish though objects cannot be reached", async () => {
+    const { client, calls } = clientWith(() => new Response(null, { status: 204 }));
+    await client.deleteGroup("g");
+    await client.deleteGroup("g", { force: true });
+    expect(calls.map((c) => `${c.url.pathname}${c.url.search}`)).toEqual(["/v1/groups/g", "/v1/groups/g?force=1"]);
+  });
+
   it("sends a kv txn as one command with both branches", async () => {
     const { client, calls } = clientWith(() => Response.json({ seq: 3, output: { succeeded: true, results: [{ previous: null }] }, bookmark: "b1.1.3" }));
     const out = await client.kv("g").txn({ compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }] });

@@ -208,6 +208,33 @@ describe("a PUT or a DELETE that died midway is finished by the next lookup", ()
     }
   });
 
+  it("DELETE ?force=1 finishes a delete that cannot reach an object (a location lost for good): what answers is destroyed, the rest left behind, and the name can be taken again", async () => {
+    const tables = (stub: DurableObjectStub) => runInDurableObject(stub, async (_inst: unknown, state: DurableObjectState) => state.storage.sql.exec("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").one().n as number);
+    const sequencerAt = (name: string) => env.SEQUENCER.get(env.SEQUENCER.idFromName(name));
+    for (const target of ["r2", "sequencer"]) {
+      const group = `del-force-${target}`;
+      await createGroup(group);
+      expect((await command(group, { op: "put", key: "k", value: 1 })).status).toBe(200);
+      await api("POST", `/v1/groups/${group}/faults`, { target, fault: "unreachable" });
+      expectError(await api("DELETE", `/v1/groups/${group}`), 503, "unavailable", /DELETE with \?force=1 finishes it now/);
+      expectError(await api("DELETE", `/v1/groups/${group}?force=yes`), 400, "bad_request", /force/);
+      expect((await api("DELETE", `/v1/groups/${group}?force=1`)).status).toBe(204);
+      expectError(await api("GET", `/v1/groups/${group}`, undefined, clientToken), 404, "not_found");
+      // What answered is destroyed: r3 always, and the sequencer's object (with r1) when r2 was the one cut off.
+      expect(await tables(replicaObject(group, "r3"))).toBe(0);
+      // What did not is left behind, of the old life: r2, or the sequencer's object (and r1 in it).
+      if (target === "r2") expect(await tables(sequencerAt(group))).toBe(0);
+      expect(await tables(target === "r2" ? replicaObject(group, "r2") : sequencerAt(group))).toBeGreaterThan(0);
+      if (target === "sequencer") expect(await tables(replicaObject(group, "r2"))).toBe(0);
+      // The name is free (the delete cleared the group's faults: the place answers again), and
+      // the new life replaces what was left.
+      expect((await api("PUT", `/v1/groups/${group}`, { machine: "kv" })).status).toBe(201);
+      expect((await command(group, { op: "put", key: "n", value: 2 })).status).toBe(200);
+      expect((await query(group, { op: "get", key: "k" })).body.result).toEqual({ value: null });
+      expect((await api("POST", `/v1/groups/${group}/audit`)).body.verdict).toBe("consistent");
+    }
+  }, 60_000);
+
   it("a delete whose replica hangs answers 503 within a bound, not for as long as the replica hangs; the delete finishes once it answers", async () => {
     const group = "del-hang";
     await createGroup(group);

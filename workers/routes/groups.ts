@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
-import { createGroupBody, groupConfigFrom, groupsParams } from "../../shared/api/schemas.js";
+import { createGroupBody, deleteGroupParams, groupConfigFrom, groupsParams } from "../../shared/api/schemas.js";
 import { groupsPageDefault } from "../../shared/limits.js";
 import { registryStub } from "../env.js";
 import * as groups from "../groups.js";
@@ -37,7 +37,8 @@ groupRoutes.get("/:group", async (c) => c.json(await statusForReaders(c.env, gro
 groupRoutes.delete("/:group", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
-  if (!(await groups.remove(c.env, group))) throw new ApiError("not_found", `group ${group} does not exist`);
+  const q = parseQuery(c, deleteGroupParams);
+  if (!(await groups.remove(c.env, group, q.force !== undefined))) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.body(null, 204);
 });
 
