@@ -113,6 +113,12 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** Called before a read is sent again: its attempt, why, and the pause first. */
   onReadRetry?: (retry: CommandRetry) => void;
+  /**
+   * Called when the server refused a kept bookmark as not this group's life (deleted and created
+   * again, restored under the name): the writes it named are gone. The read goes on linearizable;
+   * without this an app could not tell its own write was destroyed from a key never written.
+   */
+  onBookmarkDropped?: (dropped: { group: string; bookmark: string; reason: string }) => void;
   fetch?: typeof fetch;
   /** Called before a command (or batch) is sent again: its attempt, why, and the pause first. */
   onCommandRetry?: (retry: CommandRetry) => void;
@@ -838,6 +844,7 @@ export class SmrClient {
           // Only the one sent: a write's newer bookmark, stored meanwhile, stays.
           if (this.bookmarks.get(group) === body.bookmark) this.bookmarks.delete(group);
           if (this.bookmark === body.bookmark) this.bookmark = undefined;
+          this.opts.onBookmarkDropped?.({ group, bookmark: String(body.bookmark), reason: err.message });
           consistency = "linearizable";
           continue;
         }

@@ -7,7 +7,7 @@ import { SseParser } from "../../shared/client/sse.js";
 
 type Handler = (url: URL, init: RequestInit & { headers: Record<string, string> }) => Response | Promise<Response>;
 
-function clientWith(handler: Handler, options: { attemptsMax?: number } = {}) {
+function clientWith(handler: Handler, options: Partial<ConstructorParameters<typeof SmrClient>[0]> = {}) {
   const calls: { url: URL; headers: Record<string, string>; body: unknown }[] = [];
   const client = new SmrClient({
     baseUrl: "http://smr.test",
@@ -311,10 +311,13 @@ describe("client: names, time and retries", () => {
       Response.json({ seq: 2, output: {}, bookmark: life2 }),
       Response.json({ result: { value: 2 }, seq: 2, replica: "r1", bookmark: life2 }),
     ];
-    const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), answers.shift()!));
+    const dropped: unknown[] = [];
+    const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), answers.shift()!), { onBookmarkDropped: (d) => dropped.push(d) });
     await client.submit("g", { op: "put", key: "k", value: 1 });
     expect((await client.query("g", { op: "get", key: "k" }, "sequential")).result).toEqual({ value: 1 });
     expect(sent.slice(1, 3)).toMatchObject([{ consistency: "sequential", bookmark: life1 }, { consistency: "linearizable" }]);
+    // The app is told: its write named by the bookmark is gone with the life that took it.
+    expect(dropped).toEqual([{ group: "g", bookmark: life1, reason: expect.stringMatching(/given by an earlier life of g/) }]);
     expect((sent[2] as { bookmark?: string }).bookmark).toBeUndefined();
     // The old life's seq 20 does not outrank the new life's 2: the next read sends the new one.
     client.keepBookmark("g", life1);
