@@ -133,7 +133,10 @@ export class ReplicaDriver implements ReplicaApi {
     if (this.core.withheld) return { kind: "quarantined", replica };
     if (this.core.appliedSeq < minSeq && this.waiters.length >= readWaitersMax) return { kind: "busy", replica };
     if (!(await this.waitApplied(minSeq, waitMs))) {
-      return { kind: "timeout", replica, appliedSeq: this.core?.appliedSeq ?? 0 };
+      // Destroyed while it waited (the group deleted): no state, not a position missed in time
+      // (a probe's read got a 504 "did not reach the position in 2000 ms (it is at 0)" at 0.3 s).
+      if (!this.core) return { kind: "not_found" };
+      return { kind: "timeout", replica, appliedSeq: this.core.appliedSeq };
     }
     if (this.core.withheld) return { kind: "quarantined", replica };
     let result: unknown;

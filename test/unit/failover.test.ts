@@ -6,7 +6,7 @@ import type { VoteReply } from "../../shared/protocol/io.js";
 import type { GroupConfig, Member } from "../../shared/protocol/types.js";
 import { commandTimeoutMs, cutOffConfirmMs, failoverHoldDownMs, cutOffLookupMs, replicaRpcTimeoutMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { cutOffOf, unsureAfter } from "../../shared/protocol/io.js";
-import { directGroup, fastClock as fast } from "../support/direct.js";
+import { directGroup, fastClock as fast, realClock } from "../support/direct.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
@@ -537,6 +537,15 @@ describe("a replica of a group deleted and created again", () => {
     driver.attach(make(2)); // the re-created group's init (ReplicaHost.init)
     expect(driver.vote()).toMatchObject({ epoch: 0, gone: false, heardAgoMs: 0, upMs: 0 });
     expect(driver.fence(0)).toMatchObject({ ackedAgoMs: 0 });
+  });
+
+  it("a read waiting for a position when the replica is destroyed answers not_found, not a timeout at position 0 (a probe's 504 after 0.3 s)", async () => {
+    const storage = new MemoryReplicaStorage();
+    storage.saveMeta(newReplicaMeta("g", "r1", "kv", 50, 1));
+    const driver = new ReplicaDriver(new ReplicaCore(storage, storage.meta!, machineFor("kv")), realClock);
+    const waiting = driver.query({ op: "get", key: "k" }, 5, 10_000);
+    driver.detach(); // the group's DELETE (ReplicaHost.destroy)
+    expect(await waiting).toEqual({ kind: "not_found" });
   });
 });
 
