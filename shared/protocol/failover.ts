@@ -24,12 +24,6 @@ export interface CutOff {
   lostMs: number;
   /** Asks it again (null or rejected: no answer), within a router's call timeout. */
   ask(): Promise<number | null>;
-  /**
-   * Settles once this router finds the sequencer unreachable during the round (a request's call to
-   * it, or this round's own question, failed): it no longer answers to say it is cut off, and the
-   * silence PreVote decides, as it would for any request that could not reach it.
-   */
-  unreachable?: Promise<void>;
 }
 
 /**
@@ -50,11 +44,6 @@ export async function preVote(io: FailoverIO, config: GroupConfig, cutOff?: CutO
     return { go: false, reason: `the sequencer took office ${io.nowMs() - since} ms ago (hold-down ${failoverHoldDownMs} ms)` };
   }
   if (cutOff) return cutOffVote(io, config, cutOff);
-  return silenceVote(io, config);
-}
-
-/** The PreVote on silence: a quorum of voters of every membership in force has heard nothing for sequencerTimeoutMs. */
-async function silenceVote(io: FailoverIO, config: GroupConfig): Promise<PreVote> {
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
   const back = (r: VoteReply) => (r.upMs ?? Infinity) < sequencerTimeoutMs;
@@ -101,21 +90,6 @@ async function silenceVote(io: FailoverIO, config: GroupConfig): Promise<PreVote
  */
 async function cutOffVote(io: FailoverIO, config: GroupConfig, cutOff: CutOff): Promise<PreVote> {
   const startMs = io.nowMs();
-  // Unreachable from this router now (a request's call, or this round's question, failed): the
-  // cut-off cannot be confirmed (the sequencer is asked again at the end) and every request that
-  // finds it so waits on this round, so the round turns into the PreVote on silence. Its answer is
-  // what such a request would have had without this round: a probe's writes waited out the whole
-  // confirmation wait, then a refusal ("did not answer again"), 11.7 s instead of 5.2.
-  let unreachable = false;
-  void cutOff.unreachable?.then(() => (unreachable = true));
-  const d = await confirmCutOff(io, config, cutOff, startMs);
-  if (d !== "unreachable" && (d.go || !unreachable)) return d;
-  const s = await silenceVote(io, config);
-  return s.go ? { ...s, downMs: s.downMs - (io.nowMs() - startMs) } : s;
-}
-
-/** cutOffVote's two rounds and the wait between them; "unreachable" once CutOff.unreachable settles during the wait. */
-async function confirmCutOff(io: FailoverIO, config: GroupConfig, cutOff: CutOff, startMs: number): Promise<PreVote | "unreachable"> {
   const { members, quorum } = inForce(config);
   const ids = members.map((m) => m.id);
   // A voter halfway through a state transfer answers, but a successor could not fence it.
@@ -150,7 +124,7 @@ async function confirmCutOff(io: FailoverIO, config: GroupConfig, cutOff: CutOff
   };
   const atOnce = await early(ids, firstReplies);
   if (atOnce) return atOnce;
-  const ended = await confirmationWait(io, first, quorum, goneLong, early, cutOff.unreachable);
+  const ended = await confirmationWait(io, first, quorum, goneLong, early);
   if (ended) return ended;
   // The voters that answered the first round, asked again (the first settles on the quickest
   // quorum, so the second asks those, not every voter: a quorum that answered both must not be
@@ -184,7 +158,7 @@ async function confirmCutOff(io: FailoverIO, config: GroupConfig, cutOff: CutOff
  * of nothing as a return, and in a quiet group this router's votes may be all that reaches it.
  * Those votes may end the wait early (`early`'s decision, returned; null: the wait ran out): the
  * replicas may have heard the sequencer's last late appends less than sequencerTimeoutMs before
- * the first round. It also ends, with "unreachable", once `unreachable` settles (CutOff).
+ * the first round.
  */
 function confirmationWait(
   io: FailoverIO,
@@ -192,11 +166,10 @@ function confirmationWait(
   quorum: JointConfig,
   goneLong: (r: VoteReply) => boolean,
   early: (asked: string[], replies: (VoteReply | null | undefined)[]) => Promise<PreVote | null>,
-  unreachable?: Promise<void>,
-): Promise<PreVote | null | "unreachable"> {
+): Promise<PreVote | null> {
   let waiting = true;
   return new Promise((resolve) => {
-    const end = (decision: PreVote | null | "unreachable") => {
+    const end = (decision: PreVote | null) => {
       if (!waiting) return;
       waiting = false;
       for (const cancel of cancels) cancel();
@@ -214,7 +187,6 @@ function confirmationWait(
     };
     const cancels = [1, 2].map((k) => io.setTimer((k * cutOffConfirmMs) / 3, touch));
     cancels.push(io.setTimer(cutOffConfirmMs, () => end(null)));
-    void unreachable?.then(() => end("unreachable"));
   });
 }
 

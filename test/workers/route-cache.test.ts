@@ -49,4 +49,40 @@ describe("the router's failover rounds", () => {
     expect(record.config.incarnation).toBe(2);
     expect(calls.filter((c) => c.startsWith("replica."))).toEqual([]);
   });
+
+  // A sequencer cut off with commands queued answers them 504 with cutOffMs, which begins a
+  // cut-off round (a 6 s confirmation, then the sequencer asked again); then it stops answering.
+  // The requests that cannot reach it joined that round: writes resumed after 11.7 s, not 5.2.
+  it("a request that cannot reach the sequencer runs the PreVote on silence, not the cut-off round under way", async () => {
+    const config = { group: "fo2", incarnation: 1, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 100 };
+    const moved: unknown[] = [];
+    const env = {
+      DIRECTORY: {
+        idFromName: (name: string) => name,
+        get: () => ({
+          call: async (method: string, args: unknown[]) => {
+            if (method === "get") return { state: "ready", config };
+            if (method === "replaceSequencer") return (moved.push(args[2]), args[2]);
+            return null;
+          },
+        }),
+      },
+      // Every voter lost the sequencer 7 s ago and has answered for 1 s: no shortcut in the cut-off round.
+      REPLICA: { idFromName: (name: string) => name, get: () => ({ call: async () => ({ epoch: 1, heardAgoMs: 7_000, gone: true, upMs: 1_000 }) }) },
+      SEQUENCER: {
+        idFromName: (name: string) => name,
+        get: () => ({
+          quorumLostMs: () => new Promise(() => undefined), // it no longer answers
+          recover: async () => ({ ok: true, epoch: 2, eventKept: true }),
+        }),
+      },
+    };
+    const cutOff = failover(env as never, "fo2", config as never, "no quorum", 5_100).catch((err: unknown) => err);
+    const startMs = Date.now();
+    const record = await failover(env as never, "fo2", config as never, "unreachable");
+    expect(Date.now() - startMs).toBeLessThan(3_000); // not the cut-off round's 6 s wait and more
+    expect(record.config.sequencer).toMatchObject({ name: "fo2~s1" });
+    expect(moved).toHaveLength(1);
+    void cutOff;
+  }, 30_000);
 });
