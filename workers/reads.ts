@@ -17,7 +17,7 @@ type Timeout = Extract<ReadAnswer, { kind: "timeout" }>;
 /** A replica's answer, or `failed` (busy) when the call itself failed (unreachable). */
 type Asked = { answer: ReadAnswer; failed: boolean };
 /** A call under way: its answer, its place in the order asked, and when it was due. */
-type Running = { call: Promise<Asked>; no: number; dueMs: number };
+type Running = { call: Promise<Asked>; no: number; dueMs: number; waitMs: number };
 
 export interface ReadPlan {
   query: unknown;
@@ -44,7 +44,7 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
       // while two others were far past the position (a probe: 9 of 60 reads).
       const wait = timedOut ? 0 : plan.waitMs;
       const r = left.shift()!;
-      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs });
+      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs, waitMs: wait });
       nextAtMs = nowMs + wait + readAnswerSlackMs;
       if (left.length === 0) deadlineMs = nowMs + wait + replicaRpcTimeoutMs;
     }
@@ -64,11 +64,13 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
       else noteAnswered(config, got.id);
       return got.answer;
     }
-    // A refusal (quarantined, rebuilding, full) or a position not reached in time: it cannot serve
-    // such reads now, so the next go to the others first. Cleared as answered, a replica being
-    // rebuilt was asked first by every read, each paying its delay (a probe: reads at 1.5 to 3 s
-    // for 8 s, a third of the rate). A failed call was marked by `ask`.
-    if (!got.failed) noteSlow(config, got.id, Date.now());
+    // A refusal (quarantined, rebuilding, full) or a position not reached in the read's whole
+    // wait: it cannot serve such reads now, so the next go to the others first. Cleared as
+    // answered, a replica being rebuilt was asked first by every read, each paying its delay (a
+    // probe: reads at 1.5 to 3 s for 8 s, a third of the rate). One asked without a wait (after
+    // another's timeout) may be a few ms behind: not marked (a review). A failed call was marked by `ask`.
+    const missedWait = got.answer.kind === "timeout" && winner.waitMs < plan.waitMs;
+    if (!got.failed && !missedWait) noteSlow(config, got.id, Date.now());
     nextAtMs = 0;
     if (got.answer.kind === "timeout") {
       if (!timedOut) await plan.onFirstTimeout?.();

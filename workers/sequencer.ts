@@ -432,16 +432,34 @@ export class SequencerObject extends ReplicaServing {
 
   // ---- writes and reads ---------------------------------------------------------------------
 
-  async submit(client: string, request: number, command: unknown): Promise<SubmitAnswer> {
-    if (!this.driver) return { kind: "not_found" };
-    return this.driver.submit(client, request, command);
+  /**
+   * `incarnation`: the life of the group the router's route names, which validated the command.
+   * The group's first sequencer is named like the group in every life, so a route cached from
+   * the life before reached this one, and its command ran here: validated for the old life's
+   * machine, in a group created again since (a review). Such a command is refused as deleted;
+   * a route of a newer life than this object's is told no state (the router looks again).
+   */
+  async submit(client: string, request: number, command: unknown, incarnation?: number): Promise<SubmitAnswer> {
+    const other = this.otherLife(incarnation);
+    if (other) return other;
+    return this.driver!.submit(client, request, command);
   }
 
   /** A batch: every command its own entry and answer, ordered together in array order. */
-  async submitBatch(client: string, items: { request: number; command: unknown }[]): Promise<SubmitAnswer[]> {
-    if (!this.driver) return items.map(() => ({ kind: "not_found" }));
+  async submitBatch(client: string, items: { request: number; command: unknown }[], incarnation?: number): Promise<SubmitAnswer[]> {
+    const other = this.otherLife(incarnation);
+    if (other) return items.map(() => other);
     const budget = outputBudget();
-    return Promise.all(this.driver.submitBatch(client, items).map((answer) => answer.then(budget)));
+    return Promise.all(this.driver!.submitBatch(client, items).map((answer) => answer.then(budget)));
+  }
+
+  /** Why a command of the route's life `incarnation` is not taken here (submit), or null. */
+  private otherLife(incarnation: number | undefined): SubmitAnswer | null {
+    if (!this.driver) return { kind: "not_found" };
+    const mine = this.driver.core.config.incarnation;
+    if (incarnation === undefined || incarnation === mine) return null;
+    if (incarnation > mine) return { kind: "not_found" };
+    return { kind: "deleted", message: "the group was deleted and created again since this command was sent; it was not run (send it again to run it in the group as it is now)" };
   }
 
   /**

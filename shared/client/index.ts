@@ -927,10 +927,12 @@ export class SmrClient {
         reason = `the connection dropped (${describe(err)})`;
       }
       // The stream ended (the replica closed it, or the connection died): resume where it stopped.
-      pauseMs = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId, frames > 0);
+      const next = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId, frames > 0);
       // The server's `retry:` is for the reconnect after its stream (a replica out of contact
       // spreading its watchers' returns): kept, it made every later reconnect of the watch wait
-      // 5 to 10 s, after minutes of healthy streaming too (a probe).
+      // 5 to 10 s, after minutes of healthy streaming too (a probe); nor does it feed the backoff
+      // (doubled, a quiet group's watch then reconnected at the 5 s bound: a review).
+      pauseMs = serverPauseMs === undefined ? next : frames > 0 ? baseMs : pauseMs;
       serverPauseMs = undefined;
     }
   }
@@ -1103,7 +1105,7 @@ export class SmrClient {
  * ended, another group's was kept for it, or a server of an earlier version does not read this
  * version's bookmarks (a rollback: every sequential read failed until a write gave a new one).
  */
-const staleBookmark = /^bookmark: (names seq \d+, past the end|given by an earlier life|given by another group|malformed)/;
+const staleBookmark = /^bookmark: (names seq \d+, past the end|given by (an earlier|another) life|given by another group|malformed)/;
 
 /** The bookmark of the later position (bookmarks name (epoch, seq); see shared/api/bookmark.ts). */
 function later(a: string | undefined, b: string): string {

@@ -583,13 +583,15 @@ describe("client watch", () => {
   });
 
   it("waits a stream's retry: before the reconnect after that stream only, not before every later one (7 s each, a probe)", async () => {
-    const streams = [() => sse(`retry: 30\n\n${entry(1)}`), () => sse(entry(2)), () => sse(entry(3))];
+    // Nor does it feed the backoff: keepalive-only streams after it back off from the base pause
+    // (doubled from the server's, a quiet group's watch reconnected at the 5 s bound: a review).
+    const streams = [() => sse(`retry: 30\n\n${entry(1)}`), () => sse(": keepalive\n\n"), () => sse(": keepalive\n\n"), () => sse(entry(2)), () => sse(entry(3))];
     const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
     const retries: { pauseMs: number }[] = [];
     const it = client.watch("g", { onRetry: (r) => retries.push(r) });
     for (const seq of [1, 2, 3]) expect((await it.next()).value).toMatchObject({ seq });
     await it.return(undefined);
-    expect(retries.map((r) => r.pauseMs)).toEqual([30, 1]);
+    expect(retries.map((r) => r.pauseMs)).toEqual([30, 1, 2, 1]);
   });
 
   it("says a retry follows an open stream only if it brought something: a keepalive counts, a 200 with nothing does not (watch --retry-for)", async () => {

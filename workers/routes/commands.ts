@@ -44,13 +44,14 @@ commandRoutes.post("/:group/commands", async (c) => {
   const a = await groups.withSequencer(
     c.env,
     group,
-    (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command)),
+    (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command, record.config.incarnation)),
     (a) => a.kind === "not_found",
     true,
   );
   // The life that ordered it names the bookmark: a route up to routeCacheMs old may name the one before.
-  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation, a) } satisfies CommandResult);
+  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
+  if (a.kind === "deleted") groups.forget(group); // the route named a life that ended: look again
   const e = failureOf(group, a, { recorded: client, given: body.client });
   throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
 });
@@ -86,16 +87,17 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
   const answers = await groups.withSequencer(
     c.env,
     group,
-    (s) => rpc<SubmitAnswer[]>(s.submitBatch(client, items)),
+    (s) => rpc<SubmitAnswer[]>(s.submitBatch(client, items, record.config.incarnation)),
     (a) => a.every((x) => x.kind === "not_found"),
     true,
   );
+  if (answers.some((a) => a.kind === "deleted")) groups.forget(group); // the route named a life that ended
   // The life that ordered the items names the bookmark (the route's, if none was ordered).
   let last = { epoch: 0, seq: 0, incarnation: record.config.incarnation };
   const results = answers.map((a): BatchItemResult => {
     if (a.kind !== "ok" && a.kind !== "too_large") return { error: failureOf(group, a, { recorded: client, given: body.client }) };
     // Executed either way (a too_large item's output only was left out): the bookmark covers it.
-    if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq, incarnation: a.incarnation };
+    if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq, incarnation: a.incarnation ?? record.config.incarnation }; // ?? an older sequencer's answer (a deploy)
     return a.kind === "ok" ? { seq: a.seq, output: a.output } : { seq: a.seq, error: { code: "too_large", message: a.message } };
   });
   return { results, bookmark: encodeBookmark(group, last.incarnation, last) };
