@@ -450,7 +450,14 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   const started = Date.now();
   const ask = () => withTimeout(realClock, rpc<number | null>(sequencerOf(env, config).quorumLostMs()), sequencerCallTimeoutMs, "the sequencer");
   const decision = await preVote(io, config, cutOffMs === undefined ? undefined : { lostMs: cutOffMs, ask });
-  if (!decision.go) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
+  if (!decision.go) {
+    // Another round may have named a successor meanwhile (this isolate's silence round beside a
+    // cut-off one, another isolate's): its waiters go to that one, not the old one with a refusal
+    // (a review: 6 s and more, then a 504, while the successor served from 5 s).
+    const now = await lookup(env, group, true);
+    if (sequencerKey(now.config) !== failed) return now;
+    throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); no failover: ${decision.reason}`, 1);
+  }
   const directory = directoryStub(env, group);
   const nowMs = Date.now();
   const seenMs = nowMs - (unreachableSince.get(sequencerKey(config)) ?? nowMs);

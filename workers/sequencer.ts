@@ -436,8 +436,9 @@ export class SequencerObject extends ReplicaServing {
    * `incarnation`: the life of the group the router's route names, which validated the command.
    * The group's first sequencer is named like the group in every life, so a route cached from
    * the life before reached this one, and its command ran here: validated for the old life's
-   * machine, in a group created again since (a review). Such a command is refused as deleted;
-   * a route of a newer life than this object's is told no state (the router looks again).
+   * machine, in a group created again since (a review). Such a command is refused, not run (the
+   * router looks the group up again, checks the command against it and sends it once more); a
+   * route of a newer life than this object's is told no state (the router looks again).
    */
   async submit(client: string, request: number, command: unknown, incarnation?: number): Promise<SubmitAnswer> {
     const other = this.otherLife(incarnation);
@@ -459,7 +460,7 @@ export class SequencerObject extends ReplicaServing {
     const mine = this.driver.core.config.incarnation;
     if (incarnation === undefined || incarnation === mine) return null;
     if (incarnation > mine) return { kind: "not_found" };
-    return { kind: "deleted", message: "the group was deleted and created again since this command was sent; it was not run (send it again to run it in the group as it is now)" };
+    return { kind: "stale_life" };
   }
 
   /**

@@ -88,6 +88,8 @@ export type SubmitAnswer =
   | { kind: "no_majority"; message: string }
   /** The group was deleted while the command waited (SequencerDriver.stop): a 404, not a retry. */
   | { kind: "deleted"; message: string }
+  /** The route that sent it names an older life of the group (SequencerObject.submit): not run; look the group up again. */
+  | { kind: "stale_life" }
   /** A batch item executed at seq whose output did not fit the batch's answer (batchOutputCharsMax). */
   | { kind: "too_large"; seq: number; epoch: number; incarnation: number; message: string };
 

@@ -39,22 +39,32 @@ commandRoutes.post("/:group/commands", async (c) => {
   }
   const body = parse(commandBody, raw, "body");
   const client = clientOf(c, body.client);
-  const record = await groups.lookup(c.env, group);
-  const command = checked(validateCommand(machineFor(record.config.machine), body.command));
-  const a = await groups.withSequencer(
-    c.env,
-    group,
-    (s) => rpc<SubmitAnswer>(s.submit(client, body.request, command, record.config.incarnation)),
-    (a) => a.kind === "not_found",
-    true,
-  );
-  // The life that ordered it names the bookmark: a route up to routeCacheMs old may name the one before.
+  const send = async (record: GroupRecord) => {
+    const command = checked(validateCommand(machineFor(record.config.machine), body.command));
+    const call = (s: SequencerStub) => rpc<SubmitAnswer>(s.submit(client, body.request, command, record.config.incarnation));
+    return { record, a: await groups.withSequencer(c.env, group, call, (a) => a.kind === "not_found", true) };
+  };
+  let { record, a } = await send(await groups.lookup(c.env, group));
+  if (a.kind === "stale_life") ({ record, a } = await send(await freshRoute(c, group)));
+  // The life that ordered it names the bookmark (an older sequencer's answer has none: the route's).
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
-  if (a.kind === "deleted") groups.forget(group); // the route named a life that ended: look again
   const e = failureOf(group, a, { recorded: client, given: body.client });
   throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
 });
+
+type SequencerStub = ReturnType<typeof groups.sequencerOf>;
+
+/**
+ * The group's record looked up again after a sequencer refused a command of the route's life
+ * (`stale_life`): another router deleted the group and created it again within routeCacheMs. The
+ * command is checked against the group as it is now and sent once more; no attempt of it reached
+ * the new life (each carried the old one), so exactly-once holds.
+ */
+function freshRoute(c: Context<App>, group: string): Promise<GroupRecord> {
+  groups.forget(group);
+  return groups.lookup(c.env, group, true);
+}
 
 /**
  * The API error of a command that did not succeed (one mapping for single commands and batches).
@@ -69,6 +79,8 @@ function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, clie
       return { code: "internal", message: `group ${group}: ${a.message}` };
     case "deleted":
       return { code: "not_found", message: `group ${group}: ${a.message}` };
+    case "stale_life": // a second life since the first lookup of this request: rare, and a 404 says so
+      return { code: "not_found", message: `group ${group} was deleted and created again twice while this command was under way; it was not run` };
     default:
       return { code: a.kind, message: client.recorded === client.given ? a.message : a.message.split(client.recorded).join(client.given) };
   }
@@ -81,17 +93,14 @@ function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, clie
 async function batch(c: Context<App>, group: string, raw: unknown): Promise<BatchResult> {
   const body = parse(batchBody, raw, "body");
   const client = clientOf(c, body.client);
-  const record = await groups.lookup(c.env, group);
-  const machine = machineFor(record.config.machine);
-  const items = body.commands.map((x, i) => ({ request: x.request, command: checked(validateCommand(machine, x.command, `body.commands.${i}.command`)) }));
-  const answers = await groups.withSequencer(
-    c.env,
-    group,
-    (s) => rpc<SubmitAnswer[]>(s.submitBatch(client, items, record.config.incarnation)),
-    (a) => a.every((x) => x.kind === "not_found"),
-    true,
-  );
-  if (answers.some((a) => a.kind === "deleted")) groups.forget(group); // the route named a life that ended
+  const send = async (record: GroupRecord) => {
+    const machine = machineFor(record.config.machine);
+    const items = body.commands.map((x, i) => ({ request: x.request, command: checked(validateCommand(machine, x.command, `body.commands.${i}.command`)) }));
+    const call = (s: SequencerStub) => rpc<SubmitAnswer[]>(s.submitBatch(client, items, record.config.incarnation));
+    return { record, answers: await groups.withSequencer(c.env, group, call, (a) => a.every((x) => x.kind === "not_found"), true) };
+  };
+  let { record, answers } = await send(await groups.lookup(c.env, group));
+  if (answers.some((a) => a.kind === "stale_life")) ({ record, answers } = await send(await freshRoute(c, group)));
   // The life that ordered the items names the bookmark (the route's, if none was ordered).
   let last = { epoch: 0, seq: 0, incarnation: record.config.incarnation };
   const results = answers.map((a): BatchItemResult => {
