@@ -928,11 +928,9 @@ export class SmrClient {
       }
       // The stream ended (the replica closed it, or the connection died): resume where it stopped.
       const next = await this.pauseBeforeRetry(opts, reason, serverPauseMs ?? pauseMs, lastId, frames > 0);
-      // The server's `retry:` is for the reconnect after its stream (a replica out of contact
-      // spreading its watchers' returns): kept, it made every later reconnect of the watch wait
-      // 5 to 10 s, after minutes of healthy streaming too (a probe); nor does it feed the backoff
-      // (doubled, a quiet group's watch then reconnected at the 5 s bound: a review).
-      pauseMs = serverPauseMs === undefined ? next : frames > 0 ? baseMs : pauseMs;
+      // A server's `retry:` is for the reconnect after its stream: kept, every later reconnect
+      // waited 5 to 10 s (a probe); doubled into the backoff, a quiet watch's waited 5 s (a review).
+      pauseMs = serverPauseMs === undefined ? next : baseMs;
       serverPauseMs = undefined;
     }
   }
