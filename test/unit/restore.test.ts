@@ -63,6 +63,14 @@ async function putUntilOk(driver: SequencerDriver, request: number): Promise<num
  * A group whose restore only r1 installed, and r1 missed its undo: the restore fails, and the
  * sequencer stops for a new epoch. The other replicas are down.
  */
+/** A recovery over the replicas that answer, which starts from the restore at 1; then `cut` goes away, and the recovered sequencer's driver. */
+async function recoveredThenCut(g: ReturnType<typeof directGroup>, cfg: typeof config, cut: string): Promise<SequencerDriver> {
+  const storage = new MemorySequencerStorage();
+  expect(await recoverSequencer(cfg, storage, g.io)).toMatchObject({ ok: true, meta: { baseSeq: 1, commitSeq: 1 } });
+  g.down.add(cut);
+  return driverFrom(g, storage);
+}
+
 async function loneHolder(cfg: typeof config) {
   const { rows, digest } = await snapshotRows();
   const g = directGroup(cfg, retention);
@@ -305,10 +313,7 @@ describe("a restore's rows before the sequencer adopts it (a review)", () => {
     // it. A later recovery without r1 dropped it: the reader's bookmark then named other state.
     const { g, r1 } = await loneHolder(config);
     g.down.delete("r2");
-    const storage = new MemorySequencerStorage();
-    expect(await recoverSequencer(config, storage, g.io)).toMatchObject({ ok: true, meta: { baseSeq: 1, commitSeq: 1 } });
-    g.down.add("r2"); // gone right after the fence: r1 alone holds the restore
-    const driver = driverFrom(g, storage);
+    const driver = await recoveredThenCut(g, config, "r2"); // gone right after the fence: r1 alone holds the restore
     driver.kickAll();
     await tick(200);
     expect(await r1.query({ op: "get", key: "b" }, 0, 0)).toMatchObject({ kind: "quarantined" });
@@ -329,10 +334,7 @@ describe("a replica rebuilt from a holder of a restore not adopted (a review)", 
     const { g } = await loneHolder(five);
     g.driver.stop();
     for (const id of ["r2", "r3"]) g.down.delete(id);
-    const storage = new MemorySequencerStorage();
-    expect(await recoverSequencer(five, storage, g.io)).toMatchObject({ ok: true, meta: { baseSeq: 1, commitSeq: 1 } });
-    g.down.add("r3"); // r1 and r2 alone: no quorum of five for the no-op
-    const driver = driverFrom(g, storage);
+    const driver = await recoveredThenCut(g, five, "r3"); // r1 and r2 alone: no quorum of five for the no-op
     driver.startHeartbeats();
     driver.kickAll();
     const r2 = g.replicas.get("r2")!;
