@@ -277,9 +277,9 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
     printStatus(status);
   } catch (err) {
     if (made && err instanceof ApiRequestError && err.status === 400) {
-      await client.deleteGroup(group).catch(() => undefined);
+      const deleted = await client.deleteGroup(group).then(() => true, () => false);
       bar.stop();
-      process.stderr.write(`the file was refused; group ${group}, made by --create, was deleted again\n`);
+      process.stderr.write(deleted ? `the file was refused; group ${group}, made by --create, was deleted again\n` : `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it\n`);
     }
     if (!opts.create && err instanceof ApiRequestError && err.status === 404) {
       bar.stop();

@@ -37,7 +37,7 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   // A command's retries go on for up to 90 s (the client's retryForMs): say so as they happen.
   const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).
-  const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the read (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
+  const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the ${r.what ?? "read"} (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
   const retryFor = cmd.optsWithGlobals<GlobalFlags>().retryFor;
   const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, onReadRetry, ...(retryFor !== undefined ? { retryForMs: retryFor * 1000 } : {}), ...session });
   return { client, json: jsonWanted(cmd), target };

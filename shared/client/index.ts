@@ -147,6 +147,8 @@ export interface CommandRetry {
   attempt: number;
   reason: string;
   pauseMs: number;
+  /** What onReadRetry is told of when it is not a read: `"delete"` (a group's DELETE). */
+  what?: "delete";
 }
 
 export interface GroupSpec {
@@ -575,7 +577,7 @@ export class SmrClient {
   }
 
   /** One reading call (`attempt`), retried as `read` says. */
-  private async retried<T>(attempt: () => Promise<T>): Promise<T> {
+  private async retried<T>(attempt: () => Promise<T>, what?: CommandRetry["what"]): Promise<T> {
     const retries = new Retries(this.opts);
     for (;;) {
       try {
@@ -584,7 +586,7 @@ export class SmrClient {
         const attempt = retries.attempt;
         const pauseMs = retriable(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
-        this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs });
+        this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs, ...(what ? { what } : {}) });
         await sleep(pauseMs);
       }
     }
@@ -605,8 +607,19 @@ export class SmrClient {
     return this.read("GET", groupPath(group));
   }
   /** `force`: finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind. */
+  /**
+   * Retried like a read: a 503 says an object of the group is not reached yet and a retry finishes
+   * the delete (the CLI ended on the first). A retry's 404 is an earlier attempt's wipe finished.
+   */
   async deleteGroup(group: string, opts: { force?: boolean } = {}): Promise<void> {
-    return this.request("DELETE", groupPath(group, opts.force ? "?force=1" : ""));
+    const path = groupPath(group, opts.force ? "?force=1" : "");
+    let attempts = 0;
+    try {
+      await this.retried(() => ((attempts += 1), this.request<void>("DELETE", path)), "delete");
+    } catch (err) {
+      if (attempts > 1 && err instanceof ApiRequestError && err.status === 404) return;
+      throw err;
+    }
   }
   /** `sequencer` is there only while it cannot be reached (`reachable: false`, `problem`): the replicas are then what they say of themselves. */
   async replicas(group: string): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {

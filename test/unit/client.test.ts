@@ -2,7 +2,7 @@
 // as a project depending on edge-smr would import it.
 import { encodeBookmark } from "../../shared/api/bookmark.js";
 import { describe, expect, it } from "vitest";
-import { ApiRequestError, SmrClient, type WatchEvent } from "edge-smr/client";
+import { ApiRequestError, SmrClient, type CommandRetry, type WatchEvent } from "edge-smr/client";
 import { SseParser } from "../../shared/client/sse.js";
 
 type Handler = (url: URL, init: RequestInit & { headers: Record<string, string> }) => Response | Promise<Response>;
@@ -518,6 +518,24 @@ describe("client batches", () => {
     await client.deleteGroup("g");
     await client.deleteGroup("g", { force: true });
     expect(calls.map((c) => `${c.url.pathname}${c.url.search}`)).toEqual(["/v1/groups/g", "/v1/groups/g?force=1"]);
+  });
+
+  it("retries a delete's 503 (an object not reached yet), saying so, and takes a retry's 404 for done", async () => {
+    const answers = [() => errorBody(503, "unavailable", "not every one of its objects can be reached yet"), () => new Response(null, { status: 204 })];
+    const retries: CommandRetry[] = [];
+    const { client, calls } = clientWith(() => answers[calls.length - 1]!(), { onReadRetry: (r) => retries.push(r) });
+    await client.deleteGroup("g");
+    expect(calls).toHaveLength(2);
+    expect(retries).toEqual([expect.objectContaining({ attempt: 1, what: "delete", reason: expect.stringMatching(/503/) })]);
+    // The first attempt's answer was lost (or was a 503) while the wipe went on: the retry's 404 means it finished.
+    for (const first of [() => Promise.reject(new TypeError("fetch failed")), () => errorBody(503, "unavailable", "busy")]) {
+      const gone = clientWith(() => (gone.calls.length === 1 ? first() : errorBody(404, "not_found", "group g does not exist")));
+      await expect(gone.client.deleteGroup("g")).resolves.toBeUndefined();
+      expect(gone.calls).toHaveLength(2);
+    }
+    // A first attempt's 404 is the caller's: there was no such group.
+    const none = clientWith(() => errorBody(404, "not_found", "group g does not exist")).client;
+    await expect(none.deleteGroup("g")).rejects.toMatchObject({ status: 404 });
   });
 
   it("sends a kv txn as one command with both branches", async () => {
