@@ -157,9 +157,16 @@ describe("nearest reads", () => {
     expect((await command("near-slow", { op: "put", key: "k", value: 1 })).status).toBe(200);
     await stall("near-slow");
     expect((await command("near-slow", { op: "put", key: "k", value: 2 })).status).toBe(200);
+    await sluggish("near-slow", ["r2"], 0); // counts r2's queries
     const r = await read("near-slow", "weur", "linearizable");
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body).toMatchObject({ result: { value: 2 }, replica: "r1" });
+    // r2 waited the read's whole wait and did not get there: the next reads go to r1 first and do
+    // not pay that wait again (r2 is asked last for 10 s).
+    const startedMs = Date.now();
+    for (let i = 0; i < 3; i++) expect((await read("near-slow", "weur", "linearizable")).body).toMatchObject({ result: { value: 2 }, replica: "r1" });
+    expect(Date.now() - startedMs).toBeLessThan(1_500);
+    expect(await runInDurableObject(replicaObject("near-slow", "r2"), (inst: ReplicaObject) => (inst as any).queries)).toBe(1);
   });
 
   it("a read's bookmark keeps the next sequential read from going back to an older state", async () => {
