@@ -22,7 +22,10 @@ const encoder = new TextEncoder();
 /** Message buffer, reused across calls (one isolate runs one call at a time); grows as needed. */
 let block = new Uint8Array(4096);
 
-function sha256Words(text: string): Uint32Array {
+const initialState = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+
+/** Writes `text` as UTF-8 into `block`, with SHA-256's padding and length; returns the padded length in bytes. */
+function padded(text: string): number {
   // UTF-8 needs at most 3 bytes per UTF-16 unit; 72 more for the padding.
   const needBytes = text.length * 3 + 72;
   if (block.length < needBytes) block = new Uint8Array(needBytes * 2);
@@ -40,16 +43,14 @@ function sha256Words(text: string): Uint32Array {
   block[total - 3] = loBits >>> 16;
   block[total - 2] = loBits >>> 8;
   block[total - 1] = loBits;
+  return total;
+}
+
+function sha256Words(text: string): Uint32Array {
+  const total = padded(text);
   const H = state;
   const W = schedule;
-  H[0] = 0x6a09e667;
-  H[1] = 0xbb67ae85;
-  H[2] = 0x3c6ef372;
-  H[3] = 0xa54ff53a;
-  H[4] = 0x510e527f;
-  H[5] = 0x9b05688c;
-  H[6] = 0x1f83d9ab;
-  H[7] = 0x5be0cd19;
+  H.set(initialState);
   for (let off = 0; off < total; off += 64) {
     for (let i = 0; i < 16; i++) {
       const j = off + i * 4;
