@@ -422,6 +422,9 @@ export const tokenLookupsMissingMax = 1_000;
 /** Lookups of unknown group-token ids one caller address may cause (per router isolate), then 429. */
 export const unknownTokenLookupsPerSec = 20;
 export const unknownTokenLookupsBurst = 200;
+/** The same, over every group: a new group name per made-up token passed the per-group bucket. */
+export const unknownTokenLookupsAnyGroupPerSec = 40;
+export const unknownTokenLookupsAnyGroupBurst = 400;
 /** Keys (tokens, addresses) a rate limiter keeps buckets for; the least recently used goes. */
 export const rateLimitKeysMax = 10_000;
 /** Group tokens one group may have. */

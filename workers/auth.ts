@@ -1,5 +1,5 @@
 import type { TokenRecord } from "../shared/control/directory.js";
-import { rateLimitKeysMax, routeCacheMs, tokenLookupsFoundMax, tokenLookupsMissingMax, unknownTokenLookupsBurst, unknownTokenLookupsPerSec } from "../shared/limits.js";
+import { rateLimitKeysMax, routeCacheMs, tokenLookupsFoundMax, tokenLookupsMissingMax, unknownTokenLookupsAnyGroupBurst, unknownTokenLookupsAnyGroupPerSec, unknownTokenLookupsBurst, unknownTokenLookupsPerSec } from "../shared/limits.js";
 import { ApiError } from "../shared/api/errors.js";
 import { bounded } from "../shared/bounded.js";
 import { sha256Bytes, sha256Hex } from "../shared/protocol/hash.js";
@@ -162,6 +162,17 @@ export class RateLimiter {
  * counted). Past the bucket such a caller's uncached lookups answer 429.
  */
 const unknownLookups = new RateLimiter(unknownTokenLookupsPerSec, unknownTokenLookupsBurst);
+/** The same per address over every group: a made-up token of a new group name each time was never held up (a probe). */
+const unknownLookupsAnyGroup = new RateLimiter(unknownTokenLookupsAnyGroupPerSec, unknownTokenLookupsAnyGroupBurst);
+
+/** Charges an unknown id's lookup to the address's bucket and to its bucket for the group: 0, or the seconds to wait (nothing charged). */
+function takeUnknownLookup(block: string, group: string, nowMs: number): number {
+  const anyWait = unknownLookupsAnyGroup.take(block, nowMs);
+  if (anyWait > 0) return anyWait;
+  const wait = unknownLookups.take(`${block} ${group}`, nowMs);
+  if (wait > 0) unknownLookupsAnyGroup.give(block);
+  return wait;
+}
 
 /**
  * The scope of a group token, or null (malformed, unknown, revoked, or its group is gone).
@@ -177,16 +188,20 @@ export async function groupScopeOf(env: Env, presented: string, address?: string
     // Charged before the lookup (concurrent requests all passed a check made before it, a
     // review), and given back when the id exists. An id this router found before is never held
     // up: a caller sharing an address with one cycling made-up ids kept its own token working
-    // only while it was cached. The bucket is the address's for that group (an IPv6 address's /64).
-    const bucket = address === undefined || lookups.foundBefore(key) ? null : `${addressBlock(address)} ${group}`;
-    const wait = bucket === null ? 0 : unknownLookups.take(bucket, Date.now());
+    // only while it was cached. The buckets are the address's
+    // (an IPv6 address's /64) for that group and for every group.
+    const block = address === undefined || lookups.foundBefore(key) ? null : addressBlock(address);
+    const wait = block === null ? 0 : takeUnknownLookup(block, group, Date.now());
     if (wait > 0) throw new ApiError("rate_limited", "too many unknown group tokens from this address", wait);
     const forgetsBefore = forgets;
     record = (await directoryStub(env, group).token(id)) as TokenRecord | null;
     // A revoke here while the lookup was on its way: its answer may be from before, not cached
     // (cached, a watch's check right after the revoke found the token still good: a review).
     if (forgets === forgetsBefore) lookups.set(key, record, Date.now());
-    if (record && bucket !== null) unknownLookups.give(bucket);
+    if (record && block !== null) {
+      unknownLookups.give(`${block} ${group}`);
+      unknownLookupsAnyGroup.give(block);
+    }
   }
   if (!record) return null;
   const ok = equalDigests(sha256Bytes(secret), hexBytes(record.hash));

@@ -3,7 +3,7 @@ import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { directoryClient } from "../../workers/directory.js";
 import { TokenLookups, addressBlock } from "../../workers/auth.js";
-import { routeCacheMs, unknownTokenLookupsBurst } from "../../shared/limits.js";
+import { routeCacheMs, unknownTokenLookupsAnyGroupBurst, unknownTokenLookupsAnyGroupPerSec, unknownTokenLookupsBurst } from "../../shared/limits.js";
 import { api, clientToken, createGroup, expectError } from "./helpers.js";
 
 const put = (key: string, value: unknown) => ({ op: "put", key, value });
@@ -156,6 +156,24 @@ describe("a token that only looks like a group token", () => {
     expect(addressBlock("2001:db8:1:2:aaaa::1")).toBe(addressBlock("2001:db8:1:2:ffff:0:0:9"));
     expect(addressBlock("2001:db8::1")).toBe("2001:db8:0:0::/64");
     expect(addressBlock("192.0.2.7")).toBe("192.0.2.7");
+  });
+
+  it("made-up tokens of ever new group names are limited per caller address too: each cost a directory object's call, without a 429 (a probe)", async () => {
+    const from = async (address: string, group: string) => {
+      const res = await SELF.fetch(`http://smr.test/v1/groups/${group}`, { headers: { authorization: `Bearer g.${group}.00000001.${"0".repeat(32)}`, "cf-connecting-ip": address } });
+      return { status: res.status, body: await res.json(), headers: res.headers } as any;
+    };
+    const cycled = unknownTokenLookupsAnyGroupBurst + unknownTokenLookupsBurst;
+    const startedMs = Date.now();
+    const wave = await Promise.all(Array.from({ length: cycled }, (_, i) => from("192.0.2.99", `cycled-${i}`)));
+    const refilled = ((Date.now() - startedMs) / 1000) * unknownTokenLookupsAnyGroupPerSec;
+    const statuses = wave.map((r) => r.status);
+    expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(unknownTokenLookupsAnyGroupBurst + refilled + 10);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(cycled - unknownTokenLookupsAnyGroupBurst - refilled - 10);
+    expectError(wave.find((r) => r.status === 429), 429, "rate_limited", /unknown group tokens from this address/);
+    // Another address is not held up.
+    expectError(await from("198.51.100.2", "cycled-0"), 401, "unauthorized");
   });
 
   it("does not push real tokens out of a router's cache: misses are bounded apart from found tokens", () => {
