@@ -145,6 +145,8 @@ export const laggingEntriesMin = 1_000;
  */
 export const sequencerTimeoutMs = 5_000;
 export const heartbeatMs = 1_000;
+/** How long a membership change waits for a starting sequencer to read its directory record, then 503. */
+export const startSettleWaitMs = 2_000;
 export const failoverHoldDownMs = 30_000;
 /**
  * A group sleeps after this long without client work (a command, a linearizable read, a change):

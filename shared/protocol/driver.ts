@@ -11,6 +11,7 @@ import {
   logRetentionEntries,
   transferPageBytes,
   heartbeatMs,
+  startSettleWaitMs,
   unheardPollMs,
   readLeaseMs,
   readWaitMs,
@@ -136,6 +137,7 @@ export class SequencerDriver {
     this.waitingSeq.clear();
     for (const w of this.commitWatchers) w.wake();
     this.commitWatchers = [];
+    this.releaseSettled(); // a change waiting for the start is refused as stopping
   }
 
   // ---- writes -------------------------------------------------------------------------------
@@ -1086,6 +1088,7 @@ export class SequencerDriver {
    * needs is compacted), and gets its vote once caught up. Answers once the add is committed.
    */
   async addReplica(location: string | null): Promise<{ ok: true; id: string } | ({ ok: false } & Refused)> {
+    await this.untilSettled();
     // Refused before anything is provisioned (a full group stays a 409 whatever else is under way).
     const id = `r${nextReplicaNo(this.core.config)}`;
     const refused = this.changeCheck({ op: "add", id, location }) ?? (this.reconfiguring ? refusal("change_pending") : null);
@@ -1173,9 +1176,32 @@ export class SequencerDriver {
    * written before it committed, and twice; a review's finding).
    */
   private startSettled = true;
+  /** Resolves when the start settles (or the driver stops): changes wait for it (untilSettled). */
+  private settled: { promise: Promise<void>; resolve: () => void } | null = null;
 
   holdChanges(): void {
     this.startSettled = false;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.settled = { promise, resolve };
+  }
+
+  /**
+   * Waits at most startSettleWaitMs for the start to settle. A change was refused at once before,
+   * as "another membership change is not committed yet" with none under way: the first change after
+   * every wake from idle, move or failover (a probe: the request that woke the sequencer).
+   */
+  private async untilSettled(): Promise<void> {
+    if (this.startSettled || this.settled === null) return;
+    let cancel = () => {};
+    const waited = new Promise<void>((resolve) => (cancel = this.io.setTimer(startSettleWaitMs, resolve)));
+    await Promise.race([this.settled.promise, waited]);
+    cancel();
+  }
+
+  private releaseSettled(): void {
+    this.settled?.resolve();
+    this.settled = null;
   }
 
   /**
@@ -1187,6 +1213,7 @@ export class SequencerDriver {
    */
   settleStart(directory: GroupConfig | null, changes: { seq: number; change: ConfigChange }[], atSeq: number): void {
     this.startSettled = true;
+    this.releaseSettled();
     if (directory) {
       const named = [...membersOf(directory), ...(directory.inFlight ?? []).flat()].map((m) => Number(m.id.slice(1)));
       this.core.reserveReplicaNo(Math.max(directory.lastReplicaNo ?? 0, ...named));
@@ -1300,6 +1327,7 @@ export class SequencerDriver {
   }
 
   private async reconfigure(change: ConfigChange): Promise<{ ok: true } | ({ ok: false } & Refused)> {
+    await this.untilSettled();
     if (this.reconfiguring) return { ok: false, ...refusal("change_pending") };
     this.wake();
     this.reconfiguring = true;
@@ -1322,7 +1350,8 @@ export class SequencerDriver {
     if (this.restoring) return refusal("restoring");
     const shape = this.core.shapeRefusal(change);
     if (shape !== null) return shape;
-    if (this.core.configChangePending || !this.startSettled) return refusal("change_pending");
+    if (!this.startSettled) return refusal("starting");
+    if (this.core.configChangePending) return refusal("change_pending");
     return this.core.changeRefusal(change);
   }
 

@@ -110,7 +110,7 @@ export type SubmitDecision =
   | { kind: "unavailable"; reason: string };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
-export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made" | "restoring" | "not_recorded";
+export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made" | "restoring" | "not_recorded" | "starting";
 
 export interface Refused {
   refused: Refusal;
@@ -130,6 +130,7 @@ export function refusal(refused: Refusal, id = "", detail = ""): Refused {
     full: `the group has ${replicasMax} replicas, the most it may have`,
     restoring: "a restore is loading this group's state; retry when it is done",
     not_recorded: `the group's directory did not take the change of ${id} first (${detail}); nothing was ordered, retry`,
+    starting: "the sequencer is starting (reading the group's record in its directory); nothing was ordered, retry",
   };
   return { refused, reason: reasons[refused] };
 }

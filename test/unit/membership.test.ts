@@ -3,7 +3,7 @@
 // way, one write at a time and in order (SequencerDriver.recordMembershipAt).
 import { describe, expect, it } from "vitest";
 import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
-import { commandTimeoutMs, directoryWriteTimeoutMs, heartbeatMs, pageBytesMax } from "../../shared/limits.js";
+import { commandTimeoutMs, directoryWriteTimeoutMs, heartbeatMs, pageBytesMax, startSettleWaitMs } from "../../shared/limits.js";
 import { entryBytes } from "../../shared/protocol/entry.js";
 import { type Clock, directGroup, realClock } from "../support/direct.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
@@ -644,17 +644,37 @@ describe("a start's reading of the directory (a review's findings)", () => {
     restarted.stop();
   });
 
-  it("no change begins before the directory's record is read (its own write-ahead would be read back as the inherited change)", async () => {
+  it("no change begins before the directory's record is read (its own write-ahead would be read back as the inherited change): it waits for the read", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });
     expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
     g.driver.stop();
     const io = (g.driver as unknown as { io: DriverIO }).io;
-    const restarted = restart(g, io, async () => (await tick(50), structuredClone(g.recorded[g.recorded.length - 1] ?? null)));
-    expect(await restarted.driver!.removeReplica("r3")).toMatchObject({ ok: false, refused: "change_pending" });
-    await tick(100);
-    expect(await restarted.driver!.removeReplica("r3")).toEqual({ ok: true });
+    let read = false;
+    const restarted = restart(g, io, async () => (await tick(50), (read = true), structuredClone(g.recorded[g.recorded.length - 1] ?? null)));
+    // Sent before the read came back (the request that woke the sequencer): it was refused as
+    // "another membership change is not committed yet", with none under way (a probe).
+    const removing = restarted.driver!.removeReplica("r3");
+    await tick(10);
+    expect(read).toBe(false);
+    expect(await removing).toEqual({ ok: true });
     await tick();
     expect(g.events.filter((e) => e.kind === "replica-removed").map((e) => e.fields.replica)).toEqual(["r3"]);
+    restarted.stop();
+  });
+
+  it("a change waits startSettleWaitMs for a directory that does not answer, then is refused as the sequencer starting (nothing ordered)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.driver.stop();
+    const io = (g.driver as unknown as { io: DriverIO }).io;
+    const restarted = restart(g, io, () => new Promise<never>(() => {}));
+    const lastSeq = restarted.core!.lastLogSeq;
+    const startedMs = Date.now();
+    const added = await restarted.driver!.addReplica(null);
+    expect(added).toMatchObject({ ok: false, refused: "starting", reason: expect.stringMatching(/starting.*nothing was ordered/) });
+    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(startSettleWaitMs - 50);
+    expect(restarted.core!.lastLogSeq).toBe(lastSeq);
+    expect(g.provisioned).toEqual([]);
     restarted.stop();
   });
 
