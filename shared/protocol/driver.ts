@@ -776,16 +776,18 @@ export class SequencerDriver {
 
   /**
    * Nothing under way that needs the heartbeats: no command queued or waiting, every ordered entry
-   * committed, no change, restore, transfer, confirmation, or record left to write. A replica
-   * still catching up is not waited for: its send loop goes on without the timer, and one that is
-   * down is caught up once the group wakes.
+   * committed, no change, restore, transfer, confirmation, or record left to write, no replica
+   * awaiting its rebuild. A replica still catching up is not waited for: its send loop goes on
+   * without the timer, and one that is down is caught up once the group wakes. One quarantined
+   * has no vote until rebuilt, and asleep nothing retries a rebuild that failed: it stayed
+   * quarantined until the next client work or the daily audit (a probe).
    */
   private quiet(): boolean {
     const c = this.core;
     return (
       c.pendingCount === 0 && this.waitingPending.size === 0 && this.waitingSeq.size === 0 && this.commitWatchers.length === 0 &&
       c.commitSeq >= c.lastLogSeq && this.confirmations.length === 0 &&
-      !this.reconfiguring && !c.configChangePending && !this.restoring && this.repairing === 0 && this.startSettled &&
+      !this.reconfiguring && !c.configChangePending && !this.restoring && this.repairing === 0 && this.startSettled && c.awaitingRebuild().length === 0 &&
       this.untold.size === 0 && this.retireAgain.size === 0 && !this.leftoversUnread && this.quarantineRecorded !== null && this.recordAtSeq === null
     );
   }

@@ -668,6 +668,11 @@ export class SequencerCore {
     return this.progress.quarantinedIds();
   }
 
+  /** Quarantined, or left halfway through a rebuild: no vote until rebuilt (the group stays awake for it). */
+  awaitingRebuild(): string[] {
+    return this.progress.awaitingRebuild();
+  }
+
   /** Being rebuilt by a state transfer now (its install ends its quarantine). */
   isRepairing(id: string): boolean {
     return this.progress.get(id)?.repairing === true;

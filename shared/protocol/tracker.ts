@@ -217,6 +217,11 @@ export class ProgressTracker {
     }
   }
 
+  /** Replicas without a vote until they are rebuilt: quarantined, or left halfway through a rebuild. */
+  awaitingRebuild(): string[] {
+    return this.all().filter((p) => p.quarantined || p.rebuilding).map((p) => p.id);
+  }
+
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
   transferCandidates(): string[] {
     return this.all().filter((p) => !p.repairing && (p.quarantined || p.needsTransfer)).map((p) => p.id);

@@ -111,6 +111,27 @@ describe("an idle group sleeps", () => {
     g.driver.stop();
   }, 30_000);
 
+  it("does not sleep while a replica is quarantined: its rebuild is retried until it is done, without client work (a probe: quarantined for a day)", async () => {
+    const g = sleepyGroup();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    g.replicas.get("r2")!.core!.saveState();
+    g.stores.get("r2")!.rows.put("m/a", JSON.stringify(999));
+    // Once its rebuild has begun, r2 is cut off: the rebuild fails halfway.
+    g.hooks.served = (id, method) => {
+      if (id !== "r2" || method !== "beginInstall") return;
+      g.down.add("r2");
+      g.hooks.served = undefined;
+    };
+    expect((await g.driver.audit()).verdict).toBe("diverged");
+    expect(g.driver.core.quarantinedIds()).toEqual(["r2"]);
+    await pause(2 * sleepAfterMs + 4_000);
+    expect(g.driver.asleepSinceMs).toBeNull();
+    g.down.delete("r2");
+    await until("r2 rebuilt", () => g.driver.core.quarantinedIds().length === 0 && g.replicas.get("r2")!.core!.appliedSeq >= g.driver.core.commitSeq);
+    await until("asleep once it is", () => g.driver.asleepSinceMs !== null);
+    g.driver.stop();
+  }, 30_000);
+
   it("does not sleep until a quorum of voters has heard the notice", async () => {
     const g = sleepyGroup();
     expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
