@@ -8,7 +8,7 @@ import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 // The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
-import { groupsHealth, samples, slowText, type GroupHealth } from "../public/health.js";
+import { groupsHealth, noQuorumText, samples, slowText, type GroupHealth } from "../public/health.js";
 import { span } from "../public/units.js";
 
 export function metricsCommand(): Command {
@@ -32,7 +32,8 @@ const nextOf = (text: string) => /^# next: (\S+)$/m.exec(text)?.[1];
 function replicasCell(g: GroupHealth): string {
   const healthy = g.replicas.filter((r) => r.status === "healthy").length;
   const others = g.replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
-  return [`${healthy}/${g.replicas.length} healthy`, ...(others.length ? [others.join(", ")] : []), ...slowNote(g.answerMs)].join("; ");
+  const noQuorum = noQuorumText(g.noQuorumMs);
+  return [...(noQuorum ? [noQuorum] : []), `${healthy}/${g.replicas.length} healthy`, ...(others.length ? [others.join(", ")] : []), ...slowNote(g.answerMs)].join("; ");
 }
 
 /** "sequencer slow (1.5 s to answer)" past slowAnswerMs, else nothing. */

@@ -23,17 +23,29 @@ export function slowText(answerMs) {
 }
 
 /**
+ * "no quorum of replicas for 22 s (writes cannot commit)" while the sequencer answers but has heard
+ * no quorum of voters (its status's noQuorumMs), else null: the one wording of the CLI and the dashboard.
+ * @param {number | null | undefined} noQuorumMs
+ * @returns {string | null}
+ */
+export function noQuorumText(noQuorumMs) {
+  return noQuorumMs !== null && noQuorumMs !== undefined ? `no quorum of replicas for ${Math.round(noQuorumMs / 1000)} s (writes cannot commit)` : null;
+}
+
+/**
  * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);
  * degraded: it answered, but slowly (slowAnswerMs), a replica is not healthy, or the last audit
- * found no agreement; down: its sequencer or directory did not answer.
+ * found no agreement; down: its sequencer or directory did not answer, or its sequencer has heard
+ * no quorum of voters (noQuorumMs: no write can commit; it showed degraded, a probe).
  * @param {boolean} up
  * @param {ReplicaState[]} replicas
  * @param {AuditMark | null | undefined} lastAudit
  * @param {number | null | undefined} [answerMs] how long the sequencer took to answer
+ * @param {number | null | undefined} [noQuorumMs] how long its sequencer has heard no quorum (null: it has one)
  * @returns {Health}
  */
-export function healthOf(up, replicas, lastAudit, answerMs) {
-  if (!up) return "down";
+export function healthOf(up, replicas, lastAudit, answerMs, noQuorumMs) {
+  if (!up || noQuorumText(noQuorumMs) !== null) return "down";
   const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent") && slowText(answerMs) === null;
   return fine ? "ok" : "degraded";
 }
@@ -61,6 +73,7 @@ export function samples(text) {
  * @typedef {object} GroupHealth
  * @property {string} group
  * @property {Health} health
+ * @property {boolean} up its sequencer and directory answered the scrape
  * @property {number | null} epoch
  * @property {number | null} commitSeq
  * @property {ReplicaState[]} replicas
@@ -68,6 +81,7 @@ export function samples(text) {
  * @property {AuditMark | null} lastAudit the newest report (null: none yet, or a group down: its directory's counts were not read)
  * @property {number | null} failovers
  * @property {number | null} answerMs how long the sequencer took to answer the scrape (null: not known)
+ * @property {number | null} noQuorumMs how long its sequencer has heard no quorum of voters (null: it has one, or not known)
  */
 
 /**
@@ -94,7 +108,10 @@ export function groupsHealth(all) {
     const lastAudit = audits[0] ? { verdict: audits[0].labels.verdict ?? "", at: new Date(audits[0].value * 1000).toISOString() } : null;
     const answerS = one("smr_sequencer_answer_seconds");
     const answerMs = answerS === null ? null : Math.round(answerS * 1000);
-    const health = healthOf(one("smr_group_up") === 1, replicas, lastAudit, answerMs);
-    return { group, health, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs };
+    const noQuorumS = one("smr_group_no_quorum_seconds");
+    const noQuorumMs = noQuorumS === null || noQuorumS === 0 ? null : Math.round(noQuorumS * 1000);
+    const up = one("smr_group_up") === 1;
+    const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs);
+    return { group, health, up, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs, noQuorumMs };
   });
 }

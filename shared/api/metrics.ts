@@ -121,6 +121,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its sequencer's series are then absent, its replica series what the replicas that answered say of themselves, its failover and audit series there if its directory answered).");
   const commit = family("smr_group_commit_seq", "gauge", "The group's commit position (highest committed log seq).");
   const epoch = family("smr_group_epoch", "gauge", "The epoch of the group's sequencer.");
+  const noQuorum = family("smr_group_no_quorum_seconds", "gauge", "How long the group's sequencer, which answered, has heard no quorum of its voters (sequencer timeout or more: no write can commit, a failover may replace it); 0 while it has one. smr_group_up stays 1: alert on this too.");
   const asleep = family("smr_group_asleep", "gauge", "1 while the group sleeps (no client work for SLEEP_AFTER_SECONDS: no heartbeats, audited once a day, not each lap), 0 while awake.");
   const commands = family("smr_commands_total", "counter", "Command entries the group's sequencer ordered; starts again at 0 when a sequencer recovers (failover, move).");
   const failovers = family("smr_failovers_total", "counter", "Failovers of the group's sequencer.");
@@ -172,6 +173,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     const s = g.status;
     commit.samples.push({ labels: { group }, value: s.commitSeq });
     epoch.samples.push({ labels: { group }, value: s.epoch });
+    noQuorum.samples.push({ labels: { group }, value: (s.sequencer.noQuorumMs ?? 0) / 1000 });
     asleep.samples.push({ labels: { group }, value: s.sequencer.asleepSince === undefined ? 0 : 1 });
     commands.samples.push({ labels: { group }, value: g.commandsTotal });
     if (g.answerMs !== undefined) answer.samples.push({ labels: { group }, value: g.answerMs / 1000 });
@@ -181,5 +183,5 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     }
     replicaSamples(s);
   }
-  return [up, commit, epoch, asleep, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, answer, appends];
+  return [up, commit, epoch, noQuorum, asleep, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, answer, appends];
 }

@@ -1,7 +1,7 @@
 // The health rule shared by `smr groups status` and the dashboard (public/health.js), over a
 // scrape's text as /v1/metrics writes it.
 import { describe, expect, it } from "vitest";
-import { groupsHealth, healthOf, samples } from "../../public/health.js";
+import { groupsHealth, healthOf, noQuorumText, samples } from "../../public/health.js";
 
 const scrape = [
   "# HELP smr_group_up 1 if the group's objects answered this scrape",
@@ -24,15 +24,21 @@ const scrape = [
   'smr_replica_status{group="d",replica="r1",status="healthy"} 1',
   'smr_sequencer_answer_seconds{group="d"} 1.52',
   'smr_group_up{group="c"} 0',
+  'smr_group_up{group="e"} 1',
+  'smr_group_no_quorum_seconds{group="e"} 22.4',
+  'smr_replica_status{group="e",replica="r1",status="healthy"} 1',
+  'smr_replica_status{group="e",replica="r2",status="down"} 1',
+  'smr_replica_status{group="e",replica="r3",status="down"} 1',
+  'smr_group_no_quorum_seconds{group="a"} 0',
   'smr_build_info{version="x \\"q\\"\\nz"} 1',
 ].join("\n");
 
 describe("health", () => {
   it("reads each group's health, positions, lag and newest audit from one scrape", () => {
-    const [a, b, d, c, ...rest] = groupsHealth(samples(scrape));
+    const [a, b, d, c, e, ...rest] = groupsHealth(samples(scrape));
     expect(rest).toEqual([]);
     expect(a).toEqual({
-      group: "a", health: "ok", epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1, answerMs: 4,
+      group: "a", health: "ok", up: true, epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1, answerMs: 4, noQuorumMs: null,
       replicas: [{ id: "r1", status: "healthy" }, { id: "r2", status: "healthy" }],
       lastAudit: { verdict: "consistent", at: new Date(1700000060 * 1000).toISOString() },
     });
@@ -40,6 +46,9 @@ describe("health", () => {
     expect([c?.group, c?.health, c?.replicas]).toEqual(["c", "down", []]);
     // Every replica healthy, but a sequencer 1.5 s to answer: degraded (every command waits as long).
     expect([d?.group, d?.health, d?.answerMs]).toEqual(["d", "degraded", 1520]);
+    // Its sequencer answers but has heard no quorum: no write can commit. It showed degraded (a probe).
+    expect([e?.group, e?.health, e?.up, e?.noQuorumMs]).toEqual(["e", "down", true, 22_400]);
+    expect(noQuorumText(e?.noQuorumMs)).toBe("no quorum of replicas for 22 s (writes cannot commit)");
   });
 
   it("is ok only when the group answered, every replica is healthy and its last audit agreed", () => {
@@ -49,6 +58,8 @@ describe("health", () => {
     expect(healthOf(true, healthy, { verdict: "insufficient", at: "" })).toBe("degraded");
     expect(healthOf(true, [...healthy, { id: "r2", status: "joining" }], null)).toBe("degraded");
     expect(healthOf(false, healthy, { verdict: "consistent", at: "" })).toBe("down");
+    expect(healthOf(true, healthy, null, 4, 6_000)).toBe("down");
+    expect(healthOf(true, healthy, null, 4, null)).toBe("ok");
   });
 
   it("undoes label escapes and skips comments", () => {

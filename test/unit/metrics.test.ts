@@ -10,6 +10,7 @@ import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { Cluster } from "../support/cluster.js";
 import { logEvent, logText } from "../../shared/log.js";
+import { groupsHealth, samples } from "../../public/health.js";
 
 describe("the Prometheus text exposition", () => {
   it("escapes label values (backslash, double quote, line feed) and HELP text (backslash, line feed) so they read back as written", () => {
@@ -310,6 +311,31 @@ describe("smr_group_asleep", () => {
     expect(family.metrics.map((m) => [m.labels, Number(m.value)])).toEqual([
       [{ group: "a" }, 0],
       [{ group: "b" }, 1],
+    ]);
+  });
+});
+
+describe("smr_group_no_quorum_seconds", () => {
+  it("is how long a sequencer that answered has heard no quorum (0 while it has one), absent for a group that did not answer: smr_group_up stayed 1 through a whole write outage (a probe)", () => {
+    const base: GroupStatus = { group: "a", machine: "kv", epoch: 1, commitSeq: 0, lastSeq: 0, outputs: "first", checkpointEvery: 100, sequencer: { name: "a", location: null, epoch: 1, since: null }, replicas: [] };
+    const counts = { failovers: 0, audits: {} };
+    const text = exposition(
+      groupFamilies([
+        { group: "a", up: true, status: base, commandsTotal: 0, counts },
+        { group: "b", up: true, status: { ...base, group: "b", sequencer: { ...base.sequencer, name: "b", noQuorumMs: 22_400 } }, commandsTotal: 0, counts },
+        { group: "c", up: false },
+      ]),
+    );
+    const family = parse(text).find((f) => f.name === "smr_group_no_quorum_seconds")!;
+    expect(family.type).toBe("GAUGE");
+    expect(family.metrics.map((m) => [m.labels, Number(m.value)])).toEqual([
+      [{ group: "a" }, 0],
+      [{ group: "b" }, 22.4],
+    ]);
+    expect(groupsHealth(samples(text)).map((g) => [g.group, g.health])).toEqual([
+      ["a", "ok"],
+      ["b", "down"],
+      ["c", "down"],
     ]);
   });
 });
