@@ -1531,12 +1531,18 @@ export class SequencerDriver {
     return { decided, answered: ids.filter((_, i) => answers[i] !== null && answers[i] !== undefined) };
   }
 
+  /** The alarm the last audit raised (null: none): the same one again is not another event. */
+  private alarmRaised: string | null = null;
+
   /** Quarantines what the audit found diverged, raises its alarm, and starts the repairs. */
   private actOnAudit({ report, diverged, alarm }: ReturnType<typeof decideAudit>): AuditReport {
     if (alarm !== null) {
       this.io.log("error", `AUDIT ALARM group ${this.core.config.group} epoch ${this.core.epoch} seq ${report.seq}: ${alarm}`);
-      this.io.event?.("quarantine", alarm, { seq: report.seq, action: "alarm" });
+      // One event while the same alarm stands: one per audit (the cron's every minute) pushed the
+      // group's failovers, moves and repairs out of its bounded event list in hours (a probe).
+      if (alarm !== this.alarmRaised) this.io.event?.("quarantine", alarm, { seq: report.seq, action: "alarm" });
     }
+    this.alarmRaised = alarm;
     for (const id of diverged) this.quarantine(id);
     // An audit is not client work (the cron's every minute would keep a group awake), but one that
     // leaves a repair to do wakes it: a rebuild and a catch-up need the send loops.
