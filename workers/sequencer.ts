@@ -174,7 +174,10 @@ export class SequencerObject extends ReplicaServing {
   private async destroyReplica(cfg: Pick<GroupConfig, "group" | "colocated">, id: string, incarnation: number): Promise<void> {
     if (isColocated(cfg, id) && this.replica.core?.config.group === cfg.group && this.replica.core.id === id) return this.replica.destroy(incarnation);
     const call = rpc<void>(replicaStub(this.env, cfg, id).replicaDestroy(incarnation));
-    await withTimeout(realClock, call, replicaDestroyTimeoutMs, `the destroy of replica ${id} of ${cfg.group}`);
+    // Named: the platform's errors ("Network connection lost") do not say which replica failed.
+    await withTimeout(realClock, call, replicaDestroyTimeoutMs, `the destroy of replica ${id} of ${cfg.group}`).catch((err: unknown) => {
+      throw new Error(`replica ${id}: ${String(err)}`);
+    });
   }
 
   private io(cfg: GroupConfig): DriverIO {

@@ -190,6 +190,8 @@ describe("a PUT or a DELETE that died midway is finished by the next lookup", ()
       expect((await command(group, { op: "put", key: "k", value: 1 })).status).toBe(200);
       await api("POST", `/v1/groups/${group}/faults`, { target, fault: "unreachable" });
       expectError(await api("DELETE", `/v1/groups/${group}`), 503, "unavailable", new RegExp(`${group} is being deleted.*unreachable`));
+      // It names the replica that failed, not the sequencer that asked it (a probe).
+      if (target === "r2") expectError(await api("DELETE", `/v1/groups/${group}`), 503, "unavailable", new RegExp(`\\(the sequencer ${group} or a replica it destroys: Error: replica r2: `));
       // Half deleted: it serves nothing, and its name cannot be taken yet.
       expectError(await api("GET", `/v1/groups/${group}`, undefined, clientToken), 503, "unavailable", /being deleted/);
       expectError(await api("PUT", `/v1/groups/${group}`, { machine: "kv" }), 503, "unavailable", /being deleted/);
