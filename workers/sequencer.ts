@@ -617,7 +617,7 @@ export class SequencerObject extends ReplicaServing {
     // A group with no audit yet counts as consistent: its first audit is a change only if it is not.
     const previous = kept?.kept ? (kept.previous ?? "consistent") : null;
     if (previous !== null && previous !== report.verdict) {
-      logEvent({ event: "audit-verdict", group: cfg.group, epoch: driver.core.epoch, seq: report.seq, verdict: report.verdict, previous, quarantined: report.quarantined }, report.verdict === "consistent" ? "log" : "warn");
+      logEvent({ event: "audit-verdict", group: cfg.group, epoch: driver.core.epoch, ...(report.compared === false ? {} : { seq: report.seq }), verdict: report.verdict, previous, quarantined: report.quarantined }, report.verdict === "consistent" ? "log" : "warn");
     }
     return report;
   }

@@ -1537,10 +1537,12 @@ export class SequencerDriver {
   /** Quarantines what the audit found diverged, raises its alarm, and starts the repairs. */
   private actOnAudit({ report, diverged, alarm }: ReturnType<typeof decideAudit>): AuditReport {
     if (alarm !== null) {
-      this.io.log("error", `AUDIT ALARM group ${this.core.config.group} epoch ${this.core.epoch} seq ${report.seq}: ${alarm}`);
+      // No seq when nothing was compared: seq 0 read as a position (every replica failed its scrub).
+      const at = report.compared === false ? {} : { seq: report.seq };
+      this.io.log("error", `AUDIT ALARM group ${this.core.config.group} epoch ${this.core.epoch}${at.seq === undefined ? "" : ` seq ${at.seq}`}: ${alarm}`);
       // One event while the same alarm stands: one per audit (the cron's every minute) pushed the
       // group's failovers, moves and repairs out of its bounded event list in hours (a probe).
-      if (alarm !== this.alarmRaised) this.io.event?.("quarantine", alarm, { seq: report.seq, action: "alarm" });
+      if (alarm !== this.alarmRaised) this.io.event?.("quarantine", alarm, { ...at, action: "alarm" });
     }
     this.alarmRaised = alarm;
     for (const id of diverged) this.quarantine(id);

@@ -259,6 +259,8 @@ describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", (
     // moves and repairs out of its 200 events in about 3 hours of cron (a probe).
     for (let i = 0; i < 3; i++) expect((await g.driver.audit()).alarm).toMatch(/3 of 3 voters failed/);
     expect(g.events.filter((e) => e.fields.action === "alarm")).toHaveLength(1);
+    // Nothing was compared (every replica failed its scrub): the event names no seq, 0 read as one (a probe).
+    expect(g.events.find((e) => e.fields.action === "alarm")!.fields).toEqual({ action: "alarm" });
     expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1, r3 failed the last audit's scrub .*release one with rebase/) });
     // Not quarantined: a plain release has nothing to do, a rebase takes its rows as they are.
     expect(await g.driver.release("r2", false)).toMatchObject({ ok: false, reason: "replica r2 is not quarantined: nothing to release; its rows failed its last scrub: release it with rebase to take them as they are" });
