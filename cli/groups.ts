@@ -35,7 +35,11 @@ export function printReplicas(replicas: GroupStatus["replicas"]): void {
   printTable(
     ["replica", "location", "status", "lastSeq", "appliedSeq", "digest", "lastContact", "rows", "size"],
     // Never heard from (no contact, no audit that reached it): positions unknown, not 0.
-    replicas.map((r) => (r.lastContact === null ? [r.id, r.location, r.status, "?", "?", "?", null, ...size(r)] : [r.id, r.location, r.status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)])),
+    replicas.map((r) => {
+      // A rebuild under way: the rows copied so far (it showed "repairing" alone for as long as it took: a probe).
+      const status = r.rebuild ? `${r.status} (${r.rebuild.rows} rows from ${r.rebuild.source})` : r.status;
+      return r.lastContact === null ? [r.id, r.location, status, "?", "?", "?", null, ...size(r)] : [r.id, r.location, status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)];
+    }),
   );
 }
 

@@ -436,7 +436,9 @@ function renderGroup(status, audits, events, askedMs) {
     tr.dataset.replica = r.id;
     tr.dataset.status = r.status;
     cell(tr, "id", r.id);
-    cell(tr, "status", r.status).className = `status status-${r.status}`;
+    // A rebuild under way shows what it has copied so far (it showed "repairing" alone for as long as it took).
+    const rebuild = r.rebuild ? `${r.status}: ${r.rebuild.rows} rows from ${r.rebuild.source}` : r.status;
+    cell(tr, "status", rebuild, r.rebuild ? `state at seq ${r.rebuild.seq} copied from ${r.rebuild.source} since ${r.rebuild.since}` : undefined).className = `status status-${r.status}`;
     // Never heard from (no contact, no audit that reached it): its positions are unknown, not 0.
     const known = r.lastContact !== null;
     cell(tr, "appliedSeq", known ? r.appliedSeq : "?", known ? "" : "not heard from yet");

@@ -350,8 +350,14 @@ export class SequencerObject extends ReplicaServing {
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum(), ...this.asleep() },
       // Co-located: in this object. After a failover or a move the replica stays in the group's
       // first object, which no longer orders anything: a replica like the others.
-      replicas: core.replicaStatuses().map((r) => (withCurrentSequencer(cfg, r.id) ? { ...r, colocated: true as const } : r)),
+      replicas: core.replicaStatuses().map((r) => this.withRebuild(withCurrentSequencer(cfg, r.id) ? { ...r, colocated: true as const } : r)),
     };
+  }
+
+  /** A replica's status with the progress of its rebuild, while one is under way. */
+  private withRebuild(r: ReplicaStatus): ReplicaStatus {
+    const p = this.driver?.rebuildProgress(r.id);
+    return p ? { ...r, rebuild: { source: p.source, seq: p.seq, rows: p.rows, since: new Date(p.sinceMs).toISOString() } } : r;
   }
 
   /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */

@@ -37,6 +37,10 @@ export const replicaStatus = z.object({
   colocated: z.literal(true).optional(),
   stateRows: z.number().int().nonnegative().optional().describe("from its last audit: rows of its replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them"),
   storageBytes: z.number().int().nonnegative().optional().describe("from its last audit: bytes its Durable Object's storage takes (the co-located replica's include the sequencer's log; freed pages are kept for reuse, so it does not shrink when rows go)"),
+  rebuild: z
+    .object({ source: z.string(), seq, rows: z.number().int().nonnegative(), since: time })
+    .optional()
+    .describe("while a state transfer rebuilds it (status repairing): the replica copied, the position of the state copied, the rows installed so far and when the copy began"),
 });
 
 export const sequencerStatus = z.object({

@@ -67,6 +67,8 @@ export interface ReplicaStatus {
   stateRows?: number;
   /** From its last audit: bytes its object's storage takes (the co-located replica's include the sequencer's log). */
   storageBytes?: number;
+  /** While a state transfer rebuilds it: the replica copied, the position copied, rows installed so far, since when. */
+  rebuild?: { source: string; seq: number; rows: number; since: string };
 }
 
 export interface GroupStatus {

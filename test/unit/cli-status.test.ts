@@ -39,6 +39,12 @@ describe("smr groups status", () => {
     expect(printed(base)).not.toMatch(/asleep/);
   });
 
+  it("shows a rebuild's rows copied so far beside its status (it showed \"repairing\" alone: a probe)", () => {
+    const rebuilding = { ...replica, id: "r3", status: "repairing", rebuild: { source: "r1", seq: 13355, rows: 4096, since: "2026-12-06T02:00:00.000Z" } } as const;
+    expect(printed({ ...base, replicas: [replica, rebuilding] })).toMatch(/│ r3 +│ [^│]*│ repairing \(4096 rows from r1\) +│/);
+    expect(printed(base)).not.toMatch(/rows from/);
+  });
+
   it("says when the sequencer cannot be reached, and why", () => {
     const out = printed({ ...base, sequencer: { ...base.sequencer, reachable: false, problem: "the sequencer of flt cannot be reached (injected fault)" } });
     expect(out).toMatch(/│ reachable +│ NO: the sequencer of flt cannot be reached \(injected fault\) +│/);

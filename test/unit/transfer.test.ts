@@ -138,17 +138,30 @@ describe("state transfer", () => {
     expect(audit.verdict).toBe("diverged");
     expect(audit.replicas.filter((r) => r.verdict === "diverged").map((r) => r.id)).toEqual(["r2"]);
 
-    // The audit started the repair; writes go on meanwhile.
+    // The audit started the repair; writes go on meanwhile. Each page to r2 takes 30 ms more, so
+    // its progress can be seen between pages (the status shows it: a probe saw nothing move).
+    g.slow.set("r2", 30);
     const during = putMany(g.driver, "writer", 1, 300, 50);
-    for (let i = 0; i < 200 && g.driver.core.replicaStatuses().find((r) => r.id === "r2")!.status !== "healthy"; i++) {
-      await new Promise((r) => setTimeout(r, 25));
+    const seen: { source: string; seq: number; rows: number }[] = [];
+    for (let i = 0; i < 400 && g.driver.core.replicaStatuses().find((r) => r.id === "r2")!.status !== "healthy"; i++) {
+      const p = g.driver.rebuildProgress("r2");
+      if (p) seen.push({ source: p.source, seq: p.seq, rows: p.rows });
+      await new Promise((r) => setTimeout(r, 10));
     }
+    g.slow.delete("r2");
     await during;
     const r2 = g.driver.core.replicaStatuses().find((r) => r.id === "r2")!;
     expect(r2.status).toBe("healthy");
+    expect(g.driver.rebuildProgress("r2")).toBeUndefined();
+    const rows = seen.map((p) => p.rows);
+    expect(rows).toEqual([...rows].sort((a, b) => a - b)); // only ever up
+    expect(rows.some((n) => n > 0 && n < 20_000)).toBe(true); // seen between pages
+    expect(seen[0]).toMatchObject({ source: expect.stringMatching(/^r[13]$/), seq: expect.any(Number) });
+    expect(seen[0]!.seq).toBeGreaterThanOrEqual(20_000);
     // Let r2 catch up from the log, then compare at the same seq.
     await putMany(g.driver, "writer", 1_000, 1);
-    await new Promise((r) => setTimeout(r, 20));
+    const applied = () => new Set([...g.replicas.values()].map((d) => d.core!.position().appliedSeq)).size;
+    for (let i = 0; i < 100 && applied() > 1; i++) await new Promise((r) => setTimeout(r, 20));
     const positions = [...g.replicas.values()].map((d) => d.core!.position());
     expect(new Set(positions.map((p) => p.appliedSeq)).size).toBe(1);
     expect(new Set(positions.map((p) => p.digest)).size).toBe(1);
