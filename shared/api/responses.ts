@@ -40,7 +40,7 @@ export const replicaStatus = z.object({
   rebuild: z
     .object({ source: z.string(), seq, rows: z.number().int().nonnegative(), since: time })
     .optional()
-    .describe("while a state transfer rebuilds it (status repairing): the replica copied, the position of the state copied, the rows installed so far and when the copy began"),
+    .describe("while a state transfer rebuilds it (status repairing, or joining for a new replica brought in by one): the replica copied, the position of the state copied, the rows installed so far and when the copy began"),
 });
 
 export const sequencerStatus = z.object({

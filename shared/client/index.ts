@@ -222,6 +222,12 @@ function retryReason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A DELETE's failure after which the delete may be under way: a 503 "being deleted", a 504, an answer lost after sending. */
+function deleteBegun(err: unknown): boolean {
+  if (!(err instanceof ApiRequestError)) return false;
+  return (err.code === "network" && !err.notSent) || err.status === 504 || (err.status === 503 && /is being deleted/.test(err.message));
+}
+
 /** A failure that leaves the command's outcome unknown: it may have been ordered. */
 function outcomeUnknown(err: unknown): boolean {
   return err instanceof ApiRequestError ? (err.code === "network" && !err.notSent) || err.status === 504 : true;
@@ -609,17 +615,38 @@ export class SmrClient {
   /** `force`: finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind. */
   /**
    * Retried like a read: a 503 says an object of the group is not reached yet and a retry finishes
-   * the delete (the CLI ended on the first). A retry's 404 is an earlier attempt's wipe finished.
+   * the delete (the CLI ended on the first). Once an attempt may have begun the delete (a 503
+   * "being deleted", a 504, an answer lost after sending), a retry's 404 is that delete finished,
+   * and a group that answers before a retry was made again meanwhile (another's PUT finishes a
+   * delete under way): a 409, not deleted (a review: the retry deleted the new group; and a 404
+   * after a 429 was taken for "deleted", for a group that never was).
    */
   async deleteGroup(group: string, opts: { force?: boolean } = {}): Promise<void> {
     const path = groupPath(group, opts.force ? "?force=1" : "");
-    let attempts = 0;
+    let begun = false;
+    const attempt = async (): Promise<void> => {
+      if (begun && (await this.answers(group))) throw new ApiRequestError(409, "conflict", `group ${group} was deleted and created again while this delete was retried: the new group is left as it is`);
+      try {
+        await this.request<void>("DELETE", path);
+      } catch (err) {
+        begun ||= deleteBegun(err);
+        throw err;
+      }
+    };
     try {
-      await this.retried(() => ((attempts += 1), this.request<void>("DELETE", path)), "delete");
+      await this.retried(attempt, "delete");
     } catch (err) {
-      if (attempts > 1 && err instanceof ApiRequestError && err.status === 404) return;
+      if (begun && err instanceof ApiRequestError && err.status === 404) return;
       throw err;
     }
+  }
+
+  /** Whether the group answers its status now (a 404, a 503 or a failure: no). */
+  private answers(group: string): Promise<boolean> {
+    return this.request("GET", groupPath(group)).then(
+      () => true,
+      () => false,
+    );
   }
   /** `sequencer` is there only while it cannot be reached (`reachable: false`, `problem`): the replicas are then what they say of themselves. */
   async replicas(group: string): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {

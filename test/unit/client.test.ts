@@ -520,22 +520,33 @@ describe("client batches", () => {
     expect(calls.map((c) => `${c.url.pathname}${c.url.search}`)).toEqual(["/v1/groups/g", "/v1/groups/g?force=1"]);
   });
 
-  it("retries a delete's 503 (an object not reached yet), saying so, and takes a retry's 404 for done", async () => {
-    const answers = [() => errorBody(503, "unavailable", "not every one of its objects can be reached yet"), () => new Response(null, { status: 204 })];
-    const retries: CommandRetry[] = [];
-    const { client, calls } = clientWith(() => answers[calls.length - 1]!(), { onReadRetry: (r) => retries.push(r) });
-    await client.deleteGroup("g");
-    expect(calls).toHaveLength(2);
-    expect(retries).toEqual([expect.objectContaining({ attempt: 1, what: "delete", reason: expect.stringMatching(/503/) })]);
-    // The first attempt's answer was lost (or was a 503) while the wipe went on: the retry's 404 means it finished.
-    for (const first of [() => Promise.reject(new TypeError("fetch failed")), () => errorBody(503, "unavailable", "busy")]) {
-      const gone = clientWith(() => (gone.calls.length === 1 ? first() : errorBody(404, "not_found", "group g does not exist")));
-      await expect(gone.client.deleteGroup("g")).resolves.toBeUndefined();
-      expect(gone.calls).toHaveLength(2);
+  it("retries a delete's 503 (an object not reached yet), saying so, and takes a retry's 404 for done only once the delete may have begun", async () => {
+    const beingDeleted = () => errorBody(503, "unavailable", "group g is being deleted, but not every one of its objects can be reached yet (replica r2: ...)");
+    const gone = () => errorBody(404, "not_found", "group g does not exist");
+    /** DELETEs answer in turn from `deletes`; a GET (the check before a retry) answers `status`. */
+    const deleting = (deletes: (() => Response | Promise<Response>)[], status: () => Response = beingDeleted) => {
+      const retries: CommandRetry[] = [];
+      let n = 0;
+      const c = clientWith((_url, init) => (init.method === "GET" ? status() : deletes[Math.min(n++, deletes.length - 1)]!()), { onReadRetry: (r) => retries.push(r) });
+      return { ...c, retries };
+    };
+    const retried = deleting([beingDeleted, () => new Response(null, { status: 204 })]);
+    await retried.client.deleteGroup("g");
+    expect(retried.retries).toEqual([expect.objectContaining({ attempt: 1, what: "delete", reason: expect.stringMatching(/503.*being deleted/) })]);
+    // The first attempt's answer was lost after sending, or was a 503 "being deleted": the retry's 404 is that delete finished.
+    for (const first of [() => Promise.reject(new TypeError("fetch failed")), beingDeleted, () => errorBody(504, "timeout", "slow")]) {
+      await expect(deleting([first, gone], gone).client.deleteGroup("g")).resolves.toBeUndefined();
     }
+    // Nothing begun (a 429, a 503 before the directory was touched): a retry's 404 is the caller's, no such group (a review).
+    for (const first of [() => errorBody(429, "rate_limited", "slow down"), () => errorBody(503, "unavailable", "the registry did not answer")]) {
+      await expect(deleting([first, gone], gone).client.deleteGroup("g")).rejects.toMatchObject({ status: 404 });
+    }
+    // Begun, then made again meanwhile by another's PUT (it finishes the delete under way): not deleted (a review).
+    const remade = deleting([beingDeleted, () => new Response(null, { status: 204 })], () => Response.json({ group: "g" }));
+    await expect(remade.client.deleteGroup("g")).rejects.toMatchObject({ status: 409, code: "conflict", message: expect.stringMatching(/created again/) });
+    expect(remade.calls.map((c) => c.url.pathname)).toEqual(["/v1/groups/g", "/v1/groups/g"]); // the DELETE, then the GET: no second DELETE
     // A first attempt's 404 is the caller's: there was no such group.
-    const none = clientWith(() => errorBody(404, "not_found", "group g does not exist")).client;
-    await expect(none.deleteGroup("g")).rejects.toMatchObject({ status: 404 });
+    await expect(deleting([gone]).client.deleteGroup("g")).rejects.toMatchObject({ status: 404 });
   });
 
   it("sends a kv txn as one command with both branches", async () => {
