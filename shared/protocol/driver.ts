@@ -796,9 +796,18 @@ export class SequencerDriver {
     return (
       c.pendingCount === 0 && this.waitingPending.size === 0 && this.waitingSeq.size === 0 && this.commitWatchers.length === 0 &&
       c.commitSeq >= c.lastLogSeq && this.confirmations.length === 0 &&
-      !this.reconfiguring && !c.configChangePending && !this.restoring && this.repairing === 0 && this.startSettled && c.awaitingRebuild().length === 0 &&
+      !this.reconfiguring && !c.configChangePending && !this.restoring && this.repairing === 0 && this.startSettled && this.rebuildsOwed() === 0 &&
       this.untold.size === 0 && this.retireAgain.size === 0 && !this.leftoversUnread && this.quarantineRecorded !== null && this.recordAtSeq === null
     );
+  }
+
+  /**
+   * Replicas awaiting a rebuild that a retry may yet do: one only an operator can mend (every
+   * source failed its scrub: repairRefusal's conflict) does not keep the group awake, logging a
+   * failed repair every 2 s for ever (a review).
+   */
+  private rebuildsOwed(): number {
+    return this.core.awaitingRebuild().filter((id) => this.repairRefusal(id)?.code !== "conflict").length;
   }
 
   /**
@@ -1601,6 +1610,9 @@ export class SequencerDriver {
     const progress = { begun: false };
     this.repairing++;
     try {
+      // The target first: a rebuild of one out of reach froze a healthy source's whole state (a
+      // copy of every row) at each retry, every 2 s, for nothing (a review).
+      await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
       // Each source in turn until one begins: one that refuses before the target is touched (its
       // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
       // its chance. The first alone was tried, and after a sequencer's restart that was a damaged

@@ -18,9 +18,9 @@ const put = (key: string) => ({ op: "put", key, value: 1 });
 const pause = (virtualMs: number) => new Promise((r) => setTimeout(r, virtualMs / 50));
 const sleepAfterMs = 3_000;
 
-/** afterMs null: no sleepAfterMs (never sleeps). */
-function sleepyGroup(afterMs: number | null = sleepAfterMs) {
-  const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fastClock);
+/** afterMs null: no sleepAfterMs (never sleeps). `compacting`: a log compacted after a few entries (no rebuild from the log alone). */
+function sleepyGroup(afterMs: number | null = sleepAfterMs, compacting = false) {
+  const g = compacting ? directGroup({ ...config, checkpointEvery: 5 }, { entries: 10, slack: 5 }, fastClock) : directGroup(config, { entries: 10_000, slack: 1_000 }, fastClock);
   const notes: (number | null)[] = [];
   /** Whether each note was a change (a start's note is not: no log line for it). */
   const changes: boolean[] = [];
@@ -129,6 +129,54 @@ describe("an idle group sleeps", () => {
     g.down.delete("r2");
     await until("r2 rebuilt", () => g.driver.core.quarantinedIds().length === 0 && g.replicas.get("r2")!.core!.appliedSeq >= g.driver.core.commitSeq);
     await until("asleep once it is", () => g.driver.asleepSinceMs !== null);
+    g.driver.stop();
+  }, 30_000);
+
+  /** r<id>'s rows no longer hash to its digest (damaged storage). */
+  const corrupt = (g: ReturnType<typeof sleepyGroup>, id: string) => {
+    g.replicas.get(id)!.core!.saveState();
+    g.stores.get(id)!.rows.put("m/a", JSON.stringify(999));
+  };
+  /** r<id> is cut off for good once its rebuild has begun. */
+  const lostMidRebuild = (g: ReturnType<typeof sleepyGroup>, id: string) => {
+    g.hooks.served = (at, method) => {
+      if (at !== id || method !== "beginInstall") return;
+      g.down.add(id);
+      g.hooks.served = undefined;
+    };
+  };
+  const snapshots = (g: ReturnType<typeof sleepyGroup>) => ["r1", "r2", "r3"].reduce((n, id) => n + (g.calls.get(`${id}:beginSnapshot`) ?? 0), 0);
+
+  it("awake for a quarantined replica out of reach, asks it before freezing a source: no copy of a healthy replica's whole state at each retry (a review)", async () => {
+    const g = sleepyGroup();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    corrupt(g, "r2");
+    lostMidRebuild(g, "r2");
+    expect((await g.driver.audit()).verdict).toBe("diverged");
+    await pause(2 * sleepAfterMs);
+    const before = snapshots(g);
+    const asked = g.calls.get("r2:position") ?? 0;
+    await pause(30_000);
+    expect(g.driver.asleepSinceMs).toBeNull();
+    expect(snapshots(g)).toBe(before);
+    expect(g.calls.get("r2:position") ?? 0).toBeGreaterThan(asked); // still tried
+    g.driver.stop();
+  }, 30_000);
+
+  it("sleeps with a quarantined replica that only an operator can mend (every source failed its scrub)", async () => {
+    const g = sleepyGroup(sleepAfterMs, true);
+    for (let r = 1; r <= 40; r++) expect((await g.driver.submit("c", r, put(`k${r}`))).kind).toBe("ok");
+    await pause(500);
+    expect(g.driver.core.baseSeq).toBeGreaterThan(0);
+    corrupt(g, "r3");
+    lostMidRebuild(g, "r3");
+    expect((await g.driver.audit()).verdict).toBe("diverged");
+    corrupt(g, "r1");
+    corrupt(g, "r2");
+    expect((await g.driver.audit()).alarm).toMatch(/failed the same check/);
+    expect(g.driver.core.quarantinedIds()).toEqual(["r3"]);
+    expect(g.driver.repairRefusal("r3")?.code).toBe("conflict");
+    await until("asleep", () => g.driver.asleepSinceMs !== null);
     g.driver.stop();
   }, 30_000);
 
