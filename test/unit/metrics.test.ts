@@ -295,17 +295,22 @@ describe("the structured log line", () => {
   });
 });
 
+/** A group "a" that answered, with nothing in it: the sequencer's figures are what a test changes. */
+const base: GroupStatus = { group: "a", machine: "kv", epoch: 1, commitSeq: 0, lastSeq: 0, outputs: "first", checkpointEvery: 100, sequencer: { name: "a", location: null, epoch: 1, since: null }, replicas: [] };
+const counts = { failovers: 0, audits: {} };
+/** The exposition of groups a and b (b's sequencer as given) and c, which did not answer. */
+const exposed = (b: Partial<GroupStatus["sequencer"]>) =>
+  exposition(
+    groupFamilies([
+      { group: "a", up: true, status: base, commandsTotal: 0, counts },
+      { group: "b", up: true, status: { ...base, group: "b", sequencer: { ...base.sequencer, name: "b", ...b } }, commandsTotal: 0, counts },
+      { group: "c", up: false },
+    ]),
+  );
+
 describe("smr_group_asleep", () => {
   it("is 1 for a group whose status says it sleeps, 0 for an awake one, absent for one that did not answer (an alert on audit age can leave asleep groups out)", async () => {
-    const base: GroupStatus = { group: "a", machine: "kv", epoch: 1, commitSeq: 0, lastSeq: 0, outputs: "first", checkpointEvery: 100, sequencer: { name: "a", location: null, epoch: 1, since: null }, replicas: [] };
-    const counts = { failovers: 0, audits: {} };
-    const text = exposition(
-      groupFamilies([
-        { group: "a", up: true, status: base, commandsTotal: 0, counts },
-        { group: "b", up: true, status: { ...base, group: "b", sequencer: { ...base.sequencer, name: "b", asleepSince: "2026-12-05T10:00:00.000Z" } }, commandsTotal: 0, counts },
-        { group: "c", up: false },
-      ]),
-    );
+    const text = exposed({ asleepSince: "2026-12-05T10:00:00.000Z" });
     const family = parse(text).find((f) => f.name === "smr_group_asleep")!;
     expect(family.type).toBe("GAUGE");
     expect(family.metrics.map((m) => [m.labels, Number(m.value)])).toEqual([
@@ -317,15 +322,7 @@ describe("smr_group_asleep", () => {
 
 describe("smr_group_no_quorum_seconds", () => {
   it("is how long a sequencer that answered has heard no quorum (0 while it has one), absent for a group that did not answer: smr_group_up stayed 1 through a whole write outage (a probe)", () => {
-    const base: GroupStatus = { group: "a", machine: "kv", epoch: 1, commitSeq: 0, lastSeq: 0, outputs: "first", checkpointEvery: 100, sequencer: { name: "a", location: null, epoch: 1, since: null }, replicas: [] };
-    const counts = { failovers: 0, audits: {} };
-    const text = exposition(
-      groupFamilies([
-        { group: "a", up: true, status: base, commandsTotal: 0, counts },
-        { group: "b", up: true, status: { ...base, group: "b", sequencer: { ...base.sequencer, name: "b", noQuorumMs: 22_400 } }, commandsTotal: 0, counts },
-        { group: "c", up: false },
-      ]),
-    );
+    const text = exposed({ noQuorumMs: 22_400 });
     const family = parse(text).find((f) => f.name === "smr_group_no_quorum_seconds")!;
     expect(family.type).toBe("GAUGE");
     expect(family.metrics.map((m) => [m.labels, Number(m.value)])).toEqual([
