@@ -1674,7 +1674,6 @@ export class SequencerDriver {
     return this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id) && !this.scrubFailed.has(id));
   }
 
-  /** Why the last repair of `target` failed (undefined: it did not, or none was tried). */
   /**
    * A rebuild of `target` under way: its source, the position copied and the rows installed so
    * far. A 3.5 MiB rebuild showed only `repairing` for 15 s, with nothing moving (a probe).
@@ -1684,6 +1683,7 @@ export class SequencerDriver {
     return p && { ...p };
   }
 
+  /** Why the last repair of `target` failed (undefined: it did not, or none was tried). */
   repairFailure(target: string): string | undefined {
     return this.lastRepairError.get(target);
   }
