@@ -148,7 +148,11 @@ async function finishDelete(env: Env, record: GroupRecord, force = false): Promi
   // Unlisted before the record goes: if the registry cannot be reached, the record stays
   // "deleting" and the next request finishes the delete. (The other order answered 500 and left
   // the name listed for ever, with no record left to finish.)
-  await unlist(env, cfg.group, cfg.incarnation);
+  // Its 503 says the delete is under way: a client retrying it takes a retry's 404 for the delete
+  // finished only when told so (the registry's own words read as nothing begun: a review).
+  await unlist(env, cfg.group, cfg.incarnation).catch((err: unknown) => {
+    throw err instanceof ApiError ? new ApiError("unavailable", `group ${cfg.group} is being deleted: ${err.message}`, 1) : err;
+  });
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
   clearFaults(cfg.group);
 }

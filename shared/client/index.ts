@@ -225,7 +225,12 @@ function retryReason(err: unknown): string {
 /** A DELETE's failure after which the delete may be under way: a 503 "being deleted", a 504, an answer lost after sending. */
 function deleteBegun(err: unknown): boolean {
   if (!(err instanceof ApiRequestError)) return false;
-  return (err.code === "network" && !err.notSent) || err.status === 504 || (err.status === 503 && /is being deleted/.test(err.message));
+  return (err.code === "network" && !err.notSent) || err.status === 504 || deleteUnderWay(err);
+}
+
+/** The server's word that the group's delete is under way (its record is `deleting`). */
+function deleteUnderWay(err: unknown): boolean {
+  return err instanceof ApiRequestError && err.status === 503 && /is being deleted/.test(err.message);
 }
 
 /** A failure that leaves the command's outcome unknown: it may have been ordered. */
@@ -623,13 +628,18 @@ export class SmrClient {
    */
   async deleteGroup(group: string, opts: { force?: boolean } = {}): Promise<void> {
     const path = groupPath(group, opts.force ? "?force=1" : "");
+    /** An attempt may have begun the delete; `underWay`: the server said so (a 503 "being deleted"). */
     let begun = false;
+    let underWay = false;
     const attempt = async (): Promise<void> => {
-      if (begun && (await this.answers(group))) throw new ApiRequestError(409, "conflict", `group ${group} was deleted and created again while this delete was retried: the new group is left as it is`);
+      // Only after the server's word: a group that answers after a lost answer or a 504 may be one
+      // the delete never reached, and the retry deletes it (a review: a 409 for a socket reset).
+      if (underWay && (await this.answers(group))) throw new ApiRequestError(409, "conflict", `group ${group} was deleted and created again while this delete was retried: the new group is left as it is`);
       try {
         await this.request<void>("DELETE", path);
       } catch (err) {
         begun ||= deleteBegun(err);
+        underWay ||= deleteUnderWay(err);
         throw err;
       }
     };

@@ -537,8 +537,14 @@ describe("client batches", () => {
     for (const first of [() => Promise.reject(new TypeError("fetch failed")), beingDeleted, () => errorBody(504, "timeout", "slow")]) {
       await expect(deleting([first, gone], gone).client.deleteGroup("g")).resolves.toBeUndefined();
     }
-    // Nothing begun (a 429, a 503 before the directory was touched): a retry's 404 is the caller's, no such group (a review).
-    for (const first of [() => errorBody(429, "rate_limited", "slow down"), () => errorBody(503, "unavailable", "the registry did not answer")]) {
+    // The registry failing after the record is marked deleting (the server's text): begun (a review).
+    await expect(deleting([() => errorBody(503, "unavailable", "group g is being deleted: the registry cannot unlist group g yet (Error: x); a retry or the next request finishes the delete"), gone], gone).client.deleteGroup("g")).resolves.toBeUndefined();
+    // A group that answers after a lost answer (a socket reset) may be one the delete never reached: deleted, not a 409 (a review).
+    const reset = () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) }));
+    const resent = deleting([reset, () => new Response(null, { status: 204 })], () => Response.json({ group: "g" }));
+    await expect(resent.client.deleteGroup("g")).resolves.toBeUndefined();
+    // Nothing begun (a 429, the registry's 503 before a record was found): a retry's 404 is the caller's, no such group (a review).
+    for (const first of [() => errorBody(429, "rate_limited", "slow down"), () => errorBody(503, "unavailable", "the registry cannot unlist group g yet (Error: x); a retry or the next request finishes the delete")]) {
       await expect(deleting([first, gone], gone).client.deleteGroup("g")).rejects.toMatchObject({ status: 404 });
     }
     // Begun, then made again meanwhile by another's PUT (it finishes the delete under way): not deleted (a review).
