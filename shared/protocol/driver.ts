@@ -11,7 +11,6 @@ import {
   logRetentionEntries,
   transferPageBytes,
   heartbeatMs,
-  downAfterMisses,
   startSettleWaitMs,
   unheardPollMs,
   readLeaseMs,
@@ -1611,11 +1610,9 @@ export class SequencerDriver {
     const progress = { begun: false };
     this.repairing++;
     try {
-      // A target that is down (downAfterMisses contacts missed) is asked first: a rebuild of one
-      // out of reach froze a healthy source's whole state (a copy of every row) at each retry,
-      // every 2 s, for nothing (a review). Not every target: the extra round trip, lost now and
-      // then, delayed rebuilds a failover waits for (the simulator's takeovers, 14% longer over ten seeds).
-      if (this.core.missedContacts(target) >= downAfterMisses) await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
+      // The target first: a rebuild of one out of reach froze a healthy source's whole state (a
+      // copy of every row) at each retry, every 2 s, for nothing (a review).
+      await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
       // Each source in turn until one begins: one that refuses before the target is touched (its
       // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
       // its chance. The first alone was tried, and after a sequencer's restart that was a damaged

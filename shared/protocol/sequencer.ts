@@ -696,11 +696,6 @@ export class SequencerCore {
     return true;
   }
 
-  /** Contacts with `id` missed in a row since it last answered (0: it answered the last one). */
-  missedContacts(id: string): number {
-    return this.progress.get(id)?.misses ?? 0;
-  }
-
   /** A contact outside the append path (audit, read, init): updates failure detection. */
   noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
     const missed = this.progress.get(id)?.misses ?? 0;
