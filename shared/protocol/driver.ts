@@ -1195,12 +1195,13 @@ export class SequencerDriver {
    * before would have its own write-ahead read back and finished as the inherited one (its event
    * written before it committed, and twice; a review's finding).
    */
-  private startSettled = true;
-  /** Resolves when the start settles (or the driver stops): changes wait for it (untilSettled). */
+  private get startSettled(): boolean {
+    return this.settled === null;
+  }
+  /** Set from a start until it settles (or the driver stops): changes wait for it (untilSettled). */
   private settled: { promise: Promise<void>; resolve: () => void } | null = null;
 
   holdChanges(): void {
-    this.startSettled = false;
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
     this.settled = { promise, resolve };
@@ -1212,7 +1213,7 @@ export class SequencerDriver {
    * every wake from idle, move or failover (a probe: the request that woke the sequencer).
    */
   private async untilSettled(): Promise<void> {
-    if (this.startSettled || this.settled === null) return;
+    if (this.settled === null) return;
     let cancel = () => {};
     const waited = new Promise<void>((resolve) => (cancel = this.io.setTimer(startSettleWaitMs, resolve)));
     await Promise.race([this.settled.promise, waited]);
@@ -1232,7 +1233,6 @@ export class SequencerDriver {
    * it holds in flight is finished, and the log's membership is recorded once committed.
    */
   settleStart(directory: GroupConfig | null, changes: { seq: number; change: ConfigChange }[], atSeq: number): void {
-    this.startSettled = true;
     this.releaseSettled();
     if (directory) {
       const named = [...membersOf(directory), ...(directory.inFlight ?? []).flat()].map((m) => Number(m.id.slice(1)));
