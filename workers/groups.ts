@@ -292,9 +292,9 @@ export async function withSequencer<T>(
   group: string,
   call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>,
   missing: (t: T) => boolean,
-  /** A command: a call that failed may have been ordered, so a failure is a 504 (retry with the same request), never a 503. */
-  command = false,
+  kind: CallKind = "read",
 ): Promise<T> {
+  const command = kind === "command";
   // Once a call's outcome is unknown (it failed, or answered 504), what a later call answers can
   // no longer say "not ordered": its refusals are 504s (unsureAfter), and so is any failure.
   let unsure: { earlier: unknown } | null = null;
@@ -311,7 +311,9 @@ export async function withSequencer<T>(
       if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
       noteUnreachable(sequencerKey(record.config), calledMs);
       unsure = { earlier: null };
-      // The sequencer cannot be reached: fail over if a quorum of voters has lost it too.
+      // The sequencer cannot be reached: fail over if a quorum of voters has lost it too. A change
+      // is not asked again: it may have been ordered, and nothing tells a second add from the first.
+      if (kind === "change") throw await failover(env, group, record.config, String(err)).then(() => changeUnknown(group, err), () => changeUnknown(group, err));
       record = await failover(env, group, record.config, String(err));
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
     }
@@ -339,6 +341,8 @@ export async function withSequencer<T>(
     unsure ??= { earlier: null };
     return settle(await recoveredCall(env, group, call, missing));
   } catch (err) {
+    // A change's later call (after a "no state" answer) that failed may have been ordered too.
+    if (kind === "change" && (err instanceof TimeoutError || (!(err instanceof ApiError) && !thrownByObjectCode(err)))) throw changeUnknown(group, err);
     if (!command && err instanceof TimeoutError) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${err.message})`, 1);
     // The platform's failure of a later call (the sequencer failed over to, or recovered): a 503 to retry, not a 500.
     if (!command && !(err instanceof ApiError) && !thrownByObjectCode(err)) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached yet (${String(err)})`, 1);
@@ -346,6 +350,20 @@ export async function withSequencer<T>(
     const why = err instanceof Error ? err.message : String(err);
     throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`);
   }
+}
+
+/**
+ * What a call to a group's sequencer may do, for what its failures answer: a read is a 503 (retry);
+ * a command may have been ordered, a 504 (the same pair again is safe: the sequencer deduplicates
+ * it), and it is asked again after a failover; a membership change too may have been ordered, a
+ * 504, but it is never asked again (two adds are two replicas). A change whose call failed was a
+ * 503, "certainly not ordered", and the add then took effect (a retry made a second replica).
+ */
+export type CallKind = "read" | "command" | "change";
+
+function changeUnknown(group: string, err: unknown): ApiError {
+  const why = err instanceof Error ? err.message : String(err);
+  return new ApiError("timeout", `the sequencer of ${group} did not answer in time (${why}); the change may or may not take effect: see the group's replicas (GET /v1/groups/${group}/replicas) before trying it again`);
 }
 
 /**

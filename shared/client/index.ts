@@ -147,8 +147,8 @@ export interface CommandRetry {
   attempt: number;
   reason: string;
   pauseMs: number;
-  /** What onReadRetry is told of when it is not a read: `"delete"` (a group's DELETE). */
-  what?: "delete";
+  /** What onReadRetry is told of when it is not a read: `"delete"` (a group's DELETE), `"membership change"` (an add or a removal). */
+  what?: "delete" | "membership change";
 }
 
 export interface GroupSpec {
@@ -231,6 +231,11 @@ function deleteBegun(err: unknown): boolean {
 /** The server's word that the group's delete is under way (its record is `deleting`). */
 function deleteUnderWay(err: unknown): boolean {
   return err instanceof ApiRequestError && err.status === 503 && /is being deleted/.test(err.message);
+}
+
+/** A failure after which nothing was ordered, and a retry is due: a 503, a 429, a request never sent. */
+function notOrdered(err: unknown): boolean {
+  return retriable(err) && !outcomeUnknown(err);
 }
 
 /** A failure that leaves the command's outcome unknown: it may have been ordered. */
@@ -588,14 +593,14 @@ export class SmrClient {
   }
 
   /** One reading call (`attempt`), retried as `read` says. */
-  private async retried<T>(attempt: () => Promise<T>, what?: CommandRetry["what"]): Promise<T> {
+  private async retried<T>(attempt: () => Promise<T>, what?: CommandRetry["what"], may: (err: unknown) => boolean = retriable): Promise<T> {
     const retries = new Retries(this.opts);
     for (;;) {
       try {
         return await attempt();
       } catch (err) {
         const attempt = retries.attempt;
-        const pauseMs = retriable(err) ? retries.next(err) : null;
+        const pauseMs = may(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
         this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs, ...(what ? { what } : {}) });
         await sleep(pauseMs);
@@ -662,11 +667,19 @@ export class SmrClient {
   async replicas(group: string): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {
     return this.read("GET", groupPath(group, `/replicas`));
   }
+  /**
+   * A membership change is retried only while nothing was ordered: a 503 (API.md: certainly not
+   * ordered; the sequencer starting, a change in flight), a 429, a request never sent. Never after
+   * a 504 or an answer lost after sending: it may have taken effect, and a second add is a second
+   * replica. The CLI ended on the first 503, which says to retry (a probe).
+   */
   async addReplica(group: string, location?: string | null): Promise<{ replica: ReplicaStatus }> {
-    return this.request("POST", groupPath(group, `/replicas`), location === undefined ? {} : { location });
+    return this.retried(() => this.request("POST", groupPath(group, `/replicas`), location === undefined ? {} : { location }), "membership change", notOrdered);
   }
+  /** Retried as addReplica is. */
   async removeReplica(group: string, id: string): Promise<{ replica: ReplicaStatus }> {
-    return this.request("DELETE", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}`));
+    const path = groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}`);
+    return this.retried(() => this.request("DELETE", path), "membership change", notOrdered);
   }
   /** Rebuilds the replica now from the most advanced healthy one (README, "Out of a quarantine"). */
   async repairReplica(group: string, id: string): Promise<{ replica?: ReplicaStatus }> {

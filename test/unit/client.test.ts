@@ -555,6 +555,31 @@ describe("client batches", () => {
     await expect(deleting([gone]).client.deleteGroup("g")).rejects.toMatchObject({ status: 404 });
   });
 
+  it("retries a membership change's 503 and 429 (nothing ordered), saying so, but never a 504 or an answer lost after sending (a second add is a second replica)", async () => {
+    const added = () => Response.json({ replica: { id: "r4", location: null, status: "joining", lastSeq: 0, appliedSeq: 0, digest: "0".repeat(64), lastContact: null } }, { status: 202 });
+    const changing = (first: () => Response | Promise<Response>) => {
+      const retries: CommandRetry[] = [];
+      let n = 0;
+      const c = clientWith(() => (n++ === 0 ? first() : added()), { onReadRetry: (r) => retries.push(r) });
+      return { ...c, retries };
+    };
+    const starting = changing(() => errorBody(503, "unavailable", "the sequencer is starting (reading the group's record in its directory); nothing was ordered, retry"));
+    expect((await starting.client.addReplica("g")).replica.id).toBe("r4");
+    expect(starting.retries).toEqual([expect.objectContaining({ attempt: 1, what: "membership change", reason: expect.stringMatching(/503.*starting/) })]);
+    const limited = changing(() => errorBody(429, "rate_limited", "slow down"));
+    expect((await limited.client.removeReplica("g", "r2")).replica.id).toBe("r4");
+    expect(limited.calls).toHaveLength(2);
+    // Not sent at all (a refused connection): nothing ordered either.
+    const refused = changing(() => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }) })));
+    expect((await refused.client.addReplica("g")).replica.id).toBe("r4");
+    for (const first of [() => errorBody(504, "timeout", "the change may or may not take effect"), () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) }))]) {
+      const unknown = changing(first);
+      await expect(unknown.client.addReplica("g")).rejects.toBeInstanceOf(ApiRequestError);
+      expect(unknown.calls).toHaveLength(1);
+      expect(unknown.retries).toEqual([]);
+    }
+  });
+
   it("sends a kv txn as one command with both branches", async () => {
     const { client, calls } = clientWith(() => Response.json({ seq: 3, output: { succeeded: true, results: [{ previous: null }] }, bookmark: "b1.1.3" }));
     const out = await client.kv("g").txn({ compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }] });

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
 import { directoryClient } from "../../workers/directory.js";
+import { sequencerCallTimeoutMs } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as replicas, waitFor, replicaObject } from "./helpers.js";
 
 /** Writes in the background until stopped; every write must succeed. */
@@ -210,6 +211,26 @@ describe("reconfiguration", () => {
     expect(added.status, JSON.stringify(added.body)).toBe(202);
     expect(added.body.replica.id).toBe("r4");
   }, 30_000);
+
+  it("an add the sequencer did not answer in time is a 504 (it may take effect), not a 503 that says nothing was ordered; the router does not ask twice", async () => {
+    await createGroup("add-slow", { machine: "kv", replicas: 3 });
+    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName("add-slow"));
+    // The change takes longer than the router waits for the sequencer (a slow new replica and a
+    // slow commit can add up to that), while its heartbeats go on: no failover.
+    await runInDurableObject(sequencer, (inst: SequencerObject) => {
+      const driver = (inst as any).driver;
+      const real = driver.reconfigureHeld.bind(driver);
+      driver.reconfigureHeld = async (change: unknown) => {
+        await new Promise((r) => setTimeout(r, sequencerCallTimeoutMs + 2_000));
+        return real(change);
+      };
+    });
+    const r = await api("POST", "/v1/groups/add-slow/replicas", {});
+    expectError(r, 504, "timeout", /may or may not take effect.*replicas/);
+    // It did take effect (a 503 says "certainly not ordered": a retry then made r5 too).
+    await waitFor("r4 added", async () => "r4" in (await replicas("add-slow")), 250);
+    expect(Object.keys(await replicas("add-slow")).sort()).toEqual(["r1", "r2", "r3", "r4"]);
+  }, 60_000);
 
   it("an add by a sequencer no longer in office is refused before it touches the replica id (a successor's r4 kept)", async () => {
     await createGroup("deposed-add", { machine: "kv", replicas: 3 });

@@ -42,7 +42,7 @@ commandRoutes.post("/:group/commands", async (c) => {
   const send = async (record: GroupRecord) => {
     const command = checked(validateCommand(machineFor(record.config.machine), body.command));
     const call = (s: SequencerStub) => rpc<SubmitAnswer>(s.submit(client, body.request, command, record.config.incarnation));
-    return { record, a: await groups.withSequencer(c.env, group, call, (a) => a.kind === "not_found", true) };
+    return { record, a: await groups.withSequencer(c.env, group, call, (a) => a.kind === "not_found", "command") };
   };
   let { record, a } = await send(await groups.lookup(c.env, group));
   if (a.kind === "stale_life") ({ record, a } = await send(await freshRoute(c, group)));
@@ -97,7 +97,7 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
     const machine = machineFor(record.config.machine);
     const items = body.commands.map((x, i) => ({ request: x.request, command: checked(validateCommand(machine, x.command, `body.commands.${i}.command`)) }));
     const call = (s: SequencerStub) => rpc<SubmitAnswer[]>(s.submitBatch(client, items, record.config.incarnation));
-    return { record, answers: await groups.withSequencer(c.env, group, call, (a) => a.every((x) => x.kind === "not_found"), true) };
+    return { record, answers: await groups.withSequencer(c.env, group, call, (a) => a.every((x) => x.kind === "not_found"), "command") };
   };
   let { record, answers } = await send(await groups.lookup(c.env, group));
   if (answers.some((a) => a.kind === "stale_life")) ({ record, answers } = await send(await freshRoute(c, group)));
