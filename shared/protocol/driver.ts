@@ -1611,8 +1611,11 @@ export class SequencerDriver {
     this.repairing++;
     try {
       // The target first: a rebuild of one out of reach froze a healthy source's whole state (a
-      // copy of every row) at each retry, every 2 s, for nothing (a review).
-      await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
+      // copy of every row) at each retry, every 2 s, for nothing (a review). So did one with no
+      // state (it refuses the install) and one a successor already serves (it refuses this epoch).
+      const at = await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
+      if (at === null) throw new Error(`${target} has no state yet: it cannot install a transfer`);
+      if (at.epoch > this.core.epoch) throw new Deposed(`${target} is at epoch ${at.epoch}: a newer sequencer is in office`);
       // Each source in turn until one begins: one that refuses before the target is touched (its
       // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
       // its chance. The first alone was tried, and after a sequencer's restart that was a damaged

@@ -252,6 +252,22 @@ describe("a replica waiting for a state transfer", () => {
   }, 30_000);
 });
 
+describe("a rebuild's first question to its target", () => {
+  it("a target with no state, or at a newer epoch (a successor's), freezes no source's state", async () => {
+    for (const answer of ["none", "newer"] as const) {
+      const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
+      await putMany(g.driver, "c", 1, 10, 10);
+      const r3 = g.replicas.get("r3")!;
+      const real = r3.position.bind(r3);
+      r3.position = () => (answer === "none" ? null : { ...real()!, epoch: g.driver.core.epoch + 1 });
+      g.driver.core.noteRebuilding("r3");
+      expect(await g.driver.repair("r3")).toBe(false);
+      expect((g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0), answer).toBe(0);
+      expect(g.driver.repairFailure("r3"), answer).toMatch(answer === "none" ? /r3 has no state/ : /newer sequencer/);
+    }
+  });
+});
+
 describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", () => {
   // A probe corrupted every replica: the audit raised its alarm and quarantined nobody, and an
   // operator's repair of r2 copied r1's damaged rows, whose digest check failed, r2 left
