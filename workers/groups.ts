@@ -265,10 +265,17 @@ export async function create(env: Env, config: GroupConfig, retried = false): Pr
   return { created: r.kind === "created", status: done.status };
 }
 
-/** DELETE: every object of the group is destroyed; false if there was no such group. */
-export async function remove(env: Env, group: string, force = false): Promise<boolean> {
+/**
+ * DELETE: every object of the group is destroyed; false if there was no such group. `incarnation`:
+ * only that life of it (a retry whose first answer was lost must not delete a group created again
+ * meanwhile: a review): another is a 409.
+ */
+export async function remove(env: Env, group: string, force = false, incarnation?: number): Promise<boolean> {
   const directory = directoryStub(env, group);
   const record = (await directory.get()) as GroupRecord | null;
+  if (record && incarnation !== undefined && record.config.incarnation !== incarnation) {
+    throw new ApiError("conflict", `group ${group} was deleted and created again (incarnation ${record.config.incarnation}; asked to delete incarnation ${incarnation}): the new group is left as it is`);
+  }
   cache.delete(group);
   forgetTokens(group);
   if (!record) {

@@ -76,6 +76,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     outputs: config.outputs,
     checkpointEvery: config.checkpointEvery,
     sessionIdleSeconds: config.sessionIdleMs === undefined ? null : config.sessionIdleMs / 1000,
+    incarnation: config.incarnation,
     sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? config.sequencer?.movedAt ?? record.created, reachable: false, problem },
     replicas,
   };

@@ -345,6 +345,7 @@ export class SequencerObject extends ReplicaServing {
       outputs: cfg.outputs,
       checkpointEvery: cfg.checkpointEvery,
       sessionIdleSeconds: cfg.sessionIdleMs === undefined ? null : cfg.sessionIdleMs / 1000,
+      incarnation: cfg.incarnation,
       // Cut off but answering, its status looked like a healthy sequencer's with its replicas down
       // (a region-outage probe): it says how long it has had no quorum.
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum(), ...this.asleep() },

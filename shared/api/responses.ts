@@ -64,6 +64,7 @@ export const groupStatus = z.object({
   outputs: z.enum(["first", "majority"]),
   checkpointEvery: z.number().int(),
   sessionIdleSeconds: z.number().int().nullable().optional().describe("a client idle this long is forgotten; null: never (a group created before sessions expired)"),
+  incarnation: z.number().int().optional().describe("which life of the group name this is (higher after a delete and a create); DELETE ?incarnation= deletes only this one"),
   sequencer: sequencerStatus.describe("the object ordering the group's commands now"),
   replicas: z.array(replicaStatus),
 });

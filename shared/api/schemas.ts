@@ -205,6 +205,7 @@ export const groupsParams = z.object({
  */
 export const deleteGroupParams = z.object({
   force: z.enum(["1", "true"]).optional().describe("1: delete though objects cannot be reached, leaving their storage behind"),
+  incarnation: decimalParam(z.number().int().min(1)).optional().describe("delete only this life of the group (its status's `incarnation`): one created again meanwhile is a 409, left as it is"),
 });
 
 /** GET /v1/metrics: one group, or a page of the registry's groups after `after`. */

@@ -81,6 +81,12 @@ export interface GroupStatus {
   checkpointEvery: number;
   /** A client idle this long (log time) is forgotten; null: never (a group created before sessions expired). */
   sessionIdleSeconds?: number | null;
+  /**
+   * Which life of the group name this is (1, 2, ...: a group deleted and created again has a
+   * higher one). `DELETE ?incarnation=N` deletes only that life: a retry of a delete whose answer
+   * was lost does not delete a group someone created again meanwhile.
+   */
+  incarnation?: number;
   /** The object ordering the group's commands now. */
   /** noQuorumMs: the sequencer answers but has heard no quorum for that long (cut off). */
   /** asleepSince: it sleeps (no client work for a while: no heartbeats), since then. */

@@ -625,21 +625,28 @@ export class SmrClient {
   /** `force`: finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind. */
   /**
    * Retried like a read: a 503 says an object of the group is not reached yet and a retry finishes
-   * the delete (the CLI ended on the first). Once an attempt may have begun the delete (a 503
-   * "being deleted", a 504, an answer lost after sending), a retry's 404 is that delete finished,
-   * and a group that answers before a retry was made again meanwhile (another's PUT finishes a
-   * delete under way): a 409, not deleted (a review: the retry deleted the new group; and a 404
-   * after a 429 was taken for "deleted", for a group that never was).
+   * the delete (the CLI ended on the first). Every attempt names the life of the group its status
+   * showed first (`?incarnation=`): a retry after a lost answer or a 504 then never deletes a group
+   * someone created again meanwhile (the server's 409). Once an attempt may have begun the delete
+   * (a 503 "being deleted", a 504, an answer lost after sending), a retry's 404 is that delete
+   * finished (a 404 after a 429 was taken for "deleted", for a group that never was: a review).
+   * A status without the incarnation (its GET failed): a group that answers before a retry, once
+   * the server said the delete is under way, was made again (a 409, not deleted).
    */
   async deleteGroup(group: string, opts: { force?: boolean } = {}): Promise<void> {
-    const path = groupPath(group, opts.force ? "?force=1" : "");
+    const incarnation = await this.request<GroupStatus | null>("GET", groupPath(group)).then(
+      (s) => s?.incarnation,
+      () => undefined, // a 404 too: a delete left halfway is finished by the DELETE
+    );
+    const q = new URLSearchParams();
+    if (opts.force) q.set("force", "1");
+    if (incarnation !== undefined) q.set("incarnation", String(incarnation));
+    const path = groupPath(group, q.size ? `?${q}` : "");
     /** An attempt may have begun the delete; `underWay`: the server said so (a 503 "being deleted"). */
     let begun = false;
     let underWay = false;
     const attempt = async (): Promise<void> => {
-      // Only after the server's word: a group that answers after a lost answer or a 504 may be one
-      // the delete never reached, and the retry deletes it (a review: a 409 for a socket reset).
-      if (underWay && (await this.answers(group))) throw new ApiRequestError(409, "conflict", `group ${group} was deleted and created again while this delete was retried: the new group is left as it is`);
+      if (incarnation === undefined && underWay && (await this.answers(group))) throw new ApiRequestError(409, "conflict", `group ${group} was deleted and created again while this delete was retried: the new group is left as it is`);
       try {
         await this.request<void>("DELETE", path);
       } catch (err) {

@@ -513,11 +513,26 @@ describe("client batches", () => {
     expect(sent).toEqual([undefined, "b1.1.c", "b1.1.c"]);
   });
 
-  it("deletes a group, with ?force=1 when asked to finish though objects cannot be reached", async () => {
-    const { client, calls } = clientWith(() => new Response(null, { status: 204 }));
+  it("deletes a group, with ?force=1 when asked to finish though objects cannot be reached, naming the life its status showed", async () => {
+    const { client, calls } = clientWith((_url, init) => (init.method === "GET" ? Response.json({ group: "g", incarnation: 3 }) : new Response(null, { status: 204 })));
     await client.deleteGroup("g");
     await client.deleteGroup("g", { force: true });
-    expect(calls.map((c) => `${c.url.pathname}${c.url.search}`)).toEqual(["/v1/groups/g", "/v1/groups/g?force=1"]);
+    const sent = calls.map((c, i) => `${i % 2 === 0 ? "GET" : "DELETE"} ${c.url.pathname}${c.url.search}`);
+    expect(sent).toEqual(["GET /v1/groups/g", "DELETE /v1/groups/g?incarnation=3", "GET /v1/groups/g", "DELETE /v1/groups/g?force=1&incarnation=3"]);
+  });
+
+  it("a retried delete names the same life: the server's 409 for a group created again meanwhile is the answer, not a delete of it", async () => {
+    let deletes = 0;
+    const paths: string[] = [];
+    const { client } = clientWith((url, init) => {
+      if (init.method === "GET") return Response.json({ group: "g", incarnation: 4 });
+      paths.push(`${url.pathname}${url.search}`);
+      // The first answer is lost after sending; the retry finds the group made again.
+      if (deletes++ === 0) return Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) }));
+      return errorBody(409, "conflict", "group g was deleted and created again (incarnation 5; asked to delete incarnation 4): the new group is left as it is");
+    });
+    await expect(client.deleteGroup("g")).rejects.toMatchObject({ status: 409, message: expect.stringMatching(/incarnation 5/) });
+    expect(paths).toEqual(["/v1/groups/g?incarnation=4", "/v1/groups/g?incarnation=4"]);
   });
 
   it("retries a delete's 503 (an object not reached yet), saying so, and takes a retry's 404 for done only once the delete may have begun", async () => {
@@ -550,7 +565,7 @@ describe("client batches", () => {
     // Begun, then made again meanwhile by another's PUT (it finishes the delete under way): not deleted (a review).
     const remade = deleting([beingDeleted, () => new Response(null, { status: 204 })], () => Response.json({ group: "g" }));
     await expect(remade.client.deleteGroup("g")).rejects.toMatchObject({ status: 409, code: "conflict", message: expect.stringMatching(/created again/) });
-    expect(remade.calls.map((c) => c.url.pathname)).toEqual(["/v1/groups/g", "/v1/groups/g"]); // the DELETE, then the GET: no second DELETE
+    expect(remade.calls.map((c) => c.url.pathname)).toEqual(["/v1/groups/g", "/v1/groups/g", "/v1/groups/g"]); // the status, the DELETE, then the GET: no second DELETE
     // A first attempt's 404 is the caller's: there was no such group.
     await expect(deleting([gone]).client.deleteGroup("g")).rejects.toMatchObject({ status: 404 });
   });

@@ -20,6 +20,23 @@ describe("incarnations", () => {
     expect((await api("POST", "/v1/groups/fault-life/faults", { target: "r3", fault: "none" })).body.faults).toEqual([]);
   });
 
+  it("a DELETE naming an incarnation deletes only that life of the group: one created again meanwhile is a 409, left as it is", async () => {
+    await createGroup("life-del");
+    const first = (await api("GET", "/v1/groups/life-del")).body.incarnation;
+    expect(first).toBeGreaterThanOrEqual(1);
+    expect((await api("GET", "/v1/groups/life-del/replicas")).status).toBe(200);
+    expect((await api("DELETE", "/v1/groups/life-del")).status).toBe(204);
+    await createGroup("life-del");
+    const second = (await api("GET", "/v1/groups/life-del")).body.incarnation;
+    expect(second).toBeGreaterThan(first);
+    // A retry of the first life's delete (its answer lost) finds the group made again.
+    expectError(await api("DELETE", `/v1/groups/life-del?incarnation=${first}`), 409, "conflict", new RegExp(`created again.*incarnation ${second}`));
+    expect((await command("life-del", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    for (const bad of ["x", "0", "-1", "1.5"]) expectError(await api("DELETE", `/v1/groups/life-del?incarnation=${bad}`), 400, "bad_request", /incarnation/);
+    expect((await api("DELETE", `/v1/groups/life-del?incarnation=${second}`)).status).toBe(204);
+    expectError(await api("DELETE", `/v1/groups/life-del?incarnation=${second}`), 404, "not_found", /does not exist/);
+  });
+
   it("delete and recreate with 16 writers in flight: the new group serves at once, from seq 1, and its log is readable", async () => {
     await createGroup("stall-g");
     let stop = false;

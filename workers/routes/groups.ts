@@ -38,7 +38,7 @@ groupRoutes.delete("/:group", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const q = parseQuery(c, deleteGroupParams);
-  if (!(await groups.remove(c.env, group, q.force !== undefined))) throw new ApiError("not_found", `group ${group} does not exist`);
+  if (!(await groups.remove(c.env, group, q.force !== undefined, q.incarnation))) throw new ApiError("not_found", `group ${group} does not exist`);
   return c.body(null, 204);
 });
 
