@@ -297,11 +297,12 @@ export async function remove(env: Env, group: string, force = false, incarnation
 export async function withSequencer<T>(
   env: Env,
   group: string,
-  call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>,
+  sent: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>,
   missing: (t: T) => boolean,
   kind: CallKind = "read",
 ): Promise<T> {
   const command = kind === "command";
+  const { call, unanswered } = tracked(sent);
   // Once a call's outcome is unknown (it failed, or answered 504), what a later call answers can
   // no longer say "not ordered": its refusals are 504s (unsureAfter), and so is any failure.
   let unsure: { earlier: unknown } | null = null;
@@ -319,8 +320,9 @@ export async function withSequencer<T>(
       noteUnreachable(sequencerKey(record.config), calledMs);
       unsure = { earlier: null };
       // The sequencer cannot be reached: fail over if a quorum of voters has lost it too. A change
-      // is not asked again: it may have been ordered, and nothing tells a second add from the first.
-      if (kind === "change") throw await failover(env, group, record.config, String(err)).then(() => changeUnknown(group, err), () => changeUnknown(group, err));
+      // is not asked again: it may have been ordered, and nothing tells a second add from the first
+      // (one refused unsent, the platform's `overloaded`, may be).
+      if (kind === "change" && !refusedUnsent(err)) throw await failover(env, group, record.config, String(err)).then(() => changeUnknown(group, err), () => changeUnknown(group, err));
       record = await failover(env, group, record.config, String(err));
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
     }
@@ -348,8 +350,9 @@ export async function withSequencer<T>(
     unsure ??= { earlier: null };
     return settle(await recoveredCall(env, group, call, missing));
   } catch (err) {
-    // A change's later call (after a "no state" answer) that failed may have been ordered too.
-    if (kind === "change" && (err instanceof TimeoutError || (!(err instanceof ApiError) && !thrownByObjectCode(err)))) throw changeUnknown(group, err);
+    // A change's later call (after a "no state" answer) that failed may have been ordered too; a
+    // lookup or a recovery that failed before it was sent, not (a review: those were 504s too).
+    if (kind === "change" && unanswered() && (err instanceof TimeoutError || (!(err instanceof ApiError) && !thrownByObjectCode(err)))) throw changeUnknown(group, err);
     if (!command && err instanceof TimeoutError) throw new ApiError("unavailable", `the new sequencer of ${group} did not answer yet (${err.message})`, 1);
     // The platform's failure of a later call (the sequencer failed over to, or recovered): a 503 to retry, not a 500.
     if (!command && !(err instanceof ApiError) && !thrownByObjectCode(err)) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached yet (${String(err)})`, 1);
@@ -370,7 +373,25 @@ export type CallKind = "read" | "command" | "change";
 
 function changeUnknown(group: string, err: unknown): ApiError {
   const why = err instanceof Error ? err.message : String(err);
-  return new ApiError("timeout", `the sequencer of ${group} did not answer in time (${why}); the change may or may not take effect: see the group's replicas (GET /v1/groups/${group}/replicas) before trying it again`);
+  return new ApiError("timeout", `the sequencer of ${group} did not answer (${why}); the change may or may not take effect: see the group's replicas (GET /v1/groups/${group}/replicas) before trying it again`);
+}
+
+/** The call, and whether its last sending has had no answer (it failed or hangs: it may have been served). */
+function tracked<A extends unknown[], T>(call: (...args: A) => Promise<T>): { call: (...args: A) => Promise<T>; unanswered: () => boolean } {
+  let waiting = false;
+  return {
+    call: (...args) => {
+      waiting = true;
+      return call(...args).then((answer) => ((waiting = false), answer));
+    },
+    unanswered: () => waiting,
+  };
+}
+
+/** The platform refused the call before sending it on (an overloaded object): it was not served. */
+function refusedUnsent(err: unknown): boolean {
+  const e = err as { overloaded?: unknown } | null;
+  return e !== null && typeof e === "object" && e.overloaded === true;
 }
 
 /**

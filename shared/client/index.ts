@@ -72,7 +72,8 @@ export class ApiRequestError extends Error {
 
   constructor(
     readonly status: number,
-    readonly code: ErrorCode | "network",
+    /** `not_api`: the answer was not the API's (a proxy's or a login page; a wrong URL). */
+    readonly code: ErrorCode | "network" | "not_api",
     message: string,
     /** The answer's Retry-After, in seconds (429, 503). */
     readonly retryAfterSec?: number,
@@ -233,9 +234,15 @@ function deleteUnderWay(err: unknown): boolean {
   return err instanceof ApiRequestError && err.status === 503 && /is being deleted/.test(err.message);
 }
 
-/** A failure after which nothing was ordered, and a retry is due: a 503, a 429, a request never sent. */
+/**
+ * A failure after which nothing was ordered, and a retry is due: the API's 503 `unavailable`, a
+ * 429, a request never sent. Not another server's 503 (an edge's, or a worker stopped at a limit
+ * after it called the sequencer: a review), nor `not_configured`, which no retry mends.
+ */
 function notOrdered(err: unknown): boolean {
-  return retriable(err) && !outcomeUnknown(err);
+  if (!(err instanceof ApiRequestError) || err.hopeless) return false;
+  if (err.code === "network") return err.notSent;
+  return err.status === 429 || (err.status === 503 && err.code === "unavailable");
 }
 
 /** A failure that leaves the command's outcome unknown: it may have been ordered. */
@@ -460,16 +467,33 @@ async function errorOf(res: Response): Promise<ApiRequestError> {
   } catch (err) {
     return new ApiRequestError(0, "network", String(err));
   }
-  let code: ErrorCode = "internal";
-  let message = text;
+  let e: ErrorBody["error"] | undefined;
   try {
-    const e = (JSON.parse(text) as ErrorBody).error;
-    code = e.code;
-    message = e.message;
+    e = (JSON.parse(text) as ErrorBody).error;
   } catch {
     // not our error body
   }
-  return new ApiRequestError(res.status, code, message, retryAfterSecOf(res.headers));
+  // Not the API's answer: its text without markup (a proxy's HTML page was printed whole, as a
+  // server bug's `internal`: a probe).
+  if (typeof e?.code !== "string") return notApi(res, text);
+  return new ApiRequestError(res.status, e.code, String(e.message ?? ""), retryAfterSecOf(res.headers));
+}
+
+/** A batch item's code (API.md's codes only): another server's answer is reported as `internal`, its message saying whose. */
+function apiCode(code: ErrorCode | "not_api"): ErrorCode {
+  return code === "not_api" ? "internal" : code;
+}
+
+/** An answer some other server gave (a wrong URL, a proxy, a login page). */
+function notApi(res: Response, text: string): ApiRequestError {
+  const type = res.headers.get("content-type")?.split(";")[0]?.trim() || "no content type";
+  return new ApiRequestError(res.status, "not_api", `not an answer of the API (${type}): ${plainText(text) || res.statusText || "empty"}`, retryAfterSecOf(res.headers));
+}
+
+/** A body's text without markup, on one line, cut to 200 characters. */
+function plainText(text: string): string {
+  const t = text.replace(/<(script|style)[^>]*>[\s\S]*?<\/\1>/gi, " ").replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
+  return t.length > 200 ? `${t.slice(0, 199)}…` : t;
 }
 
 /** An answer's Retry-After in seconds (delay-seconds only), or undefined. */
@@ -576,7 +600,11 @@ export class SmrClient {
         // The connection died while the body was read: as much a network failure as no answer.
         throw new ApiRequestError(0, "network", abort.signal.aborted ? `${method} ${this.baseUrl}${path}: no whole answer within ${timeoutMs} ms` : String(err));
       }
-      return JSON.parse(text) as T;
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        throw notApi(res, text);
+      }
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", cancel);
@@ -731,7 +759,14 @@ export class SmrClient {
     if (page.after !== undefined) q.set("after", page.after);
     if (page.limit !== undefined) q.set("limit", String(page.limit));
     // Retried as a read: `smr groups status` ended on a registry's first 503 (a probe).
-    return this.retried(async () => this.text(await this.send("GET", `/v1/metrics${q.size ? `?${q}` : ""}`)));
+    return this.retried(async () => {
+      const res = await this.send("GET", `/v1/metrics${q.size ? `?${q}` : ""}`);
+      const text = await this.text(res);
+      // Prometheus text: a login page's HTML was read as no group at all, and `smr groups status
+      // --unhealthy` passed with nothing checked (a probe).
+      if (!/^text\/plain\b/i.test(res.headers.get("content-type") ?? "")) throw notApi(res, text);
+      return text;
+    });
   }
 
   // ---- commands and queries --------------------------------------------------------------------
@@ -790,7 +825,7 @@ export class SmrClient {
         // Earlier requests' results stand (executed): this failure is the result of this piece,
         // its field paths counted from the whole batch.
         const known = err instanceof ApiRequestError && (err.code !== "network" || err.notSent);
-        const e = known ? { code: err.code === "network" ? ("unavailable" as const) : err.code, message: renumbered(err.message, offset) } : { code: "timeout" as const, message: String(err) };
+        const e = known ? { code: apiCode(err.code === "network" ? "unavailable" : err.code), message: renumbered(err.message, offset) } : { code: "timeout" as const, message: String(err) };
         while (results.length < offset + piece.length) results.push({ error: e });
         break;
       }
@@ -830,7 +865,7 @@ export class SmrClient {
           // failure as the result of those still pending.
           for (const i of pending) {
             const e = unsure.has(i) || outcomeUnknown(err) ? unknownAfter(err, true) : err;
-            results[i] = { error: e instanceof ApiRequestError && e.code !== "network" ? { code: e.code, message: e.message } : { code: "timeout", message: String(e) } };
+            results[i] = { error: e instanceof ApiRequestError && e.code !== "network" ? { code: apiCode(e.code), message: e.message } : { code: "timeout", message: String(e) } };
           }
           break;
         }

@@ -1614,8 +1614,10 @@ export class SequencerDriver {
       // copy of every row) at each retry, every 2 s, for nothing (a review). So did one with no
       // state (it refuses the install) and one a successor already serves (it refuses this epoch).
       const at = await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
-      if (at === null) throw new Error(`${target} has no state yet: it cannot install a transfer`);
-      if (at.epoch > this.core.epoch) throw new Deposed(`${target} is at epoch ${at.epoch}: a newer sequencer is in office`);
+      if (at !== null && at.epoch > this.core.epoch) throw new Deposed(`${target} is at epoch ${at.epoch}: a newer sequencer is in office`);
+      // No state (its storage lost): made first, as an append's not_initialized would have it,
+      // but a replica awaiting a transfer gets no appends (a review: it stayed unrebuilt for good).
+      if (at === null && !(await this.rejoin(target))) throw new Error(`${target} has no state, and could not be made yet`);
       // Each source in turn until one begins: one that refuses before the target is touched (its
       // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
       // its chance. The first alone was tried, and after a sequencer's restart that was a damaged
@@ -1643,6 +1645,10 @@ export class SequencerDriver {
     } catch (err) {
       this.lastRepairError.set(target, String(err));
       this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
+      // A replica at a newer epoch was fenced by a newer sequencer (or a recovery that got no
+      // further): as an append's stale_epoch, this one stops and recovers; a target that gets
+      // no appends told it nothing else, and the rebuild was retried for ever (a review).
+      if (err instanceof Deposed) this.stopForNewEpoch();
     } finally {
       this.repairing--;
     }

@@ -8,6 +8,7 @@ import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
+import type { Rejoin } from "../../shared/protocol/replica.js";
 import { replicaIds } from "../../shared/protocol/types.js";
 import { fenceStragglersMs, replicaRpcTimeoutMs, resendMs } from "../../shared/limits.js";
 
@@ -92,7 +93,14 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
       hooks.served?.(id, method);
       return structuredClone(answer) as never;
     };
-    return linkOver(transport, async () => null);
+    // A sequencer's init: null (nothing made) unless a test gives the replica one (a rejoin's).
+    const init = async (rejoin?: Rejoin) => {
+      calls.set(`${id}:init`, (calls.get(`${id}:init`) ?? 0) + 1);
+      if (down.has(id)) throw new Error(`${id} is down`);
+      const made = (replicas.get(id) as unknown as { init?: (rejoin?: Rejoin) => unknown }).init;
+      return made ? structuredClone(made(rejoin)) : null;
+    };
+    return linkOver(transport, init);
   };
   const seqStore = new MemorySequencerStorage();
   const meta = { config, epoch, commitSeq: 0, quarantined: [] };

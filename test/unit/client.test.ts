@@ -587,12 +587,31 @@ describe("client batches", () => {
     // Not sent at all (a refused connection): nothing ordered either.
     const refused = changing(() => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }) })));
     expect((await refused.client.addReplica("g")).replica.id).toBe("r4");
-    for (const first of [() => errorBody(504, "timeout", "the change may or may not take effect"), () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) }))]) {
+    const notOurs = () => new Response("<html><body>503 Service Unavailable</body></html>", { status: 503, headers: { "content-type": "text/html" } });
+    const unconfigured = () => errorBody(503, "not_configured", "no tokens configured");
+    for (const first of [() => errorBody(504, "timeout", "the change may or may not take effect"), () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) })), notOurs, unconfigured]) {
       const unknown = changing(first);
       await expect(unknown.client.addReplica("g")).rejects.toBeInstanceOf(ApiRequestError);
       expect(unknown.calls).toHaveLength(1);
       expect(unknown.retries).toEqual([]);
     }
+  });
+
+  it("an answer that is not the API's (a proxy's or a login page) says so, without its markup: not a 500 `internal`, not JSON's syntax error, not metrics", async () => {
+    const page = '<!DOCTYPE html><html><head><style>p{}</style></head><body><h1>Sign in</h1><p>to continue</p></body></html>';
+    const html = (status: number) => () => new Response(page, { status, headers: { "content-type": "text/html" } });
+    for (const status of [200, 404, 501]) {
+      const { client } = clientWith(html(status), { retryForMs: 0 });
+      for (const call of [() => client.listGroups(), () => client.metrics()]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err, String(status)).toBeInstanceOf(ApiRequestError);
+        expect((err as ApiRequestError).code).toBe("not_api");
+        expect((err as ApiRequestError).message).toMatch(/not an answer of the API \(text\/html\): Sign in to continue$/);
+      }
+    }
+    // The API's own metrics (text/plain), even with no group at all, are metrics.
+    const { client } = clientWith(() => new Response("", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
+    expect(await client.metrics()).toBe("");
   });
 
   it("sends a kv txn as one command with both branches", async () => {

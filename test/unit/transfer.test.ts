@@ -253,18 +253,49 @@ describe("a replica waiting for a state transfer", () => {
 });
 
 describe("a rebuild's first question to its target", () => {
-  it("a target with no state, or at a newer epoch (a successor's), freezes no source's state", async () => {
-    for (const answer of ["none", "newer"] as const) {
-      const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
-      await putMany(g.driver, "c", 1, 10, 10);
-      const r3 = g.replicas.get("r3")!;
-      const real = r3.position.bind(r3);
-      r3.position = () => (answer === "none" ? null : { ...real()!, epoch: g.driver.core.epoch + 1 });
-      g.driver.core.noteRebuilding("r3");
-      expect(await g.driver.repair("r3")).toBe(false);
-      expect((g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0), answer).toBe(0);
-      expect(g.driver.repairFailure("r3"), answer).toMatch(answer === "none" ? /r3 has no state/ : /newer sequencer/);
+  it("a target that lost its storage while awaiting a transfer is made again (a rejoin), then rebuilt: it gets no appends to learn it from", async () => {
+    const retention = { entries: 100_000, slack: 1_000 };
+    const g = directGroup(config(), retention);
+    await putMany(g.driver, "c", 1, 60, 10);
+    const r3 = g.replicas.get("r3")!;
+    // Awaiting a transfer (as a failed one leaves it: no appends, only transfers), then its storage is lost.
+    g.driver.core.noteRebuilding("r3");
+    r3.detach();
+    g.stores.set("r3", new MemoryReplicaStorage());
+    // A sequencer's init of a replica with no state (ReplicaHost.init): made again, rejoined.
+    const made: unknown[] = [];
+    (r3 as unknown as { init: (rejoin: unknown) => unknown }).init = (rejoin) => {
+      made.push(rejoin);
+      const store = g.stores.get("r3")!;
+      const meta = newReplicaMeta(config().group, "r3", "kv", config().checkpointEvery, 0, rejoin as never);
+      store.saveMeta(meta);
+      r3.attach(new ReplicaCore(store, meta, machineFor("kv"), retention));
+      return r3.core!.position();
+    };
+    for (let i = 0; i < 200 && r3.core?.appliedSeq !== g.driver.core.commitSeq; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      g.driver.kickAll();
     }
+    expect(made).toHaveLength(1);
+    expect(r3.core!.appliedSeq).toBe(g.driver.core.commitSeq);
+    expect(g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status).toBe("healthy");
+    g.driver.stop();
+  }, 30_000);
+
+  it("a target at a newer epoch (fenced by a newer sequencer) stops this one, as an append's stale_epoch does, and no source's state is frozen", async () => {
+    const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
+    await putMany(g.driver, "c", 1, 10, 10);
+    const r3 = g.replicas.get("r3")!;
+    const real = r3.position.bind(r3);
+    r3.position = () => ({ ...real()!, epoch: g.driver.core.epoch + 1 });
+    let fenced = 0;
+    g.io.onFenced = () => void fenced++;
+    g.driver.core.noteRebuilding("r3");
+    expect(await g.driver.repair("r3")).toBe(false);
+    expect((g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0)).toBe(0);
+    expect(g.driver.repairFailure("r3")).toMatch(/newer sequencer/);
+    expect((g.driver as unknown as { stopped: boolean }).stopped).toBe(true);
+    expect(fenced).toBe(1);
   });
 });
 
