@@ -1,6 +1,6 @@
 // What every command's action needs: a client for the target, and whether to print JSON.
 import type { Command } from "commander";
-import { type CommandRetry, SmrClient } from "../shared/client/index.js";
+import { ApiRequestError, type CommandRetry, SmrClient } from "../shared/client/index.js";
 import { UsageError } from "./args.js";
 import { checkTarget, resolveTarget, type Target } from "./config.js";
 
@@ -27,6 +27,24 @@ export function jsonWanted(cmd: Command): boolean {
   return cmd.optsWithGlobals<GlobalFlags>().json === true;
 }
 
+/** The target of this invocation's client (runOf), for the hints of its error line. */
+let usedTarget: Target | null = null;
+
+/**
+ * What the error line adds about where the URL or the token came from: "ECONNREFUSED" and "unknown
+ * token" said nothing of the `--url`/`SMR_URL` to pass, or of the stale .dev.vars a token was read
+ * from (a probe). Empty when there is nothing to add.
+ */
+export function targetHint(err: unknown, target: Target | null = usedTarget): string {
+  if (!target || !(err instanceof ApiRequestError)) return "";
+  if (err.code === "network" && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(err.message)) {
+    return `nothing answers at ${target.url} (${target.urlFrom === "default" ? "the default URL" : `from ${target.urlFrom}`}): is the server running? Pass --url or set SMR_URL (smr config shows what is used)`;
+  }
+  if (err.status === 401) return `the token came from ${target.tokenFrom} (smr config shows what is used)`;
+  if (err.code === "not_api") return `is ${target.url} (${target.urlFrom === "default" ? "the default URL" : `from ${target.urlFrom}`}) the API's address?`;
+  return "";
+}
+
 /** The client for this invocation; `clientId` and `firstRequest` let a script retry a command exactly once. */
 export function runOf(cmd: Command, session: { clientId?: string; firstRequest?: number } = {}): Run {
   const target = targetOf(cmd);
@@ -34,6 +52,7 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
     throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start, for a server on this machine)");
   }
   checkTarget(target);
+  usedTarget = target;
   // A command's retries go on for up to 90 s (the client's retryForMs): say so as they happen.
   const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).

@@ -1,6 +1,6 @@
 // smr groups list | create | status [group] | delete
 import { Command, Option } from "commander";
-import type { GroupSpec, GroupStatus } from "../shared/client/index.js";
+import { ApiRequestError, type GroupSpec, type GroupStatus } from "../shared/client/index.js";
 import { listArg, positiveArg, upToArg, UsageError } from "./args.js";
 import { metricsPageMax, replicasMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
@@ -130,6 +130,13 @@ function statusCommand(groups: Command): void {
     });
 }
 
+/** The server's advice in HTTP terms ("DELETE with ?force=1") in the CLI's (a probe). */
+export function withCliAdvice(err: unknown, group: string): unknown {
+  if (!(err instanceof ApiRequestError) || !err.message.includes("DELETE with ?force=1")) return err;
+  const message = err.message.slice(`${err.status} ${err.code}: `.length).replace("DELETE with ?force=1", `smr groups delete ${group} --force`);
+  return new ApiRequestError(err.status, err.code, message, err.retryAfterSec);
+}
+
 function deleteCommand(groups: Command): void {
   groups
     .command("delete")
@@ -138,7 +145,9 @@ function deleteCommand(groups: Command): void {
     .option("--force", "finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind")
     .action(async (group: string, opts: { force?: boolean }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      await client.deleteGroup(group, { force: opts.force === true });
+      await client.deleteGroup(group, { force: opts.force === true }).catch((err: unknown) => {
+        throw withCliAdvice(err, group);
+      });
       if (json) return printJson({ deleted: group });
       process.stdout.write(`deleted group ${group}\n`);
     });

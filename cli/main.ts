@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { groupArg, nonEmptyArg, nonNegativeArg, positiveArg, UsageError } from "./args.js";
 import { backupCommands } from "./backup.js";
 import { checkTarget } from "./config.js";
-import { jsonWanted, runOf, targetOf } from "./context.js";
+import { jsonWanted, runOf, targetHint, targetOf } from "./context.js";
 import { dataCommands } from "./data.js";
 import { groupsCommand } from "./groups.js";
 import { memberCommands } from "./members.js";
@@ -99,6 +99,8 @@ function report(err: unknown): number {
   if (err instanceof ApiRequestError) {
     // "error: 404 not_found: group x does not exist"; "error: network: GET http://...: TypeError: fetch failed (...)"
     say(err.code === "network" ? err.message.replace(/^0 /, "") : err.message);
+    const hint = targetHint(err);
+    if (hint) process.stderr.write(`${escapeUnsafe(hint)}\n`);
     return 1;
   }
   say(err instanceof Error ? err.message : String(err));
