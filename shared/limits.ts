@@ -335,6 +335,15 @@ export const sessionEvictBatch = 64;
  * per replica). Groups created before it keep their clients (their config has no window).
  */
 export const sessionIdleMsDefault = 7 * 24 * 60 * 60 * 1000;
+/**
+ * A group's storage quota (`storageQuotaMiB` at creation): while any member's object holds this
+ * much, commands that write are refused (503) and only those that free space go (kv's delete), as
+ * etcd's NOSPACE alarm does. A Durable Object stops taking writes at 10 GB, and a group whose
+ * replicas are full can order nothing, not even a delete: a probe filled 231 MB per replica with
+ * one 54 KB request (outputs of large reads, stored with the entry and the client's session).
+ */
+export const storageQuotaMiBDefault = 8192;
+export const storageQuotaMiBMax = 9216;
 /** The longest window a group may ask for (`sessionIdleSeconds`): ten years. */
 export const sessionIdleSecondsMax = 10 * 366 * 24 * 60 * 60;
 /** The idle index files clients in buckets of an eighth of the window: one index write per client per bucket. */

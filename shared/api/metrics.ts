@@ -128,7 +128,8 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const applied = family("smr_replica_applied_seq", "gauge", "The log position a replica has applied, as its sequencer last heard.");
   const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
   const stateRows = family("smr_replica_state_rows", "gauge", "Rows of a replica's replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them; from the group's last audit.");
-  const storageBytes = family("smr_replica_storage_bytes", "gauge", "Bytes a replica's Durable Object storage takes (the co-located replica's include the sequencer's log); from the group's last audit.");
+  const storageBytes = family("smr_replica_storage_bytes", "gauge", "Bytes a replica's Durable Object storage takes (the co-located replica's include the sequencer's log); from its last append's answer or the group's last audit.");
+  const quota = family("smr_group_storage_quota_bytes", "gauge", "The group's storage quota: while a replica's smr_replica_storage_bytes is at or over it, commands that write are refused (503) and only deletes go.");
   const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing, removed).");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const lastAudit = family("smr_audit_last_timestamp_seconds", "gauge", "When the group's last audit report of each verdict was made (Unix time, seconds); absent for a verdict never reported.");
@@ -174,6 +175,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     commit.samples.push({ labels: { group }, value: s.commitSeq });
     epoch.samples.push({ labels: { group }, value: s.epoch });
     noQuorum.samples.push({ labels: { group }, value: (s.sequencer.noQuorumMs ?? 0) / 1000 });
+    if (s.storageQuotaMiB !== undefined) quota.samples.push({ labels: { group }, value: s.storageQuotaMiB * 1024 * 1024 });
     asleep.samples.push({ labels: { group }, value: s.sequencer.asleepSince === undefined ? 0 : 1 });
     commands.samples.push({ labels: { group }, value: g.commandsTotal });
     if (g.answerMs !== undefined) answer.samples.push({ labels: { group }, value: g.answerMs / 1000 });
@@ -183,5 +185,5 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     }
     replicaSamples(s);
   }
-  return [up, commit, epoch, noQuorum, asleep, commands, failovers, applied, lag, stateRows, storageBytes, status, audits, lastAudit, flushes, answer, appends];
+  return [up, commit, epoch, noQuorum, asleep, commands, failovers, applied, lag, stateRows, storageBytes, quota, status, audits, lastAudit, flushes, answer, appends];
 }

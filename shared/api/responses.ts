@@ -36,7 +36,7 @@ export const replicaStatus = z.object({
   lastContact: time.nullable(),
   colocated: z.literal(true).optional(),
   stateRows: z.number().int().nonnegative().optional().describe("from its last audit: rows of its replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them"),
-  storageBytes: z.number().int().nonnegative().optional().describe("from its last audit: bytes its Durable Object's storage takes (the co-located replica's include the sequencer's log; freed pages are kept for reuse, so it does not shrink when rows go)"),
+  storageBytes: z.number().int().nonnegative().optional().describe("from its last append's answer or its last audit: bytes its Durable Object's storage takes (the co-located replica's include the sequencer's log); at the group's storageQuotaMiB, writes are refused"),
   rebuild: z
     .object({ source: z.string(), seq, rows: z.number().int().nonnegative(), since: time })
     .optional()
@@ -64,6 +64,7 @@ export const groupStatus = z.object({
   outputs: z.enum(["first", "majority"]),
   checkpointEvery: z.number().int(),
   sessionIdleSeconds: z.number().int().nullable().optional().describe("a client idle this long is forgotten; null: never (a group created before sessions expired)"),
+  storageQuotaMiB: z.number().int().optional().describe("while any replica's storage (its storageBytes) holds this many MiB, commands that write are refused (503); only those that free space go"),
   incarnation: z.number().int().optional().describe("which life of the group name this is (higher after a delete and a create); DELETE ?incarnation= deletes only this one"),
   sequencer: sequencerStatus.describe("the object ordering the group's commands now"),
   replicas: z.array(replicaStatus),

@@ -15,6 +15,8 @@ import {
   replicasMax,
   sessionIdleMsDefault,
   sessionIdleSecondsMax,
+  storageQuotaMiBDefault,
+  storageQuotaMiBMax,
   slowFaultDefaultMs,
 } from "../limits.js";
 import { locationHints } from "../geo.js";
@@ -61,6 +63,13 @@ export const createGroupBody = z
       .describe(
         `a client with no command executed for this long is forgotten (its remembered requests and their outputs deleted, as commands arrive; a retry sent later answers 409, "may have run already", or runs again if the sequencer no longer knows it); default ${sessionIdleMsDefault / 1000} (7 days). Not compared when the group exists`,
       ),
+    storageQuotaMiB: z
+      .number()
+      .int()
+      .min(1)
+      .max(storageQuotaMiBMax)
+      .optional()
+      .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only those that free space go (kv: delete, and a txn of deletes); default ${storageQuotaMiBDefault}. Not compared when the group exists`),
   })
   .strict()
   .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {
@@ -90,6 +99,7 @@ export function groupConfigFrom(group: string, body: z.infer<typeof createGroupB
     outputs: body.outputs,
     checkpointEvery: body.checkpointEvery,
     sessionIdleMs: (body.sessionIdleSeconds ?? sessionIdleMsDefault / 1000) * 1000,
+    ...(body.storageQuotaMiB !== undefined ? { storageQuotaMiB: body.storageQuotaMiB } : {}),
     ...(body.sequencerLocations ? { sequencerLocations: body.sequencerLocations, sequencer: { name: group, location: body.sequencerLocations[0]!, no: 0 } } : {}),
     ...colocation(body, locations),
   };

@@ -65,7 +65,7 @@ export interface ReplicaStatus {
   colocated?: true;
   /** From its last audit: rows of its replicated state (machine, client books, sessions, idle index), as its last finished scrub counted them. */
   stateRows?: number;
-  /** From its last audit: bytes its object's storage takes (the co-located replica's include the sequencer's log). */
+  /** From its last append's answer or its last audit: bytes its object's storage takes (the co-located replica's include the sequencer's log). */
   storageBytes?: number;
   /** While a state transfer rebuilds it: the replica copied, the position copied, rows installed so far, since when. */
   rebuild?: { source: string; seq: number; rows: number; since: string };
@@ -87,6 +87,8 @@ export interface GroupStatus {
    * was lost does not delete a group someone created again meanwhile.
    */
   incarnation?: number;
+  /** While any replica's storage (its `storageBytes`) holds this many MiB, commands that write are refused (503). */
+  storageQuotaMiB?: number;
   /** The object ordering the group's commands now. */
   /** noQuorumMs: the sequencer answers but has heard no quorum for that long (cut off). */
   /** asleepSince: it sleeps (no client work for a while: no heartbeats), since then. */

@@ -165,6 +165,11 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     return [...(c.compare ?? []), ...(c.success ?? []), ...(c.failure ?? [])].map((x) => x.key);
   },
 
+  frees(c: KvCommand): boolean {
+    if (c.op !== "txn") return c.op === "delete";
+    return [...(c.success ?? []), ...(c.failure ?? [])].every((x) => x.op === "delete");
+  },
+
   oversized(c: KvCommand): string | null {
     if (c.op !== "txn") return oversizedOne(c);
     for (const [i, cmp] of (c.compare ?? []).entries()) if (tooBig(cmp.value)) return `compare.${i}.value`;

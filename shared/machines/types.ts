@@ -67,6 +67,11 @@ export interface StateMachine<C = unknown, Q = unknown> {
    */
   oversized?(command: C): string | null;
   /**
+   * Whether the command only frees space (kv's delete): taken while the group's storage is at its
+   * quota, when every other command is refused (SequencerCore.storageRefusal). Without it none does.
+   */
+  frees?(command: C): boolean;
+  /**
    * What is wrong with one row of this machine's state (key and value as apply() writes them), or
    * null: a restore refuses a file with such a row (400 naming the line), since apply() and query()
    * trust their own rows. `npm run check-machine` checks every row the machine writes passes.

@@ -91,6 +91,8 @@ export class MemoryReplicaStorage implements ReplicaStorage {
   log = new Map<number, Entry>();
   meta: ReplicaMeta | null = null;
   cps: Checkpoint[] = [];
+  /** No size of its own: a test that needs one (the storage quota) gives it. */
+  sizeBytes?: () => number;
   private logJournal: Map<number, Entry | undefined> | null = null;
 
   transaction<T>(fn: () => T): T {

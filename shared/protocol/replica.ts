@@ -455,6 +455,11 @@ export class ReplicaCore {
     return this.meta;
   }
 
+  /** The object's storage in bytes, where the store can tell: the sequencer's storage quota reads it from each append's answer. */
+  private sized(): { storageBytes?: number } {
+    return this.storage.sizeBytes ? { storageBytes: this.storage.sizeBytes() } : {};
+  }
+
   position(): ReplicaPosition {
     const { epoch, lastSeq, commitSeq, appliedSeq, digest } = this.meta;
     return { epoch, lastSeq, commitSeq, appliedSeq, digest };
@@ -524,7 +529,7 @@ export class ReplicaCore {
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
-    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position() };
+    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position(), ...this.sized() };
   }
 
   /**

@@ -1,4 +1,5 @@
-import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBDefault, tailBytesMax } from "../limits.js";
+import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
 import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, noopsOnly, stampAfter } from "./entry.js";
@@ -116,6 +117,8 @@ export interface Refused {
   refused: Refusal;
   reason: string;
 }
+
+const mebibyte = 1024 * 1024;
 
 export function refusal(refused: Refusal, id = "", detail = ""): Refused {
   const reasons: Record<Refusal, string> = {
@@ -389,6 +392,18 @@ export class SequencerCore {
   }
 
   /**
+   * Why commands that write are refused (null: they are not): a member's storage, as its last
+   * append or audit measured it, at or over the group's quota (limits.ts storageQuotaMiBDefault).
+   */
+  storageRefusal(): string | null {
+    const quotaMiB = this.meta.config.storageQuotaMiB ?? storageQuotaMiBDefault;
+    const full = this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= quotaMiB * mebibyte);
+    if (full.length === 0) return null;
+    const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
+    return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused until space is freed; those that free it go (kv: delete, and a txn of deletes). See README, "Storage quota"`;
+  }
+
+  /**
    * Exactly-once at the door: a known (client, request) is never ordered again. With `refuseNew`
    * (a batch after one of its commands was refused) a new one is refused for that reason, while a
    * known one is still answered as known: a 503 must mean "certainly not ordered".
@@ -408,6 +423,8 @@ export class SequencerCore {
     if (refuseNew !== undefined) return { kind: "unavailable", reason: refuseNew };
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     if (this.restoreMarked) return { kind: "unavailable", reason: "a restore is loading this group's state; retry when it is done" };
+    const full = this.storageRefusal();
+    if (full !== null && !machineFor(this.meta.config.machine).frees?.(req.command)) return { kind: "unavailable", reason: full };
     const bytes = commandBytes(req.command);
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
       return { kind: "unavailable", reason: "sequencer queue is full" };
@@ -631,6 +648,7 @@ export class SequencerCore {
     }
     assert(sentTo !== null, `append response from ${id} with nothing in flight`);
     p.rebuilding = false; // it appends: no transfer is half-done there
+    if (resp.storageBytes !== undefined) p.storageBytes = resp.storageBytes;
     p.matchSeq = Math.max(p.matchSeq, sentTo);
     p.nextSeq = p.matchSeq + 1;
     // A replica that stopped applying at its step's output budget (stepOutputCharsMax) still

@@ -58,6 +58,8 @@ export interface GroupConfig {
    * entries as they always did, so an upgrade changes no digest).
    */
   sessionIdleMs?: number;
+  /** The storage quota (limits.ts storageQuotaMiBDefault when absent: a group made before it, or none asked). */
+  storageQuotaMiB?: number;
 }
 
 export interface Member {
@@ -115,11 +117,11 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated" | "quarantined" | "sessionIdleMs"> {
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated" | "quarantined" | "sessionIdleMs" | "storageQuotaMiB"> {
   // (sequencerLocations is a creation setting: it stays. Where a replica lives is not compared:
   // a group made before co-location existed is still found by a PUT of the same settings; nor is
-  // the session window, which groups made before it have none of.)
-  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, quarantined: _quarantined, sessionIdleMs: _idle, ...rest } = config;
+  // the session window, which groups made before it have none of, nor the storage quota.)
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, quarantined: _quarantined, sessionIdleMs: _idle, storageQuotaMiB: _quota, ...rest } = config;
   return rest;
 }
 
@@ -196,7 +198,8 @@ export interface ReplicaPosition {
 }
 
 export type AppendResponse =
-  | ({ ok: true; outputs: AppliedOutput[] } & ReplicaPosition)
+  /** storageBytes: the replica's object's storage, where the store can tell (the storage quota's measure). */
+  | ({ ok: true; outputs: AppliedOutput[]; storageBytes?: number } & ReplicaPosition)
   | ({ ok: false; reason: "stale_epoch" | "gap" | "mismatch"; rebuilding?: boolean } & ReplicaPosition)
   | { ok: false; reason: "not_initialized" };
 

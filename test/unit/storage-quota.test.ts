@@ -1,0 +1,53 @@
+// A group's storage quota (limits.ts storageQuotaMiBDefault): a probe filled 231 MB per replica
+// with one 54 KB request, and a Durable Object takes no writes past 10 GB, when the group could
+// order nothing at all, not even a delete. At the quota, writes are refused and deletes go.
+import { describe, expect, it } from "vitest";
+import { storageQuotaMiBDefault } from "../../shared/limits.js";
+import { directGroup } from "../support/direct.js";
+
+const mebibyte = 1024 * 1024;
+
+/** Until the sequencer has the replica's size from an answer (an append's reaches it after the commit, at times). */
+async function measured(g: ReturnType<typeof directGroup>, id: string, bytes: number): Promise<void> {
+  for (let i = 0; i < 100 && g.driver.core.replicaStatuses().find((r) => r.id === id)!.storageBytes !== bytes; i++) await new Promise((r) => setTimeout(r, 5));
+  expect(g.driver.core.replicaStatuses().find((r) => r.id === id)!.storageBytes).toBe(bytes);
+}
+const config = (storageQuotaMiB?: number) => ({ group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50, ...(storageQuotaMiB ? { storageQuotaMiB } : {}) });
+
+describe("the storage quota", () => {
+  it("refuses writes (certainly not ordered) once a replica's storage reaches it, takes deletes, and writes again once space is freed", async () => {
+    const g = directGroup(config(2), { entries: 100_000, slack: 1_000 });
+    let r2Bytes = 1 * mebibyte;
+    g.stores.get("r2")!.sizeBytes = () => r2Bytes;
+    expect((await g.driver.submit("c", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
+    expect((await g.driver.submit("c", 2, { op: "put", key: "b", value: 2 })).kind).toBe("ok");
+    r2Bytes = 2 * mebibyte; // measured at its next append
+    expect((await g.driver.submit("c", 3, { op: "put", key: "c", value: 3 })).kind).toBe("ok");
+    await measured(g, "r2", 2 * mebibyte);
+    const refused = await g.driver.submit("c", 4, { op: "put", key: "d", value: 4 });
+    expect(refused).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/storage of replica r2 holds 2\.0 MiB, at or over the group's quota of 2 MiB/) });
+    expect((await g.driver.submit("c", 5, { op: "get", key: "a" })).kind).toBe("unavailable"); // a read through the log stores its output
+    expect((await g.driver.submit("c", 6, { op: "txn", success: [{ op: "delete", key: "a" }, { op: "put", key: "x", value: 1 }] })).kind).toBe("unavailable");
+    // A retry of an executed command is still answered: nothing new is ordered.
+    expect(await g.driver.submit("c", 3, { op: "put", key: "c", value: 3 })).toMatchObject({ kind: "ok", output: { previous: null } });
+    expect(await g.driver.submit("c", 7, { op: "delete", key: "a" })).toMatchObject({ kind: "ok", output: { deleted: true } });
+    r2Bytes = 1 * mebibyte; // the delete freed it: its answer says so
+    expect(await g.driver.submit("c", 8, { op: "txn", success: [{ op: "delete", key: "b" }] })).toMatchObject({ kind: "ok" });
+    await measured(g, "r2", 1 * mebibyte);
+    expect((await g.driver.submit("c", 9, { op: "put", key: "d", value: 4 })).kind).toBe("ok");
+    g.driver.stop();
+  });
+
+  it("is 8 GiB unless the group says otherwise (a Durable Object takes no writes past 10 GB)", async () => {
+    expect(storageQuotaMiBDefault).toBe(8192);
+    const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
+    g.stores.get("r3")!.sizeBytes = () => 8191 * mebibyte;
+    expect((await g.driver.submit("c", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
+    expect((await g.driver.submit("c", 2, { op: "put", key: "a", value: 2 })).kind).toBe("ok");
+    g.stores.get("r3")!.sizeBytes = () => 8192 * mebibyte;
+    await g.driver.submit("c", 3, { op: "delete", key: "zz" });
+    await measured(g, "r3", 8192 * mebibyte);
+    expect(await g.driver.submit("c", 4, { op: "put", key: "a", value: 3 })).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/r3 holds 8192\.0 MiB/) });
+    g.driver.stop();
+  });
+});

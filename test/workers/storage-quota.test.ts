@@ -1,0 +1,30 @@
+// A group's storage quota inside workerd (SQLite's own size, ctx.storage.sql.databaseSize): at
+// it, commands that write are a 503 that says why, deletes and reads go on (see the unit tests
+// for the way back once space is freed).
+import { describe, expect, it } from "vitest";
+import { api, command, createGroup, expectError, query } from "./helpers.js";
+
+describe("the storage quota (workerd)", () => {
+  it("a group of 1 MiB: 64 KiB values fill it; then a put is a 503 naming the replica and the quota, a delete and a read go", async () => {
+    const created = await createGroup("quota-small", { machine: "kv", storageQuotaMiB: 1 });
+    expect(created.storageQuotaMiB).toBe(1);
+    const big = "x".repeat(60_000);
+    let refused: Awaited<ReturnType<typeof command>> | null = null;
+    for (let i = 1; i <= 60 && refused === null; i++) {
+      const r = await command("quota-small", { op: "put", key: `k${i}`, value: big });
+      if (r.status !== 200) refused = r;
+    }
+    expect(refused, "never refused").not.toBeNull();
+    expectError(refused!, 503, "unavailable", /storage of replica r\d holds [\d.]+ MiB, at or over the group's quota of 1 MiB/);
+    expect((await query("quota-small", { op: "get", key: "k1" })).body.result).toEqual({ value: big });
+    expect((await command("quota-small", { op: "delete", key: "k1" })).body.output).toEqual({ deleted: true });
+    const status = (await api("GET", "/v1/groups/quota-small")).body;
+    expect(status.storageQuotaMiB).toBe(1);
+    expect(Math.max(...status.replicas.map((r: { storageBytes?: number }) => r.storageBytes ?? 0))).toBeGreaterThanOrEqual(1024 * 1024);
+    // Out of range: a 400 naming the field.
+    expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 0 }), 400, "bad_request", /storageQuotaMiB/);
+    expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 9217 }), 400, "bad_request", /storageQuotaMiB/);
+    // A group made without one has the default.
+    expect((await createGroup("quota-default")).storageQuotaMiB).toBe(8192);
+  });
+});
