@@ -28,7 +28,7 @@ export function eventKind(e: Pick<GroupEvent, "kind" | "action">): string {
 }
 
 function printAudit(a: AuditReport): void {
-  printRecord({ at: a.at, seq: a.compared === false ? "-" : a.seq, verdict: a.verdict, quarantined: a.quarantined?.join(",") || "-", ...(a.alarm ? { alarm: a.alarm } : {}) });
+  printRecord({ at: a.at, seq: comparedSeq(a), verdict: a.verdict, quarantined: a.quarantined?.join(",") || "-", ...(a.alarm ? { alarm: a.alarm } : {}) });
   printTable(["replica", "appliedSeq", "digest", "verdict"], a.replicas.map((r) => [r.id, r.appliedSeq, hashPrefix(r.digest), r.reason ? `${r.verdict} (${r.reason})` : r.verdict]));
 }
 
@@ -204,6 +204,20 @@ function notASubcommand(list: Command, subcommands: string[], first: string, mor
   throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
 }
 
+/** An audit's seq, or "-" where none was compared (every scrub failed, none shared one, or not audited at all). */
+function comparedSeq(a: AuditReport): number | string {
+  return a.compared === false || a.unaudited !== undefined ? "-" : a.seq;
+}
+
+/**
+ * One row of `smr audits`: a cron's report of a group it could not audit showed seq 0 and an empty
+ * replicas cell, its reason only in --json (a probe).
+ */
+export function auditRow(a: AuditReport): (string | number)[] {
+  const replicas = a.replicas.map((x) => `${x.id}:${x.verdict}`).join(" ");
+  return [a.at, comparedSeq(a), a.verdict, a.unaudited !== undefined ? `${replicas ? `${replicas}; ` : ""}${a.unaudited}` : replicas];
+}
+
 export function memberCommands(): Command[] {
   const audit = new Command("audit")
     .description("run one audit of the replicas' digests now")
@@ -230,7 +244,7 @@ export function memberCommands(): Command[] {
       if (json) return printJson(r);
       printTable(
         ["at", "seq", "verdict", "replicas"],
-        r.audits.map((a) => [a.at, a.compared === false ? "-" : a.seq, a.verdict, a.replicas.map((x) => `${x.id}:${x.verdict}`).join(" ")]),
+        r.audits.map(auditRow),
       );
     });
 

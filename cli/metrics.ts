@@ -47,6 +47,15 @@ function ago(iso: string, nowMs: number): string {
 }
 
 /** smr groups status (no group): every group's health from one scrape (or a page of them). */
+/**
+ * "?" only where the group's directory counts were not read (its failovers are unknown too): a
+ * group down for want of a quorum, whose counts said no audit yet, showed "?" (a probe).
+ */
+export function lastAuditCell(g: Pick<GroupHealth, "lastAudit" | "failovers">, nowMs: number): string {
+  if (g.lastAudit) return `${g.lastAudit.verdict}, ${ago(g.lastAudit.at, nowMs)}`;
+  return g.failovers === null ? "?" : "none yet";
+}
+
 export async function printHealth(client: SmrClient, json: boolean, page: { after?: string; limit?: number }, unhealthy = false): Promise<void> {
   const text = await client.metrics(undefined, page);
   const scraped = samples(text);
@@ -62,7 +71,7 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   const nowMs = Date.now();
   printTable(
     ["group", "health", "epoch", "commitSeq", "replicas", "lag", "last audit", "failovers"],
-    groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g), g.lagMax, g.lastAudit ? `${g.lastAudit.verdict}, ${ago(g.lastAudit.at, nowMs)}` : g.health === "down" ? "?" : "none yet", g.failovers]),
+    groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g), g.lagMax, lastAuditCell(g, nowMs), g.failovers]),
   );
   const counts = (h: GroupHealth["health"]) => all.filter((g) => g.health === h).length;
   note(`${plural(all.length, "group")}: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);

@@ -1705,6 +1705,10 @@ export class SequencerDriver {
   repairRefusal(target: string): { code: "conflict" | "unavailable"; reason: string } | null {
     if (this.repairSources(target).length > 0 || this.core.baseSeq === 0) return null;
     const failed = [...this.scrubFailed.keys()].filter((id) => id !== target).sort();
+    // The only replica: a retry finds no source either (it said "retry": a probe).
+    if (this.core.replicaIds().every((id) => id === target)) {
+      return { code: "conflict", reason: `${target} is the group's only replica and its log no longer holds every entry: there is nothing to rebuild it from; release it (with rebase if its rows fail their digest), or restore a backup into a new group` };
+    }
     // None reachable and caught up now: a retry may find one (a 503), as the audit's retries do.
     if (failed.length === 0) return { code: "unavailable", reason: `no healthy replica to copy ${target} from now; retry, or let the audit retry it` };
     return {

@@ -252,6 +252,16 @@ describe("a replica waiting for a state transfer", () => {
   }, 30_000);
 });
 
+describe("a repair of a group's only replica", () => {
+  it("once its log was compacted is a 409 that says there is nothing to copy from (it said retry), and does not keep the group awake", async () => {
+    const g = directGroup(config(1), { entries: 10, slack: 5 });
+    await putMany(g.driver, "c", 1, 50, 10);
+    expect(g.driver.core.baseSeq).toBeGreaterThan(0);
+    expect(g.driver.repairRefusal("r1")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^r1 is the group's only replica .*nothing to rebuild it from; release it/) });
+    g.driver.stop();
+  });
+});
+
 describe("a rebuild's first question to its target", () => {
   it("a target that lost its storage while awaiting a transfer is made again (a rejoin), then rebuilt: it gets no appends to learn it from", async () => {
     const retention = { entries: 100_000, slack: 1_000 };
