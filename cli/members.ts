@@ -88,7 +88,12 @@ function addByIdCommands(replicas: Command): void {
     .argument("<id>", "e.g. r2")
     .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      const r = await client.repairReplica(group, id);
+      // The rebuild's progress on stderr while the call lasts (8 s of silence for 3 MiB: a probe).
+      const progress = everyFewSeconds(async (running) => {
+        const rebuild = (await client.replicas(group)).replicas.find((x) => x.id === id)?.rebuild;
+        if (rebuild && running()) note(`repairing ${id}: ${rebuild.rows} rows from ${rebuild.source} (seq ${rebuild.seq})`);
+      });
+      const r = await client.repairReplica(group, id).finally(progress);
       if (json) return printJson(r);
       if (r.replica) printReplicas([r.replica]);
       else process.stdout.write(`repaired replica ${id}\n`);
@@ -202,6 +207,19 @@ function notASubcommand(list: Command, subcommands: string[], first: string, mor
   // `replicas list demo extra` (the parent's words start with "list"): too many arguments, not a mistyped command (a review).
   if (list.parent!.args[0] === "list") throw new UsageError(`too many arguments: ${parent} list <group>`);
   throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
+}
+
+/** Runs `show` every 2 s until the returned stop is called (`running` says if it was); its failures are ignored (progress only). */
+function everyFewSeconds(show: (running: () => boolean) => Promise<void>): () => void {
+  let stopped = false;
+  const running = () => !stopped;
+  const timer = setInterval(() => {
+    if (!stopped) show(running).catch(() => undefined);
+  }, 2_000);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
 }
 
 /** An audit's seq, or "-" where none was compared (every scrub failed, none shared one, or not audited at all). */

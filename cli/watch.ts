@@ -44,7 +44,9 @@ export function watchCommand(): Command {
           // goes past the time given, as a command's retries (one pause late, up to 30 s, before).
           if (r.opened || failingSinceMs === null) failingSinceMs = Date.now();
           if (!r.opened && retryForSec !== undefined && Date.now() - failingSinceMs + r.pauseMs > retryForSec * 1000) {
-            gaveUp = `watch: no stream for ${retryForSec} s (--retry-for): ${reason}`;
+            // What happened, not the limit: it gave up early, as the next try would have come too late (a probe).
+            const failingSec = ((Date.now() - failingSinceMs) / 1000).toFixed(1);
+            gaveUp = `watch: no stream for ${failingSec} s, and the next try, in ${r.pauseMs} ms, would come after --retry-for's ${retryForSec} s: ${reason}`;
             return stop.abort();
           }
           note(`watch: ${reason}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`);
