@@ -3,6 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
 import { checkJson, parseJson, repeatedKey } from "../shared/api/input.js";
 import { groupNamePattern } from "../shared/api/names.js";
+import { isLocationHint, locationHints } from "../shared/geo.js";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
 export class UsageError extends Error {}
@@ -66,6 +67,20 @@ export function upToArg(max: number): (text: string) => number {
 export function groupArg(text: string): string {
   if (!groupNamePattern.test(text)) throw new InvalidArgumentError(`not a group name (${groupNamePattern.source})`);
   return text;
+}
+
+/** A location hint (the server's 400 was an API error, exit 1: a probe's `--location mars`). */
+export function locationArg(text: string): string {
+  if (!isLocationHint(text)) throw new InvalidArgumentError(`not a location hint (${locationHints.join(" ")})`);
+  return text;
+}
+
+/** Comma-separated location hints. */
+export function locationListArg(text: string): string[] {
+  const items = listArg(text);
+  const bad = items.find((s) => !isLocationHint(s));
+  if (bad !== undefined) throw new InvalidArgumentError(`${JSON.stringify(bad)} is not a location hint (${locationHints.join(" ")})`);
+  return items;
 }
 
 /** Comma-separated values; an empty one is refused (`--locations weur,,apac` made a group of two, a probe). */

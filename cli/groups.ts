@@ -1,8 +1,8 @@
 // smr groups list | create | status [group] | delete
 import { Command, Option } from "commander";
 import { ApiRequestError, type GroupSpec, type GroupStatus } from "../shared/client/index.js";
-import { listArg, positiveArg, upToArg, UsageError } from "./args.js";
-import { metricsPageMax, replicasMax } from "../shared/limits.js";
+import { locationListArg, positiveArg, upToArg, UsageError } from "./args.js";
+import { metricsPageMax, replicasMax, storageQuotaMiBDefault, storageQuotaMiBMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { printHealth, slowNote } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -18,6 +18,7 @@ export function printStatus(s: GroupStatus): void {
     checkpointEvery: s.checkpointEvery,
     // A group made before sessions expired has none (null): it keeps every client.
     ...(s.sessionIdleSeconds === undefined ? {} : { sessionIdle: s.sessionIdleSeconds === null ? "never (a group older than expiring sessions)" : idleText(s.sessionIdleSeconds) }),
+    ...(s.storageQuotaMiB !== undefined ? { storageQuota: `${s.storageQuotaMiB} MiB (writes refused while a replica's storage holds as much)` } : {}),
     sequencer: `${s.sequencer.name} @ ${s.sequencer.location ?? "any"} (epoch ${s.sequencer.epoch}, since ${s.sequencer.since ?? "-"})`,
     // While the sequencer cannot be reached the status is what the replicas say of themselves:
     // say so, and why (the table looked like a healthy group's, a probe).
@@ -81,6 +82,18 @@ function listCommand(groups: Command): void {
     });
 }
 
+interface CreateFlags {
+  machine: string;
+  replicas?: number;
+  locations?: string[];
+  outputs?: "first" | "majority";
+  checkpointEvery?: number;
+  sequencerLocations?: string[];
+  sessionIdle?: number;
+  storageQuota?: number;
+  colocate?: boolean;
+}
+
 function createCommand(groups: Command): void {
   groups
     .command("create")
@@ -88,12 +101,14 @@ function createCommand(groups: Command): void {
     .argument("<group>")
     .option("--machine <name>", "the state machine (kv, bank, ...)", "kv")
     .option("--replicas <n>", `replicas, 1 to ${replicasMax}`, upToArg(replicasMax))
-    .option("--locations <hints>", "one location hint per replica, comma-separated", listArg)
+    .option("--locations <hints>", "one location hint per replica, comma-separated", locationListArg)
     .addOption(new Option("--outputs <mode>", "answer with the first replica's output or a majority's").choices(["first", "majority"]))
     .option("--checkpoint-every <n>", "entries between checkpoints", positiveArg)
-    .option("--sequencer-locations <hints>", "the sequencer's location hints, in order of preference", listArg)
+    .option("--sequencer-locations <hints>", "the sequencer's location hints, in order of preference", locationListArg)
     .option("--session-idle <seconds>", "forget a client with no command executed for this long (default 7 days)", positiveArg)
-    .action(async (group: string, opts: { machine: string; replicas?: number; locations?: string[]; outputs?: "first" | "majority"; checkpointEvery?: number; sequencerLocations?: string[]; sessionIdle?: number }, cmd: Command) => {
+    .option("--storage-quota <MiB>", `refuse writes while a replica's storage holds this many MiB (default ${storageQuotaMiBDefault}, max ${storageQuotaMiBMax})`, upToArg(storageQuotaMiBMax))
+    .option("--no-colocate", "host no replica in the sequencer's object")
+    .action(async (group: string, opts: CreateFlags, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const spec: GroupSpec = { machine: opts.machine };
       if (opts.locations) spec.replicas = opts.locations.length;
@@ -103,6 +118,8 @@ function createCommand(groups: Command): void {
       if (opts.checkpointEvery !== undefined) spec.checkpointEvery = opts.checkpointEvery;
       if (opts.sequencerLocations) spec.sequencerLocations = opts.sequencerLocations;
       if (opts.sessionIdle !== undefined) spec.sessionIdleSeconds = opts.sessionIdle;
+      if (opts.storageQuota !== undefined) spec.storageQuotaMiB = opts.storageQuota;
+      if (opts.colocate === false) spec.colocate = false;
       let made = true;
       const status = await client.createGroup(group, spec, (m) => (made = m));
       if (json) return printJson({ ...status, created: made });

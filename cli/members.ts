@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import type { AuditReport, GroupEvent, LogPage } from "../shared/client/index.js";
 import { auditHistoryMax, eventHistoryMax, logPageMax } from "../shared/limits.js";
-import { positiveArg, upToArg, UsageError } from "./args.js";
+import { locationArg, positiveArg, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { printReplicas } from "./groups.js";
 import { brief, hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -55,7 +55,7 @@ function replicasCommand(): Command {
     .command("add")
     .description("add a replica (it joins by state transfer)")
     .argument("<group>")
-    .option("--location <hint>", "its location hint")
+    .option("--location <hint>", "its location hint", locationArg)
     .action(async (group: string, opts: { location?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const r = await client.addReplica(group, opts.location);
@@ -120,7 +120,7 @@ function sequencerCommand(): Command {
     .command("move")
     .description("move the sequencer (to a location hint)")
     .argument("<group>")
-    .option("--location <hint>", "where to")
+    .option("--location <hint>", "where to", locationArg)
     .action(async (group: string, opts: { location?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const r = await client.moveSequencer(group, opts.location);

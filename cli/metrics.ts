@@ -3,7 +3,7 @@
 // one request each, and the metrics already bound the time a slow group may take).
 import { Command } from "commander";
 import type { SmrClient } from "../shared/client/index.js";
-import { groupArg, upToArg } from "./args.js";
+import { groupArg, upToArg, UsageError } from "./args.js";
 import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
@@ -18,6 +18,8 @@ export function metricsCommand(): Command {
     .option("--after <group>", "a page of groups after this one (the last line says `# next: <name>`)")
     .option("--limit <n>", `groups per page (default 100, max ${metricsPageMax})`, upToArg(metricsPageMax))
     .action(async (opts: { group?: string; after?: string; limit?: number }, cmd: Command) => {
+      // They page the groups: with one group they were dropped in silence (a probe).
+      if (opts.group !== undefined && (opts.after !== undefined || opts.limit !== undefined)) throw new UsageError("--after and --limit page every group's metrics: not with --group");
       const { client, json } = runOf(cmd);
       const text = await client.metrics(opts.group, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });
       const next = nextOf(text);

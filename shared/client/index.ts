@@ -161,6 +161,10 @@ export interface GroupSpec {
   sequencerLocations?: string[];
   /** A client with no command executed for this long is forgotten (default 7 days). */
   sessionIdleSeconds?: number;
+  /** Host one replica in the sequencer's object (default true: a group of two or more). */
+  colocate?: boolean;
+  /** While any replica's storage holds this many MiB, commands that write are refused (default 8,192). */
+  storageQuotaMiB?: number;
 }
 
 /** One command of a batch; `request` is assigned by the client when absent. */

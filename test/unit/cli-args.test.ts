@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
-import { inputFile, jsonArg, listArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "../../cli/args.js";
+import { UsageError, inputFile, jsonArg, listArg, locationArg, locationListArg, nonEmptyArg, positiveArg, readJsonFile, upToArg } from "../../cli/args.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smr-args-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -90,5 +90,15 @@ describe("limits", () => {
     expect(upToArg(1000)("1000")).toBe(1000);
     expect(() => upToArg(1000)("5000")).toThrow(/must be at most 1000/);
     expect(() => upToArg(1000)("0")).toThrow(/at least 1/);
+  });
+});
+
+describe("location hints", () => {
+  it("are checked before anything is sent (the server's 400 was an API error, exit 1: a probe's --location mars)", () => {
+    expect(locationArg("weur")).toBe("weur");
+    expect(() => locationArg("mars")).toThrow(/^not a location hint \(wnam enam sam weur eeur apac oc afr me\)$/);
+    expect(locationListArg("weur,apac")).toEqual(["weur", "apac"]);
+    expect(() => locationListArg("weur,mars")).toThrow(/^"mars" is not a location hint/);
+    expect(() => locationListArg("weur,,apac")).toThrow(/empty item/);
   });
 });
