@@ -63,6 +63,15 @@ export function upToArg(max: number): (text: string) => number {
   };
 }
 
+/** An integer from min to max. */
+export function betweenArg(min: number, max: number): (text: string) => number {
+  return (text) => {
+    const n = upToArg(max)(text);
+    if (n < min) throw new InvalidArgumentError(`must be at least ${min}`);
+    return n;
+  };
+}
+
 /** A group's name (API.md's pattern): checked before anything is sent, so a bad one is a usage error. */
 export function groupArg(text: string): string {
   if (!groupNamePattern.test(text)) throw new InvalidArgumentError(`not a group name (${groupNamePattern.source})`);

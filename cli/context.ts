@@ -41,7 +41,11 @@ export function targetHint(err: unknown, target: Target | null = usedTarget): st
     return `nothing answers at ${target.url} (${target.urlFrom === "default" ? "the default URL" : `from ${target.urlFrom}`}): is the server running? Pass --url or set SMR_URL (smr config shows what is used)`;
   }
   if (err.status === 401) return `the token came from ${target.tokenFrom} (smr config shows what is used)`;
-  if (err.code === "not_api") return `is ${target.url} (${target.urlFrom === "default" ? "the default URL" : `from ${target.urlFrom}`}) the API's address?`;
+  if (err.code === "not_api") {
+    const where = `is ${target.url} (${target.urlFrom === "default" ? "the default URL" : `from ${target.urlFrom}`}) the API's address?`;
+    // A 5xx page may be the server's own failure (wrangler dev's, the platform's 1101), not another server (a review).
+    return err.status >= 500 ? `${where} If it is, the server failed: see its log` : where;
+  }
   return "";
 }
 

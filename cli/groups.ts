@@ -1,8 +1,8 @@
 // smr groups list | create | status [group] | delete
 import { Command, Option } from "commander";
 import { ApiRequestError, type GroupSpec, type GroupStatus } from "../shared/client/index.js";
-import { locationListArg, positiveArg, upToArg, UsageError } from "./args.js";
-import { metricsPageMax, replicasMax, storageQuotaMiBDefault, storageQuotaMiBMax } from "../shared/limits.js";
+import { betweenArg, locationListArg, positiveArg, upToArg, UsageError } from "./args.js";
+import { metricsPageMax, replicasMax, storageQuotaMiBDefault, storageQuotaMiBMax, storageQuotaMiBMin } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { printHealth, slowNote } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -106,7 +106,7 @@ function createCommand(groups: Command): void {
     .option("--checkpoint-every <n>", "entries between checkpoints", positiveArg)
     .option("--sequencer-locations <hints>", "the sequencer's location hints, in order of preference", locationListArg)
     .option("--session-idle <seconds>", "forget a client with no command executed for this long (default 7 days)", positiveArg)
-    .option("--storage-quota <MiB>", `refuse writes while a replica's storage holds this many MiB (default ${storageQuotaMiBDefault}, max ${storageQuotaMiBMax})`, upToArg(storageQuotaMiBMax))
+    .option("--storage-quota <MiB>", `refuse writes while a replica's storage holds this many MiB (${storageQuotaMiBMin} to ${storageQuotaMiBMax}, default ${storageQuotaMiBDefault})`, betweenArg(storageQuotaMiBMin, storageQuotaMiBMax))
     .option("--no-colocate", "host no replica in the sequencer's object")
     .action(async (group: string, opts: CreateFlags, cmd: Command) => {
       const { client, json } = runOf(cmd);

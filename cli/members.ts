@@ -1,6 +1,6 @@
 // The group's machinery: smr replicas [add|remove|repair|release] | sequencer move | audit | audits | events | log | tokens
 import { Command, Option } from "commander";
-import type { AuditReport, GroupEvent, LogPage } from "../shared/client/index.js";
+import type { AuditReport, GroupEvent, LogPage, ReplicaStatus } from "../shared/client/index.js";
 import { auditHistoryMax, eventHistoryMax, logPageMax } from "../shared/limits.js";
 import { locationArg, positiveArg, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
@@ -89,9 +89,11 @@ function addByIdCommands(replicas: Command): void {
     .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
       const { client, json } = runOf(cmd);
       // The rebuild's progress on stderr while the call lasts (8 s of silence for 3 MiB: a probe).
-      const progress = everyFewSeconds(async (running) => {
-        const rebuild = (await client.replicas(group)).replicas.find((x) => x.id === id)?.rebuild;
-        if (rebuild && running()) note(`repairing ${id}: ${rebuild.rows} rows from ${rebuild.source} (seq ${rebuild.seq})`);
+      const progress = everyFewSeconds(async (signal) => {
+        // One try, no retries (their lines went on after the answer: a review), ended with the repair.
+        const r = await client.request<{ replicas: ReplicaStatus[] }>("GET", `/v1/groups/${group}/replicas`, undefined, signal);
+        const rebuild = r.replicas.find((x) => x.id === id)?.rebuild;
+        if (rebuild && !signal.aborted) note(`repairing ${id}: ${rebuild.rows} rows from ${rebuild.source} (seq ${rebuild.seq})`);
       });
       const r = await client.repairReplica(group, id).finally(progress);
       if (json) return printJson(r);
@@ -209,16 +211,23 @@ function notASubcommand(list: Command, subcommands: string[], first: string, mor
   throw new UsageError(`unknown command '${parent} ${first}' (${parent} ${subcommands.join(" | ")})`);
 }
 
-/** Runs `show` every 2 s until the returned stop is called (`running` says if it was); its failures are ignored (progress only). */
-function everyFewSeconds(show: (running: () => boolean) => Promise<void>): () => void {
-  let stopped = false;
-  const running = () => !stopped;
+/**
+ * Runs `show` every 2 s, one at a time, until the returned stop is called, which aborts the one
+ * under way (`signal`); its failures are ignored (progress only).
+ */
+export function everyFewSeconds(show: (signal: AbortSignal) => Promise<void>, everyMs = 2_000): () => void {
+  const stop = new AbortController();
+  let busy = false;
   const timer = setInterval(() => {
-    if (!stopped) show(running).catch(() => undefined);
-  }, 2_000);
+    if (busy || stop.signal.aborted) return;
+    busy = true;
+    show(stop.signal)
+      .catch(() => undefined)
+      .finally(() => (busy = false));
+  }, everyMs);
   return () => {
-    stopped = true;
     clearInterval(timer);
+    stop.abort();
   };
 }
 

@@ -342,8 +342,14 @@ export const sessionIdleMsDefault = 7 * 24 * 60 * 60 * 1000;
  * replicas are full can order nothing, not even a delete: a probe filled 231 MB per replica with
  * one 54 KB request (outputs of large reads, stored with the entry and the client's session).
  */
-export const storageQuotaMiBDefault = 8192;
-export const storageQuotaMiBMax = 9216;
+export const storageQuotaMiBDefault = 6144;
+/**
+ * Headroom under the platform's 10 GB (9,536 MiB) for what is admitted before a replica's size is
+ * measured again (a queue of commands whose outputs are large: a review); and a floor above what
+ * the retained log and sessions of small commands take, or a group refused everything for good.
+ */
+export const storageQuotaMiBMax = 8192;
+export const storageQuotaMiBMin = 16;
 /** The longest window a group may ask for (`sessionIdleSeconds`): ten years. */
 export const sessionIdleSecondsMax = 10 * 366 * 24 * 60 * 60;
 /** The idle index files clients in buckets of an eighth of the window: one index write per client per bucket. */

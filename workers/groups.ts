@@ -382,7 +382,14 @@ function tracked<A extends unknown[], T>(call: (...args: A) => Promise<T>): { ca
   return {
     call: (...args) => {
       waiting = true;
-      return call(...args).then((answer) => ((waiting = false), answer));
+      return call(...args).then(
+        (answer) => ((waiting = false), answer),
+        (err: unknown) => {
+          // Refused unsent: not served, so not unknown (a review: a failover's failure after it made the change a 504).
+          if (refusedUnsent(err)) waiting = false;
+          throw err;
+        },
+      );
     },
     unanswered: () => waiting,
   };

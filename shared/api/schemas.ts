@@ -17,6 +17,7 @@ import {
   sessionIdleSecondsMax,
   storageQuotaMiBDefault,
   storageQuotaMiBMax,
+  storageQuotaMiBMin,
   slowFaultDefaultMs,
 } from "../limits.js";
 import { locationHints } from "../geo.js";
@@ -66,7 +67,7 @@ export const createGroupBody = z
     storageQuotaMiB: z
       .number()
       .int()
-      .min(1)
+      .min(storageQuotaMiBMin)
       .max(storageQuotaMiBMax)
       .optional()
       .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only those that free space go (kv: delete, and a txn of deletes); default ${storageQuotaMiBDefault}. Not compared when the group exists`),

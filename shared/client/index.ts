@@ -249,9 +249,14 @@ function notOrdered(err: unknown): boolean {
   return err.status === 429 || (err.status === 503 && err.code === "unavailable");
 }
 
-/** A failure that leaves the command's outcome unknown: it may have been ordered. */
+/**
+ * A failure that leaves the command's outcome unknown: it may have been ordered. Another server's
+ * 5xx too (an edge's, a worker stopped at a limit after it called the sequencer): a later 503 of
+ * the API's then no longer says "not ordered" (a review).
+ */
 function outcomeUnknown(err: unknown): boolean {
-  return err instanceof ApiRequestError ? (err.code === "network" && !err.notSent) || err.status === 504 : true;
+  if (!(err instanceof ApiRequestError)) return true;
+  return (err.code === "network" && !err.notSent) || err.status === 504 || (err.code === "not_api" && err.status >= 500);
 }
 
 const unknownNote = "an earlier attempt's outcome is unknown: the command may or may not take effect; retry with the same client and request";

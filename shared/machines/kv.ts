@@ -167,7 +167,10 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
 
   frees(c: KvCommand): boolean {
     if (c.op !== "txn") return c.op === "delete";
-    return [...(c.success ?? []), ...(c.failure ?? [])].every((x) => x.op === "delete");
+    // Deletes only, and nothing else the entry would store: a txn's compares carry values (up to
+    // 64 KiB each), and an empty txn frees nothing (a review: both went at the quota).
+    const ops = [...(c.success ?? []), ...(c.failure ?? [])];
+    return (c.compare ?? []).length === 0 && ops.length > 0 && ops.every((x) => x.op === "delete");
   },
 
   oversized(c: KvCommand): string | null {

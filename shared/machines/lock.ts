@@ -120,6 +120,11 @@ export const lock = defineMachine({
     }
   },
 
+  /** A release deletes its lease's row: it goes while the group's storage is at its quota. */
+  frees(c) {
+    return c.op === "release";
+  },
+
   keysOf(c) {
     return c.op === "acquire" ? [rowOf(c.lock), counterKey] : [rowOf(c.lock)];
   },

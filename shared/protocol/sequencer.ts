@@ -400,7 +400,11 @@ export class SequencerCore {
     const full = this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= quotaMiB * mebibyte);
     if (full.length === 0) return null;
     const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
-    return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused until space is freed; those that free it go (kv: delete, and a txn of deletes). See README, "Storage quota"`;
+    // Said per machine: a bank group has no command that frees space (a review: it read "kv: delete").
+    const way = machineFor(this.meta.config.machine).frees
+      ? `only those that free space are ordered (${this.meta.config.machine === "lock" ? "release" : "delete, or a txn of deletes only"}), and space comes back as they push old entries out of the retained log`
+      : `this machine has no command that frees space: snapshot the group and restore it into a new group`;
+    return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused; ${way} (README, "Storage quota")`;
   }
 
   /**

@@ -164,7 +164,9 @@ export class ProgressTracker {
     const p = this.byId.get(id);
     if (!p) return;
     p.stateRows = size.stateRows;
-    p.storageBytes = size.storageBytes;
+    // A size an append's answer gave stays when the audit has none (a rebuilding replica's): the
+    // storage quota reads it (a review: it was cleared).
+    p.storageBytes = size.storageBytes ?? p.storageBytes;
   }
 
   statusOf(p: Progress, lastSeq: number, commitSeq: number): ReplicaStatusName {

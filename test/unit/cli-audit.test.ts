@@ -1,7 +1,7 @@
 // `smr audit` exits 1 when the audit found replicas that disagree or an alarm (cli/members.ts
 // auditFailure): it exited 0 whatever the verdict, so `smr audit g && ...` went on regardless.
 import { describe, expect, it } from "vitest";
-import { auditFailure, auditRow } from "../../cli/members.js";
+import { auditFailure, auditRow, everyFewSeconds } from "../../cli/members.js";
 import { lastAuditCell } from "../../cli/metrics.js";
 
 const agree = { id: "r1", verdict: "agrees" };
@@ -42,5 +42,26 @@ describe("smr groups status' last audit", () => {
     expect(lastAuditCell({ lastAudit: null, failovers: 0 }, 0)).toBe("none yet");
     expect(lastAuditCell({ lastAudit: null, failovers: null }, 0)).toBe("?");
     expect(lastAuditCell({ lastAudit: { verdict: "consistent", at: new Date(0).toISOString() }, failovers: 1 }, 5_000)).toMatch(/^consistent, /);
+  });
+});
+
+describe("smr replicas repair's progress poll", () => {
+  it("runs one at a time, and its stop aborts the one under way and runs no more", async () => {
+    let started = 0;
+    let aborted = 0;
+    const stop = everyFewSeconds(
+      (signal) =>
+        new Promise<void>((resolve) => {
+          started++;
+          signal.addEventListener("abort", () => (aborted++, resolve()));
+        }),
+      5,
+    );
+    await new Promise((r) => setTimeout(r, 60));
+    expect(started).toBe(1); // the first never answered: no second one meanwhile
+    stop();
+    expect(aborted).toBe(1);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(started).toBe(1);
   });
 });

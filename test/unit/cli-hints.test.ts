@@ -21,3 +21,10 @@ describe("smr's hints after an error", () => {
     expect(targetHint(new Error("x"), target)).toBe("");
   });
 });
+
+describe("smr's hint after another server's 5xx page", () => {
+  it("says it may be the server's own failure", () => {
+    const t = { url: "http://localhost:8787", urlFrom: "default", token: "t", tokenFrom: "x" };
+    expect(targetHint(new ApiRequestError(500, "not_api", "not an answer of the API (text/html): Error 1101"), t)).toBe("is http://localhost:8787 (the default URL) the API's address? If it is, the server failed: see its log");
+  });
+});

@@ -8,7 +8,7 @@ import { SseParser } from "../../shared/client/sse.js";
 type Handler = (url: URL, init: RequestInit & { headers: Record<string, string> }) => Response | Promise<Response>;
 
 function clientWith(handler: Handler, options: Partial<ConstructorParameters<typeof SmrClient>[0]> = {}) {
-  const calls: { url: URL; headers: Record<string, string>; body: unknown }[] = [];
+  const calls: { url: URL; method: string; headers: Record<string, string>; body: unknown }[] = [];
   const client = new SmrClient({
     baseUrl: "http://smr.test",
     token: "t",
@@ -19,7 +19,7 @@ function clientWith(handler: Handler, options: Partial<ConstructorParameters<typ
     fetch: async (input, init) => {
       const url = new URL(String(input));
       const i = init as RequestInit & { headers: Record<string, string> };
-      calls.push({ url, headers: i.headers, body: typeof i.body === "string" ? JSON.parse(i.body) : i.body });
+      calls.push({ url, method: String(i.method ?? "GET"), headers: i.headers, body: typeof i.body === "string" ? JSON.parse(i.body) : i.body });
       return handler(url, i);
     },
   });
@@ -517,7 +517,7 @@ describe("client batches", () => {
     const { client, calls } = clientWith((_url, init) => (init.method === "GET" ? Response.json({ group: "g", incarnation: 3 }) : new Response(null, { status: 204 })));
     await client.deleteGroup("g");
     await client.deleteGroup("g", { force: true });
-    const sent = calls.map((c, i) => `${i % 2 === 0 ? "GET" : "DELETE"} ${c.url.pathname}${c.url.search}`);
+    const sent = calls.map((c) => `${c.method} ${c.url.pathname}${c.url.search}`);
     expect(sent).toEqual(["GET /v1/groups/g", "DELETE /v1/groups/g?incarnation=3", "GET /v1/groups/g", "DELETE /v1/groups/g?force=1&incarnation=3"]);
   });
 
@@ -917,6 +917,14 @@ describe("client snapshot and restore", () => {
     const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onReadRetry: (r) => retried.push(r), fetch: async () => again.shift()! });
     expect(await c.metrics()).toBe("smr_groups 1\n");
     expect(retried).toHaveLength(1);
+  });
+
+  it("reports a last 503 after another server's 503 (a worker stopped after it called the sequencer) as a 504", async () => {
+    const answers = [new Response("<html>503 Service Unavailable</html>", { status: 503, headers: { "content-type": "text/html" } }), errorBody(503, "unavailable", "recovering")];
+    const { client } = clientWith(() => answers.shift()!, { attemptsMax: 2 });
+    const err = (await client.submit("g", { op: "incr", key: "n", by: 1 }, 1).catch((e: unknown) => e)) as ApiRequestError;
+    expect([err.status, err.code]).toEqual([504, "timeout"]);
+    expect(err.message).toMatch(/recovering; an earlier attempt's outcome is unknown/);
   });
 
   it("reports a last 503 after an earlier 504 as a 504: the first attempt may still be ordered", async () => {

@@ -16,18 +16,21 @@ const config = (storageQuotaMiB?: number) => ({ group: "g", incarnation: 0, mach
 
 describe("the storage quota", () => {
   it("refuses writes (certainly not ordered) once a replica's storage reaches it, takes deletes, and writes again once space is freed", async () => {
-    const g = directGroup(config(2), { entries: 100_000, slack: 1_000 });
+    const g = directGroup(config(16), { entries: 100_000, slack: 1_000 });
     let r2Bytes = 1 * mebibyte;
     g.stores.get("r2")!.sizeBytes = () => r2Bytes;
     expect((await g.driver.submit("c", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
     expect((await g.driver.submit("c", 2, { op: "put", key: "b", value: 2 })).kind).toBe("ok");
-    r2Bytes = 2 * mebibyte; // measured at its next append
+    r2Bytes = 16 * mebibyte; // measured at its next append
     expect((await g.driver.submit("c", 3, { op: "put", key: "c", value: 3 })).kind).toBe("ok");
-    await measured(g, "r2", 2 * mebibyte);
+    await measured(g, "r2", 16 * mebibyte);
     const refused = await g.driver.submit("c", 4, { op: "put", key: "d", value: 4 });
-    expect(refused).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/storage of replica r2 holds 2\.0 MiB, at or over the group's quota of 2 MiB/) });
+    expect(refused).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/storage of replica r2 holds 16\.0 MiB, at or over the group's quota of 16 MiB \(storageQuotaMiB\): commands that write are refused; only those that free space are ordered \(delete, or a txn of deletes only\)/) });
     expect((await g.driver.submit("c", 5, { op: "get", key: "a" })).kind).toBe("unavailable"); // a read through the log stores its output
     expect((await g.driver.submit("c", 6, { op: "txn", success: [{ op: "delete", key: "a" }, { op: "put", key: "x", value: 1 }] })).kind).toBe("unavailable");
+    // Nor what stores more than it frees: a txn's compares carry values, an empty txn frees nothing (a review).
+    expect((await g.driver.submit("c", 61, { op: "txn", compare: [{ key: "a", value: "x".repeat(60_000) }], success: [{ op: "delete", key: "a" }] })).kind).toBe("unavailable");
+    expect((await g.driver.submit("c", 62, { op: "txn" })).kind).toBe("unavailable");
     // A retry of an executed command is still answered: nothing new is ordered.
     expect(await g.driver.submit("c", 3, { op: "put", key: "c", value: 3 })).toMatchObject({ kind: "ok", output: { previous: null } });
     expect(await g.driver.submit("c", 7, { op: "delete", key: "a" })).toMatchObject({ kind: "ok", output: { deleted: true } });
@@ -38,16 +41,34 @@ describe("the storage quota", () => {
     g.driver.stop();
   });
 
-  it("is 8 GiB unless the group says otherwise (a Durable Object takes no writes past 10 GB)", async () => {
-    expect(storageQuotaMiBDefault).toBe(8192);
+  it("is 6 GiB unless the group says otherwise (a Durable Object takes no writes past 10 GB)", async () => {
+    expect(storageQuotaMiBDefault).toBe(6144);
     const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
-    g.stores.get("r3")!.sizeBytes = () => 8191 * mebibyte;
+    g.stores.get("r3")!.sizeBytes = () => 6143 * mebibyte;
     expect((await g.driver.submit("c", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
     expect((await g.driver.submit("c", 2, { op: "put", key: "a", value: 2 })).kind).toBe("ok");
-    g.stores.get("r3")!.sizeBytes = () => 8192 * mebibyte;
+    g.stores.get("r3")!.sizeBytes = () => 6144 * mebibyte;
     await g.driver.submit("c", 3, { op: "delete", key: "zz" });
-    await measured(g, "r3", 8192 * mebibyte);
-    expect(await g.driver.submit("c", 4, { op: "put", key: "a", value: 3 })).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/r3 holds 8192\.0 MiB/) });
+    await measured(g, "r3", 6144 * mebibyte);
+    expect(await g.driver.submit("c", 4, { op: "put", key: "a", value: 3 })).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/r3 holds 6144\.0 MiB/) });
     g.driver.stop();
+  });
+
+  it("per machine: a lock's release goes, a bank group (no command frees space) is told to snapshot and restore", async () => {
+    for (const machine of ["lock", "bank"] as const) {
+      const g = directGroup({ ...config(16), machine }, { entries: 100_000, slack: 1_000 });
+      g.stores.get("r2")!.sizeBytes = () => 16 * mebibyte;
+      const first = machine === "lock" ? { op: "acquire", lock: "l", owner: "o", ttlMs: 60_000 } : { op: "open", account: "a", balance: 5 };
+      const done = await g.driver.submit("c", 1, first);
+      expect(done.kind, machine).toBe("ok");
+      await measured(g, "r2", 16 * mebibyte);
+      const again = await g.driver.submit("c", 2, first);
+      expect(again, machine).toMatchObject({ kind: "unavailable", message: expect.stringMatching(machine === "lock" ? /only those that free space are ordered \(release\)/ : /no command that frees space: snapshot the group and restore it into a new group/) });
+      if (machine === "lock") {
+        const token = ((done as { output: { token: number } }).output).token;
+        expect(await g.driver.submit("c", 3, { op: "release", lock: "l", owner: "o", token })).toMatchObject({ kind: "ok", output: { released: true } });
+      }
+      g.driver.stop();
+    }
   });
 });

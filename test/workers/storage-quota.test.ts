@@ -5,26 +5,26 @@ import { describe, expect, it } from "vitest";
 import { api, command, createGroup, expectError, query } from "./helpers.js";
 
 describe("the storage quota (workerd)", () => {
-  it("a group of 1 MiB: 64 KiB values fill it; then a put is a 503 naming the replica and the quota, a delete and a read go", async () => {
-    const created = await createGroup("quota-small", { machine: "kv", storageQuotaMiB: 1 });
-    expect(created.storageQuotaMiB).toBe(1);
+  it("a group of 16 MiB (the least): 60 KB values fill it; then a put is a 503 naming the replica and the quota, a delete and a read go", async () => {
+    const created = await createGroup("quota-small", { machine: "kv", storageQuotaMiB: 16 });
+    expect(created.storageQuotaMiB).toBe(16);
     const big = "x".repeat(60_000);
     let refused: Awaited<ReturnType<typeof command>> | null = null;
-    for (let i = 1; i <= 60 && refused === null; i++) {
+    for (let i = 1; i <= 600 && refused === null; i++) {
       const r = await command("quota-small", { op: "put", key: `k${i}`, value: big });
       if (r.status !== 200) refused = r;
     }
     expect(refused, "never refused").not.toBeNull();
-    expectError(refused!, 503, "unavailable", /storage of replica r\d holds [\d.]+ MiB, at or over the group's quota of 1 MiB/);
+    expectError(refused!, 503, "unavailable", /storage of replica r\d holds [\d.]+ MiB, at or over the group's quota of 16 MiB/);
     expect((await query("quota-small", { op: "get", key: "k1" })).body.result).toEqual({ value: big });
     expect((await command("quota-small", { op: "delete", key: "k1" })).body.output).toEqual({ deleted: true });
     const status = (await api("GET", "/v1/groups/quota-small")).body;
-    expect(status.storageQuotaMiB).toBe(1);
-    expect(Math.max(...status.replicas.map((r: { storageBytes?: number }) => r.storageBytes ?? 0))).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(status.storageQuotaMiB).toBe(16);
+    expect(Math.max(...status.replicas.map((r: { storageBytes?: number }) => r.storageBytes ?? 0))).toBeGreaterThanOrEqual(16 * 1024 * 1024);
     // Out of range: a 400 naming the field.
-    expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 0 }), 400, "bad_request", /storageQuotaMiB/);
-    expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 9217 }), 400, "bad_request", /storageQuotaMiB/);
+    expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 15 }), 400, "bad_request", /storageQuotaMiB/);
+    expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 8193 }), 400, "bad_request", /storageQuotaMiB/);
     // A group made without one has the default.
-    expect((await createGroup("quota-default")).storageQuotaMiB).toBe(8192);
+    expect((await createGroup("quota-default")).storageQuotaMiB).toBe(6144);
   });
 });
