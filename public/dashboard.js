@@ -375,9 +375,10 @@ function renderAuditor() {
 }
 
 /**
- * A replica's rows and size, as its last audit found them. The status carries them only once an
- * audit has counted them (the sequencer keeps them across restarts): absent (a new group, a
- * sequencer new since a failover or move, a first scrub pass not finished) is unknown, not 0.
+ * A replica's rows, as its last audit found them, and its size, from its last append's answer or
+ * audit. The status carries each only once known (the sequencer keeps the audit's across
+ * restarts): absent (a new group, a sequencer new since a failover or move, a first scrub pass
+ * not finished) is unknown, not 0.
  */
 function sizeCells(tr, r, unreachable) {
   // While the sequencer cannot be reached the status is the replicas' own, which has no sizes.
@@ -385,7 +386,7 @@ function sizeCells(tr, r, unreachable) {
     ? "not known while the sequencer cannot be reached (it keeps what the audits found)"
     : "not known: no audit has counted it since this sequencer began (or its first scrub pass has not finished)";
   cell(tr, "stateRows", r.stateRows, r.stateRows === undefined ? unknown : "rows of its replicated state, from the last audit");
-  cell(tr, "storageBytes", r.storageBytes === undefined ? null : bytesText(r.storageBytes), r.storageBytes === undefined ? unknown : `${r.storageBytes} bytes of storage${r.colocated ? " (with the sequencer's log)" : ""}, from the last audit`);
+  cell(tr, "storageBytes", r.storageBytes === undefined ? null : bytesText(r.storageBytes), r.storageBytes === undefined ? unknown : `${r.storageBytes} bytes of storage${r.colocated ? " (with the sequencer's log)" : ""}, from its last append's answer or audit (writes are refused at the group's storage quota)`);
 }
 
 /** `askedMs`: when the answers drawn were asked for. */

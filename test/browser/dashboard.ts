@@ -116,7 +116,7 @@ async function pageShows(what: string, test: string, arg?: unknown, timeoutMs = 
 /** A replica's size as the page words it: "812 B", "3.4 KiB", "1.2 MiB" (one decimal above bytes). */
 const sizeText = /^\d+(\.\d)? (B|KiB|MiB)$/;
 
-/** Every replica row shows its rows (> 0, as `rows` says by id when given) and its size, each titled as from the last audit. */
+/** Every replica row shows its rows (> 0, as `rows` says by id when given), titled as from the last audit, and its size, titled as from its last append's answer or audit. */
 async function sizesShown(what: string, rows?: Record<string, number>): Promise<void> {
   await pageShows(
     what,
@@ -125,7 +125,7 @@ async function sizesShown(what: string, rows?: Record<string, number>): Promise<
        const n = r.querySelector("[data-field=stateRows]");
        const b = r.querySelector("[data-field=storageBytes]");
        return n && b && /^\\d+$/.test(n.textContent) && Number(n.textContent) > 0 && (!arg.rows || Number(n.textContent) === arg.rows[r.dataset.replica])
-         && new RegExp(arg.size).test(b.textContent) && /from the last audit/.test(n.title) && /from the last audit/.test(b.title);
+         && new RegExp(arg.size).test(b.textContent) && /from the last audit/.test(n.title) && /from its last append's answer or audit/.test(b.title);
      });`,
     { size: sizeText.source, rows },
   );
@@ -209,12 +209,15 @@ async function main(): Promise<void> {
     check(!page.url().includes(admin), `a URL without the token (${page.url()})`);
   });
 
-  await step("the group before any audit: its replicas' rows and size unknown (—)", async () => {
+  await step("the group before any audit: its replicas' rows unknown (—), their size from their appends' answers", async () => {
     await page.click(`#groups a[data-group="${group}"]`);
     await pageShows("three replicas at seq 5", `const rows = [...document.querySelectorAll("#replicas tbody tr")]; return rows.length === 3 && rows.every((r) => r.querySelector("[data-field=appliedSeq]").textContent === "5");`);
-    for (const r of await replicaRows()) equal([r.cells.stateRows, r.cells.storageBytes], ["—", "—"], `${r.id}'s rows and size before any audit`);
-    const title = await page.getAttribute('tr[data-replica="r1"] [data-field=storageBytes]', "title");
-    check(/^not known: no audit has counted it/.test(title ?? ""), `the unknown size's title (${title})`);
+    for (const r of await replicaRows()) {
+      equal(r.cells.stateRows, "—", `${r.id}'s rows before any audit`);
+      check(/^[\d.]+ (KiB|MiB)$/.test(r.cells.storageBytes ?? ""), `${r.id}'s size from its appends (${r.cells.storageBytes})`);
+    }
+    const title = await page.getAttribute('tr[data-replica="r1"] [data-field=stateRows]', "title");
+    check(/^not known: no audit has counted it/.test(title ?? ""), `the unknown rows' title (${title})`);
     // None selected again: the steps below select it after the cron's run (an audit of every group).
     await page.evaluate(`location.hash = ""`);
     await pageShows("no group selected", `return document.querySelector("#group").hidden;`);
