@@ -115,6 +115,16 @@ export function cronFamilies(known: CronFigures | null): Family[] {
   ].filter((f) => f.samples.length > 0);
 }
 
+/** The directory's counts: failovers, audits by verdict and when the last of each was made (with or without the sequencer). */
+function countSamples(f: { failovers: Family; audits: Family; lastAudit: Family }, group: string, counts: GroupCounts): void {
+  f.failovers.samples.push({ labels: { group }, value: counts.failovers });
+  for (const [verdict, n] of Object.entries(counts.audits)) {
+    f.audits.samples.push({ labels: { group, verdict }, value: n });
+    const at = counts.lastAudits?.[verdict];
+    if (at !== undefined) f.lastAudit.samples.push({ labels: { group, verdict }, value: Date.parse(at) / 1000 });
+  }
+}
+
 /** The families of API.md's Metrics section (and smr_group_up), over the groups in order. */
 export function groupFamilies(groups: GroupFigures[]): Family[] {
   const family = (name: string, type: MetricType, help: string): Family => ({ name, type, help, samples: [] });
@@ -152,19 +162,10 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
       if (r.storageBytes !== undefined) storageBytes.samples.push({ labels, value: r.storageBytes });
     }
   };
-  /** The directory's counts: failovers, audits by verdict and when the last of each was made (with or without the sequencer). */
-  const countSamples = (group: string, counts: GroupCounts) => {
-    failovers.samples.push({ labels: { group }, value: counts.failovers });
-    for (const [verdict, n] of Object.entries(counts.audits)) {
-      audits.samples.push({ labels: { group, verdict }, value: n });
-      const at = counts.lastAudits?.[verdict];
-      if (at !== undefined) lastAudit.samples.push({ labels: { group, verdict }, value: Date.parse(at) / 1000 });
-    }
-  };
   for (const g of groups) {
     const group = g.group;
     up.samples.push({ labels: { group }, value: g.up ? 1 : 0 });
-    if (g.counts) countSamples(group, g.counts);
+    if (g.counts) countSamples({ failovers, audits, lastAudit }, group, g.counts);
     if (!g.up) {
       // The sequencer did not answer: what the replicas say of themselves (an outage is when an
       // operator needs them; the probe saw every series vanish while the replicas answered).

@@ -1610,14 +1610,7 @@ export class SequencerDriver {
     const progress = { begun: false };
     this.repairing++;
     try {
-      // The target first: a rebuild of one out of reach froze a healthy source's whole state (a
-      // copy of every row) at each retry, every 2 s, for nothing (a review). So did one with no
-      // state (it refuses the install) and one a successor already serves (it refuses this epoch).
-      const at = await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
-      if (at !== null && at.epoch > this.core.epoch) throw new Deposed(`${target} is at epoch ${at.epoch}: a newer sequencer is in office`);
-      // No state (its storage lost): made first, as an append's not_initialized would have it,
-      // but a replica awaiting a transfer gets no appends (a review: it stayed unrebuilt for good).
-      if (at === null && !(await this.rejoin(target))) throw new Error(`${target} has no state, and could not be made yet`);
+      await this.askTarget(target);
       // Each source in turn until one begins: one that refuses before the target is touched (its
       // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
       // its chance. The first alone was tried, and after a sequencer's restart that was a damaged
@@ -1715,6 +1708,19 @@ export class SequencerDriver {
       code: "conflict",
       reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests); release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
     };
+  }
+
+  /**
+   * A rebuild's target first: one out of reach froze a healthy source's whole state (a copy of
+   * every row) at each retry, every 2 s, for nothing (a review). So did one with no state (it
+   * refuses the install) and one a successor already serves (it refuses this epoch). One with no
+   * state (its storage lost) is made first, as an append's not_initialized would have it: a
+   * replica awaiting a transfer gets no appends (a review: it stayed unrebuilt for good).
+   */
+  private async askTarget(target: string): Promise<void> {
+    const at = await this.targetCall(target)(this.io.link(target).position(), `position of ${target}`);
+    if (at !== null && at.epoch > this.core.epoch) throw new Deposed(`${target} is at epoch ${at.epoch}: a newer sequencer is in office`);
+    if (at === null && !(await this.rejoin(target))) throw new Error(`${target} has no state, and could not be made yet`);
   }
 
   /** A replica's answer within replicaRpcTimeoutMs (a transfer's calls). */
