@@ -38,6 +38,15 @@ export const valueBytesMax = 64 * 1024;
  */
 export const outputCharsMax = 512 * 1024;
 /**
+ * Characters of an output the watch's copy (a replica's effects row, kept for the retained log)
+ * keeps whole: one value's output and its wrapping. A larger one (a txn of many gets: a probe's
+ * 459 K characters, stored with every entry of a 54 KB batch) keeps
+ * {"error":"output_not_kept","chars":n,"limit":effectOutputCharsMax} and its top-level flags. The
+ * session's copy (a retry's answer) is kept whole up to outputCharsMax, as before: it is in the
+ * digest. The effects row is not, so this changes what no replica must agree on.
+ */
+export const effectOutputCharsMax = valueBytesMax + 1024;
+/**
  * Characters of outputs one replica step applies and returns: an append's answer is one RPC
  * message (at most 32 MiB serialized). Committed entries past it are applied by the next message
  * (a heartbeat at the latest).

@@ -6,7 +6,7 @@
 // replaced by output_too_large. The text is the one JSON.stringify gives the parsed output: a
 // stored text is JSON.stringify's own, a fixed point of parse-then-stringify, so no replica, on
 // this version or an older one, answers or stores anything different.
-import { outputCharsMax } from "../limits.js";
+import { effectOutputCharsMax, outputCharsMax } from "../limits.js";
 
 /** A stored value's JSON text, not parsed (see MachineState.getStored). */
 export class StoredJson {
@@ -89,6 +89,12 @@ function flags(output: unknown): Record<string, boolean | number> {
 /** At most this many flags, of names at most this long, in a marker (in the output's member order). */
 const markerFlagsMax = 8;
 const markerFlagCharsMax = 64;
+
+/** The watch's copy of an output (see effectOutputCharsMax): whole, or a marker with its length and flags. */
+export function keptForWatch(text: string, output: unknown): string {
+  if (text.length <= effectOutputCharsMax) return text;
+  return JSON.stringify({ error: "output_not_kept", chars: text.length, limit: effectOutputCharsMax, ...flags(output) });
+}
 
 /**
  * An applied command's output and its JSON text (as stored in its session row). An output over

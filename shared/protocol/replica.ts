@@ -20,6 +20,7 @@ import { entryBytes, entryHash, noopsOnly } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, InstallDigest, type ScrubCursor, type SessionExpiry, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { keptForWatch } from "../machines/output.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
@@ -591,7 +592,7 @@ export class ReplicaCore {
       outputs.push(out);
       const outputText = outputTextOf(out);
       outputChars += outputText.length;
-      effects.push({ seq: e.seq, output: outputText, changes: changesText(changes) });
+      effects.push({ seq: e.seq, output: keptForWatch(outputText, out.output), changes: changesText(changes) });
       this.unapplied.delete(e.seq);
       next.appliedSeq = e.seq;
       if (e.kind === "config") next.membership = membershipIn(e.seq, e.command as ConfigCommand);
