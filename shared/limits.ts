@@ -359,6 +359,8 @@ export const storageQuotaMiBDefault = 6144;
  */
 export const storageQuotaMiBMax = 8192;
 export const storageQuotaMiBMin = 16;
+/** The largest command (canonical JSON characters) that frees space and is ordered at the quota: a few deletes. */
+export const freeingCommandBytesMax = 4096;
 /** The longest window a group may ask for (`sessionIdleSeconds`): ten years. */
 export const sessionIdleSecondsMax = 10 * 366 * 24 * 60 * 60;
 /** The idle index files clients in buckets of an eighth of the window: one index write per client per bucket. */

@@ -1,4 +1,4 @@
-import { appendBytesMax, appendEntriesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBDefault, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, freeingCommandBytesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBDefault, tailBytesMax } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
@@ -402,7 +402,7 @@ export class SequencerCore {
     const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
     // Said per machine: a bank group has no command that frees space (a review: it read "kv: delete").
     const way = machineFor(this.meta.config.machine).frees
-      ? `only those that free space are ordered (${this.meta.config.machine === "lock" ? "release" : "delete, or a txn of deletes only"}), and space comes back as they push old entries out of the retained log`
+      ? `only small ones that free space are ordered (${this.meta.config.machine === "lock" ? "release" : "delete, or a txn of deletes only"}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
       : `this machine has no command that frees space: snapshot the group and restore it into a new group`;
     return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused; ${way} (README, "Storage quota")`;
   }
@@ -427,9 +427,11 @@ export class SequencerCore {
     if (refuseNew !== undefined) return { kind: "unavailable", reason: refuseNew };
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     if (this.restoreMarked) return { kind: "unavailable", reason: "a restore is loading this group's state; retry when it is done" };
-    const full = this.storageRefusal();
-    if (full !== null && !machineFor(this.meta.config.machine).frees?.(req.command)) return { kind: "unavailable", reason: full };
     const bytes = commandBytes(req.command);
+    // A command that frees space goes only while it is small itself: the entry stores it (a
+    // probe's txns of 128 deletes of 512-byte keys each took 138 KB an entry past the quota).
+    const full = this.storageRefusal();
+    if (full !== null && !(bytes <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.(req.command))) return { kind: "unavailable", reason: full };
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
       return { kind: "unavailable", reason: "sequencer queue is full" };
     }

@@ -21,6 +21,10 @@ describe("the storage quota (workerd)", () => {
     const status = (await api("GET", "/v1/groups/quota-small")).body;
     expect(status.storageQuotaMiB).toBe(16);
     expect(Math.max(...status.replicas.map((r: { storageBytes?: number }) => r.storageBytes ?? 0))).toBeGreaterThanOrEqual(16 * 1024 * 1024);
+    // Another quota for the group is a 409 (it answered 200 and changed nothing); none asked, a 200.
+    expectError(await api("PUT", "/v1/groups/quota-small", { machine: "kv", storageQuotaMiB: 64 }), 409, "conflict", /storageQuotaMiB 16, not 64/);
+    expect((await api("PUT", "/v1/groups/quota-small", { machine: "kv", storageQuotaMiB: 16 })).status).toBe(200);
+    expect((await api("PUT", "/v1/groups/quota-small", { machine: "kv" })).status).toBe(200);
     // Out of range: a 400 naming the field.
     expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 15 }), 400, "bad_request", /storageQuotaMiB/);
     expectError(await api("PUT", "/v1/groups/quota-bad", { machine: "kv", storageQuotaMiB: 8193 }), 400, "bad_request", /storageQuotaMiB/);

@@ -17,6 +17,11 @@ groupRoutes.put("/:group", async (c) => {
   const group = groupParam(c);
   const config = groupConfigFrom(group, parse(createGroupBody, await jsonBody(c), "body"));
   const r = await groups.create(c.env, config);
+  // A quota asked for is compared (a probe: another one answered 200 and changed nothing); one not
+  // asked for is not, so the PUT of a group made before quotas still finds it.
+  if (!r.created && config.storageQuotaMiB !== undefined && r.status.storageQuotaMiB !== undefined && r.status.storageQuotaMiB !== config.storageQuotaMiB) {
+    throw new ApiError("conflict", `group ${group} exists with another config: storageQuotaMiB ${r.status.storageQuotaMiB}, not ${config.storageQuotaMiB} (a group's quota is set when it is created)`);
+  }
   return c.json(r.status, r.created ? 201 : 200);
 });
 
