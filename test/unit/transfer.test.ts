@@ -253,7 +253,7 @@ describe("a replica waiting for a state transfer", () => {
 });
 
 describe("a repair of a group's only replica", () => {
-  it("once its log was compacted is a 409 that says there is nothing to copy from (it said retry), and does not keep the group awake", async () => {
+  it("once its log was compacted is a 409 (conflict: no retry mends it, so it keeps no group awake) that says there is nothing to copy from (it said retry)", async () => {
     const g = directGroup(config(1), { entries: 10, slack: 5 });
     await putMany(g.driver, "c", 1, 50, 10);
     expect(g.driver.core.baseSeq).toBeGreaterThan(0);
