@@ -322,7 +322,10 @@ export async function withSequencer<T>(
       // The sequencer cannot be reached: fail over if a quorum of voters has lost it too. A change
       // is not asked again: it may have been ordered, and nothing tells a second add from the first
       // (one refused unsent, the platform's `overloaded`, may be).
-      if (kind === "change" && !refusedUnsent(err)) throw await failover(env, group, record.config, String(err)).then(() => changeUnknown(group, err), () => changeUnknown(group, err));
+      if (kind === "change" && !refusedUnsent(err)) {
+        await failover(env, group, record.config, String(err)).catch(() => undefined);
+        throw changeUnknown(group, err);
+      }
       record = await failover(env, group, record.config, String(err));
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
     }

@@ -70,7 +70,7 @@ export const createGroupBody = z
       .min(storageQuotaMiBMin)
       .max(storageQuotaMiBMax)
       .optional()
-      .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only those that free space go (kv: delete, and a txn of deletes); default ${storageQuotaMiBDefault}. Not compared when the group exists`),
+      .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only those that free space go (kv: delete, and a txn of deletes); default ${storageQuotaMiBDefault}. When the group exists, another one given is a 409 (it is set at creation)`),
   })
   .strict()
   .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {

@@ -165,12 +165,15 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     return [...(c.compare ?? []), ...(c.success ?? []), ...(c.failure ?? [])].map((x) => x.key);
   },
 
-  frees(c: KvCommand): boolean {
-    if (c.op !== "txn") return c.op === "delete";
-    // Deletes only, and nothing else the entry would store: a txn's compares carry values (up to
-    // 64 KiB each), and an empty txn frees nothing (a review: both went at the quota).
-    const ops = [...(c.success ?? []), ...(c.failure ?? [])];
-    return (c.compare ?? []).length === 0 && ops.length > 0 && ops.every((x) => x.op === "delete");
+  frees: {
+    test(c: KvCommand): boolean {
+      if (c.op !== "txn") return c.op === "delete";
+      // Deletes only, and nothing else the entry would store: a txn's compares carry values (up to
+      // 64 KiB each), and an empty txn frees nothing (a review: both went at the quota).
+      const ops = [...(c.success ?? []), ...(c.failure ?? [])];
+      return (c.compare ?? []).length === 0 && ops.length > 0 && ops.every((x) => x.op === "delete");
+    },
+    commands: "delete, or a txn of deletes only",
   },
 
   oversized(c: KvCommand): string | null {

@@ -121,9 +121,7 @@ export const lock = defineMachine({
   },
 
   /** A release deletes its lease's row: it goes while the group's storage is at its quota. */
-  frees(c) {
-    return c.op === "release";
-  },
+  frees: { test: (c) => c.op === "release", commands: "release" },
 
   keysOf(c) {
     return c.op === "acquire" ? [rowOf(c.lock), counterKey] : [rowOf(c.lock)];

@@ -401,8 +401,9 @@ export class SequencerCore {
     if (full.length === 0) return null;
     const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
     // Said per machine: a bank group has no command that frees space (a review: it read "kv: delete").
-    const way = machineFor(this.meta.config.machine).frees
-      ? `only small ones that free space are ordered (${this.meta.config.machine === "lock" ? "release" : "delete, or a txn of deletes only"}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
+    const frees = machineFor(this.meta.config.machine).frees;
+    const way = frees
+      ? `only small ones that free space are ordered (${frees.commands}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
       : `this machine has no command that frees space: snapshot the group and restore it into a new group`;
     return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused; ${way} (README, "Storage quota")`;
   }
@@ -431,7 +432,7 @@ export class SequencerCore {
     // A command that frees space goes only while it is small itself: the entry stores it (a
     // probe's txns of 128 deletes of 512-byte keys each took 138 KB an entry past the quota).
     const full = this.storageRefusal();
-    if (full !== null && !(bytes <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.(req.command))) return { kind: "unavailable", reason: full };
+    if (full !== null && !(bytes <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.test(req.command))) return { kind: "unavailable", reason: full };
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
       return { kind: "unavailable", reason: "sequencer queue is full" };
     }
