@@ -37,7 +37,7 @@ function rateLimiter(env: Env): RateLimiter {
 
 function errorResponse(c: Context<App>, err: ApiError) {
   if (err.retryAfterSec !== undefined) c.header("Retry-After", String(err.retryAfterSec));
-  return c.json({ error: { code: err.code, message: err.message } }, err.status as 400);
+  return c.json({ error: { code: err.code, message: err.message, ...(err.reason ? { reason: err.reason } : {}) } }, err.status as 400);
 }
 
 app.onError((err, c) => {

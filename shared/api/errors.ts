@@ -16,8 +16,16 @@ export const errorStatus = {
 
 export type ErrorCode = keyof typeof errorStatus;
 
+/**
+ * Why, beyond the code, for a client to act on (an extra field: API.md's codes stay as they are).
+ * `storage_quota`: a 503 `unavailable` of a group at its storage quota: certainly not ordered, but
+ * no retry mends it until space is freed (README, "Storage quota"); clients do not retry it.
+ */
+export const errorReasons = ["storage_quota"] as const;
+export type ErrorReason = (typeof errorReasons)[number];
+
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string; requestId?: string };
+  error: { code: ErrorCode; message: string; requestId?: string; reason?: ErrorReason };
 }
 
 /** An expected failure that maps to an HTTP answer; thrown by routes, caught by the one handler. */
@@ -26,6 +34,7 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly retryAfterSec?: number,
+    readonly reason?: ErrorReason,
   ) {
     // An error passed on across an RPC keeps its "Error: " and gains another each time it is
     // quoted: "(Error: Error: injected fault: ...)" (a probe). One is enough.

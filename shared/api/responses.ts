@@ -3,7 +3,7 @@
 // the client use stay in results.ts and types.ts; the checks at the end make the two agree, so a
 // field added to one and not the other fails the typecheck.
 import { z } from "zod";
-import { type ErrorBody, type ErrorCode, errorStatus } from "./errors.js";
+import { type ErrorBody, type ErrorCode, errorReasons, errorStatus } from "./errors.js";
 import type { BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "./results.js";
 import { type AuditReport, type Entry, type GroupStatus, type ReplicaStatus, eventActions, eventKinds } from "./types.js";
 
@@ -14,6 +14,10 @@ const anyJson = z.unknown().describe("any JSON value");
 
 export const errorCodes = Object.keys(errorStatus) as ErrorCode[];
 
+const errorReason = z
+  .enum(errorReasons)
+  .describe("with a 503 unavailable: storage_quota, the group is at its storage quota; certainly not ordered, but a retry does not mend it until space is freed");
+
 /** The body of every non-2xx answer; `codes` narrows `code` to those one status can carry. */
 export function errorBodyOf(codes: readonly ErrorCode[] = errorCodes) {
   return z.object({
@@ -21,6 +25,7 @@ export function errorBodyOf(codes: readonly ErrorCode[] = errorCodes) {
       code: z.enum(codes as [ErrorCode, ...ErrorCode[]]),
       message: z.string(),
       requestId: z.string().optional().describe("only on a 500: find it in the logs"),
+      reason: errorReason.optional(),
     }),
   });
 }
@@ -80,7 +85,7 @@ export const batchResult = z.object({
       z.object({ seq: seq.min(1), output: anyJson }),
       z.object({
         seq: seq.min(1).optional().describe("with too_large: executed at this seq, its output left out of this answer (send it again alone to read it)"),
-        error: z.object({ code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]), message: z.string() }),
+        error: z.object({ code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]), message: z.string(), reason: errorReason.optional() }),
       }),
     ]),
   ),

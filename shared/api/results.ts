@@ -1,4 +1,4 @@
-import type { ErrorCode } from "./errors.js";
+import type { ErrorCode, ErrorReason } from "./errors.js";
 import type { Entry, EntryKind } from "./types.js";
 
 // Response shapes of the public API (API.md), shared by the router and the client.
@@ -23,7 +23,7 @@ export interface LogPage {
 
 /** One command's result in a batch: its outcome, or the error it alone met (the others are unaffected). */
 /** An item's result; an error with a seq (too_large) was executed at that seq: its output did not fit the answer. */
-export type BatchItemResult = { seq: number; output: unknown } | { seq?: number; error: { code: ErrorCode; message: string } };
+export type BatchItemResult = { seq: number; output: unknown } | { seq?: number; error: { code: ErrorCode; message: string; reason?: ErrorReason } };
 export interface BatchResult {
   results: BatchItemResult[];
   /** The position of the highest seq in the batch: read-your-writes for all of them. */

@@ -6,7 +6,7 @@
 // - watch() is an async iterator of the change feed that resumes by itself after a dropped
 //   connection (Last-Event-ID), so nothing is missed or repeated.
 // Importable as the package `edge-smr/client` (package.json "exports"). No runtime dependencies.
-import type { ErrorBody, ErrorCode } from "../api/errors.js";
+import type { ErrorBody, ErrorCode, ErrorReason } from "../api/errors.js";
 import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
 import { decodeBookmark } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
@@ -77,6 +77,8 @@ export class ApiRequestError extends Error {
     message: string,
     /** The answer's Retry-After, in seconds (429, 503). */
     readonly retryAfterSec?: number,
+    /** The body's `reason` (`storage_quota`: a 503 no retry mends until space is freed). */
+    readonly reason?: ErrorReason,
   ) {
     super(`${status} ${code}: ${message}`);
   }
@@ -340,7 +342,8 @@ function quoted(text: string): string {
  * position past the group's end, which waiting cannot reach, is a 400.
  */
 function retriable(err: unknown): boolean {
-  return err instanceof ApiRequestError && !err.hopeless && (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429);
+  if (!(err instanceof ApiRequestError) || err.hopeless || err.reason === "storage_quota") return false;
+  return err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429;
 }
 
 
@@ -485,7 +488,7 @@ async function errorOf(res: Response): Promise<ApiRequestError> {
   // Not the API's answer: its text without markup (a proxy's HTML page was printed whole, as a
   // server bug's `internal`: a probe).
   if (typeof e?.code !== "string") return notApi(res, text);
-  return new ApiRequestError(res.status, e.code, String(e.message ?? ""), retryAfterSecOf(res.headers));
+  return new ApiRequestError(res.status, e.code, String(e.message ?? ""), retryAfterSecOf(res.headers), e.reason);
 }
 
 /** A batch item's code (API.md's codes only): another server's answer is reported as `internal`, its message saying whose. */
@@ -874,7 +877,7 @@ export class SmrClient {
           // failure as the result of those still pending.
           for (const i of pending) {
             const e = unsure.has(i) || outcomeUnknown(err) ? unknownAfter(err, true) : err;
-            results[i] = { error: e instanceof ApiRequestError && e.code !== "network" ? { code: apiCode(e.code), message: e.message } : { code: "timeout", message: String(e) } };
+            results[i] = { error: e instanceof ApiRequestError && e.code !== "network" ? { code: apiCode(e.code), message: e.message, ...(e.reason ? { reason: e.reason } : {}) } : { code: "timeout", message: String(e) } };
           }
           break;
         }
@@ -890,7 +893,8 @@ export class SmrClient {
           results[i] = r;
           if ("error" in r && (r.error.code === "unavailable" || (r.error.code === "conflict" && expiredAfterRetry(r.error.message))) && unsure.has(i)) results[i] = { error: unknownAfterCode(r.error.message) };
           if ("error" in r && r.error.code === "timeout") unsure.add(i);
-          if ("error" in r && (r.error.code === "timeout" || r.error.code === "unavailable")) again.push(i);
+          // Not one refused for the storage quota: no retry mends it (a probe's `smr put` retried it for 90 s).
+          if ("error" in r && (r.error.code === "timeout" || (r.error.code === "unavailable" && r.error.reason !== "storage_quota"))) again.push(i);
         });
         pending = again;
         if (pending.length === 0) break;

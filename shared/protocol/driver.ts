@@ -170,10 +170,11 @@ export class SequencerDriver {
     // are still answered as known (a 503 means "certainly not ordered").
     // Cut off (no quorum for sequencerTimeoutMs): a new command would only wait out its timeout
     // here; refused at once (503, cutOffMs), the router may fail this sequencer over.
-    let refused: string | undefined = this.cutOff() ? this.noQuorum() : undefined;
+    // Refused for the storage quota, the rest are too, and say so (a client does not retry them).
+    let refused: Extract<SubmitDecision, { kind: "unavailable" }> | undefined = this.cutOff() ? { kind: "unavailable", reason: this.noQuorum() } : undefined;
     const answers = items.map((i) => {
       const d = this.core.submit({ client, request: i.request, command: i.command }, refused);
-      if (d.kind === "unavailable") refused ??= d.reason;
+      if (d.kind === "unavailable") refused ??= d;
       return this.answerDecision(client, i.request, d);
     });
     this.kickAll();
@@ -184,7 +185,7 @@ export class SequencerDriver {
     switch (d.kind) {
       case "unavailable": {
         const refusal = this.refuse(d.reason);
-        if (this.core.epochSettled) return refusal;
+        if (this.core.epochSettled) return d.storage ? { ...refusal, storage: true } : refusal;
         // Not one entry of this epoch committed yet: the command may be one a predecessor ordered
         // on a replica this recovery did not fence, which a later recovery may still commit.
         return { ...refusal, kind: "timeout", message: `${refusal.message}; this sequencer has committed nothing of its own yet, so an earlier attempt may still take effect: retry with the same client and request` };

@@ -36,8 +36,11 @@ export interface VoteReply {
   waking?: boolean;
 }
 
-/** `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may fail it over. */
-export type Unavailable = { kind: "unavailable"; message: string; cutOffMs?: number };
+/**
+ * `cutOffMs`: the sequencer has had no quorum for that long (past sequencerTimeoutMs): a router may
+ * fail it over. `storage`: refused for the group's storage quota (the API's `reason: "storage_quota"`).
+ */
+export type Unavailable = { kind: "unavailable"; message: string; cutOffMs?: number; storage?: true };
 
 /**
  * The `cutOffMs` a sequencer's 503 or 504 carries (SequencerDriver.refuse): of an answer, or the

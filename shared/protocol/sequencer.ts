@@ -108,7 +108,8 @@ export type SubmitDecision =
   | { kind: "queued"; commandHash: string }
   | { kind: "existing"; seq: number | null; committed: boolean }
   | { kind: "conflict"; seq: number | null }
-  | { kind: "unavailable"; reason: string };
+  /** `storage`: refused for the group's storage quota (storageRefusal): a retry does not mend it. */
+  | { kind: "unavailable"; reason: string; storage?: true };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
 export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made" | "restoring" | "not_recorded" | "starting";
@@ -413,7 +414,7 @@ export class SequencerCore {
    * (a batch after one of its commands was refused) a new one is refused for that reason, while a
    * known one is still answered as known: a 503 must mean "certainly not ordered".
    */
-  submit(req: SubmitRequest, refuseNew?: string): SubmitDecision {
+  submit(req: SubmitRequest, refuseNew?: Extract<SubmitDecision, { kind: "unavailable" }>): SubmitDecision {
     const hash = commandHash(req.command);
     const key = pendingKey(req.client, req.request);
     const queued = this.pending.get(key);
@@ -425,14 +426,14 @@ export class SequencerCore {
       if (known.commandHash !== hash) return { kind: "conflict", seq: known.seq };
       return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq };
     }
-    if (refuseNew !== undefined) return { kind: "unavailable", reason: refuseNew };
+    if (refuseNew !== undefined) return refuseNew;
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     if (this.restoreMarked) return { kind: "unavailable", reason: "a restore is loading this group's state; retry when it is done" };
     const bytes = commandBytes(req.command);
     // A command that frees space goes only while it is small itself: the entry stores it (a
     // probe's txns of 128 deletes of 512-byte keys each took 138 KB an entry past the quota).
     const full = this.storageRefusal();
-    if (full !== null && !(bytes <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.test(req.command))) return { kind: "unavailable", reason: full };
+    if (full !== null && !(bytes <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.test(req.command))) return { kind: "unavailable", reason: full, storage: true };
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
       return { kind: "unavailable", reason: "sequencer queue is full" };
     }

@@ -393,6 +393,23 @@ describe("client batches", () => {
     expect(r.results[280]).toEqual({ error: { code: "unavailable", message: expect.stringMatching(/^not sent: a command before it/) } });
   });
 
+  it("does not retry a refusal for the storage quota (reason storage_quota), alone or in a batch: no retry mends it (a probe's put retried it for 90 s)", async () => {
+    const full = { code: "unavailable", message: "the storage of replica r1 holds 16.2 MiB, at or over the group's quota", reason: "storage_quota" };
+    const { client, calls } = clientWith(() => Response.json({ error: full }, { status: 503, headers: { "retry-after": "10" } }));
+    const err = (await client.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e)) as ApiRequestError;
+    expect([err.status, err.code, err.reason]).toEqual([503, "unavailable", "storage_quota"]);
+    expect(calls).toHaveLength(1);
+    // In a batch, the refused items are returned as they are; another item's plain 503 is still retried.
+    const answers = [
+      Response.json({ results: [{ error: { code: "unavailable", message: "no quorum" } }, { error: full }], bookmark: "b1.0.0" }),
+      Response.json({ results: [{ seq: 4, output: null }], bookmark: "b1.1.4" }),
+    ];
+    const batch = clientWith(() => answers.shift()!);
+    const r = await batch.client.submitBatch("g", [{ command: { op: "incr", key: "n", by: 1 } }, { command: { op: "put", key: "k", value: 1 } }]);
+    expect(r.results).toEqual([{ seq: 4, output: null }, { error: full }]);
+    expect(batch.calls.map((c) => (c.body as { commands: unknown[] }).commands.length)).toEqual([2, 1]);
+  });
+
   it("waits out a batch's Retry-After before sending its refused commands again (they went again after 50 ms)", async () => {
     const answers = [
       Response.json({ results: [{ error: { code: "unavailable", message: "no quorum" } }], bookmark: "b1.0.0" }, { headers: { "retry-after": "1" } }),

@@ -2,7 +2,7 @@
 // it, commands that write are a 503 that says why, deletes and reads go on (see the unit tests
 // for the way back once space is freed).
 import { describe, expect, it } from "vitest";
-import { api, command, createGroup, expectError, query } from "./helpers.js";
+import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 describe("the storage quota (workerd)", () => {
   it("a group of 16 MiB (the least): 60 KB values fill it; then a put is a 503 naming the replica and the quota, a delete and a read go", async () => {
@@ -16,6 +16,13 @@ describe("the storage quota (workerd)", () => {
     }
     expect(refused, "never refused").not.toBeNull();
     expectError(refused!, 503, "unavailable", /storage of replica r\d holds [\d.]+ MiB, at or over the group's quota of 16 MiB/);
+    // Marked, so a client does not retry it (no retry mends it), and a longer Retry-After.
+    expect(refused!.body.error.reason).toBe("storage_quota");
+    expect(refused!.headers.get("retry-after")).toBe("10");
+    const batch = await api("POST", "/v1/groups/quota-small/commands", { client: "b", commands: [{ request: 1, command: { op: "put", key: "x", value: 1 } }, { request: 2, command: { op: "delete", key: "k2" } }] }, clientToken);
+    // The delete after the refused put is refused with it (order kept), for the same reason.
+    expect(batch.body.results.map((r: { error?: { reason?: string } }) => r.error?.reason)).toEqual(["storage_quota", "storage_quota"]);
+    expect(batch.headers.get("retry-after")).toBe("10");
     expect((await query("quota-small", { op: "get", key: "k1" })).body.result).toEqual({ value: big });
     expect((await command("quota-small", { op: "delete", key: "k1" })).body.output).toEqual({ deleted: true });
     const status = (await api("GET", "/v1/groups/quota-small")).body;

@@ -1,7 +1,7 @@
 // Commands (totally ordered writes) and queries (reads at three consistency levels).
 import { Hono } from "hono";
 import { z } from "zod";
-import { ApiError, type ErrorCode } from "../../shared/api/errors.js";
+import { ApiError, type ErrorCode, type ErrorReason } from "../../shared/api/errors.js";
 import type { Context } from "hono";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from "../../shared/api/results.js";
@@ -25,6 +25,9 @@ import type { GroupRecord } from "../../shared/control/directory.js";
 
 export const commandRoutes = new Hono<App>();
 
+/** A quota refusal's Retry-After: space comes back only as deletes or an audit measure it. */
+const storageRetryAfterSec = 10;
+
 // ---- commands ------------------------------------------------------------------------------
 
 commandRoutes.post("/:group/commands", async (c) => {
@@ -34,7 +37,8 @@ commandRoutes.post("/:group/commands", async (c) => {
   if (typeof raw === "object" && raw !== null && "commands" in raw) {
     const answer = await batch(c, group, raw);
     // A 200 whatever its items met: one certainly not ordered carries the 503's retry hint.
-    if (answer.results.some((r) => "error" in r && r.error.code === "unavailable")) c.header("Retry-After", "1");
+    const refused = answer.results.flatMap((r) => ("error" in r && r.error.code === "unavailable" ? [r.error] : []));
+    if (refused.length > 0) c.header("Retry-After", String(refused.every((e) => e.reason === "storage_quota") ? storageRetryAfterSec : 1));
     return c.json(answer);
   }
   const body = parse(commandBody, raw, "body");
@@ -50,7 +54,7 @@ commandRoutes.post("/:group/commands", async (c) => {
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a, { recorded: client, given: body.client });
-  throw new ApiError(e.code, e.message, e.code === "unavailable" ? 1 : undefined);
+  throw new ApiError(e.code, e.message, e.code !== "unavailable" ? undefined : e.reason ? storageRetryAfterSec : 1, e.reason);
 });
 
 type SequencerStub = ReturnType<typeof groups.sequencerOf>;
@@ -71,7 +75,7 @@ function freshRoute(c: Context<App>, group: string): Promise<GroupRecord> {
  * A message names the client as the caller sent it, not as a group token's command is recorded
  * (`<token id>~<client>`, clientOf): a 409 read "request 1 of client 25772d15~me".
  */
-function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, client: { recorded: string; given: string }): { code: ErrorCode; message: string } {
+function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, client: { recorded: string; given: string }): { code: ErrorCode; message: string; reason?: ErrorReason } {
   switch (a.kind) {
     case "not_found":
       return { code: "unavailable", message: `group ${group} has no sequencer serving yet` };
@@ -81,8 +85,10 @@ function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, clie
       return { code: "not_found", message: `group ${group}: ${a.message}` };
     case "stale_life": // a second life since the first lookup of this request: rare, and a 404 says so
       return { code: "not_found", message: `group ${group} was deleted and created again twice while this command was under way; it was not run` };
-    default:
-      return { code: a.kind, message: client.recorded === client.given ? a.message : a.message.split(client.recorded).join(client.given) };
+    default: {
+      const message = client.recorded === client.given ? a.message : a.message.split(client.recorded).join(client.given);
+      return a.kind === "unavailable" && a.storage ? { code: a.kind, message, reason: "storage_quota" } : { code: a.kind, message };
+    }
   }
 }
 
