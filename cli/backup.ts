@@ -1,5 +1,6 @@
 // smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
 import { once } from "node:events";
+import { constants as zlibConstants, gunzipSync } from "node:zlib";
 import { accessSync, closeSync, constants, createReadStream, createWriteStream, fstatSync, lstatSync, openSync, readlinkSync, readSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import cliProgress from "cli-progress";
@@ -20,14 +21,34 @@ async function write(out: NodeJS.WritableStream, chunk: Uint8Array): Promise<voi
   if (!out.write(chunk)) await once(out, "drain");
 }
 
-/** The header (first line) of a snapshot file. */
-function fileHeader(file: string): SnapshotHeader {
+/** Whether a file starts as gzip does (1f 8b): sent as it is with `Content-Encoding: gzip`. */
+function gzipped(start: Buffer): boolean {
+  return start.length >= 2 && start[0] === 0x1f && start[1] === 0x8b;
+}
+
+/**
+ * The start of a file's text: of its bytes, or of what they unpack to (a gzipped file, which the
+ * API takes: `smr restore` said its first line was not a header, a probe). A sync flush unpacks
+ * as much as the start holds without asking for the rest.
+ */
+function textStart(start: Buffer, file: string): string {
+  if (!gzipped(start)) return start.toString("utf8");
+  try {
+    return gunzipSync(start, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).subarray(0, headerBytesMax).toString("utf8");
+  } catch (err) {
+    throw new UsageError(`${file}: starts as gzip does, but does not unpack (${(err as Error).message})`);
+  }
+}
+
+/** The header (first line) of a snapshot file, and whether the file is gzipped. */
+function fileHeader(file: string): { header: SnapshotHeader; gzip: boolean } {
   const fd = openSync(file, "r");
   try {
     const buf = Buffer.alloc(headerBytesMax);
     const n = readSync(fd, buf, 0, buf.length, 0);
+    const start = buf.subarray(0, n);
     // As the server reads it: a byte order mark and blank lines before the header are skipped.
-    const text = buf.subarray(0, n).toString("utf8").replace(/^\uFEFF/, "");
+    const text = textStart(start, file).replace(/^\uFEFF/, "");
     const line = text.split("\n").find((l: string) => l.trim() !== "") ?? "";
     let header: unknown;
     try {
@@ -39,7 +60,7 @@ function fileHeader(file: string): SnapshotHeader {
     if (h === null || typeof h !== "object" || Array.isArray(h) || typeof h.machine !== "string" || typeof h.rows !== "number") {
       throw new UsageError(`${file}: its first line is not a snapshot header ({"group", "machine", "seq", "rows", "digest"})`);
     }
-    return h as SnapshotHeader;
+    return { header: h as SnapshotHeader, gzip: gzipped(start) };
   } finally {
     closeSync(fd);
   }
@@ -107,19 +128,41 @@ async function pour(body: ReadableStream<Uint8Array>, out: NodeJS.WritableStream
   await Promise.race([once(out, "finish"), failed]);
 }
 
+/**
+ * The rows downloaded so far against the header's count, on stderr (a terminal only, as the
+ * restore's bar: `smr snapshot -o` of a large group showed nothing for minutes, a probe).
+ */
+function rowsBar(): { header(rows: number): void; rows(n: number): void; stop(): void } {
+  const bar = new cliProgress.SingleBar({ format: "snapshot |{bar}| {percentage}% {value}/{total} rows", stream: process.stderr }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    header: (rows) => {
+      bar.start(rows, 0);
+      started = true;
+    },
+    rows: (n) => started && bar.update(n),
+    stop: () => started && bar.stop(),
+  };
+}
+
 /** The download into `partial`, checked whole, then renamed over `path`; the partial file removed on failure. */
 async function download(body: ReadableStream<Uint8Array>, partial: string, path: string): Promise<{ bytes: number; header: SnapshotHeader }> {
   let bytes = 0;
   let head = "";
   let lines = 0;
   let endsLine = true;
+  const bar = rowsBar();
   try {
     await pour(body, createWriteStream(partial, { flags: "wx" }), (c) => {
+      const before = lines;
       if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
       bytes += c.length;
       for (const b of c) if (b === 10) lines++;
       if (c.length > 0) endsLine = c[c.length - 1] === 10;
+      if (before === 0 && lines > 0) bar.header(headerRows(head));
+      bar.rows(Math.max(0, lines - 1));
     });
+    bar.stop();
     // Checked before it replaces anything: a 200 from something else (a proxy's login page)
     // or a file cut short replaced a good backup, and then failed (a probe).
     // The server ends every line with a newline: one missing is a download cut inside a row.
@@ -127,10 +170,21 @@ async function download(body: ReadableStream<Uint8Array>, partial: string, path:
     whole(head, lines - 1);
     renameSync(partial, path);
   } catch (err) {
+    bar.stop();
     rmSync(partial, { force: true });
     throw err;
   }
   return { bytes, header: JSON.parse(head.split("\n", 1)[0]!) as SnapshotHeader };
+}
+
+/** The row count a download's first line names (0 when it is not a header: whole() says so at the end). */
+function headerRows(head: string): number {
+  try {
+    const rows = (JSON.parse(head.split("\n", 1)[0]!) as Partial<SnapshotHeader>)?.rows;
+    return typeof rows === "number" && rows >= 0 ? rows : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /**
@@ -230,7 +284,7 @@ function snapshotCommand(): Command {
 
 function restoreCommand(): Command {
   return new Command("restore")
-    .description("load a snapshot file into a new, empty group (--create makes the group with the file's machine)")
+    .description("load a snapshot file (as smr snapshot wrote it, or gzipped) into a new, empty group (--create makes the group with the file's machine)")
     .argument("<group>")
     .argument("<file>")
     .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints, session window)")
@@ -243,7 +297,7 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
   if (opts.replicas !== undefined && !opts.create) throw new UsageError("--replicas is for a group --create makes");
   const size = inputFile(file, true);
   if (size > restoreBytesMax) throw new UsageError(`${file}: ${size} bytes; a restore takes at most ${restoreBytesMax}`);
-  const header = fileHeader(file);
+  const { header, gzip } = fileHeader(file);
   // A group this command made is deleted again if the file is refused: a retry with a
   // corrected file (perhaps of another machine) then starts from nothing, not from a 409.
   // One that exists is restored into as it is (the server refuses it if it has entries).
@@ -270,7 +324,7 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
       bar.stop();
       process.stderr.write(`interrupted: the restore may still be applied (the server has what was sent); \`smr groups status ${group}\` shows whether it was\n`);
     };
-    const status = await cleanupOnInterrupt(interrupted, () => client.restore(group, counted()));
+    const status = await cleanupOnInterrupt(interrupted, () => client.restore(group, counted(), { gzip }));
     bar.update(size);
     bar.stop();
     if (json) return printJson(status);

@@ -1118,9 +1118,10 @@ export class SmrClient {
 
   /**
    * Loads a snapshot file into a new, empty group of the same machine (API.md: 409 if it has
-   * entries). The body is streamed; it is not retried (a stream cannot be sent twice).
+   * entries). The body is streamed; it is not retried (a stream cannot be sent twice). `gzip`:
+   * the body is the file gzipped, sent as it is with `Content-Encoding: gzip`.
    */
-  async restore(group: string, body: string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): Promise<GroupStatus> {
+  async restore(group: string, body: string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>, opts: { gzip?: boolean } = {}): Promise<GroupStatus> {
     const path = groupPath(group, `/restore`);
     // The server must take each part of the file within requestTimeoutMs, and answer within
     // clientRestoreAnswerMs of the last (it installs the rows on the replicas first): unbounded,
@@ -1145,7 +1146,8 @@ export class SmrClient {
       cancel: (reason) => it.cancel(reason),
     });
     try {
-      const res = await this.send("POST", path, { headers: { "content-type": "application/x-ndjson" }, body: payload, signal: idle.signal });
+      const headers: Record<string, string> = { "content-type": "application/x-ndjson", ...(opts.gzip ? { "content-encoding": "gzip" } : {}) };
+      const res = await this.send("POST", path, { headers, body: payload, signal: idle.signal });
       const status = JSON.parse(await this.text(res)) as GroupStatus & { bookmark?: string };
       if (status.bookmark) this.keepBookmark(group, status.bookmark); // sequential reads then see the restore
       return status;
