@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import { ApiRequestError, type BatchResult, type CommandResult, type Consistency, type KvTxnOutput, type QueryResult, type SmrClient } from "../shared/client/index.js";
 import { batchCommandsMax, listLimitMax } from "../shared/limits.js";
+import { decodeBookmark } from "../shared/api/bookmark.js";
 import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
@@ -247,7 +248,8 @@ function batchCommand(): Command {
       if (json) printJson(r);
       else {
         printBatch(r, requests);
-        if (r.bookmark) printRecord({ bookmark: r.bookmark });
+        // Not a position before any write (none of the batch ran: a probe's conflict printed seq 0).
+        if (r.bookmark && (decodeBookmark(r.bookmark)?.seq ?? 1) > 0) printRecord({ bookmark: r.bookmark });
       }
       const failed = r.results.filter((x) => "error" in x).length;
       if (failed > 0) {

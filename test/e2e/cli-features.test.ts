@@ -142,6 +142,11 @@ describe("smr batch and txn", () => {
     expect(partly.code).toBe(1);
     expect(JSON.parse(partly.stdout).results).toMatchObject([{ error: { code: "conflict" } }, { output: { previous: null } }]);
     expect(partly.stderr).toContain("error: 1 of 2 commands failed");
+    // Only a conflict: no bookmark line (it printed one at position 0, before any write).
+    writeFileSync(mixed, JSON.stringify({ request: 1, command: { op: "put", key: "a", value: "other" } }));
+    const none = await smr(["batch", "cli-batch", mixed, "--client", "batch-1"], client());
+    expect([none.code, none.stdout]).toEqual([1, expect.stringContaining("conflict")]);
+    expect(none.stdout).not.toMatch(/bookmark/);
 
     // One invalid command: a 400 and nothing ordered.
     writeFileSync(file, [JSON.stringify({ op: "put", key: "e", value: 1 }), JSON.stringify({ op: "nope" })].join("\n"));
