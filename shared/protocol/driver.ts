@@ -185,7 +185,8 @@ export class SequencerDriver {
     switch (d.kind) {
       case "unavailable": {
         const refusal = this.refuse(d.reason);
-        if (this.core.epochSettled) return d.storage ? { ...refusal, storage: true } : refusal;
+        const refused = d.storage ? { ...refusal, storage: true as const } : refusal;
+        if (this.core.epochSettled) return d.commandHash !== undefined && this.core.forgottenThroughSeq > 0 ? this.refuseUnknown(client, request, d.commandHash, refused) : refused;
         // Not one entry of this epoch committed yet: the command may be one a predecessor ordered
         // on a replica this recovery did not fence, which a later recovery may still commit.
         return { ...refusal, kind: "timeout", message: `${refusal.message}; this sequencer has committed nothing of its own yet, so an earlier attempt may still take effect: retry with the same client and request` };
@@ -357,6 +358,26 @@ export class SequencerDriver {
   }
 
   /**
+   * A refusal of a request the index does not hold, once it has forgotten some (compacted, or
+   * before a failover's log): the request may be one ordered and forgotten (a retry from before
+   * the retained log, or a lost answer's), and a 503 must mean "certainly not ordered" (a review:
+   * an executed retry was told 503 at the quota). The replicas' session tables say: executed (its
+   * recorded answer, as any retry's), expired (a 409: it may have run), or not there (the 503).
+   * Cut off, no quorum answers for it: a 504 at once, with cutOffMs for the router's failover.
+   */
+  private async refuseUnknown(client: string, request: number, hash: string, refusal: Unavailable): Promise<SubmitAnswer> {
+    const forgotten = this.core.forgottenThroughSeq;
+    const unknown = { ...refusal, kind: "timeout" as const, message: `${refusal.message}; this sequencer no longer holds the requests ordered through seq ${forgotten}, and the replicas' session tables did not say whether this one was: it may have run already, retry with the same client and request` };
+    if (refusal.cutOffMs !== undefined) return unknown;
+    const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
+    if (this.stopped || winner === null || winner === "split") return unknown;
+    if (winner.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
+    if (winner.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation };
+    if (winner.kind !== "missing") return unknown;
+    return winner.expired ? { kind: "conflict", message: expiredMessage } : refusal;
+  }
+
+  /**
    * Asks every read candidate at once (each asked again while silent: askAgain) and settles as
    * soon as enough agree: one answer with outputs "first", else a quorum of the voters (joining
    * replicas never count: counting them made every retry of a committed command time out in a
@@ -392,14 +413,14 @@ export class SequencerDriver {
           left--;
           if (a && a.kind !== "timeout") {
             answered++;
-            const key = a.kind === "found" ? canonicalJson([a.seq, a.commandHash, a.output]) : "missing";
+            const key = a.kind === "found" ? canonicalJson([a.seq, a.commandHash, a.output]) : a.expired ? "expired" : "missing";
             const t = tally.get(key) ?? { answer: a, ids: [] };
             t.ids.push(id);
             tally.set(key, t);
             if (enough(t.ids)) return settle(t.answer);
           }
           // Only outputs that differ: a "missing" beside a found one says no more than a timeout would.
-          const outputs = [...tally.keys()].filter((k) => k !== "missing").length;
+          const outputs = [...tally.keys()].filter((k) => k !== "missing" && k !== "expired").length;
           if (left === 0) settle(answered === candidates.length && outputs > 1 ? "split" : null);
         });
       }

@@ -16,7 +16,8 @@ export type ReadAnswer =
 
 export type SessionAnswer =
   | { kind: "found"; seq: number; commandHash: string; output: unknown }
-  | { kind: "missing" }
+  /** `expired`: the request is at or below its client's evicted ids (it may have run; its outcome is gone). */
+  | { kind: "missing"; expired?: true }
   | { kind: "timeout" };
 
 /** A replica's PreVote: `gone` once it has heard nothing from its epoch's sequencer for sequencerTimeoutMs. */

@@ -159,7 +159,8 @@ export class ReplicaDriver implements ReplicaApi {
     if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
     if (!this.core || this.core.withheld) return { kind: "timeout" }; // quarantined while it waited
     const s = this.core.session(client, request);
-    return s ? { kind: "found", ...s } : { kind: "missing" };
+    if (s) return { kind: "found", ...s };
+    return this.core.expired(client, request) ? { kind: "missing", expired: true } : { kind: "missing" };
   }
 
   fence(epoch: number, by?: string): FenceReply | null {

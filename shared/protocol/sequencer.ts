@@ -1,9 +1,9 @@
-import { appendBytesMax, appendEntriesMax, freeingCommandBytesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBDefault, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, freeingCommandBytesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, quotaRetention, storageNearShare, storageQuotaMiBDefault, tailBytesMax } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
 import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, noopsOnly, stampAfter } from "./entry.js";
-import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig, StoragePressure } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { type MajorityConfig, majority } from "./quorum.js";
 import { type Contact, type Progress, ProgressTracker, type ReplicaSize } from "./tracker.js";
@@ -108,8 +108,11 @@ export type SubmitDecision =
   | { kind: "queued"; commandHash: string }
   | { kind: "existing"; seq: number | null; committed: boolean }
   | { kind: "conflict"; seq: number | null }
-  /** `storage`: refused for the group's storage quota (storageRefusal): a retry does not mend it. */
-  | { kind: "unavailable"; reason: string; storage?: true };
+  /**
+   * `storage`: refused for the group's storage quota (storageRefusal): a retry does not mend it.
+   * `commandHash`: the request is not in the index (a new one, or one forgotten: forgottenSeq).
+   */
+  | { kind: "unavailable"; reason: string; storage?: true; commandHash?: string };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
 export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made" | "restoring" | "not_recorded" | "starting";
@@ -203,6 +206,12 @@ export class SequencerCore {
    * table answers it as a duplicate: executed once all the same.
    */
   private readonly requests = new Map<string, RequestRecord>();
+  /**
+   * The highest seq whose request the index no longer holds (compacted away, evicted past its
+   * cap, or older than what the log gave at start): a request not in the index may have been
+   * ordered at or below it. 0: the index holds every request ordered in this group's log.
+   */
+  private forgottenSeq = 0;
 
   constructor(
     private readonly storage: SequencerStorage,
@@ -230,6 +239,9 @@ export class SequencerCore {
     this.sentCommitSeq = this.lastSeq;
     const recent = storage.recentRequests(requestIndexCap);
     this.countUnsaved(recent);
+    // Whatever the log no longer holds (a compacted base, or a failover's best log's) is forgotten,
+    // and so is what lies before the newest requestIndexCap requests.
+    this.forgottenSeq = recent.length >= requestIndexCap ? recent[recent.length - 1]!.seq - 1 : (meta.baseSeq ?? 0);
     for (let i = recent.length - 1; i >= 0; i--) {
       const r = recent[i]!;
       const key = pendingKey(r.client, r.request);
@@ -262,14 +274,16 @@ export class SequencerCore {
 
   private indexRequests(records: RequestRecord[]): void {
     for (const r of records) this.requests.set(pendingKey(r.client, r.request), r);
-    for (const key of this.requests.keys()) {
+    for (const [key, r] of this.requests) {
       if (this.requests.size <= this.requestIndexCap) break;
       this.requests.delete(key);
+      this.forgottenSeq = Math.max(this.forgottenSeq, r.seq);
     }
   }
 
   /** Compaction dropped the entries at or below seq, and with them their requests. */
   private forgetRequestsThrough(seq: number): void {
+    this.forgottenSeq = Math.max(this.forgottenSeq, seq);
     for (const [key, r] of this.requests) {
       if (r.seq > seq) break;
       this.requests.delete(key);
@@ -387,9 +401,28 @@ export class SequencerCore {
   }
 
 
+  /** See forgottenSeq: a request this index does not hold may have been ordered at or below it. */
+  get forgottenThroughSeq(): number {
+    return this.forgottenSeq;
+  }
+
   /** Voters that may vote and answered lately, against how many a quorum needs. */
   reachableVoters(): { count: number; need: number } {
     return this.progress.reachableOf(this.voterIds());
+  }
+
+  private get quotaMiB(): number {
+    return this.meta.config.storageQuotaMiB ?? storageQuotaMiBDefault;
+  }
+
+  /** Members whose storage, as last measured, is at or over `share` of the group's quota. */
+  private membersOver(share: number): Progress[] {
+    return this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= share * this.quotaMiB * mebibyte);
+  }
+
+  /** How close the fullest member is to the quota (AppendRequest.storage), or null: not near. */
+  storagePressure(): StoragePressure | null {
+    return this.membersOver(1).length > 0 ? "full" : this.membersOver(storageNearShare).length > 0 ? "near" : null;
   }
 
   /**
@@ -397,9 +430,9 @@ export class SequencerCore {
    * append or audit measured it, at or over the group's quota (limits.ts storageQuotaMiBDefault).
    */
   storageRefusal(): string | null {
-    const quotaMiB = this.meta.config.storageQuotaMiB ?? storageQuotaMiBDefault;
-    const full = this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= quotaMiB * mebibyte);
+    const full = this.membersOver(1);
     if (full.length === 0) return null;
+    const quotaMiB = this.quotaMiB;
     const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
     // Said per machine: a bank group has no command that frees space (a review: it read "kv: delete").
     const frees = machineFor(this.meta.config.machine).frees;
@@ -426,22 +459,30 @@ export class SequencerCore {
       if (known.commandHash !== hash) return { kind: "conflict", seq: known.seq };
       return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq };
     }
-    if (refuseNew !== undefined) return refuseNew;
-    if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
-    if (this.restoreMarked) return { kind: "unavailable", reason: "a restore is loading this group's state; retry when it is done" };
+    // Refused from here: a request the index does not hold (its hash, for a lookup of a forgotten one).
+    const refused = this.refusalOf(req.command, refuseNew);
+    if (refused) return { ...refused, commandHash: hash };
     const bytes = commandBytes(req.command);
-    // A command that frees space goes only while it is small itself: the entry stores it (a
-    // probe's txns of 128 deletes of 512-byte keys each took 138 KB an entry past the quota).
-    const full = this.storageRefusal();
-    if (full !== null && !(bytes <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.test(req.command))) return { kind: "unavailable", reason: full, storage: true };
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
-      return { kind: "unavailable", reason: "sequencer queue is full" };
+      return { kind: "unavailable", reason: "sequencer queue is full", commandHash: hash };
     }
-    const reach = this.reachableVoters();
-    if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
     this.pending.set(key, { ...req, commandHash: hash });
     this.pendingByteCount += bytes;
     return { kind: "queued", commandHash: hash };
+  }
+
+  /** Why a new command is refused now (a queue's room aside), or null. */
+  private refusalOf(command: unknown, refuseNew: Extract<SubmitDecision, { kind: "unavailable" }> | undefined): Extract<SubmitDecision, { kind: "unavailable" }> | null {
+    if (refuseNew !== undefined) return refuseNew;
+    if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
+    if (this.restoreMarked) return { kind: "unavailable", reason: "a restore is loading this group's state; retry when it is done" };
+    // A command that frees space goes only while it is small itself: the entry stores it (a
+    // probe's txns of 128 deletes of 512-byte keys each took 138 KB an entry past the quota).
+    const full = this.storageRefusal();
+    if (full !== null && !(commandBytes(command) <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.test(command))) return { kind: "unavailable", reason: full, storage: true };
+    const reach = this.reachableVoters();
+    if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
+    return null;
   }
 
   /** Orders everything queued since the last flush into entries and persists them (one transaction). */
@@ -551,7 +592,7 @@ export class SequencerCore {
     p.inflightToSeq = toSeq;
     p.inflightCommitSeq = commitSeq;
     if (commitSeq > this.sentCommitSeq) this.sentCommitSeq = commitSeq;
-    return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq, ...this.adoptedFrom(prevSeq) } };
+    return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq, ...this.flagsFrom(prevSeq) } };
   }
 
   /**
@@ -565,13 +606,18 @@ export class SequencerCore {
     const prevSeq = p.nextSeq - 1;
     p.inflightToSeq = prevSeq;
     p.inflightCommitSeq = Math.min(this.meta.commitSeq, prevSeq);
-    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries: [], commitSeq: p.inflightCommitSeq, ...this.adoptedFrom(prevSeq) };
+    return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries: [], commitSeq: p.inflightCommitSeq, ...this.flagsFrom(prevSeq) };
   }
 
-  /** A message from at or past a restore this sequencer adopted says so (SequencerMeta.restoreAdoptedSeq). */
-  private adoptedFrom(prevSeq: number): { adopted?: number } {
+  /**
+   * What a message says beyond the log: from at or past a restore this sequencer adopted, that it
+   * did (SequencerMeta.restoreAdoptedSeq); near the storage quota, how near (AppendRequest.storage).
+   */
+  private flagsFrom(prevSeq: number): { adopted?: number; storage?: StoragePressure } {
     const seq = this.meta.restoreAdoptedSeq;
-    return seq !== undefined && prevSeq >= seq ? { adopted: seq } : {};
+    const adopted = seq !== undefined && prevSeq >= seq ? { adopted: seq } : {};
+    const storage = this.storagePressure();
+    return storage ? { ...adopted, storage } : adopted;
   }
 
   /** Another reachable voter has an append in flight that carries p's next entry. */
@@ -842,10 +888,13 @@ export class SequencerCore {
 
   /**
    * Drops entries every healthy replica has applied and that are older than the retention
-   * window. Quarantined or unreachable replicas do not hold it back: they get a state transfer.
+   * window (a shorter one while a member is near the quota). Quarantined or unreachable replicas do
+   * not hold it back: they get a state transfer.
    */
   compact(retentionEntries: number, slackEntries: number): number | null {
     if (this.closed) return null;
+    // Near the quota, less is kept (limits.ts quotaRetentionEntries): the log is most of what fills it.
+    if (this.storagePressure()) ({ entries: retentionEntries, slack: slackEntries } = quotaRetention({ entries: retentionEntries, slack: slackEntries }));
     const healthy = this.progress.healthy();
     if (healthy.length === 0) return null;
     const target = Math.min(this.lastSeq - retentionEntries, this.meta.commitSeq, ...healthy.map((p) => p.appliedSeq));

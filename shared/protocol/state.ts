@@ -793,6 +793,12 @@ export function prefetchFor(state: DigestedState, machine: StateMachine, entries
   state.prefetch(keys);
 }
 
+/** Whether (client, request) lies at or below its client's evicted ids: it may have run, its outcome is gone. */
+export function requestExpired(state: DigestedState, client: string, request: number): boolean {
+  const raw = state.getRaw(bookKey(client));
+  return raw !== null && request <= (JSON.parse(raw) as ClientBook).floor;
+}
+
 /** The stored outcome of (client, request), if the session table still has it. */
 export function lookupSession(
   state: DigestedState,

@@ -157,6 +157,9 @@ export function configAfter(config: GroupConfig, change: ConfigChange): GroupCon
 }
 
 /** The sequencer -> replica message: raft's AppendEntries, minus leader election. */
+/** How close a group's fullest member is to its storage quota (AppendRequest.storage). */
+export type StoragePressure = "near" | "full";
+
 export interface AppendRequest {
   epoch: number;
   prevSeq: number;
@@ -176,6 +179,14 @@ export interface AppendRequest {
   sleep?: true;
   /** The sender adopted the restore at this position (a quorum of voters installed it): see ReplicaMeta.unadoptedSeq. */
   adopted?: number;
+  /**
+   * A member's storage is near the group's quota (`near`: past storageNearShare of it) or at it
+   * (`full`: writes are refused, SequencerCore.storageRefusal). Either way keep only
+   * quotaRetentionEntries of log (limits.ts), and store the state rows with every step, so the
+   * space deletes free shows in the answer's size at once (saved in batches, it showed thousands
+   * of entries later or at an audit, and writes stayed refused).
+   */
+  storage?: StoragePressure;
 }
 
 /** How the replicated session table resolved an entry (exactly-once). */

@@ -44,6 +44,39 @@ describe("the storage quota", () => {
     g.driver.stop();
   });
 
+  it("at the quota, the replicas store their rows with every step, so a delete's freed space shows at once (saved every 4,096 entries, it showed thousands of entries later)", async () => {
+    const g = directGroup(config(16), { entries: 100_000, slack: 1_000 });
+    const core = (id: string) => g.replicas.get(id)!.core!;
+    expect((await g.driver.submit("c", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
+    // Under the quota the rows are not stored yet (a batched save); at it, the delete's step stores them.
+    expect(core("r1").config.stateSeq).toBe(0);
+    g.stores.get("r2")!.sizeBytes = () => 16 * mebibyte;
+    expect((await g.driver.submit("c", 2, { op: "put", key: "b", value: 2 })).kind).toBe("ok");
+    await measured(g, "r2", 16 * mebibyte);
+    const deleted = await g.driver.submit("c", 3, { op: "delete", key: "a" });
+    expect(deleted.kind).toBe("ok");
+    for (let i = 0; i < 100 && ["r1", "r2", "r3"].some((id) => core(id).config.stateSeq < (deleted as { seq: number }).seq); i++) await new Promise((r) => setTimeout(r, 5));
+    for (const id of ["r1", "r2", "r3"]) expect(core(id).config.stateSeq, id).toBe((deleted as { seq: number }).seq);
+    g.driver.stop();
+  });
+
+  it("near the quota (80%), the sequencer and the replicas keep only 64 entries of log, so the log gives way before writes are refused", async () => {
+    const g = directGroup(config(16), { entries: 100_000, slack: 1_000 });
+    g.stores.get("r2")!.sizeBytes = () => 13 * mebibyte; // past 12.8 MiB: near, writes still go
+    for (let i = 1; i <= 120; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    expect(g.driver.core.storageRefusal()).toBeNull();
+    expect(g.driver.core.storagePressure()).toBe("near");
+    // Compacted to within 64 + 16 entries of the end, not the 100,000 the group keeps otherwise.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(g.driver.core.baseSeq).toBeGreaterThanOrEqual(120 - 64 - 16);
+    for (const id of ["r1", "r2", "r3"]) expect(g.replicas.get(id)!.core!.config.baseSeq, id).toBeGreaterThanOrEqual(120 - 64 - 16 - 1);
+    g.stores.get("r2")!.sizeBytes = () => 1 * mebibyte;
+    expect((await g.driver.submit("c", 121, { op: "put", key: "x", value: 1 })).kind).toBe("ok");
+    await measured(g, "r2", 1 * mebibyte);
+    expect(g.driver.core.storagePressure()).toBeNull();
+    g.driver.stop();
+  });
+
   it("is 6 GiB unless the group says otherwise (a Durable Object takes no writes past 10 GB)", async () => {
     expect(storageQuotaMiBDefault).toBe(6144);
     const g = directGroup(config(), { entries: 100_000, slack: 1_000 });

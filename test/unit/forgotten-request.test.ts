@@ -1,0 +1,52 @@
+// A refusal of a request the sequencer's index no longer holds (compacted away): the request may
+// be one it ordered, and a 503 must mean "certainly not ordered" (API.md). A review found an
+// executed retry told 503 at the storage quota; the replicas' session tables now answer first.
+import { describe, expect, it } from "vitest";
+import { directGroup } from "../support/direct.js";
+
+const mebibyte = 1024 * 1024;
+const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50, storageQuotaMiB: 16 };
+
+/** A group whose first command (c, 1), an incr, ran and was compacted out of the index, now at its quota. */
+async function compactedAtQuota() {
+  const g = directGroup(config, { entries: 5, slack: 2 });
+  let bytes = 1 * mebibyte;
+  for (const s of g.stores.values()) s.sizeBytes = () => bytes;
+  expect(await g.driver.submit("c", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "ok", output: { value: 1 } });
+  for (let i = 0; i < 40; i++) expect((await g.driver.submit("o", i + 1, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+  for (let i = 0; i < 50 && g.driver.core.baseSeq < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  expect(g.driver.core.forgottenThroughSeq).toBeGreaterThanOrEqual(2);
+  bytes = 16 * mebibyte;
+  await g.driver.submit("o", 100, { op: "delete", key: "zz" });
+  for (let i = 0; i < 100 && g.driver.core.storageRefusal() === null; i++) await new Promise((r) => setTimeout(r, 5));
+  expect(g.driver.core.storageRefusal()).not.toBeNull();
+  return g;
+}
+
+describe("a refused request the sequencer has forgotten", () => {
+  it("that ran is answered its recorded output, not 503; the same id with another command is a 409; a new one is still the 503", async () => {
+    const g = await compactedAtQuota();
+    expect(await g.driver.submit("c", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "ok", seq: 1, output: { value: 1 } });
+    expect(await g.driver.submit("c", 1, { op: "incr", key: "n", by: 5 })).toMatchObject({ kind: "conflict" });
+    expect(await g.driver.submit("c", 2, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "unavailable", storage: true });
+    g.driver.stop();
+  });
+
+  it("whose outcome the replicas no longer keep (below its client's evicted ids) is a 409 that says it may have run", async () => {
+    const g = await compactedAtQuota();
+    for (const id of ["r1", "r2", "r3"]) {
+      const core = g.replicas.get(id)!.core!;
+      (core as unknown as { expired: (c: string, r: number) => boolean }).expired = (c, r) => c === "c" && r <= 1;
+      (core as unknown as { session: () => null }).session = () => null;
+    }
+    expect(await g.driver.submit("c", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "conflict", message: expect.stringMatching(/may have run already/) });
+    g.driver.stop();
+  });
+
+  it("when no replica answers for it, is a 504 (it may have run), not a 503", async () => {
+    const g = await compactedAtQuota();
+    for (const id of ["r1", "r2", "r3"]) (g.replicas.get(id)!.core! as unknown as { session: () => never }).session = () => { throw new Error("unreachable"); };
+    expect(await g.driver.submit("c", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "timeout", message: expect.stringMatching(/no longer holds the requests ordered through seq \d+.*may have run already/) });
+    g.driver.stop();
+  });
+});
