@@ -845,11 +845,13 @@ export class ReplicaCore {
     const m = this.meta;
     const undo = info.undo === true;
     if (undo && !(m.lastSeq <= info.seq || (m.lastSeq === info.seq + 1 && m.baseSeq === m.lastSeq && m.baseHash === info.undoes))) return false;
-    // A log of no-ops alone clears nothing a client was answered for, as an undo clears: no
-    // rejoinSeq either. Raised, a restore cut off halfway in a group whose log held a no-op (a
-    // move, a failover, an earlier cut-off restore) left every replica refusing fences, and no
-    // recovery could take office to rebuild them (a review).
-    const noops = noopsOnly(m.baseSeq, m.lastSeq, restoreNoopsMax, (from, to) => this.storage.readEntries(from, to));
+    // A restore's install over a log of no-ops alone clears nothing a client was answered for, as
+    // an undo clears: no rejoinSeq either. Raised, a restore cut off halfway in a group whose log
+    // held a no-op (a move, a failover, an earlier cut-off restore) left every replica refusing
+    // fences, and no recovery could take office to rebuild them (a review). Only a restore's: a
+    // repair's install over committed no-ops let a recovery without the others put another entry
+    // at their seq, and a replica that had applied them refused every append after (a review).
+    const noops = info.restore === true && noopsOnly(m.baseSeq, m.lastSeq, restoreNoopsMax, (from, to) => this.storage.readEntries(from, to));
     const rejoinSeq = undo || noops ? m.rejoinSeq : Math.max(m.rejoinSeq ?? 0, m.lastSeq);
     this.storage.transaction(() => {
       this.storage.clearAll();

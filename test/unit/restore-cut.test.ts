@@ -58,7 +58,8 @@ async function cutRestore(withNoop: boolean) {
     for (const rep of c.replicas.values()) expect(rep.append({ epoch, prevSeq: 0, prevHash: zeroHash, entries: [noop], commitSeq: 1 }).ok).toBe(true);
     seq = 2;
   }
-  const info: SnapshotInfo = { seq, digest: "ab".repeat(32), logHash: "cd".repeat(32), entryEpoch: epoch, timestamp: null, epoch };
+  // As restoreInto's install says it is a restore's (a repair's install over no-ops raises rejoinSeq).
+  const info: SnapshotInfo = { seq, digest: "ab".repeat(32), logHash: "cd".repeat(32), entryEpoch: epoch, timestamp: null, epoch, restore: true };
   for (const [id, rep] of c.replicas) {
     expect(rep.beginInstall(info, `restore:${id}`, epoch)).toBe(true);
     expect(rep.installPage(`restore:${id}`, [["m/a", "1"]])).toBe(true);
