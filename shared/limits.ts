@@ -351,13 +351,16 @@ export const sessionIdleMsDefault = 7 * 24 * 60 * 60 * 1000;
  * replicas are full can order nothing, not even a delete: a probe filled 231 MB per replica with
  * one 54 KB request (outputs of large reads, stored with the entry and the client's session).
  */
-export const storageQuotaMiBDefault = 6144;
+export const storageQuotaMiBDefault = 4096;
 /**
- * Headroom under the platform's 10 GB (9,536 MiB) for what is admitted before a replica's size is
- * measured again (a queue of commands whose outputs are large: a review); and a floor above what
- * the retained log and sessions of small commands take, or a group refused everything for good.
+ * Room under the platform's 10 GB (9,536 MiB) for a frozen copy of the state (a transfer's source
+ * and a download copy it into the same object, up to the quota again: at 8,192 a replica full of
+ * state could be neither copied from nor downloaded, a review), and for what is admitted before a
+ * replica's size is measured again (a queue of commands whose outputs are large: a review); and a
+ * floor above what the retained log and sessions of small commands take, or a group refused
+ * everything for good.
  */
-export const storageQuotaMiBMax = 8192;
+export const storageQuotaMiBMax = 4608;
 export const storageQuotaMiBMin = 16;
 /** The largest command (canonical JSON characters) that frees space and is ordered at the quota: a few deletes. */
 export const freeingCommandBytesMax = 4096;

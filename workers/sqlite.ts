@@ -263,9 +263,15 @@ export class SqlReplicaStorage implements ReplicaStorage {
   transaction<T>(fn: () => T): T {
     return this.storage.transactionSync(fn);
   }
-  /** The whole database's: for the co-located replica, the sequencer's log and tables too. */
+  /**
+   * The whole database's (for the co-located replica, the sequencer's log and tables too) without
+   * its frozen copies (a transfer's source, a download's): a copy lasts as long as its reader, and
+   * counted, a download of a group past half its quota refused its writes until it ended (a review).
+   */
   sizeBytes(): number {
-    return this.storage.sql.databaseSize;
+    let frozen = 0;
+    for (const bytes of this.frozenBytes.values()) frozen += bytes;
+    return Math.max(0, this.storage.sql.databaseSize - frozen);
   }
   appendEntries(entries: Entry[]): void {
     this.log.append(entries);
@@ -289,7 +295,8 @@ export class SqlReplicaStorage implements ReplicaStorage {
   /** A frozen copy in the same database: one statement, so it is the state at one position. */
   snapshotRows(name = "snapshot", prefix = ""): number {
     const table = frozenTable(name);
-    this.sql.exec(`DROP TABLE IF EXISTS ${table}`);
+    this.dropSnapshot(name);
+    const before = this.storage.sql.databaseSize;
     this.sql.exec(`CREATE TABLE ${table} (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID`);
     const upper = prefixUpperBound(prefix);
     const copy =
@@ -297,6 +304,7 @@ export class SqlReplicaStorage implements ReplicaStorage {
         ? this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ?`, prefix)
         : this.sql.exec(`INSERT INTO ${table} (k, v) SELECT k, v FROM state WHERE k >= ? AND k < ?`, prefix, upper);
     copy.toArray(); // runs it to its end: rowsWritten counts what it has done so far
+    this.frozenBytes.set(name, Math.max(0, this.storage.sql.databaseSize - before));
     return copy.rowsWritten;
   }
 
@@ -312,7 +320,10 @@ export class SqlReplicaStorage implements ReplicaStorage {
   }
   dropSnapshot(name = "snapshot"): void {
     this.sql.exec(`DROP TABLE IF EXISTS ${frozenTable(name)}`);
+    this.frozenBytes.delete(name);
   }
+  /** Bytes each frozen copy added when it was made (sizeBytes leaves them out). */
+  private readonly frozenBytes = new Map<string, number>();
   appendEffects(effects: Effect[]): void {
     for (let i = 0; i < effects.length; i += effectsPerInsert) {
       const chunk = effects.slice(i, i + effectsPerInsert);

@@ -165,7 +165,7 @@ export interface GroupSpec {
   sessionIdleSeconds?: number;
   /** Host one replica in the sequencer's object (default true: a group of two or more). */
   colocate?: boolean;
-  /** While any replica's storage holds this many MiB, commands that write are refused (default 8,192). */
+  /** While any replica's storage holds this many MiB, commands that write are refused (default 4,096). */
   storageQuotaMiB?: number;
 }
 

@@ -77,16 +77,16 @@ describe("the storage quota", () => {
     g.driver.stop();
   });
 
-  it("is 6 GiB unless the group says otherwise (a Durable Object takes no writes past 10 GB)", async () => {
-    expect(storageQuotaMiBDefault).toBe(6144);
+  it("is 4 GiB unless the group says otherwise (a Durable Object takes no writes past 10 GB, and a copy of the state must fit beside it)", async () => {
+    expect(storageQuotaMiBDefault).toBe(4096);
     const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
-    g.stores.get("r3")!.sizeBytes = () => 6143 * mebibyte;
+    g.stores.get("r3")!.sizeBytes = () => 4095 * mebibyte;
     expect((await g.driver.submit("c", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
     expect((await g.driver.submit("c", 2, { op: "put", key: "a", value: 2 })).kind).toBe("ok");
-    g.stores.get("r3")!.sizeBytes = () => 6144 * mebibyte;
+    g.stores.get("r3")!.sizeBytes = () => 4096 * mebibyte;
     await g.driver.submit("c", 3, { op: "delete", key: "zz" });
-    await measured(g, "r3", 6144 * mebibyte);
-    expect(await g.driver.submit("c", 4, { op: "put", key: "a", value: 3 })).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/r3 holds 6144\.0 MiB/) });
+    await measured(g, "r3", 4096 * mebibyte);
+    expect(await g.driver.submit("c", 4, { op: "put", key: "a", value: 3 })).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/r3 holds 4096\.0 MiB/) });
     g.driver.stop();
   });
 
