@@ -1725,7 +1725,10 @@ export class SequencerDriver {
       return { code: "conflict", reason: `${target} is the group's only replica and its log no longer holds every entry: there is nothing to rebuild it from; release it (with rebase if its rows fail their digest), or restore a backup into a new group` };
     }
     // None reachable and caught up now: a retry may find one (a 503), as the audit's retries do.
-    if (failed.length === 0) return { code: "unavailable", reason: `no healthy replica to copy ${target} from now; retry, or let the audit retry it` };
+    // So while one that did not fail its scrub is only out of reach (it said "conflict" then).
+    const others = this.core.replicaIds().filter((id) => id !== target);
+    const failedNote = failed.length > 0 ? ` (${failed.join(", ")} failed the last audit's scrub)` : "";
+    if (!others.every((id) => failed.includes(id))) return { code: "unavailable", reason: `no healthy replica to copy ${target} from now${failedNote}; retry, or let the audit retry it` };
     return {
       code: "conflict",
       reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests); release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,

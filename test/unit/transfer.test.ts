@@ -334,6 +334,16 @@ describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", (
     // Nothing was compared (every replica failed its scrub): the event names no seq, 0 read as one (a probe).
     expect(g.events.find((e) => e.fields.action === "alarm")!.fields).toEqual({ action: "alarm" });
     expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1, r3 failed the last audit's scrub .*release one with rebase/) });
+    // With one of them only out of reach (and its scrub not failed), a retry may find it: a 503.
+    const failedScrubs = (g.driver as unknown as { scrubFailed: Map<string, unknown> }).scrubFailed;
+    const r3Failed = failedScrubs.get("r3");
+    failedScrubs.delete("r3");
+    const core = g.driver.core as unknown as { readCandidates: () => string[] };
+    const candidates = core.readCandidates;
+    core.readCandidates = () => candidates.call(g.driver.core).filter((id) => id !== "r3"); // out of reach
+    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "unavailable", reason: expect.stringMatching(/^no healthy replica to copy r2 from now \(r1 failed the last audit's scrub\); retry/) });
+    core.readCandidates = candidates;
+    failedScrubs.set("r3", r3Failed);
     // Not quarantined: a plain release has nothing to do, a rebase takes its rows as they are.
     expect(await g.driver.release("r2", false)).toMatchObject({ ok: false, reason: "replica r2 is not quarantined: nothing to release; its rows failed its last scrub: release it with rebase to take them as they are" });
     expect(await g.driver.release("r2", true)).toEqual({ ok: true });
