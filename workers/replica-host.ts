@@ -235,7 +235,8 @@ export class ReplicaHost {
     if (opened !== "ok") sink.close();
     if (opened === "busy") return apiError(503, "unavailable", `replica ${core.id} serves as many watches as it may (${watchersPerReplicaMax})`, 5);
     if (opened === "compacted") {
-      return apiError(410, "compacted", `entries after ${fromText} were compacted at ${core.id}; read the state, then watch from its seq`);
+      // Where its log starts now, as the log route's 410 says (a probe: the watch's did not).
+      return apiError(410, "compacted", `entries after ${fromText} were compacted at ${core.id} (its log holds the entries after ${core.config.baseSeq}); read the state, then watch from its seq`);
     }
     return new Response(sink.readable, {
       headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-smr-replica": core.id },

@@ -173,7 +173,8 @@ export const queryBody = z
  * "1e3" or " 5" as numbers; each is a 400 now.
  */
 function decimalParam(schema: z.ZodNumber) {
-  return z.string().regex(/^[0-9]{1,16}$/, "must be a decimal integer").transform(Number).pipe(schema.int());
+  // Up to 32 digits read, so that a long one is "too large", not "not a decimal integer" (a probe).
+  return z.string().regex(/^[0-9]{1,32}$/, "must be a decimal integer").transform(Number).pipe(schema.max(Number.MAX_SAFE_INTEGER, "must be at most 2^53-1").int());
 }
 
 export const logParams = z.object({
@@ -185,7 +186,7 @@ export const logParams = z.object({
 
 /** GET /v1/groups/{g}/watch: entries after `from` (default: the replica's applied position), optionally only those changing a key under `prefix`. */
 export const watchParams = z.object({
-  from: decimalParam(z.number().min(0).max(Number.MAX_SAFE_INTEGER)).optional(),
+  from: decimalParam(z.number().min(0)).optional(),
   // A key's bound, in bytes as keys count it (it was 512 characters: a list took what a watch refused).
   // (The refinement first: its message, in bytes, is the one a 400 gives; max only documents it.)
   prefix: z.string().refine((p) => utf8Length(p) <= keyBytesMax, `must be at most ${keyBytesMax} bytes`).max(keyBytesMax).optional(),

@@ -164,6 +164,8 @@ describe("one key order everywhere: code points (SQLite's, the memory store's, t
       ["/v1/metrics?limit=0", /^query\.limit:/],
       ["/v1/groups/params/watch?from=1e3", /^query\.from:/],
       ["/v1/groups/params/watch?from=99999999999999999", /^query\.from:/],
+      ["/v1/groups/params/watch?from=99999999999999999999", /^query\.from: must be at most 2\^53-1/],
+      ["/v1/groups/params/log?from=99999999999999999999", /^query\.from: must be at most 2\^53-1/],
     ];
     for (const [path, message] of bad) expectError(await api("GET", path), 400, "bad_request", message);
     // A watch's incarnation above the group's was never given: a 400, not a 404 "was deleted".

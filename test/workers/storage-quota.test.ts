@@ -32,6 +32,9 @@ describe("the storage quota (workerd)", () => {
     // Near the quota the log is kept short (64 entries): compacted long before its 10,000 (about 120 entries so far).
     const firstSeq = await runInDurableObject(replicaObject("quota-small", "r2"), (_i, state) => state.storage.sql.exec<{ s: number }>("SELECT MIN(seq) AS s FROM log").one().s);
     expect(firstSeq).toBeGreaterThan(1);
+    // A watch from before it is the 410, which says where the log starts now.
+    const watch = await api("GET", "/v1/groups/quota-small/watch?from=1", undefined, clientToken);
+    expectError(watch, 410, "compacted", /were compacted at r\d \(its log holds the entries after \d+\)/);
     const again = await command("quota-small", { op: "put", key: "after", value: "small" });
     expect(again.status, JSON.stringify(again.body)).toBe(200);
     for (let i = 41; i <= 600 && (await command("quota-small", { op: "put", key: `k${i}`, value: big })).status === 200; i++);
