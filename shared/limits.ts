@@ -353,6 +353,17 @@ export const sessionIdleMsDefault = 7 * 24 * 60 * 60 * 1000;
  */
 export const storageQuotaMiBDefault = 4096;
 /**
+ * The quota of a group whose config names none: made before 2026-12-06, when a new group's quota
+ * was not stored and the default was 6,144 (a review: lowering the default would have cut every
+ * such group's quota by a third on deploy, and filled those past 4 GiB at once).
+ */
+export const storageQuotaMiBUnstored = 6144;
+
+/** A group's storage quota in MiB: its config's, or what groups made without one had. */
+export function storageQuotaMiBOf(config: { storageQuotaMiB?: number }): number {
+  return config.storageQuotaMiB ?? storageQuotaMiBUnstored;
+}
+/**
  * Room under the platform's 10 GB (9,536 MiB) for a frozen copy of the state (a transfer's source
  * and a download copy it into the same object, up to the quota again: at 8,192 a replica full of
  * state could be neither copied from nor downloaded, a review), and for what is admitted before a
@@ -505,27 +516,6 @@ export const logRetentionEntries = 10_000;
 export const requestIndexMax = 4 * logRetentionEntries;
 /** Compaction runs when this many entries beyond the retention window have accumulated. */
 export const compactionSlackEntries = 1_000;
-/**
- * The log kept while a member is near the storage quota (AppendRequest.storage), and its slack:
- * the retained log is most of what a group of large writes stores (the replica's log, and the
- * co-located one's sequencer log too), and deletes alone could not bring it under (a 16 MiB
- * group: 5.4 MiB of state in 21.7 MiB). Compaction still waits for every healthy replica, so none
- * of them needs a transfer for it; a watch or a log read from further back is a 410.
- */
-export const quotaRetentionEntries = 64;
-export const quotaCompactionSlackEntries = 16;
-
-/**
- * "Near" the quota: from this share of it the log is kept short, so that the log gives way before
- * writes are refused. Kept short only at the quota, a group whose space was mostly log went under
- * it at once and filled up again, and its writers met refusals on and off.
- */
-export const storageNearShare = 0.8;
-
-/** A log retention ({entries, slack}) as it stands while a member is near the quota: never more than the usual. */
-export function quotaRetention(r: { entries: number; slack: number }): { entries: number; slack: number } {
-  return { entries: Math.min(r.entries, quotaRetentionEntries), slack: Math.min(r.slack, quotaCompactionSlackEntries) };
-}
 /** State transfer page size (bytes of keys and values), well under one RPC message. */
 export const transferPageBytes = 512 * 1024;
 

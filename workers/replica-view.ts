@@ -2,7 +2,7 @@
 // sequencer cannot be reached (http.ts statusForReaders), so an operator sees the replicas during
 // the outage instead of a 503.
 import type { GroupRecord } from "../shared/control/directory.js";
-import { auditsPageDefault, laggingEntriesMin, replicaRpcTimeoutMs, storageQuotaMiBDefault } from "../shared/limits.js";
+import { auditsPageDefault, laggingEntriesMin, replicaRpcTimeoutMs, storageQuotaMiBOf } from "../shared/limits.js";
 import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { type ReplicaResult, withTimeout } from "../shared/protocol/io.js";
 import { type GroupConfig, type Member, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
@@ -77,7 +77,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     checkpointEvery: config.checkpointEvery,
     sessionIdleSeconds: config.sessionIdleMs === undefined ? null : config.sessionIdleMs / 1000,
     incarnation: config.incarnation,
-    storageQuotaMiB: config.storageQuotaMiB ?? storageQuotaMiBDefault,
+    storageQuotaMiB: storageQuotaMiBOf(config),
     sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? config.sequencer?.movedAt ?? record.created, reachable: false, problem },
     replicas,
   };

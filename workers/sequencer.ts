@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, storageQuotaMiBDefault, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, storageQuotaMiBOf, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import { repairingRefusal, type SequencerDriver } from "../shared/protocol/driver.js";
 import { type InitResult, SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -346,7 +346,7 @@ export class SequencerObject extends ReplicaServing {
       checkpointEvery: cfg.checkpointEvery,
       sessionIdleSeconds: cfg.sessionIdleMs === undefined ? null : cfg.sessionIdleMs / 1000,
       incarnation: cfg.incarnation,
-      storageQuotaMiB: cfg.storageQuotaMiB ?? storageQuotaMiBDefault,
+      storageQuotaMiB: storageQuotaMiBOf(cfg),
       // Cut off but answering, its status looked like a healthy sequencer's with its replicas down
       // (a region-outage probe): it says how long it has had no quorum.
       sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum(), ...this.asleep() },

@@ -100,7 +100,8 @@ export function groupConfigFrom(group: string, body: z.infer<typeof createGroupB
     outputs: body.outputs,
     checkpointEvery: body.checkpointEvery,
     sessionIdleMs: (body.sessionIdleSeconds ?? sessionIdleMsDefault / 1000) * 1000,
-    ...(body.storageQuotaMiB !== undefined ? { storageQuotaMiB: body.storageQuotaMiB } : {}),
+    // Stored whether asked or not: a later default does not change a group's quota (a review).
+    storageQuotaMiB: body.storageQuotaMiB ?? storageQuotaMiBDefault,
     ...(body.sequencerLocations ? { sequencerLocations: body.sequencerLocations, sequencer: { name: group, location: body.sequencerLocations[0]!, no: 0 } } : {}),
     ...colocation(body, locations),
   };

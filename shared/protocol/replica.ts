@@ -9,7 +9,6 @@ import {
   scrubCharsPerAuditMax,
   scrubRowsPerAuditMax,
   stateSaveBytesMax,
-  quotaRetention,
   stateSaveEntriesMax,
   stateSaveRowsMax,
   restoreNoopsMax,
@@ -22,7 +21,7 @@ import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
 import { type Changes, DigestedState, InstallDigest, type ScrubCursor, type SessionExpiry, applyEntry, outputTextOf, lookupSession, machinePrefix, requestExpired, prefetchFor, recomputeDigest } from "./state.js";
 import { keptForWatch } from "../machines/output.js";
-import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition, StoragePressure } from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
 import type { Entry, MachineName } from "../api/types.js";
 
@@ -527,7 +526,7 @@ export class ReplicaCore {
     next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
     const outputs = this.applyCommitted(next, fresh, req.prevSeq);
     next.digest = this.state.digest;
-    this.saveAndCompact(next, fresh, req.storage);
+    this.saveAndCompact(next, fresh, req.atQuota === true);
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
@@ -609,14 +608,13 @@ export class ReplicaCore {
   /**
    * Stores the state rows once per stateSaveEntriesMax entries (at this replica's phase), or once
    * stateSaveRowsMax rows or stateSaveBytesMax characters (of rows, or of the entries applied) are
-   * unsaved, or at every step while the group is near its storage quota, and always before the log they were written by is compacted away (a restart
+   * unsaved, or at every step while the group is at its storage quota, and always before the log they were written by is compacted away (a restart
    * re-applies the entries after stateSeq); compacts the log to logRetentionEntries behind the
    * applied position, in slack-sized steps.
    */
-  private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, storage: StoragePressure | undefined): void {
-    // Near the quota, a short log (limits.ts quotaRetentionEntries): it gives way before writes are refused.
-    const keep = storage ? quotaRetention(this.retention) : this.retention;
-    const compactTo = next.appliedSeq - next.baseSeq > keep.entries + keep.slack ? next.appliedSeq - keep.entries : null;
+  private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, atQuota: boolean): void {
+    const compactTo =
+      next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack ? next.appliedSeq - this.retention.entries : null;
     // Due at every multiple of stateSaveEntriesMax, shifted by this replica's phase: at most that
     // many entries unsaved, and the replicas of a group save at different seqs (a save of a few
     // thousand entries' rows holds a step up for tens of ms: not two voters of a quorum at once).
@@ -625,8 +623,8 @@ export class ReplicaCore {
     // In characters too, of rows and of the entries a restart would re-apply (a command may be
     // large and write little: a txn whose compare carries a 64 KiB value).
     const chars = Math.max(this.state.unsavedChars, this.appliedCharsUnsaved);
-    // Near the quota (AppendRequest.storage): what deletes freed shows in this step's answer.
-    const due = this.state.unsavedRows >= stateSaveRowsMax || chars >= stateSaveBytesMax || crossed || (storage !== undefined && this.state.unsavedRows > 0);
+    // At the quota (AppendRequest.atQuota): what deletes freed shows in this step's answer.
+    const due = this.state.unsavedRows >= stateSaveRowsMax || chars >= stateSaveBytesMax || crossed || (atQuota && this.state.unsavedRows > 0);
     if (due || (compactTo !== null && compactTo > next.stateSeq)) this.storeRows(next);
     if (compactTo === null) return;
     assert(compactTo <= next.stateSeq, `compacting to ${compactTo} would drop entries after the stored state at ${next.stateSeq}`);

@@ -1,9 +1,9 @@
-import { appendBytesMax, appendEntriesMax, freeingCommandBytesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, quotaRetention, storageNearShare, storageQuotaMiBDefault, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, freeingCommandBytesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
 import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, noopsOnly, stampAfter } from "./entry.js";
-import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig, StoragePressure } from "./types.js";
+import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
 import type { Entry, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 import { type MajorityConfig, majority } from "./quorum.js";
 import { type Contact, type Progress, ProgressTracker, type ReplicaSize } from "./tracker.js";
@@ -111,8 +111,9 @@ export type SubmitDecision =
   /**
    * `storage`: refused for the group's storage quota (storageRefusal): a retry does not mend it.
    * `commandHash`: the request is not in the index (a new one, or one forgotten: forgottenSeq).
+   * `busy`: refused for a full queue.
    */
-  | { kind: "unavailable"; reason: string; storage?: true; commandHash?: string };
+  | { kind: "unavailable"; reason: string; storage?: true; commandHash?: string; busy?: true };
 
 /** Why a membership change (or another request to the sequencer) is refused: typed, not a message to match. */
 export type Refusal = "stopping" | "change_pending" | "already_member" | "not_member" | "last_voter" | "not_committed" | "full" | "no_quorum" | "not_made" | "restoring" | "not_recorded" | "starting";
@@ -412,25 +413,20 @@ export class SequencerCore {
   }
 
   private get quotaMiB(): number {
-    return this.meta.config.storageQuotaMiB ?? storageQuotaMiBDefault;
+    return storageQuotaMiBOf(this.meta.config);
   }
 
-  /** Members whose storage, as last measured, is at or over `share` of the group's quota. */
-  private membersOver(share: number): Progress[] {
-    return this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= share * this.quotaMiB * mebibyte);
-  }
-
-  /** How close the fullest member is to the quota (AppendRequest.storage), or null: not near. */
-  storagePressure(): StoragePressure | null {
-    return this.membersOver(1).length > 0 ? "full" : this.membersOver(storageNearShare).length > 0 ? "near" : null;
+  /** Members whose storage, as last measured, is at or over the group's quota. */
+  private fullMembers(): Progress[] {
+    return this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= this.quotaMiB * mebibyte);
   }
 
   /**
    * Why commands that write are refused (null: they are not): a member's storage, as its last
-   * append or audit measured it, at or over the group's quota (limits.ts storageQuotaMiBDefault).
+   * append or audit measured it, at or over the group's quota (limits.ts storageQuotaMiBOf).
    */
   storageRefusal(): string | null {
-    const full = this.membersOver(1);
+    const full = this.fullMembers();
     if (full.length === 0) return null;
     const quotaMiB = this.quotaMiB;
     const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
@@ -464,7 +460,7 @@ export class SequencerCore {
     if (refused) return { ...refused, commandHash: hash };
     const bytes = commandBytes(req.command);
     if (this.pending.size >= pendingSubmitsMax || this.pendingByteCount + bytes > pendingBytesMax) {
-      return { kind: "unavailable", reason: "sequencer queue is full", commandHash: hash };
+      return { kind: "unavailable", reason: "sequencer queue is full", commandHash: hash, busy: true };
     }
     this.pending.set(key, { ...req, commandHash: hash });
     this.pendingByteCount += bytes;
@@ -611,13 +607,12 @@ export class SequencerCore {
 
   /**
    * What a message says beyond the log: from at or past a restore this sequencer adopted, that it
-   * did (SequencerMeta.restoreAdoptedSeq); near the storage quota, how near (AppendRequest.storage).
+   * did (SequencerMeta.restoreAdoptedSeq); at the storage quota, so (AppendRequest.atQuota).
    */
-  private flagsFrom(prevSeq: number): { adopted?: number; storage?: StoragePressure } {
+  private flagsFrom(prevSeq: number): { adopted?: number; atQuota?: true } {
     const seq = this.meta.restoreAdoptedSeq;
     const adopted = seq !== undefined && prevSeq >= seq ? { adopted: seq } : {};
-    const storage = this.storagePressure();
-    return storage ? { ...adopted, storage } : adopted;
+    return this.fullMembers().length > 0 ? { ...adopted, atQuota: true } : adopted;
   }
 
   /** Another reachable voter has an append in flight that carries p's next entry. */
@@ -888,13 +883,10 @@ export class SequencerCore {
 
   /**
    * Drops entries every healthy replica has applied and that are older than the retention
-   * window (a shorter one while a member is near the quota). Quarantined or unreachable replicas do
-   * not hold it back: they get a state transfer.
+   * window. Quarantined or unreachable replicas do not hold it back: they get a state transfer.
    */
   compact(retentionEntries: number, slackEntries: number): number | null {
     if (this.closed) return null;
-    // Near the quota, less is kept (limits.ts quotaRetentionEntries): the log is most of what fills it.
-    if (this.storagePressure()) ({ entries: retentionEntries, slack: slackEntries } = quotaRetention({ entries: retentionEntries, slack: slackEntries }));
     const healthy = this.progress.healthy();
     if (healthy.length === 0) return null;
     const target = Math.min(this.lastSeq - retentionEntries, this.meta.commitSeq, ...healthy.map((p) => p.appliedSeq));

@@ -58,7 +58,7 @@ export interface GroupConfig {
    * entries as they always did, so an upgrade changes no digest).
    */
   sessionIdleMs?: number;
-  /** The storage quota (limits.ts storageQuotaMiBDefault when absent: a group made before it, or none asked). */
+  /** The storage quota, stored at creation (absent: a group made before 2026-12-06; limits.ts storageQuotaMiBOf). */
   storageQuotaMiB?: number;
 }
 
@@ -157,9 +157,6 @@ export function configAfter(config: GroupConfig, change: ConfigChange): GroupCon
 }
 
 /** The sequencer -> replica message: raft's AppendEntries, minus leader election. */
-/** How close a group's fullest member is to its storage quota (AppendRequest.storage). */
-export type StoragePressure = "near" | "full";
-
 export interface AppendRequest {
   epoch: number;
   prevSeq: number;
@@ -180,13 +177,12 @@ export interface AppendRequest {
   /** The sender adopted the restore at this position (a quorum of voters installed it): see ReplicaMeta.unadoptedSeq. */
   adopted?: number;
   /**
-   * A member's storage is near the group's quota (`near`: past storageNearShare of it) or at it
-   * (`full`: writes are refused, SequencerCore.storageRefusal). Either way keep only
-   * quotaRetentionEntries of log (limits.ts), and store the state rows with every step, so the
-   * space deletes free shows in the answer's size at once (saved in batches, it showed thousands
-   * of entries later or at an audit, and writes stayed refused).
+   * A member is at the group's storage quota (writes are refused, SequencerCore.storageRefusal):
+   * store the state rows with every step, so the space deletes free shows in the answer's size at
+   * once (saved in batches, it showed thousands of entries later or at an audit, and writes stayed
+   * refused).
    */
-  storage?: StoragePressure;
+  atQuota?: true;
 }
 
 /** How the replicated session table resolved an entry (exactly-once). */

@@ -32,6 +32,20 @@ describe("a refused request the sequencer has forgotten", () => {
     g.driver.stop();
   });
 
+  it("with a replica in the sequencer's object, a new one is refused after that replica's word alone: no call over the network (a batch refused at the quota made 768, a review)", async () => {
+    const g = await compactedAtQuota();
+    Object.assign(g.io, { directReplica: "r1" });
+    const remote = () => ["r2", "r3"].reduce((n, id) => n + (g.calls.get(`${id}:session`) ?? 0), 0);
+    const before = remote();
+    const answers = await Promise.all(g.driver.submitBatch("c", Array.from({ length: 50 }, (_, i) => ({ request: 100 + i, command: { op: "put", key: `n${i}`, value: i } }))));
+    expect(answers.every((a) => a.kind === "unavailable")).toBe(true);
+    expect(g.calls.get("r1:session") ?? 0).toBeGreaterThanOrEqual(50);
+    expect(remote()).toBe(before);
+    // One that ran is still answered its outcome.
+    expect(await g.driver.submit("c", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "ok", seq: 1, output: { value: 1 } });
+    g.driver.stop();
+  });
+
   it("whose outcome the replicas no longer keep (below its client's evicted ids) is a 409 that says it may have run", async () => {
     const g = await compactedAtQuota();
     for (const id of ["r1", "r2", "r3"]) {

@@ -15,12 +15,14 @@ export const groupRoutes = new Hono<App>();
 groupRoutes.put("/:group", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
-  const config = groupConfigFrom(group, parse(createGroupBody, await jsonBody(c), "body"));
+  const body = parse(createGroupBody, await jsonBody(c), "body");
+  const config = groupConfigFrom(group, body);
   const r = await groups.create(c.env, config);
   // A quota asked for is compared (a probe: another one answered 200 and changed nothing); one not
-  // asked for is not, so the PUT of a group made before quotas still finds it.
-  if (!r.created && config.storageQuotaMiB !== undefined && r.status.storageQuotaMiB !== undefined && r.status.storageQuotaMiB !== config.storageQuotaMiB) {
-    throw new ApiError("conflict", `group ${group} exists with another config: storageQuotaMiB ${r.status.storageQuotaMiB}, not ${config.storageQuotaMiB} (a group's quota is set when it is created)`);
+  // asked for is not (the default is stored at creation), so a PUT without one still finds the group.
+  const asked = body.storageQuotaMiB;
+  if (!r.created && asked !== undefined && r.status.storageQuotaMiB !== undefined && r.status.storageQuotaMiB !== asked) {
+    throw new ApiError("conflict", `group ${group} exists with another config: storageQuotaMiB ${r.status.storageQuotaMiB}, not ${asked} (a group's quota is set when it is created)`);
   }
   return c.json(r.status, r.created ? 201 : 200);
 });
