@@ -473,34 +473,59 @@ function noteUnreachable(key: string, sinceMs: number): void {
  * 503 when the voters still hear it (this router alone is cut off) or it took office too recently.
  */
 export async function failover(env: Env, group: string, config: GroupConfig, cause: string, cutOffMs?: number): Promise<GroupRecord> {
-  // One round per sequencer in this isolate: the requests that found it gone wait on the same
-  // one, each for at most failoverRoundMaxMs. The round runs in the request that began it; if the
-  // platform cancels that request its promise may never settle, and a map entry waited on without
-  // a bound would hold every later request of the isolate for ever: past the bound it is replaced.
+  // One round per sequencer in this isolate: the requests that found it gone wait for the same
+  // one's outcome (Round), each for at most failoverRoundMaxMs. The round runs in the request that
+  // began it; if the platform cancels that request it may never end, and a round waited on
+  // without a bound would hold every later request of the isolate for ever: past it, it is replaced.
   // Keyed by incarnation too: a re-created group's `g` is not the deleted one's (a probe).
   // And by kind: a request that could not reach the sequencer runs the PreVote on silence, not a
   // cut-off round (which needs the sequencer to answer) begun by one that found it cut off. Joined
   // to one, requests of a sequencer that stopped answering waited out its 6 s confirmation, then
   // its refusal ("did not answer again"): writes resumed after 11.7 s instead of 5.2 (a probe,
   // commands queued at the cut answered 504 with cutOffMs at its next heartbeat).
-  const failed = sequencerName(config);
   const key = `${group}/${sequencerKey(config)}/${cutOffMs === undefined ? "silence" : "cut-off"}`;
   const running = failingOver.get(key);
   const nowMs = Date.now();
-  if (running && nowMs - running.startedMs < failoverRoundMaxMs) {
-    return withTimeout(realClock, running.round, failoverRoundMaxMs - (nowMs - running.startedMs), `the failover round of ${failed}`).catch((err) => {
-      throw err instanceof ApiError ? err : new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); a failover round did not finish: ${String(err)}`, 1);
-    });
-  }
-  const round = failoverOnce(env, group, sequencerKey(config), cause, cutOffMs).finally(() => {
-    if (failingOver.get(key)?.round === round) failingOver.delete(key);
-  });
-  failingOver.set(key, { round, startedMs: nowMs });
+  if (running && !running.done && nowMs - running.startedMs < failoverRoundMaxMs) return joined(running, group, cause);
+  const round: Round = { startedMs: nowMs };
+  failingOver.set(key, round);
   if (failingOver.size > unreachableNamesMax) failingOver.delete(failingOver.keys().next().value!);
-  return round;
+  try {
+    const record = await failoverOnce(env, group, sequencerKey(config), cause, cutOffMs);
+    round.done = { record };
+    return record;
+  } catch (err) {
+    round.done = { error: err };
+    throw err;
+  } finally {
+    if (failingOver.get(key) === round) failingOver.delete(key);
+  }
 }
 
-const failingOver = new Map<string, { round: Promise<GroupRecord>; startedMs: number }>();
+/**
+ * A failover round of this isolate: its outcome once it ends. Requests that join one wait for
+ * that outcome on their own timers (joined), never on the round's promise: a promise belongs to
+ * the request that made it, and awaited from another, its continuation ran in the first one's
+ * context, where the joined request's next I/O failed outside every handler: a plain-text 500
+ * "Cannot perform I/O on behalf of a different request" (a chaos probe, 16 writers while the
+ * sequencer flapped).
+ */
+type Round = { startedMs: number; done?: { record: GroupRecord } | { error: unknown } };
+const failingOver = new Map<string, Round>();
+
+/** How often a request that joined a failover round looks for its outcome. */
+const roundPollMs = 20;
+
+async function joined(round: Round, group: string, cause: string): Promise<GroupRecord> {
+  const endMs = round.startedMs + failoverRoundMaxMs;
+  while (!round.done) {
+    if (Date.now() >= endMs) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); a failover round did not finish within ${failoverRoundMaxMs} ms`, 1);
+    await new Promise((resolve) => setTimeout(resolve, roundPollMs));
+  }
+  if ("record" in round.done) return round.done.record;
+  const err = round.done.error;
+  throw err instanceof ApiError ? err : new ApiError("unavailable", `the sequencer of ${group} cannot be reached (${cause}); a failover round did not finish: ${String(err)}`, 1);
+}
 
 /** `failed`: the unreachable sequencer's sequencerKey (its incarnation and name). */
 async function failoverOnce(env: Env, group: string, failed: string, cause: string, cutOffMs?: number): Promise<GroupRecord> {

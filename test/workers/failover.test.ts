@@ -60,6 +60,29 @@ describe("automatic failover (workerd)", () => {
     expect((await api("GET", "/v1/groups/wfo", undefined, clientToken)).body.sequencer.name).toBe("wfo~s1");
   });
 
+  it("concurrent writers through a failover each get an API answer: those that joined another request's failover round wait for its outcome on their own timers", async () => {
+    // A round's promise awaited from another request ran its continuation in the first request's
+    // context, and the joined request's next I/O failed outside every handler: a plain-text 500 (a
+    // chaos probe, 16 writers while the sequencer flapped; not reproduced on a fresh server).
+    await createGroup("wfo-many", { machine: "kv", replicas: 3 });
+    expect((await command("wfo-many", { op: "put", key: "k", value: 0 }, "m", 1)).status).toBe(200);
+    await api("POST", "/v1/groups/wfo-many/faults", { target: "sequencer", fault: "unreachable" });
+    const cutAt = Date.now();
+    const statuses: number[] = [];
+    const writer = async (w: number) => {
+      for (let request = 1; Date.now() - cutAt < sequencerTimeoutMs + 15_000; request++) {
+        const r = await command("wfo-many", { op: "put", key: `w${w}`, value: request }, `m${w}`, request);
+        statuses.push(r.status);
+        expect(r.body?.error?.code ?? "ok", JSON.stringify(r.body)).toMatch(/^(ok|unavailable|timeout)$/);
+        if (r.status === 200) return;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, (_, w) => writer(w)));
+    expect(statuses.filter((s) => s === 200)).toHaveLength(16);
+    expect((await api("GET", "/v1/groups/wfo-many", undefined, clientToken)).body.sequencer.name).toBe("wfo-many~s1");
+  });
+
   it("a status read does not wait for a slow sequencer past 5 s: the replicas' own view, marked unreachable (it took 16-19 s, a probe)", async () => {
     await createGroup("wslowst");
     expect((await command("wslowst", { op: "put", key: "k", value: 1 })).status).toBe(200);

@@ -41,6 +41,10 @@ describe("faults", () => {
     expectError(await api("POST", "/v1/groups/fault-args/faults", { target: "r4", fault: "unreachable" }), 404, "not_found", /has no replica r4/);
     expect((await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "slow", ms: 10 })).body.faults).toEqual([{ target: "sequencer", name: "fault-args", fault: "slow", ms: 10 }]);
     expect((await api("POST", "/v1/groups/fault-args/faults", { target: "sequencer", fault: "none" })).body.faults).toEqual([]);
+    // Corrupting a replica that is cut off: a 503 that says so (it was a 500, a chaos probe).
+    await api("POST", "/v1/groups/fault-args/faults", { target: "r2", fault: "unreachable" });
+    expectError(await api("POST", "/v1/groups/fault-args/faults", { target: "r2", fault: "corrupt" }), 503, "unavailable", /replica r2 cannot be reached to corrupt it: .*unreachable/);
+    await api("POST", "/v1/groups/fault-args/faults", { target: "r2", fault: "none" });
   });
 
   it("keeps committing with one replica of three down, and catches it up when it returns", async () => {

@@ -26,7 +26,10 @@ faultRoutes.post("/:group/faults", async (c) => {
   if (body.fault === "corrupt") {
     if (!record || !member) throw new ApiError("bad_request", "target: corrupt applies to a replica id");
     const stub = replicaStub(c.env, record.config, member.id, member.location);
-    const key = await stub.corrupt(record.config.incarnation ?? 0);
+    // Through the faults it reaches, as any call: one cut off is a 503 that says so (it was a 500, a probe).
+    const key = await stub.corrupt(record.config.incarnation ?? 0).catch((err: unknown) => {
+      throw new ApiError("unavailable", `replica ${member.id} cannot be reached to corrupt it: ${String(err)}`, 1);
+    });
     if (key === null) throw new ApiError("conflict", `replica ${body.target} has no stored state rows to corrupt`);
     return c.json({ faults: listFaults(group), corrupted: { replica: member.id, key } });
   }
