@@ -158,9 +158,7 @@ export class ReplicaDriver implements ReplicaApi {
     if (!this.core || this.core.withheld) return { kind: "timeout" };
     if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
     if (!this.core || this.core.withheld) return { kind: "timeout" }; // quarantined while it waited
-    const s = this.core.session(client, request);
-    if (s) return { kind: "found", ...s };
-    return this.core.expired(client, request) ? { kind: "missing", expired: true } : { kind: "missing" };
+    return this.core.session(client, request);
   }
 
   fence(epoch: number, by?: string): FenceReply | null {

@@ -19,7 +19,7 @@ import { assert } from "./assert.js";
 import { entryBytes, entryHash, noopsOnly } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, InstallDigest, type ScrubCursor, type SessionExpiry, applyEntry, outputTextOf, lookupSession, machinePrefix, requestExpired, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, InstallDigest, type ScrubCursor, type SessionExpiry, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import { keptForWatch } from "../machines/output.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
@@ -608,9 +608,9 @@ export class ReplicaCore {
   /**
    * Stores the state rows once per stateSaveEntriesMax entries (at this replica's phase), or once
    * stateSaveRowsMax rows or stateSaveBytesMax characters (of rows, or of the entries applied) are
-   * unsaved, or at every step while the group is at its storage quota, and always before the log they were written by is compacted away (a restart
-   * re-applies the entries after stateSeq); compacts the log to logRetentionEntries behind the
-   * applied position, in slack-sized steps.
+   * unsaved, or at every step while the group is at its storage quota, and always before the log
+   * they were written by is compacted away (a restart re-applies the entries after stateSeq);
+   * compacts the log to logRetentionEntries behind the applied position, in slack-sized steps.
    */
   private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, atQuota: boolean): void {
     const compactTo =
@@ -721,15 +721,6 @@ export class ReplicaCore {
   session(client: string, request: number) {
     try {
       return lookupSession(this.state, client, request);
-    } finally {
-      this.state.endStep();
-    }
-  }
-
-  /** Whether (client, request) is below its client's evicted request ids (state.ts requestExpired). */
-  expired(client: string, request: number): boolean {
-    try {
-      return requestExpired(this.state, client, request);
     } finally {
       this.state.endStep();
     }

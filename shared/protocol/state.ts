@@ -793,20 +793,21 @@ export function prefetchFor(state: DigestedState, machine: StateMachine, entries
   state.prefetch(keys);
 }
 
-/** Whether (client, request) lies at or below its client's evicted ids: it may have run, its outcome is gone. */
-export function requestExpired(state: DigestedState, client: string, request: number): boolean {
-  const raw = state.getRaw(bookKey(client));
-  return raw !== null && request <= (JSON.parse(raw) as ClientBook).floor;
-}
-
-/** The stored outcome of (client, request), if the session table still has it. */
+/**
+ * The stored outcome of (client, request) if the session table still has it; else `missing`, and
+ * `expired` when the request lies at or below its client's evicted ids (it may have run, its
+ * outcome is gone).
+ */
 export function lookupSession(
   state: DigestedState,
   client: string,
   request: number,
-): { seq: number; commandHash: string; output: unknown } | null {
+): { kind: "found"; seq: number; commandHash: string; output: unknown } | { kind: "missing"; expired?: true } {
   const raw = state.getRaw(sessionKey(client, request));
-  if (raw === null) return null;
-  const [seq, h, output] = JSON.parse(raw) as SessionRow;
-  return { seq, commandHash: h, output };
+  if (raw !== null) {
+    const [seq, commandHash, output] = JSON.parse(raw) as SessionRow;
+    return { kind: "found", seq, commandHash, output };
+  }
+  const book = state.getRaw(bookKey(client));
+  return book !== null && request <= (JSON.parse(book) as ClientBook).floor ? { kind: "missing", expired: true } : { kind: "missing" };
 }

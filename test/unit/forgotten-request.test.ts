@@ -50,8 +50,8 @@ describe("a refused request the sequencer has forgotten", () => {
     const g = await compactedAtQuota();
     for (const id of ["r1", "r2", "r3"]) {
       const core = g.replicas.get(id)!.core!;
-      (core as unknown as { expired: (c: string, r: number) => boolean }).expired = (c, r) => c === "c" && r <= 1;
-      (core as unknown as { session: () => null }).session = () => null;
+      // Its session row gone and its client's evicted ids past it, as an eviction leaves them.
+      (core as unknown as { session: (c: string, r: number) => unknown }).session = (c, r) => (c === "c" && r <= 1 ? { kind: "missing", expired: true } : { kind: "missing" });
     }
     expect(await g.driver.submit("c", 1, { op: "incr", key: "n", by: 1 })).toMatchObject({ kind: "conflict", message: expect.stringMatching(/may have run already/) });
     g.driver.stop();
