@@ -49,18 +49,32 @@ export function targetHint(err: unknown, target: Target | null = usedTarget): st
   return "";
 }
 
+let lastReason: string | null = null;
+
+/**
+ * A retry's reason in full the first time, then "the same" while it repeats: a failover's 400
+ * characters came six times over, and a server down nine times in 10 s (a probe).
+ */
+export function reasonOnce(reason: string): string {
+  if (reason === lastReason) return "the same";
+  lastReason = reason;
+  return reason;
+}
+
 /** The client for this invocation; `clientId` and `firstRequest` let a script retry a command exactly once. */
 export function runOf(cmd: Command, session: { clientId?: string; firstRequest?: number } = {}): Run {
   const target = targetOf(cmd);
+  // The URL first: "localhost:9103" (no scheme) was not taken for this machine, so no .dev.vars
+  // token was read, and the error blamed the token (a probe).
+  checkTarget(target);
   if (!target.token) {
     throw new UsageError("no token: pass --token, set SMR_TOKEN, or run inside the project (its .dev.vars, written by npm start, for a server on this machine)");
   }
-  checkTarget(target);
   usedTarget = target;
   // A command's retries go on for up to 90 s (the client's retryForMs): say so as they happen.
-  const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
+  const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason)}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).
-  const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the ${r.what ?? "read"} (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${r.reason}\n`);
+  const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the ${r.what ?? "read"} (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason)}\n`);
   const retryFor = cmd.optsWithGlobals<GlobalFlags>().retryFor;
   const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, onReadRetry, ...(retryFor !== undefined ? { retryForMs: retryFor * 1000 } : {}), ...session });
   return { client, json: jsonWanted(cmd), target };

@@ -1,7 +1,7 @@
 // smr: the operator's CLI for the replica set (API.md), built on shared/client.
 // Shape: smr <command> [group] [args] [--json]. Exit 0 on success, 1 when the API answers an error
 // (printed as "error: <status> <code>: <message>"), 2 for a usage error.
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Help } from "commander";
 import { ApiRequestError } from "../shared/client/index.js";
 import { readFileSync } from "node:fs";
 import { groupArg, nonEmptyArg, nonNegativeArg, positiveArg, UsageError } from "./args.js";
@@ -74,6 +74,9 @@ function program(): Command {
   // nothing was sent).
   const override = (c: Command) => {
     c.exitOverride().showHelpAfterError("(add --help for usage)");
+    // A parent's list of subcommands shows each one's own usage where it sets one: `replicas list`
+    // showed its internal [more...] argument (a probe).
+    c.configureHelp({ subcommandTerm: (sub) => (sub.registeredArguments.some((a) => a.name() === "more") ? `${sub.name()} ${sub.usage()}` : new Help().subcommandTerm(sub)) });
     for (const a of c.registeredArguments) if (a.name() === "group") a.argParser(groupArg);
     c.commands.forEach(override);
   };

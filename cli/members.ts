@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import type { AuditReport, GroupEvent, LogPage, ReplicaStatus } from "../shared/client/index.js";
 import { auditHistoryMax, eventHistoryMax, logPageMax } from "../shared/limits.js";
-import { locationArg, positiveArg, upToArg, UsageError } from "./args.js";
+import { locationArg, positiveArg, seqArg, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { printReplicas } from "./groups.js";
 import { brief, hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -289,7 +289,7 @@ export function memberCommands(): Command[] {
   const log = new Command("log")
     .description("the group's log entries")
     .argument("<group>")
-    .option("--from <seq>", "first seq", positiveArg)
+    .option("--from <seq>", "first seq (0 and 1 both mean the log's first entry; default its oldest retained)", seqArg)
     .option("--limit <n>", `at most this many (max ${logPageMax})`, upToArg(logPageMax))
     .action(async (group: string, opts: { from?: number; limit?: number }, cmd: Command) => {
       const { client, json } = runOf(cmd);

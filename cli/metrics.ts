@@ -8,7 +8,7 @@ import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 // The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
-import { groupsHealth, noQuorumText, samples, slowText, type GroupHealth } from "../public/health.js";
+import { groupsHealth, noQuorumText, quotaText, samples, slowText, type GroupHealth } from "../public/health.js";
 import { span } from "../public/units.js";
 
 export function metricsCommand(): Command {
@@ -35,7 +35,8 @@ function replicasCell(g: GroupHealth): string {
   const healthy = g.replicas.filter((r) => r.status === "healthy").length;
   const others = g.replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
   const noQuorum = noQuorumText(g.noQuorumMs);
-  return [...(noQuorum ? [noQuorum] : []), `${healthy}/${g.replicas.length} healthy`, ...(others.length ? [others.join(", ")] : []), ...slowNote(g.answerMs)].join("; ");
+  const full = quotaText(g.replicas, g.quotaBytes);
+  return [...(noQuorum ? [noQuorum] : []), ...(full ? [full] : []), `${healthy}/${g.replicas.length} healthy`, ...(others.length ? [others.join(", ")] : []), ...slowNote(g.answerMs)].join("; ");
 }
 
 /** "sequencer slow (1.5 s to answer)" past slowAnswerMs, else nothing. */

@@ -3,7 +3,7 @@
 // tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
 // group is in the URL's fragment (#group=name), so a view can be linked to.
 // A module (strict, deferred): the health rule is shared with the CLI.
-import { groupsHealth, healthOf, noQuorumText, samples, slowText } from "./health.js";
+import { groupsHealth, healthOf, noQuorumText, quotaText, samples, slowText } from "./health.js";
 import { bytesText, span } from "./units.js";
 
 /** Between the end of one refresh and the start of the next. */
@@ -241,19 +241,20 @@ let ownHealth = null;
 let scrapeStartedMs = 0;
 
 /** One group's health (health.js: as `smr groups status` tells it) and why, in words. */
-function judge(up, replicas, lastAudit, answerMs, noQuorumMs) {
-  const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs);
+function judge(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes) {
+  const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes);
   if (!up) return { health, why: "its sequencer or directory did not answer" };
   const noQuorum = noQuorumText(noQuorumMs);
   const notHealthy = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
   const slow = slowText(answerMs);
+  const full = quotaText(replicas, quotaBytes);
   const audit = lastAudit ? `last audit ${lastAudit.verdict}, ${ago(lastAudit.at)}` : "no audit yet";
-  return { health, why: [...(noQuorum ? [noQuorum] : []), ...notHealthy, ...(slow ? [slow] : []), audit].join("; ") };
+  return { health, why: [...(noQuorum ? [noQuorum] : []), ...(full ? [full] : []), ...notHealthy, ...(slow ? [slow] : []), audit].join("; ") };
 }
 
 /** group -> { health, why } from a metrics scrape's samples. */
 function healthFromMetrics(all) {
-  return new Map(groupsHealth(all).map((g) => [g.group, judge(g.up, g.replicas, g.lastAudit, g.answerMs, g.noQuorumMs)]));
+  return new Map(groupsHealth(all).map((g) => [g.group, judge(g.up, g.replicas, g.lastAudit, g.answerMs, g.noQuorumMs, g.quotaBytes)]));
 }
 
 /** Scrapes the listed groups' health unless one is under way or the last is recent; not awaited by the refresh loop (a scrape may take seconds). */
@@ -488,7 +489,7 @@ function renderGroup(status, audits, events, askedMs) {
   renderEvents(events.filter((e) => e.kind !== "failover").slice(0, eventsShown));
 
   // The selected group's health from what was just read, fresher than the last scrape.
-  ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0], s.answerMs, s.noQuorumMs), atMs: askedMs };
+  ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0], s.answerMs, s.noQuorumMs, status.storageQuotaMiB === undefined ? null : status.storageQuotaMiB * 1048576), atMs: askedMs };
   renderHealth();
 }
 

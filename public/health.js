@@ -3,7 +3,7 @@
 // dashboard has no build step and loads it as /health.js; the CLI imports this file as it is.
 
 /** @typedef {{ name: string, labels: Record<string, string>, value: number }} Sample */
-/** @typedef {{ id: string, status: string }} ReplicaState */
+/** @typedef {{ id: string, status: string, storageBytes?: number }} ReplicaState */
 /** @typedef {{ verdict: string, at: string }} AuditMark */
 /** @typedef {"ok" | "degraded" | "down"} Health */
 
@@ -33,20 +33,38 @@ export function noQuorumText(noQuorumMs) {
 }
 
 /**
+ * "storage quota reached: r1 holds 21.5 MiB of 16 MiB (writes refused)" once a replica's storage
+ * is at its group's quota (the sequencer then refuses every write but small deletes), else null:
+ * the one wording of the CLI and the dashboard. Such a group showed ok (a probe).
+ * @param {ReplicaState[]} replicas
+ * @param {number | null | undefined} quotaBytes
+ * @returns {string | null}
+ */
+export function quotaText(replicas, quotaBytes) {
+  if (quotaBytes === null || quotaBytes === undefined) return null;
+  const full = replicas.filter((r) => r.storageBytes !== undefined && r.storageBytes >= quotaBytes).sort((a, b) => (b.storageBytes ?? 0) - (a.storageBytes ?? 0));
+  const worst = full[0];
+  if (!worst) return null;
+  const mib = (/** @type {number} */ n) => `${(n / 1048576).toFixed(1)} MiB`;
+  return `storage quota reached: ${worst.id} holds ${mib(worst.storageBytes ?? 0)} of ${mib(quotaBytes)} (writes refused)`;
+}
+
+/**
  * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);
  * degraded: it answered, but slowly (slowAnswerMs), a replica is not healthy, or the last audit
- * found no agreement; down: its sequencer or directory did not answer, or its sequencer has heard
+ * found no agreement, or a replica's storage is at the quota (quotaText); down: its sequencer or directory did not answer, or its sequencer has heard
  * no quorum of voters (noQuorumMs: no write can commit; it showed degraded, a probe).
  * @param {boolean} up
  * @param {ReplicaState[]} replicas
  * @param {AuditMark | null | undefined} lastAudit
  * @param {number | null | undefined} [answerMs] how long the sequencer took to answer
  * @param {number | null | undefined} [noQuorumMs] how long its sequencer has heard no quorum (null: it has one)
+ * @param {number | null | undefined} [quotaBytes] the group's storage quota (replicas' storageBytes are compared with it)
  * @returns {Health}
  */
-export function healthOf(up, replicas, lastAudit, answerMs, noQuorumMs) {
+export function healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes) {
   if (!up || noQuorumText(noQuorumMs) !== null) return "down";
-  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent") && slowText(answerMs) === null;
+  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent") && slowText(answerMs) === null && quotaText(replicas, quotaBytes) === null;
   return fine ? "ok" : "degraded";
 }
 
@@ -82,6 +100,7 @@ export function samples(text) {
  * @property {number | null} failovers
  * @property {number | null} answerMs how long the sequencer took to answer the scrape (null: not known)
  * @property {number | null} noQuorumMs how long its sequencer has heard no quorum of voters (null: it has one, or not known)
+ * @property {number | null} quotaBytes its storage quota (null: not known)
  */
 
 /**
@@ -102,7 +121,14 @@ export function groupsHealth(all) {
   return [...byGroup].map(([group, mine]) => {
     /** @param {string} name */
     const one = (name) => mine.find((s) => s.name === name)?.value ?? null;
-    const replicas = mine.filter((s) => s.name === "smr_replica_status" && s.value === 1).map((s) => ({ id: s.labels.replica ?? "", status: s.labels.status ?? "" }));
+    const stored = new Map(mine.filter((s) => s.name === "smr_replica_storage_bytes").map((s) => [s.labels.replica ?? "", s.value]));
+    const replicas = mine
+      .filter((s) => s.name === "smr_replica_status" && s.value === 1)
+      .map((s) => {
+        const id = s.labels.replica ?? "";
+        const storageBytes = stored.get(id);
+        return storageBytes === undefined ? { id, status: s.labels.status ?? "" } : { id, status: s.labels.status ?? "", storageBytes };
+      });
     const lags = mine.filter((s) => s.name === "smr_replica_lag_entries").map((s) => s.value);
     const audits = mine.filter((s) => s.name === "smr_audit_last_timestamp_seconds").sort((a, b) => b.value - a.value);
     const lastAudit = audits[0] ? { verdict: audits[0].labels.verdict ?? "", at: new Date(audits[0].value * 1000).toISOString() } : null;
@@ -111,7 +137,8 @@ export function groupsHealth(all) {
     const noQuorumS = one("smr_group_no_quorum_seconds");
     const noQuorumMs = noQuorumS === null || noQuorumS === 0 ? null : Math.round(noQuorumS * 1000);
     const up = one("smr_group_up") === 1;
-    const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs);
-    return { group, health, up, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs, noQuorumMs };
+    const quotaBytes = one("smr_group_storage_quota_bytes");
+    const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes);
+    return { group, health, up, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs, noQuorumMs, quotaBytes };
   });
 }

@@ -1,7 +1,7 @@
 // The health rule shared by `smr groups status` and the dashboard (public/health.js), over a
 // scrape's text as /v1/metrics writes it.
 import { describe, expect, it } from "vitest";
-import { groupsHealth, healthOf, noQuorumText, samples } from "../../public/health.js";
+import { groupsHealth, healthOf, noQuorumText, quotaText, samples } from "../../public/health.js";
 
 const scrape = [
   "# HELP smr_group_up 1 if the group's objects answered this scrape",
@@ -30,16 +30,24 @@ const scrape = [
   'smr_replica_status{group="e",replica="r2",status="down"} 1',
   'smr_replica_status{group="e",replica="r3",status="down"} 1',
   'smr_group_no_quorum_seconds{group="a"} 0',
+  'smr_replica_storage_bytes{group="a",replica="r1"} 1048576',
+  'smr_group_storage_quota_bytes{group="a"} 16777216',
+  'smr_group_up{group="f"} 1',
+  'smr_replica_status{group="f",replica="r1",status="healthy"} 1',
+  'smr_replica_status{group="f",replica="r2",status="healthy"} 1',
+  'smr_replica_storage_bytes{group="f",replica="r1"} 22544384',
+  'smr_replica_storage_bytes{group="f",replica="r2"} 16777216',
+  'smr_group_storage_quota_bytes{group="f"} 16777216',
   'smr_build_info{version="x \\"q\\"\\nz"} 1',
 ].join("\n");
 
 describe("health", () => {
   it("reads each group's health, positions, lag and newest audit from one scrape", () => {
-    const [a, b, d, c, e, ...rest] = groupsHealth(samples(scrape));
+    const [a, b, d, c, e, f, ...rest] = groupsHealth(samples(scrape));
     expect(rest).toEqual([]);
     expect(a).toEqual({
-      group: "a", health: "ok", up: true, epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1, answerMs: 4, noQuorumMs: null,
-      replicas: [{ id: "r1", status: "healthy" }, { id: "r2", status: "healthy" }],
+      group: "a", health: "ok", up: true, epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1, answerMs: 4, noQuorumMs: null, quotaBytes: 16777216,
+      replicas: [{ id: "r1", status: "healthy", storageBytes: 1048576 }, { id: "r2", status: "healthy" }],
       lastAudit: { verdict: "consistent", at: new Date(1700000060 * 1000).toISOString() },
     });
     expect([b?.group, b?.health, b?.lastAudit, b?.lagMax]).toEqual(["b", "degraded", null, null]);
@@ -49,6 +57,10 @@ describe("health", () => {
     // Its sequencer answers but has heard no quorum: no write can commit. It showed degraded (a probe).
     expect([e?.group, e?.health, e?.up, e?.noQuorumMs]).toEqual(["e", "down", true, 22_400]);
     expect(noQuorumText(e?.noQuorumMs)).toBe("no quorum of replicas for 22 s (writes cannot commit)");
+    // Every replica healthy, but one at the storage quota: every write is refused. It showed ok (a probe).
+    expect([f?.group, f?.health]).toEqual(["f", "degraded"]);
+    expect(quotaText(f!.replicas, f!.quotaBytes)).toBe("storage quota reached: r1 holds 21.5 MiB of 16.0 MiB (writes refused)");
+    expect(quotaText(a!.replicas, a!.quotaBytes)).toBeNull();
   });
 
   it("is ok only when the group answered, every replica is healthy and its last audit agreed", () => {
@@ -60,6 +72,8 @@ describe("health", () => {
     expect(healthOf(false, healthy, { verdict: "consistent", at: "" })).toBe("down");
     expect(healthOf(true, healthy, null, 4, 6_000)).toBe("down");
     expect(healthOf(true, healthy, null, 4, null)).toBe("ok");
+    expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 99 }], null, 4, null, 100)).toBe("ok");
+    expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 100 }], null, 4, null, 100)).toBe("degraded");
   });
 
   it("undoes label escapes and skips comments", () => {

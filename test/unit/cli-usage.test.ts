@@ -1,0 +1,60 @@
+// `smr`'s own checks before anything is sent (bin/smr.mjs, run as a user runs it; no server): the
+// URL before the token, the help's subcommand list, and the log's --from 0 (each from a probe).
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+const bin = join(__dirname, "../../bin/smr.mjs");
+// Outside the project, with neither SMR_URL nor SMR_TOKEN: no .dev.vars token is found.
+const away = mkdtempSync(join(tmpdir(), "smr-usage-"));
+
+function smr(...args: string[]): { status: number | null; out: string; err: string } {
+  const env = { ...process.env };
+  delete env.SMR_URL;
+  delete env.SMR_TOKEN;
+  delete env.npm_lifecycle_event;
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: away, env, encoding: "utf8", timeout: 60_000 });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe("smr before it sends anything", () => {
+  it("names a URL without a scheme, not a missing token", () => {
+    const r = smr("get", "demo", "greeting", "--url", "localhost:9103");
+    expect(r.status).toBe(2);
+    expect(r.err).toContain('--url "localhost:9103" is not an http:// or https:// URL');
+    expect(r.err).not.toContain("no token");
+  });
+
+  it("lists `replicas list` and `tokens list` by their usage, without the internal [more...]", () => {
+    for (const parent of ["replicas", "tokens"]) {
+      const r = smr("help", parent);
+      expect(r.status).toBe(0);
+      expect(r.out).toMatch(/list <group> \[options\]/);
+      expect(r.out).not.toContain("[more...]");
+    }
+  });
+
+  it("takes `log --from 0` (0 and 1 both mean the first entry, as the API says)", () => {
+    // Port 9 (fetch refuses it at once): the error is the network's, not a usage error about --from.
+    const r = smr("log", "demo", "--from", "0", "--url", "http://127.0.0.1:9", "--token", "t", "--retry-for", "0");
+    expect(r.err).not.toContain("--from");
+    expect(r.status).toBe(1);
+  });
+
+  it("says a retry's reason once, then that it is the same", async () => {
+    // A port nothing listens on (9 is one fetch refuses outright, without a retry).
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise((resolve) => server.close(resolve));
+    const r = smr("get", "demo", "k", "--url", `http://127.0.0.1:${port}`, "--token", "t", "--retry-for", "3");
+    const lines = r.err.split("\n").filter((l) => l.startsWith("retrying"));
+    expect(lines.length).toBeGreaterThan(1);
+    expect(lines[0]).toMatch(/ECONNREFUSED|connect/);
+    expect(lines.slice(1).every((l) => l.endsWith(": the same"))).toBe(true);
+    expect(r.status).toBe(1);
+  });
+});
