@@ -42,8 +42,8 @@ export const outputCharsMax = 512 * 1024;
  * keeps whole: one value's output and its wrapping. A larger one (a txn of many gets: a probe's
  * 459 K characters, stored with every entry of a 54 KB batch) keeps
  * {"error":"output_not_kept","chars":n,"limit":effectOutputCharsMax} and its top-level flags. The
- * session's copy (a retry's answer) is kept whole up to outputCharsMax, as before: it is in the
- * digest. The effects row is not, so this changes what no replica must agree on.
+ * effects row is not in the digest, so this changes what no replica must agree on. The session's
+ * copy (a retry's answer, in the digest) has its own bound: sessionOutputFreeCharsDefault.
  */
 export const effectOutputCharsMax = valueBytesMax + 1024;
 /**
@@ -55,7 +55,8 @@ export const stepOutputCharsMax = 8 * 1024 * 1024;
 /**
  * Characters of outputs one batch's answer carries (one RPC message from the sequencer). An item
  * past it answers {"seq", "error": {"code": "too_large"}}: it was executed; sent again alone with
- * the same client and request, it answers its recorded output.
+ * the same client and request, it answers its recorded output (the output_not_kept marker past
+ * sessionOutputFreeCharsDefault).
  */
 export const batchOutputCharsMax = 8 * 1024 * 1024;
 /** kv keys are 1..512 UTF-8 bytes (API.md). */
@@ -373,6 +374,17 @@ export function storageQuotaMiBOf(config: { storageQuotaMiB?: number }): number 
  */
 export const storageQuotaMiBMax = 4608;
 export const storageQuotaMiBMin = 16;
+/**
+ * Characters an output may take beyond its command's own JSON and still be kept whole in its
+ * session row (groups made since 2026-12-06: GroupConfig.sessionOutputFreeChars). A larger one,
+ * mostly values read (a get, a txn of gets, a put's previous value), is answered whole the first
+ * time; its session row keeps {"error":"output_not_kept","chars":n,"limit":...} and its top-level
+ * flags, which is what a retry then answers. Before, a 7 KB batch of txns of gets kept 14.5 MB of
+ * outputs per replica that no delete frees: one client held a group at its storage quota, every
+ * writer refused, for the session window (a probe). Now a session row is at most 4 KiB more than
+ * the command that made it: writes fill a group no faster than their own size.
+ */
+export const sessionOutputFreeCharsDefault = 4096;
 /** The largest command (canonical JSON characters) that frees space and is ordered at the quota: a few deletes. */
 export const freeingCommandBytesMax = 4096;
 /** The longest window a group may ask for (`sessionIdleSeconds`): ten years. */

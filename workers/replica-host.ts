@@ -80,6 +80,8 @@ export interface ReplicaInit {
   checkpointEvery: number;
   /** GroupConfig.sessionIdleMs (absent: sessions never expire). */
   sessionIdleMs?: number;
+  /** GroupConfig.sessionOutputFreeChars (absent: session rows keep every output whole). */
+  sessionOutputFreeChars?: number;
   /** A re-creation after the replica lost its storage (see ReplicaMeta.rejoinSeq). */
   rejoin?: Rejoin;
 }
@@ -168,7 +170,7 @@ export class ReplicaHost {
       await this.home.erase();
     }
     if (!this.core) {
-      const meta = newReplicaMeta(cfg.group, cfg.id, cfg.machine, cfg.checkpointEvery, cfg.incarnation, cfg.rejoin, cfg.sessionIdleMs);
+      const meta = newReplicaMeta(cfg.group, cfg.id, cfg.machine, cfg.checkpointEvery, cfg.incarnation, cfg.rejoin, cfg);
       const sql = this.home.storage.sql;
       this.home.storage.transactionSync(() => {
         SqlReplicaStorage.create(sql, this.home.logTable);
@@ -184,6 +186,9 @@ export class ReplicaHost {
     // every forgetting (its rows repaired, its meta not), so it is refused like another machine.
     if (c.sessionIdleMs !== cfg.sessionIdleMs) {
       throw new Error(`replica ${c.group}/${c.id} has session window ${c.sessionIdleMs ?? "none"} ms, asked for ${cfg.sessionIdleMs ?? "none"}`);
+    }
+    if (c.sessionOutputFreeChars !== cfg.sessionOutputFreeChars) {
+      throw new Error(`replica ${c.group}/${c.id} keeps outputs up to ${c.sessionOutputFreeChars ?? "any"} characters past their command, asked for ${cfg.sessionOutputFreeChars ?? "any"}`);
     }
     return this.core!.position();
   }

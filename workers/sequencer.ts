@@ -147,7 +147,7 @@ export class SequencerObject extends ReplicaServing {
         this.ctx.waitUntil(this.lifecycle.resign(cfg).catch((err) => console.error(`${sequencerName(cfg)} of ${cfg.group}, deposed, could not wipe: ${String(err)}`)));
         throw new Error(`${sequencerName(cfg)} is not in office: no rejoin of ${id}`);
       }
-      return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...(cfg.sessionIdleMs === undefined ? {} : { sessionIdleMs: cfg.sessionIdleMs }), ...(rejoin ? { rejoin } : {}) });
+      return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...(cfg.sessionIdleMs === undefined ? {} : { sessionIdleMs: cfg.sessionIdleMs }), ...(cfg.sessionOutputFreeChars === undefined ? {} : { sessionOutputFreeChars: cfg.sessionOutputFreeChars }), ...(rejoin ? { rejoin } : {}) });
     });
   }
 

@@ -14,6 +14,7 @@ import {
   replicasDefault,
   replicasMax,
   sessionIdleMsDefault,
+  sessionOutputFreeCharsDefault,
   sessionIdleSecondsMax,
   storageQuotaMiBDefault,
   storageQuotaMiBMax,
@@ -100,6 +101,7 @@ export function groupConfigFrom(group: string, body: z.infer<typeof createGroupB
     outputs: body.outputs,
     checkpointEvery: body.checkpointEvery,
     sessionIdleMs: (body.sessionIdleSeconds ?? sessionIdleMsDefault / 1000) * 1000,
+    sessionOutputFreeChars: sessionOutputFreeCharsDefault,
     // Stored whether asked or not: a later default does not change a group's quota (a review).
     storageQuotaMiB: body.storageQuotaMiB ?? storageQuotaMiBDefault,
     ...(body.sequencerLocations ? { sequencerLocations: body.sequencerLocations, sequencer: { name: group, location: body.sequencerLocations[0]!, no: 0 } } : {}),

@@ -90,10 +90,24 @@ function flags(output: unknown): Record<string, boolean | number> {
 const markerFlagsMax = 8;
 const markerFlagCharsMax = 64;
 
+/** An output's text whole up to limitChars, else a marker with its length, the limit and its flags. */
+function keptUpTo(text: string, output: unknown, limitChars: number): string {
+  if (text.length <= limitChars) return text;
+  return JSON.stringify({ error: "output_not_kept", chars: text.length, limit: limitChars, ...flags(output) });
+}
+
 /** The watch's copy of an output (see effectOutputCharsMax): whole, or a marker with its length and flags. */
 export function keptForWatch(text: string, output: unknown): string {
-  if (text.length <= effectOutputCharsMax) return text;
-  return JSON.stringify({ error: "output_not_kept", chars: text.length, limit: effectOutputCharsMax, ...flags(output) });
+  return keptUpTo(text, output, effectOutputCharsMax);
+}
+
+/**
+ * The session's copy of an output (a retry's answer; see sessionOutputFreeCharsDefault): whole
+ * when at most freeChars longer than its command's JSON, else the marker. Deterministic: the
+ * output, the command and the group's setting only.
+ */
+export function keptForSession(text: string, output: unknown, commandChars: number, freeChars: number): string {
+  return keptUpTo(text, output, commandChars + freeChars);
 }
 
 /**

@@ -34,6 +34,8 @@ export interface ReplicaMeta {
   checkpointEvery: number;
   /** The group's session window (GroupConfig.sessionIdleMs); absent: sessions never expire. */
   sessionIdleMs?: number;
+  /** GroupConfig.sessionOutputFreeChars; absent: session rows keep every output whole. */
+  sessionOutputFreeChars?: number;
   epoch: number;
   lastSeq: number;
   lastHash: string;
@@ -209,7 +211,13 @@ const watchEffectsChunk = 16;
 const unappliedEntriesMax = 4 * appendEntriesMax;
 export const unappliedBytesMax = 2 * appendBytesMax;
 
-export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin, sessionIdleMs?: number): ReplicaMeta {
+/** The group's session rules a replica applies entries by (GroupConfig's fields of the same names). */
+export interface SessionRules {
+  sessionIdleMs?: number;
+  sessionOutputFreeChars?: number;
+}
+
+export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin, rules: SessionRules = {}): ReplicaMeta {
   // A rejoin starts quarantined (no reads, no vote: a state transfer rebuilds it) at the epoch of
   // the sequencer that made it, so an older one's appends are refused.
   const again = rejoin ? { epoch: rejoin.epoch, quarantined: true, rejoinSeq: rejoin.throughSeq } : {};
@@ -219,7 +227,8 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     id,
     machine,
     checkpointEvery,
-    ...(sessionIdleMs === undefined ? {} : { sessionIdleMs }),
+    ...(rules.sessionIdleMs === undefined ? {} : { sessionIdleMs: rules.sessionIdleMs }),
+    ...(rules.sessionOutputFreeChars === undefined ? {} : { sessionOutputFreeChars: rules.sessionOutputFreeChars }),
     epoch: 0,
     lastSeq: 0,
     lastHash: zeroHash,
@@ -331,7 +340,7 @@ export class ReplicaCore {
     if (replayed) {
       try {
         prefetchFor(state, this.machine, entries);
-        for (const e of entries) applyEntry(state, this.machine, e, undefined, this.expiry);
+        for (const e of entries) applyEntry(state, this.machine, e, undefined, this.expiry, this.meta.sessionOutputFreeChars);
       } catch {
         replayed = false; // a damaged row the machine cannot read
       }
@@ -587,7 +596,7 @@ export class ReplicaCore {
       // The answer is one message: past stepOutputCharsMax the rest waits for the next one.
       if (outputChars >= stepOutputCharsMax) break;
       const changes: Changes = new Map();
-      const out = applyEntry(this.state, this.machine, e, changes, this.expiry);
+      const out = applyEntry(this.state, this.machine, e, changes, this.expiry, this.meta.sessionOutputFreeChars);
       this.appliedCharsUnsaved += entryBytes(e);
       outputs.push(out);
       const outputText = outputTextOf(out);

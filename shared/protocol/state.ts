@@ -1,8 +1,8 @@
 import { scrubPageRows, sessionEvictBatch, sessionForgetCharsMax, sessionForgetClientsMax, sessionForgetPageRows, sessionForgetRowsMax, sessionIdleBuckets, sessionRequestsMax, sessionTopsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
-import { StoredJson, measuredOutput } from "../machines/output.js";
+import { StoredJson, keptForSession, measuredOutput } from "../machines/output.js";
 import { assert } from "./assert.js";
-import { commandHash } from "./entry.js";
+import { commandBytes, commandHash } from "./entry.js";
 import { compareCodePoints } from "../text.js";
 import { bytesToHex, hexToBytes, sha256Bytes, xorInto, zeroHash } from "./hash.js";
 import type { AppliedOutput } from "./types.js";
@@ -727,7 +727,15 @@ export function outputTextOf(applied: AppliedOutput): string {
  * Applies one committed entry: the exactly-once check against the replicated session table, then
  * the machine. Deterministic: a function of the state and the entry only.
  */
-export function applyEntry(state: DigestedState, machine: StateMachine, entry: Entry, changes?: Changes, expiry: SessionExpiry | null = null): AppliedOutput {
+export function applyEntry(
+  state: DigestedState,
+  machine: StateMachine,
+  entry: Entry,
+  changes?: Changes,
+  expiry: SessionExpiry | null = null,
+  /** GroupConfig.sessionOutputFreeChars (undefined: the row keeps every output whole). */
+  outputFreeChars?: number,
+): AppliedOutput {
   if (entry.kind !== "command") return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output: null };
   assert(entry.client !== null && entry.request !== null, `command entry ${entry.seq} without client/request`);
   const bucket = expiry === null ? null : bucketOf(entry.timestamp, expiry.idleMs);
@@ -750,8 +758,11 @@ export function applyEntry(state: DigestedState, machine: StateMachine, entry: E
   let stored = false;
   const view = state.machineView(changes, () => (stored = true));
   const { output, text: outputText } = measuredOutput(machine.apply(view, entry.command, { seq: entry.seq, timestamp: entry.timestamp }), stored);
+  // The answer is the whole output; the row keeps it whole only up to outputFreeChars more than
+  // the command (a retry answers the marker past it): reads through the log stored what they read.
+  const kept = outputFreeChars === undefined ? outputText : keptForSession(outputText, output, commandBytes(entry.command), outputFreeChars);
   // JSON.stringify([seq, hash, output]) without a second pass over the output (hash is hex).
-  state.putRaw(key, `[${entry.seq},"${hash}",${outputText}]`);
+  state.putRaw(key, `[${entry.seq},"${hash}",${kept}]`);
   book.count++;
   if (book.count >= sessionRequestsMax + sessionEvictBatch) {
     // Evict the client's lowest request ids down to sessionRequestsMax; they and everything below

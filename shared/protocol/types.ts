@@ -58,6 +58,13 @@ export interface GroupConfig {
    * entries as they always did, so an upgrade changes no digest).
    */
   sessionIdleMs?: number;
+  /**
+   * A session row keeps an output whole only up to this many characters beyond its command's JSON
+   * (limits.ts sessionOutputFreeCharsDefault). Set for every group created since 2026-12-06;
+   * absent for groups created before, whose rows keep every output whole (as their replicas
+   * always applied entries, so an upgrade changes no digest).
+   */
+  sessionOutputFreeChars?: number;
   /** The storage quota, stored at creation (absent: a group made before 2026-12-06; limits.ts storageQuotaMiBOf). */
   storageQuotaMiB?: number;
 }
@@ -117,11 +124,11 @@ export function applyConfigChange(members: Member[], change: ConfigChange): Memb
 }
 
 /** The creation settings only: what PUT compares (the membership may have changed since). */
-export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated" | "quarantined" | "sessionIdleMs" | "storageQuotaMiB"> {
+export function creationConfig(config: GroupConfig): Omit<GroupConfig, "members" | "lastReplicaNo" | "inFlight" | "sequencer" | "incarnation" | "colocated" | "quarantined" | "sessionIdleMs" | "sessionOutputFreeChars" | "storageQuotaMiB"> {
   // (sequencerLocations is a creation setting: it stays. Where a replica lives is not compared:
   // a group made before co-location existed is still found by a PUT of the same settings; nor is
   // the session window, which groups made before it have none of, nor the storage quota.)
-  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, quarantined: _quarantined, sessionIdleMs: _idle, storageQuotaMiB: _quota, ...rest } = config;
+  const { members: _members, lastReplicaNo: _last, inFlight: _inFlight, sequencer: _sequencer, incarnation: _incarnation, colocated: _colocated, quarantined: _quarantined, sessionIdleMs: _idle, sessionOutputFreeChars: _free, storageQuotaMiB: _quota, ...rest } = config;
   return rest;
 }
 

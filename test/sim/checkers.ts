@@ -4,6 +4,8 @@ import { entryHash } from "../../shared/protocol/entry.js";
 import { canonicalJson, zeroHash } from "../../shared/protocol/hash.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, applyEntry } from "../../shared/protocol/state.js";
+import { commandBytes } from "../../shared/protocol/entry.js";
+import { keptForSession } from "../../shared/machines/output.js";
 import type { AppliedOutput, GroupConfig } from "../../shared/protocol/types.js";
 import type { Entry } from "../../shared/api/types.js";
 import type { ClientHistory } from "./clients.js";
@@ -25,6 +27,17 @@ interface Reference {
  * match. Reads are answered against it at the position they claim (so a read at seq s must equal
  * the reference state after s), which is also where bank invariants are checked.
  */
+/** What a session row keeps of an output (GroupConfig.sessionOutputFreeChars): a retry answers it. */
+function sessionCopy(config: GroupConfig, e: Entry, output: unknown): unknown {
+  if (config.sessionOutputFreeChars === undefined) return output;
+  const text = JSON.stringify(output ?? null);
+  return JSON.parse(keptForSession(text, output, commandBytes(e.command), config.sessionOutputFreeChars));
+}
+
+function notKept(output: unknown): boolean {
+  return typeof output === "object" && output !== null && (output as { error?: unknown }).error === "output_not_kept";
+}
+
 function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: ClientHistory): Reference {
   const machine = machineFor(config.machine);
   const state = new DigestedState(new MemoryRowStore());
@@ -61,7 +74,7 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   for (const e of log) {
     if (e.seq > commitSeq) break;
     applying = e;
-    const out = applyEntry(state, machine, e, undefined, expiry);
+    const out = applyEntry(state, machine, e, undefined, expiry, config.sessionOutputFreeChars);
     outputs.set(e.seq, out);
     if (e.kind === "command" && out.status === "ok") lastRunMs.set(e.client!, Date.parse(e.timestamp));
     digests.set(e.seq, state.digest);
@@ -152,7 +165,8 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
     else if (e.client !== a.client || e.request !== a.request) failures.push(`acknowledged ${a.client}/${a.request} at seq ${a.seq}, but the log has ${e.client}/${e.request} there`);
     else {
       const out = ref.outputs.get(a.seq)!;
-      if (canonicalJson(out.output) !== canonicalJson(a.output)) {
+      // The output, or (a retry answered from a session row) the row's copy of it.
+      if (canonicalJson(out.output) !== canonicalJson(a.output) && canonicalJson(sessionCopy(config, e, out.output)) !== canonicalJson(a.output)) {
         failures.push(`acknowledged ${a.client}/${a.request} got ${JSON.stringify(a.output)}, the log's execution gives ${JSON.stringify(out.output)}`);
       }
     }
@@ -196,7 +210,8 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
     // Linearizable reads served by a replica while its state was corrupt (before the audit caught
     // it) are outside what a crash-fault protocol promises; everything else must linearize.
     const servedCorrupt = (o: any) => o.replica && (replicas.get(o.replica)?.wasCorruptAt(o.call) || replicas.get(o.replica)?.wasCorruptAt(o.return));
-    const ops = history.operations.filter((o) => !servedCorrupt(o));
+    // A retry answered output_not_kept (its session row's marker) took effect once, its output unknown.
+    const ops = history.operations.filter((o) => !servedCorrupt(o)).map((o) => (notKept(o.output) ? { ...o, return: null, output: undefined } : o));
     // A command run again after its client was forgotten took effect twice: its other effect is an
     // operation of unknown outcome from the same call (the client saw one answer at most).
     for (const o of history.operations) if (o.id !== undefined && twice.has(o.id)) ops.push({ ...o, return: null, output: undefined });

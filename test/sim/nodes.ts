@@ -83,7 +83,7 @@ export class SimReplica {
     private readonly failures: Failures,
     private readonly variant: Variant,
   ) {
-    const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery, 0, undefined, config.sessionIdleMs);
+    const meta = newReplicaMeta(config.group, id, config.machine, config.checkpointEvery, 0, undefined, config);
     this.storage.saveMeta(meta);
     this.driver = this.newDriver();
   }
@@ -169,7 +169,7 @@ export class SimReplica {
   init(rejoin?: Rejoin): ReplicaPosition {
     if (!this.storage.meta) {
       if (rejoin) this.rejoins++;
-      this.storage.saveMeta(newReplicaMeta(this.config.group, this.id, this.config.machine, this.config.checkpointEvery, 0, rejoin, this.config.sessionIdleMs));
+      this.storage.saveMeta(newReplicaMeta(this.config.group, this.id, this.config.machine, this.config.checkpointEvery, 0, rejoin, this.config));
       this.driver = this.newDriver();
       this.world.trace(`${this.id} made again${rejoin ? ` (rejoin at epoch ${rejoin.epoch} through ${rejoin.throughSeq})` : ""}`);
     }

@@ -59,6 +59,11 @@ export interface SimOptions {
   /** The group's session window (GroupConfig.sessionIdleMs): idle clients are forgotten. Absent: never. */
   sessionIdleMs?: number;
   /**
+   * GroupConfig.sessionOutputFreeChars; by default 0 on even seeds (a session row keeps no output
+   * longer than its command: retries of txns and reads answer the marker), none on odd ones.
+   */
+  sessionOutputFreeChars?: number;
+  /**
    * The sequencer sleeps after this long without client work (DriverIO.sleepAfterMs), and the
    * clients pause in cycles long enough for it to (World.quietUntilMs). Absent: it never sleeps.
    */
@@ -98,10 +103,17 @@ export function reproduce(o: SimOptions): string {
   if (!o.batches) parts.push("--no-batches");
   if (!o.colocate) parts.push("--no-colocate");
   if (o.sessionIdleMs !== undefined) parts.push(`--session-idle ${o.sessionIdleMs}`);
+  if (o.sessionOutputFreeChars !== undefined) parts.push(`--output-free ${o.sessionOutputFreeChars}`);
   if (o.sleepAfterMs !== undefined) parts.push(`--sleep-after ${o.sleepAfterMs}`);
   if (o.geo) parts.push(`--geo --locations ${o.geo.locations.join(",")} --sequencer ${o.geo.sequencer}`);
   if (o.clients !== undefined && o.clients !== (o.geo ? o.geo.locations.length : 5)) parts.push(`--clients ${o.clients}`);
   return parts.join(" ");
+}
+
+/** The run's sessionOutputFreeChars: given, or drawn from the seed's parity (not from its Prng: regression seeds replay as before). */
+function sessionOutputsOf(opts: SimOptions): { sessionOutputFreeChars?: number } {
+  const free = opts.sessionOutputFreeChars ?? (opts.seed % 2 === 0 ? 0 : undefined);
+  return free === undefined ? {} : { sessionOutputFreeChars: free };
 }
 
 const auditEveryMs = 2_000;
@@ -149,6 +161,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     outputs,
     checkpointEvery: 5 + rng.int(20),
     ...(opts.sessionIdleMs === undefined ? {} : { sessionIdleMs: opts.sessionIdleMs }),
+    ...sessionOutputsOf(opts),
   };
   // As the router places it: the first replica where the sequencer starts.
   const colocatedIndex = !opts.colocate || opts.replicas < 2 ? -1 : opts.geo ? config.locations.indexOf(opts.geo.sequencer) : 0;

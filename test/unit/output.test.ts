@@ -3,11 +3,11 @@
 // and on an older one store and vote on it, and an oversized one must cost no parse at all.
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
-import { outputCharsMax } from "../../shared/limits.js";
+import { outputCharsMax, sessionOutputFreeCharsDefault } from "../../shared/limits.js";
 import { kv } from "../../shared/machines/kv.js";
 import { StoredJson, materialized, measuredOutput, outputJson } from "../../shared/machines/output.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
-import { DigestedState, applyEntry } from "../../shared/protocol/state.js";
+import { DigestedState, applyEntry, lookupSession } from "../../shared/protocol/state.js";
 import type { Entry } from "../../shared/api/types.js";
 
 /** Replaces some JSON values inside v by StoredJson of their JSON.stringify text (as a stored row holds it). */
@@ -96,5 +96,46 @@ describe("applying a txn of large gets", () => {
     expect(txn.output).toEqual({ succeeded: false, results: [{ ok: false, value }, { error: "not_integer" }] });
     const equal = applyEntry(state, kv, entry(3, { op: "txn", compare: [{ key: "big", value }], success: [{ op: "delete", key: "big" }] }));
     expect(equal.output).toEqual({ succeeded: true, results: [{ deleted: true }] });
+  });
+});
+
+describe("a session row's copy of an output (GroupConfig.sessionOutputFreeChars)", () => {
+  const entry = (seq: number, request: number, command: unknown): Entry => ({ seq, epoch: 1, kind: "command", client: "c", request, command, timestamp: "t", hash: "" });
+  const value = "v".repeat(60_000);
+  const sevenGets = { op: "txn", success: Array.from({ length: 7 }, () => ({ op: "get", key: "big" })) };
+
+  function filled(): DigestedState {
+    const state = new DigestedState(new MemoryRowStore());
+    applyEntry(state, kv, entry(1, 1, { op: "put", key: "big", value }), undefined, null, sessionOutputFreeCharsDefault);
+    return state;
+  }
+  const sessionChars = (state: DigestedState) => state.scan("s/", null, 1_000).reduce((n, [k, v]) => n + k.length + v.length, 0);
+
+  it("answers a read through the log whole, keeps its marker, and a retry answers the marker: a small command stores little", () => {
+    const state = filled();
+    const before = sessionChars(state);
+    const first = applyEntry(state, kv, entry(2, 2, sevenGets), undefined, null, sessionOutputFreeCharsDefault);
+    expect(first.status).toBe("ok");
+    expect((first.output as { results: unknown[] }).results).toHaveLength(7);
+    const chars = JSON.stringify(first.output).length;
+    const marker = { error: "output_not_kept", chars, limit: JSON.stringify(sevenGets).length + sessionOutputFreeCharsDefault, succeeded: true };
+    // The row holds the marker, not 420 K characters of values read (a probe: 14.5 MB a 7 KB batch).
+    expect(sessionChars(state) - before).toBeLessThan(1_000);
+    expect(lookupSession(state, "c", 2)).toMatchObject({ kind: "found", seq: 2, output: marker });
+    const retry = applyEntry(state, kv, entry(3, 2, sevenGets), undefined, null, sessionOutputFreeCharsDefault);
+    expect([retry.status, retry.originalSeq, retry.output]).toEqual(["duplicate", 2, marker]);
+  });
+
+  it("keeps whole an output no more than 4 KiB longer than its command (a put's previous value over a put as large)", () => {
+    const state = filled();
+    const again = applyEntry(state, kv, entry(2, 2, { op: "put", key: "big", value: value.replace("v", "w") }), undefined, null, sessionOutputFreeCharsDefault);
+    expect(lookupSession(state, "c", 2)).toMatchObject({ kind: "found", output: again.output });
+    expect((again.output as { previous: string }).previous).toBe(value);
+  });
+
+  it("keeps every output whole in a group made before (no setting): its replicas apply as they always did", () => {
+    const state = filled();
+    const first = applyEntry(state, kv, entry(2, 2, sevenGets));
+    expect(lookupSession(state, "c", 2)).toMatchObject({ kind: "found", output: first.output });
   });
 });

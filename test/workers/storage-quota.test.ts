@@ -72,4 +72,28 @@ describe("the storage quota (workerd)", () => {
     expect(Math.abs(sizes.during.reported - sizes.before)).toBeLessThan(64 * 1024);
     expect(Math.abs(sizes.after - sizes.before)).toBeLessThan(64 * 1024);
   });
+
+  it("reads through the log keep no copy of what they read in the session table: a client's txns of gets no longer hold a group at its quota (a probe: two 7 KB batches, 28 MiB, every writer refused for the session window)", async () => {
+    await createGroup("quota-reads", { machine: "kv", storageQuotaMiB: 16 });
+    const big = "x".repeat(60_000);
+    expect((await command("quota-reads", { op: "put", key: "v", value: big })).status).toBe(200);
+    const gets = { op: "txn", success: Array.from({ length: 7 }, () => ({ op: "get", key: "v" })) };
+    for (const first of [1, 33]) {
+      const body = { client: "reader", commands: Array.from({ length: 32 }, (_, i) => ({ request: first + i, command: gets })) };
+      const r = await api("POST", "/v1/groups/quota-reads/commands", body, clientToken);
+      expect(r.status).toBe(200);
+      // The first answer is whole.
+      expect(r.body.results[0].output.results).toHaveLength(7);
+      expect(r.body.results[0].output.results[6]).toEqual({ value: big });
+    }
+    const victim = await command("quota-reads", { op: "put", key: "k", value: 1 });
+    expect(victim.status, JSON.stringify(victim.body)).toBe(200);
+    // A retry answers the session row's marker: the command ran at its seq, its output was not kept.
+    const retry = await api("POST", "/v1/groups/quota-reads/commands", { client: "reader", request: 1, command: gets }, clientToken);
+    expect(retry.status).toBe(200);
+    expect(retry.body.output).toMatchObject({ error: "output_not_kept", succeeded: true });
+    expect(retry.body.output.chars).toBeGreaterThan(420_000);
+    const status = (await api("GET", "/v1/groups/quota-reads")).body;
+    expect(Math.max(...status.replicas.map((r: { storageBytes?: number }) => r.storageBytes ?? 0))).toBeLessThan(12 * 1024 * 1024);
+  });
 });
