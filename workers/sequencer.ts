@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, storageQuotaMiBOf, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, sessionOutputFreeCharsDefault, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, storageQuotaMiBOf, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import { repairingRefusal, type SequencerDriver } from "../shared/protocol/driver.js";
 import { type InitResult, SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -30,7 +30,7 @@ const eventLevels: Record<string, LogLevel> = { quarantine: "warn", rejoin: "war
 export type { SubmitAnswer };
 
 /** incarnation (an end's): the group's life that adopted the restore, which the answer's bookmark names. */
-export type RestoreAnswer = { kind: "ok"; id: string; incarnation?: number } | { kind: "not_found" | "conflict" | "unavailable" | "bad"; message: string };
+export type RestoreAnswer = { kind: "ok"; id: string; incarnation?: number } | { kind: "not_found" | "conflict" | "unavailable" | "timeout" | "bad"; message: string };
 
 /** A destroy: whether this object held the group (false: nothing, or a newer incarnation's), or why it could not finish. */
 export type DestroyAnswer = boolean | { failed: string };
@@ -572,7 +572,8 @@ export class SequencerObject extends ReplicaServing {
       }
       this.restoring.installing = true;
       const r = await driver.restore(digest, async (after) => this.stage.page(after, transferPageBytes));
-      return r.ok ? { kind: "ok", id, incarnation: driver.core.config.incarnation } : { kind: r.code ?? "unavailable", message: r.reason };
+      if (r.ok) return { kind: "ok", id, incarnation: driver.core.config.incarnation };
+      return { kind: r.code === "unknown" ? "timeout" : (r.code ?? "unavailable"), message: r.reason };
     } finally {
       this.dropRestore(id);
     }
@@ -647,7 +648,7 @@ export function outputBudget(): (a: SubmitAnswer) => SubmitAnswer {
       chars += n;
       return a;
     }
-    const message = `executed at seq ${a.seq}; its output did not fit in this batch's answer (${batchOutputCharsMax} characters of outputs at most): send it again alone with the same client and request to read it`;
+    const message = `executed at seq ${a.seq}; its output did not fit in this batch's answer (${batchOutputCharsMax} characters of outputs at most): send it again alone with the same client and request to read it (in a group made since 2026-12-06, an output more than ${sessionOutputFreeCharsDefault} characters longer than its command is not kept: that answers output_not_kept; read with queries)`;
     return { kind: "too_large", seq: a.seq, epoch: a.epoch, incarnation: a.incarnation, message };
   };
 }

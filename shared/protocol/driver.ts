@@ -1619,7 +1619,7 @@ export class SequencerDriver {
   }
 
   /** Loads a verified snapshot into this group (see restoreInto). */
-  restore(digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string; code?: "conflict" }> {
+  restore(digest: string, pages: RowPages): Promise<RestoreResult> {
     this.wake();
     return restoreInto(this, this.io, digest, pages);
   }
@@ -1869,7 +1869,15 @@ let restoreAttempts = 0;
  * One restore at a time: they share the mark (restoreEpoch), and one's undo would clear it, or
  * empty replicas that acknowledged entries ordered once it was cleared, while the other installs.
  */
-export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest: string, pages: RowPages): Promise<{ ok: true } | { ok: false; reason: string; code?: "conflict" }> {
+/**
+ * A restore's outcome. `unknown` (the route's 504): it may or may not have taken, as when an undo
+ * did not reach a replica that may hold it, or the sequencer stopped (moved) while the replicas
+ * installed: the recovery that follows may keep it. Those were 503s, "certainly not", and a
+ * probe's group came back restored 0.1 s after one (its retry then a 409).
+ */
+export type RestoreResult = { ok: true } | { ok: false; reason: string; code?: "conflict" | "unknown" };
+
+export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest: string, pages: RowPages): Promise<RestoreResult> {
   const core = driver.core;
   const refused = core.restoreRefusal();
   if (refused) return { ok: false, reason: refused.reason, ...(refused.code === "conflict" ? { code: refused.code } : {}) };
@@ -1900,7 +1908,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
     const voters = core.voterIds();
     const { installed, failed } = await installOnQuorum(io, ids, voters, (id) => install(id, info, pages), (id) => leftBehind.add(id));
     // Deleted or handed over while the replicas installed: its storage is gone, write nothing.
-    if (driver.isStopped) return { ok: false, reason: "the group's sequencer stopped meanwhile (deleted or moved)" };
+    if (driver.isStopped) return { ok: false, code: "unknown", reason: "the group's sequencer stopped meanwhile (deleted or moved); if moved, its successor recovers from the replicas and may keep the restore: read the group's state (another restore answers 409 if it was)" };
     if (!new MajorityConfig(voters).reached(installed)) {
       const installedVoters = installed.filter((id) => voters.includes(id)).length;
       const reason = `only ${installedVoters} of the ${voters.length} voters could install the snapshot, not a quorum (${failed.join("; ")})`;
@@ -2004,7 +2012,7 @@ async function installOnQuorum(io: DriverIO, ids: string[], voters: string[], in
  * lifecycle's reaction to being fenced); that recovery may find the restore on a replica and keep
  * it, the only state any replica then holds.
  */
-async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[], holders: Set<string>, empty: (id: string) => Promise<void>, reason: string): Promise<{ ok: false; reason: string }> {
+async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[], holders: Set<string>, empty: (id: string) => Promise<void>, reason: string): Promise<Extract<RestoreResult, { ok: false }>> {
   // Every replica, so that one the restore left halfway is not left rebuilding (refusing fences).
   const undone = await Promise.allSettled(ids.map(empty));
   const kept = ids.filter((id, i) => holders.has(id) && undone[i]!.status === "rejected");
@@ -2014,5 +2022,5 @@ async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[],
   }
   io.log("warn", `sequencer ${driver.core.config.group}: a failed restore could not be undone on ${kept.join(", ")}; recovering at a new epoch`);
   driver.stopForNewEpoch();
-  return { ok: false, reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas at a new epoch and may come back restored; if it does not, retry the restore` };
+  return { ok: false, code: "unknown", reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas at a new epoch and may come back restored; if it does not, retry the restore` };
 }

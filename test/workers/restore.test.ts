@@ -172,7 +172,10 @@ describe("restore: the header's fields", () => {
     // A row's number a double cannot hold is refused, naming the line (it was stored changed).
     const bigRow = rest[0]!.replace(/,1\]$/, ",12345678901234567890]");
     expect(bigRow).not.toBe(rest[0]);
-    expectError(await restore("rs-hdst", [head, bigRow, ...rest.slice(1)].join("\n")), 400, "bad_request", /^line 2\.1: the integer 12345678901234567890 is beyond 2\^53/);
+    expectError(await restore("rs-hdst", [head, bigRow, ...rest.slice(1)].join("\n")), 400, "bad_request", /^line 2 value: the integer 12345678901234567890 is beyond 2\^53/);
+    // A row's key and value are named so ("line 2.0" read as a line number: a probe).
+    const loneKey = rest[0]!.replace(/^\["/, '["\\ud800');
+    expectError(await restore("rs-hdst", [head, loneKey, ...rest.slice(1)].join("\n")), 400, "bad_request", /^line 2 key: not well-formed Unicode/);
     expect((await query("rs-hdst", { op: "list" }, "stale")).body.result.items).toEqual([]);
     expect((await restore("rs-hdst", [JSON.stringify(header), ...rest].join("\n"))).status).toBe(200);
   }, 30_000);

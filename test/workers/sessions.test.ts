@@ -69,7 +69,7 @@ describe("a replica's session window", () => {
     await createGroup("sess-ident", { machine: "kv", sessionIdleSeconds: 60 });
     const record = await directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName("sess-ident")) as never).get();
     const r2 = replicaObject("sess-ident", "r2");
-    const init = { group: "sess-ident", incarnation: record!.config.incarnation, id: "r2", machine: "kv" as const, checkpointEvery: 100 };
+    const init = { group: "sess-ident", incarnation: record!.config.incarnation, id: "r2", machine: "kv" as const, checkpointEvery: 100, sessionOutputFreeChars: record!.config.sessionOutputFreeChars };
     // Inside the object (an RPC's rejection is also reported as uncaught by workerd here).
     const initWith = (sessionIdleMs?: number) =>
       runInDurableObject(r2, (inst: ReplicaObject) =>
@@ -81,5 +81,14 @@ describe("a replica's session window", () => {
     expect(await initWith(60_000)).toMatchObject({ ok: { appliedSeq: expect.any(Number) } });
     expect(await initWith()).toEqual({ refused: expect.stringMatching(/session window 60000 ms, asked for none/) });
     expect(await initWith(1_000)).toEqual({ refused: expect.stringMatching(/session window 60000 ms, asked for 1000/) });
+    // So is what its session rows keep of an output (a replica keeping more would diverge).
+    expect(record!.config.sessionOutputFreeChars).toBe(4096);
+    const keepingAll = await runInDurableObject(r2, (inst: ReplicaObject) =>
+      (inst as unknown as { replica: { init(c: unknown): Promise<unknown> } }).replica.init({ ...init, sessionIdleMs: 60_000, sessionOutputFreeChars: undefined }).then(
+        (p) => ({ ok: p }),
+        (err: Error) => ({ refused: err.message }),
+      ),
+    );
+    expect(keepingAll).toEqual({ refused: expect.stringMatching(/keeps outputs up to 4096 characters past their command, asked for any/) });
   });
 });

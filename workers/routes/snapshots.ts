@@ -235,7 +235,8 @@ function parseLine(no: number, text: string): unknown {
     throw new ApiError("bad_request", `line ${no}: malformed JSON`);
   }
   const problem = checkJson(value, `line ${no}`);
-  if (problem !== null) throw new ApiError("bad_request", problem);
+  // A row's [key, value] named as such: "line 2.0" read as a line number (a probe).
+  if (problem !== null) throw new ApiError("bad_request", Array.isArray(value) ? problem.replace(/^(line \d+)\.([01])(?=[.:])/, (_, line: string, i: string) => `${line} ${i === "0" ? "key" : "value"}`) : problem);
   return value;
 }
 
@@ -584,5 +585,8 @@ function restoreError(a: Exclude<RestoreAnswer, { kind: "ok" }>): ApiError {
       return new ApiError("bad_request", a.message);
     case "unavailable":
       return new ApiError("unavailable", a.message, 1);
+    case "timeout":
+      // May have taken (a probe: a 503 whose group came back restored): read before retrying.
+      return new ApiError("timeout", a.message);
   }
 }
