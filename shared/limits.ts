@@ -381,10 +381,12 @@ export const storageQuotaMiBMin = 16;
  * time; its session row keeps {"error":"output_not_kept","chars":n,"limit":...} and its top-level
  * flags, which is what a retry then answers. Before, a 7 KB batch of txns of gets kept 14.5 MB of
  * outputs per replica that no delete frees: one client held a group at its storage quota, every
- * writer refused, for the session window (a probe). Now a session row is at most 4 KiB more than
- * the command that made it: writes fill a group no faster than their own size.
+ * writer refused, for the session window (a probe). Now a session row is at most 1 KiB more than
+ * the command that made it: small commands no longer store 40 times their size (4 KiB allowed
+ * that, a review), and writes fill a group little faster than their own size. Outputs of writes
+ * (a put's previous value, an incr's value) are rarely larger than the command plus 1 KiB.
  */
-export const sessionOutputFreeCharsDefault = 4096;
+export const sessionOutputFreeCharsDefault = 1024;
 /** The largest command (canonical JSON characters) that frees space and is ordered at the quota: a few deletes. */
 export const freeingCommandBytesMax = 4096;
 /** The longest window a group may ask for (`sessionIdleSeconds`): ten years. */

@@ -126,7 +126,7 @@ describe("a session row's copy of an output (GroupConfig.sessionOutputFreeChars)
     expect([retry.status, retry.originalSeq, retry.output]).toEqual(["duplicate", 2, marker]);
   });
 
-  it("keeps whole an output no more than 4 KiB longer than its command (a put's previous value over a put as large)", () => {
+  it("keeps whole an output no more than sessionOutputFreeChars longer than its command (a put's previous value over a put as large)", () => {
     const state = filled();
     const again = applyEntry(state, kv, entry(2, 2, { op: "put", key: "big", value: value.replace("v", "w") }), undefined, null, sessionOutputFreeCharsDefault);
     expect(lookupSession(state, "c", 2)).toMatchObject({ kind: "found", output: again.output });

@@ -82,13 +82,13 @@ describe("a replica's session window", () => {
     expect(await initWith()).toEqual({ refused: expect.stringMatching(/session window 60000 ms, asked for none/) });
     expect(await initWith(1_000)).toEqual({ refused: expect.stringMatching(/session window 60000 ms, asked for 1000/) });
     // So is what its session rows keep of an output (a replica keeping more would diverge).
-    expect(record!.config.sessionOutputFreeChars).toBe(4096);
+    expect(record!.config.sessionOutputFreeChars).toBe(1024);
     const keepingAll = await runInDurableObject(r2, (inst: ReplicaObject) =>
       (inst as unknown as { replica: { init(c: unknown): Promise<unknown> } }).replica.init({ ...init, sessionIdleMs: 60_000, sessionOutputFreeChars: undefined }).then(
         (p) => ({ ok: p }),
         (err: Error) => ({ refused: err.message }),
       ),
     );
-    expect(keepingAll).toEqual({ refused: expect.stringMatching(/keeps outputs up to 4096 characters past their command, asked for any/) });
+    expect(keepingAll).toEqual({ refused: expect.stringMatching(/keeps outputs up to 1024 characters past their command, asked for any/) });
   });
 });
