@@ -4,8 +4,8 @@
  * bookmark of another group, or of an earlier life of this one (deleted and created again), is
  * refused at once instead of being taken for a position of this log. A seq alone could not tell:
  * the new life reuses the old one's seqs, and a probe's sequential read with an old bookmark
- * answered 200 without the write it named. `b1.<epoch>.<seq>` (before) is still read: it has no
- * life, and only a seq past the log's end refuses it.
+ * answered 200 without the write it named. `b1.<epoch>.<seq>` (before) is still decoded (the
+ * client compares kept ones), but a read with one is a 400: it names no group (a probe).
  */
 export interface Bookmark {
   epoch: number;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+import { encodeBookmark } from "../../shared/api/bookmark.js";
 
 describe("write path", () => {
   it("assigns gapless seqs, answers after execution with output and bookmark, and every replica applies it", async () => {
@@ -118,17 +119,20 @@ describe("reads", () => {
   });
 
   it("a sequential read with a bookmark past the group's log (another group's) is a 400 after the wait, not a 504", async () => {
-    await createGroup("future");
+    const created = await createGroup("future");
     await command("future", { op: "put", key: "x", value: 1 });
-    const r = await query("future", { op: "get", key: "x" }, "sequential", "b1.1.zzz");
+    const past = encodeBookmark("future", created.incarnation ?? 0, { epoch: 1, seq: 46655 });
+    const r = await query("future", { op: "get", key: "x" }, "sequential", past);
     expectError(r, 400, "bad_request", /^bookmark: names seq 46655, past the end of future's log \(seq \d+\)/);
     // The group's own latest bookmark is served.
     const w = await command("future", { op: "put", key: "x", value: 2 });
     expect((await query("future", { op: "get", key: "x" }, "sequential", w.body.bookmark)).body.result).toEqual({ value: 2 });
     // A linearizable read's index covers every bookmark the group gave: one past it is a 400 at
     // once (it was taken and ignored: a probe); the group's own is served.
-    expectError(await query("future", { op: "get", key: "x" }, "linearizable", "b1.1.zzz"), 400, "bad_request", /^bookmark: names seq 46655, past future's commit point \(seq \d+\)/);
+    expectError(await query("future", { op: "get", key: "x" }, "linearizable", past), 400, "bad_request", /^bookmark: names seq 46655, past future's commit point \(seq \d+\)/);
     expect((await query("future", { op: "get", key: "x" }, "linearizable", w.body.bookmark)).body.result).toEqual({ value: 2 });
+    // The older form names no group (another group's was served as this one's: a probe): a 400.
+    expectError(await query("future", { op: "get", key: "x" }, "sequential", "b1.1.1"), 400, "bad_request", /^bookmark: malformed \(the older form, b1, names no group/);
   });
 
   it("a bookmark of an earlier life of the group, or of another group, is a 400 at once: it was served without the write it named (a probe)", async () => {
