@@ -53,10 +53,12 @@ let lastReason: string | null = null;
 
 /**
  * A retry's reason in full the first time, then "the same" while it repeats: a failover's 400
- * characters came six times over, and a server down nine times in 10 s (a probe).
+ * characters came six times over, and a server down nine times in 10 s (a probe). A call's first
+ * retry (attempt 1) always says it: a later round of retries (a long `smr watch`, another piece
+ * of a batch) is not "the same" as one that ended (a review).
  */
-export function reasonOnce(reason: string): string {
-  if (reason === lastReason) return "the same";
+export function reasonOnce(reason: string, attempt: number): string {
+  if (reason === lastReason && attempt > 1) return "the same";
   lastReason = reason;
   return reason;
 }
@@ -72,9 +74,9 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   }
   usedTarget = target;
   // A command's retries go on for up to 90 s (the client's retryForMs): say so as they happen.
-  const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason)}\n`);
+  const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason, r.attempt)}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).
-  const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the ${r.what ?? "read"} (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason)}\n`);
+  const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the ${r.what ?? "read"} (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason, r.attempt)}\n`);
   const retryFor = cmd.optsWithGlobals<GlobalFlags>().retryFor;
   const client = new SmrClient({ baseUrl: target.url, token: target.token, onCommandRetry, onReadRetry, ...(retryFor !== undefined ? { retryForMs: retryFor * 1000 } : {}), ...session });
   return { client, json: jsonWanted(cmd), target };

@@ -7,6 +7,12 @@ import { runOf } from "./context.js";
 import { printHealth, slowNote } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
 import { bytesText } from "../public/units.js";
+import { quotaText } from "../public/health.js";
+
+/** health.js's wording of a replica at the group's storage quota, else null. */
+function fullText(s: GroupStatus): string | null {
+  return quotaText(s.replicas, s.storageQuotaMiB === undefined ? null : s.storageQuotaMiB * 1024 * 1024);
+}
 
 export function printStatus(s: GroupStatus): void {
   printRecord({
@@ -19,6 +25,8 @@ export function printStatus(s: GroupStatus): void {
     // A group made before sessions expired has none (null): it keeps every client.
     ...(s.sessionIdleSeconds === undefined ? {} : { sessionIdle: s.sessionIdleSeconds === null ? "never (a group older than expiring sessions)" : idleText(s.sessionIdleSeconds) }),
     ...(s.storageQuotaMiB !== undefined ? { storageQuota: `${s.storageQuotaMiB} MiB (writes refused while a replica's storage holds as much)` } : {}),
+    // The list and the dashboard show such a group degraded: say why here too (a review).
+    ...(fullText(s) !== null ? { full: fullText(s)! } : {}),
     sequencer: `${s.sequencer.name} @ ${s.sequencer.location ?? "any"} (epoch ${s.sequencer.epoch}, since ${s.sequencer.since ?? "-"})`,
     // While the sequencer cannot be reached the status is what the replicas say of themselves:
     // say so, and why (the table looked like a healthy group's, a probe).

@@ -375,14 +375,14 @@ export function storageQuotaMiBOf(config: { storageQuotaMiB?: number }): number 
 export const storageQuotaMiBMax = 4608;
 export const storageQuotaMiBMin = 16;
 /**
- * Characters an output may take beyond its command's own JSON and still be kept whole in its
- * session row (groups made since 2026-12-06: GroupConfig.sessionOutputFreeChars). A larger one,
+ * Characters an output may take beyond what its entry brought (its command's JSON, and the old
+ * values of the machine rows it overwrote or deleted) and still be kept whole in its session row (groups made since 2026-12-06: GroupConfig.sessionOutputFreeChars). A larger one,
  * mostly values read (a get, a txn of gets, a put's previous value), is answered whole the first
  * time; its session row keeps {"error":"output_not_kept","chars":n,"limit":...} and its top-level
  * flags, which is what a retry then answers. Before, a 7 KB batch of txns of gets kept 14.5 MB of
  * outputs per replica that no delete frees: one client held a group at its storage quota, every
  * writer refused, for the session window (a probe). Now a session row is at most 1 KiB more than
- * the command that made it: small commands no longer store 40 times their size (4 KiB allowed
+ * what the entry that made it brought: small commands no longer store 40 times their size (4 KiB allowed
  * that, a review), and writes fill a group little faster than their own size. Outputs of writes
  * (a put's previous value, an incr's value) are rarely larger than the command plus 1 KiB.
  */

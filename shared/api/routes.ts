@@ -197,7 +197,7 @@ export const routes: Route[] = [
     tag: "commands",
     summary: "Order, replicate and execute a command (or a batch), exactly once per (client, request)",
     description:
-      "Answers once the command is durable on a majority and executed. A retry with the same (client, request) returns the first answer; the same pair with another command is a 409. A batch (`commands`) is one entry per command, in order; if any fails validation nothing is ordered.",
+      "Answers once the command is durable on a majority and executed. A retry with the same (client, request) returns the first answer (its seq, and its output as the session kept it: in a group made since 2026-12-06, an output more than 1 KiB longer than what its command brought, the command's JSON and the values of the rows it replaced, is kept as {\"error\": \"output_not_kept\", \"chars\", \"limit\"} and its top-level flags); the same pair with another command is a 409. A batch (`commands`) is one entry per command, in order; if any fails validation nothing is ordered.",
     body: { schema: z.union([commandBody, batchBody]) },
     answers: [{ status: 200, description: "the command's (or each batched command's) seq and output", schema: z.union([answers.commandResult, answers.batchResult]) }],
     errors: ["conflict", "unavailable", "timeout"],

@@ -73,7 +73,8 @@ export class ApiRequestError extends Error {
   constructor(
     readonly status: number,
     /** `not_api`: the answer was not the API's (a proxy's or a login page; a wrong URL). */
-    readonly code: ErrorCode | "network" | "not_api",
+    /** `output_not_kept`: a typed helper's retry answered the session's marker (typedOutput). */
+    readonly code: ErrorCode | "network" | "not_api" | "output_not_kept",
     message: string,
     /** The answer's Retry-After, in seconds (429, 503). */
     readonly retryAfterSec?: number,
@@ -492,8 +493,9 @@ async function errorOf(res: Response): Promise<ApiRequestError> {
 }
 
 /** A batch item's code (API.md's codes only): another server's answer is reported as `internal`, its message saying whose. */
-function apiCode(code: ErrorCode | "not_api"): ErrorCode {
-  return code === "not_api" ? "internal" : code;
+function apiCode(code: ErrorCode | "not_api" | "output_not_kept"): ErrorCode {
+  // output_not_kept is only the typed helpers' (never from a batch); "conflict" if it ever were.
+  return code === "not_api" ? "internal" : code === "output_not_kept" ? "conflict" : code;
 }
 
 /** An answer some other server gave (a wrong URL, a proxy, a login page). */
@@ -818,7 +820,8 @@ export class SmrClient {
    * Submits commands as one batch (API.md "Batches"), each exactly once. A command whose own result
    * is a `timeout` or `unavailable` error is sent again with its request id (alone with the other
    * such ones); a failed request as a whole is sent again whole; a command executed but whose
-   * output did not fit the answer (`too_large` with a seq) is sent again alone to read it.
+   * output did not fit the answer (`too_large` with a seq) is sent again alone to read it (it keeps
+   * its too_large result where the group kept only the output_not_kept marker).
    * Results are in the given order. Commands that do not fit one request (256 of them, a 256 KiB
    * body) go in several, one after another (a batch of 200 commands of 2 KiB was one 413): each
    * request is then checked on its own, so a refused command leaves those sent before it done.
@@ -907,7 +910,8 @@ export class SmrClient {
       signal?.throwIfAborted();
     }
     // An output left out of the answer for its size was executed: sent again alone (same request
-    // id), the command answers its recorded output and runs nothing.
+    // id), the command answers its recorded output and runs nothing; where the group kept only the
+    // output_not_kept marker, the item keeps its too_large result (it ran, at that seq).
     for (let i = 0; i < items.length; i++) {
       const r = results[i]!;
       if (!("error" in r) || r.error.code !== "too_large" || r.seq === undefined) continue;
@@ -916,7 +920,7 @@ export class SmrClient {
         if (signal?.aborted) throw err;
         return null;
       });
-      if (again === null) continue;
+      if (again === null || isNotKept(again.output)) continue;
       results[i] = { seq: again.seq, output: again.output };
       bookmark = later(bookmark, again.bookmark);
     }
@@ -1170,7 +1174,7 @@ export class SmrClient {
 
   /** `call.signal` ends any of the helpers' calls (CallOptions). */
   kv(group: string, call: CallOptions = {}) {
-    const run = async <O>(c: KvCommand | ({ op: "txn" } & Required<KvTxn>)) => (await this.submit(group, c, undefined, call)).output as O;
+    const run = async <O>(c: KvCommand | ({ op: "txn" } & Required<KvTxn>)) => typedOutput<O>(await this.submit(group, c, undefined, call));
     const read = async <O>(q: KvQuery, consistency?: Consistency) => (await this.query(group, q, consistency, call)).result as O;
     return {
       put: (key: string, value: unknown) => run<{ previous: unknown }>({ op: "put", key, value: value as never }),
@@ -1190,7 +1194,7 @@ export class SmrClient {
   }
 
   bank(group: string, call: CallOptions = {}) {
-    const run = async <O>(c: BankCommand) => (await this.submit(group, c, undefined, call)).output as O;
+    const run = async <O>(c: BankCommand) => typedOutput<O>(await this.submit(group, c, undefined, call));
     return {
       open: (account: string, balance: number) => run<{ ok: boolean }>({ op: "open", account, balance }),
       transfer: (from: string, to: string, amount: number) =>
@@ -1216,6 +1220,25 @@ export class SmrClient {
       batch: (commands: CommandOf<M>[]) => this.submitBatch(group, commands.map((command) => ({ command })), call),
     };
   }
+}
+
+/**
+ * A typed helper's output, or an error where a retry answered the session's marker
+ * ({"error":"output_not_kept"}: the command ran once at that seq, and a group made since
+ * 2026-12-06 keeps no output much longer than what its command brought): a helper that cast it
+ * answered `value: undefined`, a key read through the log as absent (a review). `submit` and
+ * `submitBatch` return it as it came.
+ */
+function isNotKept(output: unknown): boolean {
+  return output !== null && typeof output === "object" && (output as { error?: unknown }).error === "output_not_kept";
+}
+
+function typedOutput<O>(r: CommandResult): O {
+  const out = r.output as { chars?: unknown };
+  if (isNotKept(out)) {
+    throw new ApiRequestError(200, "output_not_kept", `executed at seq ${r.seq}, but its output (${String(out.chars)} characters) was not kept for a retry, and the first answer was lost: read the state with a query`);
+  }
+  return r.output as O;
 }
 
 /**

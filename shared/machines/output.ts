@@ -103,11 +103,12 @@ export function keptForWatch(text: string, output: unknown): string {
 
 /**
  * The session's copy of an output (a retry's answer; see sessionOutputFreeCharsDefault): whole
- * when at most freeChars longer than its command's JSON, else the marker. Deterministic: the
- * output, the command and the group's setting only.
+ * when at most freeChars longer than what its entry brought (its command's JSON and the old values
+ * of the rows it overwrote or deleted), else the marker. Deterministic: the output, the entry,
+ * the state before it and the group's setting only.
  */
-export function keptForSession(text: string, output: unknown, commandChars: number, freeChars: number): string {
-  return keptUpTo(text, output, commandChars + freeChars);
+export function keptForSession(text: string, output: unknown, broughtChars: number, freeChars: number): string {
+  return keptUpTo(text, output, broughtChars + freeChars);
 }
 
 /**

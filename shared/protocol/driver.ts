@@ -1934,8 +1934,10 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   } catch (err) {
     // Midway (a storage error in adoptRestore, say), the mark may be cleared in memory but not
     // stored, or the other way round: take a new epoch, as for an undo that did not reach a holder.
+    // The recovery may keep the restore: its outcome is unknown (a 504; thrown, it was a 500).
     driver.stopForNewEpoch();
-    throw err;
+    io.log("error", `sequencer ${core.config.group}: the restore failed midway (${String(err)}); recovering at a new epoch`);
+    return { ok: false, code: "unknown", reason: `the restore failed midway (${String(err)}): the group recovers from its replicas at a new epoch and may come back restored; read it (another restore answers 409 if it did) before retrying` };
   } finally {
     driver.restoring = false;
     driver.kickAll();

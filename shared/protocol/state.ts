@@ -416,10 +416,24 @@ export class DigestedState {
     return v;
   }
 
+  /**
+   * Characters of the machine's rows this entry overwrote or deleted (their old values), counted by
+   * putRaw and deleteRaw and taken by applyEntry: what a put's `previous` may answer without the
+   * session's copy of it adding to what the group stores (keptForSession).
+   */
+  private replacedCharCount = 0;
+
+  takeReplacedChars(): number {
+    const n = this.replacedCharCount;
+    this.replacedCharCount = 0;
+    return n;
+  }
+
   putRaw(key: string, value: string): void {
     assert(isStateKey(key), `state row ${key} is in no key space`);
     const old = this.getRaw(key);
     if (old === value) return;
+    if (old !== null && key.startsWith(machinePrefix)) this.replacedCharCount += old.length;
     if (!this.undigested.has(key)) this.undigested.set(key, old);
     this.setUnsaved(key, value);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);
@@ -435,6 +449,7 @@ export class DigestedState {
   deleteRaw(key: string): boolean {
     const old = this.getRaw(key);
     if (old === null) return false;
+    if (key.startsWith(machinePrefix)) this.replacedCharCount += old.length;
     if (!this.undigested.has(key)) this.undigested.set(key, old);
     this.setUnsaved(key, null);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);
@@ -756,11 +771,14 @@ export function applyEntry(
   if (entry.request <= book.floor) return { seq: entry.seq, status: "expired", originalSeq: entry.seq, output: null };
 
   let stored = false;
+  state.takeReplacedChars(); // from zero: this entry's own
   const view = state.machineView(changes, () => (stored = true));
   const { output, text: outputText } = measuredOutput(machine.apply(view, entry.command, { seq: entry.seq, timestamp: entry.timestamp }), stored);
   // The answer is the whole output; the row keeps it whole only up to outputFreeChars more than
-  // the command (a retry answers the marker past it): reads through the log stored what they read.
-  const kept = outputFreeChars === undefined ? outputText : keptForSession(outputText, output, commandBytes(entry.command), outputFreeChars);
+  // the command and the rows it replaced (a retry answers the marker past it): reads through the
+  // log stored what they read. A put's previous value, as large as the row it replaced, is kept.
+  const replacedChars = state.takeReplacedChars();
+  const kept = outputFreeChars === undefined ? outputText : keptForSession(outputText, output, commandBytes(entry.command) + replacedChars, outputFreeChars);
   // JSON.stringify([seq, hash, output]) without a second pass over the output (hash is hex).
   state.putRaw(key, `[${entry.seq},"${hash}",${kept}]`);
   book.count++;

@@ -15,6 +15,8 @@ export interface Acked {
   request: number;
   seq: number;
   output: unknown;
+  /** The answer may be a session row's (a retry, or a copy of a duplicated message): see the checker. */
+  retried: boolean;
 }
 
 export interface ReadRecord {
@@ -163,7 +165,7 @@ export class SimClient {
         const o = open[i]!;
         const a = answers?.[i] ?? null;
         if (a?.kind === "ok") {
-          this.acknowledged(seq.name, o.request, o.command, call, a);
+          this.acknowledged(seq.name, o.request, o.command, call, a, attempt > 1 || duplicated);
           this.history.latencies.push({ location: this.location, kind: "write", ms: this.world.now - call });
           this.bookmarkSeq = Math.max(this.bookmarkSeq, a.seq);
           open.splice(i, 1);
@@ -205,7 +207,7 @@ export class SimClient {
         const u = pending[i]!;
         const a = answers?.[i] ?? null;
         if (a?.kind === "ok") {
-          this.acknowledged(seq.name, u.request, u.command, u.call, a);
+          this.acknowledged(seq.name, u.request, u.command, u.call, a, true);
           pending.splice(i, 1);
         } else if (a?.kind === "conflict" && a.message === expiredMessage) {
           this.history.expired.push({ client: this.name, request: u.request });
@@ -224,8 +226,8 @@ export class SimClient {
     for (const u of pending) this.unknownOutcome(u);
   }
 
-  private acknowledged(sequencer: string, request: number, command: unknown, call: number, a: { seq: number; epoch: number; output: unknown }): void {
-    this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output });
+  private acknowledged(sequencer: string, request: number, command: unknown, call: number, a: { seq: number; epoch: number; output: unknown }, retried: boolean): void {
+    this.history.acked.push({ client: this.name, request, seq: a.seq, output: a.output, retried });
     this.history.acksBy.push({ epoch: a.epoch, sequencer, atMs: this.world.now });
     if (this.machine === "kv") this.history.operations.push({ client: this.index, call, return: this.world.now, input: command as any, output: a.output, id: `${this.name}/${request}` });
   }

@@ -50,6 +50,12 @@ describe("smr groups status", () => {
     expect(out).toMatch(/│ reachable +│ NO: the sequencer of flt cannot be reached \(injected fault\) +│/);
   });
 
+  it("says when a replica is at the group's storage quota (the list and the dashboard show it degraded)", () => {
+    const full = { ...base, storageQuotaMiB: 16, replicas: [{ ...replica, storageBytes: 21.5 * 1024 * 1024 }] } as GroupStatus;
+    expect(printed(full)).toMatch(/│ full +│ storage quota reached: r2 holds 21\.5 MiB of 16\.0 MiB \(writes refused\) +│/);
+    expect(printed({ ...full, replicas: [{ ...replica, storageBytes: 1024 }] } as GroupStatus)).not.toMatch(/│ full/);
+  });
+
   it("adds nothing for a sequencer that answered", () => {
     const out = printed(base);
     expect(out).not.toContain("reachable");

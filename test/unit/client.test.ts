@@ -478,6 +478,27 @@ describe("client batches", () => {
     expect(r.results).toEqual([{ seq: 7, output: "small" }, { seq: 8, error: { code: "too_large", message: "left out" } }]);
   });
 
+  it("keeps a too_large item's result when sending it again alone answers the session's output_not_kept marker: it ran, its output is gone", async () => {
+    const marker = { error: "output_not_kept", chars: 459_000, limit: 1_100, succeeded: true };
+    const { client } = clientWith((_url, init) => {
+      const body = JSON.parse(init.body as string) as { commands?: unknown[] };
+      if (body.commands) return Response.json({ results: [{ seq: 7, output: "small" }, { seq: 8, error: { code: "too_large", message: "left out" } }], bookmark: "b2.x.0.1.8" });
+      return Response.json({ seq: 8, output: marker, bookmark: "b2.x.0.1.8" });
+    });
+    const r = await client.submitBatch("g", [{ command: "a" }, { command: "b" }]);
+    expect(r.results).toEqual([{ seq: 7, output: "small" }, { seq: 8, error: { code: "too_large", message: "left out" } }]);
+  });
+
+  it("a typed helper whose retry answered the output_not_kept marker throws, where it answered value: undefined (a review); submit returns it as it came", async () => {
+    const marker = { error: "output_not_kept", chars: 10_012, limit: 1_050 };
+    let n = 0;
+    const { client } = clientWith(() => (++n % 2 === 1 ? errorBody(504, "timeout") : Response.json({ seq: 4, output: marker, bookmark: "b2.x.0.1.4" })));
+    const err = await client.kv("g").getThroughLog("k").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiRequestError);
+    expect([(err as ApiRequestError).code, (err as ApiRequestError).message]).toEqual(["output_not_kept", expect.stringMatching(/executed at seq 4, but its output \(10012 characters\) was not kept/)]);
+    expect((await client.submit("g", { op: "get", key: "k" })).output).toEqual(marker);
+  });
+
   it("resends the whole batch with the same ids after a 503, a 504 or a dropped connection, and gives up on a 400", async () => {
     const answers = [() => errorBody(503, "unavailable"), () => errorBody(504, "timeout"), () => { throw new TypeError("fetch failed"); }, () => Response.json({ results: [{ seq: 1, output: 1 }, { seq: 2, output: 2 }], bookmark: "b1.1.2" })];
     const { client, calls } = clientWith(() => answers[calls.length - 1]!());

@@ -133,6 +133,18 @@ describe("a session row's copy of an output (GroupConfig.sessionOutputFreeChars)
     expect((again.output as { previous: string }).previous).toBe(value);
   });
 
+  it("keeps whole a put's previous value however small the put: the output holds no more than the row it replaced", () => {
+    const state = filled();
+    const small = applyEntry(state, kv, entry(2, 2, { op: "put", key: "big", value: 1 }), undefined, null, sessionOutputFreeCharsDefault);
+    expect((small.output as { previous: string }).previous).toBe(value);
+    expect(lookupSession(state, "c", 2)).toMatchObject({ kind: "found", output: small.output });
+    // A small write beside large reads brings little: the reads are not kept.
+    const mixed = { op: "txn", success: [{ op: "put", key: "tiny", value: 2 }, ...sevenGets.success.slice(0, 2)] };
+    applyEntry(state, kv, entry(3, 3, { op: "put", key: "big", value }), undefined, null, sessionOutputFreeCharsDefault);
+    applyEntry(state, kv, entry(4, 4, mixed), undefined, null, sessionOutputFreeCharsDefault);
+    expect(lookupSession(state, "c", 4)).toMatchObject({ kind: "found", output: { error: "output_not_kept", succeeded: true } });
+  });
+
   it("keeps every output whole in a group made before (no setting): its replicas apply as they always did", () => {
     const state = filled();
     const first = applyEntry(state, kv, entry(2, 2, sevenGets));
