@@ -426,6 +426,11 @@ async function main(): Promise<void> {
     try {
       await pageShows("the group's view at 420 px", `return !document.querySelector("#group").hidden;`);
       equal(await page.evaluate(`document.documentElement.scrollWidth`), 420, "the page's width at 420 px (it was 818)");
+      // The replicas' status and the events' message are on screen without scrolling sideways (a probe).
+      const rights = (await page.evaluate(`[...document.querySelectorAll("#replicas thead th, #events thead th")].filter((th) => th.textContent === "status" || th.textContent === "what happened").map((th) => [th.textContent, Math.round(th.getBoundingClientRect().left), Math.round(th.getBoundingClientRect().right)])`)) as [string, number, number][];
+      equal(rights.length, 2, "the status and what-happened headers");
+      // Each starts on screen (a long message's column may run past the edge, wrapped).
+      for (const [what, left] of rights) if (left > 300) throw new Error(`the ${what} column starts at ${left} px, off a 420 px screen: ${JSON.stringify(rights)}`);
       await page.screenshot({ path: join(artifacts, "dashboard-narrow.png"), fullPage: true });
     } finally {
       await page.setViewportSize({ width: 1200, height: 600 });
