@@ -1236,7 +1236,10 @@ function isNotKept(output: unknown): boolean {
 function typedOutput<O>(r: CommandResult): O {
   const out = r.output as { chars?: unknown };
   if (isNotKept(out)) {
-    throw new ApiRequestError(200, "output_not_kept", `executed at seq ${r.seq}, but its output (${String(out.chars)} characters) was not kept for a retry, and the first answer was lost: read the state with a query`);
+    // Its flags (a txn's `succeeded`: which branch ran) are said too (a review).
+    const { error: _e, chars, limit: _l, ...flags } = out as Record<string, unknown>;
+    const said = Object.keys(flags).length > 0 ? ` (${JSON.stringify(flags)})` : "";
+    throw new ApiRequestError(200, "output_not_kept", `executed at seq ${r.seq}${said}, but its output (${String(chars)} characters) was not kept for a retry, and the first answer was lost: read the state with a query`);
   }
   return r.output as O;
 }

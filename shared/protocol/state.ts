@@ -422,18 +422,28 @@ export class DigestedState {
    * session's copy of it adding to what the group stores (keptForSession).
    */
   private replacedCharCount = 0;
+  /** The machine keys written since the last take: a key's value from before the entry counts once (a review: a txn's put then delete of one key counted its own value). */
+  private readonly replacedKeys = new Set<string>();
 
   takeReplacedChars(): number {
     const n = this.replacedCharCount;
     this.replacedCharCount = 0;
+    this.replacedKeys.clear();
     return n;
+  }
+
+  /** Counts a machine row's value from before the entry, the first time the entry replaces it. */
+  private replacing(key: string, old: string | null): void {
+    if (!key.startsWith(machinePrefix) || this.replacedKeys.has(key)) return;
+    this.replacedKeys.add(key);
+    if (old !== null) this.replacedCharCount += old.length;
   }
 
   putRaw(key: string, value: string): void {
     assert(isStateKey(key), `state row ${key} is in no key space`);
     const old = this.getRaw(key);
     if (old === value) return;
-    if (old !== null && key.startsWith(machinePrefix)) this.replacedCharCount += old.length;
+    this.replacing(key, old);
     if (!this.undigested.has(key)) this.undigested.set(key, old);
     this.setUnsaved(key, value);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);
@@ -449,7 +459,7 @@ export class DigestedState {
   deleteRaw(key: string): boolean {
     const old = this.getRaw(key);
     if (old === null) return false;
-    if (key.startsWith(machinePrefix)) this.replacedCharCount += old.length;
+    this.replacing(key, old);
     if (!this.undigested.has(key)) this.undigested.set(key, old);
     this.setUnsaved(key, null);
     if (key.startsWith(sessionSpace)) this.sessions.wrote(key);

@@ -497,6 +497,12 @@ describe("client batches", () => {
     expect(err).toBeInstanceOf(ApiRequestError);
     expect([(err as ApiRequestError).code, (err as ApiRequestError).message]).toEqual(["output_not_kept", expect.stringMatching(/executed at seq 4, but its output \(10012 characters\) was not kept/)]);
     expect((await client.submit("g", { op: "get", key: "k" })).output).toEqual(marker);
+    // A txn's flags are said: which branch ran.
+    const txnMarker = { error: "output_not_kept", chars: 9_000, limit: 1_100, succeeded: false };
+    let m = 0;
+    const { client: txns } = clientWith(() => (++m === 1 ? errorBody(504, "timeout") : Response.json({ seq: 5, output: txnMarker, bookmark: "b2.x.0.1.5" })));
+    const first = await txns.kv("g").txn({ compare: [], success: [], failure: [] }).catch((e: unknown) => e);
+    expect((first as ApiRequestError).message).toMatch(/executed at seq 5 \(\{"succeeded":false\}\)/);
   });
 
   it("resends the whole batch with the same ids after a 503, a 504 or a dropped connection, and gives up on a 400", async () => {

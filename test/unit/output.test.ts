@@ -143,6 +143,11 @@ describe("a session row's copy of an output (GroupConfig.sessionOutputFreeChars)
     applyEntry(state, kv, entry(3, 3, { op: "put", key: "big", value }), undefined, null, sessionOutputFreeCharsDefault);
     applyEntry(state, kv, entry(4, 4, mixed), undefined, null, sessionOutputFreeCharsDefault);
     expect(lookupSession(state, "c", 4)).toMatchObject({ kind: "found", output: { error: "output_not_kept", succeeded: true } });
+    // What the entry wrote itself and took back is not what the state gave up (a review: a put of
+    // 30 KB then its delete let 60 KB of reads be kept).
+    const churn = { op: "txn", success: [{ op: "put", key: "tmp", value: "t".repeat(30_000) }, { op: "delete", key: "tmp" }, { op: "get", key: "big" }] };
+    applyEntry(state, kv, entry(5, 5, churn), undefined, null, sessionOutputFreeCharsDefault);
+    expect(lookupSession(state, "c", 5)).toMatchObject({ kind: "found", output: { error: "output_not_kept", succeeded: true } });
   });
 
   it("keeps every output whole in a group made before (no setting): its replicas apply as they always did", () => {
