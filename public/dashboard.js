@@ -407,30 +407,8 @@ function renderEvents(events) {
   $("#events-none").hidden = events.length > 0;
 }
 
-function renderGroup(status, audits, events, askedMs) {
-  const section = $("#group");
-  section.hidden = false;
-  $("#group-loading").hidden = true;
-  section.dataset.group = status.group;
-  delete section.dataset.stale;
-  $("#group-stale").hidden = true;
-  $("#group-title").textContent = status.group;
-  const s = status.sequencer || {};
-  // While the router cannot reach the sequencer, the status is what the replicas say of
-  // themselves (API: "reachable": false and a "problem"): say so rather than look healthy.
-  const unreachable = s.reachable === false;
-  // ... and with no replica answering either, its epoch and commit position are not known: they
-  // were shown as 0 (a probe, at epoch 4 and seq 1217).
-  const unknown = unreachable && status.replicas.every((r) => r.lastContact === null);
-  fill($("#summary"), unknown ? { ...status, epoch: "?", commitSeq: "?" } : status);
-  // One that answers but has no quorum (cut off) says for how long.
-  const slow = slowText(s.answerMs) ? `yes, but slow: ${(s.answerMs / 1000).toFixed(1)} s to answer (every command waits as long)` : null;
-  const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : (slow ?? "yes");
-  // Asleep: no client work for a while, so no heartbeats (the next command wakes it).
-  const awake = s.asleepSince ? `asleep since ${time(s.asleepSince)}` : unreachable ? "?" : "yes";
-  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable, awake });
-  $("#sequencer").dataset.reachable = unreachable ? "false" : "true";
-
+/** The group's replicas, one row each (unreachable: the router could not reach its sequencer; unknown: nor any replica). */
+function renderReplicas(status, unreachable, unknown) {
   const replicas = $("#replicas tbody");
   replicas.replaceChildren();
   for (const r of status.replicas) {
@@ -457,7 +435,9 @@ function renderGroup(status, audits, events, askedMs) {
     sizeCells(tr, r, unreachable);
     replicas.append(tr);
   }
+}
 
+function renderAudits(audits) {
   const auditRows = $("#audits tbody");
   auditRows.replaceChildren();
   for (const a of audits.slice(0, auditsShown)) {
@@ -471,8 +451,9 @@ function renderGroup(status, audits, events, askedMs) {
     auditRows.append(tr);
   }
   $("#audits-none").hidden = audits.length > 0;
+}
 
-  const failovers = events.filter((e) => e.kind === "failover").slice(0, failoversShown);
+function renderFailovers(failovers) {
   const failoverRows = $("#failovers tbody");
   failoverRows.replaceChildren();
   for (const f of failovers) {
@@ -486,6 +467,35 @@ function renderGroup(status, audits, events, askedMs) {
     failoverRows.append(tr);
   }
   $("#failovers-none").hidden = failovers.length > 0;
+}
+
+function renderGroup(status, audits, events, askedMs) {
+  const section = $("#group");
+  section.hidden = false;
+  $("#group-loading").hidden = true;
+  section.dataset.group = status.group;
+  delete section.dataset.stale;
+  $("#group-stale").hidden = true;
+  $("#group-title").textContent = status.group;
+  const s = status.sequencer || {};
+  // While the router cannot reach the sequencer, the status is what the replicas say of
+  // themselves (API: "reachable": false and a "problem"): say so rather than look healthy.
+  const unreachable = s.reachable === false;
+  // ... and with no replica answering either, its epoch and commit position are not known: they
+  // were shown as 0 (a probe, at epoch 4 and seq 1217).
+  const unknown = unreachable && status.replicas.every((r) => r.lastContact === null);
+  fill($("#summary"), unknown ? { ...status, epoch: "?", commitSeq: "?" } : status);
+  // One that answers but has no quorum (cut off) says for how long.
+  const slow = slowText(s.answerMs) ? `yes, but slow: ${(s.answerMs / 1000).toFixed(1)} s to answer (every command waits as long)` : null;
+  const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : (slow ?? "yes");
+  // Asleep: no client work for a while, so no heartbeats (the next command wakes it).
+  const awake = s.asleepSince ? `asleep since ${time(s.asleepSince)}` : unreachable ? "?" : "yes";
+  fill($("#sequencer"), { name: s.name, location: s.location, epoch: s.epoch, since: time(s.since), reachable, awake });
+  $("#sequencer").dataset.reachable = unreachable ? "false" : "true";
+
+  renderReplicas(status, unreachable, unknown);
+  renderAudits(audits);
+  renderFailovers(events.filter((e) => e.kind === "failover").slice(0, failoversShown));
   renderEvents(events.filter((e) => e.kind !== "failover").slice(0, eventsShown));
 
   // The selected group's health from what was just read, fresher than the last scrape.

@@ -910,12 +910,11 @@ export class SmrClient {
       signal?.throwIfAborted();
     }
     // An output left out of the answer for its size was executed: sent again alone (same request
-    // id), the command answers its recorded output and runs nothing; where the group kept only the
-    // output_not_kept marker, the item keeps its too_large result (it ran, at that seq).
+    // id), the command answers its recorded output and runs nothing. If that fails, or finds only
+    // the output_not_kept marker, the item keeps its too_large result (it ran): the rest return.
     for (let i = 0; i < items.length; i++) {
       const r = results[i]!;
       if (!("error" in r) || r.error.code !== "too_large" || r.seq === undefined) continue;
-      // If reading it fails, the item keeps its too_large result (it ran): the rest still return.
       const again = await this.submit(group, items[i]!.command, items[i]!.request, signal ? { signal } : {}).catch((err: unknown) => {
         if (signal?.aborted) throw err;
         return null;
