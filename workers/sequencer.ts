@@ -14,7 +14,7 @@ import { sequencerAsleep, wakeSequencer } from "./groups.js";
 import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
 import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
 import { guarded } from "./faults.js";
-import type { Rejoin } from "../shared/protocol/replica.js";
+import { type Rejoin, sessionRulesOf } from "../shared/protocol/replica.js";
 import { digestOfPages } from "../shared/protocol/state.js";
 import { shareCommandHashes } from "../shared/protocol/entry.js";
 import { decodeAppend, encodeAppend } from "./wire.js";
@@ -147,7 +147,7 @@ export class SequencerObject extends ReplicaServing {
         this.ctx.waitUntil(this.lifecycle.resign(cfg).catch((err) => console.error(`${sequencerName(cfg)} of ${cfg.group}, deposed, could not wipe: ${String(err)}`)));
         throw new Error(`${sequencerName(cfg)} is not in office: no rejoin of ${id}`);
       }
-      return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...(cfg.sessionIdleMs === undefined ? {} : { sessionIdleMs: cfg.sessionIdleMs }), ...(cfg.sessionOutputFreeChars === undefined ? {} : { sessionOutputFreeChars: cfg.sessionOutputFreeChars }), ...(rejoin ? { rejoin } : {}) });
+      return stub.replicaInit({ group: cfg.group, incarnation: inc, id, machine: cfg.machine, checkpointEvery: cfg.checkpointEvery, ...sessionRulesOf(cfg), ...(rejoin ? { rejoin } : {}) });
     });
   }
 

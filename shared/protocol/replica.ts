@@ -217,6 +217,14 @@ export interface SessionRules {
   sessionOutputFreeChars?: number;
 }
 
+/** The session rules of a config, an init or a meta, those set only: one place for each new rule. */
+export function sessionRulesOf(x: SessionRules): SessionRules {
+  return {
+    ...(x.sessionIdleMs === undefined ? {} : { sessionIdleMs: x.sessionIdleMs }),
+    ...(x.sessionOutputFreeChars === undefined ? {} : { sessionOutputFreeChars: x.sessionOutputFreeChars }),
+  };
+}
+
 export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin, rules: SessionRules = {}): ReplicaMeta {
   // A rejoin starts quarantined (no reads, no vote: a state transfer rebuilds it) at the epoch of
   // the sequencer that made it, so an older one's appends are refused.
@@ -227,8 +235,7 @@ export function newReplicaMeta(group: string, id: string, machine: MachineName, 
     id,
     machine,
     checkpointEvery,
-    ...(rules.sessionIdleMs === undefined ? {} : { sessionIdleMs: rules.sessionIdleMs }),
-    ...(rules.sessionOutputFreeChars === undefined ? {} : { sessionOutputFreeChars: rules.sessionOutputFreeChars }),
+    ...sessionRulesOf(rules),
     epoch: 0,
     lastSeq: 0,
     lastHash: zeroHash,

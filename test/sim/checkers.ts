@@ -221,8 +221,13 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
     // Linearizable reads served by a replica while its state was corrupt (before the audit caught
     // it) are outside what a crash-fault protocol promises; everything else must linearize.
     const servedCorrupt = (o: any) => o.replica && (replicas.get(o.replica)?.wasCorruptAt(o.call) || replicas.get(o.replica)?.wasCorruptAt(o.return));
-    // A retry answered output_not_kept (its session row's marker) took effect once, its output unknown.
-    const ops = history.operations.filter((o) => !servedCorrupt(o)).map((o) => (notKept(o.output) ? { ...o, return: null, output: undefined } : o));
+    // A retry answered output_not_kept (its session row's marker, checked above against the log's
+    // execution) is searched with that execution's output: left unknown (no return time), the
+    // even seeds' many such answers outgrew the search (4 million states).
+    const executed = new Map(history.acked.map((a) => [`${a.client}/${a.request}`, ref.outputs.get(a.seq)?.output]));
+    const ops = history.operations
+      .filter((o) => !servedCorrupt(o))
+      .map((o) => (notKept(o.output) ? (o.id !== undefined && executed.has(o.id) ? { ...o, output: executed.get(o.id) } : { ...o, return: null, output: undefined }) : o));
     // A command run again after its client was forgotten took effect twice: its other effect is an
     // operation of unknown outcome from the same call (the client saw one answer at most).
     for (const o of history.operations) if (o.id !== undefined && twice.has(o.id)) ops.push({ ...o, return: null, output: undefined });
