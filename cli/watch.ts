@@ -17,6 +17,15 @@ function keyShown(k: string): string {
   return /[\s="]/.test(k) ? safeJson(k) : printable(k);
 }
 
+/** Once stdout has taken what was written, the signal again with no handler left: its default ends the process. */
+async function dieBy(signal: NodeJS.Signals): Promise<void> {
+  await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
+  // Reached only if the signal is ignored (node as PID 1 in a container): the exit code it means.
+  process.exit(signal === "SIGINT" ? 130 : 143);
+}
+
 export function watchCommand(): Command {
   return new Command("watch")
     .description("stream the group's applied entries as they commit, until Ctrl-C (it resumes by itself after a dropped connection; with --retry-for, gives up after failing that long)")
@@ -26,7 +35,10 @@ export function watchCommand(): Command {
     .action(async (group: string, opts: { from?: number; prefix?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const stop = new AbortController();
-      for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => stop.abort());
+      // Ended by a signal, it dies by it (as interrupt.ts does): exit 0 let a shell loop over
+      // groups (`for g in ...; do smr watch $g; done`) go on to the next on Ctrl-C (a probe).
+      let signalled: NodeJS.Signals | null = null;
+      for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => ((signalled = sig), stop.abort()));
       // --retry-for: give up after failing to connect for that long (a watch of a server that is
       // gone retried every 5 s for ever, and the flag did nothing, a probe); without it, until Ctrl-C.
       const retryForSec = cmd.optsWithGlobals<{ retryFor?: number }>().retryFor;
@@ -54,5 +66,6 @@ export function watchCommand(): Command {
       });
       for await (const e of feed) process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
       if (gaveUp !== null) throw new Error(gaveUp);
+      if (signalled !== null) await dieBy(signalled);
     });
 }
