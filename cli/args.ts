@@ -2,7 +2,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
 import { checkJson, parseJson, repeatedKey } from "../shared/api/input.js";
-import { groupNamePattern } from "../shared/api/names.js";
+import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../shared/api/names.js";
 import { isLocationHint, locationHints } from "../shared/geo.js";
 
 /** A mistake in how the CLI was called (exit 2), as opposed to an error the API answered (exit 1). */
@@ -75,6 +75,18 @@ export function betweenArg(min: number, max: number): (text: string) => number {
 /** A group's name (API.md's pattern): checked before anything is sent, so a bad one is a usage error. */
 export function groupArg(text: string): string {
   if (!groupNamePattern.test(text)) throw new InvalidArgumentError(`not a group name (${groupNamePattern.source})`);
+  return text;
+}
+
+/** A replica id (r1, r2, ...): checked before anything is sent, as a group's name is (a probe: `'R 1'` was an API error, exit 1). */
+export function replicaIdArg(text: string): string {
+  if (!replicaIdPattern.test(text)) throw new InvalidArgumentError(`not a replica id (${replicaIdPattern.source}, e.g. r2)`);
+  return text;
+}
+
+/** A token id (8 hex digits, as `smr tokens` lists them): checked before anything is sent. */
+export function tokenIdArg(text: string): string {
+  if (!tokenIdPattern.test(text)) throw new InvalidArgumentError(`not a token id (${tokenIdPattern.source}, as \`smr tokens <group>\` lists them)`);
   return text;
 }
 

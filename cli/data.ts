@@ -62,11 +62,16 @@ function whileSent<T>(hint: string, send: () => Promise<T>): Promise<T> {
   return cleanupOnInterrupt(() => process.stderr.write(`interrupted: ${hint}\n`), send);
 }
 
-/** Rethrows the error, first printing `hint` if the outcome is unknown (504 or no answer): a 503 certainly ran nothing. */
+/**
+ * Rethrows the error, first printing `hint` if the outcome is unknown (504, no answer, a 500 or
+ * another server's 5xx: raised after the sequencer was called, the command may have run; a review
+ * found no hint for a 500): a 503 certainly ran nothing.
+ */
 function hintOnUnknown(hint: string): (err: unknown) => never {
   return (err) => {
     // Not when the connection was never made (refused, no such host): nothing was sent.
-    if (err instanceof ApiRequestError && (err.code === "timeout" || (err.code === "network" && !err.notSent))) process.stderr.write(`${hint}\n`);
+    const unknown = err instanceof ApiRequestError && (err.code === "timeout" || err.code === "internal" || (err.code === "not_api" && err.status >= 500) || (err.code === "network" && !err.notSent));
+    if (unknown) process.stderr.write(`${hint}\n`);
     throw err;
   };
 }

@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import type { AuditReport, GroupEvent, LogPage, ReplicaStatus } from "../shared/client/index.js";
 import { auditHistoryMax, eventHistoryMax, logPageMax } from "../shared/limits.js";
-import { locationArg, positiveArg, seqArg, upToArg, UsageError } from "./args.js";
+import { locationArg, positiveArg, replicaIdArg, seqArg, tokenIdArg, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
 import { printReplicas } from "./groups.js";
 import { brief, hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
@@ -73,7 +73,7 @@ function addByIdCommands(replicas: Command): void {
     .command("remove")
     .description("remove a replica")
     .argument("<group>")
-    .argument("<id>", "e.g. r3")
+    .argument("<id>", "e.g. r3", replicaIdArg)
     .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
       const { client, json } = runOf(cmd);
       const r = await client.removeReplica(group, id);
@@ -85,7 +85,7 @@ function addByIdCommands(replicas: Command): void {
     .command("repair")
     .description("rebuild a replica now from the most advanced healthy one (e.g. out of a quarantine)")
     .argument("<group>")
-    .argument("<id>", "e.g. r2")
+    .argument("<id>", "e.g. r2", replicaIdArg)
     .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
       const { client, json } = runOf(cmd);
       // The rebuild's progress on stderr while the call lasts (8 s of silence for 3 MiB: a probe).
@@ -105,7 +105,7 @@ function addByIdCommands(replicas: Command): void {
     .command("release")
     .description("let a quarantined replica serve and vote again (refused while its rows do not match its digest, unless --rebase)")
     .argument("<group>")
-    .argument("<id>", "e.g. r2")
+    .argument("<id>", "e.g. r2", replicaIdArg)
     .option("--rebase", "take its rows as they are (e.g. when every replica is quarantined)")
     .action(async (group: string, id: string, opts: { rebase?: boolean }, cmd: Command) => {
       const { client, json } = runOf(cmd);
@@ -166,7 +166,7 @@ function tokensCommand(): Command {
     .command("revoke")
     .description("revoke a token: it is refused (401) from then on, and its open watches end")
     .argument("<group>")
-    .argument("<id>")
+    .argument("<id>", "as the list shows it", tokenIdArg)
     .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
       const { client, json } = runOf(cmd);
       await client.revokeToken(group, id);

@@ -344,6 +344,8 @@ function quoted(text: string): string {
  */
 function retriable(err: unknown): boolean {
   if (!(err instanceof ApiRequestError) || err.hopeless || err.reason === "storage_quota") return false;
+  // A server with no tokens set stays so until its operator sets them: it was retried for the whole 90 s (a review).
+  if (err.code === "not_configured") return false;
   return err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429;
 }
 
@@ -502,6 +504,31 @@ function apiCode(code: ErrorCode | "not_api" | "output_not_kept"): ErrorCode {
 function notApi(res: Response, text: string): ApiRequestError {
   const type = res.headers.get("content-type")?.split(";")[0]?.trim() || "no content type";
   return new ApiRequestError(res.status, "not_api", `not an answer of the API (${type}): ${plainText(text) || res.statusText || "empty"}`, retryAfterSecOf(res.headers));
+}
+
+/** What of a body comes within waitMs (bounded to 64 KiB), then the rest cancelled: an answer that never ends held the watch. */
+async function startOf(res: Response, waitMs: number): Promise<string> {
+  const reader = res.body?.getReader();
+  if (!reader) return "";
+  const decoder = new TextDecoder();
+  let text = "";
+  let bytes = 0;
+  const deadline = Date.now() + waitMs;
+  try {
+    while (bytes < 64 * 1024) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const part = await Promise.race([reader.read(), new Promise<null>((r) => (timer = setTimeout(() => r(null), left)))]).finally(() => clearTimeout(timer));
+      if (part === null || part.done) break;
+      text += decoder.decode(part.value, { stream: true });
+      bytes += part.value.length;
+    }
+  } catch {
+    // what came is enough to say whose answer it was
+  }
+  reader.cancel().catch(() => undefined);
+  return text;
 }
 
 /** A body's text without markup, on one line, cut to 200 characters. */
@@ -1027,6 +1054,9 @@ export class SmrClient {
       } finally {
         clearTimeout(timer);
       }
+      // A 200 that is not a stream (a proxy's login page, a wrong URL) ends the watch as it ends
+      // any command: it reconnected to it for ever, "the stream ended" (a review).
+      if (!/^text\/event-stream\b/i.test(res.headers.get("content-type") ?? "")) throw notApi(res, await startOf(res, idleMs ?? clientRequestTimeoutMs));
       incarnation ??= res.headers.get("x-smr-incarnation");
       let reason = "the stream ended";
       let frames = 0;

@@ -1,6 +1,7 @@
 // `smr`'s own checks before anything is sent (bin/smr.mjs, run as a user runs it; no server): the
 // URL before the token, the help's subcommand list, and the log's --from 0 (each from a probe).
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { createServer as createHttpServer } from "node:http";
 import { mkdtempSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,13 +12,27 @@ const bin = join(__dirname, "../../bin/smr.mjs");
 // Outside the project, with neither SMR_URL nor SMR_TOKEN: no .dev.vars token is found.
 const away = mkdtempSync(join(tmpdir(), "smr-usage-"));
 
-function smr(...args: string[]): { status: number | null; out: string; err: string } {
+function bareEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.SMR_URL;
   delete env.SMR_TOKEN;
   delete env.npm_lifecycle_event;
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: away, env, encoding: "utf8", timeout: 60_000 });
+  return env;
+}
+
+function smr(...args: string[]): { status: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: away, env: bareEnv(), encoding: "utf8", timeout: 60_000 });
   return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** As smr(), without blocking this process (a server in it answers meanwhile). */
+function smrAsync(...args: string[]): Promise<{ status: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: away, env: bareEnv() });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += String(d)));
+  child.stderr.on("data", (d) => (err += String(d)));
+  return new Promise((resolve) => child.on("close", (status) => resolve({ status, out, err })));
 }
 
 describe("smr before it sends anything", () => {
@@ -34,6 +49,35 @@ describe("smr before it sends anything", () => {
       expect(r.status).toBe(0);
       expect(r.out).toMatch(/list <group> \[options\]/);
       expect(r.out).not.toContain("[more...]");
+    }
+  });
+
+  it("refuses a replica or token id that is not one as a usage error, exit 2: nothing is sent (it was an API error, exit 1, a review)", () => {
+    const url = ["--url", "http://127.0.0.1:9", "--token", "t"];
+    for (const args of [["replicas", "remove", "demo", "R 1"], ["replicas", "repair", "demo", "r0"], ["replicas", "release", "demo", "../x"]]) {
+      const r = smr(...args, ...url);
+      expect(r.status, args.join(" ")).toBe(2);
+      expect(r.err).toMatch(/invalid for argument 'id'\. not a replica id/);
+    }
+    const r = smr("tokens", "revoke", "demo", "../x", ...url);
+    expect(r.status).toBe(2);
+    expect(r.err).toMatch(/invalid for argument 'id'\. not a token id/);
+  });
+
+  it("names the --client and --request to repeat a command with after a 500: raised after the sequencer was called, it may have run (a review)", async () => {
+    const server = createHttpServer((_req, res) => {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "internal", message: "a bug" } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await smrAsync("put", "demo", "k", "1", "--client", "me", "--request", "7", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      expect(r.status).toBe(1);
+      expect(r.err).toContain("the command may have taken effect; to retry it exactly once, repeat it with --client me --request 7");
+      expect(r.err).toContain("500 internal: a bug");
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 

@@ -344,6 +344,16 @@ describe("client: names, time and retries", () => {
   });
 });
 
+describe("client: a server with no tokens", () => {
+  it("is not retried: 503 not_configured stays until the operator sets tokens (commands and reads were retried for 90 s, a review)", async () => {
+    const { client, calls } = clientWith(() => errorBody(503, "not_configured", "no tokens configured"));
+    await expect(client.submit("g", { op: "put", key: "k", value: 1 })).rejects.toMatchObject({ status: 503, code: "not_configured" });
+    expect(calls).toHaveLength(1);
+    await expect(client.query("g", { op: "get", key: "k" })).rejects.toMatchObject({ status: 503, code: "not_configured" });
+    expect(calls).toHaveLength(2);
+  });
+});
+
 describe("client batches", () => {
   it("sends commands that do not fit one request (256, or 256 KiB) in several, in order", async () => {
     const bodies: { commands: { request: number }[] }[] = [];
@@ -667,6 +677,24 @@ describe("client batches", () => {
 });
 
 describe("client watch", () => {
+  it("ends on a 200 that is not an event stream (a proxy's login page), as any command does: it reconnected to it for ever (a review)", async () => {
+    const { client, calls } = clientWith(() => new Response("<html><body><h1>Sign in</h1></body></html>", { headers: { "content-type": "text/html" } }));
+    const retries: unknown[] = [];
+    const ended = (async () => {
+      for await (const _ of client.watch("g", { onRetry: (r) => retries.push(r) })) break;
+    })();
+    await expect(ended).rejects.toMatchObject({ code: "not_api", status: 200, message: expect.stringMatching(/not an answer of the API \(text\/html\): Sign in$/) });
+    expect(calls).toHaveLength(1);
+    expect(retries).toEqual([]);
+    // One whose body never ends is not waited for past idleMs.
+    const endless = () => new Response(new ReadableStream<Uint8Array>({ start: (c) => c.enqueue(new TextEncoder().encode("<p>wait")) }), { headers: { "content-type": "text/html" } });
+    const stuck = clientWith(endless).client;
+    const gaveUp = (async () => {
+      for await (const _ of stuck.watch("g", { idleMs: 50 })) break;
+    })();
+    await expect(gaveUp).rejects.toMatchObject({ code: "not_api", message: expect.stringMatching(/\(text\/html\): wait$/) });
+  });
+
   it("yields each entry once, and after a dropped stream resumes with Last-Event-ID set to the last one it yielded", async () => {
     const streams = [
       () => sse(`: hello\n\nretry: 1\n\n${entry(1)}${entry(2)}id: 3\nevent: entry\ndata: {"seq":3`, "drop"), // drops inside event 3
@@ -758,7 +786,7 @@ describe("client watch", () => {
       const bytes = new TextEncoder().encode(text);
       let sent = false;
       // Sends its event, then nothing and no close: a connection cut without a word.
-      return new Response(new ReadableStream<Uint8Array>({ pull: (c) => void (sent ? new Promise(() => {}) : ((sent = true), c.enqueue(bytes))) }));
+      return new Response(new ReadableStream<Uint8Array>({ pull: (c) => void (sent ? new Promise(() => {}) : ((sent = true), c.enqueue(bytes))) }), { headers: { "content-type": "text/event-stream" } });
     };
     const streams = [() => silentAfter(entry(1)), () => sse(entry(2))];
     const { client, calls } = clientWith(() => streams[Math.min(calls.length - 1, streams.length - 1)]!());
