@@ -9,7 +9,7 @@ import { ApiRequestError, type GroupSpec, type SmrClient, type SnapshotHeader } 
 import { chunks } from "../shared/client/streams.js";
 import { replicasMax, restoreBytesMax } from "../shared/limits.js";
 import { inputFile, positiveArg, upToArg, UsageError } from "./args.js";
-import { runOf } from "./context.js";
+import { runOf, unanswered } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { printStatus } from "./groups.js";
 import { printJson, printRecord } from "./output.js";
@@ -102,17 +102,37 @@ function cutOffSaid(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array
   });
 }
 
-/** The download is a snapshot (its header parses) with as many rows as its header says; else an error. */
-function whole(head: string, rows: number): void {
-  const first = head.split("\n", 1)[0]!;
-  let h: Partial<SnapshotHeader> | null = null;
-  try {
-    h = JSON.parse(first) as Partial<SnapshotHeader>;
-  } catch {
-    h = null;
+/** What a download brought: its bytes, its first line, its lines, and whether it ends one. */
+class Tally {
+  bytes = 0;
+  head = "";
+  lines = 0;
+  endsLine = true;
+
+  see(c: Uint8Array): void {
+    if (this.bytes < headerBytesMax && !this.head.includes("\n")) this.head += Buffer.from(c).toString("utf8");
+    this.bytes += c.length;
+    for (const b of c) if (b === 10) this.lines++;
+    if (c.length > 0) this.endsLine = c[c.length - 1] === 10;
   }
-  if (h === null || typeof h !== "object" || typeof h.rows !== "number") throw new Error(`the download is not a snapshot (its first line: ${JSON.stringify(first.slice(0, 80))}); nothing was written`);
-  if (rows !== h.rows) throw new Error(`the download has ${rows} rows where its header says ${h.rows} (cut short?); nothing was written`);
+
+  /**
+   * Throws unless it is a snapshot (its header parses) with as many rows as its header says, its
+   * last line ended (the server ends every line: one missing is a download cut inside a row).
+   * `after` says what became of what was written.
+   */
+  checkWhole(after: string): void {
+    if (this.bytes > 0 && !this.endsLine) throw new Error(`the download ends inside a line (cut short?); ${after}`);
+    const first = this.head.split("\n", 1)[0]!;
+    let h: Partial<SnapshotHeader> | null = null;
+    try {
+      h = JSON.parse(first) as Partial<SnapshotHeader>;
+    } catch {
+      h = null;
+    }
+    if (h === null || typeof h !== "object" || typeof h.rows !== "number") throw new Error(`the download is not a snapshot (its first line: ${JSON.stringify(first.slice(0, 80))}); ${after}`);
+    if (this.lines - 1 !== h.rows) throw new Error(`the download has ${this.lines - 1} rows where its header says ${h.rows} (cut short?); ${after}`);
+  }
 }
 
 /** The body written to `out` (ended, unless it is this process's stdout or stderr), `each` seeing every chunk; a write error rejects, not crashes. */
@@ -147,34 +167,37 @@ function rowsBar(): { header(rows: number): void; rows(n: number): void; stop():
 
 /** The download into `partial`, checked whole, then renamed over `path`; the partial file removed on failure. */
 async function download(body: ReadableStream<Uint8Array>, partial: string, path: string): Promise<{ bytes: number; header: SnapshotHeader }> {
-  let bytes = 0;
-  let head = "";
-  let lines = 0;
-  let endsLine = true;
+  const tally = new Tally();
   const bar = rowsBar();
   try {
     await pour(body, createWriteStream(partial, { flags: "wx" }), (c) => {
-      const before = lines;
-      if (bytes < headerBytesMax && !head.includes("\n")) head += Buffer.from(c).toString("utf8");
-      bytes += c.length;
-      for (const b of c) if (b === 10) lines++;
-      if (c.length > 0) endsLine = c[c.length - 1] === 10;
-      if (before === 0 && lines > 0) bar.header(headerRows(head));
-      bar.rows(Math.max(0, lines - 1));
+      const before = tally.lines;
+      tally.see(c);
+      if (before === 0 && tally.lines > 0) bar.header(headerRows(tally.head));
+      bar.rows(Math.max(0, tally.lines - 1));
     });
     bar.stop();
     // Checked before it replaces anything: a 200 from something else (a proxy's login page)
     // or a file cut short replaced a good backup, and then failed (a probe).
-    // The server ends every line with a newline: one missing is a download cut inside a row.
-    if (bytes > 0 && !endsLine) throw new Error("the download ends inside a line (cut short?); nothing was written");
-    whole(head, lines - 1);
+    tally.checkWhole("nothing was written");
     renameSync(partial, path);
   } catch (err) {
     bar.stop();
     rmSync(partial, { force: true });
     throw err;
   }
-  return { bytes, header: JSON.parse(head.split("\n", 1)[0]!) as SnapshotHeader };
+  return { bytes: tally.bytes, header: JSON.parse(tally.head.split("\n", 1)[0]!) as SnapshotHeader };
+}
+
+/**
+ * The download poured into stdout, a pipe or a device as it comes (nothing to rename over), then
+ * checked as a file's is: `smr snapshot g > file` of a login page or of a download cut short
+ * exited 0 (a review), where `-o file` refused both.
+ */
+async function pass(body: ReadableStream<Uint8Array>, out: NodeJS.WritableStream, where: string): Promise<void> {
+  const tally = new Tally();
+  await pour(body, out, (c) => tally.see(c));
+  tally.checkWhole(`what was written to ${where} is not a whole snapshot: do not keep it`);
 }
 
 /** The row count a download's first line names (0 when it is not a header: whole() says so at the end). */
@@ -270,7 +293,8 @@ function snapshotCommand(): Command {
       const { client, json } = runOf(cmd);
       const target: Output = opts.output === undefined ? { kind: "own", stream: process.stdout } : outputTarget(opts.output);
       const body = cutOffSaid(await client.snapshot(group));
-      if (target.kind !== "replace") return pour(body, target.kind === "own" ? target.stream : createWriteStream(target.path));
+      if (target.kind === "own") return pass(body, target.stream, target.stream === process.stdout ? "stdout" : "stderr");
+      if (target.kind === "through") return pass(body, createWriteStream(target.path), target.path);
       // Written beside the file and renamed over it once complete: a snapshot cut short never
       // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like
       // one (nor does Ctrl-C: a probe found the partial files of 6 interrupts in 8).
@@ -318,11 +342,12 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
       yield c;
     }
   }
+  const mayLand = `the restore may still be applied (the server has what was sent); \`smr groups status ${group}\` shows whether it was`;
   try {
     // Interrupted, the bar gives the cursor back (it hid it), and the restore may yet land.
     const interrupted = () => {
       bar.stop();
-      process.stderr.write(`interrupted: the restore may still be applied (the server has what was sent); \`smr groups status ${group}\` shows whether it was\n`);
+      process.stderr.write(`interrupted: ${mayLand}\n`);
     };
     const status = await cleanupOnInterrupt(interrupted, () => client.restore(group, counted(), { gzip }));
     bar.update(size);
@@ -334,6 +359,12 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
       const deleted = await client.deleteGroup(group).then(() => true, () => false);
       bar.stop();
       process.stderr.write(deleted ? `the file was refused; group ${group}, made by --create, was deleted again\n` : `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it\n`);
+    }
+    // The whole file sent and no answer (a connection lost, a 504): it may have landed. It said
+    // "error: network ... fetch failed", and a review's restore was there 15 s later.
+    if (sent === size && unanswered(err)) {
+      bar.stop();
+      process.stderr.write(`${mayLand}\n`);
     }
     if (!opts.create && err instanceof ApiRequestError && err.status === 404) {
       bar.stop();

@@ -4,7 +4,7 @@ import { ApiRequestError, type BatchResult, type CommandResult, type Consistency
 import { batchCommandsMax, listLimitMax } from "../shared/limits.js";
 import { decodeBookmark } from "../shared/api/bookmark.js";
 import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "./args.js";
-import { runOf } from "./context.js";
+import { runOf, unanswered } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { brief, printable, printJson, printRecord, printTable, safeJson } from "./output.js";
 
@@ -70,8 +70,7 @@ function whileSent<T>(hint: string, send: () => Promise<T>): Promise<T> {
 function hintOnUnknown(hint: string): (err: unknown) => never {
   return (err) => {
     // Not when the connection was never made (refused, no such host): nothing was sent.
-    const unknown = err instanceof ApiRequestError && (err.code === "timeout" || err.code === "internal" || (err.code === "not_api" && err.status >= 500) || (err.code === "network" && !err.notSent));
-    if (unknown) process.stderr.write(`${hint}\n`);
+    if (unanswered(err)) process.stderr.write(`${hint}\n`);
     throw err;
   };
 }

@@ -237,14 +237,21 @@ describe("smr snapshot and restore", () => {
     for (const [answer, why] of [
       ["<html>login page</html>\n", /the download is not a snapshot/],
       ['{"group":"x","machine":"kv","seq":2,"rows":2,"digest":"00"}\n["a",1]\n["b",{"x":', /ends inside a line/],
+      ['{"group":"x","machine":"kv","seq":2,"rows":3,"digest":"00"}\n["a",1]\n', /has 1 rows where its header says 3/],
     ] as const) {
       const other = createServer((_req, res) => res.end(answer));
       await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
-      const r = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(other.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+      const env = { SMR_URL: `http://127.0.0.1:${(other.address() as AddressInfo).port}`, SMR_TOKEN: "x" };
+      const r = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env });
+      // To stdout (`> file`) it is written as it comes, then said and exit 1: it exited 0 (a review).
+      const piped = await smr(["snapshot", "cli-snap"], { cwd: bare, env });
       other.close();
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(why);
       expect(readFileSync(file, "utf8")).toBe(before);
+      expect(piped.code).toBe(1);
+      expect(piped.stderr).toMatch(why);
+      expect(piped.stderr).toMatch(/what was written to stdout is not a whole snapshot: do not keep it/);
     }
     // One cut off by the server before its end (as a replica whose rows do not match its digest
     // is): the error says so, and the earlier file stays.

@@ -2,7 +2,7 @@
 // URL before the token, the help's subcommand list, and the log's --from 0 (each from a probe).
 import { spawn, spawnSync } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -76,6 +76,25 @@ describe("smr before it sends anything", () => {
       expect(r.status).toBe(1);
       expect(r.err).toContain("the command may have taken effect; to retry it exactly once, repeat it with --client me --request 7");
       expect(r.err).toContain("500 internal: a bug");
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("says a restore may have landed when the whole file was sent and no answer came (it said only \"fetch failed\", and the restore was there 15 s later: a review)", async () => {
+    const file = join(away, "one.ndjson");
+    writeFileSync(file, '{"group":"x","machine":"kv","seq":1,"rows":1,"digest":"00"}\n["a",1]\n');
+    // Takes the whole body, then drops the connection without a word.
+    const server = createHttpServer((req) => {
+      req.resume();
+      req.on("end", () => req.socket.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await smrAsync("restore", "demo", file, "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      expect(r.status).toBe(1);
+      expect(r.err).toContain("the restore may still be applied (the server has what was sent); `smr groups status demo` shows whether it was");
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
