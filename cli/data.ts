@@ -44,8 +44,16 @@ async function submitAndPrint(cmd: Command, group: string, command: unknown, fla
   const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
   const result = await submitOnce(client, group, command, flags.request ?? client.newRequest());
   if (json) printJson(result);
-  else printRecord({ seq: result.seq, output: safeJson(result.output), bookmark: result.bookmark });
+  else printRecord({ seq: result.seq, output: safeJson(result.output), bookmark: result.bookmark, ...replayedLine(result) });
   return result;
+}
+
+/**
+ * The line that says an answer was recorded by an earlier attempt of this (client, request): a
+ * rerun under a --client that reused its request ids printed old answers as new work (a review).
+ */
+function replayedLine(r: { seq: number; replayed?: true }): { replayed?: string } {
+  return r.replayed ? { replayed: `yes: this client and request ran before (seq ${r.seq}); its recorded answer, nothing ran now` } : {};
 }
 
 /**
@@ -129,8 +137,11 @@ function printBatch(r: BatchResult, requests: number[]): void {
   printTable(
     ["#", "request", "seq", "output"],
     // A too_large item has its seq: it was executed, only its output was left out.
-    r.results.map((x, i) => ("error" in x ? [i + 1, requests[i], x.seq ?? null, `error ${x.error.code}: ${x.error.message}`] : [i + 1, requests[i], x.seq, brief(x.output)])),
+    r.results.map((x, i) => ("error" in x ? [i + 1, requests[i], x.seq ?? null, `error ${x.error.code}: ${x.error.message}`] : [i + 1, requests[i], x.seq, `${x.replayed ? "(replayed: ran before) " : ""}${brief(x.output)}`])),
   );
+  const replayed = r.results.filter((x) => "replayed" in x && x.replayed).length;
+  // Said once under the table: ids reused under one --client answer what ran before (a review).
+  if (replayed > 0) process.stderr.write(`${replayed} of ${r.results.length} commands had run before under this client and request id: their recorded answers, nothing ran now (another file under the same --client needs --first-request above the ids it used)\n`);
 }
 
 export function dataCommands(): Command[] {
@@ -227,7 +238,7 @@ function txnCommand(): Command {
       const r = await submitOnce(client, group, command, flags.request ?? client.newRequest());
       if (json) return printJson(r);
       const out = r.output as KvTxnOutput;
-      printRecord({ seq: r.seq, succeeded: out.succeeded, bookmark: r.bookmark });
+      printRecord({ seq: r.seq, succeeded: out.succeeded, bookmark: r.bookmark, ...replayedLine(r) });
       printTable(["#", "output"], (out.results ?? []).map((o, i) => [i + 1, brief(o)]));
     });
 }

@@ -77,12 +77,14 @@ export const groupStatus = z.object({
 
 export const groupsPage = z.object({ groups: z.array(z.string()), next: z.string().optional() });
 
-export const commandResult = z.object({ seq: seq.min(1), output: anyJson, bookmark: z.string() });
+const replayed = z.literal(true).optional().describe("the answer recorded when an earlier attempt of this (client, request) ran: this one ran nothing");
+
+export const commandResult = z.object({ seq: seq.min(1), output: anyJson, bookmark: z.string(), replayed });
 
 export const batchResult = z.object({
   results: z.array(
     z.union([
-      z.object({ seq: seq.min(1), output: anyJson }),
+      z.object({ seq: seq.min(1), output: anyJson, replayed }),
       z.object({
         seq: seq.min(1).optional().describe("with too_large: executed at this seq, its output left out of this answer (send it again alone to read it)"),
         error: z.object({ code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]), message: z.string(), reason: errorReason.optional() }),

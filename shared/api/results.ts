@@ -6,6 +6,12 @@ export interface CommandResult {
   seq: number;
   output: unknown;
   bookmark: string;
+  /**
+   * An extra field (free under API.md): the answer recorded when an earlier attempt of this
+   * (client, request) ran; this one ran nothing. A rerun under a client id that reused request
+   * ids looked like new work done (a review).
+   */
+  replayed?: true;
 }
 export interface QueryResult {
   result: unknown;
@@ -23,7 +29,7 @@ export interface LogPage {
 
 /** One command's result in a batch: its outcome, or the error it alone met (the others are unaffected). */
 /** An item's result; an error with a seq (too_large) was executed at that seq: its output did not fit the answer. */
-export type BatchItemResult = { seq: number; output: unknown } | { seq?: number; error: { code: ErrorCode; message: string; reason?: ErrorReason } };
+export type BatchItemResult = { seq: number; output: unknown; replayed?: true } | { seq?: number; error: { code: ErrorCode; message: string; reason?: ErrorReason } };
 export interface BatchResult {
   results: BatchItemResult[];
   /** The position of the highest seq in the batch: read-your-writes for all of them. */

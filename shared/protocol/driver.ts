@@ -60,6 +60,11 @@ interface Deadline {
  */
 export const expiredMessage = `request id is no longer remembered for this client (it is at or below the lowest of the newest ${sessionRequestsMax} or more kept, or the client was idle past the group's session window and forgotten): it may have run already, so it is not run; use request ids that increase per client, above every earlier one`;
 
+/** An answer given to a later attempt of a (client, request) an earlier attempt ordered: it ran nothing. */
+function replay(a: SubmitAnswer): SubmitAnswer {
+  return a.kind === "ok" ? { ...a, replayed: true } : a;
+}
+
 export class SequencerDriver {
   /**
    * Since this driver started (metrics; the bench divides them by commands): flushes that ordered
@@ -204,11 +209,11 @@ export class SequencerDriver {
         // sequencer deposed, quorum-away seed 1412393983.) With outputs "first" one session answer
         // does: the lookup below, capped while cut off unless this object holds a replica.
         if (this.cutOff() && (!d.committed || this.core.config.outputs === "majority")) return this.answer("timeout");
-        if (d.seq === null) return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
+        if (d.seq === null) return replay(this.answer(await this.wait(this.waitingPending, pendingKey(client, request))));
         // A retry of a committed command reads its outcome from the replicas' session tables
         // rather than waiting with the first attempt: if every answer that carried its output was
         // lost, no further output comes, and the retry would time out like the first attempt did.
-        if (this.waitingSeq.has(d.seq) && !d.committed) return this.answer(await this.wait(this.waitingSeq, d.seq));
+        if (this.waitingSeq.has(d.seq) && !d.committed) return replay(this.answer(await this.wait(this.waitingSeq, d.seq)));
         // Cut off, the lookup ends at cutOffLookupMs (the router must see cutOffMs in its call);
         // otherwise its calls keep their own timeout past the budget, as before 3acbfcf (a retry
         // whose commit came late in the budget found a slow replica's answer), well within the
@@ -332,7 +337,7 @@ export class SequencerDriver {
       case "ok":
         return { kind: "ok", seq: outcome.seq, output: outcome.output, epoch, incarnation };
       case "duplicate":
-        return { kind: "ok", seq: outcome.originalSeq, output: outcome.output, epoch, incarnation };
+        return { kind: "ok", seq: outcome.originalSeq, output: outcome.output, epoch, incarnation, replayed: true };
       case "conflict":
         return { kind: "conflict", message: "request id was already used for a different command" };
       case "expired":
@@ -352,7 +357,7 @@ export class SequencerDriver {
     const winner = await this.sessionVote(client, request, seq, deadline, graceMs);
     if (this.stopped) return this.answer("timeout");
     if (winner === "split") return this.answer(null);
-    if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation };
+    if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");
   }
@@ -381,7 +386,7 @@ export class SequencerDriver {
     const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
     if (this.stopped || winner === null || winner === "split") return unknown;
     if (winner.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
-    if (winner.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation };
+    if (winner.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
     if (winner.kind !== "missing") return unknown;
     return winner.expired ? { kind: "conflict", message: expiredMessage } : refusal;
   }

@@ -83,7 +83,8 @@ export type ReadIndexAnswer = { kind: "ok"; seq: number } | { kind: "not_found" 
 
 export type SubmitAnswer =
   /** incarnation: the group's life that ordered it (its bookmark names it; a router's route may be older). */
-  | { kind: "ok"; seq: number; output: unknown; epoch: number; incarnation: number }
+  /** replayed: the outcome of an earlier attempt of this (client, request), read back; nothing ran now. */
+  | { kind: "ok"; seq: number; output: unknown; epoch: number; incarnation: number; replayed?: true }
   | { kind: "not_found" }
   | { kind: "conflict"; message: string }
   | Unavailable

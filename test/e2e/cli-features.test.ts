@@ -128,9 +128,16 @@ describe("smr batch and txn", () => {
     expect([...seqs].sort((x: number, y: number) => x - y)).toEqual(seqs);
     expect(new Set(seqs).size).toBe(5);
     expect(r.bookmark).toEqual(expect.any(String));
-    // The same file with the same client: the same request ids, so answered again, executed once.
-    expect(await json(args, client())).toMatchObject({ results: r.results });
+    // The same file with the same client: the same request ids, so answered again, executed once,
+    // and each answer says it ran before (a rerun printed old answers as new work: a review).
+    expect(await json(args, client())).toMatchObject({ results: r.results.map((x: object) => ({ ...x, replayed: true })) });
     expect((await json(["get", "cli-batch", "c"], client())).result).toEqual({ value: 3 });
+    const rerun = await smr(["batch", "cli-batch", file, "--client", "batch-1"], client());
+    expect(rerun.code).toBe(0);
+    expect(rerun.stdout).toMatch(/│ 3 +│ 3 +│ \d+ +│ \(replayed: ran before\) \{"value":3\} +│/);
+    expect(rerun.stderr).toContain("5 of 5 commands had run before under this client and request id: their recorded answers, nothing ran now");
+    const putAgain = await smrOk(["exec", "cli-batch", JSON.stringify(commands[0]), "--client", "batch-1", "--request", "1"], client());
+    expect(putAgain).toMatch(/replayed +│ yes: this client and request ran before \(seq \d+\); its recorded answer, nothing ran now/);
 
     // A JSON array of {request, command} items, shown as a table.
     const items = join(dir, "items.json");

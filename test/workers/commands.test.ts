@@ -73,6 +73,9 @@ describe("exactly-once", () => {
     expect(retry.status).toBe(200);
     expect(retry.body.seq).toBe(first.body.seq);
     expect(retry.body.output).toEqual(first.body.output);
+    // The retry says its answer is the earlier attempt's (an extra field); the first does not.
+    expect(first.body.replayed).toBeUndefined();
+    expect(retry.body.replayed).toBe(true);
     const conflict = await command("dedup", { op: "incr", key: "n", by: 2 }, "alice", 7);
     expectError(conflict, 409, "conflict", /request 7/);
     const other = await command("dedup", { op: "incr", key: "n", by: 1 }, "bob", 7);
@@ -88,6 +91,16 @@ describe("exactly-once", () => {
     const rs = await Promise.all(Array.from({ length: 5 }, () => command("dedup2", { op: "incr", key: "n", by: 1 }, "c", 1)));
     expect(new Set(rs.map((r) => r.body.seq))).toEqual(new Set([1]));
     expect(rs.every((r) => r.body.output.value === 1)).toBe(true);
+    // One of them ran it; the others waited for its answer and say so.
+    expect(rs.filter((r) => r.body.replayed === true)).toHaveLength(4);
+  });
+
+  it("a batch item whose (client, request) ran before answers its recorded output, marked replayed; the new ones are not", async () => {
+    await createGroup("dedup3");
+    await command("dedup3", { op: "incr", key: "n", by: 1 }, "daily", 1);
+    const r = await api("POST", "/v1/groups/dedup3/commands", { client: "daily", commands: [{ request: 1, command: { op: "incr", key: "n", by: 1 } }, { request: 2, command: { op: "incr", key: "n", by: 1 } }] }, clientToken);
+    expect(r.status).toBe(200);
+    expect(r.body.results).toEqual([{ seq: 1, output: { value: 1 }, replayed: true }, { seq: 2, output: { value: 2 } }]);
   });
 });
 

@@ -51,7 +51,7 @@ commandRoutes.post("/:group/commands", async (c) => {
   let { record, a } = await send(await groups.lookup(c.env, group));
   if (a.kind === "stale_life") ({ record, a } = await send(await freshRoute(c, group)));
   // The life that ordered it names the bookmark (an older sequencer's answer has none: the route's).
-  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a) } satisfies CommandResult);
+  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a), ...(a.replayed ? { replayed: true as const } : {}) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a, { recorded: client, given: body.client });
   throw new ApiError(e.code, e.message, e.code !== "unavailable" ? undefined : e.reason ? storageRetryAfterSec : 1, e.reason);
@@ -113,7 +113,8 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
     if (a.kind !== "ok" && a.kind !== "too_large") return { error: failureOf(group, a, { recorded: client, given: body.client }) };
     // Executed either way (a too_large item's output only was left out): the bookmark covers it.
     if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq, incarnation: a.incarnation ?? record.config.incarnation }; // ?? an older sequencer's answer (a deploy)
-    return a.kind === "ok" ? { seq: a.seq, output: a.output } : { seq: a.seq, error: { code: "too_large", message: a.message } };
+    if (a.kind === "ok") return { seq: a.seq, output: a.output, ...(a.replayed ? { replayed: true as const } : {}) };
+    return { seq: a.seq, error: { code: "too_large", message: a.message } };
   });
   return { results, bookmark: encodeBookmark(group, last.incarnation, last) };
 }
