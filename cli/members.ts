@@ -297,7 +297,8 @@ export function memberCommands(): Command[] {
       if (json) return printJson(page);
       printTable(
         ["seq", "epoch", "kind", "client", "request", "command", "timestamp"],
-        page.entries.map((e) => [e.seq, e.epoch, e.kind, e.client, e.request, brief(e.command, 50), e.timestamp]),
+        // An entry past commitSeq is marked: a recovery may replace it (a probe read one that became a no-op).
+        page.entries.map((e) => [e.committed === false ? `${e.seq} (uncommitted)` : e.seq, e.epoch, e.kind, e.client, e.request, brief(e.command, 50), e.timestamp]),
       );
       const hint = logHint(page);
       if (hint) note(hint);

@@ -110,6 +110,7 @@ export const entry = z.object({
   command: anyJson,
   timestamp: time,
   hash: hex,
+  committed: z.literal(false).optional().describe("past commitSeq: not committed yet, and a recovery may replace it with another entry"),
 });
 
 export const logPage = z.object({ firstSeq: seq, lastSeq: seq, commitSeq: seq, entries: z.array(entry) });

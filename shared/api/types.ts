@@ -27,6 +27,8 @@ export interface Entry {
   timestamp: string;
   /** sha256 chaining this entry to its predecessor (see entryHash). */
   hash: string;
+  /** The log route's extra field for an entry past commitSeq: not committed yet, a recovery may replace it. */
+  committed?: false;
 }
 
 export type ReplicaVerdict = "agrees" | "diverged" | "unreachable" | "behind";

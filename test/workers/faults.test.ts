@@ -47,6 +47,27 @@ describe("faults", () => {
     await api("POST", "/v1/groups/fault-args/faults", { target: "r2", fault: "none" });
   });
 
+  it("the log marks an entry past commitSeq as not committed: a recovery may replace it (a probe read one that became a no-op)", async () => {
+    await createGroup("log-tail");
+    await command("log-tail", { op: "put", key: "a", value: 1 });
+    for (const r of ["r2", "r3"]) await api("POST", "/v1/groups/log-tail/faults", { target: r, fault: "unreachable" });
+    const stuck = command("log-tail", { op: "put", key: "orphan", value: 1 });
+    let page: any = null;
+    await waitFor("an uncommitted entry in the log", async () => {
+      page = (await api("GET", "/v1/groups/log-tail/log")).body;
+      return page.lastSeq > page.commitSeq;
+    }, 20);
+    expect(page.entries.map((e: { seq: number; committed?: boolean }) => [e.seq, e.committed])).toEqual([
+      [1, undefined],
+      [2, false],
+    ]);
+    for (const r of ["r2", "r3"]) await api("POST", "/v1/groups/log-tail/faults", { target: r, fault: "none" });
+    await stuck;
+    const healed = (await api("GET", "/v1/groups/log-tail/log")).body;
+    expect(healed.commitSeq).toBe(2);
+    expect(healed.entries.every((e: { committed?: boolean }) => e.committed === undefined)).toBe(true);
+  });
+
   it("keeps committing with one replica of three down, and catches it up when it returns", async () => {
     await createGroup("one-down");
     await breakReplica("one-down", "r3");

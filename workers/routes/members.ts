@@ -8,6 +8,7 @@ import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shar
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
+import type { LogPage } from "../../shared/api/results.js";
 import type { AddReplicaAnswer, ReleaseAnswer, RemoveReplicaAnswer } from "../sequencer.js";
 
 export const memberRoutes = new Hono<App>();
@@ -24,7 +25,11 @@ memberRoutes.get("/:group/log", async (c) => {
   if (page && "compacted" in page) {
     throw new ApiError("compacted", `log entries before ${page.firstSeq} were compacted (seq ${from} among them); read the state, or the log without a from or from its firstSeq (${page.firstSeq})`);
   }
-  return c.json(page);
+  // The sequencer's tail past commitSeq is shown (a write stuck on its quorum is seen there) and
+  // marked: a recovery may replace such an entry (a probe read one at seq 4 that became a no-op).
+  const shown = page as LogPage | null;
+  if (shown) shown.entries = shown.entries.map((e) => (e.seq > shown.commitSeq ? { ...e, committed: false as const } : e));
+  return c.json(shown);
 });
 
 memberRoutes.get("/:group/replicas", async (c) => {
