@@ -137,6 +137,14 @@ export const cutOffLookupMs = 1_000;
 export const eventKeepTimeoutMs = 3_000;
 /** How long one append RPC to a replica may take before it counts as a missed contact. */
 export const replicaRpcTimeoutMs = 3_000;
+/**
+ * How long a heartbeat round (SequencerDriver.confirm: a linearizable read past its lease, a
+ * membership change) waits for a quorum to acknowledge a message sent after it began. Each
+ * replica's messages go one at a time, so the round's heartbeat may wait behind the message in
+ * flight: two round trips, each up to replicaRpcTimeoutMs. With one, a quorum answering in 2.5 s
+ * committed every write while every linearizable read past the lease answered 503 (a probe).
+ */
+export const confirmWaitMs = 2 * replicaRpcTimeoutMs;
 /** Retry pause after a failed append, doubled per consecutive miss, capped. */
 export const replicaRetryBaseMs = 50;
 export const replicaRetryMaxMs = 2_000;

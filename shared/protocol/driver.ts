@@ -18,6 +18,7 @@ import {
   replicaRetryBaseMs,
   replicaRetryMaxMs,
   replicaRpcTimeoutMs,
+  confirmWaitMs,
   sequencerTimeoutMs,
   sessionRequestsMax,
   holdMessageMs,
@@ -948,7 +949,7 @@ export class SequencerDriver {
           resolve(ok);
         },
       };
-      const cancel = this.io.setTimer(replicaRpcTimeoutMs, () => {
+      const cancel = this.io.setTimer(confirmWaitMs, () => {
         this.confirmations = this.confirmations.filter((c) => c !== entry);
         resolve(false);
       });
@@ -1424,7 +1425,7 @@ export class SequencerDriver {
     if (early === null) {
       const voters = this.core.votersAfter(change);
       const quorum = new MajorityConfig(voters);
-      if (!(await this.confirm(quorum))) early = refusal("no_quorum", change.id, `fewer than ${quorum.need} of its ${voters.length} voters answering a heartbeat within ${replicaRpcTimeoutMs} ms`);
+      if (!(await this.confirm(quorum))) early = refusal("no_quorum", change.id, `fewer than ${quorum.need} of its ${voters.length} voters answering a heartbeat within ${confirmWaitMs} ms`);
       else early = this.changeCheck(change);
     }
     if (early !== null) return { ok: false, ...early };

@@ -300,6 +300,24 @@ describe("rules a mutation probe found unguarded (test/unit/guards.test.ts has t
     c.round(); c.round(); c.round();
     expect(c.diverged).toEqual(["r3"]);
   });
+  it("a quorum that answers in 2.6 s (past the lease, within the append timeout) still confirms a read: its heartbeat waits behind the message in flight (a probe: every such read was a 503 while writes committed)", async () => {
+    const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as GroupConfig;
+    const g = directGroup(config, { entries: 1000, slack: 100 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    // Every round trip past the lease: each read needs a heartbeat round, sent once the message
+    // in flight is answered (up to 2.6 s later), then answered 2.6 s after that.
+    const rttMs = readLeaseMs + 100;
+    for (const id of ["r1", "r2", "r3"]) g.slow.set(id, rttMs);
+    const started = Date.now();
+    const writing = g.driver.submit("a", 2, { op: "put", key: "k", value: 2 });
+    // Reads begin at several points of the message in flight (the write's), the lease long past.
+    const reads = [200, 900, 1600].map((ms) => new Promise((r) => setTimeout(r, rttMs + ms)).then(() => g.driver.readIndex()));
+    expect(await Promise.all(reads)).toEqual([expect.objectContaining({ kind: "ok" }), expect.objectContaining({ kind: "ok" }), expect.objectContaining({ kind: "ok" })]);
+    expect((await writing).kind).toBe("ok");
+    expect(Date.now() - started).toBeGreaterThan(rttMs);
+    g.driver.stop();
+  }, 30_000);
+
   it("past readLeaseMs (not yet cut off) a read index needs a fresh round: a successor waits out only readLeaseMs (driver.ts: the lease doubled)", async () => {
     let nowMs = 1_000_000;
     let timersFire = false;
