@@ -506,6 +506,22 @@ function notApi(res: Response, text: string): ApiRequestError {
   return new ApiRequestError(res.status, "not_api", `not an answer of the API (${type}): ${plainText(text) || res.statusText || "empty"}`, retryAfterSecOf(res.headers));
 }
 
+/** A watch request's query and headers: where it stands, and which life of the group it followed. */
+function watchRequest(opts: WatchOptions, lastId: string | undefined, reconnect: boolean, incarnation: string | null): { q: URLSearchParams; headers: Record<string, string> } {
+  const q = new URLSearchParams();
+  if (lastId !== undefined) q.set("from", lastId);
+  if (opts.prefix !== undefined) q.set("prefix", opts.prefix);
+  const headers: Record<string, string> = { accept: "text/event-stream" };
+  // A reconnect says where it stands as EventSource does; the first request only asks `from`
+  // (sent as both, a `from` past the end was refused naming Last-Event-ID, a probe).
+  if (lastId !== undefined && reconnect) headers["last-event-id"] = lastId;
+  // And which life of the group it followed: a group deleted and made again reuses its seqs,
+  // and the stream went on with the new life's entries after the old life's (a probe).
+  if (incarnation !== null) headers["x-smr-incarnation"] = incarnation;
+  if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
+  return { q, headers };
+}
+
 /** What of a body comes within waitMs (bounded to 64 KiB), then the rest cancelled: an answer that never ends held the watch. */
 async function startOf(res: Response, waitMs: number): Promise<string> {
   const reader = res.body?.getReader();
@@ -1022,18 +1038,7 @@ export class SmrClient {
     let serverPauseMs: number | undefined;
     let incarnation: string | null = null;
     while (!signal?.aborted) {
-      const q = new URLSearchParams();
-      if (lastId !== undefined) q.set("from", lastId);
-      if (opts.prefix !== undefined) q.set("prefix", opts.prefix);
-      const headers: Record<string, string> = { accept: "text/event-stream" };
-      // A reconnect says where it stands as EventSource does; the first request only asks `from`
-      // (sent as both, a `from` past the end was refused naming Last-Event-ID, a probe).
-      if (lastId !== undefined && connects > 0) headers["last-event-id"] = lastId;
-      // And which life of the group it followed: a group deleted and made again reuses its seqs,
-      // and the stream went on with the new life's entries after the old life's (a probe).
-      if (incarnation !== null) headers["x-smr-incarnation"] = incarnation;
-      connects++;
-      if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
+      const { q, headers } = watchRequest(opts, lastId, connects++ > 0, incarnation);
       let res: Response;
       const idleMs = timerMs(opts.idleMs ?? watchIdleMs);
       // The answer's head within idleMs too: a connection taken and never answered held the watch
