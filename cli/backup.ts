@@ -12,7 +12,7 @@ import { inputFile, positiveArg, upToArg, UsageError } from "./args.js";
 import { runOf, unanswered } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { printStatus } from "./groups.js";
-import { printJson, printRecord } from "./output.js";
+import { printJson, printRecord, stdoutClosed } from "./output.js";
 
 /** Bytes of a file's start read to find its header line. */
 const headerBytesMax = 64 * 1024;
@@ -293,7 +293,10 @@ function snapshotCommand(): Command {
       const { client, json } = runOf(cmd);
       const target: Output = opts.output === undefined ? { kind: "own", stream: process.stdout } : outputTarget(opts.output);
       const body = cutOffSaid(await client.snapshot(group));
-      if (target.kind === "own") return pass(body, target.stream, target.stream === process.stdout ? "stdout" : "stderr");
+      if (target.kind === "own") {
+        stdoutClosed.cutShort = "the output was closed before the download ended: what its reader took is not a whole snapshot";
+        return pass(body, target.stream, target.stream === process.stdout ? "stdout" : "stderr");
+      }
       if (target.kind === "through") return pass(body, createWriteStream(target.path), target.path);
       // Written beside the file and renamed over it once complete: a snapshot cut short never
       // replaces (or empties) an earlier backup of that name, and leaves nothing that looks like

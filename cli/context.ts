@@ -31,11 +31,6 @@ export function jsonWanted(cmd: Command): boolean {
 let usedTarget: Target | null = null;
 
 /**
- * What the error line adds about where the URL or the token came from: "ECONNREFUSED" and "unknown
- * token" said nothing of the `--url`/`SMR_URL` to pass, or of the stale .dev.vars a token was read
- * from (a probe). Empty when there is nothing to add.
- */
-/**
  * An error after which a request's outcome is unknown, so that a command or a restore may have
  * taken: no answer once sent, a 504, a 500 (raised after the sequencer was called) or another
  * server's 5xx. A 503 of the API's is "certainly not"; a connection never made sent nothing.
@@ -45,6 +40,11 @@ export function unanswered(err: unknown): boolean {
   return (err.code === "network" && !err.notSent) || err.code === "timeout" || err.code === "internal" || (err.code === "not_api" && err.status >= 500);
 }
 
+/**
+ * What the error line adds about where the URL or the token came from: "ECONNREFUSED" and "unknown
+ * token" said nothing of the `--url`/`SMR_URL` to pass, or of the stale .dev.vars a token was read
+ * from (a probe). Empty when there is nothing to add.
+ */
 export function targetHint(err: unknown, target: Target | null = usedTarget): string {
   if (!target || !(err instanceof ApiRequestError)) return "";
   if (err.code === "network" && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(err.message)) {

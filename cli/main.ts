@@ -12,7 +12,7 @@ import { dataCommands } from "./data.js";
 import { groupsCommand } from "./groups.js";
 import { memberCommands } from "./members.js";
 import { metricsCommand } from "./metrics.js";
-import { escapeUnsafe, printJson, printRecord } from "./output.js";
+import { escapeUnsafe, printJson, printRecord, stdoutClosed } from "./output.js";
 import { watchCommand } from "./watch.js";
 
 function configCommand(): Command {
@@ -113,6 +113,10 @@ function report(err: unknown): number {
 // `smr watch ... | head`: a reader that has gone away ends the command, quietly. Any other failure
 // to write the output (a full disk: `smr snapshot g > f`) is an error line, not a stack trace.
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE" && stdoutClosed.cutShort !== null) {
+    say(stdoutClosed.cutShort);
+    process.exit(1);
+  }
   if (err.code === "EPIPE") process.exit(0);
   say(`cannot write the output: ${err.code ?? err.message}`);
   process.exit(1);

@@ -85,3 +85,10 @@ export function note(text: string): void {
 export function hashPrefix(hash: string | null | undefined): string {
   return hash ? hash.slice(0, 12) : "-";
 }
+
+/**
+ * What a reader closing stdout early (EPIPE) means: nothing (`smr watch | head`: the command ends,
+ * exit 0), or, once a command sets `cutShort`, that its output is incomplete (`smr snapshot g |
+ * head` exited 0, a backup cut short: a review).
+ */
+export const stdoutClosed: { cutShort: string | null } = { cutShort: null };

@@ -649,6 +649,6 @@ export function outputBudget(): (a: SubmitAnswer) => SubmitAnswer {
       return a;
     }
     const message = `executed at seq ${a.seq}; its output did not fit in this batch's answer (${batchOutputCharsMax} characters of outputs at most): send it again alone with the same client and request to read it (in a group made since 2026-12-06, an output more than ${sessionOutputFreeCharsDefault} characters longer than what its command brought (its JSON, the rows it replaced) is not kept: that answers output_not_kept; read with queries)`;
-    return { kind: "too_large", seq: a.seq, epoch: a.epoch, incarnation: a.incarnation, message };
+    return { kind: "too_large", seq: a.seq, epoch: a.epoch, incarnation: a.incarnation, message, ...(a.replayed ? { replayed: true as const } : {}) };
   };
 }

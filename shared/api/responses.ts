@@ -88,6 +88,7 @@ export const batchResult = z.object({
       z.object({
         seq: seq.min(1).optional().describe("with too_large: executed at this seq, its output left out of this answer (send it again alone to read it)"),
         error: z.object({ code: z.enum(errorCodes as [ErrorCode, ...ErrorCode[]]), message: z.string(), reason: errorReason.optional() }),
+        replayed,
       }),
     ]),
   ),

@@ -29,7 +29,7 @@ export interface LogPage {
 
 /** One command's result in a batch: its outcome, or the error it alone met (the others are unaffected). */
 /** An item's result; an error with a seq (too_large) was executed at that seq: its output did not fit the answer. */
-export type BatchItemResult = { seq: number; output: unknown; replayed?: true } | { seq?: number; error: { code: ErrorCode; message: string; reason?: ErrorReason } };
+export type BatchItemResult = { seq: number; output: unknown; replayed?: true } | { seq?: number; error: { code: ErrorCode; message: string; reason?: ErrorReason }; replayed?: true };
 export interface BatchResult {
   results: BatchItemResult[];
   /** The position of the highest seq in the batch: read-your-writes for all of them. */

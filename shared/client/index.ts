@@ -506,6 +506,17 @@ function notApi(res: Response, text: string): ApiRequestError {
   return new ApiRequestError(res.status, "not_api", `not an answer of the API (${type}): ${plainText(text) || res.statusText || "empty"}`, retryAfterSecOf(res.headers));
 }
 
+/**
+ * An answer without "replayed" when this call's own earlier attempt (a 504, a lost answer) may
+ * have run the command: the replay is of that attempt, not of an earlier call's (a review: `smr
+ * put` printed "nothing ran now" for the put its first attempt ran).
+ */
+function ownReplay<T extends { replayed?: true }>(r: T): T {
+  if (!r.replayed) return r;
+  const { replayed: _replayed, ...rest } = r;
+  return rest as T;
+}
+
 /** A watch request's query and headers: where it stands, and which life of the group it followed. */
 function watchRequest(opts: WatchOptions, lastId: string | undefined, reconnect: boolean, incarnation: string | null): { q: URLSearchParams; headers: Record<string, string> } {
   const q = new URLSearchParams();
@@ -846,7 +857,7 @@ export class SmrClient {
       try {
         const r = await this.request<CommandResult>("POST", groupPath(group, `/commands`), { client: this.clientId, request, command }, signal);
         this.keepBookmark(group, r.bookmark);
-        return r;
+        return unsure ? ownReplay(r) : r;
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const attempt = retries.attempt;
@@ -936,7 +947,7 @@ export class SmrClient {
         const again: number[] = [];
         answer.results.forEach((r, j) => {
           const i = pending[j]!;
-          results[i] = r;
+          results[i] = unsure.has(i) ? ownReplay(r) : r;
           if ("error" in r && (r.error.code === "unavailable" || (r.error.code === "conflict" && expiredAfterRetry(r.error.message))) && unsure.has(i)) results[i] = { error: unknownAfterCode(r.error.message) };
           if ("error" in r && r.error.code === "timeout") unsure.add(i);
           // Not one refused for the storage quota: no retry mends it (a probe's `smr put` retried it for 90 s).
@@ -963,7 +974,8 @@ export class SmrClient {
         return null;
       });
       if (again === null || isNotKept(again.output)) continue;
-      results[i] = { seq: again.seq, output: again.output };
+      // Replayed as the batch's item was (or not): this read-back is a replay by definition.
+      results[i] = { seq: again.seq, output: again.output, ...(r.replayed ? { replayed: true as const } : {}) };
       bookmark = later(bookmark, again.bookmark);
     }
     if (bookmark) this.keepBookmark(group, bookmark);
@@ -1049,7 +1061,8 @@ export class SmrClient {
         res = await this.send("GET", groupPath(group, `/watch${q.size ? `?${q}` : ""}`), { headers, signal: signal ? AbortSignal.any([signal, noAnswer.signal]) : noAnswer.signal });
       } catch (err) {
         if (signal?.aborted) return;
-        if (err instanceof ApiRequestError && (watchFatal.has(err.status) || err.hopeless)) throw err;
+        // Nor a server with no tokens set (503 not_configured): it stays so until its operator acts.
+        if (err instanceof ApiRequestError && (watchFatal.has(err.status) || err.hopeless || err.code === "not_configured")) throw err;
         // A refusal's Retry-After is waited out (a replica full of watchers frees places in about a
         // second): its refused watchers came back after 50, 100, 200 ms..., each refused again.
         const askedMs = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? Math.min(err.retryAfterSec * 1000, clientRetryAfterMaxMs) : 0;

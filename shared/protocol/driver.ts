@@ -152,6 +152,11 @@ export class SequencerDriver {
     this.waitingSeq.clear();
     for (const w of this.commitWatchers) w.wake();
     this.commitWatchers = [];
+    // A heartbeat round under way fails now, not at its timer (confirmWaitMs): a read or a
+    // change waiting on a deposed or moved sequencer answered "stopping" up to 6 s late (a review).
+    const rounds = this.confirmations;
+    this.confirmations = [];
+    for (const c of rounds) c.done(false);
     this.releaseSettled(); // a change waiting for the start is refused as stopping
   }
 

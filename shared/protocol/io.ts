@@ -96,7 +96,7 @@ export type SubmitAnswer =
   /** The route that sent it names an older life of the group (SequencerObject.submit): not run; look the group up again. */
   | { kind: "stale_life" }
   /** A batch item executed at seq whose output did not fit the batch's answer (batchOutputCharsMax). */
-  | { kind: "too_large"; seq: number; epoch: number; incarnation: number; message: string };
+  | { kind: "too_large"; seq: number; epoch: number; incarnation: number; message: string; replayed?: true };
 
 /**
  * The replica's API, declared once. ReplicaDriver implements it; the link a sequencer holds, the

@@ -100,6 +100,29 @@ describe("smr before it sends anything", () => {
     }
   });
 
+  it("a snapshot whose reader closes the pipe before the end exits 1 and says so (it exited 0: a backup cut short, a review)", async () => {
+    const rows = Array.from({ length: 20_000 }, (_, i) => JSON.stringify([`key-${i}`, "v".repeat(40)])).join("\n");
+    const server = createHttpServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(`{"group":"demo","machine":"kv","seq":1,"rows":20000,"digest":"00"}\n${rows}\n`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const script = `set -o pipefail; "${process.execPath}" "${bin}" snapshot demo --url http://127.0.0.1:${port} --token t | head -c 100 > /dev/null`;
+      const r = await new Promise<{ status: number | null; err: string }>((resolve) => {
+        const child = spawn("bash", ["-c", script], { cwd: away, env: bareEnv() });
+        let err = "";
+        child.stderr.on("data", (d) => (err += String(d)));
+        child.on("close", (status) => resolve({ status, err }));
+      });
+      expect(r.status).toBe(1);
+      expect(r.err).toContain("the output was closed before the download ended: what its reader took is not a whole snapshot");
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it("takes `log --from 0` (0 and 1 both mean the first entry, as the API says)", () => {
     // Port 9 (fetch refuses it at once): the error is the network's, not a usage error about --from.
     const r = smr("log", "demo", "--from", "0", "--url", "http://127.0.0.1:9", "--token", "t", "--retry-for", "0");

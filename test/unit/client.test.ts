@@ -344,6 +344,29 @@ describe("client: names, time and retries", () => {
   });
 });
 
+describe("client: replayed answers", () => {
+  it("keeps \"replayed\" for an answer an earlier call ordered, and drops it where this call's own earlier attempt may have (a review: a first run's put read \"nothing ran now\")", async () => {
+    const replayed = () => Response.json({ seq: 4, output: { value: 1 }, bookmark: "b", replayed: true });
+    const earlier = clientWith(replayed).client;
+    expect(await earlier.submit("g", { op: "incr", key: "n", by: 1 })).toMatchObject({ seq: 4, replayed: true });
+    let n = 0;
+    const own = clientWith(() => (n++ === 0 ? errorBody(504, "timeout", "not confirmed in time") : replayed())).client;
+    const r = await own.submit("g", { op: "incr", key: "n", by: 1 });
+    expect(r).toEqual({ seq: 4, output: { value: 1 }, bookmark: "b" });
+  });
+
+  it("in a batch, drops it only for the items an earlier attempt of this call left unknown", async () => {
+    let n = 0;
+    const { client } = clientWith(() =>
+      n++ === 0
+        ? Response.json({ results: [{ seq: 1, output: { a: 1 }, replayed: true }, { error: { code: "timeout", message: "not confirmed" } }], bookmark: "b" })
+        : Response.json({ results: [{ seq: 2, output: { b: 1 }, replayed: true }], bookmark: "b" }),
+    );
+    const r = await client.submitBatch("g", [{ command: { op: "put", key: "a", value: 1 } }, { command: { op: "put", key: "b", value: 1 } }]);
+    expect(r.results).toEqual([{ seq: 1, output: { a: 1 }, replayed: true }, { seq: 2, output: { b: 1 } }]);
+  });
+});
+
 describe("client: a server with no tokens", () => {
   it("is not retried: 503 not_configured stays until the operator sets tokens (commands and reads were retried for 90 s, a review)", async () => {
     const { client, calls } = clientWith(() => errorBody(503, "not_configured", "no tokens configured"));
@@ -351,6 +374,12 @@ describe("client: a server with no tokens", () => {
     expect(calls).toHaveLength(1);
     await expect(client.query("g", { op: "get", key: "k" })).rejects.toMatchObject({ status: 503, code: "not_configured" });
     expect(calls).toHaveLength(2);
+    // A watch ends on it too (it reconnected for ever: a review).
+    const watching = (async () => {
+      for await (const _ of client.watch("g")) break;
+    })();
+    await expect(watching).rejects.toMatchObject({ status: 503, code: "not_configured" });
+    expect(calls).toHaveLength(3);
   });
 });
 

@@ -11,7 +11,7 @@ import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/proto
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { SequencerCore, type SequencerMeta } from "../../shared/protocol/sequencer.js";
 import type { AppendRequest, GroupConfig } from "../../shared/protocol/types.js";
-import { appendEntriesMax, readLeaseMs, sequencerTimeoutMs } from "../../shared/limits.js";
+import { appendEntriesMax, readLeaseMs, replicaRpcTimeoutMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { Cluster } from "../support/cluster.js";
 import { directGroup, realClock } from "../support/direct.js";
 
@@ -317,6 +317,23 @@ describe("rules a mutation probe found unguarded (test/unit/guards.test.ts has t
     expect(Date.now() - started).toBeGreaterThan(rttMs);
     g.driver.stop();
   }, 30_000);
+
+  it("a heartbeat round under way ends with the sequencer's stop, not at its timer (a read on a deposed sequencer waited up to 6 s: a review)", async () => {
+    let nowMs = 1_000_000;
+    let timersFire = false;
+    const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as GroupConfig;
+    const g = directGroup(config, { entries: 1000, slack: 100 }, { nowMs: () => nowMs, setTimer: (ms, fn) => (timersFire ? realClock.setTimer(ms, fn) : () => {}) });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    nowMs += readLeaseMs + 500;
+    timersFire = true;
+    for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+    const reading = g.driver.readIndex();
+    const startedMs = Date.now();
+    await new Promise((r) => setTimeout(r, 50));
+    g.driver.stop();
+    expect(await reading).toMatchObject({ kind: "unavailable" });
+    expect(Date.now() - startedMs).toBeLessThan(replicaRpcTimeoutMs);
+  });
 
   it("past readLeaseMs (not yet cut off) a read index needs a fresh round: a successor waits out only readLeaseMs (driver.ts: the lease doubled)", async () => {
     let nowMs = 1_000_000;
