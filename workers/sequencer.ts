@@ -434,6 +434,8 @@ export class SequencerObject extends ReplicaServing {
     const driver = this.driver;
     if (!driver) return { ok: false, code: "not_found", reason: "no such group" };
     if (!driver.core.replicaIds().includes(id)) return { ok: false, code: "not_found", reason: `no replica ${id} in this group` };
+    const busy = driver.core.repairBusy(id);
+    if (busy !== null) return { ok: false, code: "unavailable", reason: busy };
     const refused = driver.repairRefusal(id);
     if (refused !== null) return { ok: false, ...refused };
     driver.wake(); // an operator's repair is client work: the send loops must run after it

@@ -992,18 +992,30 @@ export class SequencerCore {
    * simulator, seed 22, once it kept the directory's quarantine list). The next is begun once one ends.
    */
   beginRepair(id: string): boolean {
+    if (this.repairBusy(id) !== null) return false;
+    this.progress.get(id)!.repairing = true;
+    return true;
+  }
+
+  /**
+   * Why a repair of `id` cannot begin now (null: it can): it is being repaired, or as many voters
+   * as the quorum can spare are. An operator's refused repair said "the state transfer did not
+   * complete: see the server's log", which said nothing (a probe).
+   */
+  repairBusy(id: string): string | null {
     const p = this.progress.get(id);
-    if (!p || p.repairing) return false;
+    if (!p) return `no replica ${id}`;
+    if (p.repairing) return `${id} is being repaired already (its status shows the rebuild's progress)`;
     // One that already refuses fences (a half-done transfer) takes nothing more from the quorum
     // that can fence; any other counts every voter repairing or left half-rebuilt (a restore or
     // a repair that failed midway: not counted, a third repair could start beside two of them).
     if (p.voter && !p.rebuilding) {
       const voters = this.voterIds();
-      const busy = voters.filter((v) => this.progress.get(v)?.repairing || this.progress.get(v)?.rebuilding).length;
-      if (busy >= Math.max(1, voters.length - majority(voters.length))) return false;
+      const busy = voters.filter((v) => this.progress.get(v)?.repairing || this.progress.get(v)?.rebuilding);
+      const spare = Math.max(1, voters.length - majority(voters.length));
+      if (busy.length >= spare) return `${busy.join(", ")} ${busy.length === 1 ? "is" : "are"} being rebuilt, as many voters as a quorum can spare (${spare}): retry when ${busy.length === 1 ? "it is" : "one is"} done`;
     }
-    p.repairing = true;
-    return true;
+    return null;
   }
 
   /** A state transfer to it may have begun and not ended (see Progress.rebuilding). */

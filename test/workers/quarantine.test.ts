@@ -115,4 +115,18 @@ describe("the operator's way out of a quarantine", () => {
     expect(row).toBe("3");
     expect((await api("POST", "/v1/groups/repair-now/audit")).body.verdict).toBe("consistent");
   });
+
+  it("repair: a second one while the first is under way is a 503 that says so (it said \"see the server's log\", which said nothing: a probe)", async () => {
+    await createGroup("repair-twice");
+    for (let i = 1; i <= 3; i++) await command("repair-twice", { op: "put", key: `k${i}`, value: i });
+    await applied("repair-twice", 3);
+    await api("POST", "/v1/groups/repair-twice/faults", { target: "r3", fault: "slow", ms: 400 });
+    const first = api("POST", "/v1/groups/repair-twice/replicas/r3/repair");
+    await waitFor("r3 repairing", async () => (await statuses("repair-twice")).r3?.status === "repairing", 10);
+    expectError(await api("POST", "/v1/groups/repair-twice/replicas/r3/repair"), 503, "unavailable", /r3 is being repaired already/);
+    // Another voter too: a group of three can spare one for a rebuild at a time.
+    expectError(await api("POST", "/v1/groups/repair-twice/replicas/r2/repair"), 503, "unavailable", /r3 is being rebuilt, as many voters as a quorum can spare \(1\): retry when it is done/);
+    await api("POST", "/v1/groups/repair-twice/faults", { target: "r3", fault: "none" });
+    expect((await first).status).toBe(200);
+  });
 });
