@@ -1750,10 +1750,15 @@ export class SequencerDriver {
     // So while one that did not fail its scrub is only out of reach (it said "conflict" then).
     const others = this.core.replicaIds().filter((id) => id !== target);
     const failedNote = failed.length > 0 ? ` (${failed.join(", ")} failed the last audit's scrub)` : "";
-    if (!others.every((id) => failed.includes(id))) return { code: "unavailable", reason: `no healthy replica to copy ${target} from now${failedNote}; retry, or let the audit retry it` };
+    // One that needs a state transfer itself is no source until it has had one, which needs a
+    // source too: with only such ones and failed ones, a retry never finds one (a probe's 503).
+    const rebuilding = others.filter((id) => !failed.includes(id) && this.core.needsTransfer(id));
+    if (!others.every((id) => failed.includes(id) || rebuilding.includes(id))) return { code: "unavailable", reason: `no healthy replica to copy ${target} from now${failedNote}; retry, or let the audit retry it` };
+    const waiting = rebuilding.length > 0 ? ` and ${rebuilding.join(", ")} ${rebuilding.length === 1 ? "needs" : "need"} a state transfer itself` : "";
+    if (failed.length === 0) return { code: "conflict", reason: `no replica to copy ${target} from: ${rebuilding.join(", ")} ${rebuilding.length === 1 ? "needs" : "need"} a state transfer itself; release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group` };
     return {
       code: "conflict",
-      reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests); release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
+      reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests)${waiting}; release one that failed with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
     };
   }
 

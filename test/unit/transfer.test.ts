@@ -333,7 +333,7 @@ describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", (
     expect(g.events.filter((e) => e.fields.action === "alarm")).toHaveLength(1);
     // Nothing was compared (every replica failed its scrub): the event names no seq, 0 read as one (a probe).
     expect(g.events.find((e) => e.fields.action === "alarm")!.fields).toEqual({ action: "alarm" });
-    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1, r3 failed the last audit's scrub .*release one with rebase/) });
+    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1, r3 failed the last audit's scrub .*release one that failed with rebase/) });
     // With one of them only out of reach (and its scrub not failed), a retry may find it: a 503.
     const failedScrubs = (g.driver as unknown as { scrubFailed: Map<string, unknown> }).scrubFailed;
     const r3Failed = failedScrubs.get("r3");
@@ -342,6 +342,13 @@ describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", (
     const candidates = core.readCandidates;
     core.readCandidates = () => candidates.call(g.driver.core).filter((id) => id !== "r3"); // out of reach
     expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "unavailable", reason: expect.stringMatching(/^no healthy replica to copy r2 from now \(r1 failed the last audit's scrub\); retry/) });
+    // With it needing a state transfer itself (left halfway by a failed rebuild), a retry never
+    // finds a source: a 409 with the way out (it was a 503 "retry": a probe).
+    const needs = (g.driver.core as unknown as { needsTransfer: (id: string) => boolean });
+    const needsTransfer = needs.needsTransfer;
+    needs.needsTransfer = (id) => id === "r3" || needsTransfer.call(g.driver.core, id);
+    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1 failed the last audit's scrub \(their rows do not match their digests\) and r3 needs a state transfer itself; release one that failed with rebase/) });
+    needs.needsTransfer = needsTransfer;
     core.readCandidates = candidates;
     failedScrubs.set("r3", r3Failed);
     // Not quarantined: a plain release has nothing to do, a rebase takes its rows as they are.
