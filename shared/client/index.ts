@@ -915,8 +915,7 @@ export class SmrClient {
     let pending = items.map((_, i) => i);
     let bookmark: string | undefined;
     const retries = new Retries(this.opts);
-    /** Items an attempt left unknown (a 504, a failed request): a later 503 for one is reported as a timeout. */
-    const unsure = new Set<number>();
+    const unsure = new Set<number>(); // items an attempt left unknown (a 504, a failed request): a later 503 is a timeout
     for (;;) {
       const attempt = retries.attempt;
       let pauseMs: number | null = null;

@@ -268,6 +268,23 @@ describe("a linearizable read's index", () => {
   }, 15_000);
 });
 
+/**
+ * A group whose one write's quorum was heard readLeaseMs + 500 ms ago by its clock (not yet cut
+ * off), every replica down since: a read index then needs a heartbeat round that gets no answer.
+ */
+async function pastLeaseAllDown() {
+  let nowMs = 1_000_000;
+  let timersFire = false;
+  const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as GroupConfig;
+  const g = directGroup(config, { entries: 1000, slack: 100 }, { nowMs: () => nowMs, setTimer: (ms, fn) => (timersFire ? realClock.setTimer(ms, fn) : () => {}) });
+  expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+  nowMs += readLeaseMs + 500;
+  expect(nowMs - 1_000_000).toBeLessThan(sequencerTimeoutMs);
+  timersFire = true;
+  for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+  return g;
+}
+
 describe("rules a mutation probe found unguarded (test/unit/guards.test.ts has the others)", () => {
   it("a message capped before the no-op does not carry an older epoch's entry as committed (sequencer.ts commitWithAck without the current-epoch rule: raft's figure 8)", () => {
     const committed = extend([], 1, 2);
@@ -319,14 +336,7 @@ describe("rules a mutation probe found unguarded (test/unit/guards.test.ts has t
   }, 30_000);
 
   it("a heartbeat round under way ends with the sequencer's stop, not at its timer (a read on a deposed sequencer waited up to 6 s: a review)", async () => {
-    let nowMs = 1_000_000;
-    let timersFire = false;
-    const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as GroupConfig;
-    const g = directGroup(config, { entries: 1000, slack: 100 }, { nowMs: () => nowMs, setTimer: (ms, fn) => (timersFire ? realClock.setTimer(ms, fn) : () => {}) });
-    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    nowMs += readLeaseMs + 500;
-    timersFire = true;
-    for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+    const g = await pastLeaseAllDown();
     const reading = g.driver.readIndex();
     const startedMs = Date.now();
     await new Promise((r) => setTimeout(r, 50));
@@ -336,15 +346,7 @@ describe("rules a mutation probe found unguarded (test/unit/guards.test.ts has t
   });
 
   it("past readLeaseMs (not yet cut off) a read index needs a fresh round: a successor waits out only readLeaseMs (driver.ts: the lease doubled)", async () => {
-    let nowMs = 1_000_000;
-    let timersFire = false;
-    const config = { group: "g", incarnation: 0, machine: "kv", replicas: 3, locations: [], outputs: "first", checkpointEvery: 50 } as GroupConfig;
-    const g = directGroup(config, { entries: 1000, slack: 100 }, { nowMs: () => nowMs, setTimer: (ms, fn) => (timersFire ? realClock.setTimer(ms, fn) : () => {}) });
-    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
-    nowMs += readLeaseMs + 500;
-    expect(nowMs - 1_000_000).toBeLessThan(sequencerTimeoutMs);
-    timersFire = true;
-    for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+    const g = await pastLeaseAllDown();
     const answer = await Promise.race([g.driver.readIndex(), new Promise((r) => setTimeout(r, 200)).then(() => "still confirming")]);
     expect(answer).not.toMatchObject({ kind: "ok" });
     g.driver.stop();
