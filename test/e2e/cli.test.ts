@@ -71,7 +71,8 @@ describe("smr put, get, list, exec, query", () => {
     // The same --client and --request is the same command: answered again, not executed again.
     const once = ["exec", "cli-kv", '{"op":"incr","key":"visits","by":1}', "--client", "script-1", "--request", "7"];
     const first = await json(once, client());
-    expect(await json(once, client())).toEqual(first);
+    expect(await json(once, client())).toEqual({ ...first, replayed: true });
+    expect(first.replayed).toBeUndefined();
     expect(first.output).toEqual({ value: 6 });
     // Under --client without --request, each run is a new command (its id was 1 for every run:
     // the second incr was answered the first's output and not run).
