@@ -1548,7 +1548,11 @@ export class SequencerDriver {
       // Only when every replica answered: one that did not would hold each round for its whole
       // timeout (three rounds outlasted the router's call, a review) and count a miss each time.
       const allAnswered = answered.length === this.core.replicaIds().length;
-      if (decided.report.verdict === "insufficient" && allAnswered && attempt < auditTriesMax) {
+      // So is a replica flagged (its scrub failed) with no healthy quorum to confirm it, for want
+      // of a shared position: it stayed in service until the next audit, where a clean group of
+      // the same shape was asked again (a probe). An alarm (a quorum flagged) is not asked again.
+      const unconfirmed = decided.report.verdict === "diverged" && decided.diverged.length === 0 && decided.alarm === null;
+      if ((decided.report.verdict === "insufficient" || unconfirmed) && allAnswered && attempt < auditTriesMax) {
         this.kickAll();
         await new Promise<void>((resolve) => this.io.setTimer(auditRetryMs, resolve));
         continue;

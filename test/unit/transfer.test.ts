@@ -320,6 +320,23 @@ describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", (
     }
   };
 
+  it("an audit whose scrub flags a replica, with no position the others share yet, asks again and quarantines it (it was left serving until the next audit: a probe)", async () => {
+    const g = directGroup(config(), { entries: 1000, slack: 100 });
+    for (let r = 1; r <= 4; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
+    await tick();
+    g.replicas.get("r3")!.core!.saveState();
+    g.stores.get("r3")!.rows.put("m/k1", JSON.stringify(1_000));
+    // r2 misses the next entry (r1 and r3 commit it) and is back, one entry behind, as the audit asks.
+    g.down.add("r2");
+    expect((await g.driver.submit("a", 5, { op: "put", key: "k5", value: 5 })).kind).toBe("ok");
+    g.down.delete("r2");
+    expect(g.replicas.get("r2")!.core!.position().appliedSeq).toBeLessThan(g.replicas.get("r1")!.core!.position().appliedSeq);
+    const report = await g.driver.audit();
+    expect(report).toMatchObject({ verdict: "diverged", quarantined: ["r3"] });
+    expect(report.compared).toBeUndefined();
+    g.driver.stop();
+  });
+
   it("is refused before anything is touched once the log is compacted; a rebased replica is then the source of the others", async () => {
     const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10, slack: 5 });
     for (let r = 1; r <= 40; r++) expect((await g.driver.submit("a", r, { op: "put", key: `k${r}`, value: r })).kind).toBe("ok");
