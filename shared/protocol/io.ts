@@ -62,16 +62,20 @@ export function cutOffOf(answer: unknown): number | null {
  * speaks only of this call, while the first may sit in a replica's log that the successor
  * recovers and commits. Such refusals become timeouts (504: retry with the same pair). `earlier`:
  * the first answer (per item for a batch), or null when the call itself failed (every item
- * unknown); an item refused then (503) stays as it is answered now.
+ * unknown); an item refused then (503) stays as it is answered now. An answer `replayed` from an
+ * item the first call may have run (unknown, or ok) loses the mark: the replay is of this
+ * request's own first call, and the command ran for it (a review: `smr put` said "nothing ran
+ * now" for the put its first call ran).
  */
 export function unsureAfter<T>(answer: T, earlier: unknown): T {
-  const unknownAt = (i: number) => {
-    if (earlier === null) return true;
-    const e = (Array.isArray(earlier) ? earlier[i] : earlier) as { kind?: unknown } | undefined;
-    return e?.kind !== "unavailable" && e?.kind !== "ok" && e?.kind !== "conflict";
-  };
+  const earlierAt = (i: number) => (earlier === null ? undefined : ((Array.isArray(earlier) ? earlier[i] : earlier) as { kind?: unknown } | undefined)?.kind);
+  const unknownAt = (i: number) => earlier === null || (earlierAt(i) !== "unavailable" && earlierAt(i) !== "ok" && earlierAt(i) !== "conflict");
   const unsure = (a: unknown, i: number) => {
-    const x = a as { kind?: unknown; message?: unknown } | null;
+    const x = a as { kind?: unknown; message?: unknown; replayed?: unknown } | null;
+    if (x?.replayed === true && (unknownAt(i) || earlierAt(i) === "ok")) {
+      const { replayed: _replayed, ...rest } = x;
+      return rest;
+    }
     if (!x || (x.kind !== "unavailable" && x.kind !== "not_found") || !unknownAt(i)) return a;
     const why = typeof x.message === "string" ? x.message : "no sequencer serving yet";
     return { kind: "timeout", message: `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request` };

@@ -451,6 +451,17 @@ describe("a command sent again to a successor after an unknown outcome", () => {
     const ok = { kind: "ok", seq: 3, output: null, epoch: 2 } as const;
     expect(unsureAfter([refused, refused, ok], [{ kind: "timeout", message: "t" }, { kind: "unavailable", message: "u" }, { kind: "timeout", message: "t" }])).toEqual([unsure, refused, ok]);
   });
+
+  it("drops \"replayed\" from an answer whose item the first call may have run: the replay is of this request's own call (a review: \"nothing ran now\" for a first run)", () => {
+    const replayed = { kind: "ok", seq: 3, output: null, epoch: 2, incarnation: 0, replayed: true } as const;
+    const { replayed: _r, ...plain } = replayed;
+    expect(unsureAfter(replayed, null)).toEqual(plain);
+    expect(unsureAfter(replayed, { kind: "timeout", message: "t" })).toEqual(plain);
+    // Certainly not run by the first call (refused, 503): the replay is of an earlier request's.
+    expect(unsureAfter(replayed, { kind: "unavailable", message: "u" })).toEqual(replayed);
+    // A batch, per item: run by the first call (ok), unknown (timeout), refused (unavailable).
+    expect(unsureAfter([replayed, replayed, replayed], [{ kind: "ok" }, { kind: "timeout", message: "t" }, { kind: "unavailable", message: "u" }])).toEqual([plain, plain, replayed]);
+  });
 });
 
 describe("a voter back from an absence of its own", () => {

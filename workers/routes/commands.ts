@@ -45,13 +45,13 @@ commandRoutes.post("/:group/commands", async (c) => {
   const client = clientOf(c, body.client);
   const send = async (record: GroupRecord) => {
     const command = checked(validateCommand(machineFor(record.config.machine), body.command));
-    const call = calls((s: SequencerStub) => rpc<SubmitAnswer>(s.submit(client, body.request, command, record.config.incarnation)));
-    return { record, a: await groups.withSequencer(c.env, group, call, (a) => a.kind === "not_found", "command"), again: call.count > 1 };
+    const call = (s: SequencerStub) => rpc<SubmitAnswer>(s.submit(client, body.request, command, record.config.incarnation));
+    return { record, a: await groups.withSequencer(c.env, group, call, (a) => a.kind === "not_found", "command") };
   };
-  let { record, a, again } = await send(await groups.lookup(c.env, group));
-  if (a.kind === "stale_life") ({ record, a, again } = await send(await freshRoute(c, group)));
+  let { record, a } = await send(await groups.lookup(c.env, group));
+  if (a.kind === "stale_life") ({ record, a } = await send(await freshRoute(c, group)));
   // The life that ordered it names the bookmark (an older sequencer's answer has none: the route's).
-  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a), ...replayedOf(a, again) } satisfies CommandResult);
+  if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a), ...replayedOf(a) } satisfies CommandResult);
   if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a, { recorded: client, given: body.client });
   throw new ApiError(e.code, e.message, e.code !== "unavailable" ? undefined : e.reason ? storageRetryAfterSec : 1, e.reason);
@@ -59,19 +59,9 @@ commandRoutes.post("/:group/commands", async (c) => {
 
 type SequencerStub = ReturnType<typeof groups.sequencerOf>;
 
-/** A sequencer call that counts how often the router made it (withSequencer asks again after a failure or a failover). */
-function calls<T>(fn: (s: SequencerStub) => Promise<T>): ((s: SequencerStub) => Promise<T>) & { count: number } {
-  const counted = Object.assign((s: SequencerStub) => (counted.count++, fn(s)), { count: 0 });
-  return counted;
-}
-
-/**
- * "replayed" for an answer an earlier request of the client's ordered: not when the router itself
- * asked twice, where the earlier attempt was this request's own (its first call timed out, or its
- * sequencer failed over), and the command ran for it (a review: "nothing ran now" on a first run).
- */
-function replayedOf(a: { replayed?: true }, again: boolean): { replayed?: true } {
-  return a.replayed && !again ? { replayed: true } : {};
+/** The extra field of an answer an earlier request ordered (withSequencer has dropped it where the earlier call was this request's own: unsureAfter). */
+function replayedOf(a: { replayed?: true }): { replayed?: true } {
+  return a.replayed ? { replayed: true } : {};
 }
 
 /**
@@ -117,19 +107,19 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
   const send = async (record: GroupRecord) => {
     const machine = machineFor(record.config.machine);
     const items = body.commands.map((x, i) => ({ request: x.request, command: checked(validateCommand(machine, x.command, `body.commands.${i}.command`)) }));
-    const call = calls((s: SequencerStub) => rpc<SubmitAnswer[]>(s.submitBatch(client, items, record.config.incarnation)));
-    return { record, answers: await groups.withSequencer(c.env, group, call, (a) => a.every((x) => x.kind === "not_found"), "command"), again: call.count > 1 };
+    const call = (s: SequencerStub) => rpc<SubmitAnswer[]>(s.submitBatch(client, items, record.config.incarnation));
+    return { record, answers: await groups.withSequencer(c.env, group, call, (a) => a.every((x) => x.kind === "not_found"), "command") };
   };
-  let { record, answers, again } = await send(await groups.lookup(c.env, group));
-  if (answers.some((a) => a.kind === "stale_life")) ({ record, answers, again } = await send(await freshRoute(c, group)));
+  let { record, answers } = await send(await groups.lookup(c.env, group));
+  if (answers.some((a) => a.kind === "stale_life")) ({ record, answers } = await send(await freshRoute(c, group)));
   // The life that ordered the items names the bookmark (the route's, if none was ordered).
   let last = { epoch: 0, seq: 0, incarnation: record.config.incarnation };
   const results = answers.map((a): BatchItemResult => {
     if (a.kind !== "ok" && a.kind !== "too_large") return { error: failureOf(group, a, { recorded: client, given: body.client }) };
     // Executed either way (a too_large item's output only was left out): the bookmark covers it.
     if (a.seq > last.seq) last = { epoch: a.epoch, seq: a.seq, incarnation: a.incarnation ?? record.config.incarnation }; // ?? an older sequencer's answer (a deploy)
-    if (a.kind === "ok") return { seq: a.seq, output: a.output, ...replayedOf(a, again) };
-    return { seq: a.seq, error: { code: "too_large", message: a.message }, ...replayedOf(a, again) };
+    if (a.kind === "ok") return { seq: a.seq, output: a.output, ...replayedOf(a) };
+    return { seq: a.seq, error: { code: "too_large", message: a.message }, ...replayedOf(a) };
   });
   return { results, bookmark: encodeBookmark(group, last.incarnation, last) };
 }
