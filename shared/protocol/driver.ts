@@ -1681,7 +1681,9 @@ export class SequencerDriver {
       if (installed === null && this.core.baseSeq === 0) installed = await this.installEmpty(target, progress);
       else if (installed === null) {
         const scrub = refusals.some((r) => /failed its last scrub/.test(r)) ? "; if every replica's rows failed the scrub, release one with rebase and repair the others from it" : "";
-        throw new Error(`no healthy replica to copy from${refusals.length > 0 ? ` (${refusals.join("; ")})` : ""}${scrub}`);
+        // None tried: why, and the way out (the others' rows failed a scrub or a copy's check).
+        const why = refusals.length > 0 ? null : this.repairRefusal(target);
+        throw new Error(why ? why.reason : `no healthy replica to copy from${refusals.length > 0 ? ` (${refusals.join("; ")})` : ""}${scrub}`);
       }
     } catch (err) {
       this.lastRepairError.set(target, String(err));
@@ -1753,7 +1755,7 @@ export class SequencerDriver {
     // None reachable and caught up now: a retry may find one (a 503), as the audit's retries do.
     // So while one that did not fail its scrub is only out of reach (it said "conflict" then).
     const others = this.core.replicaIds().filter((id) => id !== target);
-    const failedNote = failed.length > 0 ? ` (${failed.join(", ")} failed the last audit's scrub)` : "";
+    const failedNote = failed.length > 0 ? ` (${failed.join(", ")} failed the last audit's scrub or a copy's digest check)` : "";
     // One that needs a state transfer itself is no source until it has had one, which needs a
     // source too: with only such ones and failed ones, a retry never finds one (a probe's 503).
     const rebuilding = others.filter((id) => !failed.includes(id) && this.core.needsTransfer(id));
@@ -1762,7 +1764,7 @@ export class SequencerDriver {
     if (failed.length === 0) return { code: "conflict", reason: `no replica to copy ${target} from: ${rebuilding.join(", ")} ${rebuilding.length === 1 ? "needs" : "need"} a state transfer itself; release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group` };
     return {
       code: "conflict",
-      reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests)${waiting}; release one that failed with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
+      reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub or a copy's digest check (their rows do not match their digests)${waiting}; release one that failed with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
     };
   }
 
@@ -1836,7 +1838,7 @@ export class SequencerDriver {
       }
       const rows = shown.rows;
       const done = await toTarget(dst.endInstall(transferId), `install end on ${target}`);
-      if (done && !done.ok) this.badSources.set(target, source);
+      if (done && !done.ok) this.noteBadCopy(target, source, info, done.digest);
       if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
       this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
       this.io.event?.("repair", `replica ${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`, { replica: target, source, seq: info.seq });
@@ -1845,6 +1847,19 @@ export class SequencerDriver {
       this.rebuilds.delete(target);
       await call(src.endSnapshot(), `end snapshot of ${source}`).catch(() => undefined);
     }
+  }
+
+  /**
+   * A copy from `source` whose rows did not sum to its digest: its rows are what is damaged, as a
+   * failed scrub would say, so it is no source until an audit's scrub passes it again or it is
+   * rebuilt. Only reordering the sources, with two of three replicas damaged alike, repeated a
+   * whole transfer every 1 to 2 s for good, one from each in turn, and said nothing (a probe).
+   */
+  private noteBadCopy(target: string, source: string, info: SnapshotInfo, installed: string): void {
+    this.badSources.set(target, source);
+    this.scrubFailed.set(source, this.io.nowMs());
+    const message = `a rebuild of ${target} from ${source} at seq ${info.seq} failed: the rows copied sum to ${installed.slice(0, 12)}, not ${source}'s digest ${info.digest.slice(0, 12)}; ${source} is no source until its rows pass a scrub`;
+    this.io.event?.("repair", message, { replica: target, source, seq: info.seq, action: "failed" });
   }
 
   /**

@@ -101,6 +101,38 @@ describe("state transfer", () => {
     g.driver.stop();
   });
 
+  it("a source whose copy did not sum to its digest is not copied again until a scrub passes it (two damaged alike: a whole transfer every 1 to 2 s, for good)", async () => {
+    const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10, slack: 5 });
+    for (let n = 1; n <= 40; n++) await putMany(g.driver, "c", n, 1);
+    await tick();
+    expect(g.driver.core.baseSeq).toBeGreaterThan(0); // no rebuild from the empty state and the log
+    // r1 and r2 damaged alike, behind their digests, before any audit: the sequencer cannot know.
+    for (const id of ["r1", "r2"]) {
+      g.replicas.get(id)!.core!.saveState();
+      g.stores.get(id)!.rows.put("m/key-000007", JSON.stringify({ corrupted: true }));
+    }
+    const snapshots = () => (g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0);
+    for (let i = 0; i < 6; i++) expect(await g.driver.repair("r3")).toBe(false);
+    // One copy from each, then none: the others are refused before anything is frozen or touched.
+    expect(snapshots()).toBe(2);
+    const failed = g.events.filter((e) => e.kind === "repair" && e.fields.action === "failed");
+    expect(failed.map((e) => e.fields.source).sort()).toEqual(["r1", "r2"]);
+    expect(failed[0]!.message).toMatch(/^a rebuild of r3 from r\d at seq \d+ failed: the rows copied sum to \w{12}, not r\d's digest \w{12}; r\d is no source until its rows pass a scrub$/);
+    expect(g.driver.repairFailure("r3")).toMatch(/no replica to copy r3 from: r1, r2 failed the last audit's scrub or a copy's digest check .*release one that failed with rebase/);
+    expect(g.driver.repairRefusal("r3")).toMatchObject({ code: "conflict" });
+    // r1's rows mended: its next scrub passes, and it is a source again.
+    g.stores.get("r1")!.rows.put("m/key-000007", JSON.stringify({ n: 7, pad: "x".repeat(40) }));
+    await g.driver.audit();
+    expect(g.driver.repairRefusal("r3")).toBeNull();
+    // The send loop's next try (a pause after the last failure) copies from r1.
+    const status = () => g.driver.core.replicaStatuses().find((r) => r.id === "r3")!.status;
+    for (let i = 0; i < 200 && status() !== "healthy"; i++) await tick(25);
+    expect(status()).toBe("healthy");
+    expect(g.calls.get("r1:beginSnapshot")).toBe(2);
+    expect(g.stores.get("r3")!.rows.get("m/key-000007")).toBe(JSON.stringify({ n: 7, pad: "x".repeat(40) }));
+    g.driver.stop();
+  });
+
   it("a repair whose source fails at once is tried again after a growing pause, not at once for ever", async () => {
     const g = directGroup(config(), { entries: 100_000, slack: 1_000 });
     await putMany(g.driver, "c", 1, 20);
@@ -358,13 +390,13 @@ describe("a repair when a quorum's rows failed the scrub (the audit's alarm)", (
     const core = g.driver.core as unknown as { readCandidates: () => string[] };
     const candidates = core.readCandidates;
     core.readCandidates = () => candidates.call(g.driver.core).filter((id) => id !== "r3"); // out of reach
-    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "unavailable", reason: expect.stringMatching(/^no healthy replica to copy r2 from now \(r1 failed the last audit's scrub\); retry/) });
+    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "unavailable", reason: expect.stringMatching(/^no healthy replica to copy r2 from now \(r1 failed the last audit's scrub or a copy's digest check\); retry/) });
     // With it needing a state transfer itself (left halfway by a failed rebuild), a retry never
     // finds a source: a 409 with the way out (it was a 503 "retry": a probe).
     const needs = (g.driver.core as unknown as { needsTransfer: (id: string) => boolean });
     const needsTransfer = needs.needsTransfer;
     needs.needsTransfer = (id) => id === "r3" || needsTransfer.call(g.driver.core, id);
-    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1 failed the last audit's scrub \(their rows do not match their digests\) and r3 needs a state transfer itself; release one that failed with rebase/) });
+    expect(g.driver.repairRefusal("r2")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r2 from: r1 failed the last audit's scrub or a copy's digest check \(their rows do not match their digests\) and r3 needs a state transfer itself; release one that failed with rebase/) });
     needs.needsTransfer = needsTransfer;
     core.readCandidates = candidates;
     failedScrubs.set("r3", r3Failed);
