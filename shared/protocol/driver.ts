@@ -61,6 +61,11 @@ interface Deadline {
  */
 export const expiredMessage = `request id is no longer remembered for this client (it is at or below the lowest of the newest ${sessionRequestsMax} or more kept, or the client was idle past the group's session window and forgotten): it may have run already, so it is not run; use request ids that increase per client, above every earlier one`;
 
+/** A (client, request) that ran, or was ordered, with another command. */
+function usedMessage(client: string, request: number): string {
+  return `request ${request} of client ${client} was already used for a different command`;
+}
+
 /** An answer given to a later attempt of a (client, request) an earlier attempt ordered: it ran nothing. */
 function replay(a: SubmitAnswer): SubmitAnswer {
   return a.kind === "ok" ? { ...a, replayed: true } : a;
@@ -203,7 +208,7 @@ export class SequencerDriver {
         return { ...refusal, kind: "timeout", message: `${refusal.message}; this sequencer has committed nothing of its own yet, so an earlier attempt may still take effect: retry with the same client and request` };
       }
       case "conflict":
-        return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
+        return this.forgottenConflict(client, request, d.commandHash);
       case "queued":
         return this.answer(await this.wait(this.waitingPending, pendingKey(client, request)));
       case "existing": {
@@ -225,7 +230,7 @@ export class SequencerDriver {
         // whose commit came late in the budget found a slow replica's answer), well within the
         // router's call (sequencerCallTimeoutMs).
         const cut = this.cutOff() && !this.sessionHere();
-        return this.answerFromSession(client, request, d.seq, cut ? cutOffLookupMs : commandTimeoutMs, cut ? 0 : replicaRpcTimeoutMs);
+        return this.answerFromSession(client, request, d.commandHash, d.seq, cut ? cutOffLookupMs : commandTimeoutMs, cut ? 0 : replicaRpcTimeoutMs);
       }
     }
   }
@@ -357,12 +362,16 @@ export class SequencerDriver {
    * corrupted replica could answer the retry alone. `budgetMs` bounds the wait for its commit and
    * the replicas' own wait; the lookup ends `graceMs` after it (0 while cut off: answerDecision).
    */
-  private async answerFromSession(client: string, request: number, seq: number, budgetMs: number, graceMs: number): Promise<SubmitAnswer> {
+  private async answerFromSession(client: string, request: number, hash: string, seq: number, budgetMs: number, graceMs: number): Promise<SubmitAnswer> {
     const deadline = this.io.nowMs() + budgetMs;
     if (!(await this.waitCommitted(seq, budgetMs))) return this.answer("timeout");
     const winner = await this.sessionVote(client, request, seq, deadline, graceMs);
     if (this.stopped) return this.answer("timeout");
     if (winner === "split") return this.answer(null);
+    // The index's entry for the pair may be a reuse the replicas refused (a pair first ordered
+    // before the retained log, for another command): the first command's answer is not this one's
+    // (a probe: the reuse's retry was told the first's output, "replayed", and nothing ran).
+    if (winner?.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: usedMessage(client, request) };
     if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");
@@ -391,10 +400,29 @@ export class SequencerDriver {
     if (refusal.cutOffMs !== undefined || busy) return unknown;
     const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
     if (this.stopped || winner === null || winner === "split") return unknown;
-    if (winner.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: `request ${request} of client ${client} was already used for a different command` };
+    if (winner.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: usedMessage(client, request) };
     if (winner.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
     if (winner.kind !== "missing") return unknown;
     return winner.expired ? { kind: "conflict", message: expiredMessage } : refusal;
+  }
+
+  /**
+   * A request the index holds for a different command. Once the index has forgotten some, the
+   * pair may have been ordered before the retained log too, for this command: the index's entry is
+   * then a reuse the replicas refused (409), and this is a retry of the first, owed its answer. A
+   * probe: after such a reuse the first command's own retries were 409 for good. The replicas'
+   * session tables hold the first; a lookup that settles nothing is a 504 (retry), as refuseUnknown's.
+   */
+  private async forgottenConflict(client: string, request: number, hash: string): Promise<SubmitAnswer> {
+    const conflict: SubmitAnswer = { kind: "conflict", message: usedMessage(client, request) };
+    const forgotten = this.core.forgottenThroughSeq;
+    if (forgotten === 0) return conflict;
+    const unknown = this.answer("timeout");
+    if (this.cutOff() && !this.sessionHere()) return unknown;
+    const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
+    if (this.stopped || winner === null || winner === "split" || winner.kind === "timeout") return unknown;
+    if (winner.kind === "found" && winner.commandHash === hash) return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
+    return conflict;
   }
 
   /**

@@ -106,8 +106,9 @@ export interface SubmitRequest {
 
 export type SubmitDecision =
   | { kind: "queued"; commandHash: string }
-  | { kind: "existing"; seq: number | null; committed: boolean }
-  | { kind: "conflict"; seq: number | null }
+  /** `commandHash`: this request's command's (a retry's session lookup compares it with the first's). */
+  | { kind: "existing"; seq: number | null; committed: boolean; commandHash: string }
+  | { kind: "conflict"; seq: number | null; commandHash: string }
   /**
    * `storage`: refused for the group's storage quota (storageRefusal): a retry does not mend it.
    * `commandHash`: the request is not in the index (a new one, or one forgotten: forgottenSeq).
@@ -448,12 +449,12 @@ export class SequencerCore {
     const key = pendingKey(req.client, req.request);
     const queued = this.pending.get(key);
     if (queued) {
-      return queued.commandHash === hash ? { kind: "existing", seq: null, committed: false } : { kind: "conflict", seq: null };
+      return queued.commandHash === hash ? { kind: "existing", seq: null, committed: false, commandHash: hash } : { kind: "conflict", seq: null, commandHash: hash };
     }
     const known = this.findRequest(req.client, req.request);
     if (known) {
-      if (known.commandHash !== hash) return { kind: "conflict", seq: known.seq };
-      return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq };
+      if (known.commandHash !== hash) return { kind: "conflict", seq: known.seq, commandHash: hash };
+      return { kind: "existing", seq: known.seq, committed: known.seq <= this.meta.commitSeq, commandHash: hash };
     }
     // Refused from here: a request the index does not hold (its hash, for a lookup of a forgotten one).
     const refused = this.refusalOf(req.command, refuseNew);

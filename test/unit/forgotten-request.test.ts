@@ -64,3 +64,40 @@ describe("a refused request the sequencer has forgotten", () => {
     g.driver.stop();
   });
 });
+
+describe("a forgotten request's id used again for another command (a probe)", () => {
+  // (c, 1) put v1 ran at seq 1 and left the index; the same pair with v2 was then ordered (the
+  // index no longer knew it) and refused by the replicas (409). Its retry was told seq 1's output,
+  // "replayed", though v2 never ran; v1's own retry was a 409 for good.
+  async function reused() {
+    const g = directGroup(config, { entries: 5, slack: 2 });
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "ok", seq: 1 });
+    for (let i = 0; i < 40; i++) expect((await g.driver.submit("o", i + 1, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    for (let i = 0; i < 50 && g.driver.core.forgottenThroughSeq < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(g.driver.core.forgottenThroughSeq).toBeGreaterThanOrEqual(2);
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v2" })).toMatchObject({ kind: "conflict" });
+    return g;
+  }
+
+  it("the reuse's retry is still a 409, never the first command's answer", async () => {
+    const g = await reused();
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v2" })).toMatchObject({ kind: "conflict", message: "request 1 of client c was already used for a different command" });
+    expect(await g.replicas.get("r1")!.query({ op: "get", key: "acct" }, g.driver.core.commitSeq, 1_000)).toMatchObject({ kind: "ok", result: { value: "v1" } });
+    g.driver.stop();
+  });
+
+  it("the first command's retry is answered its first answer (seq 1, replayed), not a 409", async () => {
+    const g = await reused();
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "ok", seq: 1, output: { previous: null }, replayed: true });
+    // A pair used first within the retained log is still a plain 409 for another command.
+    expect(await g.driver.submit("o", 40, { op: "put", key: "k39", value: "other" })).toMatchObject({ kind: "conflict" });
+    g.driver.stop();
+  });
+
+  it("with no replica answering for the pair, the first command's retry is a 504 (retry), not a 409", async () => {
+    const g = await reused();
+    for (const id of ["r1", "r2", "r3"]) (g.replicas.get(id)!.core! as unknown as { session: () => never }).session = () => { throw new Error("unreachable"); };
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "timeout" });
+    g.driver.stop();
+  });
+});
