@@ -372,9 +372,14 @@ export class SequencerDriver {
     // before the retained log, for another command): the first command's answer is not this one's
     // (a probe: the reuse's retry was told the first's output, "replayed", and nothing ran).
     if (winner?.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: usedMessage(client, request) };
-    if (winner?.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
+    if (winner?.kind === "found") return this.replayOf(winner);
     if (winner?.kind === "missing") return { kind: "conflict", message: expiredMessage };
     return this.answer("timeout");
+  }
+
+  /** The answer a session table recorded for a pair's first run: nothing ran now. */
+  private replayOf(found: Extract<SessionAnswer, { kind: "found" }>): SubmitAnswer {
+    return { kind: "ok", seq: found.seq, output: found.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
   }
 
   /**
@@ -401,7 +406,7 @@ export class SequencerDriver {
     const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
     if (this.stopped || winner === null || winner === "split") return unknown;
     if (winner.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: usedMessage(client, request) };
-    if (winner.kind === "found") return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
+    if (winner.kind === "found") return this.replayOf(winner);
     if (winner.kind !== "missing") return unknown;
     return winner.expired ? { kind: "conflict", message: expiredMessage } : refusal;
   }
@@ -421,7 +426,7 @@ export class SequencerDriver {
     if (this.cutOff() && !this.sessionHere()) return unknown;
     const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
     if (this.stopped || winner === null || winner === "split" || winner.kind === "timeout") return unknown;
-    if (winner.kind === "found" && winner.commandHash === hash) return { kind: "ok", seq: winner.seq, output: winner.output, epoch: this.core.epoch, incarnation: this.core.config.incarnation, replayed: true };
+    if (winner.kind === "found" && winner.commandHash === hash) return this.replayOf(winner);
     return conflict;
   }
 
