@@ -300,6 +300,13 @@ export const metricsReplicaFallbacksMax = 200;
  */
 export const statusContactWaitMs = 1_000;
 /**
+ * Asleep (no heartbeats), a status or metrics call asks again each replica last heard from longer
+ * ago than this: the tracker's view from the sleep showed a replica cut off since as healthy until
+ * the daily audit (a probe). Bounded so that a scrape every few seconds costs each asleep group one
+ * round of its replicas per this time at most.
+ */
+export const asleepContactStaleMs = 30_000;
+/**
  * How long GET /v1/groups/{g} (and /replicas) waits for the sequencer before answering with what
  * the replicas say of themselves (workers/http.ts, statusForReaders).
  */

@@ -13,6 +13,7 @@ import {
   heartbeatMs,
   startSettleWaitMs,
   unheardPollMs,
+  asleepContactStaleMs,
   readLeaseMs,
   readWaitMs,
   replicaRetryBaseMs,
@@ -891,15 +892,20 @@ export class SequencerDriver {
    * Waits at most waitMs for a first answer from each replica this driver has not heard from yet,
    * sending each a heartbeat now. A restarted sequencer knows no replica's position until its first
    * round, so a status asked then showed every replica lagging at seq 0 with no contact. A replica
-   * that fails to answer counts a miss and is waited for no longer.
+   * that fails to answer counts a miss and is waited for no longer. Asleep, so is each replica not
+   * heard from for asleepContactStaleMs: no heartbeat asks it, and one cut off since the sleep
+   * showed healthy until the daily audit (a probe).
    */
   async hearUnheard(waitMs: number): Promise<void> {
-    const deadlineMs = this.io.nowMs() + waitMs;
-    for (const id of this.core.unheardIds()) {
+    const startMs = this.io.nowMs();
+    const deadlineMs = startMs + waitMs;
+    const stale = this.sleepState === "asleep" ? this.core.unheardSince(startMs - asleepContactStaleMs) : [];
+    for (const id of [...this.core.unheardIds(), ...stale]) {
       this.beatDue.add(id);
       void this.sendLoop(id);
     }
-    while (!this.stopped && this.core.unheardIds().length > 0 && this.io.nowMs() < deadlineMs) {
+    const waiting = () => this.core.unheardIds().length > 0 || stale.some((id) => this.sending.has(id));
+    while (!this.stopped && waiting() && this.io.nowMs() < deadlineMs) {
       await new Promise<void>((resolve) => this.io.setTimer(unheardPollMs, resolve));
     }
   }

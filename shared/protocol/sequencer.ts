@@ -979,6 +979,11 @@ export class SequencerCore {
     return this.progress.unheardIds();
   }
 
+  /** Replicas heard from or missed since this sequencer started, but not answered since `sinceMs`. */
+  unheardSince(sinceMs: number): string[] {
+    return this.progress.unheardSince(sinceMs);
+  }
+
   /** Replicas that need a state transfer: quarantined, or behind the compacted log. */
   transferCandidates(): string[] {
     return this.progress.transferCandidates();

@@ -205,6 +205,11 @@ export class ProgressTracker {
     return this.all().filter((p) => !p.contacted && !p.repairing).map((p) => p.id);
   }
 
+  /** Replicas heard from, or missed, since this tracker began, but not answered since `sinceMs`. */
+  unheardSince(sinceMs: number): string[] {
+    return this.all().filter((p) => p.contacted && !p.repairing && (p.lastContactMs ?? 0) < sinceMs).map((p) => p.id);
+  }
+
   /** Each member's contact and position, to be kept while the group sleeps. */
   contacts(): Record<string, Contact> {
     return Object.fromEntries(this.all().map((p) => [p.id, { lastContactMs: p.lastContactMs, misses: p.misses, lastSeq: p.lastSeq, appliedSeq: p.appliedSeq, digest: p.digest }]));

@@ -3,7 +3,7 @@
 // group's objects; client work wakes it, and a PreVote at a sleeping replica wakes the sequencer
 // instead of voting it gone.
 import { describe, expect, it } from "vitest";
-import { sequencerTimeoutMs, statusContactWaitMs, watchSilenceMs } from "../../shared/limits.js";
+import { asleepContactStaleMs, sequencerTimeoutMs, statusContactWaitMs, watchSilenceMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
@@ -270,6 +270,27 @@ describe("an idle group sleeps", () => {
     expect((await again.submit("c", 2, put("b"))).kind).toBe("ok");
     expect(g.seqStore.meta!.contacts).toBeUndefined();
     again.stop();
+  }, 30_000);
+
+  it("asleep, a status asks again each replica not heard from for asleepContactStaleMs (one cut off after the sleep showed healthy until the daily audit: a probe)", async () => {
+    const g = sleepyGroup();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    await until("asleep", () => g.driver.asleepSinceMs !== null);
+    g.down.add("r3");
+    const status = (id: string) => g.driver.core.replicaStatuses().find((s) => s.id === id)!;
+    const before = g.appends();
+    await g.driver.hearUnheard(statusContactWaitMs);
+    expect(g.appends()).toBe(before); // heard within the bound: nobody asked
+    expect(status("r3").status).toBe("healthy");
+    await pause(asleepContactStaleMs + 1_000);
+    await g.driver.hearUnheard(statusContactWaitMs);
+    expect(status("r3").status).toBe("suspect");
+    for (const id of ["r1", "r2"]) {
+      expect(status(id).status).toBe("healthy");
+      expect(Date.parse(status(id).lastContact!)).toBeGreaterThan(fastClock.nowMs() - asleepContactStaleMs);
+    }
+    expect(g.driver.asleepSinceMs).not.toBeNull(); // still asleep: a status is no client work
+    g.driver.stop();
   }, 30_000);
 
   it("does not show a replica healthy from what it said before the sleep until it is asked again (one that hangs showed healthy: a review)", async () => {
