@@ -43,11 +43,14 @@ export function printReplicas(replicas: GroupStatus["replicas"]): void {
   const size = (r: GroupStatus["replicas"][number]) => [r.stateRows ?? "-", r.storageBytes === undefined ? "-" : bytesText(r.storageBytes)];
   printTable(
     ["replica", "location", "status", "lastSeq", "appliedSeq", "digest", "lastContact", "rows", "size"],
-    // Never heard from (no contact, no audit that reached it): positions unknown, not 0.
+    // Never heard from (no contact, no audit that reached it): positions unknown, not 0. Not heard
+    // from but audited: the audit's positions, said to be its (its time read as a last contact).
     replicas.map((r) => {
       // A rebuild under way: the rows copied so far (it showed "repairing" alone for as long as it took: a probe).
       const status = r.rebuild ? `${r.status} (${r.rebuild.rows} rows from ${r.rebuild.source})` : r.status;
-      return r.lastContact === null ? [r.id, r.location, status, "?", "?", "?", null, ...size(r)] : [r.id, r.location, status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)];
+      if (r.lastContact !== null) return [r.id, r.location, status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)];
+      if (r.audited !== undefined) return [r.id, r.location, status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), `none (positions: audit ${r.audited})`, ...size(r)];
+      return [r.id, r.location, status, "?", "?", "?", null, ...size(r)];
     }),
   );
 }

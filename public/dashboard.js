@@ -420,12 +420,16 @@ function renderReplicas(status, unreachable, unknown) {
     const rebuild = r.rebuild ? `${r.status}: ${r.rebuild.rows} rows from ${r.rebuild.source}` : r.status;
     cell(tr, "status", rebuild, r.rebuild ? `state at seq ${r.rebuild.seq} copied from ${r.rebuild.source} since ${r.rebuild.since}` : undefined).className = `status status-${r.status}`;
     // Never heard from (no contact, no audit that reached it): its positions are unknown, not 0.
-    const known = r.lastContact !== null;
-    cell(tr, "appliedSeq", known ? r.appliedSeq : "?", known ? "" : "not heard from yet");
-    cell(tr, "lastSeq", known ? r.lastSeq : "?");
+    // Reached only by an audit: its positions then, marked so, and no lag from them (a lag of 22
+    // from a 5-minute-old audit was 2 in fact: a probe).
+    const heard = r.lastContact !== null;
+    const known = heard || r.audited !== undefined;
+    const seen = heard ? "" : known ? `as the audit at ${r.audited} saw it` : "not heard from yet";
+    cell(tr, "appliedSeq", known ? `${r.appliedSeq}${heard ? "" : " (audit)"}` : "?", seen);
+    cell(tr, "lastSeq", known ? r.lastSeq : "?", seen);
     cell(tr, "commitSeq", unknown ? "?" : status.commitSeq);
-    cell(tr, "lag", known ? status.commitSeq - r.appliedSeq : "?");
-    cell(tr, "digest", known && r.digest ? r.digest.slice(0, digestShownChars) : known ? "" : "?", r.digest).className = "mono";
+    cell(tr, "lag", heard ? status.commitSeq - r.appliedSeq : "?", seen);
+    cell(tr, "digest", known && r.digest ? r.digest.slice(0, digestShownChars) : known ? "" : "?", heard ? r.digest : `${r.digest} ${seen}`).className = "mono";
     // The replicas' own view has no contact time for one that did not answer it, nor has a new
     // sequencer for one that never answered it (after a failover, the replica beside the old
     // one): "no answer" now, not "never" (a probe).

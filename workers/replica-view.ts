@@ -87,8 +87,10 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
 /**
  * A replica not heard from (by a sequencer since it took office, or by the router while the
  * sequencer cannot be reached) shows what the group's last audit saw of it (its applied position,
- * the audit's time as its last contact, the digest if the audit compared at that position) instead
- * of seq 0 and no contact: its positions went back to 0 in the status and the metrics.
+ * the digest if the audit compared at that position, and the audit's time as `audited`) instead
+ * of seq 0: its positions went back to 0 in the status. Its lastContact stays null: the audit's
+ * time there read as "last answered 5 min ago" for a replica that answered the old sequencer
+ * seconds before a failover, and the metrics took its old position for a lag of 22 (a probe).
  */
 export async function withAuditedPositions(env: Env, status: GroupStatus): Promise<GroupStatus> {
   if (status.replicas.every((r) => r.lastContact !== null)) return status;
@@ -109,7 +111,7 @@ export async function withAuditedPositions(env: Env, status: GroupStatus): Promi
     if (r.lastContact !== null || !a) return r;
     // The audit's digest is at the position it compared (audit.seq), not at appliedSeq.
     const digest = a.seq === a.appliedSeq ? a.digest : r.digest;
-    return { ...r, lastSeq: Math.max(r.lastSeq, a.appliedSeq), appliedSeq: a.appliedSeq, digest, lastContact: a.at };
+    return { ...r, lastSeq: Math.max(r.lastSeq, a.appliedSeq), appliedSeq: a.appliedSeq, digest, audited: a.at };
   });
   return { ...status, replicas };
 }

@@ -39,6 +39,7 @@ export const replicaStatus = z.object({
   appliedSeq: seq,
   digest: hex,
   lastContact: time.nullable(),
+  audited: time.optional().describe("lastContact null: the sequencer has not heard from it (after a failover or a move, or while it cannot be reached); lastSeq, appliedSeq and digest are what the group's latest audit that reached it saw, at this time"),
   colocated: z.literal(true).optional(),
   stateRows: z.number().int().nonnegative().optional().describe("from its last audit: rows of its replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them"),
   storageBytes: z.number().int().nonnegative().optional().describe("from its last append's answer or its last audit: bytes its Durable Object's storage takes (the co-located replica's include the sequencer's log); at the group's storageQuotaMiB, writes are refused"),

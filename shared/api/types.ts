@@ -63,6 +63,11 @@ export interface ReplicaStatus {
   appliedSeq: number;
   digest: string;
   lastContact: string | null;
+  /**
+   * Not heard from by the sequencer (lastContact null) but reached by an audit: the positions and
+   * digest are what the latest such audit saw, at this time (they went back to 0 without it).
+   */
+  audited?: string;
   /** In the current sequencer's object (GroupConfig.colocated, while the group's first sequencer is in office): absent otherwise. */
   colocated?: true;
   /** From its last audit: rows of its replicated state (machine, client books, sessions, idle index), as its last finished scrub counted them. */

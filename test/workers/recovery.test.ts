@@ -90,7 +90,7 @@ describe("moving a sequencer", () => {
     await api("POST", "/v1/groups/view-cut/faults", { target: "sequencer", fault: "unreachable" });
     const status = (await api("GET", "/v1/groups/view-cut", undefined, clientToken)).body;
     expect(status.sequencer).toMatchObject({ reachable: false });
-    expect(status.replicas.find((r: any) => r.id === "r3")).toMatchObject({ status: "down", appliedSeq: seen.appliedSeq, lastContact: audit.at });
+    expect(status.replicas.find((r: any) => r.id === "r3")).toMatchObject({ status: "down", appliedSeq: seen.appliedSeq, lastContact: null, audited: audit.at });
     // A replica on the directory's quarantine list shows quarantined, though it may never have heard it.
     const directory = directoryClient(env.DIRECTORY.get(env.DIRECTORY.idFromName("view-cut")) as never);
     const incarnation = (await directory.get())!.config.incarnation;
@@ -117,13 +117,13 @@ describe("moving a sequencer", () => {
     await api("POST", "/v1/groups/mover-cut/faults", { target: "r3", fault: "unreachable" });
     expect((await api("POST", "/v1/groups/mover-cut/sequencer", { location: "weur" })).status).toBe(202);
     const r3 = (await api("GET", "/v1/groups/mover-cut", undefined, clientToken)).body.replicas.find((r: any) => r.id === "r3");
-    expect(r3).toMatchObject({ appliedSeq: seen.appliedSeq, lastContact: audit.at });
+    expect(r3).toMatchObject({ appliedSeq: seen.appliedSeq, lastContact: null, audited: audit.at });
     expect(["suspect", "down"]).toContain(r3.status);
     if (audit.seq === seen.appliedSeq) expect(r3.digest).toBe(seen.digest);
     // An audit that cannot reach it does not send it back to 0: the latest one that did counts.
     expect((await api("POST", "/v1/groups/mover-cut/audit")).body.replicas.find((r: any) => r.id === "r3").verdict).toBe("unreachable");
     const after = (await api("GET", "/v1/groups/mover-cut", undefined, clientToken)).body.replicas.find((r: any) => r.id === "r3");
-    expect(after).toMatchObject({ appliedSeq: seen.appliedSeq, lastContact: audit.at });
+    expect(after).toMatchObject({ appliedSeq: seen.appliedSeq, lastContact: null, audited: audit.at });
     expect(r3.lastSeq).toBeGreaterThanOrEqual(seen.appliedSeq);
     await api("POST", "/v1/groups/mover-cut/faults", { target: "r3", fault: "none" });
   });
