@@ -27,9 +27,23 @@ export interface ReadPlan {
   waitMs: number;
   /** Called once, at the first replica that did not reach minSeq in time (it may throw a 400). */
   onFirstTimeout?: () => Promise<void>;
+  /** Served by a replica whose rows failed its last scrub too (the second round: none other served). */
+  evenDamaged?: boolean;
 }
 
+/**
+ * The read from the nearest replica that serves it; from one whose rows failed its last scrub
+ * ("damaged") only when no other did: every replica damaged is the audit's alarm, and the group
+ * serves on as it did, while one damaged replica among sound ones served its damage (a probe).
+ */
 export async function readNearest(env: Env, config: GroupConfig, order: { id: string; location: string | null }[], plan: ReadPlan): Promise<ReadAnswer> {
+  const damaged: { id: string; location: string | null }[] = [];
+  const a = await readRound(env, config, order, plan, damaged);
+  if (a.kind === "ok" || a.kind === "too_large" || damaged.length === 0) return a;
+  return readRound(env, config, damaged, { ...plan, evenDamaged: true, onFirstTimeout: undefined }, []);
+}
+
+async function readRound(env: Env, config: GroupConfig, order: { id: string; location: string | null }[], plan: ReadPlan, damaged: { id: string; location: string | null }[]): Promise<ReadAnswer> {
   const running = new Map<string, Running>();
   const left = [...order];
   let last: ReadAnswer = { kind: "busy", replica: "" };
@@ -44,7 +58,7 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
       // while two others were far past the position (a probe: 9 of 60 reads).
       const wait = timedOut ? 0 : plan.waitMs;
       const r = left.shift()!;
-      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs, waitMs: wait });
+      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait, plan.evenDamaged === true]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs, waitMs: wait });
       nextAtMs = nowMs + wait + readAnswerSlackMs;
       if (left.length === 0) deadlineMs = nowMs + wait + replicaRpcTimeoutMs;
     }
@@ -69,6 +83,7 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
     // answered, a replica being rebuilt was asked first by every read, each paying its delay (a
     // probe: reads at 1.5 to 3 s for 8 s, a third of the rate). One asked without a wait (after
     // another's timeout) may be a few ms behind: not marked (a review). A failed call was marked by `ask`.
+    if (got.answer.kind === "damaged") damaged.push(order.find((r) => r.id === got.id)!);
     const missedWait = got.answer.kind === "timeout" && winner.waitMs < plan.waitMs;
     if (!got.failed && !missedWait) noteSlow(config, got.id, Date.now());
     nextAtMs = 0;
@@ -81,7 +96,7 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
   return timedOut ?? last;
 }
 
-function ask(env: Env, config: GroupConfig, r: { id: string; location: string | null }, args: [unknown, number, number]): Promise<Asked> {
+function ask(env: Env, config: GroupConfig, r: { id: string; location: string | null }, args: [unknown, number, number, boolean]): Promise<Asked> {
   const stub = replicaStub(env, config, r.id, r.location);
   return rpc<ReadAnswer>(stub.call(config.incarnation, "query", args)).then(
     (answer) => ({ answer, failed: false }),

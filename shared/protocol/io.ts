@@ -9,6 +9,8 @@ export type ReadAnswer =
   | { kind: "ok"; result: unknown; seq: number; epoch: number; replica: string }
   | { kind: "not_found" }
   | { kind: "quarantined"; replica: string }
+  /** Its rows failed its own last scrub (their digest differs): asked again with evenDamaged only if no other replica serves. */
+  | { kind: "damaged"; replica: string }
   | { kind: "busy"; replica: string }
   | { kind: "timeout"; replica: string; appliedSeq: number }
   /** The answer would be over queryResultBytesMax (every replica would say the same: not retried). */
@@ -109,7 +111,7 @@ export type SubmitAnswer =
  */
 export interface ReplicaApi {
   append(msg: AppendRequest): AppendResponse;
-  query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer>;
+  query(q: unknown, minSeq: number, waitMs: number, evenDamaged?: boolean): Promise<ReadAnswer>;
   session(client: string, request: number, minSeq: number, waitMs: number): Promise<SessionAnswer>;
   /** `markSeq`: a seq to record a checkpoint at once applied (ReplicaCore.auditInfo). */
   auditInfo(markSeq?: number): AuditInfo | null;

@@ -126,11 +126,18 @@ export class ReplicaDriver implements ReplicaApi {
     });
   }
 
-  async query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
+  /**
+   * `evenDamaged`: served though this replica's rows failed its last scrub. Without it such a
+   * replica refuses ("damaged"), and the router asks it again so only when no other serves (every
+   * replica damaged: the audit's alarm). A scrub's failure needs no quorum to prove the rows bad,
+   * yet the replica stayed unquarantined while another was down, serving its damage (a probe).
+   */
+  async query(q: unknown, minSeq: number, waitMs: number, evenDamaged = false): Promise<ReadAnswer> {
     this.contact();
     if (!this.core) return { kind: "not_found" };
     const replica = this.core.id;
     if (this.core.withheld) return { kind: "quarantined", replica };
+    if (this.core.scrubFailed && !evenDamaged) return { kind: "damaged", replica };
     if (this.core.appliedSeq < minSeq && this.waiters.length >= readWaitersMax) return { kind: "busy", replica };
     if (!(await this.waitApplied(minSeq, waitMs))) {
       // Destroyed while it waited (the group deleted): no state, not a position missed in time

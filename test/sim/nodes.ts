@@ -138,9 +138,9 @@ export class SimReplica {
   }
 
   /** A query; a corrupted replica may fail one (its rows are garbage), a healthy one never may. */
-  async query(q: unknown, minSeq: number, waitMs: number): Promise<ReadAnswer> {
+  async query(q: unknown, minSeq: number, waitMs: number, evenDamaged?: boolean): Promise<ReadAnswer> {
     try {
-      return await this.driver.query(q, minSeq, waitMs);
+      return await this.driver.query(q, minSeq, waitMs, evenDamaged);
     } catch (err) {
       if (this.corruptedAtMs === null) this.failures.add(`${this.id} failed a query: ${(err as Error).message}`);
       throw err;

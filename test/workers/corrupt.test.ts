@@ -52,6 +52,28 @@ describe("the corrupt fault", () => {
     expect((await api("POST", "/v1/groups/corrupt-all/audit")).body.verdict).toBe("consistent");
   });
 
+  it("a replica whose own scrub failed, left serving (another down: no quorum to quarantine it), serves no read while a sound one can; alone, it still does (a probe)", async () => {
+    await createGroup("corrupt-cut", { machine: "kv", checkpointEvery: 5 });
+    for (let i = 1; i <= 8; i++) await command("corrupt-cut", { op: "put", key: `k${i}`, value: i });
+    const fault = (target: string, f: string) => api("POST", "/v1/groups/corrupt-cut/faults", { target, fault: f });
+    expect((await fault("r1", "unreachable")).status).toBe(200);
+    expect((await corrupt("corrupt-cut", "r2")).body.corrupted).toEqual({ replica: "r2", key: "m/k1" });
+    const report = (await api("POST", "/v1/groups/corrupt-cut/audit")).body;
+    expect(report.replicas.find((x: any) => x.id === "r2").verdict).toBe("diverged");
+    expect((await statuses("corrupt-cut")).r2.status).toBe("healthy"); // not quarantined
+    const servedBy = new Set<string>();
+    for (let i = 0; i < 12; i++) {
+      const r = await query("corrupt-cut", { op: "get", key: "k1" }, "stale");
+      expect(r.body.result).toEqual({ value: 1 });
+      servedBy.add(r.body.replica);
+    }
+    expect([...servedBy]).toEqual(["r3"]);
+    // With r3 cut off too, the damaged replica is the only one left: it serves, as before.
+    expect((await fault("r3", "unreachable")).status).toBe(200);
+    expect((await query("corrupt-cut", { op: "get", key: "k2" }, "stale")).body).toMatchObject({ result: { value: 2 }, replica: "r2" });
+    for (const id of ["r1", "r3"]) await fault(id, "none");
+  });
+
   it("applies to a replica of the group that has rows: else a 400, 404 or 409 (every fault on an id the group does not have is a 404)", async () => {
     await createGroup("corrupt-bad");
     expectError(await corrupt("corrupt-bad", "sequencer"), 400, "bad_request", /replica/);

@@ -139,6 +139,7 @@ function readResult(c: Context<App>, group: string, life: number, a: ReadAnswer)
       throw new ApiError("too_large", a.message);
     case "not_found":
     case "quarantined":
+    case "damaged":
     case "busy":
       throw new ApiError("unavailable", "no replica can serve this read now", 1);
   }
