@@ -186,3 +186,42 @@ describe("an abort that reaches the sequencer while the restore's end installs t
     expect((await query("rd-dst", { op: "list" }, "linearizable")).body.result.items).toEqual([["a", 1], ["b", 2]]);
   });
 });
+
+describe("a restore whose group is deleted and created again during the upload", () => {
+  it("is a 409 that says so (it said 503 'start again', which sent the file into the new group), and the new group is left empty", async () => {
+    await createGroup("rl-src");
+    const rows = Array.from({ length: 256 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${String(i).padStart(4, "0")}`, value: i } }));
+    for (let b = 0; b < 5; b++) expect((await api("POST", "/v1/groups/rl-src/commands", { client: `bulk${b}`, commands: rows.map((c) => ({ ...c, command: { ...c.command, key: `${c.command.key}-${b}` } })) }, clientToken)).status).toBe(200);
+    const file = new TextEncoder().encode(await snapshotOf("rl-src")); // 1,280 rows: two pages
+    await createGroup("rl-dst", { machine: "kv", replicas: 3 });
+    const cut = file.indexOf(10, Math.floor((file.length * 1_100) / 1_281));
+    let rest!: () => void;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(file.slice(0, cut + 1));
+        rest = () => {
+          c.enqueue(file.slice(cut + 1));
+          c.close();
+        };
+      },
+    });
+    const upload = SELF.fetch("http://smr.test/v1/groups/rl-dst/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body });
+    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName("rl-dst"));
+    const staged = () => runInDurableObject(sequencer, (_inst, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'restore_rows'").toArray().length > 0 && state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM restore_rows").one().n > 0);
+    for (let i = 0; i < 200 && !(await staged()); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await staged()).toBe(true);
+    let deleted = await api("DELETE", "/v1/groups/rl-dst");
+    for (let i = 0; i < 50 && deleted.status === 503; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      deleted = await api("DELETE", "/v1/groups/rl-dst");
+    }
+    expect([200, 204, 404]).toContain(deleted.status);
+    await createGroup("rl-dst", { machine: "kv", replicas: 3 });
+    rest();
+    const res = await upload;
+    const answer = (await res.json()) as any;
+    expect(res.status, JSON.stringify(answer)).toBe(409);
+    expect(answer.error).toMatchObject({ code: "conflict", message: expect.stringMatching(/^group rl-dst was deleted and created again during the restore: nothing was restored/) });
+    expect((await query("rl-dst", { op: "list" }, "stale")).body.result.items).toEqual([]);
+  });
+});

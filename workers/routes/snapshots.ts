@@ -419,7 +419,10 @@ snapshotRoutes.post("/:group/restore", async (c) => {
       if (page.length === 0) return;
       if (!(await reached(group, () => rpc<boolean>(sequencer().restorePage(id, page)), "not_done"))) {
         groups.forget(group);
-        await groups.lookup(c.env, group); // 404 if the group was deleted meanwhile
+        const now = await groups.lookup(c.env, group); // 404 if the group was deleted meanwhile
+        // Deleted and created again: "start again" sent the file into the new group, empty, or a
+        // 409 once it had entries (a probe). The new life is not the one the restore was for.
+        if (now.config.incarnation !== life) throw new ApiError("conflict", `group ${group} was deleted and created again during the restore: nothing was restored, and the new group is left as it is (restore into it only if it is the one this file is for)`);
         throw new ApiError("unavailable", "the restore was replaced by another, or its sequencer changed; start again", 1);
       }
       page = [];
