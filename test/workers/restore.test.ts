@@ -1,9 +1,10 @@
 // A restore needs a quorum of voters, not every replica: the others are rebuilt from one that
 // installed once they answer (docs/PROTOCOL.md, "Snapshots and restore").
 import { SELF, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
 import { gunzipped } from "../../workers/routes/snapshots.js";
+import { setFault } from "../../workers/faults.js";
 import { decodeBookmark, groupTag } from "../../shared/api/bookmark.js";
 import { adminToken, api, apiEventKinds, clientToken, command, createGroup, expectError, query, replicaObject, replicaStatuses, waitFor } from "./helpers.js";
 
@@ -348,4 +349,35 @@ describe("a restore upload that stalls", () => {
     expect((await command("rs-stall-409", { op: "put", key: "k", value: 1 })).status).toBe(200);
     expectError(await send("rs-stall-409", header("rs-stall-409")), 409, "conflict", /entries/);
   }, 40_000);
+});
+
+describe("a snapshot download whose replica stops answering midway", () => {
+  it("ends as an error of the body, and one log line says why and after how many rows (the log had only workerd's uncaught-error reports: a probe)", async () => {
+    await createGroup("snap-cut");
+    const rows = Array.from({ length: 256 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${String(i).padStart(4, "0")}`, value: i } }));
+    for (let b = 0; b < 24; b++) expect((await api("POST", "/v1/groups/snap-cut/commands", { client: `b${b}`, commands: rows.map((c) => ({ ...c, command: { ...c.command, key: `${c.command.key}-${b}` } })) }, clientToken)).status).toBe(200);
+    const warned: string[] = [];
+    const warn = vi.spyOn(console, "warn").mockImplementation((...args: unknown[]) => void warned.push(args.map(String).join(" ")));
+    let serving = "";
+    try {
+      const res = await SELF.fetch("http://smr.test/v1/groups/snap-cut/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
+      expect(res.status).toBe(200);
+      serving = res.headers.get("x-smr-replica")!;
+      const reader = res.body!.getReader();
+      const first = await reader.read(); // the header: 6,144 rows in 7 pages follow
+      expect(new TextDecoder().decode(first.value)).toMatch(/^\{"group":"snap-cut"/);
+      setFault("snap-cut", serving, "unreachable", 0, "snap-cut");
+      let failed: unknown = null;
+      try {
+        for (let i = 0; i < 10_000; i++) if ((await reader.read()).done) break;
+      } catch (err) {
+        failed = err;
+      }
+      expect(failed).not.toBeNull();
+      expect(warned.filter((w) => new RegExp(`^snapshot of snap-cut cut short after \\d+ rows: replica ${serving} did not answer`).test(w))).toHaveLength(1);
+    } finally {
+      warn.mockRestore();
+      if (serving) setFault("snap-cut", serving, "none", 0);
+    }
+  });
 });

@@ -63,8 +63,16 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
           controller.enqueue(encoder.encode(JSON.stringify(header) + "\n"));
           return;
         }
-        const page = await rpc<[string, string][] | null>(stub.call(inc, "exportPage", [info.id, after, transferPageBytes]));
-        if (page === null) throw new Error(`replica ${r.id} dropped the frozen copy of the snapshot`);
+        // A page that cannot come (the group deleted, the replica destroyed or reset) ends the
+        // download as an error of the stream (the client sees it cut short, never a whole-looking
+        // file), with one line that says why and after how many rows: the log had only workerd's
+        // reports of an uncaught error (a probe). workerd still reports the errored body.
+        const page = await rpc<[string, string][] | null>(stub.call(inc, "exportPage", [info.id, after, transferPageBytes])).catch((err: unknown) => String(err));
+        if (page === null || typeof page === "string") {
+          const why = page === null ? `replica ${r.id} dropped the frozen copy of the snapshot (deleted, rebuilt, or idle past ${snapshotIdleMs / 1000} s)` : `replica ${r.id} did not answer: ${page}`;
+          console.warn(`snapshot of ${group} cut short after ${sent.rows} rows: ${why}`);
+          return controller.error(new Error(why));
+        }
         if (page.length === 0) {
           await end();
           const problem = mismatch(sent, header);
