@@ -8,7 +8,7 @@ import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 // The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
-import { groupsHealth, noQuorumText, quotaText, samples, slowText, type GroupHealth } from "../public/health.js";
+import { deletingText, groupsHealth, noQuorumText, quotaText, samples, slowText, type GroupHealth } from "../public/health.js";
 import { span } from "../public/units.js";
 
 export function metricsCommand(): Command {
@@ -32,6 +32,7 @@ const nextOf = (text: string) => /^# next: (\S+)$/m.exec(text)?.[1];
 
 /** "3/3 healthy", or "2/3 healthy; r2 down". */
 function replicasCell(g: GroupHealth): string {
+  if (g.deleting) return deletingText;
   const healthy = g.replicas.filter((r) => r.status === "healthy").length;
   const others = g.replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
   const noQuorum = noQuorumText(g.noQuorumMs);

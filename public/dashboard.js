@@ -3,7 +3,7 @@
 // tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
 // group is in the URL's fragment (#group=name), so a view can be linked to.
 // A module (strict, deferred): the health rule is shared with the CLI.
-import { groupsHealth, healthOf, noQuorumText, quotaText, samples, slowText } from "./health.js";
+import { deletingText, groupsHealth, healthOf, noQuorumText, quotaText, samples, slowText } from "./health.js";
 import { bytesText, span } from "./units.js";
 
 /** Between the end of one refresh and the start of the next. */
@@ -241,9 +241,9 @@ let ownHealth = null;
 let scrapeStartedMs = 0;
 
 /** One group's health (health.js: as `smr groups status` tells it) and why, in words. */
-function judge(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes) {
+function judge(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes, deleting = false) {
   const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes);
-  if (!up) return { health, why: "its sequencer or directory did not answer" };
+  if (!up) return { health, why: deleting ? deletingText : "its sequencer or directory did not answer" };
   const noQuorum = noQuorumText(noQuorumMs);
   const notHealthy = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
   const slow = slowText(answerMs);
@@ -254,7 +254,7 @@ function judge(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes) {
 
 /** group -> { health, why } from a metrics scrape's samples. */
 function healthFromMetrics(all) {
-  return new Map(groupsHealth(all).map((g) => [g.group, judge(g.up, g.replicas, g.lastAudit, g.answerMs, g.noQuorumMs, g.quotaBytes)]));
+  return new Map(groupsHealth(all).map((g) => [g.group, judge(g.up, g.replicas, g.lastAudit, g.answerMs, g.noQuorumMs, g.quotaBytes, g.deleting)]));
 }
 
 /** Scrapes the listed groups' health unless one is under way or the last is recent; not awaited by the refresh loop (a scrape may take seconds). */

@@ -49,6 +49,9 @@ export function quotaText(replicas, quotaBytes) {
   return `storage quota reached: ${worst.id} holds ${mib(worst.storageBytes ?? 0)} of ${mib(quotaBytes)} (writes refused)`;
 }
 
+/** Why a group stuck mid-delete is down: the one wording of the CLI and the dashboard. */
+export const deletingText = "being deleted: not every one of its objects was destroyed yet (DELETE it again to finish)";
+
 /**
  * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);
  * degraded: it answered, but slowly (slowAnswerMs), a replica is not healthy, or the last audit
@@ -92,6 +95,7 @@ export function samples(text) {
  * @property {string} group
  * @property {Health} health
  * @property {boolean} up its sequencer and directory answered the scrape
+ * @property {boolean} deleting being deleted, not every object destroyed yet (down, and why)
  * @property {number | null} epoch
  * @property {number | null} commitSeq
  * @property {ReplicaState[]} replicas
@@ -139,6 +143,6 @@ export function groupsHealth(all) {
     const up = one("smr_group_up") === 1;
     const quotaBytes = one("smr_group_storage_quota_bytes");
     const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes);
-    return { group, health, up, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs, noQuorumMs, quotaBytes };
+    return { group, health, up, deleting: one("smr_group_deleting") === 1, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs, noQuorumMs, quotaBytes };
   });
 }

@@ -142,7 +142,7 @@ async function finishDelete(env: Env, record: GroupRecord, force = false): Promi
   if (left.length > 0 && !force) {
     // An object that cannot be reached keeps the group's state: the record stays "deleting" (the
     // group serves nothing, and its name cannot be re-created) until a retry can destroy it.
-    throw new ApiError("unavailable", `group ${cfg.group} is being deleted, but not every one of its objects can be reached yet (${left[0]}); a retry or the next request finishes the delete (DELETE with ?force=1 finishes it now, leaving the storage of those it cannot reach behind)`, 1);
+    throw new ApiError("unavailable", `group ${cfg.group} is being deleted, but not every one of its objects can be reached yet (${left[0]}); a retry or the next request finishes the delete (DELETE with ?force=1 finishes it now, leaving the storage of those it cannot reach behind)`, 1, "deleting");
   }
   if (left.length > 0) logEvent({ event: "delete-forced", group: cfg.group, message: `deleted with ${left.length} of its objects not reached; their storage is left behind, fenced by the incarnation: ${left.join("; ")}` }, "warn");
   // Unlisted before the record goes: if the registry cannot be reached, the record stays
@@ -151,7 +151,7 @@ async function finishDelete(env: Env, record: GroupRecord, force = false): Promi
   // Its 503 says the delete is under way: a client retrying it takes a retry's 404 for the delete
   // finished only when told so (the registry's own words read as nothing begun: a review).
   await unlist(env, cfg.group, cfg.incarnation).catch((err: unknown) => {
-    throw err instanceof ApiError ? new ApiError("unavailable", `group ${cfg.group} is being deleted: ${err.message}`, 1) : err;
+    throw err instanceof ApiError ? new ApiError("unavailable", `group ${cfg.group} is being deleted: ${err.message}`, 1, "deleting") : err;
   });
   await directoryStub(env, cfg.group).setState(cfg.incarnation, "deleted");
   clearFaults(cfg.group);
@@ -211,7 +211,7 @@ async function finishDeleteWithin(env: Env, record: GroupRecord): Promise<void> 
   run.catch(() => undefined); // answered below, or, past the wait, by the next request's own try
   await withTimeout(realClock, run, deleteWaitMs, `the delete of ${record.config.group}`).catch((err: unknown) => {
     if (!(err instanceof TimeoutError)) throw err;
-    throw new ApiError("unavailable", `group ${record.config.group} is being deleted, and not every one of its objects has answered within ${deleteWaitMs} ms yet; a retry or the next request finishes the delete`, 1);
+    throw new ApiError("unavailable", `group ${record.config.group} is being deleted, and not every one of its objects has answered within ${deleteWaitMs} ms yet; a retry or the next request finishes the delete`, 1, "deleting");
   });
 }
 

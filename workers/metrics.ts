@@ -47,6 +47,8 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
     if (s.status === "rejected") console.warn(`metrics of ${group}: ${String(s.reason)}`);
   } catch (err) {
     if (err instanceof ApiError && err.code === "not_found") return null;
+    // Stuck mid-delete: said so (smr_group_deleting), not only as an outage (a probe).
+    if (err instanceof ApiError && err.reason === "deleting") return { group, up: false, deleting: true };
     console.warn(`metrics of ${group}: ${String(err)}`);
   }
   // The directory did not answer: no group series; the sequencer's view of its replicas, if any.

@@ -20,8 +20,10 @@ export type ErrorCode = keyof typeof errorStatus;
  * Why, beyond the code, for a client to act on (an extra field: API.md's codes stay as they are).
  * `storage_quota`: a 503 `unavailable` of a group at its storage quota: certainly not ordered, but
  * no retry mends it until space is freed (README, "Storage quota"); clients do not retry it.
+ * `deleting`: a 503 of a group being deleted whose objects have not all been destroyed yet; a
+ * retry helps finish the delete (then the group is gone: 404).
  */
-export const errorReasons = ["storage_quota"] as const;
+export const errorReasons = ["storage_quota", "deleting"] as const;
 export type ErrorReason = (typeof errorReasons)[number];
 
 export interface ErrorBody {

@@ -72,7 +72,8 @@ export interface GroupCounts {
 
 /** What one group's objects said, or that they could not be reached. */
 export type GroupFigures =
-  | { group: string; up: false; replicas?: GroupStatus; counts?: GroupCounts }
+  /** `deleting`: being deleted, not every object destroyed yet (its lookup's 503 said so). */
+  | { group: string; up: false; replicas?: GroupStatus; counts?: GroupCounts; deleting?: true }
   | { group: string; up: true; status: GroupStatus; commandsTotal: number; counts: GroupCounts; work?: SequencerWork; answerMs?: number };
 
 /** What the sequencer in office has done since it started: flushes of its log, append messages per replica. */
@@ -132,6 +133,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const commit = family("smr_group_commit_seq", "gauge", "The group's commit position (highest committed log seq).");
   const epoch = family("smr_group_epoch", "gauge", "The epoch of the group's sequencer.");
   const noQuorum = family("smr_group_no_quorum_seconds", "gauge", "How long the group's sequencer, which answered, has heard no quorum of its voters (sequencer timeout or more: no write can commit, a failover may replace it); 0 while it has one. smr_group_up stays 1: alert on this too.");
+  const deleting = family("smr_group_deleting", "gauge", "1 while the group is being deleted and not every one of its objects has been destroyed yet (smr_group_up is 0 then: it serves nothing; a retry of the DELETE, or the next request, finishes it); absent otherwise.");
   const asleep = family("smr_group_asleep", "gauge", "1 while the group sleeps (no client work for SLEEP_AFTER_SECONDS: no heartbeats, audited once a day, not each lap), 0 while awake.");
   const commands = family("smr_commands_total", "counter", "Command entries the group's sequencer ordered; starts again at 0 when a sequencer recovers (failover, move).");
   const failovers = family("smr_failovers_total", "counter", "Failovers of the group's sequencer.");
@@ -165,6 +167,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   for (const g of groups) {
     const group = g.group;
     up.samples.push({ labels: { group }, value: g.up ? 1 : 0 });
+    if (!g.up && g.deleting) deleting.samples.push({ labels: { group }, value: 1 });
     if (g.counts) countSamples({ failovers, audits, lastAudit }, group, g.counts);
     if (!g.up) {
       // The sequencer did not answer: what the replicas say of themselves (an outage is when an
@@ -186,5 +189,5 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     }
     replicaSamples(s);
   }
-  return [up, commit, epoch, noQuorum, asleep, commands, failovers, applied, lag, stateRows, storageBytes, quota, status, audits, lastAudit, flushes, answer, appends];
+  return [up, deleting, commit, epoch, noQuorum, asleep, commands, failovers, applied, lag, stateRows, storageBytes, quota, status, audits, lastAudit, flushes, answer, appends];
 }

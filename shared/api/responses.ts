@@ -16,7 +16,7 @@ export const errorCodes = Object.keys(errorStatus) as ErrorCode[];
 
 const errorReason = z
   .enum(errorReasons)
-  .describe("with a 503 unavailable: storage_quota, the group is at its storage quota; certainly not ordered, but a retry does not mend it until space is freed");
+  .describe("with a 503 unavailable: storage_quota, the group is at its storage quota; certainly not ordered, but a retry does not mend it until space is freed; deleting, the group is being deleted and not every one of its objects was destroyed yet (a retry helps finish it)");
 
 /** The body of every non-2xx answer; `codes` narrows `code` to those one status can carry. */
 export function errorBodyOf(codes: readonly ErrorCode[] = errorCodes) {

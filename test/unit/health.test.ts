@@ -24,6 +24,7 @@ const scrape = [
   'smr_replica_status{group="d",replica="r1",status="healthy"} 1',
   'smr_sequencer_answer_seconds{group="d"} 1.52',
   'smr_group_up{group="c"} 0',
+  'smr_group_deleting{group="c"} 1',
   'smr_group_up{group="e"} 1',
   'smr_group_no_quorum_seconds{group="e"} 22.4',
   'smr_replica_status{group="e",replica="r1",status="healthy"} 1',
@@ -46,12 +47,13 @@ describe("health", () => {
     const [a, b, d, c, e, f, ...rest] = groupsHealth(samples(scrape));
     expect(rest).toEqual([]);
     expect(a).toEqual({
-      group: "a", health: "ok", up: true, epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1, answerMs: 4, noQuorumMs: null, quotaBytes: 16777216,
+      group: "a", health: "ok", up: true, deleting: false, epoch: 2, commitSeq: 40, lagMax: 7, failovers: 1, answerMs: 4, noQuorumMs: null, quotaBytes: 16777216,
       replicas: [{ id: "r1", status: "healthy", storageBytes: 1048576 }, { id: "r2", status: "healthy" }],
       lastAudit: { verdict: "consistent", at: new Date(1700000060 * 1000).toISOString() },
     });
     expect([b?.group, b?.health, b?.lastAudit, b?.lagMax]).toEqual(["b", "degraded", null, null]);
-    expect([c?.group, c?.health, c?.replicas]).toEqual(["c", "down", []]);
+    // Stuck mid-delete: down, and said so (it read as an outage: a probe).
+    expect([c?.group, c?.health, c?.replicas, c?.deleting]).toEqual(["c", "down", [], true]);
     // Every replica healthy, but a sequencer 1.5 s to answer: degraded (every command waits as long).
     expect([d?.group, d?.health, d?.answerMs]).toEqual(["d", "degraded", 1520]);
     // Its sequencer answers but has heard no quorum: no write can commit. It showed degraded (a probe).

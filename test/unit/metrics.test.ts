@@ -308,6 +308,16 @@ const exposed = (b: Partial<GroupStatus["sequencer"]>) =>
     ]),
   );
 
+describe("smr_group_deleting", () => {
+  it("is 1 for a group stuck mid-delete (its smr_group_up 0), absent for the others: it read as an outage alone (a probe)", () => {
+    const text = exposition(groupFamilies([{ group: "a", up: true, status: base, commandsTotal: 0, counts }, { group: "c", up: false }, { group: "d", up: false, deleting: true }]));
+    const family = parse(text).find((f) => f.name === "smr_group_deleting")!;
+    expect(family.type).toBe("GAUGE");
+    expect(family.metrics.map((m) => [m.labels, Number(m.value)])).toEqual([[{ group: "d" }, 1]]);
+    expect(parse(text).find((f) => f.name === "smr_group_up")!.metrics.map((m) => Number(m.value))).toEqual([1, 0, 0]);
+  });
+});
+
 describe("smr_group_asleep", () => {
   it("is 1 for a group whose status says it sleeps, 0 for an awake one, absent for one that did not answer (an alert on audit age can leave asleep groups out)", async () => {
     const text = exposed({ asleepSince: "2026-12-05T10:00:00.000Z" });

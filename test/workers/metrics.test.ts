@@ -142,6 +142,24 @@ describe("GET /v1/metrics", () => {
     expect((await series("?group=mx-cut")).get("smr_group_up", { group: "mx-cut" })).toBe(1);
   });
 
+  it("a group stuck mid-delete (a replica out of reach) is smr_group_deleting 1 beside smr_group_up 0, and its 503 says reason deleting: it read as an outage alone (a probe)", async () => {
+    await createGroup("mx-del");
+    expect((await api("POST", "/v1/groups/mx-del/faults", { target: "r3", fault: "unreachable" })).status).toBe(200);
+    try {
+      const del = await api("DELETE", "/v1/groups/mx-del");
+      expect(del.status, JSON.stringify(del.body)).toBe(503);
+      expect(del.body.error).toMatchObject({ code: "unavailable", reason: "deleting" });
+      const m = await series();
+      expect(m.get("smr_group_up", { group: "mx-del" })).toBe(0);
+      expect(m.get("smr_group_deleting", { group: "mx-del" })).toBe(1);
+      expect(m.get("smr_group_deleting", { group: "mx-cut" })).toBeUndefined();
+    } finally {
+      await api("POST", "/v1/groups/mx-del/faults", { target: "r3", fault: "none" });
+    }
+    await waitFor("the delete finished", async () => (await api("DELETE", "/v1/groups/mx-del")).status === 404);
+    expect((await series()).get("smr_group_deleting", { group: "mx-del" })).toBeUndefined();
+  });
+
   it("a group whose sequencer hangs (the replica in its object with it): the replicas that answer still give their series", async () => {
     // A review: the replicas' view waited a call's timeout (3 s) for the hung replica, longer than
     // the scrape's 2 s, and was dropped whole; an unreachable fault fails at once and hid that.
