@@ -919,7 +919,13 @@ export class SequencerCore {
       // A base past the no-ops with no entry but no-ops after it is a restore's (compaction keeps
       // thousands): a retry of a restore whose answer was lost said "has entries" (a probe).
       const restored = this.baseSeq > 0 && this.lastSeq - this.baseSeq <= restoreNoopsMax && this.readEntries(this.baseSeq + 1, this.lastSeq).every((e) => e.kind === "noop");
-      return { code: "conflict", reason: restored ? `the group holds a restored state already (at seq ${this.baseSeq})` : `the group has entries (last seq ${this.lastSeq})` };
+      if (restored) return { code: "conflict", reason: `the group holds a restored state already (at seq ${this.baseSeq})` };
+      // Only membership changes: they count as entries too, which the 409 alone did not say (a
+      // probe: an empty group with a replica added refused, one whose sequencer moved took it).
+      const few = this.lastSeq - this.baseSeq <= restoreNoopsMax ? this.readEntries(this.baseSeq + 1, this.lastSeq) : [];
+      const changes = few.some((e) => e.kind === "config") && few.every((e) => e.kind !== "command");
+      const why = changes ? ` (membership changes count as entries: create the new group with the replicas wanted, and restore before any change)` : "";
+      return { code: "conflict", reason: `the group has entries (last seq ${this.lastSeq})${why}` };
     }
     if (this.restoreMarked) return { code: "unavailable", reason: "another restore of this group is under way; retry when it is done" };
     if (this.pending.size !== 0) return { code: "unavailable", reason: "commands sent before the restore are being ordered; retry" };

@@ -79,7 +79,12 @@ describe("restore with a replica away", () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect((await query("rs-moved", { op: "get", key: "k" })).body.result).toEqual({ value: 3 });
     expect((await command("rs-moved", { op: "put", key: "k2", value: 4 })).status).toBe(200);
-    expectError(await restore("rs-moved", file), 409, "conflict", /has entries/);
+    expectError(await restore("rs-moved", file), 409, "conflict", /has entries \(last seq \d+\); restore into a new, empty group$/);
+    // One with a replica added and nothing else: the 409 says a membership change counts (a probe).
+    await createGroup("rs-grown", { machine: "kv", replicas: 3 });
+    expect((await api("POST", "/v1/groups/rs-grown/replicas", {})).status).toBe(202);
+    await waitFor("the change committed", async () => (await api("GET", "/v1/groups/rs-grown", undefined, clientToken)).body.replicas.length === 4, 100);
+    expectError(await restore("rs-grown", file), 409, "conflict", /has entries \(last seq \d+\) \(membership changes count as entries: create the new group with the replicas wanted, and restore before any change\); restore into a new, empty group$/);
   }, 30_000);
 });
 
