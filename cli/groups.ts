@@ -116,7 +116,7 @@ function createCommand(groups: Command): void {
     .addOption(new Option("--outputs <mode>", "answer with the first replica's output or a majority's").choices(["first", "majority"]))
     .option("--checkpoint-every <n>", "entries between checkpoints", positiveArg)
     .option("--sequencer-locations <hints>", "the sequencer's location hints, in order of preference", locationListArg)
-    .option("--session-idle <seconds>", "forget a client with no command executed for this long (default 7 days)", positiveArg)
+    .option("--session-idle <seconds>", "forget a client with no command executed for this long (default a day)", positiveArg)
     .option("--storage-quota <MiB>", `refuse writes while a replica's storage holds this many MiB (${storageQuotaMiBMin} to ${storageQuotaMiBMax}, default ${storageQuotaMiBDefault})`, betweenArg(storageQuotaMiBMin, storageQuotaMiBMax))
     .option("--no-colocate", "host no replica in the sequencer's object")
     .action(async (group: string, opts: CreateFlags, cmd: Command) => {

@@ -162,7 +162,7 @@ export interface GroupSpec {
   outputs?: OutputsMode;
   checkpointEvery?: number;
   sequencerLocations?: string[];
-  /** A client with no command executed for this long is forgotten (default 7 days). */
+  /** A client with no command executed for this long is forgotten (default a day). */
   sessionIdleSeconds?: number;
   /** Host one replica in the sequencer's object (default true: a group of two or more). */
   colocate?: boolean;
