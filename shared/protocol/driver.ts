@@ -899,7 +899,8 @@ export class SequencerDriver {
   async hearUnheard(waitMs: number): Promise<void> {
     const startMs = this.io.nowMs();
     const deadlineMs = startMs + waitMs;
-    const stale = this.sleepState === "asleep" ? this.core.unheardSince(startMs - asleepContactStaleMs) : [];
+    // Asked (not answered) that long ago: one that stays silent was asked at every status (a review).
+    const stale = this.sleepState === "asleep" ? this.core.unheardSince(startMs - asleepContactStaleMs).filter((id) => (this.lastSentMs.get(id) ?? 0) <= startMs - asleepContactStaleMs) : [];
     for (const id of [...this.core.unheardIds(), ...stale]) {
       this.beatDue.add(id);
       void this.sendLoop(id);

@@ -285,6 +285,10 @@ describe("an idle group sleeps", () => {
     await pause(asleepContactStaleMs + 1_000);
     await g.driver.hearUnheard(statusContactWaitMs);
     expect(status("r3").status).toBe("suspect");
+    // A silent one is asked again a bound later, not at each status (by when it was asked).
+    const asked = g.calls.get("r3:append") ?? 0;
+    await g.driver.hearUnheard(statusContactWaitMs);
+    expect(g.calls.get("r3:append") ?? 0).toBe(asked);
     for (const id of ["r1", "r2"]) {
       expect(status(id).status).toBe("healthy");
       expect(Date.parse(status(id).lastContact!)).toBeGreaterThan(fastClock.nowMs() - asleepContactStaleMs);
