@@ -94,10 +94,23 @@ describe("a forgotten request's id used again for another command (a probe)", ()
     g.driver.stop();
   });
 
-  it("with no replica answering for the pair, the first command's retry is a 504 (retry), not a 409", async () => {
+  it("with no replica answering for the pair, the 409 stands, as before the lookup (a certain conflict was a 504: a review)", async () => {
     const g = await reused();
     for (const id of ["r1", "r2", "r3"]) (g.replicas.get(id)!.core! as unknown as { session: () => never }).session = () => { throw new Error("unreachable"); };
-    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "timeout" });
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "conflict" });
+    g.driver.stop();
+  });
+
+  it("with a replica in the sequencer's object, plain conflicts are settled by it alone: no session call over the network (a batch of 100 made 300: a review)", async () => {
+    const g = await reused();
+    Object.assign(g.io, { directReplica: "r1" });
+    const remote = () => ["r2", "r3"].reduce((n, id) => n + (g.calls.get(`${id}:session`) ?? 0), 0);
+    const before = remote();
+    const answers = await Promise.all(g.driver.submitBatch("o", Array.from({ length: 40 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${i}`, value: "other" } }))));
+    expect(answers.every((a) => a.kind === "conflict")).toBe(true);
+    expect(remote()).toBe(before);
+    // The first command's retry still gets its first answer.
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "ok", seq: 1, replayed: true });
     g.driver.stop();
   });
 });
