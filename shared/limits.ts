@@ -300,6 +300,13 @@ export const metricsReplicaFallbacksMax = 200;
  */
 export const statusContactWaitMs = 1_000;
 /**
+ * How long a replica a copy from did not sum to its digest is no repair source (unless a scrub
+ * passes it first): two damaged alike were copied from in turn every 1 to 2 s (a probe); this
+ * bounds the waste to a copy per source per this long, and a false suspect (the target's install
+ * went wrong) to this long.
+ */
+export const copySuspectMs = 5 * 60_000;
+/**
  * Asleep (no heartbeats), a status or metrics call asks again each replica last heard from longer
  * ago than this: the tracker's view from the sleep showed a replica cut off since as healthy until
  * the daily audit (a probe). Bounded so that a scrape every few seconds costs each asleep group one

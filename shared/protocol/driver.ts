@@ -8,6 +8,7 @@ import {
   auditTriesMax,
   commandTimeoutMs,
   compactionSlackEntries,
+  copySuspectMs,
   logRetentionEntries,
   transferPageBytes,
   heartbeatMs,
@@ -97,6 +98,12 @@ export class SequencerDriver {
    * check then failed, the target left rebuilding for good (a probe, every replica corrupted).
    */
   private readonly scrubFailed = new Map<string, number>();
+  /**
+   * Sources a copy from did not sum to their digest (id -> when): no source for copySuspectMs, or
+   * until a scrub passes them (noteBadCopy). Apart from scrubFailed: the fault may have been the
+   * target's install, and a refusal on their account is a retry's, not only an operator's.
+   */
+  private readonly copySuspects = new Map<string, number>();
   /** Why the last repair of each replica failed, for the operator's repair route. */
   private readonly lastRepairError = new Map<string, string>();
   /** Rebuilds under way, by target: what the status shows of each (the rows copied so far). */
@@ -932,7 +939,7 @@ export class SequencerDriver {
   }
 
   private perReplicaMaps(): Map<string, unknown>[] {
-    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.lastRepairError, this.lastSentMs, this.ackedSentMs, this.heldSinceMs, this.rebuilds];
+    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.copySuspects, this.lastRepairError, this.lastSentMs, this.ackedSentMs, this.heldSinceMs, this.rebuilds];
   }
 
   /**
@@ -1631,7 +1638,7 @@ export class SequencerDriver {
       // state's first pass ends the digests read equal, and a damaged replica was a source again.
       if (info !== null && !info.rebuilding) {
         if (info.scrub.actualDigest !== info.scrub.recordedDigest) this.scrubFailed.set(id, now);
-        else if (info.stateRows !== undefined) this.scrubFailed.delete(id);
+        else if (info.stateRows !== undefined) this.scrubFailed.delete(id), this.copySuspects.delete(id);
       }
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
@@ -1756,6 +1763,7 @@ export class SequencerDriver {
       this.lastRepairError.delete(target);
       this.badSources.delete(target);
       this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
+      this.copySuspects.delete(target);
     }
     this.kickAll();
     return installed !== null;
@@ -1770,7 +1778,7 @@ export class SequencerDriver {
    * 189,000 rows; none from another source), as a snapshot download avoids it.
    */
   private repairSources(target: string): string[] {
-    const sources = this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id) && !this.scrubFailed.has(id));
+    const sources = this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id) && !this.scrubFailed.has(id) && !this.suspected(id));
     const here = this.io.directReplica;
     return [...sources.filter((id) => id !== here), ...sources.filter((id) => id === here)];
   }
@@ -1804,7 +1812,10 @@ export class SequencerDriver {
     // None reachable and caught up now: a retry may find one (a 503), as the audit's retries do.
     // So while one that did not fail its scrub is only out of reach (it said "conflict" then).
     const others = this.core.replicaIds().filter((id) => id !== target);
-    const failedNote = failed.length > 0 ? ` (${failed.join(", ")} failed the last audit's scrub or a copy's digest check)` : "";
+    // Suspected after a bad copy: tried again later (a retry may find one), so never only an operator's.
+    const suspects = others.filter((id) => !failed.includes(id) && this.suspected(id));
+    if (suspects.length > 0) return { code: "unavailable", reason: `no replica to copy ${target} from now: a copy from ${suspects.join(", ")} did not sum to its digest lately; tried again once a scrub passes ${suspects.length === 1 ? "it" : "them"}, or ${copySuspectMs / 60_000} min after` };
+    const failedNote = failed.length > 0 ? ` (${failed.join(", ")} failed the last audit's scrub)` : "";
     // One that needs a state transfer itself is no source until it has had one, which needs a
     // source too: with only such ones and failed ones, a retry never finds one (a probe's 503).
     const rebuilding = others.filter((id) => !failed.includes(id) && this.core.needsTransfer(id));
@@ -1813,7 +1824,7 @@ export class SequencerDriver {
     if (failed.length === 0) return { code: "conflict", reason: `no replica to copy ${target} from: ${rebuilding.join(", ")} ${rebuilding.length === 1 ? "needs" : "need"} a state transfer itself; release one with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group` };
     return {
       code: "conflict",
-      reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub or a copy's digest check (their rows do not match their digests)${waiting}; release one that failed with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
+      reason: `no replica to copy ${target} from: ${failed.join(", ")} failed the last audit's scrub (their rows do not match their digests)${waiting}; release one that failed with rebase to take its rows as they are, then repair the others from it, or restore a backup into a new group`,
     };
   }
 
@@ -1899,16 +1910,24 @@ export class SequencerDriver {
   }
 
   /**
-   * A copy from `source` whose rows did not sum to its digest: its rows are what is damaged, as a
-   * failed scrub would say, so it is no source until an audit's scrub passes it again or it is
+   * A copy from `source` whose rows did not sum to its digest: its rows are likely what is
+   * damaged, so it is no source for copySuspectMs, or until an audit's scrub passes it or it is
    * rebuilt. Only reordering the sources, with two of three replicas damaged alike, repeated a
    * whole transfer every 1 to 2 s for good, one from each in turn, and said nothing (a probe).
+   * Not marked as failing its scrub: the target's install may be what went wrong, and with every
+   * source so marked the group slept, its target quarantined, until the daily audit (a review).
    */
   private noteBadCopy(target: string, source: string, info: SnapshotInfo, installed: string): void {
     this.badSources.set(target, source);
-    this.scrubFailed.set(source, this.io.nowMs());
-    const message = `a rebuild of ${target} from ${source} at seq ${info.seq} failed: the rows copied sum to ${installed.slice(0, 12)}, not ${source}'s digest ${info.digest.slice(0, 12)}; ${source} is no source until its rows pass a scrub`;
+    this.copySuspects.set(source, this.io.nowMs());
+    const message = `a rebuild of ${target} from ${source} at seq ${info.seq} failed: the rows copied sum to ${installed.slice(0, 12)}, not ${source}'s digest ${info.digest.slice(0, 12)}; ${source} is no source for ${copySuspectMs / 60_000} min, or until its rows pass a scrub`;
     this.io.event?.("repair", message, { replica: target, source, seq: info.seq, action: "failed" });
+  }
+
+  /** Whether a copy from `id` failed its digest check within copySuspectMs (noteBadCopy). */
+  private suspected(id: string): boolean {
+    const atMs = this.copySuspects.get(id);
+    return atMs !== undefined && this.io.nowMs() - atMs < copySuspectMs;
   }
 
   /**
