@@ -17,7 +17,7 @@ type Timeout = Extract<ReadAnswer, { kind: "timeout" }>;
 /** A replica's answer, or `failed` (busy) when the call itself failed (unreachable). */
 type Asked = { answer: ReadAnswer; failed: boolean };
 /** A call under way: its answer, its place in the order asked, and when it was due. */
-type Running = { call: Promise<Asked>; no: number; dueMs: number; waitMs: number };
+type Running = { call: Promise<Asked>; no: number; dueMs: number; waitMs: number; endMs: number };
 
 export interface ReadPlan {
   query: unknown;
@@ -27,44 +27,46 @@ export interface ReadPlan {
   waitMs: number;
   /** Called once, at the first replica that did not reach minSeq in time (it may throw a 400). */
   onFirstTimeout?: () => Promise<void>;
-  /** Served by a replica whose rows failed its last scrub too (the second round: none other served). */
-  evenDamaged?: boolean;
 }
+
+/** A replica to ask; `evenDamaged`: asked again, to serve though its rows failed its last scrub. */
+type Place = { id: string; location: string | null; evenDamaged?: true };
 
 /**
- * The read from the nearest replica that serves it; from one whose rows failed its last scrub
- * ("damaged") only when no other did: every replica damaged is the audit's alarm, and the group
- * serves on as it did, while one damaged replica among sound ones served its damage (a probe).
+ * The read from the nearest replica that serves it. One whose rows failed its last scrub refuses
+ * ("damaged") and goes to the back of the queue, asked again to serve anyway only after the others
+ * (every replica damaged is the audit's alarm, and the group serves on as it did), while one
+ * damaged replica among sound ones served its damage (a probe). In the same round, under the same
+ * deadline: a second round after the first's whole deadline doubled such a read's time (a review).
  */
 export async function readNearest(env: Env, config: GroupConfig, order: { id: string; location: string | null }[], plan: ReadPlan): Promise<ReadAnswer> {
-  const damaged: { id: string; location: string | null }[] = [];
-  const a = await readRound(env, config, order, plan, damaged);
-  if (a.kind === "ok" || a.kind === "too_large" || damaged.length === 0) return a;
-  return readRound(env, config, damaged, { ...plan, evenDamaged: true, onFirstTimeout: undefined }, []);
-}
-
-async function readRound(env: Env, config: GroupConfig, order: { id: string; location: string | null }[], plan: ReadPlan, damaged: { id: string; location: string | null }[]): Promise<ReadAnswer> {
   const running = new Map<string, Running>();
-  const left = [...order];
+  const left: Place[] = [...order];
   let last: ReadAnswer = { kind: "busy", replica: "" };
   let timedOut: Timeout | null = null;
   let nextAtMs = 0; // when the next replica is asked: at once at first, and after a refusal
   let deadlineMs = Infinity; // set when the last replica is asked
   for (let no = 0; ; ) {
     const nowMs = Date.now();
-    if (left.length > 0 && nowMs >= nextAtMs) {
+    // A damaged replica asked again waits for every sound one still running, slow ones too: it
+    // overtook a sound replica 1 s late with its damage (a review).
+    const held = left[0]?.evenDamaged === true && running.size > 0;
+    if (left.length > 0 && nowMs >= nextAtMs && !held) {
       // Once one replica did not reach the position in time, the next are asked without waiting:
       // one already there serves (API.md). A slow replica's timeout used to be the answer, a 504,
       // while two others were far past the position (a probe: 9 of 60 reads).
       const wait = timedOut ? 0 : plan.waitMs;
       const r = left.shift()!;
-      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait, plan.evenDamaged === true]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs, waitMs: wait });
+      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait, r.evenDamaged === true]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs, waitMs: wait, endMs: nowMs + wait + replicaRpcTimeoutMs });
       nextAtMs = nowMs + wait + readAnswerSlackMs;
       if (left.length === 0) deadlineMs = nowMs + wait + replicaRpcTimeoutMs;
     }
     if (running.size === 0) break;
-    const got = await firstOf(running, Math.max(0, (left.length > 0 ? nextAtMs : deadlineMs) - Date.now()));
+    const untilMs = held ? Math.max(...[...running.values()].map((r) => r.endMs)) : left.length > 0 ? nextAtMs : deadlineMs;
+    const got = await firstOf(running, Math.max(0, untilMs - Date.now()));
     if (got === null) {
+      // The sound ones ran out of time: the damaged replica is what is left.
+      if (held) for (const id of running.keys()) noteSlow(config, id, Date.now()), running.delete(id);
       if (left.length > 0) continue;
       break;
     }
@@ -83,7 +85,7 @@ async function readRound(env: Env, config: GroupConfig, order: { id: string; loc
     // answered, a replica being rebuilt was asked first by every read, each paying its delay (a
     // probe: reads at 1.5 to 3 s for 8 s, a third of the rate). One asked without a wait (after
     // another's timeout) may be a few ms behind: not marked (a review). A failed call was marked by `ask`.
-    if (got.answer.kind === "damaged") damaged.push(order.find((r) => r.id === got.id)!);
+    if (got.answer.kind === "damaged") left.push({ ...order.find((r) => r.id === got.id)!, evenDamaged: true });
     const missedWait = got.answer.kind === "timeout" && winner.waitMs < plan.waitMs;
     if (!got.failed && !missedWait) noteSlow(config, got.id, Date.now());
     nextAtMs = 0;
