@@ -49,7 +49,8 @@ export function printReplicas(replicas: GroupStatus["replicas"]): void {
       // A rebuild under way: the rows copied so far (it showed "repairing" alone for as long as it took: a probe).
       const status = r.rebuild ? `${r.status} (${r.rebuild.rows} rows from ${r.rebuild.source})` : r.status;
       if (r.lastContact !== null) return [r.id, r.location, status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)];
-      if (r.audited !== undefined) return [r.id, r.location, status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), `none (positions: audit ${r.audited})`, ...size(r)];
+      // The zero digest: the audit did not compare at its position (unknown, as "?").
+      if (r.audited !== undefined) return [r.id, r.location, status, r.lastSeq, r.appliedSeq, /^0+$/.test(r.digest) ? "?" : hashPrefix(r.digest), `none (positions: audit ${r.audited})`, ...size(r)];
       return [r.id, r.location, status, "?", "?", "?", null, ...size(r)];
     }),
   );

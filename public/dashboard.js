@@ -429,7 +429,9 @@ function renderReplicas(status, unreachable, unknown) {
     cell(tr, "lastSeq", known ? r.lastSeq : "?", seen);
     cell(tr, "commitSeq", unknown ? "?" : status.commitSeq);
     cell(tr, "lag", heard ? status.commitSeq - r.appliedSeq : "?", seen);
-    cell(tr, "digest", known && r.digest ? r.digest.slice(0, digestShownChars) : known ? "" : "?", heard ? r.digest : `${r.digest} ${seen}`).className = "mono";
+    // The zero digest of an audited one: that audit compared no digest at its position (unknown).
+    const digestKnown = known && r.digest && (heard || !/^0+$/.test(r.digest));
+    cell(tr, "digest", digestKnown ? r.digest.slice(0, digestShownChars) : known && heard ? "" : "?", heard ? r.digest : `${r.digest} ${seen}`).className = "mono";
     // The replicas' own view has no contact time for one that did not answer it, nor has a new
     // sequencer for one that never answered it (after a failover, the replica beside the old
     // one): "no answer" now, not "never" (a probe).

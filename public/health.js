@@ -50,7 +50,7 @@ export function quotaText(replicas, quotaBytes) {
 }
 
 /** Why a group stuck mid-delete is down: the one wording of the CLI and the dashboard. */
-export const deletingText = "being deleted: not every one of its objects was destroyed yet (DELETE it again to finish)";
+export const deletingText = "being deleted: not every one of its objects was destroyed yet (DELETE it again to finish, or with ?force=1 to leave what cannot be reached)";
 
 /**
  * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);

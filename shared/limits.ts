@@ -620,6 +620,11 @@ export const snapshotPageRows = 1_000;
 export const snapshotsPerReplicaMax = 2;
 export const snapshotIdleMs = 60_000;
 /**
+ * A snapshot download's page from its replica (512 KiB at most) within this long, or the download
+ * ends as an error that says so: a replica that hung stalled the body with nothing logged (a review).
+ */
+export const exportPageTimeoutMs = 10_000;
+/**
  * Once a quorum of voters has installed a restore, the other members get as long again as the
  * quorum took (at least this) before they are left to a state transfer: one replica slowed 2 s a
  * call held a 21 MB restore 52 s, and the group's commands with it, where the quorum took 7 s.

@@ -47,8 +47,10 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
     if (s.status === "rejected") console.warn(`metrics of ${group}: ${String(s.reason)}`);
   } catch (err) {
     if (err instanceof ApiError && err.code === "not_found") return null;
-    // Stuck mid-delete: said so (smr_group_deleting), not only as an outage (a probe).
+    // Stuck mid-delete: said so (smr_group_deleting), not only as an outage (a probe). A lookup
+    // still helping the delete past the call's time (an object that hangs) is asked of the record.
     if (err instanceof ApiError && err.reason === "deleting") return { group, up: false, deleting: true };
+    if (record === null && (await deletingNow(env, group))) return { group, up: false, deleting: true };
     console.warn(`metrics of ${group}: ${String(err)}`);
   }
   // The directory did not answer: no group series; the sequencer's view of its replicas, if any.
@@ -60,6 +62,12 @@ export async function groupFigures(env: Env, group: string, fallbacks = { left: 
   const view = statusFromReplicas(env, record, "the sequencer did not answer the scrape", (metricsCallTimeoutMs * 3) / 4, false);
   const replicas = await withTimeout(realClock, view, metricsCallTimeoutMs, `the replicas of ${group}`).catch(() => null);
   return replicas ? { group, up: false, replicas, ...counted } : { group, up: false, ...counted };
+}
+
+/** Whether the group's record says it is being deleted (its directory asked directly, briefly). */
+async function deletingNow(env: Env, group: string): Promise<boolean> {
+  const record = await withTimeout(realClock, directoryStub(env, group).get() as Promise<GroupRecord | null>, metricsCallTimeoutMs / 4, `the record of ${group}`).catch(() => null);
+  return record?.state === "deleting";
 }
 
 /**

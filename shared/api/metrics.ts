@@ -149,8 +149,8 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const answer = family("smr_sequencer_answer_seconds", "gauge", "How long the group's sequencer took to answer this scrape's call: a slow one (a location answering slowly) keeps its office while it answers, and every command waits at least as long.");
   const appends = family("smr_appends_total", "counter", "Append messages (heartbeats included) the group's sequencer sent each replica; `colocated` marks the direct call to the replica in its own object. Starts again at 0 when the sequencer restarts.");
   /**
-   * Positions only of replicas heard from (lastContact), by the sequencer, the router or an audit:
-   * no answer is not seq 0. A co-located replica cut off with its sequencer's object, which no
+   * Positions only of replicas heard from (lastContact), by the sequencer or the router; not an
+   * audit's (`audited`: an old position read as a lag, a probe): no answer is not seq 0. A co-located replica cut off with its sequencer's object, which no
    * audit had reached, showed applied seq 0 and a lag of the whole log after the failover (a probe).
    */
   const replicaSamples = (s: GroupStatus) => {

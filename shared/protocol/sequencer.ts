@@ -923,7 +923,8 @@ export class SequencerCore {
       // Only membership changes: they count as entries too, which the 409 alone did not say (a
       // probe: an empty group with a replica added refused, one whose sequencer moved took it).
       const few = this.lastSeq - this.baseSeq <= restoreNoopsMax ? this.readEntries(this.baseSeq + 1, this.lastSeq) : [];
-      const changes = few.some((e) => e.kind === "config") && few.every((e) => e.kind !== "command");
+      // (Not after a restore: a new group would not help there.)
+      const changes = this.baseSeq === 0 && few.some((e) => e.kind === "config") && few.every((e) => e.kind !== "command");
       const why = changes ? ` (membership changes count as entries: create the new group with the replicas wanted, and restore before any change)` : "";
       return { code: "conflict", reason: `the group has entries (last seq ${this.lastSeq})${why}` };
     }

@@ -67,7 +67,9 @@ describe("smr groups status, a replica the sequencer has not heard from", () => 
   it("shows an audit's positions as the audit's, with its time, never as a last contact; none at all as ?", () => {
     const audited = { ...replica, id: "r3", status: "down", lastSeq: 7, appliedSeq: 7, lastContact: null, audited: "2026-12-04T04:30:00.000Z" } as const;
     const unknown = { ...replica, id: "r4", status: "lagging", lastSeq: 0, appliedSeq: 0, digest: "0".repeat(64), lastContact: null } as const;
-    const out = printed({ ...base, replicas: [replica, audited, unknown] } as GroupStatus);
+    const uncompared = { ...audited, id: "r5", digest: "0".repeat(64) } as const; // the audit compared no digest at its position
+    const out = printed({ ...base, replicas: [replica, audited, unknown, uncompared] } as GroupStatus);
+    expect(out).toMatch(/│ r5 .*│ down +│ 7 +│ 7 +│ \? +│ none \(positions: audit /);
     expect(out).toMatch(/│ r3 .*│ down +│ 7 +│ 7 +│ abababab\w* +│ none \(positions: audit 2026-12-04T04:30:00.000Z\) +│/);
     expect(out).toMatch(/│ r4 .*│ lagging +│ \? +│ \? +│ \? +│/);
     expect(out).toMatch(/│ r2 .*│ healthy +│ 1 +│ 1 +│ abababab\w* +│ 2026-12-04T04:39:44.406Z +│/);

@@ -160,6 +160,21 @@ describe("GET /v1/metrics", () => {
     expect((await series()).get("smr_group_deleting", { group: "mx-del" })).toBeUndefined();
   });
 
+  it("a group stuck mid-delete on a replica that hangs (the scrape's lookup helps the delete past its time) is smr_group_deleting 1 too (a review)", async () => {
+    await createGroup("mx-hang");
+    expect((await api("POST", "/v1/groups/mx-hang/faults", { target: "r3", fault: "slow", ms: 30_000 })).status).toBe(200);
+    try {
+      const del = await api("DELETE", "/v1/groups/mx-hang");
+      expect(del.status, JSON.stringify(del.body)).toBe(503);
+      const m = await series();
+      expect(m.get("smr_group_up", { group: "mx-hang" })).toBe(0);
+      expect(m.get("smr_group_deleting", { group: "mx-hang" })).toBe(1);
+    } finally {
+      await api("POST", "/v1/groups/mx-hang/faults", { target: "r3", fault: "none" });
+    }
+    await waitFor("the delete finished", async () => (await api("DELETE", "/v1/groups/mx-hang")).status === 404);
+  }, 60_000);
+
   it("a group whose sequencer hangs (the replica in its object with it): the replicas that answer still give their series", async () => {
     // A review: the replicas' view waited a call's timeout (3 s) for the hung replica, longer than
     // the scrape's 2 s, and was dropped whole; an unreachable fault fails at once and hid that.

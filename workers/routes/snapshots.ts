@@ -7,7 +7,7 @@ import { bounded } from "../../shared/bounded.js";
 import { checkJson, parseJson, repeatedKey } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
 import type { GroupRecord } from "../../shared/control/directory.js";
-import { bodyReadTimeoutMs, readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
+import { bodyReadTimeoutMs, exportPageTimeoutMs, readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
@@ -15,7 +15,8 @@ import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
 import { encodeBookmark } from "../../shared/api/bookmark.js";
 import { compareCodePoints } from "../../shared/text.js";
 import { type GroupConfig, isColocated, membersOf } from "../../shared/protocol/types.js";
-import { replicaStub, rpc } from "../env.js";
+import { realClock, replicaStub, rpc } from "../env.js";
+import { withTimeout } from "../../shared/protocol/io.js";
 import * as groups from "../groups.js";
 import { type App, groupParam, requireAdmin, status, statusForReaders } from "../http.js";
 import type { RestoreAnswer } from "../sequencer.js";
@@ -67,10 +68,12 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
         // download as an error of the stream (the client sees it cut short, never a whole-looking
         // file), with one line that says why and after how many rows: the log had only workerd's
         // reports of an uncaught error (a probe). workerd still reports the errored body.
-        const page = await rpc<[string, string][] | null>(stub.call(inc, "exportPage", [info.id, after, transferPageBytes])).catch((err: unknown) => String(err));
+        const asked = rpc<[string, string][] | null>(stub.call(inc, "exportPage", [info.id, after, transferPageBytes]));
+        const page = await withTimeout(realClock, asked, exportPageTimeoutMs, `a page from replica ${r.id}`).catch((err: unknown) => String(err));
         if (page === null || typeof page === "string") {
           const why = page === null ? `replica ${r.id} dropped the frozen copy of the snapshot (deleted, rebuilt, or idle past ${snapshotIdleMs / 1000} s)` : `replica ${r.id} did not answer: ${page}`;
           console.warn(`snapshot of ${group} cut short after ${sent.rows} rows: ${why}`);
+          c.executionCtx.waitUntil(end()); // its download slot, not held for snapshotIdleMs
           return controller.error(new Error(why));
         }
         if (page.length === 0) {
