@@ -225,3 +225,40 @@ describe("a restore whose group is deleted and created again during the upload",
     expect((await query("rl-dst", { op: "list" }, "stale")).body.result.items).toEqual([]);
   });
 });
+
+describe("a restore whose group is deleted and created again after its last page, before its end", () => {
+  it("is the same 409 (the end's refusal said 503 'start again')", async () => {
+    await createGroup("rle-src");
+    for (let i = 1; i <= 5; i++) expect((await command("rle-src", { op: "put", key: `k${i}`, value: i }, "w", i)).status).toBe(200);
+    const file = await snapshotOf("rle-src");
+    await createGroup("rle-dst", { machine: "kv", replicas: 3 });
+    // Flags, not promises: a promise made here cannot be awaited in the object's context.
+    const gate = { reached: false, go: false };
+    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("rle-dst")), (inst: SequencerObject) => {
+      const proto = Object.getPrototypeOf(inst);
+      const real = proto.endRestore;
+      proto.endRestore = async function (this: SequencerObject, ...args: unknown[]) {
+        proto.endRestore = real;
+        gate.reached = true;
+        while (!gate.go) await new Promise((r) => setTimeout(r, 10));
+        return real.apply(this, args);
+      };
+    });
+    const upload = restore("rle-dst", file);
+    for (let i = 0; i < 500 && !gate.reached; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(gate.reached).toBe(true);
+    let deleted = await api("DELETE", "/v1/groups/rle-dst");
+    for (let i = 0; i < 50 && deleted.status === 503; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      deleted = await api("DELETE", "/v1/groups/rle-dst");
+    }
+    expect([200, 204]).toContain(deleted.status);
+    await createGroup("rle-dst", { machine: "kv", replicas: 3 });
+    gate.go = true;
+    const res = await upload;
+    const answer = (await res.json()) as any;
+    expect(res.status, JSON.stringify(answer)).toBe(409);
+    expect(answer.error.message).toMatch(/^group rle-dst was deleted and created again during the restore: nothing was restored/);
+    expect((await query("rle-dst", { op: "list" }, "stale")).body.result.items).toEqual([]);
+  });
+});

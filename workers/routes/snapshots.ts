@@ -429,11 +429,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     const flush = async () => {
       if (page.length === 0) return;
       if (!(await reached(group, () => rpc<boolean>(sequencer().restorePage(id, page)), "not_done"))) {
-        groups.forget(group);
-        const now = await groups.lookup(c.env, group); // 404 if the group was deleted meanwhile
-        // Deleted and created again: "start again" sent the file into the new group, empty, or a
-        // 409 once it had entries (a probe). The new life is not the one the restore was for.
-        if (now.config.incarnation !== life) throw new ApiError("conflict", `group ${group} was deleted and created again during the restore: nothing was restored, and the new group is left as it is (restore into it only if it is the one this file is for)`);
+        await sameLife(c, group, life);
         throw new ApiError("unavailable", "the restore was replaced by another, or its sequencer changed; start again", 1);
       }
       page = [];
@@ -447,6 +443,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     const digest = fileDigest(tally);
     await flush();
     const done = await reached(group, () => rpc<RestoreAnswer>(sequencer().endRestore(id, digest, tally.rows)), "unknown");
+    if (done.kind === "not_found" || done.kind === "unavailable") await sameLife(c, group, life);
     if (done.kind !== "ok") throw restoreError(done);
     life = done.incarnation ?? life;
   } catch (err) {
@@ -587,6 +584,17 @@ async function drainRaw(reader: ReadableStreamDefaultReader<Uint8Array> | null, 
       // a read cancelled by the stall may still be settling
     }
   }
+}
+
+/**
+ * Throws unless the group is still the life the restore began in: a 404 if it was deleted, a 409 if
+ * it was deleted and created again. "Start again" sent the file into the new group, empty, or met
+ * a 409 once it had entries (a probe): the new life is not the one the restore was for.
+ */
+async function sameLife(c: Context<App>, group: string, life: number): Promise<void> {
+  groups.forget(group);
+  const now = await groups.lookup(c.env, group);
+  if (now.config.incarnation !== life) throw new ApiError("conflict", `group ${group} was deleted and created again during the restore: nothing was restored, and the new group is left as it is (restore into it only if it is the one this file is for)`);
 }
 
 function restoreError(a: Exclude<RestoreAnswer, { kind: "ok" }>): ApiError {
