@@ -34,6 +34,35 @@ function restore(group: string, file: string) {
   return SELF.fetch(`http://smr.test/v1/groups/${group}/restore`, { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: file });
 }
 
+/**
+ * A restore of a 1,280-row snapshot of `src` into `dst` whose upload sends the first 1,100 rows'
+ * bytes and waits (the first page staged) until `rest()` sends the others.
+ */
+async function stagedUpload(src: string, dst: string): Promise<{ upload: Promise<Response>; rest: () => void }> {
+  await createGroup(src);
+  const rows = Array.from({ length: 256 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${String(i).padStart(4, "0")}`, value: i } }));
+  for (let b = 0; b < 5; b++) expect((await api("POST", `/v1/groups/${src}/commands`, { client: `bulk${b}`, commands: rows.map((c) => ({ ...c, command: { ...c.command, key: `${c.command.key}-${b}` } })) }, clientToken)).status).toBe(200);
+  const file = new TextEncoder().encode(await snapshotOf(src)); // 1,280 rows: two pages
+  await createGroup(dst, { machine: "kv", replicas: 3 });
+  const cut = file.indexOf(10, Math.floor((file.length * 1_100) / 1_281));
+  let rest!: () => void;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(file.slice(0, cut + 1));
+      rest = () => {
+        c.enqueue(file.slice(cut + 1));
+        c.close();
+      };
+    },
+  });
+  const upload = SELF.fetch(`http://smr.test/v1/groups/${dst}/restore`, { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body });
+  const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName(dst));
+  const staged = () => runInDurableObject(sequencer, (_inst, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'restore_rows'").toArray().length > 0 && state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM restore_rows").one().n > 0);
+  for (let i = 0; i < 200 && !(await staged()); i++) await new Promise((r) => setTimeout(r, 20));
+  expect(await staged()).toBe(true);
+  return { upload, rest };
+}
+
 describe("the sequencer cut off just after it adopted a restore", () => {
   it("the restore answers 200 with the group's status, not 503", async () => {
     await createGroup("ra-src");
@@ -108,31 +137,8 @@ describe("the sequencer cut off just after it adopted a restore", () => {
 
 describe("a membership change while a restore's file is uploading", () => {
   it("is refused with a 503, as a command is, and the restore goes on to a 200", async () => {
-    await createGroup("rm-src");
-    const rows = Array.from({ length: 256 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${String(i).padStart(4, "0")}`, value: i } }));
-    for (let b = 0; b < 5; b++) {
-      const r = await api("POST", "/v1/groups/rm-src/commands", { client: `bulk${b}`, commands: rows.map((c) => ({ ...c, command: { ...c.command, key: `${c.command.key}-${b}` } })) }, clientToken);
-      expect(r.status).toBe(200);
-    }
-    const file = new TextEncoder().encode(await snapshotOf("rm-src")); // 1,280 rows: two pages
-    await createGroup("rm-dst", { machine: "kv", replicas: 3 });
     // The first 1,100 rows' bytes, then the upload waits: the first page is staged.
-    const cut = file.indexOf(10, Math.floor((file.length * 1_100) / 1_281));
-    let rest!: () => void;
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        c.enqueue(file.slice(0, cut + 1));
-        rest = () => {
-          c.enqueue(file.slice(cut + 1));
-          c.close();
-        };
-      },
-    });
-    const upload = SELF.fetch("http://smr.test/v1/groups/rm-dst/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body });
-    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName("rm-dst"));
-    const staged = () => runInDurableObject(sequencer, (_inst, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'restore_rows'").toArray().length > 0 && state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM restore_rows").one().n > 0);
-    for (let i = 0; i < 200 && !(await staged()); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await staged()).toBe(true);
+    const { upload, rest } = await stagedUpload("rm-src", "rm-dst");
     const add = await api("POST", "/v1/groups/rm-dst/replicas", {});
     expect(add.status, JSON.stringify(add.body)).toBe(503);
     expect(add.body.error.code).toBe("unavailable");
@@ -189,27 +195,7 @@ describe("an abort that reaches the sequencer while the restore's end installs t
 
 describe("a restore whose group is deleted and created again during the upload", () => {
   it("is a 409 that says so (it said 503 'start again', which sent the file into the new group), and the new group is left empty", async () => {
-    await createGroup("rl-src");
-    const rows = Array.from({ length: 256 }, (_, i) => ({ request: i + 1, command: { op: "put", key: `k${String(i).padStart(4, "0")}`, value: i } }));
-    for (let b = 0; b < 5; b++) expect((await api("POST", "/v1/groups/rl-src/commands", { client: `bulk${b}`, commands: rows.map((c) => ({ ...c, command: { ...c.command, key: `${c.command.key}-${b}` } })) }, clientToken)).status).toBe(200);
-    const file = new TextEncoder().encode(await snapshotOf("rl-src")); // 1,280 rows: two pages
-    await createGroup("rl-dst", { machine: "kv", replicas: 3 });
-    const cut = file.indexOf(10, Math.floor((file.length * 1_100) / 1_281));
-    let rest!: () => void;
-    const body = new ReadableStream<Uint8Array>({
-      start(c) {
-        c.enqueue(file.slice(0, cut + 1));
-        rest = () => {
-          c.enqueue(file.slice(cut + 1));
-          c.close();
-        };
-      },
-    });
-    const upload = SELF.fetch("http://smr.test/v1/groups/rl-dst/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body });
-    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName("rl-dst"));
-    const staged = () => runInDurableObject(sequencer, (_inst, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name = 'restore_rows'").toArray().length > 0 && state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM restore_rows").one().n > 0);
-    for (let i = 0; i < 200 && !(await staged()); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await staged()).toBe(true);
+    const { upload, rest } = await stagedUpload("rl-src", "rl-dst");
     let deleted = await api("DELETE", "/v1/groups/rl-dst");
     for (let i = 0; i < 50 && deleted.status === 503; i++) {
       await new Promise((r) => setTimeout(r, 100));

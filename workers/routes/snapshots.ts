@@ -53,49 +53,7 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
     const info = await rpc<ExportInfo | null>(stub.call(inc, "beginExport", [seen.commitSeq, readWaitMs])).catch(() => null);
     if (!info) continue;
     const header: SnapshotHeader = { group, machine: record.config.machine, seq: info.seq, rows: info.rows, digest: info.digest, spec: specOf(record.config) };
-    let after: string | null = null;
-    let headerSent = false;
-    const sent = { acc: new Uint8Array(32), rows: 0 };
-    const end = () => rpc<void>(stub.call(inc, "endExport", [info.id])).catch(() => undefined);
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        if (!headerSent) {
-          headerSent = true;
-          controller.enqueue(encoder.encode(JSON.stringify(header) + "\n"));
-          return;
-        }
-        // A page that cannot come (the group deleted, the replica destroyed or reset) ends the
-        // download as an error of the stream (the client sees it cut short, never a whole-looking
-        // file), with one line that says why and after how many rows: the log had only workerd's
-        // reports of an uncaught error (a probe). workerd still reports the errored body.
-        const asked = rpc<[string, string][] | null>(stub.call(inc, "exportPage", [info.id, after, transferPageBytes]));
-        const page = await withTimeout(realClock, asked, exportPageTimeoutMs, `a page from replica ${r.id}`).catch((err: unknown) => String(err));
-        if (page === null || typeof page === "string") {
-          const why = page === null ? `replica ${r.id} dropped the frozen copy of the snapshot (deleted, rebuilt, or idle past ${snapshotIdleMs / 1000} s)` : `replica ${r.id} did not answer: ${page}`;
-          console.warn(`snapshot of ${group} cut short after ${sent.rows} rows: ${why}`);
-          c.executionCtx.waitUntil(end()); // its download slot, not held for snapshotIdleMs
-          return controller.error(new Error(why));
-        }
-        if (page.length === 0) {
-          await end();
-          const problem = mismatch(sent, header);
-          if (problem === null) return controller.close();
-          bounded(damagedAt, slowReplicasMax).set(`${group}/${inc}/${r.id}`, Date.now());
-          console.error(`snapshot of ${group} at replica ${r.id}: ${problem}; the download fails, the next is taken at another replica, and this one is scrubbed whole and audited (rebuilt if a quorum agrees)`);
-          c.executionCtx.waitUntil(judge(c.env, group, stub, inc));
-          return controller.error(new Error(`replica ${r.id}'s rows do not match its digest (${problem}): this file would be refused by a restore; download it again`));
-        }
-        after = page[page.length - 1]![0];
-        let text = "";
-        for (const [k, v] of page) {
-          xorInto(sent.acc, rowHash(k, v));
-          text += `[${JSON.stringify(k.slice(machinePrefix.length))},${v}]\n`;
-        }
-        sent.rows += page.length;
-        controller.enqueue(encoder.encode(text));
-      },
-      cancel: end,
-    });
+    const body = downloadBody(c, inc, r.id, stub, info, header);
     return new Response(body, { headers: { "content-type": "application/x-ndjson", "x-smr-replica": r.id, "x-smr-seq": String(info.seq) } });
   }
   // A replica refuses while it serves as many downloads as it may, is being rebuilt, or has not
@@ -103,6 +61,58 @@ snapshotRoutes.get("/:group/snapshot", async (c) => {
   const asked = healthy.length === 0 ? "none is healthy" : `each of ${healthy.map((r) => r.id).join(", ")} is serving its ${snapshotsPerReplicaMax} downloads at most, being rebuilt, behind, or did not answer`;
   throw new ApiError("unavailable", `no healthy replica of ${group} can take a snapshot now (${asked})`, 1);
 });
+
+/**
+ * A download's body: the header, then the frozen copy's rows page by page, each row's hash folded
+ * in; at the end the rows must sum to the header's digest, or the download fails (a replica whose
+ * rows do not match is judged: scrubbed whole and audited).
+ */
+function downloadBody(c: Context<App>, inc: number, replica: string, stub: ReturnType<typeof replicaStub>, info: ExportInfo, header: SnapshotHeader): ReadableStream<Uint8Array> {
+  const group = header.group;
+  let after: string | null = null;
+  let headerSent = false;
+  const sent = { acc: new Uint8Array(32), rows: 0 };
+  const end = () => rpc<void>(stub.call(inc, "endExport", [info.id])).catch(() => undefined);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!headerSent) {
+        headerSent = true;
+        controller.enqueue(encoder.encode(JSON.stringify(header) + "\n"));
+        return;
+      }
+      // A page that cannot come (the group deleted, the replica destroyed or reset) ends the
+      // download as an error of the stream (the client sees it cut short, never a whole-looking
+      // file), with one line that says why and after how many rows: the log had only workerd's
+      // reports of an uncaught error (a probe). workerd still reports the errored body.
+      const asked = rpc<[string, string][] | null>(stub.call(inc, "exportPage", [info.id, after, transferPageBytes]));
+      const page = await withTimeout(realClock, asked, exportPageTimeoutMs, `a page from replica ${replica}`).catch((err: unknown) => String(err));
+      if (page === null || typeof page === "string") {
+        const why = page === null ? `replica ${replica} dropped the frozen copy of the snapshot (deleted, rebuilt, or idle past ${snapshotIdleMs / 1000} s)` : `replica ${replica} did not answer: ${page}`;
+        console.warn(`snapshot of ${group} cut short after ${sent.rows} rows: ${why}`);
+        c.executionCtx.waitUntil(end()); // its download slot, not held for snapshotIdleMs
+        return controller.error(new Error(why));
+      }
+      if (page.length === 0) {
+        await end();
+        const problem = mismatch(sent, header);
+        if (problem === null) return controller.close();
+        bounded(damagedAt, slowReplicasMax).set(`${group}/${inc}/${replica}`, Date.now());
+        console.error(`snapshot of ${group} at replica ${replica}: ${problem}; the download fails, the next is taken at another replica, and this one is scrubbed whole and audited (rebuilt if a quorum agrees)`);
+        c.executionCtx.waitUntil(judge(c.env, group, stub, inc));
+        return controller.error(new Error(`replica ${replica}'s rows do not match its digest (${problem}): this file would be refused by a restore; download it again`));
+      }
+      after = page[page.length - 1]![0];
+      let text = "";
+      for (const [k, v] of page) {
+        xorInto(sent.acc, rowHash(k, v));
+        text += `[${JSON.stringify(k.slice(machinePrefix.length))},${v}]\n`;
+      }
+      sent.rows += page.length;
+      controller.enqueue(encoder.encode(text));
+    },
+    cancel: end,
+  });
+}
 
 /** Steps of scrubNow one judge takes at most (an audit's rows each: 50,000, so 50 million rows). */
 const scrubNowStepsMax = 1_000;
