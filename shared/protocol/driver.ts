@@ -424,23 +424,31 @@ export class SequencerDriver {
    * pair may have been ordered before the retained log too, for this command: the index's entry is
    * then a reuse the replicas refused (409), and this is a retry of the first, owed its answer. A
    * probe: after such a reuse the first command's own retries were 409 for good. The replicas'
-   * session tables hold the first. Only their record of this very command overturns the 409: the
-   * replica in this object is asked first (no network: a plain conflict, the common case, is
-   * settled there), and a lookup that settles nothing, or none while cut off, leaves the 409 as
-   * it was (a review: a batch of 100 conflicts made 300 session calls, and a certain conflict
-   * became a 504 with two replicas down).
+   * session tables hold the first. The replica in this object is asked first, without the network
+   * (a batch of 100 conflicts made 300 session calls: a review): its record of another command,
+   * or none, is the 409 at once, the common case; of this command, with outputs "first", the
+   * first answer. Otherwise the vote decides, and one that settles nothing is a 504: the command
+   * may be this pair's first, and a 409 would have the client send it again under a new id (a
+   * review: with two replicas down, the first command's own retry was told 409).
    */
   private async forgottenConflict(client: string, request: number, hash: string): Promise<SubmitAnswer> {
     const conflict: SubmitAnswer = { kind: "conflict", message: usedMessage(client, request) };
     const forgotten = this.core.forgottenThroughSeq;
-    if (forgotten === 0 || this.cutOff()) return conflict;
-    const first = (a: SessionAnswer | "split" | null) => a !== null && a !== "split" && a.kind === "found" && a.commandHash === hash;
+    if (forgotten === 0) return conflict;
+    const first = (a: SessionAnswer | "split" | null): a is Extract<SessionAnswer, { kind: "found" }> => a !== null && a !== "split" && a.kind === "found" && a.commandHash === hash;
+    const settledOther = (a: SessionAnswer | "split" | null) => a !== null && a !== "split" && a.kind !== "timeout" && !first(a);
+    const other = (a: SessionAnswer) => (a.kind === "missing" && a.expired ? { kind: "conflict" as const, message: expiredMessage } : conflict);
     if (this.sessionHere()) {
       const local = await this.io.link(this.io.directReplica!).session(client, request, forgotten, 0).catch(() => null);
-      if (local !== null && local.kind !== "timeout" && !first(local)) return conflict;
+      if (local !== null && settledOther(local)) return other(local);
+      if (first(local) && this.core.config.outputs === "first") return this.replayOf(local);
     }
+    // Cut off, a vote would cross the cut: unknown (504, with cutOffMs for the router's failover).
+    if (this.cutOff()) return this.answer("timeout");
     const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
-    return !this.stopped && first(winner) ? this.replayOf(winner as Extract<SessionAnswer, { kind: "found" }>) : conflict;
+    if (this.stopped) return this.answer("timeout");
+    if (first(winner)) return this.replayOf(winner);
+    return winner !== null && winner !== "split" && settledOther(winner) ? other(winner) : this.answer("timeout");
   }
 
   /**

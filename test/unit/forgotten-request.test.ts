@@ -69,8 +69,8 @@ describe("a forgotten request's id used again for another command (a probe)", ()
   // (c, 1) put v1 ran at seq 1 and left the index; the same pair with v2 was then ordered (the
   // index no longer knew it) and refused by the replicas (409). Its retry was told seq 1's output,
   // "replayed", though v2 never ran; v1's own retry was a 409 for good.
-  async function reused() {
-    const g = directGroup(config, { entries: 5, slack: 2 });
+  async function reused(outputs: "first" | "majority" = "first") {
+    const g = directGroup({ ...config, outputs }, { entries: 5, slack: 2 });
     expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "ok", seq: 1 });
     for (let i = 0; i < 40; i++) expect((await g.driver.submit("o", i + 1, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
     for (let i = 0; i < 50 && g.driver.core.forgottenThroughSeq < 2; i++) await new Promise((r) => setTimeout(r, 10));
@@ -94,11 +94,22 @@ describe("a forgotten request's id used again for another command (a probe)", ()
     g.driver.stop();
   });
 
-  it("with no replica answering for the pair, the 409 stands, as before the lookup (a certain conflict was a 504: a review)", async () => {
+  it("with no replica answering for the pair, the first command's retry is a 504 (retry), not a 409 that would have it sent again under a new id (a review)", async () => {
     const g = await reused();
     for (const id of ["r1", "r2", "r3"]) (g.replicas.get(id)!.core! as unknown as { session: () => never }).session = () => { throw new Error("unreachable"); };
-    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "conflict" });
+    expect(await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" })).toMatchObject({ kind: "timeout" });
     g.driver.stop();
+  });
+
+  it("the replica in the sequencer's object answers the first command's retry alone with outputs first; with majority, and the others silent, it is a 504, never a 409 (a review)", async () => {
+    for (const outputs of ["first", "majority"] as const) {
+      const g = await reused(outputs);
+      Object.assign(g.io, { directReplica: "r1" });
+      for (const id of ["r2", "r3"]) (g.replicas.get(id)!.core! as unknown as { session: () => never }).session = () => { throw new Error("unreachable"); };
+      const answer = await g.driver.submit("c", 1, { op: "put", key: "acct", value: "v1" });
+      expect(answer, outputs).toMatchObject(outputs === "first" ? { kind: "ok", seq: 1, replayed: true } : { kind: "timeout" });
+      g.driver.stop();
+    }
   });
 
   it("with a replica in the sequencer's object, plain conflicts are settled by it alone: no session call over the network (a batch of 100 made 300: a review)", async () => {
