@@ -17,7 +17,7 @@ type Timeout = Extract<ReadAnswer, { kind: "timeout" }>;
 /** A replica's answer, or `failed` (busy) when the call itself failed (unreachable). */
 type Asked = { answer: ReadAnswer; failed: boolean };
 /** A call under way: its answer, its place in the order asked, and when it was due. */
-type Running = { call: Promise<Asked>; no: number; dueMs: number; waitMs: number; endMs: number };
+type Running = { call: Promise<Asked>; no: number; dueMs: number; waitMs: number; endMs: number; evenDamaged: boolean };
 
 export interface ReadPlan {
   query: unknown;
@@ -34,10 +34,11 @@ type Place = { id: string; location: string | null; evenDamaged?: true };
 
 /**
  * The read from the nearest replica that serves it. One whose rows failed its last scrub refuses
- * ("damaged") and goes to the back of the queue, asked again to serve anyway only after the others
- * (every replica damaged is the audit's alarm, and the group serves on as it did), while one
- * damaged replica among sound ones served its damage (a probe). In the same round, under the same
- * deadline: a second round after the first's whole deadline doubled such a read's time (a review).
+ * ("damaged") and goes to the back of the queue, asked again to serve anyway only once no other
+ * is running (every replica damaged is the audit's alarm, and the group serves on as it did),
+ * while one damaged replica among sound ones served its damage (a probe). Such a read can take as
+ * long as two rounds (a sound replica that hangs is waited for to its end), and onFirstTimeout
+ * applies to the whole of it (a second round dropped it: a review).
  */
 export async function readNearest(env: Env, config: GroupConfig, order: { id: string; location: string | null }[], plan: ReadPlan): Promise<ReadAnswer> {
   const running = new Map<string, Running>();
@@ -48,25 +49,26 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
   let deadlineMs = Infinity; // set when the last replica is asked
   for (let no = 0; ; ) {
     const nowMs = Date.now();
-    // A damaged replica asked again waits for every sound one still running, slow ones too: it
-    // overtook a sound replica 1 s late with its damage (a review).
-    const held = left[0]?.evenDamaged === true && running.size > 0;
+    // A damaged replica asked again waits for every other still running, slow ones too (any may
+    // be sound): it overtook a sound replica 1 s late with its damage (a review). Not for another
+    // damaged one asked again: those overtake each other as any replicas do.
+    const held = left[0]?.evenDamaged === true && [...running.values()].some((r) => !r.evenDamaged);
     if (left.length > 0 && nowMs >= nextAtMs && !held) {
       // Once one replica did not reach the position in time, the next are asked without waiting:
       // one already there serves (API.md). A slow replica's timeout used to be the answer, a 504,
       // while two others were far past the position (a probe: 9 of 60 reads).
       const wait = timedOut ? 0 : plan.waitMs;
       const r = left.shift()!;
-      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait, r.evenDamaged === true]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs, waitMs: wait, endMs: nowMs + wait + replicaRpcTimeoutMs });
+      running.set(r.id, { call: ask(env, config, r, [plan.query, plan.minSeq, wait, r.evenDamaged === true]), no: no++, dueMs: nowMs + wait + readAnswerSlackMs, waitMs: wait, endMs: nowMs + wait + replicaRpcTimeoutMs, evenDamaged: r.evenDamaged === true });
       nextAtMs = nowMs + wait + readAnswerSlackMs;
       if (left.length === 0) deadlineMs = nowMs + wait + replicaRpcTimeoutMs;
     }
     if (running.size === 0) break;
-    const untilMs = held ? Math.max(...[...running.values()].map((r) => r.endMs)) : left.length > 0 ? nextAtMs : deadlineMs;
+    const untilMs = held ? Math.max(...[...running.values()].filter((r) => !r.evenDamaged).map((r) => r.endMs)) : left.length > 0 ? nextAtMs : deadlineMs;
     const got = await firstOf(running, Math.max(0, untilMs - Date.now()));
     if (got === null) {
-      // The sound ones ran out of time: the damaged replica is what is left.
-      if (held) for (const id of running.keys()) noteSlow(config, id, Date.now()), running.delete(id);
+      // The others ran out of time: the damaged replica is what is left.
+      if (held) for (const [id, r] of running) if (!r.evenDamaged) noteSlow(config, id, Date.now()), running.delete(id);
       if (left.length > 0) continue;
       break;
     }

@@ -1781,14 +1781,16 @@ export class SequencerDriver {
    * The replicas a repair of `target` may copy from, best first. Not one that needs a transfer
    * itself: a replica a restore left at seq 0 was a source (its empty state copied, the target
    * behind again: it converged, one transfer wasted; a review). Nor one whose rows failed the last
-   * scrub (scrubFailed). The replica in this sequencer's object last: freezing its state runs on
-   * the sequencer's thread, and every write waited for it (a probe: 2.7 to 5 s at 154,000 and
-   * 189,000 rows; none from another source), as a snapshot download avoids it.
+   * scrub (scrubFailed). Of those that answer, the replica in this sequencer's object last:
+   * freezing its state runs on the sequencer's thread, and every write waited for it (a probe: 2.7
+   * to 5 s at 154,000 and 189,000 rows; none from another source), as a snapshot download avoids
+   * it. Still before one that missed its last contact (a review: a hung r2 first cost 3 s).
    */
   private repairSources(target: string): string[] {
     const sources = this.core.readCandidates().filter((id) => id !== target && !this.core.needsTransfer(id) && !this.scrubFailed.has(id) && !this.suspected(id));
-    const here = this.io.directReplica;
-    return [...sources.filter((id) => id !== here), ...sources.filter((id) => id === here)];
+    const answering = new Set(this.core.replicaStatuses().filter((r) => r.status !== "suspect" && r.status !== "down").map((r) => r.id));
+    const rank = (id: string) => (answering.has(id) ? 0 : 2) + (id === this.io.directReplica ? 1 : 0);
+    return sources.map((id, i) => ({ id, i })).sort((a, b) => rank(a.id) - rank(b.id) || a.i - b.i).map((s) => s.id);
   }
 
   /**

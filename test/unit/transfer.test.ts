@@ -151,6 +151,11 @@ describe("state transfer", () => {
     g.down.add("r2");
     expect(await g.driver.repair("r3")).toBe(true);
     expect(g.calls.get("r1:beginSnapshot")).toBe(1);
+    // Once r2 is known to miss (suspect), r1 is asked first: a hung r2 first cost 3 s (a review).
+    g.driver.core.noteContact("r2", false, Date.now());
+    const asked = g.calls.get("r2:beginSnapshot") ?? 0;
+    expect(await g.driver.repair("r3")).toBe(true);
+    expect([g.calls.get("r1:beginSnapshot"), g.calls.get("r2:beginSnapshot") ?? 0]).toEqual([2, asked]);
     g.driver.stop();
   });
 
