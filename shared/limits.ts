@@ -306,6 +306,8 @@ export const statusContactWaitMs = 1_000;
  * went wrong) to this long.
  */
 export const copySuspectMs = 5 * 60_000;
+/** Steps of scrubNow one judgement of a replica takes at most (an audit's rows each: 50,000, so 50 million rows). */
+export const scrubNowStepsMax = 1_000;
 /**
  * Asleep (no heartbeats), a status or metrics call asks again each replica last heard from longer
  * ago than this: the tracker's view from the sleep showed a replica cut off since as healthy until

@@ -9,6 +9,7 @@ import {
   commandTimeoutMs,
   compactionSlackEntries,
   copySuspectMs,
+  scrubNowStepsMax,
   logRetentionEntries,
   transferPageBytes,
   heartbeatMs,
@@ -104,6 +105,10 @@ export class SequencerDriver {
    * target's install, and a refusal on their account is a retry's, not only an operator's.
    */
   private readonly copySuspects = new Map<string, number>();
+  /** Targets whose install failed from a source then judged sound (id -> when): not rebuilt for copySuspectMs. */
+  private readonly installFailed = new Map<string, number>();
+  /** Sources being judged now (judgeSuspect): one judgement each at a time. */
+  private readonly judging = new Set<string>();
   /** Why the last repair of each replica failed, for the operator's repair route. */
   private readonly lastRepairError = new Map<string, string>();
   /** Rebuilds under way, by target: what the status shows of each (the rows copied so far). */
@@ -947,7 +952,7 @@ export class SequencerDriver {
   }
 
   private perReplicaMaps(): Map<string, unknown>[] {
-    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.copySuspects, this.lastRepairError, this.lastSentMs, this.ackedSentMs, this.heldSinceMs, this.rebuilds];
+    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.copySuspects, this.installFailed, this.lastRepairError, this.lastSentMs, this.ackedSentMs, this.heldSinceMs, this.rebuilds];
   }
 
   /**
@@ -1718,6 +1723,8 @@ export class SequencerDriver {
     const progress = { begun: false };
     this.repairing++;
     try {
+      const installBad = this.installFailedWhy(target);
+      if (installBad !== null) throw new Error(installBad);
       await this.askTarget(target);
       // Each source in turn until one begins: one that refuses before the target is touched (its
       // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
@@ -1772,6 +1779,7 @@ export class SequencerDriver {
       this.badSources.delete(target);
       this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
       this.copySuspects.delete(target);
+      this.installFailed.delete(target);
     }
     this.kickAll();
     return installed !== null;
@@ -1813,6 +1821,8 @@ export class SequencerDriver {
    * Refused before anything is touched: begun, the target's rows were cleared for nothing.
    */
   repairRefusal(target: string): { code: "conflict" | "unavailable"; reason: string } | null {
+    const installBad = this.installFailedWhy(target);
+    if (installBad !== null) return { code: "unavailable", reason: installBad };
     if (this.repairSources(target).length > 0 || this.core.baseSeq === 0) return null;
     const failed = [...this.scrubFailed.keys()].filter((id) => id !== target).sort();
     // The only replica: a retry finds no source either (it said "retry": a probe).
@@ -1930,8 +1940,44 @@ export class SequencerDriver {
   private noteBadCopy(target: string, source: string, info: SnapshotInfo, installed: string): void {
     this.badSources.set(target, source);
     this.copySuspects.set(source, this.io.nowMs());
+    void this.judgeSuspect(source, target);
     const message = `a rebuild of ${target} from ${source} at seq ${info.seq} failed: the rows copied sum to ${installed.slice(0, 12)}, not ${source}'s digest ${info.digest.slice(0, 12)}; ${source} is no source for ${copySuspectMs / 60_000} min, or until its rows pass a scrub`;
     this.io.event?.("repair", message, { replica: target, source, seq: info.seq, action: "failed" });
+  }
+
+  /**
+   * Judges a suspect source at once: its scrub taken through a whole pass begun after the bad copy
+   * (each step its own call, so it serves between them), then its verdict read. Damaged: it
+   * failed its scrub, as an audit would find. Sound: the target's install is what failed, so the
+   * target, not the source, waits copySuspectMs (a review: a target whose installs fail had every
+   * source suspected in turn, a whole copy every 5 minutes, for good).
+   */
+  private async judgeSuspect(source: string, target: string): Promise<void> {
+    if (this.judging.has(source)) return;
+    this.judging.add(source);
+    try {
+      const link = this.io.link(source);
+      for (let step = 0, ends = 0; ends < 2; step++) {
+        const r = step < scrubNowStepsMax ? await this.replicaCall(link.scrubNow(), `scrub of ${source}`).catch(() => null) : null;
+        if (r === null || this.stopped) return; // unreachable, or too large: suspect until copySuspectMs
+        if (r.finished) ends++;
+      }
+      const at = await this.replicaCall(link.position(), `position of ${source}`).catch(() => null);
+      if (at === null || this.stopped) return;
+      if (at.scrubFailed) return void this.scrubFailed.set(source, this.io.nowMs());
+      this.copySuspects.delete(source);
+      this.installFailed.set(target, this.io.nowMs());
+      this.io.log("warn", `replica ${this.core.config.group}/${source} passed a whole scrub after a copy from it failed on ${target}: ${target}'s install is what failed`);
+    } finally {
+      this.judging.delete(source);
+    }
+  }
+
+  /** Why `target` is not rebuilt now: its install failed from a source judged sound, within copySuspectMs (null: it is). */
+  private installFailedWhy(target: string): string | null {
+    const atMs = this.installFailed.get(target);
+    if (atMs === undefined || this.io.nowMs() - atMs >= copySuspectMs) return null;
+    return `${target}'s install did not sum to the digest of a source that then passed a whole scrub: its storage may be failing; tried again ${copySuspectMs / 60_000} min after, or remove it and add a replica`;
   }
 
   /** Whether a copy from `id` failed its digest check within copySuspectMs (noteBadCopy). */

@@ -101,7 +101,7 @@ describe("state transfer", () => {
     g.driver.stop();
   });
 
-  it("a source whose copy did not sum to its digest is not copied again for copySuspectMs, or until a scrub passes it (two damaged alike: a whole transfer every 1 to 2 s, for good)", async () => {
+  it("a source whose copy did not sum to its digest is not copied again, and is judged at once by a whole scrub (two damaged alike: a whole transfer every 1 to 2 s, for good)", async () => {
     const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10, slack: 5 });
     for (let n = 1; n <= 40; n++) await putMany(g.driver, "c", n, 1);
     await tick();
@@ -112,21 +112,17 @@ describe("state transfer", () => {
       g.stores.get(id)!.rows.put("m/key-000007", JSON.stringify({ corrupted: true }));
     }
     const snapshots = () => (g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0);
-    for (let i = 0; i < 6; i++) expect(await g.driver.repair("r3")).toBe(false);
+    for (let i = 0; i < 6; i++) {
+      expect(await g.driver.repair("r3")).toBe(false);
+      await tick(); // the judgement of the suspect runs meanwhile
+    }
     // One copy from each, then none: the others are refused before anything is frozen or touched.
     expect(snapshots()).toBe(2);
     const failed = g.events.filter((e) => e.kind === "repair" && e.fields.action === "failed");
     expect(failed.map((e) => e.fields.source).sort()).toEqual(["r1", "r2"]);
     expect(failed[0]!.message).toMatch(/^a rebuild of r3 from r\d at seq \d+ failed: the rows copied sum to \w{12}, not r\d's digest \w{12}; r\d is no source for 5 min, or until its rows pass a scrub$/);
-    // A retry's refusal (503), not only an operator's (409): the target's install may have been
-    // what failed, and a 409 let the group sleep with its target quarantined (a review).
-    expect(g.driver.repairFailure("r3")).toMatch(/no replica to copy r3 from now: a copy from r1, r2 did not sum to its digest lately; tried again once a scrub passes them, or 5 min after/);
-    expect(g.driver.repairRefusal("r3")).toMatchObject({ code: "unavailable" });
-    // copySuspectMs later they are sources again (a false suspect costs that long at most).
-    const nowMs = g.io.nowMs.bind(g.io);
-    Object.assign(g.io, { nowMs: () => nowMs() + copySuspectMs + 1 });
-    expect(g.driver.repairRefusal("r3")).toBeNull();
-    Object.assign(g.io, { nowMs });
+    // Each judged by a whole scrub: damaged, so only an operator mends it (the alarm's way out).
+    expect(g.driver.repairRefusal("r3")).toMatchObject({ code: "conflict", reason: expect.stringMatching(/^no replica to copy r3 from: r1, r2 failed the last audit's scrub .*release one that failed with rebase/) });
     // r1's rows mended: its next scrub passes, and it is a source again.
     g.stores.get("r1")!.rows.put("m/key-000007", JSON.stringify({ n: 7, pad: "x".repeat(40) }));
     await g.driver.audit();
@@ -137,6 +133,30 @@ describe("state transfer", () => {
     expect(status()).toBe("healthy");
     expect(g.calls.get("r1:beginSnapshot")).toBe(2);
     expect(g.stores.get("r3")!.rows.get("m/key-000007")).toBe(JSON.stringify({ n: 7, pad: "x".repeat(40) }));
+    g.driver.stop();
+  });
+
+  it("a target whose install fails from a source a whole scrub then passes waits copySuspectMs, and the source is no suspect (every source was suspected in turn: a review)", async () => {
+    const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10, slack: 5 });
+    for (let n = 1; n <= 40; n++) await putMany(g.driver, "c", n, 1);
+    await tick();
+    // r3's installs never sum to the digest (its storage failing), whatever it is sent.
+    const r3 = g.replicas.get("r3")! as unknown as { endInstall: (id: string) => unknown };
+    const endInstall = r3.endInstall.bind(r3);
+    r3.endInstall = (id: string) => ({ ...(endInstall(id) as object), ok: false, digest: "f".repeat(64) });
+    g.driver.core.setQuarantined("r3", true);
+    expect(await g.driver.repair("r3")).toBe(false);
+    for (let i = 0; i < 40 && g.driver.repairRefusal("r3") === null; i++) await tick();
+    expect(g.driver.repairRefusal("r3")).toMatchObject({ code: "unavailable", reason: expect.stringMatching(/^r3's install did not sum to the digest of a source that then passed a whole scrub: its storage may be failing; tried again 5 min after, or remove it and add a replica/) });
+    const copies = (g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0);
+    expect(copies).toBe(1);
+    expect(await g.driver.repair("r3")).toBe(false); // refused before any copy
+    expect((g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0)).toBe(copies);
+    // copySuspectMs later it is tried again.
+    const nowMs = g.io.nowMs.bind(g.io);
+    Object.assign(g.io, { nowMs: () => nowMs() + copySuspectMs + 1 });
+    expect(g.driver.repairRefusal("r3")).toBeNull();
+    Object.assign(g.io, { nowMs });
     g.driver.stop();
   });
 

@@ -7,7 +7,7 @@ import { bounded } from "../../shared/bounded.js";
 import { checkJson, parseJson, repeatedKey } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
 import type { GroupRecord } from "../../shared/control/directory.js";
-import { bodyReadTimeoutMs, exportPageTimeoutMs, readWaitMs, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
+import { bodyReadTimeoutMs, exportPageTimeoutMs, readWaitMs, scrubNowStepsMax, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
@@ -113,9 +113,6 @@ function downloadBody(c: Context<App>, inc: number, replica: string, stub: Retur
     cancel: end,
   });
 }
-
-/** Steps of scrubNow one judge takes at most (an audit's rows each: 50,000, so 50 million rows). */
-const scrubNowStepsMax = 1_000;
 
 /**
  * A replica whose download did not match its digest: its scrub pass is taken to its end now, one
