@@ -306,8 +306,10 @@ export const statusContactWaitMs = 1_000;
  * went wrong) to this long.
  */
 export const copySuspectMs = 5 * 60_000;
-/** Steps of scrubNow one judgement of a replica takes at most (an audit's rows each: 50,000, so 50 million rows). */
+/** Steps of scrubNow one judgement of a replica takes at most (an audit's rows each: 50,000, so 50 million rows: two passes of 25 million). */
 export const scrubNowStepsMax = 1_000;
+/** The longest a target whose installs keep failing from sound sources waits between rebuilds (copySuspectMs doubled per failure). */
+export const installRetryMaxMs = 24 * 60 * 60_000;
 /**
  * Asleep (no heartbeats), a status or metrics call asks again each replica last heard from longer
  * ago than this: the tracker's view from the sleep showed a replica cut off since as healthy until

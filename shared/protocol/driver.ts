@@ -9,6 +9,7 @@ import {
   commandTimeoutMs,
   compactionSlackEntries,
   copySuspectMs,
+  installRetryMaxMs,
   scrubNowStepsMax,
   logRetentionEntries,
   transferPageBytes,
@@ -105,8 +106,11 @@ export class SequencerDriver {
    * target's install, and a refusal on their account is a retry's, not only an operator's.
    */
   private readonly copySuspects = new Map<string, number>();
-  /** Targets whose install failed from a source then judged sound (id -> when): not rebuilt for copySuspectMs. */
-  private readonly installFailed = new Map<string, number>();
+  /**
+   * Targets whose install failed from a source then judged sound (id -> when, and how many times
+   * in a row): not rebuilt for copySuspectMs, doubled each time (installFailedWhy).
+   */
+  private readonly installFailed = new Map<string, { atMs: number; count: number }>();
   /** Sources being judged now (judgeSuspect): one judgement each at a time. */
   private readonly judging = new Set<string>();
   /** Why the last repair of each replica failed, for the operator's repair route. */
@@ -1753,8 +1757,9 @@ export class SequencerDriver {
         throw new Error(why ? why.reason : `no healthy replica to copy from${refusals.length > 0 ? ` (${refusals.join("; ")})` : ""}${scrub}`);
       }
     } catch (err) {
+      // Said once while it stays the same: a retry every 2 s logged it every time (a review).
+      if (this.lastRepairError.get(target) !== String(err)) this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
       this.lastRepairError.set(target, String(err));
-      this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
       // A replica at a newer epoch was fenced by a newer sequencer (or a recovery that got no
       // further): as an append's stale_epoch, this one stops and recovers; a target that gets
       // no appends told it nothing else, and the rebuild was retried for ever (a review).
@@ -1779,7 +1784,7 @@ export class SequencerDriver {
       this.badSources.delete(target);
       this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
       this.copySuspects.delete(target);
-      this.installFailed.delete(target);
+      this.installFailed.delete(target); // rebuilt: a later failure starts the count again
     }
     this.kickAll();
     return installed !== null;
@@ -1953,7 +1958,10 @@ export class SequencerDriver {
    * source suspected in turn, a whole copy every 5 minutes, for good).
    */
   private async judgeSuspect(source: string, target: string): Promise<void> {
-    if (this.judging.has(source)) return;
+    // Not the replica in this object: its calls are direct, so the whole scrub would run in one go
+    // on the sequencer's thread, every write waiting (a review: 9 s at a million rows). The
+    // audits' paced steps judge it; it stays a suspect until then, or copySuspectMs.
+    if (this.judging.has(source) || source === this.io.directReplica) return;
     this.judging.add(source);
     try {
       const link = this.io.link(source);
@@ -1964,20 +1972,33 @@ export class SequencerDriver {
       }
       const at = await this.replicaCall(link.position(), `position of ${source}`).catch(() => null);
       if (at === null || this.stopped) return;
-      if (at.scrubFailed) return void this.scrubFailed.set(source, this.io.nowMs());
+      const judged = (verdict: string, message: string) => this.io.event?.("repair", message, { replica: source, target, verdict, action: "judged" });
+      if (at.scrubFailed) {
+        this.scrubFailed.set(source, this.io.nowMs());
+        return judged("damaged", `replica ${source} failed a whole scrub after a copy from it failed on ${target}: its rows do not match its digest, and it is no source until a scrub passes it`);
+      }
       this.copySuspects.delete(source);
-      this.installFailed.set(target, this.io.nowMs());
-      this.io.log("warn", `replica ${this.core.config.group}/${source} passed a whole scrub after a copy from it failed on ${target}: ${target}'s install is what failed`);
+      // Blamed only while it still awaits a rebuild (another source may have rebuilt it meanwhile: a review).
+      if (!this.core.awaitingRebuild().includes(target) && !this.core.transferCandidates().includes(target)) return;
+      const count = (this.installFailed.get(target)?.count ?? 0) + 1;
+      this.installFailed.set(target, { atMs: this.io.nowMs(), count });
+      judged("sound", `replica ${source} passed a whole scrub after a copy from it failed on ${target}: ${target}'s install is what failed (its storage may be failing; remove it and add a replica)`);
     } finally {
       this.judging.delete(source);
     }
   }
 
-  /** Why `target` is not rebuilt now: its install failed from a source judged sound, within copySuspectMs (null: it is). */
+  /**
+   * Why `target` is not rebuilt now: its install failed from a source judged sound, within
+   * copySuspectMs doubled for each such failure in a row, up to a day (null: it is). A whole copy
+   * every 5 minutes for good was the cost of a target whose storage fails (a review).
+   */
   private installFailedWhy(target: string): string | null {
-    const atMs = this.installFailed.get(target);
-    if (atMs === undefined || this.io.nowMs() - atMs >= copySuspectMs) return null;
-    return `${target}'s install did not sum to the digest of a source that then passed a whole scrub: its storage may be failing; tried again ${copySuspectMs / 60_000} min after, or remove it and add a replica`;
+    const failed = this.installFailed.get(target);
+    if (failed === undefined) return null;
+    const waitMs = Math.min(installRetryMaxMs, copySuspectMs * 2 ** (failed.count - 1));
+    if (this.io.nowMs() - failed.atMs >= waitMs) return null;
+    return `${target}'s install did not sum to the digest of a source that then passed a whole scrub (${failed.count} ${failed.count === 1 ? "time" : "times"} in a row): its storage may be failing; tried again ${Math.round(waitMs / 60_000)} min after, or remove it and add a replica`;
   }
 
   /** Whether a copy from `id` failed its digest check within copySuspectMs (noteBadCopy). */

@@ -147,16 +147,42 @@ describe("state transfer", () => {
     g.driver.core.setQuarantined("r3", true);
     expect(await g.driver.repair("r3")).toBe(false);
     for (let i = 0; i < 40 && g.driver.repairRefusal("r3") === null; i++) await tick();
-    expect(g.driver.repairRefusal("r3")).toMatchObject({ code: "unavailable", reason: expect.stringMatching(/^r3's install did not sum to the digest of a source that then passed a whole scrub: its storage may be failing; tried again 5 min after, or remove it and add a replica/) });
+    expect(g.driver.repairRefusal("r3")).toMatchObject({ code: "unavailable", reason: expect.stringMatching(/^r3's install did not sum to the digest of a source that then passed a whole scrub \(1 time in a row\): its storage may be failing; tried again 5 min after, or remove it and add a replica/) });
+    expect(g.events.find((e) => e.fields.action === "judged")).toMatchObject({ kind: "repair", fields: { verdict: "sound", target: "r3" }, message: expect.stringMatching(/r3's install is what failed/) });
     const copies = (g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0);
     expect(copies).toBe(1);
     expect(await g.driver.repair("r3")).toBe(false); // refused before any copy
     expect((g.calls.get("r1:beginSnapshot") ?? 0) + (g.calls.get("r2:beginSnapshot") ?? 0)).toBe(copies);
-    // copySuspectMs later it is tried again.
+    // copySuspectMs later it is tried again; failing again, it waits twice as long.
     const nowMs = g.io.nowMs.bind(g.io);
-    Object.assign(g.io, { nowMs: () => nowMs() + copySuspectMs + 1 });
+    let shiftMs = copySuspectMs + 1;
+    Object.assign(g.io, { nowMs: () => nowMs() + shiftMs });
+    expect(g.driver.repairRefusal("r3")).toBeNull();
+    expect(await g.driver.repair("r3")).toBe(false);
+    for (let i = 0; i < 40 && g.driver.repairRefusal("r3") === null; i++) await tick();
+    expect(g.driver.repairRefusal("r3")?.reason).toMatch(/\(2 times in a row\).*tried again 10 min after/);
+    shiftMs += copySuspectMs + 1;
+    expect(g.driver.repairRefusal("r3")).not.toBeNull();
+    shiftMs += copySuspectMs;
     expect(g.driver.repairRefusal("r3")).toBeNull();
     Object.assign(g.io, { nowMs });
+    g.driver.stop();
+  });
+
+  it("does not judge the replica in the sequencer's object by a whole scrub (its direct calls would hold every write): it stays a suspect (a review)", async () => {
+    const g = directGroup({ ...config(), checkpointEvery: 5 }, { entries: 10, slack: 5 });
+    for (let n = 1; n <= 40; n++) await putMany(g.driver, "c", n, 1);
+    await tick();
+    Object.assign(g.io, { directReplica: "r1" });
+    g.down.add("r2"); // r1 the only source
+    g.replicas.get("r1")!.core!.saveState();
+    g.stores.get("r1")!.rows.put("m/key-000007", JSON.stringify({ corrupted: true }));
+    g.driver.core.setQuarantined("r3", true);
+    expect(await g.driver.repair("r3")).toBe(false);
+    await tick(50);
+    expect(g.events.find((e) => e.fields.action === "failed")?.fields.source).toBe("r1");
+    expect(g.calls.get("r1:scrubNow") ?? 0).toBe(0);
+    expect((g.driver as unknown as { suspected: (id: string) => boolean }).suspected("r1")).toBe(true);
     g.driver.stop();
   });
 
