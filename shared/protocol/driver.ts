@@ -1768,8 +1768,14 @@ export class SequencerDriver {
       this.repairing--;
     }
     if (this.stopped) return false;
+    this.endRepair(target, installed, progress.begun);
+    return installed !== null;
+  }
+
+  /** A repair's end: the target's progress, and its retry after a pause, or what it was owed cleared. */
+  private endRepair(target: string, installed: number | null, begun: boolean): void {
     this.core.endRepair(target, installed, this.io.nowMs());
-    if (installed === null && progress.begun) this.core.noteRebuilding(target);
+    if (installed === null && begun) this.core.noteRebuilding(target);
     this.noteQuarantines();
     // A failed repair is tried again by the target's send loop, after a pause: a source or target
     // that fails at once (unreachable, refusing) otherwise made repair and loop call each other
@@ -1787,7 +1793,6 @@ export class SequencerDriver {
       this.installFailed.delete(target); // rebuilt: a later failure starts the count again
     }
     this.kickAll();
-    return installed !== null;
   }
 
   /**
