@@ -561,6 +561,21 @@ export const logRetentionEntries = 10_000;
 export const requestIndexMax = 4 * logRetentionEntries;
 /** Compaction runs when this many entries beyond the retention window have accumulated. */
 export const compactionSlackEntries = 1_000;
+/**
+ * Besides logRetentionEntries, each object's retained log (the sequencer's; a replica's with the
+ * watch's effects rows) is kept to this share of the group's storage quota: a 16 MiB group of
+ * 60 KB puts was held at its quota by 10,000 retained entries with no data left, and only about
+ * 10,000 deletes brought it back (a probe). A co-located object holds two logs and the effects:
+ * with the slack below, about a sixth of the quota at most.
+ */
+export const logRetentionQuotaShare = 1 / 16;
+/** Bytes appended between two measures of the retained log (a share of its bytes budget). */
+export const compactionSlackShare = 1 / 4;
+
+/** The bytes budget of each object's retained log in a group of this quota (logRetentionQuotaShare). */
+export function logRetentionBytesOf(quotaMiB: number): number {
+  return Math.floor(quotaMiB * 1024 * 1024 * logRetentionQuotaShare);
+}
 /** State transfer page size (bytes of keys and values), well under one RPC message. */
 export const transferPageBytes = 512 * 1024;
 

@@ -15,6 +15,8 @@ const keysPerStatement = 96;
 const rowsPerUpsert = 48;
 /** Log rows per query of a byte-bounded read, and what a row's fields other than its command take. */
 const logRowsPerQuery = 32;
+/** Rows of lengths one query of a cut (SqlLog.cutFor) reads: small rows, so many at once. */
+const cutRowsPerQuery = 1024;
 const logRowOverheadBytes = 200;
 /** Rows per query of a byte-bounded scan. */
 const scanRowsPerQuery = 64;
@@ -233,6 +235,28 @@ export class SqlLog {
   deleteThrough(seq: number): void {
     this.sql.exec(`DELETE FROM ${this.table} WHERE seq <= ?`, seq);
   }
+  /**
+   * SequencerStorage.cutFor: read newest first, in bounded queries, and only lengths
+   * (octet_length reads a row's header, not its text), so at most the rows within bytesMax and one.
+   * `effects`: a replica's effects rows count with their entries.
+   */
+  cutFor(toSeq: number, bytesMax: number, effects = false): number | null {
+    const bytes = effects
+      ? `octet_length(l.command) + IFNULL((SELECT octet_length(e.output) + octet_length(e.changes) FROM effects e WHERE e.seq = l.seq), 0)`
+      : "octet_length(l.command)";
+    let total = 0;
+    for (let below = toSeq + 1; ; ) {
+      const rows = this.sql
+        .exec<{ seq: number; n: number }>(`SELECT l.seq AS seq, ${bytes} AS n FROM ${this.table} l WHERE l.seq < ? ORDER BY l.seq DESC LIMIT ?`, below, cutRowsPerQuery)
+        .toArray();
+      for (const r of rows) {
+        total += r.n + logRowOverheadBytes;
+        if (total > bytesMax) return r.seq;
+      }
+      if (rows.length < cutRowsPerQuery) return null;
+      below = rows[rows.length - 1]!.seq;
+    }
+  }
   clear(): void {
     this.sql.exec(`DELETE FROM ${this.table}`);
   }
@@ -291,6 +315,9 @@ export class SqlReplicaStorage implements ReplicaStorage {
   deleteThrough(seq: number): void {
     this.log.deleteThrough(seq);
     this.sql.exec("DELETE FROM effects WHERE seq <= ?", seq);
+  }
+  cutFor(toSeq: number, bytesMax: number): number | null {
+    return this.log.cutFor(toSeq, bytesMax, true);
   }
   /** A frozen copy in the same database: one statement, so it is the state at one position. */
   snapshotRows(name = "snapshot", prefix = ""): number {
@@ -383,6 +410,9 @@ export class SqlSequencerStorage implements SequencerStorage {
   }
   deleteThrough(seq: number): void {
     this.log.deleteThrough(seq);
+  }
+  cutFor(toSeq: number, bytesMax: number): number | null {
+    return this.log.cutFor(toSeq, bytesMax);
   }
   recentRequests(limit: number): { client: string; request: number; seq: number }[] {
     return this.sql

@@ -1,7 +1,7 @@
 // In-memory implementations of the storage interfaces: for unit tests and the simulator.
 // Transactions keep an undo journal so a failed step leaves nothing behind, as SQLite would.
 import type { RowStore } from "../machines/types.js";
-import { boundedEntries } from "./entry.js";
+import { boundedEntries, entryBytes } from "./entry.js";
 import { compareCodePoints, prefixUpperBound } from "../text.js";
 import type { Effect, ReplicaMeta, ReplicaStorage } from "./replica.js";
 import type { SequencerMeta, SequencerStorage } from "./sequencer.js";
@@ -148,6 +148,13 @@ export class MemoryReplicaStorage implements ReplicaStorage {
     }
     this.dropEffects((s) => s > seq);
   }
+  cutFor(toSeq: number, bytesMax: number): number | null {
+    const held = [...this.log.keys()].filter((s) => s <= toSeq).sort((a, b) => b - a);
+    return cutOf(held.map((s) => {
+      const f = this.effects.get(s);
+      return [s, entryBytes(this.log.get(s)!) + (f ? f.output.length + f.changes.length : 0)];
+    }), bytesMax);
+  }
   private readonly frozen = new Map<string, [string, string][]>();
   snapshotRows(name = "snapshot", prefix = ""): number {
     const rows = this.rows.scan(prefix, null, Infinity);
@@ -262,6 +269,9 @@ export class MemorySequencerStorage implements SequencerStorage {
   deleteThrough(seq: number): void {
     this.log = this.log.filter((e) => e.seq > seq);
   }
+  cutFor(toSeq: number, bytesMax: number): number | null {
+    return cutOf(this.log.filter((e) => e.seq <= toSeq).reverse().map((e) => [e.seq, entryBytes(e)]), bytesMax);
+  }
   recentRequests(limit: number): { client: string; request: number; seq: number }[] {
     const out: { client: string; request: number; seq: number }[] = [];
     for (let i = this.log.length - 1; i >= 0 && out.length < limit; i--) {
@@ -273,4 +283,14 @@ export class MemorySequencerStorage implements SequencerStorage {
   saveMeta(meta: SequencerMeta): void {
     this.meta = structuredClone(meta);
   }
+}
+
+/** The first seq, newest first, at which the sizes pass bytesMax (see SequencerStorage.cutFor). */
+function cutOf(newestFirst: [seq: number, bytes: number][], bytesMax: number): number | null {
+  let total = 0;
+  for (const [seq, bytes] of newestFirst) {
+    total += bytes;
+    if (total > bytesMax) return seq;
+  }
+  return null;
 }

@@ -3,6 +3,7 @@ import {
   appendEntriesMax,
   checkpointsKeptMax,
   compactionSlackEntries,
+  compactionSlackShare,
   logRetentionEntries,
   pageBytesMax,
   scrubPageRows,
@@ -148,6 +149,8 @@ export interface ReplicaStorage {
   truncateFrom(seq: number): void;
   /** Drops log entries at or below seq (compaction). */
   deleteThrough(seq: number): void;
+  /** SequencerStorage.cutFor, an entry's effects row counted with it. */
+  cutFor(toSeq: number, bytesMax: number): number | null;
   /**
    * Freezes a copy of the state rows whose key starts with prefix, under a name (replacing any
    * earlier copy of that name): "snapshot" for a state transfer, others for snapshot downloads.
@@ -299,6 +302,8 @@ export class ReplicaCore {
   private readonly unapplied = new UnappliedEntries(unappliedEntriesMax, unappliedBytesMax);
   /** Bytes (entryBytes) of the entries applied since the rows were last stored: what a restart re-applies. */
   private appliedCharsUnsaved = 0;
+  /** Bytes of entries and effects rows stored since the retained log was last measured (compactionTarget); a start measures at once. */
+  private bytesSinceCut = Infinity;
   private snapshot: SnapshotInfo | null = null;
   /** Where in each stateSaveEntriesMax entries this replica saves its rows (from its id). */
   private readonly savePhase: number;
@@ -542,7 +547,7 @@ export class ReplicaCore {
     next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
     const outputs = this.applyCommitted(next, fresh, req.prevSeq);
     next.digest = this.state.digest;
-    this.saveAndCompact(next, fresh, req.atQuota === true);
+    this.saveAndCompact(next, fresh, req);
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
@@ -577,6 +582,7 @@ export class ReplicaCore {
     if (toAppend.length > 0) {
       this.storage.appendEntries(toAppend);
       this.unapplied.add(toAppend);
+      for (const e of toAppend) this.bytesSinceCut += entryBytes(e);
     }
     return fresh;
   }
@@ -608,7 +614,9 @@ export class ReplicaCore {
       outputs.push(out);
       const outputText = outputTextOf(out);
       outputChars += outputText.length;
-      effects.push({ seq: e.seq, output: keptForWatch(outputText, out.output), changes: changesText(changes) });
+      const effect = { seq: e.seq, output: keptForWatch(outputText, out.output), changes: changesText(changes) };
+      effects.push(effect);
+      this.bytesSinceCut += effect.output.length + effect.changes.length;
       this.unapplied.delete(e.seq);
       next.appliedSeq = e.seq;
       if (e.kind === "config") next.membership = membershipIn(e.seq, e.command as ConfigCommand);
@@ -628,9 +636,9 @@ export class ReplicaCore {
    * they were written by is compacted away (a restart re-applies the entries after stateSeq);
    * compacts the log to logRetentionEntries behind the applied position, in slack-sized steps.
    */
-  private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, atQuota: boolean): void {
-    const compactTo =
-      next.appliedSeq - next.baseSeq > this.retention.entries + this.retention.slack ? next.appliedSeq - this.retention.entries : null;
+  private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, req: AppendRequest): void {
+    const compactTo = this.compactionTarget(next, req.retainBytes);
+    const atQuota = req.atQuota === true;
     // Due at every multiple of stateSaveEntriesMax, shifted by this replica's phase: at most that
     // many entries unsaved, and the replicas of a group save at different seqs (a save of a few
     // thousand entries' rows holds a step up for tens of ms: not two voters of a quorum at once).
@@ -651,6 +659,21 @@ export class ReplicaCore {
     next.baseTimestamp = at.timestamp;
     next.baseSeq = compactTo;
     this.storage.deleteThrough(compactTo);
+  }
+
+  /**
+   * Where to compact the log to, or null: logRetentionEntries behind the applied position, in
+   * slack-sized steps; or where the applied entries with their effects rows pass the bytes
+   * budget (AppendRequest.retainBytes), measured once per compactionSlackShare of it appended.
+   */
+  private compactionTarget(next: ReplicaMeta, retainBytes: number | undefined): number | null {
+    const { entries, slack } = this.retention;
+    const byCount = next.appliedSeq - next.baseSeq > entries + slack ? next.appliedSeq - entries : null;
+    if (retainBytes === undefined || this.bytesSinceCut < retainBytes * compactionSlackShare) return byCount;
+    this.bytesSinceCut = 0;
+    const cut = this.storage.cutFor(next.appliedSeq, retainBytes);
+    const target = Math.max(byCount ?? 0, cut ?? 0);
+    return target > next.baseSeq ? target : null;
   }
 
   /**

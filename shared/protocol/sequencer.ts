@@ -1,4 +1,4 @@
-import { appendBytesMax, appendEntriesMax, freeingCommandBytesMax, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, compactionSlackShare, freeingCommandBytesMax, logRetentionBytesOf, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
@@ -93,6 +93,12 @@ export interface SequencerStorage {
   lastEntry(): Entry | null;
   /** Drops log entries at or below seq (compaction). */
   deleteThrough(seq: number): void;
+  /**
+   * Compaction by bytes: the seq through which to drop entries so that those after it, through
+   * toSeq, take at most bytesMax (a command's JSON and a row's other fields; a replica's effects
+   * rows with their entries); null when all those held do.
+   */
+  cutFor(toSeq: number, bytesMax: number): number | null;
   /** (client, request, seq) of the newest command entries, highest seq first: the request index at start. */
   recentRequests(limit: number): { client: string; request: number; seq: number }[];
   saveMeta(meta: SequencerMeta): void;
@@ -193,6 +199,8 @@ export class SequencerCore {
   private readonly votes = new OutputVotes(votesMax);
   private tail: Entry[] = [];
   private tailByteCount = 0;
+  /** Bytes appended since the retained log was last measured (cutByBytes); a start measures at its first compaction. */
+  private bytesSinceCut = Infinity;
   /** Characters of the queued commands' canonical JSON (commandBytes), bounded by pendingBytesMax. */
   private pendingByteCount = 0;
   fenced = false;
@@ -416,6 +424,10 @@ export class SequencerCore {
   private get quotaMiB(): number {
     return storageQuotaMiBOf(this.meta.config);
   }
+  /** Bytes of log each object of the group keeps behind its applied position (compact, AppendRequest.retainBytes). */
+  get retainBytes(): number {
+    return logRetentionBytesOf(this.quotaMiB);
+  }
 
   /** Members whose storage, as last measured, is at or over the group's quota. */
   private fullMembers(): Progress[] {
@@ -524,7 +536,9 @@ export class SequencerCore {
   private keepInTail(entries: Entry[]): void {
     for (const e of entries) {
       this.tail.push(e);
-      this.tailByteCount += entryBytes(e);
+      const bytes = entryBytes(e);
+      this.tailByteCount += bytes;
+      this.bytesSinceCut += bytes;
     }
     let drop = Math.max(0, this.tail.length - tailEntriesMax);
     for (let i = 0; i < drop; i++) this.tailByteCount -= entryBytes(this.tail[i]!);
@@ -610,10 +624,11 @@ export class SequencerCore {
    * What a message says beyond the log: from at or past a restore this sequencer adopted, that it
    * did (SequencerMeta.restoreAdoptedSeq); at the storage quota, so (AppendRequest.atQuota).
    */
-  private flagsFrom(prevSeq: number): { adopted?: number; atQuota?: true } {
+  private flagsFrom(prevSeq: number): { adopted?: number; atQuota?: true; retainBytes: number } {
     const seq = this.meta.restoreAdoptedSeq;
     const adopted = seq !== undefined && prevSeq >= seq ? { adopted: seq } : {};
-    return this.fullMembers().length > 0 ? { ...adopted, atQuota: true } : adopted;
+    const flags = { ...adopted, retainBytes: this.retainBytes };
+    return this.fullMembers().length > 0 ? { ...flags, atQuota: true } : flags;
   }
 
   /** Another reachable voter has an append in flight that carries p's next entry. */
@@ -890,8 +905,10 @@ export class SequencerCore {
     if (this.closed) return null;
     const healthy = this.progress.healthy();
     if (healthy.length === 0) return null;
-    const target = Math.min(this.lastSeq - retentionEntries, this.meta.commitSeq, ...healthy.map((p) => p.appliedSeq));
-    if (target - this.baseSeq < slackEntries) return null;
+    const cut = this.cutByBytes();
+    const wanted = Math.max(this.lastSeq - retentionEntries, cut ?? 0);
+    const target = Math.min(wanted, this.meta.commitSeq, ...healthy.map((p) => p.appliedSeq));
+    if (target <= this.baseSeq || (cut === null && target - this.baseSeq < slackEntries)) return null;
     const [at] = this.readEntries(target, target);
     assert(at !== undefined, `compaction target ${target} missing`);
     this.storage.transaction(() => {
@@ -905,6 +922,17 @@ export class SequencerCore {
     this.tailByteCount = this.tail.reduce((sum, e) => sum + entryBytes(e), 0);
     this.forgetRequestsThrough(target);
     return target;
+  }
+
+  /**
+   * Where the log's committed entries pass the bytes budget (retainBytes), measured once per
+   * compactionSlackShare of it appended (a measure reads the retained rows' lengths), or null.
+   */
+  private cutByBytes(): number | null {
+    const budget = this.retainBytes;
+    if (this.bytesSinceCut < budget * compactionSlackShare) return null;
+    this.bytesSinceCut = 0;
+    return this.storage.cutFor(this.meta.commitSeq, budget);
   }
 
   /**

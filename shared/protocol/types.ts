@@ -190,6 +190,12 @@ export interface AppendRequest {
    * refused).
    */
   atQuota?: true;
+  /**
+   * Bytes of applied entries (with their effects rows) the replica keeps behind its applied
+   * position, besides logRetentionEntries: limits.ts logRetentionBytesOf the group's quota. Absent
+   * (older senders, tests): entries only.
+   */
+  retainBytes?: number;
 }
 
 /** How the replicated session table resolved an entry (exactly-once). */

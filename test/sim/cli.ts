@@ -19,7 +19,7 @@ function int(args: Map<string, string>, name: string, fallback: number): number 
 
 async function main(): Promise<number> {
   const args = parseFlags(process.argv.slice(2), ["geo", "no-batches", "no-colocate"]);
-  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle", "output-free", "sleep-after"]);
+  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle", "output-free", "sleep-after", "log-bytes"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
   const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "none" ? [] : faultsArg.split(",")) as FaultKind[];
@@ -45,6 +45,7 @@ async function main(): Promise<number> {
     // Negative: every session row keeps the marker (every retry of an executed command answers it).
     ...(args.has("output-free") ? { sessionOutputFreeChars: Number(args.get("output-free")) } : {}),
     ...(args.has("sleep-after") ? { sleepAfterMs: int(args, "sleep-after", 0) } : {}),
+    ...(args.has("log-bytes") ? { logBytes: int(args, "log-bytes", 0) } : {}),
     ...(geo ? { geo } : {}),
   };
   if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");

@@ -1,6 +1,6 @@
 // One simulation: a group, clients, injected faults, a heal phase, then every checker.
 import { majority, membersOf, replicaIds, type GroupConfig } from "../../shared/protocol/types.js";
-import { failoverHoldDownMs, sequencerTimeoutMs } from "../../shared/limits.js";
+import { failoverHoldDownMs, logRetentionBytesOf, sequencerTimeoutMs } from "../../shared/limits.js";
 import type { MachineName, OutputsMode } from "../../shared/api/types.js";
 import type { StateMachine } from "../../shared/machines/types.js";
 import { bankAccounts, runCheckers } from "./checkers.js";
@@ -68,6 +68,13 @@ export interface SimOptions {
    * clients pause in cycles long enough for it to (World.quietUntilMs). Absent: it never sleeps.
    */
   sleepAfterMs?: number;
+  /**
+   * Each object's log bytes budget (limits.ts logRetentionBytesOf), through a quota of a fraction
+   * of a MiB no group could have (the memory stores measure no size, so writes are never refused
+   * for it): a few entries, so compaction by bytes, and the transfers and watch gaps it brings,
+   * happen all through a run. Absent: the default quota's budget, never reached.
+   */
+  logBytes?: number;
 }
 
 export interface SimResult {
@@ -105,6 +112,7 @@ export function reproduce(o: SimOptions): string {
   if (o.sessionIdleMs !== undefined) parts.push(`--session-idle ${o.sessionIdleMs}`);
   if (o.sessionOutputFreeChars !== undefined) parts.push(`--output-free ${o.sessionOutputFreeChars}`);
   if (o.sleepAfterMs !== undefined) parts.push(`--sleep-after ${o.sleepAfterMs}`);
+  if (o.logBytes !== undefined) parts.push(`--log-bytes ${o.logBytes}`);
   if (o.geo) parts.push(`--geo --locations ${o.geo.locations.join(",")} --sequencer ${o.geo.sequencer}`);
   if (o.clients !== undefined && o.clients !== (o.geo ? o.geo.locations.length : 5)) parts.push(`--clients ${o.clients}`);
   return parts.join(" ");
@@ -168,6 +176,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     checkpointEvery: 5 + rng.int(20),
     ...(opts.sessionIdleMs === undefined ? {} : { sessionIdleMs: opts.sessionIdleMs }),
     ...sessionOutputsOf(opts),
+    ...(opts.logBytes === undefined ? {} : { storageQuotaMiB: opts.logBytes / logRetentionBytesOf(1) }),
   };
   // As the router places it: the first replica where the sequencer starts.
   const colocatedIndex = !opts.colocate || opts.replicas < 2 ? -1 : opts.geo ? config.locations.indexOf(opts.geo.sequencer) : 0;
@@ -687,6 +696,8 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       ...(resumes.length > 0 ? { resumeMsMax: resumes[resumes.length - 1]!, resumeMsP50: resumes[Math.floor(resumes.length / 2)]! } : {}),
       ...(takeovers.length > 0 ? { takeoverMs: Math.max(...takeovers) } : {}),
       compactedTo: core.baseSeq,
+      // The most applied entries a replica's log holds behind its applied position (compaction).
+      replicaLogMax: Math.max(0, ...[...replicas.values()].map((r) => (r.retired || !r.storage.meta ? 0 : r.storage.meta.appliedSeq - r.storage.meta.baseSeq))),
       ...(config.sessionIdleMs !== undefined ? { sessionIdleMs: config.sessionIdleMs, forgotten: checkCounts.forgotten ?? 0 } : {}),
       ...(world.sleepAfterMs !== undefined ? { sleepAfterMs: world.sleepAfterMs, sleeps: [...group.sequencers.values()].reduce((n, s) => n + s.sleeps, 0) } : {}),
       ...(config.colocated ? { colocated: config.colocated, rejoins: [...replicas.values()].reduce((n, r) => n + r.rejoins, 0) } : {}),

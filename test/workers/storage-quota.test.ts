@@ -11,9 +11,12 @@ describe("the storage quota (workerd)", () => {
     expect(created.storageQuotaMiB).toBe(16);
     const big = "x".repeat(60_000);
     let refused: Awaited<ReturnType<typeof command>> | null = null;
-    for (let i = 1; i <= 600 && refused === null; i++) {
+    // Refused three times in a row: a refusal measured before the sequencer compacted its log
+    // (after the last commit) may be followed by a put that fits again.
+    for (let i = 1, inRow = 0; i <= 600 && inRow < 3; i++) {
       const r = await command("quota-small", { op: "put", key: `k${i}`, value: big });
-      if (r.status !== 200) refused = r;
+      refused = r.status === 200 ? null : r;
+      inRow = r.status === 200 ? 0 : inRow + 1;
     }
     expect(refused, "never refused").not.toBeNull();
     expectError(refused!, 503, "unavailable", /storage of replica r\d holds [\d.]+ MiB, at or over the group's quota of 16 MiB/);
@@ -95,5 +98,19 @@ describe("the storage quota (workerd)", () => {
     expect(retry.body.output.chars).toBeGreaterThan(420_000);
     const status = (await api("GET", "/v1/groups/quota-reads")).body;
     expect(Math.max(...status.replicas.map((r: { storageBytes?: number }) => r.storageBytes ?? 0))).toBeLessThan(12 * 1024 * 1024);
+  });
+
+  it("a 16 MiB group of 60 KB puts fills with its data, not its log: most of the quota is values, and a few deletes let writes in again (a probe: its 10,000 retained entries held it at the quota with no data left)", async () => {
+    await createGroup("quota-log", { machine: "kv", storageQuotaMiB: 16 });
+    const big = "x".repeat(60_000);
+    let n = 0;
+    while (n < 1_000 && (await command("quota-log", { op: "put", key: `k${n + 1}`, value: big })).status === 200) n++;
+    // The log is kept to a sixteenth of the quota per object (two logs and the watch's copies in
+    // the co-located one): over half of the quota holds values.
+    expect(n * big.length).toBeGreaterThan(8 * 1024 * 1024);
+    for (let i = 1; i <= 5; i++) expect((await command("quota-log", { op: "delete", key: `k${i}` })).status).toBe(200);
+    const again = await command("quota-log", { op: "put", key: "after", value: big });
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect((await query("quota-log", { op: "get", key: `k${n}` })).body.result).toEqual({ value: big });
   });
 });
