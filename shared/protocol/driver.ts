@@ -85,6 +85,8 @@ export class SequencerDriver {
   /** Clients waiting for a (client, request) still queued, and for an ordered seq. */
   private readonly waitingPending = new Map<string, Resolver[]>();
   private readonly waitingSeq = new Map<number, Resolver[]>();
+  /** The seq a waiter of waitingPending was moved to when its command was ordered (its deadline drops it from there). */
+  private readonly orderedWaiters = new WeakMap<Resolver, number>();
   private commitWatchers: { seq: number; wake: () => void }[] = [];
   private readonly sending = new Set<string>();
   /** Replicas whose last append failed: no new send loop before this time (backoff). */
@@ -274,12 +276,12 @@ export class SequencerDriver {
         atMs: this.io.nowMs() + commandTimeoutMs,
         done: false,
         expire: () => {
-          const now = map.get(key);
-          if (now) {
-            const rest = now.filter((x) => x !== r);
-            if (rest.length > 0) map.set(key, rest);
-            else map.delete(key);
-          }
+          // Ordered meanwhile, it waits under its seq (flush moved it): dropped only from its
+          // first map, it stayed there while the seq went undecided (every answer carrying its
+          // output lost), and the group never slept (a review).
+          const seq = this.orderedWaiters.get(r);
+          if (seq !== undefined) dropWaiter(this.waitingSeq, seq, r);
+          else dropWaiter(map, key, r);
           resolve("timeout");
         },
       };
@@ -558,6 +560,7 @@ export class SequencerDriver {
       if (!list) continue;
       this.waitingPending.delete(key);
       this.waitingSeq.set(e.seq, list);
+      for (const r of list) this.orderedWaiters.set(r, e.seq);
     }
     // Idle send loops must learn of the new entries too, or no majority could form.
     if (entries.length > 0) this.kickAll();
@@ -2210,4 +2213,13 @@ async function undoRestore(driver: SequencerDriver, io: DriverIO, ids: string[],
   io.log("warn", `sequencer ${driver.core.config.group}: a failed restore could not be undone on ${kept.join(", ")}; recovering at a new epoch`);
   driver.stopForNewEpoch();
   return { ok: false, code: "unknown", reason: `${reason}; it could not be undone on ${kept.join(", ")}, so the group recovers from its replicas at a new epoch and may come back restored; if it does not, retry the restore` };
+}
+
+/** Drops one waiter from its list under key (and the key with its last waiter). */
+function dropWaiter<K>(map: Map<K, Resolver[]>, key: K, r: Resolver): void {
+  const now = map.get(key);
+  if (!now) return;
+  const rest = now.filter((x) => x !== r);
+  if (rest.length > 0) map.set(key, rest);
+  else map.delete(key);
 }
