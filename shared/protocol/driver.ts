@@ -1118,7 +1118,9 @@ export class SequencerDriver {
     const rejoin = this.core.lastLogSeq > 0 ? { epoch: this.core.epoch, throughSeq: this.core.lastLogSeq } : undefined;
     let made: unknown;
     try {
-      made = await this.io.link(id).init(rejoin);
+      // Bounded as every replica call: a hung init held this replica's send loop (and a repair
+      // that asked it) for good, its appends and heartbeats skipped once it answered again (a review).
+      made = await withTimeout(this.io, this.io.link(id).init(rejoin), replicaRpcTimeoutMs, `init of ${id}`);
     } catch (err) {
       this.io.log("warn", `init ${id}: ${String(err)}`);
       return false;
