@@ -1638,7 +1638,8 @@ export class SequencerDriver {
   /** One round of an audit: every replica's audit info, noted, and the verdict on it. */
   private async auditRound(markSeq: number): Promise<{ decided: ReturnType<typeof decideAudit>; answered: string[] }> {
     const ids = this.core.replicaIds();
-    const answers = await Promise.all(
+    const repairs = ids.map((id) => this.core.repairsOf(id));
+    const sent = await Promise.all(
       ids.map((id) =>
         withTimeout(this.io, this.io.link(id).auditInfo(markSeq), auditRpcTimeoutMs, `audit of ${id}`).catch((err) => {
           this.io.log("warn", `audit of ${this.core.config.group}/${id}: ${String(err)}`);
@@ -1646,6 +1647,10 @@ export class SequencerDriver {
         }),
       ),
     );
+    // An answer from before a repair of its replica began or ended is left out, as if not given:
+    // applied after a repair that ended meanwhile, a quarantined answer quarantined the rebuilt
+    // replica again and started a second transfer (a review).
+    const answers = sent.map((a, i) => (this.core.repairsOf(ids[i]!) === repairs[i] ? a : null));
     const infos = new Map<string, AuditInfo | null>();
     const now = this.io.nowMs();
     // A stopped incarnation (crashed, destroyed) must not write: its state is stale.
@@ -1654,6 +1659,7 @@ export class SequencerDriver {
     ids.forEach((id, i) => {
       const info = answers[i] ?? null;
       infos.set(id, info);
+      if (info === null && sent[i]) return; // stale (above): neither a contact nor a miss
       this.core.noteContact(id, info !== null, now, info ?? undefined);
       if (info !== null) this.core.noteSize(id, info);
       // Cleared only by a pass that finished and passed (stateRows is its count): before a large

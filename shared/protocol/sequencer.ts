@@ -601,6 +601,7 @@ export class SequencerCore {
       return { kind: "hold", why: "in-flight-elsewhere" };
     }
     p.inflightToSeq = toSeq;
+    p.inflightRepairs = p.repairs;
     p.inflightCommitSeq = commitSeq;
     if (commitSeq > this.sentCommitSeq) this.sentCommitSeq = commitSeq;
     return { kind: "send", msg: { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries, commitSeq, ...this.flagsFrom(prevSeq) } };
@@ -616,6 +617,7 @@ export class SequencerCore {
     if (!p || p.inflightToSeq !== null || this.fenced || this.closed || p.repairing || p.needsTransfer || p.nextSeq <= this.baseSeq) return null;
     const prevSeq = p.nextSeq - 1;
     p.inflightToSeq = prevSeq;
+    p.inflightRepairs = p.repairs;
     p.inflightCommitSeq = Math.min(this.meta.commitSeq, prevSeq);
     return { epoch: this.meta.epoch, prevSeq, prevHash: this.hashAt(prevSeq), entries: [], commitSeq: p.inflightCommitSeq, ...this.flagsFrom(prevSeq) };
   }
@@ -679,8 +681,8 @@ export class SequencerCore {
     if (!p) return result; // removed from the group while the append was in flight
     const sentTo = p.inflightToSeq;
     p.inflightToSeq = null;
-    // An answer to an append sent before a state transfer began says nothing about the rebuilt replica.
-    if (p.repairing) return result;
+    // An answer to an append sent before a state transfer began (or ended) says nothing about the rebuilt replica.
+    if (p.repairing || p.inflightRepairs !== p.repairs) return result;
     if (!resp.ok && resp.reason === "not_initialized") {
       result.needsInit = true;
       return result;
@@ -1034,8 +1036,15 @@ export class SequencerCore {
    */
   beginRepair(id: string): boolean {
     if (this.repairBusy(id) !== null) return false;
-    this.progress.get(id)!.repairing = true;
+    const p = this.progress.get(id)!;
+    p.repairing = true;
+    p.repairs++;
     return true;
+  }
+
+  /** Progress.repairs of id (0 for one not in the group): what an answer from before a repair is told apart by. */
+  repairsOf(id: string): number {
+    return this.progress.get(id)?.repairs ?? 0;
   }
 
   /**
@@ -1070,6 +1079,7 @@ export class SequencerCore {
     const p = this.progress.get(id);
     if (!p) return;
     p.repairing = false;
+    p.repairs++;
     if (seq === null) return;
     p.needsTransfer = p.rebuilding = false;
     p.nextSeq = Math.max(seq, this.baseSeq) + 1;

@@ -53,6 +53,15 @@ export interface Progress {
   needsTransfer: boolean;
   repairing: boolean;
   /**
+   * State transfers to it begun or ended (a generation): an answer to a message sent before the
+   * last of them says nothing of what it holds now. A late heartbeat's answer marked a rebuilt
+   * replica for another transfer, and an audit's answer from before a repair quarantined it again
+   * (a review).
+   */
+  repairs: number;
+  /** `repairs` when the append in flight to it was sent. */
+  inflightRepairs: number;
+  /**
    * It may hold a half-done state transfer (it said so, or one to it failed midway): it refuses
    * every fence until it is rebuilt, so it counts against the repairs at once (beginRepair).
    */
@@ -97,6 +106,8 @@ export class ProgressTracker {
       joinSeq,
       needsTransfer: false,
       repairing: false,
+      repairs: 0,
+      inflightRepairs: 0,
       rebuilding: false,
     };
     this.byId.set(id, p);

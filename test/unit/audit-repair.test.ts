@@ -1,0 +1,68 @@
+// Answers from before a repair of their replica began or ended are left out: an audit's answers are
+// acted on once every replica answered, and a quarantined replica's "quarantined: true", read
+// before its rebuild, quarantined it again after the rebuild released it, and started a second
+// transfer (a review).
+import { describe, expect, it } from "vitest";
+import type { ReplicaLink } from "../../shared/protocol/io.js";
+import { directGroup, realClock } from "../support/direct.js";
+import { Cluster } from "../support/cluster.js";
+
+const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 4 };
+const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+
+describe("an audit during a repair", () => {
+  it("leaves out the answer of a replica rebuilt while the audit waited for a slow one: it is not quarantined again", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
+    for (let i = 1; i <= 8; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    // r3 is quarantined (an earlier audit, say) and told so.
+    (g.driver as unknown as { quarantine(id: string): void }).quarantine("r3");
+    await tick();
+    expect(g.replicas.get("r3")!.core!.quarantined).toBe(true);
+    // r2 answers audits slowly (within the audit's timeout).
+    const link = g.io.link.bind(g.io);
+    g.io.link = (id: string): ReplicaLink => {
+      const l = link(id);
+      if (id !== "r2") return l;
+      return new Proxy(l, {
+        get: (t, name) =>
+          name === "auditInfo" ? (...a: unknown[]) => new Promise((res) => setTimeout(res, 300)).then(() => (t.auditInfo as (...x: unknown[]) => unknown)(...a)) : (t as never)[name],
+      }) as ReplicaLink;
+    };
+    const audit = g.driver.audit();
+    await tick(); // r1 and r3 have answered; r2 has not
+    // Meanwhile r3 is rebuilt (the operator's repair, or the previous audit's).
+    expect(await g.driver.repair("r3")).toBe(true);
+    expect(g.driver.core.quarantinedIds()).not.toContain("r3");
+    expect(g.replicas.get("r3")!.core!.quarantined).toBe(false);
+    await audit;
+    // The audit read r3 before its rebuild: it must not undo the rebuild.
+    expect(g.driver.core.quarantinedIds(), "re-quarantined by a stale answer").not.toContain("r3");
+    await tick(100);
+    expect(g.calls.get("r3:beginInstall"), "state transfers to r3 (one was needed)").toBe(1);
+    g.driver.stop();
+  }, 30_000);
+});
+
+describe("an append's answer from before a repair", () => {
+  it("says nothing of the rebuilt replica: its position stays the one the transfer installed", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 3; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
+    c.settle();
+    // A heartbeat to r3 at seq 3, its answer late.
+    const beat = c.sequencer.heartbeat("r3")!;
+    const late = c.replicas.get("r3")!.append(beat);
+    expect(late).toMatchObject({ ok: true, appliedSeq: 3 });
+    for (let r = 4; r <= 5; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
+    c.settle(); // r1 and r2 (r3's heartbeat is in flight)
+    expect(c.sequencer.commitSeq).toBe(5);
+    // r3 is rebuilt at seq 5 meanwhile; then the heartbeat's answer arrives.
+    expect(c.sequencer.beginRepair("r3")).toBe(true);
+    c.sequencer.endRepair("r3", 5, Date.now());
+    c.sequencer.onAppendResponse("r3", late, Date.now());
+    const r3 = c.sequencer.replicaStatuses().find((s) => s.id === "r3")!;
+    expect(r3.appliedSeq).toBe(5);
+    // The next message to it goes on from the installed position.
+    expect(c.messageFor("r3")?.prevSeq).toBe(5);
+  });
+});
