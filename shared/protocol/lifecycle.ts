@@ -291,9 +291,13 @@ export class SequencerLifecycle {
     } else if (JSON.stringify(creationConfig(this.core.config)) !== JSON.stringify(creationConfig(config))) {
       return { kind: "conflict" };
     }
+    const driver = this.driver;
     const unmade = await this.initReplicas(io);
-    this.driver!.kickAll();
-    const voters = membersOf(this.core!.config).filter((m) => m.voter);
+    // Fenced by a newer epoch meanwhile (fenced() is not queued behind this): its recovery decides
+    // now. The driver was dereferenced as it was, a TypeError, and a retried PUT answered 500 (a review).
+    if (this.driver === null || this.driver !== driver || !this.core) return { kind: "unavailable", reason: "the group's sequencer was fenced by a newer epoch while its replicas were made; retry" };
+    this.driver.kickAll();
+    const voters = membersOf(this.core.config).filter((m) => m.voter);
     const made = voters.filter((m) => !unmade.has(m.id));
     if (new MajorityConfig(voters.map((m) => m.id)).reached(made.map((m) => m.id))) return { kind };
     const why = [...unmade].map(([id, reason]) => `${id}: ${reason}`).join("; ");
