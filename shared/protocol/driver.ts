@@ -423,7 +423,9 @@ export class SequencerDriver {
     // (it would add load to an overloaded group): unknown, a 504.
     if (refusal.cutOffMs !== undefined || busy) return unknown;
     const winner = await this.sessionVote(client, request, forgotten, this.io.nowMs() + cutOffLookupMs, 0);
-    if (this.stopped || winner === null || winner === "split") return unknown;
+    // Deleted meanwhile: said so (answer), not a 504 whose retry would reach a group made again.
+    if (this.stopped) return this.deleted ? this.answer(null) : unknown;
+    if (winner === null || winner === "split") return unknown;
     if (winner.kind === "found" && winner.commandHash !== hash) return { kind: "conflict", message: usedMessage(client, request) };
     if (winner.kind === "found") return this.replayOf(winner);
     if (winner.kind !== "missing") return unknown;

@@ -65,6 +65,17 @@ describe("a refused request the sequencer has forgotten", () => {
   });
 });
 
+describe("a refused request the sequencer has forgotten, its group deleted during the lookup", () => {
+  it("is answered deleted, not a 504 that has the client retry (into a group made again under the name)", async () => {
+    const g = await compactedAtQuota();
+    for (const id of ["r1", "r2", "r3"]) g.slow.set(id, 100);
+    const answer = g.driver.submit("c", 2, { op: "incr", key: "n", by: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    g.driver.stop(true);
+    expect(await answer).toMatchObject({ kind: "deleted" });
+  });
+});
+
 describe("a forgotten request's id used again for another command (a probe)", () => {
   // (c, 1) put v1 ran at seq 1 and left the index; the same pair with v2 was then ordered (the
   // index no longer knew it) and refused by the replicas (409). Its retry was told seq 1's output,
