@@ -163,6 +163,9 @@ export class ReplicaDriver implements ReplicaApi {
     // counted as an answer, and with outputs "first" it alone told a retry of an executed command
     // that its request id had expired (the simulator, seed 1066322991).
     if (!this.core || this.core.withheld) return { kind: "timeout" };
+    // Bounded as reads are: a retry's lookup is asked again every resendMs (askAgain), and a storm
+    // of retries against a lagging replica added a waiter and a timer per ask (a review).
+    if (this.core.appliedSeq < minSeq && this.waiters.length >= readWaitersMax) return { kind: "timeout" };
     if (!(await this.waitApplied(minSeq, waitMs))) return { kind: "timeout" };
     if (!this.core || this.core.withheld) return { kind: "timeout" }; // quarantined while it waited
     return this.core.session(client, request);

@@ -526,7 +526,7 @@ describe("a restore that holds the sequencer for seconds", () => {
 });
 
 describe("a snapshot's wait for the commit point", () => {
-  it("starts once the replica has applied it, is refused past readWaitMs, and shares the reads' bound on waiters", async () => {
+  it("starts once the replica has applied it, is refused past readWaitMs, and shares the reads' bound on waiters (and so does a session lookup)", async () => {
     const g = directGroup(config, retention);
     expect((await g.driver.submit("s", 1, { op: "put", key: "a", value: 1 })).kind).toBe("ok");
     await tick();
@@ -539,6 +539,10 @@ describe("a snapshot's wait for the commit point", () => {
     for (let i = 0; i < readWaitersMax; i++) void still.query({ op: "get", key: "a" }, 99, 1_000);
     const answer = await Promise.race([still.beginExport(99, 1_000), tick(500).then(() => "still waiting")]);
     expect(answer).toBeNull();
+    // A retry's session lookup too (asked again every resendMs: each ask a waiter and a timer): it abstains at once.
+    const session = await Promise.race([still.session("c", 1, 99, 1_000), tick(500).then(() => "still waiting")]);
+    expect(session).toEqual({ kind: "timeout" });
+    expect((still as unknown as { waiters: unknown[] }).waiters.length).toBe(readWaitersMax);
   });
 });
 
