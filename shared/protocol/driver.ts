@@ -1193,6 +1193,9 @@ export class SequencerDriver {
   async release(id: string, rebase: boolean): Promise<{ ok: true } | { ok: false; reason: string; unavailable?: boolean }> {
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping", unavailable: true };
     if (!this.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group` };
+    // Released between a repair's start and its install, it voted with a log the install then
+    // cleared (a review): the rebuild releases it when it ends.
+    if (this.core.isRepairing(id)) return { ok: false, reason: `replica ${id} is being rebuilt (a state transfer is under way; its status shows the progress): it is released when the rebuild ends; retry after it if it is still quarantined`, unavailable: true };
     this.wake();
     // Quarantined by neither this sequencer nor its own flag: nothing to release. It answered 200
     // and wrote a "released by an operator" event for a healthy replica each time (a probe).

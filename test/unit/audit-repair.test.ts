@@ -66,3 +66,29 @@ describe("an append's answer from before a repair", () => {
     expect(c.messageFor("r3")?.prevSeq).toBe(5);
   });
 });
+
+describe("an operator's release during a repair", () => {
+  it("is refused (503, retry): released between the repair's start and its install, the replica voted with a log the install then cleared (a review)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
+    for (let i = 1; i <= 4; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    (g.driver as unknown as { quarantine(id: string): void }).quarantine("r3");
+    await tick();
+    // The target's install starts late (a slow object).
+    const link = g.io.link.bind(g.io);
+    g.io.link = (id: string): ReplicaLink => {
+      const l = link(id);
+      if (id !== "r3") return l;
+      return new Proxy(l, {
+        get: (t, name) =>
+          name === "beginInstall" ? (...a: unknown[]) => new Promise((res) => setTimeout(res, 100)).then(() => (t.beginInstall as (...x: unknown[]) => unknown)(...a)) : (t as never)[name],
+      }) as ReplicaLink;
+    };
+    const repair = g.driver.repair("r3");
+    await tick();
+    expect(await g.driver.release("r3", false)).toMatchObject({ ok: false, unavailable: true, reason: expect.stringMatching(/being rebuilt/) });
+    expect(await repair).toBe(true);
+    expect(g.driver.core.quarantinedIds()).not.toContain("r3");
+    g.driver.stop();
+  });
+});
