@@ -266,7 +266,20 @@ export class SequencerDriver {
    */
   private sessionHere(): boolean {
     const here = this.io.directReplica;
-    return !!here && this.core.readCandidates().includes(here);
+    return !!here && this.sessionCandidates().includes(here);
+  }
+
+  /**
+   * Who may answer a session lookup: the read candidates; with outputs "first", where one answer
+   * decides, without those whose rows failed their scrub while another remains (reads refuse them
+   * too: `damaged`): a damaged replica's session row (state like any other) answered a retry.
+   * With "majority" the vote outweighs one (and leaving it out could leave too few to vote).
+   */
+  private sessionCandidates(): string[] {
+    const all = this.core.readCandidates();
+    if (this.core.config.outputs !== "first") return all;
+    const sound = all.filter((id) => !this.scrubFailed.has(id));
+    return sound.length > 0 ? sound : all;
   }
 
   private wait<K>(map: Map<K, Resolver[]>, key: K): Promise<Outcome | "timeout"> {
@@ -477,7 +490,7 @@ export class SequencerDriver {
   private sessionVote(client: string, request: number, seq: number, deadlineMs: number, graceMs: number): Promise<SessionAnswer | "split" | null> {
     const voters = this.core.votingConfig();
     const enough = (ids: string[]) => (this.core.config.outputs === "majority" ? voters.reached(ids) : ids.length >= 1);
-    const candidates = this.core.readCandidates();
+    const candidates = this.sessionCandidates();
     const tally = new Map<string, { answer: SessionAnswer; ids: string[] }>();
     let settled = false;
     let left = candidates.length;
