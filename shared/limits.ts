@@ -571,6 +571,8 @@ export const compactionSlackEntries = 1_000;
 export const logRetentionQuotaShare = 1 / 16;
 /** Bytes appended between two measures of the retained log (a share of its bytes budget). */
 export const compactionSlackShare = 1 / 4;
+/** The first measure after a start comes once this much is appended (or the share, if less): not in the first answer's step. */
+export const firstCutBytes = 64 * 1024;
 
 /** The bytes budget of each object's retained log in a group of this quota (logRetentionQuotaShare). */
 export function logRetentionBytesOf(quotaMiB: number): number {

@@ -230,7 +230,26 @@ export class SequencerObject extends ReplicaServing {
       event: (kind, message, fields) => void this.event(cfg, kind, message, fields),
       sleepAfterMs: sleepAfterMs(this.env),
       onSleep: (sinceMs, changed) => this.noteSleep(cfg, sinceMs, changed),
+      onRepaired: () => this.auditAfterRepair(),
     };
+  }
+
+  /** An audit after a repair is running; another repair meanwhile asks for one more after it. */
+  private repairAudit: { again: boolean } | null = null;
+  /** DriverIO.onRepaired: audits again (one at a time, repairs meanwhile coalesced into one more). */
+  private auditAfterRepair(): void {
+    if (this.repairAudit) {
+      this.repairAudit.again = true;
+      return;
+    }
+    const run = (this.repairAudit = { again: false });
+    void (async () => {
+      do {
+        run.again = false;
+        await this.audit().catch((err) => console.warn(`audit after a repair: ${String(err)}`));
+      } while (run.again && this.driver !== null);
+      this.repairAudit = null;
+    })();
   }
 
   /** What the registry is to be told of this group (asleepSinceMs null: awake), until it is; and whether a write is under way. */

@@ -1208,7 +1208,9 @@ export class SequencerDriver {
     if (!this.core.replicaIds().includes(id)) return { ok: false, reason: `no replica ${id} in this group` };
     // Released between a repair's start and its install, it voted with a log the install then
     // cleared (a review): the rebuild releases it when it ends.
-    if (this.core.isRepairing(id)) return { ok: false, reason: `replica ${id} is being rebuilt (a state transfer is under way; its status shows the progress): it is released when the rebuild ends; retry after it if it is still quarantined`, unavailable: true };
+    const rebuilding = { ok: false as const, reason: `replica ${id} is being rebuilt (a state transfer is under way; its status shows the progress): it is released when the rebuild ends; retry after it if it is still quarantined`, unavailable: true };
+    if (this.core.isRepairing(id)) return rebuilding;
+    const repairs = this.core.repairsOf(id);
     this.wake();
     // Quarantined by neither this sequencer nor its own flag: nothing to release. It answered 200
     // and wrote a "released by an operator" event for a healthy replica each time (a probe).
@@ -1228,6 +1230,8 @@ export class SequencerDriver {
     }));
     if (!r.ok) return { ok: false, reason: r.reason ?? "refused", ...("unavailable" in r ? { unavailable: true } : {}) };
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping", unavailable: true };
+    // A repair begun (or ended) while it was asked: the rebuild decides (checked before the calls only, a review).
+    if (this.core.isRepairing(id) || this.core.repairsOf(id) !== repairs) return rebuilding;
     this.scrubFailed.delete(id); // its rows are its digest's now
     this.core.setQuarantined(id, false);
     this.noteQuarantines();
@@ -1820,6 +1824,7 @@ export class SequencerDriver {
       this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
       this.copySuspects.delete(target);
       this.installFailed.delete(target); // rebuilt: a later failure starts the count again
+      this.io.onRepaired?.(target);
     }
     this.kickAll();
   }
@@ -1959,6 +1964,8 @@ export class SequencerDriver {
       const done = await toTarget(dst.endInstall(transferId), `install end on ${target}`);
       if (done && !done.ok) this.noteBadCopy(target, source, info, done.digest);
       if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
+      // Its size is the rebuilt state's: the status showed the old one until the next audit (a probe).
+      if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);
       this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
       this.io.event?.("repair", `replica ${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`, { replica: target, source, seq: info.seq });
       return info.seq;
@@ -2055,6 +2062,7 @@ export class SequencerDriver {
     if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
     const done = await call(dst.endInstall(transferId), `install end on ${target}`);
     if (!done?.ok) throw new Error(`${target}'s empty state has digest ${done?.digest}`);
+    if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);
     this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`);
     this.io.event?.("repair", `replica ${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`, { replica: target, seq: 0 });
     return 0;
@@ -2110,7 +2118,8 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
   const leftBehind = new Set<string>();
   // Those sent the restore's end: from then each may hold it, whatever the answer.
   const sentEnd = new Set<string>();
-  const install = (id: string, what: SnapshotInfo, rows: RowPages) => installOn(io, core.epoch, id, what, rows, leftBehind, () => what === info && sentEnd.add(id));
+  const install = (id: string, what: SnapshotInfo, rows: RowPages) =>
+    installOn(io, core.epoch, id, what, rows, leftBehind, () => what === info && sentEnd.add(id), (bytes) => core.noteStorage(id, bytes));
   driver.restoring = true;
   try {
     // Inside the try: a storage error here may leave the mark set in memory and not on disk.
@@ -2164,7 +2173,7 @@ export async function restoreInto(driver: SequencerDriver, io: DriverIO, digest:
  * made first went out, its answer unheard, a review). `sendingEnd` runs just before the end is
  * sent: from there the replica may hold `what` whatever the answer (it may be lost on the way back).
  */
-async function installOn(io: DriverIO, epoch: number, id: string, what: SnapshotInfo, rows: RowPages, leftBehind: Set<string>, sendingEnd: () => void): Promise<void> {
+async function installOn(io: DriverIO, epoch: number, id: string, what: SnapshotInfo, rows: RowPages, leftBehind: Set<string>, sendingEnd: () => void, measured: (storageBytes: number) => void): Promise<void> {
   const link = io.link(id);
   const goOn = () => {
     if (leftBehind.has(id)) throw new Error(`${id} was slower than a quorum of voters`);
@@ -2183,6 +2192,9 @@ async function installOn(io: DriverIO, epoch: number, id: string, what: Snapshot
   sendingEnd();
   const done = await call(() => link.endInstall(transferId));
   if (!done?.ok) throw new Error(`${id}'s installed rows have digest ${done?.digest}, expected ${what.digest}`);
+  // The restored state's size: the status and the quota kept the empty group's, and a 16 MiB
+  // group restored with 54 MB took writes (a probe).
+  if (done.storageBytes !== undefined) measured(done.storageBytes);
 }
 
 /**

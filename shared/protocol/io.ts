@@ -141,7 +141,7 @@ export interface ReplicaApi {
   /** Refused (false) from a sequencer whose epoch is below the one this replica was fenced at: a deposed one. */
   beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean;
   installPage(transferId: string, rows: [string, string][]): boolean;
-  endInstall(transferId: string): { ok: boolean; digest: string } | null;
+  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number } | null;
   // Snapshot downloads: a frozen copy of the machine's rows, served in pages, bounded in number.
   /** Once appliedSeq >= minSeq (waiting up to waitMs; null if not by then): so the copy holds every write acknowledged before it was asked for. */
   beginExport(minSeq?: number, waitMs?: number): Promise<ExportInfo | null>;
@@ -217,6 +217,12 @@ export interface DriverIO extends Clock {
    * object logged "sleeps" again, 319 lines against 21 wakes in an operator's probe).
    */
   onSleep?(asleepSinceMs: number | null, changed: boolean): void;
+  /**
+   * A state transfer rebuilt a replica: the host audits again, so the group's health no longer
+   * reads the audit that found it damaged (a group asleep after its repair showed degraded until
+   * its next audit, a day later).
+   */
+  onRepaired?(replicaId: string): void;
 }
 
 /**

@@ -83,7 +83,7 @@ export class ReplicaDriver implements ReplicaApi {
     this.contact();
     if (!this.core) return { ok: false, reason: "not_initialized" };
     const appliedBefore = this.core.appliedSeq;
-    const resp = this.core.append(req);
+    const resp = this.core.append(req, this.watches.lowestSeq());
     if (resp.ok || resp.reason !== "stale_epoch") {
       this.noteSleep(req.sleep === true);
       this.heard();
@@ -328,7 +328,7 @@ export class ReplicaDriver implements ReplicaApi {
     if (ok) this.heard();
     return ok;
   }
-  endInstall(transferId: string): { ok: boolean; digest: string } | null {
+  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number } | null {
     const r = this.core?.endInstall(transferId) ?? null;
     if (r?.ok) {
       this.heard();

@@ -4,6 +4,7 @@ import {
   checkpointsKeptMax,
   compactionSlackEntries,
   compactionSlackShare,
+  firstCutBytes,
   logRetentionEntries,
   pageBytesMax,
   scrubPageRows,
@@ -302,8 +303,9 @@ export class ReplicaCore {
   private readonly unapplied = new UnappliedEntries(unappliedEntriesMax, unappliedBytesMax);
   /** Bytes (entryBytes) of the entries applied since the rows were last stored: what a restart re-applies. */
   private appliedCharsUnsaved = 0;
-  /** Bytes of entries and effects rows stored since the retained log was last measured (compactionTarget); a start measures at once. */
-  private bytesSinceCut = Infinity;
+  /** Bytes of entries and effects rows stored since the retained log was last measured (cutDue), and whether it has been since this start. */
+  private bytesSinceCut = 0;
+  private cutMeasured = false;
   private snapshot: SnapshotInfo | null = null;
   /** Where in each stateSaveEntriesMax entries this replica saves its rows (from its id). */
   private readonly savePhase: number;
@@ -496,7 +498,8 @@ export class ReplicaCore {
     return this.storage.entryHash(seq);
   }
 
-  append(input: AppendRequest): AppendResponse {
+  /** `watchedSeq`: the lowest position a live watch stands at (WatchHub.lowestSeq): compaction by bytes keeps what follows it. */
+  append(input: AppendRequest, watchedSeq: number | null = null): AppendResponse {
     const m = this.meta;
     if (input.epoch < m.epoch) return { ok: false, reason: "stale_epoch", ...this.position() };
     // Halfway through a state transfer (maybe one a dead sequencer started): only a new one helps.
@@ -527,7 +530,7 @@ export class ReplicaCore {
     }
 
     try {
-      const resp = this.storage.transaction(() => this.step(req));
+      const resp = this.storage.transaction(() => this.step(req, watchedSeq));
       this.state.endStep();
       return resp;
     } catch (err) {
@@ -539,7 +542,7 @@ export class ReplicaCore {
   }
 
   /** One append, inside its transaction: store the new entries, apply what is committed, save and compact. */
-  private step(req: AppendRequest): AppendResponse {
+  private step(req: AppendRequest, watchedSeq: number | null): AppendResponse {
     const next: ReplicaMeta = { ...this.meta, epoch: req.epoch };
     const fresh = this.storeEntries(req, next);
     // Only what this message vouched for can be taken as committed (raft's min(leaderCommit, last new)).
@@ -547,7 +550,7 @@ export class ReplicaCore {
     next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
     const outputs = this.applyCommitted(next, fresh, req.prevSeq);
     next.digest = this.state.digest;
-    this.saveAndCompact(next, fresh, req);
+    this.saveAndCompact(next, fresh, req, watchedSeq);
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
@@ -636,8 +639,8 @@ export class ReplicaCore {
    * they were written by is compacted away (a restart re-applies the entries after stateSeq);
    * compacts the log to logRetentionEntries behind the applied position, in slack-sized steps.
    */
-  private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, req: AppendRequest): void {
-    const compactTo = this.compactionTarget(next, req.retainBytes);
+  private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, req: AppendRequest, watchedSeq: number | null): void {
+    const compactTo = this.compactionTarget(next, req.retainBytes, watchedSeq);
     const atQuota = req.atQuota === true;
     // Due at every multiple of stateSaveEntriesMax, shifted by this replica's phase: at most that
     // many entries unsaved, and the replicas of a group save at different seqs (a save of a few
@@ -664,16 +667,31 @@ export class ReplicaCore {
   /**
    * Where to compact the log to, or null: logRetentionEntries behind the applied position, in
    * slack-sized steps; or where the applied entries with their effects rows pass the bytes
-   * budget (AppendRequest.retainBytes), measured once per compactionSlackShare of it appended.
+   * budget (AppendRequest.retainBytes), measured once per share of it appended (bytesSinceCut),
+   * and never past a live watch (watchedSeq: the entries window alone may pass it, as before).
    */
-  private compactionTarget(next: ReplicaMeta, retainBytes: number | undefined): number | null {
+  private compactionTarget(next: ReplicaMeta, retainBytes: number | undefined, watchedSeq: number | null): number | null {
     const { entries, slack } = this.retention;
     const byCount = next.appliedSeq - next.baseSeq > entries + slack ? next.appliedSeq - entries : null;
-    if (retainBytes === undefined || this.bytesSinceCut < retainBytes * compactionSlackShare) return byCount;
-    this.bytesSinceCut = 0;
+    if (retainBytes === undefined || !this.cutDue(retainBytes)) return byCount;
     const cut = this.storage.cutFor(next.appliedSeq, retainBytes);
-    const target = Math.max(byCount ?? 0, cut ?? 0);
+    const held = cut === null || watchedSeq === null ? cut : Math.min(cut, watchedSeq);
+    const target = Math.max(byCount ?? 0, held ?? 0);
     return target > next.baseSeq ? target : null;
+  }
+
+  /**
+   * Whether the retained log is due a measure: once per compactionSlackShare of the budget
+   * appended, shifted by this replica's phase (savePhase) so the replicas of a group cut, and so
+   * store their rows, at different seqs; the first after a start once firstCutBytes are appended
+   * (a start measured at once, in the step of its first answer: about 11,000 rows' lengths).
+   */
+  private cutDue(retainBytes: number): boolean {
+    const share = retainBytes * compactionSlackShare * (1 + (this.savePhase % 8) / 16);
+    if (this.bytesSinceCut < (this.cutMeasured ? share : Math.min(share, firstCutBytes))) return false;
+    this.bytesSinceCut = 0;
+    this.cutMeasured = true;
+    return true;
   }
 
   /**
@@ -910,7 +928,7 @@ export class ReplicaCore {
    * a mismatch the replica stays "rebuilding" (serving nothing, scrubbed by nobody) until the
    * next transfer starts over.
    */
-  endInstall(transferId: string): { ok: boolean; digest: string } {
+  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number } {
     const info = this.installing;
     if (info?.transferId !== transferId) return { ok: false, digest: "" };
     const actual = this.installDigest?.digest ?? recomputeDigest(this.storage.rows, scrubPageRows).digest;
@@ -939,7 +957,8 @@ export class ReplicaCore {
       scrubFailed: undefined,
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
-    return { ok: true, digest: actual };
+    // Its size now (the quota's measure): the rebuilt or restored state's, not the last append's.
+    return { ok: true, digest: actual, ...this.sized() };
   }
 
   /** One audit's worth more of the scrub pass under way (ReplicaApi.scrubNow); finished: the pass just ended. */

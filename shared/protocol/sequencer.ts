@@ -1,4 +1,4 @@
-import { appendBytesMax, appendEntriesMax, compactionSlackShare, freeingCommandBytesMax, logRetentionBytesOf, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, compactionSlackShare, downAfterMisses, firstCutBytes, freeingCommandBytesMax, logRetentionBytesOf, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
 import { zeroHash } from "./hash.js";
@@ -199,8 +199,9 @@ export class SequencerCore {
   private readonly votes = new OutputVotes(votesMax);
   private tail: Entry[] = [];
   private tailByteCount = 0;
-  /** Bytes appended since the retained log was last measured (cutByBytes); a start measures at its first compaction. */
-  private bytesSinceCut = Infinity;
+  /** Bytes appended since the retained log was last measured (cutByBytes), and whether it has been since this start. */
+  private bytesSinceCut = 0;
+  private cutMeasured = false;
   /** Characters of the queued commands' canonical JSON (commandBytes), bounded by pendingBytesMax. */
   private pendingByteCount = 0;
   fenced = false;
@@ -431,7 +432,11 @@ export class SequencerCore {
 
   /** Members whose storage, as last measured, is at or over the group's quota. */
   private fullMembers(): Progress[] {
-    return this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= this.quotaMiB * mebibyte);
+    // Not one counted down, quarantined or behind the log: its size is stale (it was measured
+    // before), and it is caught up or rebuilt from the others. One down replica held a group whose
+    // other replicas had deleted their way under the quota refusing every write (a probe).
+    const current = (p: Progress) => p.misses < downAfterMisses && !p.quarantined && !p.needsTransfer;
+    return this.progress.all().filter((p) => p.storageBytes !== undefined && p.storageBytes >= this.quotaMiB * mebibyte && current(p));
   }
 
   /**
@@ -715,7 +720,7 @@ export class SequencerCore {
     }
     assert(sentTo !== null, `append response from ${id} with nothing in flight`);
     p.rebuilding = false; // it appends: no transfer is half-done there
-    if (resp.storageBytes !== undefined) p.storageBytes = resp.storageBytes;
+    if (resp.storageBytes !== undefined) this.noteStorage(id, resp.storageBytes);
     p.matchSeq = Math.max(p.matchSeq, sentTo);
     p.nextSeq = p.matchSeq + 1;
     // A replica that stopped applying at its step's output budget (stepOutputCharsMax) still
@@ -796,6 +801,21 @@ export class SequencerCore {
   private keepIfAsleep(missesBefore: number, missesAfter: number): void {
     if (this.meta.asleepSinceMs === undefined || this.closed || missesBefore === missesAfter) return;
     this.saveMeta();
+  }
+
+  /**
+   * A member's storage as an append or an install measured it: in memory, and stored with the
+   * sizes (SequencerMeta.sizes) when it crosses the quota either way, so a start refuses writes
+   * to a full group before any append answers. Only audits stored sizes: after an eviction or a
+   * restart a full group's first rounds went through, and a probe took one to 7 times its quota.
+   */
+  noteStorage(id: string, storageBytes: number): void {
+    const p = this.progress.get(id);
+    if (!p) return;
+    p.storageBytes = storageBytes;
+    const quota = this.quotaMiB * mebibyte;
+    const stored = this.meta.sizes?.[id];
+    if ((stored?.storageBytes !== undefined && stored.storageBytes >= quota) !== storageBytes >= quota) this.noteSize(id, { ...stored, storageBytes });
   }
 
   /** Written only when it changed (an audit every few minutes of a group at rest changes none). */
@@ -928,12 +948,19 @@ export class SequencerCore {
 
   /**
    * Where the log's committed entries pass the bytes budget (retainBytes), measured once per
-   * compactionSlackShare of it appended (a measure reads the retained rows' lengths), or null.
+   * compactionSlackShare of it appended (a measure reads the retained rows' lengths; the first
+   * after a start once firstCutBytes are), or null. None while a replica is being rebuilt: its
+   * transfer ends at its source's position, which a cut during it passed, and the rebuilt replica
+   * was behind the log again, a transfer after another for as long as writes went on (a review;
+   * the cause of an earlier scheme's dropping, PROTOCOL.md). Healthy, it holds compaction itself.
    */
   private cutByBytes(): number | null {
+    if (this.progress.all().some((p) => p.repairing)) return null;
     const budget = this.retainBytes;
-    if (this.bytesSinceCut < budget * compactionSlackShare) return null;
+    const share = budget * compactionSlackShare;
+    if (this.bytesSinceCut < (this.cutMeasured ? share : Math.min(share, firstCutBytes))) return null;
     this.bytesSinceCut = 0;
+    this.cutMeasured = true;
     return this.storage.cutFor(this.meta.commitSeq, budget);
   }
 

@@ -231,6 +231,17 @@ export class WatchHub {
     this.cancelKeepalive = null;
   }
 
+  /**
+   * The lowest position a live watcher's client stands at (idSeq, where its reconnect resumes), or
+   * null with none: compaction by bytes keeps the entries after it (ReplicaCore.append), so one
+   * burst of large writes no longer ends every live watch (`compacted`).
+   */
+  lowestSeq(): number | null {
+    let low: number | null = null;
+    for (const w of this.watchers) if (!w.sink.gone && (low === null || w.idSeq < low)) low = w.idSeq;
+    return low;
+  }
+
   private prune(): void {
     if (this.watchers.some((w) => w.sink.gone)) this.watchers = this.watchers.filter((w) => !w.sink.gone);
   }

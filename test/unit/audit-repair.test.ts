@@ -92,3 +92,25 @@ describe("an operator's release during a repair", () => {
     g.driver.stop();
   });
 });
+
+describe("an operator's release during a repair, begun while the release's calls were under way", () => {
+  it("is refused too: the rebuild decides (a review: checked before the calls only)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    for (let i = 1; i <= 5; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    // Quarantined (as an audit's verdict, or its own flag) and waiting for its rebuild.
+    g.driver.core.setQuarantined("r2", true);
+    expect(g.driver.core.quarantinedIds()).toContain("r2");
+    g.slow.set("r2", 100); // the release call (and the repair's) take 100 ms
+    const released = g.driver.release("r2", false);
+    await new Promise((r) => setTimeout(r, 10));
+    const repaired = g.driver.repair("r2"); // e.g. the audit's actOnAudit or the send loop
+    expect(g.driver.core.isRepairing("r2")).toBe(true);
+    const r = await released;
+    const during = { released: r, repairing: g.driver.core.isRepairing("r2"), quarantined: g.driver.core.quarantinedIds().includes("r2") };
+    g.slow.delete("r2");
+    await repaired;
+    expect(r).toMatchObject({ ok: false, unavailable: true, reason: expect.stringMatching(/being rebuilt/) });
+    expect(during.quarantined).toBe(true);
+    g.driver.stop();
+  }, 20_000);
+});

@@ -52,6 +52,43 @@ describe("the retained log, by bytes", () => {
     g.driver.stop();
   });
 
+  it("a rebuild under 60 KB puts ends within the log: no cut by bytes while it runs, one transfer, then caught up from the log (a review: each install ended behind the log, a transfer after another)", async () => {
+    const g = directGroup({ ...base, storageQuotaMiB: 16 }, { entries: 10_000, slack: 1_000 });
+    for (let i = 1; i <= 150; i++) expect((await g.driver.submit("load", i, { op: "put", key: `k${i}`, value: big })).kind).toBe("ok");
+    // An operator's (or an audit's) repair of r2: quarantined, rebuilt from r1 or r3.
+    (g.driver as unknown as { quarantine(id: string): void }).quarantine("r2");
+    const first = g.driver.repair("r2");
+    g.slow.set("r2", 30); // each call to r2 (a page of 512 KB) takes 30 ms more
+    let stop = false;
+    let n = 0;
+    // Four writers of 60 KB puts, each about one every 20 ms (a few MB/s: far below what a group takes).
+    const writer = Promise.all([0, 1, 2, 3].map(async (w) => {
+      for (let k = 1; !stop; k++) {
+        n++;
+        const a = await g.driver.submit(`w${w}`, k, { op: "put", key: `w${w}-${k % 50}`, value: big });
+        if (a.kind !== "ok") throw new Error(JSON.stringify(a));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }));
+    // Writes go on for 3 s, then stop; r2 is then given 2 s to catch up.
+    await new Promise((r) => setTimeout(r, 3_000));
+    stop = true;
+    await writer;
+    await first;
+    for (let i = 0; i < 100 && g.replicas.get("r2")!.core!.appliedSeq < g.driver.core.commitSeq; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      g.driver.kickAll();
+    }
+    const rebuilt = g.events.filter((e) => e.kind === "repair" && /rebuilt/.test(e.message)).map((e) => e.message);
+    // One transfer should do: r2 was caught up from the log after it, as with the entries window.
+    expect(n).toBeGreaterThan(40);
+    expect(rebuilt.length, "rebuilt again and again: each install ended behind the compacted log").toBe(1);
+    expect(g.replicas.get("r2")!.core!.appliedSeq).toBe(g.driver.core.commitSeq);
+    // Compacted by bytes again once it ended.
+    expect(g.driver.core.commitSeq - g.driver.core.baseSeq).toBeLessThan(60);
+    g.driver.stop();
+  }, 60_000);
+
   it("a group of the default quota (4 GiB) keeps every one of those entries: the bytes budget is 256 MiB", async () => {
     const g = directGroup({ ...base }, { entries: 10_000, slack: 1_000 });
     await fill(g, 40);

@@ -410,3 +410,30 @@ describe("a replica's watch source", () => {
     expect(d.silentMs()).toBe(0);
   });
 });
+
+describe("a live watch and compaction by bytes", () => {
+  it("a slow reader's watch is not compacted past by a burst of large writes: it reads every event once it drains (a review: one batch of 100 ended every live watch of a small group)", async () => {
+    const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50, storageQuotaMiB: 16 };
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    const value = "v".repeat(60 * 1024);
+    expect((await g.driver.submit("big", 1, { op: "put", key: "k1", value })).kind).toBe("ok");
+    for (let i = 0; i < 100 && (g.replicas.get("r2")!.core?.appliedSeq ?? 0) < 1; i++) await new Promise((r) => setTimeout(r, 5));
+    const replica = g.replicas.get("r2")!;
+    const s = new FakeSink(true); // takes nothing until told
+    expect(replica.watches.open(s, 0, null)).toBe("ok");
+    for (let r = 2; r <= 40; r++) expect((await g.driver.submit("big", r, { op: "put", key: `k${r}`, value })).kind).toBe("ok");
+    for (let i = 0; i < 100 && (replica.core?.appliedSeq ?? 0) < 40; i++) await new Promise((r) => setTimeout(r, 5));
+    // 2.4 MB written, over twice the 1 MiB budget: the log was cut, but not past the watch.
+    for (let i = 0; i < 200 && !s.gone; i++) {
+      s.take();
+      replica.watches.pump();
+    }
+    expect(s.closed || s.dropped).toBe(false);
+    const ids = s.texts.join("").match(/^id: \d+$/gm)!.map((l) => Number(l.slice(4)));
+    expect(Math.max(...ids)).toBe(40);
+    // The other replicas, with no watch, kept about the budget.
+    expect(g.stores.get("r3")!.log.size).toBeLessThan(20);
+    replica.watches.closeAll();
+    g.driver.stop();
+  });
+});

@@ -54,6 +54,9 @@ describe("the auditor never kills a group", () => {
     const kinds = (await api("GET", "/v1/groups/one-bad/events", undefined, clientToken)).body.events.map((e: any) => e.kind);
     expect(kinds).toContain("quarantine");
     expect(kinds).toContain("repair");
+    // The rebuild is audited at once: the group's latest audit (what its health reads) is no
+    // longer the one that found r3 damaged (asleep, the next audit came a day later).
+    await waitFor("audited after the rebuild", async () => (await api("GET", "/v1/groups/one-bad/audits?limit=1", undefined, clientToken)).body.audits[0]?.verdict === "consistent", 50);
   });
 });
 
