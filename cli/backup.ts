@@ -314,7 +314,7 @@ function restoreCommand(): Command {
     .description("load a snapshot file (as smr snapshot wrote it, or gzipped) into a new, empty group (--create makes the group with the file's machine)")
     .argument("<group>")
     .argument("<file>")
-    .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints, session window)")
+    .option("--create", "create the group first, shaped like the snapshot's source (machine, replicas, locations, outputs, checkpoints, session window, storage quota)")
     .option("--replicas <n>", `with --create: this many replicas instead of the source's (1 to ${replicasMax})`, upToArg(replicasMax))
     .action(restoreAction);
 }

@@ -170,6 +170,7 @@ const snapshotSpec = z
     sessionIdleSeconds: z.number().int().min(1).optional(),
     sequencerLocations: z.array(z.string()).optional(),
     colocate: z.literal(false).optional(),
+    storageQuotaMiB: z.number().int().min(1).optional(),
   })
   .describe("the PUT body of a group shaped like the source now (`smr restore --create` uses it); a restore ignores it");
 export const snapshotHeader = z.object({ group: z.string(), machine: z.string(), seq, rows: z.number().int().min(0), digest: hex, spec: snapshotSpec.optional() });

@@ -59,7 +59,8 @@ export interface SnapshotHeader {
   digest: string;
   /**
    * Not in API.md (an extra field): the PUT body that makes a group shaped like the source now
-   * (its voters and their locations, outputs, checkpoints, sequencer locations, co-location), so
+   * (its voters and their locations, outputs, checkpoints, sequencer locations, co-location,
+   * storage quota), so
    * `smr restore --create` keeps them. A restore ignores it.
    */
   spec?: SnapshotSpec;
@@ -73,4 +74,5 @@ export interface SnapshotSpec {
   sessionIdleSeconds?: number;
   sequencerLocations?: string[];
   colocate?: false;
+  storageQuotaMiB?: number;
 }

@@ -206,7 +206,7 @@ describe("smr batch and txn", () => {
 
 describe("smr snapshot and restore", () => {
   it("saves a snapshot to a file and restores it into a new, empty group that then reads the same values", async () => {
-    const created = await smrOk(["groups", "create", "cli-snap", "--outputs", "majority", "--checkpoint-every", "50", "--session-idle", "3600"], admin());
+    const created = await smrOk(["groups", "create", "cli-snap", "--outputs", "majority", "--checkpoint-every", "50", "--session-idle", "3600", "--storage-quota", "64"], admin());
     expect(created).toMatch(/sessionIdle +│ 1 h /);
     const values: Record<string, unknown> = { a: 1, "b/c": { x: [1, 2] }, d: "text", e: true };
     for (const [k, v] of Object.entries(values)) await smrOk(["put", "cli-snap", k, JSON.stringify(v)], client());
@@ -317,8 +317,8 @@ describe("smr snapshot and restore", () => {
     // A file saved with a byte order mark and a blank line first reads as the server reads it.
     const marked = join(dir, "marked.ndjson");
     writeFileSync(marked, "\uFEFF\n" + readFileSync(file, "utf8"));
-    // Shaped like the source (its header's spec): outputs, checkpoints and session window kept, not the defaults.
-    expect(await json(["restore", "cli-snap-3", marked, "--create"])).toMatchObject({ group: "cli-snap-3", machine: "kv", outputs: "majority", checkpointEvery: 50, sessionIdleSeconds: 3600 });
+    // Shaped like the source (its header's spec): outputs, checkpoints, session window and quota kept, not the defaults.
+    expect(await json(["restore", "cli-snap-3", marked, "--create"])).toMatchObject({ group: "cli-snap-3", machine: "kv", outputs: "majority", checkpointEvery: 50, sessionIdleSeconds: 3600, storageQuotaMiB: 64 });
     expect((await json(["restore", "cli-snap-6", file, "--create", "--replicas", "1"])).replicas).toHaveLength(1);
     expect((await json(["list", "cli-snap-3"], client())).result.items).toEqual((await json(["list", "cli-snap"], client())).result.items);
     const again = await smr(["restore", "cli-snap-2", file], admin());

@@ -123,3 +123,21 @@ export function directGroup(config: GroupConfig, retention: Retention, clock: Cl
   const driver = new SequencerDriver(new SequencerCore(seqStore, meta), io, retention);
   return { driver, io, link, replicas, stores, seqStore, down, slow, hooks, recorded, calls, events, provisioned, retired };
 }
+
+/**
+ * Replaces one method of the links to replica `id` (each later `io.link(id)`): `fn` gets the real
+ * method bound to its link. A slow or lost call of one kind, the others untouched.
+ */
+export function overrideCall(io: DriverIO, id: string, method: keyof ReplicaLink, fn: (real: (...args: unknown[]) => unknown, ...args: unknown[]) => unknown): void {
+  const link = io.link.bind(io);
+  io.link = (to: string): ReplicaLink => {
+    const l = link(to);
+    if (to !== id) return l;
+    return new Proxy(l, { get: (t, name) => (name === method ? (...args: unknown[]) => fn((t[method] as (...x: unknown[]) => unknown).bind(t), ...args) : (t as never)[name]) }) as ReplicaLink;
+  };
+}
+
+/** overrideCall that delays each call of `method` to `id` by delayMs. */
+export function delayCall(io: DriverIO, id: string, method: keyof ReplicaLink, delayMs: number): void {
+  overrideCall(io, id, method, (real, ...args) => new Promise((res) => setTimeout(res, delayMs)).then(() => real(...args)));
+}

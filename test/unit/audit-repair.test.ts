@@ -3,8 +3,7 @@
 // before its rebuild, quarantined it again after the rebuild released it, and started a second
 // transfer (a review).
 import { describe, expect, it } from "vitest";
-import type { ReplicaLink } from "../../shared/protocol/io.js";
-import { directGroup, realClock } from "../support/direct.js";
+import { delayCall, directGroup, realClock } from "../support/direct.js";
 import { Cluster } from "../support/cluster.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 4 };
@@ -20,15 +19,7 @@ describe("an audit during a repair", () => {
     await tick();
     expect(g.replicas.get("r3")!.core!.quarantined).toBe(true);
     // r2 answers audits slowly (within the audit's timeout).
-    const link = g.io.link.bind(g.io);
-    g.io.link = (id: string): ReplicaLink => {
-      const l = link(id);
-      if (id !== "r2") return l;
-      return new Proxy(l, {
-        get: (t, name) =>
-          name === "auditInfo" ? (...a: unknown[]) => new Promise((res) => setTimeout(res, 300)).then(() => (t.auditInfo as (...x: unknown[]) => unknown)(...a)) : (t as never)[name],
-      }) as ReplicaLink;
-    };
+    delayCall(g.io, "r2", "auditInfo", 300);
     const audit = g.driver.audit();
     await tick(); // r1 and r3 have answered; r2 has not
     // Meanwhile r3 is rebuilt (the operator's repair, or the previous audit's).
@@ -75,15 +66,7 @@ describe("an operator's release during a repair", () => {
     (g.driver as unknown as { quarantine(id: string): void }).quarantine("r3");
     await tick();
     // The target's install starts late (a slow object).
-    const link = g.io.link.bind(g.io);
-    g.io.link = (id: string): ReplicaLink => {
-      const l = link(id);
-      if (id !== "r3") return l;
-      return new Proxy(l, {
-        get: (t, name) =>
-          name === "beginInstall" ? (...a: unknown[]) => new Promise((res) => setTimeout(res, 100)).then(() => (t.beginInstall as (...x: unknown[]) => unknown)(...a)) : (t as never)[name],
-      }) as ReplicaLink;
-    };
+    delayCall(g.io, "r3", "beginInstall", 100);
     const repair = g.driver.repair("r3");
     await tick();
     expect(await g.driver.release("r3", false)).toMatchObject({ ok: false, unavailable: true, reason: expect.stringMatching(/being rebuilt/) });

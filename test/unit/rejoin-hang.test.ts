@@ -3,11 +3,10 @@
 // send loop for good, kickAll and the heartbeats skipped it, and it got no append again even once
 // it answered (a review).
 import { describe, expect, it } from "vitest";
-import type { ReplicaLink } from "../../shared/protocol/io.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { MemoryReplicaStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
-import { directGroup, fastClock } from "../support/direct.js";
+import { directGroup, fastClock, overrideCall } from "../support/direct.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const pause = (virtualMs: number) => new Promise((r) => setTimeout(r, virtualMs / 50));
@@ -20,25 +19,15 @@ describe("a rejoin whose init never answers", () => {
     // r3 lost its storage (answers not_initialized); the first init sent to it is lost on the way.
     g.replicas.get("r3")!.detach();
     let inits = 0;
-    const link = g.io.link.bind(g.io);
-    g.io.link = (id: string): ReplicaLink => {
-      const l = link(id);
-      if (id !== "r3") return l;
-      return new Proxy(l, {
-        get: (t, name) =>
-          name === "init"
-            ? () => {
-                inits++;
-                if (inits === 1) return new Promise(() => {}); // lost: never answered
-                const store = new MemoryReplicaStorage();
-                const meta = newReplicaMeta("g", "r3", "kv", 50, 0);
-                store.saveMeta(meta);
-                g.replicas.get("r3")!.attach(new ReplicaCore(store, meta, machineFor("kv")));
-                return Promise.resolve(g.replicas.get("r3")!.position());
-              }
-            : (t as never)[name],
-      }) as ReplicaLink;
-    };
+    overrideCall(g.io, "r3", "init", () => {
+      inits++;
+      if (inits === 1) return new Promise(() => {}); // lost: never answered
+      const store = new MemoryReplicaStorage();
+      const meta = newReplicaMeta("g", "r3", "kv", 50, 0);
+      store.saveMeta(meta);
+      g.replicas.get("r3")!.attach(new ReplicaCore(store, meta, machineFor("kv")));
+      return Promise.resolve(g.replicas.get("r3")!.position());
+    });
     expect((await g.driver.submit("c", 2, { op: "put", key: "b", value: 2 })).kind).toBe("ok");
     await pause(2_000);
     expect(inits).toBe(1);

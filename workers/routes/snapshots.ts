@@ -141,6 +141,8 @@ function specOf(config: GroupConfig): SnapshotSpec {
     ...(config.sessionIdleMs === undefined ? {} : { sessionIdleSeconds: config.sessionIdleMs / 1000 }),
     ...(config.sequencerLocations?.length ? { sequencerLocations: config.sequencerLocations } : {}),
     ...(config.colocate === false ? { colocate: false as const } : {}),
+    // Its quota too: a copy --create made of a 16 MiB group had the default 4,096 (a probe).
+    ...(config.storageQuotaMiB === undefined ? {} : { storageQuotaMiB: config.storageQuotaMiB }),
   };
 }
 
