@@ -299,7 +299,8 @@ describe("divergence", () => {
     expect(after.replicas.every((r: any) => r.verdict === "agrees")).toBe(true);
 
     const history = (await api("GET", "/v1/groups/tamper/audits?limit=5", undefined, clientToken)).body.audits;
-    expect(history.map((a: any) => a.verdict)).toEqual(["consistent", "diverged", "consistent"]);
+    // Newest first: the last audit, the one after r2's rebuild (the sequencer's own), the one that found it, the first.
+    expect(history.map((a: any) => a.verdict)).toEqual(["consistent", "consistent", "diverged", "consistent"]);
   });
 });
 
