@@ -571,6 +571,8 @@ export const compactionSlackEntries = 1_000;
 export const logRetentionQuotaShare = 1 / 16;
 /** Bytes appended between two measures of the retained log (a share of its bytes budget). */
 export const compactionSlackShare = 1 / 4;
+/** A live watch holds a replica's cut by bytes back while the log from its position takes at most this many budgets. */
+export const watchHoldBudgets = 2;
 /** The first measure after a start comes once this much is appended (or the share, if less): not in the first answer's step. */
 export const firstCutBytes = 64 * 1024;
 

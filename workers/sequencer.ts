@@ -53,6 +53,8 @@ function changeRefused(r: Refused): ChangeRefused {
 
 /** The co-located replica's log table: the sequencer's own log is `log`. */
 const colocatedLogTable = "replica_log";
+/** The longest an audit after a repair is waited for before the next may start. */
+const repairAuditTimeoutMs = 60_000;
 
 /**
  * The sequencer of one group: a thin shell. Ordering, commit and voting are SequencerCore's; the
@@ -234,7 +236,7 @@ export class SequencerObject extends ReplicaServing {
     };
   }
 
-  /** An audit after a repair is running; another repair meanwhile asks for one more after it. */
+  /** An audit after a repair is running; another repair meanwhile asks for one more after it (each waited for at most repairAuditTimeoutMs). */
   private repairAudit: { again: boolean } | null = null;
   /** DriverIO.onRepaired: audits again (one at a time, repairs meanwhile coalesced into one more). */
   private auditAfterRepair(): void {
@@ -246,7 +248,11 @@ export class SequencerObject extends ReplicaServing {
     void (async () => {
       do {
         run.again = false;
-        await this.audit().catch((err) => console.warn(`audit after a repair: ${String(err)}`));
+        // Bounded: a directory that never answers its report would leave this flag set for good.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, repairAuditTimeoutMs)));
+        await Promise.race([this.audit().catch((err) => console.warn(`audit after a repair: ${String(err)}`)), timeout]);
+        clearTimeout(timer);
       } while (run.again && this.driver !== null);
       this.repairAudit = null;
     })();

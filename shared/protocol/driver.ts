@@ -1629,7 +1629,23 @@ export class SequencerDriver {
   // ---- audits -------------------------------------------------------------------------------
 
   /** Asks every replica, decides, quarantines the diverged; the caller keeps the report. */
-  async audit(): Promise<AuditReport> {
+  /** The audit under way: a second asks for its report (see audit). */
+  private auditing: Promise<AuditReport> | null = null;
+
+  /**
+   * One audit at a time: each sets its mark (auditInfo's markSeq) on every replica, and a replica
+   * keeps one, so two at once (the cron's and the one after a repair, or an operator's) could
+   * replace each other's marks under writes and one say `insufficient` (a review). A call while
+   * one runs gets that one's report.
+   */
+  audit(): Promise<AuditReport> {
+    this.auditing ??= this.auditOnce().finally(() => {
+      this.auditing = null;
+    });
+    return this.auditing;
+  }
+
+  private async auditOnce(): Promise<AuditReport> {
     // The next entry's seq: each replica records a checkpoint there (see ReplicaCore.auditInfo).
     // Once per audit: a later round's mark replaced an earlier one a slow replica had not reached
     // yet, and that replica never recorded it (a review).

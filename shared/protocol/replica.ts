@@ -5,6 +5,7 @@ import {
   compactionSlackEntries,
   compactionSlackShare,
   firstCutBytes,
+  watchHoldBudgets,
   logRetentionEntries,
   pageBytesMax,
   scrubPageRows,
@@ -481,12 +482,14 @@ export class ReplicaCore {
 
   /**
    * The object's storage in bytes, where the store can tell: the sequencer's storage quota reads it
-   * from each append's answer. With the rows not yet stored (saved in batches of up to
-   * stateSaveBytesMax, 8 MiB): sequential batches took a 16 MiB group 44% past its quota before
-   * it measured there, and its status understated it as much until an audit (a probe).
+   * from each append's answer. Rows not yet stored are not in it: saved in batches of up to
+   * stateSaveBytesMax (8 MiB), sequential batches took a 16 MiB group 44% past its quota before it
+   * measured there (a probe). A cut by bytes stores them (saveAndCompact), about once per quarter
+   * budget appended, which bounds that in a small group. (Counting them in double-counted
+   * overwrites of stored rows and refused writes to a group under its quota: a review.)
    */
   private sized(): { storageBytes?: number } {
-    return this.storage.sizeBytes ? { storageBytes: this.storage.sizeBytes() + this.state.unsavedChars } : {};
+    return this.storage.sizeBytes ? { storageBytes: this.storage.sizeBytes() } : {};
   }
 
   position(): ReplicaPosition {
@@ -555,7 +558,8 @@ export class ReplicaCore {
     next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
     const outputs = this.applyCommitted(next, fresh, req.prevSeq);
     next.digest = this.state.digest;
-    this.saveAndCompact(next, fresh, req, watchedSeq);
+    // At the quota no watch holds the log: it would hold the writes refused (a review).
+    this.saveAndCompact(next, fresh, req, req.atQuota ? null : watchedSeq);
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
@@ -680,9 +684,20 @@ export class ReplicaCore {
     const byCount = next.appliedSeq - next.baseSeq > entries + slack ? next.appliedSeq - entries : null;
     if (retainBytes === undefined || !this.cutDue(retainBytes)) return byCount;
     const cut = this.storage.cutFor(next.appliedSeq, retainBytes);
-    const held = cut === null || watchedSeq === null ? cut : Math.min(cut, watchedSeq);
-    const target = Math.max(byCount ?? 0, held ?? 0);
+    const target = Math.max(byCount ?? 0, this.heldForWatch(cut, next.appliedSeq, retainBytes, watchedSeq) ?? 0);
     return target > next.baseSeq ? target : null;
+  }
+
+  /**
+   * The bytes cut, not past a live watch's position while the log from there takes at most
+   * watchHoldBudgets budgets: a reader that stopped reading (its queue full, never dropped while
+   * the others' queues are small) held the log until the group refused writes, deletes or not (a
+   * review). Past that the cut goes on, and the watch gets `compacted` when it reads on.
+   */
+  private heldForWatch(cut: number | null, appliedSeq: number, retainBytes: number, watchedSeq: number | null): number | null {
+    if (cut === null || watchedSeq === null || watchedSeq >= cut) return cut;
+    const farthest = this.storage.cutFor(appliedSeq, retainBytes * watchHoldBudgets);
+    return Math.max(watchedSeq, farthest ?? 0);
   }
 
   /**

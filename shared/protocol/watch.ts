@@ -232,13 +232,15 @@ export class WatchHub {
   }
 
   /**
-   * The lowest position a live watcher's client stands at (idSeq, where its reconnect resumes), or
-   * null with none: compaction by bytes keeps the entries after it (ReplicaCore.append), so one
-   * burst of large writes no longer ends every live watch (`compacted`).
+   * The lowest position a live watcher reads on from (sentSeq), or null with none: compaction by
+   * bytes keeps the entries after it, within a bound (ReplicaCore.heldForWatch), so one burst of
+   * large writes no longer ends every live watch (`compacted`). Not idSeq, the client's own
+   * position: a prefix watch's moves only at a matching event (or every watchIdGapEntries), and a
+   * prompt reader with no match held the log (a review); its reconnect from there may get 410.
    */
   lowestSeq(): number | null {
     let low: number | null = null;
-    for (const w of this.watchers) if (!w.sink.gone && (low === null || w.idSeq < low)) low = w.idSeq;
+    for (const w of this.watchers) if (!w.sink.gone && (low === null || w.sentSeq < low)) low = w.sentSeq;
     return low;
   }
 

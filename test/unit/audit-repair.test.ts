@@ -97,3 +97,18 @@ describe("an operator's release during a repair, begun while the release's calls
     g.driver.stop();
   }, 20_000);
 });
+
+describe("two audits at once (the cron's and a repair's own, or an operator's)", () => {
+  it("are one: the second gets the first's report, and each replica is asked once (each sets its mark, and a replica keeps one: a review)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
+    for (let i = 1; i <= 4; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    const before = g.calls.get("r1:auditInfo") ?? 0;
+    const [a, b] = await Promise.all([g.driver.audit(), g.driver.audit()]);
+    expect(b).toBe(a);
+    expect((g.calls.get("r1:auditInfo") ?? 0) - before).toBe(1);
+    // Once it ended, the next is a new one.
+    expect(await g.driver.audit()).not.toBe(a);
+    g.driver.stop();
+  });
+});

@@ -20,4 +20,20 @@ describe("a burst of gets at a small quota", () => {
     expect(most).toBeLessThan(16 * 1024 * 1024);
     expect((await command("burst", { op: "put", key: "after", value: "small" })).status).toBe(200);
   });
+
+  it("sequential batches of small puts are refused near the quota, not far past it: a cut by bytes stores the rows written (saved in batches of 8 MiB, they were not measured: a probe's group passed its quota by 44%)", async () => {
+    await createGroup("batches", { machine: "kv", storageQuotaMiB: 16 });
+    const value = "v".repeat(2_000);
+    let refused = false;
+    for (let b = 0; b < 200 && !refused; b++) {
+      const body = { client: "w", commands: Array.from({ length: 64 }, (_, i) => ({ request: b * 64 + i + 1, command: { op: "put", key: `k${b * 64 + i}`, value } })) };
+      const r = await api("POST", "/v1/groups/batches/commands", body, clientToken);
+      refused = r.body.results.some((x: { error?: { reason?: string } }) => x.error?.reason === "storage_quota");
+    }
+    expect(refused).toBe(true);
+    await api("POST", "/v1/groups/batches/audit"); // stores every row, and measures
+    const status = (await api("GET", "/v1/groups/batches")).body;
+    const most = Math.max(...status.replicas.map((r: { storageBytes?: number }) => r.storageBytes ?? 0));
+    expect(most).toBeLessThan(1.15 * 16 * 1024 * 1024);
+  });
 });
