@@ -610,9 +610,12 @@ export const watchSilenceMs = 2 * sequencerTimeoutMs;
 /**
  * Entries a prefix watch may pass over (filtered out) before it is told where it stands: an `id:`
  * block with no event, which a reconnect's Last-Event-ID then carries (also sent with a
- * keepalive). Well inside logRetentionEntries, so a quiet prefix's watcher can always resume.
+ * keepalive). Well inside logRetentionEntries, and with watchIdGapBytes inside a live watch's
+ * hold on the log by bytes (ReplicaCore.heldForWatch), so a quiet prefix's watcher can resume.
  */
 export const watchIdGapEntries = 1_000;
+/** Or this many bytes of events passed over: well inside a small group's log budget (a sixteenth of 16 MiB). */
+export const watchIdGapBytes = 64 * 1024;
 /** Entries a watch stream reads from the log per page while it catches up. */
 export const watchPageEntries = 256;
 /** Pages one event reads for all of a replica's watchers (up to 2 MiB); the rest go on in later events. */

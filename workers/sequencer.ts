@@ -641,11 +641,16 @@ export class SequencerObject extends ReplicaServing {
     return this.audit();
   }
 
+  /** The last report kept: calls that shared an audit (SequencerDriver.audit) keep it once. */
+  private lastKept: AuditReport | null = null;
+
   async audit(): Promise<AuditReport | null> {
     const driver = this.driver;
     if (!driver) return null;
     const report = await driver.audit();
     if (this.driver !== driver) return null;
+    if (report === this.lastKept) return report;
+    this.lastKept = report;
     const cfg = driver.core.config;
     const kept = await directoryStub(this.env, cfg.group)
       .addAudit(cfg.incarnation, report)

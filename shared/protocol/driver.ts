@@ -1628,21 +1628,36 @@ export class SequencerDriver {
 
   // ---- audits -------------------------------------------------------------------------------
 
-  /** Asks every replica, decides, quarantines the diverged; the caller keeps the report. */
-  /** The audit under way: a second asks for its report (see audit). */
+  /** The audit under way, and the one that follows it for the calls made meanwhile (see audit). */
   private auditing: Promise<AuditReport> | null = null;
+  private auditNext: Promise<AuditReport> | null = null;
 
   /**
-   * One audit at a time: each sets its mark (auditInfo's markSeq) on every replica, and a replica
-   * keeps one, so two at once (the cron's and the one after a repair, or an operator's) could
-   * replace each other's marks under writes and one say `insufficient` (a review). A call while
-   * one runs gets that one's report.
+   * Asks every replica, decides, quarantines the diverged; the caller keeps the report. One at a
+   * time: each sets its mark (auditInfo's markSeq) on every replica, and a replica keeps one, so
+   * two at once (the cron's and the one after a repair, or an operator's) could replace each
+   * other's marks under writes and one say `insufficient` (a review). The calls made while one
+   * runs share one that starts after it: each gets a report begun after its call (given the one
+   * under way, the audit after a repair reported the replica as it was before, a review).
    */
   audit(): Promise<AuditReport> {
-    this.auditing ??= this.auditOnce().finally(() => {
-      this.auditing = null;
-    });
-    return this.auditing;
+    if (this.auditing === null) {
+      const run = this.auditOnce().finally(() => {
+        if (this.auditing === run) this.auditing = null;
+      });
+      this.auditing = run;
+      return run;
+    }
+    this.auditNext ??= this.auditing.then(
+      () => this.nextAudit(),
+      () => this.nextAudit(),
+    );
+    return this.auditNext;
+  }
+
+  private nextAudit(): Promise<AuditReport> {
+    this.auditNext = null;
+    return this.audit();
   }
 
   private async auditOnce(): Promise<AuditReport> {

@@ -307,6 +307,8 @@ export class ReplicaCore {
   /** Bytes of entries and effects rows stored since the retained log was last measured (cutDue), and whether it has been since this start. */
   private bytesSinceCut = 0;
   private cutMeasured = false;
+  /** The last measure's cut was held back for a live watch (heldForWatch). */
+  private watchHeld = false;
   private snapshot: SnapshotInfo | null = null;
   /** Where in each stateSaveEntriesMax entries this replica saves its rows (from its id). */
   private readonly savePhase: number;
@@ -558,8 +560,7 @@ export class ReplicaCore {
     next.commitSeq = Math.max(next.commitSeq, Math.min(req.commitSeq, vouchedSeq));
     const outputs = this.applyCommitted(next, fresh, req.prevSeq);
     next.digest = this.state.digest;
-    // At the quota no watch holds the log: it would hold the writes refused (a review).
-    this.saveAndCompact(next, fresh, req, req.atQuota ? null : watchedSeq);
+    this.saveAndCompact(next, fresh, req, watchedSeq);
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
@@ -649,8 +650,8 @@ export class ReplicaCore {
    * compacts the log to logRetentionEntries behind the applied position, in slack-sized steps.
    */
   private saveAndCompact(next: ReplicaMeta, fresh: Map<number, Entry>, req: AppendRequest, watchedSeq: number | null): void {
-    const compactTo = this.compactionTarget(next, req.retainBytes, watchedSeq);
     const atQuota = req.atQuota === true;
+    const { to: compactTo, measured } = this.compactionTarget(next, req.retainBytes, watchedSeq, atQuota);
     // Due at every multiple of stateSaveEntriesMax, shifted by this replica's phase: at most that
     // many entries unsaved, and the replicas of a group save at different seqs (a save of a few
     // thousand entries' rows holds a step up for tens of ms: not two voters of a quorum at once).
@@ -660,7 +661,9 @@ export class ReplicaCore {
     // large and write little: a txn whose compare carries a 64 KiB value).
     const chars = Math.max(this.state.unsavedChars, this.appliedCharsUnsaved);
     // At the quota (AppendRequest.atQuota): what deletes freed shows in this step's answer.
-    const due = this.state.unsavedRows >= stateSaveRowsMax || chars >= stateSaveBytesMax || crossed || (atQuota && this.state.unsavedRows > 0);
+    // And at each measure of the log, cut or not (a watch may hold the cut): what the size leaves
+    // out (rows not stored) stays within a quarter budget's appends in a small group.
+    const due = this.state.unsavedRows >= stateSaveRowsMax || chars >= stateSaveBytesMax || crossed || ((atQuota || measured) && this.state.unsavedRows > 0);
     if (due || (compactTo !== null && compactTo > next.stateSeq)) this.storeRows(next);
     if (compactTo === null) return;
     assert(compactTo <= next.stateSeq, `compacting to ${compactTo} would drop entries after the stored state at ${next.stateSeq}`);
@@ -679,13 +682,19 @@ export class ReplicaCore {
    * budget (AppendRequest.retainBytes), measured once per share of it appended (bytesSinceCut),
    * and never past a live watch (watchedSeq: the entries window alone may pass it, as before).
    */
-  private compactionTarget(next: ReplicaMeta, retainBytes: number | undefined, watchedSeq: number | null): number | null {
+  private compactionTarget(next: ReplicaMeta, retainBytes: number | undefined, watchedSeq: number | null, atQuota: boolean): { to: number | null; measured: boolean } {
     const { entries, slack } = this.retention;
     const byCount = next.appliedSeq - next.baseSeq > entries + slack ? next.appliedSeq - entries : null;
-    if (retainBytes === undefined || !this.cutDue(retainBytes)) return byCount;
+    // At the quota no watch holds the log (it would hold the writes refused), and one held at the
+    // last measure is measured again now: only small commands go at the quota, and the next
+    // measure by bytes appended came a thousand of them later (a review).
+    const again = atQuota && this.watchHeld;
+    if (retainBytes === undefined || !(this.cutDue(retainBytes) || again)) return { to: byCount, measured: false };
     const cut = this.storage.cutFor(next.appliedSeq, retainBytes);
-    const target = Math.max(byCount ?? 0, this.heldForWatch(cut, next.appliedSeq, retainBytes, watchedSeq) ?? 0);
-    return target > next.baseSeq ? target : null;
+    const held = this.heldForWatch(cut, next.appliedSeq, retainBytes, atQuota ? null : watchedSeq);
+    this.watchHeld = held !== cut;
+    const target = Math.max(byCount ?? 0, held ?? 0);
+    return { to: target > next.baseSeq ? target : null, measured: true };
   }
 
   /**

@@ -4,6 +4,7 @@
 // when it drains: a queue that never grows past watchQueueBytesMax, and nothing is ever skipped.
 import {
   sequencerTimeoutMs,
+  watchIdGapBytes,
   watchIdGapEntries,
   watchKeepaliveMs,
   watchPageBytesMax,
@@ -50,6 +51,8 @@ interface Watcher {
   takenBytes: number;
   stuckSinceMs: number;
   openedMs: number;
+  /** Bytes of events its prefix filter passed over since it was last told where it stands. */
+  passedBytes: number;
   /** Opened at a silent replica because no replica in contact could serve (the router's second pass). */
   fallback: boolean;
 }
@@ -109,7 +112,7 @@ export class WatchHub {
     const from = fromSeq ?? this.source.appliedSeq();
     if (from < this.source.appliedSeq() && this.source.readEvents(from, 0, watchPageBytesMax) === "compacted") return "compacted";
     const now = this.clock.nowMs();
-    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now, openedMs: now, fallback };
+    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now, openedMs: now, passedBytes: 0, fallback };
     this.watchers.push(w);
     this.armKeepalive();
     this.pump();
@@ -198,14 +201,21 @@ export class WatchHub {
   private send(w: Watcher, page: WatchText[]): void {
     let text = "";
     for (const e of page) {
-      if (w.prefix !== null && !e.keys.some((k) => k.startsWith(w.prefix!))) continue;
+      if (w.prefix !== null && !e.keys.some((k) => k.startsWith(w.prefix!))) {
+        w.passedBytes += e.text.length;
+        continue;
+      }
       text += e.text;
       w.idSeq = e.seq;
+      w.passedBytes = 0;
     }
     w.sentSeq = page[page.length - 1]!.seq;
-    if (w.sentSeq - w.idSeq >= watchIdGapEntries) {
+    // By bytes too: a small group's log keeps a few budgets of bytes, which a thousand large
+    // entries pass, and the reconnect from the last event got 410 (a review).
+    if (w.sentSeq - w.idSeq >= watchIdGapEntries || (w.sentSeq > w.idSeq && w.passedBytes >= watchIdGapBytes)) {
       text += `id: ${w.sentSeq}\n\n`;
       w.idSeq = w.sentSeq;
+      w.passedBytes = 0;
     }
     if (text !== "") this.write(w, text);
   }
@@ -232,15 +242,15 @@ export class WatchHub {
   }
 
   /**
-   * The lowest position a live watcher reads on from (sentSeq), or null with none: compaction by
-   * bytes keeps the entries after it, within a bound (ReplicaCore.heldForWatch), so one burst of
-   * large writes no longer ends every live watch (`compacted`). Not idSeq, the client's own
-   * position: a prefix watch's moves only at a matching event (or every watchIdGapEntries), and a
-   * prompt reader with no match held the log (a review); its reconnect from there may get 410.
+   * The lowest position a live watcher's client stands at (idSeq, where its reconnect resumes),
+   * or null with none: compaction by bytes keeps the entries after it, within a bound
+   * (ReplicaCore.heldForWatch), so one burst of large writes no longer ends every live watch
+   * (`compacted`), nor a reconnect from where the client last heard. A prefix watch is told where
+   * it stands every watchIdGapEntries or watchIdGapBytes passed over, well within the bound.
    */
   lowestSeq(): number | null {
     let low: number | null = null;
-    for (const w of this.watchers) if (!w.sink.gone && (low === null || w.sentSeq < low)) low = w.sentSeq;
+    for (const w of this.watchers) if (!w.sink.gone && (low === null || w.idSeq < low)) low = w.idSeq;
     return low;
   }
 

@@ -3,7 +3,7 @@
 // before its rebuild, quarantined it again after the rebuild released it, and started a second
 // transfer (a review).
 import { describe, expect, it } from "vitest";
-import { delayCall, directGroup, realClock } from "../support/direct.js";
+import { delayCall, directGroup, overrideCall, realClock } from "../support/direct.js";
 import { Cluster } from "../support/cluster.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 4 };
@@ -98,17 +98,30 @@ describe("an operator's release during a repair, begun while the release's calls
   }, 20_000);
 });
 
-describe("two audits at once (the cron's and a repair's own, or an operator's)", () => {
-  it("are one: the second gets the first's report, and each replica is asked once (each sets its mark, and a replica keeps one: a review)", async () => {
+describe("audits asked for at once (the cron's and a repair's own, or an operator's)", () => {
+  it("run one at a time (each sets its mark, and a replica keeps one: a review); the calls made during one share one that starts after it, so each report begins after its call", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
     for (let i = 1; i <= 4; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
     await tick();
+    let inFlight = 0;
+    let most = 0;
+    overrideCall(g.io, "r1", "auditInfo", async (real, ...args) => {
+      most = Math.max(most, ++inFlight);
+      await tick(30);
+      try {
+        return await real(...args);
+      } finally {
+        inFlight--;
+      }
+    });
     const before = g.calls.get("r1:auditInfo") ?? 0;
-    const [a, b] = await Promise.all([g.driver.audit(), g.driver.audit()]);
-    expect(b).toBe(a);
-    expect((g.calls.get("r1:auditInfo") ?? 0) - before).toBe(1);
-    // Once it ended, the next is a new one.
-    expect(await g.driver.audit()).not.toBe(a);
+    const first = g.driver.audit();
+    await tick(5);
+    const [a, b, c] = await Promise.all([first, g.driver.audit(), g.driver.audit()]);
+    expect(b).not.toBe(a); // a later audit, begun after the call
+    expect(c).toBe(b); // the two calls made during the first share it
+    expect(most).toBe(1);
+    expect((g.calls.get("r1:auditInfo") ?? 0) - before).toBe(2);
     g.driver.stop();
   });
 });

@@ -443,12 +443,35 @@ describe("a live watch and compaction by bytes", () => {
     g.driver.stop();
   });
 
-  it("a prefix watch that reads at once holds at what it has read, not at the last event its client saw (no key matched: a review's group refused writes in 0.5 s)", async () => {
-    const prompt = new FakeSink(false);
-    const g = await watched(prompt, "other/");
+  it("a prefix watch with no match is told where it stands every 64 KiB passed over, not only every 1,000 entries: it holds no more than that, and its reconnect from there resumes (a review: 410, or writes refused)", async () => {
+    for (const [size, n] of [[60 * 1024, 150], [4 * 1024, 600]] as const) {
+      const prompt = new FakeSink(false);
+      const g = await watched(prompt, "other/");
+      const value = "v".repeat(size);
+      for (let r = 2; r <= n + 1; r++) expect((await g.driver.submit("c", r, { op: "put", key: `k${r % 50}`, value })).kind, `put ${r}`).toBe("ok");
+      const r2 = g.replicas.get("r2")!;
+      for (let i = 0; i < 100 && (r2.core?.appliedSeq ?? 0) < n + 1; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(heldBytes(g.stores.get("r2")!), `${size}`).toBeLessThan(1.5 * 1024 * 1024);
+      const ids = prompt.texts.join("").match(/^id: \d+$/gm)?.map((l) => Number(l.slice(4))) ?? [];
+      prompt.close(); // the connection blips: the client resumes where its stream told it it stood
+      expect(r2.watches.open(new FakeSink(false), Math.max(1, ...ids), "other/"), `${size}`).toBe("ok");
+      r2.watches.closeAll();
+      g.driver.stop();
+    }
+  });
+
+  it("at the quota a watch holds nothing: the log it held is measured and cut at the next step (a review: a thousand small commands later)", async () => {
+    const stalled = new FakeSink(true);
+    const g = await watched(stalled, null);
     const value = "v".repeat(60 * 1024);
-    for (let r = 2; r <= 150; r++) expect((await g.driver.submit("c", r, { op: "put", key: "k", value })).kind, `put ${r}`).toBe("ok");
-    expect(heldBytes(g.stores.get("r2")!)).toBeLessThan(1.5 * 1024 * 1024);
+    for (let r = 2; r <= 40; r++) expect((await g.driver.submit("c", r, { op: "put", key: `k${r}`, value })).kind).toBe("ok");
+    const r2 = g.stores.get("r2")!;
+    const held = heldBytes(r2);
+    expect(held).toBeGreaterThan(1.5 * 1024 * 1024); // held for the watch, past the 1 MiB budget
+    // The group reaches its quota (the other data): its appends say so, and r2 cuts at once.
+    for (const [id, s] of g.stores) s.sizeBytes = () => (id === "r1" ? 16 * 1024 * 1024 : 1024 * 1024 + heldBytes(s));
+    for (let i = 0; i < 5; i++) await g.driver.submit("d", i + 1, { op: "delete", key: `k${i + 2}` });
+    expect(heldBytes(r2)).toBeLessThan(1.3 * 1024 * 1024);
     g.replicas.get("r2")!.watches.closeAll();
     g.driver.stop();
   });
