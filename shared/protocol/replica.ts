@@ -3,8 +3,6 @@ import {
   appendEntriesMax,
   checkpointsKeptMax,
   compactionSlackEntries,
-  compactionSlackShare,
-  firstCutBytes,
   watchHoldBudgets,
   logRetentionEntries,
   pageBytesMax,
@@ -19,6 +17,7 @@ import {
 } from "../limits.js";
 import type { RowStore, StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
+import { CutMeter } from "./cut-meter.js";
 import { entryBytes, entryHash, noopsOnly } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
@@ -304,9 +303,8 @@ export class ReplicaCore {
   private readonly unapplied = new UnappliedEntries(unappliedEntriesMax, unappliedBytesMax);
   /** Bytes (entryBytes) of the entries applied since the rows were last stored: what a restart re-applies. */
   private appliedCharsUnsaved = 0;
-  /** Bytes of entries and effects rows stored since the retained log was last measured (cutDue), and whether it has been since this start. */
-  private bytesSinceCut = 0;
-  private cutMeasured = false;
+  /** When the retained log is measured by bytes (compactionTarget); set with savePhase. */
+  private readonly cuts: CutMeter;
   /** The last measure's cut was held back for a live watch (heldForWatch). */
   private watchHeld = false;
   private snapshot: SnapshotInfo | null = null;
@@ -334,6 +332,7 @@ export class ReplicaCore {
     const membership = this.currentMembership();
     if (membership !== (this.meta.membership ?? null)) this.meta.membership = membership;
     this.savePhase = savePhaseOf(meta.id);
+    this.cuts = new CutMeter(1 + (this.savePhase % 8) / 16);
     this.installing = meta.installing ?? null;
     this.state = this.loadState();
   }
@@ -486,8 +485,8 @@ export class ReplicaCore {
    * The object's storage in bytes, where the store can tell: the sequencer's storage quota reads it
    * from each append's answer. Rows not yet stored are not in it: saved in batches of up to
    * stateSaveBytesMax (8 MiB), sequential batches took a 16 MiB group 44% past its quota before it
-   * measured there (a probe). A cut by bytes stores them (saveAndCompact), about once per quarter
-   * budget appended, which bounds that in a small group. (Counting them in double-counted
+   * measured there (a probe). Each measure of the log by bytes stores them (saveAndCompact), about
+   * once per quarter budget appended, which bounds that in a small group. (Counting them in double-counted
    * overwrites of stored rows and refused writes to a group under its quota: a review.)
    */
   private sized(): { storageBytes?: number } {
@@ -595,7 +594,7 @@ export class ReplicaCore {
     if (toAppend.length > 0) {
       this.storage.appendEntries(toAppend);
       this.unapplied.add(toAppend);
-      for (const e of toAppend) this.bytesSinceCut += entryBytes(e);
+      for (const e of toAppend) this.cuts.add(entryBytes(e));
     }
     return fresh;
   }
@@ -629,7 +628,7 @@ export class ReplicaCore {
       outputChars += outputText.length;
       const effect = { seq: e.seq, output: keptForWatch(outputText, out.output), changes: changesText(changes) };
       effects.push(effect);
-      this.bytesSinceCut += effect.output.length + effect.changes.length;
+      this.cuts.add(effect.output.length + effect.changes.length);
       this.unapplied.delete(e.seq);
       next.appliedSeq = e.seq;
       if (e.kind === "config") next.membership = membershipIn(e.seq, e.command as ConfigCommand);
@@ -679,8 +678,8 @@ export class ReplicaCore {
   /**
    * Where to compact the log to, or null: logRetentionEntries behind the applied position, in
    * slack-sized steps; or where the applied entries with their effects rows pass the bytes
-   * budget (AppendRequest.retainBytes), measured once per share of it appended (bytesSinceCut),
-   * and never past a live watch (watchedSeq: the entries window alone may pass it, as before).
+   * budget (AppendRequest.retainBytes), measured when the CutMeter says, held for a live watch
+   * within a bound (heldForWatch; the entries window alone may pass it, as before).
    */
   private compactionTarget(next: ReplicaMeta, retainBytes: number | undefined, watchedSeq: number | null, atQuota: boolean): { to: number | null; measured: boolean } {
     const { entries, slack } = this.retention;
@@ -689,7 +688,7 @@ export class ReplicaCore {
     // last measure is measured again now: only small commands go at the quota, and the next
     // measure by bytes appended came a thousand of them later (a review).
     const again = atQuota && this.watchHeld;
-    if (retainBytes === undefined || !(this.cutDue(retainBytes) || again)) return { to: byCount, measured: false };
+    if (retainBytes === undefined || !(this.cuts.due(retainBytes) || again)) return { to: byCount, measured: false };
     const cut = this.storage.cutFor(next.appliedSeq, retainBytes);
     const held = this.heldForWatch(cut, next.appliedSeq, retainBytes, atQuota ? null : watchedSeq);
     this.watchHeld = held !== cut;
@@ -707,20 +706,6 @@ export class ReplicaCore {
     if (cut === null || watchedSeq === null || watchedSeq >= cut) return cut;
     const farthest = this.storage.cutFor(appliedSeq, retainBytes * watchHoldBudgets);
     return Math.max(watchedSeq, farthest ?? 0);
-  }
-
-  /**
-   * Whether the retained log is due a measure: once per compactionSlackShare of the budget
-   * appended, shifted by this replica's phase (savePhase) so the replicas of a group cut, and so
-   * store their rows, at different seqs; the first after a start once firstCutBytes are appended
-   * (a start measured at once, in the step of its first answer: about 11,000 rows' lengths).
-   */
-  private cutDue(retainBytes: number): boolean {
-    const share = retainBytes * compactionSlackShare * (1 + (this.savePhase % 8) / 16);
-    if (this.bytesSinceCut < (this.cutMeasured ? share : Math.min(share, firstCutBytes))) return false;
-    this.bytesSinceCut = 0;
-    this.cutMeasured = true;
-    return true;
   }
 
   /**

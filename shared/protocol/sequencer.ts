@@ -1,6 +1,7 @@
-import { appendBytesMax, appendEntriesMax, compactionSlackShare, downAfterMisses, firstCutBytes, freeingCommandBytesMax, logRetentionBytesOf, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, downAfterMisses, freeingCommandBytesMax, logRetentionBytesOf, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
+import { CutMeter } from "./cut-meter.js";
 import { zeroHash } from "./hash.js";
 import { boundedEntries, commandBytes, commandHash, entryBytes, entryHash, noopsOnly, stampAfter } from "./entry.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, GroupConfig } from "./types.js";
@@ -199,9 +200,8 @@ export class SequencerCore {
   private readonly votes = new OutputVotes(votesMax);
   private tail: Entry[] = [];
   private tailByteCount = 0;
-  /** Bytes appended since the retained log was last measured (cutByBytes), and whether it has been since this start. */
-  private bytesSinceCut = 0;
-  private cutMeasured = false;
+  /** When the retained log is measured by bytes (cutByBytes). */
+  private readonly cuts = new CutMeter();
   /** Characters of the queued commands' canonical JSON (commandBytes), bounded by pendingBytesMax. */
   private pendingByteCount = 0;
   fenced = false;
@@ -543,7 +543,7 @@ export class SequencerCore {
       this.tail.push(e);
       const bytes = entryBytes(e);
       this.tailByteCount += bytes;
-      this.bytesSinceCut += bytes;
+      this.cuts.add(bytes);
     }
     let drop = Math.max(0, this.tail.length - tailEntriesMax);
     for (let i = 0; i < drop; i++) this.tailByteCount -= entryBytes(this.tail[i]!);
@@ -947,9 +947,8 @@ export class SequencerCore {
   }
 
   /**
-   * Where the log's committed entries pass the bytes budget (retainBytes), measured once per
-   * compactionSlackShare of it appended (a measure reads the retained rows' lengths; the first
-   * after a start once firstCutBytes are), or null. None while a replica is being rebuilt: its
+   * Where the log's committed entries pass the bytes budget (retainBytes), measured when the
+   * CutMeter says (a measure reads the retained rows' lengths), or null. None while a replica is being rebuilt: its
    * transfer ends at its source's position, which a cut during it passed, and the rebuilt replica
    * was behind the log again, a transfer after another for as long as writes went on (a review;
    * the cause of an earlier scheme's dropping, PROTOCOL.md). Healthy, it holds compaction itself.
@@ -957,11 +956,7 @@ export class SequencerCore {
   private cutByBytes(): number | null {
     if (this.progress.all().some((p) => p.repairing)) return null;
     const budget = this.retainBytes;
-    const share = budget * compactionSlackShare;
-    if (this.bytesSinceCut < (this.cutMeasured ? share : Math.min(share, firstCutBytes))) return null;
-    this.bytesSinceCut = 0;
-    this.cutMeasured = true;
-    return this.storage.cutFor(this.meta.commitSeq, budget);
+    return this.cuts.due(budget) ? this.storage.cutFor(this.meta.commitSeq, budget) : null;
   }
 
   /**
