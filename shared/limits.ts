@@ -418,7 +418,7 @@ export const storageQuotaMiBMin = 16;
  * (a put's previous value, an incr's value) are rarely larger than the command plus 1 KiB.
  */
 export const sessionOutputFreeCharsDefault = 1024;
-/** The largest command (canonical JSON characters) that frees space and is ordered at the quota: a few deletes. */
+/** The largest command (canonical JSON characters) that grows no state and is ordered at the quota: a few deletes. */
 export const freeingCommandBytesMax = 4096;
 /** The longest window a group may ask for (`sessionIdleSeconds`): ten years. */
 export const sessionIdleSecondsMax = 10 * 366 * 24 * 60 * 60;

@@ -141,7 +141,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const lag = family("smr_replica_lag_entries", "gauge", "Committed entries a replica has not applied yet (commit seq - applied seq, at least 0).");
   const stateRows = family("smr_replica_state_rows", "gauge", "Rows of a replica's replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them; from the group's last audit.");
   const storageBytes = family("smr_replica_storage_bytes", "gauge", "Bytes a replica's Durable Object storage takes (the co-located replica's include the sequencer's log); from its last append's answer or the group's last audit.");
-  const quota = family("smr_group_storage_quota_bytes", "gauge", "The group's storage quota: while a replica's smr_replica_storage_bytes is at or over it, commands that write are refused (503) and only small ones that free space go.");
+  const quota = family("smr_group_storage_quota_bytes", "gauge", "The group's storage quota: while a replica's smr_replica_storage_bytes is at or over it, commands that write are refused (503) and only small ones that grow no state go.");
   const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing, removed).");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const lastAudit = family("smr_audit_last_timestamp_seconds", "gauge", "When the group's last audit report of each verdict was made (Unix time, seconds); absent for a verdict never reported.");

@@ -120,8 +120,12 @@ export const lock = defineMachine({
     }
   },
 
-  /** A release deletes its lease's row: it goes while the group's storage is at its quota. */
-  frees: { test: (c) => c.op === "release", commands: "release" },
+  /**
+   * A release deletes its lease's row, a renew rewrites it at the same size (an ISO time's length
+   * is fixed): both go while the group's storage is at its quota, so held leases do not all lapse
+   * while an operator frees space (a renew was refused like an acquire).
+   */
+  atQuota: { test: (c) => c.op === "release" || c.op === "renew", commands: "release, renew" },
 
   keysOf(c) {
     return c.op === "acquire" ? [rowOf(c.lock), counterKey] : [rowOf(c.lock)];

@@ -67,11 +67,12 @@ export interface StateMachine<C = unknown, Q = unknown> {
    */
   oversized?(command: C): string | null;
   /**
-   * The commands that only free space (kv's delete): taken while the group's storage is at its
-   * quota, when every other command is refused (SequencerCore.storageRefusal), which names them
-   * by `commands`. Without it none does.
+   * The commands that grow no state (kv's delete; a lock's release, and its renew, which rewrites
+   * its lease's row at the same size): taken while the group's storage is at its quota, when every
+   * other command is refused (SequencerCore.storageRefusal), which names them by `commands`.
+   * Without it none is.
    */
-  frees?: { test(command: C): boolean; commands: string };
+  atQuota?: { test(command: C): boolean; commands: string };
   /**
    * What is wrong with one row of this machine's state (key and value as apply() writes them), or
    * null: a restore refuses a file with such a row (400 naming the line), since apply() and query()

@@ -449,9 +449,9 @@ export class SequencerCore {
     const quotaMiB = this.quotaMiB;
     const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
     // Said per machine: a bank group has no command that frees space (a review: it read "kv: delete").
-    const frees = machineFor(this.meta.config.machine).frees;
-    const way = frees
-      ? `only small ones that free space are ordered (${frees.commands}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
+    const goes = machineFor(this.meta.config.machine).atQuota;
+    const way = goes
+      ? `only small ones that grow no state are ordered (${goes.commands}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
       : `this machine has no command that frees space: snapshot the group and restore it into a new group`;
     return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused; ${way} (README, "Storage quota")`;
   }
@@ -490,10 +490,10 @@ export class SequencerCore {
     if (refuseNew !== undefined) return refuseNew;
     if (this.fenced) return { kind: "unavailable", reason: "sequencer fenced by a newer epoch" };
     if (this.restoreMarked) return { kind: "unavailable", reason: "a restore is loading this group's state; retry when it is done" };
-    // A command that frees space goes only while it is small itself: the entry stores it (a
+    // A command that grows no state goes only while it is small itself: the entry stores it (a
     // probe's txns of 128 deletes of 512-byte keys each took 138 KB an entry past the quota).
     const full = this.storageRefusal();
-    if (full !== null && !(commandBytes(command) <= freeingCommandBytesMax && machineFor(this.meta.config.machine).frees?.test(command))) return { kind: "unavailable", reason: full, storage: true };
+    if (full !== null && !(commandBytes(command) <= freeingCommandBytesMax && machineFor(this.meta.config.machine).atQuota?.test(command))) return { kind: "unavailable", reason: full, storage: true };
     const reach = this.reachableVoters();
     if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
     return null;

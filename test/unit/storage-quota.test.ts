@@ -26,7 +26,7 @@ describe("the storage quota", () => {
     expect((await g.driver.submit("c", 3, { op: "put", key: "c", value: 3 })).kind).toBe("ok");
     await measured(g, "r2", 16 * mebibyte);
     const refused = await g.driver.submit("c", 4, { op: "put", key: "d", value: 4 });
-    expect(refused).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/storage of replica r2 holds 16\.0 MiB, at or over the group's quota of 16 MiB \(storageQuotaMiB\): commands that write are refused; only small ones that free space are ordered \(delete, or a txn of deletes only\)/) });
+    expect(refused).toMatchObject({ kind: "unavailable", message: expect.stringMatching(/storage of replica r2 holds 16\.0 MiB, at or over the group's quota of 16 MiB \(storageQuotaMiB\): commands that write are refused; only small ones that grow no state are ordered \(delete, or a txn of deletes only\)/) });
     expect((await g.driver.submit("c", 5, { op: "get", key: "a" })).kind).toBe("unavailable"); // a read through the log stores its output
     expect((await g.driver.submit("c", 6, { op: "txn", success: [{ op: "delete", key: "a" }, { op: "put", key: "x", value: 1 }] })).kind).toBe("unavailable");
     // Nor what stores more than it frees: a txn's compares carry values, an empty txn frees nothing (a review).
@@ -76,7 +76,7 @@ describe("the storage quota", () => {
     g.driver.stop();
   });
 
-  it("per machine: a lock's release goes, a bank group (no command frees space) is told to snapshot and restore", async () => {
+  it("per machine: a lock's renew and release go (held leases do not lapse), a bank group (no command frees space) is told to snapshot and restore", async () => {
     for (const machine of ["lock", "bank"] as const) {
       const g = directGroup({ ...config(16), machine }, { entries: 100_000, slack: 1_000 });
       g.stores.get("r2")!.sizeBytes = () => 16 * mebibyte;
@@ -85,10 +85,13 @@ describe("the storage quota", () => {
       expect(done.kind, machine).toBe("ok");
       await measured(g, "r2", 16 * mebibyte);
       const again = await g.driver.submit("c", 2, first);
-      expect(again, machine).toMatchObject({ kind: "unavailable", message: expect.stringMatching(machine === "lock" ? /only small ones that free space are ordered \(release\)/ : /no command that frees space: snapshot the group and restore it into a new group/) });
+      expect(again, machine).toMatchObject({ kind: "unavailable", message: expect.stringMatching(machine === "lock" ? /only small ones that grow no state are ordered \(release, renew\)/ : /no command that frees space: snapshot the group and restore it into a new group/) });
       if (machine === "lock") {
         const token = ((done as { output: { token: number } }).output).token;
-        expect(await g.driver.submit("c", 3, { op: "release", lock: "l", owner: "o", token })).toMatchObject({ kind: "ok", output: { released: true } });
+        // Another's acquire grows the state (a new lease's row): refused; the holder's renew goes.
+        expect(await g.driver.submit("c", 3, { op: "acquire", lock: "m", owner: "p", ttlMs: 60_000 })).toMatchObject({ kind: "unavailable", storage: true });
+        expect(await g.driver.submit("c", 4, { op: "renew", lock: "l", owner: "o", token, ttlMs: 60_000 })).toMatchObject({ kind: "ok", output: { ok: true, token } });
+        expect(await g.driver.submit("c", 5, { op: "release", lock: "l", owner: "o", token })).toMatchObject({ kind: "ok", output: { released: true } });
       }
       g.driver.stop();
     }
