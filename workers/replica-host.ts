@@ -97,6 +97,8 @@ export interface ReplicaHome {
   wakeSequencer?(group: string, incarnation: number): Promise<void>;
   /** Whether the sequencer the group's directory names still sleeps, without waking it (groups.sequencerAsleep). */
   sequencerAsleep?(group: string, incarnation: number): Promise<boolean>;
+  /** The host's own transient bytes in this database (the sequencer's restore stage): not the replica's size. */
+  transientBytes?(): number;
 }
 
 /** Answers for a caller of another incarnation: as if this replica did not exist. */
@@ -114,7 +116,7 @@ export class ReplicaHost {
   readonly driver = new ReplicaDriver(null, realClock);
 
   constructor(private readonly home: ReplicaHome) {
-    this.store = new SqlReplicaStorage(home.storage, home.storage.sql, home.logTable);
+    this.store = new SqlReplicaStorage(home.storage, home.storage.sql, home.logTable, () => home.transientBytes?.() ?? 0);
     this.driver.wakeSequencer = () => this.wake();
     this.driver.sequencerAsleep = () => this.askAsleep();
   }

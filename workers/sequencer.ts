@@ -84,6 +84,7 @@ export class SequencerObject extends ReplicaServing {
       // After a move the sequencer lives elsewhere: this replica's watches wake it as any replica's.
       wakeSequencer: (group, incarnation) => wakeSequencer(env, group, incarnation),
       sequencerAsleep: (group, incarnation) => sequencerAsleep(env, group, incarnation),
+      transientBytes: () => this.stage.bytes,
     });
     this.lifecycle = new SequencerLifecycle({
       storage: () => this.store,

@@ -269,6 +269,8 @@ export class SqlReplicaStorage implements ReplicaStorage {
     private readonly storage: DurableObjectStorage,
     private readonly sql: Sql = storage.sql,
     logTable = "log",
+    /** The host's own transient bytes in the same database (the sequencer's restore stage), left out of sizeBytes. */
+    private readonly hostTransientBytes: () => number = () => 0,
   ) {
     this.rows = new SqlRowStore(sql);
     this.log = new SqlLog(sql, logTable);
@@ -291,9 +293,11 @@ export class SqlReplicaStorage implements ReplicaStorage {
    * The whole database's (for the co-located replica, the sequencer's log and tables too) without
    * its frozen copies (a transfer's source, a download's): a copy lasts as long as its reader, and
    * counted, a download of a group past half its quota refused its writes until it ended (a review).
+   * Nor the host's transient tables: a restore's install measured the co-located replica with the
+   * staged rows still there, and a 16 MiB group restored with 9 MB refused writes (a review).
    */
   sizeBytes(): number {
-    let frozen = 0;
+    let frozen = this.hostTransientBytes();
     for (const bytes of this.frozenBytes.values()) frozen += bytes;
     return Math.max(0, this.storage.sql.databaseSize - frozen);
   }
@@ -471,8 +475,12 @@ export function dropSequencerTables(sql: Sql): void {
  */
 export class RestoreStage {
   constructor(private readonly sql: Sql) {}
+  /** What the staged rows added to the database (the co-located replica's size leaves it out). */
+  bytes = 0;
+  private beganBytes = 0;
   begin(): void {
-    this.sql.exec("DROP TABLE IF EXISTS restore_rows");
+    this.drop();
+    this.beganBytes = this.sql.databaseSize;
     this.sql.exec("CREATE TABLE restore_rows (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
   }
   add(rows: [string, string][]): void {
@@ -480,11 +488,13 @@ export class RestoreStage {
       const chunk = rows.slice(i, i + rowsPerUpsert);
       this.sql.exec(`INSERT OR REPLACE INTO restore_rows (k, v) VALUES ${chunk.map(() => "(?, ?)").join(", ")}`, ...chunk.flat());
     }
+    this.bytes = Math.max(0, this.sql.databaseSize - this.beganBytes);
   }
   page(after: string | null, maxBytes: number): [string, string][] {
     return pageOf(this.sql, "restore_rows", after, maxBytes);
   }
   drop(): void {
     this.sql.exec("DROP TABLE IF EXISTS restore_rows");
+    this.bytes = 0;
   }
 }
