@@ -1,7 +1,7 @@
 // smr snapshot (to stdout or a file) and smr restore (from a file, with a progress bar on stderr).
 import { once } from "node:events";
 import { constants as zlibConstants, gunzipSync } from "node:zlib";
-import { accessSync, closeSync, constants, createReadStream, createWriteStream, fstatSync, lstatSync, openSync, readlinkSync, readSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, createReadStream, createWriteStream, existsSync, fchmodSync, fstatSync, lstatSync, openSync, readlinkSync, readSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import { Command } from "commander";
@@ -9,7 +9,7 @@ import { ApiRequestError, type GroupSpec, type SmrClient, type SnapshotHeader } 
 import { chunks } from "../shared/client/streams.js";
 import { replicasMax, restoreBytesMax } from "../shared/limits.js";
 import { inputFile, positiveArg, upToArg, UsageError } from "./args.js";
-import { runOf, unanswered } from "./context.js";
+import { markUnknown, runOf, unanswered } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { printStatus } from "./groups.js";
 import { printJson, printRecord, stdoutClosed } from "./output.js";
@@ -165,12 +165,20 @@ function rowsBar(): { header(rows: number): void; rows(n: number): void; stop():
   };
 }
 
-/** The download into `partial`, checked whole, then renamed over `path`; the partial file removed on failure. */
+/**
+ * The download into `partial`, checked whole, then renamed over `path`; the partial file removed on
+ * failure. Made with the mode of the file it replaces, else readable by its owner only: a snapshot
+ * holds the whole group, and the rename gave a backup kept 0600 the umask's 0644 (a review).
+ */
 async function download(body: ReadableStream<Uint8Array>, partial: string, path: string): Promise<{ bytes: number; header: SnapshotHeader }> {
   const tally = new Tally();
   const bar = rowsBar();
+  const mode = existsSync(path) ? statSync(path).mode & 0o777 : 0o600;
   try {
-    await pour(body, createWriteStream(partial, { flags: "wx" }), (c) => {
+    const out = createWriteStream(partial, { flags: "wx", mode });
+    // The mode given at creation passes through the umask: set again, exactly.
+    out.on("open", (fd) => fchmodSync(fd, mode));
+    await pour(body, out, (c) => {
       const before = tally.lines;
       tally.see(c);
       if (before === 0 && tally.lines > 0) bar.header(headerRows(tally.head));
@@ -358,7 +366,8 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
     if (json) return printJson(status);
     printStatus(status);
   } catch (err) {
-    if (made && err instanceof ApiRequestError && err.status === 400) {
+    // Any refusal of the file (a 4xx: nothing was restored), not only a 400: a 413 left the group (a review).
+    if (made && err instanceof ApiRequestError && err.status >= 400 && err.status < 500) {
       const deleted = await client.deleteGroup(group).then(() => true, () => false);
       bar.stop();
       process.stderr.write(deleted ? `the file was refused; group ${group}, made by --create, was deleted again\n` : `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it\n`);
@@ -368,6 +377,7 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
     if (sent === size && unanswered(err)) {
       bar.stop();
       process.stderr.write(`${mayLand}\n`);
+      markUnknown(err, null);
     }
     if (!opts.create && err instanceof ApiRequestError && err.status === 404) {
       bar.stop();

@@ -27,6 +27,27 @@ export function jsonWanted(cmd: Command): boolean {
   return cmd.optsWithGlobals<GlobalFlags>().json === true;
 }
 
+/**
+ * The exit codes: 1 an error that settled the outcome (nothing of it took effect, or it was a
+ * read), 3 a command or a restore whose outcome is unknown (retry it with the pair `retryOf`
+ * says): a script told both apart only by the text (a review).
+ */
+export const exitCodes = { ok: 0, failed: 1, usage: 2, unknown: 3 } as const;
+
+/** What a script repeats to retry an unknown outcome exactly once (`--client`, `--request`...), by error; null: nothing to repeat (a restore). */
+const unknownOutcomes = new WeakMap<object, Record<string, unknown> | null>();
+
+/** Marks `err` as an outcome unknown, `retry` what repeats it exactly once (JSON under --json). */
+export function markUnknown(err: unknown, retry: Record<string, unknown> | null): void {
+  if (typeof err === "object" && err !== null) unknownOutcomes.set(err, retry);
+}
+
+/** Whether `err` left an outcome unknown, and what repeats it (markUnknown). */
+export function unknownOutcomeOf(err: unknown): { retry: Record<string, unknown> | null } | null {
+  if (typeof err !== "object" || err === null || !unknownOutcomes.has(err)) return null;
+  return { retry: unknownOutcomes.get(err)! };
+}
+
 /** The target of this invocation's client (runOf), for the hints of its error line. */
 let usedTarget: Target | null = null;
 

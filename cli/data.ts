@@ -4,7 +4,7 @@ import { ApiRequestError, type BatchResult, type CommandResult, type Consistency
 import { batchCommandsMax, listLimitMax } from "../shared/limits.js";
 import { decodeBookmark } from "../shared/api/bookmark.js";
 import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "./args.js";
-import { runOf, unanswered } from "./context.js";
+import { exitCodes, markUnknown, runOf, unanswered } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { brief, printable, printJson, printRecord, printTable, safeJson } from "./output.js";
 
@@ -62,7 +62,7 @@ function replayedLine(r: { seq: number; replayed?: true }): { replayed?: string 
  */
 async function submitOnce(client: SmrClient, group: string, command: unknown, request: number): Promise<CommandResult> {
   const hint = `the command may have taken effect; to retry it exactly once, repeat it with --client ${client.clientId} --request ${request}`;
-  return whileSent(hint, () => client.submit(group, command, request).catch(hintOnUnknown(hint)));
+  return whileSent(hint, () => client.submit(group, command, request).catch(hintOnUnknown(hint, { client: client.clientId, request })));
 }
 
 /** Runs `send`; interrupted meanwhile (Ctrl-C), says `hint` first: the request may have reached the server (a probe: exit 130 in silence, and the command had run). */
@@ -73,12 +73,16 @@ function whileSent<T>(hint: string, send: () => Promise<T>): Promise<T> {
 /**
  * Rethrows the error, first printing `hint` if the outcome is unknown (504, no answer, a 500 or
  * another server's 5xx: raised after the sequencer was called, the command may have run; a review
- * found no hint for a 500): a 503 certainly ran nothing.
+ * found no hint for a 500): a 503 certainly ran nothing. Marked so (markUnknown): exit 3, and
+ * under --json the `retry` pair.
  */
-function hintOnUnknown(hint: string): (err: unknown) => never {
+function hintOnUnknown(hint: string, retry: Record<string, unknown>): (err: unknown) => never {
   return (err) => {
     // Not when the connection was never made (refused, no such host): nothing was sent.
-    if (unanswered(err)) process.stderr.write(`${hint}\n`);
+    if (unanswered(err)) {
+      process.stderr.write(`${hint}\n`);
+      markUnknown(err, retry);
+    }
     throw err;
   };
 }
@@ -255,11 +259,13 @@ function batchCommand(): Command {
       if (items.length === 0 || items.length > batchCommandsMax) throw new UsageError(`${file}: ${items.length} commands; a batch takes 1 to ${batchCommandsMax}`);
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
       const first = flags.firstRequest ?? nextFree(items);
-      const requests = assignRequests(items, first);
+      const requests = assignRequests(items, first, file);
       const hint = `the commands may have taken effect; to retry them exactly once, repeat the batch with --client ${client.clientId} --first-request ${first}`;
-      const r = await whileSent(hint, () => client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! }))).catch(hintOnUnknown(hint)).catch(fileNumbered));
+      const retry = { client: client.clientId, firstRequest: first };
+      const r = await whileSent(hint, () => client.submitBatch(group, items.map((it, i) => ({ command: it.command, request: requests[i]! }))).catch(hintOnUnknown(hint, retry)).catch(fileNumbered));
       // Items whose outcome is unknown come back as results, not as a thrown error: the hint too.
-      if (r.results.some((x) => "error" in x && x.error.code === "timeout")) process.stderr.write(`${hint}\n`);
+      const unknown = r.results.some((x) => "error" in x && x.error.code === "timeout");
+      if (unknown) process.stderr.write(`${hint}\n`);
       if (json) printJson(r);
       else {
         printBatch(r, requests);
@@ -269,7 +275,7 @@ function batchCommand(): Command {
       const failed = r.results.filter((x) => "error" in x).length;
       if (failed > 0) {
         process.stderr.write(`error: ${failed} of ${r.results.length} commands failed\n`);
-        process.exitCode = 1;
+        process.exitCode = unknown ? exitCodes.unknown : exitCodes.failed;
       }
     });
 }
@@ -290,8 +296,23 @@ function nextFree(items: { request?: number }[]): number {
   return Math.max(0, ...items.map((i) => i.request ?? 0)) + 1;
 }
 
-/** Request ids for the items: their own, else consecutive ones from `first`. */
-function assignRequests(items: { request?: number }[], first: number): number[] {
+/**
+ * Request ids for the items: their own, else consecutive ones from `first`, skipping the ids the
+ * file gives (under --first-request they collided: a 400 naming no item, a review). An id the
+ * file gives twice is a usage error naming both commands, counted from 1.
+ */
+function assignRequests(items: { request?: number }[], first: number, file: string): number[] {
+  const given = new Map<number, number>();
+  for (const [i, item] of items.entries()) {
+    if (item.request === undefined) continue;
+    const earlier = given.get(item.request);
+    if (earlier !== undefined) throw new UsageError(`${file}: commands ${earlier + 1} and ${i + 1} both give request ${item.request}; each command needs its own`);
+    given.set(item.request, i);
+  }
   let next = first;
-  return items.map((i) => i.request ?? next++);
+  return items.map((i) => {
+    if (i.request !== undefined) return i.request;
+    while (given.has(next)) next++;
+    return next++;
+  });
 }

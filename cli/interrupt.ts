@@ -1,10 +1,11 @@
-// What Ctrl-C (SIGINT) or SIGTERM must not leave behind: a half-written file, a hidden cursor, a
+// What Ctrl-C (SIGINT), SIGTERM or a closed terminal (SIGHUP) must not leave behind: a half-written file, a hidden cursor, a
 // command whose outcome is unknown without the way to retry it exactly once (a probe: each of
 // these). While any cleanup is registered, the signal runs them all, then exits as the signal
-// would (130, 143); with none, the signal's default is left alone (watch handles its own).
+// would (130, 143, 129); with none, the signal's default is left alone (watch handles its own).
 
 const cleanups = new Set<() => void>();
-const exitCodes = { SIGINT: 130, SIGTERM: 143 } as const;
+// SIGHUP: an ssh session or a terminal closed under a download left its partial file (a review).
+const exitCodes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 
 function onSignal(signal: keyof typeof exitCodes): void {
   for (const fn of [...cleanups]) {
@@ -22,7 +23,7 @@ function onSignal(signal: keyof typeof exitCodes): void {
   process.exit(exitCodes[signal]);
 }
 
-const handlers = { SIGINT: () => onSignal("SIGINT"), SIGTERM: () => onSignal("SIGTERM") };
+const handlers = { SIGINT: () => onSignal("SIGINT"), SIGTERM: () => onSignal("SIGTERM"), SIGHUP: () => onSignal("SIGHUP") };
 
 /** Runs `fn` (synchronous) if the process is interrupted while `work` is under way. */
 export async function cleanupOnInterrupt<T>(fn: () => void, work: () => Promise<T>): Promise<T> {

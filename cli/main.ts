@@ -1,13 +1,14 @@
 // smr: the operator's CLI for the replica set (API.md), built on shared/client.
 // Shape: smr <command> [group] [args] [--json]. Exit 0 on success, 1 when the API answers an error
-// (printed as "error: <status> <code>: <message>"), 2 for a usage error.
+// (printed as "error: <status> <code>: <message>"; under --json also as {"error": {...}} on
+// stdout), 2 for a usage error, 3 when a command's or a restore's outcome is unknown.
 import { Command, CommanderError, Help } from "commander";
 import { ApiRequestError } from "../shared/client/index.js";
 import { readFileSync } from "node:fs";
 import { groupArg, nonEmptyArg, nonNegativeArg, positiveArg, UsageError } from "./args.js";
 import { backupCommands } from "./backup.js";
 import { checkTarget } from "./config.js";
-import { jsonWanted, runOf, targetHint, targetOf } from "./context.js";
+import { exitCodes, jsonWanted, runOf, targetHint, targetOf, unknownOutcomeOf } from "./context.js";
 import { dataCommands } from "./data.js";
 import { groupsCommand } from "./groups.js";
 import { memberCommands } from "./members.js";
@@ -94,20 +95,40 @@ function say(message: string): void {
 }
 
 function report(err: unknown): number {
-  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2; // commander printed it already
+  if (err instanceof CommanderError) return err.exitCode === 0 ? exitCodes.ok : exitCodes.usage; // commander printed it already
   if (err instanceof UsageError) {
     say(err.message);
-    return 2;
+    return exitCodes.usage;
   }
+  const unknown = unknownOutcomeOf(err);
   if (err instanceof ApiRequestError) {
     // "error: 404 not_found: group x does not exist"; "error: network: GET http://...: TypeError: fetch failed (...)"
     say(err.code === "network" ? err.message.replace(/^0 /, "") : err.message);
     const hint = targetHint(err);
     if (hint) process.stderr.write(`${escapeUnsafe(hint)}\n`);
-    return 1;
-  }
-  say(err instanceof Error ? err.message : String(err));
-  return 1;
+  } else say(err instanceof Error ? err.message : String(err));
+  return unknown ? exitCodes.unknown : exitCodes.failed;
+}
+
+/**
+ * Under --json, the error as a document on stdout too, as the API's body is, with the status, and
+ * for an outcome unknown the pair that retries it: a script read a text line on stderr and one
+ * exit code for "refused" and "may have run" (a review).
+ */
+function reportJson(err: unknown): void {
+  if (err instanceof CommanderError && err.exitCode === 0) return;
+  const unknown = unknownOutcomeOf(err);
+  const error =
+    err instanceof ApiRequestError
+      ? { status: err.status, code: err.code, message: err.message.slice(`${err.status} ${err.code}: `.length), ...(err.reason ? { reason: err.reason } : {}) }
+      : { code: err instanceof UsageError || err instanceof CommanderError ? "usage" : "error", message: err instanceof Error ? err.message : String(err) };
+  printJson({ error: { ...error, ...(unknown ? { outcome: "unknown", ...(unknown.retry ? { retry: unknown.retry } : {}) } : {}) } });
+}
+
+/** --json among the arguments before a `--` (report runs where no command's options are at hand). */
+function jsonAsked(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end === -1 ? argv : argv.slice(0, end)).includes("--json");
 }
 
 // `smr watch ... | head`: a reader that has gone away ends the command, quietly. Any other failure
@@ -126,4 +147,5 @@ try {
   await program().parseAsync(process.argv);
 } catch (err) {
   process.exitCode = report(err);
+  if (jsonAsked(process.argv.slice(2))) reportJson(err);
 }

@@ -158,9 +158,17 @@ export const batchBody = z
       .describe("each with a `request` of its own: a request id given twice is a 400"),
   })
   .strict()
-  .refine((b) => new Set(b.commands.map((c) => c.request)).size === b.commands.length, {
-    message: "each command of a batch needs its own request id",
-    path: ["commands"],
+  // The message names the second item (it named none: "body.commands", a review).
+  .superRefine((b, ctx) => {
+    const seen = new Map<number, number>();
+    for (const [i, c] of b.commands.entries()) {
+      const earlier = seen.get(c.request);
+      if (earlier !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["commands", i, "request"], message: `request id ${c.request} is also item ${earlier}'s: each command of a batch needs its own request id` });
+        return;
+      }
+      seen.set(c.request, i);
+    }
   });
 
 export const queryBody = z

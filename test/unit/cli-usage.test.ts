@@ -64,7 +64,7 @@ describe("smr before it sends anything", () => {
     expect(r.err).toMatch(/invalid for argument 'id'\. not a token id/);
   });
 
-  it("names the --client and --request to repeat a command with after a 500: raised after the sequencer was called, it may have run (a review)", async () => {
+  it("names the --client and --request to repeat a command with after a 500: raised after the sequencer was called, it may have run (a review); exit 3, and under --json the pair in the error document", async () => {
     const server = createHttpServer((_req, res) => {
       res.writeHead(500, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: { code: "internal", message: "a bug" } }));
@@ -73,12 +73,71 @@ describe("smr before it sends anything", () => {
     try {
       const port = (server.address() as AddressInfo).port;
       const r = await smrAsync("put", "demo", "k", "1", "--client", "me", "--request", "7", "--url", `http://127.0.0.1:${port}`, "--token", "t");
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(3);
       expect(r.err).toContain("the command may have taken effect; to retry it exactly once, repeat it with --client me --request 7");
       expect(r.err).toContain("500 internal: a bug");
+      // Under --json the error is a document on stdout too (it was only the text line: a review).
+      const j = await smrAsync("exec", "demo", '{"op":"incr","key":"n","by":1}', "--client", "me", "--request", "8", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      expect(j.status).toBe(3);
+      expect(JSON.parse(j.out)).toEqual({ error: { status: 500, code: "internal", message: "a bug", outcome: "unknown", retry: { client: "me", request: 8 } } });
+      // A batch of a file: the pair is the client and the first request id.
+      const file = join(away, "two.ndjson");
+      writeFileSync(file, '{"op":"put","key":"a","value":1}\n{"op":"put","key":"b","value":2}\n');
+      const b = await smrAsync("batch", "demo", file, "--client", "me", "--first-request", "20", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      expect(b.status).toBe(3);
+      expect(JSON.parse(b.out).error).toMatchObject({ outcome: "unknown", retry: { client: "me", firstRequest: 20 } });
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it("under --json an API error or a usage error is a document on stdout as well as the line on stderr, exit 1 and 2", async () => {
+    const server = createHttpServer((_req, res) => {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "not_found", message: "group demo does not exist" } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await smrAsync("get", "demo", "k", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      expect(r.status).toBe(1);
+      expect(JSON.parse(r.out)).toEqual({ error: { status: 404, code: "not_found", message: "group demo does not exist" } });
+      expect(r.err).toContain("error: 404 not_found: group demo does not exist");
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    const usage = smr("get", "Bad_Name", "k", "--json", "--url", "http://127.0.0.1:9", "--token", "t");
+    expect(usage.status).toBe(2);
+    expect(JSON.parse(usage.out).error).toMatchObject({ code: "usage", message: expect.stringMatching(/group/) });
+  });
+
+  it("a batch's assigned request ids skip the ids its file gives (they collided under --first-request: a review); an id given twice is a usage error naming both commands", async () => {
+    let sent: { request: number }[] = [];
+    const server = createHttpServer((req, res) => {
+      let body = "";
+      req.on("data", (d) => (body += String(d)));
+      req.on("end", () => {
+        sent = JSON.parse(body).commands;
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ results: sent.map((c, i) => ({ seq: i + 1, output: null, request: c.request })) }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const file = join(away, "mixed.ndjson");
+      writeFileSync(file, '{"op":"put","key":"a","value":1}\n{"command":{"op":"put","key":"b","value":2},"request":2}\n{"op":"put","key":"c","value":3}\n');
+      const r = await smrAsync("batch", "demo", file, "--client", "bb", "--first-request", "1", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      expect(r.status, r.err).toBe(0);
+      expect(sent.map((c) => c.request)).toEqual([1, 2, 3]);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    const twice = join(away, "twice.ndjson");
+    writeFileSync(twice, '{"command":{"op":"put","key":"a","value":1},"request":5}\n{"op":"put","key":"b","value":2}\n{"command":{"op":"put","key":"c","value":3},"request":5}\n');
+    const u = smr("batch", "demo", twice, "--url", "http://127.0.0.1:9", "--token", "t");
+    expect(u.status).toBe(2);
+    expect(u.err).toContain("commands 1 and 3 both give request 5; each command needs its own");
   });
 
   it("says a restore may have landed when the whole file was sent and no answer came (it said only \"fetch failed\", and the restore was there 15 s later: a review)", async () => {
@@ -93,7 +152,7 @@ describe("smr before it sends anything", () => {
     try {
       const port = (server.address() as AddressInfo).port;
       const r = await smrAsync("restore", "demo", file, "--url", `http://127.0.0.1:${port}`, "--token", "t");
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(3);
       expect(r.err).toContain("the restore may still be applied (the server has what was sent); `smr groups status demo` shows whether it was");
     } finally {
       await new Promise((resolve) => server.close(resolve));

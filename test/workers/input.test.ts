@@ -208,6 +208,9 @@ describe("a 400 or a 404 says exactly what is wrong, one way", () => {
     expectError(await command("fields", { op: "put", key: 5, value: 1 }), 400, "bad_request", /^body\.command\.key: /);
     const batch = { client: "b", commands: [{ request: 1, command: { op: "put", key: "a", value: 1 } }, { request: 2, command: { op: "get", key: 5 } }] };
     expectError(await api("POST", "/v1/groups/fields/commands", batch, clientToken), 400, "bad_request", /^body\.commands\.1\.command\.key: /);
+    // A request id given twice names the second item (it named none: a review).
+    const twice = { client: "b", commands: [1, 2, 1].map((request) => ({ request, command: { op: "put", key: "a", value: request } })) };
+    expectError(await api("POST", "/v1/groups/fields/commands", twice, clientToken), 400, "bad_request", /^body\.commands\.2\.request: request id 1 is also item 0's: each command of a batch needs its own request id$/);
     expectError(await query("fields", { op: "get", key: 5 }), 400, "bad_request", /^body\.query\.key: /);
     expectError(await api("POST", "/v1/groups/fields/commands", { client: "c", request: 1 }, clientToken), 400, "bad_request", /^body\.command: required$/);
     expectError(await command("fields", { op: "put", value: 1 }), 400, "bad_request", /^body\.command\.key: required \(string\)$/);

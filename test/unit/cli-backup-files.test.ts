@@ -1,0 +1,89 @@
+// `smr snapshot -o` and `smr restore --create` against a stand-in server (no workerd): the file's
+// mode, a closed terminal's SIGHUP, and a refused file's group (each from a review).
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const bin = join(__dirname, "../../bin/smr.mjs");
+const dir = mkdtempSync(join(tmpdir(), "smr-files-"));
+const header = '{"group":"demo","machine":"kv","seq":2,"rows":1,"digest":"00","spec":{"machine":"kv","replicas":3}}\n';
+const deleted: string[] = [];
+let server: Server;
+let url = "";
+
+function route(req: IncomingMessage, res: ServerResponse): void {
+  const answer = (status: number, body?: unknown) => {
+    res.writeHead(status, { "content-type": "application/json" });
+    res.end(body === undefined ? undefined : JSON.stringify(body));
+  };
+  const path = req.url ?? "";
+  if (path === "/v1/groups/demo/snapshot") {
+    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    res.end(`${header}["a",1]\n`);
+  } else if (path === "/v1/groups/hang/snapshot") {
+    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    res.write(header); // and never the rest
+  } else if (req.method === "GET" && path === "/v1/groups/made") answer(404, { error: { code: "not_found", message: "group made does not exist" } });
+  else if (req.method === "PUT" && path === "/v1/groups/made") answer(201, { group: "made", incarnation: 1 });
+  else if (req.method === "POST" && path === "/v1/groups/made/restore") {
+    req.resume();
+    req.on("end", () => answer(413, { error: { code: "too_large", message: "the file unpacks to more than 64 MiB" } }));
+  } else if (req.method === "DELETE") {
+    deleted.push(path);
+    answer(204);
+  } else answer(404, { error: { code: "not_found", message: "no such route" } });
+}
+
+function run(...args: string[]) {
+  const child = spawn(process.execPath, [bin, ...args, "--url", url, "--token", "t"], { cwd: dir, env: { ...process.env, SMR_URL: "", SMR_TOKEN: "" } });
+  let err = "";
+  child.stderr.on("data", (d) => (err += String(d)));
+  const exited = new Promise<{ code: number | null; signal: string | null; err: string }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, err })));
+  return { child, exited };
+}
+
+beforeAll(async () => {
+  server = createServer(route);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+describe("smr's backup files", () => {
+  it("a snapshot file is made readable by its owner only, and one written over keeps the mode it had (the rename gave a 0600 backup 0644)", async () => {
+    const fresh = join(dir, "fresh.ndjson");
+    expect((await run("snapshot", "demo", "-o", fresh).exited).code).toBe(0);
+    expect(statSync(fresh).mode & 0o777).toBe(0o600);
+    const kept = join(dir, "kept.ndjson");
+    writeFileSync(kept, "an earlier backup");
+    chmodSync(kept, 0o640);
+    expect((await run("snapshot", "demo", "-o", kept).exited).code).toBe(0);
+    expect(statSync(kept).mode & 0o777).toBe(0o640);
+  });
+
+  it("a closed terminal (SIGHUP) during snapshot -o leaves no partial file, as Ctrl-C does", async () => {
+    const file = join(dir, "hup.ndjson");
+    const r = run("snapshot", "hang", "-o", file);
+    const deadline = Date.now() + 20_000;
+    while (!readdirSync(dir).some((n) => n.startsWith("hup.ndjson.partial-")) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    expect(readdirSync(dir).filter((n) => n.startsWith("hup.ndjson.partial-"))).toHaveLength(1);
+    r.child.kill("SIGHUP");
+    expect((await r.exited).signal).toBe("SIGHUP");
+    expect(readdirSync(dir).filter((n) => n.startsWith("hup.ndjson"))).toEqual([]);
+  });
+
+  it("restore --create deletes the group it made when the file is refused with any 4xx, not only a 400 (a 413 left it)", async () => {
+    const file = join(dir, "restore.ndjson");
+    writeFileSync(file, `${header}["a",1]\n`);
+    const r = await run("restore", "made", file, "--create").exited;
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("413 too_large");
+    expect(r.err).toContain("the file was refused; group made, made by --create, was deleted again");
+    expect(deleted.some((p) => p.startsWith("/v1/groups/made"))).toBe(true);
+    expect(existsSync(file)).toBe(true);
+  });
+});
