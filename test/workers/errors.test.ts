@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
 import { thrownByObjectCode } from "../../workers/groups.js";
-import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+import { adminToken, api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 async function direct(path: string, init: RequestInit, envOverride: Record<string, unknown>) {
   const res = await worker.fetch(new Request(`http://smr.test${path}`, init), { ...env, ...envOverride } as any, {} as any);
@@ -122,6 +122,33 @@ describe("bad input", () => {
     expect(res.status).toBe(413);
     expect(((await res.json()) as any).error.message).toBe("body: larger than 262144 bytes");
     expect(sentBytes).toBeLessThan(2 * 1024 * 1024);
+  });
+
+  it("a body refused before it is read (its declared length over 256 KiB, a compressed one, a restore's over 64 MiB) is cancelled: left unread, the runtime took the whole upload before answering (a 5 MB body's 413 came after 24 s, a declared length never sent got no answer: a probe)", async () => {
+    await createGroup("big-declared");
+    for (const [path, headers, token] of [
+      ["/v1/groups/big-declared/commands", { "content-length": "999999999" }, clientToken],
+      ["/v1/groups/big-declared/commands", { "content-encoding": "gzip" }, clientToken],
+      ["/v1/groups/big-declared/restore", { "content-length": String(200 * 1024 * 1024) }, adminToken],
+    ] as const) {
+      let cancelled = false;
+      // One chunk, then nothing: a client that declared more than it sends (or sends slowly).
+      let sent = false;
+      const body = new ReadableStream<Uint8Array>({
+        pull(ctrl) {
+          if (!sent) ctrl.enqueue(new TextEncoder().encode("{"));
+          sent = true;
+          return new Promise(() => {});
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
+      const init = { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers }, body };
+      const res = await worker.fetch(new Request(`http://smr.test${path}`, init), env as any, {} as any);
+      expect(res.status, path).toBe(headers["content-encoding"] ? 400 : 413);
+      expect(cancelled, `${path} ${JSON.stringify(headers)}`).toBe(true);
+    }
   });
 
   it("a compressed body is refused as such, not called malformed JSON", async () => {
