@@ -274,7 +274,9 @@ export async function remove(env: Env, group: string, force = false, incarnation
   const directory = directoryStub(env, group);
   const record = (await directory.get()) as GroupRecord | null;
   if (record && incarnation !== undefined && record.config.incarnation !== incarnation) {
-    throw new ApiError("conflict", `group ${group} was deleted and created again (incarnation ${record.config.incarnation}; asked to delete incarnation ${incarnation}): the new group is left as it is`);
+    // One above the group's was never a life of it (it said "deleted and created again": a probe).
+    const why = incarnation > record.config.incarnation ? `is at incarnation ${record.config.incarnation}; incarnation ${incarnation} never existed` : `was deleted and created again (incarnation ${record.config.incarnation}; asked to delete incarnation ${incarnation})`;
+    throw new ApiError("conflict", `group ${group} ${why}: the group is left as it is`);
   }
   cache.delete(group);
   forgetTokens(group);

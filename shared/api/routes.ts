@@ -185,7 +185,8 @@ export const routes: Route[] = [
     description: "A 503 while one of its objects cannot be reached (retry); with `force=1`, a 204 whatever can be reached, the storage of those that cannot left behind (a location lost for good).",
     query: deleteGroupParams,
     answers: [{ status: 204, description: "deleted" }],
-    errors: ["bad_request", "unavailable"],
+    // 409: `incarnation` names another life of the group (it was left out here: a probe).
+    errors: ["bad_request", "conflict", "unavailable"],
   },
 
   // ---- commands and queries --------------------------------------------------------------------

@@ -192,6 +192,8 @@ describe("the document's request schemas refuse what the router refuses", () => 
       expect(spec.responseProblems(method, path, 503, unavailable), `${method} ${path}`).toEqual([]);
     }
     expect(spec.responseProblems("POST", "/v1/groups/demo/restore", 504, { error: { code: "timeout", message: "m" } })).toEqual([]);
+    // A delete naming another life of the group (`incarnation`): left out before (a probe).
+    expect(spec.responseProblems("DELETE", "/v1/groups/demo", 409, { error: { code: "conflict", message: "m" } })).toEqual([]);
   });
 });
 

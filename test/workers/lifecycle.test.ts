@@ -31,6 +31,8 @@ describe("incarnations", () => {
     expect(second).toBeGreaterThan(first);
     // A retry of the first life's delete (its answer lost) finds the group made again.
     expectError(await api("DELETE", `/v1/groups/life-del?incarnation=${first}`), 409, "conflict", new RegExp(`created again.*incarnation ${second}`));
+    // One that never was a life of it is not said to be an older one (a probe).
+    expectError(await api("DELETE", `/v1/groups/life-del?incarnation=${second + 97}`), 409, "conflict", new RegExp(`^group life-del is at incarnation ${second}; incarnation ${second + 97} never existed: the group is left as it is$`));
     expect((await command("life-del", { op: "put", key: "k", value: 1 })).status).toBe(200);
     for (const bad of ["x", "0", "-1", "1.5"]) expectError(await api("DELETE", `/v1/groups/life-del?incarnation=${bad}`), 400, "bad_request", /incarnation/);
     expect((await api("DELETE", `/v1/groups/life-del?incarnation=${second}`)).status).toBe(204);
