@@ -1106,7 +1106,9 @@ export class SequencerDriver {
     for (const id of step.diverged) this.quarantine(id);
     if (step.promote) this.promote(step.promote);
     if (step.fenced && !this.stopped) {
-      this.io.log("error", `sequencer ${this.core.config.group} at epoch ${this.core.epoch} fenced by a newer epoch; recovering`);
+      // A warning, said as what follows: every deposition (a failover's, a move's) logged an error
+      // that said "recovering" of an object that then only asks whether it is still in office (a probe).
+      this.io.log("warn", `sequencer ${this.core.config.group} at epoch ${this.core.epoch} fenced by a newer epoch: it stops, and recovers only if the group's directory still names it`);
       this.stop();
       this.io.onFenced?.();
       return;

@@ -361,6 +361,16 @@ function counted(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
  * 400) and the drain's bound counted unpacked bytes (a review). Here the drain stops the feed and
  * reads the raw body itself.
  */
+/**
+ * Why a gzip body did not unpack. The runtime's decompression takes one member: a file of several
+ * (concatenated .gz files, bgzip's output), which gunzip reads whole, was called "not gzip" (a review).
+ */
+function notGzip(err: unknown): string {
+  const why = err instanceof Error ? err.message : String(err);
+  if (/trailing bytes/i.test(why)) return "body: a gzip file of several members (.gz files joined end to end) is not taken here: gunzip it and send it as it is, or gzip it again as one";
+  return `body: not gzip, as its Content-Encoding says (${why})`;
+}
+
 export function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
   const gunzip = new DecompressionStream("gzip");
   const writer = gunzip.writable.getWriter();
@@ -395,7 +405,7 @@ export function gunzipped(raw: ReadableStreamDefaultReader<Uint8Array>): Upload 
         if (done) controller.close();
         else controller.enqueue(value);
       } catch (err) {
-        controller.error(cutOff ?? new ApiError("bad_request", `body: not gzip, as its Content-Encoding says (${err instanceof Error ? err.message : String(err)})`));
+        controller.error(cutOff ?? new ApiError("bad_request", notGzip(err)));
       }
     },
     cancel: (reason) => out.cancel(reason),
