@@ -132,7 +132,7 @@ describe("smr audit, audits, replicas, events, sequencer", () => {
 });
 
 describe("smr errors and exit codes", () => {
-  it("prints the API's status, code and message and exits 1; a usage error exits 2", async () => {
+  it("prints the API's status, code and message and exits 1; a usage error exits 2; an outcome unknown 3", async () => {
     const missing = await smr(["groups", "status", "cli-nope"], admin());
     expect(missing.code).toBe(1);
     expect(missing.stderr.trim()).toBe("error: 404 not_found: group cli-nope does not exist");
@@ -203,7 +203,8 @@ describe("smr errors and exit codes", () => {
     await new Promise<void>((resolve) => dropper.listen(0, "127.0.0.1", resolve));
     const lost = await smr(["put", "cli-kv", "k", "1", "--client", "me", "--request", "7", "--retry-for", "1"], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(dropper.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
     dropper.close();
-    expect(lost.code).toBe(1);
+    // Exit 3: the outcome unknown, told apart from a refusal's 1 (a review).
+    expect(lost.code).toBe(3);
     expect(lost.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
     expect(lost.stderr).toContain("to retry it exactly once, repeat it with --client me --request 7\n");
   }, cliTestMs);
