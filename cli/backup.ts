@@ -338,7 +338,8 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
   // One that exists is restored into as it is (the server refuses it if it has entries).
   const made = opts.create && !(await exists(client, group));
   if (opts.create && !made && opts.replicas !== undefined) throw new UsageError(`group ${group} exists: --replicas is for a group --create makes`);
-  if (made) await client.createGroup(group, createSpec(header, opts.replicas));
+  // The life made here: only it is deleted again if the file is refused.
+  const madeLife = made ? (await client.createGroup(group, createSpec(header, opts.replicas))).incarnation : undefined;
   // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
   const bar = new cliProgress.SingleBar(
     { format: "restore |{bar}| {percentage}% {value}/{total} bytes", stream: process.stderr, hideCursor: true },
@@ -366,9 +367,11 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
     if (json) return printJson(status);
     printStatus(status);
   } catch (err) {
-    // Any refusal of the file (a 4xx: nothing was restored), not only a 400: a 413 left the group (a review).
-    if (made && err instanceof ApiRequestError && err.status >= 400 && err.status < 500) {
-      const deleted = await client.deleteGroup(group).then(() => true, () => false);
+    // A refusal of the file itself, a 400 or a 413 (a 413 left the group: a review); not a 409,
+    // which says the group took writes or was made again meanwhile, and is left alone (a review).
+    // Only the life made here: a group made again meanwhile is another's.
+    if (made && err instanceof ApiRequestError && (err.status === 400 || err.status === 413)) {
+      const deleted = await client.deleteGroup(group, madeLife === undefined ? {} : { incarnation: madeLife }).then(() => true, () => false);
       bar.stop();
       process.stderr.write(deleted ? `the file was refused; group ${group}, made by --create, was deleted again\n` : `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it\n`);
     }

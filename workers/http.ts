@@ -7,7 +7,7 @@ import { ApiError } from "../shared/api/errors.js";
 import { checkJson, parseJson, repeatedKey } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { logEvent } from "../shared/log.js";
-import { bodyBytesMax, bodyReadTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
+import { bodyBytesMax, bodyReadTimeoutMs, restoreBytesMax, slowReplicasMax, statusReadMs } from "../shared/limits.js";
 import { bounded } from "../shared/bounded.js";
 import { TimeoutError, withTimeout } from "../shared/protocol/io.js";
 import type { GroupStatus } from "../shared/api/types.js";
@@ -91,21 +91,73 @@ async function readBody(c: Context<App>): Promise<Uint8Array> {
 }
 
 /**
- * Throws `err` with the body unread, cancelled first: left unread, the runtime took the whole
- * upload before the answer went (a 5 MB body's 413 came after 24 s), and a declared length whose
- * bytes never came got no answer at all (a probe).
+ * Throws `err` once the body is drained: read to its end, at most restoreBytesMax bytes and each
+ * part within bodyReadTimeoutMs, then cancelled. Left unread, a declared length whose bytes never
+ * came got no answer at all (a probe); cancelled at once, a client still sending got a reset
+ * connection instead of the answer (a review: a 5 MB put, a 70 MB restore).
  */
-export function refuseUnread(c: Context<App>, err: ApiError): never {
-  c.req.raw.body?.cancel().catch(() => undefined);
+export async function refuseUnread(c: Context<App>, err: ApiError): Promise<never> {
+  await drainRaw(c.req.raw.body?.getReader() ?? null, 0);
   throw err;
+}
+
+/**
+ * The next part of an upload, or a 400 once none has come for bodyReadTimeoutMs (the raw body is
+ * then cancelled, so no read stays outstanding). Without a bound, an upload that stalled after its
+ * header was never answered and held the group "restoring" (every command a 503) until the
+ * staged restore idled out 60 s later, and a refused one waited for ever for its drain; a client
+ * that went away was an internal error in the log (a probe). A lost connection is a 400 too.
+ */
+export async function nextPart(raw: ReadableStreamDefaultReader<Uint8Array>): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      raw.cancel().catch(() => undefined);
+      reject(new ApiError("bad_request", `body: nothing more received for ${bodyReadTimeoutMs / 1000} s; the upload was abandoned, send the file again`));
+    }, bodyReadTimeoutMs);
+  });
+  try {
+    return await Promise.race([raw.read(), idle]);
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError("bad_request", `body: the upload was cut off (${err instanceof Error ? err.message : String(err)})`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads what is left of a refused body (bounded, counting the bytes already read) before
+ * answering: a client still sending its body into a connection the server stopped reading gets a
+ * broken pipe instead of the answer. Stalled, it is cancelled.
+ */
+export async function drainRaw(reader: ReadableStreamDefaultReader<Uint8Array> | null, readBytes: number): Promise<void> {
+  if (!reader) return;
+  let bytes = readBytes;
+  try {
+    for (;;) {
+      const { value, done } = await nextPart(reader);
+      if (done) return;
+      bytes += value.byteLength;
+      if (bytes > restoreBytesMax) return;
+    }
+  } catch {
+    // the client went away, or stalled (the reader is cancelled then)
+  } finally {
+    try {
+      reader.releaseLock();
+    } catch {
+      // a read cancelled by the stall may still be settling
+    }
+  }
 }
 
 export async function jsonBody(c: Context<App>, optional = false): Promise<unknown> {
   const declared = Number(c.req.header("content-length") ?? "0");
-  if (declared > bodyBytesMax) refuseUnread(c, new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`));
+  if (declared > bodyBytesMax) await refuseUnread(c, new ApiError("too_large", `body: larger than ${bodyBytesMax} bytes`));
   // A compressed body read as JSON was "malformed JSON" (a probe): say why instead.
   const encoding = (c.req.header("content-encoding") ?? "identity").trim().toLowerCase();
-  if (encoding !== "identity" && encoding !== "") refuseUnread(c, new ApiError("bad_request", `body: Content-Encoding ${encoding} is not taken here; send the JSON as it is`));
+  if (encoding !== "identity" && encoding !== "") await refuseUnread(c, new ApiError("bad_request", `body: Content-Encoding ${encoding} is not taken here; send the JSON as it is`));
   const buf = await readBody(c);
   if (buf.byteLength === 0) {
     if (optional) return {};

@@ -729,11 +729,14 @@ export class SmrClient {
    * A status without the incarnation (its GET failed): a group that answers before a retry, once
    * the server said the delete is under way, was made again (a 409, not deleted).
    */
-  async deleteGroup(group: string, opts: { force?: boolean } = {}): Promise<void> {
-    const incarnation = await this.request<GroupStatus | null>("GET", groupPath(group)).then(
-      (s) => s?.incarnation,
-      () => undefined, // a 404 too: a delete left halfway is finished by the DELETE
-    );
+  async deleteGroup(group: string, opts: { force?: boolean; incarnation?: number } = {}): Promise<void> {
+    // `incarnation` given: only that life of the group (the one the caller made).
+    const incarnation =
+      opts.incarnation ??
+      (await this.request<GroupStatus | null>("GET", groupPath(group)).then(
+        (s) => s?.incarnation,
+        () => undefined, // a 404 too: a delete left halfway is finished by the DELETE
+      ));
     const q = new URLSearchParams();
     if (opts.force) q.set("force", "1");
     if (incarnation !== undefined) q.set("incarnation", String(incarnation));

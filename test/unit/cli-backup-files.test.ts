@@ -27,11 +27,14 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   } else if (path === "/v1/groups/hang/snapshot") {
     res.writeHead(200, { "content-type": "application/x-ndjson" });
     res.write(header); // and never the rest
-  } else if (req.method === "GET" && path === "/v1/groups/made") answer(404, { error: { code: "not_found", message: "group made does not exist" } });
-  else if (req.method === "PUT" && path === "/v1/groups/made") answer(201, { group: "made", incarnation: 1 });
+  } else if (req.method === "GET" && /^\/v1\/groups\/made(409)?$/.test(path)) answer(404, { error: { code: "not_found", message: "group made does not exist" } });
+  else if (req.method === "PUT" && /^\/v1\/groups\/made(409)?$/.test(path)) answer(201, { group: "made", incarnation: 4 });
   else if (req.method === "POST" && path === "/v1/groups/made/restore") {
     req.resume();
     req.on("end", () => answer(413, { error: { code: "too_large", message: "the file unpacks to more than 64 MiB" } }));
+  } else if (req.method === "POST" && path === "/v1/groups/made409/restore") {
+    req.resume();
+    req.on("end", () => answer(409, { error: { code: "conflict", message: "group made409 was deleted and created again during the restore: nothing was restored; the new group is left as it is" } }));
   } else if (req.method === "DELETE") {
     deleted.push(path);
     answer(204);
@@ -76,14 +79,18 @@ describe("smr's backup files", () => {
     expect(readdirSync(dir).filter((n) => n.startsWith("hup.ndjson"))).toEqual([]);
   });
 
-  it("restore --create deletes the group it made when the file is refused with any 4xx, not only a 400 (a 413 left it)", async () => {
+  it("restore --create deletes the life of the group it made when the file is refused (a 413 left it), and leaves a 409's group alone (another's writes, or a group made again)", async () => {
     const file = join(dir, "restore.ndjson");
     writeFileSync(file, `${header}["a",1]\n`);
     const r = await run("restore", "made", file, "--create").exited;
     expect(r.code).toBe(1);
     expect(r.err).toContain("413 too_large");
     expect(r.err).toContain("the file was refused; group made, made by --create, was deleted again");
-    expect(deleted.some((p) => p.startsWith("/v1/groups/made"))).toBe(true);
+    expect(deleted).toEqual(["/v1/groups/made?incarnation=4"]);
     expect(existsSync(file)).toBe(true);
+    const conflict = await run("restore", "made409", file, "--create").exited;
+    expect(conflict.code).toBe(1);
+    expect(conflict.err).toContain("409 conflict");
+    expect(deleted).toEqual(["/v1/groups/made?incarnation=4"]);
   });
 });

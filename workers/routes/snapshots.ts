@@ -7,7 +7,7 @@ import { bounded } from "../../shared/bounded.js";
 import { checkJson, parseJson, repeatedKey } from "../../shared/api/input.js";
 import type { SnapshotHeader, SnapshotSpec } from "../../shared/api/results.js";
 import type { GroupRecord } from "../../shared/control/directory.js";
-import { bodyReadTimeoutMs, exportPageTimeoutMs, readWaitMs, scrubNowStepsMax, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
+import { exportPageTimeoutMs, readWaitMs, scrubNowStepsMax, restoreBytesMax, slowReplicasMax, snapshotIdleMs, snapshotPageRows, snapshotsPerReplicaMax, transferPageBytes } from "../../shared/limits.js";
 import { machineFor, machineNames } from "../../shared/machines/index.js";
 import type { ExportInfo } from "../../shared/protocol/replica.js";
 import { machinePrefix, rowHash } from "../../shared/protocol/state.js";
@@ -18,7 +18,7 @@ import { type GroupConfig, isColocated, membersOf } from "../../shared/protocol/
 import { realClock, replicaStub, rpc } from "../env.js";
 import { withTimeout } from "../../shared/protocol/io.js";
 import * as groups from "../groups.js";
-import { type App, groupParam, refuseUnread, requireAdmin, status, statusForReaders } from "../http.js";
+import { type App, drainRaw, groupParam, nextPart, refuseUnread, requireAdmin, status, statusForReaders } from "../http.js";
 import type { RestoreAnswer } from "../sequencer.js";
 
 export const snapshotRoutes = new Hono<App>();
@@ -299,31 +299,6 @@ function uploadOf(c: Context<App>): Upload {
 }
 
 /**
- * The next part of an upload, or a 400 once none has come for bodyReadTimeoutMs (the raw body is
- * then cancelled, so no read stays outstanding). Without a bound, an upload that stalled after its
- * header was never answered and held the group "restoring" (every command a 503) until the
- * staged restore idled out 60 s later, and a refused one waited for ever for its drain; a client
- * that went away was an internal error in the log (a probe). A lost connection is a 400 too.
- */
-async function nextPart(raw: ReadableStreamDefaultReader<Uint8Array>): Promise<ReadableStreamReadResult<Uint8Array>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      raw.cancel().catch(() => undefined);
-      reject(new ApiError("bad_request", `body: nothing more received for ${bodyReadTimeoutMs / 1000} s; the upload was abandoned, send the file again`));
-    }, bodyReadTimeoutMs);
-  });
-  try {
-    return await Promise.race([raw.read(), idle]);
-  } catch (err) {
-    if (err instanceof ApiError) throw err;
-    throw new ApiError("bad_request", `body: the upload was cut off (${err instanceof Error ? err.message : String(err)})`);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
  * A plain upload, its bytes counted as the route reads them: the drain's bound counts them too (a
  * review). The stream pulls a part ahead of the route, so a read of the raw body may be under way
  * when the upload is refused: the drain waits for it and pulls no more. Drained beside it, the raw
@@ -422,7 +397,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   // A compressed upload's declared length is less than its file's: lines() bounds what it unpacks into.
-  if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) refuseUnread(c, new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`));
+  if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) await refuseUnread(c, new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`));
   const upload = uploadOf(c);
   let record = await groups.lookup(c.env, group);
   // The pages, end and abort go to the sequencer that began the restore: the record withSequencer
@@ -579,31 +554,6 @@ async function reached<T>(group: string, call: () => Promise<T>, failure: "not_d
   }
 }
 
-/**
- * Reads what is left of a refused upload's body (bounded, counting the bytes already read) before
- * answering: a client still sending its body into a connection the server stopped reading gets a
- * broken pipe instead of the answer.
- */
-async function drainRaw(reader: ReadableStreamDefaultReader<Uint8Array> | null, readBytes: number): Promise<void> {
-  if (!reader) return;
-  let bytes = readBytes;
-  try {
-    for (;;) {
-      const { value, done } = await nextPart(reader);
-      if (done) return;
-      bytes += value.byteLength;
-      if (bytes > restoreBytesMax) return;
-    }
-  } catch {
-    // the client went away, or stalled (the reader is cancelled then)
-  } finally {
-    try {
-      reader.releaseLock();
-    } catch {
-      // a read cancelled by the stall may still be settling
-    }
-  }
-}
 
 /**
  * Throws unless the group is still the life the restore began in: a 404 if it was deleted, a 409 if
