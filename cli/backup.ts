@@ -12,7 +12,7 @@ import { inputFile, positiveArg, upToArg, UsageError } from "./args.js";
 import { markUnknown, runOf, unanswered } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
 import { printStatus } from "./groups.js";
-import { printJson, printRecord, stdoutClosed } from "./output.js";
+import { printJson, printRecord, stdoutCarries, stdoutClosed } from "./output.js";
 
 /** Bytes of a file's start read to find its header line. */
 const headerBytesMax = 64 * 1024;
@@ -176,8 +176,16 @@ async function download(body: ReadableStream<Uint8Array>, partial: string, path:
   const mode = existsSync(path) ? statSync(path).mode & 0o777 : 0o600;
   try {
     const out = createWriteStream(partial, { flags: "wx", mode });
-    // The mode given at creation passes through the umask: set again, exactly.
-    out.on("open", (fd) => fchmodSync(fd, mode));
+    // The mode given at creation passes through the umask (077 made a replaced 0644 file 0600): set
+    // again, exactly, where the file system can (a vfat stick cannot: it threw from the stream's
+    // event, a stack trace and the partial file left, a review).
+    out.on("open", (fd) => {
+      try {
+        fchmodSync(fd, mode);
+      } catch {
+        // the mode given at creation, less the umask, stays
+      }
+    });
     await pour(body, out, (c) => {
       const before = tally.lines;
       tally.see(c);
@@ -303,6 +311,7 @@ function snapshotCommand(): Command {
       const body = cutOffSaid(await client.snapshot(group));
       if (target.kind === "own") {
         stdoutClosed.cutShort = "the output was closed before the download ended: what its reader took is not a whole snapshot";
+        stdoutCarries.stream = target.stream === process.stdout;
         return pass(body, target.stream, target.stream === process.stdout ? "stdout" : "stderr");
       }
       if (target.kind === "through") return pass(body, createWriteStream(target.path), target.path);

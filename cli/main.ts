@@ -13,7 +13,7 @@ import { dataCommands } from "./data.js";
 import { groupsCommand } from "./groups.js";
 import { memberCommands } from "./members.js";
 import { metricsCommand } from "./metrics.js";
-import { escapeUnsafe, printJson, printRecord, stdoutClosed } from "./output.js";
+import { escapeUnsafe, printJson, printRecord, stdoutCarries, stdoutClosed } from "./output.js";
 import { watchCommand } from "./watch.js";
 
 function configCommand(): Command {
@@ -116,13 +116,17 @@ function report(err: unknown): number {
  * exit code for "refused" and "may have run" (a review).
  */
 function reportJson(err: unknown): void {
-  if (err instanceof CommanderError && err.exitCode === 0) return;
+  // Help or the version was printed (no command given is help too); a stream's data is not added to.
+  if (err instanceof CommanderError && (err.exitCode === 0 || err.code === "commander.help")) return;
+  if (stdoutCarries.stream) return;
   const unknown = unknownOutcomeOf(err);
+  const message = err instanceof Error ? err.message : String(err);
   const error =
     err instanceof ApiRequestError
-      ? { status: err.status, code: err.code, message: err.message.slice(`${err.status} ${err.code}: `.length), ...(err.reason ? { reason: err.reason } : {}) }
-      : { code: err instanceof UsageError || err instanceof CommanderError ? "usage" : "error", message: err instanceof Error ? err.message : String(err) };
-  printJson({ error: { ...error, ...(unknown ? { outcome: "unknown", ...(unknown.retry ? { retry: unknown.retry } : {}) } : {}) } });
+      ? { status: err.status, code: err.code, message: message.slice(`${err.status} ${err.code}: `.length), ...(err.reason ? { reason: err.reason } : {}) }
+      : { code: err instanceof UsageError || err instanceof CommanderError ? "usage" : "error", message: message.replace(/^error: /, "") };
+  // One line: a script reading lines, or a log, takes it whole.
+  process.stdout.write(JSON.stringify({ error: { ...error, ...(unknown ? { outcome: "unknown", ...(unknown.retry ? { retry: unknown.retry } : {}) } : {}) } }) + "\n");
 }
 
 /** --json among the arguments before a `--` (report runs where no command's options are at hand). */

@@ -92,3 +92,9 @@ export function hashPrefix(hash: string | null | undefined): string {
  * head` exited 0, a backup cut short: a review).
  */
 export const stdoutClosed: { cutShort: string | null } = { cutShort: null };
+
+/**
+ * Set once a command's stdout carries its data as a stream (a snapshot, a watch's events): an error
+ * under --json is not added to it as a document (it was appended to a snapshot file: a review).
+ */
+export const stdoutCarries: { stream: boolean } = { stream: false };

@@ -3,7 +3,7 @@ import { Command } from "commander";
 import type { WatchEvent } from "../shared/client/index.js";
 import { seqArg } from "./args.js";
 import { runOf } from "./context.js";
-import { note, printable, safeJson } from "./output.js";
+import { note, printable, safeJson, stdoutCarries } from "./output.js";
 
 /** `seq  key=value key2=value2`; an entry that changed no key shows its command instead. */
 export function eventLine(e: WatchEvent): string {
@@ -64,6 +64,7 @@ export function watchCommand(): Command {
           note(`watch: ${reason}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`);
         },
       });
+      stdoutCarries.stream = true;
       for await (const e of feed) process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
       if (gaveUp !== null) throw new Error(gaveUp);
       if (signalled !== null) await dieBy(signalled);

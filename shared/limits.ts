@@ -378,7 +378,8 @@ export const sessionEvictBatch = 64;
 export const sessionIdleMsDefault = 24 * 60 * 60 * 1000;
 /**
  * A group's storage quota (`storageQuotaMiB` at creation): while any member's object holds this
- * much, commands that write are refused (503) and only those that free space go (kv's delete), as
+ * much, commands that write are refused (503) and only small ones that grow no state go (kv's
+ * delete, a lock's release and renew: StateMachine.goesAtQuota), as
  * etcd's NOSPACE alarm does. A Durable Object stops taking writes at 10 GB, and a group whose
  * replicas are full can order nothing, not even a delete: a probe filled 231 MB per replica with
  * one 54 KB request (outputs of large reads, stored with the entry and the client's session).

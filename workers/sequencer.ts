@@ -90,8 +90,10 @@ export class SequencerObject extends ReplicaServing {
       storage: () => this.store,
       prepare: () => SqlSequencerStorage.create(sql),
       wipe: async () => {
-        // A restore being staged goes with the tables (its next page found no table: a 500).
+        // A restore being staged goes with the tables (its next page found no table: a 500), and
+        // its bytes with it: the co-located replica's size left them out for good (a review).
         this.restoring = null;
+        this.stage.drop();
         await (this.replica.exists ? dropSequencerTables(sql) : ctx.storage.deleteAll());
       },
       io: (cfg) => this.io(cfg),

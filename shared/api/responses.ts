@@ -70,7 +70,7 @@ export const groupStatus = z.object({
   outputs: z.enum(["first", "majority"]),
   checkpointEvery: z.number().int(),
   sessionIdleSeconds: z.number().int().nullable().optional().describe("a client idle this long is forgotten; null: never (a group created before sessions expired)"),
-  storageQuotaMiB: z.number().int().optional().describe("while any replica's storage (its storageBytes) holds this many MiB, commands that write are refused (503); only those that free space go"),
+  storageQuotaMiB: z.number().int().optional().describe("while any replica's storage (its storageBytes) holds this many MiB, commands that write are refused (503); only small ones that grow no state go"),
   incarnation: z.number().int().optional().describe("which life of the group name this is (higher after a delete and a create); DELETE ?incarnation= deletes only this one"),
   sequencer: sequencerStatus.describe("the object ordering the group's commands now"),
   replicas: z.array(replicaStatus),

@@ -71,7 +71,7 @@ export const createGroupBody = z
       .min(storageQuotaMiBMin)
       .max(storageQuotaMiBMax)
       .optional()
-      .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only those that free space go (kv: delete, and a txn of deletes); default ${storageQuotaMiBDefault}. When the group exists, another one given is a 409 (it is set at creation)`),
+      .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only small ones that grow no state go (kv: delete, and a txn of deletes; lock: release, renew); default ${storageQuotaMiBDefault}. When the group exists, another one given is a 409 (it is set at creation)`),
   })
   .strict()
   .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {

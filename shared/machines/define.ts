@@ -20,7 +20,7 @@ export interface MachineDefinition<C, Q> {
   query(state: MachineState, query: NoInfer<Q>): unknown;
   keysOf?(command: NoInfer<C>): string[];
   oversized?(command: NoInfer<C>): string | null;
-  atQuota?: { test(command: NoInfer<C>): boolean; commands: string };
+  goesAtQuota?: { test(command: NoInfer<C>): boolean; commands: string };
   checkRow?(key: string, value: unknown): string | null;
   checkState?(): StateChecker;
   generate: { command(rng: MachineRng): NoInfer<C>; query(rng: MachineRng): NoInfer<Q> };

@@ -165,7 +165,7 @@ export const kv: StateMachine<KvCommand, KvQuery> = {
     return [...(c.compare ?? []), ...(c.success ?? []), ...(c.failure ?? [])].map((x) => x.key);
   },
 
-  atQuota: {
+  goesAtQuota: {
     test(c: KvCommand): boolean {
       if (c.op !== "txn") return c.op === "delete";
       // Deletes only, and nothing else the entry would store: a txn's compares carry values (up to

@@ -125,7 +125,7 @@ export const lock = defineMachine({
    * is fixed): both go while the group's storage is at its quota, so held leases do not all lapse
    * while an operator frees space (a renew was refused like an acquire).
    */
-  atQuota: { test: (c) => c.op === "release" || c.op === "renew", commands: "release, renew" },
+  goesAtQuota: { test: (c) => c.op === "release" || c.op === "renew", commands: "release, renew" },
 
   keysOf(c) {
     return c.op === "acquire" ? [rowOf(c.lock), counterKey] : [rowOf(c.lock)];

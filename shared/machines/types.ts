@@ -72,7 +72,7 @@ export interface StateMachine<C = unknown, Q = unknown> {
    * other command is refused (SequencerCore.storageRefusal), which names them by `commands`.
    * Without it none is.
    */
-  atQuota?: { test(command: C): boolean; commands: string };
+  goesAtQuota?: { test(command: C): boolean; commands: string };
   /**
    * What is wrong with one row of this machine's state (key and value as apply() writes them), or
    * null: a restore refuses a file with such a row (400 naming the line), since apply() and query()

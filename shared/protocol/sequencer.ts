@@ -449,7 +449,7 @@ export class SequencerCore {
     const quotaMiB = this.quotaMiB;
     const worst = full.reduce((a, b) => (b.storageBytes! > a.storageBytes! ? b : a));
     // Said per machine: a bank group has no command that frees space (a review: it read "kv: delete").
-    const goes = machineFor(this.meta.config.machine).atQuota;
+    const goes = machineFor(this.meta.config.machine).goesAtQuota;
     const way = goes
       ? `only small ones that grow no state are ordered (${goes.commands}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
       : `this machine has no command that frees space: snapshot the group and restore it into a new group`;
@@ -493,7 +493,7 @@ export class SequencerCore {
     // A command that grows no state goes only while it is small itself: the entry stores it (a
     // probe's txns of 128 deletes of 512-byte keys each took 138 KB an entry past the quota).
     const full = this.storageRefusal();
-    if (full !== null && !(commandBytes(command) <= freeingCommandBytesMax && machineFor(this.meta.config.machine).atQuota?.test(command))) return { kind: "unavailable", reason: full, storage: true };
+    if (full !== null && !(commandBytes(command) <= freeingCommandBytesMax && machineFor(this.meta.config.machine).goesAtQuota?.test(command))) return { kind: "unavailable", reason: full, storage: true };
     const reach = this.reachableVoters();
     if (reach.count < reach.need) return { kind: "unavailable", reason: `only ${reach.count} voting ${reach.count === 1 ? "replica" : "replicas"} reachable, ${reach.need} needed` };
     return null;

@@ -82,11 +82,11 @@ describe("check-machine catches a nondeterministic machine", () => {
     expect(cloneCheck(defineMachine({ ...counterLike("many"), ...across(1_000) }), { seed: 1, prefix: 2, commands: 5 })).toEqual([]);
   });
 
-  it("a command said to go at the storage quota (atQuota) that grows the state is caught", () => {
-    const grower = defineMachine({ ...counterLike("grower"), atQuota: { test: () => true, commands: "set" } });
-    expect(cloneCheck(grower, { seed: 1, prefix: 0, commands: 5 }).join("\n")).toMatch(/goes at the storage quota \(atQuota\) but grew the state's rows from 2 to \d+ characters/);
+  it("a command said to go at the storage quota (goesAtQuota) that grows the state is caught", () => {
+    const grower = defineMachine({ ...counterLike("grower"), goesAtQuota: { test: () => true, commands: "set" } });
+    expect(cloneCheck(grower, { seed: 1, prefix: 0, commands: 5 }).join("\n")).toMatch(/goes at the storage quota \(goesAtQuota\) but grew the state's rows from 2 to \d+ characters/);
     // Rewriting a row at the same size (a lock's renew) passes.
-    expect(cloneCheck(defineMachine({ ...counterLike("same"), apply: (state: any) => (state.put("k", "v"), null), atQuota: { test: () => true, commands: "set" } }), { seed: 1, prefix: 1, commands: 5 })).toEqual([]);
+    expect(cloneCheck(defineMachine({ ...counterLike("same"), apply: (state: any) => (state.put("k", "v"), null), goesAtQuota: { test: () => true, commands: "set" } }), { seed: 1, prefix: 1, commands: 5 })).toEqual([]);
   });
 
   it("a machine whose query writes is caught", () => {

@@ -147,8 +147,8 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
       const [outA, outB] = [applyOnce(machine, a, command, ctx), applyOnce(machine, b, command, ctx)];
       if (text(outA) !== text(outB)) fail(`${what} gave ${show(outA)} on one copy of the state and ${show(outB)} on another`);
       else if (a.digest !== b.digest || rowsOf(a) !== rowsOf(b)) fail(`${what} left two copies of the state with different rows`);
-      // The commands said to grow no state (StateMachine.atQuota) are all a full group orders.
-      else if (machine.atQuota?.test(command) && rowsOf(a).length > rowsOf(main).length) fail(`${what} goes at the storage quota (atQuota) but grew the state's rows from ${rowsOf(main).length} to ${rowsOf(a).length} characters`);
+      // The commands said to grow no state (StateMachine.goesAtQuota) are all a full group orders.
+      else if (machine.goesAtQuota?.test(command) && rowsOf(a).length > rowsOf(main).length) fail(`${what} goes at the storage quota (goesAtQuota) but grew the state's rows from ${rowsOf(main).length} to ${rowsOf(a).length} characters`);
       checkQuery(machine, rng, a, b, fail);
     }
     const outcome = applyOnce(machine, main, command, ctx);

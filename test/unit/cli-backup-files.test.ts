@@ -24,6 +24,10 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   if (path === "/v1/groups/demo/snapshot") {
     res.writeHead(200, { "content-type": "application/x-ndjson" });
     res.end(`${header}["a",1]\n`);
+  } else if (path === "/v1/groups/cut/snapshot") {
+    res.writeHead(200, { "content-type": "application/x-ndjson" });
+    res.write(header);
+    setTimeout(() => res.socket?.destroy(), 50);
   } else if (path === "/v1/groups/hang/snapshot") {
     res.writeHead(200, { "content-type": "application/x-ndjson" });
     res.write(header); // and never the rest
@@ -41,11 +45,20 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   } else answer(404, { error: { code: "not_found", message: "no such route" } });
 }
 
+/** smr with these arguments against the stand-in server; `umask`: run under it (a shell sets it). */
 function run(...args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args, "--url", url, "--token", "t"], { cwd: dir, env: { ...process.env, SMR_URL: "", SMR_TOKEN: "" } });
+  return runUnder(null, ...args);
+}
+
+function runUnder(umask: string | null, ...args: string[]) {
+  const argv = [bin, ...args, "--url", url, "--token", "t"];
+  const env = { ...process.env, SMR_URL: "", SMR_TOKEN: "" };
+  const child = umask === null ? spawn(process.execPath, argv, { cwd: dir, env }) : spawn("sh", ["-c", `umask ${umask} && exec "$0" "$@"`, process.execPath, ...argv], { cwd: dir, env });
   let err = "";
+  let out = "";
   child.stderr.on("data", (d) => (err += String(d)));
-  const exited = new Promise<{ code: number | null; signal: string | null; err: string }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, err })));
+  child.stdout.on("data", (d) => (out += String(d)));
+  const exited = new Promise<{ code: number | null; signal: string | null; err: string; out: string }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, err, out })));
   return { child, exited };
 }
 
@@ -66,6 +79,19 @@ describe("smr's backup files", () => {
     chmodSync(kept, 0o640);
     expect((await run("snapshot", "demo", "-o", kept).exited).code).toBe(0);
     expect(statSync(kept).mode & 0o777).toBe(0o640);
+    // Under a umask of 077 too: the mode given at creation passes through it, so it is set again.
+    chmodSync(kept, 0o644);
+    expect((await runUnder("077", "snapshot", "demo", "-o", kept).exited).code).toBe(0);
+    expect(statSync(kept).mode & 0o777).toBe(0o644);
+  });
+
+  it("under --json, an error after a snapshot began on stdout is not added to it (it was appended to the file), and help is no error document", async () => {
+    const r = await run("snapshot", "cut", "--json").exited;
+    expect(r.code).toBe(1);
+    expect(r.out).toBe(header);
+    expect(r.err).toMatch(/cut off|not a whole snapshot/);
+    const help = await run("--json").exited;
+    expect(help.out).not.toContain('"error"');
   });
 
   it("a closed terminal (SIGHUP) during snapshot -o leaves no partial file, as Ctrl-C does", async () => {

@@ -133,6 +133,26 @@ describe("smr before it sends anything", () => {
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+    // Items whose outcome is unknown come back as results: the document carries the pair too (a review).
+    const timedOut = createHttpServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ results: [{ seq: 1, output: null }, { error: { code: "timeout", message: "outcome unknown" } }] }));
+      });
+    });
+    await new Promise<void>((resolve) => timedOut.listen(0, "127.0.0.1", resolve));
+    try {
+      const two = join(away, "two-more.ndjson");
+      writeFileSync(two, '{"op":"put","key":"a","value":1}\n{"op":"put","key":"b","value":2}\n');
+      const r = await smrAsync("batch", "demo", two, "--json", "--retry-for", "0", "--url", `http://127.0.0.1:${(timedOut.address() as AddressInfo).port}`, "--token", "t");
+      expect(r.status).toBe(3);
+      const doc = JSON.parse(r.out);
+      expect(doc).toMatchObject({ outcome: "unknown", retry: { client: expect.any(String), firstRequest: 1 } });
+      expect(r.err).toContain(`--client ${doc.retry.client} --first-request 1`);
+    } finally {
+      await new Promise((resolve) => timedOut.close(resolve));
+    }
     const twice = join(away, "twice.ndjson");
     writeFileSync(twice, '{"command":{"op":"put","key":"a","value":1},"request":5}\n{"op":"put","key":"b","value":2}\n{"command":{"op":"put","key":"c","value":3},"request":5}\n');
     const u = smr("batch", "demo", twice, "--url", "http://127.0.0.1:9", "--token", "t");

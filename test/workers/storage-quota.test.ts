@@ -130,4 +130,20 @@ describe("the storage quota (workerd)", () => {
     const put = await command("quota-restore", { op: "put", key: "after", value: "small" });
     expect(put.status, JSON.stringify(put.body)).toBe(200);
   });
+
+  it("staged rows dropped with the sequencer's tables (a fencing's wipe) are no longer left out of the co-located replica's size (they were for good: a review)", async () => {
+    await createGroup("quota-wipe");
+    expect((await command("quota-wipe", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    const seen = await runInDurableObject(replicaObject("quota-wipe", "r1"), async (inst: unknown) => {
+      const o = inst as { stage: { begin(): void; add(rows: [string, string][]): void; bytes: number }; lifecycle: { host: { wipe(): Promise<void> } }; replica: { store: { sizeBytes(): number } }; ctx: DurableObjectState };
+      o.stage.begin();
+      o.stage.add(Array.from({ length: 400 }, (_, i) => [`k${String(i).padStart(4, "0")}`, JSON.stringify("y".repeat(10_000))] as [string, string]));
+      const staged = o.stage.bytes;
+      await o.lifecycle.host.wipe();
+      return { staged, after: o.stage.bytes, reported: o.replica.store.sizeBytes(), database: o.ctx.storage.sql.databaseSize };
+    });
+    expect(seen.staged).toBeGreaterThan(3_000_000);
+    expect(seen.after).toBe(0);
+    expect(seen.reported).toBe(seen.database);
+  });
 });

@@ -338,11 +338,12 @@ function counted(raw: ReadableStreamDefaultReader<Uint8Array>): Upload {
  */
 /**
  * Why a gzip body did not unpack. The runtime's decompression takes one member: a file of several
- * (concatenated .gz files, bgzip's output), which gunzip reads whole, was called "not gzip" (a review).
+ * (concatenated .gz files, bgzip's output), which gunzip reads whole, was called "not gzip" (a
+ * review). Where the member ended is not told, so bytes after one member are said either way.
  */
 function notGzip(err: unknown): string {
   const why = err instanceof Error ? err.message : String(err);
-  if (/trailing bytes/i.test(why)) return "body: a gzip file of several members (.gz files joined end to end) is not taken here: gunzip it and send it as it is, or gzip it again as one";
+  if (/trailing bytes/i.test(why)) return "body: bytes follow the end of the gzip stream (several gzip members joined end to end, or data after one); gunzip the file and send it as it is, or gzip it again as one stream";
   return `body: not gzip, as its Content-Encoding says (${why})`;
 }
 
