@@ -25,6 +25,22 @@ import type { Growth, Run, Work } from "./run.js";
 import { type Storage, parseStorage, storageRoot } from "./storage.js";
 
 const args = process.argv.slice(2);
+/** Every option (a value follows those in `valued`): an unknown one, or --help, started a full 12-minute run over results.json (a probe). */
+const valued = ["--seconds", "--rounds", "--growth", "--out", "--ab", "--storage"];
+const switches = ["--quick", "--no-etcd", "--no-build"];
+const usage = "usage: npm run bench [-- --quick] [--seconds S] [--rounds R] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS] [--storage disk|memory]\n(README, \"Performance\"; docs/PERFORMANCE.md says how it measures)";
+for (let i = 0; i < args.length; i++) {
+  const a = args[i]!;
+  if (a === "--help" || a === "-h") {
+    console.log(usage);
+    process.exit(0);
+  }
+  if (valued.includes(a) && i + 1 < args.length) i++;
+  else if (!switches.includes(a)) {
+    console.error(`${valued.includes(a) ? `${a} needs a value` : `unknown option ${a}`}\n${usage}`);
+    process.exit(2);
+  }
+}
 const quick = args.includes("--quick");
 const flag = (name: string, fallback: number) => {
   const i = args.indexOf(`--${name}`);

@@ -17,7 +17,20 @@ function int(args: Map<string, string>, name: string, fallback: number): number 
   return n;
 }
 
+/** --help's text (it said "--help needs a value": a probe). */
+const usage = `usage:
+  npm run sim -- --seed S [--ops N] [--replicas R] [--faults all|none|LIST] [--machine ${machineNames.join("|")}] [--outputs first|majority] [--variant correct|stale-reads|early-commit|apply-uncommitted]
+  npm run sim -- --seeds K [...]          K random seeds; prints each failing seed, the failovers and the slowest seeds
+  npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam] [--seed S]   latency per location, failover
+  more: --clients N, --no-batches, --no-colocate, --session-idle MS, --output-free CHARS, --sleep-after MS, --log-bytes N
+  faults: ${faultKinds.join(", ")}
+  SIM_TRACE=1|log|all prints the run's trace to stderr (README, "Simulator")`;
+
 async function main(): Promise<number> {
+  if (process.argv.slice(2).some((a) => a === "--help" || a === "-h")) {
+    console.log(usage);
+    return 0;
+  }
   const args = parseFlags(process.argv.slice(2), ["geo", "no-batches", "no-colocate"]);
   const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle", "output-free", "sleep-after", "log-bytes"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
