@@ -5,6 +5,12 @@ export const bodyBytesMax = 256 * 1024;
 /** How long the router waits for a request body to arrive in full before it answers 400. */
 export const bodyReadTimeoutMs = 10_000;
 /**
+ * How much of a chunked body past bodyBytesMax the router reads on (kept nowhere) before its 413,
+ * within bodyReadTimeoutMs: a sender still sending gets the answer, not a reset (cancelled at
+ * once, a 5 MB body's sender got EPIPE: a review). Past it, or late, the body is cancelled.
+ */
+export const bodyDrainBytesMax = 8 * 1024 * 1024;
+/**
  * Deepest nesting of arrays and objects a JSON body may have. Deeper input is refused at the edge
  * (400) rather than reaching recursive code (validation, canonical JSON) that would overflow the
  * stack: a value nested ~1,850 levels used to answer 500.

@@ -18,7 +18,7 @@ import { type GroupConfig, isColocated, membersOf } from "../../shared/protocol/
 import { realClock, replicaStub, rpc } from "../env.js";
 import { withTimeout } from "../../shared/protocol/io.js";
 import * as groups from "../groups.js";
-import { type App, drainRaw, groupParam, nextPart, refuseUnread, requireAdmin, status, statusForReaders } from "../http.js";
+import { type App, drainRaw, groupParam, nextPart, requireAdmin, status, statusForReaders } from "../http.js";
 import type { RestoreAnswer } from "../sequencer.js";
 
 export const snapshotRoutes = new Hono<App>();
@@ -398,7 +398,8 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   // A compressed upload's declared length is less than its file's: lines() bounds what it unpacks into.
-  if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) await refuseUnread(c, new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`));
+  // Refused unread (the runtime drains it; see jsonBody).
+  if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
   const upload = uploadOf(c);
   let record = await groups.lookup(c.env, group);
   // The pages, end and abort go to the sequencer that began the restore: the record withSequencer
