@@ -23,41 +23,55 @@ import { batchBody, batchPuts, fillBody, putBody, readBody, value100 } from "./b
 import { median, medianTable, mediansOf, ratioTable, ratiosOf } from "./ratios.js";
 import type { Growth, Run, Work } from "./run.js";
 import { type Storage, parseStorage, storageRoot } from "./storage.js";
+import { parseFlags } from "../test/support/args.js";
 
-const args = process.argv.slice(2);
-/** Every option (a value follows those in `valued`): an unknown one, or --help, started a full 12-minute run over results.json (a probe). */
-const valued = ["--seconds", "--rounds", "--growth", "--out", "--ab", "--storage"];
-const switches = ["--quick", "--no-etcd", "--no-build"];
+/** --help's text: an unknown option, or --help, started a full 12-minute run over results.json (a probe). */
 const usage = "usage: npm run bench [-- --quick] [--seconds S] [--rounds R] [--growth N] [--no-etcd] [--no-build] [--out FILE] [--ab ROUNDS] [--storage disk|memory]\n(README, \"Performance\"; docs/PERFORMANCE.md says how it measures)";
-for (let i = 0; i < args.length; i++) {
-  const a = args[i]!;
-  if (a === "--help" || a === "-h") {
+
+/** The options, each checked: a value that is not one (`--seconds abc`, `--seconds --quick`) ran with NaN (a review). */
+function options(argv: string[]): Map<string, string> {
+  if (argv.includes("--help") || argv.includes("-h")) {
     console.log(usage);
     process.exit(0);
   }
-  if (valued.includes(a) && i + 1 < args.length) i++;
-  else if (!switches.includes(a)) {
-    console.error(`${valued.includes(a) ? `${a} needs a value` : `unknown option ${a}`}\n${usage}`);
+  const refuse = (why: string): never => {
+    console.error(`${why}\n${usage}`);
     process.exit(2);
+  };
+  const valued = ["seconds", "rounds", "growth", "ab", "out", "storage"];
+  const known = [...valued, "quick", "no-etcd", "no-build"];
+  for (const [i, a] of argv.entries()) {
+    const name = a.startsWith("--") ? a.slice(2).split("=")[0]! : null;
+    const isValue = i > 0 && valued.includes(argv[i - 1]!.slice(2)) && !argv[i - 1]!.includes("=");
+    if (name !== null && !isValue && !known.includes(name)) refuse(`unknown option ${a}`);
   }
+  let parsed: Map<string, string>;
+  try {
+    parsed = parseFlags(argv, ["quick", "no-etcd", "no-build"]);
+  } catch (err) {
+    return refuse((err as Error).message);
+  }
+  const counts: Record<string, number> = { seconds: 1, rounds: 1, growth: 0, ab: 0 };
+  for (const [k, v] of parsed) {
+    if (k in counts && !(/^\d+$/.test(v) && Number(v) >= counts[k]!)) refuse(`--${k} must be an integer of at least ${counts[k]}, not ${JSON.stringify(v)}`);
+    else if (k === "out" && (v === "" || v.startsWith("-"))) refuse(`--out needs a file name, not ${JSON.stringify(v)}`);
+  }
+  return parsed;
 }
-const quick = args.includes("--quick");
-const flag = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
+
+const args = options(process.argv.slice(2));
+const quick = args.has("quick");
+const flag = (name: string, fallback: number) => (args.has(name) ? Number(args.get(name)) : fallback);
 const seconds = flag("seconds", quick ? 4 : 8);
 const abRounds = flag("ab", 0);
 /** Interleaved rounds of the rows the targets compare, in a full run (each ratio takes medians). */
 const rounds = flag("rounds", 3);
 const growthOps = flag("growth", quick || abRounds > 0 ? 0 : 200_000);
-const withEtcd = !args.includes("--no-etcd");
-const storageIndex = args.indexOf("--storage");
-const runStorage: Storage = parseStorage(storageIndex >= 0 ? args[storageIndex + 1] : undefined);
+const withEtcd = !args.has("no-etcd");
+const runStorage: Storage = parseStorage(args.get("storage"));
 /** The smoke test builds dist/ once itself. */
-const build = !args.includes("--no-build");
-const outIndex = args.indexOf("--out");
-const outFile = outIndex >= 0 ? args[outIndex + 1]! : join(root, "bench", "results.json");
+const build = !args.has("no-build");
+const outFile = args.get("out") ?? join(root, "bench", "results.json");
 /** Seconds of unrecorded load before the first row (at most one row's length). */
 const warmUpSecondsMax = 2;
 /** Groups the smr-groups and smr-sharded rows spread their clients over. */

@@ -345,10 +345,12 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
   // A group this command made is deleted again if the file is refused: a retry with a
   // corrected file (perhaps of another machine) then starts from nothing, not from a 409.
   // One that exists is restored into as it is (the server refuses it if it has entries).
-  const made = opts.create && !(await exists(client, group));
-  if (opts.create && !made && opts.replicas !== undefined) throw new UsageError(`group ${group} exists: --replicas is for a group --create makes`);
-  // The life made here: only it is deleted again if the file is refused.
-  const madeLife = made ? (await client.createGroup(group, createSpec(header, opts.replicas))).incarnation : undefined;
+  const absent = opts.create && !(await exists(client, group));
+  if (opts.create && !absent && opts.replicas !== undefined) throw new UsageError(`group ${group} exists: --replicas is for a group --create makes`);
+  // Made here only if the PUT made it (201): one made the same by another meanwhile (200) is
+  // theirs (a review). The life made here is the only one deleted again if the file is refused.
+  let made = false;
+  const madeLife = absent ? (await client.createGroup(group, createSpec(header, opts.replicas), (created) => (made = created))).incarnation : undefined;
   // The bar shows the bytes fetch has taken from the file: sent, or in the socket's buffer.
   const bar = new cliProgress.SingleBar(
     { format: "restore |{bar}| {percentage}% {value}/{total} bytes", stream: process.stderr, hideCursor: true },
@@ -380,9 +382,18 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
     // which says the group took writes or was made again meanwhile, and is left alone (a review).
     // Only the life made here: a group made again meanwhile is another's.
     if (made && err instanceof ApiRequestError && (err.status === 400 || err.status === 413)) {
-      const deleted = await client.deleteGroup(group, madeLife === undefined ? {} : { incarnation: madeLife }).then(() => true, () => false);
+      const deleted = await client.deleteGroup(group, madeLife === undefined ? {} : { incarnation: madeLife }).then(
+        () => "yes" as const,
+        (e: unknown) => (e instanceof ApiRequestError && e.status === 409 ? ("another" as const) : ("no" as const)),
+      );
       bar.stop();
-      process.stderr.write(deleted ? `the file was refused; group ${group}, made by --create, was deleted again\n` : `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it\n`);
+      // A 409: the group was deleted and made again by someone else meanwhile: theirs, left alone (a review).
+      const said = {
+        yes: `the file was refused; group ${group}, made by --create, was deleted again`,
+        another: `the file was refused; group ${group}, made by --create, was deleted and made again by someone else meanwhile: that group is left alone`,
+        no: `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it`,
+      };
+      process.stderr.write(`${said[deleted]}\n`);
     }
     // The whole file sent and no answer (a connection lost, a 504): it may have landed. It said
     // "error: network ... fetch failed", and a review's restore was there 15 s later.

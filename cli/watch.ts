@@ -64,8 +64,11 @@ export function watchCommand(): Command {
           note(`watch: ${reason}; reconnecting in ${r.pauseMs} ms${r.after !== undefined ? ` after seq ${r.after}` : ""}`);
         },
       });
-      stdoutCarries.stream = true;
-      for await (const e of feed) process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
+      for await (const e of feed) {
+        // From the first event on (a watch refused at once, a 404, is an error document like any: a review).
+        stdoutCarries.stream = true;
+        process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
+      }
       if (gaveUp !== null) throw new Error(gaveUp);
       if (signalled !== null) await dieBy(signalled);
     });

@@ -31,14 +31,17 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   } else if (path === "/v1/groups/hang/snapshot") {
     res.writeHead(200, { "content-type": "application/x-ndjson" });
     res.write(header); // and never the rest
-  } else if (req.method === "GET" && /^\/v1\/groups\/made(409)?$/.test(path)) answer(404, { error: { code: "not_found", message: "group made does not exist" } });
-  else if (req.method === "PUT" && /^\/v1\/groups\/made(409)?$/.test(path)) answer(201, { group: "made", incarnation: 4 });
-  else if (req.method === "POST" && path === "/v1/groups/made/restore") {
+  } else if (req.method === "GET" && /^\/v1\/groups\/(made|made409|same|again)$/.test(path)) answer(404, { error: { code: "not_found", message: "group made does not exist" } });
+  // `same`: another made the same group between the CLI's look and its PUT (200, not 201).
+  else if (req.method === "PUT" && /^\/v1\/groups\/(made|made409|same|again)$/.test(path)) answer(path.endsWith("same") ? 200 : 201, { group: "made", incarnation: 4 });
+  else if (req.method === "POST" && /^\/v1\/groups\/(made|same|again)\/restore$/.test(path)) {
     req.resume();
     req.on("end", () => answer(413, { error: { code: "too_large", message: "the file unpacks to more than 64 MiB" } }));
   } else if (req.method === "POST" && path === "/v1/groups/made409/restore") {
     req.resume();
     req.on("end", () => answer(409, { error: { code: "conflict", message: "group made409 was deleted and created again during the restore: nothing was restored; the new group is left as it is" } }));
+  } else if (req.method === "DELETE" && path.startsWith("/v1/groups/again")) {
+    answer(409, { error: { code: "conflict", message: "group again was deleted and created again" } });
   } else if (req.method === "DELETE") {
     deleted.push(path);
     answer(204);
@@ -92,6 +95,10 @@ describe("smr's backup files", () => {
     expect(r.err).toMatch(/cut off|not a whole snapshot/);
     const help = await run("--json").exited;
     expect(help.out).not.toContain('"error"');
+    // A watch refused before any event is an error document like any other (it was none: a review).
+    const watch = await run("watch", "nosuch", "--json").exited;
+    expect(watch.code).toBe(1);
+    expect(JSON.parse(watch.out)).toMatchObject({ error: { status: 404, code: "not_found" } });
   });
 
   it("a closed terminal (SIGHUP) during snapshot -o leaves no partial file, as Ctrl-C does", async () => {
@@ -118,5 +125,11 @@ describe("smr's backup files", () => {
     expect(conflict.code).toBe(1);
     expect(conflict.err).toContain("409 conflict");
     expect(deleted).toEqual(["/v1/groups/made?incarnation=4"]);
+    // Made by another between the look and the PUT (200): theirs, not deleted (a review).
+    expect((await run("restore", "same", file, "--create").exited).code).toBe(1);
+    expect(deleted).toEqual(["/v1/groups/made?incarnation=4"]);
+    // Deleted and made again by another before the CLI's delete (its 409): said so, not "smr groups delete" (a review).
+    const again = await run("restore", "again", file, "--create").exited;
+    expect(again.err).toContain("was deleted and made again by someone else meanwhile: that group is left alone");
   });
 });

@@ -13,7 +13,7 @@ function tool(script: string, ...args: string[]) {
 }
 
 describe("the tools' usage", () => {
-  it("bench: --help prints its options and runs nothing; an unknown option or one without its value is exit 2", () => {
+  it("bench: --help prints its options and runs nothing; an unknown option, one without its value or with a value that is none is exit 2", () => {
     const help = tool("bench/bench.ts", "--help");
     expect(help.status).toBe(0);
     expect(help.out).toMatch(/^usage: npm run bench \[-- --quick\]/);
@@ -21,6 +21,13 @@ describe("the tools' usage", () => {
     expect(bogus.status).toBe(2);
     expect(bogus.err).toMatch(/^unknown option --bogus\nusage: npm run bench/);
     expect(tool("bench/bench.ts", "--quick", "--seconds").err).toMatch(/^--seconds needs a value/);
+    // A value that is none ran with NaN seconds, over results.json (a review).
+    for (const bad of [["--seconds", "abc"], ["--seconds", "--quick"], ["--rounds", "0"], ["--seconds=x"]]) {
+      const r = tool("bench/bench.ts", "--quick", ...bad);
+      expect(r.status, bad.join(" ")).toBe(2);
+      expect(r.err, bad.join(" ")).toMatch(/must be an integer of at least 1/);
+    }
+    expect(tool("bench/bench.ts", "--out", "--quick").err).toMatch(/^--out needs a file name/);
   });
 
   it("sim: --help prints its options and the fault kinds", () => {
