@@ -382,18 +382,8 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
     // which says the group took writes or was made again meanwhile, and is left alone (a review).
     // Only the life made here: a group made again meanwhile is another's.
     if (made && err instanceof ApiRequestError && (err.status === 400 || err.status === 413)) {
-      const deleted = await client.deleteGroup(group, madeLife === undefined ? {} : { incarnation: madeLife }).then(
-        () => "yes" as const,
-        (e: unknown) => (e instanceof ApiRequestError && e.status === 409 ? ("another" as const) : ("no" as const)),
-      );
       bar.stop();
-      // A 409: the group was deleted and made again by someone else meanwhile: theirs, left alone (a review).
-      const said = {
-        yes: `the file was refused; group ${group}, made by --create, was deleted again`,
-        another: `the file was refused; group ${group}, made by --create, was deleted and made again by someone else meanwhile: that group is left alone`,
-        no: `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it`,
-      };
-      process.stderr.write(`${said[deleted]}\n`);
+      await deleteMade(client, group, madeLife);
     }
     // The whole file sent and no answer (a connection lost, a 504): it may have landed. It said
     // "error: network ... fetch failed", and a review's restore was there 15 s later.
@@ -410,6 +400,21 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
   } finally {
     bar.stop();
   }
+}
+
+/** Deletes the life of `group` that restore --create made, and says what became of it. */
+async function deleteMade(client: SmrClient, group: string, life: number | undefined): Promise<void> {
+  const deleted = await client.deleteGroup(group, life === undefined ? {} : { incarnation: life }).then(
+    () => "yes" as const,
+    (e: unknown) => (e instanceof ApiRequestError && e.status === 409 ? ("another" as const) : ("no" as const)),
+  );
+  // A 409: the group was deleted and made again by someone else meanwhile: theirs, left alone (a review).
+  const said = {
+    yes: `the file was refused; group ${group}, made by --create, was deleted again`,
+    another: `the file was refused; group ${group}, made by --create, was deleted and made again by someone else meanwhile: that group is left alone`,
+    no: `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it`,
+  };
+  process.stderr.write(`${said[deleted]}\n`);
 }
 
 async function exists(client: SmrClient, group: string): Promise<boolean> {
