@@ -55,6 +55,7 @@ function options(argv: string[]): Map<string, string> {
   for (const [k, v] of parsed) {
     if (k in counts && !(/^\d+$/.test(v) && Number(v) >= counts[k]!)) refuse(`--${k} must be an integer of at least ${counts[k]}, not ${JSON.stringify(v)}`);
     else if (k === "out" && (v === "" || v.startsWith("-"))) refuse(`--out needs a file name, not ${JSON.stringify(v)}`);
+    else if (k === "storage" && v !== "disk" && v !== "memory") refuse(`--storage must be disk or memory, not ${JSON.stringify(v)}`);
   }
   return parsed;
 }

@@ -406,11 +406,13 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
 async function deleteMade(client: SmrClient, group: string, life: number | undefined): Promise<void> {
   const deleted = await client.deleteGroup(group, life === undefined ? {} : { incarnation: life }).then(
     () => "yes" as const,
-    (e: unknown) => (e instanceof ApiRequestError && e.status === 409 ? ("another" as const) : ("no" as const)),
+    (e: unknown) => (e instanceof ApiRequestError && e.status === 409 ? ("another" as const) : e instanceof ApiRequestError && e.status === 404 ? ("gone" as const) : ("no" as const)),
   );
-  // A 409: the group was deleted and made again by someone else meanwhile: theirs, left alone (a review).
+  // A 409: the group was deleted and made again by someone else meanwhile: theirs, left alone; a
+  // 404: someone deleted it already (it said "smr groups delete deletes it": reviews).
   const said = {
     yes: `the file was refused; group ${group}, made by --create, was deleted again`,
+    gone: `the file was refused; group ${group}, made by --create, was deleted meanwhile`,
     another: `the file was refused; group ${group}, made by --create, was deleted and made again by someone else meanwhile: that group is left alone`,
     no: `the file was refused; group ${group}, made by --create, could not be deleted now: \`smr groups delete ${group}\` deletes it`,
   };

@@ -5,11 +5,15 @@ export function parseFlags(argv: string[], switches: string[] = []): Map<string,
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
-    if (switches.includes(a.slice(2))) {
-      m.set(a.slice(2), "1");
+    // Split at the first "=" only: `--out=a=b.json` wrote to `a` (a review).
+    const eq = a.indexOf("=");
+    const name = eq === -1 ? a.slice(2) : a.slice(2, eq);
+    if (switches.includes(name)) {
+      if (eq !== -1) throw new Error(`--${name} takes no value`);
+      m.set(name, "1");
       continue;
     }
-    const [k, v] = a.includes("=") ? a.slice(2).split("=", 2) : [a.slice(2), argv[++i]];
+    const [k, v] = eq === -1 ? [name, argv[++i]] : [name, a.slice(eq + 1)];
     if (v === undefined) throw new Error(`--${k} needs a value`);
     m.set(k!, v);
   }

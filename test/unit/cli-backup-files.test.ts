@@ -31,15 +31,17 @@ function route(req: IncomingMessage, res: ServerResponse): void {
   } else if (path === "/v1/groups/hang/snapshot") {
     res.writeHead(200, { "content-type": "application/x-ndjson" });
     res.write(header); // and never the rest
-  } else if (req.method === "GET" && /^\/v1\/groups\/(made|made409|same|again)$/.test(path)) answer(404, { error: { code: "not_found", message: "group made does not exist" } });
+  } else if (req.method === "GET" && /^\/v1\/groups\/(made|made409|same|again|gone)$/.test(path)) answer(404, { error: { code: "not_found", message: "group made does not exist" } });
   // `same`: another made the same group between the CLI's look and its PUT (200, not 201).
-  else if (req.method === "PUT" && /^\/v1\/groups\/(made|made409|same|again)$/.test(path)) answer(path.endsWith("same") ? 200 : 201, { group: "made", incarnation: 4 });
-  else if (req.method === "POST" && /^\/v1\/groups\/(made|same|again)\/restore$/.test(path)) {
+  else if (req.method === "PUT" && /^\/v1\/groups\/(made|made409|same|again|gone)$/.test(path)) answer(path.endsWith("same") ? 200 : 201, { group: "made", incarnation: 4 });
+  else if (req.method === "POST" && /^\/v1\/groups\/(made|same|again|gone)\/restore$/.test(path)) {
     req.resume();
     req.on("end", () => answer(413, { error: { code: "too_large", message: "the file unpacks to more than 64 MiB" } }));
   } else if (req.method === "POST" && path === "/v1/groups/made409/restore") {
     req.resume();
     req.on("end", () => answer(409, { error: { code: "conflict", message: "group made409 was deleted and created again during the restore: nothing was restored; the new group is left as it is" } }));
+  } else if (req.method === "DELETE" && path.startsWith("/v1/groups/gone")) {
+    answer(404, { error: { code: "not_found", message: "group gone does not exist" } });
   } else if (req.method === "DELETE" && path.startsWith("/v1/groups/again")) {
     answer(409, { error: { code: "conflict", message: "group again was deleted and created again" } });
   } else if (req.method === "DELETE") {
@@ -131,5 +133,7 @@ describe("smr's backup files", () => {
     // Deleted and made again by another before the CLI's delete (its 409): said so, not "smr groups delete" (a review).
     const again = await run("restore", "again", file, "--create").exited;
     expect(again.err).toContain("was deleted and made again by someone else meanwhile: that group is left alone");
+    // Deleted by another before the CLI's delete (its 404): said so, not "smr groups delete deletes it".
+    expect((await run("restore", "gone", file, "--create").exited).err).toContain("the file was refused; group gone, made by --create, was deleted meanwhile");
   });
 });

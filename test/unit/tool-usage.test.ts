@@ -4,8 +4,12 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parseFlags } from "../support/args.js";
 
 const root = join(__dirname, "../..");
+
+/** Bench's options that keep a run it should have refused short and harmless (no build, no etcd, no results.json). */
+const harmless = ["--quick", "--seconds", "1", "--no-build", "--no-etcd", "--out", "/dev/null"];
 
 function tool(script: string, ...args: string[]) {
   const r = spawnSync("npx", ["tsx", script, ...args], { cwd: root, encoding: "utf8", timeout: 60_000 });
@@ -17,17 +21,26 @@ describe("the tools' usage", () => {
     const help = tool("bench/bench.ts", "--help");
     expect(help.status).toBe(0);
     expect(help.out).toMatch(/^usage: npm run bench \[-- --quick\]/);
-    const bogus = tool("bench/bench.ts", "--quick", "--bogus");
+    const bogus = tool("bench/bench.ts", ...harmless, "--bogus");
     expect(bogus.status).toBe(2);
     expect(bogus.err).toMatch(/^unknown option --bogus\nusage: npm run bench/);
-    expect(tool("bench/bench.ts", "--quick", "--seconds").err).toMatch(/^--seconds needs a value/);
+    expect(tool("bench/bench.ts", ...harmless, "--seconds").err).toMatch(/^--seconds needs a value/);
     // A value that is none ran with NaN seconds, over results.json (a review).
     for (const bad of [["--seconds", "abc"], ["--seconds", "--quick"], ["--rounds", "0"], ["--seconds=x"]]) {
-      const r = tool("bench/bench.ts", "--quick", ...bad);
+      const r = tool("bench/bench.ts", ...harmless, ...bad);
       expect(r.status, bad.join(" ")).toBe(2);
       expect(r.err, bad.join(" ")).toMatch(/must be an integer of at least 1/);
     }
-    expect(tool("bench/bench.ts", "--out", "--quick").err).toMatch(/^--out needs a file name/);
+    expect(tool("bench/bench.ts", ...harmless, "--out", "--quick").err).toMatch(/^--out needs a file name/);
+    expect(tool("bench/bench.ts", ...harmless, "--storage", "bogus").err).toMatch(/^--storage must be disk or memory, not "bogus"/);
+    // A switch takes no value; a value holding "=" is kept whole (`--out=a=b` wrote to `a`: a review).
+    expect(tool("bench/bench.ts", ...harmless, "--quick=0").err).toMatch(/^--quick takes no value/);
+  });
+
+  it("the tools' flag parser splits --name=value at the first '=' and refuses a value on a switch", () => {
+    expect(parseFlags(["--out=a=b.json", "--seeds", "3", "--geo"], ["geo"])).toEqual(new Map([["out", "a=b.json"], ["seeds", "3"], ["geo", "1"]]));
+    expect(() => parseFlags(["--geo=0"], ["geo"])).toThrow("--geo takes no value");
+    expect(() => parseFlags(["--seeds"])).toThrow("--seeds needs a value");
   });
 
   it("sim: --help prints its options and the fault kinds", () => {
