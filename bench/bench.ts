@@ -22,7 +22,7 @@ import { type LoadResult, runLoad } from "./load.js";
 import { batchBody, batchPuts, fillBody, putBody, readBody, value100 } from "./bodies.js";
 import { median, medianTable, mediansOf, ratioTable, ratiosOf } from "./ratios.js";
 import type { Growth, Run, Work } from "./run.js";
-import { type Storage, parseStorage, storageRoot } from "./storage.js";
+import { type Storage, parseStorage, storageRoot, storages } from "./storage.js";
 import { parseFlags } from "../test/support/args.js";
 
 /** --help's text: an unknown option, or --help, started a full 12-minute run over results.json (a probe). */
@@ -55,7 +55,7 @@ function options(argv: string[]): Map<string, string> {
   for (const [k, v] of parsed) {
     if (k in counts && !(/^\d+$/.test(v) && Number(v) >= counts[k]!)) refuse(`--${k} must be an integer of at least ${counts[k]}, not ${JSON.stringify(v)}`);
     else if (k === "out" && (v === "" || v.startsWith("-"))) refuse(`--out needs a file name, not ${JSON.stringify(v)}`);
-    else if (k === "storage" && v !== "disk" && v !== "memory") refuse(`--storage must be disk or memory, not ${JSON.stringify(v)}`);
+    else if (k === "storage" && !(storages as readonly string[]).includes(v)) refuse(`--storage must be ${storages.join(" or ")}, not ${JSON.stringify(v)}`);
   }
   return parsed;
 }

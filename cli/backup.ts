@@ -406,7 +406,8 @@ async function restoreAction(group: string, file: string, opts: { create?: boole
 async function deleteMade(client: SmrClient, group: string, life: number | undefined): Promise<void> {
   const deleted = await client.deleteGroup(group, life === undefined ? {} : { incarnation: life }).then(
     () => "yes" as const,
-    (e: unknown) => (e instanceof ApiRequestError && e.status === 409 ? ("another" as const) : e instanceof ApiRequestError && e.status === 404 ? ("gone" as const) : ("no" as const)),
+    // By the API's codes: a proxy's 404 page is not the group gone (a review).
+    (e: unknown) => (e instanceof ApiRequestError && e.code === "conflict" ? ("another" as const) : e instanceof ApiRequestError && e.code === "not_found" ? ("gone" as const) : ("no" as const)),
   );
   // A 409: the group was deleted and made again by someone else meanwhile: theirs, left alone; a
   // 404: someone deleted it already (it said "smr groups delete deletes it": reviews).

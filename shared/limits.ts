@@ -5,9 +5,10 @@ export const bodyBytesMax = 256 * 1024;
 /** How long the router waits for a request body to arrive in full before it answers 400. */
 export const bodyReadTimeoutMs = 10_000;
 /**
- * How much of a chunked body past bodyBytesMax the router reads on (kept nowhere) before its 413,
- * within bodyReadTimeoutMs: a sender still sending gets the answer, not a reset (cancelled at
- * once, a 5 MB body's sender got EPIPE: a review). Past it, or late, the body is cancelled.
+ * How much of a body past bodyBytesMax, chunked or declared, the router reads on (kept nowhere)
+ * before its 413, within bodyReadTimeoutMs: a sender still sending gets the answer, not a reset
+ * (cancelled at once, a 5 MB body's sender got EPIPE: a review). Past it, or late, the body is
+ * cancelled (its sender may see a reset); one declared larger is refused unread (jsonBody).
  */
 export const bodyDrainBytesMax = 8 * 1024 * 1024;
 /**

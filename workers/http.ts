@@ -54,13 +54,14 @@ export function groupParam(c: Context<App>): string {
 }
 
 /**
- * The body, read within bodyReadTimeoutMs and at most bodyBytesMax bytes of it: a declared length
- * whose bytes never come is a 400, not a hang, and a body past the bound is a 413 as soon as its
- * bytes pass it. Read whole first (c.req.arrayBuffer), a chunked body without a Content-Length
- * was held in memory to its end: 600 MB took the process from 0.8 to 1.95 GB before its 413 (a
- * probe), where an isolate on the platform has 128 MB.
+ * The body, read within bodyReadTimeoutMs, at most bodyBytesMax bytes of it kept: late, a 400, or
+ * a 413 if it is past the bound by its bytes or its declared length (a slow 5 MB upload was told
+ * "not received in full" and might send it again: a review); past the bound, read on to its end or
+ * bodyDrainBytesMax (then cancelled) and a 413; cut off by the client, a 400. Read whole first
+ * (c.req.arrayBuffer), a chunked body was held in memory to its end: 600 MB took the process from
+ * 0.8 to 1.95 GB before its 413 (a probe), where an isolate on the platform has 128 MB.
  */
-async function readBody(c: Context<App>): Promise<Uint8Array> {
+async function readBody(c: Context<App>, declaredBytes: number): Promise<Uint8Array> {
   const body = c.req.raw.body;
   if (body === null) return new Uint8Array(0);
   const reader = body.getReader();
@@ -86,12 +87,13 @@ async function readBody(c: Context<App>): Promise<Uint8Array> {
       if (bytes > bodyDrainBytesMax) break;
     }
   } catch (err) {
-    if (!late && bytes <= bodyBytesMax) throw err;
+    // The client went away: a 400, not a 500 with an internal-error line (a review).
+    if (!late && bytes <= bodyBytesMax) throw new ApiError("bad_request", `body: the upload was cut off (${err instanceof Error ? err.message : String(err)})`);
   } finally {
     clearTimeout(timer);
   }
   if (bytes > bodyDrainBytesMax) reader.cancel().catch(() => undefined);
-  if (bytes > bodyBytesMax) throw tooLarge();
+  if (bytes > bodyBytesMax || (late && declaredBytes > bodyBytesMax)) throw tooLarge();
   if (late) throw new ApiError("bad_request", `body: not received in full within ${bodyReadTimeoutMs} ms`);
   const all = new Uint8Array(bytes);
   let at = 0;
@@ -161,7 +163,7 @@ export async function jsonBody(c: Context<App>, optional = false): Promise<unkno
   // A compressed body read as JSON was "malformed JSON" (a probe): say why instead.
   const encoding = (c.req.header("content-encoding") ?? "identity").trim().toLowerCase();
   if (encoding !== "identity" && encoding !== "") throw new ApiError("bad_request", `body: Content-Encoding ${encoding} is not taken here; send the JSON as it is`);
-  const buf = await readBody(c);
+  const buf = await readBody(c, declared);
   if (buf.byteLength === 0) {
     if (optional) return {};
     throw new ApiError("bad_request", "body: a JSON body is required");
