@@ -287,8 +287,20 @@ export async function remove(env: Env, group: string, force = false, incarnation
     return false;
   }
   if (record.state !== "deleting") await directory.setState(record.config.incarnation, "deleting");
+  await dueForCron(env, group);
   await finishDelete(env, { ...record, state: "deleting" }, force);
   return true;
+}
+
+/**
+ * The cron takes the group at its next lap even if it sleeps, so that it finishes a delete that
+ * fails here (RegistryObject.unclaim). An asleep group's row said "audited lately", and its
+ * failed DELETE waited up to asleepAuditEveryMs for the cron when no request came (a probe).
+ */
+async function dueForCron(env: Env, group: string): Promise<void> {
+  await registryStub(env)
+    .unclaim(group)
+    .catch((err: unknown) => logEvent({ event: "delete-unclaim-failed", group, message: `the cron may not finish this delete before its daily audit if it fails: ${String(err)}` }, "warn"));
 }
 
 /**

@@ -171,6 +171,25 @@ describe("the cron and asleep groups", () => {
     expect((await run()).audited).toBe(1);
   }, 120_000);
 
+  it("finishes at its next run the delete of an asleep group that failed (503), not a day later", async () => {
+    await createGroup("sl-del");
+    const run = () => auditAll(env as unknown as Env);
+    expect((await run()).audited).toBe(1);
+    await registry().noteSleep("sl-del", 1, Date.now());
+    expect((await run()).audited).toBe(0); // asleep, audited lately: skipped
+    await api("POST", "/v1/groups/sl-del/faults", { target: "sequencer", fault: "unreachable" });
+    try {
+      const del = await api("DELETE", "/v1/groups/sl-del");
+      expect(del.status).toBe(503);
+    } finally {
+      await api("POST", "/v1/groups/sl-del/faults", { target: "sequencer", fault: "none" });
+    }
+    // No request comes to the group again: the cron's next run finishes the delete.
+    await run();
+    expect((await registry().list(null, 100)).groups).not.toContain("sl-del");
+    expect((await api("GET", "/v1/groups/sl-del", undefined, adminToken)).status).toBe(404);
+  }, 60_000);
+
   it("a registry made before these columns gets them, its names awake and due", async () => {
     await listed(["sl-old"]);
     await runInDurableObject(registry(), (instance: RegistryObject, state) => {
