@@ -29,13 +29,16 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
   let audited = 0;
   let inFlight = 0;
   let lapEnd = false;
+  let lap: number | undefined;
   const claim = async (): Promise<boolean> => {
     // Room for the claim itself and the run's record at its end, and for the worst case of each
     // group it takes and of those under way.
     const room = Math.floor((budget.subrequestsMax - calls.n - 2) / budget.groupSubrequestsMax) - inFlight;
     if (lapEnd || room <= 0 || Date.now() - startedMs >= budget.claimMs) return false;
     try {
-      const page = await registryStub(counted).claim(Math.min(room, auditConcurrencyMax));
+      // Within the lap of its first claim: a run at once with this one may end it (RegistryObject.claim).
+      const page = await registryStub(counted).claim(Math.min(room, auditConcurrencyMax), lap);
+      lap = page.lap;
       queue.push(...page.groups);
       lapEnd = page.lapEnd;
       return page.groups.length > 0;

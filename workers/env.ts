@@ -68,7 +68,7 @@ export interface RegistryClient {
   /** The cron's audit of the name failed: taken again next lap (RegistryObject.unclaim). */
   unclaim(name: string): Promise<void>;
   list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }>;
-  claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }>;
+  claim(limit: number, withinLap?: number): Promise<{ groups: string[]; lapEnd: boolean; lap: number }>;
   finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }, lapEnded?: boolean): Promise<void>;
   cron(): Promise<CronFigures>;
 }
@@ -87,7 +87,7 @@ export function registryStub(env: Env): RegistryClient {
     remove: (name, incarnation) => bounded("remove", Promise.resolve(stub.remove(name, incarnation))),
     noteSleep: (name, incarnation, asleepSinceMs, noted) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs, noted))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
-    claim: (limit) => bounded("claim", Promise.resolve(stub.claim(limit))),
+    claim: (limit, withinLap) => bounded("claim", Promise.resolve(stub.claim(limit, withinLap))),
     finishRun: (run, lapEnded) => bounded("finishRun", Promise.resolve(stub.finishRun(run, lapEnded))),
     cron: () => bounded("cron", Promise.resolve(stub.cron()) as Promise<CronFigures>),
     unclaim: (name) => bounded("unclaim", Promise.resolve(stub.unclaim(name))),

@@ -4,18 +4,18 @@ import type { CronFigures } from "../shared/api/metrics.js";
 import { asleepAuditEveryMs } from "../shared/limits.js";
 
 /** The lap figures of CronFigures, which claim() keeps. */
-type Lap = Pick<CronFigures, "lapStartedMs" | "lapGroups" | "lastLapMs" | "lastLapGroups">;
+type Lap = Pick<CronFigures, "lapStartedMs" | "lapGroups" | "lastLapMs" | "lastLapGroups" | "laps">;
 
-/**
- * The list of group names (one instance), for GET /v1/groups and the cron, paged. Nothing on a
- * group's data path reads it: a group's record is its own directory object's.
- */
 /** Who noted a group's sleep and when (RegistryObject.noteSleep): the sequencer's epoch, then its clock. */
 export interface SleepNoted {
   epoch: number;
   atMs: number;
 }
 
+/**
+ * The list of group names (one instance), for GET /v1/groups and the cron, paged. Nothing on a
+ * group's data path reads it: a group's record is its own directory object's.
+ */
 export class RegistryObject extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -110,8 +110,11 @@ export class RegistryObject extends DurableObject<Env> {
    * two runs at once take different ones. An asleep group is skipped unless the cron took it
    * asleepAuditEveryMs ago or more (dueNames). `lapEnd`: these reach the last name due, and the
    * next claim starts again from the first. Each name returned is stamped as taken now.
+   * `withinLap`: names of that lap only (`lap`, the number of laps ended before it): a run stops
+   * at the end of the lap it began in, where a lap another run at once ended made it go round
+   * again (three runs at once took 300 audits of 100 groups: a probe). Out of it, nothing is taken.
    */
-  async claim(limit: number): Promise<{ groups: string[]; lapEnd: boolean }> {
+  async claim(limit: number, withinLap?: number): Promise<{ groups: string[]; lapEnd: boolean; lap: number }> {
     const nowMs = Date.now();
     const at = this.cronValue("cursor") ?? "";
     let lap: Lap = this.cronStatus();
@@ -124,6 +127,8 @@ export class RegistryObject extends DurableObject<Env> {
       page = this.dueNames("", limit, nowMs);
       fromFirst = true;
     }
+    const pageLap = lap.laps ?? 0;
+    if (withinLap !== undefined && withinLap !== pageLap) return { groups: [], lapEnd: false, lap: pageLap };
     // A claim from the first name that takes nothing (every group asleep and audited lately) is
     // no lap: the last whole lap's figures stay those of one that took groups. Begun there (no lap
     // under way), it ends none either: it said it did, and each such run timed the last lap again
@@ -136,7 +141,7 @@ export class RegistryObject extends DurableObject<Env> {
       this.setCron("cursor", page.next ?? "");
       this.setCron("status", JSON.stringify({ ...this.cronStatus(), ...lap }));
     });
-    return { groups: page.groups, lapEnd };
+    return { groups: page.groups, lapEnd, lap: pageLap };
   }
 
   /**
@@ -214,5 +219,5 @@ function lapAfter(lap: Lap, fromFirst: boolean, claimed: number, lapEnd: boolean
   const lapStartedMs = fromFirst ? nowMs : (lap.lapStartedMs ?? nowMs);
   const lapGroups = (fromFirst ? 0 : (lap.lapGroups ?? 0)) + claimed;
   if (!lapEnd) return { ...lap, lapStartedMs, lapGroups };
-  return { lapStartedMs, lapGroups: 0, lastLapMs: nowMs - lapStartedMs, lastLapGroups: lapGroups };
+  return { lapStartedMs, lapGroups: 0, lastLapMs: nowMs - lapStartedMs, lastLapGroups: lapGroups, laps: (lap.laps ?? 0) + 1 };
 }

@@ -89,6 +89,8 @@ export interface CronFigures {
   lapGroups?: number;
   lastLapMs?: number;
   lastLapGroups?: number;
+  /** Laps ended so far (absent before the first): a run stops at the end of the lap it began in. */
+  laps?: number;
   /** Groups whose sequencer is asleep (the registry's count; absent from a registry older than the field). */
   asleep?: number;
 }

@@ -97,22 +97,22 @@ describe("the cron and asleep groups", () => {
     await lap();
     for (const n of asleep) await registry().noteSleep(n, 1, Date.now());
     // One name a claim: a, then z past the 50 asleep ones, and z ends the lap.
-    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
-    expect(await registry().claim(1)).toEqual({ groups: ["sl-z"], lapEnd: true });
+    expect(await registry().claim(1)).toMatchObject({ groups: ["sl-a"], lapEnd: false });
+    expect(await registry().claim(1)).toMatchObject({ groups: ["sl-z"], lapEnd: true });
     expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lapGroups: 0, asleep: 50 });
-    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
+    expect(await registry().claim(1)).toMatchObject({ groups: ["sl-a"], lapEnd: false });
   });
 
   it("a cursor with only asleep names after it ends the lap and starts the next from the first name", async () => {
     await listed(["sl-a", "sl-b", "sl-c", "sl-d", "sl-e"]);
     await lap();
-    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
-    expect(await registry().claim(1)).toEqual({ groups: ["sl-b"], lapEnd: false });
+    expect(await registry().claim(1)).toMatchObject({ groups: ["sl-a"], lapEnd: false });
+    expect(await registry().claim(1)).toMatchObject({ groups: ["sl-b"], lapEnd: false });
     // Every name after the cursor falls asleep: the lap under way (a and b) is whole, and the next begins.
     for (const n of ["sl-c", "sl-d", "sl-e"]) await registry().noteSleep(n, 1, Date.now());
-    expect(await registry().claim(1)).toEqual({ groups: ["sl-a"], lapEnd: false });
+    expect(await registry().claim(1)).toMatchObject({ groups: ["sl-a"], lapEnd: false });
     expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lapGroups: 1 });
-    expect(await registry().claim(1)).toEqual({ groups: ["sl-b"], lapEnd: true });
+    expect(await registry().claim(1)).toMatchObject({ groups: ["sl-b"], lapEnd: true });
     expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lapGroups: 0 });
     const before = await registry().cron();
     // Every name asleep: claims take nothing (the cron's run stops), end no lap, and record no empty
@@ -122,15 +122,15 @@ describe("the cron and asleep groups", () => {
     await registry().noteSleep("sl-b", 1, Date.now());
     for (let i = 0; i < 3; i++) {
       const empty = await registry().claim(8);
-      expect(empty).toEqual({ groups: [], lapEnd: false });
+      expect(empty).toMatchObject({ groups: [], lapEnd: false });
       await registry().finishRun({ audited: 0, failed: 0, startedMs: Date.now(), endedMs: Date.now() + 60_000 * (i + 1) }, empty.lapEnd);
     }
     expect(await registry().cron()).toMatchObject({ lastLapGroups: 2, lastLapMs: before.lastLapMs, asleep: 5 });
     // One due its daily audit: taken, a lap of one.
     await claimedADayAgo("sl-c");
-    expect(await registry().claim(8)).toEqual({ groups: ["sl-c"], lapEnd: true });
+    expect(await registry().claim(8)).toMatchObject({ groups: ["sl-c"], lapEnd: true });
     expect(await registry().cron()).toMatchObject({ lastLapGroups: 1, lapGroups: 0 });
-    expect(await registry().claim(8)).toEqual({ groups: [], lapEnd: false });
+    expect(await registry().claim(8)).toMatchObject({ groups: [], lapEnd: false });
   });
 
   it("a cron run audits the awake group and leaves the asleep one alone, until its daily audit", async () => {
@@ -252,11 +252,25 @@ describe("the cron and asleep groups", () => {
   });
 });
 
+describe("a claim within a lap", () => {
+  it("takes nothing once the lap it names has ended (another run ended it), and stamps nothing", async () => {
+    await listed(["wl-a", "wl-b", "wl-c"]);
+    const first = await registry().claim(1); // run A: wl-a, in lap n
+    expect(first.groups).toEqual(["wl-a"]);
+    expect(await registry().claim(2)).toMatchObject({ groups: ["wl-b", "wl-c"], lapEnd: true, lap: first.lap }); // run B ends it
+    const late = await registry().claim(1, first.lap); // A again
+    expect(late).toEqual({ groups: [], lapEnd: false, lap: first.lap + 1 });
+    // The next lap is whole for the next run: nothing was taken or stamped by A's refused claim.
+    expect(await lap()).toEqual(["wl-a", "wl-b", "wl-c"]);
+    expect((await registry().cron()).laps).toBe(first.lap + 2);
+  });
+});
+
 describe("a lap's time", () => {
   it("lasts until the run that ended it has finished its audits, not just its last claim (a lap one run took whole was 0 s)", async () => {
     await listed(["lt-a", "lt-b"]);
     const startedMs = Date.now();
-    expect(await registry().claim(8)).toEqual({ groups: ["lt-a", "lt-b"], lapEnd: true });
+    expect(await registry().claim(8)).toMatchObject({ groups: ["lt-a", "lt-b"], lapEnd: true });
     await new Promise((r) => setTimeout(r, 50)); // the run's audits
     await registry().finishRun({ audited: 2, failed: 0, startedMs, endedMs: Date.now() }, true);
     const figures = await registry().cron();
