@@ -18,7 +18,8 @@ import { type GroupConfig, isColocated, membersOf } from "../../shared/protocol/
 import { realClock, replicaStub, rpc } from "../env.js";
 import { withTimeout } from "../../shared/protocol/io.js";
 import * as groups from "../groups.js";
-import { type App, drainRaw, groupParam, nextPart, requireAdmin, status, statusForReaders } from "../http.js";
+import { type App, groupParam, requireAdmin, status, statusForReaders } from "../http.js";
+import { drainRaw, nextPart } from "../upload.js";
 import type { RestoreAnswer } from "../sequencer.js";
 
 export const snapshotRoutes = new Hono<App>();
