@@ -11,14 +11,21 @@ import { childPids, withCpu } from "./cpu.js";
 import { batchBody, batchPuts, fillBody, putBody, readBody } from "./bodies.js";
 import { runLoad } from "./load.js";
 import { median } from "./ratios.js";
-import { parseStorage, storageRoot } from "./storage.js";
+import { parseStorage, storageRoot, storages } from "./storage.js";
+import { toolFlags } from "../test/support/args.js";
 import { type Server, root, startServer } from "../test/support/server.js";
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : fallback;
-};
+const usage = `usage: npm run compare -- --a OLD/index.js [--b dist/index.js] [--replicas-a N --replicas-b M] [--flags-a F,G --flags-b F,G] [--op put|batch|get] [--clients N] [--rounds R] [--seconds S] [--storage disk|memory]
+  two builds of the worker side by side, rows of the same load alternating between them; prints each
+  row, then the medians of puts/s and of workerd CPU µs per put. Without --a, both sides run this
+  build and differ in --replicas-a / --replicas-b or --flags-a / --flags-b`;
+const args = toolFlags(process.argv.slice(2), {
+  usage,
+  counts: { clients: 1, rounds: 1, seconds: 1, "replicas-a": 1, "replicas-b": 1 },
+  choices: { op: ["put", "batch", "get"], storage: storages },
+  texts: ["a", "b", "flags-a", "flags-b"],
+});
+const flag = (name: string, fallback: string) => args.get(name) ?? fallback;
 const builds = { a: flag("a", ""), b: flag("b", join(root, "dist", "index.js")) };
 const op = flag("op", "batch");
 const clients = Number(flag("clients", "32"));

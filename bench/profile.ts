@@ -5,12 +5,20 @@
 import { type Server, startServer } from "../test/support/server.js";
 import { batchBody, batchPuts, fillBody, putBody, readBody } from "./bodies.js";
 import { runLoad } from "./load.js";
+import { toolFlags } from "../test/support/args.js";
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : fallback;
-};
+const usage = `usage: npm run profile [-- --op put|batch|get] [--clients N] [--seconds S] [--top N] [--replicas N] [--prefill N] [--callers F,G] [--inclusive] [--baseline]
+  a V8 CPU profile of workerd under one load (default: batches of 100 from 32 clients for 8 s), and the
+  functions with the most self time (--top, default 45); needs dist/ (npm run build). --callers F: also
+  the call paths of F's samples; --inclusive: total time too; --baseline: the unreplicated object's puts`;
+const args = toolFlags(process.argv.slice(2), {
+  usage,
+  switches: ["inclusive", "baseline"],
+  counts: { clients: 1, seconds: 1, top: 1, replicas: 1, prefill: 0 },
+  choices: { op: ["put", "batch", "get"] },
+  texts: ["callers"],
+});
+const flag = (name: string, fallback: string) => args.get(name) ?? fallback;
 const op = flag("op", "batch");
 const clients = Number(flag("clients", "32"));
 const seconds = Number(flag("seconds", "8"));
@@ -24,7 +32,7 @@ const callersOf = flag("callers", "");
 const prefill = Number(flag("prefill", "0"));
 const replicas = Number(flag("replicas", "3"));
 /** --baseline: the unreplicated baseline object's put route instead (bench/dist/worker.js: run npm run bench once to build it). */
-const baseline = args.includes("--baseline");
+const baseline = args.has("baseline");
 const inspectorPort = 9230 + Math.floor(Math.random() * 500);
 const perRequest = op === "batch" ? batchPuts : 1;
 
@@ -163,7 +171,7 @@ async function main() {
     console.log(`${op}, ${clients} clients: ${puts} ${op === "get" ? "reads" : "puts"} in ${r.seconds} s (${Math.round(puts / r.seconds)}/s), ${r.errors} errors; profile ${Math.round(total)} ms, JS thread busy ${Math.round(total - idle)} ms = ${Math.round(((total - idle) * 1000) / puts)} µs per ${op === "get" ? "read" : "put"} (targets: ${targets.map((t) => t.title).join(", ")})`);
     const line = ([key, ms]: [string, number]) => `${ms.toFixed(0).padStart(7)} ms ${((ms / total) * 100).toFixed(1).padStart(5)}% ${((ms * 1000) / puts).toFixed(1).padStart(7)} µs  ${key}`;
     for (const r of rows.slice(0, top)) console.log(line(r));
-    if (args.includes("--inclusive")) {
+    if (args.has("inclusive")) {
       console.log("\nincluding callees:");
       for (const r of inclusiveTimes(profile).slice(0, top)) console.log(line(r));
     }

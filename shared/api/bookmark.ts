@@ -5,7 +5,8 @@
  * refused at once instead of being taken for a position of this log. A seq alone could not tell:
  * the new life reuses the old one's seqs, and a probe's sequential read with an old bookmark
  * answered 200 without the write it named. `b1.<epoch>.<seq>` (before) is still decoded (the
- * client compares kept ones), but a read with one is a 400: it names no group (a probe).
+ * client compares kept ones); it names no group, so a sequential read with one is served
+ * linearizable (workers/routes/commands.ts), not as a position of this log.
  */
 export interface Bookmark {
   epoch: number;

@@ -491,8 +491,8 @@ export const kvQuery = fc.oneof(
 export const bankQuery = fc.oneof({ weight: 4, arbitrary: fc.constant({ op: "balances" }) }, { weight: 1, arbitrary: fc.record({ op: fc.constant("balances"), account }) });
 
 /**
- * Bookmarks: well-formed ones of the older form (b1, refused since it names no group; the served
- * b2 ones are the workers tests'), then garbage.
+ * Bookmarks: well-formed ones of the older form (b1: it names no group, so a sequential read with
+ * one is served linearizable; the b2 ones are the workers tests'), then garbage.
  */
 export const bookmark = fc.oneof(
   { weight: 3, arbitrary: fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 5 })).map(([e, s]) => `b1.${e.toString(36)}.${s.toString(36)}`) },

@@ -6,8 +6,11 @@
 // seed and path that replay it: npm run fuzz -- --seed S --path P (same --cases-per-run).
 import fc from "fast-check";
 import { coresProperty, FuzzStats } from "./cores.js";
-import { parseFlags } from "../support/args.js";
+import { toolFlags } from "../support/args.js";
 
+const usage = `usage: npm run fuzz -- [--runs N] [--seed S] [--path P] [--cases-per-run M] [--batch B] [--allow-changed]
+  N generated cases (default 10,000) through the router's gate into fresh groups of real cores,
+  checked every B cases (default 50); exits 1 on a failure, printing the --seed and --path that replay it`;
 
 function int(args: Map<string, string>, name: string, fallback: number, min = 1): number {
   const v = args.get(name);
@@ -18,9 +21,7 @@ function int(args: Map<string, string>, name: string, fallback: number, min = 1)
 }
 
 function main(): number {
-  const args = parseFlags(process.argv.slice(2), ["allow-changed"]);
-  const known = new Set(["runs", "seed", "path", "cases-per-run", "batch", "allow-changed"]);
-  for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
+  const args = toolFlags(process.argv.slice(2), { usage, switches: ["allow-changed"], texts: ["runs", "seed", "path", "cases-per-run", "batch"] });
   const cases = int(args, "runs", 10_000);
   const perRun = int(args, "cases-per-run", 250);
   const batch = int(args, "batch", 50);

@@ -58,11 +58,12 @@ export function gateQuery(machine: MachineName, bytes: Uint8Array, withCheckJson
   if (!j.ok) return j;
   const b = queryBody.safeParse(j.value);
   if (!b.success) return refuse("bad_request", "schema", describeZodError(b.error, "body", j.value));
-  const bookmark = b.data.bookmark === undefined ? null : decodeBookmark(b.data.bookmark);
-  if (b.data.bookmark !== undefined && bookmark === null) return refuse("bad_request", "bookmark", "bookmark: malformed");
-  // The older form names no group: refused (workers/routes/commands.ts).
-  if (bookmark !== null && !bookmark.life) return refuse("bad_request", "bookmark", "bookmark: malformed (the older form, b1, names no group");
+  const given = b.data.bookmark === undefined ? null : decodeBookmark(b.data.bookmark);
+  if (b.data.bookmark !== undefined && given === null) return refuse("bad_request", "bookmark", "bookmark: malformed");
+  // The older form names no group: a sequential read with one is linearizable (workers/routes/commands.ts).
+  const older = given !== null && !given.life;
+  const consistency = older && b.data.consistency === "sequential" ? "linearizable" : b.data.consistency;
   const q = fromChecked(validateQuery(machineFor(machine), b.data.query));
   if (!q.ok) return q;
-  return { ok: true, query: q.value, consistency: b.data.consistency, bookmarkSeq: bookmark?.seq ?? null, raw: b.data.query };
+  return { ok: true, query: q.value, consistency, bookmarkSeq: older ? null : (given?.seq ?? null), raw: b.data.query };
 }

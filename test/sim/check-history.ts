@@ -3,9 +3,17 @@
 import { readFileSync } from "node:fs";
 import { checkHistory, parseHistory } from "./linearizability.js";
 
+const usage = `usage: npm run check-history -- FILE
+  FILE: {"model":"kv","operations":[{"client","call","return","input","output"}]} (README, "Simulator");
+  prints "linearizable" (exit 0), or "not linearizable" with the smallest failing key's operations
+  (exit 1); exit 2 on unreadable input`;
 const file = process.argv[2];
-if (!file) {
-  console.error("usage: npm run check-history -- FILE");
+if (file === "--help" || file === "-h") {
+  console.log(usage);
+  process.exit(0);
+}
+if (!file || process.argv.length > 3) {
+  console.error(usage);
   process.exit(2);
 }
 let history;

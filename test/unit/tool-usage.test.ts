@@ -1,4 +1,4 @@
-// The project's own tools (npm run bench, npm run sim) say how to use them, and refuse what they do
+// The project's own tools (npm run bench, sim, profile, compare, fuzz, check-history) say how to use them, and refuse what they do
 // not know: `npm run bench -- --help` started a full 12-minute run over bench/results.json, and
 // `npm run sim -- --help` said "--help needs a value" (a probe).
 import { spawnSync } from "node:child_process";
@@ -42,6 +42,28 @@ describe("the tools' usage", () => {
     expect(() => parseFlags(["--geo=0"], ["geo"])).toThrow("--geo takes no value");
     expect(() => parseFlags(["--seeds"])).toThrow("--seeds needs a value");
   });
+
+  it("profile, compare, fuzz, check-history: --help prints the usage and runs nothing; an unknown option or a value that is none is exit 2", () => {
+    // `npm run profile -- --help` ran a whole profile, fuzz said "--help needs a value", check-history read a file "--help" (a probe).
+    for (const [script, head] of [["bench/profile.ts", "usage: npm run profile"], ["bench/compare.ts", "usage: npm run compare"], ["test/fuzz/cli.ts", "usage: npm run fuzz"], ["test/sim/check-history.ts", "usage: npm run check-history"]] as const) {
+      const help = tool(script, "--help");
+      expect(help.status, script).toBe(0);
+      expect(help.out.startsWith(head), `${script}: ${help.out}${help.err}`).toBe(true);
+    }
+    for (const [script, args, why] of [
+      ["bench/profile.ts", ["--clients", "abc"], /^--clients must be an integer of at least 1, not "abc"\nusage: npm run profile/],
+      ["bench/profile.ts", ["--op", "puts"], /^--op must be one of put, batch, get, not "puts"/],
+      ["bench/profile.ts", ["--bogus", "1"], /^unknown option --bogus/],
+      ["bench/compare.ts", ["--rounds", "0"], /^--rounds must be an integer of at least 1/],
+      ["bench/compare.ts", ["--storage", "ram"], /^--storage must be one of disk, memory/],
+      ["test/fuzz/cli.ts", ["--run", "5"], /^unknown option --run\nusage: npm run fuzz/],
+      ["test/sim/check-history.ts", ["a.json", "b.json"], /^usage: npm run check-history/],
+    ] as const) {
+      const r = tool(script, ...args);
+      expect(r.status, `${script} ${args.join(" ")}`).toBe(2);
+      expect(r.err, `${script} ${args.join(" ")}`).toMatch(why);
+    }
+  }, 120_000);
 
   it("sim: --help prints its options and the fault kinds", () => {
     const help = tool("test/sim/cli.ts", "--help");

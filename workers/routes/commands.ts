@@ -244,18 +244,21 @@ function nearOf(c: Context<App>): string | null {
 commandRoutes.post("/:group/query", async (c) => {
   const group = groupParam(c);
   const body = parse(queryBody, await jsonBody(c), "body");
-  const bookmark = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
-  if (body.bookmark !== undefined && bookmark === null) throw new ApiError("bad_request", "bookmark: malformed");
-  // The older form (b1) names no group: another group's was taken for a position of this log, and
-  // a read with it served without the write it named (a probe). The client drops a kept bookmark
-  // on this 400 and reads linearizable.
-  if (bookmark !== null && !bookmark.life) throw new ApiError("bad_request", "bookmark: malformed (the older form, b1, names no group and cannot be checked against this one: read without it, or with a bookmark this group gave since)");
+  const given = body.bookmark === undefined ? null : decodeBookmark(body.bookmark);
+  if (body.bookmark !== undefined && given === null) throw new ApiError("bad_request", "bookmark: malformed");
+  // The older form (b1, given before 2026-12-05) names no group: another group's was taken for a
+  // position of this log, and a read with it served without the write it named (a probe). Then a
+  // 400, which broke every client upgraded past with one kept (an upgrade probe): the read is
+  // linearizable instead, which covers every position this group gave, and names none itself.
+  const older = given !== null && !given.life;
+  const bookmark = older ? null : given;
+  const consistency = older && body.consistency === "sequential" ? "linearizable" : body.consistency;
   // A stale read promises nothing a bookmark could name: one of another life is ignored, as before.
-  const record = body.consistency === "stale" ? await groups.lookup(c.env, group) : await lifeOf(c, group, bookmark);
+  const record = consistency === "stale" ? await groups.lookup(c.env, group) : await lifeOf(c, group, bookmark);
   const query = checked(validateQuery(machineFor(record.config.machine), body.query));
   const near = nearOf(c);
-  let minSeq = body.consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
-  if (body.consistency === "linearizable") {
+  let minSeq = consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
+  if (consistency === "linearizable") {
     // A read index from the sequencer (one small call), then the read at the nearest replica
     // that has applied it: the sequencer's thread never runs the query.
     const idx = await groups.withSequencer(c.env, group, (s) => rpc<ReadIndexAnswer>(s.readIndex()), (a) => a.kind === "not_found");
@@ -274,7 +277,7 @@ commandRoutes.post("/:group/query", async (c) => {
     // replica is overtaken readAnswerSlackMs after it was asked, not readWaitMs later as well
     // (3 s, an operator's probe).
     waitMs: minSeq === 0 ? 0 : readWaitMs,
-    onFirstTimeout: body.consistency === "sequential" && bookmark !== null ? () => refusePastEnd(c, group, bookmark.seq, "bookmark") : undefined,
+    onFirstTimeout: consistency === "sequential" && bookmark !== null ? () => refusePastEnd(c, group, bookmark.seq, "bookmark") : undefined,
   });
   // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
   if (a.kind !== "ok" && a.kind !== "timeout") groups.forget(group);
