@@ -63,7 +63,7 @@ export const createGroupBody = z
       .max(sessionIdleSecondsMax)
       .optional()
       .describe(
-        `a client with no command executed for this long is forgotten (its remembered requests and their outputs deleted, as commands arrive; a retry sent later answers 409, "may have run already", or runs again if the sequencer no longer knows it); default ${sessionIdleMsDefault / 1000} (a day; older groups keep the 7 days they were made with). Each command's session row (about 300 bytes with a small output) is kept for it when client ids are short-lived: size the storage quota for the rate times the window. Not compared when the group exists`,
+        `a client with no command executed for this long is forgotten (its remembered requests and their outputs deleted, as commands arrive; a retry sent later answers 409, "may have run already", or runs again if the sequencer no longer knows it); default ${sessionIdleMsDefault / 1000} (a day; older groups keep the 7 days they were made with). Each command's session row (about 300 bytes with a small output) is kept for it when client ids are short-lived: size the storage quota for the rate times the window. When the group exists, another one given is a 409 (it is set at creation)`,
       ),
     storageQuotaMiB: z
       .number()

@@ -14,6 +14,12 @@ describe("sessions that expire", () => {
     expect((await api("GET", "/v1/groups/sess-day")).body.sessionIdleSeconds).toBe(3_600);
     const bad = await api("PUT", "/v1/groups/sess-bad", { machine: "kv", sessionIdleSeconds: 0 });
     expectError(bad, 400, "bad_request", /sessionIdleSeconds/);
+    // A PUT again: the same window, or none named, finds the group; another is a 409 (it answered
+    // 200 and changed nothing: an upgrade probe).
+    expect((await api("PUT", "/v1/groups/sess-day", { machine: "kv", sessionIdleSeconds: 3_600 })).status).toBe(200);
+    expect((await api("PUT", "/v1/groups/sess-day", { machine: "kv" })).status).toBe(200);
+    expectError(await api("PUT", "/v1/groups/sess-day", { machine: "kv", sessionIdleSeconds: 60 }), 409, "conflict", /^group sess-day exists with another config: sessionIdleSeconds 3600, not 60 \(a group's session window is set when it is created\)/);
+    expect((await api("GET", "/v1/groups/sess-day")).body.sessionIdleSeconds).toBe(3_600);
   });
 
   it("forgets a client idle past the window: its retry then finds nothing remembered (409, never run twice), while an active client's retry is answered", async () => {

@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
+import type { GroupStatus } from "../../shared/api/types.js";
 import { createGroupBody, deleteGroupParams, groupConfigFrom, groupsParams } from "../../shared/api/schemas.js";
 import { groupsPageDefault } from "../../shared/limits.js";
 import { registryStub } from "../env.js";
@@ -18,14 +19,27 @@ groupRoutes.put("/:group", async (c) => {
   const body = parse(createGroupBody, await jsonBody(c), "body");
   const config = groupConfigFrom(group, body);
   const r = await groups.create(c.env, config);
-  // A quota asked for is compared (a probe: another one answered 200 and changed nothing); one not
-  // asked for is not (the default is stored at creation), so a PUT without one still finds the group.
-  const asked = body.storageQuotaMiB;
-  if (!r.created && asked !== undefined && r.status.storageQuotaMiB !== undefined && r.status.storageQuotaMiB !== asked) {
-    throw new ApiError("conflict", `group ${group} exists with another config: storageQuotaMiB ${r.status.storageQuotaMiB}, not ${asked} (a group's quota is set when it is created)`);
-  }
+  if (!r.created) refuseOtherSettings(group, body, r.status);
   return c.json(r.status, r.created ? 201 : 200);
 });
+
+/**
+ * The settings stored at creation that a PUT compares only when it names them (the default is
+ * stored, so a PUT without one still finds the group, made before the field or not): another
+ * quota answered 200 and changed nothing (a probe), and so did another session window (an
+ * upgrade probe: an older group's `null`, never forgetting, stayed whatever a PUT asked).
+ */
+function refuseOtherSettings(group: string, body: { storageQuotaMiB?: number; sessionIdleSeconds?: number }, status: GroupStatus): void {
+  const quota = body.storageQuotaMiB;
+  if (quota !== undefined && status.storageQuotaMiB !== undefined && status.storageQuotaMiB !== quota) {
+    throw new ApiError("conflict", `group ${group} exists with another config: storageQuotaMiB ${status.storageQuotaMiB}, not ${quota} (a group's quota is set when it is created)`);
+  }
+  const idle = body.sessionIdleSeconds;
+  if (idle !== undefined && status.sessionIdleSeconds !== undefined && status.sessionIdleSeconds !== idle) {
+    const has = status.sessionIdleSeconds === null ? "none (it forgets no client: made before sessions expired)" : String(status.sessionIdleSeconds);
+    throw new ApiError("conflict", `group ${group} exists with another config: sessionIdleSeconds ${has}, not ${idle} (a group's session window is set when it is created)`);
+  }
+}
 
 groupRoutes.get("/", async (c) => {
   requireAdmin(c);
