@@ -69,6 +69,12 @@ export class ApiRequestError extends Error {
   notSent = false;
   /** A failure no retry can mend: fetch refuses the URL's port (`:1`, `:9`) before connecting. */
   hopeless = false;
+  /**
+   * A command's (submit, submitBatch, the helpers) outcome is unknown: it may or may not take
+   * effect. Sent again with the same client and request id, it runs at most once and answers its
+   * outcome. Always a 504 `timeout`; the last attempt's own error is the `cause`.
+   */
+  outcomeUnknown = false;
 
   constructor(
     readonly status: number,
@@ -259,26 +265,49 @@ function notOrdered(err: unknown): boolean {
  */
 function outcomeUnknown(err: unknown): boolean {
   if (!(err instanceof ApiRequestError)) return true;
-  return (err.code === "network" && !err.notSent) || err.status === 504 || (err.code === "not_api" && err.status >= 500);
+  return (err.code === "network" && !err.notSent) || err.status === 504 || serverFailed(err);
+}
+
+/**
+ * The API's own 500 (raised after the sequencer may have been called), or another server's 5xx
+ * but a 503 (a proxy's 502, the platform's 524): the command may have run. Not retried before, a
+ * command was reported failed, plainly, after one attempt that had run, and an app that sent it
+ * again with a new id (a helper's) ran it twice (a probe of the client).
+ */
+function serverFailed(err: ApiRequestError): boolean {
+  return err.code === "internal" || (err.code === "not_api" && err.status >= 500);
 }
 
 const unknownNote = "an earlier attempt's outcome is unknown: the command may or may not take effect; retry with the same client and request";
+const unknownNoteNow = "its outcome is unknown: the command may or may not take effect; retry with the same client and request";
 
 function unknownAfterCode(message: string): { code: "timeout"; message: string } {
   return { code: "timeout", message: `${message}; ${unknownNote}` };
 }
 
 /**
- * The error to report when an earlier attempt's outcome was unknown: a 503 says only that this
- * attempt was not ordered (the earlier one may yet be), so it is reported as a 504.
+ * The error to report when an attempt's outcome was unknown (this one's or an earlier one's): a
+ * 504 `timeout`, API.md's "outcome unknown", whatever the last attempt met, unless that is an
+ * answer about the command itself, which the earlier attempt met too (refused as invalid or too
+ * large, or its id used by another command). A 503 says only that this attempt was not ordered; a
+ * network failure, a revoked token's 401 or another server's page say nothing of the earlier one
+ * (they were reported as they were: an app took a lost answer's `network` for a failure, a probe).
+ * The last attempt's own error is the `cause`.
  */
-function unknownAfter(err: unknown, always = false): unknown {
-  if (!(err instanceof ApiRequestError)) return always ? new ApiRequestError(504, "timeout", `${String(err)}; ${unknownNote}`) : err;
-  // A 503, 429 or 5xx says nothing of the earlier attempt; a 504 or a network failure is unknown already.
-  // A connection never made (notSent) says nothing of the earlier attempt either, nor does the
-  // 409 of a retry that came after the request-id window had passed it (expiredAfterRetry).
-  if (err.status === 504 || (err.code === "network" && !err.notSent) || (err.code !== "network" && err.status < 500 && err.status !== 429 && !expiredAfterRetry(err.message))) return err;
-  return new ApiRequestError(504, "timeout", `${err.message.replace(/^\d+ [a-z_]+: /, "")}; ${unknownNote}`);
+function unknownAfter(err: unknown, earlier = true): ApiRequestError {
+  if (err instanceof ApiRequestError && answersCommand(err)) return err;
+  if (err instanceof ApiRequestError && err.status === 504) return ((err.outcomeUnknown = true), err);
+  // The status and code of what the last attempt met stay in the text ("503 unavailable: recovering").
+  const e = new ApiRequestError(504, "timeout", `${err instanceof Error ? err.message : String(err)}; ${earlier ? unknownNote : unknownNoteNow}`);
+  e.cause = err;
+  e.outcomeUnknown = true;
+  return e;
+}
+
+/** An answer about the command, not about this attempt: the same for every attempt of it. */
+function answersCommand(err: ApiRequestError): boolean {
+  if (err.code === "network") return false;
+  return err.status === 400 || err.status === 413 || (err.status === 409 && !expiredAfterRetry(err.message));
 }
 
 /**
@@ -342,11 +371,13 @@ function quoted(text: string): string {
  * threw during a failover or behind a slow replica where its commands were retried (a probe). A
  * position past the group's end, which waiting cannot reach, is a 400.
  */
-function retriable(err: unknown): boolean {
+function retriable(err: unknown, command = false): boolean {
   if (!(err instanceof ApiRequestError) || err.hopeless || err.reason === "storage_quota") return false;
   // A server with no tokens set stays so until its operator sets them: it was retried for the whole 90 s (a review).
   if (err.code === "not_configured") return false;
-  return err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429;
+  if (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429) return true;
+  // A proxy's 5xx passes; the API's own 500 is retried only for a command, whose outcome it leaves unknown (a read's is a bug to show).
+  return err.code === "not_api" ? err.status >= 500 : command && serverFailed(err);
 }
 
 
@@ -864,9 +895,10 @@ export class SmrClient {
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const attempt = retries.attempt;
-        const pauseMs = retriable(err) ? retries.next(err) : null;
-        if (pauseMs === null) throw unsure ? unknownAfter(err) : err;
+        const pauseMs = retriable(err, true) ? retries.next(err) : null;
+        const earlier = unsure;
         unsure ||= outcomeUnknown(err);
+        if (pauseMs === null) throw unsure ? unknownAfter(err, earlier) : err;
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs });
         await sleep(pauseMs, signal);
       }
@@ -929,19 +961,20 @@ export class SmrClient {
         answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), { client: this.clientId, commands: pending.map((i) => items[i]) }, signal, heard);
       } catch (err) {
         if (signal?.aborted) throw err;
-        pauseMs = retriable(err) ? retries.next(err) : null;
+        pauseMs = retriable(err, true) ? retries.next(err) : null;
         const last = pauseMs === null;
+        const earlier = pending.some((i) => unsure.has(i));
+        if (outcomeUnknown(err)) for (const i of pending) unsure.add(i);
         if (last && results.some((r) => r !== undefined)) {
           // Some commands have results already (executed ones among them): returned, with this
           // failure as the result of those still pending.
           for (const i of pending) {
-            const e = unsure.has(i) || outcomeUnknown(err) ? unknownAfter(err, true) : err;
+            const e = unsure.has(i) ? unknownAfter(err, earlier) : err;
             results[i] = { error: e instanceof ApiRequestError && e.code !== "network" ? { code: apiCode(e.code), message: e.message, ...(e.reason ? { reason: e.reason } : {}) } : { code: "timeout", message: String(e) } };
           }
           break;
         }
-        if (last) throw pending.some((i) => unsure.has(i)) ? unknownAfter(err) : err;
-        if (outcomeUnknown(err)) for (const i of pending) unsure.add(i);
+        if (last) throw pending.some((i) => unsure.has(i)) ? unknownAfter(err, earlier) : err;
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs: pauseMs! });
       }
       if (answer) {

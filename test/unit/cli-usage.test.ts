@@ -72,18 +72,19 @@ describe("smr before it sends anything", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     try {
       const port = (server.address() as AddressInfo).port;
-      const r = await smrAsync("put", "demo", "k", "1", "--client", "me", "--request", "7", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      // Retried with the same pair while --retry-for lasts (one attempt here), then an unknown outcome.
+      const r = await smrAsync("put", "demo", "k", "1", "--client", "me", "--request", "7", "--retry-for", "0", "--url", `http://127.0.0.1:${port}`, "--token", "t");
       expect(r.status).toBe(3);
       expect(r.err).toContain("the command may have taken effect; to retry it exactly once, repeat it with --client me --request 7");
       expect(r.err).toContain("500 internal: a bug");
       // Under --json the error is a document on stdout too (it was only the text line: a review).
-      const j = await smrAsync("exec", "demo", '{"op":"incr","key":"n","by":1}', "--client", "me", "--request", "8", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      const j = await smrAsync("exec", "demo", '{"op":"incr","key":"n","by":1}', "--client", "me", "--request", "8", "--retry-for", "0", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
       expect(j.status).toBe(3);
-      expect(JSON.parse(j.out)).toEqual({ error: { status: 500, code: "internal", message: "a bug", outcome: "unknown", retry: { client: "me", request: 8 } } });
+      expect(JSON.parse(j.out)).toEqual({ error: { status: 504, code: "timeout", message: expect.stringMatching(/^500 internal: a bug; its outcome is unknown/), outcome: "unknown", retry: { client: "me", request: 8 } } });
       // A batch of a file: the pair is the client and the first request id.
       const file = join(away, "two.ndjson");
       writeFileSync(file, '{"op":"put","key":"a","value":1}\n{"op":"put","key":"b","value":2}\n');
-      const b = await smrAsync("batch", "demo", file, "--client", "me", "--first-request", "20", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      const b = await smrAsync("batch", "demo", file, "--client", "me", "--first-request", "20", "--retry-for", "0", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
       expect(b.status).toBe(3);
       expect(JSON.parse(b.out).error).toMatchObject({ outcome: "unknown", retry: { client: "me", firstRequest: 20 } });
     } finally {

@@ -80,9 +80,13 @@ describe("client", () => {
       attemptsMax: 1,
       fetch: async () => new Response(new ReadableStream({ pull: (c) => c.error(new TypeError("terminated")) })),
     });
-    const err = await once.submit("g", { op: "put", key: "k", value: 1 }, 1).catch((e: unknown) => e);
+    const err = (await once.submit("g", { op: "put", key: "k", value: 1 }, 1).catch((e: unknown) => e)) as ApiRequestError;
     expect(err).toBeInstanceOf(ApiRequestError);
-    expect((err as ApiRequestError).code).toBe("network");
+    // The answer was lost after the request went out: the outcome is unknown, said as API.md says
+    // it (a 504 timeout), not a plain network failure (an app took it for a failure: a probe).
+    expect([err.status, err.code, err.outcomeUnknown]).toEqual([504, "timeout", true]);
+    expect(err.message).toMatch(/terminated; its outcome is unknown/);
+    expect((err.cause as ApiRequestError).code).toBe("network");
   });
 });
 
@@ -1018,6 +1022,35 @@ describe("client snapshot and restore", () => {
     const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onReadRetry: (r) => retried.push(r), fetch: async () => again.shift()! });
     expect(await c.metrics()).toBe("smr_groups 1\n");
     expect(retried).toHaveLength(1);
+  });
+
+  it("retries a command after a proxy's 5xx page or the API's 500 with the same id, and reports an unknown outcome as one (a 502 was a plain failure after one attempt that had run: a probe)", async () => {
+    const html = (status: number) => new Response(`<html>${status} Bad Gateway</html>`, { status, headers: { "content-type": "text/html" } });
+    // A 502, then the answer: the same request id, one result.
+    const answers = [html(502), errorBody(500, "internal", "a bug"), Response.json({ seq: 3, output: { value: 1 }, bookmark: "b1.1.3" })];
+    const { client, calls } = clientWith(() => answers.shift()!);
+    expect((await client.submit("g", { op: "incr", key: "n", by: 1 })).seq).toBe(3);
+    expect(calls.map((c) => (c.body as { request: number }).request)).toEqual([1, 1, 1]);
+    // Every attempt a 524: a 504 `timeout` with outcomeUnknown, the last page its cause.
+    const pages = clientWith(() => html(524), { attemptsMax: 2 });
+    const err = (await pages.client.kv("g").incr("n", 1).catch((e: unknown) => e)) as ApiRequestError;
+    expect([err.status, err.code, err.outcomeUnknown]).toEqual([504, "timeout", true]);
+    expect((err.cause as ApiRequestError).status).toBe(524);
+    expect(pages.calls).toHaveLength(2);
+    // After an unknown attempt, a 401 (a token revoked meanwhile) says nothing of it: unknown. A 400 is about the command: as it is.
+    for (const [last, unknown] of [[errorBody(401, "unauthorized"), true], [errorBody(403, "forbidden"), true], [errorBody(404, "not_found"), true], [errorBody(400, "bad_request"), false]] as const) {
+      const seq = [errorBody(504, "timeout"), last];
+      const after = clientWith(() => seq.shift()!);
+      const e = (await after.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((x: unknown) => x)) as ApiRequestError;
+      expect([e.status === 504, e.outcomeUnknown], `after a 504, ${last.status}`).toEqual([unknown, unknown]);
+    }
+    // A read's 500 is the API's bug, shown at once; a proxy's page is retried.
+    const reads = [errorBody(500, "internal", "a bug")];
+    const r500 = clientWith(() => reads.shift()!);
+    expect(((await r500.client.query("g", { op: "get", key: "k" }).catch((e: unknown) => e)) as ApiRequestError).code).toBe("internal");
+    const readPages = [html(502), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" })];
+    const r502 = clientWith(() => readPages.shift()!);
+    expect((await r502.client.query("g", { op: "get", key: "k" })).result).toEqual({ value: 1 });
   });
 
   it("reports a last 503 after another server's 503 (a worker stopped after it called the sequencer) as a 504", async () => {
