@@ -1074,9 +1074,26 @@ export class SmrClient {
    * The group's change feed (API.md "Watch") as an async iterator. After a dropped connection (or
    * a 503/504) it reconnects with `Last-Event-ID` set to the last event it yielded, pausing with a
    * doubling backoff; 400/401/403/404/410 end it with an ApiRequestError (410 `compacted`: read the
-   * state and watch from its seq). Aborting `signal` (or leaving a for-await loop) ends it quietly.
+   * state and watch from its seq). Aborting `signal` (or leaving a for-await loop, or `return()`)
+   * ends it quietly.
    */
-  async *watch(group: string, opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+  watch(group: string, opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    // A generator's return() waits behind a pending next(): `it.return()` while it awaited the
+    // next event held the connection and the replica's watcher place for good (a probe). It
+    // aborts the stream first here, which ends the pending next(), then the generator.
+    const stop = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+    const events = this.feed(group, { ...opts, signal });
+    const iterator: AsyncGenerator<WatchEvent> = {
+      next: () => events.next(),
+      return: (value) => (stop.abort(), events.return(value)),
+      throw: (err) => (stop.abort(), events.throw(err)),
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  private async *feed(group: string, opts: WatchOptions): AsyncGenerator<WatchEvent> {
     const { signal } = opts;
     let lastId: string | undefined = opts.from === undefined ? undefined : String(opts.from);
     let connects = 0;

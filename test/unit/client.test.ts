@@ -728,6 +728,29 @@ describe("client watch", () => {
     await expect(gaveUp).rejects.toMatchObject({ code: "not_api", message: expect.stringMatching(/\(text\/html\): wait$/) });
   });
 
+  it("return() while a next() waits for an event ends the watch and its stream at once (it waited behind the next() for good: a probe)", async () => {
+    let cancelled = false;
+    const { client } = clientWith((_url, init) => {
+      // A quiet stream, which ends as a real fetch's body does when its signal aborts.
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => {
+          c.enqueue(new TextEncoder().encode(": hello\n\n"));
+          init.signal?.addEventListener("abort", () => c.error(init.signal!.reason));
+        },
+        cancel: () => void (cancelled = true),
+      });
+      init.signal?.addEventListener("abort", () => (cancelled = true));
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    });
+    const it = client.watch("g", { idleMs: 60_000 });
+    const pending = it.next();
+    await tick(20);
+    const returned = await Promise.race([it.return(undefined), tick(1_000).then(() => "still waiting")]);
+    expect(returned).toEqual({ done: true, value: undefined });
+    expect(await pending).toEqual({ done: true, value: undefined });
+    expect(cancelled).toBe(true);
+  });
+
   it("yields each entry once, and after a dropped stream resumes with Last-Event-ID set to the last one it yielded", async () => {
     const streams = [
       () => sse(`: hello\n\nretry: 1\n\n${entry(1)}${entry(2)}id: 3\nevent: entry\ndata: {"seq":3`, "drop"), // drops inside event 3
