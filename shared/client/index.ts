@@ -595,9 +595,14 @@ function plainText(text: string): string {
   return t.length > 200 ? `${t.slice(0, 199)}…` : t;
 }
 
-/** An answer's Retry-After in seconds (delay-seconds only), or undefined. */
-function retryAfterSecOf(headers: Headers): number | undefined {
-  const after = Number(headers.get("retry-after"));
+/**
+ * An answer's Retry-After in seconds, or undefined: delay-seconds, or an HTTP date (a proxy's or
+ * a platform's; it was ignored, and a 503 asking for 3 s was retried after 50 ms: a probe).
+ */
+function retryAfterSecOf(headers: Headers, nowMs = Date.now()): number | undefined {
+  const text = headers.get("retry-after")?.trim();
+  if (!text) return undefined;
+  const after = /^\d+(\.\d+)?$/.test(text) ? Number(text) : (Date.parse(text) - nowMs) / 1000;
   return Number.isFinite(after) && after > 0 ? after : undefined;
 }
 
@@ -860,14 +865,22 @@ export class SmrClient {
     if (group !== undefined) q.set("group", group);
     if (page.after !== undefined) q.set("after", page.after);
     if (page.limit !== undefined) q.set("limit", String(page.limit));
-    // Retried as a read: `smr groups status` ended on a registry's first 503 (a probe).
+    const path = `/v1/metrics${q.size ? `?${q}` : ""}`;
+    // Retried as a read: `smr groups status` ended on a registry's first 503 (a probe). Each
+    // attempt answered whole within requestTimeoutMs, as a JSON request is: unbounded, a server
+    // that took the connection and never answered held it for Node's 300 s an attempt (a probe).
     return this.retried(async () => {
-      const res = await this.send("GET", `/v1/metrics${q.size ? `?${q}` : ""}`);
-      const text = await this.text(res);
-      // Prometheus text: a login page's HTML was read as no group at all, and `smr groups status
-      // --unhealthy` passed with nothing checked (a probe).
-      if (!/^text\/plain\b/i.test(res.headers.get("content-type") ?? "")) throw notApi(res, text);
-      return text;
+      const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `GET ${this.baseUrl}${path}`);
+      try {
+        const res = await this.send("GET", path, { signal: idle.signal }).catch((err: unknown) => Promise.reject(idle.reason(err)));
+        const text = await this.text(res).catch((err: unknown) => Promise.reject(idle.reason(err)));
+        // Prometheus text: a login page's HTML was read as no group at all, and `smr groups status
+        // --unhealthy` passed with nothing checked (a probe).
+        if (!/^text\/plain\b/i.test(res.headers.get("content-type") ?? "")) throw notApi(res, text);
+        return text;
+      } finally {
+        idle.end();
+      }
     });
   }
 

@@ -283,6 +283,14 @@ describe("client: names, time and retries", () => {
     const limited = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onCommandRetry: (r) => pauses.push(r.pauseMs), fetch: async () => answers.shift()! });
     expect((await limited.submit("g", { op: "put", key: "k", value: 1 })).seq).toBe(3);
     expect(pauses).toEqual([1_000]);
+    // As an HTTP date (a proxy's): waited out too (it was ignored: 50 ms after a 503 asking for 3 s, a probe).
+    const dated = [new Response("<html>busy</html>", { status: 503, headers: { "retry-after": new Date(Date.now() + 3_000).toUTCString() } }), Response.json({ seq: 4, output: {}, bookmark: "b1.1.4" })];
+    const datedPauses: number[] = [];
+    const byDate = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onCommandRetry: (r) => datedPauses.push(r.pauseMs), fetch: async () => dated.shift()! });
+    expect((await byDate.submit("g", { op: "put", key: "k", value: 1 })).seq).toBe(4);
+    expect(datedPauses).toHaveLength(1);
+    expect(datedPauses[0]).toBeGreaterThanOrEqual(1_000); // a whole second of the date's, at least (it has no fraction)
+    expect(datedPauses[0]).toBeLessThanOrEqual(3_000);
   });
 
   it("retries a read on 503, and drops a bookmark the group says is past its end (deleted and made again)", async () => {
@@ -1045,6 +1053,10 @@ describe("client snapshot and restore", () => {
     const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onReadRetry: (r) => retried.push(r), fetch: async () => again.shift()! });
     expect(await c.metrics()).toBe("smr_groups 1\n");
     expect(retried).toHaveLength(1);
+    // A server that takes the request and never answers: each attempt ends at requestTimeoutMs (it waited Node's 300 s: a probe).
+    const silent = clientWith((_url, init) => new Promise<Response>((_, reject) => init.signal?.addEventListener("abort", () => reject(init.signal!.reason))), { requestTimeoutMs: 50, attemptsMax: 2 });
+    await expect(silent.client.metrics()).rejects.toMatchObject({ code: "network", message: expect.stringMatching(/nothing within 50 ms$/) });
+    expect(silent.calls).toHaveLength(2);
   });
 
   it("retries a command after a proxy's 5xx page or the API's 500 with the same id, and reports an unknown outcome as one (a 502 was a plain failure after one attempt that had run: a probe)", async () => {
