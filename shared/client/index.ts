@@ -13,7 +13,7 @@ import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
 import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
-import type { KvCommand, KvQuery } from "../machines/kv.js";
+import type { KvCommand, KvQuery, KvSubCommand } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
 import { sseFrames } from "./sse.js";
 import { lines, toStream } from "./streams.js";
@@ -21,7 +21,7 @@ import { lines, toStream } from "./streams.js";
 export type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
 export type { AuditReport, Entry, GroupStatus, MachineName, OutputsMode, ReplicaStatus, ReplicaStatusName } from "../api/types.js";
 export type { ErrorCode } from "../api/errors.js";
-export type { KvCommand, KvQuery } from "../machines/kv.js";
+export type { KvCommand, KvQuery, KvSubCommand } from "../machines/kv.js";
 export type { BankCommand, BankQuery } from "../machines/bank.js";
 export { lines } from "./streams.js";
 
@@ -185,8 +185,9 @@ export interface BatchCommand {
 /** A kv transaction (API.md "Transactions"): compares on current values (null: absent), then one branch. */
 export interface KvTxn {
   compare: { key: string; value: unknown }[];
-  success?: KvCommand[];
-  failure?: KvCommand[];
+  /** Single-key commands only: a txn holds no txn (a 400). */
+  success?: KvSubCommand[];
+  failure?: KvSubCommand[];
 }
 export interface KvTxnOutput {
   succeeded: boolean;

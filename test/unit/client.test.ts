@@ -714,6 +714,10 @@ describe("client batches", () => {
     const out = await client.kv("g").txn({ compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }] });
     expect(out).toEqual({ succeeded: true, results: [{ previous: null }] });
     expect(calls[0]!.body).toMatchObject({ command: { op: "txn", compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }], failure: [] } });
+    // A txn in a txn, which the API refuses, does not compile (it did, then got a 400: a probe). `npm test`'s typecheck holds this.
+    // @ts-expect-error: a branch holds single-key commands only
+    const nested: Parameters<ReturnType<typeof client.kv>["txn"]>[0] = { compare: [], success: [{ op: "txn", compare: [], success: [], failure: [] }] };
+    expect(nested.success).toHaveLength(1);
   });
 });
 
