@@ -89,6 +89,24 @@ export class ApiRequestError extends Error {
   ) {
     super(`${status} ${code}: ${message}`);
   }
+
+  override get name(): string {
+    return "ApiRequestError";
+  }
+}
+
+/**
+ * A request body as JSON, refusing what JSON cannot hold instead of changing it, before anything
+ * is sent (a 400, as the server's own would be): NaN and the infinities became `null`, stored in
+ * silence (a probe's `put("k", NaN)`), and a bigint threw JSON's own TypeError.
+ */
+function jsonOf(body: unknown): string {
+  const refuse = (key: string, what: string) => new ApiRequestError(400, "bad_request", `${key ? `${key}: ` : ""}${what}; nothing was sent`);
+  return JSON.stringify(body, (key, value: unknown) => {
+    if (typeof value === "number" && !Number.isFinite(value)) throw refuse(key, `${value} has no JSON form (JSON numbers are finite)`);
+    if (typeof value === "bigint") throw refuse(key, `${value}n: a bigint has no JSON form (send a string, or a number up to 2^53)`);
+    return value;
+  });
 }
 
 export interface ClientOptions {
@@ -426,7 +444,7 @@ function requestsOf<T>(client: string, items: T[]): T[][] {
   let piece: T[] = [];
   let bytes = overheadBytes;
   for (const item of items) {
-    const size = new TextEncoder().encode(JSON.stringify(item)).length + 1;
+    const size = new TextEncoder().encode(jsonOf(item)).length + 1;
     if (piece.length > 0 && (piece.length >= batchCommandsMax || bytes + size > bodyBytesMax)) {
       pieces.push(piece);
       piece = [];
@@ -687,7 +705,7 @@ export class SmrClient {
       try {
         res = await this.send(method, path, {
           headers: { "content-type": "application/json" },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          ...(body === undefined ? {} : { body: jsonOf(body) }),
           signal: abort.signal,
         });
       } catch (err) {

@@ -709,6 +709,21 @@ describe("client batches", () => {
     expect(await client.metrics()).toBe("");
   });
 
+  it("refuses a value JSON cannot hold before sending anything (NaN was stored as null: a probe), and names its error ApiRequestError", async () => {
+    const { client, calls } = clientWith(() => Response.json({ seq: 1, output: {}, bookmark: "b1.1.1" }));
+    for (const [value, why] of [[NaN, /^400 bad_request: value: NaN has no JSON form/], [Infinity, /value: Infinity has no JSON form/], [{ deep: [1, -Infinity] }, /1: -Infinity has no JSON form/], [10n, /value: 10n: a bigint has no JSON form/]] as const) {
+      const err = (await client.kv("g").put("k", value).catch((e: unknown) => e)) as ApiRequestError;
+      expect(err, String(value)).toBeInstanceOf(ApiRequestError);
+      expect(err.message).toMatch(why);
+      expect([err.name, err.outcomeUnknown]).toEqual(["ApiRequestError", false]);
+    }
+    const batch = (await client.kv("g").batch([{ op: "put", key: "a", value: NaN }]).catch((e: unknown) => e)) as ApiRequestError;
+    expect(batch.message).toMatch(/NaN has no JSON form/);
+    const big = (await client.kv("g").batch([{ op: "put", key: "a", value: 1n as unknown as number }]).catch((e: unknown) => e)) as ApiRequestError;
+    expect([big.name, big.message]).toEqual(["ApiRequestError", expect.stringMatching(/1n: a bigint has no JSON form/)]);
+    expect(calls).toHaveLength(0);
+  });
+
   it("sends a kv txn as one command with both branches", async () => {
     const { client, calls } = clientWith(() => Response.json({ seq: 3, output: { succeeded: true, results: [{ previous: null }] }, bookmark: "b1.1.3" }));
     const out = await client.kv("g").txn({ compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }] });
