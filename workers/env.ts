@@ -22,6 +22,8 @@ export interface Env {
   ALLOW_FAULTS?: string;
   /** Seconds without client work before a group sleeps (shared/limits.ts, sleepAfterMsDefault); "0": never. */
   SLEEP_AFTER_SECONDS?: string;
+  /** Origins whose browser pages may call the API (comma-separated, or "*"); none by default (workers/cors.ts). */
+  CORS_ORIGINS?: string;
 }
 
 /** How long a group goes without client work before it sleeps; undefined: never (SLEEP_AFTER_SECONDS "0"). */

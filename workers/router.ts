@@ -4,6 +4,7 @@ import { Hono, type Context } from "hono";
 import { ApiError } from "../shared/api/errors.js";
 import { openApiDocument } from "../shared/api/openapi.js";
 import { routes } from "../shared/api/routes.js";
+import { corsMiddleware } from "./cors.js";
 import { faultsAllowed } from "./faults.js";
 import { logEvent } from "../shared/log.js";
 import { RateLimiter, bearerOf, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
@@ -79,6 +80,9 @@ app.use("*", async (c, next) => {
 app.get("/healthz", (c) => c.json({ ok: true }));
 // The API's description needs no token (API.md); /docs, its reader, is a static asset (public/).
 app.get("/openapi.json", (c) => c.json(openApiDocument()));
+
+// Before the token's check: a browser's preflight (OPTIONS) carries none.
+app.use("/v1/*", corsMiddleware);
 
 app.use("/v1/*", async (c, next) => {
   const tokens = tokensFrom(c.env);
