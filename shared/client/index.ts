@@ -1030,9 +1030,18 @@ export class SmrClient {
       await sleep(pauseMs!, signal);
       signal?.throwIfAborted();
     }
-    // An output left out of the answer for its size was executed: sent again alone (same request
-    // id), the command answers its recorded output and runs nothing. If that fails, or finds only
-    // the output_not_kept marker, the item keeps its too_large result (it ran): the rest return.
+    bookmark = await this.readBackLeftOut(group, items, results, signal, bookmark);
+    if (bookmark) this.keepBookmark(group, bookmark);
+    return { results, bookmark: bookmark ?? "" };
+  }
+
+  /**
+   * An output left out of a batch's answer for its size was executed: sent again alone (same
+   * request id), the command answers its recorded output and runs nothing. If that fails, or finds
+   * only the output_not_kept marker, the item keeps its too_large result (it ran). Answers the
+   * latest bookmark.
+   */
+  private async readBackLeftOut(group: string, items: { request: number; command: unknown }[], results: BatchItemResult[], signal: AbortSignal | undefined, bookmark: string | undefined): Promise<string | undefined> {
     for (let i = 0; i < items.length; i++) {
       const r = results[i]!;
       if (!("error" in r) || r.error.code !== "too_large" || r.seq === undefined) continue;
@@ -1045,8 +1054,7 @@ export class SmrClient {
       results[i] = { seq: again.seq, output: again.output, ...(r.replayed ? { replayed: true as const } : {}) };
       bookmark = later(bookmark, again.bookmark);
     }
-    if (bookmark) this.keepBookmark(group, bookmark);
-    return { results, bookmark: bookmark ?? "" };
+    return bookmark;
   }
 
   /**
