@@ -3,7 +3,7 @@
 // On a fresh clone there are no tokens: create a git-ignored .dev.vars with random ones first.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -34,55 +34,67 @@ if (!args.some((a) => a === "--ip" || a.startsWith("--ip="))) defaults.push("--i
 const lock = claimPersistFolder(persistFolder(args));
 const child = spawn(wrangler, ["dev", ...defaults, ...args], { cwd: root, env, stdio: "inherit" });
 lock.hold(child.pid);
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(sig, () => child.kill(sig));
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => process.exit(signal ? 1 : (code ?? 0)));
-// A SIGTERM to `npm start` ends npm and its shell without passing it on (npm 11, dash): this
-// process, wrangler and workerd went on serving, re-parented to init (a probe). Parent gone: stop.
-const parent = process.ppid;
-setInterval(() => process.ppid !== parent && child.kill("SIGTERM"), 1_000).unref();
 
-/** The folder wrangler dev keeps the objects' storage in: --persist-to's, or its default. */
+/** The folder wrangler dev keeps the objects' storage in: --persist-to's (or --persistTo's), or its default. */
 function persistFolder(argv) {
-  const at = argv.findIndex((a) => a === "--persist-to" || a.startsWith("--persist-to="));
+  const flags = ["--persist-to", "--persistTo"];
+  const at = argv.findIndex((a) => flags.includes(a) || flags.some((f) => a.startsWith(`${f}=`)));
   if (at === -1) return join(root, ".wrangler", "state");
-  return resolve(root, argv[at].includes("=") ? argv[at].slice(argv[at].indexOf("=") + 1) : (argv[at + 1] ?? ""));
+  const a = argv[at];
+  return resolve(root, flags.includes(a) ? (argv[at + 1] ?? "") : a.slice(a.indexOf("=") + 1));
 }
 
 /**
  * One server per storage folder: two wrangler dev over the same SQLite files each ran every
  * group's objects, both acknowledged different commands at the same seqs, and one audit found the
- * state diverged (a probe, after an orphaned server kept running). The folder's `smr-server.pid`
- * names this process and its wrangler; a live one refuses the start, a dead one's is taken over.
+ * state diverged (a probe: a SIGTERM to `npm start` ended npm and its shell without passing it on,
+ * and the server went on, re-parented). The folder's `smr-server.pid` names this process and its
+ * wrangler, made with O_EXCL; a start finding it refuses while either is a live server's process,
+ * and takes over a file whose processes are gone (kill -9) or are now others (a pid reused).
  */
 function claimPersistFolder(folder) {
   const file = join(folder, "smr-server.pid");
   mkdirSync(folder, { recursive: true });
-  let held = null;
-  try {
-    held = readFileSync(file, "utf8");
-  } catch {
-    // no server has it
-  }
-  const alive = (pid) => {
+  for (let tries = 0; ; tries++) {
     try {
-      return process.kill(pid, 0), true;
+      writeFileSync(file, String(process.pid), { flag: "wx" });
+      break;
+    } catch (err) {
+      if (err.code !== "EEXIST" || tries > 0) throw err;
+    }
+    const live = serversIn(readText(file));
+    if (live.length > 0) {
+      console.error(`Another server (pid ${live.join(", ")}) is using ${folder}: two over the same storage would each run every group. Stop it first (kill ${live[0]}), or pass another --persist-to.`);
+      process.exit(1);
+    }
+    rmSync(file, { force: true }); // a dead server's: taken over
+  }
+  let mine = String(process.pid);
+  process.on("exit", () => readText(file) === mine && rmSync(file, { force: true }));
+  return { hold: (childPid) => writeFileSync(file, (mine = `${process.pid} ${childPid ?? ""}`.trim())) };
+}
+
+function readText(file) {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return null;
+  }
+}
+
+/** The pids in a pid file that are live processes of a server (start.mjs, wrangler), where /proc tells; alive ones elsewhere. */
+function serversIn(text) {
+  const pids = (text ?? "").split(/\s+/).map(Number).filter((pid) => Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid);
+  return pids.filter((pid) => {
+    const cmdline = readText(`/proc/${pid}/cmdline`);
+    if (cmdline !== null) return /start\.mjs|wrangler/.test(cmdline);
+    try {
+      process.kill(pid, 0);
+      return true;
     } catch (err) {
       return err.code === "EPERM";
     }
-  };
-  const live = (held ?? "").split(/\s+/).map(Number).filter((pid) => Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid));
-  if (live.length > 0) {
-    console.error(`Another server (pid ${live.join(", ")}) is using ${folder}: two over the same storage would each run every group. Stop it first, pass another --persist-to, or delete ${file} if no such server runs.`);
-    process.exit(1);
-  }
-  let mine = String(process.pid);
-  writeFileSync(file, mine);
-  process.on("exit", () => {
-    try {
-      if (readFileSync(file, "utf8") === mine) unlinkSync(file);
-    } catch {
-      // gone already
-    }
   });
-  return { hold: (childPid) => writeFileSync(file, (mine = `${process.pid} ${childPid ?? ""}`.trim())) };
 }

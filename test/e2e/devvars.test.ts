@@ -1,7 +1,7 @@
 // `npm start` on a fresh clone: no tokens configured, so it writes a git-ignored .dev.vars with
 // random tokens and says where they are; it never overwrites one, and writes none when tokens
 // come as --var. Run in a copy with a stand-in wrangler that records its arguments.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,5 +54,47 @@ describe("npm start's tokens", () => {
 
   it(".dev.vars is git-ignored", () => {
     expect(readFileSync(join(root, ".gitignore"), "utf8").split("\n")).toContain(".dev.vars");
+  });
+});
+
+describe("npm start's storage folder", () => {
+  /** A copy whose stand-in wrangler runs until it is stopped, as a server does. */
+  function serving(): string {
+    const dir = copyProject();
+    writeFileSync(join(dir, "node_modules", ".bin", "wrangler"), "#!/bin/sh\nexec sleep 60\n");
+    return dir;
+  }
+  const startIn = (dir: string, args: string[]) => spawnSync(process.execPath, [join(dir, "scripts", "start.mjs"), "--var", "ADMIN_TOKEN:s1", ...args], { cwd: dir, encoding: "utf8", timeout: 20_000 });
+
+  it("refuses a second server over the same folder, whichever way the folder is named (two acknowledged different commands at the same seqs: a probe), and frees it when stopped", async () => {
+    const dir = serving();
+    const folder = join(dir, "state");
+    const first = spawn(process.execPath, [join(dir, "scripts", "start.mjs"), "--var", "ADMIN_TOKEN:s1", "--persist-to", folder], { cwd: dir, stdio: "ignore" });
+    const file = join(folder, "smr-server.pid");
+    for (let i = 0; i < 100 && !(existsSync(file) && /^\d+ \d+$/.test(readFileSync(file, "utf8"))); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(readFileSync(file, "utf8")).toMatch(new RegExp(`^${first.pid} \\d+$`));
+    try {
+      for (const args of [["--persist-to", folder], [`--persist-to=${folder}`], ["--persistTo", folder], [`--persistTo=${folder}`], ["--persist-to", "state"]]) {
+        const second = startIn(dir, args);
+        expect(second.status, args.join(" ")).toBe(1);
+        expect(second.stderr, args.join(" ")).toMatch(new RegExp(`^Another server \\(pid ${first.pid}(, \\d+)?\\) is using ${folder}`));
+      }
+    } finally {
+      first.kill("SIGTERM");
+      await new Promise((r) => first.once("exit", r));
+    }
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it("takes over a file whose processes are gone (kill -9) or are not a server's (a pid reused)", () => {
+    for (const pids of ["999999998 999999999", `${process.pid}`]) {
+      const dir = copyProject(); // its stand-in wrangler exits at once
+      const folder = join(dir, ".wrangler", "state");
+      mkdirSync(folder, { recursive: true });
+      writeFileSync(join(folder, "smr-server.pid"), pids);
+      const r = startIn(dir, []);
+      expect(r.status, `${pids}: ${r.stderr}`).toBe(0);
+      expect(existsSync(join(folder, "smr-server.pid"))).toBe(false);
+    }
   });
 });
