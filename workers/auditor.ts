@@ -29,18 +29,22 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
   let audited = 0;
   let inFlight = 0;
   let lapEnd = false;
+  let lapLeft = false;
   let lap: number | undefined;
   const claim = async (): Promise<boolean> => {
     // Room for the claim itself and the run's record at its end, and for the worst case of each
     // group it takes and of those under way.
     const room = Math.floor((budget.subrequestsMax - calls.n - 2) / budget.groupSubrequestsMax) - inFlight;
-    if (lapEnd || room <= 0 || Date.now() - startedMs >= budget.claimMs) return false;
+    if (lapEnd || lapLeft || room <= 0 || Date.now() - startedMs >= budget.claimMs) return false;
     try {
       // Within the lap of its first claim: a run at once with this one may end it (RegistryObject.claim).
       const page = await registryStub(counted).claim(Math.min(room, auditConcurrencyMax), lap);
-      lap = page.lap;
+      lap ??= page.lap;
       queue.push(...page.groups);
       lapEnd = page.lapEnd;
+      // Ended by another run: no claim after it (a worker done with a slow audit claimed again,
+      // naming the lap the refusal told of, and went round the next lap: a review).
+      lapLeft = page.lap !== lap;
       return page.groups.length > 0;
     } catch (err) {
       console.error(`cron: the registry cannot be reached: ${String(err)}`);

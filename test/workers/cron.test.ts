@@ -71,6 +71,29 @@ describe("cron runs at once", () => {
     await auditAll(env as unknown as Env);
     expect(await Promise.all(names.map(auditCount))).toEqual(names.map(() => 2));
   }, 120_000);
+
+  it("a run stops once another ended its lap, even when a slow audit's worker claims again later (it went round the next lap: a review)", async () => {
+    const names = Array.from({ length: 10 }, (_, i) => `cron-slow-lap-${String(i).padStart(2, "0")}`);
+    for (const g of names) await createGroup(g);
+    const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+    // A whole lap first, so that the next run's first claim starts one (every name of this file's storage after it).
+    await auditAll(env as unknown as Env);
+    const before = await Promise.all(names.map(auditCount));
+    const slow = names.slice(0, 8);
+    for (const g of slow) await api("POST", `/v1/groups/${g}/faults`, { target: "sequencer", fault: "slow", ms: g === slow[0] ? 2_000 : 400 });
+    try {
+      const run = auditAll(env as unknown as Env); // claims the first 8
+      await new Promise((r) => setTimeout(r, 150));
+      // Another run takes the rest and ends the lap.
+      for (let i = 0; i < 100 && !(await registry.claim(8)).lapEnd; i++);
+      await run;
+    } finally {
+      for (const g of slow) await api("POST", `/v1/groups/${g}/faults`, { target: "sequencer", fault: "none" });
+    }
+    const after = await Promise.all(names.map(auditCount));
+    // The run audited its 8 once each; the other 2 were the other run's (claimed, not audited here).
+    expect(after.map((n, i) => n - before[i]!)).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+  }, 120_000);
 });
 
 describe("the registry's cron cursor", () => {
