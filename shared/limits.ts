@@ -532,6 +532,12 @@ export const clientRetryForMs = 90_000;
 export const clientRefusedRetryForMs = 10_000;
 export const clientRetryBaseMs = 50;
 export const clientRetryMaxMs = 2_000;
+/**
+ * Attempts of a command the API answers 500 `internal` (raised after the sequencer may have been
+ * called: the outcome is unknown, and the same id learns it). A transient failure passes in a
+ * retry or two; a bug answers every one, and was retried for the whole 90 s (a review).
+ */
+export const clientInternalAttemptsMax = 3;
 /** The longest Retry-After the client waits out before one retry. */
 export const clientRetryAfterMaxMs = 30_000;
 /**

@@ -7,8 +7,12 @@ import { cors } from "hono/cors";
 import type { Env } from "./env.js";
 import type { App } from "./http.js";
 
-/** Request headers a browser may send: the token, the body's type and encoding, a watch's resume, a read's place. */
-const allowHeaders = ["Authorization", "Content-Type", "Content-Encoding", "Last-Event-ID", "X-Smr-Near"];
+/**
+ * Request headers a browser may send: the token, the body's type and encoding, a watch's resume
+ * and the group's life it followed (the client's reconnect sends it: left out, a page's watch
+ * could not resume, a review), a read's place.
+ */
+const allowHeaders = ["Authorization", "Content-Type", "Content-Encoding", "Last-Event-ID", "X-Smr-Incarnation", "X-Smr-Near"];
 /** Answer headers a page may read: a refusal's wait, the group's life, where a read was served. */
 const exposeHeaders = ["Retry-After", "Allow", "X-Smr-Incarnation", "X-Smr-Replica", "X-Smr-Seq"];
 /** How long a browser may keep a preflight's answer (10 minutes: its own cap is 2 hours or less). */

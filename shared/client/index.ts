@@ -11,7 +11,7 @@ import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult,
 import { decodeBookmark } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
+import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientInternalAttemptsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery, KvSubCommand } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -255,10 +255,14 @@ function retryReason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** A DELETE's failure after which the delete may be under way: a 503 "being deleted", a 504, an answer lost after sending. */
+/**
+ * A DELETE's failure after which the delete may be under way: a 503 "being deleted", a 504, an
+ * answer lost after sending, a proxy's 5xx or the API's 500 (retried since, a 404 after one was
+ * reported as "no such group" for a delete that had gone through: a review).
+ */
 function deleteBegun(err: unknown): boolean {
   if (!(err instanceof ApiRequestError)) return false;
-  return (err.code === "network" && !err.notSent) || err.status === 504 || deleteUnderWay(err);
+  return (err.code === "network" && !err.notSent) || err.status === 504 || deleteUnderWay(err) || serverFailed(err);
 }
 
 /** The server's word that the group's delete is under way (its record is `deleting`). */
@@ -323,9 +327,14 @@ function unknownAfter(err: unknown, earlier = true): ApiRequestError {
   return e;
 }
 
-/** An answer about the command, not about this attempt: the same for every attempt of it. */
+/**
+ * An answer about the command, not about this attempt: the same for every attempt of it. Not a
+ * 400 for a body this attempt did not deliver whole (late, cut off): that says nothing of an
+ * earlier attempt (a review).
+ */
 function answersCommand(err: ApiRequestError): boolean {
   if (err.code === "network") return false;
+  if (err.status === 400 && /^400 bad_request: body: (not received in full|the upload was cut off|nothing more received)/.test(err.message)) return false;
   return err.status === 400 || err.status === 413 || (err.status === 409 && !expiredAfterRetry(err.message));
 }
 
@@ -409,6 +418,8 @@ function retriable(err: unknown, command = false): boolean {
 class Retries {
   private readonly startMs = Date.now();
   private pauseMs: number;
+  /** The API's own 500s so far: a bug answers every attempt so, and was retried for the whole budget (a review). */
+  private internals = 0;
   attempt = 1;
 
   constructor(private readonly opts: ClientOptions) {
@@ -418,6 +429,7 @@ class Retries {
   /** The pause before the next attempt, or null when none is left; `askedSec`: a 200's Retry-After (a batch with items refused). */
   next(err: unknown, askedSec?: number): number | null {
     if (this.opts.attemptsMax !== undefined && this.attempt >= this.opts.attemptsMax) return null;
+    if (err instanceof ApiRequestError && err.code === "internal" && ++this.internals >= clientInternalAttemptsMax) return null;
     const afterSec = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? err.retryAfterSec : askedSec;
     const asked = afterSec !== undefined ? Math.min(afterSec * 1000, clientRetryAfterMaxMs) : 0;
     const pause = Math.max(this.pauseMs, asked);
@@ -1127,7 +1139,9 @@ export class SmrClient {
     const iterator: AsyncGenerator<WatchEvent> = {
       next: () => events.next(),
       return: (value) => (stop.abort(), events.return(value)),
-      throw: (err) => (stop.abort(), events.throw(err)),
+      // Ends the watch and rejects with `err`, as a generator's throw() does when nothing catches
+      // it (thrown into the feed, it was taken for a dropped connection, or swallowed: a review).
+      throw: (err) => (stop.abort(), events.return(undefined).then(() => Promise.reject(err))),
       [Symbol.asyncIterator]: () => iterator,
     };
     return iterator;
@@ -1396,6 +1410,10 @@ function later(a: string | undefined, b: string): string {
   const pa = decodeBookmark(a);
   const pb = decodeBookmark(b);
   if (!pa || !pb) return b;
+  // The older form (b1) names no group: one the server gives now (b2) replaces it whatever its
+  // seq. Kept by seq, another group's b1 with a high seq stayed for good, and every sequential
+  // read of this client went linearizable (the server reads b1 so: a review).
+  if (!pa.life !== !pb.life) return pa.life ? a : b;
   // Of another life (the group deleted and created again) or another group: the newer life, or
   // the one given (a read with another group's is the server's 400 to give).
   if (pa.life && pb.life && (pa.life.tag !== pb.life.tag || pa.life.incarnation !== pb.life.incarnation)) {

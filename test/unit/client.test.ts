@@ -322,6 +322,8 @@ describe("client: names, time and retries", () => {
       Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: encodeBookmark("g", 2, { epoch: 1, seq: 1 }) }),
       Response.json({ seq: 2, output: {}, bookmark: life2 }),
       Response.json({ result: { value: 2 }, seq: 2, replica: "r1", bookmark: life2 }),
+      Response.json({ result: { value: 2 }, seq: 2, replica: "r1", bookmark: life2 }),
+      Response.json({ result: { value: 2 }, seq: 2, replica: "r1", bookmark: life2 }),
     ];
     const dropped: unknown[] = [];
     const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), answers.shift()!), { onBookmarkDropped: (d) => dropped.push(d) });
@@ -336,6 +338,16 @@ describe("client: names, time and retries", () => {
     await client.submit("g", { op: "put", key: "k", value: 2 });
     await client.query("g", { op: "get", key: "k" }, "sequential");
     expect((sent[4] as { bookmark?: string }).bookmark).toBe(life2);
+    // An older-form bookmark (b1, naming no group) kept from before gives way to any the server
+    // gives now, whatever its seq: the server reads a b1 linearizable, and another group's at a
+    // high seq stayed for good (a review).
+    client.keepBookmark("g", "b1.1.zzzz");
+    client.keepBookmark("g", life2);
+    await client.query("g", { op: "get", key: "k" }, "sequential");
+    expect((sent.at(-1) as { bookmark?: string }).bookmark).toBe(life2);
+    client.keepBookmark("g", "b1.1.zzzz"); // and a b2 kept is not replaced by a b1
+    await client.query("g", { op: "get", key: "k" }, "sequential");
+    expect((sent.at(-1) as { bookmark?: string }).bookmark).toBe(life2);
   });
 
   it("sends a bookmark given for one read as it is, and does not drop it when it is past the group's end (the CLI's --bookmark)", async () => {
@@ -644,7 +656,9 @@ describe("client batches", () => {
     await retried.client.deleteGroup("g");
     expect(retried.retries).toEqual([expect.objectContaining({ attempt: 1, what: "delete", reason: expect.stringMatching(/503.*being deleted/) })]);
     // The first attempt's answer was lost after sending, or was a 503 "being deleted": the retry's 404 is that delete finished.
-    for (const first of [() => Promise.reject(new TypeError("fetch failed")), beingDeleted, () => errorBody(504, "timeout", "slow")]) {
+    // A proxy's 5xx page too: retried now, its 404 is that delete finished, not "no such group" (a review).
+    const page = () => new Response("<html>502 Bad Gateway</html>", { status: 502, headers: { "content-type": "text/html" } });
+    for (const first of [() => Promise.reject(new TypeError("fetch failed")), beingDeleted, () => errorBody(504, "timeout", "slow"), page]) {
       await expect(deleting([first, gone], gone).client.deleteGroup("g")).resolves.toBeUndefined();
     }
     // The registry failing after the record is marked deleting (the server's text): begun (a review).
@@ -753,6 +767,16 @@ describe("client watch", () => {
       for await (const _ of stuck.watch("g", { idleMs: 50 })) break;
     })();
     await expect(gaveUp).rejects.toMatchObject({ code: "not_api", message: expect.stringMatching(/\(text\/html\): wait$/) });
+  });
+
+  it("throw(err) ends the watch and rejects with err (thrown into the feed, it was taken for a dropped connection: a review)", async () => {
+    const { client, calls } = clientWith(() => sse(entry(1)));
+    const it = client.watch("g");
+    expect((await it.next()).value).toMatchObject({ seq: 1 });
+    const boom = new Error("the app's own");
+    await expect(it.throw(boom)).rejects.toBe(boom);
+    expect(await it.next()).toEqual({ done: true, value: undefined });
+    expect(calls).toHaveLength(1);
   });
 
   it("return() while a next() waits for an event ends the watch and its stream at once (it waited behind the next() for good: a probe)", async () => {
@@ -1098,6 +1122,14 @@ describe("client snapshot and restore", () => {
       const e = (await after.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((x: unknown) => x)) as ApiRequestError;
       expect([e.status === 504, e.outcomeUnknown], `after a 504, ${last.status}`).toEqual([unknown, unknown]);
     }
+    // The API's 500 on every attempt (a bug): three attempts, not the whole 90 s (a review).
+    const bug = clientWith(() => errorBody(500, "internal", "a bug"));
+    const buggy = (await bug.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e)) as ApiRequestError;
+    expect([buggy.status, buggy.outcomeUnknown, bug.calls.length]).toEqual([504, true, 3]);
+    // A 400 for a body an attempt did not deliver whole says nothing of an earlier attempt: unknown.
+    const late = [errorBody(504, "timeout"), errorBody(400, "bad_request", "body: not received in full within 10000 ms")];
+    const lateRetry = clientWith(() => late.shift()!);
+    expect(((await lateRetry.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e)) as ApiRequestError).outcomeUnknown).toBe(true);
     // A read's 500 is the API's bug, shown at once; a proxy's page is retried.
     const reads = [errorBody(500, "internal", "a bug")];
     const r500 = clientWith(() => reads.shift()!);

@@ -24,7 +24,9 @@ describe("CORS", () => {
     expect(ok.status).toBe(204);
     expect(ok.headers.get("access-control-allow-origin")).toBe("https://app.example");
     expect(ok.headers.get("access-control-allow-methods")).toBe("GET,HEAD,PUT,POST,DELETE");
-    expect(ok.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+    // Every header the client library sends (a watch's reconnect names the group's life it followed).
+    const allowed = (ok.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(",");
+    for (const h of ["authorization", "content-type", "content-encoding", "last-event-id", "x-smr-incarnation", "x-smr-near"]) expect(allowed, h).toContain(h);
     expect(ok.headers.get("access-control-max-age")).toBe("600");
     expect(ok.headers.get("vary")).toMatch(/Origin/);
     const other = await call(vars, "OPTIONS", "/v1/groups/cors-a/query", preflight("https://evil.example"));
