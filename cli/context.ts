@@ -58,7 +58,8 @@ let usedTarget: Target | null = null;
  */
 export function unanswered(err: unknown): boolean {
   if (!(err instanceof ApiRequestError)) return false;
-  return (err.code === "network" && !err.notSent) || err.code === "timeout" || err.code === "internal" || (err.code === "not_api" && err.status >= 500);
+  // A 500 `outputs_split` is known: the command ran, and no output can be vouched for.
+  return (err.code === "network" && !err.notSent) || err.code === "timeout" || (err.code === "internal" && err.reason !== "outputs_split") || (err.code === "not_api" && err.status >= 500);
 }
 
 /**

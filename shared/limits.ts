@@ -528,16 +528,11 @@ export const groupTokensMax = 100;
 /** The client's retries (shared/client): attempts per command, first pause, doubled per attempt up to the cap. */
 /** How long the client library retries a command or a read from its first attempt. */
 export const clientRetryForMs = 90_000;
-/** How long the client retries a connection that could not be made (refused, no such host). */
+/** How long the client retries a connection that could not be made (refused, no such host), or a command the API answers 500. */
 export const clientRefusedRetryForMs = 10_000;
 export const clientRetryBaseMs = 50;
 export const clientRetryMaxMs = 2_000;
-/**
- * Attempts of a command the API answers 500 `internal` (raised after the sequencer may have been
- * called: the outcome is unknown, and the same id learns it). A transient failure passes in a
- * retry or two; a bug answers every one, and was retried for the whole 90 s (a review).
- */
-export const clientInternalAttemptsMax = 3;
+
 /** The longest Retry-After the client waits out before one retry. */
 export const clientRetryAfterMaxMs = 30_000;
 /**

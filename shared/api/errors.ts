@@ -22,8 +22,12 @@ export type ErrorCode = keyof typeof errorStatus;
  * no retry mends it until space is freed (README, "Storage quota"); clients do not retry it.
  * `deleting`: a 503 of a group being deleted whose objects have not all been destroyed yet; a
  * retry helps finish the delete (then the group is gone: 404).
+ * `outputs_split`: a 500 `internal` for a command that ran, whose replicas' outputs split with no
+ * majority (docs/PROTOCOL.md): no output can be vouched for, and every retry answers the same, so
+ * clients report it as run, not as an outcome unknown (the client retried it, then called it
+ * unknown, and the CLI's exit 3 asked for a retry that could only answer it again: a review).
  */
-export const errorReasons = ["storage_quota", "deleting"] as const;
+export const errorReasons = ["storage_quota", "deleting", "outputs_split"] as const;
 export type ErrorReason = (typeof errorReasons)[number];
 
 export interface ErrorBody {

@@ -11,7 +11,7 @@ import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult,
 import { decodeBookmark } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
-import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientInternalAttemptsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
+import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery, KvSubCommand } from "../machines/kv.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
@@ -298,7 +298,7 @@ function outcomeUnknown(err: unknown): boolean {
  * again with a new id (a helper's) ran it twice (a probe of the client).
  */
 function serverFailed(err: ApiRequestError): boolean {
-  return err.code === "internal" || (err.code === "not_api" && err.status >= 500);
+  return (err.code === "internal" && err.reason !== "outputs_split") || (err.code === "not_api" && err.status >= 500);
 }
 
 const unknownNote = "an earlier attempt's outcome is unknown: the command may or may not take effect; retry with the same client and request";
@@ -327,6 +327,11 @@ function unknownAfter(err: unknown, earlier = true): ApiRequestError {
   return e;
 }
 
+/** A 400 for a body this attempt did not deliver whole (late, cut off): another attempt may deliver it. */
+function notDelivered(err: ApiRequestError): boolean {
+  return err.status === 400 && /^400 bad_request: body: (not received in full|the upload was cut off|nothing more received)/.test(err.message);
+}
+
 /**
  * An answer about the command, not about this attempt: the same for every attempt of it. Not a
  * 400 for a body this attempt did not deliver whole (late, cut off): that says nothing of an
@@ -334,7 +339,9 @@ function unknownAfter(err: unknown, earlier = true): ApiRequestError {
  */
 function answersCommand(err: ApiRequestError): boolean {
   if (err.code === "network") return false;
-  if (err.status === 400 && /^400 bad_request: body: (not received in full|the upload was cut off|nothing more received)/.test(err.message)) return false;
+  // It ran, and no output can be vouched for: every attempt answers so.
+  if (err.reason === "outputs_split") return true;
+  if (notDelivered(err)) return false;
   return err.status === 400 || err.status === 413 || (err.status === 409 && !expiredAfterRetry(err.message));
 }
 
@@ -405,7 +412,7 @@ function retriable(err: unknown, command = false): boolean {
   if (err.code === "not_configured") return false;
   if (err.code === "network" || err.status === 503 || err.status === 504 || err.status === 429) return true;
   // A proxy's 5xx passes; the API's own 500 is retried only for a command, whose outcome it leaves unknown (a read's is a bug to show).
-  return err.code === "not_api" ? err.status >= 500 : command && serverFailed(err);
+  return err.code === "not_api" ? err.status >= 500 : command && (serverFailed(err) || notDelivered(err));
 }
 
 
@@ -418,8 +425,6 @@ function retriable(err: unknown, command = false): boolean {
 class Retries {
   private readonly startMs = Date.now();
   private pauseMs: number;
-  /** The API's own 500s so far: a bug answers every attempt so, and was retried for the whole budget (a review). */
-  private internals = 0;
   attempt = 1;
 
   constructor(private readonly opts: ClientOptions) {
@@ -429,14 +434,17 @@ class Retries {
   /** The pause before the next attempt, or null when none is left; `askedSec`: a 200's Retry-After (a batch with items refused). */
   next(err: unknown, askedSec?: number): number | null {
     if (this.opts.attemptsMax !== undefined && this.attempt >= this.opts.attemptsMax) return null;
-    if (err instanceof ApiRequestError && err.code === "internal" && ++this.internals >= clientInternalAttemptsMax) return null;
     const afterSec = err instanceof ApiRequestError && err.retryAfterSec !== undefined ? err.retryAfterSec : askedSec;
     const asked = afterSec !== undefined ? Math.min(afterSec * 1000, clientRetryAfterMaxMs) : 0;
     const pause = Math.max(this.pauseMs, asked);
     const budgetMs = this.opts.retryForMs ?? clientRetryForMs;
     // Nothing listening (refused, no such host) is rarely over in a moment: a short budget, so a
     // wrong URL fails in seconds, while a server restarting (a deploy) is still waited for.
-    const forMs = err instanceof ApiRequestError && err.notSent ? Math.min(budgetMs, clientRefusedRetryForMs) : budgetMs;
+    // The API's own 500 likewise: a platform blip (an object reset by a deploy) passes in seconds,
+    // a bug answers every attempt so (retried for the whole 90 s; three attempts, 150 ms, ended
+    // a blip as an unknown outcome: reviews).
+    const shortMs = err instanceof ApiRequestError && (err.notSent || err.code === "internal") ? clientRefusedRetryForMs : budgetMs;
+    const forMs = Math.min(budgetMs, shortMs);
     if (Date.now() - this.startMs + pause > forMs) return null;
     this.pauseMs = Math.min(this.pauseMs * 2, clientRetryMaxMs);
     this.attempt++;
@@ -822,7 +830,8 @@ export class SmrClient {
       }
     };
     try {
-      await this.retried(attempt, "delete");
+      // The API's 500 too (for 10 s): the delete may have begun, and a retry finishes it.
+      await this.retried(attempt, "delete", (e) => retriable(e, true));
     } catch (err) {
       if (begun && err instanceof ApiRequestError && err.status === 404) return;
       throw err;

@@ -92,6 +92,24 @@ describe("smr before it sends anything", () => {
     }
   });
 
+  it("a 500 outputs_split is an answer (the command ran, no output vouched for): exit 1, no retry pair (a retry answers the same)", async () => {
+    const server = createHttpServer((_req, res) => {
+      res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "internal", message: "group demo: replicas produced different outputs and no majority agreed: the command ran", reason: "outputs_split" } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await smrAsync("exec", "demo", '{"op":"incr","key":"n","by":1}', "--client", "me", "--request", "9", "--json", "--url", `http://127.0.0.1:${port}`, "--token", "t");
+      expect(r.status).toBe(1);
+      const doc = JSON.parse(r.out).error;
+      expect(doc).toMatchObject({ status: 500, code: "internal" });
+      expect(doc.outcome).toBeUndefined();
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it("under --json an API error or a usage error is a document on stdout as well as the line on stderr, exit 1 and 2", async () => {
     const server = createHttpServer((_req, res) => {
       res.writeHead(404, { "content-type": "application/json" });

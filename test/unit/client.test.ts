@@ -1,7 +1,7 @@
 // The client against a fake fetch. It is imported by its package name (package.json "exports"),
 // as a project depending on edge-smr would import it.
 import { encodeBookmark } from "../../shared/api/bookmark.js";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ApiRequestError, SmrClient, type CommandRetry, type WatchEvent } from "edge-smr/client";
 import { SseParser } from "../../shared/client/sse.js";
 
@@ -658,7 +658,7 @@ describe("client batches", () => {
     // The first attempt's answer was lost after sending, or was a 503 "being deleted": the retry's 404 is that delete finished.
     // A proxy's 5xx page too: retried now, its 404 is that delete finished, not "no such group" (a review).
     const page = () => new Response("<html>502 Bad Gateway</html>", { status: 502, headers: { "content-type": "text/html" } });
-    for (const first of [() => Promise.reject(new TypeError("fetch failed")), beingDeleted, () => errorBody(504, "timeout", "slow"), page]) {
+    for (const first of [() => Promise.reject(new TypeError("fetch failed")), beingDeleted, () => errorBody(504, "timeout", "slow"), page, () => errorBody(500, "internal", "the registry failed")]) {
       await expect(deleting([first, gone], gone).client.deleteGroup("g")).resolves.toBeUndefined();
     }
     // The registry failing after the record is marked deleting (the server's text): begun (a review).
@@ -1122,14 +1122,31 @@ describe("client snapshot and restore", () => {
       const e = (await after.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((x: unknown) => x)) as ApiRequestError;
       expect([e.status === 504, e.outcomeUnknown], `after a 504, ${last.status}`).toEqual([unknown, unknown]);
     }
-    // The API's 500 on every attempt (a bug): three attempts, not the whole 90 s (a review).
-    const bug = clientWith(() => errorBody(500, "internal", "a bug"));
-    const buggy = (await bug.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e)) as ApiRequestError;
-    expect([buggy.status, buggy.outcomeUnknown, bug.calls.length]).toEqual([504, true, 3]);
-    // A 400 for a body an attempt did not deliver whole says nothing of an earlier attempt: unknown.
-    const late = [errorBody(504, "timeout"), errorBody(400, "bad_request", "body: not received in full within 10000 ms")];
+    // The API's 500 on every attempt (a bug): retried for 10 s, not the whole 90 s, nor three attempts (150 ms ended a blip: reviews).
+    const pauses: number[] = [];
+    const bug = clientWith(() => errorBody(500, "internal", "a bug"), { onCommandRetry: (r) => pauses.push(r.pauseMs) });
+    vi.useFakeTimers();
+    try {
+      const pending = bug.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(30_000);
+      const buggy = (await pending) as ApiRequestError;
+      expect([buggy.status, buggy.outcomeUnknown]).toEqual([504, true]);
+    } finally {
+      vi.useRealTimers();
+    }
+    const waitedMs = pauses.reduce((a, b) => a + b, 0);
+    expect(waitedMs).toBeGreaterThan(5_000);
+    expect(waitedMs).toBeLessThanOrEqual(10_000);
+    // A 500 for outputs that split ran: answered at once, as it is (every retry answers the same).
+    const split = () => Response.json({ error: { code: "internal", message: "group g: replicas produced different outputs and no majority agreed: the command ran", reason: "outputs_split" } }, { status: 500 });
+    const ran = clientWith(split);
+    const known = (await ran.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e)) as ApiRequestError;
+    expect([known.status, known.code, known.reason, known.outcomeUnknown, ran.calls.length]).toEqual([500, "internal", "outputs_split", false, 1]);
+    // A 400 for a body an attempt did not deliver whole says nothing of the command: sent again, it is answered.
+    const late = [errorBody(504, "timeout"), errorBody(400, "bad_request", "body: not received in full within 10000 ms"), Response.json({ seq: 9, output: { value: 2 }, bookmark: "b1.1.9" })];
     const lateRetry = clientWith(() => late.shift()!);
-    expect(((await lateRetry.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e)) as ApiRequestError).outcomeUnknown).toBe(true);
+    expect((await lateRetry.client.submit("g", { op: "incr", key: "n", by: 1 })).seq).toBe(9);
+    expect(lateRetry.calls).toHaveLength(3);
     // A read's 500 is the API's bug, shown at once; a proxy's page is retried.
     const reads = [errorBody(500, "internal", "a bug")];
     const r500 = clientWith(() => reads.shift()!);

@@ -4,6 +4,19 @@ import { api, clientToken, command, createGroup, expectError, query, replicaStat
 const corrupt = (group: string, target: string) => api("POST", `/v1/groups/${group}/faults`, { target, fault: "corrupt" });
 
 describe("the corrupt fault", () => {
+  it("a command whose outputs split with no majority ran: a 500 with reason outputs_split, the same for its retry, logged (it was a bare 500 the client retried, then called unknown: a review)", async () => {
+    await createGroup("corrupt-split", { machine: "kv", replicas: 2, outputs: "majority" });
+    await command("corrupt-split", { op: "put", key: "k1", value: 1 });
+    expect((await corrupt("corrupt-split", "r2")).status).toBe(200);
+    const body = { client: "split", request: 1, command: { op: "incr", key: "k1", by: 1 } };
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const r = await api("POST", "/v1/groups/corrupt-split/commands", body, clientToken);
+      expect(r.status, JSON.stringify(r.body)).toBe(500);
+      expect(r.body.error).toMatchObject({ code: "internal", reason: "outputs_split", message: expect.stringMatching(/no majority agreed: the command ran, but no output can be vouched for/) });
+    }
+  });
+
+
   it("changes one stored row of a replica: the next audit quarantines exactly that replica, and it is rebuilt", async () => {
     await createGroup("corrupt-one", { machine: "kv", checkpointEvery: 5 });
     for (let i = 1; i <= 8; i++) await command("corrupt-one", { op: "put", key: `k${i}`, value: i });

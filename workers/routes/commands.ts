@@ -22,6 +22,7 @@ import { type RequestPlace, hintOf, isLocationHint, locationHints, nearestFirst 
 import type { App } from "../http.js";
 import type { GroupConfig } from "../../shared/protocol/types.js";
 import type { GroupRecord } from "../../shared/control/directory.js";
+import { logEvent } from "../../shared/log.js";
 
 export const commandRoutes = new Hono<App>();
 
@@ -52,8 +53,8 @@ commandRoutes.post("/:group/commands", async (c) => {
   if (a.kind === "stale_life") ({ record, a } = await send(await freshRoute(c, group)));
   // The life that ordered it names the bookmark (an older sequencer's answer has none: the route's).
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a), ...replayedOf(a) } satisfies CommandResult);
-  if (a.kind === "no_majority") throw new Error(`group ${group}: ${a.message}`);
   const e = failureOf(group, a, { recorded: client, given: body.client });
+  if (a.kind === "no_majority") logEvent({ event: "outputs-split", group, requestId: c.get("requestId"), message: e.message }, "error");
   throw new ApiError(e.code, e.message, e.code !== "unavailable" ? undefined : e.reason ? storageRetryAfterSec : 1, e.reason);
 });
 
@@ -85,7 +86,7 @@ function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, clie
     case "not_found":
       return { code: "unavailable", message: `group ${group} has no sequencer serving yet` };
     case "no_majority":
-      return { code: "internal", message: `group ${group}: ${a.message}` };
+      return { code: "internal", message: `group ${group}: ${a.message}: the command ran, but no output can be vouched for (the group's audits say which replicas differ); a retry answers the same`, reason: "outputs_split" };
     case "deleted":
       return { code: "not_found", message: `group ${group}: ${a.message}` };
     case "stale_life": // a second life since the first lookup of this request: rare, and a 404 says so
