@@ -18,18 +18,23 @@ const exposeHeaders = ["Retry-After", "Allow", "X-Smr-Incarnation", "X-Smr-Repli
 /** How long a browser may keep a preflight's answer (10 minutes: its own cap is 2 hours or less). */
 const preflightCacheSec = 600;
 
-/** The origins CORS_ORIGINS allows ("*": any), and the entries that are not origins. */
+/** The origins CORS_ORIGINS allows ("*": any), as browsers send them, and the entries that are not origins. */
 export function corsOrigins(raw: string | undefined): { any: boolean; origins: string[]; bad: string[] } {
-  const entries = (raw ?? "").split(",").map((e) => e.trim()).filter((e) => e !== "");
-  const bad = entries.filter((e) => e !== "*" && originOf(e) !== e);
-  return { any: entries.includes("*"), origins: entries.filter((e) => e !== "*" && !bad.includes(e)), bad };
+  const entries = (raw ?? "").split(",").map((e) => e.trim()).filter((e) => e !== "" && e !== "*");
+  const bad = entries.filter((e) => originOf(e) === null);
+  const origins = [...new Set(entries.map(originOf).filter((o): o is string => o !== null))];
+  return { any: (raw ?? "").split(",").some((e) => e.trim() === "*"), origins, bad };
 }
 
-/** `scheme://host[:port]` as a browser sends it in Origin, or null (a path, a slash, not http(s)). */
+/**
+ * The origin an entry names as a browser sends it in Origin (`HTTP://Host:80/` is `http://host`:
+ * such entries were left out, a probe), or null: not http(s), or a path, a query, a user name.
+ */
 function originOf(text: string): string | null {
   try {
     const url = new URL(text);
-    return url.protocol === "http:" || url.protocol === "https:" ? url.origin : null;
+    const bare = url.pathname === "/" && url.search === "" && url.hash === "" && url.username === "" && url.password === "";
+    return (url.protocol === "http:" || url.protocol === "https:") && bare ? url.origin : null;
   } catch {
     return null;
   }
@@ -43,7 +48,7 @@ function handlerFor(raw: string): MiddlewareHandler<App> {
   if (handler) return handler;
   const { any, origins, bad } = corsOrigins(raw);
   // Said once per value: an entry that is no origin matched no page, and nothing said why.
-  if (bad.length > 0) console.warn(`CORS_ORIGINS: ${bad.map((b) => JSON.stringify(b)).join(", ")} ${bad.length === 1 ? "is not an origin" : "are not origins"} (scheme://host[:port], no path): left out`);
+  if (bad.length > 0) console.warn(`CORS_ORIGINS: ${bad.map((b) => JSON.stringify(b)).join(", ")} ${bad.length === 1 ? "is not an origin" : "are not origins"} (http(s)://host[:port], no path or query): left out`);
   handler = cors({
     origin: any ? "*" : (origin) => (origins.includes(origin) ? origin : null),
     allowMethods: ["GET", "HEAD", "PUT", "POST", "DELETE"],

@@ -113,6 +113,12 @@ export interface ClientOptions {
   baseUrl: string;
   token: string;
   /**
+   * Whether a restore's file is sent as a stream (part by part, each bounded) or as one body.
+   * Default: a stream in Node, one body elsewhere (a browser sends a stream only over HTTP/2 or
+   * later, if at all: every restore from a page failed over HTTP/1.1, a probe).
+   */
+  streamUploads?: boolean;
+  /**
    * Stable id of this client for exactly-once; random by default. Used by one process at a time:
    * two processes sending under one id may send the same request id, and one's command then
    * answers the other's output without running.
@@ -511,6 +517,16 @@ function idleAbort(timeoutMs: number | undefined, what: string, signal?: AbortSi
     },
     reason: (err: unknown) => (signal?.aborted ? signal.reason : abort.signal.aborted ? abort.signal.reason : err),
   };
+}
+
+/** Whether request bodies may be streams here: in Node (undici); a browser's fetch needs HTTP/2 for them, or refuses them. */
+function streamsRequests(): boolean {
+  return typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === "string";
+}
+
+/** A stream's bytes, whole. */
+async function bytesOf(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 /** A byte array as a stream of 64 KiB parts (the server's wait for each is bounded, not for the whole). */
@@ -1295,6 +1311,14 @@ export class SmrClient {
     const boundMs = timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs);
     const idle = idleAbort(boundMs, `POST ${this.baseUrl}${path}`);
     const source = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    // A browser sends a stream body only over HTTP/2 or later (Chromium; others not at all): every
+    // restore from a page failed, ERR_ALPN_NEGOTIATION_FAILED over HTTP/1.1 (a probe). Outside
+    // Node the file goes as one body, read whole first if it came as a stream.
+    if (!(this.opts.streamUploads ?? streamsRequests())) {
+      const whole = source instanceof Uint8Array ? source : await bytesOf(source instanceof ReadableStream ? source : toStream(source));
+      idle.touch(boundMs === undefined ? undefined : boundMs + clientRestoreAnswerMs);
+      return this.restoreAnswer(group, path, whole, opts, idle);
+    }
     const it = (source instanceof Uint8Array ? chunksOf(source) : source instanceof ReadableStream ? source : toStream(source)).getReader();
     const payload = new ReadableStream<Uint8Array>({
       async pull(c) {
@@ -1311,9 +1335,14 @@ export class SmrClient {
       },
       cancel: (reason) => it.cancel(reason),
     });
+    return this.restoreAnswer(group, path, payload, opts, idle);
+  }
+
+  /** A restore's request and its answer (restore), within `idle`'s bounds. */
+  private async restoreAnswer(group: string, path: string, body: Uint8Array | ReadableStream<Uint8Array>, opts: { gzip?: boolean }, idle: ReturnType<typeof idleAbort>): Promise<GroupStatus> {
     try {
       const headers: Record<string, string> = { "content-type": "application/x-ndjson", ...(opts.gzip ? { "content-encoding": "gzip" } : {}) };
-      const res = await this.send("POST", path, { headers, body: payload, signal: idle.signal });
+      const res = await this.send("POST", path, { headers, body, signal: idle.signal });
       const status = JSON.parse(await this.text(res)) as GroupStatus & { bookmark?: string };
       if (status.bookmark) this.keepBookmark(group, status.bookmark); // sequential reads then see the restore
       return status;

@@ -990,6 +990,21 @@ describe("client snapshot and restore", () => {
     expect(await client.restore("h", parts())).toMatchObject({ group: "h" });
     expect(restored).toBe(file);
     expect(calls[1]!.headers["content-type"]).toBe("application/x-ndjson");
+    expect(calls[1]!.body).toBeInstanceOf(ReadableStream); // in Node: part by part
+  });
+
+  it("sends a restore's file as one body where streams cannot go (a browser over HTTP/1.1 failed every restore: a probe)", async () => {
+    const bodies: unknown[] = [];
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", streamUploads: false, fetch: async (_i, init) => (bodies.push(init?.body), Response.json({ group: "h", machine: "kv" })) });
+    async function* parts() {
+      for (const piece of ['{"group":"g"}\n', '["a",1]\n']) yield new TextEncoder().encode(piece);
+    }
+    for (const file of ['{"group":"g"}\n["a",1]\n', new TextEncoder().encode('{"group":"g"}\n["a",1]\n'), parts()]) {
+      expect(await client.restore("h", file)).toMatchObject({ group: "h" });
+      const sent = bodies.at(-1);
+      expect(sent).toBeInstanceOf(Uint8Array);
+      expect(new TextDecoder().decode(sent as Uint8Array)).toBe('{"group":"g"}\n["a",1]\n');
+    }
   });
 
   it("keeps a restore's bookmark: the group's next sequential read waits for the restored position", async () => {

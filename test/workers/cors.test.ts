@@ -59,11 +59,12 @@ describe("CORS", () => {
     expect([any.status, any.headers.get("access-control-allow-origin")]).toEqual([204, "*"]);
   });
 
-  it("leaves out an entry that is not an origin (a path, a trailing slash, not http)", () => {
-    expect(corsOrigins(" https://a.example ,https://b.example/,ftp://c.example, https://d.example/app,*")).toEqual({
+  it("takes an origin in any form a browser's Origin matches, and leaves out an entry that is not one (a path, a query, not http)", () => {
+    // Upper case, a default port, a trailing slash: as browsers send them (they were left out: a probe).
+    expect(corsOrigins(" https://a.example ,https://B.example/,HTTP://c.example:80,ftp://d.example, https://e.example/app,https://f.example?x,*")).toEqual({
       any: true,
-      origins: ["https://a.example"],
-      bad: ["https://b.example/", "ftp://c.example", "https://d.example/app"],
+      origins: ["https://a.example", "https://b.example", "http://c.example"],
+      bad: ["ftp://d.example", "https://e.example/app", "https://f.example?x"],
     });
   });
 });
