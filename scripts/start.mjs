@@ -3,7 +3,7 @@
 // On a fresh clone there are no tokens: create a git-ignored .dev.vars with random ones first.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -43,7 +43,14 @@ function persistFolder(argv) {
   const at = argv.findIndex((a) => flags.includes(a) || flags.some((f) => a.startsWith(`${f}=`)));
   if (at === -1) return join(root, ".wrangler", "state");
   const a = argv[at];
-  return resolve(root, flags.includes(a) ? (argv[at + 1] ?? "") : a.slice(a.indexOf("=") + 1));
+  const value = flags.includes(a) ? argv[at + 1] : a.slice(a.indexOf("=") + 1);
+  if (!value || value.startsWith("--")) fail(`${flags.includes(a) ? a : a.slice(0, a.indexOf("="))} needs a folder`);
+  return resolve(root, value);
+}
+
+function fail(message) {
+  console.error(message);
+  process.exit(1);
 }
 
 /**
@@ -51,29 +58,65 @@ function persistFolder(argv) {
  * group's objects, both acknowledged different commands at the same seqs, and one audit found the
  * state diverged (a probe: a SIGTERM to `npm start` ended npm and its shell without passing it on,
  * and the server went on, re-parented). The folder's `smr-server.pid` names this process and its
- * wrangler, made with O_EXCL; a start finding it refuses while either is a live server's process,
- * and takes over a file whose processes are gone (kill -9) or are now others (a pid reused).
+ * wrangler. It appears whole (written aside, then linked: a reader never finds it empty), a start
+ * finding it refuses while either is a live server's process, and one whose processes are gone
+ * (kill -9) or are now others (a pid reused) is moved aside, by one start only, then checked to be
+ * the file judged stale (a start at the same moment may have made a fresh one: put back).
  */
 function claimPersistFolder(folder) {
   const file = join(folder, "smr-server.pid");
-  mkdirSync(folder, { recursive: true });
+  const aside = (what) => `${file}.${what}-${process.pid}`;
+  try {
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(aside("new"), String(process.pid));
+  } catch (err) {
+    fail(`Cannot keep the server's storage in ${folder}: ${err.code ?? err.message}`);
+  }
   for (let tries = 0; ; tries++) {
+    if (tries === 20) fail(`Could not take ${file}: other starts keep changing it`);
     try {
-      writeFileSync(file, String(process.pid), { flag: "wx" });
+      linkSync(aside("new"), file);
       break;
     } catch (err) {
-      if (err.code !== "EEXIST" || tries > 0) throw err;
+      if (err.code !== "EEXIST") fail(`Cannot write ${file}: ${err.code ?? err.message}`);
     }
-    const live = serversIn(readText(file));
+    const held = readText(file);
+    if (held === null) continue; // gone meanwhile
+    const live = serversIn(held);
     if (live.length > 0) {
-      console.error(`Another server (pid ${live.join(", ")}) is using ${folder}: two over the same storage would each run every group. Stop it first (kill ${live[0]}), or pass another --persist-to.`);
-      process.exit(1);
+      rmSync(aside("new"), { force: true });
+      fail(`Another server (pid ${live.join(", ")}) is using ${folder}: two over the same storage would each run every group. Stop it first (kill ${live[0]}), or pass another --persist-to.`);
     }
-    rmSync(file, { force: true }); // a dead server's: taken over
+    try {
+      renameSync(file, aside("stale"));
+    } catch {
+      continue; // another start moved it first
+    }
+    if (readText(aside("stale")) !== held) {
+      try {
+        linkSync(aside("stale"), file); // a fresh one, not the stale one read: back it goes
+      } catch {
+        // another was made meanwhile: it is looked at next
+      }
+    }
+    rmSync(aside("stale"), { force: true });
   }
+  rmSync(aside("new"), { force: true });
   let mine = String(process.pid);
   process.on("exit", () => readText(file) === mine && rmSync(file, { force: true }));
-  return { hold: (childPid) => writeFileSync(file, (mine = `${process.pid} ${childPid ?? ""}`.trim())) };
+  return {
+    hold: (childPid) => {
+      // Replaced whole (renamed over it): a reader never finds it empty.
+      const text = `${process.pid} ${childPid ?? ""}`.trim();
+      try {
+        writeFileSync(aside("hold"), text);
+        renameSync(aside("hold"), file);
+        mine = text;
+      } catch (err) {
+        console.error(`Could not note wrangler's pid in ${file} (${err.code ?? err.message}): a second start is refused only while this one runs`);
+      }
+    },
+  };
 }
 
 function readText(file) {

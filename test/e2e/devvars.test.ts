@@ -86,6 +86,36 @@ describe("npm start's storage folder", () => {
     expect(existsSync(file)).toBe(false);
   });
 
+  it("lets one of several starts at once over a stale file run, and refuses the others (two ran: a review)", async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const dir = serving();
+      const folder = join(dir, "state");
+      mkdirSync(folder);
+      writeFileSync(join(folder, "smr-server.pid"), "999999998 999999999");
+      const starts = Array.from({ length: 4 }, () => spawn(process.execPath, [join(dir, "scripts", "start.mjs"), "--var", "ADMIN_TOKEN:s1", "--persist-to", folder], { cwd: dir, stdio: "ignore" }));
+      const exits = starts.map((p) => new Promise<number | null>((resolve) => p.once("exit", (code) => resolve(code))));
+      const refused = await Promise.race([Promise.all(exits.map((e, i) => e.then((code) => ({ i, code })))), new Promise<null>((r) => setTimeout(() => r(null), 3_000))]);
+      // Three exited 1 (refused), one still serves.
+      const ended = (await Promise.all(exits.map((e) => Promise.race([e, new Promise<"running">((r) => setTimeout(() => r("running"), 100))]))));
+      expect(refused, `trial ${trial}`).toBeNull();
+      expect(ended.filter((c) => c === "running"), `trial ${trial}: ${ended}`).toHaveLength(1);
+      expect(ended.filter((c) => c === 1), `trial ${trial}: ${ended}`).toHaveLength(3);
+      for (const p of starts) p.kill("SIGTERM");
+      await Promise.all(exits);
+      expect(existsSync(join(folder, "smr-server.pid"))).toBe(false);
+    }
+  }, 60_000);
+
+  it("says in one line what is wrong with the folder (a file, no value), exit 1", () => {
+    const dir = copyProject();
+    writeFileSync(join(dir, "afile"), "");
+    for (const [args, why] of [[["--persist-to", "afile"], /^Cannot keep the server's storage in .*afile: (EEXIST|ENOTDIR)\n$/], [["--persist-to="], /^--persist-to needs a folder\n$/], [["--persistTo", "--port"], /^--persistTo needs a folder\n$/]] as const) {
+      const r = startIn(dir, [...args]);
+      expect(r.status, args.join(" ")).toBe(1);
+      expect(r.stderr, args.join(" ")).toMatch(why);
+    }
+  });
+
   it("takes over a file whose processes are gone (kill -9) or are not a server's (a pid reused)", () => {
     for (const pids of ["999999998 999999999", `${process.pid}`]) {
       const dir = copyProject(); // its stand-in wrangler exits at once
