@@ -63,6 +63,8 @@ function handlerFor(raw: string): MiddlewareHandler<App> {
 /** Before authentication: a preflight carries no token. Without CORS_ORIGINS, nothing changes. */
 export const corsMiddleware: MiddlewareHandler<App> = async (c, next) => {
   const raw = (c.env as Env).CORS_ORIGINS;
-  if (raw === undefined || raw.trim() === "") return next();
+  // Only a browser's request (it names its Origin): any OPTIONS was a 204 before the token's check
+  // and its rate limit (a review).
+  if (raw === undefined || raw.trim() === "" || c.req.header("origin") === undefined) return next();
   return handlerFor(raw)(c, next);
 };
