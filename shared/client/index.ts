@@ -494,6 +494,7 @@ function timerMs(ms: number): number | undefined {
  * that says what was waited for.
  */
 function idleAbort(timeoutMs: number | undefined, what: string, signal?: AbortSignal) {
+  signal?.throwIfAborted();
   const abort = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let waitedMs = 0;
@@ -775,22 +776,24 @@ export class SmrClient {
    * query on 503, 429 and network failures while retryForMs lasts. Only commands and queries were:
    * `smr log` or `smr audit` during a failover ended on the first 503, which says to retry (a probe).
    */
-  private read<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return this.retried(() => this.request<T>(method, path, body));
+  private read<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    return this.retried(() => this.request<T>(method, path, body, signal), undefined, retriable, signal);
   }
 
   /** One reading call (`attempt`), retried as `read` says. */
-  private async retried<T>(attempt: () => Promise<T>, what?: CommandRetry["what"], may: (err: unknown) => boolean = retriable): Promise<T> {
+  private async retried<T>(attempt: () => Promise<T>, what?: CommandRetry["what"], may: (err: unknown) => boolean = retriable, signal?: AbortSignal): Promise<T> {
     const retries = new Retries(this.opts);
     for (;;) {
       try {
         return await attempt();
       } catch (err) {
+        if (signal?.aborted) throw signal.reason;
         const attempt = retries.attempt;
         const pauseMs = may(err) ? retries.next(err) : null;
         if (pauseMs === null) throw err;
         this.opts.onReadRetry?.({ attempt, reason: retryReason(err), pauseMs, ...(what ? { what } : {}) });
-        await sleep(pauseMs);
+        await sleep(pauseMs, signal);
+        signal?.throwIfAborted();
       }
     }
   }
@@ -800,14 +803,14 @@ export class SmrClient {
   async createGroup(group: string, spec: GroupSpec, created?: (made: boolean) => void): Promise<GroupStatus> {
     return this.request("PUT", groupPath(group), spec, undefined, (status) => created?.(status === 201));
   }
-  listGroups(page: { after?: string; limit?: number } = {}): Promise<{ groups: string[]; next?: string }> {
+  listGroups(page: { after?: string; limit?: number } = {}, call: CallOptions = {}): Promise<{ groups: string[]; next?: string }> {
     const q = new URLSearchParams();
     if (page.after !== undefined) q.set("after", page.after);
     if (page.limit !== undefined) q.set("limit", String(page.limit));
-    return this.read("GET", `/v1/groups${q.size ? `?${q}` : ""}`);
+    return this.read("GET", `/v1/groups${q.size ? `?${q}` : ""}`, undefined, call.signal);
   }
-  async group(group: string): Promise<GroupStatus> {
-    return this.read("GET", groupPath(group));
+  async group(group: string, call: CallOptions = {}): Promise<GroupStatus> {
+    return this.read("GET", groupPath(group), undefined, call.signal);
   }
   /** `force`: finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind. */
   /**
@@ -862,8 +865,8 @@ export class SmrClient {
     );
   }
   /** `sequencer` is there only while it cannot be reached (`reachable: false`, `problem`): the replicas are then what they say of themselves. */
-  async replicas(group: string): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {
-    return this.read("GET", groupPath(group, `/replicas`));
+  async replicas(group: string, call: CallOptions = {}): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {
+    return this.read("GET", groupPath(group, `/replicas`), undefined, call.signal);
   }
   /**
    * A membership change is retried only while nothing was ordered: a 503 (API.md: certainly not
@@ -891,32 +894,32 @@ export class SmrClient {
   async moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] & { recovering?: string } }> {
     return this.request("POST", groupPath(group, `/sequencer`), location === undefined ? {} : { location });
   }
-  async log(group: string, from?: number, limit?: number): Promise<LogPage> {
+  async log(group: string, from?: number, limit?: number, call: CallOptions = {}): Promise<LogPage> {
     const q = new URLSearchParams();
     if (from !== undefined) q.set("from", String(from));
     if (limit !== undefined) q.set("limit", String(limit));
-    return this.read("GET", groupPath(group, `/log?${q}`));
+    return this.read("GET", groupPath(group, `/log?${q}`), undefined, call.signal);
   }
-  async audit(group: string): Promise<AuditReport> {
-    return this.read("POST", groupPath(group, `/audit`));
+  async audit(group: string, call: CallOptions = {}): Promise<AuditReport> {
+    return this.read("POST", groupPath(group, `/audit`), undefined, call.signal);
   }
-  async audits(group: string, limit?: number): Promise<{ audits: AuditReport[] }> {
-    return this.read("GET", groupPath(group, `/audits${limit ? `?limit=${limit}` : ""}`));
+  async audits(group: string, limit?: number, call: CallOptions = {}): Promise<{ audits: AuditReport[] }> {
+    return this.read("GET", groupPath(group, `/audits${limit ? `?limit=${limit}` : ""}`), undefined, call.signal);
   }
-  async events(group: string, limit?: number): Promise<{ events: GroupEvent[] }> {
-    return this.read("GET", groupPath(group, `/events${limit ? `?limit=${limit}` : ""}`));
+  async events(group: string, limit?: number, call: CallOptions = {}): Promise<{ events: GroupEvent[] }> {
+    return this.read("GET", groupPath(group, `/events${limit ? `?limit=${limit}` : ""}`), undefined, call.signal);
   }
   async createToken(group: string, scope: "read" | "write", name?: string): Promise<TokenInfo & { token: string }> {
     return this.request("POST", groupPath(group, `/tokens`), name === undefined ? { scope } : { scope, name });
   }
-  async tokens(group: string): Promise<{ tokens: TokenInfo[] }> {
-    return this.read("GET", groupPath(group, `/tokens`));
+  async tokens(group: string, call: CallOptions = {}): Promise<{ tokens: TokenInfo[] }> {
+    return this.read("GET", groupPath(group, `/tokens`), undefined, call.signal);
   }
   async revokeToken(group: string, id: string): Promise<void> {
     return this.request("DELETE", groupPath(group, `/tokens/${pathId(id, tokenIdPattern, "token id")}`));
   }
   /** Prometheus text (API.md "Metrics") of one group, of every group (up to 2,000), or of a page (`after`/`limit`); its last line is `# next: <name>` when more follow. */
-  async metrics(group?: string, page: { after?: string; limit?: number } = {}): Promise<string> {
+  async metrics(group?: string, page: { after?: string; limit?: number } = {}, call: CallOptions = {}): Promise<string> {
     const q = new URLSearchParams();
     if (group !== undefined) q.set("group", group);
     if (page.after !== undefined) q.set("after", page.after);
@@ -926,7 +929,7 @@ export class SmrClient {
     // attempt answered whole within requestTimeoutMs, as a JSON request is: unbounded, a server
     // that took the connection and never answered held it for Node's 300 s an attempt (a probe).
     return this.retried(async () => {
-      const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `GET ${this.baseUrl}${path}`);
+      const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `GET ${this.baseUrl}${path}`, call.signal);
       try {
         const res = await this.send("GET", path, { signal: idle.signal }).catch((err: unknown) => Promise.reject(idle.reason(err)));
         const text = await this.text(res).catch((err: unknown) => Promise.reject(idle.reason(err)));
@@ -937,7 +940,7 @@ export class SmrClient {
       } finally {
         idle.end();
       }
-    });
+    }, undefined, retriable, call.signal);
   }
 
   // ---- commands and queries --------------------------------------------------------------------

@@ -1101,6 +1101,29 @@ describe("client snapshot and restore", () => {
     expect(retried).toHaveLength(1);
   });
 
+  it("ends a status, log, audit or metrics read when its signal aborts, whether waiting on an answer or between retries (they took no signal: a probe)", async () => {
+    const hung = clientWith((_url, init) => new Promise<Response>((_, reject) => init.signal?.addEventListener("abort", () => reject(init.signal!.reason))));
+    const busy = clientWith(() => errorBody(503, "unavailable", "recovering"), { retryBaseMs: 60_000 });
+    for (const { client } of [hung, busy]) {
+      const calls: ((call: { signal: AbortSignal }) => Promise<unknown>)[] = [
+        (call) => client.group("g", call),
+        (call) => client.replicas("g", call),
+        (call) => client.log("g", 1, 10, call),
+        (call) => client.audits("g", 5, call),
+        (call) => client.events("g", 5, call),
+        (call) => client.listGroups({}, call),
+        (call) => client.metrics("g", {}, call),
+      ];
+      for (const read of calls) {
+        const ctl = new AbortController();
+        const pending = read({ signal: ctl.signal }).catch((e: unknown) => e);
+        await tick(20);
+        ctl.abort(new Error("the caller's"));
+        expect(await Promise.race([pending, tick(2_000).then(() => "still waiting")])).toMatchObject({ message: "the caller's" });
+      }
+    }
+  });
+
   it("reads metrics as text", async () => {
     const { client, calls } = clientWith(() => new Response('smr_group_commit_seq{group="g"} 3\n', { headers: { "content-type": "text/plain; version=0.0.4" } }));
     expect(await client.metrics("g")).toContain("smr_group_commit_seq");
