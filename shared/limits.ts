@@ -605,7 +605,9 @@ export const watchKeepaliveMs = 10_000;
  * A replica with as many watchers as it may sends a keepalive to each one sent nothing this long
  * before it refuses a new watch: a reader that went away is noticed only when a write to its
  * stream fails, so its place stayed taken until the next keepalive (up to 15 s). The refused
- * client's retry (Retry-After: 1 s) finds the places of those who left free.
+ * client's retry (Retry-After: 5 s, workers/replica-host.ts) finds the places of those who left
+ * free. (Under `wrangler dev` its proxy holds a closed browser's stream open longer: a place
+ * there was free about 10 s after the page left, a probe.)
  */
 export const watchProbeMs = 1_000;
 /**
