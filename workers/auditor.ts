@@ -63,26 +63,9 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
   const worker = async () => {
     for (let group = await next(); group !== null; group = await next()) {
       inFlight++;
-      try {
-        // The sequencer's audit() logs a change of verdict (shared/log.ts); a lasting one shows in the metrics.
-        const r = await groups.withSequencer(counted, group, (s) => rpc<AuditReport | Unavailable | null>(s.auditUnlessCutOff()), (r) => r === null);
-        // Cut off, and not failed over (the cut-off vote refused): not audited this run.
-        if (r !== null && "kind" in r) throw new Error(r.message);
-        audited++;
-        // Not found consistent (replicas unreachable or behind, a failover under way): taken again
-        // next lap even if asleep. An asleep group's insufficient audit otherwise stood for a day,
-        // its health degraded (a probe).
-        if (r !== null && r.verdict !== "consistent") await unclaim(counted, group);
-      } catch (err) {
-        if ((err as { code?: string }).code === "not_found") continue; // deleted meanwhile
-        failed.push(group);
-        console.error(`audit ${group} failed: ${String(err)}`);
-        await recordUnaudited(counted, group, err);
-        // Taken again next lap, asleep or not (an asleep group's next claim was a day away).
-        await unclaim(counted, group);
-      } finally {
-        inFlight--;
-      }
+      const outcome = await auditOne(counted, group).finally(() => inFlight--);
+      if (outcome === "audited") audited++;
+      else if (outcome === "failed") failed.push(group);
     }
   };
   await Promise.all(Array.from({ length: auditConcurrencyMax }, worker));
@@ -91,6 +74,28 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
     .finishRun({ audited, failed: failed.length, startedMs, endedMs: Date.now() }, lapEnd)
     .catch((err) => console.error(`cron: the run was not recorded: ${String(err)}`));
   return { audited, failed, subrequests: calls.n };
+}
+
+/** One group's audit in a cron run; "gone": deleted meanwhile. */
+async function auditOne(env: Env, group: string): Promise<"audited" | "failed" | "gone"> {
+  try {
+    // The sequencer's audit() logs a change of verdict (shared/log.ts); a lasting one shows in the metrics.
+    const r = await groups.withSequencer(env, group, (s) => rpc<AuditReport | Unavailable | null>(s.auditUnlessCutOff()), (r) => r === null);
+    // Cut off, and not failed over (the cut-off vote refused): not audited this run.
+    if (r !== null && "kind" in r) throw new Error(r.message);
+    // Not found consistent (replicas unreachable or behind, a failover under way): taken again
+    // next lap even if asleep. An asleep group's insufficient audit otherwise stood for a day,
+    // its health degraded (a probe).
+    if (r !== null && r.verdict !== "consistent") await unclaim(env, group);
+    return "audited";
+  } catch (err) {
+    if ((err as { code?: string }).code === "not_found") return "gone";
+    console.error(`audit ${group} failed: ${String(err)}`);
+    await recordUnaudited(env, group, err);
+    // Taken again next lap, asleep or not (an asleep group's next claim was a day away).
+    await unclaim(env, group);
+    return "failed";
+  }
 }
 
 /** The group is taken again at the next lap, asleep or not (RegistryObject.unclaim). */
