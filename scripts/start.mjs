@@ -66,6 +66,8 @@ function fail(message) {
 function claimPersistFolder(folder) {
   const file = join(folder, "smr-server.pid");
   const aside = (what) => `${file}.${what}-${process.pid}`;
+  // This start's own files beside it go whatever happens (a failed start left them: a review).
+  process.on("exit", () => ["new", "stale", "hold"].forEach((what) => removeQuietly(aside(what))));
   try {
     mkdirSync(folder, { recursive: true });
     writeFileSync(aside("new"), String(process.pid));
@@ -75,7 +77,7 @@ function claimPersistFolder(folder) {
   for (let tries = 0; ; tries++) {
     if (tries === 20) fail(`Could not take ${file}: other starts keep changing it`);
     try {
-      linkSync(aside("new"), file);
+      linkOrCreate(aside("new"), file);
       break;
     } catch (err) {
       if (err.code !== "EEXIST") fail(`Cannot write ${file}: ${err.code ?? err.message}`);
@@ -94,7 +96,7 @@ function claimPersistFolder(folder) {
     }
     if (readText(aside("stale")) !== held) {
       try {
-        linkSync(aside("stale"), file); // a fresh one, not the stale one read: back it goes
+        linkOrCreate(aside("stale"), file); // a fresh one, not the stale one read: back it goes
       } catch {
         // another was made meanwhile: it is looked at next
       }
@@ -117,6 +119,28 @@ function claimPersistFolder(folder) {
       }
     },
   };
+}
+
+/**
+ * `to` made as a copy of `from`, failing with EEXIST if it is there: a hard link (it appears
+ * whole), or, on a file system without them (vfat, some network and container mounts: a review),
+ * an exclusive create written at once.
+ */
+function linkOrCreate(from, to) {
+  try {
+    linkSync(from, to);
+  } catch (err) {
+    if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV", "ENOSYS"].includes(err.code)) throw err;
+    writeFileSync(to, readFileSync(from), { flag: "wx" });
+  }
+}
+
+function removeQuietly(file) {
+  try {
+    rmSync(file, { force: true });
+  } catch {
+    // not there to remove (its folder is no folder)
+  }
 }
 
 function readText(file) {

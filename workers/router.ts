@@ -38,7 +38,9 @@ function rateLimiter(env: Env): RateLimiter {
 
 function errorResponse(c: Context<App>, err: ApiError) {
   if (err.retryAfterSec !== undefined) c.header("Retry-After", String(err.retryAfterSec));
-  return c.json({ error: { code: err.code, message: err.message, ...(err.reason ? { reason: err.reason } : {}) } }, err.status as 400);
+  // API.md: a 500's body carries a request id to find it in the logs (a review: a 500 raised as an ApiError had none).
+  const requestId = err.code === "internal" ? { requestId: c.get("requestId") } : {};
+  return c.json({ error: { code: err.code, message: err.message, ...(err.reason ? { reason: err.reason } : {}), ...requestId } }, err.status as 400);
 }
 
 app.onError((err, c) => {

@@ -431,6 +431,8 @@ function retriable(err: unknown, command = false): boolean {
 class Retries {
   private readonly startMs = Date.now();
   private pauseMs: number;
+  /** When the errors with the short budget began (nothing listening, the API's 500), if they did. */
+  private shortSinceMs: number | undefined;
   attempt = 1;
 
   constructor(private readonly opts: ClientOptions) {
@@ -449,9 +451,12 @@ class Retries {
     // The API's own 500 likewise: a platform blip (an object reset by a deploy) passes in seconds,
     // a bug answers every attempt so (retried for the whole 90 s; three attempts, 150 ms, ended
     // a blip as an unknown outcome: reviews).
-    const shortMs = err instanceof ApiRequestError && (err.notSent || err.code === "internal") ? clientRefusedRetryForMs : budgetMs;
-    const forMs = Math.min(budgetMs, shortMs);
-    if (Date.now() - this.startMs + pause > forMs) return null;
+    // Counted from the first such error: one after 10 s of 503s (a failover) stopped at once (a review).
+    const short = err instanceof ApiRequestError && (err.notSent || err.code === "internal");
+    const nowMs = Date.now();
+    if (short) this.shortSinceMs ??= nowMs;
+    if (nowMs - this.startMs + pause > budgetMs) return null;
+    if (short && nowMs - this.shortSinceMs! + pause > clientRefusedRetryForMs) return null;
     this.pauseMs = Math.min(this.pauseMs * 2, clientRetryMaxMs);
     this.attempt++;
     return pause;
@@ -1318,7 +1323,9 @@ export class SmrClient {
     // restore from a page failed, ERR_ALPN_NEGOTIATION_FAILED over HTTP/1.1 (a probe). Outside
     // Node the file goes as one body, read whole first if it came as a stream.
     if (!(this.opts.streamUploads ?? streamsRequests())) {
-      const whole = source instanceof Uint8Array ? source : await bytesOf(source instanceof ReadableStream ? source : toStream(source));
+      // Reading the caller's source is not the server's silence (a review: a slow one aborted the restore).
+      idle.pause();
+      const whole = source instanceof Uint8Array ? source : await bytesOf(source instanceof ReadableStream ? source : toStream(source)).catch((err: unknown) => (idle.end(), Promise.reject(err)));
       idle.touch(boundMs === undefined ? undefined : boundMs + clientRestoreAnswerMs);
       return this.restoreAnswer(group, path, whole, opts, idle);
     }

@@ -1109,8 +1109,10 @@ describe("client snapshot and restore", () => {
         (call) => client.group("g", call),
         (call) => client.replicas("g", call),
         (call) => client.log("g", 1, 10, call),
+        (call) => client.audit("g", call),
         (call) => client.audits("g", 5, call),
         (call) => client.events("g", 5, call),
+        (call) => client.tokens("g", call),
         (call) => client.listGroups({}, call),
         (call) => client.metrics("g", {}, call),
       ];
@@ -1175,6 +1177,17 @@ describe("client snapshot and restore", () => {
     const waitedMs = pauses.reduce((a, b) => a + b, 0);
     expect(waitedMs).toBeGreaterThan(5_000);
     expect(waitedMs).toBeLessThanOrEqual(10_000);
+    // Those 10 s count from the first 500: one after 20 s of 503s (a failover) is retried too (it ended the call at once: a review).
+    let n = 0;
+    const afterFailover = clientWith(() => (++n <= 14 ? errorBody(503, "unavailable", "failing over") : n === 15 ? errorBody(500, "internal", "a blip") : Response.json({ seq: 5, output: {}, bookmark: "b1.1.5" })));
+    vi.useFakeTimers();
+    try {
+      const pending = afterFailover.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(await pending).toMatchObject({ seq: 5 });
+    } finally {
+      vi.useRealTimers();
+    }
     // A 500 for outputs that split ran: answered at once, as it is (every retry answers the same).
     const split = () => Response.json({ error: { code: "internal", message: "group g: replicas produced different outputs and no majority agreed: the command ran", reason: "outputs_split" } }, { status: 500 });
     const ran = clientWith(split);

@@ -4,7 +4,7 @@ import { api, clientToken, command, createGroup, expectError, query, replicaStat
 const corrupt = (group: string, target: string) => api("POST", `/v1/groups/${group}/faults`, { target, fault: "corrupt" });
 
 describe("the corrupt fault", () => {
-  it("a command whose outputs split with no majority ran: a 500 with reason outputs_split, the same for its retry, logged (it was a bare 500 the client retried, then called unknown: a review)", async () => {
+  it("a command whose outputs split with no majority ran: a 500 with reason outputs_split and a request id, the same for its retry (it was a bare 500 the client retried, then called unknown: a review)", async () => {
     await createGroup("corrupt-split", { machine: "kv", replicas: 2, outputs: "majority" });
     await command("corrupt-split", { op: "put", key: "k1", value: 1 });
     expect((await corrupt("corrupt-split", "r2")).status).toBe(200);
@@ -13,6 +13,8 @@ describe("the corrupt fault", () => {
       const r = await api("POST", "/v1/groups/corrupt-split/commands", body, clientToken);
       expect(r.status, JSON.stringify(r.body)).toBe(500);
       expect(r.body.error).toMatchObject({ code: "internal", reason: "outputs_split", message: expect.stringMatching(/no majority agreed: the command ran, but no output can be vouched for/) });
+      // API.md: a 500's body carries a request id to find it in the logs (the outputs-split line names it).
+      expect(r.body.error.requestId).toMatch(/^[0-9a-f-]{36}$/);
     }
   });
 

@@ -54,7 +54,7 @@ commandRoutes.post("/:group/commands", async (c) => {
   // The life that ordered it names the bookmark (an older sequencer's answer has none: the route's).
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a), ...replayedOf(a) } satisfies CommandResult);
   const e = failureOf(group, a, { recorded: client, given: body.client });
-  if (a.kind === "no_majority") logEvent({ event: "outputs-split", group, requestId: c.get("requestId"), message: e.message }, "error");
+  if (a.kind === "no_majority") logEvent({ event: "outputs-split", group, requestId: c.get("requestId"), client: body.client, request: body.request, message: e.message }, "error");
   throw new ApiError(e.code, e.message, e.code !== "unavailable" ? undefined : e.reason ? storageRetryAfterSec : 1, e.reason);
 });
 
@@ -86,7 +86,7 @@ function failureOf(group: string, a: Exclude<SubmitAnswer, { kind: "ok" }>, clie
     case "not_found":
       return { code: "unavailable", message: `group ${group} has no sequencer serving yet` };
     case "no_majority":
-      return { code: "internal", message: `group ${group}: ${a.message}: the command ran, but no output can be vouched for (the group's audits say which replicas differ); a retry answers the same`, reason: "outputs_split" };
+      return { code: "internal", message: `group ${group}: ${a.message}: the command ran, but no output can be vouched for (the group's audits say which replicas differ); a retry answers the same or, with a replica out of reach, 504`, reason: "outputs_split" };
     case "deleted":
       return { code: "not_found", message: `group ${group}: ${a.message}` };
     case "stale_life": // a second life since the first lookup of this request: rare, and a 404 says so
