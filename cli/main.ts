@@ -2,7 +2,8 @@
 // Shape: smr <command> [group] [args] [--json]. Exit 0 on success, 1 when the API answers an error
 // (printed as "error: <status> <code>: <message>"; under --json also as {"error": {...}} on
 // stdout), 2 for a usage error, 3 when a command's or a restore's outcome is unknown.
-import { Command, CommanderError, Help } from "commander";
+import { Command, CommanderError, Help, Option } from "commander";
+import { locationHints } from "../shared/geo.js";
 import { ApiRequestError } from "../shared/client/index.js";
 import { readFileSync } from "node:fs";
 import { groupArg, nonEmptyArg, nonNegativeArg, positiveArg, UsageError } from "./args.js";
@@ -64,6 +65,7 @@ function program(): Command {
     .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)", nonEmptyArg)
     .option("--json", "print JSON for scripts instead of tables")
     .option("--retry-for <seconds>", "how long a command or a read is retried (default 90; 0: not retried)", nonNegativeArg)
+    .addOption(new Option("--near <location>", "where you are (env SMR_NEAR): sequential and stale reads and watches go to the replica nearest it").choices(locationHints).env("SMR_NEAR"))
     .version(packageVersion(), "--version", "print smr's version")
     .exitOverride()
     .helpCommand(false);

@@ -14,7 +14,9 @@ import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode 
 import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
 import type { BankCommand, BankQuery } from "../machines/bank.js";
 import type { KvCommand, KvQuery, KvSubCommand } from "../machines/kv.js";
+import type { AcquireOutput, Lease, LockCommand, LockQuery, ReleaseOutput, RenewOutput } from "../machines/lock.js";
 import type { CommandOf, QueryOf, StateMachine } from "../machines/types.js";
+import { isLocationHint, locationHints } from "../geo.js";
 import { sseFrames } from "./sse.js";
 import { lines, toStream } from "./streams.js";
 
@@ -23,6 +25,11 @@ export type { AuditReport, Entry, GroupStatus, MachineName, OutputsMode, Replica
 export type { ErrorCode } from "../api/errors.js";
 export type { KvCommand, KvQuery, KvSubCommand } from "../machines/kv.js";
 export type { BankCommand, BankQuery } from "../machines/bank.js";
+export type { AcquireOutput, Lease, LockCommand, LockQuery, ReleaseOutput, RenewOutput } from "../machines/lock.js";
+/** The machines' definitions, as types: `smr.machine<typeof lock>(group)` (nothing of them is bundled). */
+export type { bank } from "../machines/bank.js";
+export type { kv } from "../machines/kv.js";
+export type { lock } from "../machines/lock.js";
 export { lines } from "./streams.js";
 
 export type Consistency = "linearizable" | "sequential" | "stale";
@@ -86,6 +93,8 @@ export class ApiRequestError extends Error {
     readonly retryAfterSec?: number,
     /** The body's `reason` (`storage_quota`: a 503 no retry mends until space is freed). */
     readonly reason?: ErrorReason,
+    /** The body's `requestId` (a 500's, to find it in the server's logs). */
+    readonly requestId?: string,
   ) {
     super(`${status} ${code}: ${message}`);
   }
@@ -153,6 +162,12 @@ export interface ClientOptions {
    * without this an app could not tell its own write was destroyed from a key never written.
    */
   onBookmarkDropped?: (dropped: { group: string; bookmark: string; reason: string }) => void;
+  /**
+   * Where this client is, as a location hint (`weur`, `apac`, ...: API.md "Locations and nearest
+   * reads"): sequential and stale reads and watches go to the replica nearest it. Default: the
+   * server judges by the request (on Cloudflare, where it entered the network).
+   */
+  near?: string;
   fetch?: typeof fetch;
   /** Called before a command (or batch) is sent again: its attempt, why, and the pause first. */
   onCommandRetry?: (retry: CommandRetry) => void;
@@ -169,6 +184,8 @@ export interface CallOptions {
 }
 
 export interface QueryOptions extends CallOptions {
+  /** Nearest-replica hint (x-smr-near) for sequential and stale reads; default ClientOptions.near. */
+  near?: string;
   /**
    * A sequential read's bookmark as given (the CLI's --bookmark): sent instead of the one kept,
    * and never dropped, so one past the group's end is the server's 400 (it was dropped in silence
@@ -583,7 +600,8 @@ async function errorOf(res: Response): Promise<ApiRequestError> {
   // Not the API's answer: its text without markup (a proxy's HTML page was printed whole, as a
   // server bug's `internal`: a probe).
   if (typeof e?.code !== "string") return notApi(res, text);
-  return new ApiRequestError(res.status, e.code, String(e.message ?? ""), retryAfterSecOf(res.headers), e.reason);
+  const requestId = typeof e.requestId === "string" ? e.requestId : undefined;
+  return new ApiRequestError(res.status, e.code, String(e.message ?? ""), retryAfterSecOf(res.headers), e.reason, requestId);
 }
 
 /** A batch item's code (API.md's codes only): another server's answer is reported as `internal`, its message saying whose. */
@@ -621,8 +639,12 @@ function watchRequest(opts: WatchOptions, lastId: string | undefined, reconnect:
   // And which life of the group it followed: a group deleted and made again reuses its seqs,
   // and the stream went on with the new life's entries after the old life's (a probe).
   if (incarnation !== null) headers["x-smr-incarnation"] = incarnation;
-  if (opts.near !== undefined) headers["x-smr-near"] = opts.near;
-  return { q, headers };
+  return { q, headers: { ...headers, ...nearHeader(opts.near) } };
+}
+
+/** The nearest-replica hint as its header (API.md "Locations and nearest reads"). */
+function nearHeader(near: string | undefined): Record<string, string> {
+  return near === undefined ? {} : { "x-smr-near": near };
 }
 
 /** What of a body comes within waitMs (bounded to 64 KiB), then the rest cancelled: an answer that never ends held the watch. */
@@ -667,6 +689,20 @@ function retryAfterSecOf(headers: Headers, nowMs = Date.now()): number | undefin
   return Number.isFinite(after) && after > 0 ? after : undefined;
 }
 
+/** What a request may say beyond its body: headers, who hears the status, the answer's shape. */
+interface RequestMore<T> {
+  headers?: Record<string, string>;
+  answered?: (status: number, headers: Headers) => void;
+  /** Whether a 2xx JSON answer is the one asked for (else `not_api`). */
+  shape?: (answer: unknown) => answer is T;
+}
+
+/** The shapes of the data path's answers (API.md): a command's, a batch's of n items, a query's. */
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isCommandResult = (v: unknown): v is CommandResult => isObject(v) && Number.isSafeInteger(v.seq) && "output" in v && typeof v.bookmark === "string";
+const isBatchOf = (n: number) => (v: unknown): v is BatchResult => isObject(v) && Array.isArray(v.results) && v.results.length === n && v.results.every(isObject);
+const isQueryResult = (v: unknown): v is QueryResult => isObject(v) && "result" in v;
+
 interface SendInit {
   body?: string | Uint8Array | ReadableStream<Uint8Array>;
   headers?: Record<string, string>;
@@ -695,6 +731,8 @@ export class SmrClient {
     const problem = urlProblem(opts.baseUrl);
     if (problem !== null) throw new TypeError(`baseUrl ${JSON.stringify(opts.baseUrl)}: ${{ scheme: "not an http:// or https:// URL", credentials: "holds a user name or password (pass the token as token)", query: "has a query or a fragment (give the server's base URL)" }[problem]}`);
     if (!sendableToken(opts.token)) throw new TypeError("token: cannot be sent in a header (a space, a line break, a control character, or a character outside ASCII)");
+    // A typo here would make every sequential read a 400.
+    if (opts.near !== undefined && !isLocationHint(opts.near)) throw new TypeError(`near ${JSON.stringify(opts.near)}: one of ${locationHints.join(", ")}`);
     // "http://host/" made every path "//v1/..." (a 404).
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.clientId = opts.clientId ?? randomId();
@@ -733,7 +771,7 @@ export class SmrClient {
    * that took the connection and never answered held a call for Node's 300 s, per attempt.
    */
   /** `answered`: told the answer's status (a PUT's 201 created or 200 already there) and headers (a batch's Retry-After). */
-  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, answered?: (status: number, headers: Headers) => void): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, more: RequestMore<T> = {}): Promise<T> {
     signal?.throwIfAborted();
     const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;
     // 0, Infinity or anything a timer cannot hold: no bound (AbortSignal.timeout threw on them).
@@ -746,7 +784,7 @@ export class SmrClient {
       let res: Response;
       try {
         res = await this.send(method, path, {
-          headers: { "content-type": "application/json" },
+          headers: { "content-type": "application/json", ...more.headers },
           ...(body === undefined ? {} : { body: jsonOf(body) }),
           signal: abort.signal,
         });
@@ -755,7 +793,7 @@ export class SmrClient {
         if (abort.signal.aborted) throw new ApiRequestError(0, "network", `${method} ${this.baseUrl}${path}: no answer within ${timeoutMs} ms`);
         throw err;
       }
-      answered?.(res.status, res.headers);
+      more.answered?.(res.status, res.headers);
       if (res.status === 204) return undefined as T;
       let text: string;
       try {
@@ -765,11 +803,16 @@ export class SmrClient {
         // The connection died while the body was read: as much a network failure as no answer.
         throw new ApiRequestError(0, "network", abort.signal.aborted ? `${method} ${this.baseUrl}${path}: no whole answer within ${timeoutMs} ms` : String(err));
       }
+      let answer: unknown;
       try {
-        return JSON.parse(text) as T;
+        answer = JSON.parse(text);
       } catch {
         throw notApi(res, text);
       }
+      // Another server's JSON (a proxy's, a wrong URL's) is not taken for the answer: a put
+      // resolved `undefined` for a proxy's `{}` (a probe).
+      if (more.shape && !more.shape(answer)) throw notApi(res, text);
+      return answer as T;
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", cancel);
@@ -806,7 +849,7 @@ export class SmrClient {
   // ---- groups (admin token) ------------------------------------------------------------------
   /** `created`: told whether the group was made (201) or one with the same config was there (200). */
   async createGroup(group: string, spec: GroupSpec, created?: (made: boolean) => void): Promise<GroupStatus> {
-    return this.request("PUT", groupPath(group), spec, undefined, (status) => created?.(status === 201));
+    return this.request("PUT", groupPath(group), spec, undefined, { answered: (status) => created?.(status === 201) });
   }
   listGroups(page: { after?: string; limit?: number } = {}, call: CallOptions = {}): Promise<{ groups: string[]; next?: string }> {
     const q = new URLSearchParams();
@@ -966,7 +1009,7 @@ export class SmrClient {
     let unsure = false; // an attempt's outcome was unknown: a later 503 no longer means "not ordered"
     for (;;) {
       try {
-        const r = await this.request<CommandResult>("POST", groupPath(group, `/commands`), { client: this.clientId, request, command }, signal);
+        const r = await this.request<CommandResult>("POST", groupPath(group, `/commands`), { client: this.clientId, request, command }, signal, { shape: isCommandResult });
         this.keepBookmark(group, r.bookmark);
         return unsure ? ownReplay(r) : r;
       } catch (err) {
@@ -1035,7 +1078,7 @@ export class SmrClient {
       let askedSec: number | undefined;
       const heard = (_status: number, headers: Headers) => void (askedSec = retryAfterSecOf(headers));
       try {
-        answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), { client: this.clientId, commands: pending.map((i) => items[i]) }, signal, heard);
+        answer = await this.request<BatchResult>("POST", groupPath(group, `/commands`), { client: this.clientId, commands: pending.map((i) => items[i]) }, signal, { answered: heard, shape: isBatchOf(pending.length) });
       } catch (err) {
         if (signal?.aborted) throw err;
         pauseMs = retriable(err, true) ? retries.next(err) : null;
@@ -1129,7 +1172,7 @@ export class SmrClient {
       const bookmark = call.bookmark === undefined ? this.bookmarks.get(group) : later(this.bookmarks.get(group), call.bookmark);
       if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
       try {
-        const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal);
+        const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal, { shape: isQueryResult, headers: nearHeader(call.near ?? this.opts.near) });
         if (r.bookmark) this.keepBookmark(group, r.bookmark); // monotonic reads: the next never sees older state
         return r;
       } catch (err) {
@@ -1168,7 +1211,8 @@ export class SmrClient {
     // aborts the stream first here, which ends the pending next(), then the generator.
     const stop = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
-    const events = this.feed(group, { ...opts, signal });
+    const near = opts.near ?? this.opts.near;
+    const events = this.feed(group, { ...opts, signal, ...(near === undefined ? {} : { near }) });
     const iterator: AsyncGenerator<WatchEvent> = {
       next: () => events.next(),
       return: (value) => (stop.abort(), events.return(value)),
@@ -1407,6 +1451,22 @@ export class SmrClient {
           /** Every digit of the total, when it passes 2^53 - 1 (then `total` is the nearest double). */
           totalExact?: string;
         },
+    };
+  }
+
+  /** The lock machine's (docs/MACHINES.md): leases with fencing tokens; time is the sequencer's. */
+  lock(group: string, call: CallOptions = {}) {
+    const run = async <O>(c: LockCommand) => typedOutput<O>(await this.submit(group, c, undefined, call));
+    const read = async <O>(q: LockQuery, consistency?: Consistency) => (await this.query(group, q, consistency, call)).result as O;
+    return {
+      /** Granted (a new token) if the lock is free or lapsed; the holder asking again keeps its token. */
+      acquire: (lock: string, owner: string, ttlMs: number) => run<AcquireOutput>({ op: "acquire", lock, owner, ttlMs }),
+      renew: (lock: string, owner: string, token: number, ttlMs: number) => run<RenewOutput>({ op: "renew", lock, owner, token, ttlMs }),
+      release: (lock: string, owner: string, token: number) => run<ReleaseOutput>({ op: "release", lock, owner, token }),
+      /** The lease as stored (a lapsed one until a command replaces it: compare expiresAt), or null. */
+      get: (lock: string, consistency?: Consistency) => read<Lease | null>({ op: "get", lock }, consistency),
+      list: (opts: { prefix?: string; after?: string; limit?: number } = {}, consistency?: Consistency) =>
+        read<{ locks: (Lease & { lock: string })[]; next?: string }>({ op: "list", ...opts }, consistency),
     };
   }
 

@@ -537,6 +537,18 @@ describe("the CLI interrupted, and its output's edges", () => {
     expect(bad.stderr).toMatch(/^error: 400 bad_request: /);
   }, cliTestMs);
 
+  it("--near (or SMR_NEAR) reads from the replica in that location; an unknown location is a usage error", async () => {
+    await smrOk(["groups", "create", "cli-near", "--locations", "wnam,weur,apac"], admin());
+    const w = await json(["put", "cli-near", "k", "1"], client());
+    await appliedEverywhere("cli-near", w.seq);
+    const { body } = await f.call("GET", "/v1/groups/cli-near/replicas", f.admin);
+    const idIn = (loc: string) => body.replicas.find((r: { location: string }) => r.location === loc).id;
+    expect((await json(["get", "cli-near", "k", "--consistency", "stale", "--near", "apac"], client())).replica).toBe(idIn("apac"));
+    expect((await json(["get", "cli-near", "k", "--consistency", "stale"], { ...client(), env: { ...client().env, SMR_NEAR: "weur" } })).replica).toBe(idIn("weur"));
+    const bad = await smr(["get", "cli-near", "k", "--near", "mars"], client());
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringMatching(/--near <location>' argument 'mars' is invalid/)]);
+  }, cliTestMs);
+
   it("an error line shows escape sequences from a client id or a file as text (they recoloured and retitled the terminal)", async () => {
     await smrOk(["groups", "create", "cli-esc"], admin());
     const evil = "ev\u001b[31mil\u001b]0;T\u0007";

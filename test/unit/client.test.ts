@@ -738,6 +738,65 @@ describe("client batches", () => {
     expect(calls).toHaveLength(0);
   });
 
+  it("takes another server's JSON for no answer of the API: a command, a batch and a query whose 200 is not of their shape (a proxy's `{}` made put resolve undefined: a probe)", async () => {
+    for (const body of [{}, { seq: "1", output: {}, bookmark: "b" }, { seq: 1, bookmark: "b" }, [1]]) {
+      const { client, calls } = clientWith(() => Response.json(body));
+      const err = (await client.kv("g").put("k", 1).catch((e: unknown) => e)) as ApiRequestError;
+      expect([err.code, err.status, err.outcomeUnknown], JSON.stringify(body)).toEqual(["not_api", 200, false]);
+      expect(err.message).toMatch(/not an answer of the API \(application\/json\)/);
+      expect(calls).toHaveLength(1); // a wrong URL: not retried
+    }
+    const short = clientWith(() => Response.json({ results: [{ seq: 1, output: {} }], bookmark: "b" }));
+    const batch = (await short.client.kv("g").batch([{ op: "put", key: "a", value: 1 }, { op: "put", key: "b", value: 2 }]).catch((e: unknown) => e)) as ApiRequestError;
+    expect(batch.code).toBe("not_api"); // one result for two commands
+    const query = clientWith(() => Response.json({ value: 1 }));
+    expect(((await query.client.kv("g").get("k").catch((e: unknown) => e)) as ApiRequestError).code).toBe("not_api");
+    // The API's own answers pass.
+    const ok = clientWith((url) => Response.json(url.pathname.endsWith("/query") ? { result: { value: null }, bookmark: "b" } : { seq: 2, output: { previous: null }, bookmark: "b" }));
+    expect(await ok.client.kv("g").put("k", 1)).toEqual({ previous: null });
+    expect(await ok.client.kv("g").get("k")).toEqual({ value: null });
+  });
+
+  it("sends the nearest-replica hint with reads and watches, the client's or the call's; refuses an unknown one at once", async () => {
+    const { client, calls } = clientWith((url) => (url.pathname.endsWith("/watch") ? sse(entry(1)) : Response.json({ result: { value: null }, bookmark: "" })), { near: "weur" });
+    await client.kv("g").get("k", "stale");
+    await client.query("g", { op: "get", key: "k" }, "sequential", { near: "apac" });
+    for await (const _e of client.watch("g")) break;
+    for await (const _e of client.watch("g", { near: "oc" })) break;
+    expect(calls.map((c) => c.headers["x-smr-near"])).toEqual(["weur", "apac", "weur", "oc"]);
+    expect(() => new SmrClient({ baseUrl: "http://smr.test", token: "t", near: "mars" })).toThrow(/near "mars": one of wnam, enam/);
+    const plain = clientWith(() => Response.json({ result: null, bookmark: "" }));
+    await plain.client.query("g", { op: "get", key: "k" });
+    expect(plain.calls[0]!.headers["x-smr-near"]).toBeUndefined();
+  });
+
+  it("keeps a 500's request id as a field, to find it in the server's logs", async () => {
+    const { client } = clientWith(() => Response.json({ error: { code: "internal", message: "internal error (request id r-42)", requestId: "r-42" } }, { status: 500 }), { retryForMs: 0 });
+    const err = (await client.query("g", { op: "get", key: "k" }).catch((e: unknown) => e)) as ApiRequestError;
+    expect([err.code, err.requestId]).toEqual(["internal", "r-42"]);
+  });
+
+  it("offers the lock machine's commands and reads, typed", async () => {
+    const { client, calls } = clientWith((url) =>
+      Response.json(url.pathname.endsWith("/query") ? { result: { holder: "a", token: 3, expiresAt: "2026-01-01T00:00:00.000Z" }, bookmark: "" } : { seq: 4, output: { ok: true, token: 3, expiresAt: "2026-01-01T00:00:00.000Z" }, bookmark: "b" }),
+    );
+    const locks = client.lock("locks");
+    const got = await locks.acquire("l", "a", 5000);
+    expect(got.ok && got.token).toBe(3);
+    await locks.renew("l", "a", 3, 5000);
+    await locks.release("l", "a", 3);
+    expect((await locks.get("l", "sequential"))?.holder).toBe("a");
+    expect(calls.map((c) => (c.body as { command?: unknown; query?: unknown }).command ?? (c.body as { query: unknown }).query)).toEqual([
+      { op: "acquire", lock: "l", owner: "a", ttlMs: 5000 },
+      { op: "renew", lock: "l", owner: "a", token: 3, ttlMs: 5000 },
+      { op: "release", lock: "l", owner: "a", token: 3 },
+      { op: "get", lock: "l" },
+    ]);
+    // @ts-expect-error: a token is a number (npm test's typecheck holds this)
+    const wrong = () => locks.release("l", "a", "3");
+    expect(wrong).toBeTypeOf("function");
+  });
+
   it("sends a kv txn as one command with both branches", async () => {
     const { client, calls } = clientWith(() => Response.json({ seq: 3, output: { succeeded: true, results: [{ previous: null }] }, bookmark: "b1.1.3" }));
     const out = await client.kv("g").txn({ compare: [{ key: "a", value: null }], success: [{ op: "put", key: "a", value: 1 }] });
