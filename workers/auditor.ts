@@ -89,7 +89,10 @@ async function auditOne(env: Env, group: string): Promise<"audited" | "failed" |
     if (r !== null && r.verdict !== "consistent") await unclaim(env, group);
     return "audited";
   } catch (err) {
-    if ((err as { code?: string }).code === "not_found") return "gone";
+    if ((err as { code?: string }).code === "not_found") {
+      await groups.unlistGone(env, group).catch((e: unknown) => console.error(`cron: ${group}, gone, stays listed: ${String(e)}`));
+      return "gone";
+    }
     console.error(`audit ${group} failed: ${String(err)}`);
     await recordUnaudited(env, group, err);
     // Taken again next lap, asleep or not (an asleep group's next claim was a day away).

@@ -65,6 +65,8 @@ export function sequencerStub(env: Env, name: string, location?: string | null) 
 export interface RegistryClient {
   add(name: string, incarnation?: number): Promise<void>;
   remove(name: string, incarnation?: number): Promise<boolean>;
+  /** The incarnation the name is listed with, or null. */
+  incarnationOf(name: string): Promise<number | null>;
   /** The group's sequencer asleep since asleepSinceMs, or awake again (null), as of `noted`: RegistryObject.noteSleep. */
   noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, noted: SleepNoted): Promise<void>;
   /** The cron's audit of the name failed: taken again next lap (RegistryObject.unclaim). */
@@ -87,6 +89,7 @@ export function registryStub(env: Env): RegistryClient {
   return {
     add: (name, incarnation) => bounded("add", Promise.resolve(stub.add(name, incarnation))),
     remove: (name, incarnation) => bounded("remove", Promise.resolve(stub.remove(name, incarnation))),
+    incarnationOf: (name) => bounded("incarnationOf", Promise.resolve(stub.incarnationOf(name))),
     noteSleep: (name, incarnation, asleepSinceMs, noted) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs, noted))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
     claim: (limit, withinLap) => bounded("claim", Promise.resolve(stub.claim(limit, withinLap))),

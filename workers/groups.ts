@@ -104,18 +104,21 @@ export async function recordOf(env: Env, group: string): Promise<GroupRecord> {
 /** Initializes the sequencer and replicas of a record in state "creating", then marks it ready. */
 async function finishCreate(env: Env, record: GroupRecord): Promise<{ record: GroupRecord; status: GroupStatus | null }> {
   const cfg = record.config;
+  // Listed before anything is made, so that the cron finishes a creation that stops midway (a PUT
+  // killed, a sequencer or a replica quorum unreachable) when no request names the group: listed
+  // after the init, such a group worked but neither GET /v1/groups nor the cron saw it (a probe).
+  await registryStub(env).add(cfg.group, cfg.incarnation).catch((err) => {
+    throw new ApiError("unavailable", `the registry cannot list group ${cfg.group} yet (${String(err)}); the group is created once a retry or the next request finishes it`, 1);
+  });
   const r = await withTimeout(realClock, rpc<Awaited<ReturnType<SequencerObject["init"]>>>(sequencerOf(env, cfg).init(cfg)), sequencerCallTimeoutMs, `the sequencer of ${cfg.group}`).catch((err) => {
     if (thrownByObjectCode(err)) throw err;
     throw new ApiError("unavailable", `group ${cfg.group} is not created yet: ${String(err)}; a retry or the next request finishes it`, 1);
   });
-  if (r.kind === "unavailable") throw new ApiError("unavailable", `group ${cfg.group} is not created yet: ${r.reason}; a retry or the next request finishes it`, 1);
+  if (r.kind === "unavailable") throw new ApiError("unavailable", `group ${cfg.group} is not created yet: ${r.reason}; a retry, the next request or the cron finishes it`, 1);
   // The sequencer refuses an incarnation it has closed (a DELETE destroyed it meanwhile) or one
   // older than its own: this creation is over, whatever the config (the directory judges those).
   // It answered 409 "exists with another config" to a PUT that a DELETE had overtaken.
   if (r.kind === "conflict") throw await deletedMeanwhile(env, cfg);
-  await registryStub(env).add(cfg.group, cfg.incarnation).catch((err) => {
-    throw new ApiError("unavailable", `the registry cannot list group ${cfg.group} yet (${String(err)}); the group is created once a retry or the next request finishes it`, 1);
-  });
   // A DELETE began meanwhile (or finished): the record is not this creation's to make ready.
   if (!(await directoryStub(env, cfg.group).setState(cfg.incarnation, "ready"))) throw await deletedMeanwhile(env, cfg);
   return { record: { ...record, state: "ready" }, status: r.status as GroupStatus | null };
@@ -213,6 +216,17 @@ async function finishDeleteWithin(env: Env, record: GroupRecord): Promise<void> 
     if (!(err instanceof TimeoutError)) throw err;
     throw new ApiError("unavailable", `group ${record.config.group} is being deleted, and not every one of its objects has answered within ${deleteWaitMs} ms yet; a retry or the next request finishes the delete`, 1, "deleting");
   });
+}
+
+/**
+ * A listed name with no record behind it is unlisted (the cron, for a name whose group it found
+ * gone): a creation overtaken by a DELETE unlists its own listing, but not if it was killed
+ * first. Only the incarnation listed or an older one: a PUT of the name meanwhile lists its newer one.
+ */
+export async function unlistGone(env: Env, group: string): Promise<void> {
+  const listed = await registryStub(env).incarnationOf(group);
+  if (listed === null || (await directoryStub(env, group).get()) !== null) return;
+  await unlist(env, group, listed);
 }
 
 /** `incarnation`: only that one or an older one is unlisted (undefined: whatever is listed). */

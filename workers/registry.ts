@@ -99,6 +99,11 @@ export class RegistryObject extends DurableObject<Env> {
     return sql.exec("DELETE FROM names WHERE name = ? AND incarnation <= ?", name, incarnation).rowsWritten > 0;
   }
 
+  /** The incarnation the name is listed with, or null when it is not listed. */
+  async incarnationOf(name: string): Promise<number | null> {
+    return this.ctx.storage.sql.exec<{ incarnation: number }>("SELECT incarnation FROM names WHERE name = ?", name).toArray()[0]?.incarnation ?? null;
+  }
+
   /** Names after `after`, in order, at most limit; `next` when more follow. */
   async list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }> {
     return this.page(after, limit);

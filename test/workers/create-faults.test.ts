@@ -2,7 +2,10 @@
 // replicas is enough, as for a write; without one the PUT is a 503 to retry. A review found the PUT
 // answered 500 with one replica of three unreachable, and left the group "creating", so every later
 // request to it was a 500 too until that replica came back; a slow replica hung the PUT.
+import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { auditAll } from "../../workers/auditor.js";
+import { directoryStub, registryStub, type Env } from "../../workers/env.js";
 import { setFault } from "../../workers/faults.js";
 import { api, clientToken, command, expectError, query, replicaStatuses, waitFor } from "./helpers.js";
 
@@ -54,5 +57,36 @@ describe("creating a group while replicas cannot be reached", () => {
     } finally {
       setFault("cf-slow", "r2", "none", 0);
     }
+  });
+
+  it("a creation that stops midway is listed, and the cron finishes it with no request naming the group (unlisted, it waited for one: a probe)", async () => {
+    const workerEnv = env as unknown as Env;
+    setFault("cf-cron", "r2", "unreachable", 0);
+    setFault("cf-cron", "r3", "unreachable", 0);
+    try {
+      expectError(await put("cf-cron"), 503, "unavailable", /the cron finishes it/);
+    } finally {
+      setFault("cf-cron", "r2", "none", 0);
+      setFault("cf-cron", "r3", "none", 0);
+    }
+    expect((await api("GET", "/v1/groups")).body.groups).toContain("cf-cron");
+    expect((await directoryStub(workerEnv, "cf-cron").get())?.state).toBe("creating");
+    await auditAll(workerEnv);
+    expect((await directoryStub(workerEnv, "cf-cron").get())?.state).toBe("ready");
+    expect((await command("cf-cron", { op: "put", key: "a", value: 1 })).status).toBe(200);
+  });
+
+  it("the cron unlists a name with no group behind it (a creation killed after its listing, deleted meanwhile), not one that exists", async () => {
+    const workerEnv = env as unknown as Env;
+    const registry = registryStub(workerEnv);
+    await registry.add("cf-ghost", 3);
+    expect((await api("GET", "/v1/groups")).body.groups).toContain("cf-ghost");
+    await auditAll(workerEnv);
+    expect(await registry.incarnationOf("cf-ghost")).toBeNull();
+    expect((await api("GET", "/v1/groups")).body.groups).not.toContain("cf-ghost");
+    // A group that exists is left listed.
+    expect((await put("cf-real")).status).toBe(201);
+    await auditAll(workerEnv);
+    expect((await api("GET", "/v1/groups")).body.groups).toContain("cf-real");
   });
 });

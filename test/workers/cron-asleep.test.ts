@@ -35,6 +35,14 @@ async function lap(limit = 100): Promise<string[]> {
   throw new Error("no lap end in 1,000 claims");
 }
 
+/**
+ * A real group's sleep (or wake: null) as its sequencer would note it, stamped above the notes of
+ * its own sequencer (which says "awake" when it starts: the registry keeps the newer note).
+ */
+function noteOfSequencer(name: string, asleepSinceMs: number | null): Promise<void> {
+  return registry().noteSleep(name, 1, asleepSinceMs, { epoch: 1_000, atMs: Date.now() });
+}
+
 async function listed(names: string[], incarnation = 1): Promise<void> {
   for (const n of names) await registry().add(n, incarnation);
 }
@@ -138,7 +146,7 @@ describe("the cron and asleep groups", () => {
     const audits = async (g: string) => (await api("GET", `/v1/groups/${g}/audits?limit=100`, undefined, clientToken)).body.audits.length;
     const run = () => auditAll(env as unknown as Env);
     expect((await run()).audited).toBe(2);
-    await registry().noteSleep("sl-run-asleep", 1, Date.now());
+    await noteOfSequencer("sl-run-asleep", Date.now());
     expect((await run()).audited).toBe(1);
     expect(await audits("sl-run-awake")).toBe(2);
     expect(await audits("sl-run-asleep")).toBe(1);
@@ -175,7 +183,7 @@ describe("the cron and asleep groups", () => {
     await createGroup("sl-del");
     const run = () => auditAll(env as unknown as Env);
     expect((await run()).audited).toBe(1);
-    await registry().noteSleep("sl-del", 1, Date.now());
+    await noteOfSequencer("sl-del", Date.now());
     expect((await run()).audited).toBe(0); // asleep, audited lately: skipped
     await api("POST", "/v1/groups/sl-del/faults", { target: "sequencer", fault: "unreachable" });
     try {
@@ -214,10 +222,10 @@ describe("the cron and asleep groups", () => {
     };
     expect((await registry().cron()).asleep).toBe(0);
     expect(await scraped()).toBe(0);
-    for (const g of ["sl-metrics-1", "sl-metrics-3"]) await registry().noteSleep(g, 1, Date.now());
+    for (const g of ["sl-metrics-1", "sl-metrics-3"]) await noteOfSequencer(g, Date.now());
     expect((await registry().cron()).asleep).toBe(2);
     expect(await scraped()).toBe(2);
-    await registry().noteSleep("sl-metrics-3", 1, null);
+    await noteOfSequencer("sl-metrics-3", null);
     expect(await scraped()).toBe(1);
   });
   it("ignores a note older than the one it holds: a later time at the same epoch, any time at a higher epoch; awake wins a tie", async () => {

@@ -56,11 +56,12 @@ describe("a request racing the group's DELETE", () => {
 describe("a PUT whose registry call lands after its group's DELETE finished", () => {
   it("leaves the name unlisted, not listed with no group behind it", async () => {
     const group = "late-list";
-    // The PUT's registry call waits 2 s; meanwhile a DELETE destroys the group and unlists it.
+    // The PUT's registry call (its first step after the directory's record) waits 2 s; meanwhile
+    // a DELETE destroys the group and unlists it, and the PUT's listing lands after.
     await api("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "slow", ms: 2_000 });
     const put = api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 });
-    const sequencer = env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
-    await waitFor("the PUT's sequencer init", () => runInDurableObject(sequencer, async (inst: SequencerObject) => (inst as any).lifecycle.core !== null), 20);
+    await waitFor("the PUT's directory record", async () => (await directoryOf(group).get()) !== null, 10);
+    await new Promise((r) => setTimeout(r, 100)); // its registry call under way (slowed when made)
     expect((await api("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "none" })).status).toBe(200);
     expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
     expectError(await put, 503, "unavailable", /deleted while it was being created/);
