@@ -93,6 +93,7 @@ async function queryAndPrint(cmd: Command, group: string, query: unknown, flags:
     throw new UsageError("--bookmark is for --consistency sequential (a linearizable read sees every write already; a stale one promises nothing)");
   }
   const r = await client.query(group, query, flags.consistency, flags.bookmark === undefined ? {} : { bookmark: flags.bookmark });
+  if (r.damaged) process.stderr.write(`warning: served by ${printable(r.replica)}, whose rows failed their last scrub (no other replica could serve): the result may hold its damage\n`);
   if (json) printJson(r);
   else show(r);
 }

@@ -47,7 +47,8 @@ export function printReplicas(replicas: GroupStatus["replicas"]): void {
     // from but audited: the audit's positions, said to be its (its time read as a last contact).
     replicas.map((r) => {
       // A rebuild under way: the rows copied so far (it showed "repairing" alone for as long as it took: a probe).
-      const status = r.rebuild ? `${r.status} (${r.rebuild.rows} rows from ${r.rebuild.source})` : r.status;
+      // Damaged: its rows failed their scrub, though its status may read healthy (only the audits named it: a probe).
+      const status = r.rebuild ? `${r.status} (${r.rebuild.rows} rows from ${r.rebuild.source})` : r.damaged ? `${r.status}, damaged: repair it` : r.status;
       if (r.lastContact !== null) return [r.id, r.location, status, r.lastSeq, r.appliedSeq, hashPrefix(r.digest), r.lastContact, ...size(r)];
       // The zero digest: the audit did not compare at its position (unknown, as "?").
       if (r.audited !== undefined) return [r.id, r.location, status, r.lastSeq, r.appliedSeq, /^0+$/.test(r.digest) ? "?" : hashPrefix(r.digest), `none (positions: audit ${r.audited})`, ...size(r)];

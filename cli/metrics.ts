@@ -8,7 +8,7 @@ import { metricsPageMax } from "../shared/limits.js";
 import { runOf } from "./context.js";
 import { note, printJson, printTable } from "./output.js";
 // The health rule and the scrape's parsing, shared with the dashboard (which has no build step).
-import { deletingText, groupsHealth, noQuorumText, quotaText, samples, slowText, type GroupHealth } from "../public/health.js";
+import { deletingText, groupsHealth, noQuorumText, quotaText, replicaTrouble, samples, slowText, type GroupHealth } from "../public/health.js";
 import { span } from "../public/units.js";
 
 export function metricsCommand(): Command {
@@ -34,7 +34,7 @@ const nextOf = (text: string) => /^# next: (\S+)$/m.exec(text)?.[1];
 function replicasCell(g: GroupHealth): string {
   if (g.deleting) return deletingText;
   const healthy = g.replicas.filter((r) => r.status === "healthy").length;
-  const others = g.replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
+  const others = replicaTrouble(g.replicas);
   const noQuorum = noQuorumText(g.noQuorumMs);
   const full = quotaText(g.replicas, g.quotaBytes);
   return [...(noQuorum ? [noQuorum] : []), ...(full ? [full] : []), `${healthy}/${g.replicas.length} healthy`, ...(others.length ? [others.join(", ")] : []), ...slowNote(g.answerMs)].join("; ");

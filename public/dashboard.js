@@ -3,7 +3,7 @@
 // tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
 // group is in the URL's fragment (#group=name), so a view can be linked to.
 // A module (strict, deferred): the health rule is shared with the CLI.
-import { deletingText, groupsHealth, healthOf, noQuorumText, quotaText, samples, slowText } from "./health.js";
+import { deletingText, groupsHealth, healthOf, noQuorumText, quotaText, replicaTrouble, samples, slowText } from "./health.js";
 import { bytesText, span } from "./units.js";
 
 /** Between the end of one refresh and the start of the next. */
@@ -245,7 +245,7 @@ function judge(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes, deleti
   const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes);
   if (!up) return { health, why: deleting ? deletingText : "its sequencer or directory did not answer" };
   const noQuorum = noQuorumText(noQuorumMs);
-  const notHealthy = replicas.filter((r) => r.status !== "healthy").map((r) => `${r.id} ${r.status}`);
+  const notHealthy = replicaTrouble(replicas);
   const slow = slowText(answerMs);
   const full = quotaText(replicas, quotaBytes);
   const audit = lastAudit ? `last audit ${lastAudit.verdict}, ${ago(lastAudit.at)}` : "no audit yet";
@@ -417,8 +417,10 @@ function renderReplicas(status, unreachable, unknown) {
     tr.dataset.status = r.status;
     cell(tr, "id", r.id);
     // A rebuild under way shows what it has copied so far (it showed "repairing" alone for as long as it took).
-    const rebuild = r.rebuild ? `${r.status}: ${r.rebuild.rows} rows from ${r.rebuild.source}` : r.status;
-    cell(tr, "status", rebuild, r.rebuild ? `state at seq ${r.rebuild.seq} copied from ${r.rebuild.source} since ${r.rebuild.since}` : undefined).className = `status status-${r.status}`;
+    // Damaged: its rows failed their scrub, though its status may read healthy (only the audits named it: a probe).
+    const rebuild = r.rebuild ? `${r.status}: ${r.rebuild.rows} rows from ${r.rebuild.source}` : r.damaged ? `${r.status}, damaged` : r.status;
+    const title = r.rebuild ? `state at seq ${r.rebuild.seq} copied from ${r.rebuild.source} since ${r.rebuild.since}` : r.damaged ? "its rows failed their digest at its last scrub: repair it (smr replicas repair)" : undefined;
+    cell(tr, "status", rebuild, title).className = `status status-${r.damaged ? "damaged" : r.status}`;
     // Never heard from (no contact, no audit that reached it): its positions are unknown, not 0.
     // Reached only by an audit: its positions then, marked so, and no lag from them (a lag of 22
     // from a 5-minute-old audit was 2 in fact: a probe).

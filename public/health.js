@@ -3,7 +3,7 @@
 // dashboard has no build step and loads it as /health.js; the CLI imports this file as it is.
 
 /** @typedef {{ name: string, labels: Record<string, string>, value: number }} Sample */
-/** @typedef {{ id: string, status: string, storageBytes?: number }} ReplicaState */
+/** @typedef {{ id: string, status: string, storageBytes?: number, damaged?: boolean }} ReplicaState */
 /** @typedef {{ verdict: string, at: string }} AuditMark */
 /** @typedef {"ok" | "degraded" | "down"} Health */
 
@@ -49,6 +49,17 @@ export function quotaText(replicas, quotaBytes) {
   return `storage quota reached: ${worst.id} holds ${mib(worst.storageBytes ?? 0)} of ${mib(quotaBytes)} (writes refused)`;
 }
 
+/**
+ * What is wrong with each replica, in words: "r2 down", "r2 damaged (its rows failed their scrub:
+ * repair it)". A damaged replica's status may still read healthy (not quarantined while the group
+ * has no healthy majority without it): only the audits named it (a probe).
+ * @param {ReplicaState[]} replicas
+ * @returns {string[]}
+ */
+export function replicaTrouble(replicas) {
+  return replicas.flatMap((r) => [...(r.status !== "healthy" ? [`${r.id} ${r.status}`] : []), ...(r.damaged ? [`${r.id} damaged (its rows failed their scrub: repair it)`] : [])]);
+}
+
 /** Why a group stuck mid-delete is down: the one wording of the CLI and the dashboard. */
 export const deletingText = "being deleted: not every one of its objects was destroyed yet (DELETE it again to finish, or with ?force=1 to leave what cannot be reached)";
 
@@ -67,7 +78,7 @@ export const deletingText = "being deleted: not every one of its objects was des
  */
 export function healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes) {
   if (!up || noQuorumText(noQuorumMs) !== null) return "down";
-  const fine = replicas.every((r) => r.status === "healthy") && (!lastAudit || lastAudit.verdict === "consistent") && slowText(answerMs) === null && quotaText(replicas, quotaBytes) === null;
+  const fine = replicaTrouble(replicas).length === 0 && (!lastAudit || lastAudit.verdict === "consistent") && slowText(answerMs) === null && quotaText(replicas, quotaBytes) === null;
   return fine ? "ok" : "degraded";
 }
 
@@ -126,12 +137,13 @@ export function groupsHealth(all) {
     /** @param {string} name */
     const one = (name) => mine.find((s) => s.name === name)?.value ?? null;
     const stored = new Map(mine.filter((s) => s.name === "smr_replica_storage_bytes").map((s) => [s.labels.replica ?? "", s.value]));
+    const damaged = new Set(mine.filter((s) => s.name === "smr_replica_damaged" && s.value === 1).map((s) => s.labels.replica ?? ""));
     const replicas = mine
       .filter((s) => s.name === "smr_replica_status" && s.value === 1)
       .map((s) => {
         const id = s.labels.replica ?? "";
         const storageBytes = stored.get(id);
-        return storageBytes === undefined ? { id, status: s.labels.status ?? "" } : { id, status: s.labels.status ?? "", storageBytes };
+        return { id, status: s.labels.status ?? "", ...(storageBytes === undefined ? {} : { storageBytes }), ...(damaged.has(id) ? { damaged: true } : {}) };
       });
     const lags = mine.filter((s) => s.name === "smr_replica_lag_entries").map((s) => s.value);
     const audits = mine.filter((s) => s.name === "smr_audit_last_timestamp_seconds").sort((a, b) => b.value - a.value);

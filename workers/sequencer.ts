@@ -384,10 +384,15 @@ export class SequencerObject extends ReplicaServing {
     };
   }
 
-  /** A replica's status with the progress of its rebuild, while one is under way. */
+  /**
+   * A replica's status with the progress of its rebuild, while one is under way, and whether its
+   * rows failed their scrub: such a replica (not quarantined while no healthy majority is left
+   * without it) showed `healthy` everywhere, and only the audits named it (an operator probe).
+   */
   private withRebuild(r: ReplicaStatus): ReplicaStatus {
     const p = this.driver?.rebuildProgress(r.id);
-    return p ? { ...r, rebuild: { source: p.source, seq: p.seq, rows: p.rows, since: new Date(p.sinceMs).toISOString() } } : r;
+    const damaged = this.driver?.damaged(r.id) === true && r.status !== "quarantined" && r.status !== "repairing" ? { damaged: true as const } : {};
+    return p ? { ...r, ...damaged, rebuild: { source: p.source, seq: p.seq, rows: p.rows, since: new Date(p.sinceMs).toISOString() } } : { ...r, ...damaged };
   }
 
   /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */

@@ -145,6 +145,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
   const storageBytes = family("smr_replica_storage_bytes", "gauge", "Bytes a replica's Durable Object storage takes (the co-located replica's include the sequencer's log); from its last append's answer or the group's last audit.");
   const quota = family("smr_group_storage_quota_bytes", "gauge", "The group's storage quota: while a replica's smr_replica_storage_bytes is at or over it, commands that write are refused (503) and only small ones that grow no state go.");
   const status = family("smr_replica_status", "gauge", "1 for a replica's current status (healthy, joining, lagging, suspect, down, quarantined, repairing, removed).");
+  const damaged = family("smr_replica_damaged", "gauge", "1 while a replica's rows failed their digest at its last scrub (the audits found it damaged; not quarantined while the group has no healthy majority without it): repair it. 0 otherwise.");
   const audits = family("smr_audits_total", "counter", "Audit reports of the group, by verdict.");
   const lastAudit = family("smr_audit_last_timestamp_seconds", "gauge", "When the group's last audit report of each verdict was made (Unix time, seconds); absent for a verdict never reported.");
   const flushes = family("smr_sequencer_flushes_total", "counter", "Log writes of the group's sequencer that ordered commands (each one batch); starts again at 0 when the sequencer restarts.");
@@ -159,6 +160,7 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     for (const r of s.replicas) {
       const labels = { group: s.group, replica: r.id };
       status.samples.push({ labels: { ...labels, status: r.status }, value: 1 });
+      damaged.samples.push({ labels, value: r.damaged ? 1 : 0 });
       if (r.lastContact === null) continue;
       applied.samples.push({ labels, value: r.appliedSeq });
       lag.samples.push({ labels, value: Math.max(0, s.commitSeq - r.appliedSeq) });
@@ -191,5 +193,5 @@ export function groupFamilies(groups: GroupFigures[]): Family[] {
     }
     replicaSamples(s);
   }
-  return [up, deleting, commit, epoch, noQuorum, asleep, commands, failovers, applied, lag, stateRows, storageBytes, quota, status, audits, lastAudit, flushes, answer, appends];
+  return [up, deleting, commit, epoch, noQuorum, asleep, commands, failovers, applied, lag, stateRows, storageBytes, quota, status, damaged, audits, lastAudit, flushes, answer, appends];
 }

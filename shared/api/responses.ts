@@ -43,6 +43,7 @@ export const replicaStatus = z.object({
   colocated: z.literal(true).optional(),
   stateRows: z.number().int().nonnegative().optional().describe("from its last audit: rows of its replicated state (machine rows, client books, sessions and the idle index), as its last finished scrub counted them"),
   storageBytes: z.number().int().nonnegative().optional().describe("from its last append's answer or its last audit: bytes its Durable Object's storage takes (the co-located replica's include the sequencer's log); at the group's storageQuotaMiB, writes are refused"),
+  damaged: z.literal(true).optional().describe("its rows failed their digest at its last scrub (the group's audit says so): not quarantined while the group has no healthy majority without it, it serves reads only when no other replica can; repair it (POST .../replicas/{id}/repair)"),
   rebuild: z
     .object({ source: z.string(), seq, rows: z.number().int().nonnegative(), since: time })
     .optional()
@@ -101,6 +102,7 @@ export const queryResult = z.object({
   seq,
   replica: z.string(),
   bookmark: z.string().describe("the answering replica's position: passed with the next sequential read, it keeps reads monotonic"),
+  damaged: z.literal(true).optional().describe("served by a replica whose rows failed their digest at its last scrub, as no other replica could serve: the result may hold its damage"),
 });
 
 export const entry = z.object({

@@ -19,6 +19,8 @@ export interface QueryResult {
   replica: string;
   /** The answering replica's position (an extra field, free under API.md): a later sequential read that passes it sees no older state. */
   bookmark: string;
+  /** Served by a replica whose rows failed their last scrub, as no other could serve: the result may hold its damage. */
+  damaged?: true;
 }
 export interface LogPage {
   firstSeq: number;

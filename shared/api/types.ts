@@ -74,6 +74,8 @@ export interface ReplicaStatus {
   stateRows?: number;
   /** From its last append's answer or its last audit: bytes its object's storage takes (the co-located replica's include the sequencer's log). */
   storageBytes?: number;
+  /** Its rows failed their digest at its last scrub (an audit's): it serves reads only when no other replica can; repair it. */
+  damaged?: true;
   /** While a state transfer rebuilds it: the replica copied, the position copied, rows installed so far, since when. */
   rebuild?: { source: string; seq: number; rows: number; since: string };
 }

@@ -1882,6 +1882,11 @@ export class SequencerDriver {
    * A rebuild of `target` under way: its source, the position copied and the rows installed so
    * far. A 3.5 MiB rebuild showed only `repairing` for 15 s, with nothing moving (a probe).
    */
+  /** Whether the replica's rows failed their digest at its last scrub (scrubFailed), as the audits told this sequencer. */
+  damaged(id: string): boolean {
+    return this.scrubFailed.has(id);
+  }
+
   rebuildProgress(target: string): RebuildProgress | undefined {
     const p = this.rebuilds.get(target);
     return p && { ...p };

@@ -6,7 +6,8 @@ import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosit
 import type { Entry, EventKind } from "../api/types.js";
 
 export type ReadAnswer =
-  | { kind: "ok"; result: unknown; seq: number; epoch: number; replica: string }
+  /** `damaged`: served by a replica whose rows failed its last scrub, asked again as no other served. */
+  | { kind: "ok"; result: unknown; seq: number; epoch: number; replica: string; damaged?: true }
   | { kind: "not_found" }
   | { kind: "quarantined"; replica: string }
   /** Its rows failed its own last scrub (their digest differs): asked again with evenDamaged only if no other replica serves. */

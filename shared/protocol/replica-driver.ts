@@ -153,7 +153,7 @@ export class ReplicaDriver implements ReplicaApi {
       if (err instanceof ResultTooLarge) return { kind: "too_large", replica, message: err.message };
       throw err;
     }
-    return { kind: "ok", result, seq: this.core.appliedSeq, epoch: this.core.position().epoch, replica };
+    return { kind: "ok", result, seq: this.core.appliedSeq, epoch: this.core.position().epoch, replica, ...(this.core.scrubFailed ? { damaged: true as const } : {}) };
   }
 
   /** The recorded outcome of (client, request), once this replica has applied minSeq. */

@@ -1,7 +1,7 @@
 // The health rule shared by `smr groups status` and the dashboard (public/health.js), over a
 // scrape's text as /v1/metrics writes it.
 import { describe, expect, it } from "vitest";
-import { groupsHealth, healthOf, noQuorumText, quotaText, samples } from "../../public/health.js";
+import { groupsHealth, healthOf, noQuorumText, quotaText, replicaTrouble, samples } from "../../public/health.js";
 
 const scrape = [
   "# HELP smr_group_up 1 if the group's objects answered this scrape",
@@ -76,6 +76,14 @@ describe("health", () => {
     expect(healthOf(true, healthy, null, 4, null)).toBe("ok");
     expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 99 }], null, 4, null, 100)).toBe("ok");
     expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 100 }], null, 4, null, 100)).toBe("degraded");
+  });
+
+  it("a damaged replica (its rows failed their scrub) degrades its group, and is named, though its status reads healthy (only the audits named it: a probe)", () => {
+    const [g] = groupsHealth(samples(['smr_group_up{group="g"} 1', 'smr_replica_status{group="g",replica="r1",status="healthy"} 1', 'smr_replica_status{group="g",replica="r2",status="healthy"} 1', 'smr_replica_damaged{group="g",replica="r1"} 0', 'smr_replica_damaged{group="g",replica="r2"} 1'].join("\n")));
+    expect(g?.replicas).toEqual([{ id: "r1", status: "healthy" }, { id: "r2", status: "healthy", damaged: true }]);
+    expect(g?.health).toBe("degraded");
+    expect(replicaTrouble(g!.replicas)).toEqual(["r2 damaged (its rows failed their scrub: repair it)"]);
+    expect(replicaTrouble([{ id: "r3", status: "down" }])).toEqual(["r3 down"]);
   });
 
   it("undoes label escapes and skips comments", () => {

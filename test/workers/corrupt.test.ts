@@ -1,5 +1,6 @@
+import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor } from "./helpers.js";
+import { adminToken, api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor } from "./helpers.js";
 
 const corrupt = (group: string, target: string) => api("POST", `/v1/groups/${group}/faults`, { target, fault: "corrupt" });
 
@@ -80,6 +81,11 @@ describe("the corrupt fault", () => {
     const report = (await api("POST", "/v1/groups/corrupt-cut/audit")).body;
     expect(report.replicas.find((x: any) => x.id === "r2").verdict).toBe("diverged");
     expect((await statuses("corrupt-cut")).r2.status).toBe("healthy"); // not quarantined
+    // but said to be damaged, in its status and the metrics (only the audits named it: an operator probe)
+    expect([(await statuses("corrupt-cut")).r2.damaged, (await statuses("corrupt-cut")).r3.damaged]).toEqual([true, undefined]);
+    const scrape = await (await SELF.fetch("http://smr.test/v1/metrics?group=corrupt-cut", { headers: { authorization: `Bearer ${adminToken}` } })).text();
+    expect(scrape).toMatch(/^smr_replica_damaged\{group="corrupt-cut",replica="r2"\} 1$/m);
+    expect(scrape).toMatch(/^smr_replica_damaged\{group="corrupt-cut",replica="r3"\} 0$/m);
     const servedBy = new Set<string>();
     for (let i = 0; i < 12; i++) {
       const r = await query("corrupt-cut", { op: "get", key: "k1" }, "stale");
@@ -93,7 +99,7 @@ describe("the corrupt fault", () => {
     expect((await query("corrupt-cut", { op: "get", key: "k1" }, "stale")).body).toMatchObject({ result: { value: 1 }, replica: "r3" });
     // With r3 cut off too, the damaged replica is the only one left: it serves, as before.
     expect((await fault("r3", "unreachable")).status).toBe(200);
-    expect((await query("corrupt-cut", { op: "get", key: "k2" }, "stale")).body).toMatchObject({ result: { value: 2 }, replica: "r2" });
+    expect((await query("corrupt-cut", { op: "get", key: "k2" }, "stale")).body).toMatchObject({ result: { value: 2 }, replica: "r2", damaged: true });
     for (const id of ["r1", "r3"]) await fault(id, "none");
   });
 

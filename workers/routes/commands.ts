@@ -133,7 +133,8 @@ function readResult(c: Context<App>, group: string, life: number, a: ReadAnswer)
       // The answering replica's position as a bookmark: a reader passing its latest one gets
       // monotonic reads (API.md), and a read's position is one (it had only a write's, and a probe's
       // sequential reads went back from r1's seq 1008 to a slow r2's 963 with the same bookmark).
-      return c.json({ result: a.result, seq: a.seq, replica: a.replica, bookmark: encodeBookmark(group, life, a) } satisfies QueryResult);
+      // Said, so that a reader can tell (it was told nothing: only the audits named the replica, a probe).
+      return c.json({ result: a.result, seq: a.seq, replica: a.replica, bookmark: encodeBookmark(group, life, a), ...(a.damaged ? { damaged: true as const } : {}) } satisfies QueryResult);
     case "timeout":
       throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq}); retry`, 1);
     case "too_large":
