@@ -154,7 +154,7 @@ function statusCommand(groups: Command): void {
       const { client, json } = runOf(cmd);
       if (group === undefined) return printHealth(client, json, { ...(opts.after ? { after: opts.after } : {}), ...(opts.limit ? { limit: opts.limit } : {}) }, opts.unhealthy);
       if (opts.limit !== undefined || opts.after !== undefined || opts.unhealthy) throw new UsageError("--limit, --after and --unhealthy are for every group's health (no group given)");
-      const status = await client.group(group);
+      const status = await client.group(group).catch((err: unknown) => Promise.reject(withCliAdvice(err, group)));
       if (json) return printJson(status);
       printStatus(status);
     });
@@ -164,7 +164,7 @@ function statusCommand(groups: Command): void {
 export function withCliAdvice(err: unknown, group: string): unknown {
   if (!(err instanceof ApiRequestError) || !err.message.includes("DELETE with ?force=1")) return err;
   const message = err.message.slice(`${err.status} ${err.code}: `.length).replace("DELETE with ?force=1", `smr groups delete ${group} --force`);
-  return new ApiRequestError(err.status, err.code, message, err.retryAfterSec);
+  return new ApiRequestError(err.status, err.code, message, err.retryAfterSec, err.reason, err.requestId);
 }
 
 function deleteCommand(groups: Command): void {

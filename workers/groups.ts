@@ -145,7 +145,7 @@ async function finishDelete(env: Env, record: GroupRecord, force = false): Promi
   if (left.length > 0 && !force) {
     // An object that cannot be reached keeps the group's state: the record stays "deleting" (the
     // group serves nothing, and its name cannot be re-created) until a retry can destroy it.
-    throw new ApiError("unavailable", `group ${cfg.group} is being deleted, but not every one of its objects can be reached yet (${left[0]}); a retry or the next request finishes the delete (DELETE with ?force=1 finishes it now, leaving the storage of those it cannot reach behind)`, 1, "deleting");
+    throw new ApiError("unavailable", `group ${cfg.group} is being deleted, but not every one of its objects can be reached yet (${left[0]}); a retry, the next request or the cron finishes the delete once they answer (DELETE with ?force=1 finishes it now, leaving the storage of those it cannot reach behind)`, 1, "deleting");
   }
   if (left.length > 0) logEvent({ event: "delete-forced", group: cfg.group, message: `deleted with ${left.length} of its objects not reached; their storage is left behind, fenced by the incarnation: ${left.join("; ")}` }, "warn");
   // Unlisted before the record goes: if the registry cannot be reached, the record stays

@@ -37,7 +37,8 @@ export type DestroyAnswer = boolean | { failed: string };
 
 /** An older sequencer's hand-over answered nothing (undefined). */
 export type HandOverAnswer = { epoch: number } | undefined;
-type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout" };
+/** `why`: the error's reason (errors.ts), for a refusal no quick retry mends. */
+type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout"; why?: "unreachable" };
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
 export type ReleaseAnswer = { ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" };
@@ -48,7 +49,7 @@ export type ReleaseAnswer = { ok: true } | { ok: false; reason: string; code: "n
  */
 function changeRefused(r: Refused): ChangeRefused {
   const codes: Partial<Record<Refusal, ChangeRefused["code"]>> = { full: "conflict", last_voter: "conflict", not_member: "not_found", not_committed: "timeout" };
-  return { ok: false, reason: r.reason, code: codes[r.refused] ?? "unavailable" };
+  return { ok: false, reason: r.reason, code: codes[r.refused] ?? "unavailable", ...(r.refused === "no_quorum" ? { why: "unreachable" as const } : {}) };
 }
 
 /** The co-located replica's log table: the sequencer's own log is `log`. */

@@ -26,8 +26,12 @@ export type ErrorCode = keyof typeof errorStatus;
  * majority (docs/PROTOCOL.md): no output can be vouched for, and every retry answers the same, so
  * clients report it as run, not as an outcome unknown (the client retried it, then called it
  * unknown, and the CLI's exit 3 asked for a retry that could only answer it again: a review).
+ * `unreachable`: a 503 for a change that needs objects that do not answer (a membership change
+ * whose members after it could not commit: replicas down): certainly not done, and a retry helps
+ * only once they answer. Clients retry it (and `deleting`) for seconds, not the minute and a half
+ * of a failover: the CLI blocked an operator 90 s on each such refusal (an operator probe).
  */
-export const errorReasons = ["storage_quota", "deleting", "outputs_split"] as const;
+export const errorReasons = ["storage_quota", "deleting", "outputs_split", "unreachable"] as const;
 export type ErrorReason = (typeof errorReasons)[number];
 
 export interface ErrorBody {

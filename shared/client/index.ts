@@ -469,7 +469,9 @@ class Retries {
     // a bug answers every attempt so (retried for the whole 90 s; three attempts, 150 ms, ended
     // a blip as an unknown outcome: reviews).
     // Counted from the first such error: one after 10 s of 503s (a failover) stopped at once (a review).
-    const short = err instanceof ApiRequestError && (err.notSent || err.code === "internal");
+    // And a refusal only objects that answer again can end (`unreachable`, `deleting`): retried
+    // 90 s, a delete or a membership change blocked an operator who had to act (an operator probe).
+    const short = err instanceof ApiRequestError && (err.notSent || err.code === "internal" || err.reason === "unreachable" || err.reason === "deleting");
     const nowMs = Date.now();
     if (short) this.shortSinceMs ??= nowMs;
     if (nowMs - this.startMs + pause > budgetMs) return null;

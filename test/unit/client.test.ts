@@ -706,6 +706,28 @@ describe("client batches", () => {
     }
   });
 
+  it("retries a refusal only objects that answer again can end (reason unreachable: a membership change with replicas down; deleting) for 10 s, not 90 (an operator was blocked 90 s each: a probe)", async () => {
+    const refusals = [
+      ["unreachable", (c: SmrClient) => c.removeReplica("g", "r2")],
+      ["deleting", (c: SmrClient) => c.group("g")],
+    ] as const;
+    for (const [reason, call] of refusals) {
+      const pauses: number[] = [];
+      const { client } = clientWith(() => Response.json({ error: { code: "unavailable", message: "objects do not answer", reason } }, { status: 503, headers: { "retry-after": "1" } }), { onReadRetry: (r) => pauses.push(r.pauseMs) });
+      vi.useFakeTimers();
+      try {
+        const pending = call(client).catch((e: unknown) => e);
+        await vi.advanceTimersByTimeAsync(100_000);
+        expect(((await pending) as ApiRequestError).reason, reason).toBe(reason);
+      } finally {
+        vi.useRealTimers();
+      }
+      const waitedMs = pauses.reduce((a, b) => a + b, 0);
+      expect(waitedMs, reason).toBeGreaterThan(5_000);
+      expect(waitedMs, reason).toBeLessThanOrEqual(10_000);
+    }
+  });
+
   it("an answer that is not the API's (a proxy's or a login page) says so, without its markup: not a 500 `internal`, not JSON's syntax error, not metrics", async () => {
     const page = '<!DOCTYPE html><html><head><style>p{}</style></head><body><h1>Sign in</h1><p>to continue</p></body></html>';
     const html = (status: number) => () => new Response(page, { status, headers: { "content-type": "text/html" } });

@@ -148,6 +148,7 @@ describe("reconfiguration", () => {
     const before = (await api("GET", "/v1/groups/strict/log")).body.lastSeq;
     const refused = await api("DELETE", "/v1/groups/strict/replicas/r3");
     expectError(refused, 503, "unavailable", /would have 1 reachable voter of 2, 2 needed/);
+    expect(refused.body.error.reason).toBe("unreachable"); // clients retry it for seconds, not a failover's 90 s
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
     expect((await api("GET", "/v1/groups/strict/log")).body.lastSeq).toBe(before);
     expect(Object.keys(await replicas("strict"))).toEqual(["r1", "r2", "r3"]);

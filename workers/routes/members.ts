@@ -44,7 +44,7 @@ memberRoutes.post("/:group/replicas", async (c) => {
   const group = groupParam(c);
   const body = parse(addReplicaBody, await jsonBody(c, true), "body");
   const r = await groups.withSequencer(c.env, group, (s) => rpc<AddReplicaAnswer>(s.addReplica(body.location ?? null)), (r) => !r.ok && r.code === "not_found", "change");
-  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
+  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined, r.why);
   groups.forget(group);
   return c.json({ replica: r.replica }, 202);
 });
@@ -61,7 +61,7 @@ memberRoutes.delete("/:group/replicas/:id", async (c) => {
   const id = replicaParam(c);
   await status(c.env, group); // 404 for no such group, and a recovered sequencer
   const r = await groups.withSequencer(c.env, group, (s) => rpc<RemoveReplicaAnswer>(s.removeReplica(id)), (r) => !r.ok && r.code === "not_found" && r.reason === "no such group", "change");
-  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
+  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined, r.why);
   groups.forget(group);
   return c.json({ replica: r.replica }, 202);
 });
