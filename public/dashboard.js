@@ -109,6 +109,13 @@ function duration(ms) {
   return typeof ms === "number" ? (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`) : "—";
 }
 
+/** "15.8 MiB of 16 MiB quota (largest replica)": how near the group is to refusing writes (it was not shown: a probe). */
+function storageText(status) {
+  const sizes = status.replicas.map((r) => r.storageBytes).filter((b) => typeof b === "number");
+  const quota = status.storageQuotaMiB === undefined ? "" : ` of ${status.storageQuotaMiB} MiB quota`;
+  return sizes.length === 0 ? (quota ? `unknown${quota}` : null) : `${bytesText(Math.max(...sizes))}${quota} (largest replica)`;
+}
+
 function fill(dl, values) {
   for (const dd of dl.querySelectorAll("dd[data-field]")) {
     const v = values[dd.dataset.field];
@@ -492,7 +499,7 @@ function renderGroup(status, audits, events, askedMs) {
   // ... and with no replica answering either, its epoch and commit position are not known: they
   // were shown as 0 (a probe, at epoch 4 and seq 1217).
   const unknown = unreachable && status.replicas.every((r) => r.lastContact === null);
-  fill($("#summary"), unknown ? { ...status, epoch: "?", commitSeq: "?" } : status);
+  fill($("#summary"), { ...(unknown ? { ...status, epoch: "?", commitSeq: "?" } : status), storage: storageText(status) });
   // One that answers but has no quorum (cut off) says for how long.
   const slow = slowText(s.answerMs) ? `yes, but slow: ${(s.answerMs / 1000).toFixed(1)} s to answer (every command waits as long)` : null;
   const reachable = unreachable ? `no: ${s.problem || "the sequencer did not answer"}` : s.noQuorumMs !== undefined ? `yes, but no quorum of replicas for ${Math.round(s.noQuorumMs / 1000)} s` : (slow ?? "yes");

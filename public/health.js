@@ -32,21 +32,27 @@ export function noQuorumText(noQuorumMs) {
   return noQuorumMs !== null && noQuorumMs !== undefined ? `no quorum of replicas for ${Math.round(noQuorumMs / 1000)} s (writes cannot commit)` : null;
 }
 
+/** The share of its storage quota from which a replica's group is degraded: a warning before writes are refused. */
+export const quotaWarnShare = 0.9;
+
 /**
  * "storage quota reached: r1 holds 21.5 MiB of 16 MiB (writes refused)" once a replica's storage
- * is at its group's quota (the sequencer then refuses every write but small deletes), else null:
- * the one wording of the CLI and the dashboard. Such a group showed ok (a probe).
+ * is at its group's quota (the sequencer then refuses every write but small deletes), "storage
+ * near the quota: r1 holds 15.8 MiB of 16.0 MiB (99%; writes are refused at the quota)" from
+ * quotaWarnShare of it, else null: the one wording of the CLI and the dashboard. Such a group
+ * showed ok (a probe), and near it, ok until its writes failed (an operator probe).
  * @param {ReplicaState[]} replicas
  * @param {number | null | undefined} quotaBytes
  * @returns {string | null}
  */
 export function quotaText(replicas, quotaBytes) {
   if (quotaBytes === null || quotaBytes === undefined) return null;
-  const full = replicas.filter((r) => r.storageBytes !== undefined && r.storageBytes >= quotaBytes).sort((a, b) => (b.storageBytes ?? 0) - (a.storageBytes ?? 0));
-  const worst = full[0];
-  if (!worst) return null;
+  const worst = replicas.filter((r) => r.storageBytes !== undefined).sort((a, b) => (b.storageBytes ?? 0) - (a.storageBytes ?? 0))[0];
+  const held = worst?.storageBytes ?? 0;
+  if (!worst || held < quotaBytes * quotaWarnShare) return null;
   const mib = (/** @type {number} */ n) => `${(n / 1048576).toFixed(1)} MiB`;
-  return `storage quota reached: ${worst.id} holds ${mib(worst.storageBytes ?? 0)} of ${mib(quotaBytes)} (writes refused)`;
+  if (held >= quotaBytes) return `storage quota reached: ${worst.id} holds ${mib(held)} of ${mib(quotaBytes)} (writes refused)`;
+  return `storage near the quota: ${worst.id} holds ${mib(held)} of ${mib(quotaBytes)} (${Math.floor((held / quotaBytes) * 100)}%; writes are refused at the quota)`;
 }
 
 /**

@@ -63,6 +63,11 @@ describe("health", () => {
     expect([f?.group, f?.health]).toEqual(["f", "degraded"]);
     expect(quotaText(f!.replicas, f!.quotaBytes)).toBe("storage quota reached: r1 holds 21.5 MiB of 16.0 MiB (writes refused)");
     expect(quotaText(a!.replicas, a!.quotaBytes)).toBeNull();
+    // Near it (from 90%): degraded and said, before writes fail (it showed ok until then: an operator probe).
+    const mib = 1048576;
+    expect(quotaText([{ id: "r1", status: "healthy", storageBytes: 15.8 * mib }, { id: "r2", status: "healthy", storageBytes: mib }], 16 * mib)).toBe("storage near the quota: r1 holds 15.8 MiB of 16.0 MiB (98%; writes are refused at the quota)");
+    expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 14.5 * mib }], null, 4, null, 16 * mib)).toBe("degraded");
+    expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 14 * mib }], null, 4, null, 16 * mib)).toBe("ok");
   });
 
   it("is ok only when the group answered, every replica is healthy and its last audit agreed", () => {
@@ -74,7 +79,8 @@ describe("health", () => {
     expect(healthOf(false, healthy, { verdict: "consistent", at: "" })).toBe("down");
     expect(healthOf(true, healthy, null, 4, 6_000)).toBe("down");
     expect(healthOf(true, healthy, null, 4, null)).toBe("ok");
-    expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 99 }], null, 4, null, 100)).toBe("ok");
+    expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 89 }], null, 4, null, 100)).toBe("ok");
+    expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 99 }], null, 4, null, 100)).toBe("degraded"); // near it
     expect(healthOf(true, [{ id: "r1", status: "healthy", storageBytes: 100 }], null, 4, null, 100)).toBe("degraded");
   });
 
