@@ -75,7 +75,7 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   const nowMs = Date.now();
   printTable(
     ["group", "health", "epoch", "commitSeq", "replicas", "lag", "last audit", "failovers"],
-    groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g), g.lagMax, lastAuditCell(g, nowMs), g.failovers]),
+    groups.map((g) => [g.group, g.health, g.epoch, g.commitSeq, replicasCell(g), g.lagMax ?? "?", lastAuditCell(g, nowMs), g.failovers]),
   );
   const counts = (h: GroupHealth["health"]) => all.filter((g) => g.health === h).length;
   note(`${plural(all.length, "group")}: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);

@@ -116,7 +116,7 @@ export function samples(text) {
  * @property {number | null} epoch
  * @property {number | null} commitSeq
  * @property {ReplicaState[]} replicas
- * @property {number | null} lagMax
+ * @property {number | null} lagMax the largest lag; null when a replica's is unknown (not heard from since this sequencer began: it read 0, a probe)
  * @property {AuditMark | null} lastAudit the newest report (null: none yet, or a group down: its directory's counts were not read)
  * @property {number | null} failovers
  * @property {number | null} answerMs how long the sequencer took to answer the scrape (null: not known)
@@ -161,6 +161,6 @@ export function groupsHealth(all) {
     const up = one("smr_group_up") === 1;
     const quotaBytes = one("smr_group_storage_quota_bytes");
     const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes);
-    return { group, health, up, deleting: one("smr_group_deleting") === 1, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs, noQuorumMs, quotaBytes };
+    return { group, health, up, deleting: one("smr_group_deleting") === 1, epoch: one("smr_group_epoch"), commitSeq: one("smr_group_commit_seq"), replicas, lagMax: lags.length > 0 && lags.length >= replicas.length ? Math.max(...lags) : null, lastAudit, failovers: one("smr_failovers_total"), answerMs, noQuorumMs, quotaBytes };
   });
 }

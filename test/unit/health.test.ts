@@ -90,6 +90,9 @@ describe("health", () => {
     expect(g?.health).toBe("degraded");
     expect(replicaTrouble(g!.replicas)).toEqual(["r2 damaged (its rows failed their scrub: repair it)"]);
     expect(replicaTrouble([{ id: "r3", status: "down" }])).toEqual(["r3 down"]);
+    // A replica not heard from has no lag sample: the largest lag is unknown, not the others' 0 (a probe).
+    const [h] = groupsHealth(samples(['smr_group_up{group="h"} 1', 'smr_replica_status{group="h",replica="r1",status="healthy"} 1', 'smr_replica_status{group="h",replica="r2",status="down"} 1', 'smr_replica_lag_entries{group="h",replica="r1"} 0'].join("\n")));
+    expect(h?.lagMax).toBeNull();
   });
 
   it("undoes label escapes and skips comments", () => {
