@@ -37,7 +37,7 @@ export function clientOf(c: Context<App>, client: string): string {
   if (scope.kind === "group") return `${scope.tokenId}~${client}`;
   // The names a group token's commands are recorded under are reserved: a client token sending
   // "<id>~c" would otherwise share that token's pairs (and receive its recorded outputs).
-  if (groupClientPattern.test(client)) throw new ApiError("bad_request", `client: "<8 hex digits>~..." is reserved for group tokens' commands`);
+  if (groupClientPattern.test(client)) throw new ApiError("bad_request", `body.client: "<8 hex digits>~..." is reserved for group tokens' commands`);
   return client;
 }
 

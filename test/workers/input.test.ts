@@ -84,6 +84,12 @@ describe("limits that used to be 500s", () => {
     await consistent("deep");
   });
 
+  it("a client token's client id in group tokens' form is a 400 naming body.client", async () => {
+    await createGroup("reserved-client");
+    const r = await api("POST", "/v1/groups/reserved-client/commands", { client: "0badcafe~me", request: 1, command: { op: "put", key: "k", value: 1 } }, clientToken);
+    expectError(r, 400, "bad_request", /^body\.client: "<8 hex digits>~\.\.\." is reserved/);
+  });
+
   it("a cas whose expected value is too large is a 413 naming command.expected", async () => {
     await createGroup("cas-big");
     const big = "x".repeat(65 * 1024);
