@@ -3,7 +3,7 @@
 // On a fresh clone there are no tokens: create a git-ignored .dev.vars with random ones first.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -60,8 +60,8 @@ function fail(message) {
  * and the server went on, re-parented). The folder's `smr-server.pid` names this process and its
  * wrangler. It appears whole (written aside, then linked: a reader never finds it empty), a start
  * finding it refuses while either is a live server's process, and one whose processes are gone
- * (kill -9) or are now others (a pid reused) is moved aside, by one start only, then checked to be
- * the file judged stale (a start at the same moment may have made a fresh one: put back).
+ * (kill -9) or are now others (a pid reused) is moved aside by one start at a time (the one that
+ * made `smr-server.pid.takeover`), once read again and found the same.
  */
 function claimPersistFolder(folder) {
   const file = join(folder, "smr-server.pid");
@@ -75,7 +75,7 @@ function claimPersistFolder(folder) {
     fail(`Cannot keep the server's storage in ${folder}: ${err.code ?? err.message}`);
   }
   for (let tries = 0; ; tries++) {
-    if (tries === 20) fail(`Could not take ${file}: other starts keep changing it`);
+    if (tries === 200) fail(`Could not take ${file}: other starts keep changing it`);
     try {
       linkOrCreate(aside("new"), file);
       break;
@@ -89,19 +89,18 @@ function claimPersistFolder(folder) {
       rmSync(aside("new"), { force: true });
       fail(`Another server (pid ${live.join(", ")}) is using ${folder}: two over the same storage would each run every group. Stop it first (kill ${live[0]}), or pass another --persist-to.`);
     }
+    // One start at a time judges and moves a stale file: without this, of three or more starts at
+    // once one's move could take another's fresh file, and two ran (a review).
+    if (!takeTurn(`${file}.takeover`)) continue;
     try {
+      if (readText(file) !== held) continue; // replaced meanwhile: looked at again
       renameSync(file, aside("stale"));
+      rmSync(aside("stale"), { force: true });
     } catch {
-      continue; // another start moved it first
+      // gone meanwhile: looked at again
+    } finally {
+      removeQuietly(`${file}.takeover`, true);
     }
-    if (readText(aside("stale")) !== held) {
-      try {
-        linkOrCreate(aside("stale"), file); // a fresh one, not the stale one read: back it goes
-      } catch {
-        // another was made meanwhile: it is looked at next
-      }
-    }
-    rmSync(aside("stale"), { force: true });
   }
   rmSync(aside("new"), { force: true });
   let mine = String(process.pid);
@@ -122,6 +121,26 @@ function claimPersistFolder(folder) {
 }
 
 /**
+ * The takeover's turn: a folder made by one start only (mkdir is atomic). Not had: false, after a
+ * short pause. One left by a start killed within its turn (a moment's work) is taken after 5 s.
+ */
+function takeTurn(lock) {
+  try {
+    mkdirSync(lock);
+    return true;
+  } catch (err) {
+    if (err.code !== "EEXIST") fail(`Cannot take ${lock}: ${err.code ?? err.message}`);
+  }
+  try {
+    if (Date.now() - statSync(lock).mtimeMs > 5_000) removeQuietly(lock, true);
+  } catch {
+    // gone meanwhile
+  }
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  return false;
+}
+
+/**
  * `to` made as a copy of `from`, failing with EEXIST if it is there: a hard link (it appears
  * whole), or, on a file system without them (vfat, some network and container mounts: a review),
  * an exclusive create written at once.
@@ -135,9 +154,9 @@ function linkOrCreate(from, to) {
   }
 }
 
-function removeQuietly(file) {
+function removeQuietly(file, folder = false) {
   try {
-    rmSync(file, { force: true });
+    rmSync(file, { force: true, recursive: folder });
   } catch {
     // not there to remove (its folder is no folder)
   }
