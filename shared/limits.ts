@@ -409,7 +409,9 @@ export function storageQuotaMiBOf(config: { storageQuotaMiB?: number }): number 
  * state could be neither copied from nor downloaded, a review), and for what is admitted before a
  * replica's size is measured again (a queue of commands whose outputs are large: a review); and a
  * floor above what the retained log and sessions of small commands take, or a group refused
- * everything for good.
+ * everything for good. Not above what sessions of large outputs take: three clients of 2 KB puts
+ * (each session row keeps its `previous`) held a 16 MiB group at its quota with 120 KB of data (a
+ * soak probe; README, "Storage quota", says how to size a quota).
  */
 export const storageQuotaMiBMax = 4608;
 export const storageQuotaMiBMin = 16;
