@@ -85,7 +85,7 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   if (cron) note(cron);
 }
 
-/** "cron: last run 40 s ago, 12 audited, 0 failed; a lap over every group took 2 min" (null before any run). */
+/** "cron: last run 40 s ago, 12 audited, 0 failed; the last whole lap took 2 min" (null before any run). */
 export function cronLine(all: { name: string; value: number }[]): string | null {
   const value = (name: string) => all.find((x) => x.name === name)?.value;
   if (value("smr_cron_known") === 0) return "cron: unknown (the registry did not answer for its progress)";
@@ -93,10 +93,10 @@ export function cronLine(all: { name: string; value: number }[]): string | null 
   if (at === undefined) return null;
   const lapS = value("smr_cron_last_lap_seconds");
   const asleep = value("smr_groups_asleep") ?? 0;
-  // A lap leaves asleep groups out (each is taken once a day): "every group" was not true then.
-  const every = asleep > 0 ? "every awake group" : "every group";
-  const lap = lapS === undefined ? `no whole lap over ${every} yet` : `a lap over ${every} took ${span(lapS)}`;
-  const sleeping = asleep > 0 ? `; ${asleep} ${asleep === 1 ? "group" : "groups"} asleep (audited once a day)` : "";
+  // The lap is of the groups awake then, the asleep count of now: "a lap over every awake group"
+  // next to today's asleep count read as one moment (an operator probe: 7 + 4 of 9 groups).
+  const lap = lapS === undefined ? "no whole lap yet" : `the last whole lap took ${span(lapS)}`;
+  const sleeping = asleep > 0 ? `; now ${asleep} ${asleep === 1 ? "group" : "groups"} asleep (audited once a day, not in laps)` : "";
   return `cron: last run ${span(Date.now() / 1000 - at)} ago, ${value("smr_cron_last_run_audited")} audited, ${value("smr_cron_last_run_failed")} failed; ${lap}${sleeping}`;
 }
 

@@ -342,7 +342,7 @@ function field(name, value) {
 }
 
 /**
- * "Last run 40 s ago: 12 audited, 0 failed; a lap over every group (12 groups) took 2 min", as
+ * "Last run 40 s ago: 12 audited, 0 failed; the last whole lap (12 groups awake then) took 2 min", as
  * `smr groups status` says it. While the scrape fails it says unknown: the last scrape's numbers,
  * shown with an age that keeps counting, would look live.
  */
@@ -372,13 +372,13 @@ function renderAuditor() {
   }
   box.dataset.state = cron.failed > 0 ? "failed" : "ok";
   line.title = `ended ${new Date(cron.atMs).toISOString()}${cron.tookS === undefined ? "" : `, took ${span(cron.tookS)}`}`;
-  // A lap leaves asleep groups out (each is taken once a day): "every group" was not true then.
-  const every = cron.asleep > 0 ? "every awake group" : "every group";
-  const lap = cron.lastLapS === undefined ? [`no whole lap over ${every} yet`] : [`a lap over ${every} (`, field("lastLapGroups", cron.lastLapGroups), " groups) took ", field("lastLap", span(cron.lastLapS))];
+  // The lap is of the groups awake then, the asleep count of now: "a lap over every awake group (7
+  // groups)" next to "4 asleep" read as one moment (an operator probe: 9 groups in all).
+  const lap = cron.lastLapS === undefined ? ["no whole lap yet"] : ["the last whole lap (", field("lastLapGroups", cron.lastLapGroups), " groups awake then) took ", field("lastLap", span(cron.lastLapS))];
   // 0: the last lap just ended, and the next run starts one.
   const underWay = cron.lapGroups > 0 ? ["; this lap: ", field("lapGroups", cron.lapGroups), " groups so far"] : [];
   // Asleep groups are left out of the laps (audited once a day): say how many.
-  const asleep = cron.asleep > 0 ? ["; ", field("asleep", cron.asleep), " asleep (audited once a day)"] : [];
+  const asleep = cron.asleep > 0 ? ["; now ", field("asleep", cron.asleep), " asleep (audited once a day, not in laps)"] : [];
   line.replaceChildren("Last run ", field("lastRun", `${span(Date.now() / 1000 - cron.atMs / 1000)} ago`), ": ", field("audited", cron.audited), " audited, ", field("failed", cron.failed), " failed; ", ...lap, ...underWay, ...asleep, ".");
 }
 

@@ -359,12 +359,12 @@ describe("the cron's series", () => {
     expect(none).toEqual([{ name: "smr_cron_known", value: 1 }]);
     expect(cronLine(none)).toBeNull();
     const ran = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 1 } })));
-    expect(cronLine(ran)).toMatch(/^cron: last run .* ago, 4 audited, 1 failed; no whole lap over every group yet$/);
+    expect(cronLine(ran)).toMatch(/^cron: last run .* ago, 4 audited, 1 failed; no whole lap yet$/);
     // Asleep groups are audited once a day, outside the laps: the line counts them.
     const sleeping = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 0 }, asleep: 2 })));
-    expect(cronLine(sleeping)).toMatch(/no whole lap over every awake group yet; 2 groups asleep \(audited once a day\)$/);
+    expect(cronLine(sleeping)).toMatch(/no whole lap yet; now 2 groups asleep \(audited once a day, not in laps\)$/);
     const lapped = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 0 }, lastLapMs: 120_000, lastLapGroups: 4, asleep: 2 })));
-    expect(cronLine(lapped)).toMatch(/; a lap over every awake group took 2 min; 2 groups asleep/);
+    expect(cronLine(lapped)).toMatch(/; the last whole lap took 2 min; now 2 groups asleep/);
     const awake = samplesOf(exposition(cronFamilies({ lastRun: { startedMs: 1_000, endedMs: 3_000, audited: 4, failed: 0 }, asleep: 0 })));
     expect(cronLine(awake)).not.toMatch(/asleep/);
   });
