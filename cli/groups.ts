@@ -9,8 +9,8 @@ import { hashPrefix, note, printJson, printRecord, printTable } from "./output.j
 import { bytesText } from "../public/units.js";
 import { quotaText } from "../public/health.js";
 
-/** health.js's wording of a replica at the group's storage quota, else null. */
-function fullText(s: GroupStatus): string | null {
+/** health.js's wording of a replica at (or near) the group's storage quota, else null. */
+function storageText(s: GroupStatus): string | null {
   return quotaText(s.replicas, s.storageQuotaMiB === undefined ? null : s.storageQuotaMiB * 1024 * 1024);
 }
 
@@ -26,7 +26,7 @@ export function printStatus(s: GroupStatus): void {
     ...(s.sessionIdleSeconds === undefined ? {} : { sessionIdle: s.sessionIdleSeconds === null ? "never (a group older than expiring sessions)" : idleText(s.sessionIdleSeconds) }),
     ...(s.storageQuotaMiB !== undefined ? { storageQuota: `${s.storageQuotaMiB} MiB (writes refused while a replica's storage holds as much)` } : {}),
     // The list and the dashboard show such a group degraded: say why here too (a review).
-    ...(fullText(s) !== null ? { full: fullText(s)! } : {}),
+    ...(storageText(s) !== null ? { storage: storageText(s)! } : {}),
     sequencer: `${s.sequencer.name} @ ${s.sequencer.location ?? "any"} (epoch ${s.sequencer.epoch}, since ${s.sequencer.since ?? "-"})`,
     // While the sequencer cannot be reached the status is what the replicas say of themselves:
     // say so, and why (the table looked like a healthy group's, a probe).

@@ -71,8 +71,9 @@ export const deletingText = "being deleted: not every one of its objects was des
 
 /**
  * ok: its objects answered, every replica healthy, its last audit consistent (or none yet);
- * degraded: it answered, but slowly (slowAnswerMs), a replica is not healthy, or the last audit
- * found no agreement, or a replica's storage is at the quota (quotaText); down: its sequencer or directory did not answer, or its sequencer has heard
+ * degraded: it answered, but slowly (slowAnswerMs), a replica is not healthy or is damaged
+ * (replicaTrouble), or the last audit found no agreement, or a replica's storage is at
+ * quotaWarnShare of the quota or more (quotaText); down: its sequencer or directory did not answer, or its sequencer has heard
  * no quorum of voters (noQuorumMs: no write can commit; it showed degraded, a probe).
  * @param {boolean} up
  * @param {ReplicaState[]} replicas

@@ -47,9 +47,12 @@ export type ReleaseAnswer = { ok: true } | { ok: false; reason: string; code: "n
  * The API's code for a refused membership change. Ordered but not committed in time is a 504: it
  * may still take effect (a 503 says "certainly not ordered", and a retry then met "no replica").
  */
-function changeRefused(r: Refused): ChangeRefused {
+function changeRefused(r: Refused, driver: SequencerDriver): ChangeRefused {
   const codes: Partial<Record<Refusal, ChangeRefused["code"]>> = { full: "conflict", last_voter: "conflict", not_member: "not_found", not_committed: "timeout" };
-  return { ok: false, reason: r.reason, code: codes[r.refused] ?? "unavailable", ...(r.refused === "no_quorum" ? { why: "unreachable" as const } : {}) };
+  // `unreachable` (retried for seconds only) while this sequencer reaches its voters: the replicas
+  // the change needs are down. Cut off itself, a failover may mend it: retried as any 503 (a review).
+  const unreachable = r.refused === "no_quorum" && driver.reachesQuorum();
+  return { ok: false, reason: r.reason, code: codes[r.refused] ?? "unavailable", ...(unreachable ? { why: "unreachable" as const } : {}) };
 }
 
 /** The co-located replica's log table: the sequencer's own log is `log`. */
@@ -392,8 +395,10 @@ export class SequencerObject extends ReplicaServing {
    */
   private withRebuild(r: ReplicaStatus): ReplicaStatus {
     const p = this.driver?.rebuildProgress(r.id);
-    const damaged = this.driver?.damaged(r.id) === true && r.status !== "quarantined" && r.status !== "repairing" ? { damaged: true as const } : {};
-    return p ? { ...r, ...damaged, rebuild: { source: p.source, seq: p.seq, rows: p.rows, since: new Date(p.sinceMs).toISOString() } } : { ...r, ...damaged };
+    // The audits' word (the driver's), or the replica's own in its last append answer (the tracker's, in r).
+    const { damaged: said, ...rest } = r;
+    const damaged = (said === true || this.driver?.damaged(r.id) === true) && r.status !== "quarantined" && r.status !== "repairing" ? { damaged: true as const } : {};
+    return p ? { ...rest, ...damaged, rebuild: { source: p.source, seq: p.seq, rows: p.rows, since: new Date(p.sinceMs).toISOString() } } : { ...rest, ...damaged };
   }
 
   /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */
@@ -441,7 +446,7 @@ export class SequencerObject extends ReplicaServing {
     const driver = this.driver;
     if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
     const r = await driver.addReplica(location);
-    if (!r.ok) return changeRefused(r);
+    if (!r.ok) return changeRefused(r, driver);
     return { ok: true, replica: driver.core.replicaStatuses().find((x) => x.id === r.id)! };
   }
 
@@ -451,7 +456,7 @@ export class SequencerObject extends ReplicaServing {
     const before = driver.core.replicaStatuses().find((x) => x.id === id);
     if (!before) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
     const r = await driver.removeReplica(id);
-    if (!r.ok) return changeRefused(r);
+    if (!r.ok) return changeRefused(r, driver);
     return { ok: true, replica: { ...before, status: "removed" } };
   }
 

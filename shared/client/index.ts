@@ -311,7 +311,10 @@ function notOrdered(err: unknown): boolean {
  */
 function outcomeUnknown(err: unknown): boolean {
   if (!(err instanceof ApiRequestError)) return true;
-  return (err.code === "network" && !err.notSent) || err.status === 504 || serverFailed(err);
+  // A 2xx that is not the API's answer: something took the request (a rewriting proxy may have
+  // passed it on), so the command may have run; not retried, as a wrong URL answers the same (a review).
+  const acceptedByOther = err.code === "not_api" && err.status >= 200 && err.status < 300;
+  return (err.code === "network" && !err.notSent) || err.status === 504 || serverFailed(err) || acceptedByOther;
 }
 
 /**
@@ -473,7 +476,10 @@ class Retries {
     // 90 s, a delete or a membership change blocked an operator who had to act (an operator probe).
     const short = err instanceof ApiRequestError && (err.notSent || err.code === "internal" || err.reason === "unreachable" || err.reason === "deleting");
     const nowMs = Date.now();
+    // From the first of a run of them: a 500 early in a call, then a failover's 503s, ended the
+    // call at a later `deleting` 503 at once (a review).
     if (short) this.shortSinceMs ??= nowMs;
+    else this.shortSinceMs = undefined;
     if (nowMs - this.startMs + pause > budgetMs) return null;
     if (short && nowMs - this.shortSinceMs! + pause > clientRefusedRetryForMs) return null;
     this.pauseMs = Math.min(this.pauseMs * 2, clientRetryMaxMs);
@@ -649,6 +655,11 @@ function nearHeader(near: string | undefined): Record<string, string> {
   return near === undefined ? {} : { "x-smr-near": near };
 }
 
+/** A hint that is none is refused before anything is sent: a typo made every read a 400. */
+function checkNear(near: string | undefined): void {
+  if (near !== undefined && !isLocationHint(near)) throw new TypeError(`near ${JSON.stringify(near)}: one of ${locationHints.join(", ")}`);
+}
+
 /** What of a body comes within waitMs (bounded to 64 KiB), then the rest cancelled: an answer that never ends held the watch. */
 async function startOf(res: Response, waitMs: number): Promise<string> {
   const reader = res.body?.getReader();
@@ -733,8 +744,7 @@ export class SmrClient {
     const problem = urlProblem(opts.baseUrl);
     if (problem !== null) throw new TypeError(`baseUrl ${JSON.stringify(opts.baseUrl)}: ${{ scheme: "not an http:// or https:// URL", credentials: "holds a user name or password (pass the token as token)", query: "has a query or a fragment (give the server's base URL)" }[problem]}`);
     if (!sendableToken(opts.token)) throw new TypeError("token: cannot be sent in a header (a space, a line break, a control character, or a character outside ASCII)");
-    // A typo here would make every sequential read a 400.
-    if (opts.near !== undefined && !isLocationHint(opts.near)) throw new TypeError(`near ${JSON.stringify(opts.near)}: one of ${locationHints.join(", ")}`);
+    checkNear(opts.near);
     // "http://host/" made every path "//v1/..." (a 404).
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.clientId = opts.clientId ?? randomId();
@@ -1167,6 +1177,7 @@ export class SmrClient {
    */
   async query(group: string, query: unknown, consistency: Consistency = "linearizable", call: QueryOptions = {}): Promise<QueryResult> {
     const { signal } = call;
+    checkNear(call.near);
     const retries = new Retries(this.opts);
     for (;;) {
       const body: Record<string, unknown> = { query, consistency };
@@ -1213,6 +1224,7 @@ export class SmrClient {
     // aborts the stream first here, which ends the pending next(), then the generator.
     const stop = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+    checkNear(opts.near);
     const near = opts.near ?? this.opts.near;
     const events = this.feed(group, { ...opts, signal, ...(near === undefined ? {} : { near }) });
     const iterator: AsyncGenerator<WatchEvent> = {

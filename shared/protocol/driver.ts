@@ -1011,6 +1011,12 @@ export class SequencerDriver {
     return "this sequencer cannot reach a quorum of voters in time";
   }
 
+  /** Whether this sequencer reaches a quorum of the voters in force now (else it may be the one cut off). */
+  reachesQuorum(): boolean {
+    const reach = this.core.reachableVoters();
+    return reach.count >= reach.need;
+  }
+
   /** How long without a quorum, once that is sequencerTimeoutMs or more while serving (cut off); else null. */
   cutOffMs(): number | null {
     if (this.stopped || this.core.fenced) return null;

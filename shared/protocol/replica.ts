@@ -563,7 +563,7 @@ export class ReplicaCore {
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
-    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position(), ...this.sized() };
+    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position(), ...this.sized(), ...(this.meta.scrubFailed ? { scrubFailed: true as const } : {}) };
   }
 
   /**

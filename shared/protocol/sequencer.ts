@@ -721,6 +721,7 @@ export class SequencerCore {
     assert(sentTo !== null, `append response from ${id} with nothing in flight`);
     p.rebuilding = false; // it appends: no transfer is half-done there
     if (resp.storageBytes !== undefined) this.noteStorage(id, resp.storageBytes);
+    p.scrubFailed = resp.scrubFailed === true;
     p.matchSeq = Math.max(p.matchSeq, sentTo);
     p.nextSeq = p.matchSeq + 1;
     // A replica that stopped applying at its step's output budget (stepOutputCharsMax) still

@@ -69,6 +69,12 @@ export interface Progress {
   /** From its last audit answer: its state's rows (last scrub pass) and its storage's bytes. */
   stateRows?: number;
   storageBytes?: number;
+  /**
+   * Its last append answer said its rows failed their last scrub (ReplicaMeta.scrubFailed, which
+   * it keeps): a sequencer that restarted showed it healthy until the next audit, a day away for
+   * an asleep group (a review).
+   */
+  scrubFailed?: boolean;
 }
 
 export class ProgressTracker {
@@ -208,6 +214,7 @@ export class ProgressTracker {
       lastContact: p.lastContactMs === null ? null : new Date(p.lastContactMs).toISOString(),
       ...(p.stateRows !== undefined ? { stateRows: p.stateRows } : {}),
       ...(p.storageBytes !== undefined ? { storageBytes: p.storageBytes } : {}),
+      ...(p.scrubFailed ? { damaged: true as const } : {}),
     }));
   }
 

@@ -218,8 +218,11 @@ export interface ReplicaPosition {
 }
 
 export type AppendResponse =
-  /** storageBytes: the replica's object's storage, where the store can tell (the storage quota's measure). */
-  | ({ ok: true; outputs: AppliedOutput[]; storageBytes?: number } & ReplicaPosition)
+  /**
+   * storageBytes: the replica's object's storage, where the store can tell (the storage quota's
+   * measure). scrubFailed: its rows failed their last scrub (ReplicaMeta.scrubFailed).
+   */
+  | ({ ok: true; outputs: AppliedOutput[]; storageBytes?: number; scrubFailed?: true } & ReplicaPosition)
   | ({ ok: false; reason: "stale_epoch" | "gap" | "mismatch"; rebuilding?: boolean } & ReplicaPosition)
   | { ok: false; reason: "not_initialized" };
 

@@ -52,8 +52,8 @@ describe("smr groups status", () => {
 
   it("says when a replica is at the group's storage quota (the list and the dashboard show it degraded)", () => {
     const full = { ...base, storageQuotaMiB: 16, replicas: [{ ...replica, storageBytes: 21.5 * 1024 * 1024 }] } as GroupStatus;
-    expect(printed(full)).toMatch(/│ full +│ storage quota reached: r2 holds 21\.5 MiB of 16\.0 MiB \(writes refused\) +│/);
-    expect(printed({ ...full, replicas: [{ ...replica, storageBytes: 1024 }] } as GroupStatus)).not.toMatch(/│ full/);
+    expect(printed(full)).toMatch(/│ storage +│ storage quota reached: r2 holds 21\.5 MiB of 16\.0 MiB \(writes refused\) +│/);
+    expect(printed({ ...full, replicas: [{ ...replica, storageBytes: 1024 }] } as GroupStatus)).not.toMatch(/│ storage /);
   });
 
   it("adds nothing for a sequencer that answered", () => {

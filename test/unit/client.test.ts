@@ -726,6 +726,17 @@ describe("client batches", () => {
       expect(waitedMs, reason).toBeGreaterThan(5_000);
       expect(waitedMs, reason).toBeLessThanOrEqual(10_000);
     }
+    // The 10 s are of a run of such errors: after a 500 and then 11 s of a failover's 503s, a `deleting` 503 is retried (it ended the call at once: a review).
+    let n = 0;
+    const mixed = clientWith(() => (++n === 1 ? errorBody(500, "internal") : n <= 12 ? Response.json({ error: { code: "unavailable", message: "failing over" } }, { status: 503, headers: { "retry-after": "1" } }) : n === 13 ? Response.json({ error: { code: "unavailable", message: "deleting", reason: "deleting" } }, { status: 503 }) : Response.json({ seq: 3, output: {}, bookmark: "b" })));
+    vi.useFakeTimers();
+    try {
+      const pending = mixed.client.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(await pending).toMatchObject({ seq: 3 });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("an answer that is not the API's (a proxy's or a login page) says so, without its markup: not a 500 `internal`, not JSON's syntax error, not metrics", async () => {
@@ -764,13 +775,15 @@ describe("client batches", () => {
     for (const body of [{}, { seq: "1", output: {}, bookmark: "b" }, { seq: 1, bookmark: "b" }, [1]]) {
       const { client, calls } = clientWith(() => Response.json(body));
       const err = (await client.kv("g").put("k", 1).catch((e: unknown) => e)) as ApiRequestError;
-      expect([err.code, err.status, err.outcomeUnknown], JSON.stringify(body)).toEqual(["not_api", 200, false]);
+      // Something took the command (a proxy may have passed it on): its outcome is unknown.
+      expect([err.code, err.status, err.outcomeUnknown], JSON.stringify(body)).toEqual(["timeout", 504, true]);
+      expect((err.cause as ApiRequestError).code).toBe("not_api");
       expect(err.message).toMatch(/not an answer of the API \(application\/json\)/);
       expect(calls).toHaveLength(1); // a wrong URL: not retried
     }
     const short = clientWith(() => Response.json({ results: [{ seq: 1, output: {} }], bookmark: "b" }));
     const batch = (await short.client.kv("g").batch([{ op: "put", key: "a", value: 1 }, { op: "put", key: "b", value: 2 }]).catch((e: unknown) => e)) as ApiRequestError;
-    expect(batch.code).toBe("not_api"); // one result for two commands
+    expect([batch.outcomeUnknown, (batch.cause as ApiRequestError).code]).toEqual([true, "not_api"]); // one result for two commands
     const query = clientWith(() => Response.json({ value: 1 }));
     expect(((await query.client.kv("g").get("k").catch((e: unknown) => e)) as ApiRequestError).code).toBe("not_api");
     // The API's own answers pass.
@@ -787,6 +800,9 @@ describe("client batches", () => {
     for await (const _e of client.watch("g", { near: "oc" })) break;
     expect(calls.map((c) => c.headers["x-smr-near"])).toEqual(["weur", "apac", "weur", "oc"]);
     expect(() => new SmrClient({ baseUrl: "http://smr.test", token: "t", near: "mars" })).toThrow(/near "mars": one of wnam, enam/);
+    await expect(client.query("g", { op: "get", key: "k" }, "stale", { near: "mars" })).rejects.toThrow(/near "mars"/);
+    expect(() => client.watch("g", { near: "Weur" })).toThrow(/near "Weur"/);
+    expect(calls).toHaveLength(4); // nothing sent for them
     const plain = clientWith(() => Response.json({ result: null, bookmark: "" }));
     await plain.client.query("g", { op: "get", key: "k" });
     expect(plain.calls[0]!.headers["x-smr-near"]).toBeUndefined();

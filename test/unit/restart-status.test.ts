@@ -51,6 +51,26 @@ describe("status right after a sequencer restart", () => {
   });
 });
 
+describe("a damaged replica across a sequencer restart", () => {
+  it("is said damaged from its own append answer (its rows failed their scrub), not only from this sequencer's audits (a review: healthy after every restart)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("c", 1, put("k"))).kind).toBe("ok");
+    // What its failed scrub saved (ReplicaMeta.scrubFailed), as the audit before the restart found it.
+    const core = g.replicas.get("r2")!.core! as unknown as { meta: { scrubFailed?: boolean } };
+    core.meta = { ...core.meta, scrubFailed: true };
+    const driver = restarted(g);
+    expect(driver.core.replicaStatuses().some((s) => s.damaged)).toBe(false); // nothing heard yet
+    await driver.hearUnheard(statusContactWaitMs);
+    expect(driver.core.replicaStatuses().map((s) => [s.id, s.damaged ?? false])).toEqual([["r1", false], ["r2", true], ["r3", false]]);
+    // A scrub that passes (or a rebuild) clears it: so does the next answer.
+    core.meta = { ...core.meta, scrubFailed: false };
+    expect((await driver.submit("c", 2, put("k2"))).kind).toBe("ok");
+    await new Promise((r) => setTimeout(r, 20));
+    expect(driver.core.replicaStatuses().some((s) => s.damaged)).toBe(false);
+    driver.stop();
+  });
+});
+
 describe("replica sizes across a sequencer restart", () => {
   it("are kept in the sequencer's meta: a restarted one shows its last audit's figures, not unknown until the next audit", async () => {
     const g = directGroup(config, { entries: 10_000, slack: 1_000 });

@@ -1,6 +1,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { DirectoryObject } from "../../workers/directory.js";
+import type { RegistryObject } from "../../workers/registry.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
 import { directoryClient } from "../../workers/directory.js";
 import { api, createGroup, expectError, waitFor } from "./helpers.js";
@@ -56,14 +57,26 @@ describe("a request racing the group's DELETE", () => {
 describe("a PUT whose registry call lands after its group's DELETE finished", () => {
   it("leaves the name unlisted, not listed with no group behind it", async () => {
     const group = "late-list";
-    // The PUT's registry call (its first step after the directory's record) waits 2 s; meanwhile
-    // a DELETE destroys the group and unlists it, and the PUT's listing lands after.
-    await api("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "slow", ms: 2_000 });
+    // The PUT's registry call (its first step after the directory's record) is held until a DELETE
+    // has destroyed the group and unlisted it: the PUT's listing lands after.
+    const g = globalThis as { lateListHeld?: boolean; lateListGo?: boolean };
+    await runInDurableObject(env.REGISTRY.get(env.REGISTRY.idFromName("registry")), (inst: RegistryObject) => {
+      // On the class (RPC calls only its methods), put back once held.
+      const proto = Object.getPrototypeOf(inst) as RegistryObject;
+      const add = proto.add;
+      proto.add = async function (this: RegistryObject, name: string, incarnation?: number) {
+        if (name === group) {
+          g.lateListHeld = true;
+          while (!g.lateListGo) await new Promise((r) => setTimeout(r, 10));
+          proto.add = add;
+        }
+        return add.call(this, name, incarnation);
+      };
+    });
     const put = api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 });
-    await waitFor("the PUT's directory record", async () => (await directoryOf(group).get()) !== null, 10);
-    await new Promise((r) => setTimeout(r, 100)); // its registry call under way (slowed when made)
-    expect((await api("POST", `/v1/groups/${group}/faults`, { target: "registry", fault: "none" })).status).toBe(200);
+    await waitFor("the PUT's registry call", async () => g.lateListHeld === true, 10);
     expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
+    g.lateListGo = true;
     expectError(await put, 503, "unavailable", /deleted while it was being created/);
     expect((await api("GET", "/v1/groups")).body.groups).not.toContain(group);
     expectError(await api("GET", `/v1/groups/${group}`), 404, "not_found");
