@@ -70,6 +70,8 @@ export function unanswered(err: unknown): boolean {
  */
 export function targetHint(err: unknown, target: Target | null = usedTarget): string {
   if (!target || !(err instanceof ApiRequestError)) return "";
+  // A command's unknown outcome carries what its last attempt met (a 2xx page of another server).
+  if (err.outcomeUnknown && err.cause instanceof ApiRequestError && err.cause.code === "not_api") return targetHint(err.cause, target);
   if (err.code === "network" && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(err.message)) {
     return `nothing answers at ${target.url} (${target.urlFrom === "default" ? "the default URL" : `from ${target.urlFrom}`}): is the server running? Pass --url or set SMR_URL (smr config shows what is used)`;
   }

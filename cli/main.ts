@@ -59,6 +59,8 @@ function packageVersion(): string {
 }
 
 function program(): Command {
+  // An empty SMR_NEAR is none (commander checked it against the hints: every command failed, a review).
+  if (process.env.SMR_NEAR?.trim() === "") delete process.env.SMR_NEAR;
   const p = new Command("smr")
     .description("operate an edge-smr replica set: groups, reads and writes, watch, audits, replicas, backups")
     .option("--url <url>", "the API's base URL (env SMR_URL; default http://localhost:8787)", nonEmptyArg)

@@ -457,7 +457,8 @@ export class SequencerObject extends ReplicaServing {
     if (!before) return { ok: false, reason: `no replica ${id} in this group`, code: "not_found" };
     const r = await driver.removeReplica(id);
     if (!r.ok) return changeRefused(r, driver);
-    return { ok: true, replica: { ...before, status: "removed" } };
+    const { damaged: _damaged, ...removed } = before; // said of a member only
+    return { ok: true, replica: { ...removed, status: "removed" } };
   }
 
   async release(id: string, rebase: boolean): Promise<ReleaseAnswer> {

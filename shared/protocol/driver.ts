@@ -1241,6 +1241,7 @@ export class SequencerDriver {
     // A repair begun (or ended) while it was asked: the rebuild decides (checked before the calls only, a review).
     if (this.core.isRepairing(id) || this.core.repairsOf(id) !== repairs) return rebuilding;
     this.scrubFailed.delete(id); // its rows are its digest's now
+    this.core.noteSound(id);
     this.core.setQuarantined(id, false);
     this.noteQuarantines();
     this.core.noteContact(id, true, this.io.nowMs());
@@ -1861,6 +1862,7 @@ export class SequencerDriver {
       this.lastRepairError.delete(target);
       this.badSources.delete(target);
       this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
+      this.core.noteSound(target);
       this.copySuspects.delete(target);
       this.installFailed.delete(target); // rebuilt: a later failure starts the count again
       this.io.onRepaired?.(target);

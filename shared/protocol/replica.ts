@@ -489,6 +489,14 @@ export class ReplicaCore {
    * once per quarter budget appended, which bounds that in a small group. (Counting them in double-counted
    * overwrites of stored rows and refused writes to a group under its quota: a review.)
    */
+  /**
+   * What every successful append answer says of its rows' last scrub: a heartbeat's answer without
+   * it read as "sound", and the sequencer's status flapped between damaged and healthy (a review).
+   */
+  private damage(): { scrubFailed?: true } {
+    return this.meta.scrubFailed ? { scrubFailed: true } : {};
+  }
+
   private sized(): { storageBytes?: number } {
     return this.storage.sizeBytes ? { storageBytes: this.storage.sizeBytes() } : {};
   }
@@ -517,7 +525,7 @@ export class ReplicaCore {
     if (req.prevSeq < m.baseSeq) {
       // Entries at or below the base are applied already (compacted or transferred): skip them.
       const skip = m.baseSeq - req.prevSeq;
-      if (req.entries.length < skip) return { ok: true, outputs: [], ...this.position() };
+      if (req.entries.length < skip) return { ok: true, outputs: [], ...this.position(), ...this.damage() };
       const last = req.entries[skip - 1]!;
       if (last.hash !== m.baseHash) return { ok: false, reason: "mismatch", ...this.position() };
       req = { ...req, prevSeq: m.baseSeq, prevHash: m.baseHash, entries: req.entries.slice(skip) };
@@ -535,7 +543,7 @@ export class ReplicaCore {
     // A heartbeat (or a commit it already knows): nothing changes, nothing is written, unless
     // committed entries wait to be applied (a step stops at stepOutputCharsMax of outputs).
     if (req.entries.length === 0 && req.epoch === m.epoch && Math.min(req.commitSeq, req.prevSeq) <= m.commitSeq && m.appliedSeq >= m.commitSeq) {
-      return { ok: true, outputs: [], ...this.position() };
+      return { ok: true, outputs: [], ...this.position(), ...this.damage() };
     }
 
     try {
@@ -563,7 +571,7 @@ export class ReplicaCore {
     this.saveMeta(next);
     // A quarantined replica's state is suspect (a failed replay, or the audit's verdict): it
     // still stores and acks the log, but its outputs must not answer anyone.
-    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position(), ...this.sized(), ...(this.meta.scrubFailed ? { scrubFailed: true as const } : {}) };
+    return { ok: true, outputs: next.quarantined ? [] : outputs, ...this.position(), ...this.sized(), ...this.damage() };
   }
 
   /**

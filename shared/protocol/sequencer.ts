@@ -804,6 +804,11 @@ export class SequencerCore {
     this.saveMeta();
   }
 
+  /** The replica's rows are sound again (rebuilt, or released with rebase): not shown damaged until an answer says otherwise. */
+  noteSound(id: string): void {
+    this.progress.noteSound(id);
+  }
+
   /**
    * A member's storage as an append or an install measured it: in memory, and stored with the
    * sizes (SequencerMeta.sizes) when it crosses the quota either way, so a start refuses writes

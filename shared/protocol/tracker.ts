@@ -204,18 +204,29 @@ export class ProgressTracker {
   }
 
   statuses(lastSeq: number, commitSeq: number): ReplicaStatus[] {
-    return this.all().map((p) => ({
+    return this.all().map((p) => this.statusReport(p, this.statusOf(p, lastSeq, commitSeq)));
+  }
+
+  /** One replica's report; `damaged` only beside a status that serves (a quarantined or repairing one is not). */
+  private statusReport(p: Progress, status: ReplicaStatusName): ReplicaStatus {
+    return {
       id: p.id,
       location: p.location,
-      status: this.statusOf(p, lastSeq, commitSeq),
+      status,
       lastSeq: p.lastSeq,
       appliedSeq: p.appliedSeq,
       digest: p.digest,
       lastContact: p.lastContactMs === null ? null : new Date(p.lastContactMs).toISOString(),
       ...(p.stateRows !== undefined ? { stateRows: p.stateRows } : {}),
       ...(p.storageBytes !== undefined ? { storageBytes: p.storageBytes } : {}),
-      ...(p.scrubFailed ? { damaged: true as const } : {}),
-    }));
+      ...(p.scrubFailed && status !== "quarantined" && status !== "repairing" ? { damaged: true as const } : {}),
+    };
+  }
+
+  /** Its rows are sound again (rebuilt, or released as they are): until its next answer says so. */
+  noteSound(id: string): void {
+    const p = this.byId.get(id);
+    if (p) p.scrubFailed = false;
   }
 
   /** Replicas neither heard from nor missed since this tracker began (a restarted sequencer's). */

@@ -14,6 +14,9 @@ describe("smr's hints after an error", () => {
     expect(targetHint(refused, { ...target, urlFrom: "SMR_URL" })).toMatch(/\(from SMR_URL\)/);
     expect(targetHint(new ApiRequestError(401, "unauthorized", "unknown token"), target)).toBe("the token came from /p/.dev.vars (ADMIN_TOKEN) (smr config shows what is used)");
     expect(targetHint(new ApiRequestError(200, "not_api", "not an answer of the API (text/html): login"), target)).toMatch(/^is http:\/\/localhost:8787 \(the default URL\) the API's address\?$/);
+    // A command's unknown outcome after such a page still asks (it printed only the retry hint: a review).
+    const unknown = Object.assign(new ApiRequestError(504, "timeout", "its outcome is unknown"), { outcomeUnknown: true, cause: new ApiRequestError(200, "not_api", "login") });
+    expect(targetHint(unknown, target)).toMatch(/the API's address\?$/);
   });
   it("adds nothing to other errors", () => {
     expect(targetHint(new ApiRequestError(404, "not_found", "group g does not exist"), target)).toBe("");

@@ -36,6 +36,13 @@ function smrAsync(...args: string[]): Promise<{ status: number | null; out: stri
 }
 
 describe("smr before it sends anything", () => {
+  it("takes an empty SMR_NEAR for none, and refuses one that is no location (an empty one failed every command: a review)", () => {
+    const run = (near: string) => spawnSync(process.execPath, [bin, "config", "--json"], { cwd: away, env: { ...bareEnv(), SMR_NEAR: near }, encoding: "utf8", timeout: 60_000 });
+    expect(run("").status).toBe(0);
+    const bad = run("mars");
+    expect([bad.status, bad.stderr]).toEqual([2, expect.stringMatching(/'mars' from env 'SMR_NEAR' is invalid/)]);
+  });
+
   it("names a URL without a scheme, not a missing token", () => {
     const r = smr("get", "demo", "greeting", "--url", "localhost:9103");
     expect(r.status).toBe(2);

@@ -2,7 +2,7 @@
 // once (an object evicted after idling, then woken by GET /v1/groups/{g}) showed every replica
 // lagging at seq 0 with no contact. hearUnheard asks them first, bounded in time.
 import { describe, expect, it } from "vitest";
-import { statusContactWaitMs } from "../../shared/limits.js";
+import { heartbeatMs, statusContactWaitMs } from "../../shared/limits.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import { directGroup } from "../support/direct.js";
@@ -61,6 +61,10 @@ describe("a damaged replica across a sequencer restart", () => {
     const driver = restarted(g);
     expect(driver.core.replicaStatuses().some((s) => s.damaged)).toBe(false); // nothing heard yet
     await driver.hearUnheard(statusContactWaitMs);
+    expect(driver.core.replicaStatuses().map((s) => [s.id, s.damaged ?? false])).toEqual([["r1", false], ["r2", true], ["r3", false]]);
+    // Heartbeats' answers say it too (only a step's did: the status flapped back to healthy within a second, a review).
+    driver.startHeartbeats();
+    await new Promise((r) => setTimeout(r, heartbeatMs * 4));
     expect(driver.core.replicaStatuses().map((s) => [s.id, s.damaged ?? false])).toEqual([["r1", false], ["r2", true], ["r3", false]]);
     // A scrub that passes (or a rebuild) clears it: so does the next answer.
     core.meta = { ...core.meta, scrubFailed: false };

@@ -60,10 +60,13 @@ describe("a PUT whose registry call lands after its group's DELETE finished", ()
     // The PUT's registry call (its first step after the directory's record) is held until a DELETE
     // has destroyed the group and unlisted it: the PUT's listing lands after.
     const g = globalThis as { lateListHeld?: boolean; lateListGo?: boolean };
+    g.lateListHeld = g.lateListGo = false;
+    let restore = () => {};
     await runInDurableObject(env.REGISTRY.get(env.REGISTRY.idFromName("registry")), (inst: RegistryObject) => {
       // On the class (RPC calls only its methods), put back once held.
       const proto = Object.getPrototypeOf(inst) as RegistryObject;
       const add = proto.add;
+      restore = () => void (proto.add = add);
       proto.add = async function (this: RegistryObject, name: string, incarnation?: number) {
         if (name === group) {
           g.lateListHeld = true;
@@ -74,9 +77,13 @@ describe("a PUT whose registry call lands after its group's DELETE finished", ()
       };
     });
     const put = api("PUT", `/v1/groups/${group}`, { machine: "kv", replicas: 1 });
-    await waitFor("the PUT's registry call", async () => g.lateListHeld === true, 10);
-    expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
-    g.lateListGo = true;
+    try {
+      await waitFor("the PUT's registry call", async () => g.lateListHeld === true, 10);
+      expect((await api("DELETE", `/v1/groups/${group}`)).status).toBe(204);
+    } finally {
+      g.lateListGo = true; // never left holding the PUT, nor the class patched
+      restore();
+    }
     expectError(await put, 503, "unavailable", /deleted while it was being created/);
     expect((await api("GET", "/v1/groups")).body.groups).not.toContain(group);
     expectError(await api("GET", `/v1/groups/${group}`), 404, "not_found");
