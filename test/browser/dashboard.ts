@@ -246,8 +246,9 @@ async function main(): Promise<void> {
       await pageShows("the failed count marked", `const a = document.querySelector("#auditor"); return a.dataset.state === "failed" && a.querySelector("[data-field=failed]").textContent === "2";`, undefined, scrapeWaitMs);
       // Asleep groups are outside the laps (audited once a day): the line counts them.
       equal((await auditor()).fields.asleep, "3", "the asleep groups' count");
-      check(/3 asleep \(audited once a day\)\.$/.test((await auditor()).text), `the asleep count's words (${(await auditor()).text})`);
-      check(/over every awake group/.test((await auditor()).text), `a lap is over the awake groups (${(await auditor()).text})`);
+      check(/now 3 asleep \(audited once a day, not in laps\)\.$/.test((await auditor()).text), `the asleep count's words (${(await auditor()).text})`);
+      // The lap's count is of its own moment, today's asleep count of now: said as two (an operator probe).
+      check(/the last whole lap \(\d+ groups awake then\)/.test((await auditor()).text), `a lap is over the groups awake then (${(await auditor()).text})`);
       mkdirSync(artifacts, { recursive: true });
       await page.screenshot({ path: join(artifacts, "dashboard-cron-failed.png") });
     } finally {
