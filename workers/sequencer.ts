@@ -388,17 +388,10 @@ export class SequencerObject extends ReplicaServing {
     };
   }
 
-  /**
-   * A replica's status with the progress of its rebuild, while one is under way, and whether its
-   * rows failed their scrub: such a replica (not quarantined while no healthy majority is left
-   * without it) showed `healthy` everywhere, and only the audits named it (an operator probe).
-   */
+  /** A replica's status with the progress of its rebuild, while one is under way. */
   private withRebuild(r: ReplicaStatus): ReplicaStatus {
     const p = this.driver?.rebuildProgress(r.id);
-    // The audits' word (the driver's), or the replica's own in its last append answer (the tracker's, in r).
-    const { damaged: said, ...rest } = r;
-    const damaged = (said === true || this.driver?.damaged(r.id) === true) && r.status !== "quarantined" && r.status !== "repairing" ? { damaged: true as const } : {};
-    return p ? { ...rest, ...damaged, rebuild: { source: p.source, seq: p.seq, rows: p.rows, since: new Date(p.sinceMs).toISOString() } } : { ...rest, ...damaged };
+    return p ? { ...r, rebuild: { source: p.source, seq: p.seq, rows: p.rows, since: new Date(p.sinceMs).toISOString() } } : r;
   }
 
   /** The status and the commands counter, for GET /v1/metrics; null without state (as status()). */

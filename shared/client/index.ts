@@ -782,7 +782,7 @@ export class SmrClient {
    * command, an unknown outcome, retried with the same request id). It had no bound: a server
    * that took the connection and never answered held a call for Node's 300 s, per attempt.
    */
-  /** `answered`: told the answer's status (a PUT's 201 created or 200 already there) and headers (a batch's Retry-After). */
+  /** `more.answered`: told the answer's status (a PUT's 201 created or 200 already there) and headers (a batch's Retry-After); `more.shape`: a 2xx of another shape is `not_api`. */
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, more: RequestMore<T> = {}): Promise<T> {
     signal?.throwIfAborted();
     const wanted = this.opts.requestTimeoutMs ?? clientRequestTimeoutMs;

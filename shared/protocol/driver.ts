@@ -1240,8 +1240,7 @@ export class SequencerDriver {
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping", unavailable: true };
     // A repair begun (or ended) while it was asked: the rebuild decides (checked before the calls only, a review).
     if (this.core.isRepairing(id) || this.core.repairsOf(id) !== repairs) return rebuilding;
-    this.scrubFailed.delete(id); // its rows are its digest's now
-    this.core.noteSound(id);
+    this.markScrub(id, false); // its rows are its digest's now
     this.core.setQuarantined(id, false);
     this.noteQuarantines();
     this.core.noteContact(id, true, this.io.nowMs());
@@ -1727,8 +1726,8 @@ export class SequencerDriver {
       // Cleared only by a pass that finished and passed (stateRows is its count): before a large
       // state's first pass ends the digests read equal, and a damaged replica was a source again.
       if (info !== null && !info.rebuilding) {
-        if (info.scrub.actualDigest !== info.scrub.recordedDigest) this.scrubFailed.set(id, now);
-        else if (info.stateRows !== undefined) this.scrubFailed.delete(id), this.copySuspects.delete(id);
+        if (info.scrub.actualDigest !== info.scrub.recordedDigest) this.markScrub(id, true, now);
+        else if (info.stateRows !== undefined) this.markScrub(id, false), this.copySuspects.delete(id);
       }
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
@@ -1861,8 +1860,7 @@ export class SequencerDriver {
       this.repairFailures.delete(target);
       this.lastRepairError.delete(target);
       this.badSources.delete(target);
-      this.scrubFailed.delete(target); // rebuilt from rows that passed, or from the log
-      this.core.noteSound(target);
+      this.markScrub(target, false); // rebuilt from rows that passed, or from the log
       this.copySuspects.delete(target);
       this.installFailed.delete(target); // rebuilt: a later failure starts the count again
       this.io.onRepaired?.(target);
@@ -1890,9 +1888,14 @@ export class SequencerDriver {
    * A rebuild of `target` under way: its source, the position copied and the rows installed so
    * far. A 3.5 MiB rebuild showed only `repairing` for 15 s, with nothing moving (a probe).
    */
-  /** Whether the replica's rows failed their digest at its last scrub (scrubFailed), as the audits told this sequencer. */
-  damaged(id: string): boolean {
-    return this.scrubFailed.has(id);
+  /**
+   * What a scrub found of a replica's rows: kept here (no source while failed) and in the status's
+   * tracker (`damaged`), which the replica's own append answers also set, after a restart too.
+   */
+  private markScrub(id: string, failed: boolean, atMs = this.io.nowMs()): void {
+    if (failed) this.scrubFailed.set(id, atMs);
+    else this.scrubFailed.delete(id);
+    this.core.noteScrub(id, failed);
   }
 
   rebuildProgress(target: string): RebuildProgress | undefined {
@@ -2061,7 +2064,7 @@ export class SequencerDriver {
       if (at === null || this.stopped) return;
       const judged = (verdict: string, message: string) => this.io.event?.("repair", message, { replica: source, target, verdict, action: "judged" });
       if (at.scrubFailed) {
-        this.scrubFailed.set(source, this.io.nowMs());
+        this.markScrub(source, true, this.io.nowMs());
         return judged("damaged", `replica ${source} failed a whole scrub after a copy from it failed on ${target}: its rows do not match its digest, and it is no source until a scrub passes it`);
       }
       this.copySuspects.delete(source);

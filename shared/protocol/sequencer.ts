@@ -804,9 +804,9 @@ export class SequencerCore {
     this.saveMeta();
   }
 
-  /** The replica's rows are sound again (rebuilt, or released with rebase): not shown damaged until an answer says otherwise. */
-  noteSound(id: string): void {
-    this.progress.noteSound(id);
+  /** A scrub's word on the replica's rows (an audit's, a rebuild's, a release's): its status says `damaged` while failed. */
+  noteScrub(id: string, failed: boolean): void {
+    this.progress.noteScrub(id, failed);
   }
 
   /**

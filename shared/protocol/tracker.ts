@@ -70,9 +70,9 @@ export interface Progress {
   stateRows?: number;
   storageBytes?: number;
   /**
-   * Its last append answer said its rows failed their last scrub (ReplicaMeta.scrubFailed, which
-   * it keeps): a sequencer that restarted showed it healthy until the next audit, a day away for
-   * an asleep group (a review).
+   * Its rows failed their last scrub: from its append answers (ReplicaMeta.scrubFailed, which it
+   * keeps: a sequencer that restarted showed it healthy until the next audit, a day away for an
+   * asleep group, a review) and from the audits (noteScrub).
    */
   scrubFailed?: boolean;
 }
@@ -223,10 +223,10 @@ export class ProgressTracker {
     };
   }
 
-  /** Its rows are sound again (rebuilt, or released as they are): until its next answer says so. */
-  noteSound(id: string): void {
+  /** A scrub's word on its rows (an audit's, a rebuild's, a release's), until its next answer says its own. */
+  noteScrub(id: string, failed: boolean): void {
     const p = this.byId.get(id);
-    if (p) p.scrubFailed = false;
+    if (p) p.scrubFailed = failed;
   }
 
   /** Replicas neither heard from nor missed since this tracker began (a restarted sequencer's). */

@@ -27,6 +27,18 @@ function clientWith(handler: Handler, options: Partial<ConstructorParameters<typ
 }
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What a call settles to (its error caught) once `ms` of fake time have passed: its retries' pauses run at once. */
+async function settledAfter(ms: number, call: () => Promise<unknown>): Promise<unknown> {
+  vi.useFakeTimers();
+  try {
+    const pending = call().catch((e: unknown) => e);
+    await vi.advanceTimersByTimeAsync(ms);
+    return await pending;
+  } finally {
+    vi.useRealTimers();
+  }
+}
 const errorBody = (status: number, code: string, message = code) => Response.json({ error: { code, message } }, { status });
 
 function sse(text: string, end: "close" | "drop" = "close"): Response {
@@ -714,14 +726,7 @@ describe("client batches", () => {
     for (const [reason, call] of refusals) {
       const pauses: number[] = [];
       const { client } = clientWith(() => Response.json({ error: { code: "unavailable", message: "objects do not answer", reason } }, { status: 503, headers: { "retry-after": "1" } }), { onReadRetry: (r) => pauses.push(r.pauseMs) });
-      vi.useFakeTimers();
-      try {
-        const pending = call(client).catch((e: unknown) => e);
-        await vi.advanceTimersByTimeAsync(100_000);
-        expect(((await pending) as ApiRequestError).reason, reason).toBe(reason);
-      } finally {
-        vi.useRealTimers();
-      }
+      expect(((await settledAfter(100_000, () => call(client))) as ApiRequestError).reason, reason).toBe(reason);
       const waitedMs = pauses.reduce((a, b) => a + b, 0);
       expect(waitedMs, reason).toBeGreaterThan(5_000);
       expect(waitedMs, reason).toBeLessThanOrEqual(10_000);
@@ -729,14 +734,7 @@ describe("client batches", () => {
     // The 10 s are of a run of such errors: after a 500 and then 11 s of a failover's 503s, a `deleting` 503 is retried (it ended the call at once: a review).
     let n = 0;
     const mixed = clientWith(() => (++n === 1 ? errorBody(500, "internal") : n <= 12 ? Response.json({ error: { code: "unavailable", message: "failing over" } }, { status: 503, headers: { "retry-after": "1" } }) : n === 13 ? Response.json({ error: { code: "unavailable", message: "deleting", reason: "deleting" } }, { status: 503 }) : Response.json({ seq: 3, output: {}, bookmark: "b" })));
-    vi.useFakeTimers();
-    try {
-      const pending = mixed.client.submit("g", { op: "put", key: "k", value: 1 }).catch((e: unknown) => e);
-      await vi.advanceTimersByTimeAsync(60_000);
-      expect(await pending).toMatchObject({ seq: 3 });
-    } finally {
-      vi.useRealTimers();
-    }
+    expect(await settledAfter(60_000, () => mixed.client.submit("g", { op: "put", key: "k", value: 1 }))).toMatchObject({ seq: 3 });
   });
 
   it("an answer that is not the API's (a proxy's or a login page) says so, without its markup: not a 500 `internal`, not JSON's syntax error, not metrics", async () => {
@@ -1262,29 +1260,15 @@ describe("client snapshot and restore", () => {
     // The API's 500 on every attempt (a bug): retried for 10 s, not the whole 90 s, nor three attempts (150 ms ended a blip: reviews).
     const pauses: number[] = [];
     const bug = clientWith(() => errorBody(500, "internal", "a bug"), { onCommandRetry: (r) => pauses.push(r.pauseMs) });
-    vi.useFakeTimers();
-    try {
-      const pending = bug.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e);
-      await vi.advanceTimersByTimeAsync(30_000);
-      const buggy = (await pending) as ApiRequestError;
-      expect([buggy.status, buggy.outcomeUnknown]).toEqual([504, true]);
-    } finally {
-      vi.useRealTimers();
-    }
+    const buggy = (await settledAfter(30_000, () => bug.client.submit("g", { op: "incr", key: "n", by: 1 }))) as ApiRequestError;
+    expect([buggy.status, buggy.outcomeUnknown]).toEqual([504, true]);
     const waitedMs = pauses.reduce((a, b) => a + b, 0);
     expect(waitedMs).toBeGreaterThan(5_000);
     expect(waitedMs).toBeLessThanOrEqual(10_000);
     // Those 10 s count from the first 500: one after 20 s of 503s (a failover) is retried too (it ended the call at once: a review).
     let n = 0;
     const afterFailover = clientWith(() => (++n <= 14 ? errorBody(503, "unavailable", "failing over") : n === 15 ? errorBody(500, "internal", "a blip") : Response.json({ seq: 5, output: {}, bookmark: "b1.1.5" })));
-    vi.useFakeTimers();
-    try {
-      const pending = afterFailover.client.submit("g", { op: "incr", key: "n", by: 1 }).catch((e: unknown) => e);
-      await vi.advanceTimersByTimeAsync(60_000);
-      expect(await pending).toMatchObject({ seq: 5 });
-    } finally {
-      vi.useRealTimers();
-    }
+    expect(await settledAfter(60_000, () => afterFailover.client.submit("g", { op: "incr", key: "n", by: 1 }))).toMatchObject({ seq: 5 });
     // A 500 for outputs that split ran: answered at once, as it is (every retry answers the same).
     const split = () => Response.json({ error: { code: "internal", message: "group g: replicas produced different outputs and no majority agreed: the command ran", reason: "outputs_split" } }, { status: 500 });
     const ran = clientWith(split);
