@@ -710,11 +710,12 @@ interface RequestMore<T> {
   shape?: (answer: unknown) => answer is T;
 }
 
-/** The shapes of the data path's answers (API.md): a command's, a batch's of n items, a query's. */
+/** The shapes of the answers (API.md): a command's, a batch's of n items, a query's, a membership change's. */
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const isCommandResult = (v: unknown): v is CommandResult => isObject(v) && Number.isSafeInteger(v.seq) && "output" in v && typeof v.bookmark === "string";
 const isBatchOf = (n: number) => (v: unknown): v is BatchResult => isObject(v) && Array.isArray(v.results) && v.results.length === n && v.results.every(isObject);
 const isQueryResult = (v: unknown): v is QueryResult => isObject(v) && "result" in v;
+const isReplicaAnswer = (v: unknown): v is { replica: ReplicaStatus } => isObject(v) && isObject(v.replica) && typeof v.replica.id === "string";
 
 interface SendInit {
   body?: string | Uint8Array | ReadableStream<Uint8Array>;
@@ -935,12 +936,29 @@ export class SmrClient {
    * replica. The CLI ended on the first 503, which says to retry (a probe).
    */
   async addReplica(group: string, location?: string | null): Promise<{ replica: ReplicaStatus }> {
-    return this.retried(() => this.request("POST", groupPath(group, `/replicas`), location === undefined ? {} : { location }), "membership change", notOrdered);
+    return this.changeMembers("POST", groupPath(group, `/replicas`), location === undefined ? {} : { location });
   }
   /** Retried as addReplica is. */
   async removeReplica(group: string, id: string): Promise<{ replica: ReplicaStatus }> {
-    const path = groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}`);
-    return this.retried(() => this.request("DELETE", path), "membership change", notOrdered);
+    return this.changeMembers("DELETE", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}`));
+  }
+  /**
+   * One membership change, retried while nothing was ordered. An attempt that may have taken
+   * effect ends the call with `outcomeUnknown`: a 504, an answer lost after sending, a 500, and a
+   * 2xx that is not the API's answer (a proxy that passed the change on: it was a plain failure,
+   * and a rerun of `smr replicas add` could add a second replica, a review).
+   */
+  private async changeMembers(method: "POST" | "DELETE", path: string, body?: unknown): Promise<{ replica: ReplicaStatus }> {
+    try {
+      return await this.retried(() => this.request(method, path, body, undefined, { shape: isReplicaAnswer }), "membership change", notOrdered);
+    } catch (err) {
+      if (!(err instanceof ApiRequestError) || err.code === "not_configured" || !outcomeUnknown(err)) throw err;
+      if (err.status === 504) return Promise.reject(((err.outcomeUnknown = true), err));
+      const e = new ApiRequestError(504, "timeout", `${err.message}; its outcome is unknown: the membership change may or may not take effect; look at the group's replicas before trying again`);
+      e.cause = err;
+      e.outcomeUnknown = true;
+      throw e;
+    }
   }
   /** Rebuilds the replica now from the most advanced healthy one (README, "Out of a quarantine"). */
   async repairReplica(group: string, id: string): Promise<{ replica?: ReplicaStatus }> {

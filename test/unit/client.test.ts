@@ -710,12 +710,20 @@ describe("client batches", () => {
     expect((await refused.client.addReplica("g")).replica.id).toBe("r4");
     const notOurs = () => new Response("<html><body>503 Service Unavailable</body></html>", { status: 503, headers: { "content-type": "text/html" } });
     const unconfigured = () => errorBody(503, "not_configured", "no tokens configured");
-    for (const first of [() => errorBody(504, "timeout", "the change may or may not take effect"), () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) })), notOurs, unconfigured]) {
+    const lost = () => Promise.reject(new TypeError("fetch failed", { cause: Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" }) }));
+    // A proxy's 200 of another shape took the change and may have passed it on (a plain failure before: a review).
+    const proxied = () => Response.json({ ok: true });
+    for (const first of [() => errorBody(504, "timeout", "the change may or may not take effect"), lost, notOurs, proxied, () => errorBody(500, "internal", "x")]) {
       const unknown = changing(first);
-      await expect(unknown.client.addReplica("g")).rejects.toBeInstanceOf(ApiRequestError);
+      const err = (await unknown.client.addReplica("g").catch((e: unknown) => e)) as ApiRequestError;
+      expect([err.status, err.code, err.outcomeUnknown]).toEqual([504, "timeout", true]);
       expect(unknown.calls).toHaveLength(1);
       expect(unknown.retries).toEqual([]);
     }
+    expect(((await changing(proxied).client.removeReplica("g", "r2").catch((e: unknown) => e)) as ApiRequestError).message).toMatch(/not an answer of the API \(application\/json\).*may or may not take effect; look at the group's replicas/);
+    const none = changing(unconfigured);
+    expect(await none.client.addReplica("g").catch((e: unknown) => e)).toMatchObject({ code: "not_configured", outcomeUnknown: false });
+    expect(none.calls).toHaveLength(1);
   });
 
   it("retries a refusal only objects that answer again can end (reason unreachable: a membership change with replicas down; deleting) for 10 s, not 90 (an operator was blocked 90 s each: a probe)", async () => {
