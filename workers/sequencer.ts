@@ -20,6 +20,7 @@ import { shareCommandHashes } from "../shared/protocol/entry.js";
 import { decodeAppend, encodeAppend } from "./wire.js";
 import { type LogLevel, logEvent } from "../shared/log.js";
 import type { SequencerWork } from "../shared/api/metrics.js";
+import type { GroupRecord } from "../shared/control/directory.js";
 
 /**
  * Events an operator should see without searching (a quarantine, a rejoin, an audit alarm), by the
@@ -105,6 +106,10 @@ export class SequencerObject extends ReplicaServing {
       inOffice: (cfg) => this.inOffice(cfg),
       recovered: (cfg, epoch, message, fields) => this.event(cfg, "recovery", message, fields, epoch),
       directoryConfig: (cfg) => this.directoryConfig(cfg),
+      creatable: async (cfg) => {
+        const record = await this.directoryRecord(cfg);
+        return record !== null && record.config.incarnation === cfg.incarnation && record.state !== "deleting";
+      },
     });
     ctx.blockConcurrencyWhile(async () => {
       this.replica.load();
@@ -117,9 +122,14 @@ export class SequencerObject extends ReplicaServing {
     });
   }
 
+  /** The group's record in its directory now (null: none). */
+  private async directoryRecord(cfg: GroupConfig): Promise<GroupRecord | null> {
+    return (await directoryStub(this.env, cfg.group).get()) as GroupRecord | null;
+  }
+
   /** The config the group's directory holds now (null: no record). */
   private async directoryConfig(cfg: GroupConfig): Promise<GroupConfig | null> {
-    return ((await directoryStub(this.env, cfg.group).get()) as { config: GroupConfig } | null)?.config ?? null;
+    return (await this.directoryRecord(cfg))?.config ?? null;
   }
 
   private async inOffice(cfg: GroupConfig): Promise<boolean> {

@@ -32,6 +32,12 @@ export interface SequencerHost {
   inOffice?(config: GroupConfig): Promise<boolean>;
   /** The config the group's directory holds now (its memberships in flight, if a change was under way). */
   directoryConfig?(config: GroupConfig): Promise<GroupConfig | null>;
+  /**
+   * Whether the directory's record is of this life and not being deleted. The lives a DELETE closed
+   * are kept in memory (closedThrough): an init that landed after its DELETE's destroy and a
+   * restart of this object would make a deleted life's objects, storage nothing would free (a review).
+   */
+  creatable?(config: GroupConfig): Promise<boolean>;
   /** A recovery after a fencing failed: the host retries later (the simulator) or waits for the next request (the Durable Object). */
   recoveryFailed?(config: GroupConfig, reason: string): void;
   /**
@@ -272,6 +278,11 @@ export class SequencerLifecycle {
 
   private async initNow(config: GroupConfig): Promise<InitResult> {
     if (!(await this.admit(config.incarnation))) return { kind: "conflict" };
+    if (!this.core && this.host.creatable) {
+      const creatable = await this.host.creatable(config).catch((err: unknown) => String(err));
+      if (creatable === false) return { kind: "conflict" };
+      if (creatable !== true) return { kind: "unavailable", reason: `the group's directory cannot be read (${creatable})` };
+    }
     let kind: "created" | "exists" = "exists";
     if (!this.core && (await this.replicasHoldState(config))) {
       // The group was created before and this sequencer lost its storage: recover, never restart at seq 1.

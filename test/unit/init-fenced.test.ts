@@ -31,3 +31,35 @@ describe("an idempotent init overtaken by a fencing", () => {
     await expect(init).resolves.toMatchObject({ kind: "unavailable", reason: expect.stringMatching(/fenced by a newer epoch/) });
   });
 });
+
+describe("an init that lands after its group's DELETE and a restart of the sequencer's object", () => {
+  // The closed lives are memory: restarted, the object took such an init for a new group and made
+  // a deleted life's sequencer and replicas, storage nothing would free (a review).
+  const fresh = (creatable: () => Promise<boolean>) => {
+    const made: string[] = [];
+    const lifecycle = new SequencerLifecycle({
+      storage: () => {
+        throw new Error("nothing may be stored");
+      },
+      prepare: () => void made.push("prepare"),
+      wipe: async () => {},
+      io: () => {
+        throw new Error("no replica may be called");
+      },
+      creatable,
+    });
+    return { lifecycle, made };
+  };
+
+  it("is refused as overtaken when the directory's record is of another life or being deleted, and makes nothing", async () => {
+    const gone = fresh(async () => false);
+    await expect(gone.lifecycle.init(config)).resolves.toEqual({ kind: "conflict" });
+    expect(gone.made).toEqual([]);
+  });
+
+  it("is refused for a retry when the directory cannot be read", async () => {
+    const unread = fresh(async () => Promise.reject(new Error("directory unreachable")));
+    await expect(unread.lifecycle.init(config)).resolves.toEqual({ kind: "unavailable", reason: expect.stringMatching(/directory cannot be read \(Error: directory unreachable\)/) });
+    expect(unread.made).toEqual([]);
+  });
+});

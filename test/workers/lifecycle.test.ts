@@ -156,19 +156,37 @@ describe("incarnations", () => {
 
 describe("one lifecycle operation at a time in a sequencer", () => {
   it("a recovery racing a creation (a late writer's, as after a delete) never wipes the new group's storage", async () => {
-    const cfg = { group: "race", incarnation: 7, machine: "kv" as const, replicas: 3, locations: [null, null, null], outputs: "first" as const, checkpointEvery: 100 };
     const seq = env.SEQUENCER.get(env.SEQUENCER.idFromName("race"));
     for (let i = 0; i < 3; i++) {
+      const made = await directory("race").create({ group: "race", incarnation: 0, machine: "kv", replicas: 3, locations: [null, null, null], outputs: "first", checkpointEvery: 100 }, new Date().toISOString());
+      const cfg = made.record.config;
       // The recovery finds no replica state and fails; its cleanup must not run over the init.
-      const [init] = await Promise.all([seq.init({ ...cfg, incarnation: cfg.incarnation + i }), seq.recover({ ...cfg, incarnation: cfg.incarnation + i })]);
+      const [init] = await Promise.all([seq.init(cfg), seq.recover(cfg)]);
       expect(init.kind).not.toBe("conflict");
       const page = await seq.readLog(1, 10);
       expect(page).not.toBeNull();
       const a: any = await seq.submit("c", 1, { op: "put", key: "k", value: i });
       expect(a.kind, JSON.stringify(a)).toBe("ok");
       expect(a.seq).toBe(1);
-      expect(await seq.destroy("race", cfg.incarnation + i, 3)).toBe(true);
+      expect(await seq.destroy("race", cfg.incarnation, 3)).toBe(true);
+      expect(await directory("race").setState(cfg.incarnation, "deleted")).toBe(true);
     }
+  });
+
+  it("an init of a life its DELETE ended, landing on an object that never heard of that DELETE (restarted since), is refused and makes nothing", async () => {
+    // The closed lives are the object's memory: such an init made a deleted life's sequencer and
+    // replicas, storage nothing would free (a review). The directory's record says it is over.
+    const dir = directory("init-after-delete");
+    const made = await dir.create({ group: "init-after-delete", incarnation: 0, machine: "kv", replicas: 3, locations: [null, null, null], outputs: "first", checkpointEvery: 100 }, new Date().toISOString());
+    const cfg = made.record.config;
+    const seq = env.SEQUENCER.get(env.SEQUENCER.idFromName("init-after-delete"));
+    expect(await dir.setState(cfg.incarnation, "deleting")).toBe(true);
+    expect(await seq.init(cfg)).toEqual({ kind: "conflict" });
+    expect(await dir.setState(cfg.incarnation, "deleted")).toBe(true);
+    expect(await seq.init(cfg)).toEqual({ kind: "conflict" });
+    expect(await seq.status()).toBeNull();
+    const tables = (stub: DurableObjectStub) => runInDurableObject(stub, (_i: unknown, state) => state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'").toArray().length);
+    expect([await tables(seq as unknown as DurableObjectStub), await tables(replicaObject("init-after-delete", "r2") as unknown as DurableObjectStub)]).toEqual([0, 0]);
   });
 });
 
