@@ -1550,7 +1550,7 @@ function later(a: string | undefined, b: string): string {
   const pa = decodeBookmark(a);
   const pb = decodeBookmark(b);
   if (!pa || !pb) return b;
-  // The older form (b1) names no group: one the server gives now (b2) replaces it whatever its
+  // The older form (b1) names no group: one the server gives now (b2, b3) replaces it whatever its
   // seq. Kept by seq, another group's b1 with a high seq stayed for good, and every sequential
   // read of this client went linearizable (the server reads b1 so: a review).
   if (!pa.life !== !pb.life) return pa.life ? a : b;

@@ -46,7 +46,8 @@ function padded(text: string): number {
   return total;
 }
 
-function sha256Words(text: string): Uint32Array {
+/** The digest's eight words, in a buffer the next hash overwrites: read them at once. */
+export function sha256Words(text: string): Uint32Array {
   const total = padded(text);
   const H = state;
   const W = schedule;

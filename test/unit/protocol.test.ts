@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decideAudit } from "../../shared/protocol/audit.js";
-import { decodeBookmark, encodeBookmark, groupTag } from "../../shared/api/bookmark.js";
+import { decodeBookmark, encodeBookmark, givenBy, groupTag } from "../../shared/api/bookmark.js";
 import { entryHash } from "../../shared/protocol/entry.js";
 import { bytesToHex, canonicalJson, hexToBytes, sha256Bytes, sha256Hex, zeroHash } from "../../shared/protocol/hash.js";
 import { utf8Length } from "../../shared/text.js";
@@ -568,6 +568,14 @@ describe("small pieces", () => {
     expect(decodeBookmark("b1.3.5")).toEqual({ epoch: 3, seq: 5 });
     expect(decodeBookmark("nonsense")).toBeNull();
     expect(decodeBookmark("b1.zzzzzzzzzzzzzzz.1")).toBeNull();
+    // 64 bits of SHA-256: the names whose 32-bit FNV-1a tags collide (b2's) differ; a b2 is read with its own tag.
+    expect(groupTag("tdp4n76xn")).not.toBe(groupTag("texf4jbso"));
+    expect(encodeBookmark("a".repeat(63), 2 ** 40, { epoch: 2 ** 40, seq: 2 ** 50 }).length).toBeLessThanOrEqual(64);
+    const b2 = decodeBookmark("b2.ypaetm.1.1.1")!;
+    expect(b2).toEqual({ epoch: 1, seq: 1, life: { tag: "ypaetm", incarnation: 1, form: 2 } });
+    expect([givenBy(b2.life!, "texf4jbso"), givenBy(b2.life!, "g")]).toEqual([true, false]);
+    expect(givenBy(decodeBookmark(encodeBookmark("g", 1, { epoch: 1, seq: 1 }))!.life!, "g")).toBe(true);
+    expect(decodeBookmark("b2.abcdefgh.1.1.1")).toBeNull(); // a b2 tag has at most 7 characters
   });
 
   it("sha256 equals node:crypto's on every length around the block edges, in any script", () => {

@@ -8,7 +8,7 @@ import type { BatchItemResult, BatchResult, CommandResult, QueryResult } from ".
 import { batchBody, commandBody, queryBody, watchParams } from "../../shared/api/schemas.js";
 import { pastEndCheckMs, readAnswerSlackMs, readWaitMs, replicaRpcTimeoutMs, routeCacheMs } from "../../shared/limits.js";
 import { machineFor } from "../../shared/machines/index.js";
-import { type Bookmark, decodeBookmark, encodeBookmark, groupTag } from "../../shared/api/bookmark.js";
+import { type Bookmark, decodeBookmark, encodeBookmark, givenBy } from "../../shared/api/bookmark.js";
 import { bearerOf, groupScopeOf, tokensForgottenSince } from "../auth.js";
 import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
@@ -181,7 +181,7 @@ async function lifeOf(c: Context<App>, group: string, bookmark: Bookmark | null)
   let record = await groups.lookup(c.env, group);
   const life = bookmark?.life;
   if (!life) return record;
-  if (life.tag !== groupTag(group)) throw new ApiError("bad_request", `bookmark: given by another group than ${group}`);
+  if (!givenBy(life, group)) throw new ApiError("bad_request", `bookmark: given by another group than ${group}`);
   if (life.incarnation > record.config.incarnation) record = await groups.lookup(c.env, group, true);
   const mine = record.config.incarnation;
   if (life.incarnation !== mine) throw new ApiError("bad_request", `bookmark: given by ${life.incarnation < mine ? "an earlier" : "another"} life of ${group} (deleted and created again since): the writes it names are not in this one`);
@@ -255,8 +255,9 @@ commandRoutes.post("/:group/query", async (c) => {
   const older = given !== null && !given.life;
   const bookmark = older ? null : given;
   const consistency = older && body.consistency === "sequential" ? "linearizable" : body.consistency;
-  // A stale read promises nothing a bookmark could name: one of another life is ignored, as before.
-  const record = consistency === "stale" ? await groups.lookup(c.env, group) : await lifeOf(c, group, bookmark);
+  // A stale read waits for no position, but a bookmark it is given is checked as any read's: one of
+  // another group or life was ignored, where README promises a 400 (a probe).
+  const record = await lifeOf(c, group, bookmark);
   const query = checked(validateQuery(machineFor(record.config.machine), body.query));
   const near = nearOf(c);
   let minSeq = consistency === "sequential" ? (bookmark?.seq ?? 0) : 0;
