@@ -428,6 +428,14 @@ export const storageQuotaMiBMin = 16;
  * (a put's previous value, an incr's value) are rarely larger than the command plus 1 KiB.
  */
 export const sessionOutputFreeCharsDefault = 1024;
+/**
+ * The setting of groups made from 2026-12-06 10:36 to 10:54 (sessionOutputFreeChars 4096, the
+ * default then, and never since): their rows counted the command alone, not the rows it replaced
+ * (added at 11:06). Applying an entry must land where it did when the entry was first applied, or
+ * a restart's replay misses the recorded digest and every replica quarantines itself (an upgrade
+ * probe: a group of those builds stopped serving under today's). Their replicas keep that rule.
+ */
+export const sessionOutputFreeCharsCommandOnly = 4096;
 /** The largest command (canonical JSON characters) that grows no state and is ordered at the quota: a few deletes. */
 export const freeingCommandBytesMax = 4096;
 /** The longest window a group may ask for (`sessionIdleSeconds`): ten years. */

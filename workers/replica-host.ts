@@ -15,6 +15,7 @@ import { decodeAppend } from "./wire.js";
 import { resendMs, watchSilenceMs, watchersPerReplicaMax } from "../shared/limits.js";
 import type { WatchSink } from "../shared/protocol/watch.js";
 import type { ErrorCode } from "../shared/api/errors.js";
+import { logEvent } from "../shared/log.js";
 
 function apiError(status: number, code: ErrorCode, message: string, retryAfterSec?: number): Response {
   const headers: Record<string, string> = { "content-type": "application/json" };
@@ -145,7 +146,12 @@ export class ReplicaHost {
     if (!meta) return;
     SqlReplicaStorage.upgrade(sql);
     dropOrphanedFrozenTables(sql);
-    this.driver.attach(new ReplicaCore(this.store, meta, machineFor(meta.machine)));
+    const core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
+    if (core.loadProblem !== null) {
+      const message = `replica ${core.config.group}/${core.id} quarantined itself at its start: ${core.loadProblem}; the audit rebuilds it from a healthy replica (README, "Out of a quarantine")`;
+      logEvent({ event: "quarantine", group: core.config.group, replica: core.id, seq: core.appliedSeq, message }, "error");
+    }
+    this.driver.attach(core);
   }
 
   get core(): ReplicaCore | null {

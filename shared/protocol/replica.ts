@@ -295,6 +295,12 @@ export interface SnapshotInfo {
 export class ReplicaCore {
   private meta: ReplicaMeta;
   private state: DigestedState;
+  /**
+   * Why the last load quarantined this replica (its replay missed the recorded digest, or could
+   * not run), or null: the host logs it. Every replica of a group did so in silence under a build
+   * whose rule for session rows had changed, the group down with no line saying why (an upgrade probe).
+   */
+  loadProblem: string | null = null;
 
   /**
    * Entries appended but not applied yet (they commit with a later message): kept so applying
@@ -352,17 +358,19 @@ export class ReplicaCore {
     assert(stateSeq <= m.appliedSeq && stateSeq >= m.baseSeq, `stored state at ${stateSeq} outside base ${m.baseSeq}..applied ${m.appliedSeq}`);
     if (stateSeq === m.appliedSeq) return state;
     const entries = this.storage.readEntries(stateSeq + 1, m.appliedSeq);
-    let replayed = entries.length === m.appliedSeq - stateSeq;
-    if (replayed) {
+    let problem = entries.length === m.appliedSeq - stateSeq ? null : `its log holds ${entries.length} of the ${m.appliedSeq - stateSeq} entries after its stored rows (seq ${stateSeq})`;
+    if (problem === null) {
       try {
         prefetchFor(state, this.machine, entries);
         for (const e of entries) applyEntry(state, this.machine, e, undefined, this.expiry, this.meta.sessionOutputFreeChars);
-      } catch {
-        replayed = false; // a damaged row the machine cannot read
+      } catch (err) {
+        problem = `replaying entries ${stateSeq + 1} to ${m.appliedSeq} failed: ${String(err)}`; // a damaged row the machine cannot read
       }
       state.endStep();
     }
-    if (!replayed || state.digest !== m.digest) this.saveMeta({ quarantined: true });
+    if (problem === null && state.digest !== m.digest) problem = `replaying entries ${stateSeq + 1} to ${m.appliedSeq} over its stored rows landed on digest ${state.digest.slice(0, 12)}, not the recorded ${m.digest.slice(0, 12)}`;
+    if (problem !== null && !m.quarantined) this.saveMeta({ quarantined: true });
+    this.loadProblem = problem;
     return state;
   }
 

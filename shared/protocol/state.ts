@@ -1,4 +1,4 @@
-import { scrubPageRows, sessionEvictBatch, sessionForgetCharsMax, sessionForgetClientsMax, sessionForgetPageRows, sessionForgetRowsMax, sessionIdleBuckets, sessionRequestsMax, sessionTopsMax } from "../limits.js";
+import { scrubPageRows, sessionEvictBatch, sessionOutputFreeCharsCommandOnly, sessionForgetCharsMax, sessionForgetClientsMax, sessionForgetPageRows, sessionForgetRowsMax, sessionIdleBuckets, sessionRequestsMax, sessionTopsMax } from "../limits.js";
 import type { MachineState, RowStore, StateMachine } from "../machines/types.js";
 import { StoredJson, keptForSession, measuredOutput } from "../machines/output.js";
 import { assert } from "./assert.js";
@@ -787,8 +787,10 @@ export function applyEntry(
   // The answer is the whole output; the row keeps it whole only up to outputFreeChars more than
   // the command and the rows it replaced (a retry answers the marker past it): reads through the
   // log stored what they read. A put's previous value, as large as the row it replaced, is kept.
+  // Groups made under the rule before counted the command alone, and replay as they applied.
   const replacedChars = state.takeReplacedChars();
-  const kept = outputFreeChars === undefined ? outputText : keptForSession(outputText, output, commandBytes(entry.command) + replacedChars, outputFreeChars);
+  const broughtChars = commandBytes(entry.command) + (outputFreeChars === sessionOutputFreeCharsCommandOnly ? 0 : replacedChars);
+  const kept = outputFreeChars === undefined ? outputText : keptForSession(outputText, output, broughtChars, outputFreeChars);
   // JSON.stringify([seq, hash, output]) without a second pass over the output (hash is hex).
   state.putRaw(key, `[${entry.seq},"${hash}",${kept}]`);
   book.count++;

@@ -3,7 +3,7 @@
 // and on an older one store and vote on it, and an oversized one must cost no parse at all.
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
-import { outputCharsMax, sessionOutputFreeCharsDefault } from "../../shared/limits.js";
+import { outputCharsMax, sessionOutputFreeCharsCommandOnly, sessionOutputFreeCharsDefault } from "../../shared/limits.js";
 import { kv } from "../../shared/machines/kv.js";
 import { StoredJson, materialized, measuredOutput, outputJson } from "../../shared/machines/output.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
@@ -148,6 +148,15 @@ describe("a session row's copy of an output (GroupConfig.sessionOutputFreeChars)
     const churn = { op: "txn", success: [{ op: "put", key: "tmp", value: "t".repeat(30_000) }, { op: "delete", key: "tmp" }, { op: "get", key: "big" }] };
     applyEntry(state, kv, entry(5, 5, churn), undefined, null, sessionOutputFreeCharsDefault);
     expect(lookupSession(state, "c", 5)).toMatchObject({ kind: "found", output: { error: "output_not_kept", succeeded: true } });
+  });
+
+  it("counts the command alone in a group made under that rule (4096, from 10:36 to 10:54 on 2026-12-06): replayed under today's, its digest moved and every replica quarantined itself (an upgrade probe)", () => {
+    const state = new DigestedState(new MemoryRowStore());
+    applyEntry(state, kv, entry(1, 1, { op: "put", key: "big", value }), undefined, null, sessionOutputFreeCharsCommandOnly);
+    const small = applyEntry(state, kv, entry(2, 2, { op: "put", key: "big", value: "small" }), undefined, null, sessionOutputFreeCharsCommandOnly);
+    expect((small.output as { previous: string }).previous).toBe(value);
+    const limit = JSON.stringify({ op: "put", key: "big", value: "small" }).length + sessionOutputFreeCharsCommandOnly;
+    expect(lookupSession(state, "c", 2)).toMatchObject({ kind: "found", output: { error: "output_not_kept", chars: JSON.stringify(small.output).length, limit } });
   });
 
   it("keeps every output whole in a group made before (no setting): its replicas apply as they always did", () => {

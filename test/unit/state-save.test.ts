@@ -123,6 +123,8 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     store.log.set(7, { ...e, command: put("k7", "tampered") });
     c.restartReplica("r3");
     expect(c.replicas.get("r3")!.quarantined).toBe(true);
+    // It says why (its host logs it: every replica of a group did so in silence, an upgrade probe).
+    expect(c.replicas.get("r3")!.loadProblem).toMatch(/^replaying entries \d+ to 20 over its stored rows landed on digest [0-9a-f]{12}, not the recorded [0-9a-f]{12}$/);
     // It still stores and applies the log, but its outputs answer nobody.
     c.submit("a", 21, put("k21", 21));
     c.sequencer.flush("t");
@@ -141,6 +143,8 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     store.rows.put("c/1:a", "{not json");
     c.restartReplica("r2");
     expect(c.replicas.get("r2")!.quarantined).toBe(true);
+    expect(c.replicas.get("r2")!.loadProblem).toMatch(/^replaying entries \d+ to \d+ failed: SyntaxError/);
+    expect(c.replicas.get("r1")!.loadProblem).toBeNull();
   });
 
   it("an audit stores the rows first, so the scrub reads what the replica has applied", () => {
