@@ -3,7 +3,7 @@
 // On a fresh clone there are no tokens: create a git-ignored .dev.vars with random ones first.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -39,13 +39,19 @@ child.on("exit", (code, signal) => process.exit(signal ? 1 : (code ?? 0)));
 
 /** The folder wrangler dev keeps the objects' storage in: --persist-to's (or --persistTo's), or its default. */
 function persistFolder(argv) {
+  const folder = persistFolderOf(argv, root);
+  if (folder === null) fail(`${argv.find((a) => a.startsWith("--persist"))?.split("=")[0]} needs a folder`);
+  return folder;
+}
+
+/** The storage folder of a wrangler dev run with these arguments from `cwd` (null: the flag without a folder). */
+function persistFolderOf(argv, cwd) {
   const flags = ["--persist-to", "--persistTo"];
   const at = argv.findIndex((a) => flags.includes(a) || flags.some((f) => a.startsWith(`${f}=`)));
-  if (at === -1) return join(root, ".wrangler", "state");
+  if (at === -1) return join(cwd, ".wrangler", "state");
   const a = argv[at];
   const value = flags.includes(a) ? argv[at + 1] : a.slice(a.indexOf("=") + 1);
-  if (!value || value.startsWith("--")) fail(`${flags.includes(a) ? a : a.slice(0, a.indexOf("="))} needs a folder`);
-  return resolve(root, value);
+  return !value || value.startsWith("--") ? null : resolve(cwd, value);
 }
 
 function fail(message) {
@@ -105,6 +111,10 @@ function claimPersistFolder(folder) {
   rmSync(aside("new"), { force: true });
   let mine = String(process.pid);
   process.on("exit", () => readText(file) === mine && rmSync(file, { force: true }));
+  const unnamed = unnamedServersOver(folder);
+  if (unnamed.length > 0) {
+    fail(`Another server (pid ${unnamed.join(", ")}) is using ${folder}, started without this script's pid file (an older build's npm start, or wrangler dev by hand): two over the same storage would each run every group. Stop it first (kill ${unnamed[0]}), or pass another --persist-to.`);
+  }
   return {
     hold: (childPid) => {
       // Replaced whole (renamed over it): a reader never finds it empty.
@@ -168,6 +178,34 @@ function readText(file) {
   } catch {
     return null;
   }
+}
+
+/**
+ * The `wrangler dev` processes over this folder, found by their command lines (Linux's /proc;
+ * elsewhere none): a server no pid file names. A build from before the pid file, started over a
+ * folder a current one then took too, ran beside it, and the two acknowledged different commands
+ * at the same seq (an upgrade probe).
+ */
+function unnamedServersOver(folder) {
+  let pids;
+  try {
+    pids = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+  } catch {
+    return [];
+  }
+  return pids.filter((pid) => {
+    if (pid === process.pid) return false;
+    const argv = (readText(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean);
+    const at = argv.findIndex((a) => /(^|\/)wrangler(\.js)?$|wrangler-dist\/cli\.js$/.test(a));
+    if (at === -1 || argv[at + 1] !== "dev") return false;
+    let cwd;
+    try {
+      cwd = readlinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      return false;
+    }
+    return persistFolderOf(argv.slice(at + 2), cwd) === folder;
+  });
 }
 
 /** The pids in a pid file that are live processes of a server (start.mjs, wrangler), where /proc tells; alive ones elsewhere. */

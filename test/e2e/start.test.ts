@@ -1,6 +1,6 @@
 // `npm start` (scripts/start.mjs -> wrangler dev) serves the API with tokens passed as --var.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,5 +72,16 @@ describe("npm start", () => {
     expect(second.status).toBe(1);
     expect(second.stderr).toMatch(new RegExp(`^Another server \\(pid ${child.pid}, \\d+\\) is using ${dir}`));
     expect(readFileSync(join(dir, "smr-server.pid"), "utf8")).toMatch(new RegExp(`^${child.pid} \\d+$`));
+    // A server no pid file names (an older build's start wrote none, and one ran beside a current
+    // one: an upgrade probe) is found by its command line.
+    renameSync(join(dir, "smr-server.pid"), join(dir, "smr-server.pid.kept"));
+    try {
+      const third = spawnSync(process.execPath, [join(root, "scripts/start.mjs"), "--port", String(await freePort()), "--persist-to", dir, "--var", "ADMIN_TOKEN:s1"], { cwd: root, encoding: "utf8", timeout: 30_000 });
+      expect(third.status, third.stderr).toBe(1);
+      expect(third.stderr).toMatch(new RegExp(`^Another server \\(pid \\d+(, \\d+)*\\) is using ${dir}, started without this script's pid file`));
+      expect(existsSync(join(dir, "smr-server.pid"))).toBe(false); // the refused start leaves none behind
+    } finally {
+      renameSync(join(dir, "smr-server.pid.kept"), join(dir, "smr-server.pid"));
+    }
   }, 90_000);
 });
