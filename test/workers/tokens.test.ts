@@ -163,14 +163,19 @@ describe("a token that only looks like a group token", () => {
       const res = await SELF.fetch(`http://smr.test/v1/groups/${group}`, { headers: { authorization: `Bearer g.${group}.00000001.${"0".repeat(32)}`, "cf-connecting-ip": address } });
       return { status: res.status, body: await res.json(), headers: res.headers } as any;
     };
+    // Waves until the limit answers: on a loaded machine the first 600 took 7 s, and the bucket's
+    // refill (40 a second) let every one through (a flaky run). Without a limit no wave ever ends so.
     const cycled = unknownTokenLookupsAnyGroupBurst + unknownTokenLookupsBurst;
     const startedMs = Date.now();
-    const wave = await Promise.all(Array.from({ length: cycled }, (_, i) => from("192.0.2.99", `cycled-${i}`)));
+    const wave: any[] = [];
+    while (wave.length < 4 * cycled && !wave.some((r) => r.status === 429)) {
+      const at = wave.length;
+      wave.push(...(await Promise.all(Array.from({ length: 100 }, (_, i) => from("192.0.2.99", `cycled-${at + i}`)))));
+    }
     const refilled = ((Date.now() - startedMs) / 1000) * unknownTokenLookupsAnyGroupPerSec;
     const statuses = wave.map((r) => r.status);
     expect(statuses.every((s) => s === 401 || s === 429)).toBe(true);
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(unknownTokenLookupsAnyGroupBurst + refilled + 10);
-    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(cycled - unknownTokenLookupsAnyGroupBurst - refilled - 10);
     expectError(wave.find((r) => r.status === 429), 429, "rate_limited", /unknown group tokens from this address/);
     // Another address is not held up (a name not tried yet: a tried one's miss is cached, and never reaches the limiter: a review).
     expectError(await from("198.51.100.2", "other-0"), 401, "unauthorized");
