@@ -200,7 +200,13 @@ export const watchParams = z.object({
   from: decimalParam(z.number().min(0)).optional(),
   // A key's bound, in bytes as keys count it (it was 512 characters: a list took what a watch refused).
   // (The refinement first: its message, in bytes, is the one a 400 gives; max only documents it.)
-  prefix: z.string().refine((p) => utf8Length(p) <= keyBytesMax, `must be at most ${keyBytesMax} bytes`).max(keyBytesMax).optional(),
+  // The description says bytes: the document's maxLength counts characters (a conformance probe).
+  prefix: z
+    .string()
+    .refine((p) => utf8Length(p) <= keyBytesMax, `must be at most ${keyBytesMax} bytes`)
+    .max(keyBytesMax)
+    .describe(`only entries changing a key that starts with it; at most ${keyBytesMax} bytes in UTF-8, as a key (so fewer characters if some take several bytes)`)
+    .optional(),
 });
 
 /** GET /v1/groups/{g}/audits: up to every report the group keeps. */
