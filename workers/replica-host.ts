@@ -151,6 +151,7 @@ export class ReplicaHost {
       const message = `replica ${core.config.group}/${core.id} quarantined itself at its start: ${core.loadProblem}; the audit rebuilds it from a healthy replica (README, "Out of a quarantine")`;
       logEvent({ event: "quarantine", group: core.config.group, replica: core.id, seq: core.appliedSeq, message }, "error");
     }
+    if (core.loadNote !== null) logEvent({ event: "replay", group: core.config.group, replica: core.id, seq: core.appliedSeq, message: `replica ${core.config.group}/${core.id} at its start: ${core.loadNote}` }, "warn");
     this.driver.attach(core);
   }
 

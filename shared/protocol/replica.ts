@@ -21,7 +21,7 @@ import { CutMeter } from "./cut-meter.js";
 import { entryBytes, entryHash, noopsOnly } from "./entry.js";
 import { UnappliedEntries } from "./unapplied.js";
 import { sha256Bytes, zeroHash } from "./hash.js";
-import { type Changes, DigestedState, InstallDigest, type ScrubCursor, type SessionExpiry, applyEntry, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
+import { type Changes, DigestedState, InstallDigest, type ScrubCursor, type SessionExpiry, applyEntry, countsReplaced, outputTextOf, lookupSession, machinePrefix, prefetchFor, recomputeDigest } from "./state.js";
 import { keptForWatch } from "../machines/output.js";
 import type { AppendRequest, AppendResponse, AppliedOutput, AuditInfo, Checkpoint, ConfigCommand, FenceReply, Membership, ReplicaPosition } from "./types.js";
 import { membershipIn } from "./types.js";
@@ -301,6 +301,8 @@ export class ReplicaCore {
    * whose rule for session rows had changed, the group down with no line saying why (an upgrade probe).
    */
   loadProblem: string | null = null;
+  /** What the last load did that an operator may want to know (a replay under another build's session-row rule), or null. */
+  loadNote: string | null = null;
 
   /**
    * Entries appended but not applied yet (they commit with a later message): kept so applying
@@ -347,29 +349,50 @@ export class ReplicaCore {
    * The state as of appliedSeq: the stored rows (as of stateSeq) plus the entries after them
    * re-applied from the log. Applying is deterministic, so this must land on the recorded digest;
    * if it does not, the stored rows or the log are damaged and the replica quarantines itself
-   * (the audit rebuilds it from a healthy one).
+   * (the audit rebuilds it from a healthy one). Entries a build of another session-row rule
+   * applied (docs/PROTOCOL.md, "A rule of applying never changes for a group that exists") are
+   * replayed under that rule too, and taken if it lands on the digest: the state is then the one
+   * they made, which its peers hold too, and the group's own rule applies from here on.
    */
   private loadState(): DigestedState {
     const m = this.meta;
     const machine = m.stateMachineDigest?.of === m.stateDigest ? m.stateMachineDigest.digest : null;
-    const state = new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : scrubOfRows(m.scrub, m.stateDigest), this.installing ? null : machine);
+    const stored = () => new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : scrubOfRows(m.scrub, m.stateDigest), this.installing ? null : machine);
     const stateSeq = m.stateSeq;
-    if (this.installing) return state;
+    if (this.installing) return stored();
     assert(stateSeq <= m.appliedSeq && stateSeq >= m.baseSeq, `stored state at ${stateSeq} outside base ${m.baseSeq}..applied ${m.appliedSeq}`);
-    if (stateSeq === m.appliedSeq) return state;
+    if (stateSeq === m.appliedSeq) return stored();
     const entries = this.storage.readEntries(stateSeq + 1, m.appliedSeq);
-    let problem = entries.length === m.appliedSeq - stateSeq ? null : `its log holds ${entries.length} of the ${m.appliedSeq - stateSeq} entries after its stored rows (seq ${stateSeq})`;
-    if (problem === null) {
-      try {
-        prefetchFor(state, this.machine, entries);
-        for (const e of entries) applyEntry(state, this.machine, e, undefined, this.expiry, this.meta.sessionOutputFreeChars);
-      } catch (err) {
-        problem = `replaying entries ${stateSeq + 1} to ${m.appliedSeq} failed: ${String(err)}`; // a damaged row the machine cannot read
+    if (entries.length !== m.appliedSeq - stateSeq) return this.quarantinedAtLoad(stored(), `its log holds ${entries.length} of the ${m.appliedSeq - stateSeq} entries after its stored rows (seq ${stateSeq})`);
+    const rule = countsReplaced(m.sessionOutputFreeChars);
+    const replay = this.replayed(stored(), entries, rule);
+    if (replay.problem !== null) return this.quarantinedAtLoad(replay.state, replay.problem);
+    if (replay.state.digest === m.digest) return replay.state;
+    if (m.sessionOutputFreeChars !== undefined) {
+      const other = this.replayed(stored(), entries, !rule);
+      if (other.problem === null && other.state.digest === m.digest) {
+        this.loadNote = `entries ${stateSeq + 1} to ${m.appliedSeq} were applied by a build that counted ${rule ? "the command alone" : "the rows replaced too"} in a session row's bound: replayed so, they land on the recorded digest`;
+        return other.state;
       }
-      state.endStep();
     }
-    if (problem === null && state.digest !== m.digest) problem = `replaying entries ${stateSeq + 1} to ${m.appliedSeq} over its stored rows landed on digest ${state.digest.slice(0, 12)}, not the recorded ${m.digest.slice(0, 12)}`;
-    if (problem !== null && !m.quarantined) this.saveMeta({ quarantined: true });
+    return this.quarantinedAtLoad(replay.state, `replaying entries ${stateSeq + 1} to ${m.appliedSeq} over its stored rows landed on digest ${replay.state.digest.slice(0, 12)}, not the recorded ${m.digest.slice(0, 12)}`);
+  }
+
+  /** The entries applied over `state` (whether a session row's bound counts the rows replaced), or why they could not be. */
+  private replayed(state: DigestedState, entries: Entry[], countReplaced: boolean): { state: DigestedState; problem: string | null } {
+    let problem: string | null = null;
+    try {
+      prefetchFor(state, this.machine, entries);
+      for (const e of entries) applyEntry(state, this.machine, e, undefined, this.expiry, this.meta.sessionOutputFreeChars, countReplaced);
+    } catch (err) {
+      problem = `replaying entries ${entries[0]!.seq} to ${entries.at(-1)!.seq} failed: ${String(err)}`; // a damaged row the machine cannot read
+    }
+    state.endStep();
+    return { state, problem };
+  }
+
+  private quarantinedAtLoad(state: DigestedState, problem: string): DigestedState {
+    if (!this.meta.quarantined) this.saveMeta({ quarantined: true });
     this.loadProblem = problem;
     return state;
   }
@@ -637,7 +660,7 @@ export class ReplicaCore {
       // The answer is one message: past stepOutputCharsMax the rest waits for the next one.
       if (outputChars >= stepOutputCharsMax) break;
       const changes: Changes = new Map();
-      const out = applyEntry(this.state, this.machine, e, changes, this.expiry, this.meta.sessionOutputFreeChars);
+      const out = applyEntry(this.state, this.machine, e, changes, this.expiry, this.meta.sessionOutputFreeChars, countsReplaced(this.meta.sessionOutputFreeChars));
       this.appliedCharsUnsaved += entryBytes(e);
       outputs.push(out);
       const outputText = outputTextOf(out);

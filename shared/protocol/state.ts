@@ -749,6 +749,14 @@ export function outputTextOf(applied: AppliedOutput): string {
 }
 
 /**
+ * Whether a group's session rows bound an output by its command and the rows it replaced (true),
+ * or by its command alone: groups made under that rule (sessionOutputFreeCharsCommandOnly) keep it.
+ */
+export function countsReplaced(outputFreeChars: number | undefined): boolean {
+  return outputFreeChars !== sessionOutputFreeCharsCommandOnly;
+}
+
+/**
  * Applies one committed entry: the exactly-once check against the replicated session table, then
  * the machine. Deterministic: a function of the state and the entry only.
  */
@@ -760,6 +768,8 @@ export function applyEntry(
   expiry: SessionExpiry | null = null,
   /** GroupConfig.sessionOutputFreeChars (undefined: the row keeps every output whole). */
   outputFreeChars?: number,
+  /** Whether the bound counts the rows the entry replaced (countsReplaced: the group's rule; a replay may try the other). */
+  countReplaced = countsReplaced(outputFreeChars),
 ): AppliedOutput {
   if (entry.kind !== "command") return { seq: entry.seq, status: "ok", originalSeq: entry.seq, output: null };
   assert(entry.client !== null && entry.request !== null, `command entry ${entry.seq} without client/request`);
@@ -787,9 +797,8 @@ export function applyEntry(
   // The answer is the whole output; the row keeps it whole only up to outputFreeChars more than
   // the command and the rows it replaced (a retry answers the marker past it): reads through the
   // log stored what they read. A put's previous value, as large as the row it replaced, is kept.
-  // Groups made under the rule before counted the command alone, and replay as they applied.
   const replacedChars = state.takeReplacedChars();
-  const broughtChars = commandBytes(entry.command) + (outputFreeChars === sessionOutputFreeCharsCommandOnly ? 0 : replacedChars);
+  const broughtChars = commandBytes(entry.command) + (countReplaced ? replacedChars : 0);
   const kept = outputFreeChars === undefined ? outputText : keptForSession(outputText, output, broughtChars, outputFreeChars);
   // JSON.stringify([seq, hash, output]) without a second pass over the output (hash is hex).
   state.putRaw(key, `[${entry.seq},"${hash}",${kept}]`);

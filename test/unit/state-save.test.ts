@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { stateSaveBytesMax, stateSaveEntriesMax, valueBytesMax } from "../../shared/limits.js";
+import { sessionOutputFreeCharsCommandOnly, stateSaveBytesMax, stateSaveEntriesMax, valueBytesMax } from "../../shared/limits.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, recomputeDigest, rowHash } from "../../shared/protocol/state.js";
 import { savePhaseOf } from "../../shared/protocol/replica.js";
@@ -134,6 +134,32 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     const resp = c.deliver("r3", toR3)!;
     expect(resp.ok && resp.appliedSeq).toBe(21);
     expect(resp.ok && resp.outputs).toEqual([]);
+  });
+
+  it("entries a build of the other session-row rule applied are replayed under it when the group's own misses the digest (a rolling-deploy review)", () => {
+    // Applied counting the rows replaced (as every build since 2026-12-06 11:06 did, whatever the
+    // setting), then restarted as a group of the command-only rule (4096): the put over a large
+    // value kept its previous whole, which the command-only bound turns into the marker.
+    const c = Cluster.of("kv", 3);
+    const rule = (id: string, chars: number) => c.replicaStores.get(id)!.saveMeta({ ...c.replicaStores.get(id)!.meta!, sessionOutputFreeChars: chars });
+    for (const id of ["r1", "r2", "r3"]) rule(id, 1024), c.restartReplica(id);
+    c.submit("a", 1, put("big", "v".repeat(6_000))); // past the command and 4096, unsaved (a larger output's effects row makes a save)
+    c.submit("a", 2, put("big", "small"));
+    c.settle();
+    const recorded = c.replicaStores.get("r2")!.meta!;
+    expect(recorded.stateSeq).toBeLessThan(recorded.appliedSeq);
+    rule("r2", sessionOutputFreeCharsCommandOnly);
+    c.restartReplica("r2");
+    const r2 = c.replicas.get("r2")!;
+    expect([r2.quarantined, r2.loadProblem]).toEqual([false, null]);
+    expect(r2.loadNote).toBe("entries 1 to 2 were applied by a build that counted the rows replaced too in a session row's bound: replayed so, they land on the recorded digest");
+    expect(r2.position().digest).toBe(c.replicas.get("r1")!.position().digest);
+    // The same entries with a damaged log still quarantine it: the other rule is no pass for damage.
+    rule("r3", sessionOutputFreeCharsCommandOnly);
+    const store = c.replicaStores.get("r3")!;
+    store.log.set(2, { ...store.log.get(2)!, command: put("big", "tampered") });
+    c.restartReplica("r3");
+    expect([c.replicas.get("r3")!.quarantined, c.replicas.get("r3")!.loadNote]).toEqual([true, null]);
   });
 
   it("a stored row the re-applied entries cannot even read quarantines the replica instead of breaking it", () => {
