@@ -9,7 +9,7 @@
 // lookup instead of leaving the group half made forever.
 import { ApiError } from "../shared/api/errors.js";
 import { bounded } from "../shared/bounded.js";
-import { type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
+import { type CreateResult, type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
 import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
@@ -252,10 +252,23 @@ function configDifference(existing: GroupConfig, asked: GroupConfig): string {
   return `created with ${diff || "other settings"}; a PUT compares the settings a group was created with (replicas added or removed since do not count)`;
 }
 
+/**
+ * The directory's answer to a creation, its conflict judged again by this router's creationConfig:
+ * a directory object on an older build compares fields added since (storageQuotaMiB,
+ * sessionOutputFreeChars), so a PUT of the same group across a deploy or a rollback was a 409
+ * "created with other settings" (a rolling-deploy review).
+ */
+function judged(r: CreateResult, config: GroupConfig): CreateResult {
+  if (r.kind !== "conflict") return r;
+  const record = r.record as GroupRecord;
+  if (JSON.stringify(creationConfig(record.config)) !== JSON.stringify(creationConfig(config))) return r;
+  return { kind: record.state === "ready" ? "exists" : "resume", record };
+}
+
 /** PUT: creates the group (201), or finds it with the same config (200), or 409. */
 export async function create(env: Env, config: GroupConfig, retried = false): Promise<{ created: boolean; status: GroupStatus }> {
   const group = config.group;
-  const r = await directoryStub(env, group).create(config, new Date().toISOString());
+  const r = judged(await directoryStub(env, group).create(config, new Date().toISOString()), config);
   cache.delete(group);
   forgetTokens(group);
   if (r.kind === "conflict") throw new ApiError("conflict", `group ${group} exists with another config: ${configDifference((r.record as GroupRecord).config, config)}`);

@@ -1,4 +1,4 @@
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { api, clientToken, createGroup, expectError } from "./helpers.js";
 
@@ -85,5 +85,28 @@ describe("groups", () => {
     expectError(await api("PUT", "/v1/groups/Bad_Name", { machine: "kv" }), 400, "bad_request", /group/);
     expectError(await api("PUT", "/v1/groups/bad", "{not json"), 400, "bad_request", /malformed JSON/);
     expect((await api("GET", "/v1/groups")).body.groups).not.toContain("bad");
+  });
+});
+
+describe("a PUT across versions of the directory object", () => {
+  it("judges a directory's conflict again by the router's own comparison: an older directory compared fields added since, and the same group's PUT was a 409", async () => {
+    await createGroup("across");
+    const stub = env.DIRECTORY.get(env.DIRECTORY.idFromName("across")) as unknown as DurableObjectStub;
+    // What a directory of an older build answers: it keeps storageQuotaMiB in its comparison.
+    await runInDurableObject(stub, (inst: unknown) => {
+      const proto = Object.getPrototypeOf((inst as { core: object }).core);
+      const real = proto.create;
+      proto.create = function (this: unknown, ...args: unknown[]) {
+        const r = real.apply(this, args);
+        return r.kind === "exists" ? { kind: "conflict", record: r.record } : r;
+      };
+      (globalThis as any).restoreCreate = () => (proto.create = real);
+    });
+    try {
+      expect((await api("PUT", "/v1/groups/across", { machine: "kv" })).status).toBe(200);
+      expectError(await api("PUT", "/v1/groups/across", { machine: "bank" }), 409, "conflict", /created with machine "kv" \(asked "bank"\)/);
+    } finally {
+      await runInDurableObject(stub, (_inst: unknown) => void (globalThis as any).restoreCreate());
+    }
   });
 });
