@@ -8,7 +8,7 @@
 // Importable as the package `edge-smr/client` (package.json "exports"). No runtime dependencies.
 import type { ErrorBody, ErrorCode, ErrorReason } from "../api/errors.js";
 import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
-import { decodeBookmark } from "../api/bookmark.js";
+import { decodeBookmark, givenBy } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
 import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
@@ -952,8 +952,11 @@ export class SmrClient {
     try {
       return await this.retried(() => this.request(method, path, body, undefined, { shape: isReplicaAnswer }), "membership change", notOrdered);
     } catch (err) {
-      if (!(err instanceof ApiRequestError) || err.code === "not_configured" || !outcomeUnknown(err)) throw err;
-      if (err.status === 504) return Promise.reject(((err.outcomeUnknown = true), err));
+      if (!(err instanceof ApiRequestError) || !outcomeUnknown(err)) throw err;
+      if (err.status === 504) {
+        err.outcomeUnknown = true;
+        throw err;
+      }
       const e = new ApiRequestError(504, "timeout", `${err.message}; its outcome is unknown: the membership change may or may not take effect; look at the group's replicas before trying again`);
       e.cause = err;
       e.outcomeUnknown = true;
@@ -1084,7 +1087,7 @@ export class SmrClient {
         break;
       }
       results.push(...answer.results);
-      if (answer.bookmark) bookmark = later(bookmark, answer.bookmark);
+      if (answer.bookmark) bookmark = later(group, bookmark, answer.bookmark);
       // A command of this piece that did not run, or may not have, holds the rest back: sent on,
       // they would run before it, which the server refuses within one request for this reason.
       if (answer.results.some((r) => "error" in r && (r.error.code === "unavailable" || r.error.code === "timeout"))) break;
@@ -1128,7 +1131,7 @@ export class SmrClient {
         this.opts.onCommandRetry?.({ attempt, reason: retryReason(err), pauseMs: pauseMs! });
       }
       if (answer) {
-        bookmark = later(bookmark, answer.bookmark);
+        bookmark = later(group, bookmark, answer.bookmark);
         const again: number[] = [];
         answer.results.forEach((r, j) => {
           const i = pending[j]!;
@@ -1170,7 +1173,7 @@ export class SmrClient {
       if (again === null || isNotKept(again.output)) continue;
       // Replayed as the batch's item was (or not): this read-back is a replay by definition.
       results[i] = { seq: again.seq, output: again.output, ...(r.replayed ? { replayed: true as const } : {}) };
-      bookmark = later(bookmark, again.bookmark);
+      bookmark = later(group, bookmark, again.bookmark);
     }
     return bookmark;
   }
@@ -1181,7 +1184,7 @@ export class SmrClient {
    */
   keepBookmark(group: string, bookmark: string): void {
     this.bookmark = bookmark;
-    const kept = later(this.bookmarks.get(group), bookmark);
+    const kept = later(group, this.bookmarks.get(group), bookmark);
     this.bookmarks.delete(group); // re-inserted last: the map drops the group used longest ago
     this.bookmarks.set(group, kept);
     if (this.bookmarks.size > clientBookmarkGroupsMax) this.bookmarks.delete(this.bookmarks.keys().next().value!);
@@ -1200,7 +1203,7 @@ export class SmrClient {
     for (;;) {
       const body: Record<string, unknown> = { query, consistency };
       // A given one raises the kept one, never lowers it: an older one would undo read-your-writes.
-      const bookmark = call.bookmark === undefined ? this.bookmarks.get(group) : later(this.bookmarks.get(group), call.bookmark);
+      const bookmark = call.bookmark === undefined ? this.bookmarks.get(group) : later(group, this.bookmarks.get(group), call.bookmark);
       if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
       try {
         const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal, { shape: isQueryResult, headers: nearHeader(call.near ?? this.opts.near) });
@@ -1544,8 +1547,8 @@ function typedOutput<O>(r: CommandResult): O {
  */
 const staleBookmark = /^bookmark: (names seq \d+, past the end|given by (an earlier|another) life|given by another group|malformed)/;
 
-/** The bookmark of the later position (bookmarks name (epoch, seq); see shared/api/bookmark.ts). */
-function later(a: string | undefined, b: string): string {
+/** The bookmark of the later position in the group's log (bookmarks name (epoch, seq); see shared/api/bookmark.ts). */
+function later(group: string, a: string | undefined, b: string): string {
   if (!a) return b;
   const pa = decodeBookmark(a);
   const pb = decodeBookmark(b);
@@ -1555,9 +1558,13 @@ function later(a: string | undefined, b: string): string {
   // read of this client went linearizable (the server reads b1 so: a review).
   if (!pa.life !== !pb.life) return pa.life ? a : b;
   // Of another life (the group deleted and created again) or another group: the newer life, or
-  // the one given (a read with another group's is the server's 400 to give).
-  if (pa.life && pb.life && (pa.life.tag !== pb.life.tag || pa.life.incarnation !== pb.life.incarnation)) {
-    return pa.life.tag === pb.life.tag && pa.life.incarnation > pb.life.incarnation ? a : b;
+  // the one given (a read with another group's is the server's 400 to give). A b2 and a b3 of this
+  // group carry different tags for one life: compared by seq (taken for two lives, a stale read's
+  // b3 replaced a write's later b2, and read-your-writes was lost across the upgrade: a review).
+  if (pa.life && pb.life) {
+    const ours = givenBy(pa.life, group) && givenBy(pb.life, group);
+    if (!ours && (pa.life.tag !== pb.life.tag || pa.life.incarnation !== pb.life.incarnation)) return b;
+    if (pa.life.incarnation !== pb.life.incarnation) return pa.life.incarnation > pb.life.incarnation ? a : b;
   }
   // By seq: a log position is the same whatever epoch names it (a read's bookmark carries its
   // replica's epoch, which may be newer than a write's at a higher seq).

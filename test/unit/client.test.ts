@@ -362,6 +362,26 @@ describe("client: names, time and retries", () => {
     expect((sent.at(-1) as { bookmark?: string }).bookmark).toBe(life2);
   });
 
+  it("keeps the later of a b2 and a b3 of one life by seq: a stale read's b3 replaced a write's later b2 across the upgrade (a review)", async () => {
+    const g = "texf4jbso"; // its b2 tag is ypaetm
+    const sent: { bookmark?: string }[] = [];
+    const { client } = clientWith((_url, init) => (sent.push(JSON.parse(init.body as string)), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "" })));
+    const b2at100 = `b2.ypaetm.1.1.${(100).toString(36)}`;
+    client.keepBookmark(g, b2at100);
+    client.keepBookmark(g, encodeBookmark(g, 1, { epoch: 1, seq: 50 }));
+    await client.query(g, { op: "get", key: "k" }, "sequential");
+    expect(sent.at(-1)!.bookmark).toBe(b2at100);
+    const b3at120 = encodeBookmark(g, 1, { epoch: 1, seq: 120 });
+    client.keepBookmark(g, b3at120);
+    await client.query(g, { op: "get", key: "k" }, "sequential", { bookmark: b2at100 }); // a given one never lowers the kept one
+    expect(sent.at(-1)!.bookmark).toBe(b3at120);
+    // A b2 of a later life still outranks a b3 of an earlier one, whatever the seqs.
+    const life2 = `b2.ypaetm.2.1.1`;
+    client.keepBookmark(g, life2);
+    await client.query(g, { op: "get", key: "k" }, "sequential");
+    expect(sent.at(-1)!.bookmark).toBe(life2);
+  });
+
   it("sends a bookmark given for one read as it is, and does not drop it when it is past the group's end (the CLI's --bookmark)", async () => {
     const sent: unknown[] = [];
     const answers = [errorBody(400, "bad_request", "bookmark: names seq 99, past the end of g's log (seq 5); it is another group's or an earlier incarnation's")];
