@@ -147,11 +147,7 @@ export class ReplicaHost {
     SqlReplicaStorage.upgrade(sql);
     dropOrphanedFrozenTables(sql);
     const core = new ReplicaCore(this.store, meta, machineFor(meta.machine));
-    if (core.loadProblem !== null) {
-      const message = `replica ${core.config.group}/${core.id} quarantined itself at its start: ${core.loadProblem}; the audit rebuilds it from a healthy replica (README, "Out of a quarantine")`;
-      logEvent({ event: "quarantine", group: core.config.group, replica: core.id, seq: core.appliedSeq, message }, "error");
-    }
-    if (core.loadNote !== null) logEvent({ event: "replay", group: core.config.group, replica: core.id, seq: core.appliedSeq, message: `replica ${core.config.group}/${core.id} at its start: ${core.loadNote}` }, "warn");
+    reportLoad(core, "at its start");
     this.driver.attach(core);
   }
 
@@ -204,12 +200,18 @@ export class ReplicaHost {
 
   /** An append message, as JSON (see wire.ts): each entry serialized once for every replica. */
   appendText(incarnation: number, text: string): AppendResponse {
-    return this.of(incarnation).append(decodeAppend(text));
+    return this.append(incarnation, decodeAppend(text));
   }
 
   /** An append from the sequencer in the same object: no copy, no serialization. */
   append(incarnation: number, msg: AppendRequest): AppendResponse {
-    return this.of(incarnation).append(msg);
+    try {
+      return this.of(incarnation).append(msg);
+    } catch (err) {
+      // A step that threw rolled back, and the replica reloaded its state from the stored rows.
+      if (this.core) reportLoad(this.core, "after a step that failed");
+      throw err;
+    }
   }
 
   /** Every other call of the replica's API (ReplicaApi, declared once in shared/protocol/io.ts). */
@@ -322,4 +324,15 @@ export abstract class ReplicaServing extends DurableObject<Env> {
   async replicaDestroy(incarnation: number): Promise<void> {
     await this.replica.destroy(incarnation);
   }
+}
+
+/** Logs what a replica's load found (ReplicaCore.takeLoadReport): a quarantine was silent, and every replica of a group went so (an upgrade probe). */
+function reportLoad(core: ReplicaCore, when: string): void {
+  const { problem, note } = core.takeLoadReport();
+  const where = { group: core.config.group, replica: core.id, seq: core.appliedSeq };
+  if (problem !== null) {
+    const message = `replica ${core.config.group}/${core.id} quarantined itself ${when}: ${problem}; an audit rebuilds it from a healthy replica if one is left, else, once an audit finds the replicas consistent, release them with rebase (README, "Out of a quarantine")`;
+    logEvent({ event: "quarantine", ...where, message }, "error");
+  }
+  if (note !== null) logEvent({ event: "replay", ...where, message: `replica ${core.config.group}/${core.id} ${when}: ${note}` }, "warn");
 }

@@ -1,4 +1,4 @@
-import { batchOutputCharsMax, sessionOutputFreeCharsDefault, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, storageQuotaMiBOf, transferPageBytes } from "../shared/limits.js";
+import { batchOutputCharsMax, directoryWriteTimeoutMs, sessionOutputFreeCharsDefault, eventKeepTimeoutMs, heartbeatMs, pageBytesMax, sleepNoteRetryMaxMs, replicaDestroyTimeoutMs, replicaInitTimeoutMs, snapshotIdleMs, statusContactWaitMs, storageQuotaMiBOf, transferPageBytes } from "../shared/limits.js";
 import type { LogPage } from "../shared/api/results.js";
 import { repairingRefusal, type SequencerDriver } from "../shared/protocol/driver.js";
 import { type InitResult, SequencerLifecycle, type Recovered } from "../shared/protocol/lifecycle.js";
@@ -107,7 +107,8 @@ export class SequencerObject extends ReplicaServing {
       recovered: (cfg, epoch, message, fields) => this.event(cfg, "recovery", message, fields, epoch),
       directoryConfig: (cfg) => this.directoryConfig(cfg),
       creatable: async (cfg) => {
-        const record = await this.directoryRecord(cfg);
+        // Bounded as a directory write is: the init holds the lifecycle queue (a DELETE waits behind it; a review).
+        const record = await withTimeout(realClock, this.directoryRecord(cfg), directoryWriteTimeoutMs, "the directory");
         return record !== null && record.config.incarnation === cfg.incarnation && record.state !== "deleting";
       },
     });

@@ -304,6 +304,13 @@ export class ReplicaCore {
   /** What the last load did that an operator may want to know (a replay under another build's session-row rule), or null. */
   loadNote: string | null = null;
 
+  /** The last load's problem and note, once: its host logs them (after a start, and after a step rolled back and reloaded). */
+  takeLoadReport(): { problem: string | null; note: string | null } {
+    const report = { problem: this.loadProblem, note: this.loadNote };
+    this.loadProblem = this.loadNote = null;
+    return report;
+  }
+
   /**
    * Entries appended but not applied yet (they commit with a later message): kept so applying
    * them does not read them back from storage. A cache only: anything missing is read.

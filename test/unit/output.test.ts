@@ -157,6 +157,8 @@ describe("a session row's copy of an output (GroupConfig.sessionOutputFreeChars)
     expect((small.output as { previous: string }).previous).toBe(value);
     const limit = JSON.stringify({ op: "put", key: "big", value: "small" }).length + sessionOutputFreeCharsCommandOnly;
     expect(lookupSession(state, "c", 2)).toMatchObject({ kind: "found", output: { error: "output_not_kept", chars: JSON.stringify(small.output).length, limit } });
+    // The rule is keyed on that value, so no later default may take it (a review).
+    expect(sessionOutputFreeCharsDefault).not.toBe(sessionOutputFreeCharsCommandOnly);
   });
 
   it("keeps every output whole in a group made before (no setting): its replicas apply as they always did", () => {
