@@ -3,7 +3,7 @@
 // On a fresh clone there are no tokens: create a git-ignored .dev.vars with random ones first.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -44,11 +44,11 @@ function persistFolder(argv) {
   return folder;
 }
 
-/** The storage folder of a wrangler dev run with these arguments from `cwd` (null: the flag without a folder). */
-function persistFolderOf(argv, cwd) {
+/** The storage folder of a wrangler dev run with these arguments from `cwd`, its config in `configDir` (null: the flag without a folder). */
+function persistFolderOf(argv, cwd, configDir = cwd) {
   const flags = ["--persist-to", "--persistTo"];
   const at = argv.findIndex((a) => flags.includes(a) || flags.some((f) => a.startsWith(`${f}=`)));
-  if (at === -1) return join(cwd, ".wrangler", "state");
+  if (at === -1) return join(configDir, ".wrangler", "state");
   const a = argv[at];
   const value = flags.includes(a) ? argv[at + 1] : a.slice(a.indexOf("=") + 1);
   return !value || value.startsWith("--") ? null : resolve(cwd, value);
@@ -193,19 +193,44 @@ function unnamedServersOver(folder) {
   } catch {
     return [];
   }
+  const same = (a, b) => a !== null && realPath(a) === realPath(b);
   return pids.filter((pid) => {
     if (pid === process.pid) return false;
     const argv = (readText(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean);
     const at = argv.findIndex((a) => /(^|\/)wrangler(\.js)?$|wrangler-dist\/cli\.js$/.test(a));
-    if (at === -1 || argv[at + 1] !== "dev") return false;
+    const rest = argv.slice(at + 1);
+    if (at === -1 || !rest.includes("dev")) return false;
     let cwd;
     try {
       cwd = readlinkSync(`/proc/${pid}/cwd`);
     } catch {
-      return false;
+      return false; // another user's: not readable, and not a start of this user's either
     }
-    return persistFolderOf(argv.slice(at + 2), cwd) === folder;
+    // wrangler's default folder is beside its config: --config's, or the nearest up from its cwd.
+    return same(persistFolderOf(rest, cwd, configFolder(rest, cwd)), folder);
   });
+}
+
+/** The folder of the wrangler config a run uses: -c/--config's, else the nearest holding one up from cwd (else cwd). */
+function configFolder(argv, cwd) {
+  const at = argv.findIndex((a) => a === "-c" || a === "--config" || a.startsWith("--config="));
+  if (at !== -1) {
+    const value = argv[at].startsWith("--config=") ? argv[at].slice("--config=".length) : argv[at + 1];
+    if (value) return dirname(resolve(cwd, value));
+  }
+  for (let dir = cwd; ; dir = dirname(dir)) {
+    if (["wrangler.toml", "wrangler.json", "wrangler.jsonc"].some((f) => existsSync(join(dir, f)))) return dir;
+    if (dirname(dir) === dir) return cwd;
+  }
+}
+
+/** The path with symbolic links resolved, as far as it exists. */
+function realPath(path) {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The pids in a pid file that are live processes of a server (start.mjs, wrangler), where /proc tells; alive ones elsewhere. */
