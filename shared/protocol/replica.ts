@@ -667,7 +667,7 @@ export class ReplicaCore {
       // The answer is one message: past stepOutputCharsMax the rest waits for the next one.
       if (outputChars >= stepOutputCharsMax) break;
       const changes: Changes = new Map();
-      const out = applyEntry(this.state, this.machine, e, changes, this.expiry, this.meta.sessionOutputFreeChars, countsReplaced(this.meta.sessionOutputFreeChars));
+      const out = applyEntry(this.state, this.machine, e, changes, this.expiry, this.meta.sessionOutputFreeChars);
       this.appliedCharsUnsaved += entryBytes(e);
       outputs.push(out);
       const outputText = outputTextOf(out);
