@@ -190,6 +190,14 @@ export const sleepNoteRetryMaxMs = 60_000;
  */
 export const cutOffConfirmMs = replicaRpcTimeoutMs + replicaRetryMaxMs + heartbeatMs;
 /**
+ * While a cut-off vote waits, the router asks the sequencer again this often, and takes its first
+ * answer that is no cut-off: one whose replicas came back reaches them within a heartbeat or two,
+ * and every request waited out the whole vote (a location probe: writes and linearizable reads
+ * held 6 s after the location came back, the status already healthy; 14.6 s without a write under
+ * 5 s flaps).
+ */
+export const cutOffAskAgainMs = 500;
+/**
  * How long a request waits on a failover round another request of its isolate began (two vote
  * rounds, the confirmation, the sequencer asked again, the successor's recovery); past it the
  * round counts as lost (workers/groups.ts, failover).

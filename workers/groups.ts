@@ -10,7 +10,7 @@
 import { ApiError } from "../shared/api/errors.js";
 import { bounded } from "../shared/bounded.js";
 import { type CreateResult, type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
-import { deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { cutOffAskAgainMs, deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { creationConfig, membersOf, replicaIds, sequencerName } from "../shared/protocol/types.js";
@@ -372,21 +372,8 @@ export async function withSequencer<T>(
     }
     const lostMs = cutOffOf(answer);
     if (lostMs !== null) {
-      // It answers, but has heard no quorum for sequencerTimeoutMs: fail it over if that lasts
-      // (failover.ts, cutOffVote) and ask the successor; if not, its own 503 or 504 stands.
-      const moved = await failover(env, group, record.config, `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
-      // Failed over, the successor is asked. Not failed over, the same sequencer is asked once
-      // more: the vote waited up to cutOffConfirmMs, and it may have heard a quorum again meanwhile
-      // (the vote refused for that very reason), so its first refusal is stale (a probe's writes got
-      // it after 6 s, and a retry then succeeded in 31 ms). One that is still cut off answers at once.
-      if (moved) record = moved;
       unsure = { earlier: unsure ? null : answer };
-      const which = moved ? "new sequencer" : "sequencer";
-      answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the ${which} of ${group}`).catch((err) => {
-        if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
-        if (!command) throw new ApiError("unavailable", `the ${which} of ${group} did not answer yet (${String(err)})`, 1);
-        throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
-      });
+      ({ answer, record } = await pastCutOff(env, group, record, lostMs, kind, call));
     }
     if (!missing(answer)) return settle(answer);
     // No sequencer state (lost, or a successor not recovered yet): a predecessor may have ordered
@@ -404,6 +391,49 @@ export async function withSequencer<T>(
     const why = err instanceof Error ? err.message : String(err);
     throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`);
   }
+}
+
+/**
+ * The answer after the sequencer said it has heard no quorum for `lostMs`: fail it over if that
+ * lasts (failover.ts, cutOffVote) and ask the successor; if not, its own 503 or 504 stands.
+ * Meanwhile it is asked again (answeredMeanwhile; not a change, which is never sent twice), and its
+ * first answer that is no cut-off is taken. Not failed over, it is asked once more after the vote:
+ * the vote waited up to cutOffConfirmMs, and it may have heard a quorum again meanwhile (the vote
+ * refused for that very reason), so its first refusal is stale (a probe's writes got it after 6 s,
+ * and a retry then succeeded in 31 ms). One that is still cut off answers at once.
+ */
+async function pastCutOff<T>(env: Env, group: string, record: GroupRecord, lostMs: number, kind: CallKind, call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>): Promise<{ answer: T; record: GroupRecord }> {
+  const voting = failover(env, group, record.config, `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
+  const healed = kind === "change" ? null : await answeredMeanwhile(voting, () => call(sequencerOf(env, record.config), record));
+  if (healed !== null) return { answer: healed, record };
+  const next = (await voting) ?? record;
+  const which = next === record ? "sequencer" : "new sequencer";
+  const answer = await withTimeout(realClock, call(sequencerOf(env, next.config), next), sequencerCallTimeoutMs, `the ${which} of ${group}`).catch((err) => {
+    if (thrownByObjectCode(err)) throw sequencerFailed(group, err, kind === "command");
+    if (kind !== "command") throw new ApiError("unavailable", `the ${which} of ${group} did not answer yet (${String(err)})`, 1);
+    throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
+  });
+  return { answer, record: next };
+}
+
+/**
+ * The sequencer's first answer, asked again every cutOffAskAgainMs while the cut-off vote runs,
+ * that is no cut-off; null once the vote ends first. A call under way then is left: the caller
+ * asks once more, and a command's pair is ordered once whatever reaches the sequencer.
+ */
+async function answeredMeanwhile<T>(voting: Promise<unknown>, ask: () => Promise<T>): Promise<T | null> {
+  let voted = false;
+  const ended = voting.then(() => {
+    voted = true;
+    return null;
+  });
+  while (!voted) {
+    await Promise.race([ended, new Promise((r) => realClock.setTimer(cutOffAskAgainMs, () => r(null)))]);
+    if (voted) return null;
+    const answer = await Promise.race([ask().catch(() => null), ended]);
+    if (answer !== null && cutOffOf(answer) === null) return answer;
+  }
+  return null;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createScheduledController, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
-import { sequencerTimeoutMs, slowFaultDefaultMs } from "../../shared/limits.js";
+import { cutOffConfirmMs, sequencerTimeoutMs, slowFaultDefaultMs } from "../../shared/limits.js";
 import type { ReplicaObject } from "../../workers/replica.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as statuses, waitFor, replicaObject } from "./helpers.js";
 
@@ -181,6 +181,25 @@ describe("faults", () => {
       if (!healed) await api("POST", "/v1/groups/cut-heal/faults", { target: "sequencer", fault: "none" });
     }
     expect((await api("GET", "/v1/groups/cut-heal")).body.epoch).toBe(1);
+  }, 60_000);
+
+  it("a command sent as a cut-off sequencer's replicas come back is answered once it reaches them, not after the whole cut-off vote (6 s: a location probe)", async () => {
+    await createGroup("cut-back");
+    expect((await command("cut-back", { op: "put", key: "k", value: 0 })).status).toBe(200);
+    const fault = (fault: string) => Promise.all(["r2", "r3"].map((target) => api("POST", "/v1/groups/cut-back/faults", { target, fault })));
+    await fault("unreachable");
+    try {
+      await waitFor("the cut-off", async () => ((await api("GET", "/v1/groups/cut-back")).body.sequencer.noQuorumMs ?? 0) >= sequencerTimeoutMs + 500, 100);
+    } finally {
+      await fault("none");
+    }
+    // At once: the sequencer still says it is cut off, and the router's vote waits cutOffConfirmMs
+    // for it to stay so; asked again meanwhile, it answers as soon as its appends reach r2 and r3.
+    const startedMs = Date.now();
+    const r = await command("cut-back", { op: "put", key: "k", value: 1 }, "returner", 1);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(Date.now() - startedMs).toBeLessThan(cutOffConfirmMs);
+    expect((await api("GET", "/v1/groups/cut-back")).body.epoch).toBe(1); // no failover
   }, 60_000);
 
   it("a replica that failed is caught up once it is back even if no command comes (a timer restarts its send loop)", async () => {
