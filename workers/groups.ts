@@ -13,7 +13,7 @@ import { type CreateResult, type GroupRecord, type SequencerChange, changeEvent 
 import { cutOffAskAgainMs, deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
-import { creationConfig, membersOf, replicaIds, sequencerName } from "../shared/protocol/types.js";
+import { creationConfig, membersOf, replicaIds, sequencerLocationOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, preVote } from "../shared/protocol/failover.js";
 import type { Recovered } from "../shared/protocol/lifecycle.js";
 import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from "../shared/protocol/io.js";
@@ -33,9 +33,7 @@ export function forget(group: string): void {
 
 /** The stub of the sequencer a config names (the group's name, or a later one after a move). */
 export function sequencerOf(env: Env, config: GroupConfig) {
-  // The first sequencer object hosts the co-located replica: placed where that replica is.
-  const colocatedAt = membersOf(config).find((m) => m.id === config.colocated)?.location ?? null;
-  return sequencerStub(env, sequencerName(config), config.sequencer?.location ?? colocatedAt);
+  return sequencerStub(env, sequencerName(config), sequencerLocationOf(config));
 }
 
 /**

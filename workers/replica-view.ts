@@ -5,7 +5,7 @@ import type { GroupRecord } from "../shared/control/directory.js";
 import { auditsPageDefault, laggingEntriesMin, replicaRpcTimeoutMs, storageQuotaMiBOf } from "../shared/limits.js";
 import type { AuditReport, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { type ReplicaResult, withTimeout } from "../shared/protocol/io.js";
-import { type GroupConfig, type Member, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
+import { type GroupConfig, type Member, membersOf, sequencerLocationOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { MajorityConfig } from "../shared/protocol/quorum.js";
 import { inForce } from "../shared/protocol/failover.js";
 import { zeroHash } from "../shared/protocol/hash.js";
@@ -78,7 +78,7 @@ export async function statusFromReplicas(env: Env, record: GroupRecord, problem:
     sessionIdleSeconds: config.sessionIdleMs === undefined ? null : config.sessionIdleMs / 1000,
     incarnation: config.incarnation,
     storageQuotaMiB: storageQuotaMiBOf(config),
-    sequencer: { name: sequencerName(config), location: config.sequencer?.location ?? null, epoch: most((p) => p.epoch), since: config.sequencer?.since ?? config.sequencer?.movedAt ?? record.created, reachable: false, problem },
+    sequencer: { name: sequencerName(config), location: sequencerLocationOf(config), epoch: most((p) => p.epoch), since: config.sequencer?.since ?? config.sequencer?.movedAt ?? record.created, reachable: false, problem },
     replicas,
   };
   return audited ? withAuditedPositions(env, status) : status;

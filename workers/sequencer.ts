@@ -7,7 +7,7 @@ import type { Refusal, Refused, SequencerCore, SequencerMeta } from "../shared/p
 import type { AppendRequest, AppendResponse, GroupConfig, ReplicaPosition } from "../shared/protocol/types.js";
 import type { AuditReport, Entry, EventKind, GroupStatus, ReplicaStatus } from "../shared/api/types.js";
 import { withAuditedPositions } from "./replica-view.js";
-import { isColocated, membersOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
+import { isColocated, membersOf, sequencerLocationOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sleepAfterMs } from "./env.js";
 import { sequencerAsleep, wakeSequencer } from "./groups.js";
@@ -392,7 +392,7 @@ export class SequencerObject extends ReplicaServing {
       storageQuotaMiB: storageQuotaMiBOf(cfg),
       // Cut off but answering, its status looked like a healthy sequencer's with its replicas down
       // (a region-outage probe): it says how long it has had no quorum.
-      sequencer: { name: sequencerName(cfg), location: cfg.sequencer?.location ?? null, epoch: core.epoch, since: core.since, ...this.noQuorum(), ...this.asleep() },
+      sequencer: { name: sequencerName(cfg), location: sequencerLocationOf(cfg), epoch: core.epoch, since: core.since, ...this.noQuorum(), ...this.asleep() },
       // Co-located: in this object. After a failover or a move the replica stays in the group's
       // first object, which no longer orders anything: a replica like the others.
       replicas: core.replicaStatuses().map((r) => this.withRebuild(withCurrentSequencer(cfg, r.id) ? { ...r, colocated: true as const } : r)),

@@ -151,6 +151,17 @@ export function sequencerName(config: GroupConfig): string {
   return config.sequencer?.name ?? config.group;
 }
 
+/**
+ * The location hint the sequencer's object is placed by: the one a move, a failover or
+ * `sequencerLocations` gave it, else the co-located replica's (the first sequencer's object hosts
+ * it); null: anywhere. The status said null (`@ any`) for a group of `locations` alone, whose
+ * sequencer runs at r1's place, so an operator could not see it would go down with that place (a
+ * location probe).
+ */
+export function sequencerLocationOf(config: GroupConfig): string | null {
+  return config.sequencer?.location ?? membersOf(config).find((m) => m.id === config.colocated)?.location ?? null;
+}
+
 /** The next unused replica id (ids are never reused, so a removed replica's storage is never mistaken for a new one). */
 export function nextReplicaNo(config: GroupConfig): number {
   return Math.max(config.lastReplicaNo ?? 0, config.replicas, ...membersOf(config).map((m) => Number(m.id.slice(1)))) + 1;

@@ -16,7 +16,9 @@ async function read(group: string, near: string | null, consistency: string, key
 
 describe("nearest reads", () => {
   it("x-smr-near picks the replica in that location, for every consistency; the nearest other one when none is there", async () => {
-    await createGroup("near", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    const created = await createGroup("near", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"] });
+    // Its sequencer runs in r1's object, so at r1's place: the status said null, `@ any` (a location probe).
+    expect(created.sequencer.location).toBe("wnam");
     expect((await command("near", { op: "put", key: "k", value: 1 })).status).toBe(200);
     for (const consistency of ["linearizable", "sequential", "stale"]) {
       for (let i = 0; i < 5; i++) {
