@@ -10,7 +10,7 @@
 import { ApiError } from "../shared/api/errors.js";
 import { bounded } from "../shared/bounded.js";
 import { type CreateResult, type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
-import { cutOffAskAgainMs, deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { cutOffAskAgainMs, cutOffConfirmMs, deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { creationConfig, membersOf, replicaIds, sequencerLocationOf, sequencerName } from "../shared/protocol/types.js";
@@ -371,7 +371,9 @@ export async function withSequencer<T>(
     const lostMs = cutOffOf(answer);
     if (lostMs !== null) {
       unsure = { earlier: unsure ? null : answer };
-      ({ answer, record } = await pastCutOff(env, group, record, lostMs, kind, call));
+      const past = await pastCutOff(env, group, record, lostMs, kind, call);
+      ({ answer, record } = past);
+      if (past.unsure) unsure = { earlier: null };
     }
     if (!missing(answer)) return settle(answer);
     // No sequencer state (lost, or a successor not recovered yet): a predecessor may have ordered
@@ -400,10 +402,16 @@ export async function withSequencer<T>(
  * refused for that very reason), so its first refusal is stale (a probe's writes got it after 6 s,
  * and a retry then succeeded in 31 ms). One that is still cut off answers at once.
  */
-async function pastCutOff<T>(env: Env, group: string, record: GroupRecord, lostMs: number, kind: CallKind, call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>): Promise<{ answer: T; record: GroupRecord }> {
-  const voting = failover(env, group, record.config, `the sequencer has had no quorum for ${lostMs} ms`, lostMs).catch(() => null);
-  const healed = kind === "change" ? null : await answeredMeanwhile(voting, () => call(sequencerOf(env, record.config), record));
-  if (healed !== null) return { answer: healed, record };
+async function pastCutOff<T>(env: Env, group: string, record: GroupRecord, lostMs: number, kind: CallKind, call: (seq: ReturnType<typeof sequencerOf>, record: GroupRecord) => Promise<T>): Promise<{ answer: T; record: GroupRecord; unsure: boolean }> {
+  let abandon = () => {};
+  const voting = failover(env, group, record.config, `the sequencer has had no quorum for ${lostMs} ms`, lostMs, (a) => (abandon = a)).catch(() => null);
+  const meanwhile = kind === "change" ? null : await answeredMeanwhile(voting, () => call(sequencerOf(env, record.config), record));
+  // Answered before the vote ended: the round this request runs may be cut off with it, and
+  // later requests joined a dead round for up to failoverRoundMaxMs (a review); they begin their own.
+  if (meanwhile !== null && meanwhile.answer !== null) {
+    abandon();
+    return { answer: meanwhile.answer, record, unsure: meanwhile.unsure };
+  }
   const next = (await voting) ?? record;
   const which = next === record ? "sequencer" : "new sequencer";
   const answer = await withTimeout(realClock, call(sequencerOf(env, next.config), next), sequencerCallTimeoutMs, `the ${which} of ${group}`).catch((err) => {
@@ -411,27 +419,33 @@ async function pastCutOff<T>(env: Env, group: string, record: GroupRecord, lostM
     if (kind !== "command") throw new ApiError("unavailable", `the ${which} of ${group} did not answer yet (${String(err)})`, 1);
     throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
   });
-  return { answer, record: next };
+  return { answer, record: next, unsure: meanwhile?.unsure ?? false };
 }
 
 /**
- * The sequencer's first answer, asked again every cutOffAskAgainMs while the cut-off vote runs,
- * that is no cut-off; null once the vote ends first. A call under way then is left: the caller
- * asks once more, and a command's pair is ordered once whatever reaches the sequencer.
+ * The sequencer's first answer, asked again every cutOffAskAgainMs while the cut-off vote runs (up
+ * to 2 x cutOffConfirmMs), that is no cut-off (`answer`; null: none came). `unsure`: an ask may
+ * have been ordered without this request hearing how (it failed, was left when the vote ended, or
+ * answered another cut-off), so a later "replayed" may be its own (a review). A call under way when
+ * the vote ends is left: the caller asks once more, and a pair is ordered once whatever arrives.
  */
-async function answeredMeanwhile<T>(voting: Promise<unknown>, ask: () => Promise<T>): Promise<T | null> {
+async function answeredMeanwhile<T>(voting: Promise<unknown>, ask: () => Promise<T>): Promise<{ answer: T | null; unsure: boolean }> {
   let voted = false;
+  let unsure = false;
   const ended = voting.then(() => {
     voted = true;
     return null;
   });
-  while (!voted) {
+  const endMs = Date.now() + 2 * cutOffConfirmMs;
+  while (!voted && Date.now() < endMs) {
     await Promise.race([ended, new Promise((r) => realClock.setTimer(cutOffAskAgainMs, () => r(null)))]);
-    if (voted) return null;
-    const answer = await Promise.race([ask().catch(() => null), ended]);
-    if (answer !== null && cutOffOf(answer) === null) return answer;
+    if (voted) break;
+    const asked = withTimeout(realClock, ask(), sequencerCallTimeoutMs, "the sequencer").catch(() => null);
+    const answer = await Promise.race([asked, ended]);
+    if (answer !== null && cutOffOf(answer) === null) return { answer, unsure };
+    unsure = true;
   }
-  return null;
+  return { answer: null, unsure };
 }
 
 /**
@@ -541,7 +555,7 @@ function noteUnreachable(key: string, sinceMs: number): void {
  * recovers at a higher epoch, and the directory names it (compare-and-set: one successor). Throws
  * 503 when the voters still hear it (this router alone is cut off) or it took office too recently.
  */
-export async function failover(env: Env, group: string, config: GroupConfig, cause: string, cutOffMs?: number): Promise<GroupRecord> {
+export async function failover(env: Env, group: string, config: GroupConfig, cause: string, cutOffMs?: number, began?: (abandon: () => void) => void): Promise<GroupRecord> {
   // One round per sequencer in this isolate: the requests that found it gone wait for the same
   // one's outcome (Round), each for at most failoverRoundMaxMs. The round runs in the request that
   // began it; if the platform cancels that request it may never end, and a round waited on
@@ -558,6 +572,8 @@ export async function failover(env: Env, group: string, config: GroupConfig, cau
   if (running && !running.done && nowMs - running.startedMs < failoverRoundMaxMs) return joined(running, group, cause);
   const round: Round = { startedMs: nowMs };
   failingOver.set(key, round);
+  // `began`: told how to forget this round, for a request that returns before it ends.
+  began?.(() => failingOver.get(key) === round && failingOver.delete(key));
   if (failingOver.size > unreachableNamesMax) failingOver.delete(failingOver.keys().next().value!);
   try {
     const record = await failoverOnce(env, group, sequencerKey(config), cause, cutOffMs);

@@ -350,6 +350,16 @@ export class ReplicaCore {
     this.cuts = new CutMeter(1 + (this.savePhase % 8) / 16);
     this.installing = meta.installing ?? null;
     this.state = this.loadState();
+    this.saveIfReplayedOtherwise();
+  }
+
+  /**
+   * Stores the rows at once after a load replayed entries under the other session-row rule: the
+   * next steps apply by the group's own, and a replay of both kinds of entries lands on no digest
+   * (a review: the next restart before the periodic save quarantined every replica anyway).
+   */
+  private saveIfReplayedOtherwise(): void {
+    if (this.loadNote !== null) this.saveState();
   }
 
   /**
@@ -362,6 +372,7 @@ export class ReplicaCore {
    * they made, which its peers hold too, and the group's own rule applies from here on.
    */
   private loadState(): DigestedState {
+    this.loadProblem = this.loadNote = null;
     const m = this.meta;
     const machine = m.stateMachineDigest?.of === m.stateDigest ? m.stateMachineDigest.digest : null;
     const stored = () => new DigestedState(this.storage.rows, m.stateDigest, this.installing ? null : scrubOfRows(m.scrub, m.stateDigest), this.installing ? null : machine);
@@ -592,6 +603,7 @@ export class ReplicaCore {
       // The transaction rolled back; drop in-memory state that may have moved with it.
       this.unapplied.clear();
       this.state = this.loadState();
+      this.saveIfReplayedOtherwise();
       throw err;
     }
   }

@@ -153,13 +153,17 @@ export function sequencerName(config: GroupConfig): string {
 
 /**
  * The location hint the sequencer's object is placed by: the one a move, a failover or
- * `sequencerLocations` gave it, else the co-located replica's (the first sequencer's object hosts
- * it); null: anywhere. The status said null (`@ any`) for a group of `locations` alone, whose
+ * `sequencerLocations` gave it, else, the group's first sequencer, the co-located replica's (its
+ * object hosts it); null: anywhere. The status said null (`@ any`) for a group of `locations` alone, whose
  * sequencer runs at r1's place, so an operator could not see it would go down with that place (a
  * location probe).
  */
 export function sequencerLocationOf(config: GroupConfig): string | null {
-  return config.sequencer?.location ?? membersOf(config).find((m) => m.id === config.colocated)?.location ?? null;
+  if (config.sequencer?.location) return config.sequencer.location;
+  // Only the group's first object hosts the co-located replica: a move "anywhere" (g~s1, no
+  // location) was placed back at r1's place, the one its operator moved away from (a review).
+  const hosted = sequencerName(config) === config.group ? config.colocated : undefined;
+  return membersOf(config).find((m) => m.id === hosted)?.location ?? null;
 }
 
 /** The next unused replica id (ids are never reused, so a removed replica's storage is never mistaken for a new one). */

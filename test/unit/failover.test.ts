@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { type FailoverIO, preVote, successorLocation } from "../../shared/protocol/failover.js";
 import type { VoteReply } from "../../shared/protocol/io.js";
-import type { GroupConfig, Member } from "../../shared/protocol/types.js";
+import { type GroupConfig, type Member, sequencerLocationOf } from "../../shared/protocol/types.js";
 import { commandTimeoutMs, cutOffConfirmMs, failoverHoldDownMs, cutOffLookupMs, replicaRpcTimeoutMs, resendMs, sequencerTimeoutMs } from "../../shared/limits.js";
 import { cutOffOf, unsureAfter } from "../../shared/protocol/io.js";
 import { directGroup, fastClock as fast, realClock } from "../support/direct.js";
@@ -603,5 +603,17 @@ describe("PreVote rules a mutation probe found unguarded (test/unit/guards.test.
     const held: GroupConfig = { ...config, sequencer: { name: "g~s1", location: null, no: 1, since: new Date(nowMs - failoverHoldDownMs / 2).toISOString() } };
     const { failover } = io({ r1: gone, r2: gone, r3: gone });
     expect(await preVote(failover, held)).toMatchObject({ go: false, reason: expect.stringContaining("hold-down") });
+  });
+});
+
+describe("where the sequencer runs, as its status says and its object is placed", () => {
+  it("is the given place, else the co-located replica's in the group's first object only", () => {
+    const cfg = { group: "g", incarnation: 1, machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], outputs: "first", checkpointEvery: 50, colocated: "r1" } as GroupConfig;
+    // Locations alone: the first sequencer's object hosts r1 (its status said null: a location probe).
+    expect(sequencerLocationOf(cfg)).toBe("wnam");
+    expect(sequencerLocationOf({ ...cfg, sequencer: { name: "g", location: "apac", no: 0 } })).toBe("apac");
+    // Moved anywhere: g~s1 hosts no replica, and was placed back at r1's place (a review).
+    expect(sequencerLocationOf({ ...cfg, sequencer: { name: "g~s1", location: null, no: 1 } })).toBeNull();
+    expect(sequencerLocationOf({ ...cfg, colocated: undefined })).toBeNull();
   });
 });

@@ -154,6 +154,14 @@ describe("applied rows are stored in batches; the log covers the rest", () => {
     expect([r2.quarantined, r2.loadProblem]).toEqual([false, null]);
     expect(r2.loadNote).toBe("entries 1 to 2 were applied by a build that counted the rows replaced too in a session row's bound: replayed so, they land on the recorded digest");
     expect(r2.position().digest).toBe(c.replicas.get("r1")!.position().digest);
+    // Its rows are stored at once: entries applied from now on follow the group's rule, and a
+    // replay of both kinds would land on no digest (a review: the next restart quarantined it).
+    expect(c.replicaStores.get("r2")!.meta!.stateSeq).toBe(2);
+    c.submit("a", 3, put("big", "w".repeat(6_000)));
+    c.submit("a", 4, put("big", "small2"));
+    c.settle();
+    c.restartReplica("r2");
+    expect([c.replicas.get("r2")!.quarantined, c.replicas.get("r2")!.loadProblem]).toEqual([false, null]);
     // The same entries with a damaged log still quarantine it: the other rule is no pass for damage.
     rule("r3", sessionOutputFreeCharsCommandOnly);
     const store = c.replicaStores.get("r3")!;
