@@ -7,7 +7,7 @@ import { cutOffConfirmMs, failoverHoldDownMs, replicaRpcTimeoutMs, sequencerTime
 import { askAgain, type Clock, type VoteReply } from "./io.js";
 import { JointConfig, MajorityConfig } from "./quorum.js";
 import type { GroupConfig, Member } from "./types.js";
-import { membersOf, sequencerName } from "./types.js";
+import { membersOf, sequencerLocationOf, sequencerName } from "./types.js";
 
 export interface FailoverIO extends Clock {
   /** A replica's PreVote (null, or a rejection, when it cannot be reached). */
@@ -199,7 +199,7 @@ function confirmationWait(
 function awayFrom(config: GroupConfig, answered: string[]): string[] {
   const ms = membersOf(config);
   const hosted = sequencerName(config) === config.group ? config.colocated : undefined;
-  const here = config.sequencer?.location ?? ms.find((m) => m.id === hosted)?.location ?? null;
+  const here = sequencerLocationOf(config);
   const elsewhere = answered.filter((id) => id !== hosted && (here === null || ms.find((m) => m.id === id)?.location !== here));
   return elsewhere.length > 0 ? elsewhere : answered;
 }
