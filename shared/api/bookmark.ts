@@ -42,6 +42,19 @@ export function givenBy(life: NonNullable<Bookmark["life"]>, group: string): boo
   return life.tag === (life.form === 2 ? fnvTag(group) : groupTag(group));
 }
 
+/**
+ * The same position in the form the version before this one's read (`b3` to `b2`, `b2` to `b1`),
+ * or null for a `b1` (or text that is no bookmark). For a server of an earlier version (a
+ * rollout's old router, a rollback), which answers a form it does not know 400 "malformed": the
+ * client dropped the bookmark and told the app its write was gone, which it was not.
+ */
+export function olderForm(group: string, text: string): string | null {
+  const b = decodeBookmark(text);
+  if (!b?.life) return null;
+  const at = `${b.epoch.toString(36)}.${b.seq.toString(36)}`;
+  return b.life.form === 2 ? `b1.${at}` : `b2.${fnvTag(group)}.${b.life.incarnation.toString(36)}.${at}`;
+}
+
 /** 64 bits of the group's name's SHA-256, base 36 (up to 13 characters). */
 export function groupTag(group: string): string {
   const h = sha256Words(group);

@@ -8,7 +8,7 @@
 // Importable as the package `edge-smr/client` (package.json "exports"). No runtime dependencies.
 import type { ErrorBody, ErrorCode, ErrorReason } from "../api/errors.js";
 import type { BatchItemResult, BatchResult, CommandResult, LogPage, QueryResult, SnapshotHeader, WatchEvent } from "../api/results.js";
-import { decodeBookmark, givenBy } from "../api/bookmark.js";
+import { decodeBookmark, givenBy, olderForm } from "../api/bookmark.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "../api/names.js";
 import type { AuditReport, GroupStatus, MachineName, ReplicaStatus, OutputsMode } from "../api/types.js";
 import { batchCommandsMax, bodyBytesMax, clientBookmarkGroupsMax, clientRequestTimeoutMs, clientRestoreAnswerMs, clientRefusedRetryForMs, clientRetryAfterMaxMs, clientRetryBaseMs, clientRetryForMs, clientRetryMaxMs, watchIdleMs, watchRetryMaxMs } from "../limits.js";
@@ -1200,10 +1200,12 @@ export class SmrClient {
     const { signal } = call;
     checkNear(call.near);
     const retries = new Retries(this.opts);
+    let olderForms = 0; // steps down to the form a server of an earlier version reads (olderForm)
     for (;;) {
       const body: Record<string, unknown> = { query, consistency };
       // A given one raises the kept one, never lowers it: an older one would undo read-your-writes.
-      const bookmark = call.bookmark === undefined ? this.bookmarks.get(group) : later(group, this.bookmarks.get(group), call.bookmark);
+      let bookmark = call.bookmark === undefined ? this.bookmarks.get(group) : later(group, this.bookmarks.get(group), call.bookmark);
+      for (let i = 0; i < olderForms && bookmark; i++) bookmark = olderForm(group, bookmark) ?? undefined;
       if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
       try {
         const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal, { shape: isQueryResult, headers: nearHeader(call.near ?? this.opts.near) });
@@ -1211,6 +1213,13 @@ export class SmrClient {
         return r;
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
+        // A form the server does not read (an earlier version's): the same position in the form
+        // before it. The bookmark kept stays: the write it names is not gone.
+        const malformed = err instanceof ApiRequestError && err.status === 400 && /^(400 bad_request: )?bookmark: malformed/.test(err.message);
+        if (malformed && typeof body.bookmark === "string" && olderForm(group, body.bookmark) !== null) {
+          olderForms++;
+          continue;
+        }
         if (call.bookmark === undefined && body.bookmark !== undefined && err instanceof ApiRequestError && err.status === 400 && staleBookmark.test(err.message.replace(/^400 bad_request: /, ""))) {
           // This read goes linearizable: the stale bookmark outranked (by seq) the client's own
           // later writes to the new group, so without it a sequential read could miss them.
@@ -1542,8 +1551,8 @@ function typedOutput<O>(r: CommandResult): O {
 
 /**
  * The server's 400 for a kept bookmark the group did not give (see SmrClient.query): its life
- * ended, another group's was kept for it, or a server of an earlier version does not read this
- * version's bookmarks (a rollback: every sequential read failed until a write gave a new one).
+ * ended, another group's was kept for it, or it is malformed even in the oldest form (a server of
+ * an earlier version is sent the form it reads first: olderForm).
  */
 const staleBookmark = /^bookmark: (names seq \d+, past the end|given by (an earlier|another) life|given by another group|malformed)/;
 

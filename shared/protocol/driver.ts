@@ -705,6 +705,7 @@ export class SequencerDriver {
     // (Not a replica with no state: it keeps no record of acknowledging, so a successor's fence could not report it.)
     if (resp.ok || (resp.reason !== "stale_epoch" && resp.reason !== "not_initialized")) this.ackedSentMs.set(id, sentAtMs);
     const step = this.core.onAppendResponse(id, resp, this.io.nowMs());
+    if (step.quarantined) this.learnedQuarantine(id, "its append answer");
     this.checkConfirmations();
     return step;
   }
@@ -1155,6 +1156,17 @@ export class SequencerDriver {
       this.noteQuarantines();
     }
     return true;
+  }
+
+  /**
+   * A quarantine the replica reported (it put itself in one: a replay that missed its digest; or
+   * a sequencer before this one did), now this sequencer's too: recorded, reported, and rebuilt
+   * like any. Learned from an audit only, it was a silent minute (see ReplicaCore.damage).
+   */
+  private learnedQuarantine(id: string, from: string): void {
+    this.io.log("warn", `replica ${this.core.config.group}/${id} is quarantined (${from} said so)`);
+    this.io.event?.("quarantine", `replica ${id} says it is quarantined (it quarantined itself, its state not replaying to its recorded digest, or an earlier sequencer did): rebuilt from a healthy replica if one is left`, { replica: id });
+    this.noteQuarantines();
   }
 
   private quarantine(id: string): void {
@@ -1731,7 +1743,7 @@ export class SequencerDriver {
       }
       // A replica that quarantined itself (a failed replay) or that a lost sequencer had
       // quarantined: the sequencer learns it here, so it is rebuilt rather than voted with.
-      if (info?.quarantined && !info.rebuilding) this.core.setQuarantined(id, true);
+      if (info?.quarantined && !info.rebuilding && this.core.setQuarantined(id, true)) this.learnedQuarantine(id, "its audit answer");
     });
     this.noteQuarantines();
     const decided = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos);

@@ -539,11 +539,14 @@ export class ReplicaCore {
    * overwrites of stored rows and refused writes to a group under its quota: a review.)
    */
   /**
-   * What every successful append answer says of its rows' last scrub: a heartbeat's answer without
-   * it read as "sound", and the sequencer's status flapped between damaged and healthy (a review).
+   * What every successful append answer says of its rows' last scrub (a heartbeat's answer without
+   * it read as "sound", and the sequencer's status flapped between damaged and healthy: a review),
+   * and of a quarantine: one it put itself in (a replay that missed its digest) was learned only
+   * at the next audit, a minute in which the status said healthy while it withheld its reads and
+   * outputs (an upgrade probe). Both only when set: an older sequencer ignores them.
    */
-  private damage(): { scrubFailed?: true } {
-    return this.meta.scrubFailed ? { scrubFailed: true } : {};
+  private damage(): { scrubFailed?: true; quarantined?: true } {
+    return { ...(this.meta.scrubFailed ? { scrubFailed: true as const } : {}), ...(this.meta.quarantined ? { quarantined: true as const } : {}) };
   }
 
   private sized(): { storageBytes?: number } {

@@ -173,6 +173,8 @@ export interface StepResult {
   fenced: boolean;
   /** A joining replica caught up: the driver should promote it. */
   promote?: string;
+  /** The replica said it is quarantined (its own flag), and now is here too: the driver records and reports it. */
+  quarantined?: true;
 }
 
 interface Pending extends SubmitRequest {
@@ -722,6 +724,11 @@ export class SequencerCore {
     p.rebuilding = false; // it appends: no transfer is half-done there
     if (resp.storageBytes !== undefined) this.noteStorage(id, resp.storageBytes);
     p.scrubFailed = resp.scrubFailed === true;
+    // It quarantined itself (a replay that missed its digest, at its start or after a step that
+    // rolled back): learned here, not at the next audit, so its acks and outputs stop counting
+    // with this very answer and a state transfer rebuilds it. An answer from before a release is
+    // stale (setQuarantined counts releases in `repairs`, checked above).
+    if (resp.quarantined === true && !p.quarantined && this.setQuarantined(id, true)) result.quarantined = true;
     p.matchSeq = Math.max(p.matchSeq, sentTo);
     p.nextSeq = p.matchSeq + 1;
     // A replica that stopped applying at its step's output budget (stepOutputCharsMax) still
@@ -780,6 +787,9 @@ export class SequencerCore {
     if (!p) return false;
     if (p.quarantined === quarantined) return false;
     p.quarantined = quarantined;
+    // A release (or a rebuild's end) is a new generation of what it reports: an answer to a
+    // message sent before it may still say "quarantined", and must not undo it (onAppendResponse).
+    if (!quarantined) p.repairs++;
     this.meta.quarantined = this.progress.quarantinedIds();
     this.saveMeta();
     // Its acks count again: entries it holds may now have a quorum (sent with the next message).

@@ -53,8 +53,8 @@ export interface Progress {
   needsTransfer: boolean;
   repairing: boolean;
   /**
-   * State transfers to it begun or ended (a generation): an answer to a message sent before the
-   * last of them says nothing of what it holds now. A late heartbeat's answer marked a rebuilt
+   * State transfers to it begun or ended, and releases from a quarantine (a generation): an answer
+   * to a message sent before the last of them says nothing of what it holds now. A late heartbeat's answer marked a rebuilt
    * replica for another transfer, and an audit's answer from before a repair quarantined it again
    * (a review).
    */

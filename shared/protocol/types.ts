@@ -236,8 +236,9 @@ export type AppendResponse =
   /**
    * storageBytes: the replica's object's storage, where the store can tell (the storage quota's
    * measure). scrubFailed: its rows failed their last scrub (ReplicaMeta.scrubFailed).
+   * quarantined: it withholds its reads and outputs (ReplicaMeta.quarantined; from 2026-12-07).
    */
-  | ({ ok: true; outputs: AppliedOutput[]; storageBytes?: number; scrubFailed?: true } & ReplicaPosition)
+  | ({ ok: true; outputs: AppliedOutput[]; storageBytes?: number; scrubFailed?: true; quarantined?: true } & ReplicaPosition)
   | ({ ok: false; reason: "stale_epoch" | "gap" | "mismatch"; rebuilding?: boolean } & ReplicaPosition)
   | { ok: false; reason: "not_initialized" };
 

@@ -125,3 +125,62 @@ describe("audits asked for at once (the cron's and a repair's own, or an operato
     g.driver.stop();
   });
 });
+
+describe("a replica that quarantined itself", () => {
+  it("is quarantined at the sequencer by its next append answer, not at the next audit: its acks and outputs stop counting", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 3; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
+    c.settle();
+    // r3's replay missed its digest at a restart (ReplicaCore.loadState): it withholds its reads and outputs.
+    c.replicas.get("r3")!.setQuarantined(true);
+    expect(c.sequencer.quarantinedIds()).toEqual([]);
+    c.submit("a", 4, { op: "put", key: "k4", value: 4 });
+    c.settle();
+    expect(c.sequencer.quarantinedIds(), "learned from the append answer").toEqual(["r3"]);
+    expect(c.sequencer.replicaStatuses().find((s) => s.id === "r3")).toMatchObject({ status: "quarantined" });
+    expect(c.sequencer.transferCandidates(), "rebuilt by a state transfer").toContain("r3");
+    // r1 and r2 alone commit (r3 still stores the log but no longer votes).
+    c.down.add("r2");
+    c.submit("a", 5, { op: "put", key: "k5", value: 5 });
+    c.settle();
+    expect(c.sequencer.commitSeq, "r3's ack is no vote: r1 alone is no quorum").toBe(4);
+  });
+
+  it("is not quarantined again by an answer from before an operator's release", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 3; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
+    c.settle();
+    c.replicas.get("r3")!.setQuarantined(true);
+    c.sequencer.setQuarantined("r3", true);
+    // A heartbeat to r3 answered "quarantined", the answer late...
+    const late = c.replicas.get("r3")!.append(c.sequencer.heartbeat("r3")!);
+    expect(late).toMatchObject({ ok: true, quarantined: true });
+    // ...while an operator releases r3 (DriverCore.release: the replica, then the sequencer).
+    expect(c.replicas.get("r3")!.release(false)).toMatchObject({ ok: true });
+    c.sequencer.setQuarantined("r3", false);
+    c.sequencer.onAppendResponse("r3", late, Date.now());
+    expect(c.sequencer.quarantinedIds(), "re-quarantined by a stale answer").toEqual([]);
+    // Its next answers say it serves, and it votes again.
+    c.submit("a", 4, { op: "put", key: "k4", value: 4 });
+    c.settle();
+    expect(c.sequencer.quarantinedIds()).toEqual([]);
+    expect(c.replicas.get("r3")!.appliedSeq).toBe(4);
+  });
+});
+
+describe("a replica that quarantined itself, under the driver", () => {
+  it("is reported at once: a quarantine event and the directory's list, and a state transfer rebuilds it", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
+    for (let i = 1; i <= 4; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    g.replicas.get("r2")!.core!.setQuarantined(true);
+    expect((await g.driver.submit("c", 5, { op: "put", key: "k5", value: 5 })).kind).toBe("ok");
+    await tick(100);
+    expect(g.events.filter((e) => e.kind === "quarantine" && e.fields.replica === "r2").map((e) => e.message)).toEqual([expect.stringMatching(/r2 says it is quarantined/)]);
+    expect(g.calls.get("r2:beginInstall"), "rebuilt without waiting for an audit").toBe(1);
+    await tick(100);
+    expect(g.replicas.get("r2")!.core!.quarantined).toBe(false);
+    expect(g.driver.core.quarantinedIds()).toEqual([]);
+    g.driver.stop();
+  }, 30_000);
+});

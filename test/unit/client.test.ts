@@ -362,6 +362,37 @@ describe("client: names, time and retries", () => {
     expect((sent.at(-1) as { bookmark?: string }).bookmark).toBe(life2);
   });
 
+  it("sends a server of an earlier version the form it reads (b3, then b2, then b1) and keeps the bookmark: its 400 malformed said the write was gone (a rollout review)", async () => {
+    const g = "texf4jbso"; // its b2 tag is ypaetm
+    const b3 = encodeBookmark(g, 1, { epoch: 2, seq: 40 });
+    const sent: { bookmark?: string; consistency?: string }[] = [];
+    const dropped: unknown[] = [];
+    const reads = (form: RegExp) => (_url: unknown, init: RequestInit) => {
+      const body = JSON.parse(init.body as string) as { bookmark?: string };
+      sent.push(body);
+      if (body.bookmark !== undefined && !form.test(body.bookmark)) return errorBody(400, "bad_request", "bookmark: malformed");
+      return Response.json({ result: { value: 1 }, seq: 40, replica: "r1", bookmark: body.bookmark ?? "" });
+    };
+    let answer = reads(/^b2\./); // a router of 2026-12-05 to 12-07
+    const { client } = clientWith((url, init) => answer(url, init), { onBookmarkDropped: (d) => dropped.push(d) });
+    client.keepBookmark(g, b3);
+    expect((await client.query(g, { op: "get", key: "k" }, "sequential")).result).toEqual({ value: 1 });
+    expect(sent).toEqual([expect.objectContaining({ bookmark: b3 }), expect.objectContaining({ consistency: "sequential", bookmark: "b2.ypaetm.1.2.14" })]);
+    expect(dropped, "nothing was dropped").toEqual([]);
+    // The position is kept (in the form that router gave back, or the b3): a current router is sent it.
+    answer = reads(/^b[123]\./);
+    await client.query(g, { op: "get", key: "k" }, "sequential");
+    expect([b3, "b2.ypaetm.1.2.14"]).toContain(sent.at(-1)!.bookmark);
+    // A router before b2 reads b1 alone.
+    const b3at41 = encodeBookmark(g, 1, { epoch: 2, seq: 41 });
+    client.keepBookmark(g, b3at41);
+    answer = reads(/^b1\./);
+    sent.length = 0;
+    await client.query(g, { op: "get", key: "k" }, "sequential");
+    expect(sent.map((b) => b.bookmark)).toEqual([b3at41, "b2.ypaetm.1.2.15", "b1.2.15"]);
+    expect(dropped).toEqual([]);
+  });
+
   it("keeps the later of a b2 and a b3 of one life by seq: a stale read's b3 replaced a write's later b2 across the upgrade (a review)", async () => {
     const g = "texf4jbso"; // its b2 tag is ypaetm
     const sent: { bookmark?: string }[] = [];
