@@ -214,6 +214,16 @@ async function pass(body: ReadableStream<Uint8Array>, out: NodeJS.WritableStream
   const tally = new Tally();
   await pour(body, out, (c) => tally.see(c));
   tally.checkWhole(`what was written to ${where} is not a whole snapshot: do not keep it`);
+  warnIfUnrestorable(tally.bytes, where);
+}
+
+/**
+ * A snapshot over what a restore takes can be kept and read, not restored: said when it is written
+ * (a probe's 80 MB bank snapshot, its group held at its quota, was refused only at the restore).
+ */
+function warnIfUnrestorable(bytes: number, where: string): void {
+  if (bytes <= restoreBytesMax) return;
+  process.stderr.write(`warning: the snapshot in ${where} is ${(bytes / 1024 / 1024).toFixed(1)} MiB, over the ${restoreBytesMax / 1024 / 1024} MiB a restore takes: it can be kept and read, not restored (a group held at its storage quota: smr groups quota)\n`);
 }
 
 /** The row count a download's first line names (0 when it is not a header: whole() says so at the end). */
@@ -320,6 +330,7 @@ function snapshotCommand(): Command {
       // one (nor does Ctrl-C: a probe found the partial files of 6 interrupts in 8).
       const partial = `${target.path}.partial-${process.pid}`;
       await cleanupOnInterrupt(() => rmSync(partial, { force: true }), () => download(body, partial, target.path)).then((r) => {
+        warnIfUnrestorable(r.bytes, target.path);
         if (json) return printJson({ file: opts.output, bytes: r.bytes, header: r.header });
         printRecord({ file: opts.output, bytes: r.bytes, group: r.header.group, machine: r.header.machine, seq: r.header.seq, rows: r.header.rows, digest: r.header.digest });
       });

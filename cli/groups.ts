@@ -66,8 +66,8 @@ function idleText(seconds: number): string {
 }
 
 export function groupsCommand(): Command {
-  const groups = new Command("groups").description("create, list, inspect and delete groups");
-  for (const add of [listCommand, createCommand, statusCommand, deleteCommand]) add(groups);
+  const groups = new Command("groups").description("create, list, inspect and delete groups; set a group's storage quota");
+  for (const add of [listCommand, createCommand, statusCommand, quotaCommand, deleteCommand]) add(groups);
   return groups;
 }
 
@@ -165,6 +165,20 @@ export function withCliAdvice(err: unknown, group: string): unknown {
   if (!(err instanceof ApiRequestError) || !err.message.includes("DELETE with ?force=1")) return err;
   const message = err.message.slice(`${err.status} ${err.code}: `.length).replace("DELETE with ?force=1", `smr groups delete ${group} --force`);
   return new ApiRequestError(err.status, err.code, message, err.retryAfterSec, err.reason, err.requestId);
+}
+
+function quotaCommand(groups: Command): void {
+  groups
+    .command("quota")
+    .description("set the group's storage quota from now on: raised, a group held at its quota takes writes again")
+    .argument("<group>")
+    .argument("<MiB>", `${storageQuotaMiBMin} to ${storageQuotaMiBMax}`, betweenArg(storageQuotaMiBMin, storageQuotaMiBMax))
+    .action(async (group: string, mib: number, _opts: unknown, cmd: Command) => {
+      const { client, json } = runOf(cmd);
+      const status = await client.setQuota(group, mib);
+      if (json) return printJson(status);
+      process.stdout.write(`group ${group}: storage quota ${status.storageQuotaMiB ?? mib} MiB\n`);
+    });
 }
 
 function deleteCommand(groups: Command): void {

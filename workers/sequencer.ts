@@ -473,6 +473,16 @@ export class SequencerObject extends ReplicaServing {
     return r.ok ? r : { ok: false, reason: r.reason, code: r.unavailable ? "unavailable" : "conflict" };
   }
 
+  /** The operator's new storage quota (POST .../quota): the group's status after it. */
+  async setQuota(mib: number): Promise<{ ok: true; status: GroupStatus } | { ok: false; code: "not_found" | "unavailable"; reason: string }> {
+    const driver = this.driver;
+    if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
+    const r = await driver.setQuota(mib);
+    const status = this.statusNow();
+    if (!r.ok || status === null) return { ok: false, code: "unavailable", reason: r.ok ? "the sequencer is stopping" : r.reason };
+    return { ok: true, status };
+  }
+
   /** Rebuilds a replica now from the most advanced healthy one (the operator's repair). */
   async repair(id: string): Promise<{ ok: boolean; code?: "not_found" | "conflict" | "unavailable"; reason?: string }> {
     const driver = this.driver;

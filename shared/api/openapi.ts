@@ -31,6 +31,7 @@ for (const [id, schema] of Object.entries({
   QueryBody: schemas.queryBody,
   AddReplicaBody: schemas.addReplicaBody,
   ReleaseBody: schemas.releaseBody,
+  QuotaBody: schemas.quotaBody,
   MoveSequencerBody: schemas.moveSequencerBody,
   TokenBody: schemas.tokenBody,
   FaultBody: schemas.faultBody,

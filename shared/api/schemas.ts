@@ -78,6 +78,18 @@ export const createGroupBody = z
     message: "must name one location per replica",
     path: ["locations"],
   });
+/** POST /v1/groups/{group}/quota: the group's storage quota from now on. */
+export const quotaBody = z
+  .object({
+    storageQuotaMiB: z
+      .number()
+      .int()
+      .min(storageQuotaMiBMin)
+      .max(storageQuotaMiBMax)
+      .describe(`the group's storage quota from now on (see the group's PUT body): raised, a group at its quota takes writes again; lowered under what its replicas hold, writes are refused until they hold less`),
+  })
+  .strict();
+
 // `locations` has as many items as `replicas` says, or replicasDefault when it is not given.
 refinedAs.add(createGroupBody, {
   dependentSchemas: {

@@ -31,6 +31,7 @@ import {
   holdWhenWaitingMin,
   directTurnSlowMs,
   restoreLaggardGraceMinMs,
+  storageQuotaMiBOf,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
 import { MajorityConfig } from "./quorum.js";
@@ -205,11 +206,16 @@ export class SequencerDriver {
     // are still answered as known (a 503 means "certainly not ordered").
     // Cut off (no quorum for sequencerTimeoutMs): a new command would only wait out its timeout
     // here; refused at once (503, cutOffMs), the router may fail this sequencer over.
-    // Refused for the storage quota, the rest are too, and say so (a client does not retry them).
+    // Refused for the storage quota, the rest are too, and say so (a client does not retry them),
+    // naming the command whose refusal they follow: a delete after a refused put said deletes are
+    // ordered at the quota, and was refused (a probe).
     let refused: Extract<SubmitDecision, { kind: "unavailable" }> | undefined = this.cutOff() ? { kind: "unavailable", reason: this.noQuorum() } : undefined;
     const answers = items.map((i) => {
       const d = this.core.submit({ client, request: i.request, command: i.command }, refused);
-      if (d.kind === "unavailable") refused ??= d;
+      if (d.kind === "unavailable" && refused === undefined) {
+        const { commandHash: _hash, ...first } = d;
+        refused = { ...first, reason: `not ordered: request ${i.request} before it in this batch was refused, and a batch orders nothing after a refused command (${d.reason})` };
+      }
       return this.answerDecision(client, i.request, d);
     });
     this.kickAll();
@@ -1220,6 +1226,22 @@ export class SequencerDriver {
         () => (this.untold.get(id) === generation ? this.untold.delete(id) : undefined),
         (err) => this.io.log("warn", `telling ${id} it is quarantined (told again at the next heartbeat): ${String(err)}`),
       );
+  }
+
+  /**
+   * The operator's new storage quota: in force here at once, and recorded in the directory, whose
+   * config a successor (a failover, a move, a recovery) starts from. Not recorded (this sequencer
+   * deposed meanwhile, the directory out of reach): refused, to retry; this sequencer keeps it, and
+   * the retry records it.
+   */
+  async setQuota(mib: number): Promise<{ ok: true } | { ok: false; reason: string }> {
+    if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+    const before = storageQuotaMiBOf(this.core.config);
+    this.core.setQuota(mib);
+    if (!(await this.record(this.core.config))) return { ok: false, reason: "the directory did not take the new quota (this sequencer may be leaving office); retry" };
+    if (before !== mib) this.io.log("info", `the storage quota of ${this.core.config.group} is ${mib} MiB (was ${before})`);
+    this.wake();
+    return { ok: true };
   }
 
   /** The operator's release of a quarantined replica (see ReplicaCore.release). */

@@ -1,4 +1,4 @@
-import { appendBytesMax, appendEntriesMax, downAfterMisses, freeingCommandBytesMax, logRetentionBytesOf, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreNoopsMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
+import { appendBytesMax, appendEntriesMax, downAfterMisses, freeingCommandBytesMax, logRetentionBytesOf, pendingBytesMax, pendingSubmitsMax, replicasMax, requestIndexMax, restoreBytesMax, restoreNoopsMax, storageQuotaMiBMax, storageQuotaMiBOf, tailBytesMax } from "../limits.js";
 import { machineFor } from "../machines/index.js";
 import { assert } from "./assert.js";
 import { CutMeter } from "./cut-meter.js";
@@ -427,6 +427,16 @@ export class SequencerCore {
   private get quotaMiB(): number {
     return storageQuotaMiBOf(this.meta.config);
   }
+
+  /**
+   * The operator's new storage quota (POST .../quota): commands are admitted against it at once,
+   * and each append carries the log retention it implies. Not an entry: nothing any replica
+   * applies depends on it (a replica compacts by the retention each message carries).
+   */
+  setQuota(mib: number): void {
+    this.meta.config = { ...this.meta.config, storageQuotaMiB: mib };
+    this.saveMeta();
+  }
   /** Bytes of log each object of the group keeps behind its applied position (compact, AppendRequest.retainBytes). */
   get retainBytes(): number {
     return logRetentionBytesOf(this.quotaMiB);
@@ -454,7 +464,7 @@ export class SequencerCore {
     const goes = machineFor(this.meta.config.machine).goesAtQuota;
     const way = goes
       ? `only small ones that grow no state are ordered (${goes.commands}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
-      : `this machine has no command that frees space: snapshot the group and restore it into a new group`;
+      : `this machine has no command that frees space: raise the group's quota (POST /v1/groups/${this.meta.config.group}/quota, up to ${storageQuotaMiBMax} MiB), or snapshot the group and restore it into a new group (a restore takes up to ${restoreBytesMax / 1024 / 1024} MiB)`;
     return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused; ${way} (README, "Storage quota")`;
   }
 

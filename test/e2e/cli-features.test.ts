@@ -273,6 +273,27 @@ describe("smr snapshot and restore", () => {
     expect(cutOff.code).toBe(1);
     expect(cutOff.stderr).toMatch(/the download was cut off after \d+ bytes .*download it again/);
     expect(readFileSync(file, "utf8")).toBe(before);
+    // One over what a restore takes (64 MiB) is kept, with a warning that it cannot be restored
+    // (a probe's 80 MB bank snapshot was refused only at its restore).
+    const value = "v".repeat(64 * 1024);
+    const rows = 1_030;
+    const large = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.write(`{"group":"x","machine":"kv","seq":${rows},"rows":${rows},"digest":"00"}\n`);
+      let i = 0;
+      const more = (): void => {
+        while (i < rows) if (!res.write(`["k${i++}","${value}"]\n`)) return void res.once("drain", more);
+        res.end();
+      };
+      more();
+    });
+    await new Promise<void>((resolve) => large.listen(0, "127.0.0.1", resolve));
+    const largeFile = join(dir, "large.ndjson");
+    const tooLarge = await smr(["snapshot", "x", "-o", largeFile], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(large.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+    large.close();
+    expect(tooLarge.code, tooLarge.stderr).toBe(0);
+    expect(tooLarge.stderr).toMatch(/warning: the snapshot in .*large\.ndjson is 64\.\d MiB, over the 64 MiB a restore takes: it can be kept and read, not restored/);
+    rmSync(largeFile);
     const toDir = await smr(["snapshot", "cli-snap", "-o", dir], admin());
     expect(toDir.code).toBe(2);
     expect(toDir.stderr).toMatch(/is a directory/);
@@ -360,6 +381,22 @@ describe("smr metrics", () => {
     const forbidden = await smr(["metrics"], client());
     expect(forbidden.code).toBe(1);
     expect(forbidden.stderr).toMatch(/^error: 403 forbidden: /);
+  }, cliTestMs);
+});
+
+describe("smr groups quota", () => {
+  it("sets the group's storage quota from now on; out of range is a usage error; a client token is refused", async () => {
+    await smrOk(["groups", "create", "cli-quota", "--storage-quota", "16"], admin());
+    expect(await smrOk(["groups", "quota", "cli-quota", "64"], admin())).toBe("group cli-quota: storage quota 64 MiB\n");
+    expect((await json(["groups", "status", "cli-quota"])).storageQuotaMiB).toBe(64);
+    expect((await json(["groups", "quota", "cli-quota", "128"])).storageQuotaMiB).toBe(128);
+    const low = await smr(["groups", "quota", "cli-quota", "15"], admin());
+    expect(low.code).toBe(2);
+    expect(low.stderr).toMatch(/must be at least 16/);
+    const notAdmin = await smr(["groups", "quota", "cli-quota", "64"], client());
+    expect(notAdmin.code).toBe(1);
+    expect(notAdmin.stderr).toMatch(/403/);
+    expect((await json(["groups", "status", "cli-quota"])).storageQuotaMiB).toBe(128);
   }, cliTestMs);
 });
 

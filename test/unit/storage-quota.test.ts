@@ -37,6 +37,11 @@ describe("the storage quota", () => {
     expect((await g.driver.submit("c", 63, { op: "txn", success: manyDeletes, failure: manyDeletes })).kind).toBe("unavailable");
     // A retry of an executed command is still answered: nothing new is ordered.
     expect(await g.driver.submit("c", 3, { op: "put", key: "c", value: 3 })).toMatchObject({ kind: "ok", output: { previous: null } });
+    // In a batch, a delete after a refused put is refused too (nothing after a refused command is
+    // ordered), and says so: it read "only small ones ... are ordered (delete, ...)" (a probe).
+    const batch = await Promise.all(g.driver.submitBatch("c", [{ request: 64, command: { op: "put", key: "e", value: 5 } }, { request: 65, command: { op: "delete", key: "b" } }]));
+    expect(batch[0]).toMatchObject({ kind: "unavailable", storage: true, message: expect.stringMatching(/^the storage of replica r2 holds/) });
+    expect(batch[1]).toMatchObject({ kind: "unavailable", storage: true, message: expect.stringMatching(/^not ordered: request 64 before it in this batch was refused, and a batch orders nothing after a refused command \(the storage of replica r2/) });
     expect(await g.driver.submit("c", 7, { op: "delete", key: "a" })).toMatchObject({ kind: "ok", output: { deleted: true } });
     r2Bytes = 1 * mebibyte; // the delete freed it: its answer says so
     expect(await g.driver.submit("c", 8, { op: "txn", success: [{ op: "delete", key: "b" }] })).toMatchObject({ kind: "ok" });
@@ -76,7 +81,7 @@ describe("the storage quota", () => {
     g.driver.stop();
   });
 
-  it("per machine: a lock's renew and release go (held leases do not lapse), a bank group (no command frees space) is told to snapshot and restore", async () => {
+  it("per machine: a lock's renew and release go (held leases do not lapse), a bank group (no command frees space) is told to raise its quota or snapshot and restore, and a raised quota takes its writes", async () => {
     for (const machine of ["lock", "bank"] as const) {
       const g = directGroup({ ...config(16), machine }, { entries: 100_000, slack: 1_000 });
       g.stores.get("r2")!.sizeBytes = () => 16 * mebibyte;
@@ -85,13 +90,24 @@ describe("the storage quota", () => {
       expect(done.kind, machine).toBe("ok");
       await measured(g, "r2", 16 * mebibyte);
       const again = await g.driver.submit("c", 2, first);
-      expect(again, machine).toMatchObject({ kind: "unavailable", message: expect.stringMatching(machine === "lock" ? /only small ones that grow no state are ordered \(release, renew\)/ : /no command that frees space: snapshot the group and restore it into a new group/) });
+      expect(again, machine).toMatchObject({ kind: "unavailable", message: expect.stringMatching(machine === "lock" ? /only small ones that grow no state are ordered \(release, renew\)/ : /no command that frees space: raise the group's quota \(POST \/v1\/groups\/g\/quota, up to 4608 MiB\), or snapshot the group and restore it into a new group \(a restore takes up to 64 MiB\)/) });
       if (machine === "lock") {
         const token = ((done as { output: { token: number } }).output).token;
         // Another's acquire grows the state (a new lease's row): refused; the holder's renew goes.
         expect(await g.driver.submit("c", 3, { op: "acquire", lock: "m", owner: "p", ttlMs: 60_000 })).toMatchObject({ kind: "unavailable", storage: true });
         expect(await g.driver.submit("c", 4, { op: "renew", lock: "l", owner: "o", token, ttlMs: 60_000 })).toMatchObject({ kind: "ok", output: { ok: true, token } });
         expect(await g.driver.submit("c", 5, { op: "release", lock: "l", owner: "o", token })).toMatchObject({ kind: "ok", output: { released: true } });
+      } else {
+        // The way out for a bank group: a larger quota, in force at once and recorded in the
+        // directory (a successor starts from its config). A state over 64 MiB could not be
+        // restored into a new group, and such a group had no way out (a probe).
+        expect(await g.driver.setQuota(32)).toEqual({ ok: true });
+        expect(g.recorded.at(-1)).toMatchObject({ storageQuotaMiB: 32 });
+        expect(g.seqStore.meta!.config.storageQuotaMiB, "kept across a restart of this sequencer").toBe(32);
+        expect(await g.driver.submit("c", 3, { op: "open", account: "b", balance: 5 })).toMatchObject({ kind: "ok" });
+        // Lowered under what a replica holds, writes are refused again.
+        expect(await g.driver.setQuota(16)).toEqual({ ok: true });
+        expect(await g.driver.submit("c", 4, { op: "open", account: "c", balance: 5 })).toMatchObject({ kind: "unavailable", storage: true });
       }
       g.driver.stop();
     }

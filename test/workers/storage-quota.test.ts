@@ -43,6 +43,29 @@ describe("the storage quota (workerd)", () => {
     expect((await createGroup("quota-default")).storageQuotaMiB).toBe(4096);
   });
 
+  it("POST .../quota sets a group's quota from now on: raised, a group at its quota takes writes at once; kept across a move of its sequencer (a probe: a bank group over 64 MiB had no way out)", async () => {
+    await createGroup("quota-raise", { machine: "kv", storageQuotaMiB: 16 });
+    const big = "x".repeat(60_000);
+    for (let i = 1, inRow = 0; i <= 600 && inRow < 3; i++) inRow = (await command("quota-raise", { op: "put", key: `k${i}`, value: big })).status === 200 ? 0 : inRow + 1;
+    expectError(await command("quota-raise", { op: "put", key: "more", value: big }), 503, "unavailable", /quota of 16 MiB/);
+    // Only an admin, a body that names a quota in range, a group that exists.
+    expectError(await api("POST", "/v1/groups/quota-raise/quota", { storageQuotaMiB: 64 }, clientToken), 403, "forbidden", /admin/);
+    expectError(await api("POST", "/v1/groups/quota-raise/quota", { storageQuotaMiB: 4609 }), 400, "bad_request", /storageQuotaMiB/);
+    expectError(await api("POST", "/v1/groups/quota-raise/quota", { storageQuotaMiB: 64, other: 1 }), 400, "bad_request", /other/);
+    expectError(await api("POST", "/v1/groups/quota-raise/quota", {}), 400, "bad_request", /storageQuotaMiB/);
+    expectError(await api("POST", "/v1/groups/quota-none/quota", { storageQuotaMiB: 64 }), 404, "not_found", /quota-none/);
+    const raised = await api("POST", "/v1/groups/quota-raise/quota", { storageQuotaMiB: 64 });
+    expect(raised.status).toBe(200);
+    expect(raised.body).toMatchObject({ group: "quota-raise", storageQuotaMiB: 64 });
+    expect((await command("quota-raise", { op: "put", key: "more", value: big })).status).toBe(200);
+    // The PUT compares the quota in force now.
+    expect((await api("PUT", "/v1/groups/quota-raise", { machine: "kv", storageQuotaMiB: 64 })).status).toBe(200);
+    // A successor starts from the directory's config: the new quota stays.
+    expect((await api("POST", "/v1/groups/quota-raise/sequencer", {})).status).toBe(202);
+    expect((await api("GET", "/v1/groups/quota-raise")).body).toMatchObject({ epoch: 2, storageQuotaMiB: 64 });
+    expect((await command("quota-raise", { op: "put", key: "after-move", value: big })).status).toBe(200);
+  }, 60_000);
+
   it("at the quota, deletes free space at once, without an audit: every step stores the rows, so the next answer measures it (saved in batches, it showed thousands of entries later)", async () => {
     // 32 MiB: a 60 KB value takes about four times its size on the co-located replica (the state,
     // its log, the watch's copy, the sequencer's log), so deleting every key brings it under.

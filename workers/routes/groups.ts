@@ -1,11 +1,12 @@
-// Groups: create, list, status, delete.
+// Groups: create, list, status, delete, and the storage quota.
 import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import type { App } from "../http.js";
 import type { GroupStatus } from "../../shared/api/types.js";
-import { createGroupBody, deleteGroupParams, groupConfigFrom, groupsParams } from "../../shared/api/schemas.js";
+import { createGroupBody, deleteGroupParams, groupConfigFrom, groupsParams, quotaBody } from "../../shared/api/schemas.js";
 import { groupsPageDefault } from "../../shared/limits.js";
-import { registryStub } from "../env.js";
+import { registryStub, rpc } from "../env.js";
+import type { SequencerObject } from "../sequencer.js";
 import * as groups from "../groups.js";
 import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
 
@@ -40,6 +41,23 @@ function refuseOtherSettings(group: string, body: { storageQuotaMiB?: number; se
     throw new ApiError("conflict", `group ${group} exists with another config: sessionIdleSeconds ${has}, not ${idle} (a group's session window is set when it is created)`);
   }
 }
+
+/**
+ * A group's storage quota from now on (README, "Storage quota"): a group at its quota whose
+ * machine has no command that frees space (bank), and whose state is over what a restore takes,
+ * had no way out (a probe: "snapshot it and restore it into a new group" was refused at 64 MiB).
+ * Asked again after a failure (a read's rules): setting the same quota twice changes nothing.
+ */
+groupRoutes.post("/:group/quota", async (c) => {
+  requireAdmin(c);
+  const group = groupParam(c);
+  const body = parse(quotaBody, await jsonBody(c), "body");
+  type Answer = Awaited<ReturnType<SequencerObject["setQuota"]>>;
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<Answer>(s.setQuota(body.storageQuotaMiB)), (r) => !r.ok && r.code === "not_found");
+  if (!r.ok) throw new ApiError(r.code, r.code === "not_found" ? `group ${group} does not exist` : r.reason, r.code === "unavailable" ? 1 : undefined);
+  groups.forget(group);
+  return c.json(r.status);
+});
 
 groupRoutes.get("/", async (c) => {
   requireAdmin(c);
