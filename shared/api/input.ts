@@ -30,12 +30,39 @@ const mayChangeNumbers = /\d{16}|\d[eE]/;
  */
 export function parseJson(text: string, as = "stored"): unknown {
   if (!mayChangeNumbers.test(text)) return JSON.parse(text) as unknown;
+  if (!sourceGiven) return scannedJson(text, as);
   return JSON.parse(text, function (_key: string, value: unknown, context?: { source?: string }) {
     const source = context?.source;
     if (typeof value !== "number" || source === undefined) return value;
     const problem = numberChanged(source, value, as);
     return problem === null ? value : new ChangedNumber(problem);
   } as (key: string, value: unknown) => unknown) as unknown;
+}
+
+/**
+ * Whether this engine's JSON.parse hands a reviver each value's source text (workerd, Node 22; not
+ * Node 20, where the CLI run as `node bin/smr.mjs` stored 12345678901234567890 changed and exited 0:
+ * a probe).
+ */
+const sourceGiven = (() => {
+  let given = false;
+  JSON.parse("1", (_key: string, value: unknown, context?: { source?: string }) => ((given = context?.source === "1"), value));
+  return given;
+})();
+
+/**
+ * parseJson without source text: the numbers found in the text (outside its strings), each checked
+ * against what JSON.parse reads it as; the first one changed makes the whole value a ChangedNumber
+ * (checkJson then names the root, not the field).
+ */
+export function scannedJson(text: string, as: string): unknown {
+  const doc = JSON.parse(text) as unknown;
+  const numbers = text.replace(/"(?:[^"\\]|\\.)*"/g, '""').match(/-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g) ?? [];
+  for (const source of numbers) {
+    const problem = numberChanged(source, Number(source), as);
+    if (problem !== null) return new ChangedNumber(problem);
+  }
+  return doc;
 }
 
 /**

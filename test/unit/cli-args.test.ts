@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import { InvalidArgumentError } from "commander";
+import { checkJson, scannedJson } from "../../shared/api/input.js";
 import { UsageError, inputFile, jsonArg, listArg, locationArg, locationListArg, nonEmptyArg, positiveArg, readJsonFile, upToArg } from "../../cli/args.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smr-args-"));
@@ -47,6 +48,17 @@ describe("JSON arguments and files", () => {
     expect(() => jsonArg("9007199254740993e0")).toThrow(/would be sent as 9007199254740992/);
     expect(jsonArg("[0.0e5, 1e20, 1e308, 9007199254740992, 1E+2, 1.5e300]")).toEqual([0, 1e20, 1e308, 9007199254740992, 100, 1.5e300]);
     expect(() => jsonArg('"\\ud800"')).toThrow(/lone surrogate/);
+  });
+
+  it("refuses them where JSON.parse gives no source text (Node 20: `node bin/smr.mjs` stored 12345678901234567890 changed, exit 0: a probe)", () => {
+    const refusal = (text: string) => checkJson(scannedJson(text, "sent"), "the value");
+    expect(refusal('{"n":[12345678901234567890]}')).toBe("the value: the integer 12345678901234567890 is beyond 2^53 and would be sent as 12345678901234567000: quote it as a string");
+    for (const text of ["1e400", "1e-400", "12345678901234567890.0", "9007199254740993e0", '{"a":"x\\"","b":-9.007199254740993e15}']) expect(refusal(text), text).not.toBeNull();
+    // In strings (an escaped quote too), and numbers a double holds, let be.
+    for (const text of ['{"n":[9007199254740991, 1.5e300, -0.1, "12345678901234567890"]}', '["a\\"12345678901234567890", 1e20]', "[0.0e5, 1e308, 9007199254740992, 1E+2]"]) {
+      expect(refusal(text), text).toBeNull();
+      expect(scannedJson(text, "sent")).toEqual(JSON.parse(text));
+    }
   });
 
   it("refuses such a number in a file, naming the line of an NDJSON file", () => {
