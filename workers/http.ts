@@ -7,7 +7,7 @@ import { ApiError } from "../shared/api/errors.js";
 import { checkJson, parseJson, repeatedKey } from "../shared/api/input.js";
 import { describeZodError, groupNamePattern } from "../shared/api/schemas.js";
 import { logEvent } from "../shared/log.js";
-import { bodyBytesMax, bodyDrainBytesMax, bodyReadTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
+import { bodyBytesMax, bodyDrainBytesMax, bodyReadTimeoutMs, replicaRpcTimeoutMs, slowReplicasMax, statusReadMs } from "../shared/limits.js";
 import { bounded } from "../shared/bounded.js";
 import { TimeoutError, withTimeout } from "../shared/protocol/io.js";
 import type { GroupStatus } from "../shared/api/types.js";
@@ -203,12 +203,13 @@ const slowStatusTrustMs = 30_000;
  * the status 16 to 19 s with a slow sequencer: the dashboard gave up at 20 s and kept showing the
  * group healthy, a probe); its call goes on (`keep`: past the answer), and may fail it over.
  */
-export async function statusForReaders(env: Env, group: string, keep: (p: Promise<unknown>) => void = () => undefined): Promise<GroupStatus> {
+export async function statusForReaders(env: Env, group: string, keep: (p: Promise<unknown>) => void = () => undefined, nothingAnswering: "503" | "view" = "503"): Promise<GroupStatus> {
+  const fromReplicas = (env: Env, group: string, problem: string) => replicasView(env, group, problem, nothingAnswering);
   // A call still going on past its bound: the next read does not add one more (a dashboard polling
   // every 2 s left a 15 s call each time, a review), and answers from the replicas at once.
   const pending = slowStatusCalls.get(group);
   if (pending !== undefined && Date.now() - pending.askedMs < slowStatusTrustMs) {
-    return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer has not answered a status call for ${Date.now() - pending.askedMs} ms`);
+    return fromReplicas(env, group, `the sequencer has not answered a status call for ${Date.now() - pending.askedMs} ms`);
   }
   // How long the sequencer took to answer, less its own waits on its replicas (statusTimed): a slow
   // sequencer showed reachable and every replica healthy while its commits fell from 25 to 0.4 a
@@ -230,14 +231,26 @@ export async function statusForReaders(env: Env, group: string, keep: (p: Promis
       slowStatusCalls.delete(group);
       bounded(slowStatusCalls, slowReplicasMax).set(group, mine);
       keep(asked.catch(() => undefined).finally(() => slowStatusCalls.get(group) === mine && slowStatusCalls.delete(group)));
-      return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer did not answer within ${statusReadMs} ms`);
+      return fromReplicas(env, group, `the sequencer did not answer within ${statusReadMs} ms`);
     }
     if (groups.thrownByObjectCode(err)) {
       // A bug in the sequencer's status: logged as one, and the replicas still tell what they can.
       logEvent({ event: "internal-error", group, message: `the sequencer's status failed: ${String(err)}`, stack: (err as Error)?.stack }, "error");
-      return statusFromReplicas(env, await groups.lookup(env, group), `the sequencer failed with an internal error (${String(err)})`);
+      return fromReplicas(env, group, `the sequencer failed with an internal error (${String(err)})`);
     }
     if (!(err instanceof ApiError) || (err.code !== "unavailable" && err.code !== "timeout")) throw err;
-    return statusFromReplicas(env, await groups.lookup(env, group), err.message);
+    return fromReplicas(env, group, err.message);
   }
+}
+
+/**
+ * The replicas' view (statusFromReplicas) while the sequencer cannot answer; a 503 when not one
+ * replica answers either: that view had epoch 0, commitSeq 0 and lastSeq 0 at the top, invented,
+ * and `smr groups status` printed them, exit 0 (a probe). `view`: the view all the same, for an
+ * answer that must be a 200 whatever the status meets (a restore that was adopted).
+ */
+async function replicasView(env: Env, group: string, problem: string, nothingAnswering: "503" | "view"): Promise<GroupStatus> {
+  const status = await statusFromReplicas(env, await groups.lookup(env, group), problem);
+  if (nothingAnswering === "view" || status.replicas.some((r) => r.lastContact !== null)) return status;
+  throw new ApiError("unavailable", `nothing of group ${group} answers: ${problem}, and none of its replicas (${status.replicas.map((r) => r.id).join(", ")}) within ${replicaRpcTimeoutMs} ms`, 1);
 }

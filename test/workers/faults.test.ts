@@ -47,6 +47,25 @@ describe("faults", () => {
     await api("POST", "/v1/groups/fault-args/faults", { target: "r2", fault: "none" });
   });
 
+  it("a status that nothing of the group answers is a 503 naming them, not a 200 of made-up zeros (epoch 0, commitSeq 0: a probe)", async () => {
+    await createGroup("all-dark");
+    expect((await command("all-dark", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    const fault = (fault: string) => Promise.all(["sequencer", "r2", "r3"].map((target) => api("POST", "/v1/groups/all-dark/faults", { target, fault })));
+    await fault("unreachable");
+    try {
+      const dark = await api("GET", "/v1/groups/all-dark");
+      expectError(dark, 503, "unavailable", /^nothing of group all-dark answers: .*, and none of its replicas \(r1, r2, r3\) within 3000 ms$/);
+      expect(dark.headers.get("retry-after")).toBe("1");
+      // One replica back: its view serves, with the position it gives.
+      await api("POST", "/v1/groups/all-dark/faults", { target: "r2", fault: "none" });
+      const seen = await api("GET", "/v1/groups/all-dark");
+      expect(seen.status).toBe(200);
+      expect(seen.body).toMatchObject({ epoch: 1, commitSeq: 1, sequencer: { reachable: false } });
+    } finally {
+      await fault("none");
+    }
+  }, 60_000);
+
   it("the log marks an entry past commitSeq as not committed: a recovery may replace it (a probe read one that became a no-op)", async () => {
     await createGroup("log-tail");
     await command("log-tail", { op: "put", key: "a", value: 1 });

@@ -452,7 +452,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // The restore is adopted: the answer is a 200 whatever the status call meets. A sequencer cut
   // off just after it answered a 503 ("certainly not done", API.md), a retry then a 409 for
   // entries, while every replica held the file (a probe); the replicas' view serves meanwhile.
-  const status = await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p));
+  const status = await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p), "view");
   // A bookmark at the restored position: a sequential read with it is served by a replica that
   // holds the restore. Without one, a replica the restore left behind (slow, rebuilt next) served
   // the state from before it for a second or so after the 200 (a probe).
