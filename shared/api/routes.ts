@@ -148,6 +148,7 @@ export const routes: Route[] = [
     auth: "admin",
     tag: "groups",
     summary: "Create a group: a sequencer and its replicas running one machine",
+    description: "A 503 (the registry, or a quorum of the new objects, not reached) may leave the creation begun: a retry of the same PUT, or the next request that names the group, finishes it (the client retries it).",
     body: { schema: createGroupBody },
     answers: [
       { status: 201, description: "created", schema: answers.groupStatus },

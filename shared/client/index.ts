@@ -860,9 +860,15 @@ export class SmrClient {
   }
 
   // ---- groups (admin token) ------------------------------------------------------------------
-  /** `created`: told whether the group was made (201) or one with the same config was there (200). */
+  /**
+   * `created`: told whether the group was made (201) or one with the same config was there (200:
+   * also a retry's, after an attempt whose answer was lost had made it). Retried like a read: a PUT
+   * of the same config is answered, not done again, and a 503 (the registry or a quorum of the new
+   * objects not reached) leaves a creation that a retry finishes; the CLI ended on the first, and
+   * the group stayed out of every list until a request named it (a probe).
+   */
   async createGroup(group: string, spec: GroupSpec, created?: (made: boolean) => void): Promise<GroupStatus> {
-    return this.request("PUT", groupPath(group), spec, undefined, { answered: (status) => created?.(status === 201) });
+    return this.retried(() => this.request<GroupStatus>("PUT", groupPath(group), spec, undefined, { answered: (status) => created?.(status === 201) }));
   }
   listGroups(page: { after?: string; limit?: number } = {}, call: CallOptions = {}): Promise<{ groups: string[]; next?: string }> {
     const q = new URLSearchParams();

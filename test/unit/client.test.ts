@@ -705,6 +705,20 @@ describe("client batches", () => {
     expect(paths).toEqual(["/v1/groups/g?incarnation=4", "/v1/groups/g?incarnation=4"]);
   });
 
+  it("retries a create's 503 (the registry not reached: a retry finishes the creation), and tells a 409 at once (the CLI ended on the first 503, and the group stayed out of every list: a probe)", async () => {
+    const retries: CommandRetry[] = [];
+    const answers = [() => errorBody(503, "unavailable", "the registry cannot list group g yet (Error: x); the group is created once a retry or the next request finishes it"), () => Response.json({ group: "g", machine: "kv" }, { status: 201 })];
+    let made: boolean | undefined;
+    const { client, calls } = clientWith(() => answers.shift()!(), { onReadRetry: (r) => retries.push(r) });
+    await expect(client.createGroup("g", { machine: "kv" }, (m) => (made = m))).resolves.toMatchObject({ group: "g" });
+    expect(calls.map((c) => c.method)).toEqual(["PUT", "PUT"]);
+    expect(retries).toEqual([expect.objectContaining({ attempt: 1, reason: expect.stringMatching(/503.*registry/) })]);
+    expect(made).toBe(true);
+    const conflict = clientWith(() => errorBody(409, "conflict", "group g exists with another config"));
+    await expect(conflict.client.createGroup("g", { machine: "kv" })).rejects.toMatchObject({ status: 409 });
+    expect(conflict.calls).toHaveLength(1);
+  });
+
   it("retries a delete's 503 (an object not reached yet), saying so, and takes a retry's 404 for done only once the delete may have begun", async () => {
     const beingDeleted = () => errorBody(503, "unavailable", "group g is being deleted, but not every one of its objects can be reached yet (replica r2: ...)");
     const gone = () => errorBody(404, "not_found", "group g does not exist");
