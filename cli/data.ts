@@ -274,9 +274,13 @@ function batchCommand(): Command {
         // Not a position before any write (none of the batch ran: a probe's conflict printed seq 0).
         if (r.bookmark && (decodeBookmark(r.bookmark)?.seq ?? 1) > 0) printRecord({ bookmark: r.bookmark });
       }
-      const failed = r.results.filter((x) => "error" in x).length;
-      if (failed > 0) {
-        process.stderr.write(`error: ${failed} of ${r.results.length} commands failed\n`);
+      // An unknown outcome is no failure: said apart ("3 of 3 commands failed" followed the hint
+      // that they may have taken effect, and a rerun found every one had: a probe).
+      const unknownCount = r.results.filter((x) => "error" in x && x.error.code === "timeout").length;
+      const failed = r.results.filter((x) => "error" in x).length - unknownCount;
+      const said = [failed > 0 ? `${failed} failed` : null, unknownCount > 0 ? `${unknownCount} may or may not have taken effect` : null].filter((x) => x !== null);
+      if (said.length > 0) {
+        process.stderr.write(`error: of ${r.results.length} commands, ${said.join(", ")}\n`);
         process.exitCode = unknown ? exitCodes.unknown : exitCodes.failed;
       }
     });

@@ -152,7 +152,7 @@ describe("smr batch and txn", () => {
     const partly = await smr(["batch", "cli-batch", mixed, "--client", "batch-1", "--json"], client());
     expect(partly.code).toBe(1);
     expect(JSON.parse(partly.stdout).results).toMatchObject([{ error: { code: "conflict" } }, { output: { previous: null } }]);
-    expect(partly.stderr).toContain("error: 1 of 2 commands failed");
+    expect(partly.stderr).toContain("error: of 2 commands, 1 failed");
     // Only a conflict: no bookmark line (it printed one at position 0, before any write).
     writeFileSync(mixed, JSON.stringify({ request: 1, command: { op: "put", key: "a", value: "other" } }));
     const none = await smr(["batch", "cli-batch", mixed, "--client", "batch-1"], client());

@@ -165,7 +165,7 @@ describe("smr errors and exit codes", () => {
     const nestedHelp = await smr(["help", "groups", "create"], admin());
     expect([nestedHelp.code, nestedHelp.stdout.split("\n")[0]]).toEqual([0, "Usage: smr groups create [options] <group>"]);
     const helpTypo = await smr(["help", "groups", "bogus"], admin());
-    expect([helpTypo.code, helpTypo.stderr.trim()]).toEqual([2, "error: unknown command 'groups bogus' (groups list | create | status | delete)"]);
+    expect([helpTypo.code, helpTypo.stderr.trim()]).toEqual([2, "error: unknown command 'groups bogus' (groups list | create | status | quota | delete)"]);
     // Named "list" and given too much: too many arguments, not a mistyped command.
     const extra = await smr(["replicas", "list", "cli-kv", "extra"], admin());
     expect([extra.code, extra.stderr.trim()]).toEqual([2, "error: too many arguments: replicas list <group>"]);
@@ -207,6 +207,23 @@ describe("smr errors and exit codes", () => {
     expect(lost.code).toBe(3);
     expect(lost.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
     expect(lost.stderr).toContain("to retry it exactly once, repeat it with --client me --request 7\n");
+    // A batch whose items came back unknown (no quorum: 504s per item) is not said to have failed
+    // ("2 of 2 commands failed" followed the hint that they may have run, and they had: a probe).
+    const unknowns = createServer((socket) =>
+      socket.once("data", () => {
+        const body = JSON.stringify({ results: [1, 2].map(() => ({ error: { code: "timeout", message: "no quorum" } })) });
+        socket.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      }),
+    );
+    await new Promise<void>((resolve) => unknowns.listen(0, "127.0.0.1", resolve));
+    const file = join(dir, "two.ndjson");
+    writeFileSync(file, '{"op":"put","key":"a","value":1}\n{"op":"put","key":"b","value":2}\n');
+    const unsure = await smr(["batch", "cli-kv", file, "--client", "bq", "--retry-for", "0"], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(unknowns.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+    unknowns.close();
+    expect(unsure.code).toBe(3);
+    expect(unsure.stderr).toContain("repeat the batch with --client bq --first-request 1\n");
+    expect(unsure.stderr).toContain("error: of 2 commands, 2 may or may not have taken effect\n");
+    expect(unsure.stderr).not.toContain("failed");
   }, cliTestMs);
 });
 
