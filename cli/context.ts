@@ -16,6 +16,7 @@ interface GlobalFlags {
   token?: string;
   json?: boolean;
   retryFor?: number;
+  timeout?: number;
   near?: string;
 }
 
@@ -112,13 +113,15 @@ export function runOf(cmd: Command, session: { clientId?: string; firstRequest?:
   const onCommandRetry = (r: CommandRetry) => process.stderr.write(`retrying (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason, r.attempt)}\n`);
   // Reads are retried too (a read against a server that is down went on for a minute in silence).
   const onReadRetry = (r: CommandRetry) => process.stderr.write(`retrying the ${r.what ?? "read"} (attempt ${r.attempt + 1}) in ${r.pauseMs} ms: ${reasonOnce(r.reason, r.attempt)}\n`);
-  const { retryFor, near } = cmd.optsWithGlobals<GlobalFlags>();
+  const { retryFor, timeout, near } = cmd.optsWithGlobals<GlobalFlags>();
   const client = new SmrClient({
     baseUrl: target.url,
     token: target.token,
     onCommandRetry,
     onReadRetry,
     ...(retryFor !== undefined ? { retryForMs: retryFor * 1000 } : {}),
+    // Bounds each attempt: --retry-for 5 against a server that never answered took 41 s (a probe).
+    ...(timeout !== undefined ? { requestTimeoutMs: timeout * 1000 } : {}),
     ...(near !== undefined ? { near } : {}),
     ...session,
   });

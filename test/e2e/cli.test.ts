@@ -207,6 +207,16 @@ describe("smr errors and exit codes", () => {
     expect(lost.code).toBe(3);
     expect(lost.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
     expect(lost.stderr).toContain("to retry it exactly once, repeat it with --client me --request 7\n");
+    // --timeout bounds each attempt: against a server that never answers, --retry-for 0 took 40 s (a probe).
+    const hole = createServer(() => undefined);
+    await new Promise<void>((resolve) => hole.listen(0, "127.0.0.1", resolve));
+    const startedMs = Date.now();
+    const waited = await smr(["get", "cli-kv", "k", "--retry-for", "0", "--timeout", "1"], { cwd: bare, env: { SMR_URL: `http://127.0.0.1:${(hole.address() as AddressInfo).port}`, SMR_TOKEN: "x" } });
+    const tookMs = Date.now() - startedMs;
+    hole.close();
+    expect(waited.code).toBe(1);
+    expect(waited.stderr).toMatch(/no answer within 1000 ms|timed out|1000 ms/);
+    expect(tookMs, "one attempt of 1 s (and the CLI's start)").toBeLessThan(20_000);
     // A batch whose items came back unknown (no quorum: 504s per item) is not said to have failed
     // ("2 of 2 commands failed" followed the hint that they may have run, and they had: a probe).
     const unknowns = createServer((socket) =>
