@@ -160,11 +160,14 @@ function statusCommand(groups: Command): void {
     });
 }
 
-/** The server's advice in HTTP terms ("DELETE with ?force=1") in the CLI's (a probe). */
+/** The server's advice in HTTP terms in the CLI's (a probe): "DELETE with ?force=1", "GET /v1/groups/g/replicas". */
 export function withCliAdvice(err: unknown, group: string): unknown {
-  if (!(err instanceof ApiRequestError) || !err.message.includes("DELETE with ?force=1")) return err;
-  const message = err.message.slice(`${err.status} ${err.code}: `.length).replace("DELETE with ?force=1", `smr groups delete ${group} --force`);
-  return new ApiRequestError(err.status, err.code, message, err.retryAfterSec, err.reason, err.requestId);
+  if (!(err instanceof ApiRequestError)) return err;
+  const said = err.message.slice(`${err.status} ${err.code}: `.length);
+  const message = said.replace("DELETE with ?force=1", `smr groups delete ${group} --force`).replace(/GET \/v1\/groups\/([a-z0-9-]+)\/replicas\b/g, "smr replicas $1");
+  // The same error, reworded: what it carries (an unknown outcome, its cause) stays with it.
+  if (message !== said) err.message = `${err.status} ${err.code}: ${message}`;
+  return err;
 }
 
 function quotaCommand(groups: Command): void {

@@ -108,7 +108,8 @@ function report(err: unknown): number {
   const unknown = unknownOutcomeOf(err);
   if (err instanceof ApiRequestError) {
     // "error: 404 not_found: group x does not exist"; "error: network: GET http://...: TypeError: fetch failed (...)"
-    say(err.code === "network" ? err.message.replace(/^0 /, "") : err.message);
+    // A network failure has no status: "0 network" said nothing, also inside an unknown outcome's message (a probe).
+    say(err.message.replace(/(^|: )0 network: /g, "$1network: "));
     const hint = targetHint(err);
     if (hint) process.stderr.write(`${escapeUnsafe(hint)}\n`);
   } else say(err instanceof Error ? err.message : String(err));

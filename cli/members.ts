@@ -4,7 +4,7 @@ import type { AuditReport, GroupEvent, LogPage, ReplicaStatus } from "../shared/
 import { auditHistoryMax, eventHistoryMax, logPageMax } from "../shared/limits.js";
 import { locationArg, positiveArg, replicaIdArg, seqArg, tokenIdArg, upToArg, UsageError } from "./args.js";
 import { runOf } from "./context.js";
-import { printReplicas } from "./groups.js";
+import { printReplicas, withCliAdvice } from "./groups.js";
 import { brief, hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
 
 /**
@@ -58,7 +58,7 @@ function replicasCommand(): Command {
     .option("--location <hint>", "its location hint", locationArg)
     .action(async (group: string, opts: { location?: string }, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      const r = await client.addReplica(group, opts.location);
+      const r = await client.addReplica(group, opts.location).catch((err: unknown) => Promise.reject(withCliAdvice(err, group)));
       if (json) return printJson(r);
       printReplicas([r.replica]);
     });
@@ -76,7 +76,7 @@ function addByIdCommands(replicas: Command): void {
     .argument("<id>", "e.g. r3", replicaIdArg)
     .action(async (group: string, id: string, _opts: unknown, cmd: Command) => {
       const { client, json } = runOf(cmd);
-      const r = await client.removeReplica(group, id);
+      const r = await client.removeReplica(group, id).catch((err: unknown) => Promise.reject(withCliAdvice(err, group)));
       if (json) return printJson(r);
       printReplicas([r.replica]);
     });

@@ -159,7 +159,7 @@ function errorAnswers(c: Converter, route: Route): Record<string, Json> {
   const out: Record<string, Json> = {};
   for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) {
     out[String(status)] = {
-      description: codes.map((code) => `${code}: ${meaning[code]}`).join("; "),
+      description: codes.map((code) => `${code}: ${code === "timeout" && route.timeoutMeans ? route.timeoutMeans : meaning[code]}`).join("; "),
       ...(status === 429 || status === 503 ? { headers: retryAfter } : {}),
       // Every error body is an Error; this status narrows its code.
       content: { "application/json": { schema: { allOf: [c.convert(answers.errorBody, "output"), { properties: { error: { properties: { code: { enum: codes } } } } }] } } },

@@ -71,6 +71,8 @@ export interface Route {
   answers: Answer[];
   /** Error codes this route answers beyond those every route of its kind may (see errorsOf). */
   errors?: ErrorCode[];
+  /** What its 504 `timeout` means, where not a command's (a read has no client and request to retry with: a probe). */
+  timeoutMeans?: string;
   /** Served as a Workers static asset from public/ (wrangler.toml [assets]), not by the Hono app. */
   asset?: string;
   /** Exists only with the var ALLOW_FAULTS=1 (else a 404). */
@@ -230,6 +232,7 @@ export const routes: Route[] = [
     body: { schema: queryBody },
     answers: [{ status: 200, description: "the result and the answering replica's applied seq", schema: answers.queryResult }],
     errors: ["unavailable", "timeout"],
+    timeoutMeans: "no answer in time (a replica reaching the read's position, or the sequencer's read index); a read changes nothing: retry it",
   },
   {
     id: "watch",
@@ -324,6 +327,7 @@ export const routes: Route[] = [
     body: { schema: addReplicaBody, optional: true },
     answers: [{ status: 202, description: "the new replica", schema: z.object({ replica: answers.replicaStatus }) }],
     errors: ["conflict", "unavailable", "timeout"],
+    timeoutMeans: "outcome unknown: the change may or may not take effect; look at the group's replicas before trying it again (two adds are two replicas)",
   },
   {
     id: "removeReplica",
@@ -335,6 +339,7 @@ export const routes: Route[] = [
     params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
     answers: [{ status: 202, description: "the removed replica", schema: z.object({ replica: answers.replicaStatus }) }],
     errors: ["conflict", "unavailable", "timeout"],
+    timeoutMeans: "outcome unknown: the removal may or may not take effect; look at the group's replicas before trying it again",
   },
   {
     id: "repairReplica",
@@ -418,6 +423,7 @@ export const routes: Route[] = [
       },
     ],
     errors: ["conflict", "unavailable", "timeout"],
+    timeoutMeans: "outcome unknown: the restore may or may not take effect; the group's status (its commitSeq, its digest) shows whether it did",
   },
 
   // ---- group tokens -----------------------------------------------------------------------------

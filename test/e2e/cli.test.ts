@@ -207,6 +207,8 @@ describe("smr errors and exit codes", () => {
     expect(lost.code).toBe(3);
     expect(lost.stderr).toMatch(/^retrying \(attempt 2\) in 50 ms: network: /);
     expect(lost.stderr).toContain("to retry it exactly once, repeat it with --client me --request 7\n");
+    expect(lost.stderr).toMatch(/^error: 504 timeout: network: /m);
+    expect(lost.stderr, "a network failure has no status").not.toMatch(/\b0 network/);
     // --timeout bounds each attempt: against a server that never answers, --retry-for 0 took 40 s (a probe).
     const hole = createServer(() => undefined);
     await new Promise<void>((resolve) => hole.listen(0, "127.0.0.1", resolve));

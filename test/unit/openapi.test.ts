@@ -57,6 +57,11 @@ describe("the OpenAPI document and API.md", () => {
     // A membership change ordered but not committed in time is a 504 (workers/sequencer.ts changeRefused): a probe found it missing.
     expect(doc.paths["/v1/groups/{group}/replicas"]!.post.responses["504"].description).toMatch(/^timeout/);
     expect(doc.paths["/v1/groups/{group}/replicas/{id}"]!.delete.responses["504"].description).toMatch(/^timeout/);
+    // Each 504 says what it means there: a command's is retried with its client and request, which
+    // a read and a membership change have not (the query's said so: a probe).
+    expect(answers["504"].description).toMatch(/same client and request/);
+    expect(doc.paths["/v1/groups/{group}/query"]!.post.responses["504"].description).toMatch(/^timeout: no answer in time .*a read changes nothing: retry it$/);
+    expect(doc.paths["/v1/groups/{group}/replicas"]!.post.responses["504"].description).toMatch(/look at the group's replicas before trying it again/);
   });
 });
 
