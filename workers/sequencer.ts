@@ -474,12 +474,13 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** The operator's new storage quota (POST .../quota): the group's status after it. */
-  async setQuota(mib: number): Promise<{ ok: true; status: GroupStatus } | { ok: false; code: "not_found" | "unavailable"; reason: string }> {
+  async setQuota(mib: number): Promise<{ ok: true; status: GroupStatus } | { ok: false; code: "not_found" | "unavailable" | "timeout"; reason: string }> {
     const driver = this.driver;
     if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
     const r = await driver.setQuota(mib);
     const status = this.statusNow();
-    if (!r.ok || status === null) return { ok: false, code: "unavailable", reason: r.ok ? "the sequencer is stopping" : r.reason };
+    if (!r.ok) return { ok: false, code: r.unknown ? "timeout" : "unavailable", reason: r.reason };
+    if (status === null) return { ok: false, code: "timeout", reason: "the sequencer stopped as the quota was set; retry" };
     return { ok: true, status };
   }
 

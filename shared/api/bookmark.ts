@@ -50,7 +50,9 @@ export function givenBy(life: NonNullable<Bookmark["life"]>, group: string): boo
  */
 export function olderForm(group: string, text: string): string | null {
   const b = decodeBookmark(text);
-  if (!b?.life) return null;
+  // Only one this group gave: another group's, relabelled with this group's tag, was read by an
+  // old server as a position of this group's log (a review).
+  if (!b?.life || !givenBy(b.life, group)) return null;
   const at = `${b.epoch.toString(36)}.${b.seq.toString(36)}`;
   return b.life.form === 2 ? `b1.${at}` : `b2.${fnvTag(group)}.${b.life.incarnation.toString(36)}.${at}`;
 }

@@ -189,7 +189,8 @@ export const routes: Route[] = [
     description: "Raised, a group held at its quota takes writes again (a bank group has no command that frees space, and a state over 64 MiB cannot be restored into a new group). In force at once and kept across failovers and moves.",
     body: { schema: quotaBody },
     answers: [{ status: 200, description: "the group's status, with its new storageQuotaMiB", schema: answers.groupStatus }],
-    errors: ["bad_request", "unavailable"],
+    errors: ["bad_request", "unavailable", "timeout"],
+    timeoutMeans: "the quota may or may not be kept: in force at the sequencer, but not known to be recorded for a successor; retry (setting it again changes nothing)",
   },
   {
     id: "deleteGroup",

@@ -1214,8 +1214,10 @@ export class SmrClient {
     for (;;) {
       const body: Record<string, unknown> = { query, consistency };
       // A given one raises the kept one, never lowers it: an older one would undo read-your-writes.
-      let bookmark = call.bookmark === undefined ? this.bookmarks.get(group) : later(group, this.bookmarks.get(group), call.bookmark);
-      for (let i = 0; i < olderForms && bookmark; i++) bookmark = olderForm(group, bookmark) ?? undefined;
+      const kept = call.bookmark === undefined ? this.bookmarks.get(group) : later(group, this.bookmarks.get(group), call.bookmark);
+      // Stepped down at most to the oldest form (a kept one that changed form meanwhile is not dropped: a review).
+      let bookmark = kept;
+      for (let i = 0; i < olderForms && bookmark; i++) bookmark = olderForm(group, bookmark) ?? bookmark;
       if (consistency === "sequential" && bookmark) body.bookmark = bookmark;
       try {
         const r = await this.request<QueryResult>("POST", groupPath(group, "/query"), body, signal, { shape: isQueryResult, headers: nearHeader(call.near ?? this.opts.near) });
@@ -1234,9 +1236,11 @@ export class SmrClient {
           // This read goes linearizable: the stale bookmark outranked (by seq) the client's own
           // later writes to the new group, so without it a sequential read could miss them.
           // Only the one sent: a write's newer bookmark, stored meanwhile, stays.
-          if (this.bookmarks.get(group) === body.bookmark) this.bookmarks.delete(group);
-          if (this.bookmark === body.bookmark) this.bookmark = undefined;
-          this.opts.onBookmarkDropped?.({ group, bookmark: String(body.bookmark), reason: err.message });
+          // The kept one, not the older form sent for it: that one is never kept (a review: the
+          // kept b3 stayed, and every later read reported it dropped again).
+          if (this.bookmarks.get(group) === kept) this.bookmarks.delete(group);
+          if (this.bookmark === kept) this.bookmark = undefined;
+          this.opts.onBookmarkDropped?.({ group, bookmark: String(kept), reason: err.message });
           consistency = "linearizable";
           continue;
         }

@@ -828,7 +828,7 @@ export class SequencerDriver {
     const quarantined = new Set(this.core.quarantinedIds());
     // Not one being rebuilt: a late "quarantined" could land after its install ended it.
     for (const id of [...this.untold.keys()]) if (!quarantined.has(id)) this.untold.delete(id);
-    else if (!this.core.isRepairing(id)) this.tellQuarantined(id);
+    else if (!this.core.isRepairing(id) && !this.releasing.has(id)) this.tellQuarantined(id);
     if (this.quarantineRecorded === null) this.noteQuarantines();
     this.recordMembershipIfDue();
     if (this.cutOff()) this.expireWaiting();
@@ -1173,6 +1173,9 @@ export class SequencerDriver {
     this.io.log("warn", `replica ${this.core.config.group}/${id} is quarantined (${from} said so)`);
     this.io.event?.("quarantine", `replica ${id} says it is quarantined (it quarantined itself, its state not replaying to its recorded digest, or an earlier sequencer did): rebuilt from a healthy replica if one is left`, { replica: id });
     this.noteQuarantines();
+    // Rebuilt now, as an audit's quarantine is: its send loop, busy sending it the log it still
+    // stores, would start the transfer only once it had nothing to send (a review).
+    if (this.core.transferCandidates().includes(id)) void this.repair(id);
   }
 
   private quarantine(id: string): void {
@@ -1214,14 +1217,21 @@ export class SequencerDriver {
     this.recordingQuarantine = this.recordingQuarantine.then(write, write);
   }
 
+  /** Tells under way to each replica (a release waits for them: see release). */
+  private readonly telling = new Map<string, Promise<unknown>>();
+  /** Replicas an operator's release is under way for: not told "quarantined" meanwhile. */
+  private readonly releasing = new Set<string>();
+
   private tellQuarantined(id: string): void {
     // Each tell has its generation: only the newest one's answer settles it (an old one's success
     // must not clear a newer tell that failed, after a release and a second quarantine).
     const generation = (this.untold.get(id) ?? 0) + 1;
     this.untold.set(id, generation);
-    this.io
-      .link(id)
-      .setQuarantined(true, this.core.epoch)
+    const told = this.io.link(id).setQuarantined(true, this.core.epoch);
+    const settled = told.catch(() => undefined);
+    this.telling.set(id, settled);
+    void settled.then(() => this.telling.get(id) === settled && this.telling.delete(id));
+    told
       .then(
         () => (this.untold.get(id) === generation ? this.untold.delete(id) : undefined),
         (err) => this.io.log("warn", `telling ${id} it is quarantined (told again at the next heartbeat): ${String(err)}`),
@@ -1234,13 +1244,19 @@ export class SequencerDriver {
    * deposed meanwhile, the directory out of reach): refused, to retry; this sequencer keeps it, and
    * the retry records it.
    */
-  async setQuota(mib: number): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async setQuota(mib: number): Promise<{ ok: true } | { ok: false; reason: string; unknown?: true }> {
+    await this.untilSettled();
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
+    // The record is the whole config: written during a membership change, it dropped the change's
+    // write-ahead (inFlight) from the directory, which a successor recovers by (a review).
+    if (this.reconfiguring || this.core.configChangePending) return { ok: false, reason: "a membership change is under way; retry once it is done" };
     const before = storageQuotaMiBOf(this.core.config);
     this.core.setQuota(mib);
-    if (!(await this.record(this.core.config))) return { ok: false, reason: "the directory did not take the new quota (this sequencer may be leaving office); retry" };
     if (before !== mib) this.io.log("info", `the storage quota of ${this.core.config.group} is ${mib} MiB (was ${before})`);
     this.wake();
+    // In force here whatever the record does, and recorded later (the next membership record):
+    // not "certainly not done" (a 503), but unknown for a successor until a retry records it.
+    if (!(await this.record(this.core.config))) return { ok: false, unknown: true, reason: `the quota of ${mib} MiB is in force at this sequencer, but the directory did not take it in time (this sequencer may be leaving office): a successor may start from the one before; retry to record it` };
     return { ok: true };
   }
 
@@ -1252,6 +1268,24 @@ export class SequencerDriver {
     // cleared (a review): the rebuild releases it when it ends.
     const rebuilding = { ok: false as const, reason: `replica ${id} is being rebuilt (a state transfer is under way; its status shows the progress): it is released when the rebuild ends; retry after it if it is still quarantined`, unavailable: true };
     if (this.core.isRepairing(id)) return rebuilding;
+    if (this.releasing.has(id)) return { ok: false, reason: `a release of replica ${id} is under way; retry`, unavailable: true };
+    this.releasing.add(id);
+    try {
+      return await this.releaseNow(id, rebase, rebuilding);
+    } finally {
+      this.releasing.delete(id);
+    }
+  }
+
+  /**
+   * release, one at a time per replica. A tell of "quarantined" still on its way (sent before, or
+   * by a heartbeat's re-tell during the release's calls) landed after the release and quarantined
+   * the replica again, which its next append answer then reported as its own doing (a review):
+   * none is sent while a release is under way, and the ones under way are waited for first.
+   */
+  private async releaseNow(id: string, rebase: boolean, rebuilding: { ok: false; reason: string; unavailable: boolean }): Promise<{ ok: true } | { ok: false; reason: string; unavailable?: boolean }> {
+    this.untold.delete(id);
+    await withTimeout(this.io, this.telling.get(id) ?? Promise.resolve(), replicaRpcTimeoutMs, `the quarantine told to ${id}`).catch(() => undefined);
     const repairs = this.core.repairsOf(id);
     this.wake();
     // Quarantined by neither this sequencer nor its own flag: nothing to release. It answered 200

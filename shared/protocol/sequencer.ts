@@ -795,11 +795,13 @@ export class SequencerCore {
   setQuarantined(id: string, quarantined: boolean): boolean {
     const p = this.progress.get(id);
     if (!p) return false;
-    if (p.quarantined === quarantined) return false;
-    p.quarantined = quarantined;
     // A release (or a rebuild's end) is a new generation of what it reports: an answer to a
     // message sent before it may still say "quarantined", and must not undo it (onAppendResponse).
+    // Also when this sequencer had not learned the quarantine yet (the replica's own flag): a
+    // heartbeat's answer from before the release quarantined it again (a review).
     if (!quarantined) p.repairs++;
+    if (p.quarantined === quarantined) return false;
+    p.quarantined = quarantined;
     this.meta.quarantined = this.progress.quarantinedIds();
     this.saveMeta();
     // Its acks count again: entries it holds may now have a quorum (sent with the next message).

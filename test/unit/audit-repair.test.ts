@@ -184,3 +184,40 @@ describe("a replica that quarantined itself, under the driver", () => {
     g.driver.stop();
   }, 30_000);
 });
+
+describe("an operator's release and a tell of the quarantine still on its way", () => {
+  it("waits for the tell: landing after the release, it quarantined the replica again, which its next answer reported as its own (a review)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
+    for (let i = 1; i <= 3; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    delayCall(g.io, "r3", "setQuarantined", 300); // the tell takes 300 ms to land
+    (g.driver as unknown as { quarantine(id: string): void }).quarantine("r3");
+    expect(g.replicas.get("r3")!.core!.quarantined, "not landed yet").toBe(false);
+    const released = await g.driver.release("r3", false);
+    expect(released).toEqual({ ok: true });
+    expect(g.replicas.get("r3")!.core!.quarantined).toBe(false);
+    await tick(400); // past when the tell would land
+    expect(g.replicas.get("r3")!.core!.quarantined, "the late tell landed after the release").toBe(false);
+    for (let i = 4; i <= 6; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick(100);
+    expect(g.driver.core.quarantinedIds(), "quarantined again by the late tell").toEqual([]);
+    expect(g.events.filter((e) => /says it is quarantined/.test(e.message)), "reported as its own doing").toEqual([]);
+    expect(g.calls.get("r3:beginInstall"), "rebuilt for it").toBeUndefined();
+    g.driver.stop();
+  }, 30_000);
+});
+
+describe("a release of a replica this sequencer had not learned was quarantined", () => {
+  it("is a new generation too: a heartbeat's answer from before it does not quarantine it again (a review)", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 3; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
+    c.settle();
+    c.replicas.get("r3")!.setQuarantined(true); // its own flag only
+    const late = c.replicas.get("r3")!.append(c.sequencer.heartbeat("r3")!);
+    expect(late).toMatchObject({ ok: true, quarantined: true });
+    expect(c.replicas.get("r3")!.release(false)).toMatchObject({ ok: true });
+    c.sequencer.setQuarantined("r3", false); // DriverCore.release, which found it quarantined by its own word
+    c.sequencer.onAppendResponse("r3", late, Date.now());
+    expect(c.sequencer.quarantinedIds()).toEqual([]);
+  });
+});

@@ -1,6 +1,6 @@
 // The client against a fake fetch. It is imported by its package name (package.json "exports"),
 // as a project depending on edge-smr would import it.
-import { encodeBookmark } from "../../shared/api/bookmark.js";
+import { encodeBookmark, olderForm } from "../../shared/api/bookmark.js";
 import { describe, expect, it, vi } from "vitest";
 import { ApiRequestError, SmrClient, type CommandRetry, type WatchEvent } from "edge-smr/client";
 import { SseParser } from "../../shared/client/sse.js";
@@ -391,6 +391,32 @@ describe("client: names, time and retries", () => {
     await client.query(g, { op: "get", key: "k" }, "sequential");
     expect(sent.map((b) => b.bookmark)).toEqual([b3at41, "b2.ypaetm.1.2.15", "b1.2.15"]);
     expect(dropped).toEqual([]);
+  });
+
+  it("steps down only a bookmark this group gave, and a stale one found after stepping down is the kept one dropped (a review)", async () => {
+    const g = "texf4jbso"; // its b2 tag is ypaetm
+    // Another group's b3 is not relabelled with this group's tag (an old server took it for a position of this log).
+    expect(olderForm(g, encodeBookmark("other", 1, { epoch: 1, seq: 5 }))).toBeNull();
+    expect(olderForm(g, encodeBookmark(g, 1, { epoch: 1, seq: 5 }))).toBe("b2.ypaetm.1.1.5");
+    // An old server, and the group made again meanwhile: the kept b3 is dropped, reported once.
+    const kept = encodeBookmark(g, 1, { epoch: 1, seq: 40 });
+    const sent: { bookmark?: string }[] = [];
+    const dropped: { bookmark: string }[] = [];
+    const { client } = clientWith((_url, init) => {
+      const body = JSON.parse(init.body as string) as { bookmark?: string };
+      sent.push(body);
+      if (body.bookmark?.startsWith("b3.")) return errorBody(400, "bad_request", "bookmark: malformed");
+      if (body.bookmark?.startsWith("b2.")) return errorBody(400, "bad_request", `bookmark: given by an earlier life of ${g} (deleted and created again since): the writes it names are not in this one`);
+      return Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "" });
+    }, { onBookmarkDropped: (d) => dropped.push(d) });
+    client.keepBookmark(g, kept);
+    await client.query(g, { op: "get", key: "k" }, "sequential");
+    expect(sent.map((b) => b.bookmark)).toEqual([kept, "b2.ypaetm.1.1.14", undefined]);
+    expect(dropped).toEqual([expect.objectContaining({ bookmark: kept })]);
+    sent.length = 0;
+    await client.query(g, { op: "get", key: "k" }, "sequential");
+    expect(sent.map((b) => b.bookmark), "the kept one is gone").toEqual([undefined]);
+    expect(dropped).toHaveLength(1);
   });
 
   it("keeps the later of a b2 and a b3 of one life by seq: a stale read's b3 replaced a write's later b2 across the upgrade (a review)", async () => {

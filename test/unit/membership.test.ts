@@ -74,6 +74,37 @@ describe("recording the membership in the directory", () => {
   });
 });
 
+describe("a new storage quota", () => {
+  it("is refused while a membership change is under way: its record, the whole config, dropped the change's write-ahead from the directory (a review)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    downAtWriteAhead(g, ["r2", "r3"]);
+    const added = g.driver.addReplica(null);
+    await tick();
+    expect(await g.driver.setQuota(64)).toEqual({ ok: false, reason: expect.stringMatching(/membership change is under way/) });
+    expect(g.recorded.at(-1)!.inFlight, "the write-ahead kept").toBeDefined();
+    expect(g.driver.core.config.storageQuotaMiB, "not set: a 503 is certainly not done").toBeUndefined();
+    g.down.clear();
+    expect(await added).toEqual({ ok: true, id: "r4" });
+    await tick();
+    expect(await g.driver.setQuota(64)).toEqual({ ok: true });
+    expect(g.recorded.at(-1)).toMatchObject({ storageQuotaMiB: 64 });
+    expect(g.recorded.at(-1)!.inFlight).toBeUndefined();
+    g.driver.stop();
+  });
+
+  it("not recorded in the directory is an unknown outcome (504), not a refusal: it is in force here already (a review)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.io.recordMemberships = async () => {
+      throw new Error("the directory is out of reach");
+    };
+    expect(await g.driver.setQuota(64)).toEqual({ ok: false, unknown: true, reason: expect.stringMatching(/in force at this sequencer, but the directory did not take it/) });
+    expect(g.driver.core.config.storageQuotaMiB).toBe(64);
+    g.driver.stop();
+  });
+});
+
 describe("a replica's backoff", () => {
   it("ends when its timer fires, even if the clock reads a millisecond short of its end", async () => {
     // A clock that moves only when a timer fires, and then to 1 ms short of the time the timer

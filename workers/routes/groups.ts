@@ -33,7 +33,7 @@ groupRoutes.put("/:group", async (c) => {
 function refuseOtherSettings(group: string, body: { storageQuotaMiB?: number; sessionIdleSeconds?: number }, status: GroupStatus): void {
   const quota = body.storageQuotaMiB;
   if (quota !== undefined && status.storageQuotaMiB !== undefined && status.storageQuotaMiB !== quota) {
-    throw new ApiError("conflict", `group ${group} exists with another config: storageQuotaMiB ${status.storageQuotaMiB}, not ${quota} (a group's quota is set when it is created)`);
+    throw new ApiError("conflict", `group ${group} exists with another config: storageQuotaMiB ${status.storageQuotaMiB}, not ${quota} (a group's quota is set when it is created, and changed by POST /v1/groups/${group}/quota)`);
   }
   const idle = body.sessionIdleSeconds;
   if (idle !== undefined && status.sessionIdleSeconds !== undefined && status.sessionIdleSeconds !== idle) {
@@ -55,6 +55,7 @@ groupRoutes.post("/:group/quota", async (c) => {
   type Answer = Awaited<ReturnType<SequencerObject["setQuota"]>>;
   const r = await groups.withSequencer(c.env, group, (s) => rpc<Answer>(s.setQuota(body.storageQuotaMiB)), (r) => !r.ok && r.code === "not_found");
   if (!r.ok) throw new ApiError(r.code, r.code === "not_found" ? `group ${group} does not exist` : r.reason, r.code === "unavailable" ? 1 : undefined);
+  // (A 504 timeout: in force at the sequencer, the directory's record unknown; the client retries it.)
   groups.forget(group);
   return c.json(r.status);
 });
