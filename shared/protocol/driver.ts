@@ -1241,8 +1241,8 @@ export class SequencerDriver {
   /**
    * The operator's new storage quota: in force here at once, and recorded in the directory, whose
    * config a successor (a failover, a move, a recovery) starts from. Not recorded (this sequencer
-   * deposed meanwhile, the directory out of reach): refused, to retry; this sequencer keeps it, and
-   * the retry records it.
+   * deposed meanwhile, the directory out of reach): `unknown` (a 504), since this sequencer keeps
+   * it and may record it later; a retry records it.
    */
   async setQuota(mib: number): Promise<{ ok: true } | { ok: false; reason: string; unknown?: true }> {
     await this.untilSettled();
