@@ -46,14 +46,15 @@ function refuseOtherSettings(group: string, body: { storageQuotaMiB?: number; se
  * A group's storage quota from now on (README, "Storage quota"): a group at its quota whose
  * machine has no command that frees space (bank), and whose state is over what a restore takes,
  * had no way out (a probe: "snapshot it and restore it into a new group" was refused at 64 MiB).
- * Asked again after a failure (a read's rules): setting the same quota twice changes nothing.
+ * Setting the same quota twice changes nothing, so the client retries it whatever it met.
  */
 groupRoutes.post("/:group/quota", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
   const body = parse(quotaBody, await jsonBody(c), "body");
   type Answer = Awaited<ReturnType<SequencerObject["setQuota"]>>;
-  const r = await groups.withSequencer(c.env, group, (s) => rpc<Answer>(s.setQuota(body.storageQuotaMiB)), (r) => !r.ok && r.code === "not_found");
+  // Called as a command is: a call that failed may have set it (a 504, asked again after a failover: setting it twice changes nothing).
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<Answer>(s.setQuota(body.storageQuotaMiB)), (r) => !r.ok && r.code === "not_found", "command");
   if (!r.ok) throw new ApiError(r.code, r.code === "not_found" ? `group ${group} does not exist` : r.reason, r.code === "unavailable" ? 1 : undefined);
   // (A 504 timeout: in force at the sequencer, the directory's record unknown; the client retries it.)
   groups.forget(group);
