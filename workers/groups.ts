@@ -10,7 +10,7 @@
 import { ApiError } from "../shared/api/errors.js";
 import { bounded } from "../shared/bounded.js";
 import { type CreateResult, type GroupRecord, type SequencerChange, changeEvent } from "../shared/control/directory.js";
-import { cutOffAskAgainMs, cutOffConfirmMs, deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
+import { replicaRpcTimeoutMs, cutOffAskAgainMs, cutOffConfirmMs, deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import { creationConfig, membersOf, replicaIds, sequencerLocationOf, sequencerName } from "../shared/protocol/types.js";
@@ -21,7 +21,7 @@ import { logEvent } from "../shared/log.js";
 import { forgetTokens } from "./auth.js";
 import { clearFaults } from "./faults.js";
 import type { DestroyAnswer, HandOverAnswer, SequencerObject } from "./sequencer.js";
-import { votersAnswering } from "./replica-view.js";
+import { positionsOf, votersAnswering } from "./replica-view.js";
 import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub } from "./env.js";
 
 /** group -> its record and when it was read; at most routeCacheGroupsMax (a router sees every group in time). */
@@ -652,6 +652,20 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
  * Moves the sequencer: the current one hands over (stops, forgets everything), the directory
  * names a new Durable Object (placed by the location hint), which recovers at a new epoch.
  */
+/**
+ * A move into a location where the group has replicas and not one of them answers is refused: the
+ * place may be down, and the new sequencer would be out of reach there until a failover took it
+ * elsewhere (a location probe: accepted, where a failover avoids such places). Where the group has
+ * no replica, nothing is known against the place.
+ */
+async function refuseSilentLocation(env: Env, group: string, config: GroupConfig, location: string | null): Promise<void> {
+  const there = location === null ? [] : membersOf(config).filter((m) => m.location === location);
+  if (there.length === 0) return;
+  const positions = await positionsOf(env, config, there);
+  if (positions.some((p) => p !== null)) return;
+  throw new ApiError("unavailable", `cannot move the sequencer of ${group} to ${location}: its ${there.length === 1 ? "replica" : "replicas"} there (${there.map((m) => m.id).join(", ")}) did not answer within ${replicaRpcTimeoutMs} ms, so the place may be down; nothing was changed (move it elsewhere, or retry once they answer)`, 1);
+}
+
 export async function move(env: Env, group: string, location: string | null) {
   const record = await lookup(env, group, true);
   const config = record.config;
@@ -664,6 +678,7 @@ export async function move(env: Env, group: string, location: string | null) {
   if (!reach.ok) {
     throw new ApiError("unavailable", `cannot move the sequencer of ${group}: only ${reach.count} voting ${reach.count === 1 ? "replica answers" : "replicas answer"}, ${reach.need} needed for the new one to recover; nothing was changed`, 1);
   }
+  await refuseSilentLocation(env, group, config, location);
   const oldEpoch = await handOver(env, config);
   const from = sequencerName(config);
   const to = moved.sequencer!.name;

@@ -132,6 +132,21 @@ describe("automatic failover (workerd)", () => {
     expect((await query("wmv", { op: "get", key: "a" })).body.result).toEqual({ value: 1 });
   }, 40_000);
 
+  it("a move into a location where none of the group's replicas answers is refused (a failover avoids such places; a move was accepted: a location probe)", async () => {
+    await createGroup("wml", { machine: "kv", replicas: 3, locations: ["weur", "enam", "apac"] });
+    expect((await command("wml", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await api("POST", "/v1/groups/wml/faults", { target: "r2", fault: "unreachable" });
+    try {
+      expectError(await api("POST", "/v1/groups/wml/sequencer", { location: "enam" }), 503, "unavailable", /cannot move the sequencer of wml to enam: its replica there \(r2\) did not answer within 3000 ms, so the place may be down; nothing was changed/);
+      expect((await api("GET", "/v1/groups/wml", undefined, clientToken)).body.sequencer).toMatchObject({ name: "wml", epoch: 1 });
+      // Elsewhere (a place with a replica that answers, or one with none) it goes.
+      expect((await api("POST", "/v1/groups/wml/sequencer", { location: "apac" })).status).toBe(202);
+      expect((await api("POST", "/v1/groups/wml/sequencer", { location: "oc" })).status).toBe(202);
+    } finally {
+      await api("POST", "/v1/groups/wml/faults", { target: "r2", fault: "none" });
+    }
+  }, 60_000);
+
   it("a move without a quorum of voters reachable is refused before the hand-over: nothing changes (it left no sequencer in office)", async () => {
     await createGroup("wmq", { machine: "kv", replicas: 3 });
     expect((await command("wmq", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
