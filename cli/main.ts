@@ -67,7 +67,7 @@ function program(): Command {
     .option("--token <token>", "bearer token (env SMR_TOKEN; inside the project, .dev.vars)", nonEmptyArg)
     .option("--json", "print JSON for scripts instead of tables")
     .option("--retry-for <seconds>", "how long a command or a read is retried (default 90; 0: not retried); the attempt under way at its end runs on, up to --timeout", nonNegativeArg)
-    .option("--timeout <seconds>", "how long one request waits for its answer (default 40): past it, a read is retried, a write's outcome is unknown", positiveArg)
+    .option("--timeout <seconds>", "how long one request waits for its answer (default 40; for a snapshot or a restore, for each next part): past it, a read is retried, a write's outcome is unknown; a watch has its own idle limit", positiveArg)
     .addOption(new Option("--near <location>", "where you are (env SMR_NEAR): sequential and stale reads and watches go to the replica nearest it").choices(locationHints).env("SMR_NEAR"))
     .version(packageVersion(), "--version", "print smr's version")
     .exitOverride()
@@ -129,7 +129,7 @@ function reportJson(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
   const error =
     err instanceof ApiRequestError
-      ? { status: err.status, code: err.code, message: message.slice(`${err.status} ${err.code}: `.length), ...(err.reason ? { reason: err.reason } : {}) }
+      ? { status: err.status, code: err.code, message: message.slice(`${err.status} ${err.code}: `.length).replace(/(^|: )0 network: /g, "$1network: "), ...(err.reason ? { reason: err.reason } : {}) }
       : { code: err instanceof UsageError || err instanceof CommanderError ? "usage" : "error", message: message.replace(/^error: /, "") };
   // One line: a script reading lines, or a log, takes it whole.
   process.stdout.write(JSON.stringify({ error: { ...error, ...(unknown ? { outcome: "unknown", ...(unknown.retry ? { retry: unknown.retry } : {}) } : {}) } }) + "\n");

@@ -287,7 +287,10 @@ export async function create(env: Env, config: GroupConfig, retried = false): Pr
   }
   const done = await finishCreate(env, r.record as GroupRecord);
   if (!done.status) throw new ApiError("unavailable", `group ${group} could not be initialized yet`, 1);
-  return { created: r.kind === "created", status: done.status };
+  // A creation this request finished (begun by an earlier PUT that answered 503) is a 201 too: the
+  // group was not there before. A 200 made the client's retry of its own PUT say "exists with
+  // this config: nothing changed" for the group it had just made (a review).
+  return { created: r.kind === "created" || r.kind === "resume", status: done.status };
 }
 
 /**

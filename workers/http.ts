@@ -252,5 +252,7 @@ export async function statusForReaders(env: Env, group: string, keep: (p: Promis
 async function replicasView(env: Env, group: string, problem: string, nothingAnswering: "503" | "view"): Promise<GroupStatus> {
   const status = await statusFromReplicas(env, await groups.lookup(env, group), problem);
   if (nothingAnswering === "view" || status.replicas.some((r) => r.lastContact !== null)) return status;
-  throw new ApiError("unavailable", `nothing of group ${group} answers: ${problem}, and none of its replicas (${status.replicas.map((r) => r.id).join(", ")}) within ${replicaRpcTimeoutMs} ms`, 1);
+  // `unreachable`: clients retry it for seconds, not the minute and a half of a failover (a
+  // status in an outage said so at once before: a review).
+  throw new ApiError("unavailable", `nothing of group ${group} answers: ${problem}, and none of its replicas (${status.replicas.map((r) => r.id).join(", ")}) within ${replicaRpcTimeoutMs} ms`, 1, "unreachable");
 }

@@ -473,15 +473,19 @@ export class SequencerObject extends ReplicaServing {
     return r.ok ? r : { ok: false, reason: r.reason, code: r.unavailable ? "unavailable" : "conflict" };
   }
 
-  /** The operator's new storage quota (POST .../quota): the group's status after it. */
-  async setQuota(mib: number): Promise<{ ok: true; status: GroupStatus } | { ok: false; code: "not_found" | "unavailable" | "timeout"; reason: string }> {
+  /**
+   * The operator's new storage quota (POST .../quota): the group's status after it. Answered in a
+   * command's shapes (`kind`), so that the router's withSequencer makes a refusal after a call that
+   * may have set it a 504, not a 503 (unsureAfter: a review).
+   */
+  async setQuota(mib: number): Promise<{ kind: "ok"; status: GroupStatus } | { kind: "not_found" } | { kind: "unavailable" | "timeout"; message: string }> {
     const driver = this.driver;
-    if (!driver) return { ok: false, reason: "no such group", code: "not_found" };
+    if (!driver) return { kind: "not_found" };
     const r = await driver.setQuota(mib);
     const status = this.statusNow();
-    if (!r.ok) return { ok: false, code: r.unknown ? "timeout" : "unavailable", reason: r.reason };
-    if (status === null) return { ok: false, code: "timeout", reason: "the sequencer stopped as the quota was set; retry" };
-    return { ok: true, status };
+    if (!r.ok) return { kind: r.unknown ? "timeout" : "unavailable", message: r.reason };
+    if (status === null) return { kind: "timeout", message: "the sequencer stopped as the quota was set; retry" };
+    return { kind: "ok", status };
   }
 
   /** Rebuilds a replica now from the most advanced healthy one (the operator's repair). */

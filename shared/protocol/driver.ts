@@ -1284,7 +1284,9 @@ export class SequencerDriver {
    * none is sent while a release is under way, and the ones under way are waited for first.
    */
   private async releaseNow(id: string, rebase: boolean, rebuilding: { ok: false; reason: string; unavailable: boolean }): Promise<{ ok: true } | { ok: false; reason: string; unavailable?: boolean }> {
-    this.untold.delete(id);
+    // `untold` stays: a release that fails leaves the replica quarantined, and the heartbeats must
+    // go on telling it (dropped here, a replica that had not heard it served its suspect rows: a
+    // review); one that succeeds is cleared from it by the next heartbeat.
     await withTimeout(this.io, this.telling.get(id) ?? Promise.resolve(), replicaRpcTimeoutMs, `the quarantine told to ${id}`).catch(() => undefined);
     const repairs = this.core.repairsOf(id);
     this.wake();

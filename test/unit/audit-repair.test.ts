@@ -221,3 +221,24 @@ describe("a release of a replica this sequencer had not learned was quarantined"
     expect(c.sequencer.quarantinedIds()).toEqual([]);
   });
 });
+
+describe("a release that fails", () => {
+  it("leaves the quarantine to be told: a replica that had not heard it is told once it answers (a review: the release dropped the re-tell, and it served its suspect rows)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
+    for (let i = 1; i <= 3; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    g.driver.startHeartbeats();
+    g.down.add("r3");
+    (g.driver as unknown as { quarantine(id: string): void }).quarantine("r3"); // its tell fails: r3 is down
+    await tick();
+    // No rebuild meanwhile (one under way is not told, and one that ends ends the quarantine).
+    overrideCall(g.io, "r3", "beginInstall", () => Promise.reject(new Error("no rebuild in this test")));
+    expect(await g.driver.release("r3", false)).toMatchObject({ ok: false, unavailable: true });
+    expect(g.replicas.get("r3")!.core!.quarantined).toBe(false);
+    g.down.delete("r3");
+    await tick(2_500); // heartbeats
+    expect(g.driver.core.quarantinedIds()).toContain("r3");
+    expect(g.replicas.get("r3")!.core!.quarantined, "told at a heartbeat").toBe(true);
+    g.driver.stop();
+  }, 30_000);
+});

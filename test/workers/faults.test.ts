@@ -56,6 +56,7 @@ describe("faults", () => {
       const dark = await api("GET", "/v1/groups/all-dark");
       expectError(dark, 503, "unavailable", /^nothing of group all-dark answers: .*, and none of its replicas \(r1, r2, r3\) within 3000 ms$/);
       expect(dark.headers.get("retry-after")).toBe("1");
+      expect(dark.body.error.reason, "retried for seconds by clients").toBe("unreachable");
       // One replica back: its view serves, with the position it gives.
       await api("POST", "/v1/groups/all-dark/faults", { target: "r2", fault: "none" });
       const seen = await api("GET", "/v1/groups/all-dark");
