@@ -78,6 +78,7 @@ describe("the client against the OpenAPI document", () => {
     expect(restored.group).toBe("cc-copy");
     const added = await smr.addReplica("cc", null);
     await smr.removeReplica("cc", added.replica.id);
+    expect((await smr.setQuota("cc", 1024)).storageQuotaMiB).toBe(1024);
     await smr.moveSequencer("cc", null);
     await smr.deleteGroup("cc-copy");
     await smr.deleteGroup("cc");

@@ -267,6 +267,7 @@ describe("every route against the served document", () => {
     await t.call("POST", `${g}/replicas/r1/repair`);
     await t.call("POST", `${g}/replicas/r1/release`, {});
     expect((await t.call("DELETE", `${g}/replicas/${added.body.replica.id}`)).status).toBe(202);
+    expect((await t.call("POST", `${g}/quota`, { storageQuotaMiB: 1024 })).status).toBe(200);
     expect((await t.call("POST", `${g}/sequencer`, {})).status).toBe(202);
     expect((await t.call("POST", `${g}/audit`)).status).toBe(200);
     expect((await t.call("GET", `${g}/audits?limit=5`, undefined, clientToken)).status).toBe(200);
