@@ -99,6 +99,11 @@ function say(message: string): void {
   process.stderr.write(`error: ${message.split("\n").map((line) => escapeUnsafe(line)).join("\n")}\n`);
 }
 
+/** A network failure has no status: "0 network" said nothing, also inside an unknown outcome's message (a probe). */
+function withoutZeroStatus(message: string): string {
+  return message.replace(/(^|: )0 network: /g, "$1network: ");
+}
+
 function report(err: unknown): number {
   if (err instanceof CommanderError) return err.exitCode === 0 ? exitCodes.ok : exitCodes.usage; // commander printed it already
   if (err instanceof UsageError) {
@@ -108,8 +113,7 @@ function report(err: unknown): number {
   const unknown = unknownOutcomeOf(err);
   if (err instanceof ApiRequestError) {
     // "error: 404 not_found: group x does not exist"; "error: network: GET http://...: TypeError: fetch failed (...)"
-    // A network failure has no status: "0 network" said nothing, also inside an unknown outcome's message (a probe).
-    say(err.message.replace(/(^|: )0 network: /g, "$1network: "));
+    say(withoutZeroStatus(err.message));
     const hint = targetHint(err);
     if (hint) process.stderr.write(`${escapeUnsafe(hint)}\n`);
   } else say(err instanceof Error ? err.message : String(err));
@@ -129,7 +133,7 @@ function reportJson(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
   const error =
     err instanceof ApiRequestError
-      ? { status: err.status, code: err.code, message: message.slice(`${err.status} ${err.code}: `.length).replace(/(^|: )0 network: /g, "$1network: "), ...(err.reason ? { reason: err.reason } : {}) }
+      ? { status: err.status, code: err.code, message: withoutZeroStatus(message.slice(`${err.status} ${err.code}: `.length)), ...(err.reason ? { reason: err.reason } : {}) }
       : { code: err instanceof UsageError || err instanceof CommanderError ? "usage" : "error", message: message.replace(/^error: /, "") };
   // One line: a script reading lines, or a log, takes it whole.
   process.stdout.write(JSON.stringify({ error: { ...error, ...(unknown ? { outcome: "unknown", ...(unknown.retry ? { retry: unknown.retry } : {}) } : {}) } }) + "\n");

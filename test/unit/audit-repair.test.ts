@@ -3,7 +3,7 @@
 // before its rebuild, quarantined it again after the rebuild released it, and started a second
 // transfer (a review).
 import { describe, expect, it } from "vitest";
-import { delayCall, directGroup, overrideCall, realClock } from "../support/direct.js";
+import { delayCall, directGroup, fastClock, overrideCall, realClock } from "../support/direct.js";
 import { Cluster } from "../support/cluster.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 4 };
@@ -203,6 +203,24 @@ describe("an operator's release and a tell of the quarantine still on its way", 
     expect(g.driver.core.quarantinedIds(), "quarantined again by the late tell").toEqual([]);
     expect(g.events.filter((e) => /says it is quarantined/.test(e.message)), "reported as its own doing").toEqual([]);
     expect(g.calls.get("r3:beginInstall"), "rebuilt for it").toBeUndefined();
+    g.driver.stop();
+  }, 30_000);
+});
+
+describe("an operator's release and a tell of the quarantine that never settles", () => {
+  it("waits for it at most a replica call's timeout, then releases", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fastClock);
+    for (let i = 1; i <= 3; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    overrideCall(g.io, "r3", "setQuarantined", () => new Promise(() => {})); // lost on the way: never answered
+    (g.driver as unknown as { quarantine(id: string): void }).quarantine("r3");
+    g.replicas.get("r3")!.core!.setQuarantined(true); // as if it had landed, its answer lost
+    const releasing = g.driver.release("r3", false);
+    const outcome = await Promise.race([releasing.then(() => "released"), tick(2_000).then(() => "waiting")]);
+    expect(outcome, "a tell that never settles held the release (3 s under the fast clock is 60 ms)").toBe("released");
+    expect(await releasing).toEqual({ ok: true });
+    expect(g.replicas.get("r3")!.core!.quarantined).toBe(false);
+    expect(g.driver.core.quarantinedIds()).toEqual([]);
     g.driver.stop();
   }, 30_000);
 });
