@@ -3,7 +3,7 @@
 // (/dev/shm), where an fsync costs nothing. Miniflare without a persist folder still writes to the
 // temp folder, so memory means a persist folder on tmpfs.
 //
-// Why it matters (measured, bench/README in the Performance section): every object's commits
+// Why it matters (measured: docs/PERFORMANCE.md, "Storage"): every object's commits
 // end in an fsync of its WAL, and all the objects of both workerd processes share the one ext4
 // journal of this machine's one disk. Two processes standing for two machines then queue on one
 // disk, which two machines would not: the smr-sharded pair runs on memory for its target, and on

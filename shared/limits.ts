@@ -419,7 +419,7 @@ export function storageQuotaMiBOf(config: { storageQuotaMiB?: number }): number 
  * floor above what the retained log and sessions of small commands take, or a group refused
  * everything for good. Not above what sessions of large outputs take: three clients of 2 KB puts
  * (each session row keeps its `previous`) held a 16 MiB group at its quota with 120 KB of data (a
- * soak probe; README, "Storage quota", says how to size a quota).
+ * soak probe; docs/OPERATIONS.md, "Storage quota", says how to size a quota).
  */
 export const storageQuotaMiBMax = 4608;
 export const storageQuotaMiBMin = 16;

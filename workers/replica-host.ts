@@ -331,7 +331,7 @@ function reportLoad(core: ReplicaCore, when: string): void {
   const { problem, note } = core.takeLoadReport();
   const where = { group: core.config.group, replica: core.id, seq: core.appliedSeq };
   if (problem !== null) {
-    const message = `replica ${core.config.group}/${core.id} quarantined itself ${when}: ${problem}; an audit rebuilds it from a healthy replica if one is left, else, once an audit finds the replicas consistent, release them with rebase (README, "Out of a quarantine")`;
+    const message = `replica ${core.config.group}/${core.id} quarantined itself ${when}: ${problem}; an audit rebuilds it from a healthy replica if one is left, else, once an audit finds the replicas consistent, release them with rebase (docs/OPERATIONS.md, "Out of a quarantine")`;
     logEvent({ event: "quarantine", ...where, message }, "error");
   }
   if (note !== null) logEvent({ event: "replay", ...where, message: `replica ${core.config.group}/${core.id} ${when}: ${note}` }, "warn");

@@ -19,7 +19,7 @@ export type ErrorCode = keyof typeof errorStatus;
 /**
  * Why, beyond the code, for a client to act on (an extra field: API.md's codes stay as they are).
  * `storage_quota`: a 503 `unavailable` of a group at its storage quota: certainly not ordered, but
- * no retry mends it until space is freed (README, "Storage quota"); clients do not retry it.
+ * no retry mends it until space is freed (docs/OPERATIONS.md, "Storage quota"); clients do not retry it.
  * `deleting`: a 503 of a group being deleted whose objects have not all been destroyed yet; a
  * retry helps finish the delete (then the group is gone: 404).
  * `outputs_split`: a 500 `internal` for a command that ran, whose replicas' outputs split with no

@@ -969,11 +969,11 @@ export class SmrClient {
       throw e;
     }
   }
-  /** The group's storage quota from now on (README, "Storage quota"): raised, a group held at its quota takes writes again. Setting the same one twice changes nothing, so it is retried like a read. */
+  /** The group's storage quota from now on (docs/OPERATIONS.md, "Storage quota"): raised, a group held at its quota takes writes again. Setting the same one twice changes nothing, so it is retried like a read. */
   async setQuota(group: string, storageQuotaMiB: number): Promise<GroupStatus> {
     return this.read("POST", groupPath(group, "/quota"), { storageQuotaMiB });
   }
-  /** Rebuilds the replica now from the most advanced healthy one (README, "Out of a quarantine"). */
+  /** Rebuilds the replica now from the most advanced healthy one (docs/OPERATIONS.md, "Out of a quarantine"). */
   async repairReplica(group: string, id: string): Promise<{ replica?: ReplicaStatus }> {
     return this.request("POST", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}/repair`), {});
   }

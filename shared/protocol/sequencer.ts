@@ -465,7 +465,7 @@ export class SequencerCore {
     const way = goes
       ? `only small ones that grow no state are ordered (${goes.commands}); space comes back as rows go, as new entries push old ones (and their outputs) out of the retained log, and as clients' remembered outputs go (a client's oldest past its 1,024 latest requests, or all once it is idle for the group's session window); an audit (POST /v1/groups/${this.meta.config.group}/audit) measures it again`
       : `this machine has no command that frees space: raise the group's quota (POST /v1/groups/${this.meta.config.group}/quota, up to ${storageQuotaMiBMax} MiB), or snapshot the group and restore it into a new group (a restore takes up to ${restoreBytesMax / 1024 / 1024} MiB)`;
-    return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused; ${way} (README, "Storage quota")`;
+    return `the storage of replica ${worst.id} holds ${(worst.storageBytes! / mebibyte).toFixed(1)} MiB, at or over the group's quota of ${quotaMiB} MiB (storageQuotaMiB): commands that write are refused; ${way} (docs/OPERATIONS.md, "Storage quota")`;
   }
 
   /**

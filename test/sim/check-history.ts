@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { checkHistory, parseHistory } from "./linearizability.js";
 
 const usage = `usage: npm run check-history -- FILE
-  FILE: {"model":"kv","operations":[{"client","call","return","input","output"}]} (README, "Simulator");
+  FILE: {"model":"kv","operations":[{"client","call","return","input","output"}]} (docs/SIMULATOR.md);
   prints "linearizable" (exit 0), or "not linearizable" with the smallest failing key's operations
   (exit 1); exit 2 on unreadable input`;
 const file = process.argv[2];

@@ -24,7 +24,7 @@ const usage = `usage:
   npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam] [--seed S]   latency per location, failover
   more: --clients N, --no-batches, --no-colocate, --session-idle MS, --output-free CHARS, --sleep-after MS, --log-bytes N
   faults: ${faultKinds.join(", ")}
-  SIM_TRACE=1|log|all prints the run's trace to stderr (README, "Simulator")`;
+  SIM_TRACE=1|log|all prints the run's trace to stderr (docs/SIMULATOR.md)`;
 
 async function main(): Promise<number> {
   if (process.argv.slice(2).some((a) => a === "--help" || a === "-h")) {

@@ -1,5 +1,5 @@
 // The client's (and so the CLI's `smr replicas repair|release`) calls out of a quarantine
-// (README, "Out of a quarantine"): they had none, so an operator needed curl for them.
+// (docs/OPERATIONS.md, "Out of a quarantine"): they had none, so an operator needed curl for them.
 import { describe, expect, it } from "vitest";
 import { ApiRequestError, SmrClient } from "edge-smr/client";
 

@@ -1,5 +1,5 @@
 // The auditor must never be able to kill a group, and an operator always has a way out of a
-// quarantine (README, Operations).
+// quarantine (docs/OPERATIONS.md).
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";

@@ -256,7 +256,7 @@ commandRoutes.post("/:group/query", async (c) => {
   const bookmark = older ? null : given;
   const consistency = older && body.consistency === "sequential" ? "linearizable" : body.consistency;
   // A stale read waits for no position, but a bookmark it is given is checked as any read's: one of
-  // another group or life was ignored, where README promises a 400 (a probe).
+  // another group or life was ignored, where the README walkthrough promises a 400 (a probe).
   const record = await lifeOf(c, group, bookmark);
   const query = checked(validateQuery(machineFor(record.config.machine), body.query));
   const near = nearOf(c);

@@ -43,7 +43,7 @@ function refuseOtherSettings(group: string, body: { storageQuotaMiB?: number; se
 }
 
 /**
- * A group's storage quota from now on (README, "Storage quota"): a group at its quota whose
+ * A group's storage quota from now on (docs/OPERATIONS.md, "Storage quota"): a group at its quota whose
  * machine has no command that frees space (bank), and whose state is over what a restore takes,
  * had no way out (a probe: "snapshot it and restore it into a new group" was refused at 64 MiB).
  * Setting the same quota twice changes nothing, so the client retries it whatever it met.

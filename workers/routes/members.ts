@@ -35,7 +35,7 @@ memberRoutes.get("/:group/log", async (c) => {
 memberRoutes.get("/:group/replicas", async (c) => {
   const s = await statusForReaders(c.env, groupParam(c), (p) => c.executionCtx.waitUntil(p));
   // While the sequencer cannot be reached these are what the replicas say of themselves: the
-  // answer says so, as the group's status does (README, "Status"); it looked like a healthy list.
+  // answer says so, as the group's status does (docs/OPERATIONS.md, "Status"); it looked like a healthy list.
   return c.json({ replicas: s.replicas, ...(s.sequencer.reachable === false ? { sequencer: s.sequencer } : {}) });
 });
 
@@ -66,7 +66,7 @@ memberRoutes.delete("/:group/replicas/:id", async (c) => {
   return c.json({ replica: r.replica }, 202);
 });
 
-/** The operator's ways out of a quarantine (README, Operations): rebuild from a healthy replica, or release. */
+/** The operator's ways out of a quarantine (docs/OPERATIONS.md): rebuild from a healthy replica, or release. */
 memberRoutes.post("/:group/replicas/:id/repair", async (c) => {
   requireAdmin(c);
   const group = groupParam(c);
