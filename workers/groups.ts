@@ -343,12 +343,12 @@ export async function withSequencer<T>(
   missing: (t: T) => boolean,
   kind: CallKind = "read",
 ): Promise<T> {
-  const command = kind === "command";
+  const command = kind === "command" || kind === "setting";
   const { call, unanswered } = tracked(sent);
   // Once a call's outcome is unknown (it failed, or answered 504), what a later call answers can
   // no longer say "not ordered": its refusals are 504s (unsureAfter), and so is any failure.
   let unsure: { earlier: unknown } | null = null;
-  const settle = (answer: T): T => (command && unsure ? unsureAfter(answer, unsure.earlier) : answer);
+  const settle = (answer: T): T => (command && unsure ? unsureAfter(answer, unsure.earlier, unknownAdvice(kind)) : answer);
   try {
     let record = await lookup(env, group);
     let answer: T;
@@ -358,7 +358,7 @@ export async function withSequencer<T>(
       answer = await withTimeout(realClock, call(sequencerOf(env, record.config), record), sequencerCallTimeoutMs, `the sequencer of ${group}`);
       unreachableSince.delete(sequencerKey(record.config));
     } catch (err) {
-      if (thrownByObjectCode(err)) throw sequencerFailed(group, err, command);
+      if (thrownByObjectCode(err)) throw sequencerFailed(group, err, kind);
       noteUnreachable(sequencerKey(record.config), calledMs);
       unsure = { earlier: null };
       // The sequencer cannot be reached: fail over if a quorum of voters has lost it too. A change
@@ -392,7 +392,7 @@ export async function withSequencer<T>(
     if (!command && !(err instanceof ApiError) && !thrownByObjectCode(err)) throw new ApiError("unavailable", `the sequencer of ${group} cannot be reached yet (${String(err)})`, 1);
     if (!command || !unsure || (err instanceof ApiError && err.code !== "unavailable")) throw err;
     const why = err instanceof Error ? err.message : String(err);
-    throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request`);
+    throw new ApiError("timeout", `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: ${unknownAdvice(kind)}`);
   }
 }
 
@@ -418,9 +418,9 @@ async function pastCutOff<T>(env: Env, group: string, record: GroupRecord, lostM
   const next = (await voting) ?? record;
   const which = next === record ? "sequencer" : "new sequencer";
   const answer = await withTimeout(realClock, call(sequencerOf(env, next.config), next), sequencerCallTimeoutMs, `the ${which} of ${group}`).catch((err) => {
-    if (thrownByObjectCode(err)) throw sequencerFailed(group, err, kind === "command");
-    if (kind !== "command") throw new ApiError("unavailable", `the ${which} of ${group} did not answer yet (${String(err)})`, 1);
-    throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); the command may or may not take effect: retry with the same client and request`);
+    if (thrownByObjectCode(err)) throw sequencerFailed(group, err, kind);
+    if (kind !== "command" && kind !== "setting") throw new ApiError("unavailable", `the ${which} of ${group} did not answer yet (${String(err)})`, 1);
+    throw new ApiError("timeout", `the ${which} of ${group} did not answer (${String(err)}); ${unknownAdvice(kind)}`);
   });
   return { answer, record: next, unsure: meanwhile?.unsure ?? false };
 }
@@ -458,7 +458,8 @@ async function answeredMeanwhile<T>(voting: Promise<unknown>, ask: () => Promise
  * 504, but it is never asked again (two adds are two replicas). A change whose call failed was a
  * 503, "certainly not ordered", and the add then took effect (a retry made a second replica).
  */
-export type CallKind = "read" | "command" | "change";
+/** `setting`: as a command (asked again after a failover, a 504 once unsure), but idempotent, with no (client, request) pair. */
+export type CallKind = "read" | "command" | "setting" | "change";
 
 function changeUnknown(group: string, err: unknown): ApiError {
   const why = err instanceof Error ? err.message : String(err);
@@ -526,10 +527,20 @@ export function thrownByObjectCode(err: unknown): boolean {
  * 503 that called it unreachable. For a command the outcome is unknown (it may have been ordered
  * before the throw): a 504, so the client retries with the same pair.
  */
-function sequencerFailed(group: string, err: unknown, command: boolean): Error {
-  if (!command) return err instanceof Error ? err : new Error(String(err));
+function sequencerFailed(group: string, err: unknown, kind: CallKind): Error {
+  if (kind !== "command" && kind !== "setting") return err instanceof Error ? err : new Error(String(err));
   logEvent({ event: "internal-error", group, message: `the sequencer failed: ${String(err)}`, stack: (err as Error)?.stack }, "error");
-  return new ApiError("timeout", `the sequencer of ${group} failed with an internal error; the command may or may not take effect: retry with the same client and request`);
+  return new ApiError("timeout", `the sequencer of ${group} failed with an internal error; ${unknownAdvice(kind)}`);
+}
+
+/**
+ * What a 504 tells the caller to do. A setting (the storage quota) has no client and request to
+ * repeat it with: its 504 during a move said "retry with the same client and request" (a probe).
+ */
+function unknownAdvice(kind: CallKind): string {
+  return kind === "setting"
+    ? "the setting may or may not have taken effect: read the group's status, or send it again (setting it twice changes nothing)"
+    : "the command may or may not take effect: retry with the same client and request";
 }
 
 /**

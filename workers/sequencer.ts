@@ -499,7 +499,11 @@ export class SequencerObject extends ReplicaServing {
     if (refused !== null) return { ok: false, ...refused };
     driver.wake(); // an operator's repair is client work: the send loops must run after it
     const ok = await driver.repair(id);
-    return ok ? { ok } : { ok, reason: `the state transfer did not complete: ${driver.repairFailure(id) ?? "see the server's log"}` };
+    if (ok) return { ok };
+    // Removed meanwhile: a 404 as for a replica never there, not a 503 whose retry can only meet it
+    // (a probe's removal during a repair got "installed state has digest undefined").
+    if (!driver.core.replicaIds().includes(id)) return { ok, code: "not_found", reason: `replica ${id} was removed while it was being rebuilt` };
+    return { ok, reason: `the state transfer did not complete: ${driver.repairFailure(id) ?? "see the server's log"}` };
   }
 
   // ---- writes and reads ---------------------------------------------------------------------

@@ -3,7 +3,8 @@ import type { AuditInfo } from "./types.js";
 import type { AuditReport, ReplicaVerdict } from "../api/types.js";
 
 /**
- * Decides an audit from what each replica reported (null: unreachable). Pure, so the simulator
+ * Decides an audit from what each replica reported (null: unreachable, or in `stale` an answer
+ * from before its replica's release or rebuild). Pure, so the simulator
  * and the Durable Object reach the same verdict from the same answers.
  *
  * 1. Scrub: a replica whose digest recomputed from its rows differs from its recorded digest has
@@ -29,13 +30,17 @@ export function decideAudit(
   at: string,
   voterIds: Iterable<string>,
   infos: Map<string, AuditInfo | null>,
+  stale: ReadonlySet<string> = new Set(),
 ): { report: AuditReport; diverged: string[]; alarm: string | null } {
   const voters = new MajorityConfig(voterIds);
   const need = voters.need;
   const verdicts = new Map<string, { verdict: ReplicaVerdict; reason?: string }>();
   const candidates: [string, AuditInfo][] = [];
   for (const [id, info] of infos) {
-    if (info === null) verdicts.set(id, { verdict: "unreachable" });
+    // Answered, but from before a release or a rebuild that began or ended meanwhile: not
+    // compared, and not "unreachable" either (it answered the release in the same moment: a probe).
+    if (info === null && stale.has(id)) verdicts.set(id, { verdict: "behind", reason: "released or rebuilt while the audit asked it: its answer is of before, not compared" });
+    else if (info === null) verdicts.set(id, { verdict: "unreachable" });
     else if (info.rebuilding) verdicts.set(id, { verdict: "behind", reason: "being rebuilt by state transfer" });
     else if (info.scrub.actualDigest !== info.scrub.recordedDigest)
       verdicts.set(id, { verdict: "diverged", reason: "state rows do not match the recorded digest (scrub)" });

@@ -1249,7 +1249,10 @@ export class SequencerDriver {
     if (this.stopped) return { ok: false, reason: "the sequencer is stopping" };
     // The record is the whole config: written during a membership change, it dropped the change's
     // write-ahead (inFlight) from the directory, which a successor recovers by (a review).
-    if (this.reconfiguring || this.core.configChangePending) return { ok: false, reason: "a membership change is under way; retry once it is done" };
+    // Pending also while a new sequencer's start (a move, a failover) is not known committed: the
+    // message named a membership change where there was only a move (a probe).
+    if (this.reconfiguring) return { ok: false, reason: "a membership change is under way; retry once it is done" };
+    if (this.core.configChangePending) return { ok: false, reason: "the log holds a membership change not known committed yet (a change under way, or a new sequencer's start after a move or a failover); retry in a moment" };
     const before = storageQuotaMiBOf(this.core.config);
     this.core.setQuota(mib);
     if (before !== mib) this.io.log("info", `the storage quota of ${this.core.config.group} is ${mib} MiB (was ${before})`);
@@ -1804,7 +1807,8 @@ export class SequencerDriver {
       if (info?.quarantined && !info.rebuilding && this.core.setQuarantined(id, true)) this.learnedQuarantine(id, "its audit answer");
     });
     this.noteQuarantines();
-    const decided = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos);
+    const stale = new Set(ids.filter((id, i) => sent[i] && answers[i] === null));
+    const decided = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos, stale);
     return { decided, answered: ids.filter((_, i) => answers[i] !== null && answers[i] !== undefined) };
   }
 

@@ -70,7 +70,7 @@ export function cutOffOf(answer: unknown): number | null {
  * request's own first call, and the command ran for it (a review: `smr put` said "nothing ran
  * now" for the put its first call ran).
  */
-export function unsureAfter<T>(answer: T, earlier: unknown): T {
+export function unsureAfter<T>(answer: T, earlier: unknown, advice = "the command may or may not take effect: retry with the same client and request"): T {
   const earlierAt = (i: number) => (earlier === null ? undefined : ((Array.isArray(earlier) ? earlier[i] : earlier) as { kind?: unknown } | undefined)?.kind);
   const unknownAt = (i: number) => earlier === null || (earlierAt(i) !== "unavailable" && earlierAt(i) !== "ok" && earlierAt(i) !== "conflict");
   const unsure = (a: unknown, i: number) => {
@@ -81,7 +81,7 @@ export function unsureAfter<T>(answer: T, earlier: unknown): T {
     }
     if (!x || (x.kind !== "unavailable" && x.kind !== "not_found") || !unknownAt(i)) return a;
     const why = typeof x.message === "string" ? x.message : "no sequencer serving yet";
-    return { kind: "timeout", message: `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: the command may or may not take effect, retry with the same client and request` };
+    return { kind: "timeout", message: `${why}; an earlier call for this request (the router's own first try, to the sequencer) may have reached it: ${advice}` };
   };
   return (Array.isArray(answer) ? answer.map(unsure) : unsure(answer, 0)) as T;
 }

@@ -225,6 +225,25 @@ describe("an operator's release and a tell of the quarantine that never settles"
   }, 30_000);
 });
 
+describe("an audit whose question to a replica crosses that replica's release", () => {
+  it("reports it behind, not compared, and not unreachable: it answered (a probe)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, realClock);
+    for (let i = 1; i <= 3; i++) expect((await g.driver.submit("c", i, { op: "put", key: `k${i}`, value: i })).kind).toBe("ok");
+    await tick();
+    (g.driver as unknown as { quarantine(id: string): void }).quarantine("r3");
+    await tick();
+    expect(g.replicas.get("r3")!.core!.quarantined).toBe(true);
+    delayCall(g.io, "r3", "auditInfo", 300);
+    const audit = g.driver.audit();
+    await tick(50);
+    expect(await g.driver.release("r3", false)).toEqual({ ok: true });
+    const report = await audit;
+    expect(report.replicas.find((r) => r.id === "r3")).toMatchObject({ verdict: "behind", reason: expect.stringMatching(/released or rebuilt while the audit asked it/) });
+    expect(report.verdict).toBe("consistent");
+    g.driver.stop();
+  }, 30_000);
+});
+
 describe("a release of a replica this sequencer had not learned was quarantined", () => {
   it("is a new generation too: a heartbeat's answer from before it does not quarantine it again (a review)", () => {
     const c = Cluster.of("kv");

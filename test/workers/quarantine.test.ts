@@ -119,6 +119,18 @@ describe("the operator's way out of a quarantine", () => {
     expect((await api("POST", "/v1/groups/repair-now/audit")).body.verdict).toBe("consistent");
   });
 
+  it("repair: a replica removed while it is being rebuilt answers the repair 404 (a probe: a 503 whose retry could only meet the 404)", async () => {
+    await createGroup("repair-removed");
+    for (let i = 1; i <= 3; i++) await command("repair-removed", { op: "put", key: `k${i}`, value: i });
+    await applied("repair-removed", 3);
+    await api("POST", "/v1/groups/repair-removed/faults", { target: "r3", fault: "slow", ms: 400 });
+    const repair = api("POST", "/v1/groups/repair-removed/replicas/r3/repair");
+    await waitFor("r3 repairing", async () => (await statuses("repair-removed")).r3?.status === "repairing", 10);
+    expect((await api("DELETE", "/v1/groups/repair-removed/replicas/r3")).status).toBe(202);
+    expectError(await repair, 404, "not_found", /replica r3 was removed while it was being rebuilt/);
+    expect(Object.keys(await statuses("repair-removed")).sort()).toEqual(["r1", "r2"]);
+  });
+
   it("repair: a second one while the first is under way is a 503 that says so (it said \"see the server's log\", which said nothing: a probe)", async () => {
     await createGroup("repair-twice");
     for (let i = 1; i <= 3; i++) await command("repair-twice", { op: "put", key: `k${i}`, value: i });

@@ -66,6 +66,16 @@ describe("the storage quota (workerd)", () => {
     expect((await command("quota-raise", { op: "put", key: "after-move", value: big })).status).toBe(200);
   }, 60_000);
 
+  it("a quota whose call may have reached the sequencer is a 504 that says how to learn its outcome: it has no client and request to repeat (a probe: it said to retry with them)", async () => {
+    await createGroup("quota-unsure", { machine: "kv", storageQuotaMiB: 16 });
+    expect((await api("POST", "/v1/groups/quota-unsure/faults", { target: "sequencer", fault: "unreachable" })).status).toBe(200);
+    const unsure = await api("POST", "/v1/groups/quota-unsure/quota", { storageQuotaMiB: 64 });
+    expectError(unsure, 504, "timeout", /the setting may or may not have taken effect: read the group's status, or send it again/);
+    expect(unsure.body.error.message).not.toMatch(/client and request/);
+    expect((await api("POST", "/v1/groups/quota-unsure/faults", { target: "sequencer", fault: "none" })).status).toBe(200);
+    expect((await api("POST", "/v1/groups/quota-unsure/quota", { storageQuotaMiB: 64 })).body).toMatchObject({ storageQuotaMiB: 64 });
+  });
+
   it("at the quota, deletes free space at once, without an audit: every step stores the rows, so the next answer measures it (saved in batches, it showed thousands of entries later)", async () => {
     // 32 MiB: a 60 KB value takes about four times its size on the co-located replica (the state,
     // its log, the watch's copy, the sequencer's log), so deleting every key brings it under.

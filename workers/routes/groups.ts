@@ -54,7 +54,7 @@ groupRoutes.post("/:group/quota", async (c) => {
   const body = parse(quotaBody, await jsonBody(c), "body");
   type Answer = Awaited<ReturnType<SequencerObject["setQuota"]>>;
   // Called as a command is: a call that failed may have set it (a 504, asked again after a failover: setting it twice changes nothing).
-  const r = await groups.withSequencer(c.env, group, (s) => rpc<Answer>(s.setQuota(body.storageQuotaMiB)), (r) => r.kind === "not_found", "command");
+  const r = await groups.withSequencer(c.env, group, (s) => rpc<Answer>(s.setQuota(body.storageQuotaMiB)), (r) => r.kind === "not_found", "setting");
   if (r.kind === "not_found") throw new ApiError("not_found", `group ${group} does not exist`);
   if (r.kind !== "ok") throw new ApiError(r.kind, r.message, r.kind === "unavailable" ? 1 : undefined);
   // (A 504 timeout: in force at the sequencer, the directory's record unknown; the client retries it.)
