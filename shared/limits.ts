@@ -661,7 +661,16 @@ export const watchQueueBytesMax = 1024 * 1024;
  * discarded; its client resumes with Last-Event-ID, nothing skipped.
  */
 export const watchQueuesBytesMax = 32 * 1024 * 1024;
-export const watchStallMs = 30_000;
+/**
+ * Past watchQueuesBytesMax, how long a reader may take nothing (with bytes queued) before it is
+ * dropped. It was 30 s, and every other watch of the replica waited as long: 33 connections that
+ * never read froze every live watch for 30 s, and reopened every 25 s, for as long as they came (a
+ * probe, with a read token). Dropped, a slow reader resumes with Last-Event-ID; this applies only
+ * while the shared bound is reached.
+ */
+export const watchStallMs = 5_000;
+/** While the shared bound holds the watchers back, how often the stalled are looked for (not only at the next keepalive tick). */
+export const watchPressureCheckMs = 1_000;
 /**
  * Characters of events one send to a watcher carries (a page read from the log): with 1,000
  * watchers catching up at once, pages of pageBytesMax each took gigabytes in flight.

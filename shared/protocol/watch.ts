@@ -12,6 +12,7 @@ import {
   watchProbeMs,
   watchPumpPagesMax,
   watchQueueBytesMax,
+  watchPressureCheckMs,
   watchQueuesBytesMax,
   watchSilenceMs,
   watchStallMs,
@@ -83,6 +84,8 @@ export class WatchHub {
   private cancelKeepalive: (() => void) | null = null;
   /** A pump that stopped at watchPumpPagesMax goes on in a later event (at most one pending). */
   private cancelContinue: (() => void) | null = null;
+  /** While the shared bound holds everyone back: the next look for stalled readers (at most one pending). */
+  private cancelPressure: (() => void) | null = null;
 
   constructor(
     private readonly source: WatchSource,
@@ -144,6 +147,7 @@ export class WatchHub {
           queuedBytes -= this.dropStalled();
           if (queuedBytes >= watchQueuesBytesMax) {
             this.nextFirst = (first + k) % n;
+            this.armPressure();
             return this.prune();
           }
           if (w.sink.gone) break;
@@ -171,6 +175,21 @@ export class WatchHub {
       }
     }
     this.prune();
+  }
+
+  /**
+   * Looks for stalled readers every watchPressureCheckMs while the shared bound holds: waiting for
+   * the next keepalive tick (every 5 s) held live readers that long past watchStallMs.
+   */
+  private armPressure(): void {
+    if (this.cancelPressure) return;
+    this.cancelPressure = this.clock.setTimer(watchPressureCheckMs, () => {
+      this.cancelPressure = null;
+      this.prune();
+      if (this.watchers.length === 0 || this.queuedBytes() < watchQueuesBytesMax) return this.pump();
+      if (this.dropStalled() > 0) this.pump();
+      else this.armPressure();
+    });
   }
 
   private queuedBytes(): number {
@@ -239,6 +258,8 @@ export class WatchHub {
     this.cancelContinue = null;
     this.cancelKeepalive?.();
     this.cancelKeepalive = null;
+    this.cancelPressure?.();
+    this.cancelPressure = null;
   }
 
   /**

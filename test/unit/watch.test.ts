@@ -2,7 +2,7 @@
 // bounded and it catches up from the log when it drains, a watcher behind the retained log is
 // ended, watchers per replica are bounded, keep-alives flow while idle.
 import { describe, expect, it } from "vitest";
-import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchPageEntries, watchPumpPagesMax, watchQueueBytesMax, watchQueuesBytesMax, watchSilenceMs, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
+import { watchIdGapEntries, watchKeepaliveMs, watchPageBytesMax, watchPressureCheckMs, watchPageEntries, watchPumpPagesMax, watchQueueBytesMax, watchQueuesBytesMax, watchSilenceMs, watchStallMs, watchersPerReplicaMax } from "../../shared/limits.js";
 import type { WatchText } from "../../shared/protocol/replica.js";
 import { type WatchSink, WatchHub } from "../../shared/protocol/watch.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -164,6 +164,24 @@ describe("watch hub", () => {
     expect(live.ids()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
     // A dropped reader resumes with Last-Event-ID: its events so far were an unbroken prefix.
     for (const s of dropped) expect(s.ids()).toEqual(Array.from({ length: s.ids().length }, (_, i) => i + 1));
+  });
+
+  it("holds a live reader back at most watchStallMs past the shared bound, round after round of readers that never read (a probe: 40 of them froze every watch of the replica for 30 s, and for as long as they were reopened)", () => {
+    const w = world();
+    const live = new FakeSink();
+    expect(w.hub.open(live, null, null)).toBe("ok");
+    const size = 64 * 1024;
+    let written = 0;
+    for (let round = 0; round < 4; round++) {
+      const stallers = Array.from({ length: Math.ceil((1.25 * watchQueuesBytesMax) / watchQueueBytesMax) }, () => new FakeSink(true));
+      for (const s of stallers) expect(w.hub.open(s, null, null)).toBe("ok");
+      for (let i = 0; i < Math.ceil((1.5 * watchQueueBytesMax) / size); i++) (w.apply("k", size), written++);
+      expect(live.ids().length, "the shared bound holds the live reader back").toBeLessThan(written);
+      for (let ms = 0; ms < watchStallMs + watchPressureCheckMs; ms += 250) w.advance(250); // timers at their times
+      expect(live.ids(), `round ${round}: the live reader still waits`).toEqual(Array.from({ length: written }, (_, i) => i + 1));
+      expect(stallers.every((s) => s.dropped), "the readers that never read are dropped").toBe(true);
+    }
+    expect(watchStallMs + watchPressureCheckMs).toBeLessThanOrEqual(10_000);
   });
 
   it("ends no stream with bytes still queued (they would be out of the shared bound's reach): a quarantine's end, or a reader behind the retained log", () => {
