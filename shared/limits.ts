@@ -328,10 +328,13 @@ export const installRetryMaxMs = 24 * 60 * 60_000;
 /**
  * Asleep (no heartbeats), a status or metrics call asks again each replica last heard from longer
  * ago than this: the tracker's view from the sleep showed a replica cut off since as healthy until
- * the daily audit (a probe). Bounded so that a scrape every few seconds costs each asleep group one
- * round of its replicas per this time at most.
+ * the daily audit (a probe). Bounded so that a scrape costs each asleep group one round of its
+ * replicas per this time at most. It was 30 s: a scrape every 30 to 60 s then started every
+ * replica of every asleep group at each scrape, so none left memory (a probe); the platform evicts
+ * after 70 to 140 s idle, so now they are out of memory most of the time, and a replica lost in a
+ * sleep shows within 5 minutes (no write waits on it meanwhile).
  */
-export const asleepContactStaleMs = 30_000;
+export const asleepContactStaleMs = 5 * 60_000;
 /**
  * How long GET /v1/groups/{g} (and /replicas) waits for the sequencer before answering with what
  * the replicas say of themselves (workers/http.ts, statusForReaders).

@@ -42,7 +42,9 @@ function equalDigests(x: Uint8Array, y: Uint8Array): boolean {
 
 /** The token of an `Authorization: Bearer <token>` header, or null. */
 export function bearerOf(header: string | undefined): string | null {
-  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1] ?? null;
+  // Spaces and tabs only (RFC 9110's whitespace), and a token of visible ASCII: `\s` took a form
+  // feed, a vertical tab or an em space around it (a probe).
+  return /^Bearer[ \t]+([\x21-\x7e]+)[ \t]*$/i.exec(header ?? "")?.[1] ?? null;
 }
 
 /** The scope a configured token grants, or null. Every candidate is compared (no early exit). */

@@ -249,6 +249,7 @@ export class SequencerObject extends ReplicaServing {
       recordQuarantined: (ids) => directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids),
       event: (kind, message, fields) => void this.event(cfg, kind, message, fields),
       sleepAfterMs: sleepAfterMs(this.env),
+      startAt: (atMs) => void this.ctx.storage.setAlarm(atMs).catch((err: unknown) => console.warn(`the alarm of ${cfg.group}'s sequencer at ${new Date(atMs).toISOString()}: ${String(err)}`)),
       onSleep: (sinceMs, changed) => this.noteSleep(cfg, sinceMs, changed),
       onRepaired: () => this.auditAfterRepair(),
     };
@@ -333,6 +334,13 @@ export class SequencerObject extends ReplicaServing {
   }
 
   // ---- groups -------------------------------------------------------------------------------
+
+  /**
+   * The alarm DriverIO.startAt set for when the group's sleep is due: being started is all it is
+   * for. The constructor's start runs the driver, whose heartbeats put an idle group to sleep (its
+   * idleness counted from the meta's activeMs) or, after client work since, set the next alarm.
+   */
+  override async alarm(): Promise<void> {}
 
   async recover(config: GroupConfig): Promise<Recovered> {
     return this.lifecycle.recover(config);

@@ -148,7 +148,9 @@ export class SequencerDriver {
     private readonly retention = { entries: logRetentionEntries, slack: compactionSlackEntries },
   ) {
     this.startedMs = io.nowMs();
-    this.activeMs = this.startedMs;
+    // A start of the same sequencer (after an eviction) counts idleness from the last client work
+    // its meta kept; a new one (a recovery, a move: no such field yet) from its start.
+    this.activeMs = Math.min(core.activeMs ?? this.startedMs, this.startedMs);
     // Asleep when it stopped (evicted in its sleep): it stays so until client work wakes it. Set
     // here, before the lifecycle's first kick: a message built before startHeartbeats went out
     // without the notice, and the co-located replica took the group for awake (a review).
@@ -877,6 +879,7 @@ export class SequencerDriver {
     if (this.stopped) return;
     const now = this.io.nowMs();
     this.activeMs = now;
+    this.core.noteActive(now);
     const was = this.sleepState;
     this.sleepState = "awake";
     if (was !== "asleep") return; // sleeping: the next heartbeat goes out without `sleep`
@@ -897,7 +900,7 @@ export class SequencerDriver {
       return false;
     }
     if (this.sleepState === "awake") {
-      if (now - this.activeMs < afterMs) return false;
+      if (now - this.activeMs < afterMs) return this.startAtSleep(afterMs), false;
       this.sleepState = "sleeping";
       this.sleepSinceMs = now;
       return false;
@@ -913,6 +916,19 @@ export class SequencerDriver {
     this.core.noteSleep(this.sleepSinceMs);
     this.io.onSleep?.(this.sleepSinceMs, true);
     return true;
+  }
+
+  /** When this object is to be started if not running (io.startAt); 0: not asked yet. */
+  private startAtMs = 0;
+
+  /**
+   * Asks the host to start this object when its sleep is due, once per due time: again only once
+   * the last asked time has passed (a storage write each time, so not at every command).
+   */
+  private startAtSleep(afterMs: number): void {
+    if (!this.io.startAt || this.startAtMs > this.io.nowMs()) return;
+    this.startAtMs = this.activeMs + afterMs + heartbeatMs;
+    this.io.startAt(this.startAtMs);
   }
 
   /**

@@ -213,6 +213,12 @@ export interface DriverIO extends Clock {
   /** After this long without client work (and nothing under way) the sequencer sleeps; absent: never. */
   readonly sleepAfterMs?: number;
   /**
+   * Has the host start this object at `atMs` if it is not running then (a Durable Object alarm):
+   * the time its sleep is due. Under wrangler dev a quiet group's sequencer was evicted before
+   * that, its heartbeats with it, and nothing started it again: it never slept (a probe).
+   */
+  startAt?(atMs: number): void;
+  /**
    * It fell asleep (since when), or woke (null): the host tells the cron (the registry). Also said
    * at every start (`changed` false): only a change is worth a log line (each start of an asleep
    * object logged "sleeps" again, 319 lines against 21 wakes in an operator's probe).

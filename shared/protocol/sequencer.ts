@@ -68,6 +68,12 @@ export interface SequencerMeta {
    */
   asleepSinceMs?: number;
   /**
+   * The last client work this sequencer saw (SequencerDriver.wake), saved with the meta's next write
+   * (each commit's), not one write of its own: a start after an eviction counts the group's
+   * idleness from there, not from the start, which had reset it at every eviction (a probe).
+   */
+  activeMs?: number;
+  /**
    * Each member's size as its last audit found it (ReplicaStatus.stateRows, storageBytes). Kept
    * so that a start of the object shows them: they were in memory only, and an asleep group,
    * evicted and audited once a day, showed them unknown for up to a day.
@@ -326,6 +332,16 @@ export class SequencerCore {
 
   get asleepSinceMs(): number | undefined {
     return this.meta.asleepSinceMs;
+  }
+
+  /** The last client work a start of this object knows of (undefined: none kept). */
+  get activeMs(): number | undefined {
+    return this.meta.activeMs;
+  }
+
+  /** Client work at `ms`: kept with the meta's next write (see SequencerMeta.activeMs). */
+  noteActive(ms: number): void {
+    this.meta.activeMs = ms;
   }
 
   /** Records that it sleeps (since when) or woke (null). */

@@ -226,6 +226,31 @@ describe("an idle group sleeps", () => {
     again.stop();
   }, 30_000);
 
+  it("started again after an eviction while awake, counts its idleness from the last client work its meta kept, and has its host start it when the sleep is due (a probe: under wrangler dev, a quiet group's sequencer was evicted before its sleep and never slept)", async () => {
+    const starts: number[] = [];
+    const g = sleepyGroup();
+    Object.assign(g.io, { startAt: (atMs: number) => void starts.push(atMs) });
+    const workMs = fastClock.nowMs();
+    expect((await g.driver.submit("c", 1, put("a"))).kind).toBe("ok");
+    await until("a start asked for", () => starts.length > 0);
+    // When the sleep is due: the work's time plus sleepAfterMs (and a heartbeat), asked once for it.
+    expect(starts[0]! - workMs).toBeGreaterThanOrEqual(sleepAfterMs - 100);
+    expect(starts[0]! - workMs).toBeLessThanOrEqual(sleepAfterMs + 1_100);
+    await pause(sleepAfterMs / 2);
+    expect(starts).toHaveLength(1);
+    // Evicted: its heartbeats end with it. Started again (the host's alarm, a scrape, an audit).
+    g.driver.stop();
+    expect(g.seqStore.meta!.activeMs, "kept with the command's commit").toBeGreaterThanOrEqual(workMs);
+    const again = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    const startedMs = fastClock.nowMs();
+    again.startHeartbeats();
+    await until("asleep", () => again.asleepSinceMs !== null);
+    // Asleep by the work's time plus sleepAfterMs (and two heartbeats), not the start's plus it.
+    expect(again.asleepSinceMs! - workMs).toBeLessThan(sleepAfterMs + 2_500);
+    expect(again.asleepSinceMs! - startedMs).toBeLessThan(sleepAfterMs);
+    again.stop();
+  }, 30_000);
+
   it("counts no acknowledgement of a message sent in the millisecond its sleep began (that message carried no notice)", () => {
     let nowMs = 1_000_000;
     const g = directGroup(config, { entries: 10_000, slack: 1_000 }, { nowMs: () => nowMs, setTimer: () => () => {} });

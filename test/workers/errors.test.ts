@@ -1,4 +1,4 @@
-import { env, runInDurableObject } from "cloudflare:test";
+import { SELF, env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../workers/index.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
@@ -23,6 +23,12 @@ describe("authentication", () => {
     // A header that is there but not `Bearer <one word>` is said to be malformed, not missing.
     expectError(await api("GET", "/v1/groups", undefined, null), 401, "unauthorized", /^missing Authorization/);
     expectError(await api("GET", "/v1/groups", undefined, "tok en"), 401, "unauthorized", /^malformed Authorization: expected Bearer <token>/);
+    // Whitespace is spaces and tabs (a form feed or a vertical tab around the token was taken: a probe).
+    for (const header of [`Bearer ${adminToken}\f`, `Bearer\v${adminToken}`, `Bearer ${adminToken}\u00a0`]) {
+      const r = await SELF.fetch("http://smr.test/v1/groups", { headers: { authorization: header } });
+      expect(r.status, JSON.stringify(header)).toBe(401);
+    }
+    expect((await SELF.fetch("http://smr.test/v1/groups", { headers: { authorization: `bearer \t${adminToken}\t ` } })).status).toBe(200);
     expectError(await api("GET", "/v1/groups", undefined, clientToken), 403, "forbidden");
     expectError(await api("PUT", "/v1/groups/x", { machine: "kv" }, clientToken), 403, "forbidden");
     expect((await api("GET", "/v1/groups", undefined, "test-client-token-2")).status).toBe(403);

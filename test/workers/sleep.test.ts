@@ -2,7 +2,7 @@
 // client work the sequencer tells its replicas and stops its heartbeats; the status says so, and a
 // write wakes it. A sleeping group whose sequencer is unreachable still fails over.
 import { describe, expect, it } from "vitest";
-import { env, runInDurableObject } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
 import { api, clientToken, command, createGroup, query, replicaObject, waitFor } from "./helpers.js";
 
@@ -33,6 +33,20 @@ async function registryAsleep(group: string): Promise<number | null | undefined>
 const status = async (group: string) => (await api("GET", `/v1/groups/${group}`, undefined, clientToken)).body;
 
 describe("idle groups sleep (workerd)", () => {
+  it("an awake sequencer sets an alarm for when its sleep is due, and its alarm runs (a probe: evicted before its sleep under wrangler dev, nothing started it again)", async () => {
+    await createGroup("zz-alarm", { machine: "kv", replicas: 3 });
+    const beforeMs = Date.now();
+    expect((await command("zz-alarm", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await waitFor("an alarm set", async () => (await inObject(sequencer("zz-alarm"), (o) => o.ctx.storage.getAlarm())) !== null, 10);
+    const atMs = (await inObject(sequencer("zz-alarm"), (o) => o.ctx.storage.getAlarm())) as number;
+    // 300 s in the tests (the var), from the last client work, plus a heartbeat.
+    expect(atMs - beforeMs).toBeGreaterThanOrEqual(300_000);
+    expect(atMs - beforeMs).toBeLessThan(300_000 + 10_000);
+    expect(await runDurableObjectAlarm(sequencer("zz-alarm"))).toBe(true);
+    expect((await command("zz-alarm", { op: "put", key: "b", value: 2 }, "w", 2)).status).toBe(200);
+  });
+
+
   it("stops the heartbeats of an idle group, says so, and wakes for a write", async () => {
     await createGroup("zzz", { machine: "kv", replicas: 3 });
     expect((await command("zzz", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
