@@ -669,9 +669,16 @@ export const watchQueuesBytesMax = 32 * 1024 * 1024;
  * dropped. It was 30 s, and every other watch of the replica waited as long: 33 connections that
  * never read froze every live watch for 30 s, and reopened every 25 s, for as long as they came (a
  * probe, with a read token). Dropped, a slow reader resumes with Last-Event-ID; this applies only
- * while the shared bound is reached.
+ * while the shared bound is reached. A reader that cannot take one whole write (one large event)
+ * in this time meanwhile makes no progress until the pressure ends (docs/PROTOCOL.md, "Watch").
  */
 export const watchStallMs = 5_000;
+/**
+ * Past watchQueuesBytesMax, bytes more that readers keeping up (all they were sent taken, and
+ * something read before) may be sent, a page each: readers that keep their queues full and take a
+ * little now and then never count as stalled, and held every live watch back (a review).
+ */
+export const watchReserveBytes = 8 * 1024 * 1024;
 /** While the shared bound holds the watchers back, how often the stalled are looked for (not only at the next keepalive tick). */
 export const watchPressureCheckMs = 1_000;
 /**

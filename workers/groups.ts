@@ -539,7 +539,7 @@ function sequencerFailed(group: string, err: unknown, kind: CallKind): Error {
  */
 function unknownAdvice(kind: CallKind): string {
   return kind === "setting"
-    ? "the setting may or may not have taken effect: read the group's status, or send it again (setting it twice changes nothing)"
+    ? "the setting may or may not have taken effect: send it again (setting it twice changes nothing; the group's status shows the sequencer's, which a successor may not have)"
     : "the command may or may not take effect: retry with the same client and request";
 }
 

@@ -14,6 +14,7 @@ import {
   watchQueueBytesMax,
   watchPressureCheckMs,
   watchQueuesBytesMax,
+  watchReserveBytes,
   watchSilenceMs,
   watchStallMs,
   watchersPerReplicaMax,
@@ -138,19 +139,29 @@ export class WatchHub {
     const applied = this.source.appliedSeq();
     const pages = new Map<number, WatchText[] | "compacted">();
     let queuedBytes = this.queuedBytes();
+    let dropped = false;
+    /** The first watcher the bound held back: the next pump starts there, so each gets its turn. */
+    let held: number | null = null;
     const n = this.watchers.length;
     const first = n === 0 ? 0 : this.nextFirst % n;
     for (let k = 0; k < n; k++) {
       const w = this.watchers[(first + k) % n]!;
       while (w.sentSeq < applied && w.sink.queuedBytes < watchQueueBytesMax && !w.sink.gone) {
         if (queuedBytes >= watchQueuesBytesMax) {
-          queuedBytes -= this.dropStalled();
-          if (queuedBytes >= watchQueuesBytesMax) {
-            this.nextFirst = (first + k) % n;
-            this.armPressure();
-            return this.prune();
-          }
+          if (!dropped) (queuedBytes -= this.dropStalled()), (dropped = true);
           if (w.sink.gone) break;
+        }
+        if (queuedBytes >= watchQueuesBytesMax) {
+          this.armPressure();
+          // Past the bound, a reader that has read and taken all it was sent gets its next page
+          // from a reserve (watchReserveBytes): readers that hold their queues full, taking a
+          // little now and then, never count as stalled, and held every live watch of the replica
+          // back for as long as they went on (a review). The others wait their turn.
+          const keepsUp = w.sink.queuedBytes === 0 && w.sink.takenBytes > 0;
+          if (!keepsUp || queuedBytes >= watchQueuesBytesMax + watchReserveBytes) {
+            held ??= (first + k) % n;
+            break;
+          }
         }
         let page = pages.get(w.sentSeq);
         if (page === undefined) {
@@ -174,6 +185,7 @@ export class WatchHub {
         queuedBytes += w.sink.queuedBytes - before;
       }
     }
+    if (held !== null) this.nextFirst = held;
     this.prune();
   }
 

@@ -1,7 +1,7 @@
 // A restore installs its state at (epoch, 1) before the sequencer takes it; one that fails must
 // never let an entry of that epoch take position 1 while a replica may still hold the restore
 // there: a recovery compares logs by (last epoch, last seq), ties, and may keep the restore and
-// drop the entry (docs/PROTOCOL.md, "Snapshots and restore").
+// drop the entry (docs/PROTOCOL.md, "Snapshot and restore").
 import { describe, expect, it } from "vitest";
 import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
 import { MemorySequencerStorage } from "../../shared/protocol/memory.js";

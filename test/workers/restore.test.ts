@@ -1,5 +1,5 @@
 // A restore needs a quorum of voters, not every replica: the others are rebuilt from one that
-// installed once they answer (docs/PROTOCOL.md, "Snapshots and restore").
+// installed once they answer (docs/PROTOCOL.md, "Snapshot and restore").
 import { SELF, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
