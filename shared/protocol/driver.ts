@@ -928,6 +928,9 @@ export class SequencerDriver {
   private startAtSleep(afterMs: number): void {
     if (!this.io.startAt || this.startAtMs > this.io.nowMs()) return;
     this.startAtMs = this.activeMs + afterMs + heartbeatMs;
+    // Written now: a group with no client work since its start (nothing committed) kept none,
+    // and each start the alarm made counted from itself, evicted again before its sleep.
+    this.core.keepActive(this.activeMs);
     this.io.startAt(this.startAtMs);
   }
 

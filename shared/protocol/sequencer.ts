@@ -344,6 +344,12 @@ export class SequencerCore {
     this.meta.activeMs = ms;
   }
 
+  /** Keeps `ms` as the last client work now (a write): what a start the host's alarm makes counts from. */
+  keepActive(ms: number): void {
+    this.meta.activeMs = ms;
+    this.saveMeta();
+  }
+
   /** Records that it sleeps (since when) or woke (null). */
   noteSleep(sinceMs: number | null): void {
     if ((this.meta.asleepSinceMs ?? null) === sinceMs) return;

@@ -251,6 +251,23 @@ describe("an idle group sleeps", () => {
     again.stop();
   }, 30_000);
 
+  it("with no client work since its start, keeps that start as its last work when it asks to be started: the start the host makes counts from it (a probe: each such start counted from itself, evicted again before its sleep)", async () => {
+    const starts: number[] = [];
+    const startedMs = fastClock.nowMs();
+    const g = sleepyGroup();
+    Object.assign(g.io, { startAt: (atMs: number) => void starts.push(atMs) });
+    await until("a start asked for", () => starts.length > 0);
+    expect(g.seqStore.meta!.activeMs, "written when the start was asked for").toBeGreaterThanOrEqual(startedMs);
+    await pause(sleepAfterMs / 2);
+    g.driver.stop(); // evicted
+    const again = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    const restartedMs = fastClock.nowMs();
+    again.startHeartbeats();
+    await until("asleep", () => again.asleepSinceMs !== null);
+    expect(again.asleepSinceMs! - restartedMs).toBeLessThan(sleepAfterMs);
+    again.stop();
+  }, 30_000);
+
   it("counts no acknowledgement of a message sent in the millisecond its sleep began (that message carried no notice)", () => {
     let nowMs = 1_000_000;
     const g = directGroup(config, { entries: 10_000, slack: 1_000 }, { nowMs: () => nowMs, setTimer: () => () => {} });
