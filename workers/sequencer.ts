@@ -99,6 +99,9 @@ export class SequencerObject extends ReplicaServing {
         // its bytes with it: the co-located replica's size left them out for good (a review).
         this.restoring = null;
         this.stage.drop();
+        // Its alarm (DriverIO.startAt) too: it would start the object of a deleted group or of a
+        // deposed sequencer again, for nothing.
+        await ctx.storage.deleteAlarm();
         await (this.replica.exists ? dropSequencerTables(sql) : ctx.storage.deleteAll());
       },
       io: (cfg) => this.io(cfg),

@@ -44,6 +44,12 @@ describe("idle groups sleep (workerd)", () => {
     expect(atMs - beforeMs).toBeLessThan(300_000 + 10_000);
     expect(await runDurableObjectAlarm(sequencer("zz-alarm"))).toBe(true);
     expect((await command("zz-alarm", { op: "put", key: "b", value: 2 }, "w", 2)).status).toBe(200);
+    // A sequencer that handed over (its object keeps serving r1) is not started again by it.
+    await createGroup("zz-alarm-moved", { machine: "kv", replicas: 3 });
+    expect((await command("zz-alarm-moved", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await waitFor("an alarm set", async () => (await inObject(sequencer("zz-alarm-moved"), (o) => o.ctx.storage.getAlarm())) !== null, 10);
+    expect((await api("POST", "/v1/groups/zz-alarm-moved/sequencer", {})).status).toBe(202);
+    expect(await inObject(sequencer("zz-alarm-moved"), (o) => o.ctx.storage.getAlarm())).toBeNull();
   });
 
 
