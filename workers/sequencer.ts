@@ -513,7 +513,9 @@ export class SequencerObject extends ReplicaServing {
     if (ok) return { ok };
     // Removed meanwhile: a 404 as for a replica never there, not a 503 whose retry can only meet it
     // (a probe's removal during a repair got "installed state has digest undefined").
-    if (!driver.core.replicaIds().includes(id)) return { ok, code: "not_found", reason: `replica ${id} was removed while it was being rebuilt` };
+    // Once the removal has committed only: one still in flight may be lost in a failover.
+    if (await driver.removedForGood(id)) return { ok, code: "not_found", reason: `replica ${id} was removed while it was being rebuilt` };
+    if (!driver.core.replicaIds().includes(id)) return { ok, code: "unavailable", reason: `replica ${id} is being removed, and its removal is not committed yet; retry` };
     return { ok, reason: `the state transfer did not complete: ${driver.repairFailure(id) ?? "see the server's log"}` };
   }
 

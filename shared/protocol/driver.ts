@@ -1392,6 +1392,18 @@ export class SequencerDriver {
   /** Removed replicas whose destruction failed: tried again at each heartbeat (a removed member's id never comes back, so at most one per removal). */
   private readonly retireAgain = new Set<string>();
 
+  /**
+   * Whether `id` has left the membership for good: its removal committed. Appended only, a
+   * failover could lose it and leave `id` a member, so a change in flight is waited for (up to a
+   * command's timeout). A repair answered 404 "removed" for a removal that was then lost (a review).
+   */
+  async removedForGood(id: string): Promise<boolean> {
+    if (this.core.replicaIds().includes(id)) return false;
+    if (!this.core.configChangePending) return true;
+    const committed = await this.waitCommitted(this.core.configChangeSeq, commandTimeoutMs);
+    return committed && !this.core.replicaIds().includes(id);
+  }
+
   private async retire(id: string): Promise<void> {
     this.retireAgain.delete(id);
     // Never a replica the membership names (or a change in flight, or an add under way): checked

@@ -894,6 +894,10 @@ export class SequencerCore {
   get configChangePending(): boolean {
     return this.configPendingSeq > this.meta.commitSeq;
   }
+  /** The seq of the newest membership change appended (0: none since this start). */
+  get configChangeSeq(): number {
+    return this.configPendingSeq;
+  }
 
   /** The voting members (ids) the membership would have after `change`. */
   votersAfter(change: ConfigChange): string[] {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { type GroupConfig, membersOf } from "../../shared/protocol/types.js";
 import { commandTimeoutMs, directoryWriteTimeoutMs, heartbeatMs, pageBytesMax, startSettleWaitMs } from "../../shared/limits.js";
 import { entryBytes } from "../../shared/protocol/entry.js";
-import { type Clock, directGroup, realClock } from "../support/direct.js";
+import { type Clock, directGroup, fastClock, overrideCall, realClock } from "../support/direct.js";
 import { MemoryReplicaStorage, MemorySequencerStorage } from "../../shared/protocol/memory.js";
 import { ReplicaCore, newReplicaMeta } from "../../shared/protocol/replica.js";
 import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
@@ -942,6 +942,49 @@ describe("an audit whose replicas share no position at first", () => {
     // Past it (a replica standing at `next` would list it as its current position, mark or not).
     for (const r of g.replicas.values()) expect(r.core!.appliedSeq).toBeGreaterThan(next);
     for (const r of g.replicas.values()) expect(r.core!.auditInfo().checkpoints.map((cp) => cp.seq)).toContain(next);
+    g.driver.stop();
+  });
+});
+
+describe("a removal in flight", () => {
+  /** A group whose r2 holds every append made while a membership change is pending, until `release`. */
+  function holdingChange() {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 }, fastClock);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    overrideCall(g.io, "r2", "append", (real, ...args) => (g.driver.core.configChangePending ? held.then(() => real(...args)) : real(...args)));
+    return { g, release };
+  }
+  const until = async (what: () => boolean) => {
+    for (let i = 0; i < 200 && !what(); i++) await tick(5);
+    expect(what()).toBe(true);
+  };
+
+  it("counts as removed for good only once it commits (a repair answered 404 \"removed\" for a removal a failover could still lose: a review)", async () => {
+    const { g, release } = holdingChange();
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const removal = g.driver.removeReplica("r3");
+    await until(() => g.driver.core.configChangePending);
+    expect(g.driver.core.replicaIds()).toEqual(["r1", "r2"]); // appended: no longer in the membership in force
+    let answer: boolean | null = null;
+    const gone = g.driver.removedForGood("r3").then((x) => (answer = x));
+    await tick(40);
+    expect(answer).toBe(null); // waits for the commit
+    release();
+    await gone;
+    expect(answer).toBe(true);
+    expect(await removal).toEqual({ ok: true });
+    expect(await g.driver.removedForGood("r2")).toBe(false);
+    g.driver.stop();
+  });
+
+  it("is not removed for good when its change never commits within a command's timeout", async () => {
+    const { g } = holdingChange();
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    const removal = g.driver.removeReplica("r3");
+    await until(() => g.driver.core.configChangePending);
+    expect(await g.driver.removedForGood("r3")).toBe(false);
+    expect((await removal).ok).toBe(false);
     g.driver.stop();
   });
 });
