@@ -13,6 +13,8 @@ import { machineFor } from "../../shared/machines/index.js";
 import type { DriverIO } from "../../shared/protocol/io.js";
 import { recoverSequencer } from "../../shared/protocol/recovery.js";
 import { SequencerLifecycle } from "../../shared/protocol/lifecycle.js";
+import { SequencerDriver } from "../../shared/protocol/driver.js";
+import { SequencerCore } from "../../shared/protocol/sequencer.js";
 
 const config = { group: "g", incarnation: 0, machine: "kv" as const, replicas: 3, locations: [], outputs: "first" as const, checkpointEvery: 50 };
 const ids = (c: { members?: unknown }) => membersOf(c as never).map((m) => `${m.id}${m.voter ? "" : "?"}`);
@@ -91,6 +93,20 @@ describe("a new storage quota", () => {
     expect(g.recorded.at(-1)).toMatchObject({ storageQuotaMiB: 64 });
     expect(g.recorded.at(-1)!.inFlight).toBeUndefined();
     g.driver.stop();
+  });
+
+  it("is refused while a new sequencer's log is not known committed, saying so (it said \"a membership change is under way\" after a move: a probe)", async () => {
+    const g = directGroup(config, { entries: 10_000, slack: 1_000 });
+    expect((await g.driver.submit("a", 1, { op: "put", key: "k", value: 1 })).kind).toBe("ok");
+    g.driver.stop();
+    // A sequencer started over that log, as after a move or a failover, with nothing of it known committed.
+    for (const id of ["r1", "r2", "r3"]) g.down.add(id);
+    const meta = { ...structuredClone(g.seqStore.meta!), commitSeq: 0 };
+    const next = new SequencerDriver(new SequencerCore(g.seqStore, meta), g.io, { entries: 10_000, slack: 1_000 });
+    expect(next.core.configChangePending).toBe(true);
+    expect(await next.setQuota(64)).toEqual({ ok: false, reason: expect.stringMatching(/^the log holds a membership change not known committed yet \(a change under way, or a new sequencer's start after a move or a failover\); retry in a moment$/) });
+    expect(next.core.config.storageQuotaMiB, "not set: a 503 is certainly not done").toBeUndefined();
+    next.stop();
   });
 
   it("not recorded in the directory is an unknown outcome (504), not a refusal: it is in force here already (a review)", async () => {
