@@ -11,7 +11,7 @@ import type { GroupStatus } from "../shared/api/types.js";
 import type { GroupRecord } from "../shared/control/directory.js";
 import { metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax, metricsScrapeGroupsMax, metricsScrapeMs, metricsUnansweredWorkers } from "../shared/limits.js";
 import { withTimeout } from "../shared/protocol/io.js";
-import { type Env, directoryStub, realClock, rpc } from "./env.js";
+import { type Env, directoryStub, realClock, registryStub, rpc } from "./env.js";
 import * as groups from "./groups.js";
 import { statusFromReplicas } from "./replica-view.js";
 
@@ -109,12 +109,15 @@ const lately = (group: string) => recent(unanswered, group);
  * queue once its own is empty), those cut short lately first: the ones that answer are not left
  * unasked behind the ones that cannot, and those are still asked.
  */
-export async function gather(env: Env, names: string[], scrapeMs = metricsScrapeMs): Promise<{ figures: GroupFigures[]; unasked: string[] }> {
+export async function gather(env: Env, names: string[], scrapeMs = metricsScrapeMs, kept = new Map<string, GroupFigures>()): Promise<Gathered> {
   const out = new Map<string, GroupFigures | null>();
   const endMs = Date.now() + scrapeMs;
   const fallbacks = { left: metricsReplicaFallbacksMax };
-  const late = names.filter(lately);
-  const rest = names.filter((n) => !lately(n));
+  const asleep: Gathered["asleep"] = [];
+  for (const [name, figures] of kept) if (names.includes(name)) out.set(name, figures);
+  const toAsk = names.filter((n) => !kept.has(n));
+  const late = toAsk.filter(lately);
+  const rest = toAsk.filter((n) => !lately(n));
   rest.sort((a, b) => Number(recent(cutShort, b)) - Number(recent(cutShort, a))); // stable: name order within each
   const worker = async (own: string[], other: string[]) => {
     while (Date.now() < endMs) {
@@ -125,10 +128,44 @@ export async function gather(env: Env, names: string[], scrapeMs = metricsScrape
       const answer = await withTimeout(realClock, figures, endMs - askedMs, `the metrics of ${name}`).catch(() => (endMs - askedMs < metricsCallTimeoutMs ? undefined : { group: name, up: false as const }));
       noteAnswer(name, answer);
       if (answer !== undefined) out.set(name, answer);
+      if (answer?.up && answer.status.sequencer.asleepSince !== undefined) asleep.push({ figures: answer, askedMs });
     }
   };
-  const workers = Math.min(metricsConcurrencyMax, names.length);
+  const workers = Math.min(metricsConcurrencyMax, toAsk.length);
   const forLate = Math.min(metricsUnansweredWorkers, late.length);
   await Promise.all(Array.from({ length: workers }, (_, i) => (i < forLate ? worker(late, rest) : worker(rest, late))));
-  return { figures: names.map((n) => out.get(n)).filter((f): f is GroupFigures => !!f), unasked: names.filter((n) => !out.has(n)) };
+  return { figures: names.map((n) => out.get(n)).filter((f): f is GroupFigures => !!f), unasked: names.filter((n) => !out.has(n)), asleep };
+}
+
+/** What a scrape gathered: the figures, the groups not asked in time, and the asleep groups asked (and when), to keep. */
+export interface Gathered {
+  figures: GroupFigures[];
+  unasked: string[];
+  asleep: { figures: Extract<GroupFigures, { up: true }>; askedMs: number }[];
+}
+
+/**
+ * The asleep groups' figures a scrape asked, kept in the registry for the next scrapes within
+ * asleepContactStaleMs (they take them instead of starting the objects: RegistryObject.keepFigures).
+ * Without the answer time, which was of that call.
+ */
+export function keepAsleep(env: Env, asleep: Gathered["asleep"]): Promise<void> {
+  const items = asleep.map(({ figures: { answerMs: _answerMs, ...figures }, askedMs }) => ({ name: figures.group, incarnation: figures.status.incarnation ?? 0, askedMs, figures: JSON.stringify(figures) }));
+  return registryStub(env)
+    .keepFigures(items)
+    .catch((err) => console.warn(`keeping the figures of ${items.length} asleep groups: ${String(err)}`));
+}
+
+/** The registry's kept figures (JSON by name), parsed; one that does not parse is asked instead. */
+export function keptFigures(kept: Record<string, string>): Map<string, GroupFigures> {
+  const out = new Map<string, GroupFigures>();
+  for (const [name, text] of Object.entries(kept)) {
+    try {
+      const figures = JSON.parse(text) as GroupFigures;
+      if (figures.group === name && figures.up) out.set(name, figures);
+    } catch {
+      // asked
+    }
+  }
+  return out;
 }

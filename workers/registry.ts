@@ -1,7 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "./env.js";
 import type { CronFigures } from "../shared/api/metrics.js";
-import { asleepAuditEveryMs } from "../shared/limits.js";
+import { asleepAuditEveryMs, metricsScrapeGroupsMax } from "../shared/limits.js";
+
+/** Figures kept per call of keepFigures: one scrape's groups at most. */
+const keptFiguresMax = metricsScrapeGroupsMax;
 
 /** The lap figures of CronFigures, which claim() keeps. */
 type Lap = Pick<CronFigures, "lapStartedMs" | "lapGroups" | "lastLapMs" | "lastLapGroups" | "laps">;
@@ -30,6 +33,9 @@ export class RegistryObject extends DurableObject<Env> {
     if (!columns.includes("claimed_ms")) sql.exec("ALTER TABLE names ADD COLUMN claimed_ms INTEGER");
     if (!columns.includes("sleep_noted_ms")) sql.exec("ALTER TABLE names ADD COLUMN sleep_noted_ms INTEGER");
     if (!columns.includes("sleep_noted_epoch")) sql.exec("ALTER TABLE names ADD COLUMN sleep_noted_epoch INTEGER");
+    // An asleep group's metrics figures as a scrape asked them, and when (keepFigures).
+    if (!columns.includes("kept_figures")) sql.exec("ALTER TABLE names ADD COLUMN kept_figures TEXT");
+    if (!columns.includes("kept_ms")) sql.exec("ALTER TABLE names ADD COLUMN kept_ms INTEGER");
     sql.exec("CREATE TABLE IF NOT EXISTS cron (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID");
   }
 
@@ -45,6 +51,8 @@ export class RegistryObject extends DurableObject<Env> {
          claimed_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE claimed_ms END,
          sleep_noted_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE sleep_noted_ms END,
          sleep_noted_epoch = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE sleep_noted_epoch END,
+         kept_figures = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE kept_figures END,
+         kept_ms = CASE WHEN excluded.incarnation >= incarnation THEN NULL ELSE kept_ms END,
          incarnation = max(incarnation, excluded.incarnation)`,
       name,
       new Date().toISOString(),
@@ -63,11 +71,12 @@ export class RegistryObject extends DurableObject<Env> {
    * at a time, notes still overtook each other: an "asleep" whose call timed out at the sender
    * landed after the "awake" sent next, and a deposed sequencer started by its successor's call
    * to its co-located replica said "asleep" after the successor's "awake" (reviews); the busy
-   * group was then audited once a day.
+   * group was then audited once a day. Any figures kept of the group (keepFigures) are dropped:
+   * they were of another sleep, or of none now.
    */
   async noteSleep(name: string, incarnation: number, asleepSinceMs: number | null, noted: SleepNoted = { epoch: 0, atMs: Date.now() }): Promise<void> {
     this.ctx.storage.sql.exec(
-      `UPDATE names SET asleep_since_ms = ?1, sleep_noted_epoch = ?2, sleep_noted_ms = ?3
+      `UPDATE names SET asleep_since_ms = ?1, sleep_noted_epoch = ?2, sleep_noted_ms = ?3, kept_figures = NULL, kept_ms = NULL
        WHERE name = ?4 AND incarnation IN (?5, 0) AND (sleep_noted_ms IS NULL OR ?2 > coalesce(sleep_noted_epoch, -1)
          OR (?2 = coalesce(sleep_noted_epoch, -1) AND (?3 > sleep_noted_ms OR (?3 = sleep_noted_ms AND ?1 IS NULL))))`,
       asleepSinceMs,
@@ -107,6 +116,51 @@ export class RegistryObject extends DurableObject<Env> {
   /** Names after `after`, in order, at most limit; `next` when more follow. */
   async list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }> {
     return this.page(after, limit);
+  }
+
+  /**
+   * Like list(), with the figures kept (keepFigures) of the asleep groups among them, as JSON by
+   * name, those asked `freshMs` ago or less only: a scrape takes them instead of starting the
+   * group's directory and sequencer objects (docs/OPERATIONS.md, "What an idle group costs").
+   */
+  async listForScrape(after: string | null, limit: number, freshMs: number): Promise<{ groups: string[]; next?: string; kept: Record<string, string> }> {
+    const page = this.page(after, limit);
+    const kept: Record<string, string> = {};
+    if (page.groups.length === 0) return { ...page, kept };
+    const last = page.groups[page.groups.length - 1]!;
+    const rows = this.ctx.storage.sql
+      .exec<{ name: string; kept_figures: string }>(
+        "SELECT name, kept_figures FROM names WHERE name > ? AND name <= ? AND asleep_since_ms IS NOT NULL AND kept_figures IS NOT NULL AND kept_ms >= ?",
+        after ?? "",
+        last,
+        Date.now() - freshMs,
+      )
+      .toArray();
+    for (const r of rows) kept[r.name] = r.kept_figures;
+    return { ...page, kept };
+  }
+
+  /**
+   * Asleep groups' figures as a scrape asked them (`askedMs`: when it asked), kept for the next
+   * scrapes (listForScrape): a scrape every minute started every asleep group's directory and
+   * sequencer objects, so they never left memory (a probe). Kept only while the registry holds the
+   * group asleep in that incarnation (its wake or its next sleep drops them: noteSleep), and only
+   * over figures asked earlier (two scrapes at once: a counter never goes back).
+   */
+  async keepFigures(items: { name: string; incarnation: number; askedMs: number; figures: string }[]): Promise<void> {
+    const sql = this.ctx.storage.sql;
+    this.ctx.storage.transactionSync(() => {
+      for (const i of items.slice(0, keptFiguresMax)) {
+        sql.exec(
+          `UPDATE names SET kept_figures = ?1, kept_ms = ?2
+           WHERE name = ?3 AND incarnation IN (?4, 0) AND asleep_since_ms IS NOT NULL AND (kept_ms IS NULL OR kept_ms < ?2)`,
+          i.figures,
+          i.askedMs,
+          i.name,
+          i.incarnation,
+        );
+      }
+    });
   }
 
   /**

@@ -131,7 +131,7 @@ function countSamples(f: { failovers: Family; audits: Family; lastAudit: Family 
 /** The families of API.md's Metrics section (and smr_group_up), over the groups in order. */
 export function groupFamilies(groups: GroupFigures[]): Family[] {
   const family = (name: string, type: MetricType, help: string): Family => ({ name, type, help, samples: [] });
-  const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape, 0 if not (its sequencer's series are then absent, its replica series what the replicas that answered say of themselves, its failover and audit series there if its directory answered).");
+  const up = family("smr_group_up", "gauge", "1 if the group's sequencer and directory answered this scrape (an asleep group's: a scrape within 5 minutes, whose figures the registry keeps, so that a scrape does not start its objects), 0 if not (its sequencer's series are then absent, its replica series what the replicas that answered say of themselves, its failover and audit series there if its directory answered).");
   const commit = family("smr_group_commit_seq", "gauge", "The group's commit position (highest committed log seq).");
   const epoch = family("smr_group_epoch", "gauge", "The epoch of the group's sequencer.");
   const noQuorum = family("smr_group_no_quorum_seconds", "gauge", "How long the group's sequencer, which answered, has heard no quorum of its voters (sequencer timeout or more: no write can commit, a failover may replace it); 0 while it has one. smr_group_up stays 1: alert on this too.");

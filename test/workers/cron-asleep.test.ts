@@ -260,6 +260,43 @@ describe("the cron and asleep groups", () => {
   });
 });
 
+describe("figures kept for the scrapes", () => {
+  const figures = (name: string, commandsTotal: number) => JSON.stringify({ group: name, up: true, commandsTotal });
+  const kept = async (name: string) => (await registry().listForScrape(null, 100, 60_000)).kept[name];
+
+  it("are kept of an asleep group of that incarnation only, over older ones only, dropped at a wake, a sleep or a re-creation, and given while fresh", async () => {
+    await listed(["kf-a", "kf-b"]);
+    const nowMs = Date.now();
+    // Awake: nothing kept.
+    await registry().keepFigures([{ name: "kf-a", incarnation: 1, askedMs: nowMs, figures: figures("kf-a", 1) }]);
+    expect(await kept("kf-a")).toBeUndefined();
+    await noteOfSequencer("kf-a", nowMs);
+    await noteOfSequencer("kf-b", nowMs);
+    // Another incarnation's, nothing; this one's, kept.
+    await registry().keepFigures([{ name: "kf-a", incarnation: 2, askedMs: nowMs, figures: figures("kf-a", 2) }]);
+    expect(await kept("kf-a")).toBeUndefined();
+    await registry().keepFigures([
+      { name: "kf-a", incarnation: 1, askedMs: nowMs, figures: figures("kf-a", 3) },
+      { name: "kf-b", incarnation: 1, askedMs: nowMs, figures: figures("kf-b", 4) },
+    ]);
+    expect(await kept("kf-a")).toBe(figures("kf-a", 3));
+    // Figures asked earlier (a slower scrape's) do not replace them: a counter never goes back.
+    await registry().keepFigures([{ name: "kf-a", incarnation: 1, askedMs: nowMs - 1, figures: figures("kf-a", 2) }]);
+    expect(await kept("kf-a")).toBe(figures("kf-a", 3));
+    // Older than asked for: not given.
+    expect((await registry().listForScrape(null, 100, 0)).kept).toEqual({});
+    await registrySql("UPDATE names SET kept_ms = ? WHERE name = ?", nowMs - 120_000, "kf-b");
+    expect(await registry().listForScrape(null, 100, 60_000)).toEqual({ groups: ["kf-a", "kf-b"], kept: { "kf-a": figures("kf-a", 3) } });
+    // Paged: a page's kept figures are of its own names.
+    expect(await registry().listForScrape("kf-a", 100, 600_000)).toEqual({ groups: ["kf-b"], kept: { "kf-b": figures("kf-b", 4) } });
+    // A wake drops them, and so does a re-creation.
+    await noteOfSequencer("kf-a", null);
+    expect(await kept("kf-a")).toBeUndefined();
+    await registry().add("kf-b", 2);
+    expect((await registry().listForScrape(null, 100, 600_000)).kept).toEqual({});
+  });
+});
+
 describe("a claim within a lap", () => {
   it("takes nothing once the lap it names has ended (another run ended it), and stamps nothing", async () => {
     await listed(["wl-a", "wl-b", "wl-c"]);

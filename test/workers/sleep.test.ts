@@ -2,9 +2,9 @@
 // client work the sequencer tells its replicas and stops its heartbeats; the status says so, and a
 // write wakes it. A sleeping group whose sequencer is unreachable still fails over.
 import { describe, expect, it } from "vitest";
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { SELF, env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
-import { api, clientToken, command, createGroup, query, replicaObject, waitFor } from "./helpers.js";
+import { adminToken, api, clientToken, command, createGroup, query, replicaObject, waitFor } from "./helpers.js";
 
 /** The group's first sequencer object. */
 const sequencer = (group: string) => env.SEQUENCER.get(env.SEQUENCER.idFromName(group));
@@ -28,6 +28,12 @@ async function asleepAt(group: string, id: string): Promise<number | undefined> 
 async function registryAsleep(group: string): Promise<number | null | undefined> {
   const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
   return inObject(registry, (o) => o.ctx.storage.sql.exec("SELECT asleep_since_ms FROM names WHERE name = ?", group).toArray()[0]?.asleep_since_ms);
+}
+
+/** When the registry's kept figures of the group were asked (null: none kept). */
+async function keptAt(group: string): Promise<number | null> {
+  const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+  return inObject(registry, (o) => o.ctx.storage.sql.exec("SELECT kept_ms FROM names WHERE name = ?", group).toArray()[0]?.kept_ms ?? null);
 }
 
 const status = async (group: string) => (await api("GET", `/v1/groups/${group}`, undefined, clientToken)).body;
@@ -100,6 +106,38 @@ describe("idle groups sleep (workerd)", () => {
     // Written again (pauses doubling from 1 s) without any other call to the group.
     await waitFor("the registry told it is awake", async () => (await registryAsleep("zzr")) === null, 200);
   }, 30_000);
+
+  it("a scrape takes an asleep group's figures from the registry as a recent scrape saw them, without starting its objects (a scrape every minute kept every asleep group's directory and sequencer in memory)", async () => {
+    await createGroup("zz-kept", { machine: "kv", replicas: 3 });
+    expect((await command("zz-kept", { op: "put", key: "a", value: 1 }, "w", 1)).status).toBe(200);
+    await sleepAfter("zz-kept", 1_000);
+    await waitFor("the group asleep", async () => (await status("zz-kept")).sequencer.asleepSince !== undefined, 200);
+    await waitFor("the registry told", async () => (await registryAsleep("zz-kept")) !== null && (await registryAsleep("zz-kept")) !== undefined, 100);
+    const scrape = async (query = "") => (await SELF.fetch(`http://smr.test/v1/metrics${query}`, { headers: { authorization: `Bearer ${adminToken}` } })).text();
+    const line = (text: string, name: string) => text.split("\n").find((l) => l.startsWith(`${name}{group="zz-kept"`));
+    const first = await scrape();
+    expect(line(first, "smr_group_up")).toBe('smr_group_up{group="zz-kept"} 1');
+    expect(line(first, "smr_group_asleep")).toBe('smr_group_asleep{group="zz-kept"} 1');
+    await waitFor("its figures kept", async () => (await keptAt("zz-kept")) !== null, 100);
+    // Its sequencer out of reach: a scrape that asked it would say smr_group_up 0.
+    expect((await api("POST", "/v1/groups/zz-kept/faults", { target: "sequencer", fault: "unreachable" })).status).toBe(200);
+    const second = await scrape();
+    expect(line(second, "smr_group_up")).toBe('smr_group_up{group="zz-kept"} 1');
+    expect(line(second, "smr_group_asleep")).toBe('smr_group_asleep{group="zz-kept"} 1');
+    expect(line(second, "smr_commands_total")).toBe(line(first, "smr_commands_total"));
+    expect(line(second, "smr_sequencer_answer_seconds")).toBeUndefined(); // of the call that asked it, not of this scrape
+    expect(second).toMatch(/^# kept: \d+ asleep groups as a scrape within 300 s saw them/m);
+    // ?group= asks it.
+    expect(await scrape("?group=zz-kept")).toContain('smr_group_up{group="zz-kept"} 0');
+    expect((await api("POST", "/v1/groups/zz-kept/faults", { target: "sequencer", fault: "none" })).status).toBe(200);
+    // Awake again: the kept figures are dropped, and the next scrape asks.
+    expect((await command("zz-kept", { op: "put", key: "b", value: 2 }, "w", 2)).status).toBe(200);
+    await waitFor("the registry told it woke", async () => (await registryAsleep("zz-kept")) === null, 100);
+    expect(await keptAt("zz-kept")).toBeNull();
+    const third = await scrape();
+    expect(line(third, "smr_group_asleep")).toBe('smr_group_asleep{group="zz-kept"} 0');
+    expect(line(third, "smr_commands_total")).not.toBe(line(first, "smr_commands_total"));
+  });
 
   it("fails a sleeping group's unreachable sequencer over, a sequencer timeout after the first vote", async () => {
     await createGroup("zzf", { machine: "kv", replicas: 3 });

@@ -5,11 +5,14 @@ import { Hono } from "hono";
 import { ApiError } from "../../shared/api/errors.js";
 import { type CronFigures, cronFamilies, exposition, groupFamilies, metricsContentType } from "../../shared/api/metrics.js";
 import { metricsParams } from "../../shared/api/schemas.js";
-import { metricsPageDefault, metricsPageMax, metricsScrapeGroupsMax, metricsScrapeMs } from "../../shared/limits.js";
+import { asleepContactStaleMs, metricsPageDefault, metricsPageMax, metricsScrapeGroupsMax, metricsScrapeMs } from "../../shared/limits.js";
 import { type Env, registryStub } from "../env.js";
 import type { App } from "../http.js";
 import { parseQuery, requireAdmin } from "../http.js";
-import { gather, groupFigures } from "../metrics.js";
+import { gather, groupFigures, keepAsleep, keptFigures } from "../metrics.js";
+
+/** A page of the registry's names, with the figures kept of asleep ones (RegistryObject.listForScrape). */
+type Page = { groups: string[]; next?: string; kept: Record<string, string> };
 
 export const metricsRoutes = new Hono<App>();
 
@@ -28,8 +31,11 @@ metricsRoutes.get("/", async (c) => {
   const cronCall = q.after === undefined ? cronOf(c.env) : null;
   const page = q.after === undefined && q.limit === undefined ? await everyGroup(c.env) : await listed(c.env, q.after ?? null, q.limit ?? metricsPageDefault);
   // The scrape's time includes the listing's (each page within registryCallTimeoutMs).
-  const { figures, unasked } = await gather(c.env, page.groups, Math.max(0, metricsScrapeMs - (Date.now() - startMs)));
+  const kept = keptFigures(page.kept);
+  const { figures, unasked, asleep } = await gather(c.env, page.groups, Math.max(0, metricsScrapeMs - (Date.now() - startMs)), kept);
+  if (asleep.length > 0) c.executionCtx.waitUntil(keepAsleep(c.env, asleep));
   const comments = unasked.length > 0 ? [`unasked: ${unasked.length} groups not asked in time to answer within ${metricsScrapeMs} ms, the first ${unasked[0]}`] : [];
+  if (kept.size > 0) comments.push(`kept: ${kept.size} asleep groups as a scrape within ${asleepContactStaleMs / 1000} s saw them (their objects not started)`);
   const cron = cronCall ? cronFamilies(await cronCall) : [];
   const text = exposition([...groupFamilies(figures), ...cron], [...comments, ...(page.next ? [`next: ${page.next}`] : [])]);
   return c.body(text, 200, { "content-type": metricsContentType });
@@ -42,9 +48,9 @@ function cronOf(env: Env): Promise<CronFigures | null> {
     .catch(() => null);
 }
 
-function listed(env: Env, after: string | null, limit: number): Promise<{ groups: string[]; next?: string }> {
+function listed(env: Env, after: string | null, limit: number): Promise<Page> {
   return registryStub(env)
-    .list(after, limit)
+    .listForScrape(after, limit, asleepContactStaleMs)
     .catch((err) => {
       throw new ApiError("unavailable", `the registry cannot be reached: ${String(err)}`, 1);
     });
@@ -56,14 +62,16 @@ function listed(env: Env, after: string | null, limit: number): Promise<{ groups
  * It covered one page of 100: Prometheus follows no "# next:", and the groups after the first
  * hundred were never scraped.
  */
-async function everyGroup(env: Env): Promise<{ groups: string[]; next?: string }> {
+async function everyGroup(env: Env): Promise<Page> {
   const groups: string[] = [];
+  const kept: Record<string, string> = {};
   let after: string | null = null;
   for (;;) {
     const page = await listed(env, after, Math.min(metricsPageMax, metricsScrapeGroupsMax - groups.length));
     groups.push(...page.groups);
-    if (!page.next) return { groups };
-    if (groups.length >= metricsScrapeGroupsMax) return { groups, next: page.next };
+    Object.assign(kept, page.kept);
+    if (!page.next) return { groups, kept };
+    if (groups.length >= metricsScrapeGroupsMax) return { groups, next: page.next, kept };
     after = page.next;
   }
 }
