@@ -72,10 +72,10 @@ export interface RegistryClient {
   /** The cron's audit of the name failed: taken again next lap (RegistryObject.unclaim). */
   unclaim(name: string): Promise<void>;
   list(after: string | null, limit: number): Promise<{ groups: string[]; next?: string }>;
-  /** list() with the kept figures of asleep groups asked within freshMs (RegistryObject.listForScrape). */
-  listForScrape(after: string | null, limit: number, freshMs: number): Promise<{ groups: string[]; next?: string; kept: Record<string, string> }>;
-  /** Asleep groups' figures a scrape asked, for the next ones (RegistryObject.keepFigures). */
-  keepFigures(items: { name: string; incarnation: number; askedMs: number; figures: string }[]): Promise<void>;
+  /** list() with the fresh kept figures of asleep groups (RegistryObject.listForScrape). */
+  listForScrape(after: string | null, limit: number): Promise<{ groups: string[]; next?: string; kept: Record<string, string> }>;
+  /** Asleep groups' figures a scrape asked, for the next ones within freshMs (RegistryObject.keepFigures). */
+  keepFigures(items: { name: string; incarnation: number; askedMs: number; figures: string }[], freshMs: number): Promise<void>;
   claim(limit: number, withinLap?: number): Promise<{ groups: string[]; lapEnd: boolean; lap: number }>;
   finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }, lapEnded?: boolean): Promise<void>;
   cron(): Promise<CronFigures>;
@@ -96,8 +96,8 @@ export function registryStub(env: Env): RegistryClient {
     incarnationOf: (name) => bounded("incarnationOf", Promise.resolve(stub.incarnationOf(name))),
     noteSleep: (name, incarnation, asleepSinceMs, noted) => bounded("noteSleep", Promise.resolve(stub.noteSleep(name, incarnation, asleepSinceMs, noted))),
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
-    listForScrape: (after, limit, freshMs) => bounded("listForScrape", Promise.resolve(stub.listForScrape(after, limit, freshMs))),
-    keepFigures: (items) => bounded("keepFigures", Promise.resolve(stub.keepFigures(items))),
+    listForScrape: (after, limit) => bounded("listForScrape", Promise.resolve(stub.listForScrape(after, limit))),
+    keepFigures: (items, freshMs) => bounded("keepFigures", Promise.resolve(stub.keepFigures(items, freshMs))),
     claim: (limit, withinLap) => bounded("claim", Promise.resolve(stub.claim(limit, withinLap))),
     finishRun: (run, lapEnded) => bounded("finishRun", Promise.resolve(stub.finishRun(run, lapEnded))),
     cron: () => bounded("cron", Promise.resolve(stub.cron()) as Promise<CronFigures>),

@@ -9,7 +9,7 @@ import { bounded } from "../shared/bounded.js";
 import type { GroupCounts, GroupFigures, SequencerWork } from "../shared/api/metrics.js";
 import type { GroupStatus } from "../shared/api/types.js";
 import type { GroupRecord } from "../shared/control/directory.js";
-import { metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax, metricsScrapeGroupsMax, metricsScrapeMs, metricsUnansweredWorkers } from "../shared/limits.js";
+import { asleepContactStaleMs, metricsCallTimeoutMs, metricsConcurrencyMax, metricsReplicaFallbacksMax, metricsScrapeGroupsMax, metricsScrapeMs, metricsUnansweredWorkers } from "../shared/limits.js";
 import { withTimeout } from "../shared/protocol/io.js";
 import { type Env, directoryStub, realClock, registryStub, rpc } from "./env.js";
 import * as groups from "./groups.js";
@@ -146,13 +146,14 @@ export interface Gathered {
 
 /**
  * The asleep groups' figures a scrape asked, kept in the registry for the next scrapes within
- * asleepContactStaleMs (they take them instead of starting the objects: RegistryObject.keepFigures).
+ * half of asleepContactStaleMs to all of it (they take them instead of starting the objects:
+ * RegistryObject.keepFigures).
  * Without the answer time, which was of that call.
  */
 export function keepAsleep(env: Env, asleep: Gathered["asleep"]): Promise<void> {
   const items = asleep.map(({ figures: { answerMs: _answerMs, ...figures }, askedMs }) => ({ name: figures.group, incarnation: figures.status.incarnation ?? 0, askedMs, figures: JSON.stringify(figures) }));
   return registryStub(env)
-    .keepFigures(items)
+    .keepFigures(items, asleepContactStaleMs)
     .catch((err) => console.warn(`keeping the figures of ${items.length} asleep groups: ${String(err)}`));
 }
 

@@ -262,38 +262,51 @@ describe("the cron and asleep groups", () => {
 
 describe("figures kept for the scrapes", () => {
   const figures = (name: string, commandsTotal: number) => JSON.stringify({ group: name, up: true, commandsTotal });
-  const kept = async (name: string) => (await registry().listForScrape(null, 100, 60_000)).kept[name];
+  const kept = async (name: string) => (await registry().listForScrape(null, 100)).kept[name];
+  const keep = (items: { name: string; incarnation: number; askedMs: number; figures: string }[]) => registry().keepFigures(items, 60_000);
 
   it("are kept of an asleep group of that incarnation only, over older ones only, dropped at a wake, a sleep or a re-creation, and given while fresh", async () => {
     await listed(["kf-a", "kf-b"]);
     const nowMs = Date.now();
     // Awake: nothing kept.
-    await registry().keepFigures([{ name: "kf-a", incarnation: 1, askedMs: nowMs, figures: figures("kf-a", 1) }]);
+    await keep([{ name: "kf-a", incarnation: 1, askedMs: nowMs, figures: figures("kf-a", 1) }]);
     expect(await kept("kf-a")).toBeUndefined();
     await noteOfSequencer("kf-a", nowMs);
     await noteOfSequencer("kf-b", nowMs);
     // Another incarnation's, nothing; this one's, kept.
-    await registry().keepFigures([{ name: "kf-a", incarnation: 2, askedMs: nowMs, figures: figures("kf-a", 2) }]);
+    await keep([{ name: "kf-a", incarnation: 2, askedMs: nowMs, figures: figures("kf-a", 2) }]);
     expect(await kept("kf-a")).toBeUndefined();
-    await registry().keepFigures([
+    await keep([
       { name: "kf-a", incarnation: 1, askedMs: nowMs, figures: figures("kf-a", 3) },
       { name: "kf-b", incarnation: 1, askedMs: nowMs, figures: figures("kf-b", 4) },
     ]);
     expect(await kept("kf-a")).toBe(figures("kf-a", 3));
     // Figures asked earlier (a slower scrape's) do not replace them: a counter never goes back.
-    await registry().keepFigures([{ name: "kf-a", incarnation: 1, askedMs: nowMs - 1, figures: figures("kf-a", 2) }]);
+    await keep([{ name: "kf-a", incarnation: 1, askedMs: nowMs - 1, figures: figures("kf-a", 2) }]);
     expect(await kept("kf-a")).toBe(figures("kf-a", 3));
-    // Older than asked for: not given.
-    expect((await registry().listForScrape(null, 100, 0)).kept).toEqual({});
-    await registrySql("UPDATE names SET kept_ms = ? WHERE name = ?", nowMs - 120_000, "kf-b");
-    expect(await registry().listForScrape(null, 100, 60_000)).toEqual({ groups: ["kf-a", "kf-b"], kept: { "kf-a": figures("kf-a", 3) } });
-    // Paged: a page's kept figures are of its own names.
-    expect(await registry().listForScrape("kf-a", 100, 600_000)).toEqual({ groups: ["kf-b"], kept: { "kf-b": figures("kf-b", 4) } });
+    // Past its time: not given. Paged: a page's kept figures are of its own names.
+    await registrySql("UPDATE names SET kept_until_ms = ? WHERE name = ?", nowMs - 1, "kf-b");
+    expect(await registry().listForScrape(null, 100)).toEqual({ groups: ["kf-a", "kf-b"], kept: { "kf-a": figures("kf-a", 3) } });
+    await registrySql("UPDATE names SET kept_until_ms = ? WHERE name = ?", nowMs + 60_000, "kf-b");
+    expect(await registry().listForScrape("kf-a", 100)).toEqual({ groups: ["kf-b"], kept: { "kf-b": figures("kf-b", 4) } });
     // A wake drops them, and so does a re-creation.
     await noteOfSequencer("kf-a", null);
     expect(await kept("kf-a")).toBeUndefined();
     await registry().add("kf-b", 2);
-    expect((await registry().listForScrape(null, 100, 600_000)).kept).toEqual({});
+    expect((await registry().listForScrape(null, 100)).kept).toEqual({});
+  });
+
+  it("stay fresh for half their time to all of it, spread at random: the groups one scrape asked do not come due together", async () => {
+    const names = Array.from({ length: 40 }, (_, i) => `kf-s${String(i).padStart(2, "0")}`);
+    await listed(names);
+    const askedMs = Date.now();
+    for (const n of names) await noteOfSequencer(n, askedMs);
+    await keep(names.map((name) => ({ name, incarnation: 1, askedMs, figures: figures(name, 1) })));
+    const untils = await runInDurableObject(registry(), (_: RegistryObject, state) => state.storage.sql.exec<{ u: number }>("SELECT kept_until_ms AS u FROM names WHERE name LIKE 'kf-s%'").toArray().map((r) => r.u - askedMs));
+    expect(untils).toHaveLength(40);
+    for (const u of untils) expect(u).toBeGreaterThanOrEqual(30_000), expect(u).toBeLessThanOrEqual(60_000);
+    // Spread: not all in one quarter of the range (40 uniform draws all in one: 4 x 0.25^40).
+    expect(Math.max(...untils) - Math.min(...untils)).toBeGreaterThan(7_500);
   });
 });
 

@@ -50,7 +50,7 @@ function cronOf(env: Env): Promise<CronFigures | null> {
 
 function listed(env: Env, after: string | null, limit: number): Promise<Page> {
   return registryStub(env)
-    .listForScrape(after, limit, asleepContactStaleMs)
+    .listForScrape(after, limit)
     .catch((err) => {
       throw new ApiError("unavailable", `the registry cannot be reached: ${String(err)}`, 1);
     });
