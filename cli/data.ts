@@ -6,7 +6,7 @@ import { decodeBookmark } from "../shared/api/bookmark.js";
 import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "./args.js";
 import { exitCodes, markUnknown, runOf, unanswered } from "./context.js";
 import { cleanupOnInterrupt } from "./interrupt.js";
-import { brief, printable, printJson, printRecord, printTable, safeJson } from "./output.js";
+import { brief, printable, printJson, printRecord, printTable, safeJson, shellOption } from "./output.js";
 
 interface SessionFlags {
   client?: string;
@@ -198,7 +198,10 @@ function kvCommands(): Command[] {
         const page = r.result as { items?: [string, unknown][]; next?: string };
         if (!Array.isArray(page.items)) throw new UsageError(`${group} is not a kv group (its list has no items): use \`smr query ${group} '{"op":"list"}'\``);
         printTable(["key", "value"], page.items.map(([k, v]) => [k, brief(v)]));
-        if (page.next !== undefined) process.stderr.write(`more: --after ${printable(page.next)}\n`);
+        if (page.next !== undefined) {
+          const more = shellOption("after", page.next);
+          process.stderr.write(more ? `more: ${more}\n` : `more: after ${printable(page.next)}, a key no command line can carry (a control character): page with the client library or the API\n`);
+        }
       });
     });
   return [put, get, del, list];

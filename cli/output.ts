@@ -26,6 +26,18 @@ export function printable(text: string): string {
   return hasUnsafe.test(text) ? escapeUnsafe(JSON.stringify(text)) : text;
 }
 
+/**
+ * `--<option>=<value>` as a POSIX shell takes it back as one argument: the value as it is when
+ * only safe characters, else single-quoted. Null for a value no command line can carry (a
+ * control character: a NUL cannot be in an argument, and the others would act on the terminal).
+ * `more: --after -b c` pasted back was three arguments (a probe).
+ */
+export function shellOption(option: string, value: string): string | null {
+  if (hasUnsafe.test(value)) return null;
+  if (/^[A-Za-z0-9_./:@%+,=-]+$/.test(value)) return `--${option}=${value}`;
+  return `--${option}='${value.replace(/'/g, "'\\''")}'`;
+}
+
 /** JSON for a person's output: JSON.stringify's, with the controls it leaves as they are (C1, DEL, bidi) escaped too. Still valid JSON. */
 export function safeJson(value: unknown, indent?: number): string {
   const text = JSON.stringify(value, null, indent);

@@ -1,6 +1,6 @@
 // smr watch: the change feed, one line per event, until Ctrl-C (or SIGTERM).
 import { Command } from "commander";
-import type { WatchEvent } from "../shared/client/index.js";
+import { ApiRequestError, type WatchEvent } from "../shared/client/index.js";
 import { seqArg } from "./args.js";
 import { runOf } from "./context.js";
 import { note, printable, safeJson, stdoutCarries } from "./output.js";
@@ -69,7 +69,8 @@ export function watchCommand(): Command {
         stdoutCarries.stream = true;
         process.stdout.write((json ? JSON.stringify(e) : eventLine(e)) + "\n");
       }
-      if (gaveUp !== null) throw new Error(gaveUp);
+      // A network failure's document (status 0, `network`), as CLI.md says of a stream it cannot get (it was `"code": "error"`: a probe).
+      if (gaveUp !== null) throw new ApiRequestError(0, "network", gaveUp);
       if (signalled !== null) await dieBy(signalled);
     });
 }

@@ -350,7 +350,7 @@ export const routes: Route[] = [
     tag: "replicas",
     summary: "Rebuild a quarantined replica from a healthy one",
     params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
-    answers: [{ status: 200, description: "the replica after the repair", schema: z.object({ replica: answers.replicaStatus.optional() }) }],
+    answers: [{ status: 200, description: "the replica after the repair (null: removed meanwhile)", schema: z.object({ replica: answers.replicaStatus.nullable() }) }],
     errors: ["conflict", "unavailable"],
   },
   {
@@ -362,7 +362,7 @@ export const routes: Route[] = [
     summary: "Release a quarantined replica as it is (optionally rebased on its own rows)",
     params: { id: z.string().regex(replicaIdPattern).describe("a replica id such as r2") },
     body: { schema: releaseBody, optional: true },
-    answers: [{ status: 200, description: "the replica after the release", schema: z.object({ replica: answers.replicaStatus.optional() }) }],
+    answers: [{ status: 200, description: "the replica after the release (null: removed meanwhile)", schema: z.object({ replica: answers.replicaStatus.nullable() }) }],
     errors: ["conflict", "unavailable"],
   },
   {

@@ -528,11 +528,15 @@ function idleAbort(timeoutMs: number | undefined, what: string, signal?: AbortSi
   const abort = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let waitedMs = 0;
+  let ended = false;
   const cancel = () => abort.abort(signal!.reason);
   signal?.addEventListener("abort", cancel, { once: true });
   const touch = (ms = timeoutMs) => {
     clearTimeout(timer);
-    if (ms === undefined) return;
+    // Ended: no wait is armed again. A restore's upload, still sent after an answer that came
+    // early (another server's), armed its 5-minute wait for the answer: `smr restore` printed the
+    // answer and then hung 5 minutes (a probe).
+    if (ms === undefined || ended) return;
     waitedMs = ms;
     timer = setTimeout(() => abort.abort(new ApiRequestError(0, "network", `${what}: nothing within ${waitedMs} ms`)), ms);
   };
@@ -543,6 +547,7 @@ function idleAbort(timeoutMs: number | undefined, what: string, signal?: AbortSi
     /** Stops the wait until the next touch(). */
     pause: () => clearTimeout(timer),
     end: () => {
+      ended = true;
       clearTimeout(timer);
       signal?.removeEventListener("abort", cancel);
     },
@@ -708,6 +713,17 @@ interface RequestMore<T> {
   answered?: (status: number, headers: Headers) => void;
   /** Whether a 2xx JSON answer is the one asked for (else `not_api`). */
   shape?: (answer: unknown) => answer is T;
+  /** The answer is a 204 with no body (a DELETE's): any other 2xx is `not_api`. */
+  empty?: true;
+}
+
+/** `text` parsed as JSON, else what `otherwise` makes (thrown). */
+function parsedOr(text: string, otherwise: () => Error): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw otherwise();
+  }
 }
 
 /** The shapes of the answers (API.md): a command's, a batch's of n items, a query's, a membership change's. */
@@ -715,7 +731,21 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 const isCommandResult = (v: unknown): v is CommandResult => isObject(v) && Number.isSafeInteger(v.seq) && "output" in v && typeof v.bookmark === "string";
 const isBatchOf = (n: number) => (v: unknown): v is BatchResult => isObject(v) && Array.isArray(v.results) && v.results.length === n && v.results.every(isObject);
 const isQueryResult = (v: unknown): v is QueryResult => isObject(v) && "result" in v;
-const isReplicaAnswer = (v: unknown): v is { replica: ReplicaStatus } => isObject(v) && isObject(v.replica) && typeof v.replica.id === "string";
+const isReplica = (v: unknown): v is ReplicaStatus => isObject(v) && typeof v.id === "string" && typeof v.status === "string";
+const isReplicaAnswer = (v: unknown): v is { replica: ReplicaStatus } => isObject(v) && isReplica(v.replica);
+/** A repair's or a release's: the replica, or null when it was removed meanwhile. */
+const isReplicaOrGone = (v: unknown): v is { replica: ReplicaStatus | null } => isObject(v) && (v.replica === null || isReplica(v.replica));
+const isGroupStatus = (v: unknown): v is GroupStatus => isObject(v) && typeof v.group === "string" && Number.isSafeInteger(v.epoch) && Number.isSafeInteger(v.commitSeq) && isObject(v.sequencer) && Array.isArray(v.replicas);
+const isNames = (v: unknown): v is { groups: string[]; next?: string } => isObject(v) && Array.isArray(v.groups) && v.groups.every((g) => typeof g === "string");
+/** `{"<key>": [object, ...], ...}`: a list answer (replicas, audits, events, tokens). */
+const isListOf =
+  <T>(key: string) =>
+  (v: unknown): v is T =>
+    isObject(v) && Array.isArray(v[key]) && (v[key] as unknown[]).every(isObject);
+const isLogPage = (v: unknown): v is LogPage => isObject(v) && Array.isArray(v.entries) && Number.isSafeInteger(v.commitSeq);
+const isAuditReport = (v: unknown): v is AuditReport => isObject(v) && typeof v.verdict === "string" && Array.isArray(v.replicas);
+const isMoveAnswer = (v: unknown): v is { sequencer: GroupStatus["sequencer"] } => isObject(v) && isObject(v.sequencer) && typeof v.sequencer.name === "string";
+const isNewToken = (v: unknown): v is TokenInfo & { token: string } => isObject(v) && typeof v.id === "string" && typeof v.token === "string";
 
 interface SendInit {
   body?: string | Uint8Array | ReadableStream<Uint8Array>;
@@ -808,6 +838,9 @@ export class SmrClient {
       }
       more.answered?.(res.status, res.headers);
       if (res.status === 204) return undefined as T;
+      // A proxy's or another server's 200 to a DELETE was taken for the delete done (a probe: `smr
+      // groups delete` said "deleted" for a server that answered everything `{}`).
+      if (more.empty) throw notApi(res, await res.text().catch(() => ""));
       let text: string;
       try {
         text = await res.text();
@@ -837,8 +870,8 @@ export class SmrClient {
    * query on 503, 429 and network failures while retryForMs lasts. Only commands and queries were:
    * `smr log` or `smr audit` during a failover ended on the first 503, which says to retry (a probe).
    */
-  private read<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    return this.retried(() => this.request<T>(method, path, body, signal), undefined, retriable, signal);
+  private read<T>(method: string, path: string, shape: (answer: unknown) => answer is T, body?: unknown, signal?: AbortSignal): Promise<T> {
+    return this.retried(() => this.request<T>(method, path, body, signal, { shape }), undefined, retriable, signal);
   }
 
   /** One reading call (`attempt`), retried as `read` says. */
@@ -868,16 +901,16 @@ export class SmrClient {
    * the group stayed out of every list until a request named it (a probe).
    */
   async createGroup(group: string, spec: GroupSpec, created?: (made: boolean) => void): Promise<GroupStatus> {
-    return this.retried(() => this.request<GroupStatus>("PUT", groupPath(group), spec, undefined, { answered: (status) => created?.(status === 201) }));
+    return this.retried(() => this.request<GroupStatus>("PUT", groupPath(group), spec, undefined, { answered: (status) => created?.(status === 201), shape: isGroupStatus }));
   }
   listGroups(page: { after?: string; limit?: number } = {}, call: CallOptions = {}): Promise<{ groups: string[]; next?: string }> {
     const q = new URLSearchParams();
     if (page.after !== undefined) q.set("after", page.after);
     if (page.limit !== undefined) q.set("limit", String(page.limit));
-    return this.read("GET", `/v1/groups${q.size ? `?${q}` : ""}`, undefined, call.signal);
+    return this.read("GET", `/v1/groups${q.size ? `?${q}` : ""}`, isNames, undefined, call.signal);
   }
   async group(group: string, call: CallOptions = {}): Promise<GroupStatus> {
-    return this.read("GET", groupPath(group), undefined, call.signal);
+    return this.read("GET", groupPath(group), isGroupStatus, undefined, call.signal);
   }
   /** `force`: finish though some of its objects cannot be reached (a location lost for good), leaving their storage behind. */
   /**
@@ -908,7 +941,7 @@ export class SmrClient {
     const attempt = async (): Promise<void> => {
       if (incarnation === undefined && underWay && (await this.answers(group))) throw new ApiRequestError(409, "conflict", `group ${group} was deleted and created again while this delete was retried: the new group is left as it is`);
       try {
-        await this.request<void>("DELETE", path);
+        await this.request<void>("DELETE", path, undefined, undefined, { empty: true });
       } catch (err) {
         begun ||= deleteBegun(err);
         underWay ||= deleteUnderWay(err);
@@ -933,7 +966,7 @@ export class SmrClient {
   }
   /** `sequencer` is there only while it cannot be reached (`reachable: false`, `problem`): the replicas are then what they say of themselves. */
   async replicas(group: string, call: CallOptions = {}): Promise<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }> {
-    return this.read("GET", groupPath(group, `/replicas`), undefined, call.signal);
+    return this.read("GET", groupPath(group, `/replicas`), isListOf<{ replicas: ReplicaStatus[]; sequencer?: GroupStatus["sequencer"] }>("replicas"), undefined, call.signal);
   }
   /**
    * A membership change is retried only while nothing was ordered: a 503 (API.md: certainly not
@@ -971,43 +1004,43 @@ export class SmrClient {
   }
   /** The group's storage quota from now on (docs/OPERATIONS.md, "Storage quota"): raised, a group held at its quota takes writes again. Setting the same one twice changes nothing, so it is retried like a read. */
   async setQuota(group: string, storageQuotaMiB: number): Promise<GroupStatus> {
-    return this.read("POST", groupPath(group, "/quota"), { storageQuotaMiB });
+    return this.read("POST", groupPath(group, "/quota"), isGroupStatus, { storageQuotaMiB });
   }
-  /** Rebuilds the replica now from the most advanced healthy one (docs/OPERATIONS.md, "Out of a quarantine"). */
-  async repairReplica(group: string, id: string): Promise<{ replica?: ReplicaStatus }> {
-    return this.request("POST", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}/repair`), {});
+  /** Rebuilds the replica now from the most advanced healthy one (docs/OPERATIONS.md, "Out of a quarantine"). `replica` null: removed meanwhile. */
+  async repairReplica(group: string, id: string): Promise<{ replica: ReplicaStatus | null }> {
+    return this.request("POST", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}/repair`), {}, undefined, { shape: isReplicaOrGone });
   }
   /** Lets a quarantined replica serve and vote again; a 409 while its rows do not hash to its digest, unless `rebase` (take its rows as they are). */
-  async releaseReplica(group: string, id: string, opts: { rebase?: boolean } = {}): Promise<{ replica?: ReplicaStatus }> {
-    return this.request("POST", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}/release`), opts.rebase ? { rebase: true } : {});
+  async releaseReplica(group: string, id: string, opts: { rebase?: boolean } = {}): Promise<{ replica: ReplicaStatus | null }> {
+    return this.request("POST", groupPath(group, `/replicas/${pathId(id, replicaIdPattern, "replica id")}/release`), opts.rebase ? { rebase: true } : {}, undefined, { shape: isReplicaOrGone });
   }
   /** `recovering`: the move is done, but the new sequencer could not recover yet (why); it takes office at the next request that finds a quorum. */
   async moveSequencer(group: string, location?: string | null): Promise<{ sequencer: GroupStatus["sequencer"] & { recovering?: string } }> {
-    return this.request("POST", groupPath(group, `/sequencer`), location === undefined ? {} : { location });
+    return this.request("POST", groupPath(group, `/sequencer`), location === undefined ? {} : { location }, undefined, { shape: isMoveAnswer });
   }
   async log(group: string, from?: number, limit?: number, call: CallOptions = {}): Promise<LogPage> {
     const q = new URLSearchParams();
     if (from !== undefined) q.set("from", String(from));
     if (limit !== undefined) q.set("limit", String(limit));
-    return this.read("GET", groupPath(group, `/log?${q}`), undefined, call.signal);
+    return this.read("GET", groupPath(group, `/log?${q}`), isLogPage, undefined, call.signal);
   }
   async audit(group: string, call: CallOptions = {}): Promise<AuditReport> {
-    return this.read("POST", groupPath(group, `/audit`), undefined, call.signal);
+    return this.read("POST", groupPath(group, `/audit`), isAuditReport, undefined, call.signal);
   }
   async audits(group: string, limit?: number, call: CallOptions = {}): Promise<{ audits: AuditReport[] }> {
-    return this.read("GET", groupPath(group, `/audits${limit ? `?limit=${limit}` : ""}`), undefined, call.signal);
+    return this.read("GET", groupPath(group, `/audits${limit ? `?limit=${limit}` : ""}`), isListOf<{ audits: AuditReport[] }>("audits"), undefined, call.signal);
   }
   async events(group: string, limit?: number, call: CallOptions = {}): Promise<{ events: GroupEvent[] }> {
-    return this.read("GET", groupPath(group, `/events${limit ? `?limit=${limit}` : ""}`), undefined, call.signal);
+    return this.read("GET", groupPath(group, `/events${limit ? `?limit=${limit}` : ""}`), isListOf<{ events: GroupEvent[] }>("events"), undefined, call.signal);
   }
   async createToken(group: string, scope: "read" | "write", name?: string): Promise<TokenInfo & { token: string }> {
-    return this.request("POST", groupPath(group, `/tokens`), name === undefined ? { scope } : { scope, name });
+    return this.request("POST", groupPath(group, `/tokens`), name === undefined ? { scope } : { scope, name }, undefined, { shape: isNewToken });
   }
   async tokens(group: string, call: CallOptions = {}): Promise<{ tokens: TokenInfo[] }> {
-    return this.read("GET", groupPath(group, `/tokens`), undefined, call.signal);
+    return this.read("GET", groupPath(group, `/tokens`), isListOf<{ tokens: TokenInfo[] }>("tokens"), undefined, call.signal);
   }
   async revokeToken(group: string, id: string): Promise<void> {
-    return this.request("DELETE", groupPath(group, `/tokens/${pathId(id, tokenIdPattern, "token id")}`));
+    return this.request("DELETE", groupPath(group, `/tokens/${pathId(id, tokenIdPattern, "token id")}`), undefined, undefined, { empty: true });
   }
   /** Prometheus text (API.md "Metrics") of one group, of every group (up to 2,000), or of a page (`after`/`limit`); its last line is `# next: <name>` when more follow. */
   async metrics(group?: string, page: { after?: string; limit?: number } = {}, call: CallOptions = {}): Promise<string> {
@@ -1363,6 +1396,9 @@ export class SmrClient {
     const idle = idleAbort(timerMs(this.opts.requestTimeoutMs ?? clientRequestTimeoutMs), `GET ${this.baseUrl}${path}`, signal);
     try {
       const res = await this.send("GET", path, { headers: { accept: "application/x-ndjson" }, signal: idle.signal });
+      // Another server's page (a proxy's, a login page) was saved as the snapshot, or failed later
+      // as a parse error (a probe): not_api, with its text, as for any answer that is not the API's.
+      if (!/^application\/x-ndjson\b/i.test(res.headers.get("content-type") ?? "")) throw notApi(res, await this.text(res));
       // The wait is the server's only while a read waits on it: time the caller spends between
       // reads is not silence (a slow consumer failed with "nothing within" though the rows had come).
       idle.pause();
@@ -1401,7 +1437,7 @@ export class SmrClient {
     const it = lines(await this.snapshot(group, signal));
     const first = await it.next();
     if (first.done) throw new ApiRequestError(0, "network", "the snapshot ended before its header");
-    const header = JSON.parse(first.value) as SnapshotHeader;
+    const header = parsedOr(first.value, () => new ApiRequestError(200, "not_api", `not a snapshot (its first line: ${JSON.stringify(first.value.slice(0, 80))})`)) as SnapshotHeader;
     async function* rows(): AsyncGenerator<[string, unknown]> {
       for await (const line of it) if (line.length > 0) yield JSON.parse(line) as [string, unknown];
     }
@@ -1447,7 +1483,8 @@ export class SmrClient {
       },
       cancel: (reason) => it.cancel(reason),
     });
-    return this.restoreAnswer(group, path, payload, opts, idle);
+    // Answered (or failed) before the whole file was sent: the rest of the caller's source is not read.
+    return this.restoreAnswer(group, path, payload, opts, idle).finally(() => it.cancel().catch(() => undefined));
   }
 
   /** A restore's request and its answer (restore), within `idle`'s bounds. */
@@ -1455,8 +1492,13 @@ export class SmrClient {
     try {
       const headers: Record<string, string> = { "content-type": "application/x-ndjson", ...(opts.gzip ? { "content-encoding": "gzip" } : {}) };
       const res = await this.send("POST", path, { headers, body, signal: idle.signal });
-      const status = JSON.parse(await this.text(res)) as GroupStatus & { bookmark?: string };
-      if (status.bookmark) this.keepBookmark(group, status.bookmark); // sequential reads then see the restore
+      const text = await this.text(res);
+      // Another server's answer (HTML, or a proxy's `{}`) is not_api, not a parse error or a status
+      // taken for the restore done (a probe).
+      const status = parsedOr(text, () => notApi(res, text));
+      if (!isGroupStatus(status)) throw notApi(res, text);
+      const bookmark = (status as { bookmark?: unknown }).bookmark;
+      if (typeof bookmark === "string") this.keepBookmark(group, bookmark); // sequential reads then see the restore
       return status;
     } catch (err) {
       throw idle.reason(err);

@@ -93,13 +93,20 @@ describe("smr watch", () => {
     const r = await smr(["watch", "cli-watch-down", "--retry-for", "2"], { cwd: bare, env: { SMR_URL: url, SMR_TOKEN: f.client } });
     expect(r.code).toBe(1);
     // It says how long it failed and why it stopped there, not that it failed for the whole 2 s (a probe).
-    expect(r.stderr).toMatch(/error: watch: no stream for (0|1)\.\d s, and the next try, in \d+ ms, would come after --retry-for's 2 s: /);
+    expect(r.stderr).toMatch(/error: network: watch: no stream for (0|1)\.\d s, and the next try, in \d+ ms, would come after --retry-for's 2 s: /);
     expect(r.stderr).toContain(url);
     expect(Date.now() - startMs).toBeLessThan(30_000);
     // No pause goes past the 2 s (it paused once more, as long as all before it, then gave up).
     const pausesMs = [...r.stderr.matchAll(/reconnecting in (\d+) ms/g)].map((m) => Number(m[1]));
     expect(pausesMs.length).toBeGreaterThan(1);
     expect(pausesMs.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2000);
+  }, cliTestMs);
+
+  it("with --retry-for and --json gives up with a network failure's document (it was `\"code\": \"error\"` with no status: a probe)", async () => {
+    const url = await downUrl();
+    const r = await smr(["watch", "cli-watch-down", "--retry-for", "1", "--json"], { cwd: bare, env: { SMR_URL: url, SMR_TOKEN: f.client } });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toEqual({ error: { status: 0, code: "network", message: expect.stringMatching(/^watch: no stream for /) } });
   }, cliTestMs);
 
   it("ends with the API's error for a group that does not exist", async () => {
@@ -241,12 +248,14 @@ describe("smr snapshot and restore", () => {
     expect(readFileSync(file, "utf8")).toBe(before);
     // A 200 that is not a snapshot (a proxy's login page), or one cut inside its last row, does
     // not replace it either.
-    for (const [answer, why] of [
-      ["<html>login page</html>\n", /the download is not a snapshot/],
-      ['{"group":"x","machine":"kv","seq":2,"rows":2,"digest":"00"}\n["a",1]\n["b",{"x":', /ends inside a line/],
-      ['{"group":"x","machine":"kv","seq":2,"rows":3,"digest":"00"}\n["a",1]\n', /has 1 rows where its header says 3/],
+    for (const [answer, type, why] of [
+      // Not the API's answer (no NDJSON type): refused before anything is written.
+      ["<html>login page</html>\n", "text/html", /200 not_api: not an answer of the API \(text\/html\): login page/],
+      ["<html>login page</html>\n", "application/x-ndjson", /the download is not a snapshot/],
+      ['{"group":"x","machine":"kv","seq":2,"rows":2,"digest":"00"}\n["a",1]\n["b",{"x":', "application/x-ndjson", /ends inside a line/],
+      ['{"group":"x","machine":"kv","seq":2,"rows":3,"digest":"00"}\n["a",1]\n', "application/x-ndjson", /has 1 rows where its header says 3/],
     ] as const) {
-      const other = createServer((_req, res) => res.end(answer));
+      const other = createServer((_req, res) => (res.setHeader("content-type", type), res.end(answer)));
       await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
       const env = { SMR_URL: `http://127.0.0.1:${(other.address() as AddressInfo).port}`, SMR_TOKEN: "x" };
       const r = await smr(["snapshot", "cli-snap", "-o", file], { cwd: bare, env });
@@ -258,7 +267,8 @@ describe("smr snapshot and restore", () => {
       expect(readFileSync(file, "utf8")).toBe(before);
       expect(piped.code).toBe(1);
       expect(piped.stderr).toMatch(why);
-      expect(piped.stderr).toMatch(/what was written to stdout is not a whole snapshot: do not keep it/);
+      if (type !== "text/html") expect(piped.stderr).toMatch(/what was written to stdout is not a whole snapshot: do not keep it/);
+      else expect(piped.stdout).toBe("");
     }
     // One cut off by the server before its end (as a replica whose rows do not match its digest
     // is): the error says so, and the earlier file stays.

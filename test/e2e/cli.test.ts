@@ -89,7 +89,7 @@ describe("smr put, get, list, exec, query", () => {
     expect(table).toMatch(/│ greeting +│ "hello" +│/);
     expect(table).not.toContain("visits");
     const more = await smr(["list", "cli-kv", "--limit", "2"], client());
-    expect(more.stderr).toContain("more: --after user/1");
+    expect(more.stderr).toContain("more: --after=user/1");
 
     const q = await json(["query", "cli-kv", '{"op":"get","key":"visits"}', "--consistency", "linearizable"], client());
     expect(q.result).toEqual({ value: 6 });

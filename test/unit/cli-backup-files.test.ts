@@ -33,7 +33,7 @@ function route(req: IncomingMessage, res: ServerResponse): void {
     res.write(header); // and never the rest
   } else if (req.method === "GET" && /^\/v1\/groups\/(made|made409|same|again|gone)$/.test(path)) answer(404, { error: { code: "not_found", message: "group made does not exist" } });
   // `same`: another made the same group between the CLI's look and its PUT (200, not 201).
-  else if (req.method === "PUT" && /^\/v1\/groups\/(made|made409|same|again|gone)$/.test(path)) answer(path.endsWith("same") ? 200 : 201, { group: "made", incarnation: 4 });
+  else if (req.method === "PUT" && /^\/v1\/groups\/(made|made409|same|again|gone)$/.test(path)) answer(path.endsWith("same") ? 200 : 201, { group: "made", machine: "kv", epoch: 1, commitSeq: 0, lastSeq: 0, sequencer: { name: "made" }, replicas: [], incarnation: 4 });
   else if (req.method === "POST" && /^\/v1\/groups\/(made|same|again|gone)\/restore$/.test(path)) {
     req.resume();
     req.on("end", () => answer(413, { error: { code: "too_large", message: "the file unpacks to more than 64 MiB" } }));

@@ -3,7 +3,8 @@
 // sequences cleared the operator's screen and retitled the terminal through `smr list` and
 // `smr watch`; one holding a line break printed as two lines (a probe).
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { brief, printable, printTable, safeJson } from "../../cli/output.js";
+import { execFileSync } from "node:child_process";
+import { brief, printable, printTable, safeJson, shellOption } from "../../cli/output.js";
 import { eventLine } from "../../cli/watch.js";
 import type { WatchEvent } from "../../shared/client/index.js";
 
@@ -67,5 +68,15 @@ describe("the CLI's output for people", () => {
   it("quotes a watch line's key holding a space, = or a quote, so each change reads as one", () => {
     const e = { seq: 9, kind: "command", command: {}, changes: [["a=b c", 1], ["d", "x y=2"], ["plain", null]] } as unknown as WatchEvent;
     expect(eventLine(e)).toBe('9  "a=b c"=1 d="x y=2" plain=null');
+  });
+
+  it("gives a paging hint a shell takes back as one argument, whatever the key (`more: --after -b c` was three: a probe)", () => {
+    for (const key of ["user/1", "-b c", "it's", "a b", "$HOME", "`x`", "\\n", "é ü", "--", ""]) {
+      const option = shellOption("after", key)!;
+      // What sh makes of it: the one argument --after=<key>.
+      expect(execFileSync("sh", ["-c", `printf '%s' ${option}`], { encoding: "utf8" }), key).toBe(`--after=${key}`);
+    }
+    expect(shellOption("after", "user/1")).toBe("--after=user/1");
+    for (const key of ["\u0000nul", "a\nb", hostile]) expect(shellOption("after", key), JSON.stringify(key)).toBeNull();
   });
 });

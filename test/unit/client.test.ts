@@ -27,6 +27,8 @@ function clientWith(handler: Handler, options: Partial<ConstructorParameters<typ
 }
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A group's status with the fields the client checks an answer by (isGroupStatus). */
+const statusOf = (group: string, more: Record<string, unknown> = {}) => ({ group, machine: "kv", epoch: 1, commitSeq: 0, lastSeq: 0, sequencer: { name: group }, replicas: [], ...more });
 
 /** What a call settles to (its error caught) once `ms` of fake time have passed: its retries' pauses run at once. */
 async function settledAfter(ms: number, call: () => Promise<unknown>): Promise<unknown> {
@@ -733,7 +735,7 @@ describe("client batches", () => {
 
   it("retries a create's 503 (the registry not reached: a retry finishes the creation), and tells a 409 at once (the CLI ended on the first 503, and the group stayed out of every list: a probe)", async () => {
     const retries: CommandRetry[] = [];
-    const answers = [() => errorBody(503, "unavailable", "the registry cannot list group g yet (Error: x); the group is created once a retry or the next request finishes it"), () => Response.json({ group: "g", machine: "kv" }, { status: 201 })];
+    const answers = [() => errorBody(503, "unavailable", "the registry cannot list group g yet (Error: x); the group is created once a retry or the next request finishes it"), () => Response.json(statusOf("g"), { status: 201 })];
     let made: boolean | undefined;
     const { client, calls } = clientWith(() => answers.shift()!(), { onReadRetry: (r) => retries.push(r) });
     await expect(client.createGroup("g", { machine: "kv" }, (m) => (made = m))).resolves.toMatchObject({ group: "g" });
@@ -851,6 +853,88 @@ describe("client batches", () => {
     // The API's own metrics (text/plain), even with no group at all, are metrics.
     const { client } = clientWith(() => new Response("", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
     expect(await client.metrics()).toBe("");
+  });
+
+  it("takes another server's `{}` for no answer of the API on every admin and read call, and a 200 to a DELETE too (the CLI said \"deleted group\" and printed `{}` for audits: a probe)", async () => {
+    const { client } = clientWith(() => Response.json({}), { retryForMs: 0 });
+    const calls: [string, () => Promise<unknown>][] = [
+      ["createGroup", () => client.createGroup("g", { machine: "kv", replicas: 3 })],
+      ["listGroups", () => client.listGroups()],
+      ["group", () => client.group("g")],
+      ["deleteGroup", () => client.deleteGroup("g", { incarnation: 1 })],
+      ["replicas", () => client.replicas("g")],
+      ["setQuota", () => client.setQuota("g", 64)],
+      ["repairReplica", () => client.repairReplica("g", "r2")],
+      ["releaseReplica", () => client.releaseReplica("g", "r2")],
+      ["moveSequencer", () => client.moveSequencer("g")],
+      ["log", () => client.log("g")],
+      ["audit", () => client.audit("g")],
+      ["audits", () => client.audits("g")],
+      ["events", () => client.events("g")],
+      ["createToken", () => client.createToken("g", "read")],
+      ["tokens", () => client.tokens("g")],
+      ["revokeToken", () => client.revokeToken("g", "0123abcd")],
+      ["snapshot", () => client.snapshot("g")],
+      ["restore", () => client.restore("g", '{"format":"smr-snapshot"}\n')],
+    ];
+    for (const [name, call] of calls) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(ApiRequestError);
+      expect([(err as ApiRequestError).code, (err as ApiRequestError).status], name).toEqual(["not_api", 200]);
+    }
+    // A page's HTML to a snapshot or a restore: not_api, not JSON's syntax error.
+    const html = clientWith(() => new Response("<html><body>Sign in</body></html>", { headers: { "content-type": "text/html" } }), { retryForMs: 0 });
+    for (const call of [() => html.client.snapshot("g"), () => html.client.snapshotRows("g"), () => html.client.restore("g", "{}\n")]) {
+      expect(await call().catch((e: unknown) => e)).toMatchObject({ code: "not_api", message: expect.stringMatching(/\(text\/html\): Sign in$/) });
+    }
+    // A snapshot whose first line is not its header.
+    const odd = clientWith(() => new Response("<html>\n", { headers: { "content-type": "application/x-ndjson" } }));
+    expect(await odd.client.snapshotRows("g").catch((e: unknown) => e)).toMatchObject({ code: "not_api", message: expect.stringMatching(/not a snapshot \(its first line: "<html>"\)$/) });
+    // The API's own answers pass: a repair whose replica was removed meanwhile says null.
+    const gone = clientWith(() => Response.json({ replica: null }));
+    expect(await gone.client.repairReplica("g", "r2")).toEqual({ replica: null });
+    const deleted = clientWith(() => new Response(null, { status: 204 }));
+    expect(await deleted.client.revokeToken("g", "0123abcd")).toBeUndefined();
+  });
+
+  it("a restore answered before its whole file was sent stops reading the file and arms no wait after the answer (`smr restore` printed another server's answer, then hung 5 minutes: a probe)", async () => {
+    let cancelled = false;
+    let pulls = 0;
+    const source = new ReadableStream<Uint8Array>({
+      pull: (c) => void (pulls++ < 1_000 ? c.enqueue(new Uint8Array(1_024)) : c.close()),
+      cancel: () => void (cancelled = true),
+    });
+    let reading: Promise<void> = Promise.resolve();
+    const { client } = clientWith(
+      (_url, init) => {
+        // Answers at once, then reads the rest of the body (as Node's server does after req.resume()).
+        const body = (init.body as ReadableStream<Uint8Array>).getReader();
+        reading = (async () => {
+          while (!(await body.read()).done);
+        })();
+        return Response.json({}, { status: 200 });
+      },
+      { streamUploads: true },
+    );
+    const timers = new Set<unknown>();
+    const realSet = globalThis.setTimeout;
+    const realClear = globalThis.clearTimeout;
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      const t = realSet(() => (timers.delete(t), fn()), ms);
+      timers.add(t);
+      return t;
+    }) as typeof setTimeout;
+    globalThis.clearTimeout = ((t: ReturnType<typeof setTimeout>) => (timers.delete(t), realClear(t))) as typeof clearTimeout;
+    try {
+      expect(await client.restore("g", source).catch((e: unknown) => e)).toMatchObject({ code: "not_api" });
+      await reading;
+      expect(cancelled).toBe(true);
+      expect(pulls).toBeLessThan(1_000);
+      expect(timers.size, "a timer left armed").toBe(0);
+    } finally {
+      globalThis.setTimeout = realSet;
+      globalThis.clearTimeout = realClear;
+    }
   });
 
   it("refuses a value JSON cannot hold before sending anything (NaN was stored as null: a probe), and names its error ApiRequestError", async () => {
@@ -1170,7 +1254,7 @@ describe("client snapshot and restore", () => {
     const { client, calls } = clientWith(async (url, init) => {
       if (url.pathname.endsWith("/snapshot")) return new Response(file, { headers: { "content-type": "application/x-ndjson" } });
       restored = await new Response(init.body).text();
-      return Response.json({ group: "h", machine: "kv" });
+      return Response.json(statusOf("h"));
     });
     const { header, rows } = await client.snapshotRows("g");
     expect(header).toEqual({ group: "g", machine: "kv", seq: 9, rows: 2, digest: "ab" });
@@ -1189,7 +1273,7 @@ describe("client snapshot and restore", () => {
 
   it("sends a restore's file as one body where streams cannot go (a browser over HTTP/1.1 failed every restore: a probe)", async () => {
     const bodies: unknown[] = [];
-    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", streamUploads: false, fetch: async (_i, init) => (bodies.push(init?.body), Response.json({ group: "h", machine: "kv" })) });
+    const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", streamUploads: false, fetch: async (_i, init) => (bodies.push(init?.body), Response.json(statusOf("h"))) });
     async function* parts() {
       for (const piece of ['{"group":"g"}\n', '["a",1]\n']) yield new TextEncoder().encode(piece);
     }
@@ -1203,7 +1287,7 @@ describe("client snapshot and restore", () => {
 
   it("keeps a restore's bookmark: the group's next sequential read waits for the restored position", async () => {
     const bodies: any[] = [];
-    const answers = [Response.json({ group: "h", machine: "kv", epoch: 1, commitSeq: 1, bookmark: "b1.1.1" }), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" })];
+    const answers = [Response.json(statusOf("h", { commitSeq: 1, bookmark: "b1.1.1" })), Response.json({ result: { value: 1 }, seq: 1, replica: "r1", bookmark: "b1.1.1" })];
     const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", fetch: async (_i, init) => (bodies.push(init?.body), answers.shift()!) });
     await client.restore("h", "{}\n");
     await client.query("h", { op: "get", key: "a" }, "sequential");
@@ -1237,11 +1321,11 @@ describe("client snapshot and restore", () => {
       requestTimeoutMs: 50,
       fetch: async (_i, init) => {
         taken = await new Response(init!.body).text();
-        return Response.json({ group: "g" });
+        return Response.json(statusOf("g"));
       },
     });
     const big = "x".repeat(200_000);
-    expect(await reads.restore("g", big)).toEqual({ group: "g" });
+    expect(await reads.restore("g", big)).toMatchObject({ group: "g" });
     expect(taken).toBe(big);
   });
 
@@ -1250,7 +1334,7 @@ describe("client snapshot and restore", () => {
     let sentSignal: AbortSignal | undefined;
     /** A client whose server answers with this body (50 ms bound), keeping the signal it was given. */
     const serving = (body: () => ReadableStream<Uint8Array>) =>
-      new SmrClient({ baseUrl: "http://smr.test", token: "t", requestTimeoutMs: 50, fetch: async (_i, init) => ((sentSignal = init?.signal ?? undefined), new Response(body())) });
+      new SmrClient({ baseUrl: "http://smr.test", token: "t", requestTimeoutMs: 50, fetch: async (_i, init) => ((sentSignal = init?.signal ?? undefined), new Response(body(), { headers: { "content-type": "application/x-ndjson" } })) });
     const quick = serving(() => new ReadableStream<Uint8Array>({ start: (c) => (["h\n", "a\n", "b\n"].forEach((l) => c.enqueue(enc.encode(l))), c.close()) }));
     const reader = (await quick.snapshot("g")).getReader();
     const got: string[] = [];
@@ -1270,15 +1354,21 @@ describe("client snapshot and restore", () => {
   });
 
   it("retries status, log, audits and an audit on 503 and network failures, as it retries queries (a probe: smr log ended on the first 503 of a failover)", async () => {
-    const answers = [errorBody(503, "unavailable", "failing over"), Response.json({ group: "g" })];
+    const answers = [errorBody(503, "unavailable", "failing over"), Response.json(statusOf("g"))];
     const retried: unknown[] = [];
     const client = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, onReadRetry: (r) => retried.push(r), fetch: async () => answers.shift()! });
-    expect(await client.group("g")).toEqual({ group: "g" });
+    expect(await client.group("g")).toEqual(statusOf("g"));
     expect(retried).toHaveLength(1);
-    for (const call of [(c: SmrClient) => c.log("g"), (c: SmrClient) => c.audit("g"), (c: SmrClient) => c.audits("g"), (c: SmrClient) => c.events("g")]) {
-      const again = [errorBody(503, "unavailable", "failing over"), Response.json({ ok: 1 })];
+    const reads: [(c: SmrClient) => Promise<unknown>, unknown][] = [
+      [(c) => c.log("g"), { firstSeq: 1, lastSeq: 0, commitSeq: 0, entries: [] }],
+      [(c) => c.audit("g"), { verdict: "consistent", replicas: [] }],
+      [(c) => c.audits("g"), { audits: [] }],
+      [(c) => c.events("g"), { events: [] }],
+    ];
+    for (const [call, answer] of reads) {
+      const again = [errorBody(503, "unavailable", "failing over"), Response.json(answer)];
       const c = new SmrClient({ baseUrl: "http://smr.test", token: "t", retryBaseMs: 1, fetch: async () => again.shift()! });
-      expect(await call(c)).toEqual({ ok: 1 });
+      expect(await call(c)).toEqual(answer);
     }
     // A 404 is an answer, not retried.
     let asked = 0;

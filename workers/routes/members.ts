@@ -9,6 +9,7 @@ import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
 import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
 import type { LogPage } from "../../shared/api/results.js";
+import type { GroupStatus, ReplicaStatus } from "../../shared/api/types.js";
 import type { AddReplicaAnswer, ReleaseAnswer, RemoveReplicaAnswer } from "../sequencer.js";
 
 export const memberRoutes = new Hono<App>();
@@ -66,6 +67,14 @@ memberRoutes.delete("/:group/replicas/:id", async (c) => {
   return c.json({ replica: r.replica }, 202);
 });
 
+/**
+ * The replica as the status shows it now; null when it was removed meanwhile (said, not left out:
+ * an answer without it could not be told from another server's `{}`, a probe).
+ */
+function replicaNow(s: GroupStatus, id: string): ReplicaStatus | null {
+  return s.replicas.find((x) => x.id === id) ?? null;
+}
+
 /** The operator's ways out of a quarantine (docs/OPERATIONS.md): rebuild from a healthy replica, or release. */
 memberRoutes.post("/:group/replicas/:id/repair", async (c) => {
   requireAdmin(c);
@@ -74,7 +83,7 @@ memberRoutes.post("/:group/replicas/:id/repair", async (c) => {
   const r = await groups.withSequencer(c.env, group, (s) => s.repair(id), (r) => r.code === "not_found" && r.reason === "no such group");
   if (r.code === "not_found" || r.code === "conflict") throw new ApiError(r.code, r.reason!);
   if (!r.ok) throw new ApiError("unavailable", r.reason!, 5);
-  return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
+  return c.json({ replica: replicaNow(await status(c.env, group), id) });
 });
 
 memberRoutes.post("/:group/replicas/:id/release", async (c) => {
@@ -89,7 +98,7 @@ memberRoutes.post("/:group/replicas/:id/release", async (c) => {
     (r) => !r.ok && r.code === "not_found" && r.reason === "no such group",
   );
   if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined);
-  return c.json({ replica: (await status(c.env, group)).replicas.find((x) => x.id === id) });
+  return c.json({ replica: replicaNow(await status(c.env, group), id) });
 });
 
 /** Moves the group's sequencer (see groups.move). Commands in flight may answer 503/504 meanwhile; retries are safe. */
