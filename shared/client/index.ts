@@ -661,8 +661,11 @@ function nearHeader(near: string | undefined): Record<string, string> {
 }
 
 /** A hint that is none is refused before anything is sent: a typo made every read a 400. */
-function checkNear(near: string | undefined): void {
-  if (near !== undefined && !isLocationHint(near)) throw new TypeError(`near ${JSON.stringify(near)}: one of ${locationHints.join(", ")}`);
+/** `call`: a call's own option, refused as the API refuses an unknown hint (a 400; a TypeError, as the group's name is not: a probe); the client's, a TypeError at its construction. */
+function checkNear(near: string | undefined, call = false): void {
+  if (near === undefined || isLocationHint(near)) return;
+  const what = `near ${JSON.stringify(near)}: one of ${locationHints.join(", ")}`;
+  throw call ? new ApiRequestError(400, "bad_request", `${what}; nothing was sent`) : new TypeError(what);
 }
 
 /** What of a body comes within waitMs (bounded to 64 KiB), then the rest cancelled: an answer that never ends held the watch. */
@@ -1241,7 +1244,7 @@ export class SmrClient {
    */
   async query(group: string, query: unknown, consistency: Consistency = "linearizable", call: QueryOptions = {}): Promise<QueryResult> {
     const { signal } = call;
-    checkNear(call.near);
+    checkNear(call.near, true);
     const retries = new Retries(this.opts);
     let olderForms = 0; // steps down to the form a server of an earlier version reads (olderForm)
     for (;;) {
@@ -1301,7 +1304,7 @@ export class SmrClient {
     // aborts the stream first here, which ends the pending next(), then the generator.
     const stop = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
-    checkNear(opts.near);
+    checkNear(opts.near, true);
     const near = opts.near ?? this.opts.near;
     const events = this.feed(group, { ...opts, signal, ...(near === undefined ? {} : { near }) });
     const iterator: AsyncGenerator<WatchEvent> = {

@@ -981,8 +981,10 @@ describe("client batches", () => {
     for await (const _e of client.watch("g", { near: "oc" })) break;
     expect(calls.map((c) => c.headers["x-smr-near"])).toEqual(["weur", "apac", "weur", "oc"]);
     expect(() => new SmrClient({ baseUrl: "http://smr.test", token: "t", near: "mars" })).toThrow(/near "mars": one of wnam, enam/);
-    await expect(client.query("g", { op: "get", key: "k" }, "stale", { near: "mars" })).rejects.toThrow(/near "mars"/);
-    expect(() => client.watch("g", { near: "Weur" })).toThrow(/near "Weur"/);
+    // A call's own hint is refused as the API refuses it, a 400 (it was a TypeError: a probe).
+    await expect(client.query("g", { op: "get", key: "k" }, "stale", { near: "mars" })).rejects.toMatchObject({ status: 400, code: "bad_request", message: expect.stringMatching(/near "mars"/) });
+    expect(() => client.watch("g", { near: "Weur" })).toThrow(ApiRequestError);
+    expect(() => client.watch("g", { near: "Weur" })).toThrow(/400 bad_request: near "Weur"/);
     expect(calls).toHaveLength(4); // nothing sent for them
     const plain = clientWith(() => Response.json({ result: null, bookmark: "" }));
     await plain.client.query("g", { op: "get", key: "k" });
