@@ -1219,7 +1219,7 @@ export class SequencerDriver {
    */
   private noteQuarantines(): void {
     if (this.stopped) return;
-    const ids = this.core.quarantinedIds().sort();
+    const ids = this.core.quarantinedIds().filter((id) => !this.installing.has(id)).sort();
     const key = ids.join(",");
     if (key === this.quarantineRecorded) return;
     this.quarantineRecorded = key;
@@ -1234,6 +1234,43 @@ export class SequencerDriver {
       if (kept === false) this.io.log("info", `the directory of ${this.core.config.group} did not take its quarantine list (this sequencer is no longer in office, or the group is being deleted)`);
     };
     this.recordingQuarantine = this.recordingQuarantine.then(write, write);
+  }
+
+  /**
+   * Replicas whose install has begun: each holds its own quarantine flag (beginInstall wrote it)
+   * until the install ends, so the directory's list leaves them out, and the install does not
+   * end before the directory has taken that list (untilListedWithout). Listed there when the
+   * install ended, a replica rebuilt just before a move or a failover was told "quarantined" by
+   * the successor, which recovers from that list: rebuilt again, its log emptied, it refused every
+   * fence until it caught up, and with one more replica lost no recovery could take office (the
+   * simulator, seed 276791773: a move 42 ms after the install ended).
+   */
+  private readonly installing = new Set<string>();
+
+  /** True once the directory holds a quarantine list without `id` (a write under way waited for, bounded). */
+  private async untilListedWithout(id: string): Promise<boolean> {
+    this.noteQuarantines();
+    await withTimeout(this.io, this.recordingQuarantine, directoryWriteTimeoutMs, "the quarantine list").catch(() => undefined);
+    return this.quarantineRecorded !== null && !this.quarantineRecorded.split(",").includes(id);
+  }
+
+  /**
+   * An install's begin and end on `target`, the directory's list and the tells kept in step (see
+   * `installing`): a tell still under way waits first, as a release's does (sent before the
+   * rebuild began, it landed after its install ended and quarantined the rebuilt replica again:
+   * the simulator, seed 1367861615; one that outlives its call's timeout still can, see
+   * docs/PROTOCOL.md), and the end waits for the directory.
+   */
+  private async beginInstallOn(target: string, begin: () => Promise<boolean>): Promise<boolean> {
+    await withTimeout(this.io, this.telling.get(target) ?? Promise.resolve(), replicaRpcTimeoutMs, `the quarantine told to ${target}`).catch(() => undefined);
+    if (!(await begin())) return false;
+    this.installing.add(target);
+    return true;
+  }
+
+  private async endInstallOn<T>(target: string, end: () => Promise<T>): Promise<T> {
+    if (!(await this.untilListedWithout(target))) throw new Error(`the directory did not take the quarantine list without ${target} within ${directoryWriteTimeoutMs / 1000} s: its install is not ended (a successor would quarantine it again)`);
+    return end();
   }
 
   /** Tells under way to each replica (a release waits for them: see release). */
@@ -1951,6 +1988,9 @@ export class SequencerDriver {
 
   /** A repair's end: the target's progress, and its retry after a pause, or what it was owed cleared. */
   private endRepair(target: string, installed: number | null, begun: boolean): void {
+    // Ended or not, the replica's own flag is what it is (cleared, or still set by the install
+    // left halfway): the directory's list names it again while the sequencer holds it quarantined.
+    this.installing.delete(target);
     this.core.endRepair(target, installed, this.io.nowMs());
     if (installed === null && begun) this.core.noteRebuilding(target);
     this.noteQuarantines();
@@ -2101,7 +2141,7 @@ export class SequencerDriver {
       // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
       const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
       progress.begun = true; // from here the target may hold a half-done transfer
-      if (!(await toTarget(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
+      if (!(await this.beginInstallOn(target, () => toTarget(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`)))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
       let after: string | null = null;
       const shown: RebuildProgress = { source, seq: info.seq, rows: 0, sinceMs: this.io.nowMs() };
       this.rebuilds.set(target, shown);
@@ -2115,7 +2155,7 @@ export class SequencerDriver {
         after = page[page.length - 1]![0];
       }
       const rows = shown.rows;
-      const done = await toTarget(dst.endInstall(transferId), `install end on ${target}`);
+      const done = await this.endInstallOn(target, () => toTarget(dst.endInstall(transferId), `install end on ${target}`));
       if (done && !done.ok) this.noteBadCopy(target, source, info, done.digest);
       if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
       // Its size is the rebuilt state's: the status showed the old one until the next audit (a probe).
@@ -2213,8 +2253,8 @@ export class SequencerDriver {
     const info: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, timestamp: null, epoch: this.core.epoch };
     const transferId = `${this.core.epoch}:0:${++this.transfers}:${this.io.nowMs()}:empty`;
     progress.begun = true;
-    if (!(await call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
-    const done = await call(dst.endInstall(transferId), `install end on ${target}`);
+    if (!(await this.beginInstallOn(target, () => call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`)))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
+    const done = await this.endInstallOn(target, () => call(dst.endInstall(transferId), `install end on ${target}`));
     if (!done?.ok) throw new Error(`${target}'s empty state has digest ${done?.digest}`);
     if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);
     this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`);

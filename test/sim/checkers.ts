@@ -9,6 +9,9 @@ import type { Entry } from "../../shared/api/types.js";
 import type { ClientHistory } from "./clients.js";
 import { checkHistory } from "./linearizability.js";
 import type { SimReplica, SimSequencer } from "./nodes.js";
+import { changesText } from "../../shared/protocol/replica.js";
+import type { Changes } from "../../shared/protocol/state.js";
+import type { SimWatcher } from "./watchers.js";
 
 interface Reference {
   outputs: Map<number, AppliedOutput>;
@@ -17,6 +20,8 @@ interface Reference {
   /** Entries that forgot clients (each client counted once per entry). */
   forgettings: number;
   digests: Map<number, string>;
+  /** Per seq, the rows its execution changed (changesText, as a watch event carries them). */
+  changes: Map<number, string>;
   failures: string[];
 }
 
@@ -66,6 +71,7 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   };
   const expiry = idleMs === undefined ? null : { idleMs, forgot };
   const digests = new Map<number, string>([[0, zeroHash]]);
+  const changesBySeq = new Map<number, string>();
   const failures: string[] = [];
   const reads = [...history.reads].sort((a, b) => a.seq - b.seq);
   let r = 0;
@@ -82,14 +88,16 @@ function replay(config: GroupConfig, log: Entry[], commitSeq: number, history: C
   for (const e of log) {
     if (e.seq > commitSeq) break;
     applying = e;
-    const out = applyEntry(state, machine, e, undefined, expiry, config.sessionOutputFreeChars);
+    const changes: Changes = new Map();
+    const out = applyEntry(state, machine, e, changes, expiry, config.sessionOutputFreeChars);
     outputs.set(e.seq, out);
+    changesBySeq.set(e.seq, changesText(changes));
     if (e.kind === "command" && out.status === "ok") lastRunMs.set(e.client!, Date.parse(e.timestamp));
     digests.set(e.seq, state.digest);
     checkReadsAt(e.seq);
   }
   for (; r < reads.length; r++) failures.push(`read at seq ${reads[r]!.seq} beyond commitSeq ${commitSeq}`);
-  return { outputs, forgotten, forgettings, digests, failures };
+  return { outputs, forgotten, forgettings, digests, changes: changesBySeq, failures };
 }
 
 export interface CheckInput {
@@ -103,9 +111,11 @@ export interface CheckInput {
   bankSetupSeq: number;
   /** Filled in: `forgotten`, the clients the session window forgot (in the reference's replay). */
   counts?: Record<string, number>;
+  /** Watch clients (--watchers): what they saw must be the committed log, gapless, in order. */
+  watchers?: SimWatcher[];
 }
 
-export function runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq, counts }: CheckInput): string[] {
+export function runCheckers({ config, sequencer, replicas, history, corrupted, bankSetupSeq, counts, watchers }: CheckInput): string[] {
   const failures: string[] = [...history.unexpected];
   const core = sequencer.driver!.core;
   const log = sequencer.fullLog();
@@ -126,7 +136,12 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
   for (const r of replicas.values()) {
     // Removed from the group (its storage is destroyed, or due to be): nothing to agree on.
     if (r.retired || !memberIds.has(r.id)) continue;
-    const meta = r.storage.meta!;
+    const meta = r.storage.meta;
+    // Its storage lost (lose-replica-storage) and never made again by the heal's end.
+    if (!meta) {
+      failures.push(`${r.id}, a member, has no state after healing`);
+      continue;
+    }
     for (let s = (meta.baseSeq ?? 0) + 1; s <= meta.commitSeq; s++) {
       const held = r.storage.log.get(s);
       const truth = bySeq.get(s);
@@ -199,7 +214,8 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
       if (d !== undefined && d !== cp.digest) failures.push(`${r.id} checkpoint at ${cp.seq} has digest ${cp.digest.slice(0, 8)}, reference ${d.slice(0, 8)}`);
       if (log[cp.seq - 1] && log[cp.seq - 1]!.hash !== cp.logHash) failures.push(`${r.id} checkpoint at ${cp.seq} has another log hash`);
     }
-    const m = r.storage.meta!;
+    const m = r.storage.meta;
+    if (!m) continue;
     const d = ref.digests.get(m.appliedSeq);
     if (d !== undefined && d !== m.digest) failures.push(`${r.id} digest at applied ${m.appliedSeq} differs from the reference`);
   }
@@ -213,7 +229,44 @@ export function runCheckers({ config, sequencer, replicas, history, corrupted, b
     if (r.corruptedAtMs !== null) failures.push(`${r.id} was corrupted and never rebuilt (status ${status})`);
     if (status === "quarantined" && !corrupted.has(r.id)) failures.push(`${r.id} was quarantined without being corrupted`);
     if (status !== "healthy") failures.push(`after healing, ${r.id} is ${status}`);
-    if (r.storage.meta!.appliedSeq !== commitSeq) failures.push(`after healing, ${r.id} applied ${r.storage.meta!.appliedSeq} of ${commitSeq}`);
+    if (r.storage.meta?.appliedSeq !== commitSeq) failures.push(`after healing, ${r.id} applied ${r.storage.meta?.appliedSeq} of ${commitSeq}`);
+  }
+
+  // Watches: every event is the committed entry at its seq with its execution's output and
+  // changes (a replica corrupt when it sent it: the entry only); a full watcher misses nothing
+  // but across a 410 resync, and a prefix watcher misses no entry that changed a key under it.
+  for (const w of watchers ?? []) {
+    failures.push(...w.failures.slice(0, 5));
+    const seen = new Set<number>();
+    for (const ev of w.events) {
+      seen.add(ev.seq);
+      const truth = bySeq.get(ev.seq);
+      const tag = `${w.name} event ${ev.seq} from ${ev.replica} at ${ev.atMs} ms`;
+      if (!truth || ev.seq > commitSeq) {
+        failures.push(`${tag}: not a committed entry`);
+        continue;
+      }
+      const d = ev.data;
+      if (d.kind !== truth.kind || d.client !== truth.client || d.request !== truth.request || canonicalJson(d.command) !== canonicalJson(truth.command) || d.timestamp !== truth.timestamp) {
+        failures.push(`${tag}: ${JSON.stringify(d).slice(0, 200)}, the log has ${JSON.stringify(truth).slice(0, 200)}`);
+        continue;
+      }
+      if (replicas.get(ev.replica)?.wasCorruptAt(ev.atMs)) continue;
+      const out = ref.outputs.get(ev.seq);
+      const outputOk = canonicalJson(d.output ?? null) === canonicalJson(out?.output ?? null) || (config.sessionOutputFreeChars !== undefined && markerOf(out?.output, d.output));
+      if (!outputOk) failures.push(`${tag}: output ${JSON.stringify(d.output)}, the log's execution gives ${JSON.stringify(out?.output)}`);
+      if (canonicalJson(d.changes) !== canonicalJson(JSON.parse(ref.changes.get(ev.seq) ?? "[]"))) failures.push(`${tag}: changes ${JSON.stringify(d.changes).slice(0, 200)}, the reference ${ref.changes.get(ev.seq)?.slice(0, 200)}`);
+    }
+    // Completeness up to where it stands, but across the resyncs it was told of.
+    const resynced = (s: number) => w.resyncs.some((r) => s > r.fromSeq && s <= r.toSeq) || w.spans.some((p) => s > p.fromSeq && s <= p.toSeq && replicas.get(p.replica)?.wasCorruptAt(p.atMs));
+    const missing: number[] = [];
+    for (let s = 1; s <= Math.min(w.lastId, commitSeq); s++) {
+      if (seen.has(s) || resynced(s)) continue;
+      const touches = w.prefix === null || (JSON.parse(ref.changes.get(s) ?? "[]") as [string, unknown][]).some(([k]) => k.startsWith(w.prefix!));
+      if (touches) missing.push(s);
+    }
+    if (missing.length > 0) failures.push(`${w.name}${w.prefix ? ` (prefix ${w.prefix})` : ""} missed ${missing.length} entries up to ${w.lastId}: ${missing.slice(0, 10).join(", ")}`);
+    if (w.lastId > commitSeq) failures.push(`${w.name} stands at ${w.lastId}, beyond commitSeq ${commitSeq}`);
   }
 
   // Linearizability of commands and linearizable reads (kv).

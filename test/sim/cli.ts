@@ -5,7 +5,7 @@
 // SIM_TRACE=log ... adds the sequencer driver's log lines; SIM_TRACE=all ... every message delivered or dropped too
 import { isLocationHint, locationHints } from "../../shared/geo.js";
 import { machineNames } from "../../shared/machines/index.js";
-import { faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
+import { extraFaultKinds, faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
 import { parseFlags } from "../support/args.js";
 
 
@@ -23,7 +23,7 @@ const usage = `usage:
   npm run sim -- --seeds K [...]          K random seeds; prints each failing seed, the failovers and the slowest seeds
   npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam] [--seed S]   latency per location, failover
   more: --clients N, --no-batches, --no-colocate, --session-idle MS, --output-free CHARS, --sleep-after MS, --log-bytes N
-  faults: ${faultKinds.join(", ")}
+  faults: ${faultKinds.join(", ")}; not in all (all+ adds them): ${extraFaultKinds.join(", ")}
   SIM_TRACE=1|log|all prints the run's trace to stderr (docs/SIMULATOR.md)`;
 
 async function main(): Promise<number> {
@@ -32,11 +32,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const args = parseFlags(process.argv.slice(2), ["geo", "no-batches", "no-colocate"]);
-  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle", "output-free", "sleep-after", "log-bytes"]);
+  const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle", "output-free", "sleep-after", "log-bytes", "watchers"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
-  const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "none" ? [] : faultsArg.split(",")) as FaultKind[];
-  for (const f of faults) if (!faultKinds.includes(f)) throw new Error(`unknown fault ${f}; known: ${faultKinds.join(", ")}`);
+  const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "all+" ? [...faultKinds, ...extraFaultKinds] : faultsArg === "none" ? [] : faultsArg.split(",").flatMap((f) => (f === "all" ? [...faultKinds] : [f]))) as FaultKind[];
+  for (const f of faults) if (!faultKinds.includes(f as never) && !extraFaultKinds.includes(f as never)) throw new Error(`unknown fault ${f}; known: ${faultKinds.join(", ")}`);
   const machine = args.get("machine") ?? "kv";
   if (!machineNames.includes(machine)) throw new Error(`--machine must be one of ${machineNames.join(", ")}`);
   const outputs = args.get("outputs") as SimOptions["outputs"];
@@ -59,6 +59,7 @@ async function main(): Promise<number> {
     ...(args.has("output-free") ? { sessionOutputFreeChars: Number(args.get("output-free")) } : {}),
     ...(args.has("sleep-after") ? { sleepAfterMs: int(args, "sleep-after", 0) } : {}),
     ...(args.has("log-bytes") ? { logBytes: int(args, "log-bytes", 0) } : {}),
+    ...(args.has("watchers") ? { watchers: int(args, "watchers", 0) } : {}),
     ...(geo ? { geo } : {}),
   };
   if (base.replicas < 1 || base.replicas > 7) throw new Error("--replicas must be 1..7");
@@ -70,6 +71,10 @@ async function main(): Promise<number> {
     let failovers = 0;
     let forgotten = 0;
     let sleeps = 0;
+    let moves = 0;
+    let requarantined = 0;
+    let requarantinedRuns = 0;
+    let watchEvents = 0;
     const takeovers: number[] = [];
     const slowest: { seed: number; ms: number }[] = [];
     for (let i = 0; i < k; i++) {
@@ -83,6 +88,10 @@ async function main(): Promise<number> {
         failovers += Number(r.stats.failovers ?? 0);
         forgotten += Number(r.stats.forgotten ?? 0);
         sleeps += Number(r.stats.sleeps ?? 0);
+        moves += Number(r.stats.moves ?? 0);
+        requarantined += Number(r.stats.requarantined ?? 0);
+        if (Number(r.stats.requarantined ?? 0) > 0) requarantinedRuns++;
+        watchEvents += Number(r.stats.watchEvents ?? 0);
         if (r.stats.takeoverMs !== undefined) {
           takeovers.push(Number(r.stats.takeoverMs));
           slowest.push({ seed, ms: Number(r.stats.takeoverMs) });
@@ -100,7 +109,7 @@ async function main(): Promise<number> {
     }
     takeovers.sort((a, b) => a - b);
     const takeover = takeovers.length > 0 ? `; takeover (isolation to the successor's first acknowledged write) p50 ${takeovers[Math.floor(takeovers.length / 2)]} ms, max ${takeovers[takeovers.length - 1]} ms over ${takeovers.length} runs` : "";
-    console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands, ${failovers} failovers${base.sessionIdleMs !== undefined ? `, ${forgotten} clients forgotten` : ""}${base.sleepAfterMs !== undefined ? `, ${sleeps} sleeps` : ""}${takeover})`);
+    console.log(`${k - failed} passed, ${failed} failed (${k} seeds, ${ops} acknowledged commands, ${failovers} failovers${base.sessionIdleMs !== undefined ? `, ${forgotten} clients forgotten` : ""}${base.sleepAfterMs !== undefined ? `, ${sleeps} sleeps` : ""}${moves > 0 ? `, ${moves} moves` : ""}, ${requarantined} healthy replicas told "quarantined" in ${requarantinedRuns} runs${base.watchers ? `, ${watchEvents} watch events` : ""}${takeover})`);
     slowest.sort((a, b) => b.ms - a.ms);
     if (slowest.length > 0) console.log(`slowest takeovers: ${slowest.slice(0, 5).map((t) => `seed ${t.seed} ${t.ms} ms`).join(", ")}`);
     return failed > 0 ? 1 : 0;

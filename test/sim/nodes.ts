@@ -6,7 +6,7 @@ import { simMachineFor as machineFor } from "./machines.js";
 import { SequencerDriver } from "../../shared/protocol/driver.js";
 import { type DriverIO, type ReadAnswer, type ReadIndexAnswer, type ReplicaApi, type ReplicaArgs, type ReplicaLink, type ReplicaMethod, type ReplicaTransport, type SubmitAnswer, askAgain, linkOver, serve, withTimeout } from "../../shared/protocol/io.js";
 import type { DirectoryCore } from "../../shared/control/directory.js";
-import { replicaDestroyTimeoutMs } from "../../shared/limits.js";
+import { handOverTimeoutMs, replicaDestroyTimeoutMs, replicaRpcTimeoutMs } from "../../shared/limits.js";
 import { memoryDirectory } from "../support/directory.js";
 import { type FailoverIO, preVote } from "../../shared/protocol/failover.js";
 import { SequencerLifecycle, type SequencerHost } from "../../shared/protocol/lifecycle.js";
@@ -16,7 +16,7 @@ import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { SequencerCore } from "../../shared/protocol/sequencer.js";
 import type { AppendRequest, AppendResponse, AuditInfo, GroupConfig, ReplicaPosition } from "../../shared/protocol/types.js";
 import type { Entry } from "../../shared/api/types.js";
-import { isColocated, replicaIds, sequencerName } from "../../shared/protocol/types.js";
+import { isColocated, membersOf, replicaIds, sequencerName } from "../../shared/protocol/types.js";
 import { type Network, type World, printDriverLog } from "./world.js";
 
 /** Small compaction windows, so short runs compact their logs and need state transfers. */
@@ -71,6 +71,8 @@ export class SimReplica {
   corruptedAtMs: number | null = null;
   /** Removed from the group (its removal committed): no longer a member. */
   retired = false;
+  /** Times a healthy state of it was told "quarantined" (see serve). */
+  requarantined = 0;
   /** Times it was made again after losing its storage (with its object: the co-located replica). */
   rejoins = 0;
   /** Times during which this replica's state was corrupt (from corruption to rebuild). */
@@ -128,6 +130,18 @@ export class SimReplica {
   serve<K extends ReplicaMethod>(method: K, args: ReplicaArgs<K>, onTransfer: () => void): unknown {
     if (method === "append") return this.append(args[0] as AppendRequest);
     if (method === "query") return this.query(...(args as ReplicaArgs<"query">));
+    // A "quarantined" that lands on a healthy replica (never corrupted, or rebuilt since: the
+    // harness corrupts one replica per run) re-quarantines it for nothing, and its next rebuild's
+    // install takes it out of every fence again: a tell sent before a rebuild began and delivered
+    // after its install ended (seed 1367861615), or a successor's tell from the directory's list
+    // written before the rebuild (seed 1184612567). Counted (SIM_REQUARANTINE=fail: a failure).
+    if (method === "setQuarantined" && args[0] === true && this.corruptedAtMs === null && this.storage.meta && !this.storage.meta.quarantined && this.driver.core) {
+      const epoch = args[1] as number | undefined;
+      if (epoch === undefined || epoch >= this.driver.core.position().epoch) {
+        this.requarantined++;
+        if (process.env.SIM_REQUARANTINE === "fail") this.failures.add(`${this.id}, healthy${this.corruptWindows.length > 0 ? ` (rebuilt at ${this.corruptWindows.at(-1)!.toMs} ms)` : ""}, was told it is quarantined at ${this.world.now} ms`);
+      }
+    }
     const result = serve(this.driver, method, args);
     // A rebuilt replica holds a healthy one's state: it is no longer corrupted.
     if (method === "endInstall" && (result as ReturnType<ReplicaApi["endInstall"]>)?.ok) {
@@ -191,11 +205,12 @@ export class SimReplica {
   }
 
   /** Changes one machine row behind the digest, as disk corruption would. */
-  corrupt(): boolean {
+  corrupt(anyRow = false): boolean {
     // Rows written by recent entries may not be stored yet; store them, or the next save would
     // overwrite the corruption (harmless, but then there would be nothing for the audit to find).
     this.driver.core?.saveState();
-    const rows = this.storage.rows.scan("m/", null, 1_000);
+    // anyRow (corrupt-any): a session row, a client's book or the idle index as well.
+    const rows = anyRow ? ["m/", "s/", "c/", "d/"].flatMap((p) => this.storage.rows.scan(p, null, 1_000)) : this.storage.rows.scan("m/", null, 1_000);
     if (rows.length === 0) return false;
     const [key] = this.world.rng.pick(rows);
     this.storage.rows.put(key, JSON.stringify({ corrupted: this.world.now }));
@@ -298,7 +313,9 @@ export class SimSequencer {
     private readonly variant: Variant,
     /** The group's first sequencer starts with the group; a failover's successor recovers. */
     first: boolean,
+    skewMs = 0,
   ) {
+    this.skewMs = skewMs;
     this.storage = new ArchivingStorage(dir.archive, () => this.inOffice());
     this.lifecycle = this.newLifecycle();
     if (first) {
@@ -337,7 +354,11 @@ export class SimSequencer {
       storage: () => this.storage,
       prepare: () => {},
       // Memory storage: a wipe is a new, empty one (the archive keeps the history for the checkers).
+      // Only by the incarnation running: a Durable Object reset runs none of the old one's code,
+      // and a hand-over queued in a crashed lifecycle wiped the log its successor had just
+      // recovered (move-sequencer, seed 176507576: "commitSeq beyond the sequencer's log").
       wipe: async () => {
+        if (this.lifecycle !== lifecycle) return;
         this.storage = new ArchivingStorage(this.dir.archive, () => this.inOffice());
       },
       inOffice: async () => (await this.directoryDelay(), this.inOffice()),
@@ -357,10 +378,13 @@ export class SimSequencer {
     return lifecycle;
   }
 
+  /** This object's clock is off the world's by this much (clock-skew): timestamps, leases, timers' bookkeeping. */
+  skewMs = 0;
+
   private io(): DriverIO {
     const colocated = this.dir.config.colocated;
     return {
-      nowMs: () => this.world.now,
+      nowMs: () => this.world.now + this.skewMs,
       setTimer: (ms, fn) => this.world.setTimer(ms, fn),
       link: (id) => this.link(id),
       directReplica: colocated && this.name === this.dir.config.group ? colocated : null,
@@ -394,6 +418,16 @@ export class SimSequencer {
 
   /** Times it fell asleep (DriverIO.onSleep). */
   sleeps = 0;
+
+  /** A move's hand-over (workers/groups.ts handOver): it stops and forgets everything. */
+  handOver(): Promise<{ epoch: number }> {
+    return this.lifecycle.handOver();
+  }
+
+  /** As the router's next request does (groups.ts, recover): a named sequencer without state recovers. */
+  recoverIfIdle(): void {
+    if (!this.driver && this.inOffice()) this.recover(this.lifecycle);
+  }
 
   /** A replica's call (ReplicaDriver.wakeSequencer): ends a sleep, as the Durable Object's wake(). */
   wake(): void {
@@ -546,7 +580,7 @@ export class SimSequencer {
           this.retryRecovery(lifecycle);
         }
       },
-      (err) => this.failures.add(`sequencer recovery broke an invariant: ${(err as Error).message}`),
+      (err) => (process.env.SIM_STACK && console.error(`${this.world.now} ${this.name} recovery threw`, err), this.failures.add(`sequencer recovery broke an invariant: ${(err as Error).message}`)),
     );
   }
 
@@ -585,6 +619,16 @@ export class SimGroup {
   /** Failovers done, and PreVotes that said no. */
   readonly failovers: { atMs: number; to: string; downMs: number }[] = [];
   refusedFailovers = 0;
+  /** Sequencer moves done (move-sequencer). */
+  moves = 0;
+  /** The clock skew of each sequencer object made from now on (clock-skew): drawn per object. */
+  skewOf: (() => number) | null = null;
+
+  addSequencer(name: string, node: string): SimSequencer {
+    const s = new SimSequencer(name, node, this.dir, this.world, this.net, this.replicas, this.failures, this.variant, false, this.skewOf?.() ?? 0);
+    this.sequencers.set(name, s);
+    return s;
+  }
   /** Failovers of a sequencer that answered but had no quorum (cutOffVote). */
   cutOffFailovers = 0;
   private failingOver = false;
@@ -644,11 +688,48 @@ export class SimGroup {
       if (cutOffMs !== undefined) this.cutOffFailovers++;
       this.world.trace(`failover to ${d.next.name}`);
       if (d.next.location) this.net.location.set(`seq~s${d.next.no}`, d.next.location);
-      this.sequencers.set(d.next.name, new SimSequencer(d.next.name, `seq~s${d.next.no}`, this.dir, this.world, this.net, this.replicas, this.failures, this.variant, false));
+      this.addSequencer(d.next.name, `seq~s${d.next.no}`);
     } finally {
       this.failingOver = false;
     }
   }
+}
+
+/** Sequencer moves (workers/groups.ts move), done by a router at `from`: hand-over, compare-and-set, recovery. */
+export async function moveSequencer(group: SimGroup, world: World, net: Network, from: string): Promise<string | null> {
+  const config = group.dir.config;
+  const old = group.current();
+  // votersAnswering: a quorum of voters answers a position call.
+  const voters = membersOf(config).filter((m) => m.voter).map((m) => m.id);
+  const answers = await Promise.all(
+    voters.map((id) => {
+      const r = group.replicas.get(id);
+      if (!r) return Promise.resolve(null);
+      return withTimeout(world, rpc(world, net, from, id, "position", () => r.incarnation, () => r.driver.position()), replicaRpcTimeoutMs, "position").catch(() => null);
+    }),
+  );
+  if (answers.filter((a) => a !== null).length < Math.floor(voters.length / 2) + 1) return null;
+  const handed = await withTimeout(world, rpc(world, net, from, old.node, "handOver", () => old.incarnation, () => old.handOver()), handOverTimeoutMs, "handOver").then(
+    () => true,
+    () => false,
+  );
+  if (!handed) {
+    // Its hand-over may have happened with the answer lost: the next request recovers it.
+    world.setTimer(1_000, () => old.recoverIfIdle());
+    return null;
+  }
+  const no = (config.sequencer?.no ?? 0) + 1;
+  const next = { name: `${config.group}~s${no}`, location: null, no, movedAt: new Date(world.now).toISOString() };
+  const stored = group.dir.core.replaceSequencer(group.dir.incarnation, config.sequencer?.no ?? 0, { ...config, sequencer: next }, { kind: "move", from: old.name, to: next.name, location: null, atMs: world.now }, world.now);
+  if (stored === null) {
+    // Changed meanwhile (a failover): the sequencer named recovers at the next request.
+    world.setTimer(1_000, () => group.current().recoverIfIdle());
+    return null;
+  }
+  group.moves++;
+  world.trace(`move ${old.name} to ${next.name}`);
+  group.addSequencer(next.name, `seq~s${no}`);
+  return next.name;
 }
 
 export function makeGroup(config: GroupConfig, world: World, net: Network, failures: Failures, variant: Variant) {

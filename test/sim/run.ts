@@ -9,6 +9,8 @@ import { withTrial } from "./machines.js";
 import { Failures, type SimSequencer, makeGroup, simScrubRows, type Variant } from "./nodes.js";
 import { Prng } from "./prng.js";
 import { Network, World } from "./world.js";
+import { SimWatcher } from "./watchers.js";
+import { moveSequencer } from "./nodes.js";
 
 export const faultKinds = [
   "drop",
@@ -26,7 +28,15 @@ export const faultKinds = [
   "cut-sequencer",
   "quorum-away",
 ] as const;
-export type FaultKind = (typeof faultKinds)[number];
+/**
+ * Kinds not in "all" (so the regression seeds replay as before): name them, or "all+" for every
+ * kind. move-sequencer: a router moves the sequencer (hand-over, compare-and-set, recovery), also
+ * racing failovers; lose-replica-storage: a remote replica's object loses its storage (rejoin);
+ * clock-skew: every sequencer object's clock is off by up to +-60 s; corrupt-any: corruption of
+ * any state row (sessions, books, the idle index), not only the machine's.
+ */
+export const extraFaultKinds = ["move-sequencer", "lose-replica-storage", "clock-skew", "corrupt-any"] as const;
+export type FaultKind = (typeof faultKinds)[number] | (typeof extraFaultKinds)[number];
 
 export interface SimOptions {
   seed: number;
@@ -75,6 +85,8 @@ export interface SimOptions {
    * happen all through a run. Absent: the default quota's budget, never reached.
    */
   logBytes?: number;
+  /** Watch clients following the log (watchers.ts), checked against it after the heal. */
+  watchers?: number;
 }
 
 export interface SimResult {
@@ -113,6 +125,7 @@ export function reproduce(o: SimOptions): string {
   if (o.sessionOutputFreeChars !== undefined) parts.push(`--output-free ${o.sessionOutputFreeChars}`);
   if (o.sleepAfterMs !== undefined) parts.push(`--sleep-after ${o.sleepAfterMs}`);
   if (o.logBytes !== undefined) parts.push(`--log-bytes ${o.logBytes}`);
+  if (o.watchers) parts.push(`--watchers ${o.watchers}`);
   if (o.geo) parts.push(`--geo --locations ${o.geo.locations.join(",")} --sequencer ${o.geo.sequencer}`);
   if (o.clients !== undefined && o.clients !== (o.geo ? o.geo.locations.length : 5)) parts.push(`--clients ${o.clients}`);
   return parts.join(" ");
@@ -183,6 +196,10 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   if (colocatedIndex >= 0) config.colocated = `r${colocatedIndex + 1}`;
   const { replicas, group } = makeGroup(config, world, net, failures, opts.variant ?? "correct");
   if (config.colocated) net.host.set(config.colocated, "seq");
+  if (faults.has("clock-skew")) {
+    group.skewOf = () => rng.int(120_001) - 60_000;
+    group.current().skewMs = group.skewOf();
+  }
   if (opts.geo) {
     config.locations.forEach((loc, i) => loc && net.location.set(`r${i + 1}`, loc));
     net.location.set("seq", opts.geo.sequencer);
@@ -265,7 +282,11 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const outOfQuorum = (id: string) => {
     const r = replicas.get(id)!;
     const m = r.storage.meta;
-    return r.corruptedAtMs !== null || m === null || Boolean(m.installing) || (m.rejoinSeq !== undefined && m.lastSeq < m.rejoinSeq);
+    // Quarantined (a rejoin after lost storage, or an audit's verdict) is a fault until rebuilt too:
+    // its log may be back past rejoinSeq, but its rebuild's install takes it out of every fence
+    // again (seed 921528124 with lose-replica-storage: two rejoined replicas and a corrupted one
+    // caught installing by a move, three of five, and no recovery could ever fence a quorum).
+    return r.corruptedAtMs !== null || m === null || Boolean(m.installing) || m.quarantined || (m.rejoinSeq !== undefined && m.lastSeq < m.rejoinSeq);
   };
   const unavailable = () => memberIds().filter((id) => net.isDown(id) || net.isIsolated(id) || outOfQuorum(id)).length;
   /** The replica that lives in the object of sequencer s, if any: it goes down with it. */
@@ -503,6 +524,52 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
         .finally(() => (busy = false));
     });
   }
+  if (faults.has("move-sequencer")) {
+    let moving = false;
+    injectors.push(() => {
+      if (moving || !rng.chance(0.2)) return;
+      moving = true;
+      void moveSequencer(group, world, net, `c${rng.int(clientCount)}`)
+        .then((to) => {
+          if (to) count("move-sequencer");
+        })
+        .finally(() => (moving = false));
+    });
+  }
+  if (faults.has("lose-replica-storage")) {
+    injectors.push(() => {
+      if (!rng.chance(0.2) || unavailable() >= tolerated()) return;
+      // A remote replica (the co-located one loses it with its object: lose-sequencer-storage).
+      const remote = memberIds().filter((id) => net.hostOf(id) === id && !net.isDown(id) && replicas.get(id)!.corruptedAtMs === null);
+      if (remote.length === 0) return;
+      const id = rng.pick(remote);
+      const r = replicas.get(id)!;
+      net.down.add(id);
+      r.crash();
+      r.loseStorage();
+      count("lose-replica-storage");
+      world.trace(`lose storage of ${id}`);
+      world.setTimer(100 + rng.int(2_000), () => {
+        if (r.retired) return;
+        net.down.delete(id);
+        r.restart();
+        world.trace(`restart ${id} (empty)`);
+      });
+    });
+  }
+  if (faults.has("corrupt-any")) {
+    injectors.push(() => {
+      if (corrupted.size > 0 || unavailable() >= tolerated()) return;
+      const live = memberIds().filter((x) => !net.isDown(x));
+      if (live.length === 0) return;
+      const id = rng.pick(live);
+      if (replicas.get(id)!.corrupt(true)) {
+        corrupted.add(id);
+        count("corrupt");
+        world.trace(`corrupt (any row) ${id}`);
+      }
+    });
+  }
   const injectLoop = () => {
     if (stopped) return;
     if (injectors.length > 0 && rng.chance(0.5)) rng.pick(injectors)();
@@ -535,6 +602,14 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     world.setTimer(50, observeLoop);
   };
   observeLoop();
+  const watchers: SimWatcher[] = [];
+  for (let i = 0; i < (opts.watchers ?? 0); i++) {
+    // Half follow everything, half a prefix of the machine's keys.
+    const prefix = i % 2 === 0 ? null : machine === "kv" ? rng.pick(["k", "t", "n"]) : machine === "bank" ? rng.pick(["a", "b"]) : rng.pick(["l/", "token"]);
+    const w = new SimWatcher(i, world, net, replicas, memberIds, prefix);
+    watchers.push(w);
+    w.start(() => stopped);
+  }
 
   const loadLimitMs = world.now + opts.ops * 2_000 + 60_000;
   await world.run(loadLimitMs, () => active.size === 0);
@@ -563,7 +638,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
     if (core.commitSeq !== core.lastLogSeq || active.size > 0) return false;
     // Every replica, the corrupted one too once it is rebuilt, has applied everything.
     const statuses = core.replicaStatuses();
-    return statuses.every((s) => s.status === "healthy" && replicas.get(s.id)!.storage.meta!.appliedSeq === core.commitSeq);
+    return statuses.every((s) => s.status === "healthy" && replicas.get(s.id)!.storage.meta?.appliedSeq === core.commitSeq);
   };
   const kickLoop = () => {
     seq().driver?.kickAll();
@@ -642,8 +717,20 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   for (const read of history.reads) {
     if (replicas.get(read.replica)?.wasCorruptAt(read.atMs)) read.fromCorrupted = true;
   }
+  // Every watcher catches up with the final log (a connection at a time, after the heal).
+  if (watchers.length > 0) {
+    const last = seq().driver!.core.commitSeq;
+    for (let i = 0; i < 120 && !watchers.every((w) => w.caughtUp(last)); i++) await world.run(world.now + 500);
+    for (const w of watchers) if (w.lastId < last) failures.add(`${w.name} stands at ${w.lastId} after the heal, the log at ${last}`);
+    // A move begun before the heal may have ended meanwhile: its successor recovers first.
+    await world.run(world.now + 60_000, () => seq().driver !== null && converged());
+    if (!seq().driver) {
+      failures.add("the sequencer did not recover after the watchers caught up");
+      return { seed: opts.seed, failures: failures.list, trace: world.traceDigest(), stats: { ...counts } };
+    }
+  }
   const checkCounts: Record<string, number> = {};
-  const checked = runCheckers({ config, sequencer: seq(), replicas, history, corrupted, bankSetupSeq, counts: checkCounts });
+  const checked = runCheckers({ config, sequencer: seq(), replicas, history, corrupted, bankSetupSeq, counts: checkCounts, watchers });
   // Slow but answering is no reason to fail a sequencer over either (see the injector above):
   // with only these two kinds, every failover deposed a healthy sequencer.
   if (opts.faults.includes("quorum-away") && opts.faults.every((f) => f === "quorum-away" || f === "slow-sequencer") && group.failovers.length > 0) {
@@ -691,6 +778,9 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       epoch: core.epoch,
       transfers: seq().transfers,
       failovers: group.failovers.length,
+      ...(group.moves > 0 ? { moves: group.moves } : {}),
+      requarantined: [...replicas.values()].reduce((n, r) => n + r.requarantined, 0),
+      ...(watchers.length > 0 ? { watchEvents: watchers.reduce((n, w) => n + w.events.length, 0), watchConnections: watchers.reduce((n, w) => n + w.connections, 0), watchResyncs: watchers.reduce((n, w) => n + w.resyncs.length, 0) } : {}),
       refusedFailovers: group.refusedFailovers,
       cutOffFailovers: group.cutOffFailovers,
       ...(resumes.length > 0 ? { resumeMsMax: resumes[resumes.length - 1]!, resumeMsP50: resumes[Math.floor(resumes.length / 2)]! } : {}),
