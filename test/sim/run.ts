@@ -45,7 +45,7 @@ export interface SimOptions {
   faults: FaultKind[];
   /** A listed machine's name, or a definition under trial (check-machine). */
   machine?: MachineName | StateMachine<any, any>;
-  /** Outputs mode; by default drawn from the seed ("majority" with corrupt). */
+  /** Outputs mode; by default drawn from the seed ("majority" with corrupt or corrupt-any). */
   outputs?: OutputsMode;
   clients?: number;
   variant?: Variant;
@@ -177,7 +177,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   const faults = new Set(opts.faults);
   const machine = (opts.machine ?? "kv") as MachineName;
   // Corruption can only be outvoted when outputs are voted on.
-  const outputs: OutputsMode = opts.outputs ?? (faults.has("corrupt") ? "majority" : rng.pick(["first", "majority"] as const));
+  const outputs: OutputsMode = opts.outputs ?? (faults.has("corrupt") || faults.has("corrupt-any") ? "majority" : rng.pick(["first", "majority"] as const));
   const config: GroupConfig = {
     group: "sim",
     incarnation: 0,
