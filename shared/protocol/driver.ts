@@ -1210,6 +1210,8 @@ export class SequencerDriver {
   /** The quarantine list last given to the directory (null: to write), and the write under way (one at a time, in order). */
   private quarantineRecorded: string | null = null;
   private recordingQuarantine: Promise<void> = Promise.resolve();
+  /** The quarantine list the directory is known to hold (its write answered; null: none known). */
+  private quarantineLanded: string | null = null;
 
   /**
    * After any change of the quarantined set, the directory keeps the list (a successor keeps them
@@ -1224,11 +1226,14 @@ export class SequencerDriver {
     if (key === this.quarantineRecorded) return;
     this.quarantineRecorded = key;
     const write = async () => {
-      const kept = await this.io.recordQuarantined?.(ids).catch((err) => {
-        this.quarantineRecorded = null; // written again at the next change or heartbeat
-        this.io.log("warn", `recording the quarantined replicas of ${this.core.config.group}: ${String(err)}`);
-        return true;
-      });
+      const kept = await this.io.recordQuarantined?.(ids).then(
+        (k) => ((this.quarantineLanded = key), k),
+        (err) => {
+          this.quarantineRecorded = null; // written again at the next change or heartbeat
+          this.io.log("warn", `recording the quarantined replicas of ${this.core.config.group}: ${String(err)}`);
+          return true;
+        },
+      );
       // Refused: deposed (the lifecycle stops it) or the group is being deleted, whose DELETE
       // woke this object. Logged as a warning, 81 of 204 idle groups deleted said so (a probe).
       if (kept === false) this.io.log("info", `the directory of ${this.core.config.group} did not take its quarantine list (this sequencer is no longer in office, or the group is being deleted)`);
@@ -1246,12 +1251,16 @@ export class SequencerDriver {
    * simulator, seed 276791773: a move 42 ms after the install ended).
    */
   private readonly installing = new Set<string>();
+  /** A source's snapshot end under way (copyTo): its next snapshot waits for it (bounded by the call's timeout). */
+  private readonly snapshotEnds = new Map<string, Promise<unknown>>();
 
   /** True once the directory holds a quarantine list without `id` (a write under way waited for, bounded). */
   private async untilListedWithout(id: string): Promise<boolean> {
     this.noteQuarantines();
     await withTimeout(this.io, this.recordingQuarantine, directoryWriteTimeoutMs, "the quarantine list").catch(() => undefined);
-    return this.quarantineRecorded !== null && !this.quarantineRecorded.split(",").includes(id);
+    // Its write answered, not only asked (one still under way past the wait may land after the install's end).
+    const landed = this.io.recordQuarantined ? this.quarantineLanded : this.quarantineRecorded; // no directory: nothing to wait for
+    return landed !== null && this.quarantineRecorded === landed && !landed.split(",").includes(id);
   }
 
   /**
@@ -2124,6 +2133,7 @@ export class SequencerDriver {
     const toTarget = this.targetCall(target);
     const src = this.io.link(source);
     const dst = this.io.link(target);
+    await this.snapshotEnds.get(source);
     const info = await call(src.beginSnapshot(), `snapshot of ${source}`);
     if (!info) throw new Error(`${source} cannot serve a snapshot (it is being rebuilt, or its rows failed its last scrub)`);
     try {
@@ -2165,7 +2175,13 @@ export class SequencerDriver {
       return info.seq;
     } finally {
       this.rebuilds.delete(target);
-      await call(src.endSnapshot(), `end snapshot of ${source}`).catch(() => undefined);
+      // Not waited for here: the install's end is recorded first (endRepair). Awaited, a slow
+      // source held it a call's timeout, and a sequencer that restarted meanwhile still held the
+      // rebuilt replica quarantined and told it so again (the simulator, seed 435890705). The
+      // source's next snapshot waits for it instead (one snapshot per replica: a late end dropped it).
+      const ended: Promise<unknown> = call(src.endSnapshot(), `end snapshot of ${source}`).catch(() => undefined);
+      this.snapshotEnds.set(source, ended);
+      void ended.then(() => this.snapshotEnds.get(source) === ended && this.snapshotEnds.delete(source));
     }
   }
 
