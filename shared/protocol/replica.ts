@@ -59,6 +59,12 @@ export interface ReplicaMeta {
   /** A state transfer being installed: persisted, so a restart midway still knows its rows are partial. */
   installing?: (SnapshotInfo & { transferId: string }) | null;
   /**
+   * The last install that ended here, and the digest it installed: its end asked again (a retry
+   * after a lost answer, a duplicate) is answered with its outcome, not "no such transfer" (read
+   * as a bad copy, or the rebuilt replica quarantined and rebuilt once more: the simulator).
+   */
+  installed?: { transferId: string; digest: string };
+  /**
    * The stored state rows are the state after entry stateSeq (digest stateDigest); the entries
    * after it, up to appliedSeq, are applied in memory and re-applied from the log after a restart.
    */
@@ -1005,7 +1011,10 @@ export class ReplicaCore {
    */
   endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number } {
     const info = this.installing;
-    if (info?.transferId !== transferId) return { ok: false, digest: "" };
+    if (info?.transferId !== transferId) {
+      const done = this.meta.installed;
+      return done?.transferId === transferId ? { ok: true, digest: done.digest, ...this.sized() } : { ok: false, digest: "" };
+    }
     const actual = this.installDigest?.digest ?? recomputeDigest(this.storage.rows, scrubPageRows).digest;
     if (actual !== info.digest) return { ok: false, digest: actual };
     this.installing = null;
@@ -1030,6 +1039,7 @@ export class ReplicaCore {
       membership: info.membership ?? null,
       unadoptedSeq: info.restore === true ? info.seq : undefined,
       scrubFailed: undefined,
+      installed: { transferId, digest: info.digest },
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
     // Its size now (the quota's measure): the rebuilt or restored state's, not the last append's.

@@ -268,6 +268,25 @@ describe("sequencer restart", () => {
   });
 });
 
+describe("an install's end asked again", () => {
+  it("is answered with that install's outcome, not \"no such transfer\" (a lost answer: the rebuilt replica was told it is quarantined and rebuilt once more; a duplicate: read as a bad copy)", () => {
+    const c = Cluster.of("kv");
+    for (let r = 1; r <= 2; r++) c.submit("a", r, put(`k${r}`, r));
+    c.settle();
+    const source = c.replicas.get("r1")!;
+    const info = source.beginSnapshot()!;
+    const rows = source.snapshotPage(info.seq, null, 1 << 20)!;
+    const r2 = c.replicas.get("r2")!;
+    expect(r2.beginInstall(info, "t1", 1)).toBe(true);
+    expect(r2.installPage("t1", rows)).toBe(true);
+    const first = r2.endInstall("t1");
+    expect(first).toMatchObject({ ok: true, digest: info.digest });
+    expect(r2.endInstall("t1")).toMatchObject({ ok: true, digest: info.digest });
+    // Another transfer's end is still no such transfer.
+    expect(r2.endInstall("t0")).toEqual({ ok: false, digest: "" });
+  });
+});
+
 describe("state transfer and a recovery's quorum", () => {
   // Found by the simulator (seed 1011823589): a corrupted replica's repair cleared its log, and a
   // failover's recovery counted that emptied log in its fenced quorum, so the entries it had
