@@ -1227,7 +1227,7 @@ export class SequencerDriver {
     this.quarantineRecorded = key;
     const write = async () => {
       const kept = await this.io.recordQuarantined?.(ids).then(
-        (k) => ((this.quarantineLanded = key), k),
+        (k) => (k !== false && (this.quarantineLanded = key), k), // refused (deposed): not held there
         (err) => {
           this.quarantineRecorded = null; // written again at the next change or heartbeat
           this.io.log("warn", `recording the quarantined replicas of ${this.core.config.group}: ${String(err)}`);
@@ -1258,9 +1258,10 @@ export class SequencerDriver {
   private async untilListedWithout(id: string): Promise<boolean> {
     this.noteQuarantines();
     await withTimeout(this.io, this.recordingQuarantine, directoryWriteTimeoutMs, "the quarantine list").catch(() => undefined);
-    // Its write answered, not only asked (one still under way past the wait may land after the install's end).
+    // Its write answered, not only asked (one still under way past the wait may land after the
+    // install's end). Writes go in order, and every one after it leaves `id` out as well.
     const landed = this.io.recordQuarantined ? this.quarantineLanded : this.quarantineRecorded; // no directory: nothing to wait for
-    return landed !== null && this.quarantineRecorded === landed && !landed.split(",").includes(id);
+    return landed !== null && !landed.split(",").includes(id);
   }
 
   /**
