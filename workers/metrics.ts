@@ -114,8 +114,12 @@ export async function gather(env: Env, names: string[], scrapeMs = metricsScrape
   const endMs = Date.now() + scrapeMs;
   const fallbacks = { left: metricsReplicaFallbacksMax };
   const asleep: Gathered["asleep"] = [];
-  for (const [name, figures] of kept) if (names.includes(name)) out.set(name, figures);
-  const toAsk = names.filter((n) => !kept.has(n));
+  const toAsk: string[] = [];
+  for (const name of names) {
+    const figures = kept.get(name);
+    if (figures) out.set(name, figures);
+    else toAsk.push(name);
+  }
   const late = toAsk.filter(lately);
   const rest = toAsk.filter((n) => !lately(n));
   rest.sort((a, b) => Number(recent(cutShort, b)) - Number(recent(cutShort, a))); // stable: name order within each
