@@ -149,10 +149,11 @@ export class SequencerLifecycle {
     this.driver = null;
   }
 
+  /** Stops the driver and erases the storage; a stopped lifecycle (its process gone) erases nothing. */
   private async wipe(): Promise<void> {
     this.driver?.stop();
     this.driver = null;
-    await this.host.wipe();
+    if (this.alive) await this.host.wipe();
   }
 
   /** Whether a destroy of this incarnation has begun here (a DELETE): nothing of it may be made again. */

@@ -49,3 +49,13 @@ describe("a sequencer that heard it is out of office", () => {
     s.lifecycle.stop();
   });
 });
+
+describe("a stopped lifecycle (its process gone)", () => {
+  it("wipes nothing when asked to hand over or to resign", async () => {
+    const s = serving(async () => false);
+    s.lifecycle.stop();
+    await s.lifecycle.handOver().catch(() => undefined);
+    expect(await s.lifecycle.resign(config)).toBe(false);
+    expect(s.wipes()).toBe(0);
+  });
+});
