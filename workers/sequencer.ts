@@ -249,7 +249,7 @@ export class SequencerObject extends ReplicaServing {
       recordMemberships: async (config) => {
         if (!(await directory.update(cfg.incarnation, config))) throw new Error(`the directory of ${cfg.group} refused the membership of incarnation ${cfg.incarnation}`);
       },
-      recordQuarantined: (ids) => directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids),
+      recordQuarantined: (ids, stamps) => directory.setQuarantined(cfg.incarnation, sequencerName(cfg), ids, stamps),
       event: (kind, message, fields) => void this.event(cfg, kind, message, fields),
       sleepAfterMs: sleepAfterMs(this.env),
       startAt: (atMs) => void this.ctx.storage.setAlarm(atMs).catch((err: unknown) => console.warn(`the alarm of ${cfg.group}'s sequencer at ${new Date(atMs).toISOString()}: ${String(err)}`)),

@@ -114,12 +114,13 @@ export interface GroupStatus {
 export const eventKinds = ["failover", "move", "recovery", "quarantine", "repair", "replica-added", "replica-removed"] as const;
 /**
  * What an event of a listed kind did when the kind alone does not say (an extra field): a quarantine
- * event may be a replica made again after losing its storage (`rejoin`), an operator's `release`, or
- * an audit `alarm` that quarantined nobody; a recovery event may be a `restore` from a snapshot; a
+ * event may be a replica made again after losing its storage (`rejoin`), an operator's `release`,
+ * an audit `alarm` that quarantined nobody, or a quarantine found to predate the replica's rebuild
+ * and so ended (`rebuilt`); a recovery event may be a `restore` from a snapshot; a
  * repair event may be one that `failed` (the rows copied did not sum to the source's digest), or
  * the verdict of the whole scrub that then `judged` its source (`verdict`: damaged or sound).
  */
-export const eventActions = ["rejoin", "release", "alarm", "restore", "failed", "judged"] as const;
+export const eventActions = ["rejoin", "release", "alarm", "rebuilt", "restore", "failed", "judged"] as const;
 export type EventAction = (typeof eventActions)[number];
 export type EventKind = (typeof eventKinds)[number];
 

@@ -180,8 +180,9 @@ export class DirectoryCore {
     if (!rec || rec.config.incarnation !== incarnation || config.incarnation !== incarnation || rec.state === "deleting") return false;
     if (sequencerName(config) !== sequencerName(rec.config)) return false;
     // The quarantine list is written by setQuarantined only.
-    const { quarantined: _ignored, ...membership } = config;
-    this.store.put("record", { ...rec, config: { ...membership, sequencer: rec.config.sequencer, ...(rec.config.quarantined ? { quarantined: rec.config.quarantined } : {}) } });
+    const { quarantined: _ignored, quarantinedAt: _ignoredAt, ...membership } = config;
+    const { quarantined, quarantinedAt } = rec.config;
+    this.store.put("record", { ...rec, config: { ...membership, sequencer: rec.config.sequencer, ...(quarantined ? { quarantined } : {}), ...(quarantinedAt ? { quarantinedAt } : {}) } });
     this.noteRetiring(rec.config, config);
     return true;
   }
@@ -227,12 +228,14 @@ export class DirectoryCore {
    * The replicas the sequencer holds quarantined (empty: none), for a successor to keep so. Only
    * from the sequencer the record names: a deposed one's late list would overwrite its successor's.
    */
-  setQuarantined(incarnation: number, sequencer: string, ids: string[]): boolean {
+  setQuarantined(incarnation: number, sequencer: string, ids: string[], stamps: Record<string, number> = {}): boolean {
     const rec = this.get();
     if (!rec || rec.config.incarnation !== incarnation || rec.state === "deleting") return false;
     if (sequencerName(rec.config) !== sequencer) return false;
-    const { quarantined: _old, ...config } = rec.config;
-    this.store.put("record", { ...rec, config: ids.length > 0 ? { ...config, quarantined: [...ids] } : config });
+    const { quarantined: _old, quarantinedAt: _oldAt, ...config } = rec.config;
+    const at = Object.fromEntries(ids.filter((id) => stamps[id] !== undefined).map((id) => [id, stamps[id]!]));
+    const listed = ids.length > 0 ? { quarantined: [...ids], ...(Object.keys(at).length > 0 ? { quarantinedAt: at } : {}) } : {};
+    this.store.put("record", { ...rec, config: { ...config, ...listed } });
     return true;
   }
 

@@ -1176,7 +1176,7 @@ export class SequencerDriver {
     }
     // Null: it belongs to a newer incarnation of the group (this one was deleted): nothing made.
     if (made === null) return false;
-    if (rejoin && !this.stopped && this.core.setQuarantined(id, true)) {
+    if (rejoin && !this.stopped && this.core.setQuarantined(id, true, 0)) {
       this.io.event?.("quarantine", `replica ${id} had no state (its storage lost, or not made when the group was created): made now, quarantined until a state transfer rebuilds it`, { replica: id, action: "rejoin" });
       this.noteQuarantines();
     }
@@ -1197,8 +1197,8 @@ export class SequencerDriver {
     if (this.core.transferCandidates().includes(id)) void this.repair(id);
   }
 
-  private quarantine(id: string): void {
-    if (!this.core.setQuarantined(id, true)) return;
+  private quarantine(id: string, stamp?: number): void {
+    if (!this.core.setQuarantined(id, true, stamp)) return;
     this.io.log("warn", `replica ${this.core.config.group}/${id} quarantined`);
     this.io.event?.("quarantine", `replica ${id} quarantined`, { replica: id });
     this.tellQuarantined(id);
@@ -1226,7 +1226,8 @@ export class SequencerDriver {
     if (key === this.quarantineRecorded) return;
     this.quarantineRecorded = key;
     const write = async () => {
-      const kept = await this.io.recordQuarantined?.(ids).then(
+      const stamps = this.core.quarantineStamps();
+      const kept = await this.io.recordQuarantined?.(ids, Object.fromEntries(ids.filter((id) => stamps[id] !== undefined).map((id) => [id, stamps[id]!]))).then(
         (k) => (k !== false && (this.quarantineLanded = key), k), // refused (deposed): not held there
         (err) => {
           this.quarantineRecorded = null; // written again at the next change or heartbeat
@@ -1271,8 +1272,13 @@ export class SequencerDriver {
    * the simulator, seed 1367861615; one that outlives its call's timeout still can, see
    * docs/PROTOCOL.md), and the end waits for the directory.
    */
-  private async beginInstallOn(target: string, begin: () => Promise<boolean>): Promise<boolean> {
+  private async beginInstallOn(target: string, progress: InstallProgress, begin: () => Promise<boolean>): Promise<boolean> {
     await withTimeout(this.io, this.telling.get(target) ?? Promise.resolve(), replicaRpcTimeoutMs, `the quarantine told to ${target}`).catch(() => undefined);
+    // The tell was refused as older than the target's last install (staleQuarantine): rebuilt
+    // already, it needs no transfer, and one now would empty its log for nothing. (An operator's
+    // repair of a replica that needed none goes on.)
+    if (progress.needed && !this.core.needsRebuild(target)) throw new Unneeded(`${target} was rebuilt after its quarantine was decided`);
+    progress.begun = true; // from here the target may hold a half-done transfer
     if (!(await begin())) return false;
     this.installing.add(target);
     return true;
@@ -1296,15 +1302,36 @@ export class SequencerDriver {
     // must not clear a newer tell that failed, after a release and a second quarantine).
     const generation = (this.untold.get(id) ?? 0) + 1;
     this.untold.set(id, generation);
-    const told = this.io.link(id).setQuarantined(true, this.core.epoch);
+    const stamp = this.core.quarantineStamp(id);
+    const told = this.io.link(id).setQuarantined(true, this.core.epoch, stamp);
+    // Its answer is acted on before a repair waiting for the tell (beginInstallOn) goes on.
+    told.then(
+      (answer) => {
+        if (this.untold.get(id) === generation) this.untold.delete(id);
+        if (answer?.stale && stamp !== undefined) this.staleQuarantine(id, stamp, answer.installs);
+      },
+      (err) => this.io.log("warn", `telling ${id} it is quarantined (told again at the next heartbeat): ${String(err)}`),
+    );
     const settled = told.catch(() => undefined);
     this.telling.set(id, settled);
     void settled.then(() => this.telling.get(id) === settled && this.telling.delete(id));
-    told
-      .then(
-        () => (this.untold.get(id) === generation ? this.untold.delete(id) : undefined),
-        (err) => this.io.log("warn", `telling ${id} it is quarantined (told again at the next heartbeat): ${String(err)}`),
-      );
+  }
+
+  /**
+   * The replica refused a quarantine decided at install count `stamp`: it has installed a state
+   * transfer since (`installs`), a verified copy of a healthy replica's rows, newer than what the
+   * quarantine judged. The quarantine ends here too. A sequencer that restarted between an
+   * install's end and its answer held the rebuilt replica quarantined and rebuilt it again (a
+   * needless rebuild: its log emptied, it refused every fence until caught up).
+   */
+  private staleQuarantine(id: string, stamp: number, installs: number): void {
+    // Decided again since (another stamp), or an install of this sequencer's own under way.
+    if (this.stopped || this.core.quarantineStamp(id) !== stamp || this.installing.has(id) || this.releasing.has(id)) return;
+    if (!this.core.setQuarantined(id, false)) return;
+    this.io.log("info", `replica ${this.core.config.group}/${id} was rebuilt (install ${installs}) after its quarantine was decided (at install ${stamp}): no longer quarantined`);
+    this.io.event?.("quarantine", `replica ${id} was rebuilt by a state transfer after it was quarantined: the quarantine is over`, { replica: id, action: "rebuilt" });
+    this.noteQuarantines();
+    this.kickAll();
   }
 
   /**
@@ -1828,7 +1855,7 @@ export class SequencerDriver {
     // yet, and that replica never recorded it (a review).
     const markSeq = this.core.lastLogSeq + 1;
     for (let attempt = 1; ; attempt++) {
-      const { decided, answered } = await this.auditRound(markSeq);
+      const { decided, answered, infos } = await this.auditRound(markSeq);
       if (this.stopped) return decided.report;
       // Replicas that all answered but share no position (no periodic checkpoint yet, and a commit still
       // on its way to some): the commit is sent, and they are asked again before the audit says
@@ -1846,12 +1873,12 @@ export class SequencerDriver {
         await new Promise<void>((resolve) => this.io.setTimer(auditRetryMs, resolve));
         continue;
       }
-      return this.actOnAudit(decided);
+      return this.actOnAudit(decided, infos);
     }
   }
 
   /** One round of an audit: every replica's audit info, noted, and the verdict on it. */
-  private async auditRound(markSeq: number): Promise<{ decided: ReturnType<typeof decideAudit>; answered: string[] }> {
+  private async auditRound(markSeq: number): Promise<{ decided: ReturnType<typeof decideAudit>; answered: string[]; infos: Map<string, AuditInfo | null> }> {
     const ids = this.core.replicaIds();
     const repairs = ids.map((id) => this.core.repairsOf(id));
     const sent = await Promise.all(
@@ -1870,7 +1897,7 @@ export class SequencerDriver {
     const now = this.io.nowMs();
     // A stopped incarnation (crashed, destroyed) must not write: its state is stale.
     const voters = this.core.voterIds();
-    if (this.stopped) return { decided: decideAudit(this.core.config.group, new Date(now).toISOString(), voters, new Map()), answered: [] };
+    if (this.stopped) return { decided: decideAudit(this.core.config.group, new Date(now).toISOString(), voters, new Map()), answered: [], infos };
     ids.forEach((id, i) => {
       const info = answers[i] ?? null;
       infos.set(id, info);
@@ -1890,14 +1917,14 @@ export class SequencerDriver {
     this.noteQuarantines();
     const stale = new Set(ids.filter((id, i) => sent[i] && answers[i] === null));
     const decided = decideAudit(this.core.config.group, new Date(now).toISOString(), voters, infos, stale);
-    return { decided, answered: ids.filter((_, i) => answers[i] !== null && answers[i] !== undefined) };
+    return { decided, answered: ids.filter((_, i) => answers[i] !== null && answers[i] !== undefined), infos };
   }
 
   /** The alarm the last audit raised (null: none): the same one again is not another event. */
   private alarmRaised: string | null = null;
 
   /** Quarantines what the audit found diverged, raises its alarm, and starts the repairs. */
-  private actOnAudit({ report, diverged, alarm }: ReturnType<typeof decideAudit>): AuditReport {
+  private actOnAudit({ report, diverged, alarm }: ReturnType<typeof decideAudit>, infos: Map<string, AuditInfo | null>): AuditReport {
     if (alarm !== null) {
       // No seq when nothing was compared: seq 0 read as a position (every replica failed its scrub).
       const at = report.compared === false ? {} : { seq: report.seq };
@@ -1907,7 +1934,8 @@ export class SequencerDriver {
       if (alarm !== this.alarmRaised) this.io.event?.("quarantine", alarm, { ...at, action: "alarm" });
     }
     this.alarmRaised = alarm;
-    for (const id of diverged) this.quarantine(id);
+    // Stamped with the install count of the answer judged (a tell of it is refused by a replica rebuilt since).
+    for (const id of diverged) this.quarantine(id, infos.get(id)?.installs ?? 0);
     // An audit is not client work (the cron's every minute would keep a group awake), but one that
     // leaves a repair to do wakes it: a rebuild and a catch-up need the send loops.
     const candidates = this.core.transferCandidates();
@@ -1951,7 +1979,7 @@ export class SequencerDriver {
     const candidates = this.repairSources(target);
     const sources = [...candidates.filter((id) => id !== suspect), ...candidates.filter((id) => id === suspect)];
     let installed: number | null = null;
-    const progress = { begun: false };
+    const progress: InstallProgress = { begun: false, needed: this.core.needsRebuild(target) };
     this.repairing++;
     try {
       const installBad = this.installFailedWhy(target);
@@ -1967,7 +1995,7 @@ export class SequencerDriver {
         installed = await this.copyTo(target, source, progress).catch((err: unknown) => {
           // Deposed (a source serves a newer sequencer): no rebuild at all, from another source or
           // the log (a review: the next step wiped a target the successor had not fenced yet).
-          if (progress.begun || this.stopped || err instanceof Deposed) throw err;
+          if (progress.begun || this.stopped || err instanceof Deposed || err instanceof Unneeded) throw err;
           refusals.push(String(err));
           return null;
         });
@@ -1984,6 +2012,10 @@ export class SequencerDriver {
         throw new Error(why ? why.reason : `no healthy replica to copy from${refusals.length > 0 ? ` (${refusals.join("; ")})` : ""}${scrub}`);
       }
     } catch (err) {
+      if (err instanceof Unneeded) {
+        this.io.log("info", `repair of ${this.core.config.group}/${target} not needed: ${err.message}`);
+        return this.endRepairUnneeded(target);
+      }
       // Said once while it stays the same: a retry every 2 s logged it every time (a review).
       if (this.lastRepairError.get(target) !== String(err)) this.io.log("warn", `repair of ${this.core.config.group}/${target} failed: ${String(err)}`);
       this.lastRepairError.set(target, String(err));
@@ -1995,16 +2027,24 @@ export class SequencerDriver {
       this.repairing--;
     }
     if (this.stopped) return false;
-    this.endRepair(target, installed, progress.begun);
+    this.endRepair(target, installed, progress);
     return installed !== null;
   }
 
+  /** A repair given up before its install began, its target rebuilt already: no retry, no failure counted. */
+  private endRepairUnneeded(target: string): false {
+    if (this.stopped) return false;
+    this.core.endRepair(target, null, this.io.nowMs());
+    this.kickAll();
+    return false;
+  }
+
   /** A repair's end: the target's progress, and its retry after a pause, or what it was owed cleared. */
-  private endRepair(target: string, installed: number | null, begun: boolean): void {
+  private endRepair(target: string, installed: number | null, { begun, installs }: InstallProgress): void {
     // Ended or not, the replica's own flag is what it is (cleared, or still set by the install
     // left halfway): the directory's list names it again while the sequencer holds it quarantined.
     this.installing.delete(target);
-    this.core.endRepair(target, installed, this.io.nowMs());
+    this.core.endRepair(target, installed, this.io.nowMs(), installs);
     if (installed === null && begun) this.core.noteRebuilding(target);
     this.noteQuarantines();
     // A failed repair is tried again by the target's send loop, after a pause: a source or target
@@ -2132,7 +2172,7 @@ export class SequencerDriver {
   }
 
   /** A state transfer from `source` to `target`: the position it installed. */
-  private async copyTo(target: string, source: string, progress: { begun: boolean }): Promise<number> {
+  private async copyTo(target: string, source: string, progress: InstallProgress): Promise<number> {
     const call = this.replicaCall;
     const toTarget = this.targetCall(target);
     const src = this.io.link(source);
@@ -2154,8 +2194,7 @@ export class SequencerDriver {
       }
       // Pages of an older transfer to the same target (a stopped incarnation's) are refused by id.
       const transferId = `${this.core.epoch}:${info.seq}:${++this.transfers}:${this.io.nowMs()}`;
-      progress.begun = true; // from here the target may hold a half-done transfer
-      if (!(await this.beginInstallOn(target, () => toTarget(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`)))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
+      if (!(await this.beginInstallOn(target, progress, () => toTarget(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`)))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
       let after: string | null = null;
       const shown: RebuildProgress = { source, seq: info.seq, rows: 0, sinceMs: this.io.nowMs() };
       this.rebuilds.set(target, shown);
@@ -2172,6 +2211,7 @@ export class SequencerDriver {
       const done = await this.endInstallOn(target, () => toTarget(dst.endInstall(transferId), `install end on ${target}`));
       if (done && !done.ok) this.noteBadCopy(target, source, info, done.digest);
       if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
+      progress.installs = done.installs ?? 0;
       // Its size is the rebuilt state's: the status showed the old one until the next audit (a probe).
       if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);
       this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${source} at seq ${info.seq} (${rows} rows)`);
@@ -2267,15 +2307,15 @@ export class SequencerDriver {
    * (all of it: baseSeq 0) then brings it up to date. A replica's state at 0 is the empty one
    * whatever it held (a restore never adopted holds no position).
    */
-  private async installEmpty(target: string, progress: { begun: boolean }): Promise<number> {
+  private async installEmpty(target: string, progress: InstallProgress): Promise<number> {
     const call = this.targetCall(target);
     const dst = this.io.link(target);
     const info: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, timestamp: null, epoch: this.core.epoch };
     const transferId = `${this.core.epoch}:0:${++this.transfers}:${this.io.nowMs()}:empty`;
-    progress.begun = true;
-    if (!(await this.beginInstallOn(target, () => call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`)))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
+    if (!(await this.beginInstallOn(target, progress, () => call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`)))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
     const done = await this.endInstallOn(target, () => call(dst.endInstall(transferId), `install end on ${target}`));
     if (!done?.ok) throw new Error(`${target}'s empty state has digest ${done?.digest}`);
+    progress.installs = done.installs ?? 0;
     if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);
     this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`);
     this.io.event?.("repair", `replica ${target} rebuilt empty at seq 0: no replica could be copied; the log brings it up to date`, { replica: target, seq: 0 });
@@ -2291,6 +2331,17 @@ export const repairingRefusal = "a replica is being rebuilt by a state transfer;
 
 /** A state transfer's source serves a newer sequencer: this one was deposed. */
 class Deposed extends Error {}
+
+/** A repair's install: whether it began on the target (it may then hold a half-done transfer), and the target's install count once it ended. */
+interface InstallProgress {
+  begun: boolean;
+  /** The target needed a rebuild when the repair began (quarantined, or behind the compacted log). */
+  needed: boolean;
+  installs?: number;
+}
+
+/** A repair's target turned out rebuilt already (a stale quarantine, see staleQuarantine): nothing to do. */
+class Unneeded extends Error {}
 
 /** Restores begun in this isolate: part of each attempt's hash (see restoreInto). */
 let restoreAttempts = 0;

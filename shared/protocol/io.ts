@@ -124,8 +124,12 @@ export interface ReplicaApi {
    * Null: no state, or being rebuilt.
    */
   scrubNow(): { finished: boolean } | null;
-  /** `epoch`: the sequencer's; a replica that has accepted a newer one refuses it (a deposed sequencer's late word). */
-  setQuarantined(quarantined: boolean, epoch?: number): void;
+  /**
+   * `epoch`: the sequencer's; a replica that has accepted a newer one refuses it (a deposed
+   * sequencer's late word). `stamp`: the install count the quarantine was decided at; a replica
+   * that installed more since refuses it and answers `stale` (ReplicaCore.setQuarantined).
+   */
+  setQuarantined(quarantined: boolean, epoch?: number, stamp?: number): { stale: true; installs: number } | undefined;
   release(rebase: boolean): { ok: boolean; digest: string; reason?: string };
   /** `by` names the recovery asking (see ReplicaMeta.fencedBy); a probe (epoch 0) needs none. */
   fence(epoch: number, by?: string): FenceReply | null;
@@ -142,7 +146,7 @@ export interface ReplicaApi {
   /** Refused (false) from a sequencer whose epoch is below the one this replica was fenced at: a deposed one. */
   beginInstall(info: SnapshotInfo, transferId: string, sequencerEpoch: number): boolean;
   installPage(transferId: string, rows: [string, string][]): boolean;
-  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number } | null;
+  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number; installs?: number } | null;
   // Snapshot downloads: a frozen copy of the machine's rows, served in pages, bounded in number.
   /** Once appliedSeq >= minSeq (waiting up to waitMs; null if not by then): so the copy holds every write acknowledged before it was asked for. */
   beginExport(minSeq?: number, waitMs?: number): Promise<ExportInfo | null>;
@@ -207,7 +211,7 @@ export interface DriverIO extends Clock {
   recordMemberships?(config: import("./types.js").GroupConfig): Promise<void>;
   /** Durably records the replicas held quarantined (all of them, each time the set changes). */
   /** False: refused, this sequencer no longer in office or its group being deleted (nothing to retry). */
-  recordQuarantined?(ids: string[]): Promise<boolean>;
+  recordQuarantined?(ids: string[], stamps: Record<string, number>): Promise<boolean>;
   /** Keeps an operational event in the group's history (quarantine, repair, membership, alarm). */
   event?(kind: EventKind, message: string, fields?: Record<string, unknown>): void;
   /** After this long without client work (and nothing under way) the sequencer sleeps; absent: never. */

@@ -105,18 +105,14 @@ export async function recoverSequencer(
   );
   const body = { seq: best.lastSeq + 1, epoch, kind: "noop" as const, client: null, request: null, command: null, timestamp: stampAfter(new Date(io.nowMs()).toISOString(), floor) };
   const noop: Entry = { ...body, hash: entryHash(prevHash, body) };
-  const { quarantined: recorded, ...recovered } = recoveredConfig(config, memberships[0]!, best, entries);
-  // A replica's own quarantine flag outlives the sequencer that set it, and so does the list the
-  // directory keeps (the replica may never have heard it): keep both, for the members there are.
-  const members = new Set(membersOf(recovered).map((m) => m.id));
-  const flagged = [...accepted.entries()].filter(([, r]) => r.quarantined).map(([id]) => id);
-  const quarantined = [...new Set([...flagged, ...(recorded ?? [])])].filter((id) => members.has(id)).sort();
+  const { quarantined: recorded, quarantinedAt: recordedAt, ...recovered } = recoveredConfig(config, memberships[0]!, best, entries);
+  const { quarantined, quarantinedAt } = recoveredQuarantines(new Set(membersOf(recovered).map((m) => m.id)), accepted, recorded ?? [], recordedAt ?? {});
   // Every member fenced, and every log a prefix of the best (the same last epoch: log matching):
   // then no entry outside this log can commit later. A member whose log ends in an older epoch
   // may hold an uncommitted entry the best log replaced, which a later recovery without the best
   // replica could still commit (raft's figure 8; a review's unit test).
   const fencedAll = memberships.every((ms) => ms.every((m) => accepted.has(m.id))) && [...accepted.values()].every((r) => r.lastEpoch === best.lastEpoch);
-  const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, baseSeq: best.baseSeq, baseHash: best.baseHash, ...(fencedAll ? { fencedAll } : {}) };
+  const meta: SequencerMeta = { config: recovered, epoch, commitSeq: Math.max(commitSeq, best.baseSeq), quarantined, quarantinedAt, baseSeq: best.baseSeq, baseHash: best.baseHash, ...(fencedAll ? { fencedAll } : {}) };
   const leftMs = leaseEndMs - io.nowMs();
   if (leftMs > 0) {
     io.log("info", `sequencer ${config.group} waits ${leftMs} ms for an older sequencer's read lease to end`);
@@ -132,6 +128,33 @@ export async function recoverSequencer(
   io.log("warn", `sequencer ${sequencerName(config)} of ${config.group} recovered ${entries.length} entries from ${bestId} at epoch ${epoch}`);
   const changes = entries.filter((e) => e.kind === "config").map((e) => ({ seq: e.seq, change: e.command as ConfigChange }));
   return { ok: true, meta, recoveredSeq: best.lastSeq, changes };
+}
+
+/**
+ * The quarantined members a recovery keeps: a replica's own flag outlives the sequencer that set
+ * it, and so does the directory's list (the replica may never have heard it). A listed one whose
+ * fence answer counts more installs than its quarantine was decided at was rebuilt since (a
+ * sequencer that restarted between an install's end and its answer listed it again): not kept.
+ * Each keeps the install count it was decided at (its own flag: its count now).
+ */
+export function recoveredQuarantines(members: Set<string>, accepted: Map<string, FenceReply>, recorded: string[], recordedAt: Record<string, number>): { quarantined: string[]; quarantinedAt: Record<string, number> } {
+  const quarantinedAt: Record<string, number> = {};
+  const kept = new Set<string>();
+  for (const id of recorded) {
+    const reply = accepted.get(id);
+    const stamp = recordedAt[id];
+    if (stamp !== undefined && reply !== undefined && !reply.quarantined && stamp < (reply.installs ?? 0)) continue;
+    kept.add(id);
+    if (stamp !== undefined) quarantinedAt[id] = stamp;
+  }
+  for (const [id, reply] of accepted) {
+    if (!reply.quarantined) continue;
+    kept.add(id);
+    quarantinedAt[id] = reply.installs ?? 0;
+  }
+  const quarantined = [...kept].filter((id) => members.has(id)).sort();
+  for (const id of Object.keys(quarantinedAt)) if (!members.has(id)) delete quarantinedAt[id];
+  return { quarantined, quarantinedAt };
 }
 
 /**

@@ -328,7 +328,7 @@ export class ReplicaDriver implements ReplicaApi {
     if (ok) this.heard();
     return ok;
   }
-  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number } | null {
+  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number; installs?: number } | null {
     const r = this.core?.endInstall(transferId) ?? null;
     if (r?.ok) {
       this.heard();
@@ -393,10 +393,11 @@ export class ReplicaDriver implements ReplicaApi {
     return this.core?.scrubNow() ?? null;
   }
 
-  setQuarantined(quarantined: boolean, epoch?: number): void {
-    if (!this.core || (epoch !== undefined && epoch < this.core.position().epoch)) return;
-    this.core.setQuarantined(quarantined);
-    if (quarantined) this.watches.closeAll();
+  setQuarantined(quarantined: boolean, epoch?: number, stamp?: number): { stale: true; installs: number } | undefined {
+    if (!this.core || (epoch !== undefined && epoch < this.core.position().epoch)) return undefined;
+    const stale = this.core.setQuarantined(quarantined, stamp);
+    if (quarantined && !stale) this.watches.closeAll();
+    return stale;
   }
 
   release(rebase: boolean): { ok: boolean; digest: string; reason?: string } {

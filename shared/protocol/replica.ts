@@ -65,6 +65,13 @@ export interface ReplicaMeta {
    */
   installed?: { transferId: string; digest: string };
   /**
+   * How many installs ended here (absent: none). A quarantine's tell carries the count its
+   * sequencer decided it at (stamp); one below this count is older than the rebuilt state and is
+   * refused (setQuarantined): a tell that outlived its call's timeout, or a sequencer that
+   * restarted between an install's end and its answer, quarantined a rebuilt replica again.
+   */
+  installs?: number;
+  /**
    * The stored state rows are the state after entry stateSeq (digest stateDigest); the entries
    * after it, up to appliedSeq, are applied in memory and re-applied from the log after a restart.
    */
@@ -560,8 +567,8 @@ export class ReplicaCore {
   }
 
   position(): ReplicaPosition {
-    const { epoch, lastSeq, commitSeq, appliedSeq, digest } = this.meta;
-    return { epoch, lastSeq, commitSeq, appliedSeq, digest };
+    const { epoch, lastSeq, commitSeq, appliedSeq, digest, installs } = this.meta;
+    return { epoch, lastSeq, commitSeq, appliedSeq, digest, ...(installs !== undefined ? { installs } : {}) };
   }
 
   /** The hash at seq, or null if unknown (not held, or compacted away). */
@@ -795,7 +802,7 @@ export class ReplicaCore {
     // it holds nothing a recovery could read, and claims nothing (it used to report a commitSeq
     // beyond every log in the quorum).
     if (this.installing) {
-      return { accepted, epoch: m.epoch, lastSeq: 0, lastEpoch: 0, commitSeq: 0, appliedSeq: 0, baseSeq: 0, baseHash: zeroHash, quarantined: true, rebuilding: true };
+      return { accepted, epoch: m.epoch, lastSeq: 0, lastEpoch: 0, commitSeq: 0, appliedSeq: 0, baseSeq: 0, baseHash: zeroHash, quarantined: true, rebuilding: true, ...this.installCount() };
     }
     const last = m.lastSeq > m.baseSeq ? this.storage.readEntries(m.lastSeq, m.lastSeq)[0] : undefined;
     const lastEpoch = last?.epoch ?? m.baseEpoch;
@@ -812,7 +819,12 @@ export class ReplicaCore {
       quarantined: m.quarantined,
       rebuilding: this.installing !== null,
       membership: m.membership ?? null,
+      ...this.installCount(),
     };
+  }
+
+  private installCount(): { installs?: number } {
+    return this.meta.installs !== undefined ? { installs: this.meta.installs } : {};
   }
 
   /** A page of this replica's log, for a sequencer rebuilding its own. */
@@ -882,9 +894,16 @@ export class ReplicaCore {
     return { ok: true, digest: actual };
   }
 
-  setQuarantined(quarantined: boolean): void {
-    if (this.meta.quarantined === quarantined) return;
-    this.saveMeta({ quarantined });
+  /**
+   * `stamp`: the install count its sequencer decided the quarantine at (ReplicaMeta.installs).
+   * Below this replica's count, the quarantine is older than the state it installed since: refused,
+   * and answered with the count (`stale`), from which the sequencer learns it was rebuilt.
+   */
+  setQuarantined(quarantined: boolean, stamp?: number): { stale: true; installs: number } | undefined {
+    const installs = this.meta.installs ?? 0;
+    if (quarantined && stamp !== undefined && stamp < installs) return { stale: true, installs };
+    if (this.meta.quarantined !== quarantined) this.saveMeta({ quarantined });
+    return undefined;
   }
 
   // ---- state transfer ------------------------------------------------------------------------
@@ -1009,11 +1028,11 @@ export class ReplicaCore {
    * a mismatch the replica stays "rebuilding" (serving nothing, scrubbed by nobody) until the
    * next transfer starts over.
    */
-  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number } {
+  endInstall(transferId: string): { ok: boolean; digest: string; storageBytes?: number; installs?: number } {
     const info = this.installing;
     if (info?.transferId !== transferId) {
       const done = this.meta.installed;
-      return done?.transferId === transferId ? { ok: true, digest: done.digest, ...this.sized() } : { ok: false, digest: "" };
+      return done?.transferId === transferId ? { ok: true, digest: done.digest, ...this.sized(), ...this.installCount() } : { ok: false, digest: "" };
     }
     const actual = this.installDigest?.digest ?? recomputeDigest(this.storage.rows, scrubPageRows).digest;
     if (actual !== info.digest) return { ok: false, digest: actual };
@@ -1040,10 +1059,11 @@ export class ReplicaCore {
       unadoptedSeq: info.restore === true ? info.seq : undefined,
       scrubFailed: undefined,
       installed: { transferId, digest: info.digest },
+      installs: (this.meta.installs ?? 0) + 1,
     });
     this.state = new DigestedState(this.storage.rows, info.digest);
     // Its size now (the quota's measure): the rebuilt or restored state's, not the last append's.
-    return { ok: true, digest: actual, ...this.sized() };
+    return { ok: true, digest: actual, ...this.sized(), ...this.installCount() };
   }
 
   /** One audit's worth more of the scrub pass under way (ReplicaApi.scrubNow); finished: the pass just ended. */

@@ -19,6 +19,13 @@ export interface SequencerMeta {
   commitSeq: number;
   quarantined: string[];
   /**
+   * The install count (ReplicaPosition.installs) each quarantined replica had in the answer the
+   * quarantine was decided on: its tell carries it, so a replica rebuilt since refuses it. Kept
+   * here for a restart between an install's end and its answer, which told the rebuilt replica
+   * "quarantined" again (a needless rebuild, docs/PROTOCOL.md "State transfer"). Absent: unknown.
+   */
+  quarantinedAt?: Record<string, number>;
+  /**
    * Its recovery fenced every member of every membership in force, each log ending in the best
    * log's epoch (a prefix of it), so no entry outside its log can ever commit: a refusal can say
    * "not ordered" before an entry of its epoch commits.
@@ -310,7 +317,10 @@ export class SequencerCore {
   }
 
   private addProgress(id: string, location: string | null, voter: boolean, joinSeq: number): Progress {
-    return this.progress.add(id, location, voter, joinSeq, this.lastSeq + 1, this.meta.quarantined.includes(id));
+    const p = this.progress.add(id, location, voter, joinSeq, this.lastSeq + 1, this.meta.quarantined.includes(id));
+    const stamp = this.meta.quarantinedAt?.[id];
+    if (p.quarantined && stamp !== undefined) p.quarantineStamp = stamp;
+    return p;
   }
 
   /** After close, the core refuses to persist anything: its incarnation is over. */
@@ -734,6 +744,7 @@ export class SequencerCore {
     p.lastSeq = resp.lastSeq;
     p.appliedSeq = resp.appliedSeq;
     p.digest = resp.digest;
+    p.installs = resp.installs ?? 0;
     if (!resp.ok) {
       if (resp.reason === "stale_epoch") {
         this.fenced = true;
@@ -798,6 +809,19 @@ export class SequencerCore {
     return this.progress.quarantinedIds();
   }
 
+  /** The install count each quarantined replica's quarantine was decided at, where known (SequencerMeta.quarantinedAt). */
+  quarantineStamps(): Record<string, number> {
+    const stamps: Record<string, number> = {};
+    for (const p of this.progress.all()) if (p.quarantined && p.quarantineStamp !== undefined) stamps[p.id] = p.quarantineStamp;
+    return stamps;
+  }
+
+  /** The install count id's quarantine was decided at (undefined: unknown, or not quarantined). */
+  quarantineStamp(id: string): number | undefined {
+    const p = this.progress.get(id);
+    return p?.quarantined ? p.quarantineStamp : undefined;
+  }
+
   /** Quarantined, or left halfway through a rebuild: no vote until rebuilt (the group stays awake for it). */
   awaitingRebuild(): string[] {
     return this.progress.awaitingRebuild();
@@ -808,13 +832,23 @@ export class SequencerCore {
     return this.progress.get(id)?.repairing === true;
   }
 
+  /** Only a state transfer brings it back: quarantined, behind the compacted log, or holding a half-done transfer. */
+  needsRebuild(id: string): boolean {
+    const p = this.progress.get(id);
+    return p !== undefined && (p.quarantined || p.needsTransfer || p.rebuilding);
+  }
+
   /** Behind the compacted log, or holding a half-done transfer: its state is no one's to copy. */
   needsTransfer(id: string): boolean {
     const p = this.progress.get(id);
     return p !== undefined && (p.needsTransfer || p.rebuilding);
   }
 
-  setQuarantined(id: string, quarantined: boolean): boolean {
+  /**
+   * `stamp`: the install count of the answer the quarantine is decided on (default: the last
+   * answer's, Progress.installs), which its tells carry (SequencerMeta.quarantinedAt).
+   */
+  setQuarantined(id: string, quarantined: boolean, stamp?: number): boolean {
     const p = this.progress.get(id);
     if (!p) return false;
     // A release (or a rebuild's end) is a new generation of what it reports: an answer to a
@@ -824,7 +858,9 @@ export class SequencerCore {
     if (!quarantined) p.repairs++;
     if (p.quarantined === quarantined) return false;
     p.quarantined = quarantined;
+    p.quarantineStamp = quarantined ? (stamp ?? p.installs) : undefined;
     this.meta.quarantined = this.progress.quarantinedIds();
+    this.meta.quarantinedAt = this.quarantineStamps();
     this.saveMeta();
     // Its acks count again: entries it holds may now have a quorum (sent with the next message).
     if (!quarantined) this.advanceCommit();
@@ -832,7 +868,7 @@ export class SequencerCore {
   }
 
   /** A contact outside the append path (audit, read, init): updates failure detection. */
-  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string; installs?: number }): void {
     const missed = this.progress.get(id)?.misses ?? 0;
     this.progress.noteContact(id, ok, nowMs, position);
     this.keepIfAsleep(missed, this.progress.get(id)?.misses ?? 0);
@@ -965,6 +1001,7 @@ export class SequencerCore {
       this.progress.remove(change.id);
       if (this.meta.quarantined.includes(change.id)) {
         this.meta.quarantined = this.meta.quarantined.filter((id) => id !== change.id);
+        this.meta.quarantinedAt = this.quarantineStamps();
         this.saveMeta();
       }
     }
@@ -1151,12 +1188,13 @@ export class SequencerCore {
   }
 
   /** The target holds the source's state at seq: it resumes from seq + 1 and votes again. */
-  endRepair(id: string, seq: number | null, nowMs: number): void {
+  endRepair(id: string, seq: number | null, nowMs: number, installs?: number): void {
     const p = this.progress.get(id);
     if (!p) return;
     p.repairing = false;
     p.repairs++;
     if (seq === null) return;
+    if (installs !== undefined) p.installs = installs;
     p.needsTransfer = p.rebuilding = false;
     p.nextSeq = Math.max(seq, this.baseSeq) + 1;
     p.matchSeq = seq;

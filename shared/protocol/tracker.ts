@@ -66,6 +66,10 @@ export interface Progress {
    * every fence until it is rebuilt, so it counts against the repairs at once (beginRepair).
    */
   rebuilding: boolean;
+  /** State transfers it had installed in its last answer (ReplicaPosition.installs; undefined: no answer yet). */
+  installs?: number;
+  /** Quarantined: the install count the quarantine was decided at (SequencerMeta.quarantinedAt; undefined: unknown). */
+  quarantineStamp?: number;
   /** From its last audit answer: its state's rows (last scrub pass) and its storage's bytes. */
   stateRows?: number;
   storageBytes?: number;
@@ -155,7 +159,7 @@ export class ProgressTracker {
   }
 
   /** A contact outside the append path (audit, read, init): failure detection and position. */
-  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string }): void {
+  noteContact(id: string, ok: boolean, nowMs: number, position?: { lastSeq: number; appliedSeq: number; digest: string; installs?: number }): void {
     const p = this.byId.get(id);
     if (!p) return;
     p.contacted = true;
@@ -169,6 +173,7 @@ export class ProgressTracker {
       p.lastSeq = Math.max(p.lastSeq, position.lastSeq);
       p.appliedSeq = Math.max(p.appliedSeq, position.appliedSeq);
       p.digest = position.digest;
+      p.installs = position.installs ?? 0;
     }
   }
 

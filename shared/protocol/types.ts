@@ -37,6 +37,12 @@ export interface GroupConfig {
    * failover and served its corrupt rows (a probe read a wrong value from it).
    */
   quarantined?: string[];
+  /**
+   * Each listed replica's install count (ReplicaPosition.installs) when it was quarantined: a
+   * replica that has installed more since was rebuilt after it, and refuses the quarantine's tell
+   * (see SequencerMeta.quarantinedAt). Absent for a replica: always told.
+   */
+  quarantinedAt?: Record<string, number>;
   /** Location hints for the sequencer, in order of preference: it starts at the first; a failover takes the next. */
   sequencerLocations?: string[];
   /**
@@ -230,6 +236,11 @@ export interface ReplicaPosition {
   commitSeq: number;
   appliedSeq: number;
   digest: string;
+  /**
+   * State transfers installed here (ReplicaMeta.installs; absent: none, or a replica of an older
+   * version): a quarantine decided on an answer with a lower count is older than the rebuilt state.
+   */
+  installs?: number;
 }
 
 export type AppendResponse =
@@ -264,6 +275,8 @@ export interface FenceReply {
   quarantined: boolean;
   /** Halfway through a state transfer: its log is cleared, so it reports an empty one. */
   rebuilding: boolean;
+  /** State transfers installed here (ReplicaPosition.installs). */
+  installs?: number;
   /** The membership after the last config entry it applied (null: none, or one that carried none). */
   membership?: Membership | null;
   /**

@@ -137,7 +137,10 @@ export class SimReplica {
     // written before the rebuild (seed 1184612567). Counted (SIM_REQUARANTINE=fail: a failure).
     if (method === "setQuarantined" && args[0] === true && this.corruptedAtMs === null && this.storage.meta && !this.storage.meta.quarantined && this.driver.core) {
       const epoch = args[1] as number | undefined;
-      if (epoch === undefined || epoch >= this.driver.core.position().epoch) {
+      // One stamped below its install count is refused (ReplicaCore.setQuarantined): no harm done.
+      const stamp = args[2] as number | undefined;
+      const stale = stamp !== undefined && stamp < (this.storage.meta.installs ?? 0);
+      if ((epoch === undefined || epoch >= this.driver.core.position().epoch) && !stale) {
         this.requarantined++;
         if (process.env.SIM_REQUARANTINE === "fail") this.failures.add(`${this.id}, healthy${this.corruptWindows.length > 0 ? ` (rebuilt at ${this.corruptWindows.at(-1)!.toMs} ms)` : ""}, was told it is quarantined at ${this.world.now} ms`);
       }
@@ -404,7 +407,7 @@ export class SimSequencer {
       },
       // The directory's list of quarantined replicas, from the sequencer it names only: a
       // successor's recovery keeps them quarantined.
-      recordQuarantined: async (ids) => (await this.directoryDelay(), this.dir.core.setQuarantined(this.dir.incarnation, this.name, ids)),
+      recordQuarantined: async (ids, stamps) => (await this.directoryDelay(), this.dir.core.setQuarantined(this.dir.incarnation, this.name, ids, stamps)),
       retire: (id) => this.retire(id),
       leftovers: async () => (await this.directoryDelay(), this.dir.core.retiring(this.dir.incarnation)),
       ...(this.world.sleepAfterMs === undefined ? {} : { sleepAfterMs: this.world.sleepAfterMs }),

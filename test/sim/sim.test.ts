@@ -56,7 +56,8 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
   it("groups that sleep in quiet times, under every fault kind: sleeps and wakes happen, nothing is lost, the group fails over and resumes", async () => {
     // Quiet cycles (World.quietUntilMs) let the sequencer sleep between bursts of work; isolations,
     // crashes and lost storage land on sleeping groups too (a PreVote then wakes the replicas).
-    for (const [seed, sleepAfterMs] of [[24, 1_000], [25, 3_000]] as const) {
+    // Seed 26, not 25: a change of the message flow (quarantine stamps) left 25 without a quiet spell long enough to sleep in.
+    for (const [seed, sleepAfterMs] of [[24, 1_000], [26, 3_000]] as const) {
       const o: SimOptions = { seed, ops: 300, replicas: 3, faults: [...faultKinds], batches: true, colocate: true, sleepAfterMs };
       const r = await clean(o);
       expect(Number(r.stats.sleeps), `seed ${seed}`).toBeGreaterThan(0);
