@@ -1,7 +1,7 @@
 // Commands and queries: smr put | get | del | list | query | exec | txn | batch
 import { Command, Option } from "commander";
 import { ApiRequestError, type BatchResult, type CommandResult, type Consistency, type KvTxnOutput, type QueryResult, type SmrClient } from "../shared/client/index.js";
-import { batchCommandsMax, listLimitMax } from "../shared/limits.js";
+import { cliBatchCommandsMax, listLimitMax } from "../shared/limits.js";
 import { decodeBookmark } from "../shared/api/bookmark.js";
 import { jsonArg, nonEmptyArg, positiveArg, readJsonFile, upToArg, UsageError } from "./args.js";
 import { exitCodes, markUnknown, runOf, unanswered } from "./context.js";
@@ -253,14 +253,14 @@ function txnCommand(): Command {
 
 function batchCommand(): Command {
   return new Command("batch")
-    .description(`submit the commands of a file (NDJSON or a JSON array, 1 to ${batchCommandsMax}) in one request, each exactly once`)
+    .description(`submit the commands of a file (NDJSON or a JSON array, 1 to ${cliBatchCommandsMax}), each exactly once: one request, or several in order past 256 commands or 256 KiB`)
     .argument("<group>")
     .argument("<file>", "commands, or {command, request} items; - reads stdin")
     .option("--client <id>", "client id for exactly-once (default: random per run)", nonEmptyArg)
     .option("--first-request <n>", "request id of the first command without one (default: 1, or one above the highest the file gives)", positiveArg)
     .action(async (group: string, file: string, flags: { client?: string; firstRequest?: number }, cmd: Command) => {
       const items = readJsonFile(file).map(batchItemOf);
-      if (items.length === 0 || items.length > batchCommandsMax) throw new UsageError(`${file}: ${items.length} commands; a batch takes 1 to ${batchCommandsMax}`);
+      if (items.length === 0 || items.length > cliBatchCommandsMax) throw new UsageError(`${file}: ${items.length} commands; a batch file takes 1 to ${cliBatchCommandsMax}`);
       const { client, json } = runOf(cmd, flags.client ? { clientId: flags.client } : {});
       const first = flags.firstRequest ?? nextFree(items);
       const requests = assignRequests(items, first, file);

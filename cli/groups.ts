@@ -91,7 +91,7 @@ function listCommand(groups: Command): void {
       if (json) return printJson({ groups: names, ...(next && opts.limit !== undefined ? { next } : {}) });
       if (names.length === 0) return note("no groups");
       printTable(["group"], names.map((n) => [n]));
-      if (next && opts.limit !== undefined) note(`more: --after ${next}`);
+      if (next && opts.limit !== undefined) note(`more: --after=${next}`);
     });
 }
 

@@ -80,7 +80,7 @@ export async function printHealth(client: SmrClient, json: boolean, page: { afte
   const counts = (h: GroupHealth["health"]) => all.filter((g) => g.health === h).length;
   note(`${plural(all.length, "group")}: ${counts("ok")} ok, ${counts("degraded")} degraded, ${counts("down")} down`);
   if (unasked) note(`not shown: ${unasked}`);
-  if (next) note(`more: --after ${next}`);
+  if (next) note(`more: --after=${next}`);
   const cron = cronLine(scraped);
   if (cron) note(cron);
 }

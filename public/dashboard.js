@@ -22,8 +22,25 @@ const eventsShown = 10;
 const eventsRead = 200;
 /** A refresh waits at most this long for a Retry-After (429, 503): it asked 20 times in 10 s through a 30 s one. */
 const retryAfterMaxMs = 60000;
-/** Groups listed: one page of GET /v1/groups (its maximum). */
-const groupsListed = 1000;
+/**
+ * Groups listed at once: a page of GET /v1/groups (its maximum, 1,000), or `?limit=N` in the
+ * page's address. Past a page, Next and Previous go through the rest: the first 1,000 were all
+ * there was, and an unhealthy group past them was on no page (an operator probe at 1,012 groups).
+ */
+const groupsListed = pageSize(new URLSearchParams(location.search).get("limit"));
+/** The listed page starts after this name (null: the first page), and the pages before it, for Previous. */
+let listAfter = null;
+const listBack = [];
+
+function pageSize(asked) {
+  const n = Number(asked);
+  return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : 1000;
+}
+
+/** `?limit=…&after=…` of the page listed (the list and its health scrape ask the same groups). */
+function pageQuery() {
+  return `limit=${groupsListed}${listAfter === null ? "" : `&after=${encodeURIComponent(listAfter)}`}`;
+}
 /**
  * How often every listed group's health is read: one metrics scrape of the list's page, which asks
  * every group's objects (far more than the 2 s refresh of one group should cost each time). The
@@ -137,6 +154,8 @@ function askToken() {
 /** The last token's data off the page: the next token's check showed it meanwhile (a probe). */
 function forgetView() {
   listedGroups = "";
+  listAfter = null;
+  listBack.length = 0;
   $("#groups").replaceChildren();
   $("#groups-more").hidden = true;
   $("#group").hidden = true;
@@ -222,8 +241,28 @@ function renderGroups(page) {
   // Each refresh: the last run's age moves on between scrapes.
   renderAuditor();
   const more = $("#groups-more");
-  more.hidden = !page.next;
-  more.textContent = page.next ? `Only the first ${page.groups.length} groups are listed.` : "";
+  more.hidden = !page.next && listBack.length === 0;
+  const first = listBack.length * groupsListed + 1;
+  $("#groups-range").textContent = page.groups.length === 0 ? "No groups on this page." : `Groups ${first} to ${first + page.groups.length - 1}${page.next ? "; more follow" : ""}.`;
+  $("#groups-prev").disabled = listBack.length === 0;
+  $("#groups-next").disabled = !page.next;
+  nextAfter = page.next ?? null;
+}
+
+/** Where the next page starts (the listed page's `next`). */
+let nextAfter = null;
+
+/** Another page of the list: its groups, and their health from a scrape of that page. */
+function turnPage(after, back) {
+  if (back) listAfter = listBack.pop() ?? null;
+  else if (after !== null) listBack.push(listAfter), (listAfter = after);
+  else return;
+  listedGroups = "";
+  healthByGroup = new Map();
+  healthAtMs = 0;
+  healthGeneration++;
+  healthAsking = false;
+  refresh();
 }
 
 function markSelected(selected) {
@@ -273,7 +312,7 @@ async function refreshHealth() {
   let text = null;
   let failure = null;
   try {
-    text = await call(`/v1/metrics?limit=${groupsListed}`, "text");
+    text = await call(`/v1/metrics?${pageQuery()}`, "text");
   } catch (err) {
     failure = err;
   }
@@ -285,7 +324,8 @@ async function refreshHealth() {
     // Parsed once: the same scrape carries the groups' health and the cron's progress.
     const all = samples(text);
     healthByGroup = healthFromMetrics(all);
-    cron = cronFromMetrics(all);
+    // The cron's series are on the first page of a scrape only: a later page keeps the last known.
+    if (listAfter === null || all.some((s) => s.name.startsWith("smr_cron_"))) cron = cronFromMetrics(all);
     scrapeStartedMs = startedMs;
   }
   renderHealth();
@@ -543,7 +583,7 @@ async function refresh() {
   const g = group ? encodeURIComponent(group) : null;
   void refreshHealth();
   const [listed, shown] = await Promise.allSettled([
-    call(`/v1/groups?limit=${groupsListed}`).then((list) => {
+    call(`/v1/groups?${pageQuery()}`).then((list) => {
       if (mine === generation) renderGroups(list);
     }),
     g
@@ -668,6 +708,8 @@ document.addEventListener("DOMContentLoaded", () => {
     forgetView();
     askToken();
   });
+  $("#groups-next").addEventListener("click", () => turnPage(nextAfter, false));
+  $("#groups-prev").addEventListener("click", () => turnPage(null, true));
   window.addEventListener("hashchange", () => {
     if (sessionStorage.getItem(tokenKey)) refresh();
   });

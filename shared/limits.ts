@@ -615,6 +615,11 @@ export const transferPageBytes = 512 * 1024;
 
 /** Commands one batch request may carry (API.md "Batches": 1 to 256). */
 export const batchCommandsMax = 256;
+/**
+ * Commands `smr batch` takes from one file: sent batchCommandsMax (or a body's worth) a request,
+ * in order, as the client library splits a batch (it refused a file of more than one request's).
+ */
+export const cliBatchCommandsMax = 10_000;
 /** A kv txn's compares, and commands per branch (API.md "Transactions"). */
 export const txnComparesMax = 64;
 export const txnCommandsMax = 64;

@@ -31,17 +31,24 @@ export async function auditAll(env: Env, budget: CronBudget = cronBudget): Promi
   let lapEnd = false;
   let lapLeft = false;
   let lap: number | undefined;
+  /** This run ended its lap and goes on into the next, with names claimed before it began only. */
+  let past = false;
+  let ended = false;
   const claim = async (): Promise<boolean> => {
     // Room for the claim itself and the run's record at its end, and for the worst case of each
     // group it takes and of those under way.
     const room = Math.floor((budget.subrequestsMax - calls.n - 2) / budget.groupSubrequestsMax) - inFlight;
-    if (lapEnd || lapLeft || room <= 0 || Date.now() - startedMs >= budget.claimMs) return false;
+    if (ended || lapLeft || room <= 0 || Date.now() - startedMs >= budget.claimMs) return false;
+    if (lapEnd && !past) (past = true), (lap = lap! + 1); // on into the next lap (RegistryObject.claim, claimedBeforeMs)
     try {
       // Within the lap of its first claim: a run at once with this one may end it (RegistryObject.claim).
-      const page = await registryStub(counted).claim(Math.min(room, auditConcurrencyMax), lap);
+      const limit = Math.min(room, auditConcurrencyMax);
+      const page = await registryStub(counted).claim(limit, lap, past ? startedMs : undefined);
       lap ??= page.lap;
       queue.push(...page.groups);
-      lapEnd = page.lapEnd;
+      lapEnd ||= page.lapEnd;
+      // Past its lap, a short page is the last: nothing more was claimed before this run began.
+      ended = past && page.groups.length < limit;
       // Ended by another run: no claim after it (a worker done with a slow audit claimed again,
       // naming the lap the refusal told of, and went round the next lap: a review).
       lapLeft = page.lap !== lap;

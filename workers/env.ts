@@ -76,7 +76,7 @@ export interface RegistryClient {
   listForScrape(after: string | null, limit: number): Promise<{ groups: string[]; next?: string; kept: Record<string, string> }>;
   /** Asleep groups' figures a scrape asked, for the next ones within freshMs (RegistryObject.keepFigures). */
   keepFigures(items: { name: string; incarnation: number; askedMs: number; figures: string }[], freshMs: number): Promise<void>;
-  claim(limit: number, withinLap?: number): Promise<{ groups: string[]; lapEnd: boolean; lap: number }>;
+  claim(limit: number, withinLap?: number, claimedBeforeMs?: number): Promise<{ groups: string[]; lapEnd: boolean; lap: number }>;
   finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }, lapEnded?: boolean): Promise<void>;
   cron(): Promise<CronFigures>;
 }
@@ -98,7 +98,7 @@ export function registryStub(env: Env): RegistryClient {
     list: (after, limit) => bounded("list", Promise.resolve(stub.list(after, limit))),
     listForScrape: (after, limit) => bounded("listForScrape", Promise.resolve(stub.listForScrape(after, limit))),
     keepFigures: (items, freshMs) => bounded("keepFigures", Promise.resolve(stub.keepFigures(items, freshMs))),
-    claim: (limit, withinLap) => bounded("claim", Promise.resolve(stub.claim(limit, withinLap))),
+    claim: (limit, withinLap, claimedBeforeMs) => bounded("claim", Promise.resolve(stub.claim(limit, withinLap, claimedBeforeMs))),
     finishRun: (run, lapEnded) => bounded("finishRun", Promise.resolve(stub.finishRun(run, lapEnded))),
     cron: () => bounded("cron", Promise.resolve(stub.cron()) as Promise<CronFigures>),
     unclaim: (name) => bounded("unclaim", Promise.resolve(stub.unclaim(name))),

@@ -462,6 +462,30 @@ async function main(): Promise<void> {
     await pageShows("the group's view again", `return document.querySelector("#group").dataset.group === arg && !document.querySelector("#group").hidden && document.querySelector("#group-loading").hidden;`, group);
   });
 
+  await step("more groups than a page (?limit=1 here; 1,000 by default): Next and Previous go through them, each page's health from a scrape of it", async () => {
+    // The first 1,000 were all the page listed, and an unhealthy group past them was on no page (an operator probe at 1,012 groups).
+    await page.goto(`${server!.url}/dashboard?limit=1#group=${group}`);
+    const listed = () => page.evaluate(`[...document.querySelectorAll("#groups a[data-group]")].map((a) => a.dataset.group)`) as Promise<string[]>;
+    await pageShows("the first page", `return document.querySelector("#groups-range").textContent === "Groups 1 to 1; more follow.";`);
+    equal(await listed(), [group], "the first page's group");
+    check(await page.isDisabled("#groups-prev"), "no page before the first");
+    await ok("POST", `/v1/groups/${other}/faults`, { target: "r3", fault: "unreachable" });
+    try {
+      await page.click("#groups-next");
+      await pageShows("the second page", `return document.querySelector("#groups-range").textContent === "Groups 2 to 2.";`);
+      equal(await listed(), [other], "the second page's group");
+      check(await page.isDisabled("#groups-next"), "no page after the last");
+      await pageShows("its health from a scrape of its page", `const b = document.querySelector(arg); return b?.dataset.health === "degraded" && /r3 (suspect|down)/.test(b.title);`, healthBadge(other), scrapeWaitMs);
+      await page.click("#groups-prev");
+      await pageShows("the first page again", `return document.querySelector("#groups-range").textContent === "Groups 1 to 1; more follow.";`);
+      equal(await listed(), [group], "the first page's group again");
+    } finally {
+      await ok("POST", `/v1/groups/${other}/faults`, { target: "r3", fault: "none" });
+    }
+    await page.goto(`${server!.url}/dashboard#group=${group}`);
+    await pageShows("every group on one page", `return document.querySelector("#groups-more").hidden && document.querySelectorAll("#groups a[data-group]").length === 2;`);
+  });
+
   await step("a screenshot; nothing was loaded from another origin, no URL held the token, the page raised no error", async () => {
     mkdirSync(artifacts, { recursive: true });
     await page.screenshot({ path: join(artifacts, "dashboard.png"), fullPage: true });

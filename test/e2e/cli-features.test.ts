@@ -166,6 +166,17 @@ describe("smr batch and txn", () => {
     expect([none.code, none.stdout]).toEqual([1, expect.stringContaining("conflict")]);
     expect(none.stdout).not.toMatch(/bookmark/);
 
+    // More than one request's worth (256): several requests, in order, each command once (it was refused, a probe).
+    const many = join(dir, "many.ndjson");
+    writeFileSync(many, Array.from({ length: 600 }, (_, i) => JSON.stringify({ op: "incr", key: "many", by: 1 + (i % 2) })).join("\n"));
+    const big = await json(["batch", "cli-batch", many, "--client", "batch-many"], client());
+    expect(big.results).toHaveLength(600);
+    const bigSeqs = big.results.map((x: { seq: number }) => x.seq);
+    expect(bigSeqs.every((seq: number, i: number) => i === 0 || seq > bigSeqs[i - 1])).toBe(true);
+    expect(big.results.at(-1).output).toEqual({ value: 900 });
+    expect((await json(["batch", "cli-batch", many, "--client", "batch-many"], client())).results.every((x: { replayed?: boolean }) => x.replayed)).toBe(true);
+    expect((await json(["get", "cli-batch", "many"], client())).result).toEqual({ value: 900 });
+
     // One invalid command: a 400 and nothing ordered.
     writeFileSync(file, [JSON.stringify({ op: "put", key: "e", value: 1 }), JSON.stringify({ op: "nope" })].join("\n"));
     const bad = await smr(["batch", "cli-batch", file], client());

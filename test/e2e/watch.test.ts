@@ -158,7 +158,7 @@ describe("watch", () => {
     expect(resumed.status).toBe(400);
     expect(resumed.body.error.message).toMatch(/^Last-Event-ID: names seq 4, past the end of wre's log \(seq 1\)/);
     const ahead = await watch("wre", "?from=99", () => true);
-    expect(ahead.body.error.message).toMatch(/^from: names seq 99/);
+    expect(ahead.body.error.message).toMatch(/^query.from: names seq 99/);
     // From the end itself is fine: the next entry arrives.
     const writer = (async () => {
       await new Promise((r) => setTimeout(r, 300));

@@ -37,9 +37,12 @@ describe("the cron over many groups", () => {
       expect(r.audited).toBeGreaterThan(0);
     }
     expect(runs.length).toBeGreaterThan(1);
-    // Each group once: the runs did not start again at the first name each time.
+    // Each group in turn: the runs did not start again at the first name each time (the run that
+    // ended the lap went on into the next with the room it had left: cron-lap.test.ts).
     const counts = await Promise.all(names.map(auditCount));
-    expect(counts).toEqual(names.map(() => 1));
+    expect(Math.min(...counts)).toBe(1);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(2);
+    expect(counts.reduce((s, n) => s + n, 0)).toBe(runs.reduce((s, r) => s + r.audited, 0));
     // The metrics say what the last run did and what a whole lap took (a log line was all there was).
     const scrape = await SELF.fetch("http://smr.test/v1/metrics", { headers: { authorization: `Bearer ${adminToken}` } });
     const series = new Map((await scrape.text()).split("\n").filter((l) => l.startsWith("smr_cron_")).map((l) => [l.split(" ")[0]!, Number(l.split(" ")[1])]));
@@ -50,9 +53,7 @@ describe("the cron over many groups", () => {
     expect(series.get("smr_cron_last_run_duration_seconds")).toBeGreaterThanOrEqual(0);
     // The lap took every group listed (these and any other test's in this file's storage).
     expect(series.get("smr_cron_last_lap_groups")).toBeGreaterThanOrEqual(names.length);
-    // It lasts until the audits of its last run are done, not just that run's last claim (0 s
-    // for a lap one run took whole, after a run of 1.2 s: a probe).
-    expect(series.get("smr_cron_last_lap_seconds")).toBeGreaterThanOrEqual(series.get("smr_cron_last_run_duration_seconds")!);
+    // From its first claim to its last (the run that took the last names went on into the next lap).
     expect(series.get("smr_cron_last_lap_seconds")).toBeGreaterThan(0);
     // A page after the first repeats none of them.
     const later = await SELF.fetch(`http://smr.test/v1/metrics?after=${names[0]}&limit=2`, { headers: { authorization: `Bearer ${adminToken}` } });
@@ -77,8 +78,8 @@ describe("cron runs at once", () => {
     const names = Array.from({ length: 10 }, (_, i) => `cron-slow-lap-${String(i).padStart(2, "0")}`);
     for (const g of names) await createGroup(g);
     const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
-    // A whole lap first, so that the next run's first claim starts one (every name of this file's storage after it).
-    await auditAll(env as unknown as Env);
+    // To a lap's end first, so that the next run's first claim starts one (every name of this file's storage after it).
+    for (let i = 0; i < 100 && !(await registry.claim(1000)).lapEnd; i++);
     const before = await Promise.all(names.map(auditCount));
     const slow = names.slice(0, 8);
     for (const g of slow) await api("POST", `/v1/groups/${g}/faults`, { target: "sequencer", fault: "slow", ms: g === slow[0] ? 2_000 : 400 });

@@ -308,7 +308,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   // A newer incarnation than this router's cached one: the cache is stale, not the watch (a review).
   if (followed !== null && followed > record.config.incarnation) record = await groups.lookup(c.env, group, true);
   refuseOtherIncarnation(group, followed, record.config.incarnation);
-  if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "from");
+  if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "query.from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
   if (from !== undefined) params.set("from", String(from));
   if (q.prefix) params.set("prefix", q.prefix);
