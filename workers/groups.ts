@@ -677,7 +677,7 @@ async function refuseSilentLocation(env: Env, group: string, config: GroupConfig
   if (there.length === 0) return;
   const positions = await positionsOf(env, config, there);
   if (positions.some((p) => p !== null)) return;
-  throw new ApiError("unavailable", `cannot move the sequencer of ${group} to ${location}: its ${there.length === 1 ? "replica" : "replicas"} there (${there.map((m) => m.id).join(", ")}) did not answer within ${replicaRpcTimeoutMs} ms, so the place may be down; nothing was changed (move it elsewhere, or retry once they answer)`, 1);
+  throw new ApiError("unavailable", `cannot move the sequencer of ${group} to ${location}: its ${there.length === 1 ? "replica" : "replicas"} there (${there.map((m) => m.id).join(", ")}) did not answer (unreachable, or silent for ${replicaRpcTimeoutMs} ms), so the place may be down; nothing was changed (move it elsewhere, or retry once they answer)`, 1);
 }
 
 export async function move(env: Env, group: string, location: string | null) {
