@@ -220,7 +220,19 @@ export class RegistryObject extends DurableObject<Env> {
     let lap: Lap = this.cronStatus();
     const pageLap = lap.laps ?? 0;
     if (withinLap !== undefined && withinLap !== pageLap) return { groups: [], lapEnd: false, lap: pageLap };
-    const page = this.dueNames(at, limit, nowMs, claimedBeforeMs);
+    // Up to the first name due that this run may not take (one taken since it began, or never
+    // taken: a new group, or one whose audit failed and was unclaimed, which this run may have
+    // just audited): the cursor stops there, so the next run takes it in this lap (a review: the
+    // cursor jumped over it, and that lap left it out; an unclaimed one was audited twice in a run).
+    const blocker = this.ctx.storage.sql
+      .exec<{ name: string | null }>(
+        "SELECT min(name) AS name FROM names WHERE name > ? AND (asleep_since_ms IS NULL OR claimed_ms IS NULL OR claimed_ms <= ?) AND (claimed_ms IS NULL OR claimed_ms >= ?)",
+        at,
+        nowMs - asleepAuditEveryMs,
+        claimedBeforeMs,
+      )
+      .one().name;
+    const page = this.dueNames(at, limit, nowMs, claimedBeforeMs, blocker ?? undefined);
     if (page.groups.length === 0) return { groups: [], lapEnd: false, lap: pageLap };
     lap = lapAfter(lap, at === "", page.groups.length, false, nowMs);
     const sql = this.ctx.storage.sql;
@@ -236,6 +248,8 @@ export class RegistryObject extends DurableObject<Env> {
    * What a cron run did, kept for the metrics (CronFigures): the run's counts and its time. A run
    * whose claim ended a lap ends it (`lapEnded`): the lap lasts until that run's audits are done,
    * not just its last claim. A lap one run took whole was 0 s after a run of 1.2 s (a probe).
+   * A run that went on into the next lap (claimOn) began one since: the ended lap keeps the time
+   * its last claim measured (this run's audits after it were of the next lap's groups too).
    */
   async finishRun(run: { audited: number; failed: number; startedMs: number; endedMs: number }, lapEnded = false): Promise<void> {
     const status = this.cronStatus();
@@ -279,14 +293,13 @@ export class RegistryObject extends DurableObject<Env> {
    * for asleepAuditEveryMs (or ever). Filtered in the WHERE, before the LIMIT: a page past a
    * thousand asleep names still finds the due ones after them, and `next` says whether one follows.
    */
-  private dueNames(after: string, limit: number, nowMs: number, claimedBeforeMs = Number.MAX_SAFE_INTEGER): { groups: string[]; next?: string } {
+  private dueNames(after: string, limit: number, nowMs: number, claimedBeforeMs?: number, before?: string): { groups: string[]; next?: string } {
+    // `claimedBeforeMs`, `before`: a run going on past its lap's end (claimOn) takes names claimed
+    // before it began, below the first it may not take.
     const rows = this.ctx.storage.sql
       .exec<{ name: string }>(
-        "SELECT name FROM names WHERE name > ? AND (asleep_since_ms IS NULL OR claimed_ms IS NULL OR claimed_ms <= ?) AND (claimed_ms IS NULL OR claimed_ms < ?) ORDER BY name LIMIT ?",
-        after,
-        nowMs - asleepAuditEveryMs,
-        claimedBeforeMs,
-        limit + 1,
+        `SELECT name FROM names WHERE name > ? AND (asleep_since_ms IS NULL OR claimed_ms IS NULL OR claimed_ms <= ?)${claimedBeforeMs === undefined ? "" : " AND claimed_ms < ?"}${before === undefined ? "" : " AND name < ?"} ORDER BY name LIMIT ?`,
+        ...[after, nowMs - asleepAuditEveryMs, ...(claimedBeforeMs === undefined ? [] : [claimedBeforeMs]), ...(before === undefined ? [] : [before]), limit + 1],
       )
       .toArray();
     return paged(rows, limit);

@@ -1164,7 +1164,10 @@ export class SequencerDriver {
    */
   private async rejoin(id: string): Promise<boolean> {
     // An empty log: nothing to have forgotten (a creation whose init has not reached it yet).
-    const rejoin = this.core.lastLogSeq > 0 ? { epoch: this.core.epoch, throughSeq: this.core.lastLogSeq } : undefined;
+    // It counts its installs on from the most this sequencer knew of (its stamps included): from 0,
+    // a tell stamped before its storage was lost was taken once it was rebuilt (a review).
+    const installs = this.core.installsKnown(id);
+    const rejoin = this.core.lastLogSeq > 0 ? { epoch: this.core.epoch, throughSeq: this.core.lastLogSeq, installs } : undefined;
     let made: unknown;
     try {
       // Bounded as every replica call: a hung init held this replica's send loop (and a repair
@@ -1176,7 +1179,7 @@ export class SequencerDriver {
     }
     // Null: it belongs to a newer incarnation of the group (this one was deleted): nothing made.
     if (made === null) return false;
-    if (rejoin && !this.stopped && this.core.setQuarantined(id, true, 0)) {
+    if (rejoin && !this.stopped && this.core.setQuarantined(id, true, installs)) {
       this.io.event?.("quarantine", `replica ${id} had no state (its storage lost, or not made when the group was created): made now, quarantined until a state transfer rebuilds it`, { replica: id, action: "rejoin" });
       this.noteQuarantines();
     }
@@ -1198,7 +1201,12 @@ export class SequencerDriver {
   }
 
   private quarantine(id: string, stamp?: number): void {
-    if (!this.core.setQuarantined(id, true, stamp)) return;
+    const before = this.core.quarantineStamp(id);
+    if (!this.core.setQuarantined(id, true, stamp)) {
+      // Held quarantined already, now on newer evidence (its stamp raised): told again with it.
+      if (this.core.quarantineStamp(id) !== before) this.tellQuarantined(id), this.noteQuarantines();
+      return;
+    }
     this.io.log("warn", `replica ${this.core.config.group}/${id} quarantined`);
     this.io.event?.("quarantine", `replica ${id} quarantined`, { replica: id });
     this.tellQuarantined(id);
@@ -1207,7 +1215,7 @@ export class SequencerDriver {
 
   /** Quarantined replicas not known to have heard it (they would serve reads): told on every heartbeat until one answers. */
   private readonly untold = new Map<string, number>();
-  /** The quarantine list last given to the directory (null: to write), and the write under way (one at a time, in order). */
+  /** The quarantine list last given to the directory (null: to write; its ids with their stamps, `r2@1`), and the write under way (one at a time, in order). */
   private quarantineRecorded: string | null = null;
   private recordingQuarantine: Promise<void> = Promise.resolve();
   /** The quarantine list the directory is known to hold (its write answered; null: none known). */
@@ -1222,11 +1230,12 @@ export class SequencerDriver {
   private noteQuarantines(): void {
     if (this.stopped) return;
     const ids = this.core.quarantinedIds().filter((id) => !this.installing.has(id)).sort();
-    const key = ids.join(",");
+    const stamps = this.core.quarantineStamps();
+    // The stamps too: one raised by newer evidence is written again (a successor tells it).
+    const key = ids.map((id) => `${id}@${stamps[id] ?? ""}`).join(",");
     if (key === this.quarantineRecorded) return;
     this.quarantineRecorded = key;
     const write = async () => {
-      const stamps = this.core.quarantineStamps();
       const kept = await this.io.recordQuarantined?.(ids, Object.fromEntries(ids.filter((id) => stamps[id] !== undefined).map((id) => [id, stamps[id]!]))).then(
         (k) => (k !== false && (this.quarantineLanded = key), k), // refused (deposed): not held there
         (err) => {
@@ -1252,6 +1261,8 @@ export class SequencerDriver {
    * simulator, seed 276791773: a move 42 ms after the install ended).
    */
   private readonly installing = new Set<string>();
+  /** Replicas whose install's begin is under way (beginInstallOn), not yet in `installing`. */
+  private readonly beginning = new Set<string>();
   /** A source's snapshot end under way (copyTo): its next snapshot waits for it (bounded by the call's timeout). */
   private readonly snapshotEnds = new Map<string, Promise<unknown>>();
 
@@ -1262,7 +1273,7 @@ export class SequencerDriver {
     // Its write answered, not only asked (one still under way past the wait may land after the
     // install's end). Writes go in order, and every one after it leaves `id` out as well.
     const landed = this.io.recordQuarantined ? this.quarantineLanded : this.quarantineRecorded; // no directory: nothing to wait for
-    return landed !== null && !landed.split(",").includes(id);
+    return landed !== null && !landed.split(",").some((entry) => entry.split("@")[0] === id);
   }
 
   /**
@@ -1279,7 +1290,14 @@ export class SequencerDriver {
     // repair of a replica that needed none goes on.)
     if (progress.needed && !this.core.needsRebuild(target)) throw new Unneeded(`${target} was rebuilt after its quarantine was decided`);
     progress.begun = true; // from here the target may hold a half-done transfer
-    if (!(await begin())) return false;
+    // No stale tell ends the quarantine while the install is being begun (a review: in that window
+    // the sequencer's quarantine ended mid-install, and its list flapped).
+    this.beginning.add(target);
+    try {
+      if (!(await begin())) return false;
+    } finally {
+      this.beginning.delete(target);
+    }
     this.installing.add(target);
     return true;
   }
@@ -1326,7 +1344,7 @@ export class SequencerDriver {
    */
   private staleQuarantine(id: string, stamp: number, installs: number): void {
     // Decided again since (another stamp), or an install of this sequencer's own under way.
-    if (this.stopped || this.core.quarantineStamp(id) !== stamp || this.installing.has(id) || this.releasing.has(id)) return;
+    if (this.stopped || this.core.quarantineStamp(id) !== stamp || this.installing.has(id) || this.beginning.has(id) || this.releasing.has(id)) return;
     if (!this.core.setQuarantined(id, false)) return;
     this.io.log("info", `replica ${this.core.config.group}/${id} was rebuilt (install ${installs}) after its quarantine was decided (at install ${stamp}): no longer quarantined`);
     this.io.event?.("quarantine", `replica ${id} was rebuilt by a state transfer after it was quarantined: the quarantine is over`, { replica: id, action: "rebuilt" });

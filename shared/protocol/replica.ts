@@ -149,6 +149,8 @@ export interface ReplicaMeta {
 export interface Rejoin {
   epoch: number;
   throughSeq: number;
+  /** The installs the sequencer knew it to have made before (ReplicaMeta.installs): counted on from there. */
+  installs?: number;
 }
 
 /**
@@ -245,7 +247,7 @@ export function sessionRulesOf(x: SessionRules): SessionRules {
 export function newReplicaMeta(group: string, id: string, machine: MachineName, checkpointEvery: number, incarnation = 0, rejoin?: Rejoin, rules: SessionRules = {}): ReplicaMeta {
   // A rejoin starts quarantined (no reads, no vote: a state transfer rebuilds it) at the epoch of
   // the sequencer that made it, so an older one's appends are refused.
-  const again = rejoin ? { epoch: rejoin.epoch, quarantined: true, rejoinSeq: rejoin.throughSeq } : {};
+  const again = rejoin ? { epoch: rejoin.epoch, quarantined: true, rejoinSeq: rejoin.throughSeq, ...(rejoin.installs ? { installs: rejoin.installs } : {}) } : {};
   return {
     group,
     incarnation,

@@ -816,6 +816,12 @@ export class SequencerCore {
     return stamps;
   }
 
+  /** The most installs this sequencer knows `id` to have made: its last answer's count, or its quarantine's stamp (0: none known). */
+  installsKnown(id: string): number {
+    const p = this.progress.get(id);
+    return Math.max(p?.installs ?? 0, p?.quarantineStamp ?? 0);
+  }
+
   /** The install count id's quarantine was decided at (undefined: unknown, or not quarantined). */
   quarantineStamp(id: string): number | undefined {
     const p = this.progress.get(id);
@@ -856,7 +862,13 @@ export class SequencerCore {
     // Also when this sequencer had not learned the quarantine yet (the replica's own flag): a
     // heartbeat's answer from before the release quarantined it again (a review).
     if (!quarantined) p.repairs++;
-    if (p.quarantined === quarantined) return false;
+    if (p.quarantined === quarantined) {
+      // Decided again on newer evidence: the stamp is the newest (a tell of the older one, refused
+      // by a replica rebuilt in between, ended a quarantine this evidence had just decided: a review).
+      const raised = quarantined && stamp !== undefined && stamp > (p.quarantineStamp ?? -1);
+      if (raised) (p.quarantineStamp = stamp), (this.meta.quarantinedAt = this.quarantineStamps()), this.saveMeta();
+      return false;
+    }
     p.quarantined = quarantined;
     p.quarantineStamp = quarantined ? (stamp ?? p.installs) : undefined;
     this.meta.quarantined = this.progress.quarantinedIds();

@@ -52,6 +52,18 @@ describe("a replica's install count", () => {
   });
 });
 
+describe("a replica made again after it lost its storage", () => {
+  it("counts its installs on from what its sequencer knew, so a tell from before the loss is still refused once it is rebuilt (a review)", () => {
+    const meta = newReplicaMeta("g", "r2", "kv", 50, 0, { epoch: 3, throughSeq: 40, installs: 2 });
+    expect(meta).toMatchObject({ quarantined: true, rejoinSeq: 40, installs: 2 });
+    const store = new MemoryReplicaStorage();
+    store.saveMeta(meta);
+    const core = new ReplicaCore(store, meta, machineFor("kv"), { entries: 100, slack: 10 });
+    expect(core.position().installs).toBe(2);
+    expect(newReplicaMeta("g", "r2", "kv", 50, 0, { epoch: 3, throughSeq: 40 }).installs).toBeUndefined();
+  });
+});
+
 describe("a rebuilt replica", () => {
   it("is not quarantined again by a tell sent before its rebuild that lands after it (the tell outlived its call's timeout)", async () => {
     const g = await rebuiltOnce(fastClock);
@@ -100,11 +112,37 @@ describe("a rebuilt replica", () => {
     corrupt(g, "m/k9");
     const again = await g.driver.audit();
     expect(again.replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
-    expect(g.seqStore.meta!.quarantinedAt?.r2 ?? 1, "stamped with the count of the answer judged").toBe(1);
+    expect(g.driver.core.quarantineStamp("r2") ?? g.seqStore.meta!.quarantinedAt?.r2, "stamped with the count of the answer judged").toBe(1);
     await until(() => g.calls.get("r2:beginInstall") === 2 && g.driver.core.quarantinedIds().length === 0);
     expect(g.calls.get("r2:beginInstall"), "rebuilt a second time").toBe(2);
     expect(g.replicas.get("r2")!.core!.position().installs).toBe(2);
     g.driver.stop();
+  }, 30_000);
+});
+
+describe("a quarantine decided again while one is held", () => {
+  it("takes the newer evidence's stamp: a tell of the older one, refused by a replica rebuilt in between, does not end it (a review: corrupt and quarantined by nobody)", async () => {
+    const g = await rebuiltOnce();
+    expect((await g.driver.audit()).replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
+    await until(() => g.driver.core.quarantinedIds().length === 0 && g.calls.get("r2:beginInstall") === 1);
+    expect(g.replicas.get("r2")!.core!.position().installs).toBe(1);
+    g.driver.stop();
+    // A restart between the install's end and its answer, then r2's rows go bad again, and the
+    // restarted sequencer's tell (of the old quarantine, stamp 0) is slow.
+    g.seqStore.saveMeta({ ...g.seqStore.meta!, quarantined: ["r2"], quarantinedAt: { r2: 0 } });
+    corrupt(g, "m/k9");
+    delayCall(g.io, "r2", "setQuarantined", 300);
+    const restarted = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+    restarted.startHeartbeats();
+    expect((await restarted.audit()).replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
+    expect(restarted.core.quarantineStamp("r2"), "the audit's answer's count").toBe(1);
+    expect(g.seqStore.meta!.quarantinedAt).toEqual({ r2: 1 });
+    await until(() => g.calls.get("r2:beginInstall") === 2 && restarted.core.quarantinedIds().length === 0, 5_000);
+    expect(g.events.some((e) => e.fields.action === "rebuilt"), "no quarantine ended by the old tell").toBe(false);
+    expect(g.calls.get("r2:beginInstall"), "rebuilt a second time").toBe(2);
+    expect(g.stores.get("r2")!.rows.get("m/k9")).not.toContain("corrupted");
+    expect((await restarted.audit()).verdict).toBe("consistent");
+    restarted.stop();
   }, 30_000);
 });
 
