@@ -5,7 +5,7 @@
 // SIM_TRACE=log ... adds the sequencer driver's log lines; SIM_TRACE=all ... every message delivered or dropped too
 import { isLocationHint, locationHints } from "../../shared/geo.js";
 import { machineNames } from "../../shared/machines/index.js";
-import { extraFaultKinds, faultKinds, type FaultKind, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
+import { extraFaultKinds, faultKinds, type FaultKind, laterFaultKinds, reproduce, simulate, type SimOptions, type SimResult } from "./run.js";
 import { parseFlags } from "../support/args.js";
 
 
@@ -23,7 +23,7 @@ const usage = `usage:
   npm run sim -- --seeds K [...]          K random seeds; prints each failing seed, the failovers and the slowest seeds
   npm run sim -- --geo [--locations wnam,weur,apac] [--sequencer wnam] [--seed S]   latency per location, failover
   more: --clients N, --no-batches, --no-colocate, --session-idle MS, --output-free CHARS, --sleep-after MS, --log-bytes N
-  faults: ${faultKinds.join(", ")}; not in all (all+ adds them): ${extraFaultKinds.join(", ")}
+  faults: ${faultKinds.join(", ")}; not in all (all+ adds them): ${[...extraFaultKinds, ...laterFaultKinds].join(", ")}
   SIM_TRACE=1|log|all prints the run's trace to stderr (docs/SIMULATOR.md)`;
 
 async function main(): Promise<number> {
@@ -35,8 +35,8 @@ async function main(): Promise<number> {
   const known = new Set(["seed", "seeds", "ops", "replicas", "faults", "machine", "variant", "clients", "geo", "locations", "sequencer", "outputs", "no-batches", "no-colocate", "session-idle", "output-free", "sleep-after", "log-bytes", "watchers"]);
   for (const k of args.keys()) if (!known.has(k)) throw new Error(`unknown option --${k}`);
   const faultsArg = args.get("faults") ?? "all";
-  const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "all+" ? [...faultKinds, ...extraFaultKinds] : faultsArg === "none" ? [] : faultsArg.split(",").flatMap((f) => (f === "all" ? [...faultKinds] : [f]))) as FaultKind[];
-  for (const f of faults) if (!faultKinds.includes(f as never) && !extraFaultKinds.includes(f as never)) throw new Error(`unknown fault ${f}; known: ${faultKinds.join(", ")}`);
+  const faults = (faultsArg === "all" ? [...faultKinds] : faultsArg === "all+" ? [...faultKinds, ...extraFaultKinds, ...laterFaultKinds] : faultsArg === "none" ? [] : faultsArg.split(",").flatMap((f) => (f === "all" ? [...faultKinds] : [f]))) as FaultKind[];
+  for (const f of faults) if (![...faultKinds, ...extraFaultKinds, ...laterFaultKinds].includes(f as never)) throw new Error(`unknown fault ${f}; known: ${faultKinds.join(", ")}`);
   const machine = args.get("machine") ?? "kv";
   if (!machineNames.includes(machine)) throw new Error(`--machine must be one of ${machineNames.join(", ")}`);
   const outputs = args.get("outputs") as SimOptions["outputs"];

@@ -36,7 +36,13 @@ export const faultKinds = [
  * any state row (sessions, books, the idle index), not only the machine's.
  */
 export const extraFaultKinds = ["move-sequencer", "lose-replica-storage", "clock-skew", "corrupt-any"] as const;
-export type FaultKind = (typeof faultKinds)[number] | (typeof extraFaultKinds)[number];
+/**
+ * Kinds added after extraFaultKinds (the regression seeds that name those replay as before; the
+ * CLI's all+ has them). corrupt-again: a replica is corrupted again once none is corrupt (rebuilt),
+ * the same one or another: a quarantine of the first damage must not end the second's.
+ */
+export const laterFaultKinds = ["corrupt-again"] as const;
+export type FaultKind = (typeof faultKinds)[number] | (typeof extraFaultKinds)[number] | (typeof laterFaultKinds)[number];
 
 export interface SimOptions {
   seed: number;
@@ -493,9 +499,11 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       });
     });
   }
+  /** Whether a corruption may be injected now: once a run, or with corrupt-again whenever none is corrupt. */
+  const mayCorrupt = () => (faults.has("corrupt-again") ? [...replicas.values()].every((r) => r.corruptedAtMs === null) : corrupted.size === 0) && unavailable() < tolerated();
   if (faults.has("corrupt")) {
     injectors.push(() => {
-      if (corrupted.size > 0 || unavailable() >= tolerated()) return;
+      if (!mayCorrupt()) return;
       const live = memberIds().filter((x) => !net.isDown(x));
       if (live.length === 0) return;
       const id = rng.pick(live);
@@ -559,7 +567,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   if (faults.has("corrupt-any")) {
     injectors.push(() => {
-      if (corrupted.size > 0 || unavailable() >= tolerated()) return;
+      if (!mayCorrupt()) return;
       const live = memberIds().filter((x) => !net.isDown(x));
       if (live.length === 0) return;
       const id = rng.pick(live);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { rttMs } from "../../shared/geo.js";
-import { extraFaultKinds, faultKinds, reproduce, simulate, type SimOptions } from "./run.js";
+import { extraFaultKinds, faultKinds, laterFaultKinds, reproduce, simulate, type SimOptions } from "./run.js";
 import { simRetention } from "./nodes.js";
 
 async function clean(o: SimOptions) {
@@ -360,6 +360,13 @@ describe("the fault kinds outside \"all\" (all+), and watchers checked against t
       expect(Number(r.stats.watchEvents)).toBeGreaterThan(0);
     });
   }
+
+  it("kv and bank, 5 replicas, every fault and corrupt-again: a replica damaged again after its rebuild is found and rebuilt again (a stale quarantine must not end the new one: a review)", async () => {
+    for (const [seed, machine] of [[11, "kv"], [12, "bank"]] as const) {
+      const r = await clean({ seed, ops: 300, replicas: 5, machine, faults: [...faultKinds, ...laterFaultKinds] });
+      expect(Number(r.stats.corrupt), `seed ${seed}`).toBeGreaterThan(1);
+    }
+  });
 
   it("regression: seeds 276791773, 1184612567 and 268006403 (a rebuilt replica quarantined again: by a successor recovering from the directory's list written before the rebuild, until with one more replica lost no recovery could take office; by a tell that landed after the rebuild)", async () => {
     const runs: SimOptions[] = [
