@@ -1135,7 +1135,7 @@ export class SequencerDriver {
       this.waitingSeq.delete(d.seq);
       for (const r of list ?? []) r(d.outcome);
     }
-    for (const id of step.diverged) this.quarantine(id);
+    for (const id of step.diverged) this.quarantine(id, step.divergedAt?.get(id));
     if (step.promote) this.promote(step.promote);
     if (step.fenced && !this.stopped) {
       // A warning, said as what follows: every deposition (a failover's, a move's) logged an error

@@ -182,6 +182,8 @@ export interface StepResult {
   decided: Decision[];
   /** Replicas found to disagree with the majority (output voting or a diverged log). */
   diverged: string[];
+  /** For a replica outvoted: the install count of its newest losing vote (its quarantine's stamp). */
+  divergedAt?: Map<string, number>;
   needsInit: boolean;
   fenced: boolean;
   /** A joining replica caught up: the driver should promote it. */
@@ -781,7 +783,8 @@ export class SequencerCore {
     result.commitAdvanced = this.advanceCommit(p.inflightCommitSeq);
     if (!p.quarantined && p.voter) {
       const active = this.voters().map((v) => v.id);
-      this.votes.collect(p.id, resp.outputs, this.meta.config.outputs, this.votingConfig(), active, result.decided, result.diverged);
+      result.divergedAt = new Map();
+      this.votes.collect(p.id, resp.outputs, this.meta.config.outputs, this.votingConfig(), active, result.decided, result.diverged, p.installs ?? 0, result.divergedAt);
     }
     // A joining replica that has caught up gets its vote (by a promote entry).
     if (!p.voter && p.matchSeq >= p.joinSeq && this.lastSeq - p.matchSeq < appendEntriesMax) result.promote = p.id;

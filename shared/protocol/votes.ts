@@ -15,6 +15,8 @@ interface Votes {
   decided: boolean;
   /** Each voter's outcome, by the hash of its canonical JSON. */
   byReplica: Map<string, string>;
+  /** Each voter's install count when it voted (ReplicaPosition.installs): a vote from before its rebuild judged a state it no longer holds. */
+  installsAt: Map<string, number>;
   /** One copy of each distinct outcome (a large output is not held once per voter). */
   outcomes: Map<string, AppliedOutput>;
 }
@@ -31,7 +33,7 @@ export class OutputVotes {
   constructor(private readonly seqsMax: number) {}
 
   open(seq: number): void {
-    this.bySeq.set(seq, { decided: false, byReplica: new Map(), outcomes: new Map() });
+    this.bySeq.set(seq, { decided: false, byReplica: new Map(), installsAt: new Map(), outcomes: new Map() });
     if (this.bySeq.size <= this.seqsMax) return;
     for (const s of this.bySeq.keys()) {
       this.bySeq.delete(s);
@@ -50,8 +52,12 @@ export class OutputVotes {
    * One voter's outputs. Decisions go to `decided`; replicas whose output differs from the winning
    * one go to `diverged` ("majority" mode). `voters` is the configuration in force, `active` the
    * voters that may vote now (a decision without a winner waits until all of them have voted).
+   * `installs`: the voter's install count as it voted; `divergedAt` gets, for each replica in
+   * `diverged`, the highest count among its losing votes (the quarantine's stamp: a replica rebuilt
+   * since refuses it). A vote cast before a rebuild, outvoted once a slow replica's answer came,
+   * quarantined the rebuilt replica again (the simulator, seed 455436698).
    */
-  collect(replica: string, outputs: AppliedOutput[], mode: OutputsMode, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[]): void {
+  collect(replica: string, outputs: AppliedOutput[], mode: OutputsMode, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[], installs = 0, divergedAt?: Map<string, number>): void {
     for (const out of outputs) {
       const v = this.bySeq.get(out.seq);
       if (!v) continue;
@@ -62,12 +68,13 @@ export class OutputVotes {
       }
       const key = outcomeKey(out);
       v.byReplica.set(replica, key);
+      v.installsAt.set(replica, installs);
       if (!v.decided && !v.outcomes.has(key)) v.outcomes.set(key, out);
-      this.decideMajority(out.seq, v, voters, active, decided, diverged);
+      this.decideMajority(out.seq, v, voters, active, decided, diverged, divergedAt);
     }
   }
 
-  private decideMajority(seq: number, v: Votes, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[]): void {
+  private decideMajority(seq: number, v: Votes, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[], divergedAt?: Map<string, number>): void {
     const idsByKey = new Map<string, string[]>();
     for (const [id, key] of v.byReplica) {
       const ids = idsByKey.get(key) ?? [];
@@ -80,7 +87,11 @@ export class OutputVotes {
       const [key, ids] = winner;
       if (!v.decided) decided.push({ seq, outcome: v.outcomes.get(key)! });
       v.decided = true;
-      for (const [id] of v.byReplica) if (!ids.includes(id) && !diverged.includes(id)) diverged.push(id);
+      for (const [id] of v.byReplica) {
+        if (ids.includes(id)) continue;
+        if (!diverged.includes(id)) diverged.push(id);
+        divergedAt?.set(id, Math.max(divergedAt.get(id) ?? 0, v.installsAt.get(id) ?? 0));
+      }
       // Decided: later voters are compared by key alone, so no output is held any longer.
       v.outcomes.clear();
     } else if (everyoneVoted && !v.decided) {

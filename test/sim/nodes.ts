@@ -69,6 +69,8 @@ export class SimReplica {
   private seenApplied = 0;
   private seenCommit = 0;
   corruptedAtMs: number | null = null;
+  /** The row the last corruption changed, and what it wrote there. */
+  private corruptedRow: [string, string] | null = null;
   /** Removed from the group (its removal committed): no longer a member. */
   retired = false;
   /** Times a healthy state of it was told "quarantined" (see serve). */
@@ -195,8 +197,13 @@ export class SimReplica {
 
   /** A state transfer replaced this replica's state: positions may restart lower (it served nothing meanwhile). */
   rebuilt(): void {
-    if (this.corruptedAtMs !== null) this.corruptWindows.push({ fromMs: this.corruptedAtMs, toMs: this.world.now });
-    this.corruptedAtMs = null;
+    // A row damaged after its page was installed passes the install's check (summed from the
+    // pages as they came: docs/PROTOCOL.md, "State transfer"): still corrupt, for a scrub to find.
+    const survived = this.corruptedAtMs !== null && this.corruptedRow !== null && this.storage.rows.get(this.corruptedRow[0]) === this.corruptedRow[1];
+    if (!survived) {
+      if (this.corruptedAtMs !== null) this.corruptWindows.push({ fromMs: this.corruptedAtMs, toMs: this.world.now });
+      this.corruptedAtMs = null;
+    }
     const p = this.driver.core!.position();
     this.seenApplied = p.appliedSeq;
     this.seenCommit = p.commitSeq;
@@ -216,7 +223,8 @@ export class SimReplica {
     const rows = anyRow ? ["m/", "s/", "c/", "d/"].flatMap((p) => this.storage.rows.scan(p, null, 1_000)) : this.storage.rows.scan("m/", null, 1_000);
     if (rows.length === 0) return false;
     const [key] = this.world.rng.pick(rows);
-    this.storage.rows.put(key, JSON.stringify({ corrupted: this.world.now }));
+    this.corruptedRow = [key, JSON.stringify({ corrupted: this.world.now })];
+    this.storage.rows.put(...this.corruptedRow);
     this.corruptedAtMs = this.world.now;
     return true;
   }

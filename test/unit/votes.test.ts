@@ -25,6 +25,25 @@ describe("output votes (majority)", () => {
     expect(votes.outputsHeld).toBe(0); // everyone voted: forgotten
   });
 
+  it("says the install count of the outvoted replica's losing votes: one cast before its rebuild is stamped with the count before it (the simulator, seed 455436698)", () => {
+    const votes = new OutputVotes(100);
+    votes.open(1);
+    votes.open(2);
+    const decided: Decision[] = [];
+    const diverged: string[] = [];
+    const at = new Map<string, number>();
+    // r3 voted on seq 1 while damaged (no install yet), then was rebuilt (install 1) and voted on seq 2.
+    votes.collect("r3", [out(1, "bad")], "majority", voters, active, decided, diverged, 0, at);
+    votes.collect("r3", [out(2, "bad too")], "majority", voters, active, decided, diverged, 1, at);
+    votes.collect("r1", [out(1, "good")], "majority", voters, active, decided, diverged, 0, at);
+    votes.collect("r2", [out(1, "good")], "majority", voters, active, decided, diverged, 0, at);
+    expect(diverged).toEqual(["r3"]);
+    expect(at.get("r3"), "its vote on seq 1 only: from before the rebuild").toBe(0);
+    votes.collect("r1", [out(2, "good")], "majority", voters, active, decided, diverged, 0, at);
+    votes.collect("r2", [out(2, "good")], "majority", voters, active, decided, diverged, 0, at);
+    expect(at.get("r3"), "a losing vote cast after it: the newest count").toBe(1);
+  });
+
   it("holds one copy of an outcome however many voters report it, and none once decided", () => {
     const five = new MajorityConfig(["r1", "r2", "r3", "r4", "r5"]);
     const all = ["r1", "r2", "r3", "r4", "r5"];
