@@ -35,6 +35,25 @@ async function until(ok: () => boolean, ms = 3_000) {
   for (let waited = 0; waited < ms && !ok(); waited += 20) await tick();
 }
 
+/** rebuiltOnce, then r2 found diverged and rebuilt by the audit's repair (its install count 1). */
+async function auditedAndRebuilt() {
+  const g = await rebuiltOnce();
+  expect((await g.driver.audit()).replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
+  await until(() => g.driver.core.quarantinedIds().length === 0 && g.calls.get("r2:beginInstall") === 1);
+  expect(g.replicas.get("r2")!.core!.position().installs).toBe(1);
+  return g;
+}
+
+/** A sequencer restarted from g's stored meta, as a crash between r2's install's end and its answer leaves it (r2 quarantined at count 0). */
+function restartedBeforeTheEnd(g: Awaited<ReturnType<typeof rebuiltOnce>>, beforeStart: () => void = () => {}) {
+  g.driver.stop();
+  g.seqStore.saveMeta({ ...g.seqStore.meta!, quarantined: ["r2"], quarantinedAt: { r2: 0 } });
+  beforeStart();
+  const restarted = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
+  restarted.startHeartbeats();
+  return restarted;
+}
+
 describe("a replica's install count", () => {
   it("refuses a quarantine stamped below it, and takes one at or above it, or unstamped", () => {
     const store = new MemoryReplicaStorage();
@@ -84,15 +103,8 @@ describe("a rebuilt replica", () => {
   }, 30_000);
 
   it("is not rebuilt again by a sequencer that restarted between its install's end and the answer: the quarantine ends", async () => {
-    const g = await rebuiltOnce();
-    expect((await g.driver.audit()).replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
-    await until(() => g.driver.core.quarantinedIds().length === 0 && g.calls.get("r2:beginInstall") === 1);
-    expect(g.replicas.get("r2")!.core!.position().installs).toBe(1);
-    g.driver.stop();
-    // What a crash before the install's end was recorded leaves: r2 quarantined at install count 0.
-    g.seqStore.saveMeta({ ...g.seqStore.meta!, quarantined: ["r2"], quarantinedAt: { r2: 0 } });
-    const restarted = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
-    restarted.startHeartbeats();
+    const g = await auditedAndRebuilt();
+    const restarted = restartedBeforeTheEnd(g);
     await until(() => restarted.core.quarantinedIds().length === 0);
     await tick(1_500); // a heartbeat, and any repair it would start
     expect(restarted.core.quarantinedIds()).toEqual([]);
@@ -105,9 +117,7 @@ describe("a rebuilt replica", () => {
   }, 30_000);
 
   it("is still quarantined by a quarantine decided after its rebuild", async () => {
-    const g = await rebuiltOnce();
-    expect((await g.driver.audit()).replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
-    await until(() => g.driver.core.quarantinedIds().length === 0 && g.calls.get("r2:beginInstall") === 1);
+    const g = await auditedAndRebuilt();
     await tick(100);
     corrupt(g, "m/k9");
     const again = await g.driver.audit();
@@ -122,18 +132,13 @@ describe("a rebuilt replica", () => {
 
 describe("a quarantine decided again while one is held", () => {
   it("takes the newer evidence's stamp: a tell of the older one, refused by a replica rebuilt in between, does not end it (a review: corrupt and quarantined by nobody)", async () => {
-    const g = await rebuiltOnce();
-    expect((await g.driver.audit()).replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
-    await until(() => g.driver.core.quarantinedIds().length === 0 && g.calls.get("r2:beginInstall") === 1);
-    expect(g.replicas.get("r2")!.core!.position().installs).toBe(1);
-    g.driver.stop();
+    const g = await auditedAndRebuilt();
     // A restart between the install's end and its answer, then r2's rows go bad again, and the
     // restarted sequencer's tell (of the old quarantine, stamp 0) is slow.
-    g.seqStore.saveMeta({ ...g.seqStore.meta!, quarantined: ["r2"], quarantinedAt: { r2: 0 } });
-    corrupt(g, "m/k9");
-    delayCall(g.io, "r2", "setQuarantined", 300);
-    const restarted = new SequencerDriver(new SequencerCore(g.seqStore, g.seqStore.meta!), g.io, { entries: 10_000, slack: 1_000 });
-    restarted.startHeartbeats();
+    const restarted = restartedBeforeTheEnd(g, () => {
+      corrupt(g, "m/k9");
+      delayCall(g.io, "r2", "setQuarantined", 300);
+    });
     expect((await restarted.audit()).replicas.find((r) => r.id === "r2")!.verdict).toBe("diverged");
     expect(restarted.core.quarantineStamp("r2"), "the audit's answer's count").toBe(1);
     expect(g.seqStore.meta!.quarantinedAt).toEqual({ r2: 1 });
