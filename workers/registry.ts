@@ -206,18 +206,23 @@ export class RegistryObject extends DurableObject<Env> {
     // from that lap's start, 0.76 s growing to 166 s by 15 s a run (a probe). The run stops (no groups).
     const lapEnd = page.next === undefined && !(at === "" && page.groups.length === 0);
     if (!(fromFirst && page.groups.length === 0)) lap = lapAfter(lap, fromFirst, page.groups.length, lapEnd, nowMs);
+    this.take(page.groups, page.next ?? "", lap, nowMs);
+    return { groups: page.groups, lapEnd, lap: pageLap };
+  }
+
+  /** Stamps the names as taken now, and keeps where the next claim starts and the lap's figures. */
+  private take(names: string[], cursor: string, lap: Lap, nowMs: number): void {
     const sql = this.ctx.storage.sql;
     this.ctx.storage.transactionSync(() => {
-      for (const name of page.groups) sql.exec("UPDATE names SET claimed_ms = ? WHERE name = ?", nowMs, name);
-      this.setCron("cursor", page.next ?? "");
+      for (const name of names) sql.exec("UPDATE names SET claimed_ms = ? WHERE name = ?", nowMs, name);
+      this.setCron("cursor", cursor);
       this.setCron("status", JSON.stringify({ ...this.cronStatus(), ...lap }));
     });
-    return { groups: page.groups, lapEnd, lap: pageLap };
   }
 
   /** claim()'s names for a run going on past the end of its lap (`claimedBeforeMs`): it ends no lap. */
   private claimOn(at: string, limit: number, withinLap: number | undefined, claimedBeforeMs: number, nowMs: number): { groups: string[]; lapEnd: false; lap: number } {
-    let lap: Lap = this.cronStatus();
+    const lap: Lap = this.cronStatus();
     const pageLap = lap.laps ?? 0;
     if (withinLap !== undefined && withinLap !== pageLap) return { groups: [], lapEnd: false, lap: pageLap };
     // Up to the first name due that this run may not take (one taken since it began, or never
@@ -234,13 +239,7 @@ export class RegistryObject extends DurableObject<Env> {
       .one().name;
     const page = this.dueNames(at, limit, nowMs, claimedBeforeMs, blocker ?? undefined);
     if (page.groups.length === 0) return { groups: [], lapEnd: false, lap: pageLap };
-    lap = lapAfter(lap, at === "", page.groups.length, false, nowMs);
-    const sql = this.ctx.storage.sql;
-    this.ctx.storage.transactionSync(() => {
-      for (const name of page.groups) sql.exec("UPDATE names SET claimed_ms = ? WHERE name = ?", nowMs, name);
-      this.setCron("cursor", page.groups.at(-1)!);
-      this.setCron("status", JSON.stringify({ ...this.cronStatus(), ...lap }));
-    });
+    this.take(page.groups, page.groups.at(-1)!, lapAfter(lap, at === "", page.groups.length, false, nowMs), nowMs);
     return { groups: page.groups, lapEnd: false, lap: pageLap };
   }
 

@@ -783,8 +783,7 @@ export class SequencerCore {
     result.commitAdvanced = this.advanceCommit(p.inflightCommitSeq);
     if (!p.quarantined && p.voter) {
       const active = this.voters().map((v) => v.id);
-      result.divergedAt = new Map();
-      this.votes.collect(p.id, resp.outputs, this.meta.config.outputs, this.votingConfig(), active, result.decided, result.diverged, p.installs ?? 0, result.divergedAt);
+      this.votes.collect(p.id, resp.outputs, this.meta.config.outputs, this.votingConfig(), active, result.decided, result.diverged, p.installs ?? 0, result);
     }
     // A joining replica that has caught up gets its vote (by a promote entry).
     if (!p.voter && p.matchSeq >= p.joinSeq && this.lastSeq - p.matchSeq < appendEntriesMax) result.promote = p.id;

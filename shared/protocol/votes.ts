@@ -52,12 +52,12 @@ export class OutputVotes {
    * One voter's outputs. Decisions go to `decided`; replicas whose output differs from the winning
    * one go to `diverged` ("majority" mode). `voters` is the configuration in force, `active` the
    * voters that may vote now (a decision without a winner waits until all of them have voted).
-   * `installs`: the voter's install count as it voted; `divergedAt` gets, for each replica in
-   * `diverged`, the highest count among its losing votes (the quarantine's stamp: a replica rebuilt
+   * `installs`: the voter's install count as it voted; `stamps.divergedAt` (made when first needed)
+   * gets, for each replica in `diverged`, the highest count among its losing votes (the quarantine's stamp: a replica rebuilt
    * since refuses it). A vote cast before a rebuild, outvoted once a slow replica's answer came,
    * quarantined the rebuilt replica again (the simulator, seed 455436698).
    */
-  collect(replica: string, outputs: AppliedOutput[], mode: OutputsMode, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[], installs = 0, divergedAt?: Map<string, number>): void {
+  collect(replica: string, outputs: AppliedOutput[], mode: OutputsMode, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[], installs = 0, stamps: { divergedAt?: Map<string, number> } = {}): void {
     for (const out of outputs) {
       const v = this.bySeq.get(out.seq);
       if (!v) continue;
@@ -70,11 +70,11 @@ export class OutputVotes {
       v.byReplica.set(replica, key);
       v.installsAt.set(replica, installs);
       if (!v.decided && !v.outcomes.has(key)) v.outcomes.set(key, out);
-      this.decideMajority(out.seq, v, voters, active, decided, diverged, divergedAt);
+      this.decideMajority(out.seq, v, voters, active, decided, diverged, stamps);
     }
   }
 
-  private decideMajority(seq: number, v: Votes, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[], divergedAt?: Map<string, number>): void {
+  private decideMajority(seq: number, v: Votes, voters: MajorityConfig, active: string[], decided: Decision[], diverged: string[], stamps: { divergedAt?: Map<string, number> }): void {
     const idsByKey = new Map<string, string[]>();
     for (const [id, key] of v.byReplica) {
       const ids = idsByKey.get(key) ?? [];
@@ -90,7 +90,8 @@ export class OutputVotes {
       for (const [id] of v.byReplica) {
         if (ids.includes(id)) continue;
         if (!diverged.includes(id)) diverged.push(id);
-        divergedAt?.set(id, Math.max(divergedAt.get(id) ?? 0, v.installsAt.get(id) ?? 0));
+        const at = (stamps.divergedAt ??= new Map());
+        at.set(id, Math.max(at.get(id) ?? 0, v.installsAt.get(id) ?? 0));
       }
       // Decided: later voters are compared by key alone, so no output is held any longer.
       v.outcomes.clear();

@@ -501,19 +501,19 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
   }
   /** Whether a corruption may be injected now: once a run, or with corrupt-again whenever none is corrupt. */
   const mayCorrupt = () => (faults.has("corrupt-again") ? [...replicas.values()].every((r) => r.corruptedAtMs === null) : corrupted.size === 0) && unavailable() < tolerated();
-  if (faults.has("corrupt")) {
-    injectors.push(() => {
-      if (!mayCorrupt()) return;
-      const live = memberIds().filter((x) => !net.isDown(x));
-      if (live.length === 0) return;
-      const id = rng.pick(live);
-      if (replicas.get(id)!.corrupt()) {
-        corrupted.add(id);
-        count("corrupt");
-        world.trace(`corrupt ${id}`);
-      }
-    });
-  }
+  /** Damages a row of a live replica, when one may be (anyRow: any state row, not only the machine's). */
+  const corruptOne = (anyRow: boolean) => {
+    if (!mayCorrupt()) return;
+    const live = memberIds().filter((x) => !net.isDown(x));
+    if (live.length === 0) return;
+    const id = rng.pick(live);
+    if (replicas.get(id)!.corrupt(anyRow)) {
+      corrupted.add(id);
+      count("corrupt");
+      world.trace(`${anyRow ? "corrupt (any row)" : "corrupt"} ${id}`);
+    }
+  };
+  if (faults.has("corrupt")) injectors.push(() => corruptOne(false));
   if (faults.has("reconfigure")) {
     let busy = false;
     let attempts = 0;
@@ -565,19 +565,7 @@ async function simulateWith(opts: SimOptions, failures: Failures): Promise<SimRe
       });
     });
   }
-  if (faults.has("corrupt-any")) {
-    injectors.push(() => {
-      if (!mayCorrupt()) return;
-      const live = memberIds().filter((x) => !net.isDown(x));
-      if (live.length === 0) return;
-      const id = rng.pick(live);
-      if (replicas.get(id)!.corrupt(true)) {
-        corrupted.add(id);
-        count("corrupt");
-        world.trace(`corrupt (any row) ${id}`);
-      }
-    });
-  }
+  if (faults.has("corrupt-any")) injectors.push(() => corruptOne(true));
   const injectLoop = () => {
     if (stopped) return;
     if (injectors.length > 0 && rng.chance(0.5)) rng.pick(injectors)();

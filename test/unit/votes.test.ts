@@ -31,17 +31,17 @@ describe("output votes (majority)", () => {
     votes.open(2);
     const decided: Decision[] = [];
     const diverged: string[] = [];
-    const at = new Map<string, number>();
+    const stamps: { divergedAt?: Map<string, number> } = {};
     // r3 voted on seq 1 while damaged (no install yet), then was rebuilt (install 1) and voted on seq 2.
-    votes.collect("r3", [out(1, "bad")], "majority", voters, active, decided, diverged, 0, at);
-    votes.collect("r3", [out(2, "bad too")], "majority", voters, active, decided, diverged, 1, at);
-    votes.collect("r1", [out(1, "good")], "majority", voters, active, decided, diverged, 0, at);
-    votes.collect("r2", [out(1, "good")], "majority", voters, active, decided, diverged, 0, at);
+    votes.collect("r3", [out(1, "bad")], "majority", voters, active, decided, diverged, 0, stamps);
+    votes.collect("r3", [out(2, "bad too")], "majority", voters, active, decided, diverged, 1, stamps);
+    votes.collect("r1", [out(1, "good")], "majority", voters, active, decided, diverged, 0, stamps);
+    votes.collect("r2", [out(1, "good")], "majority", voters, active, decided, diverged, 0, stamps);
     expect(diverged).toEqual(["r3"]);
-    expect(at.get("r3"), "its vote on seq 1 only: from before the rebuild").toBe(0);
-    votes.collect("r1", [out(2, "good")], "majority", voters, active, decided, diverged, 0, at);
-    votes.collect("r2", [out(2, "good")], "majority", voters, active, decided, diverged, 0, at);
-    expect(at.get("r3"), "a losing vote cast after it: the newest count").toBe(1);
+    expect(stamps.divergedAt?.get("r3"), "its vote on seq 1 only: from before the rebuild").toBe(0);
+    votes.collect("r1", [out(2, "good")], "majority", voters, active, decided, diverged, 0, stamps);
+    votes.collect("r2", [out(2, "good")], "majority", voters, active, decided, diverged, 0, stamps);
+    expect(stamps.divergedAt?.get("r3"), "a losing vote cast after it: the newest count").toBe(1);
   });
 
   it("holds one copy of an outcome however many voters report it, and none once decided", () => {
