@@ -514,6 +514,9 @@ export class DigestedState {
    * writes is recorded with its new value's JSON text (null: deleted): what a watch reports.
    */
   machineView(changes?: Changes, onStored?: () => void): MachineState {
+    // Keys the view put while they were absent: deleted again in the same entry (a txn's put then
+    // delete), they changed nothing, and a watch is not told of a deletion of a key that never was.
+    const absentBefore = changes === undefined ? null : new Set<string>();
     return {
       get: <T>(key: string) => {
         const raw = this.getRaw(machinePrefix + key);
@@ -527,12 +530,15 @@ export class DigestedState {
       },
       put: (key, value) => {
         const text = JSON.stringify(value);
+        // putRaw reads the old value anyway: this read is served from the same cache.
+        if (absentBefore !== null && !changes!.has(key) && this.getRaw(machinePrefix + key) === null) absentBefore.add(key);
         this.putRaw(machinePrefix + key, text);
         changes?.set(key, text);
       },
       delete: (key) => {
         const deleted = this.deleteRaw(machinePrefix + key);
-        if (deleted) changes?.set(key, null);
+        if (deleted && absentBefore?.has(key)) changes!.delete(key);
+        else if (deleted) changes?.set(key, null);
         return deleted;
       },
       scan: <T>(prefix: string, after: string | null, limit: number) =>

@@ -66,6 +66,32 @@ describe("kv machine", () => {
     expect(kv.query(v, { op: "get", key: "a" })).toEqual({ value: null });
   });
 
+  it("tells a watch the keys an entry changed: not a key a txn put and deleted while it was absent", () => {
+    const { state } = fresh();
+    const at = { seq: 1, timestamp: "" };
+    state.machineView().put("old", 1);
+    const changes = new Map<string, string | null>();
+    const txn: KvCommand = {
+      op: "txn",
+      compare: [],
+      success: [
+        { op: "put", key: "ghost", value: 1 },
+        { op: "delete", key: "ghost" },
+        { op: "put", key: "old", value: 2 },
+        { op: "delete", key: "old" },
+        { op: "put", key: "back", value: 1 },
+        { op: "delete", key: "back" },
+        { op: "put", key: "back", value: 3 },
+      ],
+    };
+    expect(applyKv(state.machineView(changes), txn, at)).toMatchObject({ succeeded: true });
+    expect([...changes]).toEqual([["old", null], ["back", "3"]]);
+    // A put of the value a key holds is still a put the watch is told of (as etcd's watch is).
+    const again = new Map<string, string | null>();
+    applyKv(state.machineView(again), { op: "put", key: "back", value: 3 }, at);
+    expect([...again]).toEqual([["back", "3"]]);
+  });
+
   it("keeps its rules for a stored null and an unsafe integer (a restarted replica replays its log and must reach the same digest: MACHINES.md)", () => {
     const { state } = fresh();
     const changes = new Map<string, string | null>();
