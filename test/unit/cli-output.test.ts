@@ -40,7 +40,9 @@ describe("the CLI's output for people", () => {
     printTable(["key", "value"], [[hostile, brief("v")], ["line1\nline2", brief("w\u0085")]]);
     vi.restoreAllMocks();
     expect(out).not.toMatch(controls);
-    expect(out.trimEnd().split("\n")).toHaveLength(7); // top, head, rule, row, rule, row, bottom: one line per row
+    const lines = out.trimEnd().split("\n");
+    expect(lines).toHaveLength(6); // top, head, rule, row, row, bottom: one line per row, no rule between rows
+    expect(lines[2]).toMatch(/^├─+┼─+┤$/);
 
     const e = { seq: 1, kind: "command", command: { op: "put", key: hostile, value: "\u009b" }, changes: [[hostile, "\u009b"], ["line1\nline2", null]] } as unknown as WatchEvent;
     const line = eventLine(e);
