@@ -9,7 +9,11 @@ import { type Env, directoryStub } from "./env.js";
  * Who a request speaks for: the admin, a client (CLIENT_TOKENS: every group's client routes), or
  * a group token (one group's client routes; `read` or `write`).
  */
-export type Scope = { kind: "admin" } | { kind: "client" } | { kind: "group"; group: string; tokenId: string; access: "read" | "write" };
+/** A group token's `incarnation`: the life of its group it was found in (undefined: an older directory's answer). */
+export type Scope = { kind: "admin" } | { kind: "client" } | { kind: "group"; group: string; tokenId: string; access: "read" | "write"; incarnation?: number };
+
+/** A directory's answer for a token id. */
+type FoundToken = TokenRecord & { incarnation?: number };
 
 // Tokens are compared in constant time: both sides are sha256 digests (so neither the secret's
 // length nor the first differing byte shows in the timing) compared without an early exit.
@@ -196,7 +200,7 @@ export async function groupScopeOf(env: Env, presented: string, address?: string
     const wait = block === null ? 0 : takeUnknownLookup(block, group, Date.now());
     if (wait > 0) throw new ApiError("rate_limited", "too many unknown group tokens from this address", wait);
     const forgetsBefore = forgets;
-    record = (await directoryStub(env, group).token(id)) as TokenRecord | null;
+    record = (await directoryStub(env, group).token(id)) as FoundToken | null;
     // A revoke here while the lookup was on its way: its answer may be from before, not cached
     // (cached, a watch's check right after the revoke found the token still good: a review).
     if (forgets === forgetsBefore) lookups.set(key, record, Date.now());
@@ -207,7 +211,8 @@ export async function groupScopeOf(env: Env, presented: string, address?: string
   }
   if (!record) return null;
   const ok = equalDigests(sha256Bytes(secret), hexBytes(record.hash));
-  return ok ? { kind: "group", group, tokenId: id, access: record.scope } : null;
+  const life = (record as FoundToken).incarnation;
+  return ok ? { kind: "group", group, tokenId: id, access: record.scope, ...(life === undefined ? {} : { incarnation: life }) } : null;
 }
 
 /** An address, or an IPv6 address's /64 (one host often holds a whole /64). */

@@ -11,7 +11,8 @@ import { bodyBytesMax, bodyDrainBytesMax, bodyReadTimeoutMs, replicaRpcTimeoutMs
 import { bounded } from "../shared/bounded.js";
 import { TimeoutError, withTimeout } from "../shared/protocol/io.js";
 import type { GroupStatus } from "../shared/api/types.js";
-import type { Scope } from "./auth.js";
+import { type Scope, forgetTokens } from "./auth.js";
+import type { GroupRecord } from "../shared/control/directory.js";
 import { type Env, realClock, rpc } from "./env.js";
 import * as groups from "./groups.js";
 import { statusFromReplicas } from "./replica-view.js";
@@ -51,6 +52,25 @@ export function groupParam(c: Context<App>): string {
   const scope = c.get("scope");
   if (scope?.kind === "group" && scope.group !== group) throw new ApiError("forbidden", `this token is for group ${scope.group} only`);
   return group;
+}
+
+/**
+ * The group's route (groups.lookup) for this request. A group token found in another life of the
+ * group than the route's is refused: a router keeps a token it looked up for routeCacheMs, and a
+ * token of a group deleted and created again through another router still passed here within that
+ * time, and acted on the new group (an isolation probe). A token newer than the route looks the
+ * route up again (the route was the stale one).
+ */
+export async function routeOf(c: Context<App>, group: string, fresh = false): Promise<GroupRecord> {
+  let record = await groups.lookup(c.env, group, fresh);
+  const scope = c.get("scope");
+  if (scope?.kind !== "group" || scope.incarnation === undefined) return record;
+  if (record.config.incarnation < scope.incarnation) record = await groups.lookup(c.env, group, true);
+  if (record.config.incarnation !== scope.incarnation) {
+    forgetTokens(group, scope.tokenId);
+    throw new ApiError("unauthorized", "unknown token (its group was deleted and created again)");
+  }
+  return record;
 }
 
 /**

@@ -9,7 +9,7 @@ import { faultsAllowed } from "./faults.js";
 import { logEvent } from "../shared/log.js";
 import { RateLimiter, bearerOf, groupScopeOf, scopeOf, tokensFrom } from "./auth.js";
 import type { Env } from "./env.js";
-import type { App } from "./http.js";
+import { type App, groupParam, routeOf } from "./http.js";
 import { commandRoutes } from "./routes/commands.js";
 import { groupRoutes } from "./routes/groups.js";
 import { memberRoutes } from "./routes/members.js";
@@ -104,6 +104,15 @@ app.use("/v1/*", async (c, next) => {
   c.set("scope", scope);
   await next();
 });
+
+// A group token is checked against its group's life before any route acts (routeOf): some routes
+// call the group's objects without looking its route up.
+const tokenLife = async (c: Context<App>, next: () => Promise<void>) => {
+  if (c.get("scope").kind === "group") await routeOf(c, groupParam(c));
+  await next();
+};
+app.use("/v1/groups/:group", tokenLife);
+app.use("/v1/groups/:group/*", tokenLife);
 
 // ---- the resources ---------------------------------------------------------------------------
 

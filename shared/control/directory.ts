@@ -355,8 +355,12 @@ export class DirectoryCore {
     return this.store.list("token/").map(([, t]) => ({ id: t.id, scope: t.scope, name: t.name, created: t.created }));
   }
 
-  token(id: string): TokenRecord | null {
-    return this.get()?.state === "ready" ? this.store.get(`token/${id}`) : null;
+  /** The token with the life (incarnation) of the group it belongs to: a router's cached copy is checked against the group's route. */
+  token(id: string): (TokenRecord & { incarnation: number }) | null {
+    const rec = this.get();
+    if (rec?.state !== "ready") return null;
+    const token = this.store.get(`token/${id}`) as TokenRecord | null;
+    return token === null ? null : { ...token, incarnation: rec.config.incarnation };
   }
 
   revokeToken(id: string): boolean {

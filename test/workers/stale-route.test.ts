@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import { decodeBookmark } from "../../shared/api/bookmark.js";
 import { createGroupBody, groupConfigFrom } from "../../shared/api/schemas.js";
 import { directoryStub, registryStub, sequencerStub } from "../../workers/env.js";
+import { newGroupToken, secretHash } from "../../workers/auth.js";
 import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
 
 /** Another router's delete and creation, through the objects: this router's cached record stays. */
@@ -62,5 +63,39 @@ describe("a write through a route of a life that ended", () => {
     const w = await command("stale-machine", { op: "open", account: "alice", balance: 5 });
     expect(w.status, JSON.stringify(w.body)).toBe(200);
     expect(w.body.seq).toBe(1); // the kv put was never ordered
+  });
+});
+
+describe("a group token of a life that ended", () => {
+  // This router cached the token (and the route) from life 1 within routeCacheMs; another router
+  // deleted the group and created it again. The token passed here and wrote into the new life
+  // (an isolation probe): it is refused now, on every kind of route.
+  it("is refused at once on writes, reads, watches and status, through a route of either life", async () => {
+    await createGroup("stale-token");
+    const token = (await api("POST", "/v1/groups/stale-token/tokens", { scope: "write" })).body.token as string;
+    expect((await command("stale-token", { op: "put", key: "a", value: 1 }, "app", 1, token)).status).toBe(200); // token and route cached: life 1
+    expect(await recreateElsewhere("stale-token", "kv")).toBe(2);
+    expectError(await command("stale-token", { op: "put", key: "k", value: "old token" }, "app", 2, token), 401, "unauthorized", /deleted and created again/);
+    expectError(await query("stale-token", { op: "get", key: "k" }, "linearizable", undefined, token), 401, "unauthorized");
+    expectError(await api("GET", "/v1/groups/stale-token", undefined, token), 401, "unauthorized");
+    expectError(await api("GET", "/v1/groups/stale-token/watch?from=0", undefined, token), 401, "unauthorized");
+    const batch = { client: "app", commands: [{ request: 3, command: { op: "put", key: "b", value: 1 } }] };
+    expectError(await api("POST", "/v1/groups/stale-token/commands", batch, token), 401, "unauthorized");
+    // Nothing of it reached the new life; a token of the new life works there.
+    expect((await query("stale-token", { op: "list" })).body.result).toEqual({ items: [] });
+    const fresh = (await api("POST", "/v1/groups/stale-token/tokens", { scope: "write" })).body.token as string;
+    expect((await command("stale-token", { op: "put", key: "k", value: "new token" }, "app", 1, fresh)).status).toBe(200);
+  });
+
+  it("a token of the new life made through another router works through this router's route of the old one", async () => {
+    await createGroup("stale-route-new-token");
+    expect((await command("stale-route-new-token", { op: "put", key: "a", value: 1 })).status).toBe(200); // the route cached: life 1
+    const life = await recreateElsewhere("stale-route-new-token", "kv");
+    const t = newGroupToken("stale-route-new-token");
+    const record = { id: t.id, scope: "write" as const, name: null, created: new Date().toISOString(), hash: secretHash(t.secret) };
+    expect(await directoryStub(env as never, "stale-route-new-token").addToken(life, record)).toBe(true);
+    const w = await command("stale-route-new-token", { op: "put", key: "k", value: 2 }, "app", 1, t.token);
+    expect(w.status, JSON.stringify(w.body)).toBe(200);
+    expect((await api("GET", "/v1/groups/stale-route-new-token", undefined, t.token)).status).toBe(200);
   });
 });

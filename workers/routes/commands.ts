@@ -12,7 +12,7 @@ import { type Bookmark, decodeBookmark, encodeBookmark, givenBy } from "../../sh
 import { bearerOf, groupScopeOf, tokensForgottenSince } from "../auth.js";
 import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { checked, clientOf, groupParam, jsonBody, parse, parseQuery, requireWrite } from "../http.js";
+import { checked, clientOf, groupParam, jsonBody, parse, parseQuery, requireWrite, routeOf } from "../http.js";
 import type { ReadAnswer } from "../replica.js";
 import { readNearest } from "../reads.js";
 import { noteAnswered, noteSlow, slowLast } from "../slow-replicas.js";
@@ -49,7 +49,7 @@ commandRoutes.post("/:group/commands", async (c) => {
     const call = (s: SequencerStub) => rpc<SubmitAnswer>(s.submit(client, body.request, command, record.config.incarnation));
     return { record, a: await groups.withSequencer(c.env, group, call, (a) => a.kind === "not_found", "command") };
   };
-  let { record, a } = await send(await groups.lookup(c.env, group));
+  let { record, a } = await send(await routeOf(c, group));
   if (a.kind === "stale_life") ({ record, a } = await send(await freshRoute(c, group)));
   // The life that ordered it names the bookmark (an older sequencer's answer has none: the route's).
   if (a.kind === "ok") return c.json({ seq: a.seq, output: a.output, bookmark: encodeBookmark(group, a.incarnation ?? record.config.incarnation, a), ...replayedOf(a) } satisfies CommandResult);
@@ -73,7 +73,7 @@ function replayedOf(a: { replayed?: true }): { replayed?: true } {
  */
 function freshRoute(c: Context<App>, group: string): Promise<GroupRecord> {
   groups.forget(group);
-  return groups.lookup(c.env, group, true);
+  return routeOf(c, group, true);
 }
 
 /**
@@ -111,7 +111,7 @@ async function batch(c: Context<App>, group: string, raw: unknown): Promise<Batc
     const call = (s: SequencerStub) => rpc<SubmitAnswer[]>(s.submitBatch(client, items, record.config.incarnation));
     return { record, answers: await groups.withSequencer(c.env, group, call, (a) => a.every((x) => x.kind === "not_found"), "command") };
   };
-  let { record, answers } = await send(await groups.lookup(c.env, group));
+  let { record, answers } = await send(await routeOf(c, group));
   if (answers.some((a) => a.kind === "stale_life")) ({ record, answers } = await send(await freshRoute(c, group)));
   // The life that ordered the items names the bookmark (the route's, if none was ordered).
   let last = { epoch: 0, seq: 0, incarnation: record.config.incarnation };
@@ -178,11 +178,11 @@ function endOnRevoke(c: Context<App>, res: Response): Response {
  * looked up again first: another router may have created it meanwhile.
  */
 async function lifeOf(c: Context<App>, group: string, bookmark: Bookmark | null): Promise<GroupRecord> {
-  let record = await groups.lookup(c.env, group);
+  let record = await routeOf(c, group);
   const life = bookmark?.life;
   if (!life) return record;
   if (!givenBy(life, group)) throw new ApiError("bad_request", `bookmark: given by another group than ${group}`);
-  if (life.incarnation > record.config.incarnation) record = await groups.lookup(c.env, group, true);
+  if (life.incarnation > record.config.incarnation) record = await routeOf(c, group, true);
   const mine = record.config.incarnation;
   if (life.incarnation !== mine) throw new ApiError("bad_request", `bookmark: given by ${life.incarnation < mine ? "an earlier" : "another"} life of ${group} (deleted and created again since): the writes it names are not in this one`);
   return record;
@@ -304,9 +304,9 @@ commandRoutes.get("/:group/watch", async (c) => {
   }
   const from = lastId !== undefined ? Number(lastId.trim()) : q.from;
   const followed = incarnationOf(c);
-  let record = await groups.lookup(c.env, group);
+  let record = await routeOf(c, group);
   // A newer incarnation than this router's cached one: the cache is stale, not the watch (a review).
-  if (followed !== null && followed > record.config.incarnation) record = await groups.lookup(c.env, group, true);
+  if (followed !== null && followed > record.config.incarnation) record = await routeOf(c, group, true);
   refuseOtherIncarnation(group, followed, record.config.incarnation);
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "query.from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });

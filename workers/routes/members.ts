@@ -7,7 +7,7 @@ import { addReplicaBody, auditsParams, eventsParams, logParams, moveSequencerBod
 import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shared/limits.js";
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
+import { groupParam, jsonBody, parse, parseQuery, requireAdmin, routeOf, status, statusForReaders } from "../http.js";
 import type { LogPage } from "../../shared/api/results.js";
 import type { GroupStatus, ReplicaStatus } from "../../shared/api/types.js";
 import type { AddReplicaAnswer, ReleaseAnswer, RemoveReplicaAnswer } from "../sequencer.js";
@@ -118,14 +118,14 @@ memberRoutes.post("/:group/audit", async (c) => {
 memberRoutes.get("/:group/audits", async (c) => {
   const group = groupParam(c);
   const q = parseQuery(c, auditsParams);
-  await groups.lookup(c.env, group);
+  await routeOf(c, group);
   return c.json({ audits: await directoryStub(c.env, group).audits(q.limit ?? auditsPageDefault) });
 });
 
 memberRoutes.get("/:group/events", async (c) => {
   const group = groupParam(c);
   const q = parseQuery(c, eventsParams);
-  await groups.lookup(c.env, group);
+  await routeOf(c, group);
   return c.json({ events: await directoryStub(c.env, group).events(q.limit ?? eventsPageDefault) });
 });
 
