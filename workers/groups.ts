@@ -244,9 +244,11 @@ async function unlist(env: Env, group: string, incarnation?: number): Promise<vo
 function configDifference(existing: GroupConfig, asked: GroupConfig): string {
   const a = creationConfig(existing) as Record<string, unknown>;
   const b = creationConfig(asked) as Record<string, unknown>;
-  const show = (v: unknown) => (v === undefined ? "none" : JSON.stringify(v));
+  // A config keeps `colocate` only when false: its absence is the default, true ("created with
+  // colocate none (asked false)" read as if the group had no such setting: a docs probe).
+  const show = (k: string, v: unknown) => (v === undefined ? (k === "colocate" ? "true" : "none") : JSON.stringify(v));
   const fields = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
-  const diff = fields.map((k) => `${k} ${show(a[k])} (asked ${show(b[k])})`).join(", ");
+  const diff = fields.map((k) => `${k} ${show(k, a[k])} (asked ${show(k, b[k])})`).join(", ");
   return `created with ${diff || "other settings"}; a PUT compares the settings a group was created with (replicas added or removed since do not count)`;
 }
 

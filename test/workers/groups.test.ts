@@ -38,7 +38,7 @@ describe("groups", () => {
     expect(again.status).toBe(200);
     expectError(await api("PUT", "/v1/groups/alpha", { machine: "bank" }), 409, "conflict", /^group alpha exists with another config: created with machine "kv" \(asked "bank"\), .*replicas added or removed since do not count\)$/);
     // Asking for no co-located replica is a different config too (it was answered 200).
-    expectError(await api("PUT", "/v1/groups/alpha", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], checkpointEvery: 10, colocate: false }), 409, "conflict");
+    expectError(await api("PUT", "/v1/groups/alpha", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], checkpointEvery: 10, colocate: false }), 409, "conflict", /created with colocate true \(asked false\);/);
 
     await createGroup("beta", { machine: "bank", replicas: 1 });
     expect((await api("GET", "/v1/groups")).body).toEqual({ groups: ["alpha", "beta"] });
