@@ -117,7 +117,7 @@ export const entry = z.object({
   committed: z.literal(false).optional().describe("past commitSeq: not committed yet, and a recovery may replace it with another entry"),
 });
 
-export const logPage = z.object({ firstSeq: seq, lastSeq: seq, commitSeq: seq, entries: z.array(entry) });
+export const logPage = z.object({ firstSeq: seq, lastSeq: seq, commitSeq: seq, entries: z.array(entry), next: seq.optional().describe("the from of the next page, when this one ended before lastSeq") });
 
 export const auditReport = z.object({
   at: time,

@@ -27,6 +27,8 @@ export interface LogPage {
   lastSeq: number;
   commitSeq: number;
   entries: Entry[];
+  /** The `from` of the next page, when this one ended before lastSeq (its limit, or 4 MiB of entries). */
+  next?: number;
 }
 
 /** One command's result in a batch: its outcome, or the error it alone met (the others are unaffected). */

@@ -13,7 +13,8 @@ describe("write path", () => {
     expect(typeof outs[4]!.body.bookmark).toBe("string");
 
     const log = await api("GET", "/v1/groups/w1/log?from=2&limit=2");
-    expect(log.body).toMatchObject({ firstSeq: 1, lastSeq: 5, commitSeq: 5 });
+    expect(log.body).toMatchObject({ firstSeq: 1, lastSeq: 5, commitSeq: 5, next: 4 });
+    expect((await api("GET", "/v1/groups/w1/log?from=4&limit=2")).body).not.toHaveProperty("next"); // the last page
     expect(log.body.entries.map((e: any) => [e.seq, e.kind, e.client, e.command.by])).toEqual([
       [2, "command", "tester", 2],
       [3, "command", "tester", 3],

@@ -30,6 +30,10 @@ memberRoutes.get("/:group/log", async (c) => {
   // marked: a recovery may replace such an entry (a probe read one at seq 4 that became a no-op).
   const shown = page as LogPage | null;
   if (shown) shown.entries = shown.entries.map((e) => (e.seq > shown.commitSeq ? { ...e, committed: false as const } : e));
+  // Where the next page starts, as a list page says `next`: a page cut short by its 4 MiB bound was
+  // taken for the end by a client paging by `next` (a docs probe).
+  const last = shown?.entries.at(-1);
+  if (shown && last && last.seq < shown.lastSeq) shown.next = last.seq + 1;
   return c.json(shown);
 });
 
