@@ -83,7 +83,7 @@ export function printTable(head: string[], rows: Cell[][]): void {
   for (const r of rows) t.push(r.map(cell));
   // The head keeps its line: the top border's, with the joints of a middle line (cells are one line each).
   const lines = t.toString().split("\n");
-  lines.splice(2, 0, lines[0]!.replace("┌", "├").replaceAll("┬", "┼").replace("┐", "┤"));
+  if (rows.length > 0) lines.splice(2, 0, lines[0]!.replace("┌", "├").replaceAll("┬", "┼").replace("┐", "┤"));
   process.stdout.write(lines.join("\n") + "\n");
 }
 

@@ -74,6 +74,17 @@ export async function routeOf(c: Context<App>, group: string, fresh = false): Pr
 }
 
 /**
+ * For a group token: the group's route looked up afresh, the token refused if of another life.
+ * Where the objects a route asks do not check the life (the sequencer's status, the directory's
+ * audits and events), and after objects refused the route's life (a read, a watch): a router
+ * whose token and route were both cached from a life that ended answered the new life's status
+ * to the old token, and a 503 to its reads (a review).
+ */
+export async function groupTokenLife(c: Context<App>, group: string): Promise<void> {
+  if (c.get("scope")?.kind === "group") await routeOf(c, group, true);
+}
+
+/**
  * The body, read within bodyReadTimeoutMs, at most bodyBytesMax bytes of it kept: late, a 400, or
  * a 413 if it is past the bound by its bytes or its declared length (a slow 5 MB upload was told
  * "not received in full" and might send it again: a review); past the bound, read on to its end or

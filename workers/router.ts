@@ -107,11 +107,16 @@ app.use("/v1/*", async (c, next) => {
 
 // A group token is checked against its group's life before any route acts (routeOf): some routes
 // call the group's objects without looking its route up.
+// Only that refusal: a lookup that fails here is the route's to answer (a group token on an admin
+// route is a 403 first, whatever the group's state). `/:group/*` matches `/:group` too.
 const tokenLife = async (c: Context<App>, next: () => Promise<void>) => {
-  if (c.get("scope").kind === "group") await routeOf(c, groupParam(c));
+  if (c.get("scope").kind === "group") {
+    await routeOf(c, groupParam(c)).catch((err: unknown) => {
+      if (err instanceof ApiError && err.code === "unauthorized") throw err;
+    });
+  }
   await next();
 };
-app.use("/v1/groups/:group", tokenLife);
 app.use("/v1/groups/:group/*", tokenLife);
 
 // ---- the resources ---------------------------------------------------------------------------

@@ -43,6 +43,14 @@ describe("the CLI's output for people", () => {
     const lines = out.trimEnd().split("\n");
     expect(lines).toHaveLength(6); // top, head, rule, row, row, bottom: one line per row, no rule between rows
     expect(lines[2]).toMatch(/^├─+┼─+┤$/);
+    out = "";
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      out += String(chunk);
+      return true;
+    });
+    printTable(["key", "value"], []);
+    vi.restoreAllMocks();
+    expect(out.trimEnd().split("\n").map((l) => l[0])).toEqual(["┌", "│", "└"]); // no rule with nothing under it
 
     const e = { seq: 1, kind: "command", command: { op: "put", key: hostile, value: "\u009b" }, changes: [[hostile, "\u009b"], ["line1\nline2", null]] } as unknown as WatchEvent;
     const line = eventLine(e);

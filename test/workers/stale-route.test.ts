@@ -6,7 +6,7 @@
 // and sends it once more, and the bookmark names the life that ordered it (named after the route,
 // a read with it was a 400: a review). A 404 for a write to a group that exists, as a first fix
 // answered, was refused too (a review).
-import { env } from "cloudflare:test";
+import { SELF, env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { decodeBookmark } from "../../shared/api/bookmark.js";
 import { createGroupBody, groupConfigFrom } from "../../shared/api/schemas.js";
@@ -97,5 +97,46 @@ describe("a group token of a life that ended", () => {
     const w = await command("stale-route-new-token", { op: "put", key: "k", value: 2 }, "app", 1, t.token);
     expect(w.status, JSON.stringify(w.body)).toBe(200);
     expect((await api("GET", "/v1/groups/stale-route-new-token", undefined, t.token)).status).toBe(200);
+  });
+});
+
+// The same, with this router's token and route both cached from the life that ended, asked first
+// on a route other than commands (a review: status, replicas, audits and events answered the new
+// life's, and reads and watches a 503; the test above sent a command first, which forgot the token).
+async function staleToken(group: string): Promise<string> {
+  await createGroup(group);
+  const token = (await api("POST", `/v1/groups/${group}/tokens`, { scope: "write" })).body.token as string;
+  expect((await command(group, { op: "put", key: "a", value: 1 }, "app", 1, token)).status).toBe(200); // token and route cached: life 1
+  expect(await recreateElsewhere(group, "kv")).toBe(2);
+  return token;
+}
+
+describe("a group token of a life that ended, first used on a non-command route", () => {
+  for (const [name, path] of [
+    ["status", ""],
+    ["replicas", "/replicas"],
+    ["audits", "/audits"],
+    ["events", "/events"],
+  ] as const) {
+    it(`${name}: refused (401), not the new life's answer`, async () => {
+      const group = `stale-tok-${name}`;
+      const token = await staleToken(group);
+      const r = await api("GET", `/v1/groups/${group}${path}`, undefined, token);
+      expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(401);
+    });
+  }
+
+  it("query: refused (401)", async () => {
+    const token = await staleToken("stale-tok-query");
+    const r = await query("stale-tok-query", { op: "get", key: "a" }, "stale", undefined, token);
+    expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(401);
+  });
+
+  it("watch: refused (401)", async () => {
+    const token = await staleToken("stale-tok-watch");
+    const res = await SELF.fetch("http://smr.test/v1/groups/stale-tok-watch/watch?from=0", { headers: { authorization: `Bearer ${token}` } });
+    const status = res.status;
+    await res.body?.cancel();
+    expect(status).toBe(401);
   });
 });

@@ -12,7 +12,7 @@ import { type Bookmark, decodeBookmark, encodeBookmark, givenBy } from "../../sh
 import { bearerOf, groupScopeOf, tokensForgottenSince } from "../auth.js";
 import { realClock, replicaStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { checked, clientOf, groupParam, jsonBody, parse, parseQuery, requireWrite, routeOf } from "../http.js";
+import { checked, clientOf, groupParam, jsonBody, parse, parseQuery, requireWrite, routeOf, groupTokenLife } from "../http.js";
 import type { ReadAnswer } from "../replica.js";
 import { readNearest } from "../reads.js";
 import { noteAnswered, noteSlow, slowLast } from "../slow-replicas.js";
@@ -283,7 +283,10 @@ commandRoutes.post("/:group/query", async (c) => {
     onFirstTimeout: consistency === "sequential" && bookmark !== null ? () => refusePastEnd(c, group, bookmark.seq, "bookmark") : undefined,
   });
   // Every replica refused: maybe the route is stale (a membership change); the next read looks again.
-  if (a.kind !== "ok" && a.kind !== "timeout") groups.forget(group);
+  if (a.kind !== "ok" && a.kind !== "timeout") {
+    groups.forget(group);
+    await groupTokenLife(c, group);
+  }
   return readResult(c, group, record.config.incarnation, a);
 });
 
@@ -333,6 +336,7 @@ commandRoutes.get("/:group/watch", async (c) => {
   }
   if (compacted) return compacted;
   groups.forget(group);
+  await groupTokenLife(c, group);
   // The replicas' own reasons (e.g. each serves as many watches as it may): the bare "no replica
   // can serve" used to replace them, and a client could not tell a full replica from a down one.
   const why = refusals.length > 0 ? `: ${[...new Set(refusals)].join("; ")}` : "";

@@ -8,7 +8,7 @@ import { groupsPageDefault } from "../../shared/limits.js";
 import { registryStub, rpc } from "../env.js";
 import type { SequencerObject } from "../sequencer.js";
 import * as groups from "../groups.js";
-import { groupParam, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
+import { groupParam, groupTokenLife, jsonBody, parse, parseQuery, requireAdmin, status, statusForReaders } from "../http.js";
 
 export const groupRoutes = new Hono<App>();
 
@@ -74,7 +74,11 @@ groupRoutes.get("/", async (c) => {
 });
 
 
-groupRoutes.get("/:group", async (c) => c.json(await statusForReaders(c.env, groupParam(c), (p) => c.executionCtx.waitUntil(p))));
+groupRoutes.get("/:group", async (c) => {
+  const group = groupParam(c);
+  await groupTokenLife(c, group);
+  return c.json(await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p)));
+});
 
 groupRoutes.delete("/:group", async (c) => {
   requireAdmin(c);

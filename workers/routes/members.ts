@@ -7,7 +7,7 @@ import { addReplicaBody, auditsParams, eventsParams, logParams, moveSequencerBod
 import { auditsPageDefault, eventsPageDefault, logPageDefault } from "../../shared/limits.js";
 import { directoryStub, rpc } from "../env.js";
 import * as groups from "../groups.js";
-import { groupParam, jsonBody, parse, parseQuery, requireAdmin, routeOf, status, statusForReaders } from "../http.js";
+import { groupParam, groupTokenLife, jsonBody, parse, parseQuery, requireAdmin, routeOf, status, statusForReaders } from "../http.js";
 import type { LogPage } from "../../shared/api/results.js";
 import type { GroupStatus, ReplicaStatus } from "../../shared/api/types.js";
 import type { AddReplicaAnswer, ReleaseAnswer, RemoveReplicaAnswer } from "../sequencer.js";
@@ -38,7 +38,9 @@ memberRoutes.get("/:group/log", async (c) => {
 });
 
 memberRoutes.get("/:group/replicas", async (c) => {
-  const s = await statusForReaders(c.env, groupParam(c), (p) => c.executionCtx.waitUntil(p));
+  const group = groupParam(c);
+  await groupTokenLife(c, group);
+  const s = await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p));
   // While the sequencer cannot be reached these are what the replicas say of themselves: the
   // answer says so, as the group's status does (docs/OPERATIONS.md, "Status"); it looked like a healthy list.
   return c.json({ replicas: s.replicas, ...(s.sequencer.reachable === false ? { sequencer: s.sequencer } : {}) });
@@ -123,6 +125,7 @@ memberRoutes.get("/:group/audits", async (c) => {
   const group = groupParam(c);
   const q = parseQuery(c, auditsParams);
   await routeOf(c, group);
+  await groupTokenLife(c, group);
   return c.json({ audits: await directoryStub(c.env, group).audits(q.limit ?? auditsPageDefault) });
 });
 
@@ -130,6 +133,7 @@ memberRoutes.get("/:group/events", async (c) => {
   const group = groupParam(c);
   const q = parseQuery(c, eventsParams);
   await routeOf(c, group);
+  await groupTokenLife(c, group);
   return c.json({ events: await directoryStub(c.env, group).events(q.limit ?? eventsPageDefault) });
 });
 
