@@ -82,7 +82,9 @@ describe("cron runs at once", () => {
     for (let i = 0; i < 100 && !(await registry.claim(1000)).lapEnd; i++);
     const before = await Promise.all(names.map(auditCount));
     const slow = names.slice(0, 8);
-    for (const g of slow) await api("POST", `/v1/groups/${g}/faults`, { target: "sequencer", fault: "slow", ms: g === slow[0] ? 2_000 : 400 });
+    // Slow enough that no worker of the run is free to claim again before the other run below has
+    // ended the lap (at 400 ms, a loaded machine's polling took longer, and the run took the last two).
+    for (const g of slow) await api("POST", `/v1/groups/${g}/faults`, { target: "sequencer", fault: "slow", ms: g === slow[0] ? 3_000 : 1_500 });
     try {
       const claimedMs = () => runInDurableObject(registry, (_: RegistryObject, state) => state.storage.sql.exec<{ c: number }>("SELECT claimed_ms AS c FROM names WHERE name = ?", names[0]!).one().c);
       const lapClaimMs = await claimedMs();
