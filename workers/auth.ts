@@ -7,9 +7,9 @@ import { type Env, directoryStub } from "./env.js";
 
 /**
  * Who a request speaks for: the admin, a client (CLIENT_TOKENS: every group's client routes), or
- * a group token (one group's client routes; `read` or `write`).
+ * a group token (one group's client routes; `read` or `write`; `incarnation`: the life of its group
+ * it was found in, undefined in an older directory's answer).
  */
-/** A group token's `incarnation`: the life of its group it was found in (undefined: an older directory's answer). */
 export type Scope = { kind: "admin" } | { kind: "client" } | { kind: "group"; group: string; tokenId: string; access: "read" | "write"; incarnation?: number };
 
 /** A directory's answer for a token id. */
