@@ -130,7 +130,7 @@ describe("a replica's audit", () => {
 
 describe("an install's digest", () => {
   /** A replica rebuilt from r2's frozen state, page by page; `pages` says how they are sent. */
-  function rebuild(pages: (rows: [string, string][][]) => [string, string][][]) {
+  function rebuild(pages: (rows: [string, string][][]) => [string, string][][], restartMidway = false) {
     const c = Cluster.of("kv", 3, "first", 1_000_000);
     for (let r = 1; r <= 30; r++) c.submit("a", r, { op: "put", key: `k${r}`, value: r });
     c.settle();
@@ -149,6 +149,7 @@ describe("an install's digest", () => {
     const target = c.replicas.get("r3")!;
     expect(target.beginInstall(info, "t1", info.epoch)).toBe(true);
     for (const page of pages(split)) expect(target.installPage("t1", page)).toBe(true);
+    if (restartMidway) c.restartReplica("r3"); // its running sum is gone; the install is persisted (meta.installing)
     let read = 0;
     const scan = store.rows.scan.bind(store.rows);
     store.rows.scan = (...args: Parameters<typeof scan>) => {
@@ -156,7 +157,7 @@ describe("an install's digest", () => {
       read += page.length;
       return page;
     };
-    return { end: target.endInstall("t1"), read, rows: all.length };
+    return { end: c.replicas.get("r3")!.endInstall("t1"), read, rows: all.length, withheld: () => c.replicas.get("r3")!.withheld, digest: info.digest };
   }
 
   it("is summed as pages arrive in order: the end reads nothing back", () => {
@@ -174,6 +175,18 @@ describe("an install's digest", () => {
   it("does not agree when a page is missing", () => {
     const r = rebuild((pages) => [pages[0]!, ...pages.slice(2)]);
     expect(r.end.ok).toBe(false);
+  });
+
+  // A rule no test held until mutation testing (endInstall checked the digest only while its
+  // running sum existed): a replica restarted midway has none, and must read its rows back.
+  // Skipped, an install that lost a page ended "ok", its rows recorded under the source's digest.
+  it("is read back after a restart midway: a page missing does not agree, every page does", () => {
+    const missing = rebuild((pages) => [pages[0]!, ...pages.slice(2)], true);
+    expect(missing.end.ok).toBe(false);
+    expect(missing.withheld()).toBe(true);
+    const whole = rebuild((pages) => pages, true);
+    expect(whole.end).toMatchObject({ ok: true, digest: whole.digest });
+    expect(whole.read).toBe(whole.rows);
   });
 });
 
