@@ -183,6 +183,12 @@ export const sleepAfterMsDefault = 5 * 60 * 1000;
 /** A lost "awake" note to the registry is written again after a pause doubled per failure, at most this. */
 export const sleepNoteRetryMaxMs = 60_000;
 /**
+ * A successor asks the sequencers before it to resign (workers/predecessors.ts) at once, then,
+ * those that did not answer, after a pause that doubles from the first to the most.
+ */
+export const predecessorPauseMsFirst = 5_000;
+export const predecessorPauseMsMax = 10 * 60_000;
+/**
  * A sequencer that answers but reports no quorum for sequencerTimeoutMs is failed over only if it
  * still reports none this much later (failover.ts, cutOffVote): long enough for its append in
  * flight when replicas came back to time out, its retry backoff, and a heartbeat, so it has

@@ -13,7 +13,7 @@ import { type CreateResult, type GroupRecord, type SequencerChange, changeEvent 
 import { replicaRpcTimeoutMs, cutOffAskAgainMs, cutOffConfirmMs, deleteWaitMs, eventKeepTimeoutMs, failoverRoundMaxMs, handOverTimeoutMs, replicaDestroyTimeoutMs, routeCacheGroupsMax, routeCacheMs, sequencerCallTimeoutMs, unreachableMemoryMs, unreachableNamesMax } from "../shared/limits.js";
 import type { GroupConfig } from "../shared/protocol/types.js";
 import type { GroupStatus } from "../shared/api/types.js";
-import { creationConfig, membersOf, replicaIds, sequencerLocationOf, sequencerName } from "../shared/protocol/types.js";
+import { creationConfig, membersOf, replicaIds, earlierSequencerNames, sequencerLocationOf, sequencerName } from "../shared/protocol/types.js";
 import { type FailoverIO, preVote } from "../shared/protocol/failover.js";
 import type { Recovered } from "../shared/protocol/lifecycle.js";
 import { TimeoutError, type VoteReply, cutOffOf, unsureAfter, withTimeout } from "../shared/protocol/io.js";
@@ -191,15 +191,9 @@ async function destroyObjects(env: Env, cfg: GroupConfig, force: boolean): Promi
 }
 
 /** Destroys of earlier sequencers sent together (a group failed over or moved many times has as many). */
-const destroyCallsAtOnce = 32;
+export const destroyCallsAtOnce = 32;
 
-/** The names the group's sequencer had before the one in office: the group's own, then `~s1` on (failover.ts successor, move). */
-function earlierSequencerNames(cfg: GroupConfig): string[] {
-  const no = cfg.sequencer?.no ?? 0;
-  return [cfg.group, ...Array.from({ length: Math.max(0, no - 1) }, (_, i) => `${cfg.group}~s${i + 1}`)].filter((name) => name !== sequencerName(cfg));
-}
-
-function chunks<T>(items: T[], size: number): T[][] {
+export function chunks<T>(items: T[], size: number): T[][] {
   return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 }
 

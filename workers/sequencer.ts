@@ -9,7 +9,8 @@ import type { AuditReport, Entry, EventKind, GroupStatus, ReplicaStatus } from "
 import { withAuditedPositions } from "./replica-view.js";
 import { isColocated, membersOf, sequencerLocationOf, sequencerName, withCurrentSequencer } from "../shared/protocol/types.js";
 import { replicaIds } from "../shared/protocol/types.js";
-import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sleepAfterMs } from "./env.js";
+import { type Env, directoryStub, realClock, registryStub, replicaStub, rpc, sequencerStub, sleepAfterMs } from "./env.js";
+import { Predecessors, type ResignAnswer } from "./predecessors.js";
 import { sequencerAsleep, wakeSequencer } from "./groups.js";
 import { RestoreStage, SqlSequencerStorage, dropReplicaTables, dropSequencerTables, readMeta } from "./sqlite.js";
 import { ReplicaHost, type ReplicaInit, ReplicaServing } from "./replica-host.js";
@@ -76,6 +77,7 @@ export class SequencerObject extends ReplicaServing {
   private readonly stage: RestoreStage;
   private readonly lifecycle: SequencerLifecycle;
   protected readonly replica: ReplicaHost;
+  private readonly predecessors: Predecessors;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -107,7 +109,10 @@ export class SequencerObject extends ReplicaServing {
       io: (cfg) => this.io(cfg),
       recoveryFailed: (cfg, reason) => console.error(`sequencer ${cfg.group} could not recover: ${reason}`),
       inOffice: (cfg) => this.inOffice(cfg),
-      recovered: (cfg, epoch, message, fields) => this.event(cfg, "recovery", message, fields, epoch),
+      recovered: (cfg, epoch, message, fields) => {
+        this.predecessors.begin(this.core?.config ?? cfg);
+        return this.event(cfg, "recovery", message, fields, epoch);
+      },
       directoryConfig: (cfg) => this.directoryConfig(cfg),
       creatable: async (cfg) => {
         // Bounded as a directory write is: the init holds the lifecycle queue (a DELETE waits behind it; a review).
@@ -115,6 +120,7 @@ export class SequencerObject extends ReplicaServing {
         return record !== null && record.config.incarnation === cfg.incarnation && record.state !== "deleting";
       },
     });
+    this.predecessors = new Predecessors(sql, (name, group, incarnation) => rpc<ResignAnswer>(sequencerStub(env, name).resign(group, incarnation)), () => this.core?.config ?? null);
     ctx.blockConcurrencyWhile(async () => {
       this.replica.load();
       // A restore's staged rows belong to the life that staged them (`restoring` is memory): the
@@ -123,6 +129,7 @@ export class SequencerObject extends ReplicaServing {
       // restore, which a group that has taken a write never gets.
       this.stage.drop();
       this.lifecycle.start(readMeta<SequencerMeta>(sql, "sequencer"));
+      this.predecessors.resume();
     });
   }
 
@@ -347,6 +354,17 @@ export class SequencerObject extends ReplicaServing {
 
   async recover(config: GroupConfig): Promise<Recovered> {
     return this.lifecycle.recover(config);
+  }
+
+  /**
+   * Asked by a successor (predecessors.ts): this sequencer of the group's life `incarnation` wipes
+   * its copy of the log if the directory names another (its co-located replica stays).
+   */
+  async resign(group: string, incarnation: number): Promise<ResignAnswer> {
+    const core = this.core;
+    if (!core || core.config.group !== group || core.config.incarnation !== incarnation) return "none";
+    if (await this.lifecycle.resign(core.config)) return "wiped";
+    return this.core ? "kept" : "none";
   }
 
   /** Creates the group's sequencer and replicas; idempotent for the same config and incarnation. */

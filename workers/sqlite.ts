@@ -437,9 +437,9 @@ export class SqlSequencerStorage implements SequencerStorage {
  * it hosts): each drops its own tables and its meta row; `meta` is shared (keys "sequencer" and
  * "replica"). Table names are the code's own.
  */
-function dropTables(sql: Sql, tables: string[], metaKey: string): void {
+function dropTables(sql: Sql, tables: string[], metaKeys: string[]): void {
   for (const t of tables) sql.exec(`DROP TABLE IF EXISTS ${t}`);
-  if (tableExists(sql, "meta")) sql.exec("DELETE FROM meta WHERE k = ?", metaKey);
+  if (tableExists(sql, "meta")) for (const k of metaKeys) sql.exec("DELETE FROM meta WHERE k = ?", k);
 }
 
 /** The frozen copies a replica keeps (a state transfer's "snapshot", downloads' "frozen_export_<n>"). */
@@ -451,7 +451,7 @@ function frozenTables(sql: Sql): string[] {
 }
 
 export function dropReplicaTables(sql: Sql, logTable: string): void {
-  dropTables(sql, ["state", logTable, "effects", "checkpoints", ...frozenTables(sql)], "replica");
+  dropTables(sql, ["state", logTable, "effects", "checkpoints", ...frozenTables(sql)], ["replica"]);
 }
 
 /**
@@ -465,8 +465,11 @@ export function dropOrphanedFrozenTables(sql: Sql): void {
   for (const t of frozenTables(sql)) sql.exec(`DROP TABLE IF EXISTS ${t}`);
 }
 
+/** The meta row of the earlier sequencers a successor has yet to hear from (predecessors.ts); it goes with the log. */
+export const predecessorsMetaKey = "predecessors";
+
 export function dropSequencerTables(sql: Sql): void {
-  dropTables(sql, ["log", "audits", "restore_rows"], "sequencer");
+  dropTables(sql, ["log", "audits", "restore_rows"], ["sequencer", predecessorsMetaKey]);
 }
 
 /**

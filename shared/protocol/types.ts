@@ -157,6 +157,12 @@ export function sequencerName(config: GroupConfig): string {
   return config.sequencer?.name ?? config.group;
 }
 
+/** The names the group's sequencer had before the one in office: the group's own, then `~s1` on (failover.ts successor, move). */
+export function earlierSequencerNames(config: GroupConfig): string[] {
+  const no = config.sequencer?.no ?? 0;
+  return [config.group, ...Array.from({ length: Math.max(0, no - 1) }, (_, i) => `${config.group}~s${i + 1}`)].filter((name) => name !== sequencerName(config));
+}
+
 /**
  * The location hint the sequencer's object is placed by: the one a move, a failover or
  * `sequencerLocations` gave it, else, the group's first sequencer, the co-located replica's (its

@@ -3,12 +3,13 @@
 // its send loops (a probe: about 90 s of loops, and the storage of a deleted group left behind);
 // once it hears it is no longer in office, it stops and wipes what it holds. One evicted while cut
 // off never heard (no call reached it again, a later probe): the DELETE destroys every earlier
-// sequencer now, and answers 503 until it can.
+// sequencer now, and answers 503 until it can. And one asleep when it was cut off, which nothing
+// calls again, is asked to resign by its successor until it answers (workers/predecessors.ts).
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { sequencerTimeoutMs } from "../../shared/limits.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
-import { api, clientToken, command, createGroup } from "./helpers.js";
+import { api, clientToken, command, createGroup, query, replicaStatuses } from "./helpers.js";
 
 const sequencerAt = (name: string) => env.SEQUENCER.get(env.SEQUENCER.idFromName(name));
 const holds = (name: string) =>
@@ -43,4 +44,49 @@ describe("a deposed sequencer cut off while its group is deleted", () => {
     expect((await api("DELETE", "/v1/groups/wdep")).status).toBe(204);
     expect(await holds("wdep~s1")).toEqual({ serving: false, tables: 0 });
   }, 60_000);
+});
+
+describe("a deposed sequencer asleep when it was cut off", () => {
+  const inObject = <T>(name: string, fn: (o: any, state: DurableObjectState) => T) => runInDurableObject(sequencerAt(name), (o: unknown, state) => fn(o, state)) as Promise<T>;
+  const tablesOf = (name: string) => inObject(name, (_o, state) => state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").toArray().map((r) => r.name));
+  const metaKeys = (name: string) => inObject(name, (_o, state) => state.storage.sql.exec<{ k: string }>("SELECT k FROM meta").toArray().map((r) => r.k));
+  const until = async (what: string, check: () => Promise<boolean>, ms: number) => {
+    const deadline = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+
+  it("is asked to resign by its successor until it answers, and wipes its log but not the replica its object hosts (a probe: 7,455 entries kept 40 minutes later)", async () => {
+    await createGroup("wsweep", { machine: "kv", replicas: 3 });
+    for (let i = 1; i <= 3; i++) expect((await command("wsweep", { op: "put", key: `k${i}`, value: i }, "w", i)).status).toBe(200);
+    await inObject("wsweep", (o) => void (o.lifecycle.driver.io.sleepAfterMs = 500));
+    await until("the group asleep", async () => (await api("GET", "/v1/groups/wsweep", undefined, clientToken)).body.sequencer.asleepSince !== undefined, 15_000);
+    // Cut off asleep: the write's wake does not reach it, and the group fails over to wsweep~s1.
+    await api("POST", "/v1/groups/wsweep/faults", { target: "sequencer", fault: "unreachable" });
+    let status = 0;
+    const cutAt = Date.now();
+    while (status !== 200 && Date.now() - cutAt < sequencerTimeoutMs + 20_000) {
+      status = (await command("wsweep", { op: "put", key: "k4", value: 4 }, "w", 4)).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(status).toBe(200);
+    expect((await api("GET", "/v1/groups/wsweep", undefined, clientToken)).body.sequencer.name).toBe("wsweep~s1");
+    // Its first ask found wsweep cut off: the name is kept, to be asked again.
+    expect(await metaKeys("wsweep~s1")).toContain("predecessors");
+    expect(await tablesOf("wsweep")).toContain("log");
+    await api("POST", "/v1/groups/wsweep/faults", { target: "sequencer", fault: "none" });
+    // Nothing else calls it (the router asks wsweep~s1): the successor's next ask wipes it.
+    await until("the deposed sequencer wiped", async () => !(await tablesOf("wsweep")).includes("log"), 25_000);
+    expect(await inObject("wsweep", (o) => o.lifecycle.driver)).toBeNull();
+    expect(await metaKeys("wsweep")).toEqual(["replica"]);
+    await until("the successor done asking", async () => !(await metaKeys("wsweep~s1")).includes("predecessors"), 5_000);
+    // The replica its object hosts (r1) is still a member, and serves every write.
+    expect((await command("wsweep", { op: "put", key: "k5", value: 5 }, "w", 5)).status).toBe(200);
+    const read = await query("wsweep", { op: "get", key: "k5" }, "linearizable");
+    expect(read.status).toBe(200);
+    expect(await tablesOf("wsweep")).toEqual(expect.arrayContaining(["state", "replica_log"]));
+    await until("r1 caught up", async () => (await replicaStatuses("wsweep")).r1?.appliedSeq >= 5, 10_000);
+  }, 90_000);
 });
