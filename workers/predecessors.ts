@@ -27,6 +27,8 @@ export class Predecessors {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private pauseMs = predecessorPauseMsFirst;
   private running = false;
+  /** A round was due while one ran (a begin() after a new recovery): it runs once that one ends. */
+  private again = false;
 
   constructor(
     private readonly sql: SqlStorage,
@@ -45,9 +47,19 @@ export class Predecessors {
     this.later(0);
   }
 
-  /** At the object's start: the names left before an eviction or a restart are asked again. */
+  /**
+   * At the object's start: the names left before an eviction or a restart are asked again. With
+   * no row at all (a row whose names are done stays, empty), a successor that recovered before
+   * this asking existed has never asked: it begins now, once.
+   */
   resume(): void {
-    if (readMeta<Pending>(this.sql, predecessorsMetaKey)) this.later(0);
+    const pending = readMeta<Pending>(this.sql, predecessorsMetaKey);
+    if (pending) {
+      if (pending.names.length > 0) this.later(0);
+      return;
+    }
+    const config = this.serving();
+    if (config) this.begin(config);
   }
 
   private later(ms: number): void {
@@ -66,11 +78,14 @@ export class Predecessors {
 
   /** One round: every name left, 32 at a time (a group failed over many times has as many). */
   private async round(): Promise<void> {
-    if (this.running) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
     this.running = true;
     try {
       const pending = this.current();
-      if (!pending) return;
+      if (!pending || pending.names.length === 0) return;
       const kept: string[] = [];
       for (const names of chunks(pending.names, destroyCallsAtOnce)) {
         const answers = await Promise.all(names.map((name) => this.askBounded(name, pending)));
@@ -79,15 +94,17 @@ export class Predecessors {
       // Wiped meanwhile (deposed in turn), or begun again by a newer recovery: that one decides.
       const now = this.current();
       if (!now || JSON.stringify(now.names) !== JSON.stringify(pending.names)) return;
-      if (kept.length === 0) {
-        this.sql.exec("DELETE FROM meta WHERE k = ?", predecessorsMetaKey);
-        return;
-      }
+      // Done: the row stays, empty (its absence is a successor that never asked: resume()).
       writeMeta(this.sql, predecessorsMetaKey, { ...pending, names: kept } satisfies Pending);
+      if (kept.length === 0) return;
       this.later(this.pauseMs);
       this.pauseMs = Math.min(this.pauseMs * 2, predecessorPauseMsMax);
     } finally {
       this.running = false;
+      if (this.again) {
+        this.again = false;
+        this.later(0);
+      }
     }
   }
 
