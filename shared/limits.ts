@@ -241,6 +241,15 @@ export const deleteWaitMs = 5_000;
  * Generous: a destroy of a large replica deletes all its storage.
  */
 export const replicaDestroyTimeoutMs = 10_000;
+/**
+ * How long a removed replica's destroy, from when it is due (its removal committed, or a start
+ * found it listed), keeps an idle group awake, tried again at each heartbeat until it succeeds: a
+ * restart or a busy moment of its object is waited out. Past it, one out of reach is as a down
+ * replica is: it no longer holds the group awake (a replica that never answers would hold it
+ * for good), and is tried again when the group wakes, at each audit (the cron's, once a day while
+ * asleep) and at each start of its sequencer (the directory lists it until it is destroyed).
+ */
+export const retireAwakeMs = 60_000;
 
 /**
  * How long an add waits for its new replica's init (after that replica's destroy, bounded above):

@@ -31,6 +31,7 @@ import {
   holdWhenWaitingMin,
   directTurnSlowMs,
   restoreLaggardGraceMinMs,
+  retireAwakeMs,
   storageQuotaMiBOf,
 } from "../limits.js";
 import { decideAudit } from "./audit.js";
@@ -825,7 +826,7 @@ export class SequencerDriver {
     if (this.stopped) return;
     const now = this.io.nowMs();
     this.forgetRemoved();
-    for (const id of [...this.retireAgain]) void this.retire(id);
+    this.retireAgainNow();
     if (this.leftoversUnread) (this.leftoversUnread = false), void this.retireLeftovers();
     const quarantined = new Set(this.core.quarantinedIds());
     // Not one being rebuilt: a late "quarantined" could land after its install ended it.
@@ -940,7 +941,8 @@ export class SequencerDriver {
    * awaiting its rebuild. A replica still catching up is not waited for: its send loop goes on
    * without the timer, and one that is down is caught up once the group wakes. One quarantined
    * has no vote until rebuilt, and asleep nothing retries a rebuild that failed: it stayed
-   * quarantined until the next client work or the daily audit (a probe).
+   * quarantined until the next client work or the daily audit (a probe). Nor a removed replica's
+   * destroy owed for less than retireAwakeMs (see retiresOwed).
    */
   private quiet(): boolean {
     const c = this.core;
@@ -948,7 +950,7 @@ export class SequencerDriver {
       c.pendingCount === 0 && this.waitingPending.size === 0 && this.waitingSeq.size === 0 && this.commitWatchers.length === 0 &&
       c.commitSeq >= c.lastLogSeq && this.confirmations.length === 0 &&
       !this.reconfiguring && !c.configChangePending && !this.restoring && this.repairing === 0 && this.startSettled && this.rebuildsOwed() === 0 &&
-      this.untold.size === 0 && this.retireAgain.size === 0 && !this.leftoversUnread && this.quarantineRecorded !== null && this.recordAtSeq === null
+      this.untold.size === 0 && !this.retiresOwed() && !this.leftoversUnread && this.quarantineRecorded !== null && this.recordAtSeq === null
     );
   }
 
@@ -1163,6 +1165,10 @@ export class SequencerDriver {
    * everything it may have acknowledged before (the end of this log bounds that).
    */
   private async rejoin(id: string): Promise<boolean> {
+    // Not a replica removed meanwhile: a repair of it begun before its removal asks it first, and
+    // its answer after the destroy ("no state") made it again, and the repair then copied the whole
+    // state into it, which no membership named and no destroy was owed (a probe).
+    if (!this.core.replicaIds().includes(id)) return false;
     // An empty log: nothing to have forgotten (a creation whose init has not reached it yet).
     // It counts its installs on from the most this sequencer knew of (its stamps included): from 0,
     // a tell stamped before its storage was lost was taken once it was rebuilt (a review).
@@ -1179,6 +1185,11 @@ export class SequencerDriver {
     }
     // Null: it belongs to a newer incarnation of the group (this one was deleted): nothing made.
     if (made === null) return false;
+    // Removed while the init was on its way: it may have landed after the destroy, so it is destroyed again.
+    if (!this.core.replicaIds().includes(id)) {
+      if (!this.stopped) void this.retireOnceRecorded(id);
+      return false;
+    }
     if (rejoin && !this.stopped && this.core.setQuarantined(id, true, installs)) {
       this.io.event?.("quarantine", `replica ${id} had no state (its storage lost, or not made when the group was created): made now, quarantined until a state transfer rebuilds it`, { replica: id, action: "rejoin" });
       this.noteQuarantines();
@@ -1475,8 +1486,8 @@ export class SequencerDriver {
 
   /**
    * Removes a replica; once the removal is committed its storage is destroyed, after the answer
-   * (a failed destroy is tried again at the next heartbeat): awaited, a replica slowed 15 s held
-   * the removal's answer 10 s (replicaDestroyTimeoutMs) after it had committed (a probe).
+   * (a failed destroy is tried again at the next heartbeat, see retireAwakeMs): awaited, a replica
+   * slowed 15 s held the removal's answer 10 s (replicaDestroyTimeoutMs) after it had committed (a probe).
    */
   async removeReplica(id: string): Promise<{ ok: true } | ({ ok: false } & Refused)> {
     const r = await this.reconfigure({ op: "remove", id });
@@ -1484,8 +1495,30 @@ export class SequencerDriver {
     return r;
   }
 
-  /** Removed replicas whose destruction failed: tried again at each heartbeat (a removed member's id never comes back, so at most one per removal). */
+  /** Removed replicas whose destruction was tried and has not succeeded: tried again at each heartbeat (a removed member's id never comes back, so at most one per removal). */
   private readonly retireAgain = new Set<string>();
+  /** Removed replicas whose destroy is under way: one try at a time (a slow one spans heartbeats). */
+  private readonly retiring = new Set<string>();
+  /** Since when each removed replica's destroy is owed (due, under way, failed or awaiting its record), until it succeeds. */
+  private readonly retireOwedMs = new Map<string, number>();
+
+  /**
+   * Whether a removed replica's destroy owed for less than retireAwakeMs keeps the group awake.
+   * quiet() asked retireAgain alone, which each heartbeat emptied before its try, and the try's
+   * failure came after the heartbeat had put the group to sleep: asleep, nothing tried again, and
+   * the removed replica kept its whole state until client work woke the group (a probe). Bounded:
+   * one that never answers must not keep the group awake for good.
+   */
+  private retiresOwed(): boolean {
+    const now = this.io.nowMs();
+    for (const sinceMs of this.retireOwedMs.values()) if (now - sinceMs < retireAwakeMs) return true;
+    return false;
+  }
+
+  /** Tries again each destroy that failed (not one under way): at each heartbeat, at a wake's first, and at each audit (asleep: the cron's, once a day). */
+  private retireAgainNow(): void {
+    for (const id of this.retireAgain) if (!this.retiring.has(id)) void this.retire(id);
+  }
 
   /**
    * Whether `id` has left the membership for good: its removal committed. Appended only, a
@@ -1500,15 +1533,29 @@ export class SequencerDriver {
   }
 
   private async retire(id: string): Promise<void> {
-    this.retireAgain.delete(id);
+    if (this.retiring.has(id)) return;
     // Never a replica the membership names (or a change in flight, or an add under way): checked
     // at each try, as a retry comes a heartbeat or more after the list was read.
-    if (this.named(id)) return;
-    await this.io.retire?.(id).catch((err) => {
+    if (this.named(id)) {
+      this.retireAgain.delete(id);
+      this.retireOwedMs.delete(id);
+      return;
+    }
+    if (!this.retireOwedMs.has(id)) this.retireOwedMs.set(id, this.io.nowMs());
+    // Listed in retireAgain until it succeeds, not only once it failed: see retiresOwed.
+    this.retireAgain.add(id);
+    this.retiring.add(id);
+    try {
+      await this.io.retire?.(id);
+      this.retireAgain.delete(id);
+      this.retireOwedMs.delete(id);
+    } catch (err) {
       // It was logged and dropped: the removed replica's storage stayed until the group was deleted.
-      if (!this.stopped) this.retireAgain.add(id);
+      if (this.stopped) this.retireAgain.delete(id);
       this.io.log("warn", `destroying removed ${id} (tried again at the next heartbeat): ${String(err)}`);
-    });
+    } finally {
+      this.retiring.delete(id);
+    }
   }
 
   /** The last membership the directory took with no change in flight (null: none since this start). */
@@ -1526,6 +1573,8 @@ export class SequencerDriver {
   private async retireOnceRecorded(id: string): Promise<void> {
     if (this.lastRecorded !== null && !this.lastRecorded.has(id)) return this.retire(id);
     this.retireWhenRecorded.add(id);
+    // Owed from now: a group asleep before the record landed left its retry to the wake.
+    if (!this.retireOwedMs.has(id)) this.retireOwedMs.set(id, this.io.nowMs());
   }
 
   private recorded(config: GroupConfig): void {
@@ -1848,6 +1897,9 @@ export class SequencerDriver {
    * under way, the audit after a repair reported the replica as it was before, a review).
    */
   audit(): Promise<AuditReport> {
+    // Asleep, the cron's daily audit is the only call a group may get: a destroy left past
+    // retireAwakeMs is tried again here too, or it waited for client work (see retireAwakeMs).
+    this.retireAgainNow();
     if (this.auditing === null) {
       const run = this.auditOnce().finally(() => {
         if (this.auditing === run) this.auditing = null;
