@@ -32,10 +32,17 @@ export function printStatus(s: GroupStatus): void {
     // say so, and why (the table looked like a healthy group's, a probe).
     ...(s.sequencer.reachable === false ? { reachable: `NO: ${s.sequencer.problem ?? "the sequencer did not answer"}` } : {}),
     ...(slowNote(s.sequencer.answerMs).length > 0 ? { slow: `${slowNote(s.sequencer.answerMs)[0]}: every command waits at least as long` } : {}),
-    ...(s.sequencer.noQuorumMs !== undefined ? { quorum: `NONE for ${Math.round(s.sequencer.noQuorumMs / 1000)} s (cut off from its replicas; a failover may replace it)` } : {}),
+    ...(s.sequencer.noQuorumMs !== undefined ? { quorum: `NONE for ${Math.round(s.sequencer.noQuorumMs / 1000)} s (${noQuorumWhy(s.sequencer)})` } : {}),
     ...(s.sequencer.asleepSince !== undefined ? { asleep: `since ${s.sequencer.asleepSince} (no client work; the next command wakes it)` } : {}),
   });
   printReplicas(s.replicas);
+}
+
+/** Why a sequencer hears no quorum, as the router saw the voters (its status's noQuorumSide). */
+function noQuorumWhy(q: GroupStatus["sequencer"]): string {
+  if (q.noQuorumSide === "replicas") return `${q.silentVoters?.join(", ") || "most voters"} answer neither it nor the router: no failover can help`;
+  if (q.noQuorumSide === "sequencer") return "its voters answer the router: it is cut off, a failover replaces it";
+  return "cut off from its replicas; a failover may replace it";
 }
 
 export function printReplicas(replicas: GroupStatus["replicas"]): void {
@@ -138,6 +145,7 @@ function createCommand(groups: Command): void {
       if (json) return printJson({ ...status, created: made });
       // A second create with the same config printed as a creation (a probe).
       if (!made) note(`group ${group} exists with this config: nothing changed`);
+      for (const w of status.warnings ?? []) note(`warning: ${w}`);
       printStatus(status);
     });
 }

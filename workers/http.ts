@@ -15,7 +15,7 @@ import { type Scope, forgetTokens } from "./auth.js";
 import type { GroupRecord } from "../shared/control/directory.js";
 import { type Env, realClock, rpc } from "./env.js";
 import * as groups from "./groups.js";
-import { statusFromReplicas } from "./replica-view.js";
+import { noQuorumSide, statusFromReplicas } from "./replica-view.js";
 
 export type App = { Bindings: Env; Variables: { scope: Scope; requestId: string } };
 
@@ -255,7 +255,9 @@ export async function statusForReaders(env: Env, group: string, keep: (p: Promis
   const asked = groups.withSequencer(env, group, timed, (s) => s === null) as Promise<GroupStatus>;
   try {
     const answer = await withTimeout(realClock, asked, statusReadMs, `the sequencer of ${group}`);
-    return { ...answer, sequencer: { ...answer.sequencer, answerMs } };
+    // No quorum: which side it is on, asked of the voters from here (noQuorumSide).
+    const side = answer.sequencer.noQuorumMs === undefined ? {} : await noQuorumSide(env, (await groups.lookup(env, group)).config).catch(() => ({}));
+    return { ...answer, sequencer: { ...answer.sequencer, answerMs, ...side } };
   } catch (err) {
     if (err instanceof TimeoutError) {
       const mine = { askedMs: Date.now() - statusReadMs };

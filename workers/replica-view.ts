@@ -46,6 +46,23 @@ export function votersAnswering(env: Env, config: GroupConfig): Promise<{ ok: bo
 }
 
 /**
+ * Which side a sequencer that hears no quorum of voters is on, as this router sees it: the
+ * voters answer here (a quorum of every membership in force, none quarantined) and the sequencer
+ * is the one cut off, which a failover replaces; or they do not answer here either, and no
+ * failover can help until they do (a new sequencer recovers from a quorum of them). The status
+ * said "cut off from its replicas; a failover may replace it" for both: a location that held two
+ * of three replicas went down, the status promised a failover for 3.5 minutes, none could come,
+ * and the runbook said replacing replicas would not help (a probe).
+ */
+export async function noQuorumSide(env: Env, config: GroupConfig): Promise<{ noQuorumSide: "sequencer" | "replicas"; silentVoters: string[] }> {
+  const voters = membersOf(config).filter((m) => m.voter);
+  const positions = await positionsOf(env, config, voters);
+  const answering = voters.filter((m, i) => positions[i] !== null && !positions[i]!.quarantined).map((m) => m.id);
+  const silentVoters = voters.filter((_m, i) => positions[i] === null).map((m) => m.id);
+  return { noQuorumSide: inForce(config).quorum.reached(answering) ? "sequencer" : "replicas", silentVoters };
+}
+
+/**
  * `timeoutMs`: how long each replica may take to answer (a metrics scrape has less than a call's
  * timeout). `audited` false: one that does not answer keeps no position (the metrics: a series
  * says what a replica said now, and the last audit's position with a lag of 0 was a down

@@ -58,6 +58,8 @@ export const sequencerStatus = z.object({
   reachable: z.literal(false).optional().describe("present when the sequencer could not be reached: the rest is what the replicas say of themselves"),
   problem: z.string().optional().describe("with reachable: false, why"),
   noQuorumMs: z.number().int().nonnegative().optional().describe("present when the sequencer answers but has heard no quorum of voters for this long (sequencerTimeoutMs or more: cut off, a failover may replace it); writes wait or are refused meanwhile"),
+  noQuorumSide: z.enum(["sequencer", "replicas"]).optional().describe("with noQuorumMs, asked of the voters from the router: `sequencer` when a quorum of them answers there (the sequencer is the one cut off: a failover replaces it if it lasts), `replicas` when not (no failover can help until a quorum of voters answers again)"),
+  silentVoters: z.array(z.string()).optional().describe("with noQuorumSide, the voters that did not answer the router either"),
   answerMs: z.number().int().nonnegative().optional().describe("how long the sequencer took to answer this status call, as the router measured it: a slow sequencer (a location answering slowly) keeps its office while it answers, and every command waits at least as long"),
   asleepSince: time.optional().describe("present while the group sleeps: no client work for SLEEP_AFTER_SECONDS, so the sequencer sends no heartbeats and the platform may evict its objects; the next command or linearizable read wakes it"),
 });
@@ -75,6 +77,10 @@ export const groupStatus = z.object({
   incarnation: z.number().int().optional().describe("which life of the group name this is (higher after a delete and a create); DELETE ?incarnation= deletes only this one"),
   sequencer: sequencerStatus.describe("the object ordering the group's commands now"),
   replicas: z.array(replicaStatus),
+});
+
+export const createdGroup = groupStatus.extend({
+  warnings: z.array(z.string()).optional().describe("what in the config may cost the group its availability, e.g. a majority of its voters placed in one location: if that location stops answering, nothing commits and no failover can help"),
 });
 
 export const groupsPage = z.object({ groups: z.array(z.string()), next: z.string().optional() });

@@ -153,8 +153,8 @@ export const routes: Route[] = [
     description: "A 503 (the registry, or a quorum of the new objects, not reached) may leave the creation begun: a retry of the same PUT, or the next request that names the group, finishes it (the client retries it).",
     body: { schema: createGroupBody },
     answers: [
-      { status: 201, description: "created", schema: answers.groupStatus },
-      { status: 200, description: "a group with the same config exists", schema: answers.groupStatus },
+      { status: 201, description: "created", schema: answers.createdGroup },
+      { status: 200, description: "a group with the same config exists", schema: answers.createdGroup },
     ],
     errors: ["conflict", "unavailable"],
   },

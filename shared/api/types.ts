@@ -102,7 +102,10 @@ export interface GroupStatus {
   /** noQuorumMs: the sequencer answers but has heard no quorum for that long (cut off). */
   /** asleepSince: it sleeps (no client work for a while: no heartbeats), since then. */
   /** answerMs: how long it took to answer the status call (the router measured it). */
-  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number; answerMs?: number; asleepSince?: string };
+  /** noQuorumSide, silentVoters: with noQuorumMs, whether the voters answer the router (the sequencer is cut off) or not (the replicas are), and which do not. */
+  /** Only a creation's answer (PUT): what in the config may cost the group its availability (a majority of voters in one location). */
+  warnings?: string[];
+  sequencer: { name: string; location: string | null; epoch: number; since: string | null; reachable?: false; problem?: string; noQuorumMs?: number; noQuorumSide?: "sequencer" | "replicas"; silentVoters?: string[]; answerMs?: number; asleepSince?: string };
   replicas: ReplicaStatus[];
 }
 

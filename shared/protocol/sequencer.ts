@@ -154,7 +154,7 @@ export function refusal(refused: Refusal, id = "", detail = ""): Refused {
     not_member: `${id} is not a member`,
     last_voter: "the last voting replica cannot be removed",
     not_committed: `the change of ${id} was ordered but not committed in time; it may still take effect (see the group's replicas and events)`,
-    no_quorum: `the membership after this change would have ${detail}: it could not commit; bring the unreachable replicas back first (if none answers, the sequencer may be the one cut off: the group's status then shows noQuorumMs, and a failover replaces it)`,
+    no_quorum: `the membership after this change would have ${detail}: it could not commit; bring the unreachable replicas back first (if none answers, the sequencer may be the one cut off: the group's status then shows noQuorumMs, and its noQuorumSide says whether a failover can replace it)`,
     not_made: `the new replica ${id} could not be made (${detail}); nothing was ordered`,
     full: `the group has ${replicasMax} replicas, the most it may have`,
     restoring: "a restore is loading this group's state; retry when it is done",

@@ -56,6 +56,14 @@ describe("smr groups status", () => {
     expect(printed({ ...full, replicas: [{ ...replica, storageBytes: 1024 }] } as GroupStatus)).not.toMatch(/│ storage /);
   });
 
+  it("says which side a sequencer with no quorum is on, as the router saw its voters (a probe: a failover promised that could not come)", () => {
+    const noQuorum = (side: Record<string, unknown>) => printed({ ...base, sequencer: { ...base.sequencer, noQuorumMs: 74_000, ...side } } as GroupStatus);
+    expect(noQuorum({ noQuorumSide: "replicas", silentVoters: ["r1", "r2"] })).toMatch(/│ quorum +│ NONE for 74 s \(r1, r2 answer neither it nor the router: no failover can help\) +│/);
+    expect(noQuorum({ noQuorumSide: "sequencer", silentVoters: [] })).toMatch(/│ quorum +│ NONE for 74 s \(its voters answer the router: it is cut off, a failover replaces it\) +│/);
+    // An older server says no side.
+    expect(noQuorum({})).toMatch(/│ quorum +│ NONE for 74 s \(cut off from its replicas; a failover may replace it\) +│/);
+  });
+
   it("adds nothing for a sequencer that answered", () => {
     const out = printed(base);
     expect(out).not.toContain("reachable");

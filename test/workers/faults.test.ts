@@ -174,11 +174,33 @@ describe("faults", () => {
       const cut = (await api("GET", "/v1/groups/no-quorum-status")).body;
       expect(cut.sequencer.reachable).toBeUndefined();
       expect(cut.sequencer.noQuorumMs).toBeGreaterThanOrEqual(sequencerTimeoutMs);
+      // r2 and r3 answer the router no more than the sequencer: no failover could recover (a probe:
+      // a location holding two of three replicas, and the status promised a failover for minutes).
+      expect(cut.sequencer.noQuorumSide).toBe("replicas");
+      expect(cut.sequencer.silentVoters).toEqual(["r2", "r3"]);
     } finally {
       for (const r of ["r2", "r3"]) await api("POST", "/v1/groups/no-quorum-status/faults", { target: r, fault: "none" });
     }
     await waitFor("a quorum again", async () => (await api("GET", "/v1/groups/no-quorum-status")).body.sequencer.noQuorumMs === undefined, 100);
   });
+
+  it("a sequencer that hears no quorum while its voters answer the router says it is the one cut off (noQuorumSide: sequencer)", async () => {
+    await createGroup("no-quorum-side");
+    expect((await command("no-quorum-side", { op: "put", key: "k", value: 1 })).status).toBe(200);
+    // Every call to and from it takes 4 s: its appends time out (3 s), its status still answers (5 s).
+    await api("POST", "/v1/groups/no-quorum-side/faults", { target: "sequencer", fault: "slow", ms: 4_000 });
+    try {
+      await new Promise((r) => setTimeout(r, sequencerTimeoutMs + 1_500));
+      const cut = (await api("GET", "/v1/groups/no-quorum-side")).body;
+      expect(cut.sequencer.noQuorumMs).toBeGreaterThanOrEqual(sequencerTimeoutMs);
+      expect(cut.sequencer.noQuorumSide).toBe("sequencer");
+      // r1 lives in the sequencer's object (co-located), slowed with it; r2 and r3 are a quorum.
+      expect(cut.sequencer.silentVoters).toEqual(["r1"]);
+    } finally {
+      await api("POST", "/v1/groups/no-quorum-side/faults", { target: "sequencer", fault: "none" });
+    }
+    await waitFor("a quorum again", async () => (await api("GET", "/v1/groups/no-quorum-side")).body.sequencer.noQuorumSide === undefined, 100);
+  }, 30_000);
 
   it("a command that found its sequencer cut off, whose failover was refused because it heard a quorum again meanwhile, is asked again (not the stale 503)", async () => {
     await createGroup("cut-heal");

@@ -34,6 +34,7 @@ describe("groups", () => {
       ["r2", "weur", "healthy"],
       ["r3", "apac", "healthy"],
     ]);
+    expect(created.warnings).toBeUndefined();
     const again = await api("PUT", "/v1/groups/alpha", { machine: "kv", replicas: 3, locations: ["wnam", "weur", "apac"], checkpointEvery: 10 });
     expect(again.status).toBe(200);
     expectError(await api("PUT", "/v1/groups/alpha", { machine: "bank" }), 409, "conflict", /^group alpha exists with another config: created with machine "kv" \(asked "bank"\), .*replicas added or removed since do not count\)$/);
@@ -74,6 +75,18 @@ describe("groups", () => {
     // The same (client, request) in another group is a different command stream.
     const b = await api("POST", "/v1/groups/iso-b/commands", { client: "c", request: 1, command: { op: "put", key: "other", value: "b" } }, clientToken);
     expect(b.body).toMatchObject({ seq: 1, output: { previous: null } });
+  });
+
+  it("a creation that places a majority of its voters in one location answers with a warning, again on the same PUT (a probe: no write for the whole outage of that location)", async () => {
+    const spec = { machine: "kv", replicas: 3, locations: ["weur", "weur", "wnam"] };
+    const created = await api("PUT", "/v1/groups/lopsided", spec);
+    expect(created.status).toBe(201);
+    expect(created.body.warnings).toEqual([expect.stringMatching(/^2 of the 3 voting replicas are placed in weur, a majority: if weur stops answering, no write commits and no failover can help/)]);
+    const again = await api("PUT", "/v1/groups/lopsided", spec);
+    expect(again.status).toBe(200);
+    expect(again.body.warnings).toEqual(created.body.warnings);
+    // Only the PUT says it: a status is not a creation.
+    expect((await api("GET", "/v1/groups/lopsided", undefined, clientToken)).body.warnings).toBeUndefined();
   });
 
   it("validates the group config and names the field", async () => {

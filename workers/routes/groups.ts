@@ -5,6 +5,7 @@ import type { App } from "../http.js";
 import type { GroupStatus } from "../../shared/api/types.js";
 import { createGroupBody, deleteGroupParams, groupConfigFrom, groupsParams, quotaBody } from "../../shared/api/schemas.js";
 import { groupsPageDefault } from "../../shared/limits.js";
+import { placementWarnings } from "../../shared/protocol/types.js";
 import { registryStub, rpc } from "../env.js";
 import type { SequencerObject } from "../sequencer.js";
 import * as groups from "../groups.js";
@@ -21,7 +22,8 @@ groupRoutes.put("/:group", async (c) => {
   const config = groupConfigFrom(group, body);
   const r = await groups.create(c.env, config);
   if (!r.created) refuseOtherSettings(group, body, r.status);
-  return c.json(r.status, r.created ? 201 : 200);
+  const warnings = placementWarnings(config);
+  return c.json({ ...r.status, ...(warnings.length > 0 ? { warnings } : {}) }, r.created ? 201 : 200);
 });
 
 /**
