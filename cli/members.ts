@@ -27,6 +27,13 @@ export function eventKind(e: Pick<GroupEvent, "kind" | "action">): string {
   return e.action ? `${e.kind} (${e.action})` : e.kind;
 }
 
+/** An event's message, with a failover's down time and cause (only `--json` showed them, where the dashboard did: a probe). */
+export function eventText(e: GroupEvent): string {
+  if (e.kind !== "failover" || typeof e.downMs !== "number") return e.message;
+  const cause = typeof e.cause === "string" && e.cause !== "" ? `: ${e.cause}` : "";
+  return `${e.message} (down ${(e.downMs / 1000).toFixed(1)} s${cause})`;
+}
+
 function printAudit(a: AuditReport): void {
   printRecord({ at: a.at, seq: comparedSeq(a), verdict: a.verdict, quarantined: a.quarantined?.join(",") || "-", ...(a.alarm ? { alarm: a.alarm } : {}) });
   printTable(["replica", "appliedSeq", "digest", "verdict"], a.replicas.map((r) => [r.id, r.appliedSeq, hashPrefix(r.digest), r.reason ? `${r.verdict} (${r.reason})` : r.verdict]));
@@ -283,7 +290,7 @@ export function memberCommands(): Command[] {
       const { client, json } = runOf(cmd);
       const r = await client.events(group, opts.limit);
       if (json) return printJson(r);
-      printTable(["at", "kind", "epoch", "message"], r.events.map((e) => [e.at, eventKind(e), e.epoch, e.message]));
+      printTable(["at", "kind", "epoch", "message"], r.events.map((e) => [e.at, eventKind(e), e.epoch, eventText(e)]));
     });
 
   const log = new Command("log")
