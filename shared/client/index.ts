@@ -109,6 +109,16 @@ export class ApiRequestError extends Error {
  * is sent (a 400, as the server's own would be): NaN and the infinities became `null`, stored in
  * silence (a probe's `put("k", NaN)`), and a bigint threw JSON's own TypeError.
  */
+/**
+ * The command as JSON has it now, for every attempt of one call: each attempt serialised the
+ * caller's object again, so one changed after the call (`s.version = 2` once `put("k", s)` was
+ * sent) went in the retry, whose same request id then answered a definite 409 for a write that
+ * was applied, with the first value (a client probe).
+ */
+function frozen(command: unknown): unknown {
+  return command === undefined ? undefined : JSON.parse(jsonOf(command));
+}
+
 function jsonOf(body: unknown): string {
   const refuse = (key: string, what: string) => new ApiRequestError(400, "bad_request", `${key ? `${key}: ` : ""}${what}; nothing was sent`);
   return JSON.stringify(body, (key, value: unknown) => {
@@ -1082,8 +1092,9 @@ export class SmrClient {
   }
 
   /** Submits a command exactly once, retrying with the same request id while the outcome is unknown. */
-  async submit(group: string, command: unknown, request = this.newRequest(), call: CallOptions = {}): Promise<CommandResult> {
+  async submit(group: string, given: unknown, request = this.newRequest(), call: CallOptions = {}): Promise<CommandResult> {
     const { signal } = call;
+    const command = frozen(given);
     const retries = new Retries(this.opts);
     let unsure = false; // an attempt's outcome was unknown: a later 503 no longer means "not ordered"
     for (;;) {
@@ -1115,7 +1126,7 @@ export class SmrClient {
    * request is then checked on its own, so a refused command leaves those sent before it done.
    */
   async submitBatch(group: string, commands: BatchCommand[], call: CallOptions = {}): Promise<BatchResult> {
-    const items = commands.map((c) => ({ request: c.request ?? this.newRequest(), command: c.command }));
+    const items = commands.map((c) => ({ request: c.request ?? this.newRequest(), command: frozen(c.command) }));
     const results: BatchItemResult[] = [];
     let bookmark: string | undefined;
     for (const piece of requestsOf(this.clientId, items)) {
@@ -1230,7 +1241,14 @@ export class SmrClient {
    */
   keepBookmark(group: string, bookmark: string): void {
     this.bookmark = bookmark;
-    const kept = later(group, this.bookmarks.get(group), bookmark);
+    const before = this.bookmarks.get(group);
+    const kept = later(group, before, bookmark);
+    // Replaced by a newer life's (a write or a read after the group was made again): the writes
+    // it named are gone, as when the server refuses it; only a sequential read found that out,
+    // so an app whose next call was a write was never told (a client probe).
+    if (before !== undefined && kept === bookmark && earlierLife(group, before, bookmark)) {
+      this.opts.onBookmarkDropped?.({ group, bookmark: before, reason: `bookmark: given by an earlier life of ${group} (deleted and created again since): the writes it names are not in this one` });
+    }
     this.bookmarks.delete(group); // re-inserted last: the map drops the group used longest ago
     this.bookmarks.set(group, kept);
     if (this.bookmarks.size > clientBookmarkGroupsMax) this.bookmarks.delete(this.bookmarks.keys().next().value!);
@@ -1614,6 +1632,13 @@ function typedOutput<O>(r: CommandResult): O {
  * an earlier version is sent the form it reads first: olderForm).
  */
 const staleBookmark = /^bookmark: (names seq \d+, past the end|given by (an earlier|another) life|given by another group|malformed)/;
+
+/** Whether bookmark `a` was given by an earlier life of the group than `b` (deleted and created again since). */
+function earlierLife(group: string, a: string, b: string): boolean {
+  const pa = decodeBookmark(a)?.life;
+  const pb = decodeBookmark(b)?.life;
+  return !!pa && !!pb && givenBy(pa, group) && givenBy(pb, group) && pa.incarnation < pb.incarnation;
+}
 
 /** The bookmark of the later position in the group's log (bookmarks name (epoch, seq); see shared/api/bookmark.ts). */
 function later(group: string, a: string | undefined, b: string): string {

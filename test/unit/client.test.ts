@@ -104,6 +104,31 @@ describe("client", () => {
   });
 });
 
+describe("client retries send what the call was given", () => {
+  it("sends every attempt the command as it was at the call, whatever the caller changes after (a retry carried the new value, and its 409 was taken as certain for a write that was applied: a client probe)", async () => {
+    const sent: unknown[] = [];
+    let calls = 0;
+    const { client } = clientWith((_url, init) => {
+      const body = JSON.parse(init.body as string) as { command?: unknown; commands?: { command: unknown }[] };
+      sent.push(body.command ?? body.commands!.map((c) => c.command));
+      // The first attempt's answer is lost (its outcome unknown): the client retries.
+      if (++calls % 2 === 1) return errorBody(504, "timeout", "not committed within 10 s");
+      return body.commands ? Response.json({ results: body.commands.map((_c, i) => ({ seq: i + 1, output: null })), bookmark: "b1.1.2" }) : Response.json({ seq: 1, output: null, bookmark: "b1.1.1" });
+    });
+    const state = { version: 1 };
+    const put = client.kv("g").put("state", state);
+    state.version = 2;
+    await put;
+    expect(sent).toEqual([{ op: "put", key: "state", value: { version: 1 } }, { op: "put", key: "state", value: { version: 1 } }]);
+    sent.length = 0;
+    const items = [{ command: { op: "put", key: "a", value: { n: 1 } } }];
+    const batch = client.submitBatch("g", items);
+    items[0]!.command.value.n = 9;
+    await batch;
+    expect(sent).toEqual([[{ op: "put", key: "a", value: { n: 1 } }], [{ op: "put", key: "a", value: { n: 1 } }]]);
+  });
+});
+
 describe("client request ids", () => {
   const recording = (ids: number[]) => async (_: unknown, init?: RequestInit) => {
     const body = JSON.parse(init!.body as string) as { request?: number; commands?: { request: number }[] };
@@ -362,6 +387,19 @@ describe("client: names, time and retries", () => {
     client.keepBookmark("g", "b1.1.zzzz"); // and a b2 kept is not replaced by a b1
     await client.query("g", { op: "get", key: "k" }, "sequential");
     expect((sent.at(-1) as { bookmark?: string }).bookmark).toBe(life2);
+  });
+
+  it("tells the app when a write's or a read's bookmark of a newer life replaces the kept one (only a sequential read's 400 told it: a client probe)", async () => {
+    const [life1, life2] = [encodeBookmark("g", 1, { epoch: 1, seq: 20 }), encodeBookmark("g", 2, { epoch: 1, seq: 1 })];
+    const dropped: unknown[] = [];
+    const { client } = clientWith(() => Response.json({ seq: 1, output: {}, bookmark: life2 }), { onBookmarkDropped: (d) => dropped.push(d) });
+    client.keepBookmark("g", life1);
+    await client.submit("g", { op: "put", key: "k", value: 1 });
+    expect(dropped).toEqual([{ group: "g", bookmark: life1, reason: expect.stringMatching(/^bookmark: given by an earlier life of g/) }]);
+    // Once: the kept one is the new life's now; a later one of that life, or an older life's given again, is no drop.
+    await client.submit("g", { op: "put", key: "k", value: 2 });
+    client.keepBookmark("g", life1);
+    expect(dropped).toHaveLength(1);
   });
 
   it("sends a server of an earlier version the form it reads (b3, then b2, then b1) and keeps the bookmark: its 400 malformed said the write was gone (a rollout review)", async () => {
