@@ -116,7 +116,7 @@ export class WatchHub {
     const from = fromSeq ?? this.source.appliedSeq();
     if (from < this.source.appliedSeq() && this.source.readEvents(from, 0, watchPageBytesMax) === "compacted") return "compacted";
     const now = this.clock.nowMs();
-    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix: prefix || null, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now, openedMs: now, passedBytes: 0, fallback };
+    const w: Watcher = { sink, sentSeq: from, idSeq: from, prefix, lastWriteMs: now, takenBytes: sink.takenBytes, stuckSinceMs: now, openedMs: now, passedBytes: 0, fallback };
     this.watchers.push(w);
     this.armKeepalive();
     this.pump();

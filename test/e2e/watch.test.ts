@@ -102,6 +102,15 @@ describe("watch", () => {
     expect(r.events.map((e) => e.id)).toEqual([2, 4, 5]);
   });
 
+  it("with an empty prefix, sends every entry that changes a key and none that changes nothing (a read in the log: an etcd probe found them sent, as with no prefix)", async () => {
+    expect((await call("PUT", "/v1/groups/we", admin, { machine: "kv" })).status).toBe(201);
+    await put("we", "k", 1);
+    expect((await call("POST", "/v1/groups/we/commands", client, { client: "w", request: ++request, command: { op: "get", key: "k" } })).status).toBe(200);
+    await put("we", "k", 2);
+    const r = await watch("we", "?from=0&prefix=", (e) => e.length >= 2);
+    expect(r.events.map((e) => e.id)).toEqual([1, 3]);
+  });
+
   it("serves a read-scoped group token on its own group only", async () => {
     const t = await call("POST", "/v1/groups/wa/tokens", admin, { scope: "read", name: "watcher" });
     expect(t.status).toBe(201);

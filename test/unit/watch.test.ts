@@ -73,7 +73,7 @@ function world() {
         const text = `id: ${e.seq}\n${"x".repeat(e.size)}\n\n`;
         chars += text.length;
         if (page.length > 0 && chars > bytesMax) break;
-        page.push({ seq: e.seq, text, keys: [e.key] });
+        page.push({ seq: e.seq, text, keys: e.key === "" ? [] : [e.key] }); // "": an entry that changes nothing (a read)
       }
       return page;
     },
@@ -125,6 +125,21 @@ describe("watch hub", () => {
     expect(all.ids()).toEqual([3, 4, 5, 6]);
     expect(only.ids()).toEqual([2, 4, 6]);
     expect(fromNow.ids()).toEqual([6]);
+  });
+
+  it("takes an empty prefix as every key's changes, not as no filter: entries that change nothing (reads, failed compares) are not sent (an etcd probe)", () => {
+    const w = world();
+    w.apply("a");
+    w.apply(""); // a read
+    w.apply("b");
+    const everyKey = new FakeSink();
+    const all = new FakeSink();
+    expect(w.hub.open(everyKey, 0, "")).toBe("ok");
+    expect(w.hub.open(all, 0, null)).toBe("ok");
+    w.apply("");
+    w.apply("c");
+    expect(everyKey.ids()).toEqual([1, 3, 5]);
+    expect(all.ids()).toEqual([1, 2, 3, 4, 5]);
   });
 
   it("keeps a slow reader's queue bounded; once it drains it catches up from the log with nothing skipped", () => {

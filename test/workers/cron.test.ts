@@ -83,8 +83,9 @@ describe("cron runs at once", () => {
     const before = await Promise.all(names.map(auditCount));
     const slow = names.slice(0, 8);
     // Slow enough that no worker of the run is free to claim again before the other run below has
-    // ended the lap (at 400 ms, a loaded machine's polling took longer, and the run took the last two).
-    for (const g of slow) await api("POST", `/v1/groups/${g}/faults`, { target: "sequencer", fault: "slow", ms: g === slow[0] ? 3_000 : 1_500 });
+    // ended the lap (at 400 ms, then at 1.5 s, a loaded machine's polling took longer, and the run
+    // took the last two).
+    for (const g of slow) await api("POST", `/v1/groups/${g}/faults`, { target: "sequencer", fault: "slow", ms: g === slow[0] ? 5_000 : 4_000 });
     try {
       const claimedMs = () => runInDurableObject(registry, (_: RegistryObject, state) => state.storage.sql.exec<{ c: number }>("SELECT claimed_ms AS c FROM names WHERE name = ?", names[0]!).one().c);
       const lapClaimMs = await claimedMs();

@@ -314,7 +314,8 @@ commandRoutes.get("/:group/watch", async (c) => {
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "query.from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
   if (from !== undefined) params.set("from", String(from));
-  if (q.prefix) params.set("prefix", q.prefix);
+  // `prefix=` (empty) is every key's changes, not no filter: it sent reads and failed compares too (an etcd probe).
+  if (q.prefix !== undefined) params.set("prefix", q.prefix);
   let compacted: Response | null = null;
   /** Why each replica that answered could not serve (a 503's message): the 503 below says so. */
   const refusals: string[] = [];
