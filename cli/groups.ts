@@ -40,7 +40,12 @@ export function printStatus(s: GroupStatus): void {
 
 /** Why a sequencer hears no quorum, as the router saw the voters (its status's noQuorumSide). */
 function noQuorumWhy(q: GroupStatus["sequencer"]): string {
-  if (q.noQuorumSide === "replicas") return `${q.silentVoters?.join(", ") || "most voters"} answer neither it nor the router: no failover can help`;
+  if (q.noQuorumSide === "replicas") {
+    const silent = q.silentVoters ?? [];
+    // None silent: they answer, but too few may vote (quarantined ones have no vote until rebuilt).
+    if (silent.length === 0) return "its voters answer the router, but too few of them are not quarantined for a quorum: no failover can help";
+    return `${silent.join(", ")} ${silent.length === 1 ? "answers" : "answer"} neither it nor the router: no failover can help`;
+  }
   if (q.noQuorumSide === "sequencer") return "its voters answer the router: it is cut off, a failover replaces it";
   return "cut off from its replicas; a failover may replace it";
 }

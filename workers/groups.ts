@@ -260,7 +260,7 @@ function judged(r: CreateResult, config: GroupConfig): CreateResult {
 }
 
 /** PUT: creates the group (201), or finds it with the same config (200), or 409. */
-export async function create(env: Env, config: GroupConfig, retried = false): Promise<{ created: boolean; status: GroupStatus }> {
+export async function create(env: Env, config: GroupConfig, retried = false): Promise<{ created: boolean; status: GroupStatus; config: GroupConfig }> {
   const group = config.group;
   const r = judged(await directoryStub(env, group).create(config, new Date().toISOString()), config);
   cache.delete(group);
@@ -275,7 +275,8 @@ export async function create(env: Env, config: GroupConfig, retried = false): Pr
     // anew, as a PUT after that DELETE would (it answered 404 "does not exist").
     try {
       const status = await withSequencer(env, group, (s) => s.status(), (s) => s === null);
-      return { created: false, status: status as GroupStatus };
+      // The group's membership now (replicas added or removed since its creation), not the body's.
+      return { created: false, status: status as GroupStatus, config: (r.record as GroupRecord).config };
     } catch (err) {
       if (err instanceof ApiError && err.code === "not_found" && !retried) return create(env, config, true);
       throw err;
@@ -286,7 +287,7 @@ export async function create(env: Env, config: GroupConfig, retried = false): Pr
   // A creation this request finished (begun by an earlier PUT that answered 503) is a 201 too: the
   // group was not there before. A 200 made the client's retry of its own PUT say "exists with
   // this config: nothing changed" for the group it had just made (a review).
-  return { created: r.kind === "created" || r.kind === "resume", status: done.status };
+  return { created: r.kind === "created" || r.kind === "resume", status: done.status, config: (r.record as GroupRecord).config };
 }
 
 /**

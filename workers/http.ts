@@ -227,14 +227,34 @@ const slowStatusCalls = new Map<string, { askedMs: number }>();
 const slowStatusTrustMs = 30_000;
 
 /**
+ * The side of each group's no quorum as last asked of its voters from this router (noQuorumSide),
+ * trusted this long: asked at every status, a dashboard polling every 2 s sent a round to every
+ * voter each time, and each read waited for the silent ones' timeout (3 s, a review).
+ */
+const noQuorumSideTrustMs = 10_000;
+const noQuorumSides = new Map<string, { askedMs: number; side: Promise<Awaited<ReturnType<typeof noQuorumSide>> | Record<string, never>> }>();
+
+function noQuorumSideOf(env: Env, group: string, keep: (p: Promise<unknown>) => void) {
+  const known = noQuorumSides.get(group);
+  if (known !== undefined && Date.now() - known.askedMs < noQuorumSideTrustMs) return known.side;
+  const side = groups.lookup(env, group).then((r) => noQuorumSide(env, r.config)).catch(() => ({}) as Record<string, never>);
+  noQuorumSides.delete(group);
+  bounded(noQuorumSides, slowReplicasMax).set(group, { askedMs: Date.now(), side });
+  keep(side);
+  return side;
+}
+
+/**
  * GET /v1/groups/{g} and /replicas: the status, or, while the sequencer cannot be reached (before
  * a failover, or through its hold-down), what the replicas say of themselves with the sequencer
  * marked `reachable: false`. Those answered 503 for 5 to 30 s, just when an operator looks. A
  * sequencer that answers slowly is not waited for past statusReadMs (a command's bound, 15 s, held
  * the status 16 to 19 s with a slow sequencer: the dashboard gave up at 20 s and kept showing the
- * group healthy, a probe); its call goes on (`keep`: past the answer), and may fail it over.
+ * group healthy, a probe); its call goes on (`keep`: past the answer), and may fail it over. `withSide` false: no
+ * noQuorumSide (`/replicas`, which shows none of it).
  */
-export async function statusForReaders(env: Env, group: string, keep: (p: Promise<unknown>) => void = () => undefined, nothingAnswering: "503" | "view" = "503"): Promise<GroupStatus> {
+export async function statusForReaders(env: Env, group: string, keep: (p: Promise<unknown>) => void = () => undefined, nothingAnswering: "503" | "view" = "503", withSide = true): Promise<GroupStatus> {
+  const startedMs = Date.now();
   const fromReplicas = (env: Env, group: string, problem: string) => replicasView(env, group, problem, nothingAnswering);
   // A call still going on past its bound: the next read does not add one more (a dashboard polling
   // every 2 s left a 15 s call each time, a review), and answers from the replicas at once.
@@ -256,7 +276,10 @@ export async function statusForReaders(env: Env, group: string, keep: (p: Promis
   try {
     const answer = await withTimeout(realClock, asked, statusReadMs, `the sequencer of ${group}`);
     // No quorum: which side it is on, asked of the voters from here (noQuorumSide).
-    const side = answer.sequencer.noQuorumMs === undefined ? {} : await noQuorumSide(env, (await groups.lookup(env, group)).config).catch(() => ({}));
+    // Within what is left of statusReadMs (the sequencer's answer took its part): past it the
+    // status goes without one, and the round, kept on, serves the next reads.
+    const leftMs = statusReadMs - (Date.now() - startedMs);
+    const side = answer.sequencer.noQuorumMs === undefined || !withSide ? {} : await withTimeout(realClock, noQuorumSideOf(env, group, keep), Math.max(0, leftMs), "the voters").catch(() => ({}));
     return { ...answer, sequencer: { ...answer.sequencer, answerMs, ...side } };
   } catch (err) {
     if (err instanceof TimeoutError) {

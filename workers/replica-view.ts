@@ -55,11 +55,14 @@ export function votersAnswering(env: Env, config: GroupConfig): Promise<{ ok: bo
  * and the runbook said replacing replicas would not help (a probe).
  */
 export async function noQuorumSide(env: Env, config: GroupConfig): Promise<{ noQuorumSide: "sequencer" | "replicas"; silentVoters: string[] }> {
-  const voters = membersOf(config).filter((m) => m.voter);
+  // Every voter of each membership in force: a removal in flight still needs the removed voter
+  // for the old membership's quorum (membersOf names the new one only, a review).
+  const { members, quorum } = inForce(config);
+  const voters = members.filter((m) => (config.inFlight ?? [membersOf(config)]).some((ms) => ms.some((x) => x.id === m.id && x.voter)));
   const positions = await positionsOf(env, config, voters);
   const answering = voters.filter((m, i) => positions[i] !== null && !positions[i]!.quarantined).map((m) => m.id);
   const silentVoters = voters.filter((_m, i) => positions[i] === null).map((m) => m.id);
-  return { noQuorumSide: inForce(config).quorum.reached(answering) ? "sequencer" : "replicas", silentVoters };
+  return { noQuorumSide: quorum.reached(answering) ? "sequencer" : "replicas", silentVoters };
 }
 
 /**

@@ -950,7 +950,7 @@ export class SequencerDriver {
       c.pendingCount === 0 && this.waitingPending.size === 0 && this.waitingSeq.size === 0 && this.commitWatchers.length === 0 &&
       c.commitSeq >= c.lastLogSeq && this.confirmations.length === 0 &&
       !this.reconfiguring && !c.configChangePending && !this.restoring && this.repairing === 0 && this.startSettled && this.rebuildsOwed() === 0 &&
-      this.untold.size === 0 && !this.retiresOwed() && !this.leftoversUnread && this.quarantineRecorded !== null && this.recordAtSeq === null
+      this.untold.size === 0 && !this.retiresOwed() && !this.leftoversUnread && !this.leftoversReading && this.quarantineRecorded !== null && this.recordAtSeq === null
     );
   }
 
@@ -1175,12 +1175,17 @@ export class SequencerDriver {
     const installs = this.core.installsKnown(id);
     const rejoin = this.core.lastLogSeq > 0 ? { epoch: this.core.epoch, throughSeq: this.core.lastLogSeq, installs } : undefined;
     let made: unknown;
+    let init: Promise<unknown> | null = null;
     try {
+      init = this.io.link(id).init(rejoin);
       // Bounded as every replica call: a hung init held this replica's send loop (and a repair
       // that asked it) for good, its appends and heartbeats skipped once it answered again (a review).
-      made = await withTimeout(this.io, this.io.link(id).init(rejoin), replicaRpcTimeoutMs, `init of ${id}`);
+      made = await withTimeout(this.io, init, replicaRpcTimeoutMs, `init of ${id}`);
     } catch (err) {
       this.io.log("warn", `init ${id}: ${String(err)}`);
+      // Timed out, it is still on its way: one that lands after a removal's destroy is destroyed
+      // again, as below (a slow replica is the one an operator replaces: a review).
+      init?.then((late) => void (late !== null && !this.stopped && !this.core.replicaIds().includes(id) && this.retireOnceRecorded(id)), () => undefined);
       return false;
     }
     // Null: it belongs to a newer incarnation of the group (this one was deleted): nothing made.
@@ -1499,6 +1504,8 @@ export class SequencerDriver {
   private readonly retireAgain = new Set<string>();
   /** Removed replicas whose destroy is under way: one try at a time (a slow one spans heartbeats). */
   private readonly retiring = new Set<string>();
+  /** Removed replicas asked to be destroyed again while a destroy of theirs was under way: destroyed once more after it. */
+  private readonly retireRerun = new Set<string>();
   /** Since when each removed replica's destroy is owed (due, under way, failed or awaiting its record), until it succeeds. */
   private readonly retireOwedMs = new Map<string, number>();
 
@@ -1533,7 +1540,9 @@ export class SequencerDriver {
   }
 
   private async retire(id: string): Promise<void> {
-    if (this.retiring.has(id)) return;
+    // One under way may have erased the replica before what asks again made it (a rejoin's init
+    // landing after the erase, before the directory's `retired` answered): once more after it.
+    if (this.retiring.has(id)) return void this.retireRerun.add(id);
     // Never a replica the membership names (or a change in flight, or an add under way): checked
     // at each try, as a retry comes a heartbeat or more after the list was read.
     if (this.named(id)) {
@@ -1555,6 +1564,7 @@ export class SequencerDriver {
       this.io.log("warn", `destroying removed ${id} (tried again at the next heartbeat): ${String(err)}`);
     } finally {
       this.retiring.delete(id);
+      if (this.retireRerun.delete(id) && !this.stopped) void this.retire(id);
     }
   }
 
@@ -1646,13 +1656,19 @@ export class SequencerDriver {
    */
   private async retireLeftovers(): Promise<void> {
     let ids: string[];
+    // Owed while it is read (see retiresOwed): a read slower than the fall asleep let the group
+    // sleep first, and the destroy that then failed waited for a wake or an audit (a review).
+    // Bounded: one that never answers is a failed read, read again at the next heartbeat.
+    this.leftoversReading = true;
     try {
-      ids = (await this.io.leftovers?.()) ?? [];
+      ids = (await withTimeout(this.io, this.io.leftovers?.() ?? Promise.resolve([]), directoryWriteTimeoutMs, `the replicas of ${this.core.config.group} to destroy`)) ?? [];
     } catch (err) {
       // Read again at the next heartbeat: once, a failed read left the list for the next sequencer (a review).
       this.leftoversUnread = true;
       this.io.log("warn", `reading the replicas of ${this.core.config.group} to destroy (read again at the next heartbeat): ${String(err)}`);
       return;
+    } finally {
+      this.leftoversReading = false;
     }
     this.leftoversUnread = false;
     if (this.stopped) return;
@@ -1661,6 +1677,8 @@ export class SequencerDriver {
 
   /** The start's read of the replicas to destroy failed: tried again at the heartbeats. */
   private leftoversUnread = false;
+  /** The read of the replicas to destroy is on its way. */
+  private leftoversReading = false;
 
   /** Whether the membership names this replica, a change in flight does, or an add under way may be making it. */
   private named(id: string): boolean {

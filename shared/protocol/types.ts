@@ -153,11 +153,12 @@ export function withCurrentSequencer(config: GroupConfig, id: string): boolean {
 }
 
 /**
- * What in a placement may cost the group its availability: a majority of its voters with one
- * location hint. If that location stops answering, nothing commits, and no failover can help (a
- * new sequencer recovers from a quorum of voters): a probe placed two of three in weur, and the
- * group took no write for the whole outage, with nothing at its creation saying so. Fewer than
- * three voters tolerate no loss wherever they are: nothing to say.
+ * What in a placement may cost the group its availability: a location hint whose voters, lost,
+ * leave fewer than a quorum (a majority of them, or half of an even count). If that location stops
+ * answering, nothing commits, and no failover can help (a new sequencer recovers from a quorum of
+ * voters): a probe placed two of three in weur, and the group took no write for the whole outage,
+ * with nothing at its creation saying so. Fewer than three voters tolerate no loss wherever they
+ * are: nothing to say.
  */
 export function placementWarnings(config: GroupConfig): string[] {
   const voters = membersOf(config).filter((m) => m.voter);
@@ -165,9 +166,11 @@ export function placementWarnings(config: GroupConfig): string[] {
   const counts = new Map<string, number>();
   for (const m of voters) if (m.location !== null) counts.set(m.location, (counts.get(m.location) ?? 0) + 1);
   const need = Math.floor(voters.length / 2) + 1;
+  // One whose loss leaves fewer than a quorum: with an even count, half is enough (four voters,
+  // two in one location: two left, three needed; a review).
   return [...counts]
-    .filter(([, n]) => n >= need)
-    .map(([location, n]) => `${n} of the ${voters.length} voting replicas are placed in ${location}, a majority: if ${location} stops answering, no write commits and no failover can help until it answers again; spread the replicas so that no location holds a majority`);
+    .filter(([, n]) => voters.length - n < need)
+    .map(([location, n]) => `${n} of the ${voters.length} voting replicas are placed in ${location}, ${n >= need ? "a majority" : "half of them"}: if ${location} stops answering, no write commits and no failover can help until it answers again; spread the replicas so that no location holds half of them or more`);
 }
 
 /** The name of the Durable Object that is the group's sequencer. */

@@ -1,7 +1,7 @@
 // Which replica a new group hosts in its first sequencer object (leader-as-replica), as PUT decides it.
 import { describe, expect, it } from "vitest";
 import { createGroupBody, groupConfigFrom } from "../../shared/api/schemas.js";
-import { creationConfig, placementWarnings } from "../../shared/protocol/types.js";
+import { creationConfig } from "../../shared/protocol/types.js";
 
 const config = (body: Record<string, unknown>) => groupConfigFrom("g", createGroupBody.parse({ machine: "kv", ...body }));
 
@@ -38,21 +38,5 @@ describe("the co-located replica of a new group", () => {
 
   it("is refused when not a boolean", () => {
     expect(createGroupBody.safeParse({ machine: "kv", colocate: "yes" }).success).toBe(false);
-  });
-});
-
-describe("a creation's placement warnings", () => {
-  it("name a location that holds a majority of the voters, for three voters or more (a probe: two of three in weur, no write for the whole outage)", () => {
-    expect(placementWarnings(config({ replicas: 3, locations: ["weur", "weur", "wnam"] }))).toEqual([
-      "2 of the 3 voting replicas are placed in weur, a majority: if weur stops answering, no write commits and no failover can help until it answers again; spread the replicas so that no location holds a majority",
-    ]);
-    expect(placementWarnings(config({ replicas: 5, locations: ["apac", "weur", "apac", "wnam", "apac"] }))).toHaveLength(1);
-  });
-
-  it("say nothing of a spread placement, of hints left out, or of fewer than three voters", () => {
-    expect(placementWarnings(config({ replicas: 3, locations: ["weur", "wnam", "apac"] }))).toEqual([]);
-    expect(placementWarnings(config({ replicas: 5, locations: ["weur", "weur", "wnam", "wnam", "apac"] }))).toEqual([]);
-    expect(placementWarnings(config({ replicas: 3 }))).toEqual([]);
-    expect(placementWarnings(config({ replicas: 2, locations: ["weur", "weur"] }))).toEqual([]);
   });
 });

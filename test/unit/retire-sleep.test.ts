@@ -92,3 +92,31 @@ describe("a removed replica whose destroy fails, and the group's sleep", () => {
     g.driver.stop();
   }, 30_000);
 });
+
+describe("a start's leftover destroy and the group's sleep", () => {
+  it("keeps the idle group awake while the list is read, then while its destroy is owed (a review: asleep while the read was on its way, nothing was owed)", async () => {
+    const g = directGroup({ ...config, lastReplicaNo: 4 }, { entries: 10_000, slack: 1_000 }, fastClock);
+    const tries: number[] = [];
+    let asleepAt: number | null = null;
+    Object.assign(g.io as DriverIO, {
+      sleepAfterMs: 1_000,
+      // The directory's list takes 4 s to come (a slow directory); r4's object does not answer.
+      leftovers: () => new Promise<string[]>((r) => fastClock.setTimer(4_000, () => r(["r4"]))),
+      retire: async () => {
+        tries.push(fastClock.nowMs());
+        throw new Error("injected: r4 is unreachable");
+      },
+      onSleep: (since: number | null) => void (asleepAt = since === null ? null : fastClock.nowMs()),
+    });
+    g.driver.holdChanges();
+    g.driver.startHeartbeats();
+    const startMs = fastClock.nowMs();
+    g.driver.settleStart(null, [], 0);
+    await pause(retireAwakeMs / 2);
+    expect(tries.length, "r4's destroy tried").toBeGreaterThan(0);
+    expect(asleepAt, "asleep with r4's destroy owed since its start").toBeNull();
+    expect(tries.length, "tried at the heartbeats").toBeGreaterThan((retireAwakeMs / 2 - 5_000) / heartbeatMs / 2);
+    expect(fastClock.nowMs() - startMs).toBeLessThan(retireAwakeMs);
+    g.driver.stop();
+  }, 30_000);
+});

@@ -1,6 +1,6 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { api, clientToken, createGroup, expectError } from "./helpers.js";
+import { api, clientToken, createGroup, expectError, waitFor } from "./helpers.js";
 
 describe("the registry's list of names", () => {
   // A PUT during a DELETE finishes the delete and creates the next incarnation; the DELETE's own
@@ -87,6 +87,20 @@ describe("groups", () => {
     expect(again.body.warnings).toEqual(created.body.warnings);
     // Only the PUT says it: a status is not a creation.
     expect((await api("GET", "/v1/groups/lopsided", undefined, clientToken)).body.warnings).toBeUndefined();
+  });
+
+  it("a repeated creation's warnings are of the membership in force, not of the PUT's body: none once the location no longer holds enough voters (a review)", async () => {
+    const spec = { machine: "kv", replicas: 3, locations: ["weur", "weur", "wnam"] };
+    const created = await api("PUT", "/v1/groups/relocated", spec);
+    expect(created.status).toBe(201);
+    expect(created.body.warnings).toHaveLength(1);
+    const removed = await api("DELETE", "/v1/groups/relocated/replicas/r2");
+    expect(removed.status, JSON.stringify(removed.body)).toBe(202);
+    await waitFor("r2 gone", async () => !(await api("GET", "/v1/groups/relocated")).body.replicas.some((r: { id: string }) => r.id === "r2"), 100);
+    // Two voters left, one in weur, one in wnam: nothing to warn of (fewer than three tolerate no loss).
+    const again = await api("PUT", "/v1/groups/relocated", spec);
+    expect(again.status).toBe(200);
+    expect(again.body.warnings).toBeUndefined();
   });
 
   it("validates the group config and names the field", async () => {

@@ -314,8 +314,10 @@ commandRoutes.get("/:group/watch", async (c) => {
   if (from !== undefined && from > 0) await refusePastEnd(c, group, from, lastId !== undefined ? "Last-Event-ID" : "query.from");
   const params = new URLSearchParams({ incarnation: String(record.config.incarnation) });
   if (from !== undefined) params.set("from", String(from));
-  // `prefix=` (empty) is every key's changes, not no filter: it sent reads and failed compares too (an etcd probe).
-  if (q.prefix !== undefined) params.set("prefix", q.prefix);
+  // `prefix=` (empty) is every key's changes, not no filter: it sent reads and failed compares too
+  // (an etcd probe). parseQuery takes an empty value for none, as for every other parameter.
+  const prefix = q.prefix ?? (new URL(c.req.url).searchParams.has("prefix") ? "" : undefined);
+  if (prefix !== undefined) params.set("prefix", prefix);
   let compacted: Response | null = null;
   /** Why each replica that answered could not serve (a 503's message): the 503 below says so. */
   const refusals: string[] = [];

@@ -22,7 +22,7 @@ groupRoutes.put("/:group", async (c) => {
   const config = groupConfigFrom(group, body);
   const r = await groups.create(c.env, config);
   if (!r.created) refuseOtherSettings(group, body, r.status);
-  const warnings = placementWarnings(config);
+  const warnings = placementWarnings(r.config);
   return c.json({ ...r.status, ...(warnings.length > 0 ? { warnings } : {}) }, r.created ? 201 : 200);
 });
 

@@ -40,7 +40,8 @@ memberRoutes.get("/:group/log", async (c) => {
 memberRoutes.get("/:group/replicas", async (c) => {
   const group = groupParam(c);
   await groupTokenLife(c, group);
-  const s = await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p));
+  // No noQuorumSide: this answer shows no sequencer that answered (a round of the voters for nothing).
+  const s = await statusForReaders(c.env, group, (p) => c.executionCtx.waitUntil(p), "503", false);
   // While the sequencer cannot be reached these are what the replicas say of themselves: the
   // answer says so, as the group's status does (docs/OPERATIONS.md, "Status"); it looked like a healthy list.
   return c.json({ replicas: s.replicas, ...(s.sequencer.reachable === false ? { sequencer: s.sequencer } : {}) });
