@@ -7,7 +7,7 @@ import { runOf } from "./context.js";
 import { printHealth, slowNote } from "./metrics.js";
 import { hashPrefix, note, printJson, printRecord, printTable } from "./output.js";
 import { bytesText } from "../public/units.js";
-import { quotaText } from "../public/health.js";
+import { noQuorumSideText, quotaText } from "../public/health.js";
 
 /** health.js's wording of a replica at (or near) the group's storage quota, else null. */
 function storageText(s: GroupStatus): string | null {
@@ -40,14 +40,7 @@ export function printStatus(s: GroupStatus): void {
 
 /** Why a sequencer hears no quorum, as the router saw the voters (its status's noQuorumSide). */
 function noQuorumWhy(q: GroupStatus["sequencer"]): string {
-  if (q.noQuorumSide === "replicas") {
-    const silent = q.silentVoters ?? [];
-    // None silent: they answer, but too few may vote (quarantined ones have no vote until rebuilt).
-    if (silent.length === 0) return "its voters answer the router, but too few of them are not quarantined for a quorum: no failover can help";
-    return `${silent.join(", ")} ${silent.length === 1 ? "answers" : "answer"} neither it nor the router: no failover can help`;
-  }
-  if (q.noQuorumSide === "sequencer") return "its voters answer the router: it is cut off, a failover replaces it";
-  return "cut off from its replicas; a failover may replace it";
+  return noQuorumSideText(q.noQuorumSide, q.silentVoters) ?? "cut off from its replicas; a failover may replace it";
 }
 
 export function printReplicas(replicas: GroupStatus["replicas"]): void {

@@ -3,7 +3,7 @@
 // tab's sessionStorage, never in the URL; every call sends it as a bearer token. The selected
 // group is in the URL's fragment (#group=name), so a view can be linked to.
 // A module (strict, deferred): the health rule is shared with the CLI.
-import { deletingText, groupsHealth, healthOf, noQuorumText, quotaText, replicaTrouble, samples, slowText } from "./health.js";
+import { deletingText, groupsHealth, healthOf, noQuorumSideText, noQuorumText, quotaText, replicaTrouble, samples, slowText } from "./health.js";
 import { bytesText, span } from "./units.js";
 
 /** Between the end of one refresh and the start of the next. */
@@ -287,10 +287,12 @@ let ownHealth = null;
 let scrapeStartedMs = 0;
 
 /** One group's health (health.js: as `smr groups status` tells it) and why, in words. */
-function judge(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes, deleting = false) {
+function judge(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes, deleting = false, side = null) {
   const health = healthOf(up, replicas, lastAudit, answerMs, noQuorumMs, quotaBytes);
   if (!up) return { health, why: deleting ? deletingText : "its sequencer or directory did not answer" };
-  const noQuorum = noQuorumText(noQuorumMs);
+  // The group's own status says which side (noQuorumSide); a scrape does not.
+  const sideText = side ? noQuorumSideText(side.noQuorumSide, side.silentVoters) : null;
+  const noQuorum = noQuorumText(noQuorumMs) && (sideText ? `${noQuorumText(noQuorumMs)}: ${sideText}` : noQuorumText(noQuorumMs));
   const notHealthy = replicaTrouble(replicas);
   const slow = slowText(answerMs);
   const full = quotaText(replicas, quotaBytes);
@@ -554,7 +556,7 @@ function renderGroup(status, audits, events, askedMs) {
   renderEvents(events.filter((e) => e.kind !== "failover").slice(0, eventsShown));
 
   // The selected group's health from what was just read, fresher than the last scrape.
-  ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0], s.answerMs, s.noQuorumMs, status.storageQuotaMiB === undefined ? null : status.storageQuotaMiB * 1048576), atMs: askedMs };
+  ownHealth = { group: status.group, health: judge(!unreachable, status.replicas, audits[0], s.answerMs, s.noQuorumMs, status.storageQuotaMiB === undefined ? null : status.storageQuotaMiB * 1048576, false, s), atMs: askedMs };
   renderHealth();
 }
 

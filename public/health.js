@@ -32,6 +32,23 @@ export function noQuorumText(noQuorumMs) {
   return noQuorumMs !== null && noQuorumMs !== undefined ? `no quorum of replicas for ${Math.round(noQuorumMs / 1000)} s (writes cannot commit)` : null;
 }
 
+/**
+ * Which side a sequencer with no quorum is on, as the router saw its voters (its status's
+ * noQuorumSide and silentVoters), in words; null: not known (a scrape's view, an older server).
+ * The one wording of `smr groups status` and the dashboard's group view.
+ * @param {"sequencer" | "replicas" | undefined} side
+ * @param {string[] | undefined} silentVoters
+ * @returns {string | null}
+ */
+export function noQuorumSideText(side, silentVoters) {
+  if (side === "sequencer") return "its voters answer the router: it is cut off, a failover replaces it";
+  if (side !== "replicas") return null;
+  const silent = silentVoters ?? [];
+  // None silent: they answer, but too few may vote (quarantined ones have no vote until rebuilt).
+  if (silent.length === 0) return "its voters answer the router, but too few of them are not quarantined for a quorum: no failover can help";
+  return `${silent.join(", ")} ${silent.length === 1 ? "answers" : "answer"} neither it nor the router: no failover can help`;
+}
+
 /** The share of its storage quota from which a replica's group is degraded: a warning before writes are refused. */
 export const quotaWarnShare = 0.9;
 

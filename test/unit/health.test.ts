@@ -1,7 +1,7 @@
 // The health rule shared by `smr groups status` and the dashboard (public/health.js), over a
 // scrape's text as /v1/metrics writes it.
 import { describe, expect, it } from "vitest";
-import { groupsHealth, healthOf, noQuorumText, quotaText, replicaTrouble, samples } from "../../public/health.js";
+import { groupsHealth, healthOf, noQuorumSideText, noQuorumText, quotaText, replicaTrouble, samples } from "../../public/health.js";
 
 const scrape = [
   "# HELP smr_group_up 1 if the group's objects answered this scrape",
@@ -99,5 +99,15 @@ describe("health", () => {
     const parsed = samples(scrape);
     expect(parsed.some((s) => s.name.startsWith("#") || s.name === "HELP")).toBe(false);
     expect(parsed.find((s) => s.name === "smr_build_info")?.labels.version).toBe('x "q"\nz');
+  });
+});
+
+describe("which side a sequencer with no quorum is on, in words (the CLI's quorum line and the dashboard's group view)", () => {
+  it("says a failover replaces a cut-off sequencer, and that none can help when the voters answer no one (an operator probe: a failover promised for minutes)", () => {
+    expect(noQuorumSideText("sequencer", [])).toBe("its voters answer the router: it is cut off, a failover replaces it");
+    expect(noQuorumSideText("replicas", ["r1", "r2"])).toBe("r1, r2 answer neither it nor the router: no failover can help");
+    expect(noQuorumSideText("replicas", ["r3"])).toBe("r3 answers neither it nor the router: no failover can help");
+    expect(noQuorumSideText("replicas", [])).toMatch(/too few of them are not quarantined for a quorum: no failover can help$/);
+    expect(noQuorumSideText(undefined, undefined)).toBeNull();
   });
 });
