@@ -653,7 +653,8 @@ async function failoverOnce(env: Env, group: string, failed: string, cause: stri
   unreachableSince.delete(sequencerKey(config));
   const r = await sequencerOf(env, moved).recover(moved);
   if (!r.ok) throw new ApiError("unavailable", `the new sequencer ${decision.next.name} of ${group} could not recover yet: ${r.reason}`, 1);
-  const event = changeEvent(change, r.epoch, new Date().toISOString());
+  // At the kept event's time, if the recovery kept it: the log line then says its down time.
+  const event = changeEvent(change, r.epoch, r.eventAt ?? new Date().toISOString());
   if (!r.eventKept) await settle(env, group, config.incarnation, change.to, r.epoch, event.at);
   logEvent({ event: "failover", group, epoch: r.epoch, message: event.message, from: change.from, to: change.to, downMs: event.downMs, cause }, "warn");
   return { ...record, config: moved };

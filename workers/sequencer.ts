@@ -111,7 +111,8 @@ export class SequencerObject extends ReplicaServing {
       inOffice: (cfg) => this.inOffice(cfg),
       recovered: (cfg, epoch, message, fields) => {
         this.predecessors.begin(this.core?.config ?? cfg);
-        return this.event(cfg, "recovery", message, fields, epoch);
+        const at = new Date().toISOString();
+        return this.event(cfg, "recovery", message, fields, epoch, at).then((kept) => (kept ? at : null));
       },
       directoryConfig: (cfg) => this.directoryConfig(cfg),
       creatable: async (cfg) => {
@@ -331,8 +332,8 @@ export class SequencerObject extends ReplicaServing {
   }
 
   /** Keeps an event in the group's directory (best effort: the history must never stop the group). */
-  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}, epoch = this.core?.epoch ?? 0): Promise<boolean> {
-    const event = { at: new Date().toISOString(), kind, epoch, message, ...fields };
+  private event(cfg: GroupConfig, kind: EventKind, message: string, fields: Record<string, unknown> = {}, epoch = this.core?.epoch ?? 0, at = new Date().toISOString()): Promise<boolean> {
+    const event = { at, kind, epoch, message, ...fields };
     logEvent({ event: kind, group: cfg.group, epoch: event.epoch, message, ...fields }, eventLevels[String(fields.action ?? kind)] ?? "log");
     // Bounded for a recovery that waits for it; the call goes on past the bound, and usually lands.
     const kept = withTimeout(realClock, directoryStub(this.env, cfg.group).addEvent(cfg.incarnation, event), eventKeepTimeoutMs, "the directory").then(

@@ -41,11 +41,12 @@ export interface SequencerHost {
   /** A recovery after a fencing failed: the host retries later (the simulator) or waits for the next request (the Durable Object). */
   recoveryFailed?(config: GroupConfig, reason: string): void;
   /**
-   * Keeps the recovery's event, awaited (bounded; true once kept): with it the directory keeps the
-   * event of the move or failover that named this sequencer (SequencerChange), whoever asked for
-   * the recovery. Without it, the event goes as every other (DriverIO.event, in the background).
+   * Keeps the recovery's event, awaited (bounded; its time once kept, null if not): with it the
+   * directory keeps the event of the move or failover that named this sequencer (SequencerChange),
+   * whoever asked for the recovery, at that time. Without it, the event goes as every other
+   * (DriverIO.event, in the background).
    */
-  recovered?(config: GroupConfig, epoch: number, message: string, fields: Record<string, unknown>): Promise<boolean>;
+  recovered?(config: GroupConfig, epoch: number, message: string, fields: Record<string, unknown>): Promise<string | null>;
 }
 
 /** Variants for the simulator's deliberately broken protocols; production uses the defaults. */
@@ -56,9 +57,11 @@ export interface LifecycleOptions {
 
 /**
  * `deposed`: the directory names another sequencer; this one must not recover (and need not retry).
- * `eventKept`: this call's recovery had its event kept (with the event of the change that named it).
+ * `eventKept`: this call's recovery had its event kept (with the event of the change that named it),
+ * `eventAt` its time: the change's event is kept with it, and the router's log line says the same
+ * down time (it reckoned its own, from its own later clock: 20 ms apart, an operator probe).
  */
-export type Recovered = { ok: true; epoch: number; eventKept?: boolean } | { ok: false; reason: string; deposed?: boolean };
+export type Recovered = { ok: true; epoch: number; eventKept?: boolean; eventAt?: string } | { ok: false; reason: string; deposed?: boolean };
 /** A recovery event's fields; `again`: not this sequencer's first recovery (SequencerChange). */
 type RecoveryFields = { sequencer: string; again?: true };
 /** A recovery's event, reported once the recovery is done. */
@@ -199,7 +202,10 @@ export class SequencerLifecycle {
     const r = await this.serially(() => this.recoverNow(config, again, (message, fields) => (event = { message, fields })));
     if (!r.ok || event === null) return r;
     const { message, fields } = event;
-    if (this.host.recovered) return { ...r, eventKept: await this.host.recovered(config, r.epoch, message, fields) };
+    if (this.host.recovered) {
+      const at = await this.host.recovered(config, r.epoch, message, fields);
+      return { ...r, eventKept: at !== null, ...(at !== null ? { eventAt: at } : {}) };
+    }
     this.host.io(config).event?.("recovery", message, fields);
     return r;
   }

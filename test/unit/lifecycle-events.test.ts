@@ -23,10 +23,11 @@ describe("a recovery's event", () => {
       prepare: () => {},
       wipe: async () => void (storage = new MemorySequencerStorage()),
       io: () => g.io,
-      recovered: async (_config, _epoch, message, fields) => (reported.push({ message, ...fields }), true),
+      recovered: async (_config, _epoch, message, fields) => (reported.push({ message, ...fields }), "2026-12-07T23:00:00.000Z"),
       recoveryFailed: (_c, reason) => void reported.push({ failed: reason }),
     });
-    expect(await lifecycle.recover(moved)).toEqual({ ok: true, epoch: 2, eventKept: true });
+    // The kept event's time comes back: the router's log line gives the down time the event keeps.
+    expect(await lifecycle.recover(moved)).toEqual({ ok: true, epoch: 2, eventKept: true, eventAt: "2026-12-07T23:00:00.000Z" });
     expect(reported).toEqual([{ message: "sequencer g~s1 recovered 1 entries at epoch 2", sequencer: "g~s1" }]);
     // Asked again while serving: no second recovery, no event.
     expect(await lifecycle.recover(moved)).toEqual({ ok: true, epoch: 2 });
@@ -82,13 +83,16 @@ describe("a re-created group's sequencer named like one of the deleted group's",
       io: () => current.group.io,
       inOffice: async (c) => dir.get()?.config.incarnation === c.incarnation && dir.get()?.config.sequencer?.name === "g~s1",
       directoryConfig: async () => dir.get()?.config ?? null,
-      recovered: async (c, epoch, message, fields) => dir.addEvent(c.incarnation, { at: new Date(fast.nowMs()).toISOString(), kind: "recovery", epoch, message, ...fields }),
+      recovered: async (c, epoch, message, fields) => {
+        const at = new Date(fast.nowMs()).toISOString();
+        return dir.addEvent(c.incarnation, { at, kind: "recovery", epoch, message, ...fields }) ? at : null;
+      },
     });
     const first = current.config.incarnation;
 
     // The first incarnation: g -> g~s1 (epoch 2), then g~s1 fenced out by g~s2's recovery.
     const s1 = failover(current.config, 1);
-    expect(await lifecycle.recover(s1)).toEqual({ ok: true, epoch: 2, eventKept: true });
+    expect(await lifecycle.recover(s1)).toMatchObject({ ok: true, epoch: 2, eventKept: true });
     expect(dir.events(10).find((e) => e.kind === "failover")).toMatchObject({ epoch: 2, message: "sequencer g replaced by g~s1 at epoch 2" });
     failover(current.config, 2);
     (lifecycle as unknown as { fenced(c: GroupConfig): void }).fenced(s1);
@@ -101,7 +105,7 @@ describe("a re-created group's sequencer named like one of the deleted group's",
     current = await incarnation();
     expect(current.config.incarnation).toBe(first + 1);
     const again = failover(current.config, 1);
-    expect(await lifecycle.recover(again)).toEqual({ ok: true, epoch: 2, eventKept: true });
+    expect(await lifecycle.recover(again)).toMatchObject({ ok: true, epoch: 2, eventKept: true });
     const events = dir.events(10);
     expect(events.find((e) => e.kind === "failover")).toMatchObject({ epoch: 2, message: "sequencer g replaced by g~s1 at epoch 2" });
     expect(events.find((e) => e.kind === "recovery")).not.toHaveProperty("again");
