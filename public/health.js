@@ -41,12 +41,14 @@ export function noQuorumText(noQuorumMs) {
  * @returns {string | null}
  */
 export function noQuorumSideText(side, silentVoters) {
-  if (side === "sequencer") return "its voters answer the router: it is cut off, a failover replaces it";
+  // The sequencer is named, not "it": the dashboard shows this in a group's tooltip, where "it is
+  // cut off" read as the group (a review).
+  if (side === "sequencer") return "the voters answer the router: the sequencer is cut off, a failover replaces it";
   if (side !== "replicas") return null;
   const silent = silentVoters ?? [];
   // None silent: they answer, but too few may vote (quarantined ones have no vote until rebuilt).
-  if (silent.length === 0) return "its voters answer the router, but too few of them are not quarantined for a quorum: no failover can help";
-  return `${silent.join(", ")} ${silent.length === 1 ? "answers" : "answer"} neither it nor the router: no failover can help`;
+  if (silent.length === 0) return "the voters answer the router, but too many are quarantined for a quorum: no failover can help";
+  return `${silent.join(", ")} ${silent.length === 1 ? "answers" : "answer"} neither the sequencer nor the router: no failover can help`;
 }
 
 /** The share of its storage quota from which a replica's group is degraded: a warning before writes are refused. */

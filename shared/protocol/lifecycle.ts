@@ -57,7 +57,8 @@ export interface LifecycleOptions {
 
 /**
  * `deposed`: the directory names another sequencer; this one must not recover (and need not retry).
- * `eventKept`: this call's recovery had its event kept (with the event of the change that named it),
+ * `eventKept`: the recovery at this epoch (this call's, or another call's that came first) had its
+ * event kept (with the event of the change that named it),
  * `eventAt` its time: the change's event is kept with it, and the router's log line says the same
  * down time (it reckoned its own, from its own later clock: 20 ms apart, an operator probe).
  */
@@ -191,6 +192,9 @@ export class SequencerLifecycle {
    */
   private fencedIn: number | null = null;
 
+  /** The last recovery's event as host.recovered keeps it (its time once kept, null if not). */
+  private reported: { incarnation: number; epoch: number; at: Promise<string | null> } | null = null;
+
   /**
    * `again`: this sequencer recovered (or served) before, so a move's or failover's event waiting
    * for its first recovery must not take this one's epoch (a review: the first one's event lost,
@@ -200,10 +204,21 @@ export class SequencerLifecycle {
   private async recoverReporting(config: GroupConfig, again: boolean): Promise<Recovered> {
     let event: { message: string; fields: RecoveryFields } | null = null;
     const r = await this.serially(() => this.recoverNow(config, again, (message, fields) => (event = { message, fields })));
-    if (!r.ok || event === null) return r;
+    if (!r.ok) return r;
+    if (event === null) {
+      // Serving already: another call's recovery (of this epoch) kept the event, or is keeping it.
+      // Its time, so the router that named this sequencer logs the down time the event keeps (a
+      // review: another router's request recovered it first, and the log line reckoned its own).
+      const last = this.reported;
+      if (last === null || last.incarnation !== config.incarnation || last.epoch !== r.epoch) return r;
+      const at = await last.at;
+      return at === null ? r : { ...r, eventKept: true, eventAt: at };
+    }
     const { message, fields } = event;
     if (this.host.recovered) {
-      const at = await this.host.recovered(config, r.epoch, message, fields);
+      const kept = this.host.recovered(config, r.epoch, message, fields).catch(() => null);
+      this.reported = { incarnation: config.incarnation, epoch: r.epoch, at: kept };
+      const at = await kept;
       return { ...r, eventKept: at !== null, ...(at !== null ? { eventAt: at } : {}) };
     }
     this.host.io(config).event?.("recovery", message, fields);

@@ -58,12 +58,12 @@ describe("smr groups status", () => {
 
   it("says which side a sequencer with no quorum is on, as the router saw its voters (a probe: a failover promised that could not come)", () => {
     const noQuorum = (side: Record<string, unknown>) => printed({ ...base, sequencer: { ...base.sequencer, noQuorumMs: 74_000, ...side } } as GroupStatus);
-    expect(noQuorum({ noQuorumSide: "replicas", silentVoters: ["r1", "r2"] })).toMatch(/│ quorum +│ NONE for 74 s \(r1, r2 answer neither it nor the router: no failover can help\) +│/);
-    expect(noQuorum({ noQuorumSide: "sequencer", silentVoters: [] })).toMatch(/│ quorum +│ NONE for 74 s \(its voters answer the router: it is cut off, a failover replaces it\) +│/);
+    expect(noQuorum({ noQuorumSide: "replicas", silentVoters: ["r1", "r2"] })).toMatch(/│ quorum +│ NONE for 74 s \(r1, r2 answer neither the sequencer nor the router: no failover can help\) +│/);
+    expect(noQuorum({ noQuorumSide: "sequencer", silentVoters: [] })).toMatch(/│ quorum +│ NONE for 74 s \(the voters answer the router: the sequencer is cut off, a failover replaces it\) +│/);
     // Voters that answer the router but may not vote (quarantined) are not said silent; one silent voter in the singular (a review).
-    expect(noQuorum({ noQuorumSide: "replicas", silentVoters: [] })).not.toMatch(/answer neither it nor the router/);
+    expect(noQuorum({ noQuorumSide: "replicas", silentVoters: [] })).not.toMatch(/answer neither the sequencer nor the router/);
     expect(noQuorum({ noQuorumSide: "replicas", silentVoters: [] })).toMatch(/quarantined/);
-    expect(noQuorum({ noQuorumSide: "replicas", silentVoters: ["r3"] })).toMatch(/r3 answers neither it nor the router/);
+    expect(noQuorum({ noQuorumSide: "replicas", silentVoters: ["r3"] })).toMatch(/r3 answers neither the sequencer nor the router/);
     // An older server says no side.
     expect(noQuorum({})).toMatch(/│ quorum +│ NONE for 74 s \(cut off from its replicas; a failover may replace it\) +│/);
   });
