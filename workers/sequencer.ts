@@ -39,8 +39,12 @@ export type DestroyAnswer = boolean | { failed: string };
 
 /** An older sequencer's hand-over answered nothing (undefined). */
 export type HandOverAnswer = { epoch: number } | undefined;
-/** `why`: the error's reason (errors.ts), for a refusal no quick retry mends. */
-type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout"; why?: "unreachable" };
+/**
+ * `why`: the error's reason (errors.ts), for a refusal no quick retry mends. `noQuorum`: refused
+ * for want of a quorum this sequencer does not reach either, so it cannot tell whether it or the
+ * replicas are cut off: the router asks the voters itself (routes/members.ts).
+ */
+export type ChangeRefused = { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" | "timeout"; why?: "unreachable"; noQuorum?: true };
 export type AddReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
 export type RemoveReplicaAnswer = { ok: true; replica: ReplicaStatus } | ChangeRefused;
 export type ReleaseAnswer = { ok: true } | { ok: false; reason: string; code: "not_found" | "conflict" | "unavailable" };
@@ -53,8 +57,10 @@ function changeRefused(r: Refused, driver: SequencerDriver): ChangeRefused {
   const codes: Partial<Record<Refusal, ChangeRefused["code"]>> = { full: "conflict", last_voter: "conflict", not_member: "not_found", not_committed: "timeout" };
   // `unreachable` (retried for seconds only) while this sequencer reaches its voters: the replicas
   // the change needs are down. Cut off itself, a failover may mend it: retried as any 503 (a review).
-  const unreachable = r.refused === "no_quorum" && driver.reachesQuorum();
-  return { ok: false, reason: r.reason, code: codes[r.refused] ?? "unavailable", ...(unreachable ? { why: "unreachable" as const } : {}) };
+  const noQuorum = r.refused === "no_quorum";
+  const unreachable = noQuorum && driver.reachesQuorum();
+  const why = unreachable ? { why: "unreachable" as const } : noQuorum ? { noQuorum: true as const } : {};
+  return { ok: false, reason: r.reason, code: codes[r.refused] ?? "unavailable", ...why };
 }
 
 /** The co-located replica's log table: the sequencer's own log is `log`. */

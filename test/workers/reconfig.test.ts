@@ -159,6 +159,33 @@ describe("reconfiguration", () => {
     expect(Object.keys(await replicas("strict"))).toEqual(["r1", "r3"]);
   });
 
+  it("says when a change waits on a majority of voters lost, not the sequencer (no failover mends it): `unreachable`, naming them, where it was retried 90 s", async () => {
+    await createGroup("lostmaj");
+    expect((await command("lostmaj", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    for (const r of ["r2", "r3"]) await api("POST", "/v1/groups/lostmaj/faults", { target: r, fault: "unreachable" });
+    try {
+      await waitFor("r2 and r3 down", async () => {
+        const now = await replicas("lostmaj");
+        return now.r2?.status === "down" && now.r3?.status === "down";
+      }, 200);
+      const refused = await api("POST", "/v1/groups/lostmaj/replicas", {});
+      expectError(refused, 503, "unavailable", /The voters r2, r3 do not answer this router either: no failover can mend this/);
+      expect(refused.body.error.reason).toBe("unreachable");
+      const removal = await api("DELETE", "/v1/groups/lostmaj/replicas/r3");
+      expectError(removal, 503, "unavailable", /r2, r3 do not answer/);
+      expect(removal.body.error.reason).toBe("unreachable");
+      expect(Object.keys(await replicas("lostmaj"))).toEqual(["r1", "r2", "r3"]);
+    } finally {
+      for (const r of ["r2", "r3"]) await api("POST", "/v1/groups/lostmaj/faults", { target: r, fault: "none" });
+    }
+    // Back (once the sequencer hears them again): the same add goes through.
+    await waitFor("r2 and r3 back", async () => {
+      const now = await replicas("lostmaj");
+      return now.r2?.status === "healthy" && now.r3?.status === "healthy";
+    }, 200);
+    expect((await api("POST", "/v1/groups/lostmaj/replicas", {})).status).toBe(202);
+  }, 60_000);
+
   it("a removal ordered by a sequencer lost before it committed is finished by the successor: its event, and the removed replica's storage destroyed", async () => {
     await createGroup("orphan", { machine: "kv", colocate: false });
     expect((await command("orphan", { op: "put", key: "a", value: 1 })).status).toBe(200);

@@ -10,7 +10,9 @@ import * as groups from "../groups.js";
 import { groupParam, groupTokenLife, jsonBody, parse, parseQuery, requireAdmin, routeOf, status, statusForReaders } from "../http.js";
 import type { LogPage } from "../../shared/api/results.js";
 import type { GroupStatus, ReplicaStatus } from "../../shared/api/types.js";
-import type { AddReplicaAnswer, ReleaseAnswer, RemoveReplicaAnswer } from "../sequencer.js";
+import type { Env } from "../env.js";
+import { noQuorumSide } from "../replica-view.js";
+import type { AddReplicaAnswer, ChangeRefused, ReleaseAnswer, RemoveReplicaAnswer } from "../sequencer.js";
 
 export const memberRoutes = new Hono<App>();
 
@@ -52,10 +54,32 @@ memberRoutes.post("/:group/replicas", async (c) => {
   const group = groupParam(c);
   const body = parse(addReplicaBody, await jsonBody(c, true), "body");
   const r = await groups.withSequencer(c.env, group, (s) => rpc<AddReplicaAnswer>(s.addReplica(body.location ?? null)), (r) => !r.ok && r.code === "not_found", "change");
-  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined, r.why);
+  if (!r.ok) throw await changeError(c.env, group, r);
   groups.forget(group);
   return c.json({ replica: r.replica }, 202);
 });
+
+/**
+ * The error of a refused membership change. One refused for a quorum its sequencer does not reach
+ * either is asked of the voters from here, as the status's noQuorumSide is: when they do not
+ * answer here either, no failover can mend it, and the answer says so with `unreachable` (retried
+ * for seconds, not 90 s). A `replicas add` with two of three voters down was retried 90 s, its
+ * message saying only that the sequencer "may be the one cut off" (a probe).
+ */
+async function changeError(env: Env, group: string, r: ChangeRefused): Promise<ApiError> {
+  if (r.noQuorum) {
+    const side = await groups
+      .lookup(env, group)
+      .then((record) => noQuorumSide(env, record.config))
+      .catch(() => null);
+    if (side?.noQuorumSide === "replicas") {
+      const silent = side.silentVoters.join(", ");
+      const message = `${r.reason}. The voters ${silent} do not answer this router either: no failover can mend this; bring them back, or restore a snapshot of a replica that answers into a new group (docs/OPERATIONS.md, "A majority of replicas lost")`;
+      return new ApiError("unavailable", message, 1, "unreachable");
+    }
+  }
+  return new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined, r.why);
+}
 
 function replicaParam(c: Context<App>): string {
   const id = c.req.param("id") ?? "";
@@ -69,7 +93,7 @@ memberRoutes.delete("/:group/replicas/:id", async (c) => {
   const id = replicaParam(c);
   await status(c.env, group); // 404 for no such group, and a recovered sequencer
   const r = await groups.withSequencer(c.env, group, (s) => rpc<RemoveReplicaAnswer>(s.removeReplica(id)), (r) => !r.ok && r.code === "not_found" && r.reason === "no such group", "change");
-  if (!r.ok) throw new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined, r.why);
+  if (!r.ok) throw await changeError(c.env, group, r);
   groups.forget(group);
   return c.json({ replica: r.replica }, 202);
 });
