@@ -105,11 +105,6 @@ export class ApiRequestError extends Error {
 }
 
 /**
- * A request body as JSON, refusing what JSON cannot hold instead of changing it, before anything
- * is sent (a 400, as the server's own would be): NaN and the infinities became `null`, stored in
- * silence (a probe's `put("k", NaN)`), and a bigint threw JSON's own TypeError.
- */
-/**
  * The command as JSON has it now, for every attempt of one call: each attempt serialised the
  * caller's object again, so one changed after the call (`s.version = 2` once `put("k", s)` was
  * sent) went in the retry, whose same request id then answered a definite 409 for a write that
@@ -119,6 +114,11 @@ function frozen(command: unknown): unknown {
   return command === undefined ? undefined : JSON.parse(jsonOf(command));
 }
 
+/**
+ * A request body as JSON, refusing what JSON cannot hold instead of changing it, before anything
+ * is sent (a 400, as the server's own would be): NaN and the infinities became `null`, stored in
+ * silence (a probe's `put("k", NaN)`), and a bigint threw JSON's own TypeError.
+ */
 function jsonOf(body: unknown): string {
   const refuse = (key: string, what: string) => new ApiRequestError(400, "bad_request", `${key ? `${key}: ` : ""}${what}; nothing was sent`);
   return JSON.stringify(body, (key, value: unknown) => {
