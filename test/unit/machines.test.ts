@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { bank } from "../../shared/machines/bank.js";
+import { validateCommand } from "../../shared/api/commands.js";
 import { type KvCommand, kv } from "../../shared/machines/kv.js";
 import { MemoryReplicaStorage, MemoryRowStore } from "../../shared/protocol/memory.js";
 import { DigestedState, applyEntry, prefetchFor, recomputeDigest, sessionKey } from "../../shared/protocol/state.js";
@@ -404,5 +405,28 @@ describe("a query whose answer is too large", () => {
     const broken = { ...bank, query: () => { throw new Error("bug"); } };
     const other = new ReplicaDriver(new ReplicaCore(store, meta, broken, { entries: 100, slack: 10 }), realClock);
     await expect(other.query({ op: "balances" }, 0, 0)).rejects.toThrow("bug");
+  });
+});
+
+// Every account `open` takes must be a row a restore takes: zod counts a string's length in code
+// points, checkRow counted UTF-16 units, so an account of 65 to 128 emoji was opened, snapshotted,
+// and its file refused by every restore ("account: longer than 128 characters", a probe).
+describe("bank: the accounts open takes, a restore takes", () => {
+  for (const [what, account] of [
+    ["ASCII at the bound", "a".repeat(accountCharsMax)],
+    ["100 emoji", "😀".repeat(100)],
+    ["emoji at the bound", "😀".repeat(accountCharsMax)],
+  ] as const) {
+    it(`${what}: open is accepted, and checkRow accepts its row`, () => {
+      const r = validateCommand(bank, { op: "open", account, balance: 5 });
+      expect(r.ok).toBe(true);
+      expect(bank.checkRow!(account, 5)).toBeNull();
+    });
+  }
+
+  it("one past the bound is refused by both", () => {
+    const account = "😀".repeat(accountCharsMax + 1);
+    expect(validateCommand(bank, { op: "open", account, balance: 5 }).ok).toBe(false);
+    expect(bank.checkRow!(account, 5)).not.toBeNull();
   });
 });

@@ -391,3 +391,23 @@ describe("a snapshot download whose replica stops answering midway", () => {
     }
   });
 });
+
+// A bank snapshot restores whatever accounts its commands opened: an account of 100 emoji (100
+// characters as `open` counts them, code points; 200 UTF-16 units) was refused by the restore.
+describe("restore of a bank snapshot with astral account names", () => {
+  it("an account `open` took is restored, and balances match", async () => {
+    await createGroup("bank-astral-src", { machine: "bank" });
+    const account = "😀".repeat(100); // 100 characters, 200 UTF-16 units
+    expect((await command("bank-astral-src", { op: "open", account, balance: 7 })).body).toMatchObject({ output: { ok: true } });
+    expect((await command("bank-astral-src", { op: "open", account: "alice", balance: 3 })).body).toMatchObject({ output: { ok: true } });
+    const snap = await SELF.fetch("http://smr.test/v1/groups/bank-astral-src/snapshot", { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(snap.status).toBe(200);
+    const file = await snap.text();
+
+    await createGroup("bank-astral-dst", { machine: "bank" });
+    const res = await SELF.fetch("http://smr.test/v1/groups/bank-astral-dst/restore", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/x-ndjson" }, body: file });
+    const body = await res.json();
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect((await query("bank-astral-dst", { op: "balances" })).body.result).toEqual({ accounts: { [account]: 7, alice: 3 }, total: 10 });
+  });
+});
