@@ -3,7 +3,7 @@
 import { SELF, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import type { ReplicaObject } from "../../workers/replica.js";
-import { gunzipped } from "../../workers/routes/snapshots.js";
+import { gunzipped, lines } from "../../workers/routes/snapshots.js";
 import { setFault } from "../../workers/faults.js";
 import { decodeBookmark, groupTag } from "../../shared/api/bookmark.js";
 import { adminToken, api, apiEventKinds, clientToken, command, createGroup, expectError, query, replicaObject, replicaStatuses, waitFor } from "./helpers.js";
@@ -409,5 +409,31 @@ describe("restore of a bank snapshot with astral account names", () => {
     const body = await res.json();
     expect(res.status, JSON.stringify(body)).toBe(200);
     expect((await query("bank-astral-dst", { op: "balances" })).body.result).toEqual({ accounts: { [account]: 7, alice: 3 }, total: 10 });
+  });
+});
+
+describe("a restore file's lines", () => {
+  const parts = (...chunks: string[]) =>
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        for (const chunk of chunks) c.enqueue(new TextEncoder().encode(chunk));
+        c.close();
+      },
+    });
+  const read = async (body: ReadableStream<Uint8Array>) => {
+    const out: string[] = [];
+    for await (const line of lines(body)) out.push(`${line.no}:${line.text.length}`);
+    return out;
+  };
+  const mib = 1024 * 1024;
+
+  it("are at most 1 MiB each, whether one came whole in one part or over several (one whole in a part was taken)", async () => {
+    await expect(read(parts(`h\n${"x".repeat(mib + 1)}\n`))).rejects.toThrow(/^line 2: longer than 1048576 bytes$/);
+    await expect(read(parts("h\nab", `${"x".repeat(mib)}\nc\n`))).rejects.toThrow(/^line 2: longer than 1048576 bytes$/);
+    await expect(read(parts("h\n", "x".repeat(mib + 1)))).rejects.toThrow(/^line 2: longer than 1048576 bytes$/);
+    // Multibyte: counted in bytes (3 each), not characters.
+    await expect(read(parts(`${"\u20ac".repeat(mib / 3 + 1)}\n`))).rejects.toThrow(/^line 1: longer than 1048576 bytes$/);
+    expect(await read(parts(`h\n${"x".repeat(mib)}\nlast`))).toEqual(["1:1", `2:${mib}`, "3:4"]);
+    expect(await read(parts("h\nab", `${"x".repeat(mib - 2)}\nc\n`))).toEqual(["1:1", `2:${mib}`, "3:1"]);
   });
 });

@@ -179,7 +179,7 @@ const lineBytesMax = 1024 * 1024;
  * the last one completed before the chunk: "line 1" for a bad byte on line 301, a probe; one call
  * per line was 2 to 3 times slower, a review.)
  */
-async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{ no: number; text: string }> {
+export async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{ no: number; text: string }> {
   if (!body) return;
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   const reader = body.getReader();
@@ -219,6 +219,11 @@ async function* lines(body: ReadableStream<Uint8Array> | null): AsyncGenerator<{
         const last = value.lastIndexOf(10);
         if (last < 0) (pending.push(value), (pendingBytes += value.byteLength));
         else {
+          // Every whole line in this part is bounded too, not only the one left under way: a
+          // longer one that came whole in one part was taken (a probe).
+          for (let start = -pendingBytes, nl = value.indexOf(10), n = no + 1; nl >= 0; start = nl + 1, nl = value.indexOf(10, start), n++) {
+            if (nl - start > lineBytesMax) throw new ApiError("bad_request", `line ${n}: longer than ${lineBytesMax} bytes`);
+          }
           const text = decode(joined([...pending, value.subarray(0, last + 1)]));
           pending = last + 1 < value.byteLength ? [value.subarray(last + 1)] : [];
           pendingBytes = value.byteLength - last - 1;
