@@ -92,7 +92,7 @@ function cutOffSaid(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array
         part = await reader.read();
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
-        throw new Error(`the download was cut off after ${bytes} bytes (${why}); download it again: the server cuts one off when the replica serving it finds its rows damaged, and the next goes to another replica (when every replica's rows are damaged, none completes: the group's audits raise the alarm, smr audits <group>)`);
+        throw new Error(`the download was cut off after ${bytes} bytes (${why}); download it again: the server cuts one off when the replica serving it stops answering or finds its rows damaged, and the next goes to a replica that answers (when every replica's rows are damaged, none completes: the group's audits raise the alarm, smr audits <group>)`);
       }
       if (part.done) return c.close();
       bytes += part.value.length;

@@ -407,7 +407,19 @@ snapshotRoutes.post("/:group/restore", async (c) => {
   // Refused unread (the runtime drains it; see jsonBody).
   if (Number(c.req.header("content-length") ?? "0") > restoreBytesMax) throw new ApiError("too_large", `body: larger than ${restoreBytesMax} bytes`);
   const upload = uploadOf(c);
-  let record = await groups.lookup(c.env, group);
+  // Refused before the file is read (no such group, one being deleted, a sequencer out of reach):
+  // the rest of the upload is read first, as for the later refusals. Its reader taken and then
+  // dropped by the throw, the runtime did not drain it: a client still sending the file got a
+  // connection reset or a 500 "Network connection lost." instead of the 404 or 503 (a probe).
+  const beforeRead = async <T>(p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } catch (err) {
+      await upload.drain();
+      throw err;
+    }
+  };
+  let record = await beforeRead(groups.lookup(c.env, group));
   // The pages, end and abort go to the sequencer that began the restore: the record withSequencer
   // found it by (a cached record from before a move or failover sent them to the old object, which
   // refused the pages and took the abort as done, and the new one stayed 'restoring' for
@@ -417,7 +429,7 @@ snapshotRoutes.post("/:group/restore", async (c) => {
     record = at;
     return rpc<RestoreAnswer>(s.beginRestore());
   };
-  const begun = await groups.withSequencer(c.env, group, begin, (a) => a.kind === "not_found");
+  const begun = await beforeRead(groups.withSequencer(c.env, group, begin, (a) => a.kind === "not_found"));
   if (begun.kind !== "ok") {
     await upload.drain();
     throw restoreError(begun);
