@@ -23,7 +23,7 @@ import {
 } from "../limits.js";
 import { locationHints } from "../geo.js";
 import { utf8Length } from "../text.js";
-import { machineNames } from "../machines/index.js";
+import { machineNames, machines } from "../machines/index.js";
 import type { GroupConfig } from "../protocol/types.js";
 import type { MachineName } from "./types.js";
 import { groupNamePattern, replicaIdPattern, tokenIdPattern } from "./names.js";
@@ -41,6 +41,11 @@ export { groupNamePattern, replicaIdPattern, tokenIdPattern };
  * they are, and each schema's description says the same in words.
  */
 export const refinedAs = z.registry<Record<string, unknown>>();
+
+/** What each listed machine still orders at the storage quota (StateMachine.goesAtQuota): said from the list, so a machine added to it is said too. */
+const goesAtQuotaSaid = Object.entries(machines)
+  .map(([name, m]) => `${name}: ${m.goesAtQuota?.commands ?? "none"}`)
+  .join("; ");
 
 export const createGroupBody = z
   .object({
@@ -71,7 +76,7 @@ export const createGroupBody = z
       .min(storageQuotaMiBMin)
       .max(storageQuotaMiBMax)
       .optional()
-      .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only small ones that grow no state go (kv: delete, and a txn of deletes; lock: release, renew); default ${storageQuotaMiBDefault}. When the group exists, another one given is a 409 (it is set at creation)`),
+      .describe(`while any replica's storage holds this many MiB, commands that write are refused (503) and only small ones that grow no state go (${goesAtQuotaSaid}); default ${storageQuotaMiBDefault}. When the group exists, another one given is a 409 (it is set at creation)`),
   })
   .strict()
   .refine((b) => b.locations === undefined || b.locations.length === b.replicas, {

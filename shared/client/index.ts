@@ -248,7 +248,7 @@ export interface KvTxnOutput {
 export interface WatchOptions {
   /** Events after this seq (default: from the serving replica's applied position). */
   from?: number;
-  /** Only entries that change a key with this prefix (kv). */
+  /** Only entries that change a key with this prefix (the machine's keys, as its entries' `changes` name them). */
   prefix?: string;
   /** Ends the watch: the iterator then finishes without an error. */
   signal?: AbortSignal;

@@ -864,7 +864,12 @@ export class ReplicaCore {
 
   query(q: unknown): unknown {
     try {
-      return this.machine.query(this.state.machineView(), q);
+      // Read-only: a query that wrote changed this replica's rows with no entry in the log (docs/MACHINES.md).
+      const view = this.state.machineView();
+      const refuse = (): never => {
+        throw new Error(`machine ${this.machine.name}: a query must only read (it called put or delete): the replica refused it`);
+      };
+      return this.machine.query({ ...view, put: refuse, delete: refuse }, q);
     } finally {
       this.state.endStep();
     }

@@ -3,7 +3,8 @@ import { describe, expect, it, vi } from "vitest";
 import { defineMachine } from "../../shared/machines/define.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { dice } from "../fixtures/random-machine.js";
-import { checkFaults, cloneCheck, simCheck, staticCheck } from "./machine-checks.js";
+import { memo } from "../fixtures/memo-machine.js";
+import { checkFaults, cloneCheck, freshInstance, simCheck, staticCheck } from "./machine-checks.js";
 import { faultKinds, reproduce, simulate, type SimOptions } from "./run.js";
 
 // A machine with hidden state: a module-level counter, which no static check sees.
@@ -118,3 +119,48 @@ function counterLike(name: string) {
     generate: { command: (rng: any) => ({ op: "set" as const, key: `k${rng.int(3)}` }), query: (rng: any) => ({ op: "get" as const, key: `k${rng.int(3)}` }) },
   };
 }
+
+// What check-machine missed in a probe that wrote its own machine from docs/MACHINES.md (a FIFO
+// queue): a memo table, clocks reached through globalThis or Intl, and rows refused by checkRow
+// that the commands wrote and later replaced.
+describe("check-machine: hidden state, clocks and rows it missed", () => {
+  it("a module-level memo table (an idempotent insert) is caught: a fresh copy of the module answers otherwise", async () => {
+    // MACHINES.md: "No hidden state: ... (module-level variables, caches, memo tables)"; "A
+    // clock, randomness or hidden state shows up here". Every clone in one process shares the
+    // table, so it passed all three checks.
+    const fresh = await freshInstance("test/fixtures/memo-machine.ts", "memo");
+    expect(fresh).not.toBe(memo);
+    expect(cloneCheck(memo, { seed: 1, prefix: 10, commands: 20, fresh }).join("\n")).toMatch(/"since":"[^"]+"\} on one copy of the state and \{"since":"[^"]+"\} on another/);
+    // The shipped machines keep no state outside their rows: a fresh copy answers alike.
+    for (const name of ["kv", "bank", "lock"]) {
+      const again = await freshInstance(`shared/machines/${name}.ts`, name);
+      expect(cloneCheck(machineFor(name), { seed: 1, prefix: 20, commands: 100, fresh: again }), name).toEqual([]);
+    }
+  });
+
+  it("the static check names a clock or I/O reached through globalThis, Intl, localeCompare or import()", () => {
+    const found = staticCheck("test/fixtures/sneaky-machine.ts").map((f) => `${f.line}: ${f.what}`);
+    expect(found).toEqual(["11: uses Date", "12: uses Intl", "13: uses localeCompare", "14: imports node:fs"]);
+    for (const name of ["kv", "bank", "lock"]) expect(staticCheck(`shared/machines/${name}.ts`), name).toEqual([]);
+  });
+
+  it("a row checkRow refuses is caught when a command writes it, not only if it is still there at the end", () => {
+    // MACHINES.md: "`check-machine` checks every row the generated commands write passes it". A
+    // snapshot taken between the two commands holds the row, and every restore of it is refused.
+    let n = 0;
+    const transient = defineMachine({
+      name: "transient",
+      commandSchema: z.object({ op: z.literal("set"), key: z.enum(["k0", "k1"]) }).strict(),
+      querySchema: z.object({ op: z.literal("get") }).strict(),
+      apply(state, c) {
+        state.delete("tmp");
+        if (c.key === "k1") state.put("tmp", "bad");
+        return null;
+      },
+      query: (state) => state.get("tmp"),
+      checkRow: (_key, value) => (value === "bad" ? "never bad" : null),
+      generate: { command: () => ({ op: "set" as const, key: n++ % 2 === 0 ? ("k1" as const) : ("k0" as const) }), query: () => ({ op: "get" as const }) },
+    });
+    expect(cloneCheck(transient, { seed: 1, prefix: 0, commands: 4 }).join("\n")).toMatch(/wrote the row \["tmp","bad"\], which checkRow refuses .*: never bad/);
+  });
+});

@@ -3,11 +3,12 @@
 // and the simulator running it on several replicas under faults. Each returns what it found.
 import { readFileSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import ts from "typescript";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { ApplyContext, StateMachine } from "../../shared/machines/types.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
-import { DigestedState, machinePrefix } from "../../shared/protocol/state.js";
+import { type Changes, DigestedState, machinePrefix } from "../../shared/protocol/state.js";
 import { Prng } from "./prng.js";
 import { type FaultKind, reproduce, simulate } from "./run.js";
 import { materialized } from "../../shared/machines/output.js";
@@ -21,7 +22,11 @@ export interface Finding {
 }
 
 /** Globals that read a clock, draw randomness, schedule work or reach outside the process. */
-const bannedGlobals = new Set(["Date", "crypto", "fetch", "performance", "setTimeout", "setInterval", "setImmediate", "queueMicrotask", "process", "XMLHttpRequest", "WebSocket"]);
+const bannedGlobals = new Set(["Date", "Intl", "crypto", "fetch", "performance", "setTimeout", "setInterval", "setImmediate", "queueMicrotask", "process", "XMLHttpRequest", "WebSocket"]);
+/** The global object's names: `globalThis.Date` is the clock as much as `Date` is. */
+const globalObjects = new Set(["globalThis", "self", "window", "global"]);
+/** Methods whose answer depends on the runtime's locale data (MACHINES.md: sort by code point). */
+const localeMethods = new Set(["localeCompare", "toLocaleString", "toLocaleDateString", "toLocaleTimeString", "toLocaleUpperCase", "toLocaleLowerCase"]);
 /** Modules a machine may not import: I/O, clocks, randomness, timers. */
 const bannedModules = /^(node:|cloudflare:)|^(crypto|fs|fs\/promises|net|http|https|http2|dgram|dns|child_process|perf_hooks|timers|os|worker_threads)$/;
 
@@ -42,14 +47,19 @@ export function staticCheck(entry: string, root = process.cwd()): Finding[] {
     const at = (node: ts.Node, what: string) =>
       findings.push({ file: relative(root, file), line: source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1, what });
     const visit = (node: ts.Node): void => {
-      if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
-        const spec = node.moduleSpecifier.text;
-        if (spec.startsWith(".")) queue.push(resolve(dirname(file), spec.replace(/\.js$/, ".ts")));
-        else if (bannedModules.test(spec)) at(node, `imports ${spec}`);
+      const imported = importedModule(node);
+      if (imported !== null) {
+        if (imported.spec === null) at(node, "imports a module named at run time");
+        else if (imported.spec.startsWith(".")) queue.push(resolve(dirname(file), imported.spec.replace(/\.js$/, ".ts")));
+        else if (bannedModules.test(imported.spec)) at(node, `imports ${imported.spec}`);
       } else if (ts.isIdentifier(node) && bannedGlobals.has(node.text) && !isPropertyName(node)) {
         at(node, `uses ${node.text}`);
-      } else if (ts.isPropertyAccessExpression(node) && node.expression.getText(source) === "Math" && node.name.text === "random") {
+      } else if (ts.isPropertyAccessExpression(node) && ownerName(node.expression, source) === "Math" && node.name.text === "random") {
         at(node, "uses Math.random");
+      } else if (ts.isPropertyAccessExpression(node) && ts.isIdentifier(node.expression) && globalObjects.has(node.expression.text) && bannedGlobals.has(node.name.text)) {
+        at(node, `uses ${node.name.text}`);
+      } else if (ts.isPropertyAccessExpression(node) && localeMethods.has(node.name.text)) {
+        at(node, `uses ${node.name.text}`);
       } else if (ts.isElementAccessExpression(node) && ts.isStringLiteralLike(node.argumentExpression)) {
         const name = node.argumentExpression.text;
         if (bannedGlobals.has(name) || (name === "random" && node.expression.getText(source) === "Math")) at(node, `uses ${name} by name`);
@@ -59,6 +69,24 @@ export function staticCheck(entry: string, root = process.cwd()): Finding[] {
     visit(source);
   }
   return findings;
+}
+
+/** The module an import or export declaration, `import(...)` or `require(...)` names (spec null: not a string literal), or null if node is none of them. */
+function importedModule(node: ts.Node): { spec: string | null } | null {
+  if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier) {
+    return { spec: ts.isStringLiteral(node.moduleSpecifier) ? node.moduleSpecifier.text : null };
+  }
+  if (ts.isCallExpression(node) && (node.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(node.expression) && node.expression.text === "require"))) {
+    const arg = node.arguments[0];
+    return { spec: arg !== undefined && ts.isStringLiteralLike(arg) ? arg.text : null };
+  }
+  return null;
+}
+
+/** `Math` for `Math` and `globalThis.Math` alike. */
+function ownerName(expression: ts.Expression, source: ts.SourceFile): string {
+  if (ts.isPropertyAccessExpression(expression) && ts.isIdentifier(expression.expression) && globalObjects.has(expression.expression.text)) return expression.name.text;
+  return expression.getText(source);
 }
 
 /** A name after a dot or before a colon: a property, not the global of that name. */
@@ -72,12 +100,32 @@ function isPropertyName(node: ts.Identifier): boolean {
 
 // ---- commands twice on cloned states -----------------------------------------------------------
 
+let freshImports = 0;
+
+/**
+ * A second instance of the machine exported as `name` from `file`: the module evaluated again, so
+ * its module-level variables start empty, as on a replica that restarted or was rebuilt by state
+ * transfer. Copies of the state in one process share the first instance's: a memo table filled by
+ * an idempotent insert agreed with itself on every clone and in the simulator.
+ */
+export async function freshInstance(file: string, name: string): Promise<StateMachine<any, any>> {
+  const module = (await import(`${pathToFileURL(resolve(file)).href}?fresh=${++freshImports}`)) as Record<string, unknown>;
+  const found = Object.values(module).find((v): v is StateMachine<any, any> => typeof v === "object" && v !== null && (v as StateMachine).name === name && typeof (v as StateMachine).apply === "function");
+  if (!found) throw new Error(`${file} exports no machine named ${name}`);
+  return found;
+}
+
 export interface CloneCheckOptions {
   seed: number;
   /** Commands applied before the checked ones, so they meet a state with rows in it. */
   prefix: number;
   /** Commands each applied to two clones of the state (and queries run on both). */
   commands: number;
+  /**
+   * Another instance of the machine's module (freshInstance): the second clone runs it, so state
+   * kept outside the rows (module-level variables, caches, memo tables) shows as a difference.
+   */
+  fresh?: StateMachine<any, any>;
 }
 
 const startMs = Date.UTC(2026, 0, 1);
@@ -108,9 +156,9 @@ function text(value: unknown): string {
 type Outcome = { output: string } | { threw: string };
 const show = (o: Outcome) => ("output" in o ? o.output : `an exception (${o.threw})`);
 
-function applyOnce(machine: StateMachine<any, any>, state: DigestedState, command: unknown, ctx: ApplyContext): Outcome {
+function applyOnce(machine: StateMachine<any, any>, state: DigestedState, command: unknown, ctx: ApplyContext, changes?: Changes): Outcome {
   try {
-    const output = materialized(machine.apply(state.machineView(), structuredClone(command), ctx));
+    const output = materialized(machine.apply(state.machineView(changes), structuredClone(command), ctx));
     return { output: text(output) };
   } catch (err) {
     return { threw: String(err instanceof Error ? err.message : err) };
@@ -144,15 +192,22 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
     const what = `command ${i} ${text(command)}`;
     if (i > o.prefix) {
       const [a, b] = [cloneState(main), cloneState(main)];
-      const [outA, outB] = [applyOnce(machine, a, command, ctx), applyOnce(machine, b, command, ctx)];
+      const [outA, outB] = [applyOnce(machine, a, command, ctx), applyOnce(o.fresh ?? machine, b, command, ctx)];
       if (text(outA) !== text(outB)) fail(`${what} gave ${show(outA)} on one copy of the state and ${show(outB)} on another`);
       else if (a.digest !== b.digest || rowsOf(a) !== rowsOf(b)) fail(`${what} left two copies of the state with different rows`);
       // The commands said to grow no state (StateMachine.goesAtQuota) are all a full group orders.
       else if (machine.goesAtQuota?.test(command) && rowsOf(a).length > rowsOf(main).length) fail(`${what} goes at the storage quota (goesAtQuota) but grew the state's rows from ${rowsOf(main).length} to ${rowsOf(a).length} characters`);
-      checkQuery(machine, rng, a, b, fail);
+      checkQuery(machine, o.fresh ?? machine, rng, a, b, fail);
     }
-    const outcome = applyOnce(machine, main, command, ctx);
+    const changes: Changes = new Map();
+    const outcome = applyOnce(machine, main, command, ctx, changes);
     if ("threw" in outcome) fail(`${what} threw: ${outcome.threw}`);
+    // Every row as it is written, not only those left at the end: a snapshot taken between two
+    // commands holds it, and a restore of that file is refused.
+    for (const [key, value] of changes) {
+      const problem = value === null ? null : (machine.checkRow?.(key, JSON.parse(value)) ?? null);
+      if (problem !== null) fail(`${what} wrote the row [${text(key)},${value}], which checkRow refuses (a restore of a snapshot taken then would too): ${problem}`);
+    }
     applied.push({ command, ctx, outcome });
   }
   if (failures.length > 0) return failures;
@@ -191,12 +246,12 @@ function checkRows(machine: StateMachine<any, any>, state: DigestedState, fail: 
   if (problem !== null) fail(`the commands left a state checkState refuses (a restore would too): ${problem}`);
 }
 
-function checkQuery(machine: StateMachine<any, any>, rng: Prng, a: DigestedState, b: DigestedState, fail: (m: string) => void): void {
+function checkQuery(machine: StateMachine<any, any>, other: StateMachine<any, any>, rng: Prng, a: DigestedState, b: DigestedState, fail: (m: string) => void): void {
   const query = machine.generate.query(rng);
   const valid = validateQuery(machine, query);
   if (!valid.ok) return void fail(`the generator made an invalid query ${text(query)}: ${valid.message}`);
   const before = a.digest;
-  const [ra, rb] = [answer(machine, a, query), answer(machine, b, query)];
+  const [ra, rb] = [answer(machine, a, query), answer(other, b, query)];
   if (ra !== rb) fail(`query ${text(query)} answered ${ra} on one copy of the state and ${rb} on another`);
   if (a.digest !== before) fail(`query ${text(query)} changed the state (a query must only read)`);
 }

@@ -149,7 +149,9 @@ describe("ISO timestamps without Date", () => {
 
 describe("the list of machines", () => {
   it("is what groups may be created with, and what the router validates against", () => {
-    expect(machineNames).toEqual(["kv", "bank", "lock"]);
+    // Those shipped, and any a user lists after them (docs/MACHINES.md): not an exact list, which
+    // failed npm test for a probe that added a machine as the doc says.
+    expect(machineNames.slice(0, 3)).toEqual(["kv", "bank", "lock"]);
     expect(createGroupBody.safeParse({ machine: "lock" }).success).toBe(true);
     expect(createGroupBody.safeParse({ machine: "locks" }).success).toBe(false);
     expect(machineFor("lock")).toBe(lock);

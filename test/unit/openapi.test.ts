@@ -238,3 +238,16 @@ describe("the pages served as static assets", () => {
     expect([...assetsNotYetAdded].filter((r) => !missing.includes(r))).toEqual([]);
   });
 });
+
+// A machine listed in shared/machines/index.ts is all docs/MACHINES.md asks of its author: what
+// the API says of machines follows from the list too.
+describe("what the OpenAPI document says of the listed machines", () => {
+  it("storageQuotaMiB names, for each listed machine, the commands that still go at the quota (goesAtQuota), not a list written by hand", () => {
+    const doc = buildDocument() as { components: { schemas: Record<string, { properties: Record<string, { description?: string }> }> } };
+    const said = doc.components.schemas.CreateGroupBody!.properties.storageQuotaMiB!.description!;
+    for (const [name, m] of Object.entries(machines)) {
+      // A machine without goesAtQuota has no command that goes (bank): said so, not left out.
+      expect(said, name).toContain(m.goesAtQuota ? `${name}: ${m.goesAtQuota.commands}` : `${name}: none`);
+    }
+  });
+});
