@@ -74,7 +74,9 @@ export async function readNearest(env: Env, config: GroupConfig, order: { id: st
     }
     const winner = running.get(got.id)!;
     running.delete(got.id);
-    if (got.answer.kind === "too_large") return got.answer;
+    // Every replica would say the same (the answer's size, the machine's own bug): not retried,
+    // and no replica marked slow for it.
+    if (got.answer.kind === "too_large" || got.answer.kind === "query_wrote") return got.answer;
     if (got.answer.kind === "ok") {
       // Overtaken: asked before it and still running. It was slow itself if it answered late.
       for (const [id, r] of running) if (r.no < winner.no) noteSlow(config, id, Date.now());

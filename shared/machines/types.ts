@@ -47,6 +47,13 @@ export interface ApplyContext {
 export class ResultTooLarge extends Error {}
 
 /**
+ * Thrown by the view a replica hands a machine's query when the query calls put or delete (a
+ * machine's bug, the same at every replica): the replica answers `query_wrote`, a 500, where any
+ * other exception is taken for a replica that failed (the next is asked).
+ */
+export class QueryWrote extends Error {}
+
+/**
  * A deterministic state machine: its output and its next state depend only on its state and the
  * command (no clock, no randomness, no I/O), so every replica that applies the same log agrees.
  */

@@ -15,7 +15,9 @@ export type ReadAnswer =
   | { kind: "busy"; replica: string }
   | { kind: "timeout"; replica: string; appliedSeq: number }
   /** The answer would be over queryResultBytesMax (every replica would say the same: not retried). */
-  | { kind: "too_large"; replica: string; message: string };
+  | { kind: "too_large"; replica: string; message: string }
+  /** The machine's query called put or delete (QueryWrote): its bug, the same at every replica (a 500, not retried). */
+  | { kind: "query_wrote"; replica: string; message: string };
 
 export type SessionAnswer =
   | { kind: "found"; seq: number; commandHash: string; output: unknown }

@@ -4,7 +4,7 @@ import { readWaitersMax, resendMs, sequencerTimeoutMs, snapshotIdleMs, snapshots
 import type { Clock, ReadAnswer, ReplicaApi, SessionAnswer, VoteReply } from "./io.js";
 import type { ExportInfo, ReplicaCore, SnapshotInfo } from "./replica.js";
 import { WatchHub } from "./watch.js";
-import { ResultTooLarge } from "../machines/types.js";
+import { QueryWrote, ResultTooLarge } from "../machines/types.js";
 import type { AppendRequest, AppendResponse, AuditInfo, FenceReply, ReplicaPosition } from "./types.js";
 import type { Entry } from "../api/types.js";
 
@@ -151,6 +151,7 @@ export class ReplicaDriver implements ReplicaApi {
       result = this.core.query(q);
     } catch (err) {
       if (err instanceof ResultTooLarge) return { kind: "too_large", replica, message: err.message };
+      if (err instanceof QueryWrote) return { kind: "query_wrote", replica, message: err.message };
       throw err;
     }
     return { kind: "ok", result, seq: this.core.appliedSeq, epoch: this.core.position().epoch, replica, ...(this.core.scrubFailed ? { damaged: true as const } : {}) };

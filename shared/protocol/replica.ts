@@ -15,7 +15,7 @@ import {
   restoreNoopsMax,
   stepOutputCharsMax,
 } from "../limits.js";
-import type { RowStore, StateMachine } from "../machines/types.js";
+import { QueryWrote, type RowStore, type StateMachine } from "../machines/types.js";
 import { assert } from "./assert.js";
 import { CutMeter } from "./cut-meter.js";
 import { entryBytes, entryHash, noopsOnly } from "./entry.js";
@@ -867,7 +867,7 @@ export class ReplicaCore {
       // Read-only: a query that wrote changed this replica's rows with no entry in the log (docs/MACHINES.md).
       const view = this.state.machineView();
       const refuse = (): never => {
-        throw new Error(`machine ${this.machine.name}: a query must only read (it called put or delete): the replica refused it`);
+        throw new QueryWrote(`machine ${this.machine.name}: a query must only read (it called put or delete): the replica refused it`);
       };
       return this.machine.query({ ...view, put: refuse, delete: refuse }, q);
     } finally {

@@ -4,6 +4,7 @@ import { defineMachine } from "../../shared/machines/define.js";
 import { machineFor } from "../../shared/machines/index.js";
 import { dice } from "../fixtures/random-machine.js";
 import { memo } from "../fixtures/memo-machine.js";
+import { helperMemo } from "../fixtures/helper-memo-machine.js";
 import { checkFaults, cloneCheck, freshInstance, simCheck, staticCheck } from "./machine-checks.js";
 import { faultKinds, reproduce, simulate, type SimOptions } from "./run.js";
 
@@ -162,5 +163,53 @@ describe("check-machine: hidden state, clocks and rows it missed", () => {
       generate: { command: () => ({ op: "set" as const, key: n++ % 2 === 0 ? ("k1" as const) : ("k0" as const) }), query: () => ({ op: "get" as const }) },
     });
     expect(cloneCheck(transient, { seed: 1, prefix: 0, commands: 4 }).join("\n")).toMatch(/wrote the row \["tmp","bad"\], which checkRow refuses .*: never bad/);
+  });
+});
+
+// The fresh copy must be fresh in every module the machine imports (the static check scans them
+// all): a `?fresh=` import renewed the machine's own file only (a review).
+describe("check-machine's fresh copy of a machine", () => {
+  it("is fresh in the modules the machine imports too: a memo table kept in one is caught", async () => {
+    const fresh = await freshInstance("test/fixtures/helper-memo-machine.ts", "helper-memo");
+    expect(fresh).not.toBe(helperMemo);
+    expect(cloneCheck(helperMemo, { seed: 1, prefix: 10, commands: 20, fresh }).join("\n")).toMatch(/"since":"[^"]+"\} on one copy of the state and \{"since":"[^"]+"\} on another/);
+  });
+
+  it("of a shipped machine answers as the listed one (nothing kept outside the rows)", async () => {
+    for (const name of ["kv", "bank", "lock"]) {
+      const again = await freshInstance(`shared/machines/${name}.ts`, name);
+      expect(cloneCheck(machineFor(name), { seed: 2, prefix: 20, commands: 60, fresh: again }), name).toEqual([]);
+    }
+  });
+});
+
+// A snapshot may be taken between any two entries, and a restore feeds every row to checkState():
+// it was checked only on the rows left at the end (a review).
+describe("check-machine: a state between two commands that checkState refuses", () => {
+  it("is caught, not only a state left at the end", () => {
+    let n = 0;
+    // A pair of rows written by two commands: after the first one alone, the state is refused.
+    const pairs = defineMachine({
+      name: "pairs",
+      commandSchema: z.object({ op: z.literal("set"), half: z.enum(["x", "y"]), value: z.number().int() }).strict(),
+      querySchema: z.object({ op: z.literal("get") }).strict(),
+      apply(state, c) {
+        state.put(c.half, c.value);
+        return null;
+      },
+      query: (state) => [state.get("x"), state.get("y")],
+      checkState() {
+        const seen = new Map<string, unknown>();
+        return { row: (key, value) => void seen.set(key, value), end: () => (seen.get("x") === seen.get("y") ? null : "x and y differ") };
+      },
+      generate: {
+        command: () => {
+          const i = n++;
+          return { op: "set" as const, half: i % 2 === 0 ? ("x" as const) : ("y" as const), value: Math.floor(i / 2) };
+        },
+        query: () => ({ op: "get" as const }),
+      },
+    });
+    expect(cloneCheck(pairs, { seed: 1, prefix: 0, commands: 4 }).join("\n")).toMatch(/checkState refuses.*x and y differ/);
   });
 });

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import ts from "typescript";
+import { tsImport } from "tsx/esm/api";
 import { validateCommand, validateQuery } from "../../shared/api/commands.js";
 import type { ApplyContext, StateMachine } from "../../shared/machines/types.js";
 import { MemoryRowStore } from "../../shared/protocol/memory.js";
@@ -100,16 +101,18 @@ function isPropertyName(node: ts.Identifier): boolean {
 
 // ---- commands twice on cloned states -----------------------------------------------------------
 
-let freshImports = 0;
-
 /**
  * A second instance of the machine exported as `name` from `file`: the module evaluated again, so
  * its module-level variables start empty, as on a replica that restarted or was rebuilt by state
- * transfer. Copies of the state in one process share the first instance's: a memo table filled by
- * an idempotent insert agreed with itself on every clone and in the simulator.
+ * transfer, and so do those of every module it imports (relatively or not). Copies of the state in
+ * one process share the first instance's: a memo table filled by an idempotent insert agreed with
+ * itself on every clone and in the simulator.
  */
 export async function freshInstance(file: string, name: string): Promise<StateMachine<any, any>> {
-  const module = (await import(`${pathToFileURL(resolve(file)).href}?fresh=${++freshImports}`)) as Record<string, unknown>;
+  // tsx's tsImport loads the file in a namespace of its own, and every module it imports with it:
+  // a `?fresh=` query renewed the machine's own file only, and a memo table kept in a module it
+  // imports (a machine split over files, as the static check allows) was shared and passed.
+  const module = (await tsImport(pathToFileURL(resolve(file)).href, import.meta.url)) as Record<string, unknown>;
   const found = Object.values(module).find((v): v is StateMachine<any, any> => typeof v === "object" && v !== null && (v as StateMachine).name === name && typeof (v as StateMachine).apply === "function");
   if (!found) throw new Error(`${file} exports no machine named ${name}`);
   return found;
@@ -208,6 +211,9 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
       const problem = value === null ? null : (machine.checkRow?.(key, JSON.parse(value)) ?? null);
       if (problem !== null) fail(`${what} wrote the row [${text(key)},${value}], which checkRow refuses (a restore of a snapshot taken then would too): ${problem}`);
     }
+    // And the rows together, as a restore's checkState sees them (a rule across rows breaks between two entries as well).
+    const across = changes.size > 0 ? stateProblem(machine, main) : null;
+    if (across !== null) fail(`${what} left a state checkState refuses (a restore of a snapshot taken then would too): ${across}`);
     applied.push({ command, ctx, outcome });
   }
   if (failures.length > 0) return failures;
@@ -229,6 +235,15 @@ export function cloneCheck(machine: StateMachine<any, any>, o: CloneCheckOptions
     if (saved !== unsaved) fail(`query ${text(query)} answered ${saved} with the rows saved and ${unsaved} with them unsaved`);
   }
   return failures;
+}
+
+/** What the machine's checkState says of the state's rows, in key order as a restore feeds them (null: nothing, or no checkState). */
+function stateProblem(machine: StateMachine<any, any>, state: DigestedState): string | null {
+  const across = machine.checkState?.();
+  if (!across) return null;
+  state.save();
+  for (const [stored, value] of state.rows.scan(machinePrefix, null, Infinity)) across.row(stored.slice(machinePrefix.length), JSON.parse(value));
+  return across.end();
 }
 
 /** Every row the commands left, and the rows together, must be what a restore accepts (checkRow, checkState). */

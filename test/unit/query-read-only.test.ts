@@ -10,7 +10,7 @@ import { ReplicaDriver } from "../../shared/protocol/replica-driver.js";
 import { realClock } from "../support/direct.js";
 
 describe("a machine's query that writes", () => {
-  it("is refused by the replica (thrown, as any bug in a query), and leaves its rows and digest as they were", async () => {
+  it("is refused by the replica (answered query_wrote: a 500, not a replica that failed), and leaves its rows and digest as they were", async () => {
     const store = new MemoryReplicaStorage();
     const meta = newReplicaMeta("g", "r1", "kv", 100);
     store.saveMeta(meta);
@@ -19,7 +19,8 @@ describe("a machine's query that writes", () => {
     const driver = new ReplicaDriver(core, realClock);
     const before = core.position();
     const digest = core.beginExport("before")!.digest;
-    await expect(driver.query({ op: "get", key: "k" }, 0, 0)).rejects.toThrow(/only read/);
+    // Answered (a 500 at the router), not thrown: a thrown query is a replica that failed, and the router asked the next (a 503).
+    expect(await driver.query({ op: "get", key: "k" }, 0, 0)).toEqual({ kind: "query_wrote", replica: "r1", message: expect.stringMatching(/only read/) });
     const after = await driver.query({ op: "list" }, 0, 0);
     expect(after).toMatchObject({ kind: "ok", result: { items: [] } });
     expect(core.position()).toEqual(before);

@@ -1,5 +1,7 @@
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { api, clientToken, command, createGroup, expectError, query } from "./helpers.js";
+import type { ReplicaObject } from "../../workers/replica.js";
+import { api, clientToken, command, createGroup, expectError, query, replicaObject } from "./helpers.js";
 import { encodeBookmark } from "../../shared/api/bookmark.js";
 
 describe("write path", () => {
@@ -197,5 +199,33 @@ describe("reads", () => {
     expect(first.body.result).toEqual({ items: [["p0", 0], ["p1", 1]], next: "p1" });
     const second = await query("pages", { op: "list", prefix: "p", limit: 2, after: first.body.result.next });
     expect(second.body.result.items.map((i: any) => i[0])).toEqual(["p2", "p3"]);
+  });
+});
+
+// docs/MACHINES.md "query": a query's view refuses put and delete. A machine's query that writes is
+// a bug, the same on every replica: a 500, neither a replica to stop asking (noteSlow) nor a 503
+// retried for 90 s (a review).
+/** Every replica of `group` runs kv with a query that writes (a machine's bug). */
+async function writingQuery(group: string) {
+  for (const id of ["r1", "r2", "r3"]) {
+    await runInDurableObject(replicaObject(group, id), (inst: ReplicaObject) => {
+      const core = (inst as any).replica.driver.core;
+      const kv = core.machine;
+      core.machine = { ...kv, query: (state: any, q: any) => (state.put("written-by-a-read", 1), kv.query(state, q)) };
+    });
+  }
+}
+
+describe("a machine's query that writes (docs/MACHINES.md: refused, the read answers 500)", () => {
+  it("answers 500 internal, as the doc says, at every consistency, and the group still serves", async () => {
+    await createGroup("qwrites");
+    expect((await command("qwrites", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    await writingQuery("qwrites");
+    for (const consistency of ["linearizable", "sequential", "stale"]) {
+      const r = await query("qwrites", { op: "get", key: "a" }, consistency);
+      expect(r.status, `${consistency}: ${JSON.stringify(r.body)}`).toBe(500);
+      expect(r.body.error.code).toBe("internal");
+    }
+    expect((await command("qwrites", { op: "put", key: "b", value: 2 })).status).toBe(200);
   });
 });

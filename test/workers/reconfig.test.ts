@@ -4,6 +4,7 @@ import type { ReplicaObject } from "../../workers/replica.js";
 import type { SequencerObject } from "../../workers/sequencer.js";
 import { directoryClient } from "../../workers/directory.js";
 import { sequencerCallTimeoutMs } from "../../shared/limits.js";
+import { refusal } from "../../shared/protocol/sequencer.js";
 import { api, clientToken, command, createGroup, expectError, query, replicaStatuses as replicas, waitFor, replicaObject } from "./helpers.js";
 
 /** Writes in the background until stopped; every write must succeed. */
@@ -281,5 +282,26 @@ describe("reconfiguration", () => {
     // Room again once one is removed.
     expect((await api("DELETE", "/v1/groups/seven/replicas/r7")).status).toBe(202);
     expect((await api("POST", "/v1/groups/seven/replicas", {})).status).toBe(202);
+  });
+});
+
+// A change refused for a quorum its sequencer does not reach, where the router reaches the voters
+// (noQuorumSide "sequencer"): the answer must not say "bring the unreachable replicas back". A
+// partition between the sequencer and its replicas alone cannot be injected (a fault cuts an object
+// off from everyone), so its driver refuses as a cut-off one does (a review).
+describe("a change refused by a sequencer cut off from voters that answer the router", () => {
+  it("says the sequencer is the one cut off, not that the replicas are unreachable", async () => {
+    await createGroup("cutseq");
+    expect((await command("cutseq", { op: "put", key: "a", value: 1 })).status).toBe(200);
+    await runInDurableObject(env.SEQUENCER.get(env.SEQUENCER.idFromName("cutseq")), (inst: SequencerObject) => {
+      const driver = (inst as any).driver;
+      driver.reachesQuorum = () => false;
+      driver.addReplica = async () => ({ ok: false, ...refusal("no_quorum", "r4", "fewer than 2 of its 3 voters answering a heartbeat within 6000 ms") });
+    });
+    const refused = await api("POST", "/v1/groups/cutseq/replicas", {});
+    expect(refused.status, JSON.stringify(refused.body)).toBe(503);
+    expect(refused.body.error.reason).toBeUndefined(); // a failover may mend it: retried as any 503
+    expect(refused.body.error.message).toMatch(/the voters answer this router: the sequencer is the one cut off/);
+    expect(refused.body.error.message).not.toMatch(/bring the unreachable replicas back/);
   });
 });

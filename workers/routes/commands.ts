@@ -139,6 +139,10 @@ function readResult(c: Context<App>, group: string, life: number, a: ReadAnswer)
       throw new ApiError("timeout", `replica ${a.replica} did not reach the requested position in ${readWaitMs} ms (it is at ${a.appliedSeq}); retry`, 1);
     case "too_large":
       throw new ApiError("too_large", a.message);
+    case "query_wrote":
+      // A bug in the machine (docs/MACHINES.md "query"): a 500, logged as one.
+      logEvent({ event: "internal-error", group, message: a.message }, "error");
+      throw new ApiError("internal", `${a.message} (docs/MACHINES.md, "query")`);
     case "not_found":
     case "quarantined":
     case "damaged":

@@ -72,10 +72,17 @@ async function changeError(env: Env, group: string, r: ChangeRefused): Promise<A
       .lookup(env, group)
       .then((record) => noQuorumSide(env, record.config))
       .catch(() => null);
-    if (side?.noQuorumSide === "replicas") {
+    // Voters that answer but are quarantined count for no quorum either, and are not silent: a
+    // repair or a release mends them, not bringing them back (an empty list read "The voters  do").
+    if (side?.noQuorumSide === "replicas" && side.silentVoters.length > 0) {
       const silent = side.silentVoters.join(", ");
       const message = `${r.reason}. The voters ${silent} do not answer this router either: no failover can mend this; bring them back, or restore a snapshot of a replica that answers into a new group (docs/OPERATIONS.md, "A majority of replicas lost")`;
       return new ApiError("unavailable", message, 1, "unreachable");
+    }
+    // A quorum answers here: the sequencer is the one cut off, and its "bring the unreachable
+    // replicas back" does not apply; a failover replaces it if it lasts (retried as any 503).
+    if (side?.noQuorumSide === "sequencer") {
+      return new ApiError("unavailable", `the change could not commit: its sequencer reaches no quorum of the voters, but the voters answer this router: the sequencer is the one cut off from them, and a failover replaces it if that lasts (the group's status shows noQuorumSide "sequencer"); retry`, 1);
     }
   }
   return new ApiError(r.code, r.reason, r.code === "unavailable" ? 1 : undefined, r.why);
