@@ -121,6 +121,14 @@ export class SequencerDriver {
   private readonly lastRepairError = new Map<string, string>();
   /** Rebuilds under way, by target: what the status shows of each (the rows copied so far). */
   private readonly rebuilds = new Map<string, RebuildProgress>();
+  /**
+   * Installs whose end was asked and never answered (both tries lost), by target: the end may have
+   * happened. The next repair asks that end again before it begins anything: a new install's begin
+   * emptied a replica rebuilt already, which then refused every fence until caught up, and with one
+   * more replica lost no recovery could take office (the simulator, seed 3314 with
+   * --output-free 30 --watchers 2: the end's answer and its retry dropped, r3's storage lost).
+   */
+  private readonly unendedInstalls = new Map<string, { transferId: string; seq: number; source: string }>();
   private stopped = false;
   /** A state transfer is under way (a restore waits for it: both install on replicas). */
   get repairsUnderway(): boolean {
@@ -1002,7 +1010,7 @@ export class SequencerDriver {
   }
 
   private perReplicaMaps(): Map<string, unknown>[] {
-    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.copySuspects, this.installFailed, this.lastRepairError, this.lastSentMs, this.ackedSentMs, this.heldSinceMs, this.rebuilds];
+    return [this.retryAtMs, this.repairFailures, this.badSources, this.scrubFailed, this.copySuspects, this.installFailed, this.lastRepairError, this.lastSentMs, this.ackedSentMs, this.heldSinceMs, this.rebuilds, this.unendedInstalls];
   }
 
   /**
@@ -1318,12 +1326,36 @@ export class SequencerDriver {
     return true;
   }
 
-  private async endInstallOn<T>(target: string, end: () => Promise<T>): Promise<T> {
+  private async endInstallOn<T>(target: string, end: () => Promise<T>, install?: { transferId: string; seq: number; source: string }): Promise<T> {
     if (!(await this.untilListedWithout(target))) throw new Error(`the directory did not take the quarantine list without ${target} within ${directoryWriteTimeoutMs / 1000} s: its install is not ended (a successor would quarantine it again)`);
     // Asked once more when no answer came: the end may have happened, and the target answers the
     // same transfer's end again with its outcome (ReplicaMeta.installed). Taken for a failure, the
     // rebuilt replica was told "quarantined" and rebuilt once more (the simulator, seed 1184612567).
+    // Both unanswered: the next repair asks again before it begins another install (unendedInstalls;
+    // the caller forgets it once an answer came).
+    if (install) this.unendedInstalls.set(target, install);
     return end().catch((err: unknown) => (this.stopped ? Promise.reject(err) : end()));
+  }
+
+  /**
+   * The end of an install whose answer never came, asked again (the target answers a repeated end
+   * with its outcome): ended, the target holds a verified copy at that seq and needs no other
+   * (the position installed); not that transfer's, or it failed, null and a repair as usual. No
+   * answer again: this repair fails, and begins no install on a target that may be rebuilt.
+   */
+  private async endUnanswered(target: string, progress: InstallProgress): Promise<number | null> {
+    const install = this.unendedInstalls.get(target);
+    if (install === undefined) return null;
+    progress.begun = true; // it may hold that half-done transfer
+    this.installing.add(target);
+    const done = await this.endInstallOn(target, () => this.targetCall(target)(this.io.link(target).endInstall(install.transferId), `install end on ${target}`), install);
+    this.unendedInstalls.delete(target);
+    if (!done?.ok) return null;
+    progress.installs = done.installs ?? 0;
+    if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);
+    this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${install.source} at seq ${install.seq} (its install's end answered late)`);
+    this.io.event?.("repair", `replica ${target} rebuilt from ${install.source} at seq ${install.seq}`, { replica: target, source: install.source, seq: install.seq });
+    return install.seq;
   }
 
   /** Tells under way to each replica (a release waits for them: see release). */
@@ -2073,6 +2105,7 @@ export class SequencerDriver {
       const installBad = this.installFailedWhy(target);
       if (installBad !== null) throw new Error(installBad);
       await this.askTarget(target);
+      if (this.unendedInstalls.has(target)) installed = await this.endUnanswered(target, progress);
       // Each source in turn until one begins: one that refuses before the target is touched (its
       // rows failed its last scrub, it is being rebuilt, or it is out of reach) leaves the next
       // its chance. The first alone was tried, and after a sequencer's restart that was a damaged
@@ -2296,7 +2329,8 @@ export class SequencerDriver {
         after = page[page.length - 1]![0];
       }
       const rows = shown.rows;
-      const done = await this.endInstallOn(target, () => toTarget(dst.endInstall(transferId), `install end on ${target}`));
+      const done = await this.endInstallOn(target, () => toTarget(dst.endInstall(transferId), `install end on ${target}`), { transferId, seq: info.seq, source });
+      this.unendedInstalls.delete(target);
       if (done && !done.ok) this.noteBadCopy(target, source, info, done.digest);
       if (!done?.ok) throw new Error(`${target}'s installed state has digest ${done?.digest}, expected ${info.digest}`);
       progress.installs = done.installs ?? 0;
@@ -2401,7 +2435,8 @@ export class SequencerDriver {
     const info: SnapshotInfo = { seq: 0, digest: zeroHash, logHash: zeroHash, entryEpoch: 0, timestamp: null, epoch: this.core.epoch };
     const transferId = `${this.core.epoch}:0:${++this.transfers}:${this.io.nowMs()}:empty`;
     if (!(await this.beginInstallOn(target, progress, () => call(dst.beginInstall(info, transferId, this.core.epoch), `install on ${target}`)))) throw new Error(`${target} cannot install (or a newer sequencer fenced it)`);
-    const done = await this.endInstallOn(target, () => call(dst.endInstall(transferId), `install end on ${target}`));
+    const done = await this.endInstallOn(target, () => call(dst.endInstall(transferId), `install end on ${target}`), { transferId, seq: 0, source: "the log" });
+    this.unendedInstalls.delete(target);
     if (!done?.ok) throw new Error(`${target}'s empty state has digest ${done?.digest}`);
     progress.installs = done.installs ?? 0;
     if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);

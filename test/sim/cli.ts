@@ -41,6 +41,10 @@ async function main(): Promise<number> {
   if (!machineNames.includes(machine)) throw new Error(`--machine must be one of ${machineNames.join(", ")}`);
   const outputs = args.get("outputs") as SimOptions["outputs"];
   if (outputs !== undefined && outputs !== "first" && outputs !== "majority") throw new Error("--outputs must be first or majority");
+  // With "first" a corrupted replica's outputs answer clients until the next audit (docs/OPERATIONS.md):
+  // by design, so every checker of outputs would fail for it (run.ts draws "majority" with these faults).
+  const damaging = faults.filter((f) => f === "corrupt" || f === "corrupt-any" || f === "corrupt-again");
+  if (outputs === "first" && damaging.length > 0) throw new Error(`--outputs first with ${damaging.join(", ")}: a corrupted replica's outputs answer clients until the next audit (by design, docs/OPERATIONS.md), and the checkers fail every such run; leave --outputs out (majority is drawn) or leave the corrupt faults out`);
   const variant = (args.get("variant") ?? "correct") as SimOptions["variant"];
   if (!["correct", "stale-reads", "early-commit", "apply-uncommitted"].includes(variant!)) throw new Error("--variant must be correct, stale-reads, early-commit or apply-uncommitted");
   const geo = args.has("geo") ? geoOptions(args) : undefined;

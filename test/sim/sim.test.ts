@@ -53,6 +53,14 @@ describe("deterministic simulation: fixed seeds, every checker", () => {
     }
   });
 
+  it("regression: seeds 2927 and 2923, windows of 1 s (a command run three times, its client forgotten before each rerun, was counted as two effects: the linearizability check failed a correct history)", async () => {
+    // --replicas 5 --faults all+ --session-idle 1000 --sleep-after 1000 --log-bytes 1500
+    for (const seed of [2927, 2923]) {
+      const r = await clean({ seed, ops: 300, replicas: 5, faults: [...faultKinds, ...extraFaultKinds, ...laterFaultKinds], batches: true, colocate: true, sessionIdleMs: 1_000, sleepAfterMs: 1_000, logBytes: 1_500 });
+      expect(Number(r.stats.forgotten), `seed ${seed}`).toBeGreaterThan(0);
+    }
+  });
+
   it("groups that sleep in quiet times, under every fault kind: sleeps and wakes happen, nothing is lost, the group fails over and resumes", async () => {
     // Quiet cycles (World.quietUntilMs) let the sequencer sleep between bursts of work; isolations,
     // crashes and lost storage land on sleeping groups too (a PreVote then wakes the replicas).
@@ -377,5 +385,10 @@ describe("the fault kinds outside \"all\" (all+), and watchers checked against t
     // Clean (the first stayed without a sequencer). Some tells to healthy replicas remain (a lost
     // endInstall answer: docs/PROTOCOL.md), so their count is not asserted; the sweeps report it.
     for (const o of runs) await clean(o);
+  });
+
+  it("regression: seed 3314 (the answers to an install's end and to its retry both lost: the next repair began a second install on the rebuilt replica, emptying its log; with one more replica's storage lost, no recovery could fence a quorum, and the group stayed without a sequencer)", async () => {
+    // --replicas 3 --faults all+ --output-free 30 --watchers 2. install-end-lost.test.ts is the unit test.
+    await clean({ seed: 3314, ops: 300, replicas: 3, faults: [...faultKinds, ...extraFaultKinds, ...laterFaultKinds], batches: true, colocate: true, sessionOutputFreeChars: 30, watchers: 2 });
   });
 });
