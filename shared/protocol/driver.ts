@@ -1346,11 +1346,17 @@ export class SequencerDriver {
   private async endUnanswered(target: string, progress: InstallProgress): Promise<number | null> {
     const install = this.unendedInstalls.get(target);
     if (install === undefined) return null;
-    progress.begun = true; // it may hold that half-done transfer
+    progress.begun = true; // it may hold that half-done transfer (no answer: endRepair notes it rebuilding)
     this.installing.add(target);
     const done = await this.endInstallOn(target, () => this.targetCall(target)(this.io.link(target).endInstall(install.transferId), `install end on ${target}`), install);
     this.unendedInstalls.delete(target);
-    if (!done?.ok) return null;
+    // Not ended: a repair as usual, whose sources each have their chance (nothing of this repair's
+    // is on the target yet: begun, the first source's refusal failed the whole repair).
+    if (!done?.ok) return (progress.begun = false), null;
+    // Ended, but judged diverged since (a quarantine decided on an answer at that install's count or
+    // later: damage found after it): that install's end says nothing of the rows it holds now.
+    const stamp = this.core.quarantineStamp(target);
+    if (stamp !== undefined && (done.installs ?? 0) <= stamp) return (progress.begun = false), null;
     progress.installs = done.installs ?? 0;
     if (done.storageBytes !== undefined) this.core.noteStorage(target, done.storageBytes);
     this.io.log("warn", `replica ${this.core.config.group}/${target} rebuilt from ${install.source} at seq ${install.seq} (its install's end answered late)`);

@@ -1039,7 +1039,8 @@ export class ReplicaCore {
     const info = this.installing;
     if (info?.transferId !== transferId) {
       const done = this.meta.installed;
-      return done?.transferId === transferId ? { ok: true, digest: done.digest, ...this.sized(), ...this.installCount() } : { ok: false, digest: "" };
+      // Only while no other install is under way: its begin emptied what that one installed.
+      return done?.transferId === transferId && !info ? { ok: true, digest: done.digest, ...this.sized(), ...this.installCount() } : { ok: false, digest: "" };
     }
     const actual = this.installDigest?.digest ?? recomputeDigest(this.storage.rows, scrubPageRows).digest;
     if (actual !== info.digest) return { ok: false, digest: actual };
