@@ -8,24 +8,12 @@
 // Run under `npm start` (wrangler dev), where the probe met it.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bytesToHex, xorInto } from "../../shared/protocol/hash.js";
 import { rowHash } from "../../shared/protocol/state.js";
-import { root } from "../support/server.js";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
+import { freePort, root } from "../support/server.js";
 
 /** A valid kv snapshot file of n rows (about 28 bytes each). */
 function madeFile(n: number): string {

@@ -1,22 +1,10 @@
 // `npm start` (scripts/start.mjs -> wrangler dev) serves the API with tokens passed as --var.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { root } from "../support/server.js";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
+import { freePort, root } from "../support/server.js";
 
 let child: ChildProcess | undefined;
 const dir = mkdtempSync(join(tmpdir(), "smr-start-"));

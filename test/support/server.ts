@@ -1,11 +1,24 @@
 // Starts the built worker (dist/index.js from `wrangler deploy --dry-run --outdir dist`) under
 // Miniflare directly, on a free loopback port: used by the e2e tests and the benchmark.
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** A TCP port nothing listens on now (for a server a test starts itself, as npm start). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
 
 export interface ServerOptions {
   persistDir?: string;
